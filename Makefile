@@ -1,0 +1,40 @@
+# Two commands: `make run` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RW_DATA_DIR ?= ./var
+export RW_DATA_DIR
+
+.PHONY: run test install test-deps openapi bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the project's metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/reward-wallet serve --host 127.0.0.1 --port 8000 --demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -m sql
+
+openapi: $(VENV)/.installed
+	$(BIN)/reward-wallet openapi > openapi.yaml
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/wallet.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

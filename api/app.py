@@ -1,0 +1,173 @@
+"""The application factory. Nothing connects at import time: `create_app` wires the stores
+from settings, and the lifespan opens and closes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import Authenticator, BearerAuthMiddleware
+from api.problems import exception_handlers
+from api.routes import ROUTES
+from api.settings import Settings
+from programs.programs import list_program_ids
+from wallet.journal import JournalProjector
+from wallet.store import WalletStore, connect
+
+log = logging.getLogger("rw.api")
+access_log = logging.getLogger("rw.access")
+
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$"]
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Gives every request an id (or keeps a sane one the caller sent), answers it in
+    `X-Request-ID`, and logs one line per request: never a header or a body."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={"request_id": request_id, "principal": scope.get("state", {}).get("principal")},
+            )
+
+    return middleware
+
+
+def provide_wallets(state: State) -> WalletStore:
+    return state.wallets
+
+
+def provide_redis(state: State) -> Any:
+    return state.redis
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+def provide_authenticator(state: State) -> Authenticator:
+    return state.authenticator
+
+
+def create_app(settings: Settings) -> Litestar:
+    assert settings.jwt_secret is not None, "resolve_secrets(settings) first"
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL is unset: `reward-wallet serve` starts the embedded Valkey and sets it")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from piccolo.engine import engine_finder
+        from piccolo.engine.postgres import PostgresEngine
+
+        engine = engine_finder()
+        if isinstance(engine, PostgresEngine):
+            await engine.start_connection_pool(min_size=2, max_size=20)
+        client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
+        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
+        await wallets.load_functions()
+        app.state.redis = client
+        app.state.wallets = wallets
+        app.state.settings = settings
+        app.state.authenticator = Authenticator(
+            client, wallets, settings.jwt_secret or "", settings.operator_key_sha256,
+            settings.access_token_ttl_seconds,
+        )
+        stop = asyncio.Event()
+        projector_task = None
+        if settings.journal_consumer:
+            projector = JournalProjector(client)
+            app.state.projector = projector
+            projector_task = asyncio.create_task(projector.run(stop, list_program_ids))
+        try:
+            yield
+        finally:
+            stop.set()
+            if projector_task is not None:
+                # Graceful: the projector drains what is waiting before it returns.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(projector_task, timeout=10)
+            await client.aclose()
+            if isinstance(engine, PostgresEngine):
+                await engine.close_connection_pool()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        middleware=[
+            request_id_middleware,
+            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        dependencies={
+            "wallets": Provide(provide_wallets, sync_to_thread=False),
+            "redis": Provide(provide_redis, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "authenticator": Provide(provide_authenticator, sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers,
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=openapi_config(),
+        cors_config=CORSConfig(allow_origins=[]),
+        debug=False,
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="reward-wallet",
+        version="1.0.0",
+        description=(
+            "Points wallets, earning, redemption and provably-fair games for channel-sales incentive "
+            "programs. Errors are RFC 9457 problem documents with a stable `code`."
+        ),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="Operator key, program admin key, partner key, or participant access token",
+                )
+            }
+        ),
+        security=[{"BearerAuth": []}],
+    )

@@ -1,0 +1,15 @@
+"""Entry point for uvicorn workers: `uvicorn api.asgi:app_factory --factory`."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from api.app import create_app
+from api.logs import configure_logging
+from api.settings import load_settings, resolve_secrets
+
+
+def app_factory() -> Litestar:
+    settings, _ = resolve_secrets(load_settings())
+    configure_logging(settings.log_level)
+    return create_app(settings)

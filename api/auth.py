@@ -1,0 +1,164 @@
+"""Who is calling: `Authorization: Bearer <secret>` resolved to a Principal.
+
+- operator key (`rwo_...`): compared in constant time with the SHA-256 from settings.
+- admin and partner keys (`rwk.<id>.<secret>`): the row is found by id (SQL, cached in
+  Redis under the key's own hash tag) and the secret's hash compared in constant time.
+  Revocation marks the cache entry `revoked`, and a cache fill never clears that mark,
+  so a revoked key fails on the very next request on every API machine.
+- participant access tokens: short-lived JWTs (Litestar's `Token`), HS256, that also
+  pass a check of the participant's wallet state, so deactivation stops them at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.security.jwt import Token
+
+from programs.credentials import load_key, secret_matches, split_key
+from wallet.store import WalletStore
+
+PrincipalKind = Literal["operator", "admin", "partner", "participant"]
+JWT_ALGORITHM = "HS256"
+JWT_AUDIENCE = "rw-participant"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    kind: PrincipalKind
+    program_id: str | None = None
+    subject_id: str = "operator"  # key id, participant id, or "operator"
+    partner_id: str | None = None
+
+    @property
+    def idempotency_scope(self) -> str:
+        """Keys are remembered per calling principal: a program's admins share one scope."""
+        if self.kind == "participant":
+            return f"pt:{self.subject_id}"
+        if self.kind == "partner":
+            return f"fp:{self.partner_id}"
+        return self.kind
+
+
+def key_cache_name(key_id: str) -> str:
+    return f"rw:{{k:{key_id}}}"
+
+
+class Authenticator:
+    def __init__(self, client: Any, wallets: WalletStore, jwt_secret: str, operator_key_sha256: str | None,
+                 access_ttl: int) -> None:
+        self.client = client
+        self.wallets = wallets
+        self.jwt_secret = jwt_secret
+        self.operator_hash = operator_key_sha256
+        self.access_ttl = access_ttl
+
+    async def authenticate(self, presented: str) -> Principal:
+        if presented.startswith("rwo_"):
+            digest = hashlib.sha256(presented.encode()).hexdigest()
+            if self.operator_hash and hmac.compare_digest(digest, self.operator_hash):
+                return Principal(kind="operator")
+            raise NotAuthorizedException("unknown or revoked key")
+        parts = split_key(presented)
+        if parts is not None:
+            return await self._api_key(*parts)
+        return await self._participant(presented)
+
+    async def _api_key(self, key_id: str, secret: str) -> Principal:
+        name = key_cache_name(key_id)
+        cached = {_text(k): _text(v) for k, v in (await self.client.hgetall(name)).items()}
+        if cached.get("revoked") == "1":
+            raise NotAuthorizedException("unknown or revoked key")
+        if "h" not in cached:
+            record = await load_key(key_id)
+            if record is None:
+                raise NotAuthorizedException("unknown or revoked key")
+            if record.revoked:
+                await self.client.hset(name, "revoked", "1")
+                raise NotAuthorizedException("unknown or revoked key")
+            cached = {"h": record.key_hash, "program": record.program_id, "kind": record.kind,
+                      "partner": record.partner_id or ""}
+            # HSET of these fields only: a concurrent revocation's mark survives the fill.
+            await self.client.hset(name, mapping=cached)
+            if await self.client.hget(name, "revoked") in (b"1", "1"):
+                raise NotAuthorizedException("unknown or revoked key")
+        if not secret_matches(secret, cached["h"]):
+            raise NotAuthorizedException("unknown or revoked key")
+        kind = "partner" if cached.get("kind") == "partner" else "admin"
+        return Principal(kind=kind, program_id=cached["program"], subject_id=key_id,
+                         partner_id=cached.get("partner") or None)
+
+    async def mark_revoked(self, key_id: str) -> None:
+        await self.client.hset(key_cache_name(key_id), "revoked", "1")
+
+    async def _participant(self, presented: str) -> Principal:
+        token = Token.decode(presented, secret=self.jwt_secret, algorithm=JWT_ALGORITHM, audience=JWT_AUDIENCE,
+                             require_claims=["exp", "sub"])
+        program_id = token.extras.get("prg")
+        if not isinstance(program_id, str):
+            raise NotAuthorizedException("invalid token")
+        if await self.wallets.wallet_state(program_id, token.sub) != "active":
+            raise NotAuthorizedException("participant is not active")
+        return Principal(kind="participant", program_id=program_id, subject_id=token.sub)
+
+    def access_token(self, program_id: str, participant_id: str) -> str:
+        now = datetime.now(timezone.utc)
+        token = Token(
+            exp=now + timedelta(seconds=self.access_ttl),
+            sub=participant_id,
+            iat=now,
+            aud=JWT_AUDIENCE,
+            jti=secrets.token_hex(8),
+            extras={"prg": program_id},
+        )
+        return token.encode(secret=self.jwt_secret, algorithm=JWT_ALGORITHM)
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise NotAuthorizedException("send Authorization: Bearer <key or access token>")
+        if len(presented) > 4096 or not presented.isascii():
+            raise NotAuthorizedException("unknown or revoked key")
+        authenticator: Authenticator = connection.app.state.authenticator
+        principal = await authenticator.authenticate(presented)
+        connection.scope.setdefault("state", {})["principal"] = principal.kind
+        return AuthenticationResult(user=principal, auth=None)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
+    allowed = set(kinds)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = connection.user
+        if not isinstance(principal, Principal) or principal.kind not in allowed:
+            raise PermissionDeniedException(f"this endpoint is for {' or '.join(sorted(allowed))} credentials")
+
+    return guard
+
+
+operator_only = _requires("operator")
+admin_only = _requires("admin")
+participant_only = _requires("participant")
+partner_only = _requires("partner")
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal = connection.user
+    assert isinstance(principal, Principal)
+    return principal

@@ -1,0 +1,304 @@
+"""`reward-wallet`: serve the API, manage programs offline, and check the books."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from api.settings import Settings, SettingsError, load_settings, resolve_secrets
+
+
+def _settings() -> tuple[Settings, str | None]:
+    try:
+        return resolve_secrets(load_settings())
+    except SettingsError as exc:
+        print(f"reward-wallet: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.embedded import EmbeddedValkey
+    from api.logs import configure_logging
+    from api.migrate import migrate
+
+    settings, new_operator_key = _settings()
+    configure_logging(settings.log_level)
+    valkey = None
+    if settings.redis_url is None:
+        valkey = EmbeddedValkey(settings.data_path)
+        if valkey.running_elsewhere():
+            print("reward-wallet: another `serve` is already running on this RW_DATA_DIR", file=sys.stderr)
+            return 1
+        valkey.start()
+        # Workers read their settings from the environment: point them at this server.
+        os.environ["REDIS_URL"] = valkey.url
+        os.environ["RW_EMBEDDED_VALKEY"] = "1"
+        settings = msgspec.structs.replace(settings, redis_url=valkey.url, embedded_valkey=True)
+    try:
+        _run(migrate())
+        if args.demo:
+            from api.demo import seed_demo
+
+            print(_run(seed_demo(settings, new_operator_key, args.host, args.port)), flush=True)
+        elif new_operator_key:
+            print(f"Operator key (shown once; store it safely): {new_operator_key}", flush=True)
+        uvicorn.run(
+            "api.asgi:app_factory",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
+    finally:
+        if valkey is not None:
+            valkey.stop()
+    return 0
+
+
+# --- programs and participants -----------------------------------------------------------
+
+
+def cmd_program_create(args: argparse.Namespace) -> int:
+    from api.migrate import migrate
+    from programs.programs import NewProgram, create_program
+
+    settings, _ = _settings()
+    try:
+        spec = msgspec.convert(
+            {"name": args.name, "point_value_cents": args.point_value_cents, "currency": args.currency,
+             "point_name": args.point_name},
+            NewProgram,
+        )
+    except msgspec.ValidationError as exc:
+        print(f"reward-wallet: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> tuple[Any, str]:
+        await migrate()
+        return await create_program(spec)
+
+    program, admin_key = _run(go())
+    if args.json:
+        print(json.dumps({"program_id": program.id, "admin_key": admin_key}))
+    else:
+        print(f"Program {program.name!r} created: {program.id}\nAdmin key (shown once): {admin_key}")
+    return 0
+
+
+def cmd_participants_import(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.migrate import migrate
+    from programs.participants import import_participants_csv, list_participants
+    from programs.programs import get_program
+    from wallet.store import WalletStore, connect
+
+    settings, _ = _settings()
+    text = Path(args.file).read_text(encoding="utf-8-sig")
+
+    async def go(url: str) -> Any:
+        await migrate()
+        await get_program(args.program)
+        report = await import_participants_csv(args.program, text)
+        store = WalletStore(connect(url, cluster=settings.redis_cluster))
+        cursor = None
+        while True:
+            page = await list_participants(args.program, limit=200, cursor=cursor)
+            for view in page.items:
+                if await store.wallet_state(args.program, view.id) == "missing":
+                    await store.open_wallet(args.program, view.id, inactive=view.status != "active")
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        await store.client.aclose()
+        return report
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        report = _run(go(url))
+    print(msgspec.json.encode(report).decode())
+    return 1 if report.errors else 0
+
+
+# --- the books ---------------------------------------------------------------------------
+
+
+async def _project_everything(client: Any) -> None:
+    from programs.programs import list_program_ids
+    from wallet.journal import JournalProjector
+
+    projector = JournalProjector(client, consumer="cli", claim_idle_ms=0)
+    await projector.project_all(await list_program_ids())
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.migrate import migrate
+    from programs.programs import list_program_ids
+    from wallet.reconcile import reconcile_program
+    from wallet.store import connect
+
+    settings, _ = _settings()
+
+    async def go(url: str) -> list[Any]:
+        await migrate()
+        client = connect(url, cluster=settings.redis_cluster)
+        try:
+            # Bring the ledger up to date first: waiting journal entries are not drift.
+            await _project_everything(client)
+            drifts = []
+            for program_id in await list_program_ids():
+                drifts += await reconcile_program(client, program_id)
+            return drifts
+        finally:
+            await client.aclose()
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        drifts = _run(go(url))
+    if not drifts:
+        print("reconcile: every Redis balance equals its ledger sum")
+        return 0
+    print(f"reconcile: {len(drifts)} account(s) drift")
+    print(f"{'program':<32} {'account':<48} {'redis':>12} {'ledger':>12} {'diff':>10}")
+    for d in drifts:
+        print(f"{d.program_id:<32} {d.account:<48} {d.redis:>12} {d.ledger:>12} {d.redis - d.ledger:>+10}")
+    return 1
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.migrate import migrate
+    from programs.participants import inactive_participant_ids
+    from programs.programs import list_program_ids
+    from programs.tables import Participant
+    from wallet.reconcile import rebuild_program
+    from wallet.store import WalletStore, connect
+
+    settings, _ = _settings()
+
+    async def go(url: str) -> int:
+        await migrate()
+        client = connect(url, cluster=settings.redis_cluster)
+        store = WalletStore(client)
+        total = 0
+        try:
+            await _project_everything(client)
+            for program_id in await list_program_ids():
+                rows = await Participant.select(Participant.id).where(Participant.program_id == program_id).run()
+                total += await rebuild_program(client, program_id, [r["id"] for r in rows])
+                for participant_id in await inactive_participant_ids(program_id):
+                    await store.set_inactive(program_id, participant_id, True)
+        finally:
+            await client.aclose()
+        return total
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        count = _run(go(url))
+    print(f"rebuild: wrote {count} wallet(s) from the ledger")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.logs import configure_logging
+    from api.migrate import migrate
+    from programs.programs import list_program_ids
+    from wallet.journal import JournalProjector
+    from wallet.store import connect
+
+    settings, _ = _settings()
+    configure_logging(settings.log_level)
+
+    async def go(url: str) -> None:
+        await migrate()
+        client = connect(url, cluster=settings.redis_cluster)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await JournalProjector(client).run(stop, list_program_ids)
+        finally:
+            await client.aclose()
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        _run(go(url))
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from api.openapi import openapi_yaml
+
+    sys.stdout.write(openapi_yaml())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from api.migrate import migrate
+
+    _settings()
+    _run(migrate())
+    print("migrations applied")
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reward-wallet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (starts the embedded Valkey without REDIS_URL)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="seed a demo program and print its keys")
+    serve.set_defaults(func=cmd_serve)
+
+    program = sub.add_parser("program", help="programs").add_subparsers(dest="action", required=True)
+    create = program.add_parser("create", help="create a program and print its first admin key")
+    create.add_argument("name")
+    create.add_argument("--point-value-cents", type=int, default=1)
+    create.add_argument("--currency", default="USD")
+    create.add_argument("--point-name", default="points")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_program_create)
+
+    people = sub.add_parser("participants", help="participants").add_subparsers(dest="action", required=True)
+    imp = people.add_parser("import", help="upsert participants from a CSV file")
+    imp.add_argument("file")
+    imp.add_argument("--program", required=True)
+    imp.set_defaults(func=cmd_participants_import)
+
+    sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
+        func=cmd_reconcile)
+    sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
+    sub.add_parser("worker", help="run the journal projector on its own").set_defaults(func=cmd_worker)
+    sub.add_parser("openapi", help="print the OpenAPI document (YAML)").set_defaults(func=cmd_openapi)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("PICCOLO_CONF", "piccolo_conf")
+    args = build_parser().parse_args(argv)
+    raise SystemExit(args.func(args))

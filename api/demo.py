@@ -1,0 +1,70 @@
+"""The demo program `make run` seeds once and reuses, and what it prints."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from api.auth import Authenticator
+from api.settings import Settings
+from programs import credentials, sessions
+from programs.participants import NewParticipant, upsert_participant
+from programs.programs import NewProgram, create_program, find_program_by_name
+from programs.teams import NewTeam, create_team, list_teams
+from wallet import accounts
+from wallet.store import Idem, WalletStore, connect
+from wallet import keys
+
+DEMO_PROGRAM = "ThermoPro Channel Rewards (demo)"
+
+
+async def seed_demo(settings: Settings, new_operator_key: str | None, host: str, port: int) -> str:
+    client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
+    wallets = WalletStore(client)
+    await wallets.load_functions()
+    try:
+        program = await find_program_by_name(DEMO_PROGRAM)
+        if program is None:
+            program, _ = await create_program(NewProgram(name=DEMO_PROGRAM, point_name="ThermoPoints"))
+            await wallets.set_program_config(program.id, overdraft="1")
+        existing = (await list_teams(program.id)).items
+        team = existing[0] if existing else await create_team(program.id, NewTeam(name="Northside HVAC Supply"))
+        jill, _ = await upsert_participant(
+            program.id,
+            NewParticipant(external_id="dealer-42-jill", display_name="Jill Dawson",
+                           email="jill@northside-hvac.example", team_id=team.id, segment="gold"),
+        )
+        await wallets.open_wallet(program.id, jill.id)
+        # A welcome grant, once: the idempotency key makes later runs replay it.
+        welcome = Idem(key=keys.idempotency(program.id, "admin", "demo-welcome"), fingerprint="demo-welcome")
+        await accounts.grant(wallets, program.id, jill.id, 500, "Welcome to ThermoPro Channel Rewards", welcome)
+        # Admin keys are stored hashed, so each run issues a fresh one to print.
+        _, admin_key = await credentials.issue_key(program.id, "admin", name="make run")
+        refresh = await sessions.start_session(program.id, jill.id, timedelta(days=settings.refresh_token_ttl_days))
+        auth = Authenticator(client, wallets, settings.jwt_secret or "", None, settings.access_token_ttl_seconds)
+        access = auth.access_token(program.id, jill.id)
+    finally:
+        await client.aclose()
+    base = f"http://{host}:{port}"
+    lines = [
+        "",
+        "reward-wallet demo",
+        "==================",
+        f"API:                 {base}   (OpenAPI docs: {base}/schema)",
+        f"Program:             {program.name}  id={program.id}",
+        f"Admin key:           {admin_key}",
+        f"Participant:         {jill.display_name}  id={jill.id}",
+        f"Access token (15m):  {access}",
+        f"Refresh token:       {refresh}",
+    ]
+    if new_operator_key:
+        lines.append(f"Operator key (shown once, store it safely): {new_operator_key}")
+    lines += [
+        "",
+        "Try:",
+        f"  curl -s {base}/v1/me/wallet -H 'Authorization: Bearer {access}'",
+        f"  curl -s -X POST {base}/v1/points/grants -H 'Authorization: Bearer {admin_key}' \\",
+        "       -H 'Idempotency-Key: first-grant' -H 'Content-Type: application/json' \\",
+        f"       -d '{{\"participant_id\": \"{jill.id}\", \"points\": 150, \"reason\": \"Completed ThermoPro training\"}}'",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""The `Idempotency-Key` header, as CONTRACT.md fixes it, for every point-moving POST.
+
+The header is validated here and turned into an `Idem`: where the result is recorded
+(per calling principal, under the program's hash tag) and the request's fingerprint
+(method, path and the body in canonical JSON, so whitespace or key order do not matter).
+
+Wallet operations record their result inside the same Redis function that applies them,
+so a retry can never apply twice. Operations of several steps (an SQL write and a hold)
+use `in_flight` first: an atomic marker that makes a concurrent duplicate answer 409
+`idempotency_key_in_flight` while the first is running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import ValidationException
+
+from api.auth import Principal
+from wallet import keys
+from wallet.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
+from wallet.store import Idem
+
+HEADER = "Idempotency-Key"
+_VALID = re.compile(r"^[\x20-\x7e]{1,255}$")
+IN_FLIGHT_TTL_MS = 30_000
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
+    except msgspec.DecodeError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+def header_value(request: Request[Any, Any, Any]) -> str:
+    value = request.headers.get(HEADER)
+    if value is None:
+        raise ValidationException(
+            f"the {HEADER} header is required on this endpoint",
+            extra=[{"key": HEADER, "source": "header", "message": "required (1..255 printable ASCII)"}],
+        )
+    if not _VALID.match(value):
+        raise ValidationException(
+            f"{HEADER} must be 1..255 printable ASCII characters",
+            extra=[{"key": HEADER, "source": "header", "message": "must be 1..255 printable ASCII"}],
+        )
+    return value
+
+
+def idem_for(principal: Principal, value: str, method: str, path: str, body: bytes) -> Idem:
+    program = principal.program_id or "operator"
+    return Idem(key=keys.idempotency(program, principal.idempotency_scope, value),
+                fingerprint=fingerprint(method, path, body))
+
+
+async def provide_idem(request: Request[Any, Any, Any]) -> Idem:
+    """Dependency for point-moving POSTs: the validated header as an `Idem`."""
+    value = header_value(request)
+    principal = request.user
+    assert isinstance(principal, Principal)
+    return idem_for(principal, value, request.method, request.url.path, await request.body())
+
+
+def item_idem(principal: Principal, scope: str, item_key: str, body: bytes) -> Idem:
+    """An idempotency record for one item of a batch, keyed by the item's own id."""
+    program = principal.program_id or "operator"
+    return Idem(key=keys.idempotency(program, f"{principal.idempotency_scope}:{scope}", item_key),
+                fingerprint=hashlib.sha256(body).hexdigest())
+
+
+class Recorded(msgspec.Struct):
+    fp: str
+    r: dict[str, Any] | None = None
+    inflight: int | None = None
+
+
+async def in_flight(client: Any, idem: Idem) -> dict[str, Any] | None:
+    """Claims the key for a multi-step operation.
+
+    Answers None when this request may run, or the recorded result of an earlier
+    identical request (to replay). Raises when the key is busy or was used differently.
+    """
+    marker = msgspec.json.encode({"fp": idem.fingerprint, "inflight": 1})
+    if await client.set(idem.key, marker, nx=True, px=IN_FLIGHT_TTL_MS):
+        return None
+    raw = await client.get(idem.key)
+    if raw is None:  # the marker expired between the two calls: try once more
+        if await client.set(idem.key, marker, nx=True, px=IN_FLIGHT_TTL_MS):
+            return None
+        raw = await client.get(idem.key)
+    record = msgspec.json.decode(raw, type=Recorded)
+    if record.fp != idem.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    if record.r is None:
+        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly")
+    return record.r
+
+
+async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> None:
+    await client.set(idem.key, msgspec.json.encode({"fp": idem.fingerprint, "r": result}), ex=ttl)
+
+
+async def release(client: Any, idem: Idem) -> None:
+    """Drops an in-flight marker after a failure that changed nothing, so a retry may run."""
+    raw = await client.get(idem.key)
+    if raw is not None and msgspec.json.decode(raw, type=Recorded).r is None:
+        await client.delete(idem.key)

@@ -1,0 +1,175 @@
+"""RFC 9457 problem documents: the only place errors become HTTP.
+
+Every error answers `application/problem+json` with `type`, `title`, `status`, `detail`
+and a stable `code` from CONTRACT.md. Nothing leaks a stack trace; an unexpected error is
+logged with its request id and answered as a plain 500 document.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from wallet.errors import DomainError
+
+log = logging.getLogger("rw.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://reward-wallet.dev/problems/"
+
+# Domain codes -> HTTP status. Codes are fixed by CONTRACT.md.
+STATUS_FOR_CODE: dict[str, int] = {
+    "validation_error": 422,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "insufficient_points": 422,
+    "idempotency_key_reused": 422,
+    "idempotency_key_in_flight": 409,
+    "out_of_stock": 409,
+    "campaign_not_active": 409,
+    "limit_reached": 409,
+    "rate_limited": 429,
+    "budget_exhausted": 409,
+    "not_configured": 503,
+}
+
+TITLES: dict[str, str] = {
+    "validation_error": "The request is not valid",
+    "unauthenticated": "Authentication required",
+    "forbidden": "Not allowed for this principal",
+    "not_found": "Not found",
+    "conflict": "Conflicts with the current state",
+    "insufficient_points": "Not enough points",
+    "idempotency_key_reused": "Idempotency-Key reused with a different request",
+    "idempotency_key_in_flight": "A request with this Idempotency-Key is still running",
+    "out_of_stock": "Out of stock",
+    "campaign_not_active": "Campaign is not active",
+    "limit_reached": "Limit reached",
+    "rate_limited": "Too many requests",
+    "budget_exhausted": "Budget exhausted",
+    "method_not_allowed": "Method not allowed",
+    "payload_too_large": "Request body too large",
+    "internal_error": "Internal error",
+    "not_configured": "Not configured",
+}
+
+
+class InvalidParam(msgspec.Struct, frozen=True):
+    name: str
+    reason: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    invalid_params: list[InvalidParam] | None = None
+    request_id: str | None = None
+
+
+def problem_response(
+    request: Request[Any, Any, Any] | None,
+    status: int,
+    code: str,
+    detail: str,
+    invalid_params: list[InvalidParam] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    request_id = None
+    instance = None
+    if request is not None:
+        request_id = request.scope.get("state", {}).get("request_id")
+        instance = request.url.path
+    body = Problem(
+        type=TYPE_BASE + code,
+        title=TITLES.get(code, code.replace("_", " ").capitalize()),
+        status=status,
+        detail=detail,
+        code=code,
+        instance=instance,
+        invalid_params=invalid_params,
+        request_id=request_id,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or {})
+
+
+def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+    status = exc.extra.get("status") or STATUS_FOR_CODE.get(exc.code, 400)
+    headers = {"Idempotent-Replayed": "true"} if exc.extra.get("replayed") else None
+    field = exc.extra.get("field")
+    params = [InvalidParam(name=field, reason=exc.detail)] if field else None
+    return problem_response(request, status, exc.code, exc.detail, params, headers)
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    params: list[InvalidParam] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict):
+            key = item.get("key") or item.get("source") or "body"
+            params.append(InvalidParam(name=str(key), reason=str(item.get("message", ""))))
+    detail = exc.detail or "the request is not valid"
+    if params:
+        detail = "; ".join(f"{p.name}: {p.reason}" if p.reason else p.name for p in params)
+    return problem_response(request, 400, "validation_error", detail, params or None)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    if isinstance(exc, NotAuthorizedException):
+        code = "unauthenticated"
+    elif isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    elif isinstance(exc, NotFoundException):
+        code = "not_found"
+    elif isinstance(exc, MethodNotAllowedException):
+        code = "method_not_allowed"
+    elif isinstance(exc, TooManyRequestsException) or exc.status_code == 429:
+        code = "rate_limited"
+    elif exc.status_code == 413:
+        code = "payload_too_large"
+    elif 400 <= exc.status_code < 500:
+        code = "validation_error"
+    else:
+        code = "internal_error"
+    headers = dict(exc.headers or {})
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else TITLES.get(code, "error")
+    status = exc.status_code
+    if status >= 500:
+        log.error("HTTP %s at %s: %s", status, request.url.path, detail)
+        detail = "the server could not complete the request"
+    return problem_response(request, status, code, detail, headers=headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.exception("unhandled error at %s %s", request.method, request.url.path)
+    return problem_response(
+        request, HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "the server could not complete the request"
+    )
+
+
+exception_handlers: dict[Any, Any] = {
+    DomainError: _domain,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _unexpected,
+}
+
+__all__ = ["PROBLEM_JSON", "Problem", "exception_handlers", "problem_response", "MediaType"]

@@ -1,0 +1,7 @@
+"""Every route of the API, one module per resource."""
+
+from api.routes import health, me, participants, points, programs, sessions
+
+ROUTES = [*health.ROUTES, *programs.ROUTES, *participants.ROUTES, *sessions.ROUTES, *points.ROUTES, *me.ROUTES]
+
+__all__ = ["ROUTES"]

@@ -1,0 +1,145 @@
+"""Moving points (program admin) and reading wallets and the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import Provide
+from msgspec import Meta
+
+from api.auth import admin_only, principal_of
+from api.idempotency import item_idem, provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from programs.participants import get_participant
+from wallet import accounts, ledger
+from wallet.accounts import Points, Reason
+from wallet.errors import DomainError
+from wallet.ids import new_id
+from wallet.store import GrantSpec, Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+class PointsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    points: Points
+    reason: Reason
+    reference: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class BatchGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    idempotency_id: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$")]
+    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    points: Points
+    reason: Reason
+    reference: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class BatchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    grants: Annotated[list[BatchGrant], Meta(min_length=1, max_length=1000)]
+
+
+class BatchItemResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    idempotency_id: str
+    status: int
+    replayed: bool = False
+    result: accounts.PointsMove | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class BatchResult(msgspec.Struct, frozen=True):
+    applied: int
+    replayed: int
+    failed: int
+    items: list[BatchItemResult]
+
+
+def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
+    return Response(moved.move, status_code=201, headers=REPLAYED if moved.replayed else None)
+
+
+@post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPoints",
+      summary="Grant points", description="Moves points from the program budget to the participant's available "
+      "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
+async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem,
+                wallets: WalletStore) -> Response[accounts.PointsMove]:
+    moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
+                                 reference=data.reference or "")
+    return moved_response(moved)
+
+
+@post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="deductPoints",
+      summary="Deduct points", description="Takes points back from the participant's available balance to the "
+      "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`.", tags=["points"])
+async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem,
+                 wallets: WalletStore) -> Response[accounts.PointsMove]:
+    moved = await accounts.deduct(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
+                                  reference=data.reference or "")
+    return moved_response(moved)
+
+
+@post("/v1/points/grants/batch", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPointsBatch",
+      summary="Grant points in bulk",
+      description="Up to 1,000 grants applied in one round trip to Redis. Each grant carries its own "
+                  "`idempotency_id`: a grant already applied (in this or an earlier batch) is replayed, not "
+                  "applied again. Each item answers on its own; one failure does not stop the others.",
+      tags=["points"], status_code=200)
+async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem: Idem,
+                      wallets: WalletStore) -> BatchResult:
+    principal = principal_of(request)
+    specs = [
+        GrantSpec(
+            idem=item_idem(principal, "grant-batch", g.idempotency_id, msgspec.json.encode(g)),
+            tx=new_id("tx"), participant_id=g.participant_id, points=g.points, kind="grant",
+            reference=g.reference or "", metadata=msgspec.json.encode({"reason": g.reason}).decode(),
+        )
+        for g in data.grants
+    ]
+    outcomes = await wallets.grant_batch(program_of(request), specs)
+    items = []
+    for g, outcome in zip(data.grants, outcomes):
+        if outcome.ok:
+            move = accounts.PointsMove(
+                transaction_id=outcome.tx or "", participant_id=outcome.participant or "", points=outcome.points or 0,
+                balance=accounts.Balance(available=outcome.available or 0, held=outcome.held or 0))
+            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=outcome.s,
+                                         replayed=bool(outcome.replayed), result=move))
+        else:
+            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=outcome.s,
+                                         replayed=bool(outcome.replayed), code=outcome.code, detail=outcome.detail))
+    replayed = sum(1 for i in items if i.replayed)
+    failed = sum(1 for i in items if i.status >= 300)
+    return BatchResult(applied=len(items) - replayed - failed, replayed=replayed, failed=failed, items=items)
+
+
+@get("/v1/participants/{participant_id:str}/wallet", guards=[admin_only], operation_id="getParticipantWallet",
+     summary="A participant's balances", description="Answers from Redis: always current.", tags=["points"])
+async def participant_wallet(request: Request[Any, Any, Any], participant_id: str,
+                             wallets: WalletStore) -> accounts.WalletView:
+    return await accounts.wallet_view(wallets, program_of(request), participant_id)
+
+
+@get("/v1/participants/{participant_id:str}/transactions", guards=[admin_only],
+     operation_id="listParticipantTransactions", summary="A participant's history",
+     description="From the SQL ledger, newest first; `as_of` says up to when it is complete.", tags=["points"])
+async def participant_transactions(request: Request[Any, Any, Any], participant_id: str, redis: Any,
+                                   limit: Limit = 50, cursor: Cursor = None) -> ledger.TransactionPage:
+    program_id = program_of(request)
+    await get_participant(program_id, participant_id)
+    return await ledger.transactions(redis, program_id, participant_id, limit, cursor)
+
+
+@get("/v1/program/ledger", guards=[admin_only], operation_id="getProgramLedger", summary="Program account totals",
+     description="Budget, participants' available and held totals, and every program account, from the ledger.",
+     tags=["points"])
+async def program_ledger(request: Request[Any, Any, Any], redis: Any) -> ledger.ProgramLedger:
+    return await ledger.program_ledger(redis, program_of(request))
+
+
+ROUTES = [grant, deduct, grant_batch, participant_wallet, participant_transactions, program_ledger]
+
+__all__ = ["ROUTES", "DomainError"]

@@ -1,0 +1,98 @@
+"""Programs (operator) and the program's own settings and admin keys (program admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post
+from msgspec import Meta
+
+from api.auth import Authenticator, admin_only, operator_only, principal_of
+from programs import credentials
+from programs.programs import NewProgram, ProgramChanges, ProgramView, create_program, get_program, update_program
+from wallet.store import WalletStore
+
+
+class ProgramCreated(msgspec.Struct, frozen=True):
+    program_id: str
+    admin_key: str
+    program: ProgramView
+
+
+class NewAdminKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)] = "admin"
+
+
+class AdminKeyCreated(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    api_key: str
+    created_at: datetime
+
+
+class AdminKeyList(msgspec.Struct, frozen=True):
+    items: list[credentials.AdminKeyView]
+    next_cursor: str | None = None
+
+
+async def apply_program_config(wallets: WalletStore, program: ProgramView) -> None:
+    """The wallet's Lua reads the overdraft rule from Redis; keep it in step with SQL."""
+    await wallets.set_program_config(program.id, overdraft="1" if program.allow_overdraft else "0")
+
+
+@post("/v1/programs", guards=[operator_only], operation_id="createProgram", summary="Create a program",
+      description="Operator only. Creates a program (tenant) and its first admin key, shown once.",
+      tags=["programs"])
+async def create(data: NewProgram, wallets: WalletStore) -> Response[ProgramCreated]:
+    program, admin_key = await create_program(data)
+    await apply_program_config(wallets, program)
+    return Response(ProgramCreated(program_id=program.id, admin_key=admin_key, program=program), status_code=201)
+
+
+@get("/v1/programs/{program_id:str}", guards=[operator_only], operation_id="getProgramAsOperator",
+     summary="Read a program", description="Operator only.", tags=["programs"])
+async def read_any(program_id: str) -> ProgramView:
+    return await get_program(program_id)
+
+
+@get("/v1/program", guards=[admin_only], operation_id="getOwnProgram", summary="This key's program",
+     description="The program the admin key belongs to.", tags=["programs"])
+async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
+    return await get_program(principal_of(request).program_id or "")
+
+
+@patch("/v1/program", guards=[admin_only], operation_id="updateOwnProgram", summary="Change program settings",
+       description="Name, point name, status, time zone, and whether grants may overdraw the budget.",
+       tags=["programs"])
+async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
+    program = await update_program(principal_of(request).program_id or "", data)
+    await apply_program_config(wallets, program)
+    return program
+
+
+@post("/v1/admin-keys", guards=[admin_only], operation_id="createAdminKey", summary="Issue an admin key",
+      description="A new key for this program; the secret is in the answer once and stored only hashed.",
+      tags=["programs"])
+async def create_key(request: Request[Any, Any, Any], data: NewAdminKey) -> Response[AdminKeyCreated]:
+    view, secret = await credentials.issue_key(principal_of(request).program_id or "", "admin", name=data.name)
+    return Response(AdminKeyCreated(id=view.id, name=view.name, api_key=secret, created_at=view.created_at),
+                    status_code=201)
+
+
+@get("/v1/admin-keys", guards=[admin_only], operation_id="listAdminKeys", summary="List admin keys",
+     description="Ids, names and revocation times; never the secrets.", tags=["programs"])
+async def list_keys(request: Request[Any, Any, Any]) -> AdminKeyList:
+    return AdminKeyList(items=await credentials.list_admin_keys(principal_of(request).program_id or ""))
+
+
+@delete("/v1/admin-keys/{key_id:str}", guards=[admin_only], operation_id="revokeAdminKey",
+        summary="Revoke an admin key", description="The key stops working at once, on every API machine.",
+        tags=["programs"], status_code=204)
+async def revoke_key(request: Request[Any, Any, Any], key_id: str, authenticator: Authenticator) -> None:
+    await credentials.revoke_key(principal_of(request).program_id or "", key_id)
+    await authenticator.mark_revoked(key_id)
+
+
+ROUTES = [create, read_any, read_own, update_own, create_key, list_keys, revoke_key]

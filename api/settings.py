@@ -1,0 +1,148 @@
+"""Settings: one msgspec Struct read from the environment and validated at start.
+
+In embedded mode (no `REDIS_URL` and no `DATABASE_URL`) the signing and encryption
+secrets are generated once into `RW_DATA_DIR/secrets.json`; with external stores they
+must be given explicitly, so that several API machines agree on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+# Struct field -> environment variable. The variable names are the public interface.
+ENV_NAMES: dict[str, str] = {
+    "data_dir": "RW_DATA_DIR",
+    "redis_url": "REDIS_URL",
+    "redis_cluster": "RW_REDIS_CLUSTER",
+    "database_url": "DATABASE_URL",
+    "operator_key": "RW_OPERATOR_KEY",
+    "jwt_secret": "RW_JWT_SECRET",
+    "encryption_key": "RW_ENCRYPTION_KEY",
+    "access_token_ttl_seconds": "RW_ACCESS_TOKEN_TTL",
+    "refresh_token_ttl_days": "RW_REFRESH_TOKEN_TTL_DAYS",
+    "idempotency_ttl_seconds": "RW_IDEMPOTENCY_TTL",
+    "journal_consumer": "RW_JOURNAL_CONSUMER",
+    "log_level": "RW_LOG_LEVEL",
+    "embedded_valkey": "RW_EMBEDDED_VALKEY",
+}
+
+
+_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey"}
+
+
+class SettingsError(Exception):
+    """A bad environment value; the message names the variable and what is wrong."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = "./var"
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    database_url: Annotated[str, Meta(pattern=r"^postgres(ql)?://")] | None = None
+    operator_key: Annotated[str, Meta(min_length=24)] | None = None
+    jwt_secret: Annotated[str, Meta(min_length=32)] | None = None
+    encryption_key: Annotated[str, Meta(min_length=44, max_length=44)] | None = None
+    access_token_ttl_seconds: Annotated[int, Meta(ge=30, le=900)] = 900
+    refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
+    idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
+    journal_consumer: bool = True
+    log_level: Annotated[str, Meta(pattern=r"^(debug|info|warning|error)$")] = "info"
+    # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
+    embedded_valkey: bool = False
+    # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.
+    operator_key_sha256: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None and (self.redis_url is None or self.embedded_valkey)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    raw: dict[str, object] = {}
+    for field, name in ENV_NAMES.items():
+        value = env.get(name)
+        if value is not None and value.strip() != "":
+            raw[field] = _parse_bool(value) if field in _BOOLEANS else value.strip()
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _parse_bool(value: str) -> bool | str:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    return value  # left as a string so validation names the variable
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    for field, name in ENV_NAMES.items():
+        if message.endswith(f"`$.{field}`"):
+            reason = message.rsplit(" - at ", 1)[0]
+            return f"{name}: {reason}"
+    return message
+
+
+def resolve_secrets(settings: Settings) -> tuple[Settings, str | None]:
+    """Fill in signing/encryption secrets; answer the operator key if it was just generated.
+
+    Embedded mode keeps them in `secrets.json` under the data dir (mode 0600). The
+    operator key itself is never stored, only its SHA-256, so it is printed once.
+    """
+    new_operator_key: str | None = None
+    if settings.embedded:
+        path = settings.data_path / "secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        changed = False
+        if "jwt_secret" not in stored:
+            stored["jwt_secret"] = secrets.token_urlsafe(48)
+            changed = True
+        if "encryption_key" not in stored:
+            stored["encryption_key"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+            changed = True
+        if "operator_key_sha256" not in stored and settings.operator_key is None:
+            new_operator_key = "rwo_" + secrets.token_urlsafe(32)
+            stored["operator_key_sha256"] = hashlib.sha256(new_operator_key.encode()).hexdigest()
+            changed = True
+        if changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(stored, handle)
+        settings = msgspec.structs.replace(
+            settings,
+            jwt_secret=settings.jwt_secret or stored["jwt_secret"],
+            encryption_key=settings.encryption_key or stored["encryption_key"],
+            operator_key_sha256=stored.get("operator_key_sha256"),
+        )
+    else:
+        missing = [ENV_NAMES[f] for f in ("jwt_secret", "encryption_key") if getattr(settings, f) is None]
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)} must be set when REDIS_URL or DATABASE_URL points at an "
+                "external store (every API machine must share them)"
+            )
+    if settings.operator_key is not None:
+        settings = msgspec.structs.replace(
+            settings, operator_key_sha256=hashlib.sha256(settings.operator_key.encode()).hexdigest()
+        )
+    return settings, new_operator_key

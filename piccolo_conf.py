@@ -1,0 +1,35 @@
+"""Piccolo's engine and app registry, chosen from the environment.
+
+`DATABASE_URL` (postgresql://...) selects Postgres; otherwise SQLite lives in
+`RW_DATA_DIR` (default ./var). Building an engine object does not connect.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from piccolo.conf.apps import AppRegistry
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+
+def engine_from_env() -> Engine:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return PostgresEngine(config={"dsn": url}, log_queries=False)
+    data_dir = Path(os.environ.get("RW_DATA_DIR", "./var")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # A generous busy timeout: writers queue instead of failing with "database is locked".
+    return SQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30)
+
+
+DB = engine_from_env()
+
+APP_REGISTRY = AppRegistry(
+    apps=[
+        "programs.piccolo_app",
+        "wallet.piccolo_app",
+    ]
+)

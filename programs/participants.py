@@ -1,0 +1,241 @@
+"""Participants: the dealer salespeople who earn and spend points, upserted by external id."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from programs.tables import Participant, Team
+from wallet.errors import Invalid, NotFound
+from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
+
+ExternalId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Segment = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class NewParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    external_id: ExternalId
+    display_name: Name
+    email: Email | None = None
+    team_id: Annotated[str, Meta(max_length=40)] | None = None
+    segment: Segment | None = None
+
+
+class ParticipantChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    display_name: Name | None = None
+    email: Email | None = None
+    team_id: Annotated[str, Meta(max_length=40)] | None = None
+    segment: Segment | None = None
+    status: Literal["active", "deactivated"] | None = None
+    show_name: bool | None = None
+
+
+class ParticipantView(msgspec.Struct, frozen=True):
+    id: str
+    external_id: str
+    public_id: str
+    display_name: str
+    email: str | None
+    team_id: str | None
+    segment: str | None
+    status: str
+    show_name: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ParticipantPage(msgspec.Struct, frozen=True):
+    items: list[ParticipantView]
+    next_cursor: str | None
+
+
+class ImportRowError(msgspec.Struct, frozen=True):
+    row: int
+    external_id: str | None
+    error: str
+
+
+class ImportReport(msgspec.Struct, frozen=True):
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[ImportRowError]
+
+
+_COLUMNS = list(ParticipantView.__struct_fields__)
+
+
+def _view(row: dict) -> ParticipantView:
+    return ParticipantView(**{k: row[k] for k in _COLUMNS})
+
+
+async def _check_team(program_id: str, team_id: str | None) -> None:
+    if team_id is None:
+        return
+    exists = await Team.exists().where((Team.id == team_id) & (Team.program_id == program_id)).run()
+    if not exists:
+        raise Invalid(f"no team {team_id!r} in this program", field="team_id")
+
+
+async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[ParticipantView, bool]:
+    """Answers (participant, created). The same external id again answers the existing one."""
+    key = f"{program_id}:{spec.external_id}"
+    existing = await Participant.select().where(Participant.program_external == key).first().run()
+    if existing is not None:
+        return _view(existing), False
+    await _check_team(program_id, spec.team_id)
+    now = datetime.now(timezone.utc)
+    row = Participant(
+        id=new_id("ptc"),
+        program_id=program_id,
+        external_id=spec.external_id,
+        program_external=key,
+        public_id="p-" + secrets.token_hex(8),
+        display_name=spec.display_name,
+        email=spec.email,
+        team_id=spec.team_id,
+        segment=spec.segment,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        await Participant.insert(row).run()
+    except Exception:
+        # Lost a race with a concurrent upsert of the same external id: answer the winner.
+        winner = await Participant.select().where(Participant.program_external == key).first().run()
+        if winner is None:
+            raise
+        return _view(winner), False
+    return await get_participant(program_id, row.id), True
+
+
+async def get_participant(program_id: str, participant_id: str) -> ParticipantView:
+    row = (
+        await Participant.select()
+        .where((Participant.id == participant_id) & (Participant.program_id == program_id))
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFound("no such participant")
+    return _view(row)
+
+
+async def find_by_external_id(program_id: str, external_id: str) -> ParticipantView | None:
+    row = (
+        await Participant.select()
+        .where(Participant.program_external == f"{program_id}:{external_id}")
+        .first()
+        .run()
+    )
+    return None if row is None else _view(row)
+
+
+async def list_participants(
+    program_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    q: str | None = None,
+    team_id: str | None = None,
+    segment: str | None = None,
+    status: str | None = None,
+) -> ParticipantPage:
+    after = decode_cursor(cursor)
+    where = Participant.program_id == program_id
+    if after is not None:
+        where &= Participant.id < after
+    if q:
+        pattern = f"%{q}%"
+        where &= (
+            Participant.display_name.ilike(pattern)
+            | Participant.external_id.ilike(pattern)
+            | Participant.email.ilike(pattern)
+        )
+    if team_id is not None:
+        where &= Participant.team_id == team_id
+    if segment is not None:
+        where &= Participant.segment == segment
+    if status is not None:
+        where &= Participant.status == status
+    rows = await Participant.select().where(where).order_by(Participant.id, ascending=False).limit(limit + 1).run()
+    return ParticipantPage(
+        items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit)
+    )
+
+
+async def update_participant(
+    program_id: str, participant_id: str, changes: ParticipantChanges
+) -> tuple[ParticipantView, ParticipantView]:
+    """Answers (before, after) so the caller can react to a status change."""
+    before = await get_participant(program_id, participant_id)
+    values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
+    if "team_id" in values:
+        await _check_team(program_id, values["team_id"])
+    if values:
+        values["updated_at"] = datetime.now(timezone.utc)
+        await Participant.update({getattr(Participant, k): v for k, v in values.items()}).where(
+            (Participant.id == participant_id) & (Participant.program_id == program_id)
+        ).run()
+    return before, await get_participant(program_id, participant_id)
+
+
+async def inactive_participant_ids(program_id: str) -> list[str]:
+    rows = (
+        await Participant.select(Participant.id)
+        .where((Participant.program_id == program_id) & (Participant.status == "deactivated"))
+        .run()
+    )
+    return [r["id"] for r in rows]
+
+
+_CSV_FIELDS = ("external_id", "display_name", "email", "team_id", "segment")
+
+
+async def import_participants_csv(program_id: str, text: str) -> ImportReport:
+    """Upserts every row it can; reports each bad row with its number and carries on.
+
+    Columns: external_id, display_name, email?, team_id?, segment? (header row required).
+    An existing participant gets the row's non-empty fields.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in ("external_id", "display_name") if c not in header]
+    if missing:
+        raise Invalid(f"CSV header must name {', '.join(missing)}; columns are {', '.join(_CSV_FIELDS)}")
+    created = updated = unchanged = 0
+    errors: list[ImportRowError] = []
+    for number, record in enumerate(reader, start=2):
+        values = {k: (record.get(k) or "").strip() or None for k in _CSV_FIELDS}
+        try:
+            spec = msgspec.convert(values, NewParticipant)
+            view, was_created = await upsert_participant(program_id, spec)
+            if was_created:
+                created += 1
+                continue
+            changes = ParticipantChanges(
+                display_name=spec.display_name, email=spec.email, team_id=spec.team_id, segment=spec.segment
+            )
+            before, after = await update_participant(program_id, view.id, changes)
+            if (before.display_name, before.email, before.team_id, before.segment) == (
+                after.display_name,
+                after.email,
+                after.team_id,
+                after.segment,
+            ):
+                unchanged += 1
+            else:
+                updated += 1
+        except msgspec.ValidationError as exc:
+            errors.append(ImportRowError(row=number, external_id=values["external_id"], error=str(exc)))
+        except Invalid as exc:
+            errors.append(ImportRowError(row=number, external_id=values["external_id"], error=exc.detail))
+    return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors)

@@ -1,0 +1,13 @@
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from programs.tables import ApiKey, Participant, Program, RefreshToken, Team
+
+APP_CONFIG = AppConfig(
+    app_name="programs",
+    migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
+    table_classes=[Program, ApiKey, Team, Participant, RefreshToken],
+    migration_dependencies=[],
+    commands=[],
+)

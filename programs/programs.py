@@ -1,0 +1,120 @@
+"""Programs: the tenants. Each has its own participants, points, keys and budget."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from programs.credentials import issue_key
+from programs.tables import Program
+from wallet.errors import NotFound
+from wallet.ids import new_id
+
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+
+class Money(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    amount: Annotated[int, Meta(ge=0)]
+    currency: Currency
+
+
+class ProgramView(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    point_name: str
+    point_value: Money
+    status: str
+    timezone: str
+    allow_overdraft: bool
+    created_at: datetime
+
+
+class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    point_name: Annotated[str, Meta(min_length=1, max_length=40)] = "points"
+    point_value_cents: Annotated[int, Meta(ge=1, le=1_000_000, description="minor units per point")] = 1
+    currency: Currency = "USD"
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    allow_overdraft: bool = True
+
+
+class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    point_name: Annotated[str, Meta(min_length=1, max_length=40)] | None = None
+    status: Literal["active", "suspended"] | None = None
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    allow_overdraft: bool | None = None
+
+
+def _view(row: dict) -> ProgramView:
+    return ProgramView(
+        id=row["id"],
+        name=row["name"],
+        point_name=row["point_name"],
+        point_value=Money(amount=row["point_value_minor"], currency=row["currency"]),
+        status=row["status"],
+        timezone=row["timezone"],
+        allow_overdraft=bool(row["allow_overdraft"]),
+        created_at=row["created_at"],
+    )
+
+
+def check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        from wallet.errors import Invalid
+
+        raise Invalid(f"unknown time zone {name!r}", field="timezone") from None
+
+
+async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
+    """Creates the program and its first admin key; answers the key once, in clear."""
+    check_timezone(spec.timezone)
+    program_id = new_id("prg")
+    await Program.insert(
+        Program(
+            id=program_id,
+            name=spec.name,
+            point_name=spec.point_name,
+            point_value_minor=spec.point_value_cents,
+            currency=spec.currency,
+            timezone=spec.timezone,
+            allow_overdraft=spec.allow_overdraft,
+            created_at=datetime.now(timezone.utc),
+        )
+    ).run()
+    _, admin_key = await issue_key(program_id, "admin", name="initial")
+    return await get_program(program_id), admin_key
+
+
+async def get_program(program_id: str) -> ProgramView:
+    row = await Program.select().where(Program.id == program_id).first().run()
+    if row is None:
+        raise NotFound("no such program")
+    return _view(row)
+
+
+async def find_program_by_name(name: str) -> ProgramView | None:
+    row = await Program.select().where(Program.name == name).order_by(Program.id).first().run()
+    return None if row is None else _view(row)
+
+
+async def list_program_ids() -> list[str]:
+    return [row["id"] for row in await Program.select(Program.id).run()]
+
+
+async def update_program(program_id: str, changes: ProgramChanges) -> ProgramView:
+    values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
+    if "timezone" in values:
+        check_timezone(values["timezone"])
+    if values:
+        await Program.update({getattr(Program, k): v for k, v in values.items()}).where(
+            Program.id == program_id
+        ).run()
+    return await get_program(program_id)

@@ -1,0 +1,142 @@
+"""Wallet operations as the domain sees them: validated amounts in, results or domain errors out.
+
+Each call is one atomic Redis function (see store.py). Replays of an idempotent request
+come back flagged `replayed`, and so do the domain errors of replayed failures, so the
+HTTP edge can mark them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from wallet.errors import (
+    BudgetExhausted,
+    Conflict,
+    DomainError,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    Invalid,
+    NotFound,
+)
+from wallet.ids import new_id
+from wallet.store import GrantSpec, Idem, Outcome, WalletStore
+
+# Above 10^12 points per move, Lua's JSON numbers would lose integer precision.
+Points = Annotated[int, Meta(gt=0, le=1_000_000_000_000)]
+Reason = Annotated[str, Meta(min_length=1, max_length=200)]
+
+_ERRORS: dict[str, type[DomainError]] = {
+    "insufficient_points": InsufficientPoints,
+    "budget_exhausted": BudgetExhausted,
+    "idempotency_key_reused": IdempotencyKeyReused,
+    "not_found": NotFound,
+    "conflict": Conflict,
+    "validation_error": Invalid,
+}
+
+
+class Balance(msgspec.Struct, frozen=True):
+    available: int
+    held: int
+
+
+class PointsMove(msgspec.Struct, frozen=True):
+    transaction_id: str
+    participant_id: str
+    points: int
+    balance: Balance
+
+
+class WalletView(msgspec.Struct, frozen=True):
+    available: int
+    held: int
+    lifetime_earned: int
+    lifetime_spent: int
+
+
+class Moved(msgspec.Struct, frozen=True):
+    """A result and whether it was replayed from the idempotency record."""
+
+    move: PointsMove
+    replayed: bool
+
+
+def raise_for(outcome: Outcome) -> None:
+    if outcome.ok:
+        return
+    error = _ERRORS.get(outcome.code or "", DomainError)
+    raise error(outcome.detail or outcome.code or "refused", replayed=bool(outcome.replayed), status=outcome.s)
+
+
+def _moved(outcome: Outcome) -> Moved:
+    raise_for(outcome)
+    move = PointsMove(
+        transaction_id=outcome.tx or "",
+        participant_id=outcome.participant or "",
+        points=outcome.points or 0,
+        balance=Balance(available=outcome.available or 0, held=outcome.held or 0),
+    )
+    return Moved(move=move, replayed=bool(outcome.replayed))
+
+
+def _metadata(reason: str, extra: dict | None = None) -> str:
+    return msgspec.json.encode({"reason": reason, **(extra or {})}).decode()
+
+
+async def grant(
+    store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
+    kind: str = "grant", reference: str = "",
+) -> Moved:
+    spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
+                     reference=reference, metadata=_metadata(reason))
+    return _moved(await store.grant(program_id, spec))
+
+
+async def deduct(
+    store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
+    kind: str = "deduction", reference: str = "",
+) -> Moved:
+    spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
+                     reference=reference, metadata=_metadata(reason))
+    return _moved(await store.deduct(program_id, spec))
+
+
+async def hold(
+    store: WalletStore, program_id: str, participant_id: str, points: int, hold_id: str, idem: Idem,
+    reason: str = "", kind: str = "hold",
+) -> Moved:
+    spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
+                     reference=hold_id, metadata=_metadata(reason or kind))
+    return _moved(await store.hold(program_id, hold_id, spec))
+
+
+async def capture(
+    store: WalletStore, program_id: str, participant_id: str, hold_id: str, idem: Idem,
+    points: int | None = None, kind: str = "capture",
+) -> Moved:
+    outcome = await store.capture(program_id, hold_id, participant_id, new_id("tx"), idem, points=points,
+                                  kind=kind, reference=hold_id, metadata=_metadata(kind))
+    return _moved(outcome)
+
+
+async def void(
+    store: WalletStore, program_id: str, participant_id: str, hold_id: str, idem: Idem, kind: str = "void",
+) -> Moved:
+    outcome = await store.void(program_id, hold_id, participant_id, new_id("tx"), idem, kind=kind,
+                               reference=hold_id, metadata=_metadata(kind))
+    return _moved(outcome)
+
+
+async def wallet_view(store: WalletStore, program_id: str, participant_id: str) -> WalletView:
+    balance = await store.balance(program_id, participant_id)
+    if balance is None:
+        raise NotFound("no such participant")
+    return WalletView(
+        available=balance["available"],
+        held=balance["held"],
+        lifetime_earned=balance["earned"],
+        lifetime_spent=balance["spent"],
+    )

@@ -1,0 +1,328 @@
+#!lua name=rw_wallet
+--[[
+Wallet functions: every balance change is one atomic call.
+
+Key layout (all keys of a program share the hash tag {p:<program_id>}):
+  rw:{p:P}:w:<participant>  hash  available, held, earned, spent; open (enrolled),
+                                  inactive ("1" once deactivated: its tokens stop working)
+  rw:{p:P}:acct             hash  program accounts: budget, world, redeemed, expired, pool:<c> ...
+  rw:{p:P}:cfg              hash  overdraft ("0" refuses grants the budget cannot cover),
+                                  blocked ("1" refuses every grant: a refund left the budget short)
+  rw:{p:P}:hold:<hold id>   hash  participant, points, state (held|captured|voided), tx
+  rw:{p:P}:journal          stream, one entry per transaction
+  rw:{p:P}:idem:<scope>:<h> string, JSON {fp, r} (result) or {fp, inflight} (wrapper's marker)
+
+Accounts in journal legs: "budget", "world", "redeemed", "expired", ... for program
+accounts; "available:<participant>" and "held:<participant>" for wallets. Points only
+move between two accounts, so the sum of all accounts of a program is always zero
+("world" is where funding comes from and goes negative by what was paid in).
+
+Every function answers a JSON document:
+  {"s": 201, "tx": ..., "participant": ..., "points": ..., "available": ..., "held": ...}
+  {"s": 422, "code": "insufficient_points", "detail": ...}
+  with "replayed": 1 added when an idempotency record answered instead.
+Failures a retry would repeat (insufficient points, budget) are stored like successes,
+so a retried request answers what the first one did.
+]]
+
+local function wallet_account(key, field)
+  -- rw:{p:P}:w:<participant> -> "<field>:<participant>"
+  local participant = string.match(key, ":w:(.+)$")
+  return field .. ":" .. participant
+end
+
+-- Reads the idempotency record. Answers a JSON reply to return at once, or nil to proceed.
+local function idem_check(key, fp)
+  if key == "" then return nil end
+  local raw = redis.call("GET", key)
+  if not raw then return nil end
+  local rec = cjson.decode(raw)
+  if rec.fp ~= fp then
+    return cjson.encode({s = 422, code = "idempotency_key_reused",
+      detail = "this Idempotency-Key was used with a different request"})
+  end
+  if rec.r then
+    rec.r.replayed = 1
+    return cjson.encode(rec.r)
+  end
+  return nil -- an in-flight marker of the same request: the wrapper itself is calling
+end
+
+local function idem_store(key, fp, ttl, result)
+  if key ~= "" then
+    redis.call("SET", key, cjson.encode({fp = fp, r = result}), "EX", ttl)
+  end
+  return cjson.encode(result)
+end
+
+local function fail(status, code, detail)
+  return {s = status, code = code, detail = detail}
+end
+
+-- earned/spent: how the transaction moved the participant's lifetime counters, so the
+-- ledger alone can rebuild every field of a wallet.
+local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
+  redis.call("XADD", stream, "*",
+    "tx", tx, "kind", kind, "participant", participant, "points", tostring(net),
+    "ref", reference, "meta", meta, "legs", cjson.encode(legs), "ts", now,
+    "earned", tostring(earned or 0), "spent", tostring(spent or 0))
+end
+
+-- A wallet exists once its participant was enrolled (field "open"); unknown ids are 404s.
+local function missing_wallet(wallet)
+  if redis.call("HEXISTS", wallet, "open") == 0 then
+    return cjson.encode(fail(404, "not_found", "no such participant"))
+  end
+  return nil
+end
+
+local function hget_int(key, field)
+  return tonumber(redis.call("HGET", key, field) or "0")
+end
+
+-- A grant may spend the budget unless the program refuses overdraft, or is blocked.
+local function budget_refusal(cfg, acct, points)
+  if redis.call("HGET", cfg, "blocked") == "1" then
+    return fail(409, "budget_exhausted", "the program's budget is negative after a refund or dispute; fund it to grant again")
+  end
+  if redis.call("HGET", cfg, "overdraft") == "0" and hget_int(acct, "budget") < points then
+    return fail(409, "budget_exhausted", "the program's budget cannot cover this award")
+  end
+  return nil
+end
+
+local function balance_result(wallet, tx, participant, points)
+  return {s = 201, tx = tx, participant = participant, points = points,
+    available = hget_int(wallet, "available"), held = hget_int(wallet, "held")}
+end
+
+--[[ rw_grant: budget -> available.
+KEYS: idem, journal, acct, cfg, wallet
+ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
+local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now)
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local refusal = budget_refusal(cfg, acct, points)
+  if refusal then return idem_store(idem, fp, ttl, refusal) end
+  redis.call("HINCRBY", acct, "budget", -points)
+  redis.call("HINCRBY", wallet, "available", points)
+  redis.call("HINCRBY", wallet, "earned", points)
+  journal(stream, tx, kind, participant, points, ref, meta,
+    {{"budget", wallet_account(wallet, "available"), points}}, now, points, 0)
+  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+end
+
+redis.register_function("rw_grant", function(keys, argv)
+  return apply_grant(keys[1], keys[2], keys[3], keys[4], keys[5],
+    argv[1], tonumber(argv[2]), argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9])
+end)
+
+--[[ rw_grant_batch: many independent grants in one round trip, each with its own record.
+KEYS: journal, acct, cfg, then per grant: idem, wallet
+ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference, meta
+Answers a JSON array of per-grant results, in order. ]]
+redis.register_function("rw_grant_batch", function(keys, argv)
+  local ttl, now = tonumber(argv[1]), argv[2]
+  local out = {}
+  local n = (#keys - 3) / 2
+  for i = 0, n - 1 do
+    local a = 3 + i * 7
+    local reply = apply_grant(keys[4 + i * 2], keys[1], keys[2], keys[3], keys[5 + i * 2],
+      argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now)
+    out[#out + 1] = reply
+  end
+  return "[" .. table.concat(out, ",") .. "]"
+end)
+
+--[[ rw_deduct: available -> budget (an admin's correction returns points to the program).
+KEYS: idem, journal, acct, cfg, wallet
+ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
+redis.register_function("rw_deduct", function(keys, argv)
+  local idem, stream, acct, wallet = keys[1], keys[2], keys[3], keys[5]
+  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local points = tonumber(argv[5])
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local available = hget_int(wallet, "available")
+  if available < points then
+    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+      "available balance is " .. available .. ", " .. points .. " needed"))
+  end
+  redis.call("HINCRBY", wallet, "available", -points)
+  redis.call("HINCRBY", acct, "budget", points)
+  journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
+    {{wallet_account(wallet, "available"), "budget", points}}, argv[9])
+  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+end)
+
+--[[ rw_hold: available -> held, recorded under a hold id (the order it pays for).
+KEYS: idem, journal, acct, cfg, wallet, hold
+ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
+redis.register_function("rw_hold", function(keys, argv)
+  local idem, stream, wallet, hold = keys[1], keys[2], keys[5], keys[6]
+  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local points = tonumber(argv[5])
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  if redis.call("EXISTS", hold) == 1 then
+    return idem_store(idem, fp, ttl, fail(409, "conflict", "this hold already exists"))
+  end
+  local available = hget_int(wallet, "available")
+  if available < points then
+    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+      "available balance is " .. available .. ", " .. points .. " needed"))
+  end
+  redis.call("HINCRBY", wallet, "available", -points)
+  redis.call("HINCRBY", wallet, "held", points)
+  redis.call("HSET", hold, "participant", participant, "points", points, "state", "held", "tx", tx,
+    "reference", argv[7])
+  journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
+    {{wallet_account(wallet, "available"), wallet_account(wallet, "held"), points}}, argv[9])
+  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+end)
+
+-- Checks a hold can be resolved; answers (hold points, nil) or (nil, failure).
+local function open_hold(hold, participant)
+  if redis.call("EXISTS", hold) == 0 then
+    return nil, fail(404, "not_found", "no such hold")
+  end
+  if redis.call("HGET", hold, "participant") ~= participant then
+    return nil, fail(404, "not_found", "no such hold")
+  end
+  local state = redis.call("HGET", hold, "state")
+  if state ~= "held" then
+    return nil, fail(409, "conflict", "the hold is already " .. state)
+  end
+  return hget_int(hold, "points"), nil
+end
+
+--[[ rw_capture: held -> redeemed for all or part of a hold; any rest returns to available.
+KEYS: idem, journal, acct, cfg, wallet, hold
+ARGV: fp, ttl, tx, participant, points ("" for the whole hold), kind, reference, meta, now_ms ]]
+redis.register_function("rw_capture", function(keys, argv)
+  local idem, stream, acct, wallet, hold = keys[1], keys[2], keys[3], keys[5], keys[6]
+  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local early = idem_check(idem, fp)
+  if early then return early end
+  local held, failure = open_hold(hold, participant)
+  if failure then return cjson.encode(failure) end
+  local points = held
+  if argv[5] ~= "" then points = tonumber(argv[5]) end
+  if points > held then
+    return cjson.encode(fail(422, "validation_error", "cannot capture more than the hold's " .. held .. " points"))
+  end
+  local rest = held - points
+  redis.call("HINCRBY", wallet, "held", -held)
+  redis.call("HINCRBY", wallet, "spent", points)
+  redis.call("HINCRBY", acct, "redeemed", points)
+  local legs = {{wallet_account(wallet, "held"), "redeemed", points}}
+  if rest > 0 then
+    redis.call("HINCRBY", wallet, "available", rest)
+    legs[2] = {wallet_account(wallet, "held"), wallet_account(wallet, "available"), rest}
+  end
+  redis.call("HSET", hold, "state", "captured", "captured", points)
+  journal(stream, tx, argv[6], participant, rest, argv[7], argv[8], legs, argv[9], 0, points)
+  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+end)
+
+--[[ rw_void: held -> available; the hold's points come back.
+KEYS: idem, journal, acct, cfg, wallet, hold
+ARGV: fp, ttl, tx, participant, kind, reference, meta, now_ms ]]
+redis.register_function("rw_void", function(keys, argv)
+  local idem, stream, wallet, hold = keys[1], keys[2], keys[5], keys[6]
+  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local early = idem_check(idem, fp)
+  if early then return early end
+  local held, failure = open_hold(hold, participant)
+  if failure then return cjson.encode(failure) end
+  redis.call("HINCRBY", wallet, "held", -held)
+  redis.call("HINCRBY", wallet, "available", held)
+  redis.call("HSET", hold, "state", "voided")
+  journal(stream, tx, argv[5], participant, held, argv[6], argv[7],
+    {{wallet_account(wallet, "held"), wallet_account(wallet, "available"), held}}, argv[8])
+  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, held))
+end)
+
+--[[ rw_transfer: a general multi-leg transaction between program accounts and wallets.
+Used for funding (world -> budget), refunds, spins and entries.
+KEYS: idem, journal, acct, cfg, then the wallets the legs name (may be none)
+ARGV: fp, ttl, tx, participant ("" if none), kind, reference, meta, now_ms, leg count,
+      then per leg: from, to, points, floor
+  An account is "acct:<field>" (a program account) or "w<i>:<field>" (field of the i-th
+  wallet key, 1-based, one of available|held). floor is "0" when the debited account may
+  not go below zero, "-" when it may (world), "b" for the budget rule of rw_grant.
+  The participant's lifetime counters move with legs into/out of their available balance
+  when the kind says so: ARGV[9 + 4n + 1] = "earn" | "spend" | "". ]]
+redis.register_function("rw_transfer", function(keys, argv)
+  local idem, stream, acct = keys[1], keys[2], keys[3]
+  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local early = idem_check(idem, fp)
+  if early then return early end
+  for k = 5, #keys do
+    local missing = missing_wallet(keys[k])
+    if missing then return missing end
+  end
+  local nlegs = tonumber(argv[9])
+  local function resolve(name)
+    local scope, field = string.match(name, "^([^:]+):(.+)$")
+    if scope == "acct" then return acct, field, field end
+    local key = keys[4 + tonumber(string.sub(scope, 2))]
+    return key, field, wallet_account(key, field)
+  end
+  -- Check every debit against its floor before writing anything, leg by leg, so a leg
+  -- may spend what an earlier leg of the same transaction credited.
+  local pending = {}
+  local parsed = {}
+  local function balance_of(k, f)
+    local id = k .. "|" .. f
+    if pending[id] == nil then pending[id] = hget_int(k, f) end
+    return id
+  end
+  for i = 0, nlegs - 1 do
+    local a = 10 + i * 4
+    local fk, ff, fname = resolve(argv[a])
+    local tk, tf, tname = resolve(argv[a + 1])
+    local points = tonumber(argv[a + 2])
+    parsed[#parsed + 1] = {fk, ff, fname, tk, tf, tname, points}
+    local from_id, to_id = balance_of(fk, ff), balance_of(tk, tf)
+    if argv[a + 3] == "0" and pending[from_id] < points then
+      local code, status = "insufficient_points", 422
+      if fk == acct then code, status = "budget_exhausted", 409 end
+      return idem_store(idem, fp, ttl, fail(status, code,
+        fname .. " holds " .. pending[from_id] .. ", " .. points .. " needed"))
+    elseif argv[a + 3] == "b" then
+      local refusal = budget_refusal(keys[4], acct, points)
+      if refusal then return idem_store(idem, fp, ttl, refusal) end
+    end
+    pending[from_id] = pending[from_id] - points
+    pending[to_id] = pending[to_id] + points
+  end
+  local legs = {}
+  local net, earned, spent = 0, 0, 0
+  local lifetime = argv[10 + nlegs * 4] or ""
+  for _, leg in ipairs(parsed) do
+    local fk, ff, fname, tk, tf, tname, points = leg[1], leg[2], leg[3], leg[4], leg[5], leg[6], leg[7]
+    redis.call("HINCRBY", fk, ff, -points)
+    redis.call("HINCRBY", tk, tf, points)
+    legs[#legs + 1] = {fname, tname, points}
+    if participant ~= "" then
+      if tname == "available:" .. participant then net = net + points end
+      if fname == "available:" .. participant then net = net - points end
+    end
+    if lifetime == "earn" and tf == "available" and tk ~= acct then
+      redis.call("HINCRBY", tk, "earned", points)
+      earned = earned + points
+    end
+    if lifetime == "spend" and ff == "available" and fk ~= acct then
+      redis.call("HINCRBY", fk, "spent", points)
+      spent = spent + points
+    end
+  end
+  journal(stream, tx, argv[5], participant, net, argv[6], argv[7], legs, argv[8], earned, spent)
+  local result = {s = 201, tx = tx, participant = participant, points = net}
+  if keys[5] then
+    result.available = hget_int(keys[5], "available")
+    result.held = hget_int(keys[5], "held")
+  end
+  return idem_store(idem, fp, ttl, result)
+end)

@@ -1,0 +1,219 @@
+"""Projects the Redis journal into the SQL ledger, exactly once per transaction.
+
+Each program's journal is a Redis Stream read through the consumer group `ledger`. A batch
+of entries is written to `ledger_entries` and `ledger_postings` in one SQL transaction,
+with unique ids and ON CONFLICT DO NOTHING, and only then acknowledged. A crash between
+the two replays the batch, and the unique ids make the replay harmless. Entries left
+pending by a dead consumer are claimed after `claim_idle_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from wallet import keys
+from wallet.tables import LedgerEntry, LedgerPosting
+
+GROUP = "ledger"
+log = logging.getLogger("rw.journal")
+
+
+class JournalEntry(msgspec.Struct, frozen=True):
+    stream_id: str
+    transaction_id: str
+    kind: str
+    participant_id: str | None
+    points: int
+    earned: int
+    spent: int
+    reference: str | None
+    metadata: str
+    legs: list[tuple[str, str, int]]
+    created_at: datetime
+
+
+_decode_legs = msgspec.json.Decoder(list[tuple[str, str, int]]).decode
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    return JournalEntry(
+        stream_id=_text(stream_id),
+        transaction_id=f["tx"],
+        kind=f["kind"],
+        participant_id=f.get("participant") or None,
+        points=int(f.get("points", "0")),
+        earned=int(f.get("earned", "0")),
+        spent=int(f.get("spent", "0")),
+        reference=f.get("ref") or None,
+        metadata=f.get("meta", "{}"),
+        legs=_decode_legs(f.get("legs", "[]")),
+        created_at=datetime.fromtimestamp(int(f["ts"]) / 1000, tz=timezone.utc),
+    )
+
+
+def postings(program_id: str, entry: JournalEntry) -> list[LedgerPosting]:
+    rows = []
+    for number, (source, target, points) in enumerate(entry.legs):
+        for side, account, delta in (("d", source, -points), ("c", target, points)):
+            rows.append(
+                LedgerPosting(
+                    posting_id=f"{entry.transaction_id}:{number}:{side}",
+                    transaction_id=entry.transaction_id,
+                    program_id=program_id,
+                    account=account,
+                    delta=delta,
+                    leg=number,
+                )
+            )
+    return rows
+
+
+async def write_batch(program_id: str, entries: list[JournalEntry]) -> None:
+    if not entries:
+        return
+    rows = [
+        LedgerEntry(
+            transaction_id=e.transaction_id,
+            program_id=program_id,
+            participant_id=e.participant_id,
+            kind=e.kind,
+            points=e.points,
+            earned=e.earned,
+            spent=e.spent,
+            reference=e.reference,
+            metadata=e.metadata,
+            legs=msgspec.json.encode(e.legs).decode(),
+            stream_id=e.stream_id,
+            created_at=e.created_at,
+        )
+        for e in entries
+    ]
+    posting_rows = [p for e in entries for p in postings(program_id, e)]
+    async with LedgerEntry._meta.db.transaction():
+        await LedgerEntry.insert(*rows).on_conflict(action="DO NOTHING").run()
+        if posting_rows:
+            for start in range(0, len(posting_rows), 500):
+                chunk = posting_rows[start : start + 500]
+                await LedgerPosting.insert(*chunk).on_conflict(action="DO NOTHING").run()
+
+
+class JournalProjector:
+    def __init__(
+        self,
+        client: Any,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        claim_idle_ms: int = 15_000,
+    ) -> None:
+        self.client = client
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.claim_idle_ms = claim_idle_ms
+        self._groups: set[str] = set()
+
+    async def _ensure_group(self, stream: str) -> None:
+        if stream in self._groups:
+            return
+        try:
+            await self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(stream)
+
+    async def project_program(self, program_id: str) -> int:
+        """Projects what is waiting in one program's journal; answers how many entries."""
+        stream = keys.journal(program_id)
+        await self._ensure_group(stream)
+        total = 0
+        # First what a dead consumer left pending, then new entries.
+        claimed = await self.client.xautoclaim(
+            stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch_size
+        )
+        stale = [(sid, fields) for sid, fields in claimed[1] if fields]
+        if stale:
+            total += await self._project(program_id, stream, stale)
+        while True:
+            reply = await self.client.xreadgroup(
+                GROUP, self.consumer, {stream: ">"}, count=self.batch_size
+            )
+            messages = reply[0][1] if reply else []
+            if not messages:
+                break
+            total += await self._project(program_id, stream, messages)
+            if len(messages) < self.batch_size:
+                break
+        return total
+
+    async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]]) -> int:
+        entries = [parse_entry(sid, fields) for sid, fields in messages]
+        await write_batch(program_id, entries)
+        await self.client.xack(stream, GROUP, *[e.stream_id for e in entries])
+        # Acknowledged entries live on in the ledger; the stream keeps only what is pending.
+        await self.client.xdel(stream, *[e.stream_id for e in entries])
+        return len(entries)
+
+    async def project_all(self, program_ids: list[str]) -> int:
+        total = 0
+        for program_id in program_ids:
+            total += await self.project_program(program_id)
+        return total
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        program_ids: Callable[[], Awaitable[list[str]]],
+        idle_sleep: float = 0.02,
+        refresh_every: float = 2.0,
+    ) -> None:
+        """Projects until `stop` is set, then drains once more so nothing stays unprojected."""
+        loop = asyncio.get_running_loop()
+        ids: list[str] = []
+        refreshed = 0.0
+        while True:
+            stopping = stop.is_set()
+            try:
+                if loop.time() - refreshed > refresh_every or stopping:
+                    ids = await program_ids()
+                    refreshed = loop.time()
+                done = await self.project_all(ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a store hiccup must not kill the projector; it retries
+                log.exception("journal projection failed; retrying")
+                done = 0
+                if stopping:
+                    return
+                await asyncio.sleep(0.5)
+            if stopping:
+                return
+            if done == 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
+                except asyncio.TimeoutError:
+                    pass
+
+
+async def lag(client: Any, program_id: str) -> tuple[int, int | None]:
+    """(entries not yet projected, milliseconds timestamp of the oldest of them or None)."""
+    stream = keys.journal(program_id)
+    length = await client.xlen(stream)
+    if length == 0:
+        return 0, None
+    first = await client.xrange(stream, count=1)
+    oldest = int(_text(first[0][0]).split("-")[0]) if first else None
+    return length, oldest

@@ -1,0 +1,44 @@
+"""Redis key names. Every key of a program carries the hash tag {p:<program_id>} so one
+function call can touch them all, and a Redis Cluster keeps a program on one shard."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def tag(program_id: str) -> str:
+    return f"rw:{{p:{program_id}}}"
+
+
+def wallet(program_id: str, participant_id: str) -> str:
+    return f"{tag(program_id)}:w:{participant_id}"
+
+
+def accounts(program_id: str) -> str:
+    return f"{tag(program_id)}:acct"
+
+
+def config(program_id: str) -> str:
+    return f"{tag(program_id)}:cfg"
+
+
+def journal(program_id: str) -> str:
+    return f"{tag(program_id)}:journal"
+
+
+def hold(program_id: str, hold_id: str) -> str:
+    return f"{tag(program_id)}:hold:{hold_id}"
+
+
+def inactive(program_id: str) -> str:
+    return f"{tag(program_id)}:inactive"
+
+
+def idempotency(program_id: str, scope: str, key: str) -> str:
+    # Hashing keeps client-chosen bytes out of key names and bounds their length.
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"{tag(program_id)}:idem:{scope}:{digest}"
+
+
+def wallet_pattern(program_id: str) -> str:
+    return f"{tag(program_id)}:w:*"

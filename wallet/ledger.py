@@ -1,0 +1,125 @@
+"""Reads of the SQL ledger: a participant's history and a program's account totals."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from piccolo.query.functions.aggregate import Sum
+
+from wallet.errors import Invalid
+from wallet.journal import lag
+from wallet.pages import decode_cursor, encode_cursor
+from wallet.tables import LedgerEntry, LedgerPosting
+
+
+class TransactionView(msgspec.Struct, frozen=True):
+    id: str
+    kind: str
+    points: int
+    created_at: datetime
+    reference: str | None = None
+    reason: str | None = None
+
+
+class TransactionPage(msgspec.Struct, frozen=True):
+    items: list[TransactionView]
+    next_cursor: str | None
+    as_of: datetime
+
+
+class AccountTotal(msgspec.Struct, frozen=True):
+    account: str
+    points: int
+
+
+class ProgramLedger(msgspec.Struct, frozen=True):
+    budget: int
+    participants_available: int
+    participants_held: int
+    accounts: list[AccountTotal]
+    transactions: int
+    as_of: datetime
+
+
+async def as_of(client: Any, program_id: str) -> datetime:
+    """The moment up to which the ledger is complete: now, or just before the oldest entry
+    still waiting in the journal."""
+    waiting, oldest_ms = await lag(client, program_id)
+    if waiting == 0 or oldest_ms is None:
+        return datetime.now(timezone.utc)
+    return datetime.fromtimestamp((oldest_ms - 1) / 1000, tz=timezone.utc)
+
+
+def _reason(metadata: str) -> str | None:
+    try:
+        value = msgspec.json.decode(metadata)
+    except msgspec.DecodeError:
+        return None
+    reason = value.get("reason") if isinstance(value, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+async def transactions(
+    client: Any, program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None
+) -> TransactionPage:
+    stamp = await as_of(client, program_id)
+    after = decode_cursor(cursor)
+    where = (LedgerEntry.program_id == program_id) & (LedgerEntry.participant_id == participant_id)
+    if after is not None:
+        if not after.isdigit():
+            raise Invalid("cursor is not one this API issued", field="cursor")
+        where &= LedgerEntry.id < int(after)
+    rows = (
+        await LedgerEntry.select(
+            LedgerEntry.id, LedgerEntry.transaction_id, LedgerEntry.kind, LedgerEntry.points,
+            LedgerEntry.created_at, LedgerEntry.reference, LedgerEntry.metadata,
+        )
+        .where(where)
+        .order_by(LedgerEntry.id, ascending=False)
+        .limit(limit + 1)
+        .run()
+    )
+    items = [
+        TransactionView(
+            id=r["transaction_id"], kind=r["kind"], points=r["points"], created_at=_utc(r["created_at"]),
+            reference=r["reference"], reason=_reason(r["metadata"]),
+        )
+        for r in rows[:limit]
+    ]
+    more = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None
+    return TransactionPage(items=items, next_cursor=more, as_of=stamp)
+
+
+async def account_sums(program_id: str) -> dict[str, int]:
+    """Every account's balance according to the ledger (sum of its postings)."""
+    rows = (
+        await LedgerPosting.select(LedgerPosting.account, Sum(LedgerPosting.delta).as_alias("total"))
+        .where(LedgerPosting.program_id == program_id)
+        .group_by(LedgerPosting.account)
+        .run()
+    )
+    return {row["account"]: int(row["total"] or 0) for row in rows}
+
+
+async def program_ledger(client: Any, program_id: str) -> ProgramLedger:
+    stamp = await as_of(client, program_id)
+    sums = await account_sums(program_id)
+    count = await LedgerEntry.count().where(LedgerEntry.program_id == program_id).run()
+    program_accounts = sorted(
+        (AccountTotal(account=a, points=p) for a, p in sums.items() if ":" not in a or a.startswith("pool:")),
+        key=lambda t: t.account,
+    )
+    return ProgramLedger(
+        budget=sums.get("budget", 0),
+        participants_available=sum(p for a, p in sums.items() if a.startswith("available:")),
+        participants_held=sum(p for a, p in sums.items() if a.startswith("held:")),
+        accounts=program_accounts,
+        transactions=count,
+        as_of=stamp,
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

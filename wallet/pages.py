@@ -1,0 +1,32 @@
+"""Cursor pagination over time-ordered ids, newest first: the cursor is the last id seen."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from wallet.errors import Invalid
+
+MAX_LIMIT = 200
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise Invalid("cursor is not one this API issued", field="cursor") from None
+    if not value or len(value) > 100:
+        raise Invalid("cursor is not one this API issued", field="cursor")
+    return value
+
+
+def next_cursor(rows_ids: list[str], limit: int) -> str | None:
+    """With `limit + 1` rows fetched, a further page exists when the extra row came back."""
+    return encode_cursor(rows_ids[limit - 1]) if len(rows_ids) > limit else None

@@ -1,0 +1,109 @@
+"""Reconcile Redis balances with the SQL ledger, and rebuild Redis from the ledger.
+
+The ledger is the system of record: after a Redis loss, `rebuild` writes every wallet,
+program account and open hold back from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from piccolo.query.functions.aggregate import Sum
+
+from wallet import keys
+from wallet.ledger import account_sums
+from wallet.tables import LedgerEntry
+
+
+class Drift(msgspec.Struct, frozen=True):
+    program_id: str
+    account: str
+    redis: int
+    ledger: int
+
+
+async def redis_accounts(client: Any, program_id: str) -> dict[str, int]:
+    """Every account's balance in Redis, named as the ledger names them."""
+    result: dict[str, int] = {}
+    for field, value in (await client.hgetall(keys.accounts(program_id))).items():
+        result[_text(field)] = int(value)
+    prefix = keys.wallet(program_id, "")
+    async for key in client.scan_iter(match=keys.wallet_pattern(program_id), count=1000):
+        name = _text(key)
+        participant = name[len(prefix):]
+        available, held = await client.hmget(name, "available", "held")
+        result[f"available:{participant}"] = int(available or 0)
+        result[f"held:{participant}"] = int(held or 0)
+    return result
+
+
+async def reconcile_program(client: Any, program_id: str) -> list[Drift]:
+    ledger = await account_sums(program_id)
+    live = await redis_accounts(client, program_id)
+    drifts = []
+    for account in sorted(set(ledger) | set(live)):
+        if ledger.get(account, 0) != live.get(account, 0):
+            drifts.append(Drift(program_id=program_id, account=account, redis=live.get(account, 0),
+                                ledger=ledger.get(account, 0)))
+    return drifts
+
+
+async def rebuild_program(client: Any, program_id: str, participant_ids: list[str]) -> int:
+    """Writes balances, lifetime counters and open holds from the ledger. Answers wallets written."""
+    sums = await account_sums(program_id)
+    lifetime_rows = (
+        await LedgerEntry.select(
+            LedgerEntry.participant_id, Sum(LedgerEntry.earned).as_alias("earned"),
+            Sum(LedgerEntry.spent).as_alias("spent"),
+        )
+        .where(LedgerEntry.program_id == program_id)
+        .group_by(LedgerEntry.participant_id)
+        .run()
+    )
+    lifetime = {r["participant_id"]: (int(r["earned"] or 0), int(r["spent"] or 0)) for r in lifetime_rows}
+    program_fields = {a: p for a, p in sums.items() if not a.startswith(("available:", "held:"))}
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(keys.accounts(program_id))
+    if program_fields:
+        pipe.hset(keys.accounts(program_id), mapping=program_fields)
+    for participant in participant_ids:
+        earned, spent = lifetime.get(participant, (0, 0))
+        pipe.hset(keys.wallet(program_id, participant), mapping={
+            "open": 1,
+            "available": sums.get(f"available:{participant}", 0),
+            "held": sums.get(f"held:{participant}", 0),
+            "earned": earned,
+            "spent": spent,
+        })
+    for hold_id, participant, points in await open_holds(program_id):
+        pipe.hset(keys.hold(program_id, hold_id), mapping={
+            "participant": participant, "points": points, "state": "held", "reference": hold_id,
+        })
+    await pipe.execute()
+    return len(participant_ids)
+
+
+async def open_holds(program_id: str) -> list[tuple[str, str, int]]:
+    """Holds whose `hold` entry has no capture or void after it: (hold id, participant, points)."""
+    rows = (
+        await LedgerEntry.select(LedgerEntry.kind, LedgerEntry.reference, LedgerEntry.participant_id,
+                                 LedgerEntry.points, LedgerEntry.legs)
+        .where((LedgerEntry.program_id == program_id) & LedgerEntry.reference.is_not_null())
+        .order_by(LedgerEntry.id)
+        .run()
+    )
+    holds: dict[str, tuple[str, int]] = {}
+    for row in rows:
+        legs = msgspec.json.decode(row["legs"])
+        into_held = [leg for leg in legs if leg[1].startswith("held:") and leg[0].startswith("available:")]
+        out_of_held = [leg for leg in legs if leg[0].startswith("held:")]
+        if into_held and row["reference"] not in holds:
+            holds[row["reference"]] = (row["participant_id"], sum(leg[2] for leg in into_held))
+        elif out_of_held:
+            holds.pop(row["reference"], None)
+    return [(hold_id, participant, points) for hold_id, (participant, points) in holds.items()]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

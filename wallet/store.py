@@ -1,0 +1,187 @@
+"""The one owner of the wallet's Redis functions: loads them and calls them.
+
+Every method is one FCALL (one round trip, one atomic step). Answers come back as
+`Outcome`s; turning a failed outcome into a domain error is `wallet/accounts.py`'s job.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from wallet import keys
+
+LIBRARY = resources.files("wallet").joinpath("functions.lua").read_text()
+
+Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    s: int
+    tx: str | None = None
+    participant: str | None = None
+    points: int | None = None
+    available: int | None = None
+    held: int | None = None
+    code: str | None = None
+    detail: str | None = None
+    replayed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.s < 300
+
+
+_decode_outcome = msgspec.json.Decoder(Outcome).decode
+_decode_outcomes = msgspec.json.Decoder(list[Outcome]).decode
+
+
+class Idem(msgspec.Struct, frozen=True):
+    """Where a call records its result: the key and the request's fingerprint."""
+
+    key: str = ""
+    fingerprint: str = ""
+
+
+NO_IDEM = Idem()
+
+
+class Leg(msgspec.Struct, frozen=True):
+    """One movement: `acct:<field>` or `w<i>:<available|held>` (the i-th wallet passed)."""
+
+    source: str
+    target: str
+    points: int
+    floor: Literal["0", "-", "b"] = "0"
+
+
+class GrantSpec(msgspec.Struct, frozen=True):
+    idem: Idem
+    tx: str
+    participant_id: str
+    points: int
+    kind: str = "grant"
+    reference: str = ""
+    metadata: str = "{}"
+
+
+def _now_ms() -> str:
+    return str(time.time_ns() // 1_000_000)
+
+
+class WalletStore:
+    def __init__(self, client: Client, idempotency_ttl: int = 172_800) -> None:
+        self.client = client
+        self.ttl = idempotency_ttl
+
+    async def load_functions(self) -> None:
+        """Registers the library (REPLACE: a newer build's functions win on restart)."""
+        await self.client.function_load(LIBRARY, replace=True)
+
+    async def _fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
+        return await self.client.fcall(name, len(key_list), *key_list, *args)
+
+    def _base_keys(self, program_id: str, idem: Idem) -> list[str]:
+        return [idem.key, keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
+
+    async def grant(self, program_id: str, spec: GrantSpec) -> Outcome:
+        key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
+        args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
+                spec.reference, spec.metadata, _now_ms()]
+        return _decode_outcome(await self._fcall("rw_grant", key_list, args))
+
+    async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
+        key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
+        args: list[Any] = [self.ttl, _now_ms()]
+        for spec in specs:
+            key_list += [spec.idem.key, keys.wallet(program_id, spec.participant_id)]
+            args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
+                     spec.reference, spec.metadata]
+        return _decode_outcomes(await self._fcall("rw_grant_batch", key_list, args))
+
+    async def deduct(self, program_id: str, spec: GrantSpec) -> Outcome:
+        key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
+        args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
+                spec.reference, spec.metadata, _now_ms()]
+        return _decode_outcome(await self._fcall("rw_deduct", key_list, args))
+
+    async def hold(self, program_id: str, hold_id: str, spec: GrantSpec) -> Outcome:
+        key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id),
+                    keys.hold(program_id, hold_id)]
+        args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
+                spec.reference, spec.metadata, _now_ms()]
+        return _decode_outcome(await self._fcall("rw_hold", key_list, args))
+
+    async def capture(
+        self, program_id: str, hold_id: str, participant_id: str, tx: str, idem: Idem,
+        points: int | None = None, kind: str = "capture", reference: str = "", metadata: str = "{}",
+    ) -> Outcome:
+        key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
+                    keys.hold(program_id, hold_id)]
+        args = [idem.fingerprint, self.ttl, tx, participant_id, "" if points is None else points, kind,
+                reference, metadata, _now_ms()]
+        return _decode_outcome(await self._fcall("rw_capture", key_list, args))
+
+    async def void(
+        self, program_id: str, hold_id: str, participant_id: str, tx: str, idem: Idem,
+        kind: str = "void", reference: str = "", metadata: str = "{}",
+    ) -> Outcome:
+        key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
+                    keys.hold(program_id, hold_id)]
+        args = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, _now_ms()]
+        return _decode_outcome(await self._fcall("rw_void", key_list, args))
+
+    async def transfer(
+        self, program_id: str, tx: str, kind: str, legs: list[Leg], idem: Idem = NO_IDEM,
+        wallets: list[str] = [], participant_id: str = "", reference: str = "", metadata: str = "{}",
+        lifetime: Literal["earn", "spend", ""] = "",
+    ) -> Outcome:
+        key_list = [*self._base_keys(program_id, idem), *(keys.wallet(program_id, w) for w in wallets)]
+        args: list[Any] = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, _now_ms(),
+                           len(legs)]
+        for leg in legs:
+            args += [leg.source, leg.target, leg.points, leg.floor]
+        args.append(lifetime)
+        return _decode_outcome(await self._fcall("rw_transfer", key_list, args))
+
+    async def open_wallet(self, program_id: str, participant_id: str, inactive: bool = False) -> None:
+        """Enrols a participant's wallet; balances start at zero. Idempotent."""
+        key = keys.wallet(program_id, participant_id)
+        await self.client.hset(key, mapping={"open": 1, "inactive": int(inactive)})
+
+    async def set_inactive(self, program_id: str, participant_id: str, inactive: bool) -> None:
+        await self.client.hset(keys.wallet(program_id, participant_id), "inactive", int(inactive))
+
+    async def wallet_state(self, program_id: str, participant_id: str) -> str:
+        """'active', 'inactive' or 'missing': what a participant token's holder is now."""
+        raw = await self.client.hmget(keys.wallet(program_id, participant_id), "open", "inactive")
+        if raw[0] is None:
+            return "missing"
+        return "inactive" if raw[1] in (b"1", "1") else "active"
+
+    async def balance(self, program_id: str, participant_id: str) -> dict[str, int] | None:
+        """available, held, earned and spent; None for a wallet never opened."""
+        raw = await self.client.hmget(
+            keys.wallet(program_id, participant_id), "open", "available", "held", "earned", "spent"
+        )
+        if raw[0] is None:
+            return None
+        names = ("available", "held", "earned", "spent")
+        return {name: int(value or 0) for name, value in zip(names, raw[1:])}
+
+    async def program_accounts(self, program_id: str) -> dict[str, int]:
+        raw = await self.client.hgetall(keys.accounts(program_id))
+        return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
+
+    async def set_program_config(self, program_id: str, **fields: str) -> None:
+        await self.client.hset(keys.config(program_id), mapping=fields)
+
+
+def connect(url: str, cluster: bool = False) -> Client:
+    if cluster:
+        return aioredis.RedisCluster.from_url(url)
+    return aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
