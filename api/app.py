@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> Litestar:
         stop = asyncio.Event()
         projector_task = None
         if settings.journal_consumer:
-            projector = JournalProjector(client)
+            projector = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms)
             app.state.projector = projector
             projector_task = asyncio.create_task(projector.run(stop, list_program_ids))
         try:

@@ -235,7 +235,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await JournalProjector(client).run(stop, list_program_ids)
+            projector = JournalProjector(
+                client,
+                claim_idle_ms=settings.journal_claim_idle_ms,
+                pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")),
+            )
+            await projector.run(stop, list_program_ids)
         finally:
             await client.aclose()
 

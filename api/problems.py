@@ -23,6 +23,9 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from wallet.errors import DomainError
 
 log = logging.getLogger("rw.api")
@@ -46,6 +49,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "rate_limited": 429,
     "budget_exhausted": 409,
     "not_configured": 503,
+    "unavailable": 503,
 }
 
 TITLES: dict[str, str] = {
@@ -66,6 +70,7 @@ TITLES: dict[str, str] = {
     "payload_too_large": "Request body too large",
     "internal_error": "Internal error",
     "not_configured": "Not configured",
+    "unavailable": "Service temporarily unavailable",
 }
 
 
@@ -158,6 +163,12 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     return problem_response(request, status, code, detail, headers=headers)
 
 
+def _store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.warning("store unavailable at %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return problem_response(request, 503, "unavailable", "a data store is unreachable; retry with the same "
+                            "Idempotency-Key", headers={"Retry-After": "1"})
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error at %s %s", request.method, request.url.path)
     return problem_response(
@@ -169,6 +180,9 @@ exception_handlers: dict[Any, Any] = {
     DomainError: _domain,
     ValidationException: _validation,
     HTTPException: _http,
+    RedisConnectionError: _store_unavailable,
+    RedisTimeoutError: _store_unavailable,
+    ConnectionRefusedError: _store_unavailable,
     Exception: _unexpected,
 }
 

@@ -165,3 +165,30 @@ def live_server(settings, migrated) -> Iterator[LiveServer]:  # type: ignore[no-
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url() -> Iterator[str]:
+    from tests.valkey_cluster import ValkeyCluster
+
+    cluster = ValkeyCluster(_SESSION_DIR / "cluster")
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def wallet_store(request, settings, migrated):  # type: ignore[no-untyped-def]
+    """A WalletStore on a single Valkey and on a three-node Valkey cluster."""
+    from wallet.store import WalletStore, connect
+
+    if request.param == "cluster":
+        client = connect(request.getfixturevalue("valkey_cluster_url"), cluster=True)
+    else:
+        client = connect(settings.redis_url)
+    store = WalletStore(client)
+    await store.load_functions()
+    yield store
+    await client.aclose()

@@ -32,8 +32,14 @@ local function wallet_account(key, field)
 end
 
 -- Reads the idempotency record. Answers a JSON reply to return at once, or nil to proceed.
+-- A key ending in ":noidem" (kept under the program's hash tag, so cluster routing holds)
+-- means the caller records no result: internal moves that are idempotent by construction.
+local function no_record(key)
+  return key == "" or string.sub(key, -7) == ":noidem"
+end
+
 local function idem_check(key, fp)
-  if key == "" then return nil end
+  if no_record(key) then return nil end
   local raw = redis.call("GET", key)
   if not raw then return nil end
   local rec = cjson.decode(raw)
@@ -49,7 +55,7 @@ local function idem_check(key, fp)
 end
 
 local function idem_store(key, fp, ttl, result)
-  if key ~= "" then
+  if not no_record(key) then
     redis.call("SET", key, cjson.encode({fp = fp, r = result}), "EX", ttl)
   end
   return cjson.encode(result)

@@ -118,8 +118,11 @@ class JournalProjector:
         consumer: str | None = None,
         batch_size: int = 500,
         claim_idle_ms: int = 15_000,
+        pause_before_ack: float = 0.0,
     ) -> None:
         self.client = client
+        # Fault injection only (tests kill the process inside this window): 0 in production.
+        self.pause_before_ack = pause_before_ack
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
@@ -162,6 +165,8 @@ class JournalProjector:
     async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]]) -> int:
         entries = [parse_entry(sid, fields) for sid, fields in messages]
         await write_batch(program_id, entries)
+        if self.pause_before_ack:
+            await asyncio.sleep(self.pause_before_ack)
         await self.client.xack(stream, GROUP, *[e.stream_id for e in entries])
         # Acknowledged entries live on in the ledger; the stream keeps only what is pending.
         await self.client.xdel(stream, *[e.stream_id for e in entries])

@@ -42,3 +42,8 @@ def idempotency(program_id: str, scope: str, key: str) -> str:
 
 def wallet_pattern(program_id: str) -> str:
     return f"{tag(program_id)}:w:*"
+
+
+def no_record(program_id: str) -> str:
+    """Stands in for an idempotency key when a call records no result (see functions.lua)."""
+    return f"{tag(program_id)}:noidem"

@@ -86,7 +86,8 @@ class WalletStore:
         return await self.client.fcall(name, len(key_list), *key_list, *args)
 
     def _base_keys(self, program_id: str, idem: Idem) -> list[str]:
-        return [idem.key, keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
+        record = idem.key or keys.no_record(program_id)
+        return [record, keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
 
     async def grant(self, program_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
@@ -98,7 +99,7 @@ class WalletStore:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
         args: list[Any] = [self.ttl, _now_ms()]
         for spec in specs:
-            key_list += [spec.idem.key, keys.wallet(program_id, spec.participant_id)]
+            key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id)]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
                      spec.reference, spec.metadata]
         return _decode_outcomes(await self._fcall("rw_grant_batch", key_list, args))

@@ -1,0 +1,147 @@
+"""The wallet's Redis functions, on one Valkey and on a three-node cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import random_ref
+from wallet import accounts, keys
+from wallet.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, InsufficientPoints, NotFound
+from wallet.journal import JournalProjector
+from wallet.reconcile import reconcile_program
+from wallet.store import NO_IDEM, Idem, Leg, WalletStore
+
+
+def fresh_idem(program_id: str) -> Idem:
+    return Idem(key=keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
+
+
+async def enrol(store: WalletStore, program_id: str, *people: str) -> None:
+    for person in people:
+        await store.open_wallet(program_id, person)
+
+
+async def test_grant_deduct_and_the_floor_at_zero(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    moved = await accounts.grant(wallet_store, program, "ann", 100, "sale", fresh_idem(program))
+    assert moved.move.balance.available == 100
+    with pytest.raises(InsufficientPoints):
+        await accounts.deduct(wallet_store, program, "ann", 101, "fix", fresh_idem(program))
+    after = await accounts.deduct(wallet_store, program, "ann", 100, "fix", fresh_idem(program))
+    assert after.move.balance.available == 0
+    view = await accounts.wallet_view(wallet_store, program, "ann")
+    assert (view.lifetime_earned, view.lifetime_spent) == (100, 0)
+
+
+async def test_unknown_participants_are_not_found_and_nothing_moves(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    with pytest.raises(NotFound):
+        await accounts.grant(wallet_store, program, "ghost", 5, "x", fresh_idem(program))
+    assert await wallet_store.program_accounts(program) == {}
+
+
+async def test_a_retry_replays_and_a_changed_request_is_refused(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    idem = fresh_idem(program)
+    first = await accounts.grant(wallet_store, program, "ann", 10, "x", idem)
+    again = await accounts.grant(wallet_store, program, "ann", 10, "x", idem)
+    assert again.replayed and again.move == first.move
+    with pytest.raises(IdempotencyKeyReused):
+        await accounts.grant(wallet_store, program, "ann", 10, "x", Idem(key=idem.key, fingerprint="other"))
+    assert (await wallet_store.balance(program, "ann"))["available"] == 10
+
+
+async def test_holds_capture_in_part_void_and_resolve_once(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 100, "x", fresh_idem(program))
+    held = await accounts.hold(wallet_store, program, "ann", 60, "ord-1", fresh_idem(program))
+    assert (held.move.balance.available, held.move.balance.held) == (40, 60)
+    with pytest.raises(InsufficientPoints):
+        await accounts.hold(wallet_store, program, "ann", 41, "ord-2", fresh_idem(program))
+    captured = await accounts.capture(wallet_store, program, "ann", "ord-1", fresh_idem(program), points=45)
+    assert (captured.move.balance.available, captured.move.balance.held) == (55, 0)
+    with pytest.raises(Conflict):
+        await accounts.void(wallet_store, program, "ann", "ord-1", fresh_idem(program))
+    with pytest.raises(Conflict):
+        await accounts.capture(wallet_store, program, "ann", "ord-1", fresh_idem(program))
+    await accounts.hold(wallet_store, program, "ann", 30, "ord-3", fresh_idem(program))
+    voided = await accounts.void(wallet_store, program, "ann", "ord-3", fresh_idem(program))
+    assert (voided.move.balance.available, voided.move.balance.held) == (55, 0)
+    view = await accounts.wallet_view(wallet_store, program, "ann")
+    assert view.lifetime_spent == 45
+    assert (await wallet_store.program_accounts(program))["redeemed"] == 45
+
+
+async def test_a_hold_of_another_participant_is_not_found(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann", "bob")
+    await accounts.grant(wallet_store, program, "ann", 10, "x", fresh_idem(program))
+    await accounts.hold(wallet_store, program, "ann", 10, "ord-9", fresh_idem(program))
+    with pytest.raises(NotFound):
+        await accounts.capture(wallet_store, program, "bob", "ord-9", fresh_idem(program))
+
+
+async def test_budget_rules_refuse_grants_when_overdraft_is_off(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    await wallet_store.set_program_config(program, overdraft="0")
+    with pytest.raises(BudgetExhausted):
+        await accounts.grant(wallet_store, program, "ann", 5, "x", fresh_idem(program))
+    await wallet_store.transfer(program, random_ref("tx"), "funding", [Leg("acct:world", "acct:budget", 8, "-")])
+    await accounts.grant(wallet_store, program, "ann", 5, "x", fresh_idem(program))
+    with pytest.raises(BudgetExhausted):
+        await accounts.grant(wallet_store, program, "ann", 4, "x", fresh_idem(program))
+    await wallet_store.set_program_config(program, overdraft="1", blocked="1")
+    with pytest.raises(BudgetExhausted):
+        await accounts.grant(wallet_store, program, "ann", 1, "x", fresh_idem(program))
+
+
+async def test_a_multi_leg_transfer_is_all_or_nothing(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 10, "x", fresh_idem(program))
+    spin = [Leg("w1:available", "acct:pool:c1", 10), Leg("acct:pool:c1", "w1:available", 25)]
+    refused = await wallet_store.transfer(program, random_ref("tx"), "spin", spin, wallets=["ann"],
+                                          participant_id="ann")
+    assert refused.code == "budget_exhausted"
+    assert (await wallet_store.balance(program, "ann"))["available"] == 10
+    ok = await wallet_store.transfer(program, random_ref("tx"), "spin",
+                                     [Leg("w1:available", "acct:pool:c1", 10), Leg("acct:pool:c1", "w1:available", 4)],
+                                     wallets=["ann"], participant_id="ann", lifetime="spend")
+    assert (ok.points, ok.available) == (-6, 4)
+
+
+async def test_a_batch_applies_each_grant_once_even_when_sent_again(wallet_store: WalletStore) -> None:
+    from wallet.store import GrantSpec
+
+    program = random_ref("prg")
+    people = [f"p{i}" for i in range(50)]
+    await enrol(wallet_store, program, *people)
+    specs = [GrantSpec(idem=Idem(key=keys.idempotency(program, "b", p), fingerprint="f"), tx=random_ref("tx"),
+                       participant_id=p, points=3) for p in people]
+    first = await wallet_store.grant_batch(program, specs)
+    second = await wallet_store.grant_batch(program, specs)
+    assert all(o.s == 201 and not o.replayed for o in first)
+    assert all(o.replayed for o in second)
+    balances = [await wallet_store.balance(program, p) for p in people]
+    assert sum(b["available"] for b in balances if b) == 150
+
+
+async def test_journal_projects_once_and_reconciles(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann", "bob")
+    for person in ("ann", "bob"):
+        await accounts.grant(wallet_store, program, person, 40, "x", fresh_idem(program))
+    await accounts.hold(wallet_store, program, "ann", 15, "ord", fresh_idem(program))
+    await accounts.capture(wallet_store, program, "ann", "ord", NO_IDEM, points=10)
+    projector = JournalProjector(wallet_store.client, consumer="t", claim_idle_ms=0)
+    assert await projector.project_program(program) == 4
+    assert await projector.project_program(program) == 0
+    assert await reconcile_program(wallet_store.client, program) == []
+    # Drift is found: change a balance behind the ledger's back.
+    await wallet_store.client.hincrby(keys.wallet(program, "bob"), "available", 1)
+    drift = await reconcile_program(wallet_store.client, program)
+    assert [(d.account, d.redis - d.ledger) for d in drift] == [("available:bob", 1)]
