@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RW_DATA_DIR ?= ./var
+HOST ?= 127.0.0.1
+PORT ?= 8000
 export RW_DATA_DIR
 
 .PHONY: run test install test-deps openapi bench clean
@@ -23,7 +25,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/reward-wallet serve --host 127.0.0.1 --port 8000 --demo
+	$(BIN)/reward-wallet serve --host $(HOST) --port $(PORT) --demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports

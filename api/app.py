@@ -99,8 +99,10 @@ def create_app(settings: Settings) -> Litestar:
         from piccolo.engine.postgres import PostgresEngine
 
         engine = engine_finder()
-        if isinstance(engine, PostgresEngine):
-            await engine.start_connection_pool(min_size=2, max_size=20)
+        pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0
+        if pooled:
+            await engine.start_connection_pool(min_size=min(2, settings.sql_pool_size),
+                                               max_size=settings.sql_pool_size)
         client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
         wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
         await wallets.load_functions()
@@ -126,7 +128,7 @@ def create_app(settings: Settings) -> Litestar:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(projector_task, timeout=10)
             await client.aclose()
-            if isinstance(engine, PostgresEngine):
+            if pooled:
                 await engine.close_connection_pool()
 
     return Litestar(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
+from litestar.params import Parameter
 
 from api.auth import Principal
 from wallet import keys
@@ -59,7 +60,15 @@ def idem_for(principal: Principal, value: str, method: str, path: str, body: byt
                 fingerprint=fingerprint(method, path, body))
 
 
-async def provide_idem(request: Request[Any, Any, Any]) -> Idem:
+async def provide_idem(
+    request: Request[Any, Any, Any],
+    idempotency_key: Annotated[
+        str,
+        Parameter(header=HEADER, min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$",
+                  description="1..255 printable ASCII; a retry with the same key and body replays the first "
+                              "answer (remembered for at least 24 hours)"),
+    ],
+) -> Idem:
     """Dependency for point-moving POSTs: the validated header as an `Idem`."""
     value = header_value(request)
     principal = request.user

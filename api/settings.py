@@ -32,6 +32,7 @@ ENV_NAMES: dict[str, str] = {
     "refresh_token_ttl_days": "RW_REFRESH_TOKEN_TTL_DAYS",
     "idempotency_ttl_seconds": "RW_IDEMPOTENCY_TTL",
     "journal_consumer": "RW_JOURNAL_CONSUMER",
+    "sql_pool_size": "RW_SQL_POOL_SIZE",
     "journal_claim_idle_ms": "RW_JOURNAL_CLAIM_IDLE_MS",
     "log_level": "RW_LOG_LEVEL",
     "embedded_valkey": "RW_EMBEDDED_VALKEY",
@@ -57,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
     journal_consumer: bool = True
+    # Postgres connections per API process; 0 opens one per query (no pool bound to a loop).
+    sql_pool_size: Annotated[int, Meta(ge=0, le=200)] = 20
     # How long a journal entry may sit unacknowledged with a consumer before another claims it.
     journal_claim_idle_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 15_000
     log_level: Annotated[str, Meta(pattern=r"^(debug|info|warning|error)$")] = "info"

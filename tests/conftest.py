@@ -77,9 +77,13 @@ def valkey_url() -> Iterator[str]:
 def settings(valkey_url: str):  # type: ignore[no-untyped-def]
     from api.settings import load_settings, resolve_secrets
 
+    import msgspec
+
     os.environ["REDIS_URL"] = valkey_url
     resolved, _ = resolve_secrets(load_settings())
-    return resolved
+    # The in-process app runs on the test client's own loop, and tests query SQL from theirs:
+    # no pool may be bound to one of them. Live servers (subprocesses) keep the pool.
+    return msgspec.structs.replace(resolved, sql_pool_size=0)
 
 
 @pytest.fixture(scope="session")
