@@ -216,6 +216,53 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expire(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.migrate import migrate
+    from programs.expiry import sweep_all
+    from wallet.journal import JournalProjector
+    from wallet.store import WalletStore, connect
+
+    settings, _ = _settings()
+
+    async def go(url: str) -> dict[str, Any]:
+        await migrate()
+        client = connect(url, cluster=settings.redis_cluster)
+        try:
+            projector = JournalProjector(client, consumer="cli-expire", claim_idle_ms=0)
+            return await sweep_all(WalletStore(client), projector.project_program)
+        finally:
+            await client.aclose()
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        results = _run(go(url))
+    for program_id, result in results.items():
+        print(f"expire: {program_id}: {result.points} points of {result.participants} participant(s)")
+    if not results:
+        print("expire: no program has an expiry policy")
+    return 0
+
+
+async def expiry_loop(client: Any, stop: asyncio.Event, every: float) -> None:
+    """The worker's periodic expiry sweep; a failure is logged and retried next time."""
+    import logging
+
+    from programs.expiry import sweep_all
+    from wallet.journal import JournalProjector
+    from wallet.store import WalletStore
+
+    projector = JournalProjector(client, consumer=f"expiry-{os.getpid()}", claim_idle_ms=60_000)
+    while not stop.is_set():
+        try:
+            await sweep_all(WalletStore(client), projector.project_program)
+        except Exception:
+            logging.getLogger("rw.expiry").exception("expiry sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        except asyncio.TimeoutError:
+            pass
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.logs import configure_logging
@@ -240,7 +287,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 claim_idle_ms=settings.journal_claim_idle_ms,
                 pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")),
             )
+            sweeper = asyncio.create_task(expiry_loop(client, stop, args.expiry_every))
             await projector.run(stop, list_program_ids)
+            await sweeper
         finally:
             await client.aclose()
 
@@ -297,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
     sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
-    sub.add_parser("worker", help="run the journal projector on its own").set_defaults(func=cmd_worker)
+    worker = sub.add_parser("worker", help="run the journal projector and the periodic expiry sweep")
+    worker.add_argument("--expiry-every", type=float, default=3600.0, help="seconds between expiry sweeps")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("expire", help="expire points due under each program's policy, once").set_defaults(
+        func=cmd_expire)
     sub.add_parser("openapi", help="print the OpenAPI document (YAML)").set_defaults(func=cmd_openapi)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     return parser

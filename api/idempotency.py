@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -120,3 +121,22 @@ async def release(client: Any, idem: Idem) -> None:
     raw = await client.get(idem.key)
     if raw is not None and msgspec.json.decode(raw, type=Recorded).r is None:
         await client.delete(idem.key)
+
+
+async def once(client: Any, idem: Idem, ttl: int, action: Callable[[], Awaitable[tuple[int, Any]]]
+               ) -> tuple[int, Any, bool]:
+    """Runs a multi-step `action` at most once per key: answers (status, body, replayed).
+
+    A concurrent duplicate gets 409 in flight; a failure that changed nothing releases the
+    key so a retry may run; a success is recorded with its status and body for replays.
+    """
+    recorded = await in_flight(client, idem)
+    if recorded is not None:
+        return int(recorded["status"]), recorded["body"], True
+    try:
+        status, body = await action()
+    except Exception:
+        await release(client, idem)
+        raise
+    await record(client, idem, {"status": status, "body": msgspec.to_builtins(body)}, ttl)
+    return status, body, False

@@ -169,6 +169,12 @@ def _store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
                             "Idempotency-Key", headers={"Retry-After": "1"})
 
 
+def _unencodable(request: Request[Any, Any, Any], exc: UnicodeError) -> Response[Problem]:
+    # JSON may carry lone surrogates ("\ud800") that no store can hold as UTF-8.
+    return problem_response(request, 400, "validation_error",
+                            "text must be valid Unicode (a lone surrogate such as \\ud800 is not)")
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error at %s %s", request.method, request.url.path)
     return problem_response(
@@ -183,6 +189,7 @@ exception_handlers: dict[Any, Any] = {
     RedisConnectionError: _store_unavailable,
     RedisTimeoutError: _store_unavailable,
     ConnectionRefusedError: _store_unavailable,
+    UnicodeError: _unencodable,
     Exception: _unexpected,
 }
 

@@ -213,8 +213,22 @@ async def import_participants_csv(program_id: str, text: str) -> ImportReport:
         raise Invalid(f"CSV header must name {', '.join(missing)}; columns are {', '.join(_CSV_FIELDS)}")
     created = updated = unchanged = 0
     errors: list[ImportRowError] = []
-    for number, record in enumerate(reader, start=2):
+    rows = iter(reader)
+    number = 1
+    while True:
+        number += 1
+        try:
+            record = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The reader cannot find the next row's start: report where and stop reading.
+            errors.append(ImportRowError(row=number, external_id=None, error=f"unreadable CSV: {exc}"))
+            break
         values = {k: (record.get(k) or "").strip() or None for k in _CSV_FIELDS}
+        if not all(_encodable(v) for v in values.values()):
+            errors.append(ImportRowError(row=number, external_id=None, error="text is not valid Unicode"))
+            continue
         try:
             spec = msgspec.convert(values, NewParticipant)
             view, was_created = await upsert_participant(program_id, spec)
@@ -239,3 +253,11 @@ async def import_participants_csv(program_id: str, text: str) -> ImportReport:
         except Invalid as exc:
             errors.append(ImportRowError(row=number, external_id=values["external_id"], error=exc.detail))
     return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors)
+
+
+def _encodable(value: str | None) -> bool:
+    try:
+        value is None or value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

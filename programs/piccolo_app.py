@@ -2,12 +2,26 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from programs.tables import ApiKey, Participant, Program, RefreshToken, Team
+from programs.tables import (
+    Activity,
+    ActivityType,
+    ApiKey,
+    Award,
+    Claim,
+    EarningRule,
+    FeedItem,
+    Leaderboard,
+    Participant,
+    Program,
+    RefreshToken,
+    Team,
+)
 
 APP_CONFIG = AppConfig(
     app_name="programs",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
-    table_classes=[Program, ApiKey, Team, Participant, RefreshToken],
+    table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
+                   FeedItem, Leaderboard],
     migration_dependencies=[],
     commands=[],
 )

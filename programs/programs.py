@@ -30,6 +30,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     timezone: str
     allow_overdraft: bool
     created_at: datetime
+    points_expire_months: int | None = None
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -39,6 +40,7 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     currency: Currency = "USD"
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
     allow_overdraft: bool = True
+    points_expire_months: Annotated[int, Meta(ge=1, le=120)] | None = None
 
 
 class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +49,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     status: Literal["active", "suspended"] | None = None
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     allow_overdraft: bool | None = None
+    points_expire_months: Annotated[int, Meta(ge=0, le=120, description="0 turns expiry off")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -59,6 +62,7 @@ def _view(row: dict) -> ProgramView:
         timezone=row["timezone"],
         allow_overdraft=bool(row["allow_overdraft"]),
         created_at=row["created_at"],
+        points_expire_months=row["points_expire_months"],
     )
 
 
@@ -86,6 +90,7 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             currency=spec.currency,
             timezone=spec.timezone,
             allow_overdraft=spec.allow_overdraft,
+            points_expire_months=spec.points_expire_months,
             created_at=datetime.now(timezone.utc),
         )
     ).run()
@@ -111,6 +116,8 @@ async def list_program_ids() -> list[str]:
 
 async def update_program(program_id: str, changes: ProgramChanges) -> ProgramView:
     values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
+    if values.get("points_expire_months") == 0:
+        values["points_expire_months"] = None
     if "timezone" in values:
         check_timezone(values["timezone"])
     if values:
@@ -118,3 +125,8 @@ async def update_program(program_id: str, changes: ProgramChanges) -> ProgramVie
             Program.id == program_id
         ).run()
     return await get_program(program_id)
+
+
+async def list_programs_with_expiry() -> list[ProgramView]:
+    rows = await Program.select().where(Program.points_expire_months.is_not_null()).run()
+    return [_view(r) for r in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import Boolean, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import BigInt, Boolean, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -16,6 +16,8 @@ class Program(Table, tablename="programs"):
     status = Varchar(length=20, default="active")
     timezone = Varchar(length=64, default="UTC")
     allow_overdraft = Boolean(default=True)
+    # Points expire this many months after they were earned, oldest first; null: never.
+    points_expire_months = Integer(null=True, default=None)
     created_at = Timestamptz()
 
 
@@ -73,3 +75,108 @@ class RefreshToken(Table, tablename="refresh_tokens"):
     revoked_at = Timestamptz(null=True, default=None)
     note = Text(default="")
     counter = Integer(default=0)
+
+
+class ActivityType(Table, tablename="activity_types"):
+    """A program's own activity types, beside the built-in ones."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    name = Varchar(length=60)
+    program_name = Varchar(length=110, unique=True)
+    description = Text(default="")
+    created_at = Timestamptz()
+
+
+class Activity(Table, tablename="activities"):
+    """An event from a CRM or partner system (or an approved claim). Unique per program."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    external_id = Varchar(length=200)
+    program_external = Varchar(length=260, unique=True)
+    type = Varchar(length=60, index=True)
+    participant_id = Varchar(length=40, index=True)
+    occurred_at = Timestamptz(index=True)
+    attributes = Text(default="{}")
+    source = Varchar(length=20, default="api")
+    received_at = Timestamptz()
+    # Set once every award of the activity is recorded; a re-sent batch finishes the rest.
+    evaluated_at = Timestamptz(null=True, default=None)
+
+
+class EarningRule(Table, tablename="earning_rules"):
+    """One row per version of a rule; the highest version is the rule as it stands."""
+
+    rule_id = Varchar(length=40, index=True)
+    version = Integer()
+    rule_version = Varchar(length=60, unique=True)
+    program_id = Varchar(length=40, index=True)
+    name = Varchar(length=200)
+    activity_type = Varchar(length=60)
+    spec = Text()
+    status = Varchar(length=20, default="active")
+    created_at = Timestamptz()
+
+
+class Award(Table, tablename="awards"):
+    """What a rule version awarded a participant for an activity: once, by `award_key`."""
+
+    award_key = Varchar(length=140, unique=True)
+    program_id = Varchar(length=40, index=True)
+    activity_id = Varchar(length=40, index=True)
+    rule_id = Varchar(length=40, index=True)
+    rule_version = Integer()
+    participant_id = Varchar(length=40, index=True)
+    points = BigInt(default=0)
+    outcome = Varchar(length=30)
+    transaction_id = Varchar(length=40, null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Claim(Table, tablename="claims"):
+    """A sale a participant claims from the phone, for an admin to approve or reject."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    participant_id = Varchar(length=40, index=True)
+    invoice_number = Varchar(length=100)
+    program_invoice = Varchar(length=150, index=True)
+    invoice_date = Varchar(length=10)
+    amount = BigInt()
+    currency = Varchar(length=3)
+    product = Varchar(length=200)
+    status = Varchar(length=20, default="pending")
+    duplicate_of = Varchar(length=40, null=True, default=None)
+    decision_reason = Text(default="")
+    activity_id = Varchar(length=40, null=True, default=None)
+    created_at = Timestamptz()
+    decided_at = Timestamptz(null=True, default=None)
+
+
+class FeedItem(Table, tablename="feed_items"):
+    """What happened to a participant, in plain words. `feed_key` makes writers idempotent."""
+
+    id = Varchar(length=40, primary_key=True)
+    feed_key = Varchar(length=200, unique=True)
+    program_id = Varchar(length=40, index=True)
+    participant_id = Varchar(length=40, index=True)
+    kind = Varchar(length=40)
+    text = Text()
+    points = BigInt(null=True, default=None)
+    reference = Varchar(length=200, null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Leaderboard(Table, tablename="leaderboards"):
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    name = Varchar(length=200)
+    entity = Varchar(length=20, default="participants")  # participants | teams
+    metric = Varchar(length=20, default="points")  # points | activity_score
+    weights = Text(default="{}")  # activity type -> weight, for activity_score
+    period = Varchar(length=20, default="month")  # week | month | quarter | all_time | custom
+    starts_at = Timestamptz(null=True, default=None)
+    ends_at = Timestamptz(null=True, default=None)
+    status = Varchar(length=20, default="active")
+    created_at = Timestamptz()

@@ -105,11 +105,26 @@ end
 --[[ rw_grant: budget -> available.
 KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
-local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now)
+local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
+                           cap_key, cap_limit)
   local early = idem_check(idem, fp) or missing_wallet(wallet)
   if early then return early end
+  -- A cap (points per participant per period for one earning rule) trims the award to
+  -- what is left of it; nothing left answers "capped" and moves nothing.
+  if cap_limit and cap_limit ~= "" then
+    local left = tonumber(cap_limit) - hget_int(cap_key, "used")
+    if left <= 0 then
+      return idem_store(idem, fp, ttl, {s = 200, code = "capped", participant = participant, points = 0,
+        detail = "the rule's cap for this period is reached"})
+    end
+    if points > left then points = left end
+  end
   local refusal = budget_refusal(cfg, acct, points)
   if refusal then return idem_store(idem, fp, ttl, refusal) end
+  if cap_limit and cap_limit ~= "" then
+    redis.call("HINCRBY", cap_key, "used", points)
+    redis.call("EXPIRE", cap_key, 40000000)
+  end
   redis.call("HINCRBY", acct, "budget", -points)
   redis.call("HINCRBY", wallet, "available", points)
   redis.call("HINCRBY", wallet, "earned", points)
@@ -127,6 +142,23 @@ end)
 KEYS: journal, acct, cfg, then per grant: idem, wallet
 ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference, meta
 Answers a JSON array of per-grant results, in order. ]]
+--[[ rw_award_batch: earning-rule awards, each with its own record and optional cap.
+KEYS: journal, acct, cfg, then per award: idem, wallet, cap counter (a placeholder key when uncapped)
+ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference, meta, cap limit ("" = none)
+Answers a JSON array of per-award results, in order ("capped" results move nothing). ]]
+redis.register_function("rw_award_batch", function(keys, argv)
+  local ttl, now = tonumber(argv[1]), argv[2]
+  local out = {}
+  local n = (#keys - 3) / 3
+  for i = 0, n - 1 do
+    local a = 3 + i * 8
+    out[#out + 1] = apply_grant(keys[4 + i * 3], keys[1], keys[2], keys[3], keys[5 + i * 3],
+      argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
+      keys[6 + i * 3], argv[a + 7])
+  end
+  return "[" .. table.concat(out, ",") .. "]"
+end)
+
 redis.register_function("rw_grant_batch", function(keys, argv)
   local ttl, now = tonumber(argv[1]), argv[2]
   local out = {}

@@ -47,3 +47,7 @@ def wallet_pattern(program_id: str) -> str:
 def no_record(program_id: str) -> str:
     """Stands in for an idempotency key when a call records no result (see functions.lua)."""
     return f"{tag(program_id)}:noidem"
+
+
+def cap(program_id: str, rule_id: str, participant_id: str, period_key: str) -> str:
+    return f"{tag(program_id)}:cap:{rule_id}:{participant_id}:{period_key}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -67,16 +68,21 @@ class GrantSpec(msgspec.Struct, frozen=True):
     kind: str = "grant"
     reference: str = ""
     metadata: str = "{}"
-
-
-def _now_ms() -> str:
-    return str(time.time_ns() // 1_000_000)
+    # For earning-rule awards: the cap counter's key and the period's limit.
+    cap_key: str = ""
+    cap_limit: int | None = None
 
 
 class WalletStore:
-    def __init__(self, client: Client, idempotency_ttl: int = 172_800) -> None:
+    def __init__(self, client: Client, idempotency_ttl: int = 172_800,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self.client = client
         self.ttl = idempotency_ttl
+        # Nanoseconds since the epoch; journal entries are stamped with it (tests backdate).
+        self.clock = clock
+
+    def _now_ms(self) -> str:
+        return str(self.clock() // 1_000_000)
 
     async def load_functions(self) -> None:
         """Registers the library (REPLACE: a newer build's functions win on restart)."""
@@ -92,29 +98,41 @@ class WalletStore:
     async def grant(self, program_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
-                spec.reference, spec.metadata, _now_ms()]
+                spec.reference, spec.metadata, self._now_ms()]
         return _decode_outcome(await self._fcall("rw_grant", key_list, args))
 
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
-        args: list[Any] = [self.ttl, _now_ms()]
+        args: list[Any] = [self.ttl, self._now_ms()]
         for spec in specs:
             key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id)]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
                      spec.reference, spec.metadata]
         return _decode_outcomes(await self._fcall("rw_grant_batch", key_list, args))
 
+    async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
+        """Grants for earning rules: like grant_batch, with an atomic per-period cap each."""
+        key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
+        args: list[Any] = [self.ttl, self._now_ms()]
+        placeholder = keys.no_record(program_id)
+        for spec in specs:
+            key_list += [spec.idem.key or placeholder, keys.wallet(program_id, spec.participant_id),
+                         spec.cap_key or placeholder]
+            args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind, spec.reference,
+                     spec.metadata, "" if spec.cap_limit is None else spec.cap_limit]
+        return _decode_outcomes(await self._fcall("rw_award_batch", key_list, args))
+
     async def deduct(self, program_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
-                spec.reference, spec.metadata, _now_ms()]
+                spec.reference, spec.metadata, self._now_ms()]
         return _decode_outcome(await self._fcall("rw_deduct", key_list, args))
 
     async def hold(self, program_id: str, hold_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id),
                     keys.hold(program_id, hold_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
-                spec.reference, spec.metadata, _now_ms()]
+                spec.reference, spec.metadata, self._now_ms()]
         return _decode_outcome(await self._fcall("rw_hold", key_list, args))
 
     async def capture(
@@ -124,7 +142,7 @@ class WalletStore:
         key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
                     keys.hold(program_id, hold_id)]
         args = [idem.fingerprint, self.ttl, tx, participant_id, "" if points is None else points, kind,
-                reference, metadata, _now_ms()]
+                reference, metadata, self._now_ms()]
         return _decode_outcome(await self._fcall("rw_capture", key_list, args))
 
     async def void(
@@ -133,7 +151,7 @@ class WalletStore:
     ) -> Outcome:
         key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
                     keys.hold(program_id, hold_id)]
-        args = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, _now_ms()]
+        args = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, self._now_ms()]
         return _decode_outcome(await self._fcall("rw_void", key_list, args))
 
     async def transfer(
@@ -142,7 +160,7 @@ class WalletStore:
         lifetime: Literal["earn", "spend", ""] = "",
     ) -> Outcome:
         key_list = [*self._base_keys(program_id, idem), *(keys.wallet(program_id, w) for w in wallets)]
-        args: list[Any] = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, _now_ms(),
+        args: list[Any] = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, self._now_ms(),
                            len(legs)]
         for leg in legs:
             args += [leg.source, leg.target, leg.points, leg.floor]

@@ -1,7 +1,8 @@
 """Every route of the API, one module per resource."""
 
-from api.routes import health, me, participants, points, programs, sessions
+from api.routes import claims, earning, health, me, participants, points, programs, sessions
 
-ROUTES = [*health.ROUTES, *programs.ROUTES, *participants.ROUTES, *sessions.ROUTES, *points.ROUTES, *me.ROUTES]
+ROUTES = [*health.ROUTES, *programs.ROUTES, *participants.ROUTES, *sessions.ROUTES, *points.ROUTES, *me.ROUTES,
+          *earning.ROUTES, *claims.ROUTES]
 
 __all__ = ["ROUTES"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, get
 
 from api.auth import participant_only, principal_of
 from api.routes.participants import Cursor, Limit
+from programs.expiry import Expiring, expiring_soon
+from programs.feed import FeedPage, feed_page
 from programs.participants import ParticipantView, get_participant
+from programs.programs import get_program
 from wallet import accounts, ledger
 from wallet.store import WalletStore
 
@@ -20,11 +24,32 @@ async def me(request: Request[Any, Any, Any]) -> ParticipantView:
     return await get_participant(principal.program_id or "", principal.subject_id)
 
 
+class MyWallet(msgspec.Struct, frozen=True):
+    available: int
+    held: int
+    lifetime_earned: int
+    lifetime_spent: int
+    expiring: list[Expiring]
+
+
 @get("/v1/me/wallet", guards=[participant_only], operation_id="getMyWallet", summary="My balances",
-     description="Available and held points and lifetime totals, always current.", tags=["me"])
-async def my_wallet(request: Request[Any, Any, Any], wallets: WalletStore) -> accounts.WalletView:
+     description="Available and held points and lifetime totals, always current, and the points that expire in "
+                 "the next 90 days when the program has an expiry policy.", tags=["me"])
+async def my_wallet(request: Request[Any, Any, Any], wallets: WalletStore) -> MyWallet:
     principal = principal_of(request)
-    return await accounts.wallet_view(wallets, principal.program_id or "", principal.subject_id)
+    program_id = principal.program_id or ""
+    view = await accounts.wallet_view(wallets, program_id, principal.subject_id)
+    program = await get_program(program_id)
+    expiring = await expiring_soon(program, program.points_expire_months, principal.subject_id)
+    return MyWallet(**msgspec.structs.asdict(view), expiring=expiring)
+
+
+@get("/v1/me/feed", guards=[participant_only], operation_id="getMyFeed", summary="My feed",
+     description="What happened to me, in plain words, newest first (\"+150 ThermoPoints: Completed ThermoPro "
+                 "training\", \"Claim INV-883 approved\").", tags=["me"])
+async def my_feed(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> FeedPage:
+    principal = principal_of(request)
+    return await feed_page(principal.program_id or "", principal.subject_id, limit, cursor)
 
 
 @get("/v1/me/transactions", guards=[participant_only], operation_id="listMyTransactions", summary="My history",
@@ -35,4 +60,4 @@ async def my_transactions(request: Request[Any, Any, Any], redis: Any, limit: Li
     return await ledger.transactions(redis, principal.program_id or "", principal.subject_id, limit, cursor)
 
 
-ROUTES = [me, my_wallet, my_transactions]
+ROUTES = [me, my_wallet, my_transactions, my_feed]

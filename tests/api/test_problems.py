@@ -81,3 +81,21 @@ async def test_a_failed_deduction_is_replayed_as_the_same_failure(client) -> Non
     again = await client.post("/v1/points/deductions", headers=headers, json=body)
     assert_problem(again, 422, "insufficient_points")
     assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_lone_surrogates_are_refused_not_stored(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    response = await client.post("/v1/participants", headers={**program.headers, "Content-Type": "application/json"},
+                                 content=b'{"external_id": "x1", "display_name": "\\ud800"}')
+    assert_problem(response, 400, "validation_error")
+    listed = (await client.get("/v1/participants", headers=program.headers)).json()["items"]
+    assert listed == []
+
+
+async def test_a_csv_the_reader_cannot_parse_is_reported_not_a_500(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    csv = "external_id,display_name\nok-1,Ann\n" + "x" * 200_000 + ",Bob\n"
+    response = await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)
+    assert response.status_code == 200
+    report = response.json()
+    assert report["created"] == 1 and report["errors"][0]["row"] == 3

@@ -1,0 +1,95 @@
+"""Sale claims: filed by participants, decided by admins."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from api.auth import admin_only, participant_only, principal_of
+from api.idempotency import once, provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from api.settings import Settings
+from programs import claims, earning, rulebook
+from programs.feed import FeedEntry, publish
+from programs.programs import get_program
+from wallet.store import Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+Status = Annotated[str | None, Parameter(pattern="^(pending|approved|rejected|duplicate)$")]
+
+
+@post("/v1/me/claims", guards=[participant_only], dependencies=IDEMPOTENT, operation_id="fileClaim",
+      summary="Claim a sale", description="Invoice number, date, amount and product, for an admin to approve. The "
+      "same invoice number again in the program is flagged `duplicate` and cannot be paid twice. Requires "
+      "`Idempotency-Key`.", tags=["claims"])
+async def file(request: Request[Any, Any, Any], data: claims.NewClaim, idem: Idem, redis: Any,
+               settings: Settings) -> Response[Any]:
+    principal = principal_of(request)
+
+    async def action() -> tuple[int, claims.ClaimView]:
+        return 201, await claims.file_claim(principal.program_id or "", principal.subject_id, data)
+
+    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+@get("/v1/me/claims", guards=[participant_only], operation_id="listMyClaims", summary="My claims",
+     description="Newest first.", tags=["claims"])
+async def my_claims(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
+                    status: Status = None) -> claims.ClaimPage:
+    principal = principal_of(request)
+    return await claims.list_claims(principal.program_id or "", limit, cursor, status, principal.subject_id)
+
+
+@get("/v1/me/claims/{claim_id:str}", guards=[participant_only], operation_id="getMyClaim", summary="One of my claims",
+     description="404 for another participant's claim.", tags=["claims"])
+async def my_claim(request: Request[Any, Any, Any], claim_id: str) -> claims.ClaimView:
+    principal = principal_of(request)
+    return await claims.get_claim(principal.program_id or "", claim_id, principal.subject_id)
+
+
+@get("/v1/claims", guards=[admin_only], operation_id="listClaims", summary="List claims",
+     description="Newest first; filter by `status` (pending, approved, rejected, duplicate) or `participant_id`.",
+     tags=["claims"])
+async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None, status: Status = None,
+                   participant_id: Annotated[str | None, Parameter(max_length=40)] = None) -> claims.ClaimPage:
+    return await claims.list_claims(program_of(request), limit, cursor, status, participant_id)
+
+
+@get("/v1/claims/{claim_id:str}", guards=[admin_only], operation_id="getClaim", summary="Read a claim",
+     description="404 for another program's claim.", tags=["claims"])
+async def read(request: Request[Any, Any, Any], claim_id: str) -> claims.ClaimView:
+    return await claims.get_claim(program_of(request), claim_id)
+
+
+async def _decide(program_id: str, claim_id: str, verdict: str, reason: str | None,
+                  wallets: WalletStore) -> claims.ClaimView:
+    claim, to_evaluate = await claims.decide(program_id, claim_id, verdict, reason)  # type: ignore[arg-type]
+    text = f"Claim {claim.invoice_number} {verdict}" + (f": {reason}" if reason and verdict == "rejected" else "")
+    await publish(program_id, [FeedEntry(key=f"claim:{claim.id}:{verdict}", participant_id=claim.participant_id,
+                                         kind=f"claim_{verdict}", text=text, reference=claim.id)])
+    if to_evaluate:
+        await earning.evaluate(wallets, await get_program(program_id), to_evaluate,
+                               await rulebook.current_rules(program_id))
+    return claim
+
+
+@post("/v1/claims/{claim_id:str}/approve", guards=[admin_only], operation_id="approveClaim",
+      summary="Approve a claim", description="The claim becomes a `sale` activity and earns through the rules. "
+      "A claim is decided once (409 after); a duplicate cannot be approved.", tags=["claims"], status_code=200)
+async def approve(request: Request[Any, Any, Any], claim_id: str, wallets: WalletStore,
+                  data: claims.Decision | None = None) -> claims.ClaimView:
+    return await _decide(program_of(request), claim_id, "approved", data.reason if data else None, wallets)
+
+
+@post("/v1/claims/{claim_id:str}/reject", guards=[admin_only], operation_id="rejectClaim", summary="Reject a claim",
+      description="With a reason the participant sees in their feed.", tags=["claims"], status_code=200)
+async def reject(request: Request[Any, Any, Any], claim_id: str, data: claims.Rejection,
+                 wallets: WalletStore) -> claims.ClaimView:
+    return await _decide(program_of(request), claim_id, "rejected", data.reason, wallets)
+
+
+ROUTES = [file, my_claims, my_claim, list_all, read, approve, reject]

@@ -1,0 +1,192 @@
+"""Earning: activities from CRMs, activity types, earning rules, simulation, the budget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post, put
+from litestar.di import Provide
+from msgspec import Meta
+
+from api.auth import admin_only, principal_of
+from api.idempotency import provide_idem
+from api.routes.participants import program_of
+from api.settings import Settings
+from programs import activities, budget, earning, rulebook
+from programs.programs import get_program
+from programs.rules import RuleSpec
+from wallet.errors import Invalid
+from wallet.store import Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+
+
+class ActivityResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    external_id: str
+    status: Literal["new", "duplicate", "rejected"]
+    activity_id: str | None = None
+    reason: str | None = None
+    awards: list[earning.AwardView] = []
+
+
+class ActivityReport(msgspec.Struct, frozen=True):
+    received: int
+    new: int
+    duplicates: int
+    rejected: int
+    points_awarded: int
+    items: list[ActivityResult]
+
+
+class SimulationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    rule: RuleSpec
+    starts_at: Annotated[datetime, Meta(tz=True)]
+    ends_at: Annotated[datetime, Meta(tz=True)]
+
+
+class ApplyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    starts_at: Annotated[datetime, Meta(tz=True)]
+    ends_at: Annotated[datetime, Meta(tz=True)]
+
+
+class ApplyReport(msgspec.Struct, frozen=True):
+    rule_id: str
+    rule_version: int
+    activities: int
+    points_awarded: int
+    awards: list[earning.AwardView]
+
+
+def _window(starts_at: datetime, ends_at: datetime) -> None:
+    if starts_at >= ends_at:
+        raise Invalid("starts_at must be before ends_at", field="ends_at")
+
+
+async def run_activities(wallets: WalletStore, program_id: str, batch: list[activities.ActivityIn],
+                         source: str = "api") -> ActivityReport:
+    program = await get_program(program_id)
+    fates, to_evaluate = await activities.store_batch(program_id, batch, source=source)
+    awarded: dict[str, list[earning.AwardView]] = {}
+    if to_evaluate:
+        rules = await rulebook.current_rules(program_id)
+        awarded = await earning.evaluate(wallets, program, to_evaluate, rules)
+    items = [ActivityResult(external_id=f.external_id, status=f.status, activity_id=f.activity_id, reason=f.reason,
+                            awards=awarded.get(f.activity_id or "", []) if f.status == "new" else [])
+             for f in fates]
+    return ActivityReport(
+        received=len(items), new=sum(i.status == "new" for i in items),
+        duplicates=sum(i.status == "duplicate" for i in items), rejected=sum(i.status == "rejected" for i in items),
+        points_awarded=sum(a.points for i in items for a in i.awards), items=items,
+    )
+
+
+@post("/v1/activities", guards=[admin_only], operation_id="ingestActivities", summary="Send activities",
+      description="Up to 1,000 events from a CRM or partner system. `external_id` is unique per program, so a "
+                  "re-sent batch changes nothing: each item answers `new`, `duplicate` or `rejected` (with the "
+                  "reason), and new ones the awards the earning rules gave. Built-in types: sale (amount in minor "
+                  "units), training_completed (course), lead_received and lead_followed_up (lead_id), "
+                  "deal_registered, demo_placed, custom; programs add their own.",
+      tags=["earning"], status_code=200)
+async def ingest(request: Request[Any, Any, Any], data: activities.ActivityBatch,
+                 wallets: WalletStore) -> ActivityReport:
+    return await run_activities(wallets, program_of(request), data.activities)
+
+
+@post("/v1/activity-types", guards=[admin_only], operation_id="createActivityType",
+      summary="Define an activity type", description="A program's own type, beside the built-in ones.",
+      tags=["earning"])
+async def create_type(request: Request[Any, Any, Any],
+                      data: activities.NewActivityType) -> Response[activities.ActivityTypeView]:
+    return Response(await activities.create_activity_type(program_of(request), data), status_code=201)
+
+
+@get("/v1/activity-types", guards=[admin_only], operation_id="listActivityTypes", summary="List activity types",
+     description="Built-in types with the attributes they need, then the program's own.", tags=["earning"])
+async def list_types(request: Request[Any, Any, Any]) -> list[activities.ActivityTypeView]:
+    return await activities.list_activity_types(program_of(request))
+
+
+@post("/v1/earning-rules", guards=[admin_only], operation_id="createEarningRule", summary="Create an earning rule",
+      description="Matches an activity type and conditions on its attributes and on the participant; awards fixed "
+                  "points or points per unit of an amount; optional multiplier (an earlier activity within a "
+                  "window), deadline (within hours of an earlier activity), cap per participant per "
+                  "day/week/month/quarter, start and end, and a team award split across the team.",
+      tags=["earning"])
+async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Response[rulebook.RuleView]:
+    program_id = program_of(request)
+    rule = await rulebook.create_rule(program_id, data, await activities.program_types(program_id))
+    return Response(rule, status_code=201)
+
+
+@get("/v1/earning-rules", guards=[admin_only], operation_id="listEarningRules", summary="List earning rules",
+     description="The current version of every rule; `include_retired` adds retired ones.", tags=["earning"])
+async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False) -> rulebook.RulePage:
+    rules = await rulebook.current_rules(program_of(request), include_retired=include_retired)
+    return rulebook.RulePage(items=[rulebook.view(r) for r in reversed(rules)])
+
+
+@get("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="getEarningRule",
+     summary="Read an earning rule", description="The current version and every earlier one.", tags=["earning"])
+async def read_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook.RuleDetail:
+    return await rulebook.rule_detail(program_of(request), rule_id)
+
+
+@put("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="updateEarningRule",
+     summary="Change an earning rule",
+     description="Stores the body as the rule's next version; activities evaluated from now on use it, and each "
+                 "award names the version that produced it.", tags=["earning"])
+async def update_rule(request: Request[Any, Any, Any], rule_id: str, data: RuleSpec) -> rulebook.RuleView:
+    program_id = program_of(request)
+    return await rulebook.update_rule(program_id, rule_id, data, await activities.program_types(program_id))
+
+
+@post("/v1/earning-rules/{rule_id:str}/retire", guards=[admin_only], operation_id="retireEarningRule",
+      summary="Retire an earning rule", description="It awards nothing from now on; its awards stay.",
+      tags=["earning"], status_code=200)
+async def retire_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook.RuleView:
+    return await rulebook.retire_rule(program_of(request), rule_id)
+
+
+@post("/v1/earning-rules/simulate", guards=[admin_only], operation_id="simulateEarningRule",
+      summary="Simulate a draft rule",
+      description="Runs the rule over the stored activities between `starts_at` and `ends_at` and answers what it "
+                  "would award, to whom, and its cost in money. Moves no points.", tags=["earning"],
+      status_code=200)
+async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> earning.Simulation:
+    _window(data.starts_at, data.ends_at)
+    program_id = program_of(request)
+    rulebook._validate(data.rule, await activities.program_types(program_id))
+    return await earning.simulate(await get_program(program_id), data.rule, data.starts_at, data.ends_at)
+
+
+@post("/v1/earning-rules/{rule_id:str}/apply", guards=[admin_only], dependencies=IDEMPOTENT,
+      operation_id="applyEarningRule", summary="Apply a rule to past activities",
+      description="Awards what the rule (current version) gives for the stored activities between `starts_at` and "
+                  "`ends_at`, as the simulator showed. Activities it already awarded are not paid again. Requires "
+                  "`Idempotency-Key`.", tags=["earning"], status_code=200)
+async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
+                     wallets: WalletStore) -> ApplyReport:
+    _window(data.starts_at, data.ends_at)
+    program_id = program_of(request)
+    current = (await rulebook.versions(program_id, rule_id))[-1]
+    if current.status != "active":
+        raise Invalid("a retired rule cannot be applied", field="rule_id")
+    results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at, data.ends_at)
+    awards = [a for items in results.values() for a in items]
+    return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
+                       points_awarded=sum(a.points for a in awards), awards=awards)
+
+
+@get("/v1/program/budget", guards=[admin_only], operation_id="getProgramBudget", summary="The program's budget",
+     description="Funded, issued, redeemed, expired and outstanding points and their money value; `overdrawn` when "
+                 "grants went past the budget.", tags=["earning"])
+async def program_budget(request: Request[Any, Any, Any], wallets: WalletStore) -> budget.BudgetView:
+    return await budget.budget_view(wallets, await get_program(program_of(request)))
+
+
+ROUTES = [ingest, create_type, list_types, create_rule, list_rules, simulate, read_rule, update_rule, retire_rule,
+          apply_rule, program_budget]
+
+__all__ = ["ROUTES", "Settings", "principal_of"]

@@ -1,0 +1,54 @@
+"""A program's budget in points and money: funded, issued, redeemed, expired, outstanding.
+
+Every figure comes from the program accounts in Redis; by double entry, what was funded and
+not left in the budget, redeemed, expired or in a prize pool is exactly what participants
+hold (available + held).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from programs.programs import Money, ProgramView
+from wallet import keys
+from wallet.store import WalletStore
+
+
+class Figure(msgspec.Struct, frozen=True):
+    points: int
+    value: Money
+
+
+class BudgetView(msgspec.Struct, frozen=True):
+    funded: Figure
+    issued: Figure
+    redeemed: Figure
+    expired: Figure
+    outstanding: Figure
+    available: Figure
+    in_prize_pools: Figure
+    overdrawn: bool
+    blocked: bool
+    allow_overdraft: bool
+
+
+async def budget_view(store: WalletStore, program: ProgramView) -> BudgetView:
+    accounts = await store.program_accounts(program.id)
+    config = await store.client.hgetall(keys.config(program.id))
+    blocked = config.get(b"blocked", config.get("blocked")) in (b"1", "1")
+
+    def figure(points: int) -> Figure:
+        return Figure(points=points, value=Money(amount=points * program.point_value.amount,
+                                                 currency=program.point_value.currency))
+
+    funded = -accounts.get("world", 0)
+    budget = accounts.get("budget", 0)
+    redeemed = accounts.get("redeemed", 0)
+    expired = accounts.get("expired", 0)
+    pools = sum(v for k, v in accounts.items() if k.startswith("pool:"))
+    issued = funded - budget - pools
+    outstanding = issued - redeemed - expired
+    return BudgetView(funded=figure(funded), issued=figure(issued), redeemed=figure(redeemed),
+                      expired=figure(expired), outstanding=figure(outstanding), available=figure(budget),
+                      in_prize_pools=figure(pools), overdrawn=budget < 0, blocked=blocked,
+                      allow_overdraft=program.allow_overdraft)

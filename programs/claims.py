@@ -1,0 +1,145 @@
+"""Sale claims: a participant reports a sale from the phone; an admin approves or rejects it.
+
+An approved claim becomes a `sale` activity and earns through the rules like any other.
+The same invoice number twice in a program is flagged as a duplicate and cannot be
+approved, so it is never paid twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from programs.activities import ActivityIn, store_batch
+from programs.programs import Money
+from programs.rules import ActivityFacts
+from programs.tables import Claim, Participant
+from wallet.errors import Conflict, Invalid, NotFound
+from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
+
+
+class NewClaim(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    invoice_number: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+    invoice_date: dt.date
+    amount: Money
+    product: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class Rejection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class ClaimView(msgspec.Struct, frozen=True):
+    id: str
+    participant_id: str
+    invoice_number: str
+    invoice_date: str
+    amount: Money
+    product: str
+    status: str
+    created_at: datetime
+    duplicate_of: str | None = None
+    decision_reason: str | None = None
+    activity_id: str | None = None
+    decided_at: datetime | None = None
+
+
+class ClaimPage(msgspec.Struct, frozen=True):
+    items: list[ClaimView]
+    next_cursor: str | None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _view(row: dict) -> ClaimView:
+    return ClaimView(
+        id=row["id"], participant_id=row["participant_id"], invoice_number=row["invoice_number"],
+        invoice_date=row["invoice_date"], amount=Money(amount=row["amount"], currency=row["currency"]),
+        product=row["product"], status=row["status"], created_at=_utc(row["created_at"]) or row["created_at"],
+        duplicate_of=row["duplicate_of"], decision_reason=row["decision_reason"] or None,
+        activity_id=row["activity_id"], decided_at=_utc(row["decided_at"]),
+    )
+
+
+async def file_claim(program_id: str, participant_id: str, spec: NewClaim, today: dt.date | None = None) -> ClaimView:
+    if spec.invoice_date > (today or datetime.now(timezone.utc).date()) + dt.timedelta(days=1):
+        raise Invalid("invoice_date is in the future", field="invoice_date")
+    invoice_key = f"{program_id}:{spec.invoice_number.strip().upper()}"
+    earlier = await Claim.select(Claim.id).where(
+        (Claim.program_invoice == invoice_key) & (Claim.status != "rejected")).order_by(Claim.id).first().run()
+    claim_id = new_id("clm")
+    await Claim.insert(Claim(
+        id=claim_id, program_id=program_id, participant_id=participant_id, invoice_number=spec.invoice_number,
+        program_invoice=invoice_key, invoice_date=spec.invoice_date.isoformat(), amount=spec.amount.amount,
+        currency=spec.amount.currency, product=spec.product,
+        status="duplicate" if earlier else "pending", duplicate_of=earlier["id"] if earlier else None,
+        created_at=datetime.now(timezone.utc),
+    )).run()
+    return await get_claim(program_id, claim_id)
+
+
+async def get_claim(program_id: str, claim_id: str, participant_id: str | None = None) -> ClaimView:
+    where = (Claim.id == claim_id) & (Claim.program_id == program_id)
+    if participant_id is not None:
+        where &= Claim.participant_id == participant_id
+    row = await Claim.select().where(where).first().run()
+    if row is None:
+        raise NotFound("no such claim")
+    return _view(row)
+
+
+async def list_claims(program_id: str, limit: int = 50, cursor: str | None = None, status: str | None = None,
+                      participant_id: str | None = None) -> ClaimPage:
+    after = decode_cursor(cursor)
+    where = Claim.program_id == program_id
+    if after is not None:
+        where &= Claim.id < after
+    if status is not None:
+        where &= Claim.status == status
+    if participant_id is not None:
+        where &= Claim.participant_id == participant_id
+    rows = await Claim.select().where(where).order_by(Claim.id, ascending=False).limit(limit + 1).run()
+    return ClaimPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+async def decide(program_id: str, claim_id: str, verdict: Literal["approved", "rejected"],
+                 reason: str | None) -> tuple[ClaimView, list[ActivityFacts]]:
+    """Moves a pending claim to its verdict, once (a second decision is a 409). An approval
+    answers the sale activity to evaluate."""
+    claim = await get_claim(program_id, claim_id)
+    if claim.status == "duplicate" and verdict == "approved":
+        raise Conflict(f"invoice {claim.invoice_number} was already claimed ({claim.duplicate_of}); "
+                       "a duplicate cannot be approved")
+    allowed = ("pending", "duplicate") if verdict == "rejected" else ("pending",)
+    decided = await Claim.update({Claim.status: verdict, Claim.decision_reason: reason or "",
+                                  Claim.decided_at: datetime.now(timezone.utc)}).where(
+        (Claim.id == claim_id) & (Claim.program_id == program_id) & Claim.status.is_in(list(allowed))
+    ).returning(Claim.id).run()
+    if not decided:
+        raise Conflict(f"the claim is already {claim.status}")
+    to_evaluate: list[ActivityFacts] = []
+    if verdict == "approved":
+        person = await Participant.select(Participant.external_id).where(
+            Participant.id == claim.participant_id).first().run()
+        activity = ActivityIn(
+            external_id=f"claim:{claim.id}", type="sale", participant_external_id=person["external_id"],
+            occurred_at=datetime.combine(dt.date.fromisoformat(claim.invoice_date), dt.time(12), timezone.utc),
+            attributes={"amount": claim.amount.amount, "currency": claim.amount.currency, "product": claim.product,
+                        "invoice": claim.invoice_number, "claim_id": claim.id},
+        )
+        fates, to_evaluate = await store_batch(program_id, [activity], source="claim")
+        await Claim.update({Claim.activity_id: fates[0].activity_id}).where(Claim.id == claim_id).run()
+    return await get_claim(program_id, claim_id), to_evaluate

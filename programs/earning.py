@@ -1,0 +1,265 @@
+"""The earning engine: activities in, awards out through the wallet.
+
+For every activity and every active rule for its type, `programs/rules.py` decides the
+award from facts this module looks up (an earlier activity for a multiplier or a deadline,
+the team). Awards go to the wallet as one idempotent grant per activity, rule and
+participant, with the rule's cap checked in the same atomic step, so a re-sent batch or a
+concurrent sender never pays twice. The simulator runs the same decisions without moving
+points, so what it answers is what the live rule then awards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+
+from programs.activities import activities_between, mark_evaluated
+from programs.feed import FeedEntry, points_text, publish
+from programs.programs import Money, ProgramView
+from programs.rulebook import RuleVersion
+from programs.rules import (
+    ActivityFacts,
+    ParticipantFacts,
+    Plan,
+    RuleSpec,
+    multiplier_window,
+    period_key,
+    plan_award,
+    utc,
+)
+from programs.tables import Activity, Award, Participant
+from wallet import keys
+from wallet.ids import new_id
+from wallet.store import GrantSpec, Idem, Outcome, WalletStore
+
+log = logging.getLogger("rw.earning")
+
+# Called with (program_id, participant_id, team_id, points, transaction_id, at) per granted award.
+PointsHook = Callable[[str, str, str | None, int, str, datetime], Any]
+
+
+class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
+    rule_id: str
+    rule_version: int
+    participant_id: str
+    points: int
+    outcome: str  # granted | capped | budget_exhausted | refused
+    transaction_id: str | None = None
+
+
+class SimulatedAward(msgspec.Struct, frozen=True):
+    activity_id: str
+    participant_id: str
+    points: int
+    occurred_at: datetime
+
+
+class Simulation(msgspec.Struct, frozen=True):
+    activities_considered: int
+    awards: list[SimulatedAward]
+    total_points: int
+    participants: int
+    cost: Money
+
+
+class Facts:
+    """Look-ups one evaluation needs, cached for the batch."""
+
+    def __init__(self, program_id: str) -> None:
+        self.program_id = program_id
+        self._people: dict[str, ParticipantFacts] = {}
+        self._teams: dict[str, list[str]] = {}
+
+    async def people(self, ids: set[str]) -> None:
+        missing = sorted(ids - set(self._people))
+        for start in range(0, len(missing), 500):
+            rows = await Participant.select(Participant.id, Participant.segment, Participant.team_id,
+                                            Participant.created_at, Participant.status) \
+                .where(Participant.id.is_in(missing[start:start + 500])).run()
+            for r in rows:
+                self._people[r["id"]] = ParticipantFacts(id=r["id"], segment=r["segment"], team_id=r["team_id"],
+                                                         enrolled_at=utc(r["created_at"]), status=r["status"])
+
+    def person(self, participant_id: str) -> ParticipantFacts | None:
+        return self._people.get(participant_id)
+
+    async def team(self, team_id: str | None) -> list[str] | None:
+        if team_id is None:
+            return None
+        if team_id not in self._teams:
+            rows = await Participant.select(Participant.id).where(
+                (Participant.program_id == self.program_id) & (Participant.team_id == team_id)
+                & (Participant.status == "active")).run()
+            self._teams[team_id] = [r["id"] for r in rows]
+        return self._teams[team_id]
+
+    async def earlier_match(self, spec: RuleSpec, activity: ActivityFacts) -> bool:
+        multiplier = spec.multiplier
+        if multiplier is None:
+            return False
+        start, end = multiplier_window(multiplier, activity.occurred_at)
+        rows = await Activity.select(Activity.attributes).where(
+            (Activity.program_id == self.program_id) & (Activity.participant_id == activity.participant_id)
+            & (Activity.type == multiplier.when_activity_type) & (Activity.occurred_at >= start)
+            & (Activity.occurred_at <= end) & (Activity.id != activity.id)).run()
+        for row in rows:
+            earlier = msgspec.json.decode(row["attributes"])
+            if all(name in activity.attributes and earlier.get(name) == activity.attributes[name]
+                   for name in multiplier.match_attributes):
+                return True
+        return False
+
+    async def deadline_source(self, spec: RuleSpec, activity: ActivityFacts) -> datetime | None:
+        """When the activity the deadline counts from happened: the latest one before this
+        activity, of the same participant, with the same value of the matching attribute.
+        Only the window itself is searched: an older one has missed the deadline anyway."""
+        deadline = spec.deadline
+        if deadline is None:
+            return None
+        wanted = activity.attributes.get(deadline.match_attribute)
+        if wanted is None:
+            return None
+        at = utc(activity.occurred_at)
+        rows = await Activity.select(Activity.occurred_at, Activity.attributes).where(
+            (Activity.program_id == self.program_id) & (Activity.participant_id == activity.participant_id)
+            & (Activity.type == deadline.after_activity_type)
+            & (Activity.occurred_at >= at - timedelta(hours=deadline.within_hours)) & (Activity.occurred_at <= at)
+        ).order_by(Activity.occurred_at, ascending=False).run()
+        for row in rows:
+            if msgspec.json.decode(row["attributes"]).get(deadline.match_attribute) == wanted:
+                return utc(row["occurred_at"])
+        return None
+
+    async def plan(self, spec: RuleSpec, activity: ActivityFacts) -> Plan:
+        if spec.activity_type != activity.type:
+            return Plan(shares=[], reason="another activity type")
+        person = self.person(activity.participant_id)
+        if person is None:
+            return Plan(shares=[], reason="unknown participant")
+        members = await self.team(person.team_id) if spec.team_award else None
+        return plan_award(spec, activity, person, earlier_match=await self.earlier_match(spec, activity),
+                          deadline_source_at=await self.deadline_source(spec, activity), team_members=members)
+
+
+def award_key(activity_id: str, rule_id: str, participant_id: str) -> str:
+    return f"{activity_id}:{rule_id}:{participant_id}"
+
+
+def _outcome_name(outcome: Outcome, planned: int) -> str:
+    if outcome.ok:
+        return "granted" if (outcome.points or 0) == planned and outcome.code is None else "capped"
+    return outcome.code or "refused"
+
+
+async def evaluate(
+    store: WalletStore,
+    program: ProgramView,
+    activities: list[ActivityFacts],
+    rules: list[RuleVersion],
+    on_points: PointsHook | None = None,
+) -> dict[str, list[AwardView]]:
+    """Awards what the rules give for the activities, once each. Answers awards per activity."""
+    ordered = sorted(activities, key=lambda a: (utc(a.occurred_at), a.id))
+    facts = Facts(program.id)
+    await facts.people({a.participant_id for a in ordered})
+    by_type: dict[str, list[RuleVersion]] = {}
+    for rule in rules:
+        by_type.setdefault(rule.spec.activity_type, []).append(rule)
+
+    grants: list[GrantSpec] = []
+    context: list[tuple[ActivityFacts, RuleVersion, str, int]] = []
+    for activity in ordered:
+        for rule in by_type.get(activity.type, []):
+            plan = await facts.plan(rule.spec, activity)
+            for share in plan.shares:
+                spec = rule.spec
+                cap_key, cap_limit = "", None
+                if spec.cap is not None:
+                    cap_key = keys.cap(program.id, rule.rule_id, share.participant_id,
+                                       period_key(spec.cap.period, activity.occurred_at, program.timezone))
+                    cap_limit = spec.cap.points
+                metadata = {"reason": spec.name, "rule_id": rule.rule_id, "rule_version": rule.version,
+                            "activity_id": activity.id, "activity_type": activity.type,
+                            "multiplied": plan.multiplied}
+                grants.append(GrantSpec(
+                    idem=Idem(key=keys.idempotency(program.id, "award",
+                                                   award_key(activity.id, rule.rule_id, share.participant_id)),
+                              fingerprint="award"),
+                    tx=new_id("tx"), participant_id=share.participant_id, points=share.points, kind="award",
+                    reference=activity.id, metadata=msgspec.json.encode(metadata).decode(),
+                    cap_key=cap_key, cap_limit=cap_limit,
+                ))
+                context.append((activity, rule, share.participant_id, share.points))
+
+    outcomes: list[Outcome] = []
+    for start in range(0, len(grants), 500):
+        outcomes += await store.award_batch(program.id, grants[start:start + 500])
+
+    now = datetime.now(timezone.utc)
+    results: dict[str, list[AwardView]] = {a.id: [] for a in ordered}
+    rows: list[Award] = []
+    feed: list[FeedEntry] = []
+    for (activity, rule, participant_id, planned), outcome in zip(context, outcomes):
+        name = _outcome_name(outcome, planned)
+        points = (outcome.points or 0) if outcome.ok else 0
+        award = AwardView(rule_id=rule.rule_id, rule_version=rule.version, participant_id=participant_id,
+                          points=points, outcome=name, transaction_id=outcome.tx if points else None)
+        results[activity.id].append(award)
+        rows.append(Award(award_key=award_key(activity.id, rule.rule_id, participant_id), program_id=program.id,
+                          activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,
+                          participant_id=participant_id, points=points, outcome=name,
+                          transaction_id=award.transaction_id, created_at=now))
+        if points and outcome.tx:
+            feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="award",
+                                  text=points_text(points, program.point_name, rule.spec.name), points=points,
+                                  reference=activity.id))
+            if on_points is not None:
+                person = facts.person(participant_id)
+                await on_points(program.id, participant_id, person.team_id if person else None, points, outcome.tx,
+                                activity.occurred_at)
+    for start in range(0, len(rows), 250):
+        await Award.insert(*rows[start:start + 250]).on_conflict(action="DO NOTHING").run()
+    await publish(program.id, feed)
+    await mark_evaluated([a.id for a in ordered])
+    return results
+
+
+async def simulate(program: ProgramView, spec: RuleSpec, start: datetime, end: datetime) -> Simulation:
+    """What `spec` would have awarded on the stored activities in [start, end), with caps
+    counted from zero as a new rule's are, and no points moved."""
+    activities = await activities_between(program.id, spec.activity_type, start, end)
+    activities.sort(key=lambda a: (utc(a.occurred_at), a.id))
+    facts = Facts(program.id)
+    await facts.people({a.participant_id for a in activities})
+    used: dict[tuple[str, str], int] = {}
+    awards: list[SimulatedAward] = []
+    for activity in activities:
+        plan = await facts.plan(spec, activity)
+        for share in plan.shares:
+            points = share.points
+            if spec.cap is not None:
+                slot = (share.participant_id, period_key(spec.cap.period, activity.occurred_at, program.timezone))
+                points = min(points, spec.cap.points - used.get(slot, 0))
+                if points <= 0:
+                    continue
+                used[slot] = used.get(slot, 0) + points
+            awards.append(SimulatedAward(activity_id=activity.id, participant_id=share.participant_id, points=points,
+                                         occurred_at=activity.occurred_at))
+    total = sum(a.points for a in awards)
+    return Simulation(activities_considered=len(activities), awards=awards, total_points=total,
+                      participants=len({a.participant_id for a in awards}),
+                      cost=Money(amount=total * program.point_value.amount, currency=program.point_value.currency))
+
+
+async def apply_rule(
+    store: WalletStore, program: ProgramView, rule: RuleVersion, start: datetime, end: datetime,
+    on_points: PointsHook | None = None,
+) -> dict[str, list[AwardView]]:
+    """Runs one rule over the stored activities in [start, end): a retroactive award, as
+    simulated. Activities it already awarded answer their first award again."""
+    activities = await activities_between(program.id, rule.spec.activity_type, start, end)
+    return await evaluate(store, program, activities, [rule], on_points)

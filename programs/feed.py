@@ -1,0 +1,74 @@
+"""The participant's feed: what happened to them, in plain words."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+from programs.tables import FeedItem
+from wallet.errors import Invalid
+from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
+
+
+class FeedEntry(msgspec.Struct, frozen=True):
+    """One line to write; `key` makes writing it again (a retry, a replay) a no-op."""
+
+    key: str
+    participant_id: str
+    kind: str
+    text: str
+    points: int | None = None
+    reference: str | None = None
+
+
+class FeedView(msgspec.Struct, frozen=True):
+    id: str
+    kind: str
+    text: str
+    created_at: datetime
+    points: int | None = None
+    reference: str | None = None
+
+
+class FeedPage(msgspec.Struct, frozen=True):
+    items: list[FeedView]
+    next_cursor: str | None
+
+
+def points_text(points: int, point_name: str, what: str) -> str:
+    sign = "+" if points >= 0 else "-"
+    return f"{sign}{abs(points):,} {point_name}: {what}"
+
+
+async def publish(program_id: str, entries: list[FeedEntry]) -> None:
+    if not entries:
+        return
+    now = datetime.now(timezone.utc)
+    rows = [
+        FeedItem(id=new_id("feed"), feed_key=f"{program_id}:{e.key}"[:200], program_id=program_id,
+                 participant_id=e.participant_id, kind=e.kind, text=e.text, points=e.points, reference=e.reference,
+                 created_at=now)
+        for e in entries
+    ]
+    for start in range(0, len(rows), 500):
+        await FeedItem.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING").run()
+
+
+async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
+    after = decode_cursor(cursor)
+    where = (FeedItem.program_id == program_id) & (FeedItem.participant_id == participant_id)
+    if after is not None:
+        if not after.startswith("feed_"):
+            raise Invalid("cursor is not one this API issued", field="cursor")
+        where &= FeedItem.id < after
+    rows = await FeedItem.select(FeedItem.id, FeedItem.kind, FeedItem.text, FeedItem.created_at, FeedItem.points,
+                                 FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False) \
+        .limit(limit + 1).run()
+    items = [FeedView(**{**r, "created_at": _utc(r["created_at"])}) for r in rows[:limit]]
+    return FeedPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

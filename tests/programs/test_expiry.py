@@ -1,0 +1,112 @@
+"""Points expire N months after they were earned, oldest first, once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from programs.expiry import add_months, expiring_soon, sweep
+from programs.programs import NewProgram, create_program, get_program, update_program, ProgramChanges
+from tests.factories import random_ref
+from wallet import accounts, keys
+from wallet.journal import JournalProjector
+from wallet.reconcile import reconcile_program
+from wallet.store import Idem, WalletStore
+
+pytestmark = pytest.mark.sql
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
+
+    def __call__(self) -> int:
+        return int(self.now.timestamp() * 1_000_000_000)
+
+
+def idem(program_id: str) -> Idem:
+    return Idem(key=keys.idempotency(program_id, "admin", random_ref()), fingerprint="f")
+
+
+async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]
+    program, _ = await create_program(NewProgram(name=random_ref("expiry")))
+    program = await update_program(program.id, ProgramChanges(points_expire_months=months))
+    clock = Clock()
+    store = WalletStore(redis, clock=clock)
+    await store.load_functions()
+    await store.open_wallet(program.id, "rep")
+    return program, clock, store
+
+
+async def project(redis, program_id: str) -> None:  # type: ignore[no-untyped-def]
+    await JournalProjector(redis, consumer="test", claim_idle_ms=0).project_program(program_id)
+
+
+def test_months_are_added_on_the_calendar() -> None:
+    assert add_months(datetime(2025, 1, 31, tzinfo=timezone.utc), 1) == datetime(2025, 2, 28, tzinfo=timezone.utc)
+    assert add_months(datetime(2024, 11, 15, tzinfo=timezone.utc), 14) == datetime(2026, 1, 15, tzinfo=timezone.utc)
+
+
+async def test_oldest_points_expire_first_in_the_right_amount_and_once(redis, migrated) -> None:  # type: ignore[no-untyped-def]
+    program, clock, store = await setup(redis)
+    await accounts.grant(store, program.id, "rep", 100, "January sales", idem(program.id))
+    clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
+    await accounts.grant(store, program.id, "rep", 50, "February sales", idem(program.id))
+    clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
+    await accounts.deduct(store, program.id, "rep", 30, "spent", idem(program.id))  # from January's lot
+    await project(redis, program.id)
+
+    # The day after January's points turn twelve months old: its 70 remaining points go.
+    first = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
+    assert (first.participants, first.points) == (1, 70)
+    assert (await store.balance(program.id, "rep"))["available"] == 50
+    await project(redis, program.id)
+    again = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
+    assert again.points == 0
+
+    await project(redis, program.id)
+    later = await sweep(store, program, 12, now=datetime(2026, 2, 11, tzinfo=timezone.utc))
+    assert later.points == 50
+    assert (await store.balance(program.id, "rep"))["available"] == 0
+    assert (await store.program_accounts(program.id))["expired"] == 120
+    await project(redis, program.id)
+    assert await reconcile_program(redis, program.id) == []
+
+
+async def test_two_sweeps_at_the_same_time_expire_once(redis, migrated) -> None:  # type: ignore[no-untyped-def]
+    program, clock, store = await setup(redis, months=6)
+    for month in (1, 2, 3):
+        clock.now = datetime(2025, month, 5, tzinfo=timezone.utc)
+        await accounts.grant(store, program.id, "rep", 10 * month, "sales", idem(program.id))
+    await project(redis, program.id)
+    when = datetime(2025, 9, 1, tzinfo=timezone.utc)  # January's and February's lots are due
+    results = await asyncio.gather(*[sweep(store, program, 6, now=when) for _ in range(4)])
+    assert sum(r.points for r in results) == 30
+    assert (await store.balance(program.id, "rep"))["available"] == 30
+
+
+async def test_a_voided_hold_gives_back_points_with_their_original_age(redis, migrated) -> None:  # type: ignore[no-untyped-def]
+    program, clock, store = await setup(redis, months=12)
+    await accounts.grant(store, program.id, "rep", 40, "old", idem(program.id))
+    clock.now = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    await accounts.grant(store, program.id, "rep", 40, "new", idem(program.id))
+    await accounts.hold(store, program.id, "rep", 30, "ord-1", idem(program.id))  # takes 30 old points
+    await accounts.void(store, program.id, "rep", "ord-1", idem(program.id))      # they come back, still old
+    await project(redis, program.id)
+    result = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
+    assert result.points == 40
+
+
+async def test_the_wallet_lists_what_expires_in_the_next_90_days(redis, migrated) -> None:  # type: ignore[no-untyped-def]
+    program, clock, store = await setup(redis, months=12)
+    await accounts.grant(store, program.id, "rep", 25, "a", idem(program.id))
+    clock.now = datetime(2025, 3, 20, tzinfo=timezone.utc)
+    await accounts.grant(store, program.id, "rep", 15, "b", idem(program.id))
+    clock.now = datetime(2025, 8, 1, tzinfo=timezone.utc)
+    await accounts.grant(store, program.id, "rep", 5, "c", idem(program.id))
+    await project(redis, program.id)
+    program = await get_program(program.id)
+    soon = await expiring_soon(program, 12, "rep", now=datetime(2025, 12, 25, tzinfo=timezone.utc))
+    assert [(e.points, e.expires_at.date().isoformat()) for e in soon] == [(25, "2026-01-10"), (15, "2026-03-20")]
