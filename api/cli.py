@@ -359,4 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PICCOLO_CONF", "piccolo_conf")
     args = build_parser().parse_args(argv)
-    raise SystemExit(args.func(args))
+    from wallet.errors import DomainError
+
+    try:
+        code = args.func(args)
+    except DomainError as exc:
+        print(f"reward-wallet: {exc.detail}", file=sys.stderr)
+        code = 1
+    raise SystemExit(code)

@@ -111,3 +111,19 @@ def test_reconcile_finds_drift_and_rebuild_restores_redis_from_the_ledger(tmp_pa
     finally:
         valkey.stop()
     assert cli(tmp_path, "reconcile").returncode == 0
+
+
+def test_participants_import_reports_bad_rows_and_enrols_the_good_ones(tmp_path: Path) -> None:
+    program = json.loads(cli(tmp_path, "program", "create", "Importers", "--json").stdout)
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("external_id,display_name,email\nd-1,Dana,dana@d.example\nd-2,,\nd-3,Lee,not-mail\n"
+                        "d-4,Kim,\n", encoding="utf-8")
+    result = cli(tmp_path, "participants", "import", str(csv_file), "--program", program["program_id"])
+    assert result.returncode == 1  # some rows were bad
+    report = json.loads(result.stdout)
+    assert report["created"] == 2
+    assert [e["row"] for e in report["errors"]] == [3, 4]
+    again = cli(tmp_path, "participants", "import", str(csv_file), "--program", program["program_id"])
+    assert json.loads(again.stdout)["unchanged"] == 2
+    missing = cli(tmp_path, "participants", "import", str(csv_file), "--program", "prg_nope")
+    assert missing.returncode == 1 and missing.stderr.strip() == "reward-wallet: no such program"
