@@ -31,5 +31,7 @@ APP_REGISTRY = AppRegistry(
     apps=[
         "programs.piccolo_app",
         "wallet.piccolo_app",
+        "catalog.piccolo_app",
+        "fulfillment.piccolo_app",
     ]
 )

@@ -21,10 +21,12 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
+from fulfillment.sealing import Sealer
 from programs.programs import list_program_ids
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore, connect
@@ -88,6 +90,10 @@ def provide_authenticator(state: State) -> Authenticator:
     return state.authenticator
 
 
+def provide_sealer(state: State) -> Sealer:
+    return state.sealer
+
+
 def create_app(settings: Settings) -> Litestar:
     assert settings.jwt_secret is not None, "resolve_secrets(settings) first"
     if settings.redis_url is None:
@@ -113,20 +119,23 @@ def create_app(settings: Settings) -> Litestar:
             client, wallets, settings.jwt_secret or "", settings.operator_key_sha256,
             settings.access_token_ttl_seconds,
         )
+        app.state.sealer = Sealer(settings.encryption_key or "")
         stop = asyncio.Event()
-        projector_task = None
+        tasks = []
         if settings.journal_consumer:
             projector = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms)
             app.state.projector = projector
-            projector_task = asyncio.create_task(projector.run(stop, list_program_ids))
+            tasks.append(asyncio.create_task(projector.run(stop, list_program_ids)))
+        if settings.background_tasks:
+            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer)))
         try:
             yield
         finally:
             stop.set()
-            if projector_task is not None:
-                # Graceful: the projector drains what is waiting before it returns.
+            # Graceful: the projector drains what is waiting before it returns.
+            for task in tasks:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(projector_task, timeout=10)
+                    await asyncio.wait_for(task, timeout=10)
             await client.aclose()
             if pooled:
                 await engine.close_connection_pool()
@@ -143,6 +152,7 @@ def create_app(settings: Settings) -> Litestar:
             "redis": Provide(provide_redis, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "authenticator": Provide(provide_authenticator, sync_to_thread=False),
+            "sealer": Provide(provide_sealer, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY_BYTES,

@@ -162,3 +162,6 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     principal = connection.user
     assert isinstance(principal, Principal)
     return principal
+
+
+admin_or_participant = _requires("admin", "participant")

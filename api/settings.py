@@ -32,6 +32,7 @@ ENV_NAMES: dict[str, str] = {
     "refresh_token_ttl_days": "RW_REFRESH_TOKEN_TTL_DAYS",
     "idempotency_ttl_seconds": "RW_IDEMPOTENCY_TTL",
     "journal_consumer": "RW_JOURNAL_CONSUMER",
+    "background_tasks": "RW_BACKGROUND_TASKS",
     "sql_pool_size": "RW_SQL_POOL_SIZE",
     "journal_claim_idle_ms": "RW_JOURNAL_CLAIM_IDLE_MS",
     "log_level": "RW_LOG_LEVEL",
@@ -39,7 +40,7 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
-_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey"}
+_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks"}
 
 
 class SettingsError(Exception):
@@ -58,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
     journal_consumer: bool = True
+    # Webhook deliveries and the order settlement sweep, in each API process.
+    background_tasks: bool = True
     # Postgres connections per API process; 0 opens one per query (no pool bound to a loop).
     sql_pool_size: Annotated[int, Meta(ge=0, le=200)] = 20
     # How long a journal entry may sit unacknowledged with a consumer before another claims it.

@@ -31,6 +31,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     allow_overdraft: bool
     created_at: datetime
     points_expire_months: int | None = None
+    catalog_markup_bps: int = 0
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +42,7 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
     allow_overdraft: bool = True
     points_expire_months: Annotated[int, Meta(ge=1, le=120)] | None = None
+    catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000, description="catalog markup, 250 = 2.5%")] = 0
 
 
 class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -50,6 +52,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     allow_overdraft: bool | None = None
     points_expire_months: Annotated[int, Meta(ge=0, le=120, description="0 turns expiry off")] | None = None
+    catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000)] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -63,6 +66,7 @@ def _view(row: dict) -> ProgramView:
         allow_overdraft=bool(row["allow_overdraft"]),
         created_at=row["created_at"],
         points_expire_months=row["points_expire_months"],
+        catalog_markup_bps=row["catalog_markup_bps"] or 0,
     )
 
 
@@ -91,6 +95,7 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             timezone=spec.timezone,
             allow_overdraft=spec.allow_overdraft,
             points_expire_months=spec.points_expire_months,
+            catalog_markup_bps=spec.catalog_markup_bps,
             created_at=datetime.now(timezone.utc),
         )
     ).run()

@@ -18,6 +18,8 @@ class Program(Table, tablename="programs"):
     allow_overdraft = Boolean(default=True)
     # Points expire this many months after they were earned, oldest first; null: never.
     points_expire_months = Integer(null=True, default=None)
+    # Catalog markup in basis points (250 = 2.5%) on top of the face value's points.
+    catalog_markup_bps = Integer(default=0)
     created_at = Timestamptz()
 
 

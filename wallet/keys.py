@@ -51,3 +51,7 @@ def no_record(program_id: str) -> str:
 
 def cap(program_id: str, rule_id: str, participant_id: str, period_key: str) -> str:
     return f"{tag(program_id)}:cap:{rule_id}:{participant_id}:{period_key}"
+
+
+def catalog_version(program_id: str) -> str:
+    return f"{tag(program_id)}:catalog"

@@ -1,0 +1,207 @@
+"""Redemptions (participants), partners and their queue (partner keys), orders (admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import MediaType, Request, Response, get, post, put
+from litestar.di import Provide
+from litestar.params import Parameter
+from msgspec import Meta
+
+from api.auth import admin_only, participant_only, partner_only, principal_of
+from api.idempotency import once, provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from api.settings import Settings
+from catalog.items import pricing_of
+from fulfillment import orders, partners, queue, webhooks
+from fulfillment.redemptions import place_order
+from fulfillment.sealing import Sealer
+from programs.programs import Money, get_program
+from wallet.store import Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+OrderStatus = Annotated[str | None, Parameter(pattern="^(pending|claimed|fulfilled|failed|cancelled)$")]
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+class RedemptionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    item_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    face_value: Money | None = None
+
+
+class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    limit: Annotated[int, Meta(ge=1, le=200)] = 10
+    lease_seconds: Annotated[int, Meta(ge=1, le=3600)] = 300
+
+
+class ClaimedOrders(msgspec.Struct, frozen=True):
+    items: list[orders.PartnerOrder]
+
+
+class FulfilRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    credentials: orders.Credentials
+    lease_id: Annotated[str, Meta(max_length=40)] | None = None
+
+
+class FailRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    lease_id: Annotated[str, Meta(max_length=40)] | None = None
+
+
+# --- participants -------------------------------------------------------------------------
+
+
+@post("/v1/me/redemptions", guards=[participant_only], dependencies=IDEMPOTENT, operation_id="redeem",
+      summary="Redeem points for a gift card",
+      description="Holds the points and creates the order in one step (answers 201 `pending`; an item from the "
+                  "built-in code pool is fulfilled at once). 422 `insufficient_points`, 409 `out_of_stock`. "
+                  "Requires `Idempotency-Key`.", tags=["redemptions"])
+async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem: Idem, wallets: WalletStore,
+                 sealer: Sealer, redis: Any, settings: Settings) -> Response[Any]:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+
+    async def action() -> tuple[int, orders.OrderView]:
+        return 201, await place_order(wallets, sealer, program, pricing_of(program), principal.subject_id,
+                                      data.item_id, data.face_value)
+
+    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers=REPLAYED if replayed else None)
+
+
+@get("/v1/me/redemptions", guards=[participant_only], operation_id="listMyRedemptions", summary="My orders",
+     description="Newest first; fulfilled ones carry their credentials.", tags=["redemptions"])
+async def my_orders(request: Request[Any, Any, Any], sealer: Sealer, limit: Limit = 50, cursor: Cursor = None,
+                    status: OrderStatus = None) -> orders.OrderPage:
+    principal = principal_of(request)
+    return await orders.list_orders(principal.program_id or "", limit=limit, cursor=cursor, status=status,
+                                    participant_id=principal.subject_id, sealer=sealer)
+
+
+@get("/v1/me/redemptions/{order_id:str}", guards=[participant_only], operation_id="getMyRedemption",
+     summary="One of my orders", description="Once fulfilled it carries the credentials (code, PIN, URL, expiry), "
+     "shown only to its participant.", tags=["redemptions"])
+async def my_order(request: Request[Any, Any, Any], order_id: str, sealer: Sealer) -> orders.OrderView:
+    principal = principal_of(request)
+    return await orders.participant_view(principal.program_id or "", principal.subject_id, order_id, sealer)
+
+
+@post("/v1/me/redemptions/{order_id:str}/cancel", guards=[participant_only], operation_id="cancelMyRedemption",
+      summary="Cancel a pending order", description="Only while `pending`; the points come back at once.",
+      tags=["redemptions"], status_code=200)
+async def cancel(request: Request[Any, Any, Any], order_id: str, wallets: WalletStore,
+                 sealer: Sealer) -> orders.OrderView:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    return await orders.cancel(wallets, program, principal.subject_id, order_id, sealer)
+
+
+# --- admins -------------------------------------------------------------------------------
+
+
+@post("/v1/fulfillment/partners", guards=[admin_only], operation_id="createPartner",
+      summary="Add a fulfillment partner",
+      description="Answers the partner's API key once (and a webhook signing secret when `webhook_url` is given). "
+                  "A program's first partner is its default route.", tags=["fulfillment"])
+async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner,
+                         sealer: Sealer) -> Response[partners.PartnerCreated]:
+    return Response(await partners.create_partner(program_of(request), data, sealer), status_code=201)
+
+
+@get("/v1/fulfillment/partners", guards=[admin_only], operation_id="listPartners", summary="List partners",
+     description="With the default route and webhook URLs; never keys or secrets.", tags=["fulfillment"])
+async def list_partners(request: Request[Any, Any, Any]) -> list[partners.PartnerView]:
+    return await partners.list_partners(program_of(request))
+
+
+@put("/v1/fulfillment/partners/{partner_id:str}/webhook", guards=[admin_only], operation_id="setPartnerWebhook",
+     summary="Set a partner's webhook", description="New orders are POSTed there, signed (`RW-Signature`); a new URL "
+     "gets a new secret, answered once. `{\"url\": null}` stops pushing.", tags=["fulfillment"])
+async def set_webhook(request: Request[Any, Any, Any], partner_id: str, data: partners.WebhookSettings,
+                      sealer: Sealer) -> partners.WebhookSecret:
+    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer)
+
+
+@get("/v1/orders", guards=[admin_only], operation_id="listOrders", summary="List and search orders",
+     description="Newest first; filter by status, participant or item.", tags=["fulfillment"])
+async def list_orders(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
+                      status: OrderStatus = None,
+                      participant_id: Annotated[str | None, Parameter(max_length=40)] = None,
+                      item_id: Annotated[str | None, Parameter(max_length=40)] = None) -> orders.OrderPage:
+    return await orders.list_orders(program_of(request), limit=limit, cursor=cursor, status=status,
+                                    participant_id=participant_id, item_id=item_id, admin=True)
+
+
+@get("/v1/orders/export.csv", guards=[admin_only], operation_id="exportOrders", summary="Export orders as CSV",
+     description="Every order (or those of one `status`), oldest first; never credentials.", tags=["fulfillment"],
+     media_type="text/csv")
+async def export(request: Request[Any, Any, Any], status: OrderStatus = None) -> Response[str]:
+    text = await orders.export_csv(program_of(request), status)
+    return Response(text, media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="orders.csv"'})
+
+
+@get("/v1/orders/{order_id:str}", guards=[admin_only], operation_id="getOrder", summary="Read an order",
+     description="Admins never see credentials.", tags=["fulfillment"])
+async def read_order(request: Request[Any, Any, Any], order_id: str) -> orders.OrderView:
+    return await orders.admin_view(program_of(request), order_id)
+
+
+@get("/v1/fulfillment/webhook-deliveries", guards=[admin_only], operation_id="listWebhookDeliveries",
+     summary="Webhook delivery log (admin)", description="Every partner's deliveries, newest first.",
+     tags=["fulfillment"])
+async def admin_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
+                           cursor: Cursor = None) -> webhooks.DeliveryPage:
+    return await webhooks.deliveries(program_of(request), None, limit, cursor)
+
+
+# --- partners -----------------------------------------------------------------------------
+
+
+@post("/v1/fulfillment/orders/claim", guards=[partner_only], operation_id="claimOrders",
+      summary="Claim a batch of orders with a lease",
+      description="Orders routed to you, oldest first, each with a `lease_id`. An unexpired lease is never handed "
+                  "twice; an expired one returns the order to the queue.", tags=["partner"], status_code=200)
+async def claim(request: Request[Any, Any, Any], data: ClaimRequest) -> ClaimedOrders:
+    principal = principal_of(request)
+    rows = await queue.claim(principal.program_id or "", principal.partner_id or "", data.limit, data.lease_seconds)
+    return ClaimedOrders(items=await orders.partner_views(rows))
+
+
+@post("/v1/fulfillment/orders/{order_id:str}/fulfill", guards=[partner_only], operation_id="fulfillOrder",
+      summary="Deliver an order", description="Stores the credentials encrypted and captures the held points. The "
+      "same call again answers 200 and captures nothing twice; fulfilling a cancelled or failed order, or one "
+      "whose lease (`lease_id`) was claimed by another, answers 409.", tags=["partner"], status_code=200)
+async def fulfil(request: Request[Any, Any, Any], order_id: str, data: FulfilRequest, wallets: WalletStore,
+                 sealer: Sealer) -> orders.PartnerOrder:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    row = await orders.fulfill(wallets, sealer, program, order_id, principal.partner_id, data.credentials,
+                               data.lease_id)
+    return (await orders.partner_views([row]))[0]
+
+
+@post("/v1/fulfillment/orders/{order_id:str}/fail", guards=[partner_only], operation_id="failOrder",
+      summary="Give up on an order", description="The held points return to the participant, who is told in the "
+      "feed.", tags=["partner"], status_code=200)
+async def fail(request: Request[Any, Any, Any], order_id: str, data: FailRequest,
+               wallets: WalletStore) -> orders.PartnerOrder:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    row = await orders.fail(wallets, program, order_id, principal.partner_id, data.reason, data.lease_id)
+    return (await orders.partner_views([row]))[0]
+
+
+@get("/v1/fulfillment/deliveries", guards=[partner_only], operation_id="listMyWebhookDeliveries",
+     summary="My webhook delivery log", description="Deliveries to your webhook, newest first.", tags=["partner"])
+async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
+                             cursor: Cursor = None) -> webhooks.DeliveryPage:
+    principal = principal_of(request)
+    return await webhooks.deliveries(principal.program_id or "", principal.partner_id, limit, cursor)
+
+
+ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, set_webhook, list_orders, export,
+          read_order, admin_deliveries, claim, fulfil, fail, partner_deliveries]
+__all__ = ["ROUTES", "MediaType"]

@@ -1,0 +1,121 @@
+"""The built-in code-pool partner: an admin uploads an item's codes; orders for that item
+are fulfilled at once from the pool, and a code is never handed out twice (the code row
+takes the order's id, which is unique)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from piccolo.engine.postgres import PostgresEngine
+
+from catalog.tables import CatalogItem
+from fulfillment.partners import pool_partner
+from fulfillment.sealing import Sealer
+from fulfillment.tables import PoolCode
+from wallet.errors import Invalid, NotFound
+from wallet.ids import new_id
+
+LOW_STOCK = 10
+
+
+class UploadError(msgspec.Struct, frozen=True):
+    row: int
+    error: str
+
+
+class UploadReport(msgspec.Struct, frozen=True):
+    added: int
+    duplicates: int
+    errors: list[UploadError]
+    available: int
+
+
+class ItemStock(msgspec.Struct, frozen=True):
+    item_id: str
+    item_name: str
+    available: int
+    used: int
+    low_stock: bool
+
+
+async def upload_codes(program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
+    """CSV with a header: code, and optionally pin, url, expires_at. Routes the item to the pool."""
+    item = await CatalogItem.select(CatalogItem.id).where(
+        (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
+    if item is None:
+        raise NotFound("no such catalog item")
+    reader = csv.DictReader(io.StringIO(text))
+    if "code" not in (reader.fieldnames or []):
+        raise Invalid("the CSV needs a header with a `code` column (and optionally pin, url, expires_at)")
+    now = datetime.now(timezone.utc)
+    rows, errors, seen = [], [], set()
+    number = 1
+    try:
+        for number, record in enumerate(reader, start=2):
+            code = (record.get("code") or "").strip()
+            if not code or len(code) > 500:
+                errors.append(UploadError(row=number, error="code is empty or longer than 500 characters"))
+                continue
+            digest = hashlib.sha256(code.encode()).hexdigest()
+            if digest in seen:
+                errors.append(UploadError(row=number, error="the same code twice in this file"))
+                continue
+            seen.add(digest)
+            secret = {k: (record.get(k) or "").strip() for k in ("code", "pin", "url", "expires_at")}
+            rows.append(PoolCode(id=new_id("code"), program_id=program_id, item_id=item_id, code_hash=digest,
+                                 item_code=f"{item_id}:{digest}",
+                                 secret=sealer.seal({k: v for k, v in secret.items() if v}), created_at=now))
+    except csv.Error as exc:
+        errors.append(UploadError(row=number + 1, error=f"unreadable CSV: {exc}"))
+    added = 0
+    for start in range(0, len(rows), 500):
+        inserted = await PoolCode.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING") \
+            .returning(PoolCode.id).run()
+        added += len(inserted)
+    partner_id = await pool_partner(program_id)
+    await CatalogItem.update({CatalogItem.partner_id: partner_id}).where(CatalogItem.id == item_id).run()
+    return UploadReport(added=added, duplicates=len(rows) - added, errors=errors, available=await stock_of(item_id))
+
+
+async def stock_of(item_id: str) -> int:
+    return await PoolCode.count().where((PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).run()
+
+
+async def stock(program_id: str) -> list[ItemStock]:
+    codes = await PoolCode.select(PoolCode.item_id, PoolCode.order_id).where(PoolCode.program_id == program_id).run()
+    counts: dict[str, list[int]] = {}
+    for c in codes:
+        counts.setdefault(c["item_id"], [0, 0])[0 if c["order_id"] is None else 1] += 1
+    names = {i["id"]: i["name"] for i in await CatalogItem.select(CatalogItem.id, CatalogItem.name).where(
+        CatalogItem.id.is_in(sorted(counts) or ["-"])).run()}
+    return [ItemStock(item_id=i, item_name=names.get(i, ""), available=a, used=u, low_stock=a < LOW_STOCK)
+            for i, (a, u) in sorted(counts.items())]
+
+
+_TAKE = """
+    UPDATE pool_codes SET order_id = {}, used_at = {}
+    WHERE id = (SELECT id FROM pool_codes WHERE item_id = {} AND order_id IS NULL ORDER BY created_at, id LIMIT 1{lock})
+      AND order_id IS NULL
+    RETURNING secret
+"""
+
+
+async def take_code(order_id: str, item_id: str, sealer: Sealer) -> dict[str, Any] | None:
+    """The next unused code for the item, now bound to the order; None when the pool is empty.
+    Taking again for the same order answers the code it already has."""
+    existing = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()
+    if existing is not None:
+        return sealer.open(existing["secret"])
+    lock = " FOR UPDATE SKIP LOCKED" if isinstance(PoolCode._meta.db, PostgresEngine) else ""
+    for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
+        taken = await PoolCode.raw(_TAKE.replace("{lock}", lock), order_id, datetime.now(timezone.utc), item_id).run()
+        if taken:
+            return sealer.open(taken[0]["secret"])
+        if await stock_of(item_id) == 0:
+            return None
+    return None

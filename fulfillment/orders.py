@@ -1,0 +1,362 @@
+"""Orders: from points to a gift card.
+
+A redemption writes the order row first (status `new`), then holds the points under the
+order's id, then makes the order `pending`. So no hold ever lacks its order, and partners
+(who only see `pending` and later states) never see an order without its hold. A crash
+between the steps leaves a `new` order that the settlement sweep completes or removes.
+
+Life: pending -> claimed -> fulfilled | failed, or cancelled by the participant while
+pending. Each transition is one conditional UPDATE (it happens once, or is refused), and
+then the wallet settles the hold: capture on fulfilled, void on failed or cancelled,
+idempotently, with the sweep retrying any settlement a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from catalog.items import Pricing, item_row, redemption_points
+from catalog.tables import Brand, CatalogItem
+from fulfillment.partners import route
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Order
+from programs.feed import FeedEntry, publish
+from programs.programs import Money, ProgramView
+from programs.tables import Participant
+from wallet import accounts, keys
+from wallet.errors import Conflict, DomainError, Invalid, NotFound
+from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
+from wallet.store import Idem, WalletStore
+
+STALE_NEW = timedelta(seconds=60)
+
+
+class OutOfStock(DomainError):
+    code = "out_of_stock"
+
+OrderStatus = Literal["pending", "claimed", "fulfilled", "failed", "cancelled"]
+
+
+class Credentials(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    code: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    pin: Annotated[str, Meta(max_length=100)] | None = None
+    url: Annotated[str, Meta(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    expires_at: str | None = None
+    instructions: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+class OrderView(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    status: str
+    points: int
+    item_id: str
+    item_name: str
+    brand: str
+    face_value: Money
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    participant_id: str | None = None
+    partner_id: str | None = None
+    failure_reason: str | None = None
+    fulfilled_at: datetime | None = None
+    credentials: Credentials | None = None
+    redemption_instructions: str | None = None
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    items: list[OrderView]
+    next_cursor: str | None
+
+
+class Recipient(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    display_name: str
+    email: str | None = None
+
+
+class PartnerItem(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    sku: str
+    brand: str
+
+
+class PartnerOrder(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    status: str
+    item: PartnerItem
+    face_value: Money
+    recipient: Recipient
+    created_at: datetime
+    attempts: int
+    lease_id: str | None = None
+    lease_expires_at: datetime | None = None
+    failure_reason: str | None = None
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _hold_idem(program_id: str, order_id: str) -> Idem:
+    return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:hold"), fingerprint="hold")
+
+
+def _settle_idem(program_id: str, order_id: str, how: str) -> Idem:
+    return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:settle"), fingerprint=how)
+
+
+async def _names(item_ids: set[str]) -> dict[str, tuple[str, str, str, str]]:
+    """item id -> (item name, sku, brand name, redemption instructions)."""
+    items = await CatalogItem.select(CatalogItem.id, CatalogItem.name, CatalogItem.sku, CatalogItem.brand_id) \
+        .where(CatalogItem.id.is_in(sorted(item_ids) or ["-"])).run()
+    brands = {b["id"]: b for b in await Brand.select(Brand.id, Brand.name, Brand.redemption_instructions).where(
+        Brand.id.is_in(sorted({i["brand_id"] for i in items}) or ["-"])).run()}
+    return {i["id"]: (i["name"], i["sku"], brands[i["brand_id"]]["name"],
+                      brands[i["brand_id"]]["redemption_instructions"]) for i in items}
+
+
+def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], sealer: Sealer | None,
+          admin: bool = False) -> OrderView:
+    name, _, brand, instructions = names.get(row["item_id"], ("", "", "", ""))
+    credentials = None
+    if sealer is not None and row["status"] == "fulfilled" and row["credentials"]:
+        credentials = msgspec.convert(sealer.open(row["credentials"]), Credentials)
+    return OrderView(
+        id=row["id"], status=row["status"], points=row["points"], item_id=row["item_id"], item_name=name, brand=brand,
+        face_value=Money(amount=row["face_value"], currency=row["currency"]), source=row["source"],
+        created_at=utc(row["created_at"]) or row["created_at"], updated_at=utc(row["updated_at"]) or row["updated_at"],
+        participant_id=row["participant_id"] if admin else None, partner_id=row["partner_id"] if admin else None,
+        failure_reason=row["failure_reason"], fulfilled_at=utc(row["fulfilled_at"]), credentials=credentials,
+        redemption_instructions=instructions if credentials else None,
+    )
+
+
+async def partner_views(rows: list[dict[str, Any]]) -> list[PartnerOrder]:
+    names = await _names({r["item_id"] for r in rows})
+    people = {p["id"]: p for p in await Participant.select(Participant.id, Participant.display_name, Participant.email)
+              .where(Participant.id.is_in(sorted({r["participant_id"] for r in rows}) or ["-"])).run()}
+    views = []
+    for row in rows:
+        name, sku, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+        person = people.get(row["participant_id"], {"id": row["participant_id"], "display_name": "", "email": None})
+        views.append(PartnerOrder(
+            id=row["id"], status=row["status"], item=PartnerItem(id=row["item_id"], name=name, sku=sku, brand=brand),
+            face_value=Money(amount=row["face_value"], currency=row["currency"]),
+            recipient=Recipient(id=person["id"], display_name=person["display_name"], email=person["email"]),
+            created_at=utc(row["created_at"]) or row["created_at"], attempts=row["attempts"],
+            lease_id=row["lease_id"], lease_expires_at=utc(row["lease_expires_at"]),
+            failure_reason=row["failure_reason"]))
+    return views
+
+
+async def order_row(program_id: str, order_id: str) -> dict[str, Any]:
+    row = await Order.select().where((Order.id == order_id) & (Order.program_id == program_id)).first().run()
+    if row is None or row["status"] == "new":
+        raise NotFound("no such order")
+    return row
+
+
+async def redeem(store: WalletStore, program: ProgramView, pricing: Pricing, participant_id: str, item_id: str,
+                 face_value: Money | None, source: Literal["redemption", "prize"] = "redemption",
+                 order_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Creates the order and holds its points (none for a prize). Answers (order row, partner row)."""
+    item = await item_row(program.id, item_id)
+    value, points = redemption_points(item, pricing, face_value)
+    if source == "prize":
+        points = 0
+    partner = await route(program.id, item)
+    if partner["kind"] == "code_pool":
+        from fulfillment.code_pool import stock_of
+
+        if await stock_of(item_id) == 0:
+            raise OutOfStock("this gift card is out of stock")
+    order_id = order_id or new_id("ord")
+    now = datetime.now(timezone.utc)
+    await Order.insert(Order(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
+                             partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
+                             points=points, status="new", created_at=now, updated_at=now)).run()
+    if points > 0:
+        try:
+            await accounts.hold(store, program.id, participant_id, points, order_id,
+                                _hold_idem(program.id, order_id), reason=f"redemption {order_id}", kind="hold")
+        except DomainError:
+            await Order.delete().where(Order.id == order_id).run()  # nothing held: no order either
+            raise
+    await Order.update({Order.status: "pending", Order.updated_at: datetime.now(timezone.utc)}).where(
+        (Order.id == order_id) & (Order.status == "new")).run()
+    row = await Order.select().where(Order.id == order_id).first().run()
+    return row, partner
+
+
+async def participant_view(program_id: str, participant_id: str, order_id: str, sealer: Sealer) -> OrderView:
+    row = await order_row(program_id, order_id)
+    if row["participant_id"] != participant_id:
+        raise NotFound("no such order")
+    return _view(row, await _names({row["item_id"]}), sealer)
+
+
+async def admin_view(program_id: str, order_id: str) -> OrderView:
+    row = await order_row(program_id, order_id)
+    return _view(row, await _names({row["item_id"]}), None, admin=True)
+
+
+async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: str | None = None,
+                      participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
+                      sealer: Sealer | None = None) -> OrderPage:
+    after = decode_cursor(cursor)
+    where = (Order.program_id == program_id) & (Order.status != "new")
+    if after is not None:
+        where &= Order.id < after
+    if status is not None:
+        where &= Order.status == status
+    if participant_id is not None:
+        where &= Order.participant_id == participant_id
+    if item_id is not None:
+        where &= Order.item_id == item_id
+    rows = await Order.select().where(where).order_by(Order.id, ascending=False).limit(limit + 1).run()
+    names = await _names({r["item_id"] for r in rows})
+    return OrderPage(items=[_view(r, names, sealer, admin=admin) for r in rows[:limit]],
+                     next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+async def export_csv(program_id: str, status: str | None = None) -> str:
+    where = (Order.program_id == program_id) & (Order.status != "new")
+    if status is not None:
+        where &= Order.status == status
+    rows = await Order.select().where(where).order_by(Order.id).run()
+    names = await _names({r["item_id"] for r in rows})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["order_id", "created_at", "status", "participant_id", "item_id", "item", "brand", "face_value",
+                     "currency", "points", "partner_id", "fulfilled_at", "failure_reason"])
+    for r in rows:
+        name, _, brand, _ = names.get(r["item_id"], ("", "", "", ""))
+        fulfilled = utc(r["fulfilled_at"])
+        writer.writerow([r["id"], utc(r["created_at"]).isoformat(), r["status"], r["participant_id"],  # type: ignore[union-attr]
+                         r["item_id"], _cell(name), _cell(brand), r["face_value"], r["currency"], r["points"],
+                         r["partner_id"], fulfilled.isoformat() if fulfilled else "",
+                         _cell(r["failure_reason"] or "")])
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    # A spreadsheet must not run what a participant or partner typed.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+async def _transition(program_id: str, order_id: str, partner_id: str | None, to: str,
+                      allowed: tuple[str, ...], lease_id: str | None, values: dict[Any, Any]) -> dict[str, Any]:
+    where = (Order.id == order_id) & (Order.program_id == program_id) & Order.status.is_in(list(allowed))
+    if partner_id is not None:
+        where &= Order.partner_id == partner_id
+    if lease_id is not None:
+        where &= Order.lease_id == lease_id
+    now = datetime.now(timezone.utc)
+    changed = await Order.update({Order.status: to, Order.updated_at: now, **values}).where(where) \
+        .returning(Order.id).run()
+    row = await Order.select().where((Order.id == order_id) & (Order.program_id == program_id)).first().run()
+    if row is None or row["status"] == "new" or (partner_id is not None and row["partner_id"] != partner_id):
+        raise NotFound("no such order")
+    if not changed:
+        if row["status"] == to and (lease_id is None or row["lease_id"] == lease_id):
+            return row  # the same transition again: answered, nothing applied twice
+        if row["status"] == "claimed" and lease_id is not None and row["lease_id"] != lease_id:
+            raise Conflict("this lease expired and the order was claimed again; it is no longer yours")
+        raise Conflict(f"the order is {row['status']}; it cannot become {to}")
+    return row
+
+
+async def settle(store: WalletStore, row: dict[str, Any]) -> None:
+    """Ends the order's hold: capture when fulfilled, void when failed or cancelled. Idempotent."""
+    if row["settled_at"] is not None or row["points"] == 0:
+        if row["settled_at"] is None:
+            await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+        return
+    how = "capture" if row["status"] == "fulfilled" else "void"
+    idem = _settle_idem(row["program_id"], row["id"], how)
+    try:
+        if how == "capture":
+            await accounts.capture(store, row["program_id"], row["participant_id"], row["id"], idem,
+                                   kind="redemption")
+        else:
+            await accounts.void(store, row["program_id"], row["participant_id"], row["id"], idem,
+                                kind="redemption_void")
+    except Conflict:
+        pass  # the hold was already resolved this way by an earlier, interrupted settlement
+    await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+
+
+async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str, partner_id: str | None,
+                  credentials: Credentials, lease_id: str | None = None,
+                  allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
+    if not (credentials.code or credentials.url):
+        raise Invalid("credentials need a code or a url", field="credentials")
+    row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
+        Order.credentials: sealer.seal(msgspec.to_builtins(credentials)),
+        Order.fulfilled_at: datetime.now(timezone.utc)})
+    await settle(store, row)
+    names = await _names({row["item_id"]})
+    name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+    await publish(program.id, [FeedEntry(key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"],
+                                         kind="order_fulfilled", text=f"Your {brand} {name} is ready",
+                                         reference=order_id)])
+    return await Order.select().where(Order.id == order_id).first().run()
+
+
+async def fail(store: WalletStore, program: ProgramView, order_id: str, partner_id: str | None, reason: str,
+               lease_id: str | None = None, allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
+    row = await _transition(program.id, order_id, partner_id, "failed", allowed, lease_id,
+                            {Order.failure_reason: reason})
+    await settle(store, row)
+    points = f" {row['points']:,} {program.point_name} returned." if row["points"] else ""
+    await publish(program.id, [FeedEntry(key=f"order:{order_id}:failed", participant_id=row["participant_id"],
+                                         kind="order_failed", text=f"Order {order_id} failed: {reason}.{points}",
+                                         points=row["points"] or None, reference=order_id)])
+    return row
+
+
+async def cancel(store: WalletStore, program: ProgramView, participant_id: str, order_id: str,
+                 sealer: Sealer) -> OrderView:
+    row = await order_row(program.id, order_id)
+    if row["participant_id"] != participant_id:
+        raise NotFound("no such order")
+    row = await _transition(program.id, order_id, None, "cancelled", ("pending",), None, {})
+    await settle(store, row)
+    return _view(row, await _names({row["item_id"]}), sealer)
+
+
+async def sweep(store: WalletStore, program_id: str, now: datetime | None = None) -> int:
+    """Finishes what a crash interrupted: settles ended orders whose hold is still open, and
+    completes (or removes) orders stuck in `new`. Answers how many orders it touched."""
+    now = now or datetime.now(timezone.utc)
+    touched = 0
+    ended = await Order.select().where((Order.program_id == program_id) & Order.settled_at.is_null()
+                                       & Order.status.is_in(["fulfilled", "failed", "cancelled"])).run()
+    for row in ended:
+        await settle(store, row)
+        touched += 1
+    stuck = await Order.select().where((Order.program_id == program_id) & (Order.status == "new")
+                                       & (Order.created_at < now - STALE_NEW)).run()
+    for row in stuck:
+        touched += 1
+        if row["points"] > 0:
+            try:
+                await accounts.hold(store, program_id, row["participant_id"], row["points"], row["id"],
+                                    _hold_idem(program_id, row["id"]), reason=f"redemption {row['id']}", kind="hold")
+            except DomainError:
+                await Order.delete().where((Order.id == row["id"]) & (Order.status == "new")).run()
+                continue
+        await Order.update({Order.status: "pending", Order.updated_at: now}).where(
+            (Order.id == row["id"]) & (Order.status == "new")).run()
+    return touched

@@ -1,0 +1,127 @@
+"""Fulfillment partners: who delivers which orders, and how they hear of new ones."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from catalog.tables import Brand
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Partner
+from programs.credentials import issue_key
+from wallet.errors import Conflict, NotFound
+from wallet.ids import new_id
+
+WebhookUrl = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
+POOL_NAME = "Code pool (built-in)"
+
+
+class NewPartner(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    default: bool = False
+    webhook_url: WebhookUrl | None = None
+
+
+class PartnerView(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    name: str
+    default: bool
+    kind: str
+    created_at: datetime
+    webhook_url: str | None = None
+
+
+class PartnerCreated(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    name: str
+    default: bool
+    api_key: str
+    webhook_secret: str | None = None
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: WebhookUrl | None
+
+
+class WebhookSecret(msgspec.Struct, frozen=True):
+    url: str | None
+    secret: str | None
+
+
+def _view(row: dict[str, Any]) -> PartnerView:
+    created = row["created_at"]
+    return PartnerView(id=row["id"], name=row["name"], default=bool(row["is_default"]), kind=row["kind"],
+                       created_at=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+                       webhook_url=row["webhook_url"])
+
+
+async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer) -> PartnerCreated:
+    """A program's first partner is its default route; `default` moves the default here."""
+    has_default = await Partner.exists().where((Partner.program_id == program_id) & (Partner.is_default == True)).run()  # noqa: E712
+    make_default = spec.default or not has_default
+    partner_id = new_id("ptn")
+    secret = "whsec_" + secrets.token_urlsafe(24) if spec.webhook_url else None
+    if make_default:
+        await Partner.update({Partner.is_default: False}).where(Partner.program_id == program_id).run()
+    await Partner.insert(Partner(id=partner_id, program_id=program_id, name=spec.name, is_default=make_default,
+                                 webhook_url=spec.webhook_url, webhook_secret=sealer.seal(secret) if secret else None,
+                                 created_at=datetime.now(timezone.utc))).run()
+    _, api_key = await issue_key(program_id, "partner", name=spec.name, partner_id=partner_id)
+    return PartnerCreated(id=partner_id, name=spec.name, default=make_default, api_key=api_key, webhook_secret=secret)
+
+
+async def list_partners(program_id: str) -> list[PartnerView]:
+    rows = await Partner.select().where(Partner.program_id == program_id).order_by(Partner.created_at).run()
+    return [_view(r) for r in rows]
+
+
+async def get_partner(program_id: str, partner_id: str) -> dict[str, Any]:
+    row = await Partner.select().where((Partner.id == partner_id) & (Partner.program_id == program_id)).first().run()
+    if row is None:
+        raise NotFound("no such partner")
+    return row
+
+
+async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer: Sealer) -> WebhookSecret:
+    """Sets (or clears) the partner's webhook URL; a new URL gets a new signing secret."""
+    row = await get_partner(program_id, partner_id)
+    if row["kind"] != "external":
+        raise Conflict("the built-in code pool takes no webhook")
+    secret = "whsec_" + secrets.token_urlsafe(24) if url else None
+    await Partner.update({Partner.webhook_url: url, Partner.webhook_secret: sealer.seal(secret) if secret else None}) \
+        .where(Partner.id == partner_id).run()
+    return WebhookSecret(url=url, secret=secret)
+
+
+async def pool_partner(program_id: str) -> str:
+    """The program's built-in code-pool partner, created on first use."""
+    row = await Partner.select(Partner.id).where(
+        (Partner.program_id == program_id) & (Partner.kind == "code_pool")).first().run()
+    if row is not None:
+        return row["id"]
+    partner_id = new_id("ptn")
+    await Partner.insert(Partner(id=partner_id, program_id=program_id, name=POOL_NAME, kind="code_pool",
+                                 created_at=datetime.now(timezone.utc))).run()
+    return partner_id
+
+
+async def route(program_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The partner for an item's orders: the item's own, else its brand's, else the default."""
+    candidates = [item.get("partner_id")]
+    brand = await Brand.select(Brand.partner_id).where(Brand.id == item["brand_id"]).first().run()
+    candidates.append(brand["partner_id"] if brand else None)
+    for partner_id in candidates:
+        if partner_id:
+            row = await Partner.select().where(
+                (Partner.id == partner_id) & (Partner.program_id == program_id)).first().run()
+            if row is not None:
+                return row
+    row = await Partner.select().where(
+        (Partner.program_id == program_id) & (Partner.is_default == True)).first().run()  # noqa: E712
+    if row is None:
+        raise Conflict("the program has no fulfillment partner yet: an admin must add one")
+    return row

@@ -1,0 +1,59 @@
+"""The partners' queue: claim a batch of orders with a lease.
+
+An order is handed to one claimant at a time: `pending` orders, and `claimed` ones whose
+lease has expired (they return to the queue by themselves). On Postgres the candidates are
+locked with FOR UPDATE SKIP LOCKED, so concurrent claimants take disjoint rows without
+waiting; on SQLite the single UPDATE ... RETURNING runs under the database's write lock.
+Either way an unexpired lease is never handed twice. Each claim gets a new `lease_id`,
+which fulfil and fail may present to prove the lease is still theirs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from piccolo.engine.postgres import PostgresEngine
+
+from fulfillment.tables import Order
+from wallet.ids import new_id
+
+_CANDIDATES = """
+    SELECT id FROM orders
+    WHERE program_id = {} AND partner_id = {}
+      AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
+    ORDER BY created_at, id
+    LIMIT {}
+"""
+
+_CLAIM = """
+    UPDATE orders
+    SET status = 'claimed', lease_id = {}, lease_expires_at = {}, attempts = attempts + 1, updated_at = {}
+    WHERE id IN ({candidates})
+      AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
+    RETURNING id
+"""
+
+
+async def claim(program_id: str, partner_id: str, limit: int, lease_seconds: int,
+                now: datetime | None = None) -> list[dict[str, Any]]:
+    now = now or datetime.now(timezone.utc)
+    lease_id = new_id("lease")
+    expires = now + timedelta(seconds=lease_seconds)
+    candidates = _CANDIDATES
+    if isinstance(Order._meta.db, PostgresEngine):
+        candidates += " FOR UPDATE SKIP LOCKED"
+    sql = _CLAIM.replace("{candidates}", candidates)
+    claimed = await Order.raw(sql, lease_id, expires, now, program_id, partner_id, now, limit, now).run()
+    ids = [r["id"] for r in claimed]
+    if not ids:
+        return []
+    rows = await Order.select().where(Order.id.is_in(ids) & (Order.lease_id == lease_id)).run()
+    return sorted(rows, key=lambda r: (r["created_at"], r["id"]))
+
+
+async def queue_depth(program_id: str | None = None) -> int:
+    where = Order.status.is_in(["pending", "claimed"])
+    if program_id is not None:
+        where &= Order.program_id == program_id
+    return await Order.count().where(where).run()

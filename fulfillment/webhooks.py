@@ -1,0 +1,143 @@
+"""Push as well as pull: new orders are POSTed to a partner's webhook URL.
+
+Each delivery is signed: `RW-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+"<t>.<body>")>`, so the partner can check the sender and refuse replays outside its
+tolerance. A delivery that does not get a 2xx is retried with exponential backoff (2, 4,
+8, ... seconds, at most an hour apart) up to `MAX_ATTEMPTS`; every attempt's outcome is
+kept in the delivery log the partner and the admin can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import msgspec
+
+from fulfillment.orders import partner_views
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Order, Partner, WebhookDelivery
+from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
+
+MAX_ATTEMPTS = 10
+log = logging.getLogger("rw.webhooks")
+
+
+class DeliveryView(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    partner_id: str
+    order_id: str
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+class DeliveryPage(msgspec.Struct, frozen=True):
+    items: list[DeliveryView]
+    next_cursor: str | None
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2 ** attempts, 3600))
+
+
+async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event: str = "order.created") -> None:
+    if not partner.get("webhook_url"):
+        return
+    now = datetime.now(timezone.utc)
+    await WebhookDelivery.insert(WebhookDelivery(id=new_id("whd"), program_id=program_id, partner_id=partner["id"],
+                                                 order_id=order_id, event=event, next_attempt_at=now,
+                                                 created_at=now)).run()
+
+
+async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50,
+                      now: datetime | None = None) -> int:
+    """Attempts every delivery that is due; answers how many it attempted."""
+    now = now or datetime.now(timezone.utc)
+    due = await WebhookDelivery.select().where((WebhookDelivery.status == "pending")
+                                               & (WebhookDelivery.next_attempt_at <= now)) \
+        .order_by(WebhookDelivery.next_attempt_at).limit(limit).run()
+    for delivery in due:
+        # Claim the attempt first, so two dispatchers never send the same attempt.
+        claimed = await WebhookDelivery.update({WebhookDelivery.attempts: delivery["attempts"] + 1,
+                                                WebhookDelivery.next_attempt_at: now + backoff(delivery["attempts"] + 1)}) \
+            .where((WebhookDelivery.id == delivery["id"]) & (WebhookDelivery.attempts == delivery["attempts"])) \
+            .returning(WebhookDelivery.id).run()
+        if claimed:
+            await _attempt(sealer, client, delivery)
+    return len(due)
+
+
+async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any]) -> None:
+    partner = await Partner.select().where(Partner.id == delivery["partner_id"]).first().run()
+    order = await Order.select().where(Order.id == delivery["order_id"]).first().run()
+    attempts = delivery["attempts"] + 1
+    if partner is None or not partner["webhook_url"] or not partner["webhook_secret"] or order is None:
+        await _record(delivery["id"], "failed", attempts, None, "no webhook configured any more")
+        return
+    view = (await partner_views([order]))[0]
+    body = msgspec.json.encode({"id": delivery["id"], "event": delivery["event"], "order": view})
+    timestamp = int(time.time())
+    headers = {"Content-Type": "application/json", "User-Agent": "reward-wallet-webhooks/1",
+               "RW-Signature": signature(sealer.open(partner["webhook_secret"]), timestamp, body),
+               "RW-Delivery": delivery["id"]}
+    try:
+        response = await client.post(partner["webhook_url"], content=body, headers=headers, timeout=10)
+        code, error = response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+    except httpx.HTTPError as exc:
+        code, error = None, f"{type(exc).__name__}"
+    if error is None:
+        await _record(delivery["id"], "delivered", attempts, code, None)
+    else:
+        final = attempts >= MAX_ATTEMPTS
+        await _record(delivery["id"], "failed" if final else "pending", attempts, code, error)
+        log.warning("webhook delivery %s attempt %s failed: %s", delivery["id"], attempts, error)
+
+
+async def _record(delivery_id: str, status: str, attempts: int, code: int | None, error: str | None) -> None:
+    values: dict[Any, Any] = {WebhookDelivery.status: status, WebhookDelivery.attempts: attempts,
+                              WebhookDelivery.last_status_code: code, WebhookDelivery.last_error: error}
+    if status == "delivered":
+        values[WebhookDelivery.delivered_at] = datetime.now(timezone.utc)
+    await WebhookDelivery.update(values).where(WebhookDelivery.id == delivery_id).run()
+
+
+async def deliveries(program_id: str, partner_id: str | None = None, limit: int = 50,
+                     cursor: str | None = None) -> DeliveryPage:
+    after = decode_cursor(cursor)
+    where = WebhookDelivery.program_id == program_id
+    if partner_id is not None:
+        where &= WebhookDelivery.partner_id == partner_id
+    if after is not None:
+        where &= WebhookDelivery.id < after
+    rows = await WebhookDelivery.select().where(where).order_by(WebhookDelivery.id, ascending=False) \
+        .limit(limit + 1).run()
+
+    def utc(v: datetime | None) -> datetime | None:
+        return None if v is None else (v if v.tzinfo else v.replace(tzinfo=timezone.utc))
+
+    items = [DeliveryView(id=r["id"], partner_id=r["partner_id"], order_id=r["order_id"], event=r["event"],
+                          status=r["status"], attempts=r["attempts"], next_attempt_at=utc(r["next_attempt_at"]),  # type: ignore[arg-type]
+                          created_at=utc(r["created_at"]), last_status_code=r["last_status_code"],  # type: ignore[arg-type]
+                          last_error=r["last_error"], delivered_at=utc(r["delivered_at"])) for r in rows[:limit]]
+    return DeliveryPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+async def failed_count() -> int:
+    return await WebhookDelivery.count().where(WebhookDelivery.status == "failed").run()

@@ -1,0 +1,116 @@
+"""The catalog as admins build it and participants browse it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from catalog.pricing import max_face_value_within, min_face_value_from, points_for
+from tests.factories import new_program, random_ref
+from tests.fulfillment.helpers import shopper
+
+pytestmark = pytest.mark.sql
+
+
+def test_prices_round_up_and_the_bounds_invert_them_exactly() -> None:
+    assert points_for(2500, 1) == 2500
+    assert points_for(2500, 2) == 1250
+    assert points_for(2501, 2) == 1251
+    assert points_for(1000, 1, markup_bps=250) == 1025
+    for value in (1, 99, 1000, 2501, 77_777):
+        for pv, markup in ((1, 0), (2, 0), (3, 250), (7, 1000)):
+            price = points_for(value, pv, markup)
+            assert max_face_value_within(price, pv, markup) >= value
+            assert points_for(max_face_value_within(price, pv, markup), pv, markup) <= price
+            assert min_face_value_from(price, pv, markup) <= value
+            assert points_for(min_face_value_from(price, pv, markup), pv, markup) >= price
+
+
+async def item(client, program, **body):  # type: ignore[no-untyped-def]
+    response = await client.post("/v1/catalog/items", headers=program.headers, json={"sku": random_ref(), **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_points_price_follows_the_point_value_and_markup(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_value_cents=2, catalog_markup_bps=500)
+    fixed = await item(client, program, brand="Target", name="Target $50", face_value={"amount": 5000, "currency": "USD"})
+    assert fixed["points_price"] == 2625  # 5000 * 1.05 / 2
+    variable = await item(client, program, brand="Visa", name="Visa prepaid", value_type="variable",
+                          min_value={"amount": 1000, "currency": "USD"}, max_value={"amount": 50000, "currency": "USD"})
+    assert (variable["points_price"], variable["points_per_unit"]) == (525, 53)
+    wrong = await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Target", "name": "EUR card", "face_value": {"amount": 5000, "currency": "EUR"}})
+    assert wrong.status_code == 422 and "currency" in wrong.json()["detail"]
+    # Changing the program's point value reprices everything.
+    await client.patch("/v1/program", json={"catalog_markup_bps": 0}, headers=program.headers)
+    repriced = (await client.get(f"/v1/catalog/items/{fixed['id']}", headers=program.headers)).json()
+    assert repriced["points_price"] == 2500
+
+
+async def test_participants_search_by_text_brand_category_country_and_points(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await client.post("/v1/catalog/brands", headers=program.headers,
+                      json={"name": "Home Depot", "categories": ["home", "tools"], "terms": "No cash value."})
+    depot = await item(client, program, brand="Home Depot", name="Home Depot $100",
+                       face_value={"amount": 10000, "currency": "USD"}, countries=["US"])
+    coffee = await item(client, program, brand="Starbucks", name="Starbucks $10",
+                        face_value={"amount": 1000, "currency": "USD"}, countries=["US", "CA"])
+    anywhere = await item(client, program, brand="Uber", name="Uber $25", face_value={"amount": 2500, "currency": "USD"})
+    hidden = await item(client, program, brand="Uber", name="Uber $500", face_value={"amount": 50000, "currency": "USD"})
+    await client.patch(f"/v1/catalog/items/{hidden['id']}", json={"status": "disabled"}, headers=program.headers)
+    _, me = await shopper(client, program, 0)
+
+    async def ids(**params) -> set[str]:  # type: ignore[no-untyped-def]
+        page = (await client.get("/v1/catalog/items", params=params, headers=me)).json()
+        return {i["id"] for i in page["items"]}
+
+    assert await ids() == {depot["id"], coffee["id"], anywhere["id"]}
+    assert await ids(q="starb") == {coffee["id"]}
+    assert await ids(brand="Home Depot") == {depot["id"]}
+    assert await ids(category="tools") == {depot["id"]}
+    assert await ids(country="CA") == {coffee["id"], anywhere["id"]}
+    assert await ids(max_points=2500) == {coffee["id"], anywhere["id"]}
+    assert await ids(min_points=2501) == {depot["id"]}
+    assert (await client.get(f"/v1/catalog/items/{hidden['id']}", headers=me)).status_code == 404
+    assert (await client.get("/v1/catalog/items", params={"include_disabled": True}, headers=me)).status_code == 422
+
+
+async def test_an_unchanged_catalog_answers_304_to_its_etag(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await item(client, program, brand="Uber", name="Uber $25", face_value={"amount": 2500, "currency": "USD"})
+    _, me = await shopper(client, program, 0)
+    first = await client.get("/v1/catalog/items", headers=me)
+    etag = first.headers["etag"]
+    again = await client.get("/v1/catalog/items", headers={**me, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other_query = await client.get("/v1/catalog/items", params={"q": "uber"}, headers={**me, "If-None-Match": etag})
+    assert other_query.status_code == 200
+    await item(client, program, brand="Lyft", name="Lyft $25", face_value={"amount": 2500, "currency": "USD"})
+    changed = await client.get("/v1/catalog/items", headers={**me, "If-None-Match": etag})
+    assert changed.status_code == 200 and len(changed.json()["items"]) == 2
+
+
+async def test_a_supplier_feed_upserts_by_sku_and_reports_bad_rows(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    csv_feed = ("sku,brand,name,value_type,face_value,min_value,max_value,countries,categories\n"
+                "AMZ-25,Amazon,Amazon $25,fixed,2500,,,US;CA,shopping\n"
+                "VISA-V,Visa,Visa prepaid,variable,,1000,20000,US,\n"
+                "BAD-1,Amazon,Broken,fixed,,,,US,\n"
+                ",Amazon,No sku,fixed,100,,,,\n")
+    report = (await client.post("/v1/catalog/import", json={"format": "csv", "content": csv_feed},
+                                headers=program.headers)).json()
+    assert (report["created"], report["updated"]) == (2, 0)
+    assert [e["row"] for e in report["errors"]] == [4, 5]
+    json_feed = json.dumps([{"sku": "AMZ-25", "brand": "Amazon", "name": "Amazon $25 (new art)",
+                             "face_value": 2500, "countries": ["US"]},
+                            {"sku": "X", "brand": "B", "name": "N", "face_value": "lots"}])
+    report = (await client.post("/v1/catalog/import", json={"format": "json", "content": json_feed},
+                                headers=program.headers)).json()
+    assert (report["updated"], len(report["errors"])) == (1, 1)
+    items = (await client.get("/v1/catalog/items", params={"q": "amazon"}, headers=program.headers)).json()["items"]
+    assert [(i["name"], i["countries"], i["brand"]["categories"]) for i in items] == [
+        ("Amazon $25 (new art)", ["US"], ["shopping"])]
+    bad = await client.post("/v1/catalog/import", json={"format": "json", "content": "{nope"}, headers=program.headers)
+    assert bad.status_code == 422
