@@ -12,7 +12,8 @@ from pathlib import Path
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine
+
+from wallet.sqlite_pool import PooledSQLiteEngine
 
 
 def engine_from_env() -> Engine:
@@ -22,7 +23,7 @@ def engine_from_env() -> Engine:
     data_dir = Path(os.environ.get("RW_DATA_DIR", "./var")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     # A generous busy timeout: writers queue instead of failing with "database is locked".
-    return SQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30)
+    return PooledSQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30)
 
 
 DB = engine_from_env()

@@ -104,6 +104,8 @@ def create_app(settings: Settings) -> Litestar:
         from piccolo.engine import engine_finder
         from piccolo.engine.postgres import PostgresEngine
 
+        from wallet.sqlite_pool import PooledSQLiteEngine
+
         engine = engine_finder()
         pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0
         if pooled:
@@ -139,6 +141,8 @@ def create_app(settings: Settings) -> Litestar:
             await client.aclose()
             if pooled:
                 await engine.close_connection_pool()
+            if isinstance(engine, PooledSQLiteEngine):
+                await engine.close_pool()
 
     return Litestar(
         route_handlers=ROUTES,

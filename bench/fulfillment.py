@@ -1,0 +1,125 @@
+"""Fulfillment throughput, in one run against one live API (one uvicorn worker, embedded
+Valkey, SQLite):
+
+- orders claimed and fulfilled per second by 4 partner clients draining a queue;
+- catalog list requests per second, plain and with `If-None-Match` (304), same clients.
+
+    .venv/bin/python bench/fulfillment.py [--orders 600] [--catalog-requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import api_stack  # noqa: E402
+
+
+async def limited(limit: int, calls: list) -> list:  # type: ignore[type-arg]
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(call):  # type: ignore[no-untyped-def]
+        async with semaphore:
+            return await call
+
+    return await asyncio.gather(*[run(c) for c in calls])
+
+
+async def run(order_count: int, catalog_requests: int) -> None:
+    with api_stack() as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=120,
+                                     limits=httpx.Limits(max_connections=32)) as http:
+            created = (await http.post("/v1/programs", json={"name": "bench"}, headers=stack.operator)).json()
+            admin = {"Authorization": f"Bearer {created['admin_key']}"}
+            partner = (await http.post("/v1/fulfillment/partners", json={"name": "p"}, headers=admin)).json()
+            key = {"Authorization": f"Bearer {partner['api_key']}"}
+            items = []
+            for i in range(40):
+                items.append((await http.post("/v1/catalog/items", headers=admin, json={
+                    "brand": f"Brand {i % 8}", "name": f"Card {i}",
+                    "face_value": {"amount": 500 + 100 * i, "currency": "USD"}})).json())
+            people = []
+            for i in range(20):
+                person = (await http.post("/v1/participants", json={"external_id": f"p{i}", "display_name": "P"},
+                                          headers=admin)).json()
+                await http.post("/v1/points/grants", headers={**admin, "Idempotency-Key": f"g{i}"},
+                                json={"participant_id": person["id"], "points": 10_000_000, "reason": "seed"})
+                token = (await http.post(f"/v1/participants/{person['id']}/tokens", headers=admin)).json()
+                people.append({"Authorization": f"Bearer {token['access_token']}"})
+
+            started = time.perf_counter()
+            answers = await limited(16, [
+                http.post("/v1/me/redemptions", json={"item_id": items[i % 40]["id"]},
+                          headers={**people[i % 20], "Idempotency-Key": f"r{i}"}) for i in range(order_count)])
+            redeem_seconds = time.perf_counter() - started
+            assert all(a.status_code == 201 for a in answers)
+
+            done = 0
+
+            async def partner_client() -> None:
+                nonlocal done
+                while True:
+                    batch = (await http.post("/v1/fulfillment/orders/claim", json={"limit": 25, "lease_seconds": 120},
+                                             headers=key)).json()["items"]
+                    if not batch:
+                        return
+                    for order in batch:
+                        response = await http.post(f"/v1/fulfillment/orders/{order['id']}/fulfill", headers=key,
+                                                   json={"lease_id": order["lease_id"],
+                                                         "credentials": {"code": order["id"]}})
+                        response.raise_for_status()
+                        done += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*[partner_client() for _ in range(4)])
+            fulfil_seconds = time.perf_counter() - started
+            assert done == order_count
+
+            me = people[0]
+            etag = (await http.get("/v1/catalog/items", headers=me)).headers["etag"]
+
+            async def timed(headers: dict[str, str]) -> tuple[float, list[float]]:
+                latencies: list[float] = []
+
+                async def one() -> None:
+                    t = time.perf_counter()
+                    await http.get("/v1/catalog/items", headers=headers)
+                    latencies.append(time.perf_counter() - t)
+
+                t0 = time.perf_counter()
+                await limited(16, [one() for _ in range(catalog_requests)])
+                return catalog_requests / (time.perf_counter() - t0), latencies
+
+            plain_rate, plain_lat = await timed(me)
+            cached_rate, cached_lat = await timed({**me, "If-None-Match": etag})
+
+    def p50(values: list[float]) -> float:
+        return statistics.median(values) * 1000
+
+    print("Fulfillment (one uvicorn worker, embedded Valkey, SQLite; shared 2-core machine: noisy)")
+    print(f"  redemptions (16 clients)          {order_count / redeem_seconds:8.1f} orders/s")
+    print(f"  claimed + fulfilled (4 partners)  {order_count / fulfil_seconds:8.1f} orders/s "
+          f"({order_count} orders in {fulfil_seconds:.1f} s)")
+    print(f"  catalog list, 50 items            {plain_rate:8.1f} req/s   p50 {p50(plain_lat):6.1f} ms")
+    print(f"  catalog list, If-None-Match (304) {cached_rate:8.1f} req/s   p50 {p50(cached_lat):6.1f} ms")
+    print(f"  304 / full                        {cached_rate / plain_rate:8.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--catalog-requests", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(run(args.orders, args.catalog_requests))
+
+
+if __name__ == "__main__":
+    main()
