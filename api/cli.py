@@ -138,6 +138,35 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_catalog_import(args: argparse.Namespace) -> int:
+    from api.embedded import redis_url_for
+    from api.migrate import migrate
+    from catalog.feed_import import import_feed
+    from catalog.items import bump_version
+    from programs.programs import get_program
+    from wallet.store import connect
+
+    settings, _ = _settings()
+    path = Path(args.file)
+    fmt = args.format or ("json" if path.suffix.lower() == ".json" else "csv")
+    content = path.read_text(encoding="utf-8-sig")
+
+    async def go(url: str) -> Any:
+        await migrate()
+        report = await import_feed(await get_program(args.program), content, fmt)
+        client = connect(url, cluster=settings.redis_cluster)
+        try:
+            await bump_version(client, args.program)  # phones see the new catalog (new ETag)
+        finally:
+            await client.aclose()
+        return report
+
+    with redis_url_for(settings.data_path, settings.redis_url) as url:
+        report = _run(go(url))
+    print(msgspec.json.encode(report).decode())
+    return 1 if report.errors else 0
+
+
 # --- the books ---------------------------------------------------------------------------
 
 
@@ -342,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--program", required=True)
     imp.set_defaults(func=cmd_participants_import)
+
+    catalog = sub.add_parser("catalog", help="the gift-card catalog").add_subparsers(dest="action", required=True)
+    feed = catalog.add_parser("import", help="upsert items from a supplier feed (CSV or JSON) by sku")
+    feed.add_argument("file")
+    feed.add_argument("--program", required=True)
+    feed.add_argument("--format", choices=["csv", "json"], help="default: from the file's extension")
+    feed.set_defaults(func=cmd_catalog_import)
 
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)

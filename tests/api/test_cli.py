@@ -127,3 +127,19 @@ def test_participants_import_reports_bad_rows_and_enrols_the_good_ones(tmp_path:
     assert json.loads(again.stdout)["unchanged"] == 2
     missing = cli(tmp_path, "participants", "import", str(csv_file), "--program", "prg_nope")
     assert missing.returncode == 1 and missing.stderr.strip() == "reward-wallet: no such program"
+
+
+def test_catalog_import_upserts_a_supplier_feed_by_sku(tmp_path: Path) -> None:
+    program = json.loads(cli(tmp_path, "program", "create", "Feeds", "--json").stdout)
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps([
+        {"sku": "AMZ-25", "brand": "Amazon", "name": "Amazon $25", "face_value": 2500, "countries": ["US"]},
+        {"sku": "BAD", "brand": "Amazon", "name": "No value"},
+    ]))
+    first = cli(tmp_path, "catalog", "import", str(feed), "--program", program["program_id"])
+    assert first.returncode == 1  # one bad row
+    report = json.loads(first.stdout)
+    assert report["created"] == 1 and [e["sku"] for e in report["errors"]] == ["BAD"]
+    feed.write_text(json.dumps([{"sku": "AMZ-25", "brand": "Amazon", "name": "Amazon $25 (2026)", "face_value": 2500}]))
+    second = cli(tmp_path, "catalog", "import", str(feed), "--program", program["program_id"])
+    assert second.returncode == 0 and json.loads(second.stdout)["updated"] == 1
