@@ -34,6 +34,7 @@ from wallet.errors import Conflict, DomainError, Invalid, NotFound
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
 from wallet.store import Idem, WalletStore
+from wallet.moments import utc
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -102,12 +103,6 @@ class PartnerOrder(msgspec.Struct, frozen=True, omit_defaults=True):
     failure_reason: str | None = None
 
 
-def utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def _hold_idem(program_id: str, order_id: str) -> Idem:
     return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:hold"), fingerprint="hold")
 
@@ -135,7 +130,7 @@ def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], seal
     return OrderView(
         id=row["id"], status=row["status"], points=row["points"], item_id=row["item_id"], item_name=name, brand=brand,
         face_value=Money(amount=row["face_value"], currency=row["currency"]), source=row["source"],
-        created_at=utc(row["created_at"]) or row["created_at"], updated_at=utc(row["updated_at"]) or row["updated_at"],
+        created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
         participant_id=row["participant_id"] if admin else None, partner_id=row["partner_id"] if admin else None,
         failure_reason=row["failure_reason"], fulfilled_at=utc(row["fulfilled_at"]), credentials=credentials,
         redemption_instructions=instructions if credentials else None,
@@ -154,7 +149,7 @@ async def partner_views(rows: list[dict[str, Any]]) -> list[PartnerOrder]:
             id=row["id"], status=row["status"], item=PartnerItem(id=row["item_id"], name=name, sku=sku, brand=brand),
             face_value=Money(amount=row["face_value"], currency=row["currency"]),
             recipient=Recipient(id=person["id"], display_name=person["display_name"], email=person["email"]),
-            created_at=utc(row["created_at"]) or row["created_at"], attempts=row["attempts"],
+            created_at=utc(row["created_at"]), attempts=row["attempts"],
             lease_id=row["lease_id"], lease_expires_at=utc(row["lease_expires_at"]),
             failure_reason=row["failure_reason"]))
     return views
@@ -243,7 +238,7 @@ async def export_csv(program_id: str, status: str | None = None) -> str:
     for r in rows:
         name, _, brand, _ = names.get(r["item_id"], ("", "", "", ""))
         fulfilled = utc(r["fulfilled_at"])
-        writer.writerow([r["id"], utc(r["created_at"]).isoformat(), r["status"], r["participant_id"],  # type: ignore[union-attr]
+        writer.writerow([r["id"], utc(r["created_at"]).isoformat(), r["status"], r["participant_id"],
                          r["item_id"], _cell(name), _cell(brand), r["face_value"], r["currency"], r["points"],
                          r["partner_id"], fulfilled.isoformat() if fulfilled else "",
                          _cell(r["failure_reason"] or "")])

@@ -15,6 +15,7 @@ from fulfillment.tables import Partner
 from programs.credentials import issue_key
 from wallet.errors import Conflict, NotFound
 from wallet.ids import new_id
+from wallet.moments import utc
 
 WebhookUrl = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
 POOL_NAME = "Code pool (built-in)"
@@ -53,9 +54,8 @@ class WebhookSecret(msgspec.Struct, frozen=True):
 
 
 def _view(row: dict[str, Any]) -> PartnerView:
-    created = row["created_at"]
     return PartnerView(id=row["id"], name=row["name"], default=bool(row["is_default"]), kind=row["kind"],
-                       created_at=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+                       created_at=utc(row["created_at"]),
                        webhook_url=row["webhook_url"])
 
 

@@ -24,6 +24,7 @@ from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner, WebhookDelivery
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
+from wallet.moments import utc
 
 MAX_ATTEMPTS = 10
 log = logging.getLogger("rw.webhooks")
@@ -129,12 +130,9 @@ async def deliveries(program_id: str, partner_id: str | None = None, limit: int 
     rows = await WebhookDelivery.select().where(where).order_by(WebhookDelivery.id, ascending=False) \
         .limit(limit + 1).run()
 
-    def utc(v: datetime | None) -> datetime | None:
-        return None if v is None else (v if v.tzinfo else v.replace(tzinfo=timezone.utc))
-
     items = [DeliveryView(id=r["id"], partner_id=r["partner_id"], order_id=r["order_id"], event=r["event"],
-                          status=r["status"], attempts=r["attempts"], next_attempt_at=utc(r["next_attempt_at"]),  # type: ignore[arg-type]
-                          created_at=utc(r["created_at"]), last_status_code=r["last_status_code"],  # type: ignore[arg-type]
+                          status=r["status"], attempts=r["attempts"], next_attempt_at=utc(r["next_attempt_at"]),
+                          created_at=utc(r["created_at"]), last_status_code=r["last_status_code"],
                           last_error=r["last_error"], delivered_at=utc(r["delivered_at"])) for r in rows[:limit]]
     return DeliveryPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from programs.rules import ActivityFacts, TypeName, utc
+from programs.rules import ActivityFacts, TypeName
+from wallet.moments import utc
 from programs.tables import Activity, ActivityType, Participant
 from wallet.errors import Conflict
 from wallet.ids import new_id

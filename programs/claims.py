@@ -21,6 +21,7 @@ from programs.tables import Claim, Participant
 from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
+from wallet.moments import utc
 
 
 class NewClaim(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,19 +59,13 @@ class ClaimPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def _view(row: dict) -> ClaimView:
     return ClaimView(
         id=row["id"], participant_id=row["participant_id"], invoice_number=row["invoice_number"],
         invoice_date=row["invoice_date"], amount=Money(amount=row["amount"], currency=row["currency"]),
-        product=row["product"], status=row["status"], created_at=_utc(row["created_at"]) or row["created_at"],
+        product=row["product"], status=row["status"], created_at=utc(row["created_at"]),
         duplicate_of=row["duplicate_of"], decision_reason=row["decision_reason"] or None,
-        activity_id=row["activity_id"], decided_at=_utc(row["decided_at"]),
+        activity_id=row["activity_id"], decided_at=utc(row["decided_at"]),
     )
 
 

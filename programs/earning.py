@@ -29,11 +29,11 @@ from programs.rules import (
     multiplier_window,
     period_key,
     plan_award,
-    utc,
 )
 from programs.tables import Activity, Award, Participant
 from wallet import keys
 from wallet.ids import new_id
+from wallet.moments import utc
 from wallet.store import GrantSpec, Idem, Outcome, WalletStore
 
 log = logging.getLogger("rw.earning")

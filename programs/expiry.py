@@ -23,6 +23,7 @@ from wallet import keys
 from wallet.store import Idem, Leg, WalletStore
 from wallet.ids import new_id
 from wallet.tables import LedgerEntry
+from wallet.moments import utc
 
 UPCOMING_WINDOW = timedelta(days=90)
 
@@ -83,7 +84,7 @@ def replay_lots(participant_id: str, entries: list[dict]) -> list[Lot]:
     holds: dict[str, list[Lot]] = {}
     for entry in entries:
         legs = msgspec.json.decode(entry["legs"])
-        at = entry["created_at"] if entry["created_at"].tzinfo else entry["created_at"].replace(tzinfo=timezone.utc)
+        at = utc(entry["created_at"])
         reference = entry["reference"] or ""
         for source, target, points in legs:
             if target == available and source == held:

@@ -10,6 +10,7 @@ from programs.tables import FeedItem
 from wallet.errors import Invalid
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
+from wallet.moments import utc
 
 
 class FeedEntry(msgspec.Struct, frozen=True):
@@ -66,9 +67,5 @@ async def feed_page(program_id: str, participant_id: str, limit: int = 50, curso
     rows = await FeedItem.select(FeedItem.id, FeedItem.kind, FeedItem.text, FeedItem.created_at, FeedItem.points,
                                  FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False) \
         .limit(limit + 1).run()
-    items = [FeedView(**{**r, "created_at": _utc(r["created_at"])}) for r in rows[:limit]]
+    items = [FeedView(**{**r, "created_at": utc(r["created_at"])}) for r in rows[:limit]]
     return FeedPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

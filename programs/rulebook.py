@@ -12,6 +12,7 @@ from programs.rules import RuleSpec, check_rule
 from programs.tables import EarningRule
 from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
+from wallet.moments import utc
 
 
 class RuleVersion(msgspec.Struct, frozen=True):
@@ -49,10 +50,8 @@ _decode_spec = msgspec.json.Decoder(RuleSpec).decode
 
 
 def _version(row: dict) -> RuleVersion:
-    created = row["created_at"]
     return RuleVersion(rule_id=row["rule_id"], version=row["version"], status=row["status"],
-                       spec=_decode_spec(row["spec"]),
-                       created_at=created if created.tzinfo else created.replace(tzinfo=timezone.utc))
+                       spec=_decode_spec(row["spec"]), created_at=utc(row["created_at"]))
 
 
 def view(version: RuleVersion) -> RuleView:

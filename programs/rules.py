@@ -7,13 +7,15 @@ it in, so the live engine and the simulator share every decision.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 from msgspec import Meta
+
+from wallet.moments import utc
 
 AttributeName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
 TypeName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z0-9_]+$")]
@@ -118,10 +120,6 @@ class Plan(msgspec.Struct, frozen=True):
     shares: list[Share]
     reason: str = ""
     multiplied: bool = False
-
-
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def check_rule(spec: RuleSpec) -> str | None:

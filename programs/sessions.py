@@ -16,6 +16,7 @@ from programs.credentials import hash_secret
 from programs.tables import Participant, RefreshToken
 from wallet.errors import NotFound, Unauthenticated
 from wallet.ids import new_id
+from wallet.moments import utc
 
 REFRESH_PREFIX = "rwr."
 
@@ -75,7 +76,7 @@ async def rotate(refresh_token: str, ttl: timedelta) -> tuple[SessionSubject, st
             await revoke_family(row["family_id"])
         raise Unauthenticated("refresh token is invalid, expired or already used")
     record = spent[0]
-    if _aware(record["expires_at"]) <= now:
+    if utc(record["expires_at"]) <= now:
         raise Unauthenticated("refresh token is invalid, expired or already used")
     status = await Participant.select(Participant.status).where(Participant.id == record["participant_id"]).first().run()
     if status is None or status["status"] != "active":
@@ -95,7 +96,3 @@ async def revoke_participant_sessions(participant_id: str) -> None:
     await RefreshToken.update({RefreshToken.revoked_at: datetime.now(timezone.utc)}).where(
         (RefreshToken.participant_id == participant_id) & RefreshToken.revoked_at.is_null()
     ).run()
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -12,6 +12,7 @@ from wallet.errors import Invalid
 from wallet.journal import lag
 from wallet.pages import decode_cursor, encode_cursor
 from wallet.tables import LedgerEntry, LedgerPosting
+from wallet.moments import utc
 
 
 class TransactionView(msgspec.Struct, frozen=True):
@@ -83,7 +84,7 @@ async def transactions(
     )
     items = [
         TransactionView(
-            id=r["transaction_id"], kind=r["kind"], points=r["points"], created_at=_utc(r["created_at"]),
+            id=r["transaction_id"], kind=r["kind"], points=r["points"], created_at=utc(r["created_at"]),
             reference=r["reference"], reason=_reason(r["metadata"]),
         )
         for r in rows[:limit]
@@ -119,7 +120,3 @@ async def program_ledger(client: Any, program_id: str) -> ProgramLedger:
         transactions=count,
         as_of=stamp,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
 from api.embedded import EmbeddedValkey

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.factories import bearer, random_ref
+from tests.factories import bearer
 from tests.fulfillment.helpers import redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
