@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
+import anyio
 import logging
 import secrets
 import time
@@ -61,6 +63,10 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_with_id)
+        except BaseException as exc:
+            # Raised by a middleware inside (auth): Litestar answers it outside this wrapper.
+            status = status or getattr(exc, "status_code", 500)
+            raise
         finally:
             access_log.info(
                 "%s %s %s %.1fms",
@@ -104,8 +110,6 @@ def create_app(settings: Settings) -> Litestar:
         from piccolo.engine import engine_finder
         from piccolo.engine.postgres import PostgresEngine
 
-        from wallet.sqlite_pool import PooledSQLiteEngine
-
         engine = engine_finder()
         pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0
         if pooled:
@@ -133,16 +137,25 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
-            stop.set()
-            # Graceful: the projector drains what is waiting before it returns.
-            for task in tasks:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=10)
-            await client.aclose()
-            if pooled:
-                await engine.close_connection_pool()
-            if isinstance(engine, PooledSQLiteEngine):
-                await engine.close_pool()
+            # Litestar leaves the lifespan inside a cancelled scope: shield the cleanup, or the
+            # journal would not be drained and the connections not closed.
+            with anyio.CancelScope(shield=True):
+                await shutdown(stop, tasks, client, engine, pooled)
+
+    async def shutdown(stop: asyncio.Event, tasks: list[asyncio.Task[None]], client: Any, engine: Any,
+                       pooled: bool) -> None:
+        from wallet.sqlite_pool import PooledSQLiteEngine
+
+        stop.set()
+        # Graceful: the projector drains what is waiting before it returns.
+        for task in tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        await client.aclose()
+        if pooled:
+            await engine.close_connection_pool()
+        if isinstance(engine, PooledSQLiteEngine):
+            await engine.close_pool()
 
     return Litestar(
         route_handlers=ROUTES,
@@ -162,6 +175,8 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=[]),
+        # Logging is ours (api/logs.py: JSON lines with request ids), not Litestar's default.
+        logging_config=None,
         debug=False,
     )
 

@@ -10,6 +10,7 @@ pending by a dead consumer are claimed after `claim_idle_ms`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -211,6 +212,13 @@ class JournalProjector:
                     await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
                 except asyncio.TimeoutError:
                     pass
+                except asyncio.CancelledError:
+                    if not stop.is_set():
+                        raise
+                    # Cancelled while stopping: drain once more, then end quietly.
+                    with contextlib.suppress(Exception):
+                        await self.project_all(await program_ids())
+                    return
 
 
 async def lag(client: Any, program_id: str) -> tuple[int, int | None]:
