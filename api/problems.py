@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -193,4 +193,4 @@ exception_handlers: dict[Any, Any] = {
     Exception: _unexpected,
 }
 
-__all__ = ["PROBLEM_JSON", "Problem", "exception_handlers", "problem_response", "MediaType"]
+__all__ = ["PROBLEM_JSON", "Problem", "exception_handlers", "problem_response"]

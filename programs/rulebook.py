@@ -59,7 +59,7 @@ def view(version: RuleVersion) -> RuleView:
                     activity_type=version.spec.activity_type, rule=version.spec, created_at=version.created_at)
 
 
-def _validate(spec: RuleSpec, known_types: set[str]) -> None:
+def validate(spec: RuleSpec, known_types: set[str]) -> None:
     problem = check_rule(spec)
     if problem:
         raise Invalid(problem, field="rule")
@@ -79,7 +79,7 @@ async def _insert(program_id: str, rule_id: str, version: int, spec: RuleSpec) -
 
 
 async def create_rule(program_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
-    _validate(spec, known_types)
+    validate(spec, known_types)
     rule_id = new_id("rule")
     await _insert(program_id, rule_id, 1, spec)
     return view((await versions(program_id, rule_id))[-1])
@@ -95,7 +95,7 @@ async def versions(program_id: str, rule_id: str) -> list[RuleVersion]:
 
 async def update_rule(program_id: str, rule_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
     """Answers the new version. Two concurrent edits cannot both become version n+1."""
-    _validate(spec, known_types)
+    validate(spec, known_types)
     current = (await versions(program_id, rule_id))[-1]
     if current.status == "retired":
         raise Conflict("a retired rule cannot change")

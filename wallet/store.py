@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -156,7 +156,7 @@ class WalletStore:
 
     async def transfer(
         self, program_id: str, tx: str, kind: str, legs: list[Leg], idem: Idem = NO_IDEM,
-        wallets: list[str] = [], participant_id: str = "", reference: str = "", metadata: str = "{}",
+        wallets: Sequence[str] = (), participant_id: str = "", reference: str = "", metadata: str = "{}",
         lifetime: Literal["earn", "spend", ""] = "",
     ) -> Outcome:
         key_list = [*self._base_keys(program_id, idem), *(keys.wallet(program_id, w) for w in wallets)]

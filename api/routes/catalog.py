@@ -9,7 +9,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import admin_only, admin_or_participant, participant_only, principal_of
+from api.auth import admin_only, admin_or_participant, principal_of
 from api.routes.participants import Cursor, Limit, program_of
 from catalog import feed_import, items
 from fulfillment.code_pool import ItemStock, UploadReport, stock, upload_codes
@@ -134,4 +134,3 @@ async def pool_stock(request: Request[Any, Any, Any]) -> list[ItemStock]:
 
 
 ROUTES = [upsert_brand, list_brands, create_item, update_item, browse, read_item, import_feed, upload, pool_stock]
-__all__ = ["ROUTES", "participant_only"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.di import Provide
@@ -65,9 +65,9 @@ async def read(request: Request[Any, Any, Any], claim_id: str) -> claims.ClaimVi
     return await claims.get_claim(program_of(request), claim_id)
 
 
-async def _decide(program_id: str, claim_id: str, verdict: str, reason: str | None,
+async def _decide(program_id: str, claim_id: str, verdict: Literal["approved", "rejected"], reason: str | None,
                   wallets: WalletStore) -> claims.ClaimView:
-    claim, to_evaluate = await claims.decide(program_id, claim_id, verdict, reason)  # type: ignore[arg-type]
+    claim, to_evaluate = await claims.decide(program_id, claim_id, verdict, reason)
     text = f"Claim {claim.invoice_number} {verdict}" + (f": {reason}" if reason and verdict == "rejected" else "")
     await publish(program_id, [FeedEntry(key=f"claim:{claim.id}:{verdict}", participant_id=claim.participant_id,
                                          kind=f"claim_{verdict}", text=text, reference=claim.id)])

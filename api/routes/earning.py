@@ -10,10 +10,9 @@ from litestar import Request, Response, get, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import admin_only, principal_of
+from api.auth import admin_only
 from api.idempotency import provide_idem
 from api.routes.participants import program_of
-from api.settings import Settings
 from programs import activities, budget, earning, rulebook
 from programs.programs import get_program
 from programs.rules import RuleSpec
@@ -157,7 +156,7 @@ async def retire_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook
 async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> earning.Simulation:
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
-    rulebook._validate(data.rule, await activities.program_types(program_id))
+    rulebook.validate(data.rule, await activities.program_types(program_id))
     return await earning.simulate(await get_program(program_id), data.rule, data.starts_at, data.ends_at)
 
 
@@ -188,5 +187,3 @@ async def program_budget(request: Request[Any, Any, Any], wallets: WalletStore) 
 
 ROUTES = [ingest, create_type, list_types, create_rule, list_rules, simulate, read_rule, update_rule, retire_rule,
           apply_rule, program_budget]
-
-__all__ = ["ROUTES", "Settings", "principal_of"]

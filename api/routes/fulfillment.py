@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import MediaType, Request, Response, get, post, put
+from litestar import Request, Response, get, post, put
 from litestar.di import Provide
 from litestar.params import Parameter
 from msgspec import Meta
@@ -204,4 +204,3 @@ async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
 
 ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, set_webhook, list_orders, export,
           read_order, admin_deliveries, claim, fulfil, fail, partner_deliveries]
-__all__ = ["ROUTES", "MediaType"]

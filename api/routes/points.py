@@ -15,7 +15,6 @@ from api.routes.participants import Cursor, Limit, program_of
 from programs.participants import get_participant
 from wallet import accounts, ledger
 from wallet.accounts import Points, Reason
-from wallet.errors import DomainError
 from wallet.ids import new_id
 from wallet.store import GrantSpec, Idem, WalletStore
 
@@ -141,5 +140,3 @@ async def program_ledger(request: Request[Any, Any, Any], redis: Any) -> ledger.
 
 
 ROUTES = [grant, deduct, grant_batch, participant_wallet, participant_transactions, program_ledger]
-
-__all__ = ["ROUTES", "DomainError"]
