@@ -23,6 +23,7 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from asyncpg.exceptions import DataError as PostgresDataError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -175,6 +176,13 @@ def _unencodable(request: Request[Any, Any, Any], exc: UnicodeError) -> Response
                             "text must be valid Unicode (a lone surrogate such as \\ud800 is not)")
 
 
+def _unstorable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # Postgres refuses some values SQLite takes (a NUL character in text, a number past
+    # BIGINT): the input is at fault, so it is a 400, and nothing was written.
+    return problem_response(request, 400, "validation_error",
+                            f"a value in the request cannot be stored ({type(exc).__name__})")
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error at %s %s", request.method, request.url.path)
     return problem_response(
@@ -190,6 +198,8 @@ exception_handlers: dict[Any, Any] = {
     RedisTimeoutError: _store_unavailable,
     ConnectionRefusedError: _store_unavailable,
     UnicodeError: _unencodable,
+    PostgresDataError: _unstorable,
+    OverflowError: _unstorable,
     Exception: _unexpected,
 }
 

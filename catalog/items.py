@@ -19,6 +19,7 @@ from wallet.pages import decode_cursor, next_cursor
 
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Url = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
+BIGINT_MAX = 2**63 - 1
 Category = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[^|]+$")]
 
 
@@ -261,10 +262,10 @@ async def search(
     if country:
         where &= (CatalogItem.countries == "[]") | CatalogItem.countries.like(f'%"{_escape(country)}"%')
     if max_points is not None:
-        ceiling = max_face_value_within(max_points, pricing.point_value, pricing.markup_bps)
+        ceiling = min(max_face_value_within(max_points, pricing.point_value, pricing.markup_bps), BIGINT_MAX)
         where &= (CatalogItem.face_value <= ceiling) | (CatalogItem.min_value <= ceiling)
     if min_points is not None:
-        floor = min_face_value_from(min_points, pricing.point_value, pricing.markup_bps)
+        floor = min(min_face_value_from(min_points, pricing.point_value, pricing.markup_bps), BIGINT_MAX)
         where &= (CatalogItem.face_value >= floor) | (CatalogItem.max_value >= floor)
     rows = await CatalogItem.select().where(where).order_by(CatalogItem.id, ascending=False).limit(limit + 1).run()
     brand_ids = sorted({r["brand_id"] for r in rows})
@@ -274,8 +275,8 @@ async def search(
 
 
 def _escape(text: str) -> str:
-    # LIKE wildcards typed by a user match themselves.
-    return text.replace("%", "").replace("_", "")
+    # LIKE wildcards typed by a user match nothing special; NUL cannot be stored text.
+    return text.replace("%", "").replace("_", "").replace("\x00", "")
 
 
 def redemption_points(row: dict[str, Any], pricing: Pricing, face_value: Money | None) -> tuple[int, int]:

@@ -99,3 +99,13 @@ async def test_a_csv_the_reader_cannot_parse_is_reported_not_a_500(client) -> No
     assert response.status_code == 200
     report = response.json()
     assert report["created"] == 1 and report["errors"][0]["row"] == 3
+
+
+async def test_values_a_database_cannot_hold_answer_400_not_500(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_value_cents=1_000_000)
+    nul = await client.post("/v1/activity-types", json={"name": "webinar", "description": "a\u0000b"},
+                            headers=program.headers)
+    assert nul.status_code in (201, 400) and nul.status_code != 500
+    huge = await client.get("/v1/catalog/items", params={"max_points": 10**12, "min_points": 10**12, "q": "a\x00"},
+                            headers=program.headers)
+    assert huge.status_code == 200
