@@ -34,5 +34,6 @@ APP_REGISTRY = AppRegistry(
         "wallet.piccolo_app",
         "catalog.piccolo_app",
         "fulfillment.piccolo_app",
+        "games.piccolo_app",
     ]
 )

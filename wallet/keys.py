@@ -55,3 +55,7 @@ def cap(program_id: str, rule_id: str, participant_id: str, period_key: str) -> 
 
 def catalog_version(program_id: str) -> str:
     return f"{tag(program_id)}:catalog"
+
+
+def campaign(program_id: str, campaign_id: str) -> str:
+    return f"{tag(program_id)}:camp:{campaign_id}"

@@ -1,0 +1,13 @@
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from games.tables import SpinCampaign
+
+APP_CONFIG = AppConfig(
+    app_name="games",
+    migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
+    table_classes=[SpinCampaign],
+    migration_dependencies=[],
+    commands=[],
+)
