@@ -29,6 +29,7 @@ from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
 from fulfillment.sealing import Sealer
+from programs.stripe_gateway import StripeGateway, StripeSettings
 from programs.programs import list_program_ids
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore, connect
@@ -36,7 +37,7 @@ from wallet.store import WalletStore, connect
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
 
-PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$"]
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$", "^/v1/stripe/webhooks$"]
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
@@ -126,6 +127,11 @@ def create_app(settings: Settings) -> Litestar:
             settings.access_token_ttl_seconds,
         )
         app.state.sealer = Sealer(settings.encryption_key or "")
+        app.state.stripe = None
+        if settings.stripe_api_key and settings.stripe_webhook_secret:
+            app.state.stripe = StripeGateway(StripeSettings(
+                api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
+                api_base=settings.stripe_api_base))
         stop = asyncio.Event()
         tasks = []
         if settings.journal_consumer:

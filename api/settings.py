@@ -37,6 +37,9 @@ ENV_NAMES: dict[str, str] = {
     "journal_claim_idle_ms": "RW_JOURNAL_CLAIM_IDLE_MS",
     "log_level": "RW_LOG_LEVEL",
     "embedded_valkey": "RW_EMBEDDED_VALKEY",
+    "stripe_api_key": "STRIPE_API_KEY",
+    "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_api_base": "STRIPE_API_BASE",
 }
 
 
@@ -66,6 +69,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How long a journal entry may sit unacknowledged with a consumer before another claims it.
     journal_claim_idle_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 15_000
     log_level: Annotated[str, Meta(pattern=r"^(debug|info|warning|error)$")] = "info"
+    stripe_api_key: Annotated[str, Meta(min_length=3)] | None = None
+    stripe_webhook_secret: Annotated[str, Meta(min_length=3)] | None = None
+    stripe_api_base: Annotated[str, Meta(pattern=r"^https?://")] | None = None
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.

@@ -10,10 +10,12 @@ from programs.tables import (
     Claim,
     EarningRule,
     FeedItem,
+    Funding,
     Leaderboard,
     Participant,
     Program,
     RefreshToken,
+    StripeEvent,
     Team,
 )
 
@@ -21,7 +23,7 @@ APP_CONFIG = AppConfig(
     app_name="programs",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
-                   FeedItem, Leaderboard],
+                   FeedItem, Leaderboard, Funding, StripeEvent],
     migration_dependencies=[],
     commands=[],
 )

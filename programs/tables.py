@@ -182,3 +182,31 @@ class Leaderboard(Table, tablename="leaderboards"):
     ends_at = Timestamptz(null=True, default=None)
     status = Varchar(length=20, default="active")
     created_at = Timestamptz()
+
+
+class Funding(Table, tablename="fundings"):
+    """Money paid into a program's budget: by Stripe, or recorded offline by the operator."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    source = Varchar(length=20)  # stripe | offline
+    status = Varchar(length=30)  # requires_payment | succeeded | failed | canceled
+    amount = BigInt()
+    currency = Varchar(length=3)
+    points = BigInt()
+    refunded_amount = BigInt(default=0)
+    disputed_amount = BigInt(default=0)
+    payment_intent_id = Varchar(length=100, null=True, default=None, unique=True)
+    reference = Varchar(length=200, null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class StripeEvent(Table, tablename="stripe_events"):
+    """Every Stripe event id seen, once; `processed_at` is set when its effect is applied."""
+
+    event_id = Varchar(length=100, unique=True)
+    type = Varchar(length=100)
+    program_id = Varchar(length=40, null=True, default=None)
+    received_at = Timestamptz()
+    processed_at = Timestamptz(null=True, default=None)

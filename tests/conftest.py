@@ -69,12 +69,44 @@ def valkey_url() -> Iterator[str]:
         server.stop()
 
 
+STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
+
+
 @pytest.fixture(scope="session")
-def settings(valkey_url: str):  # type: ignore[no-untyped-def]
+def localstripe_url() -> Iterator[str]:
+    """localstripe (a real HTTP stand-in for Stripe, from PyPI) on a free port."""
+    import httpx
+
+    port = free_port()
+    binary = str(Path(sys.executable).parent / "localstripe")
+    process = subprocess.Popen([binary, "--port", str(port), "--from-scratch"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/v1/customers", headers={"Authorization": "Bearer sk_test_x"}, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("localstripe did not start") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def settings(valkey_url: str, localstripe_url: str):  # type: ignore[no-untyped-def]
     from api.settings import load_settings, resolve_secrets
 
     import msgspec
 
+    os.environ["STRIPE_API_KEY"] = "sk_test_reward_wallet"
+    os.environ["STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
+    os.environ["STRIPE_API_BASE"] = localstripe_url
     os.environ["REDIS_URL"] = valkey_url
     resolved, _ = resolve_secrets(load_settings())
     # The in-process app runs on the test client's own loop, and tests query SQL from theirs:

@@ -49,3 +49,7 @@ class IdempotencyKeyInFlight(DomainError):
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
+
+
+class NotConfigured(DomainError):
+    code = "not_configured"

@@ -1,0 +1,106 @@
+"""Funding a program: Stripe PaymentIntents and webhooks, and offline payments."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import Provide
+
+from api.auth import admin_only, operator_only
+from api.idempotency import header_value, once, provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from api.settings import Settings
+from programs import funding
+from programs.programs import get_program
+from programs.stripe_gateway import StripeGateway
+from wallet.errors import Invalid, NotConfigured
+from wallet.ids import new_id
+from wallet.store import Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+log = logging.getLogger("rw.funding")
+
+
+class IntentCreated(msgspec.Struct, frozen=True):
+    funding_id: str
+    payment_intent_id: str
+    client_secret: str
+    points: int
+    status: str
+
+
+class Received(msgspec.Struct, frozen=True):
+    received: bool
+    outcome: str
+
+
+def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
+    gateway = getattr(request.app.state, "stripe", None)
+    if gateway is None:
+        raise NotConfigured("Stripe is not configured: set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET "
+                            "(and STRIPE_API_BASE for a stand-in)")
+    return gateway
+
+
+@post("/v1/funding/payment-intents", guards=[admin_only], dependencies=IDEMPOTENT,
+      operation_id="createFundingPaymentIntent", summary="Fund the program by card or bank payment",
+      description="Creates a Stripe PaymentIntent for the amount (in the program's currency) and answers its "
+                  "`client_secret` for Stripe.js and a `funding_id`. The budget is credited when Stripe reports "
+                  "`payment_intent.succeeded`. Requires `Idempotency-Key`; 503 `not_configured` without Stripe.",
+      tags=["funding"])
+async def create_intent(request: Request[Any, Any, Any], data: funding.FundingRequest, idem: Idem, redis: Any,
+                        settings: Settings) -> Response[Any]:
+    gateway = gateway_of(request)
+    program = await get_program(program_of(request))
+    points = funding.points_for_money(program, data.amount)
+
+    async def action() -> tuple[int, IntentCreated]:
+        funding_id = new_id("fnd")
+        intent_id, secret = await gateway.create_payment_intent(
+            data.amount.amount, data.amount.currency, {"program_id": program.id, "funding_id": funding_id},
+            idempotency_key=idem.key.rsplit(":", 1)[-1])
+        await funding.record_intent(program, funding_id, data.amount, points, intent_id)
+        return 201, IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
+                                  points=points, status="requires_payment")
+
+    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+@get("/v1/funding", guards=[admin_only], operation_id="listFundings", summary="List the program's fundings",
+     description="Newest first, with status, points bought, and what was refunded or disputed.", tags=["funding"])
+async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> funding.FundingPage:
+    return await funding.list_fundings(program_of(request), limit, cursor)
+
+
+@post("/v1/stripe/webhooks", operation_id="stripeWebhook", summary="Stripe webhook",
+      description="Verifies `Stripe-Signature` with STRIPE_WEBHOOK_SECRET (a bad or stale signature answers 400 and "
+                  "changes nothing), applies each event once: `payment_intent.succeeded` credits the budget, "
+                  "`charge.refunded` and `charge.dispute.created` take the points back. Other events are "
+                  "acknowledged and ignored.", opt={"exclude_from_auth": True}, security=[], tags=["funding"],
+      status_code=200)
+async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Received:
+    gateway = gateway_of(request)
+    try:
+        event = gateway.verify(await request.body(), request.headers.get("stripe-signature"))
+    except ValueError as exc:
+        raise Invalid(f"Stripe-Signature does not verify: {exc}", field="Stripe-Signature", status=400) from None
+    outcome = await funding.apply_event(wallets, get_program, event)
+    log.info("stripe event %s (%s): %s", event.get("id"), event.get("type"), outcome)
+    return Received(received=True, outcome=outcome)
+
+
+@post("/v1/programs/{program_id:str}/fundings/offline", guards=[operator_only], operation_id="recordOfflineFunding",
+      summary="Record a wire or invoice payment", description="Operator only. Credits the program's budget with the "
+      "points the amount buys, once per `Idempotency-Key`.", tags=["funding"])
+async def offline(request: Request[Any, Any, Any], program_id: str, data: funding.OfflineFunding,
+                  wallets: WalletStore) -> Response[funding.FundingView]:
+    key = header_value(request)
+    program = await get_program(program_id)
+    return Response(await funding.fund_offline(wallets, program, data, key), status_code=201)
+
+
+ROUTES = [create_intent, list_all, webhook, offline]

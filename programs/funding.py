@@ -1,0 +1,205 @@
+"""Program funding: money in, points into the budget; refunds and disputes take them back.
+
+Every change to the budget goes through the wallet as a transfer between the `world`
+account and `budget`, keyed so that the same money is never counted twice: a payment by its
+PaymentIntent, a refund by its charge and refunded total, a dispute by its id, an offline
+payment by the operator's idempotency key. When a refund or dispute leaves the budget
+negative the program is blocked (no grant is paid) until new funding brings it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from programs.programs import Money, ProgramView
+from programs.tables import Funding, StripeEvent
+from wallet import keys
+from wallet.accounts import raise_for
+from wallet.errors import Invalid, NotFound
+from wallet.ids import new_id
+from wallet.moments import utc
+from wallet.pages import decode_cursor, next_cursor
+from wallet.store import Idem, Leg, WalletStore
+
+
+class FundingRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    amount: Money
+
+
+class OfflineFunding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    amount: Money
+    reference: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class FundingView(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    source: str
+    status: str
+    amount: Money
+    points: int
+    refunded: Money
+    disputed: Money
+    created_at: datetime
+    updated_at: datetime
+    payment_intent_id: str | None = None
+    reference: str | None = None
+
+
+class FundingPage(msgspec.Struct, frozen=True):
+    items: list[FundingView]
+    next_cursor: str | None
+
+
+def points_for_money(program: ProgramView, amount: Money) -> int:
+    if amount.currency != program.point_value.currency:
+        raise Invalid(f"fund in the program's currency ({program.point_value.currency})", field="amount")
+    points = amount.amount // program.point_value.amount
+    if points <= 0:
+        raise Invalid(f"the amount buys no points (one point is {program.point_value.amount} minor units)",
+                      field="amount")
+    return points
+
+
+def _view(row: dict[str, Any]) -> FundingView:
+    currency = row["currency"]
+    return FundingView(
+        id=row["id"], source=row["source"], status=row["status"], amount=Money(amount=row["amount"], currency=currency),
+        points=row["points"], refunded=Money(amount=row["refunded_amount"], currency=currency),
+        disputed=Money(amount=row["disputed_amount"], currency=currency), created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]), payment_intent_id=row["payment_intent_id"], reference=row["reference"])
+
+
+async def record_intent(program: ProgramView, funding_id: str, amount: Money, points: int,
+                        payment_intent_id: str) -> FundingView:
+    now = datetime.now(timezone.utc)
+    await Funding.insert(Funding(id=funding_id, program_id=program.id, source="stripe", status="requires_payment",
+                                 amount=amount.amount, currency=amount.currency, points=points,
+                                 payment_intent_id=payment_intent_id, created_at=now, updated_at=now)).run()
+    return await get_funding(program.id, funding_id)
+
+
+async def get_funding(program_id: str, funding_id: str) -> FundingView:
+    row = await Funding.select().where((Funding.id == funding_id) & (Funding.program_id == program_id)).first().run()
+    if row is None:
+        raise NotFound("no such funding")
+    return _view(row)
+
+
+async def list_fundings(program_id: str, limit: int = 50, cursor: str | None = None) -> FundingPage:
+    after = decode_cursor(cursor)
+    where = Funding.program_id == program_id
+    if after is not None:
+        where &= Funding.id < after
+    rows = await Funding.select().where(where).order_by(Funding.id, ascending=False).limit(limit + 1).run()
+    return FundingPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+async def _move(store: WalletStore, program_id: str, points: int, key: str, kind: str, reference: str,
+                reason: str, into_budget: bool) -> None:
+    legs = [Leg("acct:world", "acct:budget", points, "-")] if into_budget else [
+        Leg("acct:budget", "acct:world", points, "-")]
+    outcome = await store.transfer(program_id, new_id("tx"), kind, legs,
+                                   idem=Idem(key=keys.idempotency(program_id, "funding", key), fingerprint=kind),
+                                   reference=reference, metadata=msgspec.json.encode({"reason": reason}).decode())
+    raise_for(outcome)
+    # Blocked while the budget is negative after money was taken back; funded again, unblocked.
+    budget = (await store.program_accounts(program_id)).get("budget", 0)
+    if into_budget and budget >= 0:
+        await store.set_program_config(program_id, blocked="0")
+    elif not into_budget and budget < 0:
+        await store.set_program_config(program_id, blocked="1")
+
+
+async def fund_offline(store: WalletStore, program: ProgramView, spec: OfflineFunding, idempotency: str) -> FundingView:
+    """The operator records a wire or invoice payment; the same idempotency key never credits twice."""
+    points = points_for_money(program, spec.amount)
+    funding_id = "fnd_" + keys.idempotency(program.id, "offline", idempotency).rsplit(":", 1)[-1][:26]
+    now = datetime.now(timezone.utc)
+    await Funding.insert(Funding(id=funding_id, program_id=program.id, source="offline", status="succeeded",
+                                 amount=spec.amount.amount, currency=spec.amount.currency, points=points,
+                                 reference=spec.reference, created_at=now, updated_at=now)) \
+        .on_conflict(action="DO NOTHING").run()
+    await _move(store, program.id, points, f"offline:{funding_id}", "funding", funding_id,
+                f"offline payment {spec.reference}", into_budget=True)
+    return await get_funding(program.id, funding_id)
+
+
+async def _funding_for_intent(payment_intent_id: str | None) -> dict[str, Any] | None:
+    if not payment_intent_id:
+        return None
+    return await Funding.select().where(Funding.payment_intent_id == payment_intent_id).first().run()
+
+
+async def apply_event(store: WalletStore, programs: Any, event: dict[str, Any]) -> str:
+    """Applies a verified Stripe event once. Answers what happened, for the log.
+
+    `programs` looks up a ProgramView by id. A re-delivered event changes nothing; an event
+    whose effect was interrupted is applied again, idempotently."""
+    event_id, kind = str(event.get("id") or ""), str(event.get("type") or "")
+    if not event_id:
+        raise Invalid("the event has no id")
+    inserted = await StripeEvent.insert(StripeEvent(event_id=event_id, type=kind,
+                                                    received_at=datetime.now(timezone.utc))) \
+        .on_conflict(action="DO NOTHING").returning(StripeEvent.event_id).run()
+    if not inserted:
+        seen = await StripeEvent.select(StripeEvent.processed_at).where(StripeEvent.event_id == event_id).first().run()
+        if seen is not None and seen["processed_at"] is not None:
+            return "duplicate"
+    obj = (event.get("data") or {}).get("object") or {}
+    outcome = "ignored"
+    if kind == "payment_intent.succeeded":
+        outcome = await _succeeded(store, programs, obj)
+    elif kind == "charge.refunded":
+        outcome = await _refunded(store, programs, obj)
+    elif kind == "charge.dispute.created":
+        outcome = await _disputed(store, programs, obj)
+    await StripeEvent.update({StripeEvent.processed_at: datetime.now(timezone.utc)}).where(
+        StripeEvent.event_id == event_id).run()
+    return outcome
+
+
+async def _succeeded(store: WalletStore, programs: Any, intent: dict[str, Any]) -> str:
+    row = await _funding_for_intent(intent.get("id"))
+    if row is None:
+        return "unknown payment intent"
+    program = await programs(row["program_id"])
+    await _move(store, program.id, row["points"], f"intent:{row['payment_intent_id']}", "funding", row["id"],
+                f"card or bank payment {row['payment_intent_id']}", into_budget=True)
+    await Funding.update({Funding.status: "succeeded", Funding.updated_at: datetime.now(timezone.utc)}).where(
+        Funding.id == row["id"]).run()
+    return "credited"
+
+
+async def _refunded(store: WalletStore, programs: Any, charge: dict[str, Any]) -> str:
+    row = await _funding_for_intent(charge.get("payment_intent"))
+    if row is None:
+        return "unknown charge"
+    program = await programs(row["program_id"])
+    refunded_total = int(charge.get("amount_refunded") or 0)
+    newly = refunded_total - row["refunded_amount"]
+    if newly <= 0:
+        return "nothing new refunded"
+    points = min(newly // program.point_value.amount, row["points"])
+    await _move(store, program.id, points, f"refund:{charge.get('id')}:{refunded_total}", "funding_refund", row["id"],
+                f"refund of {newly} {row['currency']}", into_budget=False)
+    await Funding.update({Funding.refunded_amount: refunded_total, Funding.updated_at: datetime.now(timezone.utc)}) \
+        .where(Funding.id == row["id"]).run()
+    return "refund taken back"
+
+
+async def _disputed(store: WalletStore, programs: Any, dispute: dict[str, Any]) -> str:
+    row = await _funding_for_intent(dispute.get("payment_intent"))
+    if row is None:
+        return "unknown dispute"
+    program = await programs(row["program_id"])
+    amount = int(dispute.get("amount") or 0)
+    points = min(amount // program.point_value.amount, row["points"])
+    await _move(store, program.id, points, f"dispute:{dispute.get('id')}", "funding_dispute", row["id"],
+                f"dispute {dispute.get('id')}", into_budget=False)
+    await Funding.update({Funding.disputed_amount: row["disputed_amount"] + amount,
+                          Funding.updated_at: datetime.now(timezone.utc)}).where(Funding.id == row["id"]).run()
+    return "dispute taken back"
