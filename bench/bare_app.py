@@ -1,0 +1,43 @@
+"""The HTTP baseline for bench/wallet.py: a bare Litestar app with one POST endpoint.
+
+It decodes a small msgspec Struct body and answers a msgspec Struct, nothing else: no
+middleware, no auth, no stores. Served exactly like the API (uvicorn, one worker), it
+is the floor the wallet's deduction endpoint is compared with.
+
+    python -m uvicorn bench.bare_app:app_factory --factory --port 8001 --workers 1
+"""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Litestar, post
+
+
+class Deduction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    participant_id: str
+    points: int
+    reason: str
+    reference: str | None = None
+
+
+class Balance(msgspec.Struct, frozen=True):
+    available: int
+    held: int
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    transaction_id: str
+    participant_id: str
+    points: int
+    balance: Balance
+
+
+# Same path as the wallet endpoint, so the load generator sends byte-identical requests.
+@post("/v1/points/deductions")
+async def deduct(data: Deduction) -> Accepted:
+    return Accepted(transaction_id="tx_bare", participant_id=data.participant_id, points=data.points,
+                    balance=Balance(available=0, held=0))
+
+
+def app_factory() -> Litestar:
+    return Litestar(route_handlers=[deduct], debug=False)
