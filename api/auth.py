@@ -144,7 +144,8 @@ def _text(value: Any) -> str:
 def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
     allowed = set(kinds)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Async: Litestar runs a sync guard in a thread pool, one hop per request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.user
         if not isinstance(principal, Principal) or principal.kind not in allowed:
             raise PermissionDeniedException(f"this endpoint is for {' or '.join(sorted(allowed))} credentials")

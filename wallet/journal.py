@@ -22,6 +22,8 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from wallet import keys
+from piccolo.engine.postgres import PostgresEngine
+
 from wallet.tables import LedgerEntry, LedgerPosting
 
 GROUP = "ledger"
@@ -66,50 +68,48 @@ def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
     )
 
 
-def postings(program_id: str, entry: JournalEntry) -> list[LedgerPosting]:
+_ENTRY_COLUMNS = ("transaction_id", "program_id", "participant_id", "kind", "points", "earned", "spent",
+                  "reference", "metadata", "legs", "stream_id", "created_at")
+_POSTING_COLUMNS = ("posting_id", "transaction_id", "program_id", "account", "delta", "leg")
+CHUNK = 250
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], postgres: bool) -> str:
+    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1)) if postgres else ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+def entry_row(program_id: str, e: JournalEntry) -> tuple[Any, ...]:
+    return (e.transaction_id, program_id, e.participant_id, e.kind, e.points, e.earned, e.spent, e.reference,
+            e.metadata, msgspec.json.encode(e.legs).decode(), e.stream_id, e.created_at)
+
+
+def posting_rows(program_id: str, e: JournalEntry) -> list[tuple[Any, ...]]:
     rows = []
-    for number, (source, target, points) in enumerate(entry.legs):
-        for side, account, delta in (("d", source, -points), ("c", target, points)):
-            rows.append(
-                LedgerPosting(
-                    posting_id=f"{entry.transaction_id}:{number}:{side}",
-                    transaction_id=entry.transaction_id,
-                    program_id=program_id,
-                    account=account,
-                    delta=delta,
-                    leg=number,
-                )
-            )
+    for number, (source, target, points) in enumerate(e.legs):
+        rows.append((f"{e.transaction_id}:{number}:d", e.transaction_id, program_id, source, -points, number))
+        rows.append((f"{e.transaction_id}:{number}:c", e.transaction_id, program_id, target, points, number))
     return rows
 
 
 async def write_batch(program_id: str, entries: list[JournalEntry]) -> None:
+    """Writes entries and their postings in one SQL transaction, skipping any already there.
+
+    Rows go straight to the driver's executemany: building Piccolo insert objects cost about
+    0.2 ms of CPU per entry, on the API's event loop."""
     if not entries:
         return
-    rows = [
-        LedgerEntry(
-            transaction_id=e.transaction_id,
-            program_id=program_id,
-            participant_id=e.participant_id,
-            kind=e.kind,
-            points=e.points,
-            earned=e.earned,
-            spent=e.spent,
-            reference=e.reference,
-            metadata=e.metadata,
-            legs=msgspec.json.encode(e.legs).decode(),
-            stream_id=e.stream_id,
-            created_at=e.created_at,
-        )
-        for e in entries
-    ]
-    posting_rows = [p for e in entries for p in postings(program_id, e)]
-    async with LedgerEntry._meta.db.transaction():
-        await LedgerEntry.insert(*rows).on_conflict(action="DO NOTHING").run()
-        if posting_rows:
-            for start in range(0, len(posting_rows), 500):
-                chunk = posting_rows[start : start + 500]
-                await LedgerPosting.insert(*chunk).on_conflict(action="DO NOTHING").run()
+    engine = LedgerEntry._meta.db
+    postgres = isinstance(engine, PostgresEngine)
+    entry_sql = _insert_sql(LedgerEntry._meta.tablename, _ENTRY_COLUMNS, postgres)
+    posting_sql = _insert_sql(LedgerPosting._meta.tablename, _POSTING_COLUMNS, postgres)
+    async with engine.transaction() as transaction:
+        connection = transaction.connection
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start:start + CHUNK]
+            await connection.executemany(entry_sql, [entry_row(program_id, e) for e in chunk])
+            await connection.executemany(posting_sql, [r for e in chunk for r in posting_rows(program_id, e)])
+            await asyncio.sleep(0)  # let requests through between chunks
 
 
 class JournalProjector:
