@@ -57,6 +57,12 @@ class BatchResult(msgspec.Struct, frozen=True):
     items: list[BatchItemResult]
 
 
+def wallets_of(request: Request[Any, Any, Any]) -> WalletStore:
+    # Read from the app, not injected: with `idem` beside it, Litestar would resolve both
+    # dependencies in a task group on every request (about 8% of a deduction's CPU).
+    return request.app.state.wallets
+
+
 def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
     return Response(moved.move, status_code=201, headers=REPLAYED if moved.replayed else None)
 
@@ -64,9 +70,8 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
 @post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPoints",
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
-async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem,
-                wallets: WalletStore) -> Response[accounts.PointsMove]:
-    moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
+async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
+    moved = await accounts.grant(wallets_of(request), program_of(request), data.participant_id, data.points, data.reason, idem,
                                  reference=data.reference or "")
     return moved_response(moved)
 
@@ -74,9 +79,8 @@ async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="deductPoints",
       summary="Deduct points", description="Takes points back from the participant's available balance to the "
       "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`.", tags=["points"])
-async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem,
-                 wallets: WalletStore) -> Response[accounts.PointsMove]:
-    moved = await accounts.deduct(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
+async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
+    moved = await accounts.deduct(wallets_of(request), program_of(request), data.participant_id, data.points, data.reason, idem,
                                   reference=data.reference or "")
     return moved_response(moved)
 
