@@ -37,6 +37,8 @@ openapi: $(VENV)/.installed
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/wallet.py
+	$(BIN)/python bench/earning.py
+	$(BIN)/python bench/fulfillment.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
