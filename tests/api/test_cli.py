@@ -147,3 +147,25 @@ def test_catalog_import_upserts_a_supplier_feed_by_sku(tmp_path: Path) -> None:
     feed.write_text(json.dumps([{"sku": "AMZ-25", "brand": "Amazon", "name": "Amazon $25 (2026)", "face_value": 2500}]))
     second = cli(tmp_path, "catalog", "import", str(feed), "--program", program["program_id"])
     assert second.returncode == 0 and json.loads(second.stdout)["updated"] == 1
+
+
+def test_serve_with_redis_url_uses_that_server_and_starts_no_valkey(tmp_path: Path, valkey_url: str) -> None:
+    port = free_port()
+    env = {**isolated_env(tmp_path), "REDIS_URL": valkey_url, "RW_JWT_SECRET": "j" * 40,
+           "RW_ENCRYPTION_KEY": "k" * 43 + "="}
+    server = subprocess.Popen([REWARD_WALLET, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        assert not (tmp_path / "valkey").exists(), "no embedded Valkey with REDIS_URL set"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
