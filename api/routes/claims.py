@@ -10,6 +10,7 @@ from litestar.params import Parameter
 
 from api.auth import admin_only, participant_only, principal_of
 from api.idempotency import once, provide_idem
+from api.routes.earning import leaderboard_hook, record_activity_scores
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import claims, earning, rulebook
@@ -73,7 +74,8 @@ async def _decide(program_id: str, claim_id: str, verdict: Literal["approved", "
                                          kind=f"claim_{verdict}", text=text, reference=claim.id)])
     if to_evaluate:
         await earning.evaluate(wallets, await get_program(program_id), to_evaluate,
-                               await rulebook.current_rules(program_id))
+                               await rulebook.current_rules(program_id), leaderboard_hook(wallets))
+        await record_activity_scores(wallets, program_id, to_evaluate)
     return claim
 
 

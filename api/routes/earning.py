@@ -13,9 +13,10 @@ from msgspec import Meta
 from api.auth import admin_only
 from api.idempotency import provide_idem
 from api.routes.participants import program_of
-from programs import activities, budget, earning, rulebook
+from programs import activities, budget, earning, rulebook, standings
 from programs.programs import get_program
 from programs.rules import RuleSpec
+from programs.tables import Participant
 from wallet.errors import Invalid
 from wallet.store import Idem, WalletStore
 
@@ -63,6 +64,26 @@ def _window(starts_at: datetime, ends_at: datetime) -> None:
         raise Invalid("starts_at must be before ends_at", field="ends_at")
 
 
+def leaderboard_hook(wallets: WalletStore) -> earning.PointsHook:
+    """Awards move the points leaderboards (once per transaction)."""
+    async def hook(program_id: str, participant_id: str, team_id: str | None, points: int, tx: str,
+                   at: datetime) -> None:
+        await standings.record_points(wallets.client, program_id, participant_id, team_id, points, tx, at)
+
+    return hook
+
+
+async def record_activity_scores(wallets: WalletStore, program_id: str, done: list[Any]) -> None:
+    if not done:
+        return
+    teams = {r["id"]: r["team_id"] for r in await Participant.select(Participant.id, Participant.team_id).where(
+        Participant.id.is_in(sorted({a.participant_id for a in done}))).run()}
+    for activity in done:
+        await standings.record_activity(wallets.client, program_id, activity.participant_id,
+                                        teams.get(activity.participant_id), activity.type, activity.id,
+                                        activity.occurred_at)
+
+
 async def run_activities(wallets: WalletStore, program_id: str, batch: list[activities.ActivityIn],
                          source: str = "api") -> ActivityReport:
     program = await get_program(program_id)
@@ -70,7 +91,8 @@ async def run_activities(wallets: WalletStore, program_id: str, batch: list[acti
     awarded: dict[str, list[earning.AwardView]] = {}
     if to_evaluate:
         rules = await rulebook.current_rules(program_id)
-        awarded = await earning.evaluate(wallets, program, to_evaluate, rules)
+        awarded = await earning.evaluate(wallets, program, to_evaluate, rules, leaderboard_hook(wallets))
+        await record_activity_scores(wallets, program_id, to_evaluate)
     items = [ActivityResult(external_id=f.external_id, status=f.status, activity_id=f.activity_id, reason=f.reason,
                             awards=awarded.get(f.activity_id or "", []) if f.status == "new" else [])
              for f in fates]
@@ -172,7 +194,8 @@ async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyR
     current = (await rulebook.versions(program_id, rule_id))[-1]
     if current.status != "active":
         raise Invalid("a retired rule cannot be applied", field="rule_id")
-    results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at, data.ends_at)
+    results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at, data.ends_at,
+                                       leaderboard_hook(wallets))
     awards = [a for items in results.values() for a in items]
     return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
                        points_awarded=sum(a.points for a in awards), awards=awards)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import msgspec
@@ -12,6 +13,7 @@ from msgspec import Meta
 from api.auth import admin_only, principal_of
 from api.idempotency import item_idem, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
+from programs import standings
 from programs.participants import get_participant
 from wallet import accounts, ledger
 from wallet.accounts import Points, Reason
@@ -71,8 +73,12 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
 async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    moved = await accounts.grant(wallets_of(request), program_of(request), data.participant_id, data.points, data.reason, idem,
+    wallets = wallets_of(request)
+    moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
                                  reference=data.reference or "")
+    if not moved.replayed:
+        await standings.record_points(wallets.client, program_of(request), data.participant_id, standings.UNKNOWN_TEAM,
+                                      data.points, moved.move.transaction_id, datetime.now(timezone.utc))
     return moved_response(moved)
 
 
