@@ -33,6 +33,16 @@ def clean_copy(target: Path) -> None:
     (target / ".venv" / ".installed").touch()
 
 
+def new_user_env(port: int) -> dict[str, str]:
+    """A new user's shell: none of the test session's store or secret settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "DATABASE_URL", "RW_DATA_DIR", "RW_OPERATOR_KEY", "RW_JWT_SECRET",
+                        "RW_ENCRYPTION_KEY", "RW_EMBEDDED_VALKEY", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET",
+                        "STRIPE_API_BASE")}
+    env["PORT"] = str(port)
+    return env
+
+
 def valkeys_under(folder: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cwd"]):
@@ -48,10 +58,7 @@ def valkeys_under(folder: Path) -> list[psutil.Process]:
 def test_make_run_seeds_serves_and_stops_cleanly(tmp_path: Path) -> None:
     clean_copy(tmp_path)
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "RW_DATA_DIR", "RW_OPERATOR_KEY", "RW_JWT_SECRET",
-                        "RW_ENCRYPTION_KEY", "RW_EMBEDDED_VALKEY")}
-    env["PORT"] = str(port)
+    env = new_user_env(port)
     process = subprocess.Popen(["make", "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output = ""
@@ -83,10 +90,7 @@ def test_make_run_seeds_serves_and_stops_cleanly(tmp_path: Path) -> None:
 def test_the_printed_keys_work_against_the_running_demo(tmp_path: Path) -> None:
     clean_copy(tmp_path)
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "RW_DATA_DIR", "RW_OPERATOR_KEY", "RW_JWT_SECRET",
-                        "RW_ENCRYPTION_KEY", "RW_EMBEDDED_VALKEY")}
-    env["PORT"] = str(port)
+    env = new_user_env(port)
     runs = []
     for _ in range(2):  # a second run reuses the demo program and its data
         process = subprocess.Popen(["make", "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
