@@ -1,10 +1,21 @@
 """Leaderboards: who earned most this week, month, quarter, ever, or during a campaign.
 
-Each board and period is a Redis sorted set under the program's hash tag. Points (or a
-weighted count of activities, the "success tracking" score) are added by
-`leaderboard_score.lua`, once per transaction or activity even when retried, with the tie
-broken inside the score: equal points rank by who reached them first. Periods are calendar
-periods in the program's time zone (ISO weeks from Monday).
+Each board and period is a Redis sorted set under the program's hash tag,
+`rw:{p:<program>}:lb:<board>:<period key>` (`2026-W48`, `2026-11`, `2026-Q4`, `all`,
+`custom`). Periods are calendar periods in the program's time zone: ISO weeks from Monday,
+months, quarters. `record_points` (awards and grants) and `record_activity` (the weighted
+"success tracking" score) add an event to every active board it belongs to in one call of
+`leaderboard_score.lua`, which counts it once per board even when the event is recorded
+again or twice at the same moment (a marker hash per event, kept `MARKER_TTL`).
+
+The score encodes the tie-break: score = points * 2^21 + (2^21 - 1 - ticks), where ticks
+count from the period's start to the entry's latest event, so of two equal point totals the
+one reached first ranks higher. A tick is a minute for weeks, months, quarters and custom
+periods up to 2^21 minutes (3.99 years), an hour for all time (counted from the program's
+creation: 239 years) and for longer custom periods; ticks past the range count as the last
+one. A double holds integers exactly up to 2^53, so an entry holds at most
+`MAX_POINTS` = 2^32 - 1 points: one event adds at most that much and the script caps a
+total there (it never goes below 0 either). Reading divides by 2^21.
 """
 
 from __future__ import annotations
@@ -26,10 +37,11 @@ from wallet.ids import new_id
 from wallet.moments import utc
 
 SCRIPT = resources.files("programs").joinpath("leaderboard_score.lua").read_text()
-UNIT = 2**21  # the tie-break's range: about four years of minutes
-MAX_POINTS = 2**32 - 1
-MARKER_TTL = 400 * 86400
+UNIT = 2**21  # the tie-break's range, in ticks
+MAX_POINTS = 2**32 - 1  # (MAX_POINTS + 1) * UNIT == 2**53: the score stays exact
+MARKER_TTL = 8 * 86400  # longer than any retry of an event (idempotency keys live 2 days)
 ANONYMOUS = "Anonymous salesperson"
+UNKNOWN_TEAM = "?"  # record_points' team_id when the caller does not know it: looked up if needed
 Period = Literal["week", "month", "quarter", "all_time", "custom"]
 
 
@@ -78,36 +90,52 @@ def _view(row: dict[str, Any]) -> LeaderboardView:
                            starts_at=utc(row["starts_at"]), ends_at=utc(row["ends_at"]))
 
 
-def period_bounds(board: LeaderboardView, at: datetime, tz: str,
-                  program_start: datetime) -> tuple[str, datetime, datetime | None] | None:
-    """(key, start, end) of the board's period holding `at`; None when `at` is outside a
-    custom board's dates."""
+def period_bounds(period: Period | str, at: datetime, tz: str, starts_at: datetime | None = None,
+                  ends_at: datetime | None = None) -> tuple[str, datetime, datetime | None]:
+    """(key, start, end) of the period holding `at`, in UTC; `end` is exclusive and None for
+    all time. `starts_at` and `ends_at` are a custom period's dates (the answer is those even
+    when `at` lies outside them); for all time, `starts_at` is when counting began."""
     at = utc(at)
-    if board.period == "custom":
-        if board.starts_at is None or board.ends_at is None or not board.starts_at <= at < board.ends_at:
-            return None
-        return "custom", board.starts_at, board.ends_at
-    if board.period == "all_time":
-        return "all", utc(program_start), None
+    if period == "custom":
+        if starts_at is None or ends_at is None:
+            raise Invalid("a custom period needs starts_at and ends_at", field="starts_at")
+        return "custom", utc(starts_at), utc(ends_at)
+    if period == "all_time":
+        return "all", utc(starts_at) if starts_at else datetime(2020, 1, 1, tzinfo=timezone.utc), None
     local = at.astimezone(ZoneInfo(tz))
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if board.period == "week":
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    if period == "week":
         start = midnight - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
         year, week, _ = local.isocalendar()
-        return f"{year}-W{week:02d}", start.astimezone(timezone.utc), (start + timedelta(days=7)).astimezone(timezone.utc)
-    if board.period == "month":
+        key = f"{year}-W{week:02d}"
+    elif period == "month":
         start = midnight.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-        return local.strftime("%Y-%m"), start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-    quarter_month = 3 * ((local.month - 1) // 3) + 1
-    start = midnight.replace(month=quarter_month, day=1)
-    end = (start + timedelta(days=95)).replace(day=1)
-    return f"{local.year}-Q{(local.month - 1) // 3 + 1}", start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        key = local.strftime("%Y-%m")
+    elif period == "quarter":
+        start = midnight.replace(month=3 * ((local.month - 1) // 3) + 1, day=1)
+        end = (start + timedelta(days=95)).replace(day=1)
+        key = f"{local.year}-Q{(local.month - 1) // 3 + 1}"
+    else:
+        raise Invalid(f"unknown period {period!r}", field="period")
+    # Wall-clock midnights, placed in the zone only now, so a DST change inside the period
+    # does not shift its bounds by an hour.
+    zone = ZoneInfo(tz)
+    return key, start.replace(tzinfo=zone).astimezone(timezone.utc), end.replace(tzinfo=zone).astimezone(timezone.utc)
 
 
-def tie_break(at: datetime, start: datetime) -> int:
-    minutes = int((utc(at) - utc(start)).total_seconds() // 60)
-    return UNIT - 1 - min(max(minutes, 0), UNIT - 1)
+def tie_break(at: datetime, start: datetime, end: datetime | None) -> int:
+    """2^21 - 1 - ticks from `start` to `at` (see the module notes): larger is earlier."""
+    tick = 60 if end is not None and (utc(end) - utc(start)).total_seconds() <= UNIT * 60 else 3600
+    ticks = int((utc(at) - utc(start)).total_seconds() // tick)
+    return UNIT - 1 - min(max(ticks, 0), UNIT - 1)
+
+
+def _bounds(board: LeaderboardView, at: datetime, tz: str,
+            program_start: datetime) -> tuple[str, datetime, datetime | None]:
+    starts_at = board.starts_at if board.period == "custom" else program_start
+    return period_bounds(board.period, at, tz, starts_at, board.ends_at)
 
 
 def _board_key(program_id: str, board_id: str, period: str) -> str:
@@ -121,11 +149,12 @@ async def create_leaderboard(program_id: str, spec: NewLeaderboard) -> Leaderboa
         if spec.starts_at is None or spec.ends_at is None or utc(spec.starts_at) >= utc(spec.ends_at):
             raise Invalid("a custom period needs starts_at before ends_at", field="starts_at")
     board_id = new_id("lb")
+    custom = spec.period == "custom"
     await Leaderboard.insert(Leaderboard(
         id=board_id, program_id=program_id, name=spec.name, entity=spec.entity, metric=spec.metric,
-        weights=msgspec.json.encode(spec.weights).decode(), period=spec.period,
-        starts_at=utc(spec.starts_at) if spec.starts_at else None, ends_at=utc(spec.ends_at) if spec.ends_at else None,
-        created_at=datetime.now(timezone.utc))).run()
+        weights=msgspec.json.encode(spec.weights if spec.metric == "activity_score" else {}).decode(),
+        period=spec.period, starts_at=utc(spec.starts_at) if custom else None,
+        ends_at=utc(spec.ends_at) if custom else None, created_at=datetime.now(timezone.utc))).run()
     _cache.pop(program_id, None)
     return await get_leaderboard(program_id, board_id)
 
@@ -146,12 +175,14 @@ async def list_leaderboards(program_id: str) -> list[LeaderboardView]:
 
 async def retire_leaderboard(program_id: str, board_id: str) -> LeaderboardView:
     await get_leaderboard(program_id, board_id)
-    await Leaderboard.update({Leaderboard.status: "retired"}).where(Leaderboard.id == board_id).run()
+    await Leaderboard.update({Leaderboard.status: "retired"}).where(
+        (Leaderboard.id == board_id) & (Leaderboard.program_id == program_id)).run()
     _cache.pop(program_id, None)
     return await get_leaderboard(program_id, board_id)
 
 
-# Boards per program for a few seconds: recording runs on every award.
+# Active boards per program for a few seconds, since recording runs on every award: another
+# API process sees a new or retired board within CACHE_SECONDS.
 _cache: dict[str, tuple[float, list[LeaderboardView], str, datetime]] = {}
 CACHE_SECONDS = 3.0
 
@@ -166,58 +197,72 @@ async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime
     return boards, program.timezone, program.created_at
 
 
-async def _add(client: Any, program_id: str, board: LeaderboardView, member: str, points: int, event: str,
-               at: datetime, tz: str, program_start: datetime) -> None:
-    bounds = period_bounds(board, at, tz, program_start)
-    if bounds is None:
+_script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
+
+
+async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
+                 at: datetime, tz: str, program_start: datetime) -> None:
+    """Adds each (board, member, points) whose period holds `at`, in one atomic call."""
+    global _script
+    key_list, args = [f"{keys.tag(program_id)}:lbm:{event}"], [MARKER_TTL, MAX_POINTS]
+    for board, member, points in counts:
+        period, start, end = _bounds(board, at, tz, program_start)
+        if board.period == "custom" and not (start <= utc(at) < end):  # type: ignore[operator]
+            continue
+        key_list.append(_board_key(program_id, board.id, period))
+        args += [board.id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie_break(at, start, end)]
+    if len(key_list) == 1:
         return
-    period, start, _ = bounds
-    key = _board_key(program_id, board.id, period)
-    marker = f"{keys.tag(program_id)}:lbm:{board.id}:{event}"
-    await client.eval(SCRIPT, 2, key, marker, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie_break(at, start),
-                      MARKER_TTL)
+    if _script is None:
+        _script = client.register_script(SCRIPT)
+    await _script(keys=key_list, args=args, client=client)
 
 
-UNKNOWN_TEAM = "?"
+async def _team_of(program_id: str, participant_id: str) -> str | None:
+    row = await Participant.select(Participant.team_id).where(
+        (Participant.id == participant_id) & (Participant.program_id == program_id)).first().run()
+    return row["team_id"] if row else None
 
 
 async def record_points(client: Any, program_id: str, participant_id: str, team_id: str | None, points: int,
                         transaction_id: str, at: datetime) -> None:
-    """Adds points earned to every points board whose period holds `at`, once per transaction.
-    `team_id` may be UNKNOWN_TEAM: it is then looked up only if a team board needs it."""
-    boards, tz, start = await _boards(program_id)
-    if team_id == UNKNOWN_TEAM and any(b.entity == "teams" and b.metric == "points" for b in boards):
-        row = await Participant.select(Participant.team_id).where(Participant.id == participant_id).first().run()
-        team_id = row["team_id"] if row else None
-    for board in boards:
-        if board.metric != "points":
-            continue
-        member = participant_id if board.entity == "participants" else team_id
-        if member:
-            await _add(client, program_id, board, member, points, f"tx:{transaction_id}", at, tz, start)
+    """Adds points (negative for a deduction) to every active points board whose period
+    holds `at`: the participant's entry, or their team's on a team board (none without a
+    team). Once per board and transaction, however often it is called. `team_id` may be
+    UNKNOWN_TEAM: it is then looked up, only if a team board needs it."""
+    if points == 0:
+        return
+    boards, tz, program_start = await _boards(program_id)
+    boards = [b for b in boards if b.metric == "points"]
+    if team_id == UNKNOWN_TEAM:
+        team_id = await _team_of(program_id, participant_id) if any(b.entity == "teams" for b in boards) else None
+    counts = [(b, member, points) for b in boards
+              if (member := participant_id if b.entity == "participants" else team_id)]
+    await _count(client, program_id, f"tx:{transaction_id}", counts, at, tz, program_start)
 
 
 async def record_activity(client: Any, program_id: str, participant_id: str, team_id: str | None,
                           activity_type: str, activity_id: str, at: datetime) -> None:
-    """Adds an activity's weight to every activity_score board that weighs its type, once."""
-    boards, tz, start = await _boards(program_id)
-    for board in boards:
-        weight = board.weights.get(activity_type)
-        if board.metric != "activity_score" or not weight:
-            continue
-        member = participant_id if board.entity == "participants" else team_id
-        if member:
-            await _add(client, program_id, board, member, weight, f"act:{activity_id}", at, tz, start)
+    """Adds the activity type's weight to every active activity_score board that weighs it
+    and whose period holds `at`, once per board and activity. `team_id` as in record_points."""
+    boards, tz, program_start = await _boards(program_id)
+    boards = [b for b in boards if b.metric == "activity_score" and b.weights.get(activity_type)]
+    if team_id == UNKNOWN_TEAM:
+        team_id = await _team_of(program_id, participant_id) if any(b.entity == "teams" for b in boards) else None
+    counts = [(b, member, b.weights[activity_type]) for b in boards
+              if (member := participant_id if b.entity == "participants" else team_id)]
+    await _count(client, program_id, f"act:{activity_id}", counts, at, tz, program_start)
 
 
-async def _names(board: LeaderboardView, ids: list[str], viewer: str | None) -> dict[str, str]:
+async def _names(program_id: str, board: LeaderboardView, ids: list[str], viewer: str | None) -> dict[str, str]:
     if not ids:
         return {}
     if board.entity == "teams":
-        rows = await Team.select(Team.id, Team.name).where(Team.id.is_in(ids)).run()
+        rows = await Team.select(Team.id, Team.name).where(
+            Team.id.is_in(ids) & (Team.program_id == program_id)).run()
         return {r["id"]: r["name"] for r in rows}
-    rows = await Participant.select(Participant.id, Participant.display_name, Participant.show_name) \
-        .where(Participant.id.is_in(ids)).run()
+    rows = await Participant.select(Participant.id, Participant.display_name, Participant.show_name).where(
+        Participant.id.is_in(ids) & (Participant.program_id == program_id)).run()
     return {r["id"]: r["display_name"] if (r["show_name"] or r["id"] == viewer) else ANONYMOUS for r in rows}
 
 
@@ -231,33 +276,40 @@ def _entries(pairs: list[tuple[Any, float]], first_rank: int) -> list[tuple[str,
 
 async def standings(client: Any, program_id: str, board_id: str, limit: int = 10, around: str | None = None,
                     at: datetime | None = None, viewer: str | None = None) -> Standings:
-    """The top `limit`, and for `around` (a participant id) their own entry and two
-    neighbours above and below (their team's, on a team board). `viewer`, a participant,
-    sees their own name even if they chose to be anonymous."""
+    """The top `limit` of the period holding `at` (now; a custom board always shows its
+    dates), and for `around`, a participant id of the program, their entry (their team's
+    on a team board; rank None before it scores) and up to two neighbours above and two
+    below. Participants who opted out show as ANONYMOUS, except to `viewer` themselves."""
     board = await get_leaderboard(program_id, board_id)
     program = await get_program(program_id)
-    bounds = period_bounds(board, at or datetime.now(timezone.utc), program.timezone, program.created_at)
-    if bounds is None:  # a custom board outside its dates shows its final standings
-        bounds = ("custom", board.starts_at or program.created_at, board.ends_at)
-    period, start, end = bounds
+    period, start, end = _bounds(board, at or datetime.now(timezone.utc), program.timezone, program.created_at)
     key = _board_key(program_id, board.id, period)
+    member: str | None = None
+    if around is not None:
+        row = await Participant.select(Participant.team_id).where(
+            (Participant.id == around) & (Participant.program_id == program_id)).first().run()
+        if row is None:
+            raise NotFound("no such participant")
+        member = around if board.entity == "participants" else row["team_id"]
     top = _entries(await client.zrevrange(key, 0, limit - 1, withscores=True), 1)
-    me_entry = neighbours = None
-    member = around
-    if around is not None and board.entity == "teams":
-        row = await Participant.select(Participant.team_id).where(Participant.id == around).first().run()
-        member = row["team_id"] if row else None
     near: list[tuple[str, int, int]] = []
     if member is not None:
         rank = await client.zrevrank(key, member)
         if rank is not None:
             low = max(rank - 2, 0)
             near = _entries(await client.zrevrange(key, low, rank + 2, withscores=True), low + 1)
-    names = await _names(board, sorted({m for m, _, _ in top + near} | ({member} if member else set())), viewer)
-    entry = lambda m, r, s: Entry(rank=r, id=m, display_name=names.get(m, ""), score=s)  # noqa: E731
-    if member is not None:
-        mine = [e for e in near if e[0] == member]
-        me_entry = entry(*mine[0]) if mine else Entry(rank=None, id=member, display_name=names.get(member, ""), score=0)
+    wanted = {m for m, _, _ in top + near} | ({member} if member else set())
+    names = await _names(program_id, board, sorted(wanted), viewer)
+
+    def entry(m: str, rank: int | None, score: int) -> Entry:
+        return Entry(rank=rank, id=m, display_name=names.get(m, ""), score=score)
+
+    me: Entry | None = None
+    neighbours: list[Entry] | None = None
+    if around is not None:
         neighbours = [entry(*e) for e in near if e[0] != member]
+        if member is not None:
+            mine = [e for e in near if e[0] == member]
+            me = entry(*mine[0]) if mine else entry(member, None, 0)
     return Standings(leaderboard=board, period_key=period, period_starts_at=start, period_ends_at=end,
-                     top=[entry(*e) for e in top], me=me_entry, neighbours=neighbours)
+                     top=[entry(*e) for e in top], me=me, neighbours=neighbours)

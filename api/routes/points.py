@@ -76,9 +76,10 @@ async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem
     wallets = wallets_of(request)
     moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
                                  reference=data.reference or "")
-    if not moved.replayed:
-        await standings.record_points(wallets.client, program_of(request), data.participant_id, standings.UNKNOWN_TEAM,
-                                      data.points, moved.move.transaction_id, datetime.now(timezone.utc))
+    # Also on a replay: recording counts once per transaction, and a crash between the wallet
+    # and the board must not leave the points off the leaderboards.
+    await standings.record_points(wallets.client, program_of(request), data.participant_id, standings.UNKNOWN_TEAM,
+                                  data.points, moved.move.transaction_id, datetime.now(timezone.utc))
     return moved_response(moved)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from programs import standings
-from programs.standings import LeaderboardView, period_bounds
+from programs.standings import MAX_POINTS, UNIT, period_bounds, tie_break
 from tests.factories import bearer, new_participant, new_program, random_ref, tokens_for
 
 pytestmark = pytest.mark.sql
@@ -23,16 +23,28 @@ async def board(client, program, **spec):  # type: ignore[no-untyped-def]
 
 
 def test_weeks_start_on_monday_in_the_programs_time_zone() -> None:
-    weekly = LeaderboardView(id="lb", name="w", entity="participants", metric="points", period="week", status="active")
-    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
     sunday_night = datetime(2026, 11, 30, 5, 59, tzinfo=timezone.utc)  # 23:59 Sunday in Chicago
     monday = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)  # 00:00 Monday in Chicago
-    assert period_bounds(weekly, sunday_night, "America/Chicago", start)[0] == "2026-W48"  # type: ignore[index]
-    assert period_bounds(weekly, monday, "America/Chicago", start)[0] == "2026-W49"  # type: ignore[index]
-    quarterly = LeaderboardView(id="lb", name="q", entity="participants", metric="points", period="quarter",
-                                status="active")
-    key, q_start, q_end = period_bounds(quarterly, T0, "UTC", start)  # type: ignore[misc]
-    assert (key, q_start.month, q_end.month) == ("2026-Q2", 4, 7)
+    assert period_bounds("week", sunday_night, "America/Chicago") == (
+        "2026-W48", datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc), monday)
+    assert period_bounds("week", monday, "America/Chicago")[0] == "2026-W49"
+    # March 2026 in Chicago starts in CST (UTC-6) and ends in CDT (UTC-5).
+    assert period_bounds("month", datetime(2026, 3, 20, tzinfo=timezone.utc), "America/Chicago") == (
+        "2026-03", datetime(2026, 3, 1, 6, tzinfo=timezone.utc), datetime(2026, 4, 1, 5, tzinfo=timezone.utc))
+    key, q_start, q_end = period_bounds("quarter", T0, "UTC")
+    assert (key, q_start.month, q_end.month) == ("2026-Q2", 4, 7)  # type: ignore[union-attr]
+    assert period_bounds("quarter", datetime(2026, 12, 31, 23, tzinfo=timezone.utc), "UTC")[0] == "2026-Q4"
+    assert period_bounds("all_time", T0, "UTC", starts_at=T0)[::2] == ("all", None)
+
+
+def test_the_tie_break_counts_minutes_in_a_period_and_hours_for_all_time() -> None:
+    start = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    month_end = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    assert tie_break(start, start, month_end) == UNIT - 1
+    assert tie_break(start + timedelta(minutes=90), start, month_end) == UNIT - 1 - 90
+    assert tie_break(start + timedelta(minutes=90), start, None) == UNIT - 1 - 1
+    assert tie_break(start - timedelta(days=1), start, None) == UNIT - 1  # before the start: the earliest
+    assert tie_break(start + timedelta(days=365 * 300), start, None) == 0  # past the range: the last
 
 
 async def test_points_count_once_per_transaction_even_retried_at_once(client, redis) -> None:  # type: ignore[no-untyped-def]
@@ -137,3 +149,108 @@ async def test_another_programs_leaderboard_is_not_found(client) -> None:  # typ
     retired = await client.post(f"/v1/leaderboards/{lb['id']}/retire", headers=program.headers)
     assert retired.json()["status"] == "retired"
     assert (await client.get("/v1/leaderboards", headers=program.headers)).json() == []
+
+
+async def test_an_event_at_sunday_midnight_in_chicago_lands_in_the_week_before_monday(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, timezone="America/Chicago")
+    rep = await new_participant(client, program)
+    lb = await board(client, program, period="week")
+    sunday_night = datetime(2026, 11, 30, 5, 59, tzinfo=timezone.utc)  # 23:59 Sunday in Chicago
+    monday = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)  # 00:00 Monday in Chicago
+    await standings.record_points(redis, program.id, rep["id"], None, 10, random_ref("tx"), sunday_night)
+    await standings.record_points(redis, program.id, rep["id"], None, 25, random_ref("tx"), monday)
+    before = await standings.standings(redis, program.id, lb["id"], at=sunday_night)
+    after = await standings.standings(redis, program.id, lb["id"], at=monday + timedelta(days=6))
+    assert (before.period_key, [e.score for e in before.top]) == ("2026-W48", [10])
+    assert (after.period_key, [e.score for e in after.top]) == ("2026-W49", [25])
+    assert before.period_ends_at == after.period_starts_at == monday
+
+
+async def test_a_late_event_that_happened_earlier_does_not_move_an_entry_ahead(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    early, late = await new_participant(client, program), await new_participant(client, program)
+    lb = await board(client, program, period="all_time")
+    now = datetime.now(timezone.utc)
+    await standings.record_points(redis, program.id, early["id"], None, 50, "e1", now + timedelta(hours=2))
+    await standings.record_points(redis, program.id, late["id"], None, 30, "l1", now + timedelta(hours=4))
+    # `late` reaches 50 at +4h with an event recorded last but dated +1h: still after `early`.
+    await standings.record_points(redis, program.id, late["id"], None, 20, "l2", now + timedelta(hours=1))
+    top = (await standings.standings(redis, program.id, lb["id"])).top
+    assert [(e.id, e.rank, e.score) for e in top] == [(early["id"], 1, 50), (late["id"], 2, 50)]
+
+
+async def test_deductions_lower_a_score_never_below_zero_and_totals_cap_exactly(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep, rich, newcomer = [await new_participant(client, program) for _ in range(3)]
+    lb = await board(client, program, period="all_time")
+    await standings.record_points(redis, program.id, rep["id"], None, 100, "g1", T0)
+    await standings.record_points(redis, program.id, rep["id"], None, -30, "d1", T0)
+    await standings.record_points(redis, program.id, rep["id"], None, -30, "d1", T0)  # the same deduction again
+    assert [e.score for e in (await standings.standings(redis, program.id, lb["id"])).top] == [70]
+    await standings.record_points(redis, program.id, rep["id"], None, -500, "d2", T0)
+    await standings.record_points(redis, program.id, newcomer["id"], None, -5, "d3", T0)  # not on the board
+    for i in range(3):
+        await standings.record_points(redis, program.id, rich["id"], None, MAX_POINTS * 3, f"big{i}", T0)
+    view = await standings.standings(redis, program.id, lb["id"], around=newcomer["id"])
+    assert [(e.id, e.score) for e in view.top] == [(rich["id"], MAX_POINTS), (rep["id"], 0)]
+    assert view.me is not None and (view.me.rank, view.me.score) == (None, 0)
+
+
+async def test_activity_weights_count_once_per_activity_for_participants_and_teams(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    east = (await client.post("/v1/teams", json={"name": random_ref("East")}, headers=program.headers)).json()
+    a = await new_participant(client, program, team_id=east["id"])
+    b = await new_participant(client, program, team_id=east["id"])
+    weights = {"training_completed": 5, "lead_followed_up": 2}
+    people = await board(client, program, metric="activity_score", period="month", weights=weights)
+    teams = await board(client, program, entity="teams", metric="activity_score", period="month", weights=weights)
+    points_only = await board(client, program, period="month")
+    now = datetime.now(timezone.utc)
+    await asyncio.gather(*[standings.record_activity(redis, program.id, a["id"], east["id"], "training_completed",
+                                                     "act_1", now) for _ in range(4)])
+    await standings.record_activity(redis, program.id, a["id"], east["id"], "lead_followed_up", "act_2", now)
+    await standings.record_activity(redis, program.id, b["id"], standings.UNKNOWN_TEAM, "lead_followed_up", "act_3",
+                                    now)
+    await standings.record_activity(redis, program.id, b["id"], east["id"], "demo_placed", "act_4", now)  # no weight
+    by_person = (await standings.standings(redis, program.id, people["id"])).top
+    assert [(e.id, e.score) for e in by_person] == [(a["id"], 7), (b["id"], 2)]
+    by_team = await standings.standings(redis, program.id, teams["id"], around=b["id"])
+    assert [(e.display_name, e.score) for e in by_team.top] == [(east["name"], 9)]
+    assert by_team.me is not None and (by_team.me.id, by_team.me.rank) == (east["id"], 1)
+    assert (await standings.standings(redis, program.id, points_only["id"])).top == []
+
+
+async def test_a_custom_board_ignores_events_outside_its_dates(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep = await new_participant(client, program)
+    starts, ends = datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 15, tzinfo=timezone.utc)
+    lb = await board(client, program, period="custom", starts_at=starts.isoformat(), ends_at=ends.isoformat())
+    for i, at in enumerate([starts - timedelta(seconds=1), starts, ends - timedelta(seconds=1), ends]):
+        await standings.record_points(redis, program.id, rep["id"], None, 10 ** i, f"c{i}", at)
+    view = await standings.standings(redis, program.id, lb["id"], at=datetime(2027, 1, 1, tzinfo=timezone.utc))
+    assert (view.period_key, view.period_starts_at, view.period_ends_at) == ("custom", starts, ends)
+    assert [e.score for e in view.top] == [10 + 100]
+
+
+async def test_around_another_programs_participant_is_not_found_and_me_is_for_participants(client) -> None:  # type: ignore[no-untyped-def]
+    program, other = await new_program(client), await new_program(client)
+    stranger = await new_participant(client, other, display_name="Secret Name")
+    lb = await board(client, program, period="all_time")
+    url = f"/v1/leaderboards/{lb['id']}"
+    answer = await client.get(url, params={"around": stranger["id"]}, headers=program.headers)
+    assert answer.status_code == 404 and "Secret Name" not in answer.text
+    assert (await client.get(url, params={"around": "me"}, headers=program.headers)).status_code == 422
+    assert (await client.get(url, params={"limit": 201}, headers=program.headers)).status_code == 400
+
+
+async def test_recording_and_reading_work_on_a_redis_cluster_too(client, wallet_store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    east = (await client.post("/v1/teams", json={"name": random_ref("East")}, headers=program.headers)).json()
+    rep = await new_participant(client, program, team_id=east["id"])
+    people, teams = await board(client, program, period="week"), await board(client, program, entity="teams")
+    now = datetime.now(timezone.utc)
+    await asyncio.gather(*[standings.record_points(wallet_store.client, program.id, rep["id"], standings.UNKNOWN_TEAM,
+                                                   40, "tx_1", now) for _ in range(3)])
+    for lb in (people, teams):
+        view = await standings.standings(wallet_store.client, program.id, lb["id"], around=rep["id"])
+        assert [e.score for e in view.top] == [40] and view.me is not None and view.me.rank == 1
