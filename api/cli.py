@@ -167,6 +167,29 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recomputes a published proof offline (no stores, no settings): exit 0 only if it holds."""
+    from games.fairness import verify_spin_proof, verify_sweepstakes_proof
+
+    try:
+        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        entries = Path(args.entries).read_bytes() if getattr(args, "entries", None) else None
+    except (OSError, ValueError) as exc:
+        print(f"verify: cannot read the proof: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(document, dict):
+        print("verify: the proof is not a JSON object", file=sys.stderr)
+        return 2
+    result = verify_spin_proof(document) if args.kind == "spin" else verify_sweepstakes_proof(document, entries)
+    if result.ok:
+        print(f"verify: the {args.kind} proof holds")
+        return 0
+    print(f"verify: the {args.kind} proof does NOT hold:")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
+
+
 # --- the books ---------------------------------------------------------------------------
 
 
@@ -378,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--program", required=True)
     feed.add_argument("--format", choices=["csv", "json"], help="default: from the file's extension")
     feed.set_defaults(func=cmd_catalog_import)
+
+    verify = sub.add_parser("verify", help="recompute a published provably-fair proof").add_subparsers(
+        dest="kind", required=True)
+    spin = verify.add_parser("spin", help="a spin's proof (once its server seed is revealed)")
+    spin.add_argument("file")
+    spin.set_defaults(func=cmd_verify)
+    sweep = verify.add_parser("sweepstakes", help="a sweepstakes draw's proof, with its entries file")
+    sweep.add_argument("file")
+    sweep.add_argument("--entries", help="the published entries.csv (needed to recompute the draw)")
+    sweep.set_defaults(func=cmd_verify)
 
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
