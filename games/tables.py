@@ -15,3 +15,19 @@ class SpinCampaign(Table, tablename="spin_campaigns"):
     created_at = Timestamptz()
     updated_at = Timestamptz()
     launched_at = Timestamptz(null=True, default=None)
+
+
+class SeedPair(Table, tablename="seed_pairs"):
+    """A participant's seed pair. The server seed is sealed while in use and stored in clear
+    once revealed (on rotation), with the nonce it reached."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    participant_id = Varchar(length=40, index=True)
+    server_seed_hash = Varchar(length=64)
+    server_seed = Text()
+    client_seed = Varchar(length=64)
+    status = Varchar(length=20, default="active")  # active | revealed
+    final_nonce = Text(null=True, default=None)
+    created_at = Timestamptz()
+    revealed_at = Timestamptz(null=True, default=None)

@@ -59,3 +59,7 @@ def catalog_version(program_id: str) -> str:
 
 def campaign(program_id: str, campaign_id: str) -> str:
     return f"{tag(program_id)}:camp:{campaign_id}"
+
+
+def seed_pair(program_id: str, participant_id: str) -> str:
+    return f"{tag(program_id)}:seed:{participant_id}"
