@@ -50,10 +50,3 @@ async def claim(program_id: str, partner_id: str, limit: int, lease_seconds: int
         return []
     rows = await Order.select().where(Order.id.is_in(ids) & (Order.lease_id == lease_id)).run()
     return sorted(rows, key=lambda r: (r["created_at"], r["id"]))
-
-
-async def queue_depth(program_id: str | None = None) -> int:
-    where = Order.status.is_in(["pending", "claimed"])
-    if program_id is not None:
-        where &= Order.program_id == program_id
-    return await Order.count().where(where).run()

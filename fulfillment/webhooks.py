@@ -135,7 +135,3 @@ async def deliveries(program_id: str, partner_id: str | None = None, limit: int 
                           created_at=utc(r["created_at"]), last_status_code=r["last_status_code"],
                           last_error=r["last_error"], delivered_at=utc(r["delivered_at"])) for r in rows[:limit]]
     return DeliveryPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
-
-
-async def failed_count() -> int:
-    return await WebhookDelivery.count().where(WebhookDelivery.status == "failed").run()

@@ -20,7 +20,7 @@ from games.wheel import Economics, ItemPrize, PointsPrize, WheelSpec, economics,
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import raise_for
-from wallet.errors import Conflict, DomainError, Invalid, NotFound
+from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
@@ -51,10 +51,6 @@ class CampaignView(msgspec.Struct, frozen=True, omit_defaults=True):
 class CampaignPage(msgspec.Struct, frozen=True):
     items: list[CampaignView]
     next_cursor: str | None
-
-
-class CampaignNotActive(DomainError):
-    code = "campaign_not_active"
 
 
 async def item_prices(program_id: str, spec: WheelSpec, pricing: Pricing) -> dict[str, int]:

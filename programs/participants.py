@@ -130,16 +130,6 @@ async def get_participant(program_id: str, participant_id: str) -> ParticipantVi
     return _view(row)
 
 
-async def find_by_external_id(program_id: str, external_id: str) -> ParticipantView | None:
-    row = (
-        await Participant.select()
-        .where(Participant.program_external == f"{program_id}:{external_id}")
-        .first()
-        .run()
-    )
-    return None if row is None else _view(row)
-
-
 async def list_participants(
     program_id: str,
     limit: int = 50,
