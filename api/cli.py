@@ -108,7 +108,7 @@ def cmd_program_create(args: argparse.Namespace) -> int:
 def cmd_participants_import(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
-    from programs.participants import import_participants_csv, list_participants
+    from programs.participants import import_participants_csv, open_missing_wallets
     from programs.programs import get_program
     from wallet.store import WalletStore, connect
 
@@ -119,17 +119,11 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
         await migrate()
         await get_program(args.program)
         report = await import_participants_csv(args.program, text)
-        store = WalletStore(connect(url, cluster=settings.redis_cluster))
-        cursor = None
-        while True:
-            page = await list_participants(args.program, limit=200, cursor=cursor)
-            for view in page.items:
-                if await store.wallet_state(args.program, view.id) == "missing":
-                    await store.open_wallet(args.program, view.id, inactive=view.status != "active")
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        await store.client.aclose()
+        client = connect(url, cluster=settings.redis_cluster)
+        try:
+            await open_missing_wallets(WalletStore(client), args.program)
+        finally:
+            await client.aclose()
         return report
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:

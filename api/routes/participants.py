@@ -118,19 +118,8 @@ async def import_csv(request: Request[Any, Any, Any], data: CsvImport,
                      wallets: WalletStore) -> people.ImportReport:
     program_id = program_of(request)
     report = await people.import_participants_csv(program_id, data.csv)
-    await open_missing_wallets(wallets, program_id)
+    await people.open_missing_wallets(wallets, program_id)
     return report
-
-
-async def open_missing_wallets(wallets: WalletStore, program_id: str) -> None:
-    page = await people.list_participants(program_id, limit=200)
-    while True:
-        for view in page.items:
-            if await wallets.wallet_state(program_id, view.id) == "missing":
-                await wallets.open_wallet(program_id, view.id, inactive=view.status != "active")
-        if page.next_cursor is None:
-            return
-        page = await people.list_participants(program_id, limit=200, cursor=page.next_cursor)
 
 
 @post("/v1/participants/{participant_id:str}/tokens", guards=[admin_only], operation_id="issueParticipantTokens",
