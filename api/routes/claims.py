@@ -10,10 +10,10 @@ from litestar.params import Parameter
 
 from api.auth import admin_only, participant_only, principal_of
 from api.idempotency import once, provide_idem
-from api.routes.earning import leaderboard_hook, record_activity_scores
+from api.routes.earning import award
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
-from programs import claims, earning, rulebook
+from programs import claims
 from programs.feed import FeedEntry, publish
 from programs.programs import get_program
 from wallet.store import Idem, WalletStore
@@ -73,9 +73,7 @@ async def _decide(program_id: str, claim_id: str, verdict: Literal["approved", "
     await publish(program_id, [FeedEntry(key=f"claim:{claim.id}:{verdict}", participant_id=claim.participant_id,
                                          kind=f"claim_{verdict}", text=text, reference=claim.id)])
     if to_evaluate:
-        await earning.evaluate(wallets, await get_program(program_id), to_evaluate,
-                               await rulebook.current_rules(program_id), leaderboard_hook(wallets))
-        await record_activity_scores(wallets, program_id, to_evaluate)
+        await award(wallets, await get_program(program_id), to_evaluate)
     return claim
 
 

@@ -14,7 +14,7 @@ from api.auth import admin_only
 from api.idempotency import provide_idem
 from api.routes.participants import program_of
 from programs import activities, budget, earning, rulebook, standings
-from programs.programs import get_program
+from programs.programs import ProgramView, get_program
 from programs.rules import RuleSpec
 from programs.tables import Participant
 from wallet.errors import Invalid
@@ -84,15 +84,23 @@ async def record_activity_scores(wallets: WalletStore, program_id: str, done: li
                                         activity.occurred_at)
 
 
+async def award(wallets: WalletStore, program: ProgramView,
+                to_evaluate: list[Any]) -> dict[str, list[earning.AwardView]]:
+    """Everything new activities earn: awards by the current rules (moving points boards),
+    then their activity scores. Shared by CRM batches and approved claims."""
+    if not to_evaluate:
+        return {}
+    rules = await rulebook.current_rules(program.id)
+    awarded = await earning.evaluate(wallets, program, to_evaluate, rules, leaderboard_hook(wallets))
+    await record_activity_scores(wallets, program.id, to_evaluate)
+    return awarded
+
+
 async def run_activities(wallets: WalletStore, program_id: str, batch: list[activities.ActivityIn],
                          source: str = "api") -> ActivityReport:
     program = await get_program(program_id)
     fates, to_evaluate = await activities.store_batch(program_id, batch, source=source)
-    awarded: dict[str, list[earning.AwardView]] = {}
-    if to_evaluate:
-        rules = await rulebook.current_rules(program_id)
-        awarded = await earning.evaluate(wallets, program, to_evaluate, rules, leaderboard_hook(wallets))
-        await record_activity_scores(wallets, program_id, to_evaluate)
+    awarded = await award(wallets, program, to_evaluate)
     items = [ActivityResult(external_id=f.external_id, status=f.status, activity_id=f.activity_id, reason=f.reason,
                             awards=awarded.get(f.activity_id or "", []) if f.status == "new" else [])
              for f in fates]
