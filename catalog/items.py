@@ -122,9 +122,10 @@ async def bump_version(client: Any, program_id: str) -> None:
     await client.incr(keys.catalog_version(program_id))
 
 
-async def catalog_etag(client: Any, program_id: str, pricing: Pricing, query: str) -> str:
+async def catalog_etag(client: Any, program_id: str, query: str) -> str:
+    """From the catalog's version alone (a price change bumps it too), so a 304 needs no SQL."""
     version = int(await client.get(keys.catalog_version(program_id)) or 0)
-    digest = hashlib.sha256(f"{version}|{pricing.point_value}|{pricing.markup_bps}|{query}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{version}|{query}".encode()).hexdigest()
     return f'W/"{digest[:32]}"'
 
 

@@ -86,11 +86,10 @@ async def browse(
     program_id = principal.program_id or ""
     if include_disabled and principal.kind != "admin":
         raise Invalid("include_disabled is for admins", field="include_disabled")
-    pricing = await _pricing(program_id)
-    etag = await items.catalog_etag(redis, program_id, pricing, request.url.query or "")
+    etag = await items.catalog_etag(redis, program_id, request.url.query or "")
     if request.headers.get("if-none-match") == etag:
         return Response(content=b"", status_code=304, headers={"ETag": etag})
-    page = await items.search(program_id, pricing, limit=limit, cursor=cursor, q=q, brand=brand, category=category,
+    page = await items.search(program_id, await _pricing(program_id), limit=limit, cursor=cursor, q=q, brand=brand, category=category,
                               country=country, min_points=min_points, max_points=max_points,
                               include_disabled=include_disabled)
     return Response(page, headers={"ETag": etag, "Cache-Control": "private, no-cache"})

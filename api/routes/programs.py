@@ -10,6 +10,7 @@ from litestar import Request, Response, delete, get, patch, post
 from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, operator_only, principal_of
+from catalog.items import bump_version
 from programs import credentials
 from programs.programs import NewProgram, ProgramChanges, ProgramView, create_program, get_program, update_program
 from wallet.store import WalletStore
@@ -69,6 +70,8 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
     program = await update_program(principal_of(request).program_id or "", data)
     await apply_program_config(wallets, program)
+    if data.catalog_markup_bps is not None:
+        await bump_version(wallets.client, program.id)  # new points prices: phones must not get a 304
     return program
 
 

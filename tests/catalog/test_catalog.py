@@ -90,6 +90,11 @@ async def test_an_unchanged_catalog_answers_304_to_its_etag(client) -> None:  # 
     await item(client, program, brand="Lyft", name="Lyft $25", face_value={"amount": 2500, "currency": "USD"})
     changed = await client.get("/v1/catalog/items", headers={**me, "If-None-Match": etag})
     assert changed.status_code == 200 and len(changed.json()["items"]) == 2
+    # New prices are a new catalog too: a markup change must not answer 304.
+    etag = changed.headers["etag"]
+    await client.patch("/v1/program", json={"catalog_markup_bps": 300}, headers=program.headers)
+    repriced = await client.get("/v1/catalog/items", headers={**me, "If-None-Match": etag})
+    assert repriced.status_code == 200 and repriced.json()["items"][0]["points_price"] == 2575
 
 
 async def test_a_supplier_feed_upserts_by_sku_and_reports_bad_rows(client) -> None:  # type: ignore[no-untyped-def]
