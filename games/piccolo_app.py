@@ -2,12 +2,12 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from games.tables import SeedPair, SpinCampaign
+from games.tables import SeedPair, Spin, SpinCampaign
 
 APP_CONFIG = AppConfig(
     app_name="games",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
-    table_classes=[SpinCampaign, SeedPair],
+    table_classes=[SpinCampaign, SeedPair, Spin],
     migration_dependencies=[],
     commands=[],
 )

@@ -1,18 +1,12 @@
 --[[ rw-fair-1 `below` and the segment choice (FAIRNESS.md), on 32-bit words that Python
 computed from the spin's HMAC stream (Redis Lua has no SHA-256). The same answers as
-games.fairness.choose_segment; tests/games/test_spin_choice_lua.py holds them together.
-
-KEYS     none
-ARGV[1]  k, the number of words given
-ARGV[2..k+1]   the words, decimal, each in [0, 2^32 - 1], in stream order
-ARGV[k+2..]    the segment weights, decimal whole numbers >= 0, in segment order, sum <= 2^32
-Answers  the 0-based segment index; -1 if the words ran out before one was accepted (call
-         again with more words); -2 if every weight is 0 (the spin is refused).
-         An error reply if an argument is malformed.
+games.fairness.choose_segment; tests/games/test_spin_choice_lua.py holds them together,
+running this text with games/spin_choice_eval.lua as a script. In production it is a part
+of the wallet's function library (wallet/store.py), where rw_spin calls rw_choose.
 
 Lua numbers are doubles, exact only up to 2^53, while w * n can reach 2^64: the product is
 formed from 16-bit limbs so that no intermediate exceeds 2^49.
-rw_mul32, rw_below and rw_choose are self-contained so they can move into a function library. ]]
+Everything here is local: a function library may not define globals. ]]
 
 local TWO16 = 65536
 local TWO32 = 4294967296
@@ -86,28 +80,3 @@ local function rw_choose(words, weights)
   return nil, "no segment reached (unreachable)"
 end
 
--- Digits only: tonumber would also take hex, exponents and spaces.
-local function rw_decimal(text)
-  if type(text) ~= "string" or not string.match(text, "^%d+$") then return nil end
-  return tonumber(text)
-end
-
-local count = rw_decimal(ARGV[1])
-if count == nil or count > #ARGV - 1 then
-  return redis.error_reply("ARGV[1] must be the number of words that follow")
-end
-local words, weights = {}, {}
-for i = 2, #ARGV do
-  local value = rw_decimal(ARGV[i])
-  if value == nil then
-    return redis.error_reply("ARGV[" .. i .. "] is not a decimal whole number")
-  end
-  if i <= count + 1 then
-    words[#words + 1] = value
-  else
-    weights[#weights + 1] = value
-  end
-end
-local index, problem = rw_choose(words, weights)
-if index == nil then return redis.error_reply(problem) end
-return index

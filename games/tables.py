@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import Text, Timestamptz, Varchar
+from piccolo.columns import BigInt, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -31,3 +31,26 @@ class SeedPair(Table, tablename="seed_pairs"):
     final_nonce = Text(null=True, default=None)
     created_at = Timestamptz()
     revealed_at = Timestamptz(null=True, default=None)
+
+
+class Spin(Table, tablename="spins"):
+    """One spin, as its answer showed it: written after the atomic Redis step (and again,
+    harmlessly, when a retried request replays it)."""
+
+    id = Varchar(length=40, primary_key=True)  # the wallet transaction id
+    program_id = Varchar(length=40, index=True)
+    campaign_id = Varchar(length=40, index=True)
+    participant_id = Varchar(length=40, index=True)
+    pair_id = Varchar(length=40, index=True)
+    server_seed_hash = Varchar(length=64)
+    client_seed = Varchar(length=64)
+    nonce = BigInt()
+    weights = Text()  # JSON list: the effective weights the choice used
+    segment_index = Integer()
+    label = Varchar(length=60)
+    prize = Text()  # JSON: the prize as configured
+    prize_value = BigInt(default=0)  # points the prize cost the program (its points, an item's price)
+    cost_points = BigInt(default=0)
+    paid_with = Varchar(length=20, default="points")  # points | free_spin
+    order_id = Varchar(length=40, null=True, default=None)
+    created_at = Timestamptz()

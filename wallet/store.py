@@ -16,7 +16,12 @@ import redis.asyncio as aioredis
 
 from wallet import keys
 
-LIBRARY = resources.files("wallet").joinpath("functions.lua").read_text()
+# Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
+# one library, so the games' functions are parts of the wallet's library and every process
+# loads the same text: loading a library replaces all of it.
+LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "spins.lua"),
+                 ("games", "sweepstakes.lua"))
+LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)
 
 Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
 

@@ -19,7 +19,7 @@ from games.fairness import choose_segment
 
 CASES = 3_500
 TWO_32 = 2**32
-SOURCE = (resources.files("games") / "spin_choice.lua").read_text()
+SOURCE = "\n".join((resources.files("games") / name).read_text() for name in ("spin_choice.lua", "spin_choice_eval.lua"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,3 @@
+"""spins routes (being built)."""
+
+ROUTES: list = []

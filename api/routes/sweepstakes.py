@@ -1,0 +1,3 @@
+"""sweepstakes routes (being built)."""
+
+ROUTES: list = []

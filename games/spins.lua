@@ -1,0 +1,1 @@
+--[[ Spins: part of the wallet's function library (wallet/store.py). ]]

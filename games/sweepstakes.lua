@@ -1,0 +1,1 @@
+--[[ Sweepstakes entries: part of the wallet's function library (wallet/store.py). ]]
