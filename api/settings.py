@@ -40,6 +40,7 @@ ENV_NAMES: dict[str, str] = {
     "stripe_api_key": "STRIPE_API_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
+    "drand_url": "RW_DRAND_URL",
 }
 
 
@@ -72,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stripe_api_key: Annotated[str, Meta(min_length=3)] | None = None
     stripe_webhook_secret: Annotated[str, Meta(min_length=3)] | None = None
     stripe_api_base: Annotated[str, Meta(pattern=r"^https?://")] | None = None
+    # A drand HTTP API (e.g. https://api.drand.sh/<chain hash>); when set, a sweepstakes draw
+    # without a beacon in the request fetches the first round after the close.
+    drand_url: Annotated[str, Meta(pattern=r"^https?://")] | None = None
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.
