@@ -19,8 +19,10 @@ from wallet.store import WalletStore
 
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
-                      source: Literal["redemption", "prize"] = "redemption") -> OrderView:
-    row, partner = await orders.redeem(store, program, pricing, participant_id, item_id, face_value, source)
+                      source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None) -> OrderView:
+    """`order_id` lets a caller that must not create two orders (a prize paid on a retry) choose the id."""
+    row, partner = await orders.redeem(store, program, pricing, participant_id, item_id, face_value, source,
+                                       order_id)
     if partner["kind"] == "code_pool":
         code = await take_code(row["id"], item_id, sealer)
         if code is None:
