@@ -1,1 +1,78 @@
---[[ Sweepstakes entries: part of the wallet's function library (wallet/store.py). ]]
+--[[ Sweepstakes: part of the wallet's function library (wallet/store.py), so it uses that
+library's local helpers (idem_check, idem_store, fail, journal, missing_wallet, hget_int,
+wallet_account). Keys: games/sweepstakes_keys.py. ]]
+
+--[[ rw_sw_enter: buys (or, for the admin's free entries, grants) `count` tickets.
+KEYS: idem, journal, acct, cfg, wallet, sweepstakes config, tickets, owners
+ARGV: fp, ttl, tx, participant, public id, count, kind, reference, meta, now_ms, free ("1"|"0")
+One atomic step: the sweepstakes is open at now_ms, the participant stays within the
+maximum (paid and free tickets count alike), and `cost * count` points move from their
+available balance to the program's "sweepstakes" account (lifetime spent). ]]
+redis.register_function("rw_sw_enter", function(keys, argv)
+  local idem, stream, acct, wallet, sw, tickets, owners = keys[1], keys[2], keys[3], keys[5], keys[6], keys[7], keys[8]
+  local fp, ttl, tx, participant, public_id = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
+  local count, kind, ref, meta, now, free = tonumber(argv[6]), argv[7], argv[8], argv[9], argv[10], argv[11] == "1"
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local cfg = redis.call("HMGET", sw, "status", "starts_ms", "closes_ms", "cost", "max", "tickets")
+  if not cfg[1] then return cjson.encode(fail(404, "not_found", "no such sweepstakes")) end
+  local now_n = tonumber(now)
+  -- Refusals that depend on time or state are not stored: the same key may be retried later.
+  if cfg[1] ~= "open" or now_n >= tonumber(cfg[3]) then
+    return cjson.encode(fail(409, "sweepstakes_closed", "the sweepstakes is closed to entries"))
+  end
+  if cfg[2] and cfg[2] ~= "" and now_n < tonumber(cfg[2]) then
+    return cjson.encode(fail(409, "sweepstakes_not_open", "the sweepstakes does not take entries yet"))
+  end
+  local owner = redis.call("HGET", owners, public_id)
+  if owner and owner ~= participant then
+    return cjson.encode(fail(409, "conflict", "public id collision; retry"))
+  end
+  local have, most = hget_int(tickets, public_id), tonumber(cfg[5])
+  if have + count > most then
+    return cjson.encode(fail(409, "limit_reached", "you hold " .. have .. " of at most " .. most ..
+      " tickets; " .. count .. " more would pass the maximum"))
+  end
+  if tonumber(cfg[6] or "0") + count > 4294967296 then
+    return cjson.encode(fail(409, "limit_reached", "the sweepstakes holds its maximum of 2^32 tickets"))
+  end
+  local points = 0
+  if not free then points = tonumber(cfg[4]) * count end
+  local available = hget_int(wallet, "available")
+  if available < points then
+    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+      "available balance is " .. available .. ", " .. points .. " needed"))
+  end
+  local legs = {}
+  if points > 0 then
+    redis.call("HINCRBY", wallet, "available", -points)
+    redis.call("HINCRBY", wallet, "spent", points)
+    redis.call("HINCRBY", acct, "sweepstakes", points)
+    legs[1] = {wallet_account(wallet, "available"), "sweepstakes", points}
+  end
+  local held = redis.call("HINCRBY", tickets, public_id, count)
+  redis.call("HSET", owners, public_id, participant)
+  redis.call("HINCRBY", sw, "tickets", count)
+  if have == 0 then redis.call("HINCRBY", sw, "entrants", 1) end
+  if free then redis.call("HINCRBY", sw, "free", count) else redis.call("HINCRBY", sw, "paid", count) end
+  journal(stream, tx, kind, participant, -points, ref, meta, legs, now, 0, points)
+  return idem_store(idem, fp, ttl, {s = 201, tx = tx, participant = participant, points = points,
+    count = count, tickets = held, total = hget_int(sw, "tickets"),
+    available = hget_int(wallet, "available"), held = hget_int(wallet, "held")})
+end)
+
+--[[ rw_sw_close: open -> closed; entries stop at once (rw_sw_enter checks the status).
+KEYS: sweepstakes config
+ARGV: now_ms
+Answers {status, tickets, entrants, closed_ms}; closing again answers the same totals. ]]
+redis.register_function("rw_sw_close", function(keys, argv)
+  local sw = keys[1]
+  local status = redis.call("HGET", sw, "status")
+  if not status then return cjson.encode({s = 404}) end
+  if status == "open" then
+    redis.call("HSET", sw, "status", "closed", "closed_ms", argv[1])
+    status = "closed"
+  end
+  return cjson.encode({s = 200, status = status, tickets = hget_int(sw, "tickets"),
+    entrants = hget_int(sw, "entrants"), closed_ms = hget_int(sw, "closed_ms")})
+end)
