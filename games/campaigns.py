@@ -16,7 +16,7 @@ import msgspec
 
 from catalog.items import Pricing, item_row, redemption_points
 from games.tables import SpinCampaign
-from games.wheel import Economics, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
+from games.wheel import Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import raise_for
@@ -137,16 +137,23 @@ async def update_campaign(program: ProgramView, campaign_id: str, spec: WheelSpe
     return await get_campaign(program.id, campaign_id, pricing)
 
 
-def runtime_config(campaign_id: str, spec: WheelSpec, status: str) -> dict[str, str]:
-    """What the spin function reads: one flat hash under the program's tag."""
+def runtime_config(campaign_id: str, spec: WheelSpec, status: str, prices: dict[str, int]) -> dict[str, str]:
+    """What the spin function reads (games/spins.lua): one flat hash under the program's tag.
+    An item prize carries its points price, fixed at launch, which the prize pool pays."""
     segments = []
     for segment in spec.segments:
         prize = segment.prize
         entry: dict[str, Any] = {"w": segment.weight, "type": prize.__struct_config__.tag}
         if isinstance(prize, PointsPrize):
             entry["points"] = prize.points
+        elif isinstance(prize, ItemPrize):
+            entry["value"] = prices.get(prize.item_id, 0)
+        elif isinstance(prize, FreeSpinPrize):
+            entry["spins"] = prize.spins
         segments.append(entry)
     return {
+        "name": spec.name,
+        "eligibility": msgspec.json.encode(spec.eligibility).decode() if spec.eligibility else "",
         "status": status,
         "starts_ms": str(int(utc(spec.starts_at).timestamp() * 1000)) if spec.starts_at else "",
         "ends_ms": str(int(utc(spec.ends_at).timestamp() * 1000)) if spec.ends_at else "",
@@ -188,7 +195,7 @@ async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pri
             await store.client.delete(idem.key)
             raise_for(outcome)
     row = await _set_status(program.id, campaign_id, "active", ("draft", "paused"))
-    config = runtime_config(campaign_id, spec, "active")
+    config = runtime_config(campaign_id, spec, "active", await item_prices(program.id, spec, pricing))
     if first:
         config.update({f"stock:{i}": str(s.prize.stock) for i, s in enumerate(spec.segments)
                        if isinstance(s.prize, ItemPrize)})

@@ -1,1 +1,162 @@
---[[ Spins: part of the wallet's function library (wallet/store.py). ]]
+--[[ Spins: part of the wallet's function library (wallet/store.py joins the texts), so the
+idempotency records, the journal and rw_choose (games/spin_choice.lua) are shared.
+
+rw_spin: one spin of a spin-to-win campaign, in one atomic step: the campaign is active and
+within its dates, the participant is under the daily cap, the seed pair and nonce are the
+ones the caller computed words for, the cost is payable (a free-spin token first, else
+points); then the effective weights (a segment whose item is out of stock, or whose prize
+the prize pool or budget can no longer pay, weighs 0), the choice, the stock, the prize,
+the nonce, the day's count and the journal entry.
+
+KEYS: idem, journal, acct, cfg, wallet, campaign (rw:{p:P}:camp:<id>), seed pair
+      (rw:{p:P}:seed:<participant>), the participant's spin count for the day
+ARGV: fp, ttl, tx, participant, campaign id, pair id, nonce, now_ms, word count k,
+      then the k words of the pair's stream at that nonce (decimal)
+
+Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = none),
+  pool ("1": prizes are paid from the account pool:<id>, else from the budget),
+  segments (JSON: [{w, type, points?, value?, spins?}], value = an item prize's points
+  price), stock:<i> for item prizes.
+
+Answers {"s": 201, tx, participant, points (net change of available), available, held,
+  segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
+  prize_value, free_spins}, or a refusal. Two refusals are not recorded, so the caller
+  retries with the same Idempotency-Key: "seed_moved" (the nonce or pair changed since
+  the words were computed) and "more_words" (every word was rejected). ]]
+
+local function spin_refusal(status, code, detail)
+  return fail(status, code, detail)
+end
+
+-- The weight a segment may have now: 0 when its prize cannot be given.
+local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled)
+  local w = seg.w
+  if seg.type == "item" and hget_int(campaign, "stock:" .. (i - 1)) <= 0 then return 0 end
+  local value = seg.value or seg.points or 0
+  if seg.type == "item" or seg.type == "points" then
+    if pooled then
+      if hget_int(acct, "pool:" .. cid) < value then return 0 end
+    elseif budget_refusal(cfg, acct, value) then
+      return 0
+    end
+  end
+  return w
+end
+
+redis.register_function("rw_spin", function(keys, argv)
+  local idem, stream, acct, cfg, wallet, campaign, seed, day = keys[1], keys[2], keys[3], keys[4], keys[5],
+    keys[6], keys[7], keys[8]
+  local fp, ttl, tx, participant, cid = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
+  local pair, nonce, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local function refuse(status, code, detail)
+    return idem_store(idem, fp, ttl, spin_refusal(status, code, detail))
+  end
+
+  local status = redis.call("HGET", campaign, "status")
+  if not status then
+    return cjson.encode(fail(404, "not_found", "no such campaign"))
+  end
+  if status ~= "active" then
+    return refuse(409, "campaign_not_active", "the campaign is " .. status)
+  end
+  local starts, ends = redis.call("HGET", campaign, "starts_ms"), redis.call("HGET", campaign, "ends_ms")
+  if starts and starts ~= "" and now < tonumber(starts) then
+    return refuse(409, "campaign_not_active", "the campaign has not started yet")
+  end
+  if ends and ends ~= "" and now >= tonumber(ends) then
+    return refuse(409, "campaign_not_active", "the campaign has ended")
+  end
+  local cap = redis.call("HGET", campaign, "cap")
+  local today = tonumber(redis.call("GET", day) or "0")
+  if cap and cap ~= "" and today >= tonumber(cap) then
+    return refuse(409, "limit_reached", "you have used today's " .. cap .. " spins; come back tomorrow")
+  end
+
+  if redis.call("HGET", seed, "pair") ~= pair or tonumber(redis.call("HGET", seed, "nonce") or "-1") ~= nonce then
+    return cjson.encode(fail(409, "seed_moved", "the seed pair moved; retry"))
+  end
+
+  local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")
+  local tokens = hget_int(wallet, "free_spins")
+  local paid_with = "points"
+  if tokens > 0 then
+    paid_with = "free_spin"
+  elseif cost > 0 and hget_int(wallet, "available") < cost then
+    return refuse(422, "insufficient_points",
+      "available balance is " .. hget_int(wallet, "available") .. ", a spin costs " .. cost)
+  end
+
+  local segments = cjson.decode(redis.call("HGET", campaign, "segments"))
+  local pooled = redis.call("HGET", campaign, "pool") == "1"
+  local weights = {}
+  for i, seg in ipairs(segments) do
+    weights[i] = effective_weight(campaign, acct, cfg, cid, i, seg, pooled)
+  end
+  local words = {}
+  for i = 1, tonumber(argv[9]) do words[i] = tonumber(argv[9 + i]) end
+  local index, problem = rw_choose(words, weights)
+  if index == nil then return redis.error_reply(problem) end
+  if index == -2 then
+    return refuse(409, "out_of_stock", "no prize on this wheel can be given any more")
+  end
+  if index == -1 then
+    return cjson.encode(fail(409, "more_words", "every word was rejected; retry with more"))
+  end
+
+  -- Pay: the cost first, then the prize.
+  local legs = {}
+  local net, earned, spent = 0, 0, 0
+  local mine = wallet_account(wallet, "available")
+  if paid_with == "free_spin" then
+    redis.call("HINCRBY", wallet, "free_spins", -1)
+  elseif cost > 0 then
+    redis.call("HINCRBY", wallet, "available", -cost)
+    redis.call("HINCRBY", wallet, "spent", cost)
+    redis.call("HINCRBY", acct, "budget", cost)
+    legs[#legs + 1] = {mine, "budget", cost}
+    net, spent = -cost, cost
+  end
+  local seg = segments[index + 1]
+  local source = "budget"
+  if pooled then source = "pool:" .. cid end
+  local value = 0
+  if seg.type == "points" then
+    value = seg.points
+    redis.call("HINCRBY", acct, source, -value)
+    redis.call("HINCRBY", wallet, "available", value)
+    redis.call("HINCRBY", wallet, "earned", value)
+    legs[#legs + 1] = {source, mine, value}
+    net, earned = net + value, value
+  elseif seg.type == "item" then
+    -- The item is paid for by the program: its price leaves the pool (or budget) for the
+    -- prizes account, and the order the caller creates costs the participant nothing.
+    value = seg.value or 0
+    redis.call("HINCRBY", campaign, "stock:" .. index, -1)
+    if value > 0 then
+      redis.call("HINCRBY", acct, source, -value)
+      redis.call("HINCRBY", acct, "prizes", value)
+      legs[#legs + 1] = {source, "prizes", value}
+    end
+  elseif seg.type == "free_spin" then
+    redis.call("HINCRBY", wallet, "free_spins", seg.spins or 1)
+  end
+
+  redis.call("HINCRBY", seed, "nonce", 1)
+  redis.call("INCR", day)
+  redis.call("EXPIRE", day, 172800)
+  local meta = cjson.encode({campaign = cid, segment_index = index, paid_with = paid_with})
+  journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)
+  local result = balance_result(wallet, tx, participant, net)
+  result.segment_index = index
+  result.weights = weights
+  result.nonce = nonce
+  result.pair = pair
+  result.server_seed_hash = redis.call("HGET", seed, "hash")
+  result.client_seed = redis.call("HGET", seed, "client_seed")
+  result.paid_with = paid_with
+  result.prize_value = value
+  result.free_spins = hget_int(wallet, "free_spins")
+  return idem_store(idem, fp, ttl, result)
+end)

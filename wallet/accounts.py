@@ -20,6 +20,7 @@ from wallet.errors import (
     InsufficientPoints,
     Invalid,
     NotFound,
+    Refused,
 )
 from wallet.ids import new_id
 from wallet.store import GrantSpec, Idem, Outcome, WalletStore
@@ -67,8 +68,11 @@ class Moved(msgspec.Struct, frozen=True):
 def raise_for(outcome: Outcome) -> None:
     if outcome.ok:
         return
-    error = _ERRORS.get(outcome.code or "", DomainError)
-    raise error(outcome.detail or outcome.code or "refused", replayed=bool(outcome.replayed), status=outcome.s)
+    detail = outcome.detail or outcome.code or "refused"
+    error = _ERRORS.get(outcome.code or "")
+    if error is None:
+        raise Refused(outcome.code or "conflict", detail, replayed=bool(outcome.replayed), status=outcome.s)
+    raise error(detail, replayed=bool(outcome.replayed), status=outcome.s)
 
 
 def _moved(outcome: Outcome) -> Moved:

@@ -53,3 +53,11 @@ class Unauthenticated(DomainError):
 
 class NotConfigured(DomainError):
     code = "not_configured"
+
+
+class Refused(DomainError):
+    """A refusal whose code a Redis function chose (campaign_not_active, limit_reached, ...)."""
+
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.code = code

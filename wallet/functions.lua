@@ -67,10 +67,13 @@ end
 
 -- earned/spent: how the transaction moved the participant's lifetime counters, so the
 -- ledger alone can rebuild every field of a wallet.
+-- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
 local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
+  local encoded = "[]"
+  if #legs > 0 then encoded = cjson.encode(legs) end
   redis.call("XADD", stream, "*",
     "tx", tx, "kind", kind, "participant", participant, "points", tostring(net),
-    "ref", reference, "meta", meta, "legs", cjson.encode(legs), "ts", now,
+    "ref", reference, "meta", meta, "legs", encoded, "ts", now,
     "earned", tostring(earned or 0), "spent", tostring(spent or 0))
 end
 

@@ -1,3 +1,77 @@
-"""spins routes (being built)."""
+"""Spinning a wheel (participant), the wheels I can play, my spins with their proofs, and a
+manager's report per campaign."""
 
-ROUTES: list = []
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from api.auth import admin_only, participant_only, principal_of
+from api.idempotency import provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from catalog.items import pricing_of
+from fulfillment.sealing import Sealer
+from games import arcade, spins
+from programs.participants import get_participant
+from programs.programs import get_program
+from wallet.store import Idem, WalletStore
+
+IDEMPOTENT = {"idem": Provide(provide_idem)}
+REPLAYED = {"Idempotent-Replayed": "true"}
+CampaignFilter = Annotated[str | None, Parameter(max_length=40)]
+
+
+@post("/v1/me/campaigns/{campaign_id:str}/spins", guards=[participant_only], dependencies=IDEMPOTENT,
+      operation_id="spin", summary="Spin a wheel",
+      description="One atomic step: checks the campaign is active and within its dates, today's cap (in the "
+                  "program's time zone) and the cost (a free-spin token first, else points), draws the segment "
+                  "from my seed pair (rw-fair-1) with the weights in effect (a prize out of stock or beyond the "
+                  "prize budget weighs 0), pays the prize (points at once; an item becomes an order costing no "
+                  "points; free spins as tokens) and advances my nonce. Answers the segment, the prize, my new "
+                  "balance and the proof. 409 `campaign_not_active`, 409 `limit_reached` (daily cap), 409 "
+                  "`out_of_stock` (no prize left), 422 `insufficient_points`, 403 when the campaign is not open "
+                  "to my segment or team. Requires `Idempotency-Key`: a retry answers the first spin again.",
+      tags=["games"])
+async def spin(request: Request[Any, Any, Any], campaign_id: str, idem: Idem, wallets: WalletStore,
+               sealer: Sealer) -> Response[spins.SpinView]:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    view, replayed = await spins.spin(wallets, sealer, program, pricing_of(program), principal.subject_id,
+                                      campaign_id, idem)
+    return Response(view, status_code=201, headers=REPLAYED if replayed else None)
+
+
+@get("/v1/me/campaigns", guards=[participant_only], operation_id="listMyCampaigns", summary="Wheels I can play",
+     description="Active campaigns within their dates that are open to me, each with its segments (label, colour, "
+                 "prize, weight and probability as designed, whether an item prize is in stock), the cost, and "
+                 "my spins today against the daily cap; plus my free-spin tokens.", tags=["games"])
+async def my_campaigns(request: Request[Any, Any, Any], wallets: WalletStore) -> arcade.Playable:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    person = await get_participant(program.id, principal.subject_id)
+    return await arcade.playable(wallets, program, person)
+
+
+@get("/v1/me/spins", guards=[participant_only], operation_id="listMySpins", summary="My spins, with proofs",
+     description="Newest first. Each carries its rw-fair-1 proof; once I rotate my seed pair the proofs of the "
+                 "spins made with it include the revealed `server_seed`, so `reward-wallet verify spin` (or any "
+                 "verifier) can recompute them.", tags=["games"])
+async def my_spins(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
+                   campaign_id: CampaignFilter = None) -> spins.SpinPage:
+    principal = principal_of(request)
+    return await spins.my_spins(principal.program_id or "", principal.subject_id, limit, cursor, campaign_id)
+
+
+@get("/v1/campaigns/{campaign_id:str}/report", guards=[admin_only], operation_id="reportSpinCampaign",
+     summary="A campaign's report",
+     description="Spins (paid with points or free-spin tokens), participants, cost taken, prizes paid, and per "
+                 "segment the wins against the configured odds, the points paid and the stock left; the prize "
+                 "budget left.", tags=["games"])
+async def report(request: Request[Any, Any, Any], campaign_id: str, wallets: WalletStore) -> arcade.CampaignReport:
+    return await arcade.report(wallets, program_of(request), campaign_id)
+
+
+ROUTES = [spin, my_campaigns, my_spins, report]

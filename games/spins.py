@@ -1,0 +1,270 @@
+"""A participant's spin, the spins they can still make, and their history with proofs.
+
+The spin itself is one call of the Redis function `rw_spin` (games/spins.lua). Redis has no
+SHA-256, so this side reads the participant's seed pair, computes the words of its stream
+at the current nonce (FAIRNESS.md, "Inside Redis") and passes them with the pair and nonce
+it used; the function refuses if either moved, and we compute again. Afterwards the spin is
+written to SQL for the history, and an item prize becomes an order; both are keyed by the
+spin's id, so a retried request (which replays the recorded answer) completes them without
+doing anything twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from catalog.items import Pricing
+from fulfillment.redemptions import place_order
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Order
+from games import seeds
+from games.campaigns import campaign_row
+from games.fairness import spin_words
+from games.tables import SeedPair, Spin
+from games.wheel import Eligibility, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
+from programs.feed import FeedEntry, publish
+from programs.participants import get_participant
+from programs.programs import ProgramView
+from wallet import keys
+from wallet.accounts import Balance, raise_for
+from wallet.errors import Conflict, DomainError, Refused
+from wallet.ids import new_id
+from wallet.moments import utc
+from wallet.pages import decode_cursor, next_cursor
+from wallet.store import Idem, Outcome, WalletStore
+
+ALGORITHM = "rw-fair-1"
+_decode_spec = msgspec.json.Decoder(WheelSpec).decode
+_decode_eligibility = msgspec.json.Decoder(Eligibility).decode
+
+
+class SpinOutcome(msgspec.Struct, frozen=True):
+    """rw_spin's answer."""
+
+    s: int
+    tx: str | None = None
+    available: int = 0
+    held: int = 0
+    segment_index: int = -1
+    weights: list[int] = []
+    nonce: int = 0
+    pair: str = ""
+    server_seed_hash: str = ""
+    client_seed: str = ""
+    paid_with: str = "points"
+    prize_value: int = 0
+    free_spins: int = 0
+    code: str | None = None
+    detail: str | None = None
+    replayed: int = 0
+
+
+_decode_outcome = msgspec.json.Decoder(SpinOutcome).decode
+
+
+class Proof(msgspec.Struct, frozen=True, omit_defaults=True):
+    """FAIRNESS.md's spin proof; `server_seed` once the pair is rotated."""
+
+    algorithm: str
+    server_seed_hash: str
+    client_seed: str
+    nonce: int
+    weights: list[int]
+    segment_index: int
+    server_seed: str | None = None
+
+
+class SpinView(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    campaign_id: str
+    segment_index: int
+    label: str
+    prize: dict[str, Any]
+    balance: Balance
+    proof: Proof
+    paid_with: str  # points | free_spin
+    cost_points: int
+    free_spins: int
+    created_at: datetime
+    order_id: str | None = None
+
+
+class SpinRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    campaign_id: str
+    segment_index: int
+    label: str
+    prize: dict[str, Any]
+    proof: Proof
+    paid_with: str
+    cost_points: int
+    created_at: datetime
+    order_id: str | None = None
+
+
+class SpinPage(msgspec.Struct, frozen=True):
+    items: list[SpinRecord]
+    next_cursor: str | None
+
+
+class NotEligible(DomainError):
+    code = "forbidden"
+
+
+def local_day(zone: str, now_ms: int) -> str:
+    """The day of the program's calendar a moment falls on: daily caps reset at its midnight."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(zone)).strftime("%Y-%m-%d")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _check_eligible(program_id: str, participant_id: str, rules: str) -> None:
+    if not rules:
+        return
+    eligibility = _decode_eligibility(rules)
+    person = await get_participant(program_id, participant_id)
+    if eligibility.segments is not None and person.segment not in eligibility.segments:
+        raise NotEligible("this campaign is not open to your segment")
+    if eligibility.team_ids is not None and person.team_id not in eligibility.team_ids:
+        raise NotEligible("this campaign is not open to your team")
+
+
+def _prize_of(spec: WheelSpec, index: int) -> tuple[str, dict[str, Any]]:
+    segment = spec.segments[index]
+    return segment.label, msgspec.to_builtins(segment.prize)
+
+
+async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
+               campaign_id: str, idem: Idem) -> tuple[SpinView, bool]:
+    """Answers the spin and whether it is a replay of an earlier request with the same key."""
+    client = store.client
+    status, eligibility = await client.hmget(keys.campaign(program.id, campaign_id), "status", "eligibility")
+    if status is None:  # never launched (a draft) or unknown
+        row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
+        raise Refused("campaign_not_active", f"the campaign is {row['status']}")
+    await _check_eligible(program.id, participant_id, _text(eligibility or ""))
+    await seeds.current(client, sealer, program.id, participant_id)
+    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem)
+    if outcome.s >= 300:
+        raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
+    return await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome), bool(outcome.replayed)
+
+
+async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_id: str, campaign_id: str,
+                    idem: Idem) -> SpinOutcome:
+    """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
+    The participant's seed pair must exist (`seeds.current`)."""
+    client = store.client
+    seed_key = keys.seed_pair(program_id, participant_id)
+    count = 8
+    for _ in range(20):
+        pair = {_text(k): _text(v) for k, v in (await client.hgetall(seed_key)).items()}
+        now_ms = store.clock() // 1_000_000
+        nonce = int(pair["nonce"])
+        words = spin_words(pair["server_seed"], pair["client_seed"], nonce, count)
+        key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
+                    keys.config(program_id), keys.wallet(program_id, participant_id),
+                    keys.campaign(program_id, campaign_id), seed_key,
+                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms))]
+        args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, pair["pair"], nonce, now_ms,
+                len(words), *words]
+        outcome = _decode_outcome(await client.fcall("rw_spin", len(key_list), *key_list, *args))
+        if outcome.code == "seed_moved":
+            continue  # a concurrent spin or rotation advanced the pair: compute the words again
+        if outcome.code == "more_words":
+            count *= 4
+            continue
+        return outcome
+    raise Conflict("your seed pair kept changing during the spin; try again")
+
+
+async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
+                    participant_id: str, campaign_id: str, outcome: SpinOutcome) -> SpinView:
+    """Writes the spin to SQL and pays an item prize, once, whether first time or replayed."""
+    spin_id = outcome.tx or ""
+    row = await campaign_row(program.id, campaign_id)
+    spec = _decode_spec(row["spec"])
+    label, prize = _prize_of(spec, outcome.segment_index)
+    segment_prize = spec.segments[outcome.segment_index].prize
+    order_id = f"ord_{spin_id.removeprefix('spn_')}" if isinstance(segment_prize, ItemPrize) else None
+    cost = spec.cost_points if outcome.paid_with == "points" else 0
+    now = datetime.now(timezone.utc)
+    inserted = await Spin.insert(Spin(
+        id=spin_id, program_id=program.id, campaign_id=campaign_id, participant_id=participant_id,
+        pair_id=outcome.pair, server_seed_hash=outcome.server_seed_hash, client_seed=outcome.client_seed,
+        nonce=outcome.nonce, weights=msgspec.json.encode(outcome.weights).decode(),
+        segment_index=outcome.segment_index, label=label, prize=msgspec.json.encode(prize).decode(),
+        prize_value=outcome.prize_value, cost_points=cost, paid_with=outcome.paid_with, order_id=order_id,
+        created_at=now)).on_conflict(action="DO NOTHING").returning(Spin.id).run()
+    stored = await Spin.select(Spin.created_at).where(Spin.id == spin_id).first().run()
+    if isinstance(segment_prize, ItemPrize) and order_id:
+        await _pay_item(store, sealer, program, pricing, participant_id, segment_prize.item_id, order_id)
+    if inserted:
+        await _announce(program, participant_id, spin_id, spec, outcome.segment_index)
+    proof = Proof(algorithm=ALGORITHM, server_seed_hash=outcome.server_seed_hash, client_seed=outcome.client_seed,
+                  nonce=outcome.nonce, weights=outcome.weights, segment_index=outcome.segment_index)
+    return SpinView(id=spin_id, campaign_id=campaign_id, segment_index=outcome.segment_index, label=label,
+                    prize=prize, balance=Balance(available=outcome.available, held=outcome.held), proof=proof,
+                    paid_with=outcome.paid_with, cost_points=cost, free_spins=outcome.free_spins,
+                    created_at=utc(stored["created_at"]) if stored else now, order_id=order_id)
+
+
+async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
+                    participant_id: str, item_id: str, order_id: str) -> None:
+    if await Order.exists().where((Order.id == order_id) & (Order.program_id == program.id)).run():
+        return
+    try:
+        await place_order(store, sealer, program, pricing, participant_id, item_id, None, source="prize",
+                          order_id=order_id)
+    except DomainError:
+        # The wheel already paid the prize's price into the prizes account; an item that
+        # cannot be ordered now (disabled, pool empty) shows in the campaign report as an
+        # unfulfilled prize for the manager to settle, rather than failing the spin.
+        pass
+
+
+async def _announce(program: ProgramView, participant_id: str, spin_id: str, spec: WheelSpec, index: int) -> None:
+    prize = spec.segments[index].prize
+    if isinstance(prize, PointsPrize):
+        text = f"Won {prize.points:,} {program.point_name} on {spec.name}"
+        points: int | None = prize.points
+    elif isinstance(prize, ItemPrize):
+        text, points = f"Won {spec.segments[index].label} on {spec.name}", None
+    elif isinstance(prize, FreeSpinPrize):
+        text, points = f"Won {prize.spins} free spin{'s' if prize.spins > 1 else ''} on {spec.name}", None
+    else:
+        return
+    await publish(program.id, [FeedEntry(key=f"spin:{spin_id}", participant_id=participant_id, kind="spin",
+                                         text=text, points=points, reference=spin_id)])
+
+
+async def my_spins(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None,
+                   campaign_id: str | None = None) -> SpinPage:
+    """Newest first, each with its proof; a spin made with a since-rotated pair carries the
+    revealed server seed, so anyone can recompute it (`reward-wallet verify spin`)."""
+    after = decode_cursor(cursor)
+    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id)
+    if after is not None:
+        where &= Spin.id < after
+    if campaign_id is not None:
+        where &= Spin.campaign_id == campaign_id
+    rows = await Spin.select().where(where).order_by(Spin.id, ascending=False).limit(limit + 1).run()
+    pair_ids = list({r["pair_id"] for r in rows[:limit]})
+    revealed = {}
+    if pair_ids:
+        revealed = {p["id"]: p["server_seed"] for p in await SeedPair.select(SeedPair.id, SeedPair.server_seed).where(
+            SeedPair.id.is_in(pair_ids) & (SeedPair.status == "revealed")).run()}
+    items = [SpinRecord(
+        id=r["id"], campaign_id=r["campaign_id"], segment_index=r["segment_index"], label=r["label"],
+        prize=msgspec.json.decode(r["prize"]), paid_with=r["paid_with"], cost_points=r["cost_points"],
+        created_at=utc(r["created_at"]), order_id=r["order_id"],
+        proof=Proof(algorithm=ALGORITHM, server_seed_hash=r["server_seed_hash"], client_seed=r["client_seed"],
+                    nonce=r["nonce"], weights=msgspec.json.decode(r["weights"]), segment_index=r["segment_index"],
+                    server_seed=revealed.get(r["pair_id"]))) for r in rows[:limit]]
+    return SpinPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))

@@ -1,0 +1,207 @@
+"""Participants spin wheels over HTTP: the cost, the prize, the proof, the caps and the stock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from games.fairness import verify_spin_proof
+from tests.factories import ProgramHandle, bearer, grant, new_participant, new_program, tokens_for
+from tests.games.test_campaigns import fund
+
+pytestmark = pytest.mark.sql
+
+
+def wheel(item_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    segments: list[dict[str, Any]] = [
+        {"label": "100 points", "weight": 30, "prize": {"type": "points", "points": 100}},
+        {"label": "Free spin", "weight": 10, "prize": {"type": "free_spin"}},
+        {"label": "Try again", "weight": 60, "prize": {"type": "nothing"}},
+    ]
+    if item_id:
+        segments.insert(0, {"label": "Gift card", "weight": 50, "prize": {"type": "item", "item_id": item_id,
+                                                                         "stock": 5}})
+    return {"name": "Wheel", "cost_points": 10, "segments": segments, **overrides}
+
+
+async def launched(client: Any, program: ProgramHandle, design: dict[str, Any]) -> str:
+    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    launch = await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)
+    assert launch.status_code == 200, launch.text
+    return campaign_id
+
+
+async def player(client: Any, program: ProgramHandle, points: int = 1_000, **fields: Any) -> tuple[str, dict[str, str]]:
+    person = await new_participant(client, program, **fields)
+    if points:
+        assert (await grant(client, program, person["id"], points)).status_code == 201
+    tokens = await tokens_for(client, program, person["id"])
+    return person["id"], bearer(tokens["access_token"])
+
+
+def spin_request(campaign_id: str, key: str) -> dict[str, Any]:
+    return {"url": f"/v1/me/campaigns/{campaign_id}/spins", "headers": {"Idempotency-Key": key}}
+
+
+async def spin(client: Any, campaign_id: str, headers: dict[str, str], key: str) -> Any:
+    return await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**headers, "Idempotency-Key": key})
+
+
+async def test_a_spin_costs_pays_and_proves_itself(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    _, me = await player(client, program)
+    results = []
+    for n in range(30):
+        response = await spin(client, campaign_id, me, f"spin-{n}")
+        assert response.status_code == 201, response.text
+        results.append(response.json())
+    available = 1_000
+    for body in results:
+        prize = body["prize"]
+        available += (0 if body["paid_with"] == "free_spin" else -10) + (prize.get("points", 0))
+        assert body["proof"]["algorithm"] == "rw-fair-1" and body["proof"]["weights"] == [30, 10, 60]
+    assert results[-1]["balance"]["available"] == available
+    assert [b["proof"]["nonce"] for b in results] == list(range(30))
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == available
+    # A free-spin prize is spent on the next spin instead of points.
+    won_free = [i for i, b in enumerate(results[:-1]) if b["prize"]["type"] == "free_spin"]
+    assert won_free and all(results[i + 1]["paid_with"] == "free_spin" for i in won_free)
+
+    # After rotation, every proof carries the revealed seed and verifies.
+    rotated = await client.post("/v1/me/fairness/rotate", headers=me)
+    history = (await client.get("/v1/me/spins?limit=100", headers=me)).json()["items"]
+    assert len(history) == 30
+    for record in history:
+        assert record["proof"]["server_seed"] == rotated.json()["revealed"]["server_seed"]
+        assert verify_spin_proof(record["proof"]).ok
+    tampered = {**history[0]["proof"], "segment_index": (history[0]["segment_index"] + 1) % 3}
+    assert not verify_spin_proof(tampered).ok
+
+
+async def test_a_retried_spin_answers_the_first_and_moves_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    _, me = await player(client, program)
+    first = await spin(client, campaign_id, me, "same")
+    again = await asyncio.gather(*(spin(client, campaign_id, me, "same") for _ in range(5)))
+    assert all(r.status_code == 201 and r.json() == first.json() for r in again)
+    assert all(r.headers.get("Idempotent-Replayed") == "true" for r in again)
+    assert (await client.get("/v1/me/fairness", headers=me)).json()["nonce"] == 1
+    assert len((await client.get("/v1/me/spins", headers=me)).json()["items"]) == 1
+
+
+async def test_the_daily_cap_pause_end_and_dates_refuse_spins(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel(max_spins_per_participant_per_day=2))
+    _, me = await player(client, program)
+    assert (await spin(client, campaign_id, me, "a")).status_code == 201
+    assert (await spin(client, campaign_id, me, "b")).status_code == 201
+    capped = await spin(client, campaign_id, me, "c")
+    assert (capped.status_code, capped.json()["code"]) == (409, "limit_reached")
+    listed = (await client.get("/v1/me/campaigns", headers=me)).json()["items"]
+    assert [(c["id"], c["spins_left_today"]) for c in listed] == [(campaign_id, 0)]
+
+    other = await launched(client, program, wheel())
+    await client.post(f"/v1/campaigns/{other}/pause", headers=program.headers)
+    paused = await spin(client, other, me, "d")
+    assert (paused.status_code, paused.json()["code"]) == (409, "campaign_not_active")
+    await client.post(f"/v1/campaigns/{other}/end", headers=program.headers)
+    ended = await spin(client, other, me, "e")
+    assert (ended.status_code, ended.json()["code"]) == (409, "campaign_not_active")
+    over = await launched(client, program, wheel(starts_at="2020-01-01T00:00:00Z", ends_at="2020-02-01T00:00:00Z"))
+    late = await spin(client, over, me, "f")
+    assert (late.status_code, late.json()["code"]) == (409, "campaign_not_active")
+    draft = (await client.post("/v1/campaigns/spin", json=wheel(), headers=program.headers)).json()["id"]
+    assert (await spin(client, draft, me, "g")).json()["code"] == "campaign_not_active"
+    assert (await spin(client, "cmp_nope", me, "h")).status_code == 404
+    # Nothing moved for the refusals: two spins' cost and prizes only.
+    assert len((await client.get("/v1/me/spins", headers=me)).json()["items"]) == 2
+
+
+async def test_a_spent_prize_budget_leaves_only_what_it_can_pay(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, allow_overdraft=False)
+    await fund(redis, program, 1_000)
+    design = {"name": "Tiny pool", "cost_points": 0, "budget_points": 300, "segments": [
+        {"label": "100 points", "weight": 1, "prize": {"type": "points", "points": 100}}]}
+    campaign_id = await launched(client, program, design)
+    _, me = await player(client, program, points=0)
+    paid = [await spin(client, campaign_id, me, f"k{n}") for n in range(3)]
+    assert [r.json()["prize"]["points"] for r in paid] == [100, 100, 100]
+    empty = await spin(client, campaign_id, me, "k4")
+    assert (empty.status_code, empty.json()["code"]) == (409, "out_of_stock")
+    report = (await client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)).json()
+    assert (report["spins"], report["prizes_paid_points"], report["budget_left_points"]) == (3, 300, 0)
+
+
+async def test_eligibility_by_segment(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel(eligibility={"segments": ["gold"]}))
+    _, gold = await player(client, program, segment="gold")
+    _, silver = await player(client, program, segment="silver")
+    assert (await spin(client, campaign_id, gold, "x")).status_code == 201
+    refused = await spin(client, campaign_id, silver, "x")
+    assert refused.status_code == 403
+    assert (await client.get("/v1/me/campaigns", headers=silver)).json()["items"] == []
+
+
+async def test_insufficient_points_is_refused_and_changes_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    _, me = await player(client, program, points=5)
+    refused = await spin(client, campaign_id, me, "poor")
+    assert (refused.status_code, refused.json()["code"]) == (422, "insufficient_points")
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == 5
+    assert (await client.get("/v1/me/fairness", headers=me)).json()["nonce"] == 0
+
+
+async def test_stock_of_5_under_100_concurrent_spins(live_server, redis) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=120) as http:
+        program = await new_program(http)
+        partner = await http.post("/v1/fulfillment/partners", json={"name": "Cards Inc"}, headers=program.headers)
+        assert partner.status_code == 201
+        item = (await http.post("/v1/catalog/items", headers=program.headers, json={
+            "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
+        campaign_id = await launched(http, program, wheel(item["id"]))
+        players = [await player(http, program) for _ in range(20)]
+
+        async def five_spins(headers: dict[str, str], who: int) -> list[Any]:
+            return [await spin(http, campaign_id, headers, f"{who}-{n}") for n in range(5)]
+
+        outcomes = [r for batch in await asyncio.gather(*(five_spins(h, i) for i, (_, h) in enumerate(players)))
+                    for r in batch]
+        assert all(r.status_code == 201 for r in outcomes), [r.text for r in outcomes if r.status_code != 201]
+        items_won = [r.json() for r in outcomes if r.json()["prize"]["type"] == "item"]
+        assert len(items_won) == 5  # the wheel lands on it half the time: far more than 5 tried
+        report = (await http.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)).json()
+        assert report["segments"][0]["stock_left"] == 0 and report["spins"] == 100
+        # Once out of stock the segment weighs 0 in the proofs that follow.
+        assert any(r.json()["proof"]["weights"][0] == 0 for r in outcomes)
+        orders = (await http.get("/v1/orders?limit=100", headers=program.headers)).json()["items"]
+        assert sorted(o["id"] for o in orders) == sorted(w["order_id"] for w in items_won)
+        assert all(o["points"] == 0 and o["source"] == "prize" for o in orders)
+        # Points are conserved: what players hold now is what they were given, less costs, plus prizes.
+        paid = sum(10 for r in outcomes if r.json()["paid_with"] == "points")
+        prizes = sum(r.json()["prize"].get("points", 0) for r in outcomes)
+        balances = [(await http.get("/v1/me/wallet", headers=h)).json()["available"] for _, h in players]
+        assert sum(balances) == 20 * 1_000 - paid + prizes
+    done = subprocess.run([sys.executable, "-m", "api.cli", "reconcile"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_verify_spin_cli_accepts_a_published_proof(tmp_path: Path) -> None:
+    proof = {"algorithm": "rw-fair-1", "server_seed": "3f1b9f0d5a7e2c4b8a6d0e1f2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f7",
+             "server_seed_hash": "bb8d48dfa8730e78f272bb0a5705d8e09cf64fe9dfa7d44a2ee0e4f27ae4cbc2",
+             "client_seed": "dealer-42", "nonce": 0, "weights": [50, 30, 15, 5], "segment_index": 1}
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    assert subprocess.run([sys.executable, "-m", "api.cli", "verify", "spin", str(path)]).returncode == 0
