@@ -213,6 +213,10 @@ async def evaluate(
                           activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,
                           participant_id=participant_id, points=points, outcome=name,
                           transaction_id=award.transaction_id, created_at=now))
+        if points and outcome.tx and rule.spec.free_spins:
+            await store.give_free_spins(program.id, participant_id, rule.spec.free_spins, Idem(
+                key=keys.idempotency(program.id, "award-spins", award_key(activity.id, rule.rule_id, participant_id)),
+                fingerprint="award"))
         if points and outcome.tx:
             feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="award",
                                   text=points_text(points, program.point_name, rule.spec.name), points=points,

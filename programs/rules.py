@@ -91,6 +91,8 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ends_at: datetime | None = None
     team_award: bool = False
     description: Annotated[str, Meta(max_length=2000)] = ""
+    # Free-spin tokens given with each award (spent on spin-to-win wheels before points).
+    free_spins: Annotated[int, Meta(ge=1, le=100)] | None = None
 
 
 class ActivityFacts(msgspec.Struct, frozen=True):

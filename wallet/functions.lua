@@ -367,3 +367,17 @@ redis.register_function("rw_transfer", function(keys, argv)
   end
   return idem_store(idem, fp, ttl, result)
 end)
+
+--[[ rw_free_spins: free-spin tokens into a wallet (earning rules, an admin's gift). A spin
+uses a token before points (games/spins.lua). Tokens are not points: no journal legs.
+KEYS: idem, wallet
+ARGV: fp, ttl, spins
+Answers {"s": 201, "free_spins": <tokens now>}. ]]
+redis.register_function("rw_free_spins", function(keys, argv)
+  local idem, wallet = keys[1], keys[2]
+  local fp, ttl = argv[1], tonumber(argv[2])
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local tokens = redis.call("HINCRBY", wallet, "free_spins", tonumber(argv[3]))
+  return idem_store(idem, fp, ttl, {s = 201, free_spins = tokens})
+end)

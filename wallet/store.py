@@ -36,6 +36,7 @@ class Outcome(msgspec.Struct, frozen=True):
     code: str | None = None
     detail: str | None = None
     replayed: int = 0
+    free_spins: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -80,11 +81,14 @@ class GrantSpec(msgspec.Struct, frozen=True):
 
 class WalletStore:
     def __init__(self, client: Client, idempotency_ttl: int = 172_800,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 observe: Callable[[str, bytes], None] | None = None) -> None:
         self.client = client
         self.ttl = idempotency_ttl
         # Nanoseconds since the epoch; journal entries are stamped with it (tests backdate).
         self.clock = clock
+        # Told each call's function name and raw reply (the API counts outcomes for metrics).
+        self.observe = observe
 
     def _now_ms(self) -> str:
         return str(self.clock() // 1_000_000)
@@ -94,7 +98,10 @@ class WalletStore:
         await self.client.function_load(LIBRARY, replace=True)
 
     async def _fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
-        return await self.client.fcall(name, len(key_list), *key_list, *args)
+        reply: bytes = await self.client.fcall(name, len(key_list), *key_list, *args)
+        if self.observe is not None:
+            self.observe(name, reply)
+        return reply
 
     def _base_keys(self, program_id: str, idem: Idem) -> list[str]:
         record = idem.key or keys.no_record(program_id)
@@ -171,6 +178,12 @@ class WalletStore:
             args += [leg.source, leg.target, leg.points, leg.floor]
         args.append(lifetime)
         return _decode_outcome(await self._fcall("rw_transfer", key_list, args))
+
+    async def give_free_spins(self, program_id: str, participant_id: str, spins: int, idem: Idem = NO_IDEM) -> Outcome:
+        """Free-spin tokens into a wallet, once per idempotency record; `free_spins` in the
+        answer's extra field is the count now."""
+        key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id)]
+        return _decode_outcome(await self._fcall("rw_free_spins", key_list, [idem.fingerprint, self.ttl, spins]))
 
     async def open_wallet(self, program_id: str, participant_id: str, inactive: bool = False) -> None:
         """Enrols a participant's wallet; balances start at zero. Idempotent."""

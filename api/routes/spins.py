@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
+
 from litestar import Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
+from msgspec import Meta
 
 from api.auth import admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
@@ -17,6 +20,7 @@ from fulfillment.sealing import Sealer
 from games import arcade, spins
 from programs.participants import get_participant
 from programs.programs import get_program
+from wallet.accounts import raise_for
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -74,4 +78,26 @@ async def report(request: Request[Any, Any, Any], campaign_id: str, wallets: Wal
     return await arcade.report(wallets, program_of(request), campaign_id)
 
 
-ROUTES = [spin, my_campaigns, my_spins, report]
+class FreeSpinsGift(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    spins: Annotated[int, Meta(ge=1, le=100)]
+    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class FreeSpins(msgspec.Struct, frozen=True):
+    participant_id: str
+    free_spins: int
+
+
+@post("/v1/participants/{participant_id:str}/free-spins", guards=[admin_only], dependencies=IDEMPOTENT,
+      operation_id="giveFreeSpins", summary="Give free spins",
+      description="Free-spin tokens for a participant; a spin on any wheel uses a token before points. Earning "
+                  "rules can give them too (`free_spins` on a rule). Requires `Idempotency-Key`.", tags=["games"])
+async def give_free_spins(request: Request[Any, Any, Any], participant_id: str, data: FreeSpinsGift, idem: Idem,
+                          wallets: WalletStore) -> Response[FreeSpins]:
+    outcome = await wallets.give_free_spins(program_of(request), participant_id, data.spins, idem)
+    raise_for(outcome)
+    return Response(FreeSpins(participant_id=participant_id, free_spins=outcome.free_spins or 0), status_code=201,
+                    headers=REPLAYED if outcome.replayed else None)
+
+
+ROUTES = [spin, my_campaigns, my_spins, report, give_free_spins]

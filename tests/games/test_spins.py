@@ -205,3 +205,32 @@ def test_verify_spin_cli_accepts_a_published_proof(tmp_path: Path) -> None:
     path = tmp_path / "proof.json"
     path.write_text(json.dumps(proof))
     assert subprocess.run([sys.executable, "-m", "api.cli", "verify", "spin", str(path)]).returncode == 0
+
+
+async def test_free_spins_from_an_earning_rule_and_an_admin_are_spent_before_points(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    person, me = await player(client, program, external_id="rep-spins")
+    await client.post("/v1/activity-types", json={"name": "training_done"}, headers=program.headers)
+    rule = await client.post("/v1/earning-rules", headers=program.headers, json={
+        "name": "Training done", "activity_type": "training_done", "award": {"type": "fixed", "points": 5},
+        "free_spins": 2})
+    assert rule.status_code == 201, rule.text
+    activity = {"external_id": "trn-1", "type": "training_done", "participant_external_id": "rep-spins",
+                "occurred_at": "2026-06-15T12:00:00Z", "attributes": {}}
+    for _ in range(2):  # sent twice: awarded once
+        sent = await client.post("/v1/activities", json={"activities": [activity]}, headers=program.headers)
+        assert sent.status_code == 200, sent.text
+    gift = await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 1, "reason": "welcome"},
+                             headers={**program.headers, "Idempotency-Key": "gift-1"})
+    again = await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 1, "reason": "welcome"},
+                              headers={**program.headers, "Idempotency-Key": "gift-1"})
+    assert (gift.status_code, gift.json()["free_spins"], again.json()["free_spins"]) == (201, 3, 3)
+    assert (await client.get("/v1/me/campaigns", headers=me)).json()["free_spins"] == 3
+    spun = [(await spin(client, campaign_id, me, f"t{n}")).json() for n in range(3)]
+    assert [s["paid_with"] for s in spun][:1] == ["free_spin"]
+    won = sum(s["prize"]["type"] == "free_spin" for s in spun)
+    assert spun[-1]["free_spins"] == 3 - 3 + won
+    bad = await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 0, "reason": "x"},
+                            headers={**program.headers, "Idempotency-Key": "gift-2"})
+    assert bad.status_code == 400
