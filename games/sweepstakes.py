@@ -20,9 +20,7 @@ import msgspec
 from msgspec import Meta
 
 from catalog.items import Pricing, item_row, redemption_points
-from fulfillment import orders, webhooks
-from fulfillment.code_pool import take_code
-from fulfillment.orders import Credentials
+from fulfillment.redemptions import place_order
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from games import fairness
@@ -42,6 +40,7 @@ Status = Literal["open", "closed", "drawn"]
 Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
 Count = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 MAX_PICKS = 1000
+PAY_LOCK_MS = 120_000
 
 
 class SweepstakesClosed(DomainError):
@@ -524,9 +523,10 @@ async def ensure_participant(program_id: str, participant_id: str) -> None:
 # --- Close ---------------------------------------------------------------------------
 
 
-async def read_tickets(client: Any, program_id: str, sweepstakes_id: str, batch: int = 50_000) -> dict[str, int]:
-    """Every entrant's tickets. HSCAN in batches keeps Valkey responsive; the hash no longer
-    changes once closed, and the dict absorbs the duplicates HSCAN may hand out."""
+async def read_tickets(client: Any, program_id: str, sweepstakes_id: str, batch: int = 100_000) -> dict[bytes, bytes]:
+    """Every entrant's tickets, as Redis answers them (public id -> decimal count). HSCAN in
+    batches keeps Valkey responsive; the hash no longer changes once closed, and the dict
+    absorbs the duplicates HSCAN may hand out."""
     key = swkeys.tickets(program_id, sweepstakes_id)
     found: dict[bytes, bytes] = {}
     cursor = 0
@@ -535,7 +535,22 @@ async def read_tickets(client: Any, program_id: str, sweepstakes_id: str, batch:
         found.update(part)
         if not cursor:
             break
-    return {k.decode(): int(v) for k, v in found.items()}
+    return found
+
+
+def entries_file_of_tickets(found: dict[bytes, bytes]) -> tuple[bytes, int, int]:
+    """(file, total tickets, entrants): exactly fairness.entries_file's bytes (a test holds
+    them equal), built from Redis's bytes without a Python object per field, because a
+    million entrants go through here. Public ids are ours ("e" + hex) and counts are
+    HINCRBY's canonical decimals, so only the sort and the join are left to do."""
+    ids = sorted(k for k, v in found.items() if v != b"0")
+    body = b"participant,tickets\n" + b"".join([b"%s,%s\n" % (k, found[k]) for k in ids])
+    total = sum(map(int, found.values()))
+    if body.count(b",") != len(ids) + 1 or body.count(b"\n") != len(ids) + 1:
+        raise ValueError("a public id holds a comma or a line break")
+    if total > fairness.MAX_TOTAL:
+        raise ValueError(f"a sweepstakes holds at most 2^32 tickets, these entries hold {total}")
+    return body, total, len(ids)
 
 
 async def close_row(store: WalletStore, row: dict[str, Any]) -> dict[str, Any]:
@@ -549,11 +564,8 @@ async def close_row(store: WalletStore, row: dict[str, Any]) -> dict[str, Any]:
     closed = msgspec.json.decode(raw, type=_CloseOutcome)
     if closed.s != 200:
         raise NotFound("the sweepstakes has no entry state in Redis")
-    tickets = await read_tickets(store.client, program_id, sweepstakes_id)
-    body = fairness.entries_file(tickets.items())
+    body, total, entrants = entries_file_of_tickets(await read_tickets(store.client, program_id, sweepstakes_id))
     digest = fairness.entries_hash(body)
-    total = sum(tickets.values())
-    entrants = sum(1 for t in tickets.values() if t)
     closed_at = datetime.fromtimestamp(closed.closed_ms / 1000, tz=timezone.utc)
     await SweepstakesEntriesFile.insert(SweepstakesEntriesFile(
         sweepstakes_id=sweepstakes_id, program_id=program_id, entries_hash=digest, body=body.decode())
@@ -671,6 +683,19 @@ def _prize_order_id(sweepstakes_id: str, pick: int) -> str:
 
 async def pay_winners(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       row: dict[str, Any]) -> None:
+    # One payer at a time (two draw calls may overlap); the lock expires if the payer dies,
+    # and every payment is idempotent per pick anyway.
+    lock = swkeys.paying(program.id, row["id"])
+    if not await store.client.set(lock, "1", nx=True, px=PAY_LOCK_MS):
+        return
+    try:
+        await _pay_due(store, sealer, program, pricing, row)
+    finally:
+        await store.client.delete(lock)
+
+
+async def _pay_due(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
+                   row: dict[str, Any]) -> None:
     spec = _decode_spec(row["spec"])
     due = await SweepstakesWinner.select().where(
         (SweepstakesWinner.sweepstakes_id == row["id"]) & SweepstakesWinner.status.is_in(["pending", "failed"])
@@ -715,19 +740,8 @@ async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pr
     order_id = _prize_order_id(row["id"], winner["pick"])
     existing = await Order.select(Order.id).where(Order.id == order_id).first().run()
     if existing is None:
-        # place_order's steps with our own order id (it makes a fresh one): the order, then the
-        # built-in code pool fulfils at once or the partner is told.
-        order, partner = await orders.redeem(store, program, pricing, winner["participant_id"], item_id, None,
-                                             "prize", order_id=order_id)
-        if partner["kind"] == "code_pool":
-            code = await take_code(order_id, item_id, sealer)
-            if code is None:
-                await orders.fail(store, program, order_id, None, "out of stock", allowed=("pending",))
-                raise orders.OutOfStock("the prize gift card is out of stock")
-            await orders.fulfill(store, sealer, program, order_id, None, msgspec.convert(code, Credentials),
-                                 allowed=("pending",))
-        else:
-            await webhooks.enqueue(program.id, partner, order["id"])
+        await place_order(store, sealer, program, pricing, winner["participant_id"], item_id, None, source="prize",
+                          order_id=order_id)
     return {SweepstakesWinner.order_id: order_id}
 
 

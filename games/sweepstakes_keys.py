@@ -22,3 +22,8 @@ def tickets(program_id: str, sweepstakes_id: str) -> str:
 def owners(program_id: str, sweepstakes_id: str) -> str:
     """Hash: participant public id -> participant id, to pay the winners."""
     return f"{tag(program_id)}:sw:{sweepstakes_id}:who"
+
+
+def paying(program_id: str, sweepstakes_id: str) -> str:
+    """String with a short expiry: one request at a time pays a draw's prizes."""
+    return f"{tag(program_id)}:sw:{sweepstakes_id}:paying"
