@@ -25,6 +25,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
+from api.limits import Budget, RateLimiter, client_ip, only_path, principal_id, security_headers
+from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
@@ -37,8 +39,11 @@ from wallet.store import WalletStore, connect
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
 
-PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$", "^/v1/stripe/webhooks$"]
-MAX_BODY_BYTES = 2 * 1024 * 1024
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$", "^/v1/stripe/webhooks$",
+                # /metrics checks its own bearer (RW_METRICS_TOKEN or the operator key).
+                "^/metrics$"]
+# Probes and scrapes come often from a few addresses and must never be turned away.
+UNLIMITED_PATHS = ["^/health$", "^/ready$", "^/metrics$"]
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -75,7 +80,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 scope["path"],
                 status,
                 (time.perf_counter() - started) * 1000,
-                extra={"request_id": request_id, "principal": scope.get("state", {}).get("principal")},
+                # `kind:id` (a key id or participant id), never the secret presented.
+                extra={"request_id": request_id, "principal": principal_id(scope)},
             )
 
     return middleware
@@ -117,7 +123,7 @@ def create_app(settings: Settings) -> Litestar:
             await engine.start_connection_pool(min_size=min(2, settings.sql_pool_size),
                                                max_size=settings.sql_pool_size)
         client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
-        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
+        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds, observe=observe_wallet)
         await wallets.load_functions()
         app.state.redis = client
         app.state.wallets = wallets
@@ -132,44 +138,70 @@ def create_app(settings: Settings) -> Litestar:
             app.state.stripe = StripeGateway(StripeSettings(
                 api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
                 api_base=settings.stripe_api_base))
+        # Background tasks stop first: a settlement they finish may still journal a change,
+        # and the projector's final drain must come after the last such write.
         stop = asyncio.Event()
+        stop_projector = asyncio.Event()
         tasks = []
+        if settings.background_tasks:
+            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer)))
+        projecting = None
         if settings.journal_consumer:
             projector = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms)
             app.state.projector = projector
-            tasks.append(asyncio.create_task(projector.run(stop, list_program_ids)))
-        if settings.background_tasks:
-            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer)))
+            projecting = asyncio.create_task(projector.run(stop_projector, list_program_ids))
         try:
             yield
         finally:
             # Litestar leaves the lifespan inside a cancelled scope: shield the cleanup, or the
             # journal would not be drained and the connections not closed.
             with anyio.CancelScope(shield=True):
-                await shutdown(stop, tasks, client, engine, pooled)
+                await shutdown(stop, tasks, stop_projector, projecting, client, engine, pooled)
 
-    async def shutdown(stop: asyncio.Event, tasks: list[asyncio.Task[None]], client: Any, engine: Any,
-                       pooled: bool) -> None:
+    async def shutdown(stop: asyncio.Event, tasks: list[asyncio.Task[None]], stop_projector: asyncio.Event,
+                       projecting: asyncio.Task[None] | None, client: Any, engine: Any, pooled: bool) -> None:
         from wallet.sqlite_pool import PooledSQLiteEngine
 
+        # uvicorn runs this after the in-flight requests have finished (or its graceful
+        # timeout passed), so no request can journal anything after the drain below.
         stop.set()
-        # Graceful: the projector drains what is waiting before it returns.
         for task in tasks:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)
+        stop_projector.set()
+        # Graceful: the projector drains what is waiting before it returns.
+        if projecting is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(projecting, timeout=30)
+        mark_worker_dead()
         await client.aclose()
         if pooled:
             await engine.close_connection_pool()
         if isinstance(engine, PooledSQLiteEngine):
             await engine.close_pool()
 
+    window = settings.rate_limit_window_seconds
+    # Per address before auth (so floods of bad credentials are counted too), per principal
+    # after it; the refresh endpoint, public and login-like, has its own tight budget.
+    by_ip = RateLimiter([
+        Budget("ip", settings.rate_limit_per_ip, window, client_ip),
+        Budget("refresh", settings.rate_limit_refresh, window, only_path(r"^/v1/auth/refresh$", client_ip)),
+    ], exclude=UNLIMITED_PATHS)
+    by_principal = RateLimiter([Budget("principal", settings.rate_limit_per_principal, window, principal_id)],
+                               exclude=UNLIMITED_PATHS)
+    origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
+
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, metrics],
         lifespan=[lifespan],
         middleware=[
+            prometheus_config().middleware,
             request_id_middleware,
+            by_ip.middleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+            by_principal.middleware,
         ],
+        before_send=[security_headers(settings.hsts_seconds)],
         dependencies={
             "wallets": Provide(provide_wallets, sync_to_thread=False),
             "redis": Provide(provide_redis, sync_to_thread=False),
@@ -178,9 +210,18 @@ def create_app(settings: Settings) -> Litestar:
             "sealer": Provide(provide_sealer, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
-        cors_config=CORSConfig(allow_origins=[]),
+        # Bearer tokens, not cookies: browsers never need to send credentials cross-origin.
+        cors_config=CORSConfig(
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed", "ETag", "Retry-After", "RateLimit-Limit",
+                            "RateLimit-Remaining", "RateLimit-Reset"],
+            allow_credentials=False,
+            max_age=600,
+        ),
         # Logging is ours (api/logs.py: JSON lines with request ids), not Litestar's default.
         logging_config=None,
         debug=False,

@@ -41,6 +41,14 @@ ENV_NAMES: dict[str, str] = {
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
     "drand_url": "RW_DRAND_URL",
+    "rate_limit_window_seconds": "RW_RATE_LIMIT_WINDOW",
+    "rate_limit_per_ip": "RW_RATE_LIMIT_IP",
+    "rate_limit_per_principal": "RW_RATE_LIMIT_PRINCIPAL",
+    "rate_limit_refresh": "RW_RATE_LIMIT_REFRESH",
+    "max_body_bytes": "RW_MAX_BODY_BYTES",
+    "cors_origins": "RW_CORS_ORIGINS",
+    "hsts_seconds": "RW_HSTS_SECONDS",
+    "metrics_token": "RW_METRICS_TOKEN",
 }
 
 
@@ -76,6 +84,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A drand HTTP API (e.g. https://api.drand.sh/<chain hash>); when set, a sweepstakes draw
     # without a beacon in the request fetches the first round after the close.
     drand_url: Annotated[str, Meta(pattern=r"^https?://")] | None = None
+    # Rate limits, requests per window (0 turns one off), counted in Redis so every worker
+    # and machine shares them. Generous by default: a CRM connector or a console behind one
+    # NAT address makes many calls; the refresh endpoint (public, login-like) is tight.
+    rate_limit_window_seconds: Annotated[int, Meta(ge=1, le=3600)] = 60
+    rate_limit_per_ip: Annotated[int, Meta(ge=0)] = 30_000
+    rate_limit_per_principal: Annotated[int, Meta(ge=0)] = 12_000
+    rate_limit_refresh: Annotated[int, Meta(ge=0)] = 60
+    # Larger request bodies answer 413 (a 1,000-grant batch is about 150 KB).
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    # Comma-separated origins allowed to call from a browser ("*" for any); unset: none.
+    cors_origins: str | None = None
+    # Strict-Transport-Security max-age; 0 leaves the header out (set it behind TLS only).
+    hsts_seconds: Annotated[int, Meta(ge=0, le=63_072_000)] = 0
+    # A bearer secret for Prometheus to scrape /metrics with (the operator key works too).
+    metrics_token: Annotated[str, Meta(min_length=24)] | None = None
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.

@@ -1,0 +1,233 @@
+"""Prometheus metrics at `GET /metrics`.
+
+- `rw_http_requests_total`, `rw_http_request_duration_seconds`, `rw_http_requests_in_progress`,
+  `rw_http_requests_error_total`: Litestar's `PrometheusMiddleware`, labelled by method,
+  route template (`/v1/me/redemptions/{order_id:str}`, never a raw path with ids) and status.
+- `rw_wallet_operations_total{kind, outcome}`: every wallet Redis function call (`kind` is the
+  function, e.g. `grant`, `hold`; `outcome` is `ok`, `replayed` or the refusal's error code).
+- Read at scrape time, so they are true whichever worker answers: `rw_journal_pending_entries`
+  and `rw_journal_oldest_pending_seconds` (consumer lag: journal entries not yet in the SQL
+  ledger), `rw_fulfillment_orders{status}` (the queue: new, pending, claimed) and
+  `rw_webhook_deliveries{status}` (pending, failed) plus `rw_webhook_deliveries_retrying`.
+
+With several worker processes (`serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR
+at `RW_DATA_DIR/metrics`, so counters are summed over all workers whichever one is scraped.
+
+`/metrics` answers only `Authorization: Bearer <RW_METRICS_TOKEN>` or the operator key: the
+numbers describe every program on the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.exceptions import NotAuthorizedException
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from litestar.types import Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from wallet import keys
+
+PREFIX = "rw_http"
+
+WALLET_OPERATIONS = Counter(
+    "rw_wallet_operations_total",
+    "Wallet operations (one Redis function call each) by kind and outcome",
+    ["kind", "outcome"],
+)
+
+
+class _Seen(msgspec.Struct):
+    """The two fields of an outcome the counter needs; msgspec skips the rest unparsed."""
+
+    s: int
+    code: str | None = None
+    replayed: int = 0
+
+
+_decode_one = msgspec.json.Decoder(_Seen).decode
+_decode_many = msgspec.json.Decoder(list[_Seen]).decode
+
+
+def _outcome(seen: _Seen) -> str:
+    if seen.replayed:
+        return "replayed"
+    if seen.s < 300:
+        return "ok"
+    return seen.code or str(seen.s)
+
+
+def observe_wallet(function: str, reply: Any) -> None:
+    """WalletStore's observer: counts one call's outcome (each one of a batch's)."""
+    kind = function.removeprefix("rw_")
+    try:
+        if isinstance(reply, bytes) and reply[:1] == b"[":
+            for seen in _decode_many(reply):
+                WALLET_OPERATIONS.labels(kind, _outcome(seen)).inc()
+        else:
+            WALLET_OPERATIONS.labels(kind, _outcome(_decode_one(reply))).inc()
+    except (msgspec.DecodeError, TypeError):
+        # A metric must never fail a wallet operation.
+        WALLET_OPERATIONS.labels(kind, "unparsed").inc()
+
+
+class RouteMetricsMiddleware(PrometheusMiddleware):
+    """Litestar's middleware, counting errors raised by inner middleware at their status.
+
+    Auth (401) and rate limits (429) raise from middleware; the exception passes through
+    this layer and becomes a response only outside it, so the stock middleware would count
+    those requests as 200s."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request[Any, Any, Any](scope, receive)
+        labels = {**self._get_default_labels(request), **self._get_extra_labels(request)}
+        started = time.perf_counter()
+        status = 0
+
+        async def noting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = self.requests_in_progress(labels).labels(*labels.values())
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, noting_send)
+        except BaseException as exc:
+            status = status or getattr(exc, "status_code", 500)
+            raise
+        finally:
+            in_progress.dec()
+            labels["status_code"] = status or 500
+            values = [*labels.values()]
+            if labels["status_code"] >= 500:
+                self.requests_error_count(labels).labels(*values).inc()
+            self.request_count(labels).labels(*values).inc()
+            self.request_time(labels).labels(*values).observe(time.perf_counter() - started)
+
+
+def prometheus_config() -> PrometheusConfig:
+    # group_path: label by route template, so ids in paths do not explode the series count.
+    return PrometheusConfig(app_name="reward-wallet", prefix=PREFIX, group_path=True, exclude=["^/metrics$"],
+                            middleware_class=RouteMetricsMiddleware)
+
+
+class _Snapshot(Collector):
+    """Gauges measured (asynchronously) just before this scrape."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.families
+
+
+async def _journal_lag(redis: Any, program_ids: list[str]) -> tuple[int, float]:
+    if not program_ids:
+        return 0, 0.0
+    pipe = redis.pipeline(transaction=False)
+    for program_id in program_ids:
+        pipe.xlen(keys.journal(program_id))
+    lengths = await pipe.execute()
+    waiting = [p for p, n in zip(program_ids, lengths) if int(n)]
+    oldest_ms: int | None = None
+    if waiting:
+        pipe = redis.pipeline(transaction=False)
+        for program_id in waiting:
+            pipe.xrange(keys.journal(program_id), count=1)
+        for first in await pipe.execute():
+            if first:
+                raw = first[0][0]
+                ms = int((raw.decode() if isinstance(raw, bytes) else str(raw)).split("-")[0])
+                oldest_ms = ms if oldest_ms is None else min(oldest_ms, ms)
+    age = max(0.0, time.time() - oldest_ms / 1000) if oldest_ms is not None else 0.0
+    return sum(int(n) for n in lengths), age
+
+
+async def _counts(sql: str) -> dict[str, int]:
+    from fulfillment.tables import Order
+
+    rows = await Order.raw(sql).run()
+    return {str(r["status"]): int(r["n"]) for r in rows}
+
+
+async def scrape_gauges(redis: Any) -> list[GaugeMetricFamily]:
+    from programs.programs import list_program_ids
+
+    pending, age = await _journal_lag(redis, await list_program_ids())
+    lag = GaugeMetricFamily("rw_journal_pending_entries", "Journal entries not yet projected into the SQL ledger")
+    lag.add_metric([], pending)
+    oldest = GaugeMetricFamily("rw_journal_oldest_pending_seconds",
+                               "Age of the oldest journal entry not yet projected (0 when none)")
+    oldest.add_metric([], age)
+
+    orders = await _counts("SELECT status, COUNT(*) AS n FROM orders "
+                           "WHERE status IN ('new', 'pending', 'claimed') GROUP BY status")
+    queue = GaugeMetricFamily("rw_fulfillment_orders", "Orders waiting for or held by a fulfillment partner",
+                              labels=["status"])
+    for status in ("new", "pending", "claimed"):
+        queue.add_metric([status], orders.get(status, 0))
+
+    deliveries = await _counts("SELECT status, COUNT(*) AS n FROM webhook_deliveries "
+                               "WHERE status IN ('pending', 'failed') GROUP BY status")
+    hooks = GaugeMetricFamily("rw_webhook_deliveries", "Webhook deliveries not delivered: pending or failed "
+                              "for good", labels=["status"])
+    for status in ("pending", "failed"):
+        hooks.add_metric([status], deliveries.get(status, 0))
+    retrying = await _counts("SELECT 'retrying' AS status, COUNT(*) AS n FROM webhook_deliveries "
+                             "WHERE status = 'pending' AND attempts > 0")
+    retry = GaugeMetricFamily("rw_webhook_deliveries_retrying", "Pending webhook deliveries that failed at least once")
+    retry.add_metric([], retrying.get("retrying", 0))
+    return [lag, oldest, queue, hooks, retry]
+
+
+def _allowed(request: Request[Any, Any, Any]) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented or len(presented) > 4096:
+        return False
+    settings = request.app.state.settings
+    if settings.metrics_token and hmac.compare_digest(presented.encode(), settings.metrics_token.encode()):
+        return True
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    return bool(settings.operator_key_sha256) and hmac.compare_digest(digest, settings.operator_key_sha256)
+
+
+@get("/metrics", operation_id="metrics", summary="Prometheus metrics", include_in_schema=True,
+     description="Prometheus text exposition. Bearer RW_METRICS_TOKEN or the operator key.",
+     tags=["operations"])
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    if not _allowed(request):
+        raise NotAuthorizedException("send Authorization: Bearer <RW_METRICS_TOKEN or operator key>")
+    snapshot = CollectorRegistry()
+    snapshot.register(_Snapshot(await scrape_gauges(request.app.state.redis)))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        shared = CollectorRegistry()
+        multiprocess.MultiProcessCollector(shared)
+        body = generate_latest(shared)
+    else:
+        body = generate_latest(REGISTRY)
+    return Response(body + generate_latest(snapshot), media_type=CONTENT_TYPE_LATEST)
+
+
+def mark_worker_dead() -> None:
+    """At a worker's exit: its live gauges (requests in progress) stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
+
+
+__all__ = ["metrics", "observe_wallet", "prometheus_config", "mark_worker_dead", "WALLET_OPERATIONS"]

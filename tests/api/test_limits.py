@@ -1,0 +1,206 @@
+"""Rate limits (per address, per principal, the refresh endpoint), body size, CORS and the
+security headers, each on a dedicated app with small limits so the shared client never trips."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.factories import OPERATOR, bearer, new_participant, new_program, random_ref
+
+PROBLEM = "application/problem+json"
+
+
+@asynccontextmanager
+async def limited_app(settings: Any, **changes: Any) -> AsyncIterator[AsyncTestClient]:
+    from api.app import create_app
+
+    tuned = msgspec.structs.replace(settings, journal_consumer=False, background_tasks=False, **changes)
+    async with AsyncTestClient(app=create_app(tuned), base_url="http://rw.test") as client:
+        yield client
+
+
+async def forget_counts(redis: Any) -> None:
+    """The test client always calls from `testclient`: start each burst from zero."""
+    async for key in redis.scan_iter(match="rw:rl:*"):
+        if b":testclient:" in key or b":admin:" in key or b":participant:" in key:
+            await redis.delete(key)
+
+
+async def burst(redis: Any, window: int, count: int, call: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """`count` calls that all fell in one rate-limit window (retried if a window boundary cut
+    through them), so the test asserts counts, never timing."""
+    for _ in range(10):
+        await forget_counts(redis)
+        started = int(time.time() // window)
+        responses = [await call() for _ in range(count)]
+        if int(time.time() // window) == started:
+            return responses
+    raise AssertionError("could not fit the burst in one window")
+
+
+def assert_rate_limited(response: Any) -> int:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["code"] == "rate_limited" and body["status"] == 429
+    retry_after = int(response.headers["retry-after"])
+    assert retry_after >= 1
+    assert response.headers["ratelimit-remaining"] == "0"
+    return retry_after
+
+
+async def test_per_address_limit_trips_with_a_problem_document_then_recovers(settings, migrated, redis):
+    window, limit = 3, 5
+    async with limited_app(settings, rate_limit_per_ip=limit, rate_limit_window_seconds=window) as client:
+        responses = await burst(redis, window, limit + 1,
+                                lambda: client.get(f"/v1/public/sweepstakes/{random_ref('sw')}/proof"))
+        assert [r.status_code for r in responses[:limit]] == [404] * limit
+        assert responses[0].headers["ratelimit-limit"] == str(limit)
+        retry_after = assert_rate_limited(responses[limit])
+        assert retry_after <= window
+        # Probes are never limited, even now.
+        assert (await client.get("/health")).status_code == 200
+        await asyncio.sleep(retry_after)
+        assert (await client.get(f"/v1/public/sweepstakes/{random_ref('sw')}/proof")).status_code == 404
+
+
+async def test_per_principal_limit_counts_each_key_on_its_own(settings, migrated, redis, client):
+    program = await new_program(client)
+    second = await client.post("/v1/admin-keys", json={"name": "console"}, headers=program.headers)
+    assert second.status_code == 201, second.text
+    other_key = second.json()["api_key"]
+    window, limit = 5, 3
+    async with limited_app(settings, rate_limit_per_principal=limit, rate_limit_window_seconds=window) as limited:
+        responses = await burst(redis, window, limit + 2,
+                                lambda: limited.get("/v1/participants", headers=program.headers))
+        assert [r.status_code for r in responses[:limit]] == [200] * limit
+        retry_after = assert_rate_limited(responses[limit])
+        # Same address, another principal: its own budget.
+        assert (await limited.get("/v1/participants", headers=bearer(other_key))).status_code == 200
+        await asyncio.sleep(retry_after)
+        assert (await limited.get("/v1/participants", headers=program.headers)).status_code == 200
+
+
+async def test_participant_tokens_are_limited_per_participant(settings, migrated, redis, client):
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    tokens = (await client.post(f"/v1/participants/{person['id']}/tokens", headers=program.headers)).json()
+    window, limit = 5, 2
+    async with limited_app(settings, rate_limit_per_principal=limit, rate_limit_window_seconds=window) as limited:
+        responses = await burst(redis, window, limit + 1,
+                                lambda: limited.get("/v1/me/wallet", headers=bearer(tokens["access_token"])))
+        assert [r.status_code for r in responses[:limit]] == [200] * limit
+        assert_rate_limited(responses[limit])
+
+
+async def test_refresh_endpoint_is_stricter_than_the_rest(settings, migrated, redis):
+    window = 5
+    async with limited_app(settings, rate_limit_refresh=2, rate_limit_per_ip=100,
+                           rate_limit_window_seconds=window) as client:
+        async def both() -> tuple[Any, Any]:
+            refresh = await client.post("/v1/auth/refresh", json={"refresh_token": "rwr.not-a-real-one"})
+            other = await client.get(f"/v1/public/sweepstakes/{random_ref('sw')}/proof")
+            return refresh, other
+
+        pairs = await burst(redis, window, 3, both)
+        assert all(p[0].status_code in (400, 401, 404) for p in pairs[:2]), [p[0].text for p in pairs]
+        assert_rate_limited(pairs[2][0])
+        # The rest of the API still answers this address.
+        assert [p[1].status_code for p in pairs] == [404, 404, 404]
+
+
+async def test_failed_credentials_count_against_the_address(settings, migrated, redis):
+    window, limit = 5, 3
+    async with limited_app(settings, rate_limit_per_ip=limit, rate_limit_window_seconds=window) as client:
+        responses = await burst(redis, window, limit + 1,
+                                lambda: client.get("/v1/participants", headers=bearer("rwk.nope.guess")))
+        assert [r.status_code for r in responses[:limit]] == [401] * limit
+        assert_rate_limited(responses[limit])
+
+
+async def test_default_limits_do_not_bother_normal_use(client):
+    response = await client.get("/v1/participants", headers=OPERATOR)
+    assert response.status_code != 429
+    assert int(response.headers["ratelimit-remaining"]) > 100
+
+
+# --- body size ----------------------------------------------------------------------------
+
+
+async def test_oversized_body_gets_413_problem_document(client, settings):
+    program = await new_program(client)
+    body = b'{"participant_id": "x", "points": 1, "reason": "' + b"a" * settings.max_body_bytes + b'"}'
+    response = await client.post("/v1/points/grants", content=body,
+                                 headers={**program.headers, "Idempotency-Key": random_ref(),
+                                          "Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_body_limit_is_a_setting(settings, migrated, client):
+    program = await new_program(client)
+    async with limited_app(settings, max_body_bytes=2048) as limited:
+        big = {"external_id": random_ref(), "display_name": "x" * 4000}
+        response = await limited.post("/v1/participants", json=big, headers=program.headers)
+        assert response.status_code == 413
+        assert response.json()["code"] == "payload_too_large"
+        small = {"external_id": random_ref(), "display_name": "Pat"}
+        assert (await limited.post("/v1/participants", json=small, headers=program.headers)).status_code == 201
+
+
+# --- headers and CORS -----------------------------------------------------------------------
+
+
+async def test_security_headers_on_every_answer(client):
+    for path in ("/health", "/v1/no-such-thing", "/v1/participants"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["referrer-policy"] == "no-referrer", path
+        assert "default-src 'none'" in response.headers["content-security-policy"], path
+        assert "strict-transport-security" not in response.headers
+
+
+async def test_authenticated_answers_are_not_cached(client):
+    program = await new_program(client)
+    response = await client.get("/v1/participants", headers=program.headers)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_docs_page_keeps_working_under_its_own_policy(client):
+    response = await client.get("/schema/swagger")
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src" in policy and "cdn.jsdelivr.net" in policy
+
+
+async def test_hsts_and_cors_follow_settings(settings, migrated):
+    async with limited_app(settings, hsts_seconds=31_536_000, cors_origins="https://console.example.com") as client:
+        response = await client.get("/health")
+        assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+        allowed = await client.options("/v1/me/wallet", headers={
+            "Origin": "https://console.example.com", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization"})
+        assert allowed.status_code in (200, 204)
+        assert allowed.headers["access-control-allow-origin"] == "https://console.example.com"
+        refused = await client.options("/v1/me/wallet", headers={
+            "Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"})
+        assert refused.headers.get("access-control-allow-origin") != "https://evil.example.net"
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_bad_limit_setting_names_the_variable(value):
+    from api.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="RW_RATE_LIMIT_PRINCIPAL"):
+        load_settings({"RW_RATE_LIMIT_PRINCIPAL": value})
