@@ -25,7 +25,7 @@ from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand, CatalogItem
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
-from fulfillment.tables import Order
+from fulfillment.tables import Order, Partner
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from programs.tables import Participant
@@ -177,10 +177,17 @@ async def redeem(store: WalletStore, program: ProgramView, pricing: Pricing, par
         if await stock_of(item_id) == 0:
             raise OutOfStock("this gift card is out of stock")
     order_id = order_id or new_id("ord")
+    # A caller-chosen id may name an order an interrupted attempt began: carry it on (the
+    # hold is idempotent per order) rather than making a second one.
+    existing = await Order.select().where((Order.id == order_id) & (Order.program_id == program.id)).first().run()
+    if existing is not None and existing["status"] != "new":
+        return existing, await Partner.select().where(Partner.id == existing["partner_id"]).first().run()
     now = datetime.now(timezone.utc)
-    await Order.insert(Order(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
-                             partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
-                             points=points, status="new", created_at=now, updated_at=now)).run()
+    if existing is None:
+        await Order.insert(Order(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
+                                 partner_id=partner["id"], source=source, face_value=value,
+                                 currency=item["currency"], points=points, status="new", created_at=now,
+                                 updated_at=now)).run()
     if points > 0:
         try:
             await accounts.hold(store, program.id, participant_id, points, order_id,

@@ -23,7 +23,9 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
     """`order_id` lets a caller that must not create two orders (a prize paid on a retry) choose the id."""
     row, partner = await orders.redeem(store, program, pricing, participant_id, item_id, face_value, source,
                                        order_id)
-    if partner["kind"] == "code_pool":
+    if row["status"] != "pending":
+        pass  # an earlier attempt with this order id got further: nothing more to start
+    elif partner["kind"] == "code_pool":
         code = await take_code(row["id"], item_id, sealer)
         if code is None:
             await orders.fail(store, program, row["id"], None, "out of stock", allowed=("pending",))

@@ -19,6 +19,7 @@ from fulfillment import orders, partners, queue, webhooks
 from fulfillment.redemptions import place_order
 from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
+from wallet.ids import new_id
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -63,9 +64,15 @@ async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
 
+    # The order's id is fixed by the first attempt with this key, so a retry after a crash
+    # (once its in-flight marker has expired) carries the same order on instead of a second.
+    order_key = f"{idem.key}:order"
+    await redis.set(order_key, new_id("ord"), nx=True, ex=settings.idempotency_ttl_seconds)
+    order_id = (await redis.get(order_key)).decode()
+
     async def action() -> tuple[int, orders.OrderView]:
         return 201, await place_order(wallets, sealer, program, pricing_of(program), principal.subject_id,
-                                      data.item_id, data.face_value)
+                                      data.item_id, data.face_value, order_id=order_id)
 
     status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
     return Response(body, status_code=status, headers=REPLAYED if replayed else None)
