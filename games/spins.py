@@ -40,6 +40,11 @@ from wallet.store import Idem, Outcome, WalletStore
 ALGORITHM = "rw-fair-1"
 _decode_spec = msgspec.json.Decoder(WheelSpec).decode
 _decode_eligibility = msgspec.json.Decoder(Eligibility).decode
+# Launched campaigns' designs, by (program, campaign): a campaign that has been spun was
+# launched, and a launched campaign's spec never changes (only a draft's can), so an entry
+# never goes stale. Bounded: cleared when full.
+_SPECS: dict[tuple[str, str], WheelSpec] = {}
+_SPECS_MAX = 1024
 
 
 class SpinOutcome(msgspec.Struct, frozen=True):
@@ -188,8 +193,7 @@ async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pr
                     participant_id: str, campaign_id: str, outcome: SpinOutcome) -> SpinView:
     """Writes the spin to SQL and pays an item prize, once, whether first time or replayed."""
     spin_id = outcome.tx or ""
-    row = await campaign_row(program.id, campaign_id)
-    spec = _decode_spec(row["spec"])
+    spec = await _launched_spec(program.id, campaign_id)
     label, prize = _prize_of(spec, outcome.segment_index)
     segment_prize = spec.segments[outcome.segment_index].prize
     order_id = f"ord_{spin_id.removeprefix('spn_')}" if isinstance(segment_prize, ItemPrize) else None
@@ -202,7 +206,8 @@ async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pr
         segment_index=outcome.segment_index, label=label, prize=msgspec.json.encode(prize).decode(),
         prize_value=outcome.prize_value, cost_points=cost, paid_with=outcome.paid_with, order_id=order_id,
         created_at=now)).on_conflict(action="DO NOTHING").returning(Spin.id).run()
-    stored = await Spin.select(Spin.created_at).where(Spin.id == spin_id).first().run()
+    # Inserted now: its created_at is `now`. A replay reads the first answer's moment back.
+    stored = None if inserted else await Spin.select(Spin.created_at).where(Spin.id == spin_id).first().run()
     if isinstance(segment_prize, ItemPrize) and order_id:
         await _pay_item(store, sealer, program, pricing, participant_id, segment_prize.item_id, order_id)
     if inserted:
@@ -213,6 +218,17 @@ async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pr
                     prize=prize, balance=Balance(available=outcome.available, held=outcome.held), proof=proof,
                     paid_with=outcome.paid_with, cost_points=cost, free_spins=outcome.free_spins,
                     created_at=utc(stored["created_at"]) if stored else now, order_id=order_id)
+
+
+async def _launched_spec(program_id: str, campaign_id: str) -> WheelSpec:
+    """The design of a campaign that rw_spin accepted (so launched, so fixed for good)."""
+    spec = _SPECS.get((program_id, campaign_id))
+    if spec is None:
+        spec = _decode_spec((await campaign_row(program_id, campaign_id))["spec"])
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[(program_id, campaign_id)] = spec
+    return spec
 
 
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
