@@ -154,22 +154,30 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
         row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
         raise Refused("campaign_not_active", f"the campaign is {row['status']}")
     await _check_eligible(program.id, participant_id, _text(eligibility or ""))
-    await seeds.current(client, sealer, program.id, participant_id)
-    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem)
+    # The pair as it is; only a participant without one yet needs `seeds.current` to commit
+    # it (a pair with a hash is complete: current() would just read it again).
+    pair = await client.hgetall(keys.seed_pair(program.id, participant_id))
+    if b"hash" not in pair and "hash" not in pair:
+        await seeds.current(client, sealer, program.id, participant_id)
+        pair = None
+    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem, pair)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
     return await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome), bool(outcome.replayed)
 
 
 async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_id: str, campaign_id: str,
-                    idem: Idem) -> SpinOutcome:
+                    idem: Idem, first_read: dict[Any, Any] | None = None) -> SpinOutcome:
     """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
-    The participant's seed pair must exist (`seeds.current`)."""
+    The participant's seed pair must exist (`seeds.current`); `first_read`, the pair's hash
+    as just read, saves the first HGETALL."""
     client = store.client
     seed_key = keys.seed_pair(program_id, participant_id)
     count = 8
     for _ in range(20):
-        pair = {_text(k): _text(v) for k, v in (await client.hgetall(seed_key)).items()}
+        raw = first_read if first_read is not None else await client.hgetall(seed_key)
+        first_read = None
+        pair = {_text(k): _text(v) for k, v in raw.items()}
         now_ms = store.clock() // 1_000_000
         nonce = int(pair["nonce"])
         words = spin_words(pair["server_seed"], pair["client_seed"], nonce, count)
