@@ -261,7 +261,9 @@ class LoadResult:
 def run_wrk(wrk: str, target: Target, prefix: str, seconds: float, threads: int, folder: Path,
             procs: Processes, cpu: CpuWindow) -> LoadResult:
     script = folder / f"wrk-{prefix}.lua"
-    script.write_text(WRK_SCRIPT.replace("HEAD", lua_string(target.head), 1)
+    # A target may bring its own script with the same placeholders (bench/games.py does).
+    template = getattr(target, "wrk_script", None) or WRK_SCRIPT
+    script.write_text(template.replace("HEAD", lua_string(target.head), 1)
                       .replace("TAIL", lua_string(target.tail), 1).replace("PREFIX", lua_string(prefix), 1))
     out_path = folder / f"wrk-{prefix}.out"
     argv = [wrk, f"-t{threads}", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
@@ -291,7 +293,9 @@ def run_wrk(wrk: str, target: Target, prefix: str, seconds: float, threads: int,
 
 def run_python_load(target: Target, prefix: str, seconds: float, procs: Processes, cpu: CpuWindow) -> LoadResult:
     config = {"port": target.port, "head": target.head, "tail": target.tail, "prefix": prefix,
-              "seconds": seconds, "connections": CONNECTIONS}
+              "seconds": seconds, "connections": CONNECTIONS,
+              # Optional: one request head per connection, round robin (bench/games.py: a token each).
+              "heads": getattr(target, "heads", None)}
     before = children_cpu()
     cpu.start()
     process = procs.start("python-load", [sys.executable, str(Path(__file__).resolve()), "_loadgen",
@@ -333,6 +337,8 @@ def loadgen_main(config_text: str) -> None:
             errors["connect"] += 1
             return
         tag = prefix + b"-" + str(tid).encode() + b"-"
+        heads = config.get("heads")
+        mine = heads[(tid - 1) % len(heads)].encode() if heads else head
         perf = time.perf_counter
         try:
             for n in range(1, max_per_connection + 1):
@@ -340,7 +346,7 @@ def loadgen_main(config_text: str) -> None:
                     break
                 stats["generated"] += 1
                 started = perf()
-                writer.write(head + tag + str(n).encode() + tail)
+                writer.write(mine + tag + str(n).encode() + tail)
                 header = await reader.readuntil(b"\r\n\r\n")
                 status = int(header[9:12])
                 at = header.lower().find(b"content-length:")
@@ -473,9 +479,10 @@ PROFILE_PARTS = [
 ]
 
 
-def profile_summary(raw: Path) -> list[str]:
+def profile_summary(raw: Path, parts: list[tuple[str, str]] | None = None) -> list[str]:
     """Main-thread shares of a `py-spy record --format raw` file, by part of the app."""
-    totals = dict.fromkeys([label for label, _ in PROFILE_PARTS], 0)
+    parts = PROFILE_PARTS if parts is None else parts
+    totals = dict.fromkeys([label for label, _ in parts], 0)
     main_samples = 0
     other_threads: dict[str, int] = {}
     for line in raw.read_text(errors="replace").splitlines()[:2_000_000]:
@@ -489,7 +496,7 @@ def profile_summary(raw: Path) -> list[str]:
             other_threads[name] = other_threads.get(name, 0) + n
             continue
         main_samples += n
-        for label, marker in PROFILE_PARTS:
+        for label, marker in parts:
             if marker in stack:
                 totals[label] += n
     if not main_samples:
