@@ -272,6 +272,44 @@ async def test_the_maximum_holds_under_many_concurrent_purchases(client, live_se
     assert await available(client, tok) == 10_000 - 70
 
 
+async def test_a_close_racing_many_purchases_freezes_exactly_the_accepted_entries(client, live_server) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    sweep = await create(client, program, max_entries_per_participant=1000)
+    people = [await entrant(client, program, 1000) for _ in range(8)]
+    base = live_server.url
+
+    async def purchase(http: httpx.AsyncClient, tok: dict[str, str]) -> httpx.Response:
+        return await http.post(f"{base}/v1/me/sweepstakes/{sweep['id']}/entries", json={"count": 1},
+                               headers={**tok, "Idempotency-Key": random_ref()})
+
+    async def close_soon(http: httpx.AsyncClient) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return await http.post(f"{base}/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50), timeout=30) as http:
+        answers = await asyncio.gather(close_soon(http), *(purchase(http, tok) for _, tok in people * 25))
+    assert answers[0].status_code == 200
+    accepted = [r for r in answers[1:] if r.status_code == 201]
+    refused = [r for r in answers[1:] if r.status_code != 201]
+    assert {r.json()["code"] for r in refused} <= {"sweepstakes_closed"}
+    entries = parse_entries_file((await client.get(f"/v1/public/sweepstakes/{sweep['id']}/entries.csv")).content)
+    assert sum(t for _, t in entries) == len(accepted) == answers[0].json()["odds"]["total_tickets"]
+    spent = sum([1000 - await available(client, tok) for _, tok in people])
+    assert spent == 10 * len(accepted)
+
+
+async def test_a_sweepstakes_nobody_entered_draws_no_one_and_still_verifies(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    sweep = await create(client, program)
+    await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
+    drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": BEACON}, headers=program.headers)
+    assert drawn.status_code == 200, drawn.text
+    assert (drawn.json()["winners"], drawn.json()["alternates"], drawn.json()["entrants"]) == ([], [], 0)
+    entries = (await client.get(f"/v1/public/sweepstakes/{sweep['id']}/entries.csv")).content
+    assert entries == b"participant,tickets\n"
+    assert verify(tmp_path, drawn.json(), entries).returncode == 0
+
+
 # --- A drand stand-in on loopback ----------------------------------------------------
 
 

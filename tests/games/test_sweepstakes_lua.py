@@ -20,6 +20,8 @@ from games import sweepstakes_keys as swkeys
 from games.fairness import entries_file, parse_entries_file
 from wallet import keys
 from wallet.errors import DomainError
+from wallet.journal import JournalProjector
+from wallet.reconcile import reconcile_program
 from wallet.store import GrantSpec, Idem, WalletStore, connect
 
 PEOPLE = ["ann", "bob", "cy"]
@@ -43,8 +45,9 @@ class EntryMachine(RuleBasedStateMachine):
         self.run(self.store.load_functions())
         for person in PEOPLE:
             self.run(self.store.open_wallet(self.program, person))
-            self.run(self.store.grant(self.program, GrantSpec(idem=Idem(), tx=f"tx_{person}", participant_id=person,
-                                                             points=START)))
+            # Transaction ids are unique across examples: the ledger keeps each id once.
+            spec = GrantSpec(idem=Idem(), tx=f"tx_{self.program}_{person}", participant_id=person, points=START)
+            self.run(self.store.grant(self.program, spec))
         self.run(self.client.hset(swkeys.config(self.program, self.sid), mapping={
             "status": "open", "starts_ms": "", "closes_ms": str(2**45), "cost": str(COST), "max": str(MAX),
             "pidk": secrets.token_hex(16)}))
@@ -108,8 +111,14 @@ class EntryMachine(RuleBasedStateMachine):
         assert sum(t for _, t in parse_entries_file(body)) == total == sum(self.tickets.values())
 
     def teardown(self) -> None:
-        self.run(self.client.aclose())
-        self.loop.close()
+        # The journal (paid entries with legs, free ones without) projects into a ledger that
+        # reconciles with Redis exactly.
+        try:
+            self.run(JournalProjector(self.client, consumer="swprop", claim_idle_ms=0).project_program(self.program))
+            assert self.run(reconcile_program(self.client, self.program)) == []
+        finally:
+            self.run(self.client.aclose())
+            self.loop.close()
 
 
 @pytest.mark.parametrize("mode", ["standalone", "cluster"])
