@@ -41,6 +41,8 @@ Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
 Count = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 MAX_PICKS = 1000
 PAY_LOCK_MS = 120_000
+# Lua computes in doubles: one participant's spend stays far below 2^53 so every cost is exact.
+MAX_SPEND = 10**15
 
 
 class SweepstakesClosed(DomainError):
@@ -260,7 +262,10 @@ def prize_ranks(spec: SweepstakesSpec) -> list[Prize | None]:
     return ranks + [None] * (spec.winners - len(ranks))
 
 
-async def _prize_views(program: ProgramView, spec: SweepstakesSpec, pricing: Pricing) -> list[PrizeView]:
+async def _prize_views(program: ProgramView, spec: SweepstakesSpec, pricing: Pricing,
+                       strict: bool = True) -> list[PrizeView]:
+    """Prizes with their retail values. `strict` (at creation) refuses an item that is not an
+    active fixed-value catalog item; afterwards an item disabled since is still shown."""
     views = []
     for prize in spec.prizes:
         if isinstance(prize, PointsPrize):
@@ -271,10 +276,16 @@ async def _prize_views(program: ProgramView, spec: SweepstakesSpec, pricing: Pri
             continue
         try:
             row = await item_row(program.id, prize.item_id)
-            redemption_points(row, pricing, None)
+            if strict:
+                redemption_points(row, pricing, None)
         except (NotFound, Invalid):
-            raise Invalid(f"prize item {prize.item_id!r} is not an active fixed-value catalog item",
-                          field="prizes") from None
+            if strict:
+                raise Invalid(f"prize item {prize.item_id!r} is not an active fixed-value catalog item",
+                              field="prizes") from None
+            views.append(PrizeView(type="item", quantity=prize.quantity, retail_value=Money(
+                amount=0, currency=program.point_value.currency), description=prize.description or "item",
+                item_id=prize.item_id))
+            continue
         name = row["name"]
         views.append(PrizeView(type="item", quantity=prize.quantity,
                                retail_value=Money(amount=row["face_value"], currency=row["currency"]),
@@ -353,7 +364,7 @@ async def _view(store: WalletStore, program: ProgramView, row: dict[str, Any], p
         total, entrants = await _live_totals(store.client, program.id, row["id"])
     else:
         total, entrants = row["total_tickets"], row["entrants"]
-    prizes = await _prize_views(program, spec, pricing)
+    prizes = await _prize_views(program, spec, pricing, strict=False)
     status = row["status"]
     return SweepstakesView(
         id=row["id"], status=status, name=spec.name, entry_cost_points=spec.entry_cost_points,
@@ -378,6 +389,9 @@ async def create(store: WalletStore, sealer: Sealer, program: ProgramView, spec:
         raise Invalid("closes_at must be in the future", field="closes_at")
     if spec.starts_at is not None and spec.starts_at >= spec.closes_at:
         raise Invalid("starts_at must be before closes_at", field="starts_at")
+    if spec.entry_cost_points * spec.max_entries_per_participant > MAX_SPEND:
+        raise Invalid(f"entry_cost_points x max_entries_per_participant must be at most {MAX_SPEND:,} (what one "
+                      "participant may spend)", field="max_entries_per_participant")
     if spec.prizes and sum(p.quantity for p in spec.prizes) != spec.winners:
         raise Invalid(f"the prizes' quantities add up to {sum(p.quantity for p in spec.prizes)}, not to the "
                       f"{spec.winners} winners", field="prizes")
@@ -715,8 +729,10 @@ async def _pay_due(store: WalletStore, sealer: Sealer, program: ProgramView, pri
             await SweepstakesWinner.update({SweepstakesWinner.status: "failed", SweepstakesWinner.detail: exc.detail}) \
                 .where(SweepstakesWinner.id == winner["id"]).run()
             continue
-        await SweepstakesWinner.update({SweepstakesWinner.status: "paid", SweepstakesWinner.detail: "", **values}) \
-            .where(SweepstakesWinner.id == winner["id"]).run()
+        # A failure's detail is cleared once paid; a replacement's note ("replaces pick n") stays.
+        detail = "" if winner["status"] == "failed" else winner["detail"]
+        await SweepstakesWinner.update({SweepstakesWinner.status: "paid", SweepstakesWinner.detail: detail,
+                                        **values}).where(SweepstakesWinner.id == winner["id"]).run()
         await publish(program.id, [FeedEntry(
             key=f"sweepstakes:{row['id']}:won:{winner['pick']}", participant_id=winner["participant_id"],
             kind="sweepstakes_win", text=text, points=points, reference=row["id"])])
@@ -751,6 +767,43 @@ async def published_proof(store: WalletStore, sweepstakes_id: str) -> bytes:
     if row["proof"] is None:
         raise NotFound("the proof is published with the draw")
     return row["proof"].encode()
+
+
+# --- Alternates ----------------------------------------------------------------------
+
+
+async def forfeit(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, sweepstakes_id: str,
+                  pick: int, reason: str) -> WinnersReport:
+    """A winner who did not claim (or is not eligible) gives up the prize; the first alternate
+    not yet promoted, in draw order, takes it over and is paid. A prize already paid cannot
+    be forfeited (take it back with a deduction first if it must be)."""
+    row = await sweepstakes_row(program.id, sweepstakes_id)
+    if row["status"] != "drawn":
+        raise Conflict("only a drawn sweepstakes has winners")
+    winner = await SweepstakesWinner.select().where(SweepstakesWinner.id == f"{sweepstakes_id}:{pick}").first().run()
+    if winner is None or winner["role"] != "winner":
+        raise NotFound("no such winner")
+    if winner["status"] in ("paid", "forfeited"):
+        raise Conflict(f"this winner's prize is {winner['status']}; it cannot be forfeited")
+    taken = await SweepstakesWinner.update({SweepstakesWinner.status: "forfeited", SweepstakesWinner.detail: reason}) \
+        .where((SweepstakesWinner.id == winner["id"]) & (SweepstakesWinner.status == winner["status"])) \
+        .returning(SweepstakesWinner.id).run()
+    if not taken:
+        raise Conflict("this winner changed meanwhile; read the report and try again")
+    alternates = await SweepstakesWinner.select().where(
+        (SweepstakesWinner.sweepstakes_id == sweepstakes_id) & (SweepstakesWinner.role == "alternate")
+        & (SweepstakesWinner.status == "alternate")).order_by(SweepstakesWinner.pick).run()
+    for alternate in alternates:
+        promoted = await SweepstakesWinner.update({
+            SweepstakesWinner.role: "winner", SweepstakesWinner.prize: winner["prize"],
+            SweepstakesWinner.status: "pending" if winner["prize"] else "none",
+            SweepstakesWinner.detail: f"replaces pick {pick}",
+        }).where((SweepstakesWinner.id == alternate["id"]) & (SweepstakesWinner.status == "alternate")) \
+            .returning(SweepstakesWinner.id).run()
+        if promoted:  # else a concurrent forfeit took this alternate: try the next one
+            break
+    await pay_winners(store, sealer, program, pricing, row)
+    return await report(store, program, sweepstakes_id)
 
 
 # --- Report --------------------------------------------------------------------------

@@ -37,6 +37,10 @@ class FreeEntryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Reason
 
 
+class ForfeitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Reason
+
+
 class DrawRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     beacon: Beacon | None = None
 
@@ -117,6 +121,18 @@ async def draw(request: Request[Any, Any, Any], sweepstakes_id: str, sealer: Sea
                                   data.beacon if data else None, settings.drand_url)
 
 
+@post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only],
+      operation_id="forfeitSweepstakesPrize", summary="Replace a winner by the next alternate",
+      description="For a winner who did not claim by the deadline or is not eligible: the prize passes to the "
+                  "first alternate not yet promoted, in draw order, who is paid at once. A prize already paid "
+                  "answers 409. Answers the report.", tags=TAGS, status_code=200)
+async def forfeit(request: Request[Any, Any, Any], sweepstakes_id: str, pick: int, data: ForfeitRequest,
+                  sealer: Sealer) -> sweepstakes.WinnersReport:
+    program = await get_program(program_of(request))
+    return await sweepstakes.forfeit(wallets_of(request), sealer, program, pricing_of(program), sweepstakes_id,
+                                     pick, data.reason)
+
+
 @get("/v1/me/sweepstakes", guards=[participant_only], operation_id="listMySweepstakes",
      summary="Open sweepstakes", description="Those taking entries, newest first, each with its rules, prizes, "
      "odds per ticket, my tickets and how many more I may hold.", tags=TAGS)
@@ -168,5 +184,5 @@ async def public_entries(request: Request[Any, Any, Any], sweepstakes_id: str) -
     return Response(body, media_type="text/csv; charset=utf-8")
 
 
-ROUTES = [create, list_all, read, report, free_entries, close, draw, my_list, my_one, enter, public_proof,
+ROUTES = [create, list_all, read, report, free_entries, close, draw, forfeit, my_list, my_one, enter, public_proof,
           public_entries]

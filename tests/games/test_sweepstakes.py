@@ -189,6 +189,38 @@ async def test_an_item_prize_becomes_an_order_for_the_winner(client) -> None:  #
     assert [(o["item_id"], o["points"]) for o in orders] == [(item["id"], 0)]
 
 
+async def test_a_prize_not_paid_passes_to_the_next_alternate_on_forfeit(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.games.test_campaigns import fund
+
+    program = await new_program(client, allow_overdraft=False)
+    await fund(redis, program, 30)
+    sweep = await create(client, program, winners=1, alternates=2, prizes=[{"type": "points", "points": 500}])
+    people = dict([await entrant(client, program, 10) for _ in range(3)])
+    for tok in people.values():
+        assert (await buy(client, sweep["id"], tok, 1)).status_code == 201
+    await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
+    drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": BEACON}, headers=program.headers)
+    assert drawn.status_code == 200, drawn.text
+    report = (await client.get(f"/v1/sweepstakes/{sweep['id']}/report", headers=program.headers)).json()
+    assert [(w["pick"], w["role"], w["status"]) for w in report["winners"]] == [
+        (1, "winner", "failed"), (2, "alternate", "alternate"), (3, "alternate", "alternate")]
+    assert "budget" in report["winners"][0]["detail"]
+    await fund(redis, program, 500)
+    url = f"/v1/sweepstakes/{sweep['id']}/winners/{{}}/forfeit"
+    forfeited = await client.post(url.format(1), json={"reason": "did not claim in 14 days"}, headers=program.headers)
+    assert forfeited.status_code == 200, forfeited.text
+    picks = forfeited.json()["winners"]
+    assert [(w["pick"], w["role"], w["status"]) for w in picks] == [
+        (1, "winner", "forfeited"), (2, "winner", "paid"), (3, "alternate", "alternate")]
+    assert picks[1]["detail"] == "replaces pick 1" and picks[1]["transaction_id"]
+    assert await available(client, people[picks[1]["participant_id"]]) == 500
+    assert await available(client, people[picks[0]["participant_id"]]) == 0
+    assert (await client.post(url.format(1), json={"reason": "again"}, headers=program.headers)).status_code == 409
+    assert (await client.post(url.format(2), json={"reason": "paid"}, headers=program.headers)).status_code == 409
+    assert (await client.post(url.format(3), json={"reason": "alt"}, headers=program.headers)).status_code == 404
+    assert (await client.post(url.format(9), json={}, headers=program.headers)).status_code == 400
+
+
 async def test_entries_stop_at_the_close_time_and_the_file_is_published_on_first_sight(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     sweep = await create(client, program, closes_at=later(1.0), prizes=[])
@@ -221,6 +253,7 @@ async def test_entries_before_the_start_are_refused(client) -> None:  # type: ig
     ({"entry_cost_points": -1}, 400),
     ({"prizes": [{"type": "item", "item_id": "item_nope", "quantity": 2}]}, 422),
     ({"odds": "rigged"}, 400),
+    ({"entry_cost_points": 10**9, "max_entries_per_participant": 10**9}, 422),  # past exact Lua arithmetic
 ])
 async def test_bad_designs_are_refused_with_a_problem(client, change: dict[str, Any], status: int) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
