@@ -40,6 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings, new_operator_key = _settings()
     configure_logging(settings.log_level)
+    if args.workers < 1:
+        print("reward-wallet: --workers must be at least 1", file=sys.stderr)
+        return 2
     valkey = None
     if settings.redis_url is None:
         valkey = EmbeddedValkey(settings.data_path)
@@ -51,6 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["REDIS_URL"] = valkey.url
         os.environ["RW_EMBEDDED_VALKEY"] = "1"
         settings = msgspec.structs.replace(settings, redis_url=valkey.url, embedded_valkey=True)
+    if args.workers > 1:
+        _share_metrics(settings.data_path / "metrics")
     try:
         _run(migrate())
         if args.demo:
@@ -59,6 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(_run(seed_demo(settings, new_operator_key, args.host, args.port)), flush=True)
         elif new_operator_key:
             print(f"Operator key (shown once; store it safely): {new_operator_key}", flush=True)
+        # Every worker shares the one Valkey and the one SQL store; each runs its own journal
+        # projector (consumer `<host>-<pid>` in the `ledger` group). SIGTERM or Ctrl-C: uvicorn
+        # stops accepting, lets in-flight requests finish (up to 20 s), then each worker's
+        # lifespan drains the journal into the ledger; only then does this process stop Valkey.
         uvicorn.run(
             "api.asgi:app_factory",
             factory=True,
@@ -73,6 +82,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if valkey is not None:
             valkey.stop()
     return 0
+
+
+def _share_metrics(folder: Path) -> None:
+    """Workers write their counters to files here, so a scrape of any one of them reports
+    the sum over all (prometheus_client's multiprocess mode). Set before any worker imports
+    prometheus_client; an operator's own PROMETHEUS_MULTIPROC_DIR wins. Last run's files go:
+    their processes are gone."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 # --- programs and participants -----------------------------------------------------------
@@ -370,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (starts the embedded Valkey without REDIS_URL)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes, all on the same stores")
     serve.add_argument("--demo", action="store_true", help="seed a demo program and print its keys")
     serve.set_defaults(func=cmd_serve)
 

@@ -1,0 +1,186 @@
+"""`reward-wallet serve --workers 2`: two worker processes on one embedded Valkey and one
+SQLite; metrics summed over both; SIGTERM under load finishes what was answered and leaves
+no journal entry unprojected, so the ledger holds every answered grant before anything else
+runs, and `reward-wallet reconcile` exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import OPERATOR_KEY, _SESSION_DIR, free_port
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+CLI = str(Path(sys.executable).parent / "reward-wallet")
+WORKERS = 2
+CONCURRENCY = 16
+
+
+class Serve:
+    """`reward-wallet serve` in its own process group, fully embedded in its own data dir."""
+
+    def __init__(self, data_dir: Path, workers: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in {"REDIS_URL", "DATABASE_URL", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET",
+                                 "STRIPE_API_BASE", "PROMETHEUS_MULTIPROC_DIR", "RW_REDIS_CLUSTER"}}
+        self.env["RW_DATA_DIR"] = str(data_dir)
+        # Under _SESSION_DIR: tests/log_capture.py scans it for secrets at the end of the session.
+        self.log = _SESSION_DIR / f"serve-{self.port}.log"
+        self.process = subprocess.Popen(
+            [CLI, "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.log.read_text())
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve did not become ready:\n" + self.log.read_text())
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    server = Serve(tmp_path / "data", WORKERS)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def setup_program(http: httpx.AsyncClient, participants: int) -> tuple[str, dict[str, str], list[str]]:
+    created = await http.post("/v1/programs", json={"name": "workers"}, headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    program = created.json()
+    admin = {"Authorization": f"Bearer {program['admin_key']}"}
+    ids = []
+    for n in range(participants):
+        person = await http.post("/v1/participants", json={"external_id": f"w-{n}", "display_name": "W"},
+                                 headers=admin)
+        assert person.status_code == 201, person.text
+        ids.append(person.json()["id"])
+    return program["program_id"], admin, ids
+
+
+async def one_grant(http: httpx.AsyncClient, admin: dict[str, str], participant_id: str, key: str) -> httpx.Response:
+    return await http.post("/v1/points/grants", json={"participant_id": participant_id, "points": 7,
+                                                      "reason": "load"},
+                           headers={**admin, "Idempotency-Key": key})
+
+
+def grant_total(metrics_text: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("rw_wallet_operations_total{") and 'kind="grant"' in line and 'outcome="ok"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_two_workers_share_stores_and_drain_the_journal_on_sigterm(serve: Serve):
+    answered: dict[str, str] = {}  # transaction id -> participant id, for every 2xx grant
+    refused: list[str] = []  # how requests that got no 2xx ended
+    async with httpx.AsyncClient(base_url=serve.url, timeout=30,
+                                 limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
+        program_id, admin, people = await setup_program(http, 20)
+
+        # Phase 1: a settled load; any worker's /metrics reports both workers' operations.
+        first = await asyncio.gather(*[one_grant(http, admin, people[n % 20], f"warm-{n}") for n in range(200)])
+        assert all(r.status_code == 201 for r in first), [r.text for r in first if r.status_code != 201][:3]
+        answered.update({r.json()["transaction_id"]: r.json()["participant_id"] for r in first})
+        for _ in range(4):
+            scraped = await http.get("/metrics", headers=OPERATOR)
+            assert scraped.status_code == 200
+            assert grant_total(scraped.text) == 200
+
+        # Phase 2: SIGTERM to `serve` while requests are in flight.
+        in_flight = 0
+        stop = asyncio.Event()
+
+        async def load(worker: int) -> None:
+            nonlocal in_flight
+            n = 0
+            while not stop.is_set():
+                n += 1
+                in_flight += 1
+                try:
+                    response = await one_grant(http, admin, people[(worker + n) % 20], f"load-{worker}-{n}")
+                except httpx.HTTPError as exc:
+                    refused.append(type(exc).__name__)
+                    stop.set()  # the server is going away: stop sending
+                    return
+                finally:
+                    in_flight -= 1
+                if response.status_code == 201:
+                    body = response.json()
+                    answered[body["transaction_id"]] = body["participant_id"]
+                else:
+                    refused.append(str(response.status_code))
+
+        loaders = [asyncio.create_task(load(w)) for w in range(CONCURRENCY)]
+        while not stop.is_set() and (len(answered) < 600 or in_flight < CONCURRENCY // 2):
+            await asyncio.sleep(0.005)
+        assert not stop.is_set(), f"the load failed before the signal: {refused}"
+        signalled_with_in_flight, answered_before_signal = in_flight, len(answered)
+        os.kill(serve.process.pid, signal.SIGTERM)
+        await asyncio.gather(*loaders)
+    print(f"\nserve --workers {WORKERS}: {len(answered)} grants answered, {signalled_with_in_flight} in flight at "
+          f"SIGTERM, {len(answered) - answered_before_signal} answered after it; the rest ended: {sorted(set(refused))}")
+
+    exit_code = await asyncio.to_thread(serve.process.wait, 90)
+    assert exit_code == 0, serve.log.read_text()[-3000:]
+    assert signalled_with_in_flight > 0
+    # No answer was an error: requests either completed or were never taken.
+    assert not [r for r in refused if r.isdigit()], refused
+
+    # Before anything else touches the stores: every answered grant is in the SQL ledger...
+    database = Path(serve.env["RW_DATA_DIR"]) / "reward-wallet.sqlite3"
+    with sqlite3.connect(database) as db:
+        rows = dict(db.execute("SELECT transaction_id, participant_id FROM ledger_entries WHERE program_id = ? "
+                               "AND kind = 'grant'", (program_id,)).fetchall())
+    missing = set(answered) - set(rows)
+    assert not missing, f"{len(missing)} answered grants are not in the ledger"
+    assert all(rows[tx] == who for tx, who in answered.items())
+
+    # ...and the journal is empty: both workers' projectors drained it on the way out.
+    from api.embedded import EmbeddedValkey
+    from wallet import keys
+
+    import redis
+
+    valkey = EmbeddedValkey(Path(serve.env["RW_DATA_DIR"]))
+    valkey.start()
+    try:
+        client: Any = redis.Redis.from_url(valkey.url)
+        assert client.xlen(keys.journal(program_id)) == 0
+        consumers = client.xinfo_consumers(keys.journal(program_id), "ledger")
+        assert len(consumers) == WORKERS  # one projector per worker, each under its own name
+        assert all(c["pending"] == 0 for c in consumers)
+        client.close()
+    finally:
+        valkey.stop()
+
+    reconcile = subprocess.run([CLI, "reconcile"], env=serve.env, capture_output=True, text=True, timeout=120)
+    assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
