@@ -16,7 +16,8 @@ import msgspec
 
 from catalog.items import Pricing, item_row, redemption_points
 from games.tables import SpinCampaign
-from games.wheel import Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
+from games.sweepstakes_tables import Sweepstakes
+from games.wheel import EntriesPrize, Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import raise_for
@@ -54,9 +55,17 @@ class CampaignPage(msgspec.Struct, frozen=True):
 
 
 async def item_prices(program_id: str, spec: WheelSpec, pricing: Pricing) -> dict[str, int]:
-    """Points prices of the item prizes; an unknown or disabled item is refused."""
+    """Points prices of the item prizes (and a ticket's price for entries prizes, by
+    sweepstakes id); an unknown or disabled item, or an unknown sweepstakes, is refused."""
     prices = {}
     for segment in spec.segments:
+        if isinstance(segment.prize, EntriesPrize):
+            found = await Sweepstakes.select(Sweepstakes.spec).where(
+                (Sweepstakes.id == segment.prize.sweepstakes_id) & (Sweepstakes.program_id == program_id)).first().run()
+            if found is None:
+                raise Invalid(f"segment {segment.label!r}: no sweepstakes {segment.prize.sweepstakes_id!r}",
+                              field="segments")
+            prices[segment.prize.sweepstakes_id] = msgspec.json.decode(found["spec"])["entry_cost_points"]
         if isinstance(segment.prize, ItemPrize):
             try:
                 row = await item_row(program_id, segment.prize.item_id)
@@ -141,6 +150,7 @@ def runtime_config(campaign_id: str, spec: WheelSpec, status: str, prices: dict[
     """What the spin function reads (games/spins.lua): one flat hash under the program's tag.
     An item prize carries its points price, fixed at launch, which the prize pool pays."""
     segments = []
+    entries_segments = 0
     for segment in spec.segments:
         prize = segment.prize
         entry: dict[str, Any] = {"w": segment.weight, "type": prize.__struct_config__.tag}
@@ -150,6 +160,10 @@ def runtime_config(campaign_id: str, spec: WheelSpec, status: str, prices: dict[
             entry["value"] = prices.get(prize.item_id, 0)
         elif isinstance(prize, FreeSpinPrize):
             entry["spins"] = prize.spins
+        elif isinstance(prize, EntriesPrize):
+            # k: which of the spin's extra key triples (and public ids) is this sweepstakes'.
+            entries_segments += 1
+            entry.update({"n": prize.entries, "sw": prize.sweepstakes_id, "k": entries_segments})
         segments.append(entry)
     return {
         "name": spec.name,

@@ -9,14 +9,17 @@ the prize pool or budget can no longer pay, weighs 0), the choice, the stock, th
 the nonce, the day's count and the journal entry.
 
 KEYS: idem, journal, acct, cfg, wallet, campaign (rw:{p:P}:camp:<id>), seed pair
-      (rw:{p:P}:seed:<participant>), the participant's spin count for the day
-ARGV: fp, ttl, tx, participant, campaign id, pair id, nonce, now_ms, word count k,
-      then the k words of the pair's stream at that nonce (decimal)
+      (rw:{p:P}:seed:<participant>), the participant's spin count for the day, then for
+      each segment whose prize is sweepstakes entries (numbered k = 1, 2, ... in the
+      campaign's segments JSON): that sweepstakes' config, tickets and owners keys
+ARGV: fp, ttl, tx, participant, campaign id, pair id, nonce, now_ms, word count n,
+      then the n words of the pair's stream at that nonce (decimal), then per entries
+      segment k the participant's public id in that sweepstakes
 
 Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = none),
   pool ("1": prizes are paid from the account pool:<id>, else from the budget),
-  segments (JSON: [{w, type, points?, value?, spins?}], value = an item prize's points
-  price), stock:<i> for item prizes.
+  segments (JSON: [{w, type, points?, value?, spins?, n?, sw?, k?}], value = an item
+  prize's points price; n entries in sweepstakes sw), stock:<i> for item prizes.
 
 Answers {"s": 201, tx, participant, points (net change of available), available, held,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
@@ -28,10 +31,16 @@ local function spin_refusal(status, code, detail)
   return fail(status, code, detail)
 end
 
--- The weight a segment may have now: 0 when its prize cannot be given.
-local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled)
+-- The weight a segment may have now: 0 when its prize cannot be given. `entries(k)`
+-- answers the k-th entries prize's sweepstakes keys and the participant's public id there.
+local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled, participant, now, entries)
   local w = seg.w
   if seg.type == "item" and hget_int(campaign, "stock:" .. (i - 1)) <= 0 then return 0 end
+  if seg.type == "entries" then
+    local sw, tickets, owners, public_id = entries(seg.k)
+    if public_id == "" or sw_refusal(sw, tickets, owners, public_id, participant, seg.n, now) then return 0 end
+    return w
+  end
   local value = seg.value or seg.points or 0
   if seg.type == "item" or seg.type == "points" then
     if pooled then
@@ -91,11 +100,16 @@ redis.register_function("rw_spin", function(keys, argv)
   local segments = cjson.decode(redis.call("HGET", campaign, "segments"))
   local pooled = redis.call("HGET", campaign, "pool") == "1"
   local weights = {}
+  local nwords = tonumber(argv[9])
+  local function entries(k)
+    local base = 8 + (k - 1) * 3
+    return keys[base + 1], keys[base + 2], keys[base + 3], argv[9 + nwords + k]
+  end
   for i, seg in ipairs(segments) do
-    weights[i] = effective_weight(campaign, acct, cfg, cid, i, seg, pooled)
+    weights[i] = effective_weight(campaign, acct, cfg, cid, i, seg, pooled, participant, now, entries)
   end
   local words = {}
-  for i = 1, tonumber(argv[9]) do words[i] = tonumber(argv[9 + i]) end
+  for i = 1, nwords do words[i] = tonumber(argv[9 + i]) end
   local index, problem = rw_choose(words, weights)
   if index == nil then return redis.error_reply(problem) end
   if index == -2 then
@@ -141,6 +155,11 @@ redis.register_function("rw_spin", function(keys, argv)
     end
   elseif seg.type == "free_spin" then
     redis.call("HINCRBY", wallet, "free_spins", seg.spins or 1)
+  elseif seg.type == "entries" then
+    -- Free tickets: the same weight as bought ones, within the same maximum (checked above).
+    local sw, tickets, owners, public_id = entries(seg.k)
+    sw_add_tickets(sw, tickets, owners, public_id, participant, seg.n, "free")
+    redis.call("HINCRBY", sw, "won", seg.n)
   end
 
   redis.call("HINCRBY", seed, "nonce", 1)

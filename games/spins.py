@@ -22,10 +22,12 @@ from fulfillment.redemptions import place_order
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from games import seeds
+from games import sweepstakes_keys as swkeys
 from games.campaigns import campaign_row
 from games.fairness import spin_words
+from games.sweepstakes import public_id_of
 from games.tables import SeedPair, Spin
-from games.wheel import Eligibility, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
+from games.wheel import Eligibility, EntriesPrize, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
 from programs.feed import FeedEntry, publish
 from programs.participants import get_participant
 from programs.programs import ProgramView
@@ -149,25 +151,42 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
                campaign_id: str, idem: Idem) -> tuple[SpinView, bool]:
     """Answers the spin and whether it is a replay of an earlier request with the same key."""
     client = store.client
-    status, eligibility = await client.hmget(keys.campaign(program.id, campaign_id), "status", "eligibility")
+    status, eligibility, segments = await client.hmget(keys.campaign(program.id, campaign_id), "status",
+                                                      "eligibility", "segments")
     if status is None:  # never launched (a draft) or unknown
         row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
         raise Refused("campaign_not_active", f"the campaign is {row['status']}")
     await _check_eligible(program.id, participant_id, _text(eligibility or ""))
+    extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
     pair = await client.hgetall(keys.seed_pair(program.id, participant_id))
     if b"hash" not in pair and "hash" not in pair:
         await seeds.current(client, sealer, program.id, participant_id)
         pair = None
-    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem, pair)
+    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem, pair, extras)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
     return await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome), bool(outcome.replayed)
 
 
+async def _entries_extras(client: Any, program_id: str, participant_id: str,
+                          segments: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """For segments whose prize is sweepstakes entries: each sweepstakes' keys (config,
+    tickets, owners) and the participant's pseudonym in it, in the order of their "k"."""
+    extra_keys: list[str] = []
+    public_ids: list[str] = []
+    for segment in sorted((s for s in segments if s.get("type") == "entries"), key=lambda s: s["k"]):
+        config = swkeys.config(program_id, segment["sw"])
+        pid_key = await client.hget(config, "pidk")
+        extra_keys += [config, swkeys.tickets(program_id, segment["sw"]), swkeys.owners(program_id, segment["sw"])]
+        public_ids.append(public_id_of(_text(pid_key), participant_id) if pid_key else "")
+    return extra_keys, public_ids
+
+
 async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_id: str, campaign_id: str,
-                    idem: Idem, first_read: dict[Any, Any] | None = None) -> SpinOutcome:
+                    idem: Idem, first_read: dict[Any, Any] | None = None,
+                    extras: tuple[list[str], list[str]] = ([], [])) -> SpinOutcome:
     """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
     The participant's seed pair must exist (`seeds.current`); `first_read`, the pair's hash
     as just read, saves the first HGETALL."""
@@ -184,9 +203,9 @@ async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_
         key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                     keys.config(program_id), keys.wallet(program_id, participant_id),
                     keys.campaign(program_id, campaign_id), seed_key,
-                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms))]
+                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0]]
         args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, pair["pair"], nonce, now_ms,
-                len(words), *words]
+                len(words), *words, *extras[1]]
         outcome = _decode_outcome(await store._fcall("rw_spin", key_list, args))
         if outcome.code == "seed_moved":
             continue  # a concurrent spin or rotation advanced the pair: compute the words again
@@ -262,6 +281,9 @@ async def _announce(program: ProgramView, participant_id: str, spin_id: str, spe
         text, points = f"Won {spec.segments[index].label} on {spec.name}", None
     elif isinstance(prize, FreeSpinPrize):
         text, points = f"Won {prize.spins} free spin{'s' if prize.spins > 1 else ''} on {spec.name}", None
+    elif isinstance(prize, EntriesPrize):
+        text = f"Won {prize.entries} sweepstakes entr{'ies' if prize.entries > 1 else 'y'} on {spec.name}"
+        points = None
     else:
         return
     await publish(program.id, [FeedEntry(key=f"spin:{spin_id}", participant_id=participant_id, kind="spin",

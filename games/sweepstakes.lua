@@ -2,6 +2,42 @@
 library's local helpers (idem_check, idem_store, fail, journal, missing_wallet, hget_int,
 wallet_account). Keys: games/sweepstakes_keys.py. ]]
 
+-- Whether `count` more tickets for `public_id` fit at now_ms: nil, or the refusal.
+-- Shared by entries and by spin prizes of entries (games/spins.lua).
+local function sw_refusal(sw, tickets, owners, public_id, participant, count, now_n)
+  local cfg = redis.call("HMGET", sw, "status", "starts_ms", "closes_ms", "max", "tickets")
+  if not cfg[1] then return fail(404, "not_found", "no such sweepstakes") end
+  if cfg[1] ~= "open" or now_n >= tonumber(cfg[3]) then
+    return fail(409, "sweepstakes_closed", "the sweepstakes is closed to entries")
+  end
+  if cfg[2] and cfg[2] ~= "" and now_n < tonumber(cfg[2]) then
+    return fail(409, "sweepstakes_not_open", "the sweepstakes does not take entries yet")
+  end
+  local owner = redis.call("HGET", owners, public_id)
+  if owner and owner ~= participant then
+    return fail(409, "conflict", "public id collision; retry")
+  end
+  local have, most = hget_int(tickets, public_id), tonumber(cfg[4])
+  if have + count > most then
+    return fail(409, "limit_reached", "you hold " .. have .. " of at most " .. most ..
+      " tickets; " .. count .. " more would pass the maximum")
+  end
+  if tonumber(cfg[5] or "0") + count > 4294967296 then
+    return fail(409, "limit_reached", "the sweepstakes holds its maximum of 2^32 tickets")
+  end
+  return nil
+end
+
+-- Adds tickets the caller checked with sw_refusal; `counter` is paid or free.
+local function sw_add_tickets(sw, tickets, owners, public_id, participant, count, counter)
+  local held = redis.call("HINCRBY", tickets, public_id, count)
+  redis.call("HSET", owners, public_id, participant)
+  redis.call("HINCRBY", sw, "tickets", count)
+  if held == count then redis.call("HINCRBY", sw, "entrants", 1) end
+  redis.call("HINCRBY", sw, counter, count)
+  return held
+end
+
 --[[ rw_sw_enter: buys (or, for the admin's free entries, grants) `count` tickets.
 KEYS: idem, journal, acct, cfg, wallet, sweepstakes config, tickets, owners
 ARGV: fp, ttl, tx, participant, public id, count, kind, reference, meta, now_ms, free ("1"|"0")
@@ -14,30 +50,11 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   local count, kind, ref, meta, now, free = tonumber(argv[6]), argv[7], argv[8], argv[9], argv[10], argv[11] == "1"
   local early = idem_check(idem, fp) or missing_wallet(wallet)
   if early then return early end
-  local cfg = redis.call("HMGET", sw, "status", "starts_ms", "closes_ms", "cost", "max", "tickets")
-  if not cfg[1] then return cjson.encode(fail(404, "not_found", "no such sweepstakes")) end
-  local now_n = tonumber(now)
+  local refusal = sw_refusal(sw, tickets, owners, public_id, participant, count, tonumber(now))
   -- Refusals that depend on time or state are not stored: the same key may be retried later.
-  if cfg[1] ~= "open" or now_n >= tonumber(cfg[3]) then
-    return cjson.encode(fail(409, "sweepstakes_closed", "the sweepstakes is closed to entries"))
-  end
-  if cfg[2] and cfg[2] ~= "" and now_n < tonumber(cfg[2]) then
-    return cjson.encode(fail(409, "sweepstakes_not_open", "the sweepstakes does not take entries yet"))
-  end
-  local owner = redis.call("HGET", owners, public_id)
-  if owner and owner ~= participant then
-    return cjson.encode(fail(409, "conflict", "public id collision; retry"))
-  end
-  local have, most = hget_int(tickets, public_id), tonumber(cfg[5])
-  if have + count > most then
-    return cjson.encode(fail(409, "limit_reached", "you hold " .. have .. " of at most " .. most ..
-      " tickets; " .. count .. " more would pass the maximum"))
-  end
-  if tonumber(cfg[6] or "0") + count > 4294967296 then
-    return cjson.encode(fail(409, "limit_reached", "the sweepstakes holds its maximum of 2^32 tickets"))
-  end
+  if refusal then return cjson.encode(refusal) end
   local points = 0
-  if not free then points = tonumber(cfg[4]) * count end
+  if not free then points = tonumber(redis.call("HGET", sw, "cost")) * count end
   local available = hget_int(wallet, "available")
   if available < points then
     return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
@@ -50,11 +67,9 @@ redis.register_function("rw_sw_enter", function(keys, argv)
     redis.call("HINCRBY", acct, "sweepstakes", points)
     legs[1] = {wallet_account(wallet, "available"), "sweepstakes", points}
   end
-  local held = redis.call("HINCRBY", tickets, public_id, count)
-  redis.call("HSET", owners, public_id, participant)
-  redis.call("HINCRBY", sw, "tickets", count)
-  if have == 0 then redis.call("HINCRBY", sw, "entrants", 1) end
-  if free then redis.call("HINCRBY", sw, "free", count) else redis.call("HINCRBY", sw, "paid", count) end
+  local counter = "paid"
+  if free then counter = "free" end
+  local held = sw_add_tickets(sw, tickets, owners, public_id, participant, count, counter)
   journal(stream, tx, kind, participant, -points, ref, meta, legs, now, 0, points)
   return idem_store(idem, fp, ttl, {s = 201, tx = tx, participant = participant, points = points,
     count = count, tickets = held, total = hget_int(sw, "tickets"),

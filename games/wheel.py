@@ -28,11 +28,19 @@ class FreeSpinPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     spins: Annotated[int, Meta(ge=1, le=100)] = 1
 
 
+class EntriesPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="entries", tag_field="type"):
+    """Free tickets in an open sweepstakes of the program (within its per-participant maximum:
+    a participant who could not take them cannot land on this segment)."""
+
+    sweepstakes_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    entries: Annotated[int, Meta(ge=1, le=1_000)] = 1
+
+
 class NothingPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="nothing", tag_field="type"):
     pass
 
 
-Prize = PointsPrize | ItemPrize | FreeSpinPrize | NothingPrize
+Prize = PointsPrize | ItemPrize | FreeSpinPrize | EntriesPrize | NothingPrize
 
 
 class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -83,11 +91,14 @@ def problem_with(spec: WheelSpec) -> str | None:
 
 
 def prize_value(prize: Prize, cost_points: int, item_prices: dict[str, int]) -> int:
-    """A prize's worth in points: its points, an item's points price, a free spin's cost."""
+    """A prize's worth in points: its points, an item's points price, a free spin's cost,
+    entries at their sweepstakes' price (`item_prices` holds that per sweepstakes id)."""
     if isinstance(prize, PointsPrize):
         return prize.points
     if isinstance(prize, ItemPrize):
         return item_prices.get(prize.item_id, 0)
+    if isinstance(prize, EntriesPrize):
+        return prize.entries * item_prices.get(prize.sweepstakes_id, 0)
     if isinstance(prize, FreeSpinPrize):
         return prize.spins * cost_points
     return 0

@@ -234,3 +234,33 @@ async def test_free_spins_from_an_earning_rule_and_an_admin_are_spent_before_poi
     bad = await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 0, "reason": "x"},
                             headers={**program.headers, "Idempotency-Key": "gift-2"})
     assert bad.status_code == 400
+
+
+async def test_a_segment_of_sweepstakes_entries_adds_tickets_within_the_maximum(client) -> None:  # type: ignore[no-untyped-def]
+    from tests.games.test_sweepstakes import buy, create, design
+
+    program = await new_program(client)
+    sweep = await create(client, program, max_entries_per_participant=3)
+    unknown = await client.post("/v1/campaigns/spin", headers=program.headers, json={
+        "name": "Tickets", "cost_points": 1, "segments": [
+            {"label": "2 entries", "weight": 1, "prize": {"type": "entries", "sweepstakes_id": "swp_nope", "entries": 2}}]})
+    assert unknown.status_code == 422
+    campaign_id = await launched(client, program, {"name": "Tickets", "cost_points": 1, "segments": [
+        {"label": "2 entries", "weight": 9, "prize": {"type": "entries", "sweepstakes_id": sweep["id"], "entries": 2}},
+        {"label": "Nothing", "weight": 1, "prize": {"type": "nothing"}}]})
+    _, me = await player(client, program)
+    assert (await buy(client, sweep["id"], me, 1)).status_code == 201
+    spun = []
+    for n in range(6):
+        response = await spin(client, campaign_id, me, f"e{n}")
+        assert response.status_code == 201, response.text
+        spun.append(response.json())
+    won = [s for s in spun if s["prize"]["type"] == "entries"]
+    # 1 bought + 2 won = the maximum of 3: after one win the segment weighs 0.
+    assert len(won) == 1
+    assert all(s["proof"]["weights"] == [0, 1] for s in spun[spun.index(won[0]) + 1:])
+    mine = (await client.get(f"/v1/me/sweepstakes/{sweep['id']}", headers=me)).json()
+    assert (mine["my_tickets"], mine["tickets_left"]) == (3, 0)
+    assert design()["entry_cost_points"] == 10
+    economics = (await client.get(f"/v1/campaigns/{campaign_id}", headers=program.headers)).json()["economics"]
+    assert economics["expected_payout_points"] == pytest.approx(0.9 * 2 * 10)
