@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -103,11 +104,24 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
     return await get_program(program_id), admin_key
 
 
+# Nearly every request reads its program; settings change rarely. A process keeps each view
+# for a few seconds (another API process sees a change within that time; this one at once).
+_CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, ProgramView]] = {}
+
+
 async def get_program(program_id: str) -> ProgramView:
+    cached = _cache.get(program_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     row = await Program.select().where(Program.id == program_id).first().run()
     if row is None:
         raise NotFound("no such program")
-    return _view(row)
+    view = _view(row)
+    if len(_cache) >= 10_000:
+        _cache.clear()
+    _cache[program_id] = (time.monotonic() + _CACHE_SECONDS, view)
+    return view
 
 
 async def find_program_by_name(name: str) -> ProgramView | None:
@@ -129,6 +143,7 @@ async def update_program(program_id: str, changes: ProgramChanges) -> ProgramVie
         await Program.update({getattr(Program, k): v for k, v in values.items()}).where(
             Program.id == program_id
         ).run()
+    _cache.pop(program_id, None)
     return await get_program(program_id)
 
 
