@@ -25,7 +25,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
-from api.limits import Budget, RateLimiter, client_ip, only_path, principal_id, security_headers
+from api.limits import Budget, RateLimits, principal_id, security_headers
 from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
@@ -181,14 +181,15 @@ def create_app(settings: Settings) -> Litestar:
             await engine.close_pool()
 
     window = settings.rate_limit_window_seconds
-    # Per address before auth (so floods of bad credentials are counted too), per principal
-    # after it; the refresh endpoint, public and login-like, has its own tight budget.
-    by_ip = RateLimiter([
-        Budget("ip", settings.rate_limit_per_ip, window, client_ip),
-        Budget("refresh", settings.rate_limit_refresh, window, only_path(r"^/v1/auth/refresh$", client_ip)),
-    ], exclude=UNLIMITED_PATHS)
-    by_principal = RateLimiter([Budget("principal", settings.rate_limit_per_principal, window, principal_id)],
-                               exclude=UNLIMITED_PATHS)
+    limits = RateLimits(
+        per_ip=Budget("ip", settings.rate_limit_per_ip, window),
+        per_principal=Budget("principal", settings.rate_limit_per_principal, window),
+        # Public and login-like: its own tight budget per address.
+        refresh=Budget("refresh", settings.rate_limit_refresh, window),
+        refresh_path=r"^/v1/auth/refresh$",
+        public_paths=PUBLIC_PATHS,
+        unlimited_paths=UNLIMITED_PATHS,
+    )
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
 
     return Litestar(
@@ -197,9 +198,9 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             prometheus_config().middleware,
             request_id_middleware,
-            by_ip.middleware,
+            limits.before_auth,
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
-            by_principal.middleware,
+            limits.after_auth,
         ],
         before_send=[security_headers(settings.hsts_seconds)],
         dependencies={

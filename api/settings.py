@@ -85,8 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # without a beacon in the request fetches the first round after the close.
     drand_url: Annotated[str, Meta(pattern=r"^https?://")] | None = None
     # Rate limits, requests per window (0 turns one off), counted in Redis so every worker
-    # and machine shares them. Generous by default: a CRM connector or a console behind one
-    # NAT address makes many calls; the refresh endpoint (public, login-like) is tight.
+    # and machine shares them: per principal when authenticated, per address for public
+    # requests and failing credentials. Generous by default (a CRM connector makes many
+    # calls); the refresh endpoint (public, login-like) is tight.
     rate_limit_window_seconds: Annotated[int, Meta(ge=1, le=3600)] = 60
     rate_limit_per_ip: Annotated[int, Meta(ge=0)] = 30_000
     rate_limit_per_principal: Annotated[int, Meta(ge=0)] = 12_000

@@ -30,7 +30,7 @@ async def limited_app(settings: Any, **changes: Any) -> AsyncIterator[AsyncTestC
 async def forget_counts(redis: Any) -> None:
     """The test client always calls from `testclient`: start each burst from zero."""
     async for key in redis.scan_iter(match="rw:rl:*"):
-        if b":testclient:" in key or b":admin:" in key or b":participant:" in key:
+        if key.startswith((b"rw:rl:{testclient}", b"rw:rl:{admin:", b"rw:rl:{participant:")):
             await redis.delete(key)
 
 
@@ -117,13 +117,24 @@ async def test_refresh_endpoint_is_stricter_than_the_rest(settings, migrated, re
         assert [p[1].status_code for p in pairs] == [404, 404, 404]
 
 
-async def test_failed_credentials_count_against_the_address(settings, migrated, redis):
+async def test_failed_credentials_count_against_the_address(settings, migrated, redis, client):
+    program = await new_program(client)
     window, limit = 5, 3
-    async with limited_app(settings, rate_limit_per_ip=limit, rate_limit_window_seconds=window) as client:
-        responses = await burst(redis, window, limit + 1,
-                                lambda: client.get("/v1/participants", headers=bearer("rwk.nope.guess")))
-        assert [r.status_code for r in responses[:limit]] == [401] * limit
-        assert_rate_limited(responses[limit])
+    async with limited_app(settings, rate_limit_per_ip=limit, rate_limit_window_seconds=window) as limited:
+        async def valid_then_bad() -> tuple[Any, Any]:
+            # Authenticated requests count against their principal, not the address.
+            good = await limited.get("/v1/participants", headers=program.headers)
+            bad = await limited.get("/v1/participants", headers=bearer("rwk.nope.guess"))
+            return good, bad
+
+        pairs = await burst(redis, window, limit + 1, valid_then_bad)
+        assert [p[0].status_code for p in pairs] == [200] * (limit + 1)
+        assert [p[1].status_code for p in pairs[:limit]] == [401] * limit
+        retry_after = assert_rate_limited(pairs[limit][1])
+        # Spent on failures: the address is refused before its credentials are even checked.
+        assert_rate_limited(await limited.get("/v1/participants", headers=program.headers))
+        await asyncio.sleep(retry_after)
+        assert (await limited.get("/v1/participants", headers=program.headers)).status_code == 200
 
 
 async def test_default_limits_do_not_bother_normal_use(client):
