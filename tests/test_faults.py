@@ -9,8 +9,8 @@ The stack runs as processes this test owns, on its own RW_DATA_DIR (SQLite) so t
   the journal consumer turned off (`RW_JOURNAL_CONSUMER=false`);
 - the journal consumer as `reward-wallet worker`.
 
-Clients drive idempotent requests (admin grants and deductions, participant redemptions,
-a partner claiming and fulfilling orders). A killer, seeded, kills one component with
+Clients drive idempotent requests (admin grants and deductions, participant redemptions
+and spins, a partner claiming and fulfilling orders). A killer, seeded, kills one component with
 SIGKILL at random moments and restarts it. Clients retry every failed attempt (connection
 errors, 5xx, 409 `idempotency_key_in_flight`) with the same Idempotency-Key and body until
 they get a final answer. Afterwards every 2xx is reflected in the balances and in the SQL
@@ -174,6 +174,8 @@ class Outcomes:
     refused_deductions: int = 0
     redemptions: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # key -> (person, order, points)
     refused_redemptions: int = 0
+    spins: dict[str, tuple[str, str, int, int]] = field(default_factory=dict)  # key -> (person, spin, cost, won)
+    refused_spins: int = 0
     claimed: int = 0
     fulfilled: set[str] = field(default_factory=set)
     attempts: Counter[str] = field(default_factory=Counter)
@@ -196,6 +198,7 @@ class Load:
         self.partner: dict[str, str] = {}
         self.people: list[Person] = []
         self.items: list[dict[str, Any]] = []
+        self.campaign = ""
         self.stop = asyncio.Event()
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0),
                                       limits=httpx.Limits(max_connections=64))
@@ -252,7 +255,20 @@ class Load:
             assert made.status_code in (200, 201), made.text
             person = Person(id=made.json()["id"], headers={})
             await self.refresh_token(person)
+            # Seed pairs are committed on first sight; commit them before anything dies (a
+            # first sight interrupted by a crash is another matter, reported apart).
+            fairness = await self.call("setup", "GET", "/v1/me/fairness", headers=person.headers, person=person)
+            assert fairness.status_code == 200, fairness.text
             self.people.append(person)
+        wheel = await self.call("setup", "POST", "/v1/campaigns/spin", headers=self.admin, json={
+            "name": "Crash wheel", "cost_points": 40, "budget_points": 10**9, "segments": [
+                {"label": "150 points", "weight": 10, "prize": {"type": "points", "points": 150}},
+                {"label": "20 points", "weight": 40, "prize": {"type": "points", "points": 20}},
+                {"label": "Try again", "weight": 50, "prize": {"type": "nothing"}}]})
+        assert wheel.status_code == 201, wheel.text
+        self.campaign = wheel.json()["id"]
+        launched = await self.call("setup", "POST", f"/v1/campaigns/{self.campaign}/launch", headers=self.admin)
+        assert launched.status_code == 200, launched.text
 
     # --- operations ---------------------------------------------------------------------
 
@@ -289,12 +305,24 @@ class Load:
         order = response.json()
         self.out.redemptions[key] = (person.id, order["id"], order["points"])
 
+    async def spin(self, key: str) -> None:
+        person = self.rng.choice(self.people)
+        response = await self.call("spin", "POST", f"/v1/me/campaigns/{self.campaign}/spins", person=person,
+                                   headers={**person.headers, "Idempotency-Key": key})
+        if response.status_code == 422 and response.json()["code"] == "insufficient_points":
+            self.out.refused_spins += 1
+            return
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        won = answer["prize"].get("points", 0) if answer["prize"]["type"] == "points" else 0
+        self.out.spins[key] = (person.id, answer["id"], answer["cost_points"], won)
+
     async def client(self, number: int) -> None:
         sequence = 0
         while not self.stop.is_set():
             sequence += 1
             key = f"c{number}-{sequence}"
-            operation = self.rng.choices([self.grant, self.deduct, self.redeem], weights=[4, 2, 3])[0]
+            operation = self.rng.choices([self.grant, self.deduct, self.redeem, self.spin], weights=[4, 2, 3, 3])[0]
             await operation(key)
 
     async def partner_loop(self) -> None:
@@ -416,11 +444,12 @@ async def test_kill_9_under_mixed_load_loses_nothing_and_applies_nothing_twice(t
         for person in load.people:
             granted = sum(p for who, p, _ in out.grants.values() if who == person.id)
             deducted = sum(p for who, p, _ in out.deductions.values() if who == person.id)
+            spun = sum(won - cost for who, _, cost, won in out.spins.values() if who == person.id)
             mine = [by_id[o] for who, o, _ in out.redemptions.values() if who == person.id]
             held = sum(o["points"] for o in mine if o["status"] in ("pending", "claimed"))
             spent = sum(o["points"] for o in mine if o["status"] == "fulfilled")
             assert wallets[person.id]["held"] == held, person.id
-            assert wallets[person.id]["available"] == granted - deducted - held - spent, person.id
+            assert wallets[person.id]["available"] == granted - deducted + spun - held - spent, person.id
 
         # The ledger, once the journal is drained, matches Redis to the point.
         reconcile = await asyncio.to_thread(stack.reconcile)
@@ -436,13 +465,16 @@ async def test_kill_9_under_mixed_load_loses_nothing_and_applies_nothing_twice(t
         assert holds == Counter(redeemed)
         captures = Counter(reference for _, kind, reference in rows if kind == "redemption")
         assert captures == Counter(o["id"] for o in orders if o["status"] == "fulfilled")
+        # Each answered spin is recorded once in SQL, and no spin nobody got a 201 for.
+        spins = Counter(spin_id for (spin_id,) in _sql(tmp_path, "SELECT id FROM spins"))
+        assert spins == Counter(spin_id for _, spin_id, _, _ in out.spins.values())
     finally:
         await load.http.aclose()
         await asyncio.to_thread(stack.stop)
 
-    checked = len(out.grants) + len(out.deductions) + len(out.redemptions) + len(out.fulfilled)
+    checked = len(out.grants) + len(out.deductions) + len(out.redemptions) + len(out.fulfilled) + len(out.spins)
     print(f"\nfaults: {len(out.kills)} kills ({', '.join(out.kills)}) in {time.monotonic() - started:.0f}s; "
           f"{checked} successful operations checked ({len(out.grants)} grants, {len(out.deductions)} deductions, "
-          f"{len(out.redemptions)} redemptions, {len(out.fulfilled)} fulfilments; "
-          f"{out.refused_deductions + out.refused_redemptions} refused for lack of points); "
+          f"{len(out.redemptions)} redemptions, {len(out.fulfilled)} fulfilments, {len(out.spins)} spins; "
+          f"{out.refused_deductions + out.refused_redemptions + out.refused_spins} refused for lack of points); "
           f"{sum(out.attempts.values())} attempts, {sum(out.retried.values())} retried")
