@@ -10,6 +10,7 @@ client seed rotates the pair too.
 from __future__ import annotations
 
 import asyncio
+import time
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -21,10 +22,11 @@ from fulfillment.sealing import Sealer
 from games.fairness import new_client_seed, new_server_seed, server_seed_hash
 from games.tables import SeedPair
 from wallet import keys
-from wallet.errors import Invalid
+from wallet.errors import Invalid, Unavailable
 from wallet.ids import new_id
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
+_CLAIM_MS = 5_000
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{1,64}$")
 
 
@@ -69,16 +71,21 @@ async def _create(client: Any, sealer: Sealer, program_id: str, participant_id: 
 async def current(client: Any, sealer: Sealer, program_id: str, participant_id: str) -> Fairness:
     """The pair in use, committed on first sight."""
     key = keys.seed_pair(program_id, participant_id)
-    # Claim the first pair atomically: only one of two concurrent first calls creates it.
-    if await client.hsetnx(key, "creating", "1"):
-        await _create(client, sealer, program_id, participant_id, new_client_seed())
-    for _ in range(50):
+    claim = f"{key}:creating"
+    deadline = time.monotonic() + 10.0
+    while True:
         values = {_text(k): _text(v) for k, v in (await client.hgetall(key)).items()}
         if "hash" in values:
             return Fairness(server_seed_hash=values["hash"], client_seed=values["client_seed"],
                             nonce=int(values["nonce"]))
-        await asyncio.sleep(0.01)  # the concurrent creator is finishing
-    raise RuntimeError("seed pair creation did not finish")
+        # One of concurrent first calls creates the pair. The claim expires, so a creator
+        # that died half-way does not leave the participant without a pair for good.
+        if await client.set(claim, "1", nx=True, px=_CLAIM_MS):
+            await _create(client, sealer, program_id, participant_id, new_client_seed())
+            continue
+        if time.monotonic() > deadline:
+            raise Unavailable("your seed pair is still being created; retry in a moment")
+        await asyncio.sleep(0.02)  # the concurrent creator is finishing
 
 
 async def rotate(client: Any, sealer: Sealer, program_id: str, participant_id: str,

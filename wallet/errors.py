@@ -61,3 +61,9 @@ class Refused(DomainError):
     def __init__(self, code: str, detail: str, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.code = code
+
+
+class Unavailable(DomainError):
+    """Momentarily unable to answer; the same request may be retried (503)."""
+
+    code = "unavailable"

@@ -53,3 +53,17 @@ async def test_seeds_are_the_participants_own(client) -> None:  # type: ignore[n
     theirs = (await client.get("/v1/me/fairness", headers=other)).json()
     assert mine["server_seed_hash"] != theirs["server_seed_hash"]
     assert (await client.get("/v1/me/fairness", headers=program.headers)).status_code == 403
+
+
+async def test_a_creator_that_died_half_way_does_not_leave_the_participant_without_a_pair(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from wallet import keys
+
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    me = bearer((await tokens_for(client, program, person["id"]))["access_token"])
+    # What a process killed between claiming the creation and writing the pair leaves behind,
+    # once its claim has expired: a hash with no pair in it.
+    await redis.hset(keys.seed_pair(program.id, person["id"]), "creating", "1")
+    views = await asyncio.gather(*[client.get("/v1/me/fairness", headers=me) for _ in range(5)])
+    assert all(v.status_code == 200 for v in views)
+    assert len({v.json()["server_seed_hash"] for v in views}) == 1
