@@ -78,7 +78,8 @@ async def record_intent(program: ProgramView, funding_id: str, amount: Money, po
     now = datetime.now(timezone.utc)
     await Funding.insert(Funding(id=funding_id, program_id=program.id, source="stripe", status="requires_payment",
                                  amount=amount.amount, currency=amount.currency, points=points,
-                                 payment_intent_id=payment_intent_id, created_at=now, updated_at=now)).run()
+                                 payment_intent_id=payment_intent_id, created_at=now, updated_at=now)) \
+        .on_conflict(action="DO NOTHING").run()  # a retry after a crash records the same funding again
     return await get_funding(program.id, funding_id)
 
 

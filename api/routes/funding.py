@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from typing import Any
 
@@ -17,7 +19,6 @@ from programs import funding
 from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
 from wallet.errors import Invalid, NotConfigured
-from wallet.ids import new_id
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -57,11 +58,16 @@ async def create_intent(request: Request[Any, Any, Any], data: funding.FundingRe
     program = await get_program(program_of(request))
     points = funding.points_for_money(program, data.amount)
 
+    # Both ids come from the whole record key (program, principal and client key), so a retry
+    # after a crash finds the same PaymentIntent and funding row, and two programs choosing
+    # the same Idempotency-Key never share a Stripe idempotency key.
+    digest = hashlib.sha256(idem.key.encode()).hexdigest()
+    funding_id = "fnd_" + digest[:26]
+
     async def action() -> tuple[int, IntentCreated]:
-        funding_id = new_id("fnd")
         intent_id, secret = await gateway.create_payment_intent(
             data.amount.amount, data.amount.currency, {"program_id": program.id, "funding_id": funding_id},
-            idempotency_key=idem.key.rsplit(":", 1)[-1])
+            idempotency_key=f"rw-funding-{digest}")
         await funding.record_intent(program, funding_id, data.amount, points, intent_id)
         return 201, IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
                                   points=points, status="requires_payment")

@@ -139,3 +139,4 @@ async def test_without_stripe_settings_funding_says_so_and_the_rest_works(settin
         assert response.status_code == 503 and response.json()["code"] == "not_configured"
         assert "STRIPE_API_KEY" in response.json()["detail"]
         assert (await bare.get("/v1/program", headers=program.headers)).status_code == 200
+
