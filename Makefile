@@ -40,6 +40,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/wallet.py
 	$(BIN)/python bench/earning.py
 	$(BIN)/python bench/fulfillment.py
+	$(BIN)/python bench/games.py
+	$(BIN)/python bench/sweepstakes.py
+	$(BIN)/python bench/load.py --workers 1
+	$(BIN)/python bench/load.py --workers 2
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
