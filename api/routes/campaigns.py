@@ -22,7 +22,7 @@ Status = Annotated[str | None, Parameter(pattern="^(draft|active|paused|ended)$"
 @post("/v1/campaigns/spin", guards=[admin_only], operation_id="createSpinCampaign",
       summary="Design a spin-to-win campaign",
       description="Segments with a label, a weight and a prize (`points`, `item` with its stock, `free_spin` or "
-                  "`nothing`), a cost per spin, optional dates, daily cap per participant, prize budget and "
+                  "`entries` in an open sweepstakes or `nothing`), a cost per spin, optional dates, daily cap per participant, prize budget and "
                   "eligibility. Weights must sum to 1..2^32. Answers the odds, the expected payout per spin and "
                   "the return to player, so the cost is known before launching. Created as a draft.",
       tags=["games"])
