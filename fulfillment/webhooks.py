@@ -61,6 +61,10 @@ def backoff(attempts: int) -> timedelta:
 async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event: str = "order.created") -> None:
     if not partner.get("webhook_url"):
         return
+    # An order resumed after a crash may pass here twice: one delivery per order and event.
+    if await WebhookDelivery.exists().where((WebhookDelivery.order_id == order_id)
+                                            & (WebhookDelivery.event == event)).run():
+        return
     now = datetime.now(timezone.utc)
     await WebhookDelivery.insert(WebhookDelivery(id=new_id("whd"), program_id=program_id, partner_id=partner["id"],
                                                  order_id=order_id, event=event, next_attempt_at=now,

@@ -90,7 +90,7 @@ redis.register_function("rw_spin", function(keys, argv)
   local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")
   local tokens = hget_int(wallet, "free_spins")
   local paid_with = "points"
-  if tokens > 0 then
+  if cost > 0 and tokens > 0 then  -- a free wheel keeps the tokens for one that costs
     paid_with = "free_spin"
   elseif cost > 0 and hget_int(wallet, "available") < cost then
     return refuse(422, "insufficient_points",

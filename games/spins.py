@@ -20,7 +20,6 @@ import msgspec
 from catalog.items import Pricing
 from fulfillment.redemptions import place_order
 from fulfillment.sealing import Sealer
-from fulfillment.tables import Order
 from games import seeds
 from games import sweepstakes_keys as swkeys
 from games.campaigns import campaign_row
@@ -33,7 +32,7 @@ from programs.participants import get_participant
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import Balance, raise_for
-from wallet.errors import Conflict, DomainError, Refused
+from wallet.errors import Conflict, DomainError, IdempotencyKeyInFlight, Refused
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
@@ -156,7 +155,10 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     if status is None:  # never launched (a draft) or unknown
         row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
         raise Refused("campaign_not_active", f"the campaign is {row['status']}")
-    await _check_eligible(program.id, participant_id, _text(eligibility or ""))
+    # A retry of an answered spin replays it even if the participant's segment or team has
+    # changed since: only a new spin is checked.
+    if eligibility and not (idem.key and await client.exists(idem.key)):
+        await _check_eligible(program.id, participant_id, _text(eligibility))
     extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
@@ -167,7 +169,20 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem, pair, extras)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
-    return await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome), bool(outcome.replayed)
+    spec = await _launched_spec(program.id, campaign_id)
+    if not isinstance(spec.segments[outcome.segment_index].prize, ItemPrize):
+        view = await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome)
+        return view, bool(outcome.replayed)
+    # An item prize places an order: a replay arriving while the first request is still
+    # placing it waits its turn rather than racing it to a second code.
+    lock = f"{keys.tag(program.id)}:spin-order:{outcome.tx}"
+    if not await client.set(lock, "1", nx=True, px=30_000):
+        raise IdempotencyKeyInFlight("this spin's prize is still being ordered; retry shortly")
+    try:
+        view = await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome)
+    finally:
+        await client.delete(lock)
+    return view, bool(outcome.replayed)
 
 
 async def _entries_extras(client: Any, program_id: str, participant_id: str,
@@ -260,8 +275,6 @@ async def _launched_spec(program_id: str, campaign_id: str) -> WheelSpec:
 
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                     participant_id: str, item_id: str, order_id: str) -> None:
-    if await Order.exists().where((Order.id == order_id) & (Order.program_id == program.id)).run():
-        return
     try:
         await place_order(store, sealer, program, pricing, participant_id, item_id, None, source="prize",
                           order_id=order_id)

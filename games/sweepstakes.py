@@ -42,7 +42,7 @@ Count = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 MAX_PICKS = 1000
 PAY_LOCK_MS = 120_000
 # Lua computes in doubles: one participant's spend stays far below 2^53 so every cost is exact.
-MAX_SPEND = 10**15
+MAX_SPEND = 10**12  # Lua's JSON writes 14 significant digits: keep every amount well inside
 
 
 class SweepstakesClosed(DomainError):
@@ -731,8 +731,10 @@ async def _pay_due(store: WalletStore, sealer: Sealer, program: ProgramView, pri
             continue
         # A failure's detail is cleared once paid; a replacement's note ("replaces pick n") stays.
         detail = "" if winner["status"] == "failed" else winner["detail"]
+        # Conditional: a forfeit that raced this payment keeps its say (and the report shows it).
         await SweepstakesWinner.update({SweepstakesWinner.status: "paid", SweepstakesWinner.detail: detail,
-                                        **values}).where(SweepstakesWinner.id == winner["id"]).run()
+                                        **values}).where((SweepstakesWinner.id == winner["id"])
+                                                         & SweepstakesWinner.status.is_in(["pending", "failed"])).run()
         await publish(program.id, [FeedEntry(
             key=f"sweepstakes:{row['id']}:won:{winner['pick']}", participant_id=winner["participant_id"],
             kind="sweepstakes_win", text=text, points=points, reference=row["id"])])
@@ -754,10 +756,9 @@ async def _pay_points(store: WalletStore, program: ProgramView, row: dict[str, A
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                     row: dict[str, Any], winner: dict[str, Any], item_id: str) -> dict[Any, Any]:
     order_id = _prize_order_id(row["id"], winner["pick"])
-    existing = await Order.select(Order.id).where(Order.id == order_id).first().run()
-    if existing is None:
-        await place_order(store, sealer, program, pricing, winner["participant_id"], item_id, None, source="prize",
-                          order_id=order_id)
+    # place_order carries on an order a crash left half-made (new, or pending with no code).
+    await place_order(store, sealer, program, pricing, winner["participant_id"], item_id, None, source="prize",
+                      order_id=order_id)
     return {SweepstakesWinner.order_id: order_id}
 
 

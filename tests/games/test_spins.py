@@ -264,3 +264,14 @@ async def test_a_segment_of_sweepstakes_entries_adds_tickets_within_the_maximum(
     assert design()["entry_cost_points"] == 10
     economics = (await client.get(f"/v1/campaigns/{campaign_id}", headers=program.headers)).json()["economics"]
     assert economics["expected_payout_points"] == pytest.approx(0.9 * 2 * 10)
+
+
+async def test_a_free_wheel_leaves_free_spin_tokens_for_one_that_costs(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    free_wheel = await launched(client, program, wheel(cost_points=0))
+    person, me = await player(client, program)
+    await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 2, "reason": "welcome"},
+                      headers={**program.headers, "Idempotency-Key": "gift"})
+    spun = (await spin(client, free_wheel, me, "free-1")).json()
+    assert spun["paid_with"] == "points" and spun["cost_points"] == 0
+    assert spun["free_spins"] == 2 + (spun["prize"]["type"] == "free_spin")

@@ -254,6 +254,8 @@ async def test_entries_before_the_start_are_refused(client) -> None:  # type: ig
     ({"prizes": [{"type": "item", "item_id": "item_nope", "quantity": 2}]}, 422),
     ({"odds": "rigged"}, 400),
     ({"entry_cost_points": 10**9, "max_entries_per_participant": 10**9}, 422),  # past exact Lua arithmetic
+    # 1.23e14 would reach the journal in Lua's 14-digit JSON and stop the ledger's projection.
+    ({"entry_cost_points": 123_456_789, "max_entries_per_participant": 1_000_000}, 422),
 ])
 async def test_bad_designs_are_refused_with_a_problem(client, change: dict[str, Any], status: int) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
