@@ -1,5 +1,6 @@
 """Background work each API process (and `reward-wallet worker`) runs beside requests:
-webhook deliveries that are due, and the order sweep that finishes what a crash interrupted."""
+webhook deliveries that are due, and the sweeps that finish what a crash interrupted (orders
+stuck half-made, spins whose SQL record and prize order were never written)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 
 import httpx
 
+from catalog.items import pricing_of
 from fulfillment import orders, webhooks
 from fulfillment.sealing import Sealer
-from programs.programs import list_program_ids
+from games import spins
+from programs.programs import get_program, list_program_ids
 from wallet.store import WalletStore
 
 log = logging.getLogger("rw.background")
@@ -28,6 +31,8 @@ async def run(stop: asyncio.Event, wallets: WalletStore, sealer: Sealer, webhook
                     swept = loop.time()
                     for program_id in await list_program_ids():
                         await orders.sweep(wallets, program_id)
+                        program = await get_program(program_id)
+                        await spins.complete_unrecorded(wallets, sealer, program, pricing_of(program))
             except Exception:  # a store hiccup: log it and try again on the next round
                 log.exception("background round failed")
             try:

@@ -165,15 +165,20 @@ redis.register_function("rw_spin", function(keys, argv)
   redis.call("HINCRBY", seed, "nonce", 1)
   redis.call("INCR", day)
   redis.call("EXPIRE", day, 172800)
-  local meta = cjson.encode({campaign = cid, segment_index = index, paid_with = paid_with})
+  -- Everything the spin's SQL record needs, so a spin whose request died before writing it
+  -- is completed from the ledger (games/spins.py, complete_unrecorded).
+  local seed_hash, client_seed = redis.call("HGET", seed, "hash"), redis.call("HGET", seed, "client_seed")
+  local meta = cjson.encode({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair,
+    nonce = nonce, server_seed_hash = seed_hash, client_seed = client_seed, weights = weights,
+    prize_value = value})
   journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)
   local result = balance_result(wallet, tx, participant, net)
   result.segment_index = index
   result.weights = weights
   result.nonce = nonce
   result.pair = pair
-  result.server_seed_hash = redis.call("HGET", seed, "hash")
-  result.client_seed = redis.call("HGET", seed, "client_seed")
+  result.server_seed_hash = seed_hash
+  result.client_seed = client_seed
   result.paid_with = paid_with
   result.prize_value = value
   result.free_spins = hget_int(wallet, "free_spins")

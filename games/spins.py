@@ -11,7 +11,7 @@ doing anything twice.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -327,3 +327,33 @@ async def my_spins(program_id: str, participant_id: str, limit: int = 50, cursor
                     nonce=r["nonce"], weights=msgspec.json.decode(r["weights"]), segment_index=r["segment_index"],
                     server_seed=revealed.get(r["pair_id"]))) for r in rows[:limit]]
     return SpinPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
+
+
+_UNRECORDED = """
+    SELECT e.transaction_id, e.participant_id, e.metadata FROM ledger_entries e
+    LEFT JOIN spins s ON s.id = e.transaction_id
+    WHERE e.program_id = {} AND e.kind = 'spin' AND e.created_at > {} AND e.created_at < {} AND s.id IS NULL
+    ORDER BY e.created_at LIMIT 500
+"""
+
+
+async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
+                              settle_seconds: float = 30.0, window_days: float = 2.0) -> int:
+    """Writes the SQL record (and places the item order) of spins whose request died after
+    the Redis step: found in the ledger with no spin row. Spins younger than
+    `settle_seconds` are left to their own request. Answers how many it completed."""
+    now = datetime.now(timezone.utc)
+    rows = await Spin.raw(_UNRECORDED, program.id, now - timedelta(days=window_days),
+                          now - timedelta(seconds=settle_seconds)).run()
+    done = 0
+    for row in rows:
+        meta = msgspec.json.decode(row["metadata"])
+        if "pair" not in meta:
+            continue  # journalled before spins carried their record
+        outcome = SpinOutcome(
+            s=201, tx=row["transaction_id"], segment_index=meta["segment_index"], weights=meta["weights"],
+            nonce=meta["nonce"], pair=meta["pair"], server_seed_hash=meta["server_seed_hash"],
+            client_seed=meta["client_seed"], paid_with=meta["paid_with"], prize_value=meta["prize_value"])
+        await _complete(store, sealer, program, pricing, row["participant_id"], meta["campaign"], outcome)
+        done += 1
+    return done

@@ -275,3 +275,35 @@ async def test_a_free_wheel_leaves_free_spin_tokens_for_one_that_costs(client) -
     spun = (await spin(client, free_wheel, me, "free-1")).json()
     assert spun["paid_with"] == "points" and spun["cost_points"] == 0
     assert spun["free_spins"] == 2 + (spun["prize"]["type"] == "free_spin")
+
+
+async def test_a_spin_whose_request_died_after_redis_is_completed_from_the_ledger(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from catalog.items import pricing_of
+    from fulfillment.tables import Order
+    from games.spins import complete_unrecorded
+    from games.tables import Spin
+    from programs.programs import get_program
+    from tests.wallet.test_concurrency import wait_for_ledger
+    from wallet.store import WalletStore
+
+    program = await new_program(client)
+    await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)
+    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
+    campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
+        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
+    person, me = await player(client, program)
+    spun = (await spin(client, campaign_id, me, "lost")).json()
+    assert await wait_for_ledger(person, "spin", 1) == 1
+    # The request died after rw_spin: no SQL record, no order, and the client never retried.
+    await Spin.delete().where(Spin.id == spun["id"]).run()
+    await Order.delete().where(Order.id == spun["order_id"]).run()
+    view = await get_program(program.id)
+    store = WalletStore(redis)
+    sealer = client.app.state.sealer
+    completed = await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0)
+    assert completed == 1
+    history = (await client.get("/v1/me/spins", headers=me)).json()["items"]
+    assert [(h["id"], h["proof"]["nonce"], h["order_id"]) for h in history] == [(spun["id"], 0, spun["order_id"])]
+    assert (await client.get(f"/v1/me/redemptions/{spun['order_id']}", headers=me)).status_code == 200
+    assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
