@@ -25,6 +25,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.security.jwt import Token
 
 from programs.credentials import load_key, secret_matches, split_key
+from wallet.replies import reply_text
 from wallet.store import WalletStore
 
 PrincipalKind = Literal["operator", "admin", "partner", "participant"]
@@ -74,7 +75,7 @@ class Authenticator:
 
     async def _api_key(self, key_id: str, secret: str) -> Principal:
         name = key_cache_name(key_id)
-        cached = {_text(k): _text(v) for k, v in (await self.client.hgetall(name)).items()}
+        cached = {reply_text(k): reply_text(v) for k, v in (await self.client.hgetall(name)).items()}
         if cached.get("revoked") == "1":
             raise NotAuthorizedException("unknown or revoked key")
         if "h" not in cached:
@@ -135,10 +136,6 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         principal = await authenticator.authenticate(presented)
         connection.scope.setdefault("state", {})["principal"] = principal.kind
         return AuthenticationResult(user=principal, auth=None)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from games.tables import SeedPair
 from wallet import keys
 from wallet.errors import Invalid, Unavailable
 from wallet.ids import new_id
+from wallet.replies import reply_text
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
 _CLAIM_MS = 5_000
@@ -52,10 +53,6 @@ class ClientSeedChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client_seed: ClientSeed
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _create(client: Any, sealer: Sealer, program_id: str, participant_id: str, client_seed: str) -> None:
     server_seed = new_server_seed()
     pair_id = new_id("pair")
@@ -74,7 +71,7 @@ async def current(client: Any, sealer: Sealer, program_id: str, participant_id: 
     claim = f"{key}:creating"
     deadline = time.monotonic() + 10.0
     while True:
-        values = {_text(k): _text(v) for k, v in (await client.hgetall(key)).items()}
+        values = {reply_text(k): reply_text(v) for k, v in (await client.hgetall(key)).items()}
         if "hash" in values:
             return Fairness(server_seed_hash=values["hash"], client_seed=values["client_seed"],
                             nonce=int(values["nonce"]))
@@ -95,7 +92,7 @@ async def rotate(client: Any, sealer: Sealer, program_id: str, participant_id: s
         raise Invalid("client_seed is 1..64 printable ASCII characters", field="client_seed")
     await current(client, sealer, program_id, participant_id)
     key = keys.seed_pair(program_id, participant_id)
-    old = {_text(k): _text(v) for k, v in (await client.hgetall(key)).items()}
+    old = {reply_text(k): reply_text(v) for k, v in (await client.hgetall(key)).items()}
     await _create(client, sealer, program_id, participant_id, client_seed or old["client_seed"])
     await SeedPair.update({SeedPair.status: "revealed", SeedPair.server_seed: old["server_seed"],
                            SeedPair.final_nonce: old["nonce"], SeedPair.revealed_at: datetime.now(timezone.utc)}) \

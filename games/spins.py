@@ -36,6 +36,7 @@ from wallet.errors import Conflict, DomainError, IdempotencyKeyInFlight, Refused
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
+from wallet.replies import reply_text
 from wallet.store import Idem, Outcome, WalletStore
 
 ALGORITHM = "rw-fair-1"
@@ -126,10 +127,6 @@ def local_day(zone: str, now_ms: int) -> str:
     return datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(zone)).strftime("%Y-%m-%d")
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _check_eligible(program_id: str, participant_id: str, rules: str) -> None:
     if not rules:
         return
@@ -158,7 +155,7 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     # A retry of an answered spin replays it even if the participant's segment or team has
     # changed since: only a new spin is checked.
     if eligibility and not (idem.key and await client.exists(idem.key)):
-        await _check_eligible(program.id, participant_id, _text(eligibility))
+        await _check_eligible(program.id, participant_id, reply_text(eligibility))
     extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
@@ -195,7 +192,7 @@ async def _entries_extras(client: Any, program_id: str, participant_id: str,
         config = swkeys.config(program_id, segment["sw"])
         pid_key = await client.hget(config, "pidk")
         extra_keys += [config, swkeys.tickets(program_id, segment["sw"]), swkeys.owners(program_id, segment["sw"])]
-        public_ids.append(public_id_of(_text(pid_key), participant_id) if pid_key else "")
+        public_ids.append(public_id_of(reply_text(pid_key), participant_id) if pid_key else "")
     return extra_keys, public_ids
 
 
@@ -211,7 +208,7 @@ async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_
     for _ in range(20):
         raw = first_read if first_read is not None else await client.hgetall(seed_key)
         first_read = None
-        pair = {_text(k): _text(v) for k, v in raw.items()}
+        pair = {reply_text(k): reply_text(v) for k, v in raw.items()}
         now_ms = store.clock() // 1_000_000
         nonce = int(pair["nonce"])
         words = spin_words(pair["server_seed"], pair["client_seed"], nonce, count)

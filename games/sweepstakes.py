@@ -34,6 +34,7 @@ from wallet.errors import Conflict, DomainError, IdempotencyKeyReused, Insuffici
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
+from wallet.replies import reply_text
 from wallet.store import Idem, WalletStore
 
 Status = Literal["open", "closed", "drawn"]
@@ -246,10 +247,6 @@ def _rfc3339(moment: datetime) -> str:
     return utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def public_id_of(key: str, participant_id: str) -> str:
     """The participant's pseudonym in one sweepstakes' entries file: an HMAC under a key kept
     secret per sweepstakes, so it is stable, reveals no id, and links no two sweepstakes."""
@@ -456,7 +453,7 @@ async def _my_tickets(store: WalletStore, program_id: str, row: dict[str, Any], 
     key = await store.client.hget(swkeys.config(program_id, row["id"]), "pidk")
     if key is None:
         return 0
-    held = await store.client.hget(swkeys.tickets(program_id, row["id"]), public_id_of(_text(key), participant_id))
+    held = await store.client.hget(swkeys.tickets(program_id, row["id"]), public_id_of(reply_text(key), participant_id))
     return int(held or 0)
 
 
@@ -502,7 +499,7 @@ async def enter(store: WalletStore, program_id: str, sweepstakes_id: str, partic
     if key is None:
         raise NotFound("no such sweepstakes")
     free = free_reason is not None
-    public_id = public_id_of(_text(key), participant_id)
+    public_id = public_id_of(reply_text(key), participant_id)
     kind = "sweepstakes_free_entry" if free else "sweepstakes_entry"
     meta = {"reason": free_reason if free else "sweepstakes entry", "sweepstakes_id": sweepstakes_id,
             "count": count, "public_id": public_id}
@@ -684,7 +681,7 @@ async def _record_winners(store: WalletStore, row: dict[str, Any], proof: dict[s
         status = "alternate" if role == "alternate" else ("pending" if prize is not None else "none")
         rows.append(SweepstakesWinner(
             id=f"{row['id']}:{number}", sweepstakes_id=row["id"], program_id=row["program_id"], pick=number,
-            role=role, public_id=public_id, participant_id=_text(owner) if owner is not None else "",
+            role=role, public_id=public_id, participant_id=reply_text(owner) if owner is not None else "",
             prize=msgspec.json.encode(prize).decode() if prize is not None else None, status=status, detail="",
             created_at=now))
     await SweepstakesWinner.insert(*rows).on_conflict(action="DO NOTHING").run()

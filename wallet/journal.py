@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from wallet import keys
 from piccolo.engine.postgres import PostgresEngine
 
+from wallet.replies import reply_text
 from wallet.tables import LedgerEntry, LedgerPosting
 
 GROUP = "ledger"
@@ -47,14 +48,10 @@ class JournalEntry(msgspec.Struct, frozen=True):
 _decode_legs = msgspec.json.Decoder(list[tuple[str, str, int]]).decode
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
-    f = {_text(k): _text(v) for k, v in fields.items()}
+    f = {reply_text(k): reply_text(v) for k, v in fields.items()}
     return JournalEntry(
-        stream_id=_text(stream_id),
+        stream_id=reply_text(stream_id),
         transaction_id=f["tx"],
         kind=f["kind"],
         participant_id=f.get("participant") or None,
@@ -228,5 +225,5 @@ async def lag(client: Any, program_id: str) -> tuple[int, int | None]:
     if length == 0:
         return 0, None
     first = await client.xrange(stream, count=1)
-    oldest = int(_text(first[0][0]).split("-")[0]) if first else None
+    oldest = int(reply_text(first[0][0]).split("-")[0]) if first else None
     return length, oldest

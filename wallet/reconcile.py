@@ -13,6 +13,7 @@ from piccolo.query.functions.aggregate import Sum
 
 from wallet import keys
 from wallet.ledger import account_sums
+from wallet.replies import reply_text
 from wallet.tables import LedgerEntry
 
 
@@ -27,10 +28,10 @@ async def redis_accounts(client: Any, program_id: str) -> dict[str, int]:
     """Every account's balance in Redis, named as the ledger names them."""
     result: dict[str, int] = {}
     for field, value in (await client.hgetall(keys.accounts(program_id))).items():
-        result[_text(field)] = int(value)
+        result[reply_text(field)] = int(value)
     prefix = keys.wallet(program_id, "")
     async for key in client.scan_iter(match=keys.wallet_pattern(program_id), count=1000):
-        name = _text(key)
+        name = reply_text(key)
         participant = name[len(prefix):]
         available, held = await client.hmget(name, "available", "held")
         result[f"available:{participant}"] = int(available or 0)
@@ -103,7 +104,3 @@ async def open_holds(program_id: str) -> list[tuple[str, str, int]]:
         elif out_of_held:
             holds.pop(row["reference"], None)
     return [(hold_id, participant, points) for hold_id, (participant, points) in holds.items()]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
