@@ -218,7 +218,7 @@ async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_
                     keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0]]
         args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, pair["pair"], nonce, now_ms,
                 len(words), *words, *extras[1]]
-        outcome = _decode_outcome(await store._fcall("rw_spin", key_list, args))
+        outcome = _decode_outcome(await store.fcall("rw_spin", key_list, args))
         if outcome.code == "seed_moved":
             continue  # a concurrent spin or rotation advanced the pair: compute the words again
         if outcome.code == "more_words":

@@ -508,7 +508,7 @@ async def enter(store: WalletStore, program_id: str, sweepstakes_id: str, partic
                 swkeys.tickets(program_id, sweepstakes_id), swkeys.owners(program_id, sweepstakes_id)]
     args = [idem.fingerprint, store.ttl, new_id("tx"), participant_id, public_id, count, kind, sweepstakes_id,
             msgspec.json.encode(meta).decode(), str(store.clock() // 1_000_000), "1" if free else "0"]
-    raw = await client.fcall("rw_sw_enter", len(key_list), *key_list, *args)
+    raw = await store.fcall("rw_sw_enter", key_list, args)
     outcome = msgspec.json.decode(raw, type=_EnterOutcome)
     if outcome.s >= 300:
         error = _ENTRY_ERRORS.get(outcome.code or "", DomainError)
@@ -570,8 +570,8 @@ async def close_row(store: WalletStore, row: dict[str, Any]) -> dict[str, Any]:
     program_id, sweepstakes_id = row["program_id"], row["id"]
     if row["status"] != "open":
         return row
-    raw = await store.client.fcall("rw_sw_close", 1, swkeys.config(program_id, sweepstakes_id),
-                                   str(store.clock() // 1_000_000))
+    raw = await store.fcall("rw_sw_close", [swkeys.config(program_id, sweepstakes_id)],
+                            [str(store.clock() // 1_000_000)])
     closed = msgspec.json.decode(raw, type=_CloseOutcome)
     if closed.s != 200:
         raise NotFound("the sweepstakes has no entry state in Redis")

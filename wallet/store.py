@@ -97,7 +97,8 @@ class WalletStore:
         """Registers the library (REPLACE: a newer build's functions win on restart)."""
         await self.client.function_load(LIBRARY, replace=True)
 
-    async def _fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
+    async def fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
+        """Calls one function of the library; every call passes here, so metrics see them all."""
         reply: bytes = await self.client.fcall(name, len(key_list), *key_list, *args)
         if self.observe is not None:
             self.observe(name, reply)
@@ -111,7 +112,7 @@ class WalletStore:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
                 spec.reference, spec.metadata, self._now_ms()]
-        return _decode_outcome(await self._fcall("rw_grant", key_list, args))
+        return _decode_outcome(await self.fcall("rw_grant", key_list, args))
 
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
@@ -120,7 +121,7 @@ class WalletStore:
             key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id)]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
                      spec.reference, spec.metadata]
-        return _decode_outcomes(await self._fcall("rw_grant_batch", key_list, args))
+        return _decode_outcomes(await self.fcall("rw_grant_batch", key_list, args))
 
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         """Grants for earning rules: like grant_batch, with an atomic per-period cap each."""
@@ -132,20 +133,20 @@ class WalletStore:
                          spec.cap_key or placeholder]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind, spec.reference,
                      spec.metadata, "" if spec.cap_limit is None else spec.cap_limit]
-        return _decode_outcomes(await self._fcall("rw_award_batch", key_list, args))
+        return _decode_outcomes(await self.fcall("rw_award_batch", key_list, args))
 
     async def deduct(self, program_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
                 spec.reference, spec.metadata, self._now_ms()]
-        return _decode_outcome(await self._fcall("rw_deduct", key_list, args))
+        return _decode_outcome(await self.fcall("rw_deduct", key_list, args))
 
     async def hold(self, program_id: str, hold_id: str, spec: GrantSpec) -> Outcome:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id),
                     keys.hold(program_id, hold_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
                 spec.reference, spec.metadata, self._now_ms()]
-        return _decode_outcome(await self._fcall("rw_hold", key_list, args))
+        return _decode_outcome(await self.fcall("rw_hold", key_list, args))
 
     async def capture(
         self, program_id: str, hold_id: str, participant_id: str, tx: str, idem: Idem,
@@ -155,7 +156,7 @@ class WalletStore:
                     keys.hold(program_id, hold_id)]
         args = [idem.fingerprint, self.ttl, tx, participant_id, "" if points is None else points, kind,
                 reference, metadata, self._now_ms()]
-        return _decode_outcome(await self._fcall("rw_capture", key_list, args))
+        return _decode_outcome(await self.fcall("rw_capture", key_list, args))
 
     async def void(
         self, program_id: str, hold_id: str, participant_id: str, tx: str, idem: Idem,
@@ -164,7 +165,7 @@ class WalletStore:
         key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
                     keys.hold(program_id, hold_id)]
         args = [idem.fingerprint, self.ttl, tx, participant_id, kind, reference, metadata, self._now_ms()]
-        return _decode_outcome(await self._fcall("rw_void", key_list, args))
+        return _decode_outcome(await self.fcall("rw_void", key_list, args))
 
     async def transfer(
         self, program_id: str, tx: str, kind: str, legs: list[Leg], idem: Idem = NO_IDEM,
@@ -177,13 +178,13 @@ class WalletStore:
         for leg in legs:
             args += [leg.source, leg.target, leg.points, leg.floor]
         args.append(lifetime)
-        return _decode_outcome(await self._fcall("rw_transfer", key_list, args))
+        return _decode_outcome(await self.fcall("rw_transfer", key_list, args))
 
     async def give_free_spins(self, program_id: str, participant_id: str, spins: int, idem: Idem = NO_IDEM) -> Outcome:
         """Free-spin tokens into a wallet, once per idempotency record; `free_spins` in the
         answer's extra field is the count now."""
         key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id)]
-        return _decode_outcome(await self._fcall("rw_free_spins", key_list, [idem.fingerprint, self.ttl, spins]))
+        return _decode_outcome(await self.fcall("rw_free_spins", key_list, [idem.fingerprint, self.ttl, spins]))
 
     async def open_wallet(self, program_id: str, participant_id: str, inactive: bool = False) -> None:
         """Enrols a participant's wallet; balances start at zero. Idempotent."""
