@@ -73,9 +73,10 @@ async def test_a_spin_costs_pays_and_proves_itself(client) -> None:  # type: ign
     assert results[-1]["balance"]["available"] == available
     assert [b["proof"]["nonce"] for b in results] == list(range(30))
     assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == available
-    # A free-spin prize is spent on the next spin instead of points.
+    # A free-spin prize is spent on the next spin instead of points (one spin in ten wins one, so
+    # 30 spins may win none: test_free_spins_from_... covers tokens deterministically).
     won_free = [i for i, b in enumerate(results[:-1]) if b["prize"]["type"] == "free_spin"]
-    assert won_free and all(results[i + 1]["paid_with"] == "free_spin" for i in won_free)
+    assert all(results[i + 1]["paid_with"] == "free_spin" for i in won_free)
 
     # After rotation, every proof carries the revealed seed and verifies.
     rotated = await client.post("/v1/me/fairness/rotate", headers=me)
