@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.wallet import (  # noqa: E402
-    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, drain_journal, ensure_wrk, fmt_ms,
+    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, choose_generator, drain_journal, fmt_ms,
     free_port, lua_string, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
 )
 
@@ -288,19 +288,16 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     started_at = time.monotonic()
     notes: list[str] = []
-    wrk = ensure_wrk(notes) if args.generator in ("auto", "wrk") else None
-    if args.generator == "wrk" and wrk is None:
-        print("wrk is not available: " + "; ".join(notes), file=sys.stderr)
+    chosen = choose_generator(args, notes)
+    if chosen is None:
         return 2
+    wrk, generator_name = chosen
     generator = "wrk" if wrk else "python"
     if generator == "wrk":
-        version = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
-        generator_desc = (f"{(version.stdout or version.stderr).splitlines()[0].split(' [')[0]}, {args.threads} "
-                          "threads, Lua script (unique key per request; spins round robin over the tokens)")
+        generator_desc = (f"{generator_name}, {args.threads} threads, Lua script (unique key per request; spins "
+                          "round robin over the tokens)")
     else:
         generator_desc = "Python raw-socket asyncio generator from bench/wallet.py (one participant per connection)"
-        if args.generator == "auto":
-            notes.append("fell back to the Python generator: it is slower than wrk and may be a bottleneck")
     py_spy = None if args.no_profile else find_py_spy(args.py_spy, notes)
 
     sync_redis = redis.Redis.from_url(valkey.url)

@@ -661,6 +661,21 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def choose_generator(args: argparse.Namespace, notes: list[str]) -> tuple[str | None, str] | None:
+    """wrk (its path and version name) when asked for or found, else (None, "") for the Python
+    generator; None when wrk was required and is missing (said on stderr)."""
+    wrk = ensure_wrk(notes) if args.generator in ("auto", "wrk") else None
+    if args.generator == "wrk" and wrk is None:
+        print("wrk is not available: " + "; ".join(notes), file=sys.stderr)
+        return None
+    if wrk is None:
+        if args.generator == "auto":
+            notes.append("fell back to the Python generator: it is slower than wrk and may be a bottleneck")
+        return None, ""
+    version = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    return wrk, (version.stdout or version.stderr).splitlines()[0].split(" [")[0]
+
+
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
     import httpx
     import redis
@@ -669,19 +684,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     started_at = time.monotonic()
     notes: list[str] = []
-    wrk = ensure_wrk(notes) if args.generator in ("auto", "wrk") else None
-    if args.generator == "wrk" and wrk is None:
-        print("wrk is not available: " + "; ".join(notes), file=sys.stderr)
+    chosen = choose_generator(args, notes)
+    if chosen is None:
         return 2
+    wrk, generator_name = chosen
     generator = "wrk" if wrk else "python"
     if generator == "wrk":
-        version = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
-        generator_name = (version.stdout or version.stderr).splitlines()[0].split(" [")[0]
         generator_desc = f"{generator_name}, {args.threads} threads, Lua script (unique key per request)"
     else:
         generator_desc = "Python raw-socket asyncio generator (separate process, uvloop if present)"
-        if args.generator == "auto":
-            notes.append("fell back to the Python generator: it is slower than wrk and may be a bottleneck")
 
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
