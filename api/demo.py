@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from api.auth import Authenticator
 from api.settings import Settings
@@ -15,6 +17,24 @@ from wallet.store import Idem, WalletStore, connect
 from wallet import keys
 
 DEMO_PROGRAM = "ThermoPro Channel Rewards (demo)"
+
+
+async def _demo_admin_key(path: Path, program_id: str) -> str:
+    """The demo's one admin key: kept beside the other generated secrets (mode 0600) so every
+    `make run` prints the same key instead of adding another to the program."""
+    if path.exists():
+        kept = path.read_text().strip()
+        parts = credentials.split_key(kept)
+        record = await credentials.load_key(parts[0]) if parts else None
+        if (parts and record is not None and not record.revoked and record.program_id == program_id
+                and credentials.secret_matches(parts[1], record.key_hash)):
+            return kept
+    _, admin_key = await credentials.issue_key(program_id, "admin", name="make run")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(admin_key)
+    return admin_key
 
 
 async def seed_demo(settings: Settings, new_operator_key: str | None, host: str, port: int) -> str:
@@ -37,8 +57,7 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         # A welcome grant, once: the idempotency key makes later runs replay it.
         welcome = Idem(key=keys.idempotency(program.id, "admin", "demo-welcome"), fingerprint="demo-welcome")
         await accounts.grant(wallets, program.id, jill.id, 500, "Welcome to ThermoPro Channel Rewards", welcome)
-        # Admin keys are stored hashed, so each run issues a fresh one to print.
-        _, admin_key = await credentials.issue_key(program.id, "admin", name="make run")
+        admin_key = await _demo_admin_key(settings.data_path / "demo-admin-key", program.id)
         refresh = await sessions.start_session(program.id, jill.id, timedelta(days=settings.refresh_token_ttl_days))
         auth = Authenticator(client, wallets, settings.jwt_secret or "", None, settings.access_token_ttl_seconds)
         access = auth.access_token(program.id, jill.id)

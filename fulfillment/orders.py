@@ -23,6 +23,7 @@ from msgspec import Meta
 
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand, CatalogItem
+from catalog.titles import item_title
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner
@@ -311,7 +312,7 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
     names = await _names({row["item_id"]})
     name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
     await publish(program.id, [FeedEntry(key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"],
-                                         kind="order_fulfilled", text=f"Your {brand} {name} is ready",
+                                         kind="order_fulfilled", text=f"Your {item_title(brand, name)} is ready",
                                          reference=order_id)])
     return await Order.select().where(Order.id == order_id).first().run()
 

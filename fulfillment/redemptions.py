@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from catalog.items import Pricing
+from catalog.titles import item_title
 from fulfillment import orders, webhooks
 from fulfillment.code_pool import take_code
 from fulfillment.orders import Credentials, OrderView, OutOfStock
@@ -38,6 +39,6 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
     if source == "redemption":
         await publish(program.id, [FeedEntry(
             key=f"order:{row['id']}:placed", participant_id=participant_id, kind="redemption",
-            text=f"Redeemed {view.points:,} {program.point_name} for {view.brand} {view.item_name}",
+            text=f"Redeemed {view.points:,} {program.point_name} for {item_title(view.brand, view.item_name)}",
             points=-view.points, reference=row["id"])])
     return view

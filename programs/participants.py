@@ -14,6 +14,7 @@ from msgspec import Meta
 from programs.tables import Participant, Team
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
+from wallet.text_search import contains_any
 from wallet.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
 
@@ -145,12 +146,7 @@ async def list_participants(
     if after is not None:
         where &= Participant.id < after
     if q:
-        pattern = f"%{q}%"
-        where &= (
-            Participant.display_name.ilike(pattern)
-            | Participant.external_id.ilike(pattern)
-            | Participant.email.ilike(pattern)
-        )
+        where &= contains_any(("display_name", "external_id", "email"), q)
     if team_id is not None:
         where &= Participant.team_id == team_id
     if segment is not None:

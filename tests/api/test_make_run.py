@@ -118,11 +118,12 @@ def test_the_printed_keys_work_against_the_running_demo(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
             own = httpx.get(f"http://127.0.0.1:{port}/v1/program", headers={"Authorization": f"Bearer {admin}"})
-            runs.append((program, wallet.json(), own.status_code))
+            runs.append((program, wallet.json(), own.status_code, admin))
         finally:
             os.killpg(process.pid, signal.SIGINT)
             process.wait(timeout=30)
-    (first_program, first_wallet, first_status), (second_program, second_wallet, _) = runs
+    (first_program, first_wallet, first_status, first_admin), (second_program, second_wallet, _, second_admin) = runs
     assert first_status == 200
+    assert first_admin == second_admin, "each make run should print the demo's one admin key, not add another"
     assert first_program == second_program
     assert first_wallet["available"] == second_wallet["available"] == 500  # the welcome grant, once

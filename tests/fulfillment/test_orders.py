@@ -51,7 +51,7 @@ async def test_a_redemption_holds_points_and_a_fulfilled_order_shows_its_code_to
     assert "AMZ-1234" not in (await client.get("/v1/orders/export.csv", headers=program.headers)).text
     assert "AMZ-1234" not in done.text
     feed = [i["text"] for i in (await client.get("/v1/me/feed", headers=me)).json()["items"]]
-    assert feed[0] == "Your Amazon Amazon $25 gift card is ready"
+    assert feed[0] == "Your Amazon $25 gift card is ready"  # the brand once
 
 
 async def test_not_enough_points_creates_no_order_and_holds_nothing(client) -> None:  # type: ignore[no-untyped-def]

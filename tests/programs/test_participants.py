@@ -44,6 +44,17 @@ async def test_search_finds_by_name_email_and_external_id(client) -> None:  # ty
         assert [p["id"] for p in items] == [jill["id"]], q
 
 
+async def test_search_matches_percent_and_underscore_literally(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    underscored = await new_participant(client, program, display_name="Kim Lee", email="kim_lee@dealer.example")
+    await new_participant(client, program, display_name="Kim Loo", email="kimxlee@dealer.example")
+    percent = await new_participant(client, program, display_name="Top 5% Club")
+    for q, expected in (("kim_lee", [underscored["id"]]), ("5%", [percent["id"]]), ("%", [percent["id"]]),
+                        ("_", [underscored["id"]]), ("\\", [])):
+        items = (await client.get("/v1/participants", params={"q": q}, headers=program.headers)).json()["items"]
+        assert [p["id"] for p in items] == expected, q
+
+
 async def test_update_changes_segment_and_team_and_refuses_unknown_teams(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     team = (await client.post("/v1/teams", json={"name": "Northside"}, headers=program.headers)).json()
