@@ -75,12 +75,14 @@ async def playable(store: WalletStore, program: ProgramView, person: Participant
         if not eligible(spec.eligibility, person):
             continue
         stock = await store.client.hgetall(keys.campaign(program.id, row["id"]))
-        total = sum(s.weight for s in spec.segments)
+        in_stock = [not isinstance(s.prize, ItemPrize) or _int(stock.get(f"stock:{i}".encode())) > 0
+                    for i, s in enumerate(spec.segments)]
+        # The odds a spin has now: an item out of stock weighs 0 in the draw, as in rw_spin.
+        total = sum(s.weight for s, stocked in zip(spec.segments, in_stock) if stocked)
         segments = [WheelSegment(
-            label=s.label, weight=s.weight, probability=s.weight / total, prize=msgspec.to_builtins(s.prize),
-            color=s.color,
-            in_stock=not isinstance(s.prize, ItemPrize) or _int(stock.get(f"stock:{i}".encode())) > 0)
-            for i, s in enumerate(spec.segments)]
+            label=s.label, weight=s.weight, probability=s.weight / total if stocked and total else 0.0,
+            prize=msgspec.to_builtins(s.prize), color=s.color, in_stock=stocked)
+            for s, stocked in zip(spec.segments, in_stock)]
         today = _int(await store.client.get(keys.spin_day(program.id, row["id"], person.id, day)))
         cap = spec.max_spins_per_participant_per_day
         items.append(PlayableCampaign(

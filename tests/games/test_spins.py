@@ -308,3 +308,26 @@ async def test_a_spin_whose_request_died_after_redis_is_completed_from_the_ledge
     assert [(h["id"], h["proof"]["nonce"], h["order_id"]) for h in history] == [(spun["id"], 0, spun["order_id"])]
     assert (await client.get(f"/v1/me/redemptions/{spun['order_id']}", headers=me)).status_code == 200
     assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
+
+
+async def test_the_wheel_shows_the_odds_a_spin_has_now_once_a_prize_runs_out(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)
+    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
+    campaign_id = await launched(client, program, {"name": "One card", "cost_points": 10, "segments": [
+        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 1}},
+        {"label": "Try again", "weight": 3, "prize": {"type": "nothing"}}]})
+    _, me = await player(client, program)
+
+    def odds(listing: dict[str, Any]) -> list[tuple[bool, float]]:
+        wheel_view = next(c for c in listing["items"] if c["id"] == campaign_id)
+        return [(s.get("in_stock", True), s["probability"]) for s in wheel_view["segments"]]
+
+    assert odds((await client.get("/v1/me/campaigns", headers=me)).json()) == [(True, 0.25), (True, 0.75)]
+    for n in range(60):
+        if (await spin(client, campaign_id, me, f"odds-{n}")).json()["segment_index"] == 0:
+            break
+    else:
+        pytest.fail("the card never came up in 60 spins at 1 in 4")
+    assert odds((await client.get("/v1/me/campaigns", headers=me)).json()) == [(False, 0.0), (True, 1.0)]
