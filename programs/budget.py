@@ -1,8 +1,10 @@
 """A program's budget in points and money: funded, issued, redeemed, expired, outstanding.
 
-Every figure comes from the program accounts in Redis; by double entry, what was funded and
-not left in the budget, redeemed, expired or in a prize pool is exactly what participants
-hold (available + held).
+Every figure comes from the program accounts in Redis. By double entry the program's
+accounts and its participants' balances sum to zero, so what participants hold (available +
+held: the liability) is minus the sum of every program account: funding not left in the
+budget or a prize pool and not redeemed, expired, spent on sweepstakes tickets or paid out
+as item prizes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class BudgetView(msgspec.Struct, frozen=True):
     outstanding: Figure
     available: Figure
     in_prize_pools: Figure
+    spent_on_games: Figure
     overdrawn: bool
     blocked: bool
     allow_overdraft: bool
@@ -47,8 +50,10 @@ async def budget_view(store: WalletStore, program: ProgramView) -> BudgetView:
     expired = accounts.get("expired", 0)
     pools = sum(v for k, v in accounts.items() if k.startswith("pool:"))
     issued = funded - budget - pools
-    outstanding = issued - redeemed - expired
+    # Tickets bought (sweepstakes) and item prizes won (prizes) left the participants too.
+    spent_on_games = accounts.get("sweepstakes", 0) + accounts.get("prizes", 0)
+    outstanding = -sum(accounts.values())
     return BudgetView(funded=figure(funded), issued=figure(issued), redeemed=figure(redeemed),
                       expired=figure(expired), outstanding=figure(outstanding), available=figure(budget),
-                      in_prize_pools=figure(pools), overdrawn=budget < 0, blocked=blocked,
+                      in_prize_pools=figure(pools), spent_on_games=figure(spent_on_games), overdrawn=budget < 0, blocked=blocked,
                       allow_overdraft=program.allow_overdraft)

@@ -444,3 +444,16 @@ async def test_a_drand_service_that_does_not_answer_is_a_503_and_changes_nothing
         assert drawn.status_code == 503 and drawn.json()["code"] == "unavailable"
         view = (await client.get(f"/v1/sweepstakes/{sweep['id']}", headers=program.headers)).json()
         assert view["status"] == "closed"
+
+
+async def test_tickets_bought_leave_the_budget_outstanding_figure(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    sweep = await create(client, program)
+    _, me = await entrant(client, program, 100)
+    assert (await buy(client, sweep["id"], me, 3)).status_code == 201
+    budget = (await client.get("/v1/program/budget", headers=program.headers)).json()
+    # Outstanding is the liability: exactly what the participant still holds.
+    assert await available(client, me) == 70
+    assert budget["outstanding"]["points"] == 70
+    assert budget["spent_on_games"]["points"] == 30
+    assert budget["issued"]["points"] == 100
