@@ -472,6 +472,9 @@ def verify_spin_proof(doc: dict[str, Any]) -> VerifyResult:
     Never raises: anything wrong with the document is a problem in the result."""
     if not isinstance(doc, dict):
         return _result(["the spin proof must be a JSON object"])
+    if isinstance(doc.get("proof"), dict):
+        # A whole spin as GET /v1/me/spins lists it: the proof inside, the segment beside it.
+        doc = {**doc["proof"], "segment_index": doc.get("segment_index", doc["proof"].get("segment_index"))}
     problems: list[str] = []
     _check_algorithm(doc, problems)
     commitment = _hex64(doc, "server_seed_hash", problems)

@@ -331,3 +331,25 @@ async def test_the_wheel_shows_the_odds_a_spin_has_now_once_a_prize_runs_out(cli
     else:
         pytest.fail("the card never came up in 60 spins at 1 in 4")
     assert odds((await client.get("/v1/me/campaigns", headers=me)).json()) == [(False, 0.0), (True, 1.0)]
+
+
+async def test_a_whole_spin_from_my_history_verifies_with_the_cli_after_rotation(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    _, me = await player(client, program)
+    assert (await spin(client, campaign_id, me, "to-verify")).status_code == 201
+    assert (await client.post("/v1/me/fairness/rotate", headers=me)).status_code in (200, 201)
+    item = (await client.get("/v1/me/spins", headers=me)).json()["items"][0]
+    cli = str(Path(sys.executable).parent / "reward-wallet")
+    saved = tmp_path / "spin.json"
+    saved.write_text(json.dumps(item))
+    assert subprocess.run([cli, "verify", "spin", str(saved)], capture_output=True, timeout=60).returncode == 0
+    item["segment_index"] = (item["segment_index"] + 1) % len(item["proof"]["weights"])
+    saved.write_text(json.dumps(item))
+    tampered = subprocess.run([cli, "verify", "spin", str(saved)], capture_output=True, text=True, timeout=60)
+    assert tampered.returncode == 1 and "segment_index" in tampered.stdout
