@@ -20,13 +20,13 @@ log = logging.getLogger("rw.background")
 
 
 async def run(stop: asyncio.Event, wallets: WalletStore, sealer: Sealer, webhook_every: float = 0.5,
-              sweep_every: float = 30.0) -> None:
+              sweep_every: float = 30.0, webhook_allow_private: bool = False) -> None:
     loop = asyncio.get_running_loop()
     swept = loop.time()
     async with httpx.AsyncClient(follow_redirects=False) as client:
         while not stop.is_set():
             try:
-                await webhooks.deliver_due(sealer, client)
+                await webhooks.deliver_due(sealer, client, allow_private=webhook_allow_private)
                 if loop.time() - swept >= sweep_every:
                     swept = loop.time()
                     for program_id in await list_program_ids():

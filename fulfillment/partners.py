@@ -12,6 +12,7 @@ from msgspec import Meta
 from catalog.tables import Brand
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
+from fulfillment.webhook_target import check_url
 from programs.credentials import issue_key
 from wallet.errors import Conflict, NotFound
 from wallet.ids import new_id
@@ -59,8 +60,11 @@ def _view(row: dict[str, Any]) -> PartnerView:
                        webhook_url=row["webhook_url"])
 
 
-async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer) -> PartnerCreated:
+async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer,
+                         allow_private: bool = False) -> PartnerCreated:
     """A program's first partner is its default route; `default` moves the default here."""
+    if spec.webhook_url:
+        await check_url(spec.webhook_url, allow_private, field="webhook_url")
     has_default = await Partner.exists().where((Partner.program_id == program_id) & (Partner.is_default == True)).run()  # noqa: E712
     make_default = spec.default or not has_default
     partner_id = new_id("ptn")
@@ -86,11 +90,14 @@ async def get_partner(program_id: str, partner_id: str) -> dict[str, Any]:
     return row
 
 
-async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer: Sealer) -> WebhookSecret:
+async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer: Sealer,
+                      allow_private: bool = False) -> WebhookSecret:
     """Sets (or clears) the partner's webhook URL; a new URL gets a new signing secret."""
     row = await get_partner(program_id, partner_id)
     if row["kind"] != "external":
         raise Conflict("the built-in code pool takes no webhook")
+    if url:
+        await check_url(url, allow_private)
     secret = "whsec_" + secrets.token_urlsafe(24) if url else None
     await Partner.update({Partner.webhook_url: url, Partner.webhook_secret: sealer.seal(secret) if secret else None}) \
         .where(Partner.id == partner_id).run()

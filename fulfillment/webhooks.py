@@ -22,6 +22,7 @@ import msgspec
 from fulfillment.orders import partner_views
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner, WebhookDelivery
+from fulfillment.webhook_target import Lookup, Refused, Unresolvable, pin, send, system_lookup
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
 from wallet.moments import utc
@@ -72,7 +73,8 @@ async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event
 
 
 async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50,
-                      now: datetime | None = None) -> int:
+                      now: datetime | None = None, allow_private: bool = False,
+                      lookup: Lookup = system_lookup) -> int:
     """Attempts every delivery that is due; answers how many it attempted."""
     now = now or datetime.now(timezone.utc)
     due = await WebhookDelivery.select().where((WebhookDelivery.status == "pending")
@@ -85,11 +87,12 @@ async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50
             .where((WebhookDelivery.id == delivery["id"]) & (WebhookDelivery.attempts == delivery["attempts"])) \
             .returning(WebhookDelivery.id).run()
         if claimed:
-            await _attempt(sealer, client, delivery)
+            await _attempt(sealer, client, delivery, allow_private, lookup)
     return len(due)
 
 
-async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any]) -> None:
+async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any], allow_private: bool,
+                   lookup: Lookup) -> None:
     partner = await Partner.select().where(Partner.id == delivery["partner_id"]).first().run()
     order = await Order.select().where(Order.id == delivery["order_id"]).first().run()
     attempts = delivery["attempts"] + 1
@@ -102,11 +105,18 @@ async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str
     headers = {"Content-Type": "application/json", "User-Agent": "reward-wallet-webhooks/1",
                "RW-Signature": signature(sealer.open(partner["webhook_secret"]), timestamp, body),
                "RW-Delivery": delivery["id"]}
+    code: int | None = None
     try:
-        response = await client.post(partner["webhook_url"], content=body, headers=headers, timeout=10)
+        # Checked again at each attempt (DNS answers change), and sent to the address checked.
+        target = await pin(partner["webhook_url"], allow_private, lookup)
+        response = await send(client, target, body, headers, timeout=10)
         code, error = response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+    except Refused as exc:
+        error = f"refused: {exc}"
+    except Unresolvable:
+        error = "the webhook host does not resolve"
     except httpx.HTTPError as exc:
-        code, error = None, f"{type(exc).__name__}"
+        error = f"{type(exc).__name__}"
     if error is None:
         await _record(delivery["id"], "delivered", attempts, code, None)
     else:

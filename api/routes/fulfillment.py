@@ -112,9 +112,10 @@ async def cancel(request: Request[Any, Any, Any], order_id: str, wallets: Wallet
       summary="Add a fulfillment partner",
       description="Answers the partner's API key once (and a webhook signing secret when `webhook_url` is given). "
                   "A program's first partner is its default route.", tags=["fulfillment"])
-async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner,
-                         sealer: Sealer) -> Response[partners.PartnerCreated]:
-    return Response(await partners.create_partner(program_of(request), data, sealer), status_code=201)
+async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner, sealer: Sealer,
+                         settings: Settings) -> Response[partners.PartnerCreated]:
+    created = await partners.create_partner(program_of(request), data, sealer, settings.webhook_allow_private)
+    return Response(created, status_code=201)
 
 
 @get("/v1/fulfillment/partners", guards=[admin_only], operation_id="listPartners", summary="List partners",
@@ -125,10 +126,13 @@ async def list_partners(request: Request[Any, Any, Any]) -> list[partners.Partne
 
 @put("/v1/fulfillment/partners/{partner_id:str}/webhook", guards=[admin_only], operation_id="setPartnerWebhook",
      summary="Set a partner's webhook", description="New orders are POSTed there, signed (`RW-Signature`); a new URL "
-     "gets a new secret, answered once. `{\"url\": null}` stops pushing.", tags=["fulfillment"])
+     "gets a new secret, answered once. `{\"url\": null}` stops pushing. A URL whose host is or resolves to "
+     "a loopback, private, link-local or cloud-metadata address answers 422 (unless the operator sets "
+     "`RW_WEBHOOK_ALLOW_PRIVATE=true`).", tags=["fulfillment"])
 async def set_webhook(request: Request[Any, Any, Any], partner_id: str, data: partners.WebhookSettings,
-                      sealer: Sealer) -> partners.WebhookSecret:
-    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer)
+                      sealer: Sealer, settings: Settings) -> partners.WebhookSecret:
+    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer,
+                                      settings.webhook_allow_private)
 
 
 @get("/v1/orders", guards=[admin_only], operation_id="listOrders", summary="List and search orders",
