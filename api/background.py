@@ -11,6 +11,7 @@ import httpx
 
 from catalog.items import pricing_of
 from fulfillment import orders, webhooks
+from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
 from programs.programs import get_program, list_program_ids
@@ -32,6 +33,7 @@ async def run(stop: asyncio.Event, wallets: WalletStore, sealer: Sealer, webhook
                     for program_id in await list_program_ids():
                         await orders.sweep(wallets, program_id)
                         program = await get_program(program_id)
+                        await reroute_orphans(wallets, sealer, program)
                         await spins.complete_unrecorded(wallets, sealer, program, pricing_of(program))
             except Exception:  # a store hiccup: log it and try again on the next round
                 log.exception("background round failed")

@@ -62,9 +62,11 @@ def backoff(attempts: int) -> timedelta:
 async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event: str = "order.created") -> None:
     if not partner.get("webhook_url"):
         return
-    # An order resumed after a crash may pass here twice: one delivery per order and event.
+    # An order resumed after a crash may pass here twice: one delivery per order, event and
+    # partner (an order moved off a disabled partner is announced to its new one).
     if await WebhookDelivery.exists().where((WebhookDelivery.order_id == order_id)
-                                            & (WebhookDelivery.event == event)).run():
+                                            & (WebhookDelivery.event == event)
+                                            & (WebhookDelivery.partner_id == partner["id"])).run():
         return
     now = datetime.now(timezone.utc)
     await WebhookDelivery.insert(WebhookDelivery(id=new_id("whd"), program_id=program_id, partner_id=partner["id"],
@@ -98,6 +100,9 @@ async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str
     attempts = delivery["attempts"] + 1
     if partner is None or not partner["webhook_url"] or not partner["webhook_secret"] or order is None:
         await _record(delivery["id"], "failed", attempts, None, "no webhook configured any more")
+        return
+    if partner["status"] != "active" or order["partner_id"] != partner["id"]:
+        await _record(delivery["id"], "failed", attempts, None, "the order is no longer routed to this partner")
         return
     view = (await partner_views([order]))[0]
     body = msgspec.json.encode({"id": delivery["id"], "event": delivery["event"], "order": view})
