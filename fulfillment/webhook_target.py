@@ -40,7 +40,7 @@ async def system_lookup(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), LOOKUP_SECONDS)
-    except (OSError, asyncio.TimeoutError, UnicodeError) as exc:
+    except (OSError, asyncio.TimeoutError, UnicodeError, ValueError) as exc:
         raise Unresolvable(f"{host} does not resolve") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -76,7 +76,10 @@ async def pin(url: str, allow_private: bool, lookup: Lookup = system_lookup) -> 
             reason = refusal(address) if address is not None else "not an address"
             if reason:
                 raise Refused(f"{host} is {reason}" if literal is not None else f"{host} resolves to {reason}")
-    pinned = parsed.copy_with(host=addresses[0])
+    try:
+        pinned = parsed.copy_with(host=addresses[0])
+    except (httpx.InvalidURL, ValueError) as exc:  # an address with an IPv6 zone, say
+        raise Refused(f"{host} resolves to an address httpx cannot send to") from exc
     return Target(url=str(pinned), host_header=parsed.netloc.decode("ascii"),
                   server_name=host if parsed.scheme == "https" and literal is None else None)
 

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from fulfillment.tables import WebhookDelivery
+from programs.tables import ApiKey
 from tests.factories import bearer
 from tests.fulfillment.helpers import redeem, shop, shopper
 
@@ -65,6 +67,10 @@ async def test_a_new_partner_key_is_shown_once_and_the_old_one_fails_on_the_next
     assert (await claim(client, bearer(new_key))).status_code == 200
     listed = (await client.get("/v1/fulfillment/partners", headers=program.headers)).text
     assert new_key not in listed and new_key.split(".")[2] not in listed
+    # Stored hashed: no column of the key's row holds its secret.
+    row = await ApiKey.select().where(ApiKey.id == new_key.split(".")[1]).first().run()
+    assert row is not None and row["partner_id"] == partner["id"]
+    assert all(new_key.split(".")[2] not in str(value) for value in row.values())
     again = (await client.post(f"/v1/fulfillment/partners/{partner['id']}/keys", headers=program.headers)).json()
     assert (await claim(client, bearer(new_key))).status_code == 401
     assert (await claim(client, bearer(again["api_key"]))).status_code == 200
@@ -179,3 +185,17 @@ async def test_an_order_of_an_item_now_in_the_code_pool_is_fulfilled_from_the_po
     mine = (await client.get(f"/v1/me/redemptions/{order['id']}", headers=me)).json()
     assert mine["status"] == "fulfilled" and mine["credentials"]["code"] == "POOL-0001"
     assert (await client.get("/v1/me/wallet", headers=me)).json()["held"] == 0
+
+
+async def test_a_moved_order_is_announced_to_its_new_partners_webhook(client) -> None:  # type: ignore[no-untyped-def]
+    program, default, item = await shop(client)
+    b = await partner_b(client, program, item)
+    for partner in (default, b):
+        assert (await client.put(f"/v1/fulfillment/partners/{partner['id']}/webhook", headers=program.headers,
+                                 json={"url": "https://hooks.partner.example/orders"})).status_code == 200
+    _, me = await shopper(client, program, 2500)
+    order = (await redeem(client, me, item["id"])).json()
+    assert (await set_status(client, program, b["id"], "disabled")).status_code == 200
+    rows = await WebhookDelivery.select(WebhookDelivery.partner_id).where(
+        WebhookDelivery.order_id == order["id"]).run()
+    assert sorted(r["partner_id"] for r in rows) == sorted([b["id"], default["id"]])
