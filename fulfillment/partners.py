@@ -38,7 +38,7 @@ class PartnerView(msgspec.Struct, frozen=True, omit_defaults=True):
     default: bool
     kind: str
     created_at: datetime
-    status: str = "active"
+    status: str  # active | disabled
     webhook_url: str | None = None
 
 
