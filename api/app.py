@@ -144,7 +144,8 @@ def create_app(settings: Settings) -> Litestar:
         stop_projector = asyncio.Event()
         tasks = []
         if settings.background_tasks:
-            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer)))
+            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer,
+                                                            webhook_allow_private=settings.webhook_allow_private)))
         projecting = None
         if settings.journal_consumer:
             projector = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms)

@@ -5,6 +5,9 @@
   Redis under the key's own hash tag) and the secret's hash compared in constant time.
   Revocation marks the cache entry `revoked`, and a cache fill never clears that mark,
   so a revoked key fails on the very next request on every API machine.
+- partner keys also fail while their partner is disabled: disabling marks every one of the
+  partner's cache entries `disabled` (enabling removes the mark), and a cache fill checks the
+  partner in SQL and caches nothing while it is disabled.
 - participant access tokens: short-lived JWTs (Litestar's `Token`), HS256, that also
   pass a check of the participant's wallet state, so deactivation stops them at once.
 """
@@ -24,6 +27,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.security.jwt import Token
 
+from fulfillment.partners import partner_active
 from programs.credentials import load_key, secret_matches, split_key
 from wallet.replies import reply_text
 from wallet.store import WalletStore
@@ -85,6 +89,8 @@ class Authenticator:
             if record.revoked:
                 await self.client.hset(name, "revoked", "1")
                 raise NotAuthorizedException("unknown or revoked key")
+            if record.kind == "partner" and not await partner_active(record.partner_id or ""):
+                raise NotAuthorizedException("unknown or revoked key")
             cached = {"h": record.key_hash, "program": record.program_id, "kind": record.kind,
                       "partner": record.partner_id or ""}
             # HSET of these fields only: a concurrent revocation's mark survives the fill.
@@ -93,12 +99,23 @@ class Authenticator:
                 raise NotAuthorizedException("unknown or revoked key")
         if not secret_matches(secret, cached["h"]):
             raise NotAuthorizedException("unknown or revoked key")
+        if cached.get("disabled") == "1":
+            raise NotAuthorizedException("this partner is disabled")
         kind = "partner" if cached.get("kind") == "partner" else "admin"
         return Principal(kind=kind, program_id=cached["program"], subject_id=key_id,
                          partner_id=cached.get("partner") or None)
 
     async def mark_revoked(self, key_id: str) -> None:
         await self.client.hset(key_cache_name(key_id), "revoked", "1")
+
+    async def mark_disabled(self, key_ids: list[str], disabled: bool) -> None:
+        """Marks (or unmarks) a disabled partner's keys on every API machine at once. Set after
+        SQL says so: a concurrent cache fill writes other fields and leaves this one be."""
+        for key_id in key_ids:
+            if disabled:
+                await self.client.hset(key_cache_name(key_id), "disabled", "1")
+            else:
+                await self.client.hdel(key_cache_name(key_id), "disabled")
 
     async def _participant(self, presented: str) -> Principal:
         token = Token.decode(presented, secret=self.jwt_secret, algorithm=JWT_ALGORITHM, audience=JWT_AUDIENCE,

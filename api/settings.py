@@ -49,10 +49,11 @@ ENV_NAMES: dict[str, str] = {
     "cors_origins": "RW_CORS_ORIGINS",
     "hsts_seconds": "RW_HSTS_SECONDS",
     "metrics_token": "RW_METRICS_TOKEN",
+    "webhook_allow_private": "RW_WEBHOOK_ALLOW_PRIVATE",
 }
 
 
-_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks"}
+_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks", "webhook_allow_private"}
 
 
 class SettingsError(Exception):
@@ -100,6 +101,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hsts_seconds: Annotated[int, Meta(ge=0, le=63_072_000)] = 0
     # A bearer secret for Prometheus to scrape /metrics with (the operator key works too).
     metrics_token: Annotated[str, Meta(min_length=24)] | None = None
+    # Partner webhooks may reach loopback, private and link-local addresses (a test listener,
+    # a partner inside the same network). Off: such URLs answer 422 and are never delivered to.
+    webhook_allow_private: bool = False
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.

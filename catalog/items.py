@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from catalog.pricing import max_face_value_within, min_face_value_from, points_for
 from catalog.tables import Brand, CatalogItem
+from fulfillment.tables import Partner
 from programs.programs import Money, ProgramView
 from wallet import keys
 from wallet.errors import Invalid, NotFound
@@ -133,7 +134,17 @@ def _search_text(brand: BrandView, name: str) -> str:
     return "|" + "|".join([brand.name.lower(), name.lower(), *(c.lower() for c in brand.categories)]) + "|"
 
 
+async def check_partner(program_id: str, partner_id: str | None) -> None:
+    """A routing partner must be one of this program's: another program's id would be stored
+    and its orders routed to the default instead, or worse, to a partner not ours."""
+    if not partner_id:
+        return
+    if not await Partner.exists().where((Partner.id == partner_id) & (Partner.program_id == program_id)).run():
+        raise Invalid(f"no fulfillment partner {partner_id!r} in this program", field="partner_id")
+
+
 async def upsert_brand(program_id: str, spec: BrandSpec) -> BrandView:
+    await check_partner(program_id, spec.partner_id)
     now = datetime.now(timezone.utc)
     key = f"{program_id}:{spec.name.lower()}"
     values = {"logo_url": spec.logo_url, "description": spec.description, "terms": spec.terms,
@@ -190,6 +201,7 @@ def check_values(spec: NewItem, currency: str) -> tuple[int | None, int | None, 
 
 async def create_item(program: ProgramView, spec: NewItem) -> str:
     face, low, high = check_values(spec, program.point_value.currency)
+    await check_partner(program.id, spec.partner_id)
     brand = await _brand_for(program.id, spec.brand)
     now = datetime.now(timezone.utc)
     item_id = new_id("item")
@@ -210,6 +222,7 @@ async def update_item(program_id: str, item_id: str, changes: ItemChanges) -> No
         (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
     if row is None:
         raise NotFound("no such catalog item")
+    await check_partner(program_id, changes.partner_id)
     values: dict[Any, Any] = {CatalogItem.updated_at: datetime.now(timezone.utc)}
     if changes.name is not None:
         brand = _brand_view(await Brand.select().where(Brand.id == row["brand_id"]).first().run())

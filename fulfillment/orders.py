@@ -308,6 +308,10 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
     row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
         Order.credentials: sealer.seal(msgspec.to_builtins(credentials)),
         Order.fulfilled_at: datetime.now(timezone.utc)})
+    # The same fulfil again is answered idempotently; other credentials for a delivered order
+    # would tell the partner its code was taken while the participant keeps the first one.
+    if row["credentials"] and msgspec.convert(sealer.open(row["credentials"]), Credentials) != credentials:
+        raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
     await settle(store, row)
     names = await _names({row["item_id"]})
     name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))

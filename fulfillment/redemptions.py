@@ -3,7 +3,7 @@ an external partner is told by webhook (and can always pull)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -18,6 +18,23 @@ from programs.programs import Money, ProgramView
 from wallet.store import WalletStore
 
 
+async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row: dict[str, Any],
+                   partner: dict[str, Any]) -> bool:
+    """Starts a pending order with its partner: the built-in pool fulfils it at once (or fails
+    it, returning the points, when out of stock: answers False); an external partner is told
+    by webhook and can always pull."""
+    if partner["kind"] == "code_pool":
+        code = await take_code(row["id"], row["item_id"], sealer)
+        if code is None:
+            await orders.fail(store, program, row["id"], None, "out of stock", allowed=("pending",))
+            return False
+        await orders.fulfill(store, sealer, program, row["id"], None, msgspec.convert(code, Credentials),
+                             allowed=("pending",))
+    else:
+        await webhooks.enqueue(program.id, partner, row["id"])
+    return True
+
+
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
                       source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None) -> OrderView:
@@ -26,15 +43,8 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
                                        order_id)
     if row["status"] != "pending":
         pass  # an earlier attempt with this order id got further: nothing more to start
-    elif partner["kind"] == "code_pool":
-        code = await take_code(row["id"], item_id, sealer)
-        if code is None:
-            await orders.fail(store, program, row["id"], None, "out of stock", allowed=("pending",))
-            raise OutOfStock("this gift card is out of stock; your points were returned")
-        await orders.fulfill(store, sealer, program, row["id"], None, msgspec.convert(code, Credentials),
-                             allowed=("pending",))
-    else:
-        await webhooks.enqueue(program.id, partner, row["id"])
+    elif not await dispatch(store, sealer, program, row, partner):
+        raise OutOfStock("this gift card is out of stock; your points were returned")
     view = await orders.participant_view(program.id, participant_id, row["id"], sealer)
     if source == "redemption":
         await publish(program.id, [FeedEntry(

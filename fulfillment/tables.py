@@ -12,6 +12,8 @@ class Partner(Table, tablename="partners"):
     name = Varchar(length=200)
     is_default = Boolean(default=False)
     kind = Varchar(length=20, default="external")  # external | code_pool
+    # A disabled partner's keys answer 401 and no order is routed to it.
+    status = Varchar(length=20, default="active")  # active | disabled
     webhook_url = Varchar(length=1000, null=True, default=None)
     webhook_secret = Text(null=True, default=None)  # encrypted: we must sign with it
     created_at = Timestamptz()

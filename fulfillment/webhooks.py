@@ -22,6 +22,7 @@ import msgspec
 from fulfillment.orders import partner_views
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner, WebhookDelivery
+from fulfillment.webhook_target import Lookup, Refused, Unresolvable, pin, send, system_lookup
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
 from wallet.moments import utc
@@ -61,9 +62,11 @@ def backoff(attempts: int) -> timedelta:
 async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event: str = "order.created") -> None:
     if not partner.get("webhook_url"):
         return
-    # An order resumed after a crash may pass here twice: one delivery per order and event.
+    # An order resumed after a crash may pass here twice: one delivery per order, event and
+    # partner (an order moved off a disabled partner is announced to its new one).
     if await WebhookDelivery.exists().where((WebhookDelivery.order_id == order_id)
-                                            & (WebhookDelivery.event == event)).run():
+                                            & (WebhookDelivery.event == event)
+                                            & (WebhookDelivery.partner_id == partner["id"])).run():
         return
     now = datetime.now(timezone.utc)
     await WebhookDelivery.insert(WebhookDelivery(id=new_id("whd"), program_id=program_id, partner_id=partner["id"],
@@ -72,7 +75,8 @@ async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event
 
 
 async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50,
-                      now: datetime | None = None) -> int:
+                      now: datetime | None = None, allow_private: bool = False,
+                      lookup: Lookup = system_lookup) -> int:
     """Attempts every delivery that is due; answers how many it attempted."""
     now = now or datetime.now(timezone.utc)
     due = await WebhookDelivery.select().where((WebhookDelivery.status == "pending")
@@ -85,16 +89,20 @@ async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50
             .where((WebhookDelivery.id == delivery["id"]) & (WebhookDelivery.attempts == delivery["attempts"])) \
             .returning(WebhookDelivery.id).run()
         if claimed:
-            await _attempt(sealer, client, delivery)
+            await _attempt(sealer, client, delivery, allow_private, lookup)
     return len(due)
 
 
-async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any]) -> None:
+async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any], allow_private: bool,
+                   lookup: Lookup) -> None:
     partner = await Partner.select().where(Partner.id == delivery["partner_id"]).first().run()
     order = await Order.select().where(Order.id == delivery["order_id"]).first().run()
     attempts = delivery["attempts"] + 1
     if partner is None or not partner["webhook_url"] or not partner["webhook_secret"] or order is None:
         await _record(delivery["id"], "failed", attempts, None, "no webhook configured any more")
+        return
+    if partner["status"] != "active" or order["partner_id"] != partner["id"]:
+        await _record(delivery["id"], "failed", attempts, None, "the order is no longer routed to this partner")
         return
     view = (await partner_views([order]))[0]
     body = msgspec.json.encode({"id": delivery["id"], "event": delivery["event"], "order": view})
@@ -102,11 +110,18 @@ async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str
     headers = {"Content-Type": "application/json", "User-Agent": "reward-wallet-webhooks/1",
                "RW-Signature": signature(sealer.open(partner["webhook_secret"]), timestamp, body),
                "RW-Delivery": delivery["id"]}
+    code: int | None = None
     try:
-        response = await client.post(partner["webhook_url"], content=body, headers=headers, timeout=10)
+        # Checked again at each attempt (DNS answers change), and sent to the address checked.
+        target = await pin(partner["webhook_url"], allow_private, lookup)
+        response = await send(client, target, body, headers, timeout=10)
         code, error = response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+    except Refused as exc:
+        error = f"refused: {exc}"
+    except Unresolvable:
+        error = "the webhook host does not resolve"
     except httpx.HTTPError as exc:
-        code, error = None, f"{type(exc).__name__}"
+        error = f"{type(exc).__name__}"
     if error is None:
         await _record(delivery["id"], "delivered", attempts, code, None)
     else:

@@ -18,6 +18,7 @@ from catalog.items import Pricing, item_row, redemption_points
 from games.tables import SpinCampaign
 from games.sweepstakes_tables import Sweepstakes
 from games.wheel import EntriesPrize, Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
+from programs.participants import check_teams
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import raise_for
@@ -93,6 +94,7 @@ async def _check(program_id: str, spec: WheelSpec, pricing: Pricing) -> None:
     problem = problem_with(spec)
     if problem:
         raise Invalid(problem, field="segments")
+    await check_teams(program_id, spec.eligibility.team_ids if spec.eligibility else None, "eligibility.team_ids")
     await item_prices(program_id, spec, pricing)
 
 

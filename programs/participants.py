@@ -88,6 +88,20 @@ async def _check_team(program_id: str, team_id: str | None) -> None:
         raise Invalid(f"no team {team_id!r} in this program", field="team_id")
 
 
+async def check_teams(program_id: str, team_ids: list[str] | None, field: str) -> None:
+    """Every id must name a team of this program: another program's id would be stored and
+    silently match nobody (or, worse, mean something else after an import)."""
+    if not team_ids:
+        return
+    wanted = sorted(set(team_ids))
+    found = {r["id"] for r in await Team.select(Team.id).where(
+        (Team.program_id == program_id) & Team.id.is_in(wanted)).run()}
+    unknown = [t for t in wanted if t not in found]
+    if unknown:
+        shown = ", ".join(repr(t) for t in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise Invalid(f"no team {shown} in this program", field=field)
+
+
 async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[ParticipantView, bool]:
     """Answers (participant, created). The same external id again answers the existing one."""
     key = f"{program_id}:{spec.external_id}"

@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 
+from programs.participants import check_teams
 from programs.rules import RuleSpec, check_rule
 from programs.tables import EarningRule
 from wallet.errors import Conflict, Invalid, NotFound
@@ -80,6 +81,8 @@ async def _insert(program_id: str, rule_id: str, version: int, spec: RuleSpec) -
 
 async def create_rule(program_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
     validate(spec, known_types)
+    await check_teams(program_id, spec.participants.team_ids if spec.participants else None,
+                      "participants.team_ids")
     rule_id = new_id("rule")
     await _insert(program_id, rule_id, 1, spec)
     return view((await versions(program_id, rule_id))[-1])
@@ -96,6 +99,8 @@ async def versions(program_id: str, rule_id: str) -> list[RuleVersion]:
 async def update_rule(program_id: str, rule_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
     """Answers the new version. Two concurrent edits cannot both become version n+1."""
     validate(spec, known_types)
+    await check_teams(program_id, spec.participants.team_ids if spec.participants else None,
+                      "participants.team_ids")
     current = (await versions(program_id, rule_id))[-1]
     if current.status == "retired":
         raise Conflict("a retired rule cannot change")

@@ -197,7 +197,8 @@ class LiveServer:
     def __init__(self, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **(extra_env or {})}
+        # The tests' own webhook listeners are on 127.0.0.1: live servers let webhooks reach them.
+        env = {"RW_WEBHOOK_ALLOW_PRIVATE": "true", **os.environ, **(extra_env or {})}
         if extra_env and "REDIS_URL" in extra_env and "RW_REDIS_CLUSTER" not in extra_env:
             # A caller naming its own Redis names a single server, even on a cluster run.
             env.pop("RW_REDIS_CLUSTER", None)

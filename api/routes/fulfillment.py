@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post, put
+from litestar import Request, Response, get, patch, post, put
 from litestar.di import Provide
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import admin_only, participant_only, partner_only, principal_of
+from api.auth import Authenticator, admin_only, participant_only, partner_only, principal_of
 from api.idempotency import once, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from catalog.items import pricing_of
 from fulfillment import orders, partners, queue, webhooks
 from fulfillment.redemptions import place_order
+from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
 from wallet.ids import new_id
@@ -112,9 +113,10 @@ async def cancel(request: Request[Any, Any, Any], order_id: str, wallets: Wallet
       summary="Add a fulfillment partner",
       description="Answers the partner's API key once (and a webhook signing secret when `webhook_url` is given). "
                   "A program's first partner is its default route.", tags=["fulfillment"])
-async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner,
-                         sealer: Sealer) -> Response[partners.PartnerCreated]:
-    return Response(await partners.create_partner(program_of(request), data, sealer), status_code=201)
+async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner, sealer: Sealer,
+                         settings: Settings) -> Response[partners.PartnerCreated]:
+    created = await partners.create_partner(program_of(request), data, sealer, settings.webhook_allow_private)
+    return Response(created, status_code=201)
 
 
 @get("/v1/fulfillment/partners", guards=[admin_only], operation_id="listPartners", summary="List partners",
@@ -125,10 +127,44 @@ async def list_partners(request: Request[Any, Any, Any]) -> list[partners.Partne
 
 @put("/v1/fulfillment/partners/{partner_id:str}/webhook", guards=[admin_only], operation_id="setPartnerWebhook",
      summary="Set a partner's webhook", description="New orders are POSTed there, signed (`RW-Signature`); a new URL "
-     "gets a new secret, answered once. `{\"url\": null}` stops pushing.", tags=["fulfillment"])
+     "gets a new secret, answered once. `{\"url\": null}` stops pushing. A URL whose host is or resolves to "
+     "a loopback, private, link-local or cloud-metadata address answers 422 (unless the operator sets "
+     "`RW_WEBHOOK_ALLOW_PRIVATE=true`).", tags=["fulfillment"])
 async def set_webhook(request: Request[Any, Any, Any], partner_id: str, data: partners.WebhookSettings,
-                      sealer: Sealer) -> partners.WebhookSecret:
-    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer)
+                      sealer: Sealer, settings: Settings) -> partners.WebhookSecret:
+    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer,
+                                      settings.webhook_allow_private)
+
+
+@patch("/v1/fulfillment/partners/{partner_id:str}", guards=[admin_only], operation_id="updatePartner",
+       summary="Enable or disable a partner",
+       description="`{\"status\": \"disabled\"}`: the partner's keys answer 401 from the next request on, its "
+                   "pending orders move at once to where a new redemption of their item would go (the item's or "
+                   "brand's partner, else the default; the built-in pool fulfils pool items at once), and an order "
+                   "it holds under a lease moves when the lease ends. Disabling the default partner makes the "
+                   "oldest other active partner the default; with none left, redemptions answer 409 `conflict` "
+                   "until a partner is added or enabled. `{\"status\": \"active\"}` enables it again (and makes "
+                   "it the default when the program has no active default). The built-in code pool cannot be "
+                   "disabled (409).", tags=["fulfillment"])
+async def update_partner(request: Request[Any, Any, Any], partner_id: str, data: partners.PartnerChanges,
+                         wallets: WalletStore, sealer: Sealer, authenticator: Authenticator) -> partners.PartnerView:
+    program = await get_program(program_of(request))
+    view = await partners.set_status(program.id, partner_id, data.status)
+    await authenticator.mark_disabled(await partners.partner_key_ids(partner_id), data.status == "disabled")
+    await reroute_orphans(wallets, sealer, program)
+    return view
+
+
+@post("/v1/fulfillment/partners/{partner_id:str}/keys", guards=[admin_only], operation_id="rotatePartnerKey",
+      summary="Issue a partner a new API key",
+      description="Answers the new key once; every earlier key of the partner answers 401 from the next request "
+                  "on, on every API machine.", tags=["fulfillment"])
+async def rotate_partner_key(request: Request[Any, Any, Any], partner_id: str,
+                             authenticator: Authenticator) -> Response[partners.PartnerKey]:
+    api_key, revoked = await partners.rotate_key(program_of(request), partner_id)
+    for key_id in revoked:
+        await authenticator.mark_revoked(key_id)
+    return Response(partners.PartnerKey(api_key=api_key), status_code=201)
 
 
 @get("/v1/orders", guards=[admin_only], operation_id="listOrders", summary="List and search orders",
@@ -171,8 +207,11 @@ async def admin_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
       summary="Claim a batch of orders with a lease",
       description="Orders routed to you, oldest first, each with a `lease_id`. An unexpired lease is never handed "
                   "twice; an expired one returns the order to the queue.", tags=["partner"], status_code=200)
-async def claim(request: Request[Any, Any, Any], data: ClaimRequest) -> ClaimedOrders:
+async def claim(request: Request[Any, Any, Any], data: ClaimRequest, wallets: WalletStore,
+                sealer: Sealer) -> ClaimedOrders:
     principal = principal_of(request)
+    # Orders whose disabled partner's lease has ended join their new partner's queue first.
+    await reroute_orphans(wallets, sealer, await get_program(principal.program_id or ""))
     rows = await queue.claim(principal.program_id or "", principal.partner_id or "", data.limit, data.lease_seconds)
     return ClaimedOrders(items=await orders.partner_views(rows))
 
@@ -209,5 +248,6 @@ async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
     return await webhooks.deliveries(principal.program_id or "", principal.partner_id, limit, cursor)
 
 
-ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, set_webhook, list_orders, export,
+ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, update_partner, rotate_partner_key,
+          set_webhook, list_orders, export,
           read_order, admin_deliveries, claim, fulfil, fail, partner_deliveries]

@@ -1,0 +1,52 @@
+"""Orders of a disabled partner find another one.
+
+Disabling a partner moves its unclaimed (`pending`) orders at once; an order it holds under
+a lease stays leased (the partner can no longer act on it: its key answers 401) until the
+lease ends, and is then moved like the others. Each order goes where a new redemption of its
+item would: the item's own partner, its brand's, else the program's default (the built-in
+pool, for items routed to the pool, fulfils it at once). An order with nowhere to go stays
+where it is until a partner is added or enabled. Runs when a partner is disabled or enabled,
+before every claim, and in the background sweep, so a lease that ends is re-routed before
+anyone could claim it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from catalog.items import item_row
+from fulfillment.partners import route
+from fulfillment.redemptions import dispatch
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Order, Partner
+from programs.programs import ProgramView
+from wallet.errors import Conflict, NotFound
+from wallet.store import WalletStore
+
+
+async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramView,
+                          now: datetime | None = None) -> int:
+    """Moves every order waiting on a disabled partner; answers how many moved."""
+    disabled = [r["id"] for r in await Partner.select(Partner.id).where(
+        (Partner.program_id == program.id) & (Partner.status == "disabled")).run()]
+    if not disabled:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    waiting = (Order.status == "pending") | ((Order.status == "claimed") & (Order.lease_expires_at < now))
+    rows = await Order.select().where((Order.program_id == program.id) & Order.partner_id.is_in(disabled)
+                                      & waiting).order_by(Order.created_at).run()
+    moved = 0
+    for row in rows:
+        try:
+            partner = await route(program.id, await item_row(program.id, row["item_id"]))
+        except (Conflict, NotFound):
+            continue  # nowhere to go yet: it waits for a partner to be added or enabled
+        # Conditional on what was read: a concurrent re-route or claim moves it once.
+        changed = await Order.update({Order.partner_id: partner["id"], Order.status: "pending", Order.lease_id: None,
+                                      Order.lease_expires_at: None, Order.updated_at: now}).where(
+            (Order.id == row["id"]) & (Order.partner_id == row["partner_id"]) & waiting).returning(Order.id).run()
+        if not changed:
+            continue
+        moved += 1
+        await dispatch(store, sealer, program, {**row, "partner_id": partner["id"], "status": "pending"}, partner)
+    return moved
