@@ -159,3 +159,23 @@ async def test_concurrent_rotations_client_seeds_and_spins_leave_every_spin_veri
     statuses = Counter(r["status"] for r in await SeedPair.select(SeedPair.status).where(
         SeedPair.participant_id == person).run())
     assert statuses == {"active": 1, "revealed": len(revealed)}
+
+
+async def test_a_pair_an_earlier_version_kept_in_clear_is_sealed_at_its_next_spin(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched_wheel(client, program)
+    person, me = await spinning_participant(client, program, 100)
+    await client.get("/v1/me/fairness", headers=me)
+    # What the earlier version kept in Redis: the same pair, its seed in clear.
+    seed = "5" * 64
+    key = keys.seed_pair(program.id, person)
+    await redis.hdel(key, "sealed")
+    await redis.hset(key, mapping={"server_seed": seed, "hash": hashlib.sha256(seed.encode()).hexdigest()})
+    spun = await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": "old"})
+    assert spun.status_code == 201, spun.text
+    fields = {k.decode() if isinstance(k, bytes) else k for k in await redis.hkeys(key)}
+    assert "server_seed" not in fields and "sealed" in fields
+    rotated = (await client.post("/v1/me/fairness/rotate", headers=me)).json()
+    assert rotated["revealed"]["server_seed"] == seed and rotated["revealed"]["nonce"] == 1
+    record = (await client.get("/v1/me/spins", headers=me)).json()["items"][0]
+    assert record["proof"]["server_seed"] == seed and verify_spin_proof(record["proof"]).ok
