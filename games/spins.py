@@ -4,10 +4,9 @@ The spin itself is one call of the Redis function `rw_spin` (games/spins.lua). R
 SHA-256, so this side reads the participant's seed pair, opens its sealed server seed,
 computes the words of its stream at the current nonce (FAIRNESS.md, "Inside Redis") and
 passes them with the pair and nonce it used; the function refuses if either moved, and we
-compute again (`draw_spin`). Afterwards the spin is
-written to SQL for the history, and an item prize becomes an order; both are keyed by the
-spin's id, so a retried request (which replays the recorded answer) completes them without
-doing anything twice.
+compute again (`draw_spin`). Afterwards the spin is written to SQL for the history, and an
+item prize becomes an order; both are keyed by the spin's id, so a retried request (which
+replays the recorded answer) completes them without doing anything twice.
 """
 
 from __future__ import annotations
@@ -166,10 +165,10 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
-    pair: dict[str, str] | None = await seeds.read_pair(store, program.id, participant_id)
-    if pair is not None and "hash" not in pair:
+    pair = await seeds.read_pair(store, program.id, participant_id)
+    if "hash" not in pair:
         await seeds.current(store, sealer, program.id, participant_id)
-        pair = None
+        pair = {}
     outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, pair,
                               extras)
     if outcome.s >= 300:
@@ -219,8 +218,11 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
     count, window = 8, 1  # words per nonce; nonces covered
     opened: tuple[str, str] = ("", "")  # (pair id, clear seed): opened once per pair
     for attempt in range(_SPIN_ATTEMPTS):
-        pair = first_read if first_read is not None else await seeds.read_pair(store, program_id, participant_id)
+        pair = first_read or await seeds.read_pair(store, program_id, participant_id)
         first_read = None
+        if "hash" not in pair:  # the pair is gone (Redis was rebuilt from the ledger): commit one
+            await seeds.current(store, sealer, program_id, participant_id)
+            continue
         if "sealed" not in pair:
             await seeds.seal_legacy(store, sealer, program_id, participant_id, pair)
         if opened[0] != pair["pair"]:
