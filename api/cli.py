@@ -17,11 +17,15 @@ from api.settings import Settings, SettingsError, load_settings, resolve_secrets
 
 
 def _settings() -> tuple[Settings, str | None]:
+    from api.embedded import secure_data_dir
+
     try:
-        return resolve_secrets(load_settings())
+        settings, new_operator_key = resolve_secrets(load_settings())
     except SettingsError as exc:
         print(f"reward-wallet: bad setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    secure_data_dir(settings.data_path)  # before any command makes a file there
+    return settings, new_operator_key
 
 
 def _run(coro: Any) -> Any:

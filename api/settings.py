@@ -1,18 +1,20 @@
 """Settings: one msgspec Struct read from the environment and validated at start.
 
 In embedded mode (no `REDIS_URL` and no `DATABASE_URL`) the signing and encryption
-secrets are generated once into `RW_DATA_DIR/secrets.json`; with external stores they
-must be given explicitly, so that several API machines agree on them.
+secrets, and the embedded Valkey's password, are generated once into
+`RW_DATA_DIR/secrets.json` (mode 0600); with external stores they must be given
+explicitly, so that several API machines agree on them.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -149,32 +151,69 @@ def _explain(exc: msgspec.ValidationError) -> str:
     return message
 
 
+def _with_secrets_file(data_path: Path, fill: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+    """The secrets kept in `secrets.json`, after `fill` has added any missing (it answers
+    whether it did). Several processes (serve, its workers, a CLI command) may start at
+    once: a lock on the data folder makes them agree on one value, and the file is
+    replaced whole (mode 0600 from its creation), so no reader sees half of it."""
+    data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = os.open(data_path, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        path = data_path / "secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if fill(stored):
+            draft = data_path / ".secrets.json.new"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(stored, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(draft, path)
+        return stored
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _add_valkey_password(stored: dict[str, str]) -> bool:
+    if "valkey_password" in stored:
+        return False
+    stored["valkey_password"] = secrets.token_hex(32)  # hex: safe in a URL and in valkey.conf
+    return True
+
+
+def valkey_password(data_path: Path) -> str:
+    """The embedded Valkey's password (`requirepass`), generated on first use."""
+    return _with_secrets_file(data_path, _add_valkey_password)["valkey_password"]
+
+
 def resolve_secrets(settings: Settings) -> tuple[Settings, str | None]:
     """Fill in signing/encryption secrets; answer the operator key if it was just generated.
 
-    Embedded mode keeps them in `secrets.json` under the data dir (mode 0600). The
-    operator key itself is never stored, only its SHA-256, so it is printed once.
+    Embedded mode keeps them in `secrets.json` under the data dir (mode 0600), with the
+    embedded Valkey's password. The operator key itself is never stored, only its SHA-256,
+    so it is printed once.
     """
     new_operator_key: str | None = None
     if settings.embedded:
-        path = settings.data_path / "secrets.json"
-        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        changed = False
-        if "jwt_secret" not in stored:
-            stored["jwt_secret"] = secrets.token_urlsafe(48)
-            changed = True
-        if "encryption_key" not in stored:
-            stored["encryption_key"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-            changed = True
-        if "operator_key_sha256" not in stored and settings.operator_key is None:
-            new_operator_key = "rwo_" + secrets.token_urlsafe(32)
-            stored["operator_key_sha256"] = hashlib.sha256(new_operator_key.encode()).hexdigest()
-            changed = True
-        if changed:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(stored, handle)
+        generated: list[str] = []
+
+        def fill(stored: dict[str, str]) -> bool:
+            changed = _add_valkey_password(stored)
+            if "jwt_secret" not in stored:
+                stored["jwt_secret"] = secrets.token_urlsafe(48)
+                changed = True
+            if "encryption_key" not in stored:
+                stored["encryption_key"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+                changed = True
+            if "operator_key_sha256" not in stored and settings.operator_key is None:
+                generated.append("rwo_" + secrets.token_urlsafe(32))
+                stored["operator_key_sha256"] = hashlib.sha256(generated[0].encode()).hexdigest()
+                changed = True
+            return changed
+
+        stored = _with_secrets_file(settings.data_path, fill)
+        new_operator_key = generated[0] if generated else None
         settings = msgspec.structs.replace(
             settings,
             jwt_secret=settings.jwt_secret or stored["jwt_secret"],

@@ -2,18 +2,25 @@
 the participant may change, and a nonce.
 
 The pair in use lives in one Redis hash (the spin reads and advances it atomically) and in
-SQL, where the server seed stays sealed until the pair is rotated; rotation reveals it in
-clear, with the nonce it reached, so every earlier spin can be recomputed. Changing the
-client seed rotates the pair too.
+SQL. Until the pair is rotated its server seed is sealed (Fernet, the settings' key) in
+both: Lua never needs it, and only Python opens it to compute a spin's words, so reading
+Redis or the database tells a local process nothing about coming spins. Rotation reveals
+the seed in clear, with the nonce it reached, so every earlier spin can be recomputed.
+Changing the client seed rotates the pair too.
+
+A new pair replaces the old one in one atomic step (`rw_seed_swap`, games/seeds.lua), so
+concurrent rotations and spins leave exactly one pair in use, and each retired pair is
+revealed once, at the nonce its last spin left. SQL follows Redis: a new pair's row is
+written first as `pending` (a row whose swap lost is deleted, one whose process died stays
+pending and unused), becomes `active` once it is the pair in use, and `revealed` when it
+is retired.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -25,10 +32,13 @@ from wallet import keys
 from wallet.errors import Invalid, Unavailable
 from wallet.ids import new_id
 from wallet.replies import reply_text
+from wallet.store import WalletStore
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
-_CLAIM_MS = 5_000
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{1,64}$")
+# Each attempt loses only to another rotation or first commitment that won (spins never
+# make a swap fail), so a handful is plenty; past it the participant retries.
+_ATTEMPTS = 50
 
 
 class Fairness(msgspec.Struct, frozen=True):
@@ -53,50 +63,123 @@ class ClientSeedChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client_seed: ClientSeed
 
 
-async def _create(client: Any, sealer: Sealer, program_id: str, participant_id: str, client_seed: str) -> None:
+class _Swapped(msgspec.Struct, frozen=True):
+    """rw_seed_swap's answer: the retired pair (`pair` "" when there was none)."""
+
+    s: int
+    code: str | None = None
+    pair: str = ""
+    sealed: str = ""
+    server_seed: str = ""
+    hash: str = ""
+    client_seed: str = ""
+    nonce: str = "0"
+
+
+_decode_swapped = msgspec.json.Decoder(_Swapped).decode
+
+
+def retired_key(program_id: str, participant_id: str) -> str:
+    """Retired pairs not yet revealed in SQL (pair id -> final nonce), under the same tag."""
+    return keys.seed_pair(program_id, participant_id) + ":retired"
+
+
+def server_seed_of(sealer: Sealer, pair: dict[str, str]) -> str:
+    """The clear server seed of a pair as read from Redis (a pair committed before seeds
+    were sealed there holds it in clear)."""
+    if "sealed" in pair:
+        return str(sealer.open(pair["sealed"]))
+    return pair["server_seed"]
+
+
+async def read_pair(store: WalletStore, program_id: str, participant_id: str) -> dict[str, str]:
+    raw = await store.client.hgetall(keys.seed_pair(program_id, participant_id))
+    return {reply_text(k): reply_text(v) for k, v in raw.items()}
+
+
+async def seal_legacy(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str,
+                      pair: dict[str, str]) -> None:
+    """Seals in place the clear seed of a pair committed by an earlier version."""
+    if "server_seed" in pair and "sealed" not in pair and "pair" in pair:
+        await store.fcall("rw_seed_seal", [keys.seed_pair(program_id, participant_id)],
+                          [pair["pair"], sealer.seal(pair["server_seed"])])
+
+
+async def _commit(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str, expected: str,
+                  client_seed: str) -> tuple[_Swapped, Fairness] | None:
+    """Commits a new pair in place of `expected` ("" for none); None if another rotation or
+    first commitment got there first. Answers the retired pair and the new one."""
     server_seed = new_server_seed()
-    pair_id = new_id("pair")
+    digest, sealed, pair_id = server_seed_hash(server_seed), sealer.seal(server_seed), new_id("pair")
     await SeedPair.insert(SeedPair(id=pair_id, program_id=program_id, participant_id=participant_id,
-                                   server_seed_hash=server_seed_hash(server_seed), server_seed=sealer.seal(server_seed),
-                                   client_seed=client_seed, created_at=datetime.now(timezone.utc))).run()
-    # One HSET replaces every field at once: a spin never sees half of two pairs.
-    await client.hset(keys.seed_pair(program_id, participant_id), mapping={
-        "pair": pair_id, "server_seed": server_seed, "hash": server_seed_hash(server_seed),
-        "client_seed": client_seed, "nonce": 0})
+                                   server_seed_hash=digest, server_seed=sealed, client_seed=client_seed,
+                                   status="pending", created_at=datetime.now(timezone.utc))).run()
+    swapped = _decode_swapped(await store.fcall(
+        "rw_seed_swap", [keys.seed_pair(program_id, participant_id), retired_key(program_id, participant_id)],
+        [expected, pair_id, sealed, digest, client_seed]))
+    if swapped.s != 200:
+        await SeedPair.delete().where(SeedPair.id == pair_id).run()
+        return None
+    # Only a pending row becomes active: a concurrent rotation may already have retired it.
+    await SeedPair.update({SeedPair.status: "active"}).where(
+        (SeedPair.id == pair_id) & (SeedPair.status == "pending")).run()
+    return swapped, Fairness(server_seed_hash=digest, client_seed=client_seed, nonce=0)
 
 
-async def current(client: Any, sealer: Sealer, program_id: str, participant_id: str) -> Fairness:
-    """The pair in use, committed on first sight."""
-    key = keys.seed_pair(program_id, participant_id)
-    claim = f"{key}:creating"
-    deadline = time.monotonic() + 10.0
-    while True:
-        values = {reply_text(k): reply_text(v) for k, v in (await client.hgetall(key)).items()}
-        if "hash" in values:
-            return Fairness(server_seed_hash=values["hash"], client_seed=values["client_seed"],
-                            nonce=int(values["nonce"]))
-        # One of concurrent first calls creates the pair. The claim expires, so a creator
-        # that died half-way does not leave the participant without a pair for good.
-        if await client.set(claim, "1", nx=True, px=_CLAIM_MS):
-            await _create(client, sealer, program_id, participant_id, new_client_seed())
-            continue
-        if time.monotonic() > deadline:
-            raise Unavailable("your seed pair is still being created; retry in a moment")
-        await asyncio.sleep(0.02)  # the concurrent creator is finishing
+async def _reveal(store: WalletStore, program_id: str, participant_id: str, pair_id: str, server_seed: str,
+                  final_nonce: str) -> None:
+    await SeedPair.update({SeedPair.status: "revealed", SeedPair.server_seed: server_seed,
+                           SeedPair.final_nonce: final_nonce, SeedPair.revealed_at: datetime.now(timezone.utc)}) \
+        .where(SeedPair.id == pair_id).run()
+    await store.client.hdel(retired_key(program_id, participant_id), pair_id)
 
 
-async def rotate(client: Any, sealer: Sealer, program_id: str, participant_id: str,
+async def _finish_reveals(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str) -> None:
+    """Reveals in SQL the pairs a rotation retired in Redis but died before revealing."""
+    waiting = await store.client.hgetall(retired_key(program_id, participant_id))
+    for raw_pair, raw_nonce in waiting.items():
+        pair_id = reply_text(raw_pair)
+        rows = await SeedPair.select(SeedPair.server_seed, SeedPair.status).where(SeedPair.id == pair_id).run()
+        if rows and rows[0]["status"] != "revealed":
+            await _reveal(store, program_id, participant_id, pair_id, str(sealer.open(rows[0]["server_seed"])),
+                          reply_text(raw_nonce))
+        else:
+            await store.client.hdel(retired_key(program_id, participant_id), pair_id)
+
+
+async def current(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str) -> Fairness:
+    """The pair in use, committed on first sight (of concurrent first calls, one commits and
+    the others read its pair)."""
+    for _ in range(_ATTEMPTS):
+        pair = await read_pair(store, program_id, participant_id)
+        if "hash" in pair:
+            if "sealed" not in pair:
+                await seal_legacy(store, sealer, program_id, participant_id, pair)
+            return Fairness(server_seed_hash=pair["hash"], client_seed=pair["client_seed"], nonce=int(pair["nonce"]))
+        await _commit(store, sealer, program_id, participant_id, "", new_client_seed())
+    raise Unavailable("your seed pair is still being created; retry in a moment")
+
+
+async def rotate(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str,
                  client_seed: str | None = None) -> Rotation:
     """Reveals the pair in use and commits a new one (with a new client seed if given)."""
     if client_seed is not None and not _PRINTABLE.match(client_seed):
         raise Invalid("client_seed is 1..64 printable ASCII characters", field="client_seed")
-    await current(client, sealer, program_id, participant_id)
-    key = keys.seed_pair(program_id, participant_id)
-    old = {reply_text(k): reply_text(v) for k, v in (await client.hgetall(key)).items()}
-    await _create(client, sealer, program_id, participant_id, client_seed or old["client_seed"])
-    await SeedPair.update({SeedPair.status: "revealed", SeedPair.server_seed: old["server_seed"],
-                           SeedPair.final_nonce: old["nonce"], SeedPair.revealed_at: datetime.now(timezone.utc)}) \
-        .where(SeedPair.id == old["pair"]).run()
-    revealed = Revealed(server_seed=old["server_seed"], server_seed_hash=old["hash"], client_seed=old["client_seed"],
-                        nonce=int(old["nonce"]))
-    return Rotation(revealed=revealed, current=await current(client, sealer, program_id, participant_id))
+    await _finish_reveals(store, sealer, program_id, participant_id)
+    for _ in range(_ATTEMPTS):
+        pair = await read_pair(store, program_id, participant_id)
+        if "hash" not in pair:
+            await current(store, sealer, program_id, participant_id)
+            continue
+        # The client seed read with the pair is that pair's: it changes only with the pair.
+        committed = await _commit(store, sealer, program_id, participant_id, pair["pair"],
+                                  client_seed or pair["client_seed"])
+        if committed is None:
+            continue  # a concurrent rotation retired that pair: this one rotates its successor
+        retired, new = committed
+        server_seed = sealer.open(retired.sealed) if retired.sealed else retired.server_seed
+        await _reveal(store, program_id, participant_id, retired.pair, str(server_seed), retired.nonce)
+        revealed = Revealed(server_seed=str(server_seed), server_seed_hash=retired.hash,
+                            client_seed=retired.client_seed, nonce=int(retired.nonce))
+        return Rotation(revealed=revealed, current=new)
+    raise Unavailable("your seed pair is changing too often right now; retry in a moment")

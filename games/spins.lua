@@ -12,9 +12,11 @@ KEYS: idem, journal, acct, cfg, wallet, campaign (rw:{p:P}:camp:<id>), seed pair
       (rw:{p:P}:seed:<participant>), the participant's spin count for the day, then for
       each segment whose prize is sweepstakes entries (numbered k = 1, 2, ... in the
       campaign's segments JSON): that sweepstakes' config, tickets and owners keys
-ARGV: fp, ttl, tx, participant, campaign id, pair id, nonce, now_ms, word count n,
-      then the n words of the pair's stream at that nonce (decimal), then per entries
-      segment k the participant's public id in that sweepstakes
+ARGV: fp, ttl, tx, participant, campaign id, pair id, first nonce f, now_ms, word count n,
+      nonce count m, then n words of the pair's stream (decimal) for each nonce f .. f+m-1
+      in turn (concurrent spins of one participant each cover the nonces the others may
+      take first), then per entries segment k the participant's public id in that
+      sweepstakes
 
 Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = none),
   pool ("1": prizes are paid from the account pool:<id>, else from the budget),
@@ -24,8 +26,9 @@ Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = non
 Answers {"s": 201, tx, participant, points (net change of available), available, held,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
   prize_value, free_spins}, or a refusal. Two refusals are not recorded, so the caller
-  retries with the same Idempotency-Key: "seed_moved" (the nonce or pair changed since
-  the words were computed) and "more_words" (every word was rejected). ]]
+  retries with the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
+  outside the ones the caller computed words for) and "more_words" (every word was
+  rejected). ]]
 
 local function spin_refusal(status, code, detail)
   return fail(status, code, detail)
@@ -56,7 +59,7 @@ redis.register_function("rw_spin", function(keys, argv)
   local idem, stream, acct, cfg, wallet, campaign, seed, day = keys[1], keys[2], keys[3], keys[4], keys[5],
     keys[6], keys[7], keys[8]
   local fp, ttl, tx, participant, cid = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
-  local pair, nonce, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
+  local pair, first, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
   local early = idem_check(idem, fp) or missing_wallet(wallet)
   if early then return early end
   local function refuse(status, code, detail)
@@ -83,7 +86,9 @@ redis.register_function("rw_spin", function(keys, argv)
     return refuse(409, "limit_reached", "you have used today's " .. cap .. " spins; come back tomorrow")
   end
 
-  if redis.call("HGET", seed, "pair") ~= pair or tonumber(redis.call("HGET", seed, "nonce") or "-1") ~= nonce then
+  local nwords, nonces = tonumber(argv[9]), tonumber(argv[10])
+  local nonce = tonumber(redis.call("HGET", seed, "nonce") or "-1")
+  if redis.call("HGET", seed, "pair") ~= pair or nonce < first or nonce >= first + nonces then
     return cjson.encode(fail(409, "seed_moved", "the seed pair moved; retry"))
   end
 
@@ -100,16 +105,16 @@ redis.register_function("rw_spin", function(keys, argv)
   local segments = cjson.decode(redis.call("HGET", campaign, "segments"))
   local pooled = redis.call("HGET", campaign, "pool") == "1"
   local weights = {}
-  local nwords = tonumber(argv[9])
   local function entries(k)
     local base = 8 + (k - 1) * 3
-    return keys[base + 1], keys[base + 2], keys[base + 3], argv[9 + nwords + k]
+    return keys[base + 1], keys[base + 2], keys[base + 3], argv[10 + nwords * nonces + k]
   end
   for i, seg in ipairs(segments) do
     weights[i] = effective_weight(campaign, acct, cfg, cid, i, seg, pooled, participant, now, entries)
   end
   local words = {}
-  for i = 1, nwords do words[i] = tonumber(argv[9 + i]) end
+  local at = 10 + (nonce - first) * nwords  -- the words for the nonce met here
+  for i = 1, nwords do words[i] = tonumber(argv[at + i]) end
   local index, problem = rw_choose(words, weights)
   if index == nil then return redis.error_reply(problem) end
   if index == -2 then

@@ -1,16 +1,18 @@
 """A participant's spin, the spins they can still make, and their history with proofs.
 
 The spin itself is one call of the Redis function `rw_spin` (games/spins.lua). Redis has no
-SHA-256, so this side reads the participant's seed pair, computes the words of its stream
-at the current nonce (FAIRNESS.md, "Inside Redis") and passes them with the pair and nonce
-it used; the function refuses if either moved, and we compute again. Afterwards the spin is
-written to SQL for the history, and an item prize becomes an order; both are keyed by the
-spin's id, so a retried request (which replays the recorded answer) completes them without
-doing anything twice.
+SHA-256, so this side reads the participant's seed pair, opens its sealed server seed,
+computes the words of its stream at the current nonce (FAIRNESS.md, "Inside Redis") and
+passes them with the pair and nonce it used; the function refuses if either moved, and we
+compute again (`draw_spin`). Afterwards the spin is written to SQL for the history, and an
+item prize becomes an order; both are keyed by the spin's id, so a retried request (which
+replays the recorded answer) completes them without doing anything twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +34,7 @@ from programs.participants import get_participant
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.accounts import Balance, raise_for
-from wallet.errors import Conflict, DomainError, IdempotencyKeyInFlight, Refused
+from wallet.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
@@ -40,6 +42,10 @@ from wallet.replies import reply_text
 from wallet.store import Idem, Outcome, WalletStore
 
 ALGORITHM = "rw-fair-1"
+# A spin that loses the race for the nonce retries with the words for this many nonces at
+# most (8 words, one HMAC block, each), and gives up (503) after this many tries.
+_WINDOW_MAX = 64
+_SPIN_ATTEMPTS = 40
 _decode_spec = msgspec.json.Decoder(WheelSpec).decode
 _decode_eligibility = msgspec.json.Decoder(Eligibility).decode
 # Launched campaigns' designs, by (program, campaign): a campaign that has been spun was
@@ -159,11 +165,12 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
-    pair = await client.hgetall(keys.seed_pair(program.id, participant_id))
-    if b"hash" not in pair and "hash" not in pair:
-        await seeds.current(client, sealer, program.id, participant_id)
-        pair = None
-    outcome = await draw_spin(store, program.id, program.timezone, participant_id, campaign_id, idem, pair, extras)
+    pair = await seeds.read_pair(store, program.id, participant_id)
+    if "hash" not in pair:
+        await seeds.current(store, sealer, program.id, participant_id)
+        pair = {}
+    outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, pair,
+                              extras)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
     spec = await _launched_spec(program.id, campaign_id)
@@ -196,36 +203,52 @@ async def _entries_extras(client: Any, program_id: str, participant_id: str,
     return extra_keys, public_ids
 
 
-async def draw_spin(store: WalletStore, program_id: str, zone: str, participant_id: str, campaign_id: str,
-                    idem: Idem, first_read: dict[Any, Any] | None = None,
+async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: str, participant_id: str,
+                    campaign_id: str, idem: Idem, first_read: dict[str, str] | None = None,
                     extras: tuple[list[str], list[str]] = ([], [])) -> SpinOutcome:
     """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
-    The participant's seed pair must exist (`seeds.current`); `first_read`, the pair's hash
-    as just read, saves the first HGETALL."""
-    client = store.client
+    The participant's seed pair must exist (`seeds.current`); `first_read`, the pair as
+    just read, saves the first HGETALL.
+
+    Concurrent spins of one participant advance the nonce under each other. After losing
+    once, a spin sends the words for a window of nonces from the one it read (up to
+    `_WINDOW_MAX`), so rw_spin finds the words for whichever nonce it meets; a rotation
+    (a new pair) is read again. The participant never sees the race."""
     seed_key = keys.seed_pair(program_id, participant_id)
-    count = 8
-    for _ in range(20):
-        raw = first_read if first_read is not None else await client.hgetall(seed_key)
+    count, window = 8, 1  # words per nonce; nonces covered
+    opened: tuple[str, str] = ("", "")  # (pair id, clear seed): opened once per pair
+    for attempt in range(_SPIN_ATTEMPTS):
+        pair = first_read or await seeds.read_pair(store, program_id, participant_id)
         first_read = None
-        pair = {reply_text(k): reply_text(v) for k, v in raw.items()}
+        if "hash" not in pair:  # the pair is gone (Redis was rebuilt from the ledger): commit one
+            await seeds.current(store, sealer, program_id, participant_id)
+            continue
+        if "sealed" not in pair:
+            await seeds.seal_legacy(store, sealer, program_id, participant_id, pair)
+        if opened[0] != pair["pair"]:
+            opened = (pair["pair"], seeds.server_seed_of(sealer, pair))
         now_ms = store.clock() // 1_000_000
         nonce = int(pair["nonce"])
-        words = spin_words(pair["server_seed"], pair["client_seed"], nonce, count)
+        words = [word for step in range(window) for word in spin_words(opened[1], pair["client_seed"], nonce + step,
+                                                                        count)]
         key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                     keys.config(program_id), keys.wallet(program_id, participant_id),
                     keys.campaign(program_id, campaign_id), seed_key,
                     keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0]]
         args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, pair["pair"], nonce, now_ms,
-                len(words), *words, *extras[1]]
+                count, window, *words, *extras[1]]
         outcome = _decode_outcome(await store.fcall("rw_spin", key_list, args))
         if outcome.code == "seed_moved":
-            continue  # a concurrent spin or rotation advanced the pair: compute the words again
+            # A concurrent spin or rotation moved the pair: read it again, cover more nonces,
+            # and let the others through before trying again.
+            window = min(window * 4, _WINDOW_MAX)
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
+            continue
         if outcome.code == "more_words":
             count *= 4
             continue
         return outcome
-    raise Conflict("your seed pair kept changing during the spin; try again")
+    raise Unavailable("your spins are arriving faster than they can be drawn; retry in a moment")
 
 
 async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,

@@ -62,6 +62,7 @@ async def grant(client: Any, program: ProgramHandle, participant_id: str, points
     )
 
 
+<<<<<<< HEAD
 class HookListener:
     """A real HTTP listener on 127.0.0.1 that records each POST's headers (lower-cased) and body."""
 
@@ -92,3 +93,25 @@ class HookListener:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+=======
+async def launched_wheel(client: Any, program: ProgramHandle, cost_points: int = 1) -> str:
+    """A launched spin campaign whose prizes need no budget (nothing, or a free spin)."""
+    design = {"name": random_ref("wheel"), "cost_points": cost_points, "segments": [
+        {"label": "Try again", "weight": 50, "prize": {"type": "nothing"}},
+        {"label": "Free spin", "weight": 10, "prize": {"type": "free_spin"}},
+        {"label": "So close", "weight": 40, "prize": {"type": "nothing"}},
+    ]}
+    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
+    assert created.status_code == 201, created.text
+    campaign_id = str(created.json()["id"])
+    launch = await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)
+    assert launch.status_code == 200, launch.text
+    return campaign_id
+
+
+async def spinning_participant(client: Any, program: ProgramHandle, points: int) -> tuple[str, dict[str, str]]:
+    """A participant with `points` to spend and their bearer headers."""
+    person = await new_participant(client, program)
+    assert (await grant(client, program, person["id"], points)).status_code == 201
+    return person["id"], bearer((await tokens_for(client, program, person["id"]))["access_token"])
+>>>>>>> hard-seeds

@@ -11,8 +11,9 @@ session folder. A line fails if it holds:
   refresh token (`rwr....`), a JWT (`eyJ....eyJ...`), a Stripe secret key or webhook
   secret, a `Bearer` credential;
 - a known secret value: the operator key, JWT secret, encryption key, Stripe keys and
-  metrics token from the environment, and every gift-card credential (code, PIN, URL) that
-  was sealed in this process (recorded from `Sealer.seal`).
+  metrics token from the environment, the Redis password in `REDIS_URL`, and every
+  gift-card credential (code, PIN, URL) that was sealed in this process (recorded from
+  `Sealer.seal`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -114,6 +116,10 @@ def _session_log_files() -> list[Path]:
 
 def _known_secrets() -> set[str]:
     values = {os.environ[name] for name in SECRET_SETTINGS if os.environ.get(name)}
+    # The embedded Valkey's password travels in REDIS_URL (redis://:<password>@host...).
+    redis_password = urlsplit(os.environ.get("REDIS_URL", "")).password
+    if redis_password:
+        values.add(redis_password)
     return values | _sealed
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from api.embedded import EmbeddedValkey
@@ -166,6 +167,56 @@ def test_serve_with_redis_url_uses_that_server_and_starts_no_valkey(tmp_path: Pa
             assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
             time.sleep(0.1)
         assert not (tmp_path / "valkey").exists(), "no embedded Valkey with REDIS_URL set"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def test_the_data_folder_is_private_and_valkey_refuses_a_client_without_its_password(tmp_path: Path) -> None:
+    # What an older version left behind: a readable folder and file.
+    tmp_path.chmod(0o755)
+    (tmp_path / "exports").mkdir(mode=0o755)
+    (tmp_path / "exports" / "old.csv").write_text("x\n")
+    (tmp_path / "exports" / "old.csv").chmod(0o644)
+    program = json.loads(cli(tmp_path, "program", "create", "Private", "--json").stdout)
+    port = free_port()
+    server = subprocess.Popen([REWARD_WALLET, "serve", "--port", str(port)], env=isolated_env(tmp_path),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        admin = {"Authorization": f"Bearer {program['admin_key']}"}
+        created = httpx.post(base + "/v1/participants", json={"external_id": "e1", "display_name": "Eve"},
+                             headers=admin)
+        assert created.status_code == 201, created.text
+
+        # Every file and folder the server, Valkey and SQLite made is the owner's only.
+        made = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*")}
+        for name in ("secrets.json", "reward-wallet.sqlite3", "reward-wallet.sqlite3-wal", "reward-wallet.sqlite3-shm",
+                     "valkey/valkey.conf", "valkey/appendonlydir", "exports/old.csv"):
+            assert name in made, sorted(made)
+        assert any(name.startswith("valkey/appendonlydir/") and ".aof" in name for name in made), sorted(made)
+        assert tmp_path.stat().st_mode & 0o777 == 0o700
+        assert {name: mode for name, mode in made.items() if mode not in (0o600, 0o700)} == {}
+
+        # The embedded Valkey asks for the password kept in secrets.json; CLI commands use it.
+        valkey_port = json.loads((tmp_path / "valkey" / "valkey.json").read_text())["port"]
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=valkey_port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=valkey_port, password="guess").ping()
+        password = json.loads((tmp_path / "secrets.json").read_text())["valkey_password"]
+        assert redis.Redis(port=valkey_port, password=password).ping()
+        reconciled = cli(tmp_path, "reconcile")
+        assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import secrets
 
 import msgspec
+from cryptography.fernet import Fernet
+
+from fulfillment.sealing import Sealer
 
 from games.campaigns import runtime_config
 from games.fairness import server_seed_hash, spin_segment
@@ -34,13 +37,14 @@ async def test_10000_spins_recompute_and_fit_the_weights(redis) -> None:  # type
     await store.open_wallet(program, person)
     await store.transfer(program, "tx_seed_money", "grant", [Leg("acct:world", "w1:available", SPINS, "-")],
                          wallets=[person], participant_id=person)
+    sealer = Sealer(Fernet.generate_key().decode())
     await redis.hset(keys.seed_pair(program, person), mapping={
-        "pair": "pair_fair", "server_seed": SERVER_SEED, "hash": server_seed_hash(SERVER_SEED),
+        "pair": "pair_fair", "sealed": sealer.seal(SERVER_SEED), "hash": server_seed_hash(SERVER_SEED),
         "client_seed": CLIENT_SEED, "nonce": 0})
 
     counts = [0] * len(WEIGHTS)
     for nonce in range(SPINS):
-        outcome = await draw_spin(store, program, "UTC", person, campaign, NO_IDEM)
+        outcome = await draw_spin(store, sealer, program, "UTC", person, campaign, NO_IDEM)
         assert outcome.s == 201 and outcome.nonce == nonce and outcome.weights == WEIGHTS
         assert outcome.segment_index == spin_segment(SERVER_SEED, CLIENT_SEED, nonce, outcome.weights)
         counts[outcome.segment_index] += 1

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from games.fairness import verify_spin_proof
-from tests.factories import ProgramHandle, bearer, grant, new_participant, new_program, tokens_for
+from tests.factories import (ProgramHandle, bearer, grant, launched_wheel, new_participant, new_program,
+                             spinning_participant, tokens_for)
 from tests.games.test_campaigns import fund
 
 pytestmark = pytest.mark.sql
@@ -353,3 +354,20 @@ async def test_a_whole_spin_from_my_history_verifies_with_the_cli_after_rotation
     saved.write_text(json.dumps(item))
     tampered = subprocess.run([cli, "verify", "spin", str(saved)], capture_output=True, text=True, timeout=60)
     assert tampered.returncode == 1 and "segment_index" in tampered.stdout
+
+
+async def test_60_concurrent_spins_by_one_participant_all_land_each_on_its_own_nonce(client, live_server) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched_wheel(client, program)
+    _, me = await spinning_participant(client, program, 1_000)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=120) as http:
+        answers = await asyncio.gather(*(
+            http.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": f"c{n}"})
+            for n in range(60)))
+    assert [a.status_code for a in answers if a.status_code != 201] == [], [a.json() for a in answers
+                                                                         if a.status_code != 201][:3]
+    assert sorted(a.json()["proof"]["nonce"] for a in answers) == list(range(60))
+    rotated = (await client.post("/v1/me/fairness/rotate", headers=me)).json()
+    assert rotated["revealed"]["nonce"] == 60
+    history = (await client.get("/v1/me/spins?limit=100", headers=me)).json()["items"]
+    assert len(history) == 60 and all(verify_spin_proof(r["proof"]).ok for r in history)
