@@ -255,7 +255,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
     from programs.participants import inactive_participant_ids
-    from programs.programs import list_program_ids
+    from programs.programs import get_program, list_program_ids, sync_status
     from programs.tables import Participant
     from wallet.reconcile import rebuild_program
     from wallet.store import WalletStore, connect
@@ -274,6 +274,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 total += await rebuild_program(client, program_id, [r["id"] for r in rows])
                 for participant_id in await inactive_participant_ids(program_id):
                     await store.set_inactive(program_id, participant_id, True)
+                await sync_status(store, program_id, (await get_program(program_id)).status)
         finally:
             await client.aclose()
         return total

@@ -60,3 +60,10 @@ async def grant(client: Any, program: ProgramHandle, participant_id: str, points
         json={"participant_id": participant_id, "points": points, "reason": "test grant"},
         headers={**program.headers, "Idempotency-Key": key or random_ref("grant")},
     )
+
+
+async def set_program_status(client: Any, program: ProgramHandle, status: str) -> Any:
+    """The operator suspends ("suspended") or reactivates ("active") a program."""
+    response = await client.patch(f"/v1/programs/{program.id}", json={"status": status}, headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    return response.json()
