@@ -30,6 +30,7 @@ ENV_NAMES: dict[str, str] = {
     "encryption_key": "RW_ENCRYPTION_KEY",
     "access_token_ttl_seconds": "RW_ACCESS_TOKEN_TTL",
     "refresh_token_ttl_days": "RW_REFRESH_TOKEN_TTL_DAYS",
+    "refresh_reuse_grace_seconds": "RW_REFRESH_REUSE_GRACE",
     "idempotency_ttl_seconds": "RW_IDEMPOTENCY_TTL",
     "journal_consumer": "RW_JOURNAL_CONSUMER",
     "background_tasks": "RW_BACKGROUND_TASKS",
@@ -69,6 +70,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     encryption_key: Annotated[str, Meta(min_length=44, max_length=44)] | None = None
     access_token_ttl_seconds: Annotated[int, Meta(ge=30, le=900)] = 900
     refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
+    # A rotated refresh token presented again within this many seconds (a retry after a
+    # timeout) answers the same next token; later it revokes the login. 0: never.
+    refresh_reuse_grace_seconds: Annotated[int, Meta(ge=0, le=60)] = 10
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
     journal_consumer: bool = True
     # Webhook deliveries and the order settlement sweep, in each API process.
