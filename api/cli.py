@@ -77,6 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=20,
+            # Only a named proxy's X-Forwarded-For decides the client address (which the
+            # rate limits count); with none named, uvicorn's default (trust 127.0.0.1) is off too.
+            proxy_headers=bool(settings.trusted_proxy_list),
+            forwarded_allow_ips=settings.trusted_proxy_list or None,
         )
     finally:
         if valkey is not None:

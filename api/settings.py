@@ -46,6 +46,8 @@ ENV_NAMES: dict[str, str] = {
     "rate_limit_per_ip": "RW_RATE_LIMIT_IP",
     "rate_limit_per_principal": "RW_RATE_LIMIT_PRINCIPAL",
     "rate_limit_refresh": "RW_RATE_LIMIT_REFRESH",
+    "rate_limit_auth_failures": "RW_RATE_LIMIT_AUTH_FAILURES",
+    "trusted_proxies": "RW_TRUSTED_PROXIES",
     "max_body_bytes": "RW_MAX_BODY_BYTES",
     "cors_origins": "RW_CORS_ORIGINS",
     "hsts_seconds": "RW_HSTS_SECONDS",
@@ -96,6 +98,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_per_ip: Annotated[int, Meta(ge=0)] = 30_000
     rate_limit_per_principal: Annotated[int, Meta(ge=0)] = 12_000
     rate_limit_refresh: Annotated[int, Meta(ge=0)] = 60
+    # Failing credentials per address per window: a guesser gets this many tries, then the
+    # address is refused (whatever it sends) until the window ends.
+    rate_limit_auth_failures: Annotated[int, Meta(ge=0)] = 30
+    # Comma-separated IPs or CIDRs of the reverse proxies whose X-Forwarded-For names the
+    # client (the address the limits count). Unset: no proxy is trusted, the peer is the client.
+    trusted_proxies: str | None = None
     # Larger request bodies answer 413 (a 1,000-grant batch is about 150 KB).
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
     # Comma-separated origins allowed to call from a browser ("*" for any); unset: none.
@@ -117,6 +125,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
 
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return trusted_networks(self.trusted_proxies)
+
+
+def trusted_networks(value: str | None) -> list[str]:
+    """RW_TRUSTED_PROXIES as a list of networks; raises ValueError naming a bad entry."""
+    import ipaddress
+
+    networks = []
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+    return networks
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
@@ -126,9 +154,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if value is not None and value.strip() != "":
             raw[field] = _parse_bool(value) if field in _BOOLEANS else value.strip()
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
+    try:
+        settings.trusted_proxy_list
+    except ValueError as exc:
+        raise SettingsError(f"RW_TRUSTED_PROXIES: {exc}") from None
+    return settings
 
 
 def _parse_bool(value: str) -> bool | str:
