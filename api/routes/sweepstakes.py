@@ -121,7 +121,7 @@ async def draw(request: Request[Any, Any, Any], sweepstakes_id: str, sealer: Sea
                                   data.beacon if data else None, settings.drand_url)
 
 
-@post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only],
+@post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only, active_program],
       operation_id="forfeitSweepstakesPrize", summary="Replace a winner by the next alternate",
       description="For a winner who did not claim by the deadline or is not eligible: the prize passes to the "
                   "first alternate not yet promoted, in draw order, who is paid at once. A prize already paid "

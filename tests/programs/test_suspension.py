@@ -142,6 +142,14 @@ async def test_a_suspended_program_refuses_every_new_promise_and_keeps_its_reads
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
     assert (await wallet_of(client, program, person["id"]))["available"] == before["available"] + 100 + 100
 
+    # A drawn sweepstakes: its prizes do not pass to an alternate while suspended either.
+    drawn = await client.post(f"/v1/sweepstakes/{closed_sweep['id']}/draw", headers=admin,
+                              json={"beacon": {"source": "test", "round": 1, "value": "beacon-1"}})
+    assert drawn.status_code == 200, drawn.text
+    await set_program_status(client, program, "suspended")
+    assert suspended(await client.post(f"/v1/sweepstakes/{closed_sweep['id']}/winners/1/forfeit",
+                                       json={"reason": "did not claim"}, headers=admin))
+
 
 async def test_an_activity_refused_while_suspended_earns_when_sent_again_after(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
