@@ -116,7 +116,8 @@ async def _retry_or_revoke(store: WalletStore, sealer: Sealer, token_hash: str,
     """A spent (or revoked) token presented again: the retry of a rotation still inside its
     grace window answers that rotation's token; anything else revokes the family."""
     row = await RefreshToken.select().where(RefreshToken.token_hash == token_hash).first().run()
-    assert row is not None  # found by the caller; rows are never deleted
+    if row is None:  # pruned since the caller found it
+        raise Unauthenticated("refresh token is invalid, expired or already used")
     used_at = utc(row["used_at"]) if row["used_at"] is not None else None
     within = (row["revoked_at"] is None and used_at is not None
               and datetime.now(timezone.utc) - used_at <= timedelta(seconds=grace_seconds))
