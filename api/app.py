@@ -187,6 +187,7 @@ def create_app(settings: Settings) -> Litestar:
         per_principal=Budget("principal", settings.rate_limit_per_principal, window),
         # Public and login-like: its own tight budget per address.
         refresh=Budget("refresh", settings.rate_limit_refresh, window),
+        failures=Budget("auth_failures", settings.rate_limit_auth_failures, window),
         refresh_path=r"^/v1/auth/refresh$",
         public_paths=PUBLIC_PATHS,
         unlimited_paths=UNLIMITED_PATHS,

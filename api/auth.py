@@ -29,6 +29,7 @@ from litestar.security.jwt import Token
 
 from fulfillment.partners import partner_active
 from programs.credentials import load_key, secret_matches, split_key
+from programs.programs import ensure_active
 from wallet.replies import reply_text
 from wallet.store import WalletStore
 
@@ -123,11 +124,20 @@ class Authenticator:
         program_id = token.extras.get("prg")
         if not isinstance(program_id, str):
             raise NotAuthorizedException("invalid token")
-        if await self.wallets.wallet_state(program_id, token.sub) != "active":
+        state, generation = await self.wallets.token_state(program_id, token.sub)
+        if state != "active":
             raise NotAuthorizedException("participant is not active")
+        # A token minted before a deactivation stays dead after the reactivation.
+        if token.extras.get("gen", 0) != generation:
+            raise NotAuthorizedException("this access token was revoked; refresh or sign in again")
         return Principal(kind="participant", program_id=program_id, subject_id=token.sub)
 
-    def access_token(self, program_id: str, participant_id: str) -> str:
+    async def mint_access_token(self, program_id: str, participant_id: str) -> str:
+        """An access token of the participant's current token generation."""
+        _, generation = await self.wallets.token_state(program_id, participant_id)
+        return self.access_token(program_id, participant_id, generation)
+
+    def access_token(self, program_id: str, participant_id: str, generation: int = 0) -> str:
         now = datetime.now(timezone.utc)
         token = Token(
             exp=now + timedelta(seconds=self.access_ttl),
@@ -135,7 +145,7 @@ class Authenticator:
             iat=now,
             aud=JWT_AUDIENCE,
             jti=secrets.token_hex(8),
-            extras={"prg": program_id},
+            extras={"prg": program_id, "gen": generation},
         )
         return token.encode(secret=self.jwt_secret, algorithm=JWT_ALGORITHM)
 
@@ -180,3 +190,11 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
 
 
 admin_or_participant = _requires("admin", "participant")
+
+
+async def active_program(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard for what a suspended program may not do (409 program_suspended): read from
+    Redis on every request, so a suspension holds at once on every worker."""
+    principal = connection.user
+    if isinstance(principal, Principal) and principal.program_id:
+        await ensure_active(connection.app.state.wallets, principal.program_id)

@@ -81,6 +81,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=20,
+            # Only a named proxy's X-Forwarded-For decides the client address (which the
+            # rate limits count); with none named, uvicorn's default (trust 127.0.0.1) is off too.
+            proxy_headers=bool(settings.trusted_proxy_list),
+            forwarded_allow_ips=settings.trusted_proxy_list or None,
         )
     finally:
         if valkey is not None:
@@ -259,7 +263,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
     from programs.participants import inactive_participant_ids
-    from programs.programs import list_program_ids
+    from programs.programs import get_program, list_program_ids, sync_status
     from programs.tables import Participant
     from wallet.reconcile import rebuild_program
     from wallet.store import WalletStore, connect
@@ -278,6 +282,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 total += await rebuild_program(client, program_id, [r["id"] for r in rows])
                 for participant_id in await inactive_participant_ids(program_id):
                     await store.set_inactive(program_id, participant_id, True)
+                await sync_status(store, program_id, (await get_program(program_id)).status)
         finally:
             await client.aclose()
         return total

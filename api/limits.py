@@ -73,8 +73,9 @@ def principal_id(scope: Scope) -> str | None:
 class RateLimits:
     """One budget per request, one Redis round trip: an authenticated request counts against
     its principal (an address shared by many consoles or a CRM's NAT is not one client);
-    a public request (no credentials needed) and a request whose credentials fail count
-    against the client address, and the refresh endpoint also against its own tight budget.
+    a public request (no credentials needed) counts against the client address, a request
+    whose credentials fail against the address's small budget of failures, and the refresh
+    endpoint also against its own tight budget.
 
     `before_auth` wraps the authentication middleware and `after_auth` sits inside it.
     Failed credentials are counted once they fail; an address over its budget is then
@@ -82,8 +83,11 @@ class RateLimits:
     Redis call (each worker learns it from the shared count at its next failure)."""
 
     def __init__(self, *, per_ip: Budget, per_principal: Budget, refresh: Budget, refresh_path: str,
-                 public_paths: list[str], unlimited_paths: list[str]) -> None:
+                 public_paths: list[str], unlimited_paths: list[str], failures: Budget | None = None) -> None:
         self.per_ip = per_ip
+        # Failing credentials: a budget of its own, small (guessing keys), where per_ip is
+        # sized for public reads.
+        self.failures = failures or per_ip
         self.per_principal = per_principal
         self.refresh = refresh
         self.refresh_path = re.compile(refresh_path)
@@ -109,16 +113,16 @@ class RateLimits:
             until = self.blocked.get(address)
             if until is not None:
                 if until > time.time():
-                    raise self._refusal(self.per_ip, until - time.time())
+                    raise self._refusal(self.failures, until - time.time())
                 del self.blocked[address]
             try:
                 await app(scope, receive, send)
             except NotAuthorizedException:
                 # Counted only now: a request that authenticates never touches this budget.
-                await self._count(scope, send, address, [self.per_ip], failure=True)
+                await self._count(scope, send, address, [self.failures], failure=True)
                 raise
 
-        return limit_addresses if self.per_ip.limit or self.refresh.limit else app
+        return limit_addresses if self.per_ip.limit or self.refresh.limit or self.failures.limit else app
 
     def after_auth(self, app: ASGIApp) -> ASGIApp:
         async def limit_principals(scope: Scope, receive: Receive, send: Send) -> None:

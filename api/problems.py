@@ -49,6 +49,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "limit_reached": 409,
     "rate_limited": 429,
     "budget_exhausted": 409,
+    "program_suspended": 409,
     "not_configured": 503,
     "unavailable": 503,
 }
@@ -67,6 +68,7 @@ TITLES: dict[str, str] = {
     "limit_reached": "Limit reached",
     "rate_limited": "Too many requests",
     "budget_exhausted": "Budget exhausted",
+    "program_suspended": "The program is suspended",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
     "internal_error": "Internal error",

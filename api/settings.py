@@ -32,6 +32,7 @@ ENV_NAMES: dict[str, str] = {
     "encryption_key": "RW_ENCRYPTION_KEY",
     "access_token_ttl_seconds": "RW_ACCESS_TOKEN_TTL",
     "refresh_token_ttl_days": "RW_REFRESH_TOKEN_TTL_DAYS",
+    "refresh_reuse_grace_seconds": "RW_REFRESH_REUSE_GRACE",
     "idempotency_ttl_seconds": "RW_IDEMPOTENCY_TTL",
     "journal_consumer": "RW_JOURNAL_CONSUMER",
     "background_tasks": "RW_BACKGROUND_TASKS",
@@ -47,6 +48,8 @@ ENV_NAMES: dict[str, str] = {
     "rate_limit_per_ip": "RW_RATE_LIMIT_IP",
     "rate_limit_per_principal": "RW_RATE_LIMIT_PRINCIPAL",
     "rate_limit_refresh": "RW_RATE_LIMIT_REFRESH",
+    "rate_limit_auth_failures": "RW_RATE_LIMIT_AUTH_FAILURES",
+    "trusted_proxies": "RW_TRUSTED_PROXIES",
     "max_body_bytes": "RW_MAX_BODY_BYTES",
     "cors_origins": "RW_CORS_ORIGINS",
     "hsts_seconds": "RW_HSTS_SECONDS",
@@ -72,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     encryption_key: Annotated[str, Meta(min_length=44, max_length=44)] | None = None
     access_token_ttl_seconds: Annotated[int, Meta(ge=30, le=900)] = 900
     refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
+    # A rotated refresh token presented again within this many seconds (a retry after a
+    # timeout) answers the same next token; later it revokes the login. 0: never.
+    refresh_reuse_grace_seconds: Annotated[int, Meta(ge=0, le=60)] = 10
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
     journal_consumer: bool = True
     # Webhook deliveries and the order settlement sweep, in each API process.
@@ -95,6 +101,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_per_ip: Annotated[int, Meta(ge=0)] = 30_000
     rate_limit_per_principal: Annotated[int, Meta(ge=0)] = 12_000
     rate_limit_refresh: Annotated[int, Meta(ge=0)] = 60
+    # Failing credentials per address per window: a guesser gets this many tries, then the
+    # address is refused (whatever it sends) until the window ends.
+    rate_limit_auth_failures: Annotated[int, Meta(ge=0)] = 30
+    # Comma-separated IPs or CIDRs of the reverse proxies whose X-Forwarded-For names the
+    # client (the address the limits count). Unset: no proxy is trusted, the peer is the client.
+    trusted_proxies: str | None = None
     # Larger request bodies answer 413 (a 1,000-grant batch is about 150 KB).
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
     # Comma-separated origins allowed to call from a browser ("*" for any); unset: none.
@@ -119,6 +131,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
 
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return trusted_networks(self.trusted_proxies)
+
+
+def trusted_networks(value: str | None) -> list[str]:
+    """RW_TRUSTED_PROXIES as a list of networks; raises ValueError naming a bad entry."""
+    import ipaddress
+
+    networks = []
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+    return networks
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
@@ -128,9 +160,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if value is not None and value.strip() != "":
             raw[field] = _parse_bool(value) if field in _BOOLEANS else value.strip()
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
+    try:
+        settings.trusted_proxy_list
+    except ValueError as exc:
+        raise SettingsError(f"RW_TRUSTED_PROXIES: {exc}") from None
+    return settings
 
 
 def _parse_bool(value: str) -> bool | str:

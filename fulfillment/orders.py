@@ -240,7 +240,9 @@ async def export_csv(program_id: str, status: str | None = None) -> str:
     rows = await Order.select().where(where).order_by(Order.id).run()
     names = await _names({r["item_id"] for r in rows})
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: the csv module then quotes every field holding a CR or an LF (with
+    # "\n" alone it would write a bare CR unquoted, and a spreadsheet would split the row).
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["order_id", "created_at", "status", "participant_id", "item_id", "item", "brand", "face_value",
                      "currency", "points", "partner_id", "fulfilled_at", "failure_reason"])
     for r in rows:
@@ -254,8 +256,9 @@ async def export_csv(program_id: str, status: str | None = None) -> str:
 
 
 def _cell(text: str) -> str:
-    # A spreadsheet must not run what a participant or partner typed.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    # A spreadsheet must not run what a participant or partner typed (OWASP's list: a leading
+    # TAB or CR can also start a formula once the cell is trimmed).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 async def _transition(program_id: str, order_id: str, partner_id: str | None, to: str,

@@ -60,7 +60,7 @@ redis.register_function("rw_spin", function(keys, argv)
     keys[6], keys[7], keys[8]
   local fp, ttl, tx, participant, cid = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
   local pair, first, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
   if early then return early end
   local function refuse(status, code, detail)
     return idem_store(idem, fp, ttl, spin_refusal(status, code, detail))

@@ -48,7 +48,7 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   local idem, stream, acct, wallet, sw, tickets, owners = keys[1], keys[2], keys[3], keys[5], keys[6], keys[7], keys[8]
   local fp, ttl, tx, participant, public_id = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
   local count, kind, ref, meta, now, free = tonumber(argv[6]), argv[7], argv[8], argv[9], argv[10], argv[11] == "1"
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
   if early then return early end
   local refusal = sw_refusal(sw, tickets, owners, public_id, participant, count, tonumber(now))
   -- Refusals that depend on time or state are not stored: the same key may be retried later.

@@ -31,6 +31,7 @@ from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from wallet import accounts, keys
 from wallet.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
+from wallet.errors import ProgramSuspended
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
@@ -66,6 +67,7 @@ _ENTRY_ERRORS: dict[str, type[DomainError]] = {
     "sweepstakes_closed": SweepstakesClosed, "sweepstakes_not_open": SweepstakesNotOpen,
     "limit_reached": LimitReached, "insufficient_points": InsufficientPoints, "not_found": NotFound,
     "conflict": Conflict, "idempotency_key_reused": IdempotencyKeyReused,
+    "program_suspended": ProgramSuspended,
 }
 
 

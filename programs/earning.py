@@ -32,6 +32,7 @@ from programs.rules import (
 )
 from programs.tables import Activity, Award, Participant
 from wallet import keys
+from wallet.accounts import raise_for
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.store import GrantSpec, Idem, Outcome, WalletStore
@@ -198,6 +199,11 @@ async def evaluate(
     outcomes: list[Outcome] = []
     for start in range(0, len(grants), 500):
         outcomes += await store.award_batch(program.id, grants[start:start + 500])
+    suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
+    if suspended is not None:
+        # Nothing recorded as evaluated: the activities (stored) earn when re-sent after
+        # the program is reactivated; awards already made replay from their records.
+        raise_for(suspended)
 
     now = datetime.now(timezone.utc)
     results: dict[str, list[AwardView]] = {a.id: [] for a in ordered}

@@ -11,8 +11,9 @@ from msgspec import Meta
 
 from programs.credentials import issue_key
 from programs.tables import Program
-from wallet.errors import NotFound
+from wallet.errors import NotFound, ProgramSuspended
 from wallet.ids import new_id
+from wallet.store import WalletStore
 
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 
@@ -46,10 +47,18 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000, description="catalog markup, 250 = 2.5%")] = 0
 
 
+ProgramStatus = Literal["active", "suspended"]
+
+
+class StatusChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    status: ProgramStatus
+
+
 class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     point_name: Annotated[str, Meta(min_length=1, max_length=40)] | None = None
-    status: Literal["active", "suspended"] | None = None
+    # Only the operator changes it (set_status); a program's own admin sending it is refused.
+    status: ProgramStatus | None = None
     timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     allow_overdraft: bool | None = None
     points_expire_months: Annotated[int, Meta(ge=0, le=120, description="0 turns expiry off")] | None = None
@@ -134,7 +143,7 @@ async def list_program_ids() -> list[str]:
 
 
 async def update_program(program_id: str, changes: ProgramChanges) -> ProgramView:
-    values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
+    values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None and k != "status"}
     if values.get("points_expire_months") == 0:
         values["points_expire_months"] = None
     if "timezone" in values:
@@ -145,6 +154,34 @@ async def update_program(program_id: str, changes: ProgramChanges) -> ProgramVie
         ).run()
     _cache.pop(program_id, None)
     return await get_program(program_id)
+
+
+# Suspension. The view above is cached per process, so it cannot say "suspended" on the very
+# next request of every worker; the wallet's config hash in Redis (`suspended`, under the
+# program's hash tag) can: the Lua functions that move points refuse there atomically, and
+# the other refused operations (token mints, refreshes, claims, draws) read it here.
+
+
+async def set_status(store: WalletStore, program_id: str, status: ProgramStatus) -> ProgramView:
+    """The operator suspends or reactivates a program: SQL keeps the record, Redis the flag
+    every worker checks; both are written before the answer."""
+    await get_program(program_id)  # 404 for an unknown program
+    await Program.update({Program.status: status}).where(Program.id == program_id).run()
+    await sync_status(store, program_id, status)
+    _cache.pop(program_id, None)
+    return await get_program(program_id)
+
+
+async def sync_status(store: WalletStore, program_id: str, status: str) -> None:
+    """Writes the program's status into the Redis flag (also after a rebuild of Redis)."""
+    await store.set_program_config(program_id, suspended="1" if status == "suspended" else "0")
+
+
+async def ensure_active(store: WalletStore, program_id: str) -> None:
+    """Raises ProgramSuspended while the operator has the program suspended."""
+    if await store.program_suspended(program_id):
+        raise ProgramSuspended("the program is suspended by the platform operator: nothing new can be granted, "
+                               "spent, entered or signed in to until it is reactivated")
 
 
 async def list_programs_with_expiry() -> list[ProgramView]:

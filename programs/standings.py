@@ -69,7 +69,9 @@ class LeaderboardView(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class Entry(msgspec.Struct, frozen=True):
     rank: int | None
-    id: str
+    # None on the line of a participant who opted out (shown as ANONYMOUS): an id would
+    # name them as surely as their name.
+    id: str | None
     display_name: str
     score: int
 
@@ -254,16 +256,19 @@ async def record_activity(client: Any, program_id: str, participant_id: str, tea
     await _count(client, program_id, f"act:{activity_id}", counts, at, tz, program_start)
 
 
-async def _names(program_id: str, board: LeaderboardView, ids: list[str], viewer: str | None) -> dict[str, str]:
+async def _names(program_id: str, board: LeaderboardView, ids: list[str],
+                 viewer: str | None) -> tuple[dict[str, str], set[str]]:
+    """Each member's name, and the members shown anonymously (their lines carry no id)."""
     if not ids:
-        return {}
+        return {}, set()
     if board.entity == "teams":
         rows = await Team.select(Team.id, Team.name).where(
             Team.id.is_in(ids) & (Team.program_id == program_id)).run()
-        return {r["id"]: r["name"] for r in rows}
+        return {r["id"]: r["name"] for r in rows}, set()
     rows = await Participant.select(Participant.id, Participant.display_name, Participant.show_name).where(
         Participant.id.is_in(ids) & (Participant.program_id == program_id)).run()
-    return {r["id"]: r["display_name"] if (r["show_name"] or r["id"] == viewer) else ANONYMOUS for r in rows}
+    hidden = {r["id"] for r in rows if not (r["show_name"] or r["id"] == viewer)}
+    return {r["id"]: ANONYMOUS if r["id"] in hidden else r["display_name"] for r in rows}, hidden
 
 
 def _entries(pairs: list[tuple[Any, float]], first_rank: int) -> list[tuple[str, int, int]]:
@@ -299,10 +304,10 @@ async def standings(client: Any, program_id: str, board_id: str, limit: int = 10
             low = max(rank - 2, 0)
             near = _entries(await client.zrevrange(key, low, rank + 2, withscores=True), low + 1)
     wanted = {m for m, _, _ in top + near} | ({member} if member else set())
-    names = await _names(program_id, board, sorted(wanted), viewer)
+    names, hidden = await _names(program_id, board, sorted(wanted), viewer)
 
     def entry(m: str, rank: int | None, score: int) -> Entry:
-        return Entry(rank=rank, id=m, display_name=names.get(m, ""), score=score)
+        return Entry(rank=rank, id=None if m in hidden else m, display_name=names.get(m, ""), score=score)
 
     me: Entry | None = None
     neighbours: list[Entry] | None = None

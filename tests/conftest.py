@@ -52,6 +52,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["RW_OPERATOR_KEY"] = OPERATOR_KEY
     os.environ["RW_JWT_SECRET"] = secrets.token_urlsafe(48)
     os.environ["RW_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    # Every test calls from one address and many check that bad credentials answer 401: the
+    # default budget of failures (30 a minute) would lock the whole session out.
+    # tests/api/test_limits.py proves the default on apps of its own.
+    os.environ.setdefault("RW_RATE_LIMIT_AUTH_FAILURES", "1000000")
     os.environ.pop("REDIS_URL", None)
     os.environ.pop("RW_REDIS_CLUSTER", None)
     if os.environ.get("RW_TEST_DB") == "postgres":

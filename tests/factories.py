@@ -62,7 +62,6 @@ async def grant(client: Any, program: ProgramHandle, participant_id: str, points
     )
 
 
-<<<<<<< HEAD
 class HookListener:
     """A real HTTP listener on 127.0.0.1 that records each POST's headers (lower-cased) and body."""
 
@@ -93,7 +92,8 @@ class HookListener:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
-=======
+
+
 async def launched_wheel(client: Any, program: ProgramHandle, cost_points: int = 1) -> str:
     """A launched spin campaign whose prizes need no budget (nothing, or a free spin)."""
     design = {"name": random_ref("wheel"), "cost_points": cost_points, "segments": [
@@ -114,4 +114,10 @@ async def spinning_participant(client: Any, program: ProgramHandle, points: int)
     person = await new_participant(client, program)
     assert (await grant(client, program, person["id"], points)).status_code == 201
     return person["id"], bearer((await tokens_for(client, program, person["id"]))["access_token"])
->>>>>>> hard-seeds
+
+
+async def set_program_status(client: Any, program: ProgramHandle, status: str) -> Any:
+    """The operator suspends ("suspended") or reactivates ("active") a program."""
+    response = await client.patch(f"/v1/programs/{program.id}", json={"status": status}, headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -20,6 +20,7 @@ from wallet.errors import (
     InsufficientPoints,
     Invalid,
     NotFound,
+    ProgramSuspended,
     Refused,
 )
 from wallet.ids import new_id
@@ -36,6 +37,7 @@ _ERRORS: dict[str, type[DomainError]] = {
     "not_found": NotFound,
     "conflict": Conflict,
     "validation_error": Invalid,
+    "program_suspended": ProgramSuspended,
 }
 
 

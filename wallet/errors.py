@@ -47,6 +47,12 @@ class IdempotencyKeyInFlight(DomainError):
     code = "idempotency_key_in_flight"
 
 
+class ProgramSuspended(DomainError):
+    """The operator suspended the program: nothing new may be promised until it is reactivated."""
+
+    code = "program_suspended"
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
 

@@ -7,7 +7,8 @@ Key layout (all keys of a program share the hash tag {p:<program_id>}):
                                   inactive ("1" once deactivated: its tokens stop working)
   rw:{p:P}:acct             hash  program accounts: budget, world, redeemed, expired, pool:<c> ...
   rw:{p:P}:cfg              hash  overdraft ("0" refuses grants the budget cannot cover),
-                                  blocked ("1" refuses every grant: a refund left the budget short)
+                                  blocked ("1" refuses every grant: a refund left the budget short),
+                                  suspended ("1": the operator suspended the program, see suspension)
   rw:{p:P}:hold:<hold id>   hash  participant, points, state (held|captured|voided), tx
   rw:{p:P}:journal          stream, one entry per transaction
   rw:{p:P}:idem:<scope>:<h> string, JSON {fp, r} (result) or {fp, inflight} (wrapper's marker)
@@ -85,6 +86,17 @@ local function missing_wallet(wallet)
   return nil
 end
 
+-- The operator's suspension (cfg "suspended" = "1"): no new promise (grant, deduction,
+-- hold for a redemption, spin, entry) until reactivated. Checked after the idempotency
+-- record, so a retry of an answered request still replays, and before any write; the
+-- refusal is not recorded, so the same key works again once the program is reactivated.
+local function suspension(cfg)
+  if cfg and redis.call("HGET", cfg, "suspended") == "1" then
+    return cjson.encode(fail(409, "program_suspended", "the program is suspended by the platform operator"))
+  end
+  return nil
+end
+
 local function hget_int(key, field)
   return tonumber(redis.call("HGET", key, field) or "0")
 end
@@ -110,7 +122,7 @@ KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
                            cap_key, cap_limit)
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
   if early then return early end
   -- A cap (points per participant per period for one earning rule) trims the award to
   -- what is left of it; nothing left answers "capped" and moves nothing.
@@ -182,7 +194,7 @@ redis.register_function("rw_deduct", function(keys, argv)
   local idem, stream, acct, wallet = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
   if early then return early end
   local available = hget_int(wallet, "available")
   if available < points then
@@ -203,7 +215,7 @@ redis.register_function("rw_hold", function(keys, argv)
   local idem, stream, wallet, hold = keys[1], keys[2], keys[5], keys[6]
   local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
   if early then return early end
   if redis.call("EXISTS", hold) == 1 then
     return idem_store(idem, fp, ttl, fail(409, "conflict", "this hold already exists"))
@@ -370,13 +382,13 @@ end)
 
 --[[ rw_free_spins: free-spin tokens into a wallet (earning rules, an admin's gift). A spin
 uses a token before points (games/spins.lua). Tokens are not points: no journal legs.
-KEYS: idem, wallet
+KEYS: idem, wallet, cfg
 ARGV: fp, ttl, spins
 Answers {"s": 201, "free_spins": <tokens now>}. ]]
 redis.register_function("rw_free_spins", function(keys, argv)
   local idem, wallet = keys[1], keys[2]
   local fp, ttl = argv[1], tonumber(argv[2])
-  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[3])
   if early then return early end
   local tokens = redis.call("HINCRBY", wallet, "free_spins", tonumber(argv[3]))
   return idem_store(idem, fp, ttl, {s = 201, free_spins = tokens})

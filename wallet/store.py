@@ -183,7 +183,8 @@ class WalletStore:
     async def give_free_spins(self, program_id: str, participant_id: str, spins: int, idem: Idem = NO_IDEM) -> Outcome:
         """Free-spin tokens into a wallet, once per idempotency record; `free_spins` in the
         answer's extra field is the count now."""
-        key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id)]
+        key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id),
+                    keys.config(program_id)]
         return _decode_outcome(await self.fcall("rw_free_spins", key_list, [idem.fingerprint, self.ttl, spins]))
 
     async def open_wallet(self, program_id: str, participant_id: str, inactive: bool = False) -> None:
@@ -192,14 +193,25 @@ class WalletStore:
         await self.client.hset(key, mapping={"open": 1, "inactive": int(inactive)})
 
     async def set_inactive(self, program_id: str, participant_id: str, inactive: bool) -> None:
-        await self.client.hset(keys.wallet(program_id, participant_id), "inactive", int(inactive))
+        key = keys.wallet(program_id, participant_id)
+        if not inactive:
+            await self.client.hset(key, "inactive", 0)
+            return
+        # Deactivation also moves the token generation: access tokens carry the generation
+        # they were minted in, so none minted before comes back to life on reactivation.
+        await self.client.hincrby(key, "gen", 1)
+        await self.client.hset(key, "inactive", 1)
 
     async def wallet_state(self, program_id: str, participant_id: str) -> str:
         """'active', 'inactive' or 'missing': what a participant token's holder is now."""
-        raw = await self.client.hmget(keys.wallet(program_id, participant_id), "open", "inactive")
+        return (await self.token_state(program_id, participant_id))[0]
+
+    async def token_state(self, program_id: str, participant_id: str) -> tuple[str, int]:
+        """wallet_state and the participant's token generation (see set_inactive)."""
+        raw = await self.client.hmget(keys.wallet(program_id, participant_id), "open", "inactive", "gen")
         if raw[0] is None:
-            return "missing"
-        return "inactive" if raw[1] in (b"1", "1") else "active"
+            return "missing", 0
+        return ("inactive" if raw[1] in (b"1", "1") else "active"), int(raw[2] or 0)
 
     async def balance(self, program_id: str, participant_id: str) -> dict[str, int] | None:
         """available, held, earned and spent; None for a wallet never opened."""
@@ -217,6 +229,10 @@ class WalletStore:
 
     async def set_program_config(self, program_id: str, **fields: str) -> None:
         await self.client.hset(keys.config(program_id), mapping=fields)
+
+    async def program_suspended(self, program_id: str) -> bool:
+        """The operator's suspension as every worker sees it now (the Lua checks the same field)."""
+        return await self.client.hget(keys.config(program_id), "suspended") in (b"1", "1")
 
 
 def connect(url: str, cluster: bool = False) -> Client:

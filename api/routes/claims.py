@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from api.auth import admin_only, participant_only, principal_of
+from api.auth import active_program, admin_only, participant_only, principal_of
 from api.idempotency import once, provide_idem
 from api.routes.earning import award
 from api.routes.participants import Cursor, Limit, program_of
@@ -22,7 +22,7 @@ IDEMPOTENT = {"idem": Provide(provide_idem)}
 Status = Annotated[str | None, Parameter(pattern="^(pending|approved|rejected|duplicate)$")]
 
 
-@post("/v1/me/claims", guards=[participant_only], dependencies=IDEMPOTENT, operation_id="fileClaim",
+@post("/v1/me/claims", guards=[participant_only, active_program], dependencies=IDEMPOTENT, operation_id="fileClaim",
       summary="Claim a sale", description="Invoice number, date, amount and product, for an admin to approve. The "
       "same invoice number again in the program is flagged `duplicate` and cannot be paid twice. Requires "
       "`Idempotency-Key`.", tags=["claims"])
@@ -77,7 +77,7 @@ async def _decide(program_id: str, claim_id: str, verdict: Literal["approved", "
     return claim
 
 
-@post("/v1/claims/{claim_id:str}/approve", guards=[admin_only], operation_id="approveClaim",
+@post("/v1/claims/{claim_id:str}/approve", guards=[admin_only, active_program], operation_id="approveClaim",
       summary="Approve a claim", description="The claim becomes a `sale` activity and earns through the rules. "
       "A claim is decided once (409 after); a duplicate cannot be approved.", tags=["claims"], status_code=200)
 async def approve(request: Request[Any, Any, Any], claim_id: str, wallets: WalletStore,

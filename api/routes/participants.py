@@ -10,7 +10,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import Authenticator, admin_only, principal_of
+from api.auth import Authenticator, active_program, admin_only, principal_of
 from api.settings import Settings
 from programs import participants as people
 from programs import sessions, teams
@@ -38,7 +38,7 @@ def program_of(request: Request[Any, Any, Any]) -> str:
 async def token_pair(authenticator: Authenticator, settings: Settings, program_id: str, participant_id: str,
                      refresh_token: str) -> TokenPair:
     return TokenPair(
-        access_token=authenticator.access_token(program_id, participant_id),
+        access_token=await authenticator.mint_access_token(program_id, participant_id),
         refresh_token=refresh_token,
         token_type="Bearer",
         expires_in=settings.access_token_ttl_seconds,
@@ -122,7 +122,7 @@ async def import_csv(request: Request[Any, Any, Any], data: CsvImport,
     return report
 
 
-@post("/v1/participants/{participant_id:str}/tokens", guards=[admin_only], operation_id="issueParticipantTokens",
+@post("/v1/participants/{participant_id:str}/tokens", guards=[admin_only, active_program], operation_id="issueParticipantTokens",
       summary="Issue a participant's tokens",
       description="An access token (a JWT, at most 15 minutes) and a refresh token that rotates on every use.",
       tags=["participants"])

@@ -110,6 +110,9 @@ async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem:
         for g in data.grants
     ]
     outcomes = await wallets.grant_batch(program_of(request), specs)
+    suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
+    if suspended is not None:  # one atomic call: every new grant of the batch was refused
+        accounts.raise_for(suspended)
     items = []
     for g, outcome in zip(data.grants, outcomes):
         if outcome.ok:

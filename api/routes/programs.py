@@ -7,12 +7,14 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
+from litestar.exceptions import PermissionDeniedException
 from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, operator_only, principal_of
 from catalog.items import bump_version
 from programs import credentials
-from programs.programs import NewProgram, ProgramChanges, ProgramView, create_program, get_program, update_program
+from programs.programs import NewProgram, ProgramChanges, ProgramView, StatusChange, create_program, get_program, set_status
+from programs.programs import update_program
 from wallet.store import WalletStore
 
 
@@ -58,6 +60,17 @@ async def read_any(program_id: str) -> ProgramView:
     return await get_program(program_id)
 
 
+@patch("/v1/programs/{program_id:str}", guards=[operator_only], operation_id="setProgramStatus",
+       summary="Suspend or reactivate a program",
+       description="Operator only. `suspended`: from the very next request, grants, deductions, batches, awarding "
+                   "activities, claims filed or approved, spins, sweepstakes entries and draws, redemptions, token "
+                   "mints and refreshes answer 409 `program_suspended`; orders placed before are still claimed, "
+                   "fulfilled and failed, Stripe payments are recorded, expiry runs and reads work. `active` lifts it.",
+       tags=["programs"])
+async def set_program_status(program_id: str, data: StatusChange, wallets: WalletStore) -> ProgramView:
+    return await set_status(wallets, program_id, data.status)
+
+
 @get("/v1/program", guards=[admin_only], operation_id="getOwnProgram", summary="This key's program",
      description="The program the admin key belongs to.", tags=["programs"])
 async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
@@ -65,9 +78,12 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 
 
 @patch("/v1/program", guards=[admin_only], operation_id="updateOwnProgram", summary="Change program settings",
-       description="Name, point name, status, time zone, and whether grants may overdraw the budget.",
+       description="Name, point name, time zone, and whether grants may overdraw the budget. `status` is the "
+                   "operator's (PATCH /v1/programs/{id}): sending it answers 403.",
        tags=["programs"])
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
+    if data.status is not None:
+        raise PermissionDeniedException("only the platform operator suspends or reactivates a program")
     program = await update_program(principal_of(request).program_id or "", data)
     await apply_program_config(wallets, program)
     if data.catalog_markup_bps is not None:
@@ -98,4 +114,4 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: str, authenticator
     await authenticator.mark_revoked(key_id)
 
 
-ROUTES = [create, read_any, read_own, update_own, create_key, list_keys, revoke_key]
+ROUTES = [create, read_any, set_program_status, read_own, update_own, create_key, list_keys, revoke_key]

@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import admin_only, participant_only, principal_of
+from api.auth import active_program, admin_only, participant_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
 from api.routes.points import IDEMPOTENT, REPLAYED, wallets_of
 from api.settings import Settings
@@ -108,7 +108,7 @@ async def close(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepst
     return await sweepstakes.close(wallets_of(request), program, sweepstakes_id, pricing_of(program))
 
 
-@post("/v1/sweepstakes/{sweepstakes_id:str}/draw", guards=[admin_only], operation_id="drawSweepstakes",
+@post("/v1/sweepstakes/{sweepstakes_id:str}/draw", guards=[admin_only, active_program], operation_id="drawSweepstakes",
       summary="Draw the winners", description="rw-fair-1 on the committed seed, the entries hash and a beacon "
       "`{source, round, value}`. Without a beacon, and with RW_DRAND_URL set, the server fetches the first drand "
       "round after the close (409 until it is out); with neither, 422. Winners get their prize (points from the "
@@ -121,7 +121,7 @@ async def draw(request: Request[Any, Any, Any], sweepstakes_id: str, sealer: Sea
                                   data.beacon if data else None, settings.drand_url)
 
 
-@post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only],
+@post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only, active_program],
       operation_id="forfeitSweepstakesPrize", summary="Replace a winner by the next alternate",
       description="For a winner who did not claim by the deadline or is not eligible: the prize passes to the "
                   "first alternate not yet promoted, in draw order, who is paid at once. A prize already paid "

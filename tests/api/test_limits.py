@@ -120,7 +120,7 @@ async def test_refresh_endpoint_is_stricter_than_the_rest(settings, migrated, re
 async def test_failed_credentials_count_against_the_address(settings, migrated, redis, client):
     program = await new_program(client)
     window, limit = 5, 3
-    async with limited_app(settings, rate_limit_per_ip=limit, rate_limit_window_seconds=window) as limited:
+    async with limited_app(settings, rate_limit_auth_failures=limit, rate_limit_window_seconds=window) as limited:
         async def valid_then_bad() -> tuple[Any, Any]:
             # Authenticated requests count against their principal, not the address.
             good = await limited.get("/v1/participants", headers=program.headers)
@@ -135,6 +135,26 @@ async def test_failed_credentials_count_against_the_address(settings, migrated, 
         assert_rate_limited(await limited.get("/v1/participants", headers=program.headers))
         await asyncio.sleep(retry_after)
         assert (await limited.get("/v1/participants", headers=program.headers)).status_code == 200
+
+
+async def test_by_default_an_address_gets_30_bad_credentials_a_minute(settings, migrated, redis, client):
+    from api.settings import load_settings
+
+    defaults = load_settings({})
+    assert (defaults.rate_limit_auth_failures, defaults.rate_limit_window_seconds) == (30, 60)
+    program = await new_program(client)
+    async with limited_app(settings, rate_limit_auth_failures=defaults.rate_limit_auth_failures,
+                           rate_limit_per_ip=defaults.rate_limit_per_ip,
+                           rate_limit_window_seconds=defaults.rate_limit_window_seconds) as limited:
+        guesses = await burst(redis, 60, 31, lambda: limited.get("/v1/participants",
+                                                                 headers=bearer(f"rwk.key_x.{random_ref()}")))
+        assert [r.status_code for r in guesses[:30]] == [401] * 30
+        assert_rate_limited(guesses[30])
+        # Locked out, whatever it sends now (a right guess must not show), until the minute ends.
+        assert_rate_limited(await limited.get("/v1/participants", headers=program.headers))
+        # Public reads are not failures: their own, larger budget.
+        assert (await limited.get(f"/v1/public/sweepstakes/{random_ref('sw')}/proof")).status_code == 404
+    await forget_counts(redis)
 
 
 async def test_default_limits_do_not_bother_normal_use(client):
@@ -215,3 +235,91 @@ def test_bad_limit_setting_names_the_variable(value):
 
     with pytest.raises(SettingsError, match="RW_RATE_LIMIT_PRINCIPAL"):
         load_settings({"RW_RATE_LIMIT_PRINCIPAL": value})
+
+
+# --- forwarded client addresses ---------------------------------------------------------------
+
+
+def _serve(extra_env: dict[str, str]) -> tuple[Any, str]:
+    """`reward-wallet serve` on the session's stores, with a budget of 3 failures a window."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if k not in ("RW_TRUSTED_PROXIES", "FORWARDED_ALLOW_IPS")}
+    env = {**inherited, "RW_RATE_LIMIT_AUTH_FAILURES": "3", "RW_RATE_LIMIT_WINDOW": "60", **extra_env}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "reward-wallet"), "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+        time.sleep(0.1)
+
+
+def _stop(server: Any) -> None:
+    import os
+    import signal
+
+    os.killpg(server.pid, signal.SIGINT)
+    server.wait(timeout=30)
+
+
+async def _forget_addresses(redis: Any) -> None:
+    async for key in redis.scan_iter(match="rw:rl:*"):
+        if key.startswith((b"rw:rl:{127.0.0.1}", b"rw:rl:{203.0.113.")):
+            await redis.delete(key)
+
+
+def _guess(url: str, forwarded_for: str) -> int:
+    import httpx
+
+    return httpx.get(url + "/v1/participants", timeout=10, headers={
+        "Authorization": f"Bearer rwk.key_x.{random_ref()}", "X-Forwarded-For": forwarded_for}).status_code
+
+
+async def test_an_untrusted_clients_forwarded_for_does_not_change_the_limited_address(settings, migrated, redis):
+    await _forget_addresses(redis)
+    server, url = _serve({})
+    try:
+        # Each guess claims another address; the server counts the peer all the same.
+        answers = [_guess(url, f"203.0.113.{n}") for n in range(1, 5)]
+        assert answers == [401, 401, 401, 429]
+    finally:
+        _stop(server)
+        await _forget_addresses(redis)
+
+
+async def test_a_named_proxys_forwarded_for_names_the_client(settings, migrated, redis):
+    await _forget_addresses(redis)
+    server, url = _serve({"RW_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"})
+    try:
+        # Behind a trusted proxy, each client has its own budget...
+        assert [_guess(url, f"203.0.113.{n}") for n in range(1, 5)] == [401] * 4
+        # ...and one client's guesses are counted as theirs.
+        assert [_guess(url, "203.0.113.9") for _ in range(4)] == [401, 401, 401, 429]
+    finally:
+        _stop(server)
+        await _forget_addresses(redis)
+
+
+@pytest.mark.parametrize("value", ["proxy.example.com", "10.0.0.0/33", "1.2.3"])
+def test_a_bad_trusted_proxy_setting_names_the_variable(value):
+    from api.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="RW_TRUSTED_PROXIES"):
+        load_settings({"RW_TRUSTED_PROXIES": value})
+    assert load_settings({"RW_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16"}).trusted_proxy_list == [
+        "10.0.0.1/32", "192.168.0.0/16"]
+    assert load_settings({}).trusted_proxy_list == []

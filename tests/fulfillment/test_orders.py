@@ -173,3 +173,27 @@ async def test_admins_search_orders_and_export_csv(client) -> None:  # type: ign
     lines = csv_text.strip().split("\n")
     assert lines[0].startswith("order_id,created_at,status")
     assert {line.split(",")[2] for line in lines[1:]} == {"pending", "cancelled"}
+
+
+async def test_the_csv_export_defuses_formulas_and_keeps_carriage_returns_inside_their_cell(client) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    program, partner, item = await shop(client)
+    person, me = await shopper(client, program, 10_000)
+    key = bearer(partner["api_key"])
+    reasons = ["\t=1+2", "\r=HYPERLINK(\"http://x\")", "line one\rline two", "=cmd", "@SUM(A1)"]
+    for reason in reasons:
+        order = (await redeem(client, me, item["id"])).json()
+        await client.post("/v1/fulfillment/orders/claim", json={"limit": 1}, headers=key)
+        failed = await client.post(f"/v1/fulfillment/orders/{order['id']}/fail", json={"reason": reason},
+                                   headers=key)
+        assert failed.status_code == 200, failed.text
+    text = (await client.get("/v1/orders/export.csv", headers=program.headers)).text
+    # A bare CR is never left outside quotes, where a spreadsheet would start a new row.
+    outside = text.replace("\r\n", "").split('"')[0::2]
+    assert not any("\r" in chunk for chunk in outside)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert len(rows) == 1 + len(reasons)
+    exported = sorted(row[-1] for row in rows[1:])
+    assert exported == sorted("'" + r if r[0] in "\t\r=@" else r for r in reasons)

@@ -88,10 +88,16 @@ async def test_top_and_around_me_with_neighbours_and_anonymous_opt_out(client, r
                              headers=token)).json()
     assert [e["score"] for e in view["top"]] == [700, 600, 500]
     assert view["top"][0]["display_name"] == "Anonymous salesperson"
+    # The opted-out line names nobody: no id either, for a participant or an admin.
+    assert view["top"][0]["id"] is None and people[6]["id"] not in str(view)
+    by_admin = (await client.get(f"/v1/leaderboards/{lb['id']}", params={"limit": 3}, headers=program.headers)).json()
+    assert by_admin["top"][0]["id"] is None and people[6]["id"] not in str(by_admin)
+    assert view["top"][1]["id"] == people[5]["id"]
     assert (view["me"]["rank"], view["me"]["score"], view["me"]["display_name"]) == (4, 400, "Rep 3")
     assert [e["rank"] for e in view["neighbours"]] == [2, 3, 5, 6]
     own = (await client.get(f"/v1/leaderboards/{lb['id']}", params={"limit": 1}, headers=shy)).json()
     assert own["top"][0]["display_name"] == "Rep 6"  # the shy participant still sees their own name
+    assert own["top"][0]["id"] == people[6]["id"]
     bad = await client.get(f"/v1/leaderboards/{lb['id']}", params={"around": people[0]["id"]}, headers=token)
     assert bad.status_code == 422
     nobody = await new_participant(client, program)
