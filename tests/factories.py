@@ -60,3 +60,10 @@ async def grant(client: Any, program: ProgramHandle, participant_id: str, points
         json={"participant_id": participant_id, "points": points, "reason": "test grant"},
         headers={**program.headers, "Idempotency-Key": key or random_ref("grant")},
     )
+
+
+async def available(client: Any, program: ProgramHandle, participant_id: str) -> int:
+    """A participant's available points, as the program admin reads them."""
+    response = await client.get(f"/v1/participants/{participant_id}/wallet", headers=program.headers)
+    assert response.status_code == 200, response.text
+    return int(response.json()["available"])

@@ -11,8 +11,9 @@ from litestar.di import Provide
 from msgspec import Meta
 
 from api.auth import admin_only
-from api.idempotency import provide_idem
+from api.idempotency import once, provide_idem
 from api.routes.participants import program_of
+from api.settings import Settings
 from programs import activities, budget, earning, rulebook, standings
 from programs.programs import ProgramView, get_program
 from programs.rules import RuleSpec
@@ -194,19 +195,25 @@ async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> 
       operation_id="applyEarningRule", summary="Apply a rule to past activities",
       description="Awards what the rule (current version) gives for the stored activities between `starts_at` and "
                   "`ends_at`, as the simulator showed. Activities it already awarded are not paid again. Requires "
-                  "`Idempotency-Key`.", tags=["earning"], status_code=200)
+                  "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
+                  "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
 async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
-                     wallets: WalletStore) -> ApplyReport:
+                     wallets: WalletStore, settings: Settings) -> Response[Any]:
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
-    current = (await rulebook.versions(program_id, rule_id))[-1]
-    if current.status != "active":
-        raise Invalid("a retired rule cannot be applied", field="rule_id")
-    results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at, data.ends_at,
-                                       leaderboard_hook(wallets))
-    awards = [a for items in results.values() for a in items]
-    return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
-                       points_awarded=sum(a.points for a in awards), awards=awards)
+
+    async def action() -> tuple[int, ApplyReport]:
+        current = (await rulebook.versions(program_id, rule_id))[-1]
+        if current.status != "active":
+            raise Invalid("a retired rule cannot be applied", field="rule_id")
+        results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at,
+                                           data.ends_at, leaderboard_hook(wallets))
+        awards = [a for items in results.values() for a in items]
+        return 200, ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
+                                points_awarded=sum(a.points for a in awards), awards=awards)
+
+    status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @get("/v1/program/budget", guards=[admin_only], operation_id="getProgramBudget", summary="The program's budget",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from api.auth import Principal
 from api.idempotency import IN_FLIGHT_TTL_MS, idem_for, in_flight, once
-from tests.factories import OPERATOR, new_program, random_ref
+from tests.factories import OPERATOR, available, new_participant, new_program, random_ref
 from wallet.errors import IdempotencyKeyInFlight
 
 pytestmark = pytest.mark.sql
@@ -51,3 +52,33 @@ async def test_a_slow_request_keeps_its_key_past_the_marker_lifetime(redis) -> N
     assert await first == (201, {"n": 1}, False)
     assert await once(redis, idem, 60, slow) == (201, {"n": 1}, True)
     assert runs == 1
+
+
+async def test_a_batch_of_grants_honours_its_request_key(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    key = random_ref("batch")
+    headers = {**program.headers, "Idempotency-Key": key}
+
+    def batch(item_id: str) -> dict[str, Any]:
+        return {"grants": [{"idempotency_id": item_id, "participant_id": person["id"], "points": 10, "reason": "x"}]}
+
+    first = await client.post("/v1/points/grants/batch", json=batch("a"), headers=headers)
+    again = await client.post("/v1/points/grants/batch", json=batch("a"), headers=headers)
+    assert first.status_code == again.status_code == 200 and first.json()["applied"] == 1
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+
+    other = await client.post("/v1/points/grants/batch", json=batch("b"), headers=headers)
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    assert await available(client, program, person["id"]) == 10
+
+    # While a first attempt still holds a key, its duplicate is told to come back.
+    held = random_ref("batch")
+    principal = Principal(kind="admin", program_id=program.id)
+    assert await in_flight(redis, idem_for(principal, held, "POST", "/v1/points/grants/batch",
+                                           json.dumps(batch("c")).encode())) is None
+    busy = await client.post("/v1/points/grants/batch", json=batch("c"),
+                             headers={**program.headers, "Idempotency-Key": held})
+    assert (busy.status_code, busy.json()["code"]) == (409, "idempotency_key_in_flight")
+    assert int(busy.headers["Retry-After"]) >= 1
+    assert await available(client, program, person["id"]) == 10

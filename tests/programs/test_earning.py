@@ -295,3 +295,21 @@ async def test_claims_are_approved_into_sales_and_a_duplicate_invoice_is_never_p
     assert bob_feed == ["Claim inv-883 rejected: Invoice already claimed"]
     pending = (await client.get("/v1/claims", params={"status": "approved"}, headers=program.headers)).json()
     assert [c["id"] for c in pending["items"]] == [filed.json()["id"]]
+
+
+async def test_applying_a_rule_honours_its_idempotency_key(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep = await seller(client, program)
+    await send(client, program, event("sale", rep["external_id"], T0, amount=500),
+               event("sale", rep["external_id"], T0 + timedelta(days=10), amount=700))
+    live = await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 5})
+    headers = {**program.headers, "Idempotency-Key": random_ref("apply")}
+    first_week = {"starts_at": iso(T0 - timedelta(days=1)), "ends_at": iso(T0 + timedelta(days=2))}
+    applied = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=first_week, headers=headers)
+    again = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=first_week, headers=headers)
+    assert applied.status_code == again.status_code == 200 and applied.json()["points_awarded"] == 5
+    assert again.json() == applied.json() and again.headers["Idempotent-Replayed"] == "true"
+    everything = {"starts_at": iso(T0 - timedelta(days=1)), "ends_at": iso(T0 + timedelta(days=30))}
+    reused = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=everything, headers=headers)
+    assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
+    assert await balance(client, program, rep["id"]) == 5
