@@ -30,6 +30,8 @@ from litestar.params import Parameter
 
 from api.auth import Principal
 from wallet import keys
+from wallet.ids import new_id
+from wallet.replies import reply_text
 from wallet.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from wallet.store import Idem
 
@@ -137,6 +139,14 @@ async def _keep_alive(client: Any, idem: Idem, marker: bytes) -> None:
         await asyncio.sleep(HEARTBEAT_SECONDS)
         if not await client.eval(_RENEW, 1, idem.key, marker, IN_FLIGHT_TTL_MS):
             return
+
+
+async def pinned_id(client: Any, idem: Idem, prefix: str, ttl: int) -> str:
+    """An id chosen once per idempotency key, before anything is written: a retry after a
+    crash (its marker lapsed, nothing recorded) writes under the same id instead of a new one."""
+    name = idem.key + ":id"  # same hash tag as the record
+    await client.set(name, new_id(prefix), nx=True, ex=ttl)
+    return reply_text(await client.get(name))
 
 
 async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> None:
