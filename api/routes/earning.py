@@ -12,13 +12,14 @@ from msgspec import Meta
 
 from api.auth import admin_only
 from api.idempotency import once, provide_idem
-from api.routes.participants import program_of
+from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import activities, budget, earning, rulebook, standings
 from programs.programs import ProgramView, get_program
 from programs.rules import RuleSpec
 from programs.tables import Participant
 from wallet.errors import Invalid
+from wallet.pages import page_of
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -133,9 +134,11 @@ async def create_type(request: Request[Any, Any, Any],
 
 
 @get("/v1/activity-types", guards=[admin_only], operation_id="listActivityTypes", summary="List activity types",
-     description="Built-in types with the attributes they need, then the program's own.", tags=["earning"])
-async def list_types(request: Request[Any, Any, Any]) -> list[activities.ActivityTypeView]:
-    return await activities.list_activity_types(program_of(request))
+     description="Built-in types with the attributes they need, then the program's own, each by name.",
+     tags=["earning"])
+async def list_types(request: Request[Any, Any, Any], limit: Limit = 50,
+                     cursor: Cursor = None) -> activities.ActivityTypePage:
+    return await activities.activity_type_page(program_of(request), limit, cursor)
 
 
 @post("/v1/earning-rules", guards=[admin_only], operation_id="createEarningRule", summary="Create an earning rule",
@@ -151,10 +154,13 @@ async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Respon
 
 
 @get("/v1/earning-rules", guards=[admin_only], operation_id="listEarningRules", summary="List earning rules",
-     description="The current version of every rule; `include_retired` adds retired ones.", tags=["earning"])
-async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False) -> rulebook.RulePage:
+     description="The current version of every rule, newest rule first; `include_retired` adds retired ones.",
+     tags=["earning"])
+async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False, limit: Limit = 50,
+                     cursor: Cursor = None) -> rulebook.RulePage:
     rules = await rulebook.current_rules(program_of(request), include_retired=include_retired)
-    return rulebook.RulePage(items=[rulebook.view(r) for r in reversed(rules)])
+    page, more = page_of(list(reversed(rules)), lambda r: r.rule_id, limit, cursor)
+    return rulebook.RulePage(items=[rulebook.view(r) for r in page], next_cursor=more)
 
 
 @get("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="getEarningRule",
