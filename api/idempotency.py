@@ -41,7 +41,9 @@ _VALID = re.compile(r"^[\x20-\x7e]{1,255}$")
 # request's retries wait at most this long. A live one renews it every third of it.
 IN_FLIGHT_TTL_MS = 6_000
 HEARTBEAT_SECONDS = IN_FLIGHT_TTL_MS / 3000
-# Renews a marker only while it is still this request's (never a recorded result).
+# Drop or renew a marker only while it is still this request's (never a recorded result,
+# never a retry's marker that took over after this one lapsed).
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
@@ -153,8 +155,13 @@ async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> N
     await client.set(idem.key, msgspec.json.encode({"fp": idem.fingerprint, "r": result}), ex=ttl)
 
 
-async def release(client: Any, idem: Idem) -> None:
-    """Drops an in-flight marker after a failure that changed nothing, so a retry may run."""
+async def release(client: Any, idem: Idem, marker: bytes | None = None) -> None:
+    """Drops an in-flight marker after a failure that changed nothing, so a retry may run.
+
+    With `marker`, only that request's own marker (never a retry's that took over after it lapsed)."""
+    if marker is not None:
+        await client.eval(_RELEASE, 1, idem.key, marker)
+        return
     raw = await client.get(idem.key)
     if raw is not None and msgspec.json.decode(raw, type=Recorded).r is None:
         await client.delete(idem.key)
@@ -175,7 +182,7 @@ async def once(client: Any, idem: Idem, ttl: int, action: Callable[[], Awaitable
     try:
         status, body = await action()
     except Exception:
-        await release(client, idem)
+        await release(client, idem, marker)
         raise
     finally:  # also when the request is cancelled: a dead request's marker must lapse
         await _stop(heartbeat)
