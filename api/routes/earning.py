@@ -204,7 +204,7 @@ async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> 
                   "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
                   "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
 async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
-                     wallets: WalletStore, settings: Settings) -> Response[Any]:
+                     wallets: WalletStore, settings: Settings) -> Response[ApplyReport]:
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
 

@@ -106,7 +106,7 @@ async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Rece
                   "key with another body or for another program answers 422 `idempotency_key_reused`.",
       tags=["funding"])
 async def offline(program_id: str, data: funding.OfflineFunding, idem: Idem, wallets: WalletStore, redis: Any,
-                  settings: Settings) -> Response[Any]:
+                  settings: Settings) -> Response[funding.FundingView]:
     async def action() -> tuple[int, funding.FundingView]:
         program = await get_program(program_id)
         # The funding id comes from the whole record key (principal scope and client key)

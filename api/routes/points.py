@@ -102,7 +102,7 @@ async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Ide
                   "the same key with another body answers 422 `idempotency_key_reused`.",
       tags=["points"], status_code=200)
 async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem: Idem, wallets: WalletStore,
-                      settings: Settings) -> Response[Any]:
+                      settings: Settings) -> Response[BatchResult]:
     principal = principal_of(request)
     program_id = program_of(request)
 
