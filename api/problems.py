@@ -121,7 +121,9 @@ def problem_response(
 
 def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
     status = exc.extra.get("status") or STATUS_FOR_CODE.get(exc.code, 400)
-    headers = {"Idempotent-Replayed": "true"} if exc.extra.get("replayed") else None
+    headers = {"Idempotent-Replayed": "true"} if exc.extra.get("replayed") else {}
+    if exc.code == "idempotency_key_in_flight":  # tell the client when the first try will have ended
+        headers["Retry-After"] = str(exc.extra.get("retry_after") or 1)
     field = exc.extra.get("field")
     params = [InvalidParam(name=field, reason=exc.detail)] if field else None
     return problem_response(request, status, exc.code, exc.detail, params, headers)

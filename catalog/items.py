@@ -166,9 +166,19 @@ async def upsert_brand(program_id: str, spec: BrandSpec) -> BrandView:
     return brand
 
 
-async def list_brands(program_id: str) -> list[BrandView]:
-    rows = await Brand.select().where(Brand.program_id == program_id).order_by(Brand.name).run()
-    return [_brand_view(r) for r in rows]
+class BrandPage(msgspec.Struct, frozen=True):
+    items: list[BrandView]
+    next_cursor: str | None
+
+
+async def brand_page(program_id: str, limit: int = 50, cursor: str | None = None) -> BrandPage:
+    """The program's brands, newest first."""
+    after = decode_cursor(cursor)
+    where = Brand.program_id == program_id
+    if after is not None:
+        where &= Brand.id < after
+    rows = await Brand.select().where(where).order_by(Brand.id, ascending=False).limit(limit + 1).run()
+    return BrandPage(items=[_brand_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
 
 
 async def _brand_for(program_id: str, reference: str) -> BrandView:

@@ -19,6 +19,7 @@ from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
 
 LOW_STOCK = 10
 
@@ -86,15 +87,31 @@ async def stock_of(item_id: str) -> int:
     return await PoolCode.count().where((PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).run()
 
 
-async def stock(program_id: str) -> list[ItemStock]:
-    codes = await PoolCode.select(PoolCode.item_id, PoolCode.order_id).where(PoolCode.program_id == program_id).run()
-    counts: dict[str, list[int]] = {}
+class StockPage(msgspec.Struct, frozen=True):
+    items: list[ItemStock]
+    next_cursor: str | None
+
+
+async def stock(program_id: str, limit: int = 50, cursor: str | None = None) -> StockPage:
+    """Codes per item with a pool, newest item first."""
+    after = decode_cursor(cursor)
+    where = PoolCode.program_id == program_id
+    if after is not None:
+        where &= PoolCode.item_id < after
+    found = await PoolCode.select(PoolCode.item_id).where(where).distinct() \
+        .order_by(PoolCode.item_id, ascending=False).limit(limit + 1).run()
+    item_ids = [r["item_id"] for r in found]
+    page = item_ids[:limit] or ["-"]
+    codes = await PoolCode.select(PoolCode.item_id, PoolCode.order_id).where(
+        (PoolCode.program_id == program_id) & PoolCode.item_id.is_in(page)).run()
+    counts: dict[str, list[int]] = {i: [0, 0] for i in item_ids[:limit]}
     for c in codes:
-        counts.setdefault(c["item_id"], [0, 0])[0 if c["order_id"] is None else 1] += 1
+        counts[c["item_id"]][0 if c["order_id"] is None else 1] += 1
     names = {i["id"]: i["name"] for i in await CatalogItem.select(CatalogItem.id, CatalogItem.name).where(
-        CatalogItem.id.is_in(sorted(counts) or ["-"])).run()}
-    return [ItemStock(item_id=i, item_name=names.get(i, ""), available=a, used=u, low_stock=a < LOW_STOCK)
-            for i, (a, u) in sorted(counts.items())]
+        CatalogItem.id.is_in(page)).run()}
+    return StockPage(items=[ItemStock(item_id=i, item_name=names.get(i, ""), available=a, used=u,
+                                      low_stock=a < LOW_STOCK) for i, (a, u) in counts.items()],
+                     next_cursor=next_cursor(item_ids, limit))
 
 
 _TAKE = """

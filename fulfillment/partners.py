@@ -18,6 +18,7 @@ from programs.tables import ApiKey
 from wallet.errors import Conflict, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
+from wallet.pages import decode_cursor, next_cursor
 
 WebhookUrl = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
 POOL_NAME = "Code pool (built-in)"
@@ -95,6 +96,21 @@ async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer,
 async def list_partners(program_id: str) -> list[PartnerView]:
     rows = await Partner.select().where(Partner.program_id == program_id).order_by(Partner.created_at).run()
     return [_view(r) for r in rows]
+
+
+class PartnerPage(msgspec.Struct, frozen=True):
+    items: list[PartnerView]
+    next_cursor: str | None
+
+
+async def partner_page(program_id: str, limit: int = 50, cursor: str | None = None) -> PartnerPage:
+    """The program's partners, newest first."""
+    after = decode_cursor(cursor)
+    where = Partner.program_id == program_id
+    if after is not None:
+        where &= Partner.id < after
+    rows = await Partner.select().where(where).order_by(Partner.id, ascending=False).limit(limit + 1).run()
+    return PartnerPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
 
 
 async def get_partner(program_id: str, partner_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from programs.participants import ParticipantView
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.moments import utc
+from wallet.pages import page_of
 from wallet.store import WalletStore
 
 _decode_spec = msgspec.json.Decoder(WheelSpec).decode
@@ -44,6 +45,7 @@ class PlayableCampaign(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class Playable(msgspec.Struct, frozen=True):
     items: list[PlayableCampaign]
+    next_cursor: str | None
     free_spins: int
 
 
@@ -59,21 +61,27 @@ def _int(value: Any) -> int:
     return int(value) if value not in (None, b"", "") else 0
 
 
-async def playable(store: WalletStore, program: ProgramView, person: ParticipantView) -> Playable:
-    """Active campaigns within their dates that are open to this participant, with each
-    wheel's segments and odds as designed, and what is left of today's spins."""
+async def playable(store: WalletStore, program: ProgramView, person: ParticipantView, limit: int = 50,
+                   cursor: str | None = None) -> Playable:
+    """Active campaigns within their dates that are open to this participant, newest first,
+    with each wheel's segments and odds as designed, and what is left of today's spins."""
     now = datetime.now(timezone.utc)
     now_ms = store.clock() // 1_000_000
     rows = await SpinCampaign.select().where((SpinCampaign.program_id == program.id)
-                                             & (SpinCampaign.status == "active")).order_by(SpinCampaign.id).run()
-    day = local_day(program.timezone, now_ms)
-    items = []
+                                             & (SpinCampaign.status == "active")) \
+        .order_by(SpinCampaign.id, ascending=False).run()
+    open_to_me = []
     for row in rows:
         spec = _decode_spec(row["spec"])
         if (spec.starts_at and utc(spec.starts_at) > now) or (spec.ends_at and utc(spec.ends_at) <= now):
             continue
-        if not eligible(spec.eligibility, person):
-            continue
+        if eligible(spec.eligibility, person):
+            open_to_me.append((row, spec))
+    # Paged after the filters (they are the participant's), before the per-wheel reads.
+    page, more = page_of(open_to_me, lambda found: str(found[0]["id"]), limit, cursor)
+    day = local_day(program.timezone, now_ms)
+    items = []
+    for row, spec in page:
         stock = await store.client.hgetall(keys.campaign(program.id, row["id"]))
         in_stock = [not isinstance(s.prize, ItemPrize) or _int(stock.get(f"stock:{i}".encode())) > 0
                     for i, s in enumerate(spec.segments)]
@@ -90,7 +98,7 @@ async def playable(store: WalletStore, program: ProgramView, person: Participant
             segments=segments, spins_today=today, max_spins_per_day=cap,
             spins_left_today=None if cap is None else max(cap - today, 0), ends_at=spec.ends_at))
     free = _int(await store.client.hget(keys.wallet(program.id, person.id), "free_spins"))
-    return Playable(items=items, free_spins=free)
+    return Playable(items=items, next_cursor=more, free_spins=free)
 
 
 class SegmentReport(msgspec.Struct, frozen=True, omit_defaults=True):

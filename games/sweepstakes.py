@@ -37,6 +37,7 @@ from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 from wallet.replies import reply_text
 from wallet.store import Idem, WalletStore
+from wallet.tables import LedgerEntry
 
 Status = Literal["open", "closed", "drawn"]
 Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -741,15 +742,34 @@ async def _pay_due(store: WalletStore, sealer: Sealer, program: ProgramView, pri
 
 async def _pay_points(store: WalletStore, program: ProgramView, row: dict[str, Any], winner: dict[str, Any],
                       points: int, name: str) -> dict[Any, Any]:
+    # The transaction id is pinned on the winner row before any point moves: a draw retried
+    # after the idempotency record expired finds that transaction in the ledger and pays nothing.
+    tx = await _pinned_transaction(winner)
+    if await _in_ledger(tx):
+        return {SweepstakesWinner.transaction_id: tx}
     idem = Idem(key=keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
     try:
         moved = await accounts.grant(store, program.id, winner["participant_id"], points, f"won {name}", idem,
-                                     kind="sweepstakes_prize", reference=row["id"])
+                                     kind="sweepstakes_prize", reference=row["id"], tx=tx)
     except DomainError:
         # A refusal (budget) is recorded with the key; drop it so a later draw call can pay.
         await store.client.delete(idem.key)
         raise
     return {SweepstakesWinner.transaction_id: moved.move.transaction_id}
+
+
+async def _in_ledger(transaction_id: str | None) -> bool:
+    return bool(transaction_id) and bool(
+        await LedgerEntry.exists().where(LedgerEntry.transaction_id == transaction_id).run())
+
+
+async def _pinned_transaction(winner: dict[str, Any]) -> str:
+    """The id this pick's payment is made under: chosen once, kept on the winner row."""
+    await SweepstakesWinner.update({SweepstakesWinner.transaction_id: new_id("tx")}).where(
+        (SweepstakesWinner.id == winner["id"]) & SweepstakesWinner.transaction_id.is_null()).run()
+    pinned = await SweepstakesWinner.select(SweepstakesWinner.transaction_id).where(
+        SweepstakesWinner.id == winner["id"]).first().run()
+    return str(pinned["transaction_id"])
 
 
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
@@ -785,6 +805,8 @@ async def forfeit(store: WalletStore, sealer: Sealer, program: ProgramView, pric
         raise NotFound("no such winner")
     if winner["status"] in ("paid", "forfeited"):
         raise Conflict(f"this winner's prize is {winner['status']}; it cannot be forfeited")
+    if await _in_ledger(winner["transaction_id"]):  # paid, though a crash kept the row from saying so
+        raise Conflict("this winner's prize is paid; it cannot be forfeited")
     taken = await SweepstakesWinner.update({SweepstakesWinner.status: "forfeited", SweepstakesWinner.detail: reason}) \
         .where((SweepstakesWinner.id == winner["id"]) & (SweepstakesWinner.status == winner["status"])) \
         .returning(SweepstakesWinner.id).run()
@@ -822,5 +844,6 @@ async def report(store: WalletStore, program: ProgramView, sweepstakes_id: str) 
         winners=[WinnerView(pick=w["pick"], role=w["role"], public_id=w["public_id"],
                             participant_id=w["participant_id"], status=w["status"],
                             prize=msgspec.json.decode(w["prize"]) if w["prize"] else None,
-                            transaction_id=w["transaction_id"], order_id=w["order_id"], detail=w["detail"])
+                            # A pinned id names a payment only once it is made.
+                            transaction_id=w["transaction_id"] if w["status"] == "paid" else None, order_id=w["order_id"], detail=w["detail"])
                  for w in winners])

@@ -13,6 +13,7 @@ from wallet.moments import utc
 from programs.tables import Activity, ActivityType, Participant
 from wallet.errors import Conflict
 from wallet.ids import new_id
+from wallet.pages import page_of
 
 # Built-in types and the attributes each needs.
 BUILTIN_TYPES: dict[str, tuple[str, ...]] = {
@@ -85,6 +86,21 @@ async def list_activity_types(program_id: str) -> list[ActivityTypeView]:
     return [ActivityTypeView(name=n, builtin=True, required_attributes=list(req)) for n, req in BUILTIN_TYPES.items()] \
         + [ActivityTypeView(name=r["name"], builtin=False, required_attributes=[], description=r["description"])
            for r in own]
+
+
+class ActivityTypePage(msgspec.Struct, frozen=True):
+    items: list[ActivityTypeView]
+    next_cursor: str | None
+
+
+async def activity_type_page(program_id: str, limit: int = 50, cursor: str | None = None) -> ActivityTypePage:
+    """Built-in types first, then the program's own, each by name (the order the list states)."""
+    def position(view: ActivityTypeView) -> str:
+        return f"{0 if view.builtin else 1}:{view.name}"
+
+    items, more = page_of(sorted(await list_activity_types(program_id), key=position), position, limit, cursor,
+                          descending=False)
+    return ActivityTypePage(items=items, next_cursor=more)
 
 
 def problem_with(activity: ActivityIn, known_types: set[str], now: datetime) -> str | None:

@@ -69,21 +69,28 @@ def _view(row: dict) -> ClaimView:
     )
 
 
-async def file_claim(program_id: str, participant_id: str, spec: NewClaim, today: dt.date | None = None) -> ClaimView:
+async def file_claim(program_id: str, participant_id: str, spec: NewClaim, today: dt.date | None = None,
+                     claim_id: str | None = None) -> ClaimView:
+    """Files the claim under `claim_id` when the caller pinned one for its request: filing
+    again under the same id (a retry after a crash) answers the claim already filed."""
     if spec.invoice_date > (today or datetime.now(timezone.utc).date()) + dt.timedelta(days=1):
         raise Invalid("invoice_date is in the future", field="invoice_date")
+    claim_id = claim_id or new_id("clm")
+    filed = await Claim.select(Claim.id).where((Claim.id == claim_id) & (Claim.program_id == program_id)
+                                               & (Claim.participant_id == participant_id)).first().run()
+    if filed is not None:
+        return await get_claim(program_id, claim_id)
     invoice_key = f"{program_id}:{spec.invoice_number.strip().upper()}"
     earlier = await Claim.select(Claim.id).where(
         (Claim.program_invoice == invoice_key) & (Claim.status != "rejected")).order_by(Claim.id).first().run()
-    claim_id = new_id("clm")
     await Claim.insert(Claim(
         id=claim_id, program_id=program_id, participant_id=participant_id, invoice_number=spec.invoice_number,
         program_invoice=invoice_key, invoice_date=spec.invoice_date.isoformat(), amount=spec.amount.amount,
         currency=spec.amount.currency, product=spec.product,
         status="duplicate" if earlier else "pending", duplicate_of=earlier["id"] if earlier else None,
         created_at=datetime.now(timezone.utc),
-    )).run()
-    return await get_claim(program_id, claim_id)
+    )).on_conflict(action="DO NOTHING").run()  # a concurrent retry under the same id filed it first
+    return await get_claim(program_id, claim_id, participant_id)
 
 
 async def get_claim(program_id: str, claim_id: str, participant_id: str | None = None) -> ClaimView:

@@ -17,6 +17,7 @@ import msgspec
 from programs.tables import ApiKey
 from wallet.errors import NotFound
 from wallet.ids import new_id
+from wallet.pages import decode_cursor, next_cursor
 
 KeyKind = Literal["admin", "partner"]
 KEY_PREFIX = "rwk."
@@ -90,14 +91,21 @@ async def load_key(key_id: str) -> KeyRecord | None:
     )
 
 
-async def list_admin_keys(program_id: str) -> list[AdminKeyView]:
+async def list_admin_keys(program_id: str, limit: int = 50,
+                          cursor: str | None = None) -> tuple[list[AdminKeyView], str | None]:
+    """One page of the program's admin keys, newest first, and the next page's cursor."""
+    after = decode_cursor(cursor)
+    where = (ApiKey.program_id == program_id) & (ApiKey.kind == "admin")
+    if after is not None:
+        where &= ApiKey.id < after
     rows = (
         await ApiKey.select(ApiKey.id, ApiKey.name, ApiKey.created_at, ApiKey.revoked_at)
-        .where((ApiKey.program_id == program_id) & (ApiKey.kind == "admin"))
+        .where(where)
         .order_by(ApiKey.id, ascending=False)
+        .limit(limit + 1)
         .run()
     )
-    return [AdminKeyView(**row) for row in rows]
+    return [AdminKeyView(**row) for row in rows[:limit]], next_cursor([r["id"] for r in rows], limit)
 
 
 async def revoke_key(program_id: str, key_id: str, kind: KeyKind = "admin") -> None:

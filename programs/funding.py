@@ -9,6 +9,7 @@ negative the program is blocked (no grant is paid) until new funding brings it b
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -115,10 +116,18 @@ async def _move(store: WalletStore, program_id: str, points: int, key: str, kind
         await store.set_program_config(program_id, blocked="1")
 
 
-async def fund_offline(store: WalletStore, program: ProgramView, spec: OfflineFunding, idempotency: str) -> FundingView:
-    """The operator records a wire or invoice payment; the same idempotency key never credits twice."""
+def offline_funding_id(program_id: str, request_key: str) -> str:
+    """The id of the funding a request key records: from the program and the caller's whole key
+    (its principal scope and client key), so no two programs or principals ever share one."""
+    return "fnd_" + hashlib.sha256(f"{program_id}\n{request_key}".encode()).hexdigest()[:26]
+
+
+async def fund_offline(store: WalletStore, program: ProgramView, spec: OfflineFunding, request_key: str) -> FundingView:
+    """The operator records a wire or invoice payment; the same request key never credits twice.
+
+    `request_key` names the request for its caller (principal scope and idempotency key)."""
     points = points_for_money(program, spec.amount)
-    funding_id = "fnd_" + keys.idempotency(program.id, "offline", idempotency).rsplit(":", 1)[-1][:26]
+    funding_id = offline_funding_id(program.id, request_key)
     now = datetime.now(timezone.utc)
     await Funding.insert(Funding(id=funding_id, program_id=program.id, source="offline", status="succeeded",
                                  amount=spec.amount.amount, currency=spec.amount.currency, points=points,

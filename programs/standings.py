@@ -35,6 +35,7 @@ from wallet import keys
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
+from wallet.pages import decode_cursor, next_cursor
 
 SCRIPT = resources.files("programs").joinpath("leaderboard_score.lua").read_text()
 UNIT = 2**21  # the tie-break's range, in ticks
@@ -173,6 +174,22 @@ async def list_leaderboards(program_id: str) -> list[LeaderboardView]:
     rows = await Leaderboard.select().where((Leaderboard.program_id == program_id)
                                             & (Leaderboard.status == "active")).order_by(Leaderboard.id).run()
     return [_view(r) for r in rows]
+
+
+class LeaderboardPage(msgspec.Struct, frozen=True):
+    items: list[LeaderboardView]
+    next_cursor: str | None
+
+
+async def leaderboard_page(program_id: str, limit: int = 50, cursor: str | None = None) -> LeaderboardPage:
+    """The program's active leaderboards, newest first."""
+    after = decode_cursor(cursor)
+    where = (Leaderboard.program_id == program_id) & (Leaderboard.status == "active")
+    if after is not None:
+        where &= Leaderboard.id < after
+    rows = await Leaderboard.select().where(where).order_by(Leaderboard.id, ascending=False).limit(limit + 1).run()
+    return LeaderboardPage(items=[_view(r) for r in rows[:limit]],
+                           next_cursor=next_cursor([r["id"] for r in rows], limit))
 
 
 async def retire_leaderboard(program_id: str, board_id: str) -> LeaderboardView:

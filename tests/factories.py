@@ -121,3 +121,10 @@ async def set_program_status(client: Any, program: ProgramHandle, status: str) -
     response = await client.patch(f"/v1/programs/{program.id}", json={"status": status}, headers=OPERATOR)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def available(client: Any, program: ProgramHandle, participant_id: str) -> int:
+    """A participant's available points, as the program admin reads them."""
+    response = await client.get(f"/v1/participants/{participant_id}/wallet", headers=program.headers)
+    assert response.status_code == 200, response.text
+    return int(response.json()["available"])

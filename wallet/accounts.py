@@ -94,9 +94,10 @@ def _metadata(reason: str, extra: dict | None = None) -> str:
 
 async def grant(
     store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
-    kind: str = "grant", reference: str = "",
+    kind: str = "grant", reference: str = "", tx: str | None = None,
 ) -> Moved:
-    spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
+    """`tx` names the transaction when the caller pinned its id beforehand (to find it again)."""
+    spec = GrantSpec(idem=idem, tx=tx or new_id("tx"), participant_id=participant_id, points=points, kind=kind,
                      reference=reference, metadata=_metadata(reason))
     return _moved(await store.grant(program_id, spec))
 

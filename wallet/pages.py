@@ -1,13 +1,16 @@
-"""Cursor pagination over time-ordered ids, newest first: the cursor is the last id seen."""
+"""Cursor pagination over time-ordered ids, newest first: the cursor is the last id (or key) seen."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from wallet.errors import Invalid
 
 MAX_LIMIT = 200
+T = TypeVar("T")
 
 
 def encode_cursor(last_id: str) -> str:
@@ -30,3 +33,13 @@ def decode_cursor(cursor: str | None) -> str | None:
 def next_cursor(rows_ids: list[str], limit: int) -> str | None:
     """With `limit + 1` rows fetched, a further page exists when the extra row came back."""
     return encode_cursor(rows_ids[limit - 1]) if len(rows_ids) > limit else None
+
+
+def page_of(items: Sequence[T], key: Callable[[T], str], limit: int, cursor: str | None,
+            descending: bool = True) -> tuple[list[T], str | None]:
+    """One page of a list already sorted by `key` (short lists built in memory), with the same
+    cursors as the SQL pages: the key of the last item seen."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        items = [i for i in items if (key(i) < after if descending else key(i) > after)]
+    return list(items[:limit]), next_cursor([key(i) for i in items[:limit + 1]], limit)

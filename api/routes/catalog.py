@@ -12,7 +12,7 @@ from msgspec import Meta
 from api.auth import admin_only, admin_or_participant, principal_of
 from api.routes.participants import Cursor, Limit, program_of
 from catalog import feed_import, items
-from fulfillment.code_pool import ItemStock, UploadReport, stock, upload_codes
+from fulfillment.code_pool import StockPage, UploadReport, stock, upload_codes
 from fulfillment.sealing import Sealer
 from programs.programs import get_program
 from wallet.errors import Invalid
@@ -43,9 +43,9 @@ async def upsert_brand(request: Request[Any, Any, Any], data: items.BrandSpec, r
 
 
 @get("/v1/catalog/brands", guards=[admin_or_participant], operation_id="listBrands", summary="List brands",
-     description="Every brand of the program.", tags=["catalog"])
-async def list_brands(request: Request[Any, Any, Any]) -> list[items.BrandView]:
-    return await items.list_brands(principal_of(request).program_id or "")
+     description="The program's brands, newest first.", tags=["catalog"])
+async def list_brands(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> items.BrandPage:
+    return await items.brand_page(principal_of(request).program_id or "", limit, cursor)
 
 
 @post("/v1/catalog/items", guards=[admin_only], operation_id="createCatalogItem", summary="Add a catalog item",
@@ -127,9 +127,10 @@ async def upload(request: Request[Any, Any, Any], item_id: str, data: CodeUpload
 
 
 @get("/v1/catalog/stock", guards=[admin_only], operation_id="getPoolStock", summary="Code-pool stock per item",
-     description="Available and used codes per item, with `low_stock` under 10 left.", tags=["catalog"])
-async def pool_stock(request: Request[Any, Any, Any]) -> list[ItemStock]:
-    return await stock(program_of(request))
+     description="Available and used codes per item (newest item first), with `low_stock` under 10 left.",
+     tags=["catalog"])
+async def pool_stock(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> StockPage:
+    return await stock(program_of(request), limit, cursor)
 
 
 ROUTES = [upsert_brand, list_brands, create_item, update_item, browse, read_item, import_feed, upload, pool_stock]

@@ -11,13 +11,15 @@ from litestar.di import Provide
 from msgspec import Meta
 
 from api.auth import admin_only
-from api.idempotency import provide_idem
-from api.routes.participants import program_of
+from api.idempotency import once, provide_idem
+from api.routes.participants import Cursor, Limit, program_of
+from api.settings import Settings
 from programs import activities, budget, earning, rulebook, standings
 from programs.programs import ProgramView, get_program
 from programs.rules import RuleSpec
 from programs.tables import Participant
 from wallet.errors import Invalid
+from wallet.pages import page_of
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -132,9 +134,11 @@ async def create_type(request: Request[Any, Any, Any],
 
 
 @get("/v1/activity-types", guards=[admin_only], operation_id="listActivityTypes", summary="List activity types",
-     description="Built-in types with the attributes they need, then the program's own.", tags=["earning"])
-async def list_types(request: Request[Any, Any, Any]) -> list[activities.ActivityTypeView]:
-    return await activities.list_activity_types(program_of(request))
+     description="Built-in types with the attributes they need, then the program's own, each by name.",
+     tags=["earning"])
+async def list_types(request: Request[Any, Any, Any], limit: Limit = 50,
+                     cursor: Cursor = None) -> activities.ActivityTypePage:
+    return await activities.activity_type_page(program_of(request), limit, cursor)
 
 
 @post("/v1/earning-rules", guards=[admin_only], operation_id="createEarningRule", summary="Create an earning rule",
@@ -150,10 +154,13 @@ async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Respon
 
 
 @get("/v1/earning-rules", guards=[admin_only], operation_id="listEarningRules", summary="List earning rules",
-     description="The current version of every rule; `include_retired` adds retired ones.", tags=["earning"])
-async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False) -> rulebook.RulePage:
+     description="The current version of every rule, newest rule first; `include_retired` adds retired ones.",
+     tags=["earning"])
+async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False, limit: Limit = 50,
+                     cursor: Cursor = None) -> rulebook.RulePage:
     rules = await rulebook.current_rules(program_of(request), include_retired=include_retired)
-    return rulebook.RulePage(items=[rulebook.view(r) for r in reversed(rules)])
+    page, more = page_of(list(reversed(rules)), lambda r: r.rule_id, limit, cursor)
+    return rulebook.RulePage(items=[rulebook.view(r) for r in page], next_cursor=more)
 
 
 @get("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="getEarningRule",
@@ -194,19 +201,25 @@ async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> 
       operation_id="applyEarningRule", summary="Apply a rule to past activities",
       description="Awards what the rule (current version) gives for the stored activities between `starts_at` and "
                   "`ends_at`, as the simulator showed. Activities it already awarded are not paid again. Requires "
-                  "`Idempotency-Key`.", tags=["earning"], status_code=200)
+                  "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
+                  "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
 async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
-                     wallets: WalletStore) -> ApplyReport:
+                     wallets: WalletStore, settings: Settings) -> Response[ApplyReport]:
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
-    current = (await rulebook.versions(program_id, rule_id))[-1]
-    if current.status != "active":
-        raise Invalid("a retired rule cannot be applied", field="rule_id")
-    results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at, data.ends_at,
-                                       leaderboard_hook(wallets))
-    awards = [a for items in results.values() for a in items]
-    return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
-                       points_awarded=sum(a.points for a in awards), awards=awards)
+
+    async def action() -> tuple[int, ApplyReport]:
+        current = (await rulebook.versions(program_id, rule_id))[-1]
+        if current.status != "active":
+            raise Invalid("a retired rule cannot be applied", field="rule_id")
+        results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at,
+                                           data.ends_at, leaderboard_hook(wallets))
+        awards = [a for items in results.values() for a in items]
+        return 200, ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
+                                points_awarded=sum(a.points for a in awards), awards=awards)
+
+    status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @get("/v1/program/budget", guards=[admin_only], operation_id="getProgramBudget", summary="The program's budget",

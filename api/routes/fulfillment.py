@@ -120,9 +120,11 @@ async def create_partner(request: Request[Any, Any, Any], data: partners.NewPart
 
 
 @get("/v1/fulfillment/partners", guards=[admin_only], operation_id="listPartners", summary="List partners",
-     description="With the default route and webhook URLs; never keys or secrets.", tags=["fulfillment"])
-async def list_partners(request: Request[Any, Any, Any]) -> list[partners.PartnerView]:
-    return await partners.list_partners(program_of(request))
+     description="Newest first, with the default route and webhook URLs; never keys or secrets.",
+     tags=["fulfillment"])
+async def list_partners(request: Request[Any, Any, Any], limit: Limit = 50,
+                        cursor: Cursor = None) -> partners.PartnerPage:
+    return await partners.partner_page(program_of(request), limit, cursor)
 
 
 @put("/v1/fulfillment/partners/{partner_id:str}/webhook", guards=[admin_only], operation_id="setPartnerWebhook",

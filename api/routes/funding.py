@@ -12,7 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.di import Provide
 
 from api.auth import admin_only, operator_only
-from api.idempotency import header_value, once, provide_idem
+from api.idempotency import once, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import funding
@@ -99,14 +99,22 @@ async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Rece
     return Received(received=True, outcome=outcome)
 
 
-@post("/v1/programs/{program_id:str}/fundings/offline", guards=[operator_only], operation_id="recordOfflineFunding",
-      summary="Record a wire or invoice payment", description="Operator only. Credits the program's budget with the "
-      "points the amount buys, once per `Idempotency-Key`.", tags=["funding"])
-async def offline(request: Request[Any, Any, Any], program_id: str, data: funding.OfflineFunding,
-                  wallets: WalletStore) -> Response[funding.FundingView]:
-    key = header_value(request)
-    program = await get_program(program_id)
-    return Response(await funding.fund_offline(wallets, program, data, key), status_code=201)
+@post("/v1/programs/{program_id:str}/fundings/offline", guards=[operator_only], dependencies=IDEMPOTENT,
+      operation_id="recordOfflineFunding", summary="Record a wire or invoice payment",
+      description="Operator only. Credits the program's budget with the points the amount buys, once per "
+                  "`Idempotency-Key`: a retry replays the first answer with `Idempotent-Replayed: true`, the same "
+                  "key with another body or for another program answers 422 `idempotency_key_reused`.",
+      tags=["funding"])
+async def offline(program_id: str, data: funding.OfflineFunding, idem: Idem, wallets: WalletStore, redis: Any,
+                  settings: Settings) -> Response[funding.FundingView]:
+    async def action() -> tuple[int, funding.FundingView]:
+        program = await get_program(program_id)
+        # The funding id comes from the whole record key (principal scope and client key)
+        # and the program, so the same client key never names another program's funding.
+        return 201, await funding.fund_offline(wallets, program, data, idem.key)
+
+    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 ROUTES = [create_intent, list_all, webhook, offline]

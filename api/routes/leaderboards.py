@@ -9,7 +9,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.params import Parameter
 
 from api.auth import admin_only, admin_or_participant, participant_only, principal_of
-from api.routes.participants import program_of
+from api.routes.participants import Cursor, Limit, program_of
 from programs import standings
 from programs.participants import ParticipantChanges, ParticipantView, update_participant
 from wallet.errors import Invalid
@@ -28,9 +28,11 @@ async def create(request: Request[Any, Any, Any], data: standings.NewLeaderboard
 
 
 @get("/v1/leaderboards", guards=[admin_or_participant], operation_id="listLeaderboards",
-     summary="List leaderboards", description="The program's active leaderboards.", tags=["leaderboards"])
-async def list_all(request: Request[Any, Any, Any]) -> list[standings.LeaderboardView]:
-    return await standings.list_leaderboards(principal_of(request).program_id or "")
+     summary="List leaderboards", description="The program's active leaderboards, newest first.",
+     tags=["leaderboards"])
+async def list_all(request: Request[Any, Any, Any], limit: Limit = 50,
+                   cursor: Cursor = None) -> standings.LeaderboardPage:
+    return await standings.leaderboard_page(principal_of(request).program_id or "", limit, cursor)
 
 
 @get("/v1/leaderboards/{leaderboard_id:str}", guards=[admin_or_participant], operation_id="getLeaderboard",

@@ -10,9 +10,10 @@ from litestar import Request, Response, get, post
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import admin_only, principal_of
-from api.idempotency import item_idem, provide_idem
+from api.auth import Principal, admin_only, principal_of
+from api.idempotency import item_idem, once, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
+from api.settings import Settings
 from programs import standings
 from programs.participants import get_participant
 from wallet import accounts, ledger
@@ -96,11 +97,23 @@ async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Ide
       summary="Grant points in bulk",
       description="Up to 1,000 grants applied in one round trip to Redis. Each grant carries its own "
                   "`idempotency_id`: a grant already applied (in this or an earlier batch) is replayed, not "
-                  "applied again. Each item answers on its own; one failure does not stop the others.",
+                  "applied again. Each item answers on its own; one failure does not stop the others. The "
+                  "request's own `Idempotency-Key` replays the whole first answer with `Idempotent-Replayed: true`; "
+                  "the same key with another body answers 422 `idempotency_key_reused`.",
       tags=["points"], status_code=200)
-async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem: Idem,
-                      wallets: WalletStore) -> BatchResult:
+async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem: Idem, wallets: WalletStore,
+                      settings: Settings) -> Response[BatchResult]:
     principal = principal_of(request)
+    program_id = program_of(request)
+
+    async def action() -> tuple[int, BatchResult]:
+        return 200, await _apply_batch(wallets, principal, program_id, data)
+
+    status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
+    return Response(body, status_code=status, headers=REPLAYED if replayed else None)
+
+
+async def _apply_batch(wallets: WalletStore, principal: Principal, program_id: str, data: BatchRequest) -> BatchResult:
     specs = [
         GrantSpec(
             idem=item_idem(principal, "grant-batch", g.idempotency_id, msgspec.json.encode(g)),
@@ -109,7 +122,7 @@ async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem:
         )
         for g in data.grants
     ]
-    outcomes = await wallets.grant_batch(program_of(request), specs)
+    outcomes = await wallets.grant_batch(program_id, specs)
     suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
     if suspended is not None:  # one atomic call: every new grant of the batch was refused
         accounts.raise_for(suspended)

@@ -11,6 +11,7 @@ from litestar.exceptions import PermissionDeniedException
 from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, operator_only, principal_of
+from api.routes.participants import Cursor, Limit
 from catalog.items import bump_version
 from programs import credentials
 from programs.programs import NewProgram, ProgramChanges, ProgramView, StatusChange, create_program, get_program, set_status
@@ -101,9 +102,10 @@ async def create_key(request: Request[Any, Any, Any], data: NewAdminKey) -> Resp
 
 
 @get("/v1/admin-keys", guards=[admin_only], operation_id="listAdminKeys", summary="List admin keys",
-     description="Ids, names and revocation times; never the secrets.", tags=["programs"])
-async def list_keys(request: Request[Any, Any, Any]) -> AdminKeyList:
-    return AdminKeyList(items=await credentials.list_admin_keys(principal_of(request).program_id or ""))
+     description="Ids, names and revocation times, newest first; never the secrets.", tags=["programs"])
+async def list_keys(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> AdminKeyList:
+    items, more = await credentials.list_admin_keys(principal_of(request).program_id or "", limit, cursor)
+    return AdminKeyList(items=items, next_cursor=more)
 
 
 @delete("/v1/admin-keys/{key_id:str}", guards=[admin_only], operation_id="revokeAdminKey",

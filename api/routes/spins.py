@@ -51,12 +51,13 @@ async def spin(request: Request[Any, Any, Any], campaign_id: str, idem: Idem, wa
 @get("/v1/me/campaigns", guards=[participant_only], operation_id="listMyCampaigns", summary="Wheels I can play",
      description="Active campaigns within their dates that are open to me, each with its segments (label, colour, "
                  "prize, weight and probability as designed, whether an item prize is in stock), the cost, and "
-                 "my spins today against the daily cap; plus my free-spin tokens.", tags=["games"])
-async def my_campaigns(request: Request[Any, Any, Any], wallets: WalletStore) -> arcade.Playable:
+                 "my spins today against the daily cap; plus my free-spin tokens. Newest first.", tags=["games"])
+async def my_campaigns(request: Request[Any, Any, Any], wallets: WalletStore, limit: Limit = 50,
+                       cursor: Cursor = None) -> arcade.Playable:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
     person = await get_participant(program.id, principal.subject_id)
-    return await arcade.playable(wallets, program, person)
+    return await arcade.playable(wallets, program, person, limit, cursor)
 
 
 @get("/v1/me/spins", guards=[participant_only], operation_id="listMySpins", summary="My spins, with proofs",

@@ -457,3 +457,34 @@ async def test_tickets_bought_leave_the_budget_outstanding_figure(client) -> Non
     assert budget["outstanding"]["points"] == 70
     assert budget["spent_on_games"]["points"] == 30
     assert budget["issued"]["points"] == 100
+
+
+async def test_a_points_prize_is_paid_once_even_when_the_draw_is_retried_after_the_key_expired(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from games.sweepstakes_tables import SweepstakesWinner
+    from wallet import keys
+
+    program = await new_program(client)
+    sweep = await create(client, program, winners=1, alternates=0, prizes=[{"type": "points", "points": 700}])
+    person, tok = await entrant(client, program, 10)
+    assert (await buy(client, sweep["id"], tok, 1)).status_code == 201
+    await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
+    draw = f"/v1/sweepstakes/{sweep['id']}/draw"
+    assert (await client.post(draw, json={"beacon": BEACON}, headers=program.headers)).status_code == 200
+    assert await available(client, tok) == 700
+    for _ in range(100):  # the prize reaches the SQL ledger
+        history = (await client.get(f"/v1/participants/{person}/transactions", headers=program.headers)).json()
+        if any(t["kind"] == "sweepstakes_prize" for t in history["items"]):
+            break
+        await asyncio.sleep(0.1)
+    # The payer crashed after the grant but before marking the pick paid, and the retry
+    # comes after the payment's idempotency record has expired.
+    await SweepstakesWinner.update({SweepstakesWinner.status: "pending"}).where(
+        SweepstakesWinner.id == f"{sweep['id']}:1").run()
+    await redis.delete(keys.idempotency(program.id, "sweepstakes", f"{sweep['id']}:1"))
+
+    again = await client.post(draw, json={"beacon": BEACON}, headers=program.headers)
+    assert again.status_code == 200, again.text
+    assert await available(client, tok) == 700
+    report = (await client.get(f"/v1/sweepstakes/{sweep['id']}/report", headers=program.headers)).json()
+    paid = [t for t in history["items"] if t["kind"] == "sweepstakes_prize"]
+    assert [(w["status"], w["transaction_id"]) for w in report["winners"]] == [("paid", paid[0]["id"])]

@@ -295,3 +295,46 @@ async def test_claims_are_approved_into_sales_and_a_duplicate_invoice_is_never_p
     assert bob_feed == ["Claim inv-883 rejected: Invoice already claimed"]
     pending = (await client.get("/v1/claims", params={"status": "approved"}, headers=program.headers)).json()
     assert [c["id"] for c in pending["items"]] == [filed.json()["id"]]
+
+
+async def test_applying_a_rule_honours_its_idempotency_key(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep = await seller(client, program)
+    await send(client, program, event("sale", rep["external_id"], T0, amount=500),
+               event("sale", rep["external_id"], T0 + timedelta(days=10), amount=700))
+    live = await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 5})
+    headers = {**program.headers, "Idempotency-Key": random_ref("apply")}
+    first_week = {"starts_at": iso(T0 - timedelta(days=1)), "ends_at": iso(T0 + timedelta(days=2))}
+    applied = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=first_week, headers=headers)
+    again = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=first_week, headers=headers)
+    assert applied.status_code == again.status_code == 200 and applied.json()["points_awarded"] == 5
+    assert again.json() == applied.json() and again.headers["Idempotent-Replayed"] == "true"
+    everything = {"starts_at": iso(T0 - timedelta(days=1)), "ends_at": iso(T0 + timedelta(days=30))}
+    reused = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=everything, headers=headers)
+    assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
+    assert await balance(client, program, rep["id"]) == 5
+
+
+async def test_a_claim_retried_after_a_crash_files_no_second_claim(client, redis) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from api.auth import Principal
+    from api.idempotency import idem_for
+
+    program = await new_program(client)
+    alice = await seller(client, program)
+    token = bearer((await tokens_for(client, program, alice["id"]))["access_token"])
+    body = {"invoice_number": random_ref("INV"), "invoice_date": "2026-06-01",
+            "amount": {"amount": 9_000, "currency": "USD"}, "product": "ThermoPro 200"}
+    key = random_ref("claim")
+    filed = await client.post("/v1/me/claims", json=body, headers={**token, "Idempotency-Key": key})
+    assert filed.status_code == 201, filed.text
+    # The worker died after writing the claim and before recording the answer for the key.
+    principal = Principal(kind="participant", program_id=program.id, subject_id=alice["id"])
+    await redis.delete(idem_for(principal, key, "POST", "/v1/me/claims", json.dumps(body).encode()).key)
+
+    retried = await client.post("/v1/me/claims", json=body, headers={**token, "Idempotency-Key": key})
+    assert retried.status_code == 201, retried.text
+    assert (retried.json()["id"], retried.json()["status"]) == (filed.json()["id"], "pending")
+    mine = (await client.get("/v1/me/claims", headers=token)).json()["items"]
+    assert [c["id"] for c in mine] == [filed.json()["id"]]

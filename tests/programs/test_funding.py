@@ -140,3 +140,31 @@ async def test_without_stripe_settings_funding_says_so_and_the_rest_works(settin
         assert "STRIPE_API_KEY" in response.json()["detail"]
         assert (await bare.get("/v1/program", headers=program.headers)).status_code == 200
 
+
+
+async def test_an_offline_funding_replays_refuses_another_body_and_never_crosses_programs(client) -> None:  # type: ignore[no-untyped-def]
+    first_program, other_program = await new_program(client), await new_program(client)
+    body = {"amount": {"amount": 10_000, "currency": "USD"}, "reference": "Wire #1"}
+    headers = {**OPERATOR, "Idempotency-Key": random_ref("wire")}
+    path = f"/v1/programs/{first_program.id}/fundings/offline"
+    first = await client.post(path, json=body, headers=headers)
+    again = await client.post(path, json=body, headers=headers)
+    assert first.status_code == again.status_code == 201 and again.json() == first.json()
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+
+    other_body = await client.post(path, json={**body, "amount": {"amount": 99_000, "currency": "USD"}},
+                                   headers=headers)
+    assert (other_body.status_code, other_body.json()["code"]) == (422, "idempotency_key_reused")
+
+    crossed = await client.post(f"/v1/programs/{other_program.id}/fundings/offline", json=body, headers=headers)
+    assert (crossed.status_code, crossed.json()["code"]) == (422, "idempotency_key_reused")
+    assert (await budget(client, first_program))["funded"]["points"] == 10_000
+    assert (await budget(client, other_program))["funded"]["points"] == 0
+    assert (await client.get("/v1/funding", headers=other_program.headers)).json()["items"] == []
+
+
+async def test_offline_funding_ids_differ_per_program_for_the_same_request_key() -> None:
+    from programs.funding import offline_funding_id
+
+    assert offline_funding_id("prg_a", "operator:k") != offline_funding_id("prg_b", "operator:k")
+    assert offline_funding_id("prg_a", "operator:k") == offline_funding_id("prg_a", "operator:k")

@@ -154,7 +154,7 @@ async def test_another_programs_leaderboard_is_not_found(client) -> None:  # typ
     assert (await client.post(f"/v1/leaderboards/{lb['id']}/retire", headers=other.headers)).status_code == 404
     retired = await client.post(f"/v1/leaderboards/{lb['id']}/retire", headers=program.headers)
     assert retired.json()["status"] == "retired"
-    assert (await client.get("/v1/leaderboards", headers=program.headers)).json() == []
+    assert (await client.get("/v1/leaderboards", headers=program.headers)).json() == {"items": [], "next_cursor": None}
 
 
 async def test_an_event_at_sunday_midnight_in_chicago_lands_in_the_week_before_monday(client, redis) -> None:  # type: ignore[no-untyped-def]
