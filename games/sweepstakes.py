@@ -66,6 +66,7 @@ _ENTRY_ERRORS: dict[str, type[DomainError]] = {
     "sweepstakes_closed": SweepstakesClosed, "sweepstakes_not_open": SweepstakesNotOpen,
     "limit_reached": LimitReached, "insufficient_points": InsufficientPoints, "not_found": NotFound,
     "conflict": Conflict, "idempotency_key_reused": IdempotencyKeyReused,
+    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (wallet/bounds.py)
 }
 
 
