@@ -28,3 +28,10 @@ def check_move(points: int, what: str = "points", field: str | None = "points") 
         raise Invalid(f"{what} would be {points:,}; one operation moves at most 1,000,000,000,000 points",
                       **({"field": field} if field else {}))
     return points
+
+
+def in_moves(points: int) -> list[int]:
+    """`points` as legs of at most MAX_MOVE each, for a system transaction that may move more
+    than one operation's worth at once (expiring a large balance)."""
+    whole, rest = divmod(points, MAX_MOVE)
+    return [MAX_MOVE] * whole + ([rest] if rest else [])
