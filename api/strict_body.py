@@ -17,6 +17,10 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.types import Empty
 
+from wallet.bounds import MAX_MOVE
+from wallet.errors import Invalid
+
+_PAST_MOVE = f"Expected `int` <= {MAX_MOVE}"  # msgspec's words for Points past its `le`
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 # A strict decoder per handler (kept with the handler, so its id is never reused); None
 # when strict decoding cannot apply (no JSON body type).
@@ -37,13 +41,16 @@ def _decoder_for(handler: Any) -> Any:
     return _decoders[key][1]
 
 
-def _problem(exc: msgspec.DecodeError) -> ValidationException:
+def _problem(exc: msgspec.DecodeError) -> Exception:
     message = str(exc)
     match = _AT.search(message)
     key = "body"
     if match:
         message = message[:match.start()]
         key = match.group("path").lstrip(".") or "body"
+    if message == _PAST_MOVE:
+        # Well-formed, but past the bound of one operation: 422, as CONTRACT.md says.
+        return Invalid(f"one operation moves at most {MAX_MOVE:,} points", field=key)
     return ValidationException(detail=f"{key}: {message}",
                                extra=[{"key": key, "message": message, "source": "body"}])
 
