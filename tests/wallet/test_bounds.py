@@ -163,8 +163,12 @@ async def test_a_bad_journal_entry_is_set_aside_and_the_rest_reach_the_ledger(cl
     line = next(x for x in metrics.text.splitlines() if x.startswith("rw_journal_dead_letter_entries"))
     assert float(line.split()[-1]) >= 1
 
+    # A balance written as cjson wrote it before the fix: a drift row, not a traceback.
+    await redis.hset(keys.wallet(program.id, rep["id"]), "held", "1e+14")
     result = subprocess.run([REWARD_WALLET, "reconcile"], env=dict(os.environ), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "tx_bad" in result.stdout and "set aside" in result.stdout
+    drift = next(x for x in result.stdout.splitlines() if f"held:{rep['id']}" in x)
+    assert drift.split()[-3:] == ["100000000000000", "0", "+100000000000000"]
