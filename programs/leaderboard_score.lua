@@ -9,7 +9,10 @@ Equal scores sort by member, so of two equal totals the larger tie-break (the ea
 moment) ranks first in ZREVRANGE. The tie-break never shares bits with the points.
 
 KEYS[1]                  the event's marker: a hash with one field per board that has counted it
-KEYS[2i], KEYS[2i + 1]   board i's sorted set and member index for the period holding the event
+KEYS[3i - 1], KEYS[3i], KEYS[3i + 1]
+                         board i's sorted set and member index for the period holding the event,
+                         and its sorted set in the old encoding (upgraded first, if any:
+                         leaderboard_upgrade.lua, prepended to this text)
 ARGV[1]                  the marker's lifetime in seconds (longer than any retry of the event)
 ARGV[2]                  the most points one entry may hold (2^53 - 1)
 ARGV[3 + 4(i - 1)] .. ARGV[6 + 4(i - 1)], for board i:
@@ -31,11 +34,12 @@ local function encoded(tie, member)
   return string.format("%07d", tie) .. ":" .. member
 end
 
-for i = 1, (#KEYS - 1) / 2 do
+for i = 1, (#KEYS - 1) / 3 do
   local at = 3 + 4 * (i - 1)
   local board, member = ARGV[at], ARGV[at + 1]
   local delta, tie = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-  local key, index = KEYS[2 * i], KEYS[2 * i + 1]
+  local key, index = KEYS[3 * i - 1], KEYS[3 * i]
+  upgrade(KEYS[3 * i + 1], key, index)
   if redis.call("HSETNX", KEYS[1], board, "1") == 0 then
     out[i] = "-1"
   else

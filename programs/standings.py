@@ -38,7 +38,9 @@ from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
 
-SCRIPT = resources.files("programs").joinpath("leaderboard_score.lua").read_text()
+_UPGRADE = resources.files("programs").joinpath("leaderboard_upgrade.lua").read_text()
+SCRIPT = _UPGRADE + resources.files("programs").joinpath("leaderboard_score.lua").read_text()
+UPGRADE_SCRIPT = _UPGRADE + "\nreturn upgrade(KEYS[1], KEYS[2], KEYS[3])\n"
 UNIT = 2**21  # the tie-break's range, in ticks
 MAX_POINTS = MAX_BALANCE  # the score is the points themselves: exact up to 2^53 - 1
 MARKER_TTL = 8 * 86400  # longer than any retry of an event (idempotency keys live 2 days)
@@ -149,6 +151,12 @@ def _index_key(board_key: str) -> str:
     return f"{board_key}:ix"
 
 
+def _old_key(program_id: str, board_id: str, period: str) -> str:
+    """The period's sorted set in the old encoding (points * 2^21 + tie-break in the score),
+    moved to the current one on first use (leaderboard_upgrade.lua)."""
+    return f"{keys.tag(program_id)}:lb:{board_id}:{period}"
+
+
 def _member_id(encoded: Any) -> str:
     """The member id of a sorted-set member "<tie-break>:<id>"."""
     text = encoded.decode() if isinstance(encoded, bytes) else str(encoded)
@@ -211,6 +219,7 @@ async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime
 
 
 _script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
+_upgrade_script: Any = None
 
 
 async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
@@ -223,13 +232,23 @@ async def _count(client: Any, program_id: str, event: str, counts: list[tuple[Le
         if board.period == "custom" and not (start <= utc(at) < end):  # type: ignore[operator]
             continue
         board_key = _board_key(program_id, board.id, period)
-        key_list += [board_key, _index_key(board_key)]
+        key_list += [board_key, _index_key(board_key), _old_key(program_id, board.id, period)]
         args += [board.id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie_break(at, start, end)]
     if len(key_list) == 1:
         return
     if _script is None:
         _script = client.register_script(SCRIPT)
     await _script(keys=key_list, args=args, client=client)
+
+
+async def _upgrade(client: Any, old: str, key: str) -> None:
+    """Moves a period written in the old encoding to the current one, if there is one."""
+    global _upgrade_script
+    if not await client.exists(old):
+        return
+    if _upgrade_script is None:
+        _upgrade_script = client.register_script(UPGRADE_SCRIPT)
+    await _upgrade_script(keys=[old, key, _index_key(key)], client=client)
 
 
 async def _team_of(program_id: str, participant_id: str) -> str | None:
@@ -294,6 +313,7 @@ async def standings(client: Any, program_id: str, board_id: str, limit: int = 10
     program = await get_program(program_id)
     period, start, end = _bounds(board, at or datetime.now(timezone.utc), program.timezone, program.created_at)
     key = _board_key(program_id, board.id, period)
+    await _upgrade(client, _old_key(program_id, board.id, period), key)
     member: str | None = None
     if around is not None:
         row = await Participant.select(Participant.team_id).where(

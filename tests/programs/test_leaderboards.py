@@ -277,3 +277,22 @@ async def test_totals_past_2_32_stay_exact_and_equal_totals_rank_who_got_there_f
     await standings.record_points(redis, program.id, top["id"], None, -1, "t4", t0 + timedelta(hours=5))
     view = await standings.standings(redis, program.id, lb["id"])
     assert view.top[0].score == 2**53 - 2
+
+
+async def test_a_board_written_in_the_old_encoding_keeps_its_standings(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Before scores were the points themselves, a score was points * 2^21 + tie-break."""
+    program = await new_program(client)
+    first, second, third = [await new_participant(client, program) for _ in range(3)]
+    lb = await board(client, program, period="all_time")
+    old = f"rw:{{p:{program.id}}}:lb:{lb['id']}:all"
+    await redis.zadd(old, {first["id"]: 500 * UNIT + 9, second["id"]: 500 * UNIT + 3, third["id"]: 20 * UNIT + 1})
+    view = await standings.standings(redis, program.id, lb["id"], around=third["id"])
+    assert [(e.id, e.score) for e in view.top] == [(first["id"], 500), (second["id"], 500), (third["id"], 20)]
+    assert view.me is not None and view.me.rank == 3
+    assert not await redis.exists(old)
+    # Recording on a board still in the old encoding upgrades it first, then counts.
+    await redis.zadd(old, {third["id"]: 20 * UNIT + 1})
+    await standings.record_points(redis, program.id, third["id"], None, 481, "up1",
+                                  datetime.now(timezone.utc) + timedelta(days=400))
+    view = await standings.standings(redis, program.id, lb["id"])
+    assert [(e.id, e.score) for e in view.top] == [(third["id"], 501), (first["id"], 500), (second["id"], 500)]
