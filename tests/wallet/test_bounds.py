@@ -172,3 +172,23 @@ async def test_a_bad_journal_entry_is_set_aside_and_the_rest_reach_the_ledger(cl
     assert "tx_bad" in result.stdout and "set aside" in result.stdout
     drift = next(x for x in result.stdout.splitlines() if f"held:{rep['id']}" in x)
     assert drift.split()[-3:] == ["100000000000000", "0", "+100000000000000"]
+
+
+async def test_a_spin_prize_that_would_pass_the_largest_balance_is_refused(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    design = {"name": "Wheel", "cost_points": 0,
+              "segments": [{"label": "10 points", "weight": 1, "prize": {"type": "points", "points": 10}}]}
+    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    assert (await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)).status_code == 200
+    rep = await new_participant(client, program)
+    await fill_wallet(redis, program.id, rep["id"], MAX_BALANCE - 5)
+    tokens = await client.post(f"/v1/participants/{rep['id']}/tokens", headers=program.headers)
+    me = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    before = await wallet(client, program, rep["id"])
+    spun = await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": "s1"})
+    assert spun.status_code == 422, spun.text
+    assert spun.json()["code"] == "validation_error" and "9007199254740991" in spun.json()["detail"]
+    assert await wallet(client, program, rep["id"]) == before
+    await books_agree(redis, program.id)
