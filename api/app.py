@@ -30,6 +30,7 @@ from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_co
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
+from api.strict_body import StrictRequest
 from fulfillment.sealing import Sealer
 from programs.stripe_gateway import StripeGateway, StripeSettings
 from programs.programs import list_program_ids
@@ -213,6 +214,8 @@ def create_app(settings: Settings) -> Litestar:
             "sealer": Provide(provide_sealer, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
+        # Bodies decode strictly: points are JSON integers, never "100", "1e3" or 1.0.
+        request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         # Bearer tokens, not cookies: browsers never need to send credentials cross-origin.

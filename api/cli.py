@@ -226,36 +226,54 @@ async def _project_everything(client: Any) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Exit 0 when the books agree, 1 on drift or entries set aside, 2 when it could not
+    look: always a table or a sentence, never a traceback."""
     from api.embedded import redis_url_for
     from api.migrate import migrate
     from programs.programs import list_program_ids
+    from wallet.journal import DeadLetter, dead_letters
     from wallet.reconcile import reconcile_program
     from wallet.store import connect
 
     settings, _ = _settings()
 
-    async def go(url: str) -> list[Any]:
+    async def go(url: str) -> tuple[list[Any], list[tuple[str, DeadLetter]]]:
         await migrate()
         client = connect(url, cluster=settings.redis_cluster)
         try:
             # Bring the ledger up to date first: waiting journal entries are not drift.
             await _project_everything(client)
-            drifts = []
+            drifts: list[Any] = []
+            letters: list[tuple[str, DeadLetter]] = []
             for program_id in await list_program_ids():
                 drifts += await reconcile_program(client, program_id)
-            return drifts
+                letters += [(program_id, d) for d in await dead_letters(client, program_id)]
+            return drifts, letters
         finally:
             await client.aclose()
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
-        drifts = _run(go(url))
-    if not drifts:
+    try:
+        with redis_url_for(settings.data_path, settings.redis_url) as url:
+            drifts, letters = _run(go(url))
+    except Exception as exc:  # a store down or unreadable: say so in one line
+        print(f"reconcile: could not compare the books: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if letters:
+        print(f"reconcile: {len(letters)} journal entr{'y' if len(letters) == 1 else 'ies'} set aside "
+              "(the ledger could not hold them; their moves are not in it)")
+        print(f"{'program':<32} {'journal entry':<20} {'transaction':<32} reason")
+        for program_id, letter in letters:
+            print(f"{program_id:<32} {letter.stream_id:<20} {letter.transaction_id:<32} {letter.reason}")
+    if not drifts and not letters:
         print("reconcile: every Redis balance equals its ledger sum")
         return 0
+    if not drifts:
+        print("reconcile: every Redis balance equals its ledger sum")
+        return 1
     print(f"reconcile: {len(drifts)} account(s) drift")
-    print(f"{'program':<32} {'account':<48} {'redis':>12} {'ledger':>12} {'diff':>10}")
+    print(f"{'program':<32} {'account':<48} {'redis':>20} {'ledger':>20} {'diff':>21}")
     for d in drifts:
-        print(f"{d.program_id:<32} {d.account:<48} {d.redis:>12} {d.ledger:>12} {d.redis - d.ledger:>+10}")
+        print(f"{d.program_id:<32} {d.account:<48} {d.redis:>20} {d.ledger:>20} {d.redis - d.ledger:>+21}")
     return 1
 
 

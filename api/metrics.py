@@ -7,7 +7,8 @@
   function, e.g. `grant`, `hold`; `outcome` is `ok`, `replayed` or the refusal's error code).
 - Read at scrape time, so they are true whichever worker answers: `rw_journal_pending_entries`
   and `rw_journal_oldest_pending_seconds` (consumer lag: journal entries not yet in the SQL
-  ledger), `rw_fulfillment_orders{status}` (the queue: new, pending, claimed) and
+  ledger), `rw_journal_dead_letter_entries` (entries the ledger could not hold, set aside by
+  the projector: see `reward-wallet reconcile`), `rw_fulfillment_orders{status}` (the queue: new, pending, claimed) and
   `rw_webhook_deliveries{status}` (pending, failed) plus `rw_webhook_deliveries_retrying`.
 
 With several worker processes (`serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR
@@ -154,6 +155,15 @@ async def _journal_lag(redis: Any, program_ids: list[str]) -> tuple[int, float]:
     return sum(int(n) for n in lengths), age
 
 
+async def _dead_letters(redis: Any, program_ids: list[str]) -> int:
+    if not program_ids:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for program_id in program_ids:
+        pipe.xlen(keys.dead_letters(program_id))
+    return sum(int(n) for n in await pipe.execute())
+
+
 async def _counts(sql: str) -> dict[str, int]:
     from fulfillment.tables import Order
 
@@ -164,7 +174,11 @@ async def _counts(sql: str) -> dict[str, int]:
 async def scrape_gauges(redis: Any) -> list[GaugeMetricFamily]:
     from programs.programs import list_program_ids
 
-    pending, age = await _journal_lag(redis, await list_program_ids())
+    program_ids = await list_program_ids()
+    pending, age = await _journal_lag(redis, program_ids)
+    dead = GaugeMetricFamily("rw_journal_dead_letter_entries",
+                             "Journal entries the ledger could not hold, set aside by the projector")
+    dead.add_metric([], await _dead_letters(redis, program_ids))
     lag = GaugeMetricFamily("rw_journal_pending_entries", "Journal entries not yet projected into the SQL ledger")
     lag.add_metric([], pending)
     oldest = GaugeMetricFamily("rw_journal_oldest_pending_seconds",
@@ -188,7 +202,7 @@ async def scrape_gauges(redis: Any) -> list[GaugeMetricFamily]:
                              "WHERE status = 'pending' AND attempts > 0")
     retry = GaugeMetricFamily("rw_webhook_deliveries_retrying", "Pending webhook deliveries that failed at least once")
     retry.add_metric([], retrying.get("retrying", 0))
-    return [lag, oldest, queue, hooks, retry]
+    return [lag, oldest, dead, queue, hooks, retry]
 
 
 def _allowed(request: Request[Any, Any, Any]) -> bool:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from wallet.bounds import MAX_MOVE
 from catalog.pricing import max_face_value_within, min_face_value_from, points_for
 from catalog.tables import Brand, CatalogItem
 from fulfillment.tables import Partner
@@ -204,14 +205,28 @@ def check_values(spec: NewItem, currency: str) -> tuple[int | None, int | None, 
     for value in values:
         if value.currency != currency:
             raise Invalid(f"the item's currency must be the program's ({currency})", field="face_value")
+        if value.amount > MAX_MOVE:
+            raise Invalid(f"a face value is at most {MAX_MOVE:,} minor units",
+                          field="face_value" if spec.value_type == "fixed" else "max_value")
     if spec.value_type == "fixed":
         return values[0].amount, None, None
     return None, values[0].amount, values[1].amount
 
 
+def check_price(face_value: int, pricing: Pricing, field: str = "face_value") -> int:
+    """The points price of `face_value`, refused when one redemption could not move it."""
+    price = points_for(face_value, pricing.point_value, pricing.markup_bps)
+    if price > MAX_MOVE:
+        raise Invalid(f"the points price would be {price:,}; one operation moves at most {MAX_MOVE:,} points",
+                      field=field)
+    return price
+
+
 async def create_item(program: ProgramView, spec: NewItem) -> str:
     face, low, high = check_values(spec, program.point_value.currency)
     await check_partner(program.id, spec.partner_id)
+    check_price(face if face is not None else high or 0, pricing_of(program),
+                "face_value" if face is not None else "max_value")
     brand = await _brand_for(program.id, spec.brand)
     now = datetime.now(timezone.utc)
     item_id = new_id("item")
@@ -320,4 +335,4 @@ def redemption_points(row: dict[str, Any], pricing: Pricing, face_value: Money |
             raise Invalid(f"face_value must be between {row['min_value']} and {row['max_value']}",
                           field="face_value")
         value = face_value.amount
-    return value, points_for(value, pricing.point_value, pricing.markup_bps)
+    return value, check_price(value, pricing)

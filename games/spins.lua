@@ -68,7 +68,7 @@ redis.register_function("rw_spin", function(keys, argv)
 
   local status = redis.call("HGET", campaign, "status")
   if not status then
-    return cjson.encode(fail(404, "not_found", "no such campaign"))
+    return to_json(fail(404, "not_found", "no such campaign"))
   end
   if status ~= "active" then
     return refuse(409, "campaign_not_active", "the campaign is " .. status)
@@ -89,7 +89,7 @@ redis.register_function("rw_spin", function(keys, argv)
   local nwords, nonces = tonumber(argv[9]), tonumber(argv[10])
   local nonce = tonumber(redis.call("HGET", seed, "nonce") or "-1")
   if redis.call("HGET", seed, "pair") ~= pair or nonce < first or nonce >= first + nonces then
-    return cjson.encode(fail(409, "seed_moved", "the seed pair moved; retry"))
+    return to_json(fail(409, "seed_moved", "the seed pair moved; retry"))
   end
 
   local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")
@@ -99,7 +99,7 @@ redis.register_function("rw_spin", function(keys, argv)
     paid_with = "free_spin"
   elseif cost > 0 and hget_int(wallet, "available") < cost then
     return refuse(422, "insufficient_points",
-      "available balance is " .. hget_int(wallet, "available") .. ", a spin costs " .. cost)
+      "available balance is " .. int_s(hget_int(wallet, "available")) .. ", a spin costs " .. int_s(cost))
   end
 
   local segments = cjson.decode(redis.call("HGET", campaign, "segments"))
@@ -121,7 +121,30 @@ redis.register_function("rw_spin", function(keys, argv)
     return refuse(409, "out_of_stock", "no prize on this wheel can be given any more")
   end
   if index == -1 then
-    return cjson.encode(fail(409, "more_words", "every word was rejected; retry with more"))
+    return to_json(fail(409, "more_words", "every word was rejected; retry with more"))
+  end
+
+  -- Every balance the spin moves stays within bounds (checked before anything is written).
+  local seg = segments[index + 1]
+  local source = "budget"
+  if pooled then source = "pool:" .. cid end
+  local paid = 0
+  if paid_with ~= "free_spin" then paid = cost end
+  local prize = 0
+  if seg.type == "points" then prize = seg.points elseif seg.type == "item" then prize = seg.value or 0 end
+  local size = move_refusal(paid) or move_refusal(prize)
+  if size then return refuse(size.s, size.code, size.detail) end
+  local account_after = hget_int(acct, source) - prize
+  if source == "budget" then account_after = account_after + paid end
+  if too_large(account_after, 0) or too_large(hget_int(acct, "budget"), paid)
+      or (seg.type == "item" and too_large(hget_int(acct, "prizes"), prize)) then
+    local bounds = balance_refusal("a program account")
+    return refuse(bounds.s, bounds.code, bounds.detail)
+  end
+  if seg.type == "points" and (too_large(hget_int(wallet, "available") - paid, prize)
+      or too_large(hget_int(wallet, "earned"), prize)) or too_large(hget_int(wallet, "spent"), paid) then
+    local bounds = balance_refusal("the participant's balance")
+    return refuse(bounds.s, bounds.code, bounds.detail)
   end
 
   -- Pay: the cost first, then the prize.
@@ -131,21 +154,18 @@ redis.register_function("rw_spin", function(keys, argv)
   if paid_with == "free_spin" then
     redis.call("HINCRBY", wallet, "free_spins", -1)
   elseif cost > 0 then
-    redis.call("HINCRBY", wallet, "available", -cost)
-    redis.call("HINCRBY", wallet, "spent", cost)
-    redis.call("HINCRBY", acct, "budget", cost)
+    hincrby(wallet, "available", -cost)
+    hincrby(wallet, "spent", cost)
+    hincrby(acct, "budget", cost)
     legs[#legs + 1] = {mine, "budget", cost}
     net, spent = -cost, cost
   end
-  local seg = segments[index + 1]
-  local source = "budget"
-  if pooled then source = "pool:" .. cid end
   local value = 0
   if seg.type == "points" then
     value = seg.points
-    redis.call("HINCRBY", acct, source, -value)
-    redis.call("HINCRBY", wallet, "available", value)
-    redis.call("HINCRBY", wallet, "earned", value)
+    hincrby(acct, source, -value)
+    hincrby(wallet, "available", value)
+    hincrby(wallet, "earned", value)
     legs[#legs + 1] = {source, mine, value}
     net, earned = net + value, value
   elseif seg.type == "item" then
@@ -154,8 +174,8 @@ redis.register_function("rw_spin", function(keys, argv)
     value = seg.value or 0
     redis.call("HINCRBY", campaign, "stock:" .. index, -1)
     if value > 0 then
-      redis.call("HINCRBY", acct, source, -value)
-      redis.call("HINCRBY", acct, "prizes", value)
+      hincrby(acct, source, -value)
+      hincrby(acct, "prizes", value)
       legs[#legs + 1] = {source, "prizes", value}
     end
   elseif seg.type == "free_spin" then
@@ -173,7 +193,7 @@ redis.register_function("rw_spin", function(keys, argv)
   -- Everything the spin's SQL record needs, so a spin whose request died before writing it
   -- is completed from the ledger (games/spins.py, complete_unrecorded).
   local seed_hash, client_seed = redis.call("HGET", seed, "hash"), redis.call("HGET", seed, "client_seed")
-  local meta = cjson.encode({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair,
+  local meta = to_json({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair,
     nonce = nonce, server_seed_hash = seed_hash, client_seed = client_seed, weights = weights,
     prize_value = value})
   journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)

@@ -19,8 +19,8 @@ local function sw_refusal(sw, tickets, owners, public_id, participant, count, no
   end
   local have, most = hget_int(tickets, public_id), tonumber(cfg[4])
   if have + count > most then
-    return fail(409, "limit_reached", "you hold " .. have .. " of at most " .. most ..
-      " tickets; " .. count .. " more would pass the maximum")
+    return fail(409, "limit_reached", "you hold " .. int_s(have) .. " of at most " .. int_s(most) ..
+      " tickets; " .. int_s(count) .. " more would pass the maximum")
   end
   if tonumber(cfg[5] or "0") + count > 4294967296 then
     return fail(409, "limit_reached", "the sweepstakes holds its maximum of 2^32 tickets")
@@ -52,19 +52,24 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   if early then return early end
   local refusal = sw_refusal(sw, tickets, owners, public_id, participant, count, tonumber(now))
   -- Refusals that depend on time or state are not stored: the same key may be retried later.
-  if refusal then return cjson.encode(refusal) end
+  if refusal then return to_json(refusal) end
   local points = 0
   if not free then points = tonumber(redis.call("HGET", sw, "cost")) * count end
+  local size = move_refusal(points)
+  if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
     return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
-      "available balance is " .. available .. ", " .. points .. " needed"))
+      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
+  end
+  if too_large(hget_int(wallet, "spent"), points) or too_large(hget_int(acct, "sweepstakes"), points) then
+    return idem_store(idem, fp, ttl, balance_refusal("a balance this entry moves"))
   end
   local legs = {}
   if points > 0 then
-    redis.call("HINCRBY", wallet, "available", -points)
-    redis.call("HINCRBY", wallet, "spent", points)
-    redis.call("HINCRBY", acct, "sweepstakes", points)
+    hincrby(wallet, "available", -points)
+    hincrby(wallet, "spent", points)
+    hincrby(acct, "sweepstakes", points)
     legs[1] = {wallet_account(wallet, "available"), "sweepstakes", points}
   end
   local counter = "paid"
@@ -83,11 +88,11 @@ Answers {status, tickets, entrants, closed_ms}; closing again answers the same t
 redis.register_function("rw_sw_close", function(keys, argv)
   local sw = keys[1]
   local status = redis.call("HGET", sw, "status")
-  if not status then return cjson.encode({s = 404}) end
+  if not status then return to_json({s = 404}) end
   if status == "open" then
     redis.call("HSET", sw, "status", "closed", "closed_ms", argv[1])
     status = "closed"
   end
-  return cjson.encode({s = 200, status = status, tickets = hget_int(sw, "tickets"),
+  return to_json({s = 200, status = status, tickets = hget_int(sw, "tickets"),
     entrants = hget_int(sw, "entrants"), closed_ms = hget_int(sw, "closed_ms")})
 end)

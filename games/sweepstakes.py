@@ -69,6 +69,7 @@ _ENTRY_ERRORS: dict[str, type[DomainError]] = {
     "limit_reached": LimitReached, "insufficient_points": InsufficientPoints, "not_found": NotFound,
     "conflict": Conflict, "idempotency_key_reused": IdempotencyKeyReused,
     "program_suspended": ProgramSuspended,
+    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (wallet/bounds.py)
 }
 
 

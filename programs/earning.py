@@ -48,8 +48,9 @@ class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
     rule_version: int
     participant_id: str
     points: int
-    outcome: str  # granted | capped | budget_exhausted | refused
+    outcome: str  # granted | capped | budget_exhausted | validation_error (past a bound) | refused
     transaction_id: str | None = None
+    detail: str | None = None  # why nothing was awarded, for a refusal
 
 
 class SimulatedAward(msgspec.Struct, frozen=True):
@@ -213,7 +214,8 @@ async def evaluate(
         name = _outcome_name(outcome, planned)
         points = (outcome.points or 0) if outcome.ok else 0
         award = AwardView(rule_id=rule.rule_id, rule_version=rule.version, participant_id=participant_id,
-                          points=points, outcome=name, transaction_id=outcome.tx if points else None)
+                          points=points, outcome=name, transaction_id=outcome.tx if points else None,
+                          detail=None if outcome.ok else outcome.detail)
         results[activity.id].append(award)
         rows.append(Award(award_key=award_key(activity.id, rule.rule_id, participant_id), program_id=program.id,
                           activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,

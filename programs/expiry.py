@@ -21,6 +21,7 @@ from programs.feed import FeedEntry, points_text, publish
 from programs.programs import ProgramView
 from wallet import keys
 from wallet.store import Idem, Leg, WalletStore
+from wallet.bounds import in_moves
 from wallet.ids import new_id
 from wallet.tables import LedgerEntry
 from wallet.moments import utc
@@ -142,7 +143,9 @@ async def sweep(store: WalletStore, program: ProgramView, months: int, now: date
         newest = max(due, key=lambda lot: (lot.earned_at, lot.tx))
         idem = Idem(key=keys.idempotency(program.id, "expiry", f"{participant_id}:{newest.tx}"), fingerprint="expiry")
         outcome = await store.transfer(
-            program.id, new_id("tx"), "expiry", [Leg("w1:available", "acct:expired", points)], idem=idem,
+            # Legs of at most 10^12 points each: the wallet functions refuse a larger leg.
+            program.id, new_id("tx"), "expiry", [Leg("w1:available", "acct:expired", size) for size in in_moves(points)],
+            idem=idem,
             wallets=[participant_id], participant_id=participant_id, reference=f"expiry:{newest.tx}",
             metadata=msgspec.json.encode({"reason": f"points earned up to {newest.earned_at:%Y-%m-%d} expired"}).decode(),
         )

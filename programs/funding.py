@@ -23,6 +23,7 @@ from wallet.accounts import raise_for
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
+from wallet.bounds import check_move
 from wallet.pages import decode_cursor, next_cursor
 from wallet.store import Idem, Leg, WalletStore
 
@@ -62,7 +63,7 @@ def points_for_money(program: ProgramView, amount: Money) -> int:
     if points <= 0:
         raise Invalid(f"the amount buys no points (one point is {program.point_value.amount} minor units)",
                       field="amount")
-    return points
+    return check_move(points, "the funding", field="amount")
 
 
 def _view(row: dict[str, Any]) -> FundingView:

@@ -1,21 +1,22 @@
 """Leaderboards: who earned most this week, month, quarter, ever, or during a campaign.
 
 Each board and period is a Redis sorted set under the program's hash tag,
-`rw:{p:<program>}:lb:<board>:<period key>` (`2026-W48`, `2026-11`, `2026-Q4`, `all`,
-`custom`). Periods are calendar periods in the program's time zone: ISO weeks from Monday,
+`rw:{p:<program>}:lbs:<board>:<period key>` (`2026-W48`, `2026-11`, `2026-Q4`, `all`,
+`custom`), with a hash beside it (`...:ix`) from member to its sorted-set member. Periods are calendar periods in the program's time zone: ISO weeks from Monday,
 months, quarters. `record_points` (awards and grants) and `record_activity` (the weighted
 "success tracking" score) add an event to every active board it belongs to in one call of
 `leaderboard_score.lua`, which counts it once per board even when the event is recorded
 again or twice at the same moment (a marker hash per event, kept `MARKER_TTL`).
 
-The score encodes the tie-break: score = points * 2^21 + (2^21 - 1 - ticks), where ticks
-count from the period's start to the entry's latest event, so of two equal point totals the
-one reached first ranks higher. A tick is a minute for weeks, months, quarters and custom
+The score is the entry's points, exactly; the tie-break is in the sorted-set member,
+"<2^21 - 1 - ticks, 7 digits>:<member id>", where ticks count from the period's start to the
+entry's latest event, so of two equal point totals the one reached first ranks higher
+(equal scores sort by member). A tick is a minute for weeks, months, quarters and custom
 periods up to 2^21 minutes (3.99 years), an hour for all time (counted from the program's
 creation: 239 years) and for longer custom periods; ticks past the range count as the last
 one. A double holds integers exactly up to 2^53, so an entry holds at most
-`MAX_POINTS` = 2^32 - 1 points: one event adds at most that much and the script caps a
-total there (it never goes below 0 either). Reading divides by 2^21.
+`MAX_POINTS` = 2^53 - 1 points, the most any balance may hold (wallet/bounds.py): the
+script caps a total there (a team's sum could pass it) and never goes below 0.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ from msgspec import Meta
 from programs.programs import get_program
 from programs.tables import Leaderboard, Participant, Team
 from wallet import keys
+from wallet.bounds import MAX_BALANCE
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 
-SCRIPT = resources.files("programs").joinpath("leaderboard_score.lua").read_text()
+_UPGRADE = resources.files("programs").joinpath("leaderboard_upgrade.lua").read_text()
+SCRIPT = _UPGRADE + resources.files("programs").joinpath("leaderboard_score.lua").read_text()
+UPGRADE_SCRIPT = _UPGRADE + "\nreturn upgrade(KEYS[1], KEYS[2], KEYS[3])\n"
 UNIT = 2**21  # the tie-break's range, in ticks
-MAX_POINTS = 2**32 - 1  # (MAX_POINTS + 1) * UNIT == 2**53: the score stays exact
+MAX_POINTS = MAX_BALANCE  # the score is the points themselves: exact up to 2^53 - 1
 MARKER_TTL = 8 * 86400  # longer than any retry of an event (idempotency keys live 2 days)
 ANONYMOUS = "Anonymous salesperson"
 UNKNOWN_TEAM = "?"  # record_points' team_id when the caller does not know it: looked up if needed
@@ -142,7 +146,24 @@ def _bounds(board: LeaderboardView, at: datetime, tz: str,
 
 
 def _board_key(program_id: str, board_id: str, period: str) -> str:
+    # "lbs": scores are points, tie-breaks in members (the old "lb" sets packed both in the score)
+    return f"{keys.tag(program_id)}:lbs:{board_id}:{period}"
+
+
+def _index_key(board_key: str) -> str:
+    return f"{board_key}:ix"
+
+
+def _old_key(program_id: str, board_id: str, period: str) -> str:
+    """The period's sorted set in the old encoding (points * 2^21 + tie-break in the score),
+    moved to the current one on first use (leaderboard_upgrade.lua)."""
     return f"{keys.tag(program_id)}:lb:{board_id}:{period}"
+
+
+def _member_id(encoded: Any) -> str:
+    """The member id of a sorted-set member "<tie-break>:<id>"."""
+    text = encoded.decode() if isinstance(encoded, bytes) else str(encoded)
+    return text.split(":", 1)[1]
 
 
 async def create_leaderboard(program_id: str, spec: NewLeaderboard) -> LeaderboardView:
@@ -217,6 +238,7 @@ async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime
 
 
 _script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
+_upgrade_script: Any = None
 
 
 async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
@@ -228,13 +250,24 @@ async def _count(client: Any, program_id: str, event: str, counts: list[tuple[Le
         period, start, end = _bounds(board, at, tz, program_start)
         if board.period == "custom" and not (start <= utc(at) < end):  # type: ignore[operator]
             continue
-        key_list.append(_board_key(program_id, board.id, period))
+        board_key = _board_key(program_id, board.id, period)
+        key_list += [board_key, _index_key(board_key), _old_key(program_id, board.id, period)]
         args += [board.id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie_break(at, start, end)]
     if len(key_list) == 1:
         return
     if _script is None:
         _script = client.register_script(SCRIPT)
     await _script(keys=key_list, args=args, client=client)
+
+
+async def _upgrade(client: Any, old: str, key: str) -> None:
+    """Moves a period written in the old encoding to the current one, if there is one."""
+    global _upgrade_script
+    if not await client.exists(old):
+        return
+    if _upgrade_script is None:
+        _upgrade_script = client.register_script(UPGRADE_SCRIPT)
+    await _upgrade_script(keys=[old, key, _index_key(key)], client=client)
 
 
 async def _team_of(program_id: str, participant_id: str) -> str | None:
@@ -289,11 +322,7 @@ async def _names(program_id: str, board: LeaderboardView, ids: list[str],
 
 
 def _entries(pairs: list[tuple[Any, float]], first_rank: int) -> list[tuple[str, int, int]]:
-    out = []
-    for offset, (member, score) in enumerate(pairs):
-        member = member.decode() if isinstance(member, bytes) else str(member)
-        out.append((member, first_rank + offset, int(score) // UNIT))
-    return out
+    return [(_member_id(member), first_rank + offset, int(score)) for offset, (member, score) in enumerate(pairs)]
 
 
 async def standings(client: Any, program_id: str, board_id: str, limit: int = 10, around: str | None = None,
@@ -306,6 +335,7 @@ async def standings(client: Any, program_id: str, board_id: str, limit: int = 10
     program = await get_program(program_id)
     period, start, end = _bounds(board, at or datetime.now(timezone.utc), program.timezone, program.created_at)
     key = _board_key(program_id, board.id, period)
+    await _upgrade(client, _old_key(program_id, board.id, period), key)
     member: str | None = None
     if around is not None:
         row = await Participant.select(Participant.team_id).where(
@@ -316,7 +346,8 @@ async def standings(client: Any, program_id: str, board_id: str, limit: int = 10
     top = _entries(await client.zrevrange(key, 0, limit - 1, withscores=True), 1)
     near: list[tuple[str, int, int]] = []
     if member is not None:
-        rank = await client.zrevrank(key, member)
+        encoded = await client.hget(_index_key(key), member)
+        rank = None if encoded is None else await client.zrevrank(key, encoded)
         if rank is not None:
             low = max(rank - 2, 0)
             near = _entries(await client.zrevrange(key, low, rank + 2, withscores=True), low + 1)

@@ -12,6 +12,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from wallet.bounds import Points as Points  # re-exported: routes import it from here
 from wallet.errors import (
     BudgetExhausted,
     Conflict,
@@ -26,8 +27,6 @@ from wallet.errors import (
 from wallet.ids import new_id
 from wallet.store import GrantSpec, Idem, Outcome, WalletStore
 
-# Above 10^12 points per move, Lua's JSON numbers would lose integer precision.
-Points = Annotated[int, Meta(gt=0, le=1_000_000_000_000)]
 Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 
 _ERRORS: dict[str, type[DomainError]] = {

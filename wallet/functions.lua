@@ -24,7 +24,59 @@ Every function answers a JSON document:
   with "replayed": 1 added when an idempotency record answered instead.
 Failures a retry would repeat (insufficient points, budget) are stored like successes,
 so a retried request answers what the first one did.
+
+Bounds (CONTRACT.md, v1 additions): one operation moves at most 10^12 points, and no
+balance, lifetime counter or program account (the negative world and budget included)
+goes past 2^53 - 1 in size, the largest integer a Lua number (a double) holds exactly.
+Every function checks the would-be values before it writes anything and refuses with
+422 "validation_error". Every number it writes out (journal, reply, idempotency record,
+command argument) goes through string.format("%d"): tostring and cjson keep only 14
+significant digits ("1e+14").
 ]]
+
+local MAX_MOVE = 1000000000000        -- 10^12
+local MAX_BALANCE = 9007199254740991  -- 2^53 - 1
+
+-- An integer as decimal digits, exactly (never "1e+14").
+local function int_s(n)
+  return string.format("%d", n)
+end
+
+local function is_array(t)
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+-- JSON like cjson.encode, but integers are written with %d (cjson writes 1e+14).
+-- An empty table is an object, as cjson writes it.
+local function to_json(v)
+  if v == nil or v == cjson.null then return "null" end
+  local t = type(v)
+  if t == "number" then
+    if v == math.floor(v) and v > -1e18 and v < 1e18 then return int_s(v) end
+    return string.format("%.17g", v)
+  elseif t == "string" then
+    return cjson.encode(v)
+  elseif t == "boolean" then
+    return v and "true" or "false"
+  elseif t == "table" then
+    local parts = {}
+    if is_array(v) then
+      for i = 1, #v do parts[i] = to_json(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    for k, x in pairs(v) do parts[#parts + 1] = cjson.encode(tostring(k)) .. ":" .. to_json(x) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  error("cannot write a " .. t .. " as JSON")
+end
+
+local function hincrby(key, field, n)
+  return redis.call("HINCRBY", key, field, int_s(n))
+end
 
 local function wallet_account(key, field)
   -- rw:{p:P}:w:<participant> -> "<field>:<participant>"
@@ -45,25 +97,49 @@ local function idem_check(key, fp)
   if not raw then return nil end
   local rec = cjson.decode(raw)
   if rec.fp ~= fp then
-    return cjson.encode({s = 422, code = "idempotency_key_reused",
+    return to_json({s = 422, code = "idempotency_key_reused",
       detail = "this Idempotency-Key was used with a different request"})
   end
   if rec.r then
     rec.r.replayed = 1
-    return cjson.encode(rec.r)
+    return to_json(rec.r)
   end
   return nil -- an in-flight marker of the same request: the wrapper itself is calling
 end
 
 local function idem_store(key, fp, ttl, result)
   if not no_record(key) then
-    redis.call("SET", key, cjson.encode({fp = fp, r = result}), "EX", ttl)
+    redis.call("SET", key, to_json({fp = fp, r = result}), "EX", ttl)
   end
-  return cjson.encode(result)
+  return to_json(result)
 end
 
 local function fail(status, code, detail)
   return {s = status, code = code, detail = detail}
+end
+
+local function out_of_bounds(detail)
+  return fail(422, "validation_error", detail)
+end
+
+-- nil, or the refusal of a move of `points` (at most 10^12, a whole number).
+local function move_refusal(points)
+  if points == nil or points ~= math.floor(points) or points < 0 or points > MAX_MOVE then
+    return out_of_bounds("one operation moves at most 1000000000000 points")
+  end
+  return nil
+end
+
+-- Whether a balance would pass 2^53 - 1 in size. Both terms are exact (|value| <= 2^53 - 1,
+-- |delta| <= 10^12) and rounding is monotonic, so the comparison is right even when the
+-- sum itself is not representable.
+local function too_large(value, delta)
+  local after = value + delta
+  return after > MAX_BALANCE or after < -MAX_BALANCE
+end
+
+local function balance_refusal(name)
+  return out_of_bounds(name .. " would pass the largest balance allowed, 9007199254740991 points")
 end
 
 -- earned/spent: how the transaction moved the participant's lifetime counters, so the
@@ -71,17 +147,17 @@ end
 -- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
 local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
   local encoded = "[]"
-  if #legs > 0 then encoded = cjson.encode(legs) end
+  if #legs > 0 then encoded = to_json(legs) end
   redis.call("XADD", stream, "*",
-    "tx", tx, "kind", kind, "participant", participant, "points", tostring(net),
+    "tx", tx, "kind", kind, "participant", participant, "points", int_s(net),
     "ref", reference, "meta", meta, "legs", encoded, "ts", now,
-    "earned", tostring(earned or 0), "spent", tostring(spent or 0))
+    "earned", int_s(earned or 0), "spent", int_s(spent or 0))
 end
 
 -- A wallet exists once its participant was enrolled (field "open"); unknown ids are 404s.
 local function missing_wallet(wallet)
   if redis.call("HEXISTS", wallet, "open") == 0 then
-    return cjson.encode(fail(404, "not_found", "no such participant"))
+    return to_json(fail(404, "not_found", "no such participant"))
   end
   return nil
 end
@@ -124,6 +200,8 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
                            cap_key, cap_limit)
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
   if early then return early end
+  local size = move_refusal(points)
+  if size then return idem_store(idem, fp, ttl, size) end
   -- A cap (points per participant per period for one earning rule) trims the award to
   -- what is left of it; nothing left answers "capped" and moves nothing.
   if cap_limit and cap_limit ~= "" then
@@ -136,13 +214,19 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   end
   local refusal = budget_refusal(cfg, acct, points)
   if refusal then return idem_store(idem, fp, ttl, refusal) end
+  if too_large(hget_int(acct, "budget"), -points) then
+    return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
+  end
+  if too_large(hget_int(wallet, "available"), points) or too_large(hget_int(wallet, "earned"), points) then
+    return idem_store(idem, fp, ttl, balance_refusal("the participant's balance"))
+  end
   if cap_limit and cap_limit ~= "" then
-    redis.call("HINCRBY", cap_key, "used", points)
+    hincrby(cap_key, "used", points)
     redis.call("EXPIRE", cap_key, 40000000)
   end
-  redis.call("HINCRBY", acct, "budget", -points)
-  redis.call("HINCRBY", wallet, "available", points)
-  redis.call("HINCRBY", wallet, "earned", points)
+  hincrby(acct, "budget", -points)
+  hincrby(wallet, "available", points)
+  hincrby(wallet, "earned", points)
   journal(stream, tx, kind, participant, points, ref, meta,
     {{"budget", wallet_account(wallet, "available"), points}}, now, points, 0)
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
@@ -196,13 +280,18 @@ redis.register_function("rw_deduct", function(keys, argv)
   local points = tonumber(argv[5])
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
   if early then return early end
+  local size = move_refusal(points)
+  if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
     return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
-      "available balance is " .. available .. ", " .. points .. " needed"))
+      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
   end
-  redis.call("HINCRBY", wallet, "available", -points)
-  redis.call("HINCRBY", acct, "budget", points)
+  if too_large(hget_int(acct, "budget"), points) then
+    return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
+  end
+  hincrby(wallet, "available", -points)
+  hincrby(acct, "budget", points)
   journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
     {{wallet_account(wallet, "available"), "budget", points}}, argv[9])
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
@@ -220,14 +309,19 @@ redis.register_function("rw_hold", function(keys, argv)
   if redis.call("EXISTS", hold) == 1 then
     return idem_store(idem, fp, ttl, fail(409, "conflict", "this hold already exists"))
   end
+  local size = move_refusal(points)
+  if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
     return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
-      "available balance is " .. available .. ", " .. points .. " needed"))
+      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
   end
-  redis.call("HINCRBY", wallet, "available", -points)
-  redis.call("HINCRBY", wallet, "held", points)
-  redis.call("HSET", hold, "participant", participant, "points", points, "state", "held", "tx", tx,
+  if too_large(hget_int(wallet, "held"), points) then
+    return idem_store(idem, fp, ttl, balance_refusal("the participant's held balance"))
+  end
+  hincrby(wallet, "available", -points)
+  hincrby(wallet, "held", points)
+  redis.call("HSET", hold, "participant", participant, "points", int_s(points), "state", "held", "tx", tx,
     "reference", argv[7])
   journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
     {{wallet_account(wallet, "available"), wallet_account(wallet, "held"), points}}, argv[9])
@@ -258,22 +352,30 @@ redis.register_function("rw_capture", function(keys, argv)
   local early = idem_check(idem, fp)
   if early then return early end
   local held, failure = open_hold(hold, participant)
-  if failure then return cjson.encode(failure) end
+  if failure then return to_json(failure) end
   local points = held
   if argv[5] ~= "" then points = tonumber(argv[5]) end
+  local size = move_refusal(points)
+  if size then return to_json(size) end
   if points > held then
-    return cjson.encode(fail(422, "validation_error", "cannot capture more than the hold's " .. held .. " points"))
+    return to_json(fail(422, "validation_error", "cannot capture more than the hold's " .. int_s(held) .. " points"))
   end
   local rest = held - points
-  redis.call("HINCRBY", wallet, "held", -held)
-  redis.call("HINCRBY", wallet, "spent", points)
-  redis.call("HINCRBY", acct, "redeemed", points)
+  if too_large(hget_int(wallet, "spent"), points) or too_large(hget_int(wallet, "available"), rest) then
+    return to_json(balance_refusal("the participant's balance"))
+  end
+  if too_large(hget_int(acct, "redeemed"), points) then
+    return to_json(balance_refusal("the program's redeemed account"))
+  end
+  hincrby(wallet, "held", -held)
+  hincrby(wallet, "spent", points)
+  hincrby(acct, "redeemed", points)
   local legs = {{wallet_account(wallet, "held"), "redeemed", points}}
   if rest > 0 then
-    redis.call("HINCRBY", wallet, "available", rest)
+    hincrby(wallet, "available", rest)
     legs[2] = {wallet_account(wallet, "held"), wallet_account(wallet, "available"), rest}
   end
-  redis.call("HSET", hold, "state", "captured", "captured", points)
+  redis.call("HSET", hold, "state", "captured", "captured", int_s(points))
   journal(stream, tx, argv[6], participant, rest, argv[7], argv[8], legs, argv[9], 0, points)
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
 end)
@@ -287,9 +389,12 @@ redis.register_function("rw_void", function(keys, argv)
   local early = idem_check(idem, fp)
   if early then return early end
   local held, failure = open_hold(hold, participant)
-  if failure then return cjson.encode(failure) end
-  redis.call("HINCRBY", wallet, "held", -held)
-  redis.call("HINCRBY", wallet, "available", held)
+  if failure then return to_json(failure) end
+  if too_large(hget_int(wallet, "available"), held) then
+    return to_json(balance_refusal("the participant's balance"))
+  end
+  hincrby(wallet, "held", -held)
+  hincrby(wallet, "available", held)
   redis.call("HSET", hold, "state", "voided")
   journal(stream, tx, argv[5], participant, held, argv[6], argv[7],
     {{wallet_account(wallet, "held"), wallet_account(wallet, "available"), held}}, argv[8])
@@ -336,38 +441,55 @@ redis.register_function("rw_transfer", function(keys, argv)
     local fk, ff, fname = resolve(argv[a])
     local tk, tf, tname = resolve(argv[a + 1])
     local points = tonumber(argv[a + 2])
+    local size = move_refusal(points)
+    if size then return idem_store(idem, fp, ttl, size) end
     parsed[#parsed + 1] = {fk, ff, fname, tk, tf, tname, points}
     local from_id, to_id = balance_of(fk, ff), balance_of(tk, tf)
     if argv[a + 3] == "0" and pending[from_id] < points then
       local code, status = "insufficient_points", 422
       if fk == acct then code, status = "budget_exhausted", 409 end
       return idem_store(idem, fp, ttl, fail(status, code,
-        fname .. " holds " .. pending[from_id] .. ", " .. points .. " needed"))
+        fname .. " holds " .. int_s(pending[from_id]) .. ", " .. int_s(points) .. " needed"))
     elseif argv[a + 3] == "b" then
       local refusal = budget_refusal(keys[4], acct, points)
       if refusal then return idem_store(idem, fp, ttl, refusal) end
     end
+    if too_large(pending[from_id], -points) then return idem_store(idem, fp, ttl, balance_refusal(fname)) end
+    if too_large(pending[to_id], points) then return idem_store(idem, fp, ttl, balance_refusal(tname)) end
     pending[from_id] = pending[from_id] - points
     pending[to_id] = pending[to_id] + points
   end
+  local lifetime = argv[10 + nlegs * 4] or ""
+  -- The lifetime counters the legs would move stay within bounds too.
+  for _, leg in ipairs(parsed) do
+    local counter_key, counter = nil, nil
+    if lifetime == "earn" and leg[5] == "available" and leg[4] ~= acct then counter_key, counter = leg[4], "earned" end
+    if lifetime == "spend" and leg[2] == "available" and leg[1] ~= acct then counter_key, counter = leg[1], "spent" end
+    if counter_key then
+      local id = balance_of(counter_key, counter)
+      if too_large(pending[id], leg[7]) then
+        return idem_store(idem, fp, ttl, balance_refusal("a lifetime counter"))
+      end
+      pending[id] = pending[id] + leg[7]
+    end
+  end
   local legs = {}
   local net, earned, spent = 0, 0, 0
-  local lifetime = argv[10 + nlegs * 4] or ""
   for _, leg in ipairs(parsed) do
     local fk, ff, fname, tk, tf, tname, points = leg[1], leg[2], leg[3], leg[4], leg[5], leg[6], leg[7]
-    redis.call("HINCRBY", fk, ff, -points)
-    redis.call("HINCRBY", tk, tf, points)
+    hincrby(fk, ff, -points)
+    hincrby(tk, tf, points)
     legs[#legs + 1] = {fname, tname, points}
     if participant ~= "" then
       if tname == "available:" .. participant then net = net + points end
       if fname == "available:" .. participant then net = net - points end
     end
     if lifetime == "earn" and tf == "available" and tk ~= acct then
-      redis.call("HINCRBY", tk, "earned", points)
+      hincrby(tk, "earned", points)
       earned = earned + points
     end
     if lifetime == "spend" and ff == "available" and fk ~= acct then
-      redis.call("HINCRBY", fk, "spent", points)
+      hincrby(fk, "spent", points)
       spent = spent + points
     end
   end
@@ -390,6 +512,6 @@ redis.register_function("rw_free_spins", function(keys, argv)
   local fp, ttl = argv[1], tonumber(argv[2])
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[3])
   if early then return early end
-  local tokens = redis.call("HINCRBY", wallet, "free_spins", tonumber(argv[3]))
+  local tokens = hincrby(wallet, "free_spins", tonumber(argv[3]))
   return idem_store(idem, fp, ttl, {s = 201, free_spins = tokens})
 end)

@@ -5,6 +5,11 @@ of entries is written to `ledger_entries` and `ledger_postings` in one SQL trans
 with unique ids and ON CONFLICT DO NOTHING, and only then acknowledged. A crash between
 the two replays the batch, and the unique ids make the replay harmless. Entries left
 pending by a dead consumer are claimed after `claim_idle_ms`.
+
+An entry the ledger cannot hold (unparseable, or a number past 2^53 - 1 in size: see
+wallet/bounds.py) never stops the projection: it is set aside in the program's dead-letter
+stream (`keys.dead_letters`) with the reason, acknowledged, and the entries after it go on.
+`/metrics` counts what is set aside and `reward-wallet reconcile` lists it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from redis.exceptions import ResponseError
 from wallet import keys
 from piccolo.engine.postgres import PostgresEngine
 
+from wallet.bounds import MAX_BALANCE
 from wallet.replies import reply_text
 from wallet.tables import LedgerEntry, LedgerPosting
 
@@ -48,7 +54,30 @@ class JournalEntry(msgspec.Struct, frozen=True):
 _decode_legs = msgspec.json.Decoder(list[tuple[str, str, int]]).decode
 
 
+class BadEntry(ValueError):
+    """A journal entry the ledger cannot hold."""
+
+
+def _checked(entry: JournalEntry) -> JournalEntry:
+    numbers = [entry.points, entry.earned, entry.spent, *(points for _, _, points in entry.legs)]
+    if any(abs(n) > MAX_BALANCE for n in numbers):
+        raise BadEntry(f"a number is past 2^53 - 1 in size ({max(numbers, key=abs)})")
+    if any(points < 0 for _, _, points in entry.legs):
+        raise BadEntry("a leg moves a negative amount")
+    return entry
+
+
 def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
+    """The entry, or BadEntry saying why the ledger cannot hold it."""
+    try:
+        return _checked(_parse(stream_id, fields))
+    except BadEntry:
+        raise
+    except (KeyError, ValueError, OverflowError, msgspec.DecodeError) as exc:
+        raise BadEntry(f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _parse(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
     f = {reply_text(k): reply_text(v) for k, v in fields.items()}
     return JournalEntry(
         stream_id=reply_text(stream_id),
@@ -161,14 +190,24 @@ class JournalProjector:
         return total
 
     async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]]) -> int:
-        entries = [parse_entry(sid, fields) for sid, fields in messages]
+        entries: list[JournalEntry] = []
+        bad: list[tuple[str, dict[Any, Any], str]] = []
+        for sid, fields in messages:
+            try:
+                entries.append(parse_entry(sid, fields))
+            except BadEntry as exc:
+                bad.append((reply_text(sid), fields, str(exc)))
         await write_batch(program_id, entries)
+        if bad:
+            await set_aside(self.client, program_id, bad)
         if self.pause_before_ack:
             await asyncio.sleep(self.pause_before_ack)
-        await self.client.xack(stream, GROUP, *[e.stream_id for e in entries])
-        # Acknowledged entries live on in the ledger; the stream keeps only what is pending.
-        await self.client.xdel(stream, *[e.stream_id for e in entries])
-        return len(entries)
+        done = [e.stream_id for e in entries] + [sid for sid, _, _ in bad]
+        await self.client.xack(stream, GROUP, *done)
+        # Acknowledged entries live on in the ledger (or the dead letters); the stream keeps
+        # only what is pending.
+        await self.client.xdel(stream, *done)
+        return len(done)
 
     async def project_all(self, program_ids: list[str]) -> int:
         total = 0
@@ -216,6 +255,32 @@ class JournalProjector:
                     with contextlib.suppress(Exception):
                         await self.project_all(await program_ids())
                     return
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    stream_id: str  # the entry's id in the journal
+    transaction_id: str
+    reason: str
+
+
+async def set_aside(client: Any, program_id: str, bad: list[tuple[str, dict[Any, Any], str]]) -> None:
+    """Keeps entries the ledger cannot hold, with why, before they leave the journal. A crash
+    before the acknowledgement sets one aside twice: `dead_letters` answers it once."""
+    for stream_id, fields, reason in bad:
+        log.error("journal entry %s of program %s set aside: %s", stream_id, program_id, reason)
+        kept = {reply_text(k): reply_text(v) for k, v in fields.items()}
+        await client.xadd(keys.dead_letters(program_id), {**kept, "stream_id": stream_id, "reason": reason})
+
+
+async def dead_letters(client: Any, program_id: str) -> list[DeadLetter]:
+    """The entries set aside for a program, oldest first, each once."""
+    seen: dict[str, DeadLetter] = {}
+    for _, fields in await client.xrange(keys.dead_letters(program_id)):
+        f = {reply_text(k): reply_text(v) for k, v in fields.items()}
+        letter = DeadLetter(stream_id=f.get("stream_id", ""), transaction_id=f.get("tx", ""),
+                            reason=f.get("reason", ""))
+        seen.setdefault(letter.stream_id, letter)
+    return list(seen.values())
 
 
 async def lag(client: Any, program_id: str) -> tuple[int, int | None]:

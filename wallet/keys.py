@@ -26,6 +26,11 @@ def journal(program_id: str) -> str:
     return f"{tag(program_id)}:journal"
 
 
+def dead_letters(program_id: str) -> str:
+    """Journal entries the projector could not write to the ledger, set aside (journal.py)."""
+    return f"{tag(program_id)}:journal:dead"
+
+
 def hold(program_id: str, hold_id: str) -> str:
     return f"{tag(program_id)}:hold:{hold_id}"
 

@@ -6,6 +6,7 @@ program account and open hold back from it.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -24,18 +25,31 @@ class Drift(msgspec.Struct, frozen=True):
     ledger: int
 
 
+def stored_int(value: Any) -> int:
+    """A balance as Redis holds it. Written before the bounds, a value may read "1e+14" or
+    "9.2233720368547758e+18": it is read as the number it says (drift, not a crash)."""
+    text = reply_text(value or "0").strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return int(Decimal(text))
+        except (InvalidOperation, ValueError, OverflowError):
+            return 0  # no number at all: shows as drift against the ledger
+
+
 async def redis_accounts(client: Any, program_id: str) -> dict[str, int]:
     """Every account's balance in Redis, named as the ledger names them."""
     result: dict[str, int] = {}
     for field, value in (await client.hgetall(keys.accounts(program_id))).items():
-        result[reply_text(field)] = int(value)
+        result[reply_text(field)] = stored_int(value)
     prefix = keys.wallet(program_id, "")
     async for key in client.scan_iter(match=keys.wallet_pattern(program_id), count=1000):
         name = reply_text(key)
         participant = name[len(prefix):]
         available, held = await client.hmget(name, "available", "held")
-        result[f"available:{participant}"] = int(available or 0)
-        result[f"held:{participant}"] = int(held or 0)
+        result[f"available:{participant}"] = stored_int(available)
+        result[f"held:{participant}"] = stored_int(held)
     return result
 
 

@@ -110,3 +110,17 @@ async def test_the_wallet_lists_what_expires_in_the_next_90_days(redis, migrated
     program = await get_program(program.id)
     soon = await expiring_soon(program, 12, "rep", now=datetime(2025, 12, 25, tzinfo=timezone.utc))
     assert [(e.points, e.expires_at.date().isoformat()) for e in soon] == [(25, "2026-01-10"), (15, "2026-03-20")]
+
+
+async def test_a_balance_larger_than_one_operation_expires_whole(redis, migrated) -> None:  # type: ignore[no-untyped-def]
+    """One leg moves at most 10^12 points; expiring more than that takes several legs."""
+    program, clock, store = await setup(redis)
+    for points in (10**12, 10**12, 10**12, 5):
+        await accounts.grant(store, program.id, "rep", points, "January sales", idem(program.id))
+    await project(redis, program.id)
+    swept = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
+    assert (swept.participants, swept.points) == (1, 3 * 10**12 + 5)
+    assert (await store.balance(program.id, "rep"))["available"] == 0
+    assert (await store.program_accounts(program.id))["expired"] == 3 * 10**12 + 5
+    await project(redis, program.id)
+    assert await reconcile_program(redis, program.id) == []

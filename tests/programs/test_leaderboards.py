@@ -260,3 +260,45 @@ async def test_recording_and_reading_work_on_a_redis_cluster_too(client, wallet_
     for lb in (people, teams):
         view = await standings.standings(wallet_store.client, program.id, lb["id"], around=rep["id"])
         assert [e.score for e in view.top] == [40] and view.me is not None and view.me.rank == 1
+
+
+async def test_totals_past_2_32_stay_exact_and_equal_totals_rank_who_got_there_first(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Scores used to pack points and tie-break in one double, capping an entry at 2^32 - 1."""
+    program = await new_program(client)
+    early, late, top = [await new_participant(client, program) for _ in range(3)]
+    lb = await board(client, program, period="all_time")
+    t0 = datetime.now(timezone.utc) + timedelta(hours=1)  # all-time ticks are hours from the program's start
+    big = 2**53 - 1 - 10**12  # one move short of the largest balance
+    # Reach `big` in moves of at most 10^12 would take thousands of grants: the board counts
+    # any total, so a few events of the largest size an entry may get say the same.
+    for i, (who, at) in enumerate([(late, t0 + timedelta(hours=2)), (early, t0 + timedelta(hours=1))]):
+        await standings.record_points(redis, program.id, who["id"], None, big, f"e{i}", at)
+    await standings.record_points(redis, program.id, top["id"], None, 2**32 + 5, "t1", t0)
+    await standings.record_points(redis, program.id, top["id"], None, big, "t2", t0 + timedelta(hours=3))
+    await standings.record_points(redis, program.id, top["id"], None, 10**12, "t3", t0 + timedelta(hours=4))
+    view = await standings.standings(redis, program.id, lb["id"], around=late["id"])
+    assert [(e.id, e.score) for e in view.top] == [(top["id"], 2**53 - 1), (early["id"], big), (late["id"], big)]
+    assert view.me is not None and (view.me.rank, view.me.score) == (3, big)
+    # A deduction lowers an entry exactly, by one point.
+    await standings.record_points(redis, program.id, top["id"], None, -1, "t4", t0 + timedelta(hours=5))
+    view = await standings.standings(redis, program.id, lb["id"])
+    assert view.top[0].score == 2**53 - 2
+
+
+async def test_a_board_written_in_the_old_encoding_keeps_its_standings(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Before scores were the points themselves, a score was points * 2^21 + tie-break."""
+    program = await new_program(client)
+    first, second, third = [await new_participant(client, program) for _ in range(3)]
+    lb = await board(client, program, period="all_time")
+    old = f"rw:{{p:{program.id}}}:lb:{lb['id']}:all"
+    await redis.zadd(old, {first["id"]: 500 * UNIT + 9, second["id"]: 500 * UNIT + 3, third["id"]: 20 * UNIT + 1})
+    view = await standings.standings(redis, program.id, lb["id"], around=third["id"])
+    assert [(e.id, e.score) for e in view.top] == [(first["id"], 500), (second["id"], 500), (third["id"], 20)]
+    assert view.me is not None and view.me.rank == 3
+    assert not await redis.exists(old)
+    # Recording on a board still in the old encoding upgrades it first, then counts.
+    await redis.zadd(old, {third["id"]: 20 * UNIT + 1})
+    await standings.record_points(redis, program.id, third["id"], None, 481, "up1",
+                                  datetime.now(timezone.utc) + timedelta(days=400))
+    view = await standings.standings(redis, program.id, lb["id"])
+    assert [(e.id, e.score) for e in view.top] == [(third["id"], 501), (first["id"], 500), (second["id"], 500)]
