@@ -66,7 +66,7 @@ async def test_a_delivery_to_an_inside_address_is_refused_at_delivery_time(clien
         await Partner.update({Partner.webhook_url: f"http://127.0.0.1:{listener.port}/hooks"}) \
             .where(Partner.id == partner["id"]).run()
         order = (await redeem(client, me, item["id"])).json()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # generous: a loaded CI machine delivers late
         row = None
         while time.monotonic() < deadline:
             row = await WebhookDelivery.select().where(WebhookDelivery.order_id == order["id"]).first().run()
