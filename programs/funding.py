@@ -23,7 +23,7 @@ from wallet.accounts import raise_for
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
-from wallet.bounds import check_move
+from wallet.bounds import MAX_BALANCE, check_move
 from wallet.pages import decode_cursor, next_cursor
 from wallet.store import Idem, Leg, WalletStore
 
@@ -129,6 +129,12 @@ async def fund_offline(store: WalletStore, program: ProgramView, spec: OfflineFu
     `request_key` names the request for its caller (principal scope and idempotency key)."""
     points = points_for_money(program, spec.amount)
     funding_id = offline_funding_id(program.id, request_key)
+    # Refused before a row is written: the world account may not pass 2^53 - 1 in size (the
+    # transfer's Lua checks again; this keeps a refused funding from leaving a record).
+    funded = -(await store.program_accounts(program.id)).get("world", 0)
+    if funded + points > MAX_BALANCE:
+        raise Invalid(f"the program's funding would reach {funded + points:,} points; no account may pass "
+                      f"{MAX_BALANCE:,}", field="amount")
     now = datetime.now(timezone.utc)
     await Funding.insert(Funding(id=funding_id, program_id=program.id, source="offline", status="succeeded",
                                  amount=spec.amount.amount, currency=spec.amount.currency, points=points,

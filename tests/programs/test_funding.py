@@ -168,3 +168,21 @@ async def test_offline_funding_ids_differ_per_program_for_the_same_request_key()
 
     assert offline_funding_id("prg_a", "operator:k") != offline_funding_id("prg_b", "operator:k")
     assert offline_funding_id("prg_a", "operator:k") == offline_funding_id("prg_a", "operator:k")
+
+
+async def test_an_offline_funding_past_the_bound_is_refused_and_leaves_no_record(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import fill_wallet, new_participant
+    from wallet.bounds import MAX_BALANCE
+
+    program = await new_program(client, point_value_cents=1)
+    rep = await new_participant(client, program)
+    await fill_wallet(redis, program.id, rep["id"], MAX_BALANCE - 100)
+    path = f"/v1/programs/{program.id}/fundings/offline"
+    body = {"amount": {"amount": 101, "currency": "USD"}, "reference": "Wire past the bound"}
+    refused = await client.post(path, json=body, headers={**OPERATOR, "Idempotency-Key": "too-much"})
+    assert refused.status_code == 422 and refused.json()["code"] == "validation_error", refused.text
+    listed = (await client.get("/v1/funding", headers=program.headers)).json()["items"]
+    assert listed == []
+    fits = await client.post(path, json={**body, "amount": {"amount": 100, "currency": "USD"}},
+                             headers={**OPERATOR, "Idempotency-Key": "fits"})
+    assert fits.status_code == 201, fits.text
