@@ -1,0 +1,448 @@
+"""An open-loop HTTP/1.1 load generator: requests leave at fixed, scheduled times whether or
+not earlier ones have answered, and each latency is measured from the request's *scheduled*
+time, so a server that stalls cannot hide its queue (no coordinated omission).
+
+One generator process (`python bench/openloop.py SPEC.json`) runs one asyncio loop (uvloop
+when installed) with a pool of raw keep-alive sockets; the parent (bench/load.py) starts a
+few of them, each with its share of every operation's rate and its own phase, all on the
+same CLOCK_MONOTONIC start time, and merges their answers.
+
+The spec (JSON):
+
+    {"port": 8000, "start": <time.monotonic() of t=0>, "warmup": 2, "duration": 10,
+     "grace": 10, "max_connections": 256, "prefix": "run1-g0-",
+     "ops": [{"name": "GET /v1/me/wallet", "rate": 200.0, "phase": 0.001, "ok": [200],
+              "kind": "plain" | "claim",
+              "requests": [[head, body], ...],       # round robin; head ends before Content-Length
+              "fulfil": [head, body]}]}              # kind "claim" only: @ID@, @LEASE@ filled in
+
+`@KEY@` in a head or body becomes a key unique to this request (Idempotency-Key, activity
+ids). A "claim" op fulfils every order its answer lists, on the same connection, each timed
+as "<name> -> fulfil" from when it was sent.
+
+It prints one line, `OPENLOOP_RESULT {json}`: per operation the latencies (ms, of requests
+scheduled inside the measured window), errors, a first error sample, how late the
+generator itself sent (its own health: p99 send lag), its own CPU seconds over the window,
+and the connections it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+IDLE_EXPIRY = 3.0  # uvicorn closes keep-alive connections idle for 5 s; drop ours before
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Connection:
+    __slots__ = ("reader", "writer", "idle_since")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.idle_since = reader, writer, time.monotonic()
+
+    async def request(self, raw: bytes) -> tuple[int, bytes, bool]:
+        """(status, body, server keeps the connection open)."""
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            end = lower.find(b"\r\n", at + 2)
+            body = await self.reader.readexactly(int(lower[at + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in lower:
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await self.reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            body = b"".join(p[:-2] for p in parts)
+        else:
+            body = b""
+        return status, body, b"\r\nconnection: close" not in lower
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class Pool:
+    """Keep-alive connections; a request waits for one only when `limit` are all busy (its
+    latency still counts from its scheduled time)."""
+
+    def __init__(self, port: int, limit: int) -> None:
+        self.port, self.limit = port, limit
+        self.idle: deque[Connection] = deque()
+        self.open = 0
+        self.opened = 0
+        self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+
+    async def acquire(self) -> Connection:
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()  # the most recently used: warm, least likely to have expired
+            if now - conn.idle_since < IDLE_EXPIRY:
+                return conn
+            self.discard(conn)
+        if self.open < self.limit:
+            self.open += 1
+            self.opened += 1
+            try:
+                reader, writer = await asyncio.open_connection(HOST, self.port)
+            except BaseException:
+                self.open -= 1
+                raise
+            return Connection(reader, writer)
+        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        conn = await waiter
+        return conn if conn is not None else await self.acquire()
+
+    def release(self, conn: Connection) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        conn.close()
+        self.open -= 1
+        while self.waiters:  # a slot is free: let a waiter open a new connection
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+def build(head: str, body: str, key: str) -> bytes:
+    payload = body.replace("@KEY@", key).encode()
+    return (head.replace("@KEY@", key) + f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+
+class Recorder:
+    def __init__(self, window: tuple[float, float]) -> None:
+        self.window = window
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.samples: dict[str, str] = {}
+        self.scheduled: dict[str, int] = defaultdict(int)
+        self.lags: list[float] = []
+
+    def counts(self, scheduled: float) -> bool:
+        return self.window[0] <= scheduled < self.window[1]
+
+    def ok(self, name: str, scheduled: float, latency: float) -> None:
+        if self.counts(scheduled):
+            self.latencies[name].append(round(latency * 1000, 3))
+
+    def error(self, name: str, scheduled: float, sample: str) -> None:
+        if self.counts(scheduled):
+            self.errors[name] += 1
+            self.samples.setdefault(name, sample[:200])
+
+
+async def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    start = float(spec["start"])
+    window = (start + spec["warmup"], start + spec["warmup"] + spec["duration"])
+    end = window[1]
+    rec = Recorder(window)
+    pool = Pool(int(spec["port"]), int(spec.get("max_connections", 256)))
+    prefix = spec["prefix"]
+    serial = 0
+    pending: set[asyncio.Task[None]] = set()
+    mono = time.monotonic
+
+    def key() -> str:
+        nonlocal serial
+        serial += 1
+        return f"{prefix}{serial}"
+
+    async def exchange(name: str, ok: list[int], raw: bytes, scheduled: float,
+                       conn: Connection | None = None) -> tuple[int, bytes, Connection | None]:
+        """One request; answers the connection back (or None when it broke)."""
+        if conn is None:
+            conn = await pool.acquire()
+        try:
+            status, body, keep = await conn.request(raw)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            pool.discard(conn)
+            rec.error(name, scheduled, f"socket: {exc!r}")
+            return 0, b"", None
+        if status in ok:
+            rec.ok(name, scheduled, mono() - scheduled)
+        else:
+            rec.error(name, scheduled, f"{status} {body[:160].decode(errors='replace')}")
+        if not keep:
+            pool.discard(conn)
+            return status, body, None
+        return status, body, conn
+
+    async def fire(op: dict[str, Any], raw: bytes, scheduled: float) -> None:
+        name = op["name"]
+        rec.scheduled[name] += rec.counts(scheduled)
+        try:
+            status, body, conn = await exchange(name, op["ok"], raw, scheduled)
+        except asyncio.CancelledError:
+            rec.error(name, scheduled, "no answer by the end of the grace period")
+            raise
+        if op["kind"] == "claim" and conn is not None and status == 200:
+            fhead, fbody = op["fulfil"]
+            try:
+                orders = json.loads(body)["items"]
+            except (ValueError, KeyError):
+                orders = []
+            for order in orders:
+                if conn is None:
+                    break
+                sub = fhead.replace("@ID@", order["id"])
+                raw_f = build(sub, fbody.replace("@ID@", order["id"]).replace("@LEASE@", order["lease_id"]), key())
+                sent = mono()
+                rec.scheduled[name + " -> fulfil"] += rec.counts(scheduled)
+                _, _, conn = await exchange(name + " -> fulfil", op["fulfil_ok"], raw_f, sent, conn)
+        if conn is not None:
+            pool.release(conn)
+
+    async def schedule(op: dict[str, Any]) -> None:
+        rate = float(op["rate"])
+        if rate <= 0:
+            return
+        interval = 1.0 / rate
+        requests = op["requests"]
+        t = start + float(op.get("phase", 0.0))
+        n = int(op.get("offset", 0))
+        while t < end:
+            now = mono()
+            if t > now:
+                await asyncio.sleep(t - now)
+                now = mono()
+            while t <= now and t < end:  # behind (a slow tick): send every request now due
+                head, body = requests[n % len(requests)]
+                n += 1
+                if rec.counts(t):
+                    rec.lags.append(now - t)
+                task = loop.create_task(fire(op, build(head, body, key()), t))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                t += interval
+
+    # Warm the pool before t=0 so the first second is not a connect storm.
+    total_rate = sum(float(op["rate"]) for op in spec["ops"])
+    warm = min(pool.limit, max(2, int(total_rate * 0.01) + 2))
+    conns = await asyncio.gather(*[pool.acquire() for _ in range(warm)], return_exceptions=True)
+    for conn in conns:
+        if isinstance(conn, Connection):
+            pool.release(conn)
+    if mono() < start:
+        await asyncio.sleep(start - mono())
+    cpu0 = own_cpu()
+    await asyncio.gather(*[schedule(op) for op in spec["ops"]])
+    cpu_end = own_cpu()
+    # Answers still in flight get `grace` seconds; what has not answered by then is an error.
+    if pending:
+        await asyncio.wait(set(pending), timeout=float(spec.get("grace", 10.0)))
+    late = 0
+    for task in list(pending):
+        task.cancel()
+        late += 1
+    cpu1 = own_cpu()
+    lags = sorted(rec.lags)
+    return {"latencies": rec.latencies, "errors": rec.errors, "samples": rec.samples, "scheduled": rec.scheduled,
+            "unanswered": late,
+            "cpu_seconds": cpu_end - cpu0, "cpu_seconds_with_grace": cpu1 - cpu0,
+            "send_lag_p50_ms": lags[len(lags) // 2] * 1000 if lags else 0.0,
+            "send_lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000 if lags else 0.0,
+            "connections_opened": pool.opened}
+
+
+# --- the parent's side: start the processes, merge their answers --------------------------
+
+
+def request_head(method: str, path: str, port: int, headers: dict[str, str] | None = None) -> str:
+    """A request's head up to (not including) Content-Length, which `build` adds."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return "\r\n".join(lines) + "\r\n"
+
+
+@dataclass
+class Op:
+    name: str
+    rate: float  # requests per second, all generator processes together
+    requests: list[tuple[str, str]]  # (head, body) variants, round robin
+    ok: tuple[int, ...] = (200,)
+    target_ms: float = 100.0
+    kind: str = "plain"
+    fulfil: tuple[str, str] | None = None
+    fulfil_ok: tuple[int, ...] = (200,)
+
+
+@dataclass
+class OpResult:
+    name: str
+    offered: float  # scheduled per second
+    achieved: float  # answered as expected per second
+    p50: float | None
+    p99: float | None
+    errors: int
+    sample: str
+    target_ms: float
+
+    @property
+    def met(self) -> bool:
+        return self.errors == 0 and self.p99 is not None and self.p99 <= self.target_ms
+
+
+@dataclass
+class RunResult:
+    ops: list[OpResult]
+    seconds: float
+    generator_cores: float
+    cpu: dict[str, float]  # cores of each named group of processes over the measured window
+    machine_busy: float
+    send_lag_p99_ms: float
+    connections: int
+    unanswered: int
+
+    def op(self, name: str) -> OpResult | None:
+        return next((o for o in self.ops if o.name == name), None)
+
+    @property
+    def all_met(self) -> bool:
+        return all(o.met for o in self.ops)
+
+    @property
+    def total_rate(self) -> float:
+        return sum(o.achieved for o in self.ops)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_open_loop(port: int, ops: list[Op], *, processes: int, warmup: float, duration: float, folder: Path,
+                  pids: dict[str, list[int]] | None = None, grace: float = 10.0, max_connections: int = 256,
+                  tag: str = "", startup: float = 2.0) -> RunResult:
+    """Runs `ops` at their rates from `processes` generator processes; measures the CPU of
+    `pids` (named groups, e.g. API, Valkey) over the measured window."""
+    from bench.wallet import Processes, cpu_seconds, machine_ticks
+
+    procs = Processes()
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic() + startup
+    run_tag = tag or secrets.token_hex(3)
+    outs = []
+    try:
+        for i in range(processes):
+            spec_ops = []
+            for op in ops:
+                rate = op.rate / processes
+                if rate <= 0:
+                    continue
+                spec_ops.append({
+                    "name": op.name, "rate": rate, "ok": list(op.ok), "kind": op.kind,
+                    # the processes interleave; each operation starts at its own point of the second
+                    "phase": (i / processes + random.random()) / op.rate,
+                    "offset": i * max(1, len(op.requests) // processes), "requests": op.requests,
+                    "fulfil": op.fulfil, "fulfil_ok": list(op.fulfil_ok)})
+            spec = {"port": port, "start": start, "warmup": warmup, "duration": duration, "grace": grace,
+                    "max_connections": max_connections, "prefix": f"{run_tag}-{i}-", "ops": spec_ops}
+            path = folder / f"openloop-{run_tag}-{i}.json"
+            path.write_text(json.dumps(spec))
+            out = open(folder / f"openloop-{run_tag}-{i}.out", "w+b")
+            outs.append(out)
+            procs.start(f"openloop-{i}", [sys.executable, str(Path(__file__).resolve()), str(path)],
+                        stdout=out, stderr=subprocess.STDOUT)
+        # CPU of the server over the measured window only.
+        groups = pids or {}
+        time.sleep(max(0.0, start + warmup - time.monotonic()))
+        cpu0 = {name: sum(cpu_seconds(p) for p in members) for name, members in groups.items()}
+        ticks0, t0 = machine_ticks(), time.monotonic()
+        time.sleep(max(0.0, start + warmup + duration - time.monotonic()))
+        cpu1 = {name: sum(cpu_seconds(p) for p in members) for name, members in groups.items()}
+        ticks1, wall = machine_ticks(), time.monotonic() - t0
+        for _, process in list(procs.items):
+            process.wait(timeout=grace + 60)
+    finally:
+        procs.stop_all()
+    results = []
+    for out in outs:
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        out.close()
+        line = next((x for x in text.splitlines() if x.startswith("OPENLOOP_RESULT ")), None)
+        if line is None:
+            raise RuntimeError("a generator process gave no result:\n" + text[-3000:])
+        results.append(json.loads(line.split(" ", 1)[1]))
+    span = max(1, ticks1[1] - ticks0[1])
+    names = [op.name for op in ops] + sorted({n for r in results for n in r["scheduled"]} - {op.name for op in ops})
+    targets = {op.name: op.target_ms for op in ops}
+    merged = []
+    for name in names:
+        lat = [x for r in results for x in r["latencies"].get(name, [])]
+        errors = sum(r["errors"].get(name, 0) for r in results)
+        scheduled = sum(r["scheduled"].get(name, 0) for r in results)
+        if not scheduled and not lat and not errors:
+            continue
+        sample = next((r["samples"][name] for r in results if name in r["samples"]), "")
+        target = targets.get(name, targets.get(name.split(" -> ")[0], 100.0))
+        merged.append(OpResult(name, scheduled / duration, len(lat) / duration,
+                               percentile(lat, 50) if lat else None, percentile(lat, 99) if lat else None,
+                               errors, sample, target))
+    return RunResult(
+        ops=merged, seconds=duration, generator_cores=sum(r["cpu_seconds"] for r in results) / (warmup + duration),
+        cpu={name: (cpu1[name] - cpu0[name]) / wall for name in cpu0},
+        machine_busy=(ticks1[0] - ticks0[0]) / span * (os.cpu_count() or 1),
+        send_lag_p99_ms=max(r["send_lag_p99_ms"] for r in results),
+        connections=sum(r["connections_opened"] for r in results), unanswered=sum(r["unanswered"] for r in results))
+
+
+def table(result: RunResult, baseline_p99: float | None = None) -> list[str]:
+    """Per operation: offered and achieved rate, p50/p99, errors, target and MET/MISSED."""
+    head = (f"{'operation':<46}{'offered/s':>10}{'achieved/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+            f"{'target':>9}" + (f"{'p99/base':>9}" if baseline_p99 else "") + "  verdict")
+    lines = [head]
+    for o in result.ops:
+        p50 = f"{o.p50:.1f}" if o.p50 is not None else "-"
+        p99 = f"{o.p99:.1f}" if o.p99 is not None else "-"
+        ratio = (f"{o.p99 / baseline_p99:9.1f}" if o.p99 is not None else f"{'-':>9}") if baseline_p99 else ""
+        lines.append(f"{o.name:<46}{o.offered:10.1f}{o.achieved:11.1f}{p50:>9}{p99:>9}{o.errors:7d}"
+                     f"{o.target_ms:>7.0f}ms{ratio}  {'MET' if o.met else 'MISSED'}")
+    return lines
+
+
+def main(path: str) -> None:
+    spec = json.loads(Path(path).read_text())
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    result = asyncio.run(generate(spec))
+    print("OPENLOOP_RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
