@@ -10,7 +10,7 @@ same CLOCK_MONOTONIC start time, and merges their answers.
 The spec (JSON):
 
     {"port": 8000, "start": <time.monotonic() of t=0>, "warmup": 2, "duration": 10,
-     "grace": 10, "max_connections": 256, "prefix": "run1-g0-",
+     "grace": 10, "max_connections": 256, "prefix": "run1-g0-",   # grace: also each request's timeout
      "ops": [{"name": "GET /v1/me/wallet", "rate": 200.0, "phase": 0.001, "ok": [200],
               "kind": "plain" | "claim",
               "requests": [[head, body], ...],       # round robin; head ends before Content-Length
@@ -171,6 +171,7 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
     rec = Recorder(window)
     pool = Pool(int(spec["port"]), int(spec.get("max_connections", 256)))
     prefix = spec["prefix"]
+    timeout = float(spec.get("grace", 10.0))  # a phone gives up after this long, so do we
     serial = 0
     pending: set[asyncio.Task[None]] = set()
     mono = time.monotonic
@@ -191,8 +192,11 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
             pool.discard(conn)
             rec.error(name, scheduled, f"socket: {exc!r}")
             return 0, b"", None
-        if status in ok:
-            rec.ok(name, scheduled, mono() - scheduled)
+        latency = mono() - scheduled
+        if status in ok and latency > timeout:
+            rec.error(name, scheduled, f"answered {status} after {latency:.1f}s: later than the {timeout:g}s timeout")
+        elif status in ok:
+            rec.ok(name, scheduled, latency)
         else:
             rec.error(name, scheduled, f"{status} {body[:160].decode(errors='replace')}")
         if not keep:
