@@ -536,6 +536,9 @@ def mode_search(args: argparse.Namespace, workers: int) -> tuple[float, float, b
                   f"{worst.p99 if worst.p99 is not None else float('nan'):.0f} ms; errors "
                   f"{sum(o.errors for o in result.ops)}; server {sum(result.cpu.values()):.2f} cores, generator "
                   f"{result.generator_cores:.2f}, send lag p99 {result.send_lag_p99_ms:.1f} ms", flush=True)
+            for o in result.ops:
+                if o.sample:
+                    print(f"      {o.name}: {o.errors} errors, first: {o.sample[:120]}")
             return result.all_met
 
         print(f"\nsearch, serve --workers {workers}: the mix at rising --scale, {args.warmup:g}s warm-up + "
@@ -668,7 +671,8 @@ def main() -> int:
         else:
             good, rate, ok = mode_search(args, workers)
             reconciled = ok and reconciled
-            summary.append(f"  --workers {workers}: highest scale {good:g} ({rate:,.0f} req/s)")
+            summary.append(f"  --workers {workers}: highest scale meeting every target "
+                           + (f"{good:g} ({rate:,.0f} req/s)" if good else "none (MISSED)"))
     if summary:
         print("\nsearch summary:\n" + "\n".join(summary))
     # A missed target is a finding, not a failure: only broken books fail the run.

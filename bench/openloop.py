@@ -153,12 +153,12 @@ class Recorder:
     def counts(self, scheduled: float) -> bool:
         return self.window[0] <= scheduled < self.window[1]
 
-    def ok(self, name: str, scheduled: float, latency: float) -> None:
-        if self.counts(scheduled):
+    def ok(self, name: str, counted: bool, latency: float) -> None:
+        if counted:
             self.latencies[name].append(round(latency * 1000, 3))
 
-    def error(self, name: str, scheduled: float, sample: str) -> None:
-        if self.counts(scheduled):
+    def error(self, name: str, counted: bool, sample: str) -> None:
+        if counted:
             self.errors[name] += 1
             self.samples.setdefault(name, sample[:200])
 
@@ -181,24 +181,25 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
         serial += 1
         return f"{prefix}{serial}"
 
-    async def exchange(name: str, ok: list[int], raw: bytes, scheduled: float,
+    async def exchange(name: str, ok: list[int], raw: bytes, scheduled: float, counted: bool,
                        conn: Connection | None = None) -> tuple[int, bytes, Connection | None]:
-        """One request; answers the connection back (or None when it broke)."""
+        """One request, its latency from `scheduled`, recorded when `counted` (it belongs to the
+        measured window); answers the connection back (or None when it broke)."""
         if conn is None:
             conn = await pool.acquire()
         try:
             status, body, keep = await conn.request(raw)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             pool.discard(conn)
-            rec.error(name, scheduled, f"socket: {exc!r}")
+            rec.error(name, counted, f"socket: {exc!r}")
             return 0, b"", None
         latency = mono() - scheduled
         if status in ok and latency > timeout:
-            rec.error(name, scheduled, f"answered {status} after {latency:.1f}s: later than the {timeout:g}s timeout")
+            rec.error(name, counted, f"answered {status} after {latency:.1f}s: later than the {timeout:g}s timeout")
         elif status in ok:
-            rec.ok(name, scheduled, latency)
+            rec.ok(name, counted, latency)
         else:
-            rec.error(name, scheduled, f"{status} {body[:160].decode(errors='replace')}")
+            rec.error(name, counted, f"{status} {body[:160].decode(errors='replace')}")
         if not keep:
             pool.discard(conn)
             return status, body, None
@@ -206,11 +207,12 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
 
     async def fire(op: dict[str, Any], raw: bytes, scheduled: float) -> None:
         name = op["name"]
-        rec.scheduled[name] += rec.counts(scheduled)
+        counted = rec.counts(scheduled)
+        rec.scheduled[name] += counted
         try:
-            status, body, conn = await exchange(name, op["ok"], raw, scheduled)
+            status, body, conn = await exchange(name, op["ok"], raw, scheduled, counted)
         except asyncio.CancelledError:
-            rec.error(name, scheduled, "no answer by the end of the grace period")
+            rec.error(name, counted, "no answer by the end of the grace period")
             raise
         if op["kind"] == "claim" and conn is not None and status == 200:
             fhead, fbody = op["fulfil"]
@@ -223,9 +225,8 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
                     break
                 sub = fhead.replace("@ID@", order["id"])
                 raw_f = build(sub, fbody.replace("@ID@", order["id"]).replace("@LEASE@", order["lease_id"]), key())
-                sent = mono()
-                rec.scheduled[name + " -> fulfil"] += rec.counts(scheduled)
-                _, _, conn = await exchange(name + " -> fulfil", op["fulfil_ok"], raw_f, sent, conn)
+                rec.scheduled[name + " -> fulfil"] += counted
+                _, _, conn = await exchange(name + " -> fulfil", op["fulfil_ok"], raw_f, mono(), counted, conn)
         if conn is not None:
             pool.release(conn)
 
