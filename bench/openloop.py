@@ -20,7 +20,11 @@ The spec (JSON):
 ids). A "claim" op fulfils every order its answer lists, on the same connection, each timed
 as "<name> -> fulfil" from when it was sent.
 
-It prints one line, `OPENLOOP_RESULT {json}`: per operation the latencies (ms, of requests
+`python bench/openloop.py --calibrate [--rates 250 500 1000 2000]` measures the generator
+itself against bench/bare_app.py (the cheapest endpoint there is): its CPU against the
+server's, and its send lag, at each rate.
+
+A generator process prints one line, `OPENLOOP_RESULT {json}`: per operation the latencies (ms, of requests
 scheduled inside the measured window), errors, a first error sample, how late the
 generator itself sent (its own health: p99 send lag), its own CPU seconds over the window,
 and the connections it opened.
@@ -439,6 +443,55 @@ def table(result: RunResult, baseline_p99: float | None = None) -> list[str]:
     return lines
 
 
+def calibrate(argv: list[str]) -> int:
+    """The generator against the cheapest server there is (bench/bare_app.py's GET, uvicorn, one
+    worker) at rising rates: its CPU per request against that server's, and how late it sends.
+    If it costs less than the bare endpoint, it costs less than any real endpoint of ours."""
+    import argparse
+    import shutil
+    import tempfile
+
+    import httpx
+
+    root = Path(__file__).resolve().parent.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench.wallet import Processes, free_port, uvicorn_argv, wait_http
+
+    parser = argparse.ArgumentParser(prog="bench/openloop.py --calibrate", description=calibrate.__doc__)
+    parser.add_argument("--rates", type=float, nargs="+", default=[250, 500, 1000, 2000])
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    procs = Processes()
+    folder = Path(tempfile.mkdtemp(prefix="rw-openloop-"))
+    try:
+        port = free_port()
+        bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", port), cwd=root,
+                           stdout=subprocess.DEVNULL, stderr=open(folder / "bare.log", "wb"))
+        wait_http(f"http://{HOST}:{port}", bare, folder / "bare.log",
+                  lambda u: httpx.get(u + "/v1/me/wallet", timeout=2).status_code == 200)
+        print(f"open-loop generator ({args.processes} processes) against bench/bare_app.py GET /v1/me/wallet "
+              f"(uvicorn, 1 worker); {args.duration:g}s per rate; {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.2f}")
+        print(f"  {'offered/s':>10}{'achieved/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'send lag p99':>13}"
+              f"{'server cores':>13}{'generator':>10}{'gen/server':>11}")
+        for rate in args.rates:
+            ops = [Op("GET bare", rate, [(request_head("GET", "/v1/me/wallet", port), "")])]
+            r = run_open_loop(port, ops, processes=args.processes, warmup=args.warmup, duration=args.duration,
+                              folder=folder, pids={"bare": [bare.pid]}, startup=1.0)
+            o = r.ops[0]
+            server = r.cpu["bare"]
+            print(f"  {rate:10.0f}{o.achieved:11.0f}{o.p50 or 0:8.1f}{o.p99 or 0:8.1f}{o.errors:7d}"
+                  f"{r.send_lag_p99_ms:10.1f} ms{server:13.2f}{r.generator_cores:10.2f}"
+                  f"{r.generator_cores / server if server else float('inf'):11.2f}", flush=True)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
 def main(path: str) -> None:
     spec = json.loads(Path(path).read_text())
     with contextlib.suppress(ImportError):
@@ -450,4 +503,6 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--calibrate":
+        sys.exit(calibrate(sys.argv[2:]))
     main(sys.argv[1])
