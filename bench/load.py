@@ -490,15 +490,20 @@ def mode_mix(args: argparse.Namespace, workers: int) -> bool:
     print_run(title, mix, before)
     print_run("baseline after the mix: GET /health at the same rate", after)
     base = max(before.ops[0].p99 or 0, after.ops[0].p99 or 0)
-    health_cpu = sum(before.cpu.values()) / max(before.total_rate, 1e-9) * 1e6
-    mix_cpu = sum(mix.cpu.values()) / max(mix.total_rate, 1e-9) * 1e6
+    worst = max((o.p99 for o in mix.ops if o.p99 is not None), default=None)
+    health_cpu = sum(before.cpu.values()) / before.total_rate * 1e6 if before.total_rate else None
+    mix_cpu = sum(mix.cpu.values()) / mix.total_rate * 1e6 if mix.total_rate else None
+
+    def us(value: float | None) -> str:
+        return f"{value:,.0f} us" if value is not None else "- (nothing answered)"
+
     print(f"\nmix total {mix.total_rate:,.0f} req/s achieved of {rate:,.0f} offered "
           f"({mix.total_rate / rate:.2f}); worst p99 / GET /health p99 at the same rate = "
-          f"{max((o.p99 or 0) for o in mix.ops) / base if base else float('nan'):.1f}")
-    print(f"server CPU per request: mix {mix_cpu:,.0f} us, GET /health {health_cpu:,.0f} us "
-          f"(mix / health = {mix_cpu / health_cpu if health_cpu else float('nan'):.1f}); generator per request: "
-          f"{mix.generator_cores / max(sum(o.offered for o in mix.ops), 1e-9) * 1e6:,.0f} us sent; server idle "
-          f"(no load, {IDLE_SECONDS:g}s): {idle:.2f} cores")
+          + (f"{worst / base:.1f}" if worst is not None and base else "- (no answer in time)"))
+    print(f"server CPU per answered request: mix {us(mix_cpu)}, GET /health {us(health_cpu)}"
+          + (f" (mix / health = {mix_cpu / health_cpu:.1f})" if mix_cpu and health_cpu else "")
+          + f"; generator per request sent: {mix.generator_cores / max(sum(o.offered for o in mix.ops), 1e-9) * 1e6:,.0f}"
+          f" us; server idle (no load, {IDLE_SECONDS:g}s): {idle:.2f} cores")
     missed = [o.name for o in mix.ops if not o.met]
     print(f"targets (p99 <= {TARGET_MS:.0f} ms, batches <= {BATCH_TARGET_MS:.0f} ms, 0 errors): "
           + ("all MET" if not missed else f"MISSED by {len(missed)}: " + "; ".join(
