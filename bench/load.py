@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.openloop import Op, RunResult, request_head, run_open_loop, table  # noqa: E402
+from bench.openloop import Op, RunResult, ms, request_head, run_open_loop, table  # noqa: E402
 from bench.wallet import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -454,6 +454,7 @@ class Bench:
 
 def print_run(title: str, result: RunResult, baseline: RunResult | None = None) -> None:
     base_p99 = baseline.ops[0].p99 if baseline and baseline.ops and baseline.ops[0].p99 else None
+    base_p99 = base_p99 if base_p99 != float("inf") else None
     print(f"\n{title}")
     print("\n".join("  " + line for line in table(result, base_p99)))
     print("  " + cpu_line(result))
@@ -492,6 +493,7 @@ def mode_mix(args: argparse.Namespace, workers: int) -> bool:
     print_run(title, mix, before)
     print_run("baseline after the mix: GET /health at the same rate", after)
     base = max(before.ops[0].p99 or 0, after.ops[0].p99 or 0)
+    base = base if base != float("inf") else 0
     worst = max((o.p99 for o in mix.ops if o.p99 is not None), default=None)
     health_cpu = sum(before.cpu.values()) / before.total_rate * 1e6 if before.total_rate else None
     mix_cpu = sum(mix.cpu.values()) / mix.total_rate * 1e6 if mix.total_rate else None
@@ -501,7 +503,7 @@ def mode_mix(args: argparse.Namespace, workers: int) -> bool:
 
     print(f"\nmix total {mix.total_rate:,.0f} req/s achieved of {rate:,.0f} offered "
           f"({mix.total_rate / rate:.2f}); worst p99 / GET /health p99 at the same rate = "
-          + (f"{worst / base:.1f}" if worst is not None and base else "- (no answer in time)"))
+          + (f"{worst / base:.1f}" if worst not in (None, float("inf")) and base else "- (errors or no answer in time)"))
     print(f"server CPU per answered request: mix {us(mix_cpu)}, GET /health {us(health_cpu)}"
           + (f" (mix / health = {mix_cpu / health_cpu:.1f})" if mix_cpu and health_cpu else "")
           + f"; generator per request sent: {mix.generator_cores / max(sum(o.offered for o in mix.ops), 1e-9) * 1e6:,.0f}"
@@ -509,7 +511,7 @@ def mode_mix(args: argparse.Namespace, workers: int) -> bool:
     missed = [o.name for o in mix.ops if not o.met]
     print(f"targets (p99 <= {TARGET_MS:.0f} ms, batches <= {BATCH_TARGET_MS:.0f} ms, 0 errors): "
           + ("all MET" if not missed else f"MISSED by {len(missed)}: " + "; ".join(
-              f"{o.name} p99 {o.p99 if o.p99 is not None else float('nan'):.0f} ms, {o.errors} errors"
+              f"{o.name} p99 {ms(o.p99)} ms, {o.errors} errors"
               for o in mix.ops if not o.met)))
     print(f"journal drained {waited:.1f}s after the mix")
     return report_reconcile(reconcile)
@@ -540,7 +542,7 @@ def mode_search(args: argparse.Namespace, workers: int) -> tuple[float, float, b
             worst = max(result.ops, key=lambda o: (o.p99 or 1e9) / o.target_ms)
             print(f"  scale {scale:6.3f} ({mix_rate(scale, spins):7,.0f} req/s offered, {result.total_rate:7,.0f} "
                   f"achieved): {'MET' if result.all_met else 'MISSED'}; worst {worst.name} p99 "
-                  f"{worst.p99 if worst.p99 is not None else float('nan'):.0f} ms; errors "
+                  f"{ms(worst.p99)} ms; errors "
                   f"{sum(o.errors for o in result.ops)}; server {sum(result.cpu.values()):.2f} cores, generator "
                   f"{result.generator_cores:.2f}, send lag p99 {result.send_lag_p99_ms:.1f} ms", flush=True)
             for o in result.ops:
@@ -576,7 +578,7 @@ def mode_search(args: argparse.Namespace, workers: int) -> tuple[float, float, b
             health.append((base_rate, result))
             ok = result.all_met
             print(f"  GET /health {base_rate:8,.0f} req/s offered: {'MET' if ok else 'MISSED'}, p99 "
-                  f"{result.ops[0].p99 or float('nan'):.1f} ms, server {sum(result.cpu.values()):.2f} cores, "
+                  f"{ms(result.ops[0].p99)} ms, server {sum(result.cpu.values()):.2f} cores, "
                   f"generator {result.generator_cores:.2f}", flush=True)
             if not ok:
                 break
@@ -639,7 +641,7 @@ def mode_storm(args: argparse.Namespace, workers: int) -> bool:
               "the probe spin is not counted)", storm, base)
     o = storm.ops[0]
     print(f"launch storm: {len(program.phones)} spins offered, achieved {o.achieved * storm.seconds:.0f}, errors "
-          f"{o.errors}, p50 {o.p50 or float('nan'):.0f} ms, p99 {o.p99 or float('nan'):.0f} ms "
+          f"{o.errors}, p50 {ms(o.p50)} ms, p99 {ms(o.p99)} ms "
           f"(target {TARGET_MS:.0f}): {'MET' if o.met else 'MISSED'}; journal drained {waited:.1f}s after")
     return report_reconcile(reconcile)
 

@@ -3,7 +3,7 @@ not earlier ones have answered, and each latency is measured from the request's 
 time, so a server that stalls cannot hide its queue (no coordinated omission).
 
 One generator process (`python bench/openloop.py SPEC.json`) runs one asyncio loop (uvloop
-when installed) with a pool of raw keep-alive sockets; the parent (bench/load.py) starts a
+when installed) with a pool of keep-alive connections, each a bare asyncio Protocol; the parent (bench/load.py) starts a
 few of them, each with its share of every operation's rate and its own phase, all on the
 same CLOCK_MONOTONIC start time, and merges their answers.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import resource
@@ -56,37 +57,85 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Connection:
-    __slots__ = ("reader", "writer", "idle_since")
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection as a bare asyncio Protocol: one future per request,
+    the answer parsed from the buffer in `data_received` (no stream reader layers)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer, self.idle_since = reader, writer, time.monotonic()
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.closed = False
+        self.idle_since = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.waiter is not None and not self.waiter.done():
+            try:
+                answer = self._parse()
+            except ValueError as exc:
+                self.waiter.set_exception(exc)
+                return
+            if answer is not None:
+                self.waiter.set_result(answer)
+
+    def _parse(self) -> tuple[int, bytes, bool] | None:
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = bytes(buf[: end + 4])
+        lower = head.lower()
+        status = int(head[9:12])
+        keep = b"\r\nconnection: close" not in lower
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            total = end + 4 + int(lower[at + 17 : lower.find(b"\r\n", at + 2)])
+            if len(buf) < total:
+                return None
+            body = bytes(buf[end + 4 : total])
+            del buf[:total]
+            return status, body, keep
+        if b"\r\ntransfer-encoding: chunked" in lower:
+            pos, parts = end + 4, []
+            while True:
+                line_end = buf.find(b"\r\n", pos)
+                if line_end < 0:
+                    return None
+                size = int(bytes(buf[pos:line_end]).split(b";")[0], 16)
+                if len(buf) < line_end + 2 + size + 2:
+                    return None
+                parts.append(bytes(buf[line_end + 2 : line_end + 2 + size]))
+                pos = line_end + 2 + size + 2
+                if size == 0:
+                    del buf[:pos]
+                    return status, b"".join(parts), keep
+        del buf[: end + 4]
+        return status, b"", keep
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("the server closed the connection"))
 
     async def request(self, raw: bytes) -> tuple[int, bytes, bool]:
         """(status, body, server keeps the connection open)."""
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at >= 0:
-            end = lower.find(b"\r\n", at + 2)
-            body = await self.reader.readexactly(int(lower[at + 17 : end]))
-        elif b"\r\ntransfer-encoding: chunked" in lower:
-            parts = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                parts.append(await self.reader.readexactly(size + 2))
-                if size == 0:
-                    break
-            body = b"".join(p[:-2] for p in parts)
-        else:
-            body = b""
-        return status, body, b"\r\nconnection: close" not in lower
+        if self.closed or self.transport is None:
+            raise ConnectionResetError("connection closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Pool:
@@ -104,18 +153,18 @@ class Pool:
         now = time.monotonic()
         while self.idle:
             conn = self.idle.pop()  # the most recently used: warm, least likely to have expired
-            if now - conn.idle_since < IDLE_EXPIRY:
+            if now - conn.idle_since < IDLE_EXPIRY and not conn.closed:
                 return conn
             self.discard(conn)
         if self.open < self.limit:
             self.open += 1
             self.opened += 1
             try:
-                reader, writer = await asyncio.open_connection(HOST, self.port)
+                _, conn = await asyncio.get_running_loop().create_connection(Connection, HOST, self.port)
             except BaseException:
                 self.open -= 1
                 raise
-            return Connection(reader, writer)
+            return conn
         waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         conn = await waiter
@@ -193,7 +242,7 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
             conn = await pool.acquire()
         try:
             status, body, keep = await conn.request(raw)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             pool.discard(conn)
             rec.error(name, counted, f"socket: {exc!r}")
             return 0, b"", None
@@ -347,6 +396,13 @@ class RunResult:
         return sum(o.achieved for o in self.ops)
 
 
+def ms(value: float | None) -> str:
+    """A latency for the tables: '-' without samples, 'error' when it falls among the errors."""
+    if value is None:
+        return "-"
+    return "error" if value == math.inf else f"{value:.1f}"
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -418,8 +474,11 @@ def run_open_loop(port: int, ops: list[Op], *, processes: int, warmup: float, du
             continue
         sample = next((r["samples"][name] for r in results if name in r["samples"]), "")
         target = targets.get(name, targets.get(name.split(" -> ")[0], 100.0))
+        # Percentiles over every request: an error (no answer in time, a wrong status) counts as
+        # never answered, so a timed-out majority cannot leave a flattering p99 of the few served.
+        every = lat + [math.inf] * errors
         merged.append(OpResult(name, scheduled / duration, len(lat) / duration,
-                               percentile(lat, 50) if lat else None, percentile(lat, 99) if lat else None,
+                               percentile(every, 50) if every else None, percentile(every, 99) if every else None,
                                errors, sample, target))
     return RunResult(
         ops=merged, seconds=duration, generator_cores=sum(r["cpu_seconds"] for r in results) / (warmup + duration),
@@ -430,14 +489,15 @@ def run_open_loop(port: int, ops: list[Op], *, processes: int, warmup: float, du
 
 
 def table(result: RunResult, baseline_p99: float | None = None) -> list[str]:
-    """Per operation: offered and achieved rate, p50/p99, errors, target and MET/MISSED."""
+    """Per operation: offered and achieved rate, p50/p99 (over every request: 'error' when the
+    percentile falls among requests that failed or never answered), errors, target, verdict."""
     head = (f"{'operation':<46}{'offered/s':>10}{'achieved/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
             f"{'target':>9}" + (f"{'p99/base':>9}" if baseline_p99 else "") + "  verdict")
     lines = [head]
     for o in result.ops:
-        p50 = f"{o.p50:.1f}" if o.p50 is not None else "-"
-        p99 = f"{o.p99:.1f}" if o.p99 is not None else "-"
-        ratio = (f"{o.p99 / baseline_p99:9.1f}" if o.p99 is not None else f"{'-':>9}") if baseline_p99 else ""
+        p50, p99 = ms(o.p50), ms(o.p99)
+        ratio = ((f"{o.p99 / baseline_p99:9.1f}" if o.p99 not in (None, math.inf) else f"{'-':>9}")
+                 if baseline_p99 else "")
         lines.append(f"{o.name:<46}{o.offered:10.1f}{o.achieved:11.1f}{p50:>9}{p99:>9}{o.errors:7d}"
                      f"{o.target_ms:>7.0f}ms{ratio}  {'MET' if o.met else 'MISSED'}")
     return lines
