@@ -3,9 +3,9 @@ not earlier ones have answered, and each latency is measured from the request's 
 time, so a server that stalls cannot hide its queue (no coordinated omission).
 
 One generator process (`python bench/openloop.py SPEC.json`) runs one asyncio loop (uvloop
-when installed) with a pool of keep-alive connections, each a bare asyncio Protocol; the parent (bench/load.py) starts a
-few of them, each with its share of every operation's rate and its own phase, all on the
-same CLOCK_MONOTONIC start time, and merges their answers.
+when installed) with a pool of keep-alive connections, each a bare asyncio Protocol; the
+parent (bench/load.py) starts a few of them, each with its share of every operation's rate
+and its own phase, all on the same CLOCK_MONOTONIC start time, and merges their answers.
 
 The spec (JSON):
 
@@ -24,8 +24,8 @@ as "<name> -> fulfil" from when it was sent.
 itself against bench/bare_app.py (the cheapest endpoint there is): its CPU against the
 server's, and its send lag, at each rate.
 
-A generator process prints one line, `OPENLOOP_RESULT {json}`: per operation the latencies (ms, of requests
-scheduled inside the measured window), errors, a first error sample, how late the
+A generator process prints one line, `OPENLOOP_RESULT {json}`: per operation the latencies
+(ms, of requests scheduled inside the measured window), errors, a first error sample, how late the
 generator itself sent (its own health: p99 send lag), its own CPU seconds over the window,
 and the connections it opened.
 """
