@@ -593,7 +593,8 @@ def mode_search(args: argparse.Namespace, workers: int) -> tuple[float, float, b
         raise
     best = mix_rate(good, spins)
     print(f"\nserve --workers {workers}: highest scale meeting every target: "
-          + (f"{good:g} ({best:,.0f} req/s of the mix)" if good else f"none down to {scale:g}: MISSED")
+          + (f"{good:g} ({best:,.0f} req/s of the mix)" if good
+             else f"none down to {min(x for x, _ in steps):g}: MISSED")
           + f"; GET /health alone kept p99 <= {TARGET_MS:.0f} ms up to {base_good:,.0f} req/s"
           + ("" if base_missed else " (and beyond: not reached)")
           + (f"; mix / health = {'at most ' if not base_missed else ''}{best / base_good:.2f}"
