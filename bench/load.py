@@ -161,6 +161,7 @@ class Server:
                               text=True, timeout=600)
 
     def stop(self) -> None:
+        valkey = self.pids()["valkey"] if self.process.poll() is None else []
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # in-flight requests finish, the journal drains
             try:
@@ -170,6 +171,10 @@ class Server:
                 self.process.wait()
         if self.postgres is not None:
             self.postgres.cleanup()
+        # serve stops its Valkey (its own session); let it finish writing its log before the folder goes.
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in valkey) and time.monotonic() < deadline:
+            time.sleep(0.1)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
