@@ -42,8 +42,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/fulfillment.py
 	$(BIN)/python bench/games.py
 	$(BIN)/python bench/sweepstakes.py
-	$(BIN)/python bench/load.py --workers 1
-	$(BIN)/python bench/load.py --workers 2
+	$(BIN)/python bench/openloop.py --calibrate
+	$(BIN)/python bench/load.py --workers 1 2
+	$(BIN)/python bench/load.py --mode search --workers 1 2
+	$(BIN)/python bench/load.py --mode storm
+	$(BIN)/python bench/profile.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

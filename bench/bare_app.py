@@ -1,7 +1,8 @@
-"""The HTTP baseline for bench/wallet.py: a bare Litestar app with one POST endpoint.
+"""The HTTP baseline for bench/wallet.py and bench/profile.py: a bare Litestar app with one
+POST and one GET endpoint.
 
-It decodes a small msgspec Struct body and answers a msgspec Struct, nothing else: no
-middleware, no auth, no stores. Served exactly like the API (uvicorn, one worker), it
+The POST decodes a small msgspec Struct body and answers a msgspec Struct, the GET answers
+a wallet-shaped Struct; nothing else: no middleware, no auth, no stores. Served exactly like the API (uvicorn, one worker), it
 is the floor the wallet's deduction endpoint is compared with.
 
     python -m uvicorn bench.bare_app:app_factory --factory --port 8001 --workers 1
@@ -10,7 +11,7 @@ is the floor the wallet's deduction endpoint is compared with.
 from __future__ import annotations
 
 import msgspec
-from litestar import Litestar, post
+from litestar import Litestar, get, post
 
 
 class Deduction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -39,5 +40,19 @@ async def deduct(data: Deduction) -> Accepted:
                     balance=Balance(available=0, held=0))
 
 
+class Wallet(msgspec.Struct, frozen=True):
+    available: int
+    held: int
+    lifetime_earned: int
+    lifetime_spent: int
+    expiring: list[int]
+
+
+# Same path as the participant's wallet read (bench/profile.py's GET baseline).
+@get("/v1/me/wallet")
+async def my_wallet() -> Wallet:
+    return Wallet(available=1000, held=0, lifetime_earned=1000, lifetime_spent=0, expiring=[])
+
+
 def app_factory() -> Litestar:
-    return Litestar(route_handlers=[deduct], debug=False)
+    return Litestar(route_handlers=[deduct, my_wallet], debug=False)
