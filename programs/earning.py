@@ -51,6 +51,8 @@ class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
     outcome: str  # granted | capped | budget_exhausted | validation_error (past a bound) | refused
     transaction_id: str | None = None
     detail: str | None = None  # why nothing was awarded, for a refusal
+    # Paid by an earlier run (a rule applied again, a batch re-sent after a crash): shown, not paid now.
+    already_awarded: bool = False
 
 
 class SimulatedAward(msgspec.Struct, frozen=True):
@@ -215,7 +217,7 @@ async def evaluate(
         points = (outcome.points or 0) if outcome.ok else 0
         award = AwardView(rule_id=rule.rule_id, rule_version=rule.version, participant_id=participant_id,
                           points=points, outcome=name, transaction_id=outcome.tx if points else None,
-                          detail=None if outcome.ok else outcome.detail)
+                          detail=None if outcome.ok else outcome.detail, already_awarded=bool(outcome.replayed))
         results[activity.id].append(award)
         rows.append(Award(award_key=award_key(activity.id, rule.rule_id, participant_id), program_id=program.id,
                           activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,

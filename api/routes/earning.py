@@ -109,7 +109,7 @@ async def run_activities(wallets: WalletStore, program_id: str, batch: list[acti
     return ActivityReport(
         received=len(items), new=sum(i.status == "new" for i in items),
         duplicates=sum(i.status == "duplicate" for i in items), rejected=sum(i.status == "rejected" for i in items),
-        points_awarded=sum(a.points for i in items for a in i.awards), items=items,
+        points_awarded=sum(a.points for i in items for a in i.awards if not a.already_awarded), items=items,
     )
 
 
@@ -216,7 +216,8 @@ async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyR
                                            data.ends_at, leaderboard_hook(wallets))
         awards = [a for items in results.values() for a in items]
         return 200, ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
-                                points_awarded=sum(a.points for a in awards), awards=awards)
+                                points_awarded=sum(a.points for a in awards if not a.already_awarded),
+                                awards=awards)
 
     status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
     return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)

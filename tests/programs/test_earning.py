@@ -231,7 +231,11 @@ async def test_simulation_equals_what_the_live_rule_then_awards(client) -> None:
     # Applying again pays nothing twice.
     again = await client.post(f"/v1/earning-rules/{live['id']}/apply", json=window,
                               headers={**program.headers, "Idempotency-Key": random_ref()})
-    assert again.json()["points_awarded"] == simulated["total_points"]
+    # ...and says so: the report counts only what this run paid, and marks the earlier awards.
+    assert again.json()["points_awarded"] == 0
+    earlier = [a for a in again.json()["awards"] if a["points"]]
+    assert earlier and all(a["already_awarded"] for a in earlier)
+    assert not any(a.get("already_awarded") for a in applied.json()["awards"])
     assert sum([await balance(client, program, r["id"]) for r in reps]) == simulated["total_points"]
 
 
