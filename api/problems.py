@@ -50,6 +50,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "rate_limited": 429,
     "budget_exhausted": 409,
     "program_suspended": 409,
+    "participant_inactive": 409,
     "not_configured": 503,
     "unavailable": 503,
 }
@@ -69,6 +70,7 @@ TITLES: dict[str, str] = {
     "rate_limited": "Too many requests",
     "budget_exhausted": "Budget exhausted",
     "program_suspended": "The program is suspended",
+    "participant_inactive": "The participant is deactivated",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
     "internal_error": "Internal error",

@@ -177,6 +177,17 @@ local function hget_int(key, field)
   return tonumber(redis.call("HGET", key, field) or "0")
 end
 
+-- A deactivated participant earns nothing new (grants and awards), as their tokens stop:
+-- prizes already won, deductions and expiry still apply. Not recorded, like a suspension,
+-- so the same key grants once the participant is reactivated.
+local function inactive_refusal(wallet, kind)
+  if (kind == "grant" or kind == "award") and redis.call("HGET", wallet, "inactive") == "1" then
+    return cjson.encode(fail(409, "participant_inactive",
+      "the participant is deactivated; reactivate them to give them points"))
+  end
+  return nil
+end
+
 -- A grant may spend the budget unless the program refuses overdraft, or is blocked.
 local function budget_refusal(cfg, acct, points)
   if redis.call("HGET", cfg, "blocked") == "1" then
@@ -198,7 +209,7 @@ KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
                            cap_key, cap_limit)
-  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
+  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg) or inactive_refusal(wallet, kind)
   if early then return early end
   local size = move_refusal(points)
   if size then return idem_store(idem, fp, ttl, size) end

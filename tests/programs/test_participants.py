@@ -120,3 +120,25 @@ async def test_imported_participants_can_receive_points(client) -> None:  # type
     response = await client.post("/v1/points/grants", json={"participant_id": person["id"], "points": 5, "reason": "x"},
                                  headers={**program.headers, "Idempotency-Key": random_ref()})
     assert response.status_code == 201
+
+
+async def test_a_deactivated_participant_earns_nothing_new_until_reactivated(client) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import grant
+
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    assert (await grant(client, program, person["id"], 100)).status_code == 201
+    off = await client.patch(f"/v1/participants/{person['id']}", json={"status": "deactivated"},
+                             headers=program.headers)
+    assert off.status_code == 200, off.text
+    refused = await grant(client, program, person["id"], 50, key="after-leaving")
+    assert refused.status_code == 409 and refused.json()["code"] == "participant_inactive", refused.text
+    # A clawback still works on a departed rep.
+    clawback = await client.post("/v1/points/deductions", headers={**program.headers, "Idempotency-Key": "claw"},
+                                 json={"participant_id": person["id"], "points": 30, "reason": "returned sale"})
+    assert clawback.status_code == 201, clawback.text
+    wallet = (await client.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)).json()
+    assert wallet["available"] == 70
+    await client.patch(f"/v1/participants/{person['id']}", json={"status": "active"}, headers=program.headers)
+    again = await grant(client, program, person["id"], 50, key="after-leaving")
+    assert again.status_code == 201 and again.json()["balance"]["available"] == 120
