@@ -193,7 +193,11 @@ redis.register_function("rw_spin", function(keys, argv)
   -- Everything the spin's SQL record needs, so a spin whose request died before writing it
   -- is completed from the ledger (games/spins.py, complete_unrecorded).
   local seed_hash, client_seed = redis.call("HGET", seed, "hash"), redis.call("HGET", seed, "client_seed")
-  local meta = to_json({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair,
+  -- Free-spin tokens the spin moved (used one, won some): in the ledger for `rebuild`.
+  local token_delta = 0
+  if paid_with == "free_spin" then token_delta = -1 end
+  if seg.type == "free_spin" then token_delta = token_delta + (seg.spins or 1) end
+  local meta = to_json({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair, tokens = token_delta,
     nonce = nonce, server_seed_hash = seed_hash, client_seed = client_seed, weights = weights,
     prize_value = value})
   journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)

@@ -514,15 +514,17 @@ redis.register_function("rw_transfer", function(keys, argv)
 end)
 
 --[[ rw_free_spins: free-spin tokens into a wallet (earning rules, an admin's gift). A spin
-uses a token before points (games/spins.lua). Tokens are not points: no journal legs.
-KEYS: idem, wallet, cfg
-ARGV: fp, ttl, spins
+uses a token before points (games/spins.lua). Tokens are not points: the journal entry has
+no legs, and its meta carries `tokens` so `rebuild` restores them from the ledger.
+KEYS: idem, wallet, cfg, journal
+ARGV: fp, ttl, spins, tx, participant, now_ms
 Answers {"s": 201, "free_spins": <tokens now>}. ]]
 redis.register_function("rw_free_spins", function(keys, argv)
-  local idem, wallet = keys[1], keys[2]
-  local fp, ttl = argv[1], tonumber(argv[2])
+  local idem, wallet, stream = keys[1], keys[2], keys[4]
+  local fp, ttl, spins = argv[1], tonumber(argv[2]), tonumber(argv[3])
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[3])
   if early then return early end
-  local tokens = hincrby(wallet, "free_spins", tonumber(argv[3]))
+  local tokens = hincrby(wallet, "free_spins", spins)
+  journal(stream, argv[4], "free_spins", argv[5], 0, "", to_json({tokens = spins}), {}, argv[6], 0, 0)
   return idem_store(idem, fp, ttl, {s = 201, free_spins = tokens})
 end)

@@ -77,6 +77,7 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
         .run()
     )
     lifetime = {r["participant_id"]: (int(r["earned"] or 0), int(r["spent"] or 0)) for r in lifetime_rows}
+    tokens = await free_spin_tokens(program_id)
     program_fields = {a: p for a, p in sums.items() if not a.startswith(("available:", "held:"))}
     pipe = client.pipeline(transaction=False)
     pipe.delete(keys.accounts(program_id))
@@ -90,6 +91,7 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
             "held": sums.get(f"held:{participant}", 0),
             "earned": earned,
             "spent": spent,
+            "free_spins": tokens.get(participant, 0),
         })
     for hold_id, participant, points in await open_holds(program_id):
         pipe.hset(keys.hold(program_id, hold_id), mapping={
@@ -97,6 +99,23 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
         })
     await pipe.execute()
     return len(participant_ids)
+
+
+async def free_spin_tokens(program_id: str) -> dict[str, int]:
+    """Free-spin tokens per participant from the ledger: each gift (`free_spins`) and each spin
+    that used or won tokens carries the change in its metadata's `tokens`."""
+    rows = (
+        await LedgerEntry.select(LedgerEntry.participant_id, LedgerEntry.metadata)
+        .where((LedgerEntry.program_id == program_id) & LedgerEntry.kind.is_in(["free_spins", "spin"]))
+        .run()
+    )
+    tokens: dict[str, int] = {}
+    for row in rows:
+        meta = msgspec.json.decode(row["metadata"] or "{}")
+        delta = meta.get("tokens") if isinstance(meta, dict) else None
+        if isinstance(delta, int) and delta and row["participant_id"]:
+            tokens[row["participant_id"]] = tokens.get(row["participant_id"], 0) + delta
+    return tokens
 
 
 async def open_holds(program_id: str) -> list[tuple[str, str, int]]:

@@ -15,6 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from wallet import keys
+from wallet.ids import new_id
 
 # Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
 # one library, so the games' functions are parts of the wallet's library and every process
@@ -184,8 +185,9 @@ class WalletStore:
         """Free-spin tokens into a wallet, once per idempotency record; `free_spins` in the
         answer's extra field is the count now."""
         key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id),
-                    keys.config(program_id)]
-        return _decode_outcome(await self.fcall("rw_free_spins", key_list, [idem.fingerprint, self.ttl, spins]))
+                    keys.config(program_id), keys.journal(program_id)]
+        return _decode_outcome(await self.fcall("rw_free_spins", key_list, [
+            idem.fingerprint, self.ttl, spins, new_id("tx"), participant_id, self._now_ms()]))
 
     async def open_wallet(self, program_id: str, participant_id: str, inactive: bool = False) -> None:
         """Enrols a participant's wallet; balances start at zero. Idempotent."""

@@ -371,3 +371,29 @@ async def test_60_concurrent_spins_by_one_participant_all_land_each_on_its_own_n
     assert rotated["revealed"]["nonce"] == 60
     history = (await client.get("/v1/me/spins?limit=100", headers=me)).json()["items"]
     assert len(history) == 60 and all(verify_spin_proof(r["proof"]).ok for r in history)
+
+
+async def test_rebuild_after_a_redis_loss_restores_free_spin_tokens(client, redis) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from wallet import keys
+    from wallet.reconcile import rebuild_program
+    from wallet.tables import LedgerEntry
+
+    program = await new_program(client)
+    campaign_id = await launched(client, program, wheel())
+    person, me = await player(client, program)
+    gift = await client.post(f"/v1/participants/{person}/free-spins", json={"spins": 3, "reason": "welcome"},
+                             headers={**program.headers, "Idempotency-Key": "gift"})
+    assert gift.status_code == 201, gift.text
+    spun = [(await spin(client, campaign_id, me, f"tok-{n}")).json() for n in range(2)]
+    tokens = int(await redis.hget(keys.wallet(program.id, person), "free_spins"))
+    assert tokens == 3 - 2 + sum(s["prize"].get("spins", 0) for s in spun if s["prize"]["type"] == "free_spin")
+    for _ in range(300):  # the projector writes the gift and both spins to the ledger
+        if await LedgerEntry.count().where((LedgerEntry.program_id == program.id)
+                                           & LedgerEntry.kind.is_in(["free_spins", "spin"])).run() == 3:
+            break
+        await asyncio.sleep(0.05)
+    await redis.hdel(keys.wallet(program.id, person), "free_spins")  # Redis lost them
+    await rebuild_program(redis, program.id, [person])
+    assert int(await redis.hget(keys.wallet(program.id, person), "free_spins")) == tokens
