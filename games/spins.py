@@ -39,7 +39,7 @@ from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 from wallet.replies import reply_text
-from wallet.store import Idem, Outcome, WalletStore
+from wallet.store import Idem, Leg, Outcome, WalletStore
 
 ALGORITHM = "rw-fair-1"
 # A spin that loses the race for the nonce retries with the words for this many nonces at
@@ -271,7 +271,8 @@ async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pr
     # Inserted now: its created_at is `now`. A replay reads the first answer's moment back.
     stored = None if inserted else await Spin.select(Spin.created_at).where(Spin.id == spin_id).first().run()
     if isinstance(segment_prize, ItemPrize) and order_id:
-        await _pay_item(store, sealer, program, pricing, participant_id, segment_prize.item_id, order_id)
+        await _pay_item(store, sealer, program, pricing, participant_id, segment_prize.item_id, order_id,
+                        outcome.prize_value, spec.segments[outcome.segment_index].label)
     if inserted:
         await _announce(program, participant_id, spin_id, spec, outcome.segment_index)
     proof = Proof(algorithm=ALGORITHM, server_seed_hash=outcome.server_seed_hash, client_seed=outcome.client_seed,
@@ -294,15 +295,31 @@ async def _launched_spec(program_id: str, campaign_id: str) -> WheelSpec:
 
 
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
-                    participant_id: str, item_id: str, order_id: str) -> None:
+                    participant_id: str, item_id: str, order_id: str, value: int, label: str) -> None:
     try:
         await place_order(store, sealer, program, pricing, participant_id, item_id, None, source="prize",
                           order_id=order_id)
     except DomainError:
-        # The wheel already paid the prize's price into the prizes account; an item that
-        # cannot be ordered now (disabled, pool empty) shows in the campaign report as an
-        # unfulfilled prize for the manager to settle, rather than failing the spin.
-        pass
+        # The wheel already paid the prize's price into the prizes account, and the item
+        # cannot be ordered now (disabled, pool empty, no partner): the winner gets that
+        # price in points instead, once (keyed by the order the spin would have made).
+        await _prize_in_points(store, program, participant_id, order_id, value, label)
+
+
+async def _prize_in_points(store: WalletStore, program: ProgramView, participant_id: str, order_id: str,
+                           value: int, label: str) -> None:
+    if value <= 0:
+        return
+    reason = f"{label} was not available: {value:,} {program.point_name} instead"
+    outcome = await store.transfer(
+        program.id, new_id("tx"), "prize_substitute", [Leg("acct:prizes", "w1:available", value, "-")],
+        idem=Idem(key=keys.idempotency(program.id, "prize-substitute", order_id), fingerprint="prize-substitute"),
+        wallets=[participant_id], participant_id=participant_id, reference=order_id,
+        metadata=msgspec.json.encode({"reason": reason}).decode(), lifetime="earn")
+    if outcome.ok and not outcome.replayed:
+        await publish(program.id, [FeedEntry(key=f"prize-substitute:{order_id}", participant_id=participant_id,
+                                             kind="prize_substitute", text=reason, points=value,
+                                             reference=order_id)])
 
 
 async def _announce(program: ProgramView, participant_id: str, spin_id: str, spec: WheelSpec, index: int) -> None:

@@ -397,3 +397,26 @@ async def test_rebuild_after_a_redis_loss_restores_free_spin_tokens(client, redi
     await redis.hdel(keys.wallet(program.id, person), "free_spins")  # Redis lost them
     await rebuild_program(redis, program.id, [person])
     assert int(await redis.hget(keys.wallet(program.id, person), "free_spins")) == tokens
+
+
+async def test_an_item_prize_that_cannot_be_ordered_is_paid_in_points_once(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    partner = (await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)).json()
+    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
+    campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
+        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
+    person, me = await player(client, program)
+    # The only partner goes away after launch: the card can no longer be ordered.
+    off = await client.patch(f"/v1/fulfillment/partners/{partner['id']}", json={"status": "disabled"},
+                             headers=program.headers)
+    assert off.status_code == 200, off.text
+    spun = await spin(client, campaign_id, me, "card")
+    assert spun.status_code == 201 and spun.json()["prize"]["type"] == "item"
+    again = await spin(client, campaign_id, me, "card")  # a retry substitutes nothing twice
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    wallet_view = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert wallet_view["available"] == 1_000 - 10 + item["points_price"]
+    feed = [i["text"] for i in (await client.get("/v1/me/feed", headers=me)).json()["items"]]
+    assert any("was not available" in line for line in feed), feed
+    assert (await client.get(f"/v1/me/redemptions/{spun.json()['order_id']}", headers=me)).status_code == 404
