@@ -25,6 +25,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
+from api.json_body import JsonRequest
 from api.limits import Budget, RateLimits, principal_id, security_headers
 from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
@@ -211,6 +212,8 @@ def create_app(settings: Settings) -> Litestar:
             "sealer": Provide(provide_sealer, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
+        # Every JSON body is decoded through it: 415 for another media type, 400 when too deep.
+        request_class=JsonRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         # Bearer tokens, not cookies: browsers never need to send credentials cross-origin.

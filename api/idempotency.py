@@ -35,7 +35,9 @@ IN_FLIGHT_TTL_MS = 30_000
 def fingerprint(method: str, path: str, body: bytes) -> str:
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Not JSON (or nested too deep to decode): the bytes themselves are the request;
+        # the body's own decoding answers the caller why.
         canonical = body
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
