@@ -109,3 +109,40 @@ async def test_imported_participants_can_receive_points(client) -> None:  # type
     response = await client.post("/v1/points/grants", json={"participant_id": person["id"], "points": 5, "reason": "x"},
                                  headers={**program.headers, "Idempotency-Key": random_ref()})
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r", "\n"], ids=["excel-crlf", "bare-cr", "lf"])
+async def test_csv_import_takes_what_excel_and_google_sheets_write(client, line_end) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    # Excel's "CSV UTF-8": a byte-order mark, headers as people type them, quoted cells, an
+    # empty formatted row.
+    rows = ["External ID,Display Name,Email", 'x-1,"Ruiz, Ana",ana@d.example', "x-2,Lee Chan,", ",,"]
+    csv = "\ufeff" + line_end.join(rows) + line_end
+    response = await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    names = sorted(p["display_name"] for p in
+                   (await client.get("/v1/participants", headers=program.headers)).json()["items"])
+    assert names == ["Lee Chan", "Ruiz, Ana"]
+
+
+async def test_csv_import_reports_bad_rows_in_words_not_python(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    csv = "\r".join([
+        "external_id,display_name,email",
+        "ok-1,Ann,",
+        "long-1," + "n" * 201 + ",",
+        ",No Id,",
+        "mail-1,Bad Mail,not-an-email",
+        "nul-1,Nul\x00Name,",
+        "ok-2,Bob,",
+    ])
+    report = (await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)).json()
+    assert report["created"] == 2
+    assert [(e["row"], e["error"]) for e in report["errors"]] == [
+        (3, "display_name must be at most 200 characters"),
+        (4, "external_id is required"),
+        (5, "email is not in the expected form"),
+        (6, "display_name contains a NUL character"),
+    ]
+    assert not any("Expected" in e["error"] or "$." in e["error"] for e in report["errors"])
