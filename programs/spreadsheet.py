@@ -30,7 +30,8 @@ MAX_WHOLE_NUMBER = 2**53 - 1
 
 class Row(msgspec.Struct, frozen=True):
     """One record: its spreadsheet row number and its cells by (normalised) column name,
-    stripped; a missing cell is "". `problem` is set instead when the row cannot be used."""
+    stripped (a row shorter than the header lacks the last ones). `problem` says why the
+    row cannot be used, when it cannot."""
 
     number: int
     cells: dict[str, str]
@@ -54,7 +55,8 @@ def column_name(text: str) -> str:
 def read_sheet(text: str, required: Sequence[str], known: Sequence[str]) -> Sheet:
     """Reads the header now (a file without the required columns is refused as a whole)
     and the rows lazily. Blank lines and rows whose cells are all empty are skipped."""
-    reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline=""))
+    text = text.removeprefix(BOM)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         header = next(reader, [])
     except csv.Error:
@@ -65,6 +67,18 @@ def read_sheet(text: str, required: Sequence[str], known: Sequence[str]) -> Shee
         raise Invalid(f"the CSV's first row must be a header naming {', '.join(missing)} "
                       f"(columns: {', '.join(known)})")
     return Sheet(columns=columns, rows=_rows(reader, columns))
+
+
+def _delimiter(text: str) -> str:
+    """Excel in a locale whose decimal mark is a comma (German, French, ...) separates cells
+    with `;`, and a sheet pasted from elsewhere may use TAB: the header line says which
+    (a column name never holds a comma)."""
+    first = re.split(r"[\r\n]", text, maxsplit=1)[0]
+    if "," not in first:
+        for candidate in (";", "\t"):
+            if candidate in first:
+                return candidate
+    return ","
 
 
 def _rows(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Row]:

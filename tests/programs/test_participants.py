@@ -146,3 +146,14 @@ async def test_csv_import_reports_bad_rows_in_words_not_python(client) -> None: 
         (6, "display_name contains a NUL character"),
     ]
     assert not any("Expected" in e["error"] or "$." in e["error"] for e in report["errors"])
+
+
+async def test_csv_import_takes_excel_semicolons_from_a_comma_decimal_locale(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    # What Excel writes in Germany or France: `;` between cells (a comma is the decimal mark).
+    csv = "\ufeffexternal_id;display_name;segment\r\nde-1;\"Müller; Anna\";gold\r\nde-2;Jörg Weiß;\r\n"
+    report = (await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)).json()
+    assert report == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    people = (await client.get("/v1/participants", headers=program.headers)).json()["items"]
+    assert sorted((p["display_name"], p["segment"]) for p in people) == [("Jörg Weiß", None),
+                                                                          ("Müller; Anna", "gold")]
