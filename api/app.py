@@ -25,12 +25,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
+from api.json_body import JsonRequest
 from api.limits import Budget, RateLimits, principal_id, security_headers
 from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
-from api.strict_body import StrictRequest
 from fulfillment.sealing import Sealer
 from programs.stripe_gateway import StripeGateway, StripeSettings
 from programs.programs import list_program_ids
@@ -214,8 +214,9 @@ def create_app(settings: Settings) -> Litestar:
             "sealer": Provide(provide_sealer, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
-        # Bodies decode strictly: points are JSON integers, never "100", "1e3" or 1.0.
-        request_class=StrictRequest,
+        # Every JSON body is decoded through it: 415 for another media type, 400 when too deep,
+        # and strictly (points are JSON integers, never "100", "1e3" or 1.0).
+        request_class=JsonRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         # Bearer tokens, not cookies: browsers never need to send credentials cross-origin.

@@ -140,10 +140,11 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
     from api.migrate import migrate
     from programs.participants import import_participants_csv, open_missing_wallets
     from programs.programs import get_program
+    from programs.spreadsheet import read_file
     from wallet.store import WalletStore, connect
 
     settings, _ = _settings()
-    text = Path(args.file).read_text(encoding="utf-8-sig")
+    text = read_file(args.file)
 
     async def go(url: str) -> Any:
         await migrate()
@@ -168,12 +169,13 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
     from catalog.feed_import import import_feed
     from catalog.items import bump_version
     from programs.programs import get_program
+    from programs.spreadsheet import read_file
     from wallet.store import connect
 
     settings, _ = _settings()
     path = Path(args.file)
     fmt = args.format or ("json" if path.suffix.lower() == ".json" else "csv")
-    content = path.read_text(encoding="utf-8-sig")
+    content = read_file(args.file)
 
     async def go(url: str) -> Any:
         await migrate()

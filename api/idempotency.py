@@ -50,7 +50,9 @@ _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPI
 def fingerprint(method: str, path: str, body: bytes) -> str:
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Not JSON (or nested too deep to decode): the bytes themselves are the request;
+        # the body's own decoding answers the caller why.
         canonical = body
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 

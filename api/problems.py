@@ -8,6 +8,7 @@ logged with its request id and answered as a plain 500 document.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -73,6 +74,7 @@ TITLES: dict[str, str] = {
     "participant_inactive": "The participant is deactivated",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
+    "unsupported_media_type": "Unsupported media type",
     "internal_error": "Internal error",
     "not_configured": "Not configured",
     "unavailable": "Service temporarily unavailable",
@@ -131,13 +133,32 @@ def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Probl
     return problem_response(request, status, exc.code, exc.detail, params, headers)
 
 
+# msgspec names a missing or unknown field in its message, not in its path.
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]+)`")
+
+
+def _param_name(item: dict[str, Any]) -> str:
+    """The field a validation message is about, as the caller wrote it (`points`,
+    `grants[3].points`), never Litestar's name for the whole body (`data`)."""
+    key = str(item.get("key") or "")
+    if item.get("source") != "body" and key != "data":
+        return key or str(item.get("source") or "body")
+    path = "" if key == "data" else key
+    named = _NAMED_FIELD.match(str(item.get("message", "")))
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or "body"
+
+
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     params: list[InvalidParam] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict):
-            key = item.get("key") or item.get("source") or "body"
-            params.append(InvalidParam(name=str(key), reason=str(item.get("message", ""))))
+            reason = str(item.get("message", ""))
+            if item.get("key") == "data" and reason == "'data'":
+                reason = "a JSON body is required"  # Litestar's KeyError for an empty body
+            params.append(InvalidParam(name=_param_name(item), reason=reason))
     detail = exc.detail or "the request is not valid"
     if params:
         detail = "; ".join(f"{p.name}: {p.reason}" if p.reason else p.name for p in params)
@@ -157,6 +178,8 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
         code = "rate_limited"
     elif exc.status_code == 413:
         code = "payload_too_large"
+    elif exc.status_code == 415:
+        code = "unsupported_media_type"
     elif 400 <= exc.status_code < 500:
         code = "validation_error"
     else:

@@ -4,9 +4,7 @@ takes the order's id, which is unique)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,11 +15,13 @@ from catalog.tables import CatalogItem
 from fulfillment.partners import pool_partner
 from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
-from wallet.errors import Invalid, NotFound
+from programs.spreadsheet import read_sheet
+from wallet.errors import NotFound
 from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
 
 LOW_STOCK = 10
+CODE_COLUMNS = ("code", "pin", "url", "expires_at")
 
 
 class UploadError(msgspec.Struct, frozen=True):
@@ -50,29 +50,26 @@ async def upload_codes(program_id: str, item_id: str, text: str, sealer: Sealer)
         (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
     if item is None:
         raise NotFound("no such catalog item")
-    reader = csv.DictReader(io.StringIO(text))
-    if "code" not in (reader.fieldnames or []):
-        raise Invalid("the CSV needs a header with a `code` column (and optionally pin, url, expires_at)")
+    sheet = read_sheet(text, required=("code",), known=CODE_COLUMNS)
     now = datetime.now(timezone.utc)
     rows, errors, seen = [], [], set()
-    number = 1
-    try:
-        for number, record in enumerate(reader, start=2):
-            code = (record.get("code") or "").strip()
-            if not code or len(code) > 500:
-                errors.append(UploadError(row=number, error="code is empty or longer than 500 characters"))
-                continue
-            digest = hashlib.sha256(code.encode()).hexdigest()
-            if digest in seen:
-                errors.append(UploadError(row=number, error="the same code twice in this file"))
-                continue
-            seen.add(digest)
-            secret = {k: (record.get(k) or "").strip() for k in ("code", "pin", "url", "expires_at")}
-            rows.append(PoolCode(id=new_id("code"), program_id=program_id, item_id=item_id, code_hash=digest,
-                                 item_code=f"{item_id}:{digest}",
-                                 secret=sealer.seal({k: v for k, v in secret.items() if v}), created_at=now))
-    except csv.Error as exc:
-        errors.append(UploadError(row=number + 1, error=f"unreadable CSV: {exc}"))
+    for row in sheet.rows:
+        code = row.get("code") or ""
+        if row.problem is not None:
+            errors.append(UploadError(row=row.number, error=row.problem))
+            continue
+        if not code or len(code) > 500:
+            errors.append(UploadError(row=row.number, error="code is empty or longer than 500 characters"))
+            continue
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        if digest in seen:
+            errors.append(UploadError(row=row.number, error="the same code twice in this file"))
+            continue
+        seen.add(digest)
+        secret = {k: row.get(k) for k in CODE_COLUMNS}
+        rows.append(PoolCode(id=new_id("code"), program_id=program_id, item_id=item_id, code_hash=digest,
+                             item_code=f"{item_id}:{digest}",
+                             secret=sealer.seal({k: v for k, v in secret.items() if v}), created_at=now))
     added = 0
     for start in range(0, len(rows), 500):
         inserted = await PoolCode.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING") \

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -11,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from programs.spreadsheet import describe, read_sheet
 from programs.tables import Participant, Team
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
@@ -221,29 +220,15 @@ async def import_participants_csv(program_id: str, text: str) -> ImportReport:
     Columns: external_id, display_name, email?, team_id?, segment? (header row required).
     An existing participant gets the row's non-empty fields.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [c for c in ("external_id", "display_name") if c not in header]
-    if missing:
-        raise Invalid(f"CSV header must name {', '.join(missing)}; columns are {', '.join(_CSV_FIELDS)}")
+    sheet = read_sheet(text, required=("external_id", "display_name"), known=_CSV_FIELDS)
     created = updated = unchanged = 0
     errors: list[ImportRowError] = []
-    rows = iter(reader)
-    number = 1
-    while True:
-        number += 1
-        try:
-            record = next(rows)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            # The reader cannot find the next row's start: report where and stop reading.
-            errors.append(ImportRowError(row=number, external_id=None, error=f"unreadable CSV: {exc}"))
-            break
-        values = {k: (record.get(k) or "").strip() or None for k in _CSV_FIELDS}
-        if not all(_encodable(v) for v in values.values()):
-            errors.append(ImportRowError(row=number, external_id=None, error="text is not valid Unicode"))
+    for row in sheet.rows:
+        external_id = row.get("external_id")
+        if row.problem is not None:
+            errors.append(ImportRowError(row=row.number, external_id=None, error=row.problem))
             continue
+        values = {k: row.get(k) for k in _CSV_FIELDS}
         try:
             spec = msgspec.convert(values, NewParticipant)
             view, was_created = await upsert_participant(program_id, spec)
@@ -264,15 +249,8 @@ async def import_participants_csv(program_id: str, text: str) -> ImportReport:
             else:
                 updated += 1
         except msgspec.ValidationError as exc:
-            errors.append(ImportRowError(row=number, external_id=values["external_id"], error=str(exc)))
+            errors.append(ImportRowError(row=row.number, external_id=external_id, error=describe(exc)))
         except Invalid as exc:
-            errors.append(ImportRowError(row=number, external_id=values["external_id"], error=exc.detail))
+            errors.append(ImportRowError(row=row.number, external_id=external_id, error=exc.detail))
     return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors)
 
-
-def _encodable(value: str | None) -> bool:
-    try:
-        value is None or value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -220,3 +220,20 @@ def test_the_data_folder_is_private_and_valkey_refuses_a_client_without_its_pass
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)
+
+
+def test_participants_import_reads_excel_files_and_refuses_other_encodings_in_words(tmp_path: Path) -> None:
+    program = json.loads(cli(tmp_path, "program", "create", "Sheets", "--json").stdout)
+    sheet = tmp_path / "people.csv"
+    # Excel for Mac's "CSV UTF-8": byte-order mark, bare CR line ends, a quoted line break.
+    sheet.write_bytes("\ufeffexternal_id,display_name\rm-1,\"Ana\rRuiz\"\rm-2,Zoë\r".encode("utf-8"))
+    result = cli(tmp_path, "participants", "import", str(sheet), "--program", program["program_id"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["created"] == 2
+    # Excel's plain "CSV" on Windows is cp1252: refused with what to do instead of a traceback.
+    sheet.write_bytes("external_id,display_name\nm-3,Zoë\n".encode("cp1252"))
+    refused = cli(tmp_path, "participants", "import", str(sheet), "--program", program["program_id"])
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "not UTF-8" in refused.stderr and "CSV UTF-8" in refused.stderr
+    missing = cli(tmp_path, "catalog", "import", str(tmp_path / "nope.csv"), "--program", program["program_id"])
+    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr

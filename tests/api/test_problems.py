@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
 from tests.factories import grant, new_participant, new_program, random_ref
@@ -109,3 +112,65 @@ async def test_values_a_database_cannot_hold_answer_400_not_500(client) -> None:
     huge = await client.get("/v1/catalog/items", params={"max_points": 10**12, "min_points": 10**12, "q": "a\x00"},
                             headers=program.headers)
     assert huge.status_code == 200
+
+
+async def test_json_nested_too_deep_answers_400_and_logs_no_traceback(client, caplog) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    json_type = {"Content-Type": "application/json"}
+    deep = b"[" * 1000 + b"]" * 1000
+    with caplog.at_level(logging.INFO):
+        # Public: no credentials needed to reach the decoder.
+        body = assert_problem(await client.post("/v1/auth/refresh", content=b'{"refresh_token": ' + deep + b"}",
+                                                headers=json_type), 400, "validation_error")
+        assert "nested" in body["detail"]
+        # With an Idempotency-Key the body is also fingerprinted: still a 400, and nothing moves.
+        grant_body = b'{"participant_id": "%s", "points": 5, "reason": ' % person["id"].encode() + deep + b"}"
+        assert_problem(await client.post("/v1/points/grants", content=grant_body,
+                                         headers={**program.headers, **json_type, "Idempotency-Key": random_ref()}),
+                       400, "validation_error")
+        # Too deep for any body of ours, though the decoder itself could go on.
+        assert_problem(await client.post("/v1/participants", headers={**program.headers, **json_type},
+                                         content=b'{"external_id": "d", "display_name": "D", "x": ' +
+                                         b"[" * 40 + b"]" * 40 + b"}"), 400, "validation_error")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    wallet = (await client.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)).json()
+    assert wallet["available"] == 0
+
+
+async def test_a_body_that_is_not_json_answers_415(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person = {"external_id": "m1", "display_name": "Mo"}
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/csv"):
+        response = await client.post("/v1/participants", content=json.dumps(person).encode(),
+                                     headers={**program.headers, "Content-Type": content_type})
+        assert "application/json" in assert_problem(response, 415, "unsupported_media_type")["detail"]
+    assert (await client.get("/v1/participants", headers=program.headers)).json()["items"] == []
+    # What JSON clients send is accepted, and so is a body with no declared type (curl --data-binary).
+    for number, content_type in enumerate(("application/json; charset=utf-8", "application/merge-patch+json",
+                                           "Application/JSON", None)):
+        headers = {**program.headers, **({"Content-Type": content_type} if content_type else {})}
+        response = await client.post("/v1/participants", headers=headers,
+                                     content=json.dumps({**person, "external_id": f"ok-{number}"}).encode())
+        assert response.status_code == 201, (content_type, response.text)
+
+
+async def test_invalid_params_name_the_field_not_the_body(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    headers = {**program.headers, "Idempotency-Key": random_ref()}
+
+    def names(response):  # type: ignore[no-untyped-def]
+        return [p["name"] for p in assert_problem(response, 400, "validation_error")["invalid_params"]]
+
+    assert names(await client.post("/v1/points/grants", headers=headers, json={
+        "participant_id": person["id"], "points": 1, "reason": "x", "extra": 1})) == ["extra"]
+    assert names(await client.post("/v1/participants", headers=program.headers, json={"display_name": "x"})) == [
+        "external_id"]
+    item = {"idempotency_id": "a", "participant_id": person["id"], "points": 1, "reason": "x"}
+    assert names(await client.post("/v1/points/grants/batch", headers=headers, json={
+        "grants": [item, item, item, {**item, "points": "lots"}]})) == ["grants[3].points"]
+    assert names(await client.post("/v1/points/grants/batch", headers=headers, json={
+        "grants": [{**item, "colour": "red"}]})) == ["grants[0].colour"]
+    empty = await client.post("/v1/participants", headers={**program.headers, "Content-Type": "application/json"})
+    assert names(empty) == ["body"] and "body is required" in empty.json()["detail"]

@@ -119,3 +119,118 @@ async def test_a_supplier_feed_upserts_by_sku_and_reports_bad_rows(client) -> No
         ("Amazon $25 (new art)", ["US"], ["shopping"])]
     bad = await client.post("/v1/catalog/import", json={"format": "json", "content": "{nope"}, headers=program.headers)
     assert bad.status_code == 422
+
+
+FEED_HEADER = "sku,brand,name,value_type,face_value,min_value,max_value,countries,categories"
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r", "\n"], ids=["excel-crlf", "bare-cr", "lf"])
+async def test_a_feed_as_spreadsheets_write_it_is_imported(client, line_end) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rows = [FEED_HEADER, 'AMZ-25,Amazon,"Amazon $25, digital",fixed,2500,,,us;ca,shopping',
+            f'VISA-V,Visa,"Visa{line_end}prepaid",variable,,1000,20000,US,', ",,,,,,,,"]
+    # Excel's "CSV UTF-8" starts with a byte-order mark; a last line may end or not.
+    content = "\ufeff" + line_end.join(rows) + line_end
+    response = await client.post("/v1/catalog/import", json={"format": "csv", "content": content},
+                                 headers=program.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"created": 2, "updated": 0, "errors": []}
+    items = (await client.get("/v1/catalog/items", headers=program.headers)).json()["items"]
+    assert sorted((i["name"], i["countries"]) for i in items) == [
+        ("Amazon $25, digital", ["US", "CA"]), (f"Visa{line_end}prepaid", ["US"])]
+
+
+async def test_bad_feed_rows_are_reported_in_words_and_the_rest_imported(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    content = "\r\n".join([
+        "sku,brand,name,face_value,countries,status,value_type",
+        "OK-1,Amazon,Amazon $10,1000,US,,",
+        "HALF,Amazon,Half cent,12.5,US,,",
+        "HUGE,Amazon,Overflow," + "9" * 5000 + ",US,,",
+        "BIG,Amazon,Past 2^53,9007199254740992,US,,",
+        "NEG,Amazon,Negative,-3,US,,",
+        "USA,Amazon,Country,100,USA,,",
+        "GONE,Amazon,Status,100,US,gone,",
+        "VAR,Amazon,Type,100,US,,varible",
+        "LONG,Amazon," + "n" * 201 + ",100,US,,",
+        "NUL,Amazon,Nul\x00name,100,US,,",
+        "OK-2,Amazon,Amazon $20,2000,US,,",
+    ])
+    response = await client.post("/v1/catalog/import", json={"format": "csv", "content": content},
+                                 headers=program.headers)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["updated"]) == (2, 0)
+    assert [(e["row"], e["sku"], e["error"]) for e in report["errors"]] == [
+        (3, "HALF", 'face_value must be a whole number of cents, got "12.5"'),
+        (4, "HUGE", 'face_value is too large (at most 9,007,199,254,740,991 cents), got "' + "9" * 40 + '…"'),
+        (5, "BIG", 'face_value is too large (at most 9,007,199,254,740,991 cents), got "9007199254740992"'),
+        (6, "NEG", 'face_value must not be negative, got "-3"'),
+        (7, "USA", 'countries must be two-letter ISO codes separated by ";", got "USA"'),
+        (8, "GONE", 'status must be active or disabled, got "gone"'),
+        (9, "VAR", 'value_type must be fixed or variable, got "varible"'),
+        (10, "LONG", "name must be at most 200 characters"),
+        (11, "NUL", "name contains a NUL character"),
+    ]
+
+
+async def test_a_json_feed_reports_each_bad_item_in_words(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    feed = json.dumps([{"sku": "OK", "brand": "B", "name": "N", "face_value": 100}, 7,
+                       {"sku": ["X"], "brand": "B", "name": "N"},
+                       {"sku": "F", "brand": "B", "name": "N", "face_value": 25.0},
+                       {"sku": "S", "brand": "B", "name": "N", "face_value": "1e3"},
+                       {"sku": "T", "brand": "B", "name": "N", "face_value": True}])
+    report = (await client.post("/v1/catalog/import", json={"format": "json", "content": feed},
+                                headers=program.headers)).json()
+    assert report["created"] == 1
+    assert [(e["row"], e["error"]) for e in report["errors"]] == [
+        (2, "each item of a JSON feed must be an object"),
+        (3, "sku must be text"),
+        (4, 'face_value must be a whole number of cents, got "25.0"'),
+        (5, 'face_value must be a whole number of cents, got "1e3"'),
+        (6, 'face_value must be a whole number of cents, got "true"'),
+    ]
+
+
+@pytest.mark.parametrize("content", [
+    "sku,brand,name\rAMZ\r,x,\"open quote",  # bare CR inside the header's line: once a csv.Error, a 500
+    "sku,brand\x00,name\nA,B,C\n",            # NUL in the header
+    "\x00",
+    "\r",
+    "\"",
+    "sku,brand,name\n" + "x" * 200_000 + ",B,C\nOK,B,Name\n",  # a cell past the reader's limit
+], ids=["cr-in-header-line", "nul-header", "nul", "cr", "quote", "huge-cell"])
+async def test_a_csv_feed_the_schema_fuzz_found_never_answers_500(client, content) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    response = await client.post("/v1/catalog/import", json={"format": "csv", "content": content},
+                                 headers=program.headers)
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert response.json()["code"] == "validation_error" and "header" in response.json()["detail"]
+
+
+async def test_a_json_feed_nested_too_deep_is_refused_in_words(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    response = await client.post("/v1/catalog/import", json={"format": "json", "content": "[" * 5000},
+                                 headers=program.headers)
+    assert response.status_code == 422 and "nested too deep" in response.json()["detail"]
+
+
+async def test_pool_codes_from_a_spreadsheet_are_uploaded_and_bad_rows_reported(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    gift = await item(client, program, brand="Amazon", name="Amazon $5", face_value={"amount": 500, "currency": "USD"})
+    # Excel's CSV UTF-8 on a Mac: a byte-order mark, bare CR line ends, a quoted code with a comma.
+    codes = "\ufeffCode,PIN\rGC-1,1111\r\"GC,2\",2222\r,3333\rGC-1,4444\rGC-\x003,5555\r\r"
+    response = await client.post(f"/v1/catalog/items/{gift['id']}/codes", json={"csv": codes},
+                                 headers=program.headers)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["added"], report["available"]) == (2, 2)
+    assert report["errors"] == [{"row": 4, "error": "code is empty or longer than 500 characters"},
+                                {"row": 5, "error": "the same code twice in this file"},
+                                {"row": 6, "error": "code contains a NUL character"}]
+    for content in ("\r", "\x00", "pin\rGC-9"):
+        refused = await client.post(f"/v1/catalog/items/{gift['id']}/codes", json={"csv": content},
+                                    headers=program.headers)
+        assert refused.status_code == 422 and "code" in refused.json()["detail"]

@@ -142,3 +142,51 @@ async def test_a_deactivated_participant_earns_nothing_new_until_reactivated(cli
     await client.patch(f"/v1/participants/{person['id']}", json={"status": "active"}, headers=program.headers)
     again = await grant(client, program, person["id"], 50, key="after-leaving")
     assert again.status_code == 201 and again.json()["balance"]["available"] == 120
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r", "\n"], ids=["excel-crlf", "bare-cr", "lf"])
+async def test_csv_import_takes_what_excel_and_google_sheets_write(client, line_end) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    # Excel's "CSV UTF-8": a byte-order mark, headers as people type them, quoted cells, an
+    # empty formatted row.
+    rows = ["External ID,Display Name,Email", 'x-1,"Ruiz, Ana",ana@d.example', "x-2,Lee Chan,", ",,"]
+    csv = "\ufeff" + line_end.join(rows) + line_end
+    response = await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    names = sorted(p["display_name"] for p in
+                   (await client.get("/v1/participants", headers=program.headers)).json()["items"])
+    assert names == ["Lee Chan", "Ruiz, Ana"]
+
+
+async def test_csv_import_reports_bad_rows_in_words_not_python(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    csv = "\r".join([
+        "external_id,display_name,email",
+        "ok-1,Ann,",
+        "long-1," + "n" * 201 + ",",
+        ",No Id,",
+        "mail-1,Bad Mail,not-an-email",
+        "nul-1,Nul\x00Name,",
+        "ok-2,Bob,",
+    ])
+    report = (await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)).json()
+    assert report["created"] == 2
+    assert [(e["row"], e["error"]) for e in report["errors"]] == [
+        (3, "display_name must be at most 200 characters"),
+        (4, "external_id is required"),
+        (5, "email is not in the expected form"),
+        (6, "display_name contains a NUL character"),
+    ]
+    assert not any("Expected" in e["error"] or "$." in e["error"] for e in report["errors"])
+
+
+async def test_csv_import_takes_excel_semicolons_from_a_comma_decimal_locale(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    # What Excel writes in Germany or France: `;` between cells (a comma is the decimal mark).
+    csv = "\ufeffexternal_id;display_name;segment\r\nde-1;\"Müller; Anna\";gold\r\nde-2;Jörg Weiß;\r\n"
+    report = (await client.post("/v1/participants/import", json={"csv": csv}, headers=program.headers)).json()
+    assert report == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    people = (await client.get("/v1/participants", headers=program.headers)).json()["items"]
+    assert sorted((p["display_name"], p["segment"]) for p in people) == [("Jörg Weiß", None),
+                                                                          ("Müller; Anna", "gold")]
