@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from litestar.exceptions import HTTPException, ValidationException
 
 from api.strict_body import StrictRequest
@@ -61,11 +63,16 @@ class JsonRequest(StrictRequest):
         content_type = self.headers.get("content-type")
         if body and content_type is not None and not is_json_media_type(content_type):
             raise UnsupportedMediaType(f"this endpoint takes application/json, not {content_type[:100]}")
+        # Counting brackets is cheap; only a body with enough of them can be too deep. Measured
+        # before the typed decoding, so the answer says what is wrong with the body as a whole.
+        if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+            try:
+                if too_deep(msgspec.json.decode(body)):
+                    raise _nesting_error()
+            except (RecursionError, msgspec.DecodeError) as exc:
+                if isinstance(exc, RecursionError):
+                    raise _nesting_error() from None
         try:
-            value = await super().json()
+            return await super().json()
         except RecursionError:
             raise _nesting_error() from None
-        # Counting brackets is cheap; only a body with enough of them can be too deep.
-        if body.count(b"[") + body.count(b"{") > MAX_DEPTH and too_deep(value):
-            raise _nesting_error()
-        return value

@@ -44,14 +44,14 @@ def _decoder_for(handler: Any) -> Any:
 def _problem(exc: msgspec.DecodeError) -> Exception:
     message = str(exc)
     match = _AT.search(message)
-    key = "body"
+    key = ""  # the body itself; api/problems.py names a missing or unknown field from the message
     if match:
         message = message[:match.start()]
-        key = match.group("path").lstrip(".") or "body"
+        key = match.group("path").lstrip(".")
     if message == _PAST_MOVE:
         # Well-formed, but past the bound of one operation: 422, as CONTRACT.md says.
-        return Invalid(f"one operation moves at most {MAX_MOVE:,} points", field=key)
-    return ValidationException(detail=f"{key}: {message}",
+        return Invalid(f"one operation moves at most {MAX_MOVE:,} points", field=key or "points")
+    return ValidationException(detail=f"{key or 'body'}: {message}",
                                extra=[{"key": key, "message": message, "source": "body"}])
 
 
