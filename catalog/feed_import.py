@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,10 +27,19 @@ class RowError(msgspec.Struct, frozen=True):
     error: str
 
 
+class ImportedItem(msgspec.Struct, frozen=True):
+    row: int
+    sku: str
+    id: str
+    status: Literal["created", "updated"]
+
+
 class ImportReport(msgspec.Struct, frozen=True):
     created: int
     updated: int
     errors: list[RowError]
+    # Each good row's catalog item id, so a supplier's system can keep our ids.
+    items: list[ImportedItem] = []
 
 
 CSV_COLUMNS = ("sku", "brand", "name", "value_type", "face_value", "min_value", "max_value", "countries", "status",
@@ -120,6 +129,7 @@ async def import_feed(program: ProgramView, content: str, fmt: str) -> ImportRep
     currency = program.point_value.currency
     created = updated = 0
     errors: list[RowError] = []
+    done: list[ImportedItem] = []
     for entry in _records(content, fmt):
         record = entry.values
         sku: str | None = None
@@ -147,8 +157,9 @@ async def import_feed(program: ProgramView, content: str, fmt: str) -> ImportRep
             existing = await CatalogItem.select(CatalogItem.id).where(
                 CatalogItem.program_sku == f"{program.id}:{sku}").first().run()
             if existing is None:
-                await create_item(program, spec)
+                item_id = await create_item(program, spec)
                 created += 1
+                done.append(ImportedItem(row=entry.number, sku=sku, id=item_id, status="created"))
             else:
                 await update_item(program.id, existing["id"], ItemChanges(
                     name=spec.name, countries=spec.countries, status=spec.status))
@@ -157,8 +168,9 @@ async def import_feed(program: ProgramView, content: str, fmt: str) -> ImportRep
                           CatalogItem.value_type: spec.value_type, CatalogItem.updated_at: datetime.now(timezone.utc)}
                 await CatalogItem.update(values).where(CatalogItem.id == existing["id"]).run()
                 updated += 1
+                done.append(ImportedItem(row=entry.number, sku=sku, id=existing["id"], status="updated"))
         except msgspec.ValidationError as exc:
             errors.append(RowError(row=entry.number, sku=sku, error=describe(exc)))
         except DomainError as exc:
             errors.append(RowError(row=entry.number, sku=sku, error=exc.detail))
-    return ImportReport(created=created, updated=updated, errors=errors)
+    return ImportReport(created=created, updated=updated, errors=errors, items=done)

@@ -82,11 +82,12 @@ class Facts:
         missing = sorted(ids - set(self._people))
         for start in range(0, len(missing), 500):
             rows = await Participant.select(Participant.id, Participant.segment, Participant.team_id,
-                                            Participant.created_at, Participant.status) \
+                                            Participant.enrolled_at, Participant.created_at, Participant.status) \
                 .where(Participant.id.is_in(missing[start:start + 500])).run()
             for r in rows:
+                enrolled = utc(r["enrolled_at"] or r["created_at"])
                 self._people[r["id"]] = ParticipantFacts(id=r["id"], segment=r["segment"], team_id=r["team_id"],
-                                                         enrolled_at=utc(r["created_at"]), status=r["status"])
+                                                         enrolled_at=enrolled, status=r["status"])
 
     def person(self, participant_id: str) -> ParticipantFacts | None:
         return self._people.get(participant_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -23,12 +24,19 @@ Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$
 Segment = Annotated[str, Meta(min_length=1, max_length=100)]
 
 
+# When the person joined the program, if before their record here (an imported salesforce):
+# tenure rules count from it. Absent, enrolment is the moment the record was created.
+EnrolledAt = Annotated[datetime, Meta(tz=True, description="when the participant joined the program (RFC 3339); "
+                                                     "tenure rules count from it; default: when created here")]
+
+
 class NewParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     external_id: ExternalId
     display_name: Name
     email: Email | None = None
     team_id: Annotated[str, Meta(max_length=40)] | None = None
     segment: Segment | None = None
+    enrolled_at: EnrolledAt | None = None
 
 
 class ParticipantChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +46,7 @@ class ParticipantChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     segment: Segment | None = None
     status: Literal["active", "deactivated"] | None = None
     show_name: bool | None = None
+    enrolled_at: EnrolledAt | None = None
 
 
 class ParticipantView(msgspec.Struct, frozen=True):
@@ -50,6 +59,7 @@ class ParticipantView(msgspec.Struct, frozen=True):
     segment: str | None
     status: str
     show_name: bool
+    enrolled_at: datetime
     created_at: datetime
     updated_at: datetime
 
@@ -65,18 +75,28 @@ class ImportRowError(msgspec.Struct, frozen=True):
     error: str
 
 
+class ImportedRow(msgspec.Struct, frozen=True):
+    row: int
+    external_id: str
+    id: str
+    status: Literal["created", "updated", "unchanged"]
+
+
 class ImportReport(msgspec.Struct, frozen=True):
     created: int
     updated: int
     unchanged: int
     errors: list[ImportRowError]
+    # Each good row's participant id, so a CRM can store our ids without a second lookup.
+    participants: list[ImportedRow] = []
 
 
 _COLUMNS = list(ParticipantView.__struct_fields__)
 
 
 def _view(row: dict) -> ParticipantView:
-    return ParticipantView(**{k: row[k] for k in _COLUMNS})
+    return ParticipantView(**{k: row[k] for k in _COLUMNS if k != "enrolled_at"},
+                           enrolled_at=row["enrolled_at"] or row["created_at"])
 
 
 async def _check_team(program_id: str, team_id: str | None) -> None:
@@ -119,6 +139,7 @@ async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[Par
         email=spec.email,
         team_id=spec.team_id,
         segment=spec.segment,
+        enrolled_at=spec.enrolled_at,
         created_at=now,
         updated_at=now,
     )
@@ -211,46 +232,59 @@ async def inactive_participant_ids(program_id: str) -> list[str]:
     return [r["id"] for r in rows]
 
 
-_CSV_FIELDS = ("external_id", "display_name", "email", "team_id", "segment")
+_CSV_FIELDS = ("external_id", "display_name", "email", "team_id", "segment", "enrolled_at")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _enrolment(value: str | None) -> str | None:
+    """A spreadsheet's date (`2024-03-15`) is midnight UTC that day; a full RFC 3339 time stays."""
+    return f"{value}T00:00:00Z" if value and _DATE_ONLY.match(value) else value
 
 
 async def import_participants_csv(program_id: str, text: str) -> ImportReport:
     """Upserts every row it can; reports each bad row with its number and carries on.
 
-    Columns: external_id, display_name, email?, team_id?, segment? (header row required).
-    An existing participant gets the row's non-empty fields.
+    Columns: external_id, display_name, email?, team_id?, segment?, enrolled_at? (a date or
+    an RFC 3339 time; header row required). An existing participant gets the row's non-empty
+    fields. The report lists each good row's participant id.
     """
     sheet = read_sheet(text, required=("external_id", "display_name"), known=_CSV_FIELDS)
     created = updated = unchanged = 0
     errors: list[ImportRowError] = []
+    done: list[ImportedRow] = []
     for row in sheet.rows:
         external_id = row.get("external_id")
         if row.problem is not None:
             errors.append(ImportRowError(row=row.number, external_id=None, error=row.problem))
             continue
         values = {k: row.get(k) for k in _CSV_FIELDS}
+        values["enrolled_at"] = _enrolment(values["enrolled_at"])
         try:
             spec = msgspec.convert(values, NewParticipant)
             view, was_created = await upsert_participant(program_id, spec)
             if was_created:
                 created += 1
+                done.append(ImportedRow(row=row.number, external_id=view.external_id, id=view.id, status="created"))
                 continue
             changes = ParticipantChanges(
-                display_name=spec.display_name, email=spec.email, team_id=spec.team_id, segment=spec.segment
+                display_name=spec.display_name, email=spec.email, team_id=spec.team_id, segment=spec.segment,
+                enrolled_at=spec.enrolled_at,
             )
             before, after = await update_participant(program_id, view.id, changes)
-            if (before.display_name, before.email, before.team_id, before.segment) == (
-                after.display_name,
-                after.email,
-                after.team_id,
-                after.segment,
-            ):
+            unchanged_row = _import_fields(before) == _import_fields(after)
+            if unchanged_row:
                 unchanged += 1
             else:
                 updated += 1
+            done.append(ImportedRow(row=row.number, external_id=view.external_id, id=view.id,
+                                    status="unchanged" if unchanged_row else "updated"))
         except msgspec.ValidationError as exc:
             errors.append(ImportRowError(row=row.number, external_id=external_id, error=describe(exc)))
         except Invalid as exc:
             errors.append(ImportRowError(row=row.number, external_id=external_id, error=exc.detail))
-    return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors)
+    return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors, participants=done)
+
+
+def _import_fields(view: ParticipantView) -> tuple[object, ...]:
+    return view.display_name, view.email, view.team_id, view.segment, view.enrolled_at
 

@@ -59,6 +59,9 @@ class Participant(Table, tablename="participants"):
     segment = Varchar(length=100, null=True, default=None)
     status = Varchar(length=20, default="active")
     show_name = Boolean(default=True)
+    # When the person joined the program, if given (imports of an existing salesforce);
+    # null: created_at is the enrolment. Tenure rules count from it.
+    enrolled_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

@@ -134,8 +134,12 @@ async def test_a_feed_as_spreadsheets_write_it_is_imported(client, line_end) -> 
     response = await client.post("/v1/catalog/import", json={"format": "csv", "content": content},
                                  headers=program.headers)
     assert response.status_code == 200, response.text
-    assert response.json() == {"created": 2, "updated": 0, "errors": []}
+    report = response.json()
+    assert (report["created"], report["updated"], report["errors"]) == (2, 0, [])
     items = (await client.get("/v1/catalog/items", headers=program.headers)).json()["items"]
+    # The report names each item it made, by row and sku.
+    assert sorted((r["sku"], r["id"], r["status"]) for r in report["items"]) == sorted(
+        (i["sku"], i["id"], "created") for i in items)
     assert sorted((i["name"], i["countries"]) for i in items) == [
         ("Amazon $25, digital", ["US", "CA"]), (f"Visa{line_end}prepaid", ["US"])]
 

@@ -342,3 +342,30 @@ async def test_a_claim_retried_after_a_crash_files_no_second_claim(client, redis
     assert (retried.json()["id"], retried.json()["status"]) == (filed.json()["id"], "pending")
     mine = (await client.get("/v1/me/claims", headers=token)).json()["items"]
     assert [c["id"] for c in mine] == [filed.json()["id"]]
+
+
+async def test_tenure_counts_from_the_enrolment_date_given_on_create_update_and_import(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    # Seasoned reps earn for results; a whole salesforce imported today is not "new".
+    await rule(client, program, activity_type="deal_registered", award={"type": "fixed", "points": 100},
+               participants={"min_tenure_days": 365})
+    veteran = await seller(client, program, enrolled_at="2023-02-01T00:00:00Z")
+    newcomer = await seller(client, program)
+    promoted = await seller(client, program)
+    changed = await client.patch(f"/v1/participants/{promoted['id']}", json={"enrolled_at": "2024-01-10T09:00:00Z"},
+                                 headers=program.headers)
+    assert changed.status_code == 200 and changed.json()["enrolled_at"] == "2024-01-10T09:00:00Z"
+    imported = (await client.post("/v1/participants/import", headers=program.headers, json={
+        "csv": "external_id,display_name,enrolled_at\nrep-imported,Ola Berg,2022-05-03\nrep-bad,Bo,someday\n"})).json()
+    assert [(r["external_id"], r["status"]) for r in imported["participants"]] == [("rep-imported", "created")]
+    assert [e["row"] for e in imported["errors"]] == [3]
+    ola = imported["participants"][0]["id"]
+    view = (await client.get(f"/v1/participants/{ola}", headers=program.headers)).json()
+    assert view["enrolled_at"] == "2022-05-03T00:00:00Z"
+    assert newcomer["enrolled_at"] == newcomer["created_at"]
+    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    report = await send(client, program, *[event("deal_registered", who, now)
+                                           for who in (veteran["external_id"], newcomer["external_id"],
+                                                       promoted["external_id"], "rep-imported")])
+    earned = [sum(a["points"] for a in item.get("awards", [])) for item in report["items"]]
+    assert earned == [100, 0, 100, 100]
