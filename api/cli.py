@@ -73,7 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Every API worker shares the one Valkey and the one SQL store; none runs background
         # work. One worker process beside them (api/worker.py) projects the journal, delivers
         # webhooks and runs the sweeps; it dies with this process, even on `kill -9`.
-        worker = start_worker_process(stderr=None)
+        if not args.no_worker:
+            worker = start_worker_process(stderr=None)
         # SIGTERM or Ctrl-C: uvicorn stops accepting and lets in-flight requests finish (up
         # to 20 s); only then is the worker told to stop (it drains the journal into the
         # ledger), and last of all Valkey stops. A signal only asks: uvicorn would re-raise
@@ -420,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes, all on the same stores")
     serve.add_argument("--demo", action="store_true", help="seed a demo program and print its keys")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="start no worker process beside the API (`reward-wallet worker` runs on another machine)")
     serve.set_defaults(func=cmd_serve)
 
     program = sub.add_parser("program", help="programs").add_subparsers(dest="action", required=True)

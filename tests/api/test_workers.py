@@ -34,7 +34,7 @@ CONCURRENCY = 16
 class Serve:
     """`reward-wallet serve` in its own process group, fully embedded in its own data dir."""
 
-    def __init__(self, data_dir: Path, workers: int) -> None:
+    def __init__(self, data_dir: Path, workers: int, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items()
@@ -44,7 +44,7 @@ class Serve:
         # Under _SESSION_DIR: tests/log_capture.py scans it for secrets at the end of the session.
         self.log = _SESSION_DIR / f"serve-{self.port}.log"
         self.process = subprocess.Popen(
-            [CLI, "serve", "--port", str(self.port), "--workers", str(workers)],
+            [CLI, "serve", "--port", str(self.port), "--workers", str(workers), *options],
             env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -231,6 +231,15 @@ def test_serve_starts_exactly_one_worker_process_beside_its_api_workers(serve: S
     assert len(workers) == 1, [command_line(pid) for pid in children(serve.process.pid)]
     # Like Valkey, in a session of its own: a Ctrl-C at the terminal reaches the API first.
     assert os.getsid(workers[0]) == workers[0]
+
+
+def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tmp_path: Path):
+    server = Serve(tmp_path / "data", 1, "--no-worker")
+    try:
+        assert server.worker_pids() == []
+        assert len(children(server.process.pid)) == 1  # Valkey alone
+    finally:
+        server.kill()
 
 
 def test_kill_9_of_serve_leaves_no_worker_and_no_valkey(tmp_path: Path):
