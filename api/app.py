@@ -23,7 +23,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import background
 from api.auth import Authenticator, BearerAuthMiddleware
 from api.json_body import JsonRequest
 from api.limits import Budget, RateLimits, principal_id, security_headers
@@ -31,10 +30,9 @@ from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_co
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
+from api.worker import run_background
 from fulfillment.sealing import Sealer
 from programs.stripe_gateway import StripeGateway, StripeSettings
-from programs.programs import list_program_ids
-from wallet.journal import JournalProjector
 from wallet.store import WalletStore, connect
 
 log = logging.getLogger("rw.api")
@@ -139,42 +137,36 @@ def create_app(settings: Settings) -> Litestar:
             app.state.stripe = StripeGateway(StripeSettings(
                 api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
                 api_base=settings.stripe_api_base))
-        # Background tasks stop first: a settlement they finish may still journal a change,
-        # and the projector's final drain must come after the last such write.
+        # Off by default: the worker process (`serve` starts one, `reward-wallet worker` runs
+        # one elsewhere) runs these, so the request loop never shares its time with them. When
+        # a setting turns them on here (tests, a single-process embedding), it is the very
+        # same function, stopped after the requests have finished.
         stop = asyncio.Event()
-        stop_projector = asyncio.Event()
-        tasks = []
-        if settings.background_tasks:
-            tasks.append(asyncio.create_task(background.run(stop, wallets, app.state.sealer,
-                                                            webhook_allow_private=settings.webhook_allow_private)))
-        projecting = None
-        if settings.journal_consumer:
-            projector = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms)
-            app.state.projector = projector
-            projecting = asyncio.create_task(projector.run(stop_projector, list_program_ids))
+        running = None
+        if settings.journal_consumer or settings.background_tasks:
+            running = asyncio.create_task(run_background(
+                client, wallets, app.state.sealer, stop,
+                projector=settings.journal_consumer, tasks=settings.background_tasks,
+                claim_idle_ms=settings.journal_claim_idle_ms,
+                webhook_allow_private=settings.webhook_allow_private), name="rw-worker-in-process")
         try:
             yield
         finally:
             # Litestar leaves the lifespan inside a cancelled scope: shield the cleanup, or the
             # journal would not be drained and the connections not closed.
             with anyio.CancelScope(shield=True):
-                await shutdown(stop, tasks, stop_projector, projecting, client, engine, pooled)
+                await shutdown(stop, running, client, engine, pooled)
 
-    async def shutdown(stop: asyncio.Event, tasks: list[asyncio.Task[None]], stop_projector: asyncio.Event,
-                       projecting: asyncio.Task[None] | None, client: Any, engine: Any, pooled: bool) -> None:
+    async def shutdown(stop: asyncio.Event, running: asyncio.Task[None] | None, client: Any, engine: Any,
+                       pooled: bool) -> None:
         from wallet.sqlite_pool import PooledSQLiteEngine
 
         # uvicorn runs this after the in-flight requests have finished (or its graceful
-        # timeout passed), so no request can journal anything after the drain below.
+        # timeout passed), so no request can journal anything after an in-process drain.
         stop.set()
-        for task in tasks:
+        if running is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10)
-        stop_projector.set()
-        # Graceful: the projector drains what is waiting before it returns.
-        if projecting is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(projecting, timeout=30)
+                await running
         mark_worker_dead()
         await client.aclose()
         if pooled:

@@ -41,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.embedded import EmbeddedValkey
     from api.logs import configure_logging
     from api.migrate import migrate
+    from api.worker import start_worker_process, stop_worker_process
 
     settings, new_operator_key = _settings()
     configure_logging(settings.log_level)
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = msgspec.structs.replace(settings, redis_url=valkey.url, embedded_valkey=True)
     if args.workers > 1:
         _share_metrics(settings.data_path / "metrics")
+    worker = None
     try:
         _run(migrate())
         if args.demo:
@@ -68,10 +70,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(_run(seed_demo(settings, new_operator_key, args.host, args.port)), flush=True)
         elif new_operator_key:
             print(f"Operator key (shown once; store it safely): {new_operator_key}", flush=True)
-        # Every worker shares the one Valkey and the one SQL store; each runs its own journal
-        # projector (consumer `<host>-<pid>` in the `ledger` group). SIGTERM or Ctrl-C: uvicorn
-        # stops accepting, lets in-flight requests finish (up to 20 s), then each worker's
-        # lifespan drains the journal into the ledger; only then does this process stop Valkey.
+        # Every API worker shares the one Valkey and the one SQL store; none runs background
+        # work. One worker process beside them (api/worker.py) projects the journal, delivers
+        # webhooks and runs the sweeps; it dies with this process, even on `kill -9`.
+        if not args.no_worker:
+            worker = start_worker_process(stderr=None)
+        # SIGTERM or Ctrl-C: uvicorn stops accepting and lets in-flight requests finish (up
+        # to 20 s); only then is the worker told to stop (it drains the journal into the
+        # ledger), and last of all Valkey stops. A signal only asks: uvicorn would re-raise
+        # it after its own shutdown and end this process before the worker has drained.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         uvicorn.run(
             "api.asgi:app_factory",
             factory=True,
@@ -87,6 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             forwarded_allow_ips=settings.trusted_proxy_list or None,
         )
     finally:
+        if worker is not None:
+            stop_worker_process(worker)
         if valkey is not None:
             valkey.stop()
     return 0
@@ -340,54 +351,43 @@ def cmd_expire(args: argparse.Namespace) -> int:
     return 0
 
 
-async def expiry_loop(client: Any, stop: asyncio.Event, every: float) -> None:
-    """The worker's periodic expiry sweep; a failure is logged and retried next time."""
-    import logging
-
-    from programs.expiry import sweep_all
-    from wallet.journal import JournalProjector
-    from wallet.store import WalletStore
-
-    projector = JournalProjector(client, consumer=f"expiry-{os.getpid()}", claim_idle_ms=60_000)
-    while not stop.is_set():
-        try:
-            await sweep_all(WalletStore(client), projector.project_program)
-        except Exception:
-            logging.getLogger("rw.expiry").exception("expiry sweep failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every)
-        except asyncio.TimeoutError:
-            pass
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
+    """The background tasks (api/worker.py), until SIGINT or SIGTERM, or until the `serve`
+    that started this process (`--parent-pid`) is gone; then they stop and the journal drains."""
     from api.embedded import redis_url_for
     from api.logs import configure_logging
     from api.migrate import migrate
-    from programs.programs import list_program_ids
-    from wallet.journal import JournalProjector
-    from wallet.store import connect
+    from api.worker import run_background, watch_parent
+    from fulfillment.sealing import Sealer
+    from wallet.store import WalletStore, connect
 
     settings, _ = _settings()
     configure_logging(settings.log_level)
 
     async def go(url: str) -> None:
-        await migrate()
-        client = connect(url, cluster=settings.redis_cluster)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watching = None
+        if args.parent_pid is not None:
+            watching = asyncio.create_task(watch_parent(args.parent_pid, stop))
+        await migrate()
+        client = connect(url, cluster=settings.redis_cluster)
         try:
-            projector = JournalProjector(
-                client,
+            wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
+            await wallets.load_functions()
+            await run_background(
+                client, wallets, Sealer(settings.encryption_key or ""), stop,
+                expiry_every=args.expiry_every,
                 claim_idle_ms=settings.journal_claim_idle_ms,
+                webhook_allow_private=settings.webhook_allow_private,
                 pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")),
             )
-            sweeper = asyncio.create_task(expiry_loop(client, stop, args.expiry_every))
-            await projector.run(stop, list_program_ids)
-            await sweeper
         finally:
+            stop.set()
+            if watching is not None:
+                await watching
             await client.aclose()
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
@@ -423,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes, all on the same stores")
     serve.add_argument("--demo", action="store_true", help="seed a demo program and print its keys")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="start no worker process beside the API (`reward-wallet worker` runs on another machine)")
     serve.set_defaults(func=cmd_serve)
 
     program = sub.add_parser("program", help="programs").add_subparsers(dest="action", required=True)
@@ -460,8 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
     sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
-    worker = sub.add_parser("worker", help="run the journal projector and the periodic expiry sweep")
+    worker = sub.add_parser("worker", help="run the background tasks: the journal projector, webhook deliveries, "
+                                           "the order sweep, spin completion and the periodic expiry sweep")
     worker.add_argument("--expiry-every", type=float, default=3600.0, help="seconds between expiry sweeps")
+    # Set by `serve` for the worker it starts: stop when that process is gone.
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("expire", help="expire points due under each program's policy, once").set_defaults(
         func=cmd_expire)

@@ -79,9 +79,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # timeout) answers the same next token; later it revokes the login. 0: never.
     refresh_reuse_grace_seconds: Annotated[int, Meta(ge=0, le=60)] = 10
     idempotency_ttl_seconds: Annotated[int, Meta(ge=86_400)] = 172_800
-    journal_consumer: bool = True
-    # Webhook deliveries and the order settlement sweep, in each API process.
-    background_tasks: bool = True
+    # The worker process (`serve` starts one beside its API workers; `reward-wallet worker`
+    # elsewhere) runs the journal projector and the background tasks. These run a copy in
+    # each API process too (the in-process test app does): the projector, and the webhook
+    # deliveries with the order, orphan and spin sweeps. Off: the request loop runs neither.
+    journal_consumer: bool = False
+    background_tasks: bool = False
     # Postgres connections per API process; 0 opens one per query (no pool bound to a loop).
     sql_pool_size: Annotated[int, Meta(ge=0, le=200)] = 20
     # How long a journal entry may sit unacknowledged with a consumer before another claims it.

@@ -319,6 +319,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                       stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
     bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
+    # As `serve` runs them: the journal projector and the background tasks in a process of their own.
+    procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=open(folder / "worker.log", "wb"))
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
     wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
 
@@ -402,8 +405,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"    generator: {generator_desc}", flush=True)
     print("    bare  = bench/bare_app.py (the wallet benchmark's baseline, same request bytes as there)")
     print(f"    spins = POST /v1/me/campaigns/{{id}}/spins, participant bearer tokens round robin over "
-          f"{args.participants} participants, no body\n            (uvicorn, 1 worker, app defaults: journal "
-          "projector + background tasks on; rate limits on with unreachable budgets)\n", flush=True)
+          f"{args.participants} participants, no body\n            (uvicorn, 1 worker, app defaults; journal "
+          "projector + background tasks in a `reward-wallet worker` beside it, as `serve` runs them; rate limits on "
+          "with unreachable budgets)\n", flush=True)
     print(f"    {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non2xx':>8}{'sockerr':>8}"
           "   CPU in cores: server valkey generator machine", flush=True)
 

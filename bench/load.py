@@ -79,6 +79,25 @@ def comm(pid: int) -> str:
         return ""
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 # --- the server --------------------------------------------------------------------------
 
 
@@ -141,7 +160,10 @@ class Server:
                         api.append(int(entry.name))
                 except OSError:
                     continue
-        groups = {"server (API + projector)": [p for p in api if "valkey" not in comm(p)],
+        # The worker process (projector, webhooks, sweeps) runs in a session of its own.
+        worker = [p for p in children(self.process.pid) if b"\0api\0worker\0" in cmdline(p)]
+        groups = {"server (API)": [p for p in api if "valkey" not in comm(p)],
+                  "worker (projector + background)": worker,
                   "valkey": [p for p in api if "valkey" in comm(p)]}
         with contextlib.suppress(OSError, ValueError, KeyError):
             pid = int(json.loads((self.folder / "valkey" / "valkey.json").read_text())["pid"])

@@ -741,6 +741,10 @@ def main() -> int:
     parser.add_argument("--log-level", default=None,
                         help="RW_LOG_LEVEL for the API (default: unset, i.e. the app's default 'info')")
     parser.add_argument("--skip-redis", action="store_true", help="skip part (b)")
+    parser.add_argument("--background", choices=["worker", "api"], default="worker",
+                        help="where the journal projector and background tasks run: a `reward-wallet worker` "
+                             "process beside the API (what `serve` does; default) or inside the API process "
+                             "(RW_JOURNAL_CONSUMER=true RW_BACKGROUND_TASKS=true, the old default)")
     parser.add_argument("--py-spy", metavar="PATH", default=None,
                         help="py-spy binary: profile the API during one extra, uncounted wallet run")
     args = parser.parse_args()
@@ -821,8 +825,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     # The wallet API and the bare baseline, both one uvicorn worker on loopback.
     api_port, bare_port = free_port(), free_port()
     api_log, bare_log = folder / "api.log", folder / "bare.log"
-    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=env, cwd=ROOT,
+    api_env = env if args.background == "worker" else {**env, "RW_JOURNAL_CONSUMER": "true",
+                                                        "RW_BACKGROUND_TASKS": "true"}
+    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=api_env, cwd=ROOT,
                       stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
+    # As `serve` runs it: the projector and the background tasks in a process of their own.
+    worker = None
+    if args.background == "worker":
+        worker = procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=open(folder / "worker.log", "wb"))
     bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
@@ -865,7 +876,10 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     run_id = secrets.token_hex(4)
 
     def load(target: Target, prefix: str, seconds: float, server_pid: int) -> LoadResult:
-        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid})
+        pids = {"server": server_pid, "valkey": valkey.process.pid}
+        if worker is not None and server_pid == api.pid:
+            pids["worker"] = worker.pid
+        window = CpuWindow(pids)
         if generator == "wrk":
             return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)  # type: ignore[arg-type]
         return run_python_load(target, prefix, seconds, procs, window)
@@ -890,8 +904,11 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare and wallet alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
     print("    bare   = bench/bare_app.py: Litestar POST, msgspec Struct in and out, no middleware (uvicorn, 1 worker)")
+    where = ("in a `reward-wallet worker` process beside it, as `serve` runs them" if args.background == "worker"
+             else "inside the API process")
     print("    wallet = POST /v1/points/deductions, admin key, 1 point each (uvicorn, 1 worker, app defaults: "
-          f"RW_LOG_LEVEL={args.log_level or 'info (default)'}, journal projector + background tasks on)", flush=True)
+          f"RW_LOG_LEVEL={args.log_level or 'info (default)'}; journal projector + background tasks {where})",
+          flush=True)
     print("    CPU columns: cores used during the measured seconds; 'others' = machine busy minus this run's "
           "processes.\n    One uvicorn worker can use at most 1.00 core: a server near 1.00 is CPU-bound.\n",
           flush=True)
@@ -901,18 +918,19 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     drains: list[tuple[int, float]] = []
     lags: list[dict[str, float]] = []
     header = (f"    {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non2xx':>8}{'sockerr':>8}"
-              "   CPU in cores: server valkey generator others machine")
+              "   CPU in cores: server worker valkey generator others machine")
     print(header, flush=True)
 
     def others(r: LoadResult) -> float:
         """CPU used by processes that are not part of this run (the machine is shared)."""
-        return max(0.0, r.cpu["machine_busy"] - r.cpu["server"] - r.cpu["valkey"] - r.generator_cpu)
+        return max(0.0, r.cpu["machine_busy"] - r.cpu["server"] - r.cpu.get("worker", 0.0) - r.cpu["valkey"]
+                   - r.generator_cpu)
 
     def show(name: str, round_no: int, r: LoadResult) -> None:
         c = r.cpu
         print(f"    {name + ' #' + str(round_no):<10}{r.rate:9.0f}{fmt_ms(r.latency['p50']):>9}{fmt_ms(r.latency['p90']):>9}"
               f"{fmt_ms(r.latency['p99']):>9}{fmt_ms(r.latency['max']):>9}{r.non2xx:8d}{r.socket_errors:8d}"
-              f"  {c['server']:20.2f}{c['valkey']:7.2f}{r.generator_cpu:10.2f}{others(r):7.2f}{c['machine_busy']:8.2f}",
+              f"  {c['server']:20.2f}{c.get('worker', 0.0):7.2f}{c['valkey']:7.2f}{r.generator_cpu:10.2f}{others(r):7.2f}{c['machine_busy']:8.2f}",
               flush=True)
 
     for round_no in range(1, args.rounds + 1):
@@ -984,7 +1002,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                   f"sockets; {check['decrease'] - r.n201} of them were applied, the rest were cut off before the "
                   "API read them: it logs those as 'client disconnected')")
     for (waiting, seconds), check in zip(drains, checks):
-        print(f"    round {check['round']}: journal projector (in the API process): {waiting} entries not yet in the "
+        print(f"    round {check['round']}: journal projector ({'worker process' if worker else 'in the API process'}): {waiting} entries not yet in the "
               f"SQL ledger when the run ended, all written {seconds:.1f} s later")
     print("\n    Projection lag during each wallet run (the oldest journal entry not yet written to the SQL ledger "
           "and acknowledged, sampled every 0.1 s):")

@@ -158,7 +158,10 @@ def settings(app_redis_url: str, localstripe_url: str):  # type: ignore[no-untyp
     resolved, _ = resolve_secrets(load_settings())
     # The in-process app runs on the test client's own loop, and tests query SQL from theirs:
     # no pool may be bound to one of them. Live servers (subprocesses) keep the pool.
-    return msgspec.structs.replace(resolved, sql_pool_size=0)
+    # The app under test runs the worker's tasks in process (api/worker.py, the same function
+    # `reward-wallet worker` runs): tests read what they wrote from the ledger without a
+    # worker process of their own. tests/api/test_workers.py proves the real split.
+    return msgspec.structs.replace(resolved, sql_pool_size=0, journal_consumer=True, background_tasks=True)
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +205,9 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The tests' own webhook listeners are on 127.0.0.1: live servers let webhooks reach them.
-        env = {"RW_WEBHOOK_ALLOW_PRIVATE": "true", **os.environ, **(extra_env or {})}
+        # Like the in-process app (see `settings`), each runs the worker's tasks in process.
+        env = {"RW_WEBHOOK_ALLOW_PRIVATE": "true", "RW_JOURNAL_CONSUMER": "true", "RW_BACKGROUND_TASKS": "true",
+               **os.environ, **(extra_env or {})}
         if extra_env and "REDIS_URL" in extra_env and "RW_REDIS_CLUSTER" not in extra_env:
             # A caller naming its own Redis names a single server, even on a cluster run.
             env.pop("RW_REDIS_CLUSTER", None)

@@ -1,13 +1,17 @@
-"""`reward-wallet serve --workers 2`: two worker processes on one embedded Valkey and one
-SQLite; metrics summed over both; SIGTERM under load finishes what was answered and leaves
-no journal entry unprojected, so the ledger holds every answered grant before anything else
-runs, and `reward-wallet reconcile` exits 0."""
+"""`reward-wallet serve --workers 2`: two API processes and one worker process on one
+embedded Valkey and one SQLite; metrics summed over both APIs; SIGTERM under load finishes
+what was answered and then the worker leaves no journal entry unprojected, so the ledger
+holds every answered grant before anything else runs, and `reward-wallet reconcile` exits 0.
+The worker is the only journal consumer (the API processes run no projector), and a
+`kill -9` of serve leaves neither the worker nor Valkey behind."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +34,7 @@ CONCURRENCY = 16
 class Serve:
     """`reward-wallet serve` in its own process group, fully embedded in its own data dir."""
 
-    def __init__(self, data_dir: Path, workers: int) -> None:
+    def __init__(self, data_dir: Path, workers: int, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items()
@@ -40,7 +44,7 @@ class Serve:
         # Under _SESSION_DIR: tests/log_capture.py scans it for secrets at the end of the session.
         self.log = _SESSION_DIR / f"serve-{self.port}.log"
         self.process = subprocess.Popen(
-            [CLI, "serve", "--port", str(self.port), "--workers", str(workers)],
+            [CLI, "serve", "--port", str(self.port), "--workers", str(workers), *options],
             env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -56,10 +60,44 @@ class Serve:
                 raise RuntimeError("serve did not become ready:\n" + self.log.read_text())
             time.sleep(0.1)
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes serve started (`python -m api worker`), by their command line."""
+        return [pid for pid in children(self.process.pid) if command_line(pid)[-4:-2] == ["api", "worker"]]
+
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def children(parent: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `parent`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == parent and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -144,6 +182,7 @@ async def test_two_workers_share_stores_and_drain_the_journal_on_sigterm(serve: 
             await asyncio.sleep(0.005)
         assert not stop.is_set(), f"the load failed before the signal: {refused}"
         signalled_with_in_flight, answered_before_signal = in_flight, len(answered)
+        [worker_pid] = serve.worker_pids()
         os.kill(serve.process.pid, signal.SIGTERM)
         await asyncio.gather(*loaders)
     print(f"\nserve --workers {WORKERS}: {len(answered)} grants answered, {signalled_with_in_flight} in flight at "
@@ -164,7 +203,7 @@ async def test_two_workers_share_stores_and_drain_the_journal_on_sigterm(serve: 
     assert not missing, f"{len(missing)} answered grants are not in the ledger"
     assert all(rows[tx] == who for tx, who in answered.items())
 
-    # ...and the journal is empty: both workers' projectors drained it on the way out.
+    # ...and the journal is empty: the worker drained it on the way out, after the APIs stopped.
     from api.embedded import EmbeddedValkey
     from wallet import keys
 
@@ -176,7 +215,8 @@ async def test_two_workers_share_stores_and_drain_the_journal_on_sigterm(serve: 
         client: Any = redis.Redis.from_url(valkey.url)
         assert client.xlen(keys.journal(program_id)) == 0
         consumers = client.xinfo_consumers(keys.journal(program_id), "ledger")
-        assert len(consumers) == WORKERS  # one projector per worker, each under its own name
+        # One projector, the worker's: neither API process consumed the journal.
+        assert [c["name"].decode() for c in consumers] == [f"{socket.gethostname()}-{worker_pid}"]
         assert all(c["pending"] == 0 for c in consumers)
         client.close()
     finally:
@@ -184,3 +224,67 @@ async def test_two_workers_share_stores_and_drain_the_journal_on_sigterm(serve: 
 
     reconcile = subprocess.run([CLI, "reconcile"], env=serve.env, capture_output=True, text=True, timeout=120)
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+
+
+def test_serve_starts_exactly_one_worker_process_beside_its_api_workers(serve: Serve):
+    workers = serve.worker_pids()
+    assert len(workers) == 1, [command_line(pid) for pid in children(serve.process.pid)]
+    # Like Valkey, in a session of its own: a Ctrl-C at the terminal reaches the API first.
+    assert os.getsid(workers[0]) == workers[0]
+
+
+def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tmp_path: Path):
+    server = Serve(tmp_path / "data", 1, "--no-worker")
+    try:
+        assert server.worker_pids() == []
+        assert len(children(server.process.pid)) == 1  # Valkey alone
+    finally:
+        server.kill()
+
+
+def test_kill_9_of_serve_leaves_no_worker_and_no_valkey(tmp_path: Path):
+    server = Serve(tmp_path / "data", 1)
+    try:
+        [worker] = server.worker_pids()
+        valkey = json.loads((tmp_path / "data" / "valkey" / "valkey.json").read_text())["pid"]
+        assert alive(worker) and alive(valkey)
+        os.kill(server.process.pid, signal.SIGKILL)  # serve alone: no group kill helps them
+        server.process.wait()
+        deadline = time.monotonic() + 60  # a bound on waiting, not a figure under test
+        while (alive(worker) or alive(valkey)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(worker), f"worker {worker} outlived serve: {command_line(worker)}"
+        assert not alive(valkey), f"Valkey {valkey} outlived serve"
+    finally:
+        server.kill()
+
+
+def background_coroutines(http: Any) -> list[str]:
+    """The background coroutines running on the loop of the in-process app's own thread."""
+
+    def on_the_apps_loop() -> list[str]:
+        return sorted(task.get_coro().__qualname__ for task in asyncio.all_tasks())  # type: ignore[union-attr]
+
+    names = http.blocking_portal.call(on_the_apps_loop)
+    return [n for n in names if n in {"run_background", "JournalProjector.run", "run", "expiry_loop"}]
+
+
+async def test_an_api_process_with_default_settings_runs_no_projector_nor_background_task(settings, migrated):  # type: ignore[no-untyped-def]
+    import msgspec
+    from litestar.testing import AsyncTestClient
+
+    from api.app import create_app
+    from api.settings import load_settings, resolve_secrets
+
+    # What `serve` hands its API workers: the environment's settings (no RW_JOURNAL_CONSUMER,
+    # no RW_BACKGROUND_TASKS), on the test session's stores.
+    defaults, _ = resolve_secrets(load_settings({k: v for k, v in os.environ.items()
+                                                 if k not in {"RW_JOURNAL_CONSUMER", "RW_BACKGROUND_TASKS"}}))
+    async with AsyncTestClient(app=create_app(msgspec.structs.replace(defaults, sql_pool_size=0))) as http:
+        assert (await http.get("/ready")).status_code == 200
+        assert background_coroutines(http) == []
+
+    # The same check sees them when a setting turns the in-process copy on (the test app's).
+    async with AsyncTestClient(app=create_app(settings)) as http:
+        assert (await http.get("/ready")).status_code == 200
+        assert background_coroutines(http) == ["JournalProjector.run", "run", "run_background"]
