@@ -24,8 +24,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import background
-from api.auth import Authenticator, BearerAuthMiddleware
-from api.limits import Budget, RateLimits, principal_id, security_headers
+from api.auth import Authenticator
+from api.gate import Gate
+from api.limits import Budget, RateLimits, security_headers
 from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
@@ -45,47 +46,6 @@ PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/
                 "^/metrics$"]
 # Probes and scrapes come often from a few addresses and must never be turned away.
 UNLIMITED_PATHS = ["^/health$", "^/ready$", "^/metrics$"]
-
-
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Gives every request an id (or keeps a sane one the caller sent), answers it in
-    `X-Request-ID`, and logs one line per request: never a header or a body."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 0
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_with_id)
-        except BaseException as exc:
-            # Raised by a middleware inside (auth): Litestar answers it outside this wrapper.
-            status = status or getattr(exc, "status_code", 500)
-            raise
-        finally:
-            access_log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-                # `kind:id` (a key id or participant id), never the secret presented.
-                extra={"request_id": request_id, "principal": principal_id(scope)},
-            )
-
-    return middleware
 
 
 def provide_wallets(state: State) -> WalletStore:
@@ -200,10 +160,8 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         middleware=[
             prometheus_config().middleware,
-            request_id_middleware,
-            limits.before_auth,
-            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
-            limits.after_auth,
+            # Request id, access log, authentication and rate limits: one layer, one Redis call.
+            Gate(limits),
         ],
         before_send=[security_headers(settings.hsts_seconds)],
         dependencies={
