@@ -177,6 +177,8 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         # Bearer tokens, not cookies: browsers never need to send credentials cross-origin.
+        # No origin allowed: no CORS layer at all (it parsed every request's headers to find
+        # an Origin it would refuse anyway; a browser refuses an answer without CORS headers).
         cors_config=CORSConfig(
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
@@ -185,7 +187,7 @@ def create_app(settings: Settings) -> Litestar:
                             "RateLimit-Remaining", "RateLimit-Reset"],
             allow_credentials=False,
             max_age=600,
-        ),
+        ) if origins else None,
         # Logging is ours (api/logs.py: JSON lines with request ids), not Litestar's default.
         logging_config=None,
         debug=False,

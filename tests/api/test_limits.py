@@ -231,6 +231,14 @@ async def test_hsts_and_cors_follow_settings(settings, migrated):
         assert refused.headers.get("access-control-allow-origin") != "https://evil.example.net"
 
 
+async def test_without_allowed_origins_no_origin_is_allowed(settings, migrated):
+    async with limited_app(settings, cors_origins=None) as client:
+        for method in (client.options, client.get):
+            answer = await method("/v1/me/wallet", headers={
+                "Origin": "https://console.example.com", "Access-Control-Request-Method": "GET"})
+            assert "access-control-allow-origin" not in answer.headers
+
+
 @pytest.mark.parametrize("value", ["-1", "many"])
 def test_bad_limit_setting_names_the_variable(value):
     from api.settings import SettingsError, load_settings
