@@ -207,3 +207,27 @@ async def test_a_kept_token_is_refused_once_it_expires(settings, redis, client):
     forged = Authenticator(redis, WalletStore(redis), "another-secret-" + "x" * 40, None, access_ttl=60)
     with pytest.raises(NotAuthorizedException):
         await authenticator.authenticate(forged.access_token(program.id, person["id"]))
+
+
+async def test_rebuild_writes_the_marks_again_that_a_worker_keeping_the_key_in_memory_relies_on(
+        settings, client, redis):
+    from fulfillment.partners import restore_key_marks
+    from programs.gate import key_marks
+
+    program, partner, _ = await shop(client)
+    second = (await client.post("/v1/admin-keys", json={"name": "ops"}, headers=program.headers)).json()
+    async with another_worker(settings) as worker:
+        for key in (second["api_key"], partner["api_key"]):
+            assert (await worker.get("/v1/fulfillment/partners" if key == second["api_key"]
+                                     else "/v1/fulfillment/deliveries", headers=bearer(key))).status_code == 200
+        assert (await client.delete(f"/v1/admin-keys/{second['id']}", headers=program.headers)).status_code == 204
+        assert (await client.patch(f"/v1/fulfillment/partners/{partner['id']}", json={"status": "disabled"},
+                                   headers=program.headers)).status_code == 200
+        # Redis loses the marks (a restore from an old backup, a flush): this worker would let
+        # both keys in again from what it keeps in memory, until the rebuild writes them back.
+        partner_key_id = partner["api_key"].split(".")[1]
+        await redis.delete(key_marks(program.id, second["id"]), key_marks(program.id, partner_key_id))
+        assert (await worker.get("/v1/fulfillment/partners", headers=bearer(second["api_key"]))).status_code == 200
+        await restore_key_marks(redis, program.id)
+        assert (await worker.get("/v1/fulfillment/partners", headers=bearer(second["api_key"]))).status_code == 401
+        assert (await worker.get("/v1/fulfillment/deliveries", headers=bearer(partner["api_key"]))).status_code == 401
