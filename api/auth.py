@@ -1,15 +1,17 @@
-"""Who is calling: `Authorization: Bearer <secret>` resolved to a Principal.
+"""Who is calling: `Authorization: Bearer <secret>` resolved to a Principal, from memory.
 
 - operator key (`rwo_...`): compared in constant time with the SHA-256 from settings.
-- admin and partner keys (`rwk.<id>.<secret>`): the row is found by id (SQL, cached in
-  Redis under the key's own hash tag) and the secret's hash compared in constant time.
-  Revocation marks the cache entry `revoked`, and a cache fill never clears that mark,
-  so a revoked key fails on the very next request on every API machine.
-- partner keys also fail while their partner is disabled: disabling marks every one of the
-  partner's cache entries `disabled` (enabling removes the mark), and a cache fill checks the
-  partner in SQL and caches nothing while it is disabled.
-- participant access tokens: short-lived JWTs (Litestar's `Token`), HS256, that also
-  pass a check of the participant's wallet state, so deactivation stops them at once.
+- admin and partner keys (`rwk.<id>.<secret>`): the key's record (hash, program, kind,
+  partner) is read from SQL once per process and kept; it never changes. The secret's hash
+  is compared in constant time. What does change lives in Redis under the program's hash
+  tag and is read by the request gate (programs/gate.py) on every request: revocation
+  marks the key `revoked` and disabling a partner marks each of its keys `disabled`
+  (enabling removes the mark), so both hold on the very next request on every worker. A
+  record read while SQL already says revoked, or while the partner is disabled, refuses.
+- participant access tokens: short-lived JWTs (Litestar's `Token`), HS256. A verified
+  token's claims are kept by the token string until it expires (the signature is checked
+  once per process); the gate checks the wallet's state and the token's generation on
+  every request, so deactivation and token revocation stop it at once.
 """
 
 from __future__ import annotations
@@ -17,25 +19,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.security.jwt import Token
 
 from fulfillment.partners import partner_active
-from programs.credentials import load_key, secret_matches, split_key
-from programs.programs import ensure_active
-from wallet.replies import reply_text
+from programs import gate
+from programs.credentials import KeyRecord, load_key, secret_matches, split_key
+from programs.programs import ensure_active, suspended_error
+from wallet import keys
 from wallet.store import WalletStore
 
 PrincipalKind = Literal["operator", "admin", "partner", "participant"]
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "rw-participant"
+# Bounded: a full cache forgets its oldest entry (for tokens, the first to expire).
+KEY_CACHE_SIZE = 4_096
+TOKEN_CACHE_SIZE = 16_384
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -53,9 +59,39 @@ class Principal(msgspec.Struct, frozen=True):
             return f"fp:{self.partner_id}"
         return self.kind
 
+    @property
+    def label(self) -> str:
+        """`kind:id` for logs and rate-limit counters: a key id or participant id, never a secret."""
+        return self.kind if self.kind == "operator" else f"{self.kind}:{self.subject_id}"
 
-def key_cache_name(key_id: str) -> str:
-    return f"rw:{{k:{key_id}}}"
+
+class Credential(NamedTuple):
+    """A presented credential resolved from memory, and what the gate must still check in
+    Redis: "k" an API key's marks, "p" a participant's wallet and token generation."""
+
+    principal: Principal
+    check: gate.Check = "-"
+    liveness: str = ""
+    generation: int = 0
+
+
+class _Claims(NamedTuple):
+    expires: float  # epoch seconds
+    program_id: str
+    subject: str
+    generation: int
+
+
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[str, _V], name: str, value: _V, size: int) -> None:
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))  # the oldest entry
+    cache[name] = value
+
+
+UNKNOWN_KEY = "unknown or revoked key"
 
 
 class Authenticator:
@@ -66,71 +102,89 @@ class Authenticator:
         self.jwt_secret = jwt_secret
         self.operator_hash = operator_key_sha256
         self.access_ttl = access_ttl
+        self._keys: dict[str, KeyRecord] = {}
+        self._tokens: dict[str, _Claims] = {}
 
-    async def authenticate(self, presented: str) -> Principal:
+    async def resolve(self, presented: str) -> Credential:
+        """Who `presented` is, without Redis (SQL on an API key's first use in this process);
+        raises NotAuthorizedException. The gate's verdict completes the check."""
         if presented.startswith("rwo_"):
             digest = hashlib.sha256(presented.encode()).hexdigest()
             if self.operator_hash and hmac.compare_digest(digest, self.operator_hash):
-                return Principal(kind="operator")
-            raise NotAuthorizedException("unknown or revoked key")
+                return Credential(Principal(kind="operator"))
+            raise NotAuthorizedException(UNKNOWN_KEY)
         parts = split_key(presented)
         if parts is not None:
             return await self._api_key(*parts)
-        return await self._participant(presented)
+        return self._participant(presented)
 
-    async def _api_key(self, key_id: str, secret: str) -> Principal:
-        name = key_cache_name(key_id)
-        cached = {reply_text(k): reply_text(v) for k, v in (await self.client.hgetall(name)).items()}
-        if cached.get("revoked") == "1":
-            raise NotAuthorizedException("unknown or revoked key")
-        if "h" not in cached:
+    async def authenticate(self, presented: str) -> Principal:
+        """resolve() and the gate's liveness check, counting nothing (the request path counts
+        in the same call: api/gate.py)."""
+        credential = await self.resolve(presented)
+        if credential.check != "-":
+            passage = await gate.pass_gate(self.client, (), (), credential.check, credential.liveness,
+                                           credential.generation)
+            if passage.verdict != gate.LET_IN:
+                raise self.refusal(credential, passage.verdict)
+        return credential.principal
+
+    @staticmethod
+    def refusal(credential: Credential, verdict: int) -> NotAuthorizedException:
+        if credential.check == "p":
+            if verdict == gate.GENERATION_MOVED:
+                # A token minted before a deactivation stays dead after the reactivation.
+                return NotAuthorizedException("this access token was revoked; refresh or sign in again")
+            return NotAuthorizedException("participant is not active")
+        if verdict == gate.DISABLED:
+            return NotAuthorizedException("this partner is disabled")
+        return NotAuthorizedException(UNKNOWN_KEY)
+
+    async def _api_key(self, key_id: str, secret: str) -> Credential:
+        record = self._keys.get(key_id)
+        if record is None:
             record = await load_key(key_id)
             if record is None:
-                raise NotAuthorizedException("unknown or revoked key")
-            if record.revoked:
-                await self.client.hset(name, "revoked", "1")
-                raise NotAuthorizedException("unknown or revoked key")
-            if record.kind == "partner" and not await partner_active(record.partner_id or ""):
-                raise NotAuthorizedException("unknown or revoked key")
-            cached = {"h": record.key_hash, "program": record.program_id, "kind": record.kind,
-                      "partner": record.partner_id or ""}
-            # HSET of these fields only: a concurrent revocation's mark survives the fill.
-            await self.client.hset(name, mapping=cached)
-            if await self.client.hget(name, "revoked") in (b"1", "1"):
-                raise NotAuthorizedException("unknown or revoked key")
-        if not secret_matches(secret, cached["h"]):
-            raise NotAuthorizedException("unknown or revoked key")
-        if cached.get("disabled") == "1":
-            raise NotAuthorizedException("this partner is disabled")
-        kind = "partner" if cached.get("kind") == "partner" else "admin"
-        return Principal(kind=kind, program_id=cached["program"], subject_id=key_id,
-                         partner_id=cached.get("partner") or None)
+                raise NotAuthorizedException(UNKNOWN_KEY)
+            if not record.revoked and record.kind == "partner" and not await partner_active(record.partner_id or ""):
+                # Not kept: enabling the partner again only removes the marks.
+                raise NotAuthorizedException(UNKNOWN_KEY)
+            _remember(self._keys, key_id, record, KEY_CACHE_SIZE)
+        if record.revoked or not secret_matches(secret, record.key_hash):
+            raise NotAuthorizedException(UNKNOWN_KEY)
+        kind: PrincipalKind = "partner" if record.kind == "partner" else "admin"
+        principal = Principal(kind=kind, program_id=record.program_id, subject_id=key_id,
+                              partner_id=record.partner_id or None)
+        return Credential(principal, "k", gate.key_marks(record.program_id, key_id))
 
-    async def mark_revoked(self, key_id: str) -> None:
-        await self.client.hset(key_cache_name(key_id), "revoked", "1")
+    async def mark_revoked(self, program_id: str, key_id: str) -> None:
+        """After SQL says so: every worker's gate refuses the key from the next request on."""
+        await gate.mark_revoked(self.client, program_id, key_id)
 
-    async def mark_disabled(self, key_ids: list[str], disabled: bool) -> None:
-        """Marks (or unmarks) a disabled partner's keys on every API machine at once. Set after
-        SQL says so: a concurrent cache fill writes other fields and leaves this one be."""
-        for key_id in key_ids:
-            if disabled:
-                await self.client.hset(key_cache_name(key_id), "disabled", "1")
-            else:
-                await self.client.hdel(key_cache_name(key_id), "disabled")
+    async def mark_disabled(self, program_id: str, key_ids: list[str], disabled: bool) -> None:
+        """Marks (or unmarks) a disabled partner's keys on every API machine at once; set after
+        SQL says so."""
+        await gate.mark_disabled(self.client, program_id, key_ids, disabled)
 
-    async def _participant(self, presented: str) -> Principal:
+    def _participant(self, presented: str) -> Credential:
+        claims = self._tokens.get(presented)
+        if claims is None or claims.expires <= time.time():
+            if claims is not None:
+                del self._tokens[presented]
+            claims = self._verify(presented)
+            _remember(self._tokens, presented, claims, TOKEN_CACHE_SIZE)
+        principal = Principal(kind="participant", program_id=claims.program_id, subject_id=claims.subject)
+        return Credential(principal, "p", keys.wallet(claims.program_id, claims.subject), claims.generation)
+
+    def _verify(self, presented: str) -> _Claims:
+        """The signature, audience and expiry checked (PyJWT); raises NotAuthorizedException."""
         token = Token.decode(presented, secret=self.jwt_secret, algorithm=JWT_ALGORITHM, audience=JWT_AUDIENCE,
                              require_claims=["exp", "sub"])
         program_id = token.extras.get("prg")
-        if not isinstance(program_id, str):
+        generation = token.extras.get("gen", 0)
+        if not isinstance(program_id, str) or not program_id or type(generation) is not int:
             raise NotAuthorizedException("invalid token")
-        state, generation = await self.wallets.token_state(program_id, token.sub)
-        if state != "active":
-            raise NotAuthorizedException("participant is not active")
-        # A token minted before a deactivation stays dead after the reactivation.
-        if token.extras.get("gen", 0) != generation:
-            raise NotAuthorizedException("this access token was revoked; refresh or sign in again")
-        return Principal(kind="participant", program_id=program_id, subject_id=token.sub)
+        return _Claims(token.exp.timestamp(), program_id, token.sub, generation)
 
     async def mint_access_token(self, program_id: str, participant_id: str) -> str:
         """An access token of the participant's current token generation."""
@@ -148,21 +202,6 @@ class Authenticator:
             extras={"prg": program_id, "gen": generation},
         )
         return token.encode(secret=self.jwt_secret, algorithm=JWT_ALGORITHM)
-
-
-class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented:
-            raise NotAuthorizedException("send Authorization: Bearer <key or access token>")
-        if len(presented) > 4096 or not presented.isascii():
-            raise NotAuthorizedException("unknown or revoked key")
-        authenticator: Authenticator = connection.app.state.authenticator
-        principal = await authenticator.authenticate(presented)
-        connection.scope.setdefault("state", {})["principal"] = principal.kind
-        return AuthenticationResult(user=principal, auth=None)
 
 
 def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
@@ -193,8 +232,13 @@ admin_or_participant = _requires("admin", "participant")
 
 
 async def active_program(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard for what a suspended program may not do (409 program_suspended): read from
-    Redis on every request, so a suspension holds at once on every worker."""
+    """Guard for what a suspended program may not do (409 program_suspended): the flag the
+    gate read from Redis in this request's own call (or read here when the gate did not),
+    so a suspension holds at once on every worker."""
     principal = connection.user
     if isinstance(principal, Principal) and principal.program_id:
-        await ensure_active(connection.app.state.wallets, principal.program_id)
+        suspended = connection.scope.get("state", {}).get("program_suspended")
+        if suspended is None:
+            await ensure_active(connection.app.state.wallets, principal.program_id)
+        elif suspended:
+            raise suspended_error()

@@ -293,6 +293,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
+    from fulfillment.partners import restore_key_marks
     from programs.participants import inactive_participant_ids
     from programs.programs import get_program, list_program_ids, sync_status
     from programs.tables import Participant
@@ -314,6 +315,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 for participant_id in await inactive_participant_ids(program_id):
                     await store.set_inactive(program_id, participant_id, True)
                 await sync_status(store, program_id, (await get_program(program_id)).status)
+                await restore_key_marks(client, program_id)
         finally:
             await client.aclose()
         return total

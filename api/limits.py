@@ -4,10 +4,11 @@ Redis, and the security headers every answer carries.
 Why not Litestar's `RateLimitMiddleware` as is: it keeps a JSON list of every request's
 timestamp per client (a 12,000-request budget means decoding and re-encoding 12,000 numbers
 on each request), serialises every request of a process behind one lock, and reads then
-writes the list, so N workers can each let the full budget through. Here one small Lua
-script (`INCR`, `EXPIRE` on a window's first request) counts fixed windows atomically on the
-shared Redis: every worker and machine sees the same count, and the cost is one round trip
-whatever the limit.
+writes the list, so N workers can each let the full budget through. Here fixed windows are
+counted atomically on the shared Redis (`INCR`, `EXPIRE` on a window's first request) by
+the request gate's one function call (programs/gate.lua, driven by api/gate.py): every
+worker and machine sees the same count, and an authenticated request's counting shares the
+round trip that checks its credentials are still good.
 The answer keeps Litestar's conventions: `TooManyRequestsException` (a `429 rate_limited`
 problem document through api/problems.py) with `Retry-After` and the draft `RateLimit-*`
 headers.
@@ -22,28 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.exceptions import TooManyRequestsException
+from litestar.types import Message, Scope
 
 from api.auth import Principal
+from programs import gate
 
 KEY_PREFIX = "rw:rl:"
-
-# KEYS: one counter per budget, all of one client (same hash tag). ARGV: each one's TTL.
-# Answers the counts after this request. The counters are not written to the AOF nor sent
-# to replicas (REPL_NONE): with `appendfsync always` every replicated write waits for an
-# fsync (counting with replicated writes, a worker served 600-700 requests/s where it served
-# 1,050 without limits); a budget that restarts from zero after a Redis restart is harmless.
-COUNT_LUA = """
-redis.set_repl(redis.REPL_NONE)
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  counts[i] = n
-end
-return counts
-"""
+Headers = list[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +40,23 @@ class Budget:
     name: str
     limit: int
     window: int
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The counters one request counts: each budget's current window and its key."""
+
+    budgets: list[Budget]
+    numbers: list[int]
+    names: list[str]
+    now: float
+
+    @property
+    def ttls(self) -> list[int]:
+        return [b.window + 1 for b in self.budgets]
+
+
+NO_WINDOWS = Windows([], [], [], 0.0)
 
 
 def client_ip(scope: Scope) -> str:
@@ -65,19 +69,16 @@ def client_ip(scope: Scope) -> str:
 def principal_id(scope: Scope) -> str | None:
     """`kind:id` of an authenticated caller: a key id or participant id, never a secret."""
     user = scope.get("user")
-    if not isinstance(user, Principal):
-        return None
-    return user.kind if user.kind == "operator" else f"{user.kind}:{user.subject_id}"
+    return user.label if isinstance(user, Principal) else None
 
 
 class RateLimits:
-    """One budget per request, one Redis round trip: an authenticated request counts against
-    its principal (an address shared by many consoles or a CRM's NAT is not one client);
-    a public request (no credentials needed) counts against the client address, a request
-    whose credentials fail against the address's small budget of failures, and the refresh
-    endpoint also against its own tight budget.
+    """One budget per request: an authenticated request counts against its principal (an
+    address shared by many consoles or a CRM's NAT is not one client), in the gate's call
+    that checks its credentials; a public request (no credentials needed) counts against the
+    client address, a request whose credentials fail against the address's small budget of
+    failures, and the refresh endpoint also against its own tight budget.
 
-    `before_auth` wraps the authentication middleware and `after_auth` sits inside it.
     Failed credentials are counted once they fail; an address over its budget is then
     refused in this process before authentication runs, until its window ends, without a
     Redis call (each worker learns it from the shared count at its next failure)."""
@@ -94,83 +95,82 @@ class RateLimits:
         self.public = re.compile("|".join(public_paths))
         self.unlimited = re.compile("|".join(unlimited_paths))
         self.blocked: dict[str, float] = {}  # address -> when its window ends (time.time())
-        self._script: Any = None  # registered on first use (it needs the app's client)
 
-    def before_auth(self, app: ASGIApp) -> ASGIApp:
-        async def limit_addresses(scope: Scope, receive: Receive, send: Send) -> None:
-            path = scope["path"]
-            if scope["type"] != "http" or self.unlimited.search(path):
-                await app(scope, receive, send)
-                return
-            address = client_ip(scope)
-            if self.public.search(path):
-                budgets = [self.per_ip]
-                if self.refresh_path.search(path):
-                    budgets.append(self.refresh)
-                send = await self._count(scope, send, address, budgets)
-                await app(scope, receive, send)
-                return
-            until = self.blocked.get(address)
-            if until is not None:
-                if until > time.time():
-                    raise self._refusal(self.failures, until - time.time())
-                del self.blocked[address]
-            try:
-                await app(scope, receive, send)
-            except NotAuthorizedException:
-                # Counted only now: a request that authenticates never touches this budget.
-                await self._count(scope, send, address, [self.failures], failure=True)
-                raise
+    def public_windows(self, path: str, address: str) -> Windows:
+        """The windows a public request counts: its address's, and the refresh budget's."""
+        budgets = [self.per_ip]
+        if self.refresh_path.search(path):
+            budgets.append(self.refresh)
+        return self._windows(address, budgets)
 
-        return limit_addresses if self.per_ip.limit or self.refresh.limit or self.failures.limit else app
+    def principal_windows(self, principal: Principal) -> Windows:
+        """The principal's window, under its program's hash tag (one slot with the gate's
+        other keys); the operator, of no program, under its own."""
+        budget = self.per_principal
+        if not budget.limit:
+            return NO_WINDOWS
+        now = time.time()
+        number = int(now // budget.window)
+        if principal.program_id:
+            name = gate.principal_counter(principal.program_id, principal.label, budget.name, budget.window, number)
+        else:
+            name = f"{KEY_PREFIX}{{{principal.label}}}:{budget.name}:{budget.window}:{number}"
+        return Windows([budget], [number], [name], now)
 
-    def after_auth(self, app: ASGIApp) -> ASGIApp:
-        async def limit_principals(scope: Scope, receive: Receive, send: Send) -> None:
-            principal = principal_id(scope) if scope["type"] == "http" else None
-            if principal is not None and not self.unlimited.search(scope["path"]):
-                send = await self._count(scope, send, principal, [self.per_principal])
-            await app(scope, receive, send)
-
-        return limit_principals if self.per_principal.limit else app
-
-    async def _count(self, scope: Scope, send: Send, client: str, budgets: list[Budget],
-                     failure: bool = False) -> Send:
-        """Counts one request of `client` against `budgets`; raises 429 if one is spent, else
-        answers `send` wrapped to add the tightest budget's RateLimit-* headers."""
+    def _windows(self, client: str, budgets: list[Budget]) -> Windows:
         budgets = [b for b in budgets if b.limit]
         if not budgets:
-            return send
-        redis = scope["litestar_app"].state.redis
-        if self._script is None:
-            self._script = redis.register_script(COUNT_LUA)
+            return NO_WINDOWS
         now = time.time()
-        windows = [int(now // b.window) for b in budgets]
+        numbers = [int(now // b.window) for b in budgets]
         # The client is the hash tag: one request's counters share a cluster slot.
-        names = [f"{KEY_PREFIX}{{{client}}}:{b.name}:{b.window}:{w}" for b, w in zip(budgets, windows)]
-        counts = await self._script(keys=names, args=[b.window + 1 for b in budgets], client=redis)
+        names = [f"{KEY_PREFIX}{{{client}}}:{b.name}:{b.window}:{n}" for b, n in zip(budgets, numbers)]
+        return Windows(budgets, numbers, names, now)
+
+    def refuse_blocked(self, address: str) -> None:
+        """429 for an address that spent its failures budget, until its window ends."""
+        until = self.blocked.get(address)
+        if until is not None:
+            now = time.time()
+            if until > now:
+                raise self._refusal(self.failures, until - now)
+            del self.blocked[address]
+
+    async def count_alone(self, redis: Any, windows: Windows) -> Headers:
+        """Counts windows that have no credentials to check (a public request, a failure)."""
+        if not windows.names:
+            return []
+        passage = await gate.pass_gate(redis, windows.names, windows.ttls)
+        return self.settle(windows, passage.counts)
+
+    async def count_failure(self, redis: Any, address: str) -> None:
+        """Counts a failed credential against the address; 429 (and blocked here) past its budget."""
+        windows = self._windows(address, [self.failures])
+        if windows.names:
+            passage = await gate.pass_gate(redis, windows.names, windows.ttls)
+            self.settle(windows, passage.counts, failure_of=address)
+
+    def settle(self, windows: Windows, counts: list[int], failure_of: str | None = None) -> Headers:
+        """Raises 429 if a budget is spent, else answers the tightest budget's RateLimit-* headers."""
+        if not windows.budgets:
+            return []
+        now = windows.now
         tightest: tuple[int, Budget, float] | None = None  # remaining, budget, seconds to reset
-        for budget, window, used in zip(budgets, windows, counts):
-            reset = (window + 1) * budget.window - now
-            if int(used) > budget.limit:
-                if failure:
-                    self._block(client, now + reset)
+        for budget, number, used in zip(windows.budgets, windows.numbers, counts):
+            reset = (number + 1) * budget.window - now
+            if used > budget.limit:
+                if failure_of is not None:
+                    self._block(failure_of, now + reset)
                 raise self._refusal(budget, reset)
-            remaining = budget.limit - int(used)
+            remaining = budget.limit - used
             if tightest is None or remaining < tightest[0]:
                 tightest = (remaining, budget, reset)
         assert tightest is not None
-        headers = [
+        return [
             (b"ratelimit-limit", str(tightest[1].limit).encode()),
             (b"ratelimit-remaining", str(tightest[0]).encode()),
             (b"ratelimit-reset", str(max(1, math.ceil(tightest[2]))).encode()),
         ]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
-            await send(message)
-
-        return send_with_headers
 
     def _block(self, address: str, until: float) -> None:
         if len(self.blocked) > 10_000:  # bounded: forget the expired, or everyone if need be
@@ -239,4 +239,4 @@ def _has_authorization(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope.get("headers", ()))
 
 
-__all__ = ["Budget", "RateLimits", "client_ip", "principal_id", "security_headers"]
+__all__ = ["Budget", "RateLimits", "Windows", "client_ip", "principal_id", "security_headers"]

@@ -13,6 +13,7 @@ from catalog.tables import Brand
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
 from fulfillment.webhook_target import check_url
+from programs import gate
 from programs.credentials import issue_key
 from programs.tables import ApiKey
 from wallet.errors import Conflict, NotFound
@@ -172,6 +173,20 @@ async def partner_key_ids(partner_id: str) -> list[str]:
     """Every key ever issued to the partner, revoked ones included (their cache marks too)."""
     rows = await ApiKey.select(ApiKey.id).where((ApiKey.partner_id == partner_id) & (ApiKey.kind == "partner")).run()
     return [r["id"] for r in rows]
+
+
+async def restore_key_marks(client: Any, program_id: str) -> None:
+    """The request gate's marks written again from SQL (revoked keys, disabled partners' keys):
+    after Redis lost them, a worker that keeps a key's record in memory would otherwise let a
+    revoked key in (`reward-wallet rebuild` calls this)."""
+    revoked = await ApiKey.select(ApiKey.id).where(
+        (ApiKey.program_id == program_id) & ApiKey.revoked_at.is_not_null()).run()
+    for row in revoked:
+        await gate.mark_revoked(client, program_id, row["id"])
+    disabled = await Partner.select(Partner.id).where(
+        (Partner.program_id == program_id) & (Partner.status == "disabled")).run()
+    for row in disabled:
+        await gate.mark_disabled(client, program_id, await partner_key_ids(row["id"]), True)
 
 
 async def rotate_key(program_id: str, partner_id: str) -> tuple[str, list[str]]:

@@ -180,8 +180,13 @@ async def sync_status(store: WalletStore, program_id: str, status: str) -> None:
 async def ensure_active(store: WalletStore, program_id: str) -> None:
     """Raises ProgramSuspended while the operator has the program suspended."""
     if await store.program_suspended(program_id):
-        raise ProgramSuspended("the program is suspended by the platform operator: nothing new can be granted, "
-                               "spent, entered or signed in to until it is reactivated")
+        raise suspended_error()
+
+
+def suspended_error() -> ProgramSuspended:
+    """The refusal for a suspended program (the request gate reads the flag itself)."""
+    return ProgramSuspended("the program is suspended by the platform operator: nothing new can be granted, "
+                            "spent, entered or signed in to until it is reactivated")
 
 
 async def list_programs_with_expiry() -> list[ProgramView]:

@@ -21,7 +21,7 @@ from wallet.ids import new_id
 # one library, so the games' functions are parts of the wallet's library and every process
 # loads the same text: loading a library replaces all of it.
 LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes.lua"),
-                 ("games", "spins.lua"), ("games", "seeds.lua"))
+                 ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"))
 LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)
 
 Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster

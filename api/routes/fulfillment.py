@@ -152,7 +152,7 @@ async def update_partner(request: Request[Any, Any, Any], partner_id: str, data:
                          wallets: WalletStore, sealer: Sealer, authenticator: Authenticator) -> partners.PartnerView:
     program = await get_program(program_of(request))
     view = await partners.set_status(program.id, partner_id, data.status)
-    await authenticator.mark_disabled(await partners.partner_key_ids(partner_id), data.status == "disabled")
+    await authenticator.mark_disabled(program.id, await partners.partner_key_ids(partner_id), data.status == "disabled")
     await reroute_orphans(wallets, sealer, program)
     return view
 
@@ -165,7 +165,7 @@ async def rotate_partner_key(request: Request[Any, Any, Any], partner_id: str,
                              authenticator: Authenticator) -> Response[partners.PartnerKey]:
     api_key, revoked = await partners.rotate_key(program_of(request), partner_id)
     for key_id in revoked:
-        await authenticator.mark_revoked(key_id)
+        await authenticator.mark_revoked(program_of(request), key_id)
     return Response(partners.PartnerKey(api_key=api_key), status_code=201)
 
 

@@ -112,8 +112,9 @@ async def list_keys(request: Request[Any, Any, Any], limit: Limit = 50, cursor: 
         summary="Revoke an admin key", description="The key stops working at once, on every API machine.",
         tags=["programs"], status_code=204)
 async def revoke_key(request: Request[Any, Any, Any], key_id: str, authenticator: Authenticator) -> None:
-    await credentials.revoke_key(principal_of(request).program_id or "", key_id)
-    await authenticator.mark_revoked(key_id)
+    program_id = principal_of(request).program_id or ""
+    await credentials.revoke_key(program_id, key_id)
+    await authenticator.mark_revoked(program_id, key_id)
 
 
 ROUTES = [create, read_any, set_program_status, read_own, update_own, create_key, list_keys, revoke_key]

@@ -29,9 +29,11 @@ async def limited_app(settings: Any, **changes: Any) -> AsyncIterator[AsyncTestC
 
 async def forget_counts(redis: Any) -> None:
     """The test client always calls from `testclient`: start each burst from zero."""
-    async for key in redis.scan_iter(match="rw:rl:*"):
-        if key.startswith((b"rw:rl:{testclient}", b"rw:rl:{admin:", b"rw:rl:{participant:")):
-            await redis.delete(key)
+    async for key in redis.scan_iter(match="rw:rl:{testclient}*"):
+        await redis.delete(key)
+    # A principal's counters live under its program's hash tag (one slot with the gate's keys).
+    async for key in redis.scan_iter(match="rw:{p:*}:rl:*"):
+        await redis.delete(key)
 
 
 async def burst(redis: Any, window: int, count: int, call: Callable[[], Awaitable[Any]]) -> list[Any]:
@@ -227,6 +229,14 @@ async def test_hsts_and_cors_follow_settings(settings, migrated):
         refused = await client.options("/v1/me/wallet", headers={
             "Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"})
         assert refused.headers.get("access-control-allow-origin") != "https://evil.example.net"
+
+
+async def test_without_allowed_origins_no_origin_is_allowed(settings, migrated):
+    async with limited_app(settings, cors_origins=None) as client:
+        for method in (client.options, client.get):
+            answer = await method("/v1/me/wallet", headers={
+                "Origin": "https://console.example.com", "Access-Control-Request-Method": "GET"})
+            assert "access-control-allow-origin" not in answer.headers
 
 
 @pytest.mark.parametrize("value", ["-1", "many"])

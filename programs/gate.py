@@ -1,0 +1,79 @@
+"""The request gate: one Redis function call (programs/gate.lua, `rw_gate`) that says whether
+a caller is still let in and counts its rate-limit windows, before the request's handler.
+
+What must hold on the very next request on every worker lives in Redis and is read here:
+an API key's `revoked` and `disabled` marks (under the key's program's hash tag), a
+participant wallet's `open`/`inactive`/`gen`, the program's `suspended` flag. What never
+changes (a key's hash, program, kind and partner; a token's verified claims) is answered
+from memory by the caller (api/auth.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from wallet import keys
+
+Check = Literal["p", "k", "-"]
+
+# Verdicts of rw_gate (see gate.lua).
+LET_IN = 0
+UNKNOWN = 1
+REVOKED = 2
+DISABLED = 3
+GENERATION_MOVED = 4
+
+
+def key_marks(program_id: str, key_id: str) -> str:
+    """An API key's `revoked` and `disabled` marks, under its program's hash tag so the gate
+    reads them in the same call as the key's rate-limit counter."""
+    return f"{keys.tag(program_id)}:key:{key_id}"
+
+
+def principal_counter(program_id: str, principal: str, budget: str, window: int, number: int) -> str:
+    """A principal's rate-limit counter for one fixed window (its program's hash tag)."""
+    return f"{keys.tag(program_id)}:rl:{principal}:{budget}:{window}:{number}"
+
+
+def counter_pattern(program_id: str) -> str:
+    return f"{keys.tag(program_id)}:rl:*"
+
+
+class Passage(msgspec.Struct, frozen=True):
+    """The gate's answer: the verdict, the program's suspension (when asked), and each
+    counter's count after this request (empty when refused)."""
+
+    verdict: int
+    suspended: bool
+    counts: list[int]
+
+
+async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], check: Check = "-",
+                    liveness: str = "", generation: int = 0, config: str = "") -> Passage:
+    """One FCALL: `check` "p" reads the participant wallet `liveness` against the token's
+    `generation`, "k" the API key marks `liveness`; `config` (a program's config hash) asks
+    for the suspension flag; every counter is counted once the caller is let in."""
+    key_list = list(counters)
+    if check != "-":
+        key_list.append(liveness)
+    if config:
+        key_list.append(config)
+    reply = await client.fcall("rw_gate", len(key_list), *key_list, len(counters), check, generation,
+                               "1" if config else "0", *ttls)
+    return Passage(int(reply[0]), reply[1] == 1, [int(c) for c in reply[2:]])
+
+
+async def mark_revoked(client: Any, program_id: str, key_id: str) -> None:
+    """Revocation is for good: the mark is never removed."""
+    await client.hset(key_marks(program_id, key_id), "revoked", "1")
+
+
+async def mark_disabled(client: Any, program_id: str, key_ids: Sequence[str], disabled: bool) -> None:
+    for key_id in key_ids:
+        if disabled:
+            await client.hset(key_marks(program_id, key_id), "disabled", "1")
+        else:
+            await client.hdel(key_marks(program_id, key_id), "disabled")
