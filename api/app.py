@@ -23,7 +23,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import background
+from api import background, projection
 from api.auth import Authenticator, BearerAuthMiddleware
 from api.limits import Budget, RateLimits, principal_id, security_headers
 from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
     assert settings.jwt_secret is not None, "resolve_secrets(settings) first"
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is unset: `reward-wallet serve` starts the embedded Valkey and sets it")
+    projection.wire()  # what the journal projector writes besides the ledger (spin rows, feed lines)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -219,8 +219,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 async def _project_everything(client: Any) -> None:
     from programs.programs import list_program_ids
+    from api import projection
     from wallet.journal import JournalProjector
 
+    projection.wire()
     projector = JournalProjector(client, consumer="cli", claim_idle_ms=0)
     await projector.project_all(await list_program_ids())
 
@@ -315,6 +317,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
     from programs.expiry import sweep_all
+    from api import projection
     from wallet.journal import JournalProjector
     from wallet.store import WalletStore, connect
 
@@ -324,6 +327,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
         await migrate()
         client = connect(url, cluster=settings.redis_cluster)
         try:
+            projection.wire()
             projector = JournalProjector(client, consumer="cli-expire", claim_idle_ms=0)
             return await sweep_all(WalletStore(client), projector.project_program)
         finally:
@@ -343,9 +347,11 @@ async def expiry_loop(client: Any, stop: asyncio.Event, every: float) -> None:
     import logging
 
     from programs.expiry import sweep_all
+    from api import projection
     from wallet.journal import JournalProjector
     from wallet.store import WalletStore
 
+    projection.wire()
     projector = JournalProjector(client, consumer=f"expiry-{os.getpid()}", claim_idle_ms=60_000)
     while not stop.is_set():
         try:
@@ -363,6 +369,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from api.logs import configure_logging
     from api.migrate import migrate
     from programs.programs import list_program_ids
+    from api import projection
     from wallet.journal import JournalProjector
     from wallet.store import connect
 
@@ -377,6 +384,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            projection.wire()
             projector = JournalProjector(
                 client,
                 claim_idle_ms=settings.journal_claim_idle_ms,
