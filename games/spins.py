@@ -153,16 +153,12 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
                campaign_id: str, idem: Idem) -> tuple[SpinView, bool]:
     """Answers the spin and whether it is a replay of an earlier request with the same key."""
     client = store.client
-    status, eligibility, segments = await client.hmget(keys.campaign(program.id, campaign_id), "status",
-                                                      "eligibility", "segments")
-    if status is None:  # never launched (a draft) or unknown
-        row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
-        raise Refused("campaign_not_active", f"the campaign is {row['status']}")
+    rules = await _launched_rules(client, program.id, campaign_id)
     # A retry of an answered spin replays it even if the participant's segment or team has
     # changed since: only a new spin is checked.
-    if eligibility and not (idem.key and await client.exists(idem.key)):
-        await _check_eligible(program.id, participant_id, reply_text(eligibility))
-    extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
+    if rules.eligibility and not (idem.key and await client.exists(idem.key)):
+        await _check_eligible(program.id, participant_id, rules.eligibility)
+    extras = await _entries_extras(client, program.id, participant_id, rules.entries)
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
     pair = await seeds.read_pair(store, program.id, participant_id)
@@ -171,6 +167,8 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
         pair = {}
     outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, pair,
                               extras)
+    if outcome.code == "not_found":  # the campaign's runtime is gone from Redis
+        await _refuse_unlaunched(program.id, campaign_id)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
     spec = await launched_spec(program.id, campaign_id)
@@ -187,6 +185,37 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     finally:
         await client.delete(lock)
     return view, bool(outcome.replayed)
+
+
+class _Rules(msgspec.Struct, frozen=True):
+    eligibility: str  # the Eligibility JSON, "" for everyone
+    entries: list[dict[str, Any]]  # the segments whose prize is sweepstakes entries (type, k, sw)
+
+
+# What a spin reads of its campaign's runtime hash before its call, by (program, campaign):
+# fixed by the spec once launched (a relaunch rewrites prices, not these), so kept for good.
+# rw_spin checks the status and dates itself. Bounded: cleared when full.
+_RULES: dict[tuple[str, str], _Rules] = {}
+
+
+async def _refuse_unlaunched(program_id: str, campaign_id: str) -> None:
+    row = await campaign_row(program_id, campaign_id)  # 404 for an unknown campaign
+    raise Refused("campaign_not_active", f"the campaign is {row['status']}")
+
+
+async def _launched_rules(client: Any, program_id: str, campaign_id: str) -> _Rules:
+    rules = _RULES.get((program_id, campaign_id))
+    if rules is None:
+        status, eligibility, segments = await client.hmget(keys.campaign(program_id, campaign_id), "status",
+                                                          "eligibility", "segments")
+        if status is None:  # never launched (a draft) or unknown
+            await _refuse_unlaunched(program_id, campaign_id)
+        rules = _Rules(eligibility=reply_text(eligibility) if eligibility else "",
+                       entries=[seg for seg in msgspec.json.decode(segments or b"[]") if seg.get("type") == "entries"])
+        if len(_RULES) >= 1024:
+            _RULES.clear()
+        _RULES[(program_id, campaign_id)] = rules
+    return rules
 
 
 async def _entries_extras(client: Any, program_id: str, participant_id: str,
