@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from games.tables import Spin
 from programs.tables import FeedItem
@@ -27,16 +28,19 @@ SURE_POINTS = {"name": "Sure points", "cost_points": 10, "segments": [
 
 @contextlib.asynccontextmanager
 async def projection_paused(redis: Any, program_id: str) -> AsyncIterator[None]:
-    """No projector reads this program's journal inside the block: its consumer group is
-    gone (the projectors fail on it and retry), and comes back at the start of the stream,
+    """No projector reads this program's journal inside the block: its consumer group's
+    last delivered id is set past every entry to come (the group stays, so a projector that
+    meets the program for the first time finds it), then back to the start of the stream,
     so everything journalled meanwhile is projected afterwards."""
     stream = keys.journal(program_id)
+    with contextlib.suppress(ResponseError):  # BUSYGROUP: a projector made it first
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     await wait_until(lambda: redis.xlen(stream), 0)  # what came before is projected
-    await redis.xgroup_destroy(stream, GROUP)
+    await redis.xgroup_setid(stream, GROUP, "9999999999999-0")
     try:
         yield
     finally:
-        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        await redis.xgroup_setid(stream, GROUP, "0")
 
 
 async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
