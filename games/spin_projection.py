@@ -22,6 +22,7 @@ from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import get_program
 from wallet import keys
 from wallet.journal import BadEntry, JournalEntry, Rows, parse_entry
+from wallet.replies import reply_text
 
 log = logging.getLogger("rw.spins")
 
@@ -126,6 +127,11 @@ async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows
     return out
 
 
+def _field(fields: dict[Any, Any], name: str) -> str:
+    value = fields.get(name.encode(), fields.get(name))
+    return reply_text(value) if value is not None else ""
+
+
 async def pending_spins(client: Any, program_id: str, participant_id: str | None = None,
                         campaign_id: str | None = None) -> list[dict[str, Any]]:
     """Spins still in the journal (not yet projected), newest first, as history rows: one
@@ -134,6 +140,10 @@ async def pending_spins(client: Any, program_id: str, participant_id: str | None
     committed, so every spin is in one or the other (or both)."""
     found: list[dict[str, Any]] = []
     for stream_id, fields in await client.xrevrange(keys.journal(program_id), count=PENDING_SCAN):
+        # Most entries are others' or not spins: skip them before parsing.
+        if _field(fields, "kind") != "spin" or (participant_id is not None
+                                                and _field(fields, "participant") != participant_id):
+            continue
         try:
             entry = parse_entry(stream_id, fields)
         except BadEntry:
