@@ -131,13 +131,12 @@ async def report(store: WalletStore, program_id: str, campaign_id: str) -> Campa
     """Spins, what they took and paid, and each segment's wins against its configured odds."""
     row = await campaign_row(program_id, campaign_id)
     spec = _decode_spec(row["spec"])
-    # Spins the projector has not written yet count too (read before SQL: see pending_spins).
+    # Spins still in the journal count from there, every other one from SQL (read after the
+    # journal: see pending_spins), so none counts twice while the projector writes them.
     pending = await pending_spins(store.client, program_id, campaign_id=campaign_id)
     mine = (Spin.program_id == program_id) & (Spin.campaign_id == campaign_id)
     if pending:
-        written = {r["id"] for r in await Spin.select(Spin.id).where(
-            Spin.id.is_in([p["id"] for p in pending])).run()}
-        pending = [p for p in pending if p["id"] not in written]
+        mine &= Spin.id.not_in([p["id"] for p in pending])
     by_segment = {r["segment_index"]: r for r in await Spin.select(
         Spin.segment_index, Count().as_alias("wins"), Sum(Spin.prize_value).as_alias("paid"),
     ).where(mine).group_by(Spin.segment_index).run()}
