@@ -19,6 +19,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from api import projection
 from api.auth import Authenticator
 from api.gate import Gate
 from api.json_body import JsonRequest
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
     assert settings.jwt_secret is not None, "resolve_secrets(settings) first"
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is unset: `reward-wallet serve` starts the embedded Valkey and sets it")
+    projection.wire()  # what the journal projector writes besides the ledger (spin rows, feed lines)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

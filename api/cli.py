@@ -232,8 +232,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 async def _project_everything(client: Any) -> None:
     from programs.programs import list_program_ids
+    from api import projection
     from wallet.journal import JournalProjector
 
+    projection.wire()
     projector = JournalProjector(client, consumer="cli", claim_idle_ms=0)
     await projector.project_all(await list_program_ids())
 
@@ -330,6 +332,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
     from programs.expiry import sweep_all
+    from api import projection
     from wallet.journal import JournalProjector
     from wallet.store import WalletStore, connect
 
@@ -339,6 +342,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
         await migrate()
         client = connect(url, cluster=settings.redis_cluster)
         try:
+            projection.wire()
             projector = JournalProjector(client, consumer="cli-expire", claim_idle_ms=0)
             return await sweep_all(WalletStore(client), projector.project_program)
         finally:
@@ -362,6 +366,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from api.worker import run_background, watch_parent
     from fulfillment.sealing import Sealer
     from wallet.store import WalletStore, connect
+    from api import projection
 
     settings, _ = _settings()
     configure_logging(settings.log_level)
@@ -377,6 +382,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await migrate()
         client = connect(url, cluster=settings.redis_cluster)
         try:
+            projection.wire()  # the spin rows and feed lines that follow from journal entries
             wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
             await wallets.load_functions()
             await run_background(

@@ -92,7 +92,7 @@ SPIN_PROFILE_PARTS = [
     ("    seeds.current", "current (games/seeds.py"),
     ("    draw_spin (HGETALL seed + words + FCALL rw_spin)", "draw_spin (games/spins.py"),
     ("      spin_words (SHA-256 stream)", "spin_words"),
-    ("    _complete (SQL: campaign, insert, select; feed)", "_complete (games/spins.py"),
+    ("    _complete (an item prize's order only)", "_complete (games/spins.py"),
     ("      campaign_row (SQL)", "campaign_row (games/campaigns.py"),
     ("      Spin insert", "Insert"),
     ("      feed publish", "publish (programs/feed.py"),
@@ -427,12 +427,12 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         show("bare", round_no, result)
         if args.warmup:
             load(spin_target, f"sw{round_no}-{run_id}", args.warmup, api.pid)
-        settle_balance(sql_spins)
+        settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
         result = load(spin_target, f"s{round_no}-{run_id}", args.duration, api.pid)
         rows.append(("spins", result))
         show("spins", round_no, result)
-        settle_balance(sql_spins)
+        settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
 
     bare_rates = [r.rate for n, r in rows if n == "bare"]
@@ -472,7 +472,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                 spy.wait(timeout=60)
             finally:
                 procs.stop(spy)
-        settle_balance(sql_spins)
+        settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
         made = sql_spins() - spins0
         stats1 = commandstats(sync_redis)

@@ -10,6 +10,7 @@ from piccolo.query.functions.aggregate import Count, Sum
 
 from games.campaigns import campaign_row
 from games.spins import local_day
+from games.spin_projection import pending_spins
 from games.tables import Spin, SpinCampaign
 from games.wheel import Eligibility, ItemPrize, WheelSpec
 from programs.participants import ParticipantView
@@ -130,14 +131,26 @@ async def report(store: WalletStore, program_id: str, campaign_id: str) -> Campa
     """Spins, what they took and paid, and each segment's wins against its configured odds."""
     row = await campaign_row(program_id, campaign_id)
     spec = _decode_spec(row["spec"])
+    # Spins still in the journal count from there, every other one from SQL (read after the
+    # journal: see pending_spins), so none counts twice while the projector writes them.
+    pending = await pending_spins(store.client, program_id, campaign_id=campaign_id)
     mine = (Spin.program_id == program_id) & (Spin.campaign_id == campaign_id)
+    if pending:
+        mine &= Spin.id.not_in([p["id"] for p in pending])
     by_segment = {r["segment_index"]: r for r in await Spin.select(
         Spin.segment_index, Count().as_alias("wins"), Sum(Spin.prize_value).as_alias("paid"),
     ).where(mine).group_by(Spin.segment_index).run()}
     by_payment = {r["paid_with"]: r for r in await Spin.select(
         Spin.paid_with, Count().as_alias("spins"), Sum(Spin.cost_points).as_alias("cost"),
     ).where(mine).group_by(Spin.paid_with).run()}
-    participants = await Spin.count(distinct=[Spin.participant_id]).where(mine).run()
+    newcomers = sorted({p["participant_id"] for p in pending})
+    elsewhere = mine & Spin.participant_id.not_in(newcomers) if newcomers else mine
+    participants = await Spin.count(distinct=[Spin.participant_id]).where(elsewhere).run() + len(newcomers)
+    for p in pending:
+        seg = by_segment.setdefault(p["segment_index"], {})
+        seg["wins"], seg["paid"] = int(seg.get("wins") or 0) + 1, int(seg.get("paid") or 0) + p["prize_value"]
+        way = by_payment.setdefault(p["paid_with"], {})
+        way["spins"], way["cost"] = int(way.get("spins") or 0) + 1, int(way.get("cost") or 0) + p["cost_points"]
     spins = sum(int(r["spins"]) for r in by_payment.values())
     config = await store.client.hgetall(keys.campaign(program_id, campaign_id))
     total = sum(s.weight for s in spec.segments)

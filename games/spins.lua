@@ -25,7 +25,7 @@ Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = non
 
 Answers {"s": 201, tx, participant, points (net change of available), available, held,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
-  prize_value, free_spins}, or a refusal. Two refusals are not recorded, so the caller
+  prize_value, free_spins, at (now_ms)}, or a refusal. Two refusals are not recorded, so the caller
   retries with the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
   outside the ones the caller computed words for) and "more_words" (every word was
   rejected). ]]
@@ -211,5 +211,6 @@ redis.register_function("rw_spin", function(keys, argv)
   result.paid_with = paid_with
   result.prize_value = value
   result.free_spins = hget_int(wallet, "free_spins")
+  result.at = now  -- the journal entry's moment: the history row's created_at, also on a replay
   return idem_store(idem, fp, ttl, result)
 end)

@@ -4,9 +4,12 @@ The spin itself is one call of the Redis function `rw_spin` (games/spins.lua). R
 SHA-256, so this side reads the participant's seed pair, opens its sealed server seed,
 computes the words of its stream at the current nonce (FAIRNESS.md, "Inside Redis") and
 passes them with the pair and nonce it used; the function refuses if either moved, and we
-compute again (`draw_spin`). Afterwards the spin is written to SQL for the history, and an
-item prize becomes an order; both are keyed by the spin's id, so a retried request (which
-replays the recorded answer) completes them without doing anything twice.
+compute again (`draw_spin`). The function journals the spin's whole record; the journal
+projector writes its history row and feed line (games/spin_projection.py), so a spin makes
+no SQL write on its request, and the history read merges the spins not projected yet. Only
+an item prize writes on the request: its order, keyed by the spin's id, so a retried request
+(which replays the recorded answer) places it without doing anything twice, and the sweep
+(`complete_unrecorded`) places it when the request died first.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from games import seeds
 from games import sweepstakes_keys as swkeys
 from games.campaigns import campaign_row
 from games.fairness import spin_words
+from games.spin_projection import launched_spec, order_id_of, pending_spins, write_spins
 from games.sweepstakes import public_id_of
 from games.tables import SeedPair, Spin
-from games.wheel import Eligibility, EntriesPrize, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
+from games.wheel import Eligibility, ItemPrize, WheelSpec
 from programs.feed import FeedEntry, publish
 from programs.participants import get_participant
 from programs.programs import ProgramView
@@ -36,6 +40,7 @@ from wallet import keys
 from wallet.accounts import Balance, raise_for
 from wallet.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
 from wallet.ids import new_id
+from wallet.journal import JournalEntry, write_batch
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 from wallet.replies import reply_text
@@ -46,13 +51,7 @@ ALGORITHM = "rw-fair-1"
 # most (8 words, one HMAC block, each), and gives up (503) after this many tries.
 _WINDOW_MAX = 64
 _SPIN_ATTEMPTS = 40
-_decode_spec = msgspec.json.Decoder(WheelSpec).decode
 _decode_eligibility = msgspec.json.Decoder(Eligibility).decode
-# Launched campaigns' designs, by (program, campaign): a campaign that has been spun was
-# launched, and a launched campaign's spec never changes (only a draft's can), so an entry
-# never goes stale. Bounded: cleared when full.
-_SPECS: dict[tuple[str, str], WheelSpec] = {}
-_SPECS_MAX = 1024
 
 
 class SpinOutcome(msgspec.Struct, frozen=True):
@@ -74,6 +73,7 @@ class SpinOutcome(msgspec.Struct, frozen=True):
     code: str | None = None
     detail: str | None = None
     replayed: int = 0
+    at: int = 0  # the spin's moment (ms); 0 in answers recorded before it was carried
 
 
 _decode_outcome = msgspec.json.Decoder(SpinOutcome).decode
@@ -153,16 +153,12 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
                campaign_id: str, idem: Idem) -> tuple[SpinView, bool]:
     """Answers the spin and whether it is a replay of an earlier request with the same key."""
     client = store.client
-    status, eligibility, segments = await client.hmget(keys.campaign(program.id, campaign_id), "status",
-                                                      "eligibility", "segments")
-    if status is None:  # never launched (a draft) or unknown
-        row = await campaign_row(program.id, campaign_id)  # 404 for an unknown campaign
-        raise Refused("campaign_not_active", f"the campaign is {row['status']}")
+    rules = await _launched_rules(client, program.id, campaign_id)
     # A retry of an answered spin replays it even if the participant's segment or team has
     # changed since: only a new spin is checked.
-    if eligibility and not (idem.key and await client.exists(idem.key)):
-        await _check_eligible(program.id, participant_id, reply_text(eligibility))
-    extras = await _entries_extras(client, program.id, participant_id, msgspec.json.decode(segments or b"[]"))
+    if rules.eligibility and not (idem.key and await client.exists(idem.key)):
+        await _check_eligible(program.id, participant_id, rules.eligibility)
+    extras = await _entries_extras(client, program.id, participant_id, rules.entries)
     # The pair as it is; only a participant without one yet needs `seeds.current` to commit
     # it (a pair with a hash is complete: current() would just read it again).
     pair = await seeds.read_pair(store, program.id, participant_id)
@@ -171,9 +167,11 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
         pair = {}
     outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, pair,
                               extras)
+    if outcome.code == "not_found":  # the campaign's runtime is gone from Redis
+        await _refuse_unlaunched(program.id, campaign_id)
     if outcome.s >= 300:
         raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
-    spec = await _launched_spec(program.id, campaign_id)
+    spec = await launched_spec(program.id, campaign_id)
     if not isinstance(spec.segments[outcome.segment_index].prize, ItemPrize):
         view = await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome)
         return view, bool(outcome.replayed)
@@ -187,6 +185,37 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     finally:
         await client.delete(lock)
     return view, bool(outcome.replayed)
+
+
+class _Rules(msgspec.Struct, frozen=True):
+    eligibility: str  # the Eligibility JSON, "" for everyone
+    entries: list[dict[str, Any]]  # the segments whose prize is sweepstakes entries (type, k, sw)
+
+
+# What a spin reads of its campaign's runtime hash before its call, by (program, campaign):
+# fixed by the spec once launched (a relaunch rewrites prices, not these), so kept for good.
+# rw_spin checks the status and dates itself. Bounded: cleared when full.
+_RULES: dict[tuple[str, str], _Rules] = {}
+
+
+async def _refuse_unlaunched(program_id: str, campaign_id: str) -> None:
+    row = await campaign_row(program_id, campaign_id)  # 404 for an unknown campaign
+    raise Refused("campaign_not_active", f"the campaign is {row['status']}")
+
+
+async def _launched_rules(client: Any, program_id: str, campaign_id: str) -> _Rules:
+    rules = _RULES.get((program_id, campaign_id))
+    if rules is None:
+        status, eligibility, segments = await client.hmget(keys.campaign(program_id, campaign_id), "status",
+                                                          "eligibility", "segments")
+        if status is None:  # never launched (a draft) or unknown
+            await _refuse_unlaunched(program_id, campaign_id)
+        rules = _Rules(eligibility=reply_text(eligibility) if eligibility else "",
+                       entries=[seg for seg in msgspec.json.decode(segments or b"[]") if seg.get("type") == "entries"])
+        if len(_RULES) >= 1024:
+            _RULES.clear()
+        _RULES[(program_id, campaign_id)] = rules
+    return rules
 
 
 async def _entries_extras(client: Any, program_id: str, participant_id: str,
@@ -253,45 +282,25 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
 
 async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                     participant_id: str, campaign_id: str, outcome: SpinOutcome) -> SpinView:
-    """Writes the spin to SQL and pays an item prize, once, whether first time or replayed."""
+    """The spin's answer; an item prize is ordered (once, whether first time or replayed).
+    Its history row and feed line are the journal projector's."""
     spin_id = outcome.tx or ""
-    spec = await _launched_spec(program.id, campaign_id)
+    spec = await launched_spec(program.id, campaign_id)
     label, prize = _prize_of(spec, outcome.segment_index)
     segment_prize = spec.segments[outcome.segment_index].prize
-    order_id = f"ord_{spin_id.removeprefix('spn_')}" if isinstance(segment_prize, ItemPrize) else None
+    order_id = order_id_of(spin_id) if isinstance(segment_prize, ItemPrize) else None
     cost = spec.cost_points if outcome.paid_with == "points" else 0
-    now = datetime.now(timezone.utc)
-    inserted = await Spin.insert(Spin(
-        id=spin_id, program_id=program.id, campaign_id=campaign_id, participant_id=participant_id,
-        pair_id=outcome.pair, server_seed_hash=outcome.server_seed_hash, client_seed=outcome.client_seed,
-        nonce=outcome.nonce, weights=msgspec.json.encode(outcome.weights).decode(),
-        segment_index=outcome.segment_index, label=label, prize=msgspec.json.encode(prize).decode(),
-        prize_value=outcome.prize_value, cost_points=cost, paid_with=outcome.paid_with, order_id=order_id,
-        created_at=now)).on_conflict(action="DO NOTHING").returning(Spin.id).run()
-    # Inserted now: its created_at is `now`. A replay reads the first answer's moment back.
-    stored = None if inserted else await Spin.select(Spin.created_at).where(Spin.id == spin_id).first().run()
     if isinstance(segment_prize, ItemPrize) and order_id:
         await _pay_item(store, sealer, program, pricing, participant_id, segment_prize.item_id, order_id,
                         outcome.prize_value, spec.segments[outcome.segment_index].label)
-    if inserted:
-        await _announce(program, participant_id, spin_id, spec, outcome.segment_index)
     proof = Proof(algorithm=ALGORITHM, server_seed_hash=outcome.server_seed_hash, client_seed=outcome.client_seed,
                   nonce=outcome.nonce, weights=outcome.weights, segment_index=outcome.segment_index)
+    created_at = datetime.fromtimestamp(outcome.at / 1000, tz=timezone.utc) if outcome.at else \
+        datetime.now(timezone.utc)
     return SpinView(id=spin_id, campaign_id=campaign_id, segment_index=outcome.segment_index, label=label,
                     prize=prize, balance=Balance(available=outcome.available, held=outcome.held), proof=proof,
                     paid_with=outcome.paid_with, cost_points=cost, free_spins=outcome.free_spins,
-                    created_at=utc(stored["created_at"]) if stored else now, order_id=order_id)
-
-
-async def _launched_spec(program_id: str, campaign_id: str) -> WheelSpec:
-    """The design of a campaign that rw_spin accepted (so launched, so fixed for good)."""
-    spec = _SPECS.get((program_id, campaign_id))
-    if spec is None:
-        spec = _decode_spec((await campaign_row(program_id, campaign_id))["spec"])
-        if len(_SPECS) >= _SPECS_MAX:
-            _SPECS.clear()
-        _SPECS[(program_id, campaign_id)] = spec
-    return spec
+                    created_at=created_at, order_id=order_id)
 
 
 async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
@@ -322,35 +331,26 @@ async def _prize_in_points(store: WalletStore, program: ProgramView, participant
                                              reference=order_id)])
 
 
-async def _announce(program: ProgramView, participant_id: str, spin_id: str, spec: WheelSpec, index: int) -> None:
-    prize = spec.segments[index].prize
-    if isinstance(prize, PointsPrize):
-        text = f"Won {prize.points:,} {program.point_name} on {spec.name}"
-        points: int | None = prize.points
-    elif isinstance(prize, ItemPrize):
-        text, points = f"Won {spec.segments[index].label} on {spec.name}", None
-    elif isinstance(prize, FreeSpinPrize):
-        text, points = f"Won {prize.spins} free spin{'s' if prize.spins > 1 else ''} on {spec.name}", None
-    elif isinstance(prize, EntriesPrize):
-        text = f"Won {prize.entries} sweepstakes entr{'ies' if prize.entries > 1 else 'y'} on {spec.name}"
-        points = None
-    else:
-        return
-    await publish(program.id, [FeedEntry(key=f"spin:{spin_id}", participant_id=participant_id, kind="spin",
-                                         text=text, points=points, reference=spin_id)])
-
-
-async def my_spins(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None,
+async def my_spins(client: Any, program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None,
                    campaign_id: str | None = None) -> SpinPage:
     """Newest first, each with its proof; a spin made with a since-rotated pair carries the
-    revealed server seed, so anyone can recompute it (`reward-wallet verify spin`)."""
+    revealed server seed, so anyone can recompute it (`reward-wallet verify spin`).
+
+    Spins the projector has not written yet are read from the journal and merged: the
+    journal first, then SQL, because the projector deletes an entry from the journal only
+    after its row is committed, so every spin is in one or the other (or both)."""
     after = decode_cursor(cursor)
+    pending = [r for r in await pending_spins(client, program_id, participant_id, campaign_id)
+               if after is None or r["id"] < after]
     where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id)
     if after is not None:
         where &= Spin.id < after
     if campaign_id is not None:
         where &= Spin.campaign_id == campaign_id
-    rows = await Spin.select().where(where).order_by(Spin.id, ascending=False).limit(limit + 1).run()
+    stored = await Spin.select().where(where).order_by(Spin.id, ascending=False).limit(limit + 1).run()
+    merged = {r["id"]: r for r in pending}
+    merged.update((r["id"], r) for r in stored)
+    rows = sorted(merged.values(), key=lambda r: r["id"], reverse=True)[:limit + 1]
     pair_ids = list({r["pair_id"] for r in rows[:limit]})
     revealed = {}
     if pair_ids:
@@ -366,31 +366,56 @@ async def my_spins(program_id: str, participant_id: str, limit: int = 50, cursor
     return SpinPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
 
 
+# Spins in the ledger with no history row: their follower failed, or a projector without
+# followers acknowledged them.
 _UNRECORDED = """
-    SELECT e.transaction_id, e.participant_id, e.metadata FROM ledger_entries e
+    SELECT e.transaction_id, e.participant_id, e.kind, e.metadata, e.created_at FROM ledger_entries e
     LEFT JOIN spins s ON s.id = e.transaction_id
     WHERE e.program_id = {} AND e.kind = 'spin' AND e.created_at > {} AND e.created_at < {} AND s.id IS NULL
     ORDER BY e.created_at LIMIT 500
+"""
+# Item prizes with no order and no points paid instead: their request died after rw_spin.
+_UNORDERED = """
+    SELECT s.id, s.participant_id, s.campaign_id, s.segment_index, s.prize_value, s.order_id FROM spins s
+    LEFT JOIN orders o ON o.id = s.order_id
+    LEFT JOIN ledger_entries e ON e.program_id = s.program_id AND e.kind = 'prize_substitute'
+        AND e.reference = s.order_id
+    WHERE s.program_id = {} AND s.order_id IS NOT NULL AND s.created_at > {} AND s.created_at < {}
+        AND o.id IS NULL AND e.transaction_id IS NULL
+    ORDER BY s.created_at LIMIT 500
 """
 
 
 async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                               settle_seconds: float = 30.0, window_days: float = 2.0) -> int:
-    """Writes the SQL record (and places the item order) of spins whose request died after
-    the Redis step: found in the ledger with no spin row. Spins younger than
-    `settle_seconds` are left to their own request. Answers how many it completed."""
+    """The repair sweep for spins: writes the history rows (the projector's own rows, from
+    the ledger) of spins the projector left without, and places the order of item prizes
+    whose request died after the Redis step. Spins younger than `settle_seconds` are left
+    to the projector and their own request. Answers how many spins it completed."""
     now = datetime.now(timezone.utc)
-    rows = await Spin.raw(_UNRECORDED, program.id, now - timedelta(days=window_days),
-                          now - timedelta(seconds=settle_seconds)).run()
+    since, until = now - timedelta(days=window_days), now - timedelta(seconds=settle_seconds)
     done = 0
-    for row in rows:
-        meta = msgspec.json.decode(row["metadata"])
-        if "pair" not in meta:
-            continue  # journalled before spins carried their record
-        outcome = SpinOutcome(
-            s=201, tx=row["transaction_id"], segment_index=meta["segment_index"], weights=meta["weights"],
-            nonce=meta["nonce"], pair=meta["pair"], server_seed_hash=meta["server_seed_hash"],
-            client_seed=meta["client_seed"], paid_with=meta["paid_with"], prize_value=meta["prize_value"])
-        await _complete(store, sealer, program, pricing, row["participant_id"], meta["campaign"], outcome)
+    rows = await Spin.raw(_UNRECORDED, program.id, since, until).run()
+    if rows:
+        entries = [JournalEntry(stream_id="", transaction_id=r["transaction_id"], kind="spin",
+                                participant_id=r["participant_id"], points=0, earned=0, spent=0, reference=None,
+                                metadata=r["metadata"], legs=[], created_at=utc(r["created_at"])) for r in rows]
+        more = await write_spins(program.id, entries)
+        await write_batch(program.id, [], more)
+        done += sum(len(m.rows) for m in more if m.table == "spins")
+    for row in await Spin.raw(_UNORDERED, program.id, since, until).run():
+        spec = await launched_spec(program.id, row["campaign_id"])
+        segment = spec.segments[row["segment_index"]]
+        substitute = keys.idempotency(program.id, "prize-substitute", row["order_id"])
+        if not isinstance(segment.prize, ItemPrize) or await store.client.exists(substitute):
+            continue  # paid in points already (its ledger entry not projected yet)
+        lock = f"{keys.tag(program.id)}:spin-order:{row['id']}"
+        if not await store.client.set(lock, "1", nx=True, px=30_000):
+            continue  # its request is placing it now
+        try:
+            await _pay_item(store, sealer, program, pricing, row["participant_id"], segment.prize.item_id,
+                            row["order_id"], row["prize_value"], segment.label)
+        finally:
+            await store.client.delete(lock)
         done += 1
     return done

@@ -22,6 +22,7 @@ class FeedEntry(msgspec.Struct, frozen=True):
     text: str
     points: int | None = None
     reference: str | None = None
+    id: str | None = None  # the line's id when the writer derives it (ordered as the event)
 
 
 class FeedView(msgspec.Struct, frozen=True):
@@ -41,6 +42,16 @@ class FeedPage(msgspec.Struct, frozen=True):
 def points_text(points: int, point_name: str, what: str) -> str:
     sign = "+" if points >= 0 else "-"
     return f"{sign}{abs(points):,} {point_name}: {what}"
+
+
+FEED_COLUMNS = ("id", "feed_key", "program_id", "participant_id", "kind", "text", "points", "reference", "created_at")
+
+
+def feed_rows(program_id: str, entries: list[FeedEntry], at: datetime) -> list[tuple[object, ...]]:
+    """The lines as rows of FEED_COLUMNS, for the journal projector to write in its batch
+    (a line that follows from a journal entry is written there, not on the request path)."""
+    return [(e.id or new_id("feed"), f"{program_id}:{e.key}"[:200], program_id, e.participant_id, e.kind, e.text, e.points,
+             e.reference, at) for e in entries]
 
 
 async def publish(program_id: str, entries: list[FeedEntry]) -> None:

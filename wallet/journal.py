@@ -6,6 +6,12 @@ with unique ids and ON CONFLICT DO NOTHING, and only then acknowledged. A crash 
 the two replays the batch, and the unique ids make the replay harmless. Entries left
 pending by a dead consumer are claimed after `claim_idle_ms`.
 
+Each entry's other SQL rows (a spin's history row and feed line, ...) are written in the
+same transaction by "followers": per kind, a function the app wires in at start
+(api/projection.py) that answers the rows, each insert ON CONFLICT DO NOTHING on a unique
+key, so a replayed batch writes nothing twice. wallet/ knows no follower by name: each
+package owns its projection.
+
 An entry the ledger cannot hold (unparseable, or a number past 2^53 - 1 in size: see
 wallet/bounds.py) never stops the projection: it is set aside in the program's dead-letter
 stream (`keys.dead_letters`) with the reason, acknowledged, and the entries after it go on.
@@ -19,7 +25,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -105,6 +111,27 @@ def _insert_sql(table: str, columns: tuple[str, ...], postgres: bool) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
 
 
+class Rows(msgspec.Struct, frozen=True):
+    """Rows a follower adds to a batch: inserted ON CONFLICT DO NOTHING, so each must carry
+    a unique key that makes writing it twice a no-op."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+# A follower answers the rows that follow from a program's entries of its kind. It may read
+# (outside the batch's transaction); it must not write.
+Follower = Callable[[str, list["JournalEntry"]], Awaitable[list[Rows]]]
+_followers: dict[str, Follower] = {}
+
+
+def register_followers(followers: Mapping[str, Follower]) -> None:
+    """Installs the followers every projector of this process uses unless given its own
+    (api/projection.py calls this once at start, in the API and in the worker)."""
+    _followers.update(followers)
+
+
 def entry_row(program_id: str, e: JournalEntry) -> tuple[Any, ...]:
     return (e.transaction_id, program_id, e.participant_id, e.kind, e.points, e.earned, e.spent, e.reference,
             e.metadata, msgspec.json.encode(e.legs).decode(), e.stream_id, e.created_at)
@@ -118,12 +145,13 @@ def posting_rows(program_id: str, e: JournalEntry) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def write_batch(program_id: str, entries: list[JournalEntry]) -> None:
-    """Writes entries and their postings in one SQL transaction, skipping any already there.
+async def write_batch(program_id: str, entries: list[JournalEntry], more: list[Rows] | None = None) -> None:
+    """Writes entries and their postings, and the followers' rows (`more`), in one SQL
+    transaction, skipping any already there.
 
     Rows go straight to the driver's executemany: building Piccolo insert objects cost about
     0.2 ms of CPU per entry, on the API's event loop."""
-    if not entries:
+    if not entries and not more:
         return
     engine = LedgerEntry._meta.db
     postgres = isinstance(engine, PostgresEngine)
@@ -136,6 +164,10 @@ async def write_batch(program_id: str, entries: list[JournalEntry]) -> None:
             await connection.executemany(entry_sql, [entry_row(program_id, e) for e in chunk])
             await connection.executemany(posting_sql, [r for e in chunk for r in posting_rows(program_id, e)])
             await asyncio.sleep(0)  # let requests through between chunks
+        for extra in more or []:
+            sql = _insert_sql(extra.table, extra.columns, postgres)
+            for start in range(0, len(extra.rows), CHUNK):
+                await connection.executemany(sql, extra.rows[start:start + CHUNK])
 
 
 class JournalProjector:
@@ -146,8 +178,11 @@ class JournalProjector:
         batch_size: int = 500,
         claim_idle_ms: int = 15_000,
         pause_before_ack: float = 0.0,
+        followers: Mapping[str, Follower] | None = None,
     ) -> None:
         self.client = client
+        # None: the process's registered followers, looked up at each batch.
+        self.followers = _followers if followers is None else followers
         # Fault injection only (tests kill the process inside this window): 0 in production.
         self.pause_before_ack = pause_before_ack
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -197,7 +232,7 @@ class JournalProjector:
                 entries.append(parse_entry(sid, fields))
             except BadEntry as exc:
                 bad.append((reply_text(sid), fields, str(exc)))
-        await write_batch(program_id, entries)
+        await write_batch(program_id, entries, await self._follow(program_id, entries))
         if bad:
             await set_aside(self.client, program_id, bad)
         if self.pause_before_ack:
@@ -208,6 +243,23 @@ class JournalProjector:
         # only what is pending.
         await self.client.xdel(stream, *done)
         return len(done)
+
+    async def _follow(self, program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+        """The followers' rows for a batch. A follower that fails (its reads failed) does not
+        hold the ledger back: its rows are left out and the entry goes on; the owning
+        package repairs them from the ledger (games/spins.py, complete_unrecorded)."""
+        by_kind: dict[str, list[JournalEntry]] = {}
+        for entry in entries:
+            if entry.kind in self.followers:
+                by_kind.setdefault(entry.kind, []).append(entry)
+        rows: list[Rows] = []
+        for kind, of_kind in by_kind.items():
+            try:
+                rows += await self.followers[kind](program_id, of_kind)
+            except Exception:
+                log.exception("journal follower for %s entries of program %s failed; left to its repair", kind,
+                              program_id)
+        return rows
 
     async def project_all(self, program_ids: list[str]) -> int:
         total = 0

@@ -67,7 +67,8 @@ async def my_campaigns(request: Request[Any, Any, Any], wallets: WalletStore, li
 async def my_spins(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
                    campaign_id: CampaignFilter = None) -> spins.SpinPage:
     principal = principal_of(request)
-    return await spins.my_spins(principal.program_id or "", principal.subject_id, limit, cursor, campaign_id)
+    return await spins.my_spins(request.app.state.wallets.client, principal.program_id or "", principal.subject_id,
+                                limit, cursor, campaign_id)
 
 
 @get("/v1/campaigns/{campaign_id:str}/report", guards=[admin_only], operation_id="reportSpinCampaign",

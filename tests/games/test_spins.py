@@ -279,14 +279,15 @@ async def test_a_free_wheel_leaves_free_spin_tokens_for_one_that_costs(client) -
     assert spun["free_spins"] == 2 + (spun["prize"]["type"] == "free_spin")
 
 
-async def test_a_spin_whose_request_died_after_redis_is_completed_from_the_ledger(client, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sweep(client, redis) -> None:  # type: ignore[no-untyped-def]
     from catalog.items import pricing_of
-    from fulfillment.tables import Order
-    from games.spins import complete_unrecorded
+    from games import seeds
+    from games.spins import complete_unrecorded, draw_spin
     from games.tables import Spin
     from programs.programs import get_program
-    from tests.wallet.test_concurrency import wait_for_ledger
-    from wallet.store import WalletStore
+    from tests.games.test_spin_projection import wait_until
+    from wallet import keys
+    from wallet.store import Idem, WalletStore
 
     program = await new_program(client)
     await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)
@@ -295,19 +296,21 @@ async def test_a_spin_whose_request_died_after_redis_is_completed_from_the_ledge
     campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
         {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
     person, me = await player(client, program)
-    spun = (await spin(client, campaign_id, me, "lost")).json()
-    assert await wait_for_ledger(person, "spin", 1) == 1
-    # The request died after rw_spin: no SQL record, no order, and the client never retried.
-    await Spin.delete().where(Spin.id == spun["id"]).run()
-    await Order.delete().where(Order.id == spun["order_id"]).run()
     view = await get_program(program.id)
     store = WalletStore(redis)
     sealer = client.app.state.sealer
-    completed = await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0)
-    assert completed == 1
+    # The request died right after rw_spin: the Redis step only, no order.
+    await seeds.current(store, sealer, program.id, person)
+    outcome = await draw_spin(store, sealer, program.id, view.timezone, person, campaign_id,
+                              Idem(key=keys.idempotency(program.id, "test", "died"), fingerprint="died"))
+    assert outcome.s == 201
+    order_id = f"ord_{(outcome.tx or '').removeprefix('spn_')}"
     history = (await client.get("/v1/me/spins", headers=me)).json()["items"]
-    assert [(h["id"], h["proof"]["nonce"], h["order_id"]) for h in history] == [(spun["id"], 0, spun["order_id"])]
-    assert (await client.get(f"/v1/me/redemptions/{spun['order_id']}", headers=me)).status_code == 200
+    assert [(h["id"], h["proof"]["nonce"], h["order_id"]) for h in history] == [(outcome.tx, 0, order_id)]
+    assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 404
+    assert await wait_until(lambda: Spin.count().where(Spin.id == outcome.tx).run(), 1) == 1  # projected
+    assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 1
+    assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 200
     assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
 
 

@@ -1,0 +1,140 @@
+"""A spin writes no SQL row on its request: the journal projector writes its history row and
+feed line, once, and the history read sees a spin the projector has not written yet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from games.tables import Spin
+from programs.tables import FeedItem
+from tests.factories import ProgramHandle, spinning_participant
+from tests.games.test_spins import launched, spin
+from wallet import keys
+from wallet.journal import GROUP, JournalProjector
+from wallet.tables import LedgerEntry
+
+pytestmark = pytest.mark.sql
+
+SURE_POINTS = {"name": "Sure points", "cost_points": 10, "segments": [
+    {"label": "50 points", "weight": 1, "prize": {"type": "points", "points": 50}}]}
+
+
+@contextlib.asynccontextmanager
+async def projection_paused(redis: Any, program_id: str) -> AsyncIterator[None]:
+    """No projector reads this program's journal inside the block: its consumer group's
+    last delivered id is set past every entry to come (the group stays, so a projector that
+    meets the program for the first time finds it), then back to the start of the stream,
+    so everything journalled meanwhile is projected afterwards."""
+    stream = keys.journal(program_id)
+    with contextlib.suppress(ResponseError):  # BUSYGROUP: a projector made it first
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await wait_until(lambda: redis.xlen(stream), 0)  # what came before is projected
+    await redis.xgroup_setid(stream, GROUP, "9999999999999-0")
+    try:
+        yield
+    finally:
+        await redis.xgroup_setid(stream, GROUP, "0")
+
+
+async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = await read()
+        if seen == wanted:
+            break
+        await asyncio.sleep(0.05)
+    return seen
+
+
+def spin_rows(participant_id: str) -> Any:
+    return lambda: Spin.count().where(Spin.participant_id == participant_id).run()
+
+
+def spin_lines(participant_id: str) -> Any:
+    return lambda: FeedItem.count().where((FeedItem.participant_id == participant_id)
+                                          & (FeedItem.kind == "spin")).run()
+
+
+async def test_a_spin_writes_no_sql_row_and_my_history_lists_it_at_once(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import new_program
+
+    program: ProgramHandle = await new_program(client)
+    campaign_id = await launched(client, program, SURE_POINTS)
+    person, me = await spinning_participant(client, program, 1_000)
+    async with projection_paused(redis, program.id):
+        answers = [await spin(client, campaign_id, me, f"now-{n}") for n in range(3)]
+        assert [a.status_code for a in answers] == [201, 201, 201]
+        # Nothing in SQL yet: the request wrote no row, and no projector has run.
+        assert await spin_rows(person)() == 0 and await spin_lines(person)() == 0
+        history = (await client.get("/v1/me/spins", headers=me)).json()["items"]
+        assert [h["id"] for h in history] == [a.json()["id"] for a in reversed(answers)]
+        assert [h["created_at"] for h in history] == [a.json()["created_at"] for a in reversed(answers)]
+        assert [h["proof"] for h in history] == [a.json()["proof"] for a in reversed(answers)]
+        page = (await client.get(f"/v1/me/spins?limit=2&campaign_id={campaign_id}", headers=me)).json()
+        assert [h["id"] for h in page["items"]] == [a.json()["id"] for a in reversed(answers)][:2]
+        rest = (await client.get(f"/v1/me/spins?cursor={page['next_cursor']}", headers=me)).json()["items"]
+        assert [h["id"] for h in rest] == [answers[0].json()["id"]]
+        report = (await client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)).json()
+        assert (report["spins"], report["participants"], report["prizes_paid_points"]) == (3, 1, 150)
+    # Projected afterwards: each row and feed line once, and the read does not list a spin twice.
+    assert await wait_until(spin_lines(person), 3) == 3
+    assert await spin_rows(person)() == 3
+    after = (await client.get("/v1/me/spins", headers=me)).json()["items"]
+    assert after == history
+    report = (await client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)).json()
+    assert (report["spins"], report["participants"], report["prizes_paid_points"]) == (3, 1, 150)
+    feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
+    assert [f["reference"] for f in feed if f["kind"] == "spin"] == [a.json()["id"] for a in reversed(answers)]
+
+
+async def test_a_spin_entry_projected_twice_writes_its_rows_once(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import new_program
+
+    program = await new_program(client)
+    campaign_id = await launched(client, program, SURE_POINTS)
+    person, me = await spinning_participant(client, program, 1_000)
+    stream = keys.journal(program.id)
+    async with projection_paused(redis, program.id):
+        spun = (await spin(client, campaign_id, me, "twice")).json()
+        [(_, fields)] = await redis.xrange(stream)
+        assert await spin_rows(person)() == 0
+    assert await wait_until(spin_lines(person), 1) == 1
+    # The same entry again, as a crash before the acknowledgement would leave it.
+    await redis.xadd(stream, fields)
+    await JournalProjector(redis, consumer="replay", claim_idle_ms=0).project_program(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    assert await spin_rows(person)() == 1 and await spin_lines(person)() == 1
+    assert await LedgerEntry.count().where(LedgerEntry.transaction_id == spun["id"]).run() == 1
+    row = await Spin.select().where(Spin.id == spun["id"]).first().run()
+    assert (row["label"], row["cost_points"], row["prize_value"], row["nonce"]) == ("50 points", 10, 50, 0)
+
+
+async def test_a_spin_row_the_projector_left_out_is_repaired_from_the_ledger(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from catalog.items import pricing_of
+    from games.spins import complete_unrecorded
+    from programs.programs import get_program
+    from tests.factories import new_program
+    from wallet.store import WalletStore
+
+    program = await new_program(client)
+    campaign_id = await launched(client, program, SURE_POINTS)
+    person, me = await spinning_participant(client, program, 1_000)
+    spun = (await spin(client, campaign_id, me, "repair")).json()
+    assert await wait_until(spin_lines(person), 1) == 1
+    assert await wait_until(lambda: LedgerEntry.count().where(LedgerEntry.transaction_id == spun["id"]).run(), 1) == 1
+    await Spin.delete().where(Spin.id == spun["id"]).run()  # as if its follower had failed
+    view = await get_program(program.id)
+    store = WalletStore(redis)
+    sealer = client.app.state.sealer
+    assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 1
+    assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
+    assert [h["id"] for h in (await client.get("/v1/me/spins", headers=me)).json()["items"]] == [spun["id"]]
+    assert await spin_lines(person)() == 1
