@@ -145,3 +145,19 @@ async def fill_wallet(redis: Any, program_id: str, participant_id: str, points: 
                                                 participant_id=participant_id, lifetime="earn")
     assert outcome.ok, outcome
     assert outcome.available is not None and outcome.available >= points
+
+
+async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
+    """Polls `read()` until it answers `wanted` (then answers it) or `timeout` passes (then
+    answers what it saw last): for what the journal projector writes a moment later."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = await read()
+        if seen == wanted:
+            break
+        await asyncio.sleep(0.05)
+    return seen

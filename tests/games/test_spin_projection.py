@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from games.tables import Spin
 from programs.tables import FeedItem
-from tests.factories import ProgramHandle, spinning_participant
+from tests.factories import wait_until, ProgramHandle, spinning_participant
 from tests.games.test_spins import launched, spin
 from wallet import keys
 from wallet.journal import GROUP, JournalProjector
@@ -41,17 +41,6 @@ async def projection_paused(redis: Any, program_id: str) -> AsyncIterator[None]:
         yield
     finally:
         await redis.xgroup_setid(stream, GROUP, "0")
-
-
-async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = await read()
-        if seen == wanted:
-            break
-        await asyncio.sleep(0.05)
-    return seen
 
 
 def spin_rows(participant_id: str) -> Any:

@@ -285,7 +285,7 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
     from games.spins import complete_unrecorded, draw_spin
     from games.tables import Spin
     from programs.programs import get_program
-    from tests.games.test_spin_projection import wait_until
+    from tests.factories import wait_until
     from wallet import keys
     from wallet.store import Idem, WalletStore
 
