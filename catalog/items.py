@@ -17,7 +17,7 @@ from programs.programs import Money, ProgramView
 from wallet import keys
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
+from wallet.pages import decode_cursor, newest_first, next_cursor
 
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Url = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
@@ -174,12 +174,9 @@ class BrandPage(msgspec.Struct, frozen=True):
 
 async def brand_page(program_id: str, limit: int = 50, cursor: str | None = None) -> BrandPage:
     """The program's brands, newest first."""
-    after = decode_cursor(cursor)
     where = Brand.program_id == program_id
-    if after is not None:
-        where &= Brand.id < after
-    rows = await Brand.select().where(where).order_by(Brand.id, ascending=False).limit(limit + 1).run()
-    return BrandPage(items=[_brand_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+    rows, following = await newest_first(Brand, where, limit, cursor)
+    return BrandPage(items=[_brand_view(r) for r in rows], next_cursor=following)
 
 
 async def _brand_for(program_id: str, reference: str) -> BrandView:

@@ -19,7 +19,7 @@ from programs.tables import ApiKey
 from wallet.errors import Conflict, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
-from wallet.pages import decode_cursor, next_cursor
+from wallet.pages import newest_first
 
 WebhookUrl = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
 POOL_NAME = "Code pool (built-in)"
@@ -106,12 +106,9 @@ class PartnerPage(msgspec.Struct, frozen=True):
 
 async def partner_page(program_id: str, limit: int = 50, cursor: str | None = None) -> PartnerPage:
     """The program's partners, newest first."""
-    after = decode_cursor(cursor)
     where = Partner.program_id == program_id
-    if after is not None:
-        where &= Partner.id < after
-    rows = await Partner.select().where(where).order_by(Partner.id, ascending=False).limit(limit + 1).run()
-    return PartnerPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+    rows, following = await newest_first(Partner, where, limit, cursor)
+    return PartnerPage(items=[_view(r) for r in rows], next_cursor=following)
 
 
 async def get_partner(program_id: str, partner_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from programs.rules import ActivityFacts
 from programs.tables import Claim, Participant
 from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
+from wallet.pages import newest_first
 from wallet.moments import utc
 
 
@@ -105,16 +105,13 @@ async def get_claim(program_id: str, claim_id: str, participant_id: str | None =
 
 async def list_claims(program_id: str, limit: int = 50, cursor: str | None = None, status: str | None = None,
                       participant_id: str | None = None) -> ClaimPage:
-    after = decode_cursor(cursor)
     where = Claim.program_id == program_id
-    if after is not None:
-        where &= Claim.id < after
     if status is not None:
         where &= Claim.status == status
     if participant_id is not None:
         where &= Claim.participant_id == participant_id
-    rows = await Claim.select().where(where).order_by(Claim.id, ascending=False).limit(limit + 1).run()
-    return ClaimPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+    rows, following = await newest_first(Claim, where, limit, cursor)
+    return ClaimPage(items=[_view(r) for r in rows], next_cursor=following)
 
 
 async def decide(program_id: str, claim_id: str, verdict: Literal["approved", "rejected"],

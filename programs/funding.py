@@ -24,7 +24,7 @@ from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.bounds import MAX_BALANCE, check_move
-from wallet.pages import decode_cursor, next_cursor
+from wallet.pages import newest_first
 from wallet.store import Idem, Leg, WalletStore
 
 
@@ -93,12 +93,9 @@ async def get_funding(program_id: str, funding_id: str) -> FundingView:
 
 
 async def list_fundings(program_id: str, limit: int = 50, cursor: str | None = None) -> FundingPage:
-    after = decode_cursor(cursor)
     where = Funding.program_id == program_id
-    if after is not None:
-        where &= Funding.id < after
-    rows = await Funding.select().where(where).order_by(Funding.id, ascending=False).limit(limit + 1).run()
-    return FundingPage(items=[_view(r) for r in rows[:limit]], next_cursor=next_cursor([r["id"] for r in rows], limit))
+    rows, following = await newest_first(Funding, where, limit, cursor)
+    return FundingPage(items=[_view(r) for r in rows], next_cursor=following)
 
 
 async def _move(store: WalletStore, program_id: str, points: int, key: str, kind: str, reference: str,

@@ -37,7 +37,7 @@ from wallet.bounds import MAX_BALANCE
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
-from wallet.pages import decode_cursor, next_cursor
+from wallet.pages import newest_first
 
 _UPGRADE = resources.files("programs").joinpath("leaderboard_upgrade.lua").read_text()
 SCRIPT = _UPGRADE + resources.files("programs").joinpath("leaderboard_score.lua").read_text()
@@ -204,13 +204,9 @@ class LeaderboardPage(msgspec.Struct, frozen=True):
 
 async def leaderboard_page(program_id: str, limit: int = 50, cursor: str | None = None) -> LeaderboardPage:
     """The program's active leaderboards, newest first."""
-    after = decode_cursor(cursor)
     where = (Leaderboard.program_id == program_id) & (Leaderboard.status == "active")
-    if after is not None:
-        where &= Leaderboard.id < after
-    rows = await Leaderboard.select().where(where).order_by(Leaderboard.id, ascending=False).limit(limit + 1).run()
-    return LeaderboardPage(items=[_view(r) for r in rows[:limit]],
-                           next_cursor=next_cursor([r["id"] for r in rows], limit))
+    rows, following = await newest_first(Leaderboard, where, limit, cursor)
+    return LeaderboardPage(items=[_view(r) for r in rows], next_cursor=following)
 
 
 async def retire_leaderboard(program_id: str, board_id: str) -> LeaderboardView:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from wallet.errors import Invalid
 
@@ -43,3 +43,13 @@ def page_of(items: Sequence[T], key: Callable[[T], str], limit: int, cursor: str
     if after is not None:
         items = [i for i in items if (key(i) < after if descending else key(i) > after)]
     return list(items[:limit]), next_cursor([key(i) for i in items[:limit + 1]], limit)
+
+
+async def newest_first(table: Any, where: Any, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of `table`'s rows matching `where`, newest id first, and the cursor of the next
+    page (None on the last): the one way every SQL collection pages."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        where &= table.id < after
+    rows = await table.select().where(where).order_by(table.id, ascending=False).limit(limit + 1).run()
+    return rows[:limit], next_cursor([r["id"] for r in rows], limit)
