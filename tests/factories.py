@@ -161,3 +161,20 @@ async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
             break
         await asyncio.sleep(0.05)
     return seen
+
+
+def wait_ready(base: str, process: Any = None, seconds: float = 30) -> None:
+    """Waits until a server we started answers `/ready` (and fails early if it died)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and (process is None or process.poll() is None), "serve did not start"
+        time.sleep(0.1)

@@ -18,6 +18,7 @@ import redis
 
 from api.embedded import EmbeddedValkey
 from tests.conftest import free_port
+from tests.factories import wait_ready
 
 REWARD_WALLET = str(Path(sys.executable).parent / "reward-wallet")
 
@@ -56,15 +57,7 @@ def serve_and_move_points(data_dir: Path, admin_key: str) -> str:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        wait_ready(base)
         admin = {"Authorization": f"Bearer {admin_key}"}
         person = httpx.post(base + "/v1/participants", json={"external_id": "e1", "display_name": "Eve"},
                             headers=admin).json()["id"]
@@ -184,15 +177,7 @@ def test_the_data_folder_is_private_and_valkey_refuses_a_client_without_its_pass
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
-            time.sleep(0.1)
+        wait_ready(base, server)
         admin = {"Authorization": f"Bearer {program['admin_key']}"}
         created = httpx.post(base + "/v1/participants", json={"external_id": "e1", "display_name": "Eve"},
                              headers=admin)
