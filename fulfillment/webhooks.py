@@ -89,12 +89,13 @@ async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50
             .where((WebhookDelivery.id == delivery["id"]) & (WebhookDelivery.attempts == delivery["attempts"])) \
             .returning(WebhookDelivery.id).run()
         if claimed:
-            await _attempt(sealer, client, delivery, allow_private, lookup)
+            await attempt(sealer, client, delivery, allow_private, lookup)
     return len(due)
 
 
-async def _attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any], allow_private: bool,
-                   lookup: Lookup) -> None:
+async def attempt(sealer: Sealer, client: httpx.AsyncClient, delivery: dict[str, Any], allow_private: bool,
+                  lookup: Lookup) -> None:
+    """One attempt of a claimed delivery: the target checked again, sent, the outcome recorded."""
     partner = await Partner.select().where(Partner.id == delivery["partner_id"]).first().run()
     order = await Order.select().where(Order.id == delivery["order_id"]).first().run()
     attempts = delivery["attempts"] + 1

@@ -158,10 +158,13 @@ def settings(app_redis_url: str, localstripe_url: str):  # type: ignore[no-untyp
     resolved, _ = resolve_secrets(load_settings())
     # The in-process app runs on the test client's own loop, and tests query SQL from theirs:
     # no pool may be bound to one of them. Live servers (subprocesses) keep the pool.
-    # The app under test runs the worker's tasks in process (api/worker.py, the same function
-    # `reward-wallet worker` runs): tests read what they wrote from the ledger without a
-    # worker process of their own. tests/api/test_workers.py proves the real split.
-    return msgspec.structs.replace(resolved, sql_pool_size=0, journal_consumer=True, background_tasks=True)
+    # The app under test runs the journal projector in process (api/worker.py's projector):
+    # tests read what they wrote from the ledger without a worker process of their own.
+    # tests/api/test_workers.py proves the real split. It runs no webhook deliveries: the
+    # live server's process does, and two deliverers with different policies (this app is
+    # strict about private webhook targets, the live server allows its tests' loopback
+    # listeners) would take each other's deliveries from the one shared database.
+    return msgspec.structs.replace(resolved, sql_pool_size=0, journal_consumer=True, background_tasks=False)
 
 
 @pytest.fixture(scope="session")
