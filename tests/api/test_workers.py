@@ -284,7 +284,8 @@ async def test_an_api_process_with_default_settings_runs_no_projector_nor_backgr
         assert (await http.get("/ready")).status_code == 200
         assert background_coroutines(http) == []
 
-    # The same check sees them when a setting turns the in-process copy on (the test app's).
-    async with AsyncTestClient(app=create_app(settings)) as http:
+    # The same check sees them when settings turn the in-process copies on.
+    both = msgspec.structs.replace(settings, journal_consumer=True, background_tasks=True)
+    async with AsyncTestClient(app=create_app(both)) as http:
         assert (await http.get("/ready")).status_code == 200
         assert background_coroutines(http) == ["JournalProjector.run", "run", "run_background"]
