@@ -18,6 +18,10 @@ from tests.factories import OPERATOR, random_ref
 
 pytestmark = pytest.mark.sql
 
+# The client lets an idle connection go after 1 s, well before uvicorn closes it (5 s): with
+# both at 5 s, a request sent on a connection the server is closing failed as a ReadError.
+POOL = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
+
 
 async def live_shop(http: httpx.AsyncClient, webhook_url: str | None = None) -> tuple[dict[str, str], dict, dict]:
     created = (await http.post("/v1/programs", json={"name": random_ref("live")}, headers=OPERATOR)).json()
@@ -54,7 +58,7 @@ async def gather_limited(limit: int, calls: list[Any]) -> list[Any]:
 
 async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_server) -> None:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60,
-                                 limits=httpx.Limits(max_connections=32)) as http:
+                                 limits=httpx.Limits(max_connections=32, keepalive_expiry=1.0)) as http:
         admin, partner, item = await live_shop(http)
         people = await funded_participants(http, admin, 20, 500 * 50)
         answers = await gather_limited(16, [
@@ -94,7 +98,7 @@ async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_se
 
 async def test_500_redemptions_race_for_a_pool_of_300_codes(live_server) -> None:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60,
-                                 limits=httpx.Limits(max_connections=64)) as http:
+                                 limits=POOL) as http:
         admin, _, item = await live_shop(http)
         codes = "code,pin\n" + "".join(f"GC-{i:05d},{i:04d}\n" for i in range(300))
         upload = (await http.post(f"/v1/catalog/items/{item['id']}/codes", json={"csv": codes}, headers=admin)).json()
@@ -152,7 +156,7 @@ async def test_new_orders_are_pushed_signed_and_retried_after_a_500(live_server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hooks/orders"
-        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=30, limits=POOL) as http:
             admin, partner, item = await live_shop(http, webhook_url=url)
             secret = partner["webhook_secret"]
             [token] = await funded_participants(http, admin, 1, 1000)
