@@ -21,6 +21,10 @@ pytestmark = pytest.mark.sql
 # The client lets an idle connection go after 1 s, well before uvicorn closes it (5 s): with
 # both at 5 s, a request sent on a connection the server is closing failed as a ReadError.
 POOL = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
+# These tests prove exactly-once outcomes under contention, not latency: on a loaded 2-core
+# machine a few of 500 racing redemptions have waited past 60 s on SQLite's one writer (a
+# latency bug the hot-path work owns), so the client waits as long as it takes.
+CORRECTNESS_TIMEOUT = 300
 
 
 async def live_shop(http: httpx.AsyncClient, webhook_url: str | None = None) -> tuple[dict[str, str], dict, dict]:
@@ -57,7 +61,7 @@ async def gather_limited(limit: int, calls: list[Any]) -> list[Any]:
 
 
 async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_server) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=60,
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=CORRECTNESS_TIMEOUT,
                                  limits=httpx.Limits(max_connections=32, keepalive_expiry=1.0)) as http:
         admin, partner, item = await live_shop(http)
         people = await funded_participants(http, admin, 20, 500 * 50)
@@ -97,7 +101,7 @@ async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_se
 
 
 async def test_500_redemptions_race_for_a_pool_of_300_codes(live_server) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=60,
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=CORRECTNESS_TIMEOUT,
                                  limits=POOL) as http:
         admin, _, item = await live_shop(http)
         codes = "code,pin\n" + "".join(f"GC-{i:05d},{i:04d}\n" for i in range(300))
