@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export RW_DATA_DIR
 
-.PHONY: run test install test-deps openapi bench clean
+.PHONY: run test test-sqlite test-cluster-postgres install test-deps openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,20 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/reward-wallet serve --host $(HOST) --port $(PORT) --demo
 
+# Three passes: everything on SQLite and one Valkey; the wallet and games on a Valkey
+# cluster; everything that touches SQL on Postgres. A pass keeps about one core busy, so two
+# streams run side by side (-j2): the SQLite pass, and the cluster pass then the Postgres
+# pass. Each stream's output is printed whole when it ends; -k lets the other finish.
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory -k -j2 --output-sync=target test-sqlite test-cluster-postgres
+
+test-sqlite: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
-	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q tests/wallet tests/games
-	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -m sql
+
+test-cluster-postgres: $(VENV)/.installed-test
+	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
+	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m sql
 
 openapi: $(VENV)/.installed
 	$(BIN)/reward-wallet openapi > openapi.yaml
