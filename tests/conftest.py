@@ -222,7 +222,10 @@ class LiveServer:
             env.pop("RW_REDIS_CLUSTER", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+             "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+             # Far past any test client's idle expiry (1 s in the busiest tests): the client always
+             # drops an idle connection first, so no request goes out on one the server is closing.
+             "--timeout-keep-alive", "60"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(_SESSION_DIR / f"live-{self.port}.log", "wb"),
@@ -230,7 +233,7 @@ class LiveServer:
         )
         self.wait_ready()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout

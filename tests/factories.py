@@ -163,7 +163,7 @@ async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
     return seen
 
 
-def wait_ready(base: str, process: Any = None, seconds: float = 30) -> None:
+def wait_ready(base: str, process: Any = None, seconds: float = 90) -> None:
     """Waits until a server we started answers `/ready` (and fails early if it died)."""
     import time
 

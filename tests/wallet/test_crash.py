@@ -32,7 +32,7 @@ def start_worker(redis_url: str, **env: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def until(predicate, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await predicate():
