@@ -17,6 +17,7 @@ Bounded: the least recently used participant is forgotten first.
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 
 from fulfillment.sealing import Sealer
@@ -44,22 +45,25 @@ class CachedPair:
         # through other workers or concurrent requests keep moving the nonce under us.
         self.window = 1
         self.base = nonce
-        self.words: list[list[int]] = []
+        # WORDS_PER_NONCE words for each nonce from `base` on, as unsigned 32-bit integers
+        # (half a kilobyte a participant, where a list of ints would take ten times that).
+        self.words = array("I")
 
     def words_for(self, sealer: Sealer, first: int, nonces: int, count: int = WORDS_PER_NONCE) -> list[int]:
         """The words of nonces first .. first+nonces-1 in turn, `count` per nonce."""
         if count != WORDS_PER_NONCE:  # the rare retry with more words: not worth keeping
             seed = str(sealer.open(self.sealed))
             return [w for n in range(first, first + nonces) for w in spin_words(seed, self.client_seed, n, count)]
-        if first < self.base or first + nonces > self.base + len(self.words):
+        if first < self.base or (first + nonces - self.base) * WORDS_PER_NONCE > len(self.words):
             self._fill(sealer, first, max(PRECOMPUTED, nonces))
-        at = first - self.base
-        return [w for block in self.words[at:at + nonces] for w in block]
+        at = (first - self.base) * WORDS_PER_NONCE
+        return self.words[at:at + nonces * WORDS_PER_NONCE].tolist()
 
     def _fill(self, sealer: Sealer, start: int, nonces: int) -> None:
         seed = str(sealer.open(self.sealed))
         self.base = start
-        self.words = [spin_words(seed, self.client_seed, n, WORDS_PER_NONCE) for n in range(start, start + nonces)]
+        self.words = array("I", [w for n in range(start, start + nonces)
+                                 for w in spin_words(seed, self.client_seed, n, WORDS_PER_NONCE)])
 
     def spun(self, nonce: int) -> None:
         """A spin used `nonce`: the next one expects the one after it."""
