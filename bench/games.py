@@ -90,7 +90,7 @@ SPIN_PROFILE_PARTS = [
     ("    get_program (SQL)", "get_program (programs/programs.py"),
     ("    campaign status + eligibility (HMGET)", "hmget"),
     ("    seeds.current", "current (games/seeds.py"),
-    ("    draw_spin (HGETALL seed + words + FCALL rw_spin)", "draw_spin (games/spins.py"),
+    ("    draw_spin (cached words + FCALL rw_spin)", "draw_spin (games/spins.py"),
     ("      spin_words (SHA-256 stream)", "spin_words"),
     ("    _complete (an item prize's order only)", "_complete (games/spins.py"),
     ("      campaign_row (SQL)", "campaign_row (games/campaigns.py"),

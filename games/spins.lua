@@ -27,8 +27,9 @@ Answers {"s": 201, tx, participant, points (net change of available), available,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
   prize_value, free_spins, at (now_ms)}, or a refusal. Two refusals are not recorded, so the caller
   retries with the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
-  outside the ones the caller computed words for) and "more_words" (every word was
-  rejected). ]]
+  outside the ones the caller computed words for; it carries `seed`: {pair, sealed,
+  client_seed, nonce} as they are now, "" for a field the pair lacks) and "more_words"
+  (every word was rejected). ]]
 
 local function spin_refusal(status, code, detail)
   return fail(status, code, detail)
@@ -89,7 +90,13 @@ redis.register_function("rw_spin", function(keys, argv)
   local nwords, nonces = tonumber(argv[9]), tonumber(argv[10])
   local nonce = tonumber(redis.call("HGET", seed, "nonce") or "-1")
   if redis.call("HGET", seed, "pair") ~= pair or nonce < first or nonce >= first + nonces then
-    return to_json(fail(409, "seed_moved", "the seed pair moved; retry"))
+    -- The pair as it is now, so the caller's cache (games/seed_cache.py) catches up and
+    -- retries without reading it: only the sealed seed leaves, as Redis holds it.
+    local moved = fail(409, "seed_moved", "the seed pair moved; retry")
+    local now_pair = redis.call("HMGET", seed, "pair", "sealed", "client_seed", "nonce")
+    moved.seed = {pair = now_pair[1] or "", sealed = now_pair[2] or "", client_seed = now_pair[3] or "",
+      nonce = tonumber(now_pair[4] or "0")}
+    return to_json(moved)
   end
 
   local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")

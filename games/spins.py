@@ -1,10 +1,14 @@
 """A participant's spin, the spins they can still make, and their history with proofs.
 
 The spin itself is one call of the Redis function `rw_spin` (games/spins.lua). Redis has no
-SHA-256, so this side reads the participant's seed pair, opens its sealed server seed,
-computes the words of its stream at the current nonce (FAIRNESS.md, "Inside Redis") and
-passes them with the pair and nonce it used; the function refuses if either moved, and we
-compute again (`draw_spin`). The function journals the spin's whole record; the journal
+SHA-256, so this side computes the words of the pair's stream at the nonce it expects
+(FAIRNESS.md, "Inside Redis") and passes them with the pair and nonce it used; the function
+refuses if either moved, answering the pair as it is now, and we compute again
+(`draw_spin`). The pair, the campaign's rules and its sweepstakes' keys are remembered in
+process (games/seed_cache.py and below), so a participant's next spin on a campaign is the
+gate's call and `rw_spin`'s, nothing else; none of what is remembered needs to be fresh,
+because `rw_spin` checks the pair, the nonce and the campaign's status, dates and prices
+itself. The function journals the spin's whole record; the journal
 projector writes its history row and feed line (games/spin_projection.py), so a spin makes
 no SQL write on its request, and the history read merges the spins not projected yet. Only
 an item prize writes on the request: its order, keyed by the spin's id, so a retried request
@@ -28,7 +32,7 @@ from fulfillment.sealing import Sealer
 from games import seeds
 from games import sweepstakes_keys as swkeys
 from games.campaigns import campaign_row
-from games.fairness import spin_words
+from games.seed_cache import SEEDS, WORDS_PER_NONCE, CachedPair, SeedCache
 from games.spin_projection import launched_spec, order_id_of, pending_spins, write_spins
 from games.sweepstakes import public_id_of
 from games.tables import SeedPair, Spin
@@ -51,7 +55,18 @@ ALGORITHM = "rw-fair-1"
 # most (8 words, one HMAC block, each), and gives up (503) after this many tries.
 _WINDOW_MAX = 64
 _SPIN_ATTEMPTS = 40
+# The most nonces a participant's spins keep covering after races (8 words each).
+_STICKY_WINDOW = 16
 _decode_eligibility = msgspec.json.Decoder(Eligibility).decode
+
+
+class SeedNow(msgspec.Struct, frozen=True):
+    """The pair in use, as a refused rw_spin answers it ("" for what the pair lacks)."""
+
+    pair: str = ""
+    sealed: str = ""
+    client_seed: str = ""
+    nonce: int = 0
 
 
 class SpinOutcome(msgspec.Struct, frozen=True):
@@ -74,6 +89,7 @@ class SpinOutcome(msgspec.Struct, frozen=True):
     detail: str | None = None
     replayed: int = 0
     at: int = 0  # the spin's moment (ms); 0 in answers recorded before it was carried
+    seed: SeedNow | None = None  # with "seed_moved": the pair as Redis holds it now
 
 
 _decode_outcome = msgspec.json.Decoder(SpinOutcome).decode
@@ -159,14 +175,7 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     if rules.eligibility and not (idem.key and await client.exists(idem.key)):
         await _check_eligible(program.id, participant_id, rules.eligibility)
     extras = await _entries_extras(client, program.id, participant_id, rules.entries)
-    # The pair as it is; only a participant without one yet needs `seeds.current` to commit
-    # it (a pair with a hash is complete: current() would just read it again).
-    pair = await seeds.read_pair(store, program.id, participant_id)
-    if "hash" not in pair:
-        await seeds.current(store, sealer, program.id, participant_id)
-        pair = {}
-    outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, pair,
-                              extras)
+    outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, extras)
     if outcome.code == "not_found":  # the campaign's runtime is gone from Redis
         await _refuse_unlaunched(program.id, campaign_id)
     if outcome.s >= 300:
@@ -193,9 +202,14 @@ class _Rules(msgspec.Struct, frozen=True):
 
 
 # What a spin reads of its campaign's runtime hash before its call, by (program, campaign):
-# fixed by the spec once launched (a relaunch rewrites prices, not these), so kept for good.
-# rw_spin checks the status and dates itself. Bounded: cleared when full.
+# fixed by the spec once launched (only a draft's spec can change; a relaunch rewrites
+# prices, not these), so kept for good. rw_spin reads the status, dates, cost, cap and
+# prices from Redis on every call, so a pause, an end or a relaunch holds on the very next
+# spin in every process without this cache knowing. Bounded: cleared when full.
 _RULES: dict[tuple[str, str], _Rules] = {}
+# A sweepstakes' pseudonym key (`pidk`), by (program, sweepstakes): chosen once when it
+# opens and never changed, so kept once seen (an absent one is read again next time).
+_PUBLIC_ID_KEYS: dict[tuple[str, str], str] = {}
 
 
 async def _refuse_unlaunched(program_id: str, campaign_id: str) -> None:
@@ -226,58 +240,86 @@ async def _entries_extras(client: Any, program_id: str, participant_id: str,
     public_ids: list[str] = []
     for segment in sorted((s for s in segments if s.get("type") == "entries"), key=lambda s: s["k"]):
         config = swkeys.config(program_id, segment["sw"])
-        pid_key = await client.hget(config, "pidk")
+        pid_key = _PUBLIC_ID_KEYS.get((program_id, segment["sw"]))
+        if pid_key is None:
+            raw = await client.hget(config, "pidk")
+            pid_key = reply_text(raw) if raw else ""
+            if pid_key:
+                if len(_PUBLIC_ID_KEYS) >= 1024:
+                    _PUBLIC_ID_KEYS.clear()
+                _PUBLIC_ID_KEYS[(program_id, segment["sw"])] = pid_key
         extra_keys += [config, swkeys.tickets(program_id, segment["sw"]), swkeys.owners(program_id, segment["sw"])]
-        public_ids.append(public_id_of(reply_text(pid_key), participant_id) if pid_key else "")
+        public_ids.append(public_id_of(pid_key, participant_id) if pid_key else "")
     return extra_keys, public_ids
 
 
 async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: str, participant_id: str,
-                    campaign_id: str, idem: Idem, first_read: dict[str, str] | None = None,
-                    extras: tuple[list[str], list[str]] = ([], [])) -> SpinOutcome:
+                    campaign_id: str, idem: Idem, extras: tuple[list[str], list[str]] = ([], []),
+                    cache: SeedCache = SEEDS) -> SpinOutcome:
     """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
-    The participant's seed pair must exist (`seeds.current`); `first_read`, the pair as
-    just read, saves the first HGETALL.
 
-    Concurrent spins of one participant advance the nonce under each other. After losing
-    once, a spin sends the words for a window of nonces from the one it read (up to
-    `_WINDOW_MAX`), so rw_spin finds the words for whichever nonce it meets; a rotation
-    (a new pair) is read again. The participant never sees the race."""
+    The pair comes from `cache` (read from Redis, and committed if the participant has
+    none, only the first time). A refusal because the pair moved (a rotation, a new client
+    seed, a spin through another process or a concurrent request) answers the pair as it is
+    now: the cache takes it and we try again. After losing once, a spin sends the words for
+    a window of nonces from the one it expects (up to `_WINDOW_MAX`), so rw_spin finds the
+    words for whichever nonce it meets. The participant never sees the race."""
     seed_key = keys.seed_pair(program_id, participant_id)
-    count, window = 8, 1  # words per nonce; nonces covered
-    opened: tuple[str, str] = ("", "")  # (pair id, clear seed): opened once per pair
+    cached = cache.get(program_id, participant_id) or await _load_pair(store, sealer, cache, program_id, participant_id)
+    count, window = WORDS_PER_NONCE, cached.window  # words per nonce; nonces covered
     for attempt in range(_SPIN_ATTEMPTS):
-        pair = first_read or await seeds.read_pair(store, program_id, participant_id)
-        first_read = None
-        if "hash" not in pair:  # the pair is gone (Redis was rebuilt from the ledger): commit one
-            await seeds.current(store, sealer, program_id, participant_id)
-            continue
-        if "sealed" not in pair:
-            await seeds.seal_legacy(store, sealer, program_id, participant_id, pair)
-        if opened[0] != pair["pair"]:
-            opened = (pair["pair"], seeds.server_seed_of(sealer, pair))
         now_ms = store.clock() // 1_000_000
-        nonce = int(pair["nonce"])
-        words = [word for step in range(window) for word in spin_words(opened[1], pair["client_seed"], nonce + step,
-                                                                        count)]
+        first = cached.next_nonce
+        words = cached.words_for(sealer, first, window, count)
         key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                     keys.config(program_id), keys.wallet(program_id, participant_id),
                     keys.campaign(program_id, campaign_id), seed_key,
                     keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0]]
-        args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, pair["pair"], nonce, now_ms,
+        args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, cached.pair, first, now_ms,
                 count, window, *words, *extras[1]]
         outcome = _decode_outcome(await store.fcall("rw_spin", key_list, args))
         if outcome.code == "seed_moved":
-            # A concurrent spin or rotation moved the pair: read it again, cover more nonces,
-            # and let the others through before trying again.
-            window = min(window * 4, _WINDOW_MAX)
-            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
+            now = outcome.seed
+            if now is None or not now.pair or not now.sealed:
+                # No pair (Redis was rebuilt from the ledger) or one committed before seeds
+                # were sealed in Redis: commit or seal it, then read it.
+                cached = await _load_pair(store, sealer, cache, program_id, participant_id)
+            else:
+                moved_on = now.pair == cached.pair  # the same pair, its nonce moved: a race
+                cached = cache.refresh(program_id, participant_id, now.pair, now.sealed, now.client_seed, now.nonce)
+                if moved_on:
+                    # Cover more nonces, remember it for this participant's next spins (they
+                    # spin through other processes too), and let the others through first.
+                    window = min(window * 4, _WINDOW_MAX)
+                    cached.window = min(max(cached.window * 2, 2), _STICKY_WINDOW)
+                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
             continue
         if outcome.code == "more_words":
             count *= 4
             continue
+        if outcome.s < 300 and not outcome.replayed and outcome.pair == cached.pair:
+            cached.spun(outcome.nonce)
+            if outcome.nonce == first and cached.window > 1:
+                cached.window //= 2  # no one else moved it: go back to fewer words
         return outcome
     raise Unavailable("your spins are arriving faster than they can be drawn; retry in a moment")
+
+
+async def _load_pair(store: WalletStore, sealer: Sealer, cache: SeedCache, program_id: str,
+                     participant_id: str) -> CachedPair:
+    """Reads the participant's pair into the cache, committing one first if there is none
+    and sealing a clear seed an earlier version left in Redis."""
+    for _ in range(_SPIN_ATTEMPTS):
+        pair = await seeds.read_pair(store, program_id, participant_id)
+        if "hash" not in pair:
+            await seeds.current(store, sealer, program_id, participant_id)
+            continue
+        if "sealed" not in pair:
+            await seeds.seal_legacy(store, sealer, program_id, participant_id, pair)
+            continue
+        return cache.refresh(program_id, participant_id, pair["pair"], pair["sealed"], pair["client_seed"],
+                             int(pair["nonce"]))
+    raise Unavailable("your seed pair is changing too often right now; retry in a moment")
 
 
 async def _complete(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,

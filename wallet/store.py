@@ -15,6 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from wallet import keys
+from wallet.cluster import FunctionRoutingCluster
 from wallet.ids import new_id
 
 # Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
@@ -239,5 +240,5 @@ class WalletStore:
 
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
-        return aioredis.RedisCluster.from_url(url)
+        return FunctionRoutingCluster.from_url(url)
     return aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
