@@ -231,7 +231,11 @@ class LiveServer:
             stderr=open(_SESSION_DIR / f"live-{self.port}.log", "wb"),
             start_new_session=True,
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that never became ready must not outlive the test
+            raise
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         import httpx
