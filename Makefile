@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export RW_DATA_DIR
 
-.PHONY: run test test-sqlite test-cluster-postgres install test-deps openapi bench clean
+.PHONY: run test install test-deps openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +28,11 @@ run: $(VENV)/.installed
 	$(BIN)/reward-wallet serve --host $(HOST) --port $(PORT) --demo
 
 # Three passes: everything on SQLite and one Valkey; the wallet and games on a Valkey
-# cluster; everything that touches SQL on Postgres. A pass keeps about one core busy, so two
-# streams run side by side (-j2): the SQLite pass, and the cluster pass then the Postgres
-# pass. Each stream's output is printed whole when it ends; -k lets the other finish.
+# cluster; everything that touches SQL on Postgres. One after the other: a pass keeps this
+# 2-core machine busy (its servers beside pytest), and two side by side took longer.
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
-	$(MAKE) --no-print-directory -k -j2 --output-sync=target test-sqlite test-cluster-postgres
-
-test-sqlite: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
-
-test-cluster-postgres: $(VENV)/.installed-test
 	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
 	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m sql
 

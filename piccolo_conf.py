@@ -11,15 +11,14 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine
-
+from wallet.postgres_pool import LoopPooledPostgresEngine
 from wallet.sqlite_pool import PooledSQLiteEngine
 
 
 def engine_from_env() -> Engine:
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
-        return PostgresEngine(config={"dsn": url}, log_queries=False)
+        return LoopPooledPostgresEngine(config={"dsn": url}, log_queries=False)
     data_dir = Path(os.environ.get("RW_DATA_DIR", "./var")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     # A generous busy timeout: writers queue instead of failing with "database is locked".

@@ -75,7 +75,10 @@ def create_app(settings: Settings) -> Litestar:
         from piccolo.engine.postgres import PostgresEngine
 
         engine = engine_finder()
-        pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0
+        # An app owns the pool it starts, and only that one: another app on the same loop uses
+        # the running pool and leaves it open when it stops (wallet/postgres_pool.py: a pool
+        # per event loop).
+        pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0 and engine.pool is None
         if pooled:
             await engine.start_connection_pool(min_size=min(2, settings.sql_pool_size),
                                                max_size=settings.sql_pool_size)

@@ -75,16 +75,22 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On a cluster run, leave out what already ran against both kinds of Valkey in the
     standalone pass (tests parametrized standalone/cluster: their standalone half would
-    point a plain client at a cluster node) and the tests that are standalone by design."""
-    if not CLUSTER_RUN:
+    point a plain client at a cluster node) and the tests that are standalone by design.
+    On the Postgres run, leave out the cluster half of those tests: the SQL store is what
+    that run checks, and their standalone half checks it."""
+    postgres_run = os.environ.get("RW_TEST_DB") == "postgres"
+    if not CLUSTER_RUN and not postgres_run:
         return
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        both_kinds = callspec is not None and any(
-            value in ("standalone", "cluster") for value in callspec.params.values())
-        standalone_only = any(item.nodeid.startswith(path) for path in _STANDALONE_BY_CONSTRUCTION)
-        (drop if both_kinds or standalone_only else keep).append(item)
+        kinds = {value for value in callspec.params.values()
+                 if value in ("standalone", "cluster")} if callspec is not None else set()
+        if CLUSTER_RUN:
+            standalone_only = any(item.nodeid.startswith(path) for path in _STANDALONE_BY_CONSTRUCTION)
+            (drop if kinds or standalone_only else keep).append(item)
+        else:
+            (drop if "cluster" in kinds else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -162,15 +168,17 @@ def settings(app_redis_url: str, localstripe_url: str):  # type: ignore[no-untyp
         # Through the environment, so live servers and CLI subprocesses use the cluster too.
         os.environ["RW_REDIS_CLUSTER"] = "true"
     resolved, _ = resolve_secrets(load_settings())
-    # The in-process app runs on the test client's own loop, and tests query SQL from theirs:
-    # no pool may be bound to one of them. Live servers (subprocesses) keep the pool.
+    # The in-process app runs on the test client's own loop and tests query SQL from theirs:
+    # on Postgres the app keeps a small pool on its loop (wallet/postgres_pool.py; a
+    # connection per query had the Postgres pass forking a backend per query) and the tests'
+    # own queries connect per query. Live servers (subprocesses) have their own pools.
     # The app under test runs the journal projector in process (api/worker.py's projector):
     # tests read what they wrote from the ledger without a worker process of their own.
     # tests/api/test_workers.py proves the real split. It runs no webhook deliveries: the
     # live server's process does, and two deliverers with different policies (this app is
     # strict about private webhook targets, the live server allows its tests' loopback
     # listeners) would take each other's deliveries from the one shared database.
-    return msgspec.structs.replace(resolved, sql_pool_size=0, journal_consumer=True, background_tasks=False)
+    return msgspec.structs.replace(resolved, sql_pool_size=4, journal_consumer=True, background_tasks=False)
 
 
 @pytest.fixture(scope="session")
