@@ -137,11 +137,17 @@ async def in_flight(client: Any, idem: Idem, marker: bytes | None = None) -> dic
     return record.r
 
 
-async def _keep_alive(client: Any, idem: Idem, marker: bytes) -> None:
-    """Renews the marker while the request runs; ends when the marker is no longer ours."""
+_HEARTBEATS: set[asyncio.Task[None]] = set()
+
+
+async def _keep_alive(client: Any, idem: Idem, marker: bytes, done: asyncio.Event) -> None:
+    """Renews the marker while the request runs; ends when the request is done or the
+    marker is no longer ours. Never cancelled mid-command: a redis-py call cancelled
+    while its reply is in flight can leave its connection waiting for good."""
     while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        if not await client.eval(_RENEW, 1, idem.key, marker, IN_FLIGHT_TTL_MS):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(done.wait(), HEARTBEAT_SECONDS)
+        if done.is_set() or not await client.eval(_RENEW, 1, idem.key, marker, IN_FLIGHT_TTL_MS):
             return
 
 
@@ -180,19 +186,16 @@ async def once(client: Any, idem: Idem, ttl: int, action: Callable[[], Awaitable
     recorded = await in_flight(client, idem, marker)
     if recorded is not None:
         return int(recorded["status"]), recorded["body"], True
-    heartbeat = asyncio.create_task(_keep_alive(client, idem, marker))
+    done = asyncio.Event()
+    heartbeat = asyncio.create_task(_keep_alive(client, idem, marker, done))
+    _HEARTBEATS.add(heartbeat)  # the loop keeps only a weak reference to a task
+    heartbeat.add_done_callback(_HEARTBEATS.discard)
     try:
         status, body = await action()
     except Exception:
         await release(client, idem, marker)
         raise
     finally:  # also when the request is cancelled: a dead request's marker must lapse
-        await _stop(heartbeat)
+        done.set()
     await record(client, idem, {"status": status, "body": msgspec.to_builtins(body)}, ttl)
     return status, body, False
-
-
-async def _stop(heartbeat: asyncio.Task[None]) -> None:
-    heartbeat.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await heartbeat
