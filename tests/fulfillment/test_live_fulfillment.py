@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +19,9 @@ from tests.factories import OPERATOR, random_ref
 
 pytestmark = pytest.mark.sql
 
-# The client lets an idle connection go after 1 s, well before uvicorn closes it (5 s): with
-# both at 5 s, a request sent on a connection the server is closing failed as a ReadError.
+# The client lets an idle connection go after 1 s, well before the live server closes it
+# (60 s, tests/conftest.py): with both at 5 s, a request sent on a connection the server
+# was closing failed as a ReadError.
 POOL = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
 # These tests prove exactly-once outcomes under contention, not latency: on a loaded 2-core
 # machine a few of 500 racing redemptions have waited past 60 s on SQLite's one writer (a
