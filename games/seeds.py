@@ -10,10 +10,11 @@ Changing the client seed rotates the pair too.
 
 A new pair replaces the old one in one atomic step (`rw_seed_swap`, games/seeds.lua), so
 concurrent rotations and spins leave exactly one pair in use, and each retired pair is
-revealed once, at the nonce its last spin left. SQL follows Redis: a new pair's row is
-written first as `pending` (a row whose swap lost is deleted, one whose process died stays
-pending and unused), becomes `active` once it is the pair in use, and `revealed` when it
-is retired.
+revealed once, at the nonce its last spin left. A rotation retires whichever pair is in use
+when its swap runs, so concurrent rotations never make one another retry. SQL follows
+Redis: a new pair's row is written first as `pending` (a row whose swap lost is deleted,
+one whose process died stays pending and unused), becomes `active` once it is the pair in
+use, and `revealed` when it is retired.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from wallet.store import WalletStore
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{1,64}$")
-# Each attempt loses only to another rotation or first commitment that won (spins never
-# make a swap fail), so a handful is plenty; past it the participant retries.
-_ATTEMPTS = 50
+# A rotation's swap fails only when the participant has no pair yet (a first commitment
+# then makes one), and a first commitment only when another commitment won; a few attempts
+# cover a pair wiped between two steps (Redis rebuilt from the ledger).
+_ATTEMPTS = 5
 
 
 class Fairness(msgspec.Struct, frozen=True):
@@ -74,6 +76,7 @@ class _Swapped(msgspec.Struct, frozen=True):
     hash: str = ""
     client_seed: str = ""
     nonce: str = "0"
+    new_client_seed: str = ""
 
 
 _decode_swapped = msgspec.json.Decoder(_Swapped).decode
@@ -106,31 +109,36 @@ async def seal_legacy(store: WalletStore, sealer: Sealer, program_id: str, parti
 
 
 async def _commit(store: WalletStore, sealer: Sealer, program_id: str, participant_id: str, expected: str,
-                  client_seed: str) -> tuple[_Swapped, Fairness] | None:
-    """Commits a new pair in place of `expected` ("" for none); None if another rotation or
-    first commitment got there first. Answers the retired pair and the new one."""
+                  client_seed: str, likely_client_seed: str = "") -> tuple[_Swapped, Fairness] | None:
+    """Commits a new pair in place of `expected` ("" for none, "*" for whichever is in use;
+    client seed "" keeps the retired pair's, most likely `likely_client_seed`); None if the
+    pair in use is not the expected one. Answers the retired pair and the new one."""
     server_seed = new_server_seed()
     digest, sealed, pair_id = server_seed_hash(server_seed), sealer.seal(server_seed), new_id("pair")
     await SeedPair.insert(SeedPair(id=pair_id, program_id=program_id, participant_id=participant_id,
-                                   server_seed_hash=digest, server_seed=sealed, client_seed=client_seed,
-                                   status="pending", created_at=datetime.now(timezone.utc))).run()
+                                   server_seed_hash=digest, server_seed=sealed,
+                                   client_seed=client_seed or likely_client_seed, status="pending",
+                                   created_at=datetime.now(timezone.utc))).run()
     swapped = _decode_swapped(await store.fcall(
         "rw_seed_swap", [keys.seed_pair(program_id, participant_id), retired_key(program_id, participant_id)],
         [expected, pair_id, sealed, digest, client_seed]))
     if swapped.s != 200:
         await SeedPair.delete().where(SeedPair.id == pair_id).run()
         return None
+    client_seed = swapped.new_client_seed or client_seed
     # Only a pending row becomes active: a concurrent rotation may already have retired it.
-    await SeedPair.update({SeedPair.status: "active"}).where(
+    await SeedPair.update({SeedPair.status: "active", SeedPair.client_seed: client_seed}).where(
         (SeedPair.id == pair_id) & (SeedPair.status == "pending")).run()
     return swapped, Fairness(server_seed_hash=digest, client_seed=client_seed, nonce=0)
 
 
 async def _reveal(store: WalletStore, program_id: str, participant_id: str, pair_id: str, server_seed: str,
-                  final_nonce: str) -> None:
-    await SeedPair.update({SeedPair.status: "revealed", SeedPair.server_seed: server_seed,
-                           SeedPair.final_nonce: final_nonce, SeedPair.revealed_at: datetime.now(timezone.utc)}) \
-        .where(SeedPair.id == pair_id).run()
+                  final_nonce: str, client_seed: str | None = None) -> None:
+    values = {SeedPair.status: "revealed", SeedPair.server_seed: server_seed, SeedPair.final_nonce: final_nonce,
+              SeedPair.revealed_at: datetime.now(timezone.utc)}
+    if client_seed:  # the pair's own, as Redis held it (its row may still hold a guess)
+        values[SeedPair.client_seed] = client_seed
+    await SeedPair.update(values).where(SeedPair.id == pair_id).run()
     await store.client.hdel(retired_key(program_id, participant_id), pair_id)
 
 
@@ -167,18 +175,20 @@ async def rotate(store: WalletStore, sealer: Sealer, program_id: str, participan
         raise Invalid("client_seed is 1..64 printable ASCII characters", field="client_seed")
     await _finish_reveals(store, sealer, program_id, participant_id)
     for _ in range(_ATTEMPTS):
+        # "*": whichever pair is in use when the swap runs, and its client seed unless a new one
+        # is given, so a rotation racing others still rotates at its first attempt.
         pair = await read_pair(store, program_id, participant_id)
         if "hash" not in pair:
-            await current(store, sealer, program_id, participant_id)
+            await current(store, sealer, program_id, participant_id)  # no pair yet: commit one first
             continue
-        # The client seed read with the pair is that pair's: it changes only with the pair.
-        committed = await _commit(store, sealer, program_id, participant_id, pair["pair"],
-                                  client_seed or pair["client_seed"])
+        committed = await _commit(store, sealer, program_id, participant_id, "*", client_seed or "",
+                                  pair["client_seed"])
         if committed is None:
-            continue  # a concurrent rotation retired that pair: this one rotates its successor
+            continue
         retired, new = committed
         server_seed = sealer.open(retired.sealed) if retired.sealed else retired.server_seed
-        await _reveal(store, program_id, participant_id, retired.pair, str(server_seed), retired.nonce)
+        await _reveal(store, program_id, participant_id, retired.pair, str(server_seed), retired.nonce,
+                      retired.client_seed)
         revealed = Revealed(server_seed=str(server_seed), server_seed_hash=retired.hash,
                             client_seed=retired.client_seed, nonce=int(retired.nonce))
         return Rotation(revealed=revealed, current=new)

@@ -156,9 +156,13 @@ async def test_concurrent_rotations_client_seeds_and_spins_leave_every_spin_veri
         assert record["proof"]["server_seed"] == by_hash[record["proof"]["server_seed_hash"]]["server_seed"]
         assert verify_spin_proof(record["proof"]).ok, record["proof"]
     # SQL agrees: one pair in use, every other one revealed once.
-    statuses = Counter(r["status"] for r in await SeedPair.select(SeedPair.status).where(
-        SeedPair.participant_id == person).run())
-    assert statuses == {"active": 1, "revealed": len(revealed)}
+    rows = await SeedPair.select(SeedPair.status, SeedPair.server_seed_hash, SeedPair.client_seed).where(
+        SeedPair.participant_id == person).run()
+    assert Counter(r["status"] for r in rows) == {"active": 1, "revealed": len(revealed)}
+    # ...and each revealed row holds the client seed its spins used.
+    for row in rows:
+        if row["status"] == "revealed":
+            assert row["client_seed"] == by_hash[row["server_seed_hash"]]["client_seed"]
 
 
 async def test_a_pair_an_earlier_version_kept_in_clear_is_sealed_at_its_next_spin(client, redis) -> None:  # type: ignore[no-untyped-def]
