@@ -217,6 +217,11 @@ def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
 
 
 operator_only = _requires("operator")
+# Route opt for a handler whose first Redis call is a gateable operation (wallet/gated.py):
+# its gate rides in that call, one round trip for the request. Not for a route guarded by
+# `active_program` (the operations refuse a suspended program themselves).
+CARRY_GATE = {"carry_gate": True}
+
 admin_only = _requires("admin")
 participant_only = _requires("participant")
 partner_only = _requires("partner")

@@ -22,13 +22,14 @@ import secrets
 import time
 from typing import Any
 
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Authenticator, Credential, Principal
-from api.limits import Headers, RateLimits, client_ip
+from api.limits import Headers, RateLimits, Windows, client_ip
 from programs import gate
 from wallet import keys
+from wallet.gated import CARRIED, CarriedGate
 
 access_log = logging.getLogger("rw.access")
 
@@ -98,35 +99,71 @@ class Gate:
                     message["headers"] = [*message.get("headers", ()), *added]
                 await send(message)
 
+            carried_token = None
             try:
-                added += await admit(scope, authorization)
+                carried = await admit(scope, authorization, added)
+                if carried is not None:
+                    carried_token = CARRIED.set(carried)
+                    send_with_headers = gate_before_start(scope, carried, send_with_headers)
                 await app(scope, receive, send_with_headers)
             except BaseException as exc:
+                if carried_token is not None and carried.open and isinstance(exc, Exception):
+                    # The handler failed before any call carried the gate: a refused caller
+                    # hears that refusal, not what its request would have met.
+                    await pass_carried(scope, carried)
                 # A refusal raised here (401, 429) is answered by Litestar outside this layer.
                 status = status or getattr(exc, "status_code", 500)
                 raise
             finally:
+                if carried_token is not None:
+                    carried.open = False  # not for a task the handler left running
+                    CARRIED.reset(carried_token)
                 log_access(scope, status, started, request_id)
 
-        async def admit(scope: Scope, authorization: bytes) -> Headers:
-            """Authenticates and counts the request; raises 401 or 429. Answers the RateLimit-*
-            headers to add."""
+        def gate_before_start(scope: Scope, carried: CarriedGate, send: Send) -> Send:
+            """Passes a gate that no call carried (the handler failed, or answered without a
+            gateable call) before the response starts: a refusal then replaces the response."""
+            async def send_after_gate(message: Message) -> None:
+                if message["type"] == "http.response.start" and carried.open:
+                    await pass_carried(scope, carried)
+                await send(message)
+
+            return send_after_gate
+
+        async def pass_carried(scope: Scope, carried: CarriedGate) -> None:
+            """The carried gate alone (rw_gate); raises the refusal."""
+            carried.open = False
+            redis = scope["litestar_app"].state.redis
+            reply = await redis.fcall("rw_gate", len(carried.keys), *carried.keys, *carried.args)
+            await carried.judge(int(reply[0]), reply[1] == 1, [int(c) for c in reply[2:]])
+
+        async def admit(scope: Scope, authorization: bytes, added: Headers) -> CarriedGate | None:
+            """Authenticates and counts the request, adding the RateLimit-* headers to
+            `added`; raises 401 or 429. For a route that carries its gate into its first
+            gateable call (opt `carry_gate`), answers that gate instead of passing it here."""
             path = scope["path"]
             redis = scope["litestar_app"].state.redis
             if limits.unlimited.search(path):
-                return []
+                return None
             handler = scope.get("route_handler")
             if limits.public.search(path) or (handler is not None and handler.opt.get("exclude_from_auth")):
-                return await limits.count_alone(redis, limits.public_windows(path, client_ip(scope)))
+                added += await limits.count_alone(redis, limits.public_windows(path, client_ip(scope)))
+                return None
             address = client_ip(scope)
             limits.refuse_blocked(address)
             if scope["method"] == "OPTIONS":  # preflights carry no credentials
-                return []
+                return None
             authenticator: Authenticator = scope["litestar_app"].state.authenticator
             try:
                 credential = await authenticator.resolve(presented_of(authorization))
                 windows = limits.principal_windows(credential.principal)
-                passage = await pass_gate(redis, credential, windows)
+                program_id = credential.principal.program_id
+                if (handler is not None and handler.opt.get("carry_gate") and credential.check != "-"
+                        and program_id):
+                    carried = carry_gate(redis, credential, windows, address, scope, added)
+                else:
+                    carried = None
+                    passage = await pass_gate(redis, credential, windows)
             except NotAuthorizedException:
                 # Counted only now: a request that authenticates never touches this budget.
                 await limits.count_failure(redis, address)
@@ -135,10 +172,28 @@ class Gate:
             scope["auth"] = None
             state = scope["state"]
             state["principal"] = credential.principal.kind
-            if passage is not None:
+            if carried is None and passage is not None:
                 state["program_suspended"] = passage.suspended
-                return limits.settle(windows, passage.counts)
-            return []
+                added += limits.settle(windows, passage.counts)
+            return carried
+
+        def carry_gate(redis: Any, credential: Credential, windows: Windows, address: str, scope: Scope,
+                       added: Headers) -> CarriedGate:
+            """The gate for the handler's first gateable call (wallet/gated.py). Suspension is
+            not read: the gateable operations refuse a suspended program themselves."""
+            key_list, args = gate.gate_call(windows.names, windows.ttls, credential.check, credential.liveness,
+                                            credential.generation, limits=[b.limit for b in windows.budgets])
+
+            async def judge(verdict: int, suspended: bool, counts: list[int]) -> None:
+                if verdict == gate.OVER_BUDGET:
+                    limits.settle(windows, counts)  # raises the 429 with its Retry-After
+                    raise TooManyRequestsException("rate limit exceeded")
+                if verdict != gate.LET_IN:
+                    await limits.count_failure(redis, address)
+                    raise Authenticator.refusal(credential, verdict)
+                added.extend(limits.settle(windows, counts))
+
+            return CarriedGate(key_list, args, judge)
 
         async def pass_gate(redis: Any, credential: Credential, windows: Any) -> gate.Passage | None:
             program_id = credential.principal.program_id

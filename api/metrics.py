@@ -50,9 +50,10 @@ WALLET_OPERATIONS = Counter(
 class _Seen(msgspec.Struct):
     """The two fields of an outcome the counter needs; msgspec skips the rest unparsed."""
 
-    s: int
+    ok: bool = False
     code: str | None = None
     replayed: int = 0
+    s: int | None = None  # a record written before the typed reply
 
 
 _decode_one = msgspec.json.Decoder(_Seen).decode
@@ -62,9 +63,9 @@ _decode_many = msgspec.json.Decoder(list[_Seen]).decode
 def _outcome(seen: _Seen) -> str:
     if seen.replayed:
         return "replayed"
-    if seen.s < 300:
+    if seen.ok or (seen.s is not None and seen.s < 300):
         return "ok"
-    return seen.code or str(seen.s)
+    return seen.code or "refused"
 
 
 def observe_wallet(function: str, reply: Any) -> None:

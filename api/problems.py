@@ -52,9 +52,18 @@ STATUS_FOR_CODE: dict[str, int] = {
     "budget_exhausted": 409,
     "program_suspended": 409,
     "participant_inactive": 409,
+    "sweepstakes_closed": 409,
+    "sweepstakes_not_open": 409,
     "not_configured": 503,
     "unavailable": 503,
 }
+
+
+
+def status_for(code: str | None) -> int:
+    """The HTTP status of a domain code (the one place that picks it)."""
+    return STATUS_FOR_CODE.get(code or "", 400)
+
 
 TITLES: dict[str, str] = {
     "validation_error": "The request is not valid",
@@ -72,6 +81,8 @@ TITLES: dict[str, str] = {
     "budget_exhausted": "Budget exhausted",
     "program_suspended": "The program is suspended",
     "participant_inactive": "The participant is deactivated",
+    "sweepstakes_closed": "The sweepstakes is closed",
+    "sweepstakes_not_open": "The sweepstakes is not open yet",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
     "unsupported_media_type": "Unsupported media type",
@@ -124,7 +135,7 @@ def problem_response(
 
 
 def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
-    status = exc.extra.get("status") or STATUS_FOR_CODE.get(exc.code, 400)
+    status = status_for(exc.code)
     headers = {"Idempotent-Replayed": "true"} if exc.extra.get("replayed") else {}
     if exc.code == "idempotency_key_in_flight":  # tell the client when the first try will have ended
         headers["Retry-After"] = str(exc.extra.get("retry_after") or 1)

@@ -460,7 +460,7 @@ def count_records(redis_client: Any, program_id: str, result: LoadResult, prefix
                 continue
             found += 1
             record = json.loads(raw)
-            if (record.get("r") or {}).get("s") == 201:
+            if (record.get("r") or {}).get("ok") is True:
                 ok += 1
     return found, ok
 
@@ -596,7 +596,7 @@ class _Capture:
 
     async def fcall(self, name: str, numkeys: int, *keys_and_args: Any) -> bytes:
         self.calls.append((name, numkeys, *keys_and_args))
-        return b'{"s":201}'
+        return b'{"ok":true}'
 
 
 # The least Lua that makes the same writes as rw_grant: check the idempotency key, one HINCRBY,
@@ -607,11 +607,11 @@ LEAST_LUA = """#!lua name=rwbench_least
 redis.register_function("rwbench_least", function(keys, argv)
   -- KEYS: idem, journal, acct, cfg, wallet (as rw_grant); ARGV: fp, ttl, tx, participant, points,
   -- kind, reference, meta, now_ms (as rw_grant)
-  if redis.call("GET", keys[1]) then return '{"s":201,"replayed":1}' end
+  if redis.call("GET", keys[1]) then return '{"ok":true,"replayed":1}' end
   redis.call("HINCRBY", keys[5], "available", argv[5])
   redis.call("XADD", keys[2], "*", "tx", argv[3], "kind", argv[6], "participant", argv[4], "points", argv[5],
     "ref", argv[7], "meta", argv[8], "legs", "[]", "ts", argv[9], "earned", argv[5], "spent", "0")
-  local reply = '{"s":201,"tx":"' .. argv[3] .. '","participant":"' .. argv[4] .. '"}'
+  local reply = '{"ok":true,"tx":"' .. argv[3] .. '","participant":"' .. argv[4] .. '"}'
   redis.call("SET", keys[1], reply, "EX", argv[2])
   return reply
 end)
@@ -694,7 +694,7 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
             ok = len(replies) == n and all(isinstance(r, int) for r in replies)
         else:
             decoded = [json.loads(r) for r in replies]
-            ok = len(decoded) == n and all(d.get("s") == 201 and not d.get("replayed") for d in decoded)
+            ok = len(decoded) == n and all(d.get("ok") is True and not d.get("replayed") for d in decoded)
         return {"kind": kind, "n": n, "seconds": elapsed, "rate": n / elapsed, "ok": ok,
                 "client_cpu": client_cpu / elapsed, "valkey_cpu": valkey_cpu / elapsed,
                 "server_us_per_call": server_usec / server_calls if server_calls else 0.0,

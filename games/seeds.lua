@@ -14,9 +14,9 @@ KEYS: seed pair, retired
 ARGV: expected pair id ("" when the participant has none yet; "*" for whichever pair is in
       use, so concurrent rotations each retire one pair and none has to retry), new pair id,
       sealed seed, its SHA-256 hash, client seed ("" keeps the retired pair's)
-Answers {"s": 200, pair, sealed, server_seed, hash, client_seed, nonce} describing the
+Answers {"ok": true, pair, sealed, server_seed, hash, client_seed, nonce} describing the
 retired pair (pair "" if there was none; nonce as the decimal string Redis holds) and
-new_client_seed, or {"s": 409, "code": "seed_moved", pair} when the pair in use is not the
+new_client_seed, or {"ok": false, "code": "seed_moved", pair} when the pair in use is not the
 expected one ("*" expects some pair).
 
 rw_seed_seal: replaces a clear `server_seed` by its sealed form, if the pair is still the one
@@ -27,12 +27,12 @@ redis.register_function("rw_seed_swap", function(keys, argv)
   local expected = argv[1]
   local current = redis.call("HGET", seed, "pair") or ""
   if (expected == "*" and current == "") or (expected ~= "*" and current ~= expected) then
-    return cjson.encode({s = 409, code = "seed_moved", pair = current})
+    return cjson.encode({ok = false, code = "seed_moved", pair = current})
   end
-  local old = {s = 200, pair = "", sealed = "", server_seed = "", hash = "", client_seed = "", nonce = "0"}
+  local old = {ok = true, pair = "", sealed = "", server_seed = "", hash = "", client_seed = "", nonce = "0"}
   if current ~= "" then
     local v = redis.call("HMGET", seed, "sealed", "server_seed", "hash", "client_seed", "nonce")
-    old = {s = 200, pair = current, sealed = v[1] or "", server_seed = v[2] or "", hash = v[3] or "",
+    old = {ok = true, pair = current, sealed = v[1] or "", server_seed = v[2] or "", hash = v[3] or "",
       client_seed = v[4] or "", nonce = v[5] or "0"}
     redis.call("HSET", retired, current, old.nonce)
   end
@@ -51,9 +51,9 @@ end)
 redis.register_function("rw_seed_seal", function(keys, argv)
   local seed = keys[1]
   if redis.call("HGET", seed, "pair") ~= argv[1] then
-    return cjson.encode({s = 409, code = "seed_moved"})
+    return cjson.encode({ok = false, code = "seed_moved"})
   end
   redis.call("HSET", seed, "sealed", argv[2])
   redis.call("HDEL", seed, "server_seed")
-  return cjson.encode({s = 200})
+  return cjson.encode({ok = true})
 end)

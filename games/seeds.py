@@ -32,7 +32,7 @@ from games.tables import SeedPair
 from wallet import keys
 from wallet.errors import Invalid, Unavailable
 from wallet.ids import new_id
-from wallet.replies import reply_text
+from wallet.replies import Reply, reply_text
 from wallet.store import WalletStore
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
@@ -65,11 +65,9 @@ class ClientSeedChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client_seed: ClientSeed
 
 
-class _Swapped(msgspec.Struct, frozen=True):
+class _Swapped(Reply, frozen=True):
     """rw_seed_swap's answer: the retired pair (`pair` "" when there was none)."""
 
-    s: int
-    code: str | None = None
     pair: str = ""
     sealed: str = ""
     server_seed: str = ""
@@ -122,7 +120,7 @@ async def _commit(store: WalletStore, sealer: Sealer, program_id: str, participa
     swapped = _decode_swapped(await store.fcall(
         "rw_seed_swap", [keys.seed_pair(program_id, participant_id), retired_key(program_id, participant_id)],
         [expected, pair_id, sealed, digest, client_seed]))
-    if swapped.s != 200:
+    if not swapped.ok:
         await SeedPair.delete().where(SeedPair.id == pair_id).run()
         return None
     client_seed = swapped.new_client_seed or client_seed

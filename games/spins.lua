@@ -23,17 +23,13 @@ Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = non
   segments (JSON: [{w, type, points?, value?, spins?, n?, sw?, k?}], value = an item
   prize's points price; n entries in sweepstakes sw), stock:<i> for item prizes.
 
-Answers {"s": 201, tx, participant, points (net change of available), available, held,
+Answers {"ok": true, tx, participant, points (net change of available), available, held,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
   prize_value, free_spins, at (now_ms)}, or a refusal. Two refusals are not recorded, so the caller
   retries with the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
   outside the ones the caller computed words for; it carries `seed`: {pair, sealed,
   client_seed, nonce} as they are now, "" for a field the pair lacks) and "more_words"
   (every word was rejected). ]]
-
-local function spin_refusal(status, code, detail)
-  return fail(status, code, detail)
-end
 
 -- The weight a segment may have now: 0 when its prize cannot be given. `entries(k)`
 -- answers the k-th entries prize's sweepstakes keys and the participant's public id there.
@@ -56,35 +52,35 @@ local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled, partic
   return w
 end
 
-redis.register_function("rw_spin", function(keys, argv)
+register_gateable("rw_spin", function(keys, argv)
   local idem, stream, acct, cfg, wallet, campaign, seed, day = keys[1], keys[2], keys[3], keys[4], keys[5],
     keys[6], keys[7], keys[8]
   local fp, ttl, tx, participant, cid = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
   local pair, first, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
   if early then return early end
-  local function refuse(status, code, detail)
-    return idem_store(idem, fp, ttl, spin_refusal(status, code, detail))
+  local function refuse(code, detail)
+    return idem_store(idem, fp, ttl, fail(code, detail))
   end
 
   local status = redis.call("HGET", campaign, "status")
   if not status then
-    return to_json(fail(404, "not_found", "no such campaign"))
+    return to_json(fail("not_found", "no such campaign"))
   end
   if status ~= "active" then
-    return refuse(409, "campaign_not_active", "the campaign is " .. status)
+    return refuse("campaign_not_active", "the campaign is " .. status)
   end
   local starts, ends = redis.call("HGET", campaign, "starts_ms"), redis.call("HGET", campaign, "ends_ms")
   if starts and starts ~= "" and now < tonumber(starts) then
-    return refuse(409, "campaign_not_active", "the campaign has not started yet")
+    return refuse("campaign_not_active", "the campaign has not started yet")
   end
   if ends and ends ~= "" and now >= tonumber(ends) then
-    return refuse(409, "campaign_not_active", "the campaign has ended")
+    return refuse("campaign_not_active", "the campaign has ended")
   end
   local cap = redis.call("HGET", campaign, "cap")
   local today = tonumber(redis.call("GET", day) or "0")
   if cap and cap ~= "" and today >= tonumber(cap) then
-    return refuse(409, "limit_reached", "you have used today's " .. cap .. " spins; come back tomorrow")
+    return refuse("limit_reached", "you have used today's " .. cap .. " spins; come back tomorrow")
   end
 
   local nwords, nonces = tonumber(argv[9]), tonumber(argv[10])
@@ -92,7 +88,7 @@ redis.register_function("rw_spin", function(keys, argv)
   if redis.call("HGET", seed, "pair") ~= pair or nonce < first or nonce >= first + nonces then
     -- The pair as it is now, so the caller's cache (games/seed_cache.py) catches up and
     -- retries without reading it: only the sealed seed leaves, as Redis holds it.
-    local moved = fail(409, "seed_moved", "the seed pair moved; retry")
+    local moved = fail("seed_moved", "the seed pair moved; retry")
     local now_pair = redis.call("HMGET", seed, "pair", "sealed", "client_seed", "nonce")
     moved.seed = {pair = now_pair[1] or "", sealed = now_pair[2] or "", client_seed = now_pair[3] or "",
       nonce = tonumber(now_pair[4] or "0")}
@@ -105,7 +101,7 @@ redis.register_function("rw_spin", function(keys, argv)
   if cost > 0 and tokens > 0 then  -- a free wheel keeps the tokens for one that costs
     paid_with = "free_spin"
   elseif cost > 0 and hget_int(wallet, "available") < cost then
-    return refuse(422, "insufficient_points",
+    return refuse("insufficient_points",
       "available balance is " .. int_s(hget_int(wallet, "available")) .. ", a spin costs " .. int_s(cost))
   end
 
@@ -125,10 +121,10 @@ redis.register_function("rw_spin", function(keys, argv)
   local index, problem = rw_choose(words, weights)
   if index == nil then return redis.error_reply(problem) end
   if index == -2 then
-    return refuse(409, "out_of_stock", "no prize on this wheel can be given any more")
+    return refuse("out_of_stock", "no prize on this wheel can be given any more")
   end
   if index == -1 then
-    return to_json(fail(409, "more_words", "every word was rejected; retry with more"))
+    return to_json(fail("more_words", "every word was rejected; retry with more"))
   end
 
   -- Every balance the spin moves stays within bounds (checked before anything is written).
@@ -140,18 +136,18 @@ redis.register_function("rw_spin", function(keys, argv)
   local prize = 0
   if seg.type == "points" then prize = seg.points elseif seg.type == "item" then prize = seg.value or 0 end
   local size = move_refusal(paid) or move_refusal(prize)
-  if size then return refuse(size.s, size.code, size.detail) end
+  if size then return refuse(size.code, size.detail) end
   local account_after = hget_int(acct, source) - prize
   if source == "budget" then account_after = account_after + paid end
   if too_large(account_after, 0) or too_large(hget_int(acct, "budget"), paid)
       or (seg.type == "item" and too_large(hget_int(acct, "prizes"), prize)) then
     local bounds = balance_refusal("a program account")
-    return refuse(bounds.s, bounds.code, bounds.detail)
+    return refuse(bounds.code, bounds.detail)
   end
   if seg.type == "points" and (too_large(hget_int(wallet, "available") - paid, prize)
       or too_large(hget_int(wallet, "earned"), prize)) or too_large(hget_int(wallet, "spent"), paid) then
     local bounds = balance_refusal("the participant's balance")
-    return refuse(bounds.s, bounds.code, bounds.detail)
+    return refuse(bounds.code, bounds.detail)
   end
 
   -- Pay: the cost first, then the prize.

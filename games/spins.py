@@ -47,7 +47,7 @@ from wallet.ids import new_id
 from wallet.journal import JournalEntry, write_batch
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
-from wallet.replies import reply_text
+from wallet.replies import Reply, reply_text
 from wallet.store import Idem, Leg, Outcome, WalletStore
 
 ALGORITHM = "rw-fair-1"
@@ -69,10 +69,9 @@ class SeedNow(msgspec.Struct, frozen=True):
     nonce: int = 0
 
 
-class SpinOutcome(msgspec.Struct, frozen=True):
+class SpinOutcome(Reply, frozen=True):
     """rw_spin's answer."""
 
-    s: int
     tx: str | None = None
     available: int = 0
     held: int = 0
@@ -85,9 +84,6 @@ class SpinOutcome(msgspec.Struct, frozen=True):
     paid_with: str = "points"
     prize_value: int = 0
     free_spins: int = 0
-    code: str | None = None
-    detail: str | None = None
-    replayed: int = 0
     at: int = 0  # the spin's moment (ms); 0 in answers recorded before it was carried
     seed: SeedNow | None = None  # with "seed_moved": the pair as Redis holds it now
 
@@ -178,8 +174,8 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, extras)
     if outcome.code == "not_found":  # the campaign's runtime is gone from Redis
         await _refuse_unlaunched(program.id, campaign_id)
-    if outcome.s >= 300:
-        raise_for(Outcome(s=outcome.s, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
+    if not outcome.ok:
+        raise_for(Outcome(ok=False, code=outcome.code, detail=outcome.detail, replayed=outcome.replayed))
     spec = await launched_spec(program.id, campaign_id)
     if not isinstance(spec.segments[outcome.segment_index].prize, ItemPrize):
         view = await _complete(store, sealer, program, pricing, participant_id, campaign_id, outcome)
@@ -297,7 +293,7 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
         if outcome.code == "more_words":
             count *= 4
             continue
-        if outcome.s < 300 and not outcome.replayed and outcome.pair == cached.pair:
+        if outcome.ok and not outcome.replayed and outcome.pair == cached.pair:
             cached.spun(outcome.nonce)
             if outcome.nonce == first and cached.window > 1:
                 cached.window //= 2  # no one else moved it: go back to fewer words

@@ -6,24 +6,24 @@ wallet_account). Keys: games/sweepstakes_keys.py. ]]
 -- Shared by entries and by spin prizes of entries (games/spins.lua).
 local function sw_refusal(sw, tickets, owners, public_id, participant, count, now_n)
   local cfg = redis.call("HMGET", sw, "status", "starts_ms", "closes_ms", "max", "tickets")
-  if not cfg[1] then return fail(404, "not_found", "no such sweepstakes") end
+  if not cfg[1] then return fail("not_found", "no such sweepstakes") end
   if cfg[1] ~= "open" or now_n >= tonumber(cfg[3]) then
-    return fail(409, "sweepstakes_closed", "the sweepstakes is closed to entries")
+    return fail("sweepstakes_closed", "the sweepstakes is closed to entries")
   end
   if cfg[2] and cfg[2] ~= "" and now_n < tonumber(cfg[2]) then
-    return fail(409, "sweepstakes_not_open", "the sweepstakes does not take entries yet")
+    return fail("sweepstakes_not_open", "the sweepstakes does not take entries yet")
   end
   local owner = redis.call("HGET", owners, public_id)
   if owner and owner ~= participant then
-    return fail(409, "conflict", "public id collision; retry")
+    return fail("conflict", "public id collision; retry")
   end
   local have, most = hget_int(tickets, public_id), tonumber(cfg[4])
   if have + count > most then
-    return fail(409, "limit_reached", "you hold " .. int_s(have) .. " of at most " .. int_s(most) ..
+    return fail("limit_reached", "you hold " .. int_s(have) .. " of at most " .. int_s(most) ..
       " tickets; " .. int_s(count) .. " more would pass the maximum")
   end
   if tonumber(cfg[5] or "0") + count > 4294967296 then
-    return fail(409, "limit_reached", "the sweepstakes holds its maximum of 2^32 tickets")
+    return fail("limit_reached", "the sweepstakes holds its maximum of 2^32 tickets")
   end
   return nil
 end
@@ -59,7 +59,7 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
-    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+    return idem_store(idem, fp, ttl, fail("insufficient_points",
       "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
   end
   if too_large(hget_int(wallet, "spent"), points) or too_large(hget_int(acct, "sweepstakes"), points) then
@@ -76,7 +76,7 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   if free then counter = "free" end
   local held = sw_add_tickets(sw, tickets, owners, public_id, participant, count, counter)
   journal(stream, tx, kind, participant, -points, ref, meta, legs, now, 0, points)
-  return idem_store(idem, fp, ttl, {s = 201, tx = tx, participant = participant, points = points,
+  return idem_store(idem, fp, ttl, {ok = true, tx = tx, participant = participant, points = points,
     count = count, tickets = held, total = hget_int(sw, "tickets"),
     available = hget_int(wallet, "available"), held = hget_int(wallet, "held")})
 end)
@@ -88,11 +88,11 @@ Answers {status, tickets, entrants, closed_ms}; closing again answers the same t
 redis.register_function("rw_sw_close", function(keys, argv)
   local sw = keys[1]
   local status = redis.call("HGET", sw, "status")
-  if not status then return to_json({s = 404}) end
+  if not status then return to_json({ok = false, code = "not_found"}) end
   if status == "open" then
     redis.call("HSET", sw, "status", "closed", "closed_ms", argv[1])
     status = "closed"
   end
-  return to_json({s = 200, status = status, tickets = hget_int(sw, "tickets"),
+  return to_json({ok = true, status = status, tickets = hget_int(sw, "tickets"),
     entrants = hget_int(sw, "entrants"), closed_ms = hget_int(sw, "closed_ms")})
 end)

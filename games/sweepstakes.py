@@ -35,7 +35,7 @@ from wallet.errors import ProgramSuspended
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
-from wallet.replies import reply_text
+from wallet.replies import Reply, reply_text
 from wallet.store import Idem, WalletStore
 from wallet.tables import LedgerEntry
 
@@ -214,8 +214,7 @@ class WinnersReport(msgspec.Struct, frozen=True):
     winners: list[WinnerView]
 
 
-class _EnterOutcome(msgspec.Struct, frozen=True):
-    s: int
+class _EnterOutcome(Reply, frozen=True):
     tx: str | None = None
     points: int = 0
     count: int = 0
@@ -223,13 +222,9 @@ class _EnterOutcome(msgspec.Struct, frozen=True):
     total: int = 0
     available: int = 0
     held: int = 0
-    code: str | None = None
-    detail: str | None = None
-    replayed: int = 0
 
 
-class _CloseOutcome(msgspec.Struct, frozen=True):
-    s: int
+class _CloseOutcome(Reply, frozen=True):
     status: str = ""
     tickets: int = 0
     entrants: int = 0
@@ -514,9 +509,9 @@ async def enter(store: WalletStore, program_id: str, sweepstakes_id: str, partic
             msgspec.json.encode(meta).decode(), str(store.clock() // 1_000_000), "1" if free else "0"]
     raw = await store.fcall("rw_sw_enter", key_list, args)
     outcome = msgspec.json.decode(raw, type=_EnterOutcome)
-    if outcome.s >= 300:
+    if not outcome.ok:
         error = _ENTRY_ERRORS.get(outcome.code or "", DomainError)
-        raise error(outcome.detail or outcome.code or "refused", replayed=bool(outcome.replayed), status=outcome.s)
+        raise error(outcome.detail or outcome.code or "refused", replayed=bool(outcome.replayed))
     if free:
         # The audit trail of free entries; a replay writes nothing new.
         await SweepstakesFreeEntry.insert(SweepstakesFreeEntry(
@@ -577,7 +572,7 @@ async def close_row(store: WalletStore, row: dict[str, Any]) -> dict[str, Any]:
     raw = await store.fcall("rw_sw_close", [swkeys.config(program_id, sweepstakes_id)],
                             [str(store.clock() // 1_000_000)])
     closed = msgspec.json.decode(raw, type=_CloseOutcome)
-    if closed.s != 200:
+    if not closed.ok:
         raise NotFound("the sweepstakes has no entry state in Redis")
     body, total, entrants = entries_file_of_tickets(await read_tickets(store.client, program_id, sweepstakes_id))
     digest = fairness.entries_hash(body)
@@ -650,7 +645,7 @@ async def draw(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
             chosen = await beacon_after(drand_url, utc(row["closed_at"]))
         else:
             raise NoBeacon("send a beacon {source, round, value}: no drand beacon is configured (RW_DRAND_URL)",
-                           status=422, field="beacon")
+                           field="beacon")
         spec = _decode_spec(row["spec"])
         seed = sealer.open(row["server_seed"])
         found = await SweepstakesEntriesFile.select(SweepstakesEntriesFile.body).where(

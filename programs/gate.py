@@ -25,6 +25,7 @@ UNKNOWN = 1
 REVOKED = 2
 DISABLED = 3
 GENERATION_MOVED = 4
+OVER_BUDGET = 5  # rw_gated only: a counter went past its limit, the operation did not run
 
 
 def key_marks(program_id: str, key_id: str) -> str:
@@ -51,18 +52,25 @@ class Passage(msgspec.Struct, frozen=True):
     counts: list[int]
 
 
-async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], check: Check = "-",
-                    liveness: str = "", generation: int = 0, config: str = "") -> Passage:
-    """One FCALL: `check` "p" reads the participant wallet `liveness` against the token's
-    `generation`, "k" the API key marks `liveness`; `config` (a program's config hash) asks
-    for the suspension flag; every counter is counted once the caller is let in."""
+def gate_call(counters: Sequence[str], ttls: Sequence[int], check: Check = "-", liveness: str = "",
+              generation: int = 0, config: str = "", limits: Sequence[int] = ()) -> tuple[list[str], list[Any]]:
+    """rw_gate's keys and arguments: `check` "p" reads the participant wallet `liveness`
+    against the token's `generation`, "k" the API key marks `liveness`; `config` (a program's
+    config hash) asks for the suspension flag; every counter is counted once the caller is
+    let in, and `limits` (one per counter) let rw_gated refuse a spent budget itself."""
     key_list = list(counters)
     if check != "-":
         key_list.append(liveness)
     if config:
         key_list.append(config)
-    reply = await client.fcall("rw_gate", len(key_list), *key_list, len(counters), check, generation,
-                               "1" if config else "0", *ttls)
+    return key_list, [len(counters), check, generation, "1" if config else "0", *ttls, *limits]
+
+
+async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], check: Check = "-",
+                    liveness: str = "", generation: int = 0, config: str = "") -> Passage:
+    """The gate alone, in one FCALL (see `gate_call`)."""
+    key_list, args = gate_call(counters, ttls, check, liveness, generation, config)
+    reply = await client.fcall("rw_gate", len(key_list), *key_list, *args)
     return Passage(int(reply[0]), reply[1] == 1, [int(c) for c in reply[2:]])
 
 

@@ -72,8 +72,8 @@ def raise_for(outcome: Outcome) -> None:
     detail = outcome.detail or outcome.code or "refused"
     error = _ERRORS.get(outcome.code or "")
     if error is None:
-        raise Refused(outcome.code or "conflict", detail, replayed=bool(outcome.replayed), status=outcome.s)
-    raise error(detail, replayed=bool(outcome.replayed), status=outcome.s)
+        raise Refused(outcome.code or "conflict", detail, replayed=bool(outcome.replayed))
+    raise error(detail, replayed=bool(outcome.replayed))
 
 
 def _moved(outcome: Outcome) -> Moved:

@@ -18,10 +18,12 @@ accounts; "available:<participant>" and "held:<participant>" for wallets. Points
 move between two accounts, so the sum of all accounts of a program is always zero
 ("world" is where funding comes from and goes negative by what was paid in).
 
-Every function answers a JSON document:
-  {"s": 201, "tx": ..., "participant": ..., "points": ..., "available": ..., "held": ...}
-  {"s": 422, "code": "insufficient_points", "detail": ...}
-  with "replayed": 1 added when an idempotency record answered instead.
+Every function answers one typed JSON document, and never an HTTP status (the API alone
+picks that, from the code: api/problems.py):
+  {"ok": true, "tx": ..., "participant": ..., "points": ..., "available": ..., "held": ...}
+  {"ok": false, "code": "insufficient_points", "detail": ...}
+  with "replayed": 1 added when an idempotency record answered instead. Records written
+  before this shape hold {"s": <status>, ...}; wallet/store.py reads both.
 Failures a retry would repeat (insufficient points, budget) are stored like successes,
 so a retried request answers what the first one did.
 
@@ -29,10 +31,18 @@ Bounds (CONTRACT.md, v1 additions): one operation moves at most 10^12 points, an
 balance, lifetime counter or program account (the negative world and budget included)
 goes past 2^53 - 1 in size, the largest integer a Lua number (a double) holds exactly.
 Every function checks the would-be values before it writes anything and refuses with
-422 "validation_error". Every number it writes out (journal, reply, idempotency record,
+"validation_error". Every number it writes out (journal, reply, idempotency record,
 command argument) goes through string.format("%d"): tostring and cjson keep only 14
 significant digits ("1e+14").
 ]]
+
+-- The functions a request's gate may be carried into (rw_gated, programs/gate.lua), by name.
+-- The library is one chunk, so the later parts (games/spins.lua) add theirs here too.
+local GATEABLE = {}
+local function register_gateable(name, fn)
+  GATEABLE[name] = fn
+  redis.register_function(name, fn)
+end
 
 local MAX_MOVE = 1000000000000        -- 10^12
 local MAX_BALANCE = 9007199254740991  -- 2^53 - 1
@@ -97,7 +107,7 @@ local function idem_check(key, fp)
   if not raw then return nil end
   local rec = cjson.decode(raw)
   if rec.fp ~= fp then
-    return to_json({s = 422, code = "idempotency_key_reused",
+    return to_json({ok = false, code = "idempotency_key_reused",
       detail = "this Idempotency-Key was used with a different request"})
   end
   if rec.r then
@@ -114,12 +124,12 @@ local function idem_store(key, fp, ttl, result)
   return to_json(result)
 end
 
-local function fail(status, code, detail)
-  return {s = status, code = code, detail = detail}
+local function fail(code, detail)
+  return {ok = false, code = code, detail = detail}
 end
 
 local function out_of_bounds(detail)
-  return fail(422, "validation_error", detail)
+  return fail("validation_error", detail)
 end
 
 -- nil, or the refusal of a move of `points` (at most 10^12, a whole number).
@@ -154,10 +164,10 @@ local function journal(stream, tx, kind, participant, net, reference, meta, legs
     "earned", int_s(earned or 0), "spent", int_s(spent or 0))
 end
 
--- A wallet exists once its participant was enrolled (field "open"); unknown ids are 404s.
+-- A wallet exists once its participant was enrolled (field "open"); an unknown id is "not_found".
 local function missing_wallet(wallet)
   if redis.call("HEXISTS", wallet, "open") == 0 then
-    return to_json(fail(404, "not_found", "no such participant"))
+    return to_json(fail("not_found", "no such participant"))
   end
   return nil
 end
@@ -168,7 +178,7 @@ end
 -- refusal is not recorded, so the same key works again once the program is reactivated.
 local function suspension(cfg)
   if cfg and redis.call("HGET", cfg, "suspended") == "1" then
-    return cjson.encode(fail(409, "program_suspended", "the program is suspended by the platform operator"))
+    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
   end
   return nil
 end
@@ -182,7 +192,7 @@ end
 -- so the same key grants once the participant is reactivated.
 local function inactive_refusal(wallet, kind)
   if (kind == "grant" or kind == "award") and redis.call("HGET", wallet, "inactive") == "1" then
-    return cjson.encode(fail(409, "participant_inactive",
+    return cjson.encode(fail("participant_inactive",
       "the participant is deactivated; reactivate them to give them points"))
   end
   return nil
@@ -191,16 +201,16 @@ end
 -- A grant may spend the budget unless the program refuses overdraft, or is blocked.
 local function budget_refusal(cfg, acct, points)
   if redis.call("HGET", cfg, "blocked") == "1" then
-    return fail(409, "budget_exhausted", "the program's budget is negative after a refund or dispute; fund it to grant again")
+    return fail("budget_exhausted", "the program's budget is negative after a refund or dispute; fund it to grant again")
   end
   if redis.call("HGET", cfg, "overdraft") == "0" and hget_int(acct, "budget") < points then
-    return fail(409, "budget_exhausted", "the program's budget cannot cover this award")
+    return fail("budget_exhausted", "the program's budget cannot cover this award")
   end
   return nil
 end
 
 local function balance_result(wallet, tx, participant, points)
-  return {s = 201, tx = tx, participant = participant, points = points,
+  return {ok = true, tx = tx, participant = participant, points = points,
     available = hget_int(wallet, "available"), held = hget_int(wallet, "held")}
 end
 
@@ -218,7 +228,7 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   if cap_limit and cap_limit ~= "" then
     local left = tonumber(cap_limit) - hget_int(cap_key, "used")
     if left <= 0 then
-      return idem_store(idem, fp, ttl, {s = 200, code = "capped", participant = participant, points = 0,
+      return idem_store(idem, fp, ttl, {ok = true, code = "capped", participant = participant, points = 0,
         detail = "the rule's cap for this period is reached"})
     end
     if points > left then points = left end
@@ -243,7 +253,7 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
 end
 
-redis.register_function("rw_grant", function(keys, argv)
+register_gateable("rw_grant", function(keys, argv)
   return apply_grant(keys[1], keys[2], keys[3], keys[4], keys[5],
     argv[1], tonumber(argv[2]), argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9])
 end)
@@ -282,10 +292,20 @@ redis.register_function("rw_grant_batch", function(keys, argv)
   return "[" .. table.concat(out, ",") .. "]"
 end)
 
+--[[ rw_balance: a wallet's balances, read in a function so a request's gate can be carried
+into the read (rw_gated). KEYS: wallet. Answers {"open": 0} for a wallet never opened, else
+{"open": 1, available, held, earned, spent}. ]]
+register_gateable("rw_balance", function(keys)
+  local v = redis.call("HMGET", keys[1], "open", "available", "held", "earned", "spent")
+  if not v[1] then return '{"open":0}' end
+  return '{"open":1,"available":' .. (v[2] or "0") .. ',"held":' .. (v[3] or "0") .. ',"earned":' ..
+    (v[4] or "0") .. ',"spent":' .. (v[5] or "0") .. '}'
+end)
+
 --[[ rw_deduct: available -> budget (an admin's correction returns points to the program).
 KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
-redis.register_function("rw_deduct", function(keys, argv)
+register_gateable("rw_deduct", function(keys, argv)
   local idem, stream, acct, wallet = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
@@ -295,7 +315,7 @@ redis.register_function("rw_deduct", function(keys, argv)
   if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
-    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+    return idem_store(idem, fp, ttl, fail("insufficient_points",
       "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
   end
   if too_large(hget_int(acct, "budget"), points) then
@@ -318,13 +338,13 @@ redis.register_function("rw_hold", function(keys, argv)
   local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
   if early then return early end
   if redis.call("EXISTS", hold) == 1 then
-    return idem_store(idem, fp, ttl, fail(409, "conflict", "this hold already exists"))
+    return idem_store(idem, fp, ttl, fail("conflict", "this hold already exists"))
   end
   local size = move_refusal(points)
   if size then return idem_store(idem, fp, ttl, size) end
   local available = hget_int(wallet, "available")
   if available < points then
-    return idem_store(idem, fp, ttl, fail(422, "insufficient_points",
+    return idem_store(idem, fp, ttl, fail("insufficient_points",
       "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
   end
   if too_large(hget_int(wallet, "held"), points) then
@@ -342,14 +362,14 @@ end)
 -- Checks a hold can be resolved; answers (hold points, nil) or (nil, failure).
 local function open_hold(hold, participant)
   if redis.call("EXISTS", hold) == 0 then
-    return nil, fail(404, "not_found", "no such hold")
+    return nil, fail("not_found", "no such hold")
   end
   if redis.call("HGET", hold, "participant") ~= participant then
-    return nil, fail(404, "not_found", "no such hold")
+    return nil, fail("not_found", "no such hold")
   end
   local state = redis.call("HGET", hold, "state")
   if state ~= "held" then
-    return nil, fail(409, "conflict", "the hold is already " .. state)
+    return nil, fail("conflict", "the hold is already " .. state)
   end
   return hget_int(hold, "points"), nil
 end
@@ -369,7 +389,7 @@ redis.register_function("rw_capture", function(keys, argv)
   local size = move_refusal(points)
   if size then return to_json(size) end
   if points > held then
-    return to_json(fail(422, "validation_error", "cannot capture more than the hold's " .. int_s(held) .. " points"))
+    return to_json(fail("validation_error", "cannot capture more than the hold's " .. int_s(held) .. " points"))
   end
   local rest = held - points
   if too_large(hget_int(wallet, "spent"), points) or too_large(hget_int(wallet, "available"), rest) then
@@ -457,9 +477,9 @@ redis.register_function("rw_transfer", function(keys, argv)
     parsed[#parsed + 1] = {fk, ff, fname, tk, tf, tname, points}
     local from_id, to_id = balance_of(fk, ff), balance_of(tk, tf)
     if argv[a + 3] == "0" and pending[from_id] < points then
-      local code, status = "insufficient_points", 422
-      if fk == acct then code, status = "budget_exhausted", 409 end
-      return idem_store(idem, fp, ttl, fail(status, code,
+      local code = "insufficient_points"
+      if fk == acct then code = "budget_exhausted" end
+      return idem_store(idem, fp, ttl, fail(code,
         fname .. " holds " .. int_s(pending[from_id]) .. ", " .. int_s(points) .. " needed"))
     elseif argv[a + 3] == "b" then
       local refusal = budget_refusal(keys[4], acct, points)
@@ -505,7 +525,7 @@ redis.register_function("rw_transfer", function(keys, argv)
     end
   end
   journal(stream, tx, argv[5], participant, net, argv[6], argv[7], legs, argv[8], earned, spent)
-  local result = {s = 201, tx = tx, participant = participant, points = net}
+  local result = {ok = true, tx = tx, participant = participant, points = net}
   if keys[5] then
     result.available = hget_int(keys[5], "available")
     result.held = hget_int(keys[5], "held")
@@ -518,7 +538,7 @@ uses a token before points (games/spins.lua). Tokens are not points: the journal
 no legs, and its meta carries `tokens` so `rebuild` restores them from the ledger.
 KEYS: idem, wallet, cfg, journal
 ARGV: fp, ttl, spins, tx, participant, now_ms
-Answers {"s": 201, "free_spins": <tokens now>}. ]]
+Answers {"ok": true, "free_spins": <tokens now>}. ]]
 redis.register_function("rw_free_spins", function(keys, argv)
   local idem, wallet, stream = keys[1], keys[2], keys[4]
   local fp, ttl, spins = argv[1], tonumber(argv[2]), tonumber(argv[3])
@@ -526,5 +546,5 @@ redis.register_function("rw_free_spins", function(keys, argv)
   if early then return early end
   local tokens = hincrby(wallet, "free_spins", spins)
   journal(stream, argv[4], "free_spins", argv[5], 0, "", to_json({tokens = spins}), {}, argv[6], 0, 0)
-  return idem_store(idem, fp, ttl, {s = 201, free_spins = tokens})
+  return idem_store(idem, fp, ttl, {ok = true, free_spins = tokens})
 end)

@@ -16,7 +16,9 @@ import redis.asyncio as aioredis
 
 from wallet import keys
 from wallet.cluster import FunctionRoutingCluster
+from wallet.gated import CARRIED, GATEABLE
 from wallet.ids import new_id
+from wallet.replies import Reply
 
 # Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
 # one library, so the games' functions are parts of the wallet's library and every process
@@ -28,21 +30,13 @@ LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for pack
 Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
 
 
-class Outcome(msgspec.Struct, frozen=True):
-    s: int
+class Outcome(Reply, frozen=True):
     tx: str | None = None
     participant: str | None = None
     points: int | None = None
     available: int | None = None
     held: int | None = None
-    code: str | None = None
-    detail: str | None = None
-    replayed: int = 0
     free_spins: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.s < 300
 
 
 _decode_outcome = msgspec.json.Decoder(Outcome).decode
@@ -81,6 +75,19 @@ class GrantSpec(msgspec.Struct, frozen=True):
     cap_limit: int | None = None
 
 
+class _Balance(msgspec.Struct, frozen=True):
+    """rw_balance's answer."""
+
+    open: int
+    available: int = 0
+    held: int = 0
+    earned: int = 0
+    spent: int = 0
+
+
+_decode_balance = msgspec.json.Decoder(_Balance).decode
+
+
 class WalletStore:
     def __init__(self, client: Client, idempotency_ttl: int = 172_800,
                  clock: Callable[[], int] = time.time_ns,
@@ -100,8 +107,13 @@ class WalletStore:
         await self.client.function_load(LIBRARY, replace=True)
 
     async def fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
-        """Calls one function of the library; every call passes here, so metrics see them all."""
-        reply: bytes = await self.client.fcall(name, len(key_list), *key_list, *args)
+        """Calls one function of the library; every call passes here, so metrics see them all.
+        The first gateable call of a request carries its gate (wallet/gated.py)."""
+        carried = CARRIED.get()
+        if carried is not None and carried.open and name in GATEABLE:
+            reply: bytes = await carried.call(self.client, name, key_list, args)
+        else:
+            reply = await self.client.fcall(name, len(key_list), *key_list, *args)
         if self.observe is not None:
             self.observe(name, reply)
         return reply
@@ -218,13 +230,10 @@ class WalletStore:
 
     async def balance(self, program_id: str, participant_id: str) -> dict[str, int] | None:
         """available, held, earned and spent; None for a wallet never opened."""
-        raw = await self.client.hmget(
-            keys.wallet(program_id, participant_id), "open", "available", "held", "earned", "spent"
-        )
-        if raw[0] is None:
+        read = _decode_balance(await self.fcall("rw_balance", [keys.wallet(program_id, participant_id)], []))
+        if not read.open:
             return None
-        names = ("available", "held", "earned", "spent")
-        return {name: int(value or 0) for name, value in zip(names, raw[1:])}
+        return {"available": read.available, "held": read.held, "earned": read.earned, "spent": read.spent}
 
     async def program_accounts(self, program_id: str) -> dict[str, int]:
         raw = await self.client.hgetall(keys.accounts(program_id))

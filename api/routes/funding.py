@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import Provide
+from litestar.exceptions import ValidationException
 
 from api.auth import admin_only, operator_only
 from api.idempotency import once, provide_idem
@@ -18,7 +19,7 @@ from api.settings import Settings
 from programs import funding
 from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
-from wallet.errors import Invalid, NotConfigured
+from wallet.errors import NotConfigured
 from wallet.store import Idem, WalletStore
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
@@ -93,7 +94,9 @@ async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Rece
     try:
         event = gateway.verify(await request.body(), request.headers.get("stripe-signature"))
     except ValueError as exc:
-        raise Invalid(f"Stripe-Signature does not verify: {exc}", field="Stripe-Signature", status=400) from None
+        # A header that fails is a malformed request (400), as Litestar answers a bad parameter.
+        raise ValidationException(extra=[{"key": "Stripe-Signature", "source": "header",
+                                          "message": f"does not verify: {exc}"}]) from None
     outcome = await funding.apply_event(wallets, get_program, event)
     log.info("stripe event %s (%s): %s", event.get("id"), event.get("type"), outcome)
     return Received(received=True, outcome=outcome)

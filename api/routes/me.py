@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, get
 
-from api.auth import participant_only, principal_of
+from api.auth import CARRY_GATE, participant_only, principal_of
 from api.routes.participants import Cursor, Limit
 from programs.expiry import Expiring, expiring_soon
 from programs.feed import FeedPage, feed_page
@@ -32,7 +32,7 @@ class MyWallet(msgspec.Struct, frozen=True):
     expiring: list[Expiring]
 
 
-@get("/v1/me/wallet", guards=[participant_only], operation_id="getMyWallet", summary="My balances",
+@get("/v1/me/wallet", guards=[participant_only], opt=CARRY_GATE, operation_id="getMyWallet", summary="My balances",
      description="Available and held points and lifetime totals, always current, and the points that expire in "
                  "the next 90 days when the program has an expiry policy.", tags=["me"])
 async def my_wallet(request: Request[Any, Any, Any], wallets: WalletStore) -> MyWallet:

@@ -10,7 +10,8 @@ from litestar import Request, Response, get, post
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import Principal, admin_only, principal_of
+from api.auth import CARRY_GATE, Principal, admin_only, principal_of
+from api.problems import status_for
 from api.idempotency import item_idem, once, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
@@ -70,7 +71,7 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
     return Response(moved.move, status_code=201, headers=REPLAYED if moved.replayed else None)
 
 
-@post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPoints",
+@post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="grantPoints",
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
 async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
@@ -84,7 +85,7 @@ async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem
     return moved_response(moved)
 
 
-@post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="deductPoints",
+@post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
       summary="Deduct points", description="Takes points back from the participant's available balance to the "
       "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`.", tags=["points"])
 async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
@@ -132,10 +133,10 @@ async def _apply_batch(wallets: WalletStore, principal: Principal, program_id: s
             move = accounts.PointsMove(
                 transaction_id=outcome.tx or "", participant_id=outcome.participant or "", points=outcome.points or 0,
                 balance=accounts.Balance(available=outcome.available or 0, held=outcome.held or 0))
-            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=outcome.s,
+            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=201,
                                          replayed=bool(outcome.replayed), result=move))
         else:
-            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=outcome.s,
+            items.append(BatchItemResult(idempotency_id=g.idempotency_id, status=status_for(outcome.code),
                                          replayed=bool(outcome.replayed), code=outcome.code, detail=outcome.detail))
     replayed = sum(1 for i in items if i.replayed)
     failed = sum(1 for i in items if i.status >= 300)

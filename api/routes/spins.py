@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import admin_only, participant_only, principal_of
+from api.auth import CARRY_GATE, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from catalog.items import pricing_of
@@ -28,7 +28,7 @@ REPLAYED = {"Idempotent-Replayed": "true"}
 CampaignFilter = Annotated[str | None, Parameter(max_length=40)]
 
 
-@post("/v1/me/campaigns/{campaign_id:str}/spins", guards=[participant_only], dependencies=IDEMPOTENT,
+@post("/v1/me/campaigns/{campaign_id:str}/spins", guards=[participant_only], dependencies=IDEMPOTENT, opt=CARRY_GATE,
       operation_id="spin", summary="Spin a wheel",
       description="One atomic step: checks the campaign is active and within its dates, today's cap (in the "
                   "program's time zone) and the cost (a free-spin token first, else points), draws the segment "

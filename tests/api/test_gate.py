@@ -15,8 +15,8 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 from litestar.testing import AsyncTestClient
 
-from tests.factories import OPERATOR, bearer, grant, new_participant, new_program, random_ref, set_program_status, \
-    tokens_for
+from tests.factories import OPERATOR, bearer, grant, launched_wheel, new_participant, new_program, random_ref, \
+    set_program_status, spinning_participant, tokens_for
 from tests.fulfillment.helpers import shop
 
 
@@ -72,7 +72,8 @@ async def private_valkey(tmp_path: Path) -> AsyncIterator[str]:
         server.stop()
 
 
-async def test_an_authenticated_request_makes_one_gate_call_before_its_handler(settings, migrated, private_valkey):
+async def test_a_wallet_read_and_a_deduction_are_one_round_trip_their_gate_riding_in_the_operation(
+        settings, migrated, private_valkey):
     async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
                               rate_limit_per_principal=1000, rate_limit_per_ip=1000) as app:
         program = await new_program(app)
@@ -82,29 +83,36 @@ async def test_an_authenticated_request_makes_one_gate_call_before_its_handler(s
         assert (await app.get("/v1/me/wallet", headers=access)).status_code == 200  # first use of the token
 
         async def read_wallet() -> None:
-            assert (await app.get("/v1/me/wallet", headers=access)).status_code == 200
+            answer = await app.get("/v1/me/wallet", headers=access)
+            assert answer.status_code == 200 and answer.headers["ratelimit-limit"] == "1000"
 
         async def deduct() -> None:
             body = {"participant_id": person["id"], "points": 1, "reason": "gate"}
             response = await app.post("/v1/points/deductions", json=body,
                                       headers={**program.headers, "Idempotency-Key": random_ref()})
             assert response.status_code == 201, response.text
+            assert response.headers["ratelimit-remaining"].isdigit()
+
+        async def read_profile() -> None:
+            assert (await app.get("/v1/me", headers=access)).status_code == 200
 
         wallet = await commands_of(private_valkey, read_wallet)
         deduction = await commands_of(private_valkey, deduct)
+        profile = await commands_of(private_valkey, read_profile)
         public = await commands_of(private_valkey, lambda: app.get(f"/v1/public/sweepstakes/{random_ref()}/proof"))
 
     print("commands of GET /v1/me/wallet:", wallet, "\ncommands of a deduction:", deduction)
-    for commands in (wallet, deduction):
-        gates = [c for c in commands if c.startswith("FCALL rw_gate ")]
-        assert len(gates) == 1 and commands[0] == gates[0], commands
-        # The principal's counter, its liveness and its program's flag: one hash tag, one call.
-        assert f"{{p:{program.id}}}:rl:" in gates[0] and f"rw:{{p:{program.id}}}:cfg" in gates[0]
-        # Nothing of what the gate replaces: no script counter, key cache, wallet state, flag read.
-        assert not [c for c in commands if c.split(" ")[0] in ("EVALSHA", "EVAL", "HGETALL", "HGET", "INCR")], commands
-        assert not [c for c in commands if c.startswith("HMGET") and " gen" in c], commands
-    assert f"rw:{{p:{program.id}}}:w:{person['id']}" in wallet[0]
-    assert f"rw:{{p:{program.id}}}:key:" in deduction[0]
+    for commands, operation, liveness in ((wallet, "rw_balance", f"rw:{{p:{program.id}}}:w:{person['id']}"),
+                                          (deduction, "rw_deduct", f"rw:{{p:{program.id}}}:key:")):
+        # One call: the principal's counter and its liveness (one hash tag), then the operation.
+        assert len(commands) == 1 and commands[0].startswith("FCALL rw_gated "), commands
+        assert f"{{p:{program.id}}}:rl:" in commands[0] and liveness in commands[0]
+        assert f" {operation} " in commands[0] or commands[0].endswith(f" {operation}")
+    # A route without a gateable operation passes the gate in one call before its handler.
+    gates = [c for c in profile if c.startswith("FCALL rw_gate ")]
+    assert len(gates) == 1 and profile[0] == gates[0], profile
+    assert f"rw:{{p:{program.id}}}:cfg" in gates[0]
+    assert not [c for c in profile if c.split(" ")[0] in ("EVALSHA", "EVAL", "HGETALL", "HGET", "INCR")], profile
     # A public request counts its address alone: one call with no credentials to check.
     assert [c.split(" ")[:3] for c in public] == [["FCALL", "rw_gate", "1"]], public
     assert "rw:rl:{testclient}:ip:" in public[0]
@@ -122,6 +130,66 @@ async def test_the_operator_without_a_budget_and_a_public_request_without_limits
         assert [c for c in await commands_of(private_valkey, operator_read) if "rw_gate" in c] == []
         public = await commands_of(private_valkey, lambda: app.get(f"/v1/public/sweepstakes/{random_ref()}/proof"))
         assert [c for c in public if "rw_gate" in c] == []
+
+
+# --- a gate carried into the operation stops the write itself --------------------------------
+
+
+async def balance_of(app: Any, program: Any, participant_id: str) -> int:
+    answer = await app.get(f"/v1/participants/{participant_id}/wallet", headers=program.headers)
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["available"])
+
+
+async def test_a_revoked_key_deducts_nothing_and_a_revoked_token_spins_nothing_on_a_worker_that_kept_them(
+        settings, client):
+    program = await new_program(client)
+    second = (await client.post("/v1/admin-keys", json={"name": "ops"}, headers=program.headers)).json()
+    campaign_id = await launched_wheel(client, program, cost_points=10)
+    person, me = await spinning_participant(client, program, 100)
+    body = {"participant_id": person, "points": 5, "reason": "carried"}
+    async with another_worker(settings) as worker:
+        deducted = await worker.post("/v1/points/deductions", json=body,
+                                     headers={**bearer(second["api_key"]), "Idempotency-Key": "first"})
+        spun = await worker.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": "one"})
+        assert deducted.status_code == 201 and spun.status_code == 201, (deducted.text, spun.text)
+        assert await balance_of(client, program, person) == 85
+        # Revoked and deactivated through the other worker; this one keeps both in memory.
+        assert (await client.delete(f"/v1/admin-keys/{second['id']}", headers=program.headers)).status_code == 204
+        deducted = await worker.post("/v1/points/deductions", json=body,
+                                     headers={**bearer(second["api_key"]), "Idempotency-Key": "second"})
+        assert deducted.status_code == 401 and deducted.json()["code"] == "unauthenticated"
+        deactivated = await client.post(f"/v1/participants/{person}/deactivate", headers=program.headers)
+        assert deactivated.status_code == 200, deactivated.text
+        spun = await worker.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": "two"})
+        assert spun.status_code == 401, spun.text
+        # A refused request that would also have failed on its own hears the refusal.
+        unknown = await worker.post("/v1/points/deductions", json={**body, "participant_id": "ptc_nobody"},
+                                    headers={**bearer(second["api_key"]), "Idempotency-Key": "third"})
+        assert unknown.status_code == 401, unknown.text
+    assert await balance_of(client, program, person) == 85  # neither the deduction nor the spin
+
+
+async def test_a_spent_budget_stops_the_deduction_that_spends_it_and_a_failing_request_still_counts(
+        settings, migrated, private_valkey):
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                              rate_limit_per_principal=4, rate_limit_per_ip=1000) as app:
+        program = await new_program(app)  # the operator's request: not the key's budget
+        person = await new_participant(app, program)  # 1 of the key's 4
+        assert (await grant(app, program, person["id"], 50)).status_code == 201  # 2
+        body = {"participant_id": person["id"], "points": 1, "reason": "budget"}
+        missing = await app.post("/v1/points/deductions", json={**body, "participant_id": "ptc_nobody"},
+                                 headers={**program.headers, "Idempotency-Key": random_ref()})
+        assert missing.status_code == 404, missing.text  # 3: a failure counts too
+        answers = [await app.post("/v1/points/deductions", json=body,
+                                  headers={**program.headers, "Idempotency-Key": random_ref()}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [201, 429, 429], [a.text for a in answers]
+        assert answers[1].json()["code"] == "rate_limited" and int(answers[1].headers["retry-after"]) >= 1
+        assert int(answers[0].headers["ratelimit-remaining"]) == 0
+    # Only the one deduction within the budget moved points.
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                              rate_limit_per_principal=1000, rate_limit_per_ip=1000) as app:
+        assert await balance_of(app, program, person["id"]) == 49
 
 
 # --- what memory answers still stops on the next request of every worker ----------------------

@@ -45,7 +45,7 @@ async def test_10000_spins_recompute_and_fit_the_weights(redis) -> None:  # type
     counts = [0] * len(WEIGHTS)
     for nonce in range(SPINS):
         outcome = await draw_spin(store, sealer, program, "UTC", person, campaign, NO_IDEM)
-        assert outcome.s == 201 and outcome.nonce == nonce and outcome.weights == WEIGHTS
+        assert outcome.ok and outcome.nonce == nonce and outcome.weights == WEIGHTS
         assert outcome.segment_index == spin_segment(SERVER_SEED, CLIENT_SEED, nonce, outcome.weights)
         counts[outcome.segment_index] += 1
 

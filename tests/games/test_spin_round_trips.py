@@ -1,5 +1,5 @@
-"""A participant spinning again is the request gate's call and one `rw_spin`, nothing else
-to Redis; and what the spin remembers between calls (the seed pair, the campaign's rules)
+"""A participant spinning again is one call to Redis: `rw_gated`, the request's gate with
+`rw_spin` behind it; and what the spin remembers between calls (the seed pair, the campaign's rules)
 never outlives a rotation, a new client seed, spins through another process or a pause."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ async def spin(client: Any, campaign_id: str, me: dict[str, str], key: str) -> A
     return await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": key})
 
 
-async def test_a_participant_spinning_again_sends_the_gate_and_one_rw_spin(client, redis_commands) -> None:  # type: ignore[no-untyped-def]
+async def test_a_participant_spinning_again_sends_one_call_the_gate_carried_into_rw_spin(client, redis_commands) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     campaign_id = await launched_wheel(client, program)
     _, me = await spinning_participant(client, program, 1_000)
@@ -79,7 +79,7 @@ async def test_a_participant_spinning_again_sends_the_gate_and_one_rw_spin(clien
         answer, sent = await redis_commands(spin(client, campaign_id, me, f"again-{n}"))
         assert answer.status_code == 201, answer.text
         assert answer.json()["proof"]["nonce"] == n + 1
-        assert sent == [("FCALL", "rw_gate"), ("FCALL", "rw_spin")]
+        assert sent == [("FCALL", "rw_gated")]
 
 
 async def test_a_rotation_a_new_client_seed_other_workers_and_a_pause_hold_on_the_very_next_spin(

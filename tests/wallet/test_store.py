@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.factories import random_ref
@@ -9,7 +11,7 @@ from wallet import accounts, keys
 from wallet.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, InsufficientPoints, NotFound
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import NO_IDEM, Idem, Leg, WalletStore
+from wallet.store import NO_IDEM, GrantSpec, Idem, Leg, WalletStore
 
 
 def fresh_idem(program_id: str) -> Idem:
@@ -124,7 +126,7 @@ async def test_a_batch_applies_each_grant_once_even_when_sent_again(wallet_store
                        participant_id=p, points=3) for p in people]
     first = await wallet_store.grant_batch(program, specs)
     second = await wallet_store.grant_batch(program, specs)
-    assert all(o.s == 201 and not o.replayed for o in first)
+    assert all(o.ok and o.s is None and not o.replayed for o in first)
     assert all(o.replayed for o in second)
     balances = [await wallet_store.balance(program, p) for p in people]
     assert sum(b["available"] for b in balances if b) == 150
@@ -145,3 +147,21 @@ async def test_journal_projects_once_and_reconciles(wallet_store: WalletStore) -
     await wallet_store.client.hincrby(keys.wallet(program, "bob"), "available", 1)
     drift = await reconcile_program(wallet_store.client, program)
     assert [(d.account, d.redis - d.ledger) for d in drift] == [("available:bob", 1)]
+
+
+async def test_answers_recorded_before_the_typed_reply_still_replay_as_what_they_were(wallet_store: WalletStore) -> None:
+    """Idempotency records outlive an upgrade: one holding an HTTP status (`s`) replays as a
+    success below 300 and as the refusal it was otherwise, and nothing moves again."""
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    granted = Idem(keys.idempotency(program, "t", "granted"), "f1")
+    refused = Idem(keys.idempotency(program, "t", "no"), "f2")
+    await wallet_store.client.set(granted.key, json.dumps({"fp": "f1", "r": {
+        "s": 201, "tx": "tx_old", "participant": "ann", "points": 7, "available": 7, "held": 0}}))
+    await wallet_store.client.set(refused.key, json.dumps({"fp": "f2", "r": {
+        "s": 422, "code": "insufficient_points", "detail": "available balance is 0, 5 needed"}}))
+    replay = await wallet_store.grant(program, GrantSpec(idem=granted, tx="tx_new", participant_id="ann", points=7))
+    assert replay.ok and replay.replayed and replay.tx == "tx_old"
+    with pytest.raises(InsufficientPoints):
+        await accounts.deduct(wallet_store, program, "ann", 5, "x", refused)
+    assert (await wallet_store.balance(program, "ann"))["available"] == 0

@@ -1,0 +1,45 @@
+"""A request's gate carried into its operation's own function call (`rw_gated`,
+programs/gate.lua): one round trip where the gate and the operation took two.
+
+The API's gate layer opens a `CarriedGate` for a route whose first Redis call is a gateable
+operation (a wallet read, a grant, a deduction, a spin). `WalletStore.fcall` sends that
+call through `rw_gated` with the gate's keys and arguments in front, then hands the gate's
+verdict and counts to `judge`, which raises when the caller is refused or over budget: the
+operation did not run. Later calls of the same request go out alone. A gate that no call
+carried (the handler failed first, or answered without a gateable call) is passed by the
+gate layer itself before the response starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+# The functions registered with `register_gateable` (wallet/functions.lua, games/spins.lua).
+GATEABLE = frozenset({"rw_balance", "rw_grant", "rw_deduct", "rw_spin"})
+
+Judge = Callable[[int, bool, list[int]], Awaitable[None]]
+
+
+class CarriedGate:
+    """The gate's keys and arguments (as `rw_gate` takes them), waiting for the first call."""
+
+    __slots__ = ("keys", "args", "judge", "open")
+
+    def __init__(self, keys: list[str], args: list[Any], judge: Judge) -> None:
+        self.keys = keys
+        self.args = args
+        self.judge = judge  # told (verdict, suspended, counts); raises on a refusal
+        self.open = True
+
+    async def call(self, client: Any, name: str, key_list: list[str], args: list[Any]) -> Any:
+        """The operation `name` behind the gate, in one FCALL; answers the operation's reply."""
+        self.open = False
+        reply = await client.fcall("rw_gated", len(self.keys) + len(key_list), *self.keys, *key_list,
+                                   len(self.keys), len(self.args), *self.args, name, *args)
+        await self.judge(int(reply[0]), reply[1] == 1, [int(c) for c in reply[3:]])
+        return reply[2]
+
+
+CARRIED: ContextVar[CarriedGate | None] = ContextVar("rw_carried_gate", default=None)
