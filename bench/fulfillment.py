@@ -1,10 +1,15 @@
 """Fulfillment throughput, in one run against one live API (one uvicorn worker, embedded
 Valkey, SQLite):
 
+- baseline: `GET /v1/me/wallet` per second from the same clients (redemption rates are
+  also printed as a ratio of it, which is what to compare across runs on a noisy machine);
+- redemptions of a code-pool item (fulfilled at once) from 64 clients racing for a pool
+  smaller than the demand, and of an external partner's item from 16 clients: per second,
+  p50/p99;
 - orders claimed and fulfilled per second by 4 partner clients draining a queue;
 - catalog list requests per second, plain and with `If-None-Match` (304), same clients.
 
-    .venv/bin/python bench/fulfillment.py [--orders 600] [--catalog-requests 2000]
+    .venv/bin/python bench/fulfillment.py [--orders 600] [--pool-codes 300] [--catalog-requests 2000]
 """
 
 from __future__ import annotations
@@ -33,7 +38,27 @@ async def limited(limit: int, calls: list) -> list:  # type: ignore[type-arg]
     return await asyncio.gather(*[run(c) for c in calls])
 
 
-async def run(order_count: int, catalog_requests: int) -> None:
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def timed_calls(limit: int, calls: list) -> tuple[float, list[float], list]:  # type: ignore[type-arg]
+    """(calls per second, latencies in seconds, answers) of running `calls` `limit` at a time."""
+    latencies: list[float] = []
+
+    async def one(call):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        answer = await call
+        latencies.append(time.perf_counter() - t)
+        return answer
+
+    started = time.perf_counter()
+    answers = await limited(limit, [one(c) for c in calls])
+    return len(calls) / (time.perf_counter() - started), latencies, answers
+
+
+async def run(order_count: int, catalog_requests: int, pool_codes: int) -> None:
     with api_stack() as stack:
         async with httpx.AsyncClient(base_url=stack.url, timeout=120,
                                      limits=httpx.Limits(max_connections=32)) as http:
@@ -55,11 +80,24 @@ async def run(order_count: int, catalog_requests: int) -> None:
                 token = (await http.post(f"/v1/participants/{person['id']}/tokens", headers=admin)).json()
                 people.append({"Authorization": f"Bearer {token['access_token']}"})
 
-            started = time.perf_counter()
-            answers = await limited(16, [
-                http.post("/v1/me/redemptions", json={"item_id": items[i % 40]["id"]},
+            base_rate, base_lat, _ = await timed_calls(64, [
+                http.get("/v1/me/wallet", headers=people[i % 20]) for i in range(pool_codes * 2)])
+
+            # The built-in pool: a third more demand than codes, so out_of_stock is measured too.
+            pooled = items[39]["id"]
+            codes = "code,pin\n" + "".join(f"GC-{i:06d},{i:04d}\n" for i in range(pool_codes))
+            (await http.post(f"/v1/catalog/items/{pooled}/codes", json={"csv": codes}, headers=admin)).raise_for_status()
+            demand = pool_codes * 4 // 3
+            pool_rate, pool_lat, pool_answers = await timed_calls(64, [
+                http.post("/v1/me/redemptions", json={"item_id": pooled},
+                          headers={**people[i % 20], "Idempotency-Key": f"pool{i}"}) for i in range(demand)])
+            pool_statuses = sorted(a.status_code for a in pool_answers)
+            assert pool_statuses.count(201) == pool_codes and pool_statuses.count(409) == demand - pool_codes, \
+                set(pool_statuses)
+
+            redeem_rate, redeem_lat, answers = await timed_calls(16, [
+                http.post("/v1/me/redemptions", json={"item_id": items[i % 39]["id"]},
                           headers={**people[i % 20], "Idempotency-Key": f"r{i}"}) for i in range(order_count)])
-            redeem_seconds = time.perf_counter() - started
             assert all(a.status_code == 201 for a in answers)
 
             done = 0
@@ -105,7 +143,13 @@ async def run(order_count: int, catalog_requests: int) -> None:
         return statistics.median(values) * 1000
 
     print("Fulfillment (one uvicorn worker, embedded Valkey, SQLite; shared 2-core machine: noisy)")
-    print(f"  redemptions (16 clients)          {order_count / redeem_seconds:8.1f} orders/s")
+    print(f"  baseline GET /v1/me/wallet (64)   {base_rate:8.1f} req/s   p50 {p50(base_lat):6.1f} ms "
+          f"p99 {pct(base_lat, 0.99):7.1f} ms")
+    print(f"  redemptions, code pool (64)       {pool_rate:8.1f} req/s   p50 {p50(pool_lat):6.1f} ms "
+          f"p99 {pct(pool_lat, 0.99):7.1f} ms   {pool_rate / base_rate:5.3f}x baseline "
+          f"({pool_codes} fulfilled + {demand - pool_codes} out_of_stock)")
+    print(f"  redemptions, partner (16)         {redeem_rate:8.1f} req/s   p50 {p50(redeem_lat):6.1f} ms "
+          f"p99 {pct(redeem_lat, 0.99):7.1f} ms   {redeem_rate / base_rate:5.3f}x baseline")
     print(f"  claimed + fulfilled (4 partners)  {order_count / fulfil_seconds:8.1f} orders/s "
           f"({order_count} orders in {fulfil_seconds:.1f} s)")
     print(f"  catalog list, 50 items            {plain_rate:8.1f} req/s   p50 {p50(plain_lat):6.1f} ms")
@@ -117,8 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=600)
     parser.add_argument("--catalog-requests", type=int, default=2000)
+    parser.add_argument("--pool-codes", type=int, default=300, help="codes in the pool (demand is a third more)")
     args = parser.parse_args()
-    asyncio.run(run(args.orders, args.catalog_requests))
+    asyncio.run(run(args.orders, args.catalog_requests, args.pool_codes))
 
 
 if __name__ == "__main__":
