@@ -1,9 +1,10 @@
 """Orders: from points to a gift card.
 
-A redemption writes the order row first (status `new`), then holds the points under the
-order's id, then makes the order `pending`. So no hold ever lacks its order, and partners
-(who only see `pending` and later states) never see an order without its hold. A crash
-between the steps leaves a `new` order that the settlement sweep completes or removes.
+A redemption (fulfillment/redemptions.py) writes the order row first (status `new`, with
+its pool code), then holds the points under the order's id, then makes the order visible
+(`pending`, or `fulfilled` and settled for the built-in pool). So no hold ever lacks its
+order, and nobody (partners see `pending` and later states) sees an order without its hold.
+A crash between the steps leaves a `new` order that the sweep completes or removes.
 
 Life: pending -> claimed -> fulfilled | failed, or cancelled by the participant while
 pending. Each transition is one conditional UPDATE (it happens once, or is refused), and
@@ -21,18 +22,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from catalog.items import Pricing, item_row, redemption_points
+from catalog.items import item_row
 from catalog.tables import Brand, CatalogItem
 from catalog.titles import item_title
-from fulfillment.partners import route
 from fulfillment.sealing import Sealer
-from fulfillment.tables import Order, Partner
+from fulfillment.tables import Order
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from programs.tables import Participant
 from wallet import accounts, keys
 from wallet.errors import Conflict, DomainError, Invalid, NotFound
-from wallet.ids import new_id
 from wallet.pages import decode_cursor, next_cursor
 from wallet.store import Idem, WalletStore
 from wallet.moments import utc
@@ -104,11 +103,11 @@ class PartnerOrder(msgspec.Struct, frozen=True, omit_defaults=True):
     failure_reason: str | None = None
 
 
-def _hold_idem(program_id: str, order_id: str) -> Idem:
+def hold_idem(program_id: str, order_id: str) -> Idem:
     return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:hold"), fingerprint="hold")
 
 
-def _settle_idem(program_id: str, order_id: str, how: str) -> Idem:
+def settle_idem(program_id: str, order_id: str, how: str) -> Idem:
     return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:settle"), fingerprint=how)
 
 
@@ -163,43 +162,9 @@ async def order_row(program_id: str, order_id: str) -> dict[str, Any]:
     return row
 
 
-async def redeem(store: WalletStore, program: ProgramView, pricing: Pricing, participant_id: str, item_id: str,
-                 face_value: Money | None, source: Literal["redemption", "prize"] = "redemption",
-                 order_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Creates the order and holds its points (none for a prize). Answers (order row, partner row)."""
-    item = await item_row(program.id, item_id)
-    value, points = redemption_points(item, pricing, face_value)
-    if source == "prize":
-        points = 0
-    partner = await route(program.id, item)
-    if partner["kind"] == "code_pool":
-        from fulfillment.code_pool import stock_of
-
-        if await stock_of(item_id) == 0:
-            raise OutOfStock("this gift card is out of stock")
-    order_id = order_id or new_id("ord")
-    # A caller-chosen id may name an order an interrupted attempt began: carry it on (the
-    # hold is idempotent per order) rather than making a second one.
-    existing = await Order.select().where((Order.id == order_id) & (Order.program_id == program.id)).first().run()
-    if existing is not None and existing["status"] != "new":
-        return existing, await Partner.select().where(Partner.id == existing["partner_id"]).first().run()
-    now = datetime.now(timezone.utc)
-    if existing is None:
-        await Order.insert(Order(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
-                                 partner_id=partner["id"], source=source, face_value=value,
-                                 currency=item["currency"], points=points, status="new", created_at=now,
-                                 updated_at=now)).run()
-    if points > 0:
-        try:
-            await accounts.hold(store, program.id, participant_id, points, order_id,
-                                _hold_idem(program.id, order_id), reason=f"redemption {order_id}", kind="hold")
-        except DomainError:
-            await Order.delete().where(Order.id == order_id).run()  # nothing held: no order either
-            raise
-    await Order.update({Order.status: "pending", Order.updated_at: datetime.now(timezone.utc)}).where(
-        (Order.id == order_id) & (Order.status == "new")).run()
-    row = await Order.select().where(Order.id == order_id).first().run()
-    return row, partner
+async def order_or_none(program_id: str, order_id: str) -> dict[str, Any] | None:
+    """The order row in any status, `new` included (for carrying on an interrupted attempt)."""
+    return await Order.select().where((Order.id == order_id) & (Order.program_id == program_id)).first().run()
 
 
 async def participant_view(program_id: str, participant_id: str, order_id: str, sealer: Sealer) -> OrderView:
@@ -290,7 +255,7 @@ async def settle(store: WalletStore, row: dict[str, Any]) -> None:
             await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
         return
     how = "capture" if row["status"] == "fulfilled" else "void"
-    idem = _settle_idem(row["program_id"], row["id"], how)
+    idem = settle_idem(row["program_id"], row["id"], how)
     try:
         if how == "capture":
             await accounts.capture(store, row["program_id"], row["participant_id"], row["id"], idem,
@@ -358,15 +323,16 @@ async def sweep(store: WalletStore, program_id: str, now: datetime | None = None
         touched += 1
     stuck = await Order.select().where((Order.program_id == program_id) & (Order.status == "new")
                                        & (Order.created_at < now - STALE_NEW)).run()
+    if stuck:
+        # Imported here: placing an order builds on this module.
+        from fulfillment.redemptions import labels_of, resume
+        from programs.programs import get_program
+
+        program = await get_program(program_id)
     for row in stuck:
         touched += 1
-        if row["points"] > 0:
-            try:
-                await accounts.hold(store, program_id, row["participant_id"], row["points"], row["id"],
-                                    _hold_idem(program_id, row["id"]), reason=f"redemption {row['id']}", kind="hold")
-            except DomainError:
-                await Order.delete().where((Order.id == row["id"]) & (Order.status == "new")).run()
-                continue
-        await Order.update({Order.status: "pending", Order.updated_at: now}).where(
-            (Order.id == row["id"]) & (Order.status == "new")).run()
+        try:
+            await resume(store, program, row, await labels_of(await item_row(program_id, row["item_id"])))
+        except DomainError:
+            continue  # the hold was refused: the order is gone, nothing was held
     return touched

@@ -1,28 +1,69 @@
-"""Placing an order, end to end: hold and order, then the built-in pool fulfils at once or
-an external partner is told by webhook (and can always pull)."""
+"""Placing an order, end to end: the built-in pool fulfils it at once, an external partner is
+told by webhook (and can always pull).
+
+The request path writes SQL twice and Redis once or twice (fulfillment/order_writes.py says
+why two is the floor):
+
+    open_order (SQL: order `new` + code taken)  ->  hold (Redis)  ->  capture (Redis, pool only)
+        ->  fulfil_pooled | announce_pending (SQL: visible, settled, feed lines, webhook)
+
+A crash after any step leaves an order `new` that a retry with the same Idempotency-Key
+(the same order id) or the sweep (`orders.sweep`, after `STALE_NEW`) carries on with
+`resume`: the hold and the capture are idempotent per order, each SQL step is conditional
+on `status = 'new'`, and the code stays bound to the order's id (unique), so nothing is
+taken, held or handed out twice. The answer is built from what the request already holds:
+no re-select.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import msgspec
 
-from catalog.items import Pricing
+from catalog.items import Pricing, item_row, redemption_points
+from catalog.tables import Brand
 from catalog.titles import item_title
-from fulfillment import orders, webhooks
+from fulfillment import order_writes, orders, webhooks
 from fulfillment.code_pool import take_code
+from fulfillment.order_writes import NewOrder
 from fulfillment.orders import Credentials, OrderView, OutOfStock
+from fulfillment.partners import route
 from fulfillment.sealing import Sealer
-from programs.feed import FeedEntry, publish
+from fulfillment.tables import Partner
+from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
+from wallet import accounts
+from wallet.errors import Conflict, DomainError
+from wallet.ids import new_id
 from wallet.store import WalletStore
+
+SOLD_OUT = "this gift card is out of stock; your points were returned"
+
+
+class Labels(msgspec.Struct, frozen=True):
+    """How the item reads in feed lines and views."""
+
+    item_name: str
+    brand: str
+    instructions: str
+
+    @property
+    def title(self) -> str:
+        return item_title(self.brand, self.item_name)
+
+
+class Finished(msgspec.Struct, frozen=True):
+    status: Literal["pending", "fulfilled", "failed"]
+    secret: str | None = None  # the pool code's sealed credentials
 
 
 async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row: dict[str, Any],
                    partner: dict[str, Any]) -> bool:
-    """Starts a pending order with its partner: the built-in pool fulfils it at once (or fails
-    it, returning the points, when out of stock: answers False); an external partner is told
-    by webhook and can always pull."""
+    """Starts an already pending order with its partner (re-routing, old pending orders): the
+    built-in pool fulfils it at once (or fails it, returning the points, when out of stock:
+    answers False); an external partner is told by webhook and can always pull."""
     if partner["kind"] == "code_pool":
         code = await take_code(row["id"], row["item_id"], sealer)
         if code is None:
@@ -35,20 +76,117 @@ async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row
     return True
 
 
+def _feed(program: ProgramView, order: NewOrder, labels: Labels, fulfilled: bool) -> list[FeedEntry]:
+    # Fulfilled first: each line's id is later than the one before, and the feed reads newest first.
+    lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
+                       kind="order_fulfilled", text=f"Your {labels.title} is ready", reference=order.id)] \
+        if fulfilled else []
+    if order.source == "redemption":
+        lines.append(FeedEntry(key=f"order:{order.id}:placed", participant_id=order.participant_id,
+                               kind="redemption", points=-order.points, reference=order.id,
+                               text=f"Redeemed {order.points:,} {program.point_name} for {labels.title}"))
+    return lines
+
+
+async def _hold(store: WalletStore, order: NewOrder) -> None:
+    """The order's points from available to held; refused (a domain error) leaves no order."""
+    if order.points <= 0:
+        return
+    try:
+        await accounts.hold(store, order.program_id, order.participant_id, order.points, order.id,
+                            orders.hold_idem(order.program_id, order.id), reason=f"redemption {order.id}", kind="hold")
+    except DomainError:
+        await order_writes.drop_order(order.id)  # the refusal is recorded under the order: a retry gets it again
+        raise
+
+
+async def _finish(store: WalletStore, program: ProgramView, order: NewOrder, partner: dict[str, Any],
+                  secret: str | None, labels: Labels) -> Finished:
+    """After the hold: the pool's order captured then fulfilled, or the partner's announced."""
+    if partner["kind"] != "code_pool":
+        await order_writes.announce_pending(order.id, program.id, partner, _feed(program, order, labels, False))
+        return Finished(status="pending")
+    if secret is None:
+        await orders.fail(store, program, order.id, None, "out of stock", allowed=("new",))
+        return Finished(status="failed")
+    if order.points > 0:
+        try:
+            await accounts.capture(store, order.program_id, order.participant_id, order.id,
+                                   orders.settle_idem(order.program_id, order.id, "capture"), kind="redemption")
+        except Conflict:
+            pass  # captured by an earlier, interrupted attempt
+    await order_writes.fulfil_pooled(order.id, program.id, secret, _feed(program, order, labels, True))
+    return Finished(status="fulfilled", secret=secret)
+
+
+def _new_order(row: dict[str, Any]) -> NewOrder:
+    return NewOrder(id=row["id"], program_id=row["program_id"], participant_id=row["participant_id"],
+                    item_id=row["item_id"], partner_id=row["partner_id"], source=row["source"],
+                    face_value=row["face_value"], currency=row["currency"], points=row["points"],
+                    created_at=row["created_at"])
+
+
+async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], labels: Labels) -> Finished:
+    """Carries on an order left `new` (by a crash, or still in flight elsewhere): every step
+    again, each one idempotent. Raises the hold's refusal (the order is then gone)."""
+    order = _new_order(row)
+    partner = await Partner.select().where(Partner.id == order.partner_id).first().run()
+    if partner is None:
+        raise Conflict("the order's partner is gone")
+    await _hold(store, order)
+    secret = None
+    if partner["kind"] == "code_pool":
+        # Bound by the first attempt's transaction; an order from before codes were taken
+        # with it takes one now.
+        secret = await order_writes.bound_code(order.id) or await order_writes.take_code_for(order.id, order.item_id)
+    return await _finish(store, program, order, partner, secret, labels)
+
+
+async def labels_of(item: dict[str, Any]) -> Labels:
+    brand = await Brand.select(Brand.name, Brand.redemption_instructions).where(
+        Brand.id == item["brand_id"]).first().run()
+    return Labels(item_name=item["name"], brand=brand["name"] if brand else "",
+                  instructions=brand["redemption_instructions"] if brand else "")
+
+
+def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer) -> OrderView:
+    now = datetime.now(timezone.utc)
+    credentials = msgspec.convert(sealer.open(done.secret), Credentials) if done.secret else None
+    return OrderView(id=order.id, status=done.status, points=order.points, item_id=order.item_id,
+                     item_name=labels.item_name, brand=labels.brand,
+                     face_value=Money(amount=order.face_value, currency=order.currency), source=order.source,
+                     created_at=order.created_at, updated_at=now,
+                     fulfilled_at=now if done.status == "fulfilled" else None, credentials=credentials,
+                     redemption_instructions=labels.instructions if credentials else None)
+
+
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
                       source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None) -> OrderView:
-    """`order_id` lets a caller that must not create two orders (a prize paid on a retry) choose the id."""
-    row, partner = await orders.redeem(store, program, pricing, participant_id, item_id, face_value, source,
-                                       order_id)
-    if row["status"] != "pending":
-        pass  # an earlier attempt with this order id got further: nothing more to start
-    elif not await dispatch(store, sealer, program, row, partner):
-        raise OutOfStock("this gift card is out of stock; your points were returned")
-    view = await orders.participant_view(program.id, participant_id, row["id"], sealer)
-    if source == "redemption":
-        await publish(program.id, [FeedEntry(
-            key=f"order:{row['id']}:placed", participant_id=participant_id, kind="redemption",
-            text=f"Redeemed {view.points:,} {program.point_name} for {item_title(view.brand, view.item_name)}",
-            points=-view.points, reference=row["id"])])
-    return view
+    """`order_id` lets a caller that must not create two orders (a retry, a prize paid on a
+    retry) choose the id: an order an earlier attempt began is carried on, not made twice."""
+    item = await item_row(program.id, item_id)
+    value, points = redemption_points(item, pricing, face_value)
+    order_id = order_id or new_id("ord")
+    existing = await orders.order_or_none(program.id, order_id)
+    if existing is not None and existing["status"] != "new":
+        if existing["status"] == "pending":  # left pending by an older attempt: start it (idempotent)
+            partner = await Partner.select().where(Partner.id == existing["partner_id"]).first().run()
+            if partner is not None and not await dispatch(store, sealer, program, existing, partner):
+                raise OutOfStock(SOLD_OUT)
+        return await orders.participant_view(program.id, participant_id, order_id, sealer)
+    labels = await labels_of(item)
+    if existing is not None:
+        done = await resume(store, program, existing, labels)
+        order = _new_order(existing)
+    else:
+        partner = await route(program.id, item)
+        order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
+                         partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
+                         points=0 if source == "prize" else points, created_at=datetime.now(timezone.utc))
+        secret = await order_writes.open_order(order, partner["kind"] == "code_pool")
+        await _hold(store, order)
+        done = await _finish(store, program, order, partner, secret, labels)
+    if done.status == "failed":
+        raise OutOfStock(SOLD_OUT)
+    return _answer(order, done, labels, sealer)
