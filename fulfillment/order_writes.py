@@ -32,6 +32,7 @@ from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from programs.feed import FeedEntry, publish
 from wallet.ids import new_id
+from wallet.sqlite_pool import PooledSQLiteEngine
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -51,6 +52,9 @@ class NewOrder(msgspec.Struct, frozen=True):
 
 def _transaction() -> Any:
     engine = Order._meta.db
+    if isinstance(engine, PooledSQLiteEngine):
+        # Queued in process, first come first served, each BEGIN IMMEDIATE (see the engine).
+        return engine.write_transaction()
     if isinstance(engine, SQLiteEngine):
         # IMMEDIATE takes the write lock at BEGIN (waiting out the busy timeout), instead of
         # failing at once when a read snapshot has to be upgraded under another writer.

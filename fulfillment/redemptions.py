@@ -37,6 +37,7 @@ from programs.programs import Money, ProgramView
 from wallet import accounts
 from wallet.errors import Conflict, DomainError
 from wallet.ids import new_id
+from wallet.moments import utc
 from wallet.store import WalletStore
 
 SOLD_OUT = "this gift card is out of stock; your points were returned"
@@ -123,7 +124,7 @@ def _new_order(row: dict[str, Any]) -> NewOrder:
     return NewOrder(id=row["id"], program_id=row["program_id"], participant_id=row["participant_id"],
                     item_id=row["item_id"], partner_id=row["partner_id"], source=row["source"],
                     face_value=row["face_value"], currency=row["currency"], points=row["points"],
-                    created_at=row["created_at"])
+                    created_at=utc(row["created_at"]))
 
 
 async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], labels: Labels) -> Finished:
