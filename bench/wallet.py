@@ -816,7 +816,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("RW_") and k not in ("REDIS_URL", "DATABASE_URL", "PICCOLO_CONF")}
     env.update({"RW_DATA_DIR": str(folder), "REDIS_URL": valkey.url, "RW_EMBEDDED_VALKEY": "1",
-                "RW_OPERATOR_KEY": operator_key})
+                "RW_OPERATOR_KEY": operator_key,
+                # Limits on, as in production, with budgets the benchmark cannot spend.
+                "RW_RATE_LIMIT_IP": str(10**9), "RW_RATE_LIMIT_PRINCIPAL": str(10**9)})
     if args.log_level:
         env["RW_LOG_LEVEL"] = args.log_level
     cli = str(Path(sys.executable).parent / "reward-wallet")

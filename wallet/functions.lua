@@ -118,10 +118,11 @@ local function idem_check(key, fp)
 end
 
 local function idem_store(key, fp, ttl, result)
+  local encoded = to_json(result)  -- once: the record embeds the same text
   if not no_record(key) then
-    redis.call("SET", key, to_json({fp = fp, r = result}), "EX", ttl)
+    redis.call("SET", key, '{"fp":' .. cjson.encode(fp) .. ',"r":' .. encoded .. '}', "EX", ttl)
   end
-  return to_json(result)
+  return encoded
 end
 
 local function fail(code, detail)
@@ -187,17 +188,6 @@ local function hget_int(key, field)
   return tonumber(redis.call("HGET", key, field) or "0")
 end
 
--- A deactivated participant earns nothing new (grants and awards), as their tokens stop:
--- prizes already won, deductions and expiry still apply. Not recorded, like a suspension,
--- so the same key grants once the participant is reactivated.
-local function inactive_refusal(wallet, kind)
-  if (kind == "grant" or kind == "award") and redis.call("HGET", wallet, "inactive") == "1" then
-    return cjson.encode(fail("participant_inactive",
-      "the participant is deactivated; reactivate them to give them points"))
-  end
-  return nil
-end
-
 -- A grant may spend the budget unless the program refuses overdraft, or is blocked.
 local function budget_refusal(cfg, acct, points)
   if redis.call("HGET", cfg, "blocked") == "1" then
@@ -210,8 +200,14 @@ local function budget_refusal(cfg, acct, points)
 end
 
 local function balance_result(wallet, tx, participant, points)
+  local v = redis.call("HMGET", wallet, "available", "held")
   return {ok = true, tx = tx, participant = participant, points = points,
-    available = hget_int(wallet, "available"), held = hget_int(wallet, "held")}
+    available = tonumber(v[1] or "0"), held = tonumber(v[2] or "0")}
+end
+
+-- The same answer from balances the caller already knows (no read after the writes).
+local function known_balance_result(tx, participant, points, available, held)
+  return {ok = true, tx = tx, participant = participant, points = points, available = available, held = held}
 end
 
 --[[ rw_grant: budget -> available.
@@ -219,8 +215,23 @@ KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
                            cap_key, cap_limit)
-  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg) or inactive_refusal(wallet, kind)
+  local early = idem_check(idem, fp)
   if early then return early end
+  -- Each hash read once (the same checks, in the same order, as missing_wallet, suspension
+  -- and budget_refusal make one read at a time elsewhere). A deactivated participant earns
+  -- nothing new (grants and awards), as their tokens stop: prizes already won, deductions
+  -- and expiry still apply. Not recorded, like a suspension, so the same key grants once
+  -- the participant is reactivated.
+  local w = redis.call("HMGET", wallet, "open", "inactive", "available", "earned", "held")
+  if not w[1] then return to_json(fail("not_found", "no such participant")) end
+  local c = redis.call("HMGET", cfg, "suspended", "blocked", "overdraft")
+  if c[1] == "1" then
+    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
+  end
+  if (kind == "grant" or kind == "award") and w[2] == "1" then
+    return cjson.encode(fail("participant_inactive",
+      "the participant is deactivated; reactivate them to give them points"))
+  end
   local size = move_refusal(points)
   if size then return idem_store(idem, fp, ttl, size) end
   -- A cap (points per participant per period for one earning rule) trims the award to
@@ -233,12 +244,19 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     end
     if points > left then points = left end
   end
-  local refusal = budget_refusal(cfg, acct, points)
-  if refusal then return idem_store(idem, fp, ttl, refusal) end
-  if too_large(hget_int(acct, "budget"), -points) then
+  if c[2] == "1" then
+    return idem_store(idem, fp, ttl, fail("budget_exhausted",
+      "the program's budget is negative after a refund or dispute; fund it to grant again"))
+  end
+  local budget = hget_int(acct, "budget")
+  if c[3] == "0" and budget < points then
+    return idem_store(idem, fp, ttl, fail("budget_exhausted", "the program's budget cannot cover this award"))
+  end
+  if too_large(budget, -points) then
     return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
   end
-  if too_large(hget_int(wallet, "available"), points) or too_large(hget_int(wallet, "earned"), points) then
+  local available, earned = tonumber(w[3] or "0"), tonumber(w[4] or "0")
+  if too_large(available, points) or too_large(earned, points) then
     return idem_store(idem, fp, ttl, balance_refusal("the participant's balance"))
   end
   if cap_limit and cap_limit ~= "" then
@@ -250,7 +268,9 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   hincrby(wallet, "earned", points)
   journal(stream, tx, kind, participant, points, ref, meta,
     {{"budget", wallet_account(wallet, "available"), points}}, now, points, 0)
-  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+  -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
+  return idem_store(idem, fp, ttl,
+    known_balance_result(tx, participant, points, available + points, tonumber(w[5] or "0")))
 end
 
 register_gateable("rw_grant", function(keys, argv)
@@ -309,11 +329,15 @@ register_gateable("rw_deduct", function(keys, argv)
   local idem, stream, acct, wallet = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(keys[4])
+  local early = idem_check(idem, fp)
+  if early then return early end
+  local w = redis.call("HMGET", wallet, "open", "available", "held")
+  if not w[1] then return to_json(fail("not_found", "no such participant")) end
+  early = suspension(keys[4])
   if early then return early end
   local size = move_refusal(points)
   if size then return idem_store(idem, fp, ttl, size) end
-  local available = hget_int(wallet, "available")
+  local available = tonumber(w[2] or "0")
   if available < points then
     return idem_store(idem, fp, ttl, fail("insufficient_points",
       "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
@@ -325,7 +349,8 @@ register_gateable("rw_deduct", function(keys, argv)
   hincrby(acct, "budget", points)
   journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
     {{wallet_account(wallet, "available"), "budget", points}}, argv[9])
-  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+  return idem_store(idem, fp, ttl,
+    known_balance_result(tx, participant, points, available - points, tonumber(w[3] or "0")))
 end)
 
 --[[ rw_hold: available -> held, recorded under a hold id (the order it pays for).
