@@ -14,7 +14,6 @@ from programs.feed import FeedPage, feed_page
 from programs.participants import ParticipantView, get_participant
 from programs.programs import get_program
 from wallet import accounts, ledger
-from wallet.store import WalletStore
 
 
 @get("/v1/me", guards=[participant_only], operation_id="getMe", summary="My profile",
@@ -35,10 +34,10 @@ class MyWallet(msgspec.Struct, frozen=True):
 @get("/v1/me/wallet", guards=[participant_only], opt=CARRY_GATE, operation_id="getMyWallet", summary="My balances",
      description="Available and held points and lifetime totals, always current, and the points that expire in "
                  "the next 90 days when the program has an expiry policy.", tags=["me"])
-async def my_wallet(request: Request[Any, Any, Any], wallets: WalletStore) -> MyWallet:
+async def my_wallet(request: Request[Any, Any, Any]) -> MyWallet:
     principal = principal_of(request)
     program_id = principal.program_id or ""
-    view = await accounts.wallet_view(wallets, program_id, principal.subject_id)
+    view = await accounts.wallet_view(request.app.state.wallets, program_id, principal.subject_id)
     program = await get_program(program_id)
     expiring = await expiring_soon(program, program.points_expire_months, principal.subject_id)
     return MyWallet(**msgspec.structs.asdict(view), expiring=expiring)
