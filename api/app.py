@@ -30,6 +30,8 @@ from api.routes import ROUTES
 from api.settings import Settings
 from api.worker import run_background
 from fulfillment.sealing import Sealer
+from programs.program_news import follow
+from programs.programs import forget_every_program, forget_program, keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
 from wallet.store import WalletStore, connect
 
@@ -103,6 +105,10 @@ def create_app(settings: Settings) -> Litestar:
         # a setting turns them on here (tests, a single-process embedding), it is the very
         # same function, stopped after the requests have finished.
         stop = asyncio.Event()
+        keep_views_for(settings.program_cache_seconds)
+        # Another process's change to a program drops this one's view at once.
+        following = asyncio.create_task(follow(settings.redis_url or "", stop, forget_program, forget_every_program),
+                                        name="rw-program-news")
         running = None
         if settings.journal_consumer or settings.background_tasks:
             running = asyncio.create_task(run_background(
@@ -117,6 +123,8 @@ def create_app(settings: Settings) -> Litestar:
             # journal would not be drained and the connections not closed.
             with anyio.CancelScope(shield=True):
                 await shutdown(stop, running, client, engine, pooled)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await following
 
     async def shutdown(stop: asyncio.Event, running: asyncio.Task[None] | None, client: Any, engine: Any,
                        pooled: bool) -> None:

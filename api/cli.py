@@ -365,6 +365,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from api.migrate import migrate
     from api.worker import run_background, watch_parent
     from fulfillment.sealing import Sealer
+    from programs.programs import keep_views_for
     from wallet.store import WalletStore, connect
     from api import projection
 
@@ -383,6 +384,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         client = connect(url, cluster=settings.redis_cluster)
         try:
             projection.wire()  # the spin rows and feed lines that follow from journal entries
+            keep_views_for(settings.program_cache_seconds)
             wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
             await wallets.load_functions()
             await run_background(

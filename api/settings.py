@@ -55,6 +55,7 @@ ENV_NAMES: dict[str, str] = {
     "hsts_seconds": "RW_HSTS_SECONDS",
     "metrics_token": "RW_METRICS_TOKEN",
     "webhook_allow_private": "RW_WEBHOOK_ALLOW_PRIVATE",
+    "program_cache_seconds": "RW_PROGRAM_CACHE_SECONDS",
 }
 
 
@@ -121,6 +122,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Partner webhooks may reach loopback, private and link-local addresses (a test listener,
     # a partner inside the same network). Off: such URLs answer 422 and are never delivered to.
     webhook_allow_private: bool = False
+    # How long a process serves its cached view of a program before refreshing it from SQL.
+    # A change is announced to every API process at once (Redis pub/sub); this bounds how
+    # long a process that missed the announcement, or the worker, keeps the old view.
+    program_cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.

@@ -85,8 +85,7 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
     if data.status is not None:
         raise PermissionDeniedException("only the platform operator suspends or reactivates a program")
-    program = await update_program(principal_of(request).program_id or "", data)
-    await apply_program_config(wallets, program)
+    program = await update_program(wallets, principal_of(request).program_id or "", data)
     if data.catalog_markup_bps is not None:
         await bump_version(wallets.client, program.id)  # new points prices: phones must not get a 304
     return program

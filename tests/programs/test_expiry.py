@@ -32,10 +32,10 @@ def idem(program_id: str) -> Idem:
 
 async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]
     program, _ = await create_program(NewProgram(name=random_ref("expiry")))
-    program = await update_program(program.id, ProgramChanges(points_expire_months=months))
     clock = Clock()
     store = WalletStore(redis, clock=clock)
     await store.load_functions()
+    program = await update_program(store, program.id, ProgramChanges(points_expire_months=months))
     await store.open_wallet(program.id, "rep")
     return program, clock, store
 
