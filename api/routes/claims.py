@@ -9,7 +9,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from api.auth import active_program, admin_only, participant_only, principal_of
-from api.idempotency import once, pinned_id, provide_idem
+from api.idempotency import provide_idem
 from api.routes.earning import award
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
@@ -17,6 +17,7 @@ from programs import claims
 from programs.feed import FeedEntry, publish
 from programs.programs import get_program
 from wallet.store import Idem, WalletStore
+from wallet.once import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 Status = Annotated[str | None, Parameter(pattern="^(pending|approved|rejected|duplicate)$")]
@@ -30,13 +31,13 @@ async def file(request: Request[Any, Any, Any], data: claims.NewClaim, idem: Ide
                settings: Settings) -> Response[Any]:
     principal = principal_of(request)
 
-    async def action() -> tuple[int, claims.ClaimView]:
+    async def action() -> claims.ClaimView:
         # Pinned before any write, so a retry after a crash files under the same id.
         claim_id = await pinned_id(redis, idem, "clm", settings.idempotency_ttl_seconds)
-        return 201, await claims.file_claim(principal.program_id or "", principal.subject_id, data, claim_id=claim_id)
+        return await claims.file_claim(principal.program_id or "", principal.subject_id, data, claim_id=claim_id)
 
-    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, claims.ClaimView)
+    return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @get("/v1/me/claims", guards=[participant_only], operation_id="listMyClaims", summary="My claims",

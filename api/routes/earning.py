@@ -11,7 +11,7 @@ from litestar.di import Provide
 from msgspec import Meta
 
 from api.auth import admin_only
-from api.idempotency import once, provide_idem
+from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import activities, budget, earning, rulebook, standings
@@ -21,6 +21,7 @@ from programs.tables import Participant
 from wallet.errors import Invalid
 from wallet.pages import page_of
 from wallet.store import Idem, WalletStore
+from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 
@@ -208,19 +209,19 @@ async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyR
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
 
-    async def action() -> tuple[int, ApplyReport]:
+    async def action() -> ApplyReport:
         current = (await rulebook.versions(program_id, rule_id))[-1]
         if current.status != "active":
             raise Invalid("a retired rule cannot be applied", field="rule_id")
         results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at,
                                            data.ends_at, leaderboard_hook(wallets))
         awards = [a for items in results.values() for a in items]
-        return 200, ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
+        return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
                                 points_awarded=sum(a.points for a in awards if not a.already_awarded),
                                 awards=awards)
 
-    status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action, ApplyReport)
+    return Response(body, status_code=200, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @get("/v1/program/budget", guards=[admin_only], operation_id="getProgramBudget", summary="The program's budget",

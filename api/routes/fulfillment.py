@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, participant_only, partner_only, principal_of
-from api.idempotency import once, provide_idem
+from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from catalog.items import pricing_of
@@ -20,8 +20,8 @@ from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
-from wallet.ids import new_id
 from wallet.store import Idem, WalletStore
+from wallet.once import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 OrderStatus = Annotated[str | None, Parameter(pattern="^(pending|claimed|fulfilled|failed|cancelled)$")]
@@ -67,16 +67,14 @@ async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem:
 
     # The order's id is fixed by the first attempt with this key, so a retry after a crash
     # (once its in-flight marker has expired) carries the same order on instead of a second.
-    order_key = f"{idem.key}:order"
-    await redis.set(order_key, new_id("ord"), nx=True, ex=settings.idempotency_ttl_seconds)
-    order_id = (await redis.get(order_key)).decode()
+    order_id = await pinned_id(redis, idem, "ord", settings.idempotency_ttl_seconds, suffix="order")
 
-    async def action() -> tuple[int, orders.OrderView]:
-        return 201, await place_order(wallets, sealer, program, pricing_of(program), principal.subject_id,
-                                      data.item_id, data.face_value, order_id=order_id)
+    async def action() -> orders.OrderView:
+        return await place_order(wallets, sealer, program, pricing_of(program), principal.subject_id,
+                                 data.item_id, data.face_value, order_id=order_id)
 
-    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers=REPLAYED if replayed else None)
+    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, orders.OrderView)
+    return Response(body, status_code=201, headers=REPLAYED if replayed else None)
 
 
 @get("/v1/me/redemptions", guards=[participant_only], operation_id="listMyRedemptions", summary="My orders",

@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 
 from api.auth import admin_only, operator_only
-from api.idempotency import once, provide_idem
+from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import funding
@@ -21,6 +21,7 @@ from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
 from wallet.errors import NotConfigured
 from wallet.store import Idem, WalletStore
+from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 log = logging.getLogger("rw.funding")
@@ -65,16 +66,16 @@ async def create_intent(request: Request[Any, Any, Any], data: funding.FundingRe
     digest = hashlib.sha256(idem.key.encode()).hexdigest()
     funding_id = "fnd_" + digest[:26]
 
-    async def action() -> tuple[int, IntentCreated]:
+    async def action() -> IntentCreated:
         intent_id, secret = await gateway.create_payment_intent(
             data.amount.amount, data.amount.currency, {"program_id": program.id, "funding_id": funding_id},
             idempotency_key=f"rw-funding-{digest}")
         await funding.record_intent(program, funding_id, data.amount, points, intent_id)
-        return 201, IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
-                                  points=points, status="requires_payment")
+        return IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
+                             points=points, status="requires_payment")
 
-    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, IntentCreated)
+    return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @get("/v1/funding", guards=[admin_only], operation_id="listFundings", summary="List the program's fundings",
@@ -110,14 +111,14 @@ async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Rece
       tags=["funding"])
 async def offline(program_id: str, data: funding.OfflineFunding, idem: Idem, wallets: WalletStore, redis: Any,
                   settings: Settings) -> Response[funding.FundingView]:
-    async def action() -> tuple[int, funding.FundingView]:
+    async def action() -> funding.FundingView:
         program = await get_program(program_id)
         # The funding id comes from the whole record key (principal scope and client key)
         # and the program, so the same client key never names another program's funding.
-        return 201, await funding.fund_offline(wallets, program, data, idem.key)
+        return await funding.fund_offline(wallets, program, data, idem.key)
 
-    status, body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, funding.FundingView)
+    return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 ROUTES = [create_intent, list_all, webhook, offline]

@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from api.auth import CARRY_GATE, Principal, admin_only, principal_of
 from api.problems import status_for
-from api.idempotency import item_idem, once, provide_idem
+from api.idempotency import item_idem, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import standings
@@ -21,6 +21,7 @@ from wallet import accounts, ledger
 from wallet.accounts import Points, Reason
 from wallet.ids import new_id
 from wallet.store import GrantSpec, Idem, WalletStore
+from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}
@@ -107,11 +108,11 @@ async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem:
     principal = principal_of(request)
     program_id = program_of(request)
 
-    async def action() -> tuple[int, BatchResult]:
-        return 200, await _apply_batch(wallets, principal, program_id, data)
+    async def action() -> BatchResult:
+        return await _apply_batch(wallets, principal, program_id, data)
 
-    status, body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action)
-    return Response(body, status_code=status, headers=REPLAYED if replayed else None)
+    body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action, BatchResult)
+    return Response(body, status_code=200, headers=REPLAYED if replayed else None)
 
 
 async def _apply_batch(wallets: WalletStore, principal: Principal, program_id: str, data: BatchRequest) -> BatchResult:

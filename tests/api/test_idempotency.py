@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from api.auth import Principal
-from api.idempotency import IN_FLIGHT_TTL_MS, idem_for, in_flight, once
+from api.idempotency import idem_for
 from tests.factories import OPERATOR, available, new_participant, new_program, random_ref
+from wallet import keys
 from wallet.errors import IdempotencyKeyInFlight
+from wallet.once import IN_FLIGHT_TTL_MS, in_flight, once
+from wallet.store import Idem
 
 pytestmark = pytest.mark.sql
 
@@ -39,18 +42,18 @@ async def test_a_slow_request_keeps_its_key_past_the_marker_lifetime(redis) -> N
     idem = idem_for(Principal(kind="operator"), random_ref("slow"), "POST", "/v1/slow", b"{}")
     runs = 0
 
-    async def slow() -> tuple[int, dict[str, int]]:
+    async def slow() -> dict[str, int]:
         nonlocal runs
         runs += 1
         await asyncio.sleep(IN_FLIGHT_TTL_MS / 1000 * 1.6)
-        return 201, {"n": runs}
+        return {"n": runs}
 
-    first = asyncio.create_task(once(redis, idem, 60, slow))
+    first = asyncio.create_task(once(redis, idem, 60, slow, dict[str, int]))
     await asyncio.sleep(IN_FLIGHT_TTL_MS / 1000 * 1.3)  # past the marker's own lifetime
     with pytest.raises(IdempotencyKeyInFlight):
-        await once(redis, idem, 60, slow)
-    assert await first == (201, {"n": 1}, False)
-    assert await once(redis, idem, 60, slow) == (201, {"n": 1}, True)
+        await once(redis, idem, 60, slow, dict[str, int])
+    assert await first == ({"n": 1}, False)
+    assert await once(redis, idem, 60, slow, dict[str, int]) == ({"n": 1}, True)
     assert runs == 1
 
 
@@ -82,3 +85,14 @@ async def test_a_batch_of_grants_honours_its_request_key(client, redis) -> None:
     assert (busy.status_code, busy.json()["code"]) == (409, "idempotency_key_in_flight")
     assert int(busy.headers["Retry-After"]) >= 1
     assert await available(client, program, person["id"]) == 10
+
+
+async def test_an_answer_recorded_before_the_domain_module_still_replays(redis) -> None:  # type: ignore[no-untyped-def]
+    """Records made when the API layer kept the HTTP status beside the body replay their body."""
+    idem = Idem(key=keys.idempotency(random_ref("prg"), "admin", "old"), fingerprint="f")
+    await redis.set(idem.key, json.dumps({"fp": "f", "r": {"status": 201, "body": {"n": 7}}}))
+
+    async def never() -> dict[str, int]:
+        raise AssertionError("a recorded answer must not run again")
+
+    assert await once(redis, idem, 60, never, dict[str, int]) == ({"n": 7}, True)
