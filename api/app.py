@@ -23,8 +23,9 @@ from api import projection
 from api.auth import Authenticator
 from api.gate import Gate
 from api.json_body import JsonRequest
+from api.lean import lean_routes
 from api.limits import Budget, RateLimits, security_headers
-from api.metrics import mark_worker_dead, metrics, observe_wallet, prometheus_config
+from api.metrics import RouteMetricsMiddleware, mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
 from api.settings import Settings
@@ -85,7 +86,8 @@ def create_app(settings: Settings) -> Litestar:
             await engine.start_connection_pool(min_size=min(2, settings.sql_pool_size),
                                                max_size=settings.sql_pool_size)
         client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
-        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds, observe=observe_wallet)
+        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds, observe=observe_wallet,
+                              coalesce=settings.redis_coalesce)
         await wallets.load_functions()
         app.state.redis = client
         app.state.wallets = wallets
@@ -156,13 +158,14 @@ def create_app(settings: Settings) -> Litestar:
     )
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
 
-    return Litestar(
+    gate = Gate(limits)
+    app = Litestar(
         route_handlers=[*ROUTES, metrics],
         lifespan=[lifespan],
         middleware=[
             prometheus_config().middleware,
             # Request id, access log, authentication and rate limits: one layer, one Redis call.
-            Gate(limits),
+            gate,
         ],
         before_send=[security_headers(settings.hsts_seconds)],
         dependencies={
@@ -194,6 +197,13 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    if settings.lean_routes:
+        # The hot routes skip Litestar's per-request machinery (api/lean.py), with the same
+        # metrics and gate layers around the same answers.
+        app.asgi_handler = lean_routes(
+            app, app.asgi_handler, gate, lambda inner: RouteMetricsMiddleware(app=inner, config=prometheus_config()),
+            settings.max_body_bytes, cors=bool(origins))
+    return app
 
 
 def openapi_config() -> OpenAPIConfig:

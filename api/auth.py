@@ -204,15 +204,21 @@ class Authenticator:
         return token.encode(secret=self.jwt_secret, algorithm=JWT_ALGORITHM)
 
 
+def admit_kinds(principal: Any, allowed: frozenset[str]) -> Principal:
+    """The principal, if it is of an allowed kind; raises 403 otherwise."""
+    if not isinstance(principal, Principal) or principal.kind not in allowed:
+        raise PermissionDeniedException(f"this endpoint is for {' or '.join(sorted(allowed))} credentials")
+    return principal
+
+
 def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
-    allowed = set(kinds)
+    allowed = frozenset(kinds)
 
     # Async: Litestar runs a sync guard in a thread pool, one hop per request.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = connection.user
-        if not isinstance(principal, Principal) or principal.kind not in allowed:
-            raise PermissionDeniedException(f"this endpoint is for {' or '.join(sorted(allowed))} credentials")
+        admit_kinds(connection.user, allowed)
 
+    guard.kinds = allowed  # type: ignore[attr-defined]  # read by api/lean.py
     return guard
 
 

@@ -37,7 +37,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 def header_value(request: Request[Any, Any, Any]) -> str:
-    value = request.headers.get(HEADER)
+    return valid_header(request.headers.get(HEADER))
+
+
+def valid_header(value: str | None) -> str:
+    """The header's value; raises 400 when it is missing or malformed."""
     if value is None:
         raise ValidationException(
             f"the {HEADER} header is required on this endpoint",

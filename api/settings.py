@@ -56,10 +56,12 @@ ENV_NAMES: dict[str, str] = {
     "metrics_token": "RW_METRICS_TOKEN",
     "webhook_allow_private": "RW_WEBHOOK_ALLOW_PRIVATE",
     "program_cache_seconds": "RW_PROGRAM_CACHE_SECONDS",
+    "lean_routes": "RW_LEAN_ROUTES",
+    "redis_coalesce": "RW_REDIS_COALESCE",
 }
 
 
-_BOOLEANS = {"redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks", "webhook_allow_private"}
+_BOOLEANS = {"lean_routes", "redis_coalesce", "redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks", "webhook_allow_private"}
 
 
 class SettingsError(Exception):
@@ -126,6 +128,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A change is announced to every API process at once (Redis pub/sub); this bounds how
     # long a process that missed the announcement, or the worker, keeps the old view.
     program_cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    # The hot routes (wallet read, grant, deduction, spin) answered by api/lean.py without
+    # Litestar's per-request routing and handler machinery; off sends them through Litestar
+    # (the same use cases and answers: for comparison in bench/, or to rule the path out).
+    lean_routes: bool = True
+    # Function calls of concurrent requests sent to Redis as one pipeline per turn of the
+    # event loop (wallet/coalesce.py; a single server only). Off: one write per call.
+    redis_coalesce: bool = True
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.

@@ -33,11 +33,13 @@ class CarriedGate:
         self.judge = judge  # told (verdict, suspended, counts); raises on a refusal
         self.open = True
 
-    async def call(self, client: Any, name: str, key_list: list[str], args: list[Any]) -> Any:
-        """The operation `name` behind the gate, in one FCALL; answers the operation's reply."""
+    async def call(self, execute: Callable[..., Awaitable[Any]], name: str, key_list: list[str],
+                   args: list[Any]) -> Any:
+        """The operation `name` behind the gate, in one FCALL (`execute` sends a command);
+        answers the operation's reply."""
         self.open = False
-        reply = await client.fcall("rw_gated", len(self.keys) + len(key_list), *self.keys, *key_list,
-                                   len(self.keys), len(self.args), *self.args, name, *args)
+        reply = await execute("FCALL", "rw_gated", len(self.keys) + len(key_list), *self.keys, *key_list,
+                              len(self.keys), len(self.args), *self.args, name, *args)
         await self.judge(int(reply[0]), reply[1] == 1, [int(c) for c in reply[3:]])
         return reply[2]
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from wallet import keys
 from wallet.cluster import FunctionRoutingCluster
+from wallet.coalesce import Coalescer
 from wallet.gated import CARRIED, GATEABLE
 from wallet.ids import new_id
 from wallet.replies import Reply
@@ -91,8 +92,13 @@ _decode_balance = msgspec.json.Decoder(_Balance).decode
 class WalletStore:
     def __init__(self, client: Client, idempotency_ttl: int = 172_800,
                  clock: Callable[[], int] = time.time_ns,
-                 observe: Callable[[str, bytes], None] | None = None) -> None:
+                 observe: Callable[[str, bytes], None] | None = None, coalesce: bool = True) -> None:
         self.client = client
+        # Function calls of concurrent requests go out as one pipeline (wallet/coalesce.py),
+        # on a single server; a cluster client routes each call to its key's node.
+        self.execute: Callable[..., Any] = (
+            Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
+            else client.execute_command)
         self.ttl = idempotency_ttl
         # Nanoseconds since the epoch; journal entries are stamped with it (tests backdate).
         self.clock = clock
@@ -111,9 +117,9 @@ class WalletStore:
         The first gateable call of a request carries its gate (wallet/gated.py)."""
         carried = CARRIED.get()
         if carried is not None and carried.open and name in GATEABLE:
-            reply: bytes = await carried.call(self.client, name, key_list, args)
+            reply: bytes = await carried.call(self.execute, name, key_list, args)
         else:
-            reply = await self.client.fcall(name, len(key_list), *key_list, *args)
+            reply = await self.execute("FCALL", name, len(key_list), *key_list, *args)
         if self.observe is not None:
             self.observe(name, reply)
         return reply

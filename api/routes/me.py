@@ -7,13 +7,14 @@ from typing import Any
 import msgspec
 from litestar import Request, get
 
-from api.auth import CARRY_GATE, participant_only, principal_of
+from api.auth import CARRY_GATE, Principal, participant_only, principal_of
 from api.routes.participants import Cursor, Limit
 from programs.expiry import Expiring, expiring_soon
 from programs.feed import FeedPage, feed_page
 from programs.participants import ParticipantView, get_participant
 from programs.programs import get_program
 from wallet import accounts, ledger
+from wallet.store import WalletStore
 
 
 @get("/v1/me", guards=[participant_only], operation_id="getMe", summary="My profile",
@@ -35,9 +36,13 @@ class MyWallet(msgspec.Struct, frozen=True):
      description="Available and held points and lifetime totals, always current, and the points that expire in "
                  "the next 90 days when the program has an expiry policy.", tags=["me"])
 async def my_wallet(request: Request[Any, Any, Any]) -> MyWallet:
-    principal = principal_of(request)
+    return await wallet_of(request.app.state.wallets, principal_of(request))
+
+
+async def wallet_of(wallets: WalletStore, principal: Principal) -> MyWallet:
+    """The answer of GET /v1/me/wallet (also served by api/lean.py)."""
     program_id = principal.program_id or ""
-    view = await accounts.wallet_view(request.app.state.wallets, program_id, principal.subject_id)
+    view = await accounts.wallet_view(wallets, program_id, principal.subject_id)
     program = await get_program(program_id)
     expiring = await expiring_soon(program, program.points_expire_months, principal.subject_id)
     return MyWallet(**msgspec.structs.asdict(view), expiring=expiring)

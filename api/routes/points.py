@@ -76,23 +76,31 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
 async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    wallets = wallets_of(request)
-    moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
+    return moved_response(await grant_points(wallets_of(request), program_of(request), data, idem))
+
+
+async def grant_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
+    """The grant of POST /v1/points/grants (also served by api/lean.py)."""
+    moved = await accounts.grant(wallets, program_id, data.participant_id, data.points, data.reason, idem,
                                  reference=data.reference or "")
     # Also on a replay: recording counts once per transaction, and a crash between the wallet
     # and the board must not leave the points off the leaderboards.
-    await standings.record_points(wallets.client, program_of(request), data.participant_id, standings.UNKNOWN_TEAM,
+    await standings.record_points(wallets.client, program_id, data.participant_id, standings.UNKNOWN_TEAM,
                                   data.points, moved.move.transaction_id, datetime.now(timezone.utc))
-    return moved_response(moved)
+    return moved
 
 
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
       summary="Deduct points", description="Takes points back from the participant's available balance to the "
       "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`.", tags=["points"])
 async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    moved = await accounts.deduct(wallets_of(request), program_of(request), data.participant_id, data.points, data.reason, idem,
-                                  reference=data.reference or "")
-    return moved_response(moved)
+    return moved_response(await deduct_points(wallets_of(request), program_of(request), data, idem))
+
+
+async def deduct_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
+    """The deduction of POST /v1/points/deductions (also served by api/lean.py)."""
+    return await accounts.deduct(wallets, program_id, data.participant_id, data.points, data.reason, idem,
+                                 reference=data.reference or "")
 
 
 @post("/v1/points/grants/batch", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPointsBatch",

@@ -12,10 +12,11 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import CARRY_GATE, admin_only, participant_only, principal_of
+from api.auth import CARRY_GATE, Principal, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from catalog.items import pricing_of
+from fulfillment.sealing import Sealer
 from games import arcade, spins
 from programs.participants import get_participant
 from programs.programs import get_program
@@ -39,14 +40,18 @@ CampaignFilter = Annotated[str | None, Parameter(max_length=40)]
                   "to my segment or team. Requires `Idempotency-Key`: a retry answers the first spin again.",
       tags=["games"])
 async def spin(request: Request[Any, Any, Any], campaign_id: str, idem: Idem) -> Response[spins.SpinView]:
-    principal = principal_of(request)
-    program = await get_program(principal.program_id or "")
     # The stores come from the app, not injected: beside `idem`, Litestar would resolve each
     # dependency in a task group on every spin (a fifth of a spin's CPU, py-spy).
     state = request.app.state
-    view, replayed = await spins.spin(state.wallets, state.sealer, program, pricing_of(program), principal.subject_id,
-                                      campaign_id, idem)
+    view, replayed = await spin_for(state.wallets, state.sealer, principal_of(request), campaign_id, idem)
     return Response(view, status_code=201, headers=REPLAYED if replayed else None)
+
+
+async def spin_for(wallets: WalletStore, sealer: Sealer, principal: Principal, campaign_id: str,
+                   idem: Idem) -> tuple[spins.SpinView, bool]:
+    """The spin of POST /v1/me/campaigns/{id}/spins (also served by api/lean.py)."""
+    program = await get_program(principal.program_id or "")
+    return await spins.spin(wallets, sealer, program, pricing_of(program), principal.subject_id, campaign_id, idem)
 
 
 @get("/v1/me/campaigns", guards=[participant_only], operation_id="listMyCampaigns", summary="Wheels I can play",

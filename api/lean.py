@@ -1,0 +1,256 @@
+"""The lean path: the four hot routes answered without Litestar's per-request machinery.
+
+`GET /v1/me/wallet`, `POST /v1/points/grants`, `POST /v1/points/deductions` and
+`POST /v1/me/campaigns/{id}/spins` are what a dealer meeting's phones and a CRM's bulk
+moves hit; a profile of them under load (bench/profile.py) spent a third of the API's CPU
+in Litestar's routing, handler signature model, guard and response machinery, for routes
+whose whole job is one Redis function call. This layer sits outside Litestar (it wraps the
+app's ASGI handler) and answers those requests itself with the very same pieces: the route
+handler Litestar registered (its opt, its path template for the metrics), the metrics
+middleware, the gate (api/gate.py: request id, access log, authentication, rate limits,
+the gate carried into the operation's call), the guard's principal kinds, the route's
+answer function (`wallet_of`, `grant_points`, `deduct_points`, `spin_for`), the exception
+handlers (api/problems.py) and the `before_send` headers (Litestar wraps `send` with them
+before this layer).
+
+It answers only what it is sure of and hands the rest to Litestar untouched: another
+method or path, a CORS request when origins are configured, a body that is not plain JSON
+of the route's type under strict decoding (too large, another media type, deeply nested,
+malformed, invalid: Litestar's answer names the problem), all before anything is counted.
+The routes stay Litestar routes for the OpenAPI document and for `RW_LEAN_ROUTES=0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+import msgspec
+from litestar import Litestar
+from litestar.middleware._internal.exceptions.middleware import get_exception_handler
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import admit_kinds
+from api.idempotency import HEADER, idem_for, valid_header
+from api.json_body import MAX_DEPTH, is_json_media_type
+from api.problems import exception_handlers
+from api.routes.me import wallet_of
+from api.routes.points import PointsRequest, deduct_points, grant_points
+from api.routes.spins import spin_for
+from wallet.store import Idem
+
+SPINS_PREFIX = "/v1/me/campaigns/"
+SPINS_SUFFIX = "/spins"
+_HEADER = HEADER.lower().encode()
+_JSON = [(b"content-type", b"application/json")]
+_REPLAYED = (b"idempotent-replayed", b"true")
+_encode = msgspec.json.Encoder().encode
+
+
+class Answer(NamedTuple):
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+class Call(NamedTuple):
+    """What a hot route's answer function gets: the app's state, the admitted principal,
+    the decoded body (or None), the raw body and the path parameter (or "")."""
+
+    state: Any
+    principal: Any
+    data: Any
+    body: bytes
+    param: str
+
+
+Handler = Callable[[Scope, Call], Awaitable[Answer]]
+
+
+class HotRoute(NamedTuple):
+    operation_id: str
+    decoder: msgspec.json.Decoder[Any] | None  # the body's type, strictly; None: no body
+    answer: Handler
+
+
+def _idem(scope: Scope, principal: Any, body: bytes) -> Idem:
+    value = None
+    for name, raw in scope["headers"]:
+        if name == _HEADER:
+            value = raw.decode("latin-1")
+            break
+    return idem_for(principal, valid_header(value), scope["method"], scope["path"], body)
+
+
+async def _wallet(scope: Scope, call: Call) -> Answer:
+    return Answer(200, await wallet_of(call.state.wallets, call.principal))
+
+
+async def _grant(scope: Scope, call: Call) -> Answer:
+    idem = _idem(scope, call.principal, call.body)
+    moved = await grant_points(call.state.wallets, call.principal.program_id or "", call.data, idem)
+    return Answer(201, moved.move, moved.replayed)
+
+
+async def _deduct(scope: Scope, call: Call) -> Answer:
+    idem = _idem(scope, call.principal, call.body)
+    moved = await deduct_points(call.state.wallets, call.principal.program_id or "", call.data, idem)
+    return Answer(201, moved.move, moved.replayed)
+
+
+async def _spin(scope: Scope, call: Call) -> Answer:
+    idem = _idem(scope, call.principal, call.body)
+    view, replayed = await spin_for(call.state.wallets, call.state.sealer, call.principal, call.param, idem)
+    return Answer(201, view, replayed)
+
+
+_points = msgspec.json.Decoder(PointsRequest, strict=True)
+EXACT: dict[tuple[str, str], HotRoute] = {
+    ("GET", "/v1/me/wallet"): HotRoute("getMyWallet", None, _wallet),
+    ("POST", "/v1/points/grants"): HotRoute("grantPoints", _points, _grant),
+    ("POST", "/v1/points/deductions"): HotRoute("deductPoints", _points, _deduct),
+}
+SPIN = HotRoute("spin", None, _spin)
+
+
+def _match(scope: Scope) -> tuple[HotRoute, str] | None:
+    method, path = scope["method"], scope["path"]
+    route = EXACT.get((method, path))
+    if route is not None:
+        return route, ""
+    if method == "POST" and path.startswith(SPINS_PREFIX) and path.endswith(SPINS_SUFFIX):
+        campaign_id = path[len(SPINS_PREFIX):-len(SPINS_SUFFIX)]
+        if campaign_id and "/" not in campaign_id:
+            return SPIN, campaign_id
+    return None
+
+
+def _plain_json(scope: Scope) -> bool:
+    """No Content-Type (taken as JSON, as api/json_body.py does) or a JSON one."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return is_json_media_type(value.decode("latin-1"))
+    return True
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, list[Message]]:
+    """The whole body (None past `limit` or when the client left) and the messages read."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, messages
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives back what was already read, then goes on reading."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def lean_routes(app: Litestar, inner: ASGIApp, gate: Callable[[ASGIApp], ASGIApp],
+                metrics: Callable[[ASGIApp], ASGIApp], max_body: int, cors: bool) -> ASGIApp:
+    """The ASGI handler to install as `app.asgi_handler`, answering the hot routes and
+    handing everything else to `inner` (Litestar's own handler)."""
+    handlers = {handler.operation_id: (handler, route.path_format)
+                for route in app.routes for handler in getattr(route, "route_handlers", ())}
+    served: dict[str, tuple[Any, str, ASGIApp]] = {}
+    for hot in (*EXACT.values(), SPIN):
+        handler, template = handlers[hot.operation_id]
+        kinds = frozenset().union(*(getattr(g, "kinds", frozenset()) for g in handler.guards or ()))
+        served[hot.operation_id] = (handler, template, metrics(gate(_endpoint(hot, kinds))))
+
+    async def lean(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (matched := _match(scope)) is None:
+            await inner(scope, receive, send)
+            return
+        hot, param = matched
+        if cors and any(name == b"origin" for name, _ in scope["headers"]):
+            await inner(scope, receive, send)
+            return
+        body, data = b"", None
+        if hot.decoder is not None:
+            read, messages = await _read_body(receive, max_body)
+            data = None if read is None else _decoded(hot.decoder, read, scope)
+            if data is None:
+                await inner(scope, _replaying(messages, receive), send)
+                return
+            body = read or b""
+        handler, template, serve = served[hot.operation_id]
+        scope["route_handler"] = handler
+        scope["path_template"] = template
+        scope["path_params"] = {"campaign_id": param} if param else {}
+        scope["lean"] = Call(app.state, None, data, body, param)
+        await _answering_errors(app, serve, scope, receive, send)
+
+    return lean
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], body: bytes, scope: Scope) -> Any:
+    """The body as the route's type, or None for anything Litestar should answer."""
+    if not body or not _plain_json(scope) or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        return None
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _endpoint(hot: HotRoute, kinds: frozenset[str]) -> ASGIApp:
+    """The innermost app: the guard's kinds, the answer function, the JSON response."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        call: Call = scope["lean"]
+        principal = admit_kinds(scope.get("user"), kinds)
+        answer = await hot.answer(scope, call._replace(principal=principal))
+        encoded = _encode(answer.body)
+        headers = [*_JSON, (b"content-length", str(len(encoded)).encode())]
+        if answer.replayed:
+            headers.append(_REPLAYED)
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
+
+    async def handled(scope: Scope, receive: Receive, send: Send) -> None:
+        # Inside the gate and the metrics, as Litestar puts an exception handler between a
+        # handler and its middleware: an error answer carries the request id and the
+        # RateLimit headers and is counted at its status.
+        await _answering_errors(scope["litestar_app"], endpoint, scope, receive, send)
+
+    return handled
+
+
+async def _answering_errors(app: Litestar, inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Runs `inner`, answering an exception with the problem document Litestar's exception
+    handling would (api/problems.py's handlers), unless the response had started."""
+    started = False
+
+    async def noting_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await inner(scope, receive, noting_send)
+    except Exception as exc:
+        handler = get_exception_handler(exception_handlers, exc)
+        if started or handler is None:
+            raise
+        request = app.request_class(scope=scope, receive=receive, send=send)
+        await handler(request, exc).to_asgi_response(app=None, request=request)(scope, receive, send)

@@ -1,0 +1,151 @@
+"""The lean path (api/lean.py): the hot routes answer without Litestar's router, and a caller
+cannot tell them apart from Litestar's answers: same statuses, bodies, problem documents and
+headers, for successes, refusals and bad input alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from litestar._asgi.asgi_router import ASGIRouter
+
+from tests.api.test_gate import another_worker
+from tests.factories import bearer, grant, launched_wheel, new_participant, new_program, random_ref, tokens_for
+
+# Headers whose value differs between two answers by nature (a new id, a clock).
+VARYING = {"x-request-id", "date", "ratelimit-remaining", "ratelimit-reset"}
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests that reached Litestar's router."""
+    seen: list[str] = []
+    original = ASGIRouter.__call__
+
+    async def counting(self: ASGIRouter, scope: Any, receive: Any, send: Any) -> None:
+        seen.append(f"{scope['method']} {scope['path']}")
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ASGIRouter, "__call__", counting)
+    return seen
+
+
+@asynccontextmanager
+async def both_paths(settings: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """Two apps on the same stores: the lean path on, and off."""
+    async with another_worker(settings, lean_routes=True) as lean, \
+            another_worker(settings, lean_routes=False) as litestar:
+        yield lean, litestar
+
+
+def shape(response: Any) -> tuple[int, Any, set[str]]:
+    """What a caller sees, less what differs by nature: the status, the body with ids and
+    request ids and balances blanked (each path moves the same wallet), the header names."""
+    body = response.json() if response.content else None
+    if isinstance(body, dict):
+        body = {k: ("<id>" if k in ("transaction_id", "request_id", "spin_id", "id", "balance") else v) for k, v in body.items()}
+    return response.status_code, body, {name for name in response.headers if name not in VARYING}
+
+
+async def test_the_hot_routes_never_reach_litestars_router(settings, migrated, routed):
+    async with another_worker(settings, lean_routes=True) as app:
+        program = await new_program(app)
+        person = await new_participant(app, program)
+        access = bearer((await tokens_for(app, program, person["id"]))["access_token"])
+        campaign = await launched_wheel(app, program, cost_points=1)
+        routed.clear()
+        assert (await grant(app, program, person["id"], 10)).status_code == 201
+        deduction = {"participant_id": person["id"], "points": 2, "reason": "lean"}
+        assert (await app.post("/v1/points/deductions", json=deduction,
+                               headers={**program.headers, "Idempotency-Key": random_ref()})).status_code == 201
+        assert (await app.get("/v1/me/wallet", headers=access)).json()["available"] == 8
+        spin = await app.post(f"/v1/me/campaigns/{campaign}/spins",
+                              headers={**access, "Idempotency-Key": random_ref()})
+        assert spin.status_code == 201, spin.text
+        assert routed == []
+        # What the lean path is not sure of goes to Litestar whole: a body it cannot decode.
+        bad = await app.post("/v1/points/deductions", content=b'{"participant_id": "x", "points": "2"',
+                             headers={**program.headers, "Idempotency-Key": random_ref()})
+        assert bad.status_code == 400 and routed == ["POST /v1/points/deductions"]
+
+
+async def test_answers_are_the_same_on_both_paths(settings, migrated, routed):
+    async with both_paths(settings) as (lean, litestar):
+        program = await new_program(lean)
+        person = await new_participant(lean, program)
+        access = bearer((await tokens_for(lean, program, person["id"]))["access_token"])
+        campaign = await launched_wheel(lean, program, cost_points=1)
+        assert (await grant(lean, program, person["id"], 100)).status_code == 201
+        admin = program.headers
+
+        def move(points: Any, participant: str = person["id"]) -> dict[str, Any]:
+            return {"participant_id": participant, "points": points, "reason": "same"}
+
+        cases: list[tuple[str, str, dict[str, str], Any]] = [
+            ("GET", "/v1/me/wallet", access, None),
+            ("GET", "/v1/me/wallet", admin, None),  # an admin key: 403
+            ("GET", "/v1/me/wallet", {"Authorization": "Bearer nonsense"}, None),  # 401
+            ("GET", "/v1/me/wallet", {}, None),  # no credentials: 401
+            ("POST", "/v1/points/deductions", admin, move(3)),
+            ("POST", "/v1/points/deductions", admin, move(10**6)),  # 422 insufficient_points
+            ("POST", "/v1/points/deductions", admin, move(3, "pt_nobody")),  # 404
+            ("POST", "/v1/points/deductions", admin, move("3")),  # strict: 400
+            ("POST", "/v1/points/deductions", admin, move(0)),  # 400, below the bound
+            ("POST", "/v1/points/grants", admin, move(5)),
+            ("POST", "/v1/points/grants", access, move(5)),  # a participant's token: 403
+            ("POST", f"/v1/me/campaigns/{campaign}/spins", access, None),
+            ("POST", f"/v1/me/campaigns/{random_ref('cmp')}/spins", access, None),  # 404
+            ("POST", f"/v1/me/campaigns/{campaign}/spins", admin, None),  # 403
+        ]
+        for method, path, headers, body in cases:
+            answers = []
+            for app in (lean, litestar):
+                sent = {**headers, "Idempotency-Key": random_ref()} if method == "POST" else headers
+                answers.append(await app.request(method, path, headers=sent, json=body))
+            lean_answer, litestar_answer = answers
+            if path.endswith("/spins") and lean_answer.status_code == 201:
+                # Two spins draw two segments: the same fields, not the same values.
+                assert lean_answer.json().keys() == litestar_answer.json().keys()
+                assert shape(lean_answer)[2] == shape(litestar_answer)[2], (path, lean_answer.headers)
+                continue
+            assert shape(lean_answer) == shape(litestar_answer), (method, path, body, lean_answer.text)
+        # The same key and body answer the first result again on the lean path, flagged.
+        key = {**admin, "Idempotency-Key": random_ref()}
+        first = await lean.post("/v1/points/grants", json=move(7), headers=key)
+        again = await lean.post("/v1/points/grants", json=move(7), headers=key)
+        assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        reused = await lean.post("/v1/points/grants", json=move(8), headers=key)
+        assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+        missing = await lean.post("/v1/points/grants", json=move(7), headers=admin)
+        assert missing.status_code == 400 and missing.json()["code"] == "validation_error"
+        assert "Idempotency-Key" in missing.json()["detail"]
+
+
+async def test_bad_bodies_change_nothing_and_answer_what_litestar_answers(settings, migrated):
+    async with both_paths(settings) as (lean, litestar):
+        program = await new_program(lean)
+        person = await new_participant(lean, program)
+        assert (await grant(lean, program, person["id"], 40)).status_code == 201
+        bodies: list[tuple[bytes, dict[str, str]]] = [
+            (b"", {}),
+            (b"not json", {}),
+            (b'{"participant_id": "%s", "points": 1, "reason": "x"}' % person["id"].encode(),
+             {"content-type": "text/plain"}),
+            (b"[" * 40 + b"]" * 40, {}),
+            (b'{"participant_id": "%s", "points": 1.0, "reason": "x"}' % person["id"].encode(), {}),
+            (b'{"participant_id": "%s", "points": 1, "reason": "x", "extra": 1}' % person["id"].encode(), {}),
+            (b'{"participant_id": "%s", "points": 1, "reason": "x"}' % person["id"].encode() + b" " * (3 * 1024 * 1024), {}),  # past RW_MAX_BODY_BYTES
+        ]
+        for body, headers in bodies:
+            sent = {**program.headers, **headers}
+            lean_answer = await lean.post("/v1/points/deductions", content=body,
+                                          headers={**sent, "Idempotency-Key": random_ref()})
+            litestar_answer = await litestar.post("/v1/points/deductions", content=body,
+                                                  headers={**sent, "Idempotency-Key": random_ref()})
+            assert lean_answer.status_code >= 400, body[:60]
+            assert shape(lean_answer) == shape(litestar_answer), (body[:60], lean_answer.text)
+        wallet = await lean.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)
+        assert wallet.json()["available"] == 40
