@@ -76,13 +76,12 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
 async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    wallets = wallets_of(request)
-    moved = await accounts.grant(wallets, program_of(request), data.participant_id, data.points, data.reason, idem,
-                                 reference=data.reference or "")
-    # Also on a replay: recording counts once per transaction, and a crash between the wallet
-    # and the board must not leave the points off the leaderboards.
-    await standings.record_points(wallets.client, program_of(request), data.participant_id, standings.UNKNOWN_TEAM,
-                                  data.points, moved.move.transaction_id, datetime.now(timezone.utc))
+    program_id, tx = program_of(request), new_id("tx")
+    # The leaderboards move in the grant's own call, only when it applies (not on a replay).
+    boards = await standings.grant_boards(program_id, data.participant_id, standings.UNKNOWN_TEAM, tx,
+                                          datetime.now(timezone.utc))
+    moved = await accounts.grant(wallets_of(request), program_id, data.participant_id, data.points, data.reason, idem,
+                                 reference=data.reference or "", tx=tx, boards=boards)
     return moved_response(moved)
 
 
