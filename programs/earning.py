@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import msgspec
 
@@ -35,12 +34,13 @@ from wallet import keys
 from wallet.accounts import raise_for
 from wallet.ids import new_id
 from wallet.moments import utc
-from wallet.store import GrantSpec, Idem, Outcome, WalletStore
+from wallet.store import NO_BOARDS, Boards, GrantSpec, Idem, Outcome, WalletStore
 
 log = logging.getLogger("rw.earning")
 
-# Called with (program_id, participant_id, team_id, points, transaction_id, at) per granted award.
-PointsHook = Callable[[str, str, str | None, int, str, datetime], Any]
+# The leaderboards an award moves in its own wallet call, from (participant_id, team_id,
+# transaction_id, at): programs/standings.py `PointsBoards.scoring`.
+BoardsFor = Callable[[str, str | None, str, datetime], Boards]
 
 
 class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -165,9 +165,11 @@ async def evaluate(
     program: ProgramView,
     activities: list[ActivityFacts],
     rules: list[RuleVersion],
-    on_points: PointsHook | None = None,
+    boards_for: BoardsFor | None = None,
 ) -> dict[str, list[AwardView]]:
-    """Awards what the rules give for the activities, once each. Answers awards per activity."""
+    """Awards what the rules give for the activities, once each, each with the leaderboards
+    `boards_for` says it moves (counted in the award's own call, only when it applies).
+    Answers awards per activity."""
     ordered = sorted(activities, key=lambda a: (utc(a.occurred_at), a.id))
     facts = Facts(program.id)
     await facts.people({a.participant_id for a in ordered})
@@ -190,13 +192,17 @@ async def evaluate(
                 metadata = {"reason": spec.name, "rule_id": rule.rule_id, "rule_version": rule.version,
                             "activity_id": activity.id, "activity_type": activity.type,
                             "multiplied": plan.multiplied}
+                tx = new_id("tx")
+                person = facts.person(share.participant_id)
                 grants.append(GrantSpec(
                     idem=Idem(key=keys.idempotency(program.id, "award",
                                                    award_key(activity.id, rule.rule_id, share.participant_id)),
                               fingerprint="award"),
-                    tx=new_id("tx"), participant_id=share.participant_id, points=share.points, kind="award",
+                    tx=tx, participant_id=share.participant_id, points=share.points, kind="award",
                     reference=activity.id, metadata=msgspec.json.encode(metadata).decode(),
                     cap_key=cap_key, cap_limit=cap_limit,
+                    boards=boards_for(share.participant_id, person.team_id if person else None, tx,
+                                      activity.occurred_at) if boards_for is not None else NO_BOARDS,
                 ))
                 context.append((activity, rule, share.participant_id, share.points))
 
@@ -232,10 +238,6 @@ async def evaluate(
             feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="award",
                                   text=points_text(points, program.point_name, rule.spec.name), points=points,
                                   reference=activity.id))
-            if on_points is not None:
-                person = facts.person(participant_id)
-                await on_points(program.id, participant_id, person.team_id if person else None, points, outcome.tx,
-                                activity.occurred_at)
     for start in range(0, len(rows), 250):
         await Award.insert(*rows[start:start + 250]).on_conflict(action="DO NOTHING").run()
     await publish(program.id, feed)
@@ -272,9 +274,9 @@ async def simulate(program: ProgramView, spec: RuleSpec, start: datetime, end: d
 
 async def apply_rule(
     store: WalletStore, program: ProgramView, rule: RuleVersion, start: datetime, end: datetime,
-    on_points: PointsHook | None = None,
+    boards_for: BoardsFor | None = None,
 ) -> dict[str, list[AwardView]]:
     """Runs one rule over the stored activities in [start, end): a retroactive award, as
     simulated. Activities it already awarded answer their first award again."""
     activities = await activities_between(program.id, rule.spec.activity_type, start, end)
-    return await evaluate(store, program, activities, [rule], on_points)
+    return await evaluate(store, program, activities, [rule], boards_for)

@@ -3,9 +3,12 @@
 Each board and period is a Redis sorted set under the program's hash tag,
 `rw:{p:<program>}:lbs:<board>:<period key>` (`2026-W48`, `2026-11`, `2026-Q4`, `all`,
 `custom`), with a hash beside it (`...:ix`) from member to its sorted-set member. Periods are calendar periods in the program's time zone: ISO weeks from Monday,
-months, quarters. `record_points` (awards and grants) and `record_activity` (the weighted
-"success tracking" score) add an event to every active board it belongs to in one call of
-`leaderboard_score.lua`, which counts it once per board even when the event is recorded
+months, quarters. A grant or an award moves the points boards in its own wallet call:
+`grant_boards` (or `PointsBoards.scoring`, one program's boards at hand) works out the
+keys and arguments it carries (wallet/store.py `Boards`). `record_points` and
+`record_activity` (the weighted "success tracking" score) add an event to every active
+board it belongs to in a call of their own. Both count through `leaderboard_score.lua`, a
+part of the wallet's function library, once per board even when the event is recorded
 again or twice at the same moment (a marker hash per event, kept `MARKER_TTL`).
 
 The score is the entry's points, exactly; the tie-break is in the sorted-set member,
@@ -38,15 +41,15 @@ from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.pages import newest_first
+from wallet.store import NO_BOARDS, Boards
 
 _UPGRADE = resources.files("programs").joinpath("leaderboard_upgrade.lua").read_text()
-SCRIPT = _UPGRADE + resources.files("programs").joinpath("leaderboard_score.lua").read_text()
 UPGRADE_SCRIPT = _UPGRADE + "\nreturn upgrade(KEYS[1], KEYS[2], KEYS[3])\n"
 UNIT = 2**21  # the tie-break's range, in ticks
 MAX_POINTS = MAX_BALANCE  # the score is the points themselves: exact up to 2^53 - 1
 MARKER_TTL = 8 * 86400  # longer than any retry of an event (idempotency keys live 2 days)
 ANONYMOUS = "Anonymous salesperson"
-UNKNOWN_TEAM = "?"  # record_points' team_id when the caller does not know it: looked up if needed
+UNKNOWN_TEAM = "?"  # record_points' and grant_boards' team_id when the caller does not know it: looked up if needed
 Period = Literal["week", "month", "quarter", "all_time", "custom"]
 
 
@@ -233,27 +236,88 @@ async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime
     return boards, program.timezone, program.created_at
 
 
-_script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
-_upgrade_script: Any = None
+_upgrade_script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
 
 
-async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
-                 at: datetime, tz: str, program_start: datetime) -> None:
-    """Adds each (board, member, points) whose period holds `at`, in one atomic call."""
-    global _script
-    key_list, args = [f"{keys.tag(program_id)}:lbm:{event}"], [MARKER_TTL, MAX_POINTS]
+def _marker(program_id: str, event: str) -> str:
+    return f"{keys.tag(program_id)}:lbm:{event}"
+
+
+def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at: datetime, tz: str,
+            program_start: datetime) -> list[tuple[list[str], str, str, int, int]]:
+    """Each (board, member, points) whose period holds `at`: its three keys (sorted set,
+    index, old-encoding set), board id, member, points and the event's tie-break."""
+    placed = []
     for board, member, points in counts:
         period, start, end = _bounds(board, at, tz, program_start)
         if board.period == "custom" and not (start <= utc(at) < end):  # type: ignore[operator]
             continue
         board_key = _board_key(program_id, board.id, period)
-        key_list += [board_key, _index_key(board_key), _old_key(program_id, board.id, period)]
-        args += [board.id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie_break(at, start, end)]
+        placed.append(([board_key, _index_key(board_key), _old_key(program_id, board.id, period)], board.id, member,
+                       points, tie_break(at, start, end)))
+    return placed
+
+
+async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
+                 at: datetime, tz: str, program_start: datetime) -> None:
+    """Adds each (board, member, points) whose period holds `at`, in one atomic call."""
+    key_list, args = [_marker(program_id, event)], [MARKER_TTL, MAX_POINTS]
+    for board_keys, board_id, member, points, tie in _placed(program_id, counts, at, tz, program_start):
+        key_list += board_keys
+        args += [board_id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie]
     if len(key_list) == 1:
         return
-    if _script is None:
-        _script = client.register_script(SCRIPT)
-    await _script(keys=key_list, args=args, client=client)
+    await client.fcall("rw_board_score", len(key_list), *key_list, *args)
+
+
+class PointsBoards(msgspec.Struct, frozen=True):
+    """A program's active points boards, as grants count on them."""
+
+    program_id: str
+    boards: tuple[LeaderboardView, ...]
+    timezone: str
+    program_start: datetime
+
+    @property
+    def by_team(self) -> bool:
+        """Whether a grant needs its participant's team (a team board is active)."""
+        return any(b.entity == "teams" for b in self.boards)
+
+    def scoring(self, participant_id: str, team_id: str | None, transaction_id: str, at: datetime) -> Boards:
+        """The leaderboards a grant of `transaction_id` at `at` moves in its own call: the
+        participant's entry, or their team's on a team board (none without a team), on every
+        board whose period holds `at`. The wallet function adds the points the grant moved
+        (wallet/functions.lua rw_grant), once per board and transaction (the marker of
+        record_points' "tx:" events). Pure: no I/O."""
+        counts = [(b, member, 0) for b in self.boards
+                  if (member := participant_id if b.entity == "participants" else team_id)]
+        placed = _placed(self.program_id, counts, at, self.timezone, self.program_start)
+        if not placed:
+            return NO_BOARDS
+        key_list, args = [_marker(self.program_id, f"tx:{transaction_id}")], [MARKER_TTL]
+        for board_keys, board_id, member, _, tie in placed:
+            key_list += board_keys
+            args += [board_id, member, tie]
+        return Boards(keys=tuple(key_list), args=tuple(args))
+
+
+async def points_boards(program_id: str) -> PointsBoards:
+    """The program's active points boards (cached for CACHE_SECONDS, as every recording)."""
+    boards, tz, program_start = await _boards(program_id)
+    return PointsBoards(program_id=program_id, boards=tuple(b for b in boards if b.metric == "points"),
+                        timezone=tz, program_start=program_start)
+
+
+async def grant_boards(program_id: str, participant_id: str, team_id: str | None, transaction_id: str,
+                       at: datetime) -> Boards:
+    """`PointsBoards.scoring` for one grant. `team_id` may be UNKNOWN_TEAM: it is then read
+    from SQL, only if a team board needs it."""
+    boards = await points_boards(program_id)
+    if not boards.boards:
+        return NO_BOARDS
+    if team_id == UNKNOWN_TEAM:
+        team_id = await _team_of(program_id, participant_id) if boards.by_team else None
+    return boards.scoring(participant_id, team_id, transaction_id, at)
 
 
 async def _upgrade(client: Any, old: str, key: str) -> None:

@@ -25,7 +25,7 @@ from wallet.errors import (
     Refused,
 )
 from wallet.ids import new_id
-from wallet.store import GrantSpec, Idem, Outcome, WalletStore
+from wallet.store import NO_BOARDS, Boards, GrantSpec, Idem, Outcome, WalletStore
 
 Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -93,11 +93,12 @@ def _metadata(reason: str, extra: dict | None = None) -> str:
 
 async def grant(
     store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
-    kind: str = "grant", reference: str = "", tx: str | None = None,
+    kind: str = "grant", reference: str = "", tx: str | None = None, boards: Boards = NO_BOARDS,
 ) -> Moved:
-    """`tx` names the transaction when the caller pinned its id beforehand (to find it again)."""
+    """`tx` names the transaction when the caller pinned its id beforehand (to find it again,
+    or to mark `boards`, the leaderboards the grant moves in the same call, with it)."""
     spec = GrantSpec(idem=idem, tx=tx or new_id("tx"), participant_id=participant_id, points=points, kind=kind,
-                     reference=reference, metadata=_metadata(reason))
+                     reference=reference, metadata=_metadata(reason), boards=boards)
     return _moved(await store.grant(program_id, spec))
 
 

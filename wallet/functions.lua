@@ -44,6 +44,10 @@ local function register_gateable(name, fn)
   redis.register_function(name, fn)
 end
 
+-- Leaderboard scoring, filled in by a later part of the chunk (programs/leaderboard_score.lua):
+-- BOARDS.grant(section, points) counts a grant on the boards it carries, in its own call.
+local BOARDS = {}
+
 local MAX_MOVE = 1000000000000        -- 10^12
 local MAX_BALANCE = 9007199254740991  -- 2^53 - 1
 
@@ -210,11 +214,17 @@ local function known_balance_result(tx, participant, points, available, held)
   return {ok = true, tx = tx, participant = participant, points = points, available = available, held = held}
 end
 
---[[ rw_grant: budget -> available.
-KEYS: idem, journal, acct, cfg, wallet
-ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
+--[[ rw_grant: budget -> available, and the leaderboards it moves, in one atomic step.
+KEYS: idem, journal, acct, cfg, wallet, then optionally the leaderboards' section: the
+      event's marker (rw:{p:P}:lbm:tx:<tx>) and three keys per board
+ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms, then with the
+      leaderboards' section: the marker's lifetime and three arguments per board
+      (programs/leaderboard_score.lua, BOARDS.grant)
+A grant with no section (batches, internal callers) moves no board. The boards count the
+points the grant moved, only when it applied: a refusal, a cap reached or a replay counts
+nothing. `boards` below is that section ({keys, k, argv, a, n}) or nil. ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
-                           cap_key, cap_limit)
+                           cap_key, cap_limit, boards)
   local early = idem_check(idem, fp)
   if early then return early end
   -- Each hash read once (the same checks, in the same order, as missing_wallet, suspension
@@ -269,32 +279,52 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   journal(stream, tx, kind, participant, points, ref, meta,
     {{"budget", wallet_account(wallet, "available"), points}}, now, points, 0)
   -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
-  return idem_store(idem, fp, ttl,
+  local reply = idem_store(idem, fp, ttl,
     known_balance_result(tx, participant, points, available + points, tonumber(w[5] or "0")))
+  -- After the record: were a board's key ever of the wrong type, the error would leave the
+  -- grant applied and recorded (a retry replays it), never applied twice.
+  if boards and boards.n > 0 then BOARDS.grant(boards, points) end
+  return reply
+end
+
+-- The leaderboards' section of a call whose marker is keys[k] and its lifetime argv[a], or nil.
+local function board_section(keys, k, argv, a, n)
+  if n == 0 then return nil end
+  return {keys = keys, k = k, argv = argv, a = a, n = n}
 end
 
 register_gateable("rw_grant", function(keys, argv)
   return apply_grant(keys[1], keys[2], keys[3], keys[4], keys[5],
-    argv[1], tonumber(argv[2]), argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9])
+    argv[1], tonumber(argv[2]), argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9], nil, nil,
+    board_section(keys, 6, argv, 10, math.max(#keys - 6, 0) / 3))
 end)
 
 --[[ rw_grant_batch: many independent grants in one round trip, each with its own record.
 KEYS: journal, acct, cfg, then per grant: idem, wallet
 ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference, meta
 Answers a JSON array of per-grant results, in order. ]]
---[[ rw_award_batch: earning-rule awards, each with its own record and optional cap.
-KEYS: journal, acct, cfg, then per award: idem, wallet, cap counter (a placeholder key when uncapped)
-ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference, meta, cap limit ("" = none)
+--[[ rw_award_batch: earning-rule awards, each with its own record and optional cap, and the
+leaderboards each moves (as rw_grant's section: counted only when the award applied).
+KEYS: journal, acct, cfg, then per award: idem, wallet, cap counter (a placeholder key when
+      uncapped), then its leaderboards' keys (the marker and three per board; none for no board)
+ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference, meta,
+      cap limit ("" = none), board count, then its leaderboards' arguments (the marker's
+      lifetime and three per board; none for no board)
 Answers a JSON array of per-award results, in order ("capped" results move nothing). ]]
 redis.register_function("rw_award_batch", function(keys, argv)
   local ttl, now = tonumber(argv[1]), argv[2]
   local out = {}
-  local n = (#keys - 3) / 3
-  for i = 0, n - 1 do
-    local a = 3 + i * 8
-    out[#out + 1] = apply_grant(keys[4 + i * 3], keys[1], keys[2], keys[3], keys[5 + i * 3],
+  local k, a = 4, 3
+  while k <= #keys do
+    local n = tonumber(argv[a + 8])
+    out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
       argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
-      keys[6 + i * 3], argv[a + 7])
+      keys[k + 2], argv[a + 7], board_section(keys, k + 3, argv, a + 9, n))
+    if n > 0 then
+      k, a = k + 4 + 3 * n, a + 10 + 3 * n
+    else
+      k, a = k + 3, a + 9
+    end
   end
   return "[" .. table.concat(out, ",") .. "]"
 end)

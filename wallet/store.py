@@ -25,7 +25,8 @@ from wallet.replies import Reply
 # one library, so the games' functions are parts of the wallet's library and every process
 # loads the same text: loading a library replaces all of it.
 LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes.lua"),
-                 ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"))
+                 ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"),
+                 ("programs", "leaderboard_upgrade.lua"), ("programs", "leaderboard_score.lua"))
 LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)
 
 Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
@@ -63,6 +64,22 @@ class Leg(msgspec.Struct, frozen=True):
     floor: Literal["0", "-", "b"] = "0"
 
 
+class Boards(msgspec.Struct, frozen=True):
+    """The leaderboards a grant moves in its own call (programs/standings.py works them out;
+    rw_grant's trailing section, wallet/functions.lua): the event's marker key, then three
+    keys per board; the marker's lifetime, then three arguments per board."""
+
+    keys: tuple[str, ...] = ()
+    args: tuple[str | int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return (len(self.keys) - 1) // 3 if self.keys else 0
+
+
+NO_BOARDS = Boards()
+
+
 class GrantSpec(msgspec.Struct, frozen=True):
     idem: Idem
     tx: str
@@ -74,6 +91,7 @@ class GrantSpec(msgspec.Struct, frozen=True):
     # For earning-rule awards: the cap counter's key and the period's limit.
     cap_key: str = ""
     cap_limit: int | None = None
+    boards: Boards = NO_BOARDS
 
 
 class _Balance(msgspec.Struct, frozen=True):
@@ -132,6 +150,9 @@ class WalletStore:
         key_list = [*self._base_keys(program_id, spec.idem), keys.wallet(program_id, spec.participant_id)]
         args = [spec.idem.fingerprint, self.ttl, spec.tx, spec.participant_id, spec.points, spec.kind,
                 spec.reference, spec.metadata, self._now_ms()]
+        if spec.boards.count:
+            key_list += spec.boards.keys
+            args += spec.boards.args
         return _decode_outcome(await self.fcall("rw_grant", key_list, args))
 
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
@@ -144,15 +165,18 @@ class WalletStore:
         return _decode_outcomes(await self.fcall("rw_grant_batch", key_list, args))
 
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
-        """Grants for earning rules: like grant_batch, with an atomic per-period cap each."""
+        """Grants for earning rules: like grant_batch, with an atomic per-period cap each and
+        the leaderboards each moves."""
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]
         placeholder = keys.no_record(program_id)
         for spec in specs:
+            boards = spec.boards.count
             key_list += [spec.idem.key or placeholder, keys.wallet(program_id, spec.participant_id),
-                         spec.cap_key or placeholder]
+                         spec.cap_key or placeholder, *(spec.boards.keys if boards else ())]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind, spec.reference,
-                     spec.metadata, "" if spec.cap_limit is None else spec.cap_limit]
+                     spec.metadata, "" if spec.cap_limit is None else spec.cap_limit, boards,
+                     *(spec.boards.args if boards else ())]
         return _decode_outcomes(await self.fcall("rw_award_batch", key_list, args))
 
     async def deduct(self, program_id: str, spec: GrantSpec) -> Outcome:

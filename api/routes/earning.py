@@ -67,15 +67,6 @@ def _window(starts_at: datetime, ends_at: datetime) -> None:
         raise Invalid("starts_at must be before ends_at", field="ends_at")
 
 
-def leaderboard_hook(wallets: WalletStore) -> earning.PointsHook:
-    """Awards move the points leaderboards (once per transaction)."""
-    async def hook(program_id: str, participant_id: str, team_id: str | None, points: int, tx: str,
-                   at: datetime) -> None:
-        await standings.record_points(wallets.client, program_id, participant_id, team_id, points, tx, at)
-
-    return hook
-
-
 async def record_activity_scores(wallets: WalletStore, program_id: str, done: list[Any]) -> None:
     if not done:
         return
@@ -94,7 +85,8 @@ async def award(wallets: WalletStore, program: ProgramView,
     if not to_evaluate:
         return {}
     rules = await rulebook.current_rules(program.id)
-    awarded = await earning.evaluate(wallets, program, to_evaluate, rules, leaderboard_hook(wallets))
+    boards = await standings.points_boards(program.id)
+    awarded = await earning.evaluate(wallets, program, to_evaluate, rules, boards.scoring)
     await record_activity_scores(wallets, program.id, to_evaluate)
     return awarded
 
@@ -213,8 +205,9 @@ async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyR
         current = (await rulebook.versions(program_id, rule_id))[-1]
         if current.status != "active":
             raise Invalid("a retired rule cannot be applied", field="rule_id")
+        boards = await standings.points_boards(program_id)
         results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at,
-                                           data.ends_at, leaderboard_hook(wallets))
+                                           data.ends_at, boards.scoring)
         awards = [a for items in results.values() for a in items]
         return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
                                 points_awarded=sum(a.points for a in awards if not a.already_awarded),

@@ -81,13 +81,12 @@ async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem
 
 async def grant_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
     """The grant of POST /v1/points/grants (also served by api/lean.py)."""
-    moved = await accounts.grant(wallets, program_id, data.participant_id, data.points, data.reason, idem,
-                                 reference=data.reference or "")
-    # Also on a replay: recording counts once per transaction, and a crash between the wallet
-    # and the board must not leave the points off the leaderboards.
-    await standings.record_points(wallets.client, program_id, data.participant_id, standings.UNKNOWN_TEAM,
-                                  data.points, moved.move.transaction_id, datetime.now(timezone.utc))
-    return moved
+    tx = new_id("tx")
+    # The leaderboards move in the grant's own call, only when it applies (not on a replay).
+    boards = await standings.grant_boards(program_id, data.participant_id, standings.UNKNOWN_TEAM, tx,
+                                          datetime.now(timezone.utc))
+    return await accounts.grant(wallets, program_id, data.participant_id, data.points, data.reason, idem,
+                                reference=data.reference or "", tx=tx, boards=boards)
 
 
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",

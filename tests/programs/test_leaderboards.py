@@ -9,7 +9,8 @@ import pytest
 
 from programs import standings
 from programs.standings import MAX_POINTS, UNIT, period_bounds, tie_break
-from tests.factories import bearer, new_participant, new_program, random_ref, tokens_for
+from tests.api.test_gate import another_worker, commands_of, private_valkey  # noqa: F401 (a fixture)
+from tests.factories import bearer, grant, new_participant, new_program, random_ref, set_program_status, tokens_for
 
 pytestmark = pytest.mark.sql
 
@@ -302,3 +303,62 @@ async def test_a_board_written_in_the_old_encoding_keeps_its_standings(client, r
                                   datetime.now(timezone.utc) + timedelta(days=400))
     view = await standings.standings(redis, program.id, lb["id"])
     assert [(e.id, e.score) for e in view.top] == [(third["id"], 501), (first["id"], 500), (second["id"], 500)]
+
+
+async def scores(client, program, lb) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    answer = await client.get(f"/v1/leaderboards/{lb['id']}", headers=program.headers)
+    assert answer.status_code == 200, answer.text
+    return [(e["id"], e["score"]) for e in answer.json()["top"]]
+
+
+async def test_a_grant_moves_participant_and_team_boards_in_its_own_single_call(  # type: ignore[no-untyped-def]
+        settings, migrated, private_valkey) -> None:
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False) as app:
+        program = await new_program(app)
+        east = (await app.post("/v1/teams", json={"name": random_ref("East")}, headers=program.headers)).json()
+        rep = await new_participant(app, program, team_id=east["id"])
+        people, teams = await board(app, program, period="week"), await board(app, program, entity="teams")
+        await board(app, program, metric="activity_score", weights={"demo_placed": 3})  # not moved by points
+
+        async def grant_once() -> None:
+            assert (await grant(app, program, rep["id"], 30)).status_code == 201
+
+        commands = await commands_of(private_valkey, grant_once)
+        assert len(commands) == 1 and commands[0].startswith("FCALL ") and " rw_grant " in commands[0], commands
+        assert f":lbs:{people['id']}:" in commands[0] and f":lbs:{teams['id']}:" in commands[0]
+        assert (await scores(app, program, people), await scores(app, program, teams)) == (
+            [(rep["id"], 30)], [(east["id"], 30)])
+
+
+async def test_a_replayed_or_refused_grant_scores_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, allow_overdraft=False)
+    rep = await new_participant(client, program)
+    lb = await board(client, program, period="all_time")
+    assert (await grant(client, program, rep["id"], 10)).status_code == 409  # no budget: budget_exhausted
+    assert await scores(client, program, lb) == []
+    funded = await new_program(client)
+    rep = await new_participant(client, funded)
+    lb = await board(client, funded, period="all_time")
+    key = random_ref("grant")
+    first, again = [await grant(client, funded, rep["id"], 25, key=key) for _ in range(2)]
+    assert (first.status_code, again.status_code, again.headers.get("idempotent-replayed")) == (201, 201, "true")
+    assert await scores(client, funded, lb) == [(rep["id"], 25)]
+    await set_program_status(client, funded, "suspended")
+    assert (await grant(client, funded, rep["id"], 5)).status_code == 409  # program_suspended
+    await set_program_status(client, funded, "active")
+    assert await scores(client, funded, lb) == [(rep["id"], 25)]
+
+
+async def test_an_award_trimmed_by_its_cap_moves_the_board_by_what_it_paid(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep = await new_participant(client, program, external_id=random_ref("rep"))
+    lb = await board(client, program, period="all_time")
+    rule = {"name": "Demo", "activity_type": "demo_placed", "award": {"type": "fixed", "points": 60},
+            "cap": {"points": 100, "period": "month"}}
+    assert (await client.post("/v1/earning-rules", json=rule, headers=program.headers)).status_code == 201
+    now = datetime.now(timezone.utc).isoformat()
+    batch = [{"external_id": random_ref(), "type": "demo_placed", "participant_external_id": rep["external_id"],
+              "occurred_at": now} for _ in range(3)]
+    report = (await client.post("/v1/activities", json={"activities": batch}, headers=program.headers)).json()
+    assert report["points_awarded"] == 100
+    assert await scores(client, program, lb) == [(rep["id"], 100)]

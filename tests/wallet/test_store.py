@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
+from programs.standings import LeaderboardView, PointsBoards
 from tests.factories import random_ref
 from wallet import accounts, keys
 from wallet.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, InsufficientPoints, NotFound
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import NO_IDEM, GrantSpec, Idem, Leg, WalletStore
+from wallet.store import NO_BOARDS, NO_IDEM, GrantSpec, Idem, Leg, WalletStore
 
 
 def fresh_idem(program_id: str) -> Idem:
@@ -165,3 +167,58 @@ async def test_answers_recorded_before_the_typed_reply_still_replay_as_what_they
     with pytest.raises(InsufficientPoints):
         await accounts.deduct(wallet_store, program, "ann", 5, "x", refused)
     assert (await wallet_store.balance(program, "ann"))["available"] == 0
+
+
+def one_board(program: str, board_id: str) -> PointsBoards:
+    """A program with one all-time participants board on points (no SQL: the pure part)."""
+    view = LeaderboardView(id=board_id, name="Top", entity="participants", metric="points", period="all_time",
+                           status="active")
+    return PointsBoards(program_id=program, boards=(view,), timezone="UTC",
+                        program_start=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+async def board_scores(store: WalletStore, program: str, board_id: str) -> dict[str, int]:
+    pairs = await store.client.zrange(f"{keys.tag(program)}:lbs:{board_id}:all", 0, -1, withscores=True)
+    return {member.decode().split(":", 1)[1]: int(score) for member, score in pairs}
+
+
+async def test_a_grant_moves_the_boards_it_carries_once_and_only_when_it_applies(wallet_store: WalletStore) -> None:
+    program, board = random_ref("prg"), random_ref("lb")
+    await enrol(wallet_store, program, "ann", "bob")
+    boards, now = one_board(program, board), datetime.now(timezone.utc)
+    idem, tx = fresh_idem(program), random_ref("tx")
+    first = await accounts.grant(wallet_store, program, "ann", 40, "x", idem, tx=tx,
+                                 boards=boards.scoring("ann", None, tx, now))
+    again = await accounts.grant(wallet_store, program, "ann", 40, "x", idem, tx=random_ref("tx"),
+                                 boards=boards.scoring("ann", None, tx, now))
+    assert again.replayed and again.move == first.move
+    await accounts.grant(wallet_store, program, "bob", 7, "x", fresh_idem(program))  # carries no board
+    await wallet_store.set_program_config(program, overdraft="0")
+    refused_tx = random_ref("tx")
+    with pytest.raises(BudgetExhausted):
+        await accounts.grant(wallet_store, program, "bob", 5, "x", fresh_idem(program), tx=refused_tx,
+                             boards=boards.scoring("bob", None, refused_tx, now))
+    assert await board_scores(wallet_store, program, board) == {"ann": 40}
+    assert await wallet_store.client.exists(f"{keys.tag(program)}:lbm:tx:{refused_tx}") == 0
+
+
+async def test_awards_move_their_boards_by_the_points_a_cap_left(wallet_store: WalletStore) -> None:
+    program, board = random_ref("prg"), random_ref("lb")
+    await enrol(wallet_store, program, "ann", "bob", "cid")
+    boards, now = one_board(program, board), datetime.now(timezone.utc)
+    cap = keys.cap(program, "rule", "ann", "2026-06")
+
+    def award(person: str, points: int, cap_limit: int | None = None, scored: bool = True) -> GrantSpec:
+        tx = random_ref("tx")
+        return GrantSpec(idem=Idem(key=keys.idempotency(program, "award", f"{person}:{points}"), fingerprint="award"),
+                         tx=tx, participant_id=person, points=points, kind="award",
+                         cap_key=cap if cap_limit else "", cap_limit=cap_limit,
+                         boards=boards.scoring(person, None, tx, now) if scored else NO_BOARDS)
+
+    specs = [award("ann", 60, cap_limit=100), award("bob", 9, scored=False), award("ann", 70, cap_limit=100),
+             award("cid", 5), award("ann", 80, cap_limit=100)]
+    outcomes = await wallet_store.award_batch(program, specs)
+    assert [(o.points, o.code) for o in outcomes] == [(60, None), (9, None), (40, None), (5, None), (0, "capped")]
+    again = await wallet_store.award_batch(program, specs)
+    assert all(o.replayed for o in again)
+    assert await board_scores(wallet_store, program, board) == {"ann": 100, "cid": 5}
