@@ -176,9 +176,15 @@ class Server:
         return groups
 
     def redis_url(self) -> str | None:
+        """The embedded Valkey's URL, with the password `serve` generated for it."""
+        from urllib.parse import quote
+
+        from api.settings import valkey_password
+
         with contextlib.suppress(OSError, ValueError, KeyError):
             state = json.loads((self.folder / "valkey" / "valkey.json").read_text())
-            return f"redis://127.0.0.1:{state['port']}/0"
+            password = quote(valkey_password(self.folder), safe="")
+            return f"redis://:{password}@127.0.0.1:{state['port']}/0"
         return self.env.get("REDIS_URL")
 
     def reconcile(self) -> subprocess.CompletedProcess[str]:

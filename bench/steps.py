@@ -9,6 +9,12 @@ against the bare Litestar endpoint (bench/bare_app.py) measured between them:
 - `lean+coalesce`: the lean path, the calls of concurrent requests sent as one pipeline per
   turn of the event loop (wallet/coalesce.py): the defaults.
 
+and two floors (bench/floor_app.py: the bare endpoint making exactly one Redis call, the
+least Lua doing a grant's writes for the POST, one HMGET for the GET, on a Valkey of its
+own with the same fsync policy): `floor` (one write per call) and `floor+coalesce`. What
+separates ours from its floor is our per-request work (authentication, the gate, rate
+limits, idempotency, metrics, the access log, the operation's own checks).
+
 For `GET /v1/me/wallet` (256 participants' tokens) and the admin deduction, at 64
 closed-loop keep-alive connections (wrk, else the Python generator): requests/s, p99,
 server CPU per request and the ratios to the bare endpoint's figures of the same run, with
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -48,6 +55,7 @@ VARIANTS = {
     "lean": {"RW_LEAN_ROUTES": "1", "RW_REDIS_COALESCE": "0"},
     "lean+coalesce": {"RW_LEAN_ROUTES": "1", "RW_REDIS_COALESCE": "1"},
 }
+FLOORS = {"floor": "0", "floor+coalesce": "1"}
 TARGETS = {"wallet": (0.6, 2.0), "deduction": (0.5, 2.5)}  # throughput ratio at least, p99 ratio at most
 
 
@@ -88,11 +96,34 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, servers: dict[
         notes: list[str]) -> int:
     import httpx
 
+    from api.embedded import EmbeddedValkey
+
     bare_port = free_port()
     bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(folder / "bare.log", "wb"))
     wait_http(f"http://127.0.0.1:{bare_port}", bare, folder / "bare.log",
               lambda u: httpx.get(u + "/v1/me/wallet", timeout=2).status_code == 200)
+    valkey = EmbeddedValkey(folder / "floor-valkey")
+    valkey.start()
+    try:
+        return measure(args, procs, folder, servers, wrk, notes, bare, bare_port, valkey.url)
+    finally:
+        valkey.stop()
+
+
+def measure(args: argparse.Namespace, procs: Processes, folder: Path, servers: dict[str, Server], wrk: str | None,
+            notes: list[str], bare: Any, bare_port: int, valkey_url: str) -> int:
+    import httpx
+
+    floors: dict[str, tuple[int, int]] = {}
+    for who, coalesce in FLOORS.items():
+        port = free_port()
+        floor = procs.start(who, uvicorn_argv("bench.floor_app:app_factory", port), cwd=ROOT,
+                            env={**os.environ, "FLOOR_REDIS_URL": valkey_url, "FLOOR_COALESCE": coalesce},
+                            stdout=subprocess.DEVNULL, stderr=open(folder / f"{who}.log", "wb"))
+        wait_http(f"http://127.0.0.1:{port}", floor, folder / f"{who}.log",
+                  lambda u: httpx.get(u + "/v1/me/wallet", timeout=2).status_code == 200)
+        floors[who] = (port, floor.pid)
     targets: dict[tuple[str, str], tuple[Target, int]] = {}
     for name, server in servers.items():
         server.wait_ready()
@@ -111,11 +142,10 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, servers: dict[
                                      server.process.pid)
         targets[(name, "deduction")] = (Target(name, server.port, "/v1/points/deductions", program.admin, body),
                                         server.process.pid)
-        if name == "litestar":  # the bare endpoint answers the same requests
-            targets[("bare", "wallet")] = (GetTarget("bare", bare_port, "/v1/me/wallet", tokens, args.threads),
-                                           bare.pid)
-            targets[("bare", "deduction")] = (Target("bare", bare_port, "/v1/points/deductions", program.admin,
-                                                     body), bare.pid)
+        if name == "litestar":  # the bare endpoint and the floors answer the same requests
+            for who, (port, pid) in [("bare", (bare_port, bare.pid)), *floors.items()]:
+                targets[(who, "wallet")] = (GetTarget(who, port, "/v1/me/wallet", tokens, args.threads), pid)
+                targets[(who, "deduction")] = (Target(who, port, "/v1/points/deductions", program.admin, body), pid)
     run_id = secrets.token_hex(3)
 
     def load(target: Target, prefix: str, seconds: float, pid: int) -> LoadResult:
@@ -130,7 +160,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, servers: dict[
           flush=True)
     for note in notes:
         print(f"  note: {note}")
-    order = ["bare", *VARIANTS]
+    order = ["bare", *FLOORS, *VARIANTS]
     for scenario in args.scenario:
         results: dict[str, list[LoadResult]] = {who: [] for who in order}
         for round_no in range(args.rounds):
@@ -155,7 +185,7 @@ def report(scenario: str, order: list[str], results: dict[str, list[LoadResult]]
         p99_ratio = best.latency["p99"] / max(bare.latency["p99"], 1e-9)
         rounds = ", ".join(f"{r.rate:.0f}" for r in results[who])
         verdict = ""
-        if who != "bare":
+        if who in VARIANTS:
             met = ratio >= want_rate and p99_ratio <= want_p99
             verdict = f"  {'MET' if met else 'MISSED'} (target >= {want_rate} x, p99 <= {want_p99} x)"
         print(f"  {who:<15}{best.rate:8.0f}{best.latency['p99']:9.1f}{best.non2xx:8d}{us:12.0f}{ratio:8.2f}"

@@ -598,6 +598,10 @@ class _Capture:
         self.calls.append((name, numkeys, *keys_and_args))
         return b'{"ok":true}'
 
+    async def execute_command(self, command: str, *args: Any) -> bytes:
+        assert command == "FCALL", command
+        return await self.fcall(*args)
+
 
 # The least Lua that makes the same writes as rw_grant: check the idempotency key, one HINCRBY,
 # one XADD (the same journal fields), one SET of the reply. Called with rw_grant's own KEYS and
@@ -635,7 +639,7 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
     least_wallet = keys.wallet(program_id, participant + "-least")
     least_stream = f"{keys.tag(program_id)}:bench-journal"
     counter_key = f"{keys.tag(program_id)}:counter"
-    builder = WalletStore(_Capture(), idempotency_ttl=store.ttl)
+    builder = WalletStore(_Capture(), idempotency_ttl=store.ttl, coalesce=False)
     deadline = time.monotonic() + time_limit
     serial = 0
 
