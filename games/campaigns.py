@@ -15,11 +15,14 @@ from typing import Any, Literal
 import msgspec
 
 from catalog.items import Pricing, item_row, redemption_points
+from fulfillment.sealing import Sealer
+from games import seeds
 from games.tables import SpinCampaign
 from games.sweepstakes_tables import Sweepstakes
 from games.wheel import EntriesPrize, Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
 from programs.participants import check_teams
 from programs.programs import ProgramView
+from programs.tables import Participant
 from wallet import keys
 from wallet.accounts import raise_for
 from wallet.errors import Conflict, Invalid, NotFound
@@ -194,8 +197,11 @@ async def _set_status(program_id: str, campaign_id: str, to: Status, allowed: tu
     return row
 
 
-async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pricing: Pricing) -> CampaignView:
-    """Draft or paused -> active. A first launch funds the prize pool and loads the stock."""
+async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pricing: Pricing,
+                 sealer: Sealer | None = None) -> CampaignView:
+    """Draft or paused -> active. A first launch funds the prize pool and loads the stock.
+    With the sealer, every active participant without a seed pair gets one now, in bulk
+    (games/seeds.py `commit_ahead`): the spins that follow a launch write no SQL."""
     row = await campaign_row(program.id, campaign_id)
     spec = _decode_spec(row["spec"])
     first = row["status"] == "draft"
@@ -216,6 +222,10 @@ async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pri
         config.update({f"stock:{i}": str(s.prize.stock) for i, s in enumerate(spec.segments)
                        if isinstance(s.prize, ItemPrize)})
     await store.client.hset(keys.campaign(program.id, campaign_id), mapping=config)
+    if sealer is not None:
+        active = await Participant.select(Participant.id).where(
+            (Participant.program_id == program.id) & (Participant.status == "active")).run()
+        await seeds.commit_ahead(store, sealer, program.id, [r["id"] for r in active])
     return await _view(row, pricing)
 
 

@@ -56,11 +56,12 @@ async def update(request: Request[Any, Any, Any], campaign_id: str, data: WheelS
 
 @post("/v1/campaigns/{campaign_id:str}/launch", guards=[admin_only], operation_id="launchSpinCampaign",
       summary="Launch (or resume) a campaign", description="Makes it active. The first launch funds the prize "
-      "pool from the program budget (409 `budget_exhausted` if it cannot) and loads the prize stock.",
+      "pool from the program budget (409 `budget_exhausted` if it cannot) and loads the prize stock. Every active "
+      "participant without a seed pair gets one committed then, so the spins right after a launch write no SQL.",
       tags=["games"], status_code=200)
 async def launch(request: Request[Any, Any, Any], campaign_id: str, wallets: WalletStore) -> campaigns.CampaignView:
     program = await get_program(program_of(request))
-    return await campaigns.launch(wallets, program, campaign_id, pricing_of(program))
+    return await campaigns.launch(wallets, program, campaign_id, pricing_of(program), request.app.state.sealer)
 
 
 @post("/v1/campaigns/{campaign_id:str}/pause", guards=[admin_only], operation_id="pauseSpinCampaign",

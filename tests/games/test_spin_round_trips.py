@@ -126,3 +126,29 @@ async def test_a_rotation_a_new_client_seed_other_workers_and_a_pause_hold_on_th
     assert sorted(h["id"] for h in history) == sorted(a.json()["id"] for a in answers)
     assert all(verify_spin_proof(h["proof"]).ok for h in history)
     assert person
+
+
+async def test_a_launch_commits_a_seed_pair_for_everyone_so_the_first_spins_write_no_sql(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from games.tables import SeedPair
+    from wallet import keys
+
+    program = await new_program(client)
+    people = [await spinning_participant(client, program, 100) for _ in range(3)]
+    for person_id, _ in people:  # nobody has spun or asked for a pair yet
+        assert not await redis.exists(keys.seed_pair(program.id, person_id))
+    campaign_id = await launched_wheel(client, program)
+    rows = await SeedPair.select(SeedPair.participant_id, SeedPair.status, SeedPair.server_seed_hash).where(
+        SeedPair.program_id == program.id).run()
+    assert sorted(r["participant_id"] for r in rows) == sorted(p for p, _ in people)
+    assert {r["status"] for r in rows} == {"active"}
+    for person_id, me in people:
+        committed = next(r["server_seed_hash"] for r in rows if r["participant_id"] == person_id)
+        answer = await spin(client, campaign_id, me, "first")
+        assert answer.status_code == 201, answer.text
+        # The spin used the pair committed at launch: no second pair was made on the way.
+        assert answer.json()["proof"]["server_seed_hash"] == committed
+    assert len(await SeedPair.select(SeedPair.id).where(SeedPair.program_id == program.id).run()) == 3
+    # Launching again (a resume) commits nothing new.
+    await client.post(f"/v1/campaigns/{campaign_id}/pause", headers=program.headers)
+    assert (await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)).status_code == 200
+    assert len(await SeedPair.select(SeedPair.id).where(SeedPair.program_id == program.id).run()) == 3
