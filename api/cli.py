@@ -177,8 +177,7 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
 def cmd_catalog_import(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
-    from catalog.feed_import import import_feed
-    from catalog.items import bump_version
+    from catalog.changes import import_feed
     from programs.programs import get_program
     from programs.spreadsheet import read_file
     from wallet.store import connect
@@ -190,13 +189,12 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
 
     async def go(url: str) -> Any:
         await migrate()
-        report = await import_feed(await get_program(args.program), content, fmt)
+        program = await get_program(args.program)
         client = connect(url, cluster=settings.redis_cluster)
         try:
-            await bump_version(client, args.program)  # phones see the new catalog (new ETag)
+            return await import_feed(client, program, content, fmt)  # phones see the new catalog (new ETag)
         finally:
             await client.aclose()
-        return report
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
         report = _run(go(url))

@@ -15,13 +15,16 @@ import msgspec
 from msgspec import Meta
 
 from programs.activities import ActivityIn, store_batch
-from programs.programs import Money
+from programs.awards import award
+from programs.feed import FeedEntry, publish
+from programs.programs import Money, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Claim, Participant
 from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
 from wallet.pages import newest_first
 from wallet.moments import utc
+from wallet.store import WalletStore
 
 
 class NewClaim(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -142,3 +145,16 @@ async def decide(program_id: str, claim_id: str, verdict: Literal["approved", "r
         fates, to_evaluate = await store_batch(program_id, [activity], source="claim")
         await Claim.update({Claim.activity_id: fates[0].activity_id}).where(Claim.id == claim_id).run()
     return await get_claim(program_id, claim_id), to_evaluate
+
+
+async def decide_claim(wallets: WalletStore, program_id: str, claim_id: str,
+                       verdict: Literal["approved", "rejected"], reason: str | None) -> ClaimView:
+    """An admin's decision: the claim moves to its verdict, the participant's feed says so
+    (with the reason of a rejection), and an approved claim's sale earns through the rules."""
+    claim, to_evaluate = await decide(program_id, claim_id, verdict, reason)
+    text = f"Claim {claim.invoice_number} {verdict}" + (f": {reason}" if reason and verdict == "rejected" else "")
+    await publish(program_id, [FeedEntry(key=f"claim:{claim.id}:{verdict}", participant_id=claim.participant_id,
+                                         kind=f"claim_{verdict}", text=text, reference=claim.id)])
+    if to_evaluate:
+        await award(wallets, await get_program(program_id), to_evaluate)
+    return claim

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from programs.programs import Money, ProgramView
+from programs.programs import Money, ProgramView, get_program
 from programs.tables import Funding, StripeEvent
 from wallet import keys
 from wallet.accounts import raise_for
@@ -25,7 +25,11 @@ from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.bounds import MAX_BALANCE, check_move
 from wallet.pages import newest_first
+from wallet.once import once
 from wallet.store import Idem, Leg, WalletStore
+
+if TYPE_CHECKING:
+    from programs.stripe_gateway import StripeGateway
 
 
 class FundingRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -56,6 +60,14 @@ class FundingPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class IntentCreated(msgspec.Struct, frozen=True):
+    funding_id: str
+    payment_intent_id: str
+    client_secret: str
+    points: int
+    status: str
+
+
 def points_for_money(program: ProgramView, amount: Money) -> int:
     if amount.currency != program.point_value.currency:
         raise Invalid(f"fund in the program's currency ({program.point_value.currency})", field="amount")
@@ -83,6 +95,37 @@ async def record_intent(program: ProgramView, funding_id: str, amount: Money, po
                                  payment_intent_id=payment_intent_id, created_at=now, updated_at=now)) \
         .on_conflict(action="DO NOTHING").run()  # a retry after a crash records the same funding again
     return await get_funding(program.id, funding_id)
+
+
+def intent_ids(request_key: str) -> tuple[str, str]:
+    """(funding id, Stripe idempotency key) of a card or bank funding request. Both come from
+    the caller's whole record key (program, principal and client key), so a retry after a crash
+    finds the same PaymentIntent and funding row, and two programs choosing the same
+    Idempotency-Key never share a Stripe idempotency key. Never change how they are derived:
+    recorded fundings and Stripe's idempotency records depend on these exact strings."""
+    digest = hashlib.sha256(request_key.encode()).hexdigest()
+    return "fnd_" + digest[:26], f"rw-funding-{digest}"
+
+
+async def fund_by_payment(gateway: StripeGateway, client: Any, idem: Idem, ttl: int, program_id: str,
+                          spec: FundingRequest) -> tuple[IntentCreated, bool]:
+    """Creates a Stripe PaymentIntent for the amount and records the funding it will credit
+    (when Stripe reports `payment_intent.succeeded`), once per idempotency record `idem`:
+    answers (the result, whether it is a replay of the first one). The amount is checked
+    before the record is touched."""
+    program = await get_program(program_id)
+    points = points_for_money(program, spec.amount)
+    funding_id, stripe_key = intent_ids(idem.key)
+
+    async def action() -> IntentCreated:
+        intent_id, secret = await gateway.create_payment_intent(
+            spec.amount.amount, spec.amount.currency, {"program_id": program.id, "funding_id": funding_id},
+            idempotency_key=stripe_key)
+        await record_intent(program, funding_id, spec.amount, points, intent_id)
+        return IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
+                             points=points, status="requires_payment")
+
+    return await once(client, idem, ttl, action, IntentCreated)
 
 
 async def get_funding(program_id: str, funding_id: str) -> FundingView:

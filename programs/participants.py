@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from programs.sessions import revoke_participant_sessions
 from programs.spreadsheet import describe, read_sheet
 from programs.tables import Participant, Team
 from wallet.errors import Invalid, NotFound
@@ -288,3 +289,43 @@ async def import_participants_csv(program_id: str, text: str) -> ImportReport:
 def _import_fields(view: ParticipantView) -> tuple[object, ...]:
     return view.display_name, view.email, view.team_id, view.segment, view.enrolled_at
 
+
+
+async def enrol_participant(store: WalletStore, program_id: str,
+                            spec: NewParticipant) -> tuple[ParticipantView, bool]:
+    """Enrols a participant with a wallet; the same external id again answers the existing one.
+    Answers (participant, created)."""
+    view, created = await upsert_participant(program_id, spec)
+    if created:
+        await store.open_wallet(program_id, view.id)
+    return view, created
+
+
+async def import_participants(store: WalletStore, program_id: str, text: str) -> ImportReport:
+    """`import_participants_csv`, then a wallet for every participant who has none."""
+    report = await import_participants_csv(program_id, text)
+    await open_missing_wallets(store, program_id)
+    return report
+
+
+async def _apply_status(store: WalletStore, program_id: str, view: ParticipantView) -> None:
+    """The deactivation rule: a participant who is not active is refused by their wallet and
+    loses every session at once, so their access and refresh tokens stop on the very next
+    request; balances are kept. Active again, the wallet answers them again."""
+    inactive = view.status != "active"
+    await store.set_inactive(program_id, view.id, inactive)
+    if inactive:
+        await revoke_participant_sessions(view.id)
+
+
+async def change_participant(store: WalletStore, program_id: str, participant_id: str,
+                             changes: ParticipantChanges) -> ParticipantView:
+    """Changes a participant (name, email, team, segment, status) and applies their status."""
+    _, after = await update_participant(program_id, participant_id, changes)
+    await _apply_status(store, program_id, after)
+    return after
+
+
+async def deactivate_participant(store: WalletStore, program_id: str, participant_id: str) -> ParticipantView:
+    """Deactivates a participant: their tokens stop at once; balances are kept."""
+    return await change_participant(store, program_id, participant_id, ParticipantChanges(status="deactivated"))

@@ -11,8 +11,8 @@ from msgspec import Meta
 
 from api.auth import admin_only, admin_or_participant, principal_of
 from api.routes.participants import Cursor, Limit, program_of
-from catalog import feed_import, items
-from fulfillment.code_pool import StockPage, UploadReport, stock, upload_codes
+from catalog import changes, feed_import, items
+from fulfillment.code_pool import StockPage, UploadReport, stock
 from fulfillment.sealing import Sealer
 from programs.programs import get_program
 from wallet.errors import Invalid
@@ -37,9 +37,7 @@ async def _pricing(program_id: str) -> items.Pricing:
       description="By name: logo, description, terms, redemption instructions, categories, and an optional "
                   "partner that fulfils the brand's orders.", tags=["catalog"], status_code=200)
 async def upsert_brand(request: Request[Any, Any, Any], data: items.BrandSpec, redis: Any) -> items.BrandView:
-    brand = await items.upsert_brand(program_of(request), data)
-    await items.bump_version(redis, program_of(request))
-    return brand
+    return await changes.upsert_brand(redis, program_of(request), data)
 
 
 @get("/v1/catalog/brands", guards=[admin_or_participant], operation_id="listBrands", summary="List brands",
@@ -53,10 +51,7 @@ async def list_brands(request: Request[Any, Any, Any], limit: Limit = 50, cursor
                   "take `face_value`; variable ones `min_value` and `max_value` and a `points_per_unit`.",
       tags=["catalog"])
 async def create_item(request: Request[Any, Any, Any], data: items.NewItem, redis: Any) -> Response[items.ItemView]:
-    program = await get_program(program_of(request))
-    item_id = await items.create_item(program, data)
-    await items.bump_version(redis, program.id)
-    return Response(await items.get_item(program.id, item_id, items.pricing_of(program)), status_code=201)
+    return Response(await changes.add_item(redis, await get_program(program_of(request)), data), status_code=201)
 
 
 @patch("/v1/catalog/items/{item_id:str}", guards=[admin_only], operation_id="updateCatalogItem",
@@ -64,10 +59,7 @@ async def create_item(request: Request[Any, Any, Any], data: items.NewItem, redi
        "participants), routing partner.", tags=["catalog"])
 async def update_item(request: Request[Any, Any, Any], item_id: str, data: items.ItemChanges,
                       redis: Any) -> items.ItemView:
-    program_id = program_of(request)
-    await items.update_item(program_id, item_id, data)
-    await items.bump_version(redis, program_id)
-    return await items.get_item(program_id, item_id, await _pricing(program_id))
+    return await changes.change_item(redis, program_of(request), item_id, data)
 
 
 @get("/v1/catalog/items", guards=[admin_or_participant], operation_id="listCatalogItems", summary="Browse the catalog",
@@ -108,10 +100,7 @@ async def read_item(request: Request[Any, Any, Any], item_id: str) -> items.Item
       description="A JSON array or a CSV (format in the README); items are upserted by `sku`, each bad row is "
                   "reported with its number.", tags=["catalog"], status_code=200)
 async def import_feed(request: Request[Any, Any, Any], data: FeedUpload, redis: Any) -> feed_import.ImportReport:
-    program = await get_program(program_of(request))
-    report = await feed_import.import_feed(program, data.content, data.format)
-    await items.bump_version(redis, program.id)
-    return report
+    return await changes.import_feed(redis, await get_program(program_of(request)), data.content, data.format)
 
 
 @post("/v1/catalog/items/{item_id:str}/codes", guards=[admin_only], operation_id="uploadPoolCodes",
@@ -121,9 +110,7 @@ async def import_feed(request: Request[Any, Any, Any], data: FeedUpload, redis: 
       tags=["catalog"], status_code=200)
 async def upload(request: Request[Any, Any, Any], item_id: str, data: CodeUpload, sealer: Sealer,
                  redis: Any) -> UploadReport:
-    report = await upload_codes(program_of(request), item_id, data.csv, sealer)
-    await items.bump_version(redis, program_of(request))
-    return report
+    return await changes.upload_codes(redis, program_of(request), item_id, data.csv, sealer)
 
 
 @get("/v1/catalog/stock", guards=[admin_only], operation_id="getPoolStock", summary="Code-pool stock per item",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import Provide
@@ -10,12 +10,9 @@ from litestar.params import Parameter
 
 from api.auth import active_program, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
-from api.routes.earning import award
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import claims
-from programs.feed import FeedEntry, publish
-from programs.programs import get_program
 from wallet.store import Idem, WalletStore
 from wallet.once import once, pinned_id
 
@@ -69,30 +66,20 @@ async def read(request: Request[Any, Any, Any], claim_id: str) -> claims.ClaimVi
     return await claims.get_claim(program_of(request), claim_id)
 
 
-async def _decide(program_id: str, claim_id: str, verdict: Literal["approved", "rejected"], reason: str | None,
-                  wallets: WalletStore) -> claims.ClaimView:
-    claim, to_evaluate = await claims.decide(program_id, claim_id, verdict, reason)
-    text = f"Claim {claim.invoice_number} {verdict}" + (f": {reason}" if reason and verdict == "rejected" else "")
-    await publish(program_id, [FeedEntry(key=f"claim:{claim.id}:{verdict}", participant_id=claim.participant_id,
-                                         kind=f"claim_{verdict}", text=text, reference=claim.id)])
-    if to_evaluate:
-        await award(wallets, await get_program(program_id), to_evaluate)
-    return claim
-
-
 @post("/v1/claims/{claim_id:str}/approve", guards=[admin_only, active_program], operation_id="approveClaim",
       summary="Approve a claim", description="The claim becomes a `sale` activity and earns through the rules. "
       "A claim is decided once (409 after); a duplicate cannot be approved.", tags=["claims"], status_code=200)
 async def approve(request: Request[Any, Any, Any], claim_id: str, wallets: WalletStore,
                   data: claims.Decision | None = None) -> claims.ClaimView:
-    return await _decide(program_of(request), claim_id, "approved", data.reason if data else None, wallets)
+    return await claims.decide_claim(wallets, program_of(request), claim_id, "approved",
+                                     data.reason if data else None)
 
 
 @post("/v1/claims/{claim_id:str}/reject", guards=[admin_only], operation_id="rejectClaim", summary="Reject a claim",
       description="With a reason the participant sees in their feed.", tags=["claims"], status_code=200)
 async def reject(request: Request[Any, Any, Any], claim_id: str, data: claims.Rejection,
                  wallets: WalletStore) -> claims.ClaimView:
-    return await _decide(program_of(request), claim_id, "rejected", data.reason, wallets)
+    return await claims.decide_claim(wallets, program_of(request), claim_id, "rejected", data.reason)
 
 
 ROUTES = [file, my_claims, my_claim, list_all, read, approve, reject]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post, put
@@ -14,33 +14,15 @@ from api.auth import admin_only
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
-from programs import activities, budget, earning, rulebook, standings
-from programs.programs import ProgramView, get_program
+from programs import activities, awards, budget, earning, rulebook
+from programs.programs import get_program
 from programs.rules import RuleSpec
-from programs.tables import Participant
 from wallet.errors import Invalid
 from wallet.pages import page_of
 from wallet.store import Idem, WalletStore
 from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
-
-
-class ActivityResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    external_id: str
-    status: Literal["new", "duplicate", "rejected"]
-    activity_id: str | None = None
-    reason: str | None = None
-    awards: list[earning.AwardView] = []
-
-
-class ActivityReport(msgspec.Struct, frozen=True):
-    received: int
-    new: int
-    duplicates: int
-    rejected: int
-    points_awarded: int
-    items: list[ActivityResult]
 
 
 class SimulationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,56 +36,9 @@ class ApplyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ends_at: Annotated[datetime, Meta(tz=True)]
 
 
-class ApplyReport(msgspec.Struct, frozen=True):
-    rule_id: str
-    rule_version: int
-    activities: int
-    points_awarded: int
-    awards: list[earning.AwardView]
-
-
 def _window(starts_at: datetime, ends_at: datetime) -> None:
     if starts_at >= ends_at:
         raise Invalid("starts_at must be before ends_at", field="ends_at")
-
-
-async def record_activity_scores(wallets: WalletStore, program_id: str, done: list[Any]) -> None:
-    if not done:
-        return
-    teams = {r["id"]: r["team_id"] for r in await Participant.select(Participant.id, Participant.team_id).where(
-        Participant.id.is_in(sorted({a.participant_id for a in done}))).run()}
-    for activity in done:
-        await standings.record_activity(wallets.client, program_id, activity.participant_id,
-                                        teams.get(activity.participant_id), activity.type, activity.id,
-                                        activity.occurred_at)
-
-
-async def award(wallets: WalletStore, program: ProgramView,
-                to_evaluate: list[Any]) -> dict[str, list[earning.AwardView]]:
-    """Everything new activities earn: awards by the current rules (moving points boards),
-    then their activity scores. Shared by CRM batches and approved claims."""
-    if not to_evaluate:
-        return {}
-    rules = await rulebook.current_rules(program.id)
-    boards = await standings.points_boards(program.id)
-    awarded = await earning.evaluate(wallets, program, to_evaluate, rules, boards.scoring)
-    await record_activity_scores(wallets, program.id, to_evaluate)
-    return awarded
-
-
-async def run_activities(wallets: WalletStore, program_id: str, batch: list[activities.ActivityIn],
-                         source: str = "api") -> ActivityReport:
-    program = await get_program(program_id)
-    fates, to_evaluate = await activities.store_batch(program_id, batch, source=source)
-    awarded = await award(wallets, program, to_evaluate)
-    items = [ActivityResult(external_id=f.external_id, status=f.status, activity_id=f.activity_id, reason=f.reason,
-                            awards=awarded.get(f.activity_id or "", []) if f.status == "new" else [])
-             for f in fates]
-    return ActivityReport(
-        received=len(items), new=sum(i.status == "new" for i in items),
-        duplicates=sum(i.status == "duplicate" for i in items), rejected=sum(i.status == "rejected" for i in items),
-        points_awarded=sum(a.points for i in items for a in i.awards if not a.already_awarded), items=items,
-    )
 
 
 @post("/v1/activities", guards=[admin_only], operation_id="ingestActivities", summary="Send activities",
@@ -114,8 +49,8 @@ async def run_activities(wallets: WalletStore, program_id: str, batch: list[acti
                   "deal_registered, demo_placed, custom; programs add their own.",
       tags=["earning"], status_code=200)
 async def ingest(request: Request[Any, Any, Any], data: activities.ActivityBatch,
-                 wallets: WalletStore) -> ActivityReport:
-    return await run_activities(wallets, program_of(request), data.activities)
+                 wallets: WalletStore) -> awards.ActivityReport:
+    return await awards.run_activities(wallets, program_of(request), data.activities)
 
 
 @post("/v1/activity-types", guards=[admin_only], operation_id="createActivityType",
@@ -197,23 +132,14 @@ async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> 
                   "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
                   "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
 async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
-                     wallets: WalletStore, settings: Settings) -> Response[ApplyReport]:
+                     wallets: WalletStore, settings: Settings) -> Response[awards.ApplyReport]:
     _window(data.starts_at, data.ends_at)
     program_id = program_of(request)
 
-    async def action() -> ApplyReport:
-        current = (await rulebook.versions(program_id, rule_id))[-1]
-        if current.status != "active":
-            raise Invalid("a retired rule cannot be applied", field="rule_id")
-        boards = await standings.points_boards(program_id)
-        results = await earning.apply_rule(wallets, await get_program(program_id), current, data.starts_at,
-                                           data.ends_at, boards.scoring)
-        awards = [a for items in results.values() for a in items]
-        return ApplyReport(rule_id=rule_id, rule_version=current.version, activities=len(results),
-                                points_awarded=sum(a.points for a in awards if not a.already_awarded),
-                                awards=awards)
+    async def action() -> awards.ApplyReport:
+        return await awards.apply_current_rule(wallets, program_id, rule_id, data.starts_at, data.ends_at)
 
-    body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action, ApplyReport)
+    body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action, awards.ApplyReport)
     return Response(body, status_code=200, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import logging
 from typing import Any
 
@@ -25,14 +23,6 @@ from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 log = logging.getLogger("rw.funding")
-
-
-class IntentCreated(msgspec.Struct, frozen=True):
-    funding_id: str
-    payment_intent_id: str
-    client_secret: str
-    points: int
-    status: str
 
 
 class Received(msgspec.Struct, frozen=True):
@@ -57,24 +47,8 @@ def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
 async def create_intent(request: Request[Any, Any, Any], data: funding.FundingRequest, idem: Idem, redis: Any,
                         settings: Settings) -> Response[Any]:
     gateway = gateway_of(request)
-    program = await get_program(program_of(request))
-    points = funding.points_for_money(program, data.amount)
-
-    # Both ids come from the whole record key (program, principal and client key), so a retry
-    # after a crash finds the same PaymentIntent and funding row, and two programs choosing
-    # the same Idempotency-Key never share a Stripe idempotency key.
-    digest = hashlib.sha256(idem.key.encode()).hexdigest()
-    funding_id = "fnd_" + digest[:26]
-
-    async def action() -> IntentCreated:
-        intent_id, secret = await gateway.create_payment_intent(
-            data.amount.amount, data.amount.currency, {"program_id": program.id, "funding_id": funding_id},
-            idempotency_key=f"rw-funding-{digest}")
-        await funding.record_intent(program, funding_id, data.amount, points, intent_id)
-        return IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
-                             points=points, status="requires_payment")
-
-    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, IntentCreated)
+    body, replayed = await funding.fund_by_payment(gateway, redis, idem, settings.idempotency_ttl_seconds,
+                                                   program_of(request), data)
     return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 

@@ -45,22 +45,12 @@ async def token_pair(authenticator: Authenticator, settings: Settings, program_i
     )
 
 
-async def sync_status(wallets: WalletStore, program_id: str, view: people.ParticipantView) -> None:
-    inactive = view.status != "active"
-    await wallets.set_inactive(program_id, view.id, inactive)
-    if inactive:
-        await sessions.revoke_participant_sessions(view.id)
-
-
 @post("/v1/participants", guards=[admin_only], operation_id="upsertParticipant", summary="Enrol a participant",
       description="Creates the participant (201), or answers the existing one with the same external_id (200).",
       tags=["participants"])
 async def upsert(request: Request[Any, Any, Any], data: people.NewParticipant,
                  wallets: WalletStore) -> Response[people.ParticipantView]:
-    program_id = program_of(request)
-    view, created = await people.upsert_participant(program_id, data)
-    if created:
-        await wallets.open_wallet(program_id, view.id)
+    view, created = await people.enrol_participant(wallets, program_of(request), data)
     return Response(view, status_code=201 if created else 200)
 
 
@@ -90,10 +80,7 @@ async def read(request: Request[Any, Any, Any], participant_id: str) -> people.P
        tags=["participants"])
 async def update(request: Request[Any, Any, Any], participant_id: str, data: people.ParticipantChanges,
                  wallets: WalletStore) -> people.ParticipantView:
-    program_id = program_of(request)
-    _, after = await people.update_participant(program_id, participant_id, data)
-    await sync_status(wallets, program_id, after)
-    return after
+    return await people.change_participant(wallets, program_of(request), participant_id, data)
 
 
 @post("/v1/participants/{participant_id:str}/deactivate", guards=[admin_only], operation_id="deactivateParticipant",
@@ -102,11 +89,7 @@ async def update(request: Request[Any, Any, Any], participant_id: str, data: peo
       tags=["participants"], status_code=200)
 async def deactivate(request: Request[Any, Any, Any], participant_id: str,
                      wallets: WalletStore) -> people.ParticipantView:
-    program_id = program_of(request)
-    _, after = await people.update_participant(program_id, participant_id,
-                                               people.ParticipantChanges(status="deactivated"))
-    await sync_status(wallets, program_id, after)
-    return after
+    return await people.deactivate_participant(wallets, program_of(request), participant_id)
 
 
 @post("/v1/participants/import", guards=[admin_only], operation_id="importParticipants",
@@ -116,10 +99,7 @@ async def deactivate(request: Request[Any, Any, Any], participant_id: str,
       tags=["participants"], status_code=200)
 async def import_csv(request: Request[Any, Any, Any], data: CsvImport,
                      wallets: WalletStore) -> people.ImportReport:
-    program_id = program_of(request)
-    report = await people.import_participants_csv(program_id, data.csv)
-    await people.open_missing_wallets(wallets, program_id)
-    return report
+    return await people.import_participants(wallets, program_of(request), data.csv)
 
 
 @post("/v1/participants/{participant_id:str}/tokens", guards=[admin_only, active_program], operation_id="issueParticipantTokens",

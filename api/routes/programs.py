@@ -12,10 +12,9 @@ from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, operator_only, principal_of
 from api.routes.participants import Cursor, Limit
-from catalog.items import bump_version
+from catalog.changes import change_program
 from programs import credentials
 from programs.programs import NewProgram, ProgramChanges, ProgramView, StatusChange, create_program, get_program, set_status
-from programs.programs import update_program
 from wallet.store import WalletStore
 
 
@@ -85,10 +84,7 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
     if data.status is not None:
         raise PermissionDeniedException("only the platform operator suspends or reactivates a program")
-    program = await update_program(wallets, principal_of(request).program_id or "", data)
-    if data.catalog_markup_bps is not None:
-        await bump_version(wallets.client, program.id)  # new points prices: phones must not get a 304
-    return program
+    return await change_program(wallets, principal_of(request).program_id or "", data)
 
 
 @post("/v1/admin-keys", guards=[admin_only], operation_id="createAdminKey", summary="Issue an admin key",

@@ -170,6 +170,15 @@ async def test_offline_funding_ids_differ_per_program_for_the_same_request_key()
     assert offline_funding_id("prg_a", "operator:k") == offline_funding_id("prg_a", "operator:k")
 
 
+async def test_payment_funding_ids_and_stripe_keys_never_change() -> None:
+    # Recorded fundings and Stripe's idempotency records depend on these exact strings.
+    from programs.funding import intent_ids
+
+    assert intent_ids("rw:{p:abc}:idem:x") == (
+        "fnd_1178507a76cda437657e6a1df2",
+        "rw-funding-1178507a76cda437657e6a1df2539fcf86d0fc5b064deaf5c1a08212af12ede2")
+
+
 async def test_an_offline_funding_past_the_bound_is_refused_and_leaves_no_record(client, redis) -> None:  # type: ignore[no-untyped-def]
     from tests.factories import fill_wallet, new_participant
     from wallet.bounds import MAX_BALANCE

@@ -1,0 +1,62 @@
+"""Catalog writes: every change to a program's catalog, each moving the catalog version itself.
+
+The catalog's ETag comes from its version alone (`items.catalog_etag`), so a write that left
+the version where it was would keep answering phones 304 for a catalog that changed. Routes,
+the CLI and any other caller write through these use cases, never through `items` or
+`feed_import` directly, so none of them can forget the version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog import feed_import, items
+from fulfillment.code_pool import UploadReport
+from fulfillment.code_pool import upload_codes as _upload_codes
+from fulfillment.sealing import Sealer
+from programs.programs import ProgramChanges, ProgramView, get_program, update_program
+from wallet.store import WalletStore
+
+
+async def upsert_brand(client: Any, program_id: str, spec: items.BrandSpec) -> items.BrandView:
+    """Creates or updates a brand by name."""
+    brand = await items.upsert_brand(program_id, spec)
+    await items.bump_version(client, program_id)
+    return brand
+
+
+async def add_item(client: Any, program: ProgramView, spec: items.NewItem) -> items.ItemView:
+    """Adds an item, priced by the program's point value and markup."""
+    item_id = await items.create_item(program, spec)
+    await items.bump_version(client, program.id)
+    return await items.get_item(program.id, item_id, items.pricing_of(program))
+
+
+async def change_item(client: Any, program_id: str, item_id: str, changes: items.ItemChanges) -> items.ItemView:
+    """Changes an item (name, countries, status, routing partner); answers it as it is now."""
+    await items.update_item(program_id, item_id, changes)
+    await items.bump_version(client, program_id)
+    return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
+
+
+async def import_feed(client: Any, program: ProgramView, content: str, fmt: str) -> feed_import.ImportReport:
+    """Upserts a supplier feed's items by sku (each bad row reported with its number)."""
+    report = await feed_import.import_feed(program, content, fmt)
+    await items.bump_version(client, program.id)
+    return report
+
+
+async def upload_codes(client: Any, program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
+    """Adds gift-card codes to the built-in pool (the item is then routed to it)."""
+    report = await _upload_codes(program_id, item_id, text, sealer)
+    await items.bump_version(client, program_id)
+    return report
+
+
+async def change_program(wallets: WalletStore, program_id: str, changes: ProgramChanges) -> ProgramView:
+    """A program's settings change; a new catalog markup re-prices every item, so the catalog
+    version moves with it (phones must not get a 304 for the old prices)."""
+    program = await update_program(wallets, program_id, changes)
+    if changes.catalog_markup_bps is not None:
+        await items.bump_version(wallets.client, program.id)
+    return program
