@@ -11,12 +11,17 @@ the nonce, the day's count and the journal entry.
 KEYS: idem, journal, acct, cfg, wallet, campaign (rw:{p:P}:camp:<id>), seed pair
       (rw:{p:P}:seed:<participant>), the participant's spin count for the day, then for
       each segment whose prize is sweepstakes entries (numbered k = 1, 2, ... in the
-      campaign's segments JSON): that sweepstakes' config, tickets and owners keys
+      campaign's segments JSON): that sweepstakes' config, tickets and owners keys,
+      then optionally the leaderboards' section a points prize moves (programs/standings.py
+      prize_scoring: the boards that count prizes): the marker (rw:{p:P}:lbm:tx:<spin id>)
+      and three keys per board
 ARGV: fp, ttl, tx, participant, campaign id, pair id, first nonce f, now_ms, word count n,
       nonce count m, then n words of the pair's stream (decimal) for each nonce f .. f+m-1
       in turn (concurrent spins of one participant each cover the nonces the others may
       take first), then per entries segment k the participant's public id in that
-      sweepstakes
+      sweepstakes, then, with the leaderboards' section, the marker's lifetime and three arguments per
+      board (programs/leaderboard_score.lua, BOARDS.grant): counted with the prize's points
+      only when the spin applied and won points, never its cost, never on a replay
 
 Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = none),
   pool ("1": prizes are paid from the account pool:<id>, else from the budget),
@@ -215,5 +220,17 @@ register_gateable("rw_spin", function(keys, argv)
   result.prize_value = value
   result.free_spins = hget_int(wallet, "free_spins")
   result.at = now  -- the journal entry's moment: the history row's created_at, also on a replay
-  return idem_store(idem, fp, ttl, result)
+  local reply = idem_store(idem, fp, ttl, result)
+  -- A points prize scores the boards the caller passed (those that count prizes), after the
+  -- record, as a grant does (wallet/functions.lua apply_grant); the cost never scores.
+  if seg.type == "points" and value > 0 then
+    local n_entries = 0
+    for _, s in ipairs(segments) do
+      if s.type == "entries" then n_entries = n_entries + 1 end
+    end
+    local k = 9 + 3 * n_entries
+    local boards = board_section(keys, k, argv, 11 + nwords * nonces + n_entries, math.max(#keys - k, 0) / 3)
+    if boards then BOARDS.grant(boards, value) end
+  end
+  return reply
 end)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ from games.wheel import Eligibility, ItemPrize, WheelSpec
 from programs.feed import FeedEntry, publish
 from programs.participants import get_participant
 from programs.programs import ProgramView
+from programs.standings import prize_scoring
 from wallet import keys
 from wallet.accounts import Balance, raise_for
 from wallet.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
@@ -48,7 +50,7 @@ from wallet.journal import JournalEntry, write_batch
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 from wallet.replies import Reply, reply_text
-from wallet.store import Idem, Leg, Outcome, WalletStore
+from wallet.store import NO_BOARDS, Boards, Idem, Leg, Outcome, WalletStore
 
 ALGORITHM = "rw-fair-1"
 # A spin that loses the race for the nonce retries with the words for this many nonces at
@@ -171,7 +173,10 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
     if rules.eligibility and not (idem.key and await client.exists(idem.key)):
         await _check_eligible(program.id, participant_id, rules.eligibility)
     extras = await _entries_extras(client, program.id, participant_id, rules.entries)
-    outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, extras)
+    # A points prize moves the boards that count prizes (count_prizes) in rw_spin itself.
+    boards_for = await prize_scoring(program.id, participant_id) if rules.points else None
+    outcome = await draw_spin(store, sealer, program.id, program.timezone, participant_id, campaign_id, idem, extras,
+                              boards_for=boards_for)
     if outcome.code == "not_found":  # the campaign's runtime is gone from Redis
         await _refuse_unlaunched(program.id, campaign_id)
     if not outcome.ok:
@@ -195,6 +200,7 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
 class _Rules(msgspec.Struct, frozen=True):
     eligibility: str  # the Eligibility JSON, "" for everyone
     entries: list[dict[str, Any]]  # the segments whose prize is sweepstakes entries (type, k, sw)
+    points: bool = False  # whether a segment's prize is points (it may move the boards that count prizes)
 
 
 # What a spin reads of its campaign's runtime hash before its call, by (program, campaign):
@@ -220,8 +226,10 @@ async def _launched_rules(client: Any, program_id: str, campaign_id: str) -> _Ru
                                                           "eligibility", "segments")
         if status is None:  # never launched (a draft) or unknown
             await _refuse_unlaunched(program_id, campaign_id)
+        decoded = msgspec.json.decode(segments or b"[]")
         rules = _Rules(eligibility=reply_text(eligibility) if eligibility else "",
-                       entries=[seg for seg in msgspec.json.decode(segments or b"[]") if seg.get("type") == "entries"])
+                       entries=[seg for seg in decoded if seg.get("type") == "entries"],
+                       points=any(seg.get("type") == "points" for seg in decoded))
         if len(_RULES) >= 1024:
             _RULES.clear()
         _RULES[(program_id, campaign_id)] = rules
@@ -251,7 +259,8 @@ async def _entries_extras(client: Any, program_id: str, participant_id: str,
 
 async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: str, participant_id: str,
                     campaign_id: str, idem: Idem, extras: tuple[list[str], list[str]] = ([], []),
-                    cache: SeedCache = SEEDS) -> SpinOutcome:
+                    cache: SeedCache = SEEDS,
+                    boards_for: Callable[[str, datetime], Boards] | None = None) -> SpinOutcome:
     """The atomic part of a spin (rw_spin), retried while the seed pair moves under it.
 
     The pair comes from `cache` (read from Redis, and committed if the participant has
@@ -259,7 +268,10 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
     seed, a spin through another process or a concurrent request) answers the pair as it is
     now: the cache takes it and we try again. After losing once, a spin sends the words for
     a window of nonces from the one it expects (up to `_WINDOW_MAX`), so rw_spin finds the
-    words for whichever nonce it meets. The participant never sees the race."""
+    words for whichever nonce it meets. The participant never sees the race.
+
+    `boards_for` answers, for the spin's id and moment, the leaderboards a points prize moves
+    in the same call (programs/standings.py prize_scoring); None moves none."""
     seed_key = keys.seed_pair(program_id, participant_id)
     cached = cache.get(program_id, participant_id) or await _load_pair(store, sealer, cache, program_id, participant_id)
     count, window = WORDS_PER_NONCE, cached.window  # words per nonce; nonces covered
@@ -267,12 +279,15 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
         now_ms = store.clock() // 1_000_000
         first = cached.next_nonce
         words = cached.words_for(sealer, first, window, count)
+        tx = new_id("spn")
+        boards = boards_for(tx, datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)) if boards_for else NO_BOARDS
         key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                     keys.config(program_id), keys.wallet(program_id, participant_id),
                     keys.campaign(program_id, campaign_id), seed_key,
-                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0]]
-        args = [idem.fingerprint, store.ttl, new_id("spn"), participant_id, campaign_id, cached.pair, first, now_ms,
-                count, window, *words, *extras[1]]
+                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0],
+                    *boards.keys]
+        args = [idem.fingerprint, store.ttl, tx, participant_id, campaign_id, cached.pair, first, now_ms,
+                count, window, *words, *extras[1], *boards.args]
         outcome = _decode_outcome(await store.fcall("rw_spin", key_list, args))
         if outcome.code == "seed_moved":
             now = outcome.seed

@@ -27,6 +27,7 @@ from games import fairness
 from games import sweepstakes_keys as swkeys
 from games.drand import beacon_after
 from games.sweepstakes_tables import Sweepstakes, SweepstakesEntriesFile, SweepstakesFreeEntry, SweepstakesWinner
+from programs import standings
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from wallet import accounts, keys
@@ -744,9 +745,12 @@ async def _pay_points(store: WalletStore, program: ProgramView, row: dict[str, A
     if await _in_ledger(tx):
         return {SweepstakesWinner.transaction_id: tx}
     idem = Idem(key=keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
+    # The boards that count prizes (count_prizes) move in the grant's own call, once it applies.
+    boards = await standings.grant_boards(program.id, winner["participant_id"], standings.UNKNOWN_TEAM, tx, _now(),
+                                          prizes=True)
     try:
         moved = await accounts.grant(store, program.id, winner["participant_id"], points, f"won {name}", idem,
-                                     kind="sweepstakes_prize", reference=row["id"], tx=tx)
+                                     kind="sweepstakes_prize", reference=row["id"], tx=tx, boards=boards)
     except DomainError:
         # A refusal (budget) is recorded with the key; drop it so a later draw call can pay.
         await store.client.delete(idem.key)

@@ -136,9 +136,14 @@ async def decide(program_id: str, claim_id: str, verdict: Literal["approved", "r
     if verdict == "approved":
         person = await Participant.select(Participant.external_id).where(
             Participant.id == claim.participant_id).first().run()
+        # Noon UTC of the invoice date, but never later than now: an invoice dated today (or
+        # tomorrow, somewhere east) approved before that noon would be an activity in the
+        # future, rejected, and the approved claim would earn nothing.
+        occurred_at = min(datetime.combine(dt.date.fromisoformat(claim.invoice_date), dt.time(12), timezone.utc),
+                          datetime.now(timezone.utc))
         activity = ActivityIn(
             external_id=f"claim:{claim.id}", type="sale", participant_external_id=person["external_id"],
-            occurred_at=datetime.combine(dt.date.fromisoformat(claim.invoice_date), dt.time(12), timezone.utc),
+            occurred_at=occurred_at,
             attributes={"amount": claim.amount.amount, "currency": claim.amount.currency, "product": claim.product,
                         "invoice": claim.invoice_number, "claim_id": claim.id},
         )

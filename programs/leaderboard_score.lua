@@ -32,7 +32,8 @@ Answers, per board, the member's points after the event, or -1 if the board had 
 as decimal strings.
 
 BOARDS.grant(section, points): a grant counting itself in its own call (apply_grant,
-wallet/functions.lua), after it applied: the grant's trailing keys and arguments, read from
+wallet/functions.lua: rw_grant, rw_grant_batch, rw_award_batch), or a spin's points prize
+(rw_spin, games/spins.lua), after it applied: the grant's trailing keys and arguments, read from
 section.keys[section.k] and section.argv[section.a] on (section.n boards):
   KEYS: the marker (rw:{p:P}:lbm:tx:<the grant's transaction>), then per board its sorted
         set, member index and old-encoding sorted set (as above)

@@ -3,9 +3,12 @@
 Each board and period is a Redis sorted set under the program's hash tag,
 `rw:{p:<program>}:lbs:<board>:<period key>` (`2026-W48`, `2026-11`, `2026-Q4`, `all`,
 `custom`), with a hash beside it (`...:ix`) from member to its sorted-set member. Periods are calendar periods in the program's time zone: ISO weeks from Monday,
-months, quarters. A grant or an award moves the points boards in its own wallet call:
-`grant_boards` (or `PointsBoards.scoring`, one program's boards at hand) works out the
-keys and arguments it carries (wallet/store.py `Boards`). `record_points` and
+months, quarters. A grant (single or a batch's item) or an award moves the points boards in
+its own wallet call: `grant_boards` (or `PointsBoards.scoring`, one program's boards at hand)
+works out the keys and arguments it carries (wallet/store.py `Boards`). A spin's or a
+sweepstakes' points prize moves, the same way, only the boards created with `count_prizes`
+(`prize_scoring`, `grant_boards(..., prizes=True)`). Deductions, spends and redemptions move
+none. `record_points` and
 `record_activity` (the weighted "success tracking" score) add an event to every active
 board it belongs to in a call of their own. Both count through `leaderboard_score.lua`, a
 part of the wallet's function library, once per board even when the event is recorded
@@ -25,6 +28,7 @@ script caps a total there (a team's sum could pass it) and never goes below 0.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -61,6 +65,9 @@ class NewLeaderboard(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     period: Period = "month"
     starts_at: Annotated[datetime, Meta(tz=True)] | None = None
     ends_at: Annotated[datetime, Meta(tz=True)] | None = None
+    count_prizes: Annotated[bool, Meta(description=(
+        "points boards only: spin and sweepstakes points prizes count too (never a spin's cost); "
+        "without it a board counts grants, batch grants, earning awards and approved claims"))] = False
 
 
 class LeaderboardView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -70,6 +77,7 @@ class LeaderboardView(msgspec.Struct, frozen=True, omit_defaults=True):
     metric: str
     period: str
     status: str
+    count_prizes: bool
     weights: dict[str, int] = {}
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -96,7 +104,8 @@ class Standings(msgspec.Struct, frozen=True, omit_defaults=True):
 
 def _view(row: dict[str, Any]) -> LeaderboardView:
     return LeaderboardView(id=row["id"], name=row["name"], entity=row["entity"], metric=row["metric"],
-                           period=row["period"], status=row["status"], weights=msgspec.json.decode(row["weights"]),
+                           period=row["period"], status=row["status"], count_prizes=bool(row.get("count_prizes")),
+                           weights=msgspec.json.decode(row["weights"]),
                            starts_at=utc(row["starts_at"]), ends_at=utc(row["ends_at"]))
 
 
@@ -172,6 +181,8 @@ def _member_id(encoded: Any) -> str:
 async def create_leaderboard(program_id: str, spec: NewLeaderboard) -> LeaderboardView:
     if spec.metric == "activity_score" and not spec.weights:
         raise Invalid("an activity_score board needs weights per activity type", field="weights")
+    if spec.metric != "points" and spec.count_prizes:
+        raise Invalid("count_prizes is for points boards", field="count_prizes")
     if spec.period == "custom":
         if spec.starts_at is None or spec.ends_at is None or utc(spec.starts_at) >= utc(spec.ends_at):
             raise Invalid("a custom period needs starts_at before ends_at", field="starts_at")
@@ -180,7 +191,7 @@ async def create_leaderboard(program_id: str, spec: NewLeaderboard) -> Leaderboa
     await Leaderboard.insert(Leaderboard(
         id=board_id, program_id=program_id, name=spec.name, entity=spec.entity, metric=spec.metric,
         weights=msgspec.json.encode(spec.weights if spec.metric == "activity_score" else {}).decode(),
-        period=spec.period, starts_at=utc(spec.starts_at) if custom else None,
+        period=spec.period, starts_at=utc(spec.starts_at) if custom else None, count_prizes=spec.count_prizes,
         ends_at=utc(spec.ends_at) if custom else None, created_at=datetime.now(timezone.utc))).run()
     _cache.pop(program_id, None)
     return await get_leaderboard(program_id, board_id)
@@ -308,16 +319,36 @@ async def points_boards(program_id: str) -> PointsBoards:
                         timezone=tz, program_start=program_start)
 
 
-async def grant_boards(program_id: str, participant_id: str, team_id: str | None, transaction_id: str,
-                       at: datetime) -> Boards:
-    """`PointsBoards.scoring` for one grant. `team_id` may be UNKNOWN_TEAM: it is then read
-    from SQL, only if a team board needs it."""
+async def prize_boards(program_id: str) -> PointsBoards:
+    """The program's active points boards that count prizes too (`count_prizes`): a spin's
+    or a sweepstakes' points prize moves these, and no other board."""
     boards = await points_boards(program_id)
+    return PointsBoards(program_id=program_id, boards=tuple(b for b in boards.boards if b.count_prizes),
+                        timezone=boards.timezone, program_start=boards.program_start)
+
+
+async def grant_boards(program_id: str, participant_id: str, team_id: str | None, transaction_id: str,
+                       at: datetime, prizes: bool = False) -> Boards:
+    """`PointsBoards.scoring` for one grant (with `prizes`, a points prize's: only the boards
+    that count prizes). `team_id` may be UNKNOWN_TEAM: it is then read from SQL, only if a
+    team board needs it."""
+    boards = await (prize_boards(program_id) if prizes else points_boards(program_id))
     if not boards.boards:
         return NO_BOARDS
     if team_id == UNKNOWN_TEAM:
         team_id = await _team_of(program_id, participant_id) if boards.by_team else None
     return boards.scoring(participant_id, team_id, transaction_id, at)
+
+
+async def prize_scoring(program_id: str, participant_id: str) -> Callable[[str, datetime], Boards] | None:
+    """For a spin: what its points prize moves, as (transaction id, moment) -> Boards, or
+    None when no board counts prizes. The participant's team is read once, only if a team
+    board counts prizes."""
+    boards = await prize_boards(program_id)
+    if not boards.boards:
+        return None
+    team_id = await _team_of(program_id, participant_id) if boards.by_team else None
+    return lambda transaction_id, at: boards.scoring(participant_id, team_id, transaction_id, at)
 
 
 async def _upgrade(client: Any, old: str, key: str) -> None:
@@ -334,6 +365,15 @@ async def _team_of(program_id: str, participant_id: str) -> str | None:
     row = await Participant.select(Participant.team_id).where(
         (Participant.id == participant_id) & (Participant.program_id == program_id)).first().run()
     return row["team_id"] if row else None
+
+
+async def teams_of(program_id: str, participant_ids: set[str]) -> dict[str, str | None]:
+    """Each of the program's participants' team (for a batch's team boards), in one read."""
+    if not participant_ids:
+        return {}
+    rows = await Participant.select(Participant.id, Participant.team_id).where(
+        Participant.id.is_in(sorted(participant_ids)) & (Participant.program_id == program_id)).run()
+    return {r["id"]: r["team_id"] for r in rows}
 
 
 async def record_points(client: Any, program_id: str, participant_id: str, team_id: str | None, points: int,

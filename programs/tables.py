@@ -185,6 +185,7 @@ class Leaderboard(Table, tablename="leaderboards"):
     ends_at = Timestamptz(null=True, default=None)
     status = Varchar(length=20, default="active")
     created_at = Timestamptz()
+    count_prizes = Boolean(default=False)  # points boards: spin and sweepstakes points prizes count too
 
 
 class Funding(Table, tablename="fundings"):

@@ -94,6 +94,16 @@ class HookListener:
         self.server.server_close()
 
 
+async def launched(client: Any, program: ProgramHandle, design: dict[str, Any]) -> str:
+    """Creates the spin campaign `design` describes and launches it; answers its id."""
+    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
+    assert created.status_code == 201, created.text
+    campaign_id = str(created.json()["id"])
+    launch = await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)
+    assert launch.status_code == 200, launch.text
+    return campaign_id
+
+
 async def launched_wheel(client: Any, program: ProgramHandle, cost_points: int = 1) -> str:
     """A launched spin campaign whose prizes need no budget (nothing, or a free spin)."""
     design = {"name": random_ref("wheel"), "cost_points": cost_points, "segments": [
@@ -101,12 +111,7 @@ async def launched_wheel(client: Any, program: ProgramHandle, cost_points: int =
         {"label": "Free spin", "weight": 10, "prize": {"type": "free_spin"}},
         {"label": "So close", "weight": 40, "prize": {"type": "nothing"}},
     ]}
-    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
-    assert created.status_code == 201, created.text
-    campaign_id = str(created.json()["id"])
-    launch = await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)
-    assert launch.status_code == 200, launch.text
-    return campaign_id
+    return await launched(client, program, design)
 
 
 async def spinning_participant(client: Any, program: ProgramHandle, points: int) -> tuple[str, dict[str, str]]:
@@ -178,3 +183,65 @@ def wait_ready(base: str, process: Any = None, seconds: float = 90) -> None:
             pass
         assert time.monotonic() < deadline and (process is None or process.poll() is None), "serve did not start"
         time.sleep(0.1)
+
+
+async def leaderboard(client: Any, program: ProgramHandle, **spec: Any) -> dict[str, Any]:
+    """A leaderboard (an all-time points board of participants unless `spec` says otherwise)."""
+    body = {"name": random_ref("lb"), "period": "all_time", **spec}
+    response = await client.post("/v1/leaderboards", json=body, headers=program.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def standings_of(client: Any, program: ProgramHandle, board_id: str) -> list[tuple[str, int]]:
+    """The board's top entries now, as (member id, score), over HTTP."""
+    response = await client.get(f"/v1/leaderboards/{board_id}", params={"limit": 50}, headers=program.headers)
+    assert response.status_code == 200, response.text
+    return [(e["id"], e["score"]) for e in response.json()["top"]]
+
+
+async def points_wheel(client: Any, program: ProgramHandle, points: int, cost_points: int = 0) -> str:
+    """A launched spin campaign whose only prize is `points` (every spin wins it)."""
+    design = {"name": random_ref("wheel"), "cost_points": cost_points, "segments": [
+        {"label": f"{points} points", "weight": 1, "prize": {"type": "points", "points": points}}]}
+    return await launched(client, program, design)
+
+
+async def spin(client: Any, campaign_id: str, headers: dict[str, str], key: str | None = None) -> Any:
+    """One spin by the participant whose bearer `headers` are given."""
+    return await client.post(f"/v1/me/campaigns/{campaign_id}/spins",
+                             headers={**headers, "Idempotency-Key": key or random_ref("spin")})
+
+
+async def won_sweepstakes(client: Any, program: ProgramHandle, headers: dict[str, str], points: int) -> dict[str, Any]:
+    """A sweepstakes whose one prize is `points`, entered (one ticket, for 10 points the
+    participant must hold) only by the participant of `headers`, closed and drawn: they win."""
+    from datetime import datetime, timedelta, timezone
+
+    body = {"name": random_ref("sweep"), "entry_cost_points": 10, "max_entries_per_participant": 1, "winners": 1,
+            "alternates": 0, "closes_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+            "prizes": [{"type": "points", "points": points}]}
+    created = await client.post("/v1/sweepstakes", json=body, headers=program.headers)
+    assert created.status_code == 201, created.text
+    sweep = created.json()
+    entered = await client.post(f"/v1/me/sweepstakes/{sweep['id']}/entries", json={"count": 1},
+                                headers={**headers, "Idempotency-Key": random_ref("enter")})
+    assert entered.status_code == 201, entered.text
+    closed = await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
+    assert closed.status_code == 200, closed.text
+    beacon = {"source": "test beacon", "round": 1, "value": random_ref("beacon")}
+    drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": beacon}, headers=program.headers)
+    assert drawn.status_code == 200, drawn.text
+    return dict(sweep)
+
+
+async def catalog_item(client: Any, program: ProgramHandle, face_value: int = 500) -> dict[str, Any]:
+    """A fixed-value item a participant can redeem (the program's first partner routes it)."""
+    partner = await client.post("/v1/fulfillment/partners", json={"name": random_ref("partner")},
+                                headers=program.headers)
+    assert partner.status_code == 201, partner.text
+    item = await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Amazon", "name": random_ref("card"), "face_value": {"amount": face_value, "currency": "USD"},
+        "sku": random_ref("sku")})
+    assert item.status_code == 201, item.text
+    return dict(item.json())

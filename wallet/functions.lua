@@ -220,7 +220,7 @@ KEYS: idem, journal, acct, cfg, wallet, then optionally the leaderboards' sectio
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms, then with the
       leaderboards' section: the marker's lifetime and three arguments per board
       (programs/leaderboard_score.lua, BOARDS.grant)
-A grant with no section (batches, internal callers) moves no board. The boards count the
+A grant with no section (internal callers) moves no board. The boards count the
 points the grant moved, only when it applied: a refusal, a cap reached or a replay counts
 nothing. `boards` below is that section ({keys, k, argv, a, n}) or nil. ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
@@ -299,9 +299,14 @@ register_gateable("rw_grant", function(keys, argv)
     board_section(keys, 6, argv, 10, math.max(#keys - 6, 0) / 3))
 end)
 
---[[ rw_grant_batch: many independent grants in one round trip, each with its own record.
-KEYS: journal, acct, cfg, then per grant: idem, wallet
-ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference, meta
+--[[ rw_grant_batch: many independent grants in one round trip, each with its own record and
+the leaderboards it moves (as rw_grant's section: counted only when that grant applied, never
+on a replay or a refusal).
+KEYS: journal, acct, cfg, then per grant: idem, wallet, then its leaderboards' keys (the
+      marker and three per board; none for no board)
+ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference, meta, board
+      count, then its leaderboards' arguments (the marker's lifetime and three per board;
+      none for no board)
 Answers a JSON array of per-grant results, in order. ]]
 --[[ rw_award_batch: earning-rule awards, each with its own record and optional cap, and the
 leaderboards each moves (as rw_grant's section: counted only when the award applied).
@@ -332,12 +337,17 @@ end)
 redis.register_function("rw_grant_batch", function(keys, argv)
   local ttl, now = tonumber(argv[1]), argv[2]
   local out = {}
-  local n = (#keys - 3) / 2
-  for i = 0, n - 1 do
-    local a = 3 + i * 7
-    local reply = apply_grant(keys[4 + i * 2], keys[1], keys[2], keys[3], keys[5 + i * 2],
-      argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now)
-    out[#out + 1] = reply
+  local k, a = 4, 3
+  while k <= #keys do
+    local n = tonumber(argv[a + 7])
+    out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
+      argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
+      nil, nil, board_section(keys, k + 2, argv, a + 8, n))
+    if n > 0 then
+      k, a = k + 3 + 3 * n, a + 9 + 3 * n
+    else
+      k, a = k + 2, a + 8
+    end
   end
   return "[" .. table.concat(out, ",") .. "]"
 end)

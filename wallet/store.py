@@ -156,12 +156,16 @@ class WalletStore:
         return _decode_outcome(await self.fcall("rw_grant", key_list, args))
 
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
+        """Independent grants in one call, each with its own record and the leaderboards it
+        moves (counted only when that grant applied)."""
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]
         for spec in specs:
-            key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id)]
+            boards = spec.boards.count
+            key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id),
+                         *(spec.boards.keys if boards else ())]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
-                     spec.reference, spec.metadata]
+                     spec.reference, spec.metadata, boards, *(spec.boards.args if boards else ())]
         return _decode_outcomes(await self.fcall("rw_grant_batch", key_list, args))
 
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:

@@ -22,7 +22,9 @@ class Preferences(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 @post("/v1/leaderboards", guards=[admin_only], operation_id="createLeaderboard", summary="Define a leaderboard",
       description="For participants or teams, ranked by points earned or by an activity score (weights per "
                   "activity type: the success-tracking score), per week, month, quarter, all time, or custom "
-                  "dates (a campaign's). Periods follow the program's time zone.", tags=["leaderboards"])
+                  "dates (a campaign's). Periods follow the program's time zone. A points board counts grants "
+                  "(single and batch), earning awards and approved claims; with `count_prizes`, spin and "
+                  "sweepstakes points prizes too; never deductions, spends or redemptions.", tags=["leaderboards"])
 async def create(request: Request[Any, Any, Any], data: standings.NewLeaderboard) -> Response[standings.LeaderboardView]:
     return Response(await standings.create_leaderboard(program_of(request), data), status_code=201)
 

@@ -108,7 +108,8 @@ async def deduct_points(wallets: WalletStore, program_id: str, data: PointsReque
                   "`idempotency_id`: a grant already applied (in this or an earlier batch) is replayed, not "
                   "applied again. Each item answers on its own; one failure does not stop the others. The "
                   "request's own `Idempotency-Key` replays the whole first answer with `Idempotent-Replayed: true`; "
-                  "the same key with another body answers 422 `idempotency_key_reused`.",
+                  "the same key with another body answers 422 `idempotency_key_reused`. Each grant that applies "
+                  "scores the program's points leaderboards in the same call.",
       tags=["points"], status_code=200)
 async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem: Idem, wallets: WalletStore,
                       settings: Settings) -> Response[BatchResult]:
@@ -123,14 +124,20 @@ async def grant_batch(request: Request[Any, Any, Any], data: BatchRequest, idem:
 
 
 async def _apply_batch(wallets: WalletStore, principal: Principal, program_id: str, data: BatchRequest) -> BatchResult:
-    specs = [
-        GrantSpec(
+    # Each grant moves the points leaderboards in the batch's own call, only when it applies.
+    boards = await standings.points_boards(program_id)
+    teams = await standings.teams_of(program_id, {g.participant_id for g in data.grants}) \
+        if boards.by_team else {}
+    now = datetime.now(timezone.utc)
+    specs = []
+    for g in data.grants:
+        tx = new_id("tx")
+        specs.append(GrantSpec(
             idem=item_idem(principal, "grant-batch", g.idempotency_id, msgspec.json.encode(g)),
-            tx=new_id("tx"), participant_id=g.participant_id, points=g.points, kind="grant",
+            tx=tx, participant_id=g.participant_id, points=g.points, kind="grant",
             reference=g.reference or "", metadata=msgspec.json.encode({"reason": g.reason}).decode(),
-        )
-        for g in data.grants
-    ]
+            boards=boards.scoring(g.participant_id, teams.get(g.participant_id), tx, now),
+        ))
     outcomes = await wallets.grant_batch(program_id, specs)
     suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
     if suspended is not None:  # one atomic call: every new grant of the batch was refused

@@ -172,7 +172,7 @@ async def test_answers_recorded_before_the_typed_reply_still_replay_as_what_they
 def one_board(program: str, board_id: str) -> PointsBoards:
     """A program with one all-time participants board on points (no SQL: the pure part)."""
     view = LeaderboardView(id=board_id, name="Top", entity="participants", metric="points", period="all_time",
-                           status="active")
+                           status="active", count_prizes=False)
     return PointsBoards(program_id=program, boards=(view,), timezone="UTC",
                         program_start=datetime(2026, 1, 1, tzinfo=timezone.utc))
 
@@ -222,3 +222,27 @@ async def test_awards_move_their_boards_by_the_points_a_cap_left(wallet_store: W
     again = await wallet_store.award_batch(program, specs)
     assert all(o.replayed for o in again)
     assert await board_scores(wallet_store, program, board) == {"ann": 100, "cid": 5}
+
+
+async def test_a_batch_moves_the_boards_of_each_grant_that_applied_and_only_those(wallet_store: WalletStore) -> None:
+    program, board = random_ref("prg"), random_ref("lb")
+    await enrol(wallet_store, program, "ann", "bob", "cid")
+    boards, now = one_board(program, board), datetime.now(timezone.utc)
+
+    def item(person: str, points: int, key: str, scored: bool = True) -> GrantSpec:
+        tx = random_ref("tx")
+        return GrantSpec(idem=Idem(key=keys.idempotency(program, "b", key), fingerprint=f"{person}:{points}"),
+                         tx=tx, participant_id=person, points=points,
+                         boards=boards.scoring(person, None, tx, now) if scored else NO_BOARDS)
+
+    first = [item("ann", 30, "k1"), item("bob", 9, "k2", scored=False), item("cid", 12, "k3"),
+             item("nobody", 5, "k4")]
+    outcomes = await wallet_store.grant_batch(program, first)
+    assert [(o.ok, o.code) for o in outcomes] == [(True, None), (True, None), (True, None), (False, "not_found")]
+    # The same items again (new transaction ids: a replay keeps its first one), one reused
+    # with another body, and a new one: only the new one scores.
+    again = [item("ann", 30, "k1"), item("cid", 99, "k3"), item("ann", 4, "k5")]
+    outcomes = await wallet_store.grant_batch(program, again)
+    assert [(bool(o.replayed), o.code) for o in outcomes] == [(True, None), (False, "idempotency_key_reused"),
+                                                              (False, None)]
+    assert await board_scores(wallet_store, program, board) == {"ann": 34, "cid": 12}
