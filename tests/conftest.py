@@ -27,6 +27,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# Property tests are timed by nothing and replay the same examples on every run: a shared,
+# loaded 2-core CI machine must not turn a slow example into a failure (the default 200 ms
+# deadline did, once), and CI passes or fails the same way on every clean clone.
+# RW_HYPOTHESIS_PROFILE=explore draws new examples each run, for hunting locally.
+hypothesis_settings.register_profile("repeatable", deadline=None, derandomize=True, print_blob=True,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile("explore", deadline=None, print_blob=True,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile(os.environ.get("RW_HYPOTHESIS_PROFILE", "repeatable"))
 
 if TYPE_CHECKING:
     from litestar.testing import AsyncTestClient
