@@ -21,7 +21,7 @@ import hmac
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 from litestar.connection import ASGIConnection
@@ -34,6 +34,7 @@ from programs import gate
 from programs.credentials import KeyRecord, load_key, secret_matches, split_key
 from programs.programs import ensure_active, suspended_error
 from wallet import keys
+from wallet.bounded_map import BoundedMap
 from wallet.store import WalletStore
 
 PrincipalKind = Literal["operator", "admin", "partner", "participant"]
@@ -82,15 +83,6 @@ class _Claims(NamedTuple):
     generation: int
 
 
-_V = TypeVar("_V")
-
-
-def _remember(cache: dict[str, _V], name: str, value: _V, size: int) -> None:
-    if len(cache) >= size:
-        cache.pop(next(iter(cache)))  # the oldest entry
-    cache[name] = value
-
-
 UNKNOWN_KEY = "unknown or revoked key"
 
 
@@ -102,8 +94,8 @@ class Authenticator:
         self.jwt_secret = jwt_secret
         self.operator_hash = operator_key_sha256
         self.access_ttl = access_ttl
-        self._keys: dict[str, KeyRecord] = {}
-        self._tokens: dict[str, _Claims] = {}
+        self._keys: BoundedMap[str, KeyRecord] = BoundedMap(KEY_CACHE_SIZE)
+        self._tokens: BoundedMap[str, _Claims] = BoundedMap(TOKEN_CACHE_SIZE)
 
     async def resolve(self, presented: str) -> Credential:
         """Who `presented` is, without Redis (SQL on an API key's first use in this process);
@@ -149,7 +141,7 @@ class Authenticator:
             if not record.revoked and record.kind == "partner" and not await partner_active(record.partner_id or ""):
                 # Not kept: enabling the partner again only removes the marks.
                 raise NotAuthorizedException(UNKNOWN_KEY)
-            _remember(self._keys, key_id, record, KEY_CACHE_SIZE)
+            self._keys.put(key_id, record)
         if record.revoked or not secret_matches(secret, record.key_hash):
             raise NotAuthorizedException(UNKNOWN_KEY)
         kind: PrincipalKind = "partner" if record.kind == "partner" else "admin"
@@ -170,9 +162,9 @@ class Authenticator:
         claims = self._tokens.get(presented)
         if claims is None or claims.expires <= time.time():
             if claims is not None:
-                del self._tokens[presented]
+                self._tokens.pop(presented)
             claims = self._verify(presented)
-            _remember(self._tokens, presented, claims, TOKEN_CACHE_SIZE)
+            self._tokens.put(presented, claims)
         principal = Principal(kind="participant", program_id=claims.program_id, subject_id=claims.subject)
         return Credential(principal, "p", keys.wallet(claims.program_id, claims.subject), claims.generation)
 

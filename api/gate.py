@@ -29,7 +29,7 @@ from api.auth import Authenticator, Credential, Principal
 from api.limits import Headers, RateLimits, Windows, client_ip
 from programs import gate
 from wallet import keys
-from wallet.gated import CARRIED, CarriedGate
+from wallet.gated import CARRIED, CarriedGate, gate_reply
 
 access_log = logging.getLogger("rw.access")
 
@@ -135,7 +135,7 @@ class Gate:
             carried.open = False
             redis = scope["litestar_app"].state.redis
             reply = await redis.fcall("rw_gate", len(carried.keys), *carried.keys, *carried.args)
-            await carried.judge(int(reply[0]), reply[1] == 1, [int(c) for c in reply[2:]])
+            await carried.judge(*gate_reply(reply))
 
         async def admit(scope: Scope, authorization: bytes, added: Headers) -> CarriedGate | None:
             """Authenticates and counts the request, adding the RateLimit-* headers to

@@ -18,10 +18,10 @@ Bounded: the least recently used participant is forgotten first.
 from __future__ import annotations
 
 from array import array
-from collections import OrderedDict
 
 from fulfillment.sealing import Sealer
 from games.fairness import spin_words
+from wallet.bounded_map import BoundedMap
 
 # Words per nonce in the common case: one HMAC block (FAIRNESS.md); rw_spin asks for more
 # only when all of them are rejected.
@@ -74,15 +74,10 @@ class SeedCache:
     """Participants' pairs by (program, participant), the most recently used kept."""
 
     def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._pairs: OrderedDict[tuple[str, str], CachedPair] = OrderedDict()
+        self._pairs: BoundedMap[tuple[str, str], CachedPair] = BoundedMap(size, by_use=True)
 
     def get(self, program_id: str, participant_id: str) -> CachedPair | None:
-        key = (program_id, participant_id)
-        found = self._pairs.get(key)
-        if found is not None:
-            self._pairs.move_to_end(key)
-        return found
+        return self._pairs.get((program_id, participant_id))
 
     def refresh(self, program_id: str, participant_id: str, pair: str, sealed: str, client_seed: str,
                 nonce: int) -> CachedPair:
@@ -91,19 +86,15 @@ class SeedCache:
         found = self._pairs.get(key)
         if found is not None and found.pair == pair and found.sealed == sealed and found.client_seed == client_seed:
             found.next_nonce = nonce  # same pair: keep its words
-            self._pairs.move_to_end(key)
             return found
         entry = CachedPair(pair, sealed, client_seed, nonce)
         if found is not None:
             entry.window = found.window
-        self._pairs[key] = entry
-        self._pairs.move_to_end(key)
-        while len(self._pairs) > self.size:
-            self._pairs.popitem(last=False)
+        self._pairs.put(key, entry)
         return entry
 
     def forget(self, program_id: str, participant_id: str) -> None:
-        self._pairs.pop((program_id, participant_id), None)
+        self._pairs.pop((program_id, participant_id))
 
     def __len__(self) -> int:
         return len(self._pairs)

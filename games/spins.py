@@ -44,6 +44,7 @@ from programs.programs import ProgramView
 from programs.standings import prize_scoring
 from wallet import keys
 from wallet.accounts import Balance, raise_for
+from wallet.bounded_map import BoundedMap
 from wallet.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
 from wallet.ids import new_id
 from wallet.journal import JournalEntry, write_batch
@@ -207,11 +208,11 @@ class _Rules(msgspec.Struct, frozen=True):
 # fixed by the spec once launched (only a draft's spec can change; a relaunch rewrites
 # prices, not these), so kept for good. rw_spin reads the status, dates, cost, cap and
 # prices from Redis on every call, so a pause, an end or a relaunch holds on the very next
-# spin in every process without this cache knowing. Bounded: cleared when full.
-_RULES: dict[tuple[str, str], _Rules] = {}
+# spin in every process without this cache knowing. Bounded: the oldest out first.
+_RULES: BoundedMap[tuple[str, str], _Rules] = BoundedMap(1024)
 # A sweepstakes' pseudonym key (`pidk`), by (program, sweepstakes): chosen once when it
 # opens and never changed, so kept once seen (an absent one is read again next time).
-_PUBLIC_ID_KEYS: dict[tuple[str, str], str] = {}
+_PUBLIC_ID_KEYS: BoundedMap[tuple[str, str], str] = BoundedMap(1024)
 
 
 async def _refuse_unlaunched(program_id: str, campaign_id: str) -> None:
@@ -230,9 +231,7 @@ async def _launched_rules(client: Any, program_id: str, campaign_id: str) -> _Ru
         rules = _Rules(eligibility=reply_text(eligibility) if eligibility else "",
                        entries=[seg for seg in decoded if seg.get("type") == "entries"],
                        points=any(seg.get("type") == "points" for seg in decoded))
-        if len(_RULES) >= 1024:
-            _RULES.clear()
-        _RULES[(program_id, campaign_id)] = rules
+        _RULES.put((program_id, campaign_id), rules)
     return rules
 
 
@@ -249,9 +248,7 @@ async def _entries_extras(client: Any, program_id: str, participant_id: str,
             raw = await client.hget(config, "pidk")
             pid_key = reply_text(raw) if raw else ""
             if pid_key:
-                if len(_PUBLIC_ID_KEYS) >= 1024:
-                    _PUBLIC_ID_KEYS.clear()
-                _PUBLIC_ID_KEYS[(program_id, segment["sw"])] = pid_key
+                _PUBLIC_ID_KEYS.put((program_id, segment["sw"]), pid_key)
         extra_keys += [config, swkeys.tickets(program_id, segment["sw"]), swkeys.owners(program_id, segment["sw"])]
         public_ids.append(public_id_of(pid_key, participant_id) if pid_key else "")
     return extra_keys, public_ids

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from wallet import keys
+from wallet.gated import gate_reply
 
 Check = Literal["p", "k", "-"]
 
@@ -71,7 +72,7 @@ async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], c
     """The gate alone, in one FCALL (see `gate_call`)."""
     key_list, args = gate_call(counters, ttls, check, liveness, generation, config)
     reply = await client.fcall("rw_gate", len(key_list), *key_list, *args)
-    return Passage(int(reply[0]), reply[1] == 1, [int(c) for c in reply[2:]])
+    return Passage(*gate_reply(reply))
 
 
 async def mark_revoked(client: Any, program_id: str, key_id: str) -> None:

@@ -40,6 +40,7 @@ from msgspec import Meta
 from programs.programs import get_program
 from programs.tables import Leaderboard, Participant, Team
 from wallet import keys
+from wallet.bounded_map import BoundedMap
 from wallet.bounds import MAX_BALANCE
 from wallet.errors import Invalid, NotFound
 from wallet.ids import new_id
@@ -193,7 +194,7 @@ async def create_leaderboard(program_id: str, spec: NewLeaderboard) -> Leaderboa
         weights=msgspec.json.encode(spec.weights if spec.metric == "activity_score" else {}).decode(),
         period=spec.period, starts_at=utc(spec.starts_at) if custom else None, count_prizes=spec.count_prizes,
         ends_at=utc(spec.ends_at) if custom else None, created_at=datetime.now(timezone.utc))).run()
-    _cache.pop(program_id, None)
+    _cache.pop(program_id)
     return await get_leaderboard(program_id, board_id)
 
 
@@ -227,23 +228,23 @@ async def retire_leaderboard(program_id: str, board_id: str) -> LeaderboardView:
     await get_leaderboard(program_id, board_id)
     await Leaderboard.update({Leaderboard.status: "retired"}).where(
         (Leaderboard.id == board_id) & (Leaderboard.program_id == program_id)).run()
-    _cache.pop(program_id, None)
+    _cache.pop(program_id)
     return await get_leaderboard(program_id, board_id)
 
 
 # Active boards per program for a few seconds, since recording runs on every award: another
 # API process sees a new or retired board within CACHE_SECONDS.
-_cache: dict[str, tuple[float, list[LeaderboardView], str, datetime]] = {}
 CACHE_SECONDS = 3.0
+_cache: BoundedMap[str, tuple[list[LeaderboardView], str, datetime]] = BoundedMap(4096, max_age=CACHE_SECONDS)
 
 
 async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime]:
     hit = _cache.get(program_id)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1], hit[2], hit[3]
+    if hit is not None:
+        return hit
     program = await get_program(program_id)
     boards = await list_leaderboards(program_id)
-    _cache[program_id] = (time.monotonic(), boards, program.timezone, program.created_at)
+    _cache.put(program_id, (boards, program.timezone, program.created_at))
     return boards, program.timezone, program.created_at
 
 

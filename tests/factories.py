@@ -5,10 +5,15 @@ Every builder uses random names, so tests never depend on each other.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
+from litestar.testing import AsyncTestClient
 
 from tests.conftest import OPERATOR_KEY
 
@@ -114,6 +119,39 @@ async def launched_wheel(client: Any, program: ProgramHandle, cost_points: int =
     return await launched(client, program, design)
 
 
+async def fund(redis: Any, program: ProgramHandle, points: int) -> None:
+    """Funds a program's budget through the wallet function (no Stripe)."""
+    from wallet.store import Leg, WalletStore
+
+    store = WalletStore(redis)
+    outcome = await store.transfer(program.id, f"tx_fund_{program.id}", "funding",
+                                   [Leg("acct:world", "acct:budget", points, "-")])
+    assert outcome.ok
+
+
+def later(seconds: float) -> str:
+    """An ISO time `seconds` from now."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
+def sweepstakes_design(**overrides: Any) -> dict[str, Any]:
+    return {"name": "Q4 dealer sweepstakes", "entry_cost_points": 10, "max_entries_per_participant": 5,
+            "winners": 2, "alternates": 2, "closes_at": later(3600),
+            "prizes": [{"type": "points", "points": 1000}, {"type": "points", "points": 500}], **overrides}
+
+
+async def new_sweepstakes(client: Any, program: Any, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/v1/sweepstakes", json=sweepstakes_design(**overrides), headers=program.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def buy_entries(client: Any, sweepstakes_id: str, headers: dict[str, str], count: int,
+                      key: str | None = None) -> Any:
+    return await client.post(f"/v1/me/sweepstakes/{sweepstakes_id}/entries", json={"count": count},
+                             headers={**headers, "Idempotency-Key": key or random_ref("enter")})
+
+
 async def spinning_participant(client: Any, program: ProgramHandle, points: int) -> tuple[str, dict[str, str]]:
     """A participant with `points` to spend and their bearer headers."""
     person = await new_participant(client, program)
@@ -155,7 +193,6 @@ async def fill_wallet(redis: Any, program_id: str, participant_id: str, points: 
 async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
     """Polls `read()` until it answers `wanted` (then answers it) or `timeout` passes (then
     answers what it saw last): for what the journal projector writes a moment later."""
-    import asyncio
     import time
 
     deadline = time.monotonic() + timeout
@@ -245,3 +282,39 @@ async def catalog_item(client: Any, program: ProgramHandle, face_value: int = 50
         "sku": random_ref("sku")})
     assert item.status_code == 201, item.text
     return dict(item.json())
+
+
+@asynccontextmanager
+async def another_worker(settings: Any, **changes: Any) -> AsyncIterator[AsyncTestClient]:
+    """A second app on the same stores: its own key and token caches, like another worker."""
+    from api.app import create_app
+
+    tuned = msgspec.structs.replace(settings, journal_consumer=False, background_tasks=False, **changes)
+    async with AsyncTestClient(app=create_app(tuned), base_url="http://rw.test") as client:
+        yield client
+
+
+HANDSHAKE = ("HELLO", "CLIENT", "AUTH", "SELECT")
+
+
+async def commands_of(url: str, call: Callable[[], Awaitable[Any]]) -> list[str]:
+    """Every command clients (not Lua) sent to the Valkey at `url` while `call` ran."""
+    import redis.asyncio as aioredis
+
+    watcher = aioredis.Redis.from_url(url)
+    marker = aioredis.Redis.from_url(url)
+    try:
+        async with watcher.monitor() as monitor:
+            await call()
+            await marker.echo("gate-test-end")
+            seen = []
+            while True:
+                info = await asyncio.wait_for(monitor.next_command(), timeout=10)
+                if info["command"] == "ECHO gate-test-end":
+                    return seen
+                # Not a request's: the handshake of a connection the pool opens.
+                if info["client_type"] != "lua" and info["command"].split(" ")[0] not in HANDSHAKE:
+                    seen.append(info["command"])
+    finally:
+        await watcher.aclose()
+        await marker.aclose()

@@ -22,6 +22,12 @@ GATEABLE = frozenset({"rw_balance", "rw_grant", "rw_deduct", "rw_spin"})
 Judge = Callable[[int, bool, list[int]], Awaitable[None]]
 
 
+def gate_reply(reply: list[Any], counts_at: int = 2) -> tuple[int, bool, list[int]]:
+    """The verdict, the program's suspension and the counters' counts in a reply of `rw_gate`
+    (counts from 2), or of `rw_gated` (counts from 3, after the operation's own reply)."""
+    return int(reply[0]), reply[1] == 1, [int(c) for c in reply[counts_at:]]
+
+
 class CarriedGate:
     """The gate's keys and arguments (as `rw_gate` takes them), waiting for the first call."""
 
@@ -40,7 +46,7 @@ class CarriedGate:
         self.open = False
         reply = await execute("FCALL", "rw_gated", len(self.keys) + len(key_list), *self.keys, *key_list,
                               len(self.keys), len(self.args), *self.args, name, *args)
-        await self.judge(int(reply[0]), reply[1] == 1, [int(c) for c in reply[3:]])
+        await self.judge(*gate_reply(reply, counts_at=3))
         return reply[2]
 
 

@@ -3,73 +3,18 @@ what it checks from memory still stops on the very next request of every worker.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from litestar.exceptions import NotAuthorizedException
-from litestar.testing import AsyncTestClient
 
-from tests.factories import OPERATOR, bearer, grant, launched_wheel, new_participant, new_program, random_ref, \
-    set_program_status, spinning_participant, tokens_for
+from tests.factories import OPERATOR, another_worker, bearer, commands_of, grant, launched_wheel, new_participant, \
+    new_program, random_ref, set_program_status, spinning_participant, tokens_for
 from tests.fulfillment.helpers import shop
 
 
-@asynccontextmanager
-async def another_worker(settings: Any, **changes: Any) -> AsyncIterator[AsyncTestClient]:
-    """A second app on the same stores: its own key and token caches, like another worker."""
-    from api.app import create_app
-
-    tuned = msgspec.structs.replace(settings, journal_consumer=False, background_tasks=False, **changes)
-    async with AsyncTestClient(app=create_app(tuned), base_url="http://rw.test") as client:
-        yield client
-
-
 # --- round trips ---------------------------------------------------------------------------
-
-
-HANDSHAKE = ("HELLO", "CLIENT", "AUTH", "SELECT")
-
-
-async def commands_of(url: str, call: Callable[[], Awaitable[Any]]) -> list[str]:
-    """Every command clients (not Lua) sent to the Valkey at `url` while `call` ran."""
-    import redis.asyncio as aioredis
-
-    watcher = aioredis.Redis.from_url(url)
-    marker = aioredis.Redis.from_url(url)
-    try:
-        async with watcher.monitor() as monitor:
-            await call()
-            await marker.echo("gate-test-end")
-            seen = []
-            while True:
-                info = await asyncio.wait_for(monitor.next_command(), timeout=10)
-                if info["command"] == "ECHO gate-test-end":
-                    return seen
-                # Not a request's: the handshake of a connection the pool opens.
-                if info["client_type"] != "lua" and info["command"].split(" ")[0] not in HANDSHAKE:
-                    seen.append(info["command"])
-    finally:
-        await watcher.aclose()
-        await marker.aclose()
-
-
-@pytest.fixture
-async def private_valkey(tmp_path: Path) -> AsyncIterator[str]:
-    """A Valkey of this test alone: nothing else talks to it while commands are counted."""
-    from api.embedded import EmbeddedValkey
-
-    server = EmbeddedValkey(tmp_path)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 async def test_a_wallet_read_and_a_deduction_are_one_round_trip_their_gate_riding_in_the_operation(

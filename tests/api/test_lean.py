@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from litestar._asgi.asgi_router import ASGIRouter
 
-from tests.api.test_gate import another_worker
-from tests.factories import bearer, grant, launched_wheel, new_participant, new_program, random_ref, tokens_for
+from tests.factories import another_worker, bearer, grant, launched_wheel, new_participant, new_program, random_ref, tokens_for
 
 # Headers whose value differs between two answers by nature (a new id, a clock).
 VARYING = {"x-request-id", "date", "ratelimit-remaining", "ratelimit-reset"}

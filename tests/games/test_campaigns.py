@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import new_program
+from tests.factories import fund, new_program
 
 pytestmark = pytest.mark.sql
 
@@ -25,16 +25,6 @@ async def program_with_item(client):  # type: ignore[no-untyped-def]
     item = (await client.post("/v1/catalog/items", headers=program.headers, json={
         "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
     return program, item
-
-
-async def fund(redis, program, points: int) -> None:  # type: ignore[no-untyped-def]
-    # No funding endpoint yet (the Stripe issue): a test funds the budget through the wallet.
-    from wallet.store import Leg, WalletStore
-
-    store = WalletStore(redis)
-    outcome = await store.transfer(program.id, f"tx_fund_{program.id}", "funding",
-                                   [Leg("acct:world", "acct:budget", points, "-")])
-    assert outcome.ok
 
 
 async def test_a_campaign_shows_its_odds_and_cost_before_launch(client) -> None:  # type: ignore[no-untyped-def]

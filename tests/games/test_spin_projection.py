@@ -14,8 +14,7 @@ from redis.exceptions import ResponseError
 
 from games.tables import Spin
 from programs.tables import FeedItem
-from tests.factories import wait_until, ProgramHandle, spinning_participant
-from tests.games.test_spins import launched, spin
+from tests.factories import wait_until, ProgramHandle, launched, spin, spinning_participant
 from wallet import keys
 from wallet.journal import GROUP, JournalProjector
 from wallet.tables import LedgerEntry

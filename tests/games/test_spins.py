@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from games.fairness import verify_spin_proof
-from tests.factories import (ProgramHandle, bearer, grant, launched_wheel, new_participant, new_program,
-                             spinning_participant, tokens_for)
-from tests.games.test_campaigns import fund
+from tests.factories import (ProgramHandle, bearer, buy_entries, fund, grant, launched, launched_wheel, new_participant,
+                             new_program, new_sweepstakes, spin, spinning_participant, sweepstakes_design, tokens_for)
 
 pytestmark = pytest.mark.sql
 
@@ -32,15 +31,6 @@ def wheel(item_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     return {"name": "Wheel", "cost_points": 10, "segments": segments, **overrides}
 
 
-async def launched(client: Any, program: ProgramHandle, design: dict[str, Any]) -> str:
-    created = await client.post("/v1/campaigns/spin", json=design, headers=program.headers)
-    assert created.status_code == 201, created.text
-    campaign_id = created.json()["id"]
-    launch = await client.post(f"/v1/campaigns/{campaign_id}/launch", headers=program.headers)
-    assert launch.status_code == 200, launch.text
-    return campaign_id
-
-
 async def player(client: Any, program: ProgramHandle, points: int = 1_000, **fields: Any) -> tuple[str, dict[str, str]]:
     person = await new_participant(client, program, **fields)
     if points:
@@ -51,10 +41,6 @@ async def player(client: Any, program: ProgramHandle, points: int = 1_000, **fie
 
 def spin_request(campaign_id: str, key: str) -> dict[str, Any]:
     return {"url": f"/v1/me/campaigns/{campaign_id}/spins", "headers": {"Idempotency-Key": key}}
-
-
-async def spin(client: Any, campaign_id: str, headers: dict[str, str], key: str) -> Any:
-    return await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**headers, "Idempotency-Key": key})
 
 
 async def test_a_spin_costs_pays_and_proves_itself(client) -> None:  # type: ignore[no-untyped-def]
@@ -239,10 +225,8 @@ async def test_free_spins_from_an_earning_rule_and_an_admin_are_spent_before_poi
 
 
 async def test_a_segment_of_sweepstakes_entries_adds_tickets_within_the_maximum(client) -> None:  # type: ignore[no-untyped-def]
-    from tests.games.test_sweepstakes import buy, create, design
-
     program = await new_program(client)
-    sweep = await create(client, program, max_entries_per_participant=3)
+    sweep = await new_sweepstakes(client, program, max_entries_per_participant=3)
     unknown = await client.post("/v1/campaigns/spin", headers=program.headers, json={
         "name": "Tickets", "cost_points": 1, "segments": [
             {"label": "2 entries", "weight": 1, "prize": {"type": "entries", "sweepstakes_id": "swp_nope", "entries": 2}}]})
@@ -251,7 +235,7 @@ async def test_a_segment_of_sweepstakes_entries_adds_tickets_within_the_maximum(
         {"label": "2 entries", "weight": 9, "prize": {"type": "entries", "sweepstakes_id": sweep["id"], "entries": 2}},
         {"label": "Nothing", "weight": 1, "prize": {"type": "nothing"}}]})
     _, me = await player(client, program)
-    assert (await buy(client, sweep["id"], me, 1)).status_code == 201
+    assert (await buy_entries(client, sweep["id"], me, 1)).status_code == 201
     spun = []
     for n in range(6):
         response = await spin(client, campaign_id, me, f"e{n}")
@@ -263,7 +247,7 @@ async def test_a_segment_of_sweepstakes_entries_adds_tickets_within_the_maximum(
     assert all(s["proof"]["weights"] == [0, 1] for s in spun[spun.index(won[0]) + 1:])
     mine = (await client.get(f"/v1/me/sweepstakes/{sweep['id']}", headers=me)).json()
     assert (mine["my_tickets"], mine["tickets_left"]) == (3, 0)
-    assert design()["entry_cost_points"] == 10
+    assert sweepstakes_design()["entry_cost_points"] == 10
     economics = (await client.get(f"/v1/campaigns/{campaign_id}", headers=program.headers)).json()["economics"]
     assert economics["expected_payout_points"] == pytest.approx(0.9 * 2 * 10)
 

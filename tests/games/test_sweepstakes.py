@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import pytest
 
 from games.drand import ChainInfo, first_round_after
 from games.fairness import parse_entries_file
-from tests.factories import bearer, grant, new_participant, new_program, random_ref, tokens_for
+from tests.factories import bearer, buy_entries, fund, grant, later, new_participant, new_program, new_sweepstakes, \
+    random_ref, sweepstakes_design, tokens_for
 from tests.fulfillment.helpers import shop
 
 pytestmark = pytest.mark.sql
@@ -31,32 +32,11 @@ REWARD_WALLET = str(Path(sys.executable).parent / "reward-wallet")
 BEACON = {"source": "drand quicknet", "round": 1234, "value": "drand-quicknet-round-1234:abcdef"}
 
 
-def later(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
-
-
-def design(**overrides: Any) -> dict[str, Any]:
-    return {"name": "Q4 dealer sweepstakes", "entry_cost_points": 10, "max_entries_per_participant": 5,
-            "winners": 2, "alternates": 2, "closes_at": later(3600),
-            "prizes": [{"type": "points", "points": 1000}, {"type": "points", "points": 500}], **overrides}
-
-
-async def create(client: Any, program: Any, **overrides: Any) -> dict[str, Any]:
-    response = await client.post("/v1/sweepstakes", json=design(**overrides), headers=program.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 async def entrant(client: Any, program: Any, points: int) -> tuple[str, dict[str, str]]:
     person = await new_participant(client, program)
     if points:
         assert (await grant(client, program, person["id"], points)).status_code == 201
     return person["id"], bearer((await tokens_for(client, program, person["id"]))["access_token"])
-
-
-async def buy(client: Any, sweepstakes_id: str, headers: dict[str, str], count: int, key: str | None = None) -> Any:
-    return await client.post(f"/v1/me/sweepstakes/{sweepstakes_id}/entries", json={"count": count},
-                             headers={**headers, "Idempotency-Key": key or random_ref("enter")})
 
 
 async def give(client: Any, program: Any, sweepstakes_id: str, participant_id: str, count: int,
@@ -80,7 +60,7 @@ def verify(tmp_path: Path, proof: dict[str, Any], entries: bytes) -> subprocess.
 async def test_a_sweepstakes_end_to_end_entries_close_draw_and_a_proof_the_cli_verifies(client, redis,  # type: ignore[no-untyped-def]
                                                                                         tmp_path: Path) -> None:
     program = await new_program(client, point_name="ThermoPoints")
-    created = await create(client, program)
+    created = await new_sweepstakes(client, program)
     sid = created["id"]
     assert created["status"] == "open" and len(created["server_seed_hash"]) == 64
     assert "NO PURCHASE" in created["rules"] and "alternate method of entry" in created["rules"]
@@ -89,19 +69,19 @@ async def test_a_sweepstakes_end_to_end_entries_close_draw_and_a_proof_the_cli_v
 
     people = [await entrant(client, program, 100) for _ in range(4)]
     (a, a_tok), (b, b_tok), (c, c_tok), (d, d_tok) = people
-    first = await buy(client, sid, a_tok, 3, key="a-first")
+    first = await buy_entries(client, sid, a_tok, 3, key="a-first")
     assert first.status_code == 201, first.text
     assert (first.json()["count"], first.json()["points"], first.json()["tickets"]) == (3, 30, 3)
     assert first.json()["balance"] == {"available": 70, "held": 0}
-    replay = await buy(client, sid, a_tok, 3, key="a-first")
+    replay = await buy_entries(client, sid, a_tok, 3, key="a-first")
     assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json() == first.json() and await available(client, a_tok) == 70
-    assert (await buy(client, sid, a_tok, 2, key="a-first")).json()["code"] == "idempotency_key_reused"
-    assert (await buy(client, sid, b_tok, 5)).status_code == 201
-    over = await buy(client, sid, b_tok, 1)
+    assert (await buy_entries(client, sid, a_tok, 2, key="a-first")).json()["code"] == "idempotency_key_reused"
+    assert (await buy_entries(client, sid, b_tok, 5)).status_code == 201
+    over = await buy_entries(client, sid, b_tok, 1)
     assert over.status_code == 409 and over.json()["code"] == "limit_reached"
     # Free entries: same tickets, same maximum, no points.
-    assert (await buy(client, sid, c_tok, 2)).status_code == 201
+    assert (await buy_entries(client, sid, c_tok, 2)).status_code == 201
     free = await give(client, program, sid, c, 3)
     assert free.status_code == 201, free.text
     assert (free.json()["points"], free.json()["tickets"]) == (0, 5)
@@ -110,7 +90,7 @@ async def test_a_sweepstakes_end_to_end_entries_close_draw_and_a_proof_the_cli_v
     assert capped.status_code == 409 and capped.json()["code"] == "limit_reached"
     assert (await give(client, program, sid, d, 1)).status_code == 201
     poor_id, poor = await entrant(client, program, 15)
-    broke = await buy(client, sid, poor, 2)
+    broke = await buy_entries(client, sid, poor, 2)
     assert broke.status_code == 422 and broke.json()["code"] == "insufficient_points"
     assert await available(client, poor) == 15
 
@@ -126,7 +106,7 @@ async def test_a_sweepstakes_end_to_end_entries_close_draw_and_a_proof_the_cli_v
     closed = await client.post(f"/v1/sweepstakes/{sid}/close", headers=program.headers)
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed" and len(closed.json()["entries_hash"]) == 64
-    late = await buy(client, sid, d_tok, 1)
+    late = await buy_entries(client, sid, d_tok, 1)
     assert late.status_code == 409 and late.json()["code"] == "sweepstakes_closed"
     assert (await give(client, program, sid, d, 1)).json()["code"] == "sweepstakes_closed"
 
@@ -175,11 +155,11 @@ async def test_a_sweepstakes_end_to_end_entries_close_draw_and_a_proof_the_cli_v
 
 async def test_an_item_prize_becomes_an_order_for_the_winner(client) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
-    sweep = await create(client, program, winners=1, alternates=0, entry_cost_points=0,
+    sweep = await new_sweepstakes(client, program, winners=1, alternates=0, entry_cost_points=0,
                          prizes=[{"type": "item", "item_id": item["id"]}])
     assert sweep["prizes"][0]["retail_value"] == {"amount": 2500, "currency": "USD"}
     pid, tok = await entrant(client, program, 0)
-    assert (await buy(client, sweep["id"], tok, 1)).status_code == 201
+    assert (await buy_entries(client, sweep["id"], tok, 1)).status_code == 201
     await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
     for _ in range(2):  # a retried draw places no second order
         drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": BEACON},
@@ -190,14 +170,12 @@ async def test_an_item_prize_becomes_an_order_for_the_winner(client) -> None:  #
 
 
 async def test_a_prize_not_paid_passes_to_the_next_alternate_on_forfeit(client, redis) -> None:  # type: ignore[no-untyped-def]
-    from tests.games.test_campaigns import fund
-
     program = await new_program(client, allow_overdraft=False)
     await fund(redis, program, 30)
-    sweep = await create(client, program, winners=1, alternates=2, prizes=[{"type": "points", "points": 500}])
+    sweep = await new_sweepstakes(client, program, winners=1, alternates=2, prizes=[{"type": "points", "points": 500}])
     people = dict([await entrant(client, program, 10) for _ in range(3)])
     for tok in people.values():
-        assert (await buy(client, sweep["id"], tok, 1)).status_code == 201
+        assert (await buy_entries(client, sweep["id"], tok, 1)).status_code == 201
     await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
     drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": BEACON}, headers=program.headers)
     assert drawn.status_code == 200, drawn.text
@@ -223,11 +201,11 @@ async def test_a_prize_not_paid_passes_to_the_next_alternate_on_forfeit(client, 
 
 async def test_entries_stop_at_the_close_time_and_the_file_is_published_on_first_sight(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program, closes_at=later(1.0), prizes=[])
+    sweep = await new_sweepstakes(client, program, closes_at=later(1.0), prizes=[])
     _, tok = await entrant(client, program, 100)
-    assert (await buy(client, sweep["id"], tok, 2)).status_code == 201
+    assert (await buy_entries(client, sweep["id"], tok, 2)).status_code == 201
     await asyncio.sleep(1.2)
-    late = await buy(client, sweep["id"], tok, 1)
+    late = await buy_entries(client, sweep["id"], tok, 1)
     assert late.status_code == 409 and late.json()["code"] == "sweepstakes_closed"
     assert await available(client, tok) == 80
     entries = await client.get(f"/v1/public/sweepstakes/{sweep['id']}/entries.csv")
@@ -238,9 +216,9 @@ async def test_entries_stop_at_the_close_time_and_the_file_is_published_on_first
 
 async def test_entries_before_the_start_are_refused(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program, starts_at=later(600))
+    sweep = await new_sweepstakes(client, program, starts_at=later(600))
     _, tok = await entrant(client, program, 100)
-    early = await buy(client, sweep["id"], tok, 1)
+    early = await buy_entries(client, sweep["id"], tok, 1)
     assert early.status_code == 409 and early.json()["code"] == "sweepstakes_not_open"
 
 
@@ -259,7 +237,7 @@ async def test_entries_before_the_start_are_refused(client) -> None:  # type: ig
 ])
 async def test_bad_designs_are_refused_with_a_problem(client, change: dict[str, Any], status: int) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    response = await client.post("/v1/sweepstakes", json=design(**change), headers=program.headers)
+    response = await client.post("/v1/sweepstakes", json=sweepstakes_design(**change), headers=program.headers)
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert (await client.get("/v1/sweepstakes", headers=program.headers)).json()["items"] == []
@@ -267,14 +245,14 @@ async def test_bad_designs_are_refused_with_a_problem(client, change: dict[str, 
 
 async def test_bad_requests_change_nothing_and_other_programs_see_nothing(client) -> None:  # type: ignore[no-untyped-def]
     program, other = await new_program(client), await new_program(client)
-    sweep = await create(client, program)
+    sweep = await new_sweepstakes(client, program)
     pid, tok = await entrant(client, program, 100)
     url = f"/v1/me/sweepstakes/{sweep['id']}/entries"
     assert (await client.post(url, json={"count": 1}, headers=tok)).status_code == 400  # no Idempotency-Key
     for body in ({"count": 0}, {"count": -3}, {"count": 1, "extra": 1}, {}, {"count": 2**40}):
         response = await client.post(url, json=body, headers={**tok, "Idempotency-Key": random_ref()})
         assert response.status_code == 400, response.text
-    assert (await buy(client, "swp_nope", tok, 1)).status_code == 404
+    assert (await buy_entries(client, "swp_nope", tok, 1)).status_code == 404
     assert (await give(client, program, sweep["id"], "pt_nope", 1)).status_code == 404
     assert await available(client, tok) == 100
     assert (await client.get(f"/v1/sweepstakes/{sweep['id']}", headers=other.headers)).status_code == 404
@@ -289,7 +267,7 @@ async def test_bad_requests_change_nothing_and_other_programs_see_nothing(client
 
 async def test_the_maximum_holds_under_many_concurrent_purchases(client, live_server) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program, max_entries_per_participant=7)
+    sweep = await new_sweepstakes(client, program, max_entries_per_participant=7)
     _, tok = await entrant(client, program, 10_000)
     url = f"{live_server.url}/v1/me/sweepstakes/{sweep['id']}/entries"
 
@@ -309,7 +287,7 @@ async def test_the_maximum_holds_under_many_concurrent_purchases(client, live_se
 
 async def test_a_close_racing_many_purchases_freezes_exactly_the_accepted_entries(client, live_server) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program, max_entries_per_participant=1000)
+    sweep = await new_sweepstakes(client, program, max_entries_per_participant=1000)
     people = [await entrant(client, program, 1000) for _ in range(8)]
     base = live_server.url
 
@@ -335,7 +313,7 @@ async def test_a_close_racing_many_purchases_freezes_exactly_the_accepted_entrie
 
 async def test_a_sweepstakes_nobody_entered_draws_no_one_and_still_verifies(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program)
+    sweep = await new_sweepstakes(client, program)
     await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
     drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", json={"beacon": BEACON}, headers=program.headers)
     assert drawn.status_code == 200, drawn.text
@@ -409,9 +387,9 @@ async def test_without_a_beacon_the_draw_uses_the_first_drand_round_after_the_cl
                                              background_tasks=False))
     async with AsyncTestClient(app=app, base_url="http://rw.test") as client:
         program = await new_program(client)
-        sweep = await create(client, program)
+        sweep = await new_sweepstakes(client, program)
         _, tok = await entrant(client, program, 100)
-        assert (await buy(client, sweep["id"], tok, 2)).status_code == 201
+        assert (await buy_entries(client, sweep["id"], tok, 2)).status_code == 201
         closed = (await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)).json()
         closed_at = datetime.fromisoformat(closed["closed_at"])
         expected = first_round_after(ChainInfo(genesis_time=drand.info["genesis_time"], period=1), closed_at)
@@ -438,7 +416,7 @@ async def test_a_drand_service_that_does_not_answer_is_a_503_and_changes_nothing
                                              journal_consumer=False, background_tasks=False))
     async with AsyncTestClient(app=app, base_url="http://rw.test") as client:
         program = await new_program(client)
-        sweep = await create(client, program)
+        sweep = await new_sweepstakes(client, program)
         await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
         drawn = await client.post(f"/v1/sweepstakes/{sweep['id']}/draw", headers=program.headers)
         assert drawn.status_code == 503 and drawn.json()["code"] == "unavailable"
@@ -448,9 +426,9 @@ async def test_a_drand_service_that_does_not_answer_is_a_503_and_changes_nothing
 
 async def test_tickets_bought_leave_the_budget_outstanding_figure(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
-    sweep = await create(client, program)
+    sweep = await new_sweepstakes(client, program)
     _, me = await entrant(client, program, 100)
-    assert (await buy(client, sweep["id"], me, 3)).status_code == 201
+    assert (await buy_entries(client, sweep["id"], me, 3)).status_code == 201
     budget = (await client.get("/v1/program/budget", headers=program.headers)).json()
     # Outstanding is the liability: exactly what the participant still holds.
     assert await available(client, me) == 70
@@ -464,9 +442,9 @@ async def test_a_points_prize_is_paid_once_even_when_the_draw_is_retried_after_t
     from wallet import keys
 
     program = await new_program(client)
-    sweep = await create(client, program, winners=1, alternates=0, prizes=[{"type": "points", "points": 700}])
+    sweep = await new_sweepstakes(client, program, winners=1, alternates=0, prizes=[{"type": "points", "points": 700}])
     person, tok = await entrant(client, program, 10)
-    assert (await buy(client, sweep["id"], tok, 1)).status_code == 201
+    assert (await buy_entries(client, sweep["id"], tok, 1)).status_code == 201
     await client.post(f"/v1/sweepstakes/{sweep['id']}/close", headers=program.headers)
     draw = f"/v1/sweepstakes/{sweep['id']}/draw"
     assert (await client.post(draw, json={"beacon": BEACON}, headers=program.headers)).status_code == 200

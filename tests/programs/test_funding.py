@@ -15,7 +15,8 @@ from litestar.testing import AsyncTestClient
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.factories import OPERATOR, ProgramHandle, grant, new_participant, new_program, random_ref
 
-pytestmark = pytest.mark.sql
+# Payment intents go to localstripe: this module starts it (no other app test needs it).
+pytestmark = [pytest.mark.sql, pytest.mark.usefixtures("localstripe_url")]
 
 
 def signed(event: dict[str, Any], secret: str = STRIPE_WEBHOOK_SECRET, timestamp: int | None = None,

@@ -9,8 +9,7 @@ import pytest
 
 from programs import standings
 from programs.standings import MAX_POINTS, UNIT, period_bounds, tie_break
-from tests.api.test_gate import another_worker, commands_of, private_valkey  # noqa: F401 (a fixture)
-from tests.factories import bearer, grant, new_participant, new_program, random_ref, set_program_status, tokens_for
+from tests.factories import another_worker, bearer, commands_of, grant, new_participant, new_program, random_ref, set_program_status, tokens_for
 
 pytestmark = pytest.mark.sql
 

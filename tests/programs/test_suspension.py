@@ -166,6 +166,7 @@ async def test_an_activity_refused_while_suspended_earns_when_sent_again_after(c
     assert (await wallet_of(client, program, person["id"]))["available"] == 50
 
 
+@pytest.mark.usefixtures("localstripe_url")  # creates a payment intent
 async def test_what_was_promised_before_still_completes_while_suspended(client) -> None:  # type: ignore[no-untyped-def]
     import json
     import time

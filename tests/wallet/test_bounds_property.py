@@ -9,22 +9,19 @@ end the journal projects into a ledger that reconciles with Redis, nothing set a
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, strategies as st
-from hypothesis import settings as hypothesis_settings
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, consumes, invariant, rule
 
-from wallet import accounts, keys
+from tests.wallet.program_machine import ProgramMachine, run_machine
+from wallet import accounts
 from wallet.bounds import MAX_BALANCE, MAX_MOVE
 from wallet.errors import DomainError, InsufficientPoints, Invalid
-from wallet.journal import JournalProjector, dead_letters
-from wallet.reconcile import reconcile_program
-from wallet.store import Idem, Leg, WalletStore, connect
-from wallet.tables import LedgerEntry
+from wallet.journal import dead_letters
+from wallet.store import Idem, Leg
 
 PEOPLE = ["ann", "bob"]
 # Amounts at and around the bound of one operation, and a few ordinary ones.
@@ -39,30 +36,17 @@ def within(value: int) -> bool:
     return -MAX_BALANCE <= value <= MAX_BALANCE
 
 
-class BoundsMachine(RuleBasedStateMachine):
-    url: str = ""
-    cluster: bool = False
+class BoundsMachine(ProgramMachine):
+    prefix = "bnd"
+    people = PEOPLE
+    consumer = "bounds-prop"
     holds = Bundle("holds")
     requests = Bundle("requests")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.client = connect(self.url, cluster=self.cluster)
-        self.store = WalletStore(self.client)
-        self.program = "bnd" + secrets.token_hex(6)
         self.acct = {"world": 0, "budget": 0, "redeemed": 0}
         self.wallet = {p: {"available": 0, "held": 0, "earned": 0, "spent": 0} for p in PEOPLE}
-        self.transactions = 0
-        self.run(self.store.load_functions())
-        for person in PEOPLE:
-            self.run(self.store.open_wallet(self.program, person))
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def idem(self) -> Idem:
-        return Idem(key=keys.idempotency(self.program, "admin", secrets.token_hex(8)), fingerprint="fp")
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         program = self.run(self.store.program_accounts(self.program))
@@ -213,26 +197,11 @@ class BoundsMachine(RuleBasedStateMachine):
         assert all(within(v) for v in program.values())
         assert all(within(v) and v >= 0 for w in wallets.values() for v in w.values())
 
-    def teardown(self) -> None:
-        try:
-            self.run(JournalProjector(self.client, consumer="bounds-prop", claim_idle_ms=0)
-                     .project_program(self.program))
-            assert self.run(dead_letters(self.client, self.program)) == []
-            rows = self.run(LedgerEntry.select(LedgerEntry.transaction_id)
-                            .where(LedgerEntry.program_id == self.program).run())
-            assert len(rows) == self.transactions
-            assert self.run(reconcile_program(self.client, self.program)) == []
-        finally:
-            self.run(self.client.aclose())
-            self.loop.close()
+    def check_projected(self, transaction_ids: list[str]) -> None:
+        assert self.run(dead_letters(self.client, self.program)) == []
 
 
 @pytest.mark.sql
 def test_amounts_near_every_bound_conserve_money_and_refusals_move_nothing(settings, migrated) -> None:  # type: ignore[no-untyped-def]
-    machine = type("BoundsMachineRun", (BoundsMachine,), {"url": settings.redis_url,
-                                                          "cluster": settings.redis_cluster})
-    machine.TestCase.settings = hypothesis_settings(
-        max_examples=20, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    machine.TestCase().runTest()
+    run_machine(BoundsMachine, "BoundsMachineRun", settings.redis_url, settings.redis_cluster,
+                max_examples=20, steps=25)

@@ -10,49 +10,32 @@ transaction once and reconcile with Redis exactly.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, strategies as st
-from hypothesis import settings as hypothesis_settings
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, consumes, invariant, rule
 
-from wallet import accounts, keys
+from tests.wallet.program_machine import ProgramMachine, run_machine
+from wallet import accounts
 from wallet.errors import DomainError
-from wallet.journal import JournalProjector
-from wallet.reconcile import reconcile_program
-from wallet.store import Idem, Leg, WalletStore, connect
-from wallet.tables import LedgerEntry
+from wallet.store import Idem, Leg
 
 PEOPLE = ["ann", "bob", "cy"]
 
 
-class WalletMachine(RuleBasedStateMachine):
-    url: str = ""
-    cluster: bool = False
+class WalletMachine(ProgramMachine):
+    prefix = "prop"
+    people = PEOPLE
+    consumer = "prop"
     holds = Bundle("holds")
     requests = Bundle("requests")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.client = connect(self.url, cluster=self.cluster)
-        self.store = WalletStore(self.client)
-        self.program = "prop" + secrets.token_hex(6)
         self.available = dict.fromkeys(PEOPLE, 0)
         self.held = dict.fromkeys(PEOPLE, 0)
-        self.transactions = 0
-        self.run(self.store.load_functions())
-        for person in PEOPLE:
-            self.run(self.store.open_wallet(self.program, person))
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def idem(self) -> Idem:
-        return Idem(key=keys.idempotency(self.program, "admin", secrets.token_hex(8)), fingerprint="fp")
 
     def attempt(self, coro: Any) -> accounts.Moved | None:
         try:
@@ -148,33 +131,12 @@ class WalletMachine(RuleBasedStateMachine):
         total = sum(program_accounts.values()) + sum(self.available.values()) + sum(self.held.values())
         assert total == 0
 
-    def teardown(self) -> None:
-        try:
-            projector = JournalProjector(self.client, consumer="prop", claim_idle_ms=0)
-            self.run(projector.project_program(self.program))
-            rows = self.run(LedgerEntry.select(LedgerEntry.transaction_id)
-                            .where(LedgerEntry.program_id == self.program).run())
-            ids = [r["transaction_id"] for r in rows]
-            assert len(ids) == len(set(ids)) == self.transactions
-            assert self.run(reconcile_program(self.client, self.program)) == []
-        finally:
-            self.run(self.client.aclose())
-            self.loop.close()
+    def check_projected(self, transaction_ids: list[str]) -> None:
+        assert len(transaction_ids) == len(set(transaction_ids))
 
 
 @pytest.mark.sql
 @pytest.mark.parametrize("mode", ["standalone", "cluster"])
 def test_wallet_invariants_hold_under_random_operations(mode: str, settings, migrated, request) -> None:  # type: ignore[no-untyped-def]
-    machine = type(f"WalletMachine_{mode}", (WalletMachine,), {})
-    machine.url = request.getfixturevalue("valkey_cluster_url") if mode == "cluster" else settings.redis_url
-    machine.cluster = mode == "cluster"
-    run = settings_for_ci(machine)
-    run.TestCase().runTest()
-
-
-def settings_for_ci(machine: type[WalletMachine]) -> type[WalletMachine]:
-    machine.TestCase.settings = hypothesis_settings(
-        max_examples=40, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-    return machine
+    url = request.getfixturevalue("valkey_cluster_url") if mode == "cluster" else settings.redis_url
+    run_machine(WalletMachine, f"WalletMachine_{mode}", url, mode == "cluster", max_examples=40, steps=30)
