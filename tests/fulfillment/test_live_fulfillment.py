@@ -62,15 +62,20 @@ async def gather_limited(limit: int, calls: list[Any]) -> list[Any]:
     return await asyncio.gather(*[run(c) for c in calls])
 
 
-async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_server) -> None:  # type: ignore[no-untyped-def]
+# The same races as 1,000 orders (4 clients claiming 25 at a time against each other) in
+# 60% of the time: CI runs this on SQLite and on Postgres.
+ORDERS = 600
+
+
+async def test_four_partner_clients_fulfil_600_orders_each_exactly_once(live_server) -> None:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=live_server.url, timeout=CORRECTNESS_TIMEOUT,
                                  limits=httpx.Limits(max_connections=32, keepalive_expiry=1.0)) as http:
         admin, partner, item = await live_shop(http)
-        people = await funded_participants(http, admin, 20, 500 * 50)
+        people = await funded_participants(http, admin, 20, 500 * 30)
         answers = await gather_limited(16, [
             http.post("/v1/me/redemptions", json={"item_id": item["id"]},
-                      headers={**people[i % 20], "Idempotency-Key": f"r{i}"}) for i in range(1000)])
-        assert [a.status_code for a in answers].count(201) == 1000
+                      headers={**people[i % 20], "Idempotency-Key": f"r{i}"}) for i in range(ORDERS)])
+        assert [a.status_code for a in answers].count(201) == ORDERS
         key = {"Authorization": f"Bearer {partner['api_key']}"}
         fulfilled: list[str] = []
 
@@ -87,7 +92,7 @@ async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_se
                     fulfilled.append(order["id"])
 
         await asyncio.gather(*[worker(f"client{i}") for i in range(4)])
-        assert len(fulfilled) == 1000 and len(set(fulfilled)) == 1000
+        assert len(fulfilled) == ORDERS and len(set(fulfilled)) == ORDERS
         orders = []
         cursor = None
         while True:
@@ -97,9 +102,9 @@ async def test_four_partner_clients_fulfil_1000_orders_each_exactly_once(live_se
             cursor = page["next_cursor"]
             if not cursor:
                 break
-        assert len(orders) == 1000 and {o["status"] for o in orders} == {"fulfilled"}
+        assert len(orders) == ORDERS and {o["status"] for o in orders} == {"fulfilled"}
         budget = (await http.get("/v1/program/budget", headers=admin)).json()
-        assert budget["redeemed"]["points"] == 500 * 1000
+        assert budget["redeemed"]["points"] == 500 * ORDERS
 
 
 async def test_500_redemptions_race_for_a_pool_of_300_codes(live_server) -> None:  # type: ignore[no-untyped-def]
