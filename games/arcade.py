@@ -12,11 +12,10 @@ from games.campaigns import campaign_row
 from games.spins import local_day
 from games.spin_projection import pending_spins
 from games.tables import Spin, SpinCampaign
-from games.wheel import Eligibility, ItemPrize, WheelSpec
+from games.wheel import ItemPrize, WheelSpec, open_at
 from programs.participants import ParticipantView
 from programs.programs import ProgramView
 from wallet import keys
-from wallet.moments import utc
 from wallet.pages import page_of
 from wallet.store import WalletStore
 
@@ -50,14 +49,6 @@ class Playable(msgspec.Struct, frozen=True):
     free_spins: int
 
 
-def eligible(eligibility: Eligibility | None, person: ParticipantView) -> bool:
-    if eligibility is None:
-        return True
-    if eligibility.segments is not None and person.segment not in eligibility.segments:
-        return False
-    return eligibility.team_ids is None or person.team_id in eligibility.team_ids
-
-
 def _int(value: Any) -> int:
     return int(value) if value not in (None, b"", "") else 0
 
@@ -74,9 +65,9 @@ async def playable(store: WalletStore, program: ProgramView, person: Participant
     open_to_me = []
     for row in rows:
         spec = _decode_spec(row["spec"])
-        if (spec.starts_at and utc(spec.starts_at) > now) or (spec.ends_at and utc(spec.ends_at) <= now):
+        if not open_at(spec, now):
             continue
-        if eligible(spec.eligibility, person):
+        if spec.eligibility is None or spec.eligibility.refusal(person.segment, person.team_id) is None:
             open_to_me.append((row, spec))
     # Paged after the filters (they are the participant's), before the per-wheel reads.
     page, more = page_of(open_to_me, lambda found: str(found[0]["id"]), limit, cursor)

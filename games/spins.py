@@ -153,10 +153,9 @@ async def _check_eligible(program_id: str, participant_id: str, rules: str) -> N
         return
     eligibility = _decode_eligibility(rules)
     person = await get_participant(program_id, participant_id)
-    if eligibility.segments is not None and person.segment not in eligibility.segments:
-        raise NotEligible("this campaign is not open to your segment")
-    if eligibility.team_ids is not None and person.team_id not in eligibility.team_ids:
-        raise NotEligible("this campaign is not open to your team")
+    refused = eligibility.refusal(person.segment, person.team_id)
+    if refused is not None:
+        raise NotEligible(f"this campaign is not open to your {refused}")
 
 
 def _prize_of(spec: WheelSpec, index: int) -> tuple[str, dict[str, Any]]:

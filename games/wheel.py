@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from programs.rules import Audience
 from wallet.moments import utc
 
 MAX_TOTAL_WEIGHT = 2**32
@@ -50,9 +51,8 @@ class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     color: Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
 
 
-class Eligibility(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    segments: Annotated[list[str], Meta(max_length=100)] | None = None
-    team_ids: Annotated[list[str], Meta(max_length=1000)] | None = None
+class Eligibility(Audience, frozen=True, forbid_unknown_fields=True):
+    """Who may spin the wheel."""
 
 
 class WheelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,6 +79,12 @@ class Economics(msgspec.Struct, frozen=True):
     expected_payout_points: float
     return_to_player: float | None  # expected payout / cost; None for a free wheel
     odds: list[SegmentOdds]
+
+
+def open_at(spec: WheelSpec, now: datetime) -> bool:
+    """Within the campaign's dates at `now`. Listing wheels asks this; a spin itself is
+    checked inside rw_spin (games/spins.lua) against the launched runtime's dates."""
+    return not ((spec.starts_at and utc(spec.starts_at) > now) or (spec.ends_at and utc(spec.ends_at) <= now))
 
 
 def problem_with(spec: WheelSpec) -> str | None:

@@ -18,7 +18,8 @@ from programs.programs import ProgramView, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Participant
 from wallet.errors import Invalid
-from wallet.store import WalletStore
+from wallet.once import once
+from wallet.store import Idem, WalletStore
 
 
 class ActivityResult(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -85,6 +86,23 @@ async def run_activities(wallets: WalletStore, program_id: str, batch: list[acti
         duplicates=sum(i.status == "duplicate" for i in items), rejected=sum(i.status == "rejected" for i in items),
         points_awarded=sum(a.points for i in items for a in i.awards if not a.already_awarded), items=items,
     )
+
+
+class ApplyRequest(earning.Window, frozen=True, forbid_unknown_fields=True):
+    """The stored activities a rule is applied to."""
+
+
+async def apply_rule_once(wallets: WalletStore, idem: Idem, ttl: int, program_id: str, rule_id: str,
+                          window: ApplyRequest) -> tuple[ApplyReport, bool]:
+    """Applies the rule's current version to the window once per idempotency record `idem`:
+    answers (the report, whether it is a replay of the first one). A bad window is refused
+    before the record is touched."""
+    window.check()
+
+    async def action() -> ApplyReport:
+        return await apply_current_rule(wallets, program_id, rule_id, window.starts_at, window.ends_at)
+
+    return await once(wallets.client, idem, ttl, action, ApplyReport)
 
 
 async def apply_current_rule(wallets: WalletStore, program_id: str, rule_id: str, starts_at: datetime,

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
-from programs.activities import activities_between, mark_evaluated
+from programs.activities import activities_between, mark_evaluated, program_types
 from programs.feed import FeedEntry, points_text, publish
 from programs.programs import Money, ProgramView
-from programs.rulebook import RuleVersion
+from programs.rulebook import RuleVersion, validate
 from programs.rules import (
     ActivityFacts,
     ParticipantFacts,
@@ -32,6 +34,7 @@ from programs.rules import (
 from programs.tables import Activity, Award, Participant
 from wallet import keys
 from wallet.accounts import raise_for
+from wallet.errors import Invalid
 from wallet.ids import new_id
 from wallet.moments import utc
 from wallet.store import NO_BOARDS, Boards, GrantSpec, Idem, Outcome, WalletStore
@@ -68,6 +71,21 @@ class Simulation(msgspec.Struct, frozen=True):
     total_points: int
     participants: int
     cost: Money
+
+
+class Window(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The stored activities a simulation or a rule application looks at: [starts_at, ends_at)."""
+
+    starts_at: Annotated[datetime, Meta(tz=True)]
+    ends_at: Annotated[datetime, Meta(tz=True)]
+
+    def check(self) -> None:
+        if self.starts_at >= self.ends_at:
+            raise Invalid("starts_at must be before ends_at", field="ends_at")
+
+
+class SimulationRequest(Window, frozen=True, forbid_unknown_fields=True):
+    rule: RuleSpec
 
 
 class Facts:
@@ -243,6 +261,14 @@ async def evaluate(
     await publish(program.id, feed)
     await mark_evaluated([a.id for a in ordered])
     return results
+
+
+async def simulate_draft(program: ProgramView, request: SimulationRequest) -> Simulation:
+    """What a draft rule would have awarded in the request's window; the rule is checked
+    against the program's activity types first."""
+    request.check()
+    validate(request.rule, await program_types(program.id))
+    return await simulate(program, request.rule, request.starts_at, request.ends_at)
 
 
 async def simulate(program: ProgramView, spec: RuleSpec, start: datetime, end: datetime) -> Simulation:

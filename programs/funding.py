@@ -163,10 +163,21 @@ def offline_funding_id(program_id: str, request_key: str) -> str:
     return "fnd_" + hashlib.sha256(f"{program_id}\n{request_key}".encode()).hexdigest()[:26]
 
 
-async def fund_offline(store: WalletStore, program: ProgramView, spec: OfflineFunding, request_key: str) -> FundingView:
-    """The operator records a wire or invoice payment; the same request key never credits twice.
+async def fund_offline(store: WalletStore, idem: Idem, ttl: int, program_id: str,
+                       spec: OfflineFunding) -> tuple[FundingView, bool]:
+    """The operator records a wire or invoice payment, once per idempotency record `idem`:
+    answers (the funding, whether it is a replay of the first answer)."""
 
-    `request_key` names the request for its caller (principal scope and idempotency key)."""
+    async def action() -> FundingView:
+        # The funding id comes from the whole record key (principal scope and client key) and
+        # the program, so the same client key never names another program's funding.
+        return await _credit_offline(store, await get_program(program_id), spec, idem.key)
+
+    return await once(store.client, idem, ttl, action, FundingView)
+
+
+async def _credit_offline(store: WalletStore, program: ProgramView, spec: OfflineFunding,
+                          request_key: str) -> FundingView:
     points = points_for_money(program, spec.amount)
     funding_id = offline_funding_id(program.id, request_key)
     # Refused before a row is written: the world account may not pass 2^53 - 1 in size (the

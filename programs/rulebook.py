@@ -8,12 +8,14 @@ from typing import Literal
 
 import msgspec
 
+from programs.activities import program_types
 from programs.participants import check_teams
 from programs.rules import RuleSpec, check_rule
 from programs.tables import EarningRule
 from wallet.errors import Conflict, Invalid, NotFound
 from wallet.ids import new_id
 from wallet.moments import utc
+from wallet.pages import page_of
 
 
 class RuleVersion(msgspec.Struct, frozen=True):
@@ -79,8 +81,8 @@ async def _insert(program_id: str, rule_id: str, version: int, spec: RuleSpec) -
     )).run()
 
 
-async def create_rule(program_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
-    validate(spec, known_types)
+async def create_rule(program_id: str, spec: RuleSpec) -> RuleView:
+    validate(spec, await program_types(program_id))
     await check_teams(program_id, spec.participants.team_ids if spec.participants else None,
                       "participants.team_ids")
     rule_id = new_id("rule")
@@ -96,9 +98,9 @@ async def versions(program_id: str, rule_id: str) -> list[RuleVersion]:
     return [_version(r) for r in rows]
 
 
-async def update_rule(program_id: str, rule_id: str, spec: RuleSpec, known_types: set[str]) -> RuleView:
+async def update_rule(program_id: str, rule_id: str, spec: RuleSpec) -> RuleView:
     """Answers the new version. Two concurrent edits cannot both become version n+1."""
-    validate(spec, known_types)
+    validate(spec, await program_types(program_id))
     await check_teams(program_id, spec.participants.team_ids if spec.participants else None,
                       "participants.team_ids")
     current = (await versions(program_id, rule_id))[-1]
@@ -123,6 +125,13 @@ async def rule_detail(program_id: str, rule_id: str) -> RuleDetail:
     current = history[-1]
     return RuleDetail(id=rule_id, version=current.version, status=current.status, rule=current.spec,
                       versions=[view(v) for v in history])
+
+
+async def rule_page(program_id: str, include_retired: bool, limit: int, cursor: str | None) -> RulePage:
+    """The current version of every rule, newest rule first."""
+    rules = await current_rules(program_id, include_retired=include_retired)
+    page, more = page_of(list(reversed(rules)), lambda r: r.rule_id, limit, cursor)
+    return RulePage(items=[view(r) for r in page], next_cursor=more)
 
 
 async def current_rules(program_id: str, include_retired: bool = False) -> list[RuleVersion]:

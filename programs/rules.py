@@ -30,9 +30,24 @@ class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     value: Any = None
 
 
-class ParticipantFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Audience(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Who something is open to: a participant in one of the segments and one of the teams
+    (a list left out opens it to everyone on that count). Rules, wheels and their screens ask
+    this one question the same way."""
+
     segments: Annotated[list[str], Meta(max_length=100)] | None = None
     team_ids: Annotated[list[str], Meta(max_length=1000)] | None = None
+
+    def refusal(self, segment: str | None, team_id: str | None) -> str | None:
+        """None when the participant is in; otherwise what keeps them out ("segment" or "team")."""
+        if self.segments is not None and segment not in self.segments:
+            return "segment"
+        if self.team_ids is not None and team_id not in self.team_ids:
+            return "team"
+        return None
+
+
+class ParticipantFilter(Audience, frozen=True, forbid_unknown_fields=True):
     min_tenure_days: Annotated[int, Meta(ge=0)] | None = None
     max_tenure_days: Annotated[int, Meta(ge=0)] | None = None
 
@@ -170,9 +185,7 @@ def participant_qualifies(spec: RuleSpec, person: ParticipantFacts, at: datetime
     flt = spec.participants
     if flt is None:
         return True
-    if flt.segments is not None and person.segment not in flt.segments:
-        return False
-    if flt.team_ids is not None and person.team_id not in flt.team_ids:
+    if flt.refusal(person.segment, person.team_id) is not None:
         return False
     tenure = utc(at) - utc(person.enrolled_at)
     if flt.min_tenure_days is not None and tenure < timedelta(days=flt.min_tenure_days):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.di import Provide
-from msgspec import Meta
 
 from api.auth import admin_only
 from api.idempotency import provide_idem
@@ -17,28 +14,9 @@ from api.settings import Settings
 from programs import activities, awards, budget, earning, rulebook
 from programs.programs import get_program
 from programs.rules import RuleSpec
-from wallet.errors import Invalid
-from wallet.pages import page_of
 from wallet.store import Idem, WalletStore
-from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
-
-
-class SimulationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    rule: RuleSpec
-    starts_at: Annotated[datetime, Meta(tz=True)]
-    ends_at: Annotated[datetime, Meta(tz=True)]
-
-
-class ApplyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    starts_at: Annotated[datetime, Meta(tz=True)]
-    ends_at: Annotated[datetime, Meta(tz=True)]
-
-
-def _window(starts_at: datetime, ends_at: datetime) -> None:
-    if starts_at >= ends_at:
-        raise Invalid("starts_at must be before ends_at", field="ends_at")
 
 
 @post("/v1/activities", guards=[admin_only], operation_id="ingestActivities", summary="Send activities",
@@ -76,9 +54,7 @@ async def list_types(request: Request[Any, Any, Any], limit: Limit = 50,
                   "day/week/month/quarter, start and end, and a team award split across the team.",
       tags=["earning"])
 async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Response[rulebook.RuleView]:
-    program_id = program_of(request)
-    rule = await rulebook.create_rule(program_id, data, await activities.program_types(program_id))
-    return Response(rule, status_code=201)
+    return Response(await rulebook.create_rule(program_of(request), data), status_code=201)
 
 
 @get("/v1/earning-rules", guards=[admin_only], operation_id="listEarningRules", summary="List earning rules",
@@ -86,9 +62,7 @@ async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Respon
      tags=["earning"])
 async def list_rules(request: Request[Any, Any, Any], include_retired: bool = False, limit: Limit = 50,
                      cursor: Cursor = None) -> rulebook.RulePage:
-    rules = await rulebook.current_rules(program_of(request), include_retired=include_retired)
-    page, more = page_of(list(reversed(rules)), lambda r: r.rule_id, limit, cursor)
-    return rulebook.RulePage(items=[rulebook.view(r) for r in page], next_cursor=more)
+    return await rulebook.rule_page(program_of(request), include_retired, limit, cursor)
 
 
 @get("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="getEarningRule",
@@ -102,8 +76,7 @@ async def read_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook.R
      description="Stores the body as the rule's next version; activities evaluated from now on use it, and each "
                  "award names the version that produced it.", tags=["earning"])
 async def update_rule(request: Request[Any, Any, Any], rule_id: str, data: RuleSpec) -> rulebook.RuleView:
-    program_id = program_of(request)
-    return await rulebook.update_rule(program_id, rule_id, data, await activities.program_types(program_id))
+    return await rulebook.update_rule(program_of(request), rule_id, data)
 
 
 @post("/v1/earning-rules/{rule_id:str}/retire", guards=[admin_only], operation_id="retireEarningRule",
@@ -118,11 +91,8 @@ async def retire_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook
       description="Runs the rule over the stored activities between `starts_at` and `ends_at` and answers what it "
                   "would award, to whom, and its cost in money. Moves no points.", tags=["earning"],
       status_code=200)
-async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> earning.Simulation:
-    _window(data.starts_at, data.ends_at)
-    program_id = program_of(request)
-    rulebook.validate(data.rule, await activities.program_types(program_id))
-    return await earning.simulate(await get_program(program_id), data.rule, data.starts_at, data.ends_at)
+async def simulate(request: Request[Any, Any, Any], data: earning.SimulationRequest) -> earning.Simulation:
+    return await earning.simulate_draft(await get_program(program_of(request)), data)
 
 
 @post("/v1/earning-rules/{rule_id:str}/apply", guards=[admin_only], dependencies=IDEMPOTENT,
@@ -131,15 +101,10 @@ async def simulate(request: Request[Any, Any, Any], data: SimulationRequest) -> 
                   "`ends_at`, as the simulator showed. Activities it already awarded are not paid again. Requires "
                   "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
                   "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
-async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: ApplyRequest, idem: Idem,
+async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: awards.ApplyRequest, idem: Idem,
                      wallets: WalletStore, settings: Settings) -> Response[awards.ApplyReport]:
-    _window(data.starts_at, data.ends_at)
-    program_id = program_of(request)
-
-    async def action() -> awards.ApplyReport:
-        return await awards.apply_current_rule(wallets, program_id, rule_id, data.starts_at, data.ends_at)
-
-    body, replayed = await once(wallets.client, idem, settings.idempotency_ttl_seconds, action, awards.ApplyReport)
+    body, replayed = await awards.apply_rule_once(wallets, idem, settings.idempotency_ttl_seconds,
+                                                  program_of(request), rule_id, data)
     return Response(body, status_code=200, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 

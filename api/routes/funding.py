@@ -19,7 +19,6 @@ from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
 from wallet.errors import NotConfigured
 from wallet.store import Idem, WalletStore
-from wallet.once import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 log = logging.getLogger("rw.funding")
@@ -83,15 +82,9 @@ async def webhook(request: Request[Any, Any, Any], wallets: WalletStore) -> Rece
                   "`Idempotency-Key`: a retry replays the first answer with `Idempotent-Replayed: true`, the same "
                   "key with another body or for another program answers 422 `idempotency_key_reused`.",
       tags=["funding"])
-async def offline(program_id: str, data: funding.OfflineFunding, idem: Idem, wallets: WalletStore, redis: Any,
+async def offline(program_id: str, data: funding.OfflineFunding, idem: Idem, wallets: WalletStore,
                   settings: Settings) -> Response[funding.FundingView]:
-    async def action() -> funding.FundingView:
-        program = await get_program(program_id)
-        # The funding id comes from the whole record key (principal scope and client key)
-        # and the program, so the same client key never names another program's funding.
-        return await funding.fund_offline(wallets, program, data, idem.key)
-
-    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, funding.FundingView)
+    body, replayed = await funding.fund_offline(wallets, idem, settings.idempotency_ttl_seconds, program_id, data)
     return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
