@@ -2,7 +2,7 @@
 
 The catalog's ETag comes from its version alone (`items.catalog_etag`), so a write that left
 the version where it was would keep answering phones 304 for a catalog that changed. Routes,
-the CLI and any other caller write through these use cases, never through `items` or
+the CLI and any other caller write through these use cases, never through `item_writes` or
 `feed_import` directly, so none of them can forget the version.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog import feed_import, items
+from catalog import feed_import, item_writes, items
 from fulfillment.code_pool import UploadReport
 from fulfillment.code_pool import upload_codes as _upload_codes
 from fulfillment.sealing import Sealer
@@ -20,21 +20,21 @@ from wallet.store import WalletStore
 
 async def upsert_brand(client: Any, program_id: str, spec: items.BrandSpec) -> items.BrandView:
     """Creates or updates a brand by name."""
-    brand = await items.upsert_brand(program_id, spec)
+    brand = await item_writes.upsert_brand(program_id, spec)
     await items.bump_version(client, program_id)
     return brand
 
 
 async def add_item(client: Any, program: ProgramView, spec: items.NewItem) -> items.ItemView:
     """Adds an item, priced by the program's point value and markup."""
-    item_id = await items.create_item(program, spec)
+    item_id = await item_writes.create_item(program, spec)
     await items.bump_version(client, program.id)
     return await items.get_item(program.id, item_id, items.pricing_of(program))
 
 
 async def change_item(client: Any, program_id: str, item_id: str, changes: items.ItemChanges) -> items.ItemView:
     """Changes an item (name, countries, status, routing partner); answers it as it is now."""
-    await items.update_item(program_id, item_id, changes)
+    await item_writes.update_item(program_id, item_id, changes)
     await items.bump_version(client, program_id)
     return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
 

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from catalog.items import BrandSpec, ItemChanges, NewItem, check_values, create_item, update_item, upsert_brand
+from catalog.item_writes import check_values, create_item, update_item, upsert_brand
+from catalog.items import BrandSpec, ItemChanges, NewItem
 from catalog.tables import CatalogItem
 from programs.programs import Money, ProgramView
 from programs.spreadsheet import describe, read_sheet, text_problem, whole_number

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -12,11 +11,9 @@ from msgspec import Meta
 from wallet.bounds import MAX_MOVE
 from catalog.pricing import max_face_value_within, min_face_value_from, points_for
 from catalog.tables import Brand, CatalogItem
-from fulfillment.tables import Partner
 from programs.programs import Money, ProgramView
 from wallet import keys
 from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
 from wallet.pages import decode_cursor, newest_first, next_cursor
 
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
@@ -98,7 +95,7 @@ def pricing_of(program: ProgramView) -> Pricing:
     return Pricing(point_value=program.point_value.amount, markup_bps=program.catalog_markup_bps)
 
 
-def _brand_view(row: dict[str, Any]) -> BrandView:
+def brand_view(row: dict[str, Any]) -> BrandView:
     return BrandView(id=row["id"], name=row["name"], logo_url=row["logo_url"], description=row["description"],
                      terms=row["terms"], redemption_instructions=row["redemption_instructions"],
                      categories=msgspec.json.decode(row["categories"]), partner_id=row["partner_id"])
@@ -131,42 +128,6 @@ async def catalog_etag(client: Any, program_id: str, query: str) -> str:
     return f'W/"{digest[:32]}"'
 
 
-def _search_text(brand: BrandView, name: str) -> str:
-    return "|" + "|".join([brand.name.lower(), name.lower(), *(c.lower() for c in brand.categories)]) + "|"
-
-
-async def check_partner(program_id: str, partner_id: str | None) -> None:
-    """A routing partner must be one of this program's: another program's id would be stored
-    and its orders routed to the default instead, or worse, to a partner not ours."""
-    if not partner_id:
-        return
-    if not await Partner.exists().where((Partner.id == partner_id) & (Partner.program_id == program_id)).run():
-        raise Invalid(f"no fulfillment partner {partner_id!r} in this program", field="partner_id")
-
-
-async def upsert_brand(program_id: str, spec: BrandSpec) -> BrandView:
-    await check_partner(program_id, spec.partner_id)
-    now = datetime.now(timezone.utc)
-    key = f"{program_id}:{spec.name.lower()}"
-    values = {"logo_url": spec.logo_url, "description": spec.description, "terms": spec.terms,
-              "redemption_instructions": spec.redemption_instructions,
-              "categories": msgspec.json.encode(spec.categories).decode(), "partner_id": spec.partner_id}
-    existing = await Brand.select(Brand.id).where(Brand.program_name == key).first().run()
-    if existing is None:
-        await Brand.insert(Brand(id=new_id("brand"), program_id=program_id, name=spec.name, program_name=key,
-                                 created_at=now, updated_at=now, **values)).on_conflict(action="DO NOTHING").run()
-    else:
-        await Brand.update({getattr(Brand, k): v for k, v in values.items()} | {Brand.updated_at: now}).where(
-            Brand.id == existing["id"]).run()
-    row = await Brand.select().where(Brand.program_name == key).first().run()
-    brand = _brand_view(row)
-    # Items carry their brand's categories in their search text.
-    for item in await CatalogItem.select(CatalogItem.id, CatalogItem.name).where(CatalogItem.brand_id == brand.id).run():
-        await CatalogItem.update({CatalogItem.search_text: _search_text(brand, item["name"])}).where(
-            CatalogItem.id == item["id"]).run()
-    return brand
-
-
 class BrandPage(msgspec.Struct, frozen=True):
     items: list[BrandView]
     next_cursor: str | None
@@ -176,38 +137,7 @@ async def brand_page(program_id: str, limit: int = 50, cursor: str | None = None
     """The program's brands, newest first."""
     where = Brand.program_id == program_id
     rows, following = await newest_first(Brand, where, limit, cursor)
-    return BrandPage(items=[_brand_view(r) for r in rows], next_cursor=following)
-
-
-async def _brand_for(program_id: str, reference: str) -> BrandView:
-    row = await Brand.select().where((Brand.program_id == program_id) & (Brand.id == reference)).first().run()
-    if row is None:
-        row = await Brand.select().where(Brand.program_name == f"{program_id}:{reference.lower()}").first().run()
-    if row is None:
-        return await upsert_brand(program_id, BrandSpec(name=reference))
-    return _brand_view(row)
-
-
-def check_values(spec: NewItem, currency: str) -> tuple[int | None, int | None, int | None]:
-    if spec.value_type == "fixed":
-        if spec.face_value is None or spec.face_value.amount <= 0:
-            raise Invalid("a fixed item needs a positive face_value", field="face_value")
-        values = [spec.face_value]
-    else:
-        if spec.min_value is None or spec.max_value is None or spec.min_value.amount <= 0:
-            raise Invalid("a variable item needs positive min_value and max_value", field="min_value")
-        if spec.min_value.amount > spec.max_value.amount:
-            raise Invalid("min_value must not exceed max_value", field="max_value")
-        values = [spec.min_value, spec.max_value]
-    for value in values:
-        if value.currency != currency:
-            raise Invalid(f"the item's currency must be the program's ({currency})", field="face_value")
-        if value.amount > MAX_MOVE:
-            raise Invalid(f"a face value is at most {MAX_MOVE:,} minor units",
-                          field="face_value" if spec.value_type == "fixed" else "max_value")
-    if spec.value_type == "fixed":
-        return values[0].amount, None, None
-    return None, values[0].amount, values[1].amount
+    return BrandPage(items=[brand_view(r) for r in rows], next_cursor=following)
 
 
 def check_price(face_value: int, pricing: Pricing, field: str = "face_value") -> int:
@@ -217,46 +147,6 @@ def check_price(face_value: int, pricing: Pricing, field: str = "face_value") ->
         raise Invalid(f"the points price would be {price:,}; one operation moves at most {MAX_MOVE:,} points",
                       field=field)
     return price
-
-
-async def create_item(program: ProgramView, spec: NewItem) -> str:
-    face, low, high = check_values(spec, program.point_value.currency)
-    await check_partner(program.id, spec.partner_id)
-    check_price(face if face is not None else high or 0, pricing_of(program),
-                "face_value" if face is not None else "max_value")
-    brand = await _brand_for(program.id, spec.brand)
-    now = datetime.now(timezone.utc)
-    item_id = new_id("item")
-    sku = spec.sku or item_id
-    inserted = await CatalogItem.insert(CatalogItem(
-        id=item_id, program_id=program.id, brand_id=brand.id, name=spec.name, program_sku=f"{program.id}:{sku}",
-        sku=sku, currency=program.point_value.currency, countries=msgspec.json.encode(spec.countries).decode(),
-        value_type=spec.value_type, face_value=face, min_value=low, max_value=high, status=spec.status,
-        partner_id=spec.partner_id, search_text=_search_text(brand, spec.name), created_at=now, updated_at=now,
-    )).on_conflict(action="DO NOTHING").returning(CatalogItem.id).run()
-    if not inserted:
-        raise Invalid(f"sku {sku!r} is already in the catalog", field="sku")
-    return item_id
-
-
-async def update_item(program_id: str, item_id: str, changes: ItemChanges) -> None:
-    row = await CatalogItem.select(CatalogItem.id, CatalogItem.brand_id).where(
-        (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
-    if row is None:
-        raise NotFound("no such catalog item")
-    await check_partner(program_id, changes.partner_id)
-    values: dict[Any, Any] = {CatalogItem.updated_at: datetime.now(timezone.utc)}
-    if changes.name is not None:
-        brand = _brand_view(await Brand.select().where(Brand.id == row["brand_id"]).first().run())
-        values[CatalogItem.name] = changes.name
-        values[CatalogItem.search_text] = _search_text(brand, changes.name)
-    if changes.countries is not None:
-        values[CatalogItem.countries] = msgspec.json.encode(changes.countries).decode()
-    if changes.status is not None:
-        values[CatalogItem.status] = changes.status
-    if changes.partner_id is not None:
-        values[CatalogItem.partner_id] = changes.partner_id or None
-    await CatalogItem.update(values).where(CatalogItem.id == item_id).run()
 
 
 async def item_row(program_id: str, item_id: str) -> dict[str, Any]:
@@ -271,7 +161,7 @@ async def get_item(program_id: str, item_id: str, pricing: Pricing, active_only:
     row = await item_row(program_id, item_id)
     if active_only and row["status"] != "active":
         raise NotFound("no such catalog item")
-    brand = _brand_view(await Brand.select().where(Brand.id == row["brand_id"]).first().run())
+    brand = brand_view(await Brand.select().where(Brand.id == row["brand_id"]).first().run())
     return item_view(row, brand, pricing)
 
 
@@ -305,7 +195,7 @@ async def search(
         where &= (CatalogItem.face_value >= floor) | (CatalogItem.max_value >= floor)
     rows = await CatalogItem.select().where(where).order_by(CatalogItem.id, ascending=False).limit(limit + 1).run()
     brand_ids = sorted({r["brand_id"] for r in rows})
-    brands = {b["id"]: _brand_view(b) for b in await Brand.select().where(Brand.id.is_in(brand_ids or ["-"])).run()}
+    brands = {b["id"]: brand_view(b) for b in await Brand.select().where(Brand.id.is_in(brand_ids or ["-"])).run()}
     return ItemPage(items=[item_view(r, brands[r["brand_id"]], pricing) for r in rows[:limit]],
                     next_cursor=next_cursor([r["id"] for r in rows], limit))
 
