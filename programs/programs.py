@@ -14,6 +14,7 @@ from msgspec import Meta
 from programs.credentials import issue_key
 from programs.program_news import announce
 from programs.tables import Program
+from wallet.bounded_map import BoundedMap
 from wallet.errors import NotFound, ProgramSuspended
 from wallet.ids import new_id
 from wallet.store import WalletStore
@@ -123,7 +124,8 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
 # (64 SELECTs queued on 4 connections every 5 s, a stall in the spin benchmark's tail).
 log = logging.getLogger("rw.programs")
 _CACHE_SECONDS = 5.0
-_cache: dict[str, tuple[float, ProgramView]] = {}
+# program -> (when it is due a refresh, the view); the bounded map drops the oldest when full.
+_cache: BoundedMap[str, tuple[float, ProgramView]] = BoundedMap(10_000)
 _changes: dict[str, int] = {}  # program -> changes seen here (a refresh that raced one is dropped)
 _refreshing: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}
 
@@ -148,9 +150,7 @@ async def _load(program_id: str) -> ProgramView:
         raise NotFound("no such program")
     view = _view(row)
     if _changes.get(program_id, 0) == changes:
-        if len(_cache) >= 10_000:
-            _cache.clear()
-        _cache[program_id] = (time.monotonic() + _CACHE_SECONDS, view)
+        _cache.put(program_id, (time.monotonic() + _CACHE_SECONDS, view))
     return view
 
 
@@ -158,7 +158,7 @@ async def _refresh(program_id: str) -> None:
     try:
         await _load(program_id)
     except NotFound:
-        _cache.pop(program_id, None)
+        _cache.pop(program_id)
     except Exception:  # the stale view serves until a refresh succeeds
         log.warning("program %s: refreshing its view failed", program_id, exc_info=True)
 
@@ -167,11 +167,11 @@ def forget_program(program_id: str) -> None:
     """After a change (made here, or announced by another process): the next read in this
     process reads SQL."""
     _changes[program_id] = _changes.get(program_id, 0) + 1
-    _cache.pop(program_id, None)
+    _cache.pop(program_id)
 
 
 def forget_every_program() -> None:
-    for program_id in list(_cache):
+    for program_id in _cache.keys():
         forget_program(program_id)
 
 

@@ -44,5 +44,9 @@ class BoundedMap(Generic[K, V]):
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
 
+    def keys(self) -> list[K]:
+        """The keys held now, oldest first (entries too old are still listed until read)."""
+        return list(self._items)
+
     def __len__(self) -> int:
         return len(self._items)

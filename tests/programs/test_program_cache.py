@@ -17,8 +17,9 @@ pytestmark = pytest.mark.sql
 
 
 def expire(program_id: str) -> None:
-    _, view = programs._cache[program_id]
-    programs._cache[program_id] = (0.0, view)
+    held = programs._cache.get(program_id)
+    assert held is not None
+    programs._cache.put(program_id, (0.0, held[1]))
 
 
 async def test_readers_of_an_expired_view_get_it_at_once_and_one_refresh_brings_the_change(
