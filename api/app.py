@@ -23,6 +23,7 @@ from api import projection
 from api.auth import Authenticator
 from api.gate import Gate
 from api.json_body import JsonRequest
+from api.admission import admission
 from api.lean import lean_routes
 from api.limits import Budget, RateLimits, security_headers
 from api.metrics import RouteMetricsMiddleware, mark_worker_dead, metrics, observe_wallet, prometheus_config
@@ -203,6 +204,8 @@ def create_app(settings: Settings) -> Litestar:
         app.asgi_handler = lean_routes(
             app, app.asgi_handler, gate, lambda inner: RouteMetricsMiddleware(app=inner, config=prometheus_config()),
             settings.max_body_bytes, cors=bool(origins))
+    if settings.max_in_flight:
+        app.asgi_handler = admission(app, app.asgi_handler, settings.max_in_flight)
     return app
 
 

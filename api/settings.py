@@ -58,6 +58,7 @@ ENV_NAMES: dict[str, str] = {
     "program_cache_seconds": "RW_PROGRAM_CACHE_SECONDS",
     "lean_routes": "RW_LEAN_ROUTES",
     "redis_coalesce": "RW_REDIS_COALESCE",
+    "max_in_flight": "RW_MAX_IN_FLIGHT",
 }
 
 
@@ -135,6 +136,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Function calls of concurrent requests sent to Redis as one pipeline per turn of the
     # event loop (wallet/coalesce.py; a single server only). Off: one write per call.
     redis_coalesce: bool = True
+    # Requests one API process works on at once; more answer 503 `unavailable` with
+    # Retry-After at once instead of queueing past the phones' timeouts (api/admission.py).
+    # 0: no bound. GET /health and /metrics are always admitted.
+    max_in_flight: Annotated[int, Meta(ge=0, le=1_000_000)] = 256
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.
