@@ -16,7 +16,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api import projection
@@ -24,6 +23,7 @@ from api.auth import Authenticator
 from api.gate import Gate
 from api.json_body import JsonRequest
 from api.admission import admission
+from api import schema_pages
 from api.lean import lean_routes
 from api.limits import Budget, RateLimits, security_headers
 from api.metrics import RouteMetricsMiddleware, mark_worker_dead, metrics, observe_wallet, prometheus_config
@@ -161,7 +161,7 @@ def create_app(settings: Settings) -> Litestar:
 
     gate = Gate(limits)
     app = Litestar(
-        route_handlers=[*ROUTES, metrics],
+        route_handlers=[*ROUTES, metrics, schema_pages.assets_router()],
         lifespan=[lifespan],
         middleware=[
             prometheus_config().middleware,
@@ -218,7 +218,7 @@ def openapi_config() -> OpenAPIConfig:
             "programs. Errors are RFC 9457 problem documents with a stable `code`."
         ),
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+        render_plugins=schema_pages.render_plugins(),
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(

@@ -4,6 +4,7 @@ security headers, each on a dedicated app with small limits so the shared client
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -210,11 +211,24 @@ async def test_authenticated_answers_are_not_cached(client):
     assert response.headers["cache-control"] == "no-store"
 
 
-async def test_docs_page_keeps_working_under_its_own_policy(client):
-    response = await client.get("/schema/swagger")
-    assert response.status_code == 200
-    policy = response.headers["content-security-policy"]
-    assert "script-src" in policy and "cdn.jsdelivr.net" in policy
+async def test_docs_pages_load_everything_from_this_server(client):
+    """Offline, or behind a firewall, /schema still renders: no script, style or image from
+    another host, and the page's policy names none."""
+    for path in ("/schema", "/schema/swagger"):
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "http" not in policy, path
+        referenced = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+        assert referenced and all(url.startswith("/schema/") for url in referenced), referenced
+        for url in referenced:
+            asset = await client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.headers["content-type"].split(";")[0] in (
+                "application/javascript", "text/javascript", "text/css", "image/png"), url
+            assert len(asset.content) > 1000, url
+    document = await client.get("/schema/openapi.yaml")
+    assert document.status_code == 200 and "openapi:" in document.text
 
 
 async def test_hsts_and_cors_follow_settings(settings, migrated):
