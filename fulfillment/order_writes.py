@@ -26,13 +26,12 @@ from typing import Any
 
 import msgspec
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from programs.feed import FeedEntry, publish
 from wallet.ids import new_id
-from wallet.sqlite_pool import PooledSQLiteEngine
+from wallet.sqlite_pool import writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -51,15 +50,7 @@ class NewOrder(msgspec.Struct, frozen=True):
 
 
 def _transaction() -> Any:
-    engine = Order._meta.db
-    if isinstance(engine, PooledSQLiteEngine):
-        # Queued in process, first come first served, each BEGIN IMMEDIATE (see the engine).
-        return engine.write_transaction()
-    if isinstance(engine, SQLiteEngine):
-        # IMMEDIATE takes the write lock at BEGIN (waiting out the busy timeout), instead of
-        # failing at once when a read snapshot has to be upgraded under another writer.
-        return engine.transaction(transaction_type=TransactionType.immediate)
-    return engine.transaction()
+    return writing(Order._meta.db)
 
 
 _TAKE = """

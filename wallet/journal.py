@@ -38,6 +38,7 @@ from piccolo.engine.postgres import PostgresEngine
 from wallet.bounds import MAX_BALANCE
 from wallet.replies import reply_text
 from wallet.tables import LedgerEntry, LedgerPosting
+from wallet.sqlite_pool import writing
 
 GROUP = "ledger"
 log = logging.getLogger("rw.journal")
@@ -157,7 +158,7 @@ async def write_batch(program_id: str, entries: list[JournalEntry], more: list[R
     postgres = isinstance(engine, PostgresEngine)
     entry_sql = _insert_sql(LedgerEntry._meta.tablename, _ENTRY_COLUMNS, postgres)
     posting_sql = _insert_sql(LedgerPosting._meta.tablename, _POSTING_COLUMNS, postgres)
-    async with engine.transaction() as transaction:
+    async with writing(engine) as transaction:
         connection = transaction.connection
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
