@@ -1,36 +1,150 @@
-"""Background work each API process (and `reward-wallet worker`) runs beside requests:
-webhook deliveries that are due, and the sweeps that finish what a crash interrupted (orders
-stuck half-made, spins whose SQL record and prize order were never written)."""
+"""Every background task, declared once (`TASKS`), and the one place that starts and stops
+them (`start`, then `Running.stop`).
+
+`reward-wallet worker` runs all of them (api/worker.py): `serve` starts one such process
+beside its API workers, other machines run their own. An API process runs the program-news
+follower, and the others only when a setting asks for an in-process copy (the in-process
+test app, a single-process embedding): RW_JOURNAL_CONSUMER the projector,
+RW_BACKGROUND_TASKS the webhook deliveries and the sweep. The expiry sweep runs in the
+worker only.
+
+Stopping is ordered: the tasks that may still journal a change (a settlement, an expiry)
+stop first, and only then does the projector drain what is waiting, so nothing answered is
+left out of the ledger.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import httpx
+import msgspec
 
+from api.settings import Settings
 from catalog.items import pricing_of
 from fulfillment import orders, webhooks
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
-from programs.programs import get_program, list_program_ids
+from programs.program_news import follow
+from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
+from wallet.journal import JournalProjector
 from wallet.store import WalletStore
 
 log = logging.getLogger("rw.background")
 
 
-async def run(stop: asyncio.Event, wallets: WalletStore, sealer: Sealer, webhook_every: float = 0.5,
-              sweep_every: float = 30.0, webhook_allow_private: bool = False) -> None:
-    """Deliveries and sweeps run side by side: a sweep over many programs takes seconds, and
-    webhooks that are due must not wait for it."""
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """What the tasks work with: the stores, the sealer and their tunings."""
+
+    wallets: WalletStore
+    sealer: Sealer
+    journal: JournalProjector
+    redis_url: str
+    webhook_allow_private: bool = False
+    webhook_every: float = 0.5
+    sweep_every: float = 30.0
+    expiry_every: float = 3600.0
+
+
+def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStore, sealer: Sealer, *,
+            expiry_every: float = 3600.0, pause_before_ack: float = 0.0) -> Context:
+    # One projector: the expiry sweep projects what it journaled through the same consumer.
+    journal = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms, pause_before_ack=pause_before_ack)
+    return Context(wallets=wallets, sealer=sealer, journal=journal, redis_url=redis_url,
+                   webhook_allow_private=settings.webhook_allow_private, expiry_every=expiry_every)
+
+
+async def follow_program_news(ctx: Context, stop: asyncio.Event) -> None:
+    """Another process's change to a program drops this one's view of it at once."""
+    await follow(ctx.redis_url, stop, forget_program, forget_every_program)
+
+
+async def deliver_webhooks(ctx: Context, stop: asyncio.Event) -> None:
+    """Webhook deliveries that are due, on their own: a sweep over many programs takes
+    seconds, and deliveries must not wait for it."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        await asyncio.gather(
-            _every(stop, webhook_every, "webhook deliveries",
-                   lambda: webhooks.deliver_due(sealer, client, allow_private=webhook_allow_private)),
-            _every(stop, sweep_every, "sweep", lambda: _sweep(wallets, sealer), first_after=sweep_every),
-        )
+        await _every(stop, ctx.webhook_every, "webhook deliveries",
+                     lambda: webhooks.deliver_due(ctx.sealer, client, allow_private=ctx.webhook_allow_private))
+
+
+async def sweep(ctx: Context, stop: asyncio.Event) -> None:
+    """Finishes what a crash interrupted: orders stuck half-made, orphaned orders, spins whose
+    SQL record and prize order were never written."""
+    await _every(stop, ctx.sweep_every, "sweep", lambda: _sweep(ctx.wallets, ctx.sealer), first_after=ctx.sweep_every)
+
+
+async def expire(ctx: Context, stop: asyncio.Event) -> None:
+    """The periodic expiry sweep, projecting what it expired."""
+    from programs.expiry import sweep_all
+
+    await _every(stop, ctx.expiry_every, "expiry sweep", lambda: sweep_all(ctx.wallets, ctx.journal.project_program))
+
+
+async def project(ctx: Context, stop: asyncio.Event) -> None:
+    """The journal projector (Redis journal -> SQL ledger, spin and feed rows); it drains
+    what is waiting before it returns."""
+    await ctx.journal.run(stop, list_program_ids)
+
+
+class Task(msgspec.Struct, frozen=True):
+    name: str
+    run: Callable[[Context, asyncio.Event], Awaitable[None]]
+    # Whether an API process runs it too: always, never, or when this setting is on.
+    in_api: Literal["always", "never", "journal_consumer", "background_tasks"]
+    stop_within: float = 10.0  # seconds; a task still running then is cancelled
+    last: bool = False  # stopped after every other one
+
+
+TASKS: tuple[Task, ...] = (
+    Task("program-news", follow_program_news, in_api="always"),
+    Task("webhooks", deliver_webhooks, in_api="background_tasks"),
+    Task("sweep", sweep, in_api="background_tasks"),
+    Task("expiry", expire, in_api="never"),
+    Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),
+)
+
+
+def api_tasks(settings: Settings) -> list[Task]:
+    """The tasks an API process runs under these settings."""
+    return [t for t in TASKS if t.in_api == "always" or (t.in_api != "never" and getattr(settings, t.in_api))]
+
+
+class Running:
+    """Started tasks, each with its own stop signal; `stop` stops them all, in order."""
+
+    def __init__(self, started: list[tuple[Task, asyncio.Event, asyncio.Task[None]]]) -> None:
+        self.started = started
+
+    async def stop(self) -> None:
+        for last in (False, True):
+            stage = [(task, stop, running) for task, stop, running in self.started if task.last == last]
+            for _, stop, _ in stage:
+                stop.set()
+            for task, _, running in stage:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(running, timeout=task.stop_within)
+
+
+def start(ctx: Context, tasks: list[Task] | tuple[Task, ...] = TASKS) -> Running:
+    started = []
+    for task in tasks:
+        stop = asyncio.Event()
+        started.append((task, stop, asyncio.create_task(task.run(ctx, stop), name=f"rw-{task.name}")))
+    return Running(started)
+
+
+async def run_until(stop: asyncio.Event, ctx: Context, tasks: list[Task] | tuple[Task, ...] = TASKS) -> None:
+    """Runs the tasks until `stop` is set, then stops them in order."""
+    running = start(ctx, tasks)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()
 
 
 async def _sweep(wallets: WalletStore, sealer: Sealer) -> None:

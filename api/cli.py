@@ -356,16 +356,12 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """The background tasks (api/worker.py), until SIGINT or SIGTERM, or until the `serve`
+    """Every background task (api/background.py), until SIGINT or SIGTERM, or until the `serve`
     that started this process (`--parent-pid`) is gone; then they stop and the journal drains."""
     from api.embedded import redis_url_for
     from api.logs import configure_logging
     from api.migrate import migrate
-    from api.worker import run_background, watch_parent
-    from fulfillment.sealing import Sealer
-    from programs.programs import keep_views_for
-    from wallet.store import WalletStore, connect
-    from api import projection
+    from api.worker import run_worker, watch_parent
 
     settings, _ = _settings()
     configure_logging(settings.log_level)
@@ -379,24 +375,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.parent_pid is not None:
             watching = asyncio.create_task(watch_parent(args.parent_pid, stop))
         await migrate()
-        client = connect(url, cluster=settings.redis_cluster)
         try:
-            projection.wire()  # the spin rows and feed lines that follow from journal entries
-            keep_views_for(settings.program_cache_seconds)
-            wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
-            await wallets.load_functions()
-            await run_background(
-                client, wallets, Sealer(settings.encryption_key or ""), stop,
-                expiry_every=args.expiry_every,
-                claim_idle_ms=settings.journal_claim_idle_ms,
-                webhook_allow_private=settings.webhook_allow_private,
-                pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")),
-            )
+            await run_worker(settings, url, stop, expiry_every=args.expiry_every,
+                             pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")))
         finally:
             stop.set()
             if watching is not None:
                 await watching
-            await client.aclose()
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
         _run(go(url))
@@ -470,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
     sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
-    worker = sub.add_parser("worker", help="run the background tasks: the journal projector, webhook deliveries, "
-                                           "the order sweep, spin completion and the periodic expiry sweep")
+    worker = sub.add_parser("worker", help="run every background task: the journal projector, webhook deliveries, "
+                                           "the order sweep, spin completion, the periodic expiry sweep and the "
+                                           "program-news follower")
     worker.add_argument("--expiry-every", type=float, default=3600.0, help="seconds between expiry sweeps")
     # Set by `serve` for the worker it starts: stop when that process is gone.
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)

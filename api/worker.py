@@ -1,18 +1,10 @@
-"""The worker: the one place that starts and stops every background task.
+"""The worker process: `reward-wallet worker` runs every background task api/background.py
+declares (`run_worker`), until SIGINT or SIGTERM, or until the `serve` that started it is
+gone; then they stop in order and the journal drains.
 
 `reward-wallet serve` starts one worker process beside its API workers, and `reward-wallet
-worker` runs the same process on other machines; the API processes run none of it unless
-RW_JOURNAL_CONSUMER / RW_BACKGROUND_TASKS turn an in-process copy on (the in-process test
-app does), and then they run this same function. What it runs:
-
-- the journal projector (Redis journal -> SQL ledger, spin and feed rows);
-- webhook deliveries that are due, the order sweep, orphan rerouting and spin completion
-  (api/background.py);
-- the periodic expiry sweep (off when `expiry_every` is None).
-
-Stopping is ordered: the tasks that may still journal a change (a settlement, an expiry)
-stop first, and only then does the projector drain what is waiting, so nothing answered is
-left out of the ledger.
+worker` runs the same process on other machines; the API processes run only what their
+settings ask for (api/background.py).
 
 A worker that `serve` started also watches its parent: the kernel sends it SIGTERM when the
 parent dies (PR_SET_PDEATHSIG, set before exec), and it polls its parent id as well (the
@@ -31,11 +23,11 @@ import subprocess
 import sys
 from typing import Any
 
-from api import background
+from api import background, projection
+from api.settings import Settings
 from fulfillment.sealing import Sealer
-from programs.programs import list_program_ids
-from wallet.journal import JournalProjector
-from wallet.store import WalletStore
+from programs.programs import keep_views_for
+from wallet.store import WalletStore, connect
 
 log = logging.getLogger("rw.worker")
 
@@ -44,59 +36,20 @@ log = logging.getLogger("rw.worker")
 STOP_TIMEOUT = 60.0
 
 
-async def run_background(
-    client: Any,
-    wallets: WalletStore,
-    sealer: Sealer,
-    stop: asyncio.Event,
-    *,
-    projector: bool = True,
-    tasks: bool = True,
-    expiry_every: float | None = None,
-    claim_idle_ms: int = 15_000,
-    webhook_allow_private: bool = False,
-    pause_before_ack: float = 0.0,
-) -> None:
-    """Runs the background tasks until `stop` is set, then stops them in order."""
-    stop_tasks = asyncio.Event()
-    stop_projector = asyncio.Event()
-    running: list[asyncio.Task[None]] = []
-    projecting: asyncio.Task[None] | None = None
-    journal = JournalProjector(client, claim_idle_ms=claim_idle_ms, pause_before_ack=pause_before_ack)
-    if tasks:
-        running.append(asyncio.create_task(
-            background.run(stop_tasks, wallets, sealer, webhook_allow_private=webhook_allow_private),
-            name="rw-background"))
-    if expiry_every is not None:
-        running.append(asyncio.create_task(expiry_loop(journal, wallets, stop_tasks, expiry_every),
-                                           name="rw-expiry"))
-    if projector:
-        projecting = asyncio.create_task(journal.run(stop_projector, list_program_ids), name="rw-projector")
+async def run_worker(settings: Settings, redis_url: str, stop: asyncio.Event, *, expiry_every: float = 3600.0,
+                     pause_before_ack: float = 0.0) -> None:
+    """Every background task (api/background.py's TASKS) on its own connections, until `stop`."""
+    client = connect(redis_url, cluster=settings.redis_cluster)
     try:
-        await stop.wait()
+        projection.wire()  # the spin rows and feed lines that follow from journal entries
+        keep_views_for(settings.program_cache_seconds)
+        wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds)
+        await wallets.load_functions()
+        ctx = background.context(settings, redis_url, client, wallets, Sealer(settings.encryption_key or ""),
+                                 expiry_every=expiry_every, pause_before_ack=pause_before_ack)
+        await background.run_until(stop, ctx, background.TASKS)
     finally:
-        stop_tasks.set()
-        for task in running:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10)
-        stop_projector.set()
-        # Graceful: the projector drains what is waiting before it returns.
-        if projecting is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(projecting, timeout=30)
-
-
-async def expiry_loop(journal: JournalProjector, wallets: WalletStore, stop: asyncio.Event, every: float) -> None:
-    """The periodic expiry sweep; a failure is logged and retried next time."""
-    from programs.expiry import sweep_all
-
-    while not stop.is_set():
-        try:
-            await sweep_all(wallets, journal.project_program)
-        except Exception:
-            log.exception("expiry sweep failed")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+        await client.aclose()
 
 
 # --- the process ----------------------------------------------------------------------
@@ -152,4 +105,4 @@ def stop_worker_process(process: subprocess.Popen[bytes], timeout: float = STOP_
     return process.returncode
 
 
-__all__ = ["run_background", "start_worker_process", "stop_worker_process", "watch_parent", "STOP_TIMEOUT"]
+__all__ = ["run_worker", "start_worker_process", "stop_worker_process", "watch_parent", "STOP_TIMEOUT"]

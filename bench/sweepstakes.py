@@ -34,9 +34,9 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import api_stack  # noqa: E402
-from games import sweepstakes_keys as swkeys  # noqa: E402
+from games.sweepstakes import keys as swkeys  # noqa: E402
 from games.fairness import verify_sweepstakes_proof  # noqa: E402
-from games.sweepstakes import public_id_of  # noqa: E402
+from games.sweepstakes.entries import public_id_of  # noqa: E402
 
 CHUNK = 10_000
 BEACON = {"source": "bench", "round": 1, "value": "drand-quicknet-round-9999999:bench"}

@@ -18,7 +18,7 @@ from catalog.items import Pricing, item_row, redemption_points
 from fulfillment.sealing import Sealer
 from games import seeds
 from games.tables import SpinCampaign
-from games.sweepstakes_tables import Sweepstakes
+from games.sweepstakes.tables import Sweepstakes
 from games.wheel import EntriesPrize, Economics, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec, economics, problem_with
 from programs.participants import check_teams
 from programs.programs import ProgramView

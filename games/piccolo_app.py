@@ -2,7 +2,7 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from games.sweepstakes_tables import Sweepstakes, SweepstakesEntriesFile, SweepstakesFreeEntry, SweepstakesWinner
+from games.sweepstakes.tables import Sweepstakes, SweepstakesEntriesFile, SweepstakesFreeEntry, SweepstakesWinner
 from games.tables import SeedPair, Spin, SpinCampaign
 
 APP_CONFIG = AppConfig(

@@ -31,11 +31,11 @@ from catalog.items import Pricing
 from fulfillment.redemptions import place_order
 from fulfillment.sealing import Sealer
 from games import seeds
-from games import sweepstakes_keys as swkeys
+from games.sweepstakes import keys as swkeys
 from games.campaigns import campaign_row
 from games.seed_cache import SEEDS, WORDS_PER_NONCE, CachedPair, SeedCache
 from games.spin_projection import launched_spec, order_id_of, pending_spins, write_spins
-from games.sweepstakes import public_id_of
+from games.sweepstakes.entries import public_id_of
 from games.tables import SeedPair, Spin
 from games.wheel import Eligibility, ItemPrize, WheelSpec
 from programs.feed import FeedEntry, publish

@@ -203,7 +203,7 @@ def settings(app_redis_url: str, stripe_api_base: str):  # type: ignore[no-untyp
     # on Postgres the app keeps a small pool on its loop (wallet/postgres_pool.py; a
     # connection per query had the Postgres pass forking a backend per query) and the tests'
     # own queries connect per query. Live servers (subprocesses) have their own pools.
-    # The app under test runs the journal projector in process (api/worker.py's projector):
+    # The app under test runs the journal projector in process (api/background.py's task):
     # tests read what they wrote from the ledger without a worker process of their own.
     # tests/api/test_workers.py proves the real split. It runs no webhook deliveries: the
     # live server's process does, and two deliverers with different policies (this app is

@@ -24,7 +24,7 @@ from wallet.replies import Reply
 # Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
 # one library, so the games' functions are parts of the wallet's library and every process
 # loads the same text: loading a library replaces all of it.
-LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes.lua"),
+LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes/sweepstakes.lua"),
                  ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"),
                  ("programs", "leaderboard_upgrade.lua"), ("programs", "leaderboard_score.lua"))
 LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)

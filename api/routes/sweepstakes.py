@@ -17,8 +17,11 @@ from api.routes.points import IDEMPOTENT, REPLAYED, wallets_of
 from api.settings import Settings
 from catalog.items import pricing_of
 from fulfillment.sealing import Sealer
-from games import sweepstakes
-from games.sweepstakes import Beacon, Count, Entered, Entry, SweepstakesSpec
+from games.sweepstakes import Entry, design, entries, payouts
+from games.sweepstakes import draw as drawing, report as reports
+from games.sweepstakes.design import Count, SweepstakesSpec
+from games.sweepstakes.draw import Beacon
+from games.sweepstakes.entries import Entered
 from programs.programs import get_program
 from wallet.accounts import Reason
 from wallet.store import Idem
@@ -56,34 +59,34 @@ def _entered(entered: Entered) -> Response[Entry]:
                   "the answer carries `server_seed_hash`, the official rules and the odds. It takes entries "
                   "until `closes_at`.", tags=TAGS)
 async def create(request: Request[Any, Any, Any], data: SweepstakesSpec,
-                 sealer: Sealer) -> Response[sweepstakes.SweepstakesView]:
+                 sealer: Sealer) -> Response[design.SweepstakesView]:
     program = await get_program(program_of(request))
-    view = await sweepstakes.create(wallets_of(request), sealer, program, data, pricing_of(program))
+    view = await design.create(wallets_of(request), sealer, program, data, pricing_of(program))
     return Response(view, status_code=201)
 
 
 @get("/v1/sweepstakes", guards=[admin_only], operation_id="listSweepstakes", summary="List sweepstakes",
      description="Newest first; filter by status.", tags=TAGS)
 async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                   status: Status = None) -> sweepstakes.SweepstakesPage:
+                   status: Status = None) -> design.SweepstakesPage:
     program = await get_program(program_of(request))
-    return await sweepstakes.list_all(wallets_of(request), program, pricing_of(program), limit, cursor, status)
+    return await reports.list_all(wallets_of(request), program, pricing_of(program), limit, cursor, status)
 
 
 @get("/v1/sweepstakes/{sweepstakes_id:str}", guards=[admin_only], operation_id="getSweepstakes",
      summary="Read a sweepstakes", description="With live ticket totals and odds; one past its close time is "
      "closed on this read.", tags=TAGS)
-async def read(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepstakes.SweepstakesView:
+async def read(request: Request[Any, Any, Any], sweepstakes_id: str) -> design.SweepstakesView:
     program = await get_program(program_of(request))
-    return await sweepstakes.get(wallets_of(request), program, sweepstakes_id, pricing_of(program))
+    return await reports.get(wallets_of(request), program, sweepstakes_id, pricing_of(program))
 
 
 @get("/v1/sweepstakes/{sweepstakes_id:str}/report", guards=[admin_only], operation_id="getSweepstakesReport",
      summary="Sweepstakes report", description="Tickets paid and free, points collected, and each pick of the "
      "draw with the participant behind it and how the prize was paid.", tags=TAGS)
-async def report(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepstakes.WinnersReport:
+async def report(request: Request[Any, Any, Any], sweepstakes_id: str) -> reports.WinnersReport:
     program = await get_program(program_of(request))
-    return await sweepstakes.report(wallets_of(request), program, sweepstakes_id)
+    return await reports.report(wallets_of(request), program, sweepstakes_id)
 
 
 @post("/v1/sweepstakes/{sweepstakes_id:str}/free-entries", guards=[admin_only], dependencies=IDEMPOTENT,
@@ -94,18 +97,18 @@ async def report(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweeps
 async def free_entries(request: Request[Any, Any, Any], sweepstakes_id: str, data: FreeEntryRequest,
                        idem: Idem) -> Response[Entry]:
     program_id = program_of(request)
-    await sweepstakes.ensure_participant(program_id, data.participant_id)
-    return _entered(await sweepstakes.enter(wallets_of(request), program_id, sweepstakes_id, data.participant_id,
-                                            data.count, idem, free_reason=data.reason))
+    await entries.ensure_participant(program_id, data.participant_id)
+    return _entered(await entries.enter(wallets_of(request), program_id, sweepstakes_id, data.participant_id,
+                                        data.count, idem, free_reason=data.reason))
 
 
 @post("/v1/sweepstakes/{sweepstakes_id:str}/close", guards=[admin_only], operation_id="closeSweepstakes",
       summary="Close a sweepstakes", description="Freezes the entries (at once, even before `closes_at`) and "
       "publishes the canonical entries file and its `entries_hash`. Closing again answers the same.",
       tags=TAGS, status_code=200)
-async def close(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepstakes.SweepstakesView:
+async def close(request: Request[Any, Any, Any], sweepstakes_id: str) -> design.SweepstakesView:
     program = await get_program(program_of(request))
-    return await sweepstakes.close(wallets_of(request), program, sweepstakes_id, pricing_of(program))
+    return await entries.close(wallets_of(request), program, sweepstakes_id, pricing_of(program))
 
 
 @post("/v1/sweepstakes/{sweepstakes_id:str}/draw", guards=[admin_only, active_program], operation_id="drawSweepstakes",
@@ -117,8 +120,8 @@ async def close(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepst
 async def draw(request: Request[Any, Any, Any], sweepstakes_id: str, sealer: Sealer, settings: Settings,
                data: DrawRequest | None = None) -> dict[str, Any]:
     program = await get_program(program_of(request))
-    return await sweepstakes.draw(wallets_of(request), sealer, program, pricing_of(program), sweepstakes_id,
-                                  data.beacon if data else None, settings.drand_url)
+    return await drawing.draw(wallets_of(request), sealer, program, pricing_of(program), sweepstakes_id,
+                              data.beacon if data else None, settings.drand_url)
 
 
 @post("/v1/sweepstakes/{sweepstakes_id:str}/winners/{pick:int}/forfeit", guards=[admin_only, active_program],
@@ -127,30 +130,30 @@ async def draw(request: Request[Any, Any, Any], sweepstakes_id: str, sealer: Sea
                   "first alternate not yet promoted, in draw order, who is paid at once. A prize already paid "
                   "answers 409. Answers the report.", tags=TAGS, status_code=200)
 async def forfeit(request: Request[Any, Any, Any], sweepstakes_id: str, pick: int, data: ForfeitRequest,
-                  sealer: Sealer) -> sweepstakes.WinnersReport:
+                  sealer: Sealer) -> reports.WinnersReport:
     program = await get_program(program_of(request))
-    return await sweepstakes.forfeit(wallets_of(request), sealer, program, pricing_of(program), sweepstakes_id,
-                                     pick, data.reason)
+    return await payouts.forfeit(wallets_of(request), sealer, program, pricing_of(program), sweepstakes_id,
+                                 pick, data.reason)
 
 
 @get("/v1/me/sweepstakes", guards=[participant_only], operation_id="listMySweepstakes",
      summary="Open sweepstakes", description="Those taking entries, newest first, each with its rules, prizes, "
      "odds per ticket, my tickets and how many more I may hold.", tags=TAGS)
 async def my_list(request: Request[Any, Any, Any], limit: Limit = 50,
-                  cursor: Cursor = None) -> sweepstakes.MySweepstakesPage:
+                  cursor: Cursor = None) -> design.MySweepstakesPage:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
-    return await sweepstakes.mine(wallets_of(request), program, principal.subject_id, pricing_of(program), limit,
-                                  cursor)
+    return await reports.mine(wallets_of(request), program, principal.subject_id, pricing_of(program), limit,
+                              cursor)
 
 
 @get("/v1/me/sweepstakes/{sweepstakes_id:str}", guards=[participant_only], operation_id="getMySweepstakes",
      summary="One sweepstakes, with my tickets", description="Rules, prizes, odds and my tickets.", tags=TAGS)
-async def my_one(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweepstakes.MySweepstakes:
+async def my_one(request: Request[Any, Any, Any], sweepstakes_id: str) -> design.MySweepstakes:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
-    return await sweepstakes.my_one(wallets_of(request), program, principal.subject_id, sweepstakes_id,
-                                    pricing_of(program))
+    return await reports.my_one(wallets_of(request), program, principal.subject_id, sweepstakes_id,
+                                pricing_of(program))
 
 
 @post("/v1/me/sweepstakes/{sweepstakes_id:str}/entries", guards=[participant_only], dependencies=IDEMPOTENT,
@@ -161,8 +164,8 @@ async def my_one(request: Request[Any, Any, Any], sweepstakes_id: str) -> sweeps
 async def enter(request: Request[Any, Any, Any], sweepstakes_id: str, data: EntryRequest,
                 idem: Idem) -> Response[Entry]:
     principal = principal_of(request)
-    return _entered(await sweepstakes.enter(wallets_of(request), principal.program_id or "", sweepstakes_id,
-                                            principal.subject_id, data.count, idem))
+    return _entered(await entries.enter(wallets_of(request), principal.program_id or "", sweepstakes_id,
+                                        principal.subject_id, data.count, idem))
 
 
 @get("/v1/public/sweepstakes/{sweepstakes_id:str}/proof", operation_id="getSweepstakesProof",
@@ -170,7 +173,7 @@ async def enter(request: Request[Any, Any, Any], sweepstakes_id: str, data: Entr
      "the draw. Verify it with `reward-wallet verify sweepstakes proof.json --entries entries.csv`.", tags=TAGS,
      security=[])
 async def public_proof(request: Request[Any, Any, Any], sweepstakes_id: str) -> Response[bytes]:
-    body = await sweepstakes.published_proof(wallets_of(request), sweepstakes_id)
+    body = await drawing.published_proof(wallets_of(request), sweepstakes_id)
     return Response(body, media_type="application/json")
 
 
@@ -179,8 +182,8 @@ async def public_proof(request: Request[Any, Any, Any], sweepstakes_id: str) -> 
      "`participant,tickets` by pseudonym, sorted; its SHA-256 is the published `entries_hash`. 404 while open.",
      tags=TAGS, security=[])
 async def public_entries(request: Request[Any, Any, Any], sweepstakes_id: str) -> Response[bytes]:
-    await sweepstakes.close_if_due(wallets_of(request), sweepstakes_id)
-    body = await sweepstakes.entries_file_of(sweepstakes_id)
+    await entries.close_if_due(wallets_of(request), sweepstakes_id)
+    body = await entries.entries_file_of(sweepstakes_id)
     return Response(body, media_type="text/csv; charset=utf-8")
 
 

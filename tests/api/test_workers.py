@@ -259,14 +259,14 @@ def test_kill_9_of_serve_leaves_no_worker_and_no_valkey(tmp_path: Path):
         server.kill()
 
 
-def background_coroutines(http: Any) -> list[str]:
-    """The background coroutines running on the loop of the in-process app's own thread."""
+def background_tasks(http: Any) -> list[str]:
+    """The background tasks (api/background.py names them rw-...) running on the loop of the
+    in-process app's own thread."""
 
     def on_the_apps_loop() -> list[str]:
-        return sorted(task.get_coro().__qualname__ for task in asyncio.all_tasks())  # type: ignore[union-attr]
+        return sorted(task.get_name() for task in asyncio.all_tasks() if task.get_name().startswith("rw-"))
 
-    names = http.blocking_portal.call(on_the_apps_loop)
-    return [n for n in names if n in {"run_background", "JournalProjector.run", "run", "expiry_loop"}]
+    return http.blocking_portal.call(on_the_apps_loop)
 
 
 async def test_an_api_process_with_default_settings_runs_no_projector_nor_background_task(settings, migrated):  # type: ignore[no-untyped-def]
@@ -277,15 +277,17 @@ async def test_an_api_process_with_default_settings_runs_no_projector_nor_backgr
     from api.settings import load_settings, resolve_secrets
 
     # What `serve` hands its API workers: the environment's settings (no RW_JOURNAL_CONSUMER,
-    # no RW_BACKGROUND_TASKS), on the test session's stores.
+    # no RW_BACKGROUND_TASKS), on the test session's stores. Only the program-news follower
+    # runs (it keeps this process's program views fresh).
     defaults, _ = resolve_secrets(load_settings({k: v for k, v in os.environ.items()
                                                  if k not in {"RW_JOURNAL_CONSUMER", "RW_BACKGROUND_TASKS"}}))
     async with AsyncTestClient(app=create_app(msgspec.structs.replace(defaults, sql_pool_size=0))) as http:
         assert (await http.get("/ready")).status_code == 200
-        assert background_coroutines(http) == []
+        assert background_tasks(http) == ["rw-program-news"]
 
-    # The same check sees them when settings turn the in-process copies on.
+    # The same check sees them when settings turn the in-process copies on; expiry stays
+    # with the worker.
     both = msgspec.structs.replace(settings, journal_consumer=True, background_tasks=True)
     async with AsyncTestClient(app=create_app(both)) as http:
         assert (await http.get("/ready")).status_code == 200
-        assert background_coroutines(http) == ["JournalProjector.run", "run", "run_background"]
+        assert background_tasks(http) == ["rw-program-news", "rw-projector", "rw-sweep", "rw-webhooks"]

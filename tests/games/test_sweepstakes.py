@@ -438,7 +438,7 @@ async def test_tickets_bought_leave_the_budget_outstanding_figure(client) -> Non
 
 
 async def test_a_points_prize_is_paid_once_even_when_the_draw_is_retried_after_the_key_expired(client, redis) -> None:  # type: ignore[no-untyped-def]
-    from games.sweepstakes_tables import SweepstakesWinner
+    from games.sweepstakes.tables import SweepstakesWinner
     from wallet import keys
 
     program = await new_program(client)

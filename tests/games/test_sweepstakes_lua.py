@@ -1,4 +1,4 @@
-"""Property test of the entry function (games/sweepstakes.lua) on real Valkey, standalone
+"""Property test of the entry function (games/sweepstakes/sweepstakes.lua) on real Valkey, standalone
 and on a three-node cluster: whatever mix of paid entries, free entries, retries and a close
 happens, nobody holds more than the maximum, tickets are conserved (each participant's
 count, the running total and the entries file agree), and points are conserved (what
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, strategies as st
 from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-from games import sweepstakes
-from games import sweepstakes_keys as swkeys
+from games.sweepstakes import entries
+from games.sweepstakes import keys as swkeys
 from games.fairness import entries_file, parse_entries_file
 from wallet import keys
 from wallet.errors import DomainError
@@ -55,11 +55,11 @@ class EntryMachine(RuleBasedStateMachine):
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def apply(self, person: str, count: int, free: bool, key: str) -> sweepstakes.Entered | None:
+    def apply(self, person: str, count: int, free: bool, key: str) -> entries.Entered | None:
         idem = Idem(key=keys.idempotency(self.program, "pt", key), fingerprint=f"{person}:{count}:{free}")
         try:
-            return self.run(sweepstakes.enter(self.store, self.program, self.sid, person, count, idem,
-                                              free_reason="mail-in" if free else None))
+            return self.run(entries.enter(self.store, self.program, self.sid, person, count, idem,
+                                          free_reason="mail-in" if free else None))
         except DomainError:
             return None
 
@@ -93,10 +93,10 @@ class EntryMachine(RuleBasedStateMachine):
 
     @invariant()
     def tickets_and_points_are_conserved(self) -> None:
-        found = self.run(sweepstakes.read_tickets(self.client, self.program, self.sid))
+        found = self.run(entries.read_tickets(self.client, self.program, self.sid))
         held = {k.decode(): int(v) for k, v in found.items()}
         key = self.run(self.client.hget(swkeys.config(self.program, self.sid), "pidk")).decode()
-        assert {p: held.get(sweepstakes.public_id_of(key, p), 0) for p in PEOPLE} == self.tickets
+        assert {p: held.get(entries.public_id_of(key, p), 0) for p in PEOPLE} == self.tickets
         assert max(self.tickets.values()) <= MAX
         raw = self.run(self.client.hmget(swkeys.config(self.program, self.sid), "tickets", "entrants"))
         assert (int(raw[0] or 0), int(raw[1] or 0)) == (sum(self.tickets.values()),
@@ -106,7 +106,7 @@ class EntryMachine(RuleBasedStateMachine):
         spent = sum(START - a for a in self.available.values())
         assert sum(b["spent"] for b in balances.values()) == spent
         assert self.run(self.store.program_accounts(self.program)).get("sweepstakes", 0) == spent
-        body, total, entrants = sweepstakes.entries_file_of_tickets(found)
+        body, total, entrants = entries.entries_file_of_tickets(found)
         assert body == entries_file(held.items())
         assert sum(t for _, t in parse_entries_file(body)) == total == sum(self.tickets.values())
 
@@ -137,6 +137,6 @@ def test_entries_never_pass_the_maximum_and_conserve_tickets_and_points(mode: st
                        st.integers(0, 2**20), max_size=300))
 def test_the_fast_entries_file_is_byte_for_byte_the_canonical_one(tickets: dict[str, int]) -> None:
     found = {k.encode(): str(v).encode() for k, v in tickets.items()}
-    body, total, entrants = sweepstakes.entries_file_of_tickets(found)
+    body, total, entrants = entries.entries_file_of_tickets(found)
     assert body == entries_file(tickets.items())
     assert (total, entrants) == (sum(tickets.values()), sum(1 for v in tickets.values() if v))
