@@ -34,7 +34,8 @@ from fulfillment.sealing import Sealer
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
-from wallet.store import WalletStore, connect
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
 
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
@@ -79,7 +80,7 @@ def create_app(settings: Settings) -> Litestar:
 
         engine = engine_finder()
         # An app owns the pool it starts, and only that one: another app on the same loop uses
-        # the running pool and leaves it open when it stops (wallet/postgres_pool.py: a pool
+        # the running pool and leaves it open when it stops (kernel/postgres_pool.py: a pool
         # per event loop).
         pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0 and engine.pool is None
         if pooled:
@@ -130,7 +131,7 @@ def create_app(settings: Settings) -> Litestar:
 
     async def shutdown(stop: asyncio.Event, running: asyncio.Task[None] | None, client: Any, engine: Any,
                        pooled: bool) -> None:
-        from wallet.sqlite_pool import PooledSQLiteEngine
+        from kernel.sqlite_pool import PooledSQLiteEngine
 
         # uvicorn runs this after the in-flight requests have finished (or its graceful
         # timeout passed), so no request can journal anything after an in-process drain.

@@ -133,7 +133,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # (the same use cases and answers: for comparison in bench/, or to rule the path out).
     lean_routes: bool = True
     # Function calls of concurrent requests sent to Redis as one pipeline per turn of the
-    # event loop (wallet/coalesce.py; a single server only). Off: one write per call.
+    # event loop (kernel/coalesce.py; a single server only). Off: one write per call.
     redis_coalesce: bool = True
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False

@@ -31,8 +31,8 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from programs.feed import FeedEntry, publish
-from wallet.ids import new_id
-from wallet.sqlite_pool import PooledSQLiteEngine
+from kernel.ids import new_id
+from kernel.sqlite_pool import PooledSQLiteEngine
 
 
 class NewOrder(msgspec.Struct, frozen=True):

@@ -31,13 +31,15 @@ from programs import standings
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from wallet import accounts, keys
-from wallet.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
-from wallet.errors import ProgramSuspended
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.pages import decode_cursor, next_cursor
-from wallet.replies import Reply, reply_text
-from wallet.store import Idem, WalletStore
+from kernel import keys as kernel_keys
+from kernel.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
+from kernel.errors import ProgramSuspended
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.pages import decode_cursor, next_cursor
+from kernel.replies import Reply, reply_text
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 from wallet.tables import LedgerEntry
 
 Status = Literal["open", "closed", "drawn"]
@@ -70,7 +72,7 @@ _ENTRY_ERRORS: dict[str, type[DomainError]] = {
     "limit_reached": LimitReached, "insufficient_points": InsufficientPoints, "not_found": NotFound,
     "conflict": Conflict, "idempotency_key_reused": IdempotencyKeyReused,
     "program_suspended": ProgramSuspended,
-    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (wallet/bounds.py)
+    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (kernel/money.py)
 }
 
 
@@ -503,7 +505,7 @@ async def enter(store: WalletStore, program_id: str, sweepstakes_id: str, partic
     kind = "sweepstakes_free_entry" if free else "sweepstakes_entry"
     meta = {"reason": free_reason if free else "sweepstakes entry", "sweepstakes_id": sweepstakes_id,
             "count": count, "public_id": public_id}
-    key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
+    key_list = [idem.key or kernel_keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                 keys.config(program_id), keys.wallet(program_id, participant_id), config,
                 swkeys.tickets(program_id, sweepstakes_id), swkeys.owners(program_id, sweepstakes_id)]
     args = [idem.fingerprint, store.ttl, new_id("tx"), participant_id, public_id, count, kind, sweepstakes_id,
@@ -744,7 +746,7 @@ async def _pay_points(store: WalletStore, program: ProgramView, row: dict[str, A
     tx = await _pinned_transaction(winner)
     if await _in_ledger(tx):
         return {SweepstakesWinner.transaction_id: tx}
-    idem = Idem(key=keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
+    idem = Idem(key=kernel_keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
     # The boards that count prizes (count_prizes) move in the grant's own call, once it applies.
     boards = await standings.grant_boards(program.id, winner["participant_id"], standings.UNKNOWN_TEAM, tx, _now(),
                                           prizes=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from wallet.moments import utc
+from kernel.clock import utc
 
 MAX_TOTAL_WEIGHT = 2**32
 

@@ -17,7 +17,7 @@ from programs import activities, earning, rulebook, standings
 from programs.programs import ProgramView, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Participant
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 from wallet.store import WalletStore
 
 

@@ -11,9 +11,9 @@ import msgspec
 from programs.participants import check_teams
 from programs.rules import RuleSpec, check_rule
 from programs.tables import EarningRule
-from wallet.errors import Conflict, Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
+from kernel.errors import Conflict, Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
 
 
 class RuleVersion(msgspec.Struct, frozen=True):

@@ -17,10 +17,11 @@ from api.settings import Settings
 from programs import activities, awards, budget, earning, rulebook
 from programs.programs import get_program
 from programs.rules import RuleSpec
-from wallet.errors import Invalid
-from wallet.pages import page_of
-from wallet.store import Idem, WalletStore
-from wallet.once import once
+from kernel.errors import Invalid
+from kernel.pages import page_of
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 

@@ -17,9 +17,10 @@ from api.settings import Settings
 from programs import funding
 from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
-from wallet.errors import NotConfigured
-from wallet.store import Idem, WalletStore
-from wallet.once import once
+from kernel.errors import NotConfigured
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 log = logging.getLogger("rw.funding")

@@ -19,9 +19,10 @@ from programs import standings
 from programs.participants import get_participant
 from wallet import accounts, ledger
 from wallet.accounts import Points, Reason
-from wallet.ids import new_id
-from wallet.store import GrantSpec, Idem, WalletStore
-from wallet.once import once
+from kernel.ids import new_id
+from wallet.store import GrantSpec, WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}

@@ -21,7 +21,7 @@ from games import sweepstakes
 from games.sweepstakes import Beacon, Count, Entered, Entry, SweepstakesSpec
 from programs.programs import get_program
 from wallet.accounts import Reason
-from wallet.store import Idem
+from kernel.idempotency import Idem
 
 Status = Annotated[str | None, Parameter(pattern="^(open|closed|drawn)$")]
 TAGS = ["sweepstakes"]
