@@ -1,9 +1,18 @@
-"""The games' Redis keys (sweepstakes' own: games/sweepstakes_keys.py). Every key
+"""The games' Redis keys (sweepstakes' own: games/sweepstakes_keys.py) and their part of the
+function library: the spin choice, sweepstakes entries, spins and seed pairs. Every key
 carries its program's hash tag (kernel/keys.py)."""
 
 from __future__ import annotations
 
 from kernel.keys import tag
+from kernel.lua_library import LuaPart
+
+LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes.lua", "spins.lua", "seeds.lua"),
+                   uses=frozenset({
+                       "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal",
+                       "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
+                       "missing_wallet", "move_refusal", "register_gateable", "suspension", "to_json",
+                       "too_large", "wallet_account"}))
 
 
 def campaign(program_id: str, campaign_id: str) -> str:

@@ -5,22 +5,14 @@ request's carried gate all see. The ledger's operations over it: wallet/store.py
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from kernel.cluster import FunctionRoutingCluster
 from kernel.coalesce import Coalescer
-from kernel.gated import CARRIED, GATEABLE
-
-# Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
-# one library, so the games' functions are parts of the wallet's library and every process
-# loads the same text: loading a library replaces all of it.
-LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes.lua"),
-                 ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"),
-                 ("programs", "leaderboard_upgrade.lua"), ("programs", "leaderboard_score.lua"))
-LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)
+from kernel.gated import CARRIED
+from kernel.lua_library import library
 
 Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
 
@@ -38,14 +30,15 @@ class FunctionStore:
         self.observe = observe
 
     async def load_functions(self) -> None:
-        """Registers the library (REPLACE: a newer build's functions win on restart)."""
-        await self.client.function_load(LIBRARY, replace=True)
+        """Registers the library (REPLACE: a newer build's functions win on restart). Raises
+        LuaLibraryError when a package's part does not keep to its declaration."""
+        await self.client.function_load(library().text, replace=True)
 
     async def fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
         """Calls one function of the library; every call passes here, so metrics see them all.
         The first gateable call of a request carries its gate (kernel/gated.py)."""
         carried = CARRIED.get()
-        if carried is not None and carried.open and name in GATEABLE:
+        if carried is not None and carried.open and name in library().gateable:
             reply: bytes = await carried.call(self.execute, name, key_list, args)
         else:
             reply = await self.execute("FCALL", name, len(key_list), *key_list, *args)

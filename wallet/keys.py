@@ -1,9 +1,15 @@
-"""The ledger's Redis keys.
+"""The ledger's Redis keys and its part of the function library (wallet/functions.lua).
 Every key carries its program's hash tag (kernel/keys.py)."""
 
 from __future__ import annotations
 
 from kernel.keys import tag
+from kernel.lua_library import LuaPart
+
+LUA_PART = LuaPart(package="wallet", files=("functions.lua",), uses=frozenset({
+    "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
+    "hincrby", "idem_check", "idem_store", "int_s", "journal", "missing_wallet", "move_refusal",
+    "register_gateable", "suspension", "to_json", "too_large", "wallet_account"}))
 
 
 def wallet(program_id: str, participant_id: str) -> str:
