@@ -100,7 +100,7 @@ def assemble(parts: Sequence[LuaPart], prelude: str | None = None, name: str = N
                 problems.append(f"{part.package}/{file} uses prelude helper(s) {', '.join(sorted(undeclared))} "
                                 f"that {where} does not declare")
             for other, theirs in owned.items():
-                crossing = used(text, theirs - owned[part.package]) if other != part.package else set()
+                crossing = used(text, theirs) if other != part.package else set()
                 if crossing:
                     problems.append(f"{part.package}/{file} uses {', '.join(sorted(crossing))} of {other}'s part; "
                                     "only the prelude is shared (move it there)")
