@@ -11,8 +11,8 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.base import Engine
-from wallet.postgres_pool import LoopPooledPostgresEngine
-from wallet.sqlite_pool import PooledSQLiteEngine
+from kernel.postgres_pool import LoopPooledPostgresEngine
+from kernel.sqlite_pool import PooledSQLiteEngine
 
 
 def engine_from_env() -> Engine:

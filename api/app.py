@@ -33,7 +33,8 @@ from api.settings import Settings
 from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
-from wallet.store import WalletStore, connect
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
 
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
@@ -117,11 +118,11 @@ async def open_sql(settings: Settings) -> Callable[[], Awaitable[None]]:
     from piccolo.engine import engine_finder
     from piccolo.engine.postgres import PostgresEngine
 
-    from wallet.sqlite_pool import PooledSQLiteEngine
+    from kernel.sqlite_pool import PooledSQLiteEngine
 
     engine = engine_finder()
     # An app owns the pool it starts, and only that one: another app on the same loop uses
-    # the running pool and leaves it open when it stops (wallet/postgres_pool.py: a pool
+    # the running pool and leaves it open when it stops (kernel/postgres_pool.py: a pool
     # per event loop).
     pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0 and engine.pool is None
     if pooled:

@@ -34,7 +34,7 @@ from programs import gate
 from programs.credentials import KeyRecord, load_key, secret_matches, split_key
 from programs.programs import ensure_active, suspended_error
 from wallet import keys
-from wallet.bounded_map import BoundedMap
+from kernel.bounded_map import BoundedMap
 from wallet.store import WalletStore
 
 PrincipalKind = Literal["operator", "admin", "partner", "participant"]
@@ -215,7 +215,7 @@ def _requires(*kinds: PrincipalKind):  # type: ignore[no-untyped-def]
 
 
 operator_only = _requires("operator")
-# Route opt for a handler whose first Redis call is a gateable operation (wallet/gated.py):
+# Route opt for a handler whose first Redis call is a gateable operation (kernel/gated.py):
 # its gate rides in that call, one round trip for the request. Not for a route guarded by
 # `active_program` (the operations refuse a suspended program themselves).
 CARRY_GATE = {"carry_gate": True}

@@ -152,7 +152,8 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
     from programs.participants import import_participants_csv, open_missing_wallets
     from programs.programs import get_program
     from programs.spreadsheet import read_file
-    from wallet.store import WalletStore, connect
+    from wallet.store import WalletStore
+    from kernel.redis_functions import connect
 
     settings, _ = _settings()
     text = read_file(args.file)
@@ -180,7 +181,7 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
     from catalog.changes import import_feed
     from programs.programs import get_program
     from programs.spreadsheet import read_file
-    from wallet.store import connect
+    from kernel.redis_functions import connect
 
     settings, _ = _settings()
     path = Path(args.file)
@@ -246,7 +247,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from programs.programs import list_program_ids
     from wallet.journal import DeadLetter, dead_letters
     from wallet.reconcile import reconcile_program
-    from wallet.store import connect
+    from kernel.redis_functions import connect
 
     settings, _ = _settings()
 
@@ -298,7 +299,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from programs.programs import get_program, list_program_ids, sync_status
     from programs.tables import Participant
     from wallet.reconcile import rebuild_program
-    from wallet.store import WalletStore, connect
+    from wallet.store import WalletStore
+    from kernel.redis_functions import connect
 
     settings, _ = _settings()
 
@@ -332,7 +334,8 @@ def cmd_expire(args: argparse.Namespace) -> int:
     from programs.expiry import sweep_all
     from api import projection
     from wallet.journal import JournalProjector
-    from wallet.store import WalletStore, connect
+    from wallet.store import WalletStore
+    from kernel.redis_functions import connect
 
     settings, _ = _settings()
 
@@ -472,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PICCOLO_CONF", "piccolo_conf")
     args = build_parser().parse_args(argv)
-    from wallet.errors import DomainError
+    from kernel.errors import DomainError
 
     try:
         code = args.func(args)

@@ -13,8 +13,10 @@ from programs.participants import NewParticipant, upsert_participant
 from programs.programs import NewProgram, create_program, find_program_by_name
 from programs.teams import NewTeam, create_team, list_teams
 from wallet import accounts
-from wallet.store import Idem, WalletStore, connect
-from wallet import keys
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
+from kernel.idempotency import Idem
+from kernel import keys as kernel_keys
 
 DEMO_PROGRAM = "ThermoPro Channel Rewards (demo)"
 
@@ -55,7 +57,7 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         )
         await wallets.open_wallet(program.id, jill.id)
         # A welcome grant, once: the idempotency key makes later runs replay it.
-        welcome = Idem(key=keys.idempotency(program.id, "admin", "demo-welcome"), fingerprint="demo-welcome")
+        welcome = Idem(key=kernel_keys.idempotency(program.id, "admin", "demo-welcome"), fingerprint="demo-welcome")
         await accounts.grant(wallets, program.id, jill.id, 500, "Welcome to ThermoPro Channel Rewards", welcome)
         admin_key = await _demo_admin_key(settings.data_path / "demo-admin-key", program.id)
         refresh = await sessions.start_session(program.id, jill.id, timedelta(days=settings.refresh_token_ttl_days))

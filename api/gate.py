@@ -29,7 +29,7 @@ from api.auth import Authenticator, Credential, Principal
 from api.limits import Headers, RateLimits, Windows, client_ip
 from programs import gate
 from wallet import keys
-from wallet.gated import CARRIED, CarriedGate, gate_reply
+from kernel.gated import CARRIED, CarriedGate, gate_reply
 
 access_log = logging.getLogger("rw.access")
 
@@ -179,7 +179,7 @@ class Gate:
 
         def carry_gate(redis: Any, credential: Credential, windows: Windows, address: str, scope: Scope,
                        added: Headers) -> CarriedGate:
-            """The gate for the handler's first gateable call (wallet/gated.py). Suspension is
+            """The gate for the handler's first gateable call (kernel/gated.py). Suspension is
             not read: the gateable operations refuse a suspended program themselves."""
             key_list, args = gate.gate_call(windows.names, windows.ttls, credential.check, credential.liveness,
                                             credential.generation, limits=[b.limit for b in windows.budgets])

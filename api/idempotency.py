@@ -4,7 +4,7 @@ The header is validated here and turned into an `Idem`: where the result is reco
 (per calling principal, under the program's hash tag) and the request's fingerprint
 (method, path and the body in canonical JSON, so whitespace or key order do not matter).
 
-Operations of several steps run through `wallet/once.py` with that `Idem`.
+Operations of several steps run through `kernel/idempotency.py` with that `Idem`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
 from api.auth import Principal
-from wallet import keys
-from wallet.store import Idem
+from kernel import keys as kernel_keys
+from kernel.idempotency import Idem
 
 HEADER = "Idempotency-Key"
 _VALID = re.compile(r"^[\x20-\x7e]{1,255}$")
@@ -57,7 +57,7 @@ def valid_header(value: str | None) -> str:
 
 def idem_for(principal: Principal, value: str, method: str, path: str, body: bytes) -> Idem:
     program = principal.program_id or "operator"
-    return Idem(key=keys.idempotency(program, principal.idempotency_scope, value),
+    return Idem(key=kernel_keys.idempotency(program, principal.idempotency_scope, value),
                 fingerprint=fingerprint(method, path, body))
 
 
@@ -80,7 +80,7 @@ async def provide_idem(
 def item_idem(principal: Principal, scope: str, item_key: str, body: bytes) -> Idem:
     """An idempotency record for one item of a batch, keyed by the item's own id."""
     program = principal.program_id or "operator"
-    return Idem(key=keys.idempotency(program, f"{principal.idempotency_scope}:{scope}", item_key),
+    return Idem(key=kernel_keys.idempotency(program, f"{principal.idempotency_scope}:{scope}", item_key),
                 fingerprint=hashlib.sha256(body).hexdigest())
 
 

@@ -37,7 +37,7 @@ from api.problems import exception_handlers
 from api.routes.me import wallet_of
 from api.routes.points import PointsRequest, deduct_points, grant_points
 from api.routes.spins import spin_for
-from wallet.store import Idem
+from kernel.idempotency import Idem
 
 SPINS_PREFIX = "/v1/me/campaigns/"
 SPINS_SUFFIX = "/spins"

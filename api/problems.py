@@ -28,7 +28,7 @@ from asyncpg.exceptions import DataError as PostgresDataError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from wallet.errors import DomainError
+from kernel.errors import DomainError
 
 log = logging.getLogger("rw.api")
 

@@ -134,7 +134,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # (the same use cases and answers: for comparison in bench/, or to rule the path out).
     lean_routes: bool = True
     # Function calls of concurrent requests sent to Redis as one pipeline per turn of the
-    # event loop (wallet/coalesce.py; a single server only). Off: one write per call.
+    # event loop (kernel/coalesce.py; a single server only). Off: one write per call.
     redis_coalesce: bool = True
     # Requests one API process works on at once; more answer 503 `unavailable` with
     # Retry-After at once instead of queueing past the phones' timeouts (api/admission.py).

@@ -17,8 +17,8 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.types import Empty
 
-from wallet.bounds import MAX_MOVE
-from wallet.errors import Invalid
+from kernel.money import MAX_MOVE
+from kernel.errors import Invalid
 
 _PAST_MOVE = f"Expected `int` <= {MAX_MOVE}"  # msgspec's words for Points past its `le`
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")

@@ -27,7 +27,8 @@ from api import background, projection
 from api.settings import Settings
 from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
-from wallet.store import WalletStore, connect
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
 
 log = logging.getLogger("rw.worker")
 

@@ -7,7 +7,7 @@ one Redis call and nothing else (no auth, no gate, no metrics, no log line).
 - `GET /v1/me/wallet`: one HMGET of a wallet hash.
 
 `FLOOR_REDIS_URL` names the server; `FLOOR_COALESCE=1` sends the calls of concurrent
-requests as one pipeline per loop turn (wallet/coalesce.py), as the API does by default.
+requests as one pipeline per loop turn (kernel/coalesce.py), as the API does by default.
 Issue #13 measured the plain floor at 0.37-0.46 x the bare POST and 0.40 x the bare GET.
 
     FLOOR_REDIS_URL=redis://... python -m uvicorn bench.floor_app:app_factory --factory --port 8002
@@ -25,7 +25,7 @@ from litestar import Litestar, Request, get, post
 
 from bench.bare_app import Accepted, Balance, Deduction, Wallet
 from bench.wallet import LEAST_LUA
-from wallet.coalesce import Coalescer
+from kernel.coalesce import Coalescer
 
 TAG = "{p:floor}"
 state: dict[str, Any] = {}

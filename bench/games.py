@@ -285,6 +285,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     import redis
 
     from wallet import keys
+    from games import keys as game_keys
 
     started_at = time.monotonic()
     notes: list[str] = []
@@ -379,7 +380,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     def nonces() -> int:
         pipe = sync_redis.pipeline(transaction=False)
         for pid in participants:
-            pipe.hget(keys.seed_pair(program_id, pid), "nonce")
+            pipe.hget(game_keys.seed_pair(program_id, pid), "nonce")
         return sum(int(v or 0) for v in pipe.execute())
 
     def load(target: Target, prefix: str, seconds: float, server_pid: int) -> LoadResult:

@@ -7,7 +7,7 @@ against the bare Litestar endpoint (bench/bare_app.py) measured between them:
   write per function call (RW_LEAN_ROUTES=0, RW_REDIS_COALESCE=0);
 - `lean`: the lean path (api/lean.py), one write per call (RW_REDIS_COALESCE=0);
 - `lean+coalesce`: the lean path, the calls of concurrent requests sent as one pipeline per
-  turn of the event loop (wallet/coalesce.py): the defaults.
+  turn of the event loop (kernel/coalesce.py): the defaults.
 
 and two floors (bench/floor_app.py: the bare endpoint making exactly one Redis call, the
 least Lua doing a grant's writes for the POST, one HMGET for the GET, on a Valkey of its

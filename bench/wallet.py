@@ -446,9 +446,9 @@ def drain_journal(redis_client: Any, stream: str, timeout: float = 180.0) -> tup
 
 def count_records(redis_client: Any, program_id: str, result: LoadResult, prefix: str) -> tuple[int, int]:
     """(idempotency records of this run's keys, of which answered 201) as written by rw_deduct."""
-    from wallet import keys
+    from kernel import keys as kernel_keys
 
-    names = [keys.idempotency(program_id, "admin", f"{prefix}-{t['tid']}-{n}")
+    names = [kernel_keys.idempotency(program_id, "admin", f"{prefix}-{t['tid']}-{n}")
              for t in result.threads for n in range(1, t["generated"] + 1)]
     found = ok = 0
     for start in range(0, len(names), 2000):
@@ -626,8 +626,11 @@ REDIS_KINDS = ("hincrby", "least", "grant", "deduct")
 async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, rounds: int,
                       time_limit: float) -> dict[str, Any]:
     from wallet import keys
-    from wallet.ids import new_id
-    from wallet.store import GrantSpec, Idem, WalletStore, connect
+    from kernel import keys as kernel_keys
+    from kernel.ids import new_id
+    from wallet.store import GrantSpec, WalletStore
+    from kernel.redis_functions import connect
+    from kernel.idempotency import Idem
 
     client = connect(url)
     store = WalletStore(client)
@@ -637,8 +640,8 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
     await store.open_wallet(program_id, participant)
     await client.function_load(LEAST_LUA, replace=True)
     least_wallet = keys.wallet(program_id, participant + "-least")
-    least_stream = f"{keys.tag(program_id)}:bench-journal"
-    counter_key = f"{keys.tag(program_id)}:counter"
+    least_stream = f"{kernel_keys.tag(program_id)}:bench-journal"
+    counter_key = f"{kernel_keys.tag(program_id)}:counter"
     builder = WalletStore(_Capture(), idempotency_ttl=store.ttl, coalesce=False)
     deadline = time.monotonic() + time_limit
     serial = 0
@@ -649,7 +652,7 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
         for _ in range(n):
             serial += 1
             value = f"bench-{kind}-{serial}"
-            spec = GrantSpec(idem=Idem(key=keys.idempotency(program_id, "admin", value),
+            spec = GrantSpec(idem=Idem(key=kernel_keys.idempotency(program_id, "admin", value),
                                        fingerprint=hashlib.sha256(value.encode()).hexdigest()),
                              tx=new_id("tx"), participant_id=participant, points=1,
                              kind="grant" if kind == "grant" else "deduction", metadata='{"reason":"bench"}')

@@ -19,7 +19,7 @@ from catalog.items import BrandSpec, ItemChanges, NewItem
 from catalog.tables import CatalogItem
 from programs.programs import Money, ProgramView
 from programs.spreadsheet import describe, read_sheet, text_problem, whole_number
-from wallet.errors import DomainError, Invalid
+from kernel.errors import DomainError, Invalid
 
 
 class RowError(msgspec.Struct, frozen=True):

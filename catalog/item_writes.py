@@ -21,9 +21,9 @@ from catalog.items import (
 from catalog.tables import Brand, CatalogItem
 from fulfillment.tables import Partner
 from programs.programs import ProgramView
-from wallet.bounds import MAX_MOVE
-from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
+from kernel.money import MAX_MOVE
+from kernel.errors import Invalid, NotFound
+from kernel.ids import new_id
 
 
 def _search_text(brand: BrandView, name: str) -> str:

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from wallet.bounds import MAX_MOVE
+from kernel.money import MAX_MOVE
 from catalog.pricing import max_face_value_within, min_face_value_from, points_for
 from catalog.tables import Brand, CatalogItem
 from programs.programs import Money, ProgramView
-from wallet import keys
-from wallet.errors import Invalid, NotFound
-from wallet.pages import decode_cursor, newest_first, next_cursor
+from catalog import keys as catalog_keys
+from kernel.errors import Invalid, NotFound
+from kernel.pages import decode_cursor, newest_first, next_cursor
 
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Url = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
@@ -118,12 +118,12 @@ def item_view(row: dict[str, Any], brand: BrandView, pricing: Pricing) -> ItemVi
 
 async def bump_version(client: Any, program_id: str) -> None:
     """Every catalog change moves the version, which the catalog's ETag is made from."""
-    await client.incr(keys.catalog_version(program_id))
+    await client.incr(catalog_keys.catalog_version(program_id))
 
 
 async def catalog_etag(client: Any, program_id: str, query: str) -> str:
     """From the catalog's version alone (a price change bumps it too), so a 304 needs no SQL."""
-    version = int(await client.get(keys.catalog_version(program_id)) or 0)
+    version = int(await client.get(catalog_keys.catalog_version(program_id)) or 0)
     digest = hashlib.sha256(f"{version}|{query}".encode()).hexdigest()
     return f'W/"{digest[:32]}"'
 

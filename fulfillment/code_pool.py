@@ -16,9 +16,9 @@ from fulfillment.partners import pool_partner
 from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
 from programs.spreadsheet import read_sheet
-from wallet.errors import NotFound
-from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
+from kernel.errors import NotFound
+from kernel.ids import new_id
+from kernel.pages import decode_cursor, next_cursor
 
 LOW_STOCK = 10
 CODE_COLUMNS = ("code", "pin", "url", "expires_at")

@@ -30,8 +30,8 @@ from piccolo.engine.postgres import PostgresEngine
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from programs.feed import FeedEntry, publish
-from wallet.ids import new_id
-from wallet.sqlite_pool import writing
+from kernel.ids import new_id
+from kernel.sqlite_pool import writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):

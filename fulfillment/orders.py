@@ -30,11 +30,13 @@ from fulfillment.tables import Order
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
 from programs.tables import Participant
-from wallet import accounts, keys
-from wallet.errors import Conflict, DomainError, Invalid, NotFound
-from wallet.pages import decode_cursor, next_cursor
-from wallet.store import Idem, WalletStore
-from wallet.moments import utc
+from wallet import accounts
+from kernel import keys as kernel_keys
+from kernel.errors import Conflict, DomainError, Invalid, NotFound
+from kernel.pages import decode_cursor, next_cursor
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
+from kernel.clock import utc
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -104,11 +106,11 @@ class PartnerOrder(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 def hold_idem(program_id: str, order_id: str) -> Idem:
-    return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:hold"), fingerprint="hold")
+    return Idem(key=kernel_keys.idempotency(program_id, "order", f"{order_id}:hold"), fingerprint="hold")
 
 
 def settle_idem(program_id: str, order_id: str, how: str) -> Idem:
-    return Idem(key=keys.idempotency(program_id, "order", f"{order_id}:settle"), fingerprint=how)
+    return Idem(key=kernel_keys.idempotency(program_id, "order", f"{order_id}:settle"), fingerprint=how)
 
 
 async def _names(item_ids: set[str]) -> dict[str, tuple[str, str, str, str]]:

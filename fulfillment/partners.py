@@ -16,10 +16,10 @@ from fulfillment.webhook_target import check_url
 from programs import gate
 from programs.credentials import issue_key
 from programs.tables import ApiKey
-from wallet.errors import Conflict, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.pages import newest_first
+from kernel.errors import Conflict, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.pages import newest_first
 
 WebhookUrl = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
 POOL_NAME = "Code pool (built-in)"

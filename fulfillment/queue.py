@@ -16,7 +16,7 @@ from typing import Any
 from piccolo.engine.postgres import PostgresEngine
 
 from fulfillment.tables import Order
-from wallet.ids import new_id
+from kernel.ids import new_id
 
 _CANDIDATES = """
     SELECT id FROM orders

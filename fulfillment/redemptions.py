@@ -35,9 +35,9 @@ from fulfillment.tables import Partner
 from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
-from wallet.errors import Conflict, DomainError
-from wallet.ids import new_id
-from wallet.moments import utc
+from kernel.errors import Conflict, DomainError
+from kernel.ids import new_id
+from kernel.clock import utc
 from wallet.store import WalletStore
 
 SOLD_OUT = "this gift card is out of stock; your points were returned"

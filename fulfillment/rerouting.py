@@ -20,7 +20,7 @@ from fulfillment.redemptions import dispatch
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner
 from programs.programs import ProgramView
-from wallet.errors import Conflict, NotFound
+from kernel.errors import Conflict, NotFound
 from wallet.store import WalletStore
 
 

@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from fulfillment.address_policy import host_refusal, parse, refusal
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 Lookup = Callable[[str, int], Awaitable[list[str]]]
 LOOKUP_SECONDS = 5.0

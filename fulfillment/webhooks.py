@@ -23,9 +23,9 @@ from fulfillment.orders import partner_views
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner, WebhookDelivery
 from fulfillment.webhook_target import Lookup, Refused, Unresolvable, pin, send, system_lookup
-from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
-from wallet.moments import utc
+from kernel.ids import new_id
+from kernel.pages import decode_cursor, next_cursor
+from kernel.clock import utc
 
 MAX_ATTEMPTS = 10
 log = logging.getLogger("rw.webhooks")

@@ -16,7 +16,8 @@ from games.wheel import ItemPrize, WheelSpec, open_at
 from programs.participants import ParticipantView
 from programs.programs import ProgramView
 from wallet import keys
-from wallet.pages import page_of
+from games import keys as game_keys
+from kernel.pages import page_of
 from wallet.store import WalletStore
 
 _decode_spec = msgspec.json.Decoder(WheelSpec).decode
@@ -74,7 +75,7 @@ async def playable(store: WalletStore, program: ProgramView, person: Participant
     day = local_day(program.timezone, now_ms)
     items = []
     for row, spec in page:
-        stock = await store.client.hgetall(keys.campaign(program.id, row["id"]))
+        stock = await store.client.hgetall(game_keys.campaign(program.id, row["id"]))
         in_stock = [not isinstance(s.prize, ItemPrize) or _int(stock.get(f"stock:{i}".encode())) > 0
                     for i, s in enumerate(spec.segments)]
         # The odds a spin has now: an item out of stock weighs 0 in the draw, as in rw_spin.
@@ -83,7 +84,7 @@ async def playable(store: WalletStore, program: ProgramView, person: Participant
             label=s.label, weight=s.weight, probability=s.weight / total if stocked and total else 0.0,
             prize=msgspec.to_builtins(s.prize), color=s.color, in_stock=stocked)
             for s, stocked in zip(spec.segments, in_stock)]
-        today = _int(await store.client.get(keys.spin_day(program.id, row["id"], person.id, day)))
+        today = _int(await store.client.get(game_keys.spin_day(program.id, row["id"], person.id, day)))
         cap = spec.max_spins_per_participant_per_day
         items.append(PlayableCampaign(
             id=row["id"], name=spec.name, description=spec.description, cost_points=spec.cost_points,
@@ -143,7 +144,7 @@ async def report(store: WalletStore, program_id: str, campaign_id: str) -> Campa
         way = by_payment.setdefault(p["paid_with"], {})
         way["spins"], way["cost"] = int(way.get("spins") or 0) + 1, int(way.get("cost") or 0) + p["cost_points"]
     spins = sum(int(r["spins"]) for r in by_payment.values())
-    config = await store.client.hgetall(keys.campaign(program_id, campaign_id))
+    config = await store.client.hgetall(game_keys.campaign(program_id, campaign_id))
     total = sum(s.weight for s in spec.segments)
     segments = []
     for i, s in enumerate(spec.segments):

@@ -23,13 +23,15 @@ from games.wheel import EntriesPrize, Economics, FreeSpinPrize, ItemPrize, Point
 from programs.participants import check_teams
 from programs.programs import ProgramView
 from programs.tables import Participant
-from wallet import keys
+from games import keys as game_keys
+from kernel import keys as kernel_keys
 from wallet.accounts import raise_for
-from wallet.errors import Conflict, Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.pages import decode_cursor, next_cursor
-from wallet.store import Idem, Leg, WalletStore
+from kernel.errors import Conflict, Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.pages import decode_cursor, next_cursor
+from wallet.store import Leg, WalletStore
+from kernel.idempotency import Idem
 
 Status = Literal["draft", "active", "paused", "ended"]
 _decode_spec = msgspec.json.Decoder(WheelSpec).decode
@@ -208,7 +210,7 @@ async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pri
     if first and spec.budget_points:
         # The record makes funding happen once even if two launches race; a refusal is not
         # kept, so launching again after the budget is funded can succeed.
-        idem = Idem(key=keys.idempotency(program.id, "campaign", f"{campaign_id}:fund"), fingerprint="fund")
+        idem = Idem(key=kernel_keys.idempotency(program.id, "campaign", f"{campaign_id}:fund"), fingerprint="fund")
         outcome = await store.transfer(
             program.id, new_id("tx"), "campaign_budget",
             [Leg("acct:budget", f"acct:pool:{campaign_id}", spec.budget_points, "b")], idem=idem,
@@ -221,7 +223,7 @@ async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pri
     if first:
         config.update({f"stock:{i}": str(s.prize.stock) for i, s in enumerate(spec.segments)
                        if isinstance(s.prize, ItemPrize)})
-    await store.client.hset(keys.campaign(program.id, campaign_id), mapping=config)
+    await store.client.hset(game_keys.campaign(program.id, campaign_id), mapping=config)
     if sealer is not None:
         active = await Participant.select(Participant.id).where(
             (Participant.program_id == program.id) & (Participant.status == "active")).run()
@@ -231,19 +233,19 @@ async def launch(store: WalletStore, program: ProgramView, campaign_id: str, pri
 
 async def pause(store: WalletStore, program: ProgramView, campaign_id: str, pricing: Pricing) -> CampaignView:
     row = await _set_status(program.id, campaign_id, "paused", ("active",))
-    await store.client.hset(keys.campaign(program.id, campaign_id), "status", "paused")
+    await store.client.hset(game_keys.campaign(program.id, campaign_id), "status", "paused")
     return await _view(row, pricing)
 
 
 async def end(store: WalletStore, program: ProgramView, campaign_id: str, pricing: Pricing) -> CampaignView:
     """Active or paused -> ended, for good; what is left of the prize pool returns to the budget."""
     row = await _set_status(program.id, campaign_id, "ended", ("draft", "active", "paused"))
-    await store.client.hset(keys.campaign(program.id, campaign_id), "status", "ended")
+    await store.client.hset(game_keys.campaign(program.id, campaign_id), "status", "ended")
     left = (await store.program_accounts(program.id)).get(f"pool:{campaign_id}", 0)
     if left > 0:
         await store.transfer(
             program.id, new_id("tx"), "campaign_budget_return",
             [Leg(f"acct:pool:{campaign_id}", "acct:budget", left, "0")],
-            idem=Idem(key=keys.idempotency(program.id, "campaign", f"{campaign_id}:return"), fingerprint="return"),
+            idem=Idem(key=kernel_keys.idempotency(program.id, "campaign", f"{campaign_id}:return"), fingerprint="return"),
             reference=campaign_id, metadata=msgspec.json.encode({"reason": "prize pool returned"}).decode())
     return await _view(row, pricing)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import httpx
 import msgspec
 
-from wallet.errors import Conflict, DomainError
+from kernel.errors import Conflict, DomainError
 
 
 class BeaconUnavailable(DomainError):

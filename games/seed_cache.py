@@ -21,7 +21,7 @@ from array import array
 
 from fulfillment.sealing import Sealer
 from games.fairness import spin_words
-from wallet.bounded_map import BoundedMap
+from kernel.bounded_map import BoundedMap
 
 # Words per nonce in the common case: one HMAC block (FAIRNESS.md); rw_spin asks for more
 # only when all of them are rejected.

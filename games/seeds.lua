@@ -1,4 +1,5 @@
---[[ Seed pairs (games/seeds.py): part of the wallet's function library (wallet/store.py).
+--[[ Seed pairs (games/seeds.py): in the games' part of the function library
+(games/keys.py LUA_PART).
 
 The pair in use is one hash, rw:{p:P}:seed:<participant>: pair (its id), sealed (the
 server seed sealed with the settings' key: Lua never needs it, FAIRNESS.md "Inside

@@ -30,10 +30,10 @@ from msgspec import Meta
 from fulfillment.sealing import Sealer
 from games.fairness import new_client_seed, new_server_seed, server_seed_hash
 from games.tables import SeedPair
-from wallet import keys
-from wallet.errors import Invalid, Unavailable
-from wallet.ids import new_id
-from wallet.replies import Reply, reply_text
+from games import keys as game_keys
+from kernel.errors import Invalid, Unavailable
+from kernel.ids import new_id
+from kernel.replies import Reply, reply_text
 from wallet.store import WalletStore
 
 ClientSeed = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
@@ -83,7 +83,7 @@ _decode_swapped = msgspec.json.Decoder(_Swapped).decode
 
 def retired_key(program_id: str, participant_id: str) -> str:
     """Retired pairs not yet revealed in SQL (pair id -> final nonce), under the same tag."""
-    return keys.seed_pair(program_id, participant_id) + ":retired"
+    return game_keys.seed_pair(program_id, participant_id) + ":retired"
 
 
 def server_seed_of(sealer: Sealer, pair: dict[str, str]) -> str:
@@ -95,7 +95,7 @@ def server_seed_of(sealer: Sealer, pair: dict[str, str]) -> str:
 
 
 async def read_pair(store: WalletStore, program_id: str, participant_id: str) -> dict[str, str]:
-    raw = await store.client.hgetall(keys.seed_pair(program_id, participant_id))
+    raw = await store.client.hgetall(game_keys.seed_pair(program_id, participant_id))
     return {reply_text(k): reply_text(v) for k, v in raw.items()}
 
 
@@ -103,7 +103,7 @@ async def seal_legacy(store: WalletStore, sealer: Sealer, program_id: str, parti
                       pair: dict[str, str]) -> None:
     """Seals in place the clear seed of a pair committed by an earlier version."""
     if "server_seed" in pair and "sealed" not in pair and "pair" in pair:
-        await store.fcall("rw_seed_seal", [keys.seed_pair(program_id, participant_id)],
+        await store.fcall("rw_seed_seal", [game_keys.seed_pair(program_id, participant_id)],
                           [pair["pair"], sealer.seal(pair["server_seed"])])
 
 
@@ -119,7 +119,7 @@ async def _commit(store: WalletStore, sealer: Sealer, program_id: str, participa
                                    client_seed=client_seed or likely_client_seed, status="pending",
                                    created_at=datetime.now(timezone.utc))).run()
     swapped = _decode_swapped(await store.fcall(
-        "rw_seed_swap", [keys.seed_pair(program_id, participant_id), retired_key(program_id, participant_id)],
+        "rw_seed_swap", [game_keys.seed_pair(program_id, participant_id), retired_key(program_id, participant_id)],
         [expected, pair_id, sealed, digest, client_seed]))
     if not swapped.ok:
         await SeedPair.delete().where(SeedPair.id == pair_id).run()
@@ -163,7 +163,7 @@ async def commit_ahead(store: WalletStore, sealer: Sealer, program_id: str, part
     committed = 0
     for start in range(0, len(participant_ids), chunk):
         ids = participant_ids[start:start + chunk]
-        present = await asyncio.gather(*[store.execute("EXISTS", keys.seed_pair(program_id, p)) for p in ids])
+        present = await asyncio.gather(*[store.execute("EXISTS", game_keys.seed_pair(program_id, p)) for p in ids])
         missing = [p for p, exists in zip(ids, present) if not exists]
         if not missing:
             continue
@@ -177,7 +177,7 @@ async def commit_ahead(store: WalletStore, sealer: Sealer, program_id: str, part
         await SeedPair.insert(*pairs).run()
         # "": only where there is still no pair (a spin may have committed one meanwhile).
         replies = await asyncio.gather(*[store.fcall(
-            "rw_seed_swap", [keys.seed_pair(program_id, pair.participant_id),
+            "rw_seed_swap", [game_keys.seed_pair(program_id, pair.participant_id),
                              retired_key(program_id, pair.participant_id)],
             ["", pair.id, pair.server_seed, pair.server_seed_hash, pair.client_seed]) for pair in pairs])
         won = [pair.id for pair, reply in zip(pairs, replies) if _decode_swapped(reply).ok]

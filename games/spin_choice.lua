@@ -1,8 +1,8 @@
 --[[ rw-fair-1 `below` and the segment choice (FAIRNESS.md), on 32-bit words that Python
 computed from the spin's HMAC stream (Redis Lua has no SHA-256). The same answers as
 games.fairness.choose_segment; tests/games/test_spin_choice_lua.py holds them together,
-running this text with games/spin_choice_eval.lua as a script. In production it is a part
-of the wallet's function library (wallet/store.py), where rw_spin calls rw_choose.
+running this text with games/spin_choice_eval.lua as a script. In production it opens the
+games' part of the function library (games/keys.py LUA_PART), where rw_spin calls rw_choose.
 
 Lua numbers are doubles, exact only up to 2^53, while w * n can reach 2^64: the product is
 formed from 16-bit limbs so that no intermediate exceeds 2^49.

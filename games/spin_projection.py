@@ -22,7 +22,7 @@ from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import get_program
 from wallet import keys
 from wallet.journal import BadEntry, JournalEntry, Rows, parse_entry
-from wallet.replies import reply_text
+from kernel.replies import reply_text
 
 log = logging.getLogger("rw.spins")
 

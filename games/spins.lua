@@ -1,5 +1,6 @@
---[[ Spins: part of the wallet's function library (wallet/store.py joins the texts), so the
-idempotency records, the journal and rw_choose (games/spin_choice.lua) are shared.
+--[[ Spins: in the games' part of the one function library (games/keys.py LUA_PART), after
+games/spin_choice.lua (rw_choose) and games/sweepstakes.lua (sw_refusal); the idempotency
+records, the journal and the replies are the kernel prelude's (kernel/prelude.lua).
 
 rw_spin: one spin of a spin-to-win campaign, in one atomic step: the campaign is active and
 within its dates, the participant is under the daily cap, the seed pair and nonce are the

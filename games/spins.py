@@ -43,15 +43,18 @@ from programs.participants import get_participant
 from programs.programs import ProgramView
 from programs.standings import prize_scoring
 from wallet import keys
+from games import keys as game_keys
+from kernel import keys as kernel_keys
 from wallet.accounts import Balance, raise_for
-from wallet.bounded_map import BoundedMap
-from wallet.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
-from wallet.ids import new_id
+from kernel.bounded_map import BoundedMap
+from kernel.errors import DomainError, IdempotencyKeyInFlight, Refused, Unavailable
+from kernel.ids import new_id
 from wallet.journal import JournalEntry, write_batch
-from wallet.moments import utc
-from wallet.pages import decode_cursor, next_cursor
-from wallet.replies import Reply, reply_text
-from wallet.store import NO_BOARDS, Boards, Idem, Leg, Outcome, WalletStore
+from kernel.clock import utc
+from kernel.pages import decode_cursor, next_cursor
+from kernel.replies import Reply, reply_text
+from wallet.store import NO_BOARDS, Boards, Leg, Outcome, WalletStore
+from kernel.idempotency import Idem
 
 ALGORITHM = "rw-fair-1"
 # A spin that loses the race for the nonce retries with the words for this many nonces at
@@ -187,7 +190,7 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
         return view, bool(outcome.replayed)
     # An item prize places an order: a replay arriving while the first request is still
     # placing it waits its turn rather than racing it to a second code.
-    lock = f"{keys.tag(program.id)}:spin-order:{outcome.tx}"
+    lock = f"{kernel_keys.tag(program.id)}:spin-order:{outcome.tx}"
     if not await client.set(lock, "1", nx=True, px=30_000):
         raise IdempotencyKeyInFlight("this spin's prize is still being ordered; retry shortly")
     try:
@@ -222,7 +225,7 @@ async def _refuse_unlaunched(program_id: str, campaign_id: str) -> None:
 async def _launched_rules(client: Any, program_id: str, campaign_id: str) -> _Rules:
     rules = _RULES.get((program_id, campaign_id))
     if rules is None:
-        status, eligibility, segments = await client.hmget(keys.campaign(program_id, campaign_id), "status",
+        status, eligibility, segments = await client.hmget(game_keys.campaign(program_id, campaign_id), "status",
                                                           "eligibility", "segments")
         if status is None:  # never launched (a draft) or unknown
             await _refuse_unlaunched(program_id, campaign_id)
@@ -268,7 +271,7 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
 
     `boards_for` answers, for the spin's id and moment, the leaderboards a points prize moves
     in the same call (programs/standings.py prize_scoring); None moves none."""
-    seed_key = keys.seed_pair(program_id, participant_id)
+    seed_key = game_keys.seed_pair(program_id, participant_id)
     cached = cache.get(program_id, participant_id) or await _load_pair(store, sealer, cache, program_id, participant_id)
     count, window = WORDS_PER_NONCE, cached.window  # words per nonce; nonces covered
     for attempt in range(_SPIN_ATTEMPTS):
@@ -277,10 +280,10 @@ async def draw_spin(store: WalletStore, sealer: Sealer, program_id: str, zone: s
         words = cached.words_for(sealer, first, window, count)
         tx = new_id("spn")
         boards = boards_for(tx, datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)) if boards_for else NO_BOARDS
-        key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
+        key_list = [idem.key or kernel_keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                     keys.config(program_id), keys.wallet(program_id, participant_id),
-                    keys.campaign(program_id, campaign_id), seed_key,
-                    keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0],
+                    game_keys.campaign(program_id, campaign_id), seed_key,
+                    game_keys.spin_day(program_id, campaign_id, participant_id, local_day(zone, now_ms)), *extras[0],
                     *boards.keys]
         args = [idem.fingerprint, store.ttl, tx, participant_id, campaign_id, cached.pair, first, now_ms,
                 count, window, *words, *extras[1], *boards.args]
@@ -371,7 +374,7 @@ async def _prize_in_points(store: WalletStore, program: ProgramView, participant
     reason = f"{label} was not available: {value:,} {program.point_name} instead"
     outcome = await store.transfer(
         program.id, new_id("tx"), "prize_substitute", [Leg("acct:prizes", "w1:available", value, "-")],
-        idem=Idem(key=keys.idempotency(program.id, "prize-substitute", order_id), fingerprint="prize-substitute"),
+        idem=Idem(key=kernel_keys.idempotency(program.id, "prize-substitute", order_id), fingerprint="prize-substitute"),
         wallets=[participant_id], participant_id=participant_id, reference=order_id,
         metadata=msgspec.json.encode({"reason": reason}).decode(), lifetime="earn")
     if outcome.ok and not outcome.replayed:
@@ -455,10 +458,10 @@ async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: Progr
     for row in await Spin.raw(_UNORDERED, program.id, since, until).run():
         spec = await launched_spec(program.id, row["campaign_id"])
         segment = spec.segments[row["segment_index"]]
-        substitute = keys.idempotency(program.id, "prize-substitute", row["order_id"])
+        substitute = kernel_keys.idempotency(program.id, "prize-substitute", row["order_id"])
         if not isinstance(segment.prize, ItemPrize) or await store.client.exists(substitute):
             continue  # paid in points already (its ledger entry not projected yet)
-        lock = f"{keys.tag(program.id)}:spin-order:{row['id']}"
+        lock = f"{kernel_keys.tag(program.id)}:spin-order:{row['id']}"
         if not await store.client.set(lock, "1", nx=True, px=30_000):
             continue  # its request is placing it now
         try:

@@ -11,7 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from programs.rules import Audience
-from wallet.moments import utc
+from kernel.clock import utc
 
 MAX_TOTAL_WEIGHT = 2**32
 

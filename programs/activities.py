@@ -9,11 +9,11 @@ import msgspec
 from msgspec import Meta
 
 from programs.rules import ActivityFacts, TypeName
-from wallet.moments import utc
+from kernel.clock import utc
 from programs.tables import Activity, ActivityType, Participant
-from wallet.errors import Conflict
-from wallet.ids import new_id
-from wallet.pages import page_of
+from kernel.errors import Conflict
+from kernel.ids import new_id
+from kernel.pages import page_of
 
 # Built-in types and the attributes each needs.
 BUILTIN_TYPES: dict[str, tuple[str, ...]] = {

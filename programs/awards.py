@@ -17,9 +17,10 @@ from programs import activities, earning, rulebook, standings
 from programs.programs import ProgramView, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Participant
-from wallet.errors import Invalid
-from wallet.once import once
-from wallet.store import Idem, WalletStore
+from kernel.errors import Invalid
+from kernel.idempotency import once
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 
 class ActivityResult(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -20,10 +20,10 @@ from programs.feed import FeedEntry, publish
 from programs.programs import Money, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Claim, Participant
-from wallet.errors import Conflict, Invalid, NotFound
-from wallet.ids import new_id
-from wallet.pages import newest_first
-from wallet.moments import utc
+from kernel.errors import Conflict, Invalid, NotFound
+from kernel.ids import new_id
+from kernel.pages import newest_first
+from kernel.clock import utc
 from wallet.store import WalletStore
 
 

@@ -15,9 +15,9 @@ from typing import Literal
 import msgspec
 
 from programs.tables import ApiKey
-from wallet.errors import NotFound
-from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
+from kernel.errors import NotFound
+from kernel.ids import new_id
+from kernel.pages import decode_cursor, next_cursor
 
 KeyKind = Literal["admin", "partner"]
 KEY_PREFIX = "rwk."

@@ -32,12 +32,14 @@ from programs.rules import (
     plan_award,
 )
 from programs.tables import Activity, Award, Participant
-from wallet import keys
+from programs import keys as program_keys
+from kernel import keys as kernel_keys
 from wallet.accounts import raise_for
-from wallet.errors import Invalid
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.store import NO_BOARDS, Boards, GrantSpec, Idem, Outcome, WalletStore
+from kernel.errors import Invalid
+from kernel.ids import new_id
+from kernel.clock import utc
+from wallet.store import NO_BOARDS, Boards, GrantSpec, Outcome, WalletStore
+from kernel.idempotency import Idem
 
 log = logging.getLogger("rw.earning")
 
@@ -204,7 +206,7 @@ async def evaluate(
                 spec = rule.spec
                 cap_key, cap_limit = "", None
                 if spec.cap is not None:
-                    cap_key = keys.cap(program.id, rule.rule_id, share.participant_id,
+                    cap_key = program_keys.cap(program.id, rule.rule_id, share.participant_id,
                                        period_key(spec.cap.period, activity.occurred_at, program.timezone))
                     cap_limit = spec.cap.points
                 metadata = {"reason": spec.name, "rule_id": rule.rule_id, "rule_version": rule.version,
@@ -213,7 +215,7 @@ async def evaluate(
                 tx = new_id("tx")
                 person = facts.person(share.participant_id)
                 grants.append(GrantSpec(
-                    idem=Idem(key=keys.idempotency(program.id, "award",
+                    idem=Idem(key=kernel_keys.idempotency(program.id, "award",
                                                    award_key(activity.id, rule.rule_id, share.participant_id)),
                               fingerprint="award"),
                     tx=tx, participant_id=share.participant_id, points=share.points, kind="award",
@@ -250,7 +252,7 @@ async def evaluate(
                           transaction_id=award.transaction_id, created_at=now))
         if points and outcome.tx and rule.spec.free_spins:
             await store.give_free_spins(program.id, participant_id, rule.spec.free_spins, Idem(
-                key=keys.idempotency(program.id, "award-spins", award_key(activity.id, rule.rule_id, participant_id)),
+                key=kernel_keys.idempotency(program.id, "award-spins", award_key(activity.id, rule.rule_id, participant_id)),
                 fingerprint="award"))
         if points and outcome.tx:
             feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="award",

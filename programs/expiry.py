@@ -19,12 +19,13 @@ import msgspec
 
 from programs.feed import FeedEntry, points_text, publish
 from programs.programs import ProgramView
-from wallet import keys
-from wallet.store import Idem, Leg, WalletStore
-from wallet.bounds import in_moves
-from wallet.ids import new_id
+from kernel import keys as kernel_keys
+from wallet.store import Leg, WalletStore
+from kernel.idempotency import Idem
+from kernel.money import in_moves
+from kernel.ids import new_id
 from wallet.tables import LedgerEntry
-from wallet.moments import utc
+from kernel.clock import utc
 
 UPCOMING_WINDOW = timedelta(days=90)
 
@@ -141,7 +142,7 @@ async def sweep(store: WalletStore, program: ProgramView, months: int, now: date
         if points <= 0:
             continue
         newest = max(due, key=lambda lot: (lot.earned_at, lot.tx))
-        idem = Idem(key=keys.idempotency(program.id, "expiry", f"{participant_id}:{newest.tx}"), fingerprint="expiry")
+        idem = Idem(key=kernel_keys.idempotency(program.id, "expiry", f"{participant_id}:{newest.tx}"), fingerprint="expiry")
         outcome = await store.transfer(
             # Legs of at most 10^12 points each: the wallet functions refuse a larger leg.
             program.id, new_id("tx"), "expiry", [Leg("w1:available", "acct:expired", size) for size in in_moves(points)],

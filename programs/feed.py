@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 import msgspec
 
 from programs.tables import FeedItem
-from wallet.errors import Invalid
-from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
-from wallet.moments import utc
+from kernel.errors import Invalid
+from kernel.ids import new_id
+from kernel.pages import decode_cursor, next_cursor
+from kernel.clock import utc
 
 
 class FeedEntry(msgspec.Struct, frozen=True):

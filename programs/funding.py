@@ -18,15 +18,16 @@ from msgspec import Meta
 
 from programs.programs import Money, ProgramView, get_program
 from programs.tables import Funding, StripeEvent
-from wallet import keys
+from kernel import keys as kernel_keys
 from wallet.accounts import raise_for
-from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.bounds import MAX_BALANCE, check_move
-from wallet.pages import newest_first
-from wallet.once import once
-from wallet.store import Idem, Leg, WalletStore
+from kernel.errors import Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.money import MAX_BALANCE, check_move
+from kernel.pages import newest_first
+from kernel.idempotency import once
+from wallet.store import Leg, WalletStore
+from kernel.idempotency import Idem
 
 if TYPE_CHECKING:
     from programs.stripe_gateway import StripeGateway
@@ -146,7 +147,7 @@ async def _move(store: WalletStore, program_id: str, points: int, key: str, kind
     legs = [Leg("acct:world", "acct:budget", points, "-")] if into_budget else [
         Leg("acct:budget", "acct:world", points, "-")]
     outcome = await store.transfer(program_id, new_id("tx"), kind, legs,
-                                   idem=Idem(key=keys.idempotency(program_id, "funding", key), fingerprint=kind),
+                                   idem=Idem(key=kernel_keys.idempotency(program_id, "funding", key), fingerprint=kind),
                                    reference=reference, metadata=msgspec.json.encode({"reason": reason}).decode())
     raise_for(outcome)
     # Blocked while the budget is negative after money was taken back; funded again, unblocked.

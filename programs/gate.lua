@@ -1,4 +1,5 @@
---[[ The request gate (programs/gate.py): part of the wallet's function library (wallet/store.py).
+--[[ The request gate (programs/gate.py): in the programs' part of the function
+library (programs/keys.py LUA_PART).
 
 rw_gate: everything a request must pass before its handler runs, in one round trip: is the
 caller still let in (an API key not revoked, its partner not disabled; a participant's
@@ -26,7 +27,7 @@ before the caller is known to be let in and within its budgets, so a revoked key
 spent budget stops the write itself, on the very next request anywhere.
 KEYS: the gate's keys (as rw_gate's), then the operation's keys.
 ARGV: the gate's key count, the gate's argument count, the gate's arguments (as rw_gate's,
-      limits included), the operation's name (one of GATEABLE, wallet/functions.lua), then
+      limits included), the operation's name (one of GATEABLE, kernel/prelude.lua), then
       the operation's arguments.
 Answers {verdict, suspended, the operation's reply ("" when refused), count_1, ..., count_n};
 verdict 5: a budget is spent (its counter is counted, as rw_gate counts it, and the

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from wallet import keys
-from wallet.gated import gate_reply
+from kernel import keys as kernel_keys
+from kernel.gated import gate_reply
 
 Check = Literal["p", "k", "-"]
 
@@ -32,16 +32,16 @@ OVER_BUDGET = 5  # rw_gated only: a counter went past its limit, the operation d
 def key_marks(program_id: str, key_id: str) -> str:
     """An API key's `revoked` and `disabled` marks, under its program's hash tag so the gate
     reads them in the same call as the key's rate-limit counter."""
-    return f"{keys.tag(program_id)}:key:{key_id}"
+    return f"{kernel_keys.tag(program_id)}:key:{key_id}"
 
 
 def principal_counter(program_id: str, principal: str, budget: str, window: int, number: int) -> str:
     """A principal's rate-limit counter for one fixed window (its program's hash tag)."""
-    return f"{keys.tag(program_id)}:rl:{principal}:{budget}:{window}:{number}"
+    return f"{kernel_keys.tag(program_id)}:rl:{principal}:{budget}:{window}:{number}"
 
 
 def counter_pattern(program_id: str) -> str:
-    return f"{keys.tag(program_id)}:rl:*"
+    return f"{kernel_keys.tag(program_id)}:rl:*"
 
 
 class Passage(msgspec.Struct, frozen=True):

@@ -1,5 +1,5 @@
---[[ Leaderboard scoring (programs/standings.py): part of the wallet's function library
-(wallet/store.py), after leaderboard_upgrade.lua. Counts one event (a transaction's points,
+--[[ Leaderboard scoring (programs/standings.py): in the programs' part of the function
+library (programs/keys.py LUA_PART), after leaderboard_upgrade.lua. Counts one event (a transaction's points,
 an activity's weight) on every leaderboard it belongs to, once per board even when the
 event is recorded again or twice at the same time. All keys carry the program's hash tag,
 so one call is atomic on a Redis Cluster too.

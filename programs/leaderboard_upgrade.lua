@@ -1,7 +1,7 @@
 --[[ Moves one board period from the old encoding to the current one, once; a no-op when the
 old sorted set is gone. The old set (rw:{p:P}:lb:<board>:<period>) packed both into the
 score: points * 2^21 + tie-break, exact only below 2^32 points. Shared by
-leaderboard_score.lua (both are parts of the wallet's function library, this one first) and
+leaderboard_score.lua (both are in the programs' part of the function library, this one first) and
 the standings read (programs/standings.py, a script of its own).
 
 upgrade(old, new, index): for each old member, points = floor(score / 2^21) and the rest is

@@ -13,10 +13,10 @@ from msgspec import Meta
 from programs.sessions import revoke_participant_sessions
 from programs.spreadsheet import describe, read_sheet
 from programs.tables import Participant, Team
-from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
-from wallet.text_search import contains_any
-from wallet.pages import decode_cursor, next_cursor
+from kernel.errors import Invalid, NotFound
+from kernel.ids import new_id
+from kernel.text_search import contains_any
+from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
 
 ExternalId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]

@@ -14,9 +14,9 @@ from msgspec import Meta
 from programs.credentials import issue_key
 from programs.program_news import announce
 from programs.tables import Program
-from wallet.bounded_map import BoundedMap
-from wallet.errors import NotFound, ProgramSuspended
-from wallet.ids import new_id
+from kernel.bounded_map import BoundedMap
+from kernel.errors import NotFound, ProgramSuspended
+from kernel.ids import new_id
 from wallet.store import WalletStore
 
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -90,7 +90,7 @@ def check_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        from wallet.errors import Invalid
+        from kernel.errors import Invalid
 
         raise Invalid(f"unknown time zone {name!r}", field="timezone") from None
 

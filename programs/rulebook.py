@@ -12,10 +12,10 @@ from programs.activities import program_types
 from programs.participants import check_teams
 from programs.rules import RuleSpec, check_rule
 from programs.tables import EarningRule
-from wallet.errors import Conflict, Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.pages import page_of
+from kernel.errors import Conflict, Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.pages import page_of
 
 
 class RuleVersion(msgspec.Struct, frozen=True):

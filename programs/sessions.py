@@ -18,11 +18,11 @@ from fulfillment.sealing import Sealer
 from programs.credentials import hash_secret
 from programs.programs import ensure_active
 from programs.tables import Participant, RefreshToken
-from wallet import keys
-from wallet.errors import NotFound, Unauthenticated
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.replies import reply_text
+from kernel import keys as kernel_keys
+from kernel.errors import NotFound, Unauthenticated
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.replies import reply_text
 from wallet.store import WalletStore
 
 REFRESH_PREFIX = "rwr."
@@ -108,7 +108,7 @@ async def rotate(refresh_token: str, ttl: timedelta, store: WalletStore, sealer:
 
 
 def _successor_key(program_id: str, token_hash: str) -> str:
-    return f"{keys.tag(program_id)}:rt-next:{token_hash}"
+    return f"{kernel_keys.tag(program_id)}:rt-next:{token_hash}"
 
 
 async def _retry_or_revoke(store: WalletStore, sealer: Sealer, token_hash: str,

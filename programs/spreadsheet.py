@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 BOM = "\ufeff"
 # Python's own default: a cell longer than this is a broken file, not data.

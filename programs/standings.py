@@ -10,8 +10,8 @@ sweepstakes' points prize moves, the same way, only the boards created with `cou
 (`prize_scoring`, `grant_boards(..., prizes=True)`). Deductions, spends and redemptions move
 none. `record_points` and
 `record_activity` (the weighted "success tracking" score) add an event to every active
-board it belongs to in a call of their own. Both count through `leaderboard_score.lua`, a
-part of the wallet's function library, once per board even when the event is recorded
+board it belongs to in a call of their own. Both count through `leaderboard_score.lua`, in
+the programs' part of the function library, once per board even when the event is recorded
 again or twice at the same moment (a marker hash per event, kept `MARKER_TTL`).
 
 The score is the entry's points, exactly; the tie-break is in the sorted-set member,
@@ -21,13 +21,12 @@ entry's latest event, so of two equal point totals the one reached first ranks h
 periods up to 2^21 minutes (3.99 years), an hour for all time (counted from the program's
 creation: 239 years) and for longer custom periods; ticks past the range count as the last
 one. A double holds integers exactly up to 2^53, so an entry holds at most
-`MAX_POINTS` = 2^53 - 1 points, the most any balance may hold (wallet/bounds.py): the
+`MAX_POINTS` = 2^53 - 1 points, the most any balance may hold (kernel/money.py): the
 script caps a total there (a team's sum could pass it) and never goes below 0.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -39,13 +38,13 @@ from msgspec import Meta
 
 from programs.programs import get_program
 from programs.tables import Leaderboard, Participant, Team
-from wallet import keys
-from wallet.bounded_map import BoundedMap
-from wallet.bounds import MAX_BALANCE
-from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.pages import newest_first
+from kernel import keys as kernel_keys
+from kernel.bounded_map import BoundedMap
+from kernel.money import MAX_BALANCE
+from kernel.errors import Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.pages import newest_first
 from wallet.store import NO_BOARDS, Boards
 
 _UPGRADE = resources.files("programs").joinpath("leaderboard_upgrade.lua").read_text()
@@ -160,7 +159,7 @@ def _bounds(board: LeaderboardView, at: datetime, tz: str,
 
 def _board_key(program_id: str, board_id: str, period: str) -> str:
     # "lbs": scores are points, tie-breaks in members (the old "lb" sets packed both in the score)
-    return f"{keys.tag(program_id)}:lbs:{board_id}:{period}"
+    return f"{kernel_keys.tag(program_id)}:lbs:{board_id}:{period}"
 
 
 def _index_key(board_key: str) -> str:
@@ -170,7 +169,7 @@ def _index_key(board_key: str) -> str:
 def _old_key(program_id: str, board_id: str, period: str) -> str:
     """The period's sorted set in the old encoding (points * 2^21 + tie-break in the score),
     moved to the current one on first use (leaderboard_upgrade.lua)."""
-    return f"{keys.tag(program_id)}:lb:{board_id}:{period}"
+    return f"{kernel_keys.tag(program_id)}:lb:{board_id}:{period}"
 
 
 def _member_id(encoded: Any) -> str:
@@ -252,7 +251,7 @@ _upgrade_script: Any = None  # redis' AsyncScript: EVALSHA, loading the script w
 
 
 def _marker(program_id: str, event: str) -> str:
-    return f"{keys.tag(program_id)}:lbm:{event}"
+    return f"{kernel_keys.tag(program_id)}:lbm:{event}"
 
 
 def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at: datetime, tz: str,

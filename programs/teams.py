@@ -10,9 +10,9 @@ from msgspec import Meta
 
 from programs.participants import ParticipantPage, list_participants
 from programs.tables import Team
-from wallet.errors import Conflict, NotFound
-from wallet.ids import new_id
-from wallet.pages import decode_cursor, next_cursor
+from kernel.errors import Conflict, NotFound
+from kernel.ids import new_id
+from kernel.pages import decode_cursor, next_cursor
 
 
 class NewTeam(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -200,7 +200,7 @@ def settings(app_redis_url: str, stripe_api_base: str):  # type: ignore[no-untyp
         os.environ["RW_REDIS_CLUSTER"] = "true"
     resolved, _ = resolve_secrets(load_settings())
     # The in-process app runs on the test client's own loop and tests query SQL from theirs:
-    # on Postgres the app keeps a small pool on its loop (wallet/postgres_pool.py; a
+    # on Postgres the app keeps a small pool on its loop (kernel/postgres_pool.py; a
     # connection per query had the Postgres pass forking a backend per query) and the tests'
     # own queries connect per query. Live servers (subprocesses) have their own pools.
     # The app under test runs the journal projector in process (api/background.py's task):
@@ -233,7 +233,7 @@ async def client(settings, migrated) -> AsyncIterator["AsyncTestClient"]:  # typ
 
 @pytest.fixture(scope="session")
 async def redis(settings):  # type: ignore[no-untyped-def]
-    from wallet.store import connect
+    from kernel.redis_functions import connect
 
     connection = connect(settings.redis_url, cluster=settings.redis_cluster)
     yield connection
@@ -339,7 +339,8 @@ def valkey_cluster_url() -> Iterator[str]:
 @pytest.fixture(params=["standalone", "cluster"])
 async def wallet_store(request, settings, migrated):  # type: ignore[no-untyped-def]
     """A WalletStore on a single Valkey and on a three-node Valkey cluster."""
-    from wallet.store import WalletStore, connect
+    from wallet.store import WalletStore
+    from kernel.redis_functions import connect
 
     if request.param == "cluster":
         client = connect(request.getfixturevalue("valkey_cluster_url"), cluster=True)

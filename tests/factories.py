@@ -177,8 +177,8 @@ async def fill_wallet(redis: Any, program_id: str, participant_id: str, points: 
     """Funds the program from `world` and grants `points` to one wallet, through the real
     wallet function, in legs of at most 10^12 points: the way to reach balances near 2^53
     without thousands of requests. Journalled like any transaction, so the ledger agrees."""
-    from wallet.bounds import MAX_MOVE
-    from wallet.ids import new_id
+    from kernel.money import MAX_MOVE
+    from kernel.ids import new_id
     from wallet.store import Leg, WalletStore
 
     sizes = [MAX_MOVE] * (points // MAX_MOVE) + ([points % MAX_MOVE] if points % MAX_MOVE else [])

@@ -12,8 +12,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from wallet.bounds import Points as Points  # re-exported: routes import it from here
-from wallet.errors import (
+from kernel.errors import (
     BudgetExhausted,
     Conflict,
     DomainError,
@@ -24,8 +23,9 @@ from wallet.errors import (
     ProgramSuspended,
     Refused,
 )
-from wallet.ids import new_id
-from wallet.store import NO_BOARDS, Boards, GrantSpec, Idem, Outcome, WalletStore
+from kernel.ids import new_id
+from wallet.store import NO_BOARDS, Boards, GrantSpec, Outcome, WalletStore
+from kernel.idempotency import Idem
 
 Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 

@@ -1,8 +1,9 @@
-#!lua name=rw_wallet
 --[[
-Wallet functions: every balance change is one atomic call.
+The ledger's part of the one Redis function library (kernel/lua_library.py assembles it
+after the kernel prelude, kernel/prelude.lua, whose helpers it declares in wallet/keys.py
+LUA_PART): every balance change is one atomic call.
 
-Key layout (all keys of a program share the hash tag {p:<program_id>}):
+Key layout (all keys of a program share the hash tag {p:<program_id>}; wallet/keys.py):
   rw:{p:P}:w:<participant>  hash  available, held, earned, spent; open (enrolled),
                                   inactive ("1" once deactivated: its tokens stop working)
   rw:{p:P}:acct             hash  program accounts: budget, world, redeemed, expired, pool:<c> ...
@@ -10,204 +11,10 @@ Key layout (all keys of a program share the hash tag {p:<program_id>}):
                                   blocked ("1" refuses every grant: a refund left the budget short),
                                   suspended ("1": the operator suspended the program, see suspension)
   rw:{p:P}:hold:<hold id>   hash  participant, points, state (held|captured|voided), tx
-  rw:{p:P}:journal          stream, one entry per transaction
-  rw:{p:P}:idem:<scope>:<h> string, JSON {fp, r} (result) or {fp, inflight} (wrapper's marker)
+  rw:{p:P}:journal          stream, one entry per transaction (the prelude's journal)
 
-Accounts in journal legs: "budget", "world", "redeemed", "expired", ... for program
-accounts; "available:<participant>" and "held:<participant>" for wallets. Points only
-move between two accounts, so the sum of all accounts of a program is always zero
-("world" is where funding comes from and goes negative by what was paid in).
-
-Every function answers one typed JSON document, and never an HTTP status (the API alone
-picks that, from the code: api/problems.py):
-  {"ok": true, "tx": ..., "participant": ..., "points": ..., "available": ..., "held": ...}
-  {"ok": false, "code": "insufficient_points", "detail": ...}
-  with "replayed": 1 added when an idempotency record answered instead. Records written
-  before this shape hold {"s": <status>, ...}; wallet/store.py reads both.
-Failures a retry would repeat (insufficient points, budget) are stored like successes,
-so a retried request answers what the first one did.
-
-Bounds (CONTRACT.md, v1 additions): one operation moves at most 10^12 points, and no
-balance, lifetime counter or program account (the negative world and budget included)
-goes past 2^53 - 1 in size, the largest integer a Lua number (a double) holds exactly.
-Every function checks the would-be values before it writes anything and refuses with
-"validation_error". Every number it writes out (journal, reply, idempotency record,
-command argument) goes through string.format("%d"): tostring and cjson keep only 14
-significant digits ("1e+14").
+Replies, idempotency records and bounds: as the prelude describes them.
 ]]
-
--- The functions a request's gate may be carried into (rw_gated, programs/gate.lua), by name.
--- The library is one chunk, so the later parts (games/spins.lua) add theirs here too.
-local GATEABLE = {}
-local function register_gateable(name, fn)
-  GATEABLE[name] = fn
-  redis.register_function(name, fn)
-end
-
--- Leaderboard scoring, filled in by a later part of the chunk (programs/leaderboard_score.lua):
--- BOARDS.grant(section, points) counts a grant on the boards it carries, in its own call.
-local BOARDS = {}
-
-local MAX_MOVE = 1000000000000        -- 10^12
-local MAX_BALANCE = 9007199254740991  -- 2^53 - 1
-
--- An integer as decimal digits, exactly (never "1e+14").
-local function int_s(n)
-  return string.format("%d", n)
-end
-
-local function is_array(t)
-  local n = #t
-  if n == 0 then return false end
-  local count = 0
-  for _ in pairs(t) do count = count + 1 end
-  return count == n
-end
-
--- JSON like cjson.encode, but integers are written with %d (cjson writes 1e+14).
--- An empty table is an object, as cjson writes it.
-local function to_json(v)
-  if v == nil or v == cjson.null then return "null" end
-  local t = type(v)
-  if t == "number" then
-    if v == math.floor(v) and v > -1e18 and v < 1e18 then return int_s(v) end
-    return string.format("%.17g", v)
-  elseif t == "string" then
-    return cjson.encode(v)
-  elseif t == "boolean" then
-    return v and "true" or "false"
-  elseif t == "table" then
-    local parts = {}
-    if is_array(v) then
-      for i = 1, #v do parts[i] = to_json(v[i]) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    for k, x in pairs(v) do parts[#parts + 1] = cjson.encode(tostring(k)) .. ":" .. to_json(x) end
-    return "{" .. table.concat(parts, ",") .. "}"
-  end
-  error("cannot write a " .. t .. " as JSON")
-end
-
-local function hincrby(key, field, n)
-  return redis.call("HINCRBY", key, field, int_s(n))
-end
-
-local function wallet_account(key, field)
-  -- rw:{p:P}:w:<participant> -> "<field>:<participant>"
-  local participant = string.match(key, ":w:(.+)$")
-  return field .. ":" .. participant
-end
-
--- Reads the idempotency record. Answers a JSON reply to return at once, or nil to proceed.
--- A key ending in ":noidem" (kept under the program's hash tag, so cluster routing holds)
--- means the caller records no result: internal moves that are idempotent by construction.
-local function no_record(key)
-  return key == "" or string.sub(key, -7) == ":noidem"
-end
-
-local function idem_check(key, fp)
-  if no_record(key) then return nil end
-  local raw = redis.call("GET", key)
-  if not raw then return nil end
-  local rec = cjson.decode(raw)
-  if rec.fp ~= fp then
-    return to_json({ok = false, code = "idempotency_key_reused",
-      detail = "this Idempotency-Key was used with a different request"})
-  end
-  if rec.r then
-    rec.r.replayed = 1
-    return to_json(rec.r)
-  end
-  return nil -- an in-flight marker of the same request: the wrapper itself is calling
-end
-
-local function idem_store(key, fp, ttl, result)
-  local encoded = to_json(result)  -- once: the record embeds the same text
-  if not no_record(key) then
-    redis.call("SET", key, '{"fp":' .. cjson.encode(fp) .. ',"r":' .. encoded .. '}', "EX", ttl)
-  end
-  return encoded
-end
-
-local function fail(code, detail)
-  return {ok = false, code = code, detail = detail}
-end
-
-local function out_of_bounds(detail)
-  return fail("validation_error", detail)
-end
-
--- nil, or the refusal of a move of `points` (at most 10^12, a whole number).
-local function move_refusal(points)
-  if points == nil or points ~= math.floor(points) or points < 0 or points > MAX_MOVE then
-    return out_of_bounds("one operation moves at most 1000000000000 points")
-  end
-  return nil
-end
-
--- Whether a balance would pass 2^53 - 1 in size. Both terms are exact (|value| <= 2^53 - 1,
--- |delta| <= 10^12) and rounding is monotonic, so the comparison is right even when the
--- sum itself is not representable.
-local function too_large(value, delta)
-  local after = value + delta
-  return after > MAX_BALANCE or after < -MAX_BALANCE
-end
-
-local function balance_refusal(name)
-  return out_of_bounds(name .. " would pass the largest balance allowed, 9007199254740991 points")
-end
-
--- earned/spent: how the transaction moved the participant's lifetime counters, so the
--- ledger alone can rebuild every field of a wallet.
--- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
-local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
-  local encoded = "[]"
-  if #legs > 0 then encoded = to_json(legs) end
-  redis.call("XADD", stream, "*",
-    "tx", tx, "kind", kind, "participant", participant, "points", int_s(net),
-    "ref", reference, "meta", meta, "legs", encoded, "ts", now,
-    "earned", int_s(earned or 0), "spent", int_s(spent or 0))
-end
-
--- A wallet exists once its participant was enrolled (field "open"); an unknown id is "not_found".
-local function missing_wallet(wallet)
-  if redis.call("HEXISTS", wallet, "open") == 0 then
-    return to_json(fail("not_found", "no such participant"))
-  end
-  return nil
-end
-
--- The operator's suspension (cfg "suspended" = "1"): no new promise (grant, deduction,
--- hold for a redemption, spin, entry) until reactivated. Checked after the idempotency
--- record, so a retry of an answered request still replays, and before any write; the
--- refusal is not recorded, so the same key works again once the program is reactivated.
-local function suspension(cfg)
-  if cfg and redis.call("HGET", cfg, "suspended") == "1" then
-    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
-  end
-  return nil
-end
-
-local function hget_int(key, field)
-  return tonumber(redis.call("HGET", key, field) or "0")
-end
-
--- A grant may spend the budget unless the program refuses overdraft, or is blocked.
-local function budget_refusal(cfg, acct, points)
-  if redis.call("HGET", cfg, "blocked") == "1" then
-    return fail("budget_exhausted", "the program's budget is negative after a refund or dispute; fund it to grant again")
-  end
-  if redis.call("HGET", cfg, "overdraft") == "0" and hget_int(acct, "budget") < points then
-    return fail("budget_exhausted", "the program's budget cannot cover this award")
-  end
-  return nil
-end
-
-local function balance_result(wallet, tx, participant, points)
-  local v = redis.call("HMGET", wallet, "available", "held")
-  return {ok = true, tx = tx, participant = participant, points = points,
-    available = tonumber(v[1] or "0"), held = tonumber(v[2] or "0")}
-end
 
 -- The same answer from balances the caller already knows (no read after the writes).
 local function known_balance_result(tx, participant, points, available, held)
@@ -285,12 +92,6 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   -- grant applied and recorded (a retry replays it), never applied twice.
   if boards and boards.n > 0 then BOARDS.grant(boards, points) end
   return reply
-end
-
--- The leaderboards' section of a call whose marker is keys[k] and its lifetime argv[a], or nil.
-local function board_section(keys, k, argv, a, n)
-  if n == 0 then return nil end
-  return {keys = keys, k = k, argv = argv, a = a, n = n}
 end
 
 register_gateable("rw_grant", function(keys, argv)

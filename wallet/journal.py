@@ -13,7 +13,7 @@ key, so a replayed batch writes nothing twice. wallet/ knows no follower by name
 package owns its projection.
 
 An entry the ledger cannot hold (unparseable, or a number past 2^53 - 1 in size: see
-wallet/bounds.py) never stops the projection: it is set aside in the program's dead-letter
+kernel/money.py) never stops the projection: it is set aside in the program's dead-letter
 stream (`keys.dead_letters`) with the reason, acknowledged, and the entries after it go on.
 `/metrics` counts what is set aside and `reward-wallet reconcile` lists it.
 """
@@ -35,10 +35,10 @@ from redis.exceptions import ResponseError
 from wallet import keys
 from piccolo.engine.postgres import PostgresEngine
 
-from wallet.bounds import MAX_BALANCE
-from wallet.replies import reply_text
+from kernel.money import MAX_BALANCE
+from kernel.replies import reply_text
 from wallet.tables import LedgerEntry, LedgerPosting
-from wallet.sqlite_pool import writing
+from kernel.sqlite_pool import writing
 
 GROUP = "ledger"
 log = logging.getLogger("rw.journal")

@@ -1,13 +1,15 @@
-"""Redis key names. Every key of a program carries the hash tag {p:<program_id>} so one
-function call can touch them all, and a Redis Cluster keeps a program on one shard."""
+"""The ledger's Redis keys and its part of the function library (wallet/functions.lua).
+Every key carries its program's hash tag (kernel/keys.py)."""
 
 from __future__ import annotations
 
-import hashlib
+from kernel.keys import tag
+from kernel.lua_library import LuaPart
 
-
-def tag(program_id: str) -> str:
-    return f"rw:{{p:{program_id}}}"
+LUA_PART = LuaPart(package="wallet", files=("functions.lua",), uses=frozenset({
+    "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
+    "hincrby", "idem_check", "idem_store", "int_s", "journal", "missing_wallet", "move_refusal",
+    "register_gateable", "suspension", "to_json", "too_large", "wallet_account"}))
 
 
 def wallet(program_id: str, participant_id: str) -> str:
@@ -39,37 +41,5 @@ def inactive(program_id: str) -> str:
     return f"{tag(program_id)}:inactive"
 
 
-def idempotency(program_id: str, scope: str, key: str) -> str:
-    # Hashing keeps client-chosen bytes out of key names and bounds their length.
-    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
-    return f"{tag(program_id)}:idem:{scope}:{digest}"
-
-
 def wallet_pattern(program_id: str) -> str:
     return f"{tag(program_id)}:w:*"
-
-
-def no_record(program_id: str) -> str:
-    """Stands in for an idempotency key when a call records no result (see functions.lua)."""
-    return f"{tag(program_id)}:noidem"
-
-
-def cap(program_id: str, rule_id: str, participant_id: str, period_key: str) -> str:
-    return f"{tag(program_id)}:cap:{rule_id}:{participant_id}:{period_key}"
-
-
-def catalog_version(program_id: str) -> str:
-    return f"{tag(program_id)}:catalog"
-
-
-def campaign(program_id: str, campaign_id: str) -> str:
-    return f"{tag(program_id)}:camp:{campaign_id}"
-
-
-def seed_pair(program_id: str, participant_id: str) -> str:
-    return f"{tag(program_id)}:seed:{participant_id}"
-
-
-def spin_day(program_id: str, campaign_id: str, participant_id: str, day: str) -> str:
-    """A participant's spins on a campaign on one day of the program's calendar."""
-    return f"{tag(program_id)}:spins:{campaign_id}:{participant_id}:{day}"

@@ -8,11 +8,11 @@ from typing import Any
 import msgspec
 from piccolo.query.functions.aggregate import Sum
 
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 from wallet.journal import lag
-from wallet.pages import decode_cursor, encode_cursor
+from kernel.pages import decode_cursor, encode_cursor
 from wallet.tables import LedgerEntry, LedgerPosting
-from wallet.moments import utc
+from kernel.clock import utc
 
 
 class TransactionView(msgspec.Struct, frozen=True):

@@ -14,7 +14,7 @@ from piccolo.query.functions.aggregate import Sum
 
 from wallet import keys
 from wallet.ledger import account_sums
-from wallet.replies import reply_text
+from kernel.replies import reply_text
 from wallet.tables import LedgerEntry
 
 

@@ -1,4 +1,5 @@
-"""The one owner of the wallet's Redis functions: loads them and calls them.
+"""The ledger's Redis operations (wallet/functions.lua, a part of the one function library
+that kernel/redis_functions.py loads and calls).
 
 Every method is one FCALL (one round trip, one atomic step). Answers come back as
 `Outcome`s; turning a failed outcome into a domain error is `wallet/accounts.py`'s job.
@@ -7,29 +8,17 @@ Every method is one FCALL (one round trip, one atomic step). Answers come back a
 from __future__ import annotations
 
 import time
-from importlib import resources
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
-import redis.asyncio as aioredis
 
 from wallet import keys
-from wallet.cluster import FunctionRoutingCluster
-from wallet.coalesce import Coalescer
-from wallet.gated import CARRIED, GATEABLE
-from wallet.ids import new_id
-from wallet.replies import Reply
-
-# Lua functions share helpers (idempotency records, the journal, the spin choice) only inside
-# one library, so the games' functions are parts of the wallet's library and every process
-# loads the same text: loading a library replaces all of it.
-LIBRARY_PARTS = (("wallet", "functions.lua"), ("games", "spin_choice.lua"), ("games", "sweepstakes/sweepstakes.lua"),
-                 ("games", "spins.lua"), ("games", "seeds.lua"), ("programs", "gate.lua"),
-                 ("programs", "leaderboard_upgrade.lua"), ("programs", "leaderboard_score.lua"))
-LIBRARY = "\n".join(resources.files(package).joinpath(name).read_text() for package, name in LIBRARY_PARTS)
-
-Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
+from kernel import keys as kernel_keys
+from kernel.idempotency import NO_IDEM, Idem
+from kernel.ids import new_id
+from kernel.redis_functions import Client, FunctionStore
+from kernel.replies import Reply
 
 
 class Outcome(Reply, frozen=True):
@@ -43,16 +32,6 @@ class Outcome(Reply, frozen=True):
 
 _decode_outcome = msgspec.json.Decoder(Outcome).decode
 _decode_outcomes = msgspec.json.Decoder(list[Outcome]).decode
-
-
-class Idem(msgspec.Struct, frozen=True):
-    """Where a call records its result: the key and the request's fingerprint."""
-
-    key: str = ""
-    fingerprint: str = ""
-
-
-NO_IDEM = Idem()
 
 
 class Leg(msgspec.Struct, frozen=True):
@@ -107,43 +86,22 @@ class _Balance(msgspec.Struct, frozen=True):
 _decode_balance = msgspec.json.Decoder(_Balance).decode
 
 
-class WalletStore:
+class WalletStore(FunctionStore):
+    """The ledger's operations, each one call of the library (kernel/redis_functions.py)."""
+
     def __init__(self, client: Client, idempotency_ttl: int = 172_800,
                  clock: Callable[[], int] = time.time_ns,
                  observe: Callable[[str, bytes], None] | None = None, coalesce: bool = True) -> None:
-        self.client = client
-        # Function calls of concurrent requests go out as one pipeline (wallet/coalesce.py),
-        # on a single server; a cluster client routes each call to its key's node.
-        self.execute: Callable[..., Any] = (
-            Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
-            else client.execute_command)
+        super().__init__(client, observe=observe, coalesce=coalesce)
         self.ttl = idempotency_ttl
         # Nanoseconds since the epoch; journal entries are stamped with it (tests backdate).
         self.clock = clock
-        # Told each call's function name and raw reply (the API counts outcomes for metrics).
-        self.observe = observe
 
     def _now_ms(self) -> str:
         return str(self.clock() // 1_000_000)
 
-    async def load_functions(self) -> None:
-        """Registers the library (REPLACE: a newer build's functions win on restart)."""
-        await self.client.function_load(LIBRARY, replace=True)
-
-    async def fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
-        """Calls one function of the library; every call passes here, so metrics see them all.
-        The first gateable call of a request carries its gate (wallet/gated.py)."""
-        carried = CARRIED.get()
-        if carried is not None and carried.open and name in GATEABLE:
-            reply: bytes = await carried.call(self.execute, name, key_list, args)
-        else:
-            reply = await self.execute("FCALL", name, len(key_list), *key_list, *args)
-        if self.observe is not None:
-            self.observe(name, reply)
-        return reply
-
     def _base_keys(self, program_id: str, idem: Idem) -> list[str]:
-        record = idem.key or keys.no_record(program_id)
+        record = idem.key or kernel_keys.no_record(program_id)
         return [record, keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
 
     async def grant(self, program_id: str, spec: GrantSpec) -> Outcome:
@@ -162,7 +120,7 @@ class WalletStore:
         args: list[Any] = [self.ttl, self._now_ms()]
         for spec in specs:
             boards = spec.boards.count
-            key_list += [spec.idem.key or keys.no_record(program_id), keys.wallet(program_id, spec.participant_id),
+            key_list += [spec.idem.key or kernel_keys.no_record(program_id), keys.wallet(program_id, spec.participant_id),
                          *(spec.boards.keys if boards else ())]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind,
                      spec.reference, spec.metadata, boards, *(spec.boards.args if boards else ())]
@@ -173,7 +131,7 @@ class WalletStore:
         the leaderboards each moves."""
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]
-        placeholder = keys.no_record(program_id)
+        placeholder = kernel_keys.no_record(program_id)
         for spec in specs:
             boards = spec.boards.count
             key_list += [spec.idem.key or placeholder, keys.wallet(program_id, spec.participant_id),
@@ -231,7 +189,7 @@ class WalletStore:
     async def give_free_spins(self, program_id: str, participant_id: str, spins: int, idem: Idem = NO_IDEM) -> Outcome:
         """Free-spin tokens into a wallet, once per idempotency record; `free_spins` in the
         answer's extra field is the count now."""
-        key_list = [idem.key or keys.no_record(program_id), keys.wallet(program_id, participant_id),
+        key_list = [idem.key or kernel_keys.no_record(program_id), keys.wallet(program_id, participant_id),
                     keys.config(program_id), keys.journal(program_id)]
         return _decode_outcome(await self.fcall("rw_free_spins", key_list, [
             idem.fingerprint, self.ttl, spins, new_id("tx"), participant_id, self._now_ms()]))
@@ -280,8 +238,3 @@ class WalletStore:
         """The operator's suspension as every worker sees it now (the Lua checks the same field)."""
         return await self.client.hget(keys.config(program_id), "suspended") in (b"1", "1")
 
-
-def connect(url: str, cluster: bool = False) -> Client:
-    if cluster:
-        return FunctionRoutingCluster.from_url(url)
-    return aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)

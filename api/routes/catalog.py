@@ -15,7 +15,7 @@ from catalog import changes, feed_import, items
 from fulfillment.code_pool import StockPage, UploadReport, stock
 from fulfillment.sealing import Sealer
 from programs.programs import get_program
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 Points = Annotated[int | None, Parameter(ge=0, le=10**12)]
 

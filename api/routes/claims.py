@@ -13,8 +13,9 @@ from api.idempotency import provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import claims
-from wallet.store import Idem, WalletStore
-from wallet.once import once, pinned_id
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 Status = Annotated[str | None, Parameter(pattern="^(pending|approved|rejected|duplicate)$")]

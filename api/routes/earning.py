@@ -14,7 +14,8 @@ from api.settings import Settings
 from programs import activities, awards, budget, earning, rulebook
 from programs.programs import get_program
 from programs.rules import RuleSpec
-from wallet.store import Idem, WalletStore
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 

@@ -20,8 +20,9 @@ from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
-from wallet.store import Idem, WalletStore
-from wallet.once import once, pinned_id
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 OrderStatus = Annotated[str | None, Parameter(pattern="^(pending|claimed|fulfilled|failed|cancelled)$")]

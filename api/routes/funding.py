@@ -17,8 +17,9 @@ from api.settings import Settings
 from programs import funding
 from programs.programs import get_program
 from programs.stripe_gateway import StripeGateway
-from wallet.errors import NotConfigured
-from wallet.store import Idem, WalletStore
+from kernel.errors import NotConfigured
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 log = logging.getLogger("rw.funding")

@@ -12,7 +12,7 @@ from api.auth import admin_only, admin_or_participant, participant_only, princip
 from api.routes.participants import Cursor, Limit, program_of
 from programs import standings
 from programs.participants import ParticipantChanges, ParticipantView, update_participant
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 
 class Preferences(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -18,10 +18,12 @@ from api.settings import Settings
 from programs import standings
 from programs.participants import get_participant
 from wallet import accounts, ledger
-from wallet.accounts import Points, Reason
-from wallet.ids import new_id
-from wallet.store import GrantSpec, Idem, WalletStore
-from wallet.once import once
+from kernel.money import Points
+from wallet.accounts import Reason
+from kernel.ids import new_id
+from wallet.store import GrantSpec, WalletStore
+from kernel.idempotency import Idem
+from kernel.idempotency import once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}

@@ -21,7 +21,8 @@ from games import arcade, spins
 from programs.participants import get_participant
 from programs.programs import get_program
 from wallet.accounts import raise_for
-from wallet.store import Idem, WalletStore
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}

@@ -24,7 +24,7 @@ from games.sweepstakes.draw import Beacon
 from games.sweepstakes.entries import Entered
 from programs.programs import get_program
 from wallet.accounts import Reason
-from wallet.store import Idem
+from kernel.idempotency import Idem
 
 Status = Annotated[str | None, Parameter(pattern="^(open|closed|drawn)$")]
 TAGS = ["sweepstakes"]

@@ -25,13 +25,14 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from kernel.money import Points
 from wallet import accounts
 
 MAX_PICKS = 1000
 
 
 class PointsPrize(msgspec.Struct, tag="points", tag_field="type", frozen=True, forbid_unknown_fields=True):
-    points: accounts.Points
+    points: Points
     quantity: Annotated[int, Meta(ge=1, le=MAX_PICKS)] = 1
     description: Annotated[str, Meta(max_length=500)] = ""
 

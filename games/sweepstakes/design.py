@@ -18,9 +18,9 @@ from games.sweepstakes import MAX_PICKS, ItemPrize, PointsPrize
 from games.sweepstakes import keys as swkeys
 from games.sweepstakes.tables import Sweepstakes
 from programs.programs import Money, ProgramView
-from wallet.errors import Invalid, NotFound
-from wallet.ids import new_id
-from wallet.moments import utc
+from kernel.errors import Invalid, NotFound
+from kernel.ids import new_id
+from kernel.clock import utc
 from wallet.store import WalletStore
 
 Status = Literal["open", "closed", "drawn"]

@@ -19,8 +19,8 @@ from games.sweepstakes.entries import close_if_due, current_row
 from games.sweepstakes.payouts import pay_winners, record_winners
 from games.sweepstakes.tables import Sweepstakes, SweepstakesEntriesFile
 from programs.programs import ProgramView
-from wallet.errors import Conflict, DomainError, NotFound
-from wallet.moments import utc
+from kernel.errors import Conflict, DomainError, NotFound
+from kernel.clock import utc
 from wallet.store import WalletStore
 
 

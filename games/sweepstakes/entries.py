@@ -21,12 +21,14 @@ from games.sweepstakes.design import SweepstakesView, public_row, sweepstakes_ro
 from games.sweepstakes.tables import Sweepstakes, SweepstakesEntriesFile, SweepstakesFreeEntry
 from programs.programs import ProgramView
 from wallet import accounts, keys
-from wallet.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
-from wallet.errors import ProgramSuspended
-from wallet.ids import new_id
-from wallet.moments import utc
-from wallet.replies import Reply, reply_text
-from wallet.store import Idem, WalletStore
+from kernel import keys as kernel_keys
+from kernel.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
+from kernel.errors import ProgramSuspended
+from kernel.ids import new_id
+from kernel.clock import utc
+from kernel.replies import Reply, reply_text
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 
 class SweepstakesClosed(DomainError):
@@ -46,7 +48,7 @@ _ENTRY_ERRORS: dict[str, type[DomainError]] = {
     "limit_reached": LimitReached, "insufficient_points": InsufficientPoints, "not_found": NotFound,
     "conflict": Conflict, "idempotency_key_reused": IdempotencyKeyReused,
     "program_suspended": ProgramSuspended,
-    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (wallet/bounds.py)
+    "validation_error": Invalid,  # a balance would pass 2^53 - 1 (kernel/money.py)
 }
 
 
@@ -92,7 +94,7 @@ async def enter(store: WalletStore, program_id: str, sweepstakes_id: str, partic
     kind = "sweepstakes_free_entry" if free else "sweepstakes_entry"
     meta = {"reason": free_reason if free else "sweepstakes entry", "sweepstakes_id": sweepstakes_id,
             "count": count, "public_id": public_id}
-    key_list = [idem.key or keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
+    key_list = [idem.key or kernel_keys.no_record(program_id), keys.journal(program_id), keys.accounts(program_id),
                 keys.config(program_id), keys.wallet(program_id, participant_id), config,
                 swkeys.tickets(program_id, sweepstakes_id), swkeys.owners(program_id, sweepstakes_id)]
     args = [idem.fingerprint, store.ttl, new_id("tx"), participant_id, public_id, count, kind, sweepstakes_id,

@@ -1,10 +1,10 @@
-"""Redis key names of sweepstakes. Each carries its program's hash tag (wallet/keys.py), so
+"""Redis key names of sweepstakes. Each carries its program's hash tag (kernel/keys.py), so
 the entry function can touch the sweepstakes, the wallet and the journal in one atomic step
 on Redis Cluster too."""
 
 from __future__ import annotations
 
-from wallet.keys import tag
+from kernel.keys import tag
 
 
 def config(program_id: str, sweepstakes_id: str) -> str:

@@ -20,11 +20,13 @@ from games.sweepstakes.tables import SweepstakesWinner
 from programs import standings
 from programs.feed import FeedEntry, publish
 from programs.programs import ProgramView
-from wallet import accounts, keys
-from wallet.errors import Conflict, DomainError, NotFound
-from wallet.ids import new_id
-from wallet.replies import reply_text
-from wallet.store import Idem, WalletStore
+from wallet import accounts
+from kernel import keys as kernel_keys
+from kernel.errors import Conflict, DomainError, NotFound
+from kernel.ids import new_id
+from kernel.replies import reply_text
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 from wallet.tables import LedgerEntry
 
 PAY_LOCK_MS = 120_000
@@ -109,7 +111,7 @@ async def _pay_points(store: WalletStore, program: ProgramView, row: dict[str, A
     tx = await _pinned_transaction(winner)
     if await _in_ledger(tx):
         return {SweepstakesWinner.transaction_id: tx}
-    idem = Idem(key=keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
+    idem = Idem(key=kernel_keys.idempotency(program.id, "sweepstakes", f"{row['id']}:{winner['pick']}"), fingerprint="prize")
     # The boards that count prizes (count_prizes) move in the grant's own call, once it applies.
     boards = await standings.grant_boards(program.id, winner["participant_id"], standings.UNKNOWN_TEAM, tx, utc_now(),
                                           prizes=True)

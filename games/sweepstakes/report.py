@@ -15,8 +15,8 @@ from games.sweepstakes.design import MySweepstakes, MySweepstakesPage, Sweepstak
 from games.sweepstakes.entries import current_row, public_id_of
 from games.sweepstakes.tables import Sweepstakes, SweepstakesWinner
 from programs.programs import ProgramView
-from wallet.pages import decode_cursor, next_cursor
-from wallet.replies import reply_text
+from kernel.pages import decode_cursor, next_cursor
+from kernel.replies import reply_text
 from wallet.store import WalletStore
 
 

@@ -1,6 +1,7 @@
---[[ Sweepstakes: part of the wallet's function library (wallet/store.py), so it uses that
-library's local helpers (idem_check, idem_store, fail, journal, missing_wallet, hget_int,
-wallet_account). Keys: games/sweepstakes/keys.py. ]]
+--[[ Sweepstakes: in the games' part of the one function library (games/keys.py LUA_PART,
+kernel/lua_library.py), so it uses the kernel prelude's helpers that part declares
+(idem_check, idem_store, fail, journal, missing_wallet, hget_int, wallet_account, ...:
+kernel/prelude.lua). Keys: games/sweepstakes/keys.py. ]]
 
 -- Whether `count` more tickets for `public_id` fit at now_ms: nil, or the refusal.
 -- Shared by entries and by spin prizes of entries (games/spins.lua).

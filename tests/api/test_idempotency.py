@@ -11,10 +11,10 @@ import pytest
 from api.auth import Principal
 from api.idempotency import idem_for
 from tests.factories import OPERATOR, available, new_participant, new_program, random_ref
-from wallet import keys
-from wallet.errors import IdempotencyKeyInFlight
-from wallet.once import IN_FLIGHT_TTL_MS, in_flight, once
-from wallet.store import Idem
+from kernel import keys as kernel_keys
+from kernel.errors import IdempotencyKeyInFlight
+from kernel.idempotency import IN_FLIGHT_TTL_MS, in_flight, once
+from kernel.idempotency import Idem
 
 pytestmark = pytest.mark.sql
 
@@ -89,7 +89,7 @@ async def test_a_batch_of_grants_honours_its_request_key(client, redis) -> None:
 
 async def test_an_answer_recorded_before_the_domain_module_still_replays(redis) -> None:  # type: ignore[no-untyped-def]
     """Records made when the API layer kept the HTTP status beside the body replay their body."""
-    idem = Idem(key=keys.idempotency(random_ref("prg"), "admin", "old"), fingerprint="f")
+    idem = Idem(key=kernel_keys.idempotency(random_ref("prg"), "admin", "old"), fingerprint="f")
     await redis.set(idem.key, json.dumps({"fp": "f", "r": {"status": 201, "body": {"n": 7}}}))
 
     async def never() -> dict[str, int]:

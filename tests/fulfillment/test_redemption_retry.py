@@ -15,8 +15,9 @@ from fulfillment.partners import route
 from fulfillment.tables import Order, PoolCode
 from programs.programs import get_program
 from tests.fulfillment.helpers import redeem, shop, shopper
-from wallet import accounts, keys
-from wallet.ids import new_id
+from wallet import accounts
+from kernel import keys as kernel_keys
+from kernel.ids import new_id
 from wallet.store import WalletStore
 
 pytestmark = pytest.mark.sql
@@ -31,7 +32,7 @@ async def test_a_retry_after_a_crash_makes_no_second_order(client, redis, crashe
     order_id = first.json()["id"]
     # The process died after the order was written (and, for "new", before it was marked
     # pending) but before the answer was recorded; the in-flight marker has since expired.
-    await redis.delete(keys.idempotency(program.id, f"pt:{person['id']}", "crash-me"))
+    await redis.delete(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "crash-me"))
     if crashed_in == "new":
         await Order.update({Order.status: "new"}).where(Order.id == order_id).run()
     retried = await redeem(client, me, item["id"], key="crash-me")
@@ -80,7 +81,7 @@ async def test_a_pool_redemption_interrupted_anywhere_is_finished_once(  # type:
         await accounts.capture(store, program.id, person["id"], order.id, settle_idem(program.id, order.id, "capture"))
     if finisher == "retry":
         # The route fixed the order id under the key; the crash lost the answer.
-        await redis.set(keys.idempotency(program.id, f"pt:{person['id']}", "crash-pool") + ":order", order.id)
+        await redis.set(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "crash-pool") + ":order", order.id)
         retried = await redeem(client, me, item["id"], key="crash-pool")
         assert retried.status_code == 201, retried.text
         assert retried.json()["id"] == order.id and retried.json()["credentials"]["code"] == code

@@ -58,7 +58,7 @@ async def test_a_delivery_to_an_inside_address_is_refused_at_delivery_time(clien
 
     from fulfillment import webhooks
     from fulfillment.webhook_target import system_lookup
-    from wallet.ids import new_id
+    from kernel.ids import new_id
 
     program, partner, item = await shop(client)
     _, me = await shopper(client, program, 2500)

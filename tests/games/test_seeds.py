@@ -13,9 +13,9 @@ import pytest
 
 from games.fairness import verify_spin_proof
 from games.tables import SeedPair
+from games import keys as game_keys
 from tests.factories import (bearer, launched_wheel, new_participant, new_program, random_ref, spinning_participant,
                              tokens_for)
-from wallet import keys
 
 pytestmark = pytest.mark.sql
 
@@ -64,14 +64,12 @@ async def test_seeds_are_the_participants_own(client) -> None:  # type: ignore[n
 
 
 async def test_a_creator_that_died_half_way_does_not_leave_the_participant_without_a_pair(client, redis) -> None:  # type: ignore[no-untyped-def]
-    from wallet import keys
-
     program = await new_program(client)
     person = await new_participant(client, program)
     me = bearer((await tokens_for(client, program, person["id"]))["access_token"])
     # What a process killed between claiming the creation and writing the pair leaves behind,
     # once its claim has expired: a hash with no pair in it.
-    await redis.hset(keys.seed_pair(program.id, person["id"]), "creating", "1")
+    await redis.hset(game_keys.seed_pair(program.id, person["id"]), "creating", "1")
     views = await asyncio.gather(*[client.get("/v1/me/fairness", headers=me) for _ in range(5)])
     assert all(v.status_code == 200 for v in views)
     assert len({v.json()["server_seed_hash"] for v in views}) == 1
@@ -90,7 +88,7 @@ async def test_an_unrevealed_server_seed_is_sealed_in_redis_and_sql_and_spins_ve
     def texts(values: Any) -> list[str]:
         return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
-    in_redis = texts((await redis.hgetall(keys.seed_pair(program.id, person))).values())
+    in_redis = texts((await redis.hgetall(game_keys.seed_pair(program.id, person))).values())
     in_sql = [r["server_seed"] for r in await SeedPair.select(SeedPair.server_seed).where(
         SeedPair.participant_id == person).run()]
     assert committed["server_seed_hash"] in in_redis and len(in_sql) == 1
@@ -101,7 +99,7 @@ async def test_an_unrevealed_server_seed_is_sealed_in_redis_and_sql_and_spins_ve
     assert not [v for v in in_redis + in_sql if seed in v], "the unrevealed seed was readable at rest"
     # The new pair is sealed too: nothing in Redis or SQL hashes to its commitment.
     new_hash = rotated["current"]["server_seed_hash"]
-    now_redis = texts((await redis.hgetall(keys.seed_pair(program.id, person))).values())
+    now_redis = texts((await redis.hgetall(game_keys.seed_pair(program.id, person))).values())
     now_sql = [r["server_seed"] for r in await SeedPair.select(SeedPair.server_seed).where(
         (SeedPair.participant_id == person) & (SeedPair.status == "active")).run()]
     assert len(now_sql) == 1
@@ -172,7 +170,7 @@ async def test_a_pair_an_earlier_version_kept_in_clear_is_sealed_at_its_next_spi
     await client.get("/v1/me/fairness", headers=me)
     # What the earlier version kept in Redis: the same pair, its seed in clear.
     seed = "5" * 64
-    key = keys.seed_pair(program.id, person)
+    key = game_keys.seed_pair(program.id, person)
     await redis.hdel(key, "sealed")
     await redis.hset(key, mapping={"server_seed": seed, "hash": hashlib.sha256(seed.encode()).hexdigest()})
     spun = await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": "old"})

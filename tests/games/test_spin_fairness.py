@@ -15,8 +15,9 @@ from games.campaigns import runtime_config
 from games.fairness import server_seed_hash, spin_segment
 from games.spins import draw_spin
 from games.wheel import WheelSpec
-from wallet import keys
-from wallet.store import NO_IDEM, Leg, WalletStore
+from games import keys as game_keys
+from wallet.store import Leg, WalletStore
+from kernel.idempotency import NO_IDEM
 
 SERVER_SEED = "3f1b9f0d5a7e2c4b8a6d0e1f2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f7"
 CLIENT_SEED = "dealer-42"
@@ -33,12 +34,12 @@ async def test_10000_spins_recompute_and_fit_the_weights(redis) -> None:  # type
     spec = msgspec.convert({"name": "Fair", "cost_points": 1, "segments": [
         {"label": f"s{i}", "weight": w, "prize": {"type": "points", "points": i + 1}} for i, w in enumerate(WEIGHTS)]},
         WheelSpec)
-    await redis.hset(keys.campaign(program, campaign), mapping=runtime_config(campaign, spec, "active", {}))
+    await redis.hset(game_keys.campaign(program, campaign), mapping=runtime_config(campaign, spec, "active", {}))
     await store.open_wallet(program, person)
     await store.transfer(program, "tx_seed_money", "grant", [Leg("acct:world", "w1:available", SPINS, "-")],
                          wallets=[person], participant_id=person)
     sealer = Sealer(Fernet.generate_key().decode())
-    await redis.hset(keys.seed_pair(program, person), mapping={
+    await redis.hset(game_keys.seed_pair(program, person), mapping={
         "pair": "pair_fair", "sealed": sealer.seal(SERVER_SEED), "hash": server_seed_hash(SERVER_SEED),
         "client_seed": CLIENT_SEED, "nonce": 0})
 

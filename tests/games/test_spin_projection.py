@@ -3,9 +3,7 @@ feed line, once, and the history read sees a spin the projector has not written 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 

@@ -130,12 +130,12 @@ async def test_a_rotation_a_new_client_seed_other_workers_and_a_pause_hold_on_th
 
 async def test_a_launch_commits_a_seed_pair_for_everyone_so_the_first_spins_write_no_sql(client, redis) -> None:  # type: ignore[no-untyped-def]
     from games.tables import SeedPair
-    from wallet import keys
+    from games import keys as game_keys
 
     program = await new_program(client)
     people = [await spinning_participant(client, program, 100) for _ in range(3)]
     for person_id, _ in people:  # nobody has spun or asked for a pair yet
-        assert not await redis.exists(keys.seed_pair(program.id, person_id))
+        assert not await redis.exists(game_keys.seed_pair(program.id, person_id))
     campaign_id = await launched_wheel(client, program)
     rows = await SeedPair.select(SeedPair.participant_id, SeedPair.status, SeedPair.server_seed_hash).where(
         SeedPair.program_id == program.id).run()

@@ -270,8 +270,9 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
     from games.tables import Spin
     from programs.programs import get_program
     from tests.factories import wait_until
-    from wallet import keys
-    from wallet.store import Idem, WalletStore
+    from kernel import keys as kernel_keys
+    from wallet.store import WalletStore
+    from kernel.idempotency import Idem
 
     program = await new_program(client)
     await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)
@@ -286,7 +287,7 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
     # The request died right after rw_spin: the Redis step only, no order.
     await seeds.current(store, sealer, program.id, person)
     outcome = await draw_spin(store, sealer, program.id, view.timezone, person, campaign_id,
-                              Idem(key=keys.idempotency(program.id, "test", "died"), fingerprint="died"))
+                              Idem(key=kernel_keys.idempotency(program.id, "test", "died"), fingerprint="died"))
     assert outcome.ok
     order_id = f"ord_{(outcome.tx or '').removeprefix('spn_')}"
     history = (await client.get("/v1/me/spins", headers=me)).json()["items"]

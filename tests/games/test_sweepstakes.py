@@ -439,7 +439,7 @@ async def test_tickets_bought_leave_the_budget_outstanding_figure(client) -> Non
 
 async def test_a_points_prize_is_paid_once_even_when_the_draw_is_retried_after_the_key_expired(client, redis) -> None:  # type: ignore[no-untyped-def]
     from games.sweepstakes.tables import SweepstakesWinner
-    from wallet import keys
+    from kernel import keys as kernel_keys
 
     program = await new_program(client)
     sweep = await new_sweepstakes(client, program, winners=1, alternates=0, prizes=[{"type": "points", "points": 700}])
@@ -458,7 +458,7 @@ async def test_a_points_prize_is_paid_once_even_when_the_draw_is_retried_after_t
     # comes after the payment's idempotency record has expired.
     await SweepstakesWinner.update({SweepstakesWinner.status: "pending"}).where(
         SweepstakesWinner.id == f"{sweep['id']}:1").run()
-    await redis.delete(keys.idempotency(program.id, "sweepstakes", f"{sweep['id']}:1"))
+    await redis.delete(kernel_keys.idempotency(program.id, "sweepstakes", f"{sweep['id']}:1"))
 
     again = await client.post(draw, json={"beacon": BEACON}, headers=program.headers)
     assert again.status_code == 200, again.text

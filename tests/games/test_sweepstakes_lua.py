@@ -18,11 +18,13 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from games.sweepstakes import entries
 from games.sweepstakes import keys as swkeys
 from games.fairness import entries_file, parse_entries_file
-from wallet import keys
-from wallet.errors import DomainError
+from kernel import keys as kernel_keys
+from kernel.errors import DomainError
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import GrantSpec, Idem, WalletStore, connect
+from wallet.store import GrantSpec, WalletStore
+from kernel.redis_functions import connect
+from kernel.idempotency import Idem
 
 PEOPLE = ["ann", "bob", "cy"]
 COST, MAX, START = 7, 9, 40
@@ -56,7 +58,7 @@ class EntryMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def apply(self, person: str, count: int, free: bool, key: str) -> entries.Entered | None:
-        idem = Idem(key=keys.idempotency(self.program, "pt", key), fingerprint=f"{person}:{count}:{free}")
+        idem = Idem(key=kernel_keys.idempotency(self.program, "pt", key), fingerprint=f"{person}:{count}:{free}")
         try:
             return self.run(entries.enter(self.store, self.program, self.sid, person, count, idem,
                                           free_reason="mail-in" if free else None))

@@ -10,10 +10,12 @@ import pytest
 from programs.expiry import add_months, expiring_soon, sweep
 from programs.programs import NewProgram, create_program, get_program, update_program, ProgramChanges
 from tests.factories import random_ref
-from wallet import accounts, keys
+from wallet import accounts
+from kernel import keys as kernel_keys
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import Idem, WalletStore
+from wallet.store import WalletStore
+from kernel.idempotency import Idem
 
 pytestmark = pytest.mark.sql
 
@@ -27,7 +29,7 @@ class Clock:
 
 
 def idem(program_id: str) -> Idem:
-    return Idem(key=keys.idempotency(program_id, "admin", random_ref()), fingerprint="f")
+    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="f")
 
 
 async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]

@@ -182,7 +182,7 @@ async def test_payment_funding_ids_and_stripe_keys_never_change() -> None:
 
 async def test_an_offline_funding_past_the_bound_is_refused_and_leaves_no_record(client, redis) -> None:  # type: ignore[no-untyped-def]
     from tests.factories import fill_wallet, new_participant
-    from wallet.bounds import MAX_BALANCE
+    from kernel.money import MAX_BALANCE
 
     program = await new_program(client, point_value_cents=1)
     rep = await new_participant(client, program)

@@ -216,15 +216,17 @@ async def test_what_was_promised_before_still_completes_while_suspended(client) 
 async def test_expiry_runs_while_suspended(redis, migrated) -> None:  # type: ignore[no-untyped-def]
     from programs.expiry import sweep
     from programs.programs import NewProgram, create_program, set_status
-    from wallet import accounts, keys
+    from wallet import accounts
+    from kernel import keys as kernel_keys
     from wallet.journal import JournalProjector
-    from wallet.store import Idem, WalletStore
+    from wallet.store import WalletStore
+    from kernel.idempotency import Idem
 
     program, _ = await create_program(NewProgram(name=random_ref("expiry"), points_expire_months=12))
     store = WalletStore(redis, clock=lambda: int(datetime(2025, 1, 10, tzinfo=timezone.utc).timestamp() * 1e9))
     await store.open_wallet(program.id, "rep")
     await accounts.grant(store, program.id, "rep", 100, "January sales",
-                         Idem(key=keys.idempotency(program.id, "admin", random_ref()), fingerprint="f"))
+                         Idem(key=kernel_keys.idempotency(program.id, "admin", random_ref()), fingerprint="f"))
     await JournalProjector(redis, consumer="test", claim_idle_ms=0).project_program(program.id)
     await set_status(store, program.id, "suspended")
     swept = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))

@@ -12,10 +12,12 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import RuleBasedStateMachine
 
-from wallet import keys
+from kernel import keys as kernel_keys
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import Idem, WalletStore, connect
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
+from kernel.idempotency import Idem
 from wallet.tables import LedgerEntry
 
 
@@ -44,7 +46,7 @@ class ProgramMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def idem(self) -> Idem:
-        return Idem(key=keys.idempotency(self.program, "admin", secrets.token_hex(8)), fingerprint="fp")
+        return Idem(key=kernel_keys.idempotency(self.program, "admin", secrets.token_hex(8)), fingerprint="fp")
 
     def check_projected(self, transaction_ids: list[str]) -> None:
         """What a machine checks of the ledger beyond its count (none by default)."""

@@ -1,10 +1,10 @@
-"""The bounded map the in-process caches share (wallet/bounded_map.py)."""
+"""The bounded map the in-process caches share (kernel/bounded_map.py)."""
 
 from __future__ import annotations
 
 import time
 
-from wallet.bounded_map import BoundedMap
+from kernel.bounded_map import BoundedMap
 
 
 def test_the_entry_put_first_goes_first_when_full_even_if_read_since() -> None:

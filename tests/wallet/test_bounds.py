@@ -17,8 +17,8 @@ import pytest
 
 from tests.factories import (OPERATOR, fill_wallet, grant, new_participant, new_program, random_ref)
 from wallet import keys
-from wallet.bounds import MAX_BALANCE, MAX_MOVE
-from wallet.ids import new_id
+from kernel.money import MAX_BALANCE, MAX_MOVE
+from kernel.ids import new_id
 from wallet.store import Leg, WalletStore
 from wallet.journal import JournalProjector, dead_letters
 from wallet.reconcile import reconcile_program

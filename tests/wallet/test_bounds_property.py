@@ -18,10 +18,11 @@ from hypothesis.stateful import Bundle, consumes, invariant, rule
 
 from tests.wallet.program_machine import ProgramMachine, run_machine
 from wallet import accounts
-from wallet.bounds import MAX_BALANCE, MAX_MOVE
-from wallet.errors import DomainError, InsufficientPoints, Invalid
+from kernel.money import MAX_BALANCE, MAX_MOVE
+from kernel.errors import DomainError, InsufficientPoints, Invalid
 from wallet.journal import dead_letters
-from wallet.store import Idem, Leg
+from wallet.store import Leg
+from kernel.idempotency import Idem
 
 PEOPLE = ["ann", "bob"]
 # Amounts at and around the bound of one operation, and a few ordinary ones.

@@ -1,4 +1,4 @@
-"""Concurrent requests' Redis calls go out together (wallet/coalesce.py): one pipeline write
+"""Concurrent requests' Redis calls go out together (kernel/coalesce.py): one pipeline write
 per turn of the event loop, and each caller still gets its own reply or its own error."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from tests.factories import random_ref
-from wallet.coalesce import Coalescer
-from wallet.store import connect
+from kernel.coalesce import Coalescer
+from kernel.redis_functions import connect
 
 
 @pytest.fixture

@@ -18,8 +18,11 @@ from programs.programs import NewProgram, create_program
 from tests.conftest import LiveServer
 from tests.factories import OPERATOR, random_ref
 from wallet import accounts, keys
+from kernel import keys as kernel_keys
 from wallet.journal import GROUP
-from wallet.store import Idem, WalletStore, connect
+from wallet.store import WalletStore
+from kernel.redis_functions import connect
+from kernel.idempotency import Idem
 from wallet.tables import LedgerEntry, LedgerPosting
 
 pytestmark = pytest.mark.sql
@@ -53,7 +56,7 @@ async def test_killing_the_worker_between_write_and_ack_loses_and_duplicates_not
         for person in people:
             await store.open_wallet(program.id, person)
         for i in range(300):
-            idem = Idem(key=keys.idempotency(program.id, "admin", f"g{i}"), fingerprint="f")
+            idem = Idem(key=kernel_keys.idempotency(program.id, "admin", f"g{i}"), fingerprint="f")
             await accounts.grant(store, program.id, people[i % 30], 1 + i % 7, "sale", idem)
 
         async def ledger_rows() -> int:
@@ -76,7 +79,7 @@ async def test_killing_the_worker_between_write_and_ack_loses_and_duplicates_not
 
         # More activity arrives while no worker runs.
         for i in range(300, 350):
-            idem = Idem(key=keys.idempotency(program.id, "admin", f"g{i}"), fingerprint="f")
+            idem = Idem(key=kernel_keys.idempotency(program.id, "admin", f"g{i}"), fingerprint="f")
             await accounts.grant(store, program.id, people[i % 30], 2, "sale", idem)
 
         restarted = start_worker(valkey.url, RW_JOURNAL_CLAIM_IDLE_MS="0")

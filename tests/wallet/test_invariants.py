@@ -19,8 +19,9 @@ from hypothesis.stateful import Bundle, consumes, invariant, rule
 
 from tests.wallet.program_machine import ProgramMachine, run_machine
 from wallet import accounts
-from wallet.errors import DomainError
-from wallet.store import Idem, Leg
+from kernel.errors import DomainError
+from wallet.store import Leg
+from kernel.idempotency import Idem
 
 PEOPLE = ["ann", "bob", "cy"]
 

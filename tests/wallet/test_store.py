@@ -10,14 +10,18 @@ import pytest
 from programs.standings import LeaderboardView, PointsBoards
 from tests.factories import random_ref
 from wallet import accounts, keys
-from wallet.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, InsufficientPoints, NotFound
+from programs import keys as program_keys
+from kernel import keys as kernel_keys
+from kernel.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, InsufficientPoints, NotFound
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import NO_BOARDS, NO_IDEM, GrantSpec, Idem, Leg, WalletStore
+from wallet.store import NO_BOARDS, GrantSpec, Leg, WalletStore
+from kernel.idempotency import NO_IDEM
+from kernel.idempotency import Idem
 
 
 def fresh_idem(program_id: str) -> Idem:
-    return Idem(key=keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
+    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
 
 
 async def enrol(store: WalletStore, program_id: str, *people: str) -> None:
@@ -124,7 +128,7 @@ async def test_a_batch_applies_each_grant_once_even_when_sent_again(wallet_store
     program = random_ref("prg")
     people = [f"p{i}" for i in range(50)]
     await enrol(wallet_store, program, *people)
-    specs = [GrantSpec(idem=Idem(key=keys.idempotency(program, "b", p), fingerprint="f"), tx=random_ref("tx"),
+    specs = [GrantSpec(idem=Idem(key=kernel_keys.idempotency(program, "b", p), fingerprint="f"), tx=random_ref("tx"),
                        participant_id=p, points=3) for p in people]
     first = await wallet_store.grant_batch(program, specs)
     second = await wallet_store.grant_batch(program, specs)
@@ -156,8 +160,8 @@ async def test_answers_recorded_before_the_typed_reply_still_replay_as_what_they
     success below 300 and as the refusal it was otherwise, and nothing moves again."""
     program = random_ref("prg")
     await enrol(wallet_store, program, "ann")
-    granted = Idem(keys.idempotency(program, "t", "granted"), "f1")
-    refused = Idem(keys.idempotency(program, "t", "no"), "f2")
+    granted = Idem(kernel_keys.idempotency(program, "t", "granted"), "f1")
+    refused = Idem(kernel_keys.idempotency(program, "t", "no"), "f2")
     await wallet_store.client.set(granted.key, json.dumps({"fp": "f1", "r": {
         "s": 201, "tx": "tx_old", "participant": "ann", "points": 7, "available": 7, "held": 0}}))
     await wallet_store.client.set(refused.key, json.dumps({"fp": "f2", "r": {
@@ -178,7 +182,7 @@ def one_board(program: str, board_id: str) -> PointsBoards:
 
 
 async def board_scores(store: WalletStore, program: str, board_id: str) -> dict[str, int]:
-    pairs = await store.client.zrange(f"{keys.tag(program)}:lbs:{board_id}:all", 0, -1, withscores=True)
+    pairs = await store.client.zrange(f"{kernel_keys.tag(program)}:lbs:{board_id}:all", 0, -1, withscores=True)
     return {member.decode().split(":", 1)[1]: int(score) for member, score in pairs}
 
 
@@ -199,18 +203,18 @@ async def test_a_grant_moves_the_boards_it_carries_once_and_only_when_it_applies
         await accounts.grant(wallet_store, program, "bob", 5, "x", fresh_idem(program), tx=refused_tx,
                              boards=boards.scoring("bob", None, refused_tx, now))
     assert await board_scores(wallet_store, program, board) == {"ann": 40}
-    assert await wallet_store.client.exists(f"{keys.tag(program)}:lbm:tx:{refused_tx}") == 0
+    assert await wallet_store.client.exists(f"{kernel_keys.tag(program)}:lbm:tx:{refused_tx}") == 0
 
 
 async def test_awards_move_their_boards_by_the_points_a_cap_left(wallet_store: WalletStore) -> None:
     program, board = random_ref("prg"), random_ref("lb")
     await enrol(wallet_store, program, "ann", "bob", "cid")
     boards, now = one_board(program, board), datetime.now(timezone.utc)
-    cap = keys.cap(program, "rule", "ann", "2026-06")
+    cap = program_keys.cap(program, "rule", "ann", "2026-06")
 
     def award(person: str, points: int, cap_limit: int | None = None, scored: bool = True) -> GrantSpec:
         tx = random_ref("tx")
-        return GrantSpec(idem=Idem(key=keys.idempotency(program, "award", f"{person}:{points}"), fingerprint="award"),
+        return GrantSpec(idem=Idem(key=kernel_keys.idempotency(program, "award", f"{person}:{points}"), fingerprint="award"),
                          tx=tx, participant_id=person, points=points, kind="award",
                          cap_key=cap if cap_limit else "", cap_limit=cap_limit,
                          boards=boards.scoring(person, None, tx, now) if scored else NO_BOARDS)
@@ -231,7 +235,7 @@ async def test_a_batch_moves_the_boards_of_each_grant_that_applied_and_only_thos
 
     def item(person: str, points: int, key: str, scored: bool = True) -> GrantSpec:
         tx = random_ref("tx")
-        return GrantSpec(idem=Idem(key=keys.idempotency(program, "b", key), fingerprint=f"{person}:{points}"),
+        return GrantSpec(idem=Idem(key=kernel_keys.idempotency(program, "b", key), fingerprint=f"{person}:{points}"),
                          tx=tx, participant_id=person, points=points,
                          boards=boards.scoring(person, None, tx, now) if scored else NO_BOARDS)
 

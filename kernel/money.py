@@ -13,7 +13,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 MAX_MOVE = 10**12
 MAX_BALANCE = 2**53 - 1

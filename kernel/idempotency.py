@@ -1,8 +1,10 @@
-"""Operations of several steps (an SQL write and a hold, a claim, a funding), run at most
-once per idempotency key, and ids pinned per key.
+"""Idempotency: where a call records its result (`Idem`), and operations of several steps
+(an SQL write and a hold, a claim, a funding) run at most once per idempotency key, with ids
+pinned per key.
 
-Wallet operations record their result inside the same Redis function that applies them,
-so a retry can never apply twice. Operations of several steps use `once`: an atomic marker
+Redis functions record their result inside the same call that applies them (the library's
+prelude, kernel/prelude.lua: idem_check, idem_store), so a retry can never apply twice.
+Operations of several steps use `once`: an atomic marker
 (`in_flight`) makes a concurrent duplicate fail with `idempotency_key_in_flight` while the
 first runs; the marker lives a few seconds and the running request keeps renewing it, so a
 request that died (a crashed worker) blocks its retries for seconds, not a minute. An id
@@ -21,12 +23,22 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from wallet.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
-from wallet.ids import new_id
-from wallet.replies import reply_text
-from wallet.store import Idem
+from kernel.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
+from kernel.ids import new_id
+from kernel.replies import reply_text
 
 T = TypeVar("T")
+
+
+class Idem(msgspec.Struct, frozen=True):
+    """Where a call records its result: the key (kernel/keys.py `idempotency`) and the
+    request's fingerprint."""
+
+    key: str = ""
+    fingerprint: str = ""
+
+
+NO_IDEM = Idem()
 
 # How long an in-flight marker outlives the last sign of life of its request: a crashed
 # request's retries wait at most this long. A live one renews it every third of it.

@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from wallet.errors import Invalid
+from kernel.errors import Invalid
 
 MAX_LIMIT = 200
 T = TypeVar("T")

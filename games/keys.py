@@ -1,0 +1,28 @@
+"""The games' Redis keys (sweepstakes' own: games/sweepstakes/keys.py) and their part of the
+function library: the spin choice, sweepstakes entries, spins and seed pairs. Every key
+carries its program's hash tag (kernel/keys.py)."""
+
+from __future__ import annotations
+
+from kernel.keys import tag
+from kernel.lua_library import LuaPart
+
+LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes/sweepstakes.lua", "spins.lua", "seeds.lua"),
+                   uses=frozenset({
+                       "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal",
+                       "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
+                       "missing_wallet", "move_refusal", "register_gateable", "suspension", "to_json",
+                       "too_large", "wallet_account"}))
+
+
+def campaign(program_id: str, campaign_id: str) -> str:
+    return f"{tag(program_id)}:camp:{campaign_id}"
+
+
+def seed_pair(program_id: str, participant_id: str) -> str:
+    return f"{tag(program_id)}:seed:{participant_id}"
+
+
+def spin_day(program_id: str, campaign_id: str, participant_id: str, day: str) -> str:
+    """A participant's spins on a campaign on one day of the program's calendar."""
+    return f"{tag(program_id)}:spins:{campaign_id}:{participant_id}:{day}"

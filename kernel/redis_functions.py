@@ -1,0 +1,53 @@
+"""The Redis plumbing every package calls the function library through: the client, the one
+load of the library at start, and the function call that metrics, the coalescer and a
+request's carried gate all see. The ledger's operations over it: wallet/store.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from kernel.cluster import FunctionRoutingCluster
+from kernel.coalesce import Coalescer
+from kernel.gated import CARRIED
+from kernel.lua_library import library
+
+Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
+
+
+class FunctionStore:
+    def __init__(self, client: Client, observe: Callable[[str, bytes], None] | None = None,
+                 coalesce: bool = True) -> None:
+        self.client = client
+        # Function calls of concurrent requests go out as one pipeline (kernel/coalesce.py),
+        # on a single server; a cluster client routes each call to its key's node.
+        self.execute: Callable[..., Any] = (
+            Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
+            else client.execute_command)
+        # Told each call's function name and raw reply (the API counts outcomes for metrics).
+        self.observe = observe
+
+    async def load_functions(self) -> None:
+        """Registers the library (REPLACE: a newer build's functions win on restart). Raises
+        LuaLibraryError when a package's part does not keep to its declaration."""
+        await self.client.function_load(library().text, replace=True)
+
+    async def fcall(self, name: str, key_list: list[str], args: list[Any]) -> bytes:
+        """Calls one function of the library; every call passes here, so metrics see them all.
+        The first gateable call of a request carries its gate (kernel/gated.py)."""
+        carried = CARRIED.get()
+        if carried is not None and carried.open and name in library().gateable:
+            reply: bytes = await carried.call(self.execute, name, key_list, args)
+        else:
+            reply = await self.execute("FCALL", name, len(key_list), *key_list, *args)
+        if self.observe is not None:
+            self.observe(name, reply)
+        return reply
+
+
+def connect(url: str, cluster: bool = False) -> Client:
+    if cluster:
+        return FunctionRoutingCluster.from_url(url)
+    return aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
