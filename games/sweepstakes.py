@@ -33,7 +33,7 @@ from programs.programs import Money, ProgramView
 from wallet import accounts, keys
 from wallet.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
 from wallet.errors import ProgramSuspended
-from wallet.ids import new_id
+from wallet.ids import Id, new_id
 from wallet.moments import utc
 from wallet.pages import decode_cursor, next_cursor
 from wallet.replies import Reply, reply_text
@@ -84,7 +84,7 @@ class PointsPrize(msgspec.Struct, tag="points", tag_field="type", frozen=True, f
 
 
 class ItemPrize(msgspec.Struct, tag="item", tag_field="type", frozen=True, forbid_unknown_fields=True):
-    item_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    item_id: Id
     quantity: Annotated[int, Meta(ge=1, le=MAX_PICKS)] = 1
     description: Annotated[str, Meta(max_length=500)] = ""
 
@@ -137,7 +137,7 @@ class Odds(msgspec.Struct, frozen=True):
 
 class SweepstakesView(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
-    status: str
+    status: Status
     name: str
     entry_cost_points: int
     max_entries_per_participant: int
@@ -437,7 +437,7 @@ async def get(store: WalletStore, program: ProgramView, sweepstakes_id: str, pri
 
 
 async def list_all(store: WalletStore, program: ProgramView, pricing: Pricing, limit: int = 50,
-                   cursor: str | None = None, status: str | None = None) -> SweepstakesPage:
+                   cursor: str | None = None, status: Status | None = None) -> SweepstakesPage:
     after = decode_cursor(cursor)
     where = Sweepstakes.program_id == program.id
     if after is not None:

@@ -4,12 +4,10 @@ entries file and recompute the draw."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
-from msgspec import Meta
 
 from api.auth import active_program, admin_only, participant_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
@@ -21,9 +19,9 @@ from games import sweepstakes
 from games.sweepstakes import Beacon, Count, Entered, Entry, SweepstakesSpec
 from programs.programs import get_program
 from wallet.accounts import Reason
+from wallet.ids import Id
 from wallet.store import Idem
 
-Status = Annotated[str | None, Parameter(pattern="^(open|closed|drawn)$")]
 TAGS = ["sweepstakes"]
 
 
@@ -32,7 +30,7 @@ class EntryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FreeEntryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    participant_id: Id
     count: Count
     reason: Reason
 
@@ -65,7 +63,7 @@ async def create(request: Request[Any, Any, Any], data: SweepstakesSpec,
 @get("/v1/sweepstakes", guards=[admin_only], operation_id="listSweepstakes", summary="List sweepstakes",
      description="Newest first; filter by status.", tags=TAGS)
 async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                   status: Status = None) -> sweepstakes.SweepstakesPage:
+                   status: sweepstakes.Status | None = None) -> sweepstakes.SweepstakesPage:
     program = await get_program(program_of(request))
     return await sweepstakes.list_all(wallets_of(request), program, pricing_of(program), limit, cursor, status)
 
