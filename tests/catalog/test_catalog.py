@@ -7,8 +7,7 @@ import json
 import pytest
 
 from catalog.pricing import max_face_value_within, min_face_value_from, points_for
-from tests.factories import new_program, random_ref
-from tests.fulfillment.helpers import shopper
+from tests.factories import new_program, random_ref, shopper
 
 pytestmark = pytest.mark.sql
 
