@@ -495,13 +495,16 @@ sweep_keys = st.sampled_from(["algorithm", "sweepstakes_id", "server_seed_hash",
                               "entries_hash", "total_tickets", "entrants", "beacon", "winners", "alternates"])
 
 
-@settings(max_examples=300)
+# A random document is mostly missing fields: past 100 examples the verifiers walk the same
+# early branches while hypothesis spends its time building JSON (CI time is counted). The
+# one-field-replaced tests below reach the deeper checks.
+@settings(max_examples=100)
 @given(doc=st.dictionaries(spin_keys | st.text(max_size=5), json_values, max_size=8))
 def test_arbitrary_json_never_makes_the_spin_verifier_raise(doc: dict[str, Any]) -> None:
     assert not verify_spin_proof(doc).ok
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(doc=st.dictionaries(sweep_keys | st.text(max_size=5), json_values, max_size=12),
        entries=st.none() | st.just(ENTRIES) | st.binary(max_size=60))
 def test_arbitrary_json_never_makes_the_sweepstakes_verifier_raise(doc: dict[str, Any], entries: bytes | None) -> None:
