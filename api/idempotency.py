@@ -23,7 +23,11 @@ from kernel import keys as kernel_keys
 from kernel.idempotency import Idem
 
 HEADER = "Idempotency-Key"
-_VALID = re.compile(r"^[\x20-\x7e]{1,255}$")
+# 1..255 printable ASCII (the contract): the header, and each grant's id in a batch.
+KEY_MAX = 255
+KEY_PATTERN = r"^[\x20-\x7e]+$"
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN)]
+_VALID = re.compile(KEY_PATTERN)
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -47,7 +51,7 @@ def valid_header(value: str | None) -> str:
             f"the {HEADER} header is required on this endpoint",
             extra=[{"key": HEADER, "source": "header", "message": "required (1..255 printable ASCII)"}],
         )
-    if not _VALID.match(value):
+    if len(value) > KEY_MAX or not _VALID.match(value):
         raise ValidationException(
             f"{HEADER} must be 1..255 printable ASCII characters",
             extra=[{"key": HEADER, "source": "header", "message": "must be 1..255 printable ASCII"}],
@@ -65,7 +69,7 @@ async def provide_idem(
     request: Request[Any, Any, Any],
     idempotency_key: Annotated[
         str,
-        Parameter(header=HEADER, min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$",
+        Parameter(header=HEADER, min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN,
                   description="1..255 printable ASCII; a retry with the same key and body replays the first "
                               "answer (remembered for at least 24 hours)"),
     ],

@@ -39,7 +39,8 @@ async def change_item(client: Any, program_id: str, item_id: str, changes: items
     return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
 
 
-async def import_feed(client: Any, program: ProgramView, content: str, fmt: str) -> feed_import.ImportReport:
+async def import_feed(client: Any, program: ProgramView, content: str,
+                      fmt: feed_import.Format) -> feed_import.ImportReport:
     """Upserts a supplier feed's items by sku (each bad row reported with its number)."""
     report = await feed_import.import_feed(program, content, fmt)
     await items.bump_version(client, program.id)

@@ -21,6 +21,8 @@ from programs.programs import Money, ProgramView
 from programs.spreadsheet import describe, read_sheet, text_problem, whole_number
 from kernel.errors import DomainError, Invalid
 
+Format = Literal["json", "csv"]
+
 
 class RowError(msgspec.Struct, frozen=True):
     row: int
@@ -105,7 +107,7 @@ def _money(record: dict[str, Any], key: str, currency: str) -> Money | None:
     return Money(amount=amount, currency=currency)
 
 
-def _records(content: str, fmt: str) -> Iterator[_Record]:
+def _records(content: str, fmt: Format) -> Iterator[_Record]:
     if fmt == "json":
         try:
             data = msgspec.json.decode(content)
@@ -126,7 +128,7 @@ def _records(content: str, fmt: str) -> Iterator[_Record]:
         yield _Record(number=row.number, values=dict(row.cells), problem=row.problem)
 
 
-async def import_feed(program: ProgramView, content: str, fmt: str) -> ImportReport:
+async def import_feed(program: ProgramView, content: str, fmt: Format) -> ImportReport:
     currency = program.point_value.currency
     created = updated = 0
     errors: list[RowError] = []

@@ -14,9 +14,11 @@ from catalog.tables import Brand, CatalogItem
 from programs.programs import Money, ProgramView
 from catalog import keys as catalog_keys
 from kernel.errors import Invalid, NotFound
+from kernel.ids import IdOrEmpty
 from kernel.pages import decode_cursor, newest_first, next_cursor
 
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+COUNTRY_CODE = r"^[A-Z]{2}$"  # ISO 3166-1 alpha-2
+Country = Annotated[str, Meta(pattern=COUNTRY_CODE)]
 Url = Annotated[str, Meta(max_length=1000, pattern=r"^https?://\S+$")]
 BIGINT_MAX = 2**63 - 1
 Category = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[^|]+$")]
@@ -29,7 +31,7 @@ class BrandSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     terms: Annotated[str, Meta(max_length=20000)] = ""
     redemption_instructions: Annotated[str, Meta(max_length=5000)] = ""
     categories: Annotated[list[Category], Meta(max_length=20)] = []
-    partner_id: Annotated[str, Meta(max_length=40)] | None = None
+    partner_id: IdOrEmpty | None = None
 
 
 class BrandView(msgspec.Struct, frozen=True):
@@ -53,7 +55,7 @@ class NewItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     max_value: Money | None = None
     countries: Annotated[list[Country], Meta(max_length=250)] = []
     sku: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
-    partner_id: Annotated[str, Meta(max_length=40)] | None = None
+    partner_id: IdOrEmpty | None = None
     status: Literal["active", "disabled"] = "active"
 
 
@@ -61,7 +63,7 @@ class ItemChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     countries: Annotated[list[Country], Meta(max_length=250)] | None = None
     status: Literal["active", "disabled"] | None = None
-    partner_id: Annotated[str, Meta(max_length=40)] | None = None
+    partner_id: IdOrEmpty | None = None
 
 
 class ItemView(msgspec.Struct, frozen=True, omit_defaults=True):

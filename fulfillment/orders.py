@@ -181,7 +181,7 @@ async def admin_view(program_id: str, order_id: str) -> OrderView:
     return _view(row, await _names({row["item_id"]}), None, admin=True)
 
 
-async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: str | None = None,
+async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: OrderStatus | None = None,
                       participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
                       sealer: Sealer | None = None) -> OrderPage:
     after = decode_cursor(cursor)
@@ -200,7 +200,7 @@ async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = 
                      next_cursor=next_cursor([r["id"] for r in rows], limit))
 
 
-async def export_csv(program_id: str, status: str | None = None) -> str:
+async def export_csv(program_id: str, status: OrderStatus | None = None) -> str:
     where = (Order.program_id == program_id) & (Order.status != "new")
     if status is not None:
         where &= Order.status == status

@@ -39,7 +39,7 @@ _decode_spec = msgspec.json.Decoder(WheelSpec).decode
 
 class CampaignView(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
-    status: str
+    status: Status
     name: str
     cost_points: int
     segments: list[Any]
@@ -126,7 +126,7 @@ async def get_campaign(program_id: str, campaign_id: str, pricing: Pricing) -> C
 
 
 async def list_campaigns(program_id: str, pricing: Pricing, limit: int = 50, cursor: str | None = None,
-                         status: str | None = None) -> CampaignPage:
+                         status: Status | None = None) -> CampaignPage:
     after = decode_cursor(cursor)
     where = SpinCampaign.program_id == program_id
     if after is not None:

@@ -10,7 +10,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from programs.rules import Audience
+from programs.rules import Audience, SpinCount
+from kernel.ids import Id
 from kernel.clock import utc
 
 MAX_TOTAL_WEIGHT = 2**32
@@ -21,19 +22,19 @@ class PointsPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
 
 
 class ItemPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="item", tag_field="type"):
-    item_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    item_id: Id
     stock: Annotated[int, Meta(ge=0, le=10_000_000)]
 
 
 class FreeSpinPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="free_spin", tag_field="type"):
-    spins: Annotated[int, Meta(ge=1, le=100)] = 1
+    spins: SpinCount = 1
 
 
 class EntriesPrize(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="entries", tag_field="type"):
     """Free tickets in an open sweepstakes of the program (within its per-participant maximum:
     a participant who could not take them cannot land on this segment)."""
 
-    sweepstakes_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    sweepstakes_id: Id
     entries: Annotated[int, Meta(ge=1, le=1_000)] = 1
 
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Annotated
+
+from msgspec import Meta
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
+ID_MAX = 40  # a prefix, "_" and 26 characters, with room for a longer prefix
+Id = Annotated[str, Meta(min_length=1, max_length=ID_MAX)]
+IdOrEmpty = Annotated[str, Meta(max_length=ID_MAX)]  # where a client may send "" too
 
 
 def _base32(value: int, length: int) -> str:

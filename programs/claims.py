@@ -26,6 +26,8 @@ from kernel.pages import newest_first
 from kernel.clock import utc
 from wallet.store import WalletStore
 
+ClaimStatus = Literal["pending", "approved", "rejected", "duplicate"]
+
 
 class NewClaim(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     invoice_number: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
@@ -49,7 +51,7 @@ class ClaimView(msgspec.Struct, frozen=True):
     invoice_date: str
     amount: Money
     product: str
-    status: str
+    status: ClaimStatus
     created_at: datetime
     duplicate_of: str | None = None
     decision_reason: str | None = None
@@ -106,7 +108,7 @@ async def get_claim(program_id: str, claim_id: str, participant_id: str | None =
     return _view(row)
 
 
-async def list_claims(program_id: str, limit: int = 50, cursor: str | None = None, status: str | None = None,
+async def list_claims(program_id: str, limit: int = 50, cursor: str | None = None, status: ClaimStatus | None = None,
                       participant_id: str | None = None) -> ClaimPage:
     where = Claim.program_id == program_id
     if status is not None:

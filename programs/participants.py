@@ -14,7 +14,7 @@ from programs.sessions import revoke_participant_sessions
 from programs.spreadsheet import describe, read_sheet
 from programs.tables import Participant, Team
 from kernel.errors import Invalid, NotFound
-from kernel.ids import new_id
+from kernel.ids import IdOrEmpty, new_id
 from kernel.text_search import contains_any
 from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
@@ -23,6 +23,7 @@ ExternalId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Segment = Annotated[str, Meta(min_length=1, max_length=100)]
+ParticipantStatus = Literal["active", "deactivated"]
 
 
 # When the person joined the program, if before their record here (an imported salesforce):
@@ -35,7 +36,7 @@ class NewParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     external_id: ExternalId
     display_name: Name
     email: Email | None = None
-    team_id: Annotated[str, Meta(max_length=40)] | None = None
+    team_id: IdOrEmpty | None = None
     segment: Segment | None = None
     enrolled_at: EnrolledAt | None = None
 
@@ -43,9 +44,9 @@ class NewParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class ParticipantChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     display_name: Name | None = None
     email: Email | None = None
-    team_id: Annotated[str, Meta(max_length=40)] | None = None
+    team_id: IdOrEmpty | None = None
     segment: Segment | None = None
-    status: Literal["active", "deactivated"] | None = None
+    status: ParticipantStatus | None = None
     show_name: bool | None = None
     enrolled_at: EnrolledAt | None = None
 
@@ -58,7 +59,7 @@ class ParticipantView(msgspec.Struct, frozen=True):
     email: str | None
     team_id: str | None
     segment: str | None
-    status: str
+    status: ParticipantStatus
     show_name: bool
     enrolled_at: datetime
     created_at: datetime
@@ -174,7 +175,7 @@ async def list_participants(
     q: str | None = None,
     team_id: str | None = None,
     segment: str | None = None,
-    status: str | None = None,
+    status: ParticipantStatus | None = None,
 ) -> ParticipantPage:
     after = decode_cursor(cursor)
     where = Participant.program_id == program_id

@@ -20,6 +20,7 @@ from kernel.clock import utc
 AttributeName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
 TypeName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[a-z0-9_]+$")]
 RulePoints = Annotated[int, Meta(ge=1, le=10_000_000)]
+SpinCount = Annotated[int, Meta(ge=1, le=100)]  # free spins in one award, prize or gift
 
 
 class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -107,7 +108,7 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     team_award: bool = False
     description: Annotated[str, Meta(max_length=2000)] = ""
     # Free-spin tokens given with each award (spent on spin-to-win wheels before points).
-    free_spins: Annotated[int, Meta(ge=1, le=100)] | None = None
+    free_spins: SpinCount | None = None
 
 
 class ActivityFacts(msgspec.Struct, frozen=True):

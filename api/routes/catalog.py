@@ -15,9 +15,10 @@ from catalog import changes, feed_import, items
 from fulfillment.code_pool import StockPage, UploadReport, stock
 from fulfillment.sealing import Sealer
 from programs.programs import get_program
+from kernel.money import MAX_MOVE
 from kernel.errors import Invalid
 
-Points = Annotated[int | None, Parameter(ge=0, le=10**12)]
+Points = Annotated[int | None, Parameter(ge=0, le=MAX_MOVE)]
 
 
 class CodeUpload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -25,7 +26,7 @@ class CodeUpload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FeedUpload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    format: Annotated[str, Meta(pattern="^(json|csv)$")]
+    format: feed_import.Format
     content: Annotated[str, Meta(min_length=1, max_length=10_000_000)]
 
 
@@ -71,7 +72,7 @@ async def browse(
     q: Annotated[str | None, Parameter(max_length=100)] = None,
     brand: Annotated[str | None, Parameter(max_length=200)] = None,
     category: Annotated[str | None, Parameter(max_length=60)] = None,
-    country: Annotated[str | None, Parameter(pattern="^[A-Z]{2}$")] = None,
+    country: Annotated[str | None, Parameter(pattern=items.COUNTRY_CODE)] = None,
     min_points: Points = None, max_points: Points = None, include_disabled: bool = False,
 ) -> Response[Any]:
     principal = principal_of(request)

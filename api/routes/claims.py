@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
 
 from api.auth import active_program, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
-from api.routes.participants import Cursor, Limit, program_of
+from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from programs import claims
 from wallet.store import WalletStore
@@ -18,7 +17,6 @@ from kernel.idempotency import Idem
 from kernel.idempotency import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
-Status = Annotated[str | None, Parameter(pattern="^(pending|approved|rejected|duplicate)$")]
 
 
 @post("/v1/me/claims", guards=[participant_only, active_program], dependencies=IDEMPOTENT, operation_id="fileClaim",
@@ -41,7 +39,7 @@ async def file(request: Request[Any, Any, Any], data: claims.NewClaim, idem: Ide
 @get("/v1/me/claims", guards=[participant_only], operation_id="listMyClaims", summary="My claims",
      description="Newest first.", tags=["claims"])
 async def my_claims(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                    status: Status = None) -> claims.ClaimPage:
+                    status: claims.ClaimStatus | None = None) -> claims.ClaimPage:
     principal = principal_of(request)
     return await claims.list_claims(principal.program_id or "", limit, cursor, status, principal.subject_id)
 
@@ -56,8 +54,8 @@ async def my_claim(request: Request[Any, Any, Any], claim_id: str) -> claims.Cla
 @get("/v1/claims", guards=[admin_only], operation_id="listClaims", summary="List claims",
      description="Newest first; filter by `status` (pending, approved, rejected, duplicate) or `participant_id`.",
      tags=["claims"])
-async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None, status: Status = None,
-                   participant_id: Annotated[str | None, Parameter(max_length=40)] = None) -> claims.ClaimPage:
+async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
+                   status: claims.ClaimStatus | None = None, participant_id: IdFilter = None) -> claims.ClaimPage:
     return await claims.list_claims(program_of(request), limit, cursor, status, participant_id)
 
 

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, patch, post, put
 from litestar.di import Provide
-from litestar.params import Parameter
 from msgspec import Meta
 
 from api.auth import Authenticator, admin_only, participant_only, partner_only, principal_of
 from api.idempotency import provide_idem
-from api.routes.participants import Cursor, Limit, program_of
+from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from catalog.items import pricing_of
 from fulfillment import orders, partners, queue, webhooks
@@ -20,17 +19,17 @@ from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
+from kernel.ids import Id, IdOrEmpty
 from wallet.store import WalletStore
 from kernel.idempotency import Idem
 from kernel.idempotency import once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
-OrderStatus = Annotated[str | None, Parameter(pattern="^(pending|claimed|fulfilled|failed|cancelled)$")]
 REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class RedemptionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    item_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    item_id: Id
     face_value: Money | None = None
 
 
@@ -45,12 +44,12 @@ class ClaimedOrders(msgspec.Struct, frozen=True):
 
 class FulfilRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     credentials: orders.Credentials
-    lease_id: Annotated[str, Meta(max_length=40)] | None = None
+    lease_id: IdOrEmpty | None = None
 
 
 class FailRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-    lease_id: Annotated[str, Meta(max_length=40)] | None = None
+    lease_id: IdOrEmpty | None = None
 
 
 # --- participants -------------------------------------------------------------------------
@@ -81,7 +80,7 @@ async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem:
 @get("/v1/me/redemptions", guards=[participant_only], operation_id="listMyRedemptions", summary="My orders",
      description="Newest first; fulfilled ones carry their credentials.", tags=["redemptions"])
 async def my_orders(request: Request[Any, Any, Any], sealer: Sealer, limit: Limit = 50, cursor: Cursor = None,
-                    status: OrderStatus = None) -> orders.OrderPage:
+                    status: orders.OrderStatus | None = None) -> orders.OrderPage:
     principal = principal_of(request)
     return await orders.list_orders(principal.program_id or "", limit=limit, cursor=cursor, status=status,
                                     participant_id=principal.subject_id, sealer=sealer)
@@ -171,9 +170,9 @@ async def rotate_partner_key(request: Request[Any, Any, Any], partner_id: str,
 @get("/v1/orders", guards=[admin_only], operation_id="listOrders", summary="List and search orders",
      description="Newest first; filter by status, participant or item.", tags=["fulfillment"])
 async def list_orders(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                      status: OrderStatus = None,
-                      participant_id: Annotated[str | None, Parameter(max_length=40)] = None,
-                      item_id: Annotated[str | None, Parameter(max_length=40)] = None) -> orders.OrderPage:
+                      status: orders.OrderStatus | None = None,
+                      participant_id: IdFilter = None,
+                      item_id: IdFilter = None) -> orders.OrderPage:
     return await orders.list_orders(program_of(request), limit=limit, cursor=cursor, status=status,
                                     participant_id=participant_id, item_id=item_id, admin=True)
 
@@ -181,7 +180,7 @@ async def list_orders(request: Request[Any, Any, Any], limit: Limit = 50, cursor
 @get("/v1/orders/export.csv", guards=[admin_only], operation_id="exportOrders", summary="Export orders as CSV",
      description="Every order (or those of one `status`), oldest first; never credentials.", tags=["fulfillment"],
      media_type="text/csv")
-async def export(request: Request[Any, Any, Any], status: OrderStatus = None) -> Response[str]:
+async def export(request: Request[Any, Any, Any], status: orders.OrderStatus | None = None) -> Response[str]:
     text = await orders.export_csv(program_of(request), status)
     return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="orders.csv"'})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, patch, post
-from litestar.params import Parameter
 
 from api.auth import admin_only, admin_or_participant, participant_only, principal_of
-from api.routes.participants import Cursor, Limit, program_of
+from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from programs import standings
 from programs.participants import ParticipantChanges, ParticipantView, update_participant
 from kernel.errors import Invalid
@@ -43,8 +42,8 @@ async def list_all(request: Request[Any, Any, Any], limit: Limit = 50,
      "by who got there first; participants who opted out show as 'Anonymous salesperson'.",
      tags=["leaderboards"])
 async def read(request: Request[Any, Any, Any], leaderboard_id: str,
-               limit: Annotated[int, Parameter(ge=1, le=200)] = 10,
-               around: Annotated[str | None, Parameter(max_length=40)] = None) -> standings.Standings:
+               limit: Limit = 10,
+               around: IdFilter = None) -> standings.Standings:
     principal = principal_of(request)
     if around is not None and principal.kind == "participant":
         if around != "me":

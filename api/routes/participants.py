@@ -14,10 +14,12 @@ from api.auth import Authenticator, active_program, admin_only, principal_of
 from api.settings import Settings
 from programs import participants as people
 from programs import sessions, teams
+from kernel.ids import ID_MAX
 from wallet.store import WalletStore
 
 Limit = Annotated[int, Parameter(ge=1, le=200, description="page size, 1..200")]
 Cursor = Annotated[str | None, Parameter(max_length=200, description="opaque cursor from next_cursor")]
+IdFilter = Annotated[str | None, Parameter(max_length=ID_MAX)]
 
 
 class TokenPair(msgspec.Struct, frozen=True):
@@ -61,9 +63,9 @@ async def list_all(
     limit: Limit = 50,
     cursor: Cursor = None,
     q: Annotated[str | None, Parameter(max_length=200)] = None,
-    team_id: Annotated[str | None, Parameter(max_length=40)] = None,
+    team_id: IdFilter = None,
     segment: Annotated[str | None, Parameter(max_length=100)] = None,
-    status: Annotated[str | None, Parameter(pattern="^(active|deactivated)$")] = None,
+    status: people.ParticipantStatus | None = None,
 ) -> people.ParticipantPage:
     return await people.list_participants(program_of(request), limit, cursor, q, team_id, segment, status)
 

@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from api.auth import CARRY_GATE, Principal, admin_only, principal_of
 from api.problems import status_for
-from api.idempotency import item_idem, provide_idem
+from api.idempotency import IdempotencyKey, item_idem, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import standings
@@ -20,7 +20,7 @@ from programs.participants import get_participant
 from wallet import accounts, ledger
 from kernel.money import Points
 from wallet.accounts import Reason
-from kernel.ids import new_id
+from kernel.ids import Id, new_id
 from wallet.store import GrantSpec, WalletStore
 from kernel.idempotency import Idem
 from kernel.idempotency import once
@@ -30,15 +30,15 @@ REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class PointsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    participant_id: Id
     points: Points
     reason: Reason
     reference: Annotated[str, Meta(max_length=200)] | None = None
 
 
 class BatchGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    idempotency_id: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$")]
-    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    idempotency_id: IdempotencyKey
+    participant_id: Id
     points: Points
     reason: Reason
     reference: Annotated[str, Meta(max_length=200)] | None = None

@@ -3,30 +3,28 @@ manager's report per campaign."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from litestar import Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
-from msgspec import Meta
 
 from api.auth import CARRY_GATE, Principal, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
-from api.routes.participants import Cursor, Limit, program_of
+from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from catalog.items import pricing_of
 from fulfillment.sealing import Sealer
 from games import arcade, spins
 from programs.participants import get_participant
 from programs.programs import get_program
-from wallet.accounts import raise_for
+from programs.rules import SpinCount
+from wallet.accounts import Reason, raise_for
 from wallet.store import WalletStore
 from kernel.idempotency import Idem
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}
-CampaignFilter = Annotated[str | None, Parameter(max_length=40)]
 
 
 @post("/v1/me/campaigns/{campaign_id:str}/spins", guards=[participant_only], dependencies=IDEMPOTENT, opt=CARRY_GATE,
@@ -72,7 +70,7 @@ async def my_campaigns(request: Request[Any, Any, Any], wallets: WalletStore, li
                  "spins made with it include the revealed `server_seed`, so `reward-wallet verify spin` (or any "
                  "verifier) can recompute them.", tags=["games"])
 async def my_spins(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                   campaign_id: CampaignFilter = None) -> spins.SpinPage:
+                   campaign_id: IdFilter = None) -> spins.SpinPage:
     principal = principal_of(request)
     return await spins.my_spins(request.app.state.wallets.client, principal.program_id or "", principal.subject_id,
                                 limit, cursor, campaign_id)
@@ -88,8 +86,8 @@ async def report(request: Request[Any, Any, Any], campaign_id: str, wallets: Wal
 
 
 class FreeSpinsGift(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    spins: Annotated[int, Meta(ge=1, le=100)]
-    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+    spins: SpinCount
+    reason: Reason
 
 
 class FreeSpins(msgspec.Struct, frozen=True):

@@ -4,12 +4,10 @@ entries file and recompute the draw."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
-from msgspec import Meta
 
 from api.auth import active_program, admin_only, participant_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
@@ -24,9 +22,9 @@ from games.sweepstakes.draw import Beacon
 from games.sweepstakes.entries import Entered
 from programs.programs import get_program
 from wallet.accounts import Reason
+from kernel.ids import Id
 from kernel.idempotency import Idem
 
-Status = Annotated[str | None, Parameter(pattern="^(open|closed|drawn)$")]
 TAGS = ["sweepstakes"]
 
 
@@ -35,7 +33,7 @@ class EntryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FreeEntryRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    participant_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    participant_id: Id
     count: Count
     reason: Reason
 
@@ -68,7 +66,7 @@ async def create(request: Request[Any, Any, Any], data: SweepstakesSpec,
 @get("/v1/sweepstakes", guards=[admin_only], operation_id="listSweepstakes", summary="List sweepstakes",
      description="Newest first; filter by status.", tags=TAGS)
 async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
-                   status: Status = None) -> design.SweepstakesPage:
+                   status: design.Status | None = None) -> design.SweepstakesPage:
     program = await get_program(program_of(request))
     return await reports.list_all(wallets_of(request), program, pricing_of(program), limit, cursor, status)
 

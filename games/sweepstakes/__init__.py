@@ -25,6 +25,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from kernel.ids import Id
 from kernel.money import Points
 from wallet import accounts
 
@@ -38,7 +39,7 @@ class PointsPrize(msgspec.Struct, tag="points", tag_field="type", frozen=True, f
 
 
 class ItemPrize(msgspec.Struct, tag="item", tag_field="type", frozen=True, forbid_unknown_fields=True):
-    item_id: Annotated[str, Meta(min_length=1, max_length=40)]
+    item_id: Id
     quantity: Annotated[int, Meta(ge=1, le=MAX_PICKS)] = 1
     description: Annotated[str, Meta(max_length=500)] = ""
 

@@ -78,7 +78,7 @@ class Odds(msgspec.Struct, frozen=True):
 
 class SweepstakesView(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
-    status: str
+    status: Status
     name: str
     entry_cost_points: int
     max_entries_per_participant: int

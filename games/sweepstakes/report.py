@@ -10,7 +10,7 @@ import msgspec
 
 from catalog.items import Pricing
 from games.sweepstakes import keys as swkeys
-from games.sweepstakes.design import MySweepstakes, MySweepstakesPage, SweepstakesPage, SweepstakesView, \
+from games.sweepstakes.design import MySweepstakes, MySweepstakesPage, Status, SweepstakesPage, SweepstakesView, \
     decode_spec, utc_now, view_of
 from games.sweepstakes.entries import current_row, public_id_of
 from games.sweepstakes.tables import Sweepstakes, SweepstakesWinner
@@ -48,7 +48,7 @@ async def get(store: WalletStore, program: ProgramView, sweepstakes_id: str, pri
 
 
 async def list_all(store: WalletStore, program: ProgramView, pricing: Pricing, limit: int = 50,
-                   cursor: str | None = None, status: str | None = None) -> SweepstakesPage:
+                   cursor: str | None = None, status: Status | None = None) -> SweepstakesPage:
     after = decode_cursor(cursor)
     where = Sweepstakes.program_id == program.id
     if after is not None:

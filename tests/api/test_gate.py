@@ -10,8 +10,7 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 
 from tests.factories import OPERATOR, another_worker, bearer, commands_of, grant, launched_wheel, new_participant, \
-    new_program, random_ref, set_program_status, spinning_participant, tokens_for
-from tests.fulfillment.helpers import shop
+    new_program, random_ref, set_program_status, shop, spinning_participant, tokens_for
 
 
 # --- round trips ---------------------------------------------------------------------------

@@ -52,6 +52,20 @@ async def test_bad_query_values_and_unknown_routes(client) -> None:  # type: ign
     assert_problem(await client.get("/v1/nowhere", headers=program.headers), 404, "not_found")
 
 
+async def test_a_status_or_format_outside_its_set_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    # Each set is written once, as the domain's Literal; a value outside it answers as a bad pattern did.
+    program = await new_program(client)
+    for path, good in (("/v1/campaigns", "draft"), ("/v1/sweepstakes", "open"), ("/v1/claims", "duplicate"),
+                       ("/v1/orders", "cancelled"), ("/v1/orders/export.csv", "failed"),
+                       ("/v1/participants", "deactivated")):
+        assert (await client.get(path, params={"status": good}, headers=program.headers)).status_code == 200
+        body = assert_problem(await client.get(path, params={"status": "bogus"}, headers=program.headers), 400,
+                              "validation_error")
+        assert "status" in json.dumps(body)
+    assert_problem(await client.post("/v1/catalog/import", json={"format": "xml", "content": "<a/>"},
+                                     headers=program.headers), 400, "validation_error")
+
+
 async def test_idempotency_key_rules(client) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     person = await new_participant(client, program)

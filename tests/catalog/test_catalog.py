@@ -6,25 +6,9 @@ import json
 
 import pytest
 
-from catalog.pricing import max_face_value_within, min_face_value_from, points_for
-from tests.factories import new_program, random_ref
-from tests.fulfillment.helpers import shopper
+from tests.factories import new_program, random_ref, shopper
 
 pytestmark = pytest.mark.sql
-
-
-def test_prices_round_up_and_the_bounds_invert_them_exactly() -> None:
-    assert points_for(2500, 1) == 2500
-    assert points_for(2500, 2) == 1250
-    assert points_for(2501, 2) == 1251
-    assert points_for(1000, 1, markup_bps=250) == 1025
-    for value in (1, 99, 1000, 2501, 77_777):
-        for pv, markup in ((1, 0), (2, 0), (3, 250), (7, 1000)):
-            price = points_for(value, pv, markup)
-            assert max_face_value_within(price, pv, markup) >= value
-            assert points_for(max_face_value_within(price, pv, markup), pv, markup) <= price
-            assert min_face_value_from(price, pv, markup) <= value
-            assert points_for(min_face_value_from(price, pv, markup), pv, markup) >= price
 
 
 async def item(client, program, **body):  # type: ignore[no-untyped-def]

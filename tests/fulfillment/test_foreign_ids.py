@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import new_participant, new_program, random_ref
-from tests.fulfillment.helpers import shop
+from tests.factories import new_participant, new_program, random_ref, shop
 
 pytestmark = pytest.mark.sql
 

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.factories import bearer
-from tests.fulfillment.helpers import redeem, shop, shopper
+from tests.factories import bearer, redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 

@@ -8,8 +8,7 @@ import pytest
 
 from fulfillment.tables import WebhookDelivery
 from programs.tables import ApiKey
-from tests.factories import bearer
-from tests.fulfillment.helpers import redeem, shop, shopper
+from tests.factories import bearer, redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 

@@ -14,11 +14,11 @@ from fulfillment.orders import hold_idem, settle_idem, sweep
 from fulfillment.partners import route
 from fulfillment.tables import Order, PoolCode
 from programs.programs import get_program
-from tests.fulfillment.helpers import redeem, shop, shopper
 from wallet import accounts
 from kernel import keys as kernel_keys
 from kernel.ids import new_id
 from wallet.store import WalletStore
+from tests.factories import redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 

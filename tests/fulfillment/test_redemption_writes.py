@@ -7,7 +7,7 @@ import pytest
 from piccolo.engine.postgres import PostgresEngine
 
 from fulfillment.tables import Order
-from tests.fulfillment.helpers import redeem, shop, shopper
+from tests.factories import redeem, shop, shopper
 from tests.sql_writes import sql_write_transactions
 
 pytestmark = pytest.mark.sql

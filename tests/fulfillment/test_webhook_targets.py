@@ -9,8 +9,7 @@ import pytest
 
 from fulfillment.tables import Partner, WebhookDelivery
 from fulfillment.webhook_target import Refused, pin, send
-from tests.factories import HookListener, random_ref
-from tests.fulfillment.helpers import redeem, shop, shopper
+from tests.factories import HookListener, random_ref, redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 

@@ -172,6 +172,19 @@ def test_zero_weight_segments_are_never_chosen() -> None:
         assert spin_segment(SPIN_SEED, "c", nonce, [0, 3, 0, 0, 2, 0]) in (1, 4)
 
 
+def test_10000_spins_of_one_seed_pair_fit_the_weights() -> None:
+    # Chi-square with 3 degrees of freedom is above 16.266 with probability 0.001 for a fair
+    # wheel. The seeds are fixed, so this passes or fails the same way every run. The Lua
+    # spin picks exactly what spin_segment picks (test_spin_fairness.py), so it is as fair.
+    weights, spins = [50, 30, 15, 5], 10_000
+    counts = [0] * len(weights)
+    for nonce in range(spins):
+        counts[spin_segment(SPIN_SEED, "dealer-42", nonce, weights)] += 1
+    expected = [spins * w / sum(weights) for w in weights]
+    chi_square = sum((seen - e) ** 2 / e for seen, e in zip(counts, expected))
+    assert chi_square < 16.266, (counts, chi_square)
+
+
 @pytest.mark.parametrize("weights", [[], [0, 0], [-1, 2], [2**32, 1], [1.5], [True]])
 def test_weights_outside_the_spec_are_refused(weights: list[Any]) -> None:
     with pytest.raises(ValueError):
@@ -482,13 +495,16 @@ sweep_keys = st.sampled_from(["algorithm", "sweepstakes_id", "server_seed_hash",
                               "entries_hash", "total_tickets", "entrants", "beacon", "winners", "alternates"])
 
 
-@settings(max_examples=300)
+# A random document is mostly missing fields: past 100 examples the verifiers walk the same
+# early branches while hypothesis spends its time building JSON (CI time is counted). The
+# one-field-replaced tests below reach the deeper checks.
+@settings(max_examples=100)
 @given(doc=st.dictionaries(spin_keys | st.text(max_size=5), json_values, max_size=8))
 def test_arbitrary_json_never_makes_the_spin_verifier_raise(doc: dict[str, Any]) -> None:
     assert not verify_spin_proof(doc).ok
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(doc=st.dictionaries(sweep_keys | st.text(max_size=5), json_values, max_size=12),
        entries=st.none() | st.just(ENTRIES) | st.binary(max_size=60))
 def test_arbitrary_json_never_makes_the_sweepstakes_verifier_raise(doc: dict[str, Any], entries: bytes | None) -> None:

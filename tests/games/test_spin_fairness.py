@@ -1,6 +1,8 @@
-"""10,000 spins through the real spin function with known seeds: each outcome is what
-anyone recomputes from the revealed seed and the recorded weights, and the outcomes fit
-the weights (chi-square). Seeds are fixed, so the test is deterministic."""
+"""1,000 spins through the real spin function (Lua, on Valkey) with known seeds: each outcome
+is what anyone recomputes from the revealed seed and the recorded weights, each spin moves the
+right points, and the outcomes fit the weights (chi-square). Seeds are fixed, so the test is
+deterministic. That the choice itself is fair over 10,000 spins is a property of rw-fair-1,
+checked on the pure function in test_fairness.py: spin for spin, Lua picks what it picks."""
 
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ from kernel.idempotency import NO_IDEM
 SERVER_SEED = "3f1b9f0d5a7e2c4b8a6d0e1f2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f7"
 CLIENT_SEED = "dealer-42"
 WEIGHTS = [50, 30, 15, 5]
-SPINS = 10_000
+SPINS = 1_000
 # Chi-square with 3 degrees of freedom: exceeded with probability 0.001 by a fair wheel.
 CRITICAL_3DF_0_001 = 16.266
 
 
-async def test_10000_spins_recompute_and_fit_the_weights(redis) -> None:  # type: ignore[no-untyped-def]
+async def test_1000_spins_recompute_and_fit_the_weights(redis) -> None:  # type: ignore[no-untyped-def]
     store = WalletStore(redis)
     await store.load_functions()
     program, person, campaign = f"prg_{secrets.token_hex(4)}", "par_fair", "cmp_fair"

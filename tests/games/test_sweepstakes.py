@@ -23,8 +23,7 @@ import pytest
 from games.drand import ChainInfo, first_round_after
 from games.fairness import parse_entries_file
 from tests.factories import bearer, buy_entries, fund, grant, later, new_participant, new_program, new_sweepstakes, \
-    random_ref, sweepstakes_design, tokens_for
-from tests.fulfillment.helpers import shop
+    random_ref, shop, sweepstakes_design, tokens_for
 
 pytestmark = pytest.mark.sql
 

@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import LiveServer, STRIPE_WEBHOOK_SECRET
 from tests.factories import (
-    OPERATOR, ProgramHandle, bearer, grant, new_participant, new_program, random_ref, set_program_status, tokens_for,
+    OPERATOR, ProgramHandle, bearer, grant, new_participant, new_program, random_ref, redeem, set_program_status, shop,
+    shopper, tokens_for,
 )
-from tests.fulfillment.helpers import redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 
