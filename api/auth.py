@@ -31,6 +31,7 @@ from litestar.security.jwt import Token
 
 from fulfillment.partners import partner_active
 from programs import gate
+from programs import keys as program_keys
 from programs.credentials import KeyRecord, load_key, secret_matches, split_key
 from programs.programs import ensure_active, suspended_error
 from wallet import keys
@@ -147,7 +148,7 @@ class Authenticator:
         kind: PrincipalKind = "partner" if record.kind == "partner" else "admin"
         principal = Principal(kind=kind, program_id=record.program_id, subject_id=key_id,
                               partner_id=record.partner_id or None)
-        return Credential(principal, "k", gate.key_marks(record.program_id, key_id))
+        return Credential(principal, "k", program_keys.key_marks(record.program_id, key_id))
 
     async def mark_revoked(self, program_id: str, key_id: str) -> None:
         """After SQL says so: every worker's gate refuses the key from the next request on."""

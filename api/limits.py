@@ -28,6 +28,7 @@ from litestar.types import Message, Scope
 
 from api.auth import Principal
 from programs import gate
+from programs import keys as program_keys
 
 KEY_PREFIX = "rw:rl:"
 Headers = list[tuple[bytes, bytes]]
@@ -112,7 +113,7 @@ class RateLimits:
         now = time.time()
         number = int(now // budget.window)
         if principal.program_id:
-            name = gate.principal_counter(principal.program_id, principal.label, budget.name, budget.window, number)
+            name = program_keys.principal_counter(principal.program_id, principal.label, budget.name, budget.window, number)
         else:
             name = f"{KEY_PREFIX}{{{principal.label}}}:{budget.name}:{budget.window}:{number}"
         return Windows([budget], [number], [name], now)

@@ -36,7 +36,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -52,8 +51,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.wallet import (  # noqa: E402
-    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, choose_generator, drain_journal, fmt_ms,
-    free_port, lua_string, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
+    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, described_generator,
+    drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
 )
 
 TARGET_RATIO = 0.4
@@ -234,28 +233,9 @@ def main() -> int:
         parser.error(f"out of range: duration 1..120, warmup 0..30, rounds 1..10, participants "
                      f"{CONNECTIONS}..5000, count 1..10000")
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    procs = Processes()
-    folder = Path(tempfile.mkdtemp(prefix="rw-bench-games-"))
-    valkey = None
-    code = 1
-    try:
-        from api.embedded import EmbeddedValkey
-
-        valkey = EmbeddedValkey(folder)
-        valkey.start()
-        code = run(args, procs, folder, valkey)
-    except KeyboardInterrupt:
-        print("\ninterrupted: cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if valkey is not None:
-            valkey.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    code = on_a_fresh_valkey("rw-bench-games-", lambda procs, folder, valkey: run(args, procs, folder, valkey))
+    if code == 130:
+        return code
     if args.sweepstakes:
         print("\nbench/sweepstakes.py (close + draw):", flush=True)
         done = subprocess.run([sys.executable, str(ROOT / "bench" / "sweepstakes.py")], cwd=ROOT)
@@ -289,28 +269,19 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     started_at = time.monotonic()
     notes: list[str] = []
-    chosen = choose_generator(args, notes)
-    if chosen is None:
+    described = described_generator(
+        args, notes, "Lua script (unique key per request; spins round robin over the tokens)",
+        "Python raw-socket asyncio generator from bench/wallet.py (one participant per connection)")
+    if described is None:
         return 2
-    wrk, generator_name = chosen
+    wrk, generator_desc = described
     generator = "wrk" if wrk else "python"
-    if generator == "wrk":
-        generator_desc = (f"{generator_name}, {args.threads} threads, Lua script (unique key per request; spins "
-                          "round robin over the tokens)")
-    else:
-        generator_desc = "Python raw-socket asyncio generator from bench/wallet.py (one participant per connection)"
     py_spy = None if args.no_profile else find_py_spy(args.py_spy, notes)
 
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
     operator_key = "rwo_" + secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RW_") and k not in ("REDIS_URL", "DATABASE_URL", "PICCOLO_CONF")}
-    env.update({"RW_DATA_DIR": str(folder), "REDIS_URL": valkey.url, "RW_EMBEDDED_VALKEY": "1",
-                "RW_OPERATOR_KEY": operator_key,
-                # Rate limits stay on (their Redis round trip is part of every request) but never
-                # refuse: one loopback address makes every request of the benchmark.
-                "RW_RATE_LIMIT_IP": "1000000000", "RW_RATE_LIMIT_PRINCIPAL": "1000000000"})
+    env = bench_env(folder, valkey.url, operator_key)
     cli = str(Path(sys.executable).parent / "reward-wallet")
     subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True, timeout=120, cwd=ROOT)
 
@@ -353,7 +324,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         token.raise_for_status()
         participants.append(pid)
         tokens.append(token.json()["access_token"])
-    counter_participant, counter_token = participants.pop(), tokens.pop()
+    participants.pop()  # the counter's participant spins on their own token below
+    counter_token = tokens.pop()
     setup_seconds = time.monotonic() - setup_started
 
     spin_path = f"/v1/me/campaigns/{campaign_id}/spins"

@@ -44,8 +44,7 @@ if str(ROOT) not in sys.path:
 from bench.games import SpinTarget, find_py_spy, self_time  # noqa: E402
 from bench.load import Program, Server  # noqa: E402
 from bench.wallet import (  # noqa: E402
-    CpuWindow, LoadResult, Processes, Target, choose_generator, free_port, run_python_load, run_wrk, uvicorn_argv,
-    wait_http,
+    LoadResult, Processes, Target, choose_generator, free_port, load_once, uvicorn_argv, wait_http,
 )
 
 # (part, markers): a frame belongs to the first part with a marker in it; a sample goes to its
@@ -239,10 +238,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, server: Server
     run_id = secrets.token_hex(3)
 
     def load(target: Target, prefix: str, seconds: float, pid: int) -> LoadResult:
-        window = CpuWindow({"server": pid})
-        if wrk:
-            return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)
-        return run_python_load(target, prefix, seconds, procs, window)
+        return load_once(wrk, target, prefix, seconds, args.threads, folder, procs, pid)
 
     print(f"reward-wallet profile: serve --workers 1, SQLite, embedded Valkey (fsync always), info logging, rate "
           f"limits on; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (a shared machine: absolute "

@@ -46,8 +46,7 @@ if str(ROOT) not in sys.path:
 from bench.profile import GetTarget  # noqa: E402
 from bench.load import Program, Server  # noqa: E402
 from bench.wallet import (  # noqa: E402
-    CpuWindow, LoadResult, Processes, Target, choose_generator, free_port, run_python_load, run_wrk, uvicorn_argv,
-    wait_http,
+    LoadResult, Processes, Target, choose_generator, free_port, load_once, uvicorn_argv, wait_http,
 )
 
 VARIANTS = {
@@ -149,10 +148,7 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, servers: d
     run_id = secrets.token_hex(3)
 
     def load(target: Target, prefix: str, seconds: float, pid: int) -> LoadResult:
-        window = CpuWindow({"server": pid})
-        if wrk:
-            return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)
-        return run_python_load(target, prefix, seconds, procs, window)
+        return load_once(wrk, target, prefix, seconds, args.threads, folder, procs, pid)
 
     print(f"reward-wallet steps: serve --workers 1 x {len(servers)} configurations, SQLite, embedded Valkey (fsync "
           f"always), info logging, rate limits on; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "

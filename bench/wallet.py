@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -759,20 +760,26 @@ def main() -> int:
             and 1 <= args.calls <= 1_000_000 and 1 <= args.pipeline <= 10_000):
         parser.error("out of range: duration 1..120, warmup 0..30, rounds 1..10, calls 1..1e6, pipeline 1..1e4")
 
-    # SIGTERM runs the same cleanup as Ctrl-C.
+    return on_a_fresh_valkey("rw-bench-wallet-", lambda procs, folder, valkey: run(args, procs, folder, valkey))
+
+
+def on_a_fresh_valkey(prefix: str, body: Callable[[Processes, Path, Any], int]) -> int:
+    """Runs `body(procs, folder, valkey)` on an embedded Valkey in a temporary folder, then
+    stops every process it started and removes the folder, on Ctrl-C or SIGTERM too."""
+
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     procs = Processes()
-    folder = Path(tempfile.mkdtemp(prefix="rw-bench-wallet-"))
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     valkey = None
     try:
         from api.embedded import EmbeddedValkey
 
         valkey = EmbeddedValkey(folder)
         valkey.start()
-        return run(args, procs, folder, valkey)
+        return body(procs, folder, valkey)
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         return 130
@@ -798,6 +805,37 @@ def choose_generator(args: argparse.Namespace, notes: list[str]) -> tuple[str | 
     return wrk, (version.stdout or version.stderr).splitlines()[0].split(" [")[0]
 
 
+def described_generator(args: argparse.Namespace, notes: list[str], wrk_script: str,
+                        python_desc: str) -> tuple[str | None, str] | None:
+    """(wrk's path or None for the Python generator, a line saying which and how)."""
+    chosen = choose_generator(args, notes)
+    if chosen is None:
+        return None
+    wrk, name = chosen
+    return wrk, (f"{name}, {args.threads} threads, {wrk_script}" if wrk else python_desc)
+
+
+def bench_env(folder: Path, valkey_url: str, operator_key: str) -> dict[str, str]:
+    """The app's defaults, whatever this shell exports (RW_*, REDIS_URL, DATABASE_URL would
+    change what is measured), on the benchmark's Valkey; rate limits on, as in production,
+    with budgets the benchmark cannot spend (one loopback address makes every request)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RW_") and k not in ("REDIS_URL", "DATABASE_URL", "PICCOLO_CONF")}
+    env.update({"RW_DATA_DIR": str(folder), "REDIS_URL": valkey_url, "RW_EMBEDDED_VALKEY": "1",
+                "RW_OPERATOR_KEY": operator_key, "RW_RATE_LIMIT_IP": str(10**9),
+                "RW_RATE_LIMIT_PRINCIPAL": str(10**9)})
+    return env
+
+
+def load_once(wrk: str | None, target: Target, prefix: str, seconds: float, threads: int, folder: Path,
+              procs: Processes, pid: int) -> LoadResult:
+    """One measured load of `target`, with the server process's CPU over the same window."""
+    window = CpuWindow({"server": pid})
+    if wrk:
+        return run_wrk(wrk, target, prefix, seconds, threads, folder, procs, window)
+    return run_python_load(target, prefix, seconds, procs, window)
+
+
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
     import httpx
     import redis
@@ -806,26 +844,17 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     started_at = time.monotonic()
     notes: list[str] = []
-    chosen = choose_generator(args, notes)
-    if chosen is None:
+    described = described_generator(args, notes, "Lua script (unique key per request)",
+                                    "Python raw-socket asyncio generator (separate process, uvloop if present)")
+    if described is None:
         return 2
-    wrk, generator_name = chosen
+    wrk, generator_desc = described
     generator = "wrk" if wrk else "python"
-    if generator == "wrk":
-        generator_desc = f"{generator_name}, {args.threads} threads, Lua script (unique key per request)"
-    else:
-        generator_desc = "Python raw-socket asyncio generator (separate process, uvloop if present)"
 
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
     operator_key = "rwo_" + secrets.token_hex(16)  # rwo_ + 32 random characters
-    # The app's defaults, whatever this shell exports (RW_*, REDIS_URL, DATABASE_URL would change what is measured).
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RW_") and k not in ("REDIS_URL", "DATABASE_URL", "PICCOLO_CONF")}
-    env.update({"RW_DATA_DIR": str(folder), "REDIS_URL": valkey.url, "RW_EMBEDDED_VALKEY": "1",
-                "RW_OPERATOR_KEY": operator_key,
-                # Limits on, as in production, with budgets the benchmark cannot spend.
-                "RW_RATE_LIMIT_IP": str(10**9), "RW_RATE_LIMIT_PRINCIPAL": str(10**9)})
+    env = bench_env(folder, valkey.url, operator_key)
     if args.log_level:
         env["RW_LOG_LEVEL"] = args.log_level
     cli = str(Path(sys.executable).parent / "reward-wallet")

@@ -26,3 +26,8 @@ def seed_pair(program_id: str, participant_id: str) -> str:
 def spin_day(program_id: str, campaign_id: str, participant_id: str, day: str) -> str:
     """A participant's spins on a campaign on one day of the program's calendar."""
     return f"{tag(program_id)}:spins:{campaign_id}:{participant_id}:{day}"
+
+
+def spin_order(program_id: str, transaction_id: str) -> str:
+    """Pins the order id of a spin's item prize, so a retry or the sweep makes the same one."""
+    return f"{tag(program_id)}:spin-order:{transaction_id}"

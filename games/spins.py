@@ -190,7 +190,7 @@ async def spin(store: WalletStore, sealer: Sealer, program: ProgramView, pricing
         return view, bool(outcome.replayed)
     # An item prize places an order: a replay arriving while the first request is still
     # placing it waits its turn rather than racing it to a second code.
-    lock = f"{kernel_keys.tag(program.id)}:spin-order:{outcome.tx}"
+    lock = game_keys.spin_order(program.id, outcome.tx)
     if not await client.set(lock, "1", nx=True, px=30_000):
         raise IdempotencyKeyInFlight("this spin's prize is still being ordered; retry shortly")
     try:
@@ -461,7 +461,7 @@ async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: Progr
         substitute = kernel_keys.idempotency(program.id, "prize-substitute", row["order_id"])
         if not isinstance(segment.prize, ItemPrize) or await store.client.exists(substitute):
             continue  # paid in points already (its ledger entry not projected yet)
-        lock = f"{kernel_keys.tag(program.id)}:spin-order:{row['id']}"
+        lock = game_keys.spin_order(program.id, row["id"])
         if not await store.client.set(lock, "1", nx=True, px=30_000):
             continue  # its request is placing it now
         try:

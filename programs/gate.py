@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from kernel import keys as kernel_keys
 from kernel.gated import gate_reply
+from programs import keys as program_keys
 
 Check = Literal["p", "k", "-"]
 
@@ -27,21 +27,6 @@ REVOKED = 2
 DISABLED = 3
 GENERATION_MOVED = 4
 OVER_BUDGET = 5  # rw_gated only: a counter went past its limit, the operation did not run
-
-
-def key_marks(program_id: str, key_id: str) -> str:
-    """An API key's `revoked` and `disabled` marks, under its program's hash tag so the gate
-    reads them in the same call as the key's rate-limit counter."""
-    return f"{kernel_keys.tag(program_id)}:key:{key_id}"
-
-
-def principal_counter(program_id: str, principal: str, budget: str, window: int, number: int) -> str:
-    """A principal's rate-limit counter for one fixed window (its program's hash tag)."""
-    return f"{kernel_keys.tag(program_id)}:rl:{principal}:{budget}:{window}:{number}"
-
-
-def counter_pattern(program_id: str) -> str:
-    return f"{kernel_keys.tag(program_id)}:rl:*"
 
 
 class Passage(msgspec.Struct, frozen=True):
@@ -77,12 +62,12 @@ async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], c
 
 async def mark_revoked(client: Any, program_id: str, key_id: str) -> None:
     """Revocation is for good: the mark is never removed."""
-    await client.hset(key_marks(program_id, key_id), "revoked", "1")
+    await client.hset(program_keys.key_marks(program_id, key_id), "revoked", "1")
 
 
 async def mark_disabled(client: Any, program_id: str, key_ids: Sequence[str], disabled: bool) -> None:
     for key_id in key_ids:
         if disabled:
-            await client.hset(key_marks(program_id, key_id), "disabled", "1")
+            await client.hset(program_keys.key_marks(program_id, key_id), "disabled", "1")
         else:
-            await client.hdel(key_marks(program_id, key_id), "disabled")
+            await client.hdel(program_keys.key_marks(program_id, key_id), "disabled")

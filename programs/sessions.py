@@ -18,7 +18,7 @@ from fulfillment.sealing import Sealer
 from programs.credentials import hash_secret
 from programs.programs import ensure_active
 from programs.tables import Participant, RefreshToken
-from kernel import keys as kernel_keys
+from programs import keys as program_keys
 from kernel.errors import NotFound, Unauthenticated
 from kernel.ids import new_id
 from kernel.clock import utc
@@ -102,13 +102,9 @@ async def rotate(refresh_token: str, ttl: timedelta, store: WalletStore, sealer:
         raise Unauthenticated("participant is not active")
     new_token = await _insert(record["program_id"], record["participant_id"], record["family_id"], ttl)
     if grace_seconds > 0:
-        await store.client.set(_successor_key(record["program_id"], token_hash), sealer.seal(new_token),
+        await store.client.set(program_keys.refresh_successor(record["program_id"], token_hash), sealer.seal(new_token),
                                ex=grace_seconds)
     return SessionSubject(program_id=record["program_id"], participant_id=record["participant_id"]), new_token
-
-
-def _successor_key(program_id: str, token_hash: str) -> str:
-    return f"{kernel_keys.tag(program_id)}:rt-next:{token_hash}"
 
 
 async def _retry_or_revoke(store: WalletStore, sealer: Sealer, token_hash: str,
@@ -124,7 +120,7 @@ async def _retry_or_revoke(store: WalletStore, sealer: Sealer, token_hash: str,
     if within:
         # The first use may still be inserting the successor: wait for it a moment.
         for _ in range(40):
-            sealed = await store.client.get(_successor_key(row["program_id"], token_hash))
+            sealed = await store.client.get(program_keys.refresh_successor(row["program_id"], token_hash))
             if sealed is not None:
                 subject = SessionSubject(program_id=row["program_id"], participant_id=row["participant_id"])
                 return subject, str(sealer.open(reply_text(sealed)))

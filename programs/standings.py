@@ -38,7 +38,7 @@ from msgspec import Meta
 
 from programs.programs import get_program
 from programs.tables import Leaderboard, Participant, Team
-from kernel import keys as kernel_keys
+from programs import keys as program_keys
 from kernel.bounded_map import BoundedMap
 from kernel.money import MAX_BALANCE
 from kernel.errors import Invalid, NotFound
@@ -157,19 +157,8 @@ def _bounds(board: LeaderboardView, at: datetime, tz: str,
     return period_bounds(board.period, at, tz, starts_at, board.ends_at)
 
 
-def _board_key(program_id: str, board_id: str, period: str) -> str:
-    # "lbs": scores are points, tie-breaks in members (the old "lb" sets packed both in the score)
-    return f"{kernel_keys.tag(program_id)}:lbs:{board_id}:{period}"
-
-
 def _index_key(board_key: str) -> str:
     return f"{board_key}:ix"
-
-
-def _old_key(program_id: str, board_id: str, period: str) -> str:
-    """The period's sorted set in the old encoding (points * 2^21 + tie-break in the score),
-    moved to the current one on first use (leaderboard_upgrade.lua)."""
-    return f"{kernel_keys.tag(program_id)}:lb:{board_id}:{period}"
 
 
 def _member_id(encoded: Any) -> str:
@@ -250,10 +239,6 @@ async def _boards(program_id: str) -> tuple[list[LeaderboardView], str, datetime
 _upgrade_script: Any = None  # redis' AsyncScript: EVALSHA, loading the script where it is missing
 
 
-def _marker(program_id: str, event: str) -> str:
-    return f"{kernel_keys.tag(program_id)}:lbm:{event}"
-
-
 def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at: datetime, tz: str,
             program_start: datetime) -> list[tuple[list[str], str, str, int, int]]:
     """Each (board, member, points) whose period holds `at`: its three keys (sorted set,
@@ -263,8 +248,8 @@ def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at:
         period, start, end = _bounds(board, at, tz, program_start)
         if board.period == "custom" and not (start <= utc(at) < end):  # type: ignore[operator]
             continue
-        board_key = _board_key(program_id, board.id, period)
-        placed.append(([board_key, _index_key(board_key), _old_key(program_id, board.id, period)], board.id, member,
+        board_key = program_keys.board(program_id, board.id, period)
+        placed.append(([board_key, _index_key(board_key), program_keys.old_board(program_id, board.id, period)], board.id, member,
                        points, tie_break(at, start, end)))
     return placed
 
@@ -272,7 +257,7 @@ def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at:
 async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
                  at: datetime, tz: str, program_start: datetime) -> None:
     """Adds each (board, member, points) whose period holds `at`, in one atomic call."""
-    key_list, args = [_marker(program_id, event)], [MARKER_TTL, MAX_POINTS]
+    key_list, args = [program_keys.board_marker(program_id, event)], [MARKER_TTL, MAX_POINTS]
     for board_keys, board_id, member, points, tie in _placed(program_id, counts, at, tz, program_start):
         key_list += board_keys
         args += [board_id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie]
@@ -305,7 +290,7 @@ class PointsBoards(msgspec.Struct, frozen=True):
         placed = _placed(self.program_id, counts, at, self.timezone, self.program_start)
         if not placed:
             return NO_BOARDS
-        key_list, args = [_marker(self.program_id, f"tx:{transaction_id}")], [MARKER_TTL]
+        key_list, args = [program_keys.board_marker(self.program_id, f"tx:{transaction_id}")], [MARKER_TTL]
         for board_keys, board_id, member, _, tie in placed:
             key_list += board_keys
             args += [board_id, member, tie]
@@ -434,8 +419,8 @@ async def standings(client: Any, program_id: str, board_id: str, limit: int = 10
     board = await get_leaderboard(program_id, board_id)
     program = await get_program(program_id)
     period, start, end = _bounds(board, at or datetime.now(timezone.utc), program.timezone, program.created_at)
-    key = _board_key(program_id, board.id, period)
-    await _upgrade(client, _old_key(program_id, board.id, period), key)
+    key = program_keys.board(program_id, board.id, period)
+    await _upgrade(client, program_keys.old_board(program_id, board.id, period), key)
     member: str | None = None
     if around is not None:
         row = await Participant.select(Participant.team_id).where(

@@ -224,7 +224,7 @@ async def test_a_kept_token_is_refused_once_it_expires(settings, redis, client):
 async def test_rebuild_writes_the_marks_again_that_a_worker_keeping_the_key_in_memory_relies_on(
         settings, client, redis):
     from fulfillment.partners import restore_key_marks
-    from programs.gate import key_marks
+    from programs.keys import key_marks
 
     program, partner, _ = await shop(client)
     second = (await client.post("/v1/admin-keys", json={"name": "ops"}, headers=program.headers)).json()
