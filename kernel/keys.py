@@ -1,7 +1,7 @@
 """Redis key names every package shares. Every key of a program carries the hash tag
 {p:<program_id>} (`tag`), so one function call can touch them all and a Redis Cluster keeps a
 program on one shard. Each package names its own keys with it: wallet/keys.py (the ledger),
-games/keys.py, programs/keys.py, catalog/keys.py, games/sweepstakes_keys.py."""
+games/keys.py, programs/keys.py, catalog/keys.py, games/sweepstakes/keys.py."""
 
 from __future__ import annotations
 
