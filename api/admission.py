@@ -10,8 +10,8 @@ bound on the requests in flight, those beyond it get a problem document (503
 the latency the process has at capacity. A shed request did nothing, so retrying it, with
 the same `Idempotency-Key` where the route takes one, is always safe.
 
-`GET /health` and `/metrics` are always admitted: a load balancer and Prometheus must see a
-busy process as alive.
+`/health`, `/ready` and `/metrics` are always admitted: a load balancer and Prometheus must
+see a busy process as alive.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ log = logging.getLogger("rw.admission")
 
 SHED = Counter("rw_requests_shed_total", "Requests answered 503 at once because the process was at its "
                "in-flight bound (RW_MAX_IN_FLIGHT)")
-ALWAYS_ADMITTED = frozenset({"/health", "/metrics"})
+ALWAYS_ADMITTED = frozenset({"/health", "/ready", "/metrics"})
 
 
 def admission(app: Litestar, inner: ASGIApp, max_in_flight: int) -> ASGIApp:

@@ -138,7 +138,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_coalesce: bool = True
     # Requests one API process works on at once; more answer 503 `unavailable` with
     # Retry-After at once instead of queueing past the phones' timeouts (api/admission.py).
-    # 0: no bound. GET /health and /metrics are always admitted.
+    # 0: no bound. /health, /ready and /metrics are always admitted.
     max_in_flight: Annotated[int, Meta(ge=0, le=1_000_000)] = 256
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False

@@ -3,10 +3,11 @@
 Piccolo opens a new aiosqlite connection (a new thread) for every query outside a
 transaction; at a dozen queries per request that was most of a request's time. This
 engine keeps up to `pool_size` connections per event loop (aiosqlite connections belong
-to the loop that made them) and hands them out one query at a time. Transactions still
-get a connection of their own, as in Piccolo; `write_transaction` instead runs write
-transactions one at a time per event loop, in arrival order, on one connection kept for
-them (see its docstring).
+to the loop that made them) and hands them out one read at a time. Every write, a write
+transaction or a single INSERT/UPDATE/DELETE, runs one at a time per event loop, in arrival
+order, on one connection kept for writing (see `write_transaction`), so no write waits in
+SQLite's busy handler while holding a connection the reads need. Piccolo's own
+`transaction()` still gets a connection of its own; write through `writing(engine)`.
 """
 
 from __future__ import annotations

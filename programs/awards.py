@@ -18,9 +18,8 @@ from programs.programs import ProgramView, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Participant
 from kernel.errors import Invalid
-from kernel.idempotency import once
+from kernel.idempotency import Idem, once
 from wallet.store import WalletStore
-from kernel.idempotency import Idem
 
 
 class ActivityResult(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -25,9 +25,8 @@ from kernel.ids import new_id
 from kernel.clock import utc
 from kernel.money import MAX_BALANCE, check_move
 from kernel.pages import newest_first
-from kernel.idempotency import once
+from kernel.idempotency import Idem, once
 from wallet.store import Leg, WalletStore
-from kernel.idempotency import Idem
 
 if TYPE_CHECKING:
     from programs.stripe_gateway import StripeGateway

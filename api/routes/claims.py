@@ -13,8 +13,7 @@ from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from programs import claims
 from wallet.store import WalletStore
-from kernel.idempotency import Idem
-from kernel.idempotency import once, pinned_id
+from kernel.idempotency import Idem, once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 

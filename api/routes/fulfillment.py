@@ -21,8 +21,7 @@ from fulfillment.sealing import Sealer
 from programs.programs import Money, get_program
 from kernel.ids import Id, IdOrEmpty
 from wallet.store import WalletStore
-from kernel.idempotency import Idem
-from kernel.idempotency import once, pinned_id
+from kernel.idempotency import Idem, once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}

@@ -22,8 +22,7 @@ from kernel.money import Points
 from wallet.accounts import Reason
 from kernel.ids import Id, new_id
 from wallet.store import GrantSpec, WalletStore
-from kernel.idempotency import Idem
-from kernel.idempotency import once
+from kernel.idempotency import Idem, once
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}

@@ -22,8 +22,7 @@ from games.sweepstakes.tables import Sweepstakes, SweepstakesEntriesFile, Sweeps
 from programs.programs import ProgramView
 from wallet import accounts, keys
 from kernel import keys as kernel_keys
-from kernel.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound
-from kernel.errors import ProgramSuspended
+from kernel.errors import Conflict, DomainError, IdempotencyKeyReused, InsufficientPoints, Invalid, NotFound, ProgramSuspended
 from kernel.ids import new_id
 from kernel.clock import utc
 from kernel.replies import Reply, reply_text

@@ -13,8 +13,7 @@ from api.idempotency import idem_for
 from tests.factories import OPERATOR, available, new_participant, new_program, random_ref
 from kernel import keys as kernel_keys
 from kernel.errors import IdempotencyKeyInFlight
-from kernel.idempotency import IN_FLIGHT_TTL_MS, in_flight, once
-from kernel.idempotency import Idem
+from kernel.idempotency import IN_FLIGHT_TTL_MS, Idem, in_flight, once
 
 pytestmark = pytest.mark.sql
 

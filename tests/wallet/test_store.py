@@ -16,8 +16,7 @@ from kernel.errors import BudgetExhausted, Conflict, IdempotencyKeyReused, Insuf
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
 from wallet.store import NO_BOARDS, GrantSpec, Leg, WalletStore
-from kernel.idempotency import NO_IDEM
-from kernel.idempotency import Idem
+from kernel.idempotency import Idem, NO_IDEM
 
 
 def fresh_idem(program_id: str) -> Idem:
