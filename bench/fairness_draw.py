@@ -54,13 +54,18 @@ def timed(label: str, step: Callable[[], T]) -> T:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def draw_arguments(description: str | None) -> argparse.Namespace:
+    """The size of a sweepstakes draw to measure: entrants, tickets, winners and alternates."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entrants", type=int, default=1_000_000)
     parser.add_argument("--tickets", type=int, default=10_000_000)
     parser.add_argument("--winners", type=int, default=10)
     parser.add_argument("--alternates", type=int, default=10)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = draw_arguments(__doc__)
 
     print(f"{args.entrants:,} entrants, {args.tickets:,} tickets, "
           f"{args.winners} winners + {args.alternates} alternates")

@@ -20,7 +20,6 @@ plus draw under 10 s, peak under 1 GB. The proof is then verified offline as an 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import sys
@@ -33,6 +32,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fairness_draw import draw_arguments  # noqa: E402
 from bench.harness import api_stack  # noqa: E402
 from games.sweepstakes import keys as swkeys  # noqa: E402
 from games.fairness import verify_sweepstakes_proof  # noqa: E402
@@ -85,12 +85,7 @@ async def seed(redis_url: str, program_id: str, sweepstakes_id: str, entrants: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entrants", type=int, default=1_000_000)
-    parser.add_argument("--tickets", type=int, default=10_000_000)
-    parser.add_argument("--winners", type=int, default=10)
-    parser.add_argument("--alternates", type=int, default=10)
-    args = parser.parse_args()
+    args = draw_arguments(__doc__)
     with api_stack() as stack:
         http = httpx.Client(base_url=stack.url, timeout=600)
         program = http.post("/v1/programs", json={"name": "bench"}, headers=stack.operator).json()

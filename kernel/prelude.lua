@@ -156,6 +156,18 @@ local function balance_refusal(name)
   return out_of_bounds(name .. " would pass the largest balance allowed, 9007199254740991 points")
 end
 
+-- nil, or the refusal of spending `points` from a wallet with `available` points: past the
+-- size of one move, or more than is available. Deductions, holds and sweepstakes entries.
+local function spend_refusal(points, available)
+  local size = move_refusal(points)
+  if size then return size end
+  if available < points then
+    return fail("insufficient_points",
+      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed")
+  end
+  return nil
+end
+
 -- earned/spent: how the transaction moved the participant's lifetime counters, so the
 -- ledger alone can rebuild every field of a wallet.
 -- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".

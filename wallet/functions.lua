@@ -176,13 +176,9 @@ register_gateable("rw_deduct", function(keys, argv)
   if not w[1] then return to_json(fail("not_found", "no such participant")) end
   early = suspension(keys[4])
   if early then return early end
-  local size = move_refusal(points)
-  if size then return idem_store(idem, fp, ttl, size) end
   local available = tonumber(w[2] or "0")
-  if available < points then
-    return idem_store(idem, fp, ttl, fail("insufficient_points",
-      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
-  end
+  local refused = spend_refusal(points, available)
+  if refused then return idem_store(idem, fp, ttl, refused) end
   if too_large(hget_int(acct, "budget"), points) then
     return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
   end
@@ -206,13 +202,8 @@ redis.register_function("rw_hold", function(keys, argv)
   if redis.call("EXISTS", hold) == 1 then
     return idem_store(idem, fp, ttl, fail("conflict", "this hold already exists"))
   end
-  local size = move_refusal(points)
-  if size then return idem_store(idem, fp, ttl, size) end
-  local available = hget_int(wallet, "available")
-  if available < points then
-    return idem_store(idem, fp, ttl, fail("insufficient_points",
-      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
-  end
+  local refused = spend_refusal(points, hget_int(wallet, "available"))
+  if refused then return idem_store(idem, fp, ttl, refused) end
   if too_large(hget_int(wallet, "held"), points) then
     return idem_store(idem, fp, ttl, balance_refusal("the participant's held balance"))
   end

@@ -56,13 +56,8 @@ redis.register_function("rw_sw_enter", function(keys, argv)
   if refusal then return to_json(refusal) end
   local points = 0
   if not free then points = tonumber(redis.call("HGET", sw, "cost")) * count end
-  local size = move_refusal(points)
-  if size then return idem_store(idem, fp, ttl, size) end
-  local available = hget_int(wallet, "available")
-  if available < points then
-    return idem_store(idem, fp, ttl, fail("insufficient_points",
-      "available balance is " .. int_s(available) .. ", " .. int_s(points) .. " needed"))
-  end
+  local refused = spend_refusal(points, hget_int(wallet, "available"))
+  if refused then return idem_store(idem, fp, ttl, refused) end
   if too_large(hget_int(wallet, "spent"), points) or too_large(hget_int(acct, "sweepstakes"), points) then
     return idem_store(idem, fp, ttl, balance_refusal("a balance this entry moves"))
   end
