@@ -6,6 +6,7 @@ Every builder uses random names, so tests never depend on each other.
 from __future__ import annotations
 
 import asyncio
+import time
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -188,6 +189,15 @@ async def fill_wallet(redis: Any, program_id: str, participant_id: str, points: 
                                                 participant_id=participant_id, lifetime="earn")
     assert outcome.ok, outcome
     assert outcome.available is not None and outcome.available >= points
+
+
+async def away_from_a_window_edge(window: int, margin: float = 10.0) -> None:
+    """Waits, when the current fixed rate-limit window (`window` seconds, counted from the
+    epoch) ends within `margin` seconds, for the next one: counts start again at each window,
+    so requests that straddle its edge would be counted apart and a limit seem not to hold."""
+    left = window - time.time() % window
+    if left < margin:
+        await asyncio.sleep(left + 0.2)
 
 
 async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:

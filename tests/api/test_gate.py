@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from litestar.exceptions import NotAuthorizedException
 
-from tests.factories import OPERATOR, another_worker, bearer, commands_of, grant, launched_wheel, new_participant, \
+from tests.factories import OPERATOR, another_worker, away_from_a_window_edge, bearer, commands_of, grant, launched_wheel, new_participant, \
     new_program, random_ref, set_program_status, shop, spinning_participant, tokens_for
 
 
@@ -116,8 +116,11 @@ async def test_a_revoked_key_deducts_nothing_and_a_revoked_token_spins_nothing_o
 
 async def test_a_spent_budget_stops_the_deduction_that_spends_it_and_a_failing_request_still_counts(
         settings, migrated, private_valkey):
+    # An hour's window, entered well before its edge: the six counted requests share it.
+    await away_from_a_window_edge(3600, margin=60)
     async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
-                              rate_limit_per_principal=4, rate_limit_per_ip=1000) as app:
+                              rate_limit_per_principal=4, rate_limit_per_ip=1000,
+                              rate_limit_window_seconds=3600) as app:
         program = await new_program(app)  # the operator's request: not the key's budget
         person = await new_participant(app, program)  # 1 of the key's 4
         assert (await grant(app, program, person["id"], 50)).status_code == 201  # 2

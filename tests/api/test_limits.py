@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.factories import OPERATOR, bearer, new_participant, new_program, random_ref
+from tests.factories import OPERATOR, away_from_a_window_edge, bearer, new_participant, new_program, random_ref
 
 PROBLEM = "application/problem+json"
 
@@ -277,7 +277,7 @@ def _serve(extra_env: dict[str, str]) -> tuple[Any, str]:
 
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in ("RW_TRUSTED_PROXIES", "FORWARDED_ALLOW_IPS")}
-    env = {**inherited, "RW_RATE_LIMIT_AUTH_FAILURES": "3", "RW_RATE_LIMIT_WINDOW": "60", **extra_env}
+    env = {**inherited, "RW_RATE_LIMIT_AUTH_FAILURES": "3", "RW_RATE_LIMIT_WINDOW": str(AUTH_WINDOW), **extra_env}
     server = subprocess.Popen([str(Path(sys.executable).parent / "reward-wallet"), "serve", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -306,6 +306,9 @@ async def _forget_addresses(redis: Any) -> None:
             await redis.delete(key)
 
 
+AUTH_WINDOW = 60  # RW_RATE_LIMIT_WINDOW of the servers `_serve` starts
+
+
 def _guess(url: str, forwarded_for: str) -> int:
     import httpx
 
@@ -318,6 +321,7 @@ async def test_an_untrusted_clients_forwarded_for_does_not_change_the_limited_ad
     server, url = _serve({})
     try:
         # Each guess claims another address; the server counts the peer all the same.
+        await away_from_a_window_edge(AUTH_WINDOW)
         answers = [_guess(url, f"203.0.113.{n}") for n in range(1, 5)]
         assert answers == [401, 401, 401, 429]
     finally:
@@ -332,6 +336,7 @@ async def test_a_named_proxys_forwarded_for_names_the_client(settings, migrated,
         # Behind a trusted proxy, each client has its own budget...
         assert [_guess(url, f"203.0.113.{n}") for n in range(1, 5)] == [401] * 4
         # ...and one client's guesses are counted as theirs.
+        await away_from_a_window_edge(AUTH_WINDOW)
         assert [_guess(url, "203.0.113.9") for _ in range(4)] == [401, 401, 401, 429]
     finally:
         _stop(server)
