@@ -34,6 +34,7 @@ from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
 from wallet.store import WalletStore
+from kernel.mail import Mailer, mailer
 from kernel.redis_functions import connect
 
 log = logging.getLogger("rw.api")
@@ -158,6 +159,7 @@ def add_services(state: State, settings: Settings) -> None:
         settings.access_token_ttl_seconds,
     )
     state.sealer = Sealer(settings.encryption_key or "")
+    state.mailer = mailer(settings.smtp_url, settings.mail_from, settings.outbox_path)
     state.stripe = None
     if settings.stripe_api_key and settings.stripe_webhook_secret:
         state.stripe = StripeGateway(StripeSettings(
@@ -189,6 +191,10 @@ def provide_sealer(state: State) -> Sealer:
     return state.sealer
 
 
+def provide_mailer(state: State) -> Mailer:
+    return state.mailer
+
+
 def dependencies() -> dict[str, Provide]:
     return {
         "wallets": Provide(provide_wallets, sync_to_thread=False),
@@ -196,6 +202,7 @@ def dependencies() -> dict[str, Provide]:
         "settings": Provide(provide_settings, sync_to_thread=False),
         "authenticator": Provide(provide_authenticator, sync_to_thread=False),
         "sealer": Provide(provide_sealer, sync_to_thread=False),
+        "mailer": Provide(provide_mailer, sync_to_thread=False),
     }
 
 

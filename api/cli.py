@@ -59,6 +59,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["REDIS_URL"] = valkey.url
         os.environ["RW_EMBEDDED_VALKEY"] = "1"
         settings = msgspec.structs.replace(settings, redis_url=valkey.url, embedded_valkey=True)
+    if not os.environ.get("RW_PUBLIC_URL", "").strip():
+        # Links in emails and answers name the address this server listens on.
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        os.environ["RW_PUBLIC_URL"] = f"http://{host}:{args.port}"
+        settings = msgspec.structs.replace(settings, public_url=os.environ["RW_PUBLIC_URL"])
     if args.workers > 1:
         _share_metrics(settings.data_path / "metrics")
     worker = None

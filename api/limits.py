@@ -205,6 +205,15 @@ API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-ac
 DOCS_CSP = (b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             b"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
             b"base-uri 'none'")
+# The console: pages, forms and scripts from this server only (no inline script or style).
+CONSOLE_CSP = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+# The phone app: also its manifest, its service worker, and receipt photos previewed from
+# the camera (blob:).
+APP_CSP = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+           b"connect-src 'self'; manifest-src 'self'; worker-src 'self'; form-action 'self'; "
+           b"frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+FACE_CSP = {"api": API_CSP, "docs": DOCS_CSP, "console": CONSOLE_CSP, "app": APP_CSP}
 
 
 def security_headers(hsts_seconds: int) -> Callable[[Message, Scope], Any]:
@@ -223,17 +232,30 @@ def security_headers(hsts_seconds: int) -> Callable[[Message, Scope], Any]:
             return
         headers = list(message.get("headers", []))
         present = {name.lower() for name, _ in headers}
-        docs = scope["path"].startswith("/schema")
+        face = web_face(scope["path"])
         headers += [(name, value) for name, value in fixed if name not in present]
         if b"content-security-policy" not in present:
-            headers.append((b"content-security-policy", DOCS_CSP if docs else API_CSP))
+            headers.append((b"content-security-policy", FACE_CSP[face]))
         # An answer for a bearer of credentials is theirs alone: no shared or browser cache.
-        # Routes that choose their own policy (the catalog's ETag revalidation) keep it.
-        if b"cache-control" not in present and _has_authorization(scope):
+        # So is every console and app page (a cookie or a token in memory stands behind it);
+        # their static files may be cached. Routes that choose their own policy (the
+        # catalog's ETag revalidation, the static files) keep it.
+        if b"cache-control" not in present and (_has_authorization(scope) or face in {"console", "app"}):
             headers.append((b"cache-control", b"no-store"))
         message["headers"] = headers
 
     return add_headers
+
+
+def web_face(path: str) -> str:
+    """Which face an answer belongs to: each has its own Content-Security-Policy."""
+    if path.startswith("/schema"):
+        return "docs"
+    if path == "/console" or path.startswith("/console/"):
+        return "console"
+    if path.startswith("/app/"):
+        return "app"
+    return "api"
 
 
 def _has_authorization(scope: Scope) -> bool:

@@ -59,6 +59,9 @@ ENV_NAMES: dict[str, str] = {
     "lean_routes": "RW_LEAN_ROUTES",
     "redis_coalesce": "RW_REDIS_COALESCE",
     "max_in_flight": "RW_MAX_IN_FLIGHT",
+    "public_url": "RW_PUBLIC_URL",
+    "smtp_url": "RW_SMTP_URL",
+    "mail_from": "RW_MAIL_FROM",
 }
 
 
@@ -140,6 +143,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Retry-After at once instead of queueing past the phones' timeouts (api/admission.py).
     # 0: no bound. /health, /ready and /metrics are always admitted.
     max_in_flight: Annotated[int, Meta(ge=0, le=1_000_000)] = 256
+    # The address people reach this server at: every link in an email or an answer (console
+    # invites, sign-in links) starts with it, never with a request's Host header. `serve`
+    # sets it to the address it listens on when unset.
+    public_url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] = "http://127.0.0.1:8000"
+    # smtp://[user:password@]host[:port] (smtps:// for TLS from the start; STARTTLS is used when
+    # the server offers it). Unset: messages are written to RW_DATA_DIR/outbox/ as .eml files.
+    smtp_url: Annotated[str, Meta(pattern=r"^smtps?://")] | None = None
+    mail_from: Annotated[str, Meta(min_length=3)] = "Reward Wallet <no-reply@localhost>"
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.
@@ -152,6 +163,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
+
+    @property
+    def public_base(self) -> str:
+        """RW_PUBLIC_URL without a trailing slash, to put paths after."""
+        return self.public_url.rstrip("/")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_path / "outbox"
 
     @property
     def trusted_proxy_list(self) -> list[str]:
