@@ -37,6 +37,7 @@ from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
 from kernel.idempotency import Idem
 from kernel.clock import utc
+from kernel.ids import new_id
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -319,6 +320,22 @@ async def cancel_for_participant(store: WalletStore, program: ProgramView, order
                                          kind="order_cancelled", text=f"Order {order_id} was cancelled: {reason}.{points}",
                                          points=row["points"] or None, reference=order_id)])
     return _view(row, await _names({row["item_id"]}), sealer)
+
+
+async def redeliver(program: ProgramView, order_id: str) -> OrderView:
+    """Puts a delivered card in front of its participant again (lost the message, new phone):
+    a feed line pointing to the card in the app. The code itself never travels by email or
+    into the outbox; it stays sealed and is shown only in the participant's own order."""
+    row = await order_row(program.id, order_id)
+    if row["status"] != "fulfilled":
+        raise Conflict(f"the order is {row['status']}; only a delivered card can be delivered again")
+    names = await _names({row["item_id"]})
+    name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+    await publish(program.id, [FeedEntry(
+        key=f"order:{order_id}:redelivered:{new_id('rdl')}", participant_id=row["participant_id"],
+        kind="order_redelivered", text=f"Your {item_title(brand, name)} was delivered again: open it in Rewards",
+        reference=order_id)])
+    return _view(row, names, None, admin=True)
 
 
 async def sweep(store: WalletStore, program_id: str, now: datetime | None = None) -> int:

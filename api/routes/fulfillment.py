@@ -215,6 +215,15 @@ async def cancel_order(request: Request[Any, Any, Any], order_id: str, wallets: 
     return await orders.cancel_for_participant(wallets, program, order_id, reason, sealer)
 
 
+@post("/v1/orders/{order_id:str}/redeliver", guards=[admin_only], operation_id="redeliverOrder",
+      summary="Deliver a fulfilled card again",
+      description="A feed line tells the participant the card is waiting in the app; the code is never emailed "
+                  "or shown to the admin. Only fulfilled orders (409 otherwise).", tags=["fulfillment"],
+      status_code=200)
+async def redeliver_order(request: Request[Any, Any, Any], order_id: str) -> orders.OrderView:
+    return await orders.redeliver(await get_program(program_of(request)), order_id)
+
+
 @get("/v1/fulfillment/webhook-deliveries", guards=[admin_only], operation_id="listWebhookDeliveries",
      summary="Webhook delivery log (admin)", description="Every partner's deliveries, newest first.",
      tags=["fulfillment"])
@@ -287,4 +296,4 @@ async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
 
 ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, update_partner, rotate_partner_key,
           set_webhook, list_orders, export,
-          read_order, cancel_order, admin_deliveries, claim, set_item_availability, fulfil, fail, partner_deliveries]
+          read_order, cancel_order, redeliver_order, admin_deliveries, claim, set_item_availability, fulfil, fail, partner_deliveries]
