@@ -20,6 +20,8 @@ class Program(Table, tablename="programs"):
     points_expire_months = Integer(null=True, default=None)
     # Catalog markup in basis points (250 = 2.5%) on top of the face value's points.
     catalog_markup_bps = Integer(default=0)
+    # A claim for a sale older than this many days is refused; null: no window.
+    claim_window_days = Integer(null=True, default=None)
     created_at = Timestamptz()
 
 
