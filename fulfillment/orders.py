@@ -66,6 +66,7 @@ class OrderView(msgspec.Struct, frozen=True, omit_defaults=True):
     credentials: Credentials | None = None
     credential_list: list[CredentialLine] | None = None
     redemption_instructions: str | None = None
+    tax_flagged: bool = False  # admins only: reaches the tax reporting threshold without a form
 
 
 class OrderPage(msgspec.Struct, frozen=True):
@@ -131,6 +132,7 @@ def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], seal
         failure_reason=row["failure_reason"], fulfilled_at=utc(row["fulfilled_at"]),
         credentials=card.credentials if card else None, credential_list=card.credential_list if card else None,
         redemption_instructions=instructions if card else None,
+        tax_flagged=bool(row.get("tax_flagged")) if admin else False,
     )
 
 

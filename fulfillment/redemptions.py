@@ -25,7 +25,7 @@ import msgspec
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
-from fulfillment import order_writes, orders, webhooks
+from fulfillment import order_writes, orders, taxes, webhooks
 from fulfillment.code_pool import take_code
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
@@ -185,9 +185,12 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
         order = _new_order(existing)
     else:
         partner = await route(program.id, item)
+        now = datetime.now(timezone.utc)
+        # Before anything is written: a refusal (tax_form_required) changes nothing.
+        flagged = await taxes.needs_flag(program, participant_id, value, now, refusable=source == "redemption")
         order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
                          partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
-                         points=0 if source == "prize" else points, created_at=datetime.now(timezone.utc))
+                         points=0 if source == "prize" else points, created_at=now, tax_flagged=flagged)
         secret = await order_writes.open_order(order, partner["kind"] == "code_pool")
         await _hold(store, order)
         done = await _finish(store, program, order, partner, secret, labels)

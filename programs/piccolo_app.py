@@ -18,6 +18,7 @@ from programs.tables import (
     Program,
     RefreshToken,
     StripeEvent,
+    TaxProfile,
     Team,
 )
 
@@ -25,7 +26,8 @@ APP_CONFIG = AppConfig(
     app_name="programs",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
-                   FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail],
+                   FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
+                   TaxProfile],
     migration_dependencies=[],
     commands=[],
 )

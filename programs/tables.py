@@ -22,6 +22,11 @@ class Program(Table, tablename="programs"):
     catalog_markup_bps = Integer(default=0)
     # A claim for a sale older than this many days is refused; null: no window.
     claim_window_days = Integer(null=True, default=None)
+    # When a reward would take a participant's reportable total for the year past the
+    # threshold without a tax form: "flag" the order, or "refuse" it (tax_form_required).
+    tax_form_policy = Varchar(length=10, default="flag")
+    # Per tax year overrides of the reporting threshold, minor units: {"2027": 250000}.
+    tax_thresholds = Text(default="{}")
     created_at = Timestamptz()
 
 
@@ -247,3 +252,17 @@ class AnnouncementMail(Table, tablename="announcement_mails"):
     next_attempt_at = Timestamptz(index=True)
     sent_at = Timestamptz(null=True, default=None, index=True)
     last_error = Varchar(length=300, null=True, default=None)
+
+
+class TaxProfile(Table, tablename="tax_profiles"):
+    """A participant's tax form (a W-9 in the United States): sealed at rest; the console sees
+    the legal name and the last 4 digits of the TIN only."""
+
+    participant_id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    status = Varchar(length=20, default="requested")  # requested | received
+    # Sealed JSON {legal_name, address, tin, tin_type}; null until received.
+    form = Text(null=True, default=None)
+    tin_last4 = Varchar(length=4, null=True, default=None)
+    requested_at = Timestamptz(null=True, default=None)
+    received_at = Timestamptz(null=True, default=None)

@@ -1,10 +1,10 @@
 """Every route of the API, one module per resource."""
 
-from api.routes import announcements, campaigns, catalog, claims, earning, fairness, fulfillment, funding, health, leaderboards, me, participants, points, programs, sessions, spins, sweepstakes
+from api.routes import announcements, campaigns, catalog, claims, earning, fairness, fulfillment, funding, health, leaderboards, me, participants, points, programs, sessions, spins, sweepstakes, taxes
 
 ROUTES = [*health.ROUTES, *programs.ROUTES, *participants.ROUTES, *sessions.ROUTES, *points.ROUTES, *me.ROUTES,
           *earning.ROUTES, *claims.ROUTES, *catalog.ROUTES, *fulfillment.ROUTES,
           *campaigns.ROUTES, *funding.ROUTES, *leaderboards.ROUTES,
-          *fairness.ROUTES, *spins.ROUTES, *sweepstakes.ROUTES, *announcements.ROUTES]
+          *fairness.ROUTES, *spins.ROUTES, *sweepstakes.ROUTES, *announcements.ROUTES, *taxes.ROUTES]
 
 __all__ = ["ROUTES"]
