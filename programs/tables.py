@@ -164,6 +164,10 @@ class Claim(Table, tablename="claims"):
     activity_id = Varchar(length=40, null=True, default=None)
     created_at = Timestamptz()
     decided_at = Timestamptz(null=True, default=None)
+    # When the receipt photo (programs/receipts.py) was last sent; null: none.
+    receipt_at = Timestamptz(null=True, default=None)
+    # How many times the participant fixed and sent a rejected claim again.
+    resubmissions = Integer(default=0)
 
 
 class FeedItem(Table, tablename="feed_items"):
