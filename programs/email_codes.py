@@ -154,8 +154,3 @@ async def verify_code(store: WalletStore, attempt: CodeAttempt) -> tuple[str, st
         raise Unauthenticated(REFUSED)
     return attempt.program_id, participant_id
 
-
-async def wait_for_mail() -> None:
-    """Waits until the mail being sent has left (tests, and a graceful stop)."""
-    while _sending:
-        await asyncio.gather(*list(_sending), return_exceptions=True)
