@@ -43,6 +43,13 @@ class CodeSent(msgspec.Struct, frozen=True):
     detail: str
 
 
+class Resumed(msgspec.Struct, frozen=True, omit_defaults=True):
+    signed_in: bool
+    access_token: str | None = None
+    token_type: str | None = None
+    expires_in: int | None = None
+
+
 def refresh_cookie(settings: Settings, token: str) -> Cookie:
     return Cookie(key=REFRESH_COOKIE, value=token, path=COOKIE_PATH, httponly=True, samesite="strict",
                   secure=settings.public_url.startswith("https://"),
@@ -82,6 +89,29 @@ async def refresh(request: Request[Any, Any, Any], data: RefreshRequest, authent
     pair = await token_pair(authenticator, settings, subject.program_id, subject.participant_id, new_refresh)
     cookies = [refresh_cookie(settings, new_refresh)] if from_cookie else []
     return Response(pair, status_code=200, cookies=cookies)
+
+
+@post("/v1/auth/resume", operation_id="resumeAppSession", summary="Resume the app's login from its cookie",
+      description="For the phone app as it opens: with a good `rw_refresh` cookie, rotates it (as "
+                  "`POST /v1/auth/refresh` does) and answers `{signed_in: true, access_token, ...}` with the new "
+                  "refresh token in the cookie only; without one, `{signed_in: false}` (200 too, so opening the "
+                  "app signed out is no error) and the cookie is cleared. 409 `program_suspended` while the "
+                  "program is suspended.",
+      opt={"exclude_from_auth": True}, security=[], tags=["auth"], status_code=200)
+async def resume(request: Request[Any, Any, Any], authenticator: Authenticator, settings: Settings,
+                 wallets: WalletStore, sealer: Sealer) -> Response[Resumed]:
+    presented = request.cookies.get(REFRESH_COOKIE) or ""
+    if not presented or len(presented) > 200:
+        return Response(Resumed(signed_in=False), cookies=[cleared_cookie(settings)])
+    try:
+        subject, new_refresh = await sessions.rotate(presented, timedelta(days=settings.refresh_token_ttl_days),
+                                                     wallets, sealer, settings.refresh_reuse_grace_seconds)
+    except Unauthenticated:
+        return Response(Resumed(signed_in=False), cookies=[cleared_cookie(settings)])
+    pair = await token_pair(authenticator, settings, subject.program_id, subject.participant_id, new_refresh)
+    body = Resumed(signed_in=True, access_token=pair.access_token, token_type=pair.token_type,
+                   expires_in=pair.expires_in)
+    return Response(body, cookies=[refresh_cookie(settings, new_refresh)])
 
 
 @post("/v1/participants/{participant_id:str}/sign-in-links", guards=[admin_only, active_program],
@@ -140,4 +170,4 @@ async def sign_out(request: Request[Any, Any, Any], data: SignOutRequest, settin
     return Response(None, status_code=204, cookies=[cleared_cookie(settings)])
 
 
-ROUTES = [refresh, create_sign_in_link, sign_in_with_link, request_email_code, verify_email_code, sign_out]
+ROUTES = [refresh, resume, create_sign_in_link, sign_in_with_link, request_email_code, verify_email_code, sign_out]

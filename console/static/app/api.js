@@ -38,11 +38,12 @@ export async function postJson(path, body) {
   return data;
 }
 
-// One refresh at a time: two screens asking at once share it.
+// One refresh at a time: two screens asking at once share it. /v1/auth/resume answers 200
+// either way, so opening the app signed out logs no failed request.
 export function refresh() {
   if (!refreshing) {
-    refreshing = postJson("/v1/auth/refresh", {})
-      .then((pair) => { access = pair.access_token; return true; })
+    refreshing = postJson("/v1/auth/resume", {})
+      .then((answer) => { access = answer.signed_in ? answer.access_token : null; return answer.signed_in; })
       .catch((error) => { if (error instanceof Offline) throw error; access = null; return false; })
       .finally(() => { refreshing = null; });
   }
