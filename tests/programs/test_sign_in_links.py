@@ -168,3 +168,19 @@ async def test_refresh_in_the_body_still_works_without_a_cookie(client) -> None:
     assert response.status_code == 200
     assert "set-cookie" not in response.headers
     assert (await client.post("/v1/auth/refresh", json={})).status_code == 401
+
+
+async def test_the_app_resumes_from_its_cookie_or_hears_it_is_signed_out(browser_like) -> None:  # type: ignore[no-untyped-def]
+    client = browser_like
+    signed_out = await client.post("/v1/auth/resume", json={})
+    assert signed_out.status_code == 200 and signed_out.json() == {"signed_in": False}
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    token = token_of((await link_for(client, program, person["id"]))["url"])
+    assert (await client.post("/v1/auth/sign-in-link", json={"token": token})).status_code == 200
+    resumed = await client.post("/v1/auth/resume", json={})
+    assert resumed.status_code == 200 and resumed.json()["signed_in"] is True
+    assert "refresh_token" not in resumed.json(), "the app's refresh token stays in the cookie"
+    assert (await client.get("/v1/me", headers=bearer(resumed.json()["access_token"]))).json()["id"] == person["id"]
+    assert (await client.post("/v1/auth/sign-out", json={})).status_code == 204
+    assert (await client.post("/v1/auth/resume", json={})).json() == {"signed_in": False}

@@ -1,5 +1,5 @@
 import { call } from "./api.js";
-import { h, when } from "./dom.js";
+import { fill, h, when } from "./dom.js";
 
 const KINDS = { grant: "Granted", deduction: "Deducted", award: "Earned", redemption: "Redeemed", spin: "Spin",
                 expiry: "Expired", refund: "Returned" };
@@ -47,6 +47,6 @@ function spinLine(s, app) {
 export async function render(view, app) {
   const transactions = pagedList("Transactions", "/v1/me/transactions", transactionLine, app);
   const spins = pagedList("Spins", "/v1/me/spins", spinLine, app);
-  view.replaceChildren(h("h1", {}, "Activity"), transactions.section, spins.section);
+  fill(view, h("h1", {}, "Activity"), transactions.section, spins.section);
   await Promise.all([transactions.load(), spins.load()]);
 }

@@ -27,3 +27,8 @@ export function percent(p) {
 export function alertBox(message) {
   return h("p", { class: "alert", role: "alert" }, message);
 }
+
+// Replaces an element's content, leaving out the parts a screen did not need (null, false).
+export function fill(el, ...parts) {
+  el.replaceChildren(...parts.flat().filter((p) => p !== null && p !== undefined && p !== false));
+}

@@ -1,10 +1,10 @@
 import { call } from "./api.js";
-import { h, when } from "./dom.js";
+import { fill, h, when } from "./dom.js";
 
 export async function render(view, app) {
   const [wallet, feed] = await Promise.all([call("/v1/me/wallet"), call("/v1/me/feed?limit=5")]);
   const expiring = wallet.expiring || [];
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "Your points"),
     h("p", { class: "balance" },
       h("span", { class: "number", "data-testid": "balance" }, String(wallet.available)), " ",

@@ -1,5 +1,5 @@
 import { call } from "./api.js";
-import { h } from "./dom.js";
+import { fill, h } from "./dom.js";
 
 function table(caption, entries, meId) {
   return h("table", { class: "standings" },
@@ -14,12 +14,12 @@ export async function render(view) {
   const boards = await call("/v1/leaderboards?limit=20");
   const board = boards.items.find((b) => b.status === "active") || boards.items[0];
   if (!board) {
-    view.replaceChildren(h("h1", {}, "Leaderboard"), h("p", {}, "No leaderboard in this program yet."));
+    fill(view, h("h1", {}, "Leaderboard"), h("p", {}, "No leaderboard in this program yet."));
     return;
   }
   const standings = await call(`/v1/leaderboards/${encodeURIComponent(board.id)}?limit=10&around=me`);
   const me = standings.me;
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "Leaderboard"),
     h("p", {}, board.name),
     table("Top 10", standings.top, me && me.id),

@@ -1,7 +1,7 @@
 // The app's start: sign in (from a link's fragment, the refresh cookie, or an email code),
 // then draw the screen the hash names.
 import { Offline, Problem, postJson, refresh, setAccess, signOut, signedIn } from "./api.js";
-import { h } from "./dom.js";
+import { fill, h } from "./dom.js";
 import * as activity from "./activity.js";
 import * as home from "./home.js";
 import * as leaderboard from "./leaderboard.js";
@@ -27,7 +27,7 @@ const ROUTES = [
 ];
 
 function offline() {
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "You are offline"),
     h("p", {}, "The app needs a connection to show your points and rewards. Nothing was lost."),
     h("button", { type: "button", class: "primary", onclick: () => show() }, "Try again"));
@@ -71,7 +71,7 @@ async function show() {
   } catch (error) {
     if (error instanceof Offline) offline();
     else if (!signedIn()) showSignIn("Your session ended: sign in again.");
-    else view.replaceChildren(h("h1", {}, "Something went wrong"),
+    else fill(view, h("h1", {}, "Something went wrong"),
       h("p", { role: "alert", class: "alert" }, error instanceof Problem ? error.message : String(error)));
   }
   view.focus({ preventScroll: true });

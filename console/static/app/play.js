@@ -1,5 +1,5 @@
 import { Problem, call, newKey } from "./api.js";
-import { alertBox, h, percent, when } from "./dom.js";
+import { alertBox, fill, h, percent, when } from "./dom.js";
 import { available as cryptoAvailable, verifySpin } from "./fair.js";
 
 async function campaign(id) {
@@ -23,7 +23,7 @@ function odds(c) {
 
 export async function render(view, app) {
   const [page, fairness] = await Promise.all([call("/v1/me/campaigns?limit=50"), call("/v1/me/fairness")]);
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "Play"),
     page.free_spins ? h("p", {}, `You have ${page.free_spins} free spins.`) : null,
     page.items.length
@@ -69,7 +69,7 @@ function seedsSection(fairness, again) {
 export async function renderWheel(view, app, params) {
   const c = await campaign(params.id);
   if (!c) {
-    view.replaceChildren(h("h1", {}, "Wheel not found"), h("p", {}, h("a", { href: "#/play" }, "Back to Play")));
+    fill(view, h("h1", {}, "Wheel not found"), h("p", {}, h("a", { href: "#/play" }, "Back to Play")));
     return;
   }
   const result = h("div", { class: "result", "aria-live": "polite" });
@@ -101,7 +101,7 @@ export async function renderWheel(view, app, params) {
       spin.disabled = false;
     }
   } }, "Spin");
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, c.name),
     c.description ? h("p", {}, c.description) : null,
     h("p", {}, c.cost_points ? `${c.cost_points} ${app.pointName} a spin` : "Free to spin"),
@@ -124,14 +124,14 @@ async function findSpin(campaignId, spinId) {
 export async function renderProof(view, app, params) {
   const spin = await findSpin(params.id, params.spin);
   if (!spin) {
-    view.replaceChildren(h("h1", {}, "Spin not found"), h("p", {}, h("a", { href: "#/play" }, "Back to Play")));
+    fill(view, h("h1", {}, "Spin not found"), h("p", {}, h("a", { href: "#/play" }, "Back to Play")));
     return;
   }
   const proof = { ...spin.proof, segment_index: spin.segment_index };
   const file = new Blob([JSON.stringify(proof, null, 2)], { type: "application/json" });
   const download = h("a", { href: URL.createObjectURL(file), download: `spin-${spin.id}.json` }, "Download the proof");
   const verdict = h("div", { "aria-live": "polite" });
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "How this was decided"),
     h("p", {}, `${spin.label}, on ${when(spin.created_at)}`),
     h("dl", { class: "proof" },

@@ -1,5 +1,5 @@
 import { Problem, call, newKey } from "./api.js";
-import { alertBox, h, when } from "./dom.js";
+import { alertBox, fill, h, when } from "./dom.js";
 
 const STATUS = { pending: "On its way", claimed: "On its way", fulfilled: "Delivered", failed: "Could not be delivered",
                  cancelled: "Cancelled" };
@@ -18,7 +18,7 @@ export async function render(view, app, params, query) {
     showCards(cards, o.items);
   };
   const searchField = h("input", { id: "reward-search", type: "search", name: "q", value: q, autocomplete: "off" });
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "Rewards"),
     balance,
     h("form", { class: "search", role: "search", onsubmit: (event) => {

@@ -1,5 +1,5 @@
 import { Offline, Problem, postJson, setAccess } from "./api.js";
-import { alertBox, h } from "./dom.js";
+import { alertBox, fill, h } from "./dom.js";
 
 // Sign-in for someone without a (fresh) link: a code mailed to the participant's address.
 export function render(view, app, message, done) {
@@ -36,7 +36,7 @@ export function render(view, app, message, done) {
     }
   });
   codeForm.append(h("label", { for: "code" }, "Code"), code, h("button", { type: "submit", class: "primary" }, "Sign in"));
-  view.replaceChildren(
+  fill(view, 
     h("h1", {}, "Sign in"),
     message ? alertBox(message) : null,
     h("p", {}, `Open the sign-in link you were sent, or get a code by email for ${app.programName}.`),
