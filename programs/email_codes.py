@@ -21,6 +21,7 @@ from msgspec import Meta
 
 from programs import keys as program_keys
 from programs.credentials import hash_secret
+from programs.participants import email_holders
 from programs.programs import ensure_active, get_program
 from programs.sign_in_links import app_url
 from programs.tables import Participant
@@ -87,12 +88,10 @@ async def _count(store: WalletStore, program_id: str, scope: str, subject: str, 
 
 
 async def participant_by_email(program_id: str, email: str) -> str | None:
-    """The active participant of the program with this address, if exactly one has it."""
-    rows = await Participant.select(Participant.id, Participant.email, Participant.status).where(
-        (Participant.program_id == program_id) & Participant.email.ilike(email)
-    ).limit(10).run()
-    matching = [r["id"] for r in rows if (r["email"] or "").strip().lower() == email and r["status"] == "active"]
-    return matching[0] if len(matching) == 1 else None
+    """The active participant of the program with this address. Emails are unique within a
+    program; rows from before that rule that share one sign no one in."""
+    holders = await email_holders(program_id, email)
+    return holders[0][0] if len(holders) == 1 and holders[0][1] == "active" else None
 
 
 async def request_code(store: WalletStore, mailer: Mailer, public_base: str, request: CodeRequest,

@@ -174,12 +174,33 @@ async def test_codes_are_rate_limited_per_client_address(mailing) -> None:  # ty
     assert refused.json()["code"] == "rate_limited"
 
 
-async def test_a_shared_address_signs_no_one_in(mailing) -> None:  # type: ignore[no-untyped-def]
+async def test_an_email_belongs_to_one_participant_of_a_program(client) -> None:  # type: ignore[no-untyped-def]
+    program, other = await new_program(client), await new_program(client)
+    to = address()
+    first = await new_participant(client, program, email=to)
+    again = await client.post("/v1/participants", headers=program.headers,
+                              json={"external_id": random_ref("ext"), "display_name": "Twin", "email": to.upper()})
+    assert again.status_code == 422 and again.json()["code"] == "validation_error"
+    second = await new_participant(client, program)
+    moved = await client.patch(f"/v1/participants/{second['id']}", headers=program.headers, json={"email": to})
+    assert moved.status_code == 422
+    kept = await client.patch(f"/v1/participants/{first['id']}", headers=program.headers, json={"email": to})
+    assert kept.status_code == 200
+    await new_participant(client, other, email=to)  # another program's participant may have it
+    report = (await client.post("/v1/participants/import", headers=program.headers, json={
+        "csv": f"external_id,display_name,email\n{random_ref('ext')},Copy,{to}\n"})).json()
+    assert report["created"] == 0 and "email" in report["errors"][0]["error"]
+
+
+async def test_a_shared_address_from_before_the_rule_signs_no_one_in(mailing) -> None:  # type: ignore[no-untyped-def]
+    from programs.tables import Participant
+
     client, handler = mailing
     program = await new_program(client)
     to = address()
     await new_participant(client, program, email=to)
-    await new_participant(client, program, email=to)
+    twin = await new_participant(client, program)
+    await Participant.update({Participant.email: to}).where(Participant.id == twin["id"]).run()
     assert (await ask(client, program.id, to)).status_code == 202
     # Asked after it, a single person's address gets its mail: the shared one got none.
     single = address()

@@ -1,6 +1,7 @@
 import { Problem, call, newKey } from "./api.js";
 import { alertBox, fill, h, percent, when } from "./dom.js";
 import { available as cryptoAvailable, verifySpin } from "./fair.js";
+import { section as sweepstakesSection } from "./sweepstakes.js";
 
 async function campaign(id) {
   const page = await call("/v1/me/campaigns?limit=200");
@@ -22,7 +23,8 @@ function odds(c) {
 }
 
 export async function render(view, app) {
-  const [page, fairness] = await Promise.all([call("/v1/me/campaigns?limit=50"), call("/v1/me/fairness")]);
+  const [page, fairness, sweepstakes] = await Promise.all([
+    call("/v1/me/campaigns?limit=50"), call("/v1/me/fairness"), sweepstakesSection(app)]);
   fill(view, 
     h("h1", {}, "Play"),
     page.free_spins ? h("p", {}, `You have ${page.free_spins} free spins.`) : null,
@@ -32,6 +34,7 @@ export async function render(view, app) {
           h("p", {}, c.cost_points ? `${c.cost_points} ${app.pointName} a spin` : "Free to spin"),
           h("p", { class: "meta" }, spinsLine(c)))))
       : h("p", {}, "No wheels to spin right now."),
+    sweepstakes,
     seedsSection(fairness, () => render(view, app)),
   );
 }

@@ -4,7 +4,7 @@ const CACHE = "rw-app-shell-v1";
 const SHELL = [
   "/app/static/app.css", "/app/static/main.js", "/app/static/api.js", "/app/static/dom.js",
   "/app/static/fair.js", "/app/static/home.js", "/app/static/rewards.js", "/app/static/play.js",
-  "/app/static/activity.js", "/app/static/leaderboard.js", "/app/static/signin.js",
+  "/app/static/activity.js", "/app/static/leaderboard.js", "/app/static/signin.js", "/app/static/sweepstakes.js",
   "/app/static/offline.html", "/app/static/icon.svg",
 ];
 
