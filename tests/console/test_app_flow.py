@@ -117,13 +117,19 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         await no_serious_violations(page, "activity")
         await nav.get_by_role("link", name="Leaderboard").click()
         await expect(page.get_by_role("heading", name="Leaderboard")).to_be_visible()
+        await page.get_by_label("Hide my name from others").check()
+        # Drawn again once the server has it: enabled and still checked.
+        await expect(page.get_by_label("Hide my name from others")).to_be_enabled()
+        await expect(page.get_by_label("Hide my name from others")).to_be_checked()
+        assert (await api.get("/v1/me", headers=mine)).json()["show_name"] is False
         await no_serious_violations(page, "leaderboard")
 
         # The smallest phone: nothing wider than the screen.
-        await nav.get_by_role("link", name="Home").click()
         await page.set_viewport_size({"width": 360, "height": 640})
-        await expect(page.get_by_role("heading", name="Your points")).to_be_visible()
-        assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360
+        for screen, heading in (("Play", "Play"), ("Rewards", "Rewards"), ("Home", "Your points")):
+            await nav.get_by_role("link", name=screen).click()
+            await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360, screen
         small = await page.evaluate("""() => [...document.querySelectorAll('button, nav a')]
             .filter((el) => el.offsetParent !== null)
             .map((el) => el.getBoundingClientRect()).filter((r) => r.height < 44 || r.width < 44).length""")

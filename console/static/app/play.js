@@ -32,7 +32,8 @@ export async function render(view, app) {
       ? h("ul", { class: "items" }, page.items.map((c) => h("li", { class: "item" },
           h("h2", {}, h("a", { href: `#/play/${encodeURIComponent(c.id)}` }, c.name)),
           h("p", {}, c.cost_points ? `${c.cost_points} ${app.pointName} a spin` : "Free to spin"),
-          h("p", { class: "meta" }, spinsLine(c)))))
+          h("p", { class: "meta" }, spinsLine(c)),
+          h("details", {}, h("summary", {}, "Odds"), odds(c)))))
       : h("p", {}, "No wheels to spin right now."),
     sweepstakes,
     seedsSection(fairness, () => render(view, app)),

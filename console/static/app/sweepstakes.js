@@ -43,7 +43,8 @@ function card(entry, app) {
   return h("li", { class: "item" },
     h("h3", {}, s.name),
     h("p", {}, s.entry_cost_points ? `${s.entry_cost_points} ${app.pointName} a ticket` : "Free to enter"),
-    h("p", { class: "meta" }, `${s.odds.text} Closes ${when(s.closes_at)}.`),
+    h("p", { class: "meta" }, s.odds.text),
+    h("p", { class: "meta" }, `Closes ${when(s.closes_at)}`),
     mine, form, note,
     h("details", {}, h("summary", {}, "Official rules"), h("p", { class: "rules" }, s.rules)));
 }
