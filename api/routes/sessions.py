@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException
 from msgspec import Meta
 
 from api.auth import Authenticator, active_program, admin_only
@@ -160,13 +161,22 @@ async def verify_email_code(data: email_codes.CodeAttempt, authenticator: Authen
 
 @post("/v1/auth/sign-out", operation_id="signOut", summary="Sign out",
       description="Revokes the login (every refresh token of its family) of the refresh token in the body or the "
-                  "`rw_refresh` cookie, and clears the cookie. Access tokens already issued run out on their own "
-                  "(at most 15 minutes). 204 even when there was nothing to revoke.",
+                  "`rw_refresh` cookie, and clears the cookie. With neither, a participant's access token in "
+                  "`Authorization` signs that participant out of every login. Access tokens already issued run out "
+                  "on their own (at most 15 minutes). 204 even when there was nothing to revoke.",
       opt={"exclude_from_auth": True}, security=[], tags=["auth"], status_code=204)
-async def sign_out(request: Request[Any, Any, Any], data: SignOutRequest, settings: Settings) -> Response[None]:
-    presented = data.refresh_token or request.cookies.get(REFRESH_COOKIE)
+async def sign_out(request: Request[Any, Any, Any], settings: Settings, authenticator: Authenticator,
+                   data: SignOutRequest | None = None) -> Response[None]:
+    presented = (data.refresh_token if data else None) or request.cookies.get(REFRESH_COOKIE)
     if presented and len(presented) <= 200:
         await sessions.sign_out(presented)
+    elif (bearer := request.headers.get("authorization", "")).lower().startswith("bearer "):
+        try:
+            principal = await authenticator.authenticate(bearer[7:].strip())
+        except NotAuthorizedException:
+            principal = None
+        if principal is not None and principal.kind == "participant":
+            await sessions.revoke_participant_sessions(principal.subject_id)
     return Response(None, status_code=204, cookies=[cleared_cookie(settings)])
 
 

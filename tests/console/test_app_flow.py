@@ -22,7 +22,13 @@ async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
     program = await new_program(api, point_name="stars")
     person = await new_participant(api, program, display_name="Dana Seller", email=f"{random_ref('dana')}@example.com")
     assert (await grant(api, program, person["id"], 5000)).status_code == 201
+    # The first partner is the program's default route: it delivers the second card.
+    partner = (await api.post("/v1/fulfillment/partners", json={"name": random_ref("partner")},
+                              headers=program.headers)).json()
     item = await catalog_item(api, program, face_value=2500)
+    routed = (await api.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Home Depot", "name": "Home Depot $10 card", "face_value": {"amount": 1000, "currency": "USD"},
+        "sku": random_ref("sku")})).json()
     upload = await api.post(f"/v1/catalog/items/{item['id']}/codes", json={"csv": "code,pin\nGIFT-7777-AB,4321\n"},
                             headers=program.headers)
     assert upload.status_code in (200, 201), upload.text
@@ -30,7 +36,8 @@ async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
     await new_sweepstakes(api, program, name="Q4 dealer sweepstakes")
     link = await api.post(f"/v1/participants/{person['id']}/sign-in-links", headers=program.headers)
     assert link.status_code == 201, link.text
-    return {"program": program, "person": person, "item": item, "wheel": wheel, "link": link.json()["url"]}
+    return {"program": program, "person": person, "item": item, "wheel": wheel, "link": link.json()["url"],
+            "partner": partner, "routed": routed}
 
 
 async def no_serious_violations(page: Any, screen: str) -> None:
@@ -84,6 +91,24 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         assert len(orders) == 1, orders
         wallet = (await api.get("/v1/me/wallet", headers=mine)).json()
         assert wallet["available"] == 5000 - orders[0]["points"]
+
+        # A card a partner delivers: on its way, then its Show code appears without a reload.
+        routed = page.locator("li.item", has_text="Home Depot $10 card")
+        await routed.get_by_role("button", name="Redeem").click()
+        await routed.get_by_role("button", name="Confirm").click()
+        await expect(routed.get_by_role("status")).to_contain_text("Ordered")
+        await expect(page.locator("li.card", has_text="Home Depot")).to_contain_text("On its way")
+        partner = bearer(seller["partner"]["api_key"])
+        claimed = (await api.post("/v1/fulfillment/orders/claim", json={"limit": 5, "lease_seconds": 60},
+                                  headers=partner)).json()["items"]
+        assert len(claimed) == 1
+        done = await api.post(f"/v1/fulfillment/orders/{claimed[0]['id']}/fulfill",
+                              json={"credentials": {"code": "HD-55-PARTNER"}}, headers=partner)
+        assert done.status_code == 200, done.text
+        delivered = page.locator("li.card", has_text="Home Depot")
+        await expect(delivered.get_by_role("button", name="Show code")).to_be_visible(timeout=20_000)
+        await delivered.get_by_role("button", name="Show code").click()
+        await expect(delivered.locator(".secret")).to_contain_text("HD-55-PARTNER")
 
         # Play: spin, see the proof, rotate, and the browser verifies it.
         await nav.get_by_role("link", name="Play").click()

@@ -184,3 +184,19 @@ async def test_the_app_resumes_from_its_cookie_or_hears_it_is_signed_out(browser
     assert (await client.get("/v1/me", headers=bearer(resumed.json()["access_token"]))).json()["id"] == person["id"]
     assert (await client.post("/v1/auth/sign-out", json={})).status_code == 204
     assert (await client.post("/v1/auth/resume", json={})).json() == {"signed_in": False}
+
+
+async def test_sign_out_takes_the_refresh_token_in_the_body_or_the_access_token(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    first = (await client.post(f"/v1/participants/{person['id']}/tokens", headers=program.headers)).json()
+    second = (await client.post(f"/v1/participants/{person['id']}/tokens", headers=program.headers)).json()
+    out = await client.post("/v1/auth/sign-out", json={"refresh_token": first["refresh_token"]})
+    assert out.status_code == 204
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).status_code == 401
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})).status_code == 200
+    third = (await client.post(f"/v1/participants/{person['id']}/tokens", headers=program.headers)).json()
+    everywhere = await client.post("/v1/auth/sign-out", headers=bearer(third["access_token"]))
+    assert everywhere.status_code == 204
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": third["refresh_token"]})).status_code == 401
+    assert (await client.post("/v1/auth/sign-out", headers=bearer("nonsense"))).status_code == 204

@@ -89,7 +89,39 @@ function itemCard(item, available, app, after) {
     panel);
 }
 
+const WAITING = new Set(["pending", "claimed"]);
+
+// While a card is on its way, look again every few seconds (as long as the list is on
+// screen) so a delivered card shows its Show code button without a reload.
+function watchPending(list) {
+  if (list.dataset.watching) return;
+  list.dataset.watching = "yes";
+  let rounds = 0;
+  const tick = async () => {
+    if (!list.isConnected || rounds > 150) return;
+    rounds += 1;
+    try {
+      const page = await call("/v1/me/redemptions?limit=20");
+      if (statusesOf(page.items) !== list.dataset.statuses) showCards(list, page.items);
+      if (!page.items.some((o) => WAITING.has(o.status))) {
+        delete list.dataset.watching;
+        return;
+      }
+    } catch (error) {
+      // Offline for a moment: look again at the next tick.
+    }
+    setTimeout(tick, 4000);
+  };
+  setTimeout(tick, 4000);
+}
+
+function statusesOf(orders) {
+  return orders.map((o) => `${o.id}:${o.status}`).join(",");
+}
+
 function showCards(list, orders) {
+  list.dataset.statuses = statusesOf(orders);
+  if (orders.some((o) => WAITING.has(o.status))) watchPending(list);
   if (!orders.length) {
     list.replaceChildren(h("li", {}, "No cards yet: redeem a reward above."));
     return;
