@@ -72,6 +72,13 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         # Rewards: Redeem, then Confirm tapped twice, makes one order; Show code reveals it.
         await nav.get_by_role("link", name="Rewards").click()
         await expect(page.get_by_role("heading", name="Rewards", exact=True)).to_be_visible()
+        await page.get_by_label("Brand").select_option(label="Home Depot")
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.locator("li.item")).to_have_count(1)
+        await expect(page.locator("li.item")).to_contain_text("Home Depot $10 card")
+        await page.get_by_label("Brand").select_option(label="All brands")
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.locator("li.item")).to_have_count(2)
         card = page.locator("li.item", has_text=seller["item"]["name"])
         await card.get_by_role("button", name="Redeem").click()
         confirm = card.get_by_role("button", name="Confirm")

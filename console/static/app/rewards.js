@@ -6,9 +6,15 @@ const STATUS = { pending: "On its way", claimed: "On its way", fulfilled: "Deliv
 
 export async function render(view, app, params, query) {
   const q = query.get("q") || "";
-  const search = q ? `&q=${encodeURIComponent(q)}` : "";
-  const [catalog, wallet, orders] = await Promise.all([
-    call(`/v1/catalog/items?limit=50${search}`), call("/v1/me/wallet"), call("/v1/me/redemptions?limit=20")]);
+  const brand = query.get("brand") || "";
+  const affordable = query.get("affordable") === "1";
+  const wallet = await call("/v1/me/wallet");
+  const filters = new URLSearchParams({ limit: "50" });
+  if (q) filters.set("q", q);
+  if (brand) filters.set("brand", brand);
+  if (affordable) filters.set("max_points", String(Math.max(0, wallet.available)));
+  const [catalog, orders, brands] = await Promise.all([
+    call(`/v1/catalog/items?${filters}`), call("/v1/me/redemptions?limit=20"), call("/v1/catalog/brands?limit=200")]);
   const balance = h("p", { class: "meta" }, `You have ${wallet.available} ${app.pointName}`);
   const cards = h("ul", { class: "list" });
   showCards(cards, orders.items);
@@ -18,16 +24,25 @@ export async function render(view, app, params, query) {
     showCards(cards, o.items);
   };
   const searchField = h("input", { id: "reward-search", type: "search", name: "q", value: q, autocomplete: "off" });
+  const brandField = h("select", { id: "reward-brand", name: "brand" },
+    h("option", { value: "" }, "All brands"),
+    brands.items.map((b) => h("option", { value: b.id, selected: b.id === brand }, b.name)));
+  const affordableField = h("input", { id: "reward-affordable", type: "checkbox", checked: affordable });
   fill(view, 
     h("h1", {}, "Rewards"),
     balance,
     h("form", { class: "search", role: "search", onsubmit: (event) => {
         event.preventDefault();
-        const value = searchField.value.trim();
-        location.hash = value ? `#/rewards?q=${encodeURIComponent(value)}` : "#/rewards";
+        const wanted = new URLSearchParams();
+        if (searchField.value.trim()) wanted.set("q", searchField.value.trim());
+        if (brandField.value) wanted.set("brand", brandField.value);
+        if (affordableField.checked) wanted.set("affordable", "1");
+        location.hash = wanted.toString() ? `#/rewards?${wanted}` : "#/rewards";
       } },
       h("label", { for: "reward-search" }, "Search rewards"), searchField,
-      h("button", { type: "submit" }, "Search")),
+      h("button", { type: "submit" }, "Search"),
+      h("label", { for: "reward-brand" }, "Brand"), brandField,
+      h("p", { class: "check" }, affordableField, h("label", { for: "reward-affordable" }, "Only what I can afford"))),
     catalog.items.length
       ? h("ul", { class: "items" }, catalog.items.map((item) => itemCard(item, wallet.available, app, refreshAfterOrder)))
       : h("p", {}, "No rewards to show."),
