@@ -70,6 +70,34 @@ function seedsSection(fairness, again) {
     note);
 }
 
+const COLOURS = ["#0b4f8a", "#f2a900", "#2e7d32", "#c62828", "#6a1b9a", "#00838f", "#ef6c00", "#455a64"];
+
+// The wheel itself (decorative: the odds table says the same in words). Its slices follow
+// the configured weights; a spin turns it until the server's segment is under the pointer.
+function wheelOf(c) {
+  const total = c.segments.reduce((sum, s) => sum + s.weight, 0) || 1;
+  let at = 0;
+  const stops = c.segments.map((s, i) => {
+    const from = (at / total) * 360;
+    at += s.weight;
+    return `${s.color || COLOURS[i % COLOURS.length]} ${from}deg ${(at / total) * 360}deg`;
+  });
+  const disc = h("div", { class: "disc" });
+  disc.style.background = `conic-gradient(${stops.join(", ")})`;
+  const box = h("div", { class: "wheel", "aria-hidden": "true" }, h("div", { class: "pointer" }), disc);
+  let turned = 0;
+  box.turnTo = (index) => new Promise((resolve) => {
+    const before = c.segments.slice(0, index).reduce((sum, s) => sum + s.weight, 0);
+    const middle = ((before + c.segments[index].weight / 2) / total) * 360;
+    const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    turned += 360 * 4 + ((360 - middle - (turned % 360)) % 360 + 360) % 360;
+    disc.style.transitionDuration = still ? "0s" : "1.6s";
+    disc.style.transform = `rotate(${turned}deg)`;
+    setTimeout(resolve, still ? 0 : 1700);
+  });
+  return box;
+}
+
 export async function renderWheel(view, app, params) {
   const c = await campaign(params.id);
   if (!c) {
@@ -79,6 +107,7 @@ export async function renderWheel(view, app, params) {
   const result = h("div", { class: "result", "aria-live": "polite" });
   const count = h("p", { class: "meta" }, spinsLine(c));
   const wheel = odds(c);
+  const disc = wheelOf(c);
   let busy = false;
   const spin = h("button", { type: "button", class: "primary big", onclick: async () => {
     if (busy) return;
@@ -88,6 +117,8 @@ export async function renderWheel(view, app, params) {
     try {
       const outcome = await call(`/v1/me/campaigns/${encodeURIComponent(c.id)}/spins`,
         { method: "POST", idempotencyKey: key });
+      result.replaceChildren(h("p", {}, "Spinning…"));
+      await disc.turnTo(outcome.segment_index);
       for (const row of wheel.querySelectorAll("tr[data-segment]")) {
         row.classList.toggle("won", Number(row.dataset.segment) === outcome.segment_index);
       }
@@ -109,7 +140,7 @@ export async function renderWheel(view, app, params) {
     h("h1", {}, c.name),
     c.description ? h("p", {}, c.description) : null,
     h("p", {}, c.cost_points ? `${c.cost_points} ${app.pointName} a spin` : "Free to spin"),
-    count, wheel, spin, result,
+    count, disc, spin, result, wheel,
     h("p", {}, h("a", { href: "#/play" }, "Back to Play")));
 }
 
