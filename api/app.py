@@ -216,8 +216,9 @@ def rate_limits(settings: Settings) -> RateLimits:
         # Public and login-like: its own tight budget per address.
         refresh=Budget("refresh", settings.rate_limit_refresh, window),
         failures=Budget("auth_failures", settings.rate_limit_auth_failures, window),
-        # Refresh, sign-in links, email codes, sign-out: one tight budget per address.
-        refresh_path=r"^/v1/auth/",
+        # Refreshing (by body or by the app's cookie): a tight budget per address. Email codes
+        # count their own sends per client address and per address asked for.
+        refresh_path=r"^/v1/auth/(refresh|resume)$",
         public_paths=PUBLIC_PATHS,
         unlimited_paths=UNLIMITED_PATHS,
     )
