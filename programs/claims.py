@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from typing import Annotated, Literal
 
 import msgspec
@@ -78,8 +79,15 @@ async def file_claim(program_id: str, participant_id: str, spec: NewClaim, today
                      claim_id: str | None = None) -> ClaimView:
     """Files the claim under `claim_id` when the caller pinned one for its request: filing
     again under the same id (a retry after a crash) answers the claim already filed."""
-    if spec.invoice_date > (today or datetime.now(timezone.utc).date()) + dt.timedelta(days=1):
+    program = await get_program(program_id)
+    today = today or datetime.now(ZoneInfo(program.timezone)).date()
+    if spec.invoice_date > today + dt.timedelta(days=1):
         raise Invalid("invoice_date is in the future", field="invoice_date")
+    window = program.claim_window_days
+    if window and spec.invoice_date < today - dt.timedelta(days=window):
+        raise Invalid(f"sales must be claimed within {window} days; this one was on {spec.invoice_date.isoformat()}, "
+                      f"so the last day to claim it was {(spec.invoice_date + dt.timedelta(days=window)).isoformat()}",
+                      field="invoice_date")
     claim_id = claim_id or new_id("clm")
     filed = await Claim.select(Claim.id).where((Claim.id == claim_id) & (Claim.program_id == program_id)
                                                & (Claim.participant_id == participant_id)).first().run()

@@ -38,6 +38,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     created_at: datetime
     points_expire_months: int | None = None
     catalog_markup_bps: int = 0
+    claim_window_days: int | None = None
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +50,7 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     allow_overdraft: bool = True
     points_expire_months: Annotated[int, Meta(ge=1, le=120)] | None = None
     catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000, description="catalog markup, 250 = 2.5%")] = 0
+    claim_window_days: Annotated[int, Meta(ge=1, le=3650, description="claims for older sales are refused")] | None = None
 
 
 ProgramStatus = Literal["active", "suspended"]
@@ -67,6 +69,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     allow_overdraft: bool | None = None
     points_expire_months: Annotated[int, Meta(ge=0, le=120, description="0 turns expiry off")] | None = None
     catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000)] | None = None
+    claim_window_days: Annotated[int, Meta(ge=0, le=3650, description="0 turns the window off")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -81,6 +84,7 @@ def _view(row: dict) -> ProgramView:
         created_at=row["created_at"],
         points_expire_months=row["points_expire_months"],
         catalog_markup_bps=row["catalog_markup_bps"] or 0,
+        claim_window_days=row.get("claim_window_days") or None,
     )
 
 
@@ -110,6 +114,7 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             allow_overdraft=spec.allow_overdraft,
             points_expire_months=spec.points_expire_months,
             catalog_markup_bps=spec.catalog_markup_bps,
+            claim_window_days=spec.claim_window_days,
             created_at=datetime.now(timezone.utc),
         )
     ).run()
@@ -194,8 +199,9 @@ async def update_program(store: WalletStore, program_id: str, changes: ProgramCh
     """Changes a program's settings: SQL, then the overdraft rule the wallet's Lua reads from
     Redis, then every process is told to drop its view (programs/program_news.py)."""
     values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None and k != "status"}
-    if values.get("points_expire_months") == 0:
-        values["points_expire_months"] = None
+    for off_at_zero in ("points_expire_months", "claim_window_days"):
+        if values.get(off_at_zero) == 0:
+            values[off_at_zero] = None
     if "timezone" in values:
         check_timezone(values["timezone"])
     if values:

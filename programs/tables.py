@@ -20,6 +20,8 @@ class Program(Table, tablename="programs"):
     points_expire_months = Integer(null=True, default=None)
     # Catalog markup in basis points (250 = 2.5%) on top of the face value's points.
     catalog_markup_bps = Integer(default=0)
+    # A claim for a sale older than this many days is refused; null: no window.
+    claim_window_days = Integer(null=True, default=None)
     created_at = Timestamptz()
 
 
@@ -214,3 +216,34 @@ class StripeEvent(Table, tablename="stripe_events"):
     program_id = Varchar(length=40, null=True, default=None)
     received_at = Timestamptz()
     processed_at = Timestamptz(null=True, default=None)
+
+
+class Announcement(Table, tablename="announcements"):
+    """A message from the program to some of its participants: a line in each one's feed, and
+    an email to each who has an address (`AnnouncementMail`, sent by the worker)."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    title = Varchar(length=120)
+    body = Text()
+    # The audience, as `programs.rules.Audience` JSON ({} for everyone).
+    audience = Text(default="{}")
+    recipients = Integer(default=0)
+    emails = Integer(default=0)
+    sent_by = Varchar(length=120)
+    created_at = Timestamptz()
+
+
+class AnnouncementMail(Table, tablename="announcement_mails"):
+    """One email still to send (or sent) for an announcement; the worker sends due rows and
+    marks them, so a crash resends nothing already marked and loses nothing unmarked."""
+
+    # "<announcement id>:<participant id>", unique: queueing twice queues once.
+    id = Varchar(length=100, primary_key=True)
+    announcement_id = Varchar(length=40, index=True)
+    program_id = Varchar(length=40)
+    email = Varchar(length=320)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(index=True)
+    sent_at = Timestamptz(null=True, default=None, index=True)
+    last_error = Varchar(length=300, null=True, default=None)
