@@ -73,6 +73,18 @@ export async function call(path, { method = "GET", body, idempotencyKey } = {}) 
   }
 }
 
+// A file as the whole body (a receipt photo): the server reads its type from its bytes.
+export async function upload(path, file) {
+  for (let attempt = 0; ; attempt += 1) {
+    const response = await send(path, { method: "PUT", body: file, headers: {
+      Authorization: `Bearer ${access}`, "Content-Type": file.type || "application/octet-stream" } });
+    if (response.status === 401 && attempt === 0 && (await refresh())) continue;
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new Problem(response.status, data);
+    return data;
+  }
+}
+
 // One key per user action: a double tap or a retry of the same action reuses it.
 export function newKey() {
   const bytes = new Uint8Array(16);

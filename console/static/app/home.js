@@ -13,6 +13,7 @@ export async function render(view, app) {
     expiring.length
       ? h("p", {}, `${expiring[0].points} ${app.pointName} expire on ${when(expiring[0].expires_at)}`)
       : null,
+    h("p", {}, h("a", { href: "#/claims", class: "button" }, "Claim a sale")),
     h("h2", {}, "Latest"),
     feed.items.length
       ? h("ul", { class: "list" }, feed.items.map((line) =>

@@ -3,6 +3,7 @@
 import { Offline, Problem, postJson, refresh, setAccess, signOut, signedIn } from "./api.js";
 import { fill, h } from "./dom.js";
 import * as activity from "./activity.js";
+import * as claims from "./claims.js";
 import * as home from "./home.js";
 import * as leaderboard from "./leaderboard.js";
 import * as play from "./play.js";
@@ -24,6 +25,7 @@ const ROUTES = [
   [/^\/play\/(?<id>[^/]+)\/proof\/(?<spin>[^/]+)$/, play.renderProof, "play"],
   [/^\/activity$/, activity.render, "activity"],
   [/^\/leaderboard$/, leaderboard.render, "leaderboard"],
+  [/^\/claims$/, claims.render, "home"],
 ];
 
 function offline() {
