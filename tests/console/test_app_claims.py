@@ -67,3 +67,32 @@ async def test_a_claim_with_a_receipt_photo_is_rejected_fixed_and_sent_again(pho
         assert (again["status"], again["invoice_number"], again["resubmissions"]) == ("pending", invoice + "-A", 1)
         assert again["receipt_at"] is not None
         assert not await axe_violations(page)
+
+
+async def test_a_requested_tax_form_is_filled_in_from_home(phone_page: Any, live_server: Any) -> None:
+    page = phone_page
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as api:
+        program = await new_program(api)
+        person = await new_participant(api, program, display_name="Kim Seller")
+        asked = await api.post(f"/v1/participants/{person['id']}/tax-profile/request", headers=program.headers)
+        assert asked.status_code == 200
+        link = (await api.post(f"/v1/participants/{person['id']}/sign-in-links", headers=program.headers)).json()
+        await page.goto(link["url"])
+        await page.get_by_role("link", name="Fill in your tax form (W-9)").click()
+        await expect(page.get_by_role("heading", name="Tax form")).to_be_visible()
+        await page.get_by_label("Legal name (as on your tax return)").fill("Kim Q. Seller")
+        await page.get_by_label("Taxpayer id number").fill("123-45-6789")
+        await page.get_by_label("Street address").fill("1 Main St")
+        await page.get_by_label("City").fill("Springfield")
+        await page.get_by_label("State (2 letters)").fill("il")
+        await page.get_by_label("ZIP code").fill("62701")
+        await page.get_by_label("I certify that this information is correct").check()
+        assert not await axe_violations(page)
+        await page.get_by_role("button", name="Send my form").click()
+        await expect(page.get_by_text("On file: Kim Q. Seller, taxpayer id ending 6789.")).to_be_visible()
+        await screenshot(page, "app-tax-form")
+        seen = (await api.get(f"/v1/participants/{person['id']}/tax-profile", headers=program.headers)).json()
+        assert seen["profile"]["status"] == "received" and "123456789" not in str(seen)
+        await page.get_by_role("link", name="Home").click()
+        await expect(page.get_by_role("heading", name="Your points")).to_be_visible()
+        assert await page.get_by_role("link", name="Fill in your tax form (W-9)").count() == 0

@@ -1,8 +1,10 @@
 import { call } from "./api.js";
 import { fill, h, when } from "./dom.js";
+import { reminder } from "./tax.js";
 
 export async function render(view, app) {
-  const [wallet, feed] = await Promise.all([call("/v1/me/wallet"), call("/v1/me/feed?limit=5")]);
+  const [wallet, feed, taxLine] = await Promise.all([call("/v1/me/wallet"), call("/v1/me/feed?limit=5"),
+                                                    reminder()]);
   const expiring = wallet.expiring || [];
   fill(view, 
     h("h1", {}, "Your points"),
@@ -13,6 +15,7 @@ export async function render(view, app) {
     expiring.length
       ? h("p", {}, `${expiring[0].points} ${app.pointName} expire on ${when(expiring[0].expires_at)}`)
       : null,
+    taxLine,
     h("p", {}, h("a", { href: "#/claims", class: "button" }, "Claim a sale")),
     h("h2", {}, "Latest"),
     feed.items.length

@@ -4,6 +4,7 @@ import { Offline, Problem, postJson, refresh, setAccess, signOut, signedIn } fro
 import { fill, h } from "./dom.js";
 import * as activity from "./activity.js";
 import * as claims from "./claims.js";
+import * as tax from "./tax.js";
 import * as home from "./home.js";
 import * as leaderboard from "./leaderboard.js";
 import * as play from "./play.js";
@@ -26,6 +27,7 @@ const ROUTES = [
   [/^\/activity$/, activity.render, "activity"],
   [/^\/leaderboard$/, leaderboard.render, "leaderboard"],
   [/^\/claims$/, claims.render, "home"],
+  [/^\/tax$/, tax.render, "home"],
 ];
 
 function offline() {

@@ -1,11 +1,11 @@
 // The app's service worker: it keeps the shell's files (never an API answer, never a card
 // code) and shows the offline screen instead of a browser error when a page cannot load.
-const CACHE = "rw-app-shell-v2";
+const CACHE = "rw-app-shell-v3";
 const SHELL = [
   "/app/static/app.css", "/app/static/main.js", "/app/static/api.js", "/app/static/dom.js",
   "/app/static/fair.js", "/app/static/home.js", "/app/static/rewards.js", "/app/static/play.js",
   "/app/static/activity.js", "/app/static/leaderboard.js", "/app/static/signin.js", "/app/static/sweepstakes.js",
-  "/app/static/claims.js",
+  "/app/static/claims.js", "/app/static/tax.js",
   "/app/static/offline.html", "/app/static/icon.svg",
 ];
 
