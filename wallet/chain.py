@@ -52,6 +52,7 @@ from kernel.sqlite_pool import writing
 from wallet import keys
 from wallet.tables import ChainHead, LedgerEntry
 
+GROUP = "ledger"  # the projector's consumer group (wallet/journal.py imports this module)
 CHAIN_VERSION = 1
 GENESIS_PREFIX = b"rw-chain-1:"
 LINK_BATCH = 1000
@@ -194,6 +195,29 @@ async def _fetch(connection: Any, sql: str, args: tuple[Any, ...]) -> list[dict[
         return [dict(r) for r in await connection.fetch(sql, *args)]
     async with connection.execute(sql, args) as cursor:
         return [dict(r) for r in await cursor.fetchall()]
+
+
+async def restore_journal_floor(client: Any, program_id: str) -> bool:
+    """After a Redis loss (`rebuild`): sets the program's new stream to generate ids after
+    the newest entry already in the ledger, so the chain's order goes on from its head even
+    if the clock went back. Answers whether it had to move the stream's last id."""
+    ends = [await ChainHead.select(ChainHead.stream_id).where(ChainHead.program_id == program_id).first().run()]
+    ends += await LedgerEntry.select(LedgerEntry.stream_id).where(
+        (LedgerEntry.program_id == program_id) & LedgerEntry.seq.is_null()).run()
+    floor = max((row["stream_id"] for row in ends if row and row["stream_id"]), key=stream_order, default=None)
+    if floor is None or stream_order(floor) < (0, 0):
+        return False
+    stream = keys.journal(program_id)
+    try:
+        await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    info = {reply_text(k): v for k, v in (await client.xinfo_stream(stream)).items()}
+    if stream_order(reply_text(info.get("last-generated-id") or "0-0")) >= stream_order(floor):
+        return False
+    await client.execute_command("XSETID", stream, floor)
+    return True
 
 
 # --- verifying (audit) --------------------------------------------------------------------

@@ -42,11 +42,10 @@ from piccolo.engine.postgres import PostgresEngine
 
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
-from wallet.chain import link_program
+from wallet.chain import GROUP, link_program
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sqlite_pool import writing
 
-GROUP = "ledger"
 log = logging.getLogger("rw.journal")
 
 

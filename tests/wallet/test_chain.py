@@ -14,7 +14,7 @@ import pytest
 from tests.factories import (ProgramHandle, catalog_item, grant, launched_wheel, new_participant, new_program,
                              random_ref, redeem, shopper, spin, spinning_participant, wait_until)
 from wallet import accounts, keys
-from wallet.chain import genesis, next_link, stream_order, verify_chain
+from wallet.chain import genesis, next_link, restore_journal_floor, stream_order, verify_chain
 from wallet.journal import GROUP, JournalProjector, parse_entry, write_batch
 from wallet.store import WalletStore
 from wallet.tables import ChainHead, LedgerEntry
@@ -209,3 +209,27 @@ async def test_concurrent_grants_with_two_projectors_make_one_unbroken_chain(wal
     assert len({r["transaction_id"] for r in rows}) == total
     assert [r["seq"] for r in rows] == list(range(1, total + 1))
     assert [stream_order(r["stream_id"]) for r in rows] == sorted(stream_order(r["stream_id"]) for r in rows)
+
+
+async def test_after_a_redis_loss_the_new_journal_goes_on_after_the_chain_head(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    client = wallet_store.client
+    await wallet_store.open_wallet(program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 5, "sale", idem(program))
+    projector = JournalProjector(client, consumer="before", claim_idle_ms=0)
+    assert await projector.project_program(program) == 1
+    assert (await verify_chain(program)).entries == 1
+    # The head as a clock that later went back would leave it: an hour ahead of Redis's time.
+    seconds, _ = await client.time()
+    ahead = f"{(seconds + 3600) * 1000}-0"
+    await ChainHead.update({ChainHead.stream_id: ahead}).where(ChainHead.program_id == program).run()
+    await client.delete(keys.journal(program))  # the journal is lost with Redis
+
+    assert await restore_journal_floor(client, program) is True
+    assert await restore_journal_floor(client, program) is False  # once is enough
+    await accounts.grant(wallet_store, program, "ann", 7, "sale", idem(program))
+    assert await JournalProjector(client, consumer="after", claim_idle_ms=0).project_program(program) == 1
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 2, 0), report
+    newest = await row_at(program, 2)
+    assert stream_order(newest["stream_id"]) > stream_order(ahead) and newest["points"] == 7
