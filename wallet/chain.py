@@ -151,8 +151,8 @@ async def _link_batch(program_id: str, bound: tuple[int, int], inclusive: bool) 
     entries = LedgerEntry._meta.tablename
     async with writing(engine) as transaction:
         connection = transaction.connection
-        await connection.execute(
-            f"INSERT INTO {heads} (program_id, seq, link, stream_id) VALUES ({', '.join(p)}) ON CONFLICT DO NOTHING",
+        await _execute(
+            connection, f"INSERT INTO {heads} (program_id, seq, link, stream_id) VALUES ({', '.join(p)}) ON CONFLICT DO NOTHING",
             (program_id, 0, genesis(program_id), ""))
         lock = " FOR UPDATE" if postgres else ""
         head = await _fetch(connection, f"SELECT seq, link, stream_id FROM {heads} WHERE program_id = {p[0]}{lock}",
@@ -183,10 +183,17 @@ async def _link_batch(program_id: str, bound: tuple[int, int], inclusive: bool) 
         q = _placeholders(postgres, 3)
         await connection.executemany(
             f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL", updates)
-        await connection.execute(
-            f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
+        await _execute(
+            connection, f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
             (seq, link, ready[min(len(ready), LINK_BATCH) - 1][1]["stream_id"], program_id))
         return len(updates), more
+
+
+async def _execute(connection: Any, sql: str, args: tuple[Any, ...]) -> None:
+    if hasattr(connection, "fetch"):  # asyncpg takes the arguments spread
+        await connection.execute(sql, *args)
+    else:
+        await connection.execute(sql, args)
 
 
 async def _fetch(connection: Any, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
