@@ -32,12 +32,14 @@ links it extends, so two linkers never both extend the same head. A crash before
 links nothing; the next call links it again. Whoever acknowledges the last batch links
 everything below the new bound, so nothing stays unlinked while the projectors run.
 
-Cost: one XINFO STREAM and one SQL transaction per projected batch (at most `LINK_BATCH`
-rows each), nothing on the request path and nothing in Redis (Lua has no SHA-256).
+Cost: one XINFO STREAM and one SQL transaction per projected batch, nothing on the request
+path and nothing in Redis (Lua has no SHA-256). A ledger written before the chain existed is
+linked whole by the first pass, in one transaction (updates sent `LINK_BATCH` at a time).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
@@ -135,15 +137,10 @@ def _placeholders(postgres: bool, count: int) -> list[str]:
 async def link_program(client: Any, program_id: str) -> int:
     """Links what can be linked of a program's projected entries; answers how many."""
     bound, inclusive = await linkable_bound(client, program_id)
-    total = 0
-    while True:
-        done, more = await _link_batch(program_id, bound, inclusive)
-        total += done
-        if not more:
-            return total
+    return await _link_ready(program_id, bound, inclusive)
 
 
-async def _link_batch(program_id: str, bound: tuple[int, int], inclusive: bool) -> tuple[int, bool]:
+async def _link_ready(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:
     engine = LedgerEntry._meta.db
     postgres = isinstance(engine, PostgresEngine)
     p = _placeholders(postgres, 4)
@@ -172,21 +169,22 @@ async def _link_batch(program_id: str, bound: tuple[int, int], inclusive: bool) 
                     continue
                 ready.append((order, row))
         if not ready:
-            return 0, False
+            return 0
         ready.sort(key=lambda pair: pair[0])
-        more = len(ready) > LINK_BATCH
         updates = []
-        for _, row in ready[:LINK_BATCH]:
+        for _, row in ready:
             seq += 1
             link = next_link(link, row)
             updates.append((seq, link, row["transaction_id"]))
         q = _placeholders(postgres, 3)
-        await connection.executemany(
-            f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL", updates)
+        update = f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL"
+        for start in range(0, len(updates), LINK_BATCH):
+            await connection.executemany(update, updates[start:start + LINK_BATCH])
+            await asyncio.sleep(0)  # let requests through between chunks
         await _execute(
             connection, f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
-            (seq, link, ready[min(len(ready), LINK_BATCH) - 1][1]["stream_id"], program_id))
-        return len(updates), more
+            (seq, link, ready[-1][1]["stream_id"], program_id))
+        return len(updates)
 
 
 async def _execute(connection: Any, sql: str, args: tuple[Any, ...]) -> None:
