@@ -333,6 +333,49 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Walks each program's hash chain from genesis (SQL only: it needs no Redis). Exit 0
+    when every chain holds, 1 naming the program and the first broken entry, 2 when it could
+    not look."""
+    from api.migrate import migrate
+    from programs.programs import list_program_ids
+    from wallet.chain import ChainReport, verify_chain
+
+    _settings()
+
+    async def go() -> list[ChainReport] | None:
+        await migrate()
+        known = await list_program_ids()
+        if args.program_id is not None and args.program_id not in known:
+            return None
+        return [await verify_chain(program_id) for program_id in ([args.program_id] if args.program_id else known)]
+
+    try:
+        reports = _run(go())
+    except Exception as exc:
+        print(f"audit: could not read the ledger: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if reports is None:
+        print(f"audit: no program {args.program_id}", file=sys.stderr)
+        return 2
+    broken = 0
+    for report in reports:
+        problem = report.problem
+        if problem is None:
+            waiting = f", {report.unlinked} newer entr{'y' if report.unlinked == 1 else 'ies'} not yet linked" \
+                if report.unlinked else ""
+            print(f"audit: program {report.program_id}: the chain holds ({report.entries} entries, "
+                  f"head {report.head_link}{waiting})")
+            continue
+        broken += 1
+        where = f"seq {problem.seq}" if problem.seq else "an unlinked entry"
+        names = ", ".join(f"{label} {value}" for label, value in
+                          (("stream id", problem.stream_id), ("transaction", problem.transaction_id)) if value)
+        print(f"audit: program {report.program_id}: BROKEN at {where}" + (f" ({names})" if names else "")
+              + f": {problem.problem}: {problem.detail}")
+    return 1 if broken else 0
+
+
 def cmd_expire(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
@@ -463,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
     sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
+    audit = sub.add_parser("audit", help="walk each program's ledger hash chain from genesis; exit 1 naming the "
+                                         "first broken entry")
+    audit.add_argument("program_id", nargs="?", default=None, help="one program (default: every program)")
+    audit.set_defaults(func=cmd_audit)
     worker = sub.add_parser("worker", help="run every background task: the journal projector, webhook deliveries, "
                                            "the order sweep, spin completion, the periodic expiry sweep and the "
                                            "program-news follower")

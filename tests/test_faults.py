@@ -15,7 +15,8 @@ SIGKILL at random moments and restarts it. Clients retry every failed attempt (c
 errors, 5xx, 409 `idempotency_key_in_flight`) with the same Idempotency-Key and body until
 they get a final answer. Afterwards every 2xx is reflected in the balances and in the SQL
 ledger, nothing was applied twice (balances equal the sum of the distinct successful
-operations; one order per successful redemption), and `reward-wallet reconcile` exits 0.
+operations; one order per successful redemption), `reward-wallet reconcile` exits 0, and
+`reward-wallet audit` finds one unbroken hash chain covering every ledger entry.
 
 Nothing here waits on timing for its verdict: kills happen at random moments, but the
 assertions only compare final states, after every operation has its final answer.
@@ -150,6 +151,10 @@ class Stack:
 
     def reconcile(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "reward-wallet"), "reconcile"], env=self.env, capture_output=True,
+                              text=True, timeout=300)
+
+    def audit(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "reward-wallet"), "audit"], env=self.env, capture_output=True,
                               text=True, timeout=300)
 
     def stop(self) -> None:
@@ -454,6 +459,11 @@ async def test_kill_9_under_mixed_load_loses_nothing_and_applies_nothing_twice(t
         # The ledger, once the journal is drained, matches Redis to the point.
         reconcile = await asyncio.to_thread(stack.reconcile)
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+        # The journal, drained, is one unbroken hash chain covering every ledger entry once.
+        audit = await asyncio.to_thread(stack.audit)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert _sql(tmp_path, "SELECT COUNT(*) FROM ledger_entries WHERE seq IS NULL") == [(0,)]
+        assert _sql(tmp_path, "SELECT COUNT(*) FROM ledger_entries") == _sql(tmp_path, "SELECT SUM(seq) FROM chain_heads")
 
         # And holds each answered transaction exactly once.
         rows = _sql(tmp_path, "SELECT transaction_id, kind, reference FROM ledger_entries")

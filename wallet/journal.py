@@ -16,6 +16,11 @@ An entry the ledger cannot hold (unparseable, or a number past 2^53 - 1 in size:
 kernel/money.py) never stops the projection: it is set aside in the program's dead-letter
 stream (`keys.dead_letters`) with the reason, acknowledged, and the entries after it go on.
 `/metrics` counts what is set aside and `reward-wallet reconcile` lists it.
+
+After a program's batches are acknowledged the projector hash-chains what it can of them
+(wallet/chain.py, `link_program`), outside the batch's transaction: linking must wait for
+older entries other projectors still hold, and a failure to link never holds the ledger back
+(the program is linked again at its next pass).
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from piccolo.engine.postgres import PostgresEngine
 
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
+from wallet.chain import GROUP, link_program
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sqlite_pool import writing
 
-GROUP = "ledger"
 log = logging.getLogger("rw.journal")
 
 
@@ -190,6 +195,8 @@ class JournalProjector:
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
         self._groups: set[str] = set()
+        # Programs whose last linking failed: linked again at their next pass.
+        self._unlinked: set[str] = set()
 
     async def _ensure_group(self, stream: str) -> None:
         if stream in self._groups:
@@ -223,7 +230,18 @@ class JournalProjector:
             total += await self._project(program_id, stream, messages)
             if len(messages) < self.batch_size:
                 break
+        if total or program_id in self._unlinked:
+            await self._link(program_id)
         return total
+
+    async def _link(self, program_id: str) -> None:
+        try:
+            await link_program(self.client, program_id)
+        except Exception:
+            self._unlinked.add(program_id)
+            log.exception("linking the ledger chain of program %s failed; retried at its next pass", program_id)
+        else:
+            self._unlinked.discard(program_id)
 
     async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]]) -> int:
         entries: list[JournalEntry] = []

@@ -15,6 +15,7 @@ from piccolo.query.functions.aggregate import Sum
 from wallet import keys
 from wallet.ledger import account_sums
 from kernel.replies import reply_text
+from wallet.chain import restore_journal_floor
 from wallet.tables import LedgerEntry
 
 
@@ -98,6 +99,8 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
             "participant": participant, "points": points, "state": "held", "reference": hold_id,
         })
     await pipe.execute()
+    # A lost journal starts again after the chain's head, never behind it.
+    await restore_journal_floor(client, program_id)
     return len(participant_ids)
 
 

@@ -23,6 +23,11 @@ class LedgerEntry(Table, tablename="ledger_entries"):
     legs = Text(default="[]")
     stream_id = Varchar(length=40, default="")
     created_at = Timestamptz()
+    # The hash chain (wallet/chain.py): position in the program's journal order and
+    # SHA-256(previous link || canonical bytes), set by the chaining step after projection;
+    # null until then. A unique index on (program_id, seq) forbids a fork.
+    seq = BigInt(null=True, default=None)
+    link = Varchar(length=64, null=True, default=None)
 
 
 class LedgerPosting(Table, tablename="ledger_postings"):
@@ -38,3 +43,13 @@ class LedgerPosting(Table, tablename="ledger_postings"):
     account = Varchar(length=120, index=True)
     delta = BigInt()
     leg = Integer(default=0)
+
+
+class ChainHead(Table, tablename="chain_heads"):
+    """Each program's chain head: the last linked entry. Read under a lock and updated in the
+    same transaction as the links that extend it, so the chain never forks (wallet/chain.py)."""
+
+    program_id = Varchar(length=40, unique=True)
+    seq = BigInt(default=0)
+    link = Varchar(length=64, default="")
+    stream_id = Varchar(length=40, default="")

@@ -101,6 +101,9 @@ def test_reconcile_finds_drift_and_rebuild_restores_redis_from_the_ledger(tmp_pa
     shutil.rmtree(tmp_path / "valkey")
     rebuilt = cli(tmp_path, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
+    # The ledger's hash chain lives in SQL: it survives the loss whole.
+    audited = cli(tmp_path, "audit")
+    assert audited.returncode == 0 and "the chain holds (3 entries" in audited.stdout, audited.stdout + audited.stderr
     valkey = EmbeddedValkey(tmp_path)
     valkey.start()
     try:

@@ -1,0 +1,235 @@
+"""The tamper-evident ledger: every program's entries hash-chained in journal order, and
+`reward-wallet audit` naming the first entry that was edited, deleted or reordered."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import (ProgramHandle, catalog_item, grant, launched_wheel, new_participant, new_program,
+                             random_ref, redeem, shopper, spin, spinning_participant, wait_until)
+from wallet import accounts, keys
+from wallet.chain import genesis, next_link, restore_journal_floor, stream_order, verify_chain
+from wallet.journal import GROUP, JournalProjector, parse_entry, write_batch
+from wallet.store import WalletStore
+from wallet.tables import ChainHead, LedgerEntry
+from kernel.idempotency import Idem
+from kernel import keys as kernel_keys
+
+pytestmark = pytest.mark.sql
+
+REWARD_WALLET = str(Path(sys.executable).parent / "reward-wallet")
+
+
+def audit(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI on the session's own database (its environment names it)."""
+    return subprocess.run([REWARD_WALLET, "audit", *args], capture_output=True, text=True, timeout=120)
+
+
+async def rows_of(program_id: str) -> int:
+    return await LedgerEntry.count().where(LedgerEntry.program_id == program_id).run()
+
+
+async def fully_linked(program_id: str, count: int) -> Any:
+    """Waits for the projector to write and link `count` entries; answers the report."""
+    async def linked() -> tuple[int, int]:
+        report = await verify_chain(program_id)
+        return report.entries, report.unlinked
+    assert await wait_until(linked, (count, 0)) == (count, 0)
+    return await verify_chain(program_id)
+
+
+async def granted_program(client: Any, grants: int = 5) -> ProgramHandle:
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    for n in range(grants):
+        assert (await grant(client, program, person["id"], 10 + n)).status_code == 201
+    await fully_linked(program.id, grants)
+    return program
+
+
+async def row_at(program_id: str, seq: int) -> dict[str, Any]:
+    row = await LedgerEntry.select().where((LedgerEntry.program_id == program_id) & (LedgerEntry.seq == seq)) \
+        .first().run()
+    assert row is not None
+    return row
+
+
+async def test_grants_spins_and_redemptions_chain_in_journal_order_and_audit_holds(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    campaign_id = await launched_wheel(client, program)
+    _, spinner = await spinning_participant(client, program, 50)
+    for _ in range(3):
+        assert (await spin(client, campaign_id, spinner)).status_code == 201
+    item = await catalog_item(client, program, face_value=500)
+    _, buyer = await shopper(client, program, 2_000)
+    assert (await redeem(client, buyer, item["id"])).status_code == 201
+
+    async def settled() -> bool:
+        rows, report = await rows_of(program.id), await verify_chain(program.id)
+        return rows >= 6 and report.ok and (report.entries, report.unlinked) == (rows, 0)
+    assert await wait_until(settled, True)
+    # Seqs follow the stream's order, and each link is the hash of the one before it and the row.
+    rows = await LedgerEntry.select().where(LedgerEntry.program_id == program.id).order_by(LedgerEntry.seq).run()
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [stream_order(r["stream_id"]) for r in rows] == sorted(stream_order(r["stream_id"]) for r in rows)
+    link = genesis(program.id)
+    for row in rows:
+        link = next_link(link, row)
+        assert row["link"] == link
+    head = await ChainHead.select().where(ChainHead.program_id == program.id).first().run()
+    assert (head["seq"], head["link"]) == (len(rows), link)
+
+    answer = await asyncio.to_thread(audit, program.id)
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert f"program {program.id}: the chain holds ({len(rows)} entries" in answer.stdout
+
+
+async def test_audit_names_an_edited_row(client) -> None:  # type: ignore[no-untyped-def]
+    program = await granted_program(client)
+    await LedgerEntry.update({LedgerEntry.points: LedgerEntry.points + 1000}).where(
+        (LedgerEntry.program_id == program.id) & (LedgerEntry.seq == 3)).run()
+    edited = await row_at(program.id, 3)
+    answer = await asyncio.to_thread(audit, program.id)
+    assert answer.returncode == 1, answer.stdout + answer.stderr
+    assert f"program {program.id}: BROKEN at seq 3 (stream id {edited['stream_id']}, transaction " \
+           f"{edited['transaction_id']}): link_mismatch" in answer.stdout
+    # Without an id, every program is audited: this one is still named.
+    everything = await asyncio.to_thread(audit)
+    assert everything.returncode == 1 and f"program {program.id}: BROKEN at seq 3" in everything.stdout
+
+
+async def test_audit_names_a_deleted_row(client) -> None:  # type: ignore[no-untyped-def]
+    program = await granted_program(client)
+    await LedgerEntry.delete().where((LedgerEntry.program_id == program.id) & (LedgerEntry.seq == 2)).run()
+    answer = await asyncio.to_thread(audit, program.id)
+    assert answer.returncode == 1, answer.stdout + answer.stderr
+    assert f"program {program.id}: BROKEN at seq 2" in answer.stdout and "missing_seq" in answer.stdout
+    assert "seq 2 missing before seq 3" in answer.stdout
+
+
+async def test_audit_names_the_newest_row_deleted(client) -> None:  # type: ignore[no-untyped-def]
+    program = await granted_program(client)
+    await LedgerEntry.delete().where((LedgerEntry.program_id == program.id) & (LedgerEntry.seq == 5)).run()
+    report = await verify_chain(program.id)
+    assert not report.ok and report.problem is not None
+    assert (report.problem.seq, report.problem.problem) == (5, "missing_seq")
+
+
+async def test_audit_names_two_rows_swapped(client) -> None:  # type: ignore[no-untyped-def]
+    program = await granted_program(client)
+    second, third = await row_at(program.id, 2), await row_at(program.id, 3)
+    content = ["transaction_id", "participant_id", "kind", "points", "earned", "spent", "reference", "metadata",
+               "legs", "stream_id", "created_at"]
+    # transaction_id is unique: park one row's id while the contents trade places.
+    await LedgerEntry.update({LedgerEntry.transaction_id: "tx_parked"}).where(
+        LedgerEntry.transaction_id == second["transaction_id"]).run()
+    await LedgerEntry.update({getattr(LedgerEntry, c): second[c] for c in content}).where(
+        LedgerEntry.transaction_id == third["transaction_id"]).run()
+    await LedgerEntry.update({getattr(LedgerEntry, c): third[c] for c in content}).where(
+        LedgerEntry.transaction_id == "tx_parked").run()
+    assert (await row_at(program.id, 2))["transaction_id"] == third["transaction_id"]
+    answer = await asyncio.to_thread(audit, program.id)
+    assert answer.returncode == 1, answer.stdout + answer.stderr
+    assert f"program {program.id}: BROKEN at seq 2 (stream id {third['stream_id']}" in answer.stdout
+    assert "order: rows reordered" in answer.stdout
+
+
+async def test_audit_of_an_unknown_program_says_so() -> None:
+    answer = await asyncio.to_thread(audit, "prg_nobody")
+    assert answer.returncode == 2 and "no program prg_nobody" in answer.stderr
+
+
+# --- concurrency and crashes, on the wallet's own functions (no app projector sees these) --
+
+
+def idem(program_id: str) -> Idem:
+    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
+
+
+async def test_an_entry_pending_elsewhere_holds_the_chain_back_until_it_is_projected(
+        wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await wallet_store.open_wallet(program, "ann")
+    for n in range(3):
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
+    client = wallet_store.client
+    stream = keys.journal(program)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    # A consumer takes the oldest entry, writes it to SQL and dies before acknowledging it.
+    taken = (await client.xreadgroup(GROUP, "dies", {stream: ">"}, count=1))[0][1]
+    await write_batch(program, [parse_entry(sid, fields) for sid, fields in taken])
+    for n in range(3):
+        await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", idem(program))
+    # Another projects all the newer ones; none may be linked ahead of the pending one.
+    assert await JournalProjector(client, consumer="lives", claim_idle_ms=3_600_000).project_program(program) == 5
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 0, 6)
+    # Once the dead consumer's entry is claimed and acknowledged, all six link in stream order.
+    assert await JournalProjector(client, consumer="claims", claim_idle_ms=0).project_program(program) == 1
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 6, 0), report
+    rows = await LedgerEntry.select(LedgerEntry.points, LedgerEntry.seq).where(
+        LedgerEntry.program_id == program).order_by(LedgerEntry.seq).run()
+    assert [r["points"] for r in rows] == [1, 2, 3, 10, 11, 12]
+
+
+async def test_concurrent_grants_with_two_projectors_make_one_unbroken_chain(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    people = [f"p{n}" for n in range(8)]
+    for person in people:
+        await wallet_store.open_wallet(program, person)
+    stop = asyncio.Event()
+
+    async def ids() -> list[str]:
+        return [program]
+
+    # Small batches and a pause before each acknowledgement: the two overlap and finish out of order.
+    projectors = [JournalProjector(wallet_store.client, consumer=name, batch_size=7, claim_idle_ms=3_600_000,
+                                   pause_before_ack=pause)
+                  for name, pause in (("one", 0.003), ("two", 0.0))]
+    running = [asyncio.create_task(p.run(stop, ids, idle_sleep=0.001)) for p in projectors]
+    total = 240
+    grants = [accounts.grant(wallet_store, program, people[n % len(people)], 1 + n % 5, "sale", idem(program))
+              for n in range(total)]
+    for start in range(0, total, 40):
+        await asyncio.gather(*grants[start:start + 40])
+    stop.set()
+    await asyncio.gather(*running)
+
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked, report.head_seq) == (True, total, 0, total), report
+    rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.seq, LedgerEntry.stream_id).where(
+        LedgerEntry.program_id == program).order_by(LedgerEntry.seq).run()
+    assert len({r["transaction_id"] for r in rows}) == total
+    assert [r["seq"] for r in rows] == list(range(1, total + 1))
+    assert [stream_order(r["stream_id"]) for r in rows] == sorted(stream_order(r["stream_id"]) for r in rows)
+
+
+async def test_after_a_redis_loss_the_new_journal_goes_on_after_the_chain_head(wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    client = wallet_store.client
+    await wallet_store.open_wallet(program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 5, "sale", idem(program))
+    projector = JournalProjector(client, consumer="before", claim_idle_ms=0)
+    assert await projector.project_program(program) == 1
+    assert (await verify_chain(program)).entries == 1
+    # The head as a clock that later went back would leave it: an hour ahead of Redis's time.
+    seconds, _ = await client.time()
+    ahead = f"{(seconds + 3600) * 1000}-0"
+    await ChainHead.update({ChainHead.stream_id: ahead}).where(ChainHead.program_id == program).run()
+    await client.delete(keys.journal(program))  # the journal is lost with Redis
+
+    assert await restore_journal_floor(client, program) is True
+    assert await restore_journal_floor(client, program) is False  # once is enough
+    await accounts.grant(wallet_store, program, "ann", 7, "sale", idem(program))
+    assert await JournalProjector(client, consumer="after", claim_idle_ms=0).project_program(program) == 1
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 2, 0), report
+    newest = await row_at(program, 2)
+    assert stream_order(newest["stream_id"]) > stream_order(ahead) and newest["points"] == 7
