@@ -48,3 +48,22 @@ def old_board(program_id: str, board_id: str, period: str) -> str:
 def board_marker(program_id: str, event: str) -> str:
     """A scored event's marker: the boards move once per event (a replay finds it)."""
     return f"{tag(program_id)}:lbm:{event}"
+
+
+# --- console sessions (programs/console_sessions.py) ----------------------------------------
+# A console user belongs to no one program: their keys carry the user's own hash tag.
+
+
+def console_session(session_id_hash: str) -> str:
+    """A console session (user, CSRF token, start time) by the SHA-256 of its cookie value."""
+    return f"rw:{{cs:{session_id_hash}}}:console-session"
+
+
+def console_user_sessions(user_id: str) -> str:
+    """The set of a console user's session hashes, for "sign out everywhere"."""
+    return f"rw:{{cu:{user_id}}}:console-sessions"
+
+
+def console_sign_in_failures(who: str, window: int, number: int) -> str:
+    """Failed console sign-ins of one address or email (hashed) in one fixed window."""
+    return f"rw:{{csf:{who}}}:console-sign-in:{window}:{number}"

@@ -8,6 +8,9 @@ from programs.tables import (
     ApiKey,
     Award,
     Claim,
+    ConsoleInvite,
+    ConsoleMembership,
+    ConsoleUser,
     EarningRule,
     FeedItem,
     Funding,
@@ -23,7 +26,7 @@ APP_CONFIG = AppConfig(
     app_name="programs",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
-                   FeedItem, Leaderboard, Funding, StripeEvent],
+                   FeedItem, Leaderboard, Funding, StripeEvent, ConsoleUser, ConsoleMembership, ConsoleInvite],
     migration_dependencies=[],
     commands=[],
 )
