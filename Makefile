@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export RW_DATA_DIR
 
-.PHONY: run test install test-deps openapi bench clean
+.PHONY: run test install test-deps browser openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,22 @@ run: $(VENV)/.installed
 # Three passes: everything on SQLite and one Valkey; the wallet and games on a Valkey
 # cluster; everything that touches SQL on Postgres. One after the other: a pass keeps this
 # 2-core machine busy (its servers beside pytest), and two side by side took longer.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
 	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m sql
+
+# Debian's chromium for the browser tests (tests/console), installed with apt when missing
+# (the machines run as root), never a browser download. In the background: the SQLite pass
+# starts meanwhile and its first browser test waits for the install to finish.
+browser: | $(BIN)/python
+	@if [ ! -x /usr/bin/chromium ] && [ ! -e $(VENV)/.chromium-installing ]; then \
+		echo "Installing Debian's chromium in the background (log: $(VENV)/chromium-install.log)"; \
+		touch $(VENV)/.chromium-installing; \
+		( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			> $(VENV)/chromium-install.log 2>&1; rm -f $(VENV)/.chromium-installing ) & \
+	fi
 
 openapi: $(VENV)/.installed
 	$(BIN)/reward-wallet openapi > openapi.yaml

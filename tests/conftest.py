@@ -268,8 +268,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         # The tests' own webhook listeners are on 127.0.0.1: live servers let webhooks reach them.
         # Like the in-process app (see `settings`), each runs the worker's tasks in process.
+        # Links it hands out (sign-in links, invites) name this server, as `serve` does.
         env = {"RW_WEBHOOK_ALLOW_PRIVATE": "true", "RW_JOURNAL_CONSUMER": "true", "RW_BACKGROUND_TASKS": "true",
-               **os.environ, **(extra_env or {})}
+               **os.environ, "RW_PUBLIC_URL": self.url, **(extra_env or {})}
         if extra_env and "REDIS_URL" in extra_env and "RW_REDIS_CLUSTER" not in extra_env:
             # A caller naming its own Redis names a single server, even on a cluster run.
             env.pop("RW_REDIS_CLUSTER", None)
