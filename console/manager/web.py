@@ -70,8 +70,8 @@ def html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> R
     return Response(body, status_code=status, media_type="text/html; charset=utf-8", cookies=cookies or [])
 
 
-def render(name: str, status: int = 200, cookies: list[Cookie] | None = None, **context: Any) -> Response[str]:
-    return html(templates.get_template(name).render(**context), status, cookies)
+def render(name: str, code: int = 200, cookies: list[Cookie] | None = None, **context: Any) -> Response[str]:
+    return html(templates.get_template(name).render(**context), code, cookies)
 
 
 def session_cookie(settings: Settings, value: str, max_age: int | None = None) -> Cookie:
@@ -114,10 +114,10 @@ async def in_program(request: Request[Any, Any, Any], program_id: str) -> InProg
 
 
 def page(ctx: InProgram, name: str, title: str, current: str, request: Request[Any, Any, Any] | None = None,
-         status: int = 200, **context: Any) -> Response[str]:
+         code: int = 200, **context: Any) -> Response[str]:
     """A page inside a program: the template with the navigation, the person and the CSRF token."""
     done = DONE.get(request.query_params.get("done", "")) if request is not None else None
-    return render(name, status, ctx=ctx, title=title, current=current, nav=NAV + (OWNER_NAV if ctx.is_owner else []),
+    return render(name, code, ctx=ctx, title=title, current=current, nav=NAV + (OWNER_NAV if ctx.is_owner else []),
                   csrf=ctx.signed.session.csrf, done=done, **context)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 import secrets
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +266,7 @@ async def test_an_owner_invites_by_email_changes_a_role_and_removes(client: Any,
                       {"csrf": csrf_of(users.text), "email": email, "display_name": "Nina New", "role": "manager"})
     assert sent.status_code == 303, sent.text
     new_files = set(Path(settings.outbox_path).glob("*.eml")) - before
-    messages = [message_from_bytes(f.read_bytes()) for f in new_files]
+    messages = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in new_files]
     mine = [m for m in messages if m["To"] == email]
     assert len(mine) == 1
     link = re.search(r"(\S+/console/invite/\S+)", mine[0].get_content())
