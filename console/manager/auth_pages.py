@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -9,14 +11,15 @@ from litestar.response import Redirect
 
 from api.limits import client_ip
 from api.settings import Settings
-from console.manager.web import (COOKIE, cleared_cookie, form_of, render, session_cookie, signed_in,
-                                 to_sign_in)
+from console.manager.web import (COOKIE, PRE_SESSION_COOKIE, cleared_cookie, form_of, pre_session_cookie, render,
+                                 session_cookie, signed_in, to_sign_in)
 from kernel.errors import Invalid
 from programs import console_sessions, console_users
 
 # The one refusal for an unknown email and a wrong password alike.
 WRONG = "That email and password do not match an account. Check both and try again."
 BLOCKED = "Too many failed sign-ins. Wait a few minutes, then try again."
+EXPIRED = "The sign-in form expired. Enter your email and password again."
 
 
 @get("/console", include_in_schema=False)
@@ -30,26 +33,39 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     return Redirect(f"/console/p/{signed.memberships[0].program_id}/overview", status_code=303)
 
 
+def _form(settings: Settings, code: int = 200, error: str | None = None, email: str = "") -> Response[str]:
+    """The sign-in form with a fresh pre-session token, in a hidden field and in a cookie: a
+    POST must carry both (another site cannot read the cookie to forge the field, so it
+    cannot sign a browser in to an account of its choosing)."""
+    token = secrets.token_urlsafe(32)
+    return render("console/sign_in.html", code, cookies=[pre_session_cookie(settings, token)], title="Sign in",
+                  error=error, email=email, csrf=token)
+
+
 @get("/console/sign-in", include_in_schema=False)
-async def sign_in_form() -> Response[str]:
-    return render("console/sign_in.html", title="Sign in", error=None, email="")
+async def sign_in_form(settings: Settings) -> Response[str]:
+    return _form(settings)
 
 
 @post("/console/sign-in", include_in_schema=False, status_code=200)
 async def sign_in(request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
     form = await form_of(request)
-    email, password = form.get("email", "").strip(), form.get("password", "")
+    email, password = form.get("email", "").strip()[:320], form.get("password", "")[:1024]
+    presented, expected = form.get("csrf", ""), request.cookies.get(PRE_SESSION_COOKIE, "")
+    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+        return _form(settings, 403, EXPIRED, email)
     redis = request.app.state.redis
     address = client_ip(request.scope)
     if await console_sessions.sign_in_blocked(redis, address, email):
-        return render("console/sign_in.html", 429, title="Sign in", error=BLOCKED, email=email)
+        return _form(settings, 429, BLOCKED, email)
     person = await console_users.authenticate(email, password) if email and password else None
     if person is None:
         await console_sessions.count_failure(redis, address, email)
-        return render("console/sign_in.html", 401, title="Sign in", error=WRONG, email=email)
+        return _form(settings, 401, WRONG, email)
     session_id = await console_sessions.start(redis, person.id)
     response: Response[Any] = Redirect("/console", status_code=303)
     response.set_cookie(session_cookie(settings, session_id))
+    response.set_cookie(pre_session_cookie(settings, "", max_age=0))
     return response
 
 

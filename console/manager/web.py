@@ -18,6 +18,8 @@ from programs import console_sessions, console_users
 from programs.console_users import Membership, Person, Role
 
 COOKIE = "rw_console"
+# The sign-in form's token before there is a session (console/manager/auth_pages.py).
+PRE_SESSION_COOKIE = "rw_console_pre"
 PACKAGE = Path(__file__).resolve().parents[1]
 STATIC = PACKAGE / "static" / "console"
 
@@ -76,6 +78,11 @@ def render(name: str, code: int = 200, cookies: list[Cookie] | None = None, **co
 
 def session_cookie(settings: Settings, value: str, max_age: int | None = None) -> Cookie:
     return Cookie(key=COOKIE, value=value, path="/console", httponly=True, samesite="strict",
+                  secure=settings.public_url.startswith("https://"), max_age=max_age)
+
+
+def pre_session_cookie(settings: Settings, value: str, max_age: int | None = 3600) -> Cookie:
+    return Cookie(key=PRE_SESSION_COOKIE, value=value, path="/console/sign-in", httponly=True, samesite="strict",
                   secure=settings.public_url.startswith("https://"), max_age=max_age)
 
 

@@ -125,8 +125,11 @@ def test_the_printed_keys_work_against_the_running_demo(tmp_path: Path) -> None:
             owner = re.search(r"Console owner:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
             password = re.search(r"Console password:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
             assert console == f"http://127.0.0.1:{port}/console/sign-in"
-            signed = httpx.post(console, data={"email": owner, "password": password})
-            assert signed.status_code == 303 and "rw_console=" in signed.headers["set-cookie"], signed.text
+            with httpx.Client() as browser:  # keeps the sign-in form's cookie, as a browser does
+                form = browser.get(console)
+                token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+                signed = browser.post(console, data={"email": owner, "password": password, "csrf": token})
+            assert signed.status_code == 303 and "rw_console" in signed.cookies, signed.text
             runs.append((program, wallet.json(), own.status_code, admin))
         finally:
             os.killpg(process.pid, signal.SIGINT)

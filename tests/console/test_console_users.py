@@ -34,14 +34,27 @@ async def accept(client: Any, invite_url: str, password: str = PASSWORD) -> Any:
     return await client.post(follow_redirects=False, url="/" + path, data={"password": password, "confirm": password})
 
 
-async def sign_in(client: Any, email: str, password: str = PASSWORD) -> dict[str, str]:
-    """Signs in; answers the Cookie header of the session. The shared test client's own jar
-    is emptied so that no other test rides on this session."""
-    response = await client.post(follow_redirects=False, url="/console/sign-in", data={"email": email, "password": password})
+async def attempt(client: Any, email: str, password: str) -> Any:
+    """A sign-in as a browser makes it: the form (its token in a field and a cookie), then
+    the POST with both. The shared test client's own jar is emptied after, so that no other
+    test rides on a cookie of this one."""
+    form = await client.get(follow_redirects=False, url="/console/sign-in")
+    pre = re.match(r"rw_console_pre=([^;]+)", form.headers["set-cookie"])
+    assert pre, form.headers
     client.cookies.clear()
+    response = await client.post(follow_redirects=False, url="/console/sign-in",
+                                 data={"email": email, "password": password, "csrf": csrf_of(form.text)},
+                                 headers={"Cookie": f"rw_console_pre={pre.group(1)}"})
+    client.cookies.clear()
+    return response
+
+
+async def sign_in(client: Any, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """Signs in; answers the Cookie header of the session."""
+    response = await attempt(client, email, password)
     assert response.status_code == 303, response.text
-    cookie = response.headers["set-cookie"]
-    value = re.match(r"rw_console=([^;]+)", cookie)
+    cookie = ";".join(response.headers.get_list("set-cookie"))
+    value = re.search(r"rw_console=([^;]+)", cookie)
     assert value, cookie
     return {"Cookie": f"rw_console={value.group(1)}"}
 
@@ -112,32 +125,42 @@ async def test_the_same_email_again_adds_a_program_and_a_switcher(client: Any) -
 async def test_a_wrong_password_and_an_unknown_email_look_the_same(client: Any) -> None:
     program = await new_program(client)
     email, _ = await person_in(client, program, "owner")
-    wrong = await client.post(follow_redirects=False, url="/console/sign-in", data={"email": email, "password": "not the password"})
-    unknown = await client.post(follow_redirects=False, url="/console/sign-in", data={"email": new_email(), "password": "not the password"})
+    wrong = await attempt(client, email, "not the password")
+    unknown = await attempt(client, new_email(), "not the password")
     assert wrong.status_code == unknown.status_code == 401
     assert 'role="alert"' in wrong.text
     alert = re.search(r'role="alert">([^<]+)<', wrong.text)
     assert alert and alert.group(1) == re.search(r'role="alert">([^<]+)<', unknown.text).group(1)  # type: ignore[union-attr]
-    assert "set-cookie" not in wrong.headers
+    assert "rw_console=" not in ";".join(wrong.headers.get_list("set-cookie"))
+
+
+async def test_a_sign_in_without_the_forms_token_is_refused(client: Any) -> None:
+    program = await new_program(client)
+    email, _ = await person_in(client, program, "owner")
+    forged = await client.post(follow_redirects=False, url="/console/sign-in",
+                               data={"email": email, "password": PASSWORD, "csrf": "guessed"},
+                               headers={"Cookie": "rw_console_pre=other"})
+    client.cookies.clear()
+    assert forged.status_code == 403
+    assert "rw_console=" not in ";".join(forged.headers.get_list("set-cookie"))
 
 
 async def test_failed_sign_ins_are_limited_per_email(client: Any) -> None:
     program = await new_program(client)
     email, _ = await person_in(client, program, "owner")
     for _ in range(5):
-        assert (await client.post(follow_redirects=False, url="/console/sign-in", data={"email": email, "password": "guess " * 3})).status_code == 401
-    refused = await client.post(follow_redirects=False, url="/console/sign-in", data={"email": email, "password": PASSWORD})
+        assert (await attempt(client, email, "guess " * 3)).status_code == 401
+    refused = await attempt(client, email, PASSWORD)
     assert refused.status_code == 429 and 'role="alert"' in refused.text
-    assert "set-cookie" not in refused.headers
+    assert "rw_console=" not in ";".join(refused.headers.get_list("set-cookie"))
 
 
 async def test_the_session_cookie_is_http_only_and_strict(client: Any) -> None:
     program = await new_program(client)
     email = new_email()
     await accept(client, (await invite(client, program, email))["invite_url"])
-    response = await client.post(follow_redirects=False, url="/console/sign-in", data={"email": email, "password": PASSWORD})
-    client.cookies.clear()
-    cookie = response.headers["set-cookie"].lower()
+    response = await attempt(client, email, PASSWORD)
+    cookie = [c for c in response.headers.get_list("set-cookie") if c.startswith("rw_console=")][0].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
     assert "secure" not in cookie, "the test app's public URL is http"
     assert (await client.get(follow_redirects=False, url="/console/p/x/overview")).headers["location"] == "/console/sign-in"
