@@ -106,11 +106,9 @@ async def _ensure_person(email: str, display_name: str) -> Person:
     if found is not None:
         return found
     now = datetime.now(timezone.utc)
-    try:
-        await ConsoleUser.insert(ConsoleUser(id=new_id("cu"), email=normal_email(email), display_name=display_name,
-                                             password_hash=None, created_at=now))
-    except Exception:
-        pass  # a concurrent insert of the same email: the unique column kept one row
+    # A concurrent insert of the same email: the unique column keeps the first row.
+    await ConsoleUser.insert(ConsoleUser(id=new_id("cu"), email=normal_email(email), display_name=display_name,
+                                         password_hash=None, created_at=now)).on_conflict(action="DO NOTHING")
     found = await find_person(email)
     assert found is not None
     return found
@@ -124,7 +122,7 @@ async def _set_role(user_id: str, program_id: str, role: Role) -> None:
         return
     await ConsoleMembership.insert(ConsoleMembership(
         id=new_id("cm"), user_id=user_id, program_id=program_id, role=role, user_program=key,
-        created_at=datetime.now(timezone.utc)))
+        created_at=datetime.now(timezone.utc))).on_conflict(action="DO NOTHING")
 
 
 async def new_invite(user_id: str, now: datetime | None = None) -> str:

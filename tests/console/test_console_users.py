@@ -348,3 +348,73 @@ async def test_bad_console_user_bodies_are_refused(client: Any, body: dict[str, 
     program = await new_program(client)
     response = await client.post(follow_redirects=False, url="/v1/console-users", json=body, headers=program.headers)
     assert response.status_code in (400, 422), response.text
+
+
+async def test_every_page_renders_a_program_full_of_things_and_a_claim_is_decided(client: Any, redis: Any) -> None:
+    from tests.factories import OPERATOR, leaderboard, new_sweepstakes, redeem, shop, shopper
+
+    program, _, item = await shop(client, face_value=500)
+    rule = await client.post("/v1/earning-rules", headers=program.headers, json={
+        "name": "Sales", "activity_type": "sale",
+        "award": {"type": "per_unit", "attribute": "amount", "unit": 100, "points_per_unit": 1}})
+    assert rule.status_code == 201, rule.text
+    wired = await client.post(f"/v1/programs/{program.id}/fundings/offline", headers={
+        **OPERATOR, "Idempotency-Key": random_ref()}, json={"amount": {"amount": 50_000, "currency": "USD"},
+                                                            "reference": "Wire #4471"})
+    assert wired.status_code == 201, wired.text
+    person, me = await shopper(client, program, 5_000)
+    assert (await redeem(client, me, item["id"])).status_code in (200, 201, 202)
+    await leaderboard(client, program, name="Top sellers")
+    await new_sweepstakes(client, program, name="Q4 draw")
+    await launched_wheel(client, program, cost_points=0)
+    claims = []
+    for _ in range(2):
+        filed = await client.post("/v1/me/claims", headers={**me, "Idempotency-Key": random_ref()}, json={
+            "invoice_number": random_ref("INV"), "invoice_date": "2026-06-01",
+            "amount": {"amount": 10_000, "currency": "USD"}, "product": "ThermoPro 200"})
+        assert filed.status_code == 201, filed.text
+        claims.append(filed.json())
+    _, session = await person_in(client, program, "owner")
+    for slug, shows in (("overview", "Liability"), ("participants", person["display_name"]),
+                        (f"participants/{person['id']}", "Grant points"), ("earning-rules", "Sales"),
+                        ("claims", claims[0]["invoice_number"]), ("catalog", item["name"]),
+                        ("orders", item["name"]), ("spin-campaigns", "active"), ("sweepstakes", "Q4 draw"),
+                        ("leaderboards", "Top sellers"), ("funding", "Wire #4471"), ("partners", "partner-"),
+                        ("users", "owner"), ("approvals", "not available yet"), ("audit-log", "not available yet"),
+                        ("announcements", "not available yet")):
+        page = await get(client, f"/console/p/{program.id}/{slug}", session)
+        assert page.status_code == 200, (slug, page.text)
+        assert html.escape(shows) in page.text, slug
+    export = await get(client, f"/console/p/{program.id}/orders.csv", session)
+    assert item["name"] in export.text
+    queue = await get(client, f"/console/p/{program.id}/claims", session)
+    csrf = csrf_of(queue.text)
+    approve = await post(client, f"/console/p/{program.id}/claims/{claims[0]['id']}/decide", session,
+                         {"csrf": csrf, "verdict": "approved", "reason": ""})
+    assert approve.status_code == 303, approve.text
+    no_reason = await post(client, f"/console/p/{program.id}/claims/{claims[1]['id']}/decide", session,
+                           {"csrf": csrf, "verdict": "rejected", "reason": ""})
+    assert no_reason.status_code == 422
+    reject = await post(client, f"/console/p/{program.id}/claims/{claims[1]['id']}/decide", session,
+                        {"csrf": csrf, "verdict": "rejected", "reason": "Invoice unreadable"})
+    assert reject.status_code == 303
+    statuses = {c["id"]: (await client.get(f"/v1/claims/{c['id']}", headers=program.headers)).json()["status"]
+                for c in claims}
+    assert statuses == {claims[0]["id"]: "approved", claims[1]["id"]: "rejected"}
+    again = await post(client, f"/console/p/{program.id}/claims/{claims[0]['id']}/decide", session,
+                       {"csrf": csrf, "verdict": "rejected", "reason": "changed my mind"})
+    assert again.status_code == 409 and 'role="alert"' in again.text
+
+
+async def test_a_session_lives_in_redis_with_an_idle_expiry(client: Any, redis: Any) -> None:
+    from programs import console_sessions, keys
+    from programs.credentials import hash_secret
+
+    program = await new_program(client)
+    _, session = await person_in(client, program, "viewer")
+    value = session["Cookie"].split("=", 1)[1]
+    key = keys.console_session(hash_secret(value))
+    assert value not in key, "the cookie's value is not a key name"
+    assert 0 < await redis.ttl(key) <= console_sessions.IDLE_SECONDS
+    stored = await redis.hgetall(key)
+    assert value.encode() not in b"".join(stored.values())
