@@ -61,7 +61,9 @@ async def sign_in(request: Request[Any, Any, Any], settings: Settings) -> Respon
     person = await console_users.authenticate(email, password) if email and password else None
     if person is None:
         await console_sessions.count_failure(redis, address, email)
-        return _form(settings, 401, WRONG, email)
+        # 200, the form again with the alert: a browser logs a 4xx page load as a console
+        # error, and nothing is wrong with the page itself.
+        return _form(settings, 200, WRONG, email)
     session_id = await console_sessions.start(redis, person.id)
     response: Response[Any] = Redirect("/console", status_code=303)
     response.set_cookie(session_cookie(settings, session_id))

@@ -15,6 +15,8 @@ import pytest
 from tests.factories import (ProgramHandle, available, catalog_item, launched_wheel, new_participant, new_program,
                              random_ref)
 
+pytestmark = pytest.mark.sql
+
 PASSWORD = "correct horse battery"
 
 
@@ -127,7 +129,7 @@ async def test_a_wrong_password_and_an_unknown_email_look_the_same(client: Any) 
     email, _ = await person_in(client, program, "owner")
     wrong = await attempt(client, email, "not the password")
     unknown = await attempt(client, new_email(), "not the password")
-    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.status_code == unknown.status_code == 200
     assert 'role="alert"' in wrong.text
     alert = re.search(r'role="alert">([^<]+)<', wrong.text)
     assert alert and alert.group(1) == re.search(r'role="alert">([^<]+)<', unknown.text).group(1)  # type: ignore[union-attr]
@@ -149,7 +151,7 @@ async def test_failed_sign_ins_are_limited_per_email(client: Any) -> None:
     program = await new_program(client)
     email, _ = await person_in(client, program, "owner")
     for _ in range(5):
-        assert (await attempt(client, email, "guess " * 3)).status_code == 401
+        assert 'role="alert"' in (await attempt(client, email, "guess " * 3)).text
     refused = await attempt(client, email, PASSWORD)
     assert refused.status_code == 429 and 'role="alert"' in refused.text
     assert "rw_console=" not in ";".join(refused.headers.get_list("set-cookie"))

@@ -15,6 +15,8 @@ from programs import console_users
 from tests.api.test_cli import REWARD_WALLET, cli, isolated_env
 from tests.factories import new_program, random_ref
 
+pytestmark = pytest.mark.sql
+
 
 async def test_create_with_password_then_authenticate(client: Any) -> None:
     program = await new_program(client)
