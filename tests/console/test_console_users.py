@@ -206,6 +206,14 @@ async def test_campaign_buttons_follow_its_status(client: Any) -> None:
         read = await client.get(follow_redirects=False, url=f"/v1/campaigns/{campaign_id}", headers=program.headers)
         assert read.json()["status"] == status
     assert ">Launch</button>" not in (await get(client, page_path, session)).text
+    page = await get(client, page_path, session)
+    ended = await post(client, f"{page_path}/end", session, {"csrf": csrf_of(page.text)})
+    assert ended.status_code == 303
+    assert (await client.get(f"/v1/campaigns/{campaign_id}", headers=program.headers)).json()["status"] == "ended"
+    after = await get(client, page_path, session)
+    assert not re.search(r">(Launch|Pause|Resume|End)</button>", after.text)
+    unknown = await post(client, f"{page_path}/explode", session, {"csrf": csrf_of(after.text)})
+    assert unknown.status_code == 404
 
 
 async def test_a_grant_from_the_console_moves_points_once(client: Any) -> None:
@@ -420,3 +428,29 @@ async def test_a_session_lives_in_redis_with_an_idle_expiry(client: Any, redis: 
     assert 0 < await redis.ttl(key) <= console_sessions.IDLE_SECONDS
     stored = await redis.hgetall(key)
     assert value.encode() not in b"".join(stored.values())
+
+
+async def test_a_session_past_its_absolute_lifetime_is_gone(client: Any, redis: Any) -> None:
+    import time
+
+    from programs import console_sessions, keys
+    from programs.credentials import hash_secret
+
+    program = await new_program(client)
+    _, session = await person_in(client, program, "viewer")
+    key = keys.console_session(hash_secret(session["Cookie"].split("=", 1)[1]))
+    assert (await get(client, f"/console/p/{program.id}/overview", session)).status_code == 200
+    # Started longer ago than a session may live, though used a moment ago.
+    await redis.hset(key, "started", repr(time.time() - console_sessions.ABSOLUTE_SECONDS - 1))
+    answer = await get(client, f"/console/p/{program.id}/overview", session)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/sign-in"
+    assert not await redis.exists(key)
+
+
+def test_the_session_cookie_is_secure_behind_https(settings: Any) -> None:
+    import msgspec
+
+    from console.manager.web import session_cookie
+
+    assert session_cookie(msgspec.structs.replace(settings, public_url="https://rewards.example"), "v").secure
+    assert not session_cookie(settings, "v").secure
