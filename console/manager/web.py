@@ -14,6 +14,7 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect
 
 from api.settings import Settings
+from kernel.errors import NotFound
 from programs import console_sessions, console_users
 from programs.console_users import Membership, Person, Role
 
@@ -101,7 +102,7 @@ async def signed_in(request: Request[Any, Any, Any]) -> Signed | None:
         return None
     try:
         person = await console_users.get_person(session.user_id)
-    except console_users.NotFound:
+    except NotFound:  # the person was deleted while signed in
         return None
     return Signed(session=session, person=person, memberships=await console_users.memberships(person.id))
 
