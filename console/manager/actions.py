@@ -20,7 +20,7 @@ from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
 from kernel.idempotency import Idem
 from kernel.money import MAX_MOVE
-from programs import claims, console_users, point_moves
+from programs import claims, console_users, participants, point_moves
 from programs.console_users import MANAGES, OWNS
 from programs.programs import get_program
 
@@ -72,6 +72,19 @@ async def grant(request: Request[Any, Any, Any], program_id: str, participant_id
 @post(f"{P}/participants/{{participant_id:str}}/deduct", include_in_schema=False, status_code=200)
 async def deduct(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
     return await _move(request, program_id, participant_id, "deduct")
+
+
+@post(f"{P}/participants/{{participant_id:str}}/deactivate", include_in_schema=False, status_code=200)
+async def deactivate(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, _ = checked
+    try:
+        await participants.deactivate_participant(request.app.state.wallets, program_id, participant_id)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, f"participants/{participant_id}", "deactivated")
 
 
 CAMPAIGN_ACTIONS = {"launch": "launched", "pause": "paused", "resume": "resumed", "end": "ended"}
@@ -183,4 +196,4 @@ async def remove(request: Request[Any, Any, Any], program_id: str, user_id: str)
     return back(program_id, "users", "removed")
 
 
-ROUTES = [grant, deduct, campaign_action, decide_claim, item_status, invite, change_role, remove]
+ROUTES = [grant, deduct, deactivate, campaign_action, decide_claim, item_status, invite, change_role, remove]

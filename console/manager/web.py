@@ -39,7 +39,7 @@ OWNER_NAV = [("Users", "users")]
 
 # Messages a redirect after a change may name (?done=...): fixed texts, never echoed input.
 DONE = {
-    "granted": "Points granted.", "deducted": "Points deducted.", "launched": "Campaign launched.",
+    "granted": "Points granted.", "deducted": "Points deducted.", "deactivated": "Participant deactivated.", "launched": "Campaign launched.",
     "paused": "Campaign paused.", "resumed": "Campaign resumed.", "ended": "Campaign ended.",
     "approved": "Claim approved.", "rejected": "Claim rejected.", "disabled": "Item disabled.",
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",

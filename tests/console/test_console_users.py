@@ -233,6 +233,14 @@ async def test_a_grant_from_the_console_moves_points_once(client: Any) -> None:
                      {**form, "key": "other", "points": "1000"})
     assert bad.status_code == 422 and 'role="alert"' in bad.text
     assert await available(client, program, person["id"]) == 150
+    page = await get(client, f"/console/p/{program.id}/participants/{person['id']}", session)
+    gone = await post(client, f"/console/p/{program.id}/participants/{person['id']}/deactivate", session,
+                      {"csrf": csrf_of(page.text)})
+    assert gone.status_code == 303, gone.text
+    read = await client.get(f"/v1/participants/{person['id']}", headers=program.headers)
+    assert read.json()["status"] == "deactivated"
+    page = await get(client, gone.headers["location"], session)
+    assert "Participant deactivated." in page.text and "Deactivate participant" not in page.text
 
 
 async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(client: Any) -> None:
