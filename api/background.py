@@ -30,6 +30,8 @@ from fulfillment import orders, webhooks
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
+from kernel.mail import Mailer, mailer
+from programs import announcements
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
 from wallet.journal import JournalProjector
@@ -45,8 +47,11 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     sealer: Sealer
     journal: JournalProjector
     redis_url: str
+    mailer: Mailer
+    public_base: str
     webhook_allow_private: bool = False
     webhook_every: float = 0.5
+    mail_every: float = 1.0
     sweep_every: float = 30.0
     expiry_every: float = 3600.0
 
@@ -56,6 +61,8 @@ def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStor
     # One projector: the expiry sweep projects what it journaled through the same consumer.
     journal = JournalProjector(client, claim_idle_ms=settings.journal_claim_idle_ms, pause_before_ack=pause_before_ack)
     return Context(wallets=wallets, sealer=sealer, journal=journal, redis_url=redis_url,
+                   mailer=mailer(settings.smtp_url, settings.mail_from, settings.outbox_path),
+                   public_base=settings.public_base,
                    webhook_allow_private=settings.webhook_allow_private, expiry_every=expiry_every)
 
 
@@ -70,6 +77,12 @@ async def deliver_webhooks(ctx: Context, stop: asyncio.Event) -> None:
     async with httpx.AsyncClient(follow_redirects=False) as client:
         await _every(stop, ctx.webhook_every, "webhook deliveries",
                      lambda: webhooks.deliver_due(ctx.sealer, client, allow_private=ctx.webhook_allow_private))
+
+
+async def send_announcements(ctx: Context, stop: asyncio.Event) -> None:
+    """Announcement emails that are due (programs/announcements.py queues them)."""
+    await _every(stop, ctx.mail_every, "announcement emails",
+                 lambda: announcements.send_due(ctx.mailer, ctx.public_base))
 
 
 async def sweep(ctx: Context, stop: asyncio.Event) -> None:
@@ -103,6 +116,7 @@ class Task(msgspec.Struct, frozen=True):
 TASKS: tuple[Task, ...] = (
     Task("program-news", follow_program_news, in_api="always"),
     Task("webhooks", deliver_webhooks, in_api="background_tasks"),
+    Task("announcements", send_announcements, in_api="background_tasks"),
     Task("sweep", sweep, in_api="background_tasks"),
     Task("expiry", expire, in_api="never"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),

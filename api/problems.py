@@ -54,6 +54,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "participant_inactive": 409,
     "sweepstakes_closed": 409,
     "sweepstakes_not_open": 409,
+    "tax_form_required": 409,
     "not_configured": 503,
     "unavailable": 503,
 }
@@ -83,6 +84,7 @@ TITLES: dict[str, str] = {
     "participant_inactive": "The participant is deactivated",
     "sweepstakes_closed": "The sweepstakes is closed",
     "sweepstakes_not_open": "The sweepstakes is not open yet",
+    "tax_form_required": "A tax form is needed first",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
     "unsupported_media_type": "Unsupported media type",

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from catalog import feed_import, item_writes, items
 from fulfillment.code_pool import UploadReport
 from fulfillment.code_pool import upload_codes as _upload_codes
+from fulfillment.partners import route
+from kernel.errors import NotFound
 from fulfillment.sealing import Sealer
 from programs.programs import ProgramChanges, ProgramView, get_program, update_program
 from wallet.store import WalletStore
@@ -37,6 +41,24 @@ async def change_item(client: Any, program_id: str, item_id: str, changes: items
     await item_writes.update_item(program_id, item_id, changes)
     await items.bump_version(client, program_id)
     return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
+
+
+class SupplierAvailability(msgspec.Struct, frozen=True):
+    item_id: str
+    available: bool
+    status: str  # active, unavailable (the supplier's word), or disabled (an admin's, which stands)
+
+
+async def set_supplier_availability(client: Any, program_id: str, partner_id: str, item_id: str,
+                                    available: bool) -> SupplierAvailability:
+    """A fulfillment partner marks an item routed to it unavailable, or back. Phones see it at
+    once: the catalog version moves. Items routed elsewhere are not the partner's to change."""
+    item = await items.item_row(program_id, item_id)
+    if (await route(program_id, item))["id"] != partner_id:
+        raise NotFound("no such catalog item routed to you")
+    status = await item_writes.set_supplier_availability(program_id, item_id, available)
+    await items.bump_version(client, program_id)
+    return SupplierAvailability(item_id=item_id, available=status == "active", status=status)
 
 
 async def import_feed(client: Any, program: ProgramView, content: str,

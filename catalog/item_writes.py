@@ -131,3 +131,19 @@ async def update_item(program_id: str, item_id: str, changes: ItemChanges) -> No
     if changes.partner_id is not None:
         values[CatalogItem.partner_id] = changes.partner_id or None
     await CatalogItem.update(values).where(CatalogItem.id == item_id).run()
+
+
+async def set_supplier_availability(program_id: str, item_id: str, available: bool) -> str:
+    """A supplier's word on stock: `unavailable` hides an active item until the supplier says it
+    is back; an item an admin disabled stays disabled whatever the supplier says. Answers the
+    item's status now."""
+    row = await CatalogItem.select(CatalogItem.status).where(
+        (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
+    if row is None:
+        raise NotFound("no such catalog item")
+    moves = {("active", False): "unavailable", ("unavailable", True): "active"}
+    status = moves.get((row["status"], available), row["status"])
+    if status != row["status"]:
+        await CatalogItem.update({CatalogItem.status: status, CatalogItem.updated_at: datetime.now(timezone.utc)}).where(
+            (CatalogItem.id == item_id) & (CatalogItem.status == row["status"])).run()
+    return status

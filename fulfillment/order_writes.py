@@ -47,6 +47,8 @@ class NewOrder(msgspec.Struct, frozen=True):
     currency: str
     points: int
     created_at: datetime
+    # The order reaches the year's tax reporting threshold without the participant's form.
+    tax_flagged: bool = False
 
 
 def _transaction() -> Any:
@@ -86,7 +88,8 @@ async def open_order(order: NewOrder, pooled: bool) -> str | None:
         await Order.insert(Order(
             id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
             partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-            points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at)).run()
+            points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at,
+            tax_flagged=order.tax_flagged)).run()
     return secret
 
 

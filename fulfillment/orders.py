@@ -17,14 +17,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from msgspec import Meta
 
 from catalog.items import item_row
 from catalog.tables import Brand, CatalogItem
 from catalog.titles import item_title
+from fulfillment.delivery import CredentialLine, Credentials, Delivered, seal, unseal
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from programs.feed import FeedEntry, publish
@@ -32,11 +32,12 @@ from programs.programs import Money, ProgramView
 from programs.tables import Participant
 from wallet import accounts
 from kernel import keys as kernel_keys
-from kernel.errors import Conflict, DomainError, Invalid, NotFound
+from kernel.errors import Conflict, DomainError, NotFound
 from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
 from kernel.idempotency import Idem
 from kernel.clock import utc
+from kernel.ids import new_id
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -45,14 +46,6 @@ class OutOfStock(DomainError):
     code = "out_of_stock"
 
 OrderStatus = Literal["pending", "claimed", "fulfilled", "failed", "cancelled"]
-
-
-class Credentials(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    code: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
-    pin: Annotated[str, Meta(max_length=100)] | None = None
-    url: Annotated[str, Meta(max_length=2000, pattern=r"^https?://\S+$")] | None = None
-    expires_at: str | None = None
-    instructions: Annotated[str, Meta(max_length=2000)] | None = None
 
 
 class OrderView(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -71,7 +64,9 @@ class OrderView(msgspec.Struct, frozen=True, omit_defaults=True):
     failure_reason: str | None = None
     fulfilled_at: datetime | None = None
     credentials: Credentials | None = None
+    credential_list: list[CredentialLine] | None = None
     redemption_instructions: str | None = None
+    tax_flagged: bool = False  # admins only: reaches the tax reporting threshold without a form
 
 
 class OrderPage(msgspec.Struct, frozen=True):
@@ -126,16 +121,18 @@ async def _names(item_ids: set[str]) -> dict[str, tuple[str, str, str, str]]:
 def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], sealer: Sealer | None,
           admin: bool = False) -> OrderView:
     name, _, brand, instructions = names.get(row["item_id"], ("", "", "", ""))
-    credentials = None
+    card = None
     if sealer is not None and row["status"] == "fulfilled" and row["credentials"]:
-        credentials = msgspec.convert(sealer.open(row["credentials"]), Credentials)
+        card = unseal(sealer, row["credentials"])
     return OrderView(
         id=row["id"], status=row["status"], points=row["points"], item_id=row["item_id"], item_name=name, brand=brand,
         face_value=Money(amount=row["face_value"], currency=row["currency"]), source=row["source"],
         created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
         participant_id=row["participant_id"] if admin else None, partner_id=row["partner_id"] if admin else None,
-        failure_reason=row["failure_reason"], fulfilled_at=utc(row["fulfilled_at"]), credentials=credentials,
-        redemption_instructions=instructions if credentials else None,
+        failure_reason=row["failure_reason"], fulfilled_at=utc(row["fulfilled_at"]),
+        credentials=card.credentials if card else None, credential_list=card.credential_list if card else None,
+        redemption_instructions=instructions if card else None,
+        tax_flagged=bool(row.get("tax_flagged")) if admin else False,
     )
 
 
@@ -271,16 +268,14 @@ async def settle(store: WalletStore, row: dict[str, Any]) -> None:
 
 
 async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str, partner_id: str | None,
-                  credentials: Credentials, lease_id: str | None = None,
+                  card: Delivered, lease_id: str | None = None,
                   allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
-    if not (credentials.code or credentials.url):
-        raise Invalid("credentials need a code or a url", field="credentials")
     row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
-        Order.credentials: sealer.seal(msgspec.to_builtins(credentials)),
+        Order.credentials: seal(sealer, card),
         Order.fulfilled_at: datetime.now(timezone.utc)})
     # The same fulfil again is answered idempotently; other credentials for a delivered order
     # would tell the partner its code was taken while the participant keeps the first one.
-    if row["credentials"] and msgspec.convert(sealer.open(row["credentials"]), Credentials) != credentials:
+    if row["credentials"] and unseal(sealer, row["credentials"]) != card:
         raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
     await settle(store, row)
     names = await _names({row["item_id"]})
@@ -311,6 +306,38 @@ async def cancel(store: WalletStore, program: ProgramView, participant_id: str, 
     row = await _transition(program.id, order_id, None, "cancelled", ("pending",), None, {})
     await settle(store, row)
     return _view(row, await _names({row["item_id"]}), sealer)
+
+
+async def cancel_for_participant(store: WalletStore, program: ProgramView, order_id: str, reason: str,
+                                 sealer: Sealer) -> OrderView:
+    """A program admin cancels an order no partner has delivered yet (pending, or claimed under
+    a lease): the held points go back to the participant, who reads why in the feed, and a
+    partner's later fulfil or fail of it answers a conflict. The same cancel again answers the
+    cancelled order and returns nothing twice."""
+    row = await _transition(program.id, order_id, None, "cancelled", ("pending", "claimed"), None,
+                            {Order.failure_reason: reason, Order.lease_id: None})
+    await settle(store, row)
+    points = f" {row['points']:,} {program.point_name} returned." if row["points"] else ""
+    await publish(program.id, [FeedEntry(key=f"order:{order_id}:cancelled", participant_id=row["participant_id"],
+                                         kind="order_cancelled", text=f"Order {order_id} was cancelled: {reason}.{points}",
+                                         points=row["points"] or None, reference=order_id)])
+    return _view(row, await _names({row["item_id"]}), sealer)
+
+
+async def redeliver(program: ProgramView, order_id: str) -> OrderView:
+    """Puts a delivered card in front of its participant again (lost the message, new phone):
+    a feed line pointing to the card in the app. The code itself never travels by email or
+    into the outbox; it stays sealed and is shown only in the participant's own order."""
+    row = await order_row(program.id, order_id)
+    if row["status"] != "fulfilled":
+        raise Conflict(f"the order is {row['status']}; only a delivered card can be delivered again")
+    names = await _names({row["item_id"]})
+    name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+    await publish(program.id, [FeedEntry(
+        key=f"order:{order_id}:redelivered:{new_id('rdl')}", participant_id=row["participant_id"],
+        kind="order_redelivered", text=f"Your {item_title(brand, name)} was delivered again: open it in Rewards",
+        reference=order_id)])
+    return _view(row, names, None, admin=True)
 
 
 async def sweep(store: WalletStore, program_id: str, now: datetime | None = None) -> int:

@@ -25,10 +25,11 @@ import msgspec
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
-from fulfillment import order_writes, orders, webhooks
+from fulfillment import order_writes, orders, taxes, webhooks
 from fulfillment.code_pool import take_code
 from fulfillment.order_writes import NewOrder
-from fulfillment.orders import Credentials, OrderView, OutOfStock
+from fulfillment.delivery import Credentials, delivered, unseal
+from fulfillment.orders import OrderView, OutOfStock
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
@@ -70,8 +71,8 @@ async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row
         if code is None:
             await orders.fail(store, program, row["id"], None, "out of stock", allowed=("pending",))
             return False
-        await orders.fulfill(store, sealer, program, row["id"], None, msgspec.convert(code, Credentials),
-                             allowed=("pending",))
+        await orders.fulfill(store, sealer, program, row["id"], None,
+                             delivered(msgspec.convert(code, Credentials), None), allowed=("pending",))
     else:
         await webhooks.enqueue(program.id, partner, row["id"])
     return True
@@ -152,13 +153,15 @@ async def labels_of(item: dict[str, Any]) -> Labels:
 
 def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer) -> OrderView:
     now = datetime.now(timezone.utc)
-    credentials = msgspec.convert(sealer.open(done.secret), Credentials) if done.secret else None
+    card = unseal(sealer, done.secret) if done.secret else None
     return OrderView(id=order.id, status=done.status, points=order.points, item_id=order.item_id,
                      item_name=labels.item_name, brand=labels.brand,
                      face_value=Money(amount=order.face_value, currency=order.currency), source=order.source,
                      created_at=order.created_at, updated_at=now,
-                     fulfilled_at=now if done.status == "fulfilled" else None, credentials=credentials,
-                     redemption_instructions=labels.instructions if credentials else None)
+                     fulfilled_at=now if done.status == "fulfilled" else None,
+                     credentials=card.credentials if card else None,
+                     credential_list=card.credential_list if card else None,
+                     redemption_instructions=labels.instructions if card else None)
 
 
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
@@ -182,9 +185,12 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
         order = _new_order(existing)
     else:
         partner = await route(program.id, item)
+        now = datetime.now(timezone.utc)
+        # Before anything is written: a refusal (tax_form_required) changes nothing.
+        flagged = await taxes.needs_flag(program, participant_id, value, now, refusable=source == "redemption")
         order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
                          partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
-                         points=0 if source == "prize" else points, created_at=datetime.now(timezone.utc))
+                         points=0 if source == "prize" else points, created_at=now, tax_flagged=flagged)
         secret = await order_writes.open_order(order, partner["kind"] == "code_pool")
         await _hold(store, order)
         done = await _finish(store, program, order, partner, secret, labels)

@@ -41,6 +41,8 @@ class Order(Table, tablename="orders"):
     failure_reason = Text(null=True, default=None)
     # When the wallet confirmed the hold's end (capture or void): a sweep finishes it otherwise.
     settled_at = Timestamptz(null=True, default=None)
+    # Reaches the year's tax reporting threshold without the participant's tax form (taxes.py).
+    tax_flagged = Boolean(default=False)
     created_at = Timestamptz()
     updated_at = Timestamptz()
     fulfilled_at = Timestamptz(null=True, default=None)

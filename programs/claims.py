@@ -7,8 +7,11 @@ approved, so it is never paid twice.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -17,6 +20,7 @@ from msgspec import Meta
 from programs.activities import ActivityIn, store_batch
 from programs.awards import award
 from programs.feed import FeedEntry, publish
+from programs import receipts
 from programs.programs import Money, get_program
 from programs.rules import ActivityFacts
 from programs.tables import Claim, Participant
@@ -57,6 +61,8 @@ class ClaimView(msgspec.Struct, frozen=True):
     decision_reason: str | None = None
     activity_id: str | None = None
     decided_at: datetime | None = None
+    receipt_at: datetime | None = None  # set when a receipt photo is attached
+    resubmissions: int = 0
 
 
 class ClaimPage(msgspec.Struct, frozen=True):
@@ -71,15 +77,27 @@ def _view(row: dict) -> ClaimView:
         product=row["product"], status=row["status"], created_at=utc(row["created_at"]),
         duplicate_of=row["duplicate_of"], decision_reason=row["decision_reason"] or None,
         activity_id=row["activity_id"], decided_at=utc(row["decided_at"]),
+        receipt_at=utc(row.get("receipt_at")), resubmissions=row.get("resubmissions") or 0,
     )
+
+
+async def _check_dates(program_id: str, spec: NewClaim, today: dt.date | None) -> None:
+    program = await get_program(program_id)
+    today = today or datetime.now(ZoneInfo(program.timezone)).date()
+    if spec.invoice_date > today + dt.timedelta(days=1):
+        raise Invalid("invoice_date is in the future", field="invoice_date")
+    window = program.claim_window_days
+    if window and spec.invoice_date < today - dt.timedelta(days=window):
+        raise Invalid(f"sales must be claimed within {window} days; this one was on {spec.invoice_date.isoformat()}, "
+                      f"so the last day to claim it was {(spec.invoice_date + dt.timedelta(days=window)).isoformat()}",
+                      field="invoice_date")
 
 
 async def file_claim(program_id: str, participant_id: str, spec: NewClaim, today: dt.date | None = None,
                      claim_id: str | None = None) -> ClaimView:
     """Files the claim under `claim_id` when the caller pinned one for its request: filing
     again under the same id (a retry after a crash) answers the claim already filed."""
-    if spec.invoice_date > (today or datetime.now(timezone.utc).date()) + dt.timedelta(days=1):
-        raise Invalid("invoice_date is in the future", field="invoice_date")
+    await _check_dates(program_id, spec, today)
     claim_id = claim_id or new_id("clm")
     filed = await Claim.select(Claim.id).where((Claim.id == claim_id) & (Claim.program_id == program_id)
                                                & (Claim.participant_id == participant_id)).first().run()
@@ -165,3 +183,54 @@ async def decide_claim(wallets: WalletStore, program_id: str, claim_id: str,
     if to_evaluate:
         await award(wallets, await get_program(program_id), to_evaluate)
     return claim
+
+
+# --- receipts and resubmission -------------------------------------------------------------
+
+
+async def attach_receipt(program_id: str, participant_id: str, claim_id: str, content: bytes,
+                         data_path: Path) -> ClaimView:
+    """The participant's receipt photo for their claim, cleaned (programs/receipts.py); a new
+    photo replaces the old one until the claim is approved."""
+    claim = await get_claim(program_id, claim_id, participant_id)
+    if claim.status == "approved":
+        raise Conflict("the claim is approved; its receipt can no longer change")
+    jpeg = await asyncio.to_thread(receipts.reencoded, content)  # decoding is CPU work: off the loop
+    await asyncio.to_thread(receipts.save, data_path, program_id, claim_id, jpeg)
+    await Claim.update({Claim.receipt_at: datetime.now(timezone.utc)}).where(
+        (Claim.id == claim_id) & (Claim.program_id == program_id)).run()
+    return await get_claim(program_id, claim_id, participant_id)
+
+
+async def receipt_of(program_id: str, claim_id: str, data_path: Path, participant_id: str | None = None) -> bytes:
+    """The cleaned photo; a participant reads only their own claims' receipts."""
+    await get_claim(program_id, claim_id, participant_id)
+    jpeg = await asyncio.to_thread(receipts.read, data_path, program_id, claim_id)
+    if jpeg is None:
+        raise NotFound("this claim has no receipt photo")
+    return jpeg
+
+
+async def resubmit(program_id: str, participant_id: str, claim_id: str, spec: NewClaim,
+                   today: dt.date | None = None) -> ClaimView:
+    """A rejected claim, fixed and sent again: checked like a new one (window, duplicates),
+    then pending again for a manager, with its receipt kept."""
+    claim = await get_claim(program_id, claim_id, participant_id)
+    if claim.status != "rejected":
+        raise Conflict(f"only a rejected claim can be sent again; this one is {claim.status}")
+    await _check_dates(program_id, spec, today)
+    invoice_key = f"{program_id}:{spec.invoice_number.strip().upper()}"
+    earlier = await Claim.select(Claim.id).where(
+        (Claim.program_invoice == invoice_key) & (Claim.status != "rejected") & (Claim.id != claim_id)
+    ).order_by(Claim.id).first().run()
+    changed = await Claim.update({
+        Claim.invoice_number: spec.invoice_number, Claim.program_invoice: invoice_key,
+        Claim.invoice_date: spec.invoice_date.isoformat(), Claim.amount: spec.amount.amount,
+        Claim.currency: spec.amount.currency, Claim.product: spec.product,
+        Claim.status: "duplicate" if earlier else "pending", Claim.duplicate_of: earlier["id"] if earlier else None,
+        Claim.decision_reason: "", Claim.decided_at: None, Claim.resubmissions: Claim.resubmissions + 1,
+    }).where((Claim.id == claim_id) & (Claim.program_id == program_id) & (Claim.status == "rejected")) \
+        .returning(Claim.id).run()
+    if not changed:
+        raise Conflict("the claim changed meanwhile; read it again")
+    return await get_claim(program_id, claim_id, participant_id)

@@ -5,6 +5,8 @@ from piccolo.conf.apps import AppConfig
 from programs.tables import (
     Activity,
     ActivityType,
+    Announcement,
+    AnnouncementMail,
     ApiKey,
     Award,
     Claim,
@@ -19,6 +21,7 @@ from programs.tables import (
     Program,
     RefreshToken,
     StripeEvent,
+    TaxProfile,
     Team,
 )
 
@@ -26,7 +29,8 @@ APP_CONFIG = AppConfig(
     app_name="programs",
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
-                   FeedItem, Leaderboard, Funding, StripeEvent, ConsoleUser, ConsoleMembership, ConsoleInvite],
+                   FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
+                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite],
     migration_dependencies=[],
     commands=[],
 )

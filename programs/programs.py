@@ -27,6 +27,15 @@ class Money(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     currency: Currency
 
 
+# What applies when a reward would take a participant past the year's reporting threshold
+# without a tax form: the order goes through flagged, or is refused (tax_form_required).
+TaxFormPolicy = Literal["flag", "refuse"]
+# Per tax year, the reporting threshold in the program's minor units, e.g. {"2027": 250000};
+# -1 removes a year's override.
+TaxThresholds = Annotated[dict[Annotated[str, Meta(pattern=r"^(19|20|21)[0-9]{2}$")],
+                               Annotated[int, Meta(ge=-1, le=10**11)]], Meta(max_length=50)]
+
+
 class ProgramView(msgspec.Struct, frozen=True):
     id: str
     name: str
@@ -38,6 +47,9 @@ class ProgramView(msgspec.Struct, frozen=True):
     created_at: datetime
     points_expire_months: int | None = None
     catalog_markup_bps: int = 0
+    claim_window_days: int | None = None
+    tax_form_policy: str = "flag"
+    tax_thresholds: dict[str, int] = {}
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +61,9 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     allow_overdraft: bool = True
     points_expire_months: Annotated[int, Meta(ge=1, le=120)] | None = None
     catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000, description="catalog markup, 250 = 2.5%")] = 0
+    claim_window_days: Annotated[int, Meta(ge=1, le=3650, description="claims for older sales are refused")] | None = None
+    tax_form_policy: TaxFormPolicy = "flag"
+    tax_thresholds: TaxThresholds = {}
 
 
 ProgramStatus = Literal["active", "suspended"]
@@ -67,6 +82,9 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     allow_overdraft: bool | None = None
     points_expire_months: Annotated[int, Meta(ge=0, le=120, description="0 turns expiry off")] | None = None
     catalog_markup_bps: Annotated[int, Meta(ge=0, le=5000)] | None = None
+    claim_window_days: Annotated[int, Meta(ge=0, le=3650, description="0 turns the window off")] | None = None
+    tax_form_policy: TaxFormPolicy | None = None
+    tax_thresholds: TaxThresholds | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -81,6 +99,9 @@ def _view(row: dict) -> ProgramView:
         created_at=row["created_at"],
         points_expire_months=row["points_expire_months"],
         catalog_markup_bps=row["catalog_markup_bps"] or 0,
+        claim_window_days=row.get("claim_window_days") or None,
+        tax_form_policy=row.get("tax_form_policy") or "flag",
+        tax_thresholds=msgspec.json.decode(row.get("tax_thresholds") or "{}"),
     )
 
 
@@ -110,6 +131,9 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             allow_overdraft=spec.allow_overdraft,
             points_expire_months=spec.points_expire_months,
             catalog_markup_bps=spec.catalog_markup_bps,
+            claim_window_days=spec.claim_window_days,
+            tax_form_policy=spec.tax_form_policy,
+            tax_thresholds=msgspec.json.encode({y: a for y, a in sorted(spec.tax_thresholds.items()) if a >= 0}).decode(),
             created_at=datetime.now(timezone.utc),
         )
     ).run()
@@ -194,10 +218,17 @@ async def update_program(store: WalletStore, program_id: str, changes: ProgramCh
     """Changes a program's settings: SQL, then the overdraft rule the wallet's Lua reads from
     Redis, then every process is told to drop its view (programs/program_news.py)."""
     values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None and k != "status"}
-    if values.get("points_expire_months") == 0:
-        values["points_expire_months"] = None
+    for off_at_zero in ("points_expire_months", "claim_window_days"):
+        if values.get(off_at_zero) == 0:
+            values[off_at_zero] = None
     if "timezone" in values:
         check_timezone(values["timezone"])
+    if "tax_thresholds" in values:
+        # Merged into the program's overrides: a year set to -1 goes back to the default.
+        current = dict((await get_program(program_id)).tax_thresholds)
+        current.update(values["tax_thresholds"])
+        values["tax_thresholds"] = msgspec.json.encode(
+            {year: amount for year, amount in sorted(current.items()) if amount >= 0}).decode()
     if values:
         await Program.update({getattr(Program, k): v for k, v in values.items()}).where(
             Program.id == program_id

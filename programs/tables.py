@@ -20,6 +20,13 @@ class Program(Table, tablename="programs"):
     points_expire_months = Integer(null=True, default=None)
     # Catalog markup in basis points (250 = 2.5%) on top of the face value's points.
     catalog_markup_bps = Integer(default=0)
+    # A claim for a sale older than this many days is refused; null: no window.
+    claim_window_days = Integer(null=True, default=None)
+    # When a reward would take a participant's reportable total for the year past the
+    # threshold without a tax form: "flag" the order, or "refuse" it (tax_form_required).
+    tax_form_policy = Varchar(length=10, default="flag")
+    # Per tax year overrides of the reporting threshold, minor units: {"2027": 250000}.
+    tax_thresholds = Text(default="{}")
     created_at = Timestamptz()
 
 
@@ -157,6 +164,10 @@ class Claim(Table, tablename="claims"):
     activity_id = Varchar(length=40, null=True, default=None)
     created_at = Timestamptz()
     decided_at = Timestamptz(null=True, default=None)
+    # When the receipt photo (programs/receipts.py) was last sent; null: none.
+    receipt_at = Timestamptz(null=True, default=None)
+    # How many times the participant fixed and sent a rejected claim again.
+    resubmissions = Integer(default=0)
 
 
 class FeedItem(Table, tablename="feed_items"):
@@ -215,6 +226,50 @@ class StripeEvent(Table, tablename="stripe_events"):
     received_at = Timestamptz()
     processed_at = Timestamptz(null=True, default=None)
 
+
+class Announcement(Table, tablename="announcements"):
+    """A message from the program to some of its participants: a line in each one's feed, and
+    an email to each who has an address (`AnnouncementMail`, sent by the worker)."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    title = Varchar(length=120)
+    body = Text()
+    # The audience, as `programs.rules.Audience` JSON ({} for everyone).
+    audience = Text(default="{}")
+    recipients = Integer(default=0)
+    emails = Integer(default=0)
+    sent_by = Varchar(length=120)
+    created_at = Timestamptz()
+
+
+class AnnouncementMail(Table, tablename="announcement_mails"):
+    """One email still to send (or sent) for an announcement; the worker sends due rows and
+    marks them, so a crash resends nothing already marked and loses nothing unmarked."""
+
+    # "<announcement id>:<participant id>", unique: queueing twice queues once.
+    id = Varchar(length=100, primary_key=True)
+    announcement_id = Varchar(length=40, index=True)
+    program_id = Varchar(length=40)
+    email = Varchar(length=320)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(index=True)
+    sent_at = Timestamptz(null=True, default=None, index=True)
+    last_error = Varchar(length=300, null=True, default=None)
+
+
+class TaxProfile(Table, tablename="tax_profiles"):
+    """A participant's tax form (a W-9 in the United States): sealed at rest; the console sees
+    the legal name and the last 4 digits of the TIN only."""
+
+    participant_id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    status = Varchar(length=20, default="requested")  # requested | received
+    # Sealed JSON {legal_name, address, tin, tin_type}; null until received.
+    form = Text(null=True, default=None)
+    tin_last4 = Varchar(length=4, null=True, default=None)
+    requested_at = Timestamptz(null=True, default=None)
+    received_at = Timestamptz(null=True, default=None)
 
 class ConsoleUser(Table, tablename="console_users"):
     """A person who signs in to the manager console: one row per email across the

@@ -1,12 +1,12 @@
 """Every route of the API, one module per resource."""
 
 from api.routes import console_users
-from api.routes import campaigns, catalog, claims, earning, fairness, fulfillment, funding, health, leaderboards, me, participants, points, programs, sessions, spins, sweepstakes
+from api.routes import announcements, campaigns, catalog, claims, earning, fairness, fulfillment, funding, health, leaderboards, me, participants, points, programs, sessions, spins, sweepstakes, taxes
 
 ROUTES = [*health.ROUTES, *programs.ROUTES, *participants.ROUTES, *sessions.ROUTES, *points.ROUTES, *me.ROUTES,
           *earning.ROUTES, *claims.ROUTES, *catalog.ROUTES, *fulfillment.ROUTES,
           *campaigns.ROUTES, *funding.ROUTES, *leaderboards.ROUTES,
-          *fairness.ROUTES, *spins.ROUTES, *sweepstakes.ROUTES,
+          *fairness.ROUTES, *spins.ROUTES, *sweepstakes.ROUTES, *announcements.ROUTES, *taxes.ROUTES,
           *console_users.ROUTES]
 
 __all__ = ["ROUTES"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, post, put
 from litestar.di import Provide
 
 from api.auth import active_program, admin_only, participant_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
-from programs import claims
+from programs import claims, receipts
 from wallet.store import WalletStore
 from kernel.idempotency import Idem, once, pinned_id
 
@@ -80,4 +80,43 @@ async def reject(request: Request[Any, Any, Any], claim_id: str, data: claims.Re
     return await claims.decide_claim(wallets, program_of(request), claim_id, "rejected", data.reason)
 
 
-ROUTES = [file, my_claims, my_claim, list_all, read, approve, reject]
+RECEIPT_BODY_LIMIT = receipts.MAX_BYTES + 64 * 1024  # past 10 MB: 413 before the photo is read
+
+
+@put("/v1/me/claims/{claim_id:str}/receipt", guards=[participant_only], operation_id="attachReceipt",
+     summary="Attach a receipt photo", description="The body is the photo's bytes (any Content-Type: the type is "
+     "read from the bytes): JPEG, PNG or HEIC, at most 10 MB. It is re-encoded as a JPEG without metadata (no "
+     "location, no device) and replaces the claim's earlier one; refused once the claim is approved.",
+     tags=["claims"], request_max_body_size=RECEIPT_BODY_LIMIT, status_code=200)
+async def attach_receipt(request: Request[Any, Any, Any], claim_id: str, settings: Settings) -> claims.ClaimView:
+    principal = principal_of(request)
+    return await claims.attach_receipt(principal.program_id or "", principal.subject_id, claim_id,
+                                       await request.body(), settings.data_path)
+
+
+@get("/v1/me/claims/{claim_id:str}/receipt", guards=[participant_only], operation_id="getMyReceipt",
+     summary="My claim's receipt photo", description="The cleaned JPEG.", tags=["claims"], media_type="image/jpeg")
+async def my_receipt(request: Request[Any, Any, Any], claim_id: str, settings: Settings) -> Response[bytes]:
+    principal = principal_of(request)
+    jpeg = await claims.receipt_of(principal.program_id or "", claim_id, settings.data_path, principal.subject_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@get("/v1/claims/{claim_id:str}/receipt", guards=[admin_only], operation_id="getReceipt",
+     summary="A claim's receipt photo", description="The cleaned JPEG the participant sent.", tags=["claims"],
+     media_type="image/jpeg")
+async def receipt(request: Request[Any, Any, Any], claim_id: str, settings: Settings) -> Response[bytes]:
+    jpeg = await claims.receipt_of(program_of(request), claim_id, settings.data_path)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@post("/v1/me/claims/{claim_id:str}/resubmit", guards=[participant_only, active_program],
+      operation_id="resubmitClaim", summary="Fix a rejected claim and send it again",
+      description="The corrected invoice number, date, amount and product; checked like a new claim, then pending "
+      "again (its receipt stays). Only a rejected claim (409 otherwise).", tags=["claims"], status_code=200)
+async def resubmit(request: Request[Any, Any, Any], claim_id: str, data: claims.NewClaim) -> claims.ClaimView:
+    principal = principal_of(request)
+    return await claims.resubmit(principal.program_id or "", principal.subject_id, claim_id, data)
+
+
+ROUTES = [file, my_claims, my_claim, attach_receipt, my_receipt, resubmit, list_all, read, receipt, approve, reject]

@@ -13,8 +13,9 @@ from api.auth import Authenticator, admin_only, participant_only, partner_only, 
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
+from catalog import changes
 from catalog.items import pricing_of
-from fulfillment import orders, partners, queue, webhooks
+from fulfillment import delivery, orders, partners, queue, webhooks
 from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
@@ -42,13 +43,23 @@ class ClaimedOrders(msgspec.Struct, frozen=True):
 
 
 class FulfilRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    credentials: orders.Credentials
+    # Either or both: the object, or a supplier's labelled lines (fulfillment/delivery.py).
+    credentials: delivery.Credentials | None = None
+    credential_list: delivery.CredentialList | None = None
     lease_id: IdOrEmpty | None = None
 
 
 class FailRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
     lease_id: IdOrEmpty | None = None
+
+
+class AvailabilityRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    available: bool
+
+
+class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] = "cancelled by the program"
 
 
 # --- participants -------------------------------------------------------------------------
@@ -191,6 +202,28 @@ async def read_order(request: Request[Any, Any, Any], order_id: str) -> orders.O
     return await orders.admin_view(program_of(request), order_id)
 
 
+@post("/v1/orders/{order_id:str}/cancel", guards=[admin_only], operation_id="cancelOrder",
+      summary="Cancel an order not yet delivered",
+      description="Pending or claimed orders only: the held points return to the participant at once and a feed "
+                  "line says why; a partner's later fulfil or fail answers 409. The same cancel again answers the "
+                  "cancelled order and returns nothing twice; a fulfilled or failed order answers 409.",
+      tags=["fulfillment"], status_code=200)
+async def cancel_order(request: Request[Any, Any, Any], order_id: str, wallets: WalletStore, sealer: Sealer,
+                       data: CancelRequest | None = None) -> orders.OrderView:
+    program = await get_program(program_of(request))
+    reason = data.reason if data is not None else "cancelled by the program"
+    return await orders.cancel_for_participant(wallets, program, order_id, reason, sealer)
+
+
+@post("/v1/orders/{order_id:str}/redeliver", guards=[admin_only], operation_id="redeliverOrder",
+      summary="Deliver a fulfilled card again",
+      description="A feed line tells the participant the card is waiting in the app; the code is never emailed "
+                  "or shown to the admin. Only fulfilled orders (409 otherwise).", tags=["fulfillment"],
+      status_code=200)
+async def redeliver_order(request: Request[Any, Any, Any], order_id: str) -> orders.OrderView:
+    return await orders.redeliver(await get_program(program_of(request)), order_id)
+
+
 @get("/v1/fulfillment/webhook-deliveries", guards=[admin_only], operation_id="listWebhookDeliveries",
      summary="Webhook delivery log (admin)", description="Every partner's deliveries, newest first.",
      tags=["fulfillment"])
@@ -215,16 +248,30 @@ async def claim(request: Request[Any, Any, Any], data: ClaimRequest, wallets: Wa
     return ClaimedOrders(items=await orders.partner_views(rows))
 
 
+@patch("/v1/fulfillment/items/{item_id:str}", guards=[partner_only], operation_id="setItemAvailability",
+       summary="Mark an item routed to you unavailable, or back",
+       description="`available: false` takes an active item out of the catalog and out of redemption until you "
+                   "send `available: true`; phones see it at once (the catalog ETag moves). An item an admin "
+                   "disabled stays disabled. Items not routed to you answer 404.", tags=["partner"])
+async def set_item_availability(request: Request[Any, Any, Any], item_id: str, data: AvailabilityRequest,
+                                redis: Any) -> changes.SupplierAvailability:
+    principal = principal_of(request)
+    return await changes.set_supplier_availability(redis, principal.program_id or "", principal.partner_id or "",
+                                                   item_id, data.available)
+
+
 @post("/v1/fulfillment/orders/{order_id:str}/fulfill", guards=[partner_only], operation_id="fulfillOrder",
-      summary="Deliver an order", description="Stores the credentials encrypted and captures the held points. The "
+      summary="Deliver an order", description="Send `credentials` (code, PIN, URL, expiry), or a supplier's "
+      "`credential_list` of labelled lines (type code, pin, url, barcode or expiry), or both: the order answers "
+      "both shapes. Stores them encrypted and captures the held points. The "
       "same call again answers 200 and captures nothing twice; fulfilling a cancelled or failed order, or one "
       "whose lease (`lease_id`) was claimed by another, answers 409.", tags=["partner"], status_code=200)
 async def fulfil(request: Request[Any, Any, Any], order_id: str, data: FulfilRequest, wallets: WalletStore,
                  sealer: Sealer) -> orders.PartnerOrder:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
-    row = await orders.fulfill(wallets, sealer, program, order_id, principal.partner_id, data.credentials,
-                               data.lease_id)
+    card = delivery.delivered(data.credentials, data.credential_list)
+    row = await orders.fulfill(wallets, sealer, program, order_id, principal.partner_id, card, data.lease_id)
     return (await orders.partner_views([row]))[0]
 
 
@@ -249,4 +296,4 @@ async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
 
 ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, update_partner, rotate_partner_key,
           set_webhook, list_orders, export,
-          read_order, admin_deliveries, claim, fulfil, fail, partner_deliveries]
+          read_order, cancel_order, redeliver_order, admin_deliveries, claim, set_item_availability, fulfil, fail, partner_deliveries]

@@ -211,8 +211,9 @@ LATER = {
     "approvals": ("Approvals", "Four-eyes approvals are not available yet. This page will list grants, deductions, "
                                "redemptions made for someone, budget top-ups and rule activations above the program's "
                                "threshold, waiting for a second owner or manager to approve or reject them."),
-    "announcements": ("Announcements", "Announcements are not available yet. This page will send a message to a "
-                                       "segment or team: a line in the app's feed and an email."),
+    "announcements": ("Announcements", "Announcements are not available in the console yet (the API sends them: "
+                                       "POST /v1/announcements). This page will send a message to everyone, a "
+                                       "segment or a team: a line in the app's feed and an email."),
     "audit-log": ("Audit log", "The audit log is not available yet. This page will show who did what and when, from "
                                "which console user or key, with filters by person, kind and date and an export."),
 }

@@ -130,12 +130,17 @@ async def test_failed_credentials_count_against_the_address(settings, migrated, 
             bad = await limited.get("/v1/participants", headers=bearer("rwk.nope.guess"))
             return good, bad
 
-        pairs = await burst(redis, window, limit + 1, valid_then_bad)
+        async def spend_then_try_a_good_key() -> tuple[list[tuple[Any, Any]], Any]:
+            pairs = [await valid_then_bad() for _ in range(limit + 1)]
+            return pairs, await limited.get("/v1/participants", headers=program.headers)
+
+        # One window holds the whole sequence, the good key's last request included.
+        [(pairs, after)] = await burst(redis, window, 1, spend_then_try_a_good_key)
         assert [p[0].status_code for p in pairs] == [200] * (limit + 1)
         assert [p[1].status_code for p in pairs[:limit]] == [401] * limit
         retry_after = assert_rate_limited(pairs[limit][1])
         # Spent on failures: the address is refused before its credentials are even checked.
-        assert_rate_limited(await limited.get("/v1/participants", headers=program.headers))
+        assert_rate_limited(after)
         await asyncio.sleep(retry_after)
         assert (await limited.get("/v1/participants", headers=program.headers)).status_code == 200
 
@@ -149,12 +154,17 @@ async def test_by_default_an_address_gets_30_bad_credentials_a_minute(settings, 
     async with limited_app(settings, rate_limit_auth_failures=defaults.rate_limit_auth_failures,
                            rate_limit_per_ip=defaults.rate_limit_per_ip,
                            rate_limit_window_seconds=defaults.rate_limit_window_seconds) as limited:
-        guesses = await burst(redis, 60, 31, lambda: limited.get("/v1/participants",
-                                                                 headers=bearer(f"rwk.key_x.{random_ref()}")))
+        async def guess_then_try_the_right_key() -> tuple[list[Any], Any]:
+            guesses = [await limited.get("/v1/participants", headers=bearer(f"rwk.key_x.{random_ref()}"))
+                       for _ in range(31)]
+            return guesses, await limited.get("/v1/participants", headers=program.headers)
+
+        # One minute's window holds the whole sequence, the right key's request included.
+        [(guesses, right_key)] = await burst(redis, 60, 1, guess_then_try_the_right_key)
         assert [r.status_code for r in guesses[:30]] == [401] * 30
         assert_rate_limited(guesses[30])
         # Locked out, whatever it sends now (a right guess must not show), until the minute ends.
-        assert_rate_limited(await limited.get("/v1/participants", headers=program.headers))
+        assert_rate_limited(right_key)
         # Public reads are not failures: their own, larger budget.
         assert (await limited.get(f"/v1/public/sweepstakes/{random_ref('sw')}/proof")).status_code == 404
     await forget_counts(redis)

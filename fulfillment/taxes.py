@@ -1,0 +1,159 @@
+"""What participants receive, valued for tax reporting (United States first).
+
+A reward is valued once, when it becomes something of value to the participant: a gift card
+or item at its face value when redeemed or won (an order, whatever its source), never points
+(points are not income until they become one of those). An order that failed or was
+cancelled gave nothing. Per participant and calendar year, counted in the program's time
+zone, the total is compared with the year's reporting threshold: payments of that much or
+more go on a 1099-MISC, which needs the participant's W-9 (programs/tax_profiles.py).
+
+The threshold is set per tax year: $600 for payments before 2026 and $2,000 from 2026 (the
+One Big Beautiful Bill Act raised it), in the program's minor units; a program overrides a
+year with `tax_thresholds`. When a redemption would reach it without a form, the program's
+`tax_form_policy` applies: `flag` the order and go on, or `refuse` it with
+`tax_form_required` and a message that tells the salesperson what to do in the app. A prize
+already won is never refused, only flagged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from piccolo.query.functions.aggregate import Sum
+
+from fulfillment.sealing import Sealer
+from fulfillment.tables import Order
+from kernel.errors import DomainError
+from programs.programs import ProgramView
+from programs.tables import Participant
+from programs.tax_profiles import TaxProfileView, forms_of, has_form, profile
+
+COUNTED = ["pending", "claimed", "fulfilled"]
+
+
+class TaxFormRequired(DomainError):
+    code = "tax_form_required"
+
+
+class ReportRow(msgspec.Struct, frozen=True):
+    participant_id: str
+    total: int
+
+
+def threshold(program: ProgramView, year: int) -> int:
+    override = program.tax_thresholds.get(str(year))
+    if override is not None:
+        return override
+    return 200_000 if year >= 2026 else 60_000
+
+
+def year_bounds(program: ProgramView, year: int) -> tuple[datetime, datetime]:
+    zone = ZoneInfo(program.timezone)
+    return (datetime(year, 1, 1, tzinfo=zone).astimezone(timezone.utc),
+            datetime(year + 1, 1, 1, tzinfo=zone).astimezone(timezone.utc))
+
+
+def tax_year(program: ProgramView, moment: datetime) -> int:
+    return moment.astimezone(ZoneInfo(program.timezone)).year
+
+
+def _in_year(program: ProgramView, year: int) -> Any:
+    start, end = year_bounds(program, year)
+    return ((Order.program_id == program.id) & Order.status.is_in(COUNTED)
+            & (Order.created_at >= start) & (Order.created_at < end))
+
+
+async def reportable_total(program: ProgramView, participant_id: str, year: int) -> int:
+    row = await Order.select(Sum(Order.face_value).as_alias("total")).where(
+        _in_year(program, year) & (Order.participant_id == participant_id)).first().run()
+    return int((row or {}).get("total") or 0)
+
+
+def _money(minor: int) -> str:
+    return f"${minor / 100:,.2f}"
+
+
+async def needs_flag(program: ProgramView, participant_id: str, value: int, moment: datetime,
+                     refusable: bool) -> bool:
+    """Whether an order of `value` made at `moment` reaches the year's threshold without a tax
+    form: True flags it; under the `refuse` policy a refusable one raises instead."""
+    year = tax_year(program, moment)
+    limit = threshold(program, year)
+    total = await reportable_total(program, participant_id, year)
+    if total + value < limit or await has_form(program.id, participant_id):
+        return False
+    if refusable and program.tax_form_policy == "refuse":
+        raise TaxFormRequired(
+            f"Rewards of {_money(limit)} or more in {year} must be reported for taxes, and this one would bring "
+            f"yours to {_money(total + value)}. Fill in your tax form (W-9) in the app, then redeem again.")
+    return True
+
+
+async def report(program: ProgramView, year: int) -> list[ReportRow]:
+    """Everyone whose rewards in `year` reached the threshold, highest first."""
+    rows = await Order.select(Order.participant_id, Sum(Order.face_value).as_alias("total")).where(
+        _in_year(program, year)).group_by(Order.participant_id).run()
+    limit = threshold(program, year)
+    over = [ReportRow(participant_id=r["participant_id"], total=int(r["total"])) for r in rows
+            if int(r["total"] or 0) >= limit]
+    return sorted(over, key=lambda r: (-r.total, r.participant_id))
+
+
+async def report_csv(program: ProgramView, year: int, sealer: Sealer) -> str:
+    """The year-end file: one row per participant at or over the threshold, with the fields a
+    1099-MISC filing needs (box 3, other income). A participant without a form is listed
+    with empty form fields and `form: missing`, so nobody reportable is left out."""
+    rows = await report(program, year)
+    ids = [r.participant_id for r in rows]
+    forms = await forms_of(program.id, ids, sealer)
+    people = {p["id"]: p for p in await Participant.select(
+        Participant.id, Participant.external_id, Participant.display_name, Participant.email).where(
+        Participant.id.is_in(ids or ["-"])).run()}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["tax_year", "participant_id", "external_id", "display_name", "email", "form", "legal_name",
+                     "tin_type", "tin", "address_line1", "address_line2", "city", "state", "postal_code",
+                     "box3_other_income", "currency"])
+    for row in rows:
+        person = people.get(row.participant_id, {})
+        form = forms.get(row.participant_id)
+        address = form.address if form else None
+        writer.writerow([
+            year, row.participant_id, _cell(person.get("external_id", "")), _cell(person.get("display_name", "")),
+            _cell(person.get("email") or ""), "received" if form else "missing",
+            _cell(form.legal_name) if form else "", form.tin_type if form else "", form.tin if form else "",
+            _cell(address.line1) if address else "", _cell(address.line2 or "") if address else "",
+            _cell(address.city) if address else "", address.state if address else "",
+            address.postal_code if address else "", f"{row.total / 100:.2f}", program.point_value.currency])
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    # A spreadsheet must not run what a participant typed.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+class TaxSummary(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where a participant stands this tax year: what the app and the console show."""
+
+    year: int
+    reportable: int  # minor units of the program's currency
+    threshold: int
+    currency: str
+    form_needed: bool  # at or over the threshold (or would be) without a form received
+    profile: TaxProfileView
+
+
+async def summary(program: ProgramView, participant_id: str, sealer: Sealer,
+                  moment: datetime | None = None) -> TaxSummary:
+    year = tax_year(program, moment or datetime.now(timezone.utc))
+    total = await reportable_total(program, participant_id, year)
+    form = await profile(program.id, participant_id, sealer)
+    limit = threshold(program, year)
+    return TaxSummary(year=year, reportable=total, threshold=limit, currency=program.point_value.currency,
+                      form_needed=form.status != "received" and total >= limit, profile=form)
