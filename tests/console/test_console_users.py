@@ -399,7 +399,7 @@ async def test_every_page_renders_a_program_full_of_things_and_a_claim_is_decide
                         ("orders", item["name"]), ("spin-campaigns", "active"), ("sweepstakes", "Q4 draw"),
                         ("leaderboards", "Top sellers"), ("funding", "Wire #4471"), ("partners", "partner-"),
                         ("users", "owner"), ("approvals", "not available yet"), ("audit-log", "not available yet"),
-                        ("announcements", "not available yet")):
+                        ("announcements", "not available in the console yet")):
         page = await get(client, f"/console/p/{program.id}/{slug}", session)
         assert page.status_code == 200, (slug, page.text)
         assert html.escape(shows) in page.text, slug
