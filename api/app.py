@@ -41,7 +41,9 @@ from kernel.redis_functions import connect
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
 
-PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/refresh$", "^/v1/stripe/webhooks$",
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/", "^/v1/stripe/webhooks$",
+                # The phone app's shell and files: public; its script signs in (api/routes/sessions.py).
+                "^/app/",
                 # /metrics checks its own bearer (RW_METRICS_TOKEN or the operator key).
                 "^/metrics$",
                 # The console's pages authenticate their own session cookie (console/manager/web.py).
@@ -217,7 +219,9 @@ def rate_limits(settings: Settings) -> RateLimits:
         # Public and login-like: its own tight budget per address.
         refresh=Budget("refresh", settings.rate_limit_refresh, window),
         failures=Budget("auth_failures", settings.rate_limit_auth_failures, window),
-        refresh_path=r"^/v1/auth/refresh$",
+        # Refreshing (by body or by the app's cookie): a tight budget per address. Email codes
+        # count their own sends per client address and per address asked for.
+        refresh_path=r"^/v1/auth/(refresh|resume)$",
         public_paths=PUBLIC_PATHS,
         unlimited_paths=UNLIMITED_PATHS,
     )

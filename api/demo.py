@@ -8,7 +8,7 @@ from pathlib import Path
 
 from api.auth import Authenticator
 from api.settings import Settings
-from programs import credentials, sessions
+from programs import credentials, sessions, sign_in_links
 from programs.participants import NewParticipant, upsert_participant
 from programs.programs import NewProgram, create_program, find_program_by_name
 from programs.teams import NewTeam, create_team, list_teams
@@ -83,6 +83,7 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         refresh = await sessions.start_session(program.id, jill.id, timedelta(days=settings.refresh_token_ttl_days))
         auth = Authenticator(client, wallets, settings.jwt_secret or "", None, settings.access_token_ttl_seconds)
         access = auth.access_token(program.id, jill.id)
+        link = await sign_in_links.issue_sign_in_link(wallets, settings.public_base, program.id, jill.id)
     finally:
         await client.aclose()
     base = f"http://{host}:{port}"
@@ -96,6 +97,9 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         f"Participant:         {jill.display_name}  id={jill.id}",
         f"Access token (15m):  {access}",
         f"Refresh token:       {refresh}",
+        f"Phone app:           {sign_in_links.app_url(settings.public_base, program.id)}",
+        f"Sign-in link (15m, one use, opens the app as {jill.display_name}):",
+        f"  {link.url}",
         f"Console:             {settings.public_base}/console/sign-in",
         f"Console owner:       {DEMO_OWNER}",
         f"Console password:    {owner_password}",

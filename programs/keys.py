@@ -50,6 +50,20 @@ def board_marker(program_id: str, event: str) -> str:
     return f"{tag(program_id)}:lbm:{event}"
 
 
+def sign_in_link(program_id: str, token_hash: str) -> str:
+    """An unspent sign-in link: the participant it signs in (expires with the link)."""
+    return f"{tag(program_id)}:sil:{token_hash}"
+
+
+def email_code(program_id: str, email_hash: str) -> str:
+    """The sign-in code last mailed to an address: a hash with participant, code_hash, tries."""
+    return f"{tag(program_id)}:ecode:{email_hash}"
+
+
+def email_code_sends(program_id: str, scope: str, subject_hash: str, window: int) -> str:
+    """How many codes were asked for one address (scope "to") or by one client address
+    (scope "ip") in one window."""
+    return f"{tag(program_id)}:ecrl:{scope}:{subject_hash}:{window}"
 # --- console sessions (programs/console_sessions.py) ----------------------------------------
 # A console user belongs to no one program: their keys carry the user's own hash tag.
 

@@ -123,6 +123,23 @@ async def check_teams(program_id: str, team_ids: list[str] | None, field: str) -
         raise Invalid(f"no team {shown} in this program", field=field)
 
 
+async def email_holders(program_id: str, email: str) -> list[tuple[str, str]]:
+    """(id, status) of the program's participants with this email, whatever its case."""
+    wanted = email.strip().lower()
+    # ilike narrows the rows (its `_` matches any character); the exact match is made here.
+    rows = await Participant.select(Participant.id, Participant.email, Participant.status).where(
+        (Participant.program_id == program_id) & Participant.email.ilike(wanted)).limit(20).run()
+    return [(r["id"], r["status"]) for r in rows if (r["email"] or "").strip().lower() == wanted]
+
+
+async def _check_email_free(program_id: str, email: str | None, participant_id: str | None = None) -> None:
+    """An email belongs to one participant of a program: it signs them in (email codes)."""
+    if not email:
+        return
+    if any(holder != participant_id for holder, _ in await email_holders(program_id, email)):
+        raise Invalid("another participant of this program has this email", field="email")
+
+
 async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[ParticipantView, bool]:
     """Answers (participant, created). The same external id again answers the existing one."""
     key = f"{program_id}:{spec.external_id}"
@@ -130,6 +147,7 @@ async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[Par
     if existing is not None:
         return _view(existing), False
     await _check_team(program_id, spec.team_id)
+    await _check_email_free(program_id, spec.email)
     now = datetime.now(timezone.utc)
     row = Participant(
         id=new_id("ptc"),
@@ -203,6 +221,8 @@ async def update_participant(
     values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
     if "team_id" in values:
         await _check_team(program_id, values["team_id"])
+    if "email" in values:
+        await _check_email_free(program_id, values["email"], participant_id)
     if values:
         values["updated_at"] = datetime.now(timezone.utc)
         await Participant.update({getattr(Participant, k): v for k, v in values.items()}).where(

@@ -141,3 +141,12 @@ async def revoke_participant_sessions(participant_id: str) -> None:
     await RefreshToken.update({RefreshToken.revoked_at: datetime.now(timezone.utc)}).where(
         (RefreshToken.participant_id == participant_id) & RefreshToken.revoked_at.is_null()
     ).run()
+
+
+async def sign_out(refresh_token: str) -> None:
+    """Ends the login the refresh token belongs to: every token of its family is revoked.
+    An unknown token ends nothing and is no error (signing out twice is fine)."""
+    row = await RefreshToken.select(RefreshToken.family_id).where(
+        RefreshToken.token_hash == hash_secret(refresh_token)).first().run()
+    if row is not None:
+        await revoke_family(row["family_id"])

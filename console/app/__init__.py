@@ -1,0 +1,1 @@
+"""The salesperson's phone app (`/app/{program_id}`): its shell page, manifest and files."""
