@@ -29,6 +29,7 @@ from api.limits import Budget, RateLimits, security_headers
 from api.metrics import RouteMetricsMiddleware, mark_worker_dead, metrics, observe_wallet, prometheus_config
 from api.problems import exception_handlers
 from api.routes import ROUTES
+from console.manager import ROUTES as console_routes
 from api.settings import Settings
 from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
@@ -44,7 +45,9 @@ PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/
                 # The phone app's shell and files: public; its script signs in (api/routes/sessions.py).
                 "^/app/",
                 # /metrics checks its own bearer (RW_METRICS_TOKEN or the operator key).
-                "^/metrics$"]
+                "^/metrics$",
+                # The console's pages authenticate their own session cookie (console/manager/web.py).
+                "^/console$", "^/console/"]
 # Probes and scrapes come often from a few addresses and must never be turned away.
 UNLIMITED_PATHS = ["^/health$", "^/ready$", "^/metrics$"]
 
@@ -55,7 +58,7 @@ def create_app(settings: Settings) -> Litestar:
     projection.wire()  # what the journal projector writes besides the ledger (spin rows, feed lines)
     gate = Gate(rate_limits(settings))
     app = Litestar(
-        route_handlers=[*ROUTES, metrics, schema_pages.assets_router()],
+        route_handlers=[*ROUTES, metrics, schema_pages.assets_router(), *console_routes],
         lifespan=[lifespan(settings)],
         # Request id, access log, authentication and rate limits: one layer, one Redis call.
         middleware=[prometheus_config().middleware, gate],

@@ -455,6 +455,45 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- console users -----------------------------------------------------------------------
+
+
+def cmd_console_user_create(args: argparse.Namespace) -> int:
+    from api.migrate import migrate
+    from programs import console_users
+
+    settings, _ = _settings()
+    if args.role not in console_users.ROLES:
+        print(f"reward-wallet: --role must be one of {', '.join(console_users.ROLES)}", file=sys.stderr)
+        return 2
+    password = None
+    if args.password_stdin:
+        # The first line of standard input, without its line end: a password never goes on
+        # the command line (other users see it in the process list).
+        password = sys.stdin.readline().rstrip("\r\n")
+
+    async def go() -> Any:
+        await migrate()
+        if password is not None:
+            return await console_users.create_with_password(args.program_id, args.email, args.role, password,
+                                                            args.display_name)
+        spec = msgspec.convert({"email": args.email, "display_name": args.display_name or args.email.split("@")[0],
+                                "role": args.role}, console_users.NewConsoleUser)
+        return await console_users.add_console_user(args.program_id, spec, settings.public_base)
+
+    try:
+        created = _run(go())
+    except msgspec.ValidationError as exc:
+        print(f"reward-wallet: {exc}", file=sys.stderr)
+        return 2
+    print(f"Console user {created.email} ({created.id}) is {created.role} of {args.program_id}")
+    if created.invite_url:
+        print(f"Invite link (one use, 72 hours): {created.invite_url}")
+    else:
+        print(f"Sign in at {settings.public_base}/console/sign-in")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -521,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_expire)
     sub.add_parser("openapi", help="print the OpenAPI document (YAML)").set_defaults(func=cmd_openapi)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    console = sub.add_parser("console-user", help="people who sign in to the manager console").add_subparsers(
+        dest="action", required=True)
+    person = console.add_parser("create", help="give a person (new, or found by email) a role in a program")
+    person.add_argument("program_id")
+    person.add_argument("email")
+    person.add_argument("--role", default="owner", help="owner, manager or viewer (default owner)")
+    person.add_argument("--display-name", default=None)
+    person.add_argument("--password-stdin", action="store_true",
+                        help="set the password read from standard input (else print an invite link)")
+    person.set_defaults(func=cmd_console_user_create)
     return parser
 
 

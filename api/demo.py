@@ -19,6 +19,7 @@ from kernel.idempotency import Idem
 from kernel import keys as kernel_keys
 
 DEMO_PROGRAM = "ThermoPro Channel Rewards (demo)"
+DEMO_OWNER = "owner@thermopro-demo.example"
 
 
 async def _demo_admin_key(path: Path, program_id: str) -> str:
@@ -37,6 +38,24 @@ async def _demo_admin_key(path: Path, program_id: str) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(admin_key)
     return admin_key
+
+
+async def _demo_owner_password(path: Path, program_id: str) -> str:
+    """The demo console owner's password: generated once, kept beside the admin key (mode
+    0600), and set again on every run so the printed one always works."""
+    import secrets
+
+    from programs import console_users
+
+    password = path.read_text().strip() if path.exists() else ""
+    if len(password) < console_users.MIN_PASSWORD:
+        password = secrets.token_urlsafe(12)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password)
+    await console_users.create_with_password(program_id, DEMO_OWNER, "owner", password, "Demo Owner")
+    return password
 
 
 async def seed_demo(settings: Settings, new_operator_key: str | None, host: str, port: int) -> str:
@@ -60,6 +79,7 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         welcome = Idem(key=kernel_keys.idempotency(program.id, "admin", "demo-welcome"), fingerprint="demo-welcome")
         await accounts.grant(wallets, program.id, jill.id, 500, "Welcome to ThermoPro Channel Rewards", welcome)
         admin_key = await _demo_admin_key(settings.data_path / "demo-admin-key", program.id)
+        owner_password = await _demo_owner_password(settings.data_path / "demo-console-password", program.id)
         refresh = await sessions.start_session(program.id, jill.id, timedelta(days=settings.refresh_token_ttl_days))
         auth = Authenticator(client, wallets, settings.jwt_secret or "", None, settings.access_token_ttl_seconds)
         access = auth.access_token(program.id, jill.id)
@@ -80,6 +100,9 @@ async def seed_demo(settings: Settings, new_operator_key: str | None, host: str,
         f"Phone app:           {sign_in_links.app_url(settings.public_base, program.id)}",
         f"Sign-in link (15m, one use, opens the app as {jill.display_name}):",
         f"  {link.url}",
+        f"Console:             {settings.public_base}/console/sign-in",
+        f"Console owner:       {DEMO_OWNER}",
+        f"Console password:    {owner_password}",
     ]
     if new_operator_key:
         lines.append(f"Operator key (shown once, store it safely): {new_operator_key}")

@@ -64,3 +64,20 @@ def email_code_sends(program_id: str, scope: str, subject_hash: str, window: int
     """How many codes were asked for one address (scope "to") or by one client address
     (scope "ip") in one window."""
     return f"{tag(program_id)}:ecrl:{scope}:{subject_hash}:{window}"
+# --- console sessions (programs/console_sessions.py) ----------------------------------------
+# A console user belongs to no one program: their keys carry the user's own hash tag.
+
+
+def console_session(session_id_hash: str) -> str:
+    """A console session (user, CSRF token, start time) by the SHA-256 of its cookie value."""
+    return f"rw:{{cs:{session_id_hash}}}:console-session"
+
+
+def console_user_sessions(user_id: str) -> str:
+    """The set of a console user's session hashes, for "sign out everywhere"."""
+    return f"rw:{{cu:{user_id}}}:console-sessions"
+
+
+def console_sign_in_failures(who: str, window: int, number: int) -> str:
+    """Failed console sign-ins of one address or email (hashed) in one fixed window."""
+    return f"rw:{{csf:{who}}}:console-sign-in:{window}:{number}"

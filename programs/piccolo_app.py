@@ -10,6 +10,9 @@ from programs.tables import (
     ApiKey,
     Award,
     Claim,
+    ConsoleInvite,
+    ConsoleMembership,
+    ConsoleUser,
     EarningRule,
     FeedItem,
     Funding,
@@ -27,7 +30,7 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
                    FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
-                   TaxProfile],
+                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite],
     migration_dependencies=[],
     commands=[],
 )

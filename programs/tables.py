@@ -270,3 +270,37 @@ class TaxProfile(Table, tablename="tax_profiles"):
     tin_last4 = Varchar(length=4, null=True, default=None)
     requested_at = Timestamptz(null=True, default=None)
     received_at = Timestamptz(null=True, default=None)
+
+class ConsoleUser(Table, tablename="console_users"):
+    """A person who signs in to the manager console: one row per email across the
+    installation (stored lower-cased), whatever programs they work in."""
+
+    id = Varchar(length=40, primary_key=True)
+    email = Varchar(length=320, unique=True)
+    display_name = Varchar(length=200)
+    # argon2; null until the person has accepted an invite.
+    password_hash = Text(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class ConsoleMembership(Table, tablename="console_memberships"):
+    """A console user's role in one program."""
+
+    id = Varchar(length=40, primary_key=True)
+    user_id = Varchar(length=40, index=True)
+    program_id = Varchar(length=40, index=True)
+    role = Varchar(length=20)  # "owner" | "manager" | "viewer"
+    # "user_id:program_id", unique: one role per person and program on every engine.
+    user_program = Varchar(length=100, unique=True)
+    created_at = Timestamptz()
+
+
+class ConsoleInvite(Table, tablename="console_invites"):
+    """A one-use link to set a password. Only a SHA-256 of the token is kept."""
+
+    id = Varchar(length=40, primary_key=True)
+    user_id = Varchar(length=40, index=True)
+    token_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()

@@ -15,7 +15,7 @@ from api.problems import status_for
 from api.idempotency import IdempotencyKey, item_idem, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
-from programs import standings
+from programs import point_moves, standings
 from programs.participants import get_participant
 from wallet import accounts, ledger
 from kernel.money import Points
@@ -82,12 +82,8 @@ async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem
 
 async def grant_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
     """The grant of POST /v1/points/grants (also served by api/lean.py)."""
-    tx = new_id("tx")
-    # The leaderboards move in the grant's own call, only when it applies (not on a replay).
-    boards = await standings.grant_boards(program_id, data.participant_id, standings.UNKNOWN_TEAM, tx,
-                                          datetime.now(timezone.utc))
-    return await accounts.grant(wallets, program_id, data.participant_id, data.points, data.reason, idem,
-                                reference=data.reference or "", tx=tx, boards=boards)
+    return await point_moves.grant_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
+                                          reference=data.reference or "")
 
 
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
@@ -99,8 +95,8 @@ async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Ide
 
 async def deduct_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
     """The deduction of POST /v1/points/deductions (also served by api/lean.py)."""
-    return await accounts.deduct(wallets, program_id, data.participant_id, data.points, data.reason, idem,
-                                 reference=data.reference or "")
+    return await point_moves.deduct_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
+                                           reference=data.reference or "")
 
 
 @post("/v1/points/grants/batch", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPointsBatch",

@@ -83,6 +83,8 @@ def test_make_run_seeds_serves_and_stops_cleanly(tmp_path: Path) -> None:
     token = re.search(r"Access token \(15m\):\s+(\S+)", output)
     assert admin_key and token, output
     assert re.search(r"Operator key .*: rwo_", output)
+    assert re.search(rf"Console:\s+http://127.0.0.1:{port}/console/sign-in", output), output
+    assert re.search(r"Console owner:\s+\S+@\S+", output) and re.search(r"Console password:\s+\S{10,}", output)
     assert not valkeys_under(tmp_path), "Ctrl-C must stop the embedded Valkey"
     assert (tmp_path / "var" / "valkey" / "appendonlydir").exists()
 
@@ -102,7 +104,7 @@ def test_the_printed_keys_work_against_the_running_demo(tmp_path: Path) -> None:
                 line = process.stdout.readline()
                 assert line, "make run ended early:\n" + "".join(lines)
                 lines.append(line)
-                if line.startswith("Refresh token"):
+                if line.startswith("Console password"):
                     break
             text = "".join(lines)
             admin = re.search(r"Admin key:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
@@ -118,6 +120,16 @@ def test_the_printed_keys_work_against_the_running_demo(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
             own = httpx.get(f"http://127.0.0.1:{port}/v1/program", headers={"Authorization": f"Bearer {admin}"})
+            # The printed console sign-in works: the console URL, the owner's email and password.
+            console = re.search(r"Console:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+            owner = re.search(r"Console owner:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+            password = re.search(r"Console password:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+            assert console == f"http://127.0.0.1:{port}/console/sign-in"
+            with httpx.Client() as browser:  # keeps the sign-in form's cookie, as a browser does
+                form = browser.get(console)
+                token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+                signed = browser.post(console, data={"email": owner, "password": password, "csrf": token})
+            assert signed.status_code == 303 and "rw_console" in signed.cookies, signed.text
             runs.append((program, wallet.json(), own.status_code, admin))
         finally:
             os.killpg(process.pid, signal.SIGINT)

@@ -1,0 +1,199 @@
+"""The console's changes: each is a form POST that passes the session, CSRF and role check
+(console/manager/web.py `checked_form`), calls one domain use case, and redirects back to
+the page it came from. A refusal from the domain is shown on an error page with its status."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+
+from api.problems import status_for
+from api.settings import Settings
+from catalog.changes import change_item
+from catalog.items import ItemChanges, pricing_of
+from console.manager.web import InProgram, back, checked_form, refused
+from games import campaigns
+from kernel import keys as kernel_keys
+from kernel.errors import DomainError, Invalid
+from kernel.idempotency import Idem
+from kernel.money import MAX_MOVE
+from programs import claims, console_users, participants, point_moves
+from programs.console_users import MANAGES, OWNS
+from programs.programs import get_program
+
+P = "/console/p/{program_id:str}"
+
+
+def _failed(ctx: InProgram, exc: DomainError) -> Response[str]:
+    return refused(ctx, exc.detail, status_for(exc.code) if exc.code != "forbidden" else 403)
+
+
+def _points(text: str) -> int:
+    try:
+        points = int(text.strip())
+    except ValueError:
+        raise Invalid("points must be a whole number", field="points") from None
+    if not 0 < points <= MAX_MOVE:
+        raise Invalid("points must be from 1 to 1,000,000,000,000", field="points")
+    return points
+
+
+async def _move(request: Request[Any, Any, Any], program_id: str, participant_id: str, kind: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    try:
+        points = _points(form.get("points", ""))
+        reason = form.get("reason", "").strip()
+        if not reason or len(reason) > 500:
+            raise Invalid("say why, in 1 to 500 characters", field="reason")
+        # The form's own key: submitting the same form twice moves the points once.
+        key = form.get("key", "")[:100] or hashlib.sha256(f"{participant_id}{points}{reason}".encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{kind}|{participant_id}|{points}|{reason}".encode()).hexdigest()
+        idem = Idem(key=kernel_keys.idempotency(program_id, f"console:{ctx.signed.person.id}", key),
+                    fingerprint=fingerprint)
+        reference = f"console:{ctx.signed.person.id}"
+        use_case = point_moves.grant_points if kind == "grant" else point_moves.deduct_points
+        await use_case(request.app.state.wallets, program_id, participant_id, points, reason, idem, reference)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, f"participants/{participant_id}", "granted" if kind == "grant" else "deducted")
+
+
+@post(f"{P}/participants/{{participant_id:str}}/grant", include_in_schema=False, status_code=200)
+async def grant(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
+    return await _move(request, program_id, participant_id, "grant")
+
+
+@post(f"{P}/participants/{{participant_id:str}}/deduct", include_in_schema=False, status_code=200)
+async def deduct(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
+    return await _move(request, program_id, participant_id, "deduct")
+
+
+@post(f"{P}/participants/{{participant_id:str}}/deactivate", include_in_schema=False, status_code=200)
+async def deactivate(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, _ = checked
+    try:
+        await participants.deactivate_participant(request.app.state.wallets, program_id, participant_id)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, f"participants/{participant_id}", "deactivated")
+
+
+CAMPAIGN_ACTIONS = {"launch": "launched", "pause": "paused", "resume": "resumed", "end": "ended"}
+
+
+@post(f"{P}/spin-campaigns/{{campaign_id:str}}/{{action:str}}", include_in_schema=False, status_code=200)
+async def campaign_action(request: Request[Any, Any, Any], program_id: str, campaign_id: str,
+                          action: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, _ = checked
+    if action not in CAMPAIGN_ACTIONS:
+        return refused(ctx, "There is no such action.", 404)
+    wallets = request.app.state.wallets
+    try:
+        program = await get_program(program_id)
+        pricing = pricing_of(program)
+        if action in ("launch", "resume"):
+            await campaigns.launch(wallets, program, campaign_id, pricing, request.app.state.sealer)
+        elif action == "pause":
+            await campaigns.pause(wallets, program, campaign_id, pricing)
+        else:
+            await campaigns.end(wallets, program, campaign_id, pricing)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, f"spin-campaigns/{campaign_id}", CAMPAIGN_ACTIONS[action])
+
+
+@post(f"{P}/claims/{{claim_id:str}}/decide", include_in_schema=False, status_code=200)
+async def decide_claim(request: Request[Any, Any, Any], program_id: str, claim_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    verdict = form.get("verdict")
+    reason = form.get("reason", "").strip()[:500] or None
+    if verdict not in ("approved", "rejected"):
+        return refused(ctx, "Choose approve or reject.", 422)
+    if verdict == "rejected" and not reason:
+        return refused(ctx, "A rejection needs a reason the participant will read.", 422)
+    try:
+        await claims.decide_claim(request.app.state.wallets, program_id, claim_id, verdict, reason)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "claims", verdict)
+
+
+@post(f"{P}/catalog/{{item_id:str}}/status", include_in_schema=False, status_code=200)
+async def item_status(request: Request[Any, Any, Any], program_id: str, item_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    status = form.get("status")
+    if status not in ("active", "disabled"):
+        return refused(ctx, "Choose enable or disable.", 422)
+    try:
+        await change_item(request.app.state.redis, program_id, item_id, ItemChanges(status=status))  # type: ignore[arg-type]
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "catalog", "enabled" if status == "active" else "disabled")
+
+
+@post(f"{P}/users/invite", include_in_schema=False, status_code=200)
+async def invite(request: Request[Any, Any, Any], program_id: str, settings: Settings) -> Response[Any]:
+    checked = await checked_form(request, program_id, OWNS)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    try:
+        spec = msgspec.convert({"email": form.get("email", "").strip(), "display_name": form.get("display_name", "").strip(),
+                                "role": form.get("role", "")}, console_users.NewConsoleUser)
+    except msgspec.ValidationError as exc:
+        return refused(ctx, f"Check the form: {exc}", 422)
+    try:
+        await console_users.add_console_user(program_id, spec, settings.public_base, request.app.state.mailer)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "users", "invited")
+
+
+@post(f"{P}/users/{{user_id:str}}/role", include_in_schema=False, status_code=200)
+async def change_role(request: Request[Any, Any, Any], program_id: str, user_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, OWNS)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    role = form.get("role")
+    if role not in console_users.ROLES:
+        return refused(ctx, "Choose owner, manager or viewer.", 422)
+    try:
+        await console_users.change_role(program_id, user_id, role)  # type: ignore[arg-type]
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "users", "role")
+
+
+@post(f"{P}/users/{{user_id:str}}/remove", include_in_schema=False, status_code=200)
+async def remove(request: Request[Any, Any, Any], program_id: str, user_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, OWNS)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, _ = checked
+    try:
+        await console_users.remove_member(program_id, user_id)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "users", "removed")
+
+
+ROUTES = [grant, deduct, deactivate, campaign_action, decide_claim, item_status, invite, change_role, remove]

@@ -1,0 +1,236 @@
+"""The console's pages inside one program (`/console/p/{program_id}/...`): each reads
+through the domain's own read functions, so a number here is the number the API answers."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, get_args
+
+from litestar import Request, Response, get
+
+from catalog.items import pricing_of, search
+from console.manager.web import InProgram, in_program, page, refused, render
+from fulfillment import orders, partners
+from fulfillment.orders import OrderStatus
+from games import campaigns
+from games.sweepstakes import report as sweepstakes_report
+from kernel.errors import DomainError
+from programs import budget, claims, console_users, funding, participants, rulebook, standings
+from programs.programs import get_program
+from wallet import accounts, ledger
+
+P = "/console/p/{program_id:str}"
+ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
+# Counting stops here: the overview says "1000+" rather than scanning more rows.
+COUNT_CAP = 1000
+
+
+async def _ctx(request: Request[Any, Any, Any], program_id: str) -> InProgram | Response[Any]:
+    return await in_program(request, program_id)
+
+
+def _count(items: list[Any], more: str | None) -> str:
+    return f"{len(items)}+" if more else str(len(items))
+
+
+@get(f"{P}/overview", include_in_schema=False)
+async def overview(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    pricing = pricing_of(program)
+    figures = await budget.budget_view(request.app.state.wallets, program)
+    active = await campaigns.list_campaigns(program_id, pricing, 100, None, "active")
+    pending = await claims.list_claims(program_id, COUNT_CAP, None, "pending")
+    by_status = []
+    for status in ORDER_STATUSES:
+        found = await orders.list_orders(program_id, limit=COUNT_CAP, status=status)  # type: ignore[arg-type]
+        by_status.append((status, _count(found.items, found.next_cursor)))
+    return page(ctx, "console/overview.html", "Overview", "overview", request, program=program, budget=figures,
+                active=active.items, claims_waiting=_count(pending.items, pending.next_cursor), orders=by_status)
+
+
+@get(f"{P}/participants", include_in_schema=False)
+async def participant_list(request: Request[Any, Any, Any], program_id: str, q: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    q = (q or "").strip()[:200] or None
+    found = await participants.list_participants(program_id, 50, None, q)
+    return page(ctx, "console/participants.html", "Participants", "participants", request, q=q or "",
+                people=found.items, more=found.next_cursor is not None)
+
+
+@get(f"{P}/participants/{{participant_id:str}}", include_in_schema=False)
+async def participant_page(request: Request[Any, Any, Any], program_id: str, participant_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    try:
+        person = await participants.get_participant(program_id, participant_id)
+    except DomainError:
+        return render("console/error.html", 404, title="Not found", message="No such participant.", ctx=None)
+    program = await get_program(program_id)
+    wallet = await accounts.wallet_view(request.app.state.wallets, program_id, participant_id)
+    history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
+    return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
+                program=program, wallet=wallet, history=history.items,
+                # One key per form shown: a double submit replays the first move.
+                grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16))
+
+
+@get(f"{P}/earning-rules", include_in_schema=False)
+async def earning_rules(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    rules = await rulebook.rule_page(program_id, True, 200, None)
+    return page(ctx, "console/earning_rules.html", "Earning rules", "earning-rules", request, rules=rules.items)
+
+
+@get(f"{P}/claims", include_in_schema=False)
+async def claim_queue(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    chosen = status if status in ("pending", "approved", "rejected", "duplicate") else "pending"
+    found = await claims.list_claims(program_id, 100, None, chosen)  # type: ignore[arg-type]
+    return page(ctx, "console/claims.html", "Claims", "claims", request, claims=found.items, status=chosen,
+                statuses=("pending", "approved", "rejected", "duplicate"))
+
+
+@get(f"{P}/catalog", include_in_schema=False)
+async def catalog_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    found = await search(program_id, pricing_of(program), limit=200, include_disabled=True)
+    return page(ctx, "console/catalog.html", "Catalog", "catalog", request, items=found.items)
+
+
+@get(f"{P}/orders", include_in_schema=False)
+async def order_list(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    chosen = status if status in ORDER_STATUSES else None
+    found = await orders.list_orders(program_id, limit=100, status=chosen, admin=True)  # type: ignore[arg-type]
+    return page(ctx, "console/orders.html", "Orders", "orders", request, orders=found.items, status=chosen or "",
+                statuses=ORDER_STATUSES)
+
+
+@get(f"{P}/orders.csv", include_in_schema=False)
+async def order_export(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    chosen = status if status in ORDER_STATUSES else None
+    text = await orders.export_csv(program_id, chosen)  # type: ignore[arg-type]
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="orders-{program_id}.csv"'})
+
+
+@get(f"{P}/spin-campaigns", include_in_schema=False)
+async def campaign_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    found = await campaigns.list_campaigns(program_id, pricing_of(program), 200)
+    return page(ctx, "console/campaigns.html", "Spin campaigns", "spin-campaigns", request, campaigns=found.items)
+
+
+@get(f"{P}/spin-campaigns/{{campaign_id:str}}", include_in_schema=False)
+async def campaign_page(request: Request[Any, Any, Any], program_id: str, campaign_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    try:
+        campaign = await campaigns.get_campaign(program_id, campaign_id, pricing_of(program))
+    except DomainError:
+        return render("console/error.html", 404, title="Not found", message="No such campaign.", ctx=None)
+    return page(ctx, "console/campaign.html", campaign.name, "spin-campaigns", request, campaign=campaign)
+
+
+@get(f"{P}/sweepstakes", include_in_schema=False)
+async def sweepstakes_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    found = await sweepstakes_report.list_all(request.app.state.wallets, program, pricing_of(program), 100)
+    return page(ctx, "console/sweepstakes.html", "Sweepstakes", "sweepstakes", request, sweepstakes=found.items)
+
+
+@get(f"{P}/leaderboards", include_in_schema=False)
+async def leaderboards(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    found = await standings.leaderboard_page(program_id, 100)
+    return page(ctx, "console/leaderboards.html", "Leaderboards", "leaderboards", request, boards=found.items)
+
+
+@get(f"{P}/funding", include_in_schema=False)
+async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    found = await funding.list_fundings(program_id, 100)
+    figures = await budget.budget_view(request.app.state.wallets, program)
+    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures)
+
+
+@get(f"{P}/partners", include_in_schema=False)
+async def partner_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    found = await partners.list_partners(program_id)
+    return page(ctx, "console/partners.html", "Partners", "partners", request, partners=found)
+
+
+@get(f"{P}/users", include_in_schema=False)
+async def user_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    if not ctx.is_owner:
+        return refused(ctx, "Only a program owner manages its console users.")
+    members = await console_users.program_members(program_id)
+    return page(ctx, "console/users.html", "Users", "users", request, members=members, roles=console_users.ROLES,
+                me=ctx.signed.person.id)
+
+
+# Pages for features that do not exist yet: they say what they will hold, with no data.
+LATER = {
+    "approvals": ("Approvals", "Four-eyes approvals are not available yet. This page will list grants, deductions, "
+                               "redemptions made for someone, budget top-ups and rule activations above the program's "
+                               "threshold, waiting for a second owner or manager to approve or reject them."),
+    "announcements": ("Announcements", "Announcements are not available in the console yet (the API sends them: "
+                                       "POST /v1/announcements). This page will send a message to everyone, a "
+                                       "segment or a team: a line in the app's feed and an email."),
+    "audit-log": ("Audit log", "The audit log is not available yet. This page will show who did what and when, from "
+                               "which console user or key, with filters by person, kind and date and an export."),
+}
+
+
+def _later(slug: str) -> Any:
+    @get(f"{P}/{slug}", include_in_schema=False, name=f"console-{slug}")
+    async def handler(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+        ctx = await _ctx(request, program_id)
+        if not isinstance(ctx, InProgram):
+            return ctx
+        title, text = LATER[slug]
+        return page(ctx, "console/later.html", title, slug, request, text=text)
+
+    return handler
+
+
+ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
+          order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
+          user_list, *[_later(slug) for slug in LATER]]
