@@ -20,7 +20,7 @@ from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
 from kernel.idempotency import Idem
 from kernel.money import MAX_MOVE
-from programs import claims, console_users, participants, point_moves
+from programs import announcements, claims, console_users, participants, point_moves
 from programs.console_users import MANAGES, OWNS
 from programs.programs import get_program
 
@@ -196,4 +196,26 @@ async def remove(request: Request[Any, Any, Any], program_id: str, user_id: str)
     return back(program_id, "users", "removed")
 
 
-ROUTES = [grant, deduct, deactivate, campaign_action, decide_claim, item_status, invite, change_role, remove]
+@post(f"{P}/announcements", include_in_schema=False, status_code=200)
+async def announce(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    segments = [s.strip() for s in form.get("segments", "").split(",") if s.strip()]
+    team_id = form.get("team_id", "").strip()
+    try:
+        spec = msgspec.convert({
+            "title": form.get("title", "").strip(), "body": form.get("body", "").strip(),
+            "audience": {**({"segments": segments} if segments else {}), **({"team_ids": [team_id]} if team_id else {})},
+            "email": form.get("email") == "on"}, announcements.NewAnnouncement)
+    except msgspec.ValidationError as exc:
+        return refused(ctx, f"The announcement is not valid: {exc}", 422)
+    try:
+        await announcements.announce(await get_program(program_id), spec, sent_by=f"user:{ctx.signed.person.id}")
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "announcements", "announced")
+
+
+ROUTES = [grant, deduct, deactivate, announce, campaign_action, decide_claim, item_status, invite, change_role, remove]

@@ -15,8 +15,9 @@ from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import budget, claims, console_users, funding, participants, rulebook, standings
+from programs import announcements, budget, claims, console_users, funding, participants, rulebook, standings
 from programs.programs import get_program
+from programs.teams import list_teams
 from wallet import accounts, ledger
 
 P = "/console/p/{program_id:str}"
@@ -206,14 +207,35 @@ async def user_list(request: Request[Any, Any, Any], program_id: str) -> Respons
                 me=ctx.signed.person.id)
 
 
+@get(f"{P}/claims/{{claim_id:str}}/receipt", include_in_schema=False)
+async def claim_receipt(request: Request[Any, Any, Any], program_id: str, claim_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    try:
+        jpeg = await claims.receipt_of(program_id, claim_id, request.app.state.settings.data_path)
+    except DomainError:
+        return render("console/error.html", 404, title="Not found", message="This claim has no receipt photo.",
+                      ctx=None)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@get(f"{P}/announcements", include_in_schema=False)
+async def announcement_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    sent = await announcements.list_announcements(program_id, 50)
+    teams = await list_teams(program_id, 200, None)
+    return page(ctx, "console/announcements.html", "Announcements", "announcements", request, sent=sent.items,
+                teams=teams.items)
+
+
 # Pages for features that do not exist yet: they say what they will hold, with no data.
 LATER = {
     "approvals": ("Approvals", "Four-eyes approvals are not available yet. This page will list grants, deductions, "
                                "redemptions made for someone, budget top-ups and rule activations above the program's "
                                "threshold, waiting for a second owner or manager to approve or reject them."),
-    "announcements": ("Announcements", "Announcements are not available in the console yet (the API sends them: "
-                                       "POST /v1/announcements). This page will send a message to everyone, a "
-                                       "segment or a team: a line in the app's feed and an email."),
     "audit-log": ("Audit log", "The audit log is not available yet. This page will show who did what and when, from "
                                "which console user or key, with filters by person, kind and date and an export."),
 }
@@ -233,4 +255,4 @@ def _later(slug: str) -> Any:
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
           order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
-          user_list, *[_later(slug) for slug in LATER]]
+          user_list, announcement_list, claim_receipt, *[_later(slug) for slug in LATER]]

@@ -43,6 +43,7 @@ DONE = {
     "paused": "Campaign paused.", "resumed": "Campaign resumed.", "ended": "Campaign ended.",
     "approved": "Claim approved.", "rejected": "Claim rejected.", "disabled": "Item disabled.",
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",
+    "announced": "Announcement sent.",
 }
 
 

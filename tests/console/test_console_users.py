@@ -399,7 +399,7 @@ async def test_every_page_renders_a_program_full_of_things_and_a_claim_is_decide
                         ("orders", item["name"]), ("spin-campaigns", "active"), ("sweepstakes", "Q4 draw"),
                         ("leaderboards", "Top sellers"), ("funding", "Wire #4471"), ("partners", "partner-"),
                         ("users", "owner"), ("approvals", "not available yet"), ("audit-log", "not available yet"),
-                        ("announcements", "not available in the console yet")):
+                        ("announcements", "Send an announcement")):
         page = await get(client, f"/console/p/{program.id}/{slug}", session)
         assert page.status_code == 200, (slug, page.text)
         assert html.escape(shows) in page.text, slug
@@ -462,3 +462,56 @@ def test_the_session_cookie_is_secure_behind_https(settings: Any) -> None:
 
     assert session_cookie(msgspec.structs.replace(settings, public_url="https://rewards.example"), "v").secure
     assert not session_cookie(settings, "v").secure
+
+
+async def test_a_manager_announces_to_a_segment_and_a_viewer_cannot(client: Any) -> None:
+    program = await new_program(client)
+    north = await new_participant(client, program, segment="north")
+    south = await new_participant(client, program, segment="south")
+    _, session = await person_in(client, program, "manager")
+    form_page = await get(client, f"/console/p/{program.id}/announcements", session)
+    sent = await post(client, f"/console/p/{program.id}/announcements", session, {
+        "csrf": csrf_of(form_page.text), "title": "Double points week", "body": "ThermoPro sales earn double.",
+        "segments": "north", "team_id": "", "email": "on"})
+    assert sent.status_code == 303, sent.text
+    listed = await get(client, f"/console/p/{program.id}/announcements?done=announced", session)
+    assert "Announcement sent." in listed.text and "Double points week" in listed.text
+    [announcement] = (await client.get("/v1/announcements", headers=program.headers)).json()["items"]
+    assert announcement["recipients"] == 1 and announcement["sent_by"].startswith("user:")
+    assert north["id"] != south["id"]
+
+    _, viewer = await person_in(client, program, "viewer")
+    seen = await get(client, f"/console/p/{program.id}/announcements", viewer)
+    assert "Send announcement" not in seen.text and "Double points week" in seen.text
+    refused = await post(client, f"/console/p/{program.id}/announcements", viewer, {
+        "csrf": csrf_of(seen.text), "title": "x", "body": "y", "segments": "", "team_id": ""})
+    assert refused.status_code == 403
+    assert len((await client.get("/v1/announcements", headers=program.headers)).json()["items"]) == 1
+
+
+async def test_the_claim_queue_shows_the_receipt_photo(client: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    from tests.factories import bearer, random_ref, tokens_for
+
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    me = bearer((await tokens_for(client, program, person["id"]))["access_token"])
+    claim = (await client.post("/v1/me/claims", headers={**me, "Idempotency-Key": random_ref()}, json={
+        "invoice_number": "INV-77", "invoice_date": "2026-11-20", "amount": {"amount": 100, "currency": "USD"},
+        "product": "ThermoPro"})).json()
+    photo = io.BytesIO()
+    Image.new("RGB", (40, 60), (200, 200, 200)).save(photo, format="PNG")
+    assert (await client.put(f"/v1/me/claims/{claim['id']}/receipt", content=photo.getvalue(),
+                             headers={**me, "Content-Type": "image/png"})).status_code == 200
+    _, session = await person_in(client, program, "viewer")
+    queue = await get(client, f"/console/p/{program.id}/claims", session)
+    assert "Receipt for INV-77" in queue.text
+    image = await get(client, f"/console/p/{program.id}/claims/{claim['id']}/receipt", session)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(image.content)).size == (40, 60)
+    other = await new_program(client)
+    _, stranger = await person_in(client, other, "owner")
+    assert (await get(client, f"/console/p/{program.id}/claims/{claim['id']}/receipt", stranger)).status_code in (403, 404)
