@@ -24,7 +24,7 @@ import time
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck
@@ -314,6 +314,38 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class SmtpInbox:
+    """What a real local SMTP server (aiosmtpd) received, for mail tests."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.handlers import Message
+
+        inbox = self
+
+        class Received(Message):
+            def handle_message(self, message: Any) -> None:
+                inbox.messages.append(message)
+
+        self.handler = Received()
+        self.messages: list[Any] = []
+        self.port = 0
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpInbox, int]]:
+    """A real SMTP server on loopback for one test: (its inbox, its port)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = SmtpInbox()
+    controller = Controller(inbox.handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
 
 
 @pytest.fixture(scope="session")

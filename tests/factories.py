@@ -350,6 +350,12 @@ async def shopper(client: Any, program: ProgramHandle, points: int) -> tuple[dic
     return person, bearer(token)
 
 
+async def claim_orders(client: Any, partner_key: dict[str, str], **body: Any) -> Any:
+    """A partner claims up to 10 orders under a 60-second lease (or what `body` says)."""
+    return await client.post("/v1/fulfillment/orders/claim", json={"limit": 10, "lease_seconds": 60, **body},
+                             headers=partner_key)
+
+
 async def redeem(client: Any, headers: dict[str, str], item_id: str, key: str | None = None, **extra: Any) -> Any:
     return await client.post("/v1/me/redemptions", json={"item_id": item_id, **extra},
                              headers={**headers, "Idempotency-Key": key or random_ref("redeem")})

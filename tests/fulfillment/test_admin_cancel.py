@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import available, bearer, redeem, shop, shopper, wait_until
+from tests.factories import available, bearer, claim_orders, redeem, shop, shopper, wait_until
 
 pytestmark = pytest.mark.sql
-
-
-async def claim(client, partner_key):  # type: ignore[no-untyped-def]
-    return await client.post("/v1/fulfillment/orders/claim", json={"limit": 10, "lease_seconds": 60},
-                             headers=partner_key)
 
 
 async def test_a_claimed_order_cancelled_by_an_admin_returns_the_points_once_and_cannot_be_fulfilled(client) -> None:  # type: ignore[no-untyped-def]
@@ -20,7 +15,7 @@ async def test_a_claimed_order_cancelled_by_an_admin_returns_the_points_once_and
     person, me = await shopper(client, program, 3000)
     order = (await redeem(client, me, item["id"])).json()
     partner_key = bearer(partner["api_key"])
-    [claimed] = (await claim(client, partner_key)).json()["items"]
+    [claimed] = (await claim_orders(client, partner_key)).json()["items"]
     assert await available(client, program, person["id"]) == 3000 - order["points"]
 
     cancelled = await client.post(f"/v1/orders/{order['id']}/cancel", headers=program.headers,
@@ -53,7 +48,7 @@ async def test_a_fulfilled_order_can_be_delivered_again_but_not_cancelled(client
     person, me = await shopper(client, program, 6000)
     order = (await redeem(client, me, item["id"])).json()
     partner_key = bearer(partner["api_key"])
-    [claimed] = (await claim(client, partner_key)).json()["items"]
+    [claimed] = (await claim_orders(client, partner_key)).json()["items"]
     assert (await client.post(f"/v1/fulfillment/orders/{order['id']}/fulfill", headers=partner_key, json={
         "lease_id": claimed["lease_id"], "credentials": {"code": "DELIVERED"}})).status_code == 200
 

@@ -8,14 +8,9 @@ import pytest
 
 from fulfillment.tables import WebhookDelivery
 from programs.tables import ApiKey
-from tests.factories import bearer, redeem, shop, shopper
+from tests.factories import bearer, claim_orders as claim, redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
-
-
-async def claim(client, partner_key, **body):  # type: ignore[no-untyped-def]
-    return await client.post("/v1/fulfillment/orders/claim", json={"limit": 10, "lease_seconds": 60, **body},
-                              headers=partner_key)
 
 
 async def test_a_second_fulfil_with_other_credentials_is_refused_and_the_first_code_stands(client) -> None:  # type: ignore[no-untyped-def]

@@ -6,32 +6,15 @@ import email
 import stat
 from pathlib import Path
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
-
 from kernel.mail import Mail, mailer, send
-from tests.conftest import free_port
+from tests.conftest import SmtpInbox
 
 
-class Received(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[email.message.Message] = []
-
-    def handle_message(self, message: email.message.Message) -> None:
-        self.messages.append(message)
-
-
-async def test_a_message_reaches_the_smtp_server(tmp_path: Path) -> None:
-    handler = Received()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        sender = mailer(f"smtp://127.0.0.1:{controller.port}", "Programs <programs@example.com>", tmp_path / "outbox")
-        await send(sender, Mail(to="dana@example.com", subject="Your code", text="Your code is 123456."))
-    finally:
-        controller.stop()
-    [got] = handler.messages
+async def test_a_message_reaches_the_smtp_server(tmp_path: Path, smtp: tuple[SmtpInbox, int]) -> None:
+    inbox, port = smtp
+    sender = mailer(f"smtp://127.0.0.1:{port}", "Programs <programs@example.com>", tmp_path / "outbox")
+    await send(sender, Mail(to="dana@example.com", subject="Your code", text="Your code is 123456."))
+    [got] = inbox.messages
     assert got["To"] == "dana@example.com"
     assert got["Subject"] == "Your code"
     assert "123456" in got.get_payload()

@@ -5,45 +5,23 @@ from __future__ import annotations
 
 import email
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from litestar.testing import AsyncTestClient
 
 from programs import email_codes
 from programs import keys as program_keys
 from programs.credentials import hash_secret
-from tests.conftest import free_port
+from tests.conftest import SmtpInbox
 from tests.factories import another_worker, away_from_a_window_edge, bearer, new_participant, new_program, random_ref, wait_until
 
 pytestmark = pytest.mark.sql
 
 
-class Received(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[email.message.Message] = []
-
-    def handle_message(self, message: email.message.Message) -> None:
-        self.messages.append(message)
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[Received, int]]:
-    handler = Received()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def mailing(settings, migrated, smtp) -> AsyncIterator[tuple[AsyncTestClient, Received]]:  # type: ignore[no-untyped-def]
+async def mailing(settings, migrated, smtp) -> AsyncIterator[tuple[AsyncTestClient, SmtpInbox]]:  # type: ignore[no-untyped-def]
     handler, port = smtp
     async with another_worker(settings, smtp_url=f"smtp://127.0.0.1:{port}") as app_client:
         yield app_client, handler
@@ -57,11 +35,11 @@ async def ask(client: Any, program_id: str, to: str) -> Any:
     return await client.post("/v1/auth/email-codes", json={"program_id": program_id, "email": to})
 
 
-def mail_to(handler: Received, to: str) -> list[email.message.Message]:
+def mail_to(handler: SmtpInbox, to: str) -> list[email.message.Message]:
     return [m for m in handler.messages if m["To"] == to]
 
 
-async def arrived(handler: Received, to: str, count: int = 1) -> list[email.message.Message]:
+async def arrived(handler: SmtpInbox, to: str, count: int = 1) -> list[email.message.Message]:
     """The mail to `to` once `count` messages reached the SMTP server (it leaves in the background)."""
     async def read() -> int:
         return len(mail_to(handler, to))
@@ -70,7 +48,7 @@ async def arrived(handler: Received, to: str, count: int = 1) -> list[email.mess
     return mail_to(handler, to)
 
 
-async def code_sent_to(handler: Received, to: str) -> str:
+async def code_sent_to(handler: SmtpInbox, to: str) -> str:
     message = (await arrived(handler, to))[-1]
     found = re.search(r"\b(\d{6})\b", message.get_payload())
     assert found, message.get_payload()
