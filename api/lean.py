@@ -9,7 +9,7 @@ app's ASGI handler) and answers those requests itself with the very same pieces:
 handler Litestar registered (its opt, its path template for the metrics), the metrics
 middleware, the gate (api/gate.py: request id, access log, authentication, rate limits,
 the gate carried into the operation's call), the guard's principal kinds, the route's
-answer function (`wallet_of`, `grant_points`, `deduct_points`, `spin_for`), the exception
+answer function (`wallet_of`, `move_or_ask`, `spin_for`), the exception
 handlers (api/problems.py) and the `before_send` headers (Litestar wraps `send` with them
 before this layer).
 
@@ -35,7 +35,7 @@ from api.idempotency import HEADER, idem_for, valid_header
 from api.json_body import MAX_DEPTH, is_json_media_type
 from api.problems import exception_handlers
 from api.routes.me import wallet_of
-from api.routes.points import PointsRequest, deduct_points, grant_points
+from api.routes.points import PointsRequest, move_or_ask
 from api.routes.spins import spin_for
 from kernel.idempotency import Idem
 
@@ -87,15 +87,14 @@ async def _wallet(scope: Scope, call: Call) -> Answer:
 
 
 async def _grant(scope: Scope, call: Call) -> Answer:
-    idem = _idem(scope, call.principal, call.body)
-    moved = await grant_points(call.state.wallets, call.principal.program_id or "", call.data, idem)
-    return Answer(201, moved.move, moved.replayed)
+    answer = await move_or_ask(call.state, call.principal, "grant", call.data, _idem(scope, call.principal, call.body))
+    return Answer(answer.status, answer.body, answer.replayed)
 
 
 async def _deduct(scope: Scope, call: Call) -> Answer:
-    idem = _idem(scope, call.principal, call.body)
-    moved = await deduct_points(call.state.wallets, call.principal.program_id or "", call.data, idem)
-    return Answer(201, moved.move, moved.replayed)
+    answer = await move_or_ask(call.state, call.principal, "deduction", call.data,
+                               _idem(scope, call.principal, call.body))
+    return Answer(answer.status, answer.body, answer.replayed)
 
 
 async def _spin(scope: Scope, call: Call) -> Answer:

@@ -7,6 +7,7 @@ from programs.tables import (
     ActivityType,
     Announcement,
     AnnouncementMail,
+    ApprovalRequest,
     ApiKey,
     Award,
     Claim,
@@ -30,7 +31,7 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
                    FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
-                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite],
+                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite, ApprovalRequest],
     migration_dependencies=[],
     commands=[],
 )

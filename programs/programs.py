@@ -50,6 +50,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     claim_window_days: int | None = None
     tax_form_policy: str = "flag"
     tax_thresholds: dict[str, int] = {}
+    approval_threshold_points: int | None = None
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +65,7 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     claim_window_days: Annotated[int, Meta(ge=1, le=3650, description="claims for older sales are refused")] | None = None
     tax_form_policy: TaxFormPolicy = "flag"
     tax_thresholds: TaxThresholds = {}
+    approval_threshold_points: Annotated[int, Meta(ge=1, le=10**12)] | None = None
 
 
 ProgramStatus = Literal["active", "suspended"]
@@ -85,6 +87,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     claim_window_days: Annotated[int, Meta(ge=0, le=3650, description="0 turns the window off")] | None = None
     tax_form_policy: TaxFormPolicy | None = None
     tax_thresholds: TaxThresholds | None = None
+    approval_threshold_points: Annotated[int, Meta(ge=0, le=10**12, description="0 turns four eyes off")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -102,6 +105,7 @@ def _view(row: dict) -> ProgramView:
         claim_window_days=row.get("claim_window_days") or None,
         tax_form_policy=row.get("tax_form_policy") or "flag",
         tax_thresholds=msgspec.json.decode(row.get("tax_thresholds") or "{}"),
+        approval_threshold_points=row.get("approval_threshold_points") or None,
     )
 
 
@@ -133,6 +137,7 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             catalog_markup_bps=spec.catalog_markup_bps,
             claim_window_days=spec.claim_window_days,
             tax_form_policy=spec.tax_form_policy,
+            approval_threshold_points=spec.approval_threshold_points,
             tax_thresholds=msgspec.json.encode({y: a for y, a in sorted(spec.tax_thresholds.items()) if a >= 0}).decode(),
             created_at=datetime.now(timezone.utc),
         )
@@ -218,7 +223,7 @@ async def update_program(store: WalletStore, program_id: str, changes: ProgramCh
     """Changes a program's settings: SQL, then the overdraft rule the wallet's Lua reads from
     Redis, then every process is told to drop its view (programs/program_news.py)."""
     values = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None and k != "status"}
-    for off_at_zero in ("points_expire_months", "claim_window_days"):
+    for off_at_zero in ("points_expire_months", "claim_window_days", "approval_threshold_points"):
         if values.get(off_at_zero) == 0:
             values[off_at_zero] = None
     if "timezone" in values:

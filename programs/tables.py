@@ -27,6 +27,9 @@ class Program(Table, tablename="programs"):
     tax_form_policy = Varchar(length=10, default="flag")
     # Per tax year overrides of the reporting threshold, minor units: {"2027": 250000}.
     tax_thresholds = Text(default="{}")
+    # A manual grant or deduction of more points than this waits for a second person's
+    # approval (programs/approvals.py); null: four eyes off.
+    approval_threshold_points = BigInt(null=True, default=None)
     created_at = Timestamptz()
 
 
@@ -304,3 +307,24 @@ class ConsoleInvite(Table, tablename="console_invites"):
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
+
+
+class ApprovalRequest(Table, tablename="approval_requests"):
+    """A manual money move above the program's approval threshold, waiting for a second
+    person (four eyes): approved, it is applied once; rejected, never."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    kind = Varchar(length=20)  # grant | deduction
+    participant_id = Varchar(length=40)
+    points = BigInt()
+    reason = Text(default="")
+    # Who asked and who decided: "key:<admin key id>" or "user:<console user id>".
+    requested_by = Varchar(length=120)
+    # pending -> approving -> approved | failed; pending -> rejected
+    status = Varchar(length=20, default="pending", index=True)
+    decided_by = Varchar(length=120, null=True, default=None)
+    decision_reason = Text(null=True, default=None)
+    transaction_id = Varchar(length=40, null=True, default=None)
+    created_at = Timestamptz()
+    decided_at = Timestamptz(null=True, default=None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.di import Provide
 from msgspec import Meta
 
@@ -15,14 +16,15 @@ from api.problems import status_for
 from api.idempotency import IdempotencyKey, item_idem, provide_idem
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
-from programs import point_moves, standings
+from programs import approvals, point_moves, standings
+from programs.programs import get_program
 from programs.participants import get_participant
 from wallet import accounts, ledger
 from kernel.money import Points
 from wallet.accounts import Reason
 from kernel.ids import Id, new_id
 from wallet.store import GrantSpec, WalletStore
-from kernel.idempotency import Idem, once
+from kernel.idempotency import Idem, once, pinned_id
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}
@@ -75,26 +77,54 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
 
 @post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="grantPoints",
       summary="Grant points", description="Moves points from the program budget to the participant's available "
-      "balance, atomically. Requires `Idempotency-Key`.", tags=["points"])
-async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    return moved_response(await grant_points(wallets_of(request), program_of(request), data, idem))
+      "balance, atomically. Requires `Idempotency-Key`. Above the program's `approval_threshold_points` it answers "
+      "202 with an approval request instead, and nothing moves until another person approves it.", tags=["points"],
+      responses={202: ResponseSpec(approvals.ApprovalView, generate_examples=False,
+                                   description="Waiting for a second person's approval")})
+async def grant(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[Any]:
+    answer = await move_or_ask(request.app.state, principal_of(request), "grant", data, idem)
+    return Response(answer.body, status_code=answer.status, headers=REPLAYED if answer.replayed else None)
+
+
+class MoveAnswer(NamedTuple):
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+async def move_or_ask(state: Any, principal: Principal, kind: approvals.MoveKind, data: PointsRequest,
+                      idem: Idem) -> MoveAnswer:
+    """A manual grant or deduction (also served by api/lean.py): applied at once (201), or,
+    above the program's approval threshold, filed for a second person (202)."""
+    program_id = principal.program_id or ""
+    program = await get_program(program_id)
+    if approvals.needs_approval(program, data.points):
+        request_id = await pinned_id(state.redis, idem, "apr", state.settings.idempotency_ttl_seconds)
+        view = await approvals.request_move(program, kind, data.participant_id, data.points, data.reason,
+                                            f"key:{principal.subject_id}", request_id)
+        return MoveAnswer(202, view)
+    move = grant_points if kind == "grant" else deduct_points
+    moved = await move(state.wallets, program_id, data, idem)
+    return MoveAnswer(201, moved.move, moved.replayed)
 
 
 async def grant_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
-    """The grant of POST /v1/points/grants (also served by api/lean.py)."""
     return await point_moves.grant_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
                                           reference=data.reference or "")
 
 
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
       summary="Deduct points", description="Takes points back from the participant's available balance to the "
-      "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`.", tags=["points"])
-async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[accounts.PointsMove]:
-    return moved_response(await deduct_points(wallets_of(request), program_of(request), data, idem))
+      "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`. Above the "
+      "program's `approval_threshold_points` it answers 202 with an approval request instead.", tags=["points"],
+      responses={202: ResponseSpec(approvals.ApprovalView, generate_examples=False,
+                                   description="Waiting for a second person's approval")})
+async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Idem) -> Response[Any]:
+    answer = await move_or_ask(request.app.state, principal_of(request), "deduction", data, idem)
+    return Response(answer.body, status_code=answer.status, headers=REPLAYED if answer.replayed else None)
 
 
 async def deduct_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
-    """The deduction of POST /v1/points/deductions (also served by api/lean.py)."""
     return await point_moves.deduct_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
                                            reference=data.reference or "")
 

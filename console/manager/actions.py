@@ -20,7 +20,7 @@ from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
 from kernel.idempotency import Idem
 from kernel.money import MAX_MOVE
-from programs import announcements, claims, console_users, participants, point_moves
+from programs import announcements, approvals, claims, console_users, participants, point_moves
 from programs.console_users import MANAGES, OWNS
 from programs.programs import get_program
 
@@ -57,11 +57,41 @@ async def _move(request: Request[Any, Any, Any], program_id: str, participant_id
         idem = Idem(key=kernel_keys.idempotency(program_id, f"console:{ctx.signed.person.id}", key),
                     fingerprint=fingerprint)
         reference = f"console:{ctx.signed.person.id}"
+        program = await get_program(program_id)
+        if approvals.needs_approval(program, points):
+            # Four eyes: filed for another owner or manager; the form's key makes a double submit one request.
+            request_id = "apr_" + hashlib.sha256(idem.key.encode()).hexdigest()[:26]
+            await approvals.request_move(program, "grant" if kind == "grant" else "deduction", participant_id, points,
+                                         reason, f"user:{ctx.signed.person.id}", request_id)
+            return back(program_id, f"participants/{participant_id}", "requested")
         use_case = point_moves.grant_points if kind == "grant" else point_moves.deduct_points
         await use_case(request.app.state.wallets, program_id, participant_id, points, reason, idem, reference)
     except DomainError as exc:
         return _failed(ctx, exc)
     return back(program_id, f"participants/{participant_id}", "granted" if kind == "grant" else "deducted")
+
+
+@post(f"{P}/approvals/{{request_id:str}}/decide", include_in_schema=False, status_code=200)
+async def decide_approval(request: Request[Any, Any, Any], program_id: str, request_id: str) -> Response[Any]:
+    checked = await checked_form(request, program_id, MANAGES)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    verdict = form.get("verdict")
+    reason = form.get("reason", "").strip()[:500] or None
+    me = f"user:{ctx.signed.person.id}"
+    try:
+        if verdict == "approved":
+            await approvals.approve(request.app.state.wallets, program_id, request_id, me, reason)
+        elif verdict == "rejected":
+            if not reason:
+                return refused(ctx, "A rejection needs a reason.", 422)
+            await approvals.reject(program_id, request_id, me, reason)
+        else:
+            return refused(ctx, "Choose approve or reject.", 422)
+    except DomainError as exc:
+        return _failed(ctx, exc)
+    return back(program_id, "approvals", "move-" + verdict)
 
 
 @post(f"{P}/participants/{{participant_id:str}}/grant", include_in_schema=False, status_code=200)
@@ -218,4 +248,4 @@ async def announce(request: Request[Any, Any, Any], program_id: str) -> Response
     return back(program_id, "announcements", "announced")
 
 
-ROUTES = [grant, deduct, deactivate, announce, campaign_action, decide_claim, item_status, invite, change_role, remove]
+ROUTES = [grant, deduct, deactivate, announce, decide_approval, campaign_action, decide_claim, item_status, invite, change_role, remove]

@@ -15,7 +15,7 @@ from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import announcements, budget, claims, console_users, funding, participants, rulebook, standings
+from programs import announcements, approvals, budget, claims, console_users, funding, participants, rulebook, standings
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, ledger
@@ -220,6 +220,18 @@ async def claim_receipt(request: Request[Any, Any, Any], program_id: str, claim_
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@get(f"{P}/approvals", include_in_schema=False)
+async def approval_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    program = await get_program(program_id)
+    waiting = await approvals.list_requests(program_id, "pending", 100)
+    decided = [r for r in (await approvals.list_requests(program_id, None, 50)).items if r.status != "pending"]
+    return page(ctx, "console/approvals.html", "Approvals", "approvals", request, program=program,
+                waiting=waiting.items, decided=decided, me=f"user:{ctx.signed.person.id}")
+
+
 @get(f"{P}/announcements", include_in_schema=False)
 async def announcement_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -233,9 +245,6 @@ async def announcement_list(request: Request[Any, Any, Any], program_id: str) ->
 
 # Pages for features that do not exist yet: they say what they will hold, with no data.
 LATER = {
-    "approvals": ("Approvals", "Four-eyes approvals are not available yet. This page will list grants, deductions, "
-                               "redemptions made for someone, budget top-ups and rule activations above the program's "
-                               "threshold, waiting for a second owner or manager to approve or reject them."),
     "audit-log": ("Audit log", "The audit log is not available yet. This page will show who did what and when, from "
                                "which console user or key, with filters by person, kind and date and an export."),
 }
@@ -255,4 +264,4 @@ def _later(slug: str) -> Any:
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
           order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
-          user_list, announcement_list, claim_receipt, *[_later(slug) for slug in LATER]]
+          user_list, announcement_list, claim_receipt, approval_list, *[_later(slug) for slug in LATER]]

@@ -44,6 +44,8 @@ DONE = {
     "approved": "Claim approved.", "rejected": "Claim rejected.", "disabled": "Item disabled.",
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",
     "announced": "Announcement sent.",
+    "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
+    "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }
 
 

@@ -398,7 +398,7 @@ async def test_every_page_renders_a_program_full_of_things_and_a_claim_is_decide
                         ("claims", claims[0]["invoice_number"]), ("catalog", item["name"]),
                         ("orders", item["name"]), ("spin-campaigns", "active"), ("sweepstakes", "Q4 draw"),
                         ("leaderboards", "Top sellers"), ("funding", "Wire #4471"), ("partners", "partner-"),
-                        ("users", "owner"), ("approvals", "not available yet"), ("audit-log", "not available yet"),
+                        ("users", "owner"), ("approvals", "Four eyes is off"), ("audit-log", "not available yet"),
                         ("announcements", "Send an announcement")):
         page = await get(client, f"/console/p/{program.id}/{slug}", session)
         assert page.status_code == 200, (slug, page.text)
@@ -515,3 +515,31 @@ async def test_the_claim_queue_shows_the_receipt_photo(client: Any) -> None:
     other = await new_program(client)
     _, stranger = await person_in(client, other, "owner")
     assert (await get(client, f"/console/p/{program.id}/claims/{claim['id']}/receipt", stranger)).status_code in (403, 404)
+
+
+async def test_a_grant_over_the_threshold_waits_for_a_second_person(client: Any) -> None:
+    program = await new_program(client, approval_threshold_points=100)
+    person = await new_participant(client, program)
+    _, first = await person_in(client, program, "manager")
+    _, second = await person_in(client, program, "owner")
+    page_ = await get(client, f"/console/p/{program.id}/participants/{person['id']}", first)
+    asked = await post(client, f"/console/p/{program.id}/participants/{person['id']}/grant", first,
+                       {"csrf": csrf_of(page_.text), "points": "500", "reason": "dealer of the month", "key": "k1"})
+    assert asked.status_code == 303 and "done=requested" in asked.headers["location"]
+    assert await available(client, program, person["id"]) == 0
+    mine = await get(client, f"/console/p/{program.id}/approvals", first)
+    assert "yours: another person decides" in mine.text and ">Approve</button>" not in mine.text
+    [request] = (await client.get("/v1/approvals", headers=program.headers)).json()["items"]
+    forged = await post(client, f"/console/p/{program.id}/approvals/{request['id']}/decide", first,
+                        {"csrf": csrf_of(mine.text), "verdict": "approved"})
+    assert forged.status_code == 403
+    assert await available(client, program, person["id"]) == 0
+
+    theirs = await get(client, f"/console/p/{program.id}/approvals", second)
+    assert ">Approve</button>" in theirs.text and "dealer of the month" in theirs.text
+    approved = await post(client, f"/console/p/{program.id}/approvals/{request['id']}/decide", second,
+                          {"csrf": csrf_of(theirs.text), "verdict": "approved"})
+    assert approved.status_code == 303
+    assert await available(client, program, person["id"]) == 500
+    decided = await get(client, f"/console/p/{program.id}/approvals", second)
+    assert "Nothing waits for a decision." in decided.text and "approved" in decided.text

@@ -1,0 +1,57 @@
+"""Four eyes: manual moves above the program's threshold, waiting for a second person."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, post
+from msgspec import Meta
+
+from api.auth import active_program, admin_only, principal_of
+from api.routes.participants import Cursor, Limit, program_of
+from programs import approvals
+from wallet.store import WalletStore
+
+
+class Approval(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+
+
+class Rejection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+@get("/v1/approvals", guards=[admin_only], operation_id="listApprovals", summary="Approval requests",
+     description="Newest first; `status=pending` for what waits for a decision.", tags=["approvals"])
+async def list_all(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
+                   status: approvals.ApprovalStatus | None = None) -> approvals.ApprovalPage:
+    return await approvals.list_requests(program_of(request), status, limit, cursor)
+
+
+@get("/v1/approvals/{request_id:str}", guards=[admin_only], operation_id="getApproval", summary="An approval request",
+     description="With its decision and, once approved, the transaction it made.", tags=["approvals"])
+async def read(request: Request[Any, Any, Any], request_id: str) -> approvals.ApprovalView:
+    return await approvals.get_request(program_of(request), request_id)
+
+
+@post("/v1/approvals/{request_id:str}/approve", guards=[admin_only, active_program], operation_id="approveMove",
+      summary="Approve a move", description="Applies the grant or deduction once (approving again answers the same "
+      "request). The key that asked cannot approve (403); a deduction the balance no longer covers leaves the "
+      "request `failed` with the reason.", tags=["approvals"], status_code=200)
+async def approve(request: Request[Any, Any, Any], request_id: str, wallets: WalletStore,
+                  data: Approval | None = None) -> approvals.ApprovalView:
+    principal = principal_of(request)
+    return await approvals.approve(wallets, program_of(request), request_id, f"key:{principal.subject_id}",
+                                   data.reason if data else None)
+
+
+@post("/v1/approvals/{request_id:str}/reject", guards=[admin_only], operation_id="rejectMove",
+      summary="Reject a move", description="With a reason; nothing moves. The key that asked cannot reject (403).",
+      tags=["approvals"], status_code=200)
+async def reject(request: Request[Any, Any, Any], request_id: str, data: Rejection) -> approvals.ApprovalView:
+    principal = principal_of(request)
+    return await approvals.reject(program_of(request), request_id, f"key:{principal.subject_id}", data.reason)
+
+
+ROUTES = [list_all, read, approve, reject]
