@@ -122,7 +122,7 @@ async def approve(wallets: WalletStore, program_id: str, request_id: str, decide
     move = point_moves.grant_points if request.kind == "grant" else point_moves.deduct_points
     try:
         moved = await move(wallets, program_id, request.participant_id, request.points, request.reason, idem,
-                           reference=f"approval:{request_id}")
+                           reference=f"approval:{request_id}", actor=request.requested_by, approved_by=decided_by)
     except DomainError as exc:
         await _finish(program_id, request_id, "failed", {ApprovalRequest.decision_reason: exc.detail})
         return await get_request(program_id, request_id)

@@ -8,6 +8,7 @@ from programs.tables import (
     Announcement,
     AnnouncementMail,
     ApprovalRequest,
+    AuditEvent,
     ApiKey,
     Award,
     Claim,
@@ -31,7 +32,8 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "piccolo_migrations"),
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
                    FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
-                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite, ApprovalRequest],
+                   TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite, ApprovalRequest,
+                   AuditEvent],
     migration_dependencies=[],
     commands=[],
 )

@@ -328,3 +328,17 @@ class ApprovalRequest(Table, tablename="approval_requests"):
     transaction_id = Varchar(length=40, null=True, default=None)
     created_at = Timestamptz()
     decided_at = Timestamptz(null=True, default=None)
+
+
+class AuditEvent(Table, tablename="audit_events"):
+    """Who did what, when: a console user ("user:<id>"), an admin key ("key:<id>") or the
+    operator. Money moves come from their journal entries (the projector writes the row);
+    other changes write theirs when they happen."""
+
+    id = Varchar(length=60, primary_key=True)  # time-ordered; a money move's follows its transaction id
+    program_id = Varchar(length=40, index=True)
+    actor = Varchar(length=120, index=True)
+    kind = Varchar(length=40, index=True)
+    subject = Varchar(length=200, default="")
+    detail = Text(default="{}")
+    created_at = Timestamptz(index=True)

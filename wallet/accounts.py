@@ -94,20 +94,23 @@ def _metadata(reason: str, extra: dict | None = None) -> str:
 async def grant(
     store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
     kind: str = "grant", reference: str = "", tx: str | None = None, boards: Boards = NO_BOARDS,
+    actor: dict[str, str] | None = None,
 ) -> Moved:
     """`tx` names the transaction when the caller pinned its id beforehand (to find it again,
     or to mark `boards`, the leaderboards the grant moves in the same call, with it)."""
     spec = GrantSpec(idem=idem, tx=tx or new_id("tx"), participant_id=participant_id, points=points, kind=kind,
-                     reference=reference, metadata=_metadata(reason), boards=boards)
+                     reference=reference, metadata=_metadata(reason, actor), boards=boards)
     return _moved(await store.grant(program_id, spec))
 
 
 async def deduct(
     store: WalletStore, program_id: str, participant_id: str, points: int, reason: str, idem: Idem,
-    kind: str = "deduction", reference: str = "",
+    kind: str = "deduction", reference: str = "", actor: dict[str, str] | None = None,
 ) -> Moved:
+    """`actor` ({"actor": ..., "approved_by": ...}) rides in the journal entry's metadata for the
+    audit log (programs/audit.py), like the reason."""
     spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
-                     reference=reference, metadata=_metadata(reason))
+                     reference=reference, metadata=_metadata(reason, actor))
     return _moved(await store.deduct(program_id, spec))
 
 

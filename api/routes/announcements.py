@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 
 from api.auth import admin_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
-from programs import announcements
+from programs import announcements, audit
 from programs.programs import get_program
 
 
@@ -22,6 +22,7 @@ async def create(request: Request[Any, Any, Any], data: announcements.NewAnnounc
     principal = principal_of(request)
     program = await get_program(program_of(request))
     view = await announcements.announce(program, data, sent_by=f"key:{principal.subject_id}")
+    await audit.record(program.id, f"key:{principal.subject_id}", "announcement.sent", data.title)
     return Response(view, status_code=201)
 
 

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from api.auth import active_program, admin_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
-from programs import approvals
+from programs import approvals, audit
 from wallet.store import WalletStore
 
 
@@ -42,8 +42,11 @@ async def read(request: Request[Any, Any, Any], request_id: str) -> approvals.Ap
 async def approve(request: Request[Any, Any, Any], request_id: str, wallets: WalletStore,
                   data: Approval | None = None) -> approvals.ApprovalView:
     principal = principal_of(request)
-    return await approvals.approve(wallets, program_of(request), request_id, f"key:{principal.subject_id}",
+    view = await approvals.approve(wallets, program_of(request), request_id, f"key:{principal.subject_id}",
                                    data.reason if data else None)
+    await audit.record(program_of(request), f"key:{principal.subject_id}", "approval.approved", request_id,
+                       status=view.status)
+    return view
 
 
 @post("/v1/approvals/{request_id:str}/reject", guards=[admin_only], operation_id="rejectMove",
@@ -51,7 +54,10 @@ async def approve(request: Request[Any, Any, Any], request_id: str, wallets: Wal
       tags=["approvals"], status_code=200)
 async def reject(request: Request[Any, Any, Any], request_id: str, data: Rejection) -> approvals.ApprovalView:
     principal = principal_of(request)
-    return await approvals.reject(program_of(request), request_id, f"key:{principal.subject_id}", data.reason)
+    view = await approvals.reject(program_of(request), request_id, f"key:{principal.subject_id}", data.reason)
+    await audit.record(program_of(request), f"key:{principal.subject_id}", "approval.rejected", request_id,
+                       reason=data.reason)
+    return view
 
 
 ROUTES = [list_all, read, approve, reject]

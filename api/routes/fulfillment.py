@@ -19,6 +19,7 @@ from fulfillment import delivery, orders, partners, queue, webhooks
 from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
+from programs import audit
 from programs.programs import Money, get_program
 from kernel.ids import Id, IdOrEmpty
 from wallet.store import WalletStore
@@ -212,7 +213,10 @@ async def cancel_order(request: Request[Any, Any, Any], order_id: str, wallets: 
                        data: CancelRequest | None = None) -> orders.OrderView:
     program = await get_program(program_of(request))
     reason = data.reason if data is not None else "cancelled by the program"
-    return await orders.cancel_for_participant(wallets, program, order_id, reason, sealer)
+    view = await orders.cancel_for_participant(wallets, program, order_id, reason, sealer)
+    await audit.record(program.id, f"key:{principal_of(request).subject_id}", "order.cancelled", order_id,
+                       reason=reason)
+    return view
 
 
 @post("/v1/orders/{order_id:str}/redeliver", guards=[admin_only], operation_id="redeliverOrder",

@@ -103,14 +103,10 @@ async def move_or_ask(state: Any, principal: Principal, kind: approvals.MoveKind
         view = await approvals.request_move(program, kind, data.participant_id, data.points, data.reason,
                                             f"key:{principal.subject_id}", request_id)
         return MoveAnswer(202, view)
-    move = grant_points if kind == "grant" else deduct_points
-    moved = await move(state.wallets, program_id, data, idem)
+    move = point_moves.grant_points if kind == "grant" else point_moves.deduct_points
+    moved = await move(state.wallets, program_id, data.participant_id, data.points, data.reason, idem,
+                       reference=data.reference or "", actor=f"key:{principal.subject_id}")
     return MoveAnswer(201, moved.move, moved.replayed)
-
-
-async def grant_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
-    return await point_moves.grant_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
-                                          reference=data.reference or "")
 
 
 @post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
@@ -123,10 +119,6 @@ async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Ide
     answer = await move_or_ask(request.app.state, principal_of(request), "deduction", data, idem)
     return Response(answer.body, status_code=answer.status, headers=REPLAYED if answer.replayed else None)
 
-
-async def deduct_points(wallets: WalletStore, program_id: str, data: PointsRequest, idem: Idem) -> accounts.Moved:
-    return await point_moves.deduct_points(wallets, program_id, data.participant_id, data.points, data.reason, idem,
-                                           reference=data.reference or "")
 
 
 @post("/v1/points/grants/batch", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPointsBatch",

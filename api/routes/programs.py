@@ -13,7 +13,7 @@ from msgspec import Meta
 from api.auth import Authenticator, admin_only, operator_only, principal_of
 from api.routes.participants import Cursor, Limit
 from catalog.changes import change_program
-from programs import credentials
+from programs import audit, credentials
 from programs.programs import NewProgram, ProgramChanges, ProgramView, StatusChange, create_program, get_program, set_status
 from wallet.store import WalletStore
 
@@ -84,7 +84,11 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:
     if data.status is not None:
         raise PermissionDeniedException("only the platform operator suspends or reactivates a program")
-    return await change_program(wallets, principal_of(request).program_id or "", data)
+    principal = principal_of(request)
+    view = await change_program(wallets, principal.program_id or "", data)
+    await audit.record(view.id, f"key:{principal.subject_id}", "program.settings_changed", view.id,
+                       **msgspec.to_builtins(data))
+    return view
 
 
 @post("/v1/admin-keys", guards=[admin_only], operation_id="createAdminKey", summary="Issue an admin key",

@@ -11,7 +11,7 @@ from api.auth import admin_only, participant_only, principal_of
 from api.routes.participants import program_of
 from fulfillment import taxes
 from fulfillment.sealing import Sealer
-from programs import tax_profiles
+from programs import audit, tax_profiles
 from programs.programs import get_program
 
 Year = Annotated[int, Parameter(ge=1900, le=2199, description="the tax year, in the program's time zone")]
@@ -60,6 +60,9 @@ async def request_form(request: Request[Any, Any, Any], participant_id: str, sea
                  "listed with `form` = missing.", tags=["taxes"], media_type="text/csv")
 async def report(request: Request[Any, Any, Any], year: Year, sealer: Sealer) -> Response[str]:
     text = await taxes.report_csv(await get_program(program_of(request)), year, sealer)
+    # The file holds whole taxpayer ids: who took it, and when, is on the record.
+    await audit.record(program_of(request), f"key:{principal_of(request).subject_id}", "tax_report.exported",
+                       str(year))
     return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="tax-report-{year}.csv"'})
 

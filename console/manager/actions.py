@@ -20,11 +20,16 @@ from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
 from kernel.idempotency import Idem
 from kernel.money import MAX_MOVE
-from programs import announcements, approvals, claims, console_users, participants, point_moves
+from programs import announcements, approvals, audit, claims, console_users, participants, point_moves
 from programs.console_users import MANAGES, OWNS
 from programs.programs import get_program
 
 P = "/console/p/{program_id:str}"
+
+
+def _me(ctx: InProgram) -> str:
+    """The signed-in person as the audit log names them."""
+    return f"user:{ctx.signed.person.id}"
 
 
 def _failed(ctx: InProgram, exc: DomainError) -> Response[str]:
@@ -63,9 +68,12 @@ async def _move(request: Request[Any, Any, Any], program_id: str, participant_id
             request_id = "apr_" + hashlib.sha256(idem.key.encode()).hexdigest()[:26]
             await approvals.request_move(program, "grant" if kind == "grant" else "deduction", participant_id, points,
                                          reason, f"user:{ctx.signed.person.id}", request_id)
+            await audit.record(program_id, _me(ctx), "approval.requested", participant_id, request=request_id,
+                               move=kind, points=points, reason=reason)
             return back(program_id, f"participants/{participant_id}", "requested")
         use_case = point_moves.grant_points if kind == "grant" else point_moves.deduct_points
-        await use_case(request.app.state.wallets, program_id, participant_id, points, reason, idem, reference)
+        await use_case(request.app.state.wallets, program_id, participant_id, points, reason, idem, reference,
+                       actor=f"user:{ctx.signed.person.id}")
     except DomainError as exc:
         return _failed(ctx, exc)
     return back(program_id, f"participants/{participant_id}", "granted" if kind == "grant" else "deducted")
@@ -91,6 +99,7 @@ async def decide_approval(request: Request[Any, Any, Any], program_id: str, requ
             return refused(ctx, "Choose approve or reject.", 422)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, me, f"approval.{verdict}", request_id, reason=reason)
     return back(program_id, "approvals", "move-" + verdict)
 
 
@@ -114,6 +123,7 @@ async def deactivate(request: Request[Any, Any, Any], program_id: str, participa
         await participants.deactivate_participant(request.app.state.wallets, program_id, participant_id)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "participant.deactivated", participant_id)
     return back(program_id, f"participants/{participant_id}", "deactivated")
 
 
@@ -141,6 +151,7 @@ async def campaign_action(request: Request[Any, Any, Any], program_id: str, camp
             await campaigns.end(wallets, program, campaign_id, pricing)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), f"campaign.{CAMPAIGN_ACTIONS[action]}", campaign_id)
     return back(program_id, f"spin-campaigns/{campaign_id}", CAMPAIGN_ACTIONS[action])
 
 
@@ -160,6 +171,7 @@ async def decide_claim(request: Request[Any, Any, Any], program_id: str, claim_i
         await claims.decide_claim(request.app.state.wallets, program_id, claim_id, verdict, reason)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), f"claim.{verdict}", claim_id, reason=reason)
     return back(program_id, "claims", verdict)
 
 
@@ -176,6 +188,7 @@ async def item_status(request: Request[Any, Any, Any], program_id: str, item_id:
         await change_item(request.app.state.redis, program_id, item_id, ItemChanges(status=status))  # type: ignore[arg-type]
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "catalog.item_" + ("enabled" if status == "active" else "disabled"), item_id)
     return back(program_id, "catalog", "enabled" if status == "active" else "disabled")
 
 
@@ -194,6 +207,7 @@ async def invite(request: Request[Any, Any, Any], program_id: str, settings: Set
         await console_users.add_console_user(program_id, spec, settings.public_base, request.app.state.mailer)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "user.invited", spec.email, role=spec.role)
     return back(program_id, "users", "invited")
 
 
@@ -210,6 +224,7 @@ async def change_role(request: Request[Any, Any, Any], program_id: str, user_id:
         await console_users.change_role(program_id, user_id, role)  # type: ignore[arg-type]
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "user.role_changed", user_id, role=role)
     return back(program_id, "users", "role")
 
 
@@ -223,6 +238,7 @@ async def remove(request: Request[Any, Any, Any], program_id: str, user_id: str)
         await console_users.remove_member(program_id, user_id)
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "user.removed", user_id)
     return back(program_id, "users", "removed")
 
 
@@ -245,6 +261,7 @@ async def announce(request: Request[Any, Any, Any], program_id: str) -> Response
         await announcements.announce(await get_program(program_id), spec, sent_by=f"user:{ctx.signed.person.id}")
     except DomainError as exc:
         return _failed(ctx, exc)
+    await audit.record(program_id, _me(ctx), "announcement.sent", spec.title)
     return back(program_id, "announcements", "announced")
 
 

@@ -4,6 +4,8 @@ through the domain's own read functions, so a number here is the number the API 
 from __future__ import annotations
 
 import secrets
+from datetime import date, datetime, time, timedelta, timezone
+from urllib.parse import urlencode
 from typing import Any, get_args
 
 from litestar import Request, Response, get
@@ -15,7 +17,7 @@ from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import announcements, approvals, budget, claims, console_users, funding, participants, rulebook, standings
+from programs import announcements, approvals, audit, budget, claims, console_users, funding, participants, rulebook, standings
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, ledger
@@ -243,25 +245,46 @@ async def announcement_list(request: Request[Any, Any, Any], program_id: str) ->
                 teams=teams.items)
 
 
-# Pages for features that do not exist yet: they say what they will hold, with no data.
-LATER = {
-    "audit-log": ("Audit log", "The audit log is not available yet. This page will show who did what and when, from "
-                               "which console user or key, with filters by person, kind and date and an export."),
-}
+def _day(text: str | None) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(text), time(0), timezone.utc) if text else None
+    except ValueError:
+        return None
 
 
-def _later(slug: str) -> Any:
-    @get(f"{P}/{slug}", include_in_schema=False, name=f"console-{slug}")
-    async def handler(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
-        ctx = await _ctx(request, program_id)
-        if not isinstance(ctx, InProgram):
-            return ctx
-        title, text = LATER[slug]
-        return page(ctx, "console/later.html", title, slug, request, text=text)
+async def _audit_filters(program_id: str, actor: str | None, kind: str | None, since: str | None,
+                         until: str | None) -> dict[str, Any]:
+    until_day = _day(until)
+    return {"actor": (actor or "").strip()[:120] or None, "kind": (kind or "").strip()[:40] or None,
+            "since": _day(since), "until": until_day + timedelta(days=1) if until_day else None}
 
-    return handler
+
+@get(f"{P}/audit-log", include_in_schema=False)
+async def audit_log(request: Request[Any, Any, Any], program_id: str, actor: str | None = None,
+                    kind: str | None = None, since: str | None = None, until: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    filters = await _audit_filters(program_id, actor, kind, since, until)
+    found = await audit.events(program_id, limit=200, **filters)
+    members = await console_users.program_members(program_id)
+    names = {f"user:{m.id}": f"{m.display_name} ({m.email})" for m in members}
+    query = urlencode({k: v for k, v in {"actor": actor, "kind": kind, "since": since, "until": until}.items() if v})
+    return page(ctx, "console/audit_log.html", "Audit log", "audit-log", request, events=found.items,
+                more=found.next_cursor is not None, names=names, actors=sorted(names.items(), key=lambda a: a[1]),
+                actor=filters["actor"], kind=filters["kind"], since=since, until=until, query=query)
+
+
+@get(f"{P}/audit-log.csv", include_in_schema=False)
+async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: str | None = None,
+                       kind: str | None = None, since: str | None = None, until: str | None = None) -> Response[Any]:
+    ctx = await _ctx(request, program_id)
+    if not isinstance(ctx, InProgram):
+        return ctx
+    text = await audit.export_csv(program_id, **await _audit_filters(program_id, actor, kind, since, until))
+    return Response(text, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
 
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
           order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
-          user_list, announcement_list, claim_receipt, approval_list, *[_later(slug) for slug in LATER]]
+          user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]

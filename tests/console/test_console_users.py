@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.factories import (ProgramHandle, available, catalog_item, launched_wheel, new_participant, new_program,
-                             random_ref)
+                             random_ref, wait_until)
 
 pytestmark = pytest.mark.sql
 
@@ -398,7 +398,7 @@ async def test_every_page_renders_a_program_full_of_things_and_a_claim_is_decide
                         ("claims", claims[0]["invoice_number"]), ("catalog", item["name"]),
                         ("orders", item["name"]), ("spin-campaigns", "active"), ("sweepstakes", "Q4 draw"),
                         ("leaderboards", "Top sellers"), ("funding", "Wire #4471"), ("partners", "partner-"),
-                        ("users", "owner"), ("approvals", "Four eyes is off"), ("audit-log", "not available yet"),
+                        ("users", "owner"), ("approvals", "Four eyes is off"), ("audit-log", "Filter the audit log"),
                         ("announcements", "Send an announcement")):
         page = await get(client, f"/console/p/{program.id}/{slug}", session)
         assert page.status_code == 200, (slug, page.text)
@@ -543,3 +543,30 @@ async def test_a_grant_over_the_threshold_waits_for_a_second_person(client: Any)
     assert await available(client, program, person["id"]) == 500
     decided = await get(client, f"/console/p/{program.id}/approvals", second)
     assert "Nothing waits for a decision." in decided.text and "approved" in decided.text
+
+
+async def test_the_audit_log_names_the_person_filters_and_exports(client: Any) -> None:
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    _, session = await person_in(client, program, "manager")
+    page_ = await get(client, f"/console/p/{program.id}/participants/{person['id']}", session)
+    granted = await post(client, f"/console/p/{program.id}/participants/{person['id']}/grant", session,
+                         {"csrf": csrf_of(page_.text), "points": "40", "reason": "trade show", "key": "g1"})
+    assert granted.status_code == 303
+    deactivated = await post(client, f"/console/p/{program.id}/participants/{person['id']}/deactivate", session,
+                             {"csrf": csrf_of(page_.text)})
+    assert deactivated.status_code == 303
+
+    async def logged() -> int:
+        found = (await client.get("/v1/audit-events", headers=program.headers)).json()["items"]
+        return len(found)
+
+    assert await wait_until(logged, 2) == 2
+    shown = await get(client, f"/console/p/{program.id}/audit-log", session)
+    assert "points.grant" in shown.text and "participant.deactivated" in shown.text and "trade show" in shown.text
+    only = await get(client, f"/console/p/{program.id}/audit-log?kind=points.grant", session)
+    assert "points.grant" in only.text and "participant.deactivated" not in only.text
+    none = await get(client, f"/console/p/{program.id}/audit-log?since=2099-01-01", session)
+    assert "Nothing in the log for this filter." in none.text
+    exported = await get(client, f"/console/p/{program.id}/audit-log.csv?kind=points.grant", session)
+    assert exported.text.count("points.grant") == 1 and "user:" in exported.text
