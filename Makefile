@@ -32,7 +32,7 @@ run: $(VENV)/.installed
 # 2-core machine busy (its servers beside pytest), and two side by side took longer.
 test: $(VENV)/.installed-test browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
 	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m sql
 
