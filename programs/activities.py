@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -198,8 +199,24 @@ async def activities_between(program_id: str, activity_type: str, start: datetim
     return [facts(r) for r in rows]
 
 
+# Postgres' "deadlock detected": the statement was rolled back and may simply run again.
+DEADLOCK_SQLSTATE = "40P01"
+DEADLOCK_ATTEMPTS = 5
+
+
 async def mark_evaluated(activity_ids: list[str]) -> None:
+    """Marks the activities evaluated. Concurrent requests carrying the same batch (a CRM
+    retrying at once) mark overlapping rows: ids go in one sorted order, and a statement
+    Postgres picks as a deadlock's victim (row locks taken in plan order) runs again."""
     now = datetime.now(timezone.utc)
-    for start in range(0, len(activity_ids), 500):
-        await Activity.update({Activity.evaluated_at: now}).where(
-            Activity.id.is_in(activity_ids[start:start + 500])).run()
+    ids = sorted(set(activity_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for attempt in range(DEADLOCK_ATTEMPTS):
+            try:
+                await Activity.update({Activity.evaluated_at: now}).where(Activity.id.is_in(chunk)).run()
+                break
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != DEADLOCK_SQLSTATE or attempt == DEADLOCK_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
