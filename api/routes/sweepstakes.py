@@ -154,6 +154,18 @@ async def my_one(request: Request[Any, Any, Any], sweepstakes_id: str) -> design
                                 pricing_of(program))
 
 
+@get("/v1/me/sweepstakes-entries", guards=[participant_only], operation_id="listMySweepstakesEntries",
+     summary="The sweepstakes I entered", description="Every sweepstakes I hold tickets in, open, closed and drawn, "
+     "newest first, with my tickets and the outcome: `open`, `awaiting_draw`, then `won` (with the prize), "
+     "`alternate` or `not_won`, and the links to the draw's proof and the entries file. A page may hold fewer "
+     "than `limit` items and still carry a `next_cursor` (it looks at up to 1,000 sweepstakes).", tags=TAGS)
+async def my_entries(request: Request[Any, Any, Any], limit: Limit = 50,
+                     cursor: Cursor = None) -> reports.MySweepstakesEntryPage:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    return await reports.my_entries(wallets_of(request), program, principal.subject_id, limit, cursor)
+
+
 @post("/v1/me/sweepstakes/{sweepstakes_id:str}/entries", guards=[participant_only], dependencies=IDEMPOTENT,
       operation_id="enterSweepstakes", summary="Buy entries",
       description="`count` tickets at the entry cost each, atomically: 409 `sweepstakes_closed` after the close, "
@@ -185,5 +197,5 @@ async def public_entries(request: Request[Any, Any, Any], sweepstakes_id: str) -
     return Response(body, media_type="text/csv; charset=utf-8")
 
 
-ROUTES = [create, list_all, read, report, free_entries, close, draw, forfeit, my_list, my_one, enter, public_proof,
+ROUTES = [create, list_all, read, report, free_entries, close, draw, forfeit, my_list, my_one, my_entries, enter, public_proof,
           public_entries]
