@@ -123,6 +123,28 @@ async def check_teams(program_id: str, team_ids: list[str] | None, field: str) -
         raise Invalid(f"no team {shown} in this program", field=field)
 
 
+def email_key(email: str | None) -> str | None:
+    """An email as it is compared: stripped, lower case; None for none."""
+    key = (email or "").strip().lower()
+    return key or None
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """A unique index refused the write (SQLite or Postgres), not some other failure."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc).upper()
+    try:
+        from asyncpg.exceptions import UniqueViolationError
+    except ImportError:  # pragma: no cover - asyncpg is installed with piccolo[postgres]
+        return False
+    return isinstance(exc, UniqueViolationError)
+
+
+EMAIL_TAKEN = "another participant of this program has this email"
+
+
 async def email_holders(program_id: str, email: str) -> list[tuple[str, str]]:
     """(id, status) of the program's participants with this email, whatever its case."""
     wanted = email.strip().lower()
@@ -137,7 +159,7 @@ async def _check_email_free(program_id: str, email: str | None, participant_id: 
     if not email:
         return
     if any(holder != participant_id for holder, _ in await email_holders(program_id, email)):
-        raise Invalid("another participant of this program has this email", field="email")
+        raise Invalid(EMAIL_TAKEN, field="email")
 
 
 async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[ParticipantView, bool]:
@@ -157,6 +179,7 @@ async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[Par
         public_id="p-" + secrets.token_hex(8),
         display_name=spec.display_name,
         email=spec.email,
+        email_key=email_key(spec.email),
         team_id=spec.team_id,
         segment=spec.segment,
         enrolled_at=spec.enrolled_at,
@@ -165,12 +188,16 @@ async def upsert_participant(program_id: str, spec: NewParticipant) -> tuple[Par
     )
     try:
         await Participant.insert(row).run()
-    except Exception:
+    except Exception as exc:
         # Lost a race with a concurrent upsert of the same external id: answer the winner.
         winner = await Participant.select().where(Participant.program_external == key).first().run()
-        if winner is None:
-            raise
-        return _view(winner), False
+        if winner is not None:
+            return _view(winner), False
+        # Lost a race for the email (the unique index on program_id + email_key): the same
+        # refusal the check above gives when it sees the holder first.
+        if _is_unique_violation(exc) and spec.email:
+            raise Invalid(EMAIL_TAKEN, field="email") from None
+        raise
     return await get_participant(program_id, row.id), True
 
 
@@ -223,11 +250,18 @@ async def update_participant(
         await _check_team(program_id, values["team_id"])
     if "email" in values:
         await _check_email_free(program_id, values["email"], participant_id)
+    if "email" in values:
+        values["email_key"] = email_key(values["email"])
     if values:
         values["updated_at"] = datetime.now(timezone.utc)
-        await Participant.update({getattr(Participant, k): v for k, v in values.items()}).where(
-            (Participant.id == participant_id) & (Participant.program_id == program_id)
-        ).run()
+        try:
+            await Participant.update({getattr(Participant, k): v for k, v in values.items()}).where(
+                (Participant.id == participant_id) & (Participant.program_id == program_id)
+            ).run()
+        except Exception as exc:
+            if "email" in values and _is_unique_violation(exc):
+                raise Invalid(EMAIL_TAKEN, field="email") from None
+            raise
     return before, await get_participant(program_id, participant_id)
 
 

@@ -65,6 +65,11 @@ class Participant(Table, tablename="participants"):
     public_id = Varchar(length=40, unique=True)
     display_name = Varchar(length=200)
     email = Varchar(length=320, null=True, default=None)
+    # The email as it is compared (stripped, lower case), null without one. A unique index on
+    # (program_id, email_key), made by a raw migration (Piccolo has no two-column unique),
+    # keeps an email to one participant per program even when two enrolments race; NULLs
+    # never collide, and addresses shared before the rule keep theirs on the first holder only.
+    email_key = Varchar(length=320, null=True, default=None)
     team_id = Varchar(length=40, null=True, default=None, index=True)
     segment = Varchar(length=100, null=True, default=None)
     status = Varchar(length=20, default="active")
