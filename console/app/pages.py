@@ -13,18 +13,19 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Response, get
-from litestar.datastructures import CacheControlHeader
-from litestar.static_files import create_static_files_router
 
+from console.assets import StaticAssets
 from kernel.errors import NotFound
 from programs.programs import ProgramView, get_program
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "app"
-# Static files are cached a day; the service worker (fetched by the browser on its own
-# schedule) is revalidated every time so a new shell reaches phones.
-STATIC_MAX_AGE = 86_400
+# The shell names its files under their content version (console/assets.py): a year in any
+# cache, and a deploy changes every URL. The shell itself and the service worker are
+# revalidated every time, so a new version reaches phones on their next load.
+ASSETS = StaticAssets(STATIC, "/app/static")
 
 _templates = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
+_templates.globals["static"] = ASSETS.url
 
 
 async def program_or_none(program_id: str) -> ProgramView | None:
@@ -41,7 +42,9 @@ async def shell(program_id: str) -> Response[str]:
     if program is None:
         page = _templates.get_template("app/missing.html").render()
         return Response(page, status_code=404, media_type="text/html")
-    page = _templates.get_template("app/shell.html").render(program=program)
+    # Every module preloaded at once, so the screens do not wait on a waterfall of imports.
+    modules = [n for n in ASSETS.names() if n.endswith(".js") and n not in ("main.js", "sw.js")]
+    page = _templates.get_template("app/shell.html").render(program=program, modules=modules)
     return Response(page, media_type="text/html")
 
 
@@ -69,22 +72,30 @@ async def manifest(program_id: str) -> Response[dict[str, Any]]:
         "display": "standalone",
         "background_color": "#ffffff",
         "theme_color": "#0b4f8a",
-        "icons": [{"src": "/app/static/icon.svg", "sizes": "any", "type": "image/svg+xml", "purpose": "any"},
-                  {"src": "/app/static/icon-192.png", "sizes": "192x192", "type": "image/png"},
-                  {"src": "/app/static/icon-512.png", "sizes": "512x512", "type": "image/png"}],
+        "icons": [{"src": ASSETS.url("icon.svg"), "sizes": "any", "type": "image/svg+xml", "purpose": "any"},
+                  {"src": ASSETS.url("icon-192.png"), "sizes": "192x192", "type": "image/png"},
+                  {"src": ASSETS.url("icon-512.png"), "sizes": "512x512", "type": "image/png"}],
     }
     return Response(body, media_type="application/manifest+json")
 
 
 @get("/app/sw.js", include_in_schema=False, opt={"exclude_from_auth": True})
 async def service_worker() -> Response[bytes]:
-    """At /app/ so its scope covers every program's app."""
-    return Response((STATIC / "sw.js").read_bytes(), media_type="text/javascript",
+    """At /app/ so its scope covers every program's app. Its bytes carry the version (its
+    cache name), so the browser's update check installs a new worker on every deploy."""
+    return Response(ASSETS.body("sw.js") or b"", media_type="text/javascript",
                     headers={"Cache-Control": "no-cache"})
 
 
-static_files = create_static_files_router(
-    path="/app/static", directories=[STATIC], include_in_schema=False, opt={"exclude_from_auth": True},
-    cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE, public=True), name="app-static")
+@get("/app/static/{version:str}/{name:str}", include_in_schema=False, opt={"exclude_from_auth": True})
+async def versioned_file(version: str, name: str) -> Response[bytes]:
+    return ASSETS.response(name, version)
 
-ROUTES = [app_shell, sign_in_page, manifest, service_worker, static_files]
+
+@get("/app/static/{name:str}", include_in_schema=False, opt={"exclude_from_auth": True})
+async def unversioned_file(name: str) -> Response[bytes]:
+    """Links from before versions (and tests) still work, revalidated each time."""
+    return ASSETS.response(name, None)
+
+
+ROUTES = [app_shell, sign_in_page, manifest, service_worker, versioned_file, unversioned_file]

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from litestar.datastructures import CacheControlHeader
-from litestar.static_files import create_static_files_router
+from litestar import Response, get
 from litestar.types import ControllerRouterHandler
 
 from console.manager import actions, auth_pages, program_pages
-from console.manager.web import STATIC
-
-# The file names do not change between deployments yet: a day, revalidated after.
-STATIC_CACHE = CacheControlHeader(max_age=86_400, public=True)
+from console.manager.web import ASSETS
 
 
-def static_router() -> ControllerRouterHandler:
-    return create_static_files_router(path="/console/static", directories=[STATIC], name="console-static",
-                                      include_in_schema=False, cache_control=STATIC_CACHE)
+# The pages name their files under the content version (console/assets.py): immutable for a
+# year; an unversioned or older URL still answers, revalidated each time.
+@get("/console/static/{version:str}/{name:str}", include_in_schema=False)
+async def versioned_file(version: str, name: str) -> Response[bytes]:
+    return ASSETS.response(name, version)
 
 
-ROUTES: list[ControllerRouterHandler] = [*auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES, static_router()]
+@get("/console/static/{name:str}", include_in_schema=False)
+async def unversioned_file(name: str) -> Response[bytes]:
+    return ASSETS.response(name, None)
+
+
+ROUTES: list[ControllerRouterHandler] = [*auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES,
+                                         versioned_file, unversioned_file]
 
 __all__ = ["ROUTES"]

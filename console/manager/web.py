@@ -14,6 +14,7 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect
 
 from api.settings import Settings
+from console.assets import StaticAssets
 from kernel.errors import NotFound
 from programs import console_sessions, console_users
 from programs.console_users import Membership, Person, Role
@@ -24,8 +25,11 @@ PRE_SESSION_COOKIE = "rw_console_pre"
 PACKAGE = Path(__file__).resolve().parents[1]
 STATIC = PACKAGE / "static" / "console"
 
+ASSETS = StaticAssets(STATIC, "/console/static")
+
 templates = Environment(loader=FileSystemLoader(PACKAGE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
+templates.globals["static"] = ASSETS.url
 
 # The navigation, in UI.md's order: (link name, path under /console/p/{program_id}/).
 NAV: list[tuple[str, str]] = [

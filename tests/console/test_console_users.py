@@ -184,8 +184,13 @@ async def test_every_page_renders_for_an_owner_with_the_navigation(client: Any) 
         assert page.status_code == 200, (href, page.text)
         assert page.headers["cache-control"] == "no-store"
         assert "script-src 'self'" in page.headers["content-security-policy"]
-    css = await client.get(follow_redirects=False, url="/console/static/console.css")
-    assert css.status_code == 200 and "max-age=86400" in css.headers["cache-control"]
+    # The stylesheet under its content version: cached for a year; the bare name still answers.
+    href = re.search(r'<link rel="stylesheet" href="([^"]+)"', overview.text).group(1)  # type: ignore[union-attr]
+    assert re.fullmatch(r"/console/static/[0-9a-f]{12}/console\.css", href), href
+    css = await client.get(follow_redirects=False, url=href)
+    assert css.status_code == 200 and css.headers["cache-control"] == "public, max-age=31536000, immutable"
+    bare = await client.get(follow_redirects=False, url="/console/static/console.css")
+    assert bare.status_code == 200 and bare.content == css.content and "no-cache" in bare.headers["cache-control"]
 
 
 async def test_campaign_buttons_follow_its_status(client: Any) -> None:

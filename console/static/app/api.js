@@ -3,6 +3,11 @@
 
 let access = null;
 let refreshing = null;
+// The access token is renewed shortly before it expires (it lives expires_in seconds), so
+// no request goes out with a dead token and no 401 lands in the console. A phone that
+// slept through the timer renews before its next request instead (refreshAt).
+let refreshAt = Infinity;
+let timer = null;
 
 export class Offline extends Error {}
 
@@ -14,8 +19,38 @@ export class Problem extends Error {
   }
 }
 
-export function setAccess(token) {
+export function setAccess(token, expiresIn) {
   access = token;
+  schedule(expiresIn);
+}
+
+// Renew at 80% of the lifetime, between 5 and 60 seconds early (840 s of the default 900).
+export function renewalDelay(expiresIn) {
+  const early = Math.max(5, Math.min(60, expiresIn * 0.2));
+  return Math.max(1, expiresIn - early) * 1000;
+}
+
+function schedule(expiresIn) {
+  clearTimeout(timer);
+  timer = null;
+  refreshAt = Infinity;
+  if (access === null || !(expiresIn > 0)) return;
+  const wait = renewalDelay(expiresIn);
+  refreshAt = Date.now() + wait;
+  timer = setTimeout(renewNow, wait);
+}
+
+async function renewNow() {
+  try {
+    if (!(await refresh())) window.dispatchEvent(new CustomEvent("rw-signed-out"));
+  } catch (error) {
+    // Offline: try again soon; a request made meanwhile renews first anyway.
+    timer = setTimeout(renewNow, 10_000);
+  }
+}
+
+async function fresh() {
+  if (access !== null && Date.now() >= refreshAt) await refresh().catch(() => false);
 }
 
 export function signedIn() {
@@ -43,8 +78,12 @@ export async function postJson(path, body) {
 export function refresh() {
   if (!refreshing) {
     refreshing = postJson("/v1/auth/resume", {})
-      .then((answer) => { access = answer.signed_in ? answer.access_token : null; return answer.signed_in; })
-      .catch((error) => { if (error instanceof Offline) throw error; access = null; return false; })
+      .then((answer) => {
+        access = answer.signed_in ? answer.access_token : null;
+        schedule(answer.expires_in);
+        return answer.signed_in;
+      })
+      .catch((error) => { if (error instanceof Offline) throw error; access = null; schedule(0); return false; })
       .finally(() => { refreshing = null; });
   }
   return refreshing;
@@ -52,10 +91,12 @@ export function refresh() {
 
 export async function signOut() {
   access = null;
+  schedule(0);
   await postJson("/v1/auth/sign-out", {}).catch(() => null);
 }
 
 export async function call(path, { method = "GET", body, idempotencyKey } = {}) {
+  await fresh();
   for (let attempt = 0; ; attempt += 1) {
     const headers = { Authorization: `Bearer ${access}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -75,6 +116,7 @@ export async function call(path, { method = "GET", body, idempotencyKey } = {}) 
 
 // A file as the whole body (a receipt photo): the server reads its type from its bytes.
 export async function upload(path, file) {
+  await fresh();
   for (let attempt = 0; ; attempt += 1) {
     const response = await send(path, { method: "PUT", body: file, headers: {
       Authorization: `Bearer ${access}`, "Content-Type": file.type || "application/octet-stream" } });

@@ -12,6 +12,7 @@ export async function render(view, app) {
       h("span", { class: "number", "data-testid": "balance" }, String(wallet.available)), " ",
       h("span", { class: "unit" }, app.pointName)),
     wallet.held ? h("p", {}, `${wallet.held} ${app.pointName} held for rewards on their way`) : null,
+    pending(wallet, app.pointName),
     expiring.length
       ? h("p", {}, `${expiring[0].points} ${app.pointName} expire on ${when(expiring[0].expires_at)}`)
       : null,
@@ -23,4 +24,21 @@ export async function render(view, app) {
           h("li", {}, h("span", {}, line.text), h("span", { class: "meta" }, when(line.created_at)))))
       : h("p", {}, "Nothing yet: your points and news will show here."),
   );
+}
+
+// Points earned but not yet released (a claim's or an activity's waiting period): the total
+// and each lot's release day. Nothing when the wallet has none (or an older server sends no
+// `pending` at all).
+export function pending(wallet, pointName) {
+  if (!(wallet.pending > 0)) return null;
+  const lots = (wallet.pending_lots || []).filter((lot) => lot.points > 0);
+  return h("section", { class: "pending", "aria-labelledby": "pending-heading" },
+    h("h2", { id: "pending-heading" }, "Pending"),
+    h("p", {}, h("span", { "data-testid": "pending" }, String(wallet.pending)), ` ${pointName} on their way`),
+    lots.length
+      ? h("ul", {}, lots.map((lot) => h("li", {},
+          `${lot.points} ${pointName}`,
+          lot.reason ? ` · ${lot.reason}` : "",
+          lot.releases_at ? ` · released ${when(lot.releases_at)}` : " · released once approved")))
+      : null);
 }

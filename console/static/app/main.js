@@ -89,7 +89,7 @@ async function spendLink() {
   if (!token) return null;
   try {
     const pair = await postJson("/v1/auth/sign-in-link", { token });
-    setAccess(pair.access_token);
+    setAccess(pair.access_token, pair.expires_in);
     return null;
   } catch (error) {
     if (error instanceof Offline) throw error;

@@ -1,4 +1,5 @@
 import { Problem, call, newKey } from "./api.js";
+import { svg as barcode } from "./barcode.js";
 import { alertBox, fill, h, when } from "./dom.js";
 
 const STATUS = { pending: "On its way", claimed: "On its way", fulfilled: "Delivered", failed: "Could not be delivered",
@@ -8,11 +9,16 @@ export async function render(view, app, params, query) {
   const q = query.get("q") || "";
   const brand = query.get("brand") || "";
   const affordable = query.get("affordable") === "1";
+  const low = points(query.get("min"));
+  const high = points(query.get("max"));
   const wallet = await call("/v1/me/wallet");
   const filters = new URLSearchParams({ limit: "50" });
   if (q) filters.set("q", q);
   if (brand) filters.set("brand", brand);
-  if (affordable) filters.set("max_points", String(Math.max(0, wallet.available)));
+  if (low !== null) filters.set("min_points", String(low));
+  // "What I can afford" and a maximum together: the lower of the two.
+  const ceiling = [high, affordable ? Math.max(0, wallet.available) : null].filter((v) => v !== null);
+  if (ceiling.length) filters.set("max_points", String(Math.min(...ceiling)));
   const [catalog, orders, brands] = await Promise.all([
     call(`/v1/catalog/items?${filters}`), call("/v1/me/redemptions?limit=20"), call("/v1/catalog/brands?limit=200")]);
   const balance = h("p", { class: "meta" }, `You have ${wallet.available} ${app.pointName}`);
@@ -28,6 +34,10 @@ export async function render(view, app, params, query) {
     h("option", { value: "" }, "All brands"),
     brands.items.map((b) => h("option", { value: b.id, selected: b.id === brand }, b.name)));
   const affordableField = h("input", { id: "reward-affordable", type: "checkbox", checked: affordable });
+  const range = (id, value) => h("input", { id, type: "number", inputmode: "numeric", min: 0, step: 1,
+                                            value: value === null ? "" : value });
+  const lowField = range("reward-min", low);
+  const highField = range("reward-max", high);
   fill(view, 
     h("h1", {}, "Rewards"),
     balance,
@@ -36,12 +46,17 @@ export async function render(view, app, params, query) {
         const wanted = new URLSearchParams();
         if (searchField.value.trim()) wanted.set("q", searchField.value.trim());
         if (brandField.value) wanted.set("brand", brandField.value);
+        if (points(lowField.value) !== null) wanted.set("min", String(points(lowField.value)));
+        if (points(highField.value) !== null) wanted.set("max", String(points(highField.value)));
         if (affordableField.checked) wanted.set("affordable", "1");
         location.hash = wanted.toString() ? `#/rewards?${wanted}` : "#/rewards";
       } },
       h("label", { for: "reward-search" }, "Search rewards"), searchField,
       h("button", { type: "submit" }, "Search"),
       h("label", { for: "reward-brand" }, "Brand"), brandField,
+      h("div", { class: "range" },
+        h("p", {}, h("label", { for: "reward-min" }, `Min ${app.pointName}`), lowField),
+        h("p", {}, h("label", { for: "reward-max" }, `Max ${app.pointName}`), highField)),
       h("p", { class: "check" }, affordableField, h("label", { for: "reward-affordable" }, "Only what I can afford"))),
     catalog.items.length
       ? h("ul", { class: "items" }, catalog.items.map((item) => itemCard(item, wallet.available, app, refreshAfterOrder)))
@@ -49,6 +64,13 @@ export async function render(view, app, params, query) {
     h("h2", {}, "My cards"),
     cards,
   );
+}
+
+// A whole, non-negative number of points from a field or the address, else null.
+function points(text) {
+  if (text === null || text === undefined || String(text).trim() === "") return null;
+  const value = Number(text);
+  return Number.isInteger(value) && value >= 0 && value <= 1e12 ? value : null;
 }
 
 function itemCard(item, available, app, after) {
@@ -163,7 +185,7 @@ function cardLine(order) {
       try {
         // Read fresh on each tap: the code is never kept in a list or any cache.
         const full = await call(`/v1/me/redemptions/${encodeURIComponent(order.id)}`);
-        secret.replaceChildren(...credentialLines(full.credentials || {}, full.redemption_instructions));
+        secret.replaceChildren(...credentialLines(full));
       } catch (error) {
         secret.replaceChildren(alertBox(error.message || "Could not load the code"));
       }
@@ -176,17 +198,54 @@ function cardLine(order) {
   return h("li", { class: "card" }, ...children);
 }
 
-function credentialLines(credentials, instructions) {
-  const lines = [];
-  if (credentials.code) {
-    lines.push(h("p", {}, "Code: ", h("code", { class: "code" }, credentials.code), " ",
-      navigator.clipboard ? h("button", { type: "button", class: "quiet", onclick: (event) => {
-        navigator.clipboard.writeText(credentials.code).then(() => { event.target.textContent = "Copied"; });
-      } }, "Copy code") : null));
+// A delivered card, line by line as the partner labelled it (credential_list): codes and
+// PINs with a Copy button, a barcode line also drawn as a Code 128 barcode, the expiry as a
+// date. Built from the answer of this tap only: nothing here is stored or cached.
+function credentialLines(order) {
+  const lines = order.credential_list && order.credential_list.length
+    ? order.credential_list : fromObject(order.credentials || {});
+  const out = lines.map((line) => {
+    if (line.type === "url") return h("p", {}, h("a", { href: line.value, rel: "noopener" }, line.label || "Open the card"));
+    if (line.type === "expiry") return h("p", { class: "meta" }, `${line.label || "Expires"}: ${day(line.value)}`);
+    const value = h("code", { class: "code" }, line.value);
+    const parts = [h("p", {}, `${line.label}: `, value, " ", copyButton(line))];
+    if (line.type === "barcode") {
+      const drawn = barcode(line.value, `Barcode of ${line.label}: ${line.value}`);
+      if (drawn) parts.push(drawn);
+    }
+    return parts;
+  }).flat();
+  const instructions = (order.credentials && order.credentials.instructions) || order.redemption_instructions;
+  if (instructions) out.push(h("p", { class: "meta" }, instructions));
+  return out;
+}
+
+function fromObject(c) {
+  return [["code", "Code", c.code], ["pin", "PIN", c.pin], ["url", "Open the card", c.url],
+          ["expiry", "Expires", c.expires_at]]
+    .filter(([, , value]) => value).map(([type, label, value]) => ({ type, label, value }));
+}
+
+// A date alone ("2028-12-31") stays that day wherever the phone is; a time shows local.
+function day(value) {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) {
+    const [y, m, d] = value.split("-").map(Number);
+    return new Date(y, m - 1, d).toLocaleDateString(undefined, { dateStyle: "medium" });
   }
-  if (credentials.pin) lines.push(h("p", {}, "PIN: ", h("code", { class: "code" }, credentials.pin)));
-  if (credentials.url) lines.push(h("p", {}, h("a", { href: credentials.url, rel: "noopener" }, "Open the card")));
-  if (credentials.expires_at) lines.push(h("p", { class: "meta" }, `Expires ${when(credentials.expires_at)}`));
-  if (credentials.instructions || instructions) lines.push(h("p", { class: "meta" }, credentials.instructions || instructions));
-  return lines;
+  const parsed = new Date(value);
+  return Number.isNaN(parsed.getTime()) ? value : when(value);
+}
+
+function copyButton(line) {
+  if (!navigator.clipboard) return null;
+  const what = line.type === "pin" ? "PIN" : line.label;
+  const button = h("button", { type: "button", class: "quiet", "aria-label": `Copy ${what}`, onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(line.value);
+      button.textContent = "Copied";
+    } catch (error) {
+      button.textContent = "Copy failed";
+    }
+  } }, "Copy");
+  return button;
 }

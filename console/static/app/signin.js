@@ -29,7 +29,7 @@ export function render(view, app, message, done) {
     try {
       const pair = await postJson("/v1/auth/email-codes/verify",
         { program_id: app.programId, email: email.value.trim(), code: code.value.trim() });
-      setAccess(pair.access_token);
+      setAccess(pair.access_token, pair.expires_in);
       done();
     } catch (error) {
       failed(error instanceof Problem && error.status === 401 ? new Error("That code is wrong or expired.") : error);

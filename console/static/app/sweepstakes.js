@@ -4,12 +4,38 @@ import { alertBox, h, when } from "./dom.js";
 // Play's sweepstakes: the open ones with their odds and official rules, my tickets, and
 // entering (one Idempotency-Key per tap of Enter).
 export async function section(app) {
-  const page = await call("/v1/me/sweepstakes?limit=20");
-  return h("section", { "aria-labelledby": "sweepstakes-heading" },
-    h("h2", { id: "sweepstakes-heading" }, "Sweepstakes"),
-    page.items.length
-      ? h("ul", { class: "items" }, page.items.map((entry) => card(entry, app)))
-      : h("p", {}, "No sweepstakes open right now."));
+  const [page, mine] = await Promise.all([call("/v1/me/sweepstakes?limit=20"),
+                                          call("/v1/me/sweepstakes-entries?limit=20")]);
+  return [
+    h("section", { "aria-labelledby": "sweepstakes-heading" },
+      h("h2", { id: "sweepstakes-heading" }, "Sweepstakes"),
+      page.items.length
+        ? h("ul", { class: "items" }, page.items.map((entry) => card(entry, app)))
+        : h("p", {}, "No sweepstakes open right now.")),
+    myEntries(mine.items, app.pointName)];
+}
+
+const OUTCOME = { open: "Open: the draw comes after it closes", awaiting_draw: "Closed: waiting for the draw",
+                  won: "You won", alternate: "Alternate: you win if a winner forfeits", not_won: "Not won this time" };
+
+// Every sweepstakes I hold tickets in, past ones with what the draw made of me and its proof.
+export function myEntries(items, pointName) {
+  return h("section", { "aria-labelledby": "my-entries-heading" },
+    h("h2", { id: "my-entries-heading" }, "My entries"),
+    items.length
+      ? h("ul", { class: "list", "data-testid": "my-entries" }, items.map((e) => h("li", { class: e.outcome },
+          h("span", {}, e.name),
+          h("span", { class: "meta" }, `${e.my_tickets} of ${e.total_tickets} tickets · `
+            + (e.drawn_at ? `drawn ${when(e.drawn_at)}` : `closes ${when(e.closes_at)}`)),
+          h("span", { class: e.outcome === "won" ? "ok" : "" }, OUTCOME[e.outcome] || e.outcome,
+            e.outcome === "won" && e.prize ? `: ${prizeText(e.prize, pointName)}` : ""),
+          e.drawn_at ? h("a", { href: e.proof_url, rel: "noopener" }, `Proof of the draw: ${e.name}`) : null)))
+      : h("p", {}, "You have not entered a sweepstakes yet."));
+}
+
+function prizeText(prize, pointName) {
+  if (prize.type === "points") return `${prize.points} ${pointName}`;
+  return prize.description || "a reward";
 }
 
 function card(entry, app) {
