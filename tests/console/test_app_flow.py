@@ -15,13 +15,15 @@ import httpx
 from playwright.async_api import expect
 
 from tests.console.conftest import axe_violations, screenshot
-from tests.factories import bearer, catalog_item, grant, launched_wheel, new_participant, new_sweepstakes, new_program, random_ref, wait_until
+from tests.factories import bearer, buy_entries, catalog_item, grant, launched_wheel, new_participant, new_sweepstakes, \
+    new_program, random_ref, tokens_for, wait_until
 
 
 async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
     program = await new_program(api, point_name="stars")
     person = await new_participant(api, program, display_name="Dana Seller", email=f"{random_ref('dana')}@example.com")
-    assert (await grant(api, program, person["id"], 5000)).status_code == 201
+    # 4,910 + the past sweepstakes' prize (100) - its ticket (10) = 5,000 on Home.
+    assert (await grant(api, program, person["id"], 4910)).status_code == 201
     # The first partner is the program's default route: it delivers the second card.
     partner = (await api.post("/v1/fulfillment/partners", json={"name": random_ref("partner")},
                               headers=program.headers)).json()
@@ -33,11 +35,20 @@ async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
                             headers=program.headers)
     assert upload.status_code in (200, 201), upload.text
     wheel = await launched_wheel(api, program, cost_points=1)
+    # A past sweepstakes the seller entered alone, drawn: My entries shows it won.
+    past = await new_sweepstakes(api, program, name="Summer sweepstakes", winners=1, alternates=0,
+                                 prizes=[{"type": "points", "points": 100}])
+    mine = bearer((await tokens_for(api, program, person["id"]))["access_token"])
+    assert (await buy_entries(api, past["id"], mine, 1)).status_code == 201
+    assert (await api.post(f"/v1/sweepstakes/{past['id']}/close", headers=program.headers)).status_code == 200
+    drawn = await api.post(f"/v1/sweepstakes/{past['id']}/draw", headers=program.headers,
+                           json={"beacon": {"source": "test", "round": 1, "value": "beacon-1"}})
+    assert drawn.status_code == 200, drawn.text
     await new_sweepstakes(api, program, name="Q4 dealer sweepstakes")
     link = await api.post(f"/v1/participants/{person['id']}/sign-in-links", headers=program.headers)
     assert link.status_code == 201, link.text
     return {"program": program, "person": person, "item": item, "wheel": wheel, "link": link.json()["url"],
-            "partner": partner, "routed": routed}
+            "partner": partner, "routed": routed, "past": past}
 
 
 async def no_serious_violations(page: Any, screen: str) -> None:
@@ -79,6 +90,23 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         await page.get_by_label("Brand").select_option(label="All brands")
         await page.get_by_role("button", name="Search").click()
         await expect(page.locator("li.item")).to_have_count(2)
+        # The points range, alone and with "Only what I can afford" (the lower ceiling wins).
+        cheap, dear = sorted([seller["routed"]["points_price"], seller["item"]["points_price"]])
+        await page.get_by_label("Max stars").fill(str(cheap))
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.locator("li.item")).to_have_count(1)
+        await expect(page.locator("li.item")).to_contain_text("Home Depot $10 card")
+        await page.get_by_label("Max stars").fill("")
+        await page.get_by_label("Min stars").fill(str(cheap + 1))
+        await page.get_by_label("Only what I can afford").check()
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.locator("li.item")).to_have_count(1)
+        await expect(page.locator("li.item")).to_contain_text(seller["item"]["name"])
+        await expect(page.get_by_label("Min stars")).to_have_value(str(cheap + 1))
+        await page.get_by_label("Min stars").fill("")
+        await page.get_by_label("Only what I can afford").uncheck()
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.locator("li.item")).to_have_count(2)
         card = page.locator("li.item", has_text=seller["item"]["name"])
         await card.get_by_role("button", name="Redeem").click()
         confirm = card.get_by_role("button", name="Confirm")
@@ -109,13 +137,30 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         claimed = (await api.post("/v1/fulfillment/orders/claim", json={"limit": 5, "lease_seconds": 60},
                                   headers=partner)).json()["items"]
         assert len(claimed) == 1
-        done = await api.post(f"/v1/fulfillment/orders/{claimed[0]['id']}/fulfill",
-                              json={"credentials": {"code": "HD-55-PARTNER"}}, headers=partner)
+        # Delivered as a supplier's labelled lines: a barcode to scan at the till and an expiry.
+        done = await api.post(f"/v1/fulfillment/orders/{claimed[0]['id']}/fulfill", headers=partner, json={
+            "credential_list": [{"label": "Card number", "type": "code", "value": "HD-55-PARTNER"},
+                                {"label": "PIN", "type": "pin", "value": "0420"},
+                                {"label": "Scan at the till", "type": "barcode", "value": "9780201379624"},
+                                {"label": "Valid until", "type": "expiry", "value": "2028-12-31"}]})
         assert done.status_code == 200, done.text
         delivered = page.locator("li.card", has_text="Home Depot")
         await expect(delivered.get_by_role("button", name="Show code")).to_be_visible(timeout=20_000)
         await delivered.get_by_role("button", name="Show code").click()
         await expect(delivered.locator(".secret")).to_contain_text("HD-55-PARTNER")
+        barcode = delivered.get_by_role("img", name="Barcode of Scan at the till: 9780201379624")
+        await expect(barcode).to_be_visible()
+        assert await barcode.evaluate("(el) => el.tagName") == "svg"
+        await expect(delivered.locator(".secret")).to_contain_text("Valid until: Dec 31, 2028")
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        await delivered.get_by_role("button", name="Copy PIN").click()
+        await expect(delivered.get_by_role("button", name="Copy PIN")).to_have_text("Copied")
+        assert await page.evaluate("() => navigator.clipboard.readText()") == "0420"
+        await delivered.get_by_role("button", name="Copy Card number").click()
+        assert await page.evaluate("() => navigator.clipboard.readText()") == "HD-55-PARTNER"
+        await barcode.scroll_into_view_if_needed()
+        await no_serious_violations(page, "card")
+        await screenshot(page, "app-card")
 
         # Play: spin, see the proof, rotate, and the browser verifies it.
         await nav.get_by_role("link", name="Play").click()
@@ -128,6 +173,15 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         await sweep.get_by_role("button", name="Enter").click()
         await expect(sweep.get_by_role("status")).to_contain_text("Entered: 2")
         await expect(sweep).to_contain_text("My tickets: 2")
+        # My entries: the past one with its outcome and proof (the open one shows after a reload).
+        entries = page.get_by_test_id("my-entries")
+        past = entries.locator("li", has_text="Summer sweepstakes")
+        await expect(past).to_contain_text("You won: 100 stars")
+        proof_link = past.get_by_role("link", name="Proof of the draw: Summer sweepstakes")
+        assert await proof_link.get_attribute("href") == f"/v1/public/sweepstakes/{seller['past']['id']}/proof"
+        assert (await api.get(f"/v1/public/sweepstakes/{seller['past']['id']}/proof")).status_code == 200
+        await page.reload()
+        await expect(entries.locator("li", has_text="Q4 dealer sweepstakes")).to_contain_text("Open")
         await no_serious_violations(page, "play")
         await screenshot(page, "app-play")
         await page.locator(f"a[href='#/play/{seller['wheel']}']").click()
