@@ -214,14 +214,15 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
 
         # The smallest phone: nothing wider than the screen.
         await page.set_viewport_size({"width": 360, "height": 640})
-        for screen, heading in (("Play", "Play"), ("Rewards", "Rewards"), ("Home", "Your points")):
+        for screen, heading in (("Play", "Play"), ("Rewards", "Rewards"), ("Activity", "Activity"),
+                                ("Leaderboard", "Leaderboard"), ("Home", "Your points")):
             await nav.get_by_role("link", name=screen).click()
             await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
             assert await page.evaluate("() => document.documentElement.scrollWidth") <= 360, screen
-        small = await page.evaluate("""() => [...document.querySelectorAll('button, nav a')]
-            .filter((el) => el.offsetParent !== null)
-            .map((el) => el.getBoundingClientRect()).filter((r) => r.height < 44 || r.width < 44).length""")
-        assert small == 0, "every button and navigation link is at least 44 px"
+            small = await page.evaluate("""() => [...document.querySelectorAll('button, nav a, input, select')]
+                .filter((el) => el.offsetParent !== null && el.type !== 'checkbox')
+                .map((el) => el.getBoundingClientRect()).filter((r) => r.height < 44 || r.width < 44).length""")
+            assert small == 0, f"{screen}: every button, field and navigation link is at least 44 px"
 
         # Offline: the service worker answers with the offline screen, not a browser error.
         await page.wait_for_function("() => navigator.serviceWorker && navigator.serviceWorker.controller !== null")
