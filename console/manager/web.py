@@ -86,7 +86,8 @@ def session_cookie(settings: Settings, value: str, max_age: int | None = None) -
 
 
 def pre_session_cookie(settings: Settings, value: str, max_age: int | None = 3600) -> Cookie:
-    return Cookie(key=PRE_SESSION_COOKIE, value=value, path="/console/sign-in", httponly=True, samesite="strict",
+    # Path /console: the sign-in and the forgot-password forms both carry it.
+    return Cookie(key=PRE_SESSION_COOKIE, value=value, path="/console", httponly=True, samesite="strict",
                   secure=settings.public_url.startswith("https://"), max_age=max_age)
 
 
