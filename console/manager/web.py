@@ -43,7 +43,8 @@ DONE = {
     "paused": "Campaign paused.", "resumed": "Campaign resumed.", "ended": "Campaign ended.",
     "approved": "Claim approved.", "rejected": "Claim rejected.", "disabled": "Item disabled.",
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",
-    "announced": "Announcement sent.",
+    "announced": "Announcement sent.", "rule-activated": "Rule activated: activities from now on use it.",
+    "rule-retired": "Rule retired: it awards nothing from now on.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
     "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }
