@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.types import ControllerRouterHandler
 
-from console.manager import actions, auth_pages, program_pages
+from console.manager import actions, auth_pages, participant_links, program_pages, rule_pages
 from console.manager.web import ASSETS
 
 
@@ -22,6 +22,7 @@ async def unversioned_file(name: str) -> Response[bytes]:
 
 
 ROUTES: list[ControllerRouterHandler] = [*auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES,
-                                         versioned_file, unversioned_file]
+                                         *participant_links.ROUTES, *rule_pages.ROUTES, versioned_file,
+                                         unversioned_file]
 
 __all__ = ["ROUTES"]
