@@ -527,9 +527,15 @@ async def resets_to(settings: Any, email: str, count: int) -> list[Any]:
     reset mail leaves in the background)."""
     outbox = Path(settings.outbox_path)
 
+    def addressed(message: Any) -> bool:
+        try:
+            return message["To"] == email and "Reset" in message["Subject"]
+        except (IndexError, ValueError):  # another test's odd address (the schema fuzz mails the outbox too)
+            return False
+
     def mine() -> list[Any]:
         found = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in outbox.glob("*.eml")]
-        return [m for m in found if m["To"] == email and "Reset" in m["Subject"]]
+        return [m for m in found if addressed(m)]
 
     async def arrived() -> bool:
         return outbox.exists() and len(mine()) >= count
