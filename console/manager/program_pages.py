@@ -15,11 +15,11 @@ from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
 from fulfillment import order_counts, orders, partners
 from fulfillment.orders import OrderStatus
-from games import campaigns
+from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
 from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
-                      participants, rulebook, standings, waiting)
+                      history_reasons, participants, rulebook, standings, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, daily, journal, ledger
@@ -84,8 +84,12 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     program = await get_program(program_id)
     wallet = await accounts.wallet_view(request.app.state.wallets, program_id, participant_id)
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
+    their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True)
+    their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
                 program=program, wallet=wallet, history=history.items,
+                why=await history_reasons.reasons(program_id, history.items), orders=their_orders.items,
+                spins=their_spins.items,
                 # One key per form shown: a double submit replays the first move.
                 grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16))
 
