@@ -5,7 +5,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.types import ControllerRouterHandler
 
-from console.manager import actions, auth_pages, participant_links, program_pages, rule_pages
+from console.manager import (actions, auth_pages, import_pages, order_pages, participant_links, partner_pages,
+                             program_pages, rule_pages)
 from console.manager.web import ASSETS
 
 
@@ -21,8 +22,8 @@ async def unversioned_file(name: str) -> Response[bytes]:
     return ASSETS.response(name, None)
 
 
-ROUTES: list[ControllerRouterHandler] = [*auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES,
-                                         *participant_links.ROUTES, *rule_pages.ROUTES, versioned_file,
-                                         unversioned_file]
+ROUTES: list[ControllerRouterHandler] = [
+    *auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES, *participant_links.ROUTES, *rule_pages.ROUTES,
+    *import_pages.ROUTES, *partner_pages.ROUTES, *order_pages.ROUTES, versioned_file, unversioned_file]
 
 __all__ = ["ROUTES"]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.sql
 
 CONCURRENT = 8
 
-fill = importlib.import_module("programs.piccolo_migrations.programs_2026_12_02t10_01_03_000000")
+fill = importlib.import_module("programs.piccolo_migrations.programs_2026_12_02t10_50_01_000000")
 
 
 def cased(address: str, n: int) -> str:

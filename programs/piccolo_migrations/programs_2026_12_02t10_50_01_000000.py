@@ -1,7 +1,7 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.table import Table
 
-ID = "2026-12-02T10:01:03:000000"
+ID = "2026-12-02T10:50:01:000000"
 VERSION = "1.38.0"
 DESCRIPTION = ("An email is one participant's per program: email_key filled in for the participants already "
                "there (the first holder of an address shared before the rule keeps it), then a unique index on "

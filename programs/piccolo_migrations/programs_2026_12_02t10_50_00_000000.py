@@ -2,7 +2,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import Varchar
 from piccolo.columns.indexes import IndexMethod
 
-ID = "2026-12-02T10:01:02:764457"
+ID = "2026-12-02T10:50:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "participants.email_key: the email as compared (stripped, lower case), for the unique index of the next migration"
 
