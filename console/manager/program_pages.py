@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 from litestar import Request, Response, get
 
-from catalog.items import pricing_of, search
+from catalog.items import pricing_of
 from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
 from fulfillment import order_counts, orders, partners
@@ -112,16 +112,6 @@ async def claim_queue(request: Request[Any, Any, Any], program_id: str, status: 
     found = await claims.list_claims(program_id, 100, None, chosen)  # type: ignore[arg-type]
     return page(ctx, "console/claims.html", "Claims", "claims", request, claims=found.items, status=chosen,
                 statuses=("pending", "approved", "rejected", "duplicate"))
-
-
-@get(f"{P}/catalog", include_in_schema=False)
-async def catalog_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    found = await search(program_id, pricing_of(program), limit=200, include_disabled=True)
-    return page(ctx, "console/catalog.html", "Catalog", "catalog", request, items=found.items)
 
 
 @get(f"{P}/orders.csv", include_in_schema=False)
@@ -285,6 +275,6 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
     return Response(text, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
 
 
-ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page,
+ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
           order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]
