@@ -190,7 +190,7 @@ async def reverse_sale(store: WalletStore, program_id: str, request: ReversalReq
     steps = [ReversalStepView(participant_id=s.participant, points=s.points, cancelled=s.cancelled,
                               taken_back=s.taken_back, owed=s.owed,
                               transaction_id=s.tx if (s.cancelled or s.taken_back or s.owed) else None)
-             for s in result.steps]
+             for s in (result.steps if isinstance(result.steps, list) else [])]
     view = ReversalView(external_id=request.external_id, activity_id=activity_id, points=sum(s.points for s in steps),
                         cancelled=sum(s.cancelled for s in steps), taken_back=sum(s.taken_back for s in steps),
                         owed=sum(s.owed for s in steps), steps=steps)

@@ -104,7 +104,8 @@ class ReversalStep(msgspec.Struct, frozen=True):
 
 class Reversal(msgspec.Struct, frozen=True):
     ok: bool
-    steps: list[ReversalStep] = []
+    # An activity that earned nothing has no steps: Lua writes its empty table as {}.
+    steps: list[ReversalStep] | dict[str, Any] = []
     replayed: int | None = None
     code: str | None = None
     detail: str | None = None

@@ -240,3 +240,14 @@ async def test_a_rule_cannot_wait_both_ways(client) -> None:  # type: ignore[no-
         "name": "both", "activity_type": "sale", "award": {"type": "fixed", "points": 1}, "pending_days": 2,
         "pending_until": "approval"}, headers=program.headers)
     assert response.status_code in (400, 422) and "pending" in response.text
+
+
+async def test_a_returned_sale_that_earned_nothing_changes_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)  # no rule: earns nothing
+    response = await reverse(client, program, invoice)
+    assert response.status_code == 200, response.text
+    assert response.json()["steps"] == [] and response.json()["points"] == 0
+    assert (await reverse(client, program, invoice)).json() == response.json()
