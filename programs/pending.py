@@ -28,6 +28,7 @@ from kernel import keys as kernel_keys
 from kernel.errors import NotFound, Refused
 from kernel.idempotency import Idem
 from kernel.ids import new_id
+from kernel.pages import page_of
 from programs import standings
 from programs.earning import owed_paid_line
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, points_text
@@ -52,7 +53,7 @@ class LotView(msgspec.Struct, frozen=True):
 
 class LotPage(msgspec.Struct, frozen=True):
     items: list[LotView]
-    next_cursor: str | None = None
+    next_cursor: str | None
 
 
 class Release(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -101,11 +102,19 @@ def _lot_view(lot: PendingLot) -> LotView:
                    activity_id=lot.lot.activity or None)
 
 
-async def lots_of(store: WalletStore, program_id: str, participant_id: str) -> LotPage:
+def _position(lot: PendingLot) -> str:
+    """The lots' order as a string (soonest release first, approval lots last), for cursors."""
+    at = lot.lot.releases_at
+    return f"1:{lot.id}" if at is None else f"0:{at:015d}:{lot.id}"
+
+
+async def lots_of(store: WalletStore, program_id: str, participant_id: str, limit: int = 50,
+                  cursor: str | None = None) -> LotPage:
     read = await store.balance_read(program_id, participant_id)
     if read is None:
         raise NotFound("no such participant")
-    return LotPage(items=[_lot_view(lot) for lot in read.lots])
+    lots, following = page_of(sorted(read.lots, key=_position), _position, limit, cursor, descending=False)
+    return LotPage(items=[_lot_view(lot) for lot in lots], next_cursor=following)
 
 
 async def _after_release(store: WalletStore, program: ProgramView, participant_id: str, points: int, tx: str,

@@ -9,7 +9,7 @@ from litestar.di import Provide
 
 from api.auth import admin_only, principal_of
 from api.idempotency import provide_idem
-from api.routes.participants import program_of
+from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import pending
 from programs.participants import get_participant
@@ -25,8 +25,9 @@ REPLAYED = {"Idempotent-Replayed": "true"}
      description="Points an earning rule made wait, lot by lot, soonest release first (`releases_at` null: released "
                  "when a manager approves it). Each lot's `id` is the one to release. Answers from Redis: always "
                  "current.", tags=["points"])
-async def list_lots(request: Request[Any, Any, Any], participant_id: str, wallets: WalletStore) -> pending.LotPage:
-    return await pending.lots_of(wallets, program_of(request), participant_id)
+async def list_lots(request: Request[Any, Any, Any], participant_id: str, wallets: WalletStore, limit: Limit = 50,
+                    cursor: Cursor = None) -> pending.LotPage:
+    return await pending.lots_of(wallets, program_of(request), participant_id, limit, cursor)
 
 
 @post("/v1/participants/{participant_id:str}/pending-lots/{lot_id:str}/release", guards=[admin_only],

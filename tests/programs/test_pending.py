@@ -211,6 +211,10 @@ async def test_a_rebuild_restores_pending_lots(client, store) -> None:  # type: 
     for _ in range(2):
         await sale(client, program, person, random_ref("INV"))
     before = await my_wallet(client, me)
+    path = f"/v1/participants/{person['id']}/pending-lots"
+    first = (await client.get(path, params={"limit": 1}, headers=program.headers)).json()
+    rest = (await client.get(path, params={"limit": 1, "cursor": first["next_cursor"]}, headers=program.headers)).json()
+    assert rest["next_cursor"] is None and len({first["items"][0]["id"], rest["items"][0]["id"]}) == 2
     await settled(store.client, program)
     redis = store.client
     await redis.delete(f"rw:{{p:{program.id}}}:pl:{person['id']}", f"rw:{{p:{program.id}}}:lots:due")
