@@ -255,3 +255,21 @@ async def test_a_returned_sale_that_earned_nothing_changes_nothing(client) -> No
     assert response.status_code == 200, response.text
     assert response.json()["steps"] == [] and response.json()["points"] == 0
     assert (await reverse(client, program, invoice)).json() == response.json()
+
+
+async def test_an_approved_claim_under_a_waiting_rule_pends_and_its_return_cancels_the_lot(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 90}, pending_until="approval")
+    person, me = await seller(client, program)
+    claim = {"invoice_number": random_ref("INV"), "invoice_date": NOW.date().isoformat(),
+             "amount": {"amount": 45_000, "currency": "USD"}, "product": "ThermoPro 200"}
+    filed = await client.post("/v1/me/claims", json=claim, headers={**me, "Idempotency-Key": random_ref()})
+    assert filed.status_code == 201, filed.text
+    approved = await client.post(f"/v1/claims/{filed.json()['id']}/approve", headers=program.headers)
+    assert approved.status_code == 200, approved.text
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["pending"], wallet["pending_lots"][0]["releases_at"]) == (0, 90, None)
+    returned = await reverse(client, program, f"claim:{filed.json()['id']}")
+    assert returned.json()["cancelled"] == 90
+    assert (await my_wallet(client, me))["pending"] == 0
+    await settled(store.client, program)
