@@ -220,6 +220,8 @@ async def test_a_rebuild_restores_pending_lots(client, store) -> None:  # type: 
     await redis.delete(f"rw:{{p:{program.id}}}:pl:{person['id']}", f"rw:{{p:{program.id}}}:lots:due")
     await rebuild_program(redis, program.id, [person["id"]])
     assert await my_wallet(client, me) == before
+    books = (await client.get("/v1/program/ledger", headers=program.headers)).json()
+    assert books["participants_pending"] == 80
     due = datetime.fromisoformat(before["pending_lots"][0]["releases_at"].replace("Z", "+00:00"))
     assert await release_due(store, program.id, due) == 2
     await settled(store.client, program)
