@@ -186,10 +186,9 @@ def pending_release(now_ns: int, days: int | None) -> int | None:
     return -(-at // MINUTE_MS) * MINUTE_MS
 
 
-def release_moment(pending: str) -> datetime | None:
-    """The release instant a GrantSpec's `pending` names, or None for an approval lot."""
-    at = pending.split("|", 1)[0]
-    return datetime.fromtimestamp(int(at) / 1000, tz=timezone.utc) if at else None
+def release_moment(at_ms: int | None) -> datetime | None:
+    """A lot's release instant (the wallet answers it, also on a replay), or None for an approval lot."""
+    return None if at_ms is None else datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc)
 
 
 def pending_text(points: int, point_name: str, releases_at: datetime | None, what: str) -> str:
@@ -279,14 +278,14 @@ async def evaluate(
     results: dict[str, list[AwardView]] = {a.id: [] for a in ordered}
     rows: list[Award] = []
     feed: list[FeedEntry] = []
-    for (activity, rule, participant_id, planned), outcome, grant in zip(context, outcomes, grants):
+    for (activity, rule, participant_id, planned), outcome in zip(context, outcomes):
         name = _outcome_name(outcome, planned)
         points = (outcome.points or 0) if outcome.ok else 0
         lot = outcome.lot if points else None
         award = AwardView(rule_id=rule.rule_id, rule_version=rule.version, participant_id=participant_id,
                           points=points, outcome=name, transaction_id=outcome.tx if points else None,
                           detail=None if outcome.ok else outcome.detail, already_awarded=bool(outcome.replayed),
-                          lot_id=lot, releases_at=release_moment(grant.pending) if lot else None)
+                          lot_id=lot, releases_at=release_moment(outcome.releases_at) if lot else None)
         results[activity.id].append(award)
         rows.append(Award(award_key=award_key(activity.id, rule.rule_id, participant_id), program_id=program.id,
                           activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,

@@ -143,6 +143,7 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
       {{"budget", wallet_account(wallet, "pending"), points}}, now, 0, 0)
     local result = known_balance_result(tx, participant, points, available, tonumber(w[5] or "0"))
     result.lot = tx
+    if lot.releases_at ~= "" then result.releases_at = tonumber(lot.releases_at) end
     reply = idem_store(idem, fp, ttl, result)
   else
     -- Points a returned sale left owing are paid first, back to the budget (owed_credit).

@@ -29,6 +29,7 @@ class Outcome(Reply, frozen=True):
     held: int | None = None
     free_spins: int | None = None
     lot: str | None = None  # a pending award's lot (its transaction id)
+    releases_at: int | None = None  # when that lot releases (ms); None for an approval lot
     owed_paid: int | None = None  # of the credit, points that paid what the participant owed
 
 
