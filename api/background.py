@@ -55,6 +55,9 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     import_every: float = 1.0
     sweep_every: float = 30.0
     expiry_every: float = 3600.0
+    # Pending lots release at or after their minute: a pass every few seconds is one sorted-set
+    # read per program.
+    release_every: float = 10.0
 
 
 def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStore, sealer: Sealer, *,
@@ -104,6 +107,13 @@ async def expire(ctx: Context, stop: asyncio.Event) -> None:
     await _every(stop, ctx.expiry_every, "expiry sweep", lambda: sweep_all(ctx.wallets, ctx.journal.project_program))
 
 
+async def release_pending(ctx: Context, stop: asyncio.Event) -> None:
+    """Releases the pending lots that are due (programs/pending.py), every program."""
+    from programs.pending import release_all_due
+
+    await _every(stop, ctx.release_every, "pending-lot release", lambda: release_all_due(ctx.wallets))
+
+
 async def project(ctx: Context, stop: asyncio.Event) -> None:
     """The journal projector (Redis journal -> SQL ledger, spin and feed rows); it drains
     what is waiting before it returns."""
@@ -127,6 +137,7 @@ TASKS: tuple[Task, ...] = (
     Task("participant-imports", import_participants, in_api="background_tasks"),
     Task("sweep", sweep, in_api="background_tasks"),
     Task("expiry", expire, in_api="never"),
+    Task("pending-release", release_pending, in_api="never"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),
 )
 
