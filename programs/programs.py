@@ -51,6 +51,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     tax_form_policy: str = "flag"
     tax_thresholds: dict[str, int] = {}
     approval_threshold_points: int | None = None
+    publish_checkpoints: bool = False
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,6 +89,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tax_form_policy: TaxFormPolicy | None = None
     tax_thresholds: TaxThresholds | None = None
     approval_threshold_points: Annotated[int, Meta(ge=0, le=10**12, description="0 turns four eyes off")] | None = None
+    publish_checkpoints: Annotated[bool, Meta(description="serve the signed ledger checkpoints publicly")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -106,6 +108,7 @@ def _view(row: dict) -> ProgramView:
         tax_form_policy=row.get("tax_form_policy") or "flag",
         tax_thresholds=msgspec.json.decode(row.get("tax_thresholds") or "{}"),
         approval_threshold_points=row.get("approval_threshold_points") or None,
+        publish_checkpoints=bool(row.get("publish_checkpoints")),
     )
 
 

@@ -90,7 +90,13 @@ def _milliseconds(value: Any) -> int:
 
 def canonical(row: dict[str, Any]) -> bytes:
     """The bytes version 1 hashes for a ledger row (see the module docstring)."""
-    return _encode({
+    return _encode(canonical_fields(row))
+
+
+def canonical_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The object whose sorted, compact JSON is the row's canonical bytes: what a statement
+    shows of each entry, so a verifier re-encodes exactly what was hashed."""
+    return {
         "v": CHAIN_VERSION,
         "stream_id": row["stream_id"],
         "transaction_id": row["transaction_id"],
@@ -104,7 +110,12 @@ def canonical(row: dict[str, Any]) -> bytes:
         "metadata": row["metadata"],
         "legs": [list(leg) for leg in _decode_legs(row["legs"])],
         "created_at": _milliseconds(row["created_at"]),
-    })
+    }
+
+
+def encode_canonical(fields: dict[str, Any]) -> bytes:
+    """`canonical_fields` as bytes: JSON, keys sorted, no whitespace, UTF-8."""
+    return _encode(fields)
 
 
 def next_link(previous: str, row: dict[str, Any]) -> str:
@@ -227,7 +238,7 @@ async def restore_journal_floor(client: Any, program_id: str) -> bool:
 
 # --- verifying (audit) --------------------------------------------------------------------
 
-Problem = Literal["link_mismatch", "missing_seq", "order", "unlinked", "head_mismatch"]
+Problem = Literal["link_mismatch", "missing_seq", "order", "unlinked", "head_mismatch", "checkpoint_mismatch"]
 
 
 class ChainProblem(msgspec.Struct, frozen=True):
