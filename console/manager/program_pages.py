@@ -12,12 +12,12 @@ from litestar import Request, Response, get
 
 from catalog.items import pricing_of, search
 from console.manager.web import InProgram, in_program, page, refused, render
-from fulfillment import orders, partners
+from fulfillment import orders, partners, taxes
 from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import announcements, approvals, audit, budget, claims, console_users, funding, participants, rulebook, standings
+from programs import announcements, approvals, audit, budget, claims, console_users, funding, participants, rulebook, standings, tax_profiles
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, ledger
@@ -77,8 +77,10 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     program = await get_program(program_id)
     wallet = await accounts.wallet_view(request.app.state.wallets, program_id, participant_id)
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
+    # The tax form's status, legal name and the last 4 digits of the TIN: never more here.
+    tax_form = await tax_profiles.profile(program_id, participant_id, request.app.state.sealer)
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
-                program=program, wallet=wallet, history=history.items,
+                program=program, wallet=wallet, history=history.items, tax_form=tax_form,
                 # One key per form shown: a double submit replays the first move.
                 grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16))
 
@@ -185,7 +187,11 @@ async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Resp
     program = await get_program(program_id)
     found = await funding.list_fundings(program_id, 100)
     figures = await budget.budget_view(request.app.state.wallets, program)
-    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures)
+    # The tax years a report may be asked for: this one (in the program's time zone) and
+    # the six before, newest first; last year's is the one filed early in the year.
+    this_year = taxes.tax_year(program, datetime.now(timezone.utc))
+    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures,
+                tax_years=list(range(this_year, this_year - 7, -1)), tax_year=this_year - 1)
 
 
 @get(f"{P}/partners", include_in_schema=False)
