@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("program_id", nargs="?", default=None, help="one program (default: every program)")
     audit.set_defaults(func=cmd_audit)
     worker = sub.add_parser("worker", help="run every background task: the journal projector, webhook deliveries, "
-                                           "the order sweep, spin completion, the periodic expiry sweep and the "
+                                           "the order sweep, spin completion, the periodic expiry sweep, ledger checkpoints and the "
                                            "program-news follower")
     worker.add_argument("--expiry-every", type=float, default=3600.0, help="seconds between expiry sweeps")
     # Set by `serve` for the worker it starts: stop when that process is gone.
