@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.test_console_users import csrf_of, get, person_in, post
+from tests.console.sessions import csrf_of, get, person_in, post
 from tests.factories import new_participant, redeem, shop, shopper
 from tests.fulfillment.test_taxes import W9, this_year
 
