@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import msgspec
 
-from kernel.pages import decode_cursor, encode_cursor, next_cursor
+from kernel.pages import decode_cursor, next_cursor
 from wallet import merkle
-from wallet.chain import ChainProblem, ChainReport, _link_ready, genesis, linkable_bound, stream_order, verify_chain
+from wallet.chain import ChainProblem, ChainReport, genesis, link_below, linkable_bound, stream_order, verify_chain
 from wallet.signing import ProgramKey, PublicKey, Sealing, program_key, public_key, verify_signature
 from wallet.tables import Checkpoint, LedgerEntry
 
@@ -97,7 +97,7 @@ def day_of(stream_id: str) -> str:
     return datetime.fromtimestamp(max(ms, 0) / 1000, tz=timezone.utc).date().isoformat()
 
 
-def _rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -108,14 +108,15 @@ def sign(key: ProgramKey, program_id: str, day: str, kind: Kind, links: list[Lin
               "first_seq": links[0].seq, "last_seq": links[-1].seq, "count": len(links),
               "previous_link": previous_link, "head_link": links[-1].link,
               "merkle_root": merkle.root([item.link for item in links]), "key_id": key.public.key_id,
-              "signed_at": _rfc3339(signed_at)}
+              "signed_at": rfc3339(signed_at)}
     return CheckpointDoc(**fields, signature=key.sign(_encode(fields)))
 
 
 # --- reading the chain by day -------------------------------------------------------------
 
 
-async def _links(program_id: str, after_seq: int, through_seq: int | None = None) -> AsyncIterator[list[Link]]:
+async def links_between(program_id: str, after_seq: int,
+                        through_seq: int | None = None) -> AsyncIterator[list[Link]]:
     """The program's linked entries after `after_seq` (through `through_seq`), in seq order,
     a page at a time."""
     while True:
@@ -138,7 +139,7 @@ async def days_after(program_id: str, after_seq: int, before_day: str | None = N
     at or after it is not yielded: it may not be complete)."""
     day: str | None = None
     links: list[Link] = []
-    async for page in _links(program_id, after_seq):
+    async for page in links_between(program_id, after_seq):
         for item in page:
             item_day = day_of(item.stream_id)
             if before_day is not None and item_day >= before_day:
@@ -181,7 +182,7 @@ async def make_daily(client: Any, sealer: Sealing, program_id: str, now_ms: int 
     """Links the program's chain as far as it can, then signs and stores a checkpoint for
     every finished day after the newest one stored; answers how many it stored."""
     before_day, bound, inclusive = await cutoff_day(client, program_id, now_ms)
-    await _link_ready(program_id, bound, inclusive)
+    await link_below(program_id, bound, inclusive)
     last = await latest(program_id)
     after_seq = int(last["last_seq"]) if last else 0
     previous = last["head_link"] if last else genesis(program_id)
@@ -223,7 +224,7 @@ def document_of(row: dict[str, Any]) -> CheckpointDoc:
     return CheckpointDoc(program_id=row["program_id"], day=row["day"], kind="daily", first_seq=int(row["first_seq"]),
                          last_seq=int(row["last_seq"]), count=int(row["count"]), previous_link=row["previous_link"],
                          head_link=row["head_link"], merkle_root=row["merkle_root"], key_id=row["key_id"],
-                         signed_at=_rfc3339(signed_at), signature=row["signature"])
+                         signed_at=rfc3339(signed_at), signature=row["signature"])
 
 
 async def stored(program_id: str, days: list[str]) -> dict[str, CheckpointDoc]:
@@ -264,7 +265,7 @@ async def check_stored(program_id: str) -> ChainProblem | None:
             return broken("does not carry a valid signature of the program's key (the checkpoint was altered)")
         if document.first_seq != expected_first or document.previous_link != previous_head:
             return broken("does not follow the checkpoint before it")
-        links = [item async for chunk in _links(program_id, document.first_seq - 1, document.last_seq)
+        links = [item async for chunk in links_between(program_id, document.first_seq - 1, document.last_seq)
                  for item in chunk]
         if [item.seq for item in links] != list(range(document.first_seq, document.last_seq + 1)):
             return broken(f"counts {document.count} entries but the chain now holds {len(links)} in that range")
@@ -287,8 +288,3 @@ async def audit(program_id: str) -> ChainReport:
         return report
     problem = await check_stored(program_id)
     return report if problem is None else msgspec.structs.replace(report, ok=False, problem=problem)
-
-
-def day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)

@@ -27,8 +27,8 @@ import msgspec
 
 from kernel.errors import Invalid
 from wallet import merkle
-from wallet.chain import _ROW_COLUMNS, canonical_fields, encode_canonical
-from wallet.checkpoints import (CheckpointDoc, Link, _links, _rfc3339, day_of, days_after, latest, sign,
+from wallet.chain import ROW_COLUMNS, canonical_fields, encode_canonical, genesis
+from wallet.checkpoints import (CheckpointDoc, Link, links_between, rfc3339, day_of, days_after, latest, sign,
                                 signature_holds, stored)
 from wallet.signing import PublicKey, Sealing, key_id_of, program_key
 from wallet.tables import LedgerEntry
@@ -79,7 +79,7 @@ async def statement(program_id: str, participant_id: str, from_day: date | None,
     end = datetime.combine(last, datetime.min.time(), timezone.utc) + timedelta(days=1)
     mine = (LedgerEntry.program_id == program_id) & (LedgerEntry.participant_id == participant_id) \
         & (LedgerEntry.created_at >= start) & (LedgerEntry.created_at < end)
-    rows = await LedgerEntry.select(*[getattr(LedgerEntry, c) for c in _ROW_COLUMNS]).where(
+    rows = await LedgerEntry.select(*[getattr(LedgerEntry, c) for c in ROW_COLUMNS]).where(
         mine & LedgerEntry.seq.is_not_null()).order_by(LedgerEntry.seq).limit(MAX_ENTRIES + 1).run()
     if len(rows) > MAX_ENTRIES:
         raise Invalid(f"more than {MAX_ENTRIES:,} entries from {first} to {last}: ask for a shorter range",
@@ -92,7 +92,7 @@ async def statement(program_id: str, participant_id: str, from_day: date | None,
         by_day.setdefault(day_of(row["stream_id"]), []).append(row)
     days: dict[str, tuple[CheckpointDoc, list[Link]]] = {}
     for day, document in (await stored(program_id, sorted(by_day))).items():
-        links = [item async for chunk in _links(program_id, document.first_seq - 1, document.last_seq)
+        links = [item async for chunk in links_between(program_id, document.first_seq - 1, document.last_seq)
                  for item in chunk]
         days[day] = (document, links)
     open_days = {day for day in by_day if day not in days}
@@ -120,13 +120,11 @@ async def statement(program_id: str, participant_id: str, from_day: date | None,
                                           entry=canonical_fields(row), checkpoint=len(checkpoints) - 1, index=index,
                                           proof=paths[index]))
     return Statement(program_id=program_id, participant_id=participant_id, from_day=first.isoformat(),
-                     to_day=last.isoformat(), made_at=_rfc3339(now), public_key=key.public, checkpoints=checkpoints,
+                     to_day=last.isoformat(), made_at=rfc3339(now), public_key=key.public, checkpoints=checkpoints,
                      entries=entries, not_yet_chained=waiting)
 
 
 async def _link_before(program_id: str, seq: int) -> str:
-    from wallet.chain import genesis
-
     if seq <= 1:
         return genesis(program_id)
     row = await LedgerEntry.select(LedgerEntry.link).where(
