@@ -34,6 +34,7 @@ from kernel.mail import Mailer, mailer
 from programs import announcements, participant_imports
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
+from wallet import checkpoints
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore
 
@@ -58,6 +59,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     # Pending lots release at or after their minute: a pass every few seconds is one sorted-set
     # read per program.
     release_every: float = 10.0
+    checkpoint_every: float = 600.0
 
 
 def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStore, sealer: Sealer, *,
@@ -112,6 +114,19 @@ async def release_pending(ctx: Context, stop: asyncio.Event) -> None:
     from programs.pending import release_all_due
 
     await _every(stop, ctx.release_every, "pending-lot release", lambda: release_all_due(ctx.wallets))
+async def checkpoint(ctx: Context, stop: asyncio.Event) -> None:
+    """Signs each program's finished days of its ledger chain (wallet/checkpoints.py): a day
+    is signed on the first pass after it ended and was fully chained."""
+    await _every(stop, ctx.checkpoint_every, "ledger checkpoints",
+                 lambda: _checkpoint_all(ctx), first_after=min(ctx.checkpoint_every, 30.0))
+
+
+async def _checkpoint_all(ctx: Context) -> None:
+    for program_id in await list_program_ids():
+        try:
+            await checkpoints.make_daily(ctx.wallets.client, ctx.sealer, program_id)
+        except Exception:  # one program's trouble (logged) must not hold the others back
+            log.exception("checkpointing the ledger of program %s failed", program_id)
 
 
 async def project(ctx: Context, stop: asyncio.Event) -> None:
@@ -138,6 +153,7 @@ TASKS: tuple[Task, ...] = (
     Task("sweep", sweep, in_api="background_tasks"),
     Task("expiry", expire, in_api="never"),
     Task("pending-release", release_pending, in_api="never"),
+    Task("checkpoints", checkpoint, in_api="never"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),
 )
 

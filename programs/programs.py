@@ -52,6 +52,7 @@ class ProgramView(msgspec.Struct, frozen=True):
     tax_thresholds: dict[str, int] = {}
     approval_threshold_points: int | None = None
     pending_counts_on_boards: bool = False
+    publish_checkpoints: bool = False
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -92,6 +93,7 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tax_thresholds: TaxThresholds | None = None
     approval_threshold_points: Annotated[int, Meta(ge=0, le=10**12, description="0 turns four eyes off")] | None = None
     pending_counts_on_boards: bool | None = None
+    publish_checkpoints: Annotated[bool, Meta(description="serve the signed ledger checkpoints publicly")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -111,6 +113,7 @@ def _view(row: dict) -> ProgramView:
         tax_thresholds=msgspec.json.decode(row.get("tax_thresholds") or "{}"),
         approval_threshold_points=row.get("approval_threshold_points") or None,
         pending_counts_on_boards=bool(row.get("pending_counts_on_boards")),
+        publish_checkpoints=bool(row.get("publish_checkpoints")),
     )
 
 

@@ -33,6 +33,9 @@ class Program(Table, tablename="programs"):
     # Whether points still pending (earning rules that make them wait) count on points
     # leaderboards when awarded; otherwise they count when released.
     pending_counts_on_boards = Boolean(default=False)
+    # Whether anyone may read the program's signed ledger checkpoints
+    # (GET /v1/public/programs/{id}/checkpoints): off by default, since counts reveal volume.
+    publish_checkpoints = Boolean(default=False)
     created_at = Timestamptz()
 
 

@@ -83,6 +83,9 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     for name in NAV:
         await nav.get_by_role("link", name=name, exact=True).click()
         await expect(page.get_by_role("heading", level=1)).to_have_text(name)
+        if name == "Funding":  # an owner's: the tax report's year picker and download
+            await expect(page.get_by_label("Tax year")).to_be_visible()
+            await expect(page.get_by_role("button", name="Download tax report")).to_be_visible()
         assert await axe_violations(page) == [], name
     await nav.get_by_role("link", name="Overview", exact=True).click()
     await screenshot(page, "console-overview")
@@ -142,6 +145,9 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         assert forged.status == 403
         await viewer.goto(f"/console/p/{program_id}/participants/{world['person']['id']}")
         await expect(viewer.get_by_role("button", name="Grant points")).to_have_count(0)
+        await expect(viewer.get_by_role("heading", name="Tax form")).to_be_visible()
+        await viewer.goto(f"/console/p/{program_id}/funding")
+        await expect(viewer.get_by_role("button", name="Download tax report")).to_have_count(0)
         forged = await viewer.request.post(f"/console/p/{program_id}/participants/{world['person']['id']}/grant",
                                            form={"csrf": csrf or "", "points": "1000", "reason": "forged"})
         assert forged.status == 403
