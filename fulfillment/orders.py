@@ -29,6 +29,7 @@ from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from programs.feed import FeedEntry, publish
 from programs.programs import Money, ProgramView
+from programs.spreadsheet import safe_cell
 from programs.tables import Participant
 from wallet import accounts
 from kernel import keys as kernel_keys
@@ -213,16 +214,10 @@ async def export_csv(program_id: str, status: OrderStatus | None = None) -> str:
         name, _, brand, _ = names.get(r["item_id"], ("", "", "", ""))
         fulfilled = utc(r["fulfilled_at"])
         writer.writerow([r["id"], utc(r["created_at"]).isoformat(), r["status"], r["participant_id"],
-                         r["item_id"], _cell(name), _cell(brand), r["face_value"], r["currency"], r["points"],
+                         r["item_id"], safe_cell(name), safe_cell(brand), r["face_value"], r["currency"], r["points"],
                          r["partner_id"], fulfilled.isoformat() if fulfilled else "",
-                         _cell(r["failure_reason"] or "")])
+                         safe_cell(r["failure_reason"] or "")])
     return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    # A spreadsheet must not run what a participant or partner typed (OWASP's list: a leading
-    # TAB or CR can also start a formula once the cell is trimmed).
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 async def _transition(program_id: str, order_id: str, partner_id: str | None, to: str,

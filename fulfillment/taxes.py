@@ -30,6 +30,7 @@ from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from kernel.errors import DomainError
 from programs.programs import ProgramView
+from programs.spreadsheet import safe_cell
 from programs.tables import Participant
 from programs.tax_profiles import TaxProfileView, forms_of, has_form, profile
 
@@ -124,18 +125,14 @@ async def report_csv(program: ProgramView, year: int, sealer: Sealer) -> str:
         form = forms.get(row.participant_id)
         address = form.address if form else None
         writer.writerow([
-            year, row.participant_id, _cell(person.get("external_id", "")), _cell(person.get("display_name", "")),
-            _cell(person.get("email") or ""), "received" if form else "missing",
-            _cell(form.legal_name) if form else "", form.tin_type if form else "", form.tin if form else "",
-            _cell(address.line1) if address else "", _cell(address.line2 or "") if address else "",
-            _cell(address.city) if address else "", address.state if address else "",
+            year, row.participant_id, safe_cell(person.get("external_id", "")),
+            safe_cell(person.get("display_name", "")),
+            safe_cell(person.get("email") or ""), "received" if form else "missing",
+            safe_cell(form.legal_name) if form else "", form.tin_type if form else "", form.tin if form else "",
+            safe_cell(address.line1) if address else "", safe_cell(address.line2 or "") if address else "",
+            safe_cell(address.city) if address else "", address.state if address else "",
             address.postal_code if address else "", f"{row.total / 100:.2f}", program.point_value.currency])
     return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    # A spreadsheet must not run what a participant typed.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 class TaxSummary(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -11,6 +11,8 @@ Bodies are plain text: every link in them starts with `RW_PUBLIC_URL`, built by 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 import time
@@ -96,6 +98,25 @@ async def send(mailer: Mailer, mail: Mail) -> None:
         password=target.password,
         timeout=15,
     )
+
+
+# Messages leaving in the background, referenced so the loop cannot drop one.
+_sending: set[asyncio.Task[None]] = set()
+log = logging.getLogger("rw.mail")
+
+
+def send_later(mailer: Mailer, mail: Mail, what: str) -> None:
+    """Sends in the background, for answers that must not wait on (or reveal by their timing)
+    whether a message went out; a failure is logged by `what` it was, never with its text."""
+    async def attempt() -> None:
+        try:
+            await send(mailer, mail)
+        except Exception as exc:  # the answer is already given; the person can ask again
+            log.warning("%s could not be mailed: %s", what, type(exc).__name__)
+
+    task = asyncio.create_task(attempt())
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
 
 
 def write_to_outbox(outbox: Path, built: EmailMessage) -> Path:

@@ -19,6 +19,7 @@ import msgspec
 from kernel.clock import utc
 from kernel.ids import new_id
 from kernel.pages import newest_first
+from programs.spreadsheet import safe_cell
 from programs.tables import AuditEvent
 from wallet.journal import JournalEntry, Rows
 
@@ -106,10 +107,8 @@ async def export_csv(program_id: str, actor: str | None = None, kind: str | None
     writer.writerow(["created_at", "actor", "kind", "subject", "detail"])
     for row in rows:
         view = _view(row)
-        writer.writerow([view.created_at.isoformat(), view.actor, view.kind, _cell(view.subject),
-                         _cell(msgspec.json.encode(view.detail).decode())])
+        writer.writerow([view.created_at.isoformat(), view.actor, view.kind, safe_cell(view.subject),
+                         safe_cell(msgspec.json.encode(view.detail).decode())])
     return out.getvalue()
 
 
-def _cell(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

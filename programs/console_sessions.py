@@ -111,3 +111,26 @@ async def count_failure(redis: Any, address: str, email: str) -> None:
     for key, _ in _failure_keys(address, email):
         if await redis.incr(key) == 1:
             await redis.expire(key, FAILURE_WINDOW + 1)
+
+
+# Password-reset mails asked for, per window: enough for a lost first mail, too few to
+# flood a person's inbox or to spam from one address.
+RESETS_PER_EMAIL = 3
+RESETS_PER_ADDRESS = 20
+
+
+async def reset_allowed(redis: Any, address: str, email: str) -> bool:
+    """Counts this request for a reset link and says whether it is within the limits."""
+    number = int(time.time() // FAILURE_WINDOW)
+    counters = [
+        (keys.console_sign_in_failures("rip:" + hash_secret(address)[:32], FAILURE_WINDOW, number), RESETS_PER_ADDRESS),
+        (keys.console_sign_in_failures("rem:" + hash_secret(email.strip().lower())[:32], FAILURE_WINDOW, number),
+         RESETS_PER_EMAIL),
+    ]
+    allowed = True
+    for key, limit in counters:
+        count = await redis.incr(key)
+        if count == 1:
+            await redis.expire(key, FAILURE_WINDOW + 1)
+        allowed = allowed and count <= limit
+    return allowed

@@ -20,7 +20,7 @@ from msgspec import Meta
 
 from kernel.errors import Conflict, DomainError, Invalid, NotFound
 from kernel.ids import new_id
-from kernel.mail import Mail, Mailer, send
+from kernel.mail import Mail, Mailer, send, send_later
 from programs.credentials import hash_secret
 from programs.programs import get_program
 from programs.tables import ConsoleInvite, ConsoleMembership, ConsoleUser
@@ -28,6 +28,8 @@ from programs.tables import ConsoleInvite, ConsoleMembership, ConsoleUser
 Role = Literal["owner", "manager", "viewer"]
 ROLES: tuple[Role, ...] = ("owner", "manager", "viewer")
 INVITE_TTL = timedelta(hours=72)
+# A reset link is an invite with a short life: it is for the person asking now.
+RESET_TTL = timedelta(hours=1)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
@@ -125,13 +127,32 @@ async def _set_role(user_id: str, program_id: str, role: Role) -> None:
         created_at=datetime.now(timezone.utc))).on_conflict(action="DO NOTHING")
 
 
-async def new_invite(user_id: str, now: datetime | None = None) -> str:
-    """A fresh invite token for the person (only its hash is stored)."""
+async def new_invite(user_id: str, now: datetime | None = None, ttl: timedelta = INVITE_TTL) -> str:
+    """A fresh invite (or reset) token for the person (only its hash is stored)."""
     now = now or datetime.now(timezone.utc)
     token = secrets.token_urlsafe(32)
     await ConsoleInvite.insert(ConsoleInvite(id=new_id("ci"), user_id=user_id, token_hash=hash_secret(token),
-                                             expires_at=now + INVITE_TTL, used_at=None, created_at=now))
+                                             expires_at=now + ttl, used_at=None, created_at=now))
     return token
+
+
+def reset_url(public_base: str, token: str) -> str:
+    return f"{public_base}/console/reset/{token}"
+
+
+async def request_password_reset(email: str, public_base: str, mailer: Mailer) -> None:
+    """Mails a one-use link (one hour) that sets a new password, when the email is a console
+    user's. Nothing is said either way, and the mail leaves in the background, so neither the
+    answer nor its timing tells whether the email has an account."""
+    person = await find_person(email) if email else None
+    if person is None:
+        return
+    url = reset_url(public_base, await new_invite(person.id, ttl=RESET_TTL))
+    send_later(mailer, Mail(
+        to=person.email, subject="Reset your console password",
+        text=(f"Hello {person.display_name},\n\nSomeone (we hope you) asked to reset the password of your "
+              f"console account. Choose a new one here (the link works once, for one hour):\n\n{url}\n\n"
+              "If you did not ask, ignore this message: your password stays as it is.\n")), "a password reset")
 
 
 def invite_url(public_base: str, token: str) -> str:
@@ -202,6 +223,9 @@ async def accept_invite(token: str, password: str) -> Person:
         raise Invalid("this invite link is used, expired or unknown: ask for a new one", field="token")
     await ConsoleUser.update({ConsoleUser.password_hash: _hasher.hash(password)}).where(
         ConsoleUser.id == row["user_id"])
+    # Any other link still out for this person (an older reset, an invite) dies with this one.
+    await ConsoleInvite.update({ConsoleInvite.used_at: now}).where(
+        (ConsoleInvite.user_id == row["user_id"]) & ConsoleInvite.used_at.is_null())
     return await get_person(row["user_id"])
 
 

@@ -9,9 +9,7 @@ is counted per address asked for and per client address, known or not.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import logging
 import secrets
 import time
 from typing import Annotated
@@ -27,11 +25,9 @@ from programs.sign_in_links import app_url
 from programs.tables import Participant
 from kernel.errors import NotFound, Refused, Unauthenticated
 from kernel.ids import Id
-from kernel.mail import Mail, Mailer, send
+from kernel.mail import Mail, Mailer, send_later
 from kernel.replies import reply_text
 from wallet.store import WalletStore
-
-log = logging.getLogger("rw.email_codes")
 
 CODE_TTL_SECONDS = 600
 MAX_TRIES = 5
@@ -43,9 +39,6 @@ REFUSED = "the code is wrong, expired or already used: ask for a new one"
 
 Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s%]+@[^@\s%]+$")]
 Code = Annotated[str, Meta(min_length=1, max_length=20)]
-
-# Mail still being sent (a task nobody awaits must be kept referenced until it ends).
-_sending: set[asyncio.Task[None]] = set()
 
 # Checks the tries left and counts this one, in one step (nothing is created for a key
 # that expired). Answers nil once the code is gone or its tries are spent.
@@ -118,16 +111,7 @@ async def request_code(store: WalletStore, mailer: Mailer, public_base: str, req
     mail = Mail(to=email, subject=f"Your {program.name} sign-in code",
                 text=f"Your sign-in code is {code}\n\nType it in the app at {app_url(public_base, program.id)} "
                      f"within 10 minutes. It works once.\n\nIf you did not ask for it, ignore this message.\n")
-    task = asyncio.create_task(_send(mailer, mail))
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
-
-
-async def _send(mailer: Mailer, mail: Mail) -> None:
-    try:
-        await send(mailer, mail)
-    except Exception as exc:  # the answer is already given; the person can ask again
-        log.warning("a sign-in code could not be mailed: %s", type(exc).__name__)
+    send_later(mailer, mail, "a sign-in code")
 
 
 async def verify_code(store: WalletStore, attempt: CodeAttempt) -> tuple[str, str]:

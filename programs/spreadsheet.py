@@ -26,6 +26,14 @@ MAX_CELL = csv.field_size_limit()
 # Far beyond any face value or count a spreadsheet holds, and below every integer type a
 # store uses (SQLite and Postgres hold 2^63 - 1): a longer number is refused in words.
 MAX_WHOLE_NUMBER = 2**53 - 1
+# What a spreadsheet reads as the start of a formula (OWASP's list: a leading TAB or CR can
+# also start one once the cell is trimmed).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A cell for an export: a spreadsheet must not run what a participant or partner typed."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 class Row(msgspec.Struct, frozen=True):

@@ -99,33 +99,90 @@ async def _sign_out(request: Request[Any, Any, Any], settings: Settings, everywh
     return response
 
 
-@get("/console/invite/{token:str}", include_in_schema=False)
-async def invite_form(token: str) -> Response[str]:
+def _link_dead(reset: bool) -> Response[str]:
+    if reset:
+        return render("console/error.html", 404, title="Reset link not valid", ctx=None,
+                      message="This reset link is used, expired or unknown. Ask for a new one from the sign-in page.")
+    return render("console/error.html", 404, title="Invite not valid", ctx=None,
+                  message="This invite link is used, expired or unknown. Ask a program owner for a new one.")
+
+
+async def _password_form(token: str, reset: bool) -> Response[str]:
     # A link preview (or a mail scanner) opening the link spends nothing: only the POST does.
     person = await console_users.invite_person(token)
     if person is None:
-        return render("console/error.html", 404, title="Invite not valid", ctx=None,
-                      message="This invite link is used, expired or unknown. Ask a program owner for a new one.")
-    return render("console/invite.html", title="Set your password", person=person, token=token, error=None)
+        return _link_dead(reset)
+    return render("console/invite.html", title="Choose a new password" if reset else "Set your password",
+                  person=person, token=token, error=None, reset=reset)
 
 
-@post("/console/invite/{token:str}", include_in_schema=False, status_code=200)
-async def accept_invite(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+async def _set_password(request: Request[Any, Any, Any], token: str, reset: bool) -> Response[Any]:
     form = await form_of(request)
     password = form.get("password", "")
     person = await console_users.invite_person(token)
     if person is None:
-        return render("console/error.html", 404, title="Invite not valid", ctx=None,
-                      message="This invite link is used, expired or unknown. Ask a program owner for a new one.")
+        return _link_dead(reset)
+    title = "Choose a new password" if reset else "Set your password"
     if password != form.get("confirm", ""):
-        return render("console/invite.html", 422, title="Set your password", person=person, token=token,
+        return render("console/invite.html", 422, title=title, person=person, token=token, reset=reset,
                       error="The two passwords differ.")
     try:
         await console_users.accept_invite(token, password)
     except Invalid as exc:
-        return render("console/invite.html", 422, title="Set your password", person=person, token=token,
+        return render("console/invite.html", 422, title=title, person=person, token=token, reset=reset,
                       error=exc.detail)
+    if reset:
+        # Whoever knew the old password is signed out with it.
+        await console_sessions.end_all(request.app.state.redis, person.id)
     return Redirect("/console/sign-in", status_code=303)
 
 
-ROUTES = [home, sign_in_form, sign_in, sign_out, sign_out_everywhere, invite_form, accept_invite]
+@get("/console/invite/{token:str}", include_in_schema=False)
+async def invite_form(token: str) -> Response[str]:
+    return await _password_form(token, reset=False)
+
+
+@post("/console/invite/{token:str}", include_in_schema=False, status_code=200)
+async def accept_invite(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+    return await _set_password(request, token, reset=False)
+
+
+def _forgot_form(settings: Settings, error: str | None = None, email: str = "") -> Response[str]:
+    token = secrets.token_urlsafe(32)
+    return render("console/forgot.html", cookies=[pre_session_cookie(settings, token)], title="Reset your password",
+                  error=error, email=email, csrf=token, sent=False)
+
+
+@get("/console/forgot-password", include_in_schema=False)
+async def forgot_form(settings: Settings) -> Response[str]:
+    return _forgot_form(settings)
+
+
+@post("/console/forgot-password", include_in_schema=False, status_code=200)
+async def forgot_password(request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
+    form = await form_of(request)
+    email = form.get("email", "").strip()[:320]
+    presented, expected = form.get("csrf", ""), request.cookies.get(PRE_SESSION_COOKIE, "")
+    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+        return _forgot_form(settings, EXPIRED.replace("email and password", "email"), email)
+    if not email:
+        return _forgot_form(settings, "Enter your email.", email)
+    # Past the limits the answer is the same and no mail leaves: the page must not tell
+    # whether the address has an account, nor serve as a way to flood one.
+    if await console_sessions.reset_allowed(request.app.state.redis, client_ip(request.scope), email):
+        await console_users.request_password_reset(email, settings.public_base, request.app.state.mailer)
+    return render("console/forgot.html", title="Reset your password", email=email, sent=True)
+
+
+@get("/console/reset/{token:str}", include_in_schema=False)
+async def reset_form(token: str) -> Response[str]:
+    return await _password_form(token, reset=True)
+
+
+@post("/console/reset/{token:str}", include_in_schema=False, status_code=200)
+async def reset_password(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+    return await _set_password(request, token, reset=True)
+
+
+ROUTES = [home, sign_in_form, sign_in, sign_out, sign_out_everywhere, invite_form, accept_invite, forgot_form,
+          forgot_password, reset_form, reset_password]

@@ -43,7 +43,8 @@ DONE = {
     "paused": "Campaign paused.", "resumed": "Campaign resumed.", "ended": "Campaign ended.",
     "approved": "Claim approved.", "rejected": "Claim rejected.", "disabled": "Item disabled.",
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",
-    "announced": "Announcement sent.",
+    "announced": "Announcement sent.", "rule-activated": "Rule activated: activities from now on use it.",
+    "rule-retired": "Rule retired: it awards nothing from now on.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
     "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }
@@ -86,7 +87,8 @@ def session_cookie(settings: Settings, value: str, max_age: int | None = None) -
 
 
 def pre_session_cookie(settings: Settings, value: str, max_age: int | None = 3600) -> Cookie:
-    return Cookie(key=PRE_SESSION_COOKIE, value=value, path="/console/sign-in", httponly=True, samesite="strict",
+    # Path /console: the sign-in and the forgot-password forms both carry it.
+    return Cookie(key=PRE_SESSION_COOKIE, value=value, path="/console", httponly=True, samesite="strict",
                   secure=settings.public_url.startswith("https://"), max_age=max_age)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from console.manager.wheel_picture import percent, points, slices
-from tests.console.test_console_users import csrf_of, get, person_in, post
+from tests.console.sessions import csrf_of, get, person_in, post
 from tests.factories import (ProgramHandle, buy_entries, catalog_item, new_program, random_ref, spin,
                              spinning_participant, wait_until)
 

@@ -3,6 +3,7 @@ redirects): invites, sign-in, sessions, CSRF and what each role may change."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import secrets
@@ -12,79 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.factories import (ProgramHandle, available, catalog_item, launched_wheel, new_participant, new_program,
-                             random_ref, wait_until)
+from tests.console.sessions import (PASSWORD, accept, attempt, csrf_of, get, invite, new_email, person_in, post,
+                                    sign_in)
+from tests.factories import available, catalog_item, launched_wheel, new_participant, new_program, random_ref, wait_until
 
 pytestmark = pytest.mark.sql
-
-PASSWORD = "correct horse battery"
-
-
-def new_email() -> str:
-    return f"{random_ref('person')}@console.example"
-
-
-async def invite(client: Any, program: ProgramHandle, email: str, role: str = "owner") -> dict[str, Any]:
-    response = await client.post(follow_redirects=False, url="/v1/console-users", json={"email": email, "display_name": "Casey Manager",
-                                                            "role": role}, headers=program.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def accept(client: Any, invite_url: str, password: str = PASSWORD) -> Any:
-    path = invite_url.split("://", 1)[1].split("/", 1)[1]
-    return await client.post(follow_redirects=False, url="/" + path, data={"password": password, "confirm": password})
-
-
-async def attempt(client: Any, email: str, password: str) -> Any:
-    """A sign-in as a browser makes it: the form (its token in a field and a cookie), then
-    the POST with both. The shared test client's own jar is emptied after, so that no other
-    test rides on a cookie of this one."""
-    form = await client.get(follow_redirects=False, url="/console/sign-in")
-    pre = re.match(r"rw_console_pre=([^;]+)", form.headers["set-cookie"])
-    assert pre, form.headers
-    client.cookies.clear()
-    response = await client.post(follow_redirects=False, url="/console/sign-in",
-                                 data={"email": email, "password": password, "csrf": csrf_of(form.text)},
-                                 headers={"Cookie": f"rw_console_pre={pre.group(1)}"})
-    client.cookies.clear()
-    return response
-
-
-async def sign_in(client: Any, email: str, password: str = PASSWORD) -> dict[str, str]:
-    """Signs in; answers the Cookie header of the session."""
-    response = await attempt(client, email, password)
-    assert response.status_code == 303, response.text
-    cookie = ";".join(response.headers.get_list("set-cookie"))
-    value = re.search(r"rw_console=([^;]+)", cookie)
-    assert value, cookie
-    return {"Cookie": f"rw_console={value.group(1)}"}
-
-
-async def person_in(client: Any, program: ProgramHandle, role: str) -> tuple[str, dict[str, str]]:
-    email = new_email()
-    created = await invite(client, program, email, role)
-    assert (await accept(client, created["invite_url"])).status_code == 303
-    return email, await sign_in(client, email)
-
-
-async def get(client: Any, path: str, session: dict[str, str]) -> Any:
-    response = await client.get(follow_redirects=False, url=path, headers=session)
-    client.cookies.clear()
-    return response
-
-
-async def post(client: Any, path: str, session: dict[str, str], data: dict[str, str]) -> Any:
-    response = await client.post(follow_redirects=False, url=path, headers=session, data=data)
-    client.cookies.clear()
-    return response
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
 
 async def test_an_invite_sets_a_password_once_and_signs_in(client: Any, settings: Any) -> None:
     program = await new_program(client)
@@ -570,3 +503,94 @@ async def test_the_audit_log_names_the_person_filters_and_exports(client: Any) -
     assert "Nothing in the log for this filter." in none.text
     exported = await get(client, f"/console/p/{program.id}/audit-log.csv?kind=points.grant", session)
     assert exported.text.count("points.grant") == 1 and "user:" in exported.text
+
+
+async def ask_reset(client: Any, email: str) -> Any:
+    form = await client.get(follow_redirects=False, url="/console/forgot-password")
+    pre = re.match(r"rw_console_pre=([^;]+)", form.headers["set-cookie"])
+    assert pre, form.headers
+    client.cookies.clear()
+    response = await client.post(follow_redirects=False, url="/console/forgot-password",
+                                 data={"email": email, "csrf": csrf_of(form.text)},
+                                 headers={"Cookie": f"rw_console_pre={pre.group(1)}"})
+    client.cookies.clear()
+    return response
+
+
+async def resets_to(settings: Any, email: str, count: int) -> list[Any]:
+    """The outbox's reset messages to one address, once `count` of them have arrived (the
+    reset mail leaves in the background)."""
+    outbox = Path(settings.outbox_path)
+
+    def mine() -> list[Any]:
+        found = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in outbox.glob("*.eml")]
+        return [m for m in found if m["To"] == email and "Reset" in m["Subject"]]
+
+    async def arrived() -> bool:
+        return outbox.exists() and len(mine()) >= count
+
+    await wait_until(arrived, True, timeout=10)
+    return mine()
+
+
+async def test_a_forgotten_password_is_reset_by_an_emailed_link_that_ends_every_session(client: Any,
+                                                                                          settings: Any) -> None:
+    program = await new_program(client)
+    email, old_session = await person_in(client, program, "manager")
+    asked = await ask_reset(client, email.upper())
+    assert asked.status_code == 200 and "is on its way" in asked.text
+    unknown = await ask_reset(client, new_email())
+    assert unknown.status_code == 200 and "is on its way" in unknown.text, "the same answer for an unknown email"
+    (mail,) = await resets_to(settings, email, 1)
+    link = re.search(r"(\S+/console/reset/\S+)", mail.get_content())
+    assert link and link.group(1).startswith(settings.public_base + "/console/reset/")
+    path = "/" + link.group(1).split("://", 1)[1].split("/", 1)[1]
+    # A link preview opens it and spends nothing.
+    assert "New password" in (await client.get(follow_redirects=False, url=path)).text
+    new_password = "a brand new passphrase"
+    differ = await client.post(follow_redirects=False, url=path, data={"password": new_password, "confirm": "x"})
+    assert differ.status_code == 422 and "differ" in differ.text
+    done = await client.post(follow_redirects=False, url=path, data={"password": new_password,
+                                                                   "confirm": new_password})
+    assert done.status_code == 303 and done.headers["location"] == "/console/sign-in"
+    assert (await get(client, f"/console/p/{program.id}/overview", old_session)).status_code == 303, \
+        "a session opened with the old password ends"
+    assert (await attempt(client, email, PASSWORD)).status_code == 200, "the old password no longer signs in"
+    await sign_in(client, email, new_password)
+    again = await client.post(follow_redirects=False, url=path, data={"password": "yet another passphrase",
+                                                                    "confirm": "yet another passphrase"})
+    assert again.status_code == 404, "a reset link works once"
+
+
+async def test_reset_links_are_limited_per_email_and_need_the_forms_token(client: Any, settings: Any) -> None:
+    program = await new_program(client)
+    email, _ = await person_in(client, program, "viewer")
+    for _ in range(5):
+        assert (await ask_reset(client, email)).status_code == 200
+    await resets_to(settings, email, 3)
+    forged = await client.post(follow_redirects=False, url="/console/forgot-password", data={"email": email,
+                                                                                          "csrf": "forged"})
+    client.cookies.clear()
+    assert forged.status_code == 200 and "expired" in forged.text
+    await asyncio.sleep(0.2)  # what the background would have sent by now
+    assert len(await resets_to(settings, email, 3)) == 3, "three reset mails per email in 15 minutes, no more"
+
+
+async def test_a_manager_makes_an_app_sign_in_link_that_signs_the_participant_in(client: Any,
+                                                                                 settings: Any) -> None:
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    _, session = await person_in(client, program, "manager")
+    page = await get(client, f"/console/p/{program.id}/participants/{person['id']}", session)
+    made = await post(client, f"/console/p/{program.id}/participants/{person['id']}/sign-in-link", session,
+                      {"csrf": csrf_of(page.text)})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    url = html.unescape(re.search(r'id="link" type="text" readonly value="([^"]+)"', made.text).group(1))  # type: ignore[union-attr]
+    assert url.startswith(f"{settings.public_base}/app/{program.id}/sign-in#")
+    spent = await client.post("/v1/auth/sign-in-link", json={"token": url.split("#", 1)[1]})
+    client.cookies.clear()
+    assert spent.status_code == 200 and spent.json()["access_token"]
+    _, viewer = await person_in(client, program, "viewer")
+    refused = await post(client, f"/console/p/{program.id}/participants/{person['id']}/sign-in-link", viewer,
+                         {"csrf": csrf_of((await get(client, f"/console/p/{program.id}/overview", viewer)).text)})
+    assert refused.status_code == 403 and "sign-in#" not in refused.text

@@ -1,0 +1,102 @@
+"""Earning rules from the console: a rule is written in a form, simulated against the last
+90 days of activities, and activated exactly as simulated; the figures on the page are the
+API's simulator's; a viewer can neither simulate nor activate."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.console.sessions import csrf_of, get, person_in, post
+from tests.factories import new_participant, new_program, random_ref
+
+pytestmark = pytest.mark.sql
+
+
+def sale(who: str, days_ago: int, amount: int) -> dict[str, Any]:
+    at = datetime.now(timezone.utc) - timedelta(days=days_ago)
+    return {"external_id": random_ref("evt"), "type": "sale", "participant_external_id": who,
+            "occurred_at": at.isoformat(), "attributes": {"amount": amount, "product": "ThermoPro"}}
+
+
+def rule_form(csrf: str, **fields: str) -> dict[str, str]:
+    return {"csrf": csrf, "rule_id": "", "name": "ThermoPro sales", "activity_type": "sale", "award_type": "per_unit",
+            "points": "1", "unit_attribute": "amount", "unit": "100", "cond0_attribute": "product", "cond0_op": "eq",
+            "cond0_value": "ThermoPro", "cap_points": "", "cap_period": "day", **fields}
+
+
+async def test_a_rule_is_simulated_on_90_days_then_activated_as_simulated(client: Any) -> None:
+    program = await new_program(client)
+    ann, bob = await new_participant(client, program), await new_participant(client, program)
+    sent = await client.post("/v1/activities", headers=program.headers, json={"activities": [
+        sale(ann["external_id"], 3, 12_550), sale(bob["external_id"], 10, 5_000), sale(bob["external_id"], 120, 9_900),
+    ]})
+    assert sent.status_code == 200, sent.text
+    _, session = await person_in(client, program, "manager")
+    editor = await get(client, f"/console/p/{program.id}/earning-rules/new", session)
+    assert editor.status_code == 200 and "Activate" not in editor.text, "nothing activates before a simulation"
+    form = rule_form(csrf_of(editor.text))
+    simulated = await post(client, f"/console/p/{program.id}/earning-rules/simulate", session, form)
+    assert simulated.status_code == 200, simulated.text
+    # The API's simulator over the same window gives the figures the page shows.
+    now = datetime.now(timezone.utc)
+    api = (await client.post("/v1/earning-rules/simulate", headers=program.headers, json={
+        "starts_at": (now - timedelta(days=90)).isoformat(), "ends_at": now.isoformat(),
+        "rule": {"name": "ThermoPro sales", "activity_type": "sale",
+                 "award": {"type": "per_unit", "points_per_unit": 1, "attribute": "amount", "unit": 100},
+                 "conditions": [{"attribute": "product", "op": "eq", "value": "ThermoPro"}]}})).json()
+    assert api["total_points"] == 125 + 50 and api["participants"] == 2, "the 120-day-old sale is outside"
+    assert re.search(r'id="sim-points">175 ', simulated.text) and re.search(r'id="sim-participants">2<', simulated.text)
+    assert f'id="sim-cost">{api["cost"]["amount"] / 100:,.2f}' in simulated.text
+    assert (await client.get("/v1/earning-rules", headers=program.headers)).json()["items"] == [], "nothing stored"
+    digest = re.search(r'name="simulated" value="([^"]+)"', simulated.text).group(1)  # type: ignore[union-attr]
+
+    changed = await post(client, f"/console/p/{program.id}/earning-rules/activate", session,
+                         {**form, "points": "5", "simulated": digest})
+    assert changed.status_code == 422 and "simulate it again" in html.unescape(changed.text)
+    assert (await client.get("/v1/earning-rules", headers=program.headers)).json()["items"] == []
+
+    done = await post(client, f"/console/p/{program.id}/earning-rules/activate", session, {**form, "simulated": digest})
+    assert done.status_code == 303, done.text
+    (stored,) = (await client.get("/v1/earning-rules", headers=program.headers)).json()["items"]
+    assert stored["rule"]["award"] == {"type": "per_unit", "points_per_unit": 1, "attribute": "amount", "unit": 100,
+                                       "max_points": None}
+    assert stored["rule"]["conditions"] == [{"attribute": "product", "op": "eq", "value": "ThermoPro"}]
+
+    # Editing shows the stored rule in the form; activating a change makes version 2.
+    edit = await get(client, f"/console/p/{program.id}/earning-rules/{stored['id']}", session)
+    assert 'value="ThermoPro sales"' in edit.text and 'value="product"' in edit.text
+    form2 = rule_form(csrf_of(edit.text), rule_id=stored["id"], cap_points="100", cap_period="week")
+    sim2 = await post(client, f"/console/p/{program.id}/earning-rules/simulate", session, form2)
+    digest2 = re.search(r'name="simulated" value="([^"]+)"', sim2.text).group(1)  # type: ignore[union-attr]
+    assert re.search(r'id="sim-points">150 ', sim2.text), "Ann's 125 capped at 100 a week, Bob's 50"
+    assert (await post(client, f"/console/p/{program.id}/earning-rules/activate", session,
+                       {**form2, "simulated": digest2})).status_code == 303
+    detail = (await client.get(f"/v1/earning-rules/{stored['id']}", headers=program.headers)).json()
+    assert detail["version"] == 2 and detail["rule"]["cap"] == {"points": 100, "period": "week"}
+    audit = (await client.get("/v1/audit-events?kind=rule.activated", headers=program.headers)).json()["items"]
+    assert len(audit) == 2
+
+
+async def test_a_bad_rule_shows_the_domains_words_and_a_viewer_is_refused(client: Any) -> None:
+    program = await new_program(client)
+    _, manager = await person_in(client, program, "manager")
+    editor = await get(client, f"/console/p/{program.id}/earning-rules/new", manager)
+    bad = await post(client, f"/console/p/{program.id}/earning-rules/simulate", manager,
+                     rule_form(csrf_of(editor.text), points="0"))
+    assert bad.status_code in (400, 422) and 'role="alert"' in bad.text
+    late = await post(client, f"/console/p/{program.id}/earning-rules/simulate", manager,
+                      rule_form(csrf_of(editor.text), starts_at="2026-05-01", ends_at="2026-04-01"))
+    assert late.status_code == 422 and "starts_at must be before ends_at" in late.text
+    _, viewer = await person_in(client, program, "viewer")
+    page = await get(client, f"/console/p/{program.id}/earning-rules/new", viewer)
+    assert page.status_code == 200 and ">Simulate<" not in page.text
+    for action in ("simulate", "activate"):
+        refused = await post(client, f"/console/p/{program.id}/earning-rules/{action}", viewer,
+                             rule_form(csrf_of(page.text)))
+        assert refused.status_code == 403
+    assert (await client.get("/v1/earning-rules", headers=program.headers)).json()["items"] == []
