@@ -31,7 +31,7 @@ from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
 from kernel.mail import Mailer, mailer
-from programs import announcements
+from programs import announcements, participant_imports
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
 from wallet.journal import JournalProjector
@@ -52,6 +52,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private: bool = False
     webhook_every: float = 0.5
     mail_every: float = 1.0
+    import_every: float = 1.0
     sweep_every: float = 30.0
     expiry_every: float = 3600.0
 
@@ -83,6 +84,11 @@ async def send_announcements(ctx: Context, stop: asyncio.Event) -> None:
     """Announcement emails that are due (programs/announcements.py queues them)."""
     await _every(stop, ctx.mail_every, "announcement emails",
                  lambda: announcements.send_due(ctx.mailer, ctx.public_base))
+
+
+async def import_participants(ctx: Context, stop: asyncio.Event) -> None:
+    """Participant files uploaded in the console, a chunk at a time with their progress."""
+    await _every(stop, ctx.import_every, "participant imports", lambda: participant_imports.run_due(ctx.wallets))
 
 
 async def sweep(ctx: Context, stop: asyncio.Event) -> None:
@@ -117,6 +123,8 @@ TASKS: tuple[Task, ...] = (
     Task("program-news", follow_program_news, in_api="always"),
     Task("webhooks", deliver_webhooks, in_api="background_tasks"),
     Task("announcements", send_announcements, in_api="background_tasks"),
+    # A cancelled import resumes from its last recorded chunk once its lease runs out.
+    Task("participant-imports", import_participants, in_api="background_tasks"),
     Task("sweep", sweep, in_api="background_tasks"),
     Task("expiry", expire, in_api="never"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),

@@ -154,7 +154,7 @@ def cmd_program_create(args: argparse.Namespace) -> int:
 def cmd_participants_import(args: argparse.Namespace) -> int:
     from api.embedded import redis_url_for
     from api.migrate import migrate
-    from programs.participants import import_participants_csv, open_missing_wallets
+    from programs.participant_imports import import_sheet
     from programs.programs import get_program
     from programs.spreadsheet import read_file
     from wallet.store import WalletStore
@@ -166,13 +166,11 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
     async def go(url: str) -> Any:
         await migrate()
         await get_program(args.program)
-        report = await import_participants_csv(args.program, text)
         client = connect(url, cluster=settings.redis_cluster)
         try:
-            await open_missing_wallets(WalletStore(client), args.program)
+            return await import_sheet(WalletStore(client), args.program, text)
         finally:
             await client.aclose()
-        return report
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
         report = _run(go(url))

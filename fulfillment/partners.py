@@ -118,6 +118,10 @@ async def get_partner(program_id: str, partner_id: str) -> dict[str, Any]:
     return row
 
 
+async def partner_view(program_id: str, partner_id: str) -> PartnerView:
+    return _view(await get_partner(program_id, partner_id))
+
+
 async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer: Sealer,
                       allow_private: bool = False) -> WebhookSecret:
     """Sets (or clears) the partner's webhook URL; a new URL gets a new signing secret."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -11,7 +10,6 @@ import msgspec
 from msgspec import Meta
 
 from programs.sessions import revoke_participant_sessions
-from programs.spreadsheet import describe, read_sheet
 from programs.tables import Participant, Team
 from kernel.errors import Invalid, NotFound
 from kernel.ids import IdOrEmpty, new_id
@@ -254,64 +252,6 @@ async def inactive_participant_ids(program_id: str) -> list[str]:
     return [r["id"] for r in rows]
 
 
-_CSV_FIELDS = ("external_id", "display_name", "email", "team_id", "segment", "enrolled_at")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _enrolment(value: str | None) -> str | None:
-    """A spreadsheet's date (`2024-03-15`) is midnight UTC that day; a full RFC 3339 time stays."""
-    return f"{value}T00:00:00Z" if value and _DATE_ONLY.match(value) else value
-
-
-async def import_participants_csv(program_id: str, text: str) -> ImportReport:
-    """Upserts every row it can; reports each bad row with its number and carries on.
-
-    Columns: external_id, display_name, email?, team_id?, segment?, enrolled_at? (a date or
-    an RFC 3339 time; header row required). An existing participant gets the row's non-empty
-    fields. The report lists each good row's participant id.
-    """
-    sheet = read_sheet(text, required=("external_id", "display_name"), known=_CSV_FIELDS)
-    created = updated = unchanged = 0
-    errors: list[ImportRowError] = []
-    done: list[ImportedRow] = []
-    for row in sheet.rows:
-        external_id = row.get("external_id")
-        if row.problem is not None:
-            errors.append(ImportRowError(row=row.number, external_id=None, error=row.problem))
-            continue
-        values = {k: row.get(k) for k in _CSV_FIELDS}
-        values["enrolled_at"] = _enrolment(values["enrolled_at"])
-        try:
-            spec = msgspec.convert(values, NewParticipant)
-            view, was_created = await upsert_participant(program_id, spec)
-            if was_created:
-                created += 1
-                done.append(ImportedRow(row=row.number, external_id=view.external_id, id=view.id, status="created"))
-                continue
-            changes = ParticipantChanges(
-                display_name=spec.display_name, email=spec.email, team_id=spec.team_id, segment=spec.segment,
-                enrolled_at=spec.enrolled_at,
-            )
-            before, after = await update_participant(program_id, view.id, changes)
-            unchanged_row = _import_fields(before) == _import_fields(after)
-            if unchanged_row:
-                unchanged += 1
-            else:
-                updated += 1
-            done.append(ImportedRow(row=row.number, external_id=view.external_id, id=view.id,
-                                    status="unchanged" if unchanged_row else "updated"))
-        except msgspec.ValidationError as exc:
-            errors.append(ImportRowError(row=row.number, external_id=external_id, error=describe(exc)))
-        except Invalid as exc:
-            errors.append(ImportRowError(row=row.number, external_id=external_id, error=exc.detail))
-    return ImportReport(created=created, updated=updated, unchanged=unchanged, errors=errors, participants=done)
-
-
-def _import_fields(view: ParticipantView) -> tuple[object, ...]:
-    return view.display_name, view.email, view.team_id, view.segment, view.enrolled_at
-
-
-
 async def enrol_participant(store: WalletStore, program_id: str,
                             spec: NewParticipant) -> tuple[ParticipantView, bool]:
     """Enrols a participant with a wallet; the same external id again answers the existing one.
@@ -320,13 +260,6 @@ async def enrol_participant(store: WalletStore, program_id: str,
     if created:
         await store.open_wallet(program_id, view.id)
     return view, created
-
-
-async def import_participants(store: WalletStore, program_id: str, text: str) -> ImportReport:
-    """`import_participants_csv`, then a wallet for every participant who has none."""
-    report = await import_participants_csv(program_id, text)
-    await open_missing_wallets(store, program_id)
-    return report
 
 
 async def _apply_status(store: WalletStore, program_id: str, view: ParticipantView) -> None:

@@ -9,6 +9,7 @@ from programs.tables import (
     AnnouncementMail,
     ApprovalRequest,
     AuditEvent,
+    ParticipantImport,
     ApiKey,
     Award,
     Claim,
@@ -33,7 +34,7 @@ APP_CONFIG = AppConfig(
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
                    FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
                    TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite, ApprovalRequest,
-                   AuditEvent],
+                   AuditEvent, ParticipantImport],
     migration_dependencies=[],
     commands=[],
 )

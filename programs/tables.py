@@ -342,3 +342,26 @@ class AuditEvent(Table, tablename="audit_events"):
     subject = Varchar(length=200, default="")
     detail = Text(default="{}")
     created_at = Timestamptz(index=True)
+
+
+class ParticipantImport(Table, tablename="participant_imports"):
+    """A participant file uploaded in the console, imported by the worker chunk by chunk
+    (programs/participant_imports.py). The file is kept only until the import is done."""
+
+    id = Varchar(length=40, primary_key=True)
+    program_id = Varchar(length=40, index=True)
+    status = Varchar(length=20, index=True)
+    total_rows = Integer()
+    done_rows = Integer(default=0)
+    created = Integer(default=0)
+    updated = Integer(default=0)
+    unchanged = Integer(default=0)
+    error_count = Integer(default=0)
+    errors = Text(default="[]")  # the first 1,000 bad rows, as JSON
+    csv = Text(default="")
+    file_name = Varchar(length=200, default="")
+    created_by = Varchar(length=120, default="")
+    created_at = Timestamptz()
+    lease_until = Timestamptz()
+    finished_at = Timestamptz(null=True, default=None)
+    failure = Varchar(length=300, null=True, default=None)

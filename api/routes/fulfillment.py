@@ -9,13 +9,13 @@ from litestar import Request, Response, get, patch, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import Authenticator, admin_only, participant_only, partner_only, principal_of
+from api.auth import admin_only, participant_only, partner_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from catalog import changes
 from catalog.items import pricing_of
-from fulfillment import delivery, orders, partners, queue, webhooks
+from fulfillment import delivery, orders, partner_admin, partners, queue, webhooks
 from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
@@ -158,12 +158,9 @@ async def set_webhook(request: Request[Any, Any, Any], partner_id: str, data: pa
                    "it the default when the program has no active default). The built-in code pool cannot be "
                    "disabled (409).", tags=["fulfillment"])
 async def update_partner(request: Request[Any, Any, Any], partner_id: str, data: partners.PartnerChanges,
-                         wallets: WalletStore, sealer: Sealer, authenticator: Authenticator) -> partners.PartnerView:
+                         wallets: WalletStore, sealer: Sealer) -> partners.PartnerView:
     program = await get_program(program_of(request))
-    view = await partners.set_status(program.id, partner_id, data.status)
-    await authenticator.mark_disabled(program.id, await partners.partner_key_ids(partner_id), data.status == "disabled")
-    await reroute_orphans(wallets, sealer, program)
-    return view
+    return await partner_admin.change_partner_status(wallets, sealer, program, partner_id, data.status)
 
 
 @post("/v1/fulfillment/partners/{partner_id:str}/keys", guards=[admin_only], operation_id="rotatePartnerKey",
@@ -171,10 +168,8 @@ async def update_partner(request: Request[Any, Any, Any], partner_id: str, data:
       description="Answers the new key once; every earlier key of the partner answers 401 from the next request "
                   "on, on every API machine.", tags=["fulfillment"])
 async def rotate_partner_key(request: Request[Any, Any, Any], partner_id: str,
-                             authenticator: Authenticator) -> Response[partners.PartnerKey]:
-    api_key, revoked = await partners.rotate_key(program_of(request), partner_id)
-    for key_id in revoked:
-        await authenticator.mark_revoked(program_of(request), key_id)
+                             wallets: WalletStore) -> Response[partners.PartnerKey]:
+    api_key = await partner_admin.new_partner_key(wallets, program_of(request), partner_id)
     return Response(partners.PartnerKey(api_key=api_key), status_code=201)
 
 

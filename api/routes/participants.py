@@ -13,7 +13,7 @@ from msgspec import Meta
 from api.auth import Authenticator, active_program, admin_only, principal_of
 from api.settings import Settings
 from programs import participants as people
-from programs import sessions, teams
+from programs import participant_imports, sessions, teams
 from kernel.ids import ID_MAX
 from wallet.store import WalletStore
 
@@ -101,7 +101,7 @@ async def deactivate(request: Request[Any, Any, Any], participant_id: str,
       tags=["participants"], status_code=200)
 async def import_csv(request: Request[Any, Any, Any], data: CsvImport,
                      wallets: WalletStore) -> people.ImportReport:
-    return await people.import_participants(wallets, program_of(request), data.csv)
+    return await participant_imports.import_sheet(wallets, program_of(request), data.csv)
 
 
 @post("/v1/participants/{participant_id:str}/tokens", guards=[admin_only, active_program], operation_id="issueParticipantTokens",

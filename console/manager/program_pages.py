@@ -17,7 +17,8 @@ from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import announcements, approvals, audit, budget, claims, console_users, funding, participants, rulebook, standings
+from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
+                      participants, rulebook, standings)
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, ledger
@@ -62,7 +63,8 @@ async def participant_list(request: Request[Any, Any, Any], program_id: str, q: 
     q = (q or "").strip()[:200] or None
     found = await participants.list_participants(program_id, 50, None, q)
     return page(ctx, "console/participants.html", "Participants", "participants", request, q=q or "",
-                people=found.items, more=found.next_cursor is not None)
+                people=found.items, more=found.next_cursor is not None,
+                imports=await participant_imports.recent_imports(program_id, 5))
 
 
 @get(f"{P}/participants/{{participant_id:str}}", include_in_schema=False)

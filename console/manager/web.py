@@ -45,6 +45,8 @@ DONE = {
     "enabled": "Item enabled.", "invited": "Invitation sent.", "role": "Role changed.", "removed": "Person removed.",
     "announced": "Announcement sent.", "rule-activated": "Rule activated: activities from now on use it.",
     "rule-retired": "Rule retired: it awards nothing from now on.",
+    "partner-disabled": "Partner disabled: its keys are refused and its waiting orders moved.",
+    "partner-enabled": "Partner enabled.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
     "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }

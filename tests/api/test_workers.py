@@ -290,5 +290,5 @@ async def test_an_api_process_with_default_settings_runs_no_projector_nor_backgr
     both = msgspec.structs.replace(settings, journal_consumer=True, background_tasks=True)
     async with AsyncTestClient(app=create_app(both)) as http:
         assert (await http.get("/ready")).status_code == 200
-        assert background_tasks(http) == ["rw-announcements", "rw-program-news", "rw-projector", "rw-sweep",
-                                          "rw-webhooks"]
+        assert background_tasks(http) == ["rw-announcements", "rw-participant-imports", "rw-program-news",
+                                          "rw-projector", "rw-sweep", "rw-webhooks"]
