@@ -57,3 +57,23 @@ async def budget_view(store: WalletStore, program: ProgramView) -> BudgetView:
                       expired=figure(expired), outstanding=figure(outstanding), available=figure(budget),
                       in_prize_pools=figure(pools), spent_on_games=figure(spent_on_games), overdrawn=budget < 0, blocked=blocked,
                       allow_overdraft=program.allow_overdraft)
+
+
+class Breakage(msgspec.Struct, frozen=True):
+    """Points issued that are expected never to be redeemed, at the rate the program's own
+    history shows: of the points that have left participants, the share that expired."""
+
+    rate: float
+    expected: Figure
+
+
+def expected_breakage(view: BudgetView) -> Breakage | None:
+    """None until some points have left participants (no history, no rate)."""
+    left = view.expired.points + view.redeemed.points + view.spent_on_games.points
+    if left <= 0 or view.outstanding.points <= 0:
+        return None
+    rate = view.expired.points / left
+    points = int(view.outstanding.points * rate)
+    per_point = view.outstanding.value.amount // view.outstanding.points
+    return Breakage(rate=rate, expected=Figure(points=points, value=Money(amount=points * per_point,
+                                                                         currency=view.outstanding.value.currency)))

@@ -43,6 +43,7 @@ from piccolo.engine.postgres import PostgresEngine
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
 from wallet.chain import GROUP, link_program
+from wallet.daily import add_to_totals
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sqlite_pool import writing
 
@@ -165,6 +166,8 @@ async def write_batch(program_id: str, entries: list[JournalEntry], more: list[R
     posting_sql = _insert_sql(LedgerPosting._meta.tablename, _POSTING_COLUMNS, postgres)
     async with writing(engine) as transaction:
         connection = transaction.connection
+        if entries:
+            await add_to_totals(program_id, entries, postgres)
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
             await connection.executemany(entry_sql, [entry_row(program_id, e) for e in chunk])

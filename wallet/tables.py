@@ -53,3 +53,16 @@ class ChainHead(Table, tablename="chain_heads"):
     seq = BigInt(default=0)
     link = Varchar(length=64, default="")
     stream_id = Varchar(length=40, default="")
+
+
+class DailyTotal(Table, tablename="daily_totals"):
+    """A program's points moved per UTC day, kept by the projector as it writes the ledger
+    (wallet/daily.py): the console's 90-day chart reads 90 rows, not the ledger."""
+
+    id = Varchar(length=60, primary_key=True)  # "<program_id>:<YYYY-MM-DD>"
+    program_id = Varchar(length=40, index=True)
+    day = Varchar(length=10)
+    issued = BigInt(default=0)  # into participants' lifetime earned
+    spent = BigInt(default=0)  # out of their available balance: redemptions, spins, tickets
+    redeemed = BigInt(default=0)  # into the program's redeemed account (gift cards delivered)
+    expired = BigInt(default=0)  # into the program's expired account

@@ -12,29 +12,24 @@ from litestar import Request, Response, get
 
 from catalog.items import pricing_of, search
 from console.manager.web import InProgram, in_program, page, refused, render
-from fulfillment import orders, partners
+from console.manager.charts import grouped_bars
+from fulfillment import order_counts, orders, partners
 from fulfillment.orders import OrderStatus
 from games import campaigns
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
 from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
-                      participants, rulebook, standings)
+                      participants, rulebook, standings, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
-from wallet import accounts, ledger
+from wallet import accounts, daily, journal, ledger
 
 P = "/console/p/{program_id:str}"
 ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
-# Counting stops here: the overview says "1000+" rather than scanning more rows.
-COUNT_CAP = 1000
 
 
 async def _ctx(request: Request[Any, Any, Any], program_id: str) -> InProgram | Response[Any]:
     return await in_program(request, program_id)
-
-
-def _count(items: list[Any], more: str | None) -> str:
-    return f"{len(items)}+" if more else str(len(items))
 
 
 @get(f"{P}/overview", include_in_schema=False)
@@ -44,15 +39,25 @@ async def overview(request: Request[Any, Any, Any], program_id: str) -> Response
         return ctx
     program = await get_program(program_id)
     pricing = pricing_of(program)
-    figures = await budget.budget_view(request.app.state.wallets, program)
+    wallets = request.app.state.wallets
+    figures = await budget.budget_view(wallets, program)
     active = await campaigns.list_campaigns(program_id, pricing, 100, None, "active")
-    pending = await claims.list_claims(program_id, COUNT_CAP, None, "pending")
-    by_status = []
-    for status in ORDER_STATUSES:
-        found = await orders.list_orders(program_id, limit=COUNT_CAP, status=status)  # type: ignore[arg-type]
-        by_status.append((status, _count(found.items, found.next_cursor)))
+    running = [s for status in ("open", "closed")
+               for s in (await sweepstakes_report.list_all(wallets, program, pricing, 20, status=status)).items]  # type: ignore[arg-type]
+    counts = await order_counts.by_status(program_id)
+    days = await daily.last_days(program_id, 90)
+    behind, oldest = await journal.lag(request.app.state.redis, program_id)
+    chart = grouped_bars([d.day.isoformat() for d in days], [
+        ("Issued", "issued", [d.issued for d in days]), ("Redeemed", "redeemed", [d.redeemed for d in days])])
     return page(ctx, "console/overview.html", "Overview", "overview", request, program=program, budget=figures,
-                active=active.items, claims_waiting=_count(pending.items, pending.next_cursor), orders=by_status)
+                breakage=budget.expected_breakage(figures), active=active.items,
+                sweepstakes=running,
+                claims_waiting=await waiting.claims_waiting(program_id),
+                approvals_waiting=await waiting.approvals_waiting(program_id),
+                orders=[(status, counts.get(status, 0)) for status in ORDER_STATUSES],
+                stuck=await order_counts.stuck(program_id), days=days, chart=chart,
+                lag_entries=behind, lag_seconds=(max(0.0, datetime.now(timezone.utc).timestamp() - oldest / 1000) if oldest else 0.0),
+                issued_90=sum(d.issued for d in days), redeemed_90=sum(d.redeemed for d in days))
 
 
 @get(f"{P}/participants", include_in_schema=False)
