@@ -120,17 +120,6 @@ async def catalog_page(request: Request[Any, Any, Any], program_id: str) -> Resp
     return page(ctx, "console/catalog.html", "Catalog", "catalog", request, items=found.items)
 
 
-@get(f"{P}/orders", include_in_schema=False)
-async def order_list(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    chosen = status if status in ORDER_STATUSES else None
-    found = await orders.list_orders(program_id, limit=100, status=chosen, admin=True)  # type: ignore[arg-type]
-    return page(ctx, "console/orders.html", "Orders", "orders", request, orders=found.items, status=chosen or "",
-                statuses=ORDER_STATUSES)
-
-
 @get(f"{P}/orders.csv", include_in_schema=False)
 async def order_export(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -279,6 +268,6 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
     return Response(text, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
 
 
-ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
+ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page,
           order_export, campaign_list, sweepstakes_list, leaderboards, funding_page, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]
