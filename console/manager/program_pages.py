@@ -137,19 +137,6 @@ async def campaign_list(request: Request[Any, Any, Any], program_id: str) -> Res
     return page(ctx, "console/campaigns.html", "Spin campaigns", "spin-campaigns", request, campaigns=found.items)
 
 
-@get(f"{P}/spin-campaigns/{{campaign_id:str}}", include_in_schema=False)
-async def campaign_page(request: Request[Any, Any, Any], program_id: str, campaign_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    try:
-        campaign = await campaigns.get_campaign(program_id, campaign_id, pricing_of(program))
-    except DomainError:
-        return render("console/error.html", 404, title="Not found", message="No such campaign.", ctx=None)
-    return page(ctx, "console/campaign.html", campaign.name, "spin-campaigns", request, campaign=campaign)
-
-
 @get(f"{P}/sweepstakes", include_in_schema=False)
 async def sweepstakes_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -282,5 +269,5 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
 
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
-          order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
+          order_export, campaign_list, sweepstakes_list, leaderboards, funding_page, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]
