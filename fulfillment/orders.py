@@ -181,7 +181,7 @@ async def admin_view(program_id: str, order_id: str) -> OrderView:
 
 async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: OrderStatus | None = None,
                       participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
-                      sealer: Sealer | None = None) -> OrderPage:
+                      sealer: Sealer | None = None, partner_id: str | None = None) -> OrderPage:
     after = decode_cursor(cursor)
     where = (Order.program_id == program_id) & (Order.status != "new")
     if after is not None:
@@ -192,6 +192,8 @@ async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = 
         where &= Order.participant_id == participant_id
     if item_id is not None:
         where &= Order.item_id == item_id
+    if partner_id is not None:
+        where &= Order.partner_id == partner_id
     rows = await Order.select().where(where).order_by(Order.id, ascending=False).limit(limit + 1).run()
     names = await _names({r["item_id"] for r in rows})
     return OrderPage(items=[_view(r, names, sealer, admin=admin) for r in rows[:limit]],

@@ -174,13 +174,14 @@ async def rotate_partner_key(request: Request[Any, Any, Any], partner_id: str,
 
 
 @get("/v1/orders", guards=[admin_only], operation_id="listOrders", summary="List and search orders",
-     description="Newest first; filter by status, participant or item.", tags=["fulfillment"])
+     description="Newest first; filter by status, participant, item or partner.", tags=["fulfillment"])
 async def list_orders(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None,
                       status: orders.OrderStatus | None = None,
                       participant_id: IdFilter = None,
-                      item_id: IdFilter = None) -> orders.OrderPage:
+                      item_id: IdFilter = None, partner_id: IdFilter = None) -> orders.OrderPage:
     return await orders.list_orders(program_of(request), limit=limit, cursor=cursor, status=status,
-                                    participant_id=participant_id, item_id=item_id, admin=True)
+                                    participant_id=participant_id, item_id=item_id, admin=True,
+                                    partner_id=partner_id)
 
 
 @get("/v1/orders/export.csv", guards=[admin_only], operation_id="exportOrders", summary="Export orders as CSV",

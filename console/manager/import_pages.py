@@ -8,25 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import UploadFile
 
 from api.problems import status_for
+from console.manager.uploads import UPLOAD_LIMIT, uploaded_text
 from console.manager.web import InProgram, back, checked_form, in_program, page, refused, render
-from kernel.errors import DomainError, Invalid
+from kernel.errors import DomainError
 from programs import audit, participant_imports
 from programs.console_users import MANAGES
 
 P = "/console/p/{program_id:str}"
-# A 50,000-row file with long names and emails is about 5 MB.
-UPLOAD_LIMIT = 32 * 1024 * 1024
-
-
-def _text(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Invalid("the file is not UTF-8 text: in Excel, save it as \"CSV UTF-8 (Comma delimited)\"; in "
-                      "Google Sheets, File > Download > CSV", field="file") from None
 
 
 @post(f"{P}/participants/import", include_in_schema=False, status_code=200, request_max_body_size=UPLOAD_LIMIT)
@@ -35,12 +25,9 @@ async def upload(request: Request[Any, Any, Any], program_id: str) -> Response[A
     if not isinstance(checked, tuple):
         return checked
     ctx, _ = checked
-    upload = (await request.form()).get("file")
     try:
-        if not isinstance(upload, UploadFile) or not upload.filename:
-            raise Invalid("choose a CSV file to import", field="file")
-        job = await participant_imports.queue_import(program_id, _text(await upload.read()), upload.filename,
-                                                     f"user:{ctx.signed.person.id}")
+        name, text = await uploaded_text(request)
+        job = await participant_imports.queue_import(program_id, text, name, f"user:{ctx.signed.person.id}")
     except DomainError as exc:
         return refused(ctx, exc.detail, status_for(exc.code))
     await audit.record(program_id, f"user:{ctx.signed.person.id}", "participants.import", job.id,

@@ -10,16 +10,16 @@ from typing import Any, get_args
 
 from litestar import Request, Response, get
 
-from catalog.items import pricing_of, search
+from catalog.items import pricing_of
 from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
 from fulfillment import order_counts, orders, partners
 from fulfillment.orders import OrderStatus
-from games import campaigns
+from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
 from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
-                      participants, rulebook, standings, waiting)
+                      history_reasons, participants, rulebook, standings, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, daily, journal, ledger
@@ -84,8 +84,12 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     program = await get_program(program_id)
     wallet = await accounts.wallet_view(request.app.state.wallets, program_id, participant_id)
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
+    their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True)
+    their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
                 program=program, wallet=wallet, history=history.items,
+                why=await history_reasons.reasons(program_id, history.items), orders=their_orders.items,
+                spins=their_spins.items,
                 # One key per form shown: a double submit replays the first move.
                 grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16))
 
@@ -108,27 +112,6 @@ async def claim_queue(request: Request[Any, Any, Any], program_id: str, status: 
     found = await claims.list_claims(program_id, 100, None, chosen)  # type: ignore[arg-type]
     return page(ctx, "console/claims.html", "Claims", "claims", request, claims=found.items, status=chosen,
                 statuses=("pending", "approved", "rejected", "duplicate"))
-
-
-@get(f"{P}/catalog", include_in_schema=False)
-async def catalog_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    found = await search(program_id, pricing_of(program), limit=200, include_disabled=True)
-    return page(ctx, "console/catalog.html", "Catalog", "catalog", request, items=found.items)
-
-
-@get(f"{P}/orders", include_in_schema=False)
-async def order_list(request: Request[Any, Any, Any], program_id: str, status: str | None = None) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    chosen = status if status in ORDER_STATUSES else None
-    found = await orders.list_orders(program_id, limit=100, status=chosen, admin=True)  # type: ignore[arg-type]
-    return page(ctx, "console/orders.html", "Orders", "orders", request, orders=found.items, status=chosen or "",
-                statuses=ORDER_STATUSES)
 
 
 @get(f"{P}/orders.csv", include_in_schema=False)
@@ -292,6 +275,6 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
     return Response(text, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
 
 
-ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue, catalog_page, order_list,
+ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
           order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]

@@ -47,6 +47,7 @@ DONE = {
     "rule-retired": "Rule retired: it awards nothing from now on.",
     "partner-disabled": "Partner disabled: its keys are refused and its waiting orders moved.",
     "partner-enabled": "Partner enabled.",
+    "order-cancelled": "Order cancelled: the points went back to the participant.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
     "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }

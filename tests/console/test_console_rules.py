@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.console.sessions import csrf_of, get, person_in, post
-from tests.factories import new_participant, new_program, random_ref
+from tests.factories import new_participant, new_program, random_ref, wait_until
 
 pytestmark = pytest.mark.sql
 
@@ -100,3 +100,26 @@ async def test_a_bad_rule_shows_the_domains_words_and_a_viewer_is_refused(client
                              rule_form(csrf_of(page.text)))
         assert refused.status_code == 403
     assert (await client.get("/v1/earning-rules", headers=program.headers)).json()["items"] == []
+
+
+async def test_a_participants_history_says_why_each_line_happened(client: Any) -> None:
+    program = await new_program(client)
+    ann = await new_participant(client, program)
+    rule = await client.post("/v1/earning-rules", headers=program.headers, json={
+        "name": "Training bonus", "activity_type": "training_completed", "award": {"type": "fixed", "points": 40}})
+    assert rule.status_code == 201
+    sent = await client.post("/v1/activities", headers=program.headers, json={"activities": [{
+        "external_id": "LMS-77", "type": "training_completed", "participant_external_id": ann["external_id"],
+        "occurred_at": datetime.now(timezone.utc).isoformat(), "attributes": {"course": "ThermoPro 101"}}]})
+    assert sent.status_code == 200
+    _, session = await person_in(client, program, "manager")
+    page = await get(client, f"/console/p/{program.id}/participants/{ann['id']}", session)
+    granted = await post(client, f"/console/p/{program.id}/participants/{ann['id']}/grant", session, {
+        "csrf": csrf_of(page.text), "key": "k1", "points": "25", "reason": "Booth help"})
+    assert granted.status_code == 303
+
+    async def both_lines() -> bool:
+        text = html.unescape((await get(client, f"/console/p/{program.id}/participants/{ann['id']}", session)).text)
+        return "rule “Training bonus” v1 for training_completed LMS-77" in text and "by Casey Manager" in text
+
+    assert await wait_until(both_lines, True), "the award names its rule, version and activity; the grant its person"
