@@ -21,6 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api import background, projection, schema_pages
 from api.auth import Authenticator
+from api.admin_audit import admin_audit
 from api.gate import Gate
 from api.json_body import JsonRequest
 from api.admission import admission
@@ -61,7 +62,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[*ROUTES, metrics, schema_pages.assets_router(), *console_routes],
         lifespan=[lifespan(settings)],
         # Request id, access log, authentication and rate limits: one layer, one Redis call.
-        middleware=[prometheus_config().middleware, gate],
+        # Then, inside the gate: every admin change through the API onto the audit log.
+        middleware=[prometheus_config().middleware, gate, admin_audit],
         before_send=[security_headers(settings.hsts_seconds)],
         dependencies=dependencies(),
         exception_handlers=exception_handlers,

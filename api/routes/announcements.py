@@ -13,6 +13,7 @@ from programs.programs import get_program
 
 
 @post("/v1/announcements", guards=[admin_only], operation_id="createAnnouncement", summary="Announce",
+      opt={"audit": "self"},
       description="A line in the feed of every active participant in the `audience` (segments and teams; "
                   "`{}` for everyone) at once, and an email to each who has an address (unless `email` is "
                   "false), sent by the worker through RW_SMTP_URL or into the outbox folder.",

@@ -36,6 +36,7 @@ async def read(request: Request[Any, Any, Any], request_id: str) -> approvals.Ap
 
 
 @post("/v1/approvals/{request_id:str}/approve", guards=[admin_only, active_program], operation_id="approveMove",
+      opt={"audit": "self"},
       summary="Approve a move", description="Applies the grant or deduction once (approving again answers the same "
       "request). The key that asked cannot approve (403); a deduction the balance no longer covers leaves the "
       "request `failed` with the reason.", tags=["approvals"], status_code=200)
@@ -49,7 +50,7 @@ async def approve(request: Request[Any, Any, Any], request_id: str, wallets: Wal
     return view
 
 
-@post("/v1/approvals/{request_id:str}/reject", guards=[admin_only], operation_id="rejectMove",
+@post("/v1/approvals/{request_id:str}/reject", opt={"audit": "self"}, guards=[admin_only], operation_id="rejectMove",
       summary="Reject a move", description="With a reason; nothing moves. The key that asked cannot reject (403).",
       tags=["approvals"], status_code=200)
 async def reject(request: Request[Any, Any, Any], request_id: str, data: Rejection) -> approvals.ApprovalView:

@@ -21,6 +21,7 @@ IDEMPOTENT = {"idem": Provide(provide_idem)}
 
 
 @post("/v1/activities", guards=[admin_only], operation_id="ingestActivities", summary="Send activities",
+      opt={"audit": "none"},
       description="Up to 1,000 events from a CRM or partner system. `external_id` is unique per program, so a "
                   "re-sent batch changes nothing: each item answers `new`, `duplicate` or `rejected` (with the "
                   "reason), and new ones the awards the earning rules gave. Built-in types: sale (amount in minor "
@@ -87,7 +88,7 @@ async def retire_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook
     return await rulebook.retire_rule(program_of(request), rule_id)
 
 
-@post("/v1/earning-rules/simulate", guards=[admin_only], operation_id="simulateEarningRule",
+@post("/v1/earning-rules/simulate", opt={"audit": "none"}, guards=[admin_only], operation_id="simulateEarningRule",
       summary="Simulate a draft rule",
       description="Runs the rule over the stored activities between `starts_at` and `ends_at` and answers what it "
                   "would award, to whom, and its cost in money. Moves no points.", tags=["earning"],

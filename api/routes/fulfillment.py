@@ -199,7 +199,7 @@ async def read_order(request: Request[Any, Any, Any], order_id: str) -> orders.O
     return await orders.admin_view(program_of(request), order_id)
 
 
-@post("/v1/orders/{order_id:str}/cancel", guards=[admin_only], operation_id="cancelOrder",
+@post("/v1/orders/{order_id:str}/cancel", opt={"audit": "self"}, guards=[admin_only], operation_id="cancelOrder",
       summary="Cancel an order not yet delivered",
       description="Pending or claimed orders only: the held points return to the participant at once and a feed "
                   "line says why; a partner's later fulfil or fail answers 409. The same cancel again answers the "

@@ -75,7 +75,8 @@ def moved_response(moved: accounts.Moved) -> Response[accounts.PointsMove]:
     return Response(moved.move, status_code=201, headers=REPLAYED if moved.replayed else None)
 
 
-@post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="grantPoints",
+@post("/v1/points/grants", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPoints",
+      opt={**CARRY_GATE, "audit": "self"},
       summary="Grant points", description="Moves points from the program budget to the participant's available "
       "balance, atomically. Requires `Idempotency-Key`. Above the program's `approval_threshold_points` it answers "
       "202 with an approval request instead, and nothing moves until another person approves it.", tags=["points"],
@@ -109,7 +110,8 @@ async def move_or_ask(state: Any, principal: Principal, kind: approvals.MoveKind
     return MoveAnswer(201, moved.move, moved.replayed)
 
 
-@post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="deductPoints",
+@post("/v1/points/deductions", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="deductPoints",
+      opt={**CARRY_GATE, "audit": "self"},
       summary="Deduct points", description="Takes points back from the participant's available balance to the "
       "program budget; never below zero (422 `insufficient_points`). Requires `Idempotency-Key`. Above the "
       "program's `approval_threshold_points` it answers 202 with an approval request instead.", tags=["points"],

@@ -492,7 +492,7 @@ async def test_the_audit_log_names_the_person_filters_and_exports(client: Any) -
 
     async def logged() -> int:
         found = (await client.get("/v1/audit-events", headers=program.headers)).json()["items"]
-        return len(found)
+        return len([e for e in found if e["actor"].startswith("user:")])  # the key's own changes are there too
 
     assert await wait_until(logged, 2) == 2
     shown = await get(client, f"/console/p/{program.id}/audit-log", session)
