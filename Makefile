@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/fulfillment.py
 	$(BIN)/python bench/games.py
 	$(BIN)/python bench/sweepstakes.py
+	$(BIN)/python bench/overview.py
 	$(BIN)/python bench/openloop.py --calibrate
 	$(BIN)/python bench/load.py --workers 1 2
 	$(BIN)/python bench/load.py --mode search --workers 1 2

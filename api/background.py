@@ -34,6 +34,7 @@ from kernel.mail import Mailer, mailer
 from programs import announcements, participant_imports
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
+from wallet import checkpoints
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore
 
@@ -55,6 +56,10 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     import_every: float = 1.0
     sweep_every: float = 30.0
     expiry_every: float = 3600.0
+    # Pending lots release at or after their minute: a pass every few seconds is one sorted-set
+    # read per program.
+    release_every: float = 10.0
+    checkpoint_every: float = 600.0
 
 
 def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStore, sealer: Sealer, *,
@@ -104,6 +109,26 @@ async def expire(ctx: Context, stop: asyncio.Event) -> None:
     await _every(stop, ctx.expiry_every, "expiry sweep", lambda: sweep_all(ctx.wallets, ctx.journal.project_program))
 
 
+async def release_pending(ctx: Context, stop: asyncio.Event) -> None:
+    """Releases the pending lots that are due (programs/pending.py), every program."""
+    from programs.pending import release_all_due
+
+    await _every(stop, ctx.release_every, "pending-lot release", lambda: release_all_due(ctx.wallets))
+async def checkpoint(ctx: Context, stop: asyncio.Event) -> None:
+    """Signs each program's finished days of its ledger chain (wallet/checkpoints.py): a day
+    is signed on the first pass after it ended and was fully chained."""
+    await _every(stop, ctx.checkpoint_every, "ledger checkpoints",
+                 lambda: _checkpoint_all(ctx), first_after=min(ctx.checkpoint_every, 30.0))
+
+
+async def _checkpoint_all(ctx: Context) -> None:
+    for program_id in await list_program_ids():
+        try:
+            await checkpoints.make_daily(ctx.wallets.client, ctx.sealer, program_id)
+        except Exception:  # one program's trouble (logged) must not hold the others back
+            log.exception("checkpointing the ledger of program %s failed", program_id)
+
+
 async def project(ctx: Context, stop: asyncio.Event) -> None:
     """The journal projector (Redis journal -> SQL ledger, spin and feed rows); it drains
     what is waiting before it returns."""
@@ -127,6 +152,8 @@ TASKS: tuple[Task, ...] = (
     Task("participant-imports", import_participants, in_api="background_tasks"),
     Task("sweep", sweep, in_api="background_tasks"),
     Task("expiry", expire, in_api="never"),
+    Task("pending-release", release_pending, in_api="never"),
+    Task("checkpoints", checkpoint, in_api="never"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),
 )
 

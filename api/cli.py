@@ -219,12 +219,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not isinstance(document, dict):
         print("verify: the proof is not a JSON object", file=sys.stderr)
         return 2
+    if args.kind == "statement":
+        return _verify_statement(document, getattr(args, "public_key", None))
     result = verify_spin_proof(document) if args.kind == "spin" else verify_sweepstakes_proof(document, entries)
     if result.ok:
         print(f"verify: the {args.kind} proof holds")
         return 0
     print(f"verify: the {args.kind} proof does NOT hold:")
     for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def _verify_statement(document: dict[str, Any], public_key: str | None) -> int:
+    from wallet.statements import verify
+
+    problems = verify(document, public_key)
+    if not problems:
+        count = len(document.get("entries") or [])
+        print(f"verify: the statement holds ({count} entr{'y' if count == 1 else 'ies'}, "
+              f"{len(document.get('checkpoints') or [])} signed checkpoint(s), key "
+              f"{(document.get('public_key') or {}).get('key_id')})")
+        return 0
+    print("verify: the statement does NOT hold:")
+    for problem in problems:
         print(f"  - {problem}")
     return 1
 
@@ -337,7 +355,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     not look."""
     from api.migrate import migrate
     from programs.programs import list_program_ids
-    from wallet.chain import ChainReport, verify_chain
+    from wallet.chain import ChainReport
+    from wallet.checkpoints import audit
 
     _settings()
 
@@ -346,7 +365,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         known = await list_program_ids()
         if args.program_id is not None and args.program_id not in known:
             return None
-        return [await verify_chain(program_id) for program_id in ([args.program_id] if args.program_id else known)]
+        return [await audit(program_id) for program_id in ([args.program_id] if args.program_id else known)]
 
     try:
         reports = _run(go())
@@ -539,16 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("file")
     sweep.add_argument("--entries", help="the published entries.csv (needed to recompute the draw)")
     sweep.set_defaults(func=cmd_verify)
+    statement = verify.add_parser("statement", help="a participant's ledger statement: every entry's link, Merkle "
+                                                    "proof and checkpoint signature")
+    statement.add_argument("file")
+    statement.add_argument("--public-key", help="the program's published public key (hex): the statement must "
+                                                "carry this one")
+    statement.set_defaults(func=cmd_verify)
 
     sub.add_parser("reconcile", help="compare Redis balances with the ledger; exit 1 on drift").set_defaults(
         func=cmd_reconcile)
     sub.add_parser("rebuild", help="restore Redis balances from the ledger").set_defaults(func=cmd_rebuild)
-    audit = sub.add_parser("audit", help="walk each program's ledger hash chain from genesis; exit 1 naming the "
-                                         "first broken entry")
+    audit = sub.add_parser("audit", help="walk each program's ledger hash chain from genesis and check its signed "
+                                         "checkpoints; exit 1 naming the first broken entry or checkpoint")
     audit.add_argument("program_id", nargs="?", default=None, help="one program (default: every program)")
     audit.set_defaults(func=cmd_audit)
     worker = sub.add_parser("worker", help="run every background task: the journal projector, webhook deliveries, "
-                                           "the order sweep, spin completion, the periodic expiry sweep and the "
+                                           "the order sweep, spin completion, the periodic expiry sweep, ledger checkpoints and the "
                                            "program-news follower")
     worker.add_argument("--expiry-every", type=float, default=3600.0, help="seconds between expiry sweeps")
     # Set by `serve` for the worker it starts: stop when that process is gone.

@@ -55,6 +55,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "sweepstakes_closed": 409,
     "sweepstakes_not_open": 409,
     "tax_form_required": 409,
+    "already_released": 409,
     "not_configured": 503,
     "unavailable": 503,
 }
@@ -85,6 +86,7 @@ TITLES: dict[str, str] = {
     "sweepstakes_closed": "The sweepstakes is closed",
     "sweepstakes_not_open": "The sweepstakes is not open yet",
     "tax_form_required": "A tax form is needed first",
+    "already_released": "The lot was already released",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request body too large",
     "unsupported_media_type": "Unsupported media type",

@@ -5,13 +5,24 @@ API, `reward-wallet worker`, the CLI's projecting commands)."""
 from __future__ import annotations
 
 from games import spin_projection
-from programs import audit
-from wallet.journal import Follower, register_followers
+from programs import audit, pending
+from wallet.journal import Follower, JournalEntry, Rows, register_followers
 
 
 def followers() -> dict[str, Follower]:
     """Per journal kind, the function that answers the SQL rows that follow from its entries."""
-    return {"spin": spin_projection.write_spins, "grant": audit.money_rows, "deduction": audit.money_rows}
+    return {"spin": spin_projection.write_spins, "grant": both(audit.money_rows, pending.owed_paid_of),
+            "deduction": audit.money_rows, "award": pending.owed_paid_of, "release": pending.feed_of,
+            "reversal": pending.feed_of}
+
+
+def both(first: Follower, second: Follower) -> Follower:
+    """Two packages' followers of one kind, as one."""
+
+    async def follow(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+        return [*await first(program_id, entries), *await second(program_id, entries)]
+
+    return follow
 
 
 def wire() -> None:

@@ -24,8 +24,11 @@ from api.embedded import EmbeddedValkey
 
 
 class Stack:
-    def __init__(self, url: str, operator_key: str, valkey: EmbeddedValkey, folder: Path) -> None:
+    def __init__(self, url: str, operator_key: str, valkey: EmbeddedValkey, folder: Path, pid: int = 0,
+                 env: dict[str, str] | None = None) -> None:
         self.url = url
+        self.pid = pid  # the API's process (with one worker, uvicorn serves in this process)
+        self.env = env or {}  # what the API runs with: the CLI run with it sees the same data
         self.operator_key = operator_key
         self.valkey = valkey
         self.folder = folder
@@ -69,7 +72,7 @@ def api_stack(workers: int = 1) -> Iterator[Stack]:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the API did not start")
             time.sleep(0.1)
-        yield Stack(url, operator_key, valkey, folder)
+        yield Stack(url, operator_key, valkey, folder, server.pid, env)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -58,6 +58,10 @@ class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str | None = None  # why nothing was awarded, for a refusal
     # Paid by an earlier run (a rule applied again, a batch re-sent after a crash): shown, not paid now.
     already_awarded: bool = False
+    # A pending award: its lot (released later, programs/pending.py) and when it releases
+    # (None with the lot: released by a manager's approval).
+    lot_id: str | None = None
+    releases_at: datetime | None = None
 
 
 class SimulatedAward(msgspec.Struct, frozen=True):
@@ -170,6 +174,34 @@ class Facts:
                           deadline_source_at=await self.deadline_source(spec, activity), team_members=members)
 
 
+MINUTE_MS = 60_000
+
+
+def pending_release(now_ns: int, days: int | None) -> int | None:
+    """When a lot awarded at `now_ns` releases, in milliseconds: `days` later, rounded up to
+    the whole minute (the worker releases it at or after that minute); None: by approval."""
+    if days is None:
+        return None
+    at = now_ns // 1_000_000 + days * 86_400_000
+    return -(-at // MINUTE_MS) * MINUTE_MS
+
+
+def release_moment(at_ms: int | None) -> datetime | None:
+    """A lot's release instant (the wallet answers it, also on a replay), or None for an approval lot."""
+    return None if at_ms is None else datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc)
+
+
+def pending_text(points: int, point_name: str, releases_at: datetime | None, what: str) -> str:
+    when = f"until {releases_at:%Y-%m-%d %H:%M} UTC" if releases_at else "until a manager approves them"
+    return f"+{points:,} {point_name} pending {when}: {what}"
+
+
+def owed_paid_line(tx: str, participant_id: str, paid: int, point_name: str) -> FeedEntry:
+    """The feed line of a credit that first paid points a returned sale left owing."""
+    return FeedEntry(key=f"owed-paid:{tx}", participant_id=participant_id, kind="owed_paid",
+                     text=points_text(-paid, point_name, "paid back what a returned sale left owing"), points=-paid)
+
+
 def award_key(activity_id: str, rule_id: str, participant_id: str) -> str:
     return f"{activity_id}:{rule_id}:{participant_id}"
 
@@ -214,15 +246,22 @@ async def evaluate(
                             "multiplied": plan.multiplied}
                 tx = new_id("tx")
                 person = facts.person(share.participant_id)
+                scored = boards_for is not None and (not spec.pending or program.pending_counts_on_boards)
+                pending = ""
+                if spec.pending:
+                    releases = pending_release(store.clock(), spec.pending_days)
+                    metadata["releases_at"] = releases
+                    pending = f"{'' if releases is None else releases}|{spec.name}"
                 grants.append(GrantSpec(
                     idem=Idem(key=kernel_keys.idempotency(program.id, "award",
                                                    award_key(activity.id, rule.rule_id, share.participant_id)),
                               fingerprint="award"),
-                    tx=tx, participant_id=share.participant_id, points=share.points, kind="award",
+                    tx=tx, participant_id=share.participant_id, points=share.points,
+                    kind="pending_award" if spec.pending else "award",
                     reference=activity.id, metadata=msgspec.json.encode(metadata).decode(),
-                    cap_key=cap_key, cap_limit=cap_limit,
-                    boards=boards_for(share.participant_id, person.team_id if person else None, tx,
-                                      activity.occurred_at) if boards_for is not None else NO_BOARDS,
+                    cap_key=cap_key, cap_limit=cap_limit, pending=pending,
+                    boards=boards_for(share.participant_id, person.team_id if person else None, tx,  # type: ignore[misc]
+                                      activity.occurred_at) if scored else NO_BOARDS,
                 ))
                 context.append((activity, rule, share.participant_id, share.points))
 
@@ -242,9 +281,11 @@ async def evaluate(
     for (activity, rule, participant_id, planned), outcome in zip(context, outcomes):
         name = _outcome_name(outcome, planned)
         points = (outcome.points or 0) if outcome.ok else 0
+        lot = outcome.lot if points else None
         award = AwardView(rule_id=rule.rule_id, rule_version=rule.version, participant_id=participant_id,
                           points=points, outcome=name, transaction_id=outcome.tx if points else None,
-                          detail=None if outcome.ok else outcome.detail, already_awarded=bool(outcome.replayed))
+                          detail=None if outcome.ok else outcome.detail, already_awarded=bool(outcome.replayed),
+                          lot_id=lot, releases_at=release_moment(outcome.releases_at) if lot else None)
         results[activity.id].append(award)
         rows.append(Award(award_key=award_key(activity.id, rule.rule_id, participant_id), program_id=program.id,
                           activity_id=activity.id, rule_id=rule.rule_id, rule_version=rule.version,
@@ -254,10 +295,15 @@ async def evaluate(
             await store.give_free_spins(program.id, participant_id, rule.spec.free_spins, Idem(
                 key=kernel_keys.idempotency(program.id, "award-spins", award_key(activity.id, rule.rule_id, participant_id)),
                 fingerprint="award"))
-        if points and outcome.tx:
+        if points and outcome.tx and lot:
+            feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="pending_award",
+                                  text=pending_text(points, program.point_name, award.releases_at, rule.spec.name),
+                                  points=points, reference=activity.id))
+        elif points and outcome.tx:
             feed.append(FeedEntry(key=f"award:{outcome.tx}", participant_id=participant_id, kind="award",
                                   text=points_text(points, program.point_name, rule.spec.name), points=points,
                                   reference=activity.id))
+
     for start in range(0, len(rows), 250):
         await Award.insert(*rows[start:start + 250]).on_conflict(action="DO NOTHING").run()
     await publish(program.id, feed)

@@ -51,6 +51,8 @@ class ProgramView(msgspec.Struct, frozen=True):
     tax_form_policy: str = "flag"
     tax_thresholds: dict[str, int] = {}
     approval_threshold_points: int | None = None
+    pending_counts_on_boards: bool = False
+    publish_checkpoints: bool = False
 
 
 class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,6 +68,8 @@ class NewProgram(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     tax_form_policy: TaxFormPolicy = "flag"
     tax_thresholds: TaxThresholds = {}
     approval_threshold_points: Annotated[int, Meta(ge=1, le=10**12)] | None = None
+    pending_counts_on_boards: Annotated[bool, Meta(description=(
+        "pending points count on points leaderboards when awarded; otherwise when released"))] = False
 
 
 ProgramStatus = Literal["active", "suspended"]
@@ -88,6 +92,8 @@ class ProgramChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     tax_form_policy: TaxFormPolicy | None = None
     tax_thresholds: TaxThresholds | None = None
     approval_threshold_points: Annotated[int, Meta(ge=0, le=10**12, description="0 turns four eyes off")] | None = None
+    pending_counts_on_boards: bool | None = None
+    publish_checkpoints: Annotated[bool, Meta(description="serve the signed ledger checkpoints publicly")] | None = None
 
 
 def _view(row: dict) -> ProgramView:
@@ -106,6 +112,8 @@ def _view(row: dict) -> ProgramView:
         tax_form_policy=row.get("tax_form_policy") or "flag",
         tax_thresholds=msgspec.json.decode(row.get("tax_thresholds") or "{}"),
         approval_threshold_points=row.get("approval_threshold_points") or None,
+        pending_counts_on_boards=bool(row.get("pending_counts_on_boards")),
+        publish_checkpoints=bool(row.get("publish_checkpoints")),
     )
 
 
@@ -138,6 +146,7 @@ async def create_program(spec: NewProgram) -> tuple[ProgramView, str]:
             claim_window_days=spec.claim_window_days,
             tax_form_policy=spec.tax_form_policy,
             approval_threshold_points=spec.approval_threshold_points,
+            pending_counts_on_boards=spec.pending_counts_on_boards,
             tax_thresholds=msgspec.json.encode({y: a for y, a in sorted(spec.tax_thresholds.items()) if a >= 0}).decode(),
             created_at=datetime.now(timezone.utc),
         )

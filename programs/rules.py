@@ -109,6 +109,14 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     description: Annotated[str, Meta(max_length=2000)] = ""
     # Free-spin tokens given with each award (spent on spin-to-win wheels before points).
     free_spins: SpinCount | None = None
+    # The points wait in a pending lot: released `pending_days` after the award, or by a
+    # manager when `pending_until` is "approval" (wallet/pending.lua). Not both.
+    pending_days: Annotated[int, Meta(ge=1, le=3650)] | None = None
+    pending_until: Literal["approval"] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.pending_days is not None or self.pending_until is not None
 
 
 class ActivityFacts(msgspec.Struct, frozen=True):
@@ -146,6 +154,8 @@ def check_rule(spec: RuleSpec) -> str | None:
         return "starts_at must be before ends_at"
     if spec.deadline and spec.deadline.after_activity_type == spec.activity_type:
         return "a deadline must refer to another activity type"
+    if spec.pending_days is not None and spec.pending_until is not None:
+        return "a rule's points wait either pending_days or until approval, not both"
     return None
 
 

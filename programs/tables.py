@@ -30,6 +30,12 @@ class Program(Table, tablename="programs"):
     # A manual grant or deduction of more points than this waits for a second person's
     # approval (programs/approvals.py); null: four eyes off.
     approval_threshold_points = BigInt(null=True, default=None)
+    # Whether points still pending (earning rules that make them wait) count on points
+    # leaderboards when awarded; otherwise they count when released.
+    pending_counts_on_boards = Boolean(default=False)
+    # Whether anyone may read the program's signed ledger checkpoints
+    # (GET /v1/public/programs/{id}/checkpoints): off by default, since counts reveal volume.
+    publish_checkpoints = Boolean(default=False)
     created_at = Timestamptz()
 
 

@@ -7,6 +7,7 @@ HTTP edge can mark them.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 import msgspec
@@ -52,11 +53,24 @@ class PointsMove(msgspec.Struct, frozen=True):
     balance: Balance
 
 
-class WalletView(msgspec.Struct, frozen=True):
+class PendingLotView(msgspec.Struct, frozen=True):
+    """A pending lot as the participant sees it on Home."""
+
+    points: int
+    releases_at: datetime | None  # None: released when a manager approves it
+    reason: str
+
+
+class WalletView(msgspec.Struct, frozen=True, omit_defaults=True):
     available: int
     held: int
     lifetime_earned: int
     lifetime_spent: int
+    # Points waiting in lots (not spendable), and the lots, soonest release first.
+    pending: int
+    pending_lots: list[PendingLotView]
+    # Points a returned sale took back that were no longer there; shown only when > 0.
+    owed: int | None = None
 
 
 class Moved(msgspec.Struct, frozen=True):
@@ -140,13 +154,22 @@ async def void(
     return _moved(outcome)
 
 
+def _moment(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
 async def wallet_view(store: WalletStore, program_id: str, participant_id: str) -> WalletView:
-    balance = await store.balance(program_id, participant_id)
-    if balance is None:
+    """Balances, pending lots and owed points: one wallet call (rw_balance)."""
+    read = await store.balance_read(program_id, participant_id)
+    if read is None:
         raise NotFound("no such participant")
     return WalletView(
-        available=balance["available"],
-        held=balance["held"],
-        lifetime_earned=balance["earned"],
-        lifetime_spent=balance["spent"],
+        available=read.available,
+        held=read.held,
+        lifetime_earned=read.earned,
+        lifetime_spent=read.spent,
+        pending=read.pending,
+        pending_lots=[PendingLotView(points=lot.lot.points, releases_at=_moment(lot.lot.releases_at),
+                                     reason=lot.lot.reason) for lot in read.lots],
+        owed=read.owed or None,
     )

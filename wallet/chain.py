@@ -64,7 +64,7 @@ log = logging.getLogger("rw.chain")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _encode = msgspec.json.Encoder(order="sorted").encode
 _decode_legs = msgspec.json.Decoder(list[tuple[str, str, int]]).decode
-_ROW_COLUMNS = ("transaction_id", "program_id", "participant_id", "kind", "points", "earned", "spent",
+ROW_COLUMNS = ("transaction_id", "program_id", "participant_id", "kind", "points", "earned", "spent",
                 "reference", "metadata", "legs", "stream_id", "created_at", "seq", "link")
 
 
@@ -90,7 +90,13 @@ def _milliseconds(value: Any) -> int:
 
 def canonical(row: dict[str, Any]) -> bytes:
     """The bytes version 1 hashes for a ledger row (see the module docstring)."""
-    return _encode({
+    return _encode(canonical_fields(row))
+
+
+def canonical_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The object whose sorted, compact JSON is the row's canonical bytes: what a statement
+    shows of each entry, so a verifier re-encodes exactly what was hashed."""
+    return {
         "v": CHAIN_VERSION,
         "stream_id": row["stream_id"],
         "transaction_id": row["transaction_id"],
@@ -104,7 +110,12 @@ def canonical(row: dict[str, Any]) -> bytes:
         "metadata": row["metadata"],
         "legs": [list(leg) for leg in _decode_legs(row["legs"])],
         "created_at": _milliseconds(row["created_at"]),
-    })
+    }
+
+
+def encode_canonical(fields: dict[str, Any]) -> bytes:
+    """`canonical_fields` as bytes: JSON, keys sorted, no whitespace, UTF-8."""
+    return _encode(fields)
 
 
 def next_link(previous: str, row: dict[str, Any]) -> str:
@@ -137,10 +148,11 @@ def _placeholders(postgres: bool, count: int) -> list[str]:
 async def link_program(client: Any, program_id: str) -> int:
     """Links what can be linked of a program's projected entries; answers how many."""
     bound, inclusive = await linkable_bound(client, program_id)
-    return await _link_ready(program_id, bound, inclusive)
+    return await link_below(program_id, bound, inclusive)
 
 
-async def _link_ready(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:
+async def link_below(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:
+    """Links the program's projected entries below `bound` (a `linkable_bound` answer)."""
     engine = LedgerEntry._meta.db
     postgres = isinstance(engine, PostgresEngine)
     p = _placeholders(postgres, 4)
@@ -155,7 +167,7 @@ async def _link_ready(program_id: str, bound: tuple[int, int], inclusive: bool) 
         head = await _fetch(connection, f"SELECT seq, link, stream_id FROM {heads} WHERE program_id = {p[0]}{lock}",
                             (program_id,))
         seq, link, head_stream = int(head[0]["seq"]), head[0]["link"], head[0]["stream_id"]
-        rows = await _fetch(connection, f"SELECT {', '.join(_ROW_COLUMNS[:-2])} FROM {entries} "
+        rows = await _fetch(connection, f"SELECT {', '.join(ROW_COLUMNS[:-2])} FROM {entries} "
                                         f"WHERE program_id = {p[0]} AND seq IS NULL", (program_id,))
         head_order = stream_order(head_stream) if head_stream else (-1, -1)
         ready = []
@@ -227,7 +239,7 @@ async def restore_journal_floor(client: Any, program_id: str) -> bool:
 
 # --- verifying (audit) --------------------------------------------------------------------
 
-Problem = Literal["link_mismatch", "missing_seq", "order", "unlinked", "head_mismatch"]
+Problem = Literal["link_mismatch", "missing_seq", "order", "unlinked", "head_mismatch", "checkpoint_mismatch"]
 
 
 class ChainProblem(msgspec.Struct, frozen=True):
@@ -284,7 +296,7 @@ def _walk_page(rows: list[dict[str, Any]], expected: int, link: str, previous: s
 
 async def verify_chain(program_id: str) -> ChainReport:
     """Walks a program's chain from genesis, recomputing every link from the rows."""
-    columns = [getattr(LedgerEntry, name) for name in _ROW_COLUMNS]
+    columns = [getattr(LedgerEntry, name) for name in ROW_COLUMNS]
     head = await ChainHead.select(ChainHead.seq, ChainHead.link, ChainHead.stream_id).where(
         ChainHead.program_id == program_id).first().run()
     head_seq = int(head["seq"]) if head else 0

@@ -12,6 +12,8 @@ Key layout (all keys of a program share the hash tag {p:<program_id>}; wallet/ke
                                   suspended ("1": the operator suspended the program, see suspension)
   rw:{p:P}:hold:<hold id>   hash  participant, points, state (held|captured|voided), tx
   rw:{p:P}:journal          stream, one entry per transaction (the prelude's journal)
+  The wallet hash also holds pending (points in pending lots) and owed (points a returned
+  sale took back that were no longer there); wallet/pending.lua has the lots' own keys.
 
 Replies, idempotency records and bounds: as the prelude describes them.
 ]]
@@ -19,6 +21,53 @@ Replies, idempotency records and bounds: as the prelude describes them.
 -- The same answer from balances the caller already knows (no read after the writes).
 local function known_balance_result(tx, participant, points, available, held)
   return {ok = true, tx = tx, participant = participant, points = points, available = available, held = held}
+end
+
+--[[ Owed points (a returned sale took back more than was available: wallet/pending.lua
+rw_reverse) are paid by the participant's next credit into available: a grant, an award, a
+lot's release. Of `points` coming in, up to `owed` go straight back to the budget.
+Answers what was paid and the journal legs: the credit in full, then the payment back. ]]
+local function owed_credit(acct, wallet, owed, points, source)
+  local legs = {{source or "budget", wallet_account(wallet, "available"), points}}
+  local paid = 0
+  if owed > 0 then
+    paid = math.min(owed, points)
+    hincrby(wallet, "owed", -paid)
+    hincrby(acct, "budget", paid)
+    legs[2] = {wallet_account(wallet, "available"), "budget", paid}
+  end
+  return paid, legs
+end
+
+-- A journal entry's metadata (a JSON object) with one more field, `encoded` being its JSON.
+local function with_field(meta, name, encoded)
+  local sep = ","
+  if string.match(meta, "^%s*{%s*}%s*$") then sep = "" end
+  return (string.gsub(meta, "}%s*$", function() return sep .. cjson.encode(name) .. ":" .. encoded .. "}" end, 1))
+end
+
+-- The entry's metadata with what it paid of the owed points ("owed_paid"), so the ledger
+-- alone restores `owed` (wallet/reconcile.py).
+local function with_paid(meta, paid)
+  if paid <= 0 then return meta end
+  return with_field(meta, "owed_paid", int_s(paid))
+end
+
+-- Lots: each participant's pending lots (rw:{p:P}:pl:<participant>, a hash lot id -> JSON
+-- {points, releases_at (ms, or null: released by approval), reason, activity}), the ones
+-- released or cancelled (rw:{p:P}:plx:<participant>, lot id -> "released:<tx>" |
+-- "cancelled:<tx>") and the program's due index (rw:{p:P}:lots:due, a sorted set of
+-- "<participant> <lot>" by releases_at). A call that opens or closes lots names these keys.
+
+local function open_lot(wallet, lot, tx, participant, points, ref)
+  hincrby(wallet, "pending", points)
+  local releases = cjson.null
+  if lot.releases_at ~= "" then releases = tonumber(lot.releases_at) end
+  redis.call("HSET", lot.key, tx, to_json({points = points, releases_at = releases, reason = lot.reason,
+    activity = ref}))
+  if lot.releases_at ~= "" then
+    redis.call("ZADD", lot.due, lot.releases_at, participant .. " " .. tx)
+  end
 end
 
 --[[ rw_grant: budget -> available, and the leaderboards it moves, in one atomic step.
@@ -31,7 +80,7 @@ A grant with no section (internal callers) moves no board. The boards count the
 points the grant moved, only when it applied: a refusal, a cap reached or a replay counts
 nothing. `boards` below is that section ({keys, k, argv, a, n}) or nil. ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
-                           cap_key, cap_limit, boards)
+                           cap_key, cap_limit, boards, lot)
   local early = idem_check(idem, fp)
   if early then return early end
   -- Each hash read once (the same checks, in the same order, as missing_wallet, suspension
@@ -39,13 +88,13 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   -- nothing new (grants and awards), as their tokens stop: prizes already won, deductions
   -- and expiry still apply. Not recorded, like a suspension, so the same key grants once
   -- the participant is reactivated.
-  local w = redis.call("HMGET", wallet, "open", "inactive", "available", "earned", "held")
+  local w = redis.call("HMGET", wallet, "open", "inactive", "available", "earned", "held", "pending", "owed")
   if not w[1] then return to_json(fail("not_found", "no such participant")) end
   local c = redis.call("HMGET", cfg, "suspended", "blocked", "overdraft")
   if c[1] == "1" then
     return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
   end
-  if (kind == "grant" or kind == "award") and w[2] == "1" then
+  if (kind == "grant" or kind == "award" or kind == "pending_award") and w[2] == "1" then
     return cjson.encode(fail("participant_inactive",
       "the participant is deactivated; reactivate them to give them points"))
   end
@@ -73,7 +122,13 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
   end
   local available, earned = tonumber(w[3] or "0"), tonumber(w[4] or "0")
-  if too_large(available, points) or too_large(earned, points) then
+  if lot then
+    -- A pending lot: budget -> the participant's pending account, not spendable until
+    -- released (wallet/pending.lua); earned moves at the release.
+    if too_large(tonumber(w[6] or "0"), points) then
+      return idem_store(idem, fp, ttl, balance_refusal("the participant's pending balance"))
+    end
+  elseif too_large(available, points) or too_large(earned, points) then
     return idem_store(idem, fp, ttl, balance_refusal("the participant's balance"))
   end
   if cap_limit and cap_limit ~= "" then
@@ -81,13 +136,26 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     redis.call("EXPIRE", cap_key, 40000000)
   end
   hincrby(acct, "budget", -points)
-  hincrby(wallet, "available", points)
-  hincrby(wallet, "earned", points)
-  journal(stream, tx, kind, participant, points, ref, meta,
-    {{"budget", wallet_account(wallet, "available"), points}}, now, points, 0)
-  -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
-  local reply = idem_store(idem, fp, ttl,
-    known_balance_result(tx, participant, points, available + points, tonumber(w[5] or "0")))
+  local reply
+  if lot then
+    open_lot(wallet, lot, tx, participant, points, ref)
+    journal(stream, tx, kind, participant, 0, ref, meta,
+      {{"budget", wallet_account(wallet, "pending"), points}}, now, 0, 0)
+    local result = known_balance_result(tx, participant, points, available, tonumber(w[5] or "0"))
+    result.lot = tx
+    if lot.releases_at ~= "" then result.releases_at = tonumber(lot.releases_at) end
+    reply = idem_store(idem, fp, ttl, result)
+  else
+    -- Points a returned sale left owing are paid first, back to the budget (owed_credit).
+    local paid, legs = owed_credit(acct, wallet, tonumber(w[7] or "0"), points)
+    hincrby(wallet, "available", points - paid)
+    hincrby(wallet, "earned", points)
+    journal(stream, tx, kind, participant, points - paid, ref, with_paid(meta, paid), legs, now, points, 0)
+    -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
+    local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[5] or "0"))
+    if paid > 0 then result.owed_paid = paid end
+    reply = idem_store(idem, fp, ttl, result)
+  end
   -- After the record: were a board's key ever of the wrong type, the error would leave the
   -- grant applied and recorded (a retry replays it), never applied twice.
   if boards and boards.n > 0 then BOARDS.grant(boards, points) end
@@ -110,26 +178,37 @@ ARGV: ttl, now_ms, then per grant: fp, tx, participant, points, kind, reference,
       none for no board)
 Answers a JSON array of per-grant results, in order. ]]
 --[[ rw_award_batch: earning-rule awards, each with its own record and optional cap, and the
-leaderboards each moves (as rw_grant's section: counted only when the award applied).
-KEYS: journal, acct, cfg, then per award: idem, wallet, cap counter (a placeholder key when
-      uncapped), then its leaderboards' keys (the marker and three per board; none for no board)
+leaderboards each moves (as rw_grant's section: counted only when the award applied). An
+award may be pending: its points go into a lot (budget -> pending) named by its transaction.
+KEYS: journal, acct, cfg, the program's due lots (rw:{p:P}:lots:due), then per award: idem,
+      wallet, cap counter (a placeholder key when uncapped), the participant's lots
+      (rw:{p:P}:pl:<participant>), then its leaderboards' keys (the marker and three per
+      board; none for no board)
 ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference, meta,
-      cap limit ("" = none), board count, then its leaderboards' arguments (the marker's
-      lifetime and three per board; none for no board)
-Answers a JSON array of per-award results, in order ("capped" results move nothing). ]]
+      cap limit ("" = none), pending ("" = available at once, else "<releases_at ms or
+      empty for approval>|<reason>"), board count, then its leaderboards' arguments (the
+      marker's lifetime and three per board; none for no board)
+Answers a JSON array of per-award results, in order ("capped" results move nothing; a
+pending award's result carries `lot`). ]]
 redis.register_function("rw_award_batch", function(keys, argv)
   local ttl, now = tonumber(argv[1]), argv[2]
   local out = {}
-  local k, a = 4, 3
+  local k, a = 5, 3
   while k <= #keys do
-    local n = tonumber(argv[a + 8])
+    local n = tonumber(argv[a + 9])
+    local lot = nil
+    local spec = argv[a + 8]
+    if spec ~= "" then
+      local at, reason = string.match(spec, "^([^|]*)|(.*)$")
+      lot = {key = keys[k + 3], due = keys[4], releases_at = at, reason = reason}
+    end
     out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
       argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
-      keys[k + 2], argv[a + 7], board_section(keys, k + 3, argv, a + 9, n))
+      keys[k + 2], argv[a + 7], board_section(keys, k + 4, argv, a + 10, n), lot)
     if n > 0 then
-      k, a = k + 4 + 3 * n, a + 10 + 3 * n
+      k, a = k + 5 + 3 * n, a + 11 + 3 * n
     else
-      k, a = k + 3, a + 9
+      k, a = k + 4, a + 10
     end
   end
   return "[" .. table.concat(out, ",") .. "]"
@@ -154,13 +233,24 @@ redis.register_function("rw_grant_batch", function(keys, argv)
 end)
 
 --[[ rw_balance: a wallet's balances, read in a function so a request's gate can be carried
-into the read (rw_gated). KEYS: wallet. Answers {"open": 0} for a wallet never opened, else
-{"open": 1, available, held, earned, spent}. ]]
+into the read (rw_gated). KEYS: wallet, then optionally its pending lots
+(rw:{p:P}:pl:<participant>). Answers {"open": 0} for a wallet never opened, else
+{"open": 1, available, held, earned, spent, pending, owed, lots}: the lots (as stored:
+points, releases_at, reason, activity, each with its id) are read only when some points are
+pending, so a wallet without lots costs the one HMGET it always did. ]]
 register_gateable("rw_balance", function(keys)
-  local v = redis.call("HMGET", keys[1], "open", "available", "held", "earned", "spent")
+  local v = redis.call("HMGET", keys[1], "open", "available", "held", "earned", "spent", "pending", "owed")
   if not v[1] then return '{"open":0}' end
+  local lots = ""
+  if keys[2] and v[6] and v[6] ~= "0" then
+    local all = redis.call("HGETALL", keys[2])
+    local parts = {}
+    for i = 1, #all, 2 do parts[#parts + 1] = '{"id":' .. cjson.encode(all[i]) .. ',"lot":' .. all[i + 1] .. '}' end
+    lots = ',"lots":[' .. table.concat(parts, ",") .. ']'
+  end
   return '{"open":1,"available":' .. (v[2] or "0") .. ',"held":' .. (v[3] or "0") .. ',"earned":' ..
-    (v[4] or "0") .. ',"spent":' .. (v[5] or "0") .. '}'
+    (v[4] or "0") .. ',"spent":' .. (v[5] or "0") .. ',"pending":' .. (v[6] or "0") .. ',"owed":' ..
+    (v[7] or "0") .. lots .. '}'
 end)
 
 --[[ rw_deduct: available -> budget (an admin's correction returns points to the program).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kernel.keys import tag
 from kernel.lua_library import LuaPart
 
-LUA_PART = LuaPart(package="wallet", files=("functions.lua",), uses=frozenset({
+LUA_PART = LuaPart(package="wallet", files=("functions.lua", "pending.lua"), uses=frozenset({
     "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
     "hincrby", "idem_check", "idem_store", "int_s", "journal", "missing_wallet", "move_refusal",
     "register_gateable", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
@@ -43,3 +43,24 @@ def inactive(program_id: str) -> str:
 
 def wallet_pattern(program_id: str) -> str:
     return f"{tag(program_id)}:w:*"
+
+
+def lots(program_id: str, participant_id: str) -> str:
+    """A participant's pending lots (wallet/pending.lua). Not under `w:`: reconcile scans
+    `w:*` for wallets."""
+    return f"{tag(program_id)}:pl:{participant_id}"
+
+
+def closed_lots(program_id: str, participant_id: str) -> str:
+    """The participant's lots already released or cancelled, so a lot leaves once."""
+    return f"{tag(program_id)}:plx:{participant_id}"
+
+
+def due_lots(program_id: str) -> str:
+    """The program's dated lots by when they release (the worker's index)."""
+    return f"{tag(program_id)}:lots:due"
+
+
+def reversal(program_id: str, activity_id: str) -> str:
+    """A returned sale's record: its first result, answered again to any later reversal."""
+    return f"{tag(program_id)}:rev:{activity_id}"

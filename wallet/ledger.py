@@ -42,6 +42,7 @@ class ProgramLedger(msgspec.Struct, frozen=True):
     accounts: list[AccountTotal]
     transactions: int
     as_of: datetime
+    participants_pending: int = 0  # in pending lots (earning rules that make points wait)
 
 
 async def as_of(client: Any, program_id: str) -> datetime:
@@ -116,6 +117,7 @@ async def program_ledger(client: Any, program_id: str) -> ProgramLedger:
         budget=sums.get("budget", 0),
         participants_available=sum(p for a, p in sums.items() if a.startswith("available:")),
         participants_held=sum(p for a, p in sums.items() if a.startswith("held:")),
+        participants_pending=sum(p for a, p in sums.items() if a.startswith("pending:")),
         accounts=program_accounts,
         transactions=count,
         as_of=stamp,

@@ -48,14 +48,40 @@ async def redis_accounts(client: Any, program_id: str) -> dict[str, int]:
     async for key in client.scan_iter(match=keys.wallet_pattern(program_id), count=1000):
         name = reply_text(key)
         participant = name[len(prefix):]
-        available, held = await client.hmget(name, "available", "held")
+        available, held, pending, owed = await client.hmget(name, "available", "held", "pending", "owed")
         result[f"available:{participant}"] = stored_int(available)
         result[f"held:{participant}"] = stored_int(held)
+        if pending is not None:
+            result[f"pending:{participant}"] = stored_int(pending)
+        if owed is not None:
+            result[f"owed:{participant}"] = stored_int(owed)
     return result
+
+
+async def owed_from_ledger(program_id: str) -> dict[str, int]:
+    """Points each participant owes according to the ledger: what returned sales left owing
+    (a reversal's metadata `owed`) less what later credits paid (`owed_paid`). Owed points
+    are a memo, not an account: nothing moved when they were recorded."""
+    rows = (
+        await LedgerEntry.select(LedgerEntry.participant_id, LedgerEntry.metadata)
+        .where((LedgerEntry.program_id == program_id) & LedgerEntry.metadata.like('%"owed%'))
+        .run()
+    )
+    owed: dict[str, int] = {}
+    for row in rows:
+        meta = msgspec.json.decode(row["metadata"] or "{}")
+        if not isinstance(meta, dict) or not row["participant_id"]:
+            continue
+        delta = (meta.get("owed") if isinstance(meta.get("owed"), int) else 0) - \
+            (meta.get("owed_paid") if isinstance(meta.get("owed_paid"), int) else 0)
+        if delta:
+            owed[row["participant_id"]] = owed.get(row["participant_id"], 0) + delta
+    return owed
 
 
 async def reconcile_program(client: Any, program_id: str) -> list[Drift]:
     ledger = await account_sums(program_id)
+    ledger.update({f"owed:{p}": points for p, points in (await owed_from_ledger(program_id)).items()})
     live = await redis_accounts(client, program_id)
     drifts = []
     for account in sorted(set(ledger) | set(live)):
@@ -79,7 +105,8 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
     )
     lifetime = {r["participant_id"]: (int(r["earned"] or 0), int(r["spent"] or 0)) for r in lifetime_rows}
     tokens = await free_spin_tokens(program_id)
-    program_fields = {a: p for a, p in sums.items() if not a.startswith(("available:", "held:"))}
+    owed = await owed_from_ledger(program_id)
+    program_fields = {a: p for a, p in sums.items() if not a.startswith(("available:", "held:", "pending:"))}
     pipe = client.pipeline(transaction=False)
     pipe.delete(keys.accounts(program_id))
     if program_fields:
@@ -93,11 +120,14 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
             "earned": earned,
             "spent": spent,
             "free_spins": tokens.get(participant, 0),
+            "pending": sums.get(f"pending:{participant}", 0),
+            "owed": owed.get(participant, 0),
         })
     for hold_id, participant, points in await open_holds(program_id):
         pipe.hset(keys.hold(program_id, hold_id), mapping={
             "participant": participant, "points": points, "state": "held", "reference": hold_id,
         })
+    await restore_lots(pipe, program_id)
     await pipe.execute()
     # A lost journal starts again after the chain's head, never behind it.
     await restore_journal_floor(client, program_id)
@@ -140,3 +170,60 @@ async def open_holds(program_id: str) -> list[tuple[str, str, int]]:
         elif out_of_held:
             holds.pop(row["reference"], None)
     return [(hold_id, participant, points) for hold_id, (participant, points) in holds.items()]
+
+
+async def restore_lots(pipe: Any, program_id: str) -> None:
+    """Adds to `pipe` the pending lots, the closed ones and the returned sales' records, from
+    the ledger: lots are opened by `pending_award` entries (the lot is the transaction),
+    closed by `release` entries (reference: the lot) and `reversal` entries (metadata `lot`)."""
+    rows = (
+        await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.kind, LedgerEntry.participant_id,
+                                 LedgerEntry.reference, LedgerEntry.metadata, LedgerEntry.legs)
+        .where((LedgerEntry.program_id == program_id)
+               & LedgerEntry.kind.is_in(["pending_award", "release", "reversal"]))
+        .order_by(LedgerEntry.id)
+        .run()
+    )
+    lots: dict[str, tuple[str, dict[str, Any]]] = {}
+    closed: dict[str, tuple[str, str]] = {}
+    reversals: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        meta = msgspec.json.decode(row["metadata"] or "{}")
+        meta = meta if isinstance(meta, dict) else {}
+        legs = msgspec.json.decode(row["legs"] or "[]")
+        participant = row["participant_id"] or ""
+        if row["kind"] == "pending_award":
+            points = sum(leg[2] for leg in legs if leg[1].startswith("pending:"))
+            releases = meta.get("releases_at")
+            lots[row["transaction_id"]] = (participant, {
+                "points": points, "releases_at": releases if isinstance(releases, int) else None,
+                "reason": meta.get("reason", ""), "activity": row["reference"] or ""})
+        elif row["kind"] == "release":
+            lots.pop(row["reference"] or "", None)
+            closed[row["reference"] or ""] = (participant, f"released:{row['transaction_id']}")
+        else:
+            cancelled = sum(leg[2] for leg in legs if leg[0].startswith("pending:"))
+            taken = sum(leg[2] for leg in legs if leg[0].startswith("available:"))
+            owed = meta.get("owed") if isinstance(meta.get("owed"), int) else 0
+            if cancelled and isinstance(meta.get("lot"), str):
+                lots.pop(meta["lot"], None)
+                closed[meta["lot"]] = (participant, f"cancelled:{row['transaction_id']}")
+            reversals.setdefault(row["reference"] or "", []).append({
+                "participant": participant, "points": cancelled + taken + owed, "cancelled": cancelled,
+                "taken_back": taken, "owed": owed, "tx": row["transaction_id"]})
+    due = keys.due_lots(program_id)
+    pipe.delete(due)
+    for participant in {p for p, _ in lots.values()} | {p for p, _ in closed.values()}:
+        pipe.delete(keys.lots(program_id, participant), keys.closed_lots(program_id, participant))
+    for lot_id, (participant, lot) in lots.items():
+        pipe.hset(keys.lots(program_id, participant), lot_id, msgspec.json.encode(lot).decode())
+        if lot["releases_at"] is not None:
+            pipe.zadd(due, {f"{participant} {lot_id}": lot["releases_at"]})
+    for lot_id, (participant, state) in closed.items():
+        pipe.hset(keys.closed_lots(program_id, participant), lot_id, state)
+    for activity_id, steps in reversals.items():
+        record = {"fp": "reversal", "r": {"ok": True, "steps": steps}}
+        pipe.set(keys.reversal(program_id, activity_id), msgspec.json.encode(record).decode(), ex=REVERSAL_TTL)
+
+
+REVERSAL_TTL = 10 * 365 * 86400  # as wallet/store.py reverse: a sale is returned once

@@ -28,6 +28,9 @@ class Outcome(Reply, frozen=True):
     available: int | None = None
     held: int | None = None
     free_spins: int | None = None
+    lot: str | None = None  # a pending award's lot (its transaction id)
+    releases_at: int | None = None  # when that lot releases (ms); None for an approval lot
+    owed_paid: int | None = None  # of the credit, points that paid what the participant owed
 
 
 _decode_outcome = msgspec.json.Decoder(Outcome).decode
@@ -71,6 +74,51 @@ class GrantSpec(msgspec.Struct, frozen=True):
     cap_key: str = ""
     cap_limit: int | None = None
     boards: Boards = NO_BOARDS
+    # For a pending award: "<releases_at ms, or empty for approval>|<reason>" (rw_award_batch).
+    pending: str = ""
+
+
+class LotRead(msgspec.Struct, frozen=True):
+    points: int
+    releases_at: int | None = None  # milliseconds since the epoch; None: released by approval
+    reason: str = ""
+    activity: str = ""
+
+
+class PendingLot(msgspec.Struct, frozen=True):
+    """One pending lot as rw_balance reads it: its id (the awarding transaction) and what it holds."""
+
+    id: str
+    lot: LotRead
+
+
+class ReversalStep(msgspec.Struct, frozen=True):
+    """What a returned sale did to one award (wallet/pending.lua rw_reverse)."""
+
+    participant: str
+    points: int
+    cancelled: int = 0
+    taken_back: int = 0
+    owed: int = 0
+    tx: str = ""
+
+
+class Reversal(msgspec.Struct, frozen=True):
+    ok: bool
+    # An activity that earned nothing has no steps: Lua writes its empty table as {}.
+    steps: list[ReversalStep] | dict[str, Any] = []
+    replayed: int | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class ReversedAward(msgspec.Struct, frozen=True):
+    """An award a returned sale takes back: its transaction (the lot id when it was pending)."""
+
+    tx: str
+    participant_id: str
+    points: int
+    metadata: str = "{}"
 
 
 class _Balance(msgspec.Struct, frozen=True):
@@ -81,9 +129,30 @@ class _Balance(msgspec.Struct, frozen=True):
     held: int = 0
     earned: int = 0
     spent: int = 0
+    pending: int = 0
+    owed: int = 0
+    lots: list[PendingLot] = []
+
+
+class BalanceRead(msgspec.Struct, frozen=True):
+    """A wallet's balances and its pending lots (oldest release first, approval lots last)."""
+
+    available: int
+    held: int
+    earned: int
+    spent: int
+    pending: int = 0
+    owed: int = 0
+    lots: list[PendingLot] = []
 
 
 _decode_balance = msgspec.json.Decoder(_Balance).decode
+_decode_reversal = msgspec.json.Decoder(Reversal).decode
+
+
+def _lot_order(lot: PendingLot) -> tuple[int, int, str]:
+    at = lot.lot.releases_at
+    return (1, 0, lot.id) if at is None else (0, at, lot.id)
 
 
 class WalletStore(FunctionStore):
@@ -129,15 +198,17 @@ class WalletStore(FunctionStore):
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         """Grants for earning rules: like grant_batch, with an atomic per-period cap each and
         the leaderboards each moves."""
-        key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
+        key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id),
+                    keys.due_lots(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]
         placeholder = kernel_keys.no_record(program_id)
         for spec in specs:
             boards = spec.boards.count
             key_list += [spec.idem.key or placeholder, keys.wallet(program_id, spec.participant_id),
-                         spec.cap_key or placeholder, *(spec.boards.keys if boards else ())]
+                         spec.cap_key or placeholder, keys.lots(program_id, spec.participant_id),
+                         *(spec.boards.keys if boards else ())]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind, spec.reference,
-                     spec.metadata, "" if spec.cap_limit is None else spec.cap_limit, boards,
+                     spec.metadata, "" if spec.cap_limit is None else spec.cap_limit, spec.pending, boards,
                      *(spec.boards.args if boards else ())]
         return _decode_outcomes(await self.fcall("rw_award_batch", key_list, args))
 
@@ -230,10 +301,53 @@ class WalletStore(FunctionStore):
 
     async def balance(self, program_id: str, participant_id: str) -> dict[str, int] | None:
         """available, held, earned and spent; None for a wallet never opened."""
-        read = _decode_balance(await self.fcall("rw_balance", [keys.wallet(program_id, participant_id)], []))
-        if not read.open:
+        read = await self.balance_read(program_id, participant_id)
+        if read is None:
             return None
         return {"available": read.available, "held": read.held, "earned": read.earned, "spent": read.spent}
+
+    async def balance_read(self, program_id: str, participant_id: str) -> BalanceRead | None:
+        """Balances, pending and owed points and the pending lots, in one call; None for a
+        wallet never opened. The lots are read only when some points are pending."""
+        read = _decode_balance(await self.fcall(
+            "rw_balance", [keys.wallet(program_id, participant_id), keys.lots(program_id, participant_id)], []))
+        if not read.open:
+            return None
+        return BalanceRead(available=read.available, held=read.held, earned=read.earned, spent=read.spent,
+                           pending=read.pending, owed=read.owed, lots=sorted(read.lots, key=_lot_order))
+
+    async def release(self, program_id: str, participant_id: str, lot_id: str, tx: str, idem: Idem,
+                      mode: Literal["due", "approve"], metadata: str = "{}", due_at_ms: int | None = None) -> Outcome:
+        """A pending lot -> available (wallet/pending.lua rw_release); in "due" mode only when
+        it is due at `due_at_ms` (default: now by the store's clock)."""
+        key_list = [*self._base_keys(program_id, idem), keys.wallet(program_id, participant_id),
+                    keys.lots(program_id, participant_id), keys.closed_lots(program_id, participant_id),
+                    keys.due_lots(program_id)]
+        return _decode_outcome(await self.fcall("rw_release", key_list, [
+            idem.fingerprint, self.ttl, tx, participant_id, lot_id, self._now_ms(), mode, metadata,
+            self._now_ms() if due_at_ms is None else due_at_ms]))
+
+    async def due_lots(self, program_id: str, now_ms: int, limit: int = 500) -> list[tuple[str, str]]:
+        """(participant, lot id) of the program's dated lots due at `now_ms`, oldest first."""
+        raw = await self.client.zrangebyscore(keys.due_lots(program_id), "-inf", now_ms, start=0, num=limit)
+        pairs = []
+        for member in raw:
+            participant, _, lot_id = (member.decode() if isinstance(member, bytes) else member).partition(" ")
+            pairs.append((participant, lot_id))
+        return pairs
+
+    async def reverse(self, program_id: str, activity_id: str, awards: Sequence[ReversedAward],
+                      ttl: int = 10 * 365 * 86400) -> Reversal:
+        """Takes back what an activity's awards earned, once per activity (rw_reverse): the
+        record lives for `ttl` seconds, years by default."""
+        key_list = [keys.reversal(program_id, activity_id), keys.journal(program_id), keys.accounts(program_id),
+                    keys.config(program_id), keys.due_lots(program_id)]
+        args: list[Any] = ["reversal", ttl, self._now_ms(), activity_id]
+        for award in awards:
+            key_list += [keys.wallet(program_id, award.participant_id), keys.lots(program_id, award.participant_id),
+                         keys.closed_lots(program_id, award.participant_id)]
+            args += [new_id("tx"), award.participant_id, award.tx, award.points, award.metadata]
+        return _decode_reversal(await self.fcall("rw_reverse", key_list, args))
 
     async def program_accounts(self, program_id: str) -> dict[str, int]:
         raw = await self.client.hgetall(keys.accounts(program_id))

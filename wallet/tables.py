@@ -55,6 +55,36 @@ class ChainHead(Table, tablename="chain_heads"):
     stream_id = Varchar(length=40, default="")
 
 
+class SigningKey(Table, tablename="program_signing_keys"):
+    """A program's Ed25519 key for its checkpoints (wallet/signing.py): made on first need,
+    the private half sealed with the settings' encryption key, the public half published."""
+
+    program_id = Varchar(length=40, unique=True)
+    algorithm = Varchar(length=20, default="ed25519")
+    public_key = Varchar(length=64)  # hex of the 32 raw bytes
+    key_id = Varchar(length=16)  # the first 16 hex digits of SHA-256(public key)
+    private_key = Text()  # sealed
+    created_at = Timestamptz()
+
+
+class Checkpoint(Table, tablename="chain_checkpoints"):
+    """One program's signed checkpoint of one UTC day of its chain (wallet/checkpoints.py).
+    Unique per (program, day): made again, it is not written twice."""
+
+    program_day = Varchar(length=60, unique=True)  # "<program_id>:<YYYY-MM-DD>"
+    program_id = Varchar(length=40, index=True)
+    day = Varchar(length=10)
+    first_seq = BigInt()
+    last_seq = BigInt()
+    count = BigInt()
+    previous_link = Varchar(length=64)
+    head_link = Varchar(length=64)
+    merkle_root = Varchar(length=64)
+    key_id = Varchar(length=16)
+    signed_at = Timestamptz()
+    signature = Varchar(length=128)  # hex of the 64-byte Ed25519 signature
+
+
 class DailyTotal(Table, tablename="daily_totals"):
     """A program's points moved per UTC day, kept by the projector as it writes the ledger
     (wallet/daily.py): the console's 90-day chart reads 90 rows, not the ledger."""

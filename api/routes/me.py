@@ -24,17 +24,23 @@ async def me(request: Request[Any, Any, Any]) -> ParticipantView:
     return await get_participant(principal.program_id or "", principal.subject_id)
 
 
-class MyWallet(msgspec.Struct, frozen=True):
+class MyWallet(msgspec.Struct, frozen=True, omit_defaults=True):
     available: int
     held: int
     lifetime_earned: int
     lifetime_spent: int
+    pending: int
+    pending_lots: list[accounts.PendingLotView]
     expiring: list[Expiring]
+    owed: int | None = None  # shown only when > 0
 
 
 @get("/v1/me/wallet", guards=[participant_only], opt=CARRY_GATE, operation_id="getMyWallet", summary="My balances",
-     description="Available and held points and lifetime totals, always current, and the points that expire in "
-                 "the next 90 days when the program has an expiry policy.", tags=["me"])
+     description="Available and held points and lifetime totals, always current; `pending` points (waiting in "
+                 "`pending_lots`, each with when it releases, or null when a manager approves it) that cannot be "
+                 "spent yet; `owed` (only when > 0) points a returned sale took back that the next earnings pay "
+                 "first; and the points that expire in the next 90 days when the program has an expiry policy.",
+     tags=["me"])
 async def my_wallet(request: Request[Any, Any, Any]) -> MyWallet:
     return await wallet_of(request.app.state.wallets, principal_of(request))
 

@@ -79,7 +79,8 @@ async def read_own(request: Request[Any, Any, Any]) -> ProgramView:
 
 @patch("/v1/program", guards=[admin_only], operation_id="updateOwnProgram", summary="Change program settings",
        opt={"audit": "self"},
-       description="Name, point name, time zone, and whether grants may overdraw the budget. `status` is the "
+       description="Name, point name, time zone, whether grants may overdraw the budget, and whether the signed "
+                   "ledger checkpoints are public (`publish_checkpoints`). `status` is the "
                    "operator's (PATCH /v1/programs/{id}): sending it answers 403.",
        tags=["programs"])
 async def update_own(request: Request[Any, Any, Any], data: ProgramChanges, wallets: WalletStore) -> ProgramView:

@@ -15,6 +15,7 @@ from api.settings import Settings
 from catalog.changes import change_item
 from catalog.items import ItemChanges, pricing_of
 from console.manager.web import InProgram, back, checked_form, refused
+from fulfillment import taxes
 from games import campaigns
 from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
@@ -125,6 +126,25 @@ async def deactivate(request: Request[Any, Any, Any], program_id: str, participa
         return _failed(ctx, exc)
     await audit.record(program_id, _me(ctx), "participant.deactivated", participant_id)
     return back(program_id, f"participants/{participant_id}", "deactivated")
+
+
+@post(f"{P}/tax-report", include_in_schema=False, status_code=200)
+async def tax_report(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
+    """The year-end tax report, as GET /v1/program/tax-report answers it: owners only, since
+    it holds whole taxpayer ids, and each download is on the audit log."""
+    checked = await checked_form(request, program_id, OWNS)
+    if not isinstance(checked, tuple):
+        return checked
+    ctx, form = checked
+    year_text = form.get("year", "").strip()
+    if not year_text.isdigit() or not 1900 <= int(year_text) <= 2199:
+        return refused(ctx, "Choose a tax year from 1900 to 2199.", 422)
+    year = int(year_text)
+    text = await taxes.report_csv(await get_program(program_id), year, request.app.state.sealer)
+    await audit.record(program_id, _me(ctx), "tax_report.exported", str(year))
+    return Response(text, media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="tax-report-{year}.csv"',
+                             "Cache-Control": "no-store"})
 
 
 CAMPAIGN_ACTIONS = {"launch": "launched", "pause": "paused", "resume": "resumed", "end": "ended"}
@@ -265,4 +285,4 @@ async def announce(request: Request[Any, Any, Any], program_id: str) -> Response
     return back(program_id, "announcements", "announced")
 
 
-ROUTES = [grant, deduct, deactivate, announce, decide_approval, campaign_action, decide_claim, item_status, invite, change_role, remove]
+ROUTES = [grant, deduct, deactivate, tax_report, announce, decide_approval, campaign_action, decide_claim, item_status, invite, change_role, remove]

@@ -13,13 +13,13 @@ from litestar import Request, Response, get
 from catalog.items import pricing_of
 from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
-from fulfillment import order_counts, orders, partners
+from fulfillment import order_counts, orders, partners, taxes
 from fulfillment.orders import OrderStatus
 from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
 from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
-                      history_reasons, participants, rulebook, standings, waiting)
+                      history_reasons, participants, rulebook, standings, tax_profiles, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, daily, journal, ledger
@@ -86,8 +86,10 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
     their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True)
     their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
+    # The tax form's status, legal name and the last 4 digits of the TIN: never more here.
+    tax_form = await tax_profiles.profile(program_id, participant_id, request.app.state.sealer)
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
-                program=program, wallet=wallet, history=history.items,
+                program=program, wallet=wallet, history=history.items, tax_form=tax_form,
                 why=await history_reasons.reasons(program_id, history.items), orders=their_orders.items,
                 spins=their_spins.items,
                 # One key per form shown: a double submit replays the first move.
@@ -135,19 +137,6 @@ async def campaign_list(request: Request[Any, Any, Any], program_id: str) -> Res
     return page(ctx, "console/campaigns.html", "Spin campaigns", "spin-campaigns", request, campaigns=found.items)
 
 
-@get(f"{P}/spin-campaigns/{{campaign_id:str}}", include_in_schema=False)
-async def campaign_page(request: Request[Any, Any, Any], program_id: str, campaign_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    try:
-        campaign = await campaigns.get_campaign(program_id, campaign_id, pricing_of(program))
-    except DomainError:
-        return render("console/error.html", 404, title="Not found", message="No such campaign.", ctx=None)
-    return page(ctx, "console/campaign.html", campaign.name, "spin-campaigns", request, campaign=campaign)
-
-
 @get(f"{P}/sweepstakes", include_in_schema=False)
 async def sweepstakes_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -175,7 +164,11 @@ async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Resp
     program = await get_program(program_id)
     found = await funding.list_fundings(program_id, 100)
     figures = await budget.budget_view(request.app.state.wallets, program)
-    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures)
+    # The tax years a report may be asked for: this one (in the program's time zone) and
+    # the six before, newest first; last year's is the one filed early in the year.
+    this_year = taxes.tax_year(program, datetime.now(timezone.utc))
+    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures,
+                tax_years=list(range(this_year, this_year - 7, -1)), tax_year=this_year - 1)
 
 
 @get(f"{P}/partners", include_in_schema=False)
@@ -276,5 +269,5 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
 
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
-          order_export, campaign_list, campaign_page, sweepstakes_list, leaderboards, funding_page, partner_list,
+          order_export, campaign_list, sweepstakes_list, leaderboards, funding_page, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]

@@ -1,8 +1,9 @@
 """The manager console in Chromium, as a program manager uses it: accept an invite, sign in
 (a wrong password first), visit every page of the navigation (no console error, no serious
 or critical axe violation at 1280x800), launch, pause and resume a wheel by its buttons,
-find a participant and grant them points, sign out; then a viewer, who sees no button that
-changes anything and whose forged POST the server refuses."""
+design a new wheel (its odds change as a weight is typed) and launch it, find a participant
+and grant them points, create a sweepstakes, close it and draw its winner, sign out; then a
+viewer, who sees no button that changes anything and whose forged POST the server refuses."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import secrets
 from typing import Any
 
 import httpx
+import msgspec
 from playwright.async_api import expect
 
+from console.manager.wheel_picture import percent, points, rtp, slices
+from games.wheel import WheelSpec, economics
 from tests.console.conftest import DESKTOP, TABLET, PageErrors, axe_violations, screenshot
 from tests.factories import OPERATOR, bearer
 
@@ -83,6 +87,9 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     for name in NAV:
         await nav.get_by_role("link", name=name, exact=True).click()
         await expect(page.get_by_role("heading", level=1)).to_have_text(name)
+        if name == "Funding":  # an owner's: the tax report's year picker and download
+            await expect(page.get_by_label("Tax year")).to_be_visible()
+            await expect(page.get_by_role("button", name="Download tax report")).to_be_visible()
         assert await axe_violations(page) == [], name
     await nav.get_by_role("link", name="Overview", exact=True).click()
     await screenshot(page, "console-overview")
@@ -98,6 +105,45 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     with httpx.Client(base_url=live_server.url) as http:
         assert http.get(f"/v1/campaigns/{world['wheel']['id']}", headers=world["admin"]).json()["status"] == "active"
 
+    # Design a wheel: the odds, expected cost and RTP follow the typing, as the domain computes them.
+    await nav.get_by_role("link", name="Spin campaigns", exact=True).click()
+    await page.get_by_role("link", name="New campaign").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("New campaign")
+    assert await axe_violations(page) == [], "the wheel designer"
+    odds = page.locator("#odds tbody tr")
+    await expect(odds.nth(1).locator("td").nth(2)).to_have_text("25.00%")
+    await page.get_by_label("Name").fill("Summer wheel")
+    second = page.get_by_role("group", name="Segment 2")
+    await second.get_by_label("Weight").fill("3")
+    await expect(odds.nth(1).locator("td").nth(2)).to_have_text("50.00%")
+    await page.get_by_role("button", name="Add a segment").click()
+    third = page.get_by_role("group", name="Segment 3")
+    await third.get_by_label("Label").fill("Jackpot")
+    await third.get_by_label("Prize").select_option("points")
+    await third.get_by_label("Points won").fill("400")
+    spec = msgspec.convert({"name": "Summer wheel", "cost_points": 20, "segments": [
+        {"label": "Try again", "weight": 3, "prize": {"type": "nothing"}},
+        {"label": "50 points", "weight": 3, "prize": {"type": "points", "points": 50}},
+        {"label": "Jackpot", "weight": 1, "prize": {"type": "points", "points": 400}}]}, WheelSpec)
+    figures = economics(spec, {})
+    await expect(page.locator("#expected-cost")).to_have_text(f"{points(figures.expected_payout_points)} points")
+    await expect(page.locator("#rtp")).to_have_text(rtp(figures))
+    for row, segment_odds in enumerate(figures.odds):
+        await expect(odds.nth(row).locator("td").nth(2)).to_have_text(percent(segment_odds.probability))
+    drawn = await page.locator("#wheel-slices path").evaluate_all("paths => paths.map(p => p.getAttribute('d'))")
+    assert drawn == [s.path for s in slices([3, 3, 1], [None, None, None])]
+    assert await axe_violations(page) == [], "the wheel designer, filled"
+    await page.get_by_role("heading", name="Segments").evaluate("heading => heading.scrollIntoView()")
+    await screenshot(page, "console-wheel-designer")
+    await page.get_by_role("button", name="Create campaign").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Summer wheel")
+    await expect(page.locator("#expected-cost")).to_have_text(f"{points(figures.expected_payout_points)} points")
+    # The server draws the very wheel the script drew.
+    assert await page.locator("#wheel-slices path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))") == drawn
+    await page.get_by_role("button", name="Launch", exact=True).click()
+    await expect(page.locator("#campaign-status")).to_have_text("active")
+    assert await axe_violations(page) == [], "a campaign's page"
+
     # Find the participant and grant them points.
     await nav.get_by_role("link", name="Participants", exact=True).click()
     await page.get_by_label("Search participants").fill(world["person"]["display_name"])
@@ -110,6 +156,42 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     await expect(page.locator("#available")).to_contain_text("25")
     assert await axe_violations(page) == []
     await screenshot(page, "console-participant")
+
+    # A sweepstakes: create it (its rules previewed first), the participant enters, close, draw.
+    await nav.get_by_role("link", name="Sweepstakes", exact=True).click()
+    await page.get_by_role("link", name="New sweepstakes").click()
+    await page.get_by_label("Name").fill("Dealer of the month")
+    await page.get_by_label("Ticket cost (points)").fill("0")
+    await page.get_by_role("group", name="Prize 1").get_by_label("Points").fill("100")
+    await page.get_by_role("button", name="Preview the official rules").click()
+    await expect(page.locator("#rules-preview")).to_contain_text("OFFICIAL RULES: Dealer of the month")
+    await expect(page.locator("#rules-preview")).to_contain_text("1 x 100 points (approximate retail value 1.00 USD")
+    assert await axe_violations(page) == [], "a new sweepstakes"
+    await page.get_by_role("button", name="Create sweepstakes").click()
+    await expect(page.locator("#sweepstakes-status")).to_have_text("open")
+    sweepstakes_id = page.url.split("/sweepstakes/")[1].split("?")[0]
+    with httpx.Client(base_url=live_server.url) as http:
+        person_id = world["person"]["id"]
+        token = http.post(f"/v1/participants/{person_id}/tokens", headers=world["admin"]).json()["access_token"]
+        entered = http.post(f"/v1/me/sweepstakes/{sweepstakes_id}/entries", json={"count": 1},
+                            headers={**bearer(token), "Idempotency-Key": secrets.token_hex(8)})
+        assert entered.status_code == 201, entered.text
+    await page.reload()
+    await expect(page.locator("#tickets")).to_have_text("1")
+    await page.get_by_role("button", name="Close", exact=True).click()
+    await expect(page.locator("#sweepstakes-status")).to_have_text("closed")
+    await page.get_by_label("Beacon source").fill("drand quicknet")
+    await page.get_by_label("Beacon round").fill("1234567")
+    await page.get_by_label("Beacon value").fill(secrets.token_hex(32))
+    await page.get_by_role("button", name="Draw", exact=True).click()
+    await expect(page.locator("#sweepstakes-status")).to_have_text("drawn")
+    winners = page.locator("#winners")
+    await expect(winners).to_contain_text(world["person"]["display_name"])
+    await expect(winners).to_contain_text("paid")
+    await expect(page.get_by_role("link", name="Public proof of the draw")).to_have_attribute(
+        "href", f"/v1/public/sweepstakes/{sweepstakes_id}/proof")
+    assert await axe_violations(page) == [], "a sweepstakes' page"
+    await screenshot(page, "console-sweepstakes")
 
     # The main pages at tablet size too.
     await page.set_viewport_size(TABLET)
@@ -142,6 +224,9 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         assert forged.status == 403
         await viewer.goto(f"/console/p/{program_id}/participants/{world['person']['id']}")
         await expect(viewer.get_by_role("button", name="Grant points")).to_have_count(0)
+        await expect(viewer.get_by_role("heading", name="Tax form")).to_be_visible()
+        await viewer.goto(f"/console/p/{program_id}/funding")
+        await expect(viewer.get_by_role("button", name="Download tax report")).to_have_count(0)
         forged = await viewer.request.post(f"/console/p/{program_id}/participants/{world['person']['id']}/grant",
                                            form={"csrf": csrf or "", "points": "1000", "reason": "forged"})
         assert forged.status == 403
@@ -150,4 +235,4 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     with httpx.Client(base_url=live_server.url) as http:
         assert http.get(f"/v1/campaigns/{world['wheel']['id']}", headers=world["admin"]).json()["status"] == "active"
         wallet = http.get(f"/v1/participants/{world['person']['id']}/wallet", headers=world["admin"]).json()
-        assert wallet["available"] == 25
+        assert wallet["available"] == 25 + 100  # the grant, and the sweepstakes prize

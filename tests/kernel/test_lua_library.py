@@ -11,7 +11,8 @@ from kernel.redis_functions import FunctionStore, connect
 from wallet.keys import LUA_PART as WALLET_PART
 
 FUNCTIONS = {"rw_award_batch", "rw_balance", "rw_board_score", "rw_capture", "rw_deduct", "rw_free_spins",
-             "rw_gate", "rw_gated", "rw_grant", "rw_grant_batch", "rw_hold", "rw_seed_seal", "rw_seed_swap",
+             "rw_gate", "rw_gated", "rw_grant", "rw_grant_batch", "rw_hold", "rw_release", "rw_reverse", "rw_seed_seal",
+             "rw_seed_swap",
              "rw_spin", "rw_sw_close", "rw_sw_enter", "rw_transfer", "rw_void"}
 
 

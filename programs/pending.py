@@ -1,0 +1,274 @@
+"""Points that wait, and returned sales.
+
+An earning rule may make its points wait (`pending_days`, `pending_until: "approval"`): the
+award moves them from the budget into the participant's pending account as a lot
+(wallet/pending.lua, in the award's own call). A lot is released into available by the
+worker at or after its minute (`release_due`), or by a manager (`release_lot`); each release
+is one journal entry, once.
+
+A returned sale (`reverse_sale`) takes back what the activity's awards earned: a lot still
+pending is cancelled, released points are taken back from available up to what is there,
+and the rest is owed, paid first by the participant's next credit (grant, award or release).
+One wallet call per sale, recorded for years, so a second reversal answers the first.
+
+Feed lines of releases and reversals follow from their journal entries (`feed_of`, a
+projector follower wired in api/projection.py), so a crash cannot lose or double one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from kernel import keys as kernel_keys
+from kernel.errors import NotFound, Refused
+from kernel.idempotency import Idem
+from kernel.ids import new_id
+from kernel.pages import page_of
+from programs import standings
+from programs.earning import owed_paid_line
+from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, points_text
+from programs.programs import ProgramView, get_program, list_program_ids
+from programs.tables import Activity, Award
+from wallet.accounts import raise_for
+from wallet.journal import JournalEntry, Rows
+from wallet.store import PendingLot, ReversedAward, WalletStore
+
+log = logging.getLogger("rw.pending")
+
+
+class LotView(msgspec.Struct, frozen=True):
+    """A lot as an admin sees it: with its id, to release it."""
+
+    id: str
+    points: int
+    releases_at: datetime | None
+    reason: str
+    activity_id: str | None = None
+
+
+class LotPage(msgspec.Struct, frozen=True):
+    items: list[LotView]
+    next_cursor: str | None
+
+
+class Release(msgspec.Struct, frozen=True, omit_defaults=True):
+    transaction_id: str
+    participant_id: str
+    lot_id: str
+    points: int
+    available: int
+    owed_paid: int = 0
+
+
+class ReleaseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class ReversalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    external_id: Annotated[str, Meta(min_length=1, max_length=200)]
+    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class ReversalStepView(msgspec.Struct, frozen=True):
+    participant_id: str
+    points: int  # what the award earned
+    cancelled: int  # of a lot still pending
+    taken_back: int  # from available
+    owed: int  # the rest, paid by the next earnings
+    transaction_id: str | None
+
+
+class ReversalView(msgspec.Struct, frozen=True):
+    external_id: str
+    activity_id: str
+    points: int
+    cancelled: int
+    taken_back: int
+    owed: int
+    steps: list[ReversalStepView]
+
+
+def _at(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _lot_view(lot: PendingLot) -> LotView:
+    return LotView(id=lot.id, points=lot.lot.points, releases_at=_at(lot.lot.releases_at), reason=lot.lot.reason,
+                   activity_id=lot.lot.activity or None)
+
+
+def _position(lot: PendingLot) -> str:
+    """The lots' order as a string (soonest release first, approval lots last), for cursors."""
+    at = lot.lot.releases_at
+    return f"1:{lot.id}" if at is None else f"0:{at:015d}:{lot.id}"
+
+
+async def lots_of(store: WalletStore, program_id: str, participant_id: str, limit: int = 50,
+                  cursor: str | None = None) -> LotPage:
+    read = await store.balance_read(program_id, participant_id)
+    if read is None:
+        raise NotFound("no such participant")
+    lots, following = page_of(sorted(read.lots, key=_position), _position, limit, cursor, descending=False)
+    return LotPage(items=[_lot_view(lot) for lot in lots], next_cursor=following)
+
+
+async def _after_release(store: WalletStore, program: ProgramView, participant_id: str, points: int, tx: str,
+                         at: datetime) -> None:
+    """Released points count on the points boards now, unless they counted when awarded."""
+    if not program.pending_counts_on_boards:
+        await standings.record_points(store.client, program.id, participant_id, standings.UNKNOWN_TEAM, points, tx,
+                                      at)
+
+
+async def release_lot(store: WalletStore, program_id: str, participant_id: str, lot_id: str, idem: Idem,
+                      actor: str = "") -> tuple[Release, bool]:
+    """A manager releases a pending lot (an approval lot, or a dated one early). Answers the
+    release and whether it was replayed from the idempotency record."""
+    program = await get_program(program_id)
+    meta = msgspec.json.encode({"released_by": actor or "a manager"}).decode()
+    outcome = await store.release(program_id, participant_id, lot_id, new_id("tx"), idem, "approve", meta)
+    raise_for(outcome)
+    if not outcome.replayed:
+        await _after_release(store, program, participant_id, outcome.points or 0, outcome.tx or "",
+                             datetime.now(timezone.utc))
+    return Release(transaction_id=outcome.tx or "", participant_id=participant_id, lot_id=lot_id,
+                   points=outcome.points or 0, available=outcome.available or 0,
+                   owed_paid=outcome.owed_paid or 0), bool(outcome.replayed)
+
+
+async def release_due(store: WalletStore, program_id: str, now: datetime | None = None) -> int:
+    """Releases the program's lots due at `now` (default: the store's clock); answers how
+    many it released. Safe beside another worker: a lot leaves once, the other is told so."""
+    now_ms = store.clock() // 1_000_000 if now is None else int(now.timestamp() * 1000)
+    due = await store.due_lots(program_id, now_ms)
+    if not due:
+        return 0
+    program = await get_program(program_id)
+    released = 0
+    for participant_id, lot_id in due:
+        idem = Idem(key=kernel_keys.idempotency(program_id, "release", lot_id), fingerprint="release")
+        outcome = await store.release(program_id, participant_id, lot_id, new_id("tx"), idem, "due", due_at_ms=now_ms)
+        if outcome.ok and not outcome.replayed:
+            released += 1
+            await _after_release(store, program, participant_id, outcome.points or 0, outcome.tx or "",
+                                 _at(now_ms) or datetime.now(timezone.utc))
+        elif not outcome.ok and outcome.code not in ("already_released", "not_due", "not_found"):
+            log.warning("program %s: releasing lot %s of %s refused: %s", program_id, lot_id, participant_id,
+                        outcome.detail)
+    return released
+
+
+async def release_all_due(store: WalletStore, now: datetime | None = None) -> int:
+    """The worker's pass: every program's due lots (one sorted-set read per program)."""
+    total = 0
+    for program_id in await list_program_ids():
+        total += await release_due(store, program_id, now)
+    return total
+
+
+async def _awards_of(program_id: str, external_id: str) -> tuple[str, list[ReversedAward]]:
+    row = await Activity.select(Activity.id).where(
+        Activity.program_external == f"{program_id}:{external_id}").first().run()
+    if row is None:
+        raise NotFound("no activity with that external id")
+    awards = await Award.select(Award.transaction_id, Award.participant_id, Award.points).where(
+        (Award.activity_id == row["id"]) & (Award.program_id == program_id) & (Award.points > 0)
+        & Award.transaction_id.is_not_null()).order_by(Award.transaction_id).run()
+    return row["id"], [ReversedAward(tx=a["transaction_id"], participant_id=a["participant_id"], points=a["points"])
+                       for a in awards]
+
+
+async def reverse_sale(store: WalletStore, program_id: str, request: ReversalRequest,
+                       actor: str = "") -> tuple[ReversalView, bool]:
+    """A returned sale: takes back what its activity's awards earned, once. Answers the
+    result and whether it is the first reversal's, answered again."""
+    activity_id, awards = await _awards_of(program_id, request.external_id)
+    base: dict[str, Any] = {"reason": request.reason, "external_id": request.external_id, "activity_id": activity_id}
+    if actor:
+        base["actor"] = actor
+    specs = [ReversedAward(tx=a.tx, participant_id=a.participant_id, points=a.points,
+                           metadata=msgspec.json.encode({**base, "lot": a.tx}).decode()) for a in awards]
+    result = await store.reverse(program_id, activity_id, specs)
+    if not result.ok:
+        raise Refused(result.code or "conflict", result.detail or "refused")
+    steps = [ReversalStepView(participant_id=s.participant, points=s.points, cancelled=s.cancelled,
+                              taken_back=s.taken_back, owed=s.owed,
+                              transaction_id=s.tx if (s.cancelled or s.taken_back or s.owed) else None)
+             for s in (result.steps if isinstance(result.steps, list) else [])]
+    view = ReversalView(external_id=request.external_id, activity_id=activity_id, points=sum(s.points for s in steps),
+                        cancelled=sum(s.cancelled for s in steps), taken_back=sum(s.taken_back for s in steps),
+                        owed=sum(s.owed for s in steps), steps=steps)
+    return view, bool(result.replayed)
+
+
+# --- feed lines, from the journal (a projector follower) ------------------------------------
+
+
+def _meta(entry: JournalEntry) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(entry.metadata)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def entry_lines(entry: JournalEntry, point_name: str) -> list[FeedEntry]:
+    """The feed lines of a `release` or `reversal` entry, in words."""
+    meta = _meta(entry)
+    who = entry.participant_id or ""
+    lines: list[FeedEntry] = []
+    if entry.kind == "release":
+        lines.append(FeedEntry(key=f"release:{entry.transaction_id}", participant_id=who, kind="release",
+                               text=f"+{entry.earned:,} {point_name} released: {meta.get('reason') or 'points that waited'}",
+                               points=entry.earned, reference=entry.reference))
+        paid = meta.get("owed_paid")
+        if isinstance(paid, int) and paid > 0:
+            lines.append(owed_paid_line(entry.transaction_id, who, paid, point_name))
+        return lines
+    sale = f"sale {meta.get('external_id', '')} returned ({meta.get('reason', '')})"
+    for source, _, points in entry.legs:
+        if source.startswith("pending:"):
+            lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:cancelled", participant_id=who,
+                                   kind="reversal", text=points_text(-points, point_name, f"pending points cancelled, {sale}"),
+                                   points=-points, reference=entry.reference))
+        elif source.startswith("available:"):
+            lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:taken", participant_id=who,
+                                   kind="reversal", text=points_text(-points, point_name, f"taken back, {sale}"),
+                                   points=-points, reference=entry.reference))
+    owed = meta.get("owed")
+    if isinstance(owed, int) and owed > 0:
+        lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:owed", participant_id=who, kind="owed",
+                               text=f"{owed:,} {point_name} owed, {sale}: your next earnings pay them first",
+                               points=0, reference=entry.reference))
+    return lines
+
+
+async def feed_of(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+    """The projector's follower for `release` and `reversal` entries: their feed lines."""
+    if not entries:
+        return []
+    point_name = (await get_program(program_id)).point_name
+    rows: list[tuple[Any, ...]] = []
+    for entry in entries:
+        rows += feed_rows(program_id, entry_lines(entry, point_name), entry.created_at)
+    return [Rows(table="feed_items", columns=FEED_COLUMNS, rows=rows)] if rows else []
+
+
+
+async def owed_paid_of(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+    """The follower for credits (grants, awards): a line for each that first paid points a
+    returned sale left owing."""
+    paying = [(e, paid) for e in entries if isinstance(paid := _meta(e).get("owed_paid"), int) and paid > 0]
+    if not paying:
+        return []
+    point_name = (await get_program(program_id)).point_name
+    rows: list[tuple[Any, ...]] = []
+    for entry, paid in paying:
+        rows += feed_rows(program_id, [owed_paid_line(entry.transaction_id, entry.participant_id or "", paid,
+                                                      point_name)], entry.created_at)
+    return [Rows(table="feed_items", columns=FEED_COLUMNS, rows=rows)]

@@ -1,0 +1,277 @@
+"""Points that wait and returned sales, through the HTTP API and the worker's release pass."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from programs.pending import release_due
+from tests.factories import (ProgramHandle, bearer, grant, leaderboard, new_participant, new_program, random_ref,
+                             standings_of, tokens_for)
+from tests.programs.test_earning import event, rule, send
+from wallet.chain import verify_chain
+from wallet.journal import JournalProjector
+from wallet.reconcile import rebuild_program, reconcile_program
+from wallet.store import WalletStore
+
+pytestmark = pytest.mark.sql
+
+NOW = datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+@pytest.fixture
+async def store(redis) -> WalletStore:  # type: ignore[no-untyped-def]
+    """The wallet's functions from the tests' own loop (the app runs on the test client's)."""
+    wallets = WalletStore(redis)
+    await wallets.load_functions()
+    return wallets
+
+
+async def seller(client, program: ProgramHandle) -> tuple[dict[str, Any], dict[str, str]]:  # type: ignore[no-untyped-def]
+    person = await new_participant(client, program, external_id=random_ref("rep"))
+    return person, bearer((await tokens_for(client, program, person["id"]))["access_token"])
+
+
+async def my_wallet(client, headers: dict[str, str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    response = await client.get("/v1/me/wallet", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def sale(client, program: ProgramHandle, person: dict[str, Any], ext: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    report = await send(client, program, event("sale", person["external_id"], NOW, ext=ext, amount=10_000))
+    return report["items"][0]
+
+
+async def reverse(client, program: ProgramHandle, external_id: str, key: str | None = None,  # type: ignore[no-untyped-def]
+                  reason: str = "customer returned it") -> Any:
+    return await client.post("/v1/activities/reversals", json={"external_id": external_id, "reason": reason},
+                             headers={**program.headers, "Idempotency-Key": key or random_ref("rev")})
+
+
+async def feed_texts(client, headers: dict[str, str]) -> list[str]:  # type: ignore[no-untyped-def]
+    response = await client.get("/v1/me/feed", headers=headers)
+    assert response.status_code == 200, response.text
+    return [item["text"] for item in response.json()["items"]]
+
+
+async def feed_until(client, headers: dict[str, str], wanted: Any, timeout: float = 30.0) -> list[str]:  # type: ignore[no-untyped-def]
+    """The feed's lines once `wanted(lines)` holds: they follow from journal entries, which
+    the in-process projector writes a moment later."""
+    deadline = time.monotonic() + timeout
+    texts = await feed_texts(client, headers)
+    while not wanted(texts) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        texts = await feed_texts(client, headers)
+    assert wanted(texts), texts
+    return texts
+
+
+async def settled(redis, program: ProgramHandle) -> None:  # type: ignore[no-untyped-def]
+    """The journal projected and linked; reconcile and the chain hold."""
+    await JournalProjector(redis, consumer="pending-test", claim_idle_ms=0).project_program(program.id)
+    assert await reconcile_program(redis, program.id) == []
+    assert (await verify_chain(program.id)).ok
+
+
+async def test_a_pending_lot_releases_at_its_minute_and_not_a_minute_before(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_name="ThermoPoints")
+    spec = await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 150},
+                      pending_days=14)
+    person, me = await seller(client, program)
+    awarded = await sale(client, program, person, random_ref("INV"))
+    assert awarded["awards"][0]["lot_id"] and awarded["awards"][0]["releases_at"]
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["pending"]) == (0, 150) and "owed" not in wallet
+    [lot] = wallet["pending_lots"]
+    assert set(lot) == {"points", "releases_at", "reason"} and lot["reason"] == spec["name"]
+    releases_at = datetime.fromisoformat(lot["releases_at"].replace("Z", "+00:00"))
+    assert releases_at.second == 0 and timedelta(days=14) <= releases_at - datetime.now(timezone.utc) \
+        <= timedelta(days=14, minutes=1)
+    # Pending points cannot be spent.
+    spend = await client.post("/v1/points/deductions", json={"participant_id": person["id"], "points": 1,
+                                                             "reason": "try"},
+                              headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert spend.status_code == 422 and spend.json()["code"] == "insufficient_points"
+
+    assert await release_due(store, program.id, releases_at - timedelta(minutes=1)) == 0
+    assert await release_due(store, program.id, releases_at - timedelta(milliseconds=1)) == 0
+    assert (await my_wallet(client, me))["pending"] == 150
+    assert await release_due(store, program.id, releases_at) == 1
+    assert await release_due(store, program.id, releases_at + timedelta(days=1)) == 0  # once
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["pending"], wallet["pending_lots"]) == (150, 0, [])
+    assert wallet["lifetime_earned"] == 150
+    texts = await feed_until(client, me, lambda t: f"+150 ThermoPoints released: {spec['name']}" in t)
+    assert any(t.startswith("+150 ThermoPoints pending until") for t in texts)
+    await settled(store.client, program)
+
+
+async def test_a_manager_releases_an_approval_lot_once(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 80}, pending_until="approval")
+    person, me = await seller(client, program)
+    await sale(client, program, person, random_ref("INV"))
+    assert (await my_wallet(client, me))["pending_lots"][0]["releases_at"] is None
+    # The worker never releases an approval lot.
+    assert await release_due(store, program.id, datetime.now(timezone.utc) + timedelta(days=9999)) == 0
+    lots = (await client.get(f"/v1/participants/{person['id']}/pending-lots", headers=program.headers)).json()
+    [lot] = lots["items"]
+    path = f"/v1/participants/{person['id']}/pending-lots/{lot['id']}/release"
+    headers = {**program.headers, "Idempotency-Key": random_ref()}
+    first = await client.post(path, headers=headers)
+    assert first.status_code == 200, first.text
+    assert (first.json()["points"], first.json()["available"]) == (80, 80)
+    again = await client.post(path, headers=headers)
+    assert again.status_code == 200 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == first.json()
+    other = await client.post(path, headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert other.status_code == 409 and other.json()["code"] == "already_released"
+    unknown = await client.post(f"/v1/participants/{person['id']}/pending-lots/tx_nope/release",
+                                headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert unknown.status_code == 404
+    assert (await my_wallet(client, me))["available"] == 80
+    await settled(store.client, program)
+
+
+async def test_a_sale_returned_before_release_cancels_its_lot(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_name="ThermoPoints")
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 150}, pending_days=30)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)
+    budget = (await client.get("/v1/program/budget", headers=program.headers)).json()
+    first = await reverse(client, program, invoice)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["points"], body["cancelled"], body["taken_back"], body["owed"]) == (150, 150, 0, 0)
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["pending"], wallet["pending_lots"]) == (0, 0, [])
+    after = (await client.get("/v1/program/budget", headers=program.headers)).json()
+    assert after != budget  # the points went back to the budget
+    # A second reversal (another key, another reason) changes nothing and answers the first.
+    second = await reverse(client, program, invoice, reason="returned again?")
+    assert second.status_code == 200 and second.json() == body
+    assert await release_due(store, program.id, datetime.now(timezone.utc) + timedelta(days=60)) == 0
+    assert (await my_wallet(client, me))["available"] == 0
+    missing = await reverse(client, program, "INV-never-sent")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    await feed_until(client, me, lambda t: any(x.startswith("-150 ThermoPoints: pending points cancelled, sale " + invoice)
+                                   for x in t))
+    await settled(store.client, program)
+
+
+async def test_a_return_after_release_with_too_little_left_owes_the_rest_paid_by_the_next_award(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_name="ThermoPoints")
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 100})
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)
+    spent = await client.post("/v1/points/deductions", json={"participant_id": person["id"], "points": 70,
+                                                             "reason": "redeemed elsewhere"},
+                              headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert spent.status_code == 201
+    key = random_ref("rev")
+    first = await reverse(client, program, invoice, key=key)
+    body = first.json()
+    assert (body["taken_back"], body["owed"]) == (30, 70), body
+    retried = await reverse(client, program, invoice, key=key)
+    assert retried.headers.get("idempotent-replayed") == "true" and retried.json() == body
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["owed"]) == (0, 70)
+    # A grant of 50 pays 50 of it; the next sale's 100 pays the last 20 and leaves 80.
+    assert (await grant(client, program, person["id"], 50)).status_code == 201
+    assert (await my_wallet(client, me))["owed"] == 20
+    await sale(client, program, person, random_ref("INV"))
+    wallet = await my_wallet(client, me)
+    assert wallet["available"] == 80 and "owed" not in wallet
+    texts = await feed_until(client, me, lambda t: any("paid back" in x for x in t) and any("owed" in x for x in t))
+    assert any(x.startswith(f"-30 ThermoPoints: taken back, sale {invoice} returned") for x in texts)
+    assert any(x.startswith(f"70 ThermoPoints owed, sale {invoice}") for x in texts)
+    assert "-20 ThermoPoints: paid back what a returned sale left owing" in texts
+    await settled(store.client, program)
+    # After a Redis loss, the ledger brings back owed points and the reversal's record.
+    redis = store.client
+    await redis.delete(f"rw:{{p:{program.id}}}:rev:{body['activity_id']}")
+    await rebuild_program(redis, program.id, [person["id"]])
+    assert await reconcile_program(redis, program.id) == []
+    again = await reverse(client, program, invoice)
+    assert again.json() == body
+    assert (await my_wallet(client, me))["available"] == 80
+
+
+async def test_a_rebuild_restores_pending_lots(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 40}, pending_days=3)
+    person, me = await seller(client, program)
+    for _ in range(2):
+        await sale(client, program, person, random_ref("INV"))
+    before = await my_wallet(client, me)
+    path = f"/v1/participants/{person['id']}/pending-lots"
+    first = (await client.get(path, params={"limit": 1}, headers=program.headers)).json()
+    rest = (await client.get(path, params={"limit": 1, "cursor": first["next_cursor"]}, headers=program.headers)).json()
+    assert rest["next_cursor"] is None and len({first["items"][0]["id"], rest["items"][0]["id"]}) == 2
+    await settled(store.client, program)
+    redis = store.client
+    await redis.delete(f"rw:{{p:{program.id}}}:pl:{person['id']}", f"rw:{{p:{program.id}}}:lots:due")
+    await rebuild_program(redis, program.id, [person["id"]])
+    assert await my_wallet(client, me) == before
+    books = (await client.get("/v1/program/ledger", headers=program.headers)).json()
+    assert books["participants_pending"] == 80
+    due = datetime.fromisoformat(before["pending_lots"][0]["releases_at"].replace("Z", "+00:00"))
+    assert await release_due(store, program.id, due) == 2
+    await settled(store.client, program)
+
+
+@pytest.mark.parametrize("counts", [False, True])
+async def test_pending_points_count_on_boards_only_if_the_program_says_so(client, store, counts: bool) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, pending_counts_on_boards=counts)
+    board = await leaderboard(client, program)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 60}, pending_days=1)
+    person, _ = await seller(client, program)
+    awarded = await sale(client, program, person, random_ref("INV"))
+    assert await standings_of(client, program, board["id"]) == ([(person["id"], 60)] if counts else [])
+    due = datetime.fromisoformat(awarded["awards"][0]["releases_at"].replace("Z", "+00:00"))
+    assert await release_due(store, program.id, due) == 1
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 60)]
+
+
+async def test_a_rule_cannot_wait_both_ways(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    response = await client.post("/v1/earning-rules", json={
+        "name": "both", "activity_type": "sale", "award": {"type": "fixed", "points": 1}, "pending_days": 2,
+        "pending_until": "approval"}, headers=program.headers)
+    assert response.status_code in (400, 422) and "pending" in response.text
+
+
+async def test_a_returned_sale_that_earned_nothing_changes_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)  # no rule: earns nothing
+    response = await reverse(client, program, invoice)
+    assert response.status_code == 200, response.text
+    assert response.json()["steps"] == [] and response.json()["points"] == 0
+    assert (await reverse(client, program, invoice)).json() == response.json()
+
+
+async def test_an_approved_claim_under_a_waiting_rule_pends_and_its_return_cancels_the_lot(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 90}, pending_until="approval")
+    person, me = await seller(client, program)
+    claim = {"invoice_number": random_ref("INV"), "invoice_date": NOW.date().isoformat(),
+             "amount": {"amount": 45_000, "currency": "USD"}, "product": "ThermoPro 200"}
+    filed = await client.post("/v1/me/claims", json=claim, headers={**me, "Idempotency-Key": random_ref()})
+    assert filed.status_code == 201, filed.text
+    approved = await client.post(f"/v1/claims/{filed.json()['id']}/approve", headers=program.headers)
+    assert approved.status_code == 200, approved.text
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["pending"], wallet["pending_lots"][0]["releases_at"]) == (0, 90, None)
+    returned = await reverse(client, program, f"claim:{filed.json()['id']}")
+    assert returned.json()["cancelled"] == 90
+    assert (await my_wallet(client, me))["pending"] == 0
+    await settled(store.client, program)

@@ -1,0 +1,123 @@
+--[[
+Pending lots and returned sales: the ledger's part after functions.lua (same part, so its
+local helpers are in scope). Lots are opened by an award that says its points wait
+(apply_grant in functions.lua); these functions release and cancel them and take back what
+a returned sale earned. Keys (all under the program's hash tag, wallet/keys.py):
+  rw:{p:P}:pl:<participant>   hash  lot id (the awarding transaction) -> JSON
+                                    {points, releases_at (ms, or null for approval), reason, activity}
+  rw:{p:P}:plx:<participant>  hash  lot id -> "released:<tx>" | "cancelled:<tx>" (a lot leaves once)
+  rw:{p:P}:lots:due           zset  "<participant> <lot id>" by releases_at (ms)
+  rw:{p:P}:rev:<activity>     string the reversal's record (JSON result; an idempotency record
+                                    that lives for years: a sale is returned once)
+]]
+
+-- The lot's stored JSON decoded, or nil.
+local function pending_lot(lots, lot_id)
+  local raw = redis.call("HGET", lots, lot_id)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+--[[ rw_release: a pending lot -> available (paying owed points first), one journal entry.
+KEYS: idem, journal, acct, cfg, wallet, lots, closed lots, due
+ARGV: fp, ttl, tx, participant, lot id, now_ms (the entry's stamp), mode ("due": only when
+      releases_at <= the moment checked; "approve": a manager's release, any pending lot),
+      meta (the lot's reason is added), the moment checked (ms; the worker's pass)
+Answers {ok, tx, participant, points, available, held, owed_paid?}; a lot already released
+answers ok with code "already_released" and its first transaction (nothing moves); a lot
+not yet due answers code "not_due"; no such lot: "not_found". ]]
+redis.register_function("rw_release", function(keys, argv)
+  local idem, stream, acct, wallet, lots, closed, due = keys[1], keys[2], keys[3], keys[5], keys[6], keys[7], keys[8]
+  local fp, ttl, tx, participant, lot_id, now, mode = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5],
+    argv[6], argv[7]
+  local early = idem_check(idem, fp) or missing_wallet(wallet)
+  if early then return early end
+  local lot = pending_lot(lots, lot_id)
+  if not lot then
+    local done = redis.call("HGET", closed, lot_id)
+    if done then
+      local state, first = string.match(done, "^(%a+):(.*)$")
+      return to_json(fail(state == "released" and "already_released" or "conflict",
+        "the lot was already " .. state .. " (" .. first .. ")"))
+    end
+    return to_json(fail("not_found", "no such pending lot"))
+  end
+  if mode == "due" and (lot.releases_at == cjson.null or lot.releases_at > tonumber(argv[9])) then
+    return to_json(fail("not_due", "the lot is not due yet"))
+  end
+  local points = lot.points
+  local w = redis.call("HMGET", wallet, "available", "held", "owed", "earned")
+  local available, earned = tonumber(w[1] or "0"), tonumber(w[4] or "0")
+  if too_large(available, points) or too_large(earned, points) then
+    return to_json(balance_refusal("the participant's balance"))
+  end
+  redis.call("HDEL", lots, lot_id)
+  redis.call("HSET", closed, lot_id, "released:" .. tx)
+  redis.call("ZREM", due, participant .. " " .. lot_id)
+  hincrby(wallet, "pending", -points)
+  local paid, legs = owed_credit(acct, wallet, tonumber(w[3] or "0"), points, wallet_account(wallet, "pending"))
+  hincrby(wallet, "available", points - paid)
+  hincrby(wallet, "earned", points)
+  local meta = with_paid(with_field(argv[8], "reason", cjson.encode(lot.reason or "")), paid)
+  journal(stream, tx, "release", participant, points - paid, lot_id, meta, legs, now, points, 0)
+  local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[2] or "0"))
+  if paid > 0 then result.owed_paid = paid end
+  return idem_store(idem, fp, ttl, result)
+end)
+
+--[[ rw_reverse: a returned sale takes back what its awards earned, once per activity.
+Per award: a lot still pending is cancelled (pending -> budget); otherwise its points are
+taken back from available (-> budget) up to what is there, and the rest is recorded as owed
+(the next credit pays it: owed_credit). One journal entry per award that moved or owed.
+KEYS: record (rw:{p:P}:rev:<activity>), journal, acct, cfg, due, then per award: wallet,
+      lots, closed lots
+ARGV: fp, ttl, now_ms, reference (the activity), then per award: tx, participant, lot id
+      (the award's transaction), points, meta
+Answers {ok, steps: [{participant, points, cancelled, taken_back, owed, tx}]}; a second
+reversal of the activity answers the first one's result, replayed. ]]
+redis.register_function("rw_reverse", function(keys, argv)
+  local record, stream, acct, due = keys[1], keys[2], keys[3], keys[5]
+  local fp, ttl, now, ref = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local early = idem_check(record, fp)
+  if early then return early end
+  local steps = {}
+  local k, a = 6, 5
+  while k <= #keys do
+    local wallet, lots, closed = keys[k], keys[k + 1], keys[k + 2]
+    local tx, participant, lot_id, points, meta = argv[a], argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4]
+    local step = {participant = participant, points = points, cancelled = 0, taken_back = 0, owed = 0, tx = tx}
+    if redis.call("HEXISTS", wallet, "open") == 1 then
+      local lot = pending_lot(lots, lot_id)
+      if lot then
+        redis.call("HDEL", lots, lot_id)
+        redis.call("HSET", closed, lot_id, "cancelled:" .. tx)
+        redis.call("ZREM", due, participant .. " " .. lot_id)
+        hincrby(wallet, "pending", -lot.points)
+        hincrby(acct, "budget", lot.points)
+        step.cancelled = lot.points
+        journal(stream, tx, "reversal", participant, 0, ref, meta,
+          {{wallet_account(wallet, "pending"), "budget", lot.points}}, now, 0, 0)
+      else
+        local w = redis.call("HMGET", wallet, "available", "owed")
+        local available, owed = tonumber(w[1] or "0"), tonumber(w[2] or "0")
+        local take = math.min(available, points)
+        local rest = points - take
+        if too_large(owed, rest) then rest = 0 end
+        local legs = {}
+        if take > 0 then
+          hincrby(wallet, "available", -take)
+          hincrby(acct, "budget", take)
+          legs[1] = {wallet_account(wallet, "available"), "budget", take}
+        end
+        if rest > 0 then hincrby(wallet, "owed", rest) end
+        step.taken_back, step.owed = take, rest
+        local m = meta
+        if rest > 0 then m = with_field(meta, "owed", int_s(rest)) end
+        journal(stream, tx, "reversal", participant, -take, ref, m, legs, now, 0, 0)
+      end
+    end
+    steps[#steps + 1] = step
+    k, a = k + 3, a + 5
+  end
+  return idem_store(record, fp, ttl, {ok = true, steps = steps})
+end)
