@@ -123,3 +123,20 @@ async def test_a_participants_history_says_why_each_line_happened(client: Any) -
         return "rule “Training bonus” v1 for training_completed LMS-77" in text and "by Casey Manager" in text
 
     assert await wait_until(both_lines, True), "the award names its rule, version and activity; the grant its person"
+
+
+async def test_a_participants_page_shows_points_that_wait_and_when_they_release(client: Any) -> None:
+    program = await new_program(client)
+    ann = await new_participant(client, program)
+    rule = await client.post("/v1/earning-rules", headers=program.headers, json={
+        "name": "Sales, after the return window", "activity_type": "sale", "pending_days": 14,
+        "award": {"type": "fixed", "points": 70}})
+    assert rule.status_code == 201, rule.text
+    sent = await client.post("/v1/activities", headers=program.headers, json={"activities": [{
+        "external_id": "INV-9", "type": "sale", "participant_external_id": ann["external_id"],
+        "occurred_at": datetime.now(timezone.utc).isoformat(), "attributes": {"amount": 5000}}]})
+    assert sent.status_code == 200
+    _, session = await person_in(client, program, "viewer")
+    page = html.unescape((await get(client, f"/console/p/{program.id}/participants/{ann['id']}", session)).text)
+    release = (datetime.now(timezone.utc) + timedelta(days=14)).strftime("%Y-%m-%d")
+    assert 'id="pending">70<' in page and "<caption>Pending points</caption>" in page and release in page
