@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from playwright.async_api import expect
 from tests.console.conftest import axe_violations, screenshot
 from tests.factories import bearer, buy_entries, catalog_item, grant, launched_wheel, new_participant, new_sweepstakes, \
     new_program, random_ref, tokens_for, wait_until
+from tests.programs.test_earning import event, rule, send
 
 
 async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -35,6 +37,10 @@ async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
                             headers=program.headers)
     assert upload.status_code in (200, 201), upload.text
     wheel = await launched_wheel(api, program, cost_points=1)
+    # A sale whose points wait 14 days: Home shows them as Pending with their release date.
+    waits = await rule(api, program, activity_type="sale", award={"type": "fixed", "points": 150}, pending_days=14)
+    sold = await send(api, program, event("sale", person["external_id"], datetime.now(timezone.utc), amount=10_000))
+    assert sold["items"][0].get("awards"), sold
     # A past sweepstakes the seller entered alone, drawn: My entries shows it won.
     past = await new_sweepstakes(api, program, name="Summer sweepstakes", winners=1, alternates=0,
                                  prizes=[{"type": "points", "points": 100}])
@@ -48,7 +54,7 @@ async def a_seller(api: httpx.AsyncClient) -> dict[str, Any]:
     link = await api.post(f"/v1/participants/{person['id']}/sign-in-links", headers=program.headers)
     assert link.status_code == 201, link.text
     return {"program": program, "person": person, "item": item, "wheel": wheel, "link": link.json()["url"],
-            "partner": partner, "routed": routed, "past": past}
+            "partner": partner, "routed": routed, "past": past, "waits": waits}
 
 
 async def no_serious_violations(page: Any, screen: str) -> None:
@@ -71,6 +77,9 @@ async def test_a_seller_signs_in_from_a_link_redeems_spins_and_checks(phone_page
         await expect(page.get_by_role("heading", name="Your points")).to_be_visible()
         await expect(page.get_by_test_id("balance")).to_have_text("5000")
         await expect(page.locator(".balance")).to_contain_text("stars")
+        pending = page.get_by_role("region", name="Pending")
+        await expect(pending.get_by_test_id("pending")).to_have_text("150")
+        await expect(pending).to_contain_text(f"150 stars · {seller['waits']['name']} · released ")
         assert urlsplit(page.url).fragment == "/home", "the token leaves the address bar"
         assert "null" not in await page.locator("main").inner_text()
         nav = page.get_by_role("navigation")
