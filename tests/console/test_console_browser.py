@@ -67,6 +67,14 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     owner_email, owner_invite = world["invites"]["owner"]
     assert owner_invite.startswith(live_server.url + "/console/invite/")
 
+    # A forgotten password: the page answers the same for any email.
+    await page.goto("/console/sign-in")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    assert await axe_violations(page) == [], "forgot password"
+    await page.get_by_label("Email").fill(owner_email)
+    await page.get_by_role("button", name="Send reset link").click()
+    await expect(page.get_by_role("status")).to_contain_text("is on its way")
+
     # A wrong password: an alert that does not say which part was wrong.
     await page.goto("/console/sign-in")
     await page.get_by_label("Email").fill(owner_email)
@@ -192,6 +200,40 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         "href", f"/v1/public/sweepstakes/{sweepstakes_id}/proof")
     assert await axe_violations(page) == [], "a sweepstakes' page"
     await screenshot(page, "console-sweepstakes")
+
+    # An earning rule written, simulated and activated by its buttons.
+    await nav.get_by_role("link", name="Earning rules", exact=True).click()
+    await page.get_by_role("link", name="New rule").click()
+    assert await axe_violations(page) == [], "a new rule"
+    await page.get_by_label("Rule name").fill("Training bonus")
+    await page.get_by_label("Activity type").select_option("training_completed")
+    await page.get_by_label("Points (per activity, or per unit)").fill("40")
+    await page.get_by_role("button", name="Simulate").click()
+    await expect(page.get_by_role("heading", name="Simulation over the last 90 days")).to_be_visible()
+    assert await axe_violations(page) == [], "a rule's simulation"
+    await page.get_by_role("button", name="Activate").click()
+    await expect(page.get_by_role("link", name="Training bonus")).to_be_visible()
+
+    # Participants from a CSV: the worker imports it while the page shows the progress.
+    await nav.get_by_role("link", name="Participants", exact=True).click()
+    rows = "".join(f"csv-{i},Dealer Rep {i},rep{i}@dealer.example,,north\n" for i in range(1200))
+    await page.get_by_label("CSV file").set_input_files(files=[{
+        "name": "dealers.csv", "mimeType": "text/csv",
+        "buffer": ("external_id,display_name,email,team_id,segment\n" + rows + "bad,,x,,\n").encode()}])
+    await page.get_by_role("button", name="Import participants").click()
+    await expect(page.get_by_label("Rows imported")).to_be_visible()
+    assert await axe_violations(page) == [], "an import's progress"
+    await expect(page.get_by_role("status")).to_have_text(re.compile(r"^Done: 1,201 rows read"), timeout=60_000)
+    await expect(page.locator("#import-created")).to_have_text("1,200")
+    await expect(page.get_by_role("cell", name="1202", exact=True)).to_be_visible()  # the bad row, by number
+    assert await axe_violations(page) == [], "an import's report"
+
+    # A partner added: its key shown once on the answer page.
+    await nav.get_by_role("link", name="Partners", exact=True).click()
+    await page.get_by_label("Partner name").fill("Acme Fulfil")
+    await page.get_by_role("button", name="Add partner").click()
+    await expect(page.get_by_label("Partner API key")).to_have_value(re.compile(r"^rw"))
+    assert await axe_violations(page) == [], "a partner's page"
 
     # The main pages at tablet size too.
     await page.set_viewport_size(TABLET)
