@@ -40,7 +40,8 @@ async def test_a_redemption_holds_points_and_a_fulfilled_order_shows_its_code_to
     mine = (await client.get(f"/v1/me/redemptions/{body['id']}", headers=me)).json()
     assert mine["status"] == "fulfilled" and mine["credentials"] == {"code": "AMZ-1234-5678", "pin": "9911"}
     assert (await wallet(client, me)) | {"expiring": []} == {"available": 500, "held": 0, "lifetime_earned": 3000,
-                                                            "lifetime_spent": 2500, "expiring": []}
+                                                            "lifetime_spent": 2500, "expiring": [], "pending": 0,
+                                                            "pending_lots": []}
     # Nobody else sees the code: not another participant, not the admin, not the partner's views.
     _, other = await shopper(client, program, 0)
     assert (await client.get(f"/v1/me/redemptions/{body['id']}", headers=other)).status_code == 404

@@ -196,7 +196,8 @@ async def test_what_was_promised_before_still_completes_while_suspended(client) 
                                json={"reason": "brand API down"})
     assert failed.status_code == 200, failed.text
     assert (await client.get("/v1/me/wallet", headers=me)).json() | {"expiring": []} == {
-        "available": 1_500, "held": 0, "lifetime_earned": 2_000, "lifetime_spent": 500, "expiring": []}
+        "available": 1_500, "held": 0, "lifetime_earned": 2_000, "lifetime_spent": 500, "expiring": [],
+        "pending": 0, "pending_lots": []}
     assert (await client.get(f"/v1/me/redemptions/{first.json()['id']}", headers=me)).json()["credentials"] == \
         {"code": "AMZ-1"}
 
