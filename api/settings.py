@@ -80,7 +80,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     operator_key: Annotated[str, Meta(min_length=24)] | None = None
     jwt_secret: Annotated[str, Meta(min_length=32)] | None = None
     encryption_key: Annotated[str, Meta(min_length=44, max_length=44)] | None = None
-    access_token_ttl_seconds: Annotated[int, Meta(ge=30, le=900)] = 900
+    access_token_ttl_seconds: Annotated[int, Meta(ge=10, le=900)] = 900
     refresh_token_ttl_days: Annotated[int, Meta(ge=1, le=365)] = 30
     # A rotated refresh token presented again within this many seconds (a retry after a
     # timeout) answers the same next token; later it revokes the login. 0: never.

@@ -162,9 +162,11 @@ async def test_the_campaign_report_charts_wins_against_the_odds(client: Any) -> 
     _, headers = await spinning_participant(client, program, 20)
     for _ in range(6):
         assert (await spin(client, campaign_id, headers)).status_code == 201
-    report = await wait_until(
-        lambda: client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers),
-        lambda r: r.json()["spins"] >= 6)
+    async def spins_reported() -> int:
+        return (await client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)).json()["spins"]
+
+    assert await wait_until(spins_reported, 6) == 6
+    report = await client.get(f"/v1/campaigns/{campaign_id}/report", headers=program.headers)
     page = await get(client, f"{base}/{campaign_id}", session)
     assert text_of(page.text, "report-spins") == str(report.json()["spins"])
     assert 'id="wins-chart"' in page.text and 'role="img"' in page.text
