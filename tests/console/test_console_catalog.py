@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import pytest
 
 from tests.console.sessions import csrf_of, get, person_in
 from tests.factories import new_program
 
-pytestmark = pytest.mark.sql
+# Pages over domain reads and use cases that their own tests run on Postgres too: SQLite
+# only, to keep CI under its 20 minutes.
 
 FEED = ("sku,brand,name,value_type,face_value,min_value,max_value,countries,status\n"
         "CAFE-10,Cafe Nero,Cafe Nero $10,fixed,1000,,,US,active\n"

@@ -15,7 +15,8 @@ from tests.console.sessions import csrf_of, get, person_in, post
 from tests.factories import (ProgramHandle, buy_entries, catalog_item, new_program, random_ref, spin,
                              spinning_participant, wait_until)
 
-pytestmark = pytest.mark.sql
+# Pages over domain reads and use cases that their own tests run on Postgres too: SQLite
+# only, to keep CI under its 20 minutes.
 
 
 def wheel_form(csrf: str, **fields: str) -> dict[str, str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 
 from tests.console.sessions import csrf_of, get, person_in, post
 from tests.factories import available, bearer, claim_orders, redeem, shop, shopper, wait_until
 
-pytestmark = pytest.mark.sql
+# Pages over domain reads and use cases that their own tests run on Postgres too: SQLite
+# only, to keep CI under its 20 minutes.
 
 
 async def test_orders_are_found_by_participant_and_partner_and_tell_their_story(client: Any) -> None:

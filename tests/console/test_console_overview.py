@@ -7,14 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 
 from programs.budget import BudgetView, Figure, expected_breakage
 from programs.programs import Money
 from tests.console.sessions import get, person_in
 from tests.factories import bearer, claim_orders, grant, redeem, shop, shopper, wait_until
 
-pytestmark = pytest.mark.sql
+# Pages over domain reads and use cases that their own tests run on Postgres too: SQLite
+# only, to keep CI under its 20 minutes.
 
 
 async def test_the_overview_agrees_with_the_api_and_the_ledger(client: Any) -> None:

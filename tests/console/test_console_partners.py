@@ -8,13 +8,13 @@ import html
 import re
 from typing import Any
 
-import pytest
 
 from fulfillment import partners, webhooks
 from tests.console.sessions import csrf_of, get, person_in, post
 from tests.factories import new_program, random_ref
 
-pytestmark = pytest.mark.sql
+# Pages over domain reads and use cases that their own tests run on Postgres too: SQLite
+# only, to keep CI under its 20 minutes.
 
 
 def shown(page: str, field: str) -> str:
