@@ -263,20 +263,6 @@ async def update_participant(
     return before, await get_participant(program_id, participant_id)
 
 
-async def open_missing_wallets(store: WalletStore, program_id: str) -> int:
-    """Opens a wallet for every participant who has none (after a bulk import). Answers how many."""
-    opened, cursor = 0, None
-    while True:
-        page = await list_participants(program_id, limit=200, cursor=cursor)
-        for view in page.items:
-            if await store.wallet_state(program_id, view.id) == "missing":
-                await store.open_wallet(program_id, view.id, inactive=view.status != "active")
-                opened += 1
-        if page.next_cursor is None:
-            return opened
-        cursor = page.next_cursor
-
-
 async def inactive_participant_ids(program_id: str) -> list[str]:
     rows = (
         await Participant.select(Participant.id)
