@@ -53,6 +53,7 @@ DONE = {
     "partner-enabled": "Partner enabled.",
     "order-cancelled": "Order cancelled: the points went back to the participant.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
+    "lot-released": "Pending points released: they are available now.",
     "move-approved": "Approved: done once, as it was asked for.", "move-rejected": "Rejected: nothing moved.",
     "redeemed": "Redeemed: the order is placed from the participant's points.",
     "rule-requested": "Above the program's approval threshold (its simulated cost over the last 90 days): sent to "
