@@ -195,7 +195,7 @@ async def simulate_rule(request: Request[Any, Any, Any], program_id: str) -> Res
     now = datetime.now(timezone.utc)
     try:
         spec = spec_of_form(form, program)
-        result = await earning.simulate_draft(program, earning.SimulationRequest(
+        result = await earning.simulate_draft(request.app.state.wallets, program, earning.SimulationRequest(
             rule=spec, starts_at=now - timedelta(days=SIMULATED_DAYS), ends_at=now))
     except DomainError as exc:
         return await _editor(ctx, request, program, form, rule_id, status_for(exc.code), error=exc.detail)
