@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 import stripe
 
+from kernel.errors import Unavailable
+
 
 class StripeSettings(msgspec.Struct, frozen=True):
     api_key: str
@@ -32,6 +34,15 @@ class StripeGateway:
 
         intent = await asyncio.to_thread(call)
         return intent.id, intent.client_secret
+
+    async def payment_intent(self, intent_id: str) -> tuple[str, str]:
+        """Answers (the PaymentIntent's status, its client secret)."""
+        try:
+            intent = await asyncio.to_thread(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+        except stripe.StripeError as exc:  # its message may quote the request: only the kind is told
+            raise Unavailable(f"Stripe did not answer the payment's status ({type(exc).__name__}); "
+                              "try again in a moment") from None
+        return intent.status, intent.client_secret
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event if the `Stripe-Signature` header is valid and fresh; raises ValueError otherwise."""
