@@ -25,8 +25,8 @@ NAV = ["Overview", "Participants", "Earning rules", "Claims", "Approvals", "Cata
        "Sweepstakes", "Leaderboards", "Announcements", "Funding", "Partners", "Audit log", "Users"]
 
 
-def seed(base: str) -> dict[str, Any]:
-    """A program with a participant, a draft wheel and two invited people, through the API."""
+def seed(base: str, roles: tuple[str, ...] = ("owner", "viewer")) -> dict[str, Any]:
+    """A program with a participant, a draft wheel and invited people, through the API."""
     with httpx.Client(base_url=base, timeout=30) as http:
         created = http.post("/v1/programs", json={"name": f"Console flow {secrets.token_hex(3)}"}, headers=OPERATOR)
         assert created.status_code == 201, created.text
@@ -39,7 +39,7 @@ def seed(base: str) -> dict[str, Any]:
             "name": "Spring wheel", "cost_points": 0,
             "segments": [{"label": "Try again", "weight": 1, "prize": {"type": "nothing"}}]}).json()
         invites = {}
-        for role in ("owner", "viewer"):
+        for role in roles:
             email = f"{role}-{secrets.token_hex(4)}@console.example"
             answer = http.post("/v1/console-users", json={"email": email, "display_name": f"Pat {role.title()}",
                                                           "role": role}, headers=admin)
