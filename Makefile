@@ -9,17 +9,21 @@ export RW_DATA_DIR
 
 .PHONY: run test install test-deps browser openapi bench clean
 
+# uv (from PyPI, into the venv) installs the project: it fetches and unpacks in parallel, about
+# 5 s where pip took about 100 s of a clean CI run. pip stays the fallback.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet uv || $(BIN)/python -m pip install --quiet --upgrade pip
+INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install --quiet --python $(BIN)/python $(1); \
+	else $(BIN)/python -m pip install --quiet $(1); fi
 
 # Reinstall only when the project's metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(call INSTALL,-e .)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(call INSTALL,-e '.[test]')
 	touch $@
 
 install: $(VENV)/.installed

@@ -19,7 +19,7 @@ from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
 from programs import (announcements, approvals, audit, budget, claims, console_users, participant_imports,
-                      history_reasons, participants, rulebook, standings, tax_profiles, waiting)
+                      history_reasons, participants, pending, rulebook, standings, tax_profiles, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
 from wallet import accounts, daily, journal, ledger
@@ -83,13 +83,16 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
         return render("console/error.html", 404, title="Not found", message="No such participant.", ctx=None)
     program = await get_program(program_id)
     wallet = await accounts.wallet_view(request.app.state.wallets, program_id, participant_id)
+    # The lots again with their ids (the wallet's view leaves ids out): a manager releases one by id.
+    lots = (await pending.lots_of(request.app.state.wallets, program_id, participant_id, 100)).items \
+        if wallet.pending_lots else []
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
     their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True)
     their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
     # The tax form's status, legal name and the last 4 digits of the TIN: never more here.
     tax_form = await tax_profiles.profile(program_id, participant_id, request.app.state.sealer)
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
-                program=program, wallet=wallet, history=history.items, tax_form=tax_form,
+                program=program, wallet=wallet, lots=lots, history=history.items, tax_form=tax_form,
                 why=await history_reasons.reasons(program_id, history.items), orders=their_orders.items,
                 spins=their_spins.items,
                 # One key per form shown: a double submit replays the first move.

@@ -53,6 +53,7 @@ DONE = {
     "partner-enabled": "Partner enabled.",
     "order-cancelled": "Order cancelled: the points went back to the participant.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
+    "lot-released": "Pending points released: they are available now.",
     "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
 }
 

@@ -3,12 +3,16 @@
 or critical axe violation at 1280x800), launch, pause and resume a wheel by its buttons,
 design a new wheel (its odds change as a weight is typed) and launch it, find a participant
 and grant them points, create a sweepstakes, close it and draw its winner, sign out; then a
-viewer, who sees no button that changes anything and whose forged POST the server refuses."""
+viewer, who sees no button that changes anything and whose forged POST the server refuses.
+And the rest of a week: four eyes on a big grant across two browsers, a claim approved, the
+orders exported, a colleague invited."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +22,7 @@ from playwright.async_api import expect
 from console.manager.wheel_picture import percent, points, rtp, slices
 from games.wheel import WheelSpec, economics
 from tests.console.conftest import DESKTOP, TABLET, PageErrors, axe_violations, screenshot
-from tests.factories import OPERATOR, bearer
+from tests.factories import OPERATOR, bearer, random_ref, redeem, shop, shopper
 
 PASSWORD = "a long enough password"
 NAV = ["Overview", "Participants", "Earning rules", "Claims", "Approvals", "Catalog", "Orders", "Spin campaigns",
@@ -278,3 +282,90 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         assert http.get(f"/v1/campaigns/{world['wheel']['id']}", headers=world["admin"]).json()["status"] == "active"
         wallet = http.get(f"/v1/participants/{world['person']['id']}/wallet", headers=world["admin"]).json()
         assert wallet["available"] == 25 + 100  # the grant, and the sweepstakes prize
+
+
+async def test_a_big_grant_waits_for_a_second_person_and_claims_orders_and_people_are_run_from_the_console(
+        page: Any, browser: Any, live_server: Any, page_errors: PageErrors) -> None:
+    """The rest of a manager's week: a grant over the approval threshold that only another
+    person can approve, a claim approved from the queue, the orders exported as CSV, a new
+    colleague invited."""
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        program, _, item = await shop(http, face_value=500)
+        person, phone = await shopper(http, program, 2_000)
+        patched = await http.patch("/v1/program", json={"approval_threshold_points": 1_000}, headers=program.headers)
+        assert patched.status_code == 200, patched.text
+        ordered = await redeem(http, phone, item["id"])
+        assert ordered.status_code == 201, ordered.text
+        invoice = random_ref("INV")
+        filed = await http.post("/v1/me/claims", headers={**phone, "Idempotency-Key": random_ref()}, json={
+            "invoice_number": invoice, "invoice_date": datetime.now(timezone.utc).date().isoformat(),
+            "amount": {"amount": 10_000, "currency": "USD"}, "product": "ThermoPro 200"})
+        assert filed.status_code == 201, filed.text
+        invites = {}
+        for role in ("owner", "manager"):
+            email = f"{role}-{secrets.token_hex(4)}@console.example"
+            answer = await http.post("/v1/console-users", headers=program.headers, json={
+                "email": email, "display_name": f"Sam {role.title()}", "role": role})
+            invites[role] = (email, answer.json()["invite_url"])
+        available_before = (await http.get(f"/v1/participants/{person['id']}/wallet",
+                                           headers=program.headers)).json()["available"]
+
+    await accept_and_sign_in(page, *invites["owner"])
+    nav = page.get_by_role("navigation", name="Console")
+    # Over the threshold: a request, and nothing moves until someone else approves it.
+    await page.goto(f"/console/p/{program.id}/participants/{person['id']}")
+    await page.get_by_label("Points to grant").fill("5000")
+    await page.get_by_label("Reason for the grant").fill("Top seller of the quarter")
+    await page.get_by_role("button", name="Grant points").click()
+    await expect(page.get_by_role("status")).to_contain_text("sent to Approvals")
+    await expect(page.locator("#available")).to_contain_text(f"{available_before:,}")
+    await nav.get_by_role("link", name="Approvals", exact=True).click()
+    await expect(page.get_by_text("yours: another person decides")).to_be_visible()
+    await expect(page.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        request_id = (await http.get("/v1/approvals", headers=program.headers)).json()["items"][0]["id"]
+    csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
+    own = await page.request.post(f"/console/p/{program.id}/approvals/{request_id}/decide",
+                                  form={"csrf": csrf or "", "verdict": "approved", "reason": "my own"})
+    assert own.status == 403  # the server refuses it too, whatever the browser sends
+
+    # A claim from the queue.
+    await nav.get_by_role("link", name="Claims", exact=True).click()
+    await page.get_by_role("button", name="Approve", exact=True).first.click()
+    await expect(page.get_by_role("status")).to_have_text("Claim approved.")
+
+    # The orders as a spreadsheet.
+    await nav.get_by_role("link", name="Orders", exact=True).click()
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Export CSV").click()
+    exported = Path(await (await download_info.value).path()).read_text()
+    assert ordered.json()["id"] in exported
+
+    # A colleague invited from Users.
+    await nav.get_by_role("link", name="Users", exact=True).click()
+    colleague = f"new-{secrets.token_hex(4)}@console.example"
+    await page.get_by_label("Email of the person").fill(colleague)
+    await page.get_by_label("Name", exact=True).fill("Robin Newhire")
+    await page.get_by_label("Role", exact=True).select_option("viewer")
+    await page.get_by_role("button", name="Send invite").click()
+    await expect(page.get_by_role("status")).to_have_text("Invitation sent.")
+    await expect(page.get_by_text(colleague)).to_be_visible()
+
+    # The second person approves the grant: the points move once.
+    other_context = await browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    try:
+        other = await other_context.new_page()
+        page_errors.watch(other)
+        await accept_and_sign_in(other, *invites["manager"])
+        await other.goto(f"/console/p/{program.id}/approvals")
+        assert await axe_violations(other) == [], "approvals waiting"
+        await other.get_by_label(re.compile(r"^Reason for the")).first.fill("Confirmed with the sales director")
+        await other.get_by_role("button", name="Approve", exact=True).first.click()
+        await expect(other.get_by_role("status")).to_contain_text("Approved")
+        await other.goto(f"/console/p/{program.id}/participants/{person['id']}")
+        await expect(other.locator("#available")).to_contain_text(f"{available_before + 5_000:,}")
+    finally:
+        await other_context.close()
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        claim = (await http.get(f"/v1/claims/{filed.json()['id']}", headers=program.headers)).json()
+        assert claim["status"] == "approved", claim

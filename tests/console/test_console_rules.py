@@ -140,3 +140,41 @@ async def test_a_participants_page_shows_points_that_wait_and_when_they_release(
     page = html.unescape((await get(client, f"/console/p/{program.id}/participants/{ann['id']}", session)).text)
     release = (datetime.now(timezone.utc) + timedelta(days=14)).strftime("%Y-%m-%d")
     assert 'id="pending">70<' in page and "<caption>Pending points</caption>" in page and release in page
+
+
+async def test_a_manager_releases_an_approval_lot_once_and_a_viewer_cannot(client: Any) -> None:
+    program = await new_program(client)
+    ann = await new_participant(client, program)
+    rule = await client.post("/v1/earning-rules", headers=program.headers, json={
+        "name": "Deals, once the distributor confirms", "activity_type": "deal_registered", "pending_until": "approval",
+        "award": {"type": "fixed", "points": 400}})
+    assert rule.status_code == 201, rule.text
+    sent = await client.post("/v1/activities", headers=program.headers, json={"activities": [{
+        "external_id": "DEAL-1", "type": "deal_registered", "participant_external_id": ann["external_id"],
+        "occurred_at": datetime.now(timezone.utc).isoformat(), "attributes": {}}]})
+    assert sent.status_code == 200, sent.text
+    lots = (await client.get(f"/v1/participants/{ann['id']}/pending-lots", headers=program.headers)).json()["items"]
+    assert [lot["points"] for lot in lots] == [400]
+    path = f"/console/p/{program.id}/participants/{ann['id']}"
+    release = f"{path}/pending-lots/{lots[0]['id']}/release"
+
+    _, viewer = await person_in(client, program, "viewer")
+    seen = html.unescape((await get(client, path, viewer)).text)
+    assert "on a manager's approval" in seen and "Approve and release" not in seen
+    refused = await post(client, release, viewer, {"csrf": csrf_of(seen)})
+    assert refused.status_code == 403
+
+    _, manager = await person_in(client, program, "manager")
+    shown = (await get(client, path, manager)).text
+    assert "Approve and release" in shown
+    without_token = await post(client, release, manager, {"csrf": "forged"})
+    assert without_token.status_code == 403
+    for _ in range(2):  # a double submit releases once
+        done = await post(client, release, manager, {"csrf": csrf_of(shown)})
+        assert done.status_code == 303 and done.headers["location"].endswith("done=lot-released")
+    wallet = (await client.get(f"/v1/participants/{ann['id']}/wallet", headers=program.headers)).json()
+    assert (wallet["available"], wallet["pending"]) == (400, 0), wallet
+    after = html.unescape((await get(client, path, manager)).text)
+    assert "<caption>Pending points</caption>" not in after and 'id="available">400 ' in after
+    log = (await client.get("/v1/audit-events", headers=program.headers, params={"kind": "pending_lot.released"}))
+    assert len(log.json()["items"]) == 1, log.text
