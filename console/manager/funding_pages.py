@@ -18,12 +18,12 @@ from litestar.response import Redirect
 from api.limits import stripe_console_csp
 from api.problems import status_for
 from api.settings import Settings
-from console.manager.web import InProgram, checked_form, in_program, page, refused, render
+from console.manager.web import InProgram, back, checked_form, in_program, page, refused, render
 from fulfillment import taxes
 from kernel import keys as kernel_keys
 from kernel.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, Invalid, NotFound
 from kernel.idempotency import Idem
-from programs import audit, budget, funding
+from programs import approvals, audit, budget, funding
 from programs.console_users import OWNS
 from programs.programs import Money, ProgramView, get_program
 from programs.stripe_gateway import StripeGateway
@@ -66,11 +66,16 @@ async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Resp
     found = await funding.list_fundings(program_id, 100)
     figures = await budget.budget_view(request.app.state.wallets, program)
     gateway, missing = card_payments(request)
+    # Four eyes: top-ups over the threshold wait for a second person, then for their payment.
+    top_ups = [r for status in ("pending", "approved")
+               for r in (await approvals.list_requests(program_id, status, 100)).items if r.kind == "top_up"]
     # The tax years a report may be asked for: this one (in the program's time zone) and
     # the six before, newest first; last year's is the one filed early in the year.
     this_year = taxes.tax_year(program, datetime.now(timezone.utc))
     return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures,
                 program=program, words=STATUS_WORDS, card_payments=gateway is not None, missing=missing,
+                to_pay=await funding.awaiting_payment(program_id), asked=[r for r in top_ups if r.status == "pending"],
+                approved={r.funding_id: r for r in top_ups if r.funding_id},
                 # One key per form shown: a double submit creates one PaymentIntent.
                 top_up_key=secrets.token_urlsafe(16),
                 tax_years=list(range(this_year, this_year - 7, -1)), tax_year=this_year - 1)
@@ -96,8 +101,9 @@ async def top_up(request: Request[Any, Any, Any], program_id: str, settings: Set
         spec = funding.FundingRequest(amount=amount)
         for _ in range(50):  # a double submit waits for the first to finish, then replays it
             try:
-                created, replayed = await funding.fund_by_payment(gateway, request.app.state.redis, idem,
-                                                                  settings.idempotency_ttl_seconds, program_id, spec)
+                created, replayed = await funding.fund_by_payment(
+                    gateway, request.app.state.redis, idem, settings.idempotency_ttl_seconds, program_id, spec,
+                    requested_by=f"user:{ctx.signed.person.id}")
                 break
             except IdempotencyKeyInFlight:
                 await asyncio.sleep(0.2)
@@ -108,6 +114,8 @@ async def top_up(request: Request[Any, Any, Any], program_id: str, settings: Set
                        409)
     except DomainError as exc:
         return refused(ctx, exc.detail, status_for(exc.code))
+    if isinstance(created, approvals.ApprovalView):  # over the threshold: filed (and audited) for a second person
+        return back(program_id, "funding", "top-up-requested")
     if not replayed:
         await audit.record(program_id, f"user:{ctx.signed.person.id}", "funding.top_up_created", created.funding_id,
                            amount=amount.amount, currency=amount.currency, points=created.points)

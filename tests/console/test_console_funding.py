@@ -102,3 +102,34 @@ async def test_without_stripe_the_funding_page_says_how_to_configure_it(settings
         refused = await post(bare, f"/console/p/{program.id}/funding/top-ups", owner,
                              {"csrf": csrf_of(seen.text), "key": "k", "amount": "100.00"})
         assert refused.status_code == 503 and "STRIPE_API_KEY" in refused.text
+
+
+@pytest.mark.usefixtures("localstripe_url")
+async def test_a_top_up_over_the_threshold_is_sent_for_approval_then_waits_with_a_pay_button(client: Any) -> None:
+    program = await new_program(client, approval_threshold_points=5_000)
+    _, owner = await person_in(client, program, "owner")
+    _, manager = await person_in(client, program, "manager")
+    seen = await get(client, f"/console/p/{program.id}/funding", owner)
+    form = {"csrf": csrf_of(seen.text), "key": KEY.search(seen.text).group(1), "amount": "100.00"}  # type: ignore[union-attr]
+    asked = await post(client, f"/console/p/{program.id}/funding/top-ups", owner, form)
+    assert (asked.status_code, asked.headers["location"]) == (
+        303, f"/console/p/{program.id}/funding?done=top-up-requested")
+    seen = await get(client, asked.headers["location"], owner)
+    assert "Sent for approval" in seen.text and ">Top-ups waiting for approval</h2>" in seen.text
+    assert "100.00 USD (10,000 points)" in seen.text and "Waiting for payment" not in seen.text
+    assert await fundings(client, program) == []  # no PaymentIntent before a second person approves
+
+    [request] = (await client.get("/v1/approvals", headers=program.headers)).json()["items"]
+    approvals_page = await get(client, f"/console/p/{program.id}/approvals", manager)
+    decided = await post(client, f"/console/p/{program.id}/approvals/{request['id']}/decide", manager,
+                         {"csrf": csrf_of(approvals_page.text), "verdict": "approved"})
+    assert decided.status_code == 303, decided.text
+    [made] = await fundings(client, program)
+    seen = await get(client, f"/console/p/{program.id}/funding", owner)
+    assert ">Waiting for payment</h2>" in seen.text and "Top-ups waiting for approval" not in seen.text
+    pay = f'action="/console/p/{program.id}/funding/{made["id"]}/pay" class="inline"><button type="submit">Pay<'
+    assert pay in seen.text and "<td>approved</td>" in seen.text
+    paying = await get(client, f"/console/p/{program.id}/funding/{made['id']}/pay", owner)
+    assert paying.status_code == 200 and 'data-secret="pi_' in paying.text and "Pay 100.00 USD" in paying.text
+    # The manager who approved it sees it waiting, with no Pay button (paying is an owner's).
+    assert pay not in (await get(client, f"/console/p/{program.id}/funding", manager)).text

@@ -24,7 +24,7 @@ from playwright.async_api import expect
 from api.limits import CONSOLE_CSP
 from tests.conftest import STRIPE_WEBHOOK_SECRET
 from tests.console.conftest import PageErrors, axe_violations, screenshot
-from tests.console.test_console_browser import accept_and_sign_in, seed
+from tests.console.test_console_browser import accept_and_sign_in, seed, signed_in_elsewhere
 
 # A test card localstripe asks 3-D Secure for (its PaymentMethod._requires_authentication).
 CARD = {"number": "4000002760003184", "exp_month": "12", "exp_year": "34", "cvc": "123"}
@@ -97,11 +97,7 @@ async def test_an_owner_tops_up_by_card_and_the_budget_grows_once_stripe_says_so
     await expect(page.locator("#funded-points")).to_have_text("10,000")
 
     # A manager sees the fundings but no form, and the server refuses their forged top-up.
-    context = await browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-    try:
-        manager = await context.new_page()
-        page_errors.watch(manager)
-        await accept_and_sign_in(manager, *invites["manager"])
+    async with signed_in_elsewhere(browser, live_server, page_errors, *invites["manager"]) as manager:
         await manager.goto(f"/console/p/{program_id}/funding")
         await expect(manager.get_by_role("row").nth(1)).to_contain_text("succeeded")
         await expect(manager.get_by_role("button", name="Continue to payment")).to_have_count(0)
@@ -109,8 +105,6 @@ async def test_an_owner_tops_up_by_card_and_the_budget_grows_once_stripe_says_so
         forged = await manager.request.post(f"/console/p/{program_id}/funding/top-ups",
                                             form={"csrf": csrf or "", "key": "forged", "amount": "100.00"})
         assert forged.status == 403
-    finally:
-        await context.close()
     with httpx.Client(base_url=live_server.url) as http:
         assert [f["status"] for f in http.get("/v1/funding", headers=admin).json()["items"]] == ["succeeded"]
         assert http.get("/v1/program/budget", headers=admin).json()["funded"]["points"] == 10_000
