@@ -41,6 +41,11 @@ def seed(base: str, roles: tuple[str, ...] = ("owner", "viewer")) -> dict[str, A
         name = f"Marta Quill {secrets.token_hex(3)}"
         person = http.post("/v1/participants", json={"external_id": secrets.token_hex(6), "display_name": name},
                            headers=admin).json()
+        assert http.post("/v1/fulfillment/partners", json={"name": "Card desk"}, headers=admin).status_code == 201
+        item = http.post("/v1/catalog/items", headers=admin, json={
+            "brand": "Cafe", "name": "Cafe $0.10 treat", "face_value": {"amount": 10, "currency": "USD"},
+            "sku": secrets.token_hex(4)})
+        assert item.status_code == 201, item.text
         wheel = http.post("/v1/campaigns/spin", headers=admin, json={
             "name": "Spring wheel", "cost_points": 0,
             "segments": [{"label": "Try again", "weight": 1, "prize": {"type": "nothing"}}]}).json()
@@ -184,6 +189,14 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     await expect(page.locator("#available")).to_contain_text("25")
     assert await axe_violations(page) == []
     await screenshot(page, "console-participant")
+    # Redeem for participant: the item, a confirmation with the points it costs, then the order.
+    await page.get_by_label("Item to redeem").select_option(label="Cafe $0.10 treat · 10 points")
+    await page.get_by_role("button", name="Redeem for participant").click()
+    await expect(page.locator("#redeem-points")).to_have_text("10 points")
+    assert await axe_violations(page) == [], "a redemption's confirmation"
+    await page.get_by_role("button", name="Confirm redemption").click()
+    await expect(page.get_by_role("status")).to_contain_text("Redeemed")
+    await expect(page.locator("#available")).to_contain_text("15")
 
     # A sweepstakes: create it (its rules previewed first), the participant enters, close, draw.
     await nav.get_by_role("link", name="Sweepstakes", exact=True).click()
@@ -281,6 +294,7 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         assert forged.status == 403
         await viewer.goto(f"/console/p/{program_id}/participants/{world['person']['id']}")
         await expect(viewer.get_by_role("button", name="Grant points")).to_have_count(0)
+        await expect(viewer.get_by_role("button", name="Redeem for participant")).to_have_count(0)
         await expect(viewer.get_by_role("heading", name="Tax form")).to_be_visible()
         await viewer.goto(f"/console/p/{program_id}/funding")
         await expect(viewer.get_by_role("button", name="Download tax report")).to_have_count(0)
@@ -290,7 +304,7 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     with httpx.Client(base_url=live_server.url) as http:
         assert http.get(f"/v1/campaigns/{world['wheel']['id']}", headers=world["admin"]).json()["status"] == "active"
         wallet = http.get(f"/v1/participants/{world['person']['id']}/wallet", headers=world["admin"]).json()
-        assert wallet["available"] == 25 + 100  # the grant, and the sweepstakes prize
+        assert wallet["available"] == 25 - 10 + 100  # the grant, the redemption, and the sweepstakes prize
 
 
 async def test_a_big_grant_waits_for_a_second_person_and_claims_orders_and_people_are_run_from_the_console(
