@@ -20,7 +20,8 @@ from litestar.params import Parameter
 
 from api.auth import Principal
 from kernel import keys as kernel_keys
-from kernel.idempotency import Idem
+from kernel.idempotency import Idem, pinned_id
+from kernel.ids import new_id
 
 HEADER = "Idempotency-Key"
 # 1..255 printable ASCII (the contract): the header, and each grant's id in a batch.
@@ -88,3 +89,14 @@ def item_idem(principal: Principal, scope: str, item_key: str, body: bytes) -> I
                 fingerprint=hashlib.sha256(body).hexdigest())
 
 
+async def request_id_for(request: Request[Any, Any, Any], ttl: int) -> str:
+    """The id an approval request is filed under by a route whose `Idempotency-Key` is optional
+    (an earning rule's activation): pinned by the key when one is sent, so a retry files one
+    request; a new id otherwise."""
+    value = request.headers.get(HEADER)
+    if value is None:
+        return new_id("apr")
+    principal = request.user
+    assert isinstance(principal, Principal)
+    idem = idem_for(principal, valid_header(value), request.method, request.url.path, await request.body())
+    return await pinned_id(request.app.state.redis, idem, "apr", ttl)

@@ -90,13 +90,15 @@ def _feed(program: ProgramView, order: NewOrder, labels: Labels, fulfilled: bool
     return lines
 
 
-async def _hold(store: WalletStore, order: NewOrder) -> None:
-    """The order's points from available to held; refused (a domain error) leaves no order."""
+async def _hold(store: WalletStore, order: NewOrder, actor: dict[str, str] | None = None) -> None:
+    """The order's points from available to held; refused (a domain error) leaves no order.
+    `actor`: who redeemed for the participant, in the hold's journal entry (the audit log's row)."""
     if order.points <= 0:
         return
     try:
         await accounts.hold(store, order.program_id, order.participant_id, order.points, order.id,
-                            orders.hold_idem(order.program_id, order.id), reason=f"redemption {order.id}", kind="hold")
+                            orders.hold_idem(order.program_id, order.id), reason=f"redemption {order.id}", kind="hold",
+                            actor=actor)
     except DomainError:
         await order_writes.drop_order(order.id)  # the refusal is recorded under the order: a retry gets it again
         raise
@@ -128,14 +130,15 @@ def _new_order(row: dict[str, Any]) -> NewOrder:
                     created_at=utc(row["created_at"]))
 
 
-async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], labels: Labels) -> Finished:
+async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], labels: Labels,
+                 actor: dict[str, str] | None = None) -> Finished:
     """Carries on an order left `new` (by a crash, or still in flight elsewhere): every step
     again, each one idempotent. Raises the hold's refusal (the order is then gone)."""
     order = _new_order(row)
     partner = await Partner.select().where(Partner.id == order.partner_id).first().run()
     if partner is None:
         raise Conflict("the order's partner is gone")
-    await _hold(store, order)
+    await _hold(store, order, actor)
     secret = None
     if partner["kind"] == "code_pool":
         # Bound by the first attempt's transaction; an order from before codes were taken
@@ -166,9 +169,11 @@ def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer) -> 
 
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
-                      source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None) -> OrderView:
+                      source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None,
+                      actor: dict[str, str] | None = None) -> OrderView:
     """`order_id` lets a caller that must not create two orders (a retry, a prize paid on a
-    retry) choose the id: an order an earlier attempt began is carried on, not made twice."""
+    retry, an approval) choose the id: an order an earlier attempt began is carried on, not
+    made twice. `actor` ({"actor", "approved_by"}): who redeemed for the participant."""
     item = await item_row(program.id, item_id)
     value, points = redemption_points(item, pricing, face_value)
     order_id = order_id or new_id("ord")
@@ -181,7 +186,7 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
         return await orders.participant_view(program.id, participant_id, order_id, sealer)
     labels = await labels_of(item)
     if existing is not None:
-        done = await resume(store, program, existing, labels)
+        done = await resume(store, program, existing, labels, actor)
         order = _new_order(existing)
     else:
         partner = await route(program.id, item)
@@ -192,7 +197,7 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
                          partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
                          points=0 if source == "prize" else points, created_at=now, tax_flagged=flagged)
         secret = await order_writes.open_order(order, partner["kind"] == "code_pool")
-        await _hold(store, order)
+        await _hold(store, order, actor)
         done = await _finish(store, program, order, partner, secret, labels)
     if done.status == "failed":
         raise OutOfStock(SOLD_OUT)

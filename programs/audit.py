@@ -24,8 +24,9 @@ from programs.tables import AuditEvent
 from wallet.journal import JournalEntry, Rows
 
 AUDIT_COLUMNS = ("id", "program_id", "actor", "kind", "subject", "detail", "created_at")
-# Journal kinds that are manual money moves, and the audit kind each becomes.
-MONEY_KINDS = {"grant": "points.grant", "deduction": "points.deduction"}
+# Journal kinds that are manual money moves, and the audit kind each becomes: a hold that
+# names its actor is a redemption made for the participant.
+MONEY_KINDS = {"grant": "points.grant", "deduction": "points.deduction", "hold": "points.redemption"}
 
 
 class AuditView(msgspec.Struct, frozen=True):
@@ -49,14 +50,14 @@ async def record(program_id: str, actor: str, kind: str, subject: str = "", **de
 
 
 async def money_rows(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
-    """The projector's follower for manual grants and deductions that name their actor."""
+    """The projector's follower for manual money moves that name their actor."""
     rows = []
     for entry in entries:
         try:
             meta = msgspec.json.decode(entry.metadata or "{}")
         except msgspec.DecodeError:
             continue
-        if not isinstance(meta, dict) or not meta.get("actor"):
+        if not isinstance(meta, dict) or not meta.get("actor") or entry.kind not in MONEY_KINDS:
             continue
         detail = {"points": abs(entry.points), "reason": meta.get("reason"), "transaction_id": entry.transaction_id}
         if meta.get("approved_by"):

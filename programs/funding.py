@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from programs import approvals
 from programs.programs import Money, ProgramView, get_program
 from programs.tables import Funding, StripeEvent
 from kernel import keys as kernel_keys
 from wallet.accounts import raise_for
-from kernel.errors import Invalid, NotFound
+from kernel.errors import Conflict, Invalid, NotFound
 from kernel.ids import new_id
 from kernel.clock import utc
 from kernel.money import MAX_BALANCE, check_move
 from kernel.pages import newest_first
-from kernel.idempotency import Idem, once
+from kernel.idempotency import Idem, once, pinned_id
 from wallet.store import Leg, WalletStore
 
 if TYPE_CHECKING:
@@ -68,6 +69,18 @@ class IntentCreated(msgspec.Struct, frozen=True):
     status: str
 
 
+class PaymentDue(msgspec.Struct, frozen=True):
+    """A card funding as its payer sees it: the client secret for Stripe.js while Stripe still
+    waits for the payment, None once there is nothing left to pay (paid, processing, cancelled,
+    or not a card funding)."""
+    funding: FundingView
+    client_secret: str | None = None
+
+
+# PaymentIntent statuses in which the payer still has something to do.
+AWAITING_PAYER = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
+
+
 def points_for_money(program: ProgramView, amount: Money) -> int:
     if amount.currency != program.point_value.currency:
         raise Invalid(f"fund in the program's currency ({program.point_value.currency})", field="amount")
@@ -108,24 +121,67 @@ def intent_ids(request_key: str) -> tuple[str, str]:
 
 
 async def fund_by_payment(gateway: StripeGateway, client: Any, idem: Idem, ttl: int, program_id: str,
-                          spec: FundingRequest) -> tuple[IntentCreated, bool]:
+                          spec: FundingRequest, *, requested_by: str
+                          ) -> tuple[IntentCreated | approvals.ApprovalView, bool]:
     """Creates a Stripe PaymentIntent for the amount and records the funding it will credit
     (when Stripe reports `payment_intent.succeeded`), once per idempotency record `idem`:
     answers (the result, whether it is a replay of the first one). The amount is checked
-    before the record is touched."""
+    before the record is touched.
+
+    Four eyes: when the points the amount buys pass the program's approval threshold, it
+    answers the approval request `requested_by` ("key:<id>" or "user:<id>") files instead, and
+    no PaymentIntent exists until another person approves it (`open_approved_intent`); the
+    requester then pays it with `client_secret_for`."""
     program = await get_program(program_id)
     points = points_for_money(program, spec.amount)
+    if approvals.needs_approval(program, points):
+        request_id = await pinned_id(client, idem, "apr", ttl)
+        return await approvals.file_request(program, "top_up", points, requested_by, request_id,
+                                            details=approvals.Details(amount=spec.amount)), False
     funding_id, stripe_key = intent_ids(idem.key)
 
     async def action() -> IntentCreated:
-        intent_id, secret = await gateway.create_payment_intent(
-            spec.amount.amount, spec.amount.currency, {"program_id": program.id, "funding_id": funding_id},
-            idempotency_key=stripe_key)
-        await record_intent(program, funding_id, spec.amount, points, intent_id)
-        return IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
-                             points=points, status="requires_payment")
+        return await _open_intent(gateway, program, funding_id, stripe_key, spec.amount, points)
 
     return await once(client, idem, ttl, action, IntentCreated)
+
+
+async def _open_intent(gateway: StripeGateway, program: ProgramView, funding_id: str, stripe_key: str,
+                       amount: Money, points: int) -> IntentCreated:
+    intent_id, secret = await gateway.create_payment_intent(
+        amount.amount, amount.currency, {"program_id": program.id, "funding_id": funding_id},
+        idempotency_key=stripe_key)
+    await record_intent(program, funding_id, amount, points, intent_id)
+    return IntentCreated(funding_id=funding_id, payment_intent_id=intent_id, client_secret=secret,
+                         points=points, status="requires_payment")
+
+
+async def open_approved_intent(gateway: StripeGateway, program: ProgramView, request_id: str, amount: Money,
+                               points: int) -> str:
+    """An approved top-up's PaymentIntent and funding (programs/approving.py): both named from
+    the request's id, so approving again finds the same ones. Answers the funding id."""
+    funding_id = approvals.made_id("fnd", request_id)
+    await _open_intent(gateway, program, funding_id, f"rw-funding-approval-{request_id}", amount, points)
+    return funding_id
+
+
+async def client_secret_for(gateway: StripeGateway, program_id: str, funding_id: str) -> str:
+    """The client secret that pays a card or bank funding still waiting for its payment (an
+    approved top-up, or one whose first answer was lost), read from Stripe: never stored here."""
+    found = await get_funding(program_id, funding_id)
+    if found.source != "stripe" or not found.payment_intent_id:
+        raise Conflict("this funding is not paid by card or bank")
+    if found.status != "requires_payment":
+        raise Conflict(f"this funding is already {found.status}")
+    return await gateway.client_secret(found.payment_intent_id)
+
+
+async def awaiting_payment(program_id: str, limit: int = 50) -> list[FundingView]:
+    """Card or bank fundings created but not paid yet (approved top-ups among them), newest first."""
+    rows = await Funding.select().where((Funding.program_id == program_id) & (Funding.source == "stripe")
+                                        & (Funding.status == "requires_payment")) \
+        .order_by(Funding.created_at, ascending=False).limit(limit).run()
+    return [_view(r) for r in rows]
 
 
 async def get_funding(program_id: str, funding_id: str) -> FundingView:
@@ -133,6 +189,17 @@ async def get_funding(program_id: str, funding_id: str) -> FundingView:
     if row is None:
         raise NotFound("no such funding")
     return _view(row)
+
+
+async def payment_due(gateway: StripeGateway, program_id: str, funding_id: str) -> PaymentDue:
+    """What is left to pay on a funding of the program, asked of Stripe each time: the page
+    that pays may be opened again long after the request that created the intent (whose
+    idempotency record expires), and Stripe knows whether the payment has already been made."""
+    found = await get_funding(program_id, funding_id)
+    if found.source != "stripe" or found.status != "requires_payment" or not found.payment_intent_id:
+        return PaymentDue(funding=found)
+    status, secret = await gateway.payment_intent(found.payment_intent_id)
+    return PaymentDue(funding=found, client_secret=secret if status in AWAITING_PAYER else None)
 
 
 async def list_fundings(program_id: str, limit: int = 50, cursor: str | None = None) -> FundingPage:

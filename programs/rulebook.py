@@ -3,6 +3,7 @@ rule stops it for activities evaluated from then on."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -111,6 +112,38 @@ async def update_rule(program_id: str, rule_id: str, spec: RuleSpec) -> RuleView
     except Exception:
         raise Conflict("the rule changed meanwhile; read it again and retry") from None
     return view((await versions(program_id, rule_id))[-1])
+
+
+async def activate_version(program_id: str, rule_id: str, version: int, spec: RuleSpec) -> RuleView:
+    """Makes `spec` the rule's `version` (1: a new rule under `rule_id`), exactly once: when an
+    earlier attempt made it already, answers it; when the rule moved on meanwhile (another
+    version, retired), refuses, so an approval activates exactly what was asked for."""
+    validate(spec, await program_types(program_id))
+    await check_teams(program_id, spec.participants.team_ids if spec.participants else None,
+                      "participants.team_ids")
+    rows = await EarningRule.select().where(
+        (EarningRule.program_id == program_id) & (EarningRule.rule_id == rule_id)).order_by(EarningRule.version).run()
+    if rows:
+        current = _version(rows[-1])
+        if current.version == version and msgspec.json.encode(current.spec) == msgspec.json.encode(spec):
+            return view(current)
+        if current.status == "retired":
+            raise Conflict("the rule was retired meanwhile")
+        if current.version != version - 1:
+            raise Conflict(f"the rule changed meanwhile (it is at version {current.version}): simulate it again")
+    elif version != 1:
+        raise NotFound("no such earning rule")
+    try:
+        await _insert(program_id, rule_id, version, spec)
+    except Exception:
+        raise Conflict("the rule changed meanwhile; read it again and retry") from None
+    return view((await versions(program_id, rule_id))[-1])
+
+
+def digest(program_id: str, rule_id: str, spec: RuleSpec) -> str:
+    """Names one exact rule (its program, its id or "" for a new one, and its spec): what a
+    simulation ran, what an activation asked for."""
+    return hashlib.sha256(b"|".join([program_id.encode(), rule_id.encode(), msgspec.json.encode(spec)])).hexdigest()
 
 
 async def retire_rule(program_id: str, rule_id: str) -> RuleView:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import stripe
+
+from kernel.errors import Unavailable
 
 
 class StripeSettings(msgspec.Struct, frozen=True):
@@ -30,8 +33,17 @@ class StripeGateway:
                         "payment_method_types": ["card", "us_bank_account"] if currency == "USD" else ["card"]},
                 options={"idempotency_key": idempotency_key})
 
-        intent = await asyncio.to_thread(call)
+        intent = await _stripe(call)
         return intent.id, intent.client_secret
+
+    async def payment_intent(self, intent_id: str) -> tuple[str, str]:
+        """Answers (the PaymentIntent's status, its client secret)."""
+        intent = await _stripe(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+        return str(intent.status), str(intent.client_secret)
+
+    async def client_secret(self, payment_intent_id: str) -> str:
+        """The client secret of a PaymentIntent created earlier (to pay it later)."""
+        return (await self.payment_intent(payment_intent_id))[1]
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event if the `Stripe-Signature` header is valid and fresh; raises ValueError otherwise."""
@@ -44,3 +56,12 @@ class StripeGateway:
         if not isinstance(event, dict):
             raise ValueError("the event is not a JSON object")
         return event
+
+
+async def _stripe(call: Callable[[], Any]) -> Any:
+    """A call to Stripe in a thread; Stripe down or refusing answers `unavailable` (retry later),
+    never a crash, and nothing of ours changed."""
+    try:
+        return await asyncio.to_thread(call)
+    except stripe.StripeError as exc:
+        raise Unavailable(f"Stripe did not do it: {exc.user_message or type(exc).__name__}") from None

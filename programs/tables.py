@@ -321,13 +321,13 @@ class ConsoleInvite(Table, tablename="console_invites"):
 
 
 class ApprovalRequest(Table, tablename="approval_requests"):
-    """A manual money move above the program's approval threshold, waiting for a second
-    person (four eyes): approved, it is applied once; rejected, never."""
+    """A money move above the program's approval threshold, waiting for a second person (four
+    eyes): approved, it is applied once; rejected, never (programs/approvals.py)."""
 
     id = Varchar(length=40, primary_key=True)
     program_id = Varchar(length=40, index=True)
-    kind = Varchar(length=20)  # grant | deduction
-    participant_id = Varchar(length=40)
+    kind = Varchar(length=20)  # grant | deduction | redemption | top_up | rule_activation
+    participant_id = Varchar(length=40)  # "" for a top-up or a rule activation
     points = BigInt()
     reason = Text(default="")
     # Who asked and who decided: "key:<admin key id>" or "user:<console user id>".
@@ -339,6 +339,10 @@ class ApprovalRequest(Table, tablename="approval_requests"):
     transaction_id = Varchar(length=40, null=True, default=None)
     created_at = Timestamptz()
     decided_at = Timestamptz(null=True, default=None)
+    # What the kind needs to be carried out and shown (JSON of approvals.Details: the item,
+    # the amount, the rule version), and what its approval made (an order or a funding id).
+    payload = Text(default="{}")
+    outcome_id = Varchar(length=40, null=True, default=None)
 
 
 class AuditEvent(Table, tablename="audit_events"):

@@ -130,10 +130,11 @@ async def deduct(
 
 async def hold(
     store: WalletStore, program_id: str, participant_id: str, points: int, hold_id: str, idem: Idem,
-    reason: str = "", kind: str = "hold",
+    reason: str = "", kind: str = "hold", actor: dict[str, str] | None = None,
 ) -> Moved:
+    """`actor` names who holds the points for the participant (a redemption made for them)."""
     spec = GrantSpec(idem=idem, tx=new_id("tx"), participant_id=participant_id, points=points, kind=kind,
-                     reference=hold_id, metadata=_metadata(reason or kind))
+                     reference=hold_id, metadata=_metadata(reason or kind, actor))
     return _moved(await store.hold(program_id, hold_id, spec))
 
 

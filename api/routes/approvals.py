@@ -1,17 +1,31 @@
-"""Four eyes: manual moves above the program's threshold, waiting for a second person."""
+"""Four eyes: money moves above the program's threshold (grants, deductions, redemptions made for
+someone, top-ups, rule activations), waiting for a second person."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Meta
 
 from api.auth import active_program, admin_only, principal_of
 from api.routes.participants import Cursor, Limit, program_of
-from programs import approvals, audit
+from fulfillment.sealing import Sealer
+from programs import approvals, approving, audit
 from wallet.store import WalletStore
+
+
+# The 202 answer of every route four eyes may hold back, for the OpenAPI document.
+ASKED = {202: ResponseSpec(approvals.ApprovalView, generate_examples=False,
+                           description="Waiting for a second person's approval")}
+
+
+def done_or_asked(body: Any, status: int, replayed: bool = False) -> Response[Any]:
+    """A four-eyes route's answer: what it did (`status`), or 202 with the request it filed."""
+    return Response(body, status_code=202 if isinstance(body, approvals.ApprovalView) else status,
+                    headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 class Approval(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -37,14 +51,18 @@ async def read(request: Request[Any, Any, Any], request_id: str) -> approvals.Ap
 
 @post("/v1/approvals/{request_id:str}/approve", guards=[admin_only, active_program], operation_id="approveMove",
       opt={"audit": "self"},
-      summary="Approve a move", description="Applies the grant or deduction once (approving again answers the same "
-      "request). The key that asked cannot approve (403); a deduction the balance no longer covers leaves the "
-      "request `failed` with the reason.", tags=["approvals"], status_code=200)
-async def approve(request: Request[Any, Any, Any], request_id: str, wallets: WalletStore,
+      summary="Approve a move", description="Applies the request's move once: the grant or deduction, places the "
+      "redemption's order (`order_id`), creates the top-up's PaymentIntent (`funding_id`: pay it with its client "
+      "secret) or activates exactly the rule version asked for. Approving again answers the same request; a "
+      "second approval while the first is still running answers 409 `idempotency_key_in_flight`. The key that "
+      "asked cannot approve (403); a move refused now (the balance no longer covers it, the card is out of stock, "
+      "the rule changed meanwhile) leaves the request `failed` with the reason.", tags=["approvals"],
+      status_code=200)
+async def approve(request: Request[Any, Any, Any], request_id: str, wallets: WalletStore, sealer: Sealer,
                   data: Approval | None = None) -> approvals.ApprovalView:
     principal = principal_of(request)
-    view = await approvals.approve(wallets, program_of(request), request_id, f"key:{principal.subject_id}",
-                                   data.reason if data else None)
+    view = await approving.approve(wallets, sealer, program_of(request), request_id, f"key:{principal.subject_id}",
+                                   data.reason if data else None, gateway=getattr(request.app.state, "stripe", None))
     await audit.record(program_of(request), f"key:{principal.subject_id}", "approval.approved", request_id,
                        status=view.status)
     return view

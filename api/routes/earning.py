@@ -7,11 +7,12 @@ from typing import Any
 from litestar import Request, Response, get, post, put
 from litestar.di import Provide
 
-from api.auth import admin_only
-from api.idempotency import provide_idem
+from api.auth import admin_only, principal_of
+from api.idempotency import provide_idem, request_id_for
+from api.routes.approvals import ASKED, done_or_asked
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
-from programs import activities, awards, budget, earning, rulebook
+from programs import activities, awards, budget, earning, rule_activation, rulebook
 from programs.programs import get_program
 from programs.rules import RuleSpec
 from wallet.store import WalletStore
@@ -49,14 +50,29 @@ async def list_types(request: Request[Any, Any, Any], limit: Limit = 50,
     return await activities.activity_type_page(program_of(request), limit, cursor)
 
 
+FOUR_EYES = ("With the program's `approval_threshold_points` on, the rule is first simulated over the last 90 days "
+             "of activities: a simulated award above the threshold answers 202 with an approval request for "
+             "exactly this version instead, and nothing is stored until another person approves it. An optional "
+             "`Idempotency-Key` makes a retry file the same request.")
+
+
+async def _activate(request: Request[Any, Any, Any], settings: Settings, rule_id: str, data: RuleSpec,
+                    done: int) -> Response[Any]:
+    program = await get_program(program_of(request))
+    answer = await rule_activation.activate(program, rule_id, data, f"key:{principal_of(request).subject_id}",
+                                            await request_id_for(request, settings.idempotency_ttl_seconds))
+    return done_or_asked(answer, done)
+
+
 @post("/v1/earning-rules", guards=[admin_only], operation_id="createEarningRule", summary="Create an earning rule",
       description="Matches an activity type and conditions on its attributes and on the participant; awards fixed "
                   "points or points per unit of an amount; optional multiplier (an earlier activity within a "
                   "window), deadline (within hours of an earlier activity), cap per participant per "
-                  "day/week/month/quarter, start and end, and a team award split across the team.",
-      tags=["earning"])
-async def create_rule(request: Request[Any, Any, Any], data: RuleSpec) -> Response[rulebook.RuleView]:
-    return Response(await rulebook.create_rule(program_of(request), data), status_code=201)
+                  "day/week/month/quarter, start and end, and a team award split across the team. The rule is "
+                  "active at once. " + FOUR_EYES, tags=["earning"], responses=ASKED)
+async def create_rule(request: Request[Any, Any, Any], data: RuleSpec,
+                      settings: Settings) -> Response[rulebook.RuleView]:
+    return await _activate(request, settings, "", data, 201)
 
 
 @get("/v1/earning-rules", guards=[admin_only], operation_id="listEarningRules", summary="List earning rules",
@@ -76,9 +92,10 @@ async def read_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook.R
 @put("/v1/earning-rules/{rule_id:str}", guards=[admin_only], operation_id="updateEarningRule",
      summary="Change an earning rule",
      description="Stores the body as the rule's next version; activities evaluated from now on use it, and each "
-                 "award names the version that produced it.", tags=["earning"])
-async def update_rule(request: Request[Any, Any, Any], rule_id: str, data: RuleSpec) -> rulebook.RuleView:
-    return await rulebook.update_rule(program_of(request), rule_id, data)
+                 "award names the version that produced it. " + FOUR_EYES, tags=["earning"], responses=ASKED)
+async def update_rule(request: Request[Any, Any, Any], rule_id: str, data: RuleSpec,
+                      settings: Settings) -> Response[rulebook.RuleView]:
+    return await _activate(request, settings, rule_id, data, 200)
 
 
 @post("/v1/earning-rules/{rule_id:str}/retire", guards=[admin_only], operation_id="retireEarningRule",

@@ -11,11 +11,13 @@ from msgspec import Meta
 
 from api.auth import admin_only, participant_only, partner_only, principal_of
 from api.idempotency import provide_idem
+from api.routes.approvals import ASKED, done_or_asked
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from catalog import changes
 from catalog.items import pricing_of
 from fulfillment import delivery, orders, partner_admin, partners, queue, webhooks
+from fulfillment.redeem_for import redeem_for as redeem_for_participant
 from fulfillment.redemptions import place_order
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
@@ -116,6 +118,25 @@ async def cancel(request: Request[Any, Any, Any], order_id: str, wallets: Wallet
 
 
 # --- admins -------------------------------------------------------------------------------
+
+
+@post("/v1/participants/{participant_id:str}/redemptions", guards=[admin_only], dependencies=IDEMPOTENT,
+      operation_id="redeemForParticipant", summary="Redeem for a participant", opt={"audit": "self"},
+      description="Redeems an item from the participant's points for them, as their own `POST /v1/me/redemptions` "
+                  "does (201 with the order; the card's code stays the participant's). The key is named in the "
+                  "hold's journal entry and on the audit log. Above the program's `approval_threshold_points` (the "
+                  "order's points) it answers 202 with an approval request instead, and no order exists until "
+                  "another person approves it. 409 for a deactivated participant, 422 `insufficient_points`, 409 "
+                  "`out_of_stock`. Requires `Idempotency-Key`.", tags=["redemptions"],
+      responses=ASKED)
+async def redeem_for(request: Request[Any, Any, Any], participant_id: str, data: RedemptionRequest, idem: Idem,
+                     wallets: WalletStore, sealer: Sealer, settings: Settings) -> Response[orders.OrderView]:
+    principal = principal_of(request)
+    program = await get_program(principal.program_id or "")
+    body, replayed = await redeem_for_participant(wallets, sealer, idem, settings.idempotency_ttl_seconds, program,
+                                                  participant_id, data.item_id, data.face_value,
+                                                  f"key:{principal.subject_id}")
+    return done_or_asked(body, 201, replayed)
 
 
 @post("/v1/fulfillment/partners", guards=[admin_only], operation_id="createPartner",
@@ -294,6 +315,6 @@ async def partner_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
     return await webhooks.deliveries(principal.program_id or "", principal.partner_id, limit, cursor)
 
 
-ROUTES = [redeem, my_orders, my_order, cancel, create_partner, list_partners, update_partner, rotate_partner_key,
+ROUTES = [redeem, my_orders, my_order, cancel, redeem_for, create_partner, list_partners, update_partner, rotate_partner_key,
           set_webhook, list_orders, export,
           read_order, cancel_order, redeliver_order, admin_deliveries, claim, set_item_availability, fulfil, fail, partner_deliveries]

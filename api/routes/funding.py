@@ -10,8 +10,9 @@ from litestar import Request, Response, get, post
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 
-from api.auth import admin_only, operator_only
+from api.auth import admin_only, operator_only, principal_of
 from api.idempotency import provide_idem
+from api.routes.approvals import ASKED, done_or_asked
 from api.routes.participants import Cursor, Limit, program_of
 from api.settings import Settings
 from programs import funding
@@ -42,14 +43,18 @@ def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
       operation_id="createFundingPaymentIntent", summary="Fund the program by card or bank payment",
       description="Creates a Stripe PaymentIntent for the amount (in the program's currency) and answers its "
                   "`client_secret` for Stripe.js and a `funding_id`. The budget is credited when Stripe reports "
-                  "`payment_intent.succeeded`. Requires `Idempotency-Key`; 503 `not_configured` without Stripe.",
-      tags=["funding"])
+                  "`payment_intent.succeeded`. Above the program's `approval_threshold_points` (the points the "
+                  "amount buys) it answers 202 with an approval request instead; its approval creates the "
+                  "PaymentIntent and names its `funding_id`. Requires `Idempotency-Key`; 503 `not_configured` "
+                  "without Stripe.", tags=["funding"],
+      responses=ASKED)
 async def create_intent(request: Request[Any, Any, Any], data: funding.FundingRequest, idem: Idem, redis: Any,
-                        settings: Settings) -> Response[Any]:
+                        settings: Settings) -> Response[funding.IntentCreated]:
     gateway = gateway_of(request)
     body, replayed = await funding.fund_by_payment(gateway, redis, idem, settings.idempotency_ttl_seconds,
-                                                   program_of(request), data)
-    return Response(body, status_code=201, headers={"Idempotent-Replayed": "true"} if replayed else None)
+                                                   program_of(request), data,
+                                                   requested_by=f"key:{principal_of(request).subject_id}")
+    return done_or_asked(body, 201, replayed)
 
 
 @get("/v1/funding", guards=[admin_only], operation_id="listFundings", summary="List the program's fundings",

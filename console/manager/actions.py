@@ -21,7 +21,7 @@ from kernel import keys as kernel_keys
 from kernel.errors import DomainError, Invalid
 from kernel.idempotency import Idem
 from kernel.money import MAX_MOVE
-from programs import announcements, approvals, audit, claims, console_users, participants, point_moves
+from programs import announcements, approvals, approving, audit, claims, console_users, participants, point_moves
 from programs.console_users import MANAGES, OWNS
 from programs.programs import get_program
 
@@ -69,8 +69,6 @@ async def _move(request: Request[Any, Any, Any], program_id: str, participant_id
             request_id = "apr_" + hashlib.sha256(idem.key.encode()).hexdigest()[:26]
             await approvals.request_move(program, "grant" if kind == "grant" else "deduction", participant_id, points,
                                          reason, f"user:{ctx.signed.person.id}", request_id)
-            await audit.record(program_id, _me(ctx), "approval.requested", participant_id, request=request_id,
-                               move=kind, points=points, reason=reason)
             return back(program_id, f"participants/{participant_id}", "requested")
         use_case = point_moves.grant_points if kind == "grant" else point_moves.deduct_points
         await use_case(request.app.state.wallets, program_id, participant_id, points, reason, idem, reference,
@@ -91,7 +89,9 @@ async def decide_approval(request: Request[Any, Any, Any], program_id: str, requ
     me = f"user:{ctx.signed.person.id}"
     try:
         if verdict == "approved":
-            await approvals.approve(request.app.state.wallets, program_id, request_id, me, reason)
+            state = request.app.state
+            await approving.approve(state.wallets, state.sealer, program_id, request_id, me, reason,
+                                    gateway=getattr(state, "stripe", None))
         elif verdict == "rejected":
             if not reason:
                 return refused(ctx, "A rejection needs a reason.", 422)

@@ -10,15 +10,15 @@ from typing import Any, get_args
 
 from litestar import Request, Response, get
 
-from catalog.items import pricing_of
+from catalog.items import pricing_of, search
 from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
-from fulfillment import order_counts, orders, partners, taxes
+from fulfillment import order_counts, orders, partners
 from fulfillment.orders import OrderStatus
 from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
+from programs import (announcements, approvals, audit, budget, claims, console_users, participant_imports,
                       history_reasons, participants, pending, rulebook, standings, tax_profiles, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
@@ -91,12 +91,15 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
     # The tax form's status, legal name and the last 4 digits of the TIN: never more here.
     tax_form = await tax_profiles.profile(program_id, participant_id, request.app.state.sealer)
+    # The items Redeem for participant offers (only to those who may use it).
+    items = (await search(program_id, pricing_of(program), limit=200)).items if ctx.can_manage else []
     return page(ctx, "console/participant.html", person.display_name, "participants", request, person=person,
                 program=program, wallet=wallet, lots=lots, history=history.items, tax_form=tax_form,
                 why=await history_reasons.reasons(program_id, history.items), orders=their_orders.items,
-                spins=their_spins.items,
+                spins=their_spins.items, items=items,
                 # One key per form shown: a double submit replays the first move.
-                grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16))
+                grant_key=secrets.token_urlsafe(16), deduct_key=secrets.token_urlsafe(16),
+                redeem_key=secrets.token_urlsafe(16))
 
 
 @get(f"{P}/earning-rules", include_in_schema=False)
@@ -159,21 +162,6 @@ async def leaderboards(request: Request[Any, Any, Any], program_id: str) -> Resp
     return page(ctx, "console/leaderboards.html", "Leaderboards", "leaderboards", request, boards=found.items)
 
 
-@get(f"{P}/funding", include_in_schema=False)
-async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    found = await funding.list_fundings(program_id, 100)
-    figures = await budget.budget_view(request.app.state.wallets, program)
-    # The tax years a report may be asked for: this one (in the program's time zone) and
-    # the six before, newest first; last year's is the one filed early in the year.
-    this_year = taxes.tax_year(program, datetime.now(timezone.utc))
-    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures,
-                tax_years=list(range(this_year, this_year - 7, -1)), tax_year=this_year - 1)
-
-
 @get(f"{P}/partners", include_in_schema=False)
 async def partner_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -217,7 +205,13 @@ async def approval_list(request: Request[Any, Any, Any], program_id: str) -> Res
     waiting = await approvals.list_requests(program_id, "pending", 100)
     decided = [r for r in (await approvals.list_requests(program_id, None, 50)).items if r.status != "pending"]
     return page(ctx, "console/approvals.html", "Approvals", "approvals", request, program=program,
-                waiting=waiting.items, decided=decided, me=f"user:{ctx.signed.person.id}")
+                waiting=waiting.items, decided=decided, me=f"user:{ctx.signed.person.id}",
+                names=await _actor_names(program_id))
+
+
+async def _actor_names(program_id: str) -> dict[str, str]:
+    """"user:<id>" -> the person's name and email, as the audit log and Approvals show them."""
+    return {f"user:{m.id}": f"{m.display_name} ({m.email})" for m in await console_users.program_members(program_id)}
 
 
 @get(f"{P}/announcements", include_in_schema=False)
@@ -253,8 +247,7 @@ async def audit_log(request: Request[Any, Any, Any], program_id: str, actor: str
         return ctx
     filters = await _audit_filters(program_id, actor, kind, since, until)
     found = await audit.events(program_id, limit=200, **filters)
-    members = await console_users.program_members(program_id)
-    names = {f"user:{m.id}": f"{m.display_name} ({m.email})" for m in members}
+    names = await _actor_names(program_id)
     query = urlencode({k: v for k, v in {"actor": actor, "kind": kind, "since": since, "until": until}.items() if v})
     return page(ctx, "console/audit_log.html", "Audit log", "audit-log", request, events=found.items,
                 more=found.next_cursor is not None, names=names, actors=sorted(names.items(), key=lambda a: a[1]),
@@ -272,5 +265,5 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
 
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
-          order_export, campaign_list, sweepstakes_list, leaderboards, funding_page, partner_list,
+          order_export, campaign_list, sweepstakes_list, leaderboards, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]

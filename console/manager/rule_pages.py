@@ -2,15 +2,17 @@
 simulation of it against the last 90 days of activities, and activation of exactly what was
 simulated. The form is the draft: nothing is stored until **Activate**, and Activate carries
 the simulated rule's digest, so a rule changed after its simulation must be simulated again.
+With four eyes on, an activation whose simulated cost passes the approval threshold goes to
+Approvals (programs/rule_activation.py) and its approval activates exactly that version.
 
 The form's fields map onto the API's RuleSpec one to one (`spec_of_form`, `form_of_spec`);
 the rulebook and the simulator are the API's own use cases."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
+import secrets
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +23,11 @@ from litestar import Request, Response, get, post
 from api.problems import status_for
 from console.manager.web import InProgram, back, checked_form, in_program, page, refused, render
 from kernel.errors import DomainError, Invalid
-from programs import audit, earning, rulebook
+from kernel import keys as kernel_keys
+from kernel.idempotency import Idem, pinned_id
+from kernel.ids import new_id
+from programs import approvals, audit, earning, rule_activation, rulebook
+from programs.approvals import ApprovalView
 from programs.activities import list_activity_types
 from programs.console_users import MANAGES
 from programs.programs import ProgramView, get_program
@@ -148,11 +154,6 @@ def form_of_spec(spec: RuleSpec, zone: str) -> dict[str, str]:
     return form
 
 
-def digest(program_id: str, rule_id: str, spec: RuleSpec) -> str:
-    """Names the exact rule a simulation ran, for the Activate button that follows it."""
-    return hashlib.sha256(b"|".join([program_id.encode(), rule_id.encode(), msgspec.json.encode(spec)])).hexdigest()
-
-
 async def _editor(ctx: InProgram, request: Request[Any, Any, Any], program: ProgramView, form: dict[str, str],
                   rule_id: str, code: int = 200, **extra: Any) -> Response[str]:
     types = [t.name for t in await list_activity_types(program.id)]
@@ -201,7 +202,10 @@ async def simulate_rule(request: Request[Any, Any, Any], program_id: str) -> Res
         return await _editor(ctx, request, program, form, rule_id, status_for(exc.code), error=exc.detail)
     per_day = result.cost.amount / SIMULATED_DAYS
     return await _editor(ctx, request, program, form, rule_id, simulation=result, per_day=per_day,
-                         simulated=digest(program_id, rule_id, spec))
+                         simulated=rulebook.digest(program_id, rule_id, spec),
+                         # The Activate form's own key: a double submit files one approval request.
+                         activation_key=secrets.token_urlsafe(16),
+                         needs_approval=approvals.needs_approval(program, result.total_points))
 
 
 @post(f"{P}/earning-rules/activate", include_in_schema=False, status_code=200)
@@ -214,12 +218,17 @@ async def activate_rule(request: Request[Any, Any, Any], program_id: str) -> Res
     rule_id = form.get("rule_id", "")
     try:
         spec = spec_of_form(form, program)
-        if not hmac.compare_digest(form.get("simulated", ""), digest(program_id, rule_id, spec)):
+        if not hmac.compare_digest(form.get("simulated", ""), rulebook.digest(program_id, rule_id, spec)):
             raise Invalid("the rule changed after its simulation: simulate it again, then activate", field="rule")
-        saved = (await rulebook.update_rule(program_id, rule_id, spec) if rule_id
-                 else await rulebook.create_rule(program_id, spec))
+        key = form.get("key", "")[:100]
+        request_id = await pinned_id(request.app.state.redis, Idem(key=kernel_keys.idempotency(
+            program_id, f"console:{ctx.signed.person.id}", f"activate:{key}")), "apr",
+            request.app.state.settings.idempotency_ttl_seconds) if key else new_id("apr")
+        saved = await rule_activation.activate(program, rule_id, spec, f"user:{ctx.signed.person.id}", request_id)
     except DomainError as exc:
         return await _editor(ctx, request, program, form, rule_id, status_for(exc.code), error=exc.detail)
+    if isinstance(saved, ApprovalView):
+        return back(program_id, "earning-rules", "rule-requested")
     await audit.record(program_id, f"user:{ctx.signed.person.id}", "rule.activated", saved.id, version=saved.version,
                        rule=json.loads(msgspec.json.encode(spec)))
     return back(program_id, "earning-rules", "rule-activated")

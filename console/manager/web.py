@@ -54,7 +54,12 @@ DONE = {
     "order-cancelled": "Order cancelled: the points went back to the participant.",
     "requested": "Above the program's approval threshold: sent to Approvals for another owner or manager.",
     "lot-released": "Pending points released: they are available now.",
-    "move-approved": "Approved: the points moved.", "move-rejected": "Rejected: nothing moved.",
+    "move-approved": "Approved: done once, as it was asked for.", "move-rejected": "Rejected: nothing moved.",
+    "redeemed": "Redeemed: the order is placed from the participant's points.",
+    "rule-requested": "Above the program's approval threshold (its simulated cost over the last 90 days): sent to "
+                      "Approvals for another owner or manager. Nothing is active yet.",
+    "top-up-requested": "Sent for approval: the top-up is above the program's approval threshold. Once another "
+                        "owner or manager approves it, it waits below with a Pay button.",
 }
 
 
