@@ -59,7 +59,8 @@ FOUR_EYES = ("With the program's `approval_threshold_points` on, the rule is fir
 async def _activate(request: Request[Any, Any, Any], settings: Settings, rule_id: str, data: RuleSpec,
                     done: int) -> Response[Any]:
     program = await get_program(program_of(request))
-    answer = await rule_activation.activate(program, rule_id, data, f"key:{principal_of(request).subject_id}",
+    answer = await rule_activation.activate(request.app.state.wallets, program, rule_id, data,
+                                            f"key:{principal_of(request).subject_id}",
                                             await request_id_for(request, settings.idempotency_ttl_seconds))
     return done_or_asked(answer, done)
 
