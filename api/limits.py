@@ -214,6 +214,33 @@ APP_CSP = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
            b"connect-src 'self'; manifest-src 'self'; worker-src 'self'; form-action 'self'; "
            b"frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 FACE_CSP = {"api": API_CSP, "docs": DOCS_CSP, "console": CONSOLE_CSP, "app": APP_CSP}
+# The one exception to "nothing from another host" (UI.md): the console's card payment page
+# runs Stripe.js from Stripe, whose card field is a frame of Stripe's talking to Stripe's API,
+# so card data never touches this server. The sources Stripe's security guide lists for
+# Elements (3-D Secure's challenge frame included).
+STRIPE_SOURCES = {"script-src": ("https://js.stripe.com", "https://*.js.stripe.com"),
+                  "frame-src": ("https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"),
+                  "connect-src": ("https://api.stripe.com",)}
+
+
+def with_sources(policy: bytes, sources: dict[str, tuple[str, ...]]) -> bytes:
+    """The policy with more sources for some directives (a directive it lacks is added)."""
+    merged: dict[str, list[str]] = {}
+    for directive in policy.decode().split(";"):
+        name, *values = directive.split()
+        merged[name] = values
+    for name, extra in sources.items():
+        values = merged.setdefault(name, [])
+        values.extend(source for source in extra if source not in values)
+    return "; ".join(" ".join([name, *values]) for name, values in merged.items()).encode()
+
+
+def stripe_console_csp(stripe_js_url: str) -> bytes:
+    """The console's CSP plus Stripe's hosts; plus the script's own origin when STRIPE_JS_URL
+    names a stand-in (localstripe serves a fake Stripe.js that calls its own API)."""
+    origin = "/".join(stripe_js_url.split("/", 3)[:3])
+    extra = () if origin == "https://js.stripe.com" else (origin,)
+    return with_sources(CONSOLE_CSP, {name: (*values, *extra) for name, values in STRIPE_SOURCES.items()})
 
 
 def security_headers(hsts_seconds: int) -> Callable[[Message, Scope], Any]:
@@ -262,4 +289,4 @@ def _has_authorization(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope.get("headers", ()))
 
 
-__all__ = ["Budget", "RateLimits", "Windows", "client_ip", "principal_id", "security_headers"]
+__all__ = ["Budget", "RateLimits", "Windows", "client_ip", "principal_id", "security_headers", "stripe_console_csp"]

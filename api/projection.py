@@ -13,7 +13,8 @@ def followers() -> dict[str, Follower]:
     """Per journal kind, the function that answers the SQL rows that follow from its entries."""
     return {"spin": spin_projection.write_spins, "grant": both(audit.money_rows, pending.owed_paid_of),
             "deduction": audit.money_rows, "hold": audit.money_rows, "award": pending.owed_paid_of,
-            "release": pending.feed_of, "reversal": pending.feed_of}
+            "release": pending.feed_of, "reversal": pending.feed_of, "sweepstakes_prize": pending.owed_paid_of,
+            "prize_substitute": pending.owed_paid_of}
 
 
 def both(first: Follower, second: Follower) -> Follower:

@@ -43,6 +43,8 @@ ENV_NAMES: dict[str, str] = {
     "stripe_api_key": "STRIPE_API_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
+    "stripe_publishable_key": "STRIPE_PUBLISHABLE_KEY",
+    "stripe_js_url": "STRIPE_JS_URL",
     "drand_url": "RW_DRAND_URL",
     "rate_limit_window_seconds": "RW_RATE_LIMIT_WINDOW",
     "rate_limit_per_ip": "RW_RATE_LIMIT_IP",
@@ -100,6 +102,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stripe_api_key: Annotated[str, Meta(min_length=3)] | None = None
     stripe_webhook_secret: Annotated[str, Meta(min_length=3)] | None = None
     stripe_api_base: Annotated[str, Meta(pattern=r"^https?://")] | None = None
+    # The console's card payments (its Funding page): Stripe.js runs in the browser with the
+    # publishable key (`pk_...`) from this URL, the one script the console loads from another
+    # host; a stand-in (localstripe's fake Stripe.js) is named here, and the page's CSP names it.
+    stripe_publishable_key: Annotated[str, Meta(pattern=r"^pk_[A-Za-z0-9_]+$")] | None = None
+    stripe_js_url: Annotated[str, Meta(pattern=r"^https?://[^/?#]+/[^?#]*$")] = "https://js.stripe.com/v3/"
     # A drand HTTP API (e.g. https://api.drand.sh/<chain hash>); when set, a sweepstakes draw
     # without a beacon in the request fetches the first round after the close.
     drand_url: Annotated[str, Meta(pattern=r"^https?://")] | None = None

@@ -11,7 +11,7 @@ LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes/sweep
                    uses=frozenset({
                        "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal",
                        "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
-                       "missing_wallet", "move_refusal", "register_gateable", "spend_refusal", "suspension", "to_json",
+                       "missing_wallet", "move_refusal", "owed_credit", "register_gateable", "spend_refusal", "suspension", "to_json",
                        "too_large", "wallet_account"}))
 
 

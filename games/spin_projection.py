@@ -18,7 +18,7 @@ import msgspec
 
 from games.campaigns import campaign_row
 from games.wheel import EntriesPrize, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
-from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
+from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, owed_paid_line
 from programs.programs import get_program
 from wallet import keys
 from wallet.journal import BadEntry, JournalEntry, Rows, parse_entry
@@ -101,9 +101,19 @@ def announcement(spec: WheelSpec, index: int, point_name: str) -> tuple[str, int
     return None  # nothing won: no line
 
 
+def owed_paid_of(entry: JournalEntry) -> int:
+    """What a spin's points prize first paid of the points a returned sale left owing (rw_spin
+    writes `owed_paid` only then: most spins skip the decode)."""
+    if '"owed_paid"' not in entry.metadata:
+        return 0
+    paid = msgspec.json.decode(entry.metadata).get("owed_paid")
+    return paid if isinstance(paid, int) else 0
+
+
 async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
     """The projector's follower for `spin` entries (wired in api/projection.py): every SQL
-    row that follows from them, the history rows and the feed lines."""
+    row that follows from them, the history rows and the feed lines (a points prize that
+    paid owed points first has a second line, in the words of programs/feed.py owed_paid_line)."""
     spins: list[tuple[Any, ...]] = []
     feed: list[tuple[Any, ...]] = []
     point_name = ""
@@ -119,6 +129,10 @@ async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows
             feed += feed_rows(program_id, [FeedEntry(
                 key=f"spin:{row['id']}", participant_id=row["participant_id"], kind="spin", text=said[0],
                 points=said[1], reference=row["id"], id=feed_id_of(row["id"]))], entry.created_at)
+        paid = owed_paid_of(entry)
+        if paid:
+            feed += feed_rows(program_id, [owed_paid_line(row["id"], row["participant_id"], paid, point_name)],
+                              entry.created_at)
     out = []
     if spins:
         out.append(Rows(table="spins", columns=SPIN_COLUMNS, rows=spins))

@@ -31,8 +31,9 @@ Campaign hash: status, starts_ms, ends_ms ("" = open-ended), cost, cap ("" = non
 
 Answers {"ok": true, tx, participant, points (net change of available), available, held,
   segment_index, weights, nonce, server_seed_hash, client_seed, pair, paid_with,
-  prize_value, free_spins, at (now_ms)}, or a refusal. Two refusals are not recorded, so the caller
-  retries with the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
+  prize_value, free_spins, at (now_ms), owed_paid (when a points prize first paid what a returned
+  sale left owing)}, or a refusal. Two refusals are not recorded, so the caller retries with
+  the same Idempotency-Key: "seed_moved" (the pair changed, or the nonce is
   outside the ones the caller computed words for; it carries `seed`: {pair, sealed,
   client_seed, nonce} as they are now, "" for a field the pair lacks) and "more_words"
   (every word was rejected). ]]
@@ -102,7 +103,10 @@ register_gateable("rw_spin", function(keys, argv)
   end
 
   local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")
-  local tokens = hget_int(wallet, "free_spins")
+  -- One read for the tokens and for what a returned sale left owing (a points prize pays it
+  -- first, as every earning does: owed_credit).
+  local counts = redis.call("HMGET", wallet, "free_spins", "owed")
+  local tokens, owed = tonumber(counts[1] or "0"), tonumber(counts[2] or "0")
   local paid_with = "points"
   if cost > 0 and tokens > 0 then  -- a free wheel keeps the tokens for one that costs
     paid_with = "free_spin"
@@ -169,14 +173,16 @@ register_gateable("rw_spin", function(keys, argv)
     legs[#legs + 1] = {mine, "budget", cost}
     net, spent = -cost, cost
   end
-  local value = 0
+  local value, owed_paid = 0, 0
   if seg.type == "points" then
     value = seg.points
     hincrby(acct, source, -value)
-    hincrby(wallet, "available", value)
+    local credit
+    owed_paid, credit = owed_credit(acct, wallet, owed, value, source)
+    hincrby(wallet, "available", value - owed_paid)
     hincrby(wallet, "earned", value)
-    legs[#legs + 1] = {source, mine, value}
-    net, earned = net + value, value
+    for _, leg in ipairs(credit) do legs[#legs + 1] = leg end
+    net, earned = net + value - owed_paid, value
   elseif seg.type == "item" then
     -- The item is paid for by the program: its price leaves the pool (or budget) for the
     -- prizes account, and the order the caller creates costs the participant nothing.
@@ -206,9 +212,12 @@ register_gateable("rw_spin", function(keys, argv)
   local token_delta = 0
   if paid_with == "free_spin" then token_delta = -1 end
   if seg.type == "free_spin" then token_delta = token_delta + (seg.spins or 1) end
-  local meta = to_json({campaign = cid, segment_index = index, paid_with = paid_with, pair = pair, tokens = token_delta,
+  local fields = {campaign = cid, segment_index = index, paid_with = paid_with, pair = pair, tokens = token_delta,
     nonce = nonce, server_seed_hash = seed_hash, client_seed = client_seed, weights = weights,
-    prize_value = value})
+    prize_value = value}
+  -- What the prize paid of the owed points: the feed's line and reconcile read it here.
+  if owed_paid > 0 then fields.owed_paid = owed_paid end
+  local meta = to_json(fields)
   journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)
   local result = balance_result(wallet, tx, participant, net)
   result.segment_index = index
@@ -221,6 +230,7 @@ register_gateable("rw_spin", function(keys, argv)
   result.prize_value = value
   result.free_spins = hget_int(wallet, "free_spins")
   result.at = now  -- the journal entry's moment: the history row's created_at, also on a replay
+  if owed_paid > 0 then result.owed_paid = owed_paid end
   local reply = idem_store(idem, fp, ttl, result)
   -- A points prize scores the boards the caller passed (those that count prizes), after the
   -- record, as a grant does (wallet/functions.lua apply_grant); the cost never scores.

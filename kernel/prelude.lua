@@ -97,6 +97,24 @@ local function wallet_account(key, field)
   return field .. ":" .. participant
 end
 
+--[[ Owed points (a returned sale took back more than was available: wallet/pending.lua
+rw_reverse) are paid by the participant's next earnings into available: a grant, an award, a
+lot's release, a spin's points prize (games/spins.lua). Of `points` coming in from `source`
+(default the budget), up to `owed` go straight back to the budget. Refunds (a void, a
+capture's rest) are not earnings and never call this.
+Answers what was paid and the journal legs: the credit in full, then the payment back. ]]
+local function owed_credit(acct, wallet, owed, points, source)
+  local legs = {{source or "budget", wallet_account(wallet, "available"), points}}
+  local paid = 0
+  if owed > 0 then
+    paid = math.min(owed, points)
+    hincrby(wallet, "owed", -paid)
+    hincrby(acct, "budget", paid)
+    legs[2] = {wallet_account(wallet, "available"), "budget", paid}
+  end
+  return paid, legs
+end
+
 -- Reads the idempotency record. Answers a JSON reply to return at once, or nil to proceed.
 -- A key ending in ":noidem" (kept under the program's hash tag, so cluster routing holds)
 -- means the caller records no result: internal moves that are idempotent by construction.

@@ -196,12 +196,6 @@ def pending_text(points: int, point_name: str, releases_at: datetime | None, wha
     return f"+{points:,} {point_name} pending {when}: {what}"
 
 
-def owed_paid_line(tx: str, participant_id: str, paid: int, point_name: str) -> FeedEntry:
-    """The feed line of a credit that first paid points a returned sale left owing."""
-    return FeedEntry(key=f"owed-paid:{tx}", participant_id=participant_id, kind="owed_paid",
-                     text=points_text(-paid, point_name, "paid back what a returned sale left owing"), points=-paid)
-
-
 def award_key(activity_id: str, rule_id: str, participant_id: str) -> str:
     return f"{activity_id}:{rule_id}:{participant_id}"
 
@@ -218,11 +212,16 @@ async def evaluate(
     activities: list[ActivityFacts],
     rules: list[RuleVersion],
     boards_for: BoardsFor | None = None,
+    paid: dict[str, AwardView] | None = None,
 ) -> dict[str, list[AwardView]]:
     """Awards what the rules give for the activities, once each, each with the leaderboards
-    `boards_for` says it moves (counted in the award's own call, only when it applies).
-    Answers awards per activity."""
-    ordered = sorted(activities, key=lambda a: (utc(a.occurred_at), a.id))
+    `boards_for` says it moves (counted in the award's own call, only when it applies);
+    `paid` (by award key) are awards an earlier run made, answered again and not paid.
+    Answers awards per activity. A returned sale (its reversal recorded) earns nothing again,
+    whoever evaluates it: a rule applied to past activities, a batch sent again."""
+    everything = sorted(activities, key=lambda a: (utc(a.occurred_at), a.id))
+    returned = await store.reversed_activities(program.id, [a.id for a in everything])
+    ordered = [a for a in everything if a.id not in returned]
     facts = Facts(program.id)
     await facts.people({a.participant_id for a in ordered})
     by_type: dict[str, list[RuleVersion]] = {}
@@ -231,10 +230,14 @@ async def evaluate(
 
     grants: list[GrantSpec] = []
     context: list[tuple[ActivityFacts, RuleVersion, str, int]] = []
+    earlier: list[tuple[str, AwardView]] = []
     for activity in ordered:
         for rule in by_type.get(activity.type, []):
             plan = await facts.plan(rule.spec, activity)
             for share in plan.shares:
+                if paid and (made := paid.get(award_key(activity.id, rule.rule_id, share.participant_id))):
+                    earlier.append((activity.id, made))
+                    continue
                 spec = rule.spec
                 cap_key, cap_limit = "", None
                 if spec.cap is not None:
@@ -247,10 +250,15 @@ async def evaluate(
                 tx = new_id("tx")
                 person = facts.person(share.participant_id)
                 scored = boards_for is not None and (not spec.pending or program.pending_counts_on_boards)
+                boards = boards_for(share.participant_id, person.team_id if person else None, tx,  # type: ignore[misc]
+                                    activity.occurred_at) if scored else NO_BOARDS
                 pending = ""
                 if spec.pending:
                     releases = pending_release(store.clock(), spec.pending_days)
                     metadata["releases_at"] = releases
+                    # Whether the lot counts on boards now (so not at its release): a
+                    # returned sale takes back only what it counted (programs/pending.py).
+                    metadata["on_boards"] = bool(boards.count)
                     pending = f"{'' if releases is None else releases}|{spec.name}"
                 grants.append(GrantSpec(
                     idem=Idem(key=kernel_keys.idempotency(program.id, "award",
@@ -259,9 +267,7 @@ async def evaluate(
                     tx=tx, participant_id=share.participant_id, points=share.points,
                     kind="pending_award" if spec.pending else "award",
                     reference=activity.id, metadata=msgspec.json.encode(metadata).decode(),
-                    cap_key=cap_key, cap_limit=cap_limit, pending=pending,
-                    boards=boards_for(share.participant_id, person.team_id if person else None, tx,  # type: ignore[misc]
-                                      activity.occurred_at) if scored else NO_BOARDS,
+                    cap_key=cap_key, cap_limit=cap_limit, pending=pending, boards=boards,
                 ))
                 context.append((activity, rule, share.participant_id, share.points))
 
@@ -275,7 +281,9 @@ async def evaluate(
         raise_for(suspended)
 
     now = datetime.now(timezone.utc)
-    results: dict[str, list[AwardView]] = {a.id: [] for a in ordered}
+    results: dict[str, list[AwardView]] = {a.id: [] for a in everything}
+    for activity_id, made in earlier:
+        results[activity_id].append(made)
     rows: list[Award] = []
     feed: list[FeedEntry] = []
     for (activity, rule, participant_id, planned), outcome in zip(context, outcomes):
@@ -307,22 +315,26 @@ async def evaluate(
     for start in range(0, len(rows), 250):
         await Award.insert(*rows[start:start + 250]).on_conflict(action="DO NOTHING").run()
     await publish(program.id, feed)
-    await mark_evaluated([a.id for a in ordered])
+    await mark_evaluated([a.id for a in everything])
     return results
 
 
-async def simulate_draft(program: ProgramView, request: SimulationRequest) -> Simulation:
+async def simulate_draft(store: WalletStore, program: ProgramView, request: SimulationRequest) -> Simulation:
     """What a draft rule would have awarded in the request's window; the rule is checked
     against the program's activity types first."""
     request.check()
     validate(request.rule, await program_types(program.id))
-    return await simulate(program, request.rule, request.starts_at, request.ends_at)
+    return await simulate(store, program, request.rule, request.starts_at, request.ends_at)
 
 
-async def simulate(program: ProgramView, spec: RuleSpec, start: datetime, end: datetime) -> Simulation:
+async def simulate(store: WalletStore, program: ProgramView, spec: RuleSpec, start: datetime,
+                   end: datetime) -> Simulation:
     """What `spec` would have awarded on the stored activities in [start, end), with caps
-    counted from zero as a new rule's are, and no points moved."""
+    counted from zero as a new rule's are, and no points moved. Returned sales are left
+    out, as applying the rule leaves them (evaluate)."""
     activities = await activities_between(program.id, spec.activity_type, start, end)
+    returned = await store.reversed_activities(program.id, [a.id for a in activities])
+    activities = [a for a in activities if a.id not in returned]
     activities.sort(key=lambda a: (utc(a.occurred_at), a.id))
     facts = Facts(program.id)
     await facts.people({a.participant_id for a in activities})
@@ -351,6 +363,26 @@ async def apply_rule(
     boards_for: BoardsFor | None = None,
 ) -> dict[str, list[AwardView]]:
     """Runs one rule over the stored activities in [start, end): a retroactive award, as
-    simulated. Activities it already awarded answer their first award again."""
+    simulated. Activities it already awarded answer their first award again, also once the
+    award's idempotency record has expired (its row says it was paid), so a returned sale's
+    reversal, which takes back the awards their rows name, always finds every payment."""
     activities = await activities_between(program.id, rule.spec.activity_type, start, end)
-    return await evaluate(store, program, activities, [rule], boards_for)
+    paid = await paid_awards(program.id, rule.rule_id, [a.id for a in activities])
+    return await evaluate(store, program, activities, [rule], boards_for, paid)
+
+
+async def paid_awards(program_id: str, rule_id: str, activity_ids: list[str]) -> dict[str, AwardView]:
+    """The rule's awards that paid points for these activities, by award key."""
+    found: dict[str, AwardView] = {}
+    for start in range(0, len(activity_ids), 500):
+        rows = await Award.select(Award.award_key, Award.rule_version, Award.participant_id, Award.points,
+                                  Award.outcome, Award.transaction_id).where(
+            (Award.program_id == program_id) & (Award.rule_id == rule_id)
+            & Award.activity_id.is_in(activity_ids[start:start + 500]) & (Award.points > 0)
+            & Award.transaction_id.is_not_null()).run()
+        for r in rows:
+            found[r["award_key"]] = AwardView(rule_id=rule_id, rule_version=r["rule_version"],
+                                              participant_id=r["participant_id"], points=r["points"],
+                                              outcome=r["outcome"], transaction_id=r["transaction_id"],
+                                              already_awarded=True)
+    return found

@@ -44,6 +44,13 @@ def points_text(points: int, point_name: str, what: str) -> str:
     return f"{sign}{abs(points):,} {point_name}: {what}"
 
 
+def owed_paid_line(tx: str, participant_id: str, paid: int, point_name: str) -> FeedEntry:
+    """The feed line of an earning (grant, award, release, spin or sweepstakes prize) that
+    first paid points a returned sale left owing."""
+    return FeedEntry(key=f"owed-paid:{tx}", participant_id=participant_id, kind="owed_paid",
+                     text=points_text(-paid, point_name, "paid back what a returned sale left owing"), points=-paid)
+
+
 FEED_COLUMNS = ("id", "feed_key", "program_id", "participant_id", "kind", "text", "points", "reference", "created_at")
 
 

@@ -69,6 +69,18 @@ class IntentCreated(msgspec.Struct, frozen=True):
     status: str
 
 
+class PaymentDue(msgspec.Struct, frozen=True):
+    """A card funding as its payer sees it: the client secret for Stripe.js while Stripe still
+    waits for the payment, None once there is nothing left to pay (paid, processing, cancelled,
+    or not a card funding)."""
+    funding: FundingView
+    client_secret: str | None = None
+
+
+# PaymentIntent statuses in which the payer still has something to do.
+AWAITING_PAYER = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
+
+
 def points_for_money(program: ProgramView, amount: Money) -> int:
     if amount.currency != program.point_value.currency:
         raise Invalid(f"fund in the program's currency ({program.point_value.currency})", field="amount")
@@ -177,6 +189,17 @@ async def get_funding(program_id: str, funding_id: str) -> FundingView:
     if row is None:
         raise NotFound("no such funding")
     return _view(row)
+
+
+async def payment_due(gateway: StripeGateway, program_id: str, funding_id: str) -> PaymentDue:
+    """What is left to pay on a funding of the program, asked of Stripe each time: the page
+    that pays may be opened again long after the request that created the intent (whose
+    idempotency record expires), and Stripe knows whether the payment has already been made."""
+    found = await get_funding(program_id, funding_id)
+    if found.source != "stripe" or found.status != "requires_payment" or not found.payment_intent_id:
+        return PaymentDue(funding=found)
+    status, secret = await gateway.payment_intent(found.payment_intent_id)
+    return PaymentDue(funding=found, client_secret=secret if status in AWAITING_PAYER else None)
 
 
 async def list_fundings(program_id: str, limit: int = 50, cursor: str | None = None) -> FundingPage:

@@ -32,8 +32,9 @@ Answers, per board, the member's points after the event, or -1 if the board had 
 as decimal strings.
 
 BOARDS.grant(section, points): a grant counting itself in its own call (apply_grant,
-wallet/functions.lua: rw_grant, rw_grant_batch, rw_award_batch), or a spin's points prize
-(rw_spin, games/spins.lua), after it applied: the grant's trailing keys and arguments, read from
+wallet/functions.lua: rw_grant, rw_grant_batch, rw_award_batch), a spin's points prize
+(rw_spin, games/spins.lua), or a returned sale taking back what its award counted (negative
+points; rw_reverse, wallet/pending.lua), after it applied: the trailing keys and arguments, read from
 section.keys[section.k] and section.argv[section.a] on (section.n boards):
   KEYS: the marker (rw:{p:P}:lbm:tx:<the grant's transaction>), then per board its sorted
         set, member index and old-encoding sorted set (as above)

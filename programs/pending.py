@@ -8,8 +8,11 @@ is one journal entry, once.
 
 A returned sale (`reverse_sale`) takes back what the activity's awards earned: a lot still
 pending is cancelled, released points are taken back from available up to what is there,
-and the rest is owed, paid first by the participant's next credit (grant, award or release).
-One wallet call per sale, recorded for years, so a second reversal answers the first.
+and the rest is owed, paid first by the participant's next earnings (grant, award, release,
+spin or sweepstakes points prize; a refund is not earnings). The same wallet call lowers the
+points boards the awards raised, by what each counted there. One wallet call per sale,
+recorded for years, so a second reversal answers the first, and no rule pays the sale again
+(programs/earning.py evaluate skips it).
 
 Feed lines of releases and reversals follow from their journal entries (`feed_of`, a
 projector follower wired in api/projection.py), so a crash cannot lose or double one.
@@ -25,18 +28,19 @@ import msgspec
 from msgspec import Meta
 
 from kernel import keys as kernel_keys
-from kernel.errors import NotFound, Refused
+from kernel.errors import NotFound, Refused, Unavailable
 from kernel.idempotency import Idem
 from kernel.ids import new_id
+from kernel.clock import utc
 from kernel.pages import page_of
 from programs import standings
-from programs.earning import owed_paid_line
-from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, points_text
+from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, owed_paid_line, points_text
 from programs.programs import ProgramView, get_program, list_program_ids
 from programs.tables import Activity, Award
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
-from wallet.store import PendingLot, ReversedAward, WalletStore
+from wallet.ledger import entries_by_transaction
+from wallet.store import NO_BOARDS, Outcome, PendingLot, ReversedAward, WalletStore
 
 log = logging.getLogger("rw.pending")
 
@@ -117,12 +121,14 @@ async def lots_of(store: WalletStore, program_id: str, participant_id: str, limi
     return LotPage(items=[_lot_view(lot) for lot in lots], next_cursor=following)
 
 
-async def _after_release(store: WalletStore, program: ProgramView, participant_id: str, points: int, tx: str,
+async def _after_release(store: WalletStore, program: ProgramView, outcome: Outcome, participant_id: str,
                          at: datetime) -> None:
-    """Released points count on the points boards now, unless they counted when awarded."""
-    if not program.pending_counts_on_boards:
-        await standings.record_points(store.client, program.id, participant_id, standings.UNKNOWN_TEAM, points, tx,
-                                      at)
+    """Released points count on the points boards now, unless they counted when awarded (the
+    lot says so; one from before lots kept it goes by the program's word now)."""
+    counted = program.pending_counts_on_boards if outcome.on_boards is None else outcome.on_boards
+    if not counted:
+        await standings.record_points(store.client, program.id, participant_id, standings.UNKNOWN_TEAM,
+                                      outcome.points or 0, outcome.tx or "", at)
 
 
 async def release_lot(store: WalletStore, program_id: str, participant_id: str, lot_id: str, idem: Idem,
@@ -134,8 +140,7 @@ async def release_lot(store: WalletStore, program_id: str, participant_id: str, 
     outcome = await store.release(program_id, participant_id, lot_id, new_id("tx"), idem, "approve", meta)
     raise_for(outcome)
     if not outcome.replayed:
-        await _after_release(store, program, participant_id, outcome.points or 0, outcome.tx or "",
-                             datetime.now(timezone.utc))
+        await _after_release(store, program, outcome, participant_id, datetime.now(timezone.utc))
     return Release(transaction_id=outcome.tx or "", participant_id=participant_id, lot_id=lot_id,
                    points=outcome.points or 0, available=outcome.available or 0,
                    owed_paid=outcome.owed_paid or 0), bool(outcome.replayed)
@@ -155,8 +160,7 @@ async def release_due(store: WalletStore, program_id: str, now: datetime | None 
         outcome = await store.release(program_id, participant_id, lot_id, new_id("tx"), idem, "due", due_at_ms=now_ms)
         if outcome.ok and not outcome.replayed:
             released += 1
-            await _after_release(store, program, participant_id, outcome.points or 0, outcome.tx or "",
-                                 _at(now_ms) or datetime.now(timezone.utc))
+            await _after_release(store, program, outcome, participant_id, _at(now_ms) or datetime.now(timezone.utc))
         elif not outcome.ok and outcome.code not in ("already_released", "not_due", "not_found"):
             log.warning("program %s: releasing lot %s of %s refused: %s", program_id, lot_id, participant_id,
                         outcome.detail)
@@ -171,29 +175,91 @@ async def release_all_due(store: WalletStore, now: datetime | None = None) -> in
     return total
 
 
-async def _awards_of(program_id: str, external_id: str) -> tuple[str, list[ReversedAward]]:
-    row = await Activity.select(Activity.id).where(
+class _Sale(msgspec.Struct, frozen=True):
+    """A returned sale's activity and its awards, each with when it was made."""
+
+    activity_id: str
+    occurred_at: datetime
+    awards: list[tuple[ReversedAward, datetime]]
+
+
+async def _awards_of(program_id: str, external_id: str) -> _Sale:
+    row = await Activity.select(Activity.id, Activity.occurred_at).where(
         Activity.program_external == f"{program_id}:{external_id}").first().run()
     if row is None:
         raise NotFound("no activity with that external id")
-    awards = await Award.select(Award.transaction_id, Award.participant_id, Award.points).where(
+    awards = await Award.select(Award.transaction_id, Award.participant_id, Award.points, Award.created_at).where(
         (Award.activity_id == row["id"]) & (Award.program_id == program_id) & (Award.points > 0)
         & Award.transaction_id.is_not_null()).order_by(Award.transaction_id).run()
-    return row["id"], [ReversedAward(tx=a["transaction_id"], participant_id=a["participant_id"], points=a["points"])
-                       for a in awards]
+    return _Sale(activity_id=row["id"], occurred_at=utc(row["occurred_at"]), awards=[
+        (ReversedAward(tx=a["transaction_id"], participant_id=a["participant_id"], points=a["points"]),
+         utc(a["created_at"])) for a in awards])
+
+
+async def _with_boards(store: WalletStore, program: ProgramView, sale: _Sale,
+                       specs: list[ReversedAward]) -> list[ReversedAward]:
+    """Each award with the points boards it raised, for rw_reverse to lower them by what it
+    counted there: an award (and a lot the program counted when awarded) counted in the
+    period of the sale, a lot that waited counted when it was released, and a lot still
+    pending that did not count yet lowers nothing. Boards created after the event never
+    counted it."""
+    states = await store.lot_states(program.id, [(s.participant_id, s.tx) for s in specs])
+    boards = await standings.points_boards(program.id)
+    if not boards.boards:
+        return [msgspec.structs.replace(s, pending=st.state == "pending") for s, st in zip(specs, states)]
+    created = await standings.boards_created(program.id, [b.id for b in boards.boards])
+    teams = await standings.teams_of(program.id, {s.participant_id for s in specs}) if boards.by_team else {}
+    released = [(s.tx, st.tx) for s, st in zip(specs, states) if st.state == "released"]
+    ledger = await entries_by_transaction(program.id, [tx for pair in released for tx in pair])
+    out = []
+    for spec, state, (_, awarded_at) in zip(specs, states, sale.awards):
+        counted_when: tuple[datetime, datetime] | None = (sale.occurred_at, awarded_at)  # (period of, boards since)
+        if state.state == "pending" and state.lot is not None:
+            on_boards = state.lot.boards
+            if on_boards is None:  # a lot from before lots kept it: the program's word now
+                on_boards = program.pending_counts_on_boards
+            counted_when = counted_when if on_boards else None
+        elif state.state == "released":
+            award_entry, release_entry = ledger.get(spec.tx), ledger.get(state.tx)
+            on_boards = award_entry.metadata.get("on_boards") if award_entry else None
+            if not isinstance(on_boards, bool):
+                on_boards = program.pending_counts_on_boards
+            if not on_boards:
+                # Counted by its release (_after_release), in the release's period; one not
+                # projected yet was released a moment ago.
+                at = release_entry.created_at if release_entry else datetime.now(timezone.utc)
+                counted_when = (at, at)
+        scoring = NO_BOARDS
+        if counted_when is not None:
+            at, since = counted_when
+            scoring = boards.counting_at(created, since).scoring(
+                spec.participant_id, teams.get(spec.participant_id), f"{spec.tx}:reversed", at)
+        out.append(msgspec.structs.replace(spec, boards=scoring, pending=state.state == "pending"))
+    return out
+
+
+LOT_MOVED_ATTEMPTS = 3  # a lot released while its boards were worked out: work them out again
 
 
 async def reverse_sale(store: WalletStore, program_id: str, request: ReversalRequest,
                        actor: str = "") -> tuple[ReversalView, bool]:
-    """A returned sale: takes back what its activity's awards earned, once. Answers the
-    result and whether it is the first reversal's, answered again."""
-    activity_id, awards = await _awards_of(program_id, request.external_id)
+    """A returned sale: takes back what its activity's awards earned, and lowers the points
+    boards they raised, once. Answers the result and whether it is the first reversal's,
+    answered again."""
+    sale = await _awards_of(program_id, request.external_id)
+    activity_id = sale.activity_id
+    program = await get_program(program_id)
     base: dict[str, Any] = {"reason": request.reason, "external_id": request.external_id, "activity_id": activity_id}
     if actor:
         base["actor"] = actor
     specs = [ReversedAward(tx=a.tx, participant_id=a.participant_id, points=a.points,
-                           metadata=msgspec.json.encode({**base, "lot": a.tx}).decode()) for a in awards]
-    result = await store.reverse(program_id, activity_id, specs)
+                           metadata=msgspec.json.encode({**base, "lot": a.tx}).decode()) for a, _ in sale.awards]
+    for _ in range(LOT_MOVED_ATTEMPTS):
+        result = await store.reverse(program_id, activity_id, await _with_boards(store, program, sale, specs))
+        if result.code != "lot_moved":
+            break
+    if result.code == "lot_moved":
+        raise Unavailable("the sale's pending points are being released right now; retry")
     if not result.ok:
         raise Refused(result.code or "conflict", result.detail or "refused")
     steps = [ReversalStepView(participant_id=s.participant, points=s.points, cancelled=s.cancelled,

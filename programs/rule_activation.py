@@ -23,11 +23,12 @@ from programs.activities import program_types
 from programs.participants import check_teams
 from programs.programs import ProgramView
 from programs.rules import RuleSpec
+from wallet.store import WalletStore
 
 SIMULATED_DAYS = 90
 
 
-async def activate(program: ProgramView, rule_id: str, spec: RuleSpec, requested_by: str,
+async def activate(store: WalletStore, program: ProgramView, rule_id: str, spec: RuleSpec, requested_by: str,
                    request_id: str) -> rulebook.RuleView | ApprovalView:
     """Creates the rule (`rule_id` "") or stores `spec` as its next version and answers it; or,
     above the threshold, answers the request filed under `request_id` (pinned by the caller
@@ -37,7 +38,7 @@ async def activate(program: ProgramView, rule_id: str, spec: RuleSpec, requested
         await check_teams(program.id, spec.participants.team_ids if spec.participants else None,
                           "participants.team_ids")
         now = datetime.now(timezone.utc)
-        simulated = await earning.simulate(program, spec, now - timedelta(days=SIMULATED_DAYS), now)
+        simulated = await earning.simulate(store, program, spec, now - timedelta(days=SIMULATED_DAYS), now)
         if approvals.needs_approval(program, simulated.total_points):
             return await _ask(program, rule_id, spec, requested_by, request_id, simulated)
     if rule_id:

@@ -296,6 +296,19 @@ class PointsBoards(msgspec.Struct, frozen=True):
             args += [board_id, member, tie]
         return Boards(keys=tuple(key_list), args=tuple(args))
 
+    def counting_at(self, created: dict[str, datetime], moment: datetime) -> PointsBoards:
+        """These boards less those created after `moment` (`created`: board id -> creation):
+        an event of that moment never counted on them."""
+        return msgspec.structs.replace(self, boards=tuple(
+            b for b in self.boards if b.id in created and created[b.id] <= utc(moment)))
+
+
+async def boards_created(program_id: str, board_ids: list[str]) -> dict[str, datetime]:
+    """When each of the program's boards was created (it counts what happened since)."""
+    rows = await Leaderboard.select(Leaderboard.id, Leaderboard.created_at).where(
+        (Leaderboard.program_id == program_id) & Leaderboard.id.is_in(board_ids)).run() if board_ids else []
+    return {r["id"]: utc(r["created_at"]) for r in rows}
+
 
 async def points_boards(program_id: str) -> PointsBoards:
     """The program's active points boards (cached for CACHE_SECONDS, as every recording)."""

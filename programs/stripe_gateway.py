@@ -36,10 +36,14 @@ class StripeGateway:
         intent = await _stripe(call)
         return intent.id, intent.client_secret
 
+    async def payment_intent(self, intent_id: str) -> tuple[str, str]:
+        """Answers (the PaymentIntent's status, its client secret)."""
+        intent = await _stripe(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+        return str(intent.status), str(intent.client_secret)
+
     async def client_secret(self, payment_intent_id: str) -> str:
         """The client secret of a PaymentIntent created earlier (to pay it later)."""
-        intent = await _stripe(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id))
-        return str(intent.client_secret)
+        return (await self.payment_intent(payment_intent_id))[1]
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event if the `Stripe-Signature` header is valid and fresh; raises ValueError otherwise."""

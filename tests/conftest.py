@@ -141,6 +141,7 @@ def private_valkey(tmp_path: Path) -> Iterator[str]:
 
 
 STRIPE_WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(16)
+STRIPE_PUBLISHABLE_KEY = "pk_test_reward_wallet"
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +195,10 @@ def settings(app_redis_url: str, stripe_api_base: str):  # type: ignore[no-untyp
     os.environ["STRIPE_API_KEY"] = "sk_test_reward_wallet"
     os.environ["STRIPE_WEBHOOK_SECRET"] = STRIPE_WEBHOOK_SECRET
     os.environ["STRIPE_API_BASE"] = stripe_api_base
+    # The console's pay page loads localstripe's own fake Stripe.js (it answers only once a
+    # test asks for `localstripe_url`; pages that do not pay never load it).
+    os.environ["STRIPE_PUBLISHABLE_KEY"] = STRIPE_PUBLISHABLE_KEY
+    os.environ["STRIPE_JS_URL"] = f"{stripe_api_base}/js.stripe.com/v3/"
     os.environ["REDIS_URL"] = app_redis_url
     if CLUSTER_RUN:
         # Through the environment, so live servers and CLI subprocesses use the cluster too.

@@ -8,8 +8,8 @@ loggers at DEBUG and everything else at INFO, formatted exactly as production fo
 session folder. A line fails if it holds:
 
 - the shape of a secret: an API key (`rwk.<id>.<secret>`), an operator key (`rwo_...`), a
-  refresh token (`rwr....`), a JWT (`eyJ....eyJ...`), a Stripe secret key or webhook
-  secret, a `Bearer` credential;
+  refresh token (`rwr....`), a JWT (`eyJ....eyJ...`), a Stripe secret key, webhook secret
+  or PaymentIntent client secret, a `Bearer` credential;
 - a known secret value: the operator key, JWT secret, encryption key, Stripe keys and
   metrics token from the environment, the Redis password in `REDIS_URL`, and every
   gift-card credential (code, PIN, URL) that was sealed in this process (recorded from
@@ -36,6 +36,7 @@ SECRET_SHAPES = {
     "JWT": re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}"),
     "Stripe secret key": re.compile(r"\b[sr]k_(?:test|live)_[A-Za-z0-9]{8,}"),
     "Stripe webhook secret": re.compile(r"whsec_[A-Za-z0-9_]{8,}"),
+    "Stripe client secret": re.compile(r"\bpi_[A-Za-z0-9]+_secret_[A-Za-z0-9]{8,}"),
     "bearer credential": re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}"),
 }
 SECRET_SETTINGS = ("RW_OPERATOR_KEY", "RW_JWT_SECRET", "RW_ENCRYPTION_KEY", "STRIPE_API_KEY",

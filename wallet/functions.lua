@@ -23,22 +23,6 @@ local function known_balance_result(tx, participant, points, available, held)
   return {ok = true, tx = tx, participant = participant, points = points, available = available, held = held}
 end
 
---[[ Owed points (a returned sale took back more than was available: wallet/pending.lua
-rw_reverse) are paid by the participant's next credit into available: a grant, an award, a
-lot's release. Of `points` coming in, up to `owed` go straight back to the budget.
-Answers what was paid and the journal legs: the credit in full, then the payment back. ]]
-local function owed_credit(acct, wallet, owed, points, source)
-  local legs = {{source or "budget", wallet_account(wallet, "available"), points}}
-  local paid = 0
-  if owed > 0 then
-    paid = math.min(owed, points)
-    hincrby(wallet, "owed", -paid)
-    hincrby(acct, "budget", paid)
-    legs[2] = {wallet_account(wallet, "available"), "budget", paid}
-  end
-  return paid, legs
-end
-
 -- A journal entry's metadata (a JSON object) with one more field, `encoded` being its JSON.
 local function with_field(meta, name, encoded)
   local sep = ","
@@ -54,20 +38,30 @@ local function with_paid(meta, paid)
 end
 
 -- Lots: each participant's pending lots (rw:{p:P}:pl:<participant>, a hash lot id -> JSON
--- {points, releases_at (ms, or null: released by approval), reason, activity}), the ones
+-- {points, releases_at (ms, or null: released by approval), reason, activity, boards}), the ones
 -- released or cancelled (rw:{p:P}:plx:<participant>, lot id -> "released:<tx>" |
 -- "cancelled:<tx>") and the program's due index (rw:{p:P}:lots:due, a sorted set of
 -- "<participant> <lot>" by releases_at). A call that opens or closes lots names these keys.
 
-local function open_lot(wallet, lot, tx, participant, points, ref)
+-- `on_boards`: the award counted the lot on leaderboards now (the program counts pending
+-- points), so its release does not count it again and its cancellation takes it back.
+local function open_lot(wallet, lot, tx, participant, points, ref, on_boards)
   hincrby(wallet, "pending", points)
   local releases = cjson.null
   if lot.releases_at ~= "" then releases = tonumber(lot.releases_at) end
   redis.call("HSET", lot.key, tx, to_json({points = points, releases_at = releases, reason = lot.reason,
-    activity = ref}))
+    activity = ref, boards = on_boards}))
   if lot.releases_at ~= "" then
     redis.call("ZADD", lot.due, lot.releases_at, participant .. " " .. tx)
   end
+end
+
+-- Where the next item of a batch begins: this one's `nkeys` keys and `nargs` arguments, then
+-- its leaderboards' section when it has `n` boards (the marker and its lifetime, then three
+-- keys and three arguments per board).
+local function after_section(k, a, nkeys, nargs, n)
+  if n > 0 then return k + nkeys + 1 + 3 * n, a + nargs + 1 + 3 * n end
+  return k + nkeys, a + nargs
 end
 
 --[[ rw_grant: budget -> available, and the leaderboards it moves, in one atomic step.
@@ -138,7 +132,7 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   hincrby(acct, "budget", -points)
   local reply
   if lot then
-    open_lot(wallet, lot, tx, participant, points, ref)
+    open_lot(wallet, lot, tx, participant, points, ref, boards ~= nil and boards.n > 0)
     journal(stream, tx, kind, participant, 0, ref, meta,
       {{"budget", wallet_account(wallet, "pending"), points}}, now, 0, 0)
     local result = known_balance_result(tx, participant, points, available, tonumber(w[5] or "0"))
@@ -205,11 +199,7 @@ redis.register_function("rw_award_batch", function(keys, argv)
     out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
       argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
       keys[k + 2], argv[a + 7], board_section(keys, k + 4, argv, a + 10, n), lot)
-    if n > 0 then
-      k, a = k + 5 + 3 * n, a + 11 + 3 * n
-    else
-      k, a = k + 4, a + 10
-    end
+    k, a = after_section(k, a, 4, 10, n)
   end
   return "[" .. table.concat(out, ",") .. "]"
 end)
@@ -223,11 +213,7 @@ redis.register_function("rw_grant_batch", function(keys, argv)
     out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
       argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
       nil, nil, board_section(keys, k + 2, argv, a + 8, n))
-    if n > 0 then
-      k, a = k + 3 + 3 * n, a + 9 + 3 * n
-    else
-      k, a = k + 2, a + 8
-    end
+    k, a = after_section(k, a, 2, 8, n)
   end
   return "[" .. table.concat(out, ",") .. "]"
 end)
@@ -388,7 +374,9 @@ ARGV: fp, ttl, tx, participant ("" if none), kind, reference, meta, now_ms, leg 
   wallet key, 1-based, one of available|held). floor is "0" when the debited account may
   not go below zero, "-" when it may (world), "b" for the budget rule of rw_grant.
   The participant's lifetime counters move with legs into/out of their available balance
-  when the kind says so: ARGV[9 + 4n + 1] = "earn" | "spend" | "". ]]
+  when the kind says so: ARGV[9 + 4n + 1] = "earn" | "spend" | "". Points earned ("earn")
+  first pay what the first wallet owes after a returned sale (its `owed`), back to the budget;
+  refunds and every other transfer never do. ]]
 redis.register_function("rw_transfer", function(keys, argv)
   local idem, stream, acct = keys[1], keys[2], keys[3]
   local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
@@ -452,7 +440,7 @@ redis.register_function("rw_transfer", function(keys, argv)
     end
   end
   local legs = {}
-  local net, earned, spent = 0, 0, 0
+  local net, earned, spent, first_earned = 0, 0, 0, 0
   for _, leg in ipairs(parsed) do
     local fk, ff, fname, tk, tf, tname, points = leg[1], leg[2], leg[3], leg[4], leg[5], leg[6], leg[7]
     hincrby(fk, ff, -points)
@@ -465,14 +453,32 @@ redis.register_function("rw_transfer", function(keys, argv)
     if lifetime == "earn" and tf == "available" and tk ~= acct then
       hincrby(tk, "earned", points)
       earned = earned + points
+      if tk == keys[5] then first_earned = first_earned + points end
     end
     if lifetime == "spend" and ff == "available" and fk ~= acct then
       hincrby(fk, "spent", points)
       spent = spent + points
     end
   end
-  journal(stream, tx, argv[5], participant, net, argv[6], argv[7], legs, argv[8], earned, spent)
+  -- Earnings ("earn": a prize paid in points instead of an item) pay what a returned sale
+  -- left the first wallet owing first, as owed_credit does for grants.
+  local meta, paid = argv[7], 0
+  if first_earned > 0 then
+    local owed = hget_int(keys[5], "owed")
+    if owed > 0 then
+      paid = math.min(owed, first_earned)
+      hincrby(keys[5], "owed", -paid)
+      hincrby(keys[5], "available", -paid)
+      hincrby(acct, "budget", paid)
+      local mine = wallet_account(keys[5], "available")
+      legs[#legs + 1] = {mine, "budget", paid}
+      if mine == "available:" .. participant then net = net - paid end
+      meta = with_paid(meta, paid)
+    end
+  end
+  journal(stream, tx, argv[5], participant, net, argv[6], meta, legs, argv[8], earned, spent)
   local result = {ok = true, tx = tx, participant = participant, points = net}
+  if paid > 0 then result.owed_paid = paid end
   if keys[5] then
     result.available = hget_int(keys[5], "available")
     result.held = hget_int(keys[5], "held")

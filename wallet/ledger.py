@@ -122,3 +122,24 @@ async def program_ledger(client: Any, program_id: str) -> ProgramLedger:
         transactions=count,
         as_of=stamp,
     )
+
+
+class EntryFacts(msgspec.Struct, frozen=True):
+    """An entry's moment and metadata (decoded), as a later step needs them."""
+
+    created_at: datetime
+    metadata: dict[str, Any]
+
+
+async def entries_by_transaction(program_id: str, transaction_ids: list[str]) -> dict[str, EntryFacts]:
+    """The projected entries among `transaction_ids` (one not projected yet is missing)."""
+    found: dict[str, EntryFacts] = {}
+    for start in range(0, len(transaction_ids), 500):
+        rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.created_at, LedgerEntry.metadata).where(
+            (LedgerEntry.program_id == program_id)
+            & LedgerEntry.transaction_id.is_in(transaction_ids[start:start + 500])).run()
+        for row in rows:
+            meta = msgspec.json.decode(row["metadata"] or "{}")
+            found[row["transaction_id"]] = EntryFacts(created_at=utc(row["created_at"]),
+                                                      metadata=meta if isinstance(meta, dict) else {})
+    return found

@@ -4,7 +4,8 @@ local helpers are in scope). Lots are opened by an award that says its points wa
 (apply_grant in functions.lua); these functions release and cancel them and take back what
 a returned sale earned. Keys (all under the program's hash tag, wallet/keys.py):
   rw:{p:P}:pl:<participant>   hash  lot id (the awarding transaction) -> JSON
-                                    {points, releases_at (ms, or null for approval), reason, activity}
+                                    {points, releases_at (ms, or null for approval), reason, activity,
+                                    boards (true: the award counted it on leaderboards)}
   rw:{p:P}:plx:<participant>  hash  lot id -> "released:<tx>" | "cancelled:<tx>" (a lot leaves once)
   rw:{p:P}:lots:due           zset  "<participant> <lot id>" by releases_at (ms)
   rw:{p:P}:rev:<activity>     string the reversal's record (JSON result; an idempotency record
@@ -23,7 +24,8 @@ KEYS: idem, journal, acct, cfg, wallet, lots, closed lots, due
 ARGV: fp, ttl, tx, participant, lot id, now_ms (the entry's stamp), mode ("due": only when
       releases_at <= the moment checked; "approve": a manager's release, any pending lot),
       meta (the lot's reason is added), the moment checked (ms; the worker's pass)
-Answers {ok, tx, participant, points, available, held, owed_paid?}; a lot already released
+Answers {ok, tx, participant, points, available, held, owed_paid?, on_boards?} (on_boards:
+whether the award already counted the lot on leaderboards, for lots that recorded it); a lot already released
 answers ok with code "already_released" and its first transaction (nothing moves); a lot
 not yet due answers code "not_due"; no such lot: "not_found". ]]
 redis.register_function("rw_release", function(keys, argv)
@@ -62,29 +64,58 @@ redis.register_function("rw_release", function(keys, argv)
   journal(stream, tx, "release", participant, points - paid, lot_id, meta, legs, now, points, 0)
   local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[2] or "0"))
   if paid > 0 then result.owed_paid = paid end
+  if type(lot.boards) == "boolean" then result.on_boards = lot.boards end
   return idem_store(idem, fp, ttl, result)
 end)
+
+-- rw_reverse's awards, each with its leaderboards' section (see below) or nil.
+local function reversed_awards(keys, argv)
+  local list = {}
+  local k, a = 6, 5
+  while k <= #keys do
+    local n = tonumber(argv[a + 6])
+    list[#list + 1] = {wallet = keys[k], lots = keys[k + 1], closed = keys[k + 2], tx = argv[a],
+      participant = argv[a + 1], lot_id = argv[a + 2], points = tonumber(argv[a + 3]), meta = argv[a + 4],
+      pending = argv[a + 5] == "pending", boards = board_section(keys, k + 3, argv, a + 7, n)}
+    k, a = after_section(k, a, 3, 7, n)
+  end
+  return list
+end
 
 --[[ rw_reverse: a returned sale takes back what its awards earned, once per activity.
 Per award: a lot still pending is cancelled (pending -> budget); otherwise its points are
 taken back from available (-> budget) up to what is there, and the rest is recorded as owed
-(the next credit pays it: owed_credit). One journal entry per award that moved or owed.
+(the next earnings pay it: owed_credit). One journal entry per award that moved or owed.
+The leaderboards the award raised are lowered in the same call, by what it counted there:
+the caller (programs/pending.py) passes the section of the boards and periods the award (or
+its lot's release) counted on, and none for a lot that counted nowhere yet; a cancelled lot
+lowers them by its points, a taken-back award by all it earned (owed included).
 KEYS: record (rw:{p:P}:rev:<activity>), journal, acct, cfg, due, then per award: wallet,
-      lots, closed lots
+      lots, closed lots, then its leaderboards' keys (the marker and three per board; none
+      for no board)
 ARGV: fp, ttl, now_ms, reference (the activity), then per award: tx, participant, lot id
-      (the award's transaction), points, meta
+      (the award's transaction), points, meta, "pending" when the caller saw the lot still
+      pending (else ""), board count, then its leaderboards' arguments (the marker's
+      lifetime and three per board, programs/leaderboard_score.lua BOARDS.grant)
 Answers {ok, steps: [{participant, points, cancelled, taken_back, owed, tx}]}; a second
-reversal of the activity answers the first one's result, replayed. ]]
+reversal of the activity answers the first one's result, replayed. A lot the caller saw
+pending and that was released since answers "lot_moved", recording and moving nothing: the
+boards it counted on are no longer the ones passed, and the caller works them out again. ]]
 redis.register_function("rw_reverse", function(keys, argv)
   local record, stream, acct, due = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, now, ref = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local early = idem_check(record, fp)
   if early then return early end
-  local steps = {}
-  local k, a = 6, 5
-  while k <= #keys do
-    local wallet, lots, closed = keys[k], keys[k + 1], keys[k + 2]
-    local tx, participant, lot_id, points, meta = argv[a], argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4]
+  local awards = reversed_awards(keys, argv)
+  for _, award in ipairs(awards) do
+    if award.pending and redis.call("HEXISTS", award.lots, award.lot_id) == 0 then
+      return to_json(fail("lot_moved", "a lot of the sale was released meanwhile; retry"))
+    end
+  end
+  local steps, lowered = {}, {}
+  for _, award in ipairs(awards) do
+    local wallet, lots, closed = award.wallet, award.lots, award.closed
+    local tx, participant, lot_id, points, meta = award.tx, award.participant, award.lot_id, award.points, award.meta
     local step = {participant = participant, points = points, cancelled = 0, taken_back = 0, owed = 0, tx = tx}
     if redis.call("HEXISTS", wallet, "open") == 1 then
       local lot = pending_lot(lots, lot_id)
@@ -97,6 +128,7 @@ redis.register_function("rw_reverse", function(keys, argv)
         step.cancelled = lot.points
         journal(stream, tx, "reversal", participant, 0, ref, meta,
           {{wallet_account(wallet, "pending"), "budget", lot.points}}, now, 0, 0)
+        if award.boards then lowered[#lowered + 1] = {award.boards, lot.points} end
       else
         local w = redis.call("HMGET", wallet, "available", "owed")
         local available, owed = tonumber(w[1] or "0"), tonumber(w[2] or "0")
@@ -114,10 +146,14 @@ redis.register_function("rw_reverse", function(keys, argv)
         local m = meta
         if rest > 0 then m = with_field(meta, "owed", int_s(rest)) end
         journal(stream, tx, "reversal", participant, -take, ref, m, legs, now, 0, 0)
+        if award.boards then lowered[#lowered + 1] = {award.boards, points} end
       end
     end
     steps[#steps + 1] = step
-    k, a = k + 3, a + 5
   end
-  return idem_store(record, fp, ttl, {ok = true, steps = steps})
+  local reply = idem_store(record, fp, ttl, {ok = true, steps = steps})
+  -- After the record, as a grant counts (apply_grant): the boards go down by what each award
+  -- counted there (never below 0).
+  for _, low in ipairs(lowered) do BOARDS.grant(low[1], -low[2]) end
+  return reply
 end)

@@ -195,9 +195,11 @@ async def restore_lots(pipe: Any, program_id: str) -> None:
         if row["kind"] == "pending_award":
             points = sum(leg[2] for leg in legs if leg[1].startswith("pending:"))
             releases = meta.get("releases_at")
-            lots[row["transaction_id"]] = (participant, {
-                "points": points, "releases_at": releases if isinstance(releases, int) else None,
-                "reason": meta.get("reason", ""), "activity": row["reference"] or ""})
+            lot = {"points": points, "releases_at": releases if isinstance(releases, int) else None,
+                   "reason": meta.get("reason", ""), "activity": row["reference"] or ""}
+            if isinstance(meta.get("on_boards"), bool):  # whether the award counted it on leaderboards
+                lot["boards"] = meta["on_boards"]
+            lots[row["transaction_id"]] = (participant, lot)
         elif row["kind"] == "release":
             lots.pop(row["reference"] or "", None)
             closed[row["reference"] or ""] = (participant, f"released:{row['transaction_id']}")

@@ -31,6 +31,7 @@ class Outcome(Reply, frozen=True):
     lot: str | None = None  # a pending award's lot (its transaction id)
     releases_at: int | None = None  # when that lot releases (ms); None for an approval lot
     owed_paid: int | None = None  # of the credit, points that paid what the participant owed
+    on_boards: bool | None = None  # a released lot's award counted it on leaderboards (None: not recorded)
 
 
 _decode_outcome = msgspec.json.Decoder(Outcome).decode
@@ -83,6 +84,7 @@ class LotRead(msgspec.Struct, frozen=True):
     releases_at: int | None = None  # milliseconds since the epoch; None: released by approval
     reason: str = ""
     activity: str = ""
+    boards: bool | None = None  # the award counted it on leaderboards; None: a lot from before this was kept
 
 
 class PendingLot(msgspec.Struct, frozen=True):
@@ -113,12 +115,25 @@ class Reversal(msgspec.Struct, frozen=True):
 
 
 class ReversedAward(msgspec.Struct, frozen=True):
-    """An award a returned sale takes back: its transaction (the lot id when it was pending)."""
+    """An award a returned sale takes back: its transaction (the lot id when it was pending),
+    the leaderboards it raised (lowered in the same call) and whether the caller saw its lot
+    still pending when it worked those out (rw_reverse answers "lot_moved" if it is not)."""
 
     tx: str
     participant_id: str
     points: int
     metadata: str = "{}"
+    boards: Boards = NO_BOARDS
+    pending: bool = False
+
+
+class LotState(msgspec.Struct, frozen=True):
+    """Where an award's lot is: "pending" (with the lot), "released" or "cancelled" (with the
+    transaction that did it), or "" when the award made no lot."""
+
+    state: str
+    lot: LotRead | None = None
+    tx: str = ""
 
 
 class _Balance(msgspec.Struct, frozen=True):
@@ -147,6 +162,7 @@ class BalanceRead(msgspec.Struct, frozen=True):
 
 
 _decode_balance = msgspec.json.Decoder(_Balance).decode
+_decode_lot = msgspec.json.Decoder(LotRead).decode
 _decode_reversal = msgspec.json.Decoder(Reversal).decode
 
 
@@ -344,10 +360,42 @@ class WalletStore(FunctionStore):
                     keys.config(program_id), keys.due_lots(program_id)]
         args: list[Any] = ["reversal", ttl, self._now_ms(), activity_id]
         for award in awards:
+            boards = award.boards.count
             key_list += [keys.wallet(program_id, award.participant_id), keys.lots(program_id, award.participant_id),
-                         keys.closed_lots(program_id, award.participant_id)]
-            args += [new_id("tx"), award.participant_id, award.tx, award.points, award.metadata]
+                         keys.closed_lots(program_id, award.participant_id), *(award.boards.keys if boards else ())]
+            args += [new_id("tx"), award.participant_id, award.tx, award.points, award.metadata,
+                     "pending" if award.pending else "", boards, *(award.boards.args if boards else ())]
         return _decode_reversal(await self.fcall("rw_reverse", key_list, args))
+
+    async def lot_states(self, program_id: str, awards: Sequence[tuple[str, str]]) -> list[LotState]:
+        """For each (participant, award transaction): where its lot is, in one pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        for participant_id, tx in awards:
+            pipe.hget(keys.lots(program_id, participant_id), tx)
+            pipe.hget(keys.closed_lots(program_id, participant_id), tx)
+        raw = await pipe.execute() if awards else []
+        states = []
+        for lot, closed in zip(raw[::2], raw[1::2]):
+            if lot is not None:
+                states.append(LotState(state="pending", lot=_decode_lot(lot)))
+            elif closed is not None:
+                state, _, tx = (closed.decode() if isinstance(closed, bytes) else closed).partition(":")
+                states.append(LotState(state=state, tx=tx))
+            else:
+                states.append(LotState(state=""))
+        return states
+
+    async def reversed_activities(self, program_id: str, activity_ids: Sequence[str]) -> set[str]:
+        """Which of the activities a returned sale reversed (their reversal record exists), so
+        that no rule applied again pays them: one pipeline per 500."""
+        found: set[str] = set()
+        for start in range(0, len(activity_ids), 500):
+            chunk = activity_ids[start:start + 500]
+            pipe = self.client.pipeline(transaction=False)
+            for activity_id in chunk:
+                pipe.exists(keys.reversal(program_id, activity_id))
+            found.update(a for a, n in zip(chunk, await pipe.execute()) if n)
+        return found
 
     async def program_accounts(self, program_id: str) -> dict[str, int]:
         raw = await self.client.hgetall(keys.accounts(program_id))

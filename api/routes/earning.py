@@ -59,7 +59,8 @@ FOUR_EYES = ("With the program's `approval_threshold_points` on, the rule is fir
 async def _activate(request: Request[Any, Any, Any], settings: Settings, rule_id: str, data: RuleSpec,
                     done: int) -> Response[Any]:
     program = await get_program(program_of(request))
-    answer = await rule_activation.activate(program, rule_id, data, f"key:{principal_of(request).subject_id}",
+    answer = await rule_activation.activate(request.app.state.wallets, program, rule_id, data,
+                                            f"key:{principal_of(request).subject_id}",
                                             await request_id_for(request, settings.idempotency_ttl_seconds))
     return done_or_asked(answer, done)
 
@@ -108,16 +109,19 @@ async def retire_rule(request: Request[Any, Any, Any], rule_id: str) -> rulebook
 @post("/v1/earning-rules/simulate", opt={"audit": "none"}, guards=[admin_only], operation_id="simulateEarningRule",
       summary="Simulate a draft rule",
       description="Runs the rule over the stored activities between `starts_at` and `ends_at` and answers what it "
-                  "would award, to whom, and its cost in money. Moves no points.", tags=["earning"],
+                  "would award, to whom, and its cost in money. Returned sales (`POST /v1/activities/reversals`) "
+                  "are left out. Moves no points.", tags=["earning"],
       status_code=200)
-async def simulate(request: Request[Any, Any, Any], data: earning.SimulationRequest) -> earning.Simulation:
-    return await earning.simulate_draft(await get_program(program_of(request)), data)
+async def simulate(request: Request[Any, Any, Any], data: earning.SimulationRequest,
+                   wallets: WalletStore) -> earning.Simulation:
+    return await earning.simulate_draft(wallets, await get_program(program_of(request)), data)
 
 
 @post("/v1/earning-rules/{rule_id:str}/apply", guards=[admin_only], dependencies=IDEMPOTENT,
       operation_id="applyEarningRule", summary="Apply a rule to past activities",
       description="Awards what the rule (current version) gives for the stored activities between `starts_at` and "
-                  "`ends_at`, as the simulator showed. Activities it already awarded are not paid again. Requires "
+                  "`ends_at`, as the simulator showed. Activities it already awarded are not paid again, nor are "
+                  "returned sales (`POST /v1/activities/reversals`). Requires "
                   "`Idempotency-Key`: a retry replays the first report with `Idempotent-Replayed: true`; the same "
                   "key with another body answers 422 `idempotency_key_reused`.", tags=["earning"], status_code=200)
 async def apply_rule(request: Request[Any, Any, Any], rule_id: str, data: awards.ApplyRequest, idem: Idem,

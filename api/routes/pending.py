@@ -49,9 +49,12 @@ async def release(request: Request[Any, Any, Any], participant_id: str, lot_id: 
       summary="Return a sale",
       description="Cancels the points the activity with this `external_id` earned: its pending lots are cancelled "
                   "(back to the budget); points already released are taken back from `available` up to what is "
-                  "there, and the rest is recorded as `owed`, which the participant's next earnings pay first. Each "
-                  "step is a feed line. Once per activity: a later reversal changes nothing and answers the first "
-                  "result. 404 for an unknown external id. Requires `Idempotency-Key`.", tags=["points"],
+                  "there, and the rest is recorded as `owed`, which the participant's next earnings (grants, awards, "
+                  "releases, spin and sweepstakes points prizes; never a refund) pay first. The points boards the "
+                  "awards raised go down by what they counted there, in the same step. Each step is a feed line. "
+                  "Once per activity: a later reversal changes nothing and answers the first result, and no rule "
+                  "applied later pays the activity again. 404 for an unknown external id. Requires "
+                  "`Idempotency-Key`.", tags=["points"],
       status_code=200)
 async def reverse(request: Request[Any, Any, Any], data: pending.ReversalRequest, idem: Idem, wallets: WalletStore,
                   settings: Settings) -> Response[pending.ReversalView]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.types import ControllerRouterHandler
 
-from console.manager import (actions, auth_pages, campaign_pages, catalog_pages, import_pages, order_pages,
-                             participant_links, partner_pages, pending_pages, program_pages, redeem_pages,
+from console.manager import (actions, auth_pages, campaign_pages, catalog_pages, funding_pages, import_pages,
+                             order_pages, participant_links, partner_pages, pending_pages, program_pages, redeem_pages,
                              rule_pages, sweepstakes_pages)
 from console.manager.web import ASSETS
 
@@ -27,6 +27,6 @@ ROUTES: list[ControllerRouterHandler] = [
     *auth_pages.ROUTES, *program_pages.ROUTES, *actions.ROUTES, *participant_links.ROUTES, *redeem_pages.ROUTES,
     *rule_pages.ROUTES,
     *import_pages.ROUTES, *partner_pages.ROUTES, *order_pages.ROUTES, *catalog_pages.ROUTES, *campaign_pages.ROUTES,
-    *sweepstakes_pages.ROUTES, *pending_pages.ROUTES, versioned_file, unversioned_file]
+    *sweepstakes_pages.ROUTES, *pending_pages.ROUTES, *funding_pages.ROUTES, versioned_file, unversioned_file]
 
 __all__ = ["ROUTES"]

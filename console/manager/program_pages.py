@@ -13,12 +13,12 @@ from litestar import Request, Response, get
 from catalog.items import pricing_of, search
 from console.manager.web import InProgram, in_program, page, refused, render
 from console.manager.charts import grouped_bars
-from fulfillment import order_counts, orders, partners, taxes
+from fulfillment import order_counts, orders, partners
 from fulfillment.orders import OrderStatus
 from games import campaigns, spins
 from games.sweepstakes import report as sweepstakes_report
 from kernel.errors import DomainError
-from programs import (announcements, approvals, audit, budget, claims, console_users, funding, participant_imports,
+from programs import (announcements, approvals, audit, budget, claims, console_users, participant_imports,
                       history_reasons, participants, pending, rulebook, standings, tax_profiles, waiting)
 from programs.programs import get_program
 from programs.teams import list_teams
@@ -162,21 +162,6 @@ async def leaderboards(request: Request[Any, Any, Any], program_id: str) -> Resp
     return page(ctx, "console/leaderboards.html", "Leaderboards", "leaderboards", request, boards=found.items)
 
 
-@get(f"{P}/funding", include_in_schema=False)
-async def funding_page(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
-    ctx = await _ctx(request, program_id)
-    if not isinstance(ctx, InProgram):
-        return ctx
-    program = await get_program(program_id)
-    found = await funding.list_fundings(program_id, 100)
-    figures = await budget.budget_view(request.app.state.wallets, program)
-    # The tax years a report may be asked for: this one (in the program's time zone) and
-    # the six before, newest first; last year's is the one filed early in the year.
-    this_year = taxes.tax_year(program, datetime.now(timezone.utc))
-    return page(ctx, "console/funding.html", "Funding", "funding", request, fundings=found.items, budget=figures,
-                tax_years=list(range(this_year, this_year - 7, -1)), tax_year=this_year - 1)
-
-
 @get(f"{P}/partners", include_in_schema=False)
 async def partner_list(request: Request[Any, Any, Any], program_id: str) -> Response[Any]:
     ctx = await _ctx(request, program_id)
@@ -280,5 +265,5 @@ async def audit_export(request: Request[Any, Any, Any], program_id: str, actor: 
 
 
 ROUTES = [overview, participant_list, participant_page, earning_rules, claim_queue,
-          order_export, campaign_list, sweepstakes_list, leaderboards, funding_page, partner_list,
+          order_export, campaign_list, sweepstakes_list, leaderboards, partner_list,
           user_list, announcement_list, claim_receipt, approval_list, audit_log, audit_export]

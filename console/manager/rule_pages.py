@@ -196,7 +196,7 @@ async def simulate_rule(request: Request[Any, Any, Any], program_id: str) -> Res
     now = datetime.now(timezone.utc)
     try:
         spec = spec_of_form(form, program)
-        result = await earning.simulate_draft(program, earning.SimulationRequest(
+        result = await earning.simulate_draft(request.app.state.wallets, program, earning.SimulationRequest(
             rule=spec, starts_at=now - timedelta(days=SIMULATED_DAYS), ends_at=now))
     except DomainError as exc:
         return await _editor(ctx, request, program, form, rule_id, status_for(exc.code), error=exc.detail)
@@ -224,7 +224,8 @@ async def activate_rule(request: Request[Any, Any, Any], program_id: str) -> Res
         request_id = await pinned_id(request.app.state.redis, Idem(key=kernel_keys.idempotency(
             program_id, f"console:{ctx.signed.person.id}", f"activate:{key}")), "apr",
             request.app.state.settings.idempotency_ttl_seconds) if key else new_id("apr")
-        saved = await rule_activation.activate(program, rule_id, spec, f"user:{ctx.signed.person.id}", request_id)
+        saved = await rule_activation.activate(request.app.state.wallets, program, rule_id, spec,
+                                               f"user:{ctx.signed.person.id}", request_id)
     except DomainError as exc:
         return await _editor(ctx, request, program, form, rule_id, status_for(exc.code), error=exc.detail)
     if isinstance(saved, ApprovalView):

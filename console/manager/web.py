@@ -58,6 +58,8 @@ DONE = {
     "redeemed": "Redeemed: the order is placed from the participant's points.",
     "rule-requested": "Above the program's approval threshold (its simulated cost over the last 90 days): sent to "
                       "Approvals for another owner or manager. Nothing is active yet.",
+    "top-up-requested": "Sent for approval: the top-up is above the program's approval threshold. Once another "
+                        "owner or manager approves it, it waits below with a Pay button.",
 }
 
 

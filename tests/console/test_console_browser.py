@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ NAV = ["Overview", "Participants", "Earning rules", "Claims", "Approvals", "Cata
        "Sweepstakes", "Leaderboards", "Announcements", "Funding", "Partners", "Audit log", "Users"]
 
 
-def seed(base: str) -> dict[str, Any]:
-    """A program with a participant, a draft wheel and two invited people, through the API."""
+def seed(base: str, roles: tuple[str, ...] = ("owner", "viewer")) -> dict[str, Any]:
+    """A program with a participant, a draft wheel and invited people, through the API."""
     with httpx.Client(base_url=base, timeout=30) as http:
         created = http.post("/v1/programs", json={"name": f"Console flow {secrets.token_hex(3)}"}, headers=OPERATOR)
         assert created.status_code == 201, created.text
@@ -48,13 +50,27 @@ def seed(base: str) -> dict[str, Any]:
             "name": "Spring wheel", "cost_points": 0,
             "segments": [{"label": "Try again", "weight": 1, "prize": {"type": "nothing"}}]}).json()
         invites = {}
-        for role in ("owner", "viewer"):
+        for role in roles:
             email = f"{role}-{secrets.token_hex(4)}@console.example"
             answer = http.post("/v1/console-users", json={"email": email, "display_name": f"Pat {role.title()}",
                                                           "role": role}, headers=admin)
             assert answer.status_code == 201, answer.text
             invites[role] = (email, answer.json()["invite_url"])
     return {"program": program, "admin": admin, "person": person, "wheel": wheel, "invites": invites}
+
+
+@asynccontextmanager
+async def signed_in_elsewhere(browser: Any, live_server: Any, page_errors: PageErrors, email: str,
+                              invite_url: str) -> AsyncIterator[Any]:
+    """Another person, in a desktop browser context of their own, signed in from their invite."""
+    context = await browser.new_context(base_url=live_server.url, viewport=DESKTOP)
+    try:
+        other = await context.new_page()
+        page_errors.watch(other)
+        await accept_and_sign_in(other, email, invite_url)
+        yield other
+    finally:
+        await context.close()
 
 
 async def accept_and_sign_in(page: Any, email: str, invite_url: str) -> None:
@@ -266,12 +282,7 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
     await expect(page).to_have_url(re.compile(r"/console/sign-in$"))
 
     # A viewer, in a context of their own: the pages, no button that changes anything.
-    viewer_context = await browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-    try:
-        viewer = await viewer_context.new_page()
-        page_errors.watch(viewer)
-        viewer_email, viewer_invite = world["invites"]["viewer"]
-        await accept_and_sign_in(viewer, viewer_email, viewer_invite)
+    async with signed_in_elsewhere(browser, live_server, page_errors, *world["invites"]["viewer"]) as viewer:
         await expect(viewer.get_by_role("navigation", name="Console").get_by_role(
             "link", name="Users", exact=True)).to_have_count(0)
         await viewer.goto(f"/console/p/{program_id}/spin-campaigns/{world['wheel']['id']}")
@@ -290,8 +301,6 @@ async def test_a_manager_runs_the_console_and_a_viewer_changes_nothing(
         forged = await viewer.request.post(f"/console/p/{program_id}/participants/{world['person']['id']}/grant",
                                            form={"csrf": csrf or "", "points": "1000", "reason": "forged"})
         assert forged.status == 403
-    finally:
-        await viewer_context.close()
     with httpx.Client(base_url=live_server.url) as http:
         assert http.get(f"/v1/campaigns/{world['wheel']['id']}", headers=world["admin"]).json()["status"] == "active"
         wallet = http.get(f"/v1/participants/{world['person']['id']}/wallet", headers=world["admin"]).json()
@@ -366,11 +375,7 @@ async def test_a_big_grant_waits_for_a_second_person_and_claims_orders_and_peopl
     await expect(page.get_by_text(colleague)).to_be_visible()
 
     # The second person approves the grant: the points move once.
-    other_context = await browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-    try:
-        other = await other_context.new_page()
-        page_errors.watch(other)
-        await accept_and_sign_in(other, *invites["manager"])
+    async with signed_in_elsewhere(browser, live_server, page_errors, *invites["manager"]) as other:
         await other.goto(f"/console/p/{program.id}/approvals")
         assert await axe_violations(other) == [], "approvals waiting"
         await other.get_by_label(re.compile(r"^Reason for the")).first.fill("Confirmed with the sales director")
@@ -378,8 +383,6 @@ async def test_a_big_grant_waits_for_a_second_person_and_claims_orders_and_peopl
         await expect(other.get_by_role("status")).to_contain_text("Approved")
         await other.goto(f"/console/p/{program.id}/participants/{person['id']}")
         await expect(other.locator("#available")).to_contain_text(f"{available_before + 5_000:,}")
-    finally:
-        await other_context.close()
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
         claim = (await http.get(f"/v1/claims/{filed.json()['id']}", headers=program.headers)).json()
         assert claim["status"] == "approved", claim

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from kernel.ids import new_id
 from programs import participant_imports
 from programs.tables import Participant, ParticipantImport
 from tests.console.sessions import csrf_of, get, person_in
@@ -87,15 +88,18 @@ async def test_an_uploaded_file_is_imported_by_the_worker_with_its_progress_and_
 async def test_a_job_a_worker_died_on_is_finished_by_the_next_without_doubles(client: Any, redis: Any) -> None:
     program = await new_program(client)
     text = sheet(1_100)
-    job = await participant_imports.queue_import(program.id, text, "big.csv", "user:test")
     store = WalletStore(redis)
     # What a worker killed after its first chunk leaves: 500 rows in, their progress recorded,
-    # its lease not yet run out.
+    # its lease not yet run out. Written as one row, never queued: a live server's worker in
+    # this session would take a queued job before the test could set it up.
+    now = datetime.now(timezone.utc)
+    job_id = new_id("imp")
+    await ParticipantImport.insert(ParticipantImport(
+        id=job_id, program_id=program.id, status="running", total_rows=1_100, done_rows=500, created=500, updated=0,
+        unchanged=0, error_count=0, errors="[]", csv=text, file_name="big.csv", created_by="user:test",
+        created_at=now, lease_until=now + timedelta(minutes=1), finished_at=None, failure=None)).run()
+    job = await participant_imports.import_job(program.id, job_id)
     await participant_imports.import_sheet(store, program.id, HEADER + "".join(text.splitlines(True)[1:501]))
-    lease = datetime.now(timezone.utc) + timedelta(minutes=1)
-    await ParticipantImport.update({ParticipantImport.status: "running", ParticipantImport.done_rows: 500,
-                                    ParticipantImport.created: 500, ParticipantImport.lease_until: lease}).where(
-        ParticipantImport.id == job.id).run()
     assert await participant_imports.run_due(store) == 0, "another worker holds the lease"
     assert (await participant_imports.import_job(program.id, job.id)).done_rows == 500
     await ParticipantImport.update({ParticipantImport.lease_until: datetime.now(timezone.utc)}).where(

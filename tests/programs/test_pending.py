@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from kernel import keys as kernel_keys
 from programs.pending import release_due
-from tests.factories import (ProgramHandle, bearer, grant, leaderboard, new_participant, new_program, random_ref,
-                             standings_of, tokens_for)
+from tests.factories import (ProgramHandle, bearer, grant, leaderboard, new_participant, new_program, points_wheel,
+                             random_ref, redeem, shop, spin, standings_of, tokens_for, won_sweepstakes)
 from tests.programs.test_earning import event, rule, send
 from wallet.chain import verify_chain
 from wallet.journal import JournalProjector
@@ -274,4 +275,134 @@ async def test_an_approved_claim_under_a_waiting_rule_pends_and_its_return_cance
     returned = await reverse(client, program, f"claim:{filed.json()['id']}")
     assert returned.json()["cancelled"] == 90
     assert (await my_wallet(client, me))["pending"] == 0
+    await settled(store.client, program)
+
+
+# --- what a returned sale must also undo, and what it must never be paid again -------------
+
+
+async def test_a_returned_sale_lowers_the_boards_its_award_raised_and_no_other(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    board = await leaderboard(client, program)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 100})
+    person, _ = await seller(client, program)
+    assert (await grant(client, program, person["id"], 40)).status_code == 201
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 140)]
+    newer = await leaderboard(client, program)  # created after the sale: it never counted it
+    assert (await grant(client, program, person["id"], 10)).status_code == 201
+    assert (await reverse(client, program, invoice)).json()["taken_back"] == 100
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 50)]
+    assert await standings_of(client, program, newer["id"]) == [(person["id"], 10)]
+    await settled(store.client, program)
+
+
+@pytest.mark.parametrize("counts", [False, True])
+async def test_a_returned_lot_lowers_the_boards_only_by_what_it_counted(client, store, counts: bool) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, pending_counts_on_boards=counts)
+    board = await leaderboard(client, program)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 60}, pending_until="approval")
+    person, _ = await seller(client, program)
+    assert (await grant(client, program, person["id"], 40)).status_code == 201
+    waiting, released = random_ref("INV"), random_ref("INV")
+    await sale(client, program, person, waiting)
+    lot = (await sale(client, program, person, released))["awards"][0]["lot_id"]
+    if counts:  # the lots counted when awarded: turning the setting off now must not count one twice
+        patched = await client.patch("/v1/program", json={"pending_counts_on_boards": False}, headers=program.headers)
+        assert patched.status_code == 200, patched.text
+    release = await client.post(f"/v1/participants/{person['id']}/pending-lots/{lot}/release",
+                                headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert release.status_code == 200, release.text
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 160 if counts else 100)]
+    await settled(store.client, program)
+    # The lot still pending lowers the board only if it had counted there.
+    assert (await reverse(client, program, waiting)).json()["cancelled"] == 60
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 100)]
+    # The released one lowers it by what it counted, when awarded or when released.
+    assert (await reverse(client, program, released)).json()["taken_back"] == 60
+    assert await standings_of(client, program, board["id"]) == [(person["id"], 40)]
+    await settled(store.client, program)
+
+
+async def test_a_returned_sale_is_never_paid_again_by_a_rule_applied_later(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 100})
+    person, me = await seller(client, program)
+    returned, kept = random_ref("INV"), random_ref("INV")
+    await sale(client, program, person, returned)
+    kept_id = (await sale(client, program, person, kept))["activity_id"]
+    assert (await reverse(client, program, returned)).json()["taken_back"] == 100
+    draft = {"name": "Late bonus", "activity_type": "sale", "award": {"type": "fixed", "points": 30}}
+    window = {"starts_at": (NOW - timedelta(minutes=1)).isoformat(), "ends_at": (NOW + timedelta(minutes=1)).isoformat()}
+    simulated = await client.post("/v1/earning-rules/simulate", json={"rule": draft, **window}, headers=program.headers)
+    assert simulated.json()["total_points"] == 30, simulated.text
+    bonus = await rule(client, program, **draft)
+    applied = await client.post(f"/v1/earning-rules/{bonus['id']}/apply", json=window,
+                                headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["points_awarded"] == 30  # the kept sale's bonus only
+    assert (await my_wallet(client, me))["available"] == 130
+    # Applied again once the award's idempotency record expired (2 days): its row says it was
+    # paid, so nothing is paid twice and the reversal below finds every payment.
+    await store.client.delete(kernel_keys.idempotency(program.id, "award", f"{kept_id}:{bonus['id']}:{person['id']}"))
+    again = await client.post(f"/v1/earning-rules/{bonus['id']}/apply", json=window,
+                              headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert again.json()["points_awarded"] == 0 and again.json()["awards"][0]["already_awarded"], again.text
+    assert (await my_wallet(client, me))["available"] == 130
+    # A sale returned after the rule was applied gives back what both rules paid for it.
+    back = (await reverse(client, program, kept)).json()
+    assert (back["points"], back["taken_back"], back["owed"]) == (130, 130, 0)
+    assert (await my_wallet(client, me))["available"] == 0
+    await settled(store.client, program)
+
+
+async def owing(client, program: ProgramHandle, points: int) -> tuple[dict[str, Any], dict[str, str], str]:  # type: ignore[no-untyped-def]
+    """A participant whose `points` from a sale were spent before the sale was returned:
+    they owe them all."""
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": points})
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)
+    return person, me, invoice
+
+
+async def test_a_spin_points_prize_pays_what_a_returned_sale_left_owing_first(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_name="ThermoPoints")
+    person, me, invoice = await owing(client, program, 100)
+    spent = await client.post("/v1/points/deductions", json={"participant_id": person["id"], "points": 100,
+                                                             "reason": "redeemed elsewhere"},
+                              headers={**program.headers, "Idempotency-Key": random_ref()})
+    assert spent.status_code == 201, spent.text
+    assert (await reverse(client, program, invoice)).json()["owed"] == 100
+    wheel = await points_wheel(client, program, 60)
+    first = await spin(client, wheel, me)
+    assert first.status_code == 201, first.text
+    assert first.json()["balance"]["available"] == 0
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["owed"], wallet["lifetime_earned"]) == (0, 40, 160)
+    second = await spin(client, wheel, me)
+    assert second.json()["balance"]["available"] == 20
+    assert "owed" not in await my_wallet(client, me)
+    paid = "ThermoPoints: paid back what a returned sale left owing"
+    texts = await feed_until(client, me, lambda t: f"-60 {paid}" in t and f"-40 {paid}" in t)
+    assert sum(x.startswith("Won 60 ThermoPoints") for x in texts) == 2
+    await settled(store.client, program)
+
+
+async def test_a_refund_pays_nothing_owed_and_a_sweepstakes_points_prize_does(client, store) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await shop(client, face_value=500, point_name="ThermoPoints")
+    person, me, invoice = await owing(client, program, 500)
+    order = await redeem(client, me, item["id"])
+    assert order.status_code == 201 and order.json()["points"] == 500, order.text
+    assert (await reverse(client, program, invoice)).json()["owed"] == 500
+    # The cancelled order's points come back in full: a refund is not earnings.
+    cancelled = await client.post(f"/v1/me/redemptions/{order.json()['id']}/cancel", headers=me)
+    assert cancelled.json()["status"] == "cancelled", cancelled.text
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["owed"]) == (500, 500)
+    await won_sweepstakes(client, program, me, 300)  # a 10-point ticket, then the 300-point prize
+    wallet = await my_wallet(client, me)
+    assert (wallet["available"], wallet["owed"]) == (490, 200)
+    await feed_until(client, me, lambda t: "-300 ThermoPoints: paid back what a returned sale left owing" in t)
     await settled(store.client, program)

@@ -17,7 +17,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from kernel import keys as kernel_keys
 from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
-from wallet.store import GrantSpec, ReversedAward, WalletStore
+from wallet.store import GrantSpec, Leg, ReversedAward, WalletStore
 from kernel.redis_functions import connect
 from kernel.idempotency import Idem
 from wallet.tables import LedgerEntry
@@ -82,7 +82,7 @@ def run_machine(machine: type[ProgramMachine], name: str, url: str, cluster: boo
 class PendingMachine(ProgramMachine):
     """A machine of earnings that may wait, their releases and returned sales (wallet/pending.lua),
     on the real wallet functions: awards (at once, pending for a date, pending for approval),
-    grants and deductions, a manager's release, the worker's pass at a moment, reversals
+    grants, prizes paid in points (rw_transfer, "earn") and deductions, a manager's release, the worker's pass at a moment, reversals
     (twice, the second changing nothing) and retries. Its model holds every balance, the
     lots and what is owed; after each step Redis must agree, the program's accounts and the
     wallets must sum to zero, and no balance, pending account or owed count is negative."""
@@ -150,6 +150,17 @@ class PendingMachine(ProgramMachine):
         self.credit(person, points)
         self.transactions += 1
         return (person, points, idem)
+
+    @rule(person=st.sampled_from(["ann", "bob"]), points=st.integers(1, 300))
+    def prize_in_points(self, person: str, points: int) -> None:
+        """Earnings outside rw_grant (a spin's item prize paid in points instead: rw_transfer
+        with "earn") pay what is owed first too."""
+        outcome = self.run(self.store.transfer(
+            self.program, "tx_" + secrets.token_hex(8), "prize_substitute", [Leg("acct:prizes", "w1:available", points, "-")],
+            idem=self.idem(), wallets=[person], participant_id=person, lifetime="earn"))
+        assert outcome.ok and (outcome.owed_paid or 0) == min(self.owed[person], points)
+        self.credit(person, points)
+        self.transactions += 1
 
     @rule(person=st.sampled_from(["ann", "bob"]), points=st.integers(1, 300))
     def deduct(self, person: str, points: int) -> None:
