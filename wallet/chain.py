@@ -151,6 +151,14 @@ async def link_program(client: Any, program_id: str) -> int:
     return await link_below(program_id, bound, inclusive)
 
 
+async def has_unlinked(program_id: str) -> bool:
+    """Whether some projected entry of the program waits for its link (the unique index on
+    (program_id, seq) answers it without reading the program's rows)."""
+    row = await LedgerEntry.select(LedgerEntry.transaction_id).where(
+        (LedgerEntry.program_id == program_id) & LedgerEntry.seq.is_null()).first().run()
+    return row is not None
+
+
 async def link_below(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:
     """Links the program's projected entries below `bound` (a `linkable_bound` answer)."""
     engine = LedgerEntry._meta.db

@@ -20,7 +20,9 @@ stream (`keys.dead_letters`) with the reason, acknowledged, and the entries afte
 After a program's batches are acknowledged the projector hash-chains what it can of them
 (wallet/chain.py, `link_program`), outside the batch's transaction: linking must wait for
 older entries other projectors still hold, and a failure to link never holds the ledger back
-(the program is linked again at its next pass).
+(the program is linked again at its next pass). A projector killed between acknowledging a
+program's last batch and linking it leaves rows no later batch may come to link, so a running
+projector also links, every `relink_every` seconds, each program that has unlinked rows.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
-from wallet.chain import GROUP, link_program
+from wallet.chain import GROUP, has_unlinked, link_program
 from wallet.daily import add_to_totals
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sqlite_pool import writing
@@ -283,6 +285,12 @@ class JournalProjector:
                               program_id)
         return rows
 
+    async def relink(self, program_ids: list[str]) -> None:
+        """Links the programs that have unlinked rows and no batch of their own to link them."""
+        for program_id in program_ids:
+            if await has_unlinked(program_id):
+                await self._link(program_id)
+
     async def project_all(self, program_ids: list[str]) -> int:
         total = 0
         for program_id in program_ids:
@@ -295,11 +303,12 @@ class JournalProjector:
         program_ids: Callable[[], Awaitable[list[str]]],
         idle_sleep: float = 0.02,
         refresh_every: float = 2.0,
+        relink_every: float = 5.0,
     ) -> None:
         """Projects until `stop` is set, then drains once more so nothing stays unprojected."""
         loop = asyncio.get_running_loop()
         ids: list[str] = []
-        refreshed = 0.0
+        refreshed = relinked = 0.0
         while True:
             stopping = stop.is_set()
             try:
@@ -307,6 +316,9 @@ class JournalProjector:
                     ids = await program_ids()
                     refreshed = loop.time()
                 done = await self.project_all(ids)
+                if not done and loop.time() - relinked > relink_every:
+                    await self.relink(ids)
+                    relinked = loop.time()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a store hiccup must not kill the projector; it retries

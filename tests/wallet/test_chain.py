@@ -179,6 +179,35 @@ async def test_an_entry_pending_elsewhere_holds_the_chain_back_until_it_is_proje
     assert [r["points"] for r in rows] == [1, 2, 3, 10, 11, 12]
 
 
+async def test_a_batch_acknowledged_by_a_projector_that_died_before_linking_is_linked_by_the_next(
+        wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await wallet_store.open_wallet(program, "ann")
+    for n in range(4):
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
+    client = wallet_store.client
+    stream = keys.journal(program)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    # A projector writes the whole batch, acknowledges and deletes it, and is killed before it
+    # links: no entry is left in the journal for any later batch to link behind.
+    taken = (await client.xreadgroup(GROUP, "dies", {stream: ">"}, count=10))[0][1]
+    await write_batch(program, [parse_entry(sid, fields) for sid, fields in taken])
+    await client.xack(stream, GROUP, *[sid for sid, _ in taken])
+    await client.xdel(stream, *[sid for sid, _ in taken])
+    assert (await verify_chain(program)).unlinked == 4
+
+    async def just_this() -> list[str]:
+        return [program]
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(JournalProjector(client, consumer="next").run(stop, just_this, relink_every=0.2))
+    try:
+        await fully_linked(program, 4)
+    finally:
+        stop.set()
+        await running
+
+
 async def test_concurrent_grants_with_two_projectors_make_one_unbroken_chain(wallet_store: WalletStore) -> None:
     program = random_ref("prg")
     people = [f"p{n}" for n in range(8)]
