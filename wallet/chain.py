@@ -127,7 +127,7 @@ def next_link(previous: str, row: dict[str, Any]) -> str:
 
 async def linkable_bound(client: Any, program_id: str) -> tuple[tuple[int, int], bool]:
     """(bound, inclusive): every entry of the program's stream with an id below the bound
-    (or at it, when inclusive) has left the stream, so it is in SQL or set aside."""
+    (or at it, when inclusive) has been acknowledged, so it is in SQL or set aside."""
     try:
         info = await client.xinfo_stream(keys.journal(program_id))
     except ResponseError as exc:
@@ -136,9 +136,26 @@ async def linkable_bound(client: Any, program_id: str) -> tuple[tuple[int, int],
         raise
     info = {reply_text(k): v for k, v in info.items()}
     first = info.get("first-entry")
-    if first:
+    last = stream_order(reply_text(info.get("last-generated-id") or "0-0"))
+    if not first:
+        return last, True
+    # An entry still in the stream but acknowledged (a projector killed between its XACK and
+    # its XDEL) is in SQL: only an entry pending or not yet delivered holds the chain back.
+    stream = keys.journal(program_id)
+    group = next((g for g in await client.xinfo_groups(stream) if reply_text(g["name"]) == GROUP), None)
+    if group is None:
         return stream_order(reply_text(first[0])), False
-    return stream_order(reply_text(info.get("last-generated-id") or "0-0")), True
+    delivered = reply_text(group["last-delivered-id"])
+    bounds = []
+    pending = await client.xpending(stream, GROUP)
+    if pending and pending.get("pending"):
+        bounds.append(stream_order(reply_text(pending["min"])))
+    undelivered = await client.xrange(stream, min="(" + delivered, count=1)
+    if undelivered:
+        bounds.append(stream_order(reply_text(undelivered[0][0])))
+    if not bounds:
+        return last, True
+    return min(bounds), False
 
 
 def _placeholders(postgres: bool, count: int) -> list[str]:
