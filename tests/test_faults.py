@@ -50,7 +50,7 @@ pytestmark = pytest.mark.faults
 
 LONG = os.environ.get("RW_FAULTS") == "long"
 # Short: a handful of kills of each kind in well under a minute of load. Long: 5 minutes.
-LOAD_SECONDS = 300.0 if LONG else 20.0
+LOAD_SECONDS = 300.0 if LONG else 15.0
 KILLS = 30 if LONG else 6
 SEED = int(os.environ.get("RW_FAULTS_SEED", "20261125"))
 CLIENTS = 8

@@ -26,7 +26,7 @@ from tests.factories import OPERATOR, random_ref
 # Deliberately not marked `sql`: `make test` runs it in the SQLite pass only.
 pytestmark = pytest.mark.skipif(os.environ.get("RW_TEST_DB") == "postgres", reason="runs in the SQLite pass")
 
-EXAMPLES_PER_OPERATION = int(os.environ.get("RW_FUZZ_EXAMPLES", "12"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("RW_FUZZ_EXAMPLES", "9"))
 
 
 def credentials_for(path: str, admin: dict[str, str], participant: dict[str, str]) -> dict[str, str]:

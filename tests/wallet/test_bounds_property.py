@@ -205,4 +205,4 @@ class BoundsMachine(ProgramMachine):
 @pytest.mark.sql
 def test_amounts_near_every_bound_conserve_money_and_refusals_move_nothing(settings, migrated) -> None:  # type: ignore[no-untyped-def]
     run_machine(BoundsMachine, "BoundsMachineRun", settings.redis_url, settings.redis_cluster,
-                max_examples=20, steps=25)
+                max_examples=12, steps=25)
