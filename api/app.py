@@ -6,6 +6,7 @@ lifespan opens the stores, starts the background tasks the settings ask for
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -105,6 +106,9 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
         add_services(app.state, settings)
         ctx = background.context(settings, settings.redis_url or "", client, app.state.wallets, app.state.sealer)
         running = background.start(ctx, background.api_tasks(settings))
+        # What start-up made (modules, routes, schemas, caches) lives as long as the process:
+        # out of the collector's generations, a full collection no longer walks it again.
+        gc.freeze()
         try:
             yield
         finally:
@@ -114,6 +118,7 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
             # no request can journal anything after an in-process drain.
             with anyio.CancelScope(shield=True):
                 await running.stop()
+                gc.unfreeze()  # a test session starts many apps in one process
                 mark_worker_dead()
                 await client.aclose()
                 await close_sql()

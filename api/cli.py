@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -443,6 +444,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.parent_pid is not None:
             watching = asyncio.create_task(watch_parent(args.parent_pid, stop))
         await migrate()
+        gc.freeze()  # as the API does (api/app.py): start-up's objects out of the collector's way
         try:
             await run_worker(settings, url, stop, expiry_every=args.expiry_every,
                              pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")))
