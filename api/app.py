@@ -6,7 +6,6 @@ lifespan opens the stores, starts the background tasks the settings ask for
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,6 +36,7 @@ from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
 from wallet.store import WalletStore
+from kernel import heap
 from kernel.mail import Mailer, mailer
 from kernel.redis_functions import connect
 
@@ -106,9 +106,7 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
         add_services(app.state, settings)
         ctx = background.context(settings, settings.redis_url or "", client, app.state.wallets, app.state.sealer)
         running = background.start(ctx, background.api_tasks(settings))
-        # What start-up made (modules, routes, schemas, caches) lives as long as the process:
-        # out of the collector's generations, a full collection no longer walks it again.
-        gc.freeze()
+        collector = heap.settle()  # start-up's objects out of the collector's way (kernel/heap.py)
         try:
             yield
         finally:
@@ -118,7 +116,7 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
             # no request can journal anything after an in-process drain.
             with anyio.CancelScope(shield=True):
                 await running.stop()
-                gc.unfreeze()  # a test session starts many apps in one process
+                heap.unsettle(collector)
                 mark_worker_dead()
                 await client.aclose()
                 await close_sql()

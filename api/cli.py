@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import signal
@@ -431,6 +430,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from api.logs import configure_logging
     from api.migrate import migrate
     from api.worker import run_worker, watch_parent
+    from kernel import heap
 
     settings, _ = _settings()
     configure_logging(settings.log_level)
@@ -444,7 +444,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.parent_pid is not None:
             watching = asyncio.create_task(watch_parent(args.parent_pid, stop))
         await migrate()
-        gc.freeze()  # as the API does (api/app.py): start-up's objects out of the collector's way
+        heap.settle()  # as the API does (kernel/heap.py)
         try:
             await run_worker(settings, url, stop, expiry_every=args.expiry_every,
                              pause_before_ack=float(os.environ.get("RW_FAULT_PAUSE_BEFORE_ACK", "0")))

@@ -5,16 +5,19 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+from kernel import heap
 from tests.factories import another_worker
 
 
 async def test_start_up_objects_are_frozen_while_the_app_runs_and_released_at_its_end(settings: Any,
                                                                                       migrated: None) -> None:
     # A full collection walked every module, route and schema the app built, each time the
-    # collector ran under load: about a tenth of a wallet read's CPU and most of its p99
-    # (bench/ab.py, README "Performance").
+    # collector ran under load: most of a wallet read's p99 (kernel/heap.py, README "Performance").
     gc.unfreeze()
+    before = gc.get_threshold()
     async with another_worker(settings) as app:
         assert (await app.get("/health")).status_code == 200
         assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold()[0] == heap.YOUNG
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
