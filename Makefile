@@ -43,7 +43,7 @@ test: $(VENV)/.installed-test browser
 	$(BIN)/python -m compileall -q -j 0 api kernel wallet programs games catalog fulfillment console tests > /dev/null
 	$(BIN)/python -m pytest -q --durations=15
 	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
-	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m sql
+	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m "sql and not redis_bound"
 
 # Debian's chromium for the browser tests (tests/console), installed with apt when missing
 # (the machines run as root), never a browser download. In the background: the SQLite pass

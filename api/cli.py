@@ -8,8 +8,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -30,6 +31,34 @@ def _settings() -> tuple[Settings, str | None]:
 
 def _run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+T = TypeVar("T")
+
+
+async def _pooled(settings: Settings, work: Awaitable[T]) -> T:
+    """`work` with the SQL pool open: without one, Postgres connects again for every query
+    (reconcile and audit make a few per program)."""
+    from api.app import open_sql
+
+    close = await open_sql(settings)
+    try:
+        return await work
+    finally:
+        await close()
+PROGRAMS_AT_ONCE = 8  # reconcile and audit: programs checked side by side (each one in order)
+
+
+async def _per_program(program_ids: list[str], check: Callable[[str], Awaitable[T]]) -> list[T]:
+    """`check` of each program, a few at a time (an install has thousands; each check waits
+    on SQL and Redis more than it computes), answered in the programs' order."""
+    gate = asyncio.Semaphore(PROGRAMS_AT_ONCE)
+
+    async def one(program_id: str) -> T:
+        async with gate:
+            return await check(program_id)
+
+    return list(await asyncio.gather(*(one(program_id) for program_id in program_ids)))
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -278,18 +307,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         try:
             # Bring the ledger up to date first: waiting journal entries are not drift.
             await _project_everything(client)
-            drifts: list[Any] = []
-            letters: list[tuple[str, DeadLetter]] = []
-            for program_id in await list_program_ids():
-                drifts += await reconcile_program(client, program_id)
-                letters += [(program_id, d) for d in await dead_letters(client, program_id)]
-            return drifts, letters
+            async def check(program_id: str) -> tuple[list[Any], list[tuple[str, DeadLetter]]]:
+                drifted = await reconcile_program(client, program_id)
+                return drifted, [(program_id, d) for d in await dead_letters(client, program_id)]
+
+            checked = await _per_program(await list_program_ids(), check)
+            return [d for drifted, _ in checked for d in drifted], [x for _, set_aside in checked for x in set_aside]
         finally:
             await client.aclose()
 
     try:
         with redis_url_for(settings.data_path, settings.redis_url) as url:
-            drifts, letters = _run(go(url))
+            drifts, letters = _run(_pooled(settings, go(url)))
     except Exception as exc:  # a store down or unreadable: say so in one line
         print(f"reconcile: could not compare the books: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -344,7 +373,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return total
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
-        count = _run(go(url))
+        count = _run(_pooled(settings, go(url)))
     print(f"rebuild: wrote {count} wallet(s) from the ledger")
     return 0
 
@@ -358,17 +387,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from wallet.chain import ChainReport
     from wallet.checkpoints import audit
 
-    _settings()
+    settings, _ = _settings()
 
     async def go() -> list[ChainReport] | None:
         await migrate()
         known = await list_program_ids()
         if args.program_id is not None and args.program_id not in known:
             return None
-        return [await audit(program_id) for program_id in ([args.program_id] if args.program_id else known)]
+        return await _per_program([args.program_id] if args.program_id else known, audit)
 
     try:
-        reports = _run(go())
+        reports = _run(_pooled(settings, go()))
     except Exception as exc:
         print(f"audit: could not read the ledger: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

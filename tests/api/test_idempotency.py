@@ -18,6 +18,7 @@ from kernel.idempotency import IN_FLIGHT_TTL_MS, Idem, in_flight, once
 pytestmark = pytest.mark.sql
 
 
+@pytest.mark.redis_bound  # the in-flight marker in Redis
 async def test_a_retry_after_a_crash_is_told_when_to_come_back_and_runs_within_seconds(client, redis) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     path = f"/v1/programs/{program.id}/fundings/offline"
@@ -37,6 +38,7 @@ async def test_a_retry_after_a_crash_is_told_when_to_come_back_and_runs_within_s
     assert retried.status_code == 201, retried.text
 
 
+@pytest.mark.redis_bound  # the in-flight marker in Redis
 async def test_a_slow_request_keeps_its_key_past_the_marker_lifetime(redis) -> None:  # type: ignore[no-untyped-def]
     idem = idem_for(Principal(kind="operator"), random_ref("slow"), "POST", "/v1/slow", b"{}")
     runs = 0

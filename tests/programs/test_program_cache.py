@@ -59,6 +59,7 @@ async def test_a_refresh_that_started_before_a_change_here_does_not_bring_the_ol
     assert (await programs.get_program(program.id)).name == "New"
 
 
+@pytest.mark.redis_bound  # pub/sub between processes
 async def test_another_process_drops_its_view_when_a_program_changes_here(client) -> None:  # type: ignore[no-untyped-def]
     """The live server keeps views for an hour: only the announcement can tell it."""
     program = await new_program(client, name="Before the meeting")

@@ -235,6 +235,7 @@ async def test_expiry_runs_while_suspended(redis, migrated) -> None:  # type: ig
     assert (await store.balance(program.id, "rep"))["available"] == 0
 
 
+@pytest.mark.redis_bound  # the generation carried into each worker's Redis call
 def test_a_suspension_holds_on_the_very_next_request_of_every_worker(settings, migrated) -> None:  # type: ignore[no-untyped-def]
     import httpx
 

@@ -203,6 +203,7 @@ class BoundsMachine(ProgramMachine):
 
 
 @pytest.mark.sql
+@pytest.mark.redis_bound  # Lua bounds; the ledger rows they write are the ones every Postgres test writes
 def test_amounts_near_every_bound_conserve_money_and_refusals_move_nothing(settings, migrated) -> None:  # type: ignore[no-untyped-def]
     run_machine(BoundsMachine, "BoundsMachineRun", settings.redis_url, settings.redis_cluster,
                 max_examples=12, steps=25)

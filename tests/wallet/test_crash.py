@@ -105,6 +105,7 @@ async def _both(first, first_want: int, second, second_want: int) -> bool:  # ty
     return await first() >= first_want and await second() >= second_want
 
 
+@pytest.mark.redis_bound  # Valkey's AOF; the worker kill above checks the projection on Postgres
 async def test_killing_valkey_under_load_keeps_every_answered_request(tmp_path: Path, migrated) -> None:  # type: ignore[no-untyped-def]
     valkey = EmbeddedValkey(tmp_path)
     valkey.start()
