@@ -53,7 +53,9 @@ class AwardView(msgspec.Struct, frozen=True, omit_defaults=True):
     rule_version: int
     participant_id: str
     points: int
-    outcome: str  # granted | capped | budget_exhausted | validation_error (past a bound) | refused
+    # granted | capped | budget_exhausted | activity_reversed (the sale was returned) |
+    # validation_error (past a bound) | refused
+    outcome: str
     transaction_id: str | None = None
     detail: str | None = None  # why nothing was awarded, for a refusal
     # Paid by an earlier run (a rule applied again, a batch re-sent after a crash): shown, not paid now.

@@ -20,6 +20,7 @@ projector follower wired in api/projection.py), so a crash cannot lose or double
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from kernel.pages import page_of
 from programs import standings
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, owed_paid_line, points_text
 from programs.programs import ProgramView, get_program, list_program_ids
+from programs.rulebook import free_spins_of
 from programs.tables import Activity, Award
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
@@ -85,6 +87,7 @@ class ReversalStepView(msgspec.Struct, frozen=True):
     taken_back: int  # from available
     owed: int  # the rest, paid by the next earnings
     transaction_id: str | None
+    free_spins: int = 0  # free-spin tokens the award gave, taken back (those not spun yet)
 
 
 class ReversalView(msgspec.Struct, frozen=True):
@@ -95,6 +98,7 @@ class ReversalView(msgspec.Struct, frozen=True):
     taken_back: int
     owed: int
     steps: list[ReversalStepView]
+    free_spins: int = 0
 
 
 def _at(ms: int | None) -> datetime | None:
@@ -181,18 +185,27 @@ class _Sale(msgspec.Struct, frozen=True):
     activity_id: str
     occurred_at: datetime
     awards: list[tuple[ReversedAward, datetime]]
+    type: str = ""
+    participant_id: str = ""
+    received_at: datetime | None = None
 
 
 async def _awards_of(program_id: str, external_id: str) -> _Sale:
-    row = await Activity.select(Activity.id, Activity.occurred_at).where(
+    row = await Activity.select(Activity.id, Activity.occurred_at, Activity.type, Activity.participant_id,
+                                Activity.received_at).where(
         Activity.program_external == f"{program_id}:{external_id}").first().run()
     if row is None:
         raise NotFound("no activity with that external id")
-    awards = await Award.select(Award.transaction_id, Award.participant_id, Award.points, Award.created_at).where(
+    awards = await Award.select(Award.transaction_id, Award.participant_id, Award.points, Award.created_at,
+                                Award.rule_id, Award.rule_version).where(
         (Award.activity_id == row["id"]) & (Award.program_id == program_id) & (Award.points > 0)
         & Award.transaction_id.is_not_null()).order_by(Award.transaction_id).run()
-    return _Sale(activity_id=row["id"], occurred_at=utc(row["occurred_at"]), awards=[
-        (ReversedAward(tx=a["transaction_id"], participant_id=a["participant_id"], points=a["points"]),
+    # The free-spin tokens each award's rule version gave with its points (programs/earning.py).
+    spins = await free_spins_of(program_id, {(a["rule_id"], a["rule_version"]) for a in awards})
+    return _Sale(activity_id=row["id"], occurred_at=utc(row["occurred_at"]), type=row["type"],
+                 participant_id=row["participant_id"], received_at=utc(row["received_at"]), awards=[
+        (ReversedAward(tx=a["transaction_id"], participant_id=a["participant_id"], points=a["points"],
+                       spins=spins.get((a["rule_id"], a["rule_version"]), 0)),
          utc(a["created_at"])) for a in awards])
 
 
@@ -238,7 +251,10 @@ async def _with_boards(store: WalletStore, program: ProgramView, sale: _Sale,
     return out
 
 
-LOT_MOVED_ATTEMPTS = 3  # a lot released while its boards were worked out: work them out again
+# A lot released, or an award paid, while the sale was read (rw_reverse answers "lot_moved"
+# or "awards_moved"): read it again, waiting a little longer each time for an award's row.
+MOVED_ATTEMPTS = 6
+AWARD_ROW_WAIT = 0.05  # seconds, doubled each time: about 1.5 s in all
 
 
 async def reverse_sale(store: WalletStore, program_id: str, request: ReversalRequest,
@@ -246,29 +262,40 @@ async def reverse_sale(store: WalletStore, program_id: str, request: ReversalReq
     """A returned sale: takes back what its activity's awards earned, and lowers the points
     boards they raised, once. Answers the result and whether it is the first reversal's,
     answered again."""
-    sale = await _awards_of(program_id, request.external_id)
-    activity_id = sale.activity_id
     program = await get_program(program_id)
-    base: dict[str, Any] = {"reason": request.reason, "external_id": request.external_id, "activity_id": activity_id}
-    if actor:
-        base["actor"] = actor
-    specs = [ReversedAward(tx=a.tx, participant_id=a.participant_id, points=a.points,
-                           metadata=msgspec.json.encode({**base, "lot": a.tx}).decode()) for a, _ in sale.awards]
-    for _ in range(LOT_MOVED_ATTEMPTS):
+    for attempt in range(MOVED_ATTEMPTS):
+        sale = await _awards_of(program_id, request.external_id)
+        activity_id = sale.activity_id
+        base: dict[str, Any] = {"reason": request.reason, "external_id": request.external_id,
+                                "activity_id": activity_id}
+        if actor:
+            base["actor"] = actor
+        specs = [msgspec.structs.replace(a, metadata=msgspec.json.encode({**base, "lot": a.tx}).decode())
+                 for a, _ in sale.awards]
         result = await store.reverse(program_id, activity_id, await _with_boards(store, program, sale, specs))
-        if result.code != "lot_moved":
+        if result.code not in ("awards_moved", "lot_moved"):
             break
+        if result.code == "awards_moved" and attempt + 1 < MOVED_ATTEMPTS:
+            await asyncio.sleep(AWARD_ROW_WAIT * 2 ** attempt)
     if result.code == "lot_moved":
         raise Unavailable("the sale's pending points are being released right now; retry")
+    if result.code == "awards_moved":
+        raise Unavailable("an award of the sale is being recorded right now; retry in a few seconds")
     if not result.ok:
         raise Refused(result.code or "conflict", result.detail or "refused")
+    if not result.replayed:
+        # Its activity score too (the points boards went down in the wallet call): a second
+        # call, so a crash right here leaves that score counted; a reversal sent again
+        # replays the first and lowers nothing twice.
+        await standings.unrecord_activity(store.client, program_id, sale.participant_id, sale.type, activity_id,
+                                          sale.occurred_at, sale.received_at or sale.occurred_at)
     steps = [ReversalStepView(participant_id=s.participant, points=s.points, cancelled=s.cancelled,
-                              taken_back=s.taken_back, owed=s.owed,
-                              transaction_id=s.tx if (s.cancelled or s.taken_back or s.owed) else None)
+                              taken_back=s.taken_back, owed=s.owed, free_spins=s.free_spins,
+                              transaction_id=s.tx if (s.cancelled or s.taken_back or s.owed or s.free_spins) else None)
              for s in (result.steps if isinstance(result.steps, list) else [])]
     view = ReversalView(external_id=request.external_id, activity_id=activity_id, points=sum(s.points for s in steps),
                         cancelled=sum(s.cancelled for s in steps), taken_back=sum(s.taken_back for s in steps),
-                        owed=sum(s.owed for s in steps), steps=steps)
+                        owed=sum(s.owed for s in steps), steps=steps, free_spins=sum(s.free_spins for s in steps))
     return view, bool(result.replayed)
 
 
@@ -306,6 +333,11 @@ def entry_lines(entry: JournalEntry, point_name: str) -> list[FeedEntry]:
             lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:taken", participant_id=who,
                                    kind="reversal", text=points_text(-points, point_name, f"taken back, {sale}"),
                                    points=-points, reference=entry.reference))
+    tokens = meta.get("tokens")
+    if isinstance(tokens, int) and tokens < 0:
+        spins = "1 free spin" if tokens == -1 else f"{-tokens:,} free spins"
+        lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:spins", participant_id=who, kind="reversal",
+                               text=f"{spins} taken back, {sale}", points=0, reference=entry.reference))
     owed = meta.get("owed")
     if isinstance(owed, int) and owed > 0:
         lines.append(FeedEntry(key=f"reversal:{entry.transaction_id}:owed", participant_id=who, kind="owed",

@@ -99,6 +99,18 @@ async def versions(program_id: str, rule_id: str) -> list[RuleVersion]:
     return [_version(r) for r in rows]
 
 
+async def free_spins_of(program_id: str, rule_versions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The free-spin tokens each (rule, version) gives with an award; versions giving none
+    are left out."""
+    if not rule_versions:
+        return {}
+    rows = await EarningRule.select(EarningRule.rule_id, EarningRule.version, EarningRule.spec).where(
+        (EarningRule.program_id == program_id)
+        & EarningRule.rule_version.is_in([f"{rule_id}:{version}" for rule_id, version in rule_versions])).run()
+    given = {(r["rule_id"], r["version"]): _decode_spec(r["spec"]).free_spins for r in rows}
+    return {key: spins for key, spins in given.items() if spins}
+
+
 async def update_rule(program_id: str, rule_id: str, spec: RuleSpec) -> RuleView:
     """Answers the new version. Two concurrent edits cannot both become version n+1."""
     validate(spec, await program_types(program_id))

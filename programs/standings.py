@@ -404,6 +404,24 @@ async def record_activity(client: Any, program_id: str, participant_id: str, tea
     await _count(client, program_id, f"act:{activity_id}", counts, at, tz, program_start)
 
 
+async def unrecord_activity(client: Any, program_id: str, participant_id: str, activity_type: str,
+                            activity_id: str, at: datetime, arrived_at: datetime) -> None:
+    """A returned sale's activity off the activity-score boards that counted it: those that
+    weigh its type (by their weight now) and existed when it arrived, in the period of `at`;
+    the participant's entry, or their team's now. Once per board (its own marker, kept as
+    long as a record_activity's: the caller runs it once, at the return)."""
+    boards, tz, program_start = await _boards(program_id)
+    boards = [b for b in boards if b.metric == "activity_score" and b.weights.get(activity_type)]
+    if not boards:
+        return
+    created = await boards_created(program_id, [b.id for b in boards])
+    boards = [b for b in boards if b.id in created and created[b.id] <= utc(arrived_at)]
+    team_id = await _team_of(program_id, participant_id) if any(b.entity == "teams" for b in boards) else None
+    counts = [(b, member, -b.weights[activity_type]) for b in boards
+              if (member := participant_id if b.entity == "participants" else team_id)]
+    await _count(client, program_id, f"act:{activity_id}:reversed", counts, at, tz, program_start)
+
+
 async def _names(program_id: str, board: LeaderboardView, ids: list[str],
                  viewer: str | None) -> tuple[dict[str, str], set[str]]:
     """Each member's name, and the members shown anonymously (their lines carry no id)."""

@@ -18,6 +18,10 @@ Key layout (all keys of a program share the hash tag {p:<program_id>}; wallet/ke
 Replies, idempotency records and bounds: as the prelude describes them.
 ]]
 
+-- How long a sale's recent awards are kept (rw:{p:P}:aw:<activity>, apply_grant): far
+-- longer than an award's SQL row takes to follow its call.
+local AWARDED_SECONDS = 86400
+
 -- The same answer from balances the caller already knows (no read after the writes).
 local function known_balance_result(tx, participant, points, available, held)
   return {ok = true, tx = tx, participant = participant, points = points, available = available, held = held}
@@ -74,9 +78,15 @@ A grant with no section (internal callers) moves no board. The boards count the
 points the grant moved, only when it applied: a refusal, a cap reached or a replay counts
 nothing. `boards` below is that section ({keys, k, argv, a, n}) or nil. ]]
 local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, participant, points, kind, ref, meta, now,
-                           cap_key, cap_limit, boards, lot)
+                           cap_key, cap_limit, boards, lot, sale)
   local early = idem_check(idem, fp)
   if early then return early end
+  -- An award for a sale that was returned (wallet/pending.lua rw_reverse wrote its record)
+  -- pays nothing, whenever it comes: a batch sent again, a rule applied later, or one
+  -- racing the return.
+  if sale and redis.call("EXISTS", sale.record) == 1 then
+    return idem_store(idem, fp, ttl, fail("activity_reversed", "the sale was returned; it earns nothing"))
+  end
   -- Each hash read once (the same checks, in the same order, as missing_wallet, suspension
   -- and budget_refusal make one read at a time elsewhere). A deactivated participant earns
   -- nothing new (grants and awards), as their tokens stop: prizes already won, deductions
@@ -130,6 +140,12 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     redis.call("EXPIRE", cap_key, 40000000)
   end
   hincrby(acct, "budget", -points)
+  if sale then
+    -- The sale's awards of the last day, so a return that read the award rows from SQL
+    -- before this one's was written is told to read again (rw_reverse: awards_moved).
+    redis.call("SADD", sale.awarded, tx)
+    redis.call("EXPIRE", sale.awarded, AWARDED_SECONDS)
+  end
   local reply
   if lot then
     open_lot(wallet, lot, tx, participant, points, ref, boards ~= nil and boards.n > 0)
@@ -176,7 +192,9 @@ leaderboards each moves (as rw_grant's section: counted only when the award appl
 award may be pending: its points go into a lot (budget -> pending) named by its transaction.
 KEYS: journal, acct, cfg, the program's due lots (rw:{p:P}:lots:due), then per award: idem,
       wallet, cap counter (a placeholder key when uncapped), the participant's lots
-      (rw:{p:P}:pl:<participant>), then its leaderboards' keys (the marker and three per
+      (rw:{p:P}:pl:<participant>), the sale's reversal record (rw:{p:P}:rev:<activity>: an
+      award of a returned sale answers "activity_reversed"), the sale's recent awards
+      (rw:{p:P}:aw:<activity>), then its leaderboards' keys (the marker and three per
       board; none for no board)
 ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference, meta,
       cap limit ("" = none), pending ("" = available at once, else "<releases_at ms or
@@ -198,8 +216,9 @@ redis.register_function("rw_award_batch", function(keys, argv)
     end
     out[#out + 1] = apply_grant(keys[k], keys[1], keys[2], keys[3], keys[k + 1],
       argv[a], ttl, argv[a + 1], argv[a + 2], tonumber(argv[a + 3]), argv[a + 4], argv[a + 5], argv[a + 6], now,
-      keys[k + 2], argv[a + 7], board_section(keys, k + 4, argv, a + 10, n), lot)
-    k, a = after_section(k, a, 4, 10, n)
+      keys[k + 2], argv[a + 7], board_section(keys, k + 6, argv, a + 10, n), lot,
+      {record = keys[k + 4], awarded = keys[k + 5]})
+    k, a = after_section(k, a, 6, 10, n)
   end
   return "[" .. table.concat(out, ",") .. "]"
 end)

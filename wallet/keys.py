@@ -64,3 +64,9 @@ def due_lots(program_id: str) -> str:
 def reversal(program_id: str, activity_id: str) -> str:
     """A returned sale's record: its first result, answered again to any later reversal."""
     return f"{tag(program_id)}:rev:{activity_id}"
+
+
+def awarded(program_id: str, activity_id: str) -> str:
+    """The transactions that paid a sale's awards in the last day (a set), so a return racing
+    an award is told to read the awards again (wallet/pending.lua rw_reverse)."""
+    return f"{tag(program_id)}:aw:{activity_id}"

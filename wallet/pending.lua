@@ -71,13 +71,14 @@ end)
 -- rw_reverse's awards, each with its leaderboards' section (see below) or nil.
 local function reversed_awards(keys, argv)
   local list = {}
-  local k, a = 6, 5
+  local k, a = 7, 5
   while k <= #keys do
-    local n = tonumber(argv[a + 6])
+    local n = tonumber(argv[a + 7])
     list[#list + 1] = {wallet = keys[k], lots = keys[k + 1], closed = keys[k + 2], tx = argv[a],
       participant = argv[a + 1], lot_id = argv[a + 2], points = tonumber(argv[a + 3]), meta = argv[a + 4],
-      pending = argv[a + 5] == "pending", boards = board_section(keys, k + 3, argv, a + 7, n)}
-    k, a = after_section(k, a, 3, 7, n)
+      pending = argv[a + 5] == "pending", spins = tonumber(argv[a + 6]),
+      boards = board_section(keys, k + 3, argv, a + 8, n)}
+    k, a = after_section(k, a, 3, 8, n)
   end
   return list
 end
@@ -90,34 +91,56 @@ The leaderboards the award raised are lowered in the same call, by what it count
 the caller (programs/pending.py) passes the section of the boards and periods the award (or
 its lot's release) counted on, and none for a lot that counted nowhere yet; a cancelled lot
 lowers them by its points, a taken-back award by all it earned (owed included).
-KEYS: record (rw:{p:P}:rev:<activity>), journal, acct, cfg, due, then per award: wallet,
-      lots, closed lots, then its leaderboards' keys (the marker and three per board; none
-      for no board)
+KEYS: record (rw:{p:P}:rev:<activity>), journal, acct, cfg, due, the sale's recent awards
+      (rw:{p:P}:aw:<activity>, written by rw_award_batch), then per award: wallet, lots,
+      closed lots, then its leaderboards' keys (the marker and three per board; none for no
+      board)
 ARGV: fp, ttl, now_ms, reference (the activity), then per award: tx, participant, lot id
       (the award's transaction), points, meta, "pending" when the caller saw the lot still
-      pending (else ""), board count, then its leaderboards' arguments (the marker's
-      lifetime and three per board, programs/leaderboard_score.lua BOARDS.grant)
-Answers {ok, steps: [{participant, points, cancelled, taken_back, owed, tx}]}; a second
+      pending (else ""), the free-spin tokens the award gave, board count, then its
+      leaderboards' arguments (the marker's lifetime and three per board,
+      programs/leaderboard_score.lua BOARDS.grant)
+The award's free-spin tokens are taken back too, as many as are left (a spin already made
+stays made); the entry's `tokens` says how many, so `rebuild` restores the rest.
+Answers {ok, steps: [{participant, points, cancelled, taken_back, owed, free_spins, tx}]}; a second
 reversal of the activity answers the first one's result, replayed. A lot the caller saw
 pending and that was released since answers "lot_moved", recording and moving nothing: the
-boards it counted on are no longer the ones passed, and the caller works them out again. ]]
+boards it counted on are no longer the ones passed, and the caller works them out again. So
+does "awards_moved", when an award of the last day is not among those passed: it was paid
+but its SQL row was not written yet when the caller read them (after the record, no award
+of the sale pays anything: rw_award_batch answers "activity_reversed"). ]]
 redis.register_function("rw_reverse", function(keys, argv)
   local record, stream, acct, due = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, now, ref = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local early = idem_check(record, fp)
   if early then return early end
   local awards = reversed_awards(keys, argv)
+  local passed = {}
   for _, award in ipairs(awards) do
     if award.pending and redis.call("HEXISTS", award.lots, award.lot_id) == 0 then
       return to_json(fail("lot_moved", "a lot of the sale was released meanwhile; retry"))
+    end
+    passed[award.lot_id] = true
+  end
+  for _, tx in ipairs(redis.call("SMEMBERS", keys[6])) do
+    if not passed[tx] then
+      return to_json(fail("awards_moved", "an award of the sale is being recorded right now; retry"))
     end
   end
   local steps, lowered = {}, {}
   for _, award in ipairs(awards) do
     local wallet, lots, closed = award.wallet, award.lots, award.closed
     local tx, participant, lot_id, points, meta = award.tx, award.participant, award.lot_id, award.points, award.meta
-    local step = {participant = participant, points = points, cancelled = 0, taken_back = 0, owed = 0, tx = tx}
+    local step = {participant = participant, points = points, cancelled = 0, taken_back = 0, owed = 0, tx = tx,
+      free_spins = 0}
     if redis.call("HEXISTS", wallet, "open") == 1 then
+      if award.spins > 0 then
+        step.free_spins = math.min(hget_int(wallet, "free_spins"), award.spins)
+        if step.free_spins > 0 then
+          hincrby(wallet, "free_spins", -step.free_spins)
+          meta = with_field(meta, "tokens", int_s(-step.free_spins))
+        end
+      end
       local lot = pending_lot(lots, lot_id)
       if lot then
         redis.call("HDEL", lots, lot_id)
@@ -152,6 +175,7 @@ redis.register_function("rw_reverse", function(keys, argv)
     steps[#steps + 1] = step
   end
   local reply = idem_store(record, fp, ttl, {ok = true, steps = steps})
+  redis.call("DEL", keys[6])  -- the record now refuses every later award of the sale
   -- After the record, as a grant counts (apply_grant): the boards go down by what each award
   -- counted there (never below 0).
   for _, low in ipairs(lowered) do BOARDS.grant(low[1], -low[2]) end

@@ -135,11 +135,12 @@ async def rebuild_program(client: Any, program_id: str, participant_ids: list[st
 
 
 async def free_spin_tokens(program_id: str) -> dict[str, int]:
-    """Free-spin tokens per participant from the ledger: each gift (`free_spins`) and each spin
-    that used or won tokens carries the change in its metadata's `tokens`."""
+    """Free-spin tokens per participant from the ledger: each gift (`free_spins`), each spin
+    that used or won tokens and each returned sale that took an award's tokens back carries the
+    change in its metadata's `tokens`."""
     rows = (
         await LedgerEntry.select(LedgerEntry.participant_id, LedgerEntry.metadata)
-        .where((LedgerEntry.program_id == program_id) & LedgerEntry.kind.is_in(["free_spins", "spin"]))
+        .where((LedgerEntry.program_id == program_id) & LedgerEntry.kind.is_in(["free_spins", "spin", "reversal"]))
         .run()
     )
     tokens: dict[str, int] = {}

@@ -103,6 +103,7 @@ class ReversalStep(msgspec.Struct, frozen=True):
     taken_back: int = 0
     owed: int = 0
     tx: str = ""
+    free_spins: int = 0  # free-spin tokens the award gave that were taken back
 
 
 class Reversal(msgspec.Struct, frozen=True):
@@ -125,6 +126,7 @@ class ReversedAward(msgspec.Struct, frozen=True):
     metadata: str = "{}"
     boards: Boards = NO_BOARDS
     pending: bool = False
+    spins: int = 0  # free-spin tokens the award gave (its rule's `free_spins`)
 
 
 class LotState(msgspec.Struct, frozen=True):
@@ -220,8 +222,10 @@ class WalletStore(FunctionStore):
         placeholder = kernel_keys.no_record(program_id)
         for spec in specs:
             boards = spec.boards.count
+            # `reference` is the award's activity (programs/earning.py).
             key_list += [spec.idem.key or placeholder, keys.wallet(program_id, spec.participant_id),
                          spec.cap_key or placeholder, keys.lots(program_id, spec.participant_id),
+                         keys.reversal(program_id, spec.reference), keys.awarded(program_id, spec.reference),
                          *(spec.boards.keys if boards else ())]
             args += [spec.idem.fingerprint, spec.tx, spec.participant_id, spec.points, spec.kind, spec.reference,
                      spec.metadata, "" if spec.cap_limit is None else spec.cap_limit, spec.pending, boards,
@@ -357,14 +361,14 @@ class WalletStore(FunctionStore):
         """Takes back what an activity's awards earned, once per activity (rw_reverse): the
         record lives for `ttl` seconds, years by default."""
         key_list = [keys.reversal(program_id, activity_id), keys.journal(program_id), keys.accounts(program_id),
-                    keys.config(program_id), keys.due_lots(program_id)]
+                    keys.config(program_id), keys.due_lots(program_id), keys.awarded(program_id, activity_id)]
         args: list[Any] = ["reversal", ttl, self._now_ms(), activity_id]
         for award in awards:
             boards = award.boards.count
             key_list += [keys.wallet(program_id, award.participant_id), keys.lots(program_id, award.participant_id),
                          keys.closed_lots(program_id, award.participant_id), *(award.boards.keys if boards else ())]
             args += [new_id("tx"), award.participant_id, award.tx, award.points, award.metadata,
-                     "pending" if award.pending else "", boards, *(award.boards.args if boards else ())]
+                     "pending" if award.pending else "", award.spins, boards, *(award.boards.args if boards else ())]
         return _decode_reversal(await self.fcall("rw_reverse", key_list, args))
 
     async def lot_states(self, program_id: str, awards: Sequence[tuple[str, str]]) -> list[LotState]:

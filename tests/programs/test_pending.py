@@ -10,14 +10,18 @@ from typing import Any
 import pytest
 
 from kernel import keys as kernel_keys
-from programs.pending import release_due
+from kernel.ids import new_id
+from kernel.idempotency import Idem
+from programs.pending import ReversalRequest, release_due, reverse_sale
+from programs.tables import Award
 from tests.factories import (ProgramHandle, bearer, grant, leaderboard, new_participant, new_program, points_wheel,
                              random_ref, redeem, shop, spin, standings_of, tokens_for, won_sweepstakes)
 from tests.programs.test_earning import event, rule, send
 from wallet.chain import verify_chain
 from wallet.journal import JournalProjector
 from wallet.reconcile import rebuild_program, reconcile_program
-from wallet.store import WalletStore
+from wallet import keys as wallet_keys
+from wallet.store import GrantSpec, WalletStore
 
 pytestmark = pytest.mark.sql
 
@@ -260,6 +264,91 @@ async def test_a_returned_sale_that_earned_nothing_changes_nothing(client) -> No
     assert (await reverse(client, program, invoice)).json() == response.json()
 
 
+def racing_award(program: ProgramHandle, person: dict[str, Any], activity_id: str, points: int) -> GrantSpec:
+    """The award evaluate() makes for a sale (programs/earning.py), as its wallet call sees it."""
+    key = f"{activity_id}:rul_race:{person['id']}"
+    return GrantSpec(idem=Idem(key=kernel_keys.idempotency(program.id, "award", key), fingerprint="award"),
+                     tx=new_id("tx"), participant_id=person["id"], points=points, kind="award",
+                     reference=activity_id, metadata='{"reason": "Race"}')
+
+
+async def award_row(program: ProgramHandle, spec: GrantSpec) -> None:
+    """The award's SQL row, written after its wallet call, as evaluate() writes it."""
+    await Award.insert(Award(award_key=f"{spec.reference}:rul_race:{spec.participant_id}", program_id=program.id,
+                             activity_id=spec.reference, rule_id="rul_race", rule_version=1,
+                             participant_id=spec.participant_id, points=spec.points, outcome="granted",
+                             transaction_id=spec.tx, created_at=datetime.now(timezone.utc))).run()
+
+
+async def test_an_award_paid_while_its_sale_is_returned_is_taken_back(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    activity_id = (await sale(client, program, person, invoice))["activity_id"]  # no rule: earns nothing yet
+    # A rule's award for the sale is paid, and its row is not written yet when the sale is
+    # returned: the return is told to read the awards again, waits, then answers 503 and
+    # changes nothing rather than miss the award.
+    spec = racing_award(program, person, activity_id, 100)
+    [paid] = await store.award_batch(program.id, [spec])
+    assert paid.ok and paid.points == 100
+    early = await reverse(client, program, invoice)
+    assert early.status_code == 503, early.text
+    assert "being recorded" in early.json()["detail"]
+    assert (await my_wallet(client, me))["available"] == 100
+    # The row arrives while a return waits for it (the use case and the row's writer on one
+    # loop: the test client answers a request before the test's loop runs again).
+    async def row_a_moment_later() -> None:
+        await asyncio.sleep(0.1)
+        await award_row(program, spec)
+
+    back, _ = await asyncio.gather(reverse_sale(store, program.id, ReversalRequest(external_id=invoice,
+                                                                                   reason="returned")),
+                                   row_a_moment_later())
+    view, replayed = back
+    assert (view.points, view.taken_back, replayed) == (100, 100, False)
+    assert (await my_wallet(client, me))["available"] == 0
+    await settled(store.client, program)
+
+
+async def test_an_award_that_reaches_the_wallet_after_its_sale_was_returned_pays_nothing(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    activity_id = (await sale(client, program, person, invoice))["activity_id"]
+    assert (await reverse(client, program, invoice)).status_code == 200
+    budget = (await client.get("/v1/program/budget", headers=program.headers)).json()
+    # An evaluation that checked the sale just before it was returned: its call pays nothing.
+    [late] = await store.award_batch(program.id, [racing_award(program, person, activity_id, 100)])
+    assert not late.ok and late.code == "activity_reversed", late
+    assert (await my_wallet(client, me))["available"] == 0
+    assert (await client.get("/v1/program/budget", headers=program.headers)).json() == budget
+    await settled(store.client, program)
+
+
+async def test_a_returned_sale_takes_back_the_free_spins_its_award_gave_that_are_left(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client, point_name="ThermoPoints")
+    await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 100}, free_spins=3)
+    wheel = await points_wheel(client, program, 5, cost_points=10)
+    person, me = await seller(client, program)
+    invoice = random_ref("INV")
+    await sale(client, program, person, invoice)
+    assert (await client.get("/v1/me/campaigns", headers=me)).json()["free_spins"] == 3
+    spun = await spin(client, wheel, me)  # one token spent: that spin stays made
+    assert spun.status_code == 201 and spun.json()["free_spins"] == 2, spun.text
+    back = await reverse(client, program, invoice)
+    assert back.status_code == 200, back.text
+    assert (back.json()["free_spins"], back.json()["steps"][0]["free_spins"], back.json()["taken_back"]) == (2, 2, 100)
+    assert (await client.get("/v1/me/campaigns", headers=me)).json()["free_spins"] == 0
+    assert (await reverse(client, program, invoice)).json() == back.json()  # once
+    await feed_until(client, me, lambda t: any(x.startswith(f"2 free spins taken back, sale {invoice} returned")
+                                               for x in t))
+    await settled(store.client, program)  # reconcile counts the tokens taken back
+    # Redis lost the wallet's tokens: the rebuild counts what the ledger says, the return included.
+    await store.client.hset(wallet_keys.wallet(program.id, person["id"]), "free_spins", 7)
+    await rebuild_program(store.client, program.id, [person["id"]])
+    assert (await client.get("/v1/me/campaigns", headers=me)).json()["free_spins"] == 0
+
+
 async def test_an_approved_claim_under_a_waiting_rule_pends_and_its_return_cancels_the_lot(client, store) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 90}, pending_until="approval")
@@ -296,6 +385,26 @@ async def test_a_returned_sale_lowers_the_boards_its_award_raised_and_no_other(c
     assert await standings_of(client, program, board["id"]) == [(person["id"], 50)]
     assert await standings_of(client, program, newer["id"]) == [(person["id"], 10)]
     await settled(store.client, program)
+
+
+async def test_a_returned_sale_comes_off_the_activity_score_boards_that_counted_it(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    weights = {"sale": 5, "training": 1}
+    people = await leaderboard(client, program, metric="activity_score", weights=weights)
+    teams = await leaderboard(client, program, entity="teams", metric="activity_score", weights=weights)
+    team = await client.post("/v1/teams", json={"name": random_ref("Dealer")}, headers=program.headers)
+    assert team.status_code == 201, team.text
+    person = await new_participant(client, program, external_id=random_ref("rep"), team_id=team.json()["id"])
+    returned, kept = random_ref("INV"), random_ref("INV")
+    await sale(client, program, person, returned)  # no rule: it earns nothing, yet it scores
+    await sale(client, program, person, kept)
+    assert await standings_of(client, program, people["id"]) == [(person["id"], 10)]
+    back = await reverse(client, program, returned)
+    assert back.status_code == 200 and back.json()["points"] == 0, back.text
+    assert await standings_of(client, program, people["id"]) == [(person["id"], 5)]
+    assert await standings_of(client, program, teams["id"]) == [(team.json()["id"], 5)]
+    assert (await reverse(client, program, returned)).status_code == 200  # answered again: lowers nothing twice
+    assert await standings_of(client, program, people["id"]) == [(person["id"], 5)]
 
 
 @pytest.mark.parametrize("counts", [False, True])

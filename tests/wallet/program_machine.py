@@ -114,7 +114,7 @@ class PendingMachine(ProgramMachine):
         elif wait == "approval":
             pending = "|approval"
         return GrantSpec(idem=idem, tx=tx, participant_id=person, points=points,
-                         kind="pending_award" if pending else "award", reference="act", pending=pending,
+                         kind="pending_award" if pending else "award", reference=tx, pending=pending,
                          metadata='{"reason":"r"}')
 
     @rule(target=awards, person=st.sampled_from(["ann", "bob"]), points=st.integers(1, 400),
