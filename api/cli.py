@@ -46,6 +46,8 @@ async def _pooled(settings: Settings, work: Awaitable[T]) -> T:
         return await work
     finally:
         await close()
+
+
 PROGRAMS_AT_ONCE = 8  # reconcile and audit: programs checked side by side (each one in order)
 
 
