@@ -211,6 +211,16 @@ async def get_participant(program_id: str, participant_id: str) -> ParticipantVi
     return _view(row)
 
 
+async def display_names(program_id: str, participant_ids: set[str]) -> dict[str, str]:
+    """Each of the program's participants among `participant_ids` by name (one query); ids of
+    no participant of the program are left out."""
+    if not participant_ids:
+        return {}
+    rows = await Participant.select(Participant.id, Participant.display_name).where(
+        (Participant.program_id == program_id) & Participant.id.is_in(sorted(participant_ids))).run()
+    return {r["id"]: r["display_name"] for r in rows}
+
+
 async def list_participants(
     program_id: str,
     limit: int = 50,

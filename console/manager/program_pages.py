@@ -204,9 +204,11 @@ async def approval_list(request: Request[Any, Any, Any], program_id: str) -> Res
     program = await get_program(program_id)
     waiting = await approvals.list_requests(program_id, "pending", 100)
     decided = [r for r in (await approvals.list_requests(program_id, None, 50)).items if r.status != "pending"]
+    people = await participants.display_names(
+        program_id, {r.participant_id for r in [*waiting.items, *decided] if r.participant_id})
     return page(ctx, "console/approvals.html", "Approvals", "approvals", request, program=program,
                 waiting=waiting.items, decided=decided, me=f"user:{ctx.signed.person.id}",
-                names=await _actor_names(program_id))
+                names=await _actor_names(program_id), people=people)
 
 
 async def _actor_names(program_id: str) -> dict[str, str]:

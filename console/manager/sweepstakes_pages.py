@@ -168,15 +168,8 @@ async def create_sweepstakes(request: Request[Any, Any, Any], program_id: str) -
 
 
 async def _names(program_id: str, winners: list[reports.WinnerView]) -> dict[str, str]:
-    names = {}
-    for winner in winners:
-        if winner.participant_id and winner.participant_id not in names:
-            try:
-                names[winner.participant_id] = (await participants.get_participant(
-                    program_id, winner.participant_id)).display_name
-            except DomainError:
-                names[winner.participant_id] = winner.participant_id
-    return names
+    ids = {w.participant_id for w in winners if w.participant_id}
+    return {i: i for i in ids} | await participants.display_names(program_id, ids)
 
 
 async def _page(request: Request[Any, Any, Any], ctx: InProgram, sweepstakes_id: str, settings: Settings,

@@ -19,7 +19,7 @@ from tests.factories import available, grant, new_participant, random_ref, shop
 
 async def test_a_redemption_for_a_participant_is_confirmed_then_approved_by_another_person(client: Any) -> None:
     program, _, item = await shop(client, face_value=2500)
-    person = await new_participant(client, program)
+    person = await new_participant(client, program, display_name="Robin Dealer")
     assert (await grant(client, program, person["id"], 3000)).status_code == 201
     assert (await client.patch("/v1/program", json={"approval_threshold_points": 1000},
                                headers=program.headers)).status_code == 200
@@ -62,7 +62,8 @@ async def test_a_redemption_for_a_participant_is_confirmed_then_approved_by_anot
 
     shown = await get(client, f"/console/p/{program.id}/approvals", owner)
     page = html.unescape(re.sub(r"<[^>]+>", "", shown.text))  # the words a person reads
-    assert f"Redeem Amazon $25 gift card for {person['id']}" in page and "25.00 USD" in page
+    assert "Redeem Amazon $25 gift card for Robin Dealer" in page and "25.00 USD" in page, "whom for, by name"
+    assert f'href="/console/p/{program.id}/participants/{person["id"]}">Robin Dealer</a>' in shown.text
     assert "Budget top-up by card or bank" in page and "500.00 USD" in page
     assert "Activate the earning rule “Big sales” (a new rule)" in page and "2,000 simulated" in page
     assert "Casey Manager (" in page, "who asked, by name"
