@@ -36,14 +36,14 @@ def _run(coro: Any) -> Any:
 T = TypeVar("T")
 
 
-async def _pooled(settings: Settings, work: Awaitable[T]) -> T:
-    """`work` with the SQL pool open: without one, Postgres connects again for every query
+async def _pooled(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """`work()` with the SQL pool open: without one, Postgres connects again for every query
     (reconcile and audit make a few per program)."""
     from api.app import open_sql
 
     close = await open_sql(settings)
     try:
-        return await work
+        return await work()
     finally:
         await close()
 
@@ -60,7 +60,14 @@ async def _per_program(program_ids: list[str], check: Callable[[str], Awaitable[
         async with gate:
             return await check(program_id)
 
-    return list(await asyncio.gather(*(one(program_id) for program_id in program_ids)))
+    # A failed check cancels the rest before the stores close (no stray task left to fail),
+    # and its own error is what the command reports.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(program_id)) for program_id in program_ids]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -320,7 +327,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     try:
         with redis_url_for(settings.data_path, settings.redis_url) as url:
-            drifts, letters = _run(_pooled(settings, go(url)))
+            drifts, letters = _run(_pooled(settings, lambda: go(url)))
     except Exception as exc:  # a store down or unreadable: say so in one line
         print(f"reconcile: could not compare the books: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -375,7 +382,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return total
 
     with redis_url_for(settings.data_path, settings.redis_url) as url:
-        count = _run(_pooled(settings, go(url)))
+        count = _run(_pooled(settings, lambda: go(url)))
     print(f"rebuild: wrote {count} wallet(s) from the ledger")
     return 0
 
@@ -399,7 +406,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return await _per_program([args.program_id] if args.program_id else known, audit)
 
     try:
-        reports = _run(_pooled(settings, go()))
+        reports = _run(_pooled(settings, go))
     except Exception as exc:
         print(f"audit: could not read the ledger: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

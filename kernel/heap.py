@@ -20,6 +20,7 @@ def settle() -> tuple[int, int, int]:
     """Call once start-up is done: freezes what exists and widens the generations. Answers
     the thresholds it replaced, for `unsettle`."""
     previous = gc.get_threshold()
+    gc.collect()  # start-up's garbage first: frozen, it would never be collected
     gc.freeze()
     gc.set_threshold(YOUNG, OLDER, OLDER)
     return previous

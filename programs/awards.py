@@ -48,7 +48,10 @@ class ApplyReport(msgspec.Struct, frozen=True):
 
 
 async def record_activity_scores(wallets: WalletStore, program_id: str, done: list[ActivityFacts]) -> None:
-    """Counts each activity on the program's activity-score boards (once per board and activity)."""
+    """Counts each activity on the program's activity-score boards (once per board and
+    activity); a sale returned meanwhile no longer counts."""
+    returned = await wallets.reversed_activities(program_id, [a.id for a in done])
+    done = [a for a in done if a.id not in returned]
     if not done:
         return
     teams = {r["id"]: r["team_id"] for r in await Participant.select(Participant.id, Participant.team_id).where(

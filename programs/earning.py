@@ -315,7 +315,13 @@ async def evaluate(
                                   reference=activity.id))
 
     for start in range(0, len(rows), 250):
-        await Award.insert(*rows[start:start + 250]).on_conflict(action="DO NOTHING").run()
+        # A row that paid nothing (a deactivated participant, a suspended program: refusals
+        # the wallet does not record) takes the payment of a later run, so every paid award
+        # has its row: a return reads them, and a rule applied again sees it paid.
+        await Award.insert(*rows[start:start + 250]).on_conflict(
+            target=Award.award_key, action="DO UPDATE",
+            values=[Award.rule_version, Award.points, Award.outcome, Award.transaction_id, Award.created_at],
+            where=(Award.points == 0)).run()
     await publish(program.id, feed)
     await mark_evaluated([a.id for a in everything])
     return results

@@ -41,7 +41,7 @@ from programs.rulebook import free_spins_of
 from programs.tables import Activity, Award
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
-from wallet.ledger import entries_by_transaction
+from wallet.ledger import award_entries, entries_by_transaction
 from wallet.store import NO_BOARDS, Outcome, PendingLot, ReversedAward, WalletStore
 
 log = logging.getLogger("rw.pending")
@@ -251,8 +251,21 @@ async def _with_boards(store: WalletStore, program: ProgramView, sale: _Sale,
     return out
 
 
+async def _awards_in_ledger(program_id: str, transaction_ids: list[str]) -> dict[str, tuple[ReversedAward, datetime]]:
+    """Awards paid whose SQL row is missing (rw_reverse's "awards_moved"), from their ledger
+    entries: a row written a moment later, or never (its process died first)."""
+    entries = await award_entries(program_id, transaction_ids)
+    rule_of = {e.transaction_id: (e.metadata.get("rule_id"), e.metadata.get("rule_version")) for e in entries}
+    spins = await free_spins_of(program_id, {(r, v) for r, v in rule_of.values()
+                                             if isinstance(r, str) and isinstance(v, int)})
+    return {e.transaction_id: (ReversedAward(tx=e.transaction_id, participant_id=e.participant_id, points=e.points,
+                                             spins=spins.get(rule_of[e.transaction_id], 0)),  # type: ignore[arg-type]
+                               e.created_at) for e in entries}
+
+
 # A lot released, or an award paid, while the sale was read (rw_reverse answers "lot_moved"
-# or "awards_moved"): read it again, waiting a little longer each time for an award's row.
+# or "awards_moved"): read it again; an award's entry not in the ledger yet is waited for, a
+# little longer each time.
 MOVED_ATTEMPTS = 6
 AWARD_ROW_WAIT = 0.05  # seconds, doubled each time: about 1.5 s in all
 
@@ -263,8 +276,12 @@ async def reverse_sale(store: WalletStore, program_id: str, request: ReversalReq
     boards they raised, once. Answers the result and whether it is the first reversal's,
     answered again."""
     program = await get_program(program_id)
+    unrecorded: dict[str, tuple[ReversedAward, datetime]] = {}
     for attempt in range(MOVED_ATTEMPTS):
         sale = await _awards_of(program_id, request.external_id)
+        rows = {a.tx for a, _ in sale.awards}
+        sale = msgspec.structs.replace(sale, awards=[*sale.awards, *(award for tx, award in unrecorded.items()
+                                                                     if tx not in rows)])
         activity_id = sale.activity_id
         base: dict[str, Any] = {"reason": request.reason, "external_id": request.external_id,
                                 "activity_id": activity_id}
@@ -275,20 +292,23 @@ async def reverse_sale(store: WalletStore, program_id: str, request: ReversalReq
         result = await store.reverse(program_id, activity_id, await _with_boards(store, program, sale, specs))
         if result.code not in ("awards_moved", "lot_moved"):
             break
-        if result.code == "awards_moved" and attempt + 1 < MOVED_ATTEMPTS:
-            await asyncio.sleep(AWARD_ROW_WAIT * 2 ** attempt)
+        if result.code == "awards_moved":
+            missing = [tx for tx in (result.missing if isinstance(result.missing, list) else []) if tx not in unrecorded]
+            found = await _awards_in_ledger(program_id, missing)
+            unrecorded.update(found)
+            if len(found) < len(missing) and attempt + 1 < MOVED_ATTEMPTS:
+                await asyncio.sleep(AWARD_ROW_WAIT * 2 ** attempt)
     if result.code == "lot_moved":
         raise Unavailable("the sale's pending points are being released right now; retry")
     if result.code == "awards_moved":
         raise Unavailable("an award of the sale is being recorded right now; retry in a few seconds")
     if not result.ok:
         raise Refused(result.code or "conflict", result.detail or "refused")
-    if not result.replayed:
-        # Its activity score too (the points boards went down in the wallet call): a second
-        # call, so a crash right here leaves that score counted; a reversal sent again
-        # replays the first and lowers nothing twice.
-        await standings.unrecord_activity(store.client, program_id, sale.participant_id, sale.type, activity_id,
-                                          sale.occurred_at, sale.received_at or sale.occurred_at)
+    # Its activity score too (the points boards went down in the wallet call), in a second
+    # call that counts once per board, so a reversal sent again after a failure here
+    # finishes it, and one sent again later lowers nothing twice.
+    await standings.unrecord_activity(store.client, program_id, sale.participant_id, sale.type, activity_id,
+                                      sale.occurred_at, sale.received_at or sale.occurred_at)
     steps = [ReversalStepView(participant_id=s.participant, points=s.points, cancelled=s.cancelled,
                               taken_back=s.taken_back, owed=s.owed, free_spins=s.free_spins,
                               transaction_id=s.tx if (s.cancelled or s.taken_back or s.owed or s.free_spins) else None)

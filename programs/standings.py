@@ -52,6 +52,7 @@ UPGRADE_SCRIPT = _UPGRADE + "\nreturn upgrade(KEYS[1], KEYS[2], KEYS[3])\n"
 UNIT = 2**21  # the tie-break's range, in ticks
 MAX_POINTS = MAX_BALANCE  # the score is the points themselves: exact up to 2^53 - 1
 MARKER_TTL = 8 * 86400  # longer than any retry of an event (idempotency keys live 2 days)
+REVERSED_MARKER_TTL = 10 * 365 * 86400  # a return's, as long as its record (wallet/store.py reverse)
 ANONYMOUS = "Anonymous salesperson"
 UNKNOWN_TEAM = "?"  # record_points' and grant_boards' team_id when the caller does not know it: looked up if needed
 Period = Literal["week", "month", "quarter", "all_time", "custom"]
@@ -255,9 +256,9 @@ def _placed(program_id: str, counts: list[tuple[LeaderboardView, str, int]], at:
 
 
 async def _count(client: Any, program_id: str, event: str, counts: list[tuple[LeaderboardView, str, int]],
-                 at: datetime, tz: str, program_start: datetime) -> None:
+                 at: datetime, tz: str, program_start: datetime, marker_ttl: int = MARKER_TTL) -> None:
     """Adds each (board, member, points) whose period holds `at`, in one atomic call."""
-    key_list, args = [program_keys.board_marker(program_id, event)], [MARKER_TTL, MAX_POINTS]
+    key_list, args = [program_keys.board_marker(program_id, event)], [marker_ttl, MAX_POINTS]
     for board_keys, board_id, member, points, tie in _placed(program_id, counts, at, tz, program_start):
         key_list += board_keys
         args += [board_id, member, max(min(points, MAX_POINTS), -MAX_POINTS), tie]
@@ -408,8 +409,8 @@ async def unrecord_activity(client: Any, program_id: str, participant_id: str, a
                             activity_id: str, at: datetime, arrived_at: datetime) -> None:
     """A returned sale's activity off the activity-score boards that counted it: those that
     weigh its type (by their weight now) and existed when it arrived, in the period of `at`;
-    the participant's entry, or their team's now. Once per board (its own marker, kept as
-    long as a record_activity's: the caller runs it once, at the return)."""
+    the participant's entry, or their team's now. Once per board, however often it is called:
+    its marker lives as long as the sale's reversal record."""
     boards, tz, program_start = await _boards(program_id)
     boards = [b for b in boards if b.metric == "activity_score" and b.weights.get(activity_type)]
     if not boards:
@@ -419,7 +420,8 @@ async def unrecord_activity(client: Any, program_id: str, participant_id: str, a
     team_id = await _team_of(program_id, participant_id) if any(b.entity == "teams" for b in boards) else None
     counts = [(b, member, -b.weights[activity_type]) for b in boards
               if (member := participant_id if b.entity == "participants" else team_id)]
-    await _count(client, program_id, f"act:{activity_id}:reversed", counts, at, tz, program_start)
+    await _count(client, program_id, f"act:{activity_id}:reversed", counts, at, tz, program_start,
+                 marker_ttl=REVERSED_MARKER_TTL)
 
 
 async def _names(program_id: str, board: LeaderboardView, ids: list[str],

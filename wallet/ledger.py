@@ -131,6 +131,36 @@ class EntryFacts(msgspec.Struct, frozen=True):
     metadata: dict[str, Any]
 
 
+class AwardEntry(msgspec.Struct, frozen=True):
+    """An award as its ledger entry tells it: who, how many points (its first leg, from the
+    budget into available or pending) and its metadata (rule_id, rule_version, ...)."""
+
+    transaction_id: str
+    participant_id: str
+    points: int
+    created_at: datetime
+    metadata: dict[str, Any]
+
+
+async def award_entries(program_id: str, transaction_ids: list[str]) -> list[AwardEntry]:
+    """The projected award entries (kinds award and pending_award) among `transaction_ids`."""
+    if not transaction_ids:
+        return []
+    rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.participant_id, LedgerEntry.legs,
+                                    LedgerEntry.metadata, LedgerEntry.created_at).where(
+        (LedgerEntry.program_id == program_id) & LedgerEntry.transaction_id.is_in(transaction_ids)
+        & LedgerEntry.kind.is_in(["award", "pending_award"])).run()
+    found = []
+    for row in rows:
+        legs = msgspec.json.decode(row["legs"] or "[]")
+        meta = msgspec.json.decode(row["metadata"] or "{}")
+        if legs and row["participant_id"]:
+            found.append(AwardEntry(transaction_id=row["transaction_id"], participant_id=row["participant_id"],
+                                    points=int(legs[0][2]), created_at=utc(row["created_at"]),
+                                    metadata=meta if isinstance(meta, dict) else {}))
+    return found
+
+
 async def entries_by_transaction(program_id: str, transaction_ids: list[str]) -> dict[str, EntryFacts]:
     """The projected entries among `transaction_ids` (one not projected yet is missing)."""
     found: dict[str, EntryFacts] = {}

@@ -106,9 +106,10 @@ Answers {ok, steps: [{participant, points, cancelled, taken_back, owed, free_spi
 reversal of the activity answers the first one's result, replayed. A lot the caller saw
 pending and that was released since answers "lot_moved", recording and moving nothing: the
 boards it counted on are no longer the ones passed, and the caller works them out again. So
-does "awards_moved", when an award of the last day is not among those passed: it was paid
-but its SQL row was not written yet when the caller read them (after the record, no award
-of the sale pays anything: rw_award_batch answers "activity_reversed"). ]]
+does "awards_moved" (with `missing`, their transactions), when an award of the last day is
+not among those passed: it was paid but its SQL row was not written (yet) when the caller
+read them, and the caller finds it in the ledger (after the record, no award of the sale
+pays anything: rw_award_batch answers "activity_reversed"). ]]
 redis.register_function("rw_reverse", function(keys, argv)
   local record, stream, acct, due = keys[1], keys[2], keys[3], keys[5]
   local fp, ttl, now, ref = argv[1], tonumber(argv[2]), argv[3], argv[4]
@@ -122,10 +123,14 @@ redis.register_function("rw_reverse", function(keys, argv)
     end
     passed[award.lot_id] = true
   end
+  local missing = {}
   for _, tx in ipairs(redis.call("SMEMBERS", keys[6])) do
-    if not passed[tx] then
-      return to_json(fail("awards_moved", "an award of the sale is being recorded right now; retry"))
-    end
+    if not passed[tx] then missing[#missing + 1] = tx end
+  end
+  if #missing > 0 then
+    local refusal = fail("awards_moved", "an award of the sale is being recorded right now; retry")
+    refusal.missing = missing
+    return to_json(refusal)
   end
   local steps, lowered = {}, {}
   for _, award in ipairs(awards) do

@@ -113,6 +113,8 @@ class Reversal(msgspec.Struct, frozen=True):
     replayed: int | None = None
     code: str | None = None
     detail: str | None = None
+    # "awards_moved": the awards paid that the call was not given (their transactions).
+    missing: list[str] | dict[str, Any] = []
 
 
 class ReversedAward(msgspec.Struct, frozen=True):

@@ -12,10 +12,12 @@ import pytest
 from kernel import keys as kernel_keys
 from kernel.ids import new_id
 from kernel.idempotency import Idem
+from programs.awards import record_activity_scores
 from programs.pending import ReversalRequest, release_due, reverse_sale
+from programs.rules import ActivityFacts
 from programs.tables import Award
-from tests.factories import (ProgramHandle, bearer, grant, leaderboard, new_participant, new_program, points_wheel,
-                             random_ref, redeem, shop, spin, standings_of, tokens_for, won_sweepstakes)
+from tests.factories import (ProgramHandle, available, bearer, grant, leaderboard, new_participant, new_program,
+                             points_wheel, random_ref, redeem, shop, spin, standings_of, tokens_for, won_sweepstakes)
 from tests.programs.test_earning import event, rule, send
 from wallet.chain import verify_chain
 from wallet.journal import JournalProjector
@@ -283,30 +285,66 @@ async def award_row(program: ProgramHandle, spec: GrantSpec) -> None:
 async def test_an_award_paid_while_its_sale_is_returned_is_taken_back(client, store) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     person, me = await seller(client, program)
-    invoice = random_ref("INV")
-    activity_id = (await sale(client, program, person, invoice))["activity_id"]  # no rule: earns nothing yet
-    # A rule's award for the sale is paid, and its row is not written yet when the sale is
-    # returned: the return is told to read the awards again, waits, then answers 503 and
-    # changes nothing rather than miss the award.
-    spec = racing_award(program, person, activity_id, 100)
-    [paid] = await store.award_batch(program.id, [spec])
+    # A rule's award for a sale is paid, and its SQL row never comes (its process died right
+    # after the wallet call): the return finds the award in the ledger and takes it back.
+    lost = random_ref("INV")
+    activity_id = (await sale(client, program, person, lost))["activity_id"]  # no rule: earns nothing yet
+    [paid] = await store.award_batch(program.id, [racing_award(program, person, activity_id, 100)])
     assert paid.ok and paid.points == 100
-    early = await reverse(client, program, invoice)
-    assert early.status_code == 503, early.text
-    assert "being recorded" in early.json()["detail"]
-    assert (await my_wallet(client, me))["available"] == 100
-    # The row arrives while a return waits for it (the use case and the row's writer on one
-    # loop: the test client answers a request before the test's loop runs again).
+    await JournalProjector(store.client, consumer="pending-test", claim_idle_ms=0).project_program(program.id)
+    back = await reverse(client, program, lost)
+    assert back.status_code == 200, back.text
+    assert (back.json()["points"], back.json()["taken_back"]) == (100, 100)
+    assert (await my_wallet(client, me))["available"] == 0
+    # Another sale's award row arrives while its return waits for it (the use case and the
+    # row's writer on one loop: the test client answers a request before the test's loop
+    # runs again). Taken back, from the row or from the ledger, whichever comes first.
+    late = random_ref("INV")
+    activity_id = (await sale(client, program, person, late))["activity_id"]
+    spec = racing_award(program, person, activity_id, 60)
+    assert (await store.award_batch(program.id, [spec]))[0].ok
+
     async def row_a_moment_later() -> None:
         await asyncio.sleep(0.1)
         await award_row(program, spec)
 
-    back, _ = await asyncio.gather(reverse_sale(store, program.id, ReversalRequest(external_id=invoice,
-                                                                                   reason="returned")),
-                                   row_a_moment_later())
-    view, replayed = back
-    assert (view.points, view.taken_back, replayed) == (100, 100, False)
+    (view, replayed), _ = await asyncio.gather(
+        reverse_sale(store, program.id, ReversalRequest(external_id=late, reason="returned")), row_a_moment_later())
+    assert (view.points, view.taken_back, replayed) == (60, 60, False)
     assert (await my_wallet(client, me))["available"] == 0
+    await settled(store.client, program)
+
+
+async def test_an_award_paid_after_a_refusal_has_its_row_so_it_is_paid_once_and_taken_back(client, store) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    person, _ = await seller(client, program)  # deactivated below: their tokens stop
+    invoice = random_ref("INV")
+    activity_id = (await sale(client, program, person, invoice))["activity_id"]
+    # A rule written after the sale, applied while the seller is away: refused, a row of 0.
+    assert (await client.patch(f"/v1/participants/{person['id']}", json={"status": "deactivated"},
+                               headers=program.headers)).status_code == 200
+    late = await rule(client, program, activity_type="sale", award={"type": "fixed", "points": 100})
+    window = {"starts_at": (NOW - timedelta(minutes=1)).isoformat(), "ends_at": (NOW + timedelta(minutes=1)).isoformat()}
+
+    async def apply() -> Any:
+        response = await client.post(f"/v1/earning-rules/{late['id']}/apply", json=window,
+                                     headers={**program.headers, "Idempotency-Key": random_ref()})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert (await apply())["points_awarded"] == 0
+    assert (await client.patch(f"/v1/participants/{person['id']}", json={"status": "active"},
+                               headers=program.headers)).status_code == 200
+    assert (await apply())["points_awarded"] == 100  # back: the award is paid, and its row says so
+    assert await available(client, program, person["id"]) == 100
+    # Applied again once the award's idempotency record expired (2 days): the row says it
+    # was paid, so nothing is paid twice.
+    await store.client.delete(kernel_keys.idempotency(program.id, "award", f"{activity_id}:{late['id']}:{person['id']}"))
+    assert (await apply())["points_awarded"] == 0
+    assert await available(client, program, person["id"]) == 100
+    back = await reverse(client, program, invoice)
+    assert (back.status_code, back.json()["taken_back"]) == (200, 100), back.text
+    assert await available(client, program, person["id"]) == 0
     await settled(store.client, program)
 
 
@@ -342,7 +380,7 @@ async def test_a_returned_sale_takes_back_the_free_spins_its_award_gave_that_are
     assert (await reverse(client, program, invoice)).json() == back.json()  # once
     await feed_until(client, me, lambda t: any(x.startswith(f"2 free spins taken back, sale {invoice} returned")
                                                for x in t))
-    await settled(store.client, program)  # reconcile counts the tokens taken back
+    await settled(store.client, program)
     # Redis lost the wallet's tokens: the rebuild counts what the ledger says, the return included.
     await store.client.hset(wallet_keys.wallet(program.id, person["id"]), "free_spins", 7)
     await rebuild_program(store.client, program.id, [person["id"]])
@@ -404,6 +442,13 @@ async def test_a_returned_sale_comes_off_the_activity_score_boards_that_counted_
     assert await standings_of(client, program, people["id"]) == [(person["id"], 5)]
     assert await standings_of(client, program, teams["id"]) == [(team.json()["id"], 5)]
     assert (await reverse(client, program, returned)).status_code == 200  # answered again: lowers nothing twice
+    assert await standings_of(client, program, people["id"]) == [(person["id"], 5)]
+    # A sale returned between its evaluation and the count of its score (the wallet's
+    # reversal record written first): the count skips it.
+    racing = new_id("act")
+    assert (await store.reverse(program.id, racing, [])).ok
+    await record_activity_scores(store, program.id, [ActivityFacts(id=racing, type="sale", participant_id=person["id"],
+                                                                   occurred_at=NOW, attributes={})])
     assert await standings_of(client, program, people["id"]) == [(person["id"], 5)]
 
 
