@@ -152,18 +152,25 @@ def idem(program_id: str) -> Idem:
     return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
 
 
+async def taken_and_written(wallet_store: WalletStore, program: str, grants: int, taken: int) -> list[Any]:
+    """Ann granted 1, 2, ... `grants` points; a projector's consumer takes the oldest `taken`
+    journal entries and writes them to SQL, nothing more (what it does next is the test's)."""
+    await wallet_store.open_wallet(program, "ann")
+    for n in range(grants):
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
+    stream = keys.journal(program)
+    await wallet_store.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    entries = (await wallet_store.client.xreadgroup(GROUP, "dies", {stream: ">"}, count=taken))[0][1]
+    await write_batch(program, [parse_entry(sid, fields) for sid, fields in entries])
+    return list(entries)
+
+
 async def test_an_entry_pending_elsewhere_holds_the_chain_back_until_it_is_projected(
         wallet_store: WalletStore) -> None:
     program = random_ref("prg")
-    await wallet_store.open_wallet(program, "ann")
-    for n in range(3):
-        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
-    client = wallet_store.client
-    stream = keys.journal(program)
-    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     # A consumer takes the oldest entry, writes it to SQL and dies before acknowledging it.
-    taken = (await client.xreadgroup(GROUP, "dies", {stream: ">"}, count=1))[0][1]
-    await write_batch(program, [parse_entry(sid, fields) for sid, fields in taken])
+    await taken_and_written(wallet_store, program, grants=3, taken=1)
+    client = wallet_store.client
     for n in range(3):
         await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", idem(program))
     # Another projects all the newer ones; none may be linked ahead of the pending one.
@@ -183,16 +190,11 @@ async def test_an_entry_pending_elsewhere_holds_the_chain_back_until_it_is_proje
 async def test_a_batch_acknowledged_by_a_projector_that_died_before_linking_is_linked_by_the_next(
         wallet_store: WalletStore, killed_before_xdel: bool) -> None:
     program = random_ref("prg")
-    await wallet_store.open_wallet(program, "ann")
-    for n in range(4):
-        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
-    client = wallet_store.client
-    stream = keys.journal(program)
-    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     # A projector writes the whole batch, acknowledges and deletes it, and is killed before it
     # links: no entry is left in the journal for any later batch to link behind.
-    taken = (await client.xreadgroup(GROUP, "dies", {stream: ">"}, count=10))[0][1]
-    await write_batch(program, [parse_entry(sid, fields) for sid, fields in taken])
+    taken = await taken_and_written(wallet_store, program, grants=4, taken=10)
+    client = wallet_store.client
+    stream = keys.journal(program)
     await client.xack(stream, GROUP, *[sid for sid, _ in taken])
     if killed_before_xdel:  # still in the stream, acknowledged: it must not hold the chain back
         await client.xdel(stream, *[sid for sid, _ in taken[2:]])
