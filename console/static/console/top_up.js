@@ -5,7 +5,9 @@ const said = document.getElementById("top-up-buys");
 const perPoint = Number(field.dataset.minorPerPoint);
 const fallback = said.textContent;
 
-field.addEventListener("input", () => {
+// Said on load too: a person (or a browser restoring the form) may have typed before this
+// module ran, and an input event fired then had no listener to hear it.
+function sayWhatItBuys() {
   const text = field.value.trim().replaceAll(",", "");
   const found = /^(\d{1,13})(?:\.(\d{1,2}))?$/.exec(text);
   if (!found) {
@@ -15,4 +17,7 @@ field.addEventListener("input", () => {
   const minor = Number(found[1]) * 100 + Number((found[2] || "0").padEnd(2, "0"));
   const points = Math.floor(minor / perPoint);
   said.textContent = `Buys ${points.toLocaleString("en-US")} ${field.dataset.pointName}.`;
-});
+}
+
+field.addEventListener("input", sayWhatItBuys);
+sayWhatItBuys();
