@@ -49,6 +49,9 @@ HEARTBEAT_SECONDS = IN_FLIGHT_TTL_MS / 3000
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
+# Set once, then read: one round trip (SET NX GET needs Redis 7; this runs on any server).
+_PIN = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return ARGV[1] end return redis.call('GET', KEYS[1])"
+
 
 class Recorded(msgspec.Struct):
     fp: str
@@ -104,8 +107,7 @@ async def pinned_id(client: Any, idem: Idem, prefix: str, ttl: int, suffix: str 
     """An id chosen once per idempotency key, before anything is written: a retry after a
     crash (its marker lapsed, nothing recorded) writes under the same id instead of a new one."""
     name = f"{idem.key}:{suffix}"  # same hash tag as the record
-    await client.set(name, new_id(prefix), nx=True, ex=ttl)
-    return reply_text(await client.get(name))
+    return reply_text(await client.eval(_PIN, 1, name, new_id(prefix), ttl))
 
 
 async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> None:

@@ -13,7 +13,7 @@ from api.idempotency import idem_for
 from tests.factories import OPERATOR, available, new_participant, new_program, random_ref
 from kernel import keys as kernel_keys
 from kernel.errors import IdempotencyKeyInFlight
-from kernel.idempotency import IN_FLIGHT_TTL_MS, Idem, in_flight, once
+from kernel.idempotency import IN_FLIGHT_TTL_MS, Idem, in_flight, once, pinned_id
 
 pytestmark = pytest.mark.sql
 
@@ -97,3 +97,12 @@ async def test_an_answer_recorded_before_the_domain_module_still_replays(redis) 
         raise AssertionError("a recorded answer must not run again")
 
     assert await once(redis, idem, 60, never, dict[str, int]) == ({"n": 7}, True)
+
+
+async def test_concurrent_first_attempts_pin_one_id_for_their_key_and_it_lapses_with_the_record(redis) -> None:  # type: ignore[no-untyped-def]
+    idem = idem_for(Principal(kind="operator"), random_ref("pin"), "POST", "/v1/me/redemptions", b"{}")
+    other = idem_for(Principal(kind="operator"), random_ref("pin"), "POST", "/v1/me/redemptions", b"{}")
+    ids = await asyncio.gather(*(pinned_id(redis, idem, "ord", 60, suffix="order") for _ in range(20)))
+    assert len(set(ids)) == 1 and ids[0].startswith("ord")
+    assert await pinned_id(redis, other, "ord", 60, suffix="order") != ids[0]
+    assert 0 < await redis.ttl(f"{idem.key}:order") <= 60
