@@ -44,7 +44,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -124,10 +124,11 @@ def self_time(raw: Path, top: int = 12) -> list[str]:
 
 
 class SpinTarget(Target):
-    """The spin endpoint: one request head per participant (its bearer token), no body."""
+    """The spin endpoint: one request head per participant (its bearer token), no body
+    (`body`: the same body on every request, for other participant routes)."""
 
-    def __init__(self, name: str, port: int, path: str, tokens: list[str], threads: int) -> None:
-        super().__init__(name, port, path, {"Authorization": f"Bearer {tokens[0]}"}, b"")
+    def __init__(self, name: str, port: int, path: str, tokens: list[str], threads: int, body: bytes = b"") -> None:
+        super().__init__(name, port, path, {"Authorization": f"Bearer {tokens[0]}"}, body)
         self.heads = [self.head.replace(tokens[0], token) for token in tokens]
         table = "{" + ",".join(lua_string(h) for h in self.heads) + "}"
         body = _ROUND_ROBIN.replace("NTHREADS", str(threads))
@@ -260,6 +261,38 @@ def find_py_spy(explicit: str | None, notes: list[str]) -> str | None:
     return None
 
 
+class Stack(NamedTuple):
+    api: Any
+    bare: Any
+    api_port: int
+    bare_port: int
+    api_url: str
+    bare_url: str
+    bare_log: Path
+
+
+def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: str) -> Stack:
+    """The API (uvicorn, one worker, app defaults) and the bare endpoint side by side, with a
+    `reward-wallet worker` beside the API as `serve` runs it; answers once the API is ready."""
+    import httpx
+
+    env = bench_env(folder, valkey_url, operator_key)
+    cli = str(Path(sys.executable).parent / "reward-wallet")
+    subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True, timeout=120, cwd=ROOT)
+    api_port, bare_port = free_port(), free_port()
+    api_log, bare_log = folder / "api.log", folder / "bare.log"
+    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=env, cwd=ROOT,
+                      stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
+    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
+    # As `serve` runs them: the journal projector and the background tasks in a process of their own.
+    procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=open(folder / "worker.log", "wb"))
+    api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
+    wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
+    return Stack(api, bare, api_port, bare_port, api_url, bare_url, bare_log)
+
+
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
     import httpx
     import redis
@@ -281,21 +314,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
     operator_key = "rwo_" + secrets.token_hex(16)
-    env = bench_env(folder, valkey.url, operator_key)
-    cli = str(Path(sys.executable).parent / "reward-wallet")
-    subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True, timeout=120, cwd=ROOT)
-
-    api_port, bare_port = free_port(), free_port()
-    api_log, bare_log = folder / "api.log", folder / "bare.log"
-    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=env, cwd=ROOT,
-                      stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
-    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
-                       stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
-    # As `serve` runs them: the journal projector and the background tasks in a process of their own.
-    procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                stderr=open(folder / "worker.log", "wb"))
-    api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
-    wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
+    stack = start_stack(procs, folder, valkey.url, operator_key)
+    api, bare, api_port, bare_port = stack.api, stack.bare, stack.api_port, stack.bare_port
+    api_url, bare_url, bare_log = stack.api_url, stack.bare_url, stack.bare_log
 
     # Program, wheel, participants with points and tokens: over HTTP, as a client would.
     http = httpx.Client(base_url=api_url, timeout=30)
@@ -469,7 +490,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     if not args.no_profile:
         config = {"token": counter_token, "campaign_id": campaign_id, "n": args.count, "run": run_id}
-        counter_env = {**env, "RW_LOG_LEVEL": "warning"}
+        counter_env = {**bench_env(folder, valkey.url, operator_key), "RW_LOG_LEVEL": "warning"}
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_count", json.dumps(config)],
                               env=counter_env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         line = next((x for x in done.stdout.splitlines() if x.startswith("COUNT_RESULT ")), None)

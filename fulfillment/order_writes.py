@@ -16,7 +16,9 @@ Folding 2 into 1 would show an order (or hand over a code) before its points are
 folding 1 into 2 would leave a crash after the hold with points held for an order nobody
 knows of. `drop_order` undoes 1 when the hold is refused (the failure path's only write).
 Each write is conditional on `status = 'new'`, so the request, a retry and the sweep can
-race to finish one order and it happens once.
+race to finish one order and it happens once. Each is one `write_chain` (kernel/sqlite_pool.py):
+on SQLite the whole transaction in one hop on the writer's thread, so the write lock is not
+held across turns of a busy event loop.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import Any
 import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
+from fulfillment.code_pool import take_statement
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
-from programs.feed import FeedEntry, publish
+from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
-from kernel.sqlite_pool import writing
+from kernel.sqlite_pool import write_chain, writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -55,18 +58,10 @@ def _transaction() -> Any:
     return writing(Order._meta.db)
 
 
-_TAKE = """
-    UPDATE pool_codes SET order_id = {}, used_at = {}
-    WHERE id = (SELECT id FROM pool_codes WHERE item_id = {} AND order_id IS NULL ORDER BY created_at, id LIMIT 1{lock})
-      AND order_id IS NULL
-    RETURNING secret
-"""
-
-
 async def _take_code(order_id: str, item_id: str, now: datetime) -> str | None:
     """The next unused code's sealed secret, now bound to the order; None when none is left."""
     postgres = isinstance(PoolCode._meta.db, PostgresEngine)
-    sql = _TAKE.replace("{lock}", " FOR UPDATE SKIP LOCKED" if postgres else "")
+    sql = take_statement(postgres)
     for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
         taken = await PoolCode.raw(sql, order_id, now, item_id).run()
         if taken:
@@ -81,16 +76,27 @@ async def open_order(order: NewOrder, pooled: bool) -> str | None:
     """Writes the order as `new`, with a code taken when `pooled`; answers the code's sealed
     secret (None for an external partner's order). Raises OutOfStock, writing nothing,
     when the pool is empty (nothing was held either: the points never left)."""
-    async with _transaction():
-        secret = await _take_code(order.id, order.item_id, order.created_at) if pooled else None
-        if pooled and secret is None:
-            raise OutOfStock("this gift card is out of stock")
-        await Order.insert(Order(
-            id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
-            partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-            points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at,
-            tax_flagged=order.tax_flagged)).run()
-    return secret
+    insert = Order.insert(Order(
+        id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
+        partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
+        points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at,
+        tax_flagged=order.tax_flagged))
+    engine = Order._meta.db
+    if not pooled:
+        await write_chain(engine, insert)
+        return None
+    if isinstance(engine, PostgresEngine):
+        async with _transaction():  # a code another transaction is taking is skipped: tried again
+            secret = await _take_code(order.id, order.item_id, order.created_at)
+            if secret is None:
+                raise OutOfStock("this gift card is out of stock")
+            await insert.run()
+        return secret
+    taken = await write_chain(engine, PoolCode.raw(take_statement(False), order.id, order.created_at, order.item_id),
+                              [insert])
+    if not taken:
+        raise OutOfStock("this gift card is out of stock")
+    return str(taken[0]["secret"])
 
 
 async def bound_code(order_id: str) -> str | None:
@@ -117,26 +123,21 @@ async def fulfil_pooled(order_id: str, program_id: str, credentials: str, feed: 
     """The pool's order fulfilled and settled (its capture is done) with its feed lines, in one
     transaction; False when another attempt already moved it on (its lines are written)."""
     now = datetime.now(timezone.utc)
-    async with _transaction():
-        changed = await Order.update({Order.status: "fulfilled", Order.credentials: credentials,
-                                      Order.fulfilled_at: now, Order.settled_at: now, Order.updated_at: now}).where(
-            (Order.id == order_id) & (Order.status == "new")).returning(Order.id).run()
-        if changed:
-            await publish(program_id, feed)  # joins this transaction
-    return bool(changed)
+    fulfilled = Order.update({Order.status: "fulfilled", Order.credentials: credentials, Order.fulfilled_at: now,
+                              Order.settled_at: now, Order.updated_at: now}).where(
+        (Order.id == order_id) & (Order.status == "new")).returning(Order.id)
+    return bool(await write_chain(Order._meta.db, fulfilled, publishing(program_id, feed)))
 
 
 async def announce_pending(order_id: str, program_id: str, partner: dict[str, Any], feed: list[FeedEntry]) -> bool:
     """An external partner's order made `pending` (claimable), its webhook delivery queued and
     its feed lines written, in one transaction; False when another attempt already did."""
     now = datetime.now(timezone.utc)
-    async with _transaction():
-        changed = await Order.update({Order.status: "pending", Order.updated_at: now}).where(
-            (Order.id == order_id) & (Order.status == "new")).returning(Order.id).run()
-        if changed:
-            if partner.get("webhook_url"):
-                await WebhookDelivery.insert(WebhookDelivery(
-                    id=new_id("whd"), program_id=program_id, partner_id=partner["id"], order_id=order_id,
-                    event="order.created", next_attempt_at=now, created_at=now)).run()
-            await publish(program_id, feed)  # joins this transaction
-    return bool(changed)
+    pending = Order.update({Order.status: "pending", Order.updated_at: now}).where(
+        (Order.id == order_id) & (Order.status == "new")).returning(Order.id)
+    then: list[Any] = []
+    if partner.get("webhook_url"):
+        then.append(WebhookDelivery.insert(WebhookDelivery(
+            id=new_id("whd"), program_id=program_id, partner_id=partner["id"], order_id=order_id,
+            event="order.created", next_attempt_at=now, created_at=now)))
+    return bool(await write_chain(Order._meta.db, pending, [*then, *publishing(program_id, feed)]))

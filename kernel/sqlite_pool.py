@@ -8,13 +8,22 @@ transaction or a single INSERT/UPDATE/DELETE, runs one at a time per event loop,
 order, on one connection kept for writing (see `write_transaction`), so no write waits in
 SQLite's busy handler while holding a connection the reads need. Piccolo's own
 `transaction()` still gets a connection of its own; write through `writing(engine)`.
+
+A transaction of several statements awaited one by one holds SQLite's write lock across
+turns of the event loop, and on a busy loop every turn is other requests' work: under 64
+concurrent redemptions each of their two write transactions held the lock about 7 ms,
+which capped a process at about 65 redemptions a second. `write_chain` runs such a
+transaction in one hop on the writer connection's thread: the statements are compiled
+first, then BEGIN, the statements and COMMIT run back to back, holding the lock only for
+SQLite's own work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -39,6 +48,40 @@ def writing(engine: Any) -> Any:
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """One write transaction: the Piccolo query `first`, then the queries `then` only when
+    `first` answered rows (an UPDATE ... RETURNING that found its row, a code taken); answers
+    `first`'s rows. On the pooled SQLite engine, in one hop on its writer's thread; elsewhere
+    (or inside another transaction) awaited statement by statement in `writing(engine)`."""
+    if isinstance(engine, PooledSQLiteEngine) and engine.current_transaction.get() is None:
+        return await engine.write_chain(first, then)
+    async with writing(engine):
+        rows = await first.run()
+        if rows:
+            for query in then:
+                await query.run()
+    return rows
+
+
+def _run_chain(connection: sqlite3.Connection, steps: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """On the connection's own thread: BEGIN IMMEDIATE, the first step, the others when it
+    answered rows, COMMIT; ROLLBACK when it answered none (it changed nothing) or on any error."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        rows = connection.execute(*steps[0]).fetchall()
+        if not rows:  # it changed nothing: nothing to commit
+            connection.execute("ROLLBACK")
+            return rows
+        for sql, args in steps[1:]:
+            connection.execute(sql, args).fetchall()
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return rows
 
 
 class _LoopPool:
@@ -140,6 +183,24 @@ class PooledSQLiteEngine(SQLiteEngine):
                 pool.writer = await self._connect()
             async with _WriterTransaction(self, pool) as transaction:
                 yield transaction
+
+    def _compiled(self, query: Any) -> tuple[str, list[Any]]:
+        [querystring] = query.querystrings  # one statement each (an INSERT, UPDATE, raw SQL)
+        sql, args = querystring.compile_string(engine_type=self.engine_type)
+        return sql, list(args)
+
+    async def write_chain(self, first: Any, then: Sequence[Any]) -> list[dict[str, Any]]:
+        """See the module's `write_chain`: queued with the other writes of this loop, then one
+        hop (aiosqlite's queue to the connection's thread) for the whole transaction."""
+        steps = [self._compiled(query) for query in (first, *then)]  # Piccolo's work, before the lock
+        pool = self._pool()
+        async with pool.writer_lock:
+            if pool.writer is None:
+                pool.writer = await self._connect()
+            writer = pool.writer
+            # aiosqlite's own way to run a function on the connection's thread (its execute,
+            # commit and the rest go through it); the sqlite3 connection lives on that thread.
+            return await writer._execute(_run_chain, writer._conn, steps)
 
     async def _run_in_new_connection(self, query: str, args: list[Any] | None = None,
                                      query_type: str = "generic", table: Any = None) -> Any:

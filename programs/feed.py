@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import msgspec
 
@@ -61,9 +62,9 @@ def feed_rows(program_id: str, entries: list[FeedEntry], at: datetime) -> list[t
              e.reference, at) for e in entries]
 
 
-async def publish(program_id: str, entries: list[FeedEntry]) -> None:
-    if not entries:
-        return
+def publishing(program_id: str, entries: list[FeedEntry]) -> list[Any]:
+    """The insert queries that write `entries` (a line already written stays as it is), for
+    a caller that runs them inside a transaction of its own (`kernel.sqlite_pool.write_chain`)."""
     now = datetime.now(timezone.utc)
     rows = [
         FeedItem(id=new_id("feed"), feed_key=f"{program_id}:{e.key}"[:200], program_id=program_id,
@@ -71,8 +72,13 @@ async def publish(program_id: str, entries: list[FeedEntry]) -> None:
                  created_at=now)
         for e in entries
     ]
-    for start in range(0, len(rows), 500):
-        await FeedItem.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING").run()
+    return [FeedItem.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING")
+            for start in range(0, len(rows), 500)]
+
+
+async def publish(program_id: str, entries: list[FeedEntry]) -> None:
+    for query in publishing(program_id, entries):
+        await query.run()
 
 
 async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:

@@ -17,6 +17,8 @@ from typing import Any
 import aiosqlite
 import msgspec
 
+from kernel.sqlite_pool import PooledSQLiteEngine
+
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
@@ -64,10 +66,23 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         _observe(self, sql)
         return executemany(self, sql, parameters)
 
+    async def counted_chain(self: PooledSQLiteEngine, first: Any, then: Any) -> Any:
+        # A chain runs on the connection's thread, past aiosqlite's execute: observed from here.
+        rows = await chain(self, first, then)
+        transaction = object()
+        _observe(transaction, "BEGIN")
+        for query in ([first, *then] if rows else [first]):
+            _observe(transaction, self._compiled(query)[0])
+        _observe(transaction, "COMMIT" if rows else "ROLLBACK")
+        return rows
+
+    chain = PooledSQLiteEngine.write_chain
     aiosqlite.Connection.execute = counted_execute  # type: ignore[method-assign]
     aiosqlite.Connection.executemany = counted_executemany  # type: ignore[method-assign]
+    PooledSQLiteEngine.write_chain = counted_chain  # type: ignore[method-assign]
     try:
         yield count
     finally:
         aiosqlite.Connection.execute, aiosqlite.Connection.executemany = execute, executemany  # type: ignore[method-assign]
+        PooledSQLiteEngine.write_chain = chain  # type: ignore[method-assign]
         _counting.reset(token)

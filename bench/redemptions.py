@@ -1,0 +1,190 @@
+"""Redemptions of a code-pool item over HTTP against the bare Litestar endpoint, in one run
+(issue #13: at least 0.25 x bare, p99 at most 5 x bare's).
+
+`POST /v1/me/redemptions` `{"item_id": ...}` (one uvicorn worker, embedded Valkey with AOF
+and fsync always, SQLite, the journal projector and background tasks in a `reward-wallet
+worker` beside it, as `serve` runs them) from 64 keep-alive connections, each request its
+own Idempotency-Key, round robin over the participants' tokens. Each answer is a fulfilled
+order with its gift-card code: the order row and its code taken (one SQL write
+transaction), the points held, captured, the order fulfilled with its feed line (a second
+one). The baseline is bench/bare_app.py served the same way with the same generator,
+alternated with the redemption runs. Runs on a code pool larger than the run can empty, so
+no request is refused for stock.
+
+    .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
+                                          [--participants 128] [--codes 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.games import SpinTarget, start_stack  # noqa: E402
+from bench.wallet import (  # noqa: E402
+    CONNECTIONS, CpuWindow, LoadResult, Processes, Target, described_generator, drain_journal, fmt_ms,
+    on_a_fresh_valkey, run_python_load, run_wrk, wait_http,
+)
+
+TARGET_RATIO, TARGET_P99 = 0.25, 5.0
+CODES_PER_UPLOAD = 2000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per HTTP run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each HTTP run")
+    parser.add_argument("--rounds", type=int, default=2, help="bare/redemption rounds, alternated")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--participants", type=int, default=128)
+    parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
+    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args()
+    if not (1 <= args.duration <= 120 and 0 <= args.warmup <= 30 and 1 <= args.rounds <= 10
+            and CONNECTIONS <= args.participants <= 5000 and 100 <= args.codes <= 200_000):
+        parser.error(f"out of range: duration 1..120, warmup 0..30, rounds 1..10, participants "
+                     f"{CONNECTIONS}..5000, codes 100..200000")
+    return on_a_fresh_valkey("rw-bench-redemptions-", lambda procs, folder, valkey: run(args, procs, folder, valkey))
+
+
+def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
+    import httpx
+
+    notes: list[str] = []
+    described = described_generator(
+        args, notes, "Lua script (unique key per request; redemptions round robin over the tokens)",
+        "Python raw-socket asyncio generator from bench/wallet.py (one participant per connection)")
+    if described is None:
+        return 2
+    wrk, generator_desc = described
+    operator_key = "rwo_" + secrets.token_hex(16)
+    stack = start_stack(procs, folder, valkey.url, operator_key)
+    api, bare, api_port, bare_port = stack.api, stack.bare, stack.api_port, stack.bare_port
+    api_url, bare_url, bare_log = stack.api_url, stack.bare_url, stack.bare_log
+
+    setup_started = time.monotonic()
+    http = httpx.Client(base_url=api_url, timeout=60)
+    created = http.post("/v1/programs", json={"name": "bench-redemptions"},
+                        headers={"Authorization": f"Bearer {operator_key}"})
+    created.raise_for_status()
+    program_id, admin = created.json()["program_id"], {"Authorization": f"Bearer {created.json()['admin_key']}"}
+    http.post("/v1/fulfillment/partners", json={"name": "Supplier"}, headers=admin).raise_for_status()
+    item = http.post("/v1/catalog/items", headers=admin, json={
+        "brand": "Amazon", "name": "Gift card", "face_value": {"amount": 500, "currency": "USD"}})
+    item.raise_for_status()
+    item_id = item.json()["id"]
+    for start in range(0, args.codes, CODES_PER_UPLOAD):
+        csv = "code\n" + "".join(f"GC-{n:08d}\n" for n in range(start, min(args.codes, start + CODES_PER_UPLOAD)))
+        http.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": csv}, headers=admin).raise_for_status()
+    tokens: list[str] = []
+    for i in range(args.participants):
+        person = http.post("/v1/participants", json={"external_id": f"bench-{i}", "display_name": f"Bench {i}"},
+                           headers=admin)
+        person.raise_for_status()
+        pid = person.json()["id"]
+        http.post("/v1/points/grants", headers={**admin, "Idempotency-Key": f"bench-grant-{i}"},
+                  json={"participant_id": pid, "points": 100_000_000, "reason": "bench funding"}).raise_for_status()
+        token = http.post(f"/v1/participants/{pid}/tokens", headers=admin)
+        token.raise_for_status()
+        tokens.append(token.json()["access_token"])
+    setup_seconds = time.monotonic() - setup_started
+
+    body = json.dumps({"item_id": item_id}, separators=(",", ":")).encode()
+    probe = http.post("/v1/me/redemptions", content=body, headers={
+        "Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "probe", "Content-Type": "application/json"})
+    if probe.status_code != 201 or probe.json().get("status") != "fulfilled":
+        raise RuntimeError(f"a first redemption failed: {probe.status_code} {probe.text}")
+    redeem = SpinTarget("redemptions", api_port, "/v1/me/redemptions", tokens, args.threads, body=body)
+    # The other benchmarks' baseline, byte for byte: a deduction-shaped body on the bare endpoint.
+    bare_body = json.dumps({"participant_id": "p", "points": 1, "reason": "bench"}, separators=(",", ":")).encode()
+    bare_target = Target("bare", bare_port, "/v1/points/deductions", admin, bare_body)
+    wait_http(bare_url, bare, bare_log, lambda u: httpx.post(
+        u + "/v1/points/deductions", content=bare_body, headers={"Content-Type": "application/json"},
+        timeout=2).status_code == 201)
+
+    import redis
+
+    from wallet import keys
+
+    sync_redis = redis.Redis.from_url(valkey.url)
+    stream = keys.journal(program_id)
+    run_id = secrets.token_hex(4)
+
+    def load(target: Target, prefix: str, seconds: float, server_pid: int) -> LoadResult:
+        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid})
+        if wrk:
+            return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)
+        return run_python_load(target, prefix, seconds, procs, window)
+
+    print("reward-wallet benchmark: redemptions of a code-pool item over HTTP against the bare Litestar endpoint")
+    print(f"  {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; a shared, noisy "
+          "machine: read the ratios of the same run")
+    for note in notes:
+        print(f"  note: {note}")
+    print(f"  setup: {args.participants} participants with points and a token, {args.codes:,} codes, in "
+          f"{setup_seconds:.1f} s; generator: {generator_desc}")
+    print(f"  {CONNECTIONS} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured, {args.rounds} "
+          "round(s), bare and redemptions alternated\n")
+    print(f"    {'run':<15}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non2xx':>8}{'server cores':>14}"
+          f"{'CPU us/req':>12}")
+
+    rows: list[tuple[str, LoadResult]] = []
+    for round_no in range(1, args.rounds + 1):
+        for name, target, pid in (("bare", bare_target, bare.pid), ("redemptions", redeem, api.pid)):
+            if args.warmup:
+                load(target, f"{name[0]}w{round_no}-{run_id}", args.warmup, pid)
+            drain_journal(sync_redis, stream)
+            result = load(target, f"{name[0]}{round_no}-{run_id}", args.duration, pid)
+            rows.append((name, result))
+            cpu_us = result.cpu["server"] / result.rate * 1e6 if result.rate else 0.0
+            print(f"    {name + ' #' + str(round_no):<15}{result.rate:9.0f}{fmt_ms(result.latency['p50']):>9}"
+                  f"{fmt_ms(result.latency['p99']):>9}{fmt_ms(result.latency['max']):>9}{result.non2xx:8d}"
+                  f"{result.cpu['server']:14.2f}{cpu_us:12.0f}", flush=True)
+    waiting, drained = drain_journal(sync_redis, stream)
+
+    bare_rows = [r for n, r in rows if n == "bare"]
+    ours = [r for n, r in rows if n == "redemptions"]
+    ratio = statistics.fmean(r.rate for r in ours) / statistics.fmean(r.rate for r in bare_rows)
+    p99_ratio = statistics.fmean(r.latency["p99"] for r in ours) / statistics.fmean(
+        r.latency["p99"] for r in bare_rows)
+    def counted() -> tuple[int, int]:
+        with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
+                                                timeout=30)) as db:
+            fulfilled = db.execute("SELECT COUNT(*) FROM orders WHERE program_id = ? AND status = 'fulfilled'",
+                                   (program_id,)).fetchone()[0]
+            used = db.execute("SELECT COUNT(*) FROM pool_codes WHERE item_id = ? AND order_id IS NOT NULL",
+                              (item_id,)).fetchone()[0]
+        return fulfilled, used
+
+    # Requests wrk left unanswered when a run ended are still being served: wait for them.
+    fulfilled, used = counted()
+    for _ in range(100):
+        if fulfilled == used:
+            break
+        time.sleep(0.2)
+        fulfilled, used = counted()
+    errors = sum(r.non2xx + r.socket_errors for r in ours)
+    print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
+          f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "
+          f"{TARGET_P99:g} x: {'MET' if p99_ratio <= TARGET_P99 else 'MISSED'}); non-2xx or socket errors {errors}")
+    print(f"  orders fulfilled {fulfilled:,}, codes handed out {used:,} (each order its own code: "
+          f"{'yes' if fulfilled == used else 'NO'}); journal drained {drained:.1f} s after the last run "
+          f"({waiting} entries waiting)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

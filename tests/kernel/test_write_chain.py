@@ -1,0 +1,74 @@
+"""`write_chain`: one write transaction whose later statements run only when the first found
+its rows, all or nothing (on SQLite in one hop on the writer's thread; on Postgres statement
+by statement in a transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from piccolo.columns import Integer, Varchar
+from piccolo.table import Table
+
+from kernel.ids import new_id
+from kernel.sqlite_pool import write_chain
+
+pytestmark = pytest.mark.sql
+
+
+class ChainProbe(Table, tablename="chain_probe"):
+    id = Varchar(length=40, primary_key=True)
+    status = Varchar(length=20)
+    n = Integer()
+
+
+@pytest.fixture
+async def probe(migrated) -> str:  # type: ignore[no-untyped-def]
+    await ChainProbe.create_table(if_not_exists=True).run()
+    row_id = new_id("probe")
+    await ChainProbe.insert(ChainProbe(id=row_id, status="new", n=0)).run()
+    return row_id
+
+
+def _moved(row_id: str, to: str) -> object:
+    return ChainProbe.update({ChainProbe.status: to}).where(
+        (ChainProbe.id == row_id) & (ChainProbe.status == "new")).returning(ChainProbe.id)
+
+
+async def _statuses(*row_ids: str) -> list[str | None]:
+    rows = {r["id"]: r["status"] for r in await ChainProbe.select().where(ChainProbe.id.is_in(list(row_ids))).run()}
+    return [rows.get(i) for i in row_ids]
+
+
+async def test_the_later_statements_follow_a_first_that_found_its_row(probe: str) -> None:
+    line = new_id("probe")
+    rows = await write_chain(ChainProbe._meta.db, _moved(probe, "done"),
+                             [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))])
+    assert [r["id"] for r in rows] == [probe]
+    assert await _statuses(probe, line) == ["done", "line"]
+
+
+async def test_nothing_follows_a_first_that_found_nothing(probe: str) -> None:
+    await write_chain(ChainProbe._meta.db, _moved(probe, "done"))
+    line = new_id("probe")
+    rows = await write_chain(ChainProbe._meta.db, _moved(probe, "again"),
+                             [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))])
+    assert rows == [] and await _statuses(probe, line) == ["done", None]
+
+
+async def test_a_failing_later_statement_takes_the_first_back_and_the_writer_goes_on(probe: str) -> None:
+    duplicate = ChainProbe.insert(ChainProbe(id=probe, status="clash", n=2))  # the primary key is taken
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        await write_chain(ChainProbe._meta.db, _moved(probe, "done"), [duplicate])
+    assert await _statuses(probe) == ["new"]
+    assert [r["id"] for r in await write_chain(ChainProbe._meta.db, _moved(probe, "done"))] == [probe]
+
+
+async def test_concurrent_chains_on_one_row_apply_once(probe: str) -> None:
+    lines = [new_id("probe") for _ in range(20)]
+    answers = await asyncio.gather(*(
+        write_chain(ChainProbe._meta.db, _moved(probe, "done"), [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))])
+        for line in lines))
+    assert sum(1 for rows in answers if rows) == 1
+    written = [status for status in await _statuses(*lines) if status is not None]
+    assert written == ["line"] and await _statuses(probe) == ["done"]
