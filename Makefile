@@ -64,6 +64,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/earning.py
 	$(BIN)/python bench/fulfillment.py
 	$(BIN)/python bench/games.py
+	$(BIN)/python bench/redemptions.py
 	$(BIN)/python bench/sweepstakes.py
 	$(BIN)/python bench/overview.py
 	$(BIN)/python bench/openloop.py --calibrate
