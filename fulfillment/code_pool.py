@@ -5,6 +5,8 @@ takes the order's id, which is unique)."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +21,8 @@ from programs.spreadsheet import read_sheet
 from kernel.errors import NotFound
 from kernel.ids import new_id
 from kernel.pages import decode_cursor, next_cursor
+
+log = logging.getLogger("rw.code_pool")
 
 LOW_STOCK = 10
 CODE_COLUMNS = ("code", "pin", "url", "expires_at")
@@ -120,6 +124,10 @@ _TAKE = """
 """
 
 
+class _Hint:
+    named = True  # False once this process found the index missing
+
+
 def take_statement(postgres: bool) -> str:
     """Binds the item's next unused code (oldest first) to an order: args order id, moment,
     item id. On SQLite the unused codes' index is named: its planner would otherwise pick
@@ -128,7 +136,19 @@ def take_statement(postgres: bool) -> str:
     is skipped, not waited for."""
     if postgres:
         return _TAKE.format(indexed="", lock=" FOR UPDATE SKIP LOCKED")
-    return _TAKE.format(indexed=" INDEXED BY pool_codes_free", lock="")
+    return _TAKE.format(indexed=" INDEXED BY pool_codes_free" if _Hint.named else "", lock="")
+
+
+def index_missing(error: Exception) -> bool:
+    """Whether `error` is SQLite's missing `pool_codes_free` (a database its migration has not
+    reached, or a table rebuilt without it). The index is then no longer named in this
+    process: taking a code is slow, with a warning, instead of refused."""
+    if "no such index: pool_codes_free" not in str(error):
+        return False
+    if _Hint.named:
+        log.warning("pool_codes_free is missing: taking a code sorts the pool; run `reward-wallet migrate`")
+    _Hint.named = False
+    return True
 
 
 async def take_code(order_id: str, item_id: str, sealer: Sealer) -> dict[str, Any] | None:
@@ -137,9 +157,14 @@ async def take_code(order_id: str, item_id: str, sealer: Sealer) -> dict[str, An
     existing = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()
     if existing is not None:
         return sealer.open(existing["secret"])
-    statement = take_statement(isinstance(PoolCode._meta.db, PostgresEngine))
+    postgres = isinstance(PoolCode._meta.db, PostgresEngine)
     for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
-        taken = await PoolCode.raw(statement, order_id, datetime.now(timezone.utc), item_id).run()
+        try:
+            taken = await PoolCode.raw(take_statement(postgres), order_id, datetime.now(timezone.utc), item_id).run()
+        except sqlite3.OperationalError as error:
+            if not index_missing(error):
+                raise
+            continue
         if taken:
             return sealer.open(taken[0]["secret"])
         if await stock_of(item_id) == 0:

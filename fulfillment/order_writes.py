@@ -23,13 +23,14 @@ held across turns of a busy event loop.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
-from fulfillment.code_pool import take_statement
+from fulfillment.code_pool import index_missing, take_statement
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from programs.feed import FeedEntry, publishing
@@ -61,15 +62,23 @@ def _transaction() -> Any:
 async def _take_code(order_id: str, item_id: str, now: datetime) -> str | None:
     """The next unused code's sealed secret, now bound to the order; None when none is left."""
     postgres = isinstance(PoolCode._meta.db, PostgresEngine)
-    sql = take_statement(postgres)
     for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
-        taken = await PoolCode.raw(sql, order_id, now, item_id).run()
+        try:
+            taken = await PoolCode.raw(take_statement(postgres), order_id, now, item_id).run()
+        except sqlite3.OperationalError as error:
+            if not index_missing(error):
+                raise
+            continue
         if taken:
             return str(taken[0]["secret"])
         if not postgres or not await PoolCode.exists().where(
                 (PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).run():
             return None
     return None
+
+
+def _take(order: NewOrder) -> Any:
+    return PoolCode.raw(take_statement(False), order.id, order.created_at, order.item_id)
 
 
 async def open_order(order: NewOrder, pooled: bool) -> str | None:
@@ -83,7 +92,8 @@ async def open_order(order: NewOrder, pooled: bool) -> str | None:
         tax_flagged=order.tax_flagged))
     engine = Order._meta.db
     if not pooled:
-        await write_chain(engine, insert)
+        if not await write_chain(engine, insert):  # an insert answers its row (RETURNING)
+            raise RuntimeError("the order row was not written")
         return None
     if isinstance(engine, PostgresEngine):
         async with _transaction():  # a code another transaction is taking is skipped: tried again
@@ -92,8 +102,12 @@ async def open_order(order: NewOrder, pooled: bool) -> str | None:
                 raise OutOfStock("this gift card is out of stock")
             await insert.run()
         return secret
-    taken = await write_chain(engine, PoolCode.raw(take_statement(False), order.id, order.created_at, order.item_id),
-                              [insert])
+    try:
+        taken = await write_chain(engine, _take(order), [insert])
+    except sqlite3.OperationalError as error:
+        if not index_missing(error):
+            raise
+        taken = await write_chain(engine, _take(order), [insert])
     if not taken:
         raise OutOfStock("this gift card is out of stock")
     return str(taken[0]["secret"])

@@ -200,7 +200,23 @@ class PooledSQLiteEngine(SQLiteEngine):
             writer = pool.writer
             # aiosqlite's own way to run a function on the connection's thread (its execute,
             # commit and the rest go through it); the sqlite3 connection lives on that thread.
-            return await writer._execute(_run_chain, writer._conn, steps)
+            try:
+                return await writer._execute(_run_chain, writer._conn, steps)
+            except Exception:
+                await self._drop_if_stuck(pool, writer)
+                raise
+
+    async def _drop_if_stuck(self, pool: _LoopPool, writer: aiosqlite.Connection) -> None:
+        """A writer left inside a transaction (its ROLLBACK failed too) would refuse every later
+        BEGIN of this loop: it is closed, and the next write opens a new one."""
+        try:
+            stuck = await writer._execute(lambda: writer._conn.in_transaction)
+        except Exception:
+            stuck = True
+        if stuck and pool.writer is writer:
+            pool.writer = None
+            with contextlib.suppress(Exception):
+                await writer.close()
 
     async def _run_in_new_connection(self, query: str, args: list[Any] | None = None,
                                      query_type: str = "generic", table: Any = None) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from piccolo.engine.postgres import PostgresEngine
 
+from fulfillment import code_pool
 from fulfillment.code_pool import take_statement
 from fulfillment.tables import PoolCode
 from tests.factories import redeem, shop, shopper
@@ -47,3 +48,24 @@ async def test_taking_a_code_reads_the_unused_codes_index_instead_of_sorting_the
     plan = await PoolCode.raw("EXPLAIN QUERY PLAN " + take_statement(postgres=False), "ord_x", "2026-01-01", "item_x")
     steps = " | ".join(str(step["detail"]) for step in plan)
     assert "pool_codes_free" in steps and "TEMP B-TREE" not in steps, steps
+
+
+async def test_without_the_index_a_redemption_still_gets_its_code_and_the_index_is_named_again_once_back(client) -> None:  # type: ignore[no-untyped-def]
+    if isinstance(PoolCode._meta.db, PostgresEngine):
+        pytest.skip("SQLite names the index in its statement; Postgres' planner picks it")
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["LONE-1", "LONE-2"])
+    _, me = await shopper(client, program, 10 * item["points_price"])
+    await PoolCode.raw("DROP INDEX pool_codes_free").run()  # a database its migration has not reached
+    try:
+        order = await redeem(client, me, item["id"])
+        assert order.status_code == 201 and order.json()["credentials"]["code"] in ("LONE-1", "LONE-2"), order.text
+        first = order.json()["credentials"]["code"]
+        assert "pool_codes_free" not in take_statement(postgres=False)  # slow, not refused
+    finally:
+        await PoolCode.raw("CREATE INDEX IF NOT EXISTS pool_codes_free ON pool_codes (item_id, created_at, id) "
+                           "WHERE order_id IS NULL").run()
+        code_pool._Hint.named = True  # as a restarted process would
+    order = await redeem(client, me, item["id"])
+    assert order.status_code == 201, order.text
+    assert {first, order.json()["credentials"]["code"]} == {"LONE-1", "LONE-2"}

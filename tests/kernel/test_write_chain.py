@@ -5,13 +5,14 @@ by statement in a transaction)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from piccolo.columns import Integer, Varchar
 from piccolo.table import Table
 
 from kernel.ids import new_id
-from kernel.sqlite_pool import write_chain
+from kernel.sqlite_pool import PooledSQLiteEngine, write_chain
 
 pytestmark = pytest.mark.sql
 
@@ -72,3 +73,19 @@ async def test_concurrent_chains_on_one_row_apply_once(probe: str) -> None:
     assert sum(1 for rows in answers if rows) == 1
     written = [status for status in await _statuses(*lines) if status is not None]
     assert written == ["line"] and await _statuses(probe) == ["done"]
+
+
+async def test_a_writer_left_inside_a_transaction_is_replaced(probe: str) -> None:
+    engine = ChainProbe._meta.db
+    if not isinstance(engine, PooledSQLiteEngine):
+        pytest.skip("the pooled SQLite engine's writer connection")
+    await write_chain(engine, _moved(probe, "done"))
+    pool = engine._pool()
+    stuck = pool.writer
+    await stuck.execute("BEGIN")  # as if a failed chain's ROLLBACK had failed too
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+        await write_chain(engine, ChainProbe.insert(ChainProbe(id=new_id("probe"), status="line", n=1)))
+    assert pool.writer is None  # closed: the next write opens a new one
+    line = new_id("probe")
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1)))
+    assert await _statuses(line) == ["line"]
