@@ -212,10 +212,12 @@ async def test_a_kept_token_is_refused_once_it_expires(settings, redis, client):
 
     program = await new_program(client)
     person = await new_participant(client, program)
-    authenticator = Authenticator(redis, WalletStore(redis), settings.jwt_secret, None, access_ttl=1)
+    # `exp` is whole seconds, so a 1-second token minted late in a second may already have
+    # expired when it is first used: 2 seconds leave a second of margin.
+    authenticator = Authenticator(redis, WalletStore(redis), settings.jwt_secret, None, access_ttl=2)
     token = await authenticator.mint_access_token(program.id, person["id"])
     assert (await authenticator.authenticate(token)).subject_id == person["id"]
-    time.sleep(1.1)  # past `exp` (whole seconds): the kept claims must not outlive the token
+    time.sleep(2.1)  # past `exp`: the kept claims must not outlive the token
     with pytest.raises(NotAuthorizedException):
         await authenticator.authenticate(token)
     # A token signed with another secret is not someone else's kept claims.
