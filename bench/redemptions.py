@@ -5,9 +5,9 @@
 and fsync always, SQLite, the journal projector and background tasks in a `reward-wallet
 worker` beside it, as `serve` runs them) from 64 keep-alive connections, each request its
 own Idempotency-Key, round robin over the participants' tokens. Each answer is a fulfilled
-order with its gift-card code: the order row and its code taken (one SQL write
-transaction), the points held, captured, the order fulfilled with its feed line (a second
-one). The baseline is bench/bare_app.py served the same way with the same generator,
+order with its gift-card code: one Redis call takes the points and the pool's next free code
+(fulfillment/pool.lua), then one SQL write transaction writes the fulfilled order, binds the
+code and adds the feed lines (fulfillment/pooled_orders.py). The baseline is bench/bare_app.py served the same way with the same generator,
 alternated with the redemption runs. Runs on a code pool larger than the run can empty, so
 no request is refused for stock.
 
@@ -176,12 +176,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             break
         time.sleep(0.2)
         fulfilled, used = counted()
+    from fulfillment import keys as pool_keys
+    taken = int(sync_redis.hlen(pool_keys.pool_taken(program_id, item_id)))
     errors = sum(r.non2xx + r.socket_errors for r in ours)
     print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
           f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "
           f"{TARGET_P99:g} x: {'MET' if p99_ratio <= TARGET_P99 else 'MISSED'}); non-2xx or socket errors {errors}")
     print(f"  orders fulfilled {fulfilled:,}, codes handed out {used:,} (each order its own code: "
-          f"{'yes' if fulfilled == used else 'NO'}); journal drained {drained:.1f} s after the last run "
+          f"{'yes' if fulfilled == used else 'NO'}; taken in Redis {taken:,}: "
+          f"{'the same' if taken == used else 'NOT the same'}); journal drained {drained:.1f} s after the last run "
           f"({waiting} entries waiting)")
     return 0
 

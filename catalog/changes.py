@@ -15,6 +15,7 @@ import msgspec
 from catalog import feed_import, item_writes, items
 from fulfillment.code_pool import UploadReport
 from fulfillment.code_pool import upload_codes as _upload_codes
+from kernel.redis_functions import FunctionStore
 from fulfillment.partners import route
 from kernel.errors import NotFound
 from fulfillment.sealing import Sealer
@@ -71,7 +72,7 @@ async def import_feed(client: Any, program: ProgramView, content: str,
 
 async def upload_codes(client: Any, program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
     """Adds gift-card codes to the built-in pool (the item is then routed to it)."""
-    report = await _upload_codes(program_id, item_id, text, sealer)
+    report = await _upload_codes(FunctionStore(client, coalesce=False), program_id, item_id, text, sealer)
     await items.bump_version(client, program_id)
     return report
 

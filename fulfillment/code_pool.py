@@ -1,28 +1,26 @@
 """The built-in code-pool partner: an admin uploads an item's codes; orders for that item
-are fulfilled at once from the pool, and a code is never handed out twice (the code row
-takes the order's id, which is unique)."""
+are fulfilled at once from the pool, and a code is never handed out twice: Redis hands each
+free code to one order (fulfillment/pool.lua), and the code row takes the order's id, which
+is unique."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from piccolo.engine.postgres import PostgresEngine
 
 from catalog.tables import CatalogItem
+from fulfillment import pool_store
 from fulfillment.partners import pool_partner
 from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
 from programs.spreadsheet import read_sheet
-from kernel.errors import NotFound
+from kernel.errors import Conflict, NotFound
+from kernel.redis_functions import FunctionStore
 from kernel.ids import new_id
 from kernel.pages import decode_cursor, next_cursor
-
-log = logging.getLogger("rw.code_pool")
 
 LOW_STOCK = 10
 CODE_COLUMNS = ("code", "pin", "url", "expires_at")
@@ -48,8 +46,11 @@ class ItemStock(msgspec.Struct, frozen=True):
     low_stock: bool
 
 
-async def upload_codes(program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
-    """CSV with a header: code, and optionally pin, url, expires_at. Routes the item to the pool."""
+async def upload_codes(store: FunctionStore, program_id: str, item_id: str, text: str,
+                       sealer: Sealer) -> UploadReport:
+    """CSV with a header: code, and optionally pin, url, expires_at. Routes the item to the pool
+    and loads its free codes into the Redis pool (fulfillment/pool_store.py), this upload's
+    and any an interrupted upload left out."""
     item = await CatalogItem.select(CatalogItem.id).where(
         (CatalogItem.id == item_id) & (CatalogItem.program_id == program_id)).first().run()
     if item is None:
@@ -79,6 +80,7 @@ async def upload_codes(program_id: str, item_id: str, text: str, sealer: Sealer)
         inserted = await PoolCode.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING") \
             .returning(PoolCode.id).run()
         added += len(inserted)
+    await pool_store.load(store, program_id, item_id)
     partner_id = await pool_partner(program_id)
     await CatalogItem.update({CatalogItem.partner_id: partner_id}).where(CatalogItem.id == item_id).run()
     return UploadReport(added=added, duplicates=len(rows) - added, errors=errors, available=await stock_of(item_id))
@@ -115,58 +117,22 @@ async def stock(program_id: str, limit: int = 50, cursor: str | None = None) -> 
                      next_cursor=next_cursor(item_ids, limit))
 
 
-_TAKE = """
-    UPDATE pool_codes SET order_id = {{}}, used_at = {{}}
-    WHERE id = (SELECT id FROM pool_codes{indexed} WHERE item_id = {{}} AND order_id IS NULL
-                ORDER BY created_at, id LIMIT 1{lock})
-      AND order_id IS NULL
-    RETURNING secret
-"""
+async def take_code_id(store: FunctionStore, program_id: str, order_id: str, item_id: str) -> str | None:
+    """The sealed secret of the code the pool hands to an order already made (the same code
+    for the same order, always), now bound to it in SQL; None when the pool is empty."""
+    code_id = await pool_store.take(store, program_id, item_id, order_id)
+    if code_id is None:
+        return None
+    await PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: datetime.now(timezone.utc)}).where(
+        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).run()
+    row = await PoolCode.select(PoolCode.secret, PoolCode.order_id).where(PoolCode.id == code_id).first().run()
+    if row is None or row["order_id"] != order_id:
+        raise Conflict(f"the pool's code {code_id} is bound to another order")
+    return str(row["secret"])
 
 
-class _Hint:
-    named = True  # False once this process found the index missing
-
-
-def take_statement(postgres: bool) -> str:
-    """Binds the item's next unused code (oldest first) to an order: args order id, moment,
-    item id. On SQLite the unused codes' index is named: its planner would otherwise pick
-    the unique index on order_id (`IS NULL` looks like one row to it) and sort every unused
-    code of the item, at each redemption. On Postgres a code another transaction is taking
-    is skipped, not waited for."""
-    if postgres:
-        return _TAKE.format(indexed="", lock=" FOR UPDATE SKIP LOCKED")
-    return _TAKE.format(indexed=" INDEXED BY pool_codes_free" if _Hint.named else "", lock="")
-
-
-def index_missing(error: Exception) -> bool:
-    """Whether `error` is SQLite's missing `pool_codes_free` (a database its migration has not
-    reached, or a table rebuilt without it). The index is then no longer named in this
-    process: taking a code is slow, with a warning, instead of refused."""
-    if "no such index: pool_codes_free" not in str(error):
-        return False
-    if _Hint.named:
-        log.warning("pool_codes_free is missing: taking a code sorts the pool; run `reward-wallet migrate`")
-    _Hint.named = False
-    return True
-
-
-async def take_code(order_id: str, item_id: str, sealer: Sealer) -> dict[str, Any] | None:
-    """The next unused code for the item, now bound to the order; None when the pool is empty.
-    Taking again for the same order answers the code it already has."""
-    existing = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()
-    if existing is not None:
-        return sealer.open(existing["secret"])
-    postgres = isinstance(PoolCode._meta.db, PostgresEngine)
-    for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
-        try:
-            taken = await PoolCode.raw(take_statement(postgres), order_id, datetime.now(timezone.utc), item_id).run()
-        except sqlite3.OperationalError as error:
-            if not index_missing(error):
-                raise
-            continue
-        if taken:
-            return sealer.open(taken[0]["secret"])
-        if await stock_of(item_id) == 0:
-            return None
-    return None
+async def take_code(store: FunctionStore, program_id: str, order_id: str, item_id: str,
+                    sealer: Sealer) -> dict[str, Any] | None:
+    """`take_code_id`, opened: the code's credentials."""
+    secret = await take_code_id(store, program_id, order_id, item_id)
+    return None if secret is None else sealer.open(secret)

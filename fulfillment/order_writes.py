@@ -1,38 +1,35 @@
 """The SQL writes of placing an order: one transaction each (issue #13, the hot path).
 
-A redemption commits two write transactions on the request path, one on each side of the
-Redis hold, and no more:
+A built-in pool item's order is one transaction after its one Redis call: `record_pooled`
+(fulfillment/pooled_orders.py). An external partner's order commits two, one on each side
+of the Redis hold, and no more:
 
-1. `open_order`: the order row as `new` (no reader shows a `new` order) and, for the
-   built-in pool, its code taken and sealed on the row. Written *before* the hold: a Redis
-   hold has no index anyone could scan, so a crash right after the hold must find a row
-   the sweep sees. An empty pool rolls it back: nothing written, nothing held.
-2. `fulfil_pooled` (pool: after the capture) or `announce_pending` (external partner):
-   the order made visible with its feed lines (and its webhook). Written *after* the hold,
-   so no participant, partner or admin ever sees an order whose points are not held, nor
-   a code whose points were not taken.
+1. `open_order`: the order row as `new` (no reader shows a `new` order). Written *before*
+   the hold: a Redis hold has no index anyone could scan, so a crash right after the hold
+   must find a row the sweep sees.
+2. `announce_pending`: the order made visible (`pending`) with its feed lines and its
+   webhook. Written *after* the hold, so no partner or admin ever sees an order whose
+   points are not held.
 
-Folding 2 into 1 would show an order (or hand over a code) before its points are held;
-folding 1 into 2 would leave a crash after the hold with points held for an order nobody
-knows of. `drop_order` undoes 1 when the hold is refused (the failure path's only write).
-Each write is conditional on `status = 'new'`, so the request, a retry and the sweep can
-race to finish one order and it happens once. Each is one `write_chain` (kernel/sqlite_pool.py):
-on SQLite the whole transaction in one hop on the writer's thread, so the write lock is not
-held across turns of a busy event loop.
+Folding 2 into 1 would show an order before its points are held; folding 1 into 2 would
+leave a crash after the hold with points held for an order nobody knows of. `drop_order`
+undoes 1 when the hold is refused (the failure path's only write). `fulfil_pooled` finishes
+a pool order placed in steps before the pool lived in Redis (`resume`). Each write is
+conditional on `status = 'new'`, so the request, a retry and the sweep can race to finish
+one order and it happens once. Each is one `write_chain` (kernel/sqlite_pool.py): on SQLite
+the whole transaction in one hop on the writer's thread, so the write lock is not held
+across turns of a busy event loop.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from piccolo.engine.postgres import PostgresEngine
 
-from fulfillment.code_pool import index_missing, take_statement
-from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
+from kernel.errors import Conflict
 from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
 from kernel.sqlite_pool import write_chain, writing
@@ -59,70 +56,51 @@ def _transaction() -> Any:
     return writing(Order._meta.db)
 
 
-async def _take_code(order_id: str, item_id: str, now: datetime) -> str | None:
-    """The next unused code's sealed secret, now bound to the order; None when none is left."""
-    postgres = isinstance(PoolCode._meta.db, PostgresEngine)
-    for _ in range(5):  # on Postgres a skipped row may leave the subquery empty while others remain
-        try:
-            taken = await PoolCode.raw(take_statement(postgres), order_id, now, item_id).run()
-        except sqlite3.OperationalError as error:
-            if not index_missing(error):
-                raise
-            continue
-        if taken:
-            return str(taken[0]["secret"])
-        if not postgres or not await PoolCode.exists().where(
-                (PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).run():
-            return None
-    return None
-
-
-def _take(order: NewOrder) -> Any:
-    return PoolCode.raw(take_statement(False), order.id, order.created_at, order.item_id)
-
-
-async def open_order(order: NewOrder, pooled: bool) -> str | None:
-    """Writes the order as `new`, with a code taken when `pooled`; answers the code's sealed
-    secret (None for an external partner's order). Raises OutOfStock, writing nothing,
-    when the pool is empty (nothing was held either: the points never left)."""
+async def open_order(order: NewOrder) -> None:
+    """Writes an external partner's order as `new` (a pool item's order is placed in one call:
+    fulfillment/pooled_orders.py)."""
     insert = Order.insert(Order(
         id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
         partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
         points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at,
         tax_flagged=order.tax_flagged))
-    engine = Order._meta.db
-    if not pooled:
-        if not await write_chain(engine, insert):  # an insert answers its row (RETURNING)
-            raise RuntimeError("the order row was not written")
-        return None
-    if isinstance(engine, PostgresEngine):
-        async with _transaction():  # a code another transaction is taking is skipped: tried again
-            secret = await _take_code(order.id, order.item_id, order.created_at)
-            if secret is None:
-                raise OutOfStock("this gift card is out of stock")
-            await insert.run()
-        return secret
-    try:
-        taken = await write_chain(engine, _take(order), [insert])
-    except sqlite3.OperationalError as error:
-        if not index_missing(error):
-            raise
-        taken = await write_chain(engine, _take(order), [insert])
-    if not taken:
-        raise OutOfStock("this gift card is out of stock")
-    return str(taken[0]["secret"])
+    if not await write_chain(Order._meta.db, insert):  # an insert answers its row (RETURNING)
+        raise RuntimeError("the order row was not written")
+
+
+BIND_CODE = "UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND order_id IS NULL"
+
+
+def fulfilled_row(order: NewOrder, secret: str) -> Order:
+    """A pool order as it is written once its points and code are taken: fulfilled and settled."""
+    return Order(id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
+                 partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
+                 points=order.points, status="fulfilled", credentials=secret, settled_at=order.created_at,
+                 fulfilled_at=order.created_at, tax_flagged=order.tax_flagged, created_at=order.created_at,
+                 updated_at=order.created_at)
+
+
+async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[FeedEntry]) -> bool:
+    """A pool order whose points and code rw_pool_redeem took (fulfillment/pooled_orders.py):
+    its code bound to it, the order fulfilled and its feed lines, in one transaction. False
+    when it was already written (a retry, or the journal projector first: its rows are the
+    same). Raises Conflict, writing nothing, when the code is bound to another order (a
+    pool Redis lost track of: the code is never handed out twice)."""
+    bind = PoolCode.update({PoolCode.order_id: order.id, PoolCode.used_at: order.created_at}).where(
+        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).returning(PoolCode.id)
+    insert = Order.insert(fulfilled_row(order, secret)).on_conflict(action="DO NOTHING")
+    if await write_chain(Order._meta.db, bind, [insert, *publishing(order.program_id, feed)]):
+        return True
+    row = await PoolCode.select(PoolCode.order_id).where(PoolCode.id == code_id).first().run()
+    if row is None or row["order_id"] != order.id:
+        raise Conflict(f"the pool's code {code_id} is not this order's; it is not handed out")
+    return False
 
 
 async def bound_code(order_id: str) -> str | None:
     """The sealed secret of the code an earlier attempt took for the order, if any."""
     row = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()
     return None if row is None else str(row["secret"])
-
-
-async def take_code_for(order_id: str, item_id: str) -> str | None:
-    """A code for an order written before codes were taken with it (one transaction)."""
-    async with _transaction():
-        return await _take_code(order_id, item_id, datetime.now(timezone.utc))
 
 
 async def drop_order(order_id: str) -> None:

@@ -1,18 +1,18 @@
 """Placing an order, end to end: the built-in pool fulfils it at once, an external partner is
 told by webhook (and can always pull).
 
-The request path writes SQL twice and Redis once or twice (fulfillment/order_writes.py says
-why two is the floor):
+An item of the built-in code pool is one Redis call and one SQL transaction
+(fulfillment/pooled_orders.py). An external partner's order writes SQL twice and Redis once
+(fulfillment/order_writes.py says why two is the floor there):
 
-    open_order (SQL: order `new` + code taken)  ->  hold (Redis)  ->  capture (Redis, pool only)
-        ->  fulfil_pooled | announce_pending (SQL: visible, settled, feed lines, webhook)
+    open_order (SQL: order `new`)  ->  hold (Redis)  ->  announce_pending (SQL: visible, feed
+    lines, webhook)
 
 A crash after any step leaves an order `new` that a retry with the same Idempotency-Key
 (the same order id) or the sweep (`orders.sweep`, after `STALE_NEW`) carries on with
-`resume`: the hold and the capture are idempotent per order, each SQL step is conditional
-on `status = 'new'`, and the code stays bound to the order's id (unique), so nothing is
-taken, held or handed out twice. The answer is built from what the request already holds:
-no re-select.
+`resume`: the hold is idempotent per order and each SQL step is conditional on
+`status = 'new'`, so nothing is held twice. The answer is built from what the request
+already holds: no re-select.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import msgspec
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
-from fulfillment import order_writes, orders, taxes, webhooks
-from fulfillment.code_pool import take_code
+from fulfillment import order_writes, orders, pooled_orders, taxes, webhooks
+from fulfillment.code_pool import take_code, take_code_id
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
 from fulfillment.orders import OrderView, OutOfStock
@@ -37,6 +37,7 @@ from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
 from kernel.errors import Conflict, DomainError
+from kernel.idempotency import NO_IDEM, Idem, once, pinned_id
 from kernel.ids import new_id
 from kernel.clock import utc
 from wallet.store import WalletStore
@@ -67,7 +68,7 @@ async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row
     built-in pool fulfils it at once (or fails it, returning the points, when out of stock:
     answers False); an external partner is told by webhook and can always pull."""
     if partner["kind"] == "code_pool":
-        code = await take_code(row["id"], row["item_id"], sealer)
+        code = await take_code(store, program.id, row["id"], row["item_id"], sealer)
         if code is None:
             await orders.fail(store, program, row["id"], None, "out of stock", allowed=("pending",))
             return False
@@ -143,7 +144,8 @@ async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], 
     if partner["kind"] == "code_pool":
         # Bound by the first attempt's transaction; an order from before codes were taken
         # with it takes one now.
-        secret = await order_writes.bound_code(order.id) or await order_writes.take_code_for(order.id, order.item_id)
+        secret = await order_writes.bound_code(order.id) or await take_code_id(store, program.id, order.id,
+                                                                               order.item_id)
     return await _finish(store, program, order, partner, secret, labels)
 
 
@@ -170,35 +172,87 @@ def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer) -> 
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
                       source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None,
-                      actor: dict[str, str] | None = None) -> OrderView:
+                      actor: dict[str, str] | None = None, idem: Idem | None = None) -> OrderView:
     """`order_id` lets a caller that must not create two orders (a retry, a prize paid on a
     retry, an approval) choose the id: an order an earlier attempt began is carried on, not
-    made twice. `actor` ({"actor", "approved_by"}): who redeemed for the participant."""
+    made twice. `actor` ({"actor", "approved_by"}): who redeemed for the participant. `idem`:
+    the request's record, for a pool item placed without a chosen id (`redeem`)."""
+    placed, _ = await _place(store, sealer, program, pricing, participant_id, item_id, face_value, source, order_id,
+                             actor, idem)
+    return placed
+
+
+async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
+                 item_id: str, face_value: Money | None, idem: Idem, ttl: int) -> tuple[OrderView, bool]:
+    """A participant's own redemption, once per idempotency record `idem`: answers (the order,
+    whether it is a replay). A pool item is one Redis call that records its own answer; a
+    partner's order runs in steps under `once`, with its id pinned to the key first."""
     item = await item_row(program.id, item_id)
+    partner = await route(program.id, item)
+    if partner["kind"] == "code_pool":
+        return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
+                            None, idem, item, partner)
+    order_id = await pinned_id(store.client, idem, "ord", ttl, suffix="order")
+
+    async def action() -> OrderView:
+        return await place_order(store, sealer, program, pricing, participant_id, item_id, face_value,
+                                 order_id=order_id)
+
+    async def recorded(record: dict[str, Any]) -> OrderView:
+        # The key's first attempt was a pool redemption (the item was routed elsewhere since):
+        # its record names the order.
+        return await orders.participant_view(program.id, participant_id, str(record.get("order", "")), sealer)
+
+    return await once(store.client, idem, ttl, action, OrderView, recorded_as=recorded)
+
+
+def _now() -> datetime:
+    # Whole milliseconds: the journal carries the order's moment in ms, and the projector's
+    # row must be the request's.
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
+                 item_id: str, face_value: Money | None, source: Literal["redemption", "prize"],
+                 order_id: str | None, actor: dict[str, str] | None, idem: Idem | None,
+                 item: dict[str, Any] | None = None, partner: dict[str, Any] | None = None) -> tuple[OrderView, bool]:
+    item = item or await item_row(program.id, item_id)
     value, points = redemption_points(item, pricing, face_value)
+    existing = None
+    if order_id is not None:
+        existing = await orders.order_or_none(program.id, order_id)
     order_id = order_id or new_id("ord")
-    existing = await orders.order_or_none(program.id, order_id)
     if existing is not None and existing["status"] != "new":
         if existing["status"] == "pending":  # left pending by an older attempt: start it (idempotent)
             partner = await Partner.select().where(Partner.id == existing["partner_id"]).first().run()
             if partner is not None and not await dispatch(store, sealer, program, existing, partner):
                 raise OutOfStock(SOLD_OUT)
-        return await orders.participant_view(program.id, participant_id, order_id, sealer)
+        return await orders.participant_view(program.id, participant_id, order_id, sealer), False
     labels = await labels_of(item)
     if existing is not None:
         done = await resume(store, program, existing, labels, actor)
         order = _new_order(existing)
+        replayed = False
     else:
-        partner = await route(program.id, item)
-        now = datetime.now(timezone.utc)
+        partner = partner or await route(program.id, item)
+        now = _now()
         # Before anything is written: a refusal (tax_form_required) changes nothing.
         flagged = await taxes.needs_flag(program, participant_id, value, now, refusable=source == "redemption")
         order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
                          partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
                          points=0 if source == "prize" else points, created_at=now, tax_flagged=flagged)
-        secret = await order_writes.open_order(order, partner["kind"] == "code_pool")
-        await _hold(store, order, actor)
-        done = await _finish(store, program, order, partner, secret, labels)
+        if partner["kind"] == "code_pool":
+            order, secret, replayed = await pooled_orders.place(store, program, order, labels.title,
+                                                                idem or NO_IDEM, actor)
+            if replayed and idem is not None:
+                return await orders.participant_view(program.id, participant_id, order.id, sealer), True
+            done = Finished(status="fulfilled", secret=secret)
+        else:
+            await order_writes.open_order(order)
+            await _hold(store, order, actor)
+            done = await _finish(store, program, order, partner, None, labels)
+            replayed = False
     if done.status == "failed":
         raise OutOfStock(SOLD_OUT)
-    return _answer(order, done, labels, sealer)
+    return _answer(order, done, labels, sealer), replayed

@@ -126,19 +126,23 @@ async def release(client: Any, idem: Idem, marker: bytes | None = None) -> None:
         await client.delete(idem.key)
 
 
-async def once(client: Any, idem: Idem, ttl: int, action: Callable[[], Awaitable[T]], kind: type[T]
-               ) -> tuple[T, bool]:
+async def once(client: Any, idem: Idem, ttl: int, action: Callable[[], Awaitable[T]], kind: type[T],
+               recorded_as: Callable[[dict[str, Any]], Awaitable[T]] | None = None) -> tuple[T, bool]:
     """Runs a multi-step `action` at most once per key: answers (its result, replayed).
 
     A concurrent duplicate raises IdempotencyKeyInFlight; a failure that changed nothing
     releases the key so a retry may run; a success is recorded for replays (decoded as
-    `kind`). No HTTP here: the caller picks the status its answer carries.
+    `kind`). A record some other way of answering the same key wrote (a Redis function's own
+    reply) is read by `recorded_as`. No HTTP here: the caller picks the status its answer
+    carries.
     """
     marker = _marker(idem)
     recorded = await in_flight(client, idem, marker)
     if recorded is not None:
         # Records written before this module hold the answer as {"status", "body"}.
-        return msgspec.convert(recorded["v"] if "v" in recorded else recorded.get("body"), kind), True
+        if "v" in recorded or "body" in recorded or recorded_as is None:
+            return msgspec.convert(recorded["v"] if "v" in recorded else recorded.get("body"), kind), True
+        return await recorded_as(recorded), True
     done = asyncio.Event()
     heartbeat = asyncio.create_task(_keep_alive(client, idem, marker, done))
     _HEARTBEATS.add(heartbeat)  # the loop keeps only a weak reference to a task

@@ -30,7 +30,7 @@ from importlib import resources
 import msgspec
 
 NAME = "rw_wallet"
-PACKAGES = ("wallet", "games", "programs")
+PACKAGES = ("wallet", "games", "programs", "fulfillment")
 PRELUDE = "prelude.lua"
 
 

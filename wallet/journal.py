@@ -122,11 +122,20 @@ def _insert_sql(table: str, columns: tuple[str, ...], postgres: bool) -> str:
 
 class Rows(msgspec.Struct, frozen=True):
     """Rows a follower adds to a batch: inserted ON CONFLICT DO NOTHING, so each must carry
-    a unique key that makes writing it twice a no-op."""
+    a unique key that makes writing it twice a no-op. With `statement` (SQL with `?` marks,
+    one row of arguments each) the rows are its arguments instead: a conditional UPDATE
+    that changes nothing the second time."""
 
     table: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    statement: str = ""
+
+
+def _numbered(sql: str) -> str:
+    """`?` marks as Postgres's `$1, $2, ...`."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
 
 
 # A follower answers the rows that follow from a program's entries of its kind. It may read
@@ -176,7 +185,10 @@ async def write_batch(program_id: str, entries: list[JournalEntry], more: list[R
             await connection.executemany(posting_sql, [r for e in chunk for r in posting_rows(program_id, e)])
             await asyncio.sleep(0)  # let requests through between chunks
         for extra in more or []:
-            sql = _insert_sql(extra.table, extra.columns, postgres)
+            if extra.statement:
+                sql = _numbered(extra.statement) if postgres else extra.statement
+            else:
+                sql = _insert_sql(extra.table, extra.columns, postgres)
             for start in range(0, len(extra.rows), CHUNK):
                 await connection.executemany(sql, extra.rows[start:start + CHUNK])
 

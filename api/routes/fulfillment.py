@@ -18,14 +18,14 @@ from catalog import changes
 from catalog.items import pricing_of
 from fulfillment import delivery, orders, partner_admin, partners, queue, webhooks
 from fulfillment.redeem_for import redeem_for as redeem_for_participant
-from fulfillment.redemptions import place_order
+from fulfillment.redemptions import redeem as redeem_item
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs import audit
 from programs.programs import Money, get_program
 from kernel.ids import Id, IdOrEmpty
 from wallet.store import WalletStore
-from kernel.idempotency import Idem, once, pinned_id
+from kernel.idempotency import Idem
 
 IDEMPOTENT = {"idem": Provide(provide_idem)}
 REPLAYED = {"Idempotent-Replayed": "true"}
@@ -74,19 +74,11 @@ class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                   "built-in code pool is fulfilled at once). 422 `insufficient_points`, 409 `out_of_stock`. "
                   "Requires `Idempotency-Key`.", tags=["redemptions"])
 async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem: Idem, wallets: WalletStore,
-                 sealer: Sealer, redis: Any, settings: Settings) -> Response[Any]:
+                 sealer: Sealer, settings: Settings) -> Response[Any]:
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
-
-    # The order's id is fixed by the first attempt with this key, so a retry after a crash
-    # (once its in-flight marker has expired) carries the same order on instead of a second.
-    order_id = await pinned_id(redis, idem, "ord", settings.idempotency_ttl_seconds, suffix="order")
-
-    async def action() -> orders.OrderView:
-        return await place_order(wallets, sealer, program, pricing_of(program), principal.subject_id,
-                                 data.item_id, data.face_value, order_id=order_id)
-
-    body, replayed = await once(redis, idem, settings.idempotency_ttl_seconds, action, orders.OrderView)
+    body, replayed = await redeem_item(wallets, sealer, program, pricing_of(program), principal.subject_id,
+                                       data.item_id, data.face_value, idem, settings.idempotency_ttl_seconds)
     return Response(body, status_code=201, headers=REPLAYED if replayed else None)
 
 

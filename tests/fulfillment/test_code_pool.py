@@ -1,15 +1,16 @@
-"""The built-in code pool hands out the oldest unused code, once, at any pool size: taking one
-reads the unused codes' index (`pool_codes_free`), not every unused code of the item sorted
-at each redemption, which made a redemption's cost grow with the pool (4 ms of SQLite per
-redemption at 8,000 codes, bench/redemptions.py)."""
+"""The built-in code pool hands out the oldest unused code, once, at any pool size. Which codes
+are free lives in Redis (fulfillment/pool.lua), loaded from SQL at each upload and whenever
+Redis does not have the item: a lost Redis, an interrupted upload, many redemptions at once
+never hand a code out twice."""
 
 from __future__ import annotations
 
-import pytest
-from piccolo.engine.postgres import PostgresEngine
+import asyncio
+import hashlib
 
-from fulfillment import code_pool
-from fulfillment.code_pool import take_statement
+import pytest
+
+from fulfillment import keys
 from fulfillment.tables import PoolCode
 from tests.factories import redeem, shop, shopper
 
@@ -38,34 +39,60 @@ async def test_a_large_pool_hands_out_the_earlier_uploads_codes_first_each_once(
     assert [(s["available"], s["used"]) for s in stock if s["item_id"] == item["id"]] == [(2995, 5)]
 
 
-async def test_taking_a_code_reads_the_unused_codes_index_instead_of_sorting_the_pool(migrated) -> None:  # type: ignore[no-untyped-def]
-    engine = PoolCode._meta.db
-    if isinstance(engine, PostgresEngine):
-        # The planner's choice depends on the table's statistics there; the index must exist.
-        found = await PoolCode.raw("SELECT indexdef FROM pg_indexes WHERE indexname = 'pool_codes_free'").run()
-        assert found and "WHERE (order_id IS NULL)" in found[0]["indexdef"]
-        return
-    plan = await PoolCode.raw("EXPLAIN QUERY PLAN " + take_statement(postgres=False), "ord_x", "2026-01-01", "item_x")
-    steps = " | ".join(str(step["detail"]) for step in plan)
-    assert "pool_codes_free" in steps and "TEMP B-TREE" not in steps, steps
+def _lose_the_redis_pool(redis, program_id: str, item_id: str):  # type: ignore[no-untyped-def]
+    """As a Redis rebuilt from SQL, or a pool from before the pool lived in Redis, finds it."""
+    return redis.delete(*keys.pool_keys(program_id, item_id))
 
 
-async def test_without_the_index_a_redemption_still_gets_its_code_and_the_index_is_named_again_once_back(client) -> None:  # type: ignore[no-untyped-def]
-    if isinstance(PoolCode._meta.db, PostgresEngine):
-        pytest.skip("SQLite names the index in its statement; Postgres' planner picks it")
+async def test_a_pool_redis_never_loaded_is_loaded_from_sql_on_the_next_redemption_without_codes_already_used(
+        client, redis) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["LONE-1", "LONE-2"])
+    await _upload(client, program, item["id"], ["ONE", "TWO", "THREE"])
     _, me = await shopper(client, program, 10 * item["points_price"])
-    await PoolCode.raw("DROP INDEX pool_codes_free").run()  # a database its migration has not reached
-    try:
+    first = (await redeem(client, me, item["id"])).json()["credentials"]["code"]
+    await _lose_the_redis_pool(redis, program.id, item["id"])
+    handed = [first]
+    for _ in range(2):
         order = await redeem(client, me, item["id"])
-        assert order.status_code == 201 and order.json()["credentials"]["code"] in ("LONE-1", "LONE-2"), order.text
-        first = order.json()["credentials"]["code"]
-        assert "pool_codes_free" not in take_statement(postgres=False)  # slow, not refused
-    finally:
-        await PoolCode.raw("CREATE INDEX IF NOT EXISTS pool_codes_free ON pool_codes (item_id, created_at, id) "
-                           "WHERE order_id IS NULL").run()
-        code_pool._Hint.named = True  # as a restarted process would
-    order = await redeem(client, me, item["id"])
-    assert order.status_code == 201, order.text
-    assert {first, order.json()["credentials"]["code"]} == {"LONE-1", "LONE-2"}
+        assert order.status_code == 201, order.text
+        handed.append(order.json()["credentials"]["code"])
+    assert sorted(handed) == ["ONE", "THREE", "TWO"]
+    empty = await redeem(client, me, item["id"])
+    assert empty.status_code == 409 and empty.json()["code"] == "out_of_stock", empty.text
+
+
+async def test_codes_an_interrupted_upload_left_out_of_the_pool_are_loaded_by_the_next_upload(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["KEPT", "LATE"])
+    # As if the process died between writing the rows and loading them into Redis.
+    late = await PoolCode.select(PoolCode.id).where(
+        PoolCode.code_hash == hashlib.sha256(b"LATE").hexdigest()).first().run()
+    await redis.zrem(keys.pool_free(program.id, item["id"]), late["id"])
+    _, me = await shopper(client, program, 10 * item["points_price"])
+    assert (await redeem(client, me, item["id"])).json()["credentials"]["code"] == "KEPT"
+    assert (await redeem(client, me, item["id"])).status_code == 409
+    again = await client.post(f"/v1/catalog/items/{item['id']}/codes", json={"csv": "code\nLATE\nNEWER\n"},
+                              headers=program.headers)
+    assert (again.json()["added"], again.json()["duplicates"], again.json()["available"]) == (1, 1, 2), again.text
+    assert [(await redeem(client, me, item["id"])).json()["credentials"]["code"] for _ in range(2)] == ["LATE", "NEWER"]
+
+
+async def test_many_participants_redeeming_at_once_share_a_small_pool_each_code_once(client) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], [f"C-{n}" for n in range(10)])
+    price = item["points_price"]
+    shoppers = [await shopper(client, program, 5 * price) for _ in range(5)]
+    answers = await asyncio.gather(*(redeem(client, me, item["id"]) for _, me in shoppers for _ in range(5)))
+    fulfilled = [a.json()["credentials"]["code"] for a in answers if a.status_code == 201]
+    refused = [a.json()["code"] for a in answers if a.status_code != 201]
+    assert sorted(fulfilled) == sorted(f"C-{n}" for n in range(10))
+    assert refused == ["out_of_stock"] * 15
+    spent = 0
+    for person, me in shoppers:
+        wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+        mine = len((await client.get("/v1/me/redemptions", headers=me)).json()["items"])
+        assert (wallet["available"], wallet["held"]) == (5 * price - mine * price, 0)
+        spent += mine * price
+    assert spent == 10 * price
+    stock = (await client.get("/v1/catalog/stock", headers=program.headers)).json()["items"]
+    assert [(s["available"], s["used"]) for s in stock if s["item_id"] == item["id"]] == [(0, 10)]

@@ -1,9 +1,9 @@
 """A redemption interrupted by a crash and retried with the same Idempotency-Key (or left to
-the sweep) carries the first attempt's order on: one order, one hold, one code."""
+the sweep, or to the journal projector) carries the first attempt's order on: one order, one
+hold, one code."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,12 +13,15 @@ from fulfillment.order_writes import NewOrder, open_order
 from fulfillment.orders import hold_idem, settle_idem, sweep
 from fulfillment.partners import route
 from fulfillment.tables import Order, PoolCode
+from programs.tables import FeedItem
+from tests.games.test_spin_projection import projection_paused
+from wallet.tables import LedgerEntry
 from programs.programs import get_program
 from wallet import accounts
 from kernel import keys as kernel_keys
 from kernel.ids import new_id
 from wallet.store import WalletStore
-from tests.factories import redeem, shop, shopper
+from tests.factories import redeem, shop, shopper, wait_until
 
 pytestmark = pytest.mark.sql
 
@@ -56,47 +59,83 @@ async def _stock(client, program) -> dict:  # type: ignore[no-untyped-def]
     return (await client.get("/v1/catalog/stock", headers=program.headers)).json()["items"][0]
 
 
+async def _lose_the_sql_write(order_id: str) -> None:
+    """As if the process died right after the pool's Redis call: no order row, no bound code,
+    no feed line."""
+    await PoolCode.update({PoolCode.order_id: None, PoolCode.used_at: None}).where(
+        PoolCode.order_id == order_id).run()
+    await Order.delete().where(Order.id == order_id).run()
+    await FeedItem.delete().where(FeedItem.reference == order_id).run()
+
+
+@pytest.mark.parametrize("finisher", ["retry", "projector"])
+async def test_a_pool_redemption_whose_process_died_after_its_redis_call_is_finished_once(  # type: ignore[no-untyped-def]
+        client, redis, finisher: str) -> None:
+    program, item = await _pool_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    async with projection_paused(redis, program.id):
+        first = await redeem(client, me, item["id"], key="crash-pool")
+        assert first.status_code == 201, first.text
+        order_id, code, points = first.json()["id"], first.json()["credentials"]["code"], first.json()["points"]
+        await _lose_the_sql_write(order_id)
+        assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 404
+        if finisher == "retry":
+            retried = await redeem(client, me, item["id"], key="crash-pool")
+            assert retried.status_code == 201, retried.text
+            assert (retried.json()["id"], retried.json()["credentials"]["code"]) == (order_id, code)
+    # The journal holds the order until it is projected; the projector writes it (or finds
+    # the retry's rows and writes nothing twice).
+    mine = lambda: _orders(client, me)  # noqa: E731
+    assert await wait_until(mine, [(order_id, "fulfilled", code)]) == [(order_id, "fulfilled", code)]
+    await sweep(WalletStore(redis), program.id)
+    assert await _orders(client, me) == [(order_id, "fulfilled", code)]
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (10_000 - points, 0)
+    assert ((await _stock(client, program))["available"], (await _stock(client, program))["used"]) == (1, 1)
+    lines = await FeedItem.select(FeedItem.kind).where(FeedItem.reference == order_id).run()
+    assert sorted(line["kind"] for line in lines) == ["order_fulfilled", "redemption"]
+    entries = lambda: LedgerEntry.count().where(LedgerEntry.reference == order_id).run()  # noqa: E731
+    assert await wait_until(entries, 2) == 2  # the hold and the redemption, once each
+
+
+async def _orders(client, me) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    return [(o["id"], o["status"], (o.get("credentials") or {}).get("code")) for o in mine]
+
+
 @pytest.mark.parametrize("crashed_after", ["open", "hold", "capture"])
-@pytest.mark.parametrize("finisher", ["retry", "sweep"])
-async def test_a_pool_redemption_interrupted_anywhere_is_finished_once(  # type: ignore[no-untyped-def]
-        client, redis, crashed_after: str, finisher: str) -> None:
+async def test_a_pool_order_left_new_by_the_steps_of_an_earlier_build_is_finished_by_the_sweep(  # type: ignore[no-untyped-def]
+        client, redis, crashed_after: str) -> None:
+    """Pool orders used to be placed in steps (order `new`, hold, capture, fulfil); one a crash
+    left half-made before an upgrade is carried on with a code from the Redis pool."""
     program, item = await _pool_shop(client)
     person, me = await shopper(client, program, 10_000)
     view = await get_program(program.id)
     row = await item_row(program.id, item["id"])
     value, points = redemption_points(row, pricing_of(view), None)
     store = WalletStore(redis)
-    # The first attempt's steps, up to the crash (a sweep only picks up orders past STALE_NEW).
-    aged = timedelta(minutes=2) if finisher == "sweep" else timedelta()
     order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
                      partner_id=(await route(program.id, row))["id"], source="redemption", face_value=value,
-                     currency=row["currency"], points=points, created_at=datetime.now(timezone.utc) - aged)
-    assert await open_order(order, pooled=True) is not None
-    bound = await PoolCode.select(PoolCode.code_hash).where(PoolCode.order_id == order.id).run()
-    assert len(bound) == 1
-    code = {hashlib.sha256(c.encode()).hexdigest(): c for c in ("GC-1", "GC-2")}[bound[0]["code_hash"]]
+                     currency=row["currency"], points=points, created_at=datetime.now(timezone.utc) - timedelta(minutes=2))
+    await open_order(order)
     if crashed_after in ("hold", "capture"):
         await accounts.hold(store, program.id, person["id"], points, order.id, hold_idem(program.id, order.id))
     if crashed_after == "capture":
         await accounts.capture(store, program.id, person["id"], order.id, settle_idem(program.id, order.id, "capture"))
-    if finisher == "retry":
-        # The route fixed the order id under the key; the crash lost the answer.
-        await redis.set(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "crash-pool") + ":order", order.id)
-        retried = await redeem(client, me, item["id"], key="crash-pool")
-        assert retried.status_code == 201, retried.text
-        assert retried.json()["id"] == order.id and retried.json()["credentials"]["code"] == code
-    else:
-        assert (await client.get(f"/v1/me/redemptions/{order.id}", headers=me)).status_code == 404  # still `new`
-        await sweep(store, program.id)
+    assert (await client.get(f"/v1/me/redemptions/{order.id}", headers=me)).status_code == 404  # still `new`
+    await sweep(store, program.id)
     await sweep(store, program.id)  # again: nothing happens twice
-    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
-    assert [(o["id"], o["status"], o["credentials"]["code"]) for o in mine] == [(order.id, "fulfilled", code)]
+    mine = await _orders(client, me)
+    assert [(o, s) for o, s, _ in mine] == [(order.id, "fulfilled")] and mine[0][2] in ("GC-1", "GC-2")
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (10_000 - points, 0)
     assert ((await _stock(client, program))["available"], (await _stock(client, program))["used"]) == (1, 1)
+    # The code the sweep took is gone from the Redis pool: the next redemption gets the other.
+    other = await redeem(client, me, item["id"])
+    assert other.status_code == 201 and other.json()["credentials"]["code"] != mine[0][2], other.text
 
 
-async def test_a_refused_hold_leaves_no_order_and_puts_the_code_back(client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_refused_redemption_leaves_no_order_and_takes_no_code(client) -> None:  # type: ignore[no-untyped-def]
     program, item = await _pool_shop(client, codes=1)
     _, me = await shopper(client, program, 10)
     for _ in range(2):  # the retry answers the same refusal
@@ -106,3 +145,25 @@ async def test_a_refused_hold_leaves_no_order_and_puts_the_code_back(client) -> 
     assert (await _stock(client, program))["available"] == 1
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (10, 0)
+
+
+async def test_a_pool_redemption_whose_sql_write_fails_still_answers_its_card_and_the_projector_writes_it(  # type: ignore[no-untyped-def]
+        client, monkeypatch) -> None:
+    import sqlite3
+
+    from fulfillment import order_writes
+
+    program, item = await _pool_shop(client)
+    _, me = await shopper(client, program, 10_000)
+
+    async def locked(*_: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(order_writes, "record_pooled", locked)
+    answer = await redeem(client, me, item["id"])
+    assert answer.status_code == 201 and answer.json()["credentials"]["code"] in ("GC-1", "GC-2"), answer.text
+    monkeypatch.undo()
+    order_id, code = answer.json()["id"], answer.json()["credentials"]["code"]
+    assert await wait_until(lambda: _orders(client, me), [(order_id, "fulfilled", code)]) == [
+        (order_id, "fulfilled", code)]
+    assert ((await _stock(client, program))["available"], (await _stock(client, program))["used"]) == (1, 1)

@@ -1,0 +1,42 @@
+"""The fulfilment package's Redis keys and its part of the function library
+(fulfillment/pool.lua: the built-in code pool's free codes). Every key carries its program's
+hash tag (kernel/keys.py)."""
+
+from __future__ import annotations
+
+from kernel.keys import tag
+from kernel.lua_library import LuaPart
+
+LUA_PART = LuaPart(package="fulfillment", files=("pool.lua",), uses=frozenset({
+    "balance_refusal", "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
+    "missing_wallet", "move_refusal", "no_record", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
+
+
+def _pool(program_id: str, item_id: str) -> str:
+    return f"{tag(program_id)}:pool:{item_id}"
+
+
+def pool_free(program_id: str, item_id: str) -> str:
+    """The item's free codes' ids, by upload time."""
+    return f"{_pool(program_id, item_id)}:free"
+
+
+def pool_taken(program_id: str, item_id: str) -> str:
+    """Code id -> order id, for every code the pool handed out."""
+    return f"{_pool(program_id, item_id)}:taken"
+
+
+def pool_orders(program_id: str, item_id: str) -> str:
+    """Order id -> code id."""
+    return f"{_pool(program_id, item_id)}:orders"
+
+
+def pool_loaded(program_id: str, item_id: str) -> str:
+    """Set once the item's free codes were loaded from SQL."""
+    return f"{_pool(program_id, item_id)}:loaded"
+
+
+def pool_keys(program_id: str, item_id: str) -> list[str]:
+    """free, taken, orders, loaded: the order rw_pool_redeem and rw_pool_take take them in."""
+    return [pool_free(program_id, item_id), pool_taken(program_id, item_id), pool_orders(program_id, item_id),
+            pool_loaded(program_id, item_id)]

@@ -1,0 +1,134 @@
+--[[
+The built-in code pool's part of the one Redis function library (fulfillment/keys.py
+LUA_PART): which codes are free lives here, so a redemption takes its code, its points and
+its journal entries in one atomic call, and writes one SQL transaction after it
+(fulfillment/pooled_orders.py). The codes themselves (sealed) stay in SQL, the system of
+record; Redis holds their ids only.
+
+Key layout, per item (all keys share the program's hash tag {p:<program_id>}):
+  rw:{p:P}:pool:<item>:free    sorted set  the free codes' ids, by upload time (ms): oldest first
+  rw:{p:P}:pool:<item>:taken   hash        code id -> order id, every code ever taken here
+  rw:{p:P}:pool:<item>:orders  hash        order id -> code id (an order takes one code, once)
+  rw:{p:P}:pool:<item>:loaded  string      set once the item's free codes were loaded from SQL
+The `taken` hash is never trimmed: loading again from SQL (an upload, a lost Redis) skips
+every code taken here, even one whose SQL row does not name its order yet.
+]]
+
+-- The journal metadata `meta` (a JSON object) with the code's id added.
+local function meta_with_code(meta, code)
+  local sep = ","
+  if string.match(meta, "^%s*{%s*}%s*$") then sep = "" end
+  return (string.gsub(meta, "}%s*$", function() return sep .. '"code":' .. cjson.encode(code) .. "}" end, 1))
+end
+
+-- The next free code for `order`, recorded as taken; or nil when none is left. An order that
+-- already took a code gets the same one.
+local function pool_take(free, taken, orders, order)
+  local code = redis.call("HGET", orders, order)
+  if code then return code, true end
+  local popped = redis.call("ZPOPMIN", free)
+  if #popped == 0 then return nil, false end
+  code = popped[1]
+  redis.call("HSET", taken, code, order)
+  redis.call("HSET", orders, order, code)
+  return code, false
+end
+
+-- The refusal of an empty pool: "pool_unloaded" (the caller loads it from SQL and calls
+-- again) when it was never loaded, else out of stock. Neither is recorded.
+local function pool_empty(loaded)
+  if redis.call("EXISTS", loaded) == 0 then
+    return to_json(fail("pool_unloaded", "the item's codes are not loaded yet"))
+  end
+  return to_json(fail("out_of_stock", "this gift card is out of stock"))
+end
+
+--[[ rw_pool_redeem: a code-pool order in one step: the participant's points from available
+to held and captured (two journal entries, `hold` then `redemption`, as an order paid through
+rw_hold and rw_capture writes them), the item's next free code taken for the order.
+Refusals change nothing and are not recorded, so a retry may succeed later. A second call for
+the same order (a retry with no record: a prize, an approval) answers the code it took.
+KEYS: idem (or the no-record key), journal, acct, cfg, wallet, hold (the order's), free,
+      taken, orders, loaded
+ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no entry is
+      journalled), hold tx, capture tx, the hold's metadata, the capture's metadata (the
+      code's id is added to it), now_ms
+Answers {ok, order, code_id, tx} (tx: the capture's; "" for a prize). ]]
+redis.register_function("rw_pool_redeem", function(keys, argv)
+  local idem, stream, acct, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local free, taken, orders, loaded = keys[7], keys[8], keys[9], keys[10]
+  local fp, ttl, order, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local points = tonumber(argv[5])
+  local early = idem_check(idem, fp)
+  if early then return early end
+  -- A record that answers nothing is the marker of the same request placed in steps
+  -- (kernel/idempotency.py `once`, while the item was routed to a partner): still running.
+  if not no_record(idem) and redis.call("EXISTS", idem) == 1 then
+    return to_json(fail("in_flight", "a request with this Idempotency-Key is still running"))
+  end
+  local placed = redis.call("HGET", orders, order)
+  if placed then
+    return to_json({ok = true, order = order, code_id = placed, tx = "", replayed = 1})
+  end
+  early = missing_wallet(wallet) or suspension(cfg)
+  if early then return early end
+  if points > 0 then
+    if redis.call("EXISTS", hold) == 1 then
+      return to_json(fail("conflict", "this order's points are already held"))
+    end
+    local w = redis.call("HMGET", wallet, "available", "spent")
+    local refused = spend_refusal(points, tonumber(w[1] or "0"))
+    if refused then return to_json(refused) end
+    if too_large(tonumber(w[2] or "0"), points) then return to_json(balance_refusal("the participant's balance")) end
+    if too_large(hget_int(acct, "redeemed"), points) then
+      return to_json(balance_refusal("the program's redeemed account"))
+    end
+  elseif points ~= 0 then
+    return to_json(move_refusal(points))
+  end
+  local code = pool_take(free, taken, orders, order)
+  if not code then return pool_empty(loaded) end
+  local tx = ""
+  if points > 0 then
+    tx = argv[7]
+    local available, held = wallet_account(wallet, "available"), wallet_account(wallet, "held")
+    hincrby(wallet, "available", -points)
+    hincrby(wallet, "spent", points)
+    hincrby(acct, "redeemed", points)
+    redis.call("HSET", hold, "participant", participant, "points", int_s(points), "state", "captured", "tx", argv[6],
+      "reference", order, "captured", int_s(points))
+    journal(stream, argv[6], "hold", participant, -points, order, argv[8], {{available, held, points}}, argv[10])
+    journal(stream, tx, "redemption", participant, 0, order, meta_with_code(argv[9], code),
+      {{held, "redeemed", points}}, argv[10], 0, points)
+  end
+  return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx})
+end)
+
+--[[ rw_pool_take: the item's next free code for an order already made (an order re-routed
+to the pool, an order a crash left half-made before this part existed); the same code for
+the same order, always.
+KEYS: free, taken, orders, loaded
+ARGV: order id
+Answers {ok, order, code_id}. ]]
+redis.register_function("rw_pool_take", function(keys, argv)
+  local code = pool_take(keys[1], keys[2], keys[3], argv[1])
+  if not code then return pool_empty(keys[4]) end
+  return to_json({ok = true, order = argv[1], code_id = code})
+end)
+
+--[[ rw_pool_load: free codes from SQL into the pool, skipping every code taken here; with
+ARGV[1] = "1" the item is marked loaded (the last chunk of a load).
+KEYS: free, taken, loaded
+ARGV: last ("1" | "0"), then per code: score (upload time, ms), id
+Answers how many codes were added. ]]
+redis.register_function("rw_pool_load", function(keys, argv)
+  local free, taken = keys[1], keys[2]
+  local added = 0
+  for i = 2, #argv, 2 do
+    if redis.call("HEXISTS", taken, argv[i + 1]) == 0 then
+      added = added + redis.call("ZADD", free, "NX", argv[i], argv[i + 1])
+    end
+  end
+  if argv[1] == "1" then redis.call("SET", keys[3], "1") end
+  return added
+end)

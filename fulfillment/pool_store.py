@@ -1,0 +1,97 @@
+"""The code pool's free codes in Redis (fulfillment/pool.lua): taking a code is part of the
+call that takes the points, so a pool redemption is one round trip and one SQL transaction.
+
+SQL stays the system of record of the codes (sealed, with the order each went to); Redis
+knows which are free. An item's free codes are loaded from SQL when its codes are uploaded,
+and lazily when a call finds the item never loaded (a Redis rebuilt, a pool from before this
+module): the call answers `pool_unloaded`, the codes are loaded and the call is made again.
+Loading skips every code Redis ever handed out, so a code whose SQL row does not name its
+order yet is never free twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from fulfillment import keys
+from fulfillment.tables import PoolCode
+from kernel.idempotency import Idem
+from kernel.keys import no_record
+from kernel.redis_functions import FunctionStore
+from kernel.replies import Reply
+from wallet import keys as wallet_keys
+
+LOAD_CHUNK = 1_000
+
+
+class PoolReply(Reply, frozen=True):
+    order: str | None = None
+    code_id: str | None = None  # the code's id (its row in pool_codes)
+    tx: str | None = None  # the capture's transaction; "" for an order of no points
+
+
+_decode = msgspec.json.Decoder(PoolReply).decode
+
+
+class Redemption(msgspec.Struct, frozen=True):
+    """What rw_pool_redeem is told, beyond the keys."""
+
+    program_id: str
+    item_id: str
+    order_id: str
+    participant_id: str
+    points: int
+    hold_tx: str
+    capture_tx: str
+    hold_meta: str
+    capture_meta: str  # a JSON object; the call adds the code's id
+    now_ms: str
+
+
+async def load(store: FunctionStore, program_id: str, item_id: str) -> int:
+    """Loads the item's free codes from SQL (oldest first) and marks it loaded; answers how
+    many were added. Idempotent: a code already free, or ever taken, is left as it is."""
+    rows = await PoolCode.select(PoolCode.id, PoolCode.created_at).where(
+        (PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).order_by(
+        PoolCode.created_at).order_by(PoolCode.id).run()
+    free, taken, _, loaded = keys.pool_keys(program_id, item_id)
+    added = 0
+    for start in range(0, max(len(rows), 1), LOAD_CHUNK):
+        chunk = rows[start:start + LOAD_CHUNK]
+        args: list[Any] = ["1" if start + LOAD_CHUNK >= len(rows) else "0"]
+        for row in chunk:
+            args += [int(row["created_at"].timestamp() * 1000), row["id"]]
+        added += int(await store.fcall("rw_pool_load", [free, taken, loaded], args))
+    return added
+
+
+async def redeem(store: FunctionStore, r: Redemption, idem: Idem, ttl: int) -> PoolReply:
+    """The points held and captured and a code taken for the order, in one call (see
+    rw_pool_redeem); a refusal changed nothing."""
+    key_list = [idem.key or no_record(r.program_id), *_wallet_keys(r.program_id, r.participant_id, r.order_id),
+                *keys.pool_keys(r.program_id, r.item_id)]
+    args = [idem.fingerprint, ttl, r.order_id, r.participant_id, r.points, r.hold_tx, r.capture_tx, r.hold_meta,
+            r.capture_meta, r.now_ms]
+    reply = _decode(await store.fcall("rw_pool_redeem", key_list, args))
+    if reply.code == "pool_unloaded":
+        await load(store, r.program_id, r.item_id)
+        reply = _decode(await store.fcall("rw_pool_redeem", key_list, args))
+    return reply
+
+
+async def take(store: FunctionStore, program_id: str, item_id: str, order_id: str) -> str | None:
+    """The code id the pool hands to an order already made (the same one on every call);
+    None when the pool is empty."""
+    key_list = keys.pool_keys(program_id, item_id)
+    reply = _decode(await store.fcall("rw_pool_take", key_list, [order_id]))
+    if reply.code == "pool_unloaded":
+        await load(store, program_id, item_id)
+        reply = _decode(await store.fcall("rw_pool_take", key_list, [order_id]))
+    return reply.code_id if reply.ok else None
+
+
+def _wallet_keys(program_id: str, participant_id: str, order_id: str) -> list[str]:
+    return [wallet_keys.journal(program_id), wallet_keys.accounts(program_id), wallet_keys.config(program_id),
+            wallet_keys.wallet(program_id, participant_id), wallet_keys.hold(program_id, order_id)]

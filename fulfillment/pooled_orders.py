@@ -1,0 +1,181 @@
+"""An order of a built-in code-pool item: one Redis call, one SQL transaction (issue #13).
+
+    rw_pool_redeem (Redis: points held and captured, the next free code taken, two journal
+    entries)  ->  record_pooled (SQL: the order fulfilled, its code bound, its feed lines)
+
+Nothing is written before the call, and every refusal (no points, out of stock, a suspended
+program) changes nothing. A crash after the call loses nothing: the capture's journal entry
+carries the order, and the journal projector writes the same rows (`write_pool_orders`,
+ON CONFLICT DO NOTHING), so the order appears whether the request or the projector gets
+there first. A retry with the same Idempotency-Key (or, for prizes and approvals, the same
+order id) is answered from the call's record: the same order and code, never a second.
+
+The one SQL transaction stays on the request path because the answer carries the card's
+code and the participant's order list must show the order at once; it runs in one hop on
+SQLite's writer (kernel/sqlite_pool.py `write_chain`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from catalog.tables import Brand, CatalogItem
+from catalog.titles import item_title
+from fulfillment import order_writes, orders, pool_store
+from fulfillment.order_writes import NewOrder
+from fulfillment.pool_store import Redemption
+from fulfillment.tables import PoolCode
+from kernel.errors import DomainError, IdempotencyKeyInFlight
+from kernel.idempotency import NO_IDEM, Idem
+from kernel.ids import new_id
+from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
+from programs.programs import ProgramView, get_program
+from wallet.accounts import raise_for
+from wallet.journal import JournalEntry, Rows
+from wallet.store import Outcome, WalletStore
+
+log = logging.getLogger("rw.orders")
+
+
+class _Carried(msgspec.Struct, frozen=True):
+    """The order as the capture's journal entry carries it (its `order` metadata)."""
+
+    item: str
+    partner: str
+    source: str
+    face_value: int
+    currency: str
+    created_ms: int
+    tax_flagged: bool = False
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    order: _Carried | None = None
+    code: str | None = None
+
+
+_decode_meta = msgspec.json.Decoder(_Meta).decode
+
+
+def _capture_meta(order: NewOrder) -> str:
+    carried = _Carried(item=order.item_id, partner=order.partner_id, source=order.source, face_value=order.face_value,
+                       currency=order.currency, created_ms=int(order.created_at.timestamp() * 1000),
+                       tax_flagged=order.tax_flagged)
+    return msgspec.json.encode({"reason": "redemption", "order": carried}).decode()
+
+
+def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
+    return msgspec.json.encode({"reason": f"redemption {order.id}", **(actor or {})}).decode()
+
+
+def feed_of(order: NewOrder, title: str, point_name: str) -> list[FeedEntry]:
+    """The order's feed lines (the same as a pool order placed in steps writes): fulfilled
+    first, so each line's id is later than the one before and the feed reads newest first."""
+    lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
+                       kind="order_fulfilled", text=f"Your {title} is ready", reference=order.id)]
+    if order.source == "redemption":
+        lines.append(FeedEntry(key=f"order:{order.id}:placed", participant_id=order.participant_id,
+                               kind="redemption", points=-order.points, reference=order.id,
+                               text=f"Redeemed {order.points:,} {point_name} for {title}"))
+    return lines
+
+
+async def place(store: WalletStore, program: ProgramView, order: NewOrder, title: str,
+                idem: Idem = NO_IDEM, actor: dict[str, str] | None = None) -> tuple[NewOrder, str, bool]:
+    """Places `order` (its tax flag already decided) from the pool: answers (the order as
+    written, which a replay answers with its first attempt's id; the code's sealed secret;
+    whether the call was replayed). Raises the refusal: OutOfStock, insufficient points and
+    the rest of the wallet's, IdempotencyKeyInFlight."""
+    call = Redemption(program_id=program.id, item_id=order.item_id, order_id=order.id,
+                      participant_id=order.participant_id, points=order.points, hold_tx=new_id("tx"),
+                      capture_tx=new_id("tx"), hold_meta=_hold_meta(order, actor), capture_meta=_capture_meta(order),
+                      now_ms=str(int(order.created_at.timestamp() * 1000)))
+    reply = await pool_store.redeem(store, call, idem, store.ttl)
+    if not reply.ok:
+        if reply.code == "out_of_stock":
+            raise orders.OutOfStock("this gift card is out of stock")
+        if reply.code == "in_flight":
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
+                                         retry_after=1)
+        raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
+    if reply.order and reply.order != order.id:
+        order = msgspec.structs.replace(order, id=reply.order)
+    code_id = reply.code_id or ""
+    row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
+    if row is None:
+        raise DomainError(f"the pool's code {code_id} has no row")
+    secret = str(row["secret"])
+    try:
+        await order_writes.record_pooled(order, code_id, secret, feed_of(order, title, program.point_name))
+    except DomainError:
+        raise
+    except Exception:
+        # The points and the code are taken and journalled: the projector writes these rows
+        # from the `redemption` entry, so the participant gets their card now, not an error.
+        log.warning("order %s: its SQL write failed; the journal projector writes it", order.id, exc_info=True)
+    return order, secret, bool(reply.replayed)
+
+
+# --- the journal projector's follower ------------------------------------------------------
+
+ORDER_COLUMNS = ("id", "program_id", "participant_id", "item_id", "partner_id", "source", "face_value", "currency",
+                 "points", "status", "attempts", "credentials", "settled_at", "tax_flagged", "created_at",
+                 "updated_at", "fulfilled_at")
+
+
+async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+    """The follower of `redemption` entries (wired in api/projection.py): for each one
+    rw_pool_redeem wrote, the order, its code's binding and its feed lines, as the request
+    writes them (a request that got there first leaves nothing to do)."""
+    carried: list[tuple[JournalEntry, _Carried, str]] = []
+    for entry in entries:
+        if '"code"' not in entry.metadata or not entry.reference:
+            continue  # a capture of an order placed in steps: its request wrote the order
+        meta = _decode_meta(entry.metadata)
+        if meta.order is not None and meta.code:
+            carried.append((entry, meta.order, meta.code))
+    if not carried:
+        return []
+    secrets = {r["id"]: r["secret"] for r in await PoolCode.select(PoolCode.id, PoolCode.secret).where(
+        PoolCode.id.is_in([code for _, _, code in carried])).run()}
+    titles = await _titles(sorted({o.item for _, o, _ in carried}))
+    point_name = (await get_program(program_id)).point_name
+    orders_rows: list[tuple[Any, ...]] = []
+    binds: list[tuple[Any, ...]] = []
+    feed: list[tuple[Any, ...]] = []
+    for entry, o, code in carried:
+        if code not in secrets:
+            continue
+        order = _order_of(program_id, entry, o)
+        created = order.created_at
+        orders_rows.append((order.id, program_id, order.participant_id, order.item_id, order.partner_id, order.source,
+                            order.face_value, order.currency, order.points, "fulfilled", 0, secrets[code], created,
+                            order.tax_flagged, created, created, created))
+        binds.append((order.id, created, code))
+        feed += feed_rows(program_id, feed_of(order, titles.get(o.item, ""), point_name), created)
+    # The codes first, then the orders, then the feed: the order a request's transaction takes
+    # its locks in (order_writes.record_pooled), so the two never wait on each other in a
+    # circle (Postgres answers such a circle with a deadlock error).
+    return [Rows(table="pool_codes", columns=(), rows=binds, statement=order_writes.BIND_CODE),
+            Rows(table="orders", columns=ORDER_COLUMNS, rows=orders_rows),
+            Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
+
+
+def _order_of(program_id: str, entry: JournalEntry, o: _Carried) -> NewOrder:
+    points = sum(leg[2] for leg in entry.legs)
+    return NewOrder(id=entry.reference or "", program_id=program_id, participant_id=entry.participant_id or "",
+                    item_id=o.item, partner_id=o.partner, source=o.source, face_value=o.face_value,
+                    currency=o.currency, points=points,
+                    created_at=datetime.fromtimestamp(o.created_ms / 1000, tz=timezone.utc), tax_flagged=o.tax_flagged)
+
+
+async def _titles(item_ids: list[str]) -> dict[str, str]:
+    items = await CatalogItem.select(CatalogItem.id, CatalogItem.name, CatalogItem.brand_id).where(
+        CatalogItem.id.is_in(item_ids)).run()
+    brands = {b["id"]: b["name"] for b in await Brand.select(Brand.id, Brand.name).where(
+        Brand.id.is_in(sorted({i["brand_id"] for i in items}) or [""])).run()}
+    return {i["id"]: item_title(brands.get(i["brand_id"], ""), i["name"]) for i in items}
