@@ -120,6 +120,9 @@ async def stock(program_id: str, limit: int = 50, cursor: str | None = None) -> 
 async def take_code_id(store: FunctionStore, program_id: str, order_id: str, item_id: str) -> str | None:
     """The sealed secret of the code the pool hands to an order already made (the same code
     for the same order, always), now bound to it in SQL; None when the pool is empty."""
+    bound = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()
+    if bound is not None:  # an earlier attempt bound one (or an earlier build took it in SQL)
+        return str(bound["secret"])
     code_id = await pool_store.take(store, program_id, item_id, order_id)
     if code_id is None:
         return None

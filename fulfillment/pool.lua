@@ -70,9 +70,15 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
   if placed then
     return to_json({ok = true, order = order, code_id = placed, tx = "", replayed = 1})
   end
-  early = missing_wallet(wallet) or suspension(cfg)
+  early = missing_wallet(wallet)
   if early then return early end
+  -- Stock first, as an order placed in steps was refused: an empty pool is out of stock
+  -- whatever the balance.
+  if redis.call("ZCARD", free) == 0 then return pool_empty(loaded) end
   if points > 0 then
+    -- A prize (no points) was promised already: only a new spend waits for the operator.
+    early = suspension(cfg)
+    if early then return early end
     if redis.call("EXISTS", hold) == 1 then
       return to_json(fail("conflict", "this order's points are already held"))
     end
@@ -114,6 +120,26 @@ redis.register_function("rw_pool_take", function(keys, argv)
   local code = pool_take(keys[1], keys[2], keys[3], argv[1])
   if not code then return pool_empty(keys[4]) end
   return to_json({ok = true, order = argv[1], code_id = code})
+end)
+
+--[[ rw_pool_retake: the order's code is on another order in SQL (a pool reloaded after Redis
+lost codes it had handed out, or a process of an earlier build taking codes in SQL): the
+order takes the next free code instead, and the bad one stays taken. A second call for the
+same bad code answers the code the first gave.
+KEYS: free, taken, orders, loaded
+ARGV: order id, the bad code's id
+Answers {ok, order, code_id}. ]]
+redis.register_function("rw_pool_retake", function(keys, argv)
+  local free, taken, orders, order = keys[1], keys[2], keys[3], argv[1]
+  local current = redis.call("HGET", orders, order)
+  if current and current ~= argv[2] then return to_json({ok = true, order = order, code_id = current}) end
+  redis.call("HDEL", orders, order)
+  local code = pool_take(free, taken, orders, order)
+  if not code then
+    redis.call("HSET", orders, order, argv[2])
+    return pool_empty(keys[4])
+  end
+  return to_json({ok = true, order = order, code_id = code})
 end)
 
 --[[ rw_pool_load: free codes from SQL into the pool, skipping every code taken here; with

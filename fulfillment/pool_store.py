@@ -95,3 +95,10 @@ async def take(store: FunctionStore, program_id: str, item_id: str, order_id: st
 def _wallet_keys(program_id: str, participant_id: str, order_id: str) -> list[str]:
     return [wallet_keys.journal(program_id), wallet_keys.accounts(program_id), wallet_keys.config(program_id),
             wallet_keys.wallet(program_id, participant_id), wallet_keys.hold(program_id, order_id)]
+
+
+async def retake(store: FunctionStore, program_id: str, item_id: str, order_id: str, bad_code: str) -> str | None:
+    """Another code for an order whose code SQL has on another order (rw_pool_retake); None
+    when the pool is empty."""
+    reply = _decode(await store.fcall("rw_pool_retake", keys.pool_keys(program_id, item_id), [order_id, bad_code]))
+    return reply.code_id if reply.ok else None

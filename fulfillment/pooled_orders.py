@@ -29,7 +29,7 @@ from fulfillment import order_writes, orders, pool_store
 from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
 from fulfillment.tables import PoolCode
-from kernel.errors import DomainError, IdempotencyKeyInFlight
+from kernel.errors import Conflict, DomainError, IdempotencyKeyInFlight, Unavailable
 from kernel.idempotency import NO_IDEM, Idem
 from kernel.ids import new_id
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
@@ -104,19 +104,35 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
         raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
     if reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
-    code_id = reply.code_id or ""
-    row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
-    if row is None:
-        raise DomainError(f"the pool's code {code_id} has no row")
-    secret = str(row["secret"])
+    code_id: str | None = reply.code_id or ""
+    feed = feed_of(order, title, program.point_name)
     try:
-        await order_writes.record_pooled(order, code_id, secret, feed_of(order, title, program.point_name))
+        for _ in range(3):
+            row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
+            if row is None:
+                raise DomainError(f"the pool's code {code_id} has no row")
+            secret = str(row["secret"])
+            try:
+                await order_writes.record_pooled(order, code_id or "", secret, feed)
+                break
+            except Conflict:
+                # Redis handed out a code SQL has on another order (a pool reloaded after Redis
+                # lost codes it had handed out, or a process of an earlier build taking codes
+                # in SQL): the order takes the next one; the points are already taken.
+                log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
+                code_id = await pool_store.retake(store, program.id, order.item_id, order.id, code_id or "")
+                if code_id is None:
+                    raise Conflict("this order's gift card is out of stock after a pool error; an admin must "
+                                   "cancel it to return the points") from None
+        else:
+            raise Conflict("the pool keeps answering codes of other orders; an admin must reload it")
     except DomainError:
         raise
-    except Exception:
-        # The points and the code are taken and journalled: the projector writes these rows
-        # from the `redemption` entry, so the participant gets their card now, not an error.
-        log.warning("order %s: its SQL write failed; the journal projector writes it", order.id, exc_info=True)
+    except Exception as error:
+        # The card is answered only once SQL has it: a retry with the same key replays the
+        # call and writes the rows (and the journal projector writes them meanwhile).
+        log.warning("order %s: its SQL write failed; a retry writes it", order.id, exc_info=True)
+        raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
     return order, secret, bool(reply.replayed)
 
 
@@ -135,7 +151,11 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     for entry in entries:
         if '"code"' not in entry.metadata or not entry.reference:
             continue  # a capture of an order placed in steps: its request wrote the order
-        meta = _decode_meta(entry.metadata)
+        try:
+            meta = _decode_meta(entry.metadata)
+        except msgspec.DecodeError:
+            log.error("redemption entry %s carries no order this build reads", entry.transaction_id)
+            continue
         if meta.order is not None and meta.code:
             carried.append((entry, meta.order, meta.code))
     if not carried:
@@ -147,6 +167,8 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     orders_rows: list[tuple[Any, ...]] = []
     binds: list[tuple[Any, ...]] = []
     feed: list[tuple[Any, ...]] = []
+    unbacked: list[tuple[Any, ...]] = []
+    unbacked_lines: list[tuple[Any, ...]] = []
     for entry, o, code in carried:
         if code not in secrets:
             continue
@@ -156,13 +178,24 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
                             order.face_value, order.currency, order.points, "fulfilled", 0, secrets[code], created,
                             order.tax_flagged, created, created, created))
         binds.append((order.id, created, code))
+        unbacked.append((order.id, order.id))
+        unbacked_lines.append((f"{program_id}:order:{order.id}:fulfilled"[:200], f"{program_id}:order:{order.id}:placed"[:200],
+                               order.id))
         feed += feed_rows(program_id, feed_of(order, titles.get(o.item, ""), point_name), created)
     # The codes first, then the orders, then the feed: the order a request's transaction takes
     # its locks in (order_writes.record_pooled), so the two never wait on each other in a
-    # circle (Postgres answers such a circle with a deadlock error).
+    # circle (Postgres answers such a circle with a deadlock error). Last, an order left with
+    # no code (its code is on another order in SQL) is taken out again with its lines: a code
+    # is never on two orders; the request's retry gives it another (rw_pool_retake).
     return [Rows(table="pool_codes", columns=(), rows=binds, statement=order_writes.BIND_CODE),
             Rows(table="orders", columns=ORDER_COLUMNS, rows=orders_rows),
-            Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
+            Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed),
+            Rows(table="orders", columns=(), rows=unbacked, statement=_DROP_UNBACKED),
+            Rows(table="feed_items", columns=(), rows=unbacked_lines, statement=_DROP_UNBACKED_LINES)]
+
+
+_DROP_UNBACKED = "DELETE FROM orders WHERE id = ? AND NOT EXISTS (SELECT 1 FROM pool_codes WHERE order_id = ?)"
+_DROP_UNBACKED_LINES = "DELETE FROM feed_items WHERE feed_key IN (?, ?) AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ?)"
 
 
 def _order_of(program_id: str, entry: JournalEntry, o: _Carried) -> NewOrder:

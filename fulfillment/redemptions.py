@@ -36,8 +36,8 @@ from fulfillment.tables import Partner
 from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
-from kernel.errors import Conflict, DomainError
-from kernel.idempotency import NO_IDEM, Idem, once, pinned_id
+from kernel.errors import Conflict, DomainError, NotFound
+from kernel.idempotency import NO_IDEM, Idem, once, peek, pinned_id
 from kernel.ids import new_id
 from kernel.clock import utc
 from wallet.store import WalletStore
@@ -156,8 +156,8 @@ async def labels_of(item: dict[str, Any]) -> Labels:
                   instructions=brand["redemption_instructions"] if brand else "")
 
 
-def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer) -> OrderView:
-    now = datetime.now(timezone.utc)
+def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer, now: datetime | None = None) -> OrderView:
+    now = now or datetime.now(timezone.utc)
     card = unseal(sealer, done.secret) if done.secret else None
     return OrderView(id=order.id, status=done.status, points=order.points, item_id=order.item_id,
                      item_name=labels.item_name, brand=labels.brand,
@@ -187,23 +187,38 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     """A participant's own redemption, once per idempotency record `idem`: answers (the order,
     whether it is a replay). A pool item is one Redis call that records its own answer; a
     partner's order runs in steps under `once`, with its id pinned to the key first."""
+    # The key first: a replay answers what was recorded, whatever the catalog, the route or
+    # the year's tax total say now; an id pinned by an attempt placed in steps (which a crash
+    # left unanswered) is carried on in steps, never placed a second time.
+    found, pinned = await peek(store.client, idem, suffix="order")
+    if found is not None:
+        try:
+            return await _recorded(program, participant_id, sealer, found), True
+        except NotFound:
+            pass  # a pool order whose SQL write was lost: the call below replays and writes it
     item = await item_row(program.id, item_id)
     partner = await route(program.id, item)
-    if partner["kind"] == "code_pool":
+    if partner["kind"] == "code_pool" and pinned is None:
         return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
                             None, idem, item, partner)
-    order_id = await pinned_id(store.client, idem, "ord", ttl, suffix="order")
+    order_id = pinned or await pinned_id(store.client, idem, "ord", ttl, suffix="order")
 
     async def action() -> OrderView:
         return await place_order(store, sealer, program, pricing, participant_id, item_id, face_value,
                                  order_id=order_id)
 
     async def recorded(record: dict[str, Any]) -> OrderView:
-        # The key's first attempt was a pool redemption (the item was routed elsewhere since):
-        # its record names the order.
-        return await orders.participant_view(program.id, participant_id, str(record.get("order", "")), sealer)
+        return await _recorded(program, participant_id, sealer, record)
 
     return await once(store.client, idem, ttl, action, OrderView, recorded_as=recorded)
+
+
+async def _recorded(program: ProgramView, participant_id: str, sealer: Sealer, record: dict[str, Any]) -> OrderView:
+    """The answer an idempotency record holds: a pool redemption's names its order (read
+    again: the card is sealed at rest, never kept in Redis); one placed in steps holds it."""
+    if "v" in record or "body" in record:
+        return msgspec.convert(record["v"] if "v" in record else record["body"], OrderView)
+    return await orders.participant_view(program.id, participant_id, str(record.get("order", "")), sealer)
 
 
 def _now() -> datetime:
@@ -247,7 +262,9 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
                                                                 idem or NO_IDEM, actor)
             if replayed and idem is not None:
                 return await orders.participant_view(program.id, participant_id, order.id, sealer), True
-            done = Finished(status="fulfilled", secret=secret)
+            # The row's moments are the order's own (a GET or a replay answers the same).
+            return _answer(order, Finished(status="fulfilled", secret=secret), labels, sealer,
+                           now=order.created_at), replayed
         else:
             await order_writes.open_order(order)
             await _hold(store, order, actor)

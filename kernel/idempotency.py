@@ -110,6 +110,22 @@ async def pinned_id(client: Any, idem: Idem, prefix: str, ttl: int, suffix: str 
     return reply_text(await client.eval(_PIN, 1, name, new_id(prefix), ttl))
 
 
+async def peek(client: Any, idem: Idem, suffix: str = "id") -> tuple[dict[str, Any] | None, str | None]:
+    """What the key already holds, in one round trip, before any work: (the recorded result
+    of an earlier identical request, or None; the id `pinned_id` chose for it, or None).
+    Raises when the key was used differently, or an identical request is still running."""
+    raw, pinned = await client.mget([idem.key, f"{idem.key}:{suffix}"])
+    if raw is not None:
+        found = msgspec.json.decode(raw, type=Recorded)
+        if found.fp != idem.fingerprint:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+        if found.r is None:
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
+                                         retry_after=1)
+        return found.r, None
+    return None, None if pinned is None else reply_text(pinned)
+
+
 async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> None:
     await client.set(idem.key, msgspec.json.encode({"fp": idem.fingerprint, "r": result}), ex=ttl)
 

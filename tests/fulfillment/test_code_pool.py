@@ -12,7 +12,8 @@ import pytest
 
 from fulfillment import keys
 from fulfillment.tables import PoolCode
-from tests.factories import redeem, shop, shopper
+from tests.factories import redeem, shop, shopper, wait_until
+from wallet import keys as wallet_keys
 
 pytestmark = pytest.mark.sql
 
@@ -96,3 +97,26 @@ async def test_many_participants_redeeming_at_once_share_a_small_pool_each_code_
     assert spent == 10 * price
     stock = (await client.get("/v1/catalog/stock", headers=program.headers)).json()["items"]
     assert [(s["available"], s["used"]) for s in stock if s["item_id"] == item["id"]] == [(0, 10)]
+
+
+async def test_a_code_sql_has_on_another_order_is_never_handed_out_again(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Redis may offer a code SQL already has on another order (a pool reloaded after Redis
+    lost codes it had handed out, a process of an earlier build taking codes in SQL): the
+    order takes the next code, and the journal projector never writes it with the first."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["FIRST"])
+    await _upload(client, program, item["id"], ["SECOND"])
+    first = hashlib.sha256(b"FIRST").hexdigest()
+    await PoolCode.update({PoolCode.order_id: "ord_elsewhere"}).where(PoolCode.code_hash == first).run()
+    _, me = await shopper(client, program, 10 * item["points_price"])
+    order = await redeem(client, me, item["id"])
+    assert order.status_code == 201 and order.json()["credentials"]["code"] == "SECOND", order.text
+    # Once the projector has written the entry (which names FIRST), the order still has SECOND.
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert [(o["id"], o["credentials"]["code"]) for o in mine] == [(order.json()["id"], "SECOND")]
+    holders = await PoolCode.select(PoolCode.code_hash, PoolCode.order_id).where(PoolCode.item_id == item["id"]).run()
+    assert {h["code_hash"]: h["order_id"] for h in holders}[first] == "ord_elsewhere"
+    empty = await redeem(client, me, item["id"])
+    assert empty.status_code == 409 and empty.json()["code"] == "out_of_stock", empty.text

@@ -147,7 +147,7 @@ async def test_a_refused_redemption_leaves_no_order_and_takes_no_code(client) ->
     assert (wallet["available"], wallet["held"]) == (10, 0)
 
 
-async def test_a_pool_redemption_whose_sql_write_fails_still_answers_its_card_and_the_projector_writes_it(  # type: ignore[no-untyped-def]
+async def test_a_pool_redemption_whose_sql_write_fails_answers_503_and_its_retry_the_same_card(  # type: ignore[no-untyped-def]
         client, monkeypatch) -> None:
     import sqlite3
 
@@ -155,15 +155,58 @@ async def test_a_pool_redemption_whose_sql_write_fails_still_answers_its_card_an
 
     program, item = await _pool_shop(client)
     _, me = await shopper(client, program, 10_000)
+    written = order_writes.record_pooled
 
     async def locked(*_: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(order_writes, "record_pooled", locked)
-    answer = await redeem(client, me, item["id"])
-    assert answer.status_code == 201 and answer.json()["credentials"]["code"] in ("GC-1", "GC-2"), answer.text
-    monkeypatch.undo()
-    order_id, code = answer.json()["id"], answer.json()["credentials"]["code"]
+    failed = await redeem(client, me, item["id"], key="sql-down")
+    # No card is answered before SQL has its order: Redis alone could hand it out again.
+    assert failed.status_code == 503 and "credentials" not in failed.text, failed.text
+    monkeypatch.setattr(order_writes, "record_pooled", written)
+    retried = await redeem(client, me, item["id"], key="sql-down")
+    assert retried.status_code == 201, retried.text
+    order_id, code = retried.json()["id"], retried.json()["credentials"]["code"]
     assert await wait_until(lambda: _orders(client, me), [(order_id, "fulfilled", code)]) == [
         (order_id, "fulfilled", code)]
     assert ((await _stock(client, program))["available"], (await _stock(client, program))["used"]) == (1, 1)
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert wallet["available"] == 10_000 - retried.json()["points"]
+
+
+async def test_a_replay_answers_the_recorded_order_whatever_the_catalog_says_now(client) -> None:  # type: ignore[no-untyped-def]
+    program, item = await _pool_shop(client)
+    _, me = await shopper(client, program, 10_000)
+    first = await redeem(client, me, item["id"], key="then-retired")
+    assert first.status_code == 201, first.text
+    retired = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
+                                 headers=program.headers)
+    assert retired.status_code == 200, retired.text
+    again = await redeem(client, me, item["id"], key="then-retired")
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert (again.json()["id"], again.json()["credentials"]) == (first.json()["id"], first.json()["credentials"])
+    assert again.json()["created_at"] == first.json()["created_at"]
+    other = await redeem(client, me, item["id"], key="then-retired", face_value={"amount": 1, "currency": "USD"})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused", other.text
+
+
+async def test_an_attempt_placed_in_steps_before_an_upgrade_is_carried_on_not_placed_again(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """A key whose first attempt pinned an order id and died (an earlier build placed pool
+    orders in steps) keeps that order: the retry carries it on instead of a second order."""
+    program, item = await _pool_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    view = await get_program(program.id)
+    row = await item_row(program.id, item["id"])
+    value, points = redemption_points(row, pricing_of(view), None)
+    order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
+                     partner_id=(await route(program.id, row))["id"], source="redemption", face_value=value,
+                     currency=row["currency"], points=points, created_at=datetime.now(timezone.utc))
+    await open_order(order)
+    await accounts.hold(WalletStore(redis), program.id, person["id"], points, order.id, hold_idem(program.id, order.id))
+    await redis.set(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "pinned") + ":order", order.id)
+    retried = await redeem(client, me, item["id"], key="pinned")
+    assert retried.status_code == 201 and retried.json()["id"] == order.id, retried.text
+    assert [o for o, _, _ in await _orders(client, me)] == [order.id]
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (10_000 - points, 0)
