@@ -107,7 +107,10 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
     journal(stream, tx, "redemption", participant, 0, order, meta_with_code(argv[9], code),
       {{held, "redeemed", points}}, argv[10], 0, points)
   end
-  return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx})
+  -- The record keeps what the order is (points and the capture's metadata), so a replay
+  -- whose SQL write was lost writes the order as it was charged, not as today's catalog says.
+  return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx, points = points,
+    meta = argv[9]})
 end)
 
 --[[ rw_pool_take: the item's next free code for an order already made (an order re-routed

@@ -30,6 +30,8 @@ class PoolReply(Reply, frozen=True):
     order: str | None = None
     code_id: str | None = None  # the code's id (its row in pool_codes)
     tx: str | None = None  # the capture's transaction; "" for an order of no points
+    points: int | None = None  # recorded: what the order was charged
+    meta: str | None = None  # recorded: the capture's metadata (the order's fields)
 
 
 _decode = msgspec.json.Decoder(PoolReply).decode

@@ -102,12 +102,15 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
             raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
                                          retry_after=1)
         raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
-    if reply.order and reply.order != order.id:
+    if reply.replayed and reply.meta and reply.points is not None:
+        order = recorded_order(order.program_id, order.participant_id, reply.order or order.id, reply.points,
+                               reply.meta)
+    elif reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
     code_id: str | None = reply.code_id or ""
     feed = feed_of(order, title, program.point_name)
     try:
-        for _ in range(3):
+        for attempt in range(3):
             row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
             if row is None:
                 raise DomainError(f"the pool's code {code_id} has no row")
@@ -120,12 +123,13 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
                 # lost codes it had handed out, or a process of an earlier build taking codes
                 # in SQL): the order takes the next one; the points are already taken.
                 log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
+                if attempt == 2:
+                    raise Conflict("the pool keeps answering codes of other orders; an admin must reload it") \
+                        from None
                 code_id = await pool_store.retake(store, program.id, order.item_id, order.id, code_id or "")
                 if code_id is None:
                     raise Conflict("this order's gift card is out of stock after a pool error; an admin must "
                                    "cancel it to return the points") from None
-        else:
-            raise Conflict("the pool keeps answering codes of other orders; an admin must reload it")
     except DomainError:
         raise
     except Exception as error:
@@ -134,6 +138,31 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
         log.warning("order %s: its SQL write failed; a retry writes it", order.id, exc_info=True)
         raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
     return order, secret, bool(reply.replayed)
+
+
+def recorded_order(program_id: str, participant_id: str, order_id: str, points: int, meta: str) -> NewOrder:
+    """The order as rw_pool_redeem recorded it (its capture's metadata and points)."""
+    carried = _decode_meta(meta).order
+    if carried is None:
+        raise DomainError(f"order {order_id}: its record carries no order")
+    return NewOrder(id=order_id, program_id=program_id, participant_id=participant_id, item_id=carried.item,
+                    partner_id=carried.partner, source=carried.source, face_value=carried.face_value,
+                    currency=carried.currency, points=points,
+                    created_at=datetime.fromtimestamp(carried.created_ms / 1000, tz=timezone.utc),
+                    tax_flagged=carried.tax_flagged)
+
+
+async def write_recorded(store: WalletStore, program: ProgramView, participant_id: str, record: dict[str, Any],
+                         idem: Idem) -> bool:
+    """Writes the order a pool redemption recorded under `idem` whose SQL write was lost, as
+    it was charged (no catalog, route or tax read: those may have changed since). False when
+    the record is not a pool redemption's."""
+    if not isinstance(record.get("meta"), str) or not isinstance(record.get("points"), int):
+        return False
+    order = recorded_order(program.id, participant_id, str(record.get("order", "")), record["points"], record["meta"])
+    title = (await _titles([order.item_id])).get(order.item_id, "")
+    await place(store, program, order, title, idem)
+    return True
 
 
 # --- the journal projector's follower ------------------------------------------------------

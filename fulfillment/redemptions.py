@@ -195,7 +195,10 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
         try:
             return await _recorded(program, participant_id, sealer, found), True
         except NotFound:
-            pass  # a pool order whose SQL write was lost: the call below replays and writes it
+            # A pool order whose SQL write was lost: written now as it was charged.
+            if not await pooled_orders.write_recorded(store, program, participant_id, found, idem):
+                raise
+            return await _recorded(program, participant_id, sealer, found), True
     item = await item_row(program.id, item_id)
     partner = await route(program.id, item)
     if partner["kind"] == "code_pool" and pinned is None:

@@ -148,7 +148,7 @@ async def test_a_refused_redemption_leaves_no_order_and_takes_no_code(client) ->
 
 
 async def test_a_pool_redemption_whose_sql_write_fails_answers_503_and_its_retry_the_same_card(  # type: ignore[no-untyped-def]
-        client, monkeypatch) -> None:
+        client, redis, monkeypatch) -> None:
     import sqlite3
 
     from fulfillment import order_writes
@@ -160,14 +160,21 @@ async def test_a_pool_redemption_whose_sql_write_fails_answers_503_and_its_retry
     async def locked(*_: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(order_writes, "record_pooled", locked)
-    failed = await redeem(client, me, item["id"], key="sql-down")
-    # No card is answered before SQL has its order: Redis alone could hand it out again.
-    assert failed.status_code == 503 and "credentials" not in failed.text, failed.text
-    monkeypatch.setattr(order_writes, "record_pooled", written)
-    retried = await redeem(client, me, item["id"], key="sql-down")
-    assert retried.status_code == 201, retried.text
-    order_id, code = retried.json()["id"], retried.json()["credentials"]["code"]
+    async with projection_paused(redis, program.id):  # the retry, not the projector, writes it
+        monkeypatch.setattr(order_writes, "record_pooled", locked)
+        failed = await redeem(client, me, item["id"], key="sql-down")
+        # No card is answered before SQL has its order: Redis alone could hand it out again.
+        assert failed.status_code == 503 and "credentials" not in failed.text, failed.text
+        monkeypatch.setattr(order_writes, "record_pooled", written)
+        # The item is retired before the retry: the order is written as it was charged.
+        retired = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
+                                     headers=program.headers)
+        assert retired.status_code == 200, retired.text
+        retried = await redeem(client, me, item["id"], key="sql-down")
+        assert retried.status_code == 201, retried.text
+        assert retried.json()["points"] == item["points_price"]
+        order_id, code = retried.json()["id"], retried.json()["credentials"]["code"]
+        assert await _orders(client, me) == [(order_id, "fulfilled", code)]
     assert await wait_until(lambda: _orders(client, me), [(order_id, "fulfilled", code)]) == [
         (order_id, "fulfilled", code)]
     assert ((await _stock(client, program))["available"], (await _stock(client, program))["used"]) == (1, 1)
