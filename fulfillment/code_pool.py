@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from catalog.tables import CatalogItem
-from fulfillment import pool_store
+from fulfillment import order_writes, pool_store
 from fulfillment.partners import pool_partner
 from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
@@ -126,8 +126,7 @@ async def take_code_id(store: FunctionStore, program_id: str, order_id: str, ite
     code_id = await pool_store.take(store, program_id, item_id, order_id)
     if code_id is None:
         return None
-    await PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: datetime.now(timezone.utc)}).where(
-        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).run()
+    await order_writes.bind_code(order_id, code_id, datetime.now(timezone.utc)).run()
     row = await PoolCode.select(PoolCode.secret, PoolCode.order_id).where(PoolCode.id == code_id).first().run()
     if row is None or row["order_id"] != order_id:
         raise Conflict(f"the pool's code {code_id} is bound to another order")

@@ -68,7 +68,16 @@ async def open_order(order: NewOrder) -> None:
         raise RuntimeError("the order row was not written")
 
 
+# The code bound to its order only while it is free: a code is never on two orders. The
+# statement is the journal projector's (its rows: order id, moment, code id); `bind_code` the
+# request's.
 BIND_CODE = "UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND order_id IS NULL"
+
+
+def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
+    """BIND_CODE as a query answering the code's id when it bound it (RETURNING)."""
+    return PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: at}).where(
+        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).returning(PoolCode.id)
 
 
 def fulfilled_row(order: NewOrder, secret: str) -> Order:
@@ -86,8 +95,7 @@ async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[F
     when it was already written (a retry, or the journal projector first: its rows are the
     same). Raises Conflict, writing nothing, when the code is bound to another order (a
     pool Redis lost track of: the code is never handed out twice)."""
-    bind = PoolCode.update({PoolCode.order_id: order.id, PoolCode.used_at: order.created_at}).where(
-        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).returning(PoolCode.id)
+    bind = bind_code(order.id, code_id, order.created_at)
     insert = Order.insert(fulfilled_row(order, secret)).on_conflict(action="DO NOTHING")
     if await write_chain(Order._meta.db, bind, [insert, *publishing(order.program_id, feed)]):
         return True

@@ -76,22 +76,25 @@ async def redeem(store: FunctionStore, r: Redemption, idem: Idem, ttl: int) -> P
                 *keys.pool_keys(r.program_id, r.item_id)]
     args = [idem.fingerprint, ttl, r.order_id, r.participant_id, r.points, r.hold_tx, r.capture_tx, r.hold_meta,
             r.capture_meta, r.now_ms]
-    reply = _decode(await store.fcall("rw_pool_redeem", key_list, args))
-    if reply.code == "pool_unloaded":
-        await load(store, r.program_id, r.item_id)
-        reply = _decode(await store.fcall("rw_pool_redeem", key_list, args))
-    return reply
+    return await _loaded_call(store, "rw_pool_redeem", key_list, args, r.program_id, r.item_id)
 
 
 async def take(store: FunctionStore, program_id: str, item_id: str, order_id: str) -> str | None:
     """The code id the pool hands to an order already made (the same one on every call);
     None when the pool is empty."""
-    key_list = keys.pool_keys(program_id, item_id)
-    reply = _decode(await store.fcall("rw_pool_take", key_list, [order_id]))
+    reply = await _loaded_call(store, "rw_pool_take", keys.pool_keys(program_id, item_id), [order_id], program_id,
+                               item_id)
+    return reply.code_id if reply.ok else None
+
+
+async def _loaded_call(store: FunctionStore, function: str, key_list: list[str], args: list[Any], program_id: str,
+                       item_id: str) -> PoolReply:
+    """The call, made again once the item's codes are loaded when it found them not loaded."""
+    reply = _decode(await store.fcall(function, key_list, args))
     if reply.code == "pool_unloaded":
         await load(store, program_id, item_id)
-        reply = _decode(await store.fcall("rw_pool_take", key_list, [order_id]))
-    return reply.code_id if reply.ok else None
+        reply = _decode(await store.fcall(function, key_list, args))
+    return reply
 
 
 def _wallet_keys(program_id: str, participant_id: str, order_id: str) -> list[str]:

@@ -72,11 +72,12 @@ def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
     return msgspec.json.encode({"reason": f"redemption {order.id}", **(actor or {})}).decode()
 
 
-def feed_of(order: NewOrder, title: str, point_name: str) -> list[FeedEntry]:
-    """The order's feed lines (the same as a pool order placed in steps writes): fulfilled
-    first, so each line's id is later than the one before and the feed reads newest first."""
+def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True) -> list[FeedEntry]:
+    """The order's feed lines: fulfilled first (when it is), so each line's id is later than
+    the one before and the feed reads newest first; then, for a redemption, its points."""
     lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
-                       kind="order_fulfilled", text=f"Your {title} is ready", reference=order.id)]
+                       kind="order_fulfilled", text=f"Your {title} is ready", reference=order.id)] \
+        if fulfilled else []
     if order.source == "redemption":
         lines.append(FeedEntry(key=f"order:{order.id}:placed", participant_id=order.participant_id,
                                kind="redemption", points=-order.points, reference=order.id,

@@ -80,15 +80,7 @@ async def dispatch(store: WalletStore, sealer: Sealer, program: ProgramView, row
 
 
 def _feed(program: ProgramView, order: NewOrder, labels: Labels, fulfilled: bool) -> list[FeedEntry]:
-    # Fulfilled first: each line's id is later than the one before, and the feed reads newest first.
-    lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
-                       kind="order_fulfilled", text=f"Your {labels.title} is ready", reference=order.id)] \
-        if fulfilled else []
-    if order.source == "redemption":
-        lines.append(FeedEntry(key=f"order:{order.id}:placed", participant_id=order.participant_id,
-                               kind="redemption", points=-order.points, reference=order.id,
-                               text=f"Redeemed {order.points:,} {program.point_name} for {labels.title}"))
-    return lines
+    return pooled_orders.feed_of(order, labels.title, program.point_name, fulfilled)
 
 
 async def _hold(store: WalletStore, order: NewOrder, actor: dict[str, str] | None = None) -> None:
