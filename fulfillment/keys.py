@@ -40,3 +40,9 @@ def pool_keys(program_id: str, item_id: str) -> list[str]:
     """free, taken, orders, loaded: the order rw_pool_redeem and rw_pool_take take them in."""
     return [pool_free(program_id, item_id), pool_taken(program_id, item_id), pool_orders(program_id, item_id),
             pool_loaded(program_id, item_id)]
+
+
+def pool_retaken(program_id: str) -> str:
+    """Order id -> the order (JSON), for orders that took another code until the sweep saw
+    their SQL row (fulfillment/pooled_orders.py `mend`)."""
+    return f"{tag(program_id)}:pool:retaken"

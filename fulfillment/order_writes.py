@@ -105,6 +105,19 @@ async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[F
     return False
 
 
+async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> bool:
+    """A pool order that got no code and whose points went back (fulfillment/pooled_orders.py
+    `_give_back`): the order failed and settled, with its feed lines, in one transaction;
+    False when it was already written."""
+    now = datetime.now(timezone.utc)
+    insert = Order.insert(Order(
+        id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
+        partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
+        points=order.points, status="failed", failure_reason=reason, settled_at=now, tax_flagged=order.tax_flagged,
+        created_at=order.created_at, updated_at=now)).on_conflict(action="DO NOTHING").returning(Order.id)
+    return bool(await write_chain(Order._meta.db, insert, publishing(order.program_id, feed)))
+
+
 async def bound_code(order_id: str) -> str | None:
     """The sealed secret of the code an earlier attempt took for the order, if any."""
     row = await PoolCode.select(PoolCode.secret).where(PoolCode.order_id == order_id).first().run()

@@ -46,6 +46,10 @@ STALE_NEW = timedelta(seconds=60)
 class OutOfStock(DomainError):
     code = "out_of_stock"
 
+
+# What a participant reads when the card ran out after their points were taken.
+SOLD_OUT = "this gift card is out of stock; your points were returned"
+
 OrderStatus = Literal["pending", "claimed", "fulfilled", "failed", "cancelled"]
 
 

@@ -10,6 +10,8 @@ Key layout, per item (all keys share the program's hash tag {p:<program_id>}):
   rw:{p:P}:pool:<item>:taken   hash        code id -> order id, every code ever taken here
   rw:{p:P}:pool:<item>:orders  hash        order id -> code id (an order takes one code, once)
   rw:{p:P}:pool:<item>:loaded  string      set once the item's free codes were loaded from SQL
+  rw:{p:P}:pool:retaken        hash        order id -> the order (JSON): orders that took another
+                                           code (rw_pool_retake) whose SQL row may not exist yet
 The `taken` hash is never trimmed: loading again from SQL (an upload, a lost Redis) skips
 every code taken here, even one whose SQL row does not name its order yet.
 ]]
@@ -128,12 +130,15 @@ end)
 --[[ rw_pool_retake: the order's code is on another order in SQL (a pool reloaded after Redis
 lost codes it had handed out, or a process of an earlier build taking codes in SQL): the
 order takes the next free code instead, and the bad one stays taken. A second call for the
-same bad code answers the code the first gave.
-KEYS: free, taken, orders, loaded
-ARGV: order id, the bad code's id
+same bad code answers the code the first gave. The order is noted in the program's `retaken`
+hash (rw:{p:P}:pool:retaken, order id -> the order as JSON) until its SQL row is written, so
+the order sweep finishes it if the request dies before (fulfillment/pooled_orders.py `mend`).
+KEYS: free, taken, orders, loaded, retaken
+ARGV: order id, the bad code's id, the order (JSON)
 Answers {ok, order, code_id}. ]]
 redis.register_function("rw_pool_retake", function(keys, argv)
   local free, taken, orders, order = keys[1], keys[2], keys[3], argv[1]
+  redis.call("HSET", keys[5], order, argv[3])
   local current = redis.call("HGET", orders, order)
   if current and current ~= argv[2] then return to_json({ok = true, order = order, code_id = current}) end
   redis.call("HDEL", orders, order)
@@ -143,6 +148,39 @@ redis.register_function("rw_pool_retake", function(keys, argv)
     return pool_empty(keys[4])
   end
   return to_json({ok = true, order = order, code_id = code})
+end)
+
+--[[ rw_pool_return: the pool has no code for an order whose points rw_pool_redeem captured
+(its code was on another order in SQL and none is left): the points go back, redeemed ->
+available, journalled as a `redemption_void`, and the hold is marked returned. The request's
+record (same fingerprint) becomes the out-of-stock refusal, so a retry answers that and never
+a card. Once only: a second call returns nothing. A prize (no hold) has nothing to return.
+KEYS: idem (or the no-record key), journal, acct, wallet, hold
+ARGV: fp, order id, participant, tx, meta, now_ms
+Answers {ok, order, tx} (tx "" when nothing was returned now). ]]
+redis.register_function("rw_pool_return", function(keys, argv)
+  local idem, stream, acct, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local order, participant = argv[2], argv[3]
+  local tx = ""
+  if redis.call("HGET", hold, "state") == "captured" and redis.call("HGET", hold, "participant") == participant then
+    local points = hget_int(hold, "captured")
+    tx = argv[4]
+    hincrby(wallet, "available", points)
+    hincrby(wallet, "spent", -points)
+    hincrby(acct, "redeemed", -points)
+    redis.call("HSET", hold, "state", "returned")
+    journal(stream, tx, "redemption_void", participant, points, order, argv[5],
+      {{"redeemed", wallet_account(wallet, "available"), points}}, argv[6], 0, -points)
+  end
+  if not no_record(idem) then
+    local raw = redis.call("GET", idem)
+    if raw and cjson.decode(raw).fp == argv[1] then
+      redis.call("SET", idem, '{"fp":' .. cjson.encode(argv[1]) .. ',"r":'
+        .. to_json(fail("out_of_stock", "this gift card is out of stock; your points were returned")) .. '}',
+        "KEEPTTL")
+    end
+  end
+  return to_json({ok = true, order = order, tx = tx})
 end)
 
 --[[ rw_pool_load: free codes from SQL into the pool, skipping every code taken here; with

@@ -20,7 +20,7 @@ from fulfillment.tables import PoolCode
 from kernel.idempotency import Idem
 from kernel.keys import no_record
 from kernel.redis_functions import FunctionStore
-from kernel.replies import Reply
+from kernel.replies import Reply, reply_text
 from wallet import keys as wallet_keys
 
 LOAD_CHUNK = 1_000
@@ -102,8 +102,48 @@ def _wallet_keys(program_id: str, participant_id: str, order_id: str) -> list[st
             wallet_keys.wallet(program_id, participant_id), wallet_keys.hold(program_id, order_id)]
 
 
-async def retake(store: FunctionStore, program_id: str, item_id: str, order_id: str, bad_code: str) -> str | None:
+async def retake(store: FunctionStore, program_id: str, item_id: str, order_id: str, bad_code: str,
+                 order_json: str) -> str | None:
     """Another code for an order whose code SQL has on another order (rw_pool_retake); None
-    when the pool is empty."""
-    reply = _decode(await store.fcall("rw_pool_retake", keys.pool_keys(program_id, item_id), [order_id, bad_code]))
+    when the pool is empty. The order is noted for the sweep until its SQL row is written."""
+    reply = _decode(await store.fcall("rw_pool_retake", [*keys.pool_keys(program_id, item_id),
+                                                         keys.pool_retaken(program_id)], [order_id, bad_code, order_json]))
     return reply.code_id if reply.ok else None
+
+
+class Return(msgspec.Struct, frozen=True):
+    """What rw_pool_return is told, beyond the keys."""
+
+    program_id: str
+    order_id: str
+    participant_id: str
+    tx: str
+    meta: str
+    now_ms: str
+
+
+async def give_back(store: FunctionStore, r: Return, idem: Idem) -> bool:
+    """The order's captured points back to the participant, once (rw_pool_return); the
+    request's record becomes the out-of-stock refusal. True when points moved now."""
+    key_list = [idem.key or no_record(r.program_id), wallet_keys.journal(r.program_id),
+                wallet_keys.accounts(r.program_id), wallet_keys.wallet(r.program_id, r.participant_id),
+                wallet_keys.hold(r.program_id, r.order_id)]
+    reply = _decode(await store.fcall("rw_pool_return", key_list, [idem.fingerprint, r.order_id, r.participant_id,
+                                                                   r.tx, r.meta, r.now_ms]))
+    return bool(reply.tx)
+
+
+async def held_code(store: FunctionStore, program_id: str, item_id: str, order_id: str) -> str | None:
+    """The code the pool holds for the order now (after a retake, not the journal's)."""
+    found = await store.client.hget(keys.pool_orders(program_id, item_id), order_id)
+    return None if found is None else reply_text(found)
+
+
+async def retaken(store: FunctionStore, program_id: str) -> dict[str, str]:
+    """The orders rw_pool_retake noted, not yet seen written: order id -> the order (JSON)."""
+    found = await store.client.hgetall(keys.pool_retaken(program_id))
+    return {reply_text(k): reply_text(v) for k, v in found.items()}
+
+
+async def seen_written(store: FunctionStore, program_id: str, order_id: str) -> None:
+    await store.client.hdel(keys.pool_retaken(program_id), order_id)

@@ -18,7 +18,7 @@ SQLite's writer (kernel/sqlite_pool.py `write_chain`).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -36,9 +36,14 @@ from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import ProgramView, get_program
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
+from wallet import keys as wallet_keys
 from wallet.store import Outcome, WalletStore
 
 log = logging.getLogger("rw.orders")
+
+# How old an order that took another code must be before the sweep finishes it in its
+# request's place: far longer than a request takes.
+MEND_AFTER = timedelta(seconds=60)
 
 
 class _Carried(msgspec.Struct, frozen=True):
@@ -108,37 +113,88 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
                                reply.meta)
     elif reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
-    code_id: str | None = reply.code_id or ""
+    secret = await _write(store, program, order, reply.code_id or "", title, idem)
+    return order, secret, bool(reply.replayed)
+
+
+async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code_id: str, title: str,
+                 idem: Idem) -> str:
+    """The order's one SQL transaction with the code the pool took for it; answers the code's
+    sealed secret. A code SQL has on another order (a pool reloaded after Redis lost codes it
+    had handed out, or a process of an earlier build taking codes in SQL) makes the order take
+    the next one; when none is left, its points go back and it is written as failed
+    (OutOfStock). A failed SQL write answers Unavailable: the card is answered only once SQL
+    has it, and a retry with the same key (or the journal projector) writes it."""
     feed = feed_of(order, title, program.point_name)
     try:
         for attempt in range(3):
             row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
             if row is None:
                 raise DomainError(f"the pool's code {code_id} has no row")
-            secret = str(row["secret"])
             try:
-                await order_writes.record_pooled(order, code_id or "", secret, feed)
-                break
+                await order_writes.record_pooled(order, code_id, str(row["secret"]), feed)
+                return str(row["secret"])
             except Conflict:
-                # Redis handed out a code SQL has on another order (a pool reloaded after Redis
-                # lost codes it had handed out, or a process of an earlier build taking codes
-                # in SQL): the order takes the next one; the points are already taken.
                 log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
-                if attempt == 2:
-                    raise Conflict("the pool keeps answering codes of other orders; an admin must reload it") \
-                        from None
-                code_id = await pool_store.retake(store, program.id, order.item_id, order.id, code_id or "")
-                if code_id is None:
-                    raise Conflict("this order's gift card is out of stock after a pool error; an admin must "
-                                   "cancel it to return the points") from None
+            # A third code on another order: the pool is out of step with SQL; the order gives up.
+            taken = None if attempt == 2 else await pool_store.retake(
+                store, program.id, order.item_id, order.id, code_id, msgspec.json.encode(order).decode())
+            if taken is None:
+                break
+            code_id = taken
+        await _give_back(store, program, order, title, idem)
     except DomainError:
         raise
     except Exception as error:
-        # The card is answered only once SQL has it: a retry with the same key replays the
-        # call and writes the rows (and the journal projector writes them meanwhile).
         log.warning("order %s: its SQL write failed; a retry writes it", order.id, exc_info=True)
         raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
-    return order, secret, bool(reply.replayed)
+    raise orders.OutOfStock(orders.SOLD_OUT)
+
+
+async def _give_back(store: WalletStore, program: ProgramView, order: NewOrder, title: str, idem: Idem) -> None:
+    """The order's points back (rw_pool_return, once) and the order written as failed."""
+    now_ms = str(int(datetime.now(timezone.utc).timestamp() * 1000))
+    meta = msgspec.json.encode({"reason": f"redemption {order.id}: out of stock"}).decode()
+    await pool_store.give_back(store, pool_store.Return(program_id=program.id, order_id=order.id,
+                                                        participant_id=order.participant_id, tx=new_id("tx"),
+                                                        meta=meta, now_ms=now_ms), idem)
+    points = f" {order.points:,} {program.point_name} returned." if order.points else ""
+    await order_writes.record_failed(order, "out of stock", [*feed_of(order, title, program.point_name, False), FeedEntry(
+        key=f"order:{order.id}:failed", participant_id=order.participant_id, kind="order_failed",
+        text=f"Your {title} is out of stock.{points}", points=order.points or None, reference=order.id)])
+
+
+async def mend(store: WalletStore, program: ProgramView, now: datetime | None = None) -> int:
+    """The order sweep's part: finishes each order that took another code (rw_pool_retake)
+    and whose request died before its SQL row was written: with the code the pool holds for it
+    now (the journal names the first), or, none being left, its points back. Answers how many
+    it finished."""
+    now = now or datetime.now(timezone.utc)
+    finished = 0
+    for order_id, raw in (await pool_store.retaken(store, program.id)).items():
+        try:
+            order = msgspec.json.decode(raw, type=NewOrder)
+        except msgspec.DecodeError:
+            log.error("the pool's note of order %s is not one this build reads", order_id)
+            continue
+        if now - order.created_at < MEND_AFTER:
+            continue  # its request may still be writing it
+        if await orders.order_or_none(program.id, order_id) is None:
+            title = (await _titles([order.item_id])).get(order.item_id, "")
+            if await store.client.hget(wallet_keys.hold(program.id, order_id), "state") in (b"returned", "returned"):
+                await _give_back(store, program, order, title, NO_IDEM)  # returned; its row was lost
+            else:
+                code_id = await pool_store.held_code(store, program.id, order.item_id, order_id)
+                try:
+                    await _write(store, program, order, code_id or "", title, NO_IDEM)
+                except orders.OutOfStock:
+                    pass  # its points went back; the failed order is written
+                except DomainError:
+                    log.error("order %s: the sweep could not finish it", order_id, exc_info=True)
+                    continue
+            finished += 1
+        await pool_store.seen_written(store, program.id, order_id)
+    return finished
 
 
 def recorded_order(program_id: str, participant_id: str, order_id: str, points: int, meta: str) -> NewOrder:
@@ -209,8 +265,10 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
                             order.tax_flagged, created, created, created))
         binds.append((order.id, created, code))
         unbacked.append((order.id, order.id))
-        unbacked_lines.append((f"{program_id}:order:{order.id}:fulfilled"[:200], f"{program_id}:order:{order.id}:placed"[:200],
-                               order.id))
+        # Its "ready" line stays only with a fulfilled order; its points line with any order
+        # (one that got no code is written failed, its points returned: fulfillment `_give_back`).
+        unbacked_lines += [(f"{program_id}:order:{order.id}:fulfilled"[:200], order.id, "fulfilled", "fulfilled"),
+                           (f"{program_id}:order:{order.id}:placed"[:200], order.id, "fulfilled", "failed")]
         feed += feed_rows(program_id, feed_of(order, titles.get(o.item, ""), point_name), created)
     # The codes first, then the orders, then the feed: the order a request's transaction takes
     # its locks in (order_writes.record_pooled), so the two never wait on each other in a
@@ -224,8 +282,10 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
             Rows(table="feed_items", columns=(), rows=unbacked_lines, statement=_DROP_UNBACKED_LINES)]
 
 
-_DROP_UNBACKED = "DELETE FROM orders WHERE id = ? AND NOT EXISTS (SELECT 1 FROM pool_codes WHERE order_id = ?)"
-_DROP_UNBACKED_LINES = "DELETE FROM feed_items WHERE feed_key IN (?, ?) AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ?)"
+_DROP_UNBACKED = ("DELETE FROM orders WHERE id = ? AND status = 'fulfilled' "
+                  "AND NOT EXISTS (SELECT 1 FROM pool_codes WHERE order_id = ?)")
+_DROP_UNBACKED_LINES = ("DELETE FROM feed_items WHERE feed_key = ? "
+                        "AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ? AND status IN (?, ?))")
 
 
 def _order_of(program_id: str, entry: JournalEntry, o: _Carried) -> NewOrder:

@@ -29,7 +29,7 @@ from fulfillment import order_writes, orders, pooled_orders, taxes, webhooks
 from fulfillment.code_pool import take_code, take_code_id
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
-from fulfillment.orders import OrderView, OutOfStock
+from fulfillment.orders import SOLD_OUT, OrderView, OutOfStock
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
@@ -41,8 +41,6 @@ from kernel.idempotency import NO_IDEM, Idem, once, peek, pinned_id
 from kernel.ids import new_id
 from kernel.clock import utc
 from wallet.store import WalletStore
-
-SOLD_OUT = "this gift card is out of stock; your points were returned"
 
 
 class Labels(msgspec.Struct, frozen=True):
@@ -184,6 +182,8 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     # left unanswered) is carried on in steps, never placed a second time.
     found, pinned = await peek(store.client, idem, suffix="order")
     if found is not None:
+        if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
+            raise OutOfStock(str(found.get("detail") or SOLD_OUT))
         try:
             return await _recorded(program, participant_id, sealer, found), True
         except NotFound:

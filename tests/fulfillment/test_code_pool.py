@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import datetime, timezone
 
 import pytest
 
-from fulfillment import keys
-from fulfillment.tables import PoolCode
+from fulfillment import keys, pooled_orders
+from fulfillment.tables import Order, PoolCode
+from kernel.ids import new_id
+from programs.programs import get_program
+from programs.tables import FeedItem
 from tests.factories import redeem, shop, shopper, wait_until
+from tests.games.test_spin_projection import projection_paused
 from wallet import keys as wallet_keys
+from wallet.reconcile import reconcile_program
+from wallet.store import WalletStore
+from wallet.tables import LedgerEntry
 
 pytestmark = pytest.mark.sql
 
@@ -120,3 +128,76 @@ async def test_a_code_sql_has_on_another_order_is_never_handed_out_again(client,
     assert {h["code_hash"]: h["order_id"] for h in holders}[first] == "ord_elsewhere"
     empty = await redeem(client, me, item["id"])
     assert empty.status_code == 409 and empty.json()["code"] == "out_of_stock", empty.text
+
+
+async def _feed_kinds(order_id: str) -> list[str]:
+    return sorted(line["kind"] for line in await FeedItem.select(FeedItem.kind).where(FeedItem.reference == order_id).run())
+
+
+async def test_an_order_left_with_no_code_after_a_pool_error_gets_its_points_back_and_reads_failed(
+        client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Redis offered the pool's last code, which SQL has on another order: the points already
+    taken come back at once (journalled), the order reads failed, and neither a retry nor the
+    journal projector hands out a card or takes the points again."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["ONLY"])
+    elsewhere = new_id("ord")
+    await PoolCode.update({PoolCode.order_id: elsewhere}).where(
+        (PoolCode.code_hash == hashlib.sha256(b"ONLY").hexdigest()) & (PoolCode.item_id == item["id"])).run()
+    balance = 10 * item["points_price"]
+    _, me = await shopper(client, program, balance)
+    refused = await redeem(client, me, item["id"], key="no-code-left")
+    assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
+    assert "points were returned" in refused.json()["detail"]
+    again = await redeem(client, me, item["id"], key="no-code-left")
+    assert again.status_code == 409 and again.json()["code"] == "out_of_stock", again.text
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0  # the projector wrote its entries
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (balance, 0)
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert [(o["status"], o.get("credentials")) for o in mine] == [("failed", None)]
+    order_id = mine[0]["id"]
+    assert await _feed_kinds(order_id) == ["order_failed", "redemption"]
+    moves = await LedgerEntry.select(LedgerEntry.kind, LedgerEntry.points).where(
+        LedgerEntry.reference == order_id).order_by(LedgerEntry.id).run()
+    price = item["points_price"]
+    assert [(m["kind"], m["points"]) for m in moves] == [("hold", -price), ("redemption", 0), ("redemption_void", price)]
+    assert await reconcile_program(redis, program.id) == []
+    holders = await PoolCode.select(PoolCode.order_id).where(PoolCode.item_id == item["id"]).run()
+    assert [h["order_id"] for h in holders] == [elsewhere]
+
+
+async def test_an_order_whose_request_died_after_taking_another_code_is_finished_by_the_sweep(
+        client, redis) -> None:  # type: ignore[no-untyped-def]
+    """The journal names the order's first code (on another order in SQL); the code it took
+    instead lives only in Redis. If the request dies before writing the order, the projector
+    cannot write it; the order sweep does, with the code the pool holds for it."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["FIRST"])
+    await _upload(client, program, item["id"], ["SECOND"])
+    await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
+        (PoolCode.code_hash == hashlib.sha256(b"FIRST").hexdigest()) & (PoolCode.item_id == item["id"])).run()
+    person, me = await shopper(client, program, 10 * item["points_price"])
+    async with projection_paused(redis, program.id):
+        order = await redeem(client, me, item["id"])
+        assert order.status_code == 201 and order.json()["credentials"]["code"] == "SECOND", order.text
+        order_id = order.json()["id"]
+        await PoolCode.update({PoolCode.order_id: None, PoolCode.used_at: None}).where(
+            PoolCode.order_id == order_id).run()
+        await Order.delete().where(Order.id == order_id).run()
+        await FeedItem.delete().where(FeedItem.reference == order_id).run()
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 404
+    store, view = WalletStore(redis), await get_program(program.id)
+    assert await pooled_orders.mend(store, view) == 0  # too recent: its request may still be writing it
+    later = datetime.now(timezone.utc) + 2 * pooled_orders.MEND_AFTER
+    assert await pooled_orders.mend(store, view, later) == 1
+    assert await pooled_orders.mend(store, view, later) == 0  # once
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert [(o["id"], o["status"], o["credentials"]["code"]) for o in mine] == [(order_id, "fulfilled", "SECOND")]
+    assert await _feed_kinds(order_id) == ["order_fulfilled", "redemption"]
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (9 * item["points_price"], 0)
+    assert await redis.hlen(keys.pool_retaken(program.id)) == 0
