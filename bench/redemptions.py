@@ -160,24 +160,26 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     ratio = statistics.fmean(r.rate for r in ours) / statistics.fmean(r.rate for r in bare_rows)
     p99_ratio = statistics.fmean(r.latency["p99"] for r in ours) / statistics.fmean(
         r.latency["p99"] for r in bare_rows)
-    def counted() -> tuple[int, int]:
+    from fulfillment import keys as pool_keys
+
+    def counted() -> tuple[int, int, int]:
         with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
                                                 timeout=30)) as db:
             fulfilled = db.execute("SELECT COUNT(*) FROM orders WHERE program_id = ? AND status = 'fulfilled'",
                                    (program_id,)).fetchone()[0]
             used = db.execute("SELECT COUNT(*) FROM pool_codes WHERE item_id = ? AND order_id IS NOT NULL",
                               (item_id,)).fetchone()[0]
-        return fulfilled, used
+        return fulfilled, used, int(sync_redis.hlen(pool_keys.pool_taken(program_id, item_id)))
 
-    # Requests wrk left unanswered when a run ended are still being served: wait for them.
-    fulfilled, used = counted()
-    for _ in range(100):
-        if fulfilled == used:
+    # Requests wrk left unanswered when a run ended are still being served (some past their
+    # Redis call, before their SQL write): wait for them, and for the projector.
+    fulfilled, used, taken = counted()
+    for _ in range(150):
+        if fulfilled == used == taken:
             break
         time.sleep(0.2)
-        fulfilled, used = counted()
-    from fulfillment import keys as pool_keys
-    taken = int(sync_redis.hlen(pool_keys.pool_taken(program_id, item_id)))
+        drain_journal(sync_redis, stream)
+        fulfilled, used, taken = counted()
     errors = sum(r.non2xx + r.socket_errors for r in ours)
     print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
           f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "

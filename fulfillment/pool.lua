@@ -8,13 +8,18 @@ record; Redis holds their ids only.
 Key layout, per item (all keys share the program's hash tag {p:<program_id>}):
   rw:{p:P}:pool:<item>:free    sorted set  the free codes' ids, by upload time (ms): oldest first
   rw:{p:P}:pool:<item>:taken   hash        code id -> order id, every code ever taken here
-  rw:{p:P}:pool:<item>:orders  hash        order id -> code id (an order takes one code, once)
+  rw:{p:P}:pool:<item>:orders  hash        order id -> code id (an order takes one code, once), or
+                                           "returned": no code was left, its points went back
   rw:{p:P}:pool:<item>:loaded  string      set once the item's free codes were loaded from SQL
   rw:{p:P}:pool:retaken        hash        order id -> the order (JSON): orders that took another
                                            code (rw_pool_retake) whose SQL row may not exist yet
 The `taken` hash is never trimmed: loading again from SQL (an upload, a lost Redis) skips
 every code taken here, even one whose SQL row does not name its order yet.
 ]]
+
+-- What `orders` holds for an order whose points went back because no code was left for it
+-- (rw_pool_return): no code is ever taken for it again.
+local RETURNED = "returned"
 
 -- The journal metadata `meta` (a JSON object) with the code's id added.
 local function meta_with_code(meta, code)
@@ -27,6 +32,7 @@ end
 -- already took a code gets the same one.
 local function pool_take(free, taken, orders, order)
   local code = redis.call("HGET", orders, order)
+  if code == RETURNED then return nil, true end
   if code then return code, true end
   local popped = redis.call("ZPOPMIN", free)
   if #popped == 0 then return nil, false end
@@ -69,6 +75,9 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
     return to_json(fail("in_flight", "a request with this Idempotency-Key is still running"))
   end
   local placed = redis.call("HGET", orders, order)
+  if placed == RETURNED then
+    return to_json(fail("out_of_stock", "this gift card is out of stock; your points were returned"))
+  end
   if placed then
     return to_json({ok = true, order = order, code_id = placed, tx = "", replayed = 1})
   end
@@ -138,8 +147,9 @@ ARGV: order id, the bad code's id, the order (JSON)
 Answers {ok, order, code_id}. ]]
 redis.register_function("rw_pool_retake", function(keys, argv)
   local free, taken, orders, order = keys[1], keys[2], keys[3], argv[1]
-  redis.call("HSET", keys[5], order, argv[3])
   local current = redis.call("HGET", orders, order)
+  if current == RETURNED then return to_json(fail("returned", "the order's points went back")) end
+  redis.call("HSET", keys[5], order, argv[3])
   if current and current ~= argv[2] then return to_json({ok = true, order = order, code_id = current}) end
   redis.call("HDEL", orders, order)
   local code = pool_take(free, taken, orders, order)
@@ -151,16 +161,26 @@ redis.register_function("rw_pool_retake", function(keys, argv)
 end)
 
 --[[ rw_pool_return: the pool has no code for an order whose points rw_pool_redeem captured
-(its code was on another order in SQL and none is left): the points go back, redeemed ->
-available, journalled as a `redemption_void`, and the hold is marked returned. The request's
-record (same fingerprint) becomes the out-of-stock refusal, so a retry answers that and never
-a card. Once only: a second call returns nothing. A prize (no hold) has nothing to return.
-KEYS: idem (or the no-record key), journal, acct, wallet, hold
-ARGV: fp, order id, participant, tx, meta, now_ms
+(its code was on another order in SQL and none is left, or the pool keeps answering such
+codes): the points go back, redeemed -> available, journalled as a `redemption_void`, the hold
+is marked returned and the order's entry in `orders` becomes "returned", so no call takes a
+code for it again. Refused ("has_code", with the code) when the order holds another code than
+the one given up on: a concurrent attempt took it, and the caller tries that one. The
+request's record (same fingerprint) becomes the out-of-stock refusal, so a retry answers that
+and never a card. Once only: a second call returns nothing. A prize (no hold) has nothing to
+return.
+KEYS: idem (or the no-record key), journal, acct, wallet, hold, orders (the item's)
+ARGV: fp, order id, participant, tx, meta, now_ms, the code given up on
 Answers {ok, order, tx} (tx "" when nothing was returned now). ]]
 redis.register_function("rw_pool_return", function(keys, argv)
-  local idem, stream, acct, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local idem, stream, acct, wallet, hold, orders = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local order, participant = argv[2], argv[3]
+  local current = redis.call("HGET", orders, order)
+  if current and current ~= RETURNED and current ~= argv[7] then
+    return to_json({ok = false, code = "has_code", detail = "the order holds another code", order = order,
+      code_id = current})
+  end
+  redis.call("HSET", orders, order, RETURNED)
   local tx = ""
   if redis.call("HGET", hold, "state") == "captured" and redis.call("HGET", hold, "participant") == participant then
     local points = hget_int(hold, "captured")

@@ -122,19 +122,25 @@ class Return(msgspec.Struct, frozen=True):
     now_ms: str
 
 
-async def give_back(store: FunctionStore, r: Return, idem: Idem) -> bool:
-    """The order's captured points back to the participant, once (rw_pool_return); the
-    request's record becomes the out-of-stock refusal. True when points moved now."""
+async def give_back(store: FunctionStore, r: Return, item_id: str, given_up: str, idem: Idem) -> str | None:
+    """The order's captured points back to the participant, once, and no code ever taken for
+    it again (rw_pool_return); the request's record becomes the out-of-stock refusal. Answers
+    None, or the code the order holds when a concurrent attempt took another than `given_up`
+    (nothing was returned: the caller tries that code)."""
     key_list = [idem.key or no_record(r.program_id), wallet_keys.journal(r.program_id),
                 wallet_keys.accounts(r.program_id), wallet_keys.wallet(r.program_id, r.participant_id),
-                wallet_keys.hold(r.program_id, r.order_id)]
+                wallet_keys.hold(r.program_id, r.order_id), keys.pool_orders(r.program_id, item_id)]
     reply = _decode(await store.fcall("rw_pool_return", key_list, [idem.fingerprint, r.order_id, r.participant_id,
-                                                                   r.tx, r.meta, r.now_ms]))
-    return bool(reply.tx)
+                                                                   r.tx, r.meta, r.now_ms, given_up]))
+    return reply.code_id if reply.code == "has_code" else None
+
+
+RETURNED = "returned"  # what `held_code` answers for an order whose points went back
 
 
 async def held_code(store: FunctionStore, program_id: str, item_id: str, order_id: str) -> str | None:
-    """The code the pool holds for the order now (after a retake, not the journal's)."""
+    """The code the pool holds for the order now (after a retake, not the journal's), or
+    RETURNED."""
     found = await store.client.hget(keys.pool_orders(program_id, item_id), order_id)
     return None if found is None else reply_text(found)
 

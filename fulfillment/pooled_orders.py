@@ -36,7 +36,6 @@ from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import ProgramView, get_program
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
-from wallet import keys as wallet_keys
 from wallet.store import Outcome, WalletStore
 
 log = logging.getLogger("rw.orders")
@@ -117,17 +116,28 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     return order, secret, bool(reply.replayed)
 
 
+class _Note(msgspec.Struct, frozen=True):
+    """What rw_pool_retake notes for the sweep: the order, and the key its request recorded
+    under (so a give-back by the sweep turns that record into the refusal too)."""
+
+    order: NewOrder
+    idem_key: str = ""
+    fingerprint: str = ""
+
+
 async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code_id: str, title: str,
                  idem: Idem) -> str:
     """The order's one SQL transaction with the code the pool took for it; answers the code's
     sealed secret. A code SQL has on another order (a pool reloaded after Redis lost codes it
     had handed out, or a process of an earlier build taking codes in SQL) makes the order take
-    the next one; when none is left, its points go back and it is written as failed
-    (OutOfStock). A failed SQL write answers Unavailable: the card is answered only once SQL
-    has it, and a retry with the same key (or the journal projector) writes it."""
+    the next one, twice at most; when none is left (or the third is another's too), its points
+    go back and it is written as failed (OutOfStock), and no code is taken for it again. A
+    failed SQL write answers Unavailable: the card is answered only once SQL has it, and a
+    retry with the same key (or the journal projector, or the sweep) writes it."""
     feed = feed_of(order, title, program.point_name)
+    note = msgspec.json.encode(_Note(order=order, idem_key=idem.key, fingerprint=idem.fingerprint)).decode()
     try:
-        for attempt in range(3):
+        for attempt in range(4):
             row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
             if row is None:
                 raise DomainError(f"the pool's code {code_id} has no row")
@@ -136,63 +146,75 @@ async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code
                 return str(row["secret"])
             except Conflict:
                 log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
-            # A third code on another order: the pool is out of step with SQL; the order gives up.
-            taken = None if attempt == 2 else await pool_store.retake(
-                store, program.id, order.item_id, order.id, code_id, msgspec.json.encode(order).decode())
+            taken = await pool_store.retake(store, program.id, order.item_id, order.id, code_id, note) \
+                if attempt < 2 else None
             if taken is None:
-                break
-            code_id = taken
-        await _give_back(store, program, order, title, idem)
+                taken = await _give_back(store, program, order, title, idem, code_id)
+                if taken is None:
+                    raise orders.OutOfStock(orders.SOLD_OUT)
+            code_id = taken  # a concurrent attempt's code: the order holds that one now
     except DomainError:
         raise
     except Exception as error:
         log.warning("order %s: its SQL write failed; a retry writes it", order.id, exc_info=True)
         raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
-    raise orders.OutOfStock(orders.SOLD_OUT)
+    # Concurrent attempts kept moving the order on: the sweep finishes it (it is noted).
+    raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key")
 
 
-async def _give_back(store: WalletStore, program: ProgramView, order: NewOrder, title: str, idem: Idem) -> None:
-    """The order's points back (rw_pool_return, once) and the order written as failed."""
+async def _give_back(store: WalletStore, program: ProgramView, order: NewOrder, title: str, idem: Idem,
+                     given_up: str) -> str | None:
+    """The order's points back (rw_pool_return, once) and the order written as failed; or,
+    nothing done, the code a concurrent attempt took for it."""
     now_ms = str(int(datetime.now(timezone.utc).timestamp() * 1000))
     meta = msgspec.json.encode({"reason": f"redemption {order.id}: out of stock"}).decode()
-    await pool_store.give_back(store, pool_store.Return(program_id=program.id, order_id=order.id,
-                                                        participant_id=order.participant_id, tx=new_id("tx"),
-                                                        meta=meta, now_ms=now_ms), idem)
+    other = await pool_store.give_back(store, pool_store.Return(
+        program_id=program.id, order_id=order.id, participant_id=order.participant_id, tx=new_id("tx"), meta=meta,
+        now_ms=now_ms), order.item_id, given_up, idem)
+    if other is not None:
+        return other
     points = f" {order.points:,} {program.point_name} returned." if order.points else ""
     await order_writes.record_failed(order, "out of stock", [*feed_of(order, title, program.point_name, False), FeedEntry(
         key=f"order:{order.id}:failed", participant_id=order.participant_id, kind="order_failed",
         text=f"Your {title} is out of stock.{points}", points=order.points or None, reference=order.id)])
+    return None
 
 
 async def mend(store: WalletStore, program: ProgramView, now: datetime | None = None) -> int:
     """The order sweep's part: finishes each order that took another code (rw_pool_retake)
     and whose request died before its SQL row was written: with the code the pool holds for it
     now (the journal names the first), or, none being left, its points back. Answers how many
-    it finished."""
+    it finished; one it cannot finish now is tried again at the next sweep."""
     now = now or datetime.now(timezone.utc)
     finished = 0
     for order_id, raw in (await pool_store.retaken(store, program.id)).items():
         try:
-            order = msgspec.json.decode(raw, type=NewOrder)
+            note = msgspec.json.decode(raw, type=_Note)
         except msgspec.DecodeError:
-            log.error("the pool's note of order %s is not one this build reads", order_id)
+            log.error("the pool's note of order %s is not one this build reads; dropped", order_id)
+            await pool_store.seen_written(store, program.id, order_id)
             continue
+        order, idem = note.order, Idem(key=note.idem_key, fingerprint=note.fingerprint)
         if now - order.created_at < MEND_AFTER:
             continue  # its request may still be writing it
-        if await orders.order_or_none(program.id, order_id) is None:
-            title = (await _titles([order.item_id])).get(order.item_id, "")
-            if await store.client.hget(wallet_keys.hold(program.id, order_id), "state") in (b"returned", "returned"):
-                await _give_back(store, program, order, title, NO_IDEM)  # returned; its row was lost
-            else:
+        try:
+            if await orders.order_or_none(program.id, order_id) is None:
+                title = (await _titles([order.item_id])).get(order.item_id, "")
                 code_id = await pool_store.held_code(store, program.id, order.item_id, order_id)
-                try:
-                    await _write(store, program, order, code_id or "", title, NO_IDEM)
-                except orders.OutOfStock:
-                    pass  # its points went back; the failed order is written
-                except DomainError:
-                    log.error("order %s: the sweep could not finish it", order_id, exc_info=True)
-                    continue
-            finished += 1
+                if code_id is None:
+                    log.error("order %s: the pool holds no code for it; nothing to finish", order_id)
+                elif code_id == pool_store.RETURNED:
+                    await _give_back(store, program, order, title, idem, code_id)  # its failed row was lost
+                    finished += 1
+                else:
+                    try:
+                        await _write(store, program, order, code_id, title, idem)
+                    except orders.OutOfStock:
+                        pass  # its points went back; the failed order is written
+                    finished += 1
+        except Exception:
+            log.error("order %s: the sweep could not finish it; trying again later", order_id, exc_info=True)
+            continue
         await pool_store.seen_written(store, program.id, order_id)
     return finished
 

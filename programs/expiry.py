@@ -89,7 +89,9 @@ def replay_lots(participant_id: str, entries: list[dict]) -> list[Lot]:
         at = utc(entry["created_at"])
         reference = entry["reference"] or ""
         for source, target, points in legs:
-            if target == available and source == held:
+            # Points coming back from a hold (a void, a capture's rest, or a pool order that got
+            # no code: `redemption_void`, redeemed -> available) keep the age of the lots it took.
+            if target == available and (source == held or (source == "redeemed" and reference in holds)):
                 _give_back(queue, holds.get(reference, []), points)
             elif target == available:
                 queue.append(Lot(at, points, entry["transaction_id"]))

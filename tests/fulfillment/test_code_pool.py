@@ -12,7 +12,10 @@ from datetime import datetime, timezone
 import pytest
 
 from fulfillment import keys, pooled_orders
+from fulfillment.order_writes import NewOrder
+from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode
+from kernel.idempotency import NO_IDEM
 from kernel.ids import new_id
 from programs.programs import get_program
 from programs.tables import FeedItem
@@ -146,11 +149,14 @@ async def test_an_order_left_with_no_code_after_a_pool_error_gets_its_points_bac
         (PoolCode.code_hash == hashlib.sha256(b"ONLY").hexdigest()) & (PoolCode.item_id == item["id"])).run()
     balance = 10 * item["points_price"]
     _, me = await shopper(client, program, balance)
-    refused = await redeem(client, me, item["id"], key="no-code-left")
-    assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
-    assert "points were returned" in refused.json()["detail"]
-    again = await redeem(client, me, item["id"], key="no-code-left")
-    assert again.status_code == 409 and again.json()["code"] == "out_of_stock", again.text
+    # The projector writes the entries after the request wrote the failed order: it leaves that
+    # order and its lines as they are, and adds no "ready" line.
+    async with projection_paused(redis, program.id):
+        refused = await redeem(client, me, item["id"], key="no-code-left")
+        assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
+        assert "points were returned" in refused.json()["detail"]
+        again = await redeem(client, me, item["id"], key="no-code-left")
+        assert again.status_code == 409 and again.json()["code"] == "out_of_stock", again.text
     stream = wallet_keys.journal(program.id)
     assert await wait_until(lambda: redis.xlen(stream), 0) == 0  # the projector wrote its entries
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
@@ -201,3 +207,44 @@ async def test_an_order_whose_request_died_after_taking_another_code_is_finished
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (9 * item["points_price"], 0)
     assert await redis.hlen(keys.pool_retaken(program.id)) == 0
+
+
+async def test_an_order_whose_points_went_back_never_takes_a_code_afterwards(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """The pool answered three codes SQL has on other orders, so the order gave up and its
+    points went back, with a good code still free. An attempt that was behind (a retry that
+    replayed the call before the refusal was recorded, an approval's second try) must not
+    then hand that code out: the order stays failed, the points returned once."""
+    program, _, item = await shop(client)
+    for code in ("BAD-1", "BAD-2", "BAD-3", "GOOD"):
+        await _upload(client, program, item["id"], [code])
+    bad = {}
+    for code in ("BAD-1", "BAD-2", "BAD-3"):
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        row = await PoolCode.select(PoolCode.id).where(
+            (PoolCode.code_hash == digest) & (PoolCode.item_id == item["id"])).first().run()
+        bad[code] = row["id"]
+        await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(PoolCode.id == row["id"]).run()
+    balance = 10 * item["points_price"]
+    person, me = await shopper(client, program, balance)
+    refused = await redeem(client, me, item["id"], key="gave-up")
+    assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
+    failed = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert [o["status"] for o in failed] == ["failed"]
+    order = await Order.select().where(Order.id == failed[0]["id"]).first().run()
+    late = NewOrder(id=order["id"], program_id=program.id, participant_id=person["id"], item_id=item["id"],
+                    partner_id=order["partner_id"], source="redemption", face_value=order["face_value"],
+                    currency=order["currency"], points=order["points"], created_at=order["created_at"])
+    store, view = WalletStore(redis), await get_program(program.id)
+    with pytest.raises(OutOfStock):
+        await pooled_orders._write(store, view, late, bad["BAD-1"], "a card", NO_IDEM)
+    good = await PoolCode.select(PoolCode.order_id).where(
+        (PoolCode.code_hash == hashlib.sha256(b"GOOD").hexdigest()) & (PoolCode.item_id == item["id"])).first().run()
+    assert good["order_id"] is None
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (balance, 0)
+    assert [o["status"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == ["failed"]
+    fresh = await redeem(client, me, item["id"])
+    assert fresh.status_code == 201 and fresh.json()["credentials"]["code"] == "GOOD", fresh.text
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    assert await reconcile_program(redis, program.id) == []

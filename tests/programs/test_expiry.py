@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from programs.expiry import add_months, expiring_soon, sweep
+from programs.expiry import add_months, expiring_soon, replay_lots, sweep
 from programs.programs import NewProgram, create_program, get_program, update_program, ProgramChanges
 from tests.factories import random_ref
 from wallet import accounts
@@ -126,3 +126,23 @@ async def test_a_balance_larger_than_one_operation_expires_whole(redis, migrated
     assert (await store.program_accounts(program.id))["expired"] == 3 * 10**12 + 5
     await project(redis, program.id)
     assert await reconcile_program(redis, program.id) == []
+
+
+def test_points_a_pool_order_gave_back_keep_the_age_of_the_lots_its_hold_took() -> None:
+    """A pool order whose points were captured and then returned (no code was left for it:
+    a `redemption_void`, redeemed -> available) gives back the same old lots, not new ones."""
+    import msgspec
+
+    def entry(tx: str, at: datetime, legs: list, reference: str | None = None) -> dict:
+        return {"transaction_id": tx, "created_at": at, "reference": reference, "legs": msgspec.json.encode(legs)}
+
+    old, new, now = (datetime(2025, 1, 5, tzinfo=timezone.utc), datetime(2026, 6, 1, tzinfo=timezone.utc),
+                     datetime(2026, 11, 30, tzinfo=timezone.utc))
+    lots = replay_lots("p1", [
+        entry("tx-old", old, [["budget", "available:p1", 300]]),
+        entry("tx-new", new, [["budget", "available:p1", 200]]),
+        entry("tx-hold", now, [["available:p1", "held:p1", 300]], "ord-1"),
+        entry("tx-capture", now, [["held:p1", "redeemed", 300]], "ord-1"),
+        entry("tx-return", now, [["redeemed", "available:p1", 300]], "ord-1"),
+    ])
+    assert sorted((lot.earned_at, lot.points) for lot in lots) == [(old, 300), (new, 200)]
