@@ -69,9 +69,11 @@ async def open_order(order: NewOrder) -> None:
 
 
 # The code bound to its order only while it is free: a code is never on two orders. The
-# statement is the journal projector's (its rows: order id, moment, code id); `bind_code` the
+# statement is the journal projector's (its rows: order id, moment, code id, order id), which
+# never binds a code to an order written failed (its points went back); `bind_code` the
 # request's.
-BIND_CODE = "UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND order_id IS NULL"
+BIND_CODE = ("UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND order_id IS NULL "
+             "AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ? AND status <> 'fulfilled')")
 
 
 def bind_code(order_id: str, code_id: str, at: datetime) -> Any:

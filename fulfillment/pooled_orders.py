@@ -37,6 +37,7 @@ from programs.programs import ProgramView, get_program
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
 from wallet.store import Outcome, WalletStore
+from wallet.tables import LedgerEntry
 
 log = logging.getLogger("rw.orders")
 
@@ -180,43 +181,77 @@ async def _give_back(store: WalletStore, program: ProgramView, order: NewOrder, 
     return None
 
 
-async def mend(store: WalletStore, program: ProgramView, now: datetime | None = None) -> int:
-    """The order sweep's part: finishes each order that took another code (rw_pool_retake)
-    and whose request died before its SQL row was written: with the code the pool holds for it
-    now (the journal names the first), or, none being left, its points back. Answers how many
-    it finished; one it cannot finish now is tried again at the next sweep."""
+async def mend(store: WalletStore, program: ProgramView, now: datetime | None = None,
+               window_days: float = 2.0) -> int:
+    """The order sweep's part: finishes pool orders whose points were taken and whose SQL row
+    was never written: those rw_pool_retake noted (their code lives only in Redis), and any
+    `redemption` entry of the last `window_days` with a code and no order (a request that
+    died before it wrote the order, whose first code was another's, so the projector could not
+    write it; a follower that failed). Each is written with the code the pool holds for it
+    now, or, none being left, its points go back. Orders younger than MEND_AFTER are left to
+    their request. Answers how many it finished; one it cannot finish now is tried again at
+    the next sweep."""
     now = now or datetime.now(timezone.utc)
     finished = 0
     for order_id, raw in (await pool_store.retaken(store, program.id)).items():
         try:
             note = msgspec.json.decode(raw, type=_Note)
         except msgspec.DecodeError:
-            log.error("the pool's note of order %s is not one this build reads; dropped", order_id)
-            await pool_store.seen_written(store, program.id, order_id)
-            continue
-        order, idem = note.order, Idem(key=note.idem_key, fingerprint=note.fingerprint)
-        if now - order.created_at < MEND_AFTER:
+            try:  # a note of the first build of this part: the order alone
+                note = _Note(order=msgspec.json.decode(raw, type=NewOrder))
+            except msgspec.DecodeError:
+                log.error("the pool's note of order %s is not one this build reads; left as it is", order_id)
+                continue
+        if now - note.order.created_at < MEND_AFTER:
             continue  # its request may still be writing it
         try:
             if await orders.order_or_none(program.id, order_id) is None:
-                title = (await _titles([order.item_id])).get(order.item_id, "")
-                code_id = await pool_store.held_code(store, program.id, order.item_id, order_id)
-                if code_id is None:
-                    log.error("order %s: the pool holds no code for it; nothing to finish", order_id)
-                elif code_id == pool_store.RETURNED:
-                    await _give_back(store, program, order, title, idem, code_id)  # its failed row was lost
-                    finished += 1
-                else:
-                    try:
-                        await _write(store, program, order, code_id, title, idem)
-                    except orders.OutOfStock:
-                        pass  # its points went back; the failed order is written
-                    finished += 1
+                finished += await _finish(store, program, note.order,
+                                          Idem(key=note.idem_key, fingerprint=note.fingerprint))
         except Exception:
             log.error("order %s: the sweep could not finish it; trying again later", order_id, exc_info=True)
             continue
         await pool_store.seen_written(store, program.id, order_id)
+    rows = await LedgerEntry.raw(_UNWRITTEN, program.id, now - timedelta(days=window_days), now - MEND_AFTER).run()
+    for row in rows:
+        try:
+            meta = _decode_meta(row["metadata"])
+            if meta.order is None or not meta.code:
+                continue
+            order = _order_from(program.id, row["reference"], row["participant_id"] or "", meta.order,
+                                sum(leg[2] for leg in msgspec.json.decode(row["legs"])))
+            finished += await _finish(store, program, order, NO_IDEM, meta.code)
+        except Exception:
+            log.error("order %s: the sweep could not finish it; trying again later", row["reference"], exc_info=True)
     return finished
+
+
+# `redemption` entries with a code whose order has no row (see `mend`).
+_UNWRITTEN = """
+    SELECT e.reference, e.participant_id, e.metadata, e.legs FROM ledger_entries e
+    LEFT JOIN orders o ON o.id = e.reference
+    WHERE e.program_id = {} AND e.kind = 'redemption' AND e.created_at > {} AND e.created_at < {}
+        AND e.reference IS NOT NULL AND e.metadata LIKE '%"code"%' AND o.id IS NULL
+    ORDER BY e.created_at LIMIT 500
+"""
+
+
+async def _finish(store: WalletStore, program: ProgramView, order: NewOrder, idem: Idem, code_hint: str = "") -> int:
+    """Writes an order its request left unwritten (see `mend`): 1 when done, 0 when the pool
+    knows no code for it."""
+    title = (await _titles([order.item_id])).get(order.item_id, "")
+    code_id = await pool_store.held_code(store, program.id, order.item_id, order.id) or code_hint
+    if not code_id:
+        log.error("order %s: the pool holds no code for it; nothing to finish", order.id)
+        return 0
+    if code_id == pool_store.RETURNED:
+        await _give_back(store, program, order, title, idem, code_id)  # returned; its failed row was lost
+        return 1
+    try:
+        await _write(store, program, order, code_id, title, idem)
+    except orders.OutOfStock:
+        pass  # its points went back; the failed order is written
+    return 1
 
 
 def recorded_order(program_id: str, participant_id: str, order_id: str, points: int, meta: str) -> NewOrder:
@@ -224,11 +259,7 @@ def recorded_order(program_id: str, participant_id: str, order_id: str, points: 
     carried = _decode_meta(meta).order
     if carried is None:
         raise DomainError(f"order {order_id}: its record carries no order")
-    return NewOrder(id=order_id, program_id=program_id, participant_id=participant_id, item_id=carried.item,
-                    partner_id=carried.partner, source=carried.source, face_value=carried.face_value,
-                    currency=carried.currency, points=points,
-                    created_at=datetime.fromtimestamp(carried.created_ms / 1000, tz=timezone.utc),
-                    tax_flagged=carried.tax_flagged)
+    return _order_from(program_id, order_id, participant_id, carried, points)
 
 
 async def write_recorded(store: WalletStore, program: ProgramView, participant_id: str, record: dict[str, Any],
@@ -285,7 +316,7 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
         orders_rows.append((order.id, program_id, order.participant_id, order.item_id, order.partner_id, order.source,
                             order.face_value, order.currency, order.points, "fulfilled", 0, secrets[code], created,
                             order.tax_flagged, created, created, created))
-        binds.append((order.id, created, code))
+        binds.append((order.id, created, code, order.id))
         unbacked.append((order.id, order.id))
         # Its "ready" line stays only with a fulfilled order; its points line with any order
         # (one that got no code is written failed, its points returned: fulfillment `_give_back`).
@@ -311,10 +342,13 @@ _DROP_UNBACKED_LINES = ("DELETE FROM feed_items WHERE feed_key = ? "
 
 
 def _order_of(program_id: str, entry: JournalEntry, o: _Carried) -> NewOrder:
-    points = sum(leg[2] for leg in entry.legs)
-    return NewOrder(id=entry.reference or "", program_id=program_id, participant_id=entry.participant_id or "",
-                    item_id=o.item, partner_id=o.partner, source=o.source, face_value=o.face_value,
-                    currency=o.currency, points=points,
+    return _order_from(program_id, entry.reference or "", entry.participant_id or "", o,
+                       sum(leg[2] for leg in entry.legs))
+
+
+def _order_from(program_id: str, order_id: str, participant_id: str, o: _Carried, points: int) -> NewOrder:
+    return NewOrder(id=order_id, program_id=program_id, participant_id=participant_id, item_id=o.item,
+                    partner_id=o.partner, source=o.source, face_value=o.face_value, currency=o.currency, points=points,
                     created_at=datetime.fromtimestamp(o.created_ms / 1000, tz=timezone.utc), tax_flagged=o.tax_flagged)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from catalog import keys as catalog_keys
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
@@ -30,6 +31,7 @@ from fulfillment.code_pool import take_code, take_code_id
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
 from fulfillment.orders import SOLD_OUT, OrderView, OutOfStock
+from fulfillment.item_routes import ItemRoute, item_route
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
@@ -37,7 +39,7 @@ from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
 from kernel.errors import Conflict, DomainError, NotFound
-from kernel.idempotency import NO_IDEM, Idem, once, peek, pinned_id
+from kernel.idempotency import NO_IDEM, Idem, once, peek_with, pinned_id
 from kernel.ids import new_id
 from kernel.clock import utc
 from wallet.store import WalletStore
@@ -180,7 +182,7 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     # The key first: a replay answers what was recorded, whatever the catalog, the route or
     # the year's tax total say now; an id pinned by an attempt placed in steps (which a crash
     # left unanswered) is carried on in steps, never placed a second time.
-    found, pinned = await peek(store.client, idem, suffix="order")
+    found, pinned, (version,) = await peek_with(store.client, idem, "order", [catalog_keys.catalog_version(program.id)])
     if found is not None:
         if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
             raise OutOfStock(str(found.get("detail") or SOLD_OUT))
@@ -191,11 +193,10 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
             if not await pooled_orders.write_recorded(store, program, participant_id, found, idem):
                 raise
             return await _recorded(program, participant_id, sealer, found), True
-    item = await item_row(program.id, item_id)
-    partner = await route(program.id, item)
-    if partner["kind"] == "code_pool" and pinned is None:
+    known = await item_route(program.id, item_id, int(version or 0))
+    if known.partner["kind"] == "code_pool" and pinned is None:
         return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
-                            None, idem, item, partner)
+                            None, idem, known)
     order_id = pinned or await pinned_id(store.client, idem, "ord", ttl, suffix="order")
 
     async def action() -> OrderView:
@@ -226,8 +227,9 @@ def _now() -> datetime:
 async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
                  item_id: str, face_value: Money | None, source: Literal["redemption", "prize"],
                  order_id: str | None, actor: dict[str, str] | None, idem: Idem | None,
-                 item: dict[str, Any] | None = None, partner: dict[str, Any] | None = None) -> tuple[OrderView, bool]:
-    item = item or await item_row(program.id, item_id)
+                 known: ItemRoute | None = None) -> tuple[OrderView, bool]:
+    item = known.item if known is not None else await item_row(program.id, item_id)
+    partner = known.partner if known is not None else None
     value, points = redemption_points(item, pricing, face_value)
     existing = None
     if order_id is not None:
@@ -239,7 +241,8 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
             if partner is not None and not await dispatch(store, sealer, program, existing, partner):
                 raise OutOfStock(SOLD_OUT)
         return await orders.participant_view(program.id, participant_id, order_id, sealer), False
-    labels = await labels_of(item)
+    labels = Labels(item_name=item["name"], brand=known.brand_name, instructions=known.instructions) \
+        if known is not None else await labels_of(item)
     if existing is not None:
         done = await resume(store, program, existing, labels, actor)
         order = _new_order(existing)

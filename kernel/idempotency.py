@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -114,7 +114,15 @@ async def peek(client: Any, idem: Idem, suffix: str = "id") -> tuple[dict[str, A
     """What the key already holds, in one round trip, before any work: (the recorded result
     of an earlier identical request, or None; the id `pinned_id` chose for it, or None).
     Raises when the key was used differently, or an identical request is still running."""
-    raw, pinned = await client.mget([idem.key, f"{idem.key}:{suffix}"])
+    found, pinned, _ = await peek_with(client, idem, suffix)
+    return found, pinned
+
+
+async def peek_with(client: Any, idem: Idem, suffix: str = "id",
+                    also: Sequence[str] = ()) -> tuple[dict[str, Any] | None, str | None, list[Any]]:
+    """`peek`, reading the keys `also` (of the same hash tag) in the same round trip: their
+    values come third (None where a key is missing)."""
+    raw, pinned, *more = await client.mget([idem.key, f"{idem.key}:{suffix}", *also])
     if raw is not None:
         found = msgspec.json.decode(raw, type=Recorded)
         if found.fp != idem.fingerprint:
@@ -122,8 +130,8 @@ async def peek(client: Any, idem: Idem, suffix: str = "id") -> tuple[dict[str, A
         if found.r is None:
             raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
                                          retry_after=1)
-        return found.r, None
-    return None, None if pinned is None else reply_text(pinned)
+        return found.r, None, more
+    return None, None if pinned is None else reply_text(pinned), more
 
 
 async def record(client: Any, idem: Idem, result: dict[str, Any], ttl: int) -> None:

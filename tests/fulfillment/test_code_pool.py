@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from fulfillment import keys, pooled_orders
+from fulfillment import keys, order_writes, pool_store, pooled_orders
 from fulfillment.order_writes import NewOrder
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode
@@ -243,8 +243,89 @@ async def test_an_order_whose_points_went_back_never_takes_a_code_afterwards(cli
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (balance, 0)
     assert [o["status"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == ["failed"]
+    # Nor does a dispatch of it (rw_pool_take), nor placing it again under its own id (a prize,
+    # an approval: no key, the order's id).
+    assert await pool_store.take(store, program.id, item["id"], late.id) is None
+    with pytest.raises(OutOfStock):
+        await pooled_orders.place(store, view, late, "a card")
     fresh = await redeem(client, me, item["id"])
     assert fresh.status_code == 201 and fresh.json()["credentials"]["code"] == "GOOD", fresh.text
     stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    assert await reconcile_program(redis, program.id) == []
+
+
+async def test_a_change_to_the_item_or_its_route_holds_from_the_next_redemption(client) -> None:  # type: ignore[no-untyped-def]
+    """A pool redemption keeps what it read of its item for a few seconds (fulfillment/
+    item_routes.py), per catalog version: nothing is kept by this process's own hand, so
+    a disabled item or one routed elsewhere holds from the very next redemption here exactly
+    as in every other process (the catalog version moved)."""
+    program, partner, item = await shop(client)
+    await _upload(client, program, item["id"], [f"KEEP-{n}" for n in range(5)])
+    _, me = await shopper(client, program, 100 * item["points_price"])
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    disabled = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
+                                  headers=program.headers)
+    assert disabled.status_code == 200, disabled.text
+    refused = await redeem(client, me, item["id"])
+    assert refused.status_code in (404, 409), refused.text
+    back = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "active"}, headers=program.headers)
+    assert back.status_code == 200, back.text
+    again = await redeem(client, me, item["id"])
+    assert again.status_code == 201 and again.json()["status"] == "fulfilled", again.text
+    moved = await client.patch(f"/v1/catalog/items/{item['id']}", json={"partner_id": partner["id"]},
+                               headers=program.headers)
+    assert moved.status_code == 200, moved.text
+    routed = await redeem(client, me, item["id"])
+    assert routed.status_code == 201 and routed.json()["status"] == "pending", routed.text
+
+
+async def test_giving_up_on_a_code_the_order_no_longer_holds_returns_nothing(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Two attempts at one order: one gave up on its code while the other had already taken
+    the next. The points stay taken and the one giving up is told the code to try."""
+    program, _, item = await shop(client)
+    person, _ = await shopper(client, program, 10 * item["points_price"])
+    order_id = new_id("ord")
+    await redis.hset(keys.pool_orders(program.id, item["id"]), order_id, "code_next")
+    other = await pool_store.give_back(WalletStore(redis), pool_store.Return(
+        program_id=program.id, order_id=order_id, participant_id=person["id"], tx=new_id("tx"), meta="{}",
+        now_ms="0"), item["id"], "code_first", NO_IDEM)
+    assert other == "code_next"
+    assert await redis.hget(keys.pool_orders(program.id, item["id"]), order_id) == b"code_next"
+
+
+async def test_an_order_whose_request_died_before_taking_another_code_is_finished_by_the_sweep(
+        client, redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The pool's first code for the order is on another order in SQL, and the request dies
+    (here: its SQL write fails and the phone never retries) before it takes another: the
+    projector cannot write the order with the journal's code, so the sweep finds the points
+    taken with no order in the ledger and finishes it with the next code."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["FIRST"])
+    await _upload(client, program, item["id"], ["SECOND"])
+    await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
+        (PoolCode.code_hash == hashlib.sha256(b"FIRST").hexdigest()) & (PoolCode.item_id == item["id"])).run()
+    price = item["points_price"]
+    _, me = await shopper(client, program, 10 * price)
+
+    async def disk_gone(*_: object, **__: object) -> bool:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(order_writes, "record_pooled", disk_gone)
+    lost = await redeem(client, me, item["id"])
+    assert lost.status_code == 503, lost.text
+    monkeypatch.undo()
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    assert (await client.get("/v1/me/redemptions", headers=me)).json()["items"] == []
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == 9 * price
+    store, view = WalletStore(redis), await get_program(program.id)
+    assert await pooled_orders.mend(store, view) == 0  # too recent: its request may still be writing it
+    later = datetime.now(timezone.utc) + 2 * pooled_orders.MEND_AFTER
+    assert await pooled_orders.mend(store, view, later) == 1
+    assert await pooled_orders.mend(store, view, later) == 0
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert [(o["status"], o["credentials"]["code"]) for o in mine] == [("fulfilled", "SECOND")]
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == 9 * price
     assert await wait_until(lambda: redis.xlen(stream), 0) == 0
     assert await reconcile_program(redis, program.id) == []

@@ -1,0 +1,53 @@
+"""What a redemption reads of its item before its Redis call (the item, the partner it is
+routed to, its brand's labels), kept a few seconds per catalog version for code-pool items
+(issue #13: three of a pool redemption's SQL reads).
+
+Every catalog change moves the catalog's version in Redis (catalog/changes.py), and so does a
+partner's status (fulfillment/partner_admin.py); the redemption reads that version in the
+same round trip as its Idempotency-Key, so a change is seen by the next redemption on every
+process. What moves no version (a new default partner) is seen within `KEEP_SECONDS`. Items
+routed to an external partner are read each time: their partner's webhook settings matter to
+the order and change without a version.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from catalog.items import item_row
+from catalog.tables import Brand
+from fulfillment.partners import route
+from kernel.bounded_map import BoundedMap
+
+KEEP_SECONDS = 5.0
+
+
+class ItemRoute(msgspec.Struct, frozen=True):
+    item: dict[str, Any]  # the catalog item's row (read only)
+    partner: dict[str, Any]  # the partner its orders go to
+    brand_name: str
+    instructions: str
+
+
+# (program, item) -> (good until, catalog version, the route)
+_kept: BoundedMap[tuple[str, str], tuple[float, int, ItemRoute]] = BoundedMap(10_000)
+
+
+async def item_route(program_id: str, item_id: str, version: int) -> ItemRoute:
+    """The item (NotFound when the program has none), where its orders go (Conflict when no
+    partner is active) and its brand's labels, as of catalog `version`."""
+    kept = _kept.get((program_id, item_id))
+    if kept is not None and kept[1] == version and kept[0] > time.monotonic():
+        return kept[2]
+    item = await item_row(program_id, item_id)
+    partner = await route(program_id, item)
+    brand = await Brand.select(Brand.name, Brand.redemption_instructions).where(
+        Brand.id == item["brand_id"]).first().run()
+    found = ItemRoute(item=item, partner=partner, brand_name=brand["name"] if brand else "",
+                      instructions=brand["redemption_instructions"] if brand else "")
+    if partner["kind"] == "code_pool":
+        _kept.put((program_id, item_id), (time.monotonic() + KEEP_SECONDS, version, found))
+    return found
