@@ -77,9 +77,12 @@ BIND_CODE = ("UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND o
 
 
 def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
-    """BIND_CODE as a query answering the code's id when it bound it (RETURNING)."""
+    """The code bound to the order when it is free or already the order's (the journal
+    projector may have bound it first), answering the code's id then (RETURNING); nothing
+    when it is another order's."""
     return PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: at}).where(
-        (PoolCode.id == code_id) & PoolCode.order_id.is_null()).returning(PoolCode.id)
+        (PoolCode.id == code_id) & (PoolCode.order_id.is_null() | (PoolCode.order_id == order_id))
+    ).returning(PoolCode.id)
 
 
 def fulfilled_row(order: NewOrder, secret: str) -> Order:
@@ -91,20 +94,16 @@ def fulfilled_row(order: NewOrder, secret: str) -> Order:
                  updated_at=order.created_at)
 
 
-async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[FeedEntry]) -> bool:
+async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[FeedEntry]) -> None:
     """A pool order whose points and code rw_pool_redeem took (fulfillment/pooled_orders.py):
-    its code bound to it, the order fulfilled and its feed lines, in one transaction. False
-    when it was already written (a retry, or the journal projector first: its rows are the
-    same). Raises Conflict, writing nothing, when the code is bound to another order (a
-    pool Redis lost track of: the code is never handed out twice)."""
-    bind = bind_code(order.id, code_id, order.created_at)
+    its code bound to it, the order fulfilled and its feed lines, in one transaction. Written
+    already (a retry, or the journal projector first: its rows are the same), it writes nothing
+    new. Raises Conflict, writing nothing, when the code is bound to another order (a pool Redis
+    lost track of: the code is never handed out twice)."""
     insert = Order.insert(fulfilled_row(order, secret)).on_conflict(action="DO NOTHING")
-    if await write_chain(Order._meta.db, bind, [insert, *publishing(order.program_id, feed)]):
-        return True
-    row = await PoolCode.select(PoolCode.order_id).where(PoolCode.id == code_id).first().run()
-    if row is None or row["order_id"] != order.id:
+    if not await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
+                             [insert, *publishing(order.program_id, feed)]):
         raise Conflict(f"the pool's code {code_id} is not this order's; it is not handed out")
-    return False
 
 
 async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> bool:

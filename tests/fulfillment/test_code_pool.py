@@ -9,12 +9,14 @@ import asyncio
 import hashlib
 from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
 from fulfillment import keys, order_writes, pool_store, pooled_orders
 from fulfillment.order_writes import NewOrder
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode
+from kernel.errors import Conflict
 from kernel.idempotency import NO_IDEM
 from kernel.ids import new_id
 from programs.programs import get_program
@@ -329,3 +331,23 @@ async def test_an_order_whose_request_died_before_taking_another_code_is_finishe
     assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == 9 * price
     assert await wait_until(lambda: redis.xlen(stream), 0) == 0
     assert await reconcile_program(redis, program.id) == []
+
+
+async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own(client) -> None:  # type: ignore[no-untyped-def]
+    """The request and the journal projector both write a pool order, whichever comes first:
+    the second finds the rows in place and answers as the first; another order asking for
+    the same code is refused."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["TWICE"])
+    _, me = await shopper(client, program, 10 * item["points_price"])
+    placed = await redeem(client, me, item["id"])
+    assert placed.status_code == 201, placed.text
+    row = await Order.select().where(Order.id == placed.json()["id"]).first().run()
+    code = await PoolCode.select(PoolCode.id, PoolCode.secret).where(PoolCode.order_id == row["id"]).first().run()
+    order = NewOrder(id=row["id"], program_id=program.id, participant_id=row["participant_id"], item_id=item["id"],
+                     partner_id=row["partner_id"], source="redemption", face_value=row["face_value"],
+                     currency=row["currency"], points=row["points"], created_at=row["created_at"])
+    await order_writes.record_pooled(order, code["id"], code["secret"], [])
+    with pytest.raises(Conflict):
+        await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), code["id"], code["secret"], [])
+    assert await Order.count().where(Order.participant_id == row["participant_id"]).run() == 1
