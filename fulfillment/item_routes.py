@@ -28,7 +28,7 @@ KEEP_SECONDS = 5.0
 class ItemRoute(msgspec.Struct, frozen=True):
     item: dict[str, Any]  # the catalog item's row (read only)
     partner: dict[str, Any]  # the partner its orders go to
-    brand_name: str
+    brand_name: str  # the brand's labels: read for pool items only
     instructions: str
 
 
@@ -44,10 +44,11 @@ async def item_route(program_id: str, item_id: str, version: int) -> ItemRoute:
         return kept[2]
     item = await item_row(program_id, item_id)
     partner = await route(program_id, item)
+    if partner["kind"] != "code_pool":
+        return ItemRoute(item=item, partner=partner, brand_name="", instructions="")  # placed in steps: reads its own
     brand = await Brand.select(Brand.name, Brand.redemption_instructions).where(
         Brand.id == item["brand_id"]).first().run()
     found = ItemRoute(item=item, partner=partner, brand_name=brand["name"] if brand else "",
                       instructions=brand["redemption_instructions"] if brand else "")
-    if partner["kind"] == "code_pool":
-        _kept.put((program_id, item_id), (time.monotonic() + KEEP_SECONDS, version, found))
+    _kept.put((program_id, item_id), (time.monotonic() + KEEP_SECONDS, version, found))
     return found

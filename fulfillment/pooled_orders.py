@@ -212,7 +212,13 @@ async def mend(store: WalletStore, program: ProgramView, now: datetime | None = 
             log.error("order %s: the sweep could not finish it; trying again later", order_id, exc_info=True)
             continue
         await pool_store.seen_written(store, program.id, order_id)
-    rows = await LedgerEntry.raw(_UNWRITTEN, program.id, now - timedelta(days=window_days), now - MEND_AFTER).run()
+    try:
+        rows = await LedgerEntry.raw(_UNWRITTEN, program.id, now - timedelta(days=window_days),
+                                     now - MEND_AFTER).run()
+    except Exception:
+        log.error("program %s: the sweep could not read the ledger for unwritten pool orders", program.id,
+                  exc_info=True)
+        rows = []
     for row in rows:
         try:
             meta = _decode_meta(row["metadata"])
@@ -226,12 +232,15 @@ async def mend(store: WalletStore, program: ProgramView, now: datetime | None = 
     return finished
 
 
-# `redemption` entries with a code whose order has no row (see `mend`).
+# `redemption` entries with a code whose order has no row and whose points did not go back
+# (see `mend`); read through the partial index ledger_entries_redemptions.
 _UNWRITTEN = """
     SELECT e.reference, e.participant_id, e.metadata, e.legs FROM ledger_entries e
     LEFT JOIN orders o ON o.id = e.reference
     WHERE e.program_id = {} AND e.kind = 'redemption' AND e.created_at > {} AND e.created_at < {}
         AND e.reference IS NOT NULL AND e.metadata LIKE '%"code"%' AND o.id IS NULL
+        AND NOT EXISTS (SELECT 1 FROM ledger_entries v WHERE v.reference = e.reference
+                        AND v.program_id = e.program_id AND v.kind = 'redemption_void')
     ORDER BY e.created_at LIMIT 500
 """
 

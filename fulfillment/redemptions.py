@@ -187,7 +187,12 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
         if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
             raise OutOfStock(str(found.get("detail") or SOLD_OUT))
         try:
-            return await _recorded(program, participant_id, sealer, found), True
+            answer = await _recorded(program, participant_id, sealer, found)
+            if answer.status == "failed" and "meta" in found:
+                # A pool order whose points the sweep returned (no code was left): refused, as
+                # its request would have been.
+                raise OutOfStock(SOLD_OUT)
+            return answer, True
         except NotFound:
             # A pool order whose SQL write was lost: written now as it was charged.
             if not await pooled_orders.write_recorded(store, program, participant_id, found, idem):

@@ -351,3 +351,29 @@ async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own
     with pytest.raises(Conflict):
         await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), code["id"], code["secret"], [])
     assert await Order.count().where(Order.participant_id == row["participant_id"]).run() == 1
+
+
+async def test_a_retry_of_an_order_the_sweep_gave_back_is_refused_as_out_of_stock(client, redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The request died before it could take another code and none was left: the sweep gives
+    the points back, and a retry with the same key is refused as its request would have been."""
+    program, _, item = await shop(client)
+    await _upload(client, program, item["id"], ["ONLY"])
+    await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
+        (PoolCode.code_hash == hashlib.sha256(b"ONLY").hexdigest()) & (PoolCode.item_id == item["id"])).run()
+    balance = 10 * item["points_price"]
+    _, me = await shopper(client, program, balance)
+
+    async def disk_gone(*_: object, **__: object) -> bool:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(order_writes, "record_pooled", disk_gone)
+    assert (await redeem(client, me, item["id"], key="swept")).status_code == 503
+    monkeypatch.undo()
+    stream = wallet_keys.journal(program.id)
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    later = datetime.now(timezone.utc) + 2 * pooled_orders.MEND_AFTER
+    assert await pooled_orders.mend(WalletStore(redis), await get_program(program.id), later) == 1
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == balance
+    retried = await redeem(client, me, item["id"], key="swept")
+    assert retried.status_code == 409 and retried.json()["code"] == "out_of_stock", retried.text
+    assert [o["status"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == ["failed"]
