@@ -59,11 +59,7 @@ def _transaction() -> Any:
 async def open_order(order: NewOrder) -> None:
     """Writes an external partner's order as `new` (a pool item's order is placed in one call:
     fulfillment/pooled_orders.py)."""
-    insert = Order.insert(Order(
-        id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
-        partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-        points=order.points, status="new", created_at=order.created_at, updated_at=order.created_at,
-        tax_flagged=order.tax_flagged))
+    insert = Order.insert(_row(order, "new"))
     if not await write_chain(Order._meta.db, insert):  # an insert answers its row (RETURNING)
         raise RuntimeError("the order row was not written")
 
@@ -85,13 +81,18 @@ def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
     ).returning(PoolCode.id)
 
 
-def fulfilled_row(order: NewOrder, secret: str) -> Order:
-    """A pool order as it is written once its points and code are taken: fulfilled and settled."""
+def _row(order: NewOrder, status: str, **more: Any) -> Order:
+    """The order's row with `status` (and the fields `more` names; updated when the order was
+    made, unless `more` says otherwise)."""
     return Order(id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
                  partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-                 points=order.points, status="fulfilled", credentials=secret, settled_at=order.created_at,
-                 fulfilled_at=order.created_at, tax_flagged=order.tax_flagged, created_at=order.created_at,
-                 updated_at=order.created_at)
+                 points=order.points, status=status, tax_flagged=order.tax_flagged, created_at=order.created_at,
+                 **{"updated_at": order.created_at, **more})
+
+
+def fulfilled_row(order: NewOrder, secret: str) -> Order:
+    """A pool order as it is written once its points and code are taken: fulfilled and settled."""
+    return _row(order, "fulfilled", credentials=secret, settled_at=order.created_at, fulfilled_at=order.created_at)
 
 
 async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[FeedEntry]) -> None:
@@ -111,11 +112,8 @@ async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> 
     `_give_back`): the order failed and settled, with its feed lines, in one transaction;
     False when it was already written."""
     now = datetime.now(timezone.utc)
-    insert = Order.insert(Order(
-        id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
-        partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-        points=order.points, status="failed", failure_reason=reason, settled_at=now, tax_flagged=order.tax_flagged,
-        created_at=order.created_at, updated_at=now)).on_conflict(action="DO NOTHING").returning(Order.id)
+    insert = Order.insert(_row(order, "failed", failure_reason=reason, settled_at=now, updated_at=now)).on_conflict(
+        action="DO NOTHING").returning(Order.id)
     return bool(await write_chain(Order._meta.db, insert, publishing(order.program_id, feed)))
 
 
