@@ -126,11 +126,10 @@ async def take_code_id(store: FunctionStore, program_id: str, order_id: str, ite
     code_id = await pool_store.take(store, program_id, item_id, order_id)
     if code_id is None:
         return None
-    await order_writes.bind_code(order_id, code_id, datetime.now(timezone.utc)).run()
-    row = await PoolCode.select(PoolCode.secret, PoolCode.order_id).where(PoolCode.id == code_id).first().run()
-    if row is None or row["order_id"] != order_id:
+    bound = await order_writes.bind_code(order_id, code_id, datetime.now(timezone.utc)).run()
+    if not bound:
         raise Conflict(f"the pool's code {code_id} is bound to another order")
-    return str(row["secret"])
+    return str(bound[0]["secret"])
 
 
 async def take_code(store: FunctionStore, program_id: str, order_id: str, item_id: str,

@@ -8,7 +8,7 @@ from kernel.keys import tag
 from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="fulfillment", files=("pool.lua",), uses=frozenset({
-    "balance_refusal", "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
+    "balance_refusal", "fail", "hget_int", "hincrby", "idem_check", "idem_replace", "idem_store", "int_s", "journal",
     "missing_wallet", "move_refusal", "no_record", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
 
 

@@ -74,11 +74,11 @@ BIND_CODE = ("UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND o
 
 def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
     """The code bound to the order when it is free or already the order's (the journal
-    projector may have bound it first), answering the code's id then (RETURNING); nothing
-    when it is another order's."""
+    projector may have bound it first), answering the code's id and sealed secret then
+    (RETURNING); nothing when it is another order's."""
     return PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: at}).where(
         (PoolCode.id == code_id) & (PoolCode.order_id.is_null() | (PoolCode.order_id == order_id))
-    ).returning(PoolCode.id)
+    ).returning(PoolCode.id, PoolCode.secret)
 
 
 def _row(order: NewOrder, status: str, **more: Any) -> Order:

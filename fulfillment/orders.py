@@ -287,12 +287,17 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
     return await Order.select().where(Order.id == order_id).first().run()
 
 
+def points_back(points: int | None, point_name: str) -> str:
+    """The feed's closing words for an order whose points went back ("" when none did)."""
+    return f" {points:,} {point_name} returned." if points else ""
+
+
 async def fail(store: WalletStore, program: ProgramView, order_id: str, partner_id: str | None, reason: str,
                lease_id: str | None = None, allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
     row = await _transition(program.id, order_id, partner_id, "failed", allowed, lease_id,
                             {Order.failure_reason: reason})
     await settle(store, row)
-    points = f" {row['points']:,} {program.point_name} returned." if row["points"] else ""
+    points = points_back(row["points"], program.point_name)
     await publish(program.id, [FeedEntry(key=f"order:{order_id}:failed", participant_id=row["participant_id"],
                                          kind="order_failed", text=f"Order {order_id} failed: {reason}.{points}",
                                          points=row["points"] or None, reference=order_id)])
@@ -318,7 +323,7 @@ async def cancel_for_participant(store: WalletStore, program: ProgramView, order
     row = await _transition(program.id, order_id, None, "cancelled", ("pending", "claimed"), None,
                             {Order.failure_reason: reason, Order.lease_id: None})
     await settle(store, row)
-    points = f" {row['points']:,} {program.point_name} returned." if row["points"] else ""
+    points = points_back(row["points"], program.point_name)
     await publish(program.id, [FeedEntry(key=f"order:{order_id}:cancelled", participant_id=row["participant_id"],
                                          kind="order_cancelled", text=f"Order {order_id} was cancelled: {reason}.{points}",
                                          points=row["points"] or None, reference=order_id)])

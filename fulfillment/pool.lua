@@ -169,11 +169,12 @@ the one given up on: a concurrent attempt took it, and the caller tries that one
 request's record (same fingerprint) becomes the out-of-stock refusal, so a retry answers that
 and never a card. Once only: a second call returns nothing. A prize (no hold) has nothing to
 return.
-KEYS: idem (or the no-record key), journal, acct, wallet, hold, orders (the item's)
+KEYS: idem (or the no-record key), journal, acct, cfg (unused: the key list is rw_pool_redeem's),
+      wallet, hold, orders (the item's)
 ARGV: fp, order id, participant, tx, meta, now_ms, the code given up on
 Answers {ok, order, tx} (tx "" when nothing was returned now). ]]
 redis.register_function("rw_pool_return", function(keys, argv)
-  local idem, stream, acct, wallet, hold, orders = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local idem, stream, acct, wallet, hold, orders = keys[1], keys[2], keys[3], keys[5], keys[6], keys[7]
   local order, participant = argv[2], argv[3]
   local current = redis.call("HGET", orders, order)
   if current and current ~= RETURNED and current ~= argv[7] then
@@ -192,14 +193,7 @@ redis.register_function("rw_pool_return", function(keys, argv)
     journal(stream, tx, "redemption_void", participant, points, order, argv[5],
       {{"redeemed", wallet_account(wallet, "available"), points}}, argv[6], 0, -points)
   end
-  if not no_record(idem) then
-    local raw = redis.call("GET", idem)
-    if raw and cjson.decode(raw).fp == argv[1] then
-      redis.call("SET", idem, '{"fp":' .. cjson.encode(argv[1]) .. ',"r":'
-        .. to_json(fail("out_of_stock", "this gift card is out of stock; your points were returned")) .. '}',
-        "KEEPTTL")
-    end
-  end
+  idem_replace(idem, argv[1], fail("out_of_stock", "this gift card is out of stock; your points were returned"))
   return to_json({ok = true, order = order, tx = tx})
 end)
 

@@ -127,9 +127,8 @@ async def give_back(store: FunctionStore, r: Return, item_id: str, given_up: str
     it again (rw_pool_return); the request's record becomes the out-of-stock refusal. Answers
     None, or the code the order holds when a concurrent attempt took another than `given_up`
     (nothing was returned: the caller tries that code)."""
-    key_list = [idem.key or no_record(r.program_id), wallet_keys.journal(r.program_id),
-                wallet_keys.accounts(r.program_id), wallet_keys.wallet(r.program_id, r.participant_id),
-                wallet_keys.hold(r.program_id, r.order_id), keys.pool_orders(r.program_id, item_id)]
+    key_list = [idem.key or no_record(r.program_id), *_wallet_keys(r.program_id, r.participant_id, r.order_id),
+                keys.pool_orders(r.program_id, item_id)]
     reply = _decode(await store.fcall("rw_pool_return", key_list, [idem.fingerprint, r.order_id, r.participant_id,
                                                                    r.tx, r.meta, r.now_ms, given_up]))
     return reply.code_id if reply.code == "has_code" else None

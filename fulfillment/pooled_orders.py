@@ -174,7 +174,7 @@ async def _give_back(store: WalletStore, program: ProgramView, order: NewOrder, 
         now_ms=now_ms), order.item_id, given_up, idem)
     if other is not None:
         return other
-    points = f" {order.points:,} {program.point_name} returned." if order.points else ""
+    points = orders.points_back(order.points, program.point_name)
     await order_writes.record_failed(order, "out of stock", [*feed_of(order, title, program.point_name, False), FeedEntry(
         key=f"order:{order.id}:failed", participant_id=order.participant_id, kind="order_failed",
         text=f"Your {title} is out of stock.{points}", points=order.points or None, reference=order.id)])
@@ -322,9 +322,8 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
             continue
         order = _order_of(program_id, entry, o)
         created = order.created_at
-        orders_rows.append((order.id, program_id, order.participant_id, order.item_id, order.partner_id, order.source,
-                            order.face_value, order.currency, order.points, "fulfilled", 0, secrets[code], created,
-                            order.tax_flagged, created, created, created))
+        row = order_writes.fulfilled_row(order, secrets[code])
+        orders_rows.append(tuple(getattr(row, column) for column in ORDER_COLUMNS))
         binds.append((order.id, created, code, order.id))
         unbacked.append((order.id, order.id))
         # Its "ready" line stays only with a fulfilled order; its points line with any order

@@ -146,6 +146,16 @@ local function idem_store(key, fp, ttl, result)
   return encoded
 end
 
+-- Rewrites the record of the same request (same fingerprint) to answer `result` from now
+-- on, keeping its expiry: a later step changed what the request's retry must answer.
+local function idem_replace(key, fp, result)
+  if no_record(key) then return end
+  local raw = redis.call("GET", key)
+  if raw and cjson.decode(raw).fp == fp then
+    redis.call("SET", key, '{"fp":' .. cjson.encode(fp) .. ',"r":' .. to_json(result) .. '}', "KEEPTTL")
+  end
+end
+
 local function fail(code, detail)
   return {ok = false, code = code, detail = detail}
 end
