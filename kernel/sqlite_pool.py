@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -82,6 +83,16 @@ def _run_chain(connection: sqlite3.Connection, steps: list[tuple[str, list[Any]]
             connection.execute("ROLLBACK")
         raise
     return rows
+
+
+def _queue_on(connection: aiosqlite.Connection, fn: Any, *args: Any) -> asyncio.Future[Any]:
+    """`fn(*args)` queued to run on the connection's thread, as aiosqlite's own `_execute`
+    queues it, without waiting: the future it answers is set when it has run."""
+    if not connection._running or not connection._connection:
+        raise ValueError("Connection closed")
+    future = asyncio.get_running_loop().create_future()
+    connection._tx.put_nowait((future, functools.partial(fn, *args)))
+    return future
 
 
 class _LoopPool:
@@ -198,13 +209,18 @@ class PooledSQLiteEngine(SQLiteEngine):
             if pool.writer is None:
                 pool.writer = await self._connect()
             writer = pool.writer
-            # aiosqlite's own way to run a function on the connection's thread (its execute,
-            # commit and the rest go through it); the sqlite3 connection lives on that thread.
-            try:
-                return await writer._execute(_run_chain, writer._conn, steps)
-            except Exception:
+            # Only the queueing happens under the lock: the connection's thread runs its queue
+            # in order, so a transaction that takes the lock after this one runs after it, and
+            # the next chain need not wait for this one's answer to travel back through the
+            # event loop (under load that wait, a turn or two of a busy loop, was most of the
+            # time the lock was held: the writer's thread sat idle between chains).
+            done = _queue_on(writer, _run_chain, writer._conn, steps)
+        try:
+            return await done
+        except Exception:
+            async with pool.writer_lock:  # no transaction of this loop is open meanwhile
                 await self._drop_if_stuck(pool, writer)
-                raise
+            raise
 
     async def _drop_if_stuck(self, pool: _LoopPool, writer: aiosqlite.Connection) -> None:
         """A writer left inside a transaction (its ROLLBACK failed too) would refuse every later

@@ -89,3 +89,31 @@ async def test_a_writer_left_inside_a_transaction_is_replaced(probe: str) -> Non
     line = new_id("probe")
     assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1)))
     assert await _statuses(line) == ["line"]
+
+
+async def test_chains_and_transactions_of_several_statements_never_interleave(probe: str) -> None:
+    """Chains only queue under the writer's lock and are answered after it is released; a
+    transaction awaited statement by statement keeps the lock, so no chain runs inside it (on
+    the one writer connection a chain's BEGIN would fail there) and none of its rows is lost."""
+    from kernel.sqlite_pool import writing
+
+    engine = ChainProbe._meta.db
+    chained = [new_id("probe") for _ in range(30)]
+    stepped = [new_id("probe") for _ in range(6)]
+
+    async def chain(row_id: str) -> None:
+        assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).returning(
+            ChainProbe.id))
+
+    async def steps(row_id: str) -> None:
+        async with writing(engine):
+            await ChainProbe.insert(ChainProbe(id=row_id, status="step", n=0)).run()
+            for n in range(1, 4):
+                await asyncio.sleep(0)  # other chains are queued meanwhile
+                await ChainProbe.update({ChainProbe.n: n}).where(ChainProbe.id == row_id).run()
+
+    await asyncio.gather(*(chain(i) for i in chained[:15]), *(steps(i) for i in stepped),
+                         *(chain(i) for i in chained[15:]))
+    assert await _statuses(*chained) == ["line"] * 30
+    rows = await ChainProbe.select().where(ChainProbe.id.is_in(stepped)).run()
+    assert sorted((r["status"], r["n"]) for r in rows) == [("step", 3)] * 6
