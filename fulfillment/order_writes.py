@@ -72,39 +72,68 @@ BIND_CODE = ("UPDATE pool_codes SET order_id = ?, used_at = ? WHERE id = ? AND o
              "AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ? AND status <> 'fulfilled')")
 
 
+_BIND = ("UPDATE pool_codes SET order_id = {}, used_at = {} WHERE id = {} AND (order_id IS NULL OR order_id = {}) "
+         "RETURNING id, secret")
+
+
 def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
     """The code bound to the order when it is free or already the order's (the journal
     projector may have bound it first), answering the code's id and sealed secret then
     (RETURNING); nothing when it is another order's."""
-    return PoolCode.update({PoolCode.order_id: order_id, PoolCode.used_at: at}).where(
-        (PoolCode.id == code_id) & (PoolCode.order_id.is_null() | (PoolCode.order_id == order_id))
-    ).returning(PoolCode.id, PoolCode.secret)
+    return PoolCode.raw(_BIND, order_id, at, code_id, order_id)
+
+
+# The order row's columns, in the order `fulfilled_values` answers them (the journal
+# projector's follower writes its rows in this order too).
+ORDER_COLUMNS = ("id", "program_id", "participant_id", "item_id", "partner_id", "source", "face_value", "currency",
+                 "points", "status", "attempts", "credentials", "settled_at", "tax_flagged", "created_at",
+                 "updated_at", "fulfilled_at")
+
+
+def _fields(order: NewOrder, status: str, **more: Any) -> dict[str, Any]:
+    """The order's row with `status` (and the fields `more` names; updated when the order was
+    made, unless `more` says otherwise), column by column."""
+    return {"id": order.id, "program_id": order.program_id, "participant_id": order.participant_id,
+            "item_id": order.item_id, "partner_id": order.partner_id, "source": order.source,
+            "face_value": order.face_value, "currency": order.currency, "points": order.points, "status": status,
+            "attempts": 0, "credentials": None, "settled_at": None, "tax_flagged": order.tax_flagged,
+            "created_at": order.created_at, "updated_at": order.created_at, "fulfilled_at": None, **more}
 
 
 def _row(order: NewOrder, status: str, **more: Any) -> Order:
-    """The order's row with `status` (and the fields `more` names; updated when the order was
-    made, unless `more` says otherwise)."""
-    return Order(id=order.id, program_id=order.program_id, participant_id=order.participant_id, item_id=order.item_id,
-                 partner_id=order.partner_id, source=order.source, face_value=order.face_value, currency=order.currency,
-                 points=order.points, status=status, tax_flagged=order.tax_flagged, created_at=order.created_at,
-                 **{"updated_at": order.created_at, **more})
+    return Order(**_fields(order, status, **more))
 
 
-def fulfilled_row(order: NewOrder, secret: str) -> Order:
-    """A pool order as it is written once its points and code are taken: fulfilled and settled."""
-    return _row(order, "fulfilled", credentials=secret, settled_at=order.created_at, fulfilled_at=order.created_at)
+def fulfilled_values(order: NewOrder, credentials: str) -> tuple[Any, ...]:
+    """A pool order as it is written once its points and code are taken (fulfilled and
+    settled), as values of ORDER_COLUMNS."""
+    fields = _fields(order, "fulfilled", credentials=credentials, settled_at=order.created_at,
+                     fulfilled_at=order.created_at)
+    return tuple(fields[column] for column in ORDER_COLUMNS)
 
 
-async def record_pooled(order: NewOrder, code_id: str, secret: str, feed: list[FeedEntry]) -> None:
+# Plain SQL on the hot path: building and compiling the same statements with Piccolo's
+# query builder cost about 0.6 ms of CPU per redemption. The credentials are the bound
+# code's sealed secret, read inside the insert.
+_INSERT_POOLED = "INSERT INTO orders ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
+    ", ".join(ORDER_COLUMNS),
+    ", ".join("(SELECT secret FROM pool_codes WHERE id = {})" if column == "credentials" else "{}"
+              for column in ORDER_COLUMNS))
+
+
+async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) -> str:
     """A pool order whose points and code rw_pool_redeem took (fulfillment/pooled_orders.py):
-    its code bound to it, the order fulfilled and its feed lines, in one transaction. Written
-    already (a retry, or the journal projector first: its rows are the same), it writes nothing
-    new. Raises Conflict, writing nothing, when the code is bound to another order (a pool Redis
-    lost track of: the code is never handed out twice)."""
-    insert = Order.insert(fulfilled_row(order, secret)).on_conflict(action="DO NOTHING")
-    if not await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
-                             [insert, *publishing(order.program_id, feed)]):
+    its code bound to it, the order fulfilled and its feed lines, in one transaction; answers
+    the code's sealed secret. Written already (a retry, or the journal projector first: its
+    rows are the same), it writes nothing new. Raises Conflict, writing nothing, when the code
+    is bound to another order (a pool Redis lost track of: the code is never handed out twice)
+    or has no row."""
+    insert = Order.raw(_INSERT_POOLED, *fulfilled_values(order, code_id))
+    bound = await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
+                              [insert, *publishing(order.program_id, feed)])
+    if not bound:
         raise Conflict(f"the pool's code {code_id} is not this order's; it is not handed out")
+    return str(bound[0]["secret"])
 
 
 async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> bool:

@@ -139,14 +139,11 @@ async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code
     note = msgspec.json.encode(_Note(order=order, idem_key=idem.key, fingerprint=idem.fingerprint)).decode()
     try:
         for attempt in range(4):
-            row = await PoolCode.select(PoolCode.secret).where(PoolCode.id == code_id).first().run()
-            if row is None:
-                raise DomainError(f"the pool's code {code_id} has no row")
             try:
-                await order_writes.record_pooled(order, code_id, str(row["secret"]), feed)
-                return str(row["secret"])
+                return await order_writes.record_pooled(order, code_id, feed)
             except Conflict:
-                log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
+                log.error("order %s: the pool's code %s is on another order (or has no row); taking the next",
+                          order.id, code_id)
             taken = await pool_store.retake(store, program.id, order.item_id, order.id, code_id, note) \
                 if attempt < 2 else None
             if taken is None:
@@ -286,11 +283,6 @@ async def write_recorded(store: WalletStore, program: ProgramView, participant_i
 
 # --- the journal projector's follower ------------------------------------------------------
 
-ORDER_COLUMNS = ("id", "program_id", "participant_id", "item_id", "partner_id", "source", "face_value", "currency",
-                 "points", "status", "attempts", "credentials", "settled_at", "tax_flagged", "created_at",
-                 "updated_at", "fulfilled_at")
-
-
 async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
     """The follower of `redemption` entries (wired in api/projection.py): for each one
     rw_pool_redeem wrote, the order, its code's binding and its feed lines, as the request
@@ -322,8 +314,7 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
             continue
         order = _order_of(program_id, entry, o)
         created = order.created_at
-        row = order_writes.fulfilled_row(order, secrets[code])
-        orders_rows.append(tuple(getattr(row, column) for column in ORDER_COLUMNS))
+        orders_rows.append(order_writes.fulfilled_values(order, secrets[code]))
         binds.append((order.id, created, code, order.id))
         unbacked.append((order.id, order.id))
         # Its "ready" line stays only with a fulfilled order; its points line with any order
@@ -337,7 +328,7 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     # no code (its code is on another order in SQL) is taken out again with its lines: a code
     # is never on two orders; the request's retry gives it another (rw_pool_retake).
     return [Rows(table="pool_codes", columns=(), rows=binds, statement=order_writes.BIND_CODE),
-            Rows(table="orders", columns=ORDER_COLUMNS, rows=orders_rows),
+            Rows(table="orders", columns=order_writes.ORDER_COLUMNS, rows=orders_rows),
             Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed),
             Rows(table="orders", columns=(), rows=unbacked, statement=_DROP_UNBACKED),
             Rows(table="feed_items", columns=(), rows=unbacked_lines, statement=_DROP_UNBACKED_LINES)]

@@ -69,10 +69,16 @@ def _in_year(program: ProgramView, year: int) -> Any:
             & (Order.created_at >= start) & (Order.created_at < end))
 
 
+# `_in_year` for one participant, in plain SQL: it runs on every redemption, where Piccolo's
+# builder cost more than SQLite's answer.
+_TOTAL = ("SELECT SUM(face_value) AS total FROM orders WHERE program_id = {} AND participant_id = {} "
+          f"AND status IN ({', '.join(repr(status) for status in COUNTED)}) AND created_at >= {{}} AND created_at < {{}}")
+
+
 async def reportable_total(program: ProgramView, participant_id: str, year: int) -> int:
-    row = await Order.select(Sum(Order.face_value).as_alias("total")).where(
-        _in_year(program, year) & (Order.participant_id == participant_id)).first().run()
-    return int((row or {}).get("total") or 0)
+    start, end = year_bounds(program, year)
+    rows = await Order.raw(_TOTAL, program.id, participant_id, start, end).run()
+    return int((rows[0] if rows else {}).get("total") or 0)
 
 
 def _money(minor: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -64,16 +65,18 @@ def feed_rows(program_id: str, entries: list[FeedEntry], at: datetime) -> list[t
 
 def publishing(program_id: str, entries: list[FeedEntry]) -> list[Any]:
     """The insert queries that write `entries` (a line already written stays as it is), for
-    a caller that runs them inside a transaction of its own (`kernel.sqlite_pool.write_chain`)."""
-    now = datetime.now(timezone.utc)
-    rows = [
-        FeedItem(id=new_id("feed"), feed_key=f"{program_id}:{e.key}"[:200], program_id=program_id,
-                 participant_id=e.participant_id, kind=e.kind, text=e.text, points=e.points, reference=e.reference,
-                 created_at=now)
-        for e in entries
-    ]
-    return [FeedItem.insert(*rows[start:start + 500]).on_conflict(action="DO NOTHING")
-            for start in range(0, len(rows), 500)]
+    a caller that runs them inside a transaction of its own (`kernel.sqlite_pool.write_chain`).
+    Plain SQL: Piccolo's builder cost about 0.1 ms of CPU a line, on the request path."""
+    rows = feed_rows(program_id, entries, datetime.now(timezone.utc))
+    return [FeedItem.raw(_insert_lines(len(chunk)), *(value for row in chunk for value in row))
+            for chunk in (rows[start:start + 500] for start in range(0, len(rows), 500))]
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_lines(count: int) -> str:
+    line = "(" + ", ".join("{}" for _ in FEED_COLUMNS) + ")"
+    return (f"INSERT INTO feed_items ({', '.join(FEED_COLUMNS)}) VALUES {', '.join([line] * count)} "
+            "ON CONFLICT DO NOTHING")
 
 
 async def publish(program_id: str, entries: list[FeedEntry]) -> None:

@@ -347,9 +347,11 @@ async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own
     order = NewOrder(id=row["id"], program_id=program.id, participant_id=row["participant_id"], item_id=item["id"],
                      partner_id=row["partner_id"], source="redemption", face_value=row["face_value"],
                      currency=row["currency"], points=row["points"], created_at=row["created_at"])
-    await order_writes.record_pooled(order, code["id"], code["secret"], [])
+    assert await order_writes.record_pooled(order, code["id"], []) == code["secret"]
     with pytest.raises(Conflict):
-        await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), code["id"], code["secret"], [])
+        await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), code["id"], [])
+    with pytest.raises(Conflict):  # a code id SQL does not know is not handed out either
+        await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), new_id("code"), [])
     assert await Order.count().where(Order.participant_id == row["participant_id"]).run() == 1
 
 
