@@ -1,15 +1,15 @@
-"""The lean path: the four hot routes answered without Litestar's per-request machinery.
+"""The lean path: the five hot routes answered without Litestar's per-request machinery.
 
-`GET /v1/me/wallet`, `POST /v1/points/grants`, `POST /v1/points/deductions` and
-`POST /v1/me/campaigns/{id}/spins` are what a dealer meeting's phones and a CRM's bulk
-moves hit; a profile of them under load (bench/profile.py) spent a third of the API's CPU
+`GET /v1/me/wallet`, `POST /v1/points/grants`, `POST /v1/points/deductions`,
+`POST /v1/me/campaigns/{id}/spins` and `POST /v1/me/redemptions` are what a dealer
+meeting's phones and a CRM's bulk moves hit; a profile of them under load (bench/profile.py) spent a third of the API's CPU
 in Litestar's routing, handler signature model, guard and response machinery, for routes
 whose whole job is one Redis function call. This layer sits outside Litestar (it wraps the
 app's ASGI handler) and answers those requests itself with the very same pieces: the route
 handler Litestar registered (its opt, its path template for the metrics), the metrics
 middleware, the gate (api/gate.py: request id, access log, authentication, rate limits,
 the gate carried into the operation's call), the guard's principal kinds, the route's
-answer function (`wallet_of`, `move_or_ask`, `spin_for`), the exception
+answer function (`wallet_of`, `move_or_ask`, `spin_for`, `redeem_as`), the exception
 handlers (api/problems.py) and the `before_send` headers (Litestar wraps `send` with them
 before this layer).
 
@@ -34,6 +34,7 @@ from api.auth import admit_kinds
 from api.idempotency import HEADER, idem_for, valid_header
 from api.json_body import MAX_DEPTH, is_json_media_type
 from api.problems import exception_handlers
+from api.routes.fulfillment import RedemptionRequest, redeem_as
 from api.routes.me import wallet_of
 from api.routes.points import PointsRequest, move_or_ask
 from api.routes.spins import spin_for
@@ -103,11 +104,19 @@ async def _spin(scope: Scope, call: Call) -> Answer:
     return Answer(201, view, replayed)
 
 
+async def _redeem(scope: Scope, call: Call) -> Answer:
+    idem = _idem(scope, call.principal, call.body)
+    view, replayed = await redeem_as(call.state.wallets, call.state.sealer, call.state.settings.idempotency_ttl_seconds,
+                                     call.principal, call.data, idem)
+    return Answer(201, view, replayed)
+
+
 _points = msgspec.json.Decoder(PointsRequest, strict=True)
 EXACT: dict[tuple[str, str], HotRoute] = {
     ("GET", "/v1/me/wallet"): HotRoute("getMyWallet", None, _wallet),
     ("POST", "/v1/points/grants"): HotRoute("grantPoints", _points, _grant),
     ("POST", "/v1/points/deductions"): HotRoute("deductPoints", _points, _deduct),
+    ("POST", "/v1/me/redemptions"): HotRoute("redeem", msgspec.json.Decoder(RedemptionRequest, strict=True), _redeem),
 }
 SPIN = HotRoute("spin", None, _spin)
 

@@ -9,7 +9,7 @@ from litestar import Request, Response, get, patch, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import admin_only, participant_only, partner_only, principal_of
+from api.auth import Principal, admin_only, participant_only, partner_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.approvals import ASKED, done_or_asked
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
@@ -75,11 +75,17 @@ class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                   "Requires `Idempotency-Key`.", tags=["redemptions"])
 async def redeem(request: Request[Any, Any, Any], data: RedemptionRequest, idem: Idem, wallets: WalletStore,
                  sealer: Sealer, settings: Settings) -> Response[Any]:
-    principal = principal_of(request)
-    program = await get_program(principal.program_id or "")
-    body, replayed = await redeem_item(wallets, sealer, program, pricing_of(program), principal.subject_id,
-                                       data.item_id, data.face_value, idem, settings.idempotency_ttl_seconds)
+    body, replayed = await redeem_as(wallets, sealer, settings.idempotency_ttl_seconds, principal_of(request), data,
+                                     idem)
     return Response(body, status_code=201, headers=REPLAYED if replayed else None)
+
+
+async def redeem_as(wallets: WalletStore, sealer: Sealer, ttl: int, principal: Principal, data: RedemptionRequest,
+                    idem: Idem) -> tuple[orders.OrderView, bool]:
+    """The redemption of POST /v1/me/redemptions (also served by api/lean.py)."""
+    program = await get_program(principal.program_id or "")
+    return await redeem_item(wallets, sealer, program, pricing_of(program), principal.subject_id, data.item_id,
+                             data.face_value, idem, ttl)
 
 
 @get("/v1/me/redemptions", guards=[participant_only], operation_id="listMyRedemptions", summary="My orders",

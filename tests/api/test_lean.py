@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from litestar._asgi.asgi_router import ASGIRouter
 
-from tests.factories import another_worker, bearer, grant, launched_wheel, new_participant, new_program, random_ref, tokens_for
+from tests.factories import (
+    another_worker, bearer, grant, launched_wheel, new_participant, new_program, random_ref, shop, shopper, tokens_for,
+)
 
 # Headers whose value differs between two answers by nature (a new id, a clock).
 VARYING = {"x-request-id", "date", "ratelimit-remaining", "ratelimit-reset"}
@@ -63,6 +65,13 @@ async def test_the_hot_routes_never_reach_litestars_router(settings, migrated, r
         spin = await app.post(f"/v1/me/campaigns/{campaign}/spins",
                               headers={**access, "Idempotency-Key": random_ref()})
         assert spin.status_code == 201, spin.text
+        shop_program, _, item = await shop(app)
+        await _pool_of(app, shop_program, item["id"], 1)
+        _, me = await shopper(app, shop_program, item["points_price"])
+        routed.clear()
+        redeemed = await app.post("/v1/me/redemptions", json={"item_id": item["id"]},
+                                  headers={**me, "Idempotency-Key": random_ref()})
+        assert redeemed.status_code == 201 and redeemed.json()["status"] == "fulfilled", redeemed.text
         assert routed == []
         # What the lean path is not sure of goes to Litestar whole: a body it cannot decode.
         bad = await app.post("/v1/points/deductions", content=b'{"participant_id": "x", "points": "2"',
@@ -148,3 +157,50 @@ async def test_bad_bodies_change_nothing_and_answer_what_litestar_answers(settin
             assert shape(lean_answer) == shape(litestar_answer), (body[:60], lean_answer.text)
         wallet = await lean.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)
         assert wallet.json()["available"] == 40
+
+
+async def _pool_of(client: Any, program: Any, item_id: str, count: int) -> None:
+    """`count` gift-card codes uploaded: the item is served from the built-in pool."""
+    codes = "code\n" + "\n".join(random_ref("CARD") for _ in range(count))
+    answer = await client.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": codes}, headers=program.headers)
+    assert answer.status_code in (200, 201), answer.text
+
+
+async def test_a_redemption_answers_the_same_on_both_paths(settings, migrated):
+    async with both_paths(settings) as (lean, litestar):
+        program, _, item = await shop(lean)
+        await _pool_of(lean, program, item["id"], 2)
+        _, me = await shopper(lean, program, 3 * item["points_price"])
+        _, broke = await shopper(lean, program, 0)
+        cases: list[tuple[dict[str, str], Any]] = [
+            (me, {"item_id": item["id"]}),  # 201, a card from the pool on each path
+            (me, {"item_id": item["id"]}),  # 409 out_of_stock: the pool's two codes are gone
+            (broke, {"item_id": item["id"]}),  # 422 insufficient_points
+            (me, {"item_id": random_ref("item")}),  # 404
+            (program.headers, {"item_id": item["id"]}),  # an admin key: 403
+            (me, {"item_id": 5}),  # strict: 400, Litestar's answer
+            (me, {"item_id": item["id"], "extra": 1}),  # an unknown field: 400
+        ]
+        cards = set()
+        for headers, body in cases:
+            answers = [await app.post("/v1/me/redemptions", json=body, headers={**headers, "Idempotency-Key": random_ref()})
+                       for app in (lean, litestar)]
+            lean_answer, litestar_answer = answers
+            if lean_answer.status_code == 201:
+                assert litestar_answer.status_code == 201, litestar_answer.text
+                assert lean_answer.json().keys() == litestar_answer.json().keys()
+                assert shape(lean_answer)[2] == shape(litestar_answer)[2], lean_answer.headers
+                cards |= {a.json()["credentials"]["code"] for a in answers}
+                continue
+            assert shape(lean_answer) == shape(litestar_answer), (body, lean_answer.text)
+        assert len(cards) == 2  # two orders, two cards: each code handed out once
+        # A retry with the same key answers the same order and card on the lean path, flagged.
+        more = await shopper(lean, program, item["points_price"])
+        await _pool_of(lean, program, item["id"], 1)
+        key = {**more[1], "Idempotency-Key": random_ref()}
+        first = await lean.post("/v1/me/redemptions", json={"item_id": item["id"]}, headers=key)
+        again = await lean.post("/v1/me/redemptions", json={"item_id": item["id"]}, headers=key)
+        assert first.status_code == 201 and again.status_code == 201, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["credentials"] == first.json()["credentials"]
