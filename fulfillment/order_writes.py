@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from fulfillment.tables import Order, PoolCode, WebhookDelivery
-from kernel.errors import Conflict
+from kernel.errors import Conflict, DomainError
 from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
 from kernel.sqlite_pool import write_chain, writing
@@ -126,12 +126,16 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) ->
     its code bound to it, the order fulfilled and its feed lines, in one transaction; answers
     the code's sealed secret. Written already (a retry, or the journal projector first: its
     rows are the same), it writes nothing new. Raises Conflict, writing nothing, when the code
-    is bound to another order (a pool Redis lost track of: the code is never handed out twice)
-    or has no row."""
+    is bound to another order (a pool Redis lost track of: the code is never handed out
+    twice); DomainError when SQL has no such code."""
     insert = Order.raw(_INSERT_POOLED, *fulfilled_values(order, code_id))
     bound = await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
                               [insert, *publishing(order.program_id, feed)])
     if not bound:
+        if not await PoolCode.exists().where(PoolCode.id == code_id).run():
+            # Not a code another order holds: SQL does not know it (a restored or another
+            # database beside this Redis). Taking the next code would only lose more.
+            raise DomainError(f"the pool's code {code_id} has no row")
         raise Conflict(f"the pool's code {code_id} is not this order's; it is not handed out")
     return str(bound[0]["secret"])
 

@@ -169,12 +169,11 @@ the one given up on: a concurrent attempt took it, and the caller tries that one
 request's record (same fingerprint) becomes the out-of-stock refusal, so a retry answers that
 and never a card. Once only: a second call returns nothing. A prize (no hold) has nothing to
 return.
-KEYS: idem (or the no-record key), journal, acct, cfg (unused: the key list is rw_pool_redeem's),
-      wallet, hold, orders (the item's)
+KEYS: idem (or the no-record key), journal, acct, wallet, hold, orders (the item's)
 ARGV: fp, order id, participant, tx, meta, now_ms, the code given up on
 Answers {ok, order, tx} (tx "" when nothing was returned now). ]]
 redis.register_function("rw_pool_return", function(keys, argv)
-  local idem, stream, acct, wallet, hold, orders = keys[1], keys[2], keys[3], keys[5], keys[6], keys[7]
+  local idem, stream, acct, wallet, hold, orders = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local order, participant = argv[2], argv[3]
   local current = redis.call("HGET", orders, order)
   if current and current ~= RETURNED and current ~= argv[7] then

@@ -127,7 +127,9 @@ async def give_back(store: FunctionStore, r: Return, item_id: str, given_up: str
     it again (rw_pool_return); the request's record becomes the out-of-stock refusal. Answers
     None, or the code the order holds when a concurrent attempt took another than `given_up`
     (nothing was returned: the caller tries that code)."""
-    key_list = [idem.key or no_record(r.program_id), *_wallet_keys(r.program_id, r.participant_id, r.order_id),
+    # rw_pool_redeem's keys less the config, in the positions every build has called it with.
+    journal, accounts, _, wallet, hold = _wallet_keys(r.program_id, r.participant_id, r.order_id)
+    key_list = [idem.key or no_record(r.program_id), journal, accounts, wallet, hold,
                 keys.pool_orders(r.program_id, item_id)]
     reply = _decode(await store.fcall("rw_pool_return", key_list, [idem.fingerprint, r.order_id, r.participant_id,
                                                                    r.tx, r.meta, r.now_ms, given_up]))

@@ -142,8 +142,7 @@ async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code
             try:
                 return await order_writes.record_pooled(order, code_id, feed)
             except Conflict:
-                log.error("order %s: the pool's code %s is on another order (or has no row); taking the next",
-                          order.id, code_id)
+                log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
             taken = await pool_store.retake(store, program.id, order.item_id, order.id, code_id, note) \
                 if attempt < 2 else None
             if taken is None:

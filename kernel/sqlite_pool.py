@@ -66,10 +66,20 @@ async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list
     return rows
 
 
+def _begin(connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on the writer's thread. A transaction still open there was left by an
+    earlier write whose ROLLBACK failed: writes start one at a time (the lock queues them, and
+    a chain's whole transaction is one job of the thread), so it is nobody's now. Ending it
+    keeps the writes queued behind that failure from failing with it."""
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+    connection.execute("BEGIN IMMEDIATE")
+
+
 def _run_chain(connection: sqlite3.Connection, steps: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
     """On the connection's own thread: BEGIN IMMEDIATE, the first step, the others when it
     answered rows, COMMIT; ROLLBACK when it answered none (it changed nothing) or on any error."""
-    connection.execute("BEGIN IMMEDIATE")
+    _begin(connection)
     try:
         rows = connection.execute(*steps[0]).fetchall()
         if not rows:  # it changed nothing: nothing to commit
@@ -116,6 +126,9 @@ class _WriterTransaction(SQLiteTransaction):
     async def get_connection(self) -> aiosqlite.Connection:
         assert self.pool.writer is not None
         return self.pool.writer
+
+    async def begin(self) -> None:
+        await self.connection._execute(_begin, self.connection._conn)
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
         try:
@@ -214,7 +227,11 @@ class PooledSQLiteEngine(SQLiteEngine):
             # the next chain need not wait for this one's answer to travel back through the
             # event loop (under load that wait, a turn or two of a busy loop, was most of the
             # time the lock was held: the writer's thread sat idle between chains).
-            done = _queue_on(writer, _run_chain, writer._conn, steps)
+            try:
+                done = _queue_on(writer, _run_chain, writer._conn, steps)
+            except ValueError:  # closed under us: the next write opens a new one
+                pool.writer = None
+                raise
         try:
             return await done
         except Exception:

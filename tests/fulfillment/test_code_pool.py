@@ -16,7 +16,7 @@ from fulfillment import keys, order_writes, pool_store, pooled_orders
 from fulfillment.order_writes import NewOrder
 from fulfillment.orders import OutOfStock
 from fulfillment.tables import Order, PoolCode
-from kernel.errors import Conflict
+from kernel.errors import Conflict, DomainError
 from kernel.idempotency import NO_IDEM
 from kernel.ids import new_id
 from programs.programs import get_program
@@ -350,7 +350,7 @@ async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own
     assert await order_writes.record_pooled(order, code["id"], []) == code["secret"]
     with pytest.raises(Conflict):
         await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), code["id"], [])
-    with pytest.raises(Conflict):  # a code id SQL does not know is not handed out either
+    with pytest.raises(DomainError, match="no row"):  # a code SQL does not know: no card, and no retake
         await order_writes.record_pooled(msgspec.structs.replace(order, id=new_id("ord")), new_id("code"), [])
     assert await Order.count().where(Order.participant_id == row["participant_id"]).run() == 1
 

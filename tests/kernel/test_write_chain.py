@@ -75,19 +75,49 @@ async def test_concurrent_chains_on_one_row_apply_once(probe: str) -> None:
     assert written == ["line"] and await _statuses(probe) == ["done"]
 
 
-async def test_a_writer_left_inside_a_transaction_is_replaced(probe: str) -> None:
-    engine = ChainProbe._meta.db
+def _pooled(engine: object) -> None:
     if not isinstance(engine, PooledSQLiteEngine):
         pytest.skip("the pooled SQLite engine's writer connection")
+
+
+async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe: str) -> None:
+    """As if a failed chain's ROLLBACK had failed too: the writes queued behind it, chains
+    and transactions of several statements alike, end that leftover and go on."""
+    from kernel.sqlite_pool import writing
+
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    await write_chain(engine, _moved(probe, "done"))
+    stuck = engine._pool().writer
+    for first in ("chain", "steps"):
+        await stuck.execute("BEGIN")
+        lines = [new_id("probe") for _ in range(16)]
+
+        async def chain(row_id: str) -> None:
+            assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).returning(
+                ChainProbe.id))
+
+        async def steps(row_id: str) -> None:
+            async with writing(engine):
+                await ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).run()
+
+        burst = [steps(lines[0]), *(chain(i) for i in lines[1:])] if first == "steps" else \
+            [*(chain(i) for i in lines[:10]), steps(lines[10]), *(chain(i) for i in lines[11:])]
+        await asyncio.gather(*burst)
+        assert await _statuses(*lines) == ["line"] * 16, first
+
+
+async def test_a_closed_writer_is_replaced(probe: str) -> None:
+    engine = ChainProbe._meta.db
+    _pooled(engine)
     await write_chain(engine, _moved(probe, "done"))
     pool = engine._pool()
-    stuck = pool.writer
-    await stuck.execute("BEGIN")  # as if a failed chain's ROLLBACK had failed too
-    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+    await pool.writer.close()  # as if its thread had ended under us
+    with pytest.raises(ValueError):
         await write_chain(engine, ChainProbe.insert(ChainProbe(id=new_id("probe"), status="line", n=1)))
-    assert pool.writer is None  # closed: the next write opens a new one
+    assert pool.writer is None  # the next write opens a new one
     line = new_id("probe")
-    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1)))
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1)).returning(ChainProbe.id))
     assert await _statuses(line) == ["line"]
 
 
@@ -98,6 +128,7 @@ async def test_chains_and_transactions_of_several_statements_never_interleave(pr
     from kernel.sqlite_pool import writing
 
     engine = ChainProbe._meta.db
+    _pooled(engine)
     chained = [new_id("probe") for _ in range(30)]
     stepped = [new_id("probe") for _ in range(6)]
 
