@@ -5,14 +5,13 @@ by statement in a transaction)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 from piccolo.columns import Integer, Varchar
 from piccolo.table import Table
 
 from kernel.ids import new_id
-from kernel.sqlite_pool import PooledSQLiteEngine, write_chain
+from kernel.sqlite_pool import PooledSQLiteEngine, write_chain, writing
 
 pytestmark = pytest.mark.sql
 
@@ -75,6 +74,21 @@ async def test_concurrent_chains_on_one_row_apply_once(probe: str) -> None:
     assert written == ["line"] and await _statuses(probe) == ["done"]
 
 
+async def _chained(row_id: str) -> None:
+    """A line written by a chain of one statement."""
+    assert await write_chain(ChainProbe._meta.db, ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).returning(
+        ChainProbe.id))
+
+
+async def _stepped(row_id: str, steps: int = 1) -> None:
+    """A line written by a transaction of several statements awaited one by one (n = steps)."""
+    async with writing(ChainProbe._meta.db):
+        await ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).run()
+        for n in range(2, steps + 1):
+            await asyncio.sleep(0)  # other writes are queued meanwhile
+            await ChainProbe.update({ChainProbe.n: n}).where(ChainProbe.id == row_id).run()
+
+
 def _pooled(engine: object) -> None:
     if not isinstance(engine, PooledSQLiteEngine):
         pytest.skip("the pooled SQLite engine's writer connection")
@@ -83,8 +97,6 @@ def _pooled(engine: object) -> None:
 async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe: str) -> None:
     """As if a failed chain's ROLLBACK had failed too: the writes queued behind it, chains
     and transactions of several statements alike, end that leftover and go on."""
-    from kernel.sqlite_pool import writing
-
     engine = ChainProbe._meta.db
     _pooled(engine)
     await write_chain(engine, _moved(probe, "done"))
@@ -92,17 +104,8 @@ async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe:
     for first in ("chain", "steps"):
         await stuck.execute("BEGIN")
         lines = [new_id("probe") for _ in range(16)]
-
-        async def chain(row_id: str) -> None:
-            assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).returning(
-                ChainProbe.id))
-
-        async def steps(row_id: str) -> None:
-            async with writing(engine):
-                await ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).run()
-
-        burst = [steps(lines[0]), *(chain(i) for i in lines[1:])] if first == "steps" else \
-            [*(chain(i) for i in lines[:10]), steps(lines[10]), *(chain(i) for i in lines[11:])]
+        burst = [_stepped(lines[0]), *(_chained(i) for i in lines[1:])] if first == "steps" else \
+            [*(_chained(i) for i in lines[:10]), _stepped(lines[10]), *(_chained(i) for i in lines[11:])]
         await asyncio.gather(*burst)
         assert await _statuses(*lines) == ["line"] * 16, first
 
@@ -125,26 +128,12 @@ async def test_chains_and_transactions_of_several_statements_never_interleave(pr
     """Chains only queue under the writer's lock and are answered after it is released; a
     transaction awaited statement by statement keeps the lock, so no chain runs inside it (on
     the one writer connection a chain's BEGIN would fail there) and none of its rows is lost."""
-    from kernel.sqlite_pool import writing
-
     engine = ChainProbe._meta.db
     _pooled(engine)
     chained = [new_id("probe") for _ in range(30)]
     stepped = [new_id("probe") for _ in range(6)]
-
-    async def chain(row_id: str) -> None:
-        assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=row_id, status="line", n=1)).returning(
-            ChainProbe.id))
-
-    async def steps(row_id: str) -> None:
-        async with writing(engine):
-            await ChainProbe.insert(ChainProbe(id=row_id, status="step", n=0)).run()
-            for n in range(1, 4):
-                await asyncio.sleep(0)  # other chains are queued meanwhile
-                await ChainProbe.update({ChainProbe.n: n}).where(ChainProbe.id == row_id).run()
-
-    await asyncio.gather(*(chain(i) for i in chained[:15]), *(steps(i) for i in stepped),
-                         *(chain(i) for i in chained[15:]))
+    await asyncio.gather(*(_chained(i) for i in chained[:15]), *(_stepped(i, 4) for i in stepped),
+                         *(_chained(i) for i in chained[15:]))
     assert await _statuses(*chained) == ["line"] * 30
     rows = await ChainProbe.select().where(ChainProbe.id.is_in(stepped)).run()
-    assert sorted((r["status"], r["n"]) for r in rows) == [("step", 3)] * 6
+    assert sorted((r["status"], r["n"]) for r in rows) == [("line", 4)] * 6
