@@ -137,3 +137,32 @@ async def test_chains_and_transactions_of_several_statements_never_interleave(pr
     assert await _statuses(*chained) == ["line"] * 30
     rows = await ChainProbe.select().where(ChainProbe.id.is_in(stepped)).run()
     assert sorted((r["status"], r["n"]) for r in rows) == [("line", 4)] * 6
+
+
+async def test_chains_written_together_each_answer_for_themselves(probe: str) -> None:
+    """Chains that arrive together share one transaction on SQLite (one commit for all), yet
+    each answers as if alone: one that found nothing or failed takes back only itself."""
+    engine = ChainProbe._meta.db
+    fresh = [new_id("probe") for _ in range(10)]
+    done = [new_id("probe") for _ in range(10)]
+    await ChainProbe.insert(*(ChainProbe(id=i, status="new", n=0) for i in fresh),
+                            *(ChainProbe(id=i, status="done", n=0) for i in done)).run()
+    lines = [new_id("probe") for _ in range(30)]
+
+    def line(n: int) -> object:
+        return ChainProbe.insert(ChainProbe(id=lines[n], status="line", n=1))
+
+    calls = [write_chain(engine, _moved(fresh[n], "done"), [line(n)]) for n in range(10)]  # found: written
+    calls += [write_chain(engine, _moved(done[n], "again"), [line(10 + n)]) for n in range(10)]  # found nothing
+    calls += [write_chain(engine, _moved(done[n], "clash"), [ChainProbe.insert(ChainProbe(id=probe, status="x", n=0))])
+              for n in range(10)]  # found nothing: its failing later step never runs
+    calls += [write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[20 + n], status="line", n=1)).returning(
+        ChainProbe.id), [ChainProbe.insert(ChainProbe(id=probe, status="clash", n=2))]) for n in range(10)]  # fail
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(a, list) and len(a) == 1 for a in answers[:10]), answers[:10]
+    assert answers[10:30] == [[]] * 20
+    assert all(isinstance(a, Exception) and ("unique" in str(a).lower() or "duplicate" in str(a).lower())
+               for a in answers[30:]), answers[30:]
+    assert await _statuses(*fresh) == ["done"] * 10 and await _statuses(*done) == ["done"] * 10
+    assert await _statuses(*lines) == ["line"] * 10 + [None] * 20  # the failed chains' first steps taken back
+    assert await _statuses(probe) == ["new"]
