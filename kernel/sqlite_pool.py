@@ -137,7 +137,9 @@ def _savepointed(connection: sqlite3.Connection, steps: Steps) -> Any:
                 connection.execute(sql, args).fetchall()
         else:  # it changed nothing
             connection.execute("ROLLBACK TO chain")
-    except sqlite3.Error as error:
+    except Exception as error:  # SQLite's refusal, or a value the driver cannot bind
+        if not connection.in_transaction:
+            raise  # SQLite ended the whole transaction (a full disk): the batch fails with this
         connection.execute("ROLLBACK TO chain")  # when this fails too, the whole batch does
         rows = error
     connection.execute("RELEASE chain")

@@ -5,6 +5,8 @@ by statement in a transaction)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 from piccolo.columns import Integer, Varchar
@@ -166,3 +168,42 @@ async def test_chains_written_together_each_answer_for_themselves(probe: str) ->
     assert await _statuses(*fresh) == ["done"] * 10 and await _statuses(*done) == ["done"] * 10
     assert await _statuses(*lines) == ["line"] * 10 + [None] * 20  # the failed chains' first steps taken back
     assert await _statuses(probe) == ["new"]
+
+
+async def _batched(calls: list[Any]) -> list[Any]:
+    """The chains run as one batch: the writer's thread is held until all of them wait."""
+    from kernel.sqlite_pool import _queue_on
+
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    await write_chain(engine, ChainProbe.insert(ChainProbe(id=new_id("probe"), status="line", n=1)))  # a writer
+    release = threading.Event()
+    _queue_on(engine._pool().writer, release.wait)
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0.05)  # every chain has joined the batch behind the held thread
+    release.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone(probe: str) -> None:
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    lines = [new_id("probe") for _ in range(6)]
+    answers = await _batched([write_chain(engine, ChainProbe.insert(ChainProbe(id=i, status="line", n=2**70 if k == 3 else 1)))
+                              for k, i in enumerate(lines)])
+    assert isinstance(answers[3], OverflowError), answers
+    assert await _statuses(*lines) == ["line", "line", "line", None, "line", "line"]
+
+
+async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_writes_none(probe: str) -> None:
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    await engine.run_ddl("CREATE TRIGGER IF NOT EXISTS chain_probe_doomed BEFORE INSERT ON chain_probe "
+                         "WHEN NEW.status = 'doomed' BEGIN SELECT RAISE(ROLLBACK, 'doomed'); END")
+    lines = [new_id("probe") for _ in range(6)]
+    answers = await _batched([write_chain(engine, ChainProbe.insert(ChainProbe(id=i, status="doomed" if k == 2 else "line",
+                                                                               n=1))) for k, i in enumerate(lines)])
+    assert all(isinstance(a, Exception) and "doomed" in str(a) for a in answers), answers
+    assert await _statuses(*lines) == [None] * 6
+    # The writer goes on.
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[0], status="line", n=1)).returning(ChainProbe.id))
