@@ -20,11 +20,9 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from piccolo.query.functions.aggregate import Sum
 
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
@@ -63,21 +61,17 @@ def tax_year(program: ProgramView, moment: datetime) -> int:
     return moment.astimezone(ZoneInfo(program.timezone)).year
 
 
-def _in_year(program: ProgramView, year: int) -> Any:
-    start, end = year_bounds(program, year)
-    return ((Order.program_id == program.id) & Order.status.is_in(COUNTED)
-            & (Order.created_at >= start) & (Order.created_at < end))
-
-
-# `_in_year` for one participant, in plain SQL: it runs on every redemption, where Piccolo's
-# builder cost more than SQLite's answer.
-_TOTAL = ("SELECT SUM(face_value) AS total FROM orders WHERE program_id = {} AND participant_id = {} "
-          f"AND status IN ({', '.join(repr(status) for status in COUNTED)}) AND created_at >= {{}} AND created_at < {{}}")
+# An order that counts toward a program's tax year: its program, a COUNTED status, made within
+# the year's bounds (placeholders, in that order). Plain SQL: the total runs on every
+# redemption, where Piccolo's builder cost more than SQLite's answer.
+_IN_YEAR = (f"program_id = {{}} AND status IN ({', '.join(repr(status) for status in COUNTED)}) "
+            "AND created_at >= {} AND created_at < {}")
+_TOTAL = f"SELECT SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} AND participant_id = {{}}"
+_TOTALS = f"SELECT participant_id, SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} GROUP BY participant_id"
 
 
 async def reportable_total(program: ProgramView, participant_id: str, year: int) -> int:
-    start, end = year_bounds(program, year)
-    rows = await Order.raw(_TOTAL, program.id, participant_id, start, end).run()
+    rows = await Order.raw(_TOTAL, program.id, *year_bounds(program, year), participant_id).run()
     return int((rows[0] if rows else {}).get("total") or 0)
 
 
@@ -103,8 +97,7 @@ async def needs_flag(program: ProgramView, participant_id: str, value: int, mome
 
 async def report(program: ProgramView, year: int) -> list[ReportRow]:
     """Everyone whose rewards in `year` reached the threshold, highest first."""
-    rows = await Order.select(Order.participant_id, Sum(Order.face_value).as_alias("total")).where(
-        _in_year(program, year)).group_by(Order.participant_id).run()
+    rows = await Order.raw(_TOTALS, program.id, *year_bounds(program, year)).run()
     limit = threshold(program, year)
     over = [ReportRow(participant_id=r["participant_id"], total=int(r["total"])) for r in rows
             if int(r["total"] or 0) >= limit]
