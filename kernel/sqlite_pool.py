@@ -110,6 +110,10 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
     one transaction; each answers its first step's rows (its later steps run only when those
     are not empty; none, or an error, takes back that chain alone). The answers go out after
     the COMMIT; a failed BEGIN or COMMIT is every chain's error (none was written)."""
+    if not batch.waiting:
+        # The job before this one took its chains too (they arrived while it waited for
+        # SQLite's lock): no transaction to open. One that arrives now queues its own job.
+        return
     answers: list[Any] = []
     taken: list[tuple[Steps, asyncio.Future[Any]]] = []
     try:
