@@ -342,6 +342,13 @@ async def shop(client: Any, face_value: int = 2500, **program_fields: Any) -> tu
     return program, partner, item
 
 
+async def upload_codes(client: Any, program: ProgramHandle, item_id: str, codes: list[str]) -> None:
+    """Gift-card codes uploaded for the item: it is served from the built-in pool."""
+    answer = await client.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": "code\n" + "\n".join(codes)},
+                               headers=program.headers)
+    assert answer.status_code in (200, 201), answer.text
+
+
 async def shopper(client: Any, program: ProgramHandle, points: int) -> tuple[dict, dict[str, str]]:
     person = await new_participant(client, program)
     if points:

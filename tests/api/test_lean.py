@@ -13,6 +13,7 @@ from litestar._asgi.asgi_router import ASGIRouter
 
 from tests.factories import (
     another_worker, bearer, grant, launched_wheel, new_participant, new_program, random_ref, shop, shopper, tokens_for,
+    upload_codes,
 )
 
 # Headers whose value differs between two answers by nature (a new id, a clock).
@@ -66,7 +67,7 @@ async def test_the_hot_routes_never_reach_litestars_router(settings, migrated, r
                               headers={**access, "Idempotency-Key": random_ref()})
         assert spin.status_code == 201, spin.text
         shop_program, _, item = await shop(app)
-        await _pool_of(app, shop_program, item["id"], 1)
+        await upload_codes(app, shop_program, item["id"], [random_ref("CARD")])
         _, me = await shopper(app, shop_program, item["points_price"])
         routed.clear()
         redeemed = await app.post("/v1/me/redemptions", json={"item_id": item["id"]},
@@ -159,17 +160,10 @@ async def test_bad_bodies_change_nothing_and_answer_what_litestar_answers(settin
         assert wallet.json()["available"] == 40
 
 
-async def _pool_of(client: Any, program: Any, item_id: str, count: int) -> None:
-    """`count` gift-card codes uploaded: the item is served from the built-in pool."""
-    codes = "code\n" + "\n".join(random_ref("CARD") for _ in range(count))
-    answer = await client.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": codes}, headers=program.headers)
-    assert answer.status_code in (200, 201), answer.text
-
-
 async def test_a_redemption_answers_the_same_on_both_paths(settings, migrated):
     async with both_paths(settings) as (lean, litestar):
         program, _, item = await shop(lean)
-        await _pool_of(lean, program, item["id"], 2)
+        await upload_codes(lean, program, item["id"], [random_ref("CARD") for _ in range(2)])
         _, me = await shopper(lean, program, 3 * item["points_price"])
         _, broke = await shopper(lean, program, 0)
         cases: list[tuple[dict[str, str], Any]] = [
@@ -196,7 +190,7 @@ async def test_a_redemption_answers_the_same_on_both_paths(settings, migrated):
         assert len(cards) == 2  # two orders, two cards: each code handed out once
         # A retry with the same key answers the same order and card on the lean path, flagged.
         more = await shopper(lean, program, item["points_price"])
-        await _pool_of(lean, program, item["id"], 1)
+        await upload_codes(lean, program, item["id"], [random_ref("CARD")])
         key = {**more[1], "Idempotency-Key": random_ref()}
         first = await lean.post("/v1/me/redemptions", json={"item_id": item["id"]}, headers=key)
         again = await lean.post("/v1/me/redemptions", json={"item_id": item["id"]}, headers=key)

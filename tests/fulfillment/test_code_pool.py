@@ -21,7 +21,7 @@ from kernel.idempotency import NO_IDEM
 from kernel.ids import new_id
 from programs.programs import get_program
 from programs.tables import FeedItem
-from tests.factories import redeem, shop, shopper, wait_until
+from tests.factories import redeem, shop, shopper, upload_codes, wait_until
 from tests.games.test_spin_projection import projection_paused
 from wallet import keys as wallet_keys
 from wallet.reconcile import reconcile_program
@@ -31,17 +31,11 @@ from wallet.tables import LedgerEntry
 pytestmark = pytest.mark.sql
 
 
-async def _upload(client, program, item_id: str, codes: list[str]) -> None:  # type: ignore[no-untyped-def]
-    answer = await client.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": "code\n" + "\n".join(codes)},
-                               headers=program.headers)
-    assert answer.status_code in (200, 201), answer.text
-
-
 async def test_a_large_pool_hands_out_the_earlier_uploads_codes_first_each_once(client) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
     first = [f"OLD-{n:05d}" for n in range(1500)]
-    await _upload(client, program, item["id"], first)
-    await _upload(client, program, item["id"], [f"NEW-{n:05d}" for n in range(1500)])
+    await upload_codes(client, program, item["id"], first)
+    await upload_codes(client, program, item["id"], [f"NEW-{n:05d}" for n in range(1500)])
     _, me = await shopper(client, program, 10 * item["points_price"])
     handed = []
     for _ in range(5):
@@ -61,7 +55,7 @@ def _lose_the_redis_pool(redis, program_id: str, item_id: str):  # type: ignore[
 async def test_a_pool_redis_never_loaded_is_loaded_from_sql_on_the_next_redemption_without_codes_already_used(
         client, redis) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["ONE", "TWO", "THREE"])
+    await upload_codes(client, program, item["id"], ["ONE", "TWO", "THREE"])
     _, me = await shopper(client, program, 10 * item["points_price"])
     first = (await redeem(client, me, item["id"])).json()["credentials"]["code"]
     await _lose_the_redis_pool(redis, program.id, item["id"])
@@ -77,7 +71,7 @@ async def test_a_pool_redis_never_loaded_is_loaded_from_sql_on_the_next_redempti
 
 async def test_codes_an_interrupted_upload_left_out_of_the_pool_are_loaded_by_the_next_upload(client, redis) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["KEPT", "LATE"])
+    await upload_codes(client, program, item["id"], ["KEPT", "LATE"])
     # As if the process died between writing the rows and loading them into Redis.
     late = await PoolCode.select(PoolCode.id).where(
         PoolCode.code_hash == hashlib.sha256(b"LATE").hexdigest()).first().run()
@@ -93,7 +87,7 @@ async def test_codes_an_interrupted_upload_left_out_of_the_pool_are_loaded_by_th
 
 async def test_many_participants_redeeming_at_once_share_a_small_pool_each_code_once(client) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], [f"C-{n}" for n in range(10)])
+    await upload_codes(client, program, item["id"], [f"C-{n}" for n in range(10)])
     price = item["points_price"]
     shoppers = [await shopper(client, program, 5 * price) for _ in range(5)]
     answers = await asyncio.gather(*(redeem(client, me, item["id"]) for _, me in shoppers for _ in range(5)))
@@ -117,8 +111,8 @@ async def test_a_code_sql_has_on_another_order_is_never_handed_out_again(client,
     lost codes it had handed out, a process of an earlier build taking codes in SQL): the
     order takes the next code, and the journal projector never writes it with the first."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["FIRST"])
-    await _upload(client, program, item["id"], ["SECOND"])
+    await upload_codes(client, program, item["id"], ["FIRST"])
+    await upload_codes(client, program, item["id"], ["SECOND"])
     first = hashlib.sha256(b"FIRST").hexdigest()
     await PoolCode.update({PoolCode.order_id: "ord_elsewhere"}).where(PoolCode.code_hash == first).run()
     _, me = await shopper(client, program, 10 * item["points_price"])
@@ -145,7 +139,7 @@ async def test_an_order_left_with_no_code_after_a_pool_error_gets_its_points_bac
     taken come back at once (journalled), the order reads failed, and neither a retry nor the
     journal projector hands out a card or takes the points again."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["ONLY"])
+    await upload_codes(client, program, item["id"], ["ONLY"])
     elsewhere = new_id("ord")
     await PoolCode.update({PoolCode.order_id: elsewhere}).where(
         (PoolCode.code_hash == hashlib.sha256(b"ONLY").hexdigest()) & (PoolCode.item_id == item["id"])).run()
@@ -182,8 +176,8 @@ async def test_an_order_whose_request_died_after_taking_another_code_is_finished
     instead lives only in Redis. If the request dies before writing the order, the projector
     cannot write it; the order sweep does, with the code the pool holds for it."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["FIRST"])
-    await _upload(client, program, item["id"], ["SECOND"])
+    await upload_codes(client, program, item["id"], ["FIRST"])
+    await upload_codes(client, program, item["id"], ["SECOND"])
     await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
         (PoolCode.code_hash == hashlib.sha256(b"FIRST").hexdigest()) & (PoolCode.item_id == item["id"])).run()
     person, me = await shopper(client, program, 10 * item["points_price"])
@@ -218,7 +212,7 @@ async def test_an_order_whose_points_went_back_never_takes_a_code_afterwards(cli
     then hand that code out: the order stays failed, the points returned once."""
     program, _, item = await shop(client)
     for code in ("BAD-1", "BAD-2", "BAD-3", "GOOD"):
-        await _upload(client, program, item["id"], [code])
+        await upload_codes(client, program, item["id"], [code])
     bad = {}
     for code in ("BAD-1", "BAD-2", "BAD-3"):
         digest = hashlib.sha256(code.encode()).hexdigest()
@@ -263,7 +257,7 @@ async def test_a_change_to_the_item_or_its_route_holds_from_the_next_redemption(
     a disabled item or one routed elsewhere holds from the very next redemption here exactly
     as in every other process (the catalog version moved)."""
     program, partner, item = await shop(client)
-    await _upload(client, program, item["id"], [f"KEEP-{n}" for n in range(5)])
+    await upload_codes(client, program, item["id"], [f"KEEP-{n}" for n in range(5)])
     _, me = await shopper(client, program, 100 * item["points_price"])
     assert (await redeem(client, me, item["id"])).status_code == 201
     disabled = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
@@ -303,8 +297,8 @@ async def test_an_order_whose_request_died_before_taking_another_code_is_finishe
     projector cannot write the order with the journal's code, so the sweep finds the points
     taken with no order in the ledger and finishes it with the next code."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["FIRST"])
-    await _upload(client, program, item["id"], ["SECOND"])
+    await upload_codes(client, program, item["id"], ["FIRST"])
+    await upload_codes(client, program, item["id"], ["SECOND"])
     await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
         (PoolCode.code_hash == hashlib.sha256(b"FIRST").hexdigest()) & (PoolCode.item_id == item["id"])).run()
     price = item["points_price"]
@@ -338,7 +332,7 @@ async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own
     the second finds the rows in place and answers as the first; another order asking for
     the same code is refused."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["TWICE"])
+    await upload_codes(client, program, item["id"], ["TWICE"])
     _, me = await shopper(client, program, 10 * item["points_price"])
     placed = await redeem(client, me, item["id"])
     assert placed.status_code == 201, placed.text
@@ -359,7 +353,7 @@ async def test_a_retry_of_an_order_the_sweep_gave_back_is_refused_as_out_of_stoc
     """The request died before it could take another code and none was left: the sweep gives
     the points back, and a retry with the same key is refused as its request would have been."""
     program, _, item = await shop(client)
-    await _upload(client, program, item["id"], ["ONLY"])
+    await upload_codes(client, program, item["id"], ["ONLY"])
     await PoolCode.update({PoolCode.order_id: new_id("ord")}).where(
         (PoolCode.code_hash == hashlib.sha256(b"ONLY").hexdigest()) & (PoolCode.item_id == item["id"])).run()
     balance = 10 * item["points_price"]
