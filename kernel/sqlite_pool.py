@@ -128,7 +128,8 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
     for (_, answer), result in zip(taken, answers):
-        answer.get_loop().call_soon_threadsafe(_settle, answer, result)
+        with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits for it
+            answer.get_loop().call_soon_threadsafe(_settle, answer, result)
 
 
 def _savepointed(connection: sqlite3.Connection, steps: Steps) -> Any:
@@ -159,14 +160,14 @@ def _settle(answer: asyncio.Future[Any], result: Any) -> None:
         answer.set_result(result)
 
 
-def _queue_on(connection: aiosqlite.Connection, fn: Any, *args: Any) -> asyncio.Future[Any]:
+def _queue_on(connection: aiosqlite.Connection, fn: Any, *args: Any) -> None:
     """`fn(*args)` queued to run on the connection's thread, as aiosqlite's own `_execute`
-    queues it, without waiting: the future it answers is set when it has run."""
+    queues it, without a future of its own: `fn` answers through the futures it holds. (An
+    answer aiosqlite sends after `fn` returns can reach a loop that closed meanwhile, and the
+    connection's thread dies of that.)"""
     if not connection._running or not connection._connection:
         raise ValueError("Connection closed")
-    future = asyncio.get_running_loop().create_future()
-    connection._tx.put_nowait((future, functools.partial(fn, *args)))
-    return future
+    connection._tx.put_nowait((None, functools.partial(fn, *args)))
 
 
 class _LoopPool:

@@ -126,6 +126,40 @@ async def test_a_closed_writer_is_replaced(probe: str) -> None:
     assert await _statuses(line) == ["line"]
 
 
+async def test_a_chain_whose_loop_closed_leaves_the_writer_thread_running(probe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that ends (a test's, a worker's at shutdown) while its chain waits for the
+    writer's thread: the chain still runs, and its answer, with nobody to take it, neither
+    kills the connection's thread nor surfaces as an unhandled error."""
+    from kernel.sqlite_pool import _queue_on
+
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    release = threading.Event()
+    line = new_id("probe")
+
+    async def left_behind() -> Any:
+        await write_chain(engine, _moved(probe, "done"))  # this loop's writer
+        writer = engine._pool().writer
+        _queue_on(writer, release.wait)
+        asyncio.ensure_future(write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1))))
+        await asyncio.sleep(0.05)  # the chain waits behind the held thread; the loop then ends
+        return writer
+
+    unhandled: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", unhandled.append)
+    writer = await asyncio.to_thread(asyncio.run, left_behind())
+    release.set()
+    for _ in range(100):
+        if await _statuses(line) == ["line"]:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # an answer sent to the closed loop would have failed by now
+    assert await _statuses(line) == ["line"]
+    assert writer._thread.is_alive() and unhandled == []
+    writer._tx.put_nowait((None, writer._conn.close))  # its loop is gone: closed from its thread
+    writer._running = False
+
+
 async def test_chains_and_transactions_of_several_statements_never_interleave(probe: str) -> None:
     """Chains only queue under the writer's lock and are answered after it is released; a
     transaction awaited statement by statement keeps the lock, so no chain runs inside it (on
