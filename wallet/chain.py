@@ -39,18 +39,17 @@ linked whole by the first pass, in one transaction (updates sent `LINK_BATCH` at
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import msgspec
-from piccolo.engine.postgres import PostgresEngine
 from redis.exceptions import ResponseError
 
 from kernel.replies import reply_text
-from kernel.sqlite_pool import writing
+from kernel.sql_steps import Execute, ExecuteMany, Fetch, Steps, marks, postgres, run_steps
 from wallet import keys
 from wallet.tables import ChainHead, LedgerEntry
 
@@ -158,10 +157,6 @@ async def linkable_bound(client: Any, program_id: str) -> tuple[tuple[int, int],
     return min(bounds), False
 
 
-def _placeholders(postgres: bool, count: int) -> list[str]:
-    return [f"${i}" for i in range(1, count + 1)] if postgres else ["?"] * count
-
-
 async def link_program(client: Any, program_id: str) -> int:
     """Links what can be linked of a program's projected entries; answers how many."""
     bound, inclusive = await linkable_bound(client, program_id)
@@ -177,66 +172,49 @@ async def has_unlinked(program_id: str) -> bool:
 
 
 async def link_below(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:
-    """Links the program's projected entries below `bound` (a `linkable_bound` answer)."""
+    """Links the program's projected entries below `bound` (a `linkable_bound` answer), in one
+    transaction (on SQLite in one hop on the writer's thread: kernel/sql_steps.py)."""
     engine = LedgerEntry._meta.db
-    postgres = isinstance(engine, PostgresEngine)
-    p = _placeholders(postgres, 4)
+    return int(await run_steps(engine, functools.partial(_linking, engine, program_id, bound, inclusive)))
+
+
+def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bool) -> Steps:
+    p = marks(engine, 4)
     heads = ChainHead._meta.tablename
     entries = LedgerEntry._meta.tablename
-    async with writing(engine) as transaction:
-        connection = transaction.connection
-        await _execute(
-            connection, f"INSERT INTO {heads} (program_id, seq, link, stream_id) VALUES ({', '.join(p)}) ON CONFLICT DO NOTHING",
-            (program_id, 0, genesis(program_id), ""))
-        lock = " FOR UPDATE" if postgres else ""
-        head = await _fetch(connection, f"SELECT seq, link, stream_id FROM {heads} WHERE program_id = {p[0]}{lock}",
-                            (program_id,))
-        seq, link, head_stream = int(head[0]["seq"]), head[0]["link"], head[0]["stream_id"]
-        rows = await _fetch(connection, f"SELECT {', '.join(ROW_COLUMNS[:-2])} FROM {entries} "
-                                        f"WHERE program_id = {p[0]} AND seq IS NULL", (program_id,))
-        head_order = stream_order(head_stream) if head_stream else (-1, -1)
-        ready = []
-        for row in rows:
-            order = stream_order(row["stream_id"])
-            if order < bound or (inclusive and order == bound):
-                if order <= head_order:
-                    # Never happens while the stream's ids only grow; audit names it if it does.
-                    log.error("ledger entry %s of program %s is older than the chain head; left unlinked",
-                              row["transaction_id"], program_id)
-                    continue
-                ready.append((order, row))
-        if not ready:
-            return 0
-        ready.sort(key=lambda pair: pair[0])
-        updates = []
-        for _, row in ready:
-            seq += 1
-            link = next_link(link, row)
-            updates.append((seq, link, row["transaction_id"]))
-        q = _placeholders(postgres, 3)
-        update = f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL"
-        for start in range(0, len(updates), LINK_BATCH):
-            await connection.executemany(update, updates[start:start + LINK_BATCH])
-            await asyncio.sleep(0)  # let requests through between chunks
-        await _execute(
-            connection, f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
-            (seq, link, ready[-1][1]["stream_id"], program_id))
-        return len(updates)
-
-
-async def _execute(connection: Any, sql: str, args: tuple[Any, ...]) -> None:
-    if hasattr(connection, "fetch"):  # asyncpg takes the arguments spread
-        await connection.execute(sql, *args)
-    else:
-        await connection.execute(sql, args)
-
-
-async def _fetch(connection: Any, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-    """Rows as dicts on either driver (asyncpg answers Records; the SQLite pool dicts)."""
-    if hasattr(connection, "fetch"):
-        return [dict(r) for r in await connection.fetch(sql, *args)]
-    async with connection.execute(sql, args) as cursor:
-        return [dict(r) for r in await cursor.fetchall()]
+    yield Execute(f"INSERT INTO {heads} (program_id, seq, link, stream_id) VALUES ({', '.join(p)}) ON CONFLICT DO NOTHING",
+                  (program_id, 0, genesis(program_id), ""))
+    lock = " FOR UPDATE" if postgres(engine) else ""
+    head = yield Fetch(f"SELECT seq, link, stream_id FROM {heads} WHERE program_id = {p[0]}{lock}", (program_id,))
+    seq, link, head_stream = int(head[0]["seq"]), head[0]["link"], head[0]["stream_id"]
+    rows = yield Fetch(f"SELECT {', '.join(ROW_COLUMNS[:-2])} FROM {entries} WHERE program_id = {p[0]} AND seq IS NULL",
+                       (program_id,))
+    head_order = stream_order(head_stream) if head_stream else (-1, -1)
+    ready = []
+    for row in rows:
+        order = stream_order(row["stream_id"])
+        if order < bound or (inclusive and order == bound):
+            if order <= head_order:
+                # Never happens while the stream's ids only grow; audit names it if it does.
+                log.error("ledger entry %s of program %s is older than the chain head; left unlinked",
+                          row["transaction_id"], program_id)
+                continue
+            ready.append((order, row))
+    if not ready:
+        return 0
+    ready.sort(key=lambda pair: pair[0])
+    updates = []
+    for _, row in ready:
+        seq += 1
+        link = next_link(link, row)
+        updates.append((seq, link, row["transaction_id"]))
+    q = marks(engine, 3)
+    update = f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL"
+    for start in range(0, len(updates), LINK_BATCH):
+        yield ExecuteMany(update, updates[start:start + LINK_BATCH])
+    yield Execute(f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
+                  (seq, link, ready[-1][1]["stream_id"], program_id))
+    return len(updates)
 
 
 async def restore_journal_floor(client: Any, program_id: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from kernel.sql_steps import Execute, ExecuteMany, Fetch, Steps, marks, postgres
 from wallet.tables import DailyTotal, LedgerEntry
 
 FIGURES = ("issued", "spent", "redeemed", "expired")
@@ -47,30 +48,29 @@ def _sums(entries: list[Any]) -> dict[str, list[int]]:
     return {day: f for day, f in by_day.items() if any(f)}
 
 
-async def add_to_totals(program_id: str, entries: list[Any], postgres: bool) -> None:
-    """Adds the entries not yet in the ledger to their days' totals. Call it inside the
-    batch's transaction, before the entries are written."""
-    if postgres:
+def add_to_totals(engine: Any, program_id: str, entries: list[Any]) -> Steps:
+    """Adds the entries not yet in the ledger to their days' totals: steps of the batch's own
+    transaction (kernel/sql_steps.py), before the entries are written."""
+    if postgres(engine):
         # Two projectors' batches of one program could each see an entry as new under READ
         # COMMITTED and both count it; this lock, held to the end of the transaction, makes
         # the second wait and then see the first's entries.
-        await DailyTotal.raw("SELECT pg_advisory_xact_lock(hashtext({}))", "daily:" + program_id).run()
+        yield Execute("SELECT pg_advisory_xact_lock(hashtext($1))", ("daily:" + program_id,))
     ids = [e.transaction_id for e in entries]
     present: set[str] = set()
     for start in range(0, len(ids), 500):
-        rows = await LedgerEntry.select(LedgerEntry.transaction_id).where(
-            LedgerEntry.transaction_id.is_in(ids[start:start + 500])).run()
+        chunk = tuple(ids[start:start + 500])
+        rows = yield Fetch(f"SELECT transaction_id FROM {LedgerEntry._meta.tablename} "
+                           f"WHERE transaction_id IN ({', '.join(marks(engine, len(chunk)))})", chunk)
         present.update(r["transaction_id"] for r in rows)
     sums = _sums([e for e in entries if e.transaction_id not in present])
     if not sums:
         return
     table = DailyTotal._meta.tablename
     add = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in FIGURES)
-    for day, (issued, spent, redeemed, expired) in sorted(sums.items()):
-        await DailyTotal.raw(
-            f"INSERT INTO {table} (id, program_id, day, issued, spent, redeemed, expired) "
-            f"VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}) ON CONFLICT (id) DO UPDATE SET {add}",
-            f"{program_id}:{day}", program_id, day, issued, spent, redeemed, expired).run()
+    yield ExecuteMany(f"INSERT INTO {table} (id, program_id, day, issued, spent, redeemed, expired) "
+                      f"VALUES ({', '.join(marks(engine, 7))}) ON CONFLICT (id) DO UPDATE SET {add}",
+                      [(f"{program_id}:{day}", program_id, day, *figures) for day, figures in sorted(sums.items())])
 
 
 async def last_days(program_id: str, days: int = 90, today: date | None = None) -> list[DayTotal]:

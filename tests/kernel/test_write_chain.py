@@ -241,3 +241,46 @@ async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_wr
     assert await _statuses(*lines) == [None] * 6
     # The writer goes on.
     assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[0], status="line", n=1)).returning(ChainProbe.id))
+
+
+async def test_single_writes_queued_together_each_answer_for_themselves(probe: str) -> None:
+    """Single statements outside a transaction join the writer's batch like chains: an UPDATE
+    that answers no rows is still written, and a failing INSERT fails alone."""
+    _pooled(ChainProbe._meta.db)
+    lines = [new_id("probe") for _ in range(5)]
+    answers = await _batched([
+        ChainProbe.update({ChainProbe.n: 7}).where(ChainProbe.id == probe).run(),  # no RETURNING
+        *(ChainProbe.insert(ChainProbe(id=i, status="line", n=1)).run() for i in lines[:2]),
+        ChainProbe.insert(ChainProbe(id=probe, status="clash", n=2)).run(),  # the primary key is taken
+        *(ChainProbe.insert(ChainProbe(id=i, status="line", n=1)).run() for i in lines[2:]),
+        ChainProbe.delete().where(ChainProbe.id == lines[4]).run(),
+    ])
+    assert isinstance(answers[3], Exception) and "unique" in str(answers[3]).lower(), answers
+    assert not any(isinstance(a, Exception) for k, a in enumerate(answers) if k != 3), answers
+    rows = await ChainProbe.select(ChainProbe.id, ChainProbe.status, ChainProbe.n).where(
+        ChainProbe.id.is_in([probe, *lines])).run()
+    assert {r["id"]: (r["status"], r["n"]) for r in rows} == {probe: ("new", 7), **{i: ("line", 1) for i in lines[:4]}}
+
+
+async def test_a_job_runs_in_the_batch_and_a_failing_job_takes_back_only_itself(probe: str) -> None:
+    """`write_job`: work that reads and writes on the writer's own connection, in the batch of
+    the chains waiting with it; one that raises leaves nothing it wrote, and the others stand."""
+    from kernel.sqlite_pool import write_job
+
+    engine = ChainProbe._meta.db
+    _pooled(engine)
+    lines = [new_id("probe") for _ in range(3)]
+
+    def counted(connection: Any) -> int:  # reads inside the transaction, then writes from it
+        [row] = connection.execute("SELECT n FROM chain_probe WHERE id = ?", [probe]).fetchall()
+        connection.execute("INSERT INTO chain_probe (id, status, n) VALUES (?, 'line', ?)", [lines[0], row["n"] + 1])
+        return row["n"] + 1
+
+    def broken(connection: Any) -> None:
+        connection.execute("INSERT INTO chain_probe (id, status, n) VALUES (?, 'line', 1)", [lines[1]])
+        raise ValueError("the job's own refusal")
+
+    answers = await _batched([write_job(engine, counted), write_job(engine, broken),
+                              write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[2], status="line", n=1)))])
+    assert answers[0] == 1 and isinstance(answers[1], ValueError), answers
+    assert await _statuses(*lines) == ["line", None, "line"]
