@@ -320,13 +320,21 @@ class JournalProjector:
         idle_sleep: float = 0.02,
         refresh_every: float = 2.0,
         relink_every: float = 5.0,
+        pass_every: float = 0.05,
     ) -> None:
-        """Projects until `stop` is set, then drains once more so nothing stays unprojected."""
+        """Projects until `stop` is set, then drains once more so nothing stays unprojected.
+
+        A pass that found entries starts the next one `pass_every` seconds after it began (at
+        once when it took longer): each pass is two SQLite write transactions (the batch, then
+        its links), and every one of them holds the one write lock the API's requests wait
+        for. Passing as soon as anything arrived, the projector held it 40% of the time in the
+        load mix at 250 requests/s (36 passes a second of a few entries each)."""
         loop = asyncio.get_running_loop()
         ids: list[str] = []
         refreshed = relinked = 0.0
         while True:
             stopping = stop.is_set()
+            began = loop.time()
             try:
                 if loop.time() - refreshed > refresh_every or stopping:
                     ids = await program_ids()
@@ -345,9 +353,10 @@ class JournalProjector:
                 await asyncio.sleep(0.5)
             if stopping:
                 return
-            if done == 0:
+            pause = idle_sleep if done == 0 else pass_every - (loop.time() - began)
+            if pause > 0:
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
                 except asyncio.TimeoutError:
                     pass
                 except asyncio.CancelledError:

@@ -268,3 +268,38 @@ async def test_after_a_redis_loss_the_new_journal_goes_on_after_the_chain_head(w
     assert (report.ok, report.entries, report.unlinked) == (True, 2, 0), report
     newest = await row_at(program, 2)
     assert stream_order(newest["stream_id"]) > stream_order(ahead) and newest["points"] == 7
+
+
+async def test_a_running_projector_gathers_entries_arriving_one_by_one_into_few_passes(
+        wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pass takes SQLite's one write lock twice (the batch, then its links), so passes
+    that found entries start at most every `pass_every` seconds, however the entries trickle
+    in; every entry still lands and is linked."""
+    program = random_ref("prg")
+    await wallet_store.open_wallet(program, "ann")
+    projector = JournalProjector(wallet_store.client, consumer="cadence", claim_idle_ms=0)
+    passes = 0
+    project_all = projector.project_all
+
+    async def counted(program_ids: list[str]) -> int:
+        nonlocal passes
+        done = await project_all(program_ids)
+        passes += done > 0
+        return done
+
+    async def just_this() -> list[str]:
+        return [program]
+
+    monkeypatch.setattr(projector, "project_all", counted)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    running = asyncio.create_task(projector.run(stop, just_this, pass_every=0.25))
+    for n in range(40):
+        await accounts.grant(wallet_store, program, "ann", 1 + n % 3, "sale", idem(program))
+        await asyncio.sleep(0.02)  # one at a time: passing at once would make a pass of each
+    stop.set()
+    await running
+    elapsed = loop.time() - began
+    assert (await fully_linked(program, 40)).ok
+    assert passes <= elapsed / 0.25 + 2, (passes, elapsed)
