@@ -56,8 +56,9 @@ def marks(engine: Any, count: int, start: int = 1) -> list[str]:
 
 
 async def run_steps(engine: Any, steps: Callable[[], Steps]) -> Any:
-    """The transaction `steps()` yields, committed; answers what it returned. An error rolls
-    all of it back and is raised."""
+    """The transaction `steps()` yields, committed; answers what it returned. A step's error
+    is raised here, not sent into the generator; in a transaction of its own nothing it wrote
+    stays, and inside one already open (`writing`) that transaction's owner decides."""
     if on_writer_thread(engine):
         return await write_job(engine, functools.partial(_on_thread, steps))
     async with writing(engine) as transaction:

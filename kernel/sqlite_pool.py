@@ -8,7 +8,8 @@ transaction, a chain or a single INSERT/UPDATE/DELETE (a chain of one statement)
 at a time per event loop, in arrival order, on one connection kept for writing (see
 `write_transaction`), so no write waits in SQLite's busy handler while holding a connection
 the reads need. Piccolo's own
-`transaction()` still gets a connection of its own; write through `writing(engine)`.
+`transaction()` still gets a connection of its own; write through `writing(engine)`. Once
+queued, a chain or single write is committed even if its caller is cancelled meanwhile.
 
 A transaction of several statements awaited one by one holds SQLite's write lock across
 turns of the event loop, and on a busy loop every turn is other requests' work: under 64
@@ -67,7 +68,9 @@ async def write_job(engine: Any, job: Job) -> Any:
     thread (`on_writer_thread` says when that is possible): it shares a batch with the chains
     waiting then, in its own savepoint, and answers what `job` answered, or raises what it
     raised (then nothing it wrote stays). For work whose statements are known before it
-    starts or read on the spot (the journal projector's batch)."""
+    starts or read on the spot (the journal projector's batch: kernel/sql_steps.py). A job
+    neither commits nor catches SQLite's errors: the connection is in autocommit mode, so
+    what it wrote after SQLite ended the transaction would stay."""
     return await engine._written(job)
 
 
@@ -140,7 +143,7 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
         connection.execute("COMMIT")
     except BaseException as error:
         taken = taken or batch.take()
-        answers = [error] * len(taken)
+        answers = [_WholeBatch(error)] * len(taken)
         with contextlib.suppress(sqlite3.Error):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
@@ -156,6 +159,8 @@ def _savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
     try:
         if callable(steps):
             rows = steps(connection)
+            if not connection.in_transaction:  # it caught SQLite ending the batch, or committed
+                raise sqlite3.OperationalError("a write job ended its batch's transaction")
         # No rows: a single write without RETURNING, or a first step that found nothing.
         elif rows := connection.execute(*steps[0]).fetchall():
             for sql, args in steps[1:]:
@@ -167,6 +172,15 @@ def _savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
         rows = error
     connection.execute("RELEASE chain")
     return rows
+
+
+class _WholeBatch(Exception):
+    """The batch's transaction failed as a whole (its BEGIN, its COMMIT, or SQLite ended it):
+    `cause` is every chain's error, and the writer may be left inside a transaction."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _settle(answer: asyncio.Future[Any], result: Any) -> None:
@@ -326,10 +340,10 @@ class PooledSQLiteEngine(SQLiteEngine):
                     raise
         try:
             return await done
-        except Exception:
+        except _WholeBatch as failed:  # (a chain's own error took back only its savepoint)
             async with pool.writer_lock:  # no transaction of this loop is open meanwhile
                 await self._drop_if_stuck(pool, writer)
-            raise
+            raise failed.cause from None
 
     async def _drop_if_stuck(self, pool: _LoopPool, writer: aiosqlite.Connection) -> None:
         """A writer left inside a transaction (its ROLLBACK failed too) would refuse every later

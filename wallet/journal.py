@@ -325,10 +325,10 @@ class JournalProjector:
         """Projects until `stop` is set, then drains once more so nothing stays unprojected.
 
         A pass that found entries starts the next one `pass_every` seconds after it began (at
-        once when it took longer): each pass is two SQLite write transactions (the batch, then
-        its links), and every one of them holds the one write lock the API's requests wait
-        for. Passing as soon as anything arrived, the projector held it 40% of the time in the
-        load mix at 250 requests/s (36 passes a second of a few entries each)."""
+        once when it took longer): each pass writes a program's batches, then links them, and
+        every write takes SQLite's one write lock, which the API's requests wait for. Passing
+        as soon as anything arrived, the projector held it 40% of the time in the load mix at
+        250 requests/s (36 passes a second of a few entries each)."""
         loop = asyncio.get_running_loop()
         ids: list[str] = []
         refreshed = relinked = 0.0

@@ -156,8 +156,7 @@ async def test_a_chain_whose_loop_closed_leaves_the_writer_thread_running(probe:
     await asyncio.sleep(0.05)  # an answer sent to the closed loop would have failed by now
     assert await _statuses(line) == ["line"]
     assert writer._thread.is_alive() and unhandled == []
-    writer._tx.put_nowait((None, writer._conn.close))  # its loop is gone: closed from its thread
-    writer._running = False
+    await writer.stop()  # its loop is gone: stopped from this one
 
 
 async def test_chains_and_transactions_of_several_statements_never_interleave(probe: str) -> None:
@@ -204,19 +203,26 @@ async def test_chains_written_together_each_answer_for_themselves(probe: str) ->
     assert await _statuses(probe) == ["new"]
 
 
-async def _batched(calls: list[Any]) -> list[Any]:
-    """The chains run as one batch: the writer's thread is held until all of them wait."""
+async def _batched(calls: list[Any], statements: list[str] | None = None) -> list[Any]:
+    """The chains run as one batch: the writer's thread is held until all of them wait.
+    `statements`: filled with the SQL the writer's connection ran meanwhile."""
     from kernel.sqlite_pool import _queue_on
 
     engine = ChainProbe._meta.db
     _pooled(engine)
     await write_chain(engine, ChainProbe.insert(ChainProbe(id=new_id("probe"), status="line", n=1)))  # a writer
+    writer = engine._pool().writer
+    if statements is not None:
+        await writer._execute(writer._conn.set_trace_callback, statements.append)
     release = threading.Event()
-    _queue_on(engine._pool().writer, release.wait)
+    _queue_on(writer, release.wait)
     tasks = [asyncio.ensure_future(call) for call in calls]
     await asyncio.sleep(0.05)  # every chain has joined the batch behind the held thread
     release.set()
-    return await asyncio.gather(*tasks, return_exceptions=True)
+    answers = await asyncio.gather(*tasks, return_exceptions=True)
+    if statements is not None:
+        await writer._execute(writer._conn.set_trace_callback, None)
+    return answers
 
 
 async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone(probe: str) -> None:
@@ -244,17 +250,20 @@ async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_wr
 
 
 async def test_single_writes_queued_together_each_answer_for_themselves(probe: str) -> None:
-    """Single statements outside a transaction join the writer's batch like chains: an UPDATE
-    that answers no rows is still written, and a failing INSERT fails alone."""
+    """Single statements outside a transaction join the writer's batch like chains (one BEGIN
+    and one COMMIT for all): an UPDATE that answers no rows is still written, and a failing
+    INSERT fails alone."""
     _pooled(ChainProbe._meta.db)
     lines = [new_id("probe") for _ in range(5)]
-    answers = await _batched([
+    statements: list[str] = []
+    answers = await _batched(statements=statements, calls=[
         ChainProbe.update({ChainProbe.n: 7}).where(ChainProbe.id == probe).run(),  # no RETURNING
         *(ChainProbe.insert(ChainProbe(id=i, status="line", n=1)).run() for i in lines[:2]),
         ChainProbe.insert(ChainProbe(id=probe, status="clash", n=2)).run(),  # the primary key is taken
         *(ChainProbe.insert(ChainProbe(id=i, status="line", n=1)).run() for i in lines[2:]),
         ChainProbe.delete().where(ChainProbe.id == lines[4]).run(),
     ])
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"], statements
     assert isinstance(answers[3], Exception) and "unique" in str(answers[3]).lower(), answers
     assert not any(isinstance(a, Exception) for k, a in enumerate(answers) if k != 3), answers
     rows = await ChainProbe.select(ChainProbe.id, ChainProbe.status, ChainProbe.n).where(
