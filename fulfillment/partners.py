@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from catalog.items import bump_version
 from catalog.tables import Brand
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
@@ -75,9 +76,10 @@ def _view(row: dict[str, Any]) -> PartnerView:
                        webhook_url=row["webhook_url"])
 
 
-async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer,
+async def create_partner(client: Any, program_id: str, spec: NewPartner, sealer: Sealer,
                          allow_private: bool = False) -> PartnerCreated:
-    """A program's first partner is its default route; `default` moves the default here."""
+    """A program's first partner is its default route; `default` moves the default here.
+    `client`: Redis, whose catalog version moves (items' routes are kept per version)."""
     if spec.webhook_url:
         await check_url(spec.webhook_url, allow_private, field="webhook_url")
     has_default = await Partner.exists().where((Partner.program_id == program_id) & (Partner.status == "active")
@@ -91,6 +93,7 @@ async def create_partner(program_id: str, spec: NewPartner, sealer: Sealer,
                                  webhook_url=spec.webhook_url, webhook_secret=sealer.seal(secret) if secret else None,
                                  created_at=datetime.now(timezone.utc))).run()
     _, api_key = await issue_key(program_id, "partner", name=spec.name, partner_id=partner_id)
+    await bump_version(client, program_id)
     return PartnerCreated(id=partner_id, name=spec.name, default=make_default, api_key=api_key, webhook_secret=secret)
 
 
@@ -122,9 +125,10 @@ async def partner_view(program_id: str, partner_id: str) -> PartnerView:
     return _view(await get_partner(program_id, partner_id))
 
 
-async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer: Sealer,
+async def set_webhook(client: Any, program_id: str, partner_id: str, url: str | None, sealer: Sealer,
                       allow_private: bool = False) -> WebhookSecret:
-    """Sets (or clears) the partner's webhook URL; a new URL gets a new signing secret."""
+    """Sets (or clears) the partner's webhook URL; a new URL gets a new signing secret. The
+    catalog's version moves: a redemption's kept route holds whether its order is pushed."""
     row = await get_partner(program_id, partner_id)
     if row["kind"] != "external":
         raise Conflict("the built-in code pool takes no webhook")
@@ -133,6 +137,7 @@ async def set_webhook(program_id: str, partner_id: str, url: str | None, sealer:
     secret = "whsec_" + secrets.token_urlsafe(24) if url else None
     await Partner.update({Partner.webhook_url: url, Partner.webhook_secret: sealer.seal(secret) if secret else None}) \
         .where(Partner.id == partner_id).run()
+    await bump_version(client, program_id)
     return WebhookSecret(url=url, secret=secret)
 
 

@@ -164,13 +164,15 @@ def _answer(order: NewOrder, done: Finished, labels: Labels, sealer: Sealer, now
 async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing,
                       participant_id: str, item_id: str, face_value: Money | None,
                       source: Literal["redemption", "prize"] = "redemption", order_id: str | None = None,
-                      actor: dict[str, str] | None = None, idem: Idem | None = None) -> OrderView:
+                      actor: dict[str, str] | None = None, idem: Idem | None = None,
+                      known: ItemRoute | None = None) -> OrderView:
     """`order_id` lets a caller that must not create two orders (a retry, a prize paid on a
     retry, an approval) choose the id: an order an earlier attempt began is carried on, not
     made twice. `actor` ({"actor", "approved_by"}): who redeemed for the participant. `idem`:
-    the request's record, for a pool item placed without a chosen id (`redeem`)."""
+    the request's record, for a pool item placed without a chosen id (`redeem`). `known`: the
+    item's route as the caller read it (`item_route`), else read here."""
     placed, _ = await _place(store, sealer, program, pricing, participant_id, item_id, face_value, source, order_id,
-                             actor, idem)
+                             actor, idem, known)
     return placed
 
 
@@ -206,7 +208,7 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
 
     async def action() -> OrderView:
         return await place_order(store, sealer, program, pricing, participant_id, item_id, face_value,
-                                 order_id=order_id)
+                                 order_id=order_id, known=known)
 
     async def recorded(record: dict[str, Any]) -> OrderView:
         return await _recorded(program, participant_id, sealer, record)

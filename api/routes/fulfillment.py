@@ -142,8 +142,9 @@ async def redeem_for(request: Request[Any, Any, Any], participant_id: str, data:
       description="Answers the partner's API key once (and a webhook signing secret when `webhook_url` is given). "
                   "A program's first partner is its default route.", tags=["fulfillment"])
 async def create_partner(request: Request[Any, Any, Any], data: partners.NewPartner, sealer: Sealer,
-                         settings: Settings) -> Response[partners.PartnerCreated]:
-    created = await partners.create_partner(program_of(request), data, sealer, settings.webhook_allow_private)
+                         settings: Settings, wallets: WalletStore) -> Response[partners.PartnerCreated]:
+    created = await partners.create_partner(wallets.client, program_of(request), data, sealer,
+                                            settings.webhook_allow_private)
     return Response(created, status_code=201)
 
 
@@ -161,8 +162,8 @@ async def list_partners(request: Request[Any, Any, Any], limit: Limit = 50,
      "a loopback, private, link-local or cloud-metadata address answers 422 (unless the operator sets "
      "`RW_WEBHOOK_ALLOW_PRIVATE=true`).", tags=["fulfillment"])
 async def set_webhook(request: Request[Any, Any, Any], partner_id: str, data: partners.WebhookSettings,
-                      sealer: Sealer, settings: Settings) -> partners.WebhookSecret:
-    return await partners.set_webhook(program_of(request), partner_id, data.url, sealer,
+                      sealer: Sealer, settings: Settings, wallets: WalletStore) -> partners.WebhookSecret:
+    return await partners.set_webhook(wallets.client, program_of(request), partner_id, data.url, sealer,
                                       settings.webhook_allow_private)
 
 

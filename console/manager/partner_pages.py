@@ -55,7 +55,8 @@ async def add_partner(request: Request[Any, Any, Any], program_id: str, settings
             raise Invalid("a partner's name has 1 to 200 characters", field="name")
         spec = partners.NewPartner(name=name, default=form.get("default") == "on",
                                    webhook_url=form.get("webhook_url", "").strip() or None)
-        created = await partners.create_partner(program_id, spec, request.app.state.sealer,
+        created = await partners.create_partner(request.app.state.wallets.client, program_id, spec,
+                                                request.app.state.sealer,
                                                 settings.webhook_allow_private)
     except DomainError as exc:
         return refused(ctx, exc.detail, status_for(exc.code))
@@ -75,7 +76,8 @@ async def set_webhook(request: Request[Any, Any, Any], program_id: str, partner_
     try:
         if url is not None and (len(url) > 1000 or not url.startswith(("http://", "https://")) or " " in url):
             raise Invalid("a webhook URL starts with https:// (or http://) and has no spaces", field="webhook_url")
-        answer = await partners.set_webhook(program_id, partner_id, url, request.app.state.sealer,
+        answer = await partners.set_webhook(request.app.state.wallets.client, program_id, partner_id, url,
+                                            request.app.state.sealer,
                                             settings.webhook_allow_private)
     except DomainError as exc:
         return await _partner_page(request, ctx, partner_id, status_for(exc.code), error=exc.detail)

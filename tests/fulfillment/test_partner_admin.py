@@ -193,3 +193,28 @@ async def test_a_moved_order_is_announced_to_its_new_partners_webhook(client) ->
     rows = await WebhookDelivery.select(WebhookDelivery.partner_id).where(
         WebhookDelivery.order_id == order["id"]).run()
     assert sorted(r["partner_id"] for r in rows) == sorted([b["id"], default["id"]])
+
+
+async def test_a_partners_webhook_and_a_new_default_partner_reach_the_next_redemption(client) -> None:  # type: ignore[no-untyped-def]
+    """A redemption keeps its item's route per catalog version (fulfillment/item_routes.py):
+    setting a webhook, clearing it and adding a new default partner each move the version, so
+    the next order is pushed, or not, and goes where it should at once."""
+    program, default, item = await shop(client)
+    _, me = await shopper(client, program, 10_000)
+
+    async def pushed_to() -> list[str]:
+        order = (await redeem(client, me, item["id"])).json()
+        rows = await WebhookDelivery.select(WebhookDelivery.partner_id).where(
+            WebhookDelivery.order_id == order["id"]).run()
+        return [r["partner_id"] for r in rows]
+
+    assert await pushed_to() == []  # the route is kept now: no webhook
+    webhook = f"/v1/fulfillment/partners/{default['id']}/webhook"
+    assert (await client.put(webhook, headers=program.headers,
+                             json={"url": "https://hooks.partner.example/orders"})).status_code == 200
+    assert await pushed_to() == [default["id"]]
+    assert (await client.put(webhook, headers=program.headers, json={"url": None})).status_code == 200
+    assert await pushed_to() == []
+    new_default = (await client.post("/v1/fulfillment/partners", headers=program.headers, json={
+        "name": "Second partner", "default": True, "webhook_url": "https://hooks.second.example/orders"})).json()
+    assert await pushed_to() == [new_default["id"]]
