@@ -27,7 +27,7 @@ from catalog.titles import item_title
 from fulfillment.delivery import CredentialLine, Credentials, Delivered, seal, unseal
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
-from programs.feed import FeedEntry, publish
+from programs.feed import FeedEntry, publish, publishing
 from programs.programs import Money, ProgramView
 from programs.spreadsheet import safe_cell
 from programs.tables import Participant
@@ -39,6 +39,7 @@ from wallet.store import WalletStore
 from kernel.idempotency import Idem
 from kernel.clock import utc
 from kernel.ids import new_id
+from kernel.sqlite_pool import write_chain
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -250,9 +251,13 @@ async def _transition(program_id: str, order_id: str, partner_id: str | None, to
 
 async def settle(store: WalletStore, row: dict[str, Any]) -> None:
     """Ends the order's hold: capture when fulfilled, void when failed or cancelled. Idempotent."""
-    if row["settled_at"] is not None or row["points"] == 0:
-        if row["settled_at"] is None:
-            await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+    if row["settled_at"] is None:
+        await _end_hold(store, row)
+        await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+
+
+async def _end_hold(store: WalletStore, row: dict[str, Any]) -> None:
+    if not row["points"]:
         return
     how = "capture" if row["status"] == "fulfilled" else "void"
     idem = settle_idem(row["program_id"], row["id"], how)
@@ -265,7 +270,21 @@ async def settle(store: WalletStore, row: dict[str, Any]) -> None:
                                 kind="redemption_void")
     except Conflict:
         pass  # the hold was already resolved this way by an earlier, interrupted settlement
-    await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+
+
+async def _settled_and_told(store: WalletStore, row: dict[str, Any], feed: list[FeedEntry]) -> dict[str, Any]:
+    """`settle`, then the settled mark and the participant's feed lines in one write
+    transaction (they were two, and the partner's fulfil waited on each under load); answers
+    the row as settled. Settled already (the same transition again): the lines only, which a
+    crash before them may have lost."""
+    if row["settled_at"] is not None:
+        await publish(row["program_id"], feed)
+        return row
+    await _end_hold(store, row)
+    now = datetime.now(timezone.utc)
+    marked = Order.update({Order.settled_at: now}).where(Order.id == row["id"]).returning(Order.id)
+    await write_chain(Order._meta.db, marked, publishing(row["program_id"], feed))
+    return {**row, "settled_at": now}
 
 
 async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str, partner_id: str | None,
@@ -278,13 +297,11 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
     # would tell the partner its code was taken while the participant keeps the first one.
     if row["credentials"] and unseal(sealer, row["credentials"]) != card:
         raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
-    await settle(store, row)
     names = await _names({row["item_id"]})
     name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
-    await publish(program.id, [FeedEntry(key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"],
-                                         kind="order_fulfilled", text=f"Your {item_title(brand, name)} is ready",
-                                         reference=order_id)])
-    return await Order.select().where(Order.id == order_id).first().run()
+    return await _settled_and_told(store, row, [FeedEntry(
+        key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"], kind="order_fulfilled",
+        text=f"Your {item_title(brand, name)} is ready", reference=order_id)])
 
 
 def points_back(points: int | None, point_name: str) -> str:
@@ -296,12 +313,10 @@ async def fail(store: WalletStore, program: ProgramView, order_id: str, partner_
                lease_id: str | None = None, allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
     row = await _transition(program.id, order_id, partner_id, "failed", allowed, lease_id,
                             {Order.failure_reason: reason})
-    await settle(store, row)
     points = points_back(row["points"], program.point_name)
-    await publish(program.id, [FeedEntry(key=f"order:{order_id}:failed", participant_id=row["participant_id"],
-                                         kind="order_failed", text=f"Order {order_id} failed: {reason}.{points}",
-                                         points=row["points"] or None, reference=order_id)])
-    return row
+    return await _settled_and_told(store, row, [FeedEntry(
+        key=f"order:{order_id}:failed", participant_id=row["participant_id"], kind="order_failed",
+        text=f"Order {order_id} failed: {reason}.{points}", points=row["points"] or None, reference=order_id)])
 
 
 async def cancel(store: WalletStore, program: ProgramView, participant_id: str, order_id: str,
@@ -322,11 +337,10 @@ async def cancel_for_participant(store: WalletStore, program: ProgramView, order
     cancelled order and returns nothing twice."""
     row = await _transition(program.id, order_id, None, "cancelled", ("pending", "claimed"), None,
                             {Order.failure_reason: reason, Order.lease_id: None})
-    await settle(store, row)
     points = points_back(row["points"], program.point_name)
-    await publish(program.id, [FeedEntry(key=f"order:{order_id}:cancelled", participant_id=row["participant_id"],
-                                         kind="order_cancelled", text=f"Order {order_id} was cancelled: {reason}.{points}",
-                                         points=row["points"] or None, reference=order_id)])
+    row = await _settled_and_told(store, row, [FeedEntry(
+        key=f"order:{order_id}:cancelled", participant_id=row["participant_id"], kind="order_cancelled",
+        text=f"Order {order_id} was cancelled: {reason}.{points}", points=row["points"] or None, reference=order_id)])
     return _view(row, await _names({row["item_id"]}), sealer)
 
 

@@ -66,23 +66,28 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         _observe(self, sql)
         return executemany(self, sql, parameters)
 
-    async def counted_chain(self: PooledSQLiteEngine, first: Any, then: Any) -> Any:
-        # A chain runs on the connection's thread, past aiosqlite's execute: observed from here.
-        rows = await chain(self, first, then)
+    async def counted_written(self: PooledSQLiteEngine, steps: Any) -> Any:
+        # Chains, single writes and jobs run on the writer connection's thread, past
+        # aiosqlite's execute: observed from here. A chain whose first step found nothing
+        # wrote nothing; a single write always counts; a job is one transaction.
+        rows = await written(self, steps)
         transaction = object()
         _observe(transaction, "BEGIN")
-        for query in ([first, *then] if rows else [first]):
-            _observe(transaction, self._compiled(query)[0])
-        _observe(transaction, "COMMIT" if rows else "ROLLBACK")
+        if callable(steps):
+            _observe(transaction, "INSERT (a write job)")
+        else:
+            for sql, _ in (steps if rows or len(steps) == 1 else steps[:1]):
+                _observe(transaction, sql)
+        _observe(transaction, "COMMIT" if rows or callable(steps) or len(steps) == 1 else "ROLLBACK")
         return rows
 
-    chain = PooledSQLiteEngine.write_chain
+    written = PooledSQLiteEngine._written
     aiosqlite.Connection.execute = counted_execute  # type: ignore[method-assign]
     aiosqlite.Connection.executemany = counted_executemany  # type: ignore[method-assign]
-    PooledSQLiteEngine.write_chain = counted_chain  # type: ignore[method-assign]
+    PooledSQLiteEngine._written = counted_written  # type: ignore[method-assign]
     try:
         yield count
     finally:
         aiosqlite.Connection.execute, aiosqlite.Connection.executemany = execute, executemany  # type: ignore[method-assign]
-        PooledSQLiteEngine.write_chain = chain  # type: ignore[method-assign]
+        PooledSQLiteEngine._written = written  # type: ignore[method-assign]
         _counting.reset(token)

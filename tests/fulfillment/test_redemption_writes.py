@@ -7,7 +7,7 @@ import pytest
 from piccolo.engine.postgres import PostgresEngine
 
 from fulfillment.tables import Order
-from tests.factories import redeem, shop, shopper
+from tests.factories import bearer, claim_orders, redeem, shop, shopper
 from tests.sql_writes import sql_write_transactions
 
 pytestmark = pytest.mark.sql
@@ -64,3 +64,22 @@ async def test_out_of_stock_commits_nothing_and_moves_no_points(client) -> None:
     assert writes.transactions == 0, writes.statements
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert wallet["held"] == 0
+
+
+async def test_a_partners_fulfil_commits_two_sql_write_transactions(client) -> None:  # type: ignore[no-untyped-def]
+    """The order delivered (its status and sealed card), then, after the points are captured
+    in Redis, its settled mark and the participant's feed line together."""
+    await _skip_on_postgres()
+    program, partner, item = await shop(client)
+    _, me = await shopper(client, program, 10_000)
+    order = (await redeem(client, me, item["id"])).json()
+    partner_key = bearer(partner["api_key"])
+    [claimed] = (await claim_orders(client, partner_key)).json()["items"]
+    with sql_write_transactions() as writes:
+        fulfilled = await client.post(f"/v1/fulfillment/orders/{order['id']}/fulfill", headers=partner_key,
+                                      json={"lease_id": claimed["lease_id"], "credentials": {"code": "GC-1"}})
+    assert fulfilled.status_code == 200 and fulfilled.json()["status"] == "fulfilled", fulfilled.text
+    print(f"\npartner fulfil: {writes.transactions} SQL write transactions: {writes.statements}")
+    assert writes.transactions == 2, writes.statements
+    feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
+    assert any(line["kind"] == "order_fulfilled" and line["reference"] == order["id"] for line in feed), feed
