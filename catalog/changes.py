@@ -64,17 +64,22 @@ async def set_supplier_availability(client: Any, program_id: str, partner_id: st
 
 async def import_feed(client: Any, program: ProgramView, content: str,
                       fmt: feed_import.Format) -> feed_import.ImportReport:
-    """Upserts a supplier feed's items by sku (each bad row reported with its number)."""
-    report = await feed_import.import_feed(program, content, fmt)
-    await items.bump_version(client, program.id)
-    return report
+    """Upserts a supplier feed's items by sku (each bad row reported with its number). The
+    version moves even when the import stops part way: the rows before it are written, and
+    redemptions keep items' routes per version (fulfillment/item_routes.py)."""
+    try:
+        return await feed_import.import_feed(program, content, fmt)
+    finally:
+        await items.bump_version(client, program.id)
 
 
 async def upload_codes(client: Any, program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
-    """Adds gift-card codes to the built-in pool (the item is then routed to it)."""
-    report = await _upload_codes(FunctionStore(client, coalesce=False), program_id, item_id, text, sealer)
-    await items.bump_version(client, program_id)
-    return report
+    """Adds gift-card codes to the built-in pool (the item is then routed to it; the version
+    moves even when the upload stops part way, as `import_feed`'s does)."""
+    try:
+        return await _upload_codes(FunctionStore(client, coalesce=False), program_id, item_id, text, sealer)
+    finally:
+        await items.bump_version(client, program_id)
 
 
 async def change_program(wallets: WalletStore, program_id: str, changes: ProgramChanges) -> ProgramView:

@@ -9,7 +9,10 @@ partner's status (fulfillment/partner_admin.py), a new partner and a partner's w
 redemption reads that version in the same round trip as its Idempotency-Key, so a change is
 seen by the next redemption on every process. What moves no version is seen within
 `KEEP_SECONDS`: a minute, since every change that matters moves it (kept 5 seconds, half of
-the load mix's redemptions of 30 items read their route again).
+the load mix's redemptions of 30 items read their route again). A redemption that read the
+version just before a change places its order by the route it had: a partner disabled
+meanwhile has it moved by the sweep or the next claim (fulfillment/rerouting.py), a webhook
+set meanwhile is not told of it, and the partner still pulls it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ KEEP_SECONDS = 60.0
 class ItemRoute(msgspec.Struct, frozen=True):
     item: dict[str, Any]  # the catalog item's row (read only)
     partner: dict[str, Any]  # the partner its orders go to
-    brand_name: str  # the brand's labels: read for pool items only
+    brand_name: str  # the brand's labels, for the order's feed lines and answer
     instructions: str
 
 
