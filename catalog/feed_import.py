@@ -146,8 +146,10 @@ async def import_feed(program: ProgramView, content: str, fmt: Format) -> Import
             brand_name = _text(record, "brand")
             logo_url = _text(record, "logo_url") or None
             if categories or logo_url:
+                given = frozenset(field for field, value in (("categories", categories), ("logo_url", logo_url))
+                                  if value)
                 await upsert_brand(program.id, msgspec.convert(
-                    {"name": brand_name, "categories": categories, "logo_url": logo_url}, BrandSpec))
+                    {"name": brand_name, "categories": categories, "logo_url": logo_url}, BrandSpec), only=given)
             spec = msgspec.convert({
                 "brand": brand_name, "name": _text(record, "name"), "sku": sku,
                 "value_type": _choice(record, "value_type", ("fixed", "variable")),

@@ -39,7 +39,10 @@ async def check_partner(program_id: str, partner_id: str | None) -> None:
         raise Invalid(f"no fulfillment partner {partner_id!r} in this program", field="partner_id")
 
 
-async def upsert_brand(program_id: str, spec: BrandSpec) -> BrandView:
+async def upsert_brand(program_id: str, spec: BrandSpec, only: frozenset[str] | None = None) -> BrandView:
+    """Creates the brand, or sets every field of one that exists; `only`: the fields of an
+    existing brand to set (a supplier feed carries its categories and logo, not its terms,
+    instructions or routing partner, which stay as they are)."""
     await check_partner(program_id, spec.partner_id)
     now = datetime.now(timezone.utc)
     key = f"{program_id}:{spec.name.lower()}"
@@ -51,8 +54,8 @@ async def upsert_brand(program_id: str, spec: BrandSpec) -> BrandView:
         await Brand.insert(Brand(id=new_id("brand"), program_id=program_id, name=spec.name, program_name=key,
                                  created_at=now, updated_at=now, **values)).on_conflict(action="DO NOTHING").run()
     else:
-        await Brand.update({getattr(Brand, k): v for k, v in values.items()} | {Brand.updated_at: now}).where(
-            Brand.id == existing["id"]).run()
+        await Brand.update({getattr(Brand, k): v for k, v in values.items() if only is None or k in only}
+                           | {Brand.updated_at: now}).where(Brand.id == existing["id"]).run()
     row = await Brand.select().where(Brand.program_name == key).first().run()
     brand = brand_view(row)
     # Items carry their brand's categories in their search text.

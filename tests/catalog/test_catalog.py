@@ -222,3 +222,21 @@ async def test_pool_codes_from_a_spreadsheet_are_uploaded_and_bad_rows_reported(
         refused = await client.post(f"/v1/catalog/items/{gift['id']}/codes", json={"csv": content},
                                     headers=program.headers)
         assert refused.status_code == 422 and "code" in refused.json()["detail"]
+
+
+async def test_a_feeds_categories_and_logo_leave_the_brands_other_fields_as_they_are(client) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    partner = (await client.post("/v1/fulfillment/partners", json={"name": "Acme"}, headers=program.headers)).json()
+    await client.post("/v1/catalog/brands", headers=program.headers, json={
+        "name": "Amazon", "categories": ["shopping"], "terms": "No cash value.", "description": "Online store",
+        "redemption_instructions": "Apply at checkout.", "partner_id": partner["id"]})
+    feed = ("sku,brand,name,value_type,face_value,countries,categories,logo_url\n"
+            "AMZ-25,Amazon,Amazon $25,fixed,2500,US,shopping;books,https://cdn.example/amazon.png\n")
+    report = (await client.post("/v1/catalog/import", json={"format": "csv", "content": feed},
+                                headers=program.headers)).json()
+    assert report["created"] == 1 and report["errors"] == [], report
+    [brand] = [b for b in (await client.get("/v1/catalog/brands", headers=program.headers)).json()["items"]
+               if b["name"] == "Amazon"]
+    assert (brand["categories"], brand["logo_url"]) == (["shopping", "books"], "https://cdn.example/amazon.png")
+    assert (brand["terms"], brand["description"], brand["redemption_instructions"], brand["partner_id"]) == (
+        "No cash value.", "Online store", "Apply at checkout.", partner["id"]), brand
