@@ -253,7 +253,11 @@ async def settle(store: WalletStore, row: dict[str, Any]) -> None:
     """Ends the order's hold: capture when fulfilled, void when failed or cancelled. Idempotent."""
     if row["settled_at"] is None:
         await _end_hold(store, row)
-        await Order.update({Order.settled_at: datetime.now(timezone.utc)}).where(Order.id == row["id"]).run()
+        await _settled_mark(row["id"], datetime.now(timezone.utc)).run()
+
+
+def _settled_mark(order_id: str, at: datetime) -> Any:
+    return Order.update({Order.settled_at: at}).where(Order.id == order_id).returning(Order.id)
 
 
 async def _end_hold(store: WalletStore, row: dict[str, Any]) -> None:
@@ -282,8 +286,7 @@ async def _settled_and_told(store: WalletStore, row: dict[str, Any], feed: list[
         return row
     await _end_hold(store, row)
     now = datetime.now(timezone.utc)
-    marked = Order.update({Order.settled_at: now}).where(Order.id == row["id"]).returning(Order.id)
-    await write_chain(Order._meta.db, marked, publishing(row["program_id"], feed))
+    await write_chain(Order._meta.db, _settled_mark(row["id"], now), publishing(row["program_id"], feed))
     return {**row, "settled_at": now}
 
 

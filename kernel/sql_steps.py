@@ -50,9 +50,9 @@ def postgres(engine: Any) -> bool:
     return isinstance(engine, PostgresEngine)
 
 
-def marks(engine: Any, count: int, start: int = 1) -> list[str]:
-    """`count` placeholders: `$start, ...` on Postgres, `?` on SQLite."""
-    return [f"${i}" for i in range(start, start + count)] if postgres(engine) else ["?"] * count
+def marks(engine: Any, count: int) -> list[str]:
+    """`count` placeholders: `$1, ...` on Postgres, `?` on SQLite."""
+    return [f"${i}" for i in range(1, count + 1)] if postgres(engine) else ["?"] * count
 
 
 async def run_steps(engine: Any, steps: Callable[[], Steps]) -> Any:
