@@ -279,18 +279,18 @@ async def test_a_running_projector_gathers_entries_arriving_one_by_one_into_few_
     await wallet_store.open_wallet(program, "ann")
     projector = JournalProjector(wallet_store.client, consumer="cadence", claim_idle_ms=0)
     passes = 0
-    project_all = projector.project_all
+    project_due = projector.project_due
 
-    async def counted(program_ids: list[str]) -> int:
+    async def counted(program_ids: list[str], now: float) -> int:
         nonlocal passes
-        done = await project_all(program_ids)
+        done = await project_due(program_ids, now)
         passes += done > 0
         return done
 
     async def just_this() -> list[str]:
         return [program]
 
-    monkeypatch.setattr(projector, "project_all", counted)
+    monkeypatch.setattr(projector, "project_due", counted)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     began = loop.time()
