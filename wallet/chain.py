@@ -163,12 +163,12 @@ async def link_program(client: Any, program_id: str) -> int:
     return await link_below(program_id, bound, inclusive)
 
 
-async def has_unlinked(program_id: str) -> bool:
-    """Whether some projected entry of the program waits for its link (the unique index on
-    (program_id, seq) answers it without reading the program's rows)."""
-    row = await LedgerEntry.select(LedgerEntry.transaction_id).where(
-        (LedgerEntry.program_id == program_id) & LedgerEntry.seq.is_null()).first().run()
-    return row is not None
+async def unlinked_programs() -> set[str]:
+    """The programs some of whose projected entries wait for their link: one read of the
+    partial index `ledger_entries_unlinked`, which holds only those rows (asked program by
+    program, a projector's relink pass over 1,000 programs was a thousand queries)."""
+    rows = await LedgerEntry.raw("SELECT DISTINCT program_id FROM ledger_entries WHERE seq IS NULL").run()
+    return {row["program_id"] for row in rows}
 
 
 async def link_below(program_id: str, bound: tuple[int, int], inclusive: bool) -> int:

@@ -38,13 +38,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from wallet import keys
 
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
-from wallet.chain import GROUP, has_unlinked, link_program
+from wallet.chain import GROUP, link_program, unlinked_programs
 from wallet.daily import add_to_totals
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sql_steps import ExecuteMany, Steps, marks, postgres, run_steps
@@ -308,8 +309,9 @@ class JournalProjector:
 
     async def relink(self, program_ids: list[str]) -> None:
         """Links the programs that have unlinked rows and no batch of their own to link them."""
+        waiting = await unlinked_programs()
         for program_id in program_ids:
-            if await has_unlinked(program_id):
+            if program_id in waiting:
                 await self._link(program_id)
 
     async def project_all(self, program_ids: list[str]) -> int:
@@ -318,54 +320,70 @@ class JournalProjector:
             total += await self.project_program(program_id)
         return total
 
-    async def project_due(self, program_ids: list[str], now: float, quiet_max: float = 0.5,
-                          claim_every: float = 2.0) -> int:
+    async def project_due(self, program_ids: list[str], now: float, quiet_max: float | None = None,
+                          claim_every: float = 5.0) -> int:
         """One pass of a running projector: the journals of the programs that are due, read in
-        one pipelined round trip, then each one that had entries projected and linked.
+        one round trip, then each one that had entries projected and linked.
 
         Read one by one, every pass cost two round trips per program (XAUTOCLAIM and
-        XREADGROUP), whether or not anything had arrived: with the programs a test session
-        makes, the projector kept half a core busy while the store stood still. A program
-        that had nothing is read again after twice its last wait (20 ms up to `quiet_max`);
-        one that had entries is read at every pass. Every `claim_every` seconds every program is
-        read, and what a dead consumer left pending claimed (it is claimable only after
-        `claim_idle_ms`)."""
+        XREADGROUP) whether or not anything had arrived: with 1,000 programs the projector
+        kept 0.9 cores busy while the store stood still (bench/projector_idle.py). Now a
+        program that had nothing is read again after twice its last wait, from 20 ms up to
+        `quiet_max` (0.25 s; 0.5 s on a cluster); one that had entries, at every pass. On a
+        single server one XREADGROUP names every due journal and answers only those with
+        entries; a cluster refuses keys of several slots in one command, so there each is a
+        command of its own, pipelined. Every `claim_every` seconds every program is read,
+        and what a dead consumer left pending claimed (claimable after `claim_idle_ms`)."""
         claim = now - self._claimed_at >= claim_every
-        if claim:  # every program then, quiet or not
+        if claim:
             self._claimed_at = now
+        one_read = not isinstance(self.client, RedisCluster)
+        quiet_max = quiet_max if quiet_max is not None else 0.25 if one_read else 0.5
         due = program_ids if claim else [p for p in program_ids if self._due.get(p, now) <= now]
         if not due:
             return 0
         for program_id in due:
             await self._ensure_group(keys.journal(program_id))
         pipe = self.client.pipeline(transaction=False)
-        for program_id in due:
-            stream = keys.journal(program_id)
-            if claim:
-                pipe.xautoclaim(stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0",
-                                count=self.batch_size)
-            pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size)
-        replies = iter(await pipe.execute(raise_on_error=False))
+        if claim:
+            for program_id in due:
+                pipe.xautoclaim(keys.journal(program_id), GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
+                                start_id="0-0", count=self.batch_size)
+        if one_read:
+            pipe.xreadgroup(GROUP, self.consumer, {keys.journal(p): ">" for p in due}, count=self.batch_size)
+        else:
+            for program_id in due:
+                pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=self.batch_size)
+        replies = await pipe.execute(raise_on_error=False)
+        claimed = dict(zip(due, replies[:len(due)])) if claim else {}
+        reads = replies[len(due) if claim else 0:]
+        if one_read:
+            fresh = {} if isinstance(reads[0], Exception) else {reply_text(stream): messages
+                                                                 for stream, messages in reads[0] or []}
+            failed = {p: reads[0] for p in due} if isinstance(reads[0], Exception) else {}
+            found_of = {p: fresh.get(keys.journal(p), []) for p in due}
+        else:
+            failed = {p: r for p, r in zip(due, reads) if isinstance(r, Exception)}
+            found_of = {p: [] if isinstance(r, Exception) or not r else r[0][1] for p, r in zip(due, reads)}
+        failed.update({p: r for p, r in claimed.items() if isinstance(r, Exception)})
+        if failed:
+            # NOGROUP after a Redis loss: the groups are made again at the next pass.
+            self._groups.clear()
+            log.warning("reading the journals of %d programs failed (%s); read again next pass", len(failed),
+                        next(iter(failed.values())))
         total = 0
         for program_id in due:
-            stream = keys.journal(program_id)
-            claimed = next(replies) if claim else None
-            read = next(replies)
-            failed = next((r for r in (claimed, read) if isinstance(r, Exception)), None)
-            if failed is not None:
-                # NOGROUP after a Redis loss: the group is made again at the next pass; the
-                # other programs go on meanwhile.
-                self._groups.discard(stream)
-                log.warning("reading the journal of program %s failed: %s; read again next pass", program_id, failed)
+            if program_id in failed:
                 continue
-            stale = [(sid, fields) for sid, fields in claimed[1] if fields] if claimed else []
-            fresh = read[0][1] if read else []
+            stream = keys.journal(program_id)
+            stale = [(sid, fields) for sid, fields in claimed[program_id][1] if fields] if claim else []
+            fresh_messages = found_of[program_id]
             found = 0
             if stale:
                 found += await self._project(program_id, stream, stale)
-            if fresh:
-                found += await self._project(program_id, stream, fresh)
-                if len(fresh) == self.batch_size:  # more waiting: the rest as a single program's
+            if fresh_messages:
+                found += await self._project(program_id, stream, fresh_messages)
+                if len(fresh_messages) == self.batch_size:  # more waiting: the rest as a single program's
                     found += await self.project_program(program_id)
             if found or program_id in self._unlinked:
                 await self._link(program_id)

@@ -1,5 +1,6 @@
-"""A running projector's pace: quiet journals are read seldom, in one round trip a pass, and
-an entry that arrives in one of them still reaches the ledger."""
+"""A running projector's pace: quiet journals cost few commands (one read of every due journal
+a pass, each read less often while it stays quiet), and an entry that arrives in one of them
+still reaches the ledger."""
 
 from __future__ import annotations
 
@@ -20,17 +21,17 @@ from wallet.tables import LedgerEntry
 pytestmark = [pytest.mark.sql, pytest.mark.usefixtures("migrated")]
 
 QUIET_PROGRAMS = 100
-WINDOW = 3.0
+WINDOW = 4.0
 
 
-async def calls_of(url: str, command: str) -> int:
-    """How many times clients have run `command` on the Valkey at `url`."""
+async def journal_commands(url: str) -> int:
+    """How many journal reads and claims clients have sent the Valkey at `url`."""
     watcher = aioredis.Redis.from_url(url)
     try:
         stats = await watcher.info("commandstats")
     finally:
         await watcher.aclose()
-    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    return sum(int(stats.get(f"cmdstat_{command}", {}).get("calls", 0)) for command in ("xreadgroup", "xautoclaim"))
 
 
 async def test_quiet_journals_are_read_seldom_and_an_entry_in_one_still_lands(private_valkey: str) -> None:
@@ -47,16 +48,14 @@ async def test_quiet_journals_are_read_seldom_and_an_entry_in_one_still_lands(pr
     stop = asyncio.Event()
     running = asyncio.create_task(JournalProjector(client, consumer="pace", claim_idle_ms=0).run(stop, ids))
     try:
-        await asyncio.sleep(1.0)  # long enough for every journal to turn quiet
-        reads_before, pipelines_before = await calls_of(private_valkey, "xreadgroup"), await calls_of(
-            private_valkey, "xautoclaim")
+        await asyncio.sleep(2.0)  # long enough for every journal to turn quiet
+        before = await journal_commands(private_valkey)
         await asyncio.sleep(WINDOW)
-        reads = await calls_of(private_valkey, "xreadgroup") - reads_before
-        claims = await calls_of(private_valkey, "xautoclaim") - pipelines_before
-        # Quiet, each journal is read every 0.5 s and at each 2 s claim pass: about 8 reads
-        # in the window. Read at every pass, as before, each was read 50 to 100 times.
-        assert reads <= QUIET_PROGRAMS * (WINDOW / 0.5 + WINDOW / 2 + 2), reads
-        assert claims <= QUIET_PROGRAMS * (WINDOW / 2 + 1), claims
+        sent = await journal_commands(private_valkey) - before
+        # One read of every due journal a pass (at most 50 passes a second) and a claim of
+        # each every 5 s: a few hundred. Each journal read on its own at every pass, as
+        # before, was about 60 commands a program in the window.
+        assert sent <= QUIET_PROGRAMS * 5, sent
 
         quiet = programs[QUIET_PROGRAMS // 2]
         idem = Idem(key=kernel_keys.idempotency(quiet, "admin", random_ref()), fingerprint="fp")
