@@ -33,6 +33,9 @@ from games.fairness import (
     verify_sweepstakes_proof,
 )
 
+# Pure functions: no store, so the cluster pass has nothing to add.
+pytestmark = pytest.mark.one_store
+
 VERIFIER_SEED = "18e93f4a7b5b58d2569765766d1b6c3296bbd8430d6f20249044d72f14720159"
 SPIN_SEED = "3f1b9f0d5a7e2c4b8a6d0e1f2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f7"
 DRAW_SEED = "9" * 64

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from games.wheel import WheelSpec, economics, prize_value, problem_with
 
+# Pure functions: no store, so the cluster pass has nothing to add.
+pytestmark = pytest.mark.one_store
+
 
 def wheel(**overrides) -> WheelSpec:  # type: ignore[no-untyped-def]
     body = {"name": "Spring spin", "cost_points": 100, "segments": [

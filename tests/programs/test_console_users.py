@@ -41,6 +41,7 @@ async def test_a_program_keeps_one_owner(client: Any) -> None:
         await console_users.remove_member(program.id, owner.id)
 
 
+@pytest.mark.one_store  # the CLI reading its input; console users' SQL is the other tests'
 def test_the_cli_creates_an_owner_from_stdin_and_adds_a_program_for_the_same_email(tmp_path: Path) -> None:
     first = json.loads(cli(tmp_path, "program", "create", "First", "--json").stdout)["program_id"]
     second = json.loads(cli(tmp_path, "program", "create", "Second", "--json").stdout)["program_id"]

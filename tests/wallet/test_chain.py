@@ -90,6 +90,7 @@ async def test_grants_spins_and_redemptions_chain_in_journal_order_and_audit_hol
     assert f"program {program.id}: the chain holds ({len(rows)} entries" in answer.stdout
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_names_an_edited_row(client) -> None:  # type: ignore[no-untyped-def]
     program = await granted_program(client)
     await LedgerEntry.update({LedgerEntry.points: LedgerEntry.points + 1000}).where(
@@ -104,6 +105,7 @@ async def test_audit_names_an_edited_row(client) -> None:  # type: ignore[no-unt
     assert everything.returncode == 1 and f"program {program.id}: BROKEN at seq 3" in everything.stdout
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_names_a_deleted_row(client) -> None:  # type: ignore[no-untyped-def]
     program = await granted_program(client)
     await LedgerEntry.delete().where((LedgerEntry.program_id == program.id) & (LedgerEntry.seq == 2)).run()
@@ -113,6 +115,7 @@ async def test_audit_names_a_deleted_row(client) -> None:  # type: ignore[no-unt
     assert "seq 2 missing before seq 3" in answer.stdout
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_names_the_newest_row_deleted(client) -> None:  # type: ignore[no-untyped-def]
     program = await granted_program(client)
     await LedgerEntry.delete().where((LedgerEntry.program_id == program.id) & (LedgerEntry.seq == 5)).run()
@@ -121,6 +124,7 @@ async def test_audit_names_the_newest_row_deleted(client) -> None:  # type: igno
     assert (report.problem.seq, report.problem.problem) == (5, "missing_seq")
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_names_two_rows_swapped(client) -> None:  # type: ignore[no-untyped-def]
     program = await granted_program(client)
     second, third = await row_at(program.id, 2), await row_at(program.id, 3)
@@ -140,6 +144,7 @@ async def test_audit_names_two_rows_swapped(client) -> None:  # type: ignore[no-
     assert "order: rows reordered" in answer.stdout
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_of_an_unknown_program_says_so() -> None:
     answer = await asyncio.to_thread(audit, "prg_nobody")
     assert answer.returncode == 2 and "no program prg_nobody" in answer.stderr

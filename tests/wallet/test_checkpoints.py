@@ -228,6 +228,7 @@ async def test_a_statement_range_is_bounded(client: Any) -> None:
     assert (await client.get("/v1/me/statement", headers=program.headers)).status_code in (401, 403)
 
 
+@pytest.mark.one_store  # the verdict on rows it is handed: the same on every store
 async def test_audit_names_a_checkpoint_the_rewritten_chain_no_longer_matches(
         client: Any, redis: Any, sealer: Sealer) -> None:
     program = await new_program(client)
