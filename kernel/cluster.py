@@ -14,15 +14,24 @@ from typing import Any
 import redis.asyncio as aioredis
 
 _FUNCTION_CALLS = ("FCALL", "FCALL_RO")
+_STREAM_READS = ("XREADGROUP", "XREAD")
 
 
 class FunctionRoutingCluster(aioredis.RedisCluster):
     async def _determine_slot(self, command: str, *args: Any) -> int:
         # FCALL name numkeys key...: every declared key in one slot is the slot; anything
         # else (no keys, keys across slots) goes the library's way, which refuses the latter.
+        # XREADGROUP/XREAD ... STREAMS key... id...: the same for the keys after STREAMS
+        # (asked of a node, the journal projector's pass cost two round trips a journal).
+        declared: tuple[Any, ...] = ()
         if command.upper() in _FUNCTION_CALLS and len(args) >= 2:
             declared = args[2:2 + int(args[1])]
-            slots = {self.keyslot(key) for key in declared}
-            if len(slots) == 1:
-                return slots.pop()
+        elif command.upper() in _STREAM_READS:
+            words = [(a.decode() if isinstance(a, bytes) else str(a)).upper() for a in args]
+            if "STREAMS" in words:
+                rest = args[words.index("STREAMS") + 1:]
+                declared = rest[:len(rest) // 2]
+        slots = {self.keyslot(key) for key in declared}
+        if len(slots) == 1:
+            return slots.pop()
         return int(await super()._determine_slot(command, *args))

@@ -167,7 +167,8 @@ async def unlinked_programs() -> set[str]:
     """The programs some of whose projected entries wait for their link: one read of the
     partial index `ledger_entries_unlinked`, which holds only those rows (asked program by
     program, a projector's relink pass over 1,000 programs was a thousand queries)."""
-    rows = await LedgerEntry.raw("SELECT DISTINCT program_id FROM ledger_entries WHERE seq IS NULL").run()
+    rows = await LedgerEntry.raw(
+        f"SELECT DISTINCT program_id FROM {LedgerEntry._meta.tablename} WHERE seq IS NULL").run()
     return {row["program_id"] for row in rows}
 
 

@@ -224,6 +224,8 @@ class JournalProjector:
         self._due: dict[str, float] = {}
         self._quiet_for: dict[str, float] = {}
         self._claimed_at = float("-inf")
+        # Programs whose last claim filled a page: claimed again at the next pass.
+        self._claim_again: set[str] = set()
 
     async def _ensure_group(self, stream: str) -> None:
         if stream in self._groups:
@@ -323,7 +325,7 @@ class JournalProjector:
     async def project_due(self, program_ids: list[str], now: float, quiet_max: float | None = None,
                           claim_every: float = 5.0) -> int:
         """One pass of a running projector: the journals of the programs that are due, read in
-        one round trip, then each one that had entries projected and linked.
+        one pipeline, then each one that had entries projected and linked.
 
         Read one by one, every pass cost two round trips per program (XAUTOCLAIM and
         XREADGROUP) whether or not anything had arrived: with 1,000 programs the projector
@@ -332,66 +334,79 @@ class JournalProjector:
         `quiet_max` (0.25 s; 0.5 s on a cluster); one that had entries, at every pass. On a
         single server one XREADGROUP names every due journal and answers only those with
         entries; a cluster refuses keys of several slots in one command, so there each is a
-        command of its own, pipelined. Every `claim_every` seconds every program is read,
-        and what a dead consumer left pending claimed (claimable after `claim_idle_ms`)."""
+        command of its own, pipelined (kernel/cluster.py routes them without asking a node).
+        Every `claim_every` seconds every program is read, and what a dead consumer left
+        pending claimed (claimable after `claim_idle_ms`); a full page of claims is followed
+        by the next at the next pass. One program's failure leaves the others' work going on:
+        what it was handed stays pending and is claimed again."""
         claim = now - self._claimed_at >= claim_every
         if claim:
             self._claimed_at = now
         one_read = not isinstance(self.client, RedisCluster)
         quiet_max = quiet_max if quiet_max is not None else 0.25 if one_read else 0.5
-        due = program_ids if claim else [p for p in program_ids if self._due.get(p, now) <= now]
+        due = program_ids if claim else [p for p in program_ids if self._due.get(p, now) <= now
+                                         or p in self._claim_again]
         if not due:
             return 0
         for program_id in due:
             await self._ensure_group(keys.journal(program_id))
+        claiming = due if claim else [p for p in due if p in self._claim_again]
+        self._claim_again.difference_update(claiming)
         pipe = self.client.pipeline(transaction=False)
-        if claim:
-            for program_id in due:
-                pipe.xautoclaim(keys.journal(program_id), GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
-                                start_id="0-0", count=self.batch_size)
+        for program_id in claiming:
+            pipe.xautoclaim(keys.journal(program_id), GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
+                            start_id="0-0", count=self.batch_size)
         if one_read:
             pipe.xreadgroup(GROUP, self.consumer, {keys.journal(p): ">" for p in due}, count=self.batch_size)
         else:
             for program_id in due:
                 pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=self.batch_size)
         replies = await pipe.execute(raise_on_error=False)
-        claimed = dict(zip(due, replies[:len(due)])) if claim else {}
-        reads = replies[len(due) if claim else 0:]
-        if one_read:
-            fresh = {} if isinstance(reads[0], Exception) else {reply_text(stream): messages
-                                                                 for stream, messages in reads[0] or []}
-            failed = {p: reads[0] for p in due} if isinstance(reads[0], Exception) else {}
-            found_of = {p: fresh.get(keys.journal(p), []) for p in due}
+        claimed = dict(zip(claiming, replies[:len(claiming)]))
+        reads = replies[len(claiming):]
+        if one_read and isinstance(reads[0], Exception):
+            read_of = {p: reads[0] for p in due}
+        elif one_read:
+            by_stream = {reply_text(stream): messages for stream, messages in reads[0] or []}
+            read_of = {p: by_stream.get(keys.journal(p), []) for p in due}
         else:
-            failed = {p: r for p, r in zip(due, reads) if isinstance(r, Exception)}
-            found_of = {p: [] if isinstance(r, Exception) or not r else r[0][1] for p, r in zip(due, reads)}
-        failed.update({p: r for p, r in claimed.items() if isinstance(r, Exception)})
-        if failed:
-            # NOGROUP after a Redis loss: the groups are made again at the next pass.
+            read_of = {p: r if isinstance(r, Exception) else r[0][1] if r else [] for p, r in zip(due, reads)}
+        failures = [r for r in [*claimed.values(), *read_of.values()] if isinstance(r, Exception)]
+        if failures:
+            # NOGROUP after a Redis loss: the groups are made again at the next pass. What did
+            # come back is projected all the same.
             self._groups.clear()
-            log.warning("reading the journals of %d programs failed (%s); read again next pass", len(failed),
-                        next(iter(failed.values())))
+            log.warning("%d journal reads failed (%s); read again next pass", len(failures), failures[0])
         total = 0
         for program_id in due:
-            if program_id in failed:
-                continue
-            stream = keys.journal(program_id)
-            stale = [(sid, fields) for sid, fields in claimed[program_id][1] if fields] if claim else []
-            fresh_messages = found_of[program_id]
-            found = 0
+            try:
+                total += await self._project_read(program_id, claimed.get(program_id), read_of[program_id], now,
+                                                  quiet_max)
+            except Exception:  # what it was handed stays pending and is claimed again
+                log.exception("projecting the journal of program %s failed; the others go on", program_id)
+        return total
+
+    async def _project_read(self, program_id: str, claimed: Any, fresh: Any, now: float, quiet_max: float) -> int:
+        stream = keys.journal(program_id)
+        found = 0
+        if claimed is not None and not isinstance(claimed, Exception):
+            stale = [(sid, fields) for sid, fields in claimed[1] if fields]
             if stale:
                 found += await self._project(program_id, stream, stale)
-            if fresh_messages:
-                found += await self._project(program_id, stream, fresh_messages)
-                if len(fresh_messages) == self.batch_size:  # more waiting: the rest as a single program's
-                    found += await self.project_program(program_id)
-            if found or program_id in self._unlinked:
-                await self._link(program_id)
-            quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._quiet_for.get(program_id, 0.0)))
-            self._quiet_for[program_id] = quiet
-            self._due[program_id] = now + quiet
-            total += found
-        return total
+            if len(claimed[1]) == self.batch_size:
+                self._claim_again.add(program_id)
+        linked = False
+        if fresh and not isinstance(fresh, Exception):
+            found += await self._project(program_id, stream, fresh)
+            if len(fresh) == self.batch_size:  # more waiting: the rest as a single program's (it links)
+                found += await self.project_program(program_id)
+                linked = True
+        if (found and not linked) or program_id in self._unlinked:
+            await self._link(program_id)
+        quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._quiet_for.get(program_id, 0.0)))
+        self._quiet_for[program_id] = quiet
+        self._due[program_id] = now + quiet
+        return found
 
     async def run(
         self,
