@@ -207,6 +207,7 @@ class JournalProjector:
         claim_idle_ms: int = 15_000,
         pause_before_ack: float = 0.0,
         followers: Mapping[str, Follower] | None = None,
+        pass_entries: int = 20_000,
     ) -> None:
         self.client = client
         # None: the process's registered followers, looked up at each batch.
@@ -221,6 +222,8 @@ class JournalProjector:
         self._unlinked: set[str] = set()
         # A running projector's pace per program (`project_due`): when its journal is next
         # read (loop time), and how long it has been left between reads while it was quiet.
+        # About the most entries one pass of `project_due` reads (a backlog after an outage).
+        self.pass_entries = pass_entries
         self._due: dict[str, float] = {}
         self._quiet_for: dict[str, float] = {}
         self._claimed_at = float("-inf")
@@ -238,30 +241,40 @@ class JournalProjector:
         self._groups.add(stream)
 
     async def project_program(self, program_id: str) -> int:
-        """Projects what is waiting in one program's journal; answers how many entries."""
+        """Projects what is waiting in one program's journal, first what a dead consumer left
+        pending, then new entries; answers how many entries."""
         stream = keys.journal(program_id)
         await self._ensure_group(stream)
-        total = 0
-        # First what a dead consumer left pending, then new entries.
         claimed = await self.client.xautoclaim(
             stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch_size
         )
-        stale = [(sid, fields) for sid, fields in claimed[1] if fields]
-        if stale:
-            total += await self._project(program_id, stream, stale)
-        while True:
-            reply = await self.client.xreadgroup(
-                GROUP, self.consumer, {stream: ">"}, count=self.batch_size
-            )
-            messages = reply[0][1] if reply else []
-            if not messages:
+        return await self._drain(program_id, claimed, await self._read(stream), self.batch_size)
+
+    async def _read(self, stream: str) -> list[tuple[Any, Any]]:
+        reply = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size)
+        return reply[0][1] if reply else []
+
+    async def _drain(self, program_id: str, claimed: Any, fresh: Any, page: int) -> int:
+        """Projects what XAUTOCLAIM (`claimed`) and a read of at most `page` entries (`fresh`)
+        handed over, reads on while a read comes back full, then links the batches; answers how
+        many entries. A failed command (an exception in place of its reply) hands over nothing:
+        its entries stay in the journal for the next read or claim."""
+        stream = keys.journal(program_id)
+        found = 0
+        if claimed is not None and not isinstance(claimed, Exception):
+            stale = [(sid, fields) for sid, fields in claimed[1] if fields]
+            if stale:
+                found += await self._project(program_id, stream, stale)
+            if len(claimed[1]) == self.batch_size:  # more to claim: at the next pass
+                self._claim_again.add(program_id)
+        while fresh and not isinstance(fresh, Exception):
+            found += await self._project(program_id, stream, fresh)
+            if len(fresh) < page:
                 break
-            total += await self._project(program_id, stream, messages)
-            if len(messages) < self.batch_size:
-                break
-        if total or program_id in self._unlinked:
+            fresh, page = await self._read(stream), self.batch_size
+        if found or program_id in self._unlinked:
             await self._link(program_id)
-        return total
+        return found
 
     async def _link(self, program_id: str) -> None:
         try:
@@ -322,8 +335,7 @@ class JournalProjector:
             total += await self.project_program(program_id)
         return total
 
-    async def project_due(self, program_ids: list[str], now: float, quiet_max: float | None = None,
-                          claim_every: float = 5.0) -> int:
+    async def project_due(self, program_ids: list[str], now: float, claim_every: float = 5.0) -> int:
         """One pass of a running projector: the journals of the programs that are due, read in
         one pipeline, then each one that had entries projected and linked.
 
@@ -342,8 +354,9 @@ class JournalProjector:
         claim = now - self._claimed_at >= claim_every
         if claim:
             self._claimed_at = now
+            self._forget_all_but(program_ids)
         one_read = not isinstance(self.client, RedisCluster)
-        quiet_max = quiet_max if quiet_max is not None else 0.25 if one_read else 0.5
+        quiet_max = 0.25 if one_read else 0.5
         due = program_ids if claim else [p for p in program_ids if self._due.get(p, now) <= now
                                          or p in self._claim_again]
         if not due:
@@ -352,15 +365,19 @@ class JournalProjector:
             await self._ensure_group(keys.journal(program_id))
         claiming = due if claim else [p for p in due if p in self._claim_again]
         self._claim_again.difference_update(claiming)
+        # A pass's reads answer at most about `pass_entries` entries in all (after an outage
+        # every journal may hold a backlog); a journal whose page came back full is read on
+        # alone, a batch at a time (`_drain`).
+        page = max(1, min(self.batch_size, self.pass_entries // len(due)))
         pipe = self.client.pipeline(transaction=False)
         for program_id in claiming:
             pipe.xautoclaim(keys.journal(program_id), GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
                             start_id="0-0", count=self.batch_size)
         if one_read:
-            pipe.xreadgroup(GROUP, self.consumer, {keys.journal(p): ">" for p in due}, count=self.batch_size)
+            pipe.xreadgroup(GROUP, self.consumer, {keys.journal(p): ">" for p in due}, count=page)
         else:
             for program_id in due:
-                pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=self.batch_size)
+                pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=page)
         replies = await pipe.execute(raise_on_error=False)
         claimed = dict(zip(claiming, replies[:len(claiming)]))
         reads = replies[len(claiming):]
@@ -371,42 +388,32 @@ class JournalProjector:
             read_of = {p: by_stream.get(keys.journal(p), []) for p in due}
         else:
             read_of = {p: r if isinstance(r, Exception) else r[0][1] if r else [] for p, r in zip(due, reads)}
-        failures = [r for r in [*claimed.values(), *read_of.values()] if isinstance(r, Exception)]
+        failures = [r for r in replies if isinstance(r, Exception)]
         if failures:
             # NOGROUP after a Redis loss: the groups are made again at the next pass. What did
             # come back is projected all the same.
             self._groups.clear()
-            log.warning("%d journal reads failed (%s); read again next pass", len(failures), failures[0])
+            log.warning("%d of %d journal commands failed (%s); read again next pass", len(failures), len(replies),
+                        failures[0])
         total = 0
         for program_id in due:
             try:
-                total += await self._project_read(program_id, claimed.get(program_id), read_of[program_id], now,
-                                                  quiet_max)
-            except Exception:  # what it was handed stays pending and is claimed again
+                found = await self._drain(program_id, claimed.get(program_id), read_of[program_id], page)
+            except Exception:  # what it was handed stays pending and is claimed again; read at the next pass
                 log.exception("projecting the journal of program %s failed; the others go on", program_id)
+                continue
+            total += found
+            quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._quiet_for.get(program_id, 0.0)))
+            self._quiet_for[program_id] = quiet
+            self._due[program_id] = now + quiet
         return total
 
-    async def _project_read(self, program_id: str, claimed: Any, fresh: Any, now: float, quiet_max: float) -> int:
-        stream = keys.journal(program_id)
-        found = 0
-        if claimed is not None and not isinstance(claimed, Exception):
-            stale = [(sid, fields) for sid, fields in claimed[1] if fields]
-            if stale:
-                found += await self._project(program_id, stream, stale)
-            if len(claimed[1]) == self.batch_size:
-                self._claim_again.add(program_id)
-        linked = False
-        if fresh and not isinstance(fresh, Exception):
-            found += await self._project(program_id, stream, fresh)
-            if len(fresh) == self.batch_size:  # more waiting: the rest as a single program's (it links)
-                found += await self.project_program(program_id)
-                linked = True
-        if (found and not linked) or program_id in self._unlinked:
-            await self._link(program_id)
-        quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._quiet_for.get(program_id, 0.0)))
-        self._quiet_for[program_id] = quiet
-        self._due[program_id] = now + quiet
-        return found
+    def _forget_all_but(self, program_ids: list[str]) -> None:
+        """Drops the pace of programs no longer projected (deleted, or another worker's)."""
+        known = set(program_ids)
+        for gone in [p for p in self._due if p not in known]:
+            del self._due[gone]
+            self._quiet_for.pop(gone, None)
 
     async def run(
         self,

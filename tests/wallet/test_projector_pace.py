@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from kernel import keys as kernel_keys
 from kernel.idempotency import Idem
 from kernel.redis_functions import connect
-from tests.factories import random_ref, wait_until
+from tests.factories import commands_of, random_ref, wait_until
 from wallet import accounts
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore
@@ -70,3 +70,37 @@ async def test_quiet_journals_are_read_seldom_and_an_entry_in_one_still_lands(pr
         stop.set()
         await running
         await client.aclose()
+
+
+async def test_a_backlog_in_every_journal_is_read_a_bounded_page_at_a_time_and_all_of_it_lands(
+        private_valkey: str) -> None:
+    # After an outage every journal may hold a backlog: a pass's one read must not answer all
+    # of them at once (500 entries of each), yet every entry still reaches the ledger.
+    client = connect(private_valkey)
+    store = WalletStore(client)
+    await store.load_functions()
+    programs = [random_ref("prg") for _ in range(30)]
+    for program in programs:
+        await store.open_wallet(program, "ann")
+        for _ in range(12):
+            idem = Idem(key=kernel_keys.idempotency(program, "admin", random_ref()), fingerprint="fp")
+            await accounts.grant(store, program, "ann", 1, "sale", idem)
+    projector = JournalProjector(client, consumer="backlog", claim_idle_ms=3_600_000, pass_entries=60)
+    done: list[int] = []
+
+    async def one_pass() -> None:
+        done.append(await projector.project_due(programs, 0.0))
+
+    try:
+        sent = await commands_of(private_valkey, one_pass)
+    finally:
+        await client.aclose()
+    reads = [command.split(" ") for command in sent if command.startswith("XREADGROUP ")]
+    # The pass's read names all 30 journals, 2 entries of each (60 in all); then each journal
+    # whose page came back full is read on alone, a batch at a time.
+    first = reads[0]
+    assert first[first.index("COUNT") + 1] == "2" and first.count(">") == 30, first
+    assert all(read[read.index("COUNT") + 1] == "500" and read.count(">") == 1 for read in reads[1:]), reads[1:]
+    assert done == [30 * 12]
+    for program in programs:
+        assert await LedgerEntry.count().where(LedgerEntry.program_id == program).run() == 12
