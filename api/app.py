@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -32,6 +32,7 @@ from api.problems import exception_handlers
 from api.routes import ROUTES
 from console.manager import ROUTES as console_routes
 from api.settings import Settings
+from api.sql import open_sql
 from fulfillment.sealing import Sealer
 from programs.programs import keep_views_for
 from programs.stripe_gateway import StripeGateway, StripeSettings
@@ -54,14 +55,18 @@ PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema", "^/v1/public/", "^/v1/auth/
 UNLIMITED_PATHS = ["^/health$", "^/ready$", "^/metrics$"]
 
 
-def create_app(settings: Settings) -> Litestar:
-    """The app, part by part: each function below wires one."""
+def create_app(settings: Settings, *, owns_process: bool = False) -> Litestar:
+    """The app, part by part: each function below wires one. `owns_process`: the app is its
+    process's only one (a uvicorn worker, api/asgi.py), so its lifespan settles the collector
+    (kernel/heap.py); an app that shares its process (a test session starts hundreds) leaves
+    the collector as it found it: each settle is a full collection of the whole process,
+    half a second in a test session's heap."""
     check(settings)
     projection.wire()  # what the journal projector writes besides the ledger (spin rows, feed lines)
     gate = Gate(rate_limits(settings))
     app = Litestar(
         route_handlers=[*ROUTES, metrics, schema_pages.assets_router(), *console_routes],
-        lifespan=[lifespan(settings)],
+        lifespan=[lifespan(settings, owns_process)],
         # Request id, access log, authentication and rate limits: one layer, one Redis call.
         # Then, inside the gate: every admin change through the API onto the audit log.
         middleware=[prometheus_config().middleware, gate, admin_audit],
@@ -95,7 +100,7 @@ def check(settings: Settings) -> None:
 # --- stores and background tasks: the lifespan -------------------------------------------------
 
 
-def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+def lifespan(settings: Settings, owns_process: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """Opens the stores and services, starts the background tasks the settings ask for
     (api/background.py), and at the end stops them and closes the stores."""
 
@@ -106,7 +111,8 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
         add_services(app.state, settings)
         ctx = background.context(settings, settings.redis_url or "", client, app.state.wallets, app.state.sealer)
         running = background.start(ctx, background.api_tasks(settings))
-        collector = heap.settle()  # start-up's objects out of the collector's way (kernel/heap.py)
+        # Start-up's objects out of the collector's way (kernel/heap.py).
+        collector = heap.settle() if owns_process else None
         try:
             yield
         finally:
@@ -116,36 +122,13 @@ def lifespan(settings: Settings) -> Callable[[Litestar], contextlib.AbstractAsyn
             # no request can journal anything after an in-process drain.
             with anyio.CancelScope(shield=True):
                 await running.stop()
-                heap.unsettle(collector)
+                if collector is not None:
+                    heap.unsettle(collector)
                 mark_worker_dead()
                 await client.aclose()
                 await close_sql()
 
     return run
-
-
-async def open_sql(settings: Settings) -> Callable[[], Awaitable[None]]:
-    """Starts the SQL pool this app owns; answers what closes it."""
-    from piccolo.engine import engine_finder
-    from piccolo.engine.postgres import PostgresEngine
-
-    from kernel.sqlite_pool import PooledSQLiteEngine
-
-    engine = engine_finder()
-    # An app owns the pool it starts, and only that one: another app on the same loop uses
-    # the running pool and leaves it open when it stops (kernel/postgres_pool.py: a pool
-    # per event loop).
-    pooled = isinstance(engine, PostgresEngine) and settings.sql_pool_size > 0 and engine.pool is None
-    if pooled:
-        await engine.start_connection_pool(min_size=min(2, settings.sql_pool_size), max_size=settings.sql_pool_size)
-
-    async def close() -> None:
-        if pooled:
-            await engine.close_connection_pool()
-        if isinstance(engine, PooledSQLiteEngine):
-            await engine.close_pool()
-
-    return close
 
 
 async def open_stores(state: State, settings: Settings) -> Any:

@@ -14,4 +14,4 @@ def app_factory() -> Litestar:
     settings, _ = resolve_secrets(load_settings())
     secure_data_dir(settings.data_path)  # the SQLite file and its -wal/-shm are born 0600
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, owns_process=True)

@@ -39,7 +39,7 @@ T = TypeVar("T")
 async def _pooled(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     """`work()` with the SQL pool open: without one, Postgres connects again for every query
     (reconcile and audit make a few per program)."""
-    from api.app import open_sql
+    from api.sql import open_sql
 
     close = await open_sql(settings)
     try:

@@ -31,6 +31,15 @@ async def test_create_with_password_then_authenticate(client: Any) -> None:
         await console_users.create_with_password(program.id, email, "owner", "short")
 
 
+@pytest.mark.one_store
+def test_an_unknown_email_costs_the_same_argon2_work_as_a_known_one() -> None:
+    # The hash an unknown email is checked against carries the hasher's own parameters, so
+    # the refusal takes as long as a wrong password's and does not tell the email is unknown.
+    hasher = console_users._hasher
+    assert not hasher.check_needs_rehash(console_users._DUMMY_HASH)
+    assert hasher.hash("any password").split("$")[1:4] == console_users._DUMMY_HASH.split("$")[1:4]
+
+
 async def test_a_program_keeps_one_owner(client: Any) -> None:
     program = await new_program(client)
     owner = await console_users.create_with_password(program.id, f"{random_ref('o')}@c.example", "owner",
