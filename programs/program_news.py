@@ -11,6 +11,7 @@ connection to the node `REDIS_URL` names.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,25 +33,42 @@ async def announce(client: Any, program_id: str) -> None:
 
 
 async def follow(url: str, stop: asyncio.Event, forget: Callable[[str], None], forget_all: Callable[[], None],
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, poll_seconds: float = 1.0) -> None:
     """Calls `forget` with each announced program until `stop` is set, and `forget_all` on
-    every (re)subscription; reconnects after a failure."""
-    while not stop.is_set():
-        connection = aioredis.Redis.from_url(url)
-        try:
-            async with connection.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                forget_all()  # announcements made while unsubscribed are lost
-                while not stop.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        data = message["data"]
-                        forget(data.decode() if isinstance(data, bytes) else str(data))
-        except (RedisError, OSError):
-            log.warning("program announcements: subscription lost; retrying", exc_info=True)
+    every (re)subscription; reconnects after a failure. Ends as soon as `stop` is set, not at
+    the end of its wait for a message: every process, and every app of a test session, waited
+    up to `poll_seconds` for it when stopping."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            connection = aioredis.Redis.from_url(url)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=retry_seconds)
-            except asyncio.TimeoutError:
-                pass
-        finally:
-            await connection.aclose()
+                async with connection.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    forget_all()  # announcements made while unsubscribed are lost
+                    while not stop.is_set():
+                        message = await _next_message(pubsub, stopped, poll_seconds)
+                        if message is not None and message.get("type") == "message":
+                            data = message["data"]
+                            forget(data.decode() if isinstance(data, bytes) else str(data))
+            except (RedisError, OSError):
+                log.warning("program announcements: subscription lost; retrying", exc_info=True)
+                await asyncio.wait({stopped}, timeout=retry_seconds)
+            finally:
+                await connection.aclose()
+    finally:
+        stopped.cancel()
+
+
+async def _next_message(pubsub: Any, stopped: asyncio.Future[Any], poll_seconds: float) -> Any:
+    """The next message, None after `poll_seconds` without one or once `stopped` is done (the
+    read is then given up: its connection is closed next)."""
+    reading = asyncio.ensure_future(pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_seconds))
+    try:
+        await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    return None if reading.cancelled() else reading.result()
