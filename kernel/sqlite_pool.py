@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import sqlite3
 import threading
@@ -143,7 +144,7 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
         connection.execute("COMMIT")
     except BaseException as error:
         taken = taken or batch.take()
-        answers = [_WholeBatch(error)] * len(taken)
+        answers = [_WholeBatch(error) for _ in taken]  # each raised in its own task
         with contextlib.suppress(sqlite3.Error):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
@@ -343,7 +344,9 @@ class PooledSQLiteEngine(SQLiteEngine):
         except _WholeBatch as failed:  # (a chain's own error took back only its savepoint)
             async with pool.writer_lock:  # no transaction of this loop is open meanwhile
                 await self._drop_if_stuck(pool, writer)
-            raise failed.cause from None
+            # A copy: the same exception raised in every waiting task would carry all their
+            # tracebacks, each log naming the others' frames.
+            raise copy.copy(failed.cause) from None
 
     async def _drop_if_stuck(self, pool: _LoopPool, writer: aiosqlite.Connection) -> None:
         """A writer left inside a transaction (its ROLLBACK failed too) would refuse every later

@@ -5,6 +5,7 @@ by statement in a transaction)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from typing import Any
 
@@ -243,7 +244,11 @@ async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_wr
     lines = [new_id("probe") for _ in range(6)]
     answers = await _batched([write_chain(engine, ChainProbe.insert(ChainProbe(id=i, status="doomed" if k == 2 else "line",
                                                                                n=1))) for k, i in enumerate(lines)])
-    assert all(isinstance(a, Exception) and "doomed" in str(a) for a in answers), answers
+    assert all(isinstance(a, sqlite3.Error) and "doomed" in str(a) for a in answers), answers
+    # Each caller its own error (the same object raised in every task would carry them all's
+    # tracebacks), with what SQLite said.
+    assert len({id(a) for a in answers}) == 6
+    assert {(a.sqlite_errorname, str(a)) for a in answers} == {(answers[0].sqlite_errorname, str(answers[0]))}
     assert await _statuses(*lines) == [None] * 6
     # The writer goes on.
     assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[0], status="line", n=1)).returning(ChainProbe.id))
