@@ -184,6 +184,17 @@ class _WholeBatch(Exception):
         self.cause = cause
 
 
+def _own_copy(cause: BaseException) -> BaseException:
+    """A batch's error for one of its waiting tasks: the same object raised in every one
+    would gather all their tracebacks, each log naming the others' frames. The copy keeps the
+    writer thread's frames (which statement failed) and SQLite's error code; an exception
+    that cannot be copied is raised as it is."""
+    try:
+        return copy.copy(cause).with_traceback(cause.__traceback__)
+    except Exception:
+        return cause
+
+
 def _settle(answer: asyncio.Future[Any], result: Any) -> None:
     if answer.done():  # its caller was cancelled; the chain ran (or not) all the same
         return
@@ -344,9 +355,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         except _WholeBatch as failed:  # (a chain's own error took back only its savepoint)
             async with pool.writer_lock:  # no transaction of this loop is open meanwhile
                 await self._drop_if_stuck(pool, writer)
-            # A copy: the same exception raised in every waiting task would carry all their
-            # tracebacks, each log naming the others' frames.
-            raise copy.copy(failed.cause) from None
+            raise _own_copy(failed.cause) from None
 
     async def _drop_if_stuck(self, pool: _LoopPool, writer: aiosqlite.Connection) -> None:
         """A writer left inside a transaction (its ROLLBACK failed too) would refuse every later

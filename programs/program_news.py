@@ -11,7 +11,6 @@ connection to the node `REDIS_URL` names.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -64,11 +63,13 @@ async def _next_message(pubsub: Any, stopped: asyncio.Future[Any], poll_seconds:
     """The next message, None after `poll_seconds` without one or once `stopped` is done (the
     read is then given up: its connection is closed next)."""
     reading = asyncio.ensure_future(pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_seconds))
+    # Its error is raised below, or dropped with the connection when this task is cancelled:
+    # either way asyncio must not log it as never retrieved.
+    reading.add_done_callback(lambda done: done.cancelled() or done.exception())
     try:
         await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not reading.done():
             reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            await asyncio.wait({reading})  # a cancel of this task itself still propagates
     return None if reading.cancelled() else reading.result()

@@ -220,10 +220,10 @@ class JournalProjector:
         self._groups: set[str] = set()
         # Programs whose last linking failed: linked again at their next pass.
         self._unlinked: set[str] = set()
-        # A running projector's pace per program (`project_due`): when its journal is next
-        # read (loop time), and how long it has been left between reads while it was quiet.
         # About the most entries one pass of `project_due` reads (a backlog after an outage).
         self.pass_entries = pass_entries
+        # A running projector's pace per program (`project_due`): when its journal is next
+        # read (loop time), and how long it has been left between reads while it was quiet.
         self._due: dict[str, float] = {}
         self._quiet_for: dict[str, float] = {}
         self._claimed_at = float("-inf")
@@ -248,30 +248,39 @@ class JournalProjector:
         claimed = await self.client.xautoclaim(
             stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch_size
         )
-        return await self._drain(program_id, claimed, await self._read(stream), self.batch_size)
+        return await self._drain(program_id, claimed, None, self.batch_size)
 
     async def _read(self, stream: str) -> list[tuple[Any, Any]]:
         reply = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size)
         return reply[0][1] if reply else []
 
     async def _drain(self, program_id: str, claimed: Any, fresh: Any, page: int) -> int:
-        """Projects what XAUTOCLAIM (`claimed`) and a read of at most `page` entries (`fresh`)
-        handed over, reads on while a read comes back full, then links the batches; answers how
-        many entries. A failed command (an exception in place of its reply) hands over nothing:
-        its entries stay in the journal for the next read or claim."""
+        """Projects what XAUTOCLAIM (`claimed`, at most `page` entries asked) and a read of at
+        most `page` entries (`fresh`; None: read here, after the claimed ones are projected)
+        handed over, reads on while a read comes back full, then links the batches; answers
+        how many entries. A failed command (an exception in place of its reply) hands over
+        nothing: its entries stay in the journal for the next read or claim."""
         stream = keys.journal(program_id)
         found = 0
-        if claimed is not None and not isinstance(claimed, Exception):
-            stale = [(sid, fields) for sid, fields in claimed[1] if fields]
-            if stale:
-                found += await self._project(program_id, stream, stale)
-            if len(claimed[1]) == self.batch_size:  # more to claim: at the next pass
-                self._claim_again.add(program_id)
-        while fresh and not isinstance(fresh, Exception):
-            found += await self._project(program_id, stream, fresh)
-            if len(fresh) < page:
-                break
-            fresh, page = await self._read(stream), self.batch_size
+        try:
+            if claimed is not None and not isinstance(claimed, Exception):
+                stale = [(sid, fields) for sid, fields in claimed[1] if fields]
+                if stale:
+                    found += await self._project(program_id, stream, stale)
+                if len(claimed[1]) == page:  # more to claim: at the next pass
+                    self._claim_again.add(program_id)
+            if fresh is None:
+                fresh, page = await self._read(stream), self.batch_size
+            while fresh and not isinstance(fresh, Exception):
+                found += await self._project(program_id, stream, fresh)
+                if len(fresh) < page:
+                    break
+                fresh, page = await self._read(stream), self.batch_size
+        except BaseException:
+            # What did land (a batch before the failure) is linked at the program's next pass,
+            # whether or not that pass finds entries.
+            self._unlinked.add(program_id)
+            raise
         if found or program_id in self._unlinked:
             await self._link(program_id)
         return found
@@ -343,7 +352,7 @@ class JournalProjector:
         XREADGROUP) whether or not anything had arrived: with 1,000 programs the projector
         kept 0.9 cores busy while the store stood still (bench/projector_idle.py). Now a
         program that had nothing is read again after twice its last wait, from 20 ms up to
-        `quiet_max` (0.25 s; 0.5 s on a cluster); one that had entries, at every pass. On a
+        0.25 s (0.5 s on a cluster); one that had entries, at every pass. On a
         single server one XREADGROUP names every due journal and answers only those with
         entries; a cluster refuses keys of several slots in one command, so there each is a
         command of its own, pipelined (kernel/cluster.py routes them without asking a node).
@@ -365,14 +374,14 @@ class JournalProjector:
             await self._ensure_group(keys.journal(program_id))
         claiming = due if claim else [p for p in due if p in self._claim_again]
         self._claim_again.difference_update(claiming)
-        # A pass's reads answer at most about `pass_entries` entries in all (after an outage
-        # every journal may hold a backlog); a journal whose page came back full is read on
-        # alone, a batch at a time (`_drain`).
+        # A pass's reads and claims answer at most about `pass_entries` entries each (after an
+        # outage every journal may hold a backlog); a journal whose read came back full is read
+        # on alone, a batch at a time (`_drain`), one whose claim did is claimed again next pass.
         page = max(1, min(self.batch_size, self.pass_entries // len(due)))
         pipe = self.client.pipeline(transaction=False)
         for program_id in claiming:
             pipe.xautoclaim(keys.journal(program_id), GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
-                            start_id="0-0", count=self.batch_size)
+                            start_id="0-0", count=page)
         if one_read:
             pipe.xreadgroup(GROUP, self.consumer, {keys.journal(p): ">" for p in due}, count=page)
         else:
@@ -414,6 +423,7 @@ class JournalProjector:
         for gone in [p for p in self._due if p not in known]:
             del self._due[gone]
             self._quiet_for.pop(gone, None)
+        self._claim_again &= known
 
     async def run(
         self,

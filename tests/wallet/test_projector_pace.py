@@ -5,6 +5,7 @@ still reaches the ledger."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +15,7 @@ from kernel.idempotency import Idem
 from kernel.redis_functions import connect
 from tests.factories import commands_of, random_ref, wait_until
 from wallet import accounts
+from wallet.chain import verify_chain
 from wallet.journal import JournalProjector
 from wallet.store import WalletStore
 from wallet.tables import LedgerEntry
@@ -104,3 +106,33 @@ async def test_a_backlog_in_every_journal_is_read_a_bounded_page_at_a_time_and_a
     assert done == [30 * 12]
     for program in programs:
         assert await LedgerEntry.count().where(LedgerEntry.program_id == program).run() == 12
+
+
+async def test_a_pass_that_fails_after_writing_a_batch_links_it_at_the_next_pass_though_nothing_is_new(
+        private_valkey: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = connect(private_valkey)
+    store = WalletStore(client)
+    await store.load_functions()
+    program = random_ref("prg")
+    await store.open_wallet(program, "ann")
+    for _ in range(2):
+        idem = Idem(key=kernel_keys.idempotency(program, "admin", random_ref()), fingerprint="fp")
+        await accounts.grant(store, program, "ann", 1, "sale", idem)
+    # A full page (2 of 2) is written, then reading on fails: the store went away.
+    projector = JournalProjector(client, consumer="fails", batch_size=2, claim_idle_ms=3_600_000)
+
+    async def store_gone(stream: str) -> Any:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(projector, "_read", store_gone)
+    try:
+        assert await projector.project_due([program], 0.0) == 0
+        written = await verify_chain(program)
+        assert (written.entries, written.unlinked) == (0, 2)
+        monkeypatch.undo()
+        # The journal holds nothing new; the next pass links what the failed one wrote.
+        assert await projector.project_due([program], 1.0) == 0
+    finally:
+        await client.aclose()
+    linked = await verify_chain(program)
+    assert linked.ok and (linked.entries, linked.unlinked) == (2, 0)
