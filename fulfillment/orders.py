@@ -142,8 +142,11 @@ def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], seal
     )
 
 
-async def partner_views(rows: list[dict[str, Any]]) -> list[PartnerOrder]:
-    names = await _names({r["item_id"] for r in rows})
+async def partner_views(rows: list[dict[str, Any]],
+                        names: dict[str, tuple[str, str, str, str]] | None = None) -> list[PartnerOrder]:
+    """The orders as their partner sees them. `names`: the items' names when the caller has
+    read them already (`_names`)."""
+    names = names if names is not None else await _names({r["item_id"] for r in rows})
     people = {p["id"]: p for p in await Participant.select(Participant.id, Participant.display_name, Participant.email)
               .where(Participant.id.is_in(sorted({r["participant_id"] for r in rows}) or ["-"])).run()}
     views = []
@@ -293,6 +296,21 @@ async def _settled_and_told(store: WalletStore, row: dict[str, Any], feed: list[
 async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str, partner_id: str | None,
                   card: Delivered, lease_id: str | None = None,
                   allowed: tuple[str, ...] = ("claimed",)) -> dict[str, Any]:
+    row, _ = await _fulfilled(store, sealer, program, order_id, partner_id, card, lease_id, allowed)
+    return row
+
+
+async def fulfil_for_partner(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str,
+                             partner_id: str | None, card: Delivered, lease_id: str | None = None) -> PartnerOrder:
+    """A partner's fulfil, answered as the partner sees the order: the item's names are read
+    once, for the participant's feed line and the answer both."""
+    row, names = await _fulfilled(store, sealer, program, order_id, partner_id, card, lease_id, ("claimed",))
+    return (await partner_views([row], names))[0]
+
+
+async def _fulfilled(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str,
+                     partner_id: str | None, card: Delivered, lease_id: str | None,
+                     allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, tuple[str, str, str, str]]]:
     row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
         Order.credentials: seal(sealer, card),
         Order.fulfilled_at: datetime.now(timezone.utc)})
@@ -302,9 +320,10 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
         raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
     names = await _names({row["item_id"]})
     name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
-    return await _settled_and_told(store, row, [FeedEntry(
+    settled = await _settled_and_told(store, row, [FeedEntry(
         key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"], kind="order_fulfilled",
         text=f"Your {item_title(brand, name)} is ready", reference=order_id)])
+    return settled, names
 
 
 def points_back(points: int | None, point_name: str) -> str:

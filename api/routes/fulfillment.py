@@ -291,8 +291,8 @@ async def fulfil(request: Request[Any, Any, Any], order_id: str, data: FulfilReq
     principal = principal_of(request)
     program = await get_program(principal.program_id or "")
     card = delivery.delivered(data.credentials, data.credential_list)
-    row = await orders.fulfill(wallets, sealer, program, order_id, principal.partner_id, card, data.lease_id)
-    return (await orders.partner_views([row]))[0]
+    return await orders.fulfil_for_partner(wallets, sealer, program, order_id, principal.partner_id, card,
+                                           data.lease_id)
 
 
 @post("/v1/fulfillment/orders/{order_id:str}/fail", guards=[partner_only], operation_id="failOrder",
