@@ -198,6 +198,11 @@ def _batch(engine: Any, program_id: str, entries: list[JournalEntry], more: list
             yield ExecuteMany(sql, extra.rows[start:start + CHUNK])
 
 
+def _messages(reply: Any) -> list[tuple[Any, Any]]:
+    """The entries of an XREADGROUP reply that names one stream (none: an empty reply)."""
+    return reply[0][1] if reply else []
+
+
 class JournalProjector:
     def __init__(
         self,
@@ -224,8 +229,7 @@ class JournalProjector:
         self.pass_entries = pass_entries
         # A running projector's pace per program (`project_due`): when its journal is next
         # read (loop time), and how long it has been left between reads while it was quiet.
-        self._due: dict[str, float] = {}
-        self._quiet_for: dict[str, float] = {}
+        self._pace: dict[str, tuple[float, float]] = {}
         self._claimed_at = float("-inf")
         # Programs whose last claim filled a page: claimed again at the next pass.
         self._claim_again: set[str] = set()
@@ -251,8 +255,7 @@ class JournalProjector:
         return await self._drain(program_id, claimed, None, self.batch_size)
 
     async def _read(self, stream: str) -> list[tuple[Any, Any]]:
-        reply = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size)
-        return reply[0][1] if reply else []
+        return _messages(await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size))
 
     async def _drain(self, program_id: str, claimed: Any, fresh: Any, page: int) -> int:
         """Projects what XAUTOCLAIM (`claimed`, at most `page` entries asked) and a read of at
@@ -269,13 +272,15 @@ class JournalProjector:
                     found += await self._project(program_id, stream, stale)
                 if len(claimed[1]) == page:  # more to claim: at the next pass
                     self._claim_again.add(program_id)
-            if fresh is None:
-                fresh, page = await self._read(stream), self.batch_size
-            while fresh and not isinstance(fresh, Exception):
+            while True:
+                if fresh is None:
+                    fresh, page = await self._read(stream), self.batch_size
+                if not fresh or isinstance(fresh, Exception):
+                    break
                 found += await self._project(program_id, stream, fresh)
                 if len(fresh) < page:
                     break
-                fresh, page = await self._read(stream), self.batch_size
+                fresh = None  # a full page: more may wait
         except BaseException:
             # What did land (a batch before the failure) is linked at the program's next pass,
             # whether or not that pass finds entries.
@@ -366,7 +371,7 @@ class JournalProjector:
             self._forget_all_but(program_ids)
         one_read = not isinstance(self.client, RedisCluster)
         quiet_max = 0.25 if one_read else 0.5
-        due = program_ids if claim else [p for p in program_ids if self._due.get(p, now) <= now
+        due = program_ids if claim else [p for p in program_ids if self._pace.get(p, (now, 0.0))[0] <= now
                                          or p in self._claim_again]
         if not due:
             return 0
@@ -396,7 +401,7 @@ class JournalProjector:
             by_stream = {reply_text(stream): messages for stream, messages in reads[0] or []}
             read_of = {p: by_stream.get(keys.journal(p), []) for p in due}
         else:
-            read_of = {p: r if isinstance(r, Exception) else r[0][1] if r else [] for p, r in zip(due, reads)}
+            read_of = {p: r if isinstance(r, Exception) else _messages(r) for p, r in zip(due, reads)}
         failures = [r for r in replies if isinstance(r, Exception)]
         if failures:
             # NOGROUP after a Redis loss: the groups are made again at the next pass. What did
@@ -412,17 +417,15 @@ class JournalProjector:
                 log.exception("projecting the journal of program %s failed; the others go on", program_id)
                 continue
             total += found
-            quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._quiet_for.get(program_id, 0.0)))
-            self._quiet_for[program_id] = quiet
-            self._due[program_id] = now + quiet
+            quiet = 0.0 if found else min(quiet_max, max(0.02, 2 * self._pace.get(program_id, (now, 0.0))[1]))
+            self._pace[program_id] = (now + quiet, quiet)
         return total
 
     def _forget_all_but(self, program_ids: list[str]) -> None:
         """Drops the pace of programs no longer projected (deleted, or another worker's)."""
         known = set(program_ids)
-        for gone in [p for p in self._due if p not in known]:
-            del self._due[gone]
-            self._quiet_for.pop(gone, None)
+        for gone in [p for p in self._pace if p not in known]:
+            del self._pace[gone]
         self._claim_again &= known
 
     async def run(
