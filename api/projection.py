@@ -4,7 +4,7 @@ API, `reward-wallet worker`, the CLI's projecting commands)."""
 
 from __future__ import annotations
 
-from fulfillment import pooled_orders
+from fulfillment import partner_orders, pooled_orders
 from games import spin_projection
 from programs import audit, pending
 from wallet.journal import Follower, JournalEntry, Rows, register_followers
@@ -13,7 +13,8 @@ from wallet.journal import Follower, JournalEntry, Rows, register_followers
 def followers() -> dict[str, Follower]:
     """Per journal kind, the function that answers the SQL rows that follow from its entries."""
     return {"spin": spin_projection.write_spins, "grant": both(audit.money_rows, pending.owed_paid_of),
-            "deduction": audit.money_rows, "hold": audit.money_rows, "award": pending.owed_paid_of,
+            "deduction": audit.money_rows, "hold": both(audit.money_rows, partner_orders.write_partner_orders),
+            "award": pending.owed_paid_of,
             "release": pending.feed_of, "reversal": pending.feed_of, "sweepstakes_prize": pending.owed_paid_of,
             "prize_substitute": pending.owed_paid_of, "redemption": pooled_orders.write_pool_orders}
 

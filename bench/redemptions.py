@@ -11,8 +11,13 @@ code and adds the feed lines (fulfillment/pooled_orders.py). The baseline is ben
 alternated with the redemption runs. Runs on a code pool larger than the run can empty, so
 no request is refused for stock.
 
+With `--partner` the item is an external partner's instead: one Redis call holds the points
+and journals the order (fulfillment/partner_orders.lua), then one SQL write transaction
+writes the pending order and its feed line (fulfillment/partner_orders.py); at the end the
+script checks that every hold the journal carried has its order row, and no more.
+
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
-                                          [--participants 128] [--codes 8000]
+                                          [--participants 128] [--codes 8000] [--partner]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=128)
     parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--partner", action="store_true", help="an external partner's item (no codes)")
     args = parser.parse_args()
     if not (1 <= args.duration <= 120 and 0 <= args.warmup <= 30 and 1 <= args.rounds <= 10
             and CONNECTIONS <= args.participants <= 5000 and 100 <= args.codes <= 200_000):
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         "brand": "Amazon", "name": "Gift card", "face_value": {"amount": 500, "currency": "USD"}})
     item.raise_for_status()
     item_id = item.json()["id"]
-    for start in range(0, args.codes, CODES_PER_UPLOAD):
+    for start in range(0, 0 if args.partner else args.codes, CODES_PER_UPLOAD):
         csv = "code\n" + "".join(f"GC-{n:08d}\n" for n in range(start, min(args.codes, start + CODES_PER_UPLOAD)))
         http.post(f"/v1/catalog/items/{item_id}/codes", json={"csv": csv}, headers=admin).raise_for_status()
     tokens: list[str] = []
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     body = json.dumps({"item_id": item_id}, separators=(",", ":")).encode()
     probe = http.post("/v1/me/redemptions", content=body, headers={
         "Authorization": f"Bearer {tokens[0]}", "Idempotency-Key": "probe", "Content-Type": "application/json"})
-    if probe.status_code != 201 or probe.json().get("status") != "fulfilled":
+    kind, placed = ("an external partner's item", "pending") if args.partner else ("a code-pool item", "fulfilled")
+    if probe.status_code != 201 or probe.json().get("status") != placed:
         raise RuntimeError(f"a first redemption failed: {probe.status_code} {probe.text}")
     redeem = SpinTarget("redemptions", api_port, "/v1/me/redemptions", tokens, args.threads, body=body)
     # The other benchmarks' baseline, byte for byte: a deduction-shaped body on the bare endpoint.
@@ -129,12 +136,13 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)
         return run_python_load(target, prefix, seconds, procs, window)
 
-    print("reward-wallet benchmark: redemptions of a code-pool item over HTTP against the bare Litestar endpoint")
+    print(f"reward-wallet benchmark: redemptions of {kind} over HTTP against the bare Litestar endpoint")
     print(f"  {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; a shared, noisy "
           "machine: read the ratios of the same run")
     for note in notes:
         print(f"  note: {note}")
-    print(f"  setup: {args.participants} participants with points and a token, {args.codes:,} codes, in "
+    print(f"  setup: {args.participants} participants with points and a token, {0 if args.partner else args.codes:,} "
+          "codes, in "
           f"{setup_seconds:.1f} s; generator: {generator_desc}")
     print(f"  {CONNECTIONS} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured, {args.rounds} "
           "round(s), bare and redemptions alternated\n")
@@ -163,29 +171,40 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     from fulfillment import keys as pool_keys
 
     def counted() -> tuple[int, int, int]:
+        """Orders written; codes bound (a partner's: holds projected to the ledger); codes taken
+        in Redis (a partner's: holds journalled)."""
         with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
                                                 timeout=30)) as db:
-            fulfilled = db.execute("SELECT COUNT(*) FROM orders WHERE program_id = ? AND status = 'fulfilled'",
-                                   (program_id,)).fetchone()[0]
+            written = db.execute("SELECT COUNT(*) FROM orders WHERE program_id = ? AND status = ?",
+                                 (program_id, placed)).fetchone()[0]
+            if args.partner:
+                held = db.execute("SELECT COUNT(*) FROM ledger_entries WHERE program_id = ? AND kind = 'hold'",
+                                  (program_id,)).fetchone()[0]
+                return written, held, held
             used = db.execute("SELECT COUNT(*) FROM pool_codes WHERE item_id = ? AND order_id IS NOT NULL",
                               (item_id,)).fetchone()[0]
-        return fulfilled, used, int(sync_redis.hlen(pool_keys.pool_taken(program_id, item_id)))
+        return written, used, int(sync_redis.hlen(pool_keys.pool_taken(program_id, item_id)))
 
     # Requests wrk left unanswered when a run ended are still being served (some past their
     # Redis call, before their SQL write): wait for them, and for the projector.
-    fulfilled, used, taken = counted()
+    written, used, taken = counted()
     for _ in range(150):
-        if fulfilled == used == taken:
+        if written == used == taken:
             break
         time.sleep(0.2)
         drain_journal(sync_redis, stream)
-        fulfilled, used, taken = counted()
+        written, used, taken = counted()
     errors = sum(r.non2xx + r.socket_errors for r in ours)
     print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
           f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "
           f"{TARGET_P99:g} x: {'MET' if p99_ratio <= TARGET_P99 else 'MISSED'}); non-2xx or socket errors {errors}")
-    print(f"  orders fulfilled {fulfilled:,}, codes handed out {used:,} (each order its own code: "
-          f"{'yes' if fulfilled == used else 'NO'}; taken in Redis {taken:,}: "
+    if args.partner:
+        print(f"  orders pending {written:,}, holds in the ledger {used:,} (each hold its order: "
+              f"{'yes' if written == used else 'NO'}); journal drained {drained:.1f} s after the last run "
+              f"({waiting} entries waiting)")
+        return 0
+    print(f"  orders fulfilled {written:,}, codes handed out {used:,} (each order its own code: "
+          f"{'yes' if written == used else 'NO'}; taken in Redis {taken:,}: "
           f"{'the same' if taken == used else 'NOT the same'}); journal drained {drained:.1f} s after the last run "
           f"({waiting} entries waiting)")
     return 0

@@ -1,5 +1,6 @@
 """The fulfilment package's Redis keys and its part of the function library
-(fulfillment/pool.lua: the built-in code pool's free codes). Every key carries its program's
+(fulfillment/pool.lua: the built-in code pool's free codes; fulfillment/partner_orders.lua: an
+external partner's order held and journalled in one call). Every key carries its program's
 hash tag (kernel/keys.py)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from kernel.keys import tag
 from kernel.lua_library import LuaPart
 
-LUA_PART = LuaPart(package="fulfillment", files=("pool.lua",), uses=frozenset({
+LUA_PART = LuaPart(package="fulfillment", files=("pool.lua", "partner_orders.lua"), uses=frozenset({
     "balance_refusal", "fail", "hget_int", "hincrby", "idem_check", "idem_replace", "idem_store", "int_s", "journal",
     "missing_wallet", "move_refusal", "no_record", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
 

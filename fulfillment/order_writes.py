@@ -1,24 +1,19 @@
 """The SQL writes of placing an order: one transaction each (issue #13, the hot path).
 
-A built-in pool item's order is one transaction after its one Redis call: `record_pooled`
-(fulfillment/pooled_orders.py). An external partner's order commits two, one on each side
-of the Redis hold, and no more:
+Every order is one Redis call and then one transaction: a built-in pool item's
+`record_pooled` after rw_pool_redeem (fulfillment/pooled_orders.py), an external partner's
+`record_pending` after rw_partner_hold (fulfillment/partner_orders.py). The Redis call
+journals the order with the entry that pays for it, so a crash between the two loses
+nothing: the journal projector writes the same rows (ON CONFLICT DO NOTHING), whichever of
+the request and the projector gets there first.
 
-1. `open_order`: the order row as `new` (no reader shows a `new` order). Written *before*
-   the hold: a Redis hold has no index anyone could scan, so a crash right after the hold
-   must find a row the sweep sees.
-2. `announce_pending`: the order made visible (`pending`) with its feed lines and its
-   webhook. Written *after* the hold, so no partner or admin ever sees an order whose
-   points are not held.
-
-Folding 2 into 1 would show an order before its points are held; folding 1 into 2 would
-leave a crash after the hold with points held for an order nobody knows of. `drop_order`
-undoes 1 when the hold is refused (the failure path's only write). `fulfil_pooled` finishes
-a pool order placed in steps before the pool lived in Redis (`resume`). Each write is
-conditional on `status = 'new'`, so the request, a retry and the sweep can race to finish
-one order and it happens once. Each is one `write_chain` (kernel/sqlite_pool.py): on SQLite
-the whole transaction in one hop on the writer's thread, so the write lock is not held
-across turns of a busy event loop.
+Orders an earlier build placed in steps may still sit `new` (written before their hold):
+`resume` (fulfillment/redemptions.py) carries them on with `announce_pending` and
+`fulfil_pooled`, each conditional on `status = 'new'`, so the request, a retry and the sweep
+can race to finish one and it happens once; `drop_order` takes one back when its hold is
+refused. Each write is one `write_chain` (kernel/sqlite_pool.py): on SQLite the whole
+transaction in one hop on the writer's thread, so the write lock is not held across turns of
+a busy event loop.
 """
 
 from __future__ import annotations
@@ -54,14 +49,6 @@ class NewOrder(msgspec.Struct, frozen=True):
 
 def _transaction() -> Any:
     return writing(Order._meta.db)
-
-
-async def open_order(order: NewOrder) -> None:
-    """Writes an external partner's order as `new` (a pool item's order is placed in one call:
-    fulfillment/pooled_orders.py)."""
-    insert = Order.insert(_row(order, "new"))
-    if not await write_chain(Order._meta.db, insert):  # an insert answers its row (RETURNING)
-        raise RuntimeError("the order row was not written")
 
 
 # The code bound to its order only while it is free: a code is never on two orders. The
@@ -140,6 +127,43 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) ->
     return str(bound[0]["secret"])
 
 
+# The webhook that announces a partner's new order: its id follows from the order's, so the
+# request and the journal projector writing it both leave one delivery.
+WEBHOOK_COLUMNS = ("id", "program_id", "partner_id", "order_id", "event", "status", "attempts", "next_attempt_at",
+                   "created_at")
+
+
+def announcement_values(order: NewOrder, partner_id: str) -> tuple[Any, ...]:
+    """The order's `order.created` delivery to `partner_id`, as values of WEBHOOK_COLUMNS."""
+    return (f"whd_{order.id.split('_', 1)[-1]}", order.program_id, partner_id, order.id, "order.created", "pending", 0,
+            order.created_at, order.created_at)
+
+
+def pending_values(order: NewOrder) -> tuple[Any, ...]:
+    """An external partner's order as it is written once its points are held (pending:
+    claimable), as values of ORDER_COLUMNS."""
+    fields = _fields(order, "pending")
+    return tuple(fields[column] for column in ORDER_COLUMNS)
+
+
+_INSERT_PENDING = "INSERT INTO orders ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING id".format(
+    ", ".join(ORDER_COLUMNS), ", ".join("{}" for _ in ORDER_COLUMNS))
+_INSERT_ANNOUNCEMENT = "INSERT INTO webhook_deliveries ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
+    ", ".join(WEBHOOK_COLUMNS), ", ".join("{}" for _ in WEBHOOK_COLUMNS))
+
+
+async def record_pending(order: NewOrder, partner: dict[str, Any], feed: list[FeedEntry]) -> bool:
+    """An external partner's order whose points rw_partner_hold held: the order pending, its
+    webhook queued (when the partner has one) and its feed lines, in one transaction; False,
+    writing nothing, when it was written already (a retry, or the journal projector first:
+    its rows are the same)."""
+    insert = Order.raw(_INSERT_PENDING, *pending_values(order))
+    then: list[Any] = []
+    if partner.get("webhook_url"):
+        then.append(WebhookDelivery.raw(_INSERT_ANNOUNCEMENT, *announcement_values(order, partner["id"])))
+    return bool(await write_chain(Order._meta.db, insert, [*then, *publishing(order.program_id, feed)]))
+
+
 async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> bool:
     """A pool order that got no code and whose points went back (fulfillment/pooled_orders.py
     `_give_back`): the order failed and settled, with its feed lines, in one transaction;
@@ -157,7 +181,8 @@ async def bound_code(order_id: str) -> str | None:
 
 
 async def drop_order(order_id: str) -> None:
-    """Undoes `open_order` after the hold was refused: the code back in the pool, no order."""
+    """Takes back an order an earlier build left `new` whose hold was refused: the code back
+    in the pool, no order."""
     async with _transaction():
         await PoolCode.update({PoolCode.order_id: None, PoolCode.used_at: None}).where(
             PoolCode.order_id == order_id).run()
@@ -175,8 +200,9 @@ async def fulfil_pooled(order_id: str, program_id: str, credentials: str, feed: 
 
 
 async def announce_pending(order_id: str, program_id: str, partner: dict[str, Any], feed: list[FeedEntry]) -> bool:
-    """An external partner's order made `pending` (claimable), its webhook delivery queued and
-    its feed lines written, in one transaction; False when another attempt already did."""
+    """An order an earlier build left `new` made `pending` (claimable), its webhook delivery
+    queued and its feed lines written, in one transaction; False when another attempt already
+    did."""
     now = datetime.now(timezone.utc)
     pending = Order.update({Order.status: "pending", Order.updated_at: now}).where(
         (Order.id == order_id) & (Order.status == "new")).returning(Order.id)

@@ -51,6 +51,19 @@ local function pool_empty(loaded)
   return to_json(fail("out_of_stock", "this gift card is out of stock"))
 end
 
+-- What answers an order's call before it looks at anything else (rw_pool_redeem, and
+-- rw_partner_hold in partner_orders.lua, joined after this file): the request's record (a
+-- replay, or its key reused), or "in_flight" when the record answers nothing: the marker of
+-- the same request placed in steps by an earlier build (kernel/idempotency.py `once`).
+local function order_early(idem, fp)
+  local early = idem_check(idem, fp)
+  if early then return early end
+  if not no_record(idem) and redis.call("EXISTS", idem) == 1 then
+    return to_json(fail("in_flight", "a request with this Idempotency-Key is still running"))
+  end
+  return nil
+end
+
 --[[ rw_pool_redeem: a code-pool order in one step: the participant's points from available
 to held and captured (two journal entries, `hold` then `redemption`, as an order paid through
 rw_hold and rw_capture writes them), the item's next free code taken for the order.
@@ -67,13 +80,8 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
   local free, taken, orders, loaded = keys[7], keys[8], keys[9], keys[10]
   local fp, ttl, order, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = idem_check(idem, fp)
+  local early = order_early(idem, fp)
   if early then return early end
-  -- A record that answers nothing is the marker of the same request placed in steps
-  -- (kernel/idempotency.py `once`, while the item was routed to a partner): still running.
-  if not no_record(idem) and redis.call("EXISTS", idem) == 1 then
-    return to_json(fail("in_flight", "a request with this Idempotency-Key is still running"))
-  end
   local placed = redis.call("HGET", orders, order)
   if placed == RETURNED then
     return to_json(fail("out_of_stock", "this gift card is out of stock; your points were returned"))

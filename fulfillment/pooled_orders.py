@@ -23,9 +23,7 @@ from typing import Any
 
 import msgspec
 
-from catalog.tables import Brand, CatalogItem
-from catalog.titles import item_title
-from fulfillment import order_writes, orders, pool_store
+from fulfillment import order_records, order_writes, orders, pool_store
 from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
 from fulfillment.tables import PoolCode
@@ -46,33 +44,6 @@ log = logging.getLogger("rw.orders")
 MEND_AFTER = timedelta(seconds=60)
 
 
-class _Carried(msgspec.Struct, frozen=True):
-    """The order as the capture's journal entry carries it (its `order` metadata)."""
-
-    item: str
-    partner: str
-    source: str
-    face_value: int
-    currency: str
-    created_ms: int
-    tax_flagged: bool = False
-
-
-class _Meta(msgspec.Struct, frozen=True):
-    order: _Carried | None = None
-    code: str | None = None
-
-
-_decode_meta = msgspec.json.Decoder(_Meta).decode
-
-
-def _capture_meta(order: NewOrder) -> str:
-    carried = _Carried(item=order.item_id, partner=order.partner_id, source=order.source, face_value=order.face_value,
-                       currency=order.currency, created_ms=int(order.created_at.timestamp() * 1000),
-                       tax_flagged=order.tax_flagged)
-    return msgspec.json.encode({"reason": "redemption", "order": carried}).decode()
-
-
 def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
     return msgspec.json.encode({"reason": f"redemption {order.id}", **(actor or {})}).decode()
 
@@ -83,11 +54,7 @@ def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True
     lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
                        kind="order_fulfilled", text=f"Your {title} is ready", reference=order.id)] \
         if fulfilled else []
-    if order.source == "redemption":
-        lines.append(FeedEntry(key=f"order:{order.id}:placed", participant_id=order.participant_id,
-                               kind="redemption", points=-order.points, reference=order.id,
-                               text=f"Redeemed {order.points:,} {point_name} for {title}"))
-    return lines
+    return [*lines, *order_records.placed_line(order, title, point_name)]
 
 
 async def place(store: WalletStore, program: ProgramView, order: NewOrder, title: str,
@@ -98,7 +65,7 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     the rest of the wallet's, IdempotencyKeyInFlight."""
     call = Redemption(program_id=program.id, item_id=order.item_id, order_id=order.id,
                       participant_id=order.participant_id, points=order.points, hold_tx=new_id("tx"),
-                      capture_tx=new_id("tx"), hold_meta=_hold_meta(order, actor), capture_meta=_capture_meta(order),
+                      capture_tx=new_id("tx"), hold_meta=_hold_meta(order, actor), capture_meta=order_records.carried_meta(order, "redemption"),
                       now_ms=str(int(order.created_at.timestamp() * 1000)))
     reply = await pool_store.redeem(store, call, idem, store.ttl)
     if not reply.ok:
@@ -109,7 +76,7 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
                                          retry_after=1)
         raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
     if reply.replayed and reply.meta and reply.points is not None:
-        order = recorded_order(order.program_id, order.participant_id, reply.order or order.id, reply.points,
+        order = order_records.recorded_order(order.program_id, order.participant_id, reply.order or order.id, reply.points,
                                reply.meta)
     elif reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
@@ -217,10 +184,10 @@ async def mend(store: WalletStore, program: ProgramView, now: datetime | None = 
         rows = []
     for row in rows:
         try:
-            meta = _decode_meta(row["metadata"])
+            meta = order_records.decode_meta(row["metadata"])
             if meta.order is None or not meta.code:
                 continue
-            order = _order_from(program.id, row["reference"], row["participant_id"] or "", meta.order,
+            order = order_records.order_from(program.id, row["reference"], row["participant_id"] or "", meta.order,
                                 sum(leg[2] for leg in msgspec.json.decode(row["legs"])))
             finished += await _finish(store, program, order, NO_IDEM, meta.code)
         except Exception:
@@ -244,7 +211,7 @@ _UNWRITTEN = """
 async def _finish(store: WalletStore, program: ProgramView, order: NewOrder, idem: Idem, code_hint: str = "") -> int:
     """Writes an order its request left unwritten (see `mend`): 1 when done, 0 when the pool
     knows no code for it."""
-    title = (await _titles([order.item_id])).get(order.item_id, "")
+    title = (await order_records.titles([order.item_id])).get(order.item_id, "")
     code_id = await pool_store.held_code(store, program.id, order.item_id, order.id) or code_hint
     if not code_id:
         log.error("order %s: the pool holds no code for it; nothing to finish", order.id)
@@ -259,14 +226,6 @@ async def _finish(store: WalletStore, program: ProgramView, order: NewOrder, ide
     return 1
 
 
-def recorded_order(program_id: str, participant_id: str, order_id: str, points: int, meta: str) -> NewOrder:
-    """The order as rw_pool_redeem recorded it (its capture's metadata and points)."""
-    carried = _decode_meta(meta).order
-    if carried is None:
-        raise DomainError(f"order {order_id}: its record carries no order")
-    return _order_from(program_id, order_id, participant_id, carried, points)
-
-
 async def write_recorded(store: WalletStore, program: ProgramView, participant_id: str, record: dict[str, Any],
                          idem: Idem) -> bool:
     """Writes the order a pool redemption recorded under `idem` whose SQL write was lost, as
@@ -274,8 +233,8 @@ async def write_recorded(store: WalletStore, program: ProgramView, participant_i
     the record is not a pool redemption's."""
     if not isinstance(record.get("meta"), str) or not isinstance(record.get("points"), int):
         return False
-    order = recorded_order(program.id, participant_id, str(record.get("order", "")), record["points"], record["meta"])
-    title = (await _titles([order.item_id])).get(order.item_id, "")
+    order = order_records.recorded_order(program.id, participant_id, str(record.get("order", "")), record["points"], record["meta"])
+    title = (await order_records.titles([order.item_id])).get(order.item_id, "")
     await place(store, program, order, title, idem)
     return True
 
@@ -286,12 +245,12 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     """The follower of `redemption` entries (wired in api/projection.py): for each one
     rw_pool_redeem wrote, the order, its code's binding and its feed lines, as the request
     writes them (a request that got there first leaves nothing to do)."""
-    carried: list[tuple[JournalEntry, _Carried, str]] = []
+    carried: list[tuple[JournalEntry, order_records.Carried, str]] = []
     for entry in entries:
         if '"code"' not in entry.metadata or not entry.reference:
             continue  # a capture of an order placed in steps: its request wrote the order
         try:
-            meta = _decode_meta(entry.metadata)
+            meta = order_records.decode_meta(entry.metadata)
         except msgspec.DecodeError:
             log.error("redemption entry %s carries no order this build reads", entry.transaction_id)
             continue
@@ -301,7 +260,7 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
         return []
     secrets = {r["id"]: r["secret"] for r in await PoolCode.select(PoolCode.id, PoolCode.secret).where(
         PoolCode.id.is_in([code for _, _, code in carried])).run()}
-    titles = await _titles(sorted({o.item for _, o, _ in carried}))
+    titles = await order_records.titles(sorted({o.item for _, o, _ in carried}))
     point_name = (await get_program(program_id)).point_name
     orders_rows: list[tuple[Any, ...]] = []
     binds: list[tuple[Any, ...]] = []
@@ -311,7 +270,7 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     for entry, o, code in carried:
         if code not in secrets:
             continue
-        order = _order_of(program_id, entry, o)
+        order = order_records.entry_order(program_id, entry, o)
         created = order.created_at
         orders_rows.append(order_writes.fulfilled_values(order, secrets[code]))
         binds.append((order.id, created, code, order.id))
@@ -337,22 +296,3 @@ _DROP_UNBACKED = ("DELETE FROM orders WHERE id = ? AND status = 'fulfilled' "
                   "AND NOT EXISTS (SELECT 1 FROM pool_codes WHERE order_id = ?)")
 _DROP_UNBACKED_LINES = ("DELETE FROM feed_items WHERE feed_key = ? "
                         "AND NOT EXISTS (SELECT 1 FROM orders WHERE id = ? AND status IN (?, ?))")
-
-
-def _order_of(program_id: str, entry: JournalEntry, o: _Carried) -> NewOrder:
-    return _order_from(program_id, entry.reference or "", entry.participant_id or "", o,
-                       sum(leg[2] for leg in entry.legs))
-
-
-def _order_from(program_id: str, order_id: str, participant_id: str, o: _Carried, points: int) -> NewOrder:
-    return NewOrder(id=order_id, program_id=program_id, participant_id=participant_id, item_id=o.item,
-                    partner_id=o.partner, source=o.source, face_value=o.face_value, currency=o.currency, points=points,
-                    created_at=datetime.fromtimestamp(o.created_ms / 1000, tz=timezone.utc), tax_flagged=o.tax_flagged)
-
-
-async def _titles(item_ids: list[str]) -> dict[str, str]:
-    items = await CatalogItem.select(CatalogItem.id, CatalogItem.name, CatalogItem.brand_id).where(
-        CatalogItem.id.is_in(item_ids)).run()
-    brands = {b["id"]: b["name"] for b in await Brand.select(Brand.id, Brand.name).where(
-        Brand.id.is_in(sorted({i["brand_id"] for i in items}) or [""])).run()}
-    return {i["id"]: item_title(brands.get(i["brand_id"], ""), i["name"]) for i in items}

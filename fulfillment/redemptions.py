@@ -1,18 +1,16 @@
 """Placing an order, end to end: the built-in pool fulfils it at once, an external partner is
 told by webhook (and can always pull).
 
-An item of the built-in code pool is one Redis call and one SQL transaction
-(fulfillment/pooled_orders.py). An external partner's order writes SQL twice and Redis once
-(fulfillment/order_writes.py says why two is the floor there):
+Either is one Redis call and one SQL transaction: fulfillment/pooled_orders.py for a
+built-in pool item, fulfillment/partner_orders.py for an external partner's. The Redis call
+journals the order with the entry that pays for it, so a crash between the two leaves the
+journal projector to write it, and a retry with the same Idempotency-Key is answered from
+the call's record: the same order, never a second.
 
-    open_order (SQL: order `new`)  ->  hold (Redis)  ->  announce_pending (SQL: visible, feed
-    lines, webhook)
-
-A crash after any step leaves an order `new` that a retry with the same Idempotency-Key
-(the same order id) or the sweep (`orders.sweep`, after `STALE_NEW`) carries on with
-`resume`: the hold is idempotent per order and each SQL step is conditional on
-`status = 'new'`, so nothing is held twice. The answer is built from what the request
-already holds: no re-select.
+Orders an earlier build placed in steps (written `new` before their hold) are carried on by
+`resume`, from a retry or from the sweep (`orders.sweep`, after `STALE_NEW`): the hold is
+idempotent per order and each SQL step is conditional on `status = 'new'`, so nothing is
+held twice. The answer is built from what the request already holds: no re-select.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from catalog import keys as catalog_keys
 from catalog.items import Pricing, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
-from fulfillment import order_writes, orders, pooled_orders, taxes, webhooks
+from fulfillment import order_writes, orders, partner_orders, pooled_orders, taxes, webhooks
 from fulfillment.code_pool import take_code, take_code_id
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
@@ -179,8 +177,8 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
 async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
                  item_id: str, face_value: Money | None, idem: Idem, ttl: int) -> tuple[OrderView, bool]:
     """A participant's own redemption, once per idempotency record `idem`: answers (the order,
-    whether it is a replay). A pool item is one Redis call that records its own answer; a
-    partner's order runs in steps under `once`, with its id pinned to the key first."""
+    whether it is a replay). One Redis call places it and records its own answer; an attempt
+    an earlier build placed in steps (its id pinned to the key) is carried on in steps."""
     # The key first: a replay answers what was recorded, whatever the catalog, the route or
     # the year's tax total say now; an id pinned by an attempt placed in steps (which a crash
     # left unanswered) is carried on in steps, never placed a second time.
@@ -196,12 +194,13 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
                 raise OutOfStock(SOLD_OUT)
             return answer, True
         except NotFound:
-            # A pool order whose SQL write was lost: written now as it was charged.
-            if not await pooled_orders.write_recorded(store, program, participant_id, found, idem):
+            # An order whose SQL write was lost: written now as it was charged.
+            if not (await partner_orders.write_recorded(program, participant_id, found)
+                    or await pooled_orders.write_recorded(store, program, participant_id, found, idem)):
                 raise
             return await _recorded(program, participant_id, sealer, found), True
     known = await item_route(program.id, item_id, int(version or 0))
-    if known.partner["kind"] == "code_pool" and pinned is None:
+    if pinned is None:
         return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
                             None, idem, known)
     order_id = pinned or await pinned_id(store.client, idem, "ord", ttl, suffix="order")
@@ -265,16 +264,15 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
         if partner["kind"] == "code_pool":
             order, secret, replayed = await pooled_orders.place(store, program, order, labels.title,
                                                                 idem or NO_IDEM, actor)
-            if replayed and idem is not None:
-                return await orders.participant_view(program.id, participant_id, order.id, sealer), True
-            # The row's moments are the order's own (a GET or a replay answers the same).
-            return _answer(order, Finished(status="fulfilled", secret=secret), labels, sealer,
-                           now=order.created_at), replayed
+            done = Finished(status="fulfilled", secret=secret)
         else:
-            await order_writes.open_order(order)
-            await _hold(store, order, actor)
-            done = await _finish(store, program, order, partner, None, labels)
-            replayed = False
+            order, replayed = await partner_orders.place(store, program, order, partner, labels.title,
+                                                         idem or NO_IDEM, actor)
+            done = Finished(status="pending")
+        if replayed and idem is not None:
+            return await orders.participant_view(program.id, participant_id, order.id, sealer), True
+        # The row's moments are the order's own (a GET or a replay answers the same).
+        return _answer(order, done, labels, sealer, now=order.created_at), replayed
     if done.status == "failed":
         raise OutOfStock(SOLD_OUT)
     return _answer(order, done, labels, sealer), replayed

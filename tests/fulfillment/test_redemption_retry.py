@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from catalog.items import item_row, pricing_of, redemption_points
-from fulfillment.order_writes import NewOrder, open_order
+from fulfillment.order_writes import NewOrder
 from fulfillment.orders import hold_idem, settle_idem, sweep
 from fulfillment.partners import route
 from fulfillment.tables import Order, PoolCode
@@ -26,24 +26,38 @@ from tests.factories import redeem, shop, shopper, wait_until
 pytestmark = pytest.mark.sql
 
 
-@pytest.mark.parametrize("crashed_in", ["new", "pending"])
-async def test_a_retry_after_a_crash_makes_no_second_order(client, redis, crashed_in: str) -> None:  # type: ignore[no-untyped-def]
+async def _left_new(order: NewOrder) -> None:
+    """The order row an earlier build wrote before its hold (it placed orders in steps)."""
+    await Order.insert(Order(id=order.id, program_id=order.program_id, participant_id=order.participant_id,
+                             item_id=order.item_id, partner_id=order.partner_id, source=order.source,
+                             face_value=order.face_value, currency=order.currency, points=order.points, status="new",
+                             created_at=order.created_at, updated_at=order.created_at)).run()
+
+
+@pytest.mark.parametrize("crashed_after", ["open", "hold"])
+async def test_a_partner_order_left_new_by_an_earlier_build_is_carried_on_by_its_retry(  # type: ignore[no-untyped-def]
+        client, redis, crashed_after: str) -> None:
+    """Partner orders used to be placed in steps (order `new`, hold, made pending); an attempt
+    a crash left half-made before an upgrade is carried on by its retry, held once."""
     program, _, item = await shop(client)
     person, me = await shopper(client, program, 10_000)
-    first = await redeem(client, me, item["id"], key="crash-me")
-    assert first.status_code == 201, first.text
-    order_id = first.json()["id"]
-    # The process died after the order was written (and, for "new", before it was marked
-    # pending) but before the answer was recorded; the in-flight marker has since expired.
-    await redis.delete(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "crash-me"))
-    if crashed_in == "new":
-        await Order.update({Order.status: "new"}).where(Order.id == order_id).run()
+    row = await item_row(program.id, item["id"])
+    value, points = redemption_points(row, pricing_of(await get_program(program.id)), None)
+    order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
+                     partner_id=(await route(program.id, row))["id"], source="redemption", face_value=value,
+                     currency=row["currency"], points=points, created_at=datetime.now(timezone.utc))
+    await _left_new(order)
+    if crashed_after == "hold":
+        await accounts.hold(WalletStore(redis), program.id, person["id"], points, order.id,
+                            hold_idem(program.id, order.id))
+    # Its id pinned to the key, its answer never recorded (the in-flight marker expired).
+    await redis.set(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "crash-me") + ":order", order.id)
     retried = await redeem(client, me, item["id"], key="crash-me")
     assert retried.status_code == 201, retried.text
-    assert retried.json()["id"] == order_id and retried.json()["status"] == "pending"
+    assert retried.json()["id"] == order.id and retried.json()["status"] == "pending"
     assert len((await client.get("/v1/me/redemptions", headers=me)).json()["items"]) == 1
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
-    assert (wallet["available"], wallet["held"]) == (10_000 - first.json()["points"], first.json()["points"])
+    assert (wallet["available"], wallet["held"]) == (10_000 - points, points)
 
 
 async def _pool_shop(client, codes: int = 2):  # type: ignore[no-untyped-def]
@@ -117,7 +131,7 @@ async def test_a_pool_order_left_new_by_the_steps_of_an_earlier_build_is_finishe
     order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
                      partner_id=(await route(program.id, row))["id"], source="redemption", face_value=value,
                      currency=row["currency"], points=points, created_at=datetime.now(timezone.utc) - timedelta(minutes=2))
-    await open_order(order)
+    await _left_new(order)
     if crashed_after in ("hold", "capture"):
         await accounts.hold(store, program.id, person["id"], points, order.id, hold_idem(program.id, order.id))
     if crashed_after == "capture":
@@ -209,7 +223,7 @@ async def test_an_attempt_placed_in_steps_before_an_upgrade_is_carried_on_not_pl
     order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
                      partner_id=(await route(program.id, row))["id"], source="redemption", face_value=value,
                      currency=row["currency"], points=points, created_at=datetime.now(timezone.utc))
-    await open_order(order)
+    await _left_new(order)
     await accounts.hold(WalletStore(redis), program.id, person["id"], points, order.id, hold_idem(program.id, order.id))
     await redis.set(kernel_keys.idempotency(program.id, f"pt:{person['id']}", "pinned") + ":order", order.id)
     retried = await redeem(client, me, item["id"], key="pinned")

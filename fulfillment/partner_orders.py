@@ -1,0 +1,151 @@
+"""An order of an external partner's item: one Redis call, one SQL transaction (issue #13).
+
+    rw_partner_hold (Redis: the points held under the order, a `hold` journal entry carrying
+    the order, the request's record)  ->  record_pending (SQL: the order pending, its webhook,
+    its feed lines)
+
+Nothing is written before the call, and every refusal (no points, a suspended program)
+changes nothing. A crash after the call loses nothing: the hold's journal entry carries the
+order, and the journal projector writes the same rows (`write_partner_orders`, ON CONFLICT
+DO NOTHING, the webhook's id following from the order's), whichever gets there first. A
+retry with the same Idempotency-Key is answered from the call's record: the same order, its
+points held once. A prize costs no points and moves none: it is the SQL transaction alone,
+and its own caller (a spin, a sweepstakes payout, their sweeps) places it again by its id.
+
+The one SQL transaction stays on the request path because the partner's claim queue, the
+admin's order list and the participant's own read SQL, and a retry or a GET right after the
+answer must find the order there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+
+from fulfillment import order_records, order_writes
+from fulfillment.order_writes import NewOrder
+from fulfillment.tables import Partner
+from kernel.errors import IdempotencyKeyInFlight, Unavailable
+from kernel.idempotency import NO_IDEM, Idem
+from kernel.ids import new_id
+from kernel.keys import no_record
+from kernel.redis_functions import FunctionStore
+from kernel.replies import Reply
+from programs.feed import FEED_COLUMNS, feed_rows
+from programs.programs import ProgramView, get_program
+from wallet import keys as wallet_keys
+from wallet.accounts import raise_for
+from wallet.journal import JournalEntry, Rows
+from wallet.store import Outcome
+
+log = logging.getLogger("rw.orders")
+
+
+class HoldReply(Reply, frozen=True):
+    order: str | None = None
+    tx: str | None = None
+    points: int | None = None  # what the order was charged (a replay's is its first attempt's)
+    meta: str | None = None  # recorded: the hold's metadata (the order's fields)
+
+
+_decode = msgspec.json.Decoder(HoldReply).decode
+
+
+async def _hold(store: FunctionStore, order: NewOrder, idem: Idem, ttl: int, actor: dict[str, str] | None) -> HoldReply:
+    p = order.program_id
+    key_list = [idem.key or no_record(p), wallet_keys.journal(p), wallet_keys.config(p),
+                wallet_keys.wallet(p, order.participant_id), wallet_keys.hold(p, order.id)]
+    meta = order_records.carried_meta(order, f"redemption {order.id}", actor)
+    args = [idem.fingerprint, ttl, order.id, order.participant_id, order.points, new_id("tx"), meta,
+            int(order.created_at.timestamp() * 1000)]
+    return _decode(await store.fcall("rw_partner_hold", key_list, args))
+
+
+async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str,
+                idem: Idem = NO_IDEM, actor: dict[str, str] | None = None) -> tuple[NewOrder, bool]:
+    """Places `order` (its tax flag already decided) with `partner`: answers (the order as
+    written, which a replay answers with its first attempt's id and fields; whether the call
+    was replayed). `actor` ({"actor", "approved_by"}): who redeemed for the participant, in the
+    hold's journal entry. Raises the refusal (insufficient points and the rest of the
+    wallet's, IdempotencyKeyInFlight), or Unavailable when the SQL write failed: a retry with
+    the same key, or the journal projector, writes it."""
+    replayed = False
+    if order.points > 0:
+        reply = await _hold(store, order, idem, store.ttl, actor)
+        if not reply.ok:
+            if reply.code == "in_flight":
+                raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
+                                             retry_after=1)
+            raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
+        replayed = bool(reply.replayed)
+        if reply.meta and reply.points is not None:
+            order = order_records.recorded_order(order.program_id, order.participant_id, reply.order or order.id,
+                                                 reply.points, reply.meta)
+        elif reply.points is not None:  # the same order's hold, made by an earlier attempt
+            order = msgspec.structs.replace(order, points=reply.points)
+    if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then
+        partner = await _partner(order.partner_id)
+    try:
+        await order_writes.record_pending(order, partner, order_records.placed_line(order, title, program.point_name))
+    except Exception as error:
+        log.warning("order %s: its SQL write failed; a retry or the journal projector writes it", order.id,
+                    exc_info=True)
+        raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
+    return order, replayed
+
+
+async def _partner(partner_id: str) -> dict[str, Any]:
+    row = await Partner.select(Partner.id, Partner.webhook_url).where(Partner.id == partner_id).first().run()
+    return row or {"id": partner_id}
+
+
+async def write_recorded(program: ProgramView, participant_id: str, record: dict[str, Any]) -> bool:
+    """Writes the order a partner redemption recorded (its hold is made) whose SQL write was
+    lost, as it was charged: no catalog, route or tax read. False when the record is not such
+    a redemption's."""
+    if not isinstance(record.get("meta"), str) or not isinstance(record.get("points"), int) or "code_id" in record:
+        return False
+    order = order_records.recorded_order(program.id, participant_id, str(record.get("order", "")), record["points"],
+                                         record["meta"])
+    title = (await order_records.titles([order.item_id])).get(order.item_id, "")
+    await order_writes.record_pending(order, await _partner(order.partner_id),
+                                      order_records.placed_line(order, title, program.point_name))
+    return True
+
+
+# --- the journal projector's follower ------------------------------------------------------
+
+async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
+    """The follower of `hold` entries (wired in api/projection.py): for each one
+    rw_partner_hold wrote, the order pending, its webhook and its feed line, as the request
+    writes them (a request that got there first leaves nothing to do)."""
+    carried: list[NewOrder] = []
+    for entry in entries:
+        if '"order"' not in entry.metadata or not entry.reference:
+            continue  # a hold of something else, or an order an earlier build wrote first
+        try:
+            meta = order_records.decode_meta(entry.metadata)
+        except msgspec.DecodeError:
+            log.error("hold entry %s carries no order this build reads", entry.transaction_id)
+            continue
+        if meta.order is not None:
+            carried.append(order_records.entry_order(program_id, entry, meta.order))
+    if not carried:
+        return []
+    titles = await order_records.titles(sorted({o.item_id for o in carried}))
+    hooked = {r["id"] for r in await Partner.select(Partner.id, Partner.webhook_url).where(
+        Partner.id.is_in(sorted({o.partner_id for o in carried}))).run() if r["webhook_url"]}
+    point_name = (await get_program(program_id)).point_name
+    feed: list[tuple[Any, ...]] = []
+    for order in carried:
+        feed += feed_rows(program_id, order_records.placed_line(order, titles.get(order.item_id, ""), point_name),
+                          order.created_at)
+    # The orders first, then their webhooks, then the feed: the order a request's transaction
+    # takes its locks in (order_writes.record_pending), so the two never wait in a circle.
+    return [Rows(table="orders", columns=order_writes.ORDER_COLUMNS,
+                 rows=[order_writes.pending_values(o) for o in carried]),
+            Rows(table="webhook_deliveries", columns=order_writes.WEBHOOK_COLUMNS,
+                 rows=[order_writes.announcement_values(o, o.partner_id) for o in carried if o.partner_id in hooked]),
+            Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]

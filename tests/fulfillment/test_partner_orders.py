@@ -1,0 +1,155 @@
+"""An external partner's order is one Redis call and one SQL transaction
+(fulfillment/partner_orders.py): whatever dies between the two, the order appears once, its
+points held once, its partner told once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from fulfillment import order_writes
+from fulfillment.tables import Order, WebhookDelivery
+from programs.tables import FeedItem
+from tests.factories import another_worker, bearer, claim_orders, commands_of, redeem, shop, shopper, wait_until
+from tests.games.test_spin_projection import projection_paused
+
+pytestmark = pytest.mark.sql
+
+HOOK = "https://hooks.partner.example/orders"
+
+
+async def _hooked_shop(client):  # type: ignore[no-untyped-def]
+    program, partner, item = await shop(client)
+    answer = await client.put(f"/v1/fulfillment/partners/{partner['id']}/webhook", headers=program.headers,
+                              json={"url": HOOK})
+    assert answer.status_code == 200, answer.text
+    return program, partner, item
+
+
+def _what_was_written(order_id: str):  # type: ignore[no-untyped-def]
+    async def read() -> tuple[list[str], int, list[str]]:
+        rows = await Order.select(Order.status).where(Order.id == order_id).run()
+        deliveries = await WebhookDelivery.count().where(WebhookDelivery.order_id == order_id).run()
+        lines = await FeedItem.select(FeedItem.kind).where(FeedItem.reference == order_id).run()
+        return [r["status"] for r in rows], deliveries, [line["kind"] for line in lines]
+    return read
+
+
+async def _wallet(client, me) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    return wallet["available"], wallet["held"]
+
+
+async def test_a_partner_order_is_written_pending_with_its_webhook_and_feed_line(client) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await _hooked_shop(client)
+    _, me = await shopper(client, program, 10_000)
+    placed = await redeem(client, me, item["id"])
+    assert placed.status_code == 201 and placed.json()["status"] == "pending", placed.text
+    order_id, points = placed.json()["id"], placed.json()["points"]
+    assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    mine = (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).json()
+    assert (mine["status"], mine["created_at"], mine["points"]) == ("pending", placed.json()["created_at"], points)
+    assert await _wallet(client, me) == (10_000 - points, points)
+
+
+async def test_a_partner_order_whose_sql_write_fails_answers_503_and_its_retry_the_same_order(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    program, _, item = await _hooked_shop(client)
+    _, me = await shopper(client, program, 10_000)
+    written = order_writes.record_pending
+
+    async def locked(*_: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    async with projection_paused(redis, program.id):  # the retry, not the projector, writes it
+        monkeypatch.setattr(order_writes, "record_pending", locked)
+        failed = await redeem(client, me, item["id"], key="sql-down")
+        assert failed.status_code == 503 and failed.json()["code"] == "unavailable", failed.text
+        monkeypatch.setattr(order_writes, "record_pending", written)
+        # The item is retired before the retry: the order is written as it was charged.
+        retired = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
+                                     headers=program.headers)
+        assert retired.status_code == 200, retired.text
+        retried = await redeem(client, me, item["id"], key="sql-down")
+        assert retried.status_code == 201 and retried.headers.get("Idempotent-Replayed") == "true", retried.text
+        order_id, points = retried.json()["id"], retried.json()["points"]
+        assert (retried.json()["status"], points) == ("pending", item["points_price"])
+        assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    # The projector then meets the order's journal entry: nothing is written twice.
+    await wait_until(lambda: redis.xlen(f"rw:{{p:{program.id}}}:journal"), 0)
+    assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    assert [o["id"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == [order_id]
+    assert await _wallet(client, me) == (10_000 - points, points)
+
+
+async def test_the_journal_projector_writes_a_partner_order_whose_request_died_after_its_redis_call(  # type: ignore[no-untyped-def]
+        client, monkeypatch) -> None:
+    program, partner, item = await _hooked_shop(client)
+    person, me = await shopper(client, program, 10_000)
+
+    async def died(*_: object) -> bool:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(order_writes, "record_pending", died)
+    failed = await redeem(client, me, item["id"], key="died")
+    assert failed.status_code == 503, failed.text
+    monkeypatch.undo()
+
+    # Nobody retries: the hold's journal entry carries the order, and the projector writes it.
+    async def orders_of() -> list[tuple[str, str]]:
+        rows = await Order.select(Order.status, Order.partner_id).where(Order.participant_id == person["id"]).run()
+        return [(r["status"], r["partner_id"]) for r in rows]
+
+    assert await wait_until(orders_of, [("pending", partner["id"])]) == [("pending", partner["id"])]
+    [order_id] = [r["id"] for r in await Order.select(Order.id).where(Order.participant_id == person["id"]).run()]
+    wanted = (["pending"], 1, ["redemption"])
+    assert await wait_until(_what_was_written(order_id), wanted) == wanted
+    claimed = (await claim_orders(client, bearer(partner["api_key"]))).json()["items"]
+    assert [o["id"] for o in claimed] == [order_id]
+    # A late retry answers that order; nothing is held or written twice.
+    retried = await redeem(client, me, item["id"], key="died")
+    assert retried.status_code == 201 and retried.headers.get("Idempotent-Replayed") == "true", retried.text
+    assert retried.json()["id"] == order_id
+    assert await _what_was_written(order_id)() == (["claimed"], 1, ["redemption"])
+    points = retried.json()["points"]
+    assert await _wallet(client, me) == (10_000 - points, points)
+
+
+async def test_concurrent_attempts_with_one_key_place_one_order(client) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await _hooked_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    answers = await asyncio.gather(*(redeem(client, me, item["id"], key="twice") for _ in range(8)))
+    placed = [a for a in answers if a.status_code == 201]
+    assert placed and all(a.status_code in (201, 409) for a in answers), [a.text for a in answers]
+    assert {a.json()["id"] for a in placed} == {placed[0].json()["id"]}
+    order_id, points = placed[0].json()["id"], placed[0].json()["points"]
+    assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    assert await Order.count().where(Order.participant_id == person["id"]).run() == 1
+    assert await _wallet(client, me) == (10_000 - points, points)
+
+
+async def test_a_partner_redemption_sends_the_same_redis_commands_as_a_pool_one(  # type: ignore[no-untyped-def]
+        settings, migrated, private_valkey) -> None:
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False) as app:
+        program, _, item = await shop(app)
+        pooled = (await app.post("/v1/catalog/items", headers=program.headers, json={
+            "brand": "Amazon", "name": "Pooled card", "face_value": {"amount": 2500, "currency": "USD"},
+            "sku": "pooled-sku"})).json()
+        upload = await app.post(f"/v1/catalog/items/{pooled['id']}/codes", json={"csv": "code\nGC-1\nGC-2\n"},
+                                headers=program.headers)
+        assert upload.status_code in (200, 201), upload.text
+        _, me = await shopper(app, program, 100_000)
+        for warm in (item["id"], pooled["id"]):  # first use: the token, the routes, the pool's load
+            assert (await redeem(app, me, warm)).status_code == 201
+
+        async def place(item_id: str) -> None:
+            answer = await redeem(app, me, item_id)
+            assert answer.status_code == 201, answer.text
+
+        partner = await commands_of(private_valkey, lambda: place(item["id"]))
+        pool = await commands_of(private_valkey, lambda: place(pooled["id"]))
+    print("\ncommands of a partner redemption:", partner, "\ncommands of a pool redemption:", pool)
+    assert [c.split(" ")[:2] for c in partner if c.startswith("FCALL rw_p")] == [["FCALL", "rw_partner_hold"]]
+    assert len(partner) == len(pool), (partner, pool)
