@@ -239,17 +239,17 @@ async def _transition(program_id: str, order_id: str, partner_id: str | None, to
         where &= Order.lease_id == lease_id
     now = datetime.now(timezone.utc)
     changed = await Order.update({Order.status: to, Order.updated_at: now, **values}).where(where) \
-        .returning(Order.id).run()
+        .returning(*Order.all_columns()).run()
+    if changed:
+        return changed[0]  # the row as the update left it: no second read
     row = await Order.select().where((Order.id == order_id) & (Order.program_id == program_id)).first().run()
     if row is None or row["status"] == "new" or (partner_id is not None and row["partner_id"] != partner_id):
         raise NotFound("no such order")
-    if not changed:
-        if row["status"] == to and (lease_id is None or row["lease_id"] == lease_id):
-            return row  # the same transition again: answered, nothing applied twice
-        if row["status"] == "claimed" and lease_id is not None and row["lease_id"] != lease_id:
-            raise Conflict("this lease expired and the order was claimed again; it is no longer yours")
-        raise Conflict(f"the order is {row['status']}; it cannot become {to}")
-    return row
+    if row["status"] == to and (lease_id is None or row["lease_id"] == lease_id):
+        return row  # the same transition again: answered, nothing applied twice
+    if row["status"] == "claimed" and lease_id is not None and row["lease_id"] != lease_id:
+        raise Conflict("this lease expired and the order was claimed again; it is no longer yours")
+    raise Conflict(f"the order is {row['status']}; it cannot become {to}")
 
 
 async def settle(store: WalletStore, row: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ _CLAIM = """
     SET status = 'claimed', lease_id = {}, lease_expires_at = {}, attempts = attempts + 1, updated_at = {}
     WHERE id IN ({candidates})
       AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
-    RETURNING id
+    RETURNING *
 """
 
 
@@ -44,9 +44,7 @@ async def claim(program_id: str, partner_id: str, limit: int, lease_seconds: int
     if isinstance(Order._meta.db, PostgresEngine):
         candidates += " FOR UPDATE SKIP LOCKED"
     sql = _CLAIM.replace("{candidates}", candidates)
+    # The rows as the claim left them (RETURNING *: the same values and types as a SELECT on
+    # SQLite and Postgres alike), oldest first.
     claimed = await Order.raw(sql, lease_id, expires, now, program_id, partner_id, now, limit, now).run()
-    ids = [r["id"] for r in claimed]
-    if not ids:
-        return []
-    rows = await Order.select().where(Order.id.is_in(ids) & (Order.lease_id == lease_id)).run()
-    return sorted(rows, key=lambda r: (r["created_at"], r["id"]))
+    return sorted(claimed, key=lambda r: (r["created_at"], r["id"]))
