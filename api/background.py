@@ -26,7 +26,7 @@ import msgspec
 
 from api.settings import Settings
 from catalog.items import pricing_of
-from fulfillment import orders, pooled_orders, webhooks
+from fulfillment import orders, partner_orders, pooled_orders, webhooks
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
@@ -201,6 +201,7 @@ async def _sweep(wallets: WalletStore, sealer: Sealer) -> None:
         await orders.sweep(wallets, program_id)
         program = await get_program(program_id)
         await pooled_orders.mend(wallets, program)
+        await partner_orders.mend(program)
         await reroute_orphans(wallets, sealer, program)
         await spins.complete_unrecorded(wallets, sealer, program, pricing_of(program))
 

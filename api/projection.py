@@ -4,10 +4,14 @@ API, `reward-wallet worker`, the CLI's projecting commands)."""
 
 from __future__ import annotations
 
+import logging
+
 from fulfillment import partner_orders, pooled_orders
 from games import spin_projection
 from programs import audit, pending
 from wallet.journal import Follower, JournalEntry, Rows, register_followers
+
+log = logging.getLogger("rw.journal")
 
 
 def followers() -> dict[str, Follower]:
@@ -20,10 +24,18 @@ def followers() -> dict[str, Follower]:
 
 
 def both(first: Follower, second: Follower) -> Follower:
-    """Two packages' followers of one kind, as one."""
+    """Two packages' followers of one kind, as one; one that fails does not take the other's
+    rows with it (its own are left to its package's repair, as the projector does for any)."""
 
     async def follow(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
-        return [*await first(program_id, entries), *await second(program_id, entries)]
+        rows: list[Rows] = []
+        for follower in (first, second):
+            try:
+                rows += await follower(program_id, entries)
+            except Exception:
+                log.exception("journal follower %s of program %s failed; left to its repair",
+                              getattr(follower, "__qualname__", follower), program_id)
+        return rows
 
     return follow
 

@@ -11,8 +11,10 @@ seen by the next redemption on every process. What moves no version is seen with
 `KEEP_SECONDS`: a minute, since every change that matters moves it (kept 5 seconds, half of
 the load mix's redemptions of 30 items read their route again). A redemption that read the
 version just before a change places its order by the route it had: a partner disabled
-meanwhile has it moved by the sweep or the next claim (fulfillment/rerouting.py), a webhook
-set meanwhile is not told of it, and the partner still pulls it.
+meanwhile has it moved by the sweep or the next claim (fulfillment/rerouting.py); a webhook
+set meanwhile may be told of it by the journal projector, which queues the order's delivery
+when the partner has a webhook as it projects the order's entry (the same delivery id as the
+request's: once at most); either way the partner pulls it.
 """
 
 from __future__ import annotations

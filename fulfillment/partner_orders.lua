@@ -22,9 +22,10 @@ redis.register_function("rw_partner_hold", function(keys, argv)
   local early = order_early(idem, fp)
   if early then return early end
   if redis.call("EXISTS", hold) == 1 then
-    if redis.call("HGET", hold, "reference") == order and redis.call("HGET", hold, "participant") == participant then
-      return to_json({ok = true, order = order, tx = redis.call("HGET", hold, "tx"),
-        points = hget_int(hold, "points"), replayed = 1})
+    local h = redis.call("HMGET", hold, "reference", "participant", "tx", "points", "meta")
+    if h[1] == order and h[2] == participant then
+      return to_json({ok = true, order = order, tx = h[3], points = tonumber(h[4]), meta = h[5] or cjson.null,
+        replayed = 1})
     end
     return to_json(fail("conflict", "this order's points are already held"))
   end
@@ -39,8 +40,11 @@ redis.register_function("rw_partner_hold", function(keys, argv)
   local available, held = wallet_account(wallet, "available"), wallet_account(wallet, "held")
   hincrby(wallet, "available", -points)
   hincrby(wallet, "held", points)
+  -- The order's fields stay with the hold until it is settled (rw_capture, rw_void drop them): a
+  -- retry by order id (an approval, a redemption made for the participant) writes the order as
+  -- it was charged.
   redis.call("HSET", hold, "participant", participant, "points", int_s(points), "state", "held", "tx", tx,
-    "reference", order)
+    "reference", order, "meta", argv[7])
   journal(stream, tx, "hold", participant, -points, order, argv[7], {{available, held, points}}, argv[8])
   return idem_store(idem, fp, ttl, {ok = true, order = order, tx = tx, points = points, meta = argv[7]})
 end)

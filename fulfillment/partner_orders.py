@@ -20,6 +20,7 @@ answer must find the order there.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -32,15 +33,20 @@ from kernel.idempotency import NO_IDEM, Idem
 from kernel.ids import new_id
 from kernel.keys import no_record
 from kernel.redis_functions import FunctionStore
-from kernel.replies import Reply
+from kernel.replies import Reply, reply_text
 from programs.feed import FEED_COLUMNS, feed_rows
 from programs.programs import ProgramView, get_program
 from wallet import keys as wallet_keys
 from wallet.accounts import raise_for
 from wallet.journal import JournalEntry, Rows
 from wallet.store import Outcome
+from wallet.tables import LedgerEntry
 
 log = logging.getLogger("rw.orders")
+
+# How old a held order with no row must be before the sweep writes it in its request's and
+# the projector's place: far longer than either takes.
+MEND_AFTER = timedelta(seconds=60)
 
 
 class HoldReply(Reply, frozen=True):
@@ -80,25 +86,35 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
                                              retry_after=1)
             raise_for(Outcome(ok=False, code=reply.code, detail=reply.detail, replayed=reply.replayed))
         replayed = bool(reply.replayed)
-        if reply.meta and reply.points is not None:
+        if replayed and reply.meta and reply.points is not None:  # as the first attempt charged it
             order = order_records.recorded_order(order.program_id, order.participant_id, reply.order or order.id,
                                                  reply.points, reply.meta)
-        elif reply.points is not None:  # the same order's hold, made by an earlier attempt
-            order = msgspec.structs.replace(order, points=reply.points)
     if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then
         partner = await _partner(order.partner_id)
+    await _write(program, order, partner, title)
+    return order, replayed
+
+
+async def _write(program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str) -> bool:
+    """The order's one SQL transaction; False when it was written already. A failure answers
+    Unavailable (a retry, the journal projector or the sweep writes it)."""
     try:
-        await order_writes.record_pending(order, partner, order_records.placed_line(order, title, program.point_name))
+        return await order_writes.record_pending(order, partner,
+                                                 order_records.placed_line(order, title, program.point_name))
     except Exception as error:
         log.warning("order %s: its SQL write failed; a retry or the journal projector writes it", order.id,
                     exc_info=True)
-        raise Unavailable("the order could not be saved just now; retry with the same Idempotency-Key") from error
-    return order, replayed
+        raise Unavailable("the order could not be saved just now; retry shortly (with the same Idempotency-Key, "
+                          "if the request had one)") from error
 
 
 async def _partner(partner_id: str) -> dict[str, Any]:
     row = await Partner.select(Partner.id, Partner.webhook_url).where(Partner.id == partner_id).first().run()
     return row or {"id": partner_id}
+
+
+async def _title(item_id: str) -> str:
+    return (await order_records.titles([item_id])).get(item_id, "")
 
 
 async def write_recorded(program: ProgramView, participant_id: str, record: dict[str, Any]) -> bool:
@@ -109,10 +125,61 @@ async def write_recorded(program: ProgramView, participant_id: str, record: dict
         return False
     order = order_records.recorded_order(program.id, participant_id, str(record.get("order", "")), record["points"],
                                          record["meta"])
-    title = (await order_records.titles([order.item_id])).get(order.item_id, "")
-    await order_writes.record_pending(order, await _partner(order.partner_id),
-                                      order_records.placed_line(order, title, program.point_name))
+    await _write(program, order, await _partner(order.partner_id), await _title(order.item_id))
     return True
+
+
+async def write_held(store: Any, program: ProgramView, order_id: str, participant_id: str) -> NewOrder | None:
+    """The order an earlier attempt with this order id (an approval's, a redemption made for
+    the participant) held the points of and died before writing: written now as it was
+    charged, before any route or tax check could refuse what is paid for. None when no such
+    hold carries it."""
+    meta, points, holder = await store.client.hmget(wallet_keys.hold(program.id, order_id), "meta", "points",
+                                                    "participant")
+    if not meta or holder is None or reply_text(holder) != participant_id:
+        return None
+    order = order_records.recorded_order(program.id, participant_id, order_id, int(points), reply_text(meta))
+    await _write(program, order, await _partner(order.partner_id), await _title(order.item_id))
+    return order
+
+
+# `hold` entries that carry an order (rw_partner_hold) whose order has no row; read through
+# the partial index ledger_entries_holds.
+_UNWRITTEN = """
+    SELECT e.reference, e.participant_id, e.metadata, e.legs FROM ledger_entries e
+    LEFT JOIN orders o ON o.id = e.reference
+    WHERE e.program_id = {} AND e.kind = 'hold' AND e.created_at > {} AND e.created_at < {}
+        AND e.reference IS NOT NULL AND e.metadata LIKE '%"order"%' AND o.id IS NULL
+    ORDER BY e.created_at LIMIT 500
+"""
+
+
+async def mend(program: ProgramView, now: datetime | None = None, window_days: float = 2.0) -> int:
+    """The order sweep's part: writes the partner orders whose points rw_partner_hold held and
+    whose row neither their request nor the journal projector wrote (its follower failed, or
+    a process of an earlier build projected the entry), as they were charged. Entries younger
+    than MEND_AFTER are left to them. Answers how many it wrote; one it cannot write now is
+    tried again at the next sweep."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        rows = await LedgerEntry.raw(_UNWRITTEN, program.id, now - timedelta(days=window_days),
+                                     now - MEND_AFTER).run()
+    except Exception:
+        log.error("program %s: the sweep could not read the ledger for unwritten partner orders", program.id,
+                  exc_info=True)
+        return 0
+    written = 0
+    for row in rows:
+        try:
+            carried = order_records.decode_meta(row["metadata"]).order
+            if carried is None:
+                continue
+            order = order_records.order_from(program.id, row["reference"], row["participant_id"] or "", carried,
+                                             sum(leg[2] for leg in msgspec.json.decode(row["legs"])))
+            written += await _write(program, order, await _partner(order.partner_id), await _title(order.item_id))
+        except Exception:
+            log.error("order %s: the sweep could not write it; trying again later", row["reference"], exc_info=True)
+    return written
 
 
 # --- the journal projector's follower ------------------------------------------------------

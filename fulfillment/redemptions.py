@@ -167,7 +167,7 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
     """`order_id` lets a caller that must not create two orders (a retry, a prize paid on a
     retry, an approval) choose the id: an order an earlier attempt began is carried on, not
     made twice. `actor` ({"actor", "approved_by"}): who redeemed for the participant. `idem`:
-    the request's record, for a pool item placed without a chosen id (`redeem`). `known`: the
+    the request's record, for an order placed without a chosen id (`redeem`). `known`: the
     item's route as the caller read it (`item_route`), else read here."""
     placed, _ = await _place(store, sealer, program, pricing, participant_id, item_id, face_value, source, order_id,
                              actor, idem, known)
@@ -234,12 +234,16 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
                  item_id: str, face_value: Money | None, source: Literal["redemption", "prize"],
                  order_id: str | None, actor: dict[str, str] | None, idem: Idem | None,
                  known: ItemRoute | None = None) -> tuple[OrderView, bool]:
-    item = known.item if known is not None else await item_row(program.id, item_id)
-    partner = known.partner if known is not None else None
-    value, points = redemption_points(item, pricing, face_value)
     existing = None
     if order_id is not None:
         existing = await orders.order_or_none(program.id, order_id)
+        if existing is None and await partner_orders.write_held(store, program, order_id, participant_id):
+            # An earlier attempt held its points and died before its row: written as it was
+            # charged, whatever the catalog, the route or the year's tax total say now.
+            return await orders.participant_view(program.id, participant_id, order_id, sealer), False
+    item = known.item if known is not None else await item_row(program.id, item_id)
+    partner = known.partner if known is not None else None
+    value, points = redemption_points(item, pricing, face_value)
     order_id = order_id or new_id("ord")
     if existing is not None and existing["status"] != "new":
         if existing["status"] == "pending":  # left pending by an older attempt: start it (idempotent)

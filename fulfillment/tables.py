@@ -32,7 +32,9 @@ class Order(Table, tablename="orders"):
     face_value = BigInt()
     currency = Varchar(length=3)
     points = BigInt()
-    # new (row written, hold not yet confirmed) -> pending -> claimed -> fulfilled | failed; cancelled
+    # pending -> claimed -> fulfilled | failed; cancelled. An order is written once its points
+    # are held (pending, or fulfilled at once from the code pool); `new` (row written, hold not
+    # yet confirmed) is only left by an earlier build, which placed orders in steps.
     status = Varchar(length=20, index=True)
     lease_id = Varchar(length=40, null=True, default=None)
     lease_expires_at = Timestamptz(null=True, default=None)

@@ -360,6 +360,8 @@ async def _pay_item(store: WalletStore, sealer: Sealer, program: ProgramView, pr
     try:
         await place_order(store, sealer, program, pricing, participant_id, item_id, None, source="prize",
                           order_id=order_id)
+    except Unavailable:
+        raise  # a moment's failure (its SQL write): the item is still owed, by a retry or the sweep
     except DomainError:
         # The wheel already paid the prize's price into the prizes account, and the item
         # cannot be ordered now (disabled, pool empty, no partner): the winner gets that

@@ -359,6 +359,7 @@ redis.register_function("rw_capture", function(keys, argv)
     legs[2] = {wallet_account(wallet, "held"), wallet_account(wallet, "available"), rest}
   end
   redis.call("HSET", hold, "state", "captured", "captured", int_s(points))
+  redis.call("HDEL", hold, "meta")  -- what its order was made of (rw_partner_hold): written by now
   journal(stream, tx, argv[6], participant, rest, argv[7], argv[8], legs, argv[9], 0, points)
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
 end)
@@ -379,6 +380,7 @@ redis.register_function("rw_void", function(keys, argv)
   hincrby(wallet, "held", -held)
   hincrby(wallet, "available", held)
   redis.call("HSET", hold, "state", "voided")
+  redis.call("HDEL", hold, "meta")
   journal(stream, tx, argv[5], participant, held, argv[6], argv[7],
     {{wallet_account(wallet, "held"), wallet_account(wallet, "available"), held}}, argv[8])
   return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, held))

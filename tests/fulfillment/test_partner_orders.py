@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from fulfillment import order_writes
+from catalog.items import pricing_of
+from fulfillment import order_records, order_writes, partner_orders
+from fulfillment.redemptions import place_order
+from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, WebhookDelivery
+from kernel.errors import Unavailable
+from kernel.ids import new_id
+from programs.programs import get_program
 from programs.tables import FeedItem
+from api.projection import followers
+from wallet.journal import parse_entry, write_batch
+from wallet.keys import journal as journal_key
+from wallet.store import WalletStore
+from wallet.tables import LedgerEntry
 from tests.factories import another_worker, bearer, claim_orders, commands_of, redeem, shop, shopper, wait_until
 from tests.games.test_spin_projection import projection_paused
 
@@ -78,7 +91,7 @@ async def test_a_partner_order_whose_sql_write_fails_answers_503_and_its_retry_t
         assert (retried.json()["status"], points) == ("pending", item["points_price"])
         assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
     # The projector then meets the order's journal entry: nothing is written twice.
-    await wait_until(lambda: redis.xlen(f"rw:{{p:{program.id}}}:journal"), 0)
+    assert await wait_until(lambda: redis.xlen(journal_key(program.id)), 0) == 0
     assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
     assert [o["id"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == [order_id]
     assert await _wallet(client, me) == (10_000 - points, points)
@@ -153,3 +166,89 @@ async def test_a_partner_redemption_sends_the_same_redis_commands_as_a_pool_one(
     print("\ncommands of a partner redemption:", partner, "\ncommands of a pool redemption:", pool)
     assert [c.split(" ")[:2] for c in partner if c.startswith("FCALL rw_p")] == [["FCALL", "rw_partner_hold"]]
     assert len(partner) == len(pool), (partner, pool)
+
+
+async def _broken(*_: object) -> Any:
+    raise sqlite3.OperationalError("database is locked")
+
+
+async def test_the_sweep_writes_a_held_order_that_neither_its_request_nor_the_projector_wrote(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    program, partner, item = await _hooked_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    async with projection_paused(redis, program.id):
+        monkeypatch.setattr(order_writes, "record_pending", _broken)  # the request's write fails
+        failed = await redeem(client, me, item["id"], key="lost")
+        assert failed.status_code == 503, failed.text
+        monkeypatch.undo()
+        # The entry is projected with the ledger's rows alone (a follower that failed, or a
+        # projector of an earlier build, which has no follower of partner orders).
+        stream = journal_key(program.id)
+        messages = await redis.xrange(stream)
+        await write_batch(program.id, [parse_entry(sid, fields) for sid, fields in messages])
+        await redis.xdel(stream, *[sid for sid, _ in messages])
+    assert await Order.count().where(Order.participant_id == person["id"]).run() == 0
+    assert await LedgerEntry.count().where((LedgerEntry.participant_id == person["id"])
+                                           & (LedgerEntry.kind == "hold")).run() == 1
+    view = await get_program(program.id)
+    assert await partner_orders.mend(view) == 0  # too young: left to its request and the projector
+    later = datetime.now(timezone.utc) + timedelta(minutes=2)
+    assert await partner_orders.mend(view, now=later) == 1
+    assert await partner_orders.mend(view, now=later) == 0  # written once
+    [order_id] = [r["id"] for r in await Order.select(Order.id).where(Order.participant_id == person["id"]).run()]
+    assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    retried = await redeem(client, me, item["id"], key="lost")
+    assert retried.status_code == 201 and retried.json()["id"] == order_id, retried.text
+    points = retried.json()["points"]
+    assert await _wallet(client, me) == (10_000 - points, points)
+
+
+async def test_a_retry_by_order_id_writes_what_its_first_attempt_held_whatever_the_catalog_says_now(  # type: ignore[no-untyped-def]
+        client, redis, settings, monkeypatch) -> None:
+    """An approval or a redemption made for the participant retries by order id, with no
+    idempotency record: the hold its first attempt made carries the order as it was charged."""
+    program, _, item = await _hooked_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    view = await get_program(program.id)
+    store, sealer, order_id = WalletStore(redis), Sealer(settings.encryption_key), new_id("ord")
+
+    def place() -> Any:
+        return place_order(store, sealer, view, pricing_of(view), person["id"], item["id"], None, order_id=order_id,
+                           actor={"actor": "key:admin", "approved_by": "user:boss"})
+
+    async with projection_paused(redis, program.id):  # the retry, not the projector, writes it
+        monkeypatch.setattr(order_writes, "record_pending", _broken)
+        with pytest.raises(Unavailable):
+            await place()
+        monkeypatch.undo()
+        retired = await client.patch(f"/v1/catalog/items/{item['id']}", json={"status": "disabled"},
+                                     headers=program.headers)
+        assert retired.status_code == 200, retired.text
+        placed = await place()
+        assert (placed.id, placed.status, placed.points) == (order_id, "pending", item["points_price"])
+        assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    assert await wait_until(lambda: redis.xlen(journal_key(program.id)), 0) == 0
+    assert await _what_was_written(order_id)() == (["pending"], 1, ["redemption"])
+    assert await _wallet(client, me) == (10_000 - placed.points, placed.points)
+
+
+async def test_a_failing_order_follower_leaves_the_holds_audit_row_in_place(  # type: ignore[no-untyped-def]
+        client, redis, settings, monkeypatch) -> None:
+    """The `hold` kind has two followers (the audit log's, the orders'): one failing does not
+    take the other's rows with it."""
+    program, _, item = await _hooked_shop(client)
+    person, _ = await shopper(client, program, 10_000)
+    view = await get_program(program.id)
+    async with projection_paused(redis, program.id):
+        placed = await place_order(WalletStore(redis), Sealer(settings.encryption_key), view, pricing_of(view),
+                                   person["id"], item["id"], None, order_id=new_id("ord"), actor={"actor": "key:admin"})
+        messages = await redis.xrange(journal_key(program.id))
+        holds = [e for e in (parse_entry(sid, fields) for sid, fields in messages) if e.kind == "hold"]
+        follow = followers()["hold"]
+        assert {r.table for r in await follow(program.id, holds) if r.rows} == {"audit_events", "orders", "feed_items",
+                                                                              "webhook_deliveries"}
+        monkeypatch.setattr(order_records, "titles", _broken)  # the orders' follower reads titles
+        rows = await follow(program.id, holds)
+    assert placed.status == "pending"
+    assert [(r.table, len(r.rows)) for r in rows] == [("audit_events", 1)]
+    assert "key:admin" in rows[0].rows[0]

@@ -263,6 +263,17 @@ async def test_a_free_wheel_leaves_free_spin_tokens_for_one_that_costs(client) -
     assert spun["free_spins"] == 2 + (spun["prize"]["type"] == "free_spin")
 
 
+async def sure_card_wheel(client: Any) -> tuple[ProgramHandle, dict, dict, str]:
+    """A program with a partner and a $25 card, and a launched wheel whose every spin wins it."""
+    program = await new_program(client)
+    partner = (await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)).json()
+    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
+        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
+    campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
+        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
+    return program, partner, item, campaign_id
+
+
 async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sweep(client, redis) -> None:  # type: ignore[no-untyped-def]
     from catalog.items import pricing_of
     from games import seeds
@@ -274,12 +285,7 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
     from wallet.store import WalletStore
     from kernel.idempotency import Idem
 
-    program = await new_program(client)
-    await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)
-    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
-        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
-    campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
-        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
+    program, _, item, campaign_id = await sure_card_wheel(client)
     person, me = await player(client, program)
     view = await get_program(program.id)
     store = WalletStore(redis)
@@ -388,12 +394,7 @@ async def test_rebuild_after_a_redis_loss_restores_free_spin_tokens(client, redi
 
 
 async def test_an_item_prize_that_cannot_be_ordered_is_paid_in_points_once(client) -> None:  # type: ignore[no-untyped-def]
-    program = await new_program(client)
-    partner = (await client.post("/v1/fulfillment/partners", json={"name": "Cards"}, headers=program.headers)).json()
-    item = (await client.post("/v1/catalog/items", headers=program.headers, json={
-        "brand": "Amazon", "name": "Amazon $25", "face_value": {"amount": 2500, "currency": "USD"}})).json()
-    campaign_id = await launched(client, program, {"name": "Sure thing", "cost_points": 10, "segments": [
-        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 3}}]})
+    program, partner, item, campaign_id = await sure_card_wheel(client)
     person, me = await player(client, program)
     # The only partner goes away after launch: the card can no longer be ordered.
     off = await client.patch(f"/v1/fulfillment/partners/{partner['id']}", json={"status": "disabled"},
@@ -408,3 +409,31 @@ async def test_an_item_prize_that_cannot_be_ordered_is_paid_in_points_once(clien
     feed = [i["text"] for i in (await client.get("/v1/me/feed", headers=me)).json()["items"]]
     assert any("was not available" in line for line in feed), feed
     assert (await client.get(f"/v1/me/redemptions/{spun.json()['order_id']}", headers=me)).status_code == 404
+
+
+async def test_an_item_prize_whose_order_could_not_be_saved_is_still_owed_not_paid_in_points(  # type: ignore[no-untyped-def]
+        client, monkeypatch) -> None:
+    """A moment's SQL failure is not "cannot be ordered": the spin answers 503, and its retry
+    (or the sweep) orders the card; the winner never gets points in its place."""
+    import sqlite3
+
+    from fulfillment import order_writes
+
+    program, _, item, campaign_id = await sure_card_wheel(client)
+    _, me = await player(client, program)
+    written = order_writes.record_pending
+
+    async def locked(*_: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(order_writes, "record_pending", locked)
+    failed = await spin(client, campaign_id, me, "card")
+    assert failed.status_code == 503, failed.text
+    monkeypatch.setattr(order_writes, "record_pending", written)
+    again = await spin(client, campaign_id, me, "card")
+    assert again.status_code == 201 and again.json()["prize"]["type"] == "item", again.text
+    order = (await client.get(f"/v1/me/redemptions/{again.json()['order_id']}", headers=me)).json()
+    assert (order["status"], order["source"]) == ("pending", "prize")
+    assert (await client.get("/v1/me/wallet", headers=me)).json()["available"] == 1_000 - 10
+    feed = [i["text"] for i in (await client.get("/v1/me/feed", headers=me)).json()["items"]]
+    assert not any("was not available" in line for line in feed), feed
