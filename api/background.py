@@ -198,12 +198,17 @@ async def run_until(stop: asyncio.Event, ctx: Context, tasks: list[Task] | tuple
 
 async def _sweep(wallets: WalletStore, sealer: Sealer) -> None:
     for program_id in await list_program_ids():
-        await orders.sweep(wallets, program_id)
-        program = await get_program(program_id)
-        await pooled_orders.mend(wallets, program)
-        await partner_orders.mend(program)
-        await reroute_orphans(wallets, sealer, program)
-        await spins.complete_unrecorded(wallets, sealer, program, pricing_of(program))
+        try:
+            await orders.sweep(wallets, program_id)
+            program = await get_program(program_id)
+            await pooled_orders.mend(wallets, program)
+            await partner_orders.mend(program)
+            await reroute_orphans(wallets, sealer, program)
+            await spins.complete_unrecorded(wallets, sealer, program, pricing_of(program))
+        except Exception:
+            # One program's failure (SQL busy, a row this build cannot read) does not hold back
+            # the others' sweep; its own is tried again at the next round.
+            log.exception("program %s: the order sweep failed; trying again at the next round", program_id)
 
 
 async def _every(stop: asyncio.Event, seconds: float, what: str, work: Callable[[], Awaitable[object]],

@@ -237,7 +237,9 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     existing = None
     if order_id is not None:
         existing = await orders.order_or_none(program.id, order_id)
-        if existing is None and await partner_orders.write_held(store, program, order_id, participant_id):
+        # (A prize holds no points: nothing to look for.)
+        if existing is None and source == "redemption" and await partner_orders.write_held(store, program, order_id,
+                                                                                            participant_id):
             # An earlier attempt held its points and died before its row: written as it was
             # charged, whatever the catalog, the route or the year's tax total say now.
             return await orders.participant_view(program.id, participant_id, order_id, sealer), False

@@ -19,6 +19,7 @@ an item prize writes on the request: its order, keyed by the spin's id, so a ret
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -55,6 +56,8 @@ from kernel.pages import decode_cursor, next_cursor
 from kernel.replies import Reply, reply_text
 from wallet.store import NO_BOARDS, Boards, Leg, Outcome, WalletStore
 from kernel.idempotency import Idem
+
+log = logging.getLogger("rw.spins")
 
 ALGORITHM = "rw-fair-1"
 # A spin that loses the race for the nonce retries with the words for this many nonces at
@@ -445,7 +448,8 @@ async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: Progr
     """The repair sweep for spins: writes the history rows (the projector's own rows, from
     the ledger) of spins the projector left without, and places the order of item prizes
     whose request died after the Redis step. Spins younger than `settle_seconds` are left
-    to the projector and their own request. Answers how many spins it completed."""
+    to the projector and their own request. Answers how many spins it completed; an item
+    prize that cannot be saved this moment (Unavailable) is left for the next sweep."""
     now = datetime.now(timezone.utc)
     since, until = now - timedelta(days=window_days), now - timedelta(seconds=settle_seconds)
     done = 0
@@ -469,6 +473,10 @@ async def complete_unrecorded(store: WalletStore, sealer: Sealer, program: Progr
         try:
             await _pay_item(store, sealer, program, pricing, row["participant_id"], segment.prize.item_id,
                             row["order_id"], row["prize_value"], segment.label)
+        except Unavailable:
+            log.warning("spin %s: its item prize could not be ordered just now; the next sweep tries again",
+                        row["id"], exc_info=True)
+            continue
         finally:
             await store.client.delete(lock)
         done += 1

@@ -274,7 +274,15 @@ async def sure_card_wheel(client: Any) -> tuple[ProgramHandle, dict, dict, str]:
     return program, partner, item, campaign_id
 
 
-async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sweep(client, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sweep(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    import sqlite3
+
+    from fulfillment import order_writes
+
+    async def locked(*_: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
     from catalog.items import pricing_of
     from games import seeds
     from games.spins import complete_unrecorded, draw_spin
@@ -300,6 +308,10 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
     assert [(h["id"], h["proof"]["nonce"], h["order_id"]) for h in history] == [(outcome.tx, 0, order_id)]
     assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 404
     assert await wait_until(lambda: Spin.count().where(Spin.id == outcome.tx).run(), 1) == 1  # projected
+    with monkeypatch.context() as patched:  # a moment when SQL cannot save the order: left for later
+        patched.setattr(order_writes, "record_pending", locked)
+        assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
+    assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 404
     assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 1
     assert (await client.get(f"/v1/me/redemptions/{order_id}", headers=me)).status_code == 200
     assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
