@@ -11,6 +11,14 @@ code and adds the feed lines (fulfillment/pooled_orders.py). The baseline is ben
 alternated with the redemption runs. Runs on a code pool larger than the run can empty, so
 no request is refused for stock.
 
+Two floors run alternated with them (bench/floor_app.py, served the same way, the same
+requests): `floor` makes the one Redis call (the least Lua making a hold's writes) and then
+one SQL write transaction of an order-shaped row and a feed line through the API's own
+SQLite engine, and nothing else; `floor+read` also reads a participant's year total from a
+covering index first, as a redemption's tax check does. What a redemption of this shape (one
+Redis call, one SQL write on its request path) can cost at least on this machine: the
+script prints each floor's ratio to bare and the redemptions' ratio to the floors.
+
 With `--partner` the item is an external partner's instead: one Redis call holds the points
 and journals the order (fulfillment/partner_orders.lua), then one SQL write transaction
 writes the pending order and its feed line (fulfillment/partner_orders.py); at the end the
@@ -29,6 +37,7 @@ import os
 import secrets
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +49,7 @@ if str(ROOT) not in sys.path:
 
 from bench.games import SpinTarget, start_stack  # noqa: E402
 from bench.wallet import (  # noqa: E402
+    HOST, free_port, uvicorn_argv,
     CONNECTIONS, CpuWindow, LoadResult, Processes, Target, described_generator, drain_journal, fmt_ms,
     on_a_fresh_valkey, run_python_load, run_wrk, wait_http,
 )
@@ -122,6 +132,20 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         u + "/v1/points/deductions", content=bare_body, headers={"Content-Type": "application/json"},
         timeout=2).status_code == 201)
 
+    floors: list[tuple[str, SpinTarget, int]] = []
+    for name, read in (("floor", "0"), ("floor+read", "1")):
+        port = free_port()
+        log = folder / f"{name}.log"
+        floor = procs.start(name, uvicorn_argv("bench.floor_app:app_factory", port), cwd=ROOT, env={
+            **os.environ, "FLOOR_REDIS_URL": valkey.url, "FLOOR_COALESCE": "1", "FLOOR_SQL_READ": read,
+            "FLOOR_SQLITE": str(folder / f"{name}.sqlite3")}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+        wait_http(f"http://{HOST}:{port}", floor, log, lambda u: httpx.post(
+            u + "/v1/me/redemptions", content=body, headers={"Content-Type": "application/json",
+                                                              "Idempotency-Key": "probe", "Authorization": "Bearer x"},
+            timeout=2).status_code == 201)
+        floors.append((name, SpinTarget(name, port, "/v1/me/redemptions", tokens, args.threads, body=body),
+                       floor.pid))
+
     import redis
 
     from wallet import keys
@@ -145,13 +169,13 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           "codes, in "
           f"{setup_seconds:.1f} s; generator: {generator_desc}")
     print(f"  {CONNECTIONS} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured, {args.rounds} "
-          "round(s), bare and redemptions alternated\n")
+          "round(s), bare, the floors and redemptions alternated\n")
     print(f"    {'run':<15}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non2xx':>8}{'server cores':>14}"
           f"{'CPU us/req':>12}")
 
     rows: list[tuple[str, LoadResult]] = []
     for round_no in range(1, args.rounds + 1):
-        for name, target, pid in (("bare", bare_target, bare.pid), ("redemptions", redeem, api.pid)):
+        for name, target, pid in (("bare", bare_target, bare.pid), *floors, ("redemptions", redeem, api.pid)):
             if args.warmup:
                 load(target, f"{name[0]}w{round_no}-{run_id}", args.warmup, pid)
             drain_journal(sync_redis, stream)
@@ -195,6 +219,13 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         drain_journal(sync_redis, stream)
         written, used, taken = counted()
     errors = sum(r.non2xx + r.socket_errors for r in ours)
+    print("\n  the floors (one Redis call and one SQL write transaction, nothing else):")
+    for name, _, _ in floors:
+        mine = [r for n, r in rows if n == name]
+        rate = statistics.fmean(r.rate for r in mine)
+        print(f"    {name:<11} {rate / statistics.fmean(r.rate for r in bare_rows):.2f} x bare, p99 "
+              f"{statistics.fmean(r.latency['p99'] for r in mine) / statistics.fmean(r.latency['p99'] for r in bare_rows):.1f}"
+              f" x bare's; redemptions {statistics.fmean(r.rate for r in ours) / rate:.2f} x this floor")
     print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
           f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "
           f"{TARGET_P99:g} x: {'MET' if p99_ratio <= TARGET_P99 else 'MISSED'}); non-2xx or socket errors {errors}")
