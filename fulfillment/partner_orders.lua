@@ -12,9 +12,14 @@ the order, and the request's record ({ok, order, tx, points, meta}), so a replay
 order as it was charged. Refusals change nothing and are not recorded, so a retry may succeed
 later. A second call for the same order (a retry with no record: a prize, an approval)
 answers the hold it made, as replayed.
-KEYS: idem (or the no-record key), journal, cfg, wallet, hold (the order's)
-ARGV: fp, ttl, order id, participant, points (> 0), tx, the hold's metadata, now_ms
-Answers {ok, order, tx, points, meta}. ]]
+The order's face value is counted toward the participant's tax year (taxes.lua) in the same
+call, which refuses with `tax_recount` when the caller judged from a counter that no longer
+bears it out.
+KEYS: idem (or the no-record key), journal, cfg, wallet, hold (the order's), the tax counter,
+      its early key
+ARGV: fp, ttl, order id, participant, points (> 0), tx, the hold's metadata, now_ms, then the
+      counter's: face value, seed ("" for none), ttl, time zone, limit ("" for none)
+Answers {ok, order, tx, points, meta, tax}. ]]
 redis.register_function("rw_partner_hold", function(keys, argv)
   local idem, stream, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5]
   local fp, ttl, order, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
@@ -36,6 +41,8 @@ redis.register_function("rw_partner_hold", function(keys, argv)
   if too_large(hget_int(wallet, "held"), points) then
     return to_json(balance_refusal("the participant's held balance"))
   end
+  early = tax_refusal(cfg, keys, argv, 6, 9)
+  if early then return early end
   local tx = argv[6]
   local available, held = wallet_account(wallet, "available"), wallet_account(wallet, "held")
   hincrby(wallet, "available", -points)
@@ -46,5 +53,6 @@ redis.register_function("rw_partner_hold", function(keys, argv)
   redis.call("HSET", hold, "participant", participant, "points", int_s(points), "state", "held", "tx", tx,
     "reference", order, "meta", argv[7])
   journal(stream, tx, "hold", participant, -points, order, argv[7], {{available, held, points}}, argv[8])
-  return idem_store(idem, fp, ttl, {ok = true, order = order, tx = tx, points = points, meta = argv[7]})
+  tax_count(cfg, keys, argv, 6, 9)
+  return idem_store(idem, fp, ttl, {ok = true, order = order, tx = tx, points = points, meta = argv[7], tax = 1})
 end)

@@ -25,9 +25,10 @@ from typing import Any
 
 import msgspec
 
-from fulfillment import order_records, order_writes
+from fulfillment import order_records, order_writes, taxes
 from fulfillment.order_writes import NewOrder
 from fulfillment.tables import Partner
+from fulfillment.taxes import TaxCheck
 from kernel.errors import IdempotencyKeyInFlight, Unavailable
 from kernel.idempotency import NO_IDEM, Idem
 from kernel.ids import new_id
@@ -54,33 +55,40 @@ class HoldReply(Reply, frozen=True):
     tx: str | None = None
     points: int | None = None  # what the order was charged (a replay's is its first attempt's)
     meta: str | None = None  # recorded: the hold's metadata (the order's fields)
+    tax: int | None = None  # 1: the call counted the order for its tax year (fulfillment/taxes.lua)
 
 
 _decode = msgspec.json.Decoder(HoldReply).decode
 
 
-async def _hold(store: FunctionStore, order: NewOrder, idem: Idem, ttl: int, actor: dict[str, str] | None) -> HoldReply:
+async def _hold(store: FunctionStore, order: NewOrder, idem: Idem, ttl: int, actor: dict[str, str] | None,
+                tax: TaxCheck | None) -> HoldReply:
     p = order.program_id
     key_list = [idem.key or no_record(p), wallet_keys.journal(p), wallet_keys.config(p),
-                wallet_keys.wallet(p, order.participant_id), wallet_keys.hold(p, order.id)]
+                wallet_keys.wallet(p, order.participant_id), wallet_keys.hold(p, order.id),
+                *(tax.call_keys() if tax else [])]
     meta = order_records.carried_meta(order, f"redemption {order.id}", actor)
     args = [idem.fingerprint, ttl, order.id, order.participant_id, order.points, new_id("tx"), meta,
-            int(order.created_at.timestamp() * 1000)]
+            int(order.created_at.timestamp() * 1000), *(tax.call_args(order.face_value) if tax else [])]
     return _decode(await store.fcall("rw_partner_hold", key_list, args))
 
 
 async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str,
-                idem: Idem = NO_IDEM, actor: dict[str, str] | None = None) -> tuple[NewOrder, bool]:
-    """Places `order` (its tax flag already decided) with `partner`: answers (the order as
-    written, which a replay answers with its first attempt's id and fields; whether the call
-    was replayed). `actor` ({"actor", "approved_by"}): who redeemed for the participant, in the
-    hold's journal entry. Raises the refusal (insufficient points and the rest of the
-    wallet's, IdempotencyKeyInFlight), or Unavailable when the SQL write failed: a retry with
-    the same key, or the journal projector, writes it."""
+                idem: Idem = NO_IDEM, actor: dict[str, str] | None = None,
+                tax: TaxCheck | None = None) -> tuple[NewOrder, bool]:
+    """Places `order` (its tax flag already decided by `tax`, whose counter the call moves)
+    with `partner`: answers (the order as written, which a replay answers with its first
+    attempt's id and fields; whether the call was replayed). `actor` ({"actor",
+    "approved_by"}): who redeemed for the participant, in the hold's journal entry. Raises the
+    refusal (insufficient points and the rest of the wallet's, IdempotencyKeyInFlight), or
+    Unavailable when the SQL write failed: a retry with the same key, or the journal
+    projector, writes it."""
     replayed = False
     if order.points > 0:
-        reply = await _hold(store, order, idem, store.ttl, actor)
+        reply = await _hold(store, order, idem, store.ttl, actor, tax)
         if not reply.ok:
+            if reply.code == "tax_recount":
+                raise taxes.Recount()
             if reply.code == "in_flight":
                 raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still running; retry shortly",
                                              retry_after=1)
@@ -89,6 +97,10 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
         if replayed and reply.meta and reply.points is not None:  # as the first attempt charged it
             order = order_records.recorded_order(order.program_id, order.participant_id, reply.order or order.id,
                                                  reply.points, reply.meta)
+        elif tax is not None and reply.tax is None and not replayed:  # a library of an earlier build
+            await taxes.uncounted(store, program.id)
+    elif tax is not None:  # a prize: counted before its row is written, as a held order is
+        await taxes.count(store, program, order.participant_id, order.face_value, order.created_at, tax.seed)
     if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then
         partner = await _partner(order.partner_id)
     await _write(program, order, partner, title)

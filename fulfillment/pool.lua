@@ -69,12 +69,16 @@ to held and captured (two journal entries, `hold` then `redemption`, as an order
 rw_hold and rw_capture writes them), the item's next free code taken for the order.
 Refusals change nothing and are not recorded, so a retry may succeed later. A second call for
 the same order (a retry with no record: a prize, an approval) answers the code it took.
+The order's face value is counted toward the participant's tax year (taxes.lua) in the same
+call, which refuses with `tax_recount` when the caller judged from a counter that no longer
+bears it out.
 KEYS: idem (or the no-record key), journal, acct, cfg, wallet, hold (the order's), free,
-      taken, orders, loaded
+      taken, orders, loaded, the tax counter, its early key
 ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no entry is
       journalled), hold tx, capture tx, the hold's metadata, the capture's metadata (the
-      code's id is added to it), now_ms
-Answers {ok, order, code_id, tx} (tx: the capture's; "" for a prize). ]]
+      code's id is added to it), now_ms, then the counter's: face value, seed ("" for none),
+      ttl, time zone, limit ("" for none)
+Answers {ok, order, code_id, tx, tax} (tx: the capture's; "" for a prize). ]]
 redis.register_function("rw_pool_redeem", function(keys, argv)
   local idem, stream, acct, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local free, taken, orders, loaded = keys[7], keys[8], keys[9], keys[10]
@@ -111,8 +115,11 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
   elseif points ~= 0 then
     return to_json(move_refusal(points))
   end
+  early = tax_refusal(cfg, keys, argv, 11, 11)
+  if early then return early end
   local code = pool_take(free, taken, orders, order)
   if not code then return pool_empty(loaded) end
+  tax_count(cfg, keys, argv, 11, 11)
   local tx = ""
   if points > 0 then
     tx = argv[7]
@@ -129,7 +136,7 @@ redis.register_function("rw_pool_redeem", function(keys, argv)
   -- The record keeps what the order is (points and the capture's metadata), so a replay
   -- whose SQL write was lost writes the order as it was charged, not as today's catalog says.
   return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx, points = points,
-    meta = argv[9]})
+    meta = argv[9], tax = 1})
 end)
 
 --[[ rw_pool_take: the item's next free code for an order already made (an order re-routed

@@ -32,6 +32,7 @@ class PoolReply(Reply, frozen=True):
     tx: str | None = None  # the capture's transaction; "" for an order of no points
     points: int | None = None  # recorded: what the order was charged
     meta: str | None = None  # recorded: the capture's metadata (the order's fields)
+    tax: int | None = None  # 1: the call counted the order for its tax year (fulfillment/taxes.lua)
 
 
 _decode = msgspec.json.Decoder(PoolReply).decode
@@ -50,6 +51,10 @@ class Redemption(msgspec.Struct, frozen=True):
     hold_meta: str
     capture_meta: str  # a JSON object; the call adds the code's id
     now_ms: str
+    # The participant's tax-year counter and its arguments (fulfillment/taxes.py TaxCheck);
+    # none: nothing counted.
+    tax_keys: tuple[str, ...] = ()
+    tax_args: tuple[Any, ...] = ()
 
 
 async def load(store: FunctionStore, program_id: str, item_id: str) -> int:
@@ -73,9 +78,9 @@ async def redeem(store: FunctionStore, r: Redemption, idem: Idem, ttl: int) -> P
     """The points held and captured and a code taken for the order, in one call (see
     rw_pool_redeem); a refusal changed nothing."""
     key_list = [idem.key or no_record(r.program_id), *_wallet_keys(r.program_id, r.participant_id, r.order_id),
-                *keys.pool_keys(r.program_id, r.item_id)]
+                *keys.pool_keys(r.program_id, r.item_id), *r.tax_keys]
     args = [idem.fingerprint, ttl, r.order_id, r.participant_id, r.points, r.hold_tx, r.capture_tx, r.hold_meta,
-            r.capture_meta, r.now_ms]
+            r.capture_meta, r.now_ms, *r.tax_args]
     return await _loaded_call(store, "rw_pool_redeem", key_list, args, r.program_id, r.item_id)
 
 

@@ -129,6 +129,8 @@ async def resume(store: WalletStore, program: ProgramView, row: dict[str, Any], 
     partner = await Partner.select().where(Partner.id == order.partner_id).first().run()
     if partner is None:
         raise Conflict("the order's partner is gone")
+    # Not counted when it was made (no counter then): counted before it stops being `new`.
+    await taxes.count(store, program, order.participant_id, order.face_value, order.created_at)
     await _hold(store, order, actor)
     secret = None
     if partner["kind"] == "code_pool":
@@ -182,7 +184,11 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     # The key first: a replay answers what was recorded, whatever the catalog, the route or
     # the year's tax total say now; an id pinned by an attempt placed in steps (which a crash
     # left unanswered) is carried on in steps, never placed a second time.
-    found, pinned, (version,) = await peek_with(store.client, idem, "order", [catalog_keys.catalog_version(program.id)])
+    # The participant's tax-year counter rides in the same read: a redemption it leaves far
+    # below the reporting threshold reads no SQL for its tax check (fulfillment/taxes.py).
+    counter = taxes.counter_of(program, participant_id, datetime.now(timezone.utc))
+    found, pinned, (version, raw_count) = await peek_with(store.client, idem, "order",
+                                                          [catalog_keys.catalog_version(program.id), counter])
     if found is not None:
         if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
             raise OutOfStock(str(found.get("detail") or SOLD_OUT))
@@ -202,7 +208,7 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     known = await item_route(program.id, item_id, int(version or 0))
     if pinned is None:
         return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
-                            None, idem, known)
+                            None, idem, known, (counter, taxes.counted_total(program, raw_count)))
     order_id = pinned or await pinned_id(store.client, idem, "ord", ttl, suffix="order")
 
     async def action() -> OrderView:
@@ -233,7 +239,9 @@ def _now() -> datetime:
 async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
                  item_id: str, face_value: Money | None, source: Literal["redemption", "prize"],
                  order_id: str | None, actor: dict[str, str] | None, idem: Idem | None,
-                 known: ItemRoute | None = None) -> tuple[OrderView, bool]:
+                 known: ItemRoute | None = None,
+                 counted: tuple[str, int | None] | None = None) -> tuple[OrderView, bool]:
+    # `counted`: a tax-year counter and its value, as the caller read them (None: not read).
     existing = None
     if order_id is not None:
         existing = await orders.order_or_none(program.id, order_id)
@@ -262,19 +270,27 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     else:
         partner = partner or await route(program.id, item)
         now = _now()
-        # Before anything is written: a refusal (tax_form_required) changes nothing.
-        flagged = await taxes.needs_flag(program, participant_id, value, now, refusable=source == "redemption")
-        order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
-                         partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
-                         points=0 if source == "prize" else points, created_at=now, tax_flagged=flagged)
-        if partner["kind"] == "code_pool":
-            order, secret, replayed = await pooled_orders.place(store, program, order, labels.title,
-                                                                idem or NO_IDEM, actor)
-            done = Finished(status="fulfilled", secret=secret)
-        else:
+        # Before anything is written: a refusal (tax_form_required) changes nothing. A counter
+        # read for another year (a request made across New Year) is not used.
+        async def placed(known_count: int | None) -> tuple[NewOrder, Finished, bool]:
+            tax = await taxes.check(program, participant_id, value, now, refusable=source == "redemption",
+                                    counted=known_count)
+            order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
+                             partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
+                             points=0 if source == "prize" else points, created_at=now, tax_flagged=tax.flagged)
+            if partner["kind"] == "code_pool":
+                order, secret, replayed = await pooled_orders.place(store, program, order, labels.title,
+                                                                    idem or NO_IDEM, actor, tax)
+                return order, Finished(status="fulfilled", secret=secret), replayed
             order, replayed = await partner_orders.place(store, program, order, partner, labels.title,
-                                                         idem or NO_IDEM, actor)
-            done = Finished(status="pending")
+                                                         idem or NO_IDEM, actor, tax)
+            return order, Finished(status="pending"), replayed
+
+        try:
+            order, done, replayed = await placed(counted[1] if counted is not None and counted[0] == taxes.counter_of(
+                program, participant_id, now) else None)
+        except taxes.Recount:  # judged again from SQL (a call so judged is never refused so)
+            order, done, replayed = await placed(None)
         if replayed and idem is not None:
             return await orders.participant_view(program.id, participant_id, order.id, sealer), True
         # The row's moments are the order's own (a GET or a replay answers the same).

@@ -13,6 +13,18 @@ year with `tax_thresholds`. When a redemption would reach it without a form, the
 `tax_form_policy` applies: `flag` the order and go on, or `refuse` it with
 `tax_form_required` and a message that tells the salesperson what to do in the app. A prize
 already won is never refused, only flagged.
+
+Knowing the year's total took an SQL read on every redemption, and that read cost more than
+the redemption's SQL write (bench/redemptions.py's floors). So each order's own Redis call
+also counts its face value into a per-participant counter for its tax year (taxes.lua),
+which the redemption reads with its idempotency key: while the counter, an upper bound of the
+total, stays below the threshold by more than the order, the order needs no form and SQL is
+not asked. Only an order that could reach the threshold reads the exact total, as before.
+The counter only grows (a failed or cancelled order stays in it), is set from SQL the first
+time, and is set again from SQL after anything that may have left an order out of it (a
+process of an earlier build, a time zone change); the order's call refuses an order judged
+from a counter that no longer bears the judgement out (taxes.lua). The year-end report and
+the tax summary always read SQL.
 """
 
 from __future__ import annotations
@@ -20,17 +32,22 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+from redis.exceptions import ResponseError
 
+from fulfillment import keys
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from kernel.errors import DomainError
+from kernel.redis_functions import FunctionStore
 from programs.programs import ProgramView
 from programs.spreadsheet import safe_cell
 from programs.tables import Participant
 from programs.tax_profiles import TaxProfileView, forms_of, has_form, profile
+from wallet.keys import config as config_key
 
 COUNTED = ["pending", "claimed", "fulfilled"]
 
@@ -79,20 +96,89 @@ def _money(minor: int) -> str:
     return f"${minor / 100:,.2f}"
 
 
-async def needs_flag(program: ProgramView, participant_id: str, value: int, moment: datetime,
-                     refusable: bool) -> bool:
+# A counter outlives its tax year by a month or so: late orders and refunds of December.
+COUNTER_TTL = 400 * 86_400
+
+
+class Recount(Exception):
+    """The order's call refused to count it on the strength of the counter the request read
+    (it no longer counts, or a concurrent order brought it to the threshold): judge the order
+    again from SQL. Nothing was written."""
+
+
+class TaxCheck(msgspec.Struct, frozen=True):
+    """An order's tax check: whether it is flagged, and its part in the participant's counter
+    for the year, which the order's Redis call moves (`call_keys`, `call_args`)."""
+
+    flagged: bool
+    counter: str  # the counter's key (keys.tax_counted)
+    early: str  # its early key (keys.tax_early)
+    zone: str  # the program's time zone, which the counter counts for
+    seed: str = ""  # SQL's total as the request read it; "" when it read none
+    limit: str = ""  # the threshold, when the order was judged from the counter alone
+
+    def call_keys(self) -> list[str]:
+        return [self.counter, self.early]
+
+    def call_args(self, value: int) -> list[Any]:
+        """The counter's arguments of rw_pool_redeem and rw_partner_hold (taxes.lua)."""
+        return [value, self.seed, COUNTER_TTL, self.zone, self.limit]
+
+
+def counter_of(program: ProgramView, participant_id: str, moment: datetime) -> str:
+    """The participant's counter for the tax year `moment` falls in."""
+    return keys.tax_counted(program.id, participant_id, tax_year(program, moment))
+
+
+def counted_total(program: ProgramView, raw: bytes | str | None) -> int | None:
+    """The total a counter (as read) holds for the program's time zone; None when it is missing
+    or counts for another zone. Its generation is checked by the order's own call."""
+    if raw is None:
+        return None
+    _, zone, total = (raw.decode() if isinstance(raw, bytes) else raw).rsplit("|", 2)
+    return int(total) if zone == program.timezone else None
+
+
+async def check(program: ProgramView, participant_id: str, value: int, moment: datetime, refusable: bool,
+                counted: int | None = None) -> TaxCheck:
     """Whether an order of `value` made at `moment` reaches the year's threshold without a tax
-    form: True flags it; under the `refuse` policy a refusable one raises instead."""
+    form: flagged; under the `refuse` policy a refusable one raises instead. `counted`: the
+    participant's counted total for that year, read beforehand (`counted_total`; None when
+    missing or not read); while it leaves room for the order below the threshold, no SQL is
+    read, and the order's call checks the counter still bears that out (else Recount)."""
     year = tax_year(program, moment)
     limit = threshold(program, year)
+    part = {"counter": keys.tax_counted(program.id, participant_id, year),
+            "early": keys.tax_early(program.id, participant_id, year), "zone": program.timezone}
+    if counted is not None and counted + value < limit:
+        return TaxCheck(flagged=False, limit=str(limit), **part)
     total = await reportable_total(program, participant_id, year)
     if total + value < limit or await has_form(program.id, participant_id):
-        return False
+        return TaxCheck(flagged=False, seed=str(total), **part)
     if refusable and program.tax_form_policy == "refuse":
         raise TaxFormRequired(
             f"Rewards of {_money(limit)} or more in {year} must be reported for taxes, and this one would bring "
             f"yours to {_money(total + value)}. Fill in your tax form (W-9) in the app, then redeem again.")
-    return True
+    return TaxCheck(flagged=True, seed=str(total), **part)
+
+
+async def count(store: FunctionStore, program: ProgramView, participant_id: str, value: int, moment: datetime,
+                seed: str = "") -> None:
+    """Counts an order placed with no Redis call of its own (a partner's prize, an order an
+    earlier build left `new`), before its SQL row is written (rw_tax_count)."""
+    year = tax_year(program, moment)
+    try:
+        await store.fcall("rw_tax_count", [config_key(program.id), keys.tax_counted(program.id, participant_id, year),
+                                           keys.tax_early(program.id, participant_id, year)],
+                          [value, seed, COUNTER_TTL, program.timezone])
+    except ResponseError:  # a library of an earlier build (no such function): nothing counted
+        await uncounted(store, program.id)
+
+
+async def uncounted(store: FunctionStore, program_id: str) -> None:
+    """An order went uncounted (a process of this build called a library of an earlier one):
+    every counter of the program made before it is set again from SQL before it is relied on."""
+    await store.client.hincrby(config_key(program_id), "tax_gen", 1)
 
 
 async def report(program: ProgramView, year: int) -> list[ReportRow]:

@@ -4,7 +4,8 @@ The engine runs SQLite in autocommit mode (`isolation_level=None`): a write outs
 `BEGIN ... COMMIT` is a transaction of its own, and a `BEGIN ... COMMIT` holding any write
 is one. Those are what queue behind SQLite's one writer, so they are what the hot path
 counts. Only statements of the task (and the tasks it awaits) that opened the block are
-counted: the in-process journal projector's batches run in a task of their own.
+counted: the in-process journal projector's batches run in a task of their own. The reads
+(SELECTs) it sends are listed too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 class WriteCount(msgspec.Struct):
     transactions: int = 0
     statements: list[str] = msgspec.field(default_factory=list)
+    reads: list[str] = msgspec.field(default_factory=list)  # each SELECT, as sent
 
 
 _counting: contextvars.ContextVar[WriteCount | None] = contextvars.ContextVar("sql_write_count", default=None)
@@ -36,7 +38,10 @@ def _observe(connection: Any, sql: str) -> None:
     words = sql.split(None, 2)
     verb = words[0].upper() if words else ""
     key = id(connection)
-    if verb == "BEGIN":
+    if verb == "SELECT":
+        if count is not None:
+            count.reads.append(" ".join(sql.split()))
+    elif verb == "BEGIN":
         _open[key] = False
     elif verb in ("COMMIT", "END"):
         if _open.pop(key, False) and count is not None:

@@ -8,6 +8,7 @@ import io
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from fulfillment.tables import Order
@@ -143,3 +144,197 @@ async def test_the_years_total_every_redemption_reads_comes_from_one_index_alone
         "SEARCH orders USING COVERING INDEX orders_tax_year "
         "(participant_id=? AND program_id=? AND created_at>? AND created_at<?)"], plan
     assert await reportable_total(view, person["id"], year) == item["face_value"]["amount"]
+
+
+# --- the year's counter (fulfillment/taxes.lua): no SQL read far below the threshold ------
+
+async def _raw_counter(redis, program, person) -> str | None:  # type: ignore[no-untyped-def]
+    from fulfillment import taxes
+    raw = await redis.get(taxes.counter_of(await get_program(program.id), person["id"], datetime.now(timezone.utc)))
+    return None if raw is None else raw.decode()
+
+
+async def _counter(redis, program, person) -> int | None:  # type: ignore[no-untyped-def]
+    """The counter's total, whatever zone and generation it was set under."""
+    raw = await _raw_counter(redis, program, person)
+    return None if raw is None else int(raw.rsplit("|", 1)[1])
+
+
+async def _sql_total(program, person) -> int:  # type: ignore[no-untyped-def]
+    return await reportable_total(await get_program(program.id), person["id"], this_year())
+
+
+def _tax_reads(sql) -> list[str]:  # type: ignore[no-untyped-def]
+    return [read for read in sql.reads if "FROM orders" in read]
+
+
+def _skip_on_postgres() -> None:
+    from piccolo.engine.postgres import PostgresEngine
+    if isinstance(Order._meta.db, PostgresEngine):
+        pytest.skip("watches SQLite's connections")
+
+
+@pytest.mark.parametrize("kind", ["partner", "code pool"])
+async def test_a_redemption_far_below_the_threshold_reads_no_sql(client, redis, kind) -> None:  # type: ignore[no-untyped-def]
+    """The year's total was an SQL read on every redemption, dearer than its SQL write
+    (bench/redemptions.py's floors): the order's own Redis call now counts it."""
+    from tests.factories import upload_codes
+    from tests.sql_writes import sql_write_transactions
+    _skip_on_postgres()
+    program, _, item = await shop(client, face_value=2500)
+    if kind == "code pool":
+        await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
+    person, me = await shopper(client, program, 20_000)
+    assert await _counter(redis, program, person) is None
+    with sql_write_transactions() as sql:
+        first = await redeem(client, me, item["id"])  # no counter yet: SQL's total sets it
+    assert first.status_code == 201 and len(_tax_reads(sql)) == 1, (first.text, sql.reads)
+    assert await _raw_counter(redis, program, person) == "0|UTC|2500"
+    with sql_write_transactions() as sql:
+        second = await redeem(client, me, item["id"])
+    assert second.status_code == 201, second.text
+    assert _tax_reads(sql) == []
+    assert await _counter(redis, program, person) == await _sql_total(program, person) == 5000
+
+
+async def test_a_cancelled_order_stays_counted_and_the_threshold_is_judged_on_sql(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """The counter is an upper bound: it never lets an order past the threshold unflagged, and
+    one it puts at the threshold is judged on SQL's exact total, as before."""
+    program, _, item = await shop(client, face_value=2500, tax_form_policy="refuse",
+                                  tax_thresholds={str(this_year()): 7500})
+    person, me = await shopper(client, program, 50_000)
+    kept = await redeem(client, me, item["id"])
+    dropped = await redeem(client, me, item["id"])
+    assert kept.status_code == dropped.status_code == 201
+    cancel = await client.post(f"/v1/orders/{dropped.json()['id']}/cancel", headers=program.headers)
+    assert cancel.status_code == 200, cancel.text
+    assert (await _counter(redis, program, person), await _sql_total(program, person)) == (5000, 2500)
+
+    # Counted 5000 + 2500 reaches the threshold, SQL's 2500 + 2500 does not: it goes through.
+    third = await redeem(client, me, item["id"])
+    assert third.status_code == 201, third.text
+    seen = (await client.get(f"/v1/orders/{third.json()['id']}", headers=program.headers)).json()
+    assert seen["status"] == "pending" and not seen.get("tax_flagged"), seen
+    # SQL's 5000 + 2500 reaches it: refused, and the refusal counts nothing.
+    refused = await redeem(client, me, item["id"])
+    assert refused.status_code == 409 and refused.json()["code"] == "tax_form_required", refused.text
+    assert await _counter(redis, program, person) == 7500
+
+
+async def test_what_is_counted_while_the_counter_is_missing_is_kept_for_it(client, redis, settings) -> None:  # type: ignore[no-untyped-def]
+    """An order counted with no SQL total at hand (an order an earlier build left `new`) while
+    the counter is missing goes to the counter's early key, and the next seed adds it; a
+    partner's prize, which makes no call of its own, reads SQL and sets the counter itself."""
+    from catalog.items import pricing_of
+    from fulfillment import taxes
+    from fulfillment.redemptions import place_order
+    from fulfillment.sealing import Sealer
+    from kernel.ids import new_id
+    from wallet.store import WalletStore
+
+    program, _, item = await shop(client, face_value=2500)
+    person, me = await shopper(client, program, 20_000)
+    for _ in range(2):
+        assert (await redeem(client, me, item["id"])).status_code == 201
+    view, store = await get_program(program.id), WalletStore(redis)
+    now = datetime.now(timezone.utc)
+    await redis.delete(taxes.counter_of(view, person["id"], now))  # lost, or from before counters
+    await taxes.count(store, view, person["id"], 700, now)  # an order whose row SQL does not have yet
+    assert await _counter(redis, program, person) is None
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    assert await _counter(redis, program, person) == 5000 + 700 + 2500  # SQL's, the early one, this one
+
+    await redis.delete(taxes.counter_of(view, person["id"], now))
+    prize = await place_order(store, Sealer(settings.encryption_key), view, pricing_of(view), person["id"],
+                              item["id"], None, source="prize", order_id=new_id("ord"))
+    assert (prize.status, prize.points) == ("pending", 0)
+    assert await _counter(redis, program, person) == await _sql_total(program, person) == 10_000
+
+
+async def test_a_call_from_an_earlier_build_makes_every_counter_of_the_program_count_again(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """A process of an earlier build places orders without counting them: its call moves the
+    program's generation, and a counter set before it is judged again from SQL."""
+    from kernel.ids import new_id
+    from kernel.keys import no_record
+    from tests.sql_writes import sql_write_transactions
+    from wallet import keys as wallet_keys
+    from wallet.store import WalletStore
+
+    _skip_on_postgres()
+    program, _, item = await shop(client, face_value=2500)
+    person, me = await shopper(client, program, 20_000)
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    assert await _raw_counter(redis, program, person) == "0|UTC|2500"
+    # An earlier build's rw_partner_hold: five keys, eight arguments, no counter.
+    p, order_id = program.id, new_id("ord")
+    reply = await WalletStore(redis).fcall("rw_partner_hold", [
+        no_record(p),
+        wallet_keys.journal(p), wallet_keys.config(p), wallet_keys.wallet(p, person["id"]), wallet_keys.hold(p, order_id)],
+        ["fp", 60, order_id, person["id"], 100, new_id("tx"), '{"reason": "an earlier build"}', 0])
+    assert b'"ok":true' in reply
+    assert await redis.hget(wallet_keys.config(p), "tax_gen") == b"1"
+    with sql_write_transactions() as sql:
+        again = await redeem(client, me, item["id"])
+    assert again.status_code == 201, again.text
+    assert len(_tax_reads(sql)) == 1  # the counter no longer counted: SQL judged, and set it again
+    assert await _raw_counter(redis, program, person) == f"1|UTC|{await _sql_total(program, person)}"
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    assert await _counter(redis, program, person) == await _sql_total(program, person) == 7500
+
+
+async def test_an_order_the_counter_no_longer_bears_out_is_refused_before_anything_moves(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Judged from the counter alone, the order's call checks the counter again: one that would
+    now reach the threshold (a concurrent order moved it) is refused, nothing held."""
+    from fulfillment import partner_orders, taxes
+    from fulfillment.order_writes import NewOrder
+    from kernel.ids import new_id
+    from wallet.store import WalletStore
+
+    program, partner, item = await shop(client, face_value=2500)
+    person, me = await shopper(client, program, 20_000)
+    assert (await redeem(client, me, item["id"])).status_code == 201  # counted 2500
+    view, now = await get_program(program.id), datetime.now(timezone.utc).replace(microsecond=0)
+    judged = await taxes.check(view, person["id"], 2500, now, refusable=True, counted=0)  # an old reading
+    assert judged.limit == str(threshold(view, this_year())) and judged.seed == ""
+    tight = msgspec.structs.replace(judged, limit="4000")  # 2500 counted + 2500 reaches it
+    order = NewOrder(id=new_id("ord"), program_id=program.id, participant_id=person["id"], item_id=item["id"],
+                     partner_id=partner["id"], source="redemption", face_value=2500, currency="USD", points=250,
+                     created_at=now)
+    before = (await client.get("/v1/me/wallet", headers=me)).json()
+    with pytest.raises(taxes.Recount):
+        await partner_orders.place(WalletStore(redis), view, order, partner, "a card", tax=tight)
+    assert (await client.get("/v1/me/wallet", headers=me)).json() == before
+    assert await _counter(redis, program, person) == 2500
+
+
+async def test_a_new_time_zone_sets_the_counter_again_from_sql(client, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.sql_writes import sql_write_transactions
+    _skip_on_postgres()
+    program, _, item = await shop(client, face_value=2500)
+    person, me = await shopper(client, program, 20_000)
+    for _ in range(2):
+        assert (await redeem(client, me, item["id"])).status_code == 201
+    moved = await client.patch("/v1/program", json={"timezone": "Pacific/Kiritimati"}, headers=program.headers)
+    assert moved.status_code == 200, moved.text
+    assert (await get_program(program.id)).timezone == "Pacific/Kiritimati"
+    with sql_write_transactions() as sql:
+        assert (await redeem(client, me, item["id"])).status_code == 201
+    assert len(_tax_reads(sql)) == 1
+    raw = await _raw_counter(redis, program, person)
+    assert raw is not None and raw.split("|")[1] == "Pacific/Kiritimati"
+
+
+async def test_concurrent_first_redemptions_count_exactly_what_sql_holds(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """Twenty redemptions at once, none finding the counter: each reads SQL, the first call sets
+    the counter and every call adds its own order."""
+    import asyncio
+
+    from fulfillment import taxes
+    program, _, item = await shop(client, face_value=100)
+    person, me = await shopper(client, program, 100_000)
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    await redis.delete(taxes.counter_of(await get_program(program.id), person["id"], datetime.now(timezone.utc)))
+    answers = await asyncio.gather(*(redeem(client, me, item["id"]) for _ in range(20)))
+    assert [a.status_code for a in answers] == [201] * 20
+    assert await _sql_total(program, person) == 2100
+    assert await _counter(redis, program, person) == 2100

@@ -14,7 +14,8 @@ FUNCTIONS = {"rw_award_batch", "rw_balance", "rw_board_score", "rw_capture", "rw
              "rw_gate", "rw_gated", "rw_grant", "rw_grant_batch", "rw_hold", "rw_release", "rw_reverse", "rw_seed_seal",
              "rw_seed_swap",
              "rw_spin", "rw_sw_close", "rw_sw_enter", "rw_transfer", "rw_void",
-             "rw_pool_redeem", "rw_pool_take", "rw_pool_load", "rw_pool_retake", "rw_pool_return", "rw_partner_hold"}
+             "rw_pool_redeem", "rw_pool_take", "rw_pool_load", "rw_pool_retake", "rw_pool_return", "rw_partner_hold",
+             "rw_tax_count"}
 
 
 async def test_the_parts_assemble_into_one_library_that_loads(valkey_url: str) -> None:
