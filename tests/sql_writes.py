@@ -86,13 +86,21 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         _observe(transaction, "COMMIT" if rows or callable(steps) or len(steps) == 1 else "ROLLBACK")
         return rows
 
-    written = PooledSQLiteEngine._written
+    async def counted_run(self: PooledSQLiteEngine, query: str, args: Any = None, *more: Any, **named: Any) -> Any:
+        # A pooled read runs whole on its connection's thread (kernel/sqlite_pool.py `_read`),
+        # past aiosqlite's execute and this task's context: observed from here.
+        if query.lstrip()[:6].upper() == "SELECT":
+            _observe(None, query)
+        return await run(self, query, args, *more, **named)
+
+    written, run = PooledSQLiteEngine._written, PooledSQLiteEngine._run_in_new_connection
     aiosqlite.Connection.execute = counted_execute  # type: ignore[method-assign]
     aiosqlite.Connection.executemany = counted_executemany  # type: ignore[method-assign]
     PooledSQLiteEngine._written = counted_written  # type: ignore[method-assign]
+    PooledSQLiteEngine._run_in_new_connection = counted_run  # type: ignore[method-assign]
     try:
         yield count
     finally:
         aiosqlite.Connection.execute, aiosqlite.Connection.executemany = execute, executemany  # type: ignore[method-assign]
-        PooledSQLiteEngine._written = written  # type: ignore[method-assign]
+        PooledSQLiteEngine._written, PooledSQLiteEngine._run_in_new_connection = written, run  # type: ignore[method-assign]
         _counting.reset(token)
