@@ -11,8 +11,10 @@ counts for its program's time zone only, and only while the program's generation
 earlier build, which counts nothing, moves the generation, so every counter made before
 then is set again from SQL before it is relied on. A counter that is missing or no longer
 counts is set from SQL's total as the request read it (`seed`), plus what was counted while
-there was none (its `early` key: orders placed with no seed, which can only count twice,
-never not at all).
+there was none (its `early` key: orders placed with no seed) and what it held before
+(orders it counted whose rows may still be on their way): both can only count an order
+twice, never not at all. Processes of different builds are not meant to serve at once (the
+README's upgrade rule); the generation is the safety net if they do.
 
 A request that judged its order from the counter alone (no SQL read) passes the year's
 threshold (`limit`): the call refuses with `tax_recount`, before any write, when the counter
@@ -20,14 +22,15 @@ no longer counts or the order would now reach the threshold (a concurrent order 
 and the request judges again from SQL.
 ]]
 
--- The counter's state: its total when it counts for `zone` under the program's generation
--- `gen`, else nil.
+-- The counter's total when it counts for `zone` under the program's generation `gen`, else
+-- nil; second, whatever total it holds (0 when none).
 local function tax_total(counter, gen, zone)
   local raw = redis.call("GET", counter)
-  if not raw then return nil end
-  local g, z, total = string.match(raw, "^([^|]*)|([^|]*)|(-?%d+)$")
-  if g ~= gen or z ~= zone then return nil end
-  return tonumber(total)
+  if not raw then return nil, 0 end
+  local g, z, total = string.match(raw, "^([^|]*)|([^|]*)|(%d+)$")
+  if not total then return nil, 0 end
+  if g ~= gen or z ~= zone then return nil, tonumber(total) end
+  return tonumber(total), tonumber(total)
 end
 
 local function tax_gen(cfg)
@@ -58,12 +61,15 @@ local function tax_count(cfg, keys, argv, k, a)
   end
   local value, seed, ttl, zone = tonumber(argv[a]), argv[a + 1], argv[a + 2], argv[a + 3]
   local gen = tax_gen(cfg)
-  local total = tax_total(counter, gen, zone)
+  local total, held = tax_total(counter, gen, zone)
   if total ~= nil then
     redis.call("SET", counter, gen .. "|" .. zone .. "|" .. int_s(total + value), "KEEPTTL")
   elseif seed ~= "" then
+    -- A counter set again keeps what it held: an order it counted may still be on its way to
+    -- SQL, past the seed's read. It counts some orders twice, never one not at all.
     local before = tonumber(redis.call("GET", early) or "0")
-    redis.call("SET", counter, gen .. "|" .. zone .. "|" .. int_s(tonumber(seed) + before + value), "EX", ttl)
+    redis.call("SET", counter, gen .. "|" .. zone .. "|" .. int_s(tonumber(seed) + before + held + value),
+      "EX", ttl)
     redis.call("DEL", early)
   else
     redis.call("INCRBY", early, value)

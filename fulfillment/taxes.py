@@ -135,8 +135,11 @@ def counted_total(program: ProgramView, raw: bytes | str | None) -> int | None:
     or counts for another zone. Its generation is checked by the order's own call."""
     if raw is None:
         return None
-    _, zone, total = (raw.decode() if isinstance(raw, bytes) else raw).rsplit("|", 2)
-    return int(total) if zone == program.timezone else None
+    try:
+        _, zone, total = (raw.decode() if isinstance(raw, bytes) else raw).rsplit("|", 2)
+        return int(total) if zone == program.timezone and total.isdigit() else None
+    except ValueError:  # not a counter this build wrote: judged from SQL, and set again
+        return None
 
 
 async def check(program: ProgramView, participant_id: str, value: int, moment: datetime, refusable: bool,
@@ -171,14 +174,29 @@ async def count(store: FunctionStore, program: ProgramView, participant_id: str,
         await store.fcall("rw_tax_count", [config_key(program.id), keys.tax_counted(program.id, participant_id, year),
                                            keys.tax_early(program.id, participant_id, year)],
                           [value, seed, COUNTER_TTL, program.timezone])
-    except ResponseError:  # a library of an earlier build (no such function): nothing counted
-        await uncounted(store, program.id)
+    except ResponseError as error:
+        if "function not found" not in str(error).lower():
+            raise
+        await uncounted(store, program.id)  # a library of an earlier build: nothing counted
 
 
 async def uncounted(store: FunctionStore, program_id: str) -> None:
     """An order went uncounted (a process of this build called a library of an earlier one):
     every counter of the program made before it is set again from SQL before it is relied on."""
     await store.client.hincrby(config_key(program_id), "tax_gen", 1)
+
+
+async def placed_uncounted(store: FunctionStore, program: ProgramView, participant_id: str, value: int,
+                           moment: datetime, tax: TaxCheck) -> bool | None:
+    """An order a library of an earlier build placed (its reply carries no `tax`): nothing was
+    counted, and a judgement made from the counter was not checked by the call. The counters
+    are set again (`uncounted`); such an order, already placed, is judged again from SQL and
+    flagged if it reaches the threshold (never refused: its points are held). Answers its flag
+    then, or None when it was judged from SQL in the first place."""
+    await uncounted(store, program.id)
+    if not tax.limit:
+        return None
+    return (await check(program, participant_id, value, moment, refusable=False)).flagged
 
 
 async def report(program: ProgramView, year: int) -> list[ReportRow]:

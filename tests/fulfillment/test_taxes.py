@@ -154,6 +154,11 @@ async def _raw_counter(redis, program, person) -> str | None:  # type: ignore[no
     return None if raw is None else raw.decode()
 
 
+async def _counter_key(program, person) -> str:  # type: ignore[no-untyped-def]
+    from fulfillment import taxes
+    return taxes.counter_of(await get_program(program.id), person["id"], datetime.now(timezone.utc))
+
+
 async def _counter(redis, program, person) -> int | None:  # type: ignore[no-untyped-def]
     """The counter's total, whatever zone and generation it was set under."""
     raw = await _raw_counter(redis, program, person)
@@ -277,9 +282,46 @@ async def test_a_call_from_an_earlier_build_makes_every_counter_of_the_program_c
         again = await redeem(client, me, item["id"])
     assert again.status_code == 201, again.text
     assert len(_tax_reads(sql)) == 1  # the counter no longer counted: SQL judged, and set it again
-    assert await _raw_counter(redis, program, person) == f"1|UTC|{await _sql_total(program, person)}"
+    # SQL's 2500 read before this order, this order's 2500, and the 2500 the counter held (an
+    # order it counted might still have been on its way to SQL): more than SQL's, never less.
+    assert await _raw_counter(redis, program, person) == "1|UTC|7500"
+    assert await _sql_total(program, person) == 5000
+    with sql_write_transactions() as sql:
+        assert (await redeem(client, me, item["id"])).status_code == 201
+    assert _tax_reads(sql) == []  # it counts again
+    assert (await _counter(redis, program, person), await _sql_total(program, person)) == (10_000, 7500)
+
+
+async def test_an_order_a_library_of_an_earlier_build_placed_is_judged_again_from_sql(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """A process of this build calling a library an earlier build loaded: the call counted
+    nothing and checked nothing (its reply has no `tax`). The order, placed, is judged again
+    from SQL (flagged, never refused: its points are held) and every counter is set again."""
+    from fulfillment import partner_orders
+    from wallet import keys as wallet_keys
+
+    program, _, item = await shop(client, face_value=2500, tax_form_policy="refuse",
+                                  tax_thresholds={str(this_year()): 5000})
+    person, me = await shopper(client, program, 20_000)
+    assert (await redeem(client, me, item["id"])).status_code == 201  # counted 2500 of 5000
+    await redis.set((await _counter_key(program, person)), "0|UTC|0")  # a counter that missed it
+    decode = partner_orders._decode
+    monkeypatch.setattr(partner_orders, "_decode", lambda raw: msgspec.structs.replace(decode(raw), tax=None))
+    placed = await redeem(client, me, item["id"])  # judged from the counter: 0 + 2500 < 5000
+    monkeypatch.undo()
+    assert placed.status_code == 201, placed.text
+    seen = (await client.get(f"/v1/orders/{placed.json()['id']}", headers=program.headers)).json()
+    assert seen["tax_flagged"] is True  # SQL's 2500 + 2500 reaches the threshold
+    assert await redis.hget(wallet_keys.config(program.id), "tax_gen") == b"1"
+
+
+async def test_a_counter_this_build_cannot_read_is_set_again_from_sql(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await shop(client, face_value=2500)
+    person, me = await shopper(client, program, 20_000)
     assert (await redeem(client, me, item["id"])).status_code == 201
-    assert await _counter(redis, program, person) == await _sql_total(program, person) == 7500
+    await redis.set(await _counter_key(program, person), b"\xff not a counter")
+    assert (await redeem(client, me, item["id"])).status_code == 201
+    assert await _raw_counter(redis, program, person) == "0|UTC|5000"
 
 
 async def test_an_order_the_counter_no_longer_bears_out_is_refused_before_anything_moves(client, redis) -> None:  # type: ignore[no-untyped-def]
