@@ -98,10 +98,7 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
             order = order_records.recorded_order(order.program_id, order.participant_id, reply.order or order.id,
                                                  reply.points, reply.meta)
         elif tax is not None and reply.tax is None and not replayed:  # a library of an earlier build
-            flagged = await taxes.placed_uncounted(store, program, order.participant_id, order.face_value,
-                                                   order.created_at, tax)
-            if flagged is not None:
-                order = msgspec.structs.replace(order, tax_flagged=flagged)
+            order = await taxes.placed_uncounted(store, program, order, tax)
     elif tax is not None:  # a prize: counted before its row is written, as a held order is
         await taxes.count(store, program, order.participant_id, order.face_value, order.created_at, tax.seed)
     if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then

@@ -89,10 +89,7 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     elif reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
     if tax is not None and reply.tax is None and not reply.replayed:  # a library of an earlier build
-        flagged = await taxes.placed_uncounted(store, program, order.participant_id, order.face_value,
-                                               order.created_at, tax)
-        if flagged is not None:
-            order = msgspec.structs.replace(order, tax_flagged=flagged)
+        order = await taxes.placed_uncounted(store, program, order, tax)
     secret = await _write(store, program, order, reply.code_id or "", title, idem)
     return order, secret, bool(reply.replayed)
 

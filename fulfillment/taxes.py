@@ -39,6 +39,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from fulfillment import keys
+from fulfillment.order_writes import NewOrder
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
 from kernel.errors import DomainError
@@ -186,17 +187,17 @@ async def uncounted(store: FunctionStore, program_id: str) -> None:
     await store.client.hincrby(config_key(program_id), "tax_gen", 1)
 
 
-async def placed_uncounted(store: FunctionStore, program: ProgramView, participant_id: str, value: int,
-                           moment: datetime, tax: TaxCheck) -> bool | None:
+async def placed_uncounted(store: FunctionStore, program: ProgramView, order: NewOrder, tax: TaxCheck) -> NewOrder:
     """An order a library of an earlier build placed (its reply carries no `tax`): nothing was
     counted, and a judgement made from the counter was not checked by the call. The counters
     are set again (`uncounted`); such an order, already placed, is judged again from SQL and
-    flagged if it reaches the threshold (never refused: its points are held). Answers its flag
-    then, or None when it was judged from SQL in the first place."""
+    flagged if it reaches the threshold (never refused: its points are held). Answers the
+    order to write, unchanged when it was judged from SQL in the first place."""
     await uncounted(store, program.id)
     if not tax.limit:
-        return None
-    return (await check(program, participant_id, value, moment, refusable=False)).flagged
+        return order
+    judged = await check(program, order.participant_id, order.face_value, order.created_at, refusable=False)
+    return msgspec.structs.replace(order, tax_flagged=judged.flagged)
 
 
 async def report(program: ProgramView, year: int) -> list[ReportRow]:
