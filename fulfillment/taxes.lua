@@ -39,7 +39,7 @@ end
 
 -- The refusal a call makes before any write: `tax_recount` when the caller judged from the
 -- counter (`limit` given) and the counter no longer bears that judgement out. KEYS and ARGV
--- are the function's own; `at`: where its counter's keys and arguments begin.
+-- are the function's own; `k`, `a`: where its counter's keys and arguments begin.
 -- Counter keys: counter, early. Counter arguments: face value, seed ("" for none), ttl,
 -- time zone, limit ("" when the caller read SQL).
 local function tax_refusal(cfg, keys, argv, k, a)
