@@ -25,7 +25,10 @@ writes the pending order and its feed line (fulfillment/partner_orders.py); at t
 script checks that every hold the journal carried has its order row, and no more.
 
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
-                                          [--participants 128] [--codes 8000] [--partner]
+                                          [--participants 128] [--codes 8000] [--partner] [--profile]
+
+`--profile` samples the API process with py-spy during the last redemption round and prints
+where its CPU goes by part of the stack (bench/profile.py's table) and by our own functions.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,8 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--partner", action="store_true", help="an external partner's item (no codes)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy on the API during the last redemption round: where its CPU goes, by part")
     args = parser.parse_args()
     if not (1 <= args.duration <= 120 and 0 <= args.warmup <= 30 and 1 <= args.rounds <= 10
             and CONNECTIONS <= args.participants <= 5000 and 100 <= args.codes <= 200_000):
@@ -179,13 +186,19 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             if args.warmup:
                 load(target, f"{name[0]}w{round_no}-{run_id}", args.warmup, pid)
             drain_journal(sync_redis, stream)
+            spy = start_spy(procs, folder, pid, args.duration) \
+                if args.profile and name == "redemptions" and round_no == args.rounds else None
             result = load(target, f"{name[0]}{round_no}-{run_id}", args.duration, pid)
+            if spy is not None:
+                profiled = (finish_spy(procs, spy), result)
             rows.append((name, result))
             cpu_us = result.cpu["server"] / result.rate * 1e6 if result.rate else 0.0
             print(f"    {name + ' #' + str(round_no):<15}{result.rate:9.0f}{fmt_ms(result.latency['p50']):>9}"
                   f"{fmt_ms(result.latency['p99']):>9}{fmt_ms(result.latency['max']):>9}{result.non2xx:8d}"
                   f"{result.cpu['server']:14.2f}{cpu_us:12.0f}", flush=True)
     waiting, drained = drain_journal(sync_redis, stream)
+    if args.profile:
+        print_profile(*profiled)
 
     bare_rows = [r for n, r in rows if n == "bare"]
     ours = [r for n, r in rows if n == "redemptions"]
@@ -239,6 +252,58 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"{'the same' if taken == used else 'NOT the same'}); journal drained {drained:.1f} s after the last run "
           f"({waiting} entries waiting)")
     return 0
+
+
+def start_spy(procs: Processes, folder: Path, pid: int, seconds: float) -> tuple[Any, Path] | None:
+    from bench.games import find_py_spy
+
+    notes: list[str] = []
+    spy = find_py_spy(None, notes)
+    if spy is None:
+        print("  no profile: " + "; ".join(notes))
+        return None
+    raw = folder / "py-spy-redemptions.txt"
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds) - 1)), "--rate", "200",
+            "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)]
+    return procs.start("py-spy", argv, stdout=subprocess.DEVNULL, stderr=open(folder / "spy.err", "wb")), raw
+
+
+def finish_spy(procs: Processes, spy: tuple[Any, Path] | None) -> Path | None:
+    if spy is None:
+        return None
+    process, raw = spy
+    try:
+        process.wait(timeout=60)
+    finally:
+        procs.stop(process)
+    return raw if raw.exists() else None
+
+
+def print_profile(raw: Path | None, result: LoadResult) -> None:
+    """bench/profile.py's table for the profiled round: share of the API's samples by part, and
+    microseconds of CPU per redemption."""
+    from bench.games import self_time
+    from bench.profile import hot_spots, summarise
+
+    if raw is None:
+        print("\n  no profile (py-spy failed)")
+        return
+    us = result.cpu["server"] / max(result.rate, 1e-9) * 1e6
+    parts, threads, main, total = summarise(raw)
+    print(f"\n  where the API's CPU went in the last redemption round ({total} samples, "
+          f"{100 * main / max(total, 1):.0f}% on the main thread; {us:.0f} us of CPU a redemption):")
+    for part, n in parts.most_common():
+        print(f"    {part:<72}{100 * n / total:6.1f}%{n / total * us:7.0f} us")
+    others = ", ".join(f"{k}: {100 * v / total:.0f}%" for k, v in threads.most_common() if "MainThread" not in k)
+    print(f"    other threads: {others or 'none'}")
+    print("  the main thread by our own innermost function, top 12:")
+    print("\n".join(self_time(raw, 12)))
+    hot = hot_spots(raw)
+    if hot:
+        print("  notable: " + "; ".join(hot))
+    kept = Path(tempfile.gettempdir()) / "rw-redemptions-py-spy.txt"
+    shutil.copy(raw, kept)
+    print(f"  raw stacks (py-spy --format raw): {kept}")
 
 
 if __name__ == "__main__":
