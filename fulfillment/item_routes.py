@@ -5,9 +5,10 @@ reads of every redemption; under the load mix at 250 requests/s a partner item's
 
 Every catalog change moves the catalog's version in Redis (catalog/changes.py), and so do a
 partner's status (fulfillment/partner_admin.py), a new partner and a partner's webhook
-(fulfillment/partners.py: the order's webhook delivery is queued from the kept partner); the
-redemption reads that version in the same round trip as its Idempotency-Key, so a change is
-seen by the next redemption on every process. What moves no version is seen within
+(fulfillment/partners.py: the order's webhook delivery is queued from the kept partner); a
+participant's redemption routes by the route kept here (`kept`) and its own Redis call
+refuses it, before any write, when the version moved since (fulfillment/redemption_guard.py),
+so a change is seen by the next redemption on every process. What moves no version is seen within
 `KEEP_SECONDS`: a minute, since every change that matters moves it (kept 5 seconds, half of
 the load mix's redemptions of 30 items read their route again). A redemption that read the
 version just before a change places its order by the route it had: a partner disabled
@@ -41,6 +42,15 @@ class ItemRoute(msgspec.Struct, frozen=True):
 
 # (program, item) -> (good until, catalog version, the route)
 _kept: BoundedMap[tuple[str, str], tuple[float, int, ItemRoute]] = BoundedMap(10_000)
+
+
+def kept(program_id: str, item_id: str) -> tuple[int, ItemRoute] | None:
+    """The item's route this process keeps, with the catalog version it was read at; None when
+    none is kept or it is older than KEEP_SECONDS."""
+    found = _kept.get((program_id, item_id))
+    if found is None or found[0] <= time.monotonic():
+        return None
+    return found[1], found[2]
 
 
 async def item_route(program_id: str, item_id: str, version: int) -> ItemRoute:

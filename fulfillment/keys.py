@@ -11,7 +11,8 @@ from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="fulfillment", files=("taxes.lua", "pool.lua", "partner_orders.lua"), uses=frozenset({
     "balance_refusal", "fail", "hget_int", "hincrby", "idem_check", "idem_replace", "idem_store", "int_s", "journal",
-    "missing_wallet", "move_refusal", "no_record", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
+    "missing_wallet", "move_refusal", "no_record", "register_gateable", "spend_refusal", "suspension", "to_json",
+    "too_large", "wallet_account"}))
 
 
 def _pool(program_id: str, item_id: str) -> str:

@@ -15,16 +15,19 @@ answers the hold it made, as replayed.
 The order's face value is counted toward the participant's tax year (taxes.lua) in the same
 call, which refuses with `tax_recount` when the caller judged from a counter that no longer
 bears it out.
+A participant's redemption passes a guard (pool.lua `guard_refusal`) and may carry its
+request's gate (rw_gated): its one round trip.
 KEYS: idem (or the no-record key), journal, cfg, wallet, hold (the order's), the tax counter,
-      its early key
+      its early key, then the guard's: the key's pinned id, the catalog's version
 ARGV: fp, ttl, order id, participant, points (> 0), tx, the hold's metadata, now_ms, then the
-      counter's: face value, seed ("" for none), ttl, time zone, limit ("" for none)
+      counter's: face value, seed ("" for none), ttl, time zone, limit ("" for none), then the
+      guard's catalog version
 Answers {ok, order, tx, points, meta, tax}. ]]
-redis.register_function("rw_partner_hold", function(keys, argv)
+register_gateable("rw_partner_hold", function(keys, argv)
   local idem, stream, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5]
   local fp, ttl, order, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = order_early(idem, fp)
+  local early = order_early(idem, fp) or guard_refusal(keys, argv, 8, 14)
   if early then return early end
   if redis.call("EXISTS", hold) == 1 then
     local h = redis.call("HMGET", hold, "reference", "participant", "tx", "points", "meta")

@@ -25,8 +25,9 @@ from typing import Any
 
 import msgspec
 
-from fulfillment import order_records, order_writes, taxes
+from fulfillment import order_records, order_writes, redemption_guard, taxes
 from fulfillment.order_writes import NewOrder
+from fulfillment.redemption_guard import Guard
 from fulfillment.tables import Partner
 from fulfillment.taxes import TaxCheck
 from kernel.errors import IdempotencyKeyInFlight, Unavailable
@@ -62,30 +63,38 @@ _decode = msgspec.json.Decoder(HoldReply).decode
 
 
 async def _hold(store: FunctionStore, order: NewOrder, idem: Idem, ttl: int, actor: dict[str, str] | None,
-                tax: TaxCheck | None) -> HoldReply:
+                tax: TaxCheck | None, guard: Guard | None) -> HoldReply:
+    """The hold's call; a guarded one raises what its guard found (redemption_guard.check)."""
+    assert guard is None or tax is not None, "a guard follows the tax counter's keys"
     p = order.program_id
     key_list = [idem.key or no_record(p), wallet_keys.journal(p), wallet_keys.config(p),
                 wallet_keys.wallet(p, order.participant_id), wallet_keys.hold(p, order.id),
-                *(tax.call_keys() if tax else [])]
+                *(tax.call_keys() if tax else []), *(guard.call_keys() if guard else [])]
     meta = order_records.carried_meta(order, f"redemption {order.id}", actor)
     args = [idem.fingerprint, ttl, order.id, order.participant_id, order.points, new_id("tx"), meta,
-            int(order.created_at.timestamp() * 1000), *(tax.call_args(order.face_value) if tax else [])]
-    return _decode(await store.fcall("rw_partner_hold", key_list, args))
+            int(order.created_at.timestamp() * 1000), *(tax.call_args(order.face_value) if tax else []),
+            *(guard.call_args() if guard else [])]
+    raw = await store.fcall("rw_partner_hold", key_list, args)
+    reply = _decode(raw)
+    if guard is not None:
+        redemption_guard.check(raw, reply.code, reply.detail, reply.replayed)
+    return reply
 
 
 async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str,
                 idem: Idem = NO_IDEM, actor: dict[str, str] | None = None,
-                tax: TaxCheck | None = None) -> tuple[NewOrder, bool]:
+                tax: TaxCheck | None = None, guard: Guard | None = None) -> tuple[NewOrder, bool]:
     """Places `order` (its tax flag already decided by `tax`, whose counter the call moves)
     with `partner`: answers (the order as written, which a replay answers with its first
     attempt's id and fields; whether the call was replayed). `actor` ({"actor",
-    "approved_by"}): who redeemed for the participant, in the hold's journal entry. Raises the
-    refusal (insufficient points and the rest of the wallet's, IdempotencyKeyInFlight), or
-    Unavailable when the SQL write failed: a retry with the same key, or the journal
+    "approved_by"}): who redeemed for the participant, in the hold's journal entry. `guard`:
+    a participant's redemption's (fulfillment/redemption_guard.py). Raises the refusal
+    (insufficient points and the rest of the wallet's, IdempotencyKeyInFlight, the guard's),
+    or Unavailable when the SQL write failed: a retry with the same key, or the journal
     projector, writes it."""
     replayed = False
     if order.points > 0:
-        reply = await _hold(store, order, idem, store.ttl, actor, tax)
+        reply = await _hold(store, order, idem, store.ttl, actor, tax, guard)
         if not reply.ok:
             if reply.code == "tax_recount":
                 raise taxes.Recount()

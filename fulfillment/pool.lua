@@ -64,6 +64,22 @@ local function order_early(idem, fp)
   return nil
 end
 
+-- What a participant's redemption judged from what its process keeps (fulfillment/redemptions.py
+-- `redeem`: its item's route, read at a catalog version; no read of its key beforehand), refused
+-- before any write when that no longer holds: `pinned` (detail: the order id) when an earlier
+-- build placed the same request in steps under an id pinned to its key (carried on in steps);
+-- `catalog_moved` (detail: the version now) when the catalog moved since the route was read (the
+-- route is read again). Guard keys from keys[k]: the key's pinned id, the catalog's version;
+-- guard argument argv[a]: the version the route was read at. A call given none has no guard.
+local function guard_refusal(keys, argv, k, a)
+  if not keys[k + 1] or not argv[a] then return nil end
+  local pinned = redis.call("GET", keys[k])
+  if pinned then return to_json(fail("pinned", pinned)) end
+  local version = redis.call("GET", keys[k + 1]) or "0"
+  if version ~= argv[a] then return to_json(fail("catalog_moved", version)) end
+  return nil
+end
+
 --[[ rw_pool_redeem: a code-pool order in one step: the participant's points from available
 to held and captured (two journal entries, `hold` then `redemption`, as an order paid through
 rw_hold and rw_capture writes them), the item's next free code taken for the order.
@@ -72,19 +88,22 @@ the same order (a retry with no record: a prize, an approval) answers the code i
 The order's face value is counted toward the participant's tax year (taxes.lua) in the same
 call, which refuses with `tax_recount` when the caller judged from a counter that no longer
 bears it out.
+A participant's redemption passes a guard (`guard_refusal`) and may carry its request's gate
+(rw_gated): its one round trip.
 KEYS: idem (or the no-record key), journal, acct, cfg, wallet, hold (the order's), free,
-      taken, orders, loaded, the tax counter, its early key
+      taken, orders, loaded, the tax counter, its early key, then the guard's: the key's
+      pinned id, the catalog's version
 ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no entry is
       journalled), hold tx, capture tx, the hold's metadata, the capture's metadata (the
       code's id is added to it), now_ms, then the counter's: face value, seed ("" for none),
-      ttl, time zone, limit ("" for none)
+      ttl, time zone, limit ("" for none), then the guard's catalog version
 Answers {ok, order, code_id, tx, tax} (tx: the capture's; "" for a prize). ]]
-redis.register_function("rw_pool_redeem", function(keys, argv)
+register_gateable("rw_pool_redeem", function(keys, argv)
   local idem, stream, acct, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local free, taken, orders, loaded = keys[7], keys[8], keys[9], keys[10]
   local fp, ttl, order, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
   local points = tonumber(argv[5])
-  local early = order_early(idem, fp)
+  local early = order_early(idem, fp) or guard_refusal(keys, argv, 13, 16)
   if early then return early end
   local placed = redis.call("HGET", orders, order)
   if placed == RETURNED then

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from fulfillment import keys
+from fulfillment import keys, redemption_guard
+from fulfillment.redemption_guard import Guard
 from fulfillment.tables import PoolCode
 from kernel.idempotency import Idem
 from kernel.keys import no_record
@@ -55,6 +56,9 @@ class Redemption(msgspec.Struct, frozen=True):
     # none: nothing counted.
     tax_keys: tuple[str, ...] = ()
     tax_args: tuple[Any, ...] = ()
+    # A participant's redemption's guard (fulfillment/redemption_guard.py); it follows the
+    # counter's keys and arguments, so it needs them.
+    guard: Guard | None = None
 
 
 async def load(store: FunctionStore, program_id: str, item_id: str) -> int:
@@ -76,30 +80,39 @@ async def load(store: FunctionStore, program_id: str, item_id: str) -> int:
 
 async def redeem(store: FunctionStore, r: Redemption, idem: Idem, ttl: int) -> PoolReply:
     """The points held and captured and a code taken for the order, in one call (see
-    rw_pool_redeem); a refusal changed nothing."""
+    rw_pool_redeem); a refusal changed nothing. A guarded call raises what its guard found
+    (redemption_guard.check)."""
+    assert r.guard is None or r.tax_keys, "a guard follows the tax counter's keys"
+    guard_keys, guard_args = (r.guard.call_keys(), r.guard.call_args()) if r.guard else ([], [])
     key_list = [idem.key or no_record(r.program_id), *_wallet_keys(r.program_id, r.participant_id, r.order_id),
-                *keys.pool_keys(r.program_id, r.item_id), *r.tax_keys]
+                *keys.pool_keys(r.program_id, r.item_id), *r.tax_keys, *guard_keys]
     args = [idem.fingerprint, ttl, r.order_id, r.participant_id, r.points, r.hold_tx, r.capture_tx, r.hold_meta,
-            r.capture_meta, r.now_ms, *r.tax_args]
-    return await _loaded_call(store, "rw_pool_redeem", key_list, args, r.program_id, r.item_id)
+            r.capture_meta, r.now_ms, *r.tax_args, *guard_args]
+    raw, reply = await _loaded_call(store, "rw_pool_redeem", key_list, args, r.program_id, r.item_id)
+    if r.guard is not None:
+        redemption_guard.check(raw, reply.code, reply.detail, reply.replayed)
+    return reply
 
 
 async def take(store: FunctionStore, program_id: str, item_id: str, order_id: str) -> str | None:
     """The code id the pool hands to an order already made (the same one on every call);
     None when the pool is empty."""
-    reply = await _loaded_call(store, "rw_pool_take", keys.pool_keys(program_id, item_id), [order_id], program_id,
-                               item_id)
+    _, reply = await _loaded_call(store, "rw_pool_take", keys.pool_keys(program_id, item_id), [order_id],
+                                  program_id, item_id)
     return reply.code_id if reply.ok else None
 
 
 async def _loaded_call(store: FunctionStore, function: str, key_list: list[str], args: list[Any], program_id: str,
-                       item_id: str) -> PoolReply:
-    """The call, made again once the item's codes are loaded when it found them not loaded."""
-    reply = _decode(await store.fcall(function, key_list, args))
+                       item_id: str) -> tuple[bytes, PoolReply]:
+    """The call, made again once the item's codes are loaded when it found them not loaded:
+    its reply as sent and decoded."""
+    raw = await store.fcall(function, key_list, args)
+    reply = _decode(raw)
     if reply.code == "pool_unloaded":
         await load(store, program_id, item_id)
-        reply = _decode(await store.fcall(function, key_list, args))
-    return reply
+        raw = await store.fcall(function, key_list, args)
+        reply = _decode(raw)
+    return raw, reply
 
 
 def _wallet_keys(program_id: str, participant_id: str, order_id: str) -> list[str]:

@@ -26,6 +26,7 @@ import msgspec
 from fulfillment import order_records, order_writes, orders, pool_store, taxes
 from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
+from fulfillment.redemption_guard import Guard
 from fulfillment.taxes import TaxCheck
 from fulfillment.tables import PoolCode
 from kernel.errors import Conflict, DomainError, IdempotencyKeyInFlight, Unavailable
@@ -60,19 +61,20 @@ def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True
 
 async def place(store: WalletStore, program: ProgramView, order: NewOrder, title: str,
                 idem: Idem = NO_IDEM, actor: dict[str, str] | None = None,
-                tax: TaxCheck | None = None) -> tuple[NewOrder, str, bool]:
+                tax: TaxCheck | None = None, guard: Guard | None = None) -> tuple[NewOrder, str, bool]:
     """Places `order` (its tax flag already decided by `tax`, whose counter the call moves)
     from the pool: answers (the order as written, which a replay answers with its first
-    attempt's id; the code's sealed secret; whether the call was replayed). Raises the
-    refusal: OutOfStock, insufficient points and the rest of the wallet's,
-    IdempotencyKeyInFlight."""
+    attempt's id; the code's sealed secret; whether the call was replayed). `guard`: a
+    participant's redemption's (fulfillment/redemption_guard.py). Raises the refusal:
+    OutOfStock, insufficient points and the rest of the wallet's, IdempotencyKeyInFlight, the
+    guard's."""
     call = Redemption(program_id=program.id, item_id=order.item_id, order_id=order.id,
                       participant_id=order.participant_id, points=order.points, hold_tx=new_id("tx"),
                       capture_tx=new_id("tx"), hold_meta=_hold_meta(order, actor),
                       capture_meta=order_records.carried_meta(order, "redemption"),
                       now_ms=str(int(order.created_at.timestamp() * 1000)),
                       tax_keys=tuple(tax.call_keys()) if tax else (),
-                      tax_args=tuple(tax.call_args(order.face_value)) if tax else ())
+                      tax_args=tuple(tax.call_args(order.face_value)) if tax else (), guard=guard)
     reply = await pool_store.redeem(store, call, idem, store.ttl)
     if not reply.ok:
         if reply.code == "tax_recount":

@@ -29,15 +29,16 @@ from fulfillment.code_pool import take_code, take_code_id
 from fulfillment.order_writes import NewOrder
 from fulfillment.delivery import Credentials, delivered, unseal
 from fulfillment.orders import SOLD_OUT, OrderView, OutOfStock
-from fulfillment.item_routes import ItemRoute, item_route
+from fulfillment.item_routes import ItemRoute, item_route, kept
+from fulfillment.redemption_guard import CatalogMoved, Guard, Pinned, Recorded, guard_of
 from fulfillment.partners import route
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
 from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
-from kernel.errors import Conflict, DomainError, NotFound
-from kernel.idempotency import NO_IDEM, Idem, once, peek_with, pinned_id
+from kernel.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from kernel.idempotency import NO_IDEM, Idem, once, peek_with
 from kernel.ids import new_id
 from kernel.clock import utc
 from wallet.store import WalletStore
@@ -176,41 +177,78 @@ async def place_order(store: WalletStore, sealer: Sealer, program: ProgramView, 
     return placed
 
 
+# How many times a redemption routes again when the catalog moves under it before it gives up.
+CATALOG_MOVES = 3
+
+
 async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
                  item_id: str, face_value: Money | None, idem: Idem, ttl: int) -> tuple[OrderView, bool]:
     """A participant's own redemption, once per idempotency record `idem`: answers (the order,
-    whether it is a replay). One Redis call places it and records its own answer; an attempt
-    an earlier build placed in steps (its id pinned to the key) is carried on in steps."""
-    # The key first: a replay answers what was recorded, whatever the catalog, the route or
-    # the year's tax total say now; an id pinned by an attempt placed in steps (which a crash
-    # left unanswered) is carried on in steps, never placed a second time.
-    # The participant's tax-year counter rides in the same read: a redemption it leaves far
-    # below the reporting threshold reads no SQL for its tax check (fulfillment/taxes.py).
-    counter = taxes.counter_of(program, participant_id, datetime.now(timezone.utc))
-    found, pinned, (version, raw_count) = await peek_with(store.client, idem, "order",
-                                                          [catalog_keys.catalog_version(program.id), counter])
-    if found is not None:
-        if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
-            raise OutOfStock(str(found.get("detail") or SOLD_OUT))
+    whether it is a replay). One Redis call (which carries the request's gate) reads the key,
+    checks what the request judged from what its process keeps and places the order
+    (fulfillment/redemption_guard.py); an attempt an earlier build placed in steps (its id
+    pinned to the key) is carried on in steps."""
+    held = kept(program.id, item_id)
+    if held is None:
+        version, known = int(await store.client.get(catalog_keys.catalog_version(program.id)) or 0), None
+    else:
+        version, known = held
+    for _ in range(CATALOG_MOVES):
         try:
-            answer = await _recorded(program, participant_id, sealer, found)
-            if answer.status == "failed" and "meta" in found:
-                # A pool order whose points the sweep returned (no code was left): refused, as
-                # its request would have been.
-                raise OutOfStock(SOLD_OUT)
-            return answer, True
-        except NotFound:
-            # An order whose SQL write was lost: written now as it was charged.
-            if not (await partner_orders.write_recorded(program, participant_id, found)
-                    or await pooled_orders.write_recorded(store, program, participant_id, found, idem)):
+            known = known or await item_route(program.id, item_id, version)
+            return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption",
+                                None, None, idem, known, guard_of(program.id, idem, version))
+        except CatalogMoved as moved:
+            version, known = moved.version, None
+        except Recorded as found:
+            return await _replay(store, sealer, program, participant_id, idem, found.record), True
+        except Pinned as pinned:
+            return await _in_steps(store, sealer, program, pricing, participant_id, item_id, face_value, idem, ttl,
+                                   pinned.order_id, known)
+        except (NotFound, Invalid, Conflict):
+            # Refused before its call could read the key or the catalog's version (the item
+            # gone or its face values changed, as this process last read it): a replay answers
+            # what was recorded whatever the catalog says now; a route read before the catalog
+            # moved is read again.
+            found, pinned_order, (now_at,) = await peek_with(store.client, idem, "order",
+                                                             [catalog_keys.catalog_version(program.id)])
+            if found is not None:
+                return await _replay(store, sealer, program, participant_id, idem, found), True
+            if pinned_order is not None and known is not None:
+                return await _in_steps(store, sealer, program, pricing, participant_id, item_id, face_value, idem,
+                                       ttl, pinned_order, known)
+            if int(now_at or 0) == version:
                 raise
-            return await _recorded(program, participant_id, sealer, found), True
-    known = await item_route(program.id, item_id, int(version or 0))
-    if pinned is None:
-        return await _place(store, sealer, program, pricing, participant_id, item_id, face_value, "redemption", None,
-                            None, idem, known, (counter, taxes.counted_total(program, raw_count)))
-    order_id = pinned or await pinned_id(store.client, idem, "ord", ttl, suffix="order")
+            version, known = int(now_at or 0), None
+    raise Unavailable("the catalog kept changing during the redemption; retry with the same Idempotency-Key")
 
+
+async def _replay(store: WalletStore, sealer: Sealer, program: ProgramView, participant_id: str, idem: Idem,
+                  found: dict[str, Any]) -> OrderView:
+    """The answer the key's record holds (the order read again), whatever the catalog, the
+    route or the year's tax total say now."""
+    if found.get("ok") is False and found.get("code") == "out_of_stock":  # no code was left (rw_pool_return)
+        raise OutOfStock(str(found.get("detail") or SOLD_OUT))
+    try:
+        answer = await _recorded(program, participant_id, sealer, found)
+        if answer.status == "failed" and "meta" in found:
+            # A pool order whose points the sweep returned (no code was left): refused, as
+            # its request would have been.
+            raise OutOfStock(SOLD_OUT)
+        return answer
+    except NotFound:
+        # An order whose SQL write was lost: written now as it was charged.
+        if not (await partner_orders.write_recorded(program, participant_id, found)
+                or await pooled_orders.write_recorded(store, program, participant_id, found, idem)):
+            raise
+        return await _recorded(program, participant_id, sealer, found)
+
+
+async def _in_steps(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
+                    item_id: str, face_value: Money | None, idem: Idem, ttl: int, order_id: str,
+                    known: ItemRoute | None) -> tuple[OrderView, bool]:
+    """An attempt an earlier build placed in steps under `order_id` (pinned to the key, which a
+    crash left unanswered): carried on in steps, never placed a second time."""
     async def action() -> OrderView:
         return await place_order(store, sealer, program, pricing, participant_id, item_id, face_value,
                                  order_id=order_id, known=known)
@@ -239,9 +277,9 @@ def _now() -> datetime:
 async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, pricing: Pricing, participant_id: str,
                  item_id: str, face_value: Money | None, source: Literal["redemption", "prize"],
                  order_id: str | None, actor: dict[str, str] | None, idem: Idem | None,
-                 known: ItemRoute | None = None,
-                 counted: tuple[str, int | None] | None = None) -> tuple[OrderView, bool]:
-    # `counted`: a tax-year counter and its value, as the caller read them (None: not read).
+                 known: ItemRoute | None = None, guard: Guard | None = None) -> tuple[OrderView, bool]:
+    # `guard`: a participant's redemption's (redemption_guard.py): its tax check presumes the
+    # counter leaves room, which its call checks (a Recount when not).
     existing = None
     if order_id is not None:
         existing = await orders.order_or_none(program.id, order_id)
@@ -270,27 +308,25 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     else:
         partner = partner or await route(program.id, item)
         now = _now()
-        # Before anything is written: a refusal (tax_form_required) changes nothing. A counter
-        # read for another year (a request made across New Year) is not used.
-        async def placed(known_count: int | None) -> tuple[NewOrder, Finished, bool]:
+        # Before anything is written: a refusal (tax_form_required) changes nothing.
+        async def placed(presume: bool) -> tuple[NewOrder, Finished, bool]:
             tax = await taxes.check(program, participant_id, value, now, refusable=source == "redemption",
-                                    counted=known_count)
+                                    presume=presume)
             order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
                              partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
                              points=0 if source == "prize" else points, created_at=now, tax_flagged=tax.flagged)
             if partner["kind"] == "code_pool":
                 order, secret, replayed = await pooled_orders.place(store, program, order, labels.title,
-                                                                    idem or NO_IDEM, actor, tax)
+                                                                    idem or NO_IDEM, actor, tax, guard)
                 return order, Finished(status="fulfilled", secret=secret), replayed
             order, replayed = await partner_orders.place(store, program, order, partner, labels.title,
-                                                         idem or NO_IDEM, actor, tax)
+                                                         idem or NO_IDEM, actor, tax, guard)
             return order, Finished(status="pending"), replayed
 
         try:
-            order, done, replayed = await placed(counted[1] if counted is not None and counted[0] == taxes.counter_of(
-                program, participant_id, now) else None)
+            order, done, replayed = await placed(guard is not None)
         except taxes.Recount:  # judged again from SQL (a call so judged is never refused so)
-            order, done, replayed = await placed(None)
+            order, done, replayed = await placed(False)
         if replayed and idem is not None:
             return await orders.participant_view(program.id, participant_id, order.id, sealer), True
         # The row's moments are the order's own (a GET or a replay answers the same).

@@ -17,9 +17,10 @@ already won is never refused, only flagged.
 Knowing the year's total took an SQL read on every redemption, and that read cost more than
 the redemption's SQL write (bench/redemptions.py's floors). So each order's own Redis call
 also counts its face value into a per-participant counter for its tax year (taxes.lua),
-which the redemption reads with its idempotency key: while the counter, an upper bound of the
-total, stays below the threshold by more than the order, the order needs no form and SQL is
-not asked. Only an order that could reach the threshold reads the exact total, as before.
+which the redemption's own call checks (the request presumes, `check`): while the counter, an
+upper bound of the total, stays below the threshold by more than the order, the order needs no
+form and SQL is not asked. Only an order that could reach the threshold (or finds no counter)
+reads the exact total, as before, and is placed by a second call.
 The counter only grows (a failed or cancelled order stays in it), is set from SQL the first
 time, and is set again from SQL after anything that may have left an order out of it (a
 process of an earlier build, a time zone change); the order's call refuses an order judged
@@ -131,30 +132,18 @@ def counter_of(program: ProgramView, participant_id: str, moment: datetime) -> s
     return keys.tax_counted(program.id, participant_id, tax_year(program, moment))
 
 
-def counted_total(program: ProgramView, raw: bytes | str | None) -> int | None:
-    """The total a counter (as read) holds for the program's time zone; None when it is missing
-    or counts for another zone. Its generation is checked by the order's own call."""
-    if raw is None:
-        return None
-    try:
-        _, zone, total = (raw.decode() if isinstance(raw, bytes) else raw).rsplit("|", 2)
-        return int(total) if zone == program.timezone and total.isdigit() else None
-    except ValueError:  # not a counter this build wrote: judged from SQL, and set again
-        return None
-
-
 async def check(program: ProgramView, participant_id: str, value: int, moment: datetime, refusable: bool,
-                counted: int | None = None) -> TaxCheck:
+                presume: bool = False) -> TaxCheck:
     """Whether an order of `value` made at `moment` reaches the year's threshold without a tax
-    form: flagged; under the `refuse` policy a refusable one raises instead. `counted`: the
-    participant's counted total for that year, read beforehand (`counted_total`; None when
-    missing or not read); while it leaves room for the order below the threshold, no SQL is
-    read, and the order's call checks the counter still bears that out (else Recount)."""
+    form: flagged; under the `refuse` policy a refusable one raises instead. `presume`: judge
+    it unflagged without reading SQL, as long as the order alone stays below the threshold;
+    the order's call then checks the participant's counter still leaves it room (taxes.lua:
+    a missing counter does not) and refuses with a Recount when not, to judge again from SQL."""
     year = tax_year(program, moment)
     limit = threshold(program, year)
     part = {"counter": keys.tax_counted(program.id, participant_id, year),
             "early": keys.tax_early(program.id, participant_id, year), "zone": program.timezone}
-    if counted is not None and counted + value < limit:
+    if presume and value < limit:
         return TaxCheck(flagged=False, limit=str(limit), **part)
     total = await reportable_total(program, participant_id, year)
     if total + value < limit or await has_form(program.id, participant_id):

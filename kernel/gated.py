@@ -3,7 +3,7 @@ programs/gate.lua): one round trip where the gate and the operation took two.
 
 The API's gate layer opens a `CarriedGate` for a route whose first Redis call is a gateable
 operation (one a part registers with `register_gateable`, kernel/prelude.lua: a wallet
-read, a grant, a deduction, a spin). `FunctionStore.fcall` (kernel/redis_functions.py) sends that
+read, a grant, a deduction, a spin, a redemption's order). `FunctionStore.fcall` (kernel/redis_functions.py) sends that
 call through `rw_gated` with the gate's keys and arguments in front, then hands the gate's
 verdict and counts to `judge`, which raises when the caller is refused or over budget: the
 operation did not run. Later calls of the same request go out alone. A gate that no call

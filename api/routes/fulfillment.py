@@ -9,7 +9,7 @@ from litestar import Request, Response, get, patch, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
-from api.auth import Principal, admin_only, participant_only, partner_only, principal_of
+from api.auth import CARRY_GATE, Principal, admin_only, participant_only, partner_only, principal_of
 from api.idempotency import provide_idem
 from api.routes.approvals import ASKED, done_or_asked
 from api.routes.participants import Cursor, IdFilter, Limit, program_of
@@ -68,7 +68,7 @@ class CancelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # --- participants -------------------------------------------------------------------------
 
 
-@post("/v1/me/redemptions", guards=[participant_only], dependencies=IDEMPOTENT, operation_id="redeem",
+@post("/v1/me/redemptions", guards=[participant_only], dependencies=IDEMPOTENT, opt=CARRY_GATE, operation_id="redeem",
       summary="Redeem points for a gift card",
       description="Holds the points and creates the order in one step (answers 201 `pending`; an item from the "
                   "built-in code pool is fulfilled at once). 422 `insufficient_points`, 409 `out_of_stock`. "

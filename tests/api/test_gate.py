@@ -10,7 +10,7 @@ import pytest
 from litestar.exceptions import NotAuthorizedException
 
 from tests.factories import OPERATOR, another_worker, away_from_a_window_edge, bearer, commands_of, grant, launched_wheel, new_participant, \
-    new_program, random_ref, set_program_status, shop, spinning_participant, tokens_for
+    new_program, random_ref, redeem, set_program_status, shop, shopper, spinning_participant, tokens_for
 
 
 # --- round trips ---------------------------------------------------------------------------
@@ -112,6 +112,38 @@ async def test_a_revoked_key_deducts_nothing_and_a_revoked_token_spins_nothing_o
                                     headers={**bearer(second["api_key"]), "Idempotency-Key": "third"})
         assert unknown.status_code == 401, unknown.text
     assert await balance_of(client, program, person) == 85  # neither the deduction nor the spin
+
+
+async def test_a_redemption_carries_its_gate_a_deactivated_participant_or_a_spent_budget_holds_nothing(
+        settings, migrated, private_valkey):
+    """A redemption's gate rides in its order's own call (rw_pool_redeem, rw_partner_hold): a
+    participant deactivated through another worker, or past their budget, holds no points on a
+    worker that kept their token."""
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                              rate_limit_per_principal=1000, rate_limit_per_ip=1000) as app:
+        program, _, item = await shop(app)
+        person, me = await shopper(app, program, 100_000)
+    await away_from_a_window_edge(3600, margin=60)
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                              rate_limit_per_principal=3, rate_limit_per_ip=1000,
+                              rate_limit_window_seconds=3600) as app:
+        placed = [await redeem(app, me, item["id"]) for _ in range(4)]  # the participant's budget is 3
+        assert [p.status_code for p in placed] == [201, 201, 201, 429], [p.text for p in placed]
+        assert placed[3].json()["code"] == "rate_limited"
+        points = placed[0].json()["points"]
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                              rate_limit_per_principal=1000, rate_limit_per_ip=1000) as worker, \
+            another_worker(settings, redis_url=private_valkey, redis_cluster=False,
+                           rate_limit_per_principal=1000, rate_limit_per_ip=1000) as other:
+        answer = await worker.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)
+        assert (answer.json()["available"], answer.json()["held"]) == (100_000 - 3 * points, 3 * points)
+        assert (await redeem(worker, me, item["id"])).status_code == 201  # this worker keeps the token now
+        deactivated = await other.post(f"/v1/participants/{person['id']}/deactivate", headers=program.headers)
+        assert deactivated.status_code == 200, deactivated.text
+        refused = await redeem(worker, me, item["id"])
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated", refused.text
+        answer = await other.get(f"/v1/participants/{person['id']}/wallet", headers=program.headers)
+        assert (answer.json()["available"], answer.json()["held"]) == (100_000 - 4 * points, 4 * points)
 
 
 async def test_a_spent_budget_stops_the_deduction_that_spends_it_and_a_failing_request_still_counts(

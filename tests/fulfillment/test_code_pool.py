@@ -276,6 +276,34 @@ async def test_a_change_to_the_item_or_its_route_holds_from_the_next_redemption(
     assert routed.status_code == 201 and routed.json()["status"] == "pending", routed.text
 
 
+async def test_a_catalog_change_another_process_made_is_seen_by_the_redemptions_own_call(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """This process keeps the item's route and places the order without reading Redis first;
+    the order's own call compares the catalog version the route was read at with the version
+    now (fulfillment/redemption_guard.py). A change made elsewhere (the row changed, the
+    version moved, nothing told this process) is refused before anything is held, and the
+    route read again decides."""
+    from catalog import keys as catalog_keys
+    from catalog.tables import CatalogItem
+
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], [f"ELSEWHERE-{n}" for n in range(3)])
+    _, me = await shopper(client, program, 100 * item["points_price"])
+    assert (await redeem(client, me, item["id"])).status_code == 201  # the route is kept here now
+    before = (await client.get("/v1/me/wallet", headers=me)).json()
+
+    async def elsewhere(status: str) -> None:  # what another process's catalog change does
+        await CatalogItem.update({CatalogItem.status: status}).where(CatalogItem.id == item["id"]).run()
+        await redis.incr(catalog_keys.catalog_version(program.id))
+
+    await elsewhere("disabled")
+    refused = await redeem(client, me, item["id"])
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found", refused.text
+    assert (await client.get("/v1/me/wallet", headers=me)).json() == before
+    await elsewhere("active")
+    again = await redeem(client, me, item["id"])
+    assert again.status_code == 201 and again.json()["status"] == "fulfilled", again.text
+
+
 async def test_giving_up_on_a_code_the_order_no_longer_holds_returns_nothing(client, redis) -> None:  # type: ignore[no-untyped-def]
     """Two attempts at one order: one gave up on its code while the other had already taken
     the next. The points stay taken and the one giving up is told the code to try."""

@@ -23,7 +23,7 @@ async def test_the_parts_assemble_into_one_library_that_loads(valkey_url: str) -
     assert PACKAGES == ("wallet", "games", "programs", "fulfillment")
     assert built.text.startswith("#!lua name=rw_wallet\n")
     assert built.functions == FUNCTIONS
-    assert built.gateable == {"rw_balance", "rw_grant", "rw_deduct", "rw_spin"}
+    assert built.gateable == {"rw_balance", "rw_grant", "rw_deduct", "rw_spin", "rw_pool_redeem", "rw_partner_hold"}
     client = connect(valkey_url)
     try:
         await FunctionStore(client).load_functions()
