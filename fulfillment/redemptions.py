@@ -38,6 +38,7 @@ from programs.feed import FeedEntry
 from programs.programs import Money, ProgramView
 from wallet import accounts
 from kernel.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from kernel.gated import judge_open_gate
 from kernel.idempotency import NO_IDEM, Idem, once, peek_with
 from kernel.ids import new_id
 from kernel.clock import utc
@@ -187,7 +188,9 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     whether it is a replay). One Redis call (which carries the request's gate) reads the key,
     checks what the request judged from what its process keeps and places the order
     (fulfillment/redemption_guard.py); an attempt an earlier build placed in steps (its id
-    pinned to the key) is carried on in steps."""
+    pinned to the key) is carried on in steps. Without a kept route the catalog's version is
+    read first; a participant's first order of a tax year, or one near the threshold, is
+    judged from SQL after its call refused it (a second call)."""
     held = kept(program.id, item_id)
     if held is None:
         version, known = int(await store.client.get(catalog_keys.catalog_version(program.id)) or 0), None
@@ -202,21 +205,24 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
             version, known = moved.version, None
         except Recorded as found:
             return await _replay(store, sealer, program, participant_id, idem, found.record), True
-        except Pinned as pinned:
+        except Pinned as pinned:  # routed as the catalog is now (the kept route was not checked)
             return await _in_steps(store, sealer, program, pricing, participant_id, item_id, face_value, idem, ttl,
-                                   pinned.order_id, known)
-        except (NotFound, Invalid, Conflict):
-            # Refused before its call could read the key or the catalog's version (the item
-            # gone or its face values changed, as this process last read it): a replay answers
-            # what was recorded whatever the catalog says now; a route read before the catalog
-            # moved is read again.
+                                   pinned.order_id, None)
+        except (NotFound, Invalid, Conflict, taxes.TaxFormRequired):
+            # Refused, most often before its call could read the key or the catalog's version
+            # (the item gone or its face values changed, as this process last read it; a tax
+            # form required): a replay answers what was recorded whatever the catalog says now,
+            # and a route read before the catalog moved is read again. (A refusal by the call
+            # itself wrote nothing and finds no record: it is raised, or made again when the
+            # catalog moved meanwhile.) Nothing is written before the request's gate is judged.
+            await judge_open_gate(store.execute)
             found, pinned_order, (now_at,) = await peek_with(store.client, idem, "order",
                                                              [catalog_keys.catalog_version(program.id)])
             if found is not None:
                 return await _replay(store, sealer, program, participant_id, idem, found), True
-            if pinned_order is not None and known is not None:
+            if pinned_order is not None:
                 return await _in_steps(store, sealer, program, pricing, participant_id, item_id, face_value, idem,
-                                       ttl, pinned_order, known)
+                                       ttl, pinned_order, None)
             if int(now_at or 0) == version:
                 raise
             version, known = int(now_at or 0), None

@@ -103,9 +103,9 @@ COUNTER_TTL = 400 * 86_400
 
 
 class Recount(Exception):
-    """The order's call refused to count it on the strength of the counter the request read
-    (it no longer counts, or a concurrent order brought it to the threshold): judge the order
-    again from SQL. Nothing was written."""
+    """The order's call refused an order judged without SQL (`check(presume=True)`): the
+    counter is missing or no longer counts, or it leaves the order no room below the
+    threshold. Judge the order again from SQL. Nothing was written."""
 
 
 class TaxCheck(msgspec.Struct, frozen=True):

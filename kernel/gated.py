@@ -47,5 +47,19 @@ class CarriedGate:
         await self.judge(*gate_reply(reply, counts_at=3))
         return reply[2]
 
+    async def settle(self, execute: Callable[..., Awaitable[Any]]) -> None:
+        """The gate alone (rw_gate), for a write no gateable call carries; raises the refusal."""
+        self.open = False
+        reply = await execute("FCALL", "rw_gate", len(self.keys), *self.keys, *self.args)
+        await self.judge(*gate_reply(reply))
+
 
 CARRIED: ContextVar[CarriedGate | None] = ContextVar("rw_carried_gate", default=None)
+
+
+async def judge_open_gate(execute: Callable[..., Awaitable[Any]]) -> None:
+    """Judges the request's carried gate now when no call has carried it yet: a handler about
+    to write outside its gateable call (a fallback path) calls this first. Raises the refusal."""
+    carried = CARRIED.get()
+    if carried is not None and carried.open:
+        await carried.settle(execute)

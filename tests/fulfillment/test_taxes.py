@@ -70,6 +70,22 @@ async def test_under_flag_the_order_goes_through_marked_for_the_program(client) 
     assert any(line["kind"] == "tax_form_requested" for line in feed)
 
 
+async def test_a_retry_answers_its_order_after_the_policy_became_refuse(client) -> None:  # type: ignore[no-untyped-def]
+    """A redemption placed (flagged) under `flag` is already paid: its retry with the same key
+    answers that order, even though the program now refuses such orders."""
+    program, _, item = await shop(client, face_value=2500, tax_thresholds={str(this_year()): 2500})
+    _, me = await shopper(client, program, 5000)
+    first = await redeem(client, me, item["id"], key="placed-under-flag")
+    assert first.status_code == 201, first.text
+    changed = await client.patch("/v1/program", json={"tax_form_policy": "refuse"}, headers=program.headers)
+    assert changed.status_code == 200, changed.text
+    refused = await redeem(client, me, item["id"])
+    assert refused.status_code != 201 and refused.json()["code"] == "tax_form_required", refused.text
+    again = await redeem(client, me, item["id"], key="placed-under-flag")
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert again.json()["id"] == first.json()["id"]
+
+
 async def test_the_year_end_report_lists_everyone_at_the_threshold_with_their_form(client) -> None:  # type: ignore[no-untyped-def]
     year = this_year()
     program, partner, item = await shop(client, face_value=2500, tax_thresholds={str(year): 5000})
