@@ -22,7 +22,10 @@ def engine_from_env() -> Engine:
     data_dir = Path(os.environ.get("RW_DATA_DIR", "./var")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     # A generous busy timeout: writers queue instead of failing with "database is locked".
-    return PooledSQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30)
+    # The write chains run in a writer process of their own (kernel/sqlite_writer.py) unless
+    # RW_SQLITE_WRITER=thread.
+    return PooledSQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30,
+                              writer=os.environ.get("RW_SQLITE_WRITER", "process").strip() or "process")
 
 
 DB = engine_from_env()

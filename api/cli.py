@@ -118,6 +118,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # webhooks and runs the sweeps; it dies with this process, even on `kill -9`.
         if not args.no_worker:
             worker = start_worker_process(stderr=None)
+        if args.workers > 1:
+            from api.sql import close_sqlite_writer
+
+            close_sqlite_writer()
         # SIGTERM or Ctrl-C: uvicorn stops accepting and lets in-flight requests finish (up
         # to 20 s); only then is the worker told to stop (it drains the journal into the
         # ledger), and last of all Valkey stops. A signal only asks: uvicorn would re-raise

@@ -29,7 +29,7 @@ from api.auth import Authenticator, Credential, Principal
 from api.limits import Headers, RateLimits, Windows, client_ip
 from programs import gate
 from wallet import keys
-from kernel.gated import CARRIED, CarriedGate, gate_reply
+from kernel.gated import CARRIED, CarriedGate
 
 access_log = logging.getLogger("rw.access")
 
@@ -132,10 +132,7 @@ class Gate:
 
         async def pass_carried(scope: Scope, carried: CarriedGate) -> None:
             """The carried gate alone (rw_gate); raises the refusal."""
-            carried.open = False
-            redis = scope["litestar_app"].state.redis
-            reply = await redis.fcall("rw_gate", len(carried.keys), *carried.keys, *carried.args)
-            await carried.judge(*gate_reply(reply))
+            await carried.settle(scope["litestar_app"].state.redis.execute_command)
 
         async def admit(scope: Scope, authorization: bytes, added: Headers) -> CarriedGate | None:
             """Authenticates and counts the request, adding the RateLimit-* headers to

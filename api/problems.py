@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kernel.errors import DomainError
+from kernel.sqlite_writer import WriterGone
 
 log = logging.getLogger("rw.api")
 
@@ -241,6 +242,7 @@ exception_handlers: dict[Any, Any] = {
     RedisConnectionError: _store_unavailable,
     RedisTimeoutError: _store_unavailable,
     ConnectionRefusedError: _store_unavailable,
+    WriterGone: _store_unavailable,  # SQLite's writer process died holding the write
     UnicodeError: _unencodable,
     PostgresDataError: _unstorable,
     OverflowError: _unstorable,

@@ -31,3 +31,15 @@ async def open_sql(settings: Settings) -> Callable[[], Awaitable[None]]:
             await engine.close_pool()
 
     return close
+
+
+def close_sqlite_writer() -> None:
+    """Ends this process's SQLite writer process, if it started one (kernel/sqlite_writer.py):
+    `serve` with several workers writes only while it migrates; the workers have their own."""
+    from piccolo.engine import engine_finder
+
+    from kernel.sqlite_pool import PooledSQLiteEngine
+
+    engine = engine_finder()
+    if isinstance(engine, PooledSQLiteEngine) and engine.writer_process is not None:
+        engine.writer_process.close()

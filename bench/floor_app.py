@@ -120,7 +120,8 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
             db.execute("PRAGMA journal_mode=WAL")  # as `reward-wallet migrate` leaves the API's
             for statement in _SCHEMA:
                 db.execute(statement)
-        engine = PooledSQLiteEngine(path=path, timeout=30)
+        # The API's writer, unless the run asks for the other (FLOOR_SQLITE_WRITER=thread).
+        engine = PooledSQLiteEngine(path=path, timeout=30, writer=os.environ.get("FLOOR_SQLITE_WRITER", "process"))
         state["engine"], state["read"] = engine, os.environ.get("FLOOR_SQL_READ") == "1"
         state["table"] = type("FloorRows", (Table,), {}, tablename="floor_orders", db=engine)
     try:

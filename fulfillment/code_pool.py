@@ -19,6 +19,7 @@ from fulfillment.tables import PoolCode
 from programs.spreadsheet import read_sheet
 from kernel.errors import Conflict, NotFound
 from kernel.redis_functions import FunctionStore
+from kernel.sqlite_pool import run_statement
 from kernel.ids import new_id
 from kernel.pages import decode_cursor, next_cursor
 
@@ -126,7 +127,7 @@ async def take_code_id(store: FunctionStore, program_id: str, order_id: str, ite
     code_id = await pool_store.take(store, program_id, item_id, order_id)
     if code_id is None:
         return None
-    bound = await order_writes.bind_code(order_id, code_id, datetime.now(timezone.utc)).run()
+    bound = await run_statement(PoolCode._meta.db, order_writes.bind_code(order_id, code_id, datetime.now(timezone.utc)))
     if not bound:
         raise Conflict(f"the pool's code {code_id} is bound to another order")
     return str(bound[0]["secret"])

@@ -27,7 +27,7 @@ from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from kernel.errors import Conflict, DomainError
 from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
-from kernel.sqlite_pool import write_chain, writing
+from kernel.sqlite_pool import Statement, write_chain, writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -63,11 +63,11 @@ _BIND = ("UPDATE pool_codes SET order_id = {}, used_at = {} WHERE id = {} AND (o
          "RETURNING id, secret")
 
 
-def bind_code(order_id: str, code_id: str, at: datetime) -> Any:
+def bind_code(order_id: str, code_id: str, at: datetime) -> Statement:
     """The code bound to the order when it is free or already the order's (the journal
     projector may have bound it first), answering the code's id and sealed secret then
     (RETURNING); nothing when it is another order's."""
-    return PoolCode.raw(_BIND, order_id, at, code_id, order_id)
+    return Statement(_BIND, (order_id, at, code_id, order_id))
 
 
 # The order row's columns, in the order `fulfilled_values` answers them (the journal
@@ -115,7 +115,7 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) ->
     rows are the same), it writes nothing new. Raises Conflict, writing nothing, when the code
     is bound to another order (a pool Redis lost track of: the code is never handed out
     twice); DomainError when SQL has no such code."""
-    insert = Order.raw(_INSERT_POOLED, *fulfilled_values(order, code_id))
+    insert = Statement(_INSERT_POOLED, fulfilled_values(order, code_id))
     bound = await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
                               [insert, *publishing(order.program_id, feed)])
     if not bound:
@@ -157,10 +157,10 @@ async def record_pending(order: NewOrder, partner: dict[str, Any], feed: list[Fe
     webhook queued (when the partner has one) and its feed lines, in one transaction; False,
     writing nothing, when it was written already (a retry, or the journal projector first:
     its rows are the same)."""
-    insert = Order.raw(_INSERT_PENDING, *pending_values(order))
+    insert = Statement(_INSERT_PENDING, pending_values(order))
     then: list[Any] = []
     if partner.get("webhook_url"):
-        then.append(WebhookDelivery.raw(_INSERT_ANNOUNCEMENT, *announcement_values(order, partner["id"])))
+        then.append(Statement(_INSERT_ANNOUNCEMENT, announcement_values(order, partner["id"])))
     return bool(await write_chain(Order._meta.db, insert, [*then, *publishing(order.program_id, feed)]))
 
 

@@ -22,6 +22,10 @@ savepoint of its own (`_run_batch`): one BEGIN and one COMMIT, SQLite's fsync, f
 them: under load each took 1.2-1.5 ms on the writer's thread, against 1.7-2 ms for a
 redemption's four statements (measured there, 64 concurrent redemptions).
 
+With `writer="process"` (the app's default: piccolo_conf.py, `RW_SQLITE_WRITER`) the chains
+and single writes run in a writer process instead (kernel/sqlite_writer.py): on the thread,
+each statement handed the GIL back to a busy event loop and waited to get it again.
+
 A read goes to its pooled connection's thread in one hop too (`_read`): the statement, its
 rows and the cursor's close together. aiosqlite's own calls made four hops of it, and each hop
 wakes the connection's thread and then the event loop (a queue, a futex, the loop's self-pipe,
@@ -37,11 +41,16 @@ import copy
 import functools
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NamedTuple
 
 import aiosqlite
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
+from piccolo.querystring import QueryString
+
+from kernel import sqlite_batch
+from kernel.sqlite_batch import Job, Steps
+from kernel.sqlite_writer import WholeBatch, WriterProcess
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -81,33 +90,43 @@ async def write_job(engine: Any, job: Job) -> Any:
     return await engine._written(job)
 
 
+class Statement(NamedTuple):
+    """One SQL statement as plain text with `{}` where its arguments go (Piccolo's raw
+    convention), for the hot path: building and compiling the same statement with Piccolo
+    cost about 50 us of CPU each, 14% of a redemption's main thread."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _qmarks(sql: str) -> str:
+    return sql.replace("{}", "?")
+
+
+async def run_statement(engine: Any, statement: Statement) -> Any:
+    """`statement` on `engine`, in its current transaction if there is one."""
+    return await engine.run_querystring(QueryString(statement.sql, *statement.args))
+
+
+def _run(engine: Any, query: Any) -> Any:
+    return run_statement(engine, query) if isinstance(query, Statement) else query.run()
+
+
 async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """One write transaction: the Piccolo query `first`, then the queries `then` only when
-    `first` answered rows (an UPDATE ... RETURNING that found its row, a code taken); answers
-    `first`'s rows. On the pooled SQLite engine, in one hop on its writer's thread; elsewhere
-    (or inside another transaction) awaited statement by statement in `writing(engine)`."""
+    """One write transaction: the query `first` (Piccolo's, or a `Statement`), then the
+    queries `then` only when `first` answered rows (an UPDATE ... RETURNING that found its row,
+    a code taken); answers `first`'s rows. On the pooled SQLite engine, in one hop on its
+    writer; elsewhere (or inside another transaction) awaited statement by statement in
+    `writing(engine)`."""
     if on_writer_thread(engine):
         return await engine.write_chain(first, then)
     async with writing(engine):
-        rows = await first.run()
+        rows = await _run(engine, first)
         if rows:
             for query in then:
-                await query.run()
+                await _run(engine, query)
     return rows
-
-
-def _begin(connection: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE on the writer's thread. A transaction still open there was left by an
-    earlier write whose ROLLBACK failed: writes start one at a time (the lock queues them, and
-    a chain's whole transaction is one job of the thread), so it is nobody's now. Ending it
-    keeps the writes queued behind that failure from failing with it."""
-    if connection.in_transaction:
-        connection.execute("ROLLBACK")
-    connection.execute("BEGIN IMMEDIATE")
-
-
-Steps = list[tuple[str, list[Any]]]
-Job = Callable[[sqlite3.Connection], Any]
 
 
 class _Batch:
@@ -144,9 +163,9 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
     answers: list[Any] = []
     taken: list[tuple[Steps | Job, asyncio.Future[Any]]] = []
     try:
-        _begin(connection)
+        sqlite_batch.begin(connection)
         taken = batch.take()  # after BEGIN: those that arrived while it waited for the lock too
-        answers = [_savepointed(connection, steps) for steps, _ in taken]
+        answers = [sqlite_batch.savepointed(connection, steps) for steps, _ in taken]
         connection.execute("COMMIT")
     except BaseException as error:
         taken = taken or batch.take()
@@ -156,29 +175,7 @@ def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
                 connection.execute("ROLLBACK")
     for (_, answer), result in zip(taken, answers):
         with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits for it
-            answer.get_loop().call_soon_threadsafe(_settle, answer, result)
-
-
-def _savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
-    """One chain (or job) in a savepoint: its first step's rows (what the job answered), or
-    the error that took it back."""
-    connection.execute("SAVEPOINT chain")
-    try:
-        if callable(steps):
-            rows = steps(connection)
-            if not connection.in_transaction:  # it caught SQLite ending the batch, or committed
-                raise sqlite3.OperationalError("a write job ended its batch's transaction")
-        # No rows: a single write without RETURNING, or a first step that found nothing.
-        elif rows := connection.execute(*steps[0]).fetchall():
-            for sql, args in steps[1:]:
-                connection.execute(sql, args).fetchall()
-    except Exception as error:  # SQLite's refusal, or a value the driver cannot bind
-        if not connection.in_transaction:
-            raise  # SQLite ended the whole transaction (a full disk): the batch fails with this
-        connection.execute("ROLLBACK TO chain")  # when this fails too, the whole batch does
-        rows = error
-    connection.execute("RELEASE chain")
-    return rows
+            answer.get_loop().call_soon_threadsafe(sqlite_batch.settle, answer, result)
 
 
 class _WholeBatch(Exception):
@@ -199,15 +196,6 @@ def _own_copy(cause: BaseException) -> BaseException:
         return copy.copy(cause).with_traceback(cause.__traceback__)
     except Exception:
         return cause
-
-
-def _settle(answer: asyncio.Future[Any], result: Any) -> None:
-    if answer.done():  # its caller was cancelled; the chain ran (or not) all the same
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    else:
-        answer.set_result(result)
 
 
 def _queue_on(connection: aiosqlite.Connection, fn: Any, *args: Any) -> None:
@@ -258,7 +246,7 @@ class _WriterTransaction(SQLiteTransaction):
         return self.pool.writer
 
     async def begin(self) -> None:
-        await self.connection._execute(_begin, self.connection._conn)
+        await self.connection._execute(sqlite_batch.begin, self.connection._conn)
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
         try:
@@ -283,10 +271,15 @@ class _WriterTransaction(SQLiteTransaction):
 
 
 class PooledSQLiteEngine(SQLiteEngine):
-    def __init__(self, *args: Any, pool_size: int = 4, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pool_size: int = 4, writer: str = "thread", **kwargs: Any) -> None:
+        """`writer`: where the chains and single writes run, "thread" (a connection's thread in
+        this process) or "process" (kernel/sqlite_writer.py: a child with a GIL of its own)."""
         super().__init__(*args, **kwargs)
+        if writer not in ("thread", "process"):
+            raise ValueError(f"the SQLite writer is 'thread' or 'process', not {writer!r}")
         self.pool_size = pool_size
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self.writer_process = WriterProcess(self.connection_kwargs) if writer == "process" else None
 
     def _pool(self) -> _LoopPool:
         loop = asyncio.get_running_loop()
@@ -339,6 +332,8 @@ class PooledSQLiteEngine(SQLiteEngine):
                 yield transaction
 
     def _compiled(self, query: Any) -> tuple[str, list[Any]]:
+        if isinstance(query, Statement):
+            return _qmarks(query.sql), list(query.args)
         [querystring] = query.querystrings  # one statement each (an INSERT, UPDATE, raw SQL)
         sql, args = querystring.compile_string(engine_type=self.engine_type)
         return sql, list(args)
@@ -351,6 +346,11 @@ class PooledSQLiteEngine(SQLiteEngine):
     async def _written(self, steps: Steps | Job) -> Any:
         """`steps` as one chain of this loop's next write batch: its first step's rows (a
         job's answer)."""
+        if self.writer_process is not None and not callable(steps):
+            try:
+                return await self.writer_process.send(steps)
+            except WholeBatch as failed:
+                raise _own_copy(failed.cause) from None
         pool = self._pool()
         async with pool.writer_lock:
             if pool.writer is None:

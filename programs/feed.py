@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone
-from typing import Any
 
 import msgspec
 
@@ -13,6 +12,7 @@ from kernel.errors import Invalid
 from kernel.ids import new_id
 from kernel.pages import decode_cursor, next_cursor
 from kernel.clock import utc
+from kernel.sqlite_pool import Statement, run_statement
 
 
 class FeedEntry(msgspec.Struct, frozen=True):
@@ -63,12 +63,12 @@ def feed_rows(program_id: str, entries: list[FeedEntry], at: datetime) -> list[t
              e.reference, at) for e in entries]
 
 
-def publishing(program_id: str, entries: list[FeedEntry]) -> list[Any]:
-    """The insert queries that write `entries` (a line already written stays as it is), for
-    a caller that runs them inside a transaction of its own (`kernel.sqlite_pool.write_chain`).
+def publishing(program_id: str, entries: list[FeedEntry]) -> list[Statement]:
+    """The insert statements that write `entries` (a line already written stays as it is),
+    for a caller that runs them inside a transaction of its own (`kernel.sqlite_pool.write_chain`).
     Plain SQL: Piccolo's builder cost about 0.1 ms of CPU a line, on the request path."""
     rows = feed_rows(program_id, entries, datetime.now(timezone.utc))
-    return [FeedItem.raw(_insert_lines(len(chunk)), *(value for row in chunk for value in row))
+    return [Statement(_insert_lines(len(chunk)), tuple(value for row in chunk for value in row))
             for chunk in (rows[start:start + 500] for start in range(0, len(rows), 500))]
 
 
@@ -80,8 +80,8 @@ def _insert_lines(count: int) -> str:
 
 
 async def publish(program_id: str, entries: list[FeedEntry]) -> None:
-    for query in publishing(program_id, entries):
-        await query.run()
+    for statement in publishing(program_id, entries):
+        await run_statement(FeedItem._meta.db, statement)
 
 
 async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:

@@ -64,6 +64,11 @@ class Serve:
         """The worker processes serve started (`python -m api worker`), by their command line."""
         return [pid for pid in children(self.process.pid) if command_line(pid)[-4:-2] == ["api", "worker"]]
 
+    def sqlite_writer_pids(self) -> list[int]:
+        """The SQLite writer processes (kernel/sqlite_writer.py) of serve and of its workers."""
+        return [pid for parent in [self.process.pid, *children(self.process.pid)] for pid in children(parent)
+                if command_line(pid)[1:3] == ["-m", "kernel.sqlite_writer"]]
+
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -237,7 +242,9 @@ def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tm
     server = Serve(tmp_path / "data", 1, "--no-worker")
     try:
         assert server.worker_pids() == []
-        assert len(children(server.process.pid)) == 1  # Valkey alone
+        # Valkey, and the SQLite writer of the one API process (serve itself here).
+        writers = server.sqlite_writer_pids()
+        assert len(writers) <= 1 and len(set(children(server.process.pid)) - set(writers)) == 1
     finally:
         server.kill()
 
@@ -247,14 +254,16 @@ def test_kill_9_of_serve_leaves_no_worker_and_no_valkey(tmp_path: Path):
     try:
         [worker] = server.worker_pids()
         valkey = json.loads((tmp_path / "data" / "valkey" / "valkey.json").read_text())["pid"]
-        assert alive(worker) and alive(valkey)
+        writers = server.sqlite_writer_pids()  # serve's own (it migrated) and the worker's, once it wrote
+        assert alive(worker) and alive(valkey) and writers
         os.kill(server.process.pid, signal.SIGKILL)  # serve alone: no group kill helps them
         server.process.wait()
         deadline = time.monotonic() + 60  # a bound on waiting, not a figure under test
-        while (alive(worker) or alive(valkey)) and time.monotonic() < deadline:
+        while (alive(worker) or alive(valkey) or any(map(alive, writers))) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive(worker), f"worker {worker} outlived serve: {command_line(worker)}"
         assert not alive(valkey), f"Valkey {valkey} outlived serve"
+        assert not any(map(alive, writers)), "a SQLite writer outlived the process it wrote for"
     finally:
         server.kill()
 

@@ -1,6 +1,6 @@
 """`write_chain`: one write transaction whose later statements run only when the first found
-its rows, all or nothing (on SQLite in one hop on the writer's thread; on Postgres statement
-by statement in a transaction)."""
+its rows, all or nothing (on SQLite in one hop on the writer: a process of its own or a
+thread of the API's; on Postgres statement by statement in a transaction)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from piccolo.table import Table
 
 from kernel.ids import new_id
 from kernel.sqlite_pool import PooledSQLiteEngine, write_chain, writing
+from kernel.sqlite_writer import WriterProcess
 
 pytestmark = pytest.mark.sql
 
@@ -33,6 +34,43 @@ async def probe(migrated) -> str:  # type: ignore[no-untyped-def]
     return row_id
 
 
+@pytest.fixture(params=["process", "thread"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The SQLite engine's chains run by its writer process, or by its writer thread (each
+    test of either runs with both; on Postgres there is neither)."""
+    engine = ChainProbe._meta.db
+    if isinstance(engine, PooledSQLiteEngine):
+        if request.param == "thread":
+            monkeypatch.setattr(engine, "writer_process", None)
+        elif engine.writer_process is None:
+            process = WriterProcess(engine.connection_kwargs)
+            monkeypatch.setattr(engine, "writer_process", process)
+            request.addfinalizer(process.close)
+    elif request.param == "thread":
+        pytest.skip("one run on Postgres")
+    return str(request.param)
+
+
+@pytest.fixture
+def process_writer(monkeypatch: pytest.MonkeyPatch) -> WriterProcess:
+    """The tests of the writer process itself."""
+    engine = ChainProbe._meta.db
+    if not isinstance(engine, PooledSQLiteEngine):
+        pytest.skip("the pooled SQLite engine's writer process")
+    if engine.writer_process is None:
+        process = WriterProcess(engine.connection_kwargs)
+        monkeypatch.setattr(engine, "writer_process", process)
+    return engine.writer_process
+
+
+@pytest.fixture
+def thread_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests of the writer thread itself (its lock, its batch, its connection)."""
+    engine = ChainProbe._meta.db
+    if isinstance(engine, PooledSQLiteEngine):
+        monkeypatch.setattr(engine, "writer_process", None)
+
+
 def _moved(row_id: str, to: str) -> object:
     return ChainProbe.update({ChainProbe.status: to}).where(
         (ChainProbe.id == row_id) & (ChainProbe.status == "new")).returning(ChainProbe.id)
@@ -43,7 +81,7 @@ async def _statuses(*row_ids: str) -> list[str | None]:
     return [rows.get(i) for i in row_ids]
 
 
-async def test_the_later_statements_follow_a_first_that_found_its_row(probe: str) -> None:
+async def test_the_later_statements_follow_a_first_that_found_its_row(probe: str, writer: str) -> None:
     line = new_id("probe")
     rows = await write_chain(ChainProbe._meta.db, _moved(probe, "done"),
                              [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))])
@@ -51,7 +89,7 @@ async def test_the_later_statements_follow_a_first_that_found_its_row(probe: str
     assert await _statuses(probe, line) == ["done", "line"]
 
 
-async def test_nothing_follows_a_first_that_found_nothing(probe: str) -> None:
+async def test_nothing_follows_a_first_that_found_nothing(probe: str, writer: str) -> None:
     await write_chain(ChainProbe._meta.db, _moved(probe, "done"))
     line = new_id("probe")
     rows = await write_chain(ChainProbe._meta.db, _moved(probe, "again"),
@@ -59,7 +97,7 @@ async def test_nothing_follows_a_first_that_found_nothing(probe: str) -> None:
     assert rows == [] and await _statuses(probe, line) == ["done", None]
 
 
-async def test_a_failing_later_statement_takes_the_first_back_and_the_writer_goes_on(probe: str) -> None:
+async def test_a_failing_later_statement_takes_the_first_back_and_the_writer_goes_on(probe: str, writer: str) -> None:
     duplicate = ChainProbe.insert(ChainProbe(id=probe, status="clash", n=2))  # the primary key is taken
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         await write_chain(ChainProbe._meta.db, _moved(probe, "done"), [duplicate])
@@ -67,7 +105,7 @@ async def test_a_failing_later_statement_takes_the_first_back_and_the_writer_goe
     assert [r["id"] for r in await write_chain(ChainProbe._meta.db, _moved(probe, "done"))] == [probe]
 
 
-async def test_concurrent_chains_on_one_row_apply_once(probe: str) -> None:
+async def test_concurrent_chains_on_one_row_apply_once(probe: str, writer: str) -> None:
     lines = [new_id("probe") for _ in range(20)]
     answers = await asyncio.gather(*(
         write_chain(ChainProbe._meta.db, _moved(probe, "done"), [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))])
@@ -97,7 +135,7 @@ def _pooled(engine: object) -> None:
         pytest.skip("the pooled SQLite engine's writer connection")
 
 
-async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe: str) -> None:
+async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe: str, thread_writer: None) -> None:
     """As if a failed chain's ROLLBACK had failed too: the writes queued behind it, chains
     and transactions of several statements alike, end that leftover and go on."""
     engine = ChainProbe._meta.db
@@ -113,7 +151,7 @@ async def test_a_transaction_left_open_on_the_writer_fails_no_later_write(probe:
         assert await _statuses(*lines) == ["line"] * 16, first
 
 
-async def test_a_closed_writer_is_replaced(probe: str) -> None:
+async def test_a_closed_writer_is_replaced(probe: str, thread_writer: None) -> None:
     engine = ChainProbe._meta.db
     _pooled(engine)
     await write_chain(engine, _moved(probe, "done"))
@@ -127,7 +165,8 @@ async def test_a_closed_writer_is_replaced(probe: str) -> None:
     assert await _statuses(line) == ["line"]
 
 
-async def test_a_chain_whose_loop_closed_leaves_the_writer_thread_running(probe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_chain_whose_loop_closed_leaves_the_writer_thread_running(probe: str, thread_writer: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A loop that ends (a test's, a worker's at shutdown) while its chain waits for the
     writer's thread: the chain still runs, and its answer, with nobody to take it, neither
     kills the connection's thread nor surfaces as an unhandled error."""
@@ -160,7 +199,7 @@ async def test_a_chain_whose_loop_closed_leaves_the_writer_thread_running(probe:
     await writer.stop()  # its loop is gone: stopped from this one
 
 
-async def test_chains_and_transactions_of_several_statements_never_interleave(probe: str) -> None:
+async def test_chains_and_transactions_of_several_statements_never_interleave(probe: str, thread_writer: None) -> None:
     """Chains only queue under the writer's lock and are answered after it is released; a
     transaction awaited statement by statement keeps the lock, so no chain runs inside it (on
     the one writer connection a chain's BEGIN would fail there) and none of its rows is lost."""
@@ -175,7 +214,7 @@ async def test_chains_and_transactions_of_several_statements_never_interleave(pr
     assert sorted((r["status"], r["n"]) for r in rows) == [("line", 4)] * 6
 
 
-async def test_chains_written_together_each_answer_for_themselves(probe: str) -> None:
+async def test_chains_written_together_each_answer_for_themselves(probe: str, writer: str) -> None:
     """Chains that arrive together share one transaction on SQLite (one commit for all), yet
     each answers as if alone: one that found nothing or failed takes back only itself."""
     engine = ChainProbe._meta.db
@@ -226,7 +265,7 @@ async def _batched(calls: list[Any], statements: list[str] | None = None) -> lis
     return answers
 
 
-async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone(probe: str) -> None:
+async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone(probe: str, thread_writer: None) -> None:
     engine = ChainProbe._meta.db
     _pooled(engine)
     lines = [new_id("probe") for _ in range(6)]
@@ -236,7 +275,7 @@ async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone(probe: str) 
     assert await _statuses(*lines) == ["line", "line", "line", None, "line", "line"]
 
 
-async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_writes_none(probe: str) -> None:
+async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_writes_none(probe: str, thread_writer: None) -> None:
     engine = ChainProbe._meta.db
     _pooled(engine)
     await engine.run_ddl("CREATE TRIGGER IF NOT EXISTS chain_probe_doomed BEFORE INSERT ON chain_probe "
@@ -254,7 +293,7 @@ async def test_a_batch_sqlite_ends_whole_fails_every_chain_with_the_cause_and_wr
     assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[0], status="line", n=1)).returning(ChainProbe.id))
 
 
-async def test_single_writes_queued_together_each_answer_for_themselves(probe: str) -> None:
+async def test_single_writes_queued_together_each_answer_for_themselves(probe: str, thread_writer: None) -> None:
     """Single statements outside a transaction join the writer's batch like chains (one BEGIN
     and one COMMIT for all): an UPDATE that answers no rows is still written, and a failing
     INSERT fails alone."""
@@ -276,7 +315,7 @@ async def test_single_writes_queued_together_each_answer_for_themselves(probe: s
     assert {r["id"]: (r["status"], r["n"]) for r in rows} == {probe: ("new", 7), **{i: ("line", 1) for i in lines[:4]}}
 
 
-async def test_a_job_runs_in_the_batch_and_a_failing_job_takes_back_only_itself(probe: str) -> None:
+async def test_a_job_runs_in_the_batch_and_a_failing_job_takes_back_only_itself(probe: str, thread_writer: None) -> None:
     """`write_job`: work that reads and writes on the writer's own connection, in the batch of
     the chains waiting with it; one that raises leaves nothing it wrote, and the others stand."""
     from kernel.sqlite_pool import write_job
@@ -298,3 +337,121 @@ async def test_a_job_runs_in_the_batch_and_a_failing_job_takes_back_only_itself(
                               write_chain(engine, ChainProbe.insert(ChainProbe(id=lines[2], status="line", n=1)))])
     assert answers[0] == 1 and isinstance(answers[1], ValueError), answers
     assert await _statuses(*lines) == ["line", None, "line"]
+
+
+
+async def test_a_value_the_driver_cannot_bind_fails_its_chain_alone_in_the_writer_process(
+        probe: str, process_writer: WriterProcess) -> None:
+    engine = ChainProbe._meta.db
+    lines = [new_id("probe") for _ in range(6)]
+    answers = await asyncio.gather(*(write_chain(engine, ChainProbe.insert(ChainProbe(
+        id=i, status="line", n=2**70 if k == 3 else 1))) for k, i in enumerate(lines)), return_exceptions=True)
+    assert isinstance(answers[3], OverflowError), answers
+    assert await _statuses(*lines) == ["line", "line", "line", None, "line", "line"]
+
+
+async def test_a_batch_sqlite_ends_whole_in_the_writer_process_fails_its_chains_and_writes_none_of_them(
+        probe: str, process_writer: WriterProcess) -> None:
+    """Which chains share the doomed one's batch depends on when they reach the process; each
+    of those fails with SQLite's own error and is not written, each other one is written, and
+    the process goes on."""
+    engine = ChainProbe._meta.db
+    await engine.run_ddl("CREATE TRIGGER IF NOT EXISTS chain_probe_doomed BEFORE INSERT ON chain_probe "
+                         "WHEN NEW.status = 'doomed' BEGIN SELECT RAISE(ROLLBACK, 'doomed'); END")
+    lines = [new_id("probe") for _ in range(12)]
+    answers = await asyncio.gather(*(write_chain(engine, ChainProbe.insert(ChainProbe(
+        id=i, status="doomed" if k == 5 else "line", n=1)).returning(ChainProbe.id)) for k, i in enumerate(lines)),
+        return_exceptions=True)
+    assert isinstance(answers[5], sqlite3.Error) and "doomed" in str(answers[5]), answers
+    failed = [isinstance(a, Exception) for a in answers]
+    assert all(isinstance(a, sqlite3.Error) and "doomed" in str(a) for a in answers if isinstance(a, Exception))
+    assert await _statuses(*lines) == [None if f else "line" for f in failed]
+    again = new_id("probe")
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=again, status="line", n=1)).returning(ChainProbe.id))
+
+
+async def test_a_writer_process_killed_fails_the_chain_it_held_and_the_next_write_starts_another(
+        probe: str, process_writer: WriterProcess) -> None:
+    """`kill -9` of the writer process while a chain waits in it (here for SQLite's lock,
+    which the test holds): that chain fails as not known to be written (WriterGone), nothing
+    of it is written, and the next chain is written by a new process."""
+    import os
+    import signal
+
+    from kernel.sqlite_writer import WriterGone
+
+    engine, process = ChainProbe._meta.db, process_writer
+    await write_chain(engine, _moved(probe, "done"))
+    first = process._child
+    assert first is not None
+    holder = sqlite3.connect(engine.connection_kwargs["database"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the writer process waits for the lock in SQLite's busy handler
+    line = new_id("probe")
+    waiting = asyncio.ensure_future(write_chain(engine, ChainProbe.insert(ChainProbe(id=line, status="line", n=1))))
+    await asyncio.sleep(0.2)
+    os.kill(first.process.pid, signal.SIGKILL)
+    with pytest.raises(WriterGone):
+        await asyncio.wait_for(waiting, 10)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert await _statuses(line) == [None]
+    again = new_id("probe")
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=again, status="line", n=1)).returning(ChainProbe.id))
+    assert await _statuses(again) == ["line"]
+    assert process._child is not None and process._child is not first
+    # Killed while idle: the next chain finds the pipe broken and starts another at once.
+    second = process._child
+    os.kill(second.process.pid, signal.SIGKILL)
+    second.process.wait(timeout=10)
+    last = new_id("probe")
+    assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=last, status="line", n=1)).returning(ChainProbe.id))
+    assert await _statuses(last) == ["line"]
+
+
+_OWNER = """
+import asyncio, sys
+from kernel.sqlite_pool import PooledSQLiteEngine, Statement, write_chain
+
+async def main():
+    engine = PooledSQLiteEngine(path=sys.argv[1], timeout=30, writer="process")
+    await engine.run_ddl("CREATE TABLE IF NOT EXISTS owned (id TEXT PRIMARY KEY)")
+    await write_chain(engine, Statement("INSERT INTO owned (id) VALUES ({}) RETURNING id", ("a",)))
+    print(engine.writer_process._child.process.pid, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_the_writer_process_ends_when_its_api_process_is_killed(tmp_path: Any) -> None:
+    """No writer process outlives the process it writes for, even after a `kill -9`."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(tmp_path / "owned.sqlite3")], cwd=root,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(owner.stdout.readline())  # type: ignore[union-attr]
+        assert _running(child)
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(child)
+        rows = sqlite3.connect(tmp_path / "owned.sqlite3").execute("SELECT id FROM owned").fetchall()
+        assert rows == [("a",)]
+    finally:
+        owner.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive, and not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
