@@ -476,6 +476,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings, _ = _settings()
     configure_logging(settings.log_level)
+    # Its heavy writes are the projector's jobs, on the writer thread: its few single writes
+    # join them there, in one queue, instead of meeting them in SQLite's busy handler.
+    from api.sql import close_sqlite_writer
+
+    close_sqlite_writer(for_good=True)
 
     async def go(url: str) -> None:
         stop = asyncio.Event()

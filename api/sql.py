@@ -33,9 +33,10 @@ async def open_sql(settings: Settings) -> Callable[[], Awaitable[None]]:
     return close
 
 
-def close_sqlite_writer() -> None:
+def close_sqlite_writer(for_good: bool = False) -> None:
     """Ends this process's SQLite writer process, if it started one (kernel/sqlite_writer.py):
-    `serve` with several workers writes only while it migrates; the workers have their own."""
+    `serve` with several workers writes only while it migrates; the workers have their own.
+    `for_good`: this process writes on its writer thread from now on (the worker)."""
     from piccolo.engine import engine_finder
 
     from kernel.sqlite_pool import PooledSQLiteEngine
@@ -43,3 +44,5 @@ def close_sqlite_writer() -> None:
     engine = engine_finder()
     if isinstance(engine, PooledSQLiteEngine) and engine.writer_process is not None:
         engine.writer_process.close()
+        if for_good:
+            engine.writer_process = None

@@ -7,9 +7,11 @@ to the loop that made them) and hands them out one read at a time. Every write, 
 transaction, a chain or a single INSERT/UPDATE/DELETE (a chain of one statement), runs one
 at a time per event loop, in arrival order, on one connection kept for writing (see
 `write_transaction`), so no write waits in SQLite's busy handler while holding a connection
-the reads need. Piccolo's own
-`transaction()` still gets a connection of its own; write through `writing(engine)`. Once
-queued, a chain or single write is committed even if its caller is cancelled meanwhile.
+the reads need (with `writer="process"` the chains and single writes run one batch at a time
+in the writer process instead, and meet this process's transactions and jobs in SQLite's
+busy handler: see kernel/sqlite_writer.py). Piccolo's own `transaction()` still gets a
+connection of its own; write through `writing(engine)`. Once queued, a chain or single write
+is committed even if its caller is cancelled meanwhile.
 
 A transaction of several statements awaited one by one holds SQLite's write lock across
 turns of the event loop, and on a busy loop every turn is other requests' work: under 64
@@ -113,7 +115,7 @@ def _run(engine: Any, query: Any) -> Any:
     return run_statement(engine, query) if isinstance(query, Statement) else query.run()
 
 
-async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list[dict[str, Any]]:
+async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list[Any]:
     """One write transaction: the query `first` (Piccolo's, or a `Statement`), then the
     queries `then` only when `first` answered rows (an UPDATE ... RETURNING that found its row,
     a code taken); answers `first`'s rows. On the pooled SQLite engine, in one hop on its

@@ -23,31 +23,45 @@ starts another.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
+import functools
 import os
 import pickle
+import select
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
+import time
+import weakref
 from typing import Any
 
 from kernel.sqlite_batch import Steps, begin, savepointed, settle
 
-_HEADER = 4
-# Room for about a thousand chains in the pipe before a write would wait for the child.
+# A frame: the body's length (4 bytes), the chain's id (8), what the body is (1), the body (a
+# pickle). Each chain crosses in a frame of its own both ways, so a body one side cannot read
+# fails that chain alone.
+_HEAD = struct.Struct("<IQB")
+ROWS, ERROR, WHOLE = 0, 1, 2  # an answer's kind: the rows, the chain's own error, the batch's
+# Room for about a thousand chains in the pipe; past that, a drain thread waits for room, so
+# the event loop never blocks on the pipe.
 _PIPE_SIZE = 1 << 20
+# A child that ended without answering anything this soon after it started is not started again
+# for this long: every write fails at once instead of spawning a process each.
+_RESTART_AFTER = 1.0
 
 
 class WriterGone(sqlite3.OperationalError):
     """The writer process ended before it answered: the chain may or may not be written."""
 
 
-def _frame(value: Any) -> bytes:
+def _frame(chain_id: int, kind: int, value: Any) -> bytes:
     body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(_HEADER, "little") + body
+    return _HEAD.pack(len(body), chain_id, kind) + body
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -56,96 +70,159 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _frames(buffer: bytearray) -> list[Any]:
-    """The whole frames at the head of `buffer`, taken out of it."""
-    taken: list[Any] = []
+def _frames(buffer: bytearray) -> list[tuple[int, int, Any]]:
+    """The whole frames at the head of `buffer`, taken out of it: (id, kind, value), the value
+    an OperationalError when its body cannot be read here."""
+    taken: list[tuple[int, int, Any]] = []
     start = 0
-    while len(buffer) - start >= _HEADER:
-        size = int.from_bytes(buffer[start:start + _HEADER], "little")
-        if len(buffer) - start - _HEADER < size:
+    while len(buffer) - start >= _HEAD.size:
+        size, chain_id, kind = _HEAD.unpack_from(buffer, start)
+        if len(buffer) - start - _HEAD.size < size:
             break
-        taken.append(pickle.loads(buffer[start + _HEADER:start + _HEADER + size]))
-        start += _HEADER + size
+        body = bytes(buffer[start + _HEAD.size:start + _HEAD.size + size])
+        try:
+            value = pickle.loads(body)
+        except Exception as error:
+            kind, value = ERROR, sqlite3.OperationalError(f"the SQL writer's message could not be read: {error!r}")
+        taken.append((chain_id, kind, value))
+        start += _HEAD.size + size
     del buffer[:start]
     return taken
 
 
 def _portable(result: Any) -> Any:
-    """A chain's answer as it can cross the pipe: an error that does not pickle goes as
-    SQLite's error with its message."""
+    """A chain's answer as it can cross the pipe: an error that does not pickle (or unpickle)
+    goes as SQLite's error with its message."""
     if isinstance(result, BaseException):
         try:
-            pickle.dumps(result)
+            pickle.loads(pickle.dumps(result))
         except Exception:
             return sqlite3.OperationalError(f"{type(result).__name__}: {result}")
     return result
 
 
 class _Child:
-    """One writer process, the pipe to it and the chains it holds (by id)."""
+    """One writer process, the pipe to it, the bytes waiting for room in that pipe and the
+    chains it holds (by id)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], requests: int) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], requests: int, started: float) -> None:
         self.process = process
         self.requests = requests
+        self.started = started
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self.answered = False
         self.open = True
 
 
 class WriterProcess:
     """The API side: `send` a chain, await its rows. One per engine, shared by every event
-    loop of the process (each chain's future is answered on its own loop)."""
+    loop of the process (each chain's future is answered on its own loop). One lock guards
+    the child, its pending chains and the pipe's writes; nothing blocks while holding it (the
+    pipe is non-blocking), so the answers' reader always gets it at once."""
 
     def __init__(self, connection_kwargs: dict[str, Any]) -> None:
         self._kwargs = dict(connection_kwargs)
-        self._lock = threading.Lock()  # the pipe's writes and the pending chains
+        self._lock = threading.Lock()
         self._next = 0
         self._child: _Child | None = None
-        self._pid = os.getpid()
+        self._failed_at = -_RESTART_AFTER
+        os.register_at_fork(after_in_child=functools.partial(_forget_in_fork, weakref.ref(self)))
 
     def send(self, steps: Steps) -> asyncio.Future[Any]:
         """Queues the chain; the future answers its first step's rows, or raises its error
-        (`WholeBatch` when the whole batch failed)."""
+        (`WholeBatch` when the whole batch failed; `WriterGone` when the writer could not
+        take it or ended before it answered)."""
         answer = asyncio.get_running_loop().create_future()
-        if self._pid != os.getpid():  # a forked copy: the pipe and its reader are the parent's
-            self._lock, self._child, self._pid = threading.Lock(), None, os.getpid()
         with self._lock:
             self._next += 1
             chain_id = self._next
-            frame = _frame((chain_id, steps))  # an argument that cannot cross raises here: nothing sent
+            frame = _frame(chain_id, ROWS, steps)  # an argument that cannot cross raises here: nothing sent
             for attempt in (1, 2):
                 child = self._child if self._child is not None else self._start()
                 child.pending[chain_id] = answer
                 try:
-                    _write_all(child.requests, frame)
+                    self._push(child, frame)
                     break
                 except OSError:  # the child is gone: it read nothing of this frame
                     del child.pending[chain_id]
                     self._drop(child)
                     if attempt == 2:
-                        raise WriterGone("the SQL writer process could not be started") from None
+                        raise WriterGone("the SQL writer process is gone") from None
         return answer
 
+    def _push(self, child: _Child, frame: bytes) -> None:
+        """The frame into the pipe as far as it has room, the rest behind the bytes already
+        waiting (under the lock). Raises OSError only when nothing of it was written."""
+        if child.backlog:
+            child.backlog.append(frame)
+            return
+        try:
+            written = os.write(child.requests, frame)
+        except BlockingIOError:
+            written = 0
+        if written < len(frame):
+            child.backlog.append(frame[written:])
+            threading.Thread(target=self._drain, args=(child,), name="sqlite-writer-drain", daemon=True).start()
+
+    def _drain(self, child: _Child) -> None:
+        """Writes the child's backlog as the pipe makes room, then ends."""
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([], [child.requests], [], 1.0)
+            with self._lock:
+                if not child.open:
+                    child.backlog.clear()
+                    return
+                try:
+                    while child.backlog:
+                        head = child.backlog[0]
+                        written = os.write(child.requests, head)
+                        if written < len(head):
+                            child.backlog[0] = head[written:]
+                            break
+                        child.backlog.popleft()
+                except BlockingIOError:
+                    pass
+                except OSError:  # the child is gone: its reader fails what it held
+                    child.backlog.clear()
+                    return
+                if not child.backlog:
+                    return
+
     def _start(self) -> _Child:
-        """A new child on fresh pipes, and the thread that reads its answers (under the lock)."""
+        """A new child on fresh pipes, and the thread that reads its answers (under the lock).
+        Raises WriterGone when it cannot be started (or one just ended without a word)."""
+        if time.monotonic() - self._failed_at < _RESTART_AFTER:
+            raise WriterGone("the SQL writer process keeps ending; see its errors in this process's log")
         child_reads, requests = os.pipe()
         answers, child_writes = os.pipe()
-        with contextlib.suppress(OSError):  # a smaller pipe only makes a full one likelier
-            fcntl.fcntl(requests, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        process = None
         try:
+            with contextlib.suppress(OSError):  # a smaller pipe only makes a full one likelier
+                fcntl.fcntl(requests, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
             process = subprocess.Popen(
                 [sys.executable, "-m", "kernel.sqlite_writer", str(child_reads), str(child_writes)],
                 pass_fds=(child_reads, child_writes), stdin=subprocess.DEVNULL, close_fds=True)
-        except BaseException:
+            _write_all(requests, _frame(0, ROWS, self._kwargs))
+            os.set_blocking(requests, False)
+            child = _Child(process, requests, time.monotonic())
+            threading.Thread(target=self._read_answers, args=(child, answers), name="sqlite-writer-answers",
+                             daemon=True).start()
+        except Exception as error:
             for fd in (requests, answers):
-                os.close(fd)
-            raise
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if process is not None:
+                with contextlib.suppress(Exception):
+                    process.kill()
+                    process.wait(timeout=5)
+            self._failed_at = time.monotonic()
+            raise WriterGone(f"the SQL writer process could not be started: {error!r}") from error
         finally:
             os.close(child_reads)
             os.close(child_writes)
-        child = self._child = _Child(process, requests)
-        _write_all(requests, _frame(self._kwargs))
-        threading.Thread(target=self._read_answers, args=(child, answers), name="sqlite-writer-answers",
-                         daemon=True).start()
+        self._child = child
         return child
 
     def _drop(self, child: _Child) -> None:
@@ -162,18 +239,19 @@ class WriterProcess:
         try:
             while data := os.read(fd, 1 << 20):
                 buffer += data
-                for replies in _frames(buffer):
+                for chain_id, kind, result in _frames(buffer):
                     with self._lock:
-                        settled = [(child.pending.pop(chain_id, None), whole, result)
-                                   for chain_id, whole, result in replies]
-                    for answer, whole, result in settled:
-                        if answer is not None:
-                            _answer(answer, WholeBatch(result) if whole else result)
+                        answer = child.pending.pop(chain_id, None)
+                        child.answered = True
+                    if answer is not None:
+                        _answer(answer, WholeBatch(result) if kind == WHOLE else result)
         finally:
             os.close(fd)
             with self._lock:
                 self._drop(child)
                 orphaned, child.pending = list(child.pending.values()), {}
+                if not child.answered and time.monotonic() - child.started < _RESTART_AFTER:
+                    self._failed_at = time.monotonic()
             for answer in orphaned:
                 _answer(answer, WriterGone("the SQL writer process ended before it answered"))
             with contextlib.suppress(Exception):
@@ -188,6 +266,21 @@ class WriterProcess:
         if child is not None:
             with contextlib.suppress(Exception):
                 child.process.wait(timeout=10)
+
+    def _forget(self) -> None:
+        """In a forked copy of the process: the pipe and the child are the parent's. Closing
+        our copy of the pipe lets the child see its end when the parent exits."""
+        self._lock = threading.Lock()
+        child, self._child = self._child, None
+        if child is not None:
+            with contextlib.suppress(OSError):
+                os.close(child.requests)
+
+
+def _forget_in_fork(ref: Any) -> None:
+    process = ref()
+    if process is not None:
+        process._forget()
 
 
 class WholeBatch(Exception):
@@ -213,29 +306,32 @@ def _serve(reads: int, writes: int) -> None:
     from piccolo.engine.sqlite import dict_factory  # also registers Piccolo's adapters and converters
 
     buffer = bytearray()
-    kwargs: dict[str, Any] | None = None
     connection: sqlite3.Connection | None = None
     while data := os.read(reads, 1 << 20):
         buffer += data
-        chains = _frames(buffer)
-        if kwargs is None and chains:
-            kwargs, chains = chains[0], chains[1:]
+        frames = _frames(buffer)
+        if connection is None and frames:
+            _, _, kwargs = frames.pop(0)
             connection = sqlite3.connect(**kwargs)
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
-        if not chains or connection is None:
-            continue
-        try:
-            begin(connection)
-            replies = [(chain_id, False, _portable(savepointed(connection, steps))) for chain_id, steps in chains]
-            connection.execute("COMMIT")
-        except BaseException as error:
-            replies = [(chain_id, True, _portable(error)) for chain_id, _ in chains]
-            with contextlib.suppress(sqlite3.Error):
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-        _write_all(writes, _frame(replies))
-        if connection.in_transaction:
+        replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind != ROWS]
+        chains = [(chain_id, steps) for chain_id, kind, steps in frames if kind == ROWS]
+        if chains and connection is not None:
+            try:
+                begin(connection)
+                answers = [(chain_id, savepointed(connection, steps)) for chain_id, steps in chains]
+                connection.execute("COMMIT")
+                replies += [_frame(chain_id, ERROR if isinstance(rows, BaseException) else ROWS, _portable(rows))
+                            for chain_id, rows in answers]
+            except BaseException as error:
+                replies += [_frame(chain_id, WHOLE, _portable(error)) for chain_id, _ in chains]
+                with contextlib.suppress(sqlite3.Error):
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+        if replies:
+            _write_all(writes, b"".join(replies))
+        if connection is not None and connection.in_transaction:
             return  # stuck inside a transaction it cannot end: the next chain starts a new writer
 
 

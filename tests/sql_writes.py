@@ -72,7 +72,7 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         return executemany(self, sql, parameters)
 
     async def counted_written(self: PooledSQLiteEngine, steps: Any) -> Any:
-        # Chains, single writes and jobs run on the writer connection's thread, past
+        # Chains, single writes and jobs run on the writer (its process or its thread), past
         # aiosqlite's execute: observed from here. A chain whose first step found nothing
         # wrote nothing; a single write always counts; a job is one transaction.
         rows = await written(self, steps)

@@ -455,3 +455,54 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_a_writer_process_that_cannot_keep_up_never_blocks_the_event_loop(
+        probe: str, process_writer: WriterProcess) -> None:
+    """While SQLite's lock is held elsewhere, chains pile up past what the pipe holds (a few
+    megabytes of them): the loop keeps running meanwhile, and once the lock is free every
+    chain is written, none twice."""
+    engine = ChainProbe._meta.db
+    await write_chain(engine, _moved(probe, "done"))  # the writer is up
+    holder = sqlite3.connect(engine.connection_kwargs["database"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    lines = [new_id("probe") for _ in range(1500)]
+    padding = "x" * 4000  # about 6 MB of chains in all, several times the pipe's room
+    waiting = [asyncio.ensure_future(write_chain(engine, ChainProbe.insert(
+        ChainProbe(id=line, status=padding, n=1)).returning(ChainProbe.id))) for line in lines]
+    ticks = 0
+    for _ in range(20):  # the loop turns while the chains wait (a blocked pipe write would stop it)
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 20 and not any(task.done() for task in waiting)
+    holder.execute("ROLLBACK")
+    holder.close()
+    answers = await asyncio.wait_for(asyncio.gather(*waiting), 120)
+    assert all(len(rows) == 1 for rows in answers)
+    rows = await ChainProbe.select(ChainProbe.id).where(ChainProbe.id.is_in(lines)).run()
+    assert sorted(r["id"] for r in rows) == sorted(lines)
+
+
+def _refuse_to_load() -> None:
+    raise ValueError("this argument cannot be rebuilt in the writer process")
+
+
+class _Unloadable:
+    """Pickles in the API, fails to unpickle in the writer process."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_refuse_to_load, ())
+
+
+async def test_an_argument_the_writer_process_cannot_read_fails_its_chain_alone(
+        probe: str, process_writer: WriterProcess) -> None:
+    from kernel.sqlite_pool import Statement
+
+    engine = ChainProbe._meta.db
+    lines = [new_id("probe") for _ in range(5)]
+    insert = "INSERT INTO chain_probe (id, status, n) VALUES ({}, {}, 1) RETURNING id"
+    answers = await asyncio.gather(*(write_chain(engine, Statement(
+        insert, (line, _Unloadable() if k == 2 else "line"))) for k, line in enumerate(lines)), return_exceptions=True)
+    assert isinstance(answers[2], sqlite3.OperationalError) and "could not be read" in str(answers[2]), answers
+    assert await _statuses(*lines) == ["line", "line", None, "line", "line"]
+    assert await write_chain(engine, _moved(probe, "done"))  # the same process goes on
