@@ -169,7 +169,9 @@ class WriterProcess:
         """Writes the child's backlog as the pipe makes room, then ends."""
         while True:
             with contextlib.suppress(OSError, ValueError):
-                select.select([], [child.requests], [], 1.0)
+                room = select.poll()  # (select.select refuses a descriptor past 1023)
+                room.register(child.requests, select.POLLOUT)
+                room.poll(1000)
             with self._lock:
                 if not child.open:
                     child.backlog.clear()
@@ -297,6 +299,15 @@ def _answer(answer: asyncio.Future[Any], result: Any) -> None:
         answer.get_loop().call_soon_threadsafe(settle, answer, result)
 
 
+def _answer_frame(chain_id: int, rows: Any) -> bytes:
+    """A written chain's answer: its rows, or its own error (that chain alone was taken back)."""
+    try:
+        return _frame(chain_id, ERROR if isinstance(rows, BaseException) else ROWS, _portable(rows))
+    except Exception as error:
+        return _frame(chain_id, ERROR, WriterGone(f"the chain's answer could not be sent back ({error!r}); "
+                                                  "it may have been written"))
+
+
 def _serve(reads: int, writes: int) -> None:
     """The child: the connection's kwargs first, then chains until the pipe closes. Signals
     meant for the API (Ctrl-C, a stop) leave it be: it ends when the API is gone, after what
@@ -322,13 +333,15 @@ def _serve(reads: int, writes: int) -> None:
                 begin(connection)
                 answers = [(chain_id, savepointed(connection, steps)) for chain_id, steps in chains]
                 connection.execute("COMMIT")
-                replies += [_frame(chain_id, ERROR if isinstance(rows, BaseException) else ROWS, _portable(rows))
-                            for chain_id, rows in answers]
             except BaseException as error:
+                answers = []
                 replies += [_frame(chain_id, WHOLE, _portable(error)) for chain_id, _ in chains]
                 with contextlib.suppress(sqlite3.Error):
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
+            # After the COMMIT each answer is framed alone: one that cannot cross fails that
+            # chain's answer, not the batch it was written in.
+            replies += [_answer_frame(chain_id, rows) for chain_id, rows in answers]
         if replies:
             _write_all(writes, b"".join(replies))
         if connection is not None and connection.in_transaction:
