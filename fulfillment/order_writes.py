@@ -27,7 +27,7 @@ from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from kernel.errors import Conflict, DomainError
 from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
-from kernel.sqlite_pool import Statement, write_chain, writing
+from kernel.sqlite_pool import Statement, run_statement, write_chain, writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -125,6 +125,14 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) ->
             raise DomainError(f"the pool's code {code_id} has no row")
         raise Conflict(f"the pool's code {code_id} is not this order's; it is not handed out")
     return str(bound[0]["secret"])
+
+
+async def flag_for_tax(order_id: str) -> None:
+    """The order marked as reaching the year's tax threshold after it was written: judged again
+    from SQL (`taxes.placed_uncounted`) while the journal projector may already have written its
+    row as the call judged it, which the order's own insert then leaves as it is."""
+    await run_statement(Order._meta.db, Statement(
+        "UPDATE orders SET tax_flagged = {} WHERE id = {} AND tax_flagged = {}", (True, order_id, False)))
 
 
 # The webhook that announces a partner's new order: its id follows from the order's, so the

@@ -92,7 +92,7 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
     (insufficient points and the rest of the wallet's, IdempotencyKeyInFlight, the guard's),
     or Unavailable when the SQL write failed: a retry with the same key, or the journal
     projector, writes it."""
-    replayed = False
+    replayed = flagged_late = False
     if order.points > 0:
         reply = await _hold(store, order, idem, store.ttl, actor, tax, guard)
         if not reply.ok:
@@ -108,11 +108,14 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
                                                  reply.points, reply.meta)
         elif tax is not None and reply.tax is None and not replayed:  # a library of an earlier build
             order = await taxes.placed_uncounted(store, program, order, tax)
+            flagged_late = order.tax_flagged
     elif tax is not None:  # a prize: counted before its row is written, as a held order is
         await taxes.count(store, program, order.participant_id, order.face_value, order.created_at, tax.seed)
     if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then
         partner = await _partner(order.partner_id)
     await _write(program, order, partner, title)
+    if flagged_late:  # the projector may have written the row first, as the call judged it
+        await order_writes.flag_for_tax(order.id)
     return order, replayed
 
 

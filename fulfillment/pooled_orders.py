@@ -90,9 +90,13 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
                                reply.meta)
     elif reply.order and reply.order != order.id:
         order = msgspec.structs.replace(order, id=reply.order)
+    flagged_late = False
     if tax is not None and reply.tax is None and not reply.replayed:  # a library of an earlier build
         order = await taxes.placed_uncounted(store, program, order, tax)
+        flagged_late = order.tax_flagged
     secret = await _write(store, program, order, reply.code_id or "", title, idem)
+    if flagged_late:  # the projector may have written the row first, as the call judged it
+        await order_writes.flag_for_tax(order.id)
     return order, secret, bool(reply.replayed)
 
 
