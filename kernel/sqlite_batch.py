@@ -4,12 +4,23 @@ API's writer thread (kernel/sqlite_pool.py) and the writer process (kernel/sqlit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 Steps = list[tuple[str, list[Any]]]
 Job = Callable[[sqlite3.Connection], Any]
+Tag = TypeVar("Tag")
+
+
+class WholeBatch(Exception):
+    """The batch's transaction failed as a whole (its BEGIN, its COMMIT, or SQLite ended it):
+    `cause` is every chain's error, and the writer may be left inside a transaction."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def begin(connection: sqlite3.Connection) -> None:
@@ -42,6 +53,33 @@ def savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
         rows = error
     connection.execute("RELEASE chain")
     return rows
+
+
+def run_batch(connection: sqlite3.Connection,
+              take: Callable[[], list[tuple[Steps | Job, Tag]]]) -> list[tuple[Tag, Any]]:
+    """One write batch: BEGIN IMMEDIATE, the chains `take` hands over (called after BEGIN, so
+    those that arrived while it waited for SQLite's lock come too), each in its savepoint, then
+    COMMIT. Each chain's tag with its answer: its first step's rows or its own error, or, when
+    the transaction failed as a whole, a `WholeBatch` of its own (none was written)."""
+    taken: list[tuple[Steps | Job, Tag]] | None = None
+    try:
+        begin(connection)
+        taken = take()
+        answers: list[Any] = [savepointed(connection, steps) for steps, _ in taken]
+        connection.execute("COMMIT")
+    except BaseException as error:
+        taken = take() if taken is None else taken
+        answers = [WholeBatch(error) for _ in taken]  # each raised in its own task
+        with contextlib.suppress(sqlite3.Error):
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+    return [(tag, answer) for (_, tag), answer in zip(taken, answers)]
+
+
+def answer_soon(answer: asyncio.Future[Any], result: Any) -> None:
+    """From a writer's thread: `answer` gets `result` on its own loop."""
+    with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits for it
+        answer.get_loop().call_soon_threadsafe(settle, answer, result)
 
 
 def settle(answer: asyncio.Future[Any], result: Any) -> None:

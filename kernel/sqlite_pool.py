@@ -51,8 +51,8 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from piccolo.querystring import QueryString
 
 from kernel import sqlite_batch
-from kernel.sqlite_batch import Job, Steps
-from kernel.sqlite_writer import WholeBatch, WriterProcess
+from kernel.sqlite_batch import Job, Steps, WholeBatch
+from kernel.sqlite_writer import WriterProcess
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -154,39 +154,14 @@ class _Batch:
 
 
 def _run_batch(connection: sqlite3.Connection, batch: _Batch) -> None:
-    """On the connection's own thread: the chains waiting in `batch`, each in a savepoint of
-    one transaction; each answers its first step's rows (its later steps run only when those
-    are not empty; an error takes back that chain alone). The answers go out after the
-    COMMIT; a failed BEGIN or COMMIT is every chain's error (none was written)."""
+    """On the connection's own thread: the chains waiting in `batch` as one write batch
+    (kernel/sqlite_batch.py); the answers go out after the COMMIT."""
     if not batch.waiting:
         # The job before this one took its chains too (they arrived while it waited for
         # SQLite's lock): no transaction to open. One that arrives now queues its own job.
         return
-    answers: list[Any] = []
-    taken: list[tuple[Steps | Job, asyncio.Future[Any]]] = []
-    try:
-        sqlite_batch.begin(connection)
-        taken = batch.take()  # after BEGIN: those that arrived while it waited for the lock too
-        answers = [sqlite_batch.savepointed(connection, steps) for steps, _ in taken]
-        connection.execute("COMMIT")
-    except BaseException as error:
-        taken = taken or batch.take()
-        answers = [_WholeBatch(error) for _ in taken]  # each raised in its own task
-        with contextlib.suppress(sqlite3.Error):
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-    for (_, answer), result in zip(taken, answers):
-        with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits for it
-            answer.get_loop().call_soon_threadsafe(sqlite_batch.settle, answer, result)
-
-
-class _WholeBatch(Exception):
-    """The batch's transaction failed as a whole (its BEGIN, its COMMIT, or SQLite ended it):
-    `cause` is every chain's error, and the writer may be left inside a transaction."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+    for answer, result in sqlite_batch.run_batch(connection, batch.take):
+        sqlite_batch.answer_soon(answer, result)
 
 
 def _own_copy(cause: BaseException) -> BaseException:
@@ -374,7 +349,7 @@ class PooledSQLiteEngine(SQLiteEngine):
                     raise
         try:
             return await done
-        except _WholeBatch as failed:  # (a chain's own error took back only its savepoint)
+        except WholeBatch as failed:  # (a chain's own error took back only its savepoint)
             async with pool.writer_lock:  # no transaction of this loop is open meanwhile
                 await self._drop_if_stuck(pool, writer)
             raise _own_copy(failed.cause) from None

@@ -40,7 +40,7 @@ import time
 import weakref
 from typing import Any
 
-from kernel.sqlite_batch import Steps, begin, savepointed, settle
+from kernel.sqlite_batch import Steps, WholeBatch, answer_soon, run_batch
 
 # A frame: the body's length (4 bytes), the chain's id (8), what the body is (1), the body (a
 # pickle). Each chain crosses in a frame of its own both ways, so a body one side cannot read
@@ -246,7 +246,7 @@ class WriterProcess:
                         answer = child.pending.pop(chain_id, None)
                         child.answered = True
                     if answer is not None:
-                        _answer(answer, WholeBatch(result) if kind == WHOLE else result)
+                        answer_soon(answer, WholeBatch(result) if kind == WHOLE else result)
         finally:
             os.close(fd)
             with self._lock:
@@ -255,7 +255,7 @@ class WriterProcess:
                 if not child.answered and time.monotonic() - child.started < _RESTART_AFTER:
                     self._failed_at = time.monotonic()
             for answer in orphaned:
-                _answer(answer, WriterGone("the SQL writer process ended before it answered"))
+                answer_soon(answer, WriterGone("the SQL writer process ended before it answered"))
             with contextlib.suppress(Exception):
                 child.process.wait(timeout=5)
 
@@ -283,20 +283,6 @@ def _forget_in_fork(ref: Any) -> None:
     process = ref()
     if process is not None:
         process._forget()
-
-
-class WholeBatch(Exception):
-    """The batch's transaction failed as a whole (its BEGIN or COMMIT): `cause` is every
-    chain's error."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _answer(answer: asyncio.Future[Any], result: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits for it
-        answer.get_loop().call_soon_threadsafe(settle, answer, result)
 
 
 def _answer_frame(chain_id: int, rows: Any) -> bytes:
@@ -327,21 +313,13 @@ def _serve(reads: int, writes: int) -> None:
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
         replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind != ROWS]
-        chains = [(chain_id, steps) for chain_id, kind, steps in frames if kind == ROWS]
+        chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind == ROWS]
         if chains and connection is not None:
-            try:
-                begin(connection)
-                answers = [(chain_id, savepointed(connection, steps)) for chain_id, steps in chains]
-                connection.execute("COMMIT")
-            except BaseException as error:
-                answers = []
-                replies += [_frame(chain_id, WHOLE, _portable(error)) for chain_id, _ in chains]
-                with contextlib.suppress(sqlite3.Error):
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
             # After the COMMIT each answer is framed alone: one that cannot cross fails that
             # chain's answer, not the batch it was written in.
-            replies += [_answer_frame(chain_id, rows) for chain_id, rows in answers]
+            replies += [_frame(chain_id, WHOLE, _portable(rows.cause)) if isinstance(rows, WholeBatch)
+                        else _answer_frame(chain_id, rows)
+                        for chain_id, rows in run_batch(connection, lambda: chains)]
         if replies:
             _write_all(writes, b"".join(replies))
         if connection is not None and connection.in_transaction:
