@@ -34,16 +34,19 @@ run: $(VENV)/.installed
 	$(BIN)/reward-wallet serve --host $(HOST) --port $(PORT) --demo
 
 # Three passes: everything on SQLite and one Valkey; the wallet and games on a Valkey
-# cluster; everything that touches SQL on Postgres. One after the other: a pass keeps this
-# 2-core machine busy (its servers beside pytest), and two side by side took longer.
+# cluster; everything that touches SQL on Postgres. One after the other, each on two xdist
+# workers (a file's tests stay together on one): one pytest kept this 2-core machine about
+# half idle (it waits on its servers, subprocesses and browser), two keep it about 90% busy.
+# Two whole passes side by side took longer: their servers and browsers fought for the cores.
+XDIST = -n 2 --dist loadfile
 test: $(VENV)/.installed-test browser
 	$(BIN)/lint-imports
 	@# Bytecode for the project's own modules too: with PYTHONDONTWRITEBYTECODE set (as on CI),
 	@# every process the tests start (serve, its workers, the CLI) would compile them again.
 	$(BIN)/python -m compileall -q -j 0 api kernel wallet programs games catalog fulfillment console tests > /dev/null
-	$(BIN)/python -m pytest -q --durations=15
-	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider tests/wallet tests/games
-	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider -m "sql and not redis_bound"
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15
+	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) tests/wallet tests/games
+	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "sql and not redis_bound"
 
 # Debian's chromium for the browser tests (tests/console), installed with apt when missing
 # (the machines run as root), never a browser download. In the background: the SQLite pass

