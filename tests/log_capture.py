@@ -126,14 +126,15 @@ def _known_secrets() -> set[str]:
 
 # What the xdist workers found (make test runs the SQLite pass on two): each checks its own
 # lines and files, and the controller, which runs no test, fails the session for them.
-_from_workers: list[tuple[int, int, list[str]]] = []
+# By worker: a worker stopped with Ctrl-C goes down twice.
+_from_workers: dict[str, tuple[int, int, list[str]]] = {}
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     output = getattr(node, "workeroutput", None) or {}
     if "log_capture" in output:
-        _from_workers.append(output["log_capture"])
+        _from_workers[node.gateway.id] = output["log_capture"]
 
 
 @pytest.hookimpl(trylast=True)
@@ -153,7 +154,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         workeroutput["log_capture"] = (checked, len(leaks), found)
         return
     count = len(leaks)
-    for worker_checked, worker_count, worker_found in _from_workers:
+    for worker_checked, worker_count, worker_found in _from_workers.values():
         checked += worker_checked
         count += worker_count
         found += worker_found
