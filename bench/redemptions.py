@@ -27,6 +27,10 @@ script checks that every hold the journal carried has its order row, and no more
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
                                           [--participants 128] [--codes 8000] [--partner] [--profile]
 
+After the table: each run's cores by process (the API, its SQLite writer process, the
+projector's worker, Valkey, the load generator, the whole machine) and how the server's
+event loop spent the run (on a CPU, runnable but waiting for one, asleep on its I/O).
+
 `--profile` samples the API process with py-spy during the last redemption round and prints
 where its CPU goes by part of the stack (bench/profile.py's table) and by our own functions.
 """
@@ -161,11 +165,20 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     stream = keys.journal(program_id)
     run_id = secrets.token_hex(4)
 
+    worker_pid = next(process.pid for name, process in procs.items if name == "worker")
+
     def load(target: Target, prefix: str, seconds: float, server_pid: int) -> LoadResult:
-        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid})
-        if wrk:
-            return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)
-        return run_python_load(target, prefix, seconds, procs, window)
+        # The server's children too (the API's SQLite writer process), and the projector's
+        # worker beside it: where the whole machine's time goes, not the API's alone.
+        helpers = {"writer": child} if (child := child_pid(server_pid)) else {}
+        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid, "worker": worker_pid, **helpers})
+        before = main_thread_times(server_pid)
+        result = run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window) if wrk \
+            else run_python_load(target, prefix, seconds, procs, window)
+        after = main_thread_times(server_pid)
+        result.cpu["main_on_cpu"], result.cpu["main_runnable"] = (
+            (a - b) / result.cpu["wall"] for a, b in zip(after, before))
+        return result
 
     print(f"reward-wallet benchmark: redemptions of {kind} over HTTP against the bare Litestar endpoint")
     print(f"  {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; a shared, noisy "
@@ -197,6 +210,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                   f"{fmt_ms(result.latency['p99']):>9}{fmt_ms(result.latency['max']):>9}{result.non2xx:8d}"
                   f"{result.cpu['server']:14.2f}{cpu_us:12.0f}", flush=True)
     waiting, drained = drain_journal(sync_redis, stream)
+    print_machine(rows)
     if args.profile:
         print_profile(*profiled)
 
@@ -252,6 +266,47 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"{'the same' if taken == used else 'NOT the same'}); journal drained {drained:.1f} s after the last run "
           f"({waiting} entries waiting)")
     return 0
+
+
+def child_pid(pid: int) -> int | None:
+    """The first child process of `pid` (the API's SQLite writer), if it has one."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            children = (task / "children").read_text().split()
+            if children:
+                return int(children[0])
+    return None
+
+
+def main_thread_times(pid: int) -> tuple[float, float]:
+    """Seconds the process's main thread (its event loop) has spent on a CPU and runnable
+    but waiting for one (/proc/PID/task/PID/schedstat)."""
+    try:
+        on_cpu, waiting = (Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split())[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+def print_machine(rows: list[tuple[str, LoadResult]]) -> None:
+    """Each run's cores by process, averaged over its rounds: what else is busy while the
+    API serves (its SQLite writer, the projector's worker, Valkey, the load generator), and
+    how the server's event loop spent the run: on a CPU, waiting for one (the machine's
+    other processes had both), or asleep (every request waiting on Redis or SQLite)."""
+    print(f"\n  the machine's cores by process (mean of the rounds; {os.cpu_count()} in all), and how the server's event "
+          "loop spent the run:")
+    print(f"    {'run':<15}{'API':>7}{'writer':>8}{'worker':>8}{'Valkey':>8}{'load gen':>10}{'machine':>9}"
+          f"{'loop on CPU':>13}{'waits for CPU':>15}{'asleep':>8}")
+    for name in dict.fromkeys(n for n, _ in rows):
+        mine = [r for n, r in rows if n == name]
+
+        def mean(key: str) -> float:
+            return statistics.fmean(r.cpu.get(key, 0.0) for r in mine)
+
+        on_cpu, runnable = mean("main_on_cpu"), mean("main_runnable")
+        print(f"    {name:<15}{mean('server'):7.2f}{mean('writer'):8.2f}{mean('worker'):8.2f}{mean('valkey'):8.2f}"
+              f"{statistics.fmean(r.generator_cpu for r in mine):10.2f}{mean('machine_busy'):9.2f}"
+              f"{on_cpu:13.0%}{runnable:15.0%}{max(0.0, 1 - on_cpu - runnable):8.0%}")
 
 
 def start_spy(procs: Processes, folder: Path, pid: int, seconds: float) -> tuple[Any, Path] | None:
