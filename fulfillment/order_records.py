@@ -12,6 +12,7 @@ import msgspec
 from catalog.tables import Brand, CatalogItem
 from catalog.titles import item_title
 from fulfillment.order_writes import NewOrder
+from fulfillment.tables import Order
 from kernel.errors import DomainError
 from programs.feed import FeedEntry
 from wallet.journal import JournalEntry
@@ -82,3 +83,12 @@ async def titles(item_ids: list[str]) -> dict[str, str]:
     brands = {b["id"]: b["name"] for b in await Brand.select(Brand.id, Brand.name).where(
         Brand.id.is_in(sorted({i["brand_id"] for i in items}) or [""])).run()}
     return {i["id"]: item_title(brands.get(i["brand_id"], ""), i["name"]) for i in items}
+
+
+async def written(order_ids: list[str]) -> set[str]:
+    """Which of these orders SQL has a row of. The journal projector's followers leave those
+    out: whoever wrote an order's row (its request, most often) wrote everything that follows
+    from it in the same transaction, so writing it again would only find each row there."""
+    if not order_ids:
+        return set()
+    return {r["id"] for r in await Order.select(Order.id).where(Order.id.is_in(order_ids)).run()}

@@ -210,8 +210,9 @@ async def mend(program: ProgramView, now: datetime | None = None, window_days: f
 
 async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
     """The follower of `hold` entries (wired in api/projection.py): for each one
-    rw_partner_hold wrote, the order pending, its webhook and its feed line, as the request
-    writes them (a request that got there first leaves nothing to do)."""
+    rw_partner_hold wrote whose order SQL has no row yet, the order pending, its webhook and
+    its feed line, as the request writes them (a request that gets there meanwhile finds them
+    written; one that got there first left nothing to do)."""
     carried: list[NewOrder] = []
     for entry in entries:
         if '"order"' not in entry.metadata or not entry.reference:
@@ -223,6 +224,8 @@ async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> 
             continue
         if meta.order is not None:
             carried.append(order_records.entry_order(program_id, entry, meta.order))
+    there = await order_records.written([o.id for o in carried])
+    carried = [o for o in carried if o.id not in there]
     if not carried:
         return []
     titles = await order_records.titles(sorted({o.item_id for o in carried}))

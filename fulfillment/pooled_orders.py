@@ -259,8 +259,9 @@ async def write_recorded(store: WalletStore, program: ProgramView, participant_i
 
 async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
     """The follower of `redemption` entries (wired in api/projection.py): for each one
-    rw_pool_redeem wrote, the order, its code's binding and its feed lines, as the request
-    writes them (a request that got there first leaves nothing to do)."""
+    rw_pool_redeem wrote whose order SQL has no row yet, the order, its code's binding and its
+    feed lines, as the request writes them (a request that gets there meanwhile finds them
+    written; one that got there first left nothing to do)."""
     carried: list[tuple[JournalEntry, order_records.Carried, str]] = []
     for entry in entries:
         if '"code"' not in entry.metadata or not entry.reference:
@@ -272,6 +273,8 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
             continue
         if meta.order is not None and meta.code:
             carried.append((entry, meta.order, meta.code))
+    there = await order_records.written([entry.reference or "" for entry, _, _ in carried])
+    carried = [c for c in carried if c[0].reference not in there]
     if not carried:
         return []
     secrets = {r["id"]: r["secret"] for r in await PoolCode.select(PoolCode.id, PoolCode.secret).where(

@@ -26,6 +26,7 @@ from tests.games.test_spin_projection import projection_paused
 from wallet import keys as wallet_keys
 from wallet.reconcile import reconcile_program
 from wallet.store import WalletStore
+from wallet.journal import parse_entry
 from wallet.tables import LedgerEntry
 
 pytestmark = pytest.mark.sql
@@ -401,3 +402,42 @@ async def test_a_retry_of_an_order_the_sweep_gave_back_is_refused_as_out_of_stoc
     retried = await redeem(client, me, item["id"], key="swept")
     assert retried.status_code == 409 and retried.json()["code"] == "out_of_stock", retried.text
     assert [o["status"] for o in (await client.get("/v1/me/redemptions", headers=me)).json()["items"]] == ["failed"]
+
+
+async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """Most requests write their order themselves; the journal projector then writes nothing
+    for it (no second binding, insert or feed line to find already there). An order whose
+    request died after its Redis call is still written by the projector, whole."""
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["KEPT", "LOST"])
+    person, me = await shopper(client, program, 10 * item["points_price"])
+    stream = wallet_keys.journal(program.id)
+    async with projection_paused(redis, program.id):
+        written = await redeem(client, me, item["id"])
+        assert written.status_code == 201, written.text
+
+        async def died(*_: object) -> str:
+            raise OSError("disk I/O error")
+
+        monkeypatch.setattr(order_writes, "record_pooled", died)
+        failed = await redeem(client, me, item["id"])
+        assert failed.status_code == 503, failed.text
+        monkeypatch.undo()
+        entries = [parse_entry(sid, fields) for sid, fields in await redis.xrange(stream)]
+        captures = [e for e in entries if e.kind == "redemption"]
+        assert len(captures) == 2
+        rows = await pooled_orders.write_pool_orders(program.id, captures)
+        lost = next(e.reference for e in captures if e.reference != written.json()["id"])
+        inserted = {r.table: r.rows for r in rows if r.columns}  # (the rest take back what has no code)
+        assert [row[0] for row in inserted["orders"]] == [lost]
+        assert sorted(line[1] for line in inserted["feed_items"]) == [
+            f"{program.id}:order:{lost}:fulfilled", f"{program.id}:order:{lost}:placed"]
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+    assert sorted((o["id"], o["status"], o["credentials"]["code"]) for o in mine) == sorted(
+        [(written.json()["id"], "fulfilled", "KEPT"), (lost, "fulfilled", "LOST")])
+    assert await _feed_kinds(lost) == ["order_fulfilled", "redemption"]
+    assert await _feed_kinds(written.json()["id"]) == ["order_fulfilled", "redemption"]
+    assert await reconcile_program(redis, program.id) == []
+    assert await Order.count().where(Order.participant_id == person["id"]).run() == 2

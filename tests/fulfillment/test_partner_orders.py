@@ -246,6 +246,8 @@ async def test_a_failing_order_follower_leaves_the_holds_audit_row_in_place(  # 
     async with projection_paused(redis, program.id):
         placed = await place_order(WalletStore(redis), Sealer(settings.encryption_key), view, pricing_of(view),
                                    person["id"], item["id"], None, order_id=new_id("ord"), actor={"actor": "key:admin"})
+        # As if its request had died before its SQL write: the orders' follower has rows to write.
+        await Order.delete().where(Order.id == placed.id).run()
         messages = await redis.xrange(journal_key(program.id))
         holds = [e for e in (parse_entry(sid, fields) for sid, fields in messages) if e.kind == "hold"]
         follow = followers()["hold"]
@@ -256,3 +258,35 @@ async def test_a_failing_order_follower_leaves_the_holds_audit_row_in_place(  # 
     assert placed.status == "pending"
     assert [(r.table, len(r.rows)) for r in rows] == [("audit_events", 1)]
     assert "key:admin" in rows[0].rows[0]
+
+
+async def test_the_projector_writes_only_the_partner_orders_their_requests_did_not(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """The projector leaves an order its request wrote alone (its webhook and feed line came
+    with it) and writes, whole, the one whose request died after its Redis call."""
+    program, _, item = await _hooked_shop(client)
+    person, me = await shopper(client, program, 10_000)
+    stream = journal_key(program.id)
+    async with projection_paused(redis, program.id):
+        written = await redeem(client, me, item["id"])
+        assert written.status_code == 201, written.text
+
+        async def died(*_: object) -> bool:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(order_writes, "record_pending", died)
+        failed = await redeem(client, me, item["id"])
+        assert failed.status_code == 503, failed.text
+        monkeypatch.undo()
+        holds = [e for e in (parse_entry(sid, fields) for sid, fields in await redis.xrange(stream)) if e.kind == "hold"]
+        assert len(holds) == 2
+        lost = next(e.reference for e in holds if e.reference != written.json()["id"])
+        rows = {r.table: r.rows for r in await partner_orders.write_partner_orders(program.id, holds)}
+        assert [row[0] for row in rows["orders"]] == [lost]
+        assert [row[3] for row in rows["webhook_deliveries"]] == [lost]
+        assert [line[1] for line in rows["feed_items"]] == [f"{program.id}:order:{lost}:placed"]
+    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    wanted = (["pending"], 1, ["redemption"])
+    for order_id in (written.json()["id"], lost):
+        assert await wait_until(_what_was_written(order_id), wanted) == wanted
+    assert await Order.count().where(Order.participant_id == person["id"]).run() == 2
