@@ -29,7 +29,8 @@ script checks that every hold the journal carried has its order row, and no more
 
 After the table: each run's cores by process (the API, its SQLite writer process, the
 projector's worker, Valkey, the load generator, the whole machine) and how the server's
-event loop spent the run (on a CPU, runnable but waiting for one, asleep on its I/O).
+event loop spent the run (on a CPU, runnable but waiting for one, asleep: on its I/O or
+for the GIL).
 
 `--profile` samples the API process with py-spy during the last redemption round and prints
 where its CPU goes by part of the stack (bench/profile.py's table) and by our own functions.
@@ -292,7 +293,8 @@ def print_machine(rows: list[tuple[str, LoadResult]]) -> None:
     """Each run's cores by process, averaged over its rounds: what else is busy while the
     API serves (its SQLite writer, the projector's worker, Valkey, the load generator), and
     how the server's event loop spent the run: on a CPU, waiting for one (the machine's
-    other processes had both), or asleep (every request waiting on Redis or SQLite)."""
+    other processes had both), or asleep (every request waiting on Redis or SQLite, or the
+    loop waiting for the GIL another of the process's threads held)."""
     print(f"\n  the machine's cores by process (mean of the rounds; {os.cpu_count()} in all), and how the server's event "
           "loop spent the run:")
     print(f"    {'run':<15}{'API':>7}{'writer':>8}{'worker':>8}{'Valkey':>8}{'load gen':>10}{'machine':>9}"

@@ -85,10 +85,11 @@ async def titles(item_ids: list[str]) -> dict[str, str]:
     return {i["id"]: item_title(brands.get(i["brand_id"], ""), i["name"]) for i in items}
 
 
-async def written(order_ids: list[str]) -> set[str]:
-    """Which of these orders SQL has a row of. The journal projector's followers leave those
-    out: whoever wrote an order's row (its request, most often) wrote everything that follows
-    from it in the same transaction, so writing it again would only find each row there."""
+async def written(order_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Of these orders, those SQL has a row of: their status and partner, by id. The journal
+    projector's followers do not write those again: whoever wrote an order's row (its request,
+    most often) wrote everything that follows from it in the same transaction."""
     if not order_ids:
-        return set()
-    return {r["id"] for r in await Order.select(Order.id).where(Order.id.is_in(order_ids)).run()}
+        return {}
+    rows = await Order.select(Order.id, Order.status, Order.partner_id).where(Order.id.is_in(order_ids)).run()
+    return {r["id"]: (r["status"], r["partner_id"]) for r in rows}

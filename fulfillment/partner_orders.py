@@ -212,7 +212,7 @@ async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> 
     """The follower of `hold` entries (wired in api/projection.py): for each one
     rw_partner_hold wrote whose order SQL has no row yet, the order pending, its webhook and
     its feed line, as the request writes them (a request that gets there meanwhile finds them
-    written; one that got there first left nothing to do)."""
+    written; one that got there first left nothing to do but, at most, its webhook)."""
     carried: list[NewOrder] = []
     for entry in entries:
         if '"order"' not in entry.metadata or not entry.reference:
@@ -225,12 +225,20 @@ async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> 
         if meta.order is not None:
             carried.append(order_records.entry_order(program_id, entry, meta.order))
     there = await order_records.written([o.id for o in carried])
+    # An order its request wrote with no webhook delivery, by a route it kept from before its
+    # partner's webhook was set (fulfillment/item_routes.py), is told now if still pending.
+    to_tell = [o for o in carried if there.get(o.id) == ("pending", o.partner_id)]
     carried = [o for o in carried if o.id not in there]
-    if not carried:
+    if not carried and not to_tell:
         return []
-    titles = await order_records.titles(sorted({o.item_id for o in carried}))
     hooked = {r["id"] for r in await Partner.select(Partner.id, Partner.webhook_url).where(
-        Partner.id.is_in(sorted({o.partner_id for o in carried}))).run() if r["webhook_url"]}
+        Partner.id.is_in(sorted({o.partner_id for o in [*carried, *to_tell]}))).run() if r["webhook_url"]}
+    announced = [order_writes.announcement_values(o, o.partner_id) for o in [*carried, *to_tell]
+                 if o.partner_id in hooked]
+    if not carried:
+        return [Rows(table="webhook_deliveries", columns=order_writes.WEBHOOK_COLUMNS, rows=announced)] \
+            if announced else []
+    titles = await order_records.titles(sorted({o.item_id for o in carried}))
     point_name = (await get_program(program_id)).point_name
     feed: list[tuple[Any, ...]] = []
     for order in carried:
@@ -240,6 +248,5 @@ async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> 
     # takes its locks in (order_writes.record_pending), so the two never wait in a circle.
     return [Rows(table="orders", columns=order_writes.ORDER_COLUMNS,
                  rows=[order_writes.pending_values(o) for o in carried]),
-            Rows(table="webhook_deliveries", columns=order_writes.WEBHOOK_COLUMNS,
-                 rows=[order_writes.announcement_values(o, o.partner_id) for o in carried if o.partner_id in hooked]),
+            Rows(table="webhook_deliveries", columns=order_writes.WEBHOOK_COLUMNS, rows=announced),
             Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
