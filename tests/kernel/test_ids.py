@@ -42,3 +42,17 @@ def test_ids_made_later_sort_after() -> None:
 def test_the_random_part_uses_every_digit() -> None:
     tails = "".join(new_id("x")[-16:] for _ in range(500))
     assert set(tails) == set("0123456789abcdefghjkmnpqrstvwxyz")
+
+
+def test_the_random_part_is_the_80_bits_in_base32(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Sixteen digits, most significant first, zero-padded: the same text a digit-at-a-time
+    encoding gives, for values at the edges and between."""
+    import kernel.ids as ids
+
+    for value in (0, 1, 31, 32, 1023, 1024, 2**40 + 5, 2**79, 2**80 - 1, 0x1234_5678_9ABC_DEF0_1234):
+        monkeypatch.setattr(ids.secrets, "randbits", lambda bits, v=value: v)
+        digits, expected = new_id("t")[-16:], value
+        decoded = 0
+        for digit in digits:
+            decoded = decoded * 32 + CROCKFORD.index(digit)
+        assert decoded == expected, (value, digits)
