@@ -24,7 +24,7 @@ import time
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck
@@ -97,6 +97,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["DATABASE_URL"] = _PG_SERVER.get_uri()
     else:
         os.environ.pop("DATABASE_URL", None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries what the live servers it may have used logged above info."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in list(LiveServer.running):
+            if problems := server.problems():
+                report.sections.append((f"live server on port {server.port}: its log above info",
+                                        "\n".join(problems)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -295,6 +307,8 @@ def kept_port() -> int:
 class LiveServer:
     """`uvicorn api.asgi:app_factory` in a subprocess, on the test session's stores."""
 
+    running: ClassVar[list[LiveServer]] = []  # for a failed test's report (`pytest_runtest_makereport`)
+
     def __init__(self, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -306,6 +320,7 @@ class LiveServer:
         if extra_env and "REDIS_URL" in extra_env and "RW_REDIS_CLUSTER" not in extra_env:
             # A caller naming its own Redis names a single server, even on a cluster run.
             env.pop("RW_REDIS_CLUSTER", None)
+        self.log_path = _SESSION_DIR / f"live-{self.port}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
@@ -314,9 +329,10 @@ class LiveServer:
              "--timeout-keep-alive", "60"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(_SESSION_DIR / f"live-{self.port}.log", "wb"),
+            stderr=open(self.log_path, "wb"),
             start_new_session=True,
         )
+        LiveServer.running.append(self)
         try:
             self.wait_ready()
         except BaseException:
@@ -329,7 +345,7 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError((_SESSION_DIR / f"live-{self.port}.log").read_text())
+                raise RuntimeError(self.log_path.read_text())
             try:
                 if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
                     return
@@ -338,7 +354,24 @@ class LiveServer:
             time.sleep(0.1)
         raise RuntimeError("live server did not become ready")
 
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def problems(self, last: int = 40, since: int = 0) -> list[str]:
+        """Its log's last lines above info (warnings, errors, tracebacks), from byte `since`
+        on: its log is removed with the session, and a failed test's report is where they help."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(since)
+                lines = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+        quiet = ('"level":"info"', '"level":"debug"')
+        return [line for line in lines if not any(q in line for q in quiet)][-last:]
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self in LiveServer.running:
+            LiveServer.running.remove(self)
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             try:
