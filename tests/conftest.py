@@ -99,16 +99,28 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop("DATABASE_URL", None)
 
 
+_LIVE_LOGS = pytest.StashKey[dict[int, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_LIVE_LOGS] = {id(server): server.log_size() for server in LiveServer.running}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report carries what the live servers it may have used logged above info."""
+    """A failed test's report carries what the live servers it used (the session's, or one it
+    started) logged above info while it ran."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed:
-        for server in list(LiveServer.running):
-            if problems := server.problems():
-                report.sections.append((f"live server on port {server.port}: its log above info",
-                                        "\n".join(problems)))
+    if not report.failed:
+        return
+    before = item.stash.get(_LIVE_LOGS, {})
+    for server in list(LiveServer.running):
+        if id(server) in before and "live_server" not in getattr(item, "fixturenames", ()):
+            continue  # the session's server, which this test did not ask for
+        if problems := server.problems(since=before.get(id(server), 0)):
+            report.sections.append((f"live server on port {server.port}: its log above info", "\n".join(problems)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -200,6 +200,23 @@ async def away_from_a_window_edge(window: int, margin: float = 10.0) -> None:
         await asyncio.sleep(left + 0.2)
 
 
+async def projected(redis: Any, program_id: str, consumer: str = "test") -> None:
+    """The program's journal in SQL now: projected by this test, or by another projector on
+    the session's stores (a live server's runs for every program) that took the entries
+    first; either way they leave the journal only once their rows are committed. Projecting
+    and reading SQL at once raced such a projector: the test's read found no entries to
+    project while the other had not committed them yet (an expiry sweep then found nothing)."""
+    from wallet.journal import JournalProjector
+    from wallet.keys import journal
+
+    for _ in range(200):
+        await JournalProjector(redis, consumer=consumer, claim_idle_ms=0).project_program(program_id)
+        if await redis.xlen(journal(program_id)) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the journal was never projected")
+
+
 async def wait_until(read: Any, wanted: Any, timeout: float = 30.0) -> Any:
     """Polls `read()` until it answers `wanted` (then answers it) or `timeout` passes (then
     answers what it saw last): for what the journal projector writes a moment later."""

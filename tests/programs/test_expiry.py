@@ -9,10 +9,9 @@ import pytest
 
 from programs.expiry import add_months, expiring_soon, replay_lots, sweep
 from programs.programs import NewProgram, create_program, get_program, update_program, ProgramChanges
-from tests.factories import random_ref
+from tests.factories import projected, random_ref
 from wallet import accounts
 from kernel import keys as kernel_keys
-from wallet.journal import JournalProjector
 from wallet.reconcile import reconcile_program
 from wallet.store import WalletStore
 from kernel.idempotency import Idem
@@ -43,7 +42,7 @@ async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]
 
 
 async def project(redis, program_id: str) -> None:  # type: ignore[no-untyped-def]
-    await JournalProjector(redis, consumer="test", claim_idle_ms=0).project_program(program_id)
+    await projected(redis, program_id)
 
 
 def test_months_are_added_on_the_calendar() -> None:

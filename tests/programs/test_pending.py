@@ -17,10 +17,10 @@ from programs.pending import ReversalRequest, release_due, reverse_sale
 from programs.rules import ActivityFacts
 from programs.tables import Award
 from tests.factories import (ProgramHandle, available, bearer, grant, leaderboard, new_participant, new_program,
-                             points_wheel, random_ref, redeem, shop, spin, standings_of, tokens_for, won_sweepstakes)
+                             points_wheel, projected, random_ref, redeem, shop, spin, standings_of, tokens_for,
+                             won_sweepstakes)
 from tests.programs.test_earning import event, rule, send
 from wallet.chain import verify_chain
-from wallet.journal import JournalProjector
 from wallet.reconcile import rebuild_program, reconcile_program
 from wallet import keys as wallet_keys
 from wallet.store import GrantSpec, WalletStore
@@ -80,7 +80,7 @@ async def feed_until(client, headers: dict[str, str], wanted: Any, timeout: floa
 
 async def settled(redis, program: ProgramHandle) -> None:  # type: ignore[no-untyped-def]
     """The journal projected and linked; reconcile and the chain hold."""
-    await JournalProjector(redis, consumer="pending-test", claim_idle_ms=0).project_program(program.id)
+    await projected(redis, program.id, "pending-test")
     assert await reconcile_program(redis, program.id) == []
     assert (await verify_chain(program.id)).ok
 
@@ -292,7 +292,7 @@ async def test_an_award_paid_while_its_sale_is_returned_is_taken_back(client, st
     activity_id = (await sale(client, program, person, lost))["activity_id"]  # no rule: earns nothing yet
     [paid] = await store.award_batch(program.id, [racing_award(program, person, activity_id, 100)])
     assert paid.ok and paid.points == 100
-    await JournalProjector(store.client, consumer="pending-test", claim_idle_ms=0).project_program(program.id)
+    await projected(store.client, program.id, "pending-test")
     back = await reverse(client, program, lost)
     assert back.status_code == 200, back.text
     assert (back.json()["points"], back.json()["taken_back"]) == (100, 100)

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import LiveServer, STRIPE_WEBHOOK_SECRET
 from tests.factories import (
-    OPERATOR, ProgramHandle, bearer, grant, new_participant, new_program, random_ref, redeem, set_program_status, shop,
-    shopper, tokens_for,
+    OPERATOR, ProgramHandle, bearer, grant, new_participant, new_program, projected, random_ref, redeem, set_program_status,
+    shop, shopper, tokens_for,
 )
 
 pytestmark = pytest.mark.sql
@@ -219,7 +219,6 @@ async def test_expiry_runs_while_suspended(redis, migrated) -> None:  # type: ig
     from programs.programs import NewProgram, create_program, set_status
     from wallet import accounts
     from kernel import keys as kernel_keys
-    from wallet.journal import JournalProjector
     from wallet.store import WalletStore
     from kernel.idempotency import Idem
 
@@ -228,7 +227,7 @@ async def test_expiry_runs_while_suspended(redis, migrated) -> None:  # type: ig
     await store.open_wallet(program.id, "rep")
     await accounts.grant(store, program.id, "rep", 100, "January sales",
                          Idem(key=kernel_keys.idempotency(program.id, "admin", random_ref()), fingerprint="f"))
-    await JournalProjector(redis, consumer="test", claim_idle_ms=0).project_program(program.id)
+    await projected(redis, program.id)
     await set_status(store, program.id, "suspended")
     swept = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert swept.points == 100

@@ -6,7 +6,6 @@ number the Lua functions write is exact (Valkey's cjson would write 1e+14)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.factories import (OPERATOR, fill_wallet, grant, new_participant, new_program, random_ref)
+from tests.factories import (OPERATOR, fill_wallet, grant, new_participant, new_program, projected, random_ref)
 from wallet import keys
 from kernel.money import MAX_BALANCE, MAX_MOVE
 from kernel.ids import new_id
 from wallet.store import Leg, WalletStore
-from wallet.journal import JournalProjector, dead_letters
+from wallet.journal import dead_letters
 from wallet.reconcile import reconcile_program
 
 pytestmark = pytest.mark.sql
@@ -38,18 +37,10 @@ async def accounts(redis: Any, program_id: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in (await redis.hgetall(keys.accounts(program_id))).items()}
 
 
-async def projected(redis: Any, program_id: str) -> None:
-    """Until the journal is empty: the app's own projector may hold an entry a moment."""
-    for _ in range(100):
-        await JournalProjector(redis, consumer="bounds", claim_idle_ms=0).project_program(program_id)
-        if await redis.xlen(keys.journal(program_id)) == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the journal was never projected")
 
 
 async def books_agree(redis: Any, program_id: str) -> None:
-    await projected(redis, program_id)
+    await projected(redis, program_id, "bounds")
     assert await reconcile_program(redis, program_id) == []
     assert await dead_letters(redis, program_id) == []
 
@@ -153,7 +144,7 @@ async def test_a_bad_journal_entry_is_set_aside_and_the_rest_reach_the_ledger(cl
         "meta": "{}", "legs": '[["budget","available:x",9.223372036854e+18]]', "ts": "1780000000000",
         "earned": "0", "spent": "0"})
     assert (await grant(client, program, rep["id"], 25)).status_code == 201
-    await projected(redis, program.id)
+    await projected(redis, program.id, "bounds")
     letters = await dead_letters(redis, program.id)
     assert [letter.transaction_id for letter in letters] == ["tx_bad"]
     history = (await client.get(f"/v1/participants/{rep['id']}/transactions", headers=program.headers)).json()
