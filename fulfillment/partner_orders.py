@@ -231,10 +231,10 @@ async def write_partner_orders(program_id: str, entries: list[JournalEntry]) -> 
     carried = [o for o in carried if o.id not in there]
     if not carried and not to_tell:
         return []
+    telling = [*carried, *to_tell]
     hooked = {r["id"] for r in await Partner.select(Partner.id, Partner.webhook_url).where(
-        Partner.id.is_in(sorted({o.partner_id for o in [*carried, *to_tell]}))).run() if r["webhook_url"]}
-    announced = [order_writes.announcement_values(o, o.partner_id) for o in [*carried, *to_tell]
-                 if o.partner_id in hooked]
+        Partner.id.is_in(sorted({o.partner_id for o in telling}))).run() if r["webhook_url"]}
+    announced = [order_writes.announcement_values(o, o.partner_id) for o in telling if o.partner_id in hooked]
     if not carried:
         return [Rows(table="webhook_deliveries", columns=order_writes.WEBHOOK_COLUMNS, rows=announced)] \
             if announced else []

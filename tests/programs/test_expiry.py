@@ -41,10 +41,6 @@ async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]
     return program, clock, store
 
 
-async def project(redis, program_id: str) -> None:  # type: ignore[no-untyped-def]
-    await projected(redis, program_id)
-
-
 def test_months_are_added_on_the_calendar() -> None:
     assert add_months(datetime(2025, 1, 31, tzinfo=timezone.utc), 1) == datetime(2025, 2, 28, tzinfo=timezone.utc)
     assert add_months(datetime(2024, 11, 15, tzinfo=timezone.utc), 14) == datetime(2026, 1, 15, tzinfo=timezone.utc)
@@ -57,22 +53,22 @@ async def test_oldest_points_expire_first_in_the_right_amount_and_once(redis, mi
     await accounts.grant(store, program.id, "rep", 50, "February sales", idem(program.id))
     clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
     await accounts.deduct(store, program.id, "rep", 30, "spent", idem(program.id))  # from January's lot
-    await project(redis, program.id)
+    await projected(redis, program.id)
 
     # The day after January's points turn twelve months old: its 70 remaining points go.
     first = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert (first.participants, first.points) == (1, 70)
     assert (await store.balance(program.id, "rep"))["available"] == 50
-    await project(redis, program.id)
+    await projected(redis, program.id)
     again = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert again.points == 0
 
-    await project(redis, program.id)
+    await projected(redis, program.id)
     later = await sweep(store, program, 12, now=datetime(2026, 2, 11, tzinfo=timezone.utc))
     assert later.points == 50
     assert (await store.balance(program.id, "rep"))["available"] == 0
     assert (await store.program_accounts(program.id))["expired"] == 120
-    await project(redis, program.id)
+    await projected(redis, program.id)
     assert await reconcile_program(redis, program.id) == []
 
 
@@ -81,7 +77,7 @@ async def test_two_sweeps_at_the_same_time_expire_once(redis, migrated) -> None:
     for month in (1, 2, 3):
         clock.now = datetime(2025, month, 5, tzinfo=timezone.utc)
         await accounts.grant(store, program.id, "rep", 10 * month, "sales", idem(program.id))
-    await project(redis, program.id)
+    await projected(redis, program.id)
     when = datetime(2025, 9, 1, tzinfo=timezone.utc)  # January's and February's lots are due
     results = await asyncio.gather(*[sweep(store, program, 6, now=when) for _ in range(4)])
     assert sum(r.points for r in results) == 30
@@ -95,7 +91,7 @@ async def test_a_voided_hold_gives_back_points_with_their_original_age(redis, mi
     await accounts.grant(store, program.id, "rep", 40, "new", idem(program.id))
     await accounts.hold(store, program.id, "rep", 30, "ord-1", idem(program.id))  # takes 30 old points
     await accounts.void(store, program.id, "rep", "ord-1", idem(program.id))      # they come back, still old
-    await project(redis, program.id)
+    await projected(redis, program.id)
     result = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert result.points == 40
 
@@ -107,7 +103,7 @@ async def test_the_wallet_lists_what_expires_in_the_next_90_days(redis, migrated
     await accounts.grant(store, program.id, "rep", 15, "b", idem(program.id))
     clock.now = datetime(2025, 8, 1, tzinfo=timezone.utc)
     await accounts.grant(store, program.id, "rep", 5, "c", idem(program.id))
-    await project(redis, program.id)
+    await projected(redis, program.id)
     program = await get_program(program.id)
     soon = await expiring_soon(program, 12, "rep", now=datetime(2025, 12, 25, tzinfo=timezone.utc))
     assert [(e.points, e.expires_at.date().isoformat()) for e in soon] == [(25, "2026-01-10"), (15, "2026-03-20")]
@@ -118,12 +114,12 @@ async def test_a_balance_larger_than_one_operation_expires_whole(redis, migrated
     program, clock, store = await setup(redis)
     for points in (10**12, 10**12, 10**12, 5):
         await accounts.grant(store, program.id, "rep", points, "January sales", idem(program.id))
-    await project(redis, program.id)
+    await projected(redis, program.id)
     swept = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert (swept.participants, swept.points) == (1, 3 * 10**12 + 5)
     assert (await store.balance(program.id, "rep"))["available"] == 0
     assert (await store.program_accounts(program.id))["expired"] == 3 * 10**12 + 5
-    await project(redis, program.id)
+    await projected(redis, program.id)
     assert await reconcile_program(redis, program.id) == []
 
 
