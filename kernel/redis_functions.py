@@ -4,6 +4,7 @@ request's carried gate all see. The ledger's operations over it: wallet/store.py
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,21 @@ from kernel.coalesce import Coalescer
 from kernel.gated import CARRIED
 from kernel.lua_library import library
 
-Client = Any  # redis.asyncio.Redis or redis.asyncio.RedisCluster
+Client = Any  # PipedRedis or redis.asyncio.RedisCluster
+
+
+class PipedRedis(aioredis.Redis):
+    """redis-py's client and the one coalescer (kernel/coalesce.py) that the function calls
+    of every store made on it share: one connection of its own, closed with the client."""
+
+    @functools.cached_property
+    def coalescer(self) -> Coalescer:
+        return Coalescer(self)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if "coalescer" in self.__dict__:
+            self.coalescer.close()
+        await super().aclose(close_connection_pool)
 
 
 class FunctionStore:
@@ -24,7 +39,8 @@ class FunctionStore:
         # Function calls of concurrent requests go out as one pipeline (kernel/coalesce.py),
         # on a single server; a cluster client routes each call to its key's node.
         self.execute: Callable[..., Any] = (
-            Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
+            client.coalescer.execute if coalesce and isinstance(client, PipedRedis)
+            else Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
             else client.execute_command)
         # Told each call's function name and raw reply (the API counts outcomes for metrics).
         self.observe = observe
@@ -50,4 +66,4 @@ class FunctionStore:
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
         return FunctionRoutingCluster.from_url(url)
-    return aioredis.Redis.from_url(url, max_connections=256, health_check_interval=30)
+    return PipedRedis.from_url(url, max_connections=256, health_check_interval=30)

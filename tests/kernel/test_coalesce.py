@@ -7,12 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, DataError, ResponseError
 
 from tests.factories import random_ref
 from kernel.coalesce import Coalescer
 from kernel.redis_functions import connect
+from kernel.redis_pipe import RedisPipe, address_of
 
 
 @pytest.fixture
@@ -25,21 +25,98 @@ async def client(valkey_url: str) -> Any:
 async def test_calls_made_in_one_turn_share_one_write_and_each_gets_its_reply(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     key = random_ref("coalesce")
     writes: list[int] = []
-    send = AbstractConnection.send_packed_command
+    send = RedisPipe.send
 
-    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        # Only this test's writes: the session's app shares the loop (its projector polls).
-        packed = b"".join(bytes(part) for part in (command if isinstance(command, list) else [command]))
-        if key.encode() in packed:
-            writes.append(packed.count(key.encode()))
-        return await send(self, command, check_health)
+    def counting(self: RedisPipe, batch: list[Any]) -> None:
+        # Only this test's commands: the session's app shares the loop (its projector polls).
+        if any(key in command for command, _ in batch):
+            writes.append(len(batch))
+        return send(self, batch)
 
     coalescer = Coalescer(client)
-    await coalescer.execute("SET", key, 0)  # the pool's connection is open before counting
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    await coalescer.execute("SET", key, 0)  # the connection is open before counting
+    monkeypatch.setattr(RedisPipe, "send", counting)
     replies = await asyncio.gather(*[coalescer.execute("INCR", key) for _ in range(50)])
     assert sorted(replies) == list(range(1, 51))
     assert writes == [50]  # one write holding the 50 commands
+
+
+async def test_a_turns_commands_go_out_while_earlier_ones_still_wait(client) -> None:  # type: ignore[no-untyped-def]
+    key = random_ref("coalesce")
+    coalescer = Coalescer(client)
+    blocked = coalescer.execute("BLPOP", key, 5)  # Redis holds its reply until the push
+    await asyncio.sleep(0.05)
+    other = Coalescer(client)  # another connection pushes; ours is busy answering BLPOP
+    assert await other.execute("RPUSH", key, "x") == 1
+    assert await asyncio.wait_for(blocked, 2) == [key.encode(), b"x"]
+    # Queued behind the BLPOP on the same connection, a later turn's command answered after it.
+    assert await coalescer.execute("EXISTS", key) == 0
+    coalescer.close()
+    other.close()
+
+
+async def test_a_lost_connection_fails_its_waiting_commands_and_the_next_call_reconnects(client) -> None:  # type: ignore[no-untyped-def]
+    key = random_ref("coalesce")
+    coalescer = Coalescer(client)
+    first_id = await coalescer.execute("CLIENT", "ID")
+    waiting = coalescer.execute("BLPOP", key, 5)
+    await asyncio.sleep(0.05)
+    assert await client.execute_command("CLIENT", "KILL", "ID", first_id) == 1
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(waiting, 2)
+    assert await coalescer.execute("PING") in (b"PONG", True)
+    assert await coalescer.execute("CLIENT", "ID") != first_id
+    coalescer.close()
+
+
+async def test_an_argument_redis_cannot_carry_fails_its_own_command_only(client) -> None:  # type: ignore[no-untyped-def]
+    key = random_ref("coalesce")
+    coalescer = Coalescer(client)
+    results = await asyncio.gather(coalescer.execute("SET", key, None), coalescer.execute("INCR", key),
+                                   return_exceptions=True)
+    assert isinstance(results[0], DataError) and results[1] == 1
+
+
+async def test_the_connection_signs_in_and_selects_the_urls_database(valkey_url: str) -> None:
+    key = random_ref("coalesce")
+    in_db_5 = connect(valkey_url.rsplit("/", 1)[0] + "/5")  # the session's Valkey asks for a password
+    in_db_0 = connect(valkey_url.rsplit("/", 1)[0] + "/0")
+    try:
+        assert await in_db_5.coalescer.execute("SET", key, "five") in (b"OK", True)
+        assert await in_db_5.get(key) == b"five"
+        assert await in_db_0.get(key) is None
+        connection_id = await in_db_5.coalescer.execute("CLIENT", "ID")
+    finally:
+        await in_db_5.aclose()
+    # Closing the client closes the coalescer's own connection too.
+    for _ in range(50):
+        if not await in_db_0.execute_command("CLIENT", "LIST", "ID", connection_id):
+            break
+        await asyncio.sleep(0.02)
+    assert not await in_db_0.execute_command("CLIENT", "LIST", "ID", connection_id)
+    await in_db_0.aclose()
+
+
+def test_only_plain_addresses_get_their_own_connection() -> None:
+    plain = address_of(connect("redis://:secret@127.0.0.1:6390/2"))
+    assert plain is not None and (plain.host, plain.port, plain.password, plain.db) == ("127.0.0.1", 6390, "secret", 2)
+    local = address_of(connect("unix:///tmp/valkey.sock?password=p&db=1"))
+    assert local is not None and (local.path, local.db) == ("/tmp/valkey.sock", 1)
+    # What this client cannot speak keeps redis-py's pipeline: TLS, RESP3, decoded replies.
+    for url in ("rediss://127.0.0.1:6390", "redis://127.0.0.1:6390?protocol=3",
+                "redis://127.0.0.1:6390?decode_responses=True"):
+        assert address_of(connect(url)) is None, url
+
+
+async def test_a_client_redis_py_speaks_for_still_coalesces(valkey_url: str) -> None:
+    resp3 = connect(valkey_url + ("&" if "?" in valkey_url else "?") + "protocol=3")
+    key = random_ref("coalesce")
+    try:
+        coalescer = Coalescer(resp3)
+        replies = await asyncio.gather(*[coalescer.execute("INCR", key) for _ in range(20)])
+        assert sorted(replies) == list(range(1, 21))
+    finally:
+        await resp3.aclose()
 
 
 async def test_one_calls_error_is_its_own(client) -> None:  # type: ignore[no-untyped-def]
@@ -56,12 +133,13 @@ async def test_one_calls_error_is_its_own(client) -> None:  # type: ignore[no-un
 
 
 async def test_a_server_that_is_gone_fails_every_call_of_the_turn_with_the_connection_error() -> None:
-    from redis.exceptions import ConnectionError
-
     broken = connect("redis://127.0.0.1:1/0")  # nothing listens there
     try:
         coalescer = Coalescer(broken)
         results = await asyncio.gather(*[coalescer.execute("PING") for _ in range(3)], return_exceptions=True)
-        assert all(isinstance(r, (ConnectionError, OSError)) for r in results), results
+        assert all(isinstance(r, ConnectionError) for r in results), results
+        # And the next turn tries again, failing the same way rather than hanging.
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(coalescer.execute("PING"), 10)
     finally:
         await broken.aclose()
