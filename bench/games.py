@@ -152,6 +152,7 @@ def count_main(config_text: str) -> None:
     from redis.asyncio.connection import AbstractConnection
 
     from api.asgi import app_factory
+    from kernel.redis_pipe import RedisPipe
 
     counts: Counter[str] = Counter()
     statements: Counter[str] = Counter()
@@ -168,6 +169,17 @@ def count_main(config_text: str) -> None:
         return await send(self, command, check_health)
 
     AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
+    # Function calls go out on the coalescer's own connection (kernel/redis_pipe.py): one
+    # write per send, the batch's commands in it.
+    pipe_send = RedisPipe.send
+
+    def counted_pipe_send(self: Any, batch: list[Any]) -> None:
+        if active["on"]:
+            counts["redis_round_trips"] += 1
+            counts["redis_commands"] += len(batch)
+        return pipe_send(self, batch)
+
+    RedisPipe.send = counted_pipe_send  # type: ignore[method-assign]
     execute = aiosqlite.Connection.execute
     commit = aiosqlite.Connection.commit
 

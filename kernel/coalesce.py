@@ -32,12 +32,13 @@ MAX_BATCH = 512  # commands per pipeline: bounds one write and one reply buffer
 
 
 class Coalescer:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, own_connection: bool = True) -> None:
+        """`own_connection=False` keeps redis-py's pipeline (bench/redis_pipe.py's baseline)."""
         self.client = client
         self._queue: list[Waiter] = []
         self._flushing = False
         self._sending: set[asyncio.Task[None]] = set()  # referenced, so the loop cannot drop one
-        self._address: Address | None = address_of(client)
+        self._address: Address | None = address_of(client) if own_connection else None
         self._pipe: RedisPipe | None = None
         self._opening: list[Waiter] | None = None  # commands waiting for the connection
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -4,82 +4,41 @@ never outlives a rotation, a new client seed, spins through another process or a
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio.connection import AbstractConnection
 
 from games.fairness import verify_spin_proof
-from tests.factories import launched_wheel, new_program, spinning_participant
+from tests.factories import another_worker, commands_of, launched_wheel, new_program, spinning_participant
 
 pytestmark = pytest.mark.sql
-
-# The Redis commands sent on behalf of the request being watched. The test client runs the
-# app through a blocking portal that carries the caller's context variables, so only the
-# request sees this list: the in-process journal projector's commands are not counted.
-_watched: contextvars.ContextVar[list[tuple[str, ...]] | None] = contextvars.ContextVar("watched", default=None)
-
-
-def _commands(packed: Any) -> Iterator[tuple[str, ...]]:
-    """Each command of a packed RESP payload, as (name, first argument)."""
-    parts = packed if isinstance(packed, list) else [packed]
-    blob = b"".join(bytes(p) for p in parts)
-    at = 0
-    while at < len(blob):
-        end = blob.index(b"\r\n", at)
-        count = int(blob[at + 1:end])
-        at = end + 2
-        words = []
-        for _ in range(count):
-            end = blob.index(b"\r\n", at)
-            size = int(blob[at + 1:end])
-            words.append(blob[end + 2:end + 2 + size])
-            at = end + 2 + size + 2
-        yield (words[0].decode().upper(), *([words[1].decode(errors="replace")] if len(words) > 1 else []))
-
-
-@pytest.fixture
-def redis_commands(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Answers a function that runs a request and the Redis commands it sent."""
-    send = AbstractConnection.send_packed_command
-
-    async def watched_send(self: Any, command: Any, check_health: bool = True) -> None:
-        seen = _watched.get()
-        if seen is not None:
-            seen.extend(_commands(command))
-        return await send(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", watched_send)
-
-    async def run(request: Any) -> tuple[Any, list[tuple[str, ...]]]:
-        seen: list[tuple[str, ...]] = []
-        token = _watched.set(seen)
-        try:
-            return await request, seen
-        finally:
-            _watched.reset(token)
-
-    return run
-
 
 async def spin(client: Any, campaign_id: str, me: dict[str, str], key: str) -> Any:
     return await client.post(f"/v1/me/campaigns/{campaign_id}/spins", headers={**me, "Idempotency-Key": key})
 
 
-async def test_a_participant_spinning_again_sends_one_call_the_gate_carried_into_rw_spin(client, redis_commands) -> None:  # type: ignore[no-untyped-def]
-    program = await new_program(client)
-    campaign_id = await launched_wheel(client, program)
-    _, me = await spinning_participant(client, program, 1_000)
-    first, _ = await redis_commands(spin(client, campaign_id, me, "first"))  # reads the pair and the rules once
-    assert first.status_code == 201, first.text
-    for n in range(5):
-        answer, sent = await redis_commands(spin(client, campaign_id, me, f"again-{n}"))
-        assert answer.status_code == 201, answer.text
-        assert answer.json()["proof"]["nonce"] == n + 1
-        assert sent == [("FCALL", "rw_gated")]
+async def test_a_participant_spinning_again_sends_one_call_the_gate_carried_into_rw_spin(
+        settings, migrated, private_valkey) -> None:  # type: ignore[no-untyped-def]
+    # Another worker on a Valkey of this test alone, with no projector: MONITOR sees only the
+    # requests' commands, as they went on the wire.
+    async with another_worker(settings, redis_url=private_valkey, redis_cluster=False) as client:
+        program = await new_program(client)
+        campaign_id = await launched_wheel(client, program)
+        _, me = await spinning_participant(client, program, 1_000)
+        first = await spin(client, campaign_id, me, "first")  # reads the pair and the rules once
+        assert first.status_code == 201, first.text
+        for n in range(5):
+            answers = []
+
+            async def spin_again() -> None:
+                answers.append(await spin(client, campaign_id, me, f"again-{n}"))
+
+            sent = await commands_of(private_valkey, spin_again)
+            assert answers[0].status_code == 201, answers[0].text
+            assert answers[0].json()["proof"]["nonce"] == n + 1
+            assert [c.split(" ")[:2] for c in sent] == [["FCALL", "rw_gated"]], sent
+            assert " rw_spin " in sent[0]
 
 
 async def test_a_rotation_a_new_client_seed_other_workers_and_a_pause_hold_on_the_very_next_spin(
