@@ -68,18 +68,29 @@ def _outcome(seen: _Seen) -> str:
     return seen.code or "refused"
 
 
+# (function, outcome) -> its counter: `labels()` takes a lock and builds a key each call.
+_operation_counters: dict[tuple[str, str], Any] = {}
+
+
+def _count(function: str, outcome: str) -> None:
+    counter = _operation_counters.get((function, outcome))
+    if counter is None:
+        counter = _operation_counters[(function, outcome)] = WALLET_OPERATIONS.labels(
+            function.removeprefix("rw_"), outcome)
+    counter.inc()
+
+
 def observe_wallet(function: str, reply: Any) -> None:
     """WalletStore's observer: counts one call's outcome (each one of a batch's)."""
-    kind = function.removeprefix("rw_")
     try:
         if isinstance(reply, bytes) and reply[:1] == b"[":
             for seen in _decode_many(reply):
-                WALLET_OPERATIONS.labels(kind, _outcome(seen)).inc()
+                _count(function, _outcome(seen))
         else:
-            WALLET_OPERATIONS.labels(kind, _outcome(_decode_one(reply))).inc()
+            _count(function, _outcome(_decode_one(reply)))
     except (msgspec.DecodeError, TypeError):
         # A metric must never fail a wallet operation.
-        WALLET_OPERATIONS.labels(kind, "unparsed").inc()
+        _count(function, "unparsed")
 
 
 class RouteMetricsMiddleware(PrometheusMiddleware):
