@@ -11,10 +11,13 @@ transaction, so one command's error does not touch the others. A failed write or
 (the server gone) fails every command of that pipeline with the error the client raised,
 as each would have failed alone. Idle, a call waits one loop callback longer.
 
-The commands go out on one connection of this module's own (kernel/redis_pipe.py: RESP
-written and read by hiredis, no lock-step, about 7 us of CPU a command against redis-py's
-pipeline's 50), opened when first needed and again after it is lost. A client whose address
-that module cannot speak for (TLS, RESP3, ...) keeps redis-py's pipeline, one per turn.
+The commands go out on a connection of this module's own (kernel/redis_pipe.py: RESP
+written and read by hiredis, no lock-step, about 10 us of CPU a command against redis-py's
+pipeline's 60), one per event loop, opened when first needed and again after it is lost. A
+client whose address that module cannot speak for (TLS, RESP3, ...) keeps redis-py's
+pipeline, one per turn. Replies are raw (bytes, ints, lists: no response callbacks), and a
+command that blocks or changes the connection's state (BLPOP, SELECT, MULTI) would hold up or
+change it for every caller: this is for function calls and plain reads.
 
 Only a single server's client: a cluster client sends each command to its key's node.
 """
@@ -31,86 +34,116 @@ from kernel.redis_pipe import Address, RedisPipe, Waiter, address_of
 MAX_BATCH = 512  # commands per pipeline: bounds one write and one reply buffer
 
 
+class _OnLoop:
+    """What a coalescer keeps for one event loop: a transport serves the loop that made it."""
+
+    __slots__ = ("loop", "queue", "flushing", "pipe", "opening")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: list[Waiter] = []
+        self.flushing = False
+        self.pipe: RedisPipe | None = None
+        self.opening: list[Waiter] | None = None  # commands waiting for the connection
+
+
+def _fail(waiting: list[Waiter], error: Exception) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(type(error)(*error.args))  # one instance each: no shared traceback
+
+
 class Coalescer:
     def __init__(self, client: Any, own_connection: bool = True) -> None:
         """`own_connection=False` keeps redis-py's pipeline (bench/redis_pipe.py's baseline)."""
         self.client = client
-        self._queue: list[Waiter] = []
-        self._flushing = False
         self._sending: set[asyncio.Task[None]] = set()  # referenced, so the loop cannot drop one
         self._address: Address | None = address_of(client) if own_connection else None
-        self._pipe: RedisPipe | None = None
-        self._opening: list[Waiter] | None = None  # commands waiting for the connection
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loops: dict[asyncio.AbstractEventLoop, _OnLoop] = {}
+        self._last: _OnLoop | None = None
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         """The command's reply (a future), sent with the others queued in this loop turn."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a first call, or another loop (tests run several in turn)
-            self._restart(loop)
+        here = self._last
+        if here is None or here.loop is not loop:
+            here = self._last = self._on(loop)
         future = loop.create_future()
-        self._queue.append((command, future))
-        if not self._flushing:
-            self._flushing = True
-            loop.call_soon(self._flush)
+        here.queue.append((command, future))
+        if not here.flushing:
+            here.flushing = True
+            loop.call_soon(self._flush, here)
         return future
 
-    def _flush(self) -> None:
-        self._flushing = False
-        queued, self._queue = self._queue, []
-        if self._address is not None:
-            self._to_pipe(queued)
+    def _on(self, loop: asyncio.AbstractEventLoop) -> _OnLoop:
+        here = self._loops.get(loop)
+        if here is None:
+            for gone in [old for old in self._loops if old.is_closed()]:  # loops tests left behind
+                del self._loops[gone]
+            here = self._loops[loop] = _OnLoop(loop)
+        return here
+
+    def _flush(self, here: _OnLoop) -> None:
+        here.flushing = False
+        queued, here.queue = here.queue, []
+        if self._loops.get(here.loop) is not here:  # the client was closed since: failed there
             return
-        for start in range(0, len(queued), MAX_BATCH):
-            task = asyncio.ensure_future(self._send(queued[start:start + MAX_BATCH]))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    def _to_pipe(self, queued: list[Waiter]) -> None:
-        if self._opening is not None:
-            self._opening.extend(queued)
-        elif self._pipe is not None and self._pipe.usable:
-            self._pipe.send(queued)
+        if self._address is None:
+            for start in range(0, len(queued), MAX_BATCH):
+                self._task(self._send(queued[start:start + MAX_BATCH]))
+        elif here.opening is not None:
+            here.opening.extend(queued)
+        elif here.pipe is not None and here.pipe.usable:
+            here.pipe.send(queued)
         else:
-            self._opening = queued
-            task = asyncio.ensure_future(self._open())
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            here.opening = queued
+            self._task(self._open(here))
 
-    async def _open(self) -> None:
+    def _task(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _open(self, here: _OnLoop) -> None:
         assert self._address is not None
-        if self._pipe is not None:
-            self._pipe.close()
-            self._pipe = None
+        if here.pipe is not None:
+            here.pipe.close()
+            here.pipe = None
         try:
             pipe = await RedisPipe.open(self._address)
         except BaseException as exc:
-            waiting, self._opening = self._opening or [], None
-            error = exc if isinstance(exc, Exception) else ConnectionError("connecting cancelled")
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(error)
+            waiting, here.opening = here.opening or [], None
+            _fail(waiting, exc if isinstance(exc, Exception) else ConnectionError("connecting cancelled"))
             if not isinstance(exc, Exception):
                 raise
             return
-        if self._loop is not pipe.loop:  # restarted on another loop meanwhile
+        if self._loops.get(here.loop) is not here:  # the client was closed meanwhile
             pipe.close()
             return
-        waiting, self._opening = self._opening or [], None
-        self._pipe = pipe
+        waiting, here.opening = here.opening or [], None
+        here.pipe = pipe
         pipe.send(waiting)
 
-    def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Forgets what belonged to another loop: its queue, a connection being opened, the
-        connection itself (a transport serves the loop that made it)."""
-        self.close()
-        self._queue, self._flushing, self._opening, self._loop = [], False, None, loop
-
     def close(self) -> None:
-        """Closes this coalescer's own connection (the client's pool is the client's)."""
-        if self._pipe is not None:
-            self._pipe.close()
-            self._pipe = None
+        """Closes this coalescer's own connections (the client's pool is the client's); what
+        is still queued or waiting for a connection fails with a ConnectionError. A later
+        call opens a connection again, as redis-py's client does after `aclose`."""
+        states, self._loops, self._last = list(self._loops.values()), {}, None
+        for here in states:
+            if here.pipe is not None:
+                here.pipe.close()  # its waiting commands fail as the connection ends
+            waiting = here.queue + (here.opening or [])
+            here.queue, here.opening = [], None
+            if here.loop.is_closed():
+                continue
+            try:
+                same_loop = asyncio.get_running_loop() is here.loop
+            except RuntimeError:
+                same_loop = False
+            if same_loop:
+                _fail(waiting, ConnectionError("the Redis client was closed"))
+            else:
+                here.loop.call_soon_threadsafe(_fail, waiting, ConnectionError("the Redis client was closed"))
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:

@@ -40,7 +40,10 @@ class FunctionStore:
         # on a single server; a cluster client routes each call to its key's node.
         self.execute: Callable[..., Any] = (
             client.coalescer.execute if coalesce and isinstance(client, PipedRedis)
-            else Coalescer(client).execute if coalesce and not isinstance(client, FunctionRoutingCluster)
+            # Another client (a test's, a benchmark's) keeps redis-py's pipeline: nothing would
+            # close a connection of the coalescer's own.
+            else Coalescer(client, own_connection=False).execute
+            if coalesce and not isinstance(client, FunctionRoutingCluster)
             else client.execute_command)
         # Told each call's function name and raw reply (the API counts outcomes for metrics).
         self.observe = observe

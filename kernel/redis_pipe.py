@@ -1,14 +1,15 @@
 """One connection to a single Redis server that carries the commands of concurrent callers
 back to back: each command's reply settles its own future as it arrives, in order.
 
-redis-py's asyncio pipeline spends about 50 us of CPU on each command it carries (taking a
+redis-py's asyncio pipeline spends about 60 us of CPU on each command it carries (taking a
 pooled connection, its retry wrapper, the encoder's per-argument pass, the stack of
-commands and the reply loop); this spends about 7 us (`bench/redis_pipe.py`: 64 callers,
-the same commands, one process). The wire is plain RESP2 written by `hiredis.pack_command`
-and read by a `hiredis.Reader`, the two C halves redis-py itself uses, so a reply is the
-same bytes, ints, lists and `ResponseError`s a redis-py client without `decode_responses`
-answers. There is no lock-step: the commands a turn of the event loop queued go out in one
-write even while earlier ones wait for their replies (Redis answers in order).
+commands and the reply loop); this spends about 10 us (`bench/redis_pipe.py`: 64 callers,
+a function call and a read each, one process). The wire is plain RESP2 written by
+`hiredis.pack_command` and read by a `hiredis.Reader`, the two C halves redis-py itself
+uses, so a reply is the same bytes, ints, lists and `ResponseError`s a redis-py client
+without `decode_responses` answers before its response callbacks. There is no lock-step:
+the commands a turn of the event loop queued go out in one write even while earlier ones
+wait for their replies (Redis answers in order).
 
 Only what a plain `redis://` or `unix://` address describes (host or socket, user,
 password, database number): `address_of` answers None for anything else (TLS, RESP3, a
@@ -73,14 +74,16 @@ class _Replies(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:
-            # A peer that vanished without a FIN (a host gone, a NAT dropping the flow) still
-            # ends the connection, and with it the commands waiting on it.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            _notice_a_vanished_peer(sock)
 
     def data_received(self, data: bytes) -> None:
         reader, waiting = self.reader, self.waiting
         reader.feed(data)
         while (reply := reader.gets()) is not False:
+            if not waiting:  # a reply nobody asked for: the stream is not what we think it is
+                assert self.transport is not None
+                self.transport.abort()
+                return
             future = waiting.popleft()
             if future.done():  # its caller was cancelled
                 continue
@@ -91,11 +94,24 @@ class _Replies(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        error = ConnectionError(f"Connection to Redis lost: {exc}" if exc else "Connection closed by server.")
+        why = f"Connection to Redis lost: {exc}" if exc else "Connection to Redis closed."
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
-                future.set_exception(error)
+                future.set_exception(ConnectionError(why))
+
+
+def _notice_a_vanished_peer(sock: socket.socket) -> None:
+    """A peer that vanished without a FIN (a host gone, a NAT or balancer dropping the flow)
+    ends the connection, and fails the commands waiting on it, within about half a minute:
+    data unacknowledged for 20 s (TCP_USER_TIMEOUT), or an idle connection unanswered for
+    15 s + 3 x 5 s of keepalive probes. redis-py's pool would open new connections meanwhile;
+    every caller here shares this one."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 20_000)):
+        option = getattr(socket, name, None)  # Linux names; elsewhere the system's defaults
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class RedisPipe:
@@ -107,8 +123,10 @@ class RedisPipe:
 
     @classmethod
     async def open(cls, address: Address) -> RedisPipe:
-        """Connects and signs in (AUTH, SELECT); raises redis-py's ConnectionError."""
+        """Connects and signs in (AUTH, SELECT); raises redis-py's ConnectionError (its
+        AuthenticationError when the password is refused)."""
         loop = asyncio.get_running_loop()
+        pipe: RedisPipe | None = None
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if address.path is not None:
@@ -124,34 +142,46 @@ class RedisPipe:
                     handshake.append(("SELECT", address.db))
                 if handshake:
                     await asyncio.gather(*[pipe.execute(*command) for command in handshake])
-        except ConnectionError:
-            raise
-        except Exception as exc:  # refused, unreachable, timed out, or AUTH / SELECT refused
-            raise ConnectionError(f"Error connecting to Redis at {address.path or f'{address.host}:{address.port}'}: "
-                                  f"{exc or type(exc).__name__}") from exc
+        except BaseException as exc:  # refused, unreachable, timed out, AUTH / SELECT refused, cancelled
+            if pipe is not None:
+                pipe.close()
+            if isinstance(exc, ConnectionError) or not isinstance(exc, Exception):
+                raise
+            where = address.path or f"{address.host}:{address.port}"
+            raise ConnectionError(f"Error connecting to Redis at {where}: {exc or type(exc).__name__}") from exc
         return pipe
 
     @property
     def usable(self) -> bool:
-        return not self._replies.lost and self.loop is asyncio.get_running_loop()
+        transport = self._replies.transport
+        return not self._replies.lost and transport is not None and not transport.is_closing()
 
     def send(self, batch: list[Waiter]) -> None:
-        """Writes the commands in one write; a command that cannot be encoded fails alone."""
+        """Writes the commands in one write. A command that cannot be encoded fails alone
+        (DataError for a type RESP cannot carry, UnicodeEncodeError for a lone surrogate),
+        before anything is written; one whose caller gave up is not sent."""
         packed: list[bytes] = []
-        waiting = self._replies.waiting
+        futures: list[asyncio.Future[Any]] = []
         for command, future in batch:
+            if future.done():
+                continue
             try:
                 packed.append(hiredis.pack_command(command))
             except TypeError as exc:  # None, a bool, a nested list: redis-py refuses these too
-                if not future.done():
-                    future.set_exception(DataError(f"{exc} ({command[0]!r})"))
+                future.set_exception(DataError(f"{exc} ({command[0]!r})"))
                 continue
-            waiting.append(future)
-        if self._replies.lost:
-            self._replies.connection_lost(None)
+            except Exception as exc:
+                future.set_exception(exc)
+                continue
+            futures.append(future)
+        if not futures:
             return
-        assert self._replies.transport is not None
-        self._replies.transport.write(b"".join(packed))
+        replies = self._replies
+        replies.waiting.extend(futures)
+        if replies.lost or replies.transport is None or replies.transport.is_closing():
+            replies.connection_lost(None)  # fails what was just queued: nothing will answer
+            return
+        replies.transport.write(b"".join(packed))
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         future = self.loop.create_future()
