@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from programs.spreadsheet import safe_cell
 from programs.tables import Participant
 from wallet import accounts
 from kernel import keys as kernel_keys
+from kernel.bounded_map import BoundedMap
 from kernel.errors import Conflict, DomainError, NotFound
 from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
@@ -382,6 +384,10 @@ async def redeliver(program: ProgramView, order_id: str) -> OrderView:
     return _view(row, names, None, admin=True)
 
 
+log = logging.getLogger("rw.orders")
+_unsettleable: BoundedMap[str, bool] = BoundedMap(10_000)  # orders warned of once by this process
+
+
 async def sweep(store: WalletStore, program_id: str, now: datetime | None = None) -> int:
     """Finishes what a crash interrupted: settles ended orders whose hold is still open, and
     completes (or removes) orders stuck in `new`. Answers how many orders it touched."""
@@ -390,7 +396,17 @@ async def sweep(store: WalletStore, program_id: str, now: datetime | None = None
     ended = await Order.select().where((Order.program_id == program_id) & Order.settled_at.is_null()
                                        & Order.status.is_in(["fulfilled", "failed", "cancelled"])).run()
     for row in ended:
-        await settle(store, row)
+        try:
+            await settle(store, row)
+        except NotFound:
+            # Its hold is not in Redis (data lost there, or the order came from elsewhere):
+            # nothing here can end it, and `reconcile` reports it. The program's other orders
+            # still settle; one such order used to fail the whole sweep at every round.
+            if _unsettleable.get(row["id"]) is None:
+                _unsettleable.put(row["id"], True)
+                log.warning("order %s of program %s is %s but its hold is not in Redis: left unsettled",
+                            row["id"], program_id, row["status"])
+            continue
         touched += 1
     stuck = await Order.select().where((Order.program_id == program_id) & (Order.status == "new")
                                        & (Order.created_at < now - STALE_NEW)).run()

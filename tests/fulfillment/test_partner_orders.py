@@ -310,3 +310,27 @@ async def test_an_order_placed_just_before_its_partners_webhook_was_set_is_still
         assert answer.status_code == 200, answer.text
     wanted = (["pending"], 1, ["redemption"])
     assert await wait_until(_what_was_written(order_id), wanted) == wanted
+
+
+async def test_an_ended_order_whose_hold_is_gone_does_not_stop_the_sweep_settling_the_others(  # type: ignore[no-untyped-def]
+        client, redis) -> None:
+    """Two cancelled orders a crash left unsettled; Redis has lost one's hold (and its settle
+    record). The sweep settles the other and leaves that one, warning once; it used to fail
+    the whole program's sweep at every round."""
+    from fulfillment import orders
+    from wallet.keys import hold as hold_key
+
+    program, _, item = await shop(client)
+    _, me = await shopper(client, program, 10_000)
+    placed = [(await redeem(client, me, item["id"])).json()["id"] for _ in range(2)]
+    for order_id in placed:
+        cancelled = await client.post(f"/v1/orders/{order_id}/cancel", headers=program.headers)
+        assert cancelled.status_code == 200, cancelled.text
+    await Order.update({Order.settled_at: None}).where(Order.id.is_in(placed)).run()  # the crash
+    lost, kept = placed
+    await redis.delete(hold_key(program.id, lost), orders.settle_idem(program.id, lost, "void").key)
+    assert await orders.sweep(WalletStore(redis), program.id) == 1
+    settled = {r["id"]: r["settled_at"] for r in await Order.select(Order.id, Order.settled_at).where(
+        Order.id.is_in(placed)).run()}
+    assert settled[kept] is not None and settled[lost] is None
+    assert await orders.sweep(WalletStore(redis), program.id) == 0  # and again, quietly
