@@ -400,8 +400,9 @@ async def sweep(store: WalletStore, program_id: str, now: datetime | None = None
             await settle(store, row)
         except NotFound:
             # Its hold is not in Redis (data lost there, or the order came from elsewhere):
-            # nothing here can end it, and `reconcile` reports it. The program's other orders
-            # still settle; one such order used to fail the whole sweep at every round.
+            # nothing here can end it; an operator can (README, Fulfillment). The program's
+            # other orders still settle; one such order used to fail the whole sweep at every
+            # round, and the sweep's later steps with it.
             if _unsettleable.get(row["id"]) is None:
                 _unsettleable.put(row["id"], True)
                 log.warning("order %s of program %s is %s but its hold is not in Redis: left unsettled",

@@ -3,7 +3,8 @@
 redis-py's asyncio client spends about 150 us of CPU on one command (taking a pooled
 connection, checking it, packing, writing, awaiting, reading, returning it); a pipeline of
 the commands that concurrent requests issued in the same turn of the event loop spends
-about 35 us on each (measured: 64 concurrent callers, HINCRBY, uvloop). Under load, the
+35-60 us on each (measured: 64 concurrent callers, uvloop; HINCRBY alone, or a function
+call and a read). Under load, the
 requests a turn of the loop reads each issue their one function call; this module queues
 them and, once the turn's callbacks have run, sends them as one non-transactional pipeline
 on one connection. Each caller gets its own reply or its own error: a pipeline is not a

@@ -329,8 +329,10 @@ async def test_an_ended_order_whose_hold_is_gone_does_not_stop_the_sweep_settlin
     await Order.update({Order.settled_at: None}).where(Order.id.is_in(placed)).run()  # the crash
     lost, kept = placed
     await redis.delete(hold_key(program.id, lost), orders.settle_idem(program.id, lost, "void").key)
-    assert await orders.sweep(WalletStore(redis), program.id) == 1
+    # A live server's own sweep may settle `kept` first: what counts is the end state, and
+    # that the sweep returns instead of raising.
+    await orders.sweep(WalletStore(redis), program.id)
     settled = {r["id"]: r["settled_at"] for r in await Order.select(Order.id, Order.settled_at).where(
         Order.id.is_in(placed)).run()}
     assert settled[kept] is not None and settled[lost] is None
-    assert await orders.sweep(WalletStore(redis), program.id) == 0  # and again, quietly
+    assert await orders.sweep(WalletStore(redis), program.id) == 0  # and again
