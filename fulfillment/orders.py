@@ -38,6 +38,7 @@ from kernel.bounded_map import BoundedMap
 from kernel.errors import Conflict, DomainError, NotFound
 from kernel.pages import decode_cursor, next_cursor
 from wallet.store import WalletStore
+from wallet.tables import LedgerEntry
 from kernel.idempotency import Idem
 from kernel.clock import utc
 from kernel.ids import new_id
@@ -384,6 +385,15 @@ async def redeliver(program: ProgramView, order_id: str) -> OrderView:
     return _view(row, names, None, admin=True)
 
 
+async def _ended_in_ledger(program_id: str, row: dict[str, Any]) -> bool:
+    """Whether the SQL ledger holds the entry that ended the order's hold: its capture (a
+    fulfilled order) or its void (a failed or cancelled one), both referencing the order."""
+    kind = "redemption" if row["status"] == "fulfilled" else "redemption_void"
+    return bool(await LedgerEntry.exists().where(
+        (LedgerEntry.program_id == program_id) & (LedgerEntry.reference == row["id"])
+        & (LedgerEntry.kind == kind)).run())
+
+
 log = logging.getLogger("rw.orders")
 _unsettleable: BoundedMap[str, bool] = BoundedMap(10_000)  # orders warned of once by this process
 
@@ -399,15 +409,19 @@ async def sweep(store: WalletStore, program_id: str, now: datetime | None = None
         try:
             await settle(store, row)
         except NotFound:
-            # Its hold is not in Redis (data lost there, or the order came from elsewhere):
-            # nothing here can end it; an operator can (README, Fulfillment). The program's
-            # other orders still settle; one such order used to fail the whole sweep at every
-            # round, and the sweep's later steps with it.
-            if _unsettleable.get(row["id"]) is None:
-                _unsettleable.put(row["id"], True)
-                log.warning("order %s of program %s is %s but its hold is not in Redis: left unsettled",
-                            row["id"], program_id, row["status"])
-            continue
+            # Its hold is not in Redis (data lost there, or the order came from elsewhere).
+            # When the ledger holds the capture or void that ended it, only the mark was
+            # lost; otherwise nothing here can end it, and an operator can (README,
+            # Fulfillment). Either way the program's other orders still settle: one such
+            # order used to fail the whole sweep at every round, and its later steps with it.
+            if await _ended_in_ledger(program_id, row):
+                await _settled_mark(row["id"], datetime.now(timezone.utc)).run()
+            else:
+                if _unsettleable.get(row["id"]) is None:
+                    _unsettleable.put(row["id"], True)
+                    log.warning("order %s of program %s is %s but its hold is not in Redis nor ended in the "
+                                "ledger: left unsettled", row["id"], program_id, row["status"])
+                continue
         touched += 1
     stuck = await Order.select().where((Order.program_id == program_id) & (Order.status == "new")
                                        & (Order.created_at < now - STALE_NEW)).run()

@@ -25,7 +25,8 @@ from wallet.journal import parse_entry, write_batch
 from wallet.keys import journal as journal_key
 from wallet.store import WalletStore
 from wallet.tables import LedgerEntry
-from tests.factories import another_worker, bearer, claim_orders, commands_of, redeem, shop, shopper, wait_until
+from tests.factories import another_worker, bearer, claim_orders, commands_of, projected, redeem, shop, shopper, \
+    wait_until
 from tests.games.test_spin_projection import projection_paused
 
 pytestmark = pytest.mark.sql
@@ -312,27 +313,38 @@ async def test_an_order_placed_just_before_its_partners_webhook_was_set_is_still
     assert await wait_until(_what_was_written(order_id), wanted) == wanted
 
 
-async def test_an_ended_order_whose_hold_is_gone_does_not_stop_the_sweep_settling_the_others(  # type: ignore[no-untyped-def]
+async def test_an_ended_order_whose_hold_is_gone_does_not_stop_the_sweep_and_settles_once_the_ledger_ends_it(  # type: ignore[no-untyped-def]
         client, redis) -> None:
     """Two cancelled orders a crash left unsettled; Redis has lost one's hold (and its settle
-    record). The sweep settles the other and leaves that one, warning once; it used to fail
-    the whole program's sweep at every round."""
+    record). The sweep settles the other and leaves that one, which used to fail the whole
+    program's sweep at every round; once the ledger holds the void that ended it, the sweep
+    marks it settled too."""
     from fulfillment import orders
     from wallet.keys import hold as hold_key
 
     program, _, item = await shop(client)
     _, me = await shopper(client, program, 10_000)
     placed = [(await redeem(client, me, item["id"])).json()["id"] for _ in range(2)]
-    for order_id in placed:
-        cancelled = await client.post(f"/v1/orders/{order_id}/cancel", headers=program.headers)
-        assert cancelled.status_code == 200, cancelled.text
-    await Order.update({Order.settled_at: None}).where(Order.id.is_in(placed)).run()  # the crash
     lost, kept = placed
-    await redis.delete(hold_key(program.id, lost), orders.settle_idem(program.id, lost, "void").key)
-    # A live server's own sweep may settle `kept` first: what counts is the end state, and
-    # that the sweep returns instead of raising.
+
+    async def settled() -> dict[str, Any]:
+        rows = await Order.select(Order.id, Order.settled_at).where(Order.id.is_in(placed)).run()
+        return {r["id"]: r["settled_at"] for r in rows}
+
+    async with projection_paused(redis, program.id):  # the voids stay out of the ledger for now
+        for order_id in placed:
+            cancelled = await client.post(f"/v1/orders/{order_id}/cancel", headers=program.headers)
+            assert cancelled.status_code == 200, cancelled.text
+        await Order.update({Order.settled_at: None}).where(Order.id.is_in(placed)).run()  # the crash
+        await redis.delete(hold_key(program.id, lost), orders.settle_idem(program.id, lost, "void").key)
+        # A live server's own sweep may run too: what counts is the end state, and that the
+        # sweep returns instead of raising.
+        await orders.sweep(WalletStore(redis), program.id)
+        now = await settled()
+        assert now[kept] is not None and now[lost] is None
+        assert await orders.sweep(WalletStore(redis), program.id) == 0  # and again
+    await projected(redis, program.id)  # the lost order's void reaches the ledger
     await orders.sweep(WalletStore(redis), program.id)
-    settled = {r["id"]: r["settled_at"] for r in await Order.select(Order.id, Order.settled_at).where(
-        Order.id.is_in(placed)).run()}
-    assert settled[kept] is not None and settled[lost] is None
-    assert await orders.sweep(WalletStore(redis), program.id) == 0  # and again
+    assert (await settled())[lost] is not None
+    assert await LedgerEntry.count().where((LedgerEntry.reference == lost)
+                                           & (LedgerEntry.kind == "redemption_void")).run() == 1
