@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError
 
-from kernel.redis_pipe import Address, RedisPipe, Waiter, address_of
+from kernel.redis_pipe import Address, RedisPipe, Waiter, address_of, answer
 
 MAX_BATCH = 512  # commands per pipeline: bounds one write and one reply buffer
 
@@ -166,9 +166,4 @@ class Coalescer:
                 raise
             return
         for (_, future), reply in zip(batch, replies):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+            answer(future, reply)

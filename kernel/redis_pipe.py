@@ -63,6 +63,17 @@ def address_of(client: Any) -> Address | None:
                    password=settings.get("password"), db=int(settings.get("db") or 0))
 
 
+def answer(future: asyncio.Future[Any], reply: Any) -> None:
+    """Gives a caller its reply, or its error (an error reply is an exception); nothing when
+    the caller gave up waiting."""
+    if future.done():
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
+
+
 class _Replies(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(replyError=BaseParser.parse_error)
@@ -84,13 +95,7 @@ class _Replies(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.abort()
                 return
-            future = waiting.popleft()
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+            answer(waiting.popleft(), reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

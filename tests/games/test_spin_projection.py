@@ -12,9 +12,9 @@ from redis.exceptions import ResponseError
 
 from games.tables import Spin
 from programs.tables import FeedItem
-from tests.factories import wait_until, ProgramHandle, launched, spin, spinning_participant
+from tests.factories import wait_until, ProgramHandle, launched, projected, spin, spinning_participant
 from wallet import keys
-from wallet.journal import GROUP, JournalProjector
+from wallet.journal import GROUP
 from wallet.tables import LedgerEntry
 
 pytestmark = pytest.mark.sql
@@ -95,8 +95,7 @@ async def test_a_spin_entry_projected_twice_writes_its_rows_once(client, redis) 
     assert await wait_until(spin_lines(person), 1) == 1
     # The same entry again, as a crash before the acknowledgement would leave it.
     await redis.xadd(stream, fields)
-    await JournalProjector(redis, consumer="replay", claim_idle_ms=0).project_program(program.id)
-    assert await wait_until(lambda: redis.xlen(stream), 0) == 0
+    await projected(redis, program.id, consumer="replay")  # raises unless the journal empties
     assert await spin_rows(person)() == 1 and await spin_lines(person)() == 1
     assert await LedgerEntry.count().where(LedgerEntry.transaction_id == spun["id"]).run() == 1
     row = await Spin.select().where(Spin.id == spun["id"]).first().run()
