@@ -241,7 +241,7 @@ def lean(app: Litestar, gate: Gate, settings: Settings) -> None:
     """The hot routes skip Litestar's per-request machinery (api/lean.py), with the same
     metrics and gate layers around the same answers."""
     app.asgi_handler = lean_routes(
-        app, app.asgi_handler, gate, lambda inner: RouteMetricsMiddleware(app=inner, config=prometheus_config()),
+        app, app.asgi_handler, gate, lambda inner: RouteMetricsMiddleware(app=inner, config=prometheus_config(exclude_metrics_path=False)),
         settings.max_body_bytes, cors=bool(origins_of(settings)))
 
 

@@ -27,6 +27,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Authenticator, Credential, Principal
 from api.limits import Headers, RateLimits, Windows, client_ip
+from api.logs import write_direct
 from programs import gate
 from wallet import keys
 from kernel.gated import CARRIED, CarriedGate
@@ -51,17 +52,19 @@ class RequestIds:
 
 
 def log_access(scope: Scope, status: int, started: float, request_id: str) -> None:
-    """One line per request, built without the logging module's caller lookup (a walk of the
-    stack per line): the record goes straight to the handlers, which format it as JSON."""
+    """One line per request; straight to the configured handler when nothing else would see
+    it (api/logs.py write_direct), else a record built without the logging module's caller
+    lookup (a walk of the stack per line)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     user = scope.get("user")
-    record = access_log.makeRecord(
-        access_log.name, logging.INFO, __file__, 0, "%s %s %s %.1fms",
-        (scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000), None,
-        # `kind:id` (a key id or participant id), never the secret presented.
-        extra={"request_id": request_id, "principal": user.label if isinstance(user, Principal) else None},
-    )
+    # `kind:id` (a key id or participant id), never the secret presented.
+    principal = user.label if isinstance(user, Principal) else None
+    message = f"{scope['method']} {scope['path']} {status} {(time.perf_counter() - started) * 1000:.1f}ms"
+    if write_direct(access_log, message, request_id, principal):
+        return
+    record = access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, message, None, None,
+                                   extra={"request_id": request_id, "principal": principal})
     access_log.handle(record)
 
 

@@ -254,24 +254,36 @@ def security_headers(hsts_seconds: int) -> Callable[[Message, Scope], Any]:
     if hsts_seconds:
         fixed.append((b"strict-transport-security", f"max-age={hsts_seconds}; includeSubDomains".encode()))
 
+    # What each face adds to an answer that set none of these itself (nearly every answer):
+    # one precomputed list, extended in one step.
+    own = {name for name, _ in fixed} | {b"content-security-policy", b"cache-control"}
+    plain = {face: [*fixed, (b"content-security-policy", csp)] for face, csp in FACE_CSP.items()}
+    no_store = (b"cache-control", b"no-store")
+
     async def add_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start" or scope["type"] != "http":
             return
-        headers = list(message.get("headers", []))
-        present = {name.lower() for name, _ in headers}
+        headers = list(message.get("headers", ()))
         face = web_face(scope["path"])
-        headers += [(name, value) for name, value in fixed if name not in present]
-        if b"content-security-policy" not in present:
-            headers.append((b"content-security-policy", FACE_CSP[face]))
+        present = {name.lower() for name, _ in headers}
+        if present.isdisjoint(own):
+            headers += plain[face]
+        else:
+            headers += [(name, value) for name, value in fixed if name not in present]
+            if b"content-security-policy" not in present:
+                headers.append((b"content-security-policy", FACE_CSP[face]))
         # An answer for a bearer of credentials is theirs alone: no shared or browser cache.
         # So is every console and app page (a cookie or a token in memory stands behind it);
         # their static files may be cached. Routes that choose their own policy (the
         # catalog's ETag revalidation, the static files) keep it.
-        if b"cache-control" not in present and (_has_authorization(scope) or face in {"console", "app"}):
-            headers.append((b"cache-control", b"no-store"))
+        if b"cache-control" not in present and (face in _PRIVATE_FACES or _has_authorization(scope)):
+            headers.append(no_store)
         message["headers"] = headers
 
     return add_headers
+
+
+_PRIVATE_FACES = frozenset({"console", "app"})
 
 
 def web_face(path: str) -> str:

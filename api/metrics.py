@@ -155,9 +155,12 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             duration.observe(time.perf_counter() - started)
 
 
-def prometheus_config() -> PrometheusConfig:
+def prometheus_config(exclude_metrics_path: bool = True) -> PrometheusConfig:
+    """The app's metrics layer. The lean path's copies (api/lean.py) never see `/metrics`,
+    so they run no exclusion pattern per request."""
     # group_path: label by route template, so ids in paths do not explode the series count.
-    return PrometheusConfig(app_name="reward-wallet", prefix=PREFIX, group_path=True, exclude=["^/metrics$"],
+    return PrometheusConfig(app_name="reward-wallet", prefix=PREFIX, group_path=True,
+                            exclude=["^/metrics$"] if exclude_metrics_path else None,
                             middleware_class=RouteMetricsMiddleware)
 
 
