@@ -9,7 +9,7 @@ from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes/sweepstakes.lua", "spins.lua", "seeds.lua"),
                    uses=frozenset({
-                       "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal",
+                       "balance_refusal", "board_section", "BOARDS",
                        "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
                        "missing_wallet", "move_refusal", "owed_credit", "register_gateable", "spend_refusal", "suspension", "to_json",
                        "too_large", "wallet_account"}))

@@ -39,8 +39,10 @@ Answers {"ok": true, tx, participant, points (net change of available), availabl
   (every word was rejected). ]]
 
 -- The weight a segment may have now: 0 when its prize cannot be given. `entries(k)`
--- answers the k-th entries prize's sweepstakes keys and the participant's public id there.
-local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled, participant, now, entries)
+-- answers the k-th entries prize's sweepstakes keys and the participant's public id there;
+-- `funds` is what the program can pay prizes from ({blocked, no_overdraft, budget, pool}:
+-- the same checks as budget_refusal, on values read once for every segment).
+local function effective_weight(campaign, i, seg, pooled, participant, now, entries, funds)
   local w = seg.w
   if seg.type == "item" and hget_int(campaign, "stock:" .. (i - 1)) <= 0 then return 0 end
   if seg.type == "entries" then
@@ -51,8 +53,8 @@ local function effective_weight(campaign, acct, cfg, cid, i, seg, pooled, partic
   local value = seg.value or seg.points or 0
   if seg.type == "item" or seg.type == "points" then
     if pooled then
-      if hget_int(acct, "pool:" .. cid) < value then return 0 end
-    elseif budget_refusal(cfg, acct, value) then
+      if funds.pool < value then return 0 end
+    elseif funds.blocked or (funds.no_overdraft and funds.budget < value) then
       return 0
     end
   end
@@ -64,35 +66,45 @@ register_gateable("rw_spin", function(keys, argv)
     keys[6], keys[7], keys[8]
   local fp, ttl, tx, participant, cid = argv[1], tonumber(argv[2]), argv[3], argv[4], argv[5]
   local pair, first, now = argv[6], tonumber(argv[7]), tonumber(argv[8])
-  local early = idem_check(idem, fp) or missing_wallet(wallet) or suspension(cfg)
+  local early = idem_check(idem, fp)
   if early then return early end
+  -- Each hash read once, here (a spin used to make some thirty reads of a field each): the
+  -- checks below keep their order, and nothing is written before the last of them.
+  local w = redis.call("HMGET", wallet, "open", "free_spins", "owed", "available", "earned", "spent", "held")
+  if not w[1] then return to_json(fail("not_found", "no such participant")) end
+  local c = redis.call("HMGET", cfg, "suspended", "blocked", "overdraft")
+  if c[1] == "1" then
+    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
+  end
   local function refuse(code, detail)
     return idem_store(idem, fp, ttl, fail(code, detail))
   end
 
-  local status = redis.call("HGET", campaign, "status")
+  local camp = redis.call("HMGET", campaign, "status", "starts_ms", "ends_ms", "cap", "cost", "segments", "pool")
+  local status = camp[1]
   if not status then
     return to_json(fail("not_found", "no such campaign"))
   end
   if status ~= "active" then
     return refuse("campaign_not_active", "the campaign is " .. status)
   end
-  local starts, ends = redis.call("HGET", campaign, "starts_ms"), redis.call("HGET", campaign, "ends_ms")
+  local starts, ends = camp[2], camp[3]
   if starts and starts ~= "" and now < tonumber(starts) then
     return refuse("campaign_not_active", "the campaign has not started yet")
   end
   if ends and ends ~= "" and now >= tonumber(ends) then
     return refuse("campaign_not_active", "the campaign has ended")
   end
-  local cap = redis.call("HGET", campaign, "cap")
+  local cap = camp[4]
   local today = tonumber(redis.call("GET", day) or "0")
   if cap and cap ~= "" and today >= tonumber(cap) then
     return refuse("limit_reached", "you have used today's " .. cap .. " spins; come back tomorrow")
   end
 
   local nwords, nonces = tonumber(argv[9]), tonumber(argv[10])
-  local nonce = tonumber(redis.call("HGET", seed, "nonce") or "-1")
-  if redis.call("HGET", seed, "pair") ~= pair or nonce < first or nonce >= first + nonces then
+  local pair_now = redis.call("HMGET", seed, "nonce", "pair", "hash", "client_seed")
+  local nonce = tonumber(pair_now[1] or "-1")
+  if pair_now[2] ~= pair or nonce < first or nonce >= first + nonces then
     -- The pair as it is now, so the caller's cache (games/seed_cache.py) catches up and
     -- retries without reading it: only the sealed seed leaves, as Redis holds it.
     local moved = fail("seed_moved", "the seed pair moved; retry")
@@ -102,28 +114,31 @@ register_gateable("rw_spin", function(keys, argv)
     return to_json(moved)
   end
 
-  local cost = tonumber(redis.call("HGET", campaign, "cost") or "0")
-  -- One read for the tokens and for what a returned sale left owing (a points prize pays it
-  -- first, as every earning does: owed_credit).
-  local counts = redis.call("HMGET", wallet, "free_spins", "owed")
-  local tokens, owed = tonumber(counts[1] or "0"), tonumber(counts[2] or "0")
+  local cost = tonumber(camp[5] or "0")
+  -- The tokens, and what a returned sale left owing (a points prize pays it first, as every
+  -- earning does: owed_credit).
+  local tokens, owed = tonumber(w[2] or "0"), tonumber(w[3] or "0")
+  local available, earned_before, spent_before = tonumber(w[4] or "0"), tonumber(w[5] or "0"), tonumber(w[6] or "0")
   local paid_with = "points"
   if cost > 0 and tokens > 0 then  -- a free wheel keeps the tokens for one that costs
     paid_with = "free_spin"
-  elseif cost > 0 and hget_int(wallet, "available") < cost then
+  elseif cost > 0 and available < cost then
     return refuse("insufficient_points",
-      "available balance is " .. int_s(hget_int(wallet, "available")) .. ", a spin costs " .. int_s(cost))
+      "available balance is " .. int_s(available) .. ", a spin costs " .. int_s(cost))
   end
 
-  local segments = cjson.decode(redis.call("HGET", campaign, "segments"))
-  local pooled = redis.call("HGET", campaign, "pool") == "1"
+  local segments = cjson.decode(camp[6])
+  local pooled = camp[7] == "1"
+  local a = redis.call("HMGET", acct, "budget", "prizes", "pool:" .. cid)
+  local funds = {blocked = c[2] == "1", no_overdraft = c[3] == "0", budget = tonumber(a[1] or "0"),
+    prizes = tonumber(a[2] or "0"), pool = tonumber(a[3] or "0")}
   local weights = {}
   local function entries(k)
     local base = 8 + (k - 1) * 3
     return keys[base + 1], keys[base + 2], keys[base + 3], argv[10 + nwords * nonces + k]
   end
   for i, seg in ipairs(segments) do
-    weights[i] = effective_weight(campaign, acct, cfg, cid, i, seg, pooled, participant, now, entries)
+    weights[i] = effective_weight(campaign, i, seg, pooled, participant, now, entries, funds)
   end
   local words = {}
   local at = 10 + (nonce - first) * nwords  -- the words for the nonce met here
@@ -147,15 +162,16 @@ register_gateable("rw_spin", function(keys, argv)
   if seg.type == "points" then prize = seg.points elseif seg.type == "item" then prize = seg.value or 0 end
   local size = move_refusal(paid) or move_refusal(prize)
   if size then return refuse(size.code, size.detail) end
-  local account_after = hget_int(acct, source) - prize
+  local account_after = funds.budget - prize
+  if pooled then account_after = funds.pool - prize end
   if source == "budget" then account_after = account_after + paid end
-  if too_large(account_after, 0) or too_large(hget_int(acct, "budget"), paid)
-      or (seg.type == "item" and too_large(hget_int(acct, "prizes"), prize)) then
+  if too_large(account_after, 0) or too_large(funds.budget, paid)
+      or (seg.type == "item" and too_large(funds.prizes, prize)) then
     local bounds = balance_refusal("a program account")
     return refuse(bounds.code, bounds.detail)
   end
-  if seg.type == "points" and (too_large(hget_int(wallet, "available") - paid, prize)
-      or too_large(hget_int(wallet, "earned"), prize)) or too_large(hget_int(wallet, "spent"), paid) then
+  if seg.type == "points" and (too_large(available - paid, prize)
+      or too_large(earned_before, prize)) or too_large(spent_before, paid) then
     local bounds = balance_refusal("the participant's balance")
     return refuse(bounds.code, bounds.detail)
   end
@@ -207,7 +223,7 @@ register_gateable("rw_spin", function(keys, argv)
   redis.call("EXPIRE", day, 172800)
   -- Everything the spin's SQL record needs, so a spin whose request died before writing it
   -- is completed from the ledger (games/spins.py, complete_unrecorded).
-  local seed_hash, client_seed = redis.call("HGET", seed, "hash"), redis.call("HGET", seed, "client_seed")
+  local seed_hash, client_seed = pair_now[3], pair_now[4]
   -- Free-spin tokens the spin moved (used one, won some): in the ledger for `rebuild`.
   local token_delta = 0
   if paid_with == "free_spin" then token_delta = -1 end
@@ -219,7 +235,10 @@ register_gateable("rw_spin", function(keys, argv)
   if owed_paid > 0 then fields.owed_paid = owed_paid end
   local meta = to_json(fields)
   journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)
-  local result = balance_result(wallet, tx, participant, net)
+  -- The balances after the writes above, from the ones read before them: `net` is all the
+  -- spin moved of available, and it moved nothing held.
+  local result = {ok = true, tx = tx, participant = participant, points = net, available = available + net,
+    held = tonumber(w[7] or "0")}
   result.segment_index = index
   result.weights = weights
   result.nonce = nonce
@@ -228,7 +247,7 @@ register_gateable("rw_spin", function(keys, argv)
   result.client_seed = client_seed
   result.paid_with = paid_with
   result.prize_value = value
-  result.free_spins = hget_int(wallet, "free_spins")
+  result.free_spins = tokens + token_delta
   result.at = now  -- the journal entry's moment: the history row's created_at, also on a replay
   if owed_paid > 0 then result.owed_paid = owed_paid end
   local reply = idem_store(idem, fp, ttl, result)
