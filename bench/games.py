@@ -222,8 +222,10 @@ def count_main(config_text: str) -> None:
 # --- the run ---------------------------------------------------------------------------
 
 
-def commandstats(client: Any) -> dict[str, int]:
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in client.info("commandstats").items()}
+def commandstats(client: Any) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds of Valkey's time by command."""
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in client.info("commandstats").items()}
 
 
 def main() -> int:
@@ -493,17 +495,28 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             print(f"    raw stacks kept in {raw}")
         else:
             print("    py-spy wrote nothing: " + spy_err.read_text(errors="replace")[-500:])
-        per = {k: (stats1.get(k, 0) - stats0.get(k, 0)) / made for k in stats1} if made else {}
+        def delta(k: str, i: int) -> int:
+            return stats1[k][i] - stats0.get(k, (0, 0))[i]
+
+        per = {k: delta(k, 0) / made for k in stats1} if made else {}
         shown = sorted(((k, v) for k, v in per.items() if v >= 0.01), key=lambda kv: -kv[1])
         print(f"    Valkey commands per spin during that run ({made} spins, whole server incl. projector and "
               f"rate limiter; INFO commandstats, which counts the redis.call()s inside FCALL rw_spin too): "
               f"{sum(v for _, v in shown):.1f} in all")
         print("      " + ", ".join(f"{k} {v:.2f}" for k, v in shown))
+        if made and "fcall" in stats1 and delta("fcall", 0):
+            # FCALL's time includes the commands the function runs (counted again above).
+            inner = sum(delta(k, 1) for k in stats1 if k != "fcall")
+            print(f"    Valkey's time a spin: FCALL {delta('fcall', 1) / delta('fcall', 0):.0f} us a call (the "
+                  f"functions' own commands included); {delta('fcall', 1) / made:.0f} us of FCALL and "
+                  f"{inner / made:.0f} us of commands (inside and outside functions) a spin")
 
     if not args.no_profile:
         config = {"token": counter_token, "campaign_id": campaign_id, "n": args.count, "run": run_id}
         counter_env = {**bench_env(folder, valkey.url, operator_key), "RW_LOG_LEVEL": "warning"}
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_count", json.dumps(config)],
+        # As a module from the root: run as a script, bench/ would come first on the path and
+        # bench/wallet.py would stand in for the wallet package.
+        done = subprocess.run([sys.executable, "-m", "bench.games", "_count", json.dumps(config)],
                               env=counter_env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         line = next((x for x in done.stdout.splitlines() if x.startswith("COUNT_RESULT ")), None)
         if line is None:

@@ -176,15 +176,15 @@ register_gateable("rw_spin", function(keys, argv)
     return refuse(bounds.code, bounds.detail)
   end
 
-  -- Pay: the cost first, then the prize.
+  -- Pay: the cost first, then the prize. The wallet's fields move in one write at the end,
+  -- from the values read above (`changed`: field -> its new value).
   local legs = {}
   local net, earned, spent = 0, 0, 0
+  local token_delta = 0  -- free-spin tokens the spin moved (used one, won some)
   local mine = wallet_account(wallet, "available")
   if paid_with == "free_spin" then
-    redis.call("HINCRBY", wallet, "free_spins", -1)
+    token_delta = -1
   elseif cost > 0 then
-    hincrby(wallet, "available", -cost)
-    hincrby(wallet, "spent", cost)
     hincrby(acct, "budget", cost)
     legs[#legs + 1] = {mine, "budget", cost}
     net, spent = -cost, cost
@@ -195,8 +195,6 @@ register_gateable("rw_spin", function(keys, argv)
     hincrby(acct, source, -value)
     local credit
     owed_paid, credit = owed_credit(acct, wallet, owed, value, source)
-    hincrby(wallet, "available", value - owed_paid)
-    hincrby(wallet, "earned", value)
     for _, leg in ipairs(credit) do legs[#legs + 1] = leg end
     net, earned = net + value - owed_paid, value
   elseif seg.type == "item" then
@@ -210,13 +208,19 @@ register_gateable("rw_spin", function(keys, argv)
       legs[#legs + 1] = {source, "prizes", value}
     end
   elseif seg.type == "free_spin" then
-    redis.call("HINCRBY", wallet, "free_spins", seg.spins or 1)
+    token_delta = token_delta + (seg.spins or 1)
   elseif seg.type == "entries" then
     -- Free tickets: the same weight as bought ones, within the same maximum (checked above).
     local sw, tickets, owners, public_id = entries(seg.k)
     sw_add_tickets(sw, tickets, owners, public_id, participant, seg.n, "free")
     redis.call("HINCRBY", sw, "won", seg.n)
   end
+  local changed = {}
+  if net ~= 0 then changed[#changed + 1] = "available"; changed[#changed + 1] = int_s(available + net) end
+  if spent ~= 0 then changed[#changed + 1] = "spent"; changed[#changed + 1] = int_s(spent_before + spent) end
+  if earned ~= 0 then changed[#changed + 1] = "earned"; changed[#changed + 1] = int_s(earned_before + earned) end
+  if token_delta ~= 0 then changed[#changed + 1] = "free_spins"; changed[#changed + 1] = int_s(tokens + token_delta) end
+  if #changed > 0 then redis.call("HSET", wallet, unpack(changed)) end
 
   redis.call("HINCRBY", seed, "nonce", 1)
   redis.call("INCR", day)
@@ -224,10 +228,7 @@ register_gateable("rw_spin", function(keys, argv)
   -- Everything the spin's SQL record needs, so a spin whose request died before writing it
   -- is completed from the ledger (games/spins.py, complete_unrecorded).
   local seed_hash, client_seed = pair_now[3], pair_now[4]
-  -- Free-spin tokens the spin moved (used one, won some): in the ledger for `rebuild`.
-  local token_delta = 0
-  if paid_with == "free_spin" then token_delta = -1 end
-  if seg.type == "free_spin" then token_delta = token_delta + (seg.spins or 1) end
+  -- token_delta goes in the ledger for `rebuild`.
   local fields = {campaign = cid, segment_index = index, paid_with = paid_with, pair = pair, tokens = token_delta,
     nonce = nonce, server_seed_hash = seed_hash, client_seed = client_seed, weights = weights,
     prize_value = value}

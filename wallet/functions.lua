@@ -158,8 +158,8 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   else
     -- Points a returned sale left owing are paid first, back to the budget (owed_credit).
     local paid, legs = owed_credit(acct, wallet, tonumber(w[7] or "0"), points)
-    hincrby(wallet, "available", points - paid)
-    hincrby(wallet, "earned", points)
+    -- One write for both fields, from the values read above (exact: checked within bounds).
+    redis.call("HSET", wallet, "available", int_s(available + points - paid), "earned", int_s(earned + points))
     journal(stream, tx, kind, participant, points - paid, ref, with_paid(meta, paid), legs, now, points, 0)
     -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
     local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[5] or "0"))

@@ -1,0 +1,59 @@
+"""The prelude's `to_json` (kernel/prelude.lua) hands a value to cjson in one call when cjson
+writes it as the field-by-field writer would, and keeps that writer for the rest (integers
+past cjson's 14 digits, non-sequence tables): every function's reply, idempotency record
+and journal entry goes through it. Run on a real Valkey (EVAL of the prelude) against
+values hypothesis draws, byte for byte, and against Python's reading of the same JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+PRELUDE = (resources.files("kernel") / "prelude.lua").read_text()
+SCRIPT = PRELUDE + """
+local v = cjson.decode(ARGV[1])
+return {to_json(v), to_json_each(v)}
+"""
+LARGEST = 2**53 - 1
+
+integers = st.one_of(st.integers(-10**6, 10**6), st.integers(-LARGEST, LARGEST),
+                     st.sampled_from([10**14 - 1, 10**14, -10**14, LARGEST, -LARGEST, 0]))
+scalars = st.one_of(integers, st.booleans(), st.none(), st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, min_size=1, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def valkey(valkey_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(valkey_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def written(valkey: redis.Redis, value: Any) -> tuple[bytes, bytes]:
+    fast, each = valkey.eval(SCRIPT, 0, json.dumps(value))
+    return fast, each
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.dictionaries(st.text(max_size=6), values, max_size=6), st.lists(values, min_size=1, max_size=5)))
+def test_to_json_writes_what_the_field_by_field_writer_writes(valkey: redis.Redis, value: Any) -> None:
+    fast, each = written(valkey, value)
+    assert fast == each
+    assert json.loads(fast) == value
+
+
+def test_large_integers_stay_exact_where_cjson_alone_would_round_them(valkey: redis.Redis) -> None:
+    value = {"available": LARGEST, "legs": [["budget", "available:pt_1", 10**14 + 7]], "ok": True}
+    fast, _ = written(valkey, value)
+    assert json.loads(fast) == value
+    assert b"9007199254740991" in fast and b"e+" not in fast
