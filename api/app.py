@@ -18,6 +18,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 
 from api import background, projection, schema_pages
 from api.auth import Authenticator
@@ -240,9 +241,11 @@ def cors(settings: Settings) -> CORSConfig | None:
 def lean(app: Litestar, gate: Gate, settings: Settings) -> None:
     """The hot routes skip Litestar's per-request machinery (api/lean.py), with the same
     metrics and gate layers around the same answers."""
-    app.asgi_handler = lean_routes(
-        app, app.asgi_handler, gate, lambda inner: RouteMetricsMiddleware(app=inner, config=prometheus_config(exclude_metrics_path=False)),
-        settings.max_body_bytes, cors=bool(origins_of(settings)))
+    def metrics(inner: ASGIApp) -> ASGIApp:
+        return RouteMetricsMiddleware(app=inner, config=prometheus_config(exclude_metrics_path=False)).measure
+
+    app.asgi_handler = lean_routes(app, app.asgi_handler, gate, metrics, settings.max_body_bytes,
+                                   cors=bool(origins_of(settings)))
 
 
 # --- the OpenAPI document ----------------------------------------------------------------------

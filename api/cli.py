@@ -136,6 +136,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_config=None,
             access_log=False,
+            # No `server: uvicorn` on every answer: one header less to write, nothing told
+            # about the software behind the API.
+            server_header=False,
             timeout_graceful_shutdown=20,
             # Only a named proxy's X-Forwarded-For decides the client address (which the
             # rate limits count); with none named, uvicorn's default (trust 127.0.0.1) is off too.

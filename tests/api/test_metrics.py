@@ -92,3 +92,31 @@ async def test_scrape_time_gauges_are_present(client):
         assert value(samples, name) >= 0
     assert {dict(ls)["status"] for n, ls in samples if n == "rw_fulfillment_orders"} == {"new", "pending",
                                                                                           "claimed"}
+
+
+async def test_a_hot_routes_requests_land_in_every_series_by_the_next_scrape(client):
+    """The lean path's wallet read: tallied per request, moved into the series at the scrape."""
+    program = await new_program(client)
+    person = await new_participant(client, program)
+    tokens = await client.post(f"/v1/participants/{person['id']}/tokens", headers=program.headers)
+    mine = bearer(tokens.json()["access_token"])
+    before = await scrape(client)
+    for _ in range(5):
+        assert (await client.get("/v1/me/wallet", headers=mine)).status_code == 200
+    assert (await client.get("/v1/me/wallet", headers=bearer("rwk.nope.nope"))).status_code == 401
+    after = await scrape(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, path="/v1/me/wallet", **labels) - value(before, name, path="/v1/me/wallet", **labels)
+
+    assert moved("rw_http_requests_total", status_code="200") == 5
+    assert moved("rw_http_requests_total", status_code="401") == 1
+    assert moved("rw_http_request_duration_seconds_count", status_code="200") == 5
+    assert moved("rw_http_request_duration_seconds_bucket", status_code="200", le="+Inf") == 5
+    # Buckets are cumulative: none holds more than the next, and each holds what it should.
+    buckets = sorted(((float(dict(ls)["le"]), v) for (n, ls), v in after.items()
+                      if n == "rw_http_request_duration_seconds_bucket"
+                      and dict(ls).get("path") == "/v1/me/wallet" and dict(ls).get("status_code") == "200"))
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+    assert moved("rw_http_request_duration_seconds_sum", status_code="200") > 0
+    assert value(after, "rw_http_requests_in_progress", path="/v1/me/wallet") == 0
