@@ -128,7 +128,7 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
     _tallies: dict[tuple[str, str, int], _Tally] = {}
     _in_flight: dict[tuple[str, str], int] = {}
     _bounds: tuple[float, ...] = ()
-    _flush_due = False
+    _flush_due: asyncio.AbstractEventLoop | None = None  # the loop a flush is armed on
 
     def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
         return {"method": method, "path": path, "status_code": status, "app_name": self._config.app_name}
@@ -192,14 +192,15 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             tally.seconds += seconds
             # The first bucket whose upper bound holds it, as Histogram.observe picks.
             tally.buckets[bisect_left(self._bounds, seconds)] += 1
-            if not RouteMetricsMiddleware._flush_due:
-                RouteMetricsMiddleware._flush_due = True
-                asyncio.get_running_loop().call_later(1.0, flush_request_metrics)
+            loop = asyncio.get_running_loop()
+            if RouteMetricsMiddleware._flush_due is not loop:  # none armed on this loop
+                RouteMetricsMiddleware._flush_due = loop
+                loop.call_later(1.0, flush_request_metrics)
 
 
 def flush_request_metrics() -> None:
     """Moves the requests tallied since the last call into the Prometheus series."""
-    RouteMetricsMiddleware._flush_due = False
+    RouteMetricsMiddleware._flush_due = None
     for tally in RouteMetricsMiddleware._tallies.values():
         if not tally.count:
             continue
@@ -343,7 +344,10 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 def mark_worker_dead() -> None:
-    """At a worker's exit: its live gauges (requests in progress) stop counting."""
+    """At a worker's exit: its last tallied requests go into the series (the other workers'
+    scrapes read them from its files), and its live gauges (requests in progress) stop
+    counting."""
+    flush_request_metrics()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
