@@ -149,9 +149,22 @@ class NotEligible(DomainError):
     code = "forbidden"
 
 
+# zone -> (the minute since the epoch it was computed for, the day): every spin needs its
+# day, and working it out (ZoneInfo, an aware datetime, strftime) was 4.5% of a spin's API
+# time. Today's UTC offsets are whole minutes (quarter hours at the finest), so a zone's
+# midnight falls on a minute's boundary and one UTC minute lies within one local day.
+_DAYS: BoundedMap[str, tuple[int, str]] = BoundedMap(1024)
+
+
 def local_day(zone: str, now_ms: int) -> str:
     """The day of the program's calendar a moment falls on: daily caps reset at its midnight."""
-    return datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(zone)).strftime("%Y-%m-%d")
+    minute = now_ms // 60_000
+    known = _DAYS.get(zone)
+    if known is not None and known[0] == minute:
+        return known[1]
+    day = datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(zone)).strftime("%Y-%m-%d")
+    _DAYS.put(zone, (minute, day))
+    return day
 
 
 async def _check_eligible(program_id: str, participant_id: str, rules: str) -> None:
