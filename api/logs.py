@@ -77,6 +77,8 @@ def write_direct(logger: logging.Logger, message: str, request_id: str | None, p
     handler = _handler
     if handler is None or handler.filters or handler.level > logging.INFO:
         return False
+    if logging.getLevelName(logging.INFO) != "INFO":  # renamed (addLevelName): the formatter's way
+        return False
     current: logging.Logger | None = logger
     while current is not None and current is not logging.root:
         if current.handlers or not current.propagate or current.disabled or (
@@ -91,12 +93,12 @@ def write_direct(logger: logging.Logger, message: str, request_id: str | None, p
         return False
     now = time.time_ns()
     second, rest = divmod(now, 1_000_000_000)
-    line = _encode_line(_Line(formatter.timestamp(second, rest // 1_000_000), "info", logger.name, message,
-                              request_id, principal))
     handler.acquire()
     try:
+        line = _encode_line(_Line(formatter.timestamp(second, rest // 1_000_000), "info", logger.name, message,
+                                  request_id, principal))
         stream = handler.stream
-        stream.write(line.decode() + "\n")
+        stream.write(line.decode() + handler.terminator)
         stream.flush()
     except Exception:
         # As the handler would: report it (logging.raiseExceptions) and go on.

@@ -179,6 +179,9 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
         if route not in self._running:
             self._in_progress(method, path)
         in_flight[route] = in_flight.get(route, 0) + 1
+        # Armed at the start too: with several workers, a long request shows in progress in
+        # another worker's scrape within a second, not only once it ends.
+        _arm_flush()
         try:
             await self.app(scope, receive, noting_send)
         except BaseException as exc:
@@ -192,30 +195,38 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             tally.seconds += seconds
             # The first bucket whose upper bound holds it, as Histogram.observe picks.
             tally.buckets[bisect_left(self._bounds, seconds)] += 1
-            loop = asyncio.get_running_loop()
-            if RouteMetricsMiddleware._flush_due is not loop:  # none armed on this loop
-                RouteMetricsMiddleware._flush_due = loop
-                loop.call_later(1.0, flush_request_metrics)
+            _arm_flush()
+
+
+def _arm_flush() -> None:
+    loop = asyncio.get_running_loop()
+    if RouteMetricsMiddleware._flush_due is not loop:  # none armed on this loop
+        RouteMetricsMiddleware._flush_due = loop
+        loop.call_later(1.0, flush_request_metrics)
 
 
 def flush_request_metrics() -> None:
-    """Moves the requests tallied since the last call into the Prometheus series."""
+    """Moves the requests tallied since the last call into the Prometheus series. A worker
+    killed outright (SIGKILL, the OOM killer) takes at most its last second of tallies with
+    it: the counters miss them, never count anything twice."""
     RouteMetricsMiddleware._flush_due = None
     for tally in RouteMetricsMiddleware._tallies.values():
         if not tally.count:
             continue
+        # Taken out of the tally first: a series that fails to take them loses them rather
+        # than adding them twice at the next flush.
+        n, seconds, buckets = tally.count, tally.seconds, tally.buckets
+        tally.count, tally.seconds, tally.buckets = 0, 0.0, [0] * len(buckets)
         count, duration, errors = tally.series
-        count.inc(tally.count)
+        count.inc(n)
         if errors is not None:
-            errors.inc(tally.count)
+            errors.inc(n)
         # Histogram has no public way to add many observations; these are the values its
         # observe() adds to (the sum, and the one bucket each observation falls in).
-        duration._sum.inc(tally.seconds)
-        for index, n in enumerate(tally.buckets):
-            if n:
-                duration._buckets[index].inc(n)
-                tally.buckets[index] = 0
-        tally.count, tally.seconds = 0, 0.0
+        duration._sum.inc(seconds)
+        for index, k in enumerate(buckets):
+            if k:
+                duration._buckets[index].inc(k)
     for route, n in RouteMetricsMiddleware._in_flight.items():
         RouteMetricsMiddleware._running[route].set(n)
 

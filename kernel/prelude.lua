@@ -92,7 +92,8 @@ end
 -- sequence (1..n, nothing else), every value one JSON has, not too deep.
 local function cjson_writes(v, depth)
   local t = type(v)
-  if t == "number" then return v == math.floor(v) and v > -1e14 and v < 1e14 end
+  -- (Not -0: cjson writes "-0" where %d writes "0".)
+  if t == "number" then return v == math.floor(v) and v > -1e14 and v < 1e14 and not (v == 0 and 1 / v < 0) end
   if t == "string" or t == "boolean" or v == cjson.null then return true end
   if t ~= "table" or depth > 16 then return false end
   local n = #v
@@ -100,7 +101,7 @@ local function cjson_writes(v, depth)
   for k, x in pairs(v) do
     count = count + 1
     if n > 0 then
-      if type(k) ~= "number" then return false end
+      if type(k) ~= "number" or k ~= math.floor(k) or k < 1 or k > n then return false end
     elseif type(k) ~= "string" then
       return false
     end

@@ -2,7 +2,10 @@
 session writes must be free of secrets, and the session fails if one is not.
 
 It sees every record logged in this process (a wrapper around `Logger.callHandlers`, so
-`configure_logging` replacing the root handlers cannot hide anything), with the `rw.*`
+`configure_logging` replacing the root handlers cannot hide anything; the access log's
+direct write, api/logs.py `write_direct`, builds no record only while `configure_logging`'s
+handler is the root's one handler, which in this process happens only inside
+tests/api/test_logs.py, whose own buffer it checks), with the `rw.*`
 loggers at DEBUG and everything else at INFO, formatted exactly as production formats it
 (api/logs.py). At the end it also reads the log files live servers and CLIs wrote under the
 session folder. A line fails if it holds:

@@ -57,3 +57,12 @@ def test_large_integers_stay_exact_where_cjson_alone_would_round_them(valkey: re
     fast, _ = written(valkey, value)
     assert json.loads(fast) == value
     assert b"9007199254740991" in fast and b"e+" not in fast
+
+
+def test_negative_zero_and_a_table_with_holes_are_written_as_the_field_by_field_writer_writes(
+        valkey: redis.Redis) -> None:
+    fast, each = valkey.eval(SCRIPT, 0, '{"a":-0,"b":[-0]}')
+    assert fast == each and b"-0" not in fast
+    holes = PRELUDE + "\nlocal t = {1, nil, 3}\nt[0.5] = 2\nreturn {to_json(t), to_json_each(t)}"
+    fast, each = valkey.eval(holes, 0)
+    assert fast == each
