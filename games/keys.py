@@ -9,10 +9,10 @@ from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes/sweepstakes.lua", "spins.lua", "seeds.lua"),
                    uses=frozenset({
-                       "balance_refusal", "board_section", "BOARDS",
+                       "absent_wallet", "balance_refusal", "board_section", "BOARDS",
                        "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
-                       "missing_wallet", "move_refusal", "owed_credit", "register_gateable", "spend_refusal", "suspension", "to_json",
-                       "too_large", "wallet_account"}))
+                       "missing_wallet", "move_refusal", "owed_credit", "register_gateable", "spend_refusal",
+                       "suspended_program", "suspension", "to_json", "too_large", "wallet_account"}))
 
 
 def campaign(program_id: str, campaign_id: str) -> str:

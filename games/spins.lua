@@ -71,11 +71,11 @@ register_gateable("rw_spin", function(keys, argv)
   -- Each hash read once, here (a spin used to make some thirty reads of a field each): the
   -- checks below keep their order, and nothing is written before the last of them.
   local w = redis.call("HMGET", wallet, "open", "free_spins", "owed", "available", "earned", "spent", "held")
-  if not w[1] then return to_json(fail("not_found", "no such participant")) end
+  early = absent_wallet(w[1])
+  if early then return early end
   local c = redis.call("HMGET", cfg, "suspended", "blocked", "overdraft")
-  if c[1] == "1" then
-    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
-  end
+  early = suspended_program(c[1])
+  if early then return early end
   local function refuse(code, detail)
     return idem_store(idem, fp, ttl, fail(code, detail))
   end

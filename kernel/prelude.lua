@@ -240,22 +240,33 @@ local function journal(stream, tx, kind, participant, net, reference, meta, legs
 end
 
 -- A wallet exists once its participant was enrolled (field "open"); an unknown id is "not_found".
-local function missing_wallet(wallet)
-  if redis.call("HEXISTS", wallet, "open") == 0 then
+-- `open` is that field as read (an HMGET answers false for a missing one).
+local function absent_wallet(open)
+  if not open then
     return to_json(fail("not_found", "no such participant"))
   end
   return nil
+end
+
+local function missing_wallet(wallet)
+  return absent_wallet(redis.call("HEXISTS", wallet, "open") == 1)
 end
 
 -- The operator's suspension (cfg "suspended" = "1"): no new promise (grant, deduction,
 -- hold for a redemption, spin, entry) until reactivated. Checked after the idempotency
 -- record, so a retry of an answered request still replays, and before any write; the
 -- refusal is not recorded, so the same key works again once the program is reactivated.
-local function suspension(cfg)
-  if cfg and redis.call("HGET", cfg, "suspended") == "1" then
+-- `flag` is that field as read.
+local function suspended_program(flag)
+  if flag == "1" then
     return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
   end
   return nil
+end
+
+local function suspension(cfg)
+  if not cfg then return nil end
+  return suspended_program(redis.call("HGET", cfg, "suspended"))
 end
 
 local function hget_int(key, field)

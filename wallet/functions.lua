@@ -93,11 +93,11 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   -- and expiry still apply. Not recorded, like a suspension, so the same key grants once
   -- the participant is reactivated.
   local w = redis.call("HMGET", wallet, "open", "inactive", "available", "earned", "held", "pending", "owed")
-  if not w[1] then return to_json(fail("not_found", "no such participant")) end
+  early = absent_wallet(w[1])
+  if early then return early end
   local c = redis.call("HMGET", cfg, "suspended", "blocked", "overdraft")
-  if c[1] == "1" then
-    return cjson.encode(fail("program_suspended", "the program is suspended by the platform operator"))
-  end
+  early = suspended_program(c[1])
+  if early then return early end
   if (kind == "grant" or kind == "award" or kind == "pending_award") and w[2] == "1" then
     return cjson.encode(fail("participant_inactive",
       "the participant is deactivated; reactivate them to give them points"))

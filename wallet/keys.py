@@ -7,9 +7,10 @@ from kernel.keys import tag
 from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="wallet", files=("functions.lua", "pending.lua"), uses=frozenset({
-    "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
+    "absent_wallet", "balance_refusal", "balance_result", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
     "hincrby", "idem_check", "idem_store", "int_s", "journal", "missing_wallet", "move_refusal",
-    "owed_credit", "register_gateable", "spend_refusal", "suspension", "to_json", "too_large", "wallet_account"}))
+    "owed_credit", "register_gateable", "spend_refusal", "suspended_program", "suspension", "to_json", "too_large",
+    "wallet_account"}))
 
 
 def wallet(program_id: str, participant_id: str) -> str:
