@@ -18,10 +18,6 @@ _FIELDS = ("request_id", "principal")
 _handler: logging.StreamHandler[TextIO] | None = None
 
 
-def _iso_second(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-
 class JsonFormatter(logging.Formatter):
     # The formatted second, kept (one tuple: threads see both halves or neither): every
     # access line would format it again (strftime).
@@ -33,7 +29,7 @@ class JsonFormatter(logging.Formatter):
     def timestamp(self, second: int, msecs: int) -> str:
         cached, text = self._second
         if cached != second:
-            text = _iso_second(second)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, text)
         return f"{text}.{msecs:03d}Z"
 

@@ -99,13 +99,14 @@ class _Tally:
     """One series' finished requests since the last flush: plain numbers, so a request adds to
     them without prometheus_client's per-sample locks and bucket walk."""
 
-    __slots__ = ("count", "seconds", "buckets", "series")
+    __slots__ = ("count", "seconds", "buckets", "bounds", "series")
 
     def __init__(self, series: tuple[Any, Any, Any]) -> None:
         self.series = series  # (requests counter, duration histogram, errors counter or None)
+        self.bounds = tuple(series[1]._upper_bounds)  # the histogram's buckets, +Inf last
         self.count = 0
         self.seconds = 0.0
-        self.buckets = [0] * len(series[1]._upper_bounds)
+        self.buckets = [0] * len(self.bounds)
 
 
 class RouteMetricsMiddleware(PrometheusMiddleware):
@@ -127,7 +128,6 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
     _running: dict[tuple[str, str], Any] = {}
     _tallies: dict[tuple[str, str, int], _Tally] = {}
     _in_flight: dict[tuple[str, str], int] = {}
-    _bounds: tuple[float, ...] = ()
     _flush_due: asyncio.AbstractEventLoop | None = None  # the loop a flush is armed on
 
     def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
@@ -154,7 +154,6 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
         tally = self._tallies.get((method, path, status))
         if tally is None:
             tally = self._tallies[(method, path, status)] = _Tally(self._finished(method, path, status))
-            RouteMetricsMiddleware._bounds = tuple(tally.series[1]._upper_bounds)
         return tally
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,7 +193,7 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             tally.count += 1
             tally.seconds += seconds
             # The first bucket whose upper bound holds it, as Histogram.observe picks.
-            tally.buckets[bisect_left(self._bounds, seconds)] += 1
+            tally.buckets[bisect_left(tally.bounds, seconds)] += 1
             _arm_flush()
 
 

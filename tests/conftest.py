@@ -185,6 +185,18 @@ def valkey_url() -> Iterator[str]:
     yield from _valkey_in(_SESSION_DIR)
 
 
+@pytest.fixture(scope="module")
+def valkey(valkey_url: str) -> Iterator[Any]:
+    """A plain (synchronous) `redis.Redis` client of the session's Valkey, for tests that run Lua on it."""
+    import redis  # here: the module-level name `redis` is the async store fixture below
+
+    client = redis.Redis.from_url(valkey_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def private_valkey(tmp_path: Path) -> Iterator[str]:
     """A Valkey of this test alone: nothing else talks to it while commands are counted."""

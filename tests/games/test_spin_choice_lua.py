@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
 from importlib import resources
 
 import pytest
@@ -20,15 +19,6 @@ from games.fairness import choose_segment
 CASES = 3_500
 TWO_32 = 2**32
 SOURCE = "\n".join((resources.files("games") / name).read_text() for name in ("spin_choice.lua", "spin_choice_eval.lua"))
-
-
-@pytest.fixture(scope="module")
-def valkey(valkey_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def split(total: int, parts: int, rng: random.Random) -> list[int]:

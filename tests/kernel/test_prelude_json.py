@@ -7,11 +7,9 @@ values hypothesis draws, byte for byte, and against Python's reading of the same
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
-import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,15 +26,6 @@ integers = st.one_of(st.integers(-10**6, 10**6), st.integers(-LARGEST, LARGEST),
 scalars = st.one_of(integers, st.booleans(), st.none(), st.text(max_size=12))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, min_size=1, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
-
-
-@pytest.fixture(scope="module")
-def valkey(valkey_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def written(valkey: redis.Redis, value: Any) -> tuple[bytes, bytes]:
