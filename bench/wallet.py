@@ -12,7 +12,9 @@
     itself) pipelined, against the least Lua that makes the same writes (`rwbench_least`:
     GET the idempotency key, one HINCRBY, one XADD with the same journal fields, one SET,
     called with rw_grant's own KEYS and ARGV), and plain `HINCRBY`, pipelined the same way
-    on the same Valkey. Target: rw_grant >= 0.8 x the least Lua (issue #13).
+    on the same Valkey. Target: rw_grant >= 0.8 x the least Lua (issue #13). Beside them
+    `rwbench_same`: rw_grant's own eight commands (its reads and writes) with no logic, the
+    best a function that reads what rw_grant reads can reach.
 
 Everything lives in a temporary folder on 127.0.0.1 and is torn down on exit. The load
 generator is `wrk` (installed with apt-get when missing and we are root), or else a
@@ -608,20 +610,39 @@ class _Capture:
 # one XADD (the same journal fields), one SET of the reply. Called with rw_grant's own KEYS and
 # ARGV (only the wallet and stream are swapped for bench keys, so rw_grant's checks stay exact),
 # it is the floor a function of this shape can reach: issue #13 asks rw_grant >= 0.8 x this.
-LEAST_LUA = """#!lua name=rwbench_least
-redis.register_function("rwbench_least", function(keys, argv)
-  -- KEYS: idem, journal, acct, cfg, wallet (as rw_grant); ARGV: fp, ttl, tx, participant, points,
-  -- kind, reference, meta, now_ms (as rw_grant)
-  if redis.call("GET", keys[1]) then return '{"ok":true,"replayed":1}' end
-  redis.call("HINCRBY", keys[5], "available", argv[5])
-  redis.call("XADD", keys[2], "*", "tx", argv[3], "kind", argv[6], "participant", argv[4], "points", argv[5],
+# Both bench functions end alike: the journal entry with rw_grant's fields, then the record.
+_JOURNAL_AND_RECORD = """  redis.call("XADD", keys[2], "*", "tx", argv[3], "kind", argv[6], "participant", argv[4], "points", argv[5],
     "ref", argv[7], "meta", argv[8], "legs", "[]", "ts", argv[9], "earned", argv[5], "spent", "0")
   local reply = '{"ok":true,"tx":"' .. argv[3] .. '","participant":"' .. argv[4] .. '"}'
   redis.call("SET", keys[1], reply, "EX", argv[2])
   return reply
 end)
 """
-REDIS_KINDS = ("hincrby", "least", "grant", "deduct")
+LEAST_LUA = """#!lua name=rwbench_least
+redis.register_function("rwbench_least", function(keys, argv)
+  -- KEYS: idem, journal, acct, cfg, wallet (as rw_grant); ARGV: fp, ttl, tx, participant, points,
+  -- kind, reference, meta, now_ms (as rw_grant)
+  if redis.call("GET", keys[1]) then return '{"ok":true,"replayed":1}' end
+  redis.call("HINCRBY", keys[5], "available", argv[5])
+""" + _JOURNAL_AND_RECORD
+# The least Lua that makes rw_grant's own commands: the reads it must make before it may
+# write (the idempotency key; the wallet's seven fields; the program's suspended, blocked and
+# overdraft flags; the budget) and its writes (the budget, the wallet's two fields in one
+# HSET, the journal entry, the record), and nothing else: no check, no branch, no JSON. What
+# rw_grant could cost at best while it reads what it reads: the least Lua makes four commands
+# of these eight. Called like rwbench_least, its program config read as rw_grant reads it,
+# its budget, wallet and stream bench keys of their own.
+SAME_LUA = """#!lua name=rwbench_same
+redis.register_function("rwbench_same", function(keys, argv)
+  -- KEYS: idem, journal, acct, cfg, wallet (as rw_grant); ARGV as rw_grant's
+  if redis.call("GET", keys[1]) then return '{"ok":true,"replayed":1}' end
+  local w = redis.call("HMGET", keys[5], "open", "inactive", "available", "earned", "held", "pending", "owed")
+  redis.call("HMGET", keys[4], "suspended", "blocked", "overdraft")
+  redis.call("HGET", keys[3], "budget")
+  redis.call("HINCRBY", keys[3], "budget", -argv[5])
+  redis.call("HSET", keys[5], "available", (tonumber(w[3]) or 0) + argv[5], "earned", (tonumber(w[4]) or 0) + argv[5])
+""" + _JOURNAL_AND_RECORD
+REDIS_KINDS = ("hincrby", "least", "same", "grant", "deduct")
 
 
 async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, rounds: int,
@@ -640,8 +661,11 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
     participant = "pt_bench" + secrets.token_hex(8)
     await store.open_wallet(program_id, participant)
     await client.function_load(LEAST_LUA, replace=True)
+    await client.function_load(SAME_LUA, replace=True)
     least_wallet = keys.wallet(program_id, participant + "-least")
     least_stream = f"{kernel_keys.tag(program_id)}:bench-journal"
+    same_wallet = keys.wallet(program_id, participant + "-same")
+    same_acct = f"{kernel_keys.tag(program_id)}:bench-acct"
     counter_key = f"{kernel_keys.tag(program_id)}:counter"
     builder = WalletStore(_Capture(), idempotency_ttl=store.ttl, coalesce=False)
     deadline = time.monotonic() + time_limit
@@ -673,6 +697,9 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
         if kind == "least":
             # rw_grant's call, byte for byte but the name, the wallet and the stream
             return [("rwbench_least", c[1], c[2], least_stream, c[4], c[5], least_wallet, *c[7:])
+                    for c in await build("grant", n)]
+        if kind == "same":
+            return [("rwbench_same", c[1], c[2], least_stream, same_acct, c[5], same_wallet, *c[7:])
                     for c in await build("grant", n)]
         return await build(kind, n)
 
@@ -719,12 +746,14 @@ async def redis_bench(url: str, valkey_pid: int, calls: int, pipeline: int, roun
         balance = await store.balance(program_id, participant) or {}
         counter = int(await client.hget(counter_key, "n") or 0)
         least = int(await client.hget(least_wallet, "available") or 0)
+        same = (int(await client.hget(same_wallet, "available") or 0), -int(await client.hget(same_acct, "budget") or 0))
         warm = min(2000, calls)
         expected_hincrby = warm + rounds * calls
         return {"results": results, "pipeline": pipeline,
                 "balance_ok": balance.get("available") == 0 and balance.get("earned") == expected_hincrby,
-                "counter_ok": counter == expected_hincrby and least == expected_hincrby,
-                "balance": balance, "counter": counter, "least": least,
+                "counter_ok": counter == expected_hincrby and least == expected_hincrby
+                and same == (expected_hincrby, expected_hincrby),
+                "balance": balance, "counter": counter, "least": least, "same": same,
                 "expected": expected_hincrby}
     finally:
         await client.aclose()
@@ -1115,7 +1144,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             return statistics.fmean(r["rate"] for r in rb["results"] if r["kind"] == kind)  # type: ignore[index]
 
         h, g, d = mean_rate("hincrby"), mean_rate("grant"), mean_rate("deduct")
-        least = mean_rate("least")
+        least, same = mean_rate("least"), mean_rate("same")
         redis_ok = all(r["ok"] for r in rb["results"]) and rb["balance_ok"] and rb["counter_ok"]
         print(f"\n    HINCRBY mean {h:9.0f}/s, least Lua mean {least:9.0f}/s, rw_grant mean {g:9.0f}/s, "
               f"rw_deduct mean {d:9.0f}/s")
@@ -1124,6 +1153,10 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         print(f"    rw_grant / least Lua = {g / least:.2f}   target >= 0.80: {'MET' if g / least >= 0.8 else 'MISSED'}")
         print(f"    rw_deduct / least Lua = {d / least:.2f}   target >= 0.80: "
               f"{'MET' if d / least >= 0.8 else 'MISSED'}")
+        print("    rw_grant's commands = rwbench_same: the eight commands rw_grant makes (GET, the wallet's HMGET, "
+              "the config's HMGET, HGET and HINCRBY of the budget, HSET of the wallet, XADD, SET), no logic")
+        print(f"    rw_grant's commands / least Lua = {same / least:.2f}: the best rw_grant can reach while it makes "
+              f"them; rw_grant / its commands = {g / same:.2f}")
         print(f"    least Lua / HINCRBY = {least / h:.2f}; rw_grant / HINCRBY = {g / h:.2f} (raw HINCRBY: the old, "
               "wrong floor; shown for comparison)")
 
@@ -1131,7 +1164,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             return statistics.fmean(r["server_us_per_call"] for r in rb["results"] if r["kind"] == kind)  # type: ignore[index]
 
         busiest = max(r["valkey_cpu"] for r in rb["results"])
-        print(f"    Valkey time per call (INFO commandstats): least Lua {mean_us('least'):.1f} us, rw_grant "
+        print(f"    Valkey time per call (INFO commandstats): least Lua {mean_us('least'):.1f} us, rw_grant's "
+              f"commands {mean_us('same'):.1f} us, rw_grant "
               f"{mean_us('grant'):.1f} us ({mean_us('grant') / max(mean_us('least'), 1e-9):.1f} x), rw_deduct "
               f"{mean_us('deduct'):.1f} us ({mean_us('deduct') / max(mean_us('least'), 1e-9):.1f} x)")
         if busiest < 0.8:
@@ -1139,7 +1173,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                   "(and the machine), not by Valkey; the per-call Valkey time above is the steadier comparison")
         print(f"    checks: every reply 201 and not replayed, wallet earned {rb['balance'].get('earned')} = "
               f"{rb['expected']} grants and back to available 0, HINCRBY counter {rb['counter']} and least-Lua "
-              f"wallet {rb['least']} = {rb['expected']}: {'OK' if redis_ok else 'FAILED'}")
+              f"wallet {rb['least']} = {rb['expected']}, rw_grant's commands' wallet and budget {rb['same']}: "
+              f"{'OK' if redis_ok else 'FAILED'}")
         print("    (server us/call: Valkey INFO commandstats; client/valkey CPU in cores during the measurement)")
 
     print(f"\nSummary ({generator}; total {time.monotonic() - started_at:.0f} s):")
@@ -1147,7 +1182,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"(target 25) {'MET' if p99_ok else 'MISSED'}")
     if rb is not None:
         print(f"  Redis rw_grant/least Lua {g / least:.2f} (target 0.80) {'MET' if g / least >= 0.8 else 'MISSED'}; "
-              f"rw_deduct/least Lua {d / least:.2f}")
+              f"rw_deduct/least Lua {d / least:.2f}; rw_grant's eight commands, no logic / least Lua {same / least:.2f}")
     print(f"  projection lag p99 {worst_lag:.2f} s (worst round): {'GROWING: MISSED' if lag_growing else 'bounded: MET'}")
     print(f"  correctness checks: {'all OK' if all_ok and redis_ok else 'FAILED'}")
     return 0 if all_ok and redis_ok else 1

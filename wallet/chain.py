@@ -127,12 +127,19 @@ def next_link(previous: str, row: dict[str, Any]) -> str:
 async def linkable_bound(client: Any, program_id: str) -> tuple[tuple[int, int], bool]:
     """(bound, inclusive): every entry of the program's stream with an id below the bound
     (or at it, when inclusive) has been acknowledged, so it is in SQL or set aside."""
-    try:
-        info = await client.xinfo_stream(keys.journal(program_id))
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return (2**63, 0), True  # no stream at all: nothing is waiting
-        raise
+    stream = keys.journal(program_id)
+    # One round trip for what the bound is read from (the stream, its groups, the group's
+    # pending summary, in this order); a second only when entries wait undelivered.
+    pipe = client.pipeline(transaction=False)
+    pipe.xinfo_stream(stream)
+    pipe.xinfo_groups(stream)
+    pipe.xpending(stream, GROUP)
+    info, groups, pending = await pipe.execute(raise_on_error=False)
+    if isinstance(info, ResponseError) and "no such key" in str(info).lower():
+        return (2**63, 0), True  # no stream at all: nothing is waiting
+    for answer in (info, groups):
+        if isinstance(answer, Exception):
+            raise answer
     info = {reply_text(k): v for k, v in info.items()}
     first = info.get("first-entry")
     last = stream_order(reply_text(info.get("last-generated-id") or "0-0"))
@@ -140,18 +147,19 @@ async def linkable_bound(client: Any, program_id: str) -> tuple[tuple[int, int],
         return last, True
     # An entry still in the stream but acknowledged (a projector killed between its XACK and
     # its XDEL) is in SQL: only an entry pending or not yet delivered holds the chain back.
-    stream = keys.journal(program_id)
-    group = next((g for g in await client.xinfo_groups(stream) if reply_text(g["name"]) == GROUP), None)
+    group = next((g for g in groups if reply_text(g["name"]) == GROUP), None)
     if group is None:
         return stream_order(reply_text(first[0])), False
+    if isinstance(pending, Exception):  # read after the group was found: a real failure
+        raise pending
     delivered = reply_text(group["last-delivered-id"])
     bounds = []
-    pending = await client.xpending(stream, GROUP)
     if pending and pending.get("pending"):
         bounds.append(stream_order(reply_text(pending["min"])))
-    undelivered = await client.xrange(stream, min="(" + delivered, count=1)
-    if undelivered:
-        bounds.append(stream_order(reply_text(undelivered[0][0])))
+    if stream_order(delivered) < last:
+        undelivered = await client.xrange(stream, min="(" + delivered, count=1)
+        if undelivered:
+            bounds.append(stream_order(reply_text(undelivered[0][0])))
     if not bounds:
         return last, True
     return min(bounds), False
