@@ -55,3 +55,28 @@ def test_negative_zero_and_a_table_with_holes_are_written_as_the_field_by_field_
     holes = PRELUDE + "\nlocal t = {1, nil, 3}\nt[0.5] = 2\nreturn {to_json(t), to_json_each(t)}"
     fast, each = valkey.eval(holes, 0)
     assert fast == each
+
+
+LEGS_SCRIPT = PRELUDE + """
+local legs = cjson.decode(ARGV[1])
+return {legs_json(legs), to_json_each(legs)}
+"""
+legs = st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30),
+                          st.one_of(st.integers(0, 10**12), st.integers(0, LARGEST), st.sampled_from([10**14 - 1, 10**14]))),
+                min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moved=legs)
+def test_a_journal_entrys_legs_are_written_as_the_field_by_field_writer_writes(valkey: redis.Redis,
+                                                                              moved: list[tuple[str, str, int]]) -> None:
+    fast, each = valkey.eval(LEGS_SCRIPT, 0, json.dumps(moved))
+    assert fast == each
+    assert [tuple(leg) for leg in json.loads(fast)] == moved
+
+
+def test_legs_that_are_not_two_names_and_points_fall_back_to_the_field_by_field_writer(valkey: redis.Redis) -> None:
+    odd = PRELUDE + '\nlocal legs = {{"budget", "available:pt_1", -0}, {"a", 7, 1}, {"a", "b", 1, "c"}}\n' \
+        "return {legs_json(legs), to_json_each(legs)}"
+    fast, each = valkey.eval(odd, 0)
+    assert fast == each == b'[["budget","available:pt_1",0],["a",7,1],["a","b",1,"c"]]'
