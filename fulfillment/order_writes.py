@@ -108,16 +108,18 @@ _INSERT_POOLED = "INSERT INTO orders ({}) VALUES ({}) ON CONFLICT DO NOTHING".fo
               for column in ORDER_COLUMNS))
 
 
-async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry]) -> str:
+async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry], journalled: bool = False) -> str:
     """A pool order whose points and code rw_pool_redeem took (fulfillment/pooled_orders.py):
     its code bound to it, the order fulfilled and its feed lines, in one transaction; answers
     the code's sealed secret. Written already (a retry, or the journal projector first: its
     rows are the same), it writes nothing new. Raises Conflict, writing nothing, when the code
     is bound to another order (a pool Redis lost track of: the code is never handed out
-    twice); DomainError when SQL has no such code."""
+    twice); DomainError when SQL has no such code. `journalled`: these are the rows the
+    call's journal entry carries (its code), which the projector writes if they are missing
+    (kernel/sqlite_pool.py write_chain)."""
     insert = Statement(_INSERT_POOLED, fulfilled_values(order, code_id))
     bound = await write_chain(Order._meta.db, bind_code(order.id, code_id, order.created_at),
-                              [insert, *publishing(order.program_id, feed)])
+                              [insert, *publishing(order.program_id, feed)], journalled=journalled)
     if not bound:
         if not await PoolCode.exists().where(PoolCode.id == code_id).run():
             # Not a code another order holds: SQL does not know it (a restored or another
@@ -160,16 +162,19 @@ _INSERT_ANNOUNCEMENT = "INSERT INTO webhook_deliveries ({}) VALUES ({}) ON CONFL
     ", ".join(WEBHOOK_COLUMNS), ", ".join("{}" for _ in WEBHOOK_COLUMNS))
 
 
-async def record_pending(order: NewOrder, partner: dict[str, Any], feed: list[FeedEntry]) -> bool:
+async def record_pending(order: NewOrder, partner: dict[str, Any], feed: list[FeedEntry],
+                         journalled: bool = False) -> bool:
     """An external partner's order whose points rw_partner_hold held: the order pending, its
     webhook queued (when the partner has one) and its feed lines, in one transaction; False,
     writing nothing, when it was written already (a retry, or the journal projector first:
-    its rows are the same)."""
+    its rows are the same). `journalled`: the hold's journal entry carries the order, and the
+    projector writes these rows if they are missing (kernel/sqlite_pool.py write_chain)."""
     insert = Statement(_INSERT_PENDING, pending_values(order))
     then: list[Any] = []
     if partner.get("webhook_url"):
         then.append(Statement(_INSERT_ANNOUNCEMENT, announcement_values(order, partner["id"])))
-    return bool(await write_chain(Order._meta.db, insert, [*then, *publishing(order.program_id, feed)]))
+    return bool(await write_chain(Order._meta.db, insert, [*then, *publishing(order.program_id, feed)],
+                                  journalled=journalled))
 
 
 async def record_failed(order: NewOrder, reason: str, feed: list[FeedEntry]) -> bool:

@@ -113,18 +113,23 @@ async def place(store: Any, program: ProgramView, order: NewOrder, partner: dict
         await taxes.count(store, program, order.participant_id, order.face_value, order.created_at, tax.seed)
     if order.partner_id != partner.get("id"):  # a replay: the partner it was routed to then
         partner = await _partner(order.partner_id)
-    await _write(program, order, partner, title)
+    # A held order's first write: the hold's journal entry carries it (see _write).
+    await _write(program, order, partner, title, journalled=order.points > 0 and not replayed)
     if flagged_late:  # the projector may have written the row first, as the call judged it
         await order_writes.flag_for_tax(order.id)
     return order, replayed
 
 
-async def _write(program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str) -> bool:
+async def _write(program: ProgramView, order: NewOrder, partner: dict[str, Any], title: str,
+                 journalled: bool = False) -> bool:
     """The order's one SQL transaction; False when it was written already. A failure answers
-    Unavailable (a retry, the journal projector or the sweep writes it)."""
+    Unavailable (a retry, the journal projector or the sweep writes it). `journalled`: the
+    rows the call's `hold` entry carries, which the projector writes if they are missing, so
+    SQLite need not sync them on their own (order_writes.record_pending)."""
     try:
         return await order_writes.record_pending(order, partner,
-                                                 order_records.placed_line(order, title, program.point_name))
+                                                 order_records.placed_line(order, title, program.point_name),
+                                                 journalled=journalled)
     except Exception as error:
         log.warning("order %s: its SQL write failed; a retry or the journal projector writes it", order.id,
                     exc_info=True)

@@ -94,7 +94,8 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     if tax is not None and reply.tax is None and not reply.replayed:  # a library of an earlier build
         order = await taxes.placed_uncounted(store, program, order, tax)
         flagged_late = order.tax_flagged
-    secret = await _write(store, program, order, reply.code_id or "", title, idem)
+    # The call's own code, first written: the rows its journal entry carries (see _write).
+    secret = await _write(store, program, order, reply.code_id or "", title, idem, journalled=not reply.replayed)
     if flagged_late:  # the projector may have written the row first, as the call judged it
         await order_writes.flag_for_tax(order.id)
     return order, secret, bool(reply.replayed)
@@ -110,20 +111,25 @@ class _Note(msgspec.Struct, frozen=True):
 
 
 async def _write(store: WalletStore, program: ProgramView, order: NewOrder, code_id: str, title: str,
-                 idem: Idem) -> str:
+                 idem: Idem, journalled: bool = False) -> str:
     """The order's one SQL transaction with the code the pool took for it; answers the code's
     sealed secret. A code SQL has on another order (a pool reloaded after Redis lost codes it
     had handed out, or a process of an earlier build taking codes in SQL) makes the order take
     the next one, twice at most; when none is left (or the third is another's too), its points
     go back and it is written as failed (OutOfStock), and no code is taken for it again. A
     failed SQL write answers Unavailable: the card is answered only once SQL has it, and a
-    retry with the same key (or the journal projector, or the sweep) writes it."""
+    retry with the same key (or the journal projector, or the sweep) writes it.
+
+    `journalled`: `code_id` is the one the call's journal entry carries, so its rows are the
+    ones the projector writes if they are missing (write_pool_orders), and SQLite need not sync
+    them on their own (kernel/sqlite_writer.py, JOURNALLED). An order that moves on to another
+    code is known to Redis's note and the sweep alone: those writes sync as any other."""
     feed = feed_of(order, title, program.point_name)
     note = msgspec.json.encode(_Note(order=order, idem_key=idem.key, fingerprint=idem.fingerprint)).decode()
     try:
         for attempt in range(4):
             try:
-                return await order_writes.record_pooled(order, code_id, feed)
+                return await order_writes.record_pooled(order, code_id, feed, journalled=journalled and attempt == 0)
             except Conflict:
                 log.error("order %s: the pool's code %s is on another order; taking the next", order.id, code_id)
             taken = await pool_store.retake(store, program.id, order.item_id, order.id, code_id, note) \

@@ -115,14 +115,16 @@ def _run(engine: Any, query: Any) -> Any:
     return run_statement(engine, query) if isinstance(query, Statement) else query.run()
 
 
-async def write_chain(engine: Any, first: Any, then: Sequence[Any] = ()) -> list[Any]:
+async def write_chain(engine: Any, first: Any, then: Sequence[Any] = (), journalled: bool = False) -> list[Any]:
     """One write transaction: the query `first` (Piccolo's, or a `Statement`), then the
     queries `then` only when `first` answered rows (an UPDATE ... RETURNING that found its row,
     a code taken); answers `first`'s rows. On the pooled SQLite engine, in one hop on its
     writer; elsewhere (or inside another transaction) awaited statement by statement in
-    `writing(engine)`."""
+    `writing(engine)`. `journalled`: rows the Redis journal holds until its projector has seen
+    them in SQL, which the writer process may commit without an fsync of their own
+    (kernel/sqlite_writer.py, JOURNALLED); everywhere else they are written as any chain."""
     if on_writer_thread(engine):
-        return await engine.write_chain(first, then)
+        return await engine.write_chain(first, then, journalled)
     async with writing(engine):
         rows = await _run(engine, first)
         if rows:
@@ -315,17 +317,18 @@ class PooledSQLiteEngine(SQLiteEngine):
         sql, args = querystring.compile_string(engine_type=self.engine_type)
         return sql, list(args)
 
-    async def write_chain(self, first: Any, then: Sequence[Any]) -> list[dict[str, Any]]:
+    async def write_chain(self, first: Any, then: Sequence[Any], journalled: bool = False) -> list[dict[str, Any]]:
         """See the module's `write_chain`: queued with the other writes of this loop, then one
         hop (aiosqlite's queue to the connection's thread) for the whole transaction."""
-        return await self._written([self._compiled(query) for query in (first, *then)])  # compiled before the lock
+        # Compiled before the lock.
+        return await self._written([self._compiled(query) for query in (first, *then)], journalled)
 
-    async def _written(self, steps: Steps | Job) -> Any:
+    async def _written(self, steps: Steps | Job, journalled: bool = False) -> Any:
         """`steps` as one chain of this loop's next write batch: its first step's rows (a
         job's answer)."""
         if self.writer_process is not None and not callable(steps):
             try:
-                return await self.writer_process.send(steps)
+                return await self.writer_process.send(steps, journalled)
             except WholeBatch as failed:
                 raise _own_copy(failed.cause) from None
         pool = self._pool()

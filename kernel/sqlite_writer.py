@@ -47,6 +47,18 @@ from kernel.sqlite_batch import Steps, WholeBatch, answer_soon, run_batch
 # fails that chain alone.
 _HEAD = struct.Struct("<IQB")
 ROWS, ERROR, WHOLE = 0, 1, 2  # an answer's kind: the rows, the chain's own error, the batch's
+# A chain's kind: ROWS, or JOURNALLED: rows the Redis journal holds until the journal
+# projector has seen them in SQL (a redemption's order, its code's binding, its feed lines:
+# fulfillment/order_writes.py). A batch of journalled chains alone commits with
+# `PRAGMA synchronous = NORMAL`: no fsync of its own. It is as durable as the journal: SQLite's
+# WAL is one file written in commit order, so the projector's next commit (its connection
+# keeps FULL), made after it read these rows, syncs them with its own; and until that commit
+# the journal, synced by Valkey on every write, still holds them, and the projector writes
+# them itself if a power cut took them. A process killed outright loses no committed row
+# either way (the rows are in the operating system's cache). Any other chain in the batch
+# makes it sync as every batch does (FULL).
+JOURNALLED = 3
+_SYNC = {True: "NORMAL", False: "FULL"}
 # Room for about a thousand chains in the pipe; past that, a drain thread waits for room, so
 # the event loop never blocks on the pipe.
 _PIPE_SIZE = 1 << 20
@@ -129,15 +141,16 @@ class WriterProcess:
         self._failed_at = -_RESTART_AFTER
         os.register_at_fork(after_in_child=functools.partial(_forget_in_fork, weakref.ref(self)))
 
-    def send(self, steps: Steps) -> asyncio.Future[Any]:
-        """Queues the chain; the future answers its first step's rows, or raises its error
-        (`WholeBatch` when the whole batch failed; `WriterGone` when the writer could not
-        take it or ended before it answered)."""
+    def send(self, steps: Steps, journalled: bool = False) -> asyncio.Future[Any]:
+        """Queues the chain (`journalled`: see JOURNALLED); the future answers its first step's
+        rows, or raises its error (`WholeBatch` when the whole batch failed; `WriterGone` when
+        the writer could not take it or ended before it answered)."""
         answer = asyncio.get_running_loop().create_future()
         with self._lock:
             self._next += 1
             chain_id = self._next
-            frame = _frame(chain_id, ROWS, steps)  # an argument that cannot cross raises here: nothing sent
+            # An argument that cannot cross raises here: nothing sent.
+            frame = _frame(chain_id, JOURNALLED if journalled else ROWS, steps)
             for attempt in (1, 2):
                 child = self._child if self._child is not None else self._start()
                 child.pending[chain_id] = answer
@@ -304,6 +317,7 @@ def _serve(reads: int, writes: int) -> None:
 
     buffer = bytearray()
     connection: sqlite3.Connection | None = None
+    relaxed = False  # the connection's synchronous setting: NORMAL (True) or FULL
     while data := os.read(reads, 1 << 20):
         buffer += data
         frames = _frames(buffer)
@@ -312,9 +326,16 @@ def _serve(reads: int, writes: int) -> None:
             connection = sqlite3.connect(**kwargs)
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
-        replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind != ROWS]
-        chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind == ROWS]
+            connection.execute("PRAGMA synchronous = FULL")
+        replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind not in (ROWS, JOURNALLED)]
+        chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind in (ROWS, JOURNALLED)]
         if chains and connection is not None:
+            # Set between transactions (SQLite refuses it inside one), for the batch's chains
+            # all together: they are read before its BEGIN.
+            journalled = all(kind == JOURNALLED for _, kind, _ in frames if kind in (ROWS, JOURNALLED))
+            if journalled != relaxed and not connection.in_transaction:
+                connection.execute(f"PRAGMA synchronous = {_SYNC[journalled]}")
+                relaxed = journalled
             # After the COMMIT each answer is framed alone: one that cannot cross fails that
             # chain's answer, not the batch it was written in.
             replies += [_frame(chain_id, WHOLE, _portable(rows.cause)) if isinstance(rows, WholeBatch)

@@ -71,11 +71,11 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         _observe(self, sql)
         return executemany(self, sql, parameters)
 
-    async def counted_written(self: PooledSQLiteEngine, steps: Any) -> Any:
+    async def counted_written(self: PooledSQLiteEngine, steps: Any, journalled: bool = False) -> Any:
         # Chains, single writes and jobs run on the writer (its process or its thread), past
         # aiosqlite's execute: observed from here. A chain whose first step found nothing
         # wrote nothing; a single write always counts; a job is one transaction.
-        rows = await written(self, steps)
+        rows = await written(self, steps, journalled)
         transaction = object()
         _observe(transaction, "BEGIN")
         if callable(steps):

@@ -325,10 +325,10 @@ async def test_an_order_a_library_of_an_earlier_build_placed_is_judged_again_fro
     monkeypatch.setattr(partner_orders, "_decode", lambda raw: msgspec.structs.replace(decode(raw), tax=None))
     write = partner_orders._write
 
-    async def projector_first(program_view, order, partner, title):  # type: ignore[no-untyped-def]
+    async def projector_first(program_view, order, partner, title, journalled=False):  # type: ignore[no-untyped-def]
         # The journal projector wrote the row first, as the call judged it (not flagged).
         await order_writes.record_pending(msgspec.structs.replace(order, tax_flagged=False), partner, [])
-        return await write(program_view, order, partner, title)
+        return await write(program_view, order, partner, title, journalled)
 
     monkeypatch.setattr(partner_orders, "_write", projector_first)
     placed = await redeem(client, me, item["id"])  # judged from the counter: 0 + 2500 < 5000

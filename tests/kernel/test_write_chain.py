@@ -14,7 +14,7 @@ from piccolo.columns import Integer, Varchar
 from piccolo.table import Table
 
 from kernel.ids import new_id
-from kernel.sqlite_pool import PooledSQLiteEngine, write_chain, writing
+from kernel.sqlite_pool import PooledSQLiteEngine, Statement, write_chain, writing
 from kernel.sqlite_writer import WriterProcess
 
 pytestmark = pytest.mark.sql
@@ -406,6 +406,40 @@ async def test_a_writer_process_killed_fails_the_chain_it_held_and_the_next_writ
     last = new_id("probe")
     assert await write_chain(engine, ChainProbe.insert(ChainProbe(id=last, status="line", n=1)).returning(ChainProbe.id))
     assert await _statuses(last) == ["line"]
+
+
+async def _synced(engine: Any, line: str, journalled: bool) -> int:
+    """A chain that reads the writer's sync level inside its batch, then writes `line`:
+    answers the level (1 NORMAL: no fsync at COMMIT; 2 FULL)."""
+    rows = await write_chain(engine, Statement("PRAGMA synchronous", ()),
+                             [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))], journalled=journalled)
+    return int(rows[0]["synchronous"])
+
+
+async def test_journalled_chains_alone_commit_without_a_sync_and_any_other_chain_syncs_its_batch(
+        probe: str, process_writer: WriterProcess) -> None:
+    """A redemption's order rows, which the Redis journal holds until the projector has seen
+    them, commit without an fsync of their own (kernel/sqlite_writer.py JOURNALLED); every
+    other chain, and any batch one of them shares, syncs at its COMMIT."""
+    engine = ChainProbe._meta.db
+    lines = [new_id("probe") for _ in range(6)]
+    assert await _synced(engine, lines[0], journalled=True) == 1
+    assert await _synced(engine, lines[1], journalled=False) == 2
+    assert await _synced(engine, lines[2], journalled=True) == 1
+    # The test holds SQLite's lock: the writer waits in its batch of one, and the two chains
+    # sent meanwhile reach it together, as the next batch.
+    holder = sqlite3.connect(engine.connection_kwargs["database"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(_synced(engine, lines[3], journalled=True))
+    await asyncio.sleep(0.2)
+    together = [asyncio.ensure_future(_synced(engine, lines[4], journalled=False)),
+                asyncio.ensure_future(_synced(engine, lines[5], journalled=True))]
+    await asyncio.sleep(0.2)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert await first == 1
+    assert [await answer for answer in together] == [2, 2]
+    assert await _statuses(*lines) == ["line"] * 6
 
 
 _OWNER = """
