@@ -40,7 +40,8 @@ from programs.stripe_gateway import StripeGateway, StripeSettings
 from wallet.store import WalletStore
 from kernel import heap
 from kernel.mail import Mailer, mailer
-from kernel.redis_functions import connect
+from kernel.redis_functions import connect, journal_synced
+from kernel.sqlite_pool import trust_journal
 
 log = logging.getLogger("rw.api")
 access_log = logging.getLogger("rw.access")
@@ -139,6 +140,8 @@ async def open_stores(state: State, settings: Settings) -> Any:
     wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds, observe=observe_wallet,
                           coalesce=settings.redis_coalesce)
     await wallets.load_functions()
+    # A redemption's order rows may skip SQLite's fsync only while Redis syncs the journal.
+    trust_journal(await journal_synced(client))
     state.redis = client
     state.wallets = wallets
     state.settings = settings

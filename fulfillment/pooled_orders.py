@@ -94,8 +94,10 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     if tax is not None and reply.tax is None and not reply.replayed:  # a library of an earlier build
         order = await taxes.placed_uncounted(store, program, order, tax)
         flagged_late = order.tax_flagged
-    # The call's own code, first written: the rows its journal entry carries (see _write).
-    secret = await _write(store, program, order, reply.code_id or "", title, idem, journalled=not reply.replayed)
+    # The call's own code, first written: the rows its journal entry carries (see _write). A
+    # prize (no points) is journalled by nobody.
+    secret = await _write(store, program, order, reply.code_id or "", title, idem,
+                          journalled=order.points > 0 and not reply.replayed)
     if flagged_late:  # the projector may have written the row first, as the call judged it
         await order_writes.flag_for_tax(order.id)
     return order, secret, bool(reply.replayed)

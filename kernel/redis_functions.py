@@ -66,6 +66,22 @@ class FunctionStore:
         return reply
 
 
+async def journal_synced(client: Client) -> bool:
+    """Whether the server syncs every write to disk before it answers (AOF on, `appendfsync
+    always`, as the embedded server runs): then the journal holds every answered entry through a
+    power cut. False when it says otherwise, when it will not say (a managed server that refuses
+    CONFIG) and on a cluster (each node would have to be asked)."""
+    if isinstance(client, FunctionRoutingCluster):
+        return False
+    try:
+        config = await client.config_get("append*")
+    except Exception:
+        return False
+    values = {str(k.decode() if isinstance(k, bytes) else k): v.decode() if isinstance(v, bytes) else str(v)
+              for k, v in config.items()}
+    return values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
+
+
 def connect(url: str, cluster: bool = False) -> Client:
     if cluster:
         return FunctionRoutingCluster.from_url(url)

@@ -57,6 +57,16 @@ from kernel.sqlite_writer import WriterProcess
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
+# Whether this process's Redis syncs every write before it answers (kernel/redis_functions.py
+# journal_synced, told at start by `trust_journal`): only then may a journalled chain skip
+# SQLite's fsync, since only then does the journal outlive a power cut that takes the chain.
+_journal_synced = False
+
+
+def trust_journal(synced: bool) -> None:
+    global _journal_synced
+    _journal_synced = synced
+
 
 def _writes(query: str) -> bool:
     """A data change (not a read, nor a PRAGMA or DDL, which may not run inside BEGIN)."""
@@ -122,9 +132,10 @@ async def write_chain(engine: Any, first: Any, then: Sequence[Any] = (), journal
     writer; elsewhere (or inside another transaction) awaited statement by statement in
     `writing(engine)`. `journalled`: rows the Redis journal holds until its projector has seen
     them in SQL, which the writer process may commit without an fsync of their own
-    (kernel/sqlite_writer.py, JOURNALLED); everywhere else they are written as any chain."""
+    (kernel/sqlite_writer.py, JOURNALLED) when Redis syncs every write (`trust_journal`);
+    everywhere else they are written as any chain."""
     if on_writer_thread(engine):
-        return await engine.write_chain(first, then, journalled)
+        return await engine.write_chain(first, then, journalled and _journal_synced)
     async with writing(engine):
         rows = await _run(engine, first)
         if rows:
@@ -277,6 +288,12 @@ class PooledSQLiteEngine(SQLiteEngine):
         connection = await pending
         connection.row_factory = dict_factory  # type: ignore[assignment]
         await connection.execute("PRAGMA foreign_keys = 1")
+        # Every commit synced (the journal projector's among them: kernel/sqlite_writer.py
+        # JOURNALLED counts on it), whatever the SQLite build's default for WAL.
+        async with connection.execute("PRAGMA synchronous") as cursor:
+            level = await cursor.fetchone()
+        if level is not None and int(next(iter(dict(level).values()))) < 2:
+            await connection.execute("PRAGMA synchronous = FULL")
         return connection
 
     async def _acquire(self) -> tuple[_LoopPool, aiosqlite.Connection]:

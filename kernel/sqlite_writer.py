@@ -49,14 +49,17 @@ _HEAD = struct.Struct("<IQB")
 ROWS, ERROR, WHOLE = 0, 1, 2  # an answer's kind: the rows, the chain's own error, the batch's
 # A chain's kind: ROWS, or JOURNALLED: rows the Redis journal holds until the journal
 # projector has seen them in SQL (a redemption's order, its code's binding, its feed lines:
-# fulfillment/order_writes.py). A batch of journalled chains alone commits with
-# `PRAGMA synchronous = NORMAL`: no fsync of its own. It is as durable as the journal: SQLite's
-# WAL is one file written in commit order, so the projector's next commit (its connection
-# keeps FULL), made after it read these rows, syncs them with its own; and until that commit
-# the journal, synced by Valkey on every write, still holds them, and the projector writes
-# them itself if a power cut took them. A process killed outright loses no committed row
-# either way (the rows are in the operating system's cache). Any other chain in the batch
-# makes it sync as every batch does (FULL).
+# fulfillment/order_writes.py), sent so only while Redis syncs every write before it answers
+# (kernel/sqlite_pool.py trust_journal). A batch of journalled chains alone commits with
+# `PRAGMA synchronous = NORMAL` (in WAL mode only): no fsync of its own. SQLite's WAL is one
+# file written in commit order, so any later synced commit syncs them too: the projector's
+# (its connection keeps FULL), made after it read these rows, or any other write's. Until
+# then the journal still holds the entry, and the projector writes the rows itself if a power
+# cut took them. Where the projector acknowledges the entry with no write of its own after
+# them (a batch replayed whole, a follower that failed), the order sweep writes an order
+# missing its row from the ledger (fulfillment `mend`). A process killed outright loses no
+# committed row either way (the rows are in the operating system's cache). Any other chain in
+# the batch makes it sync as every batch does (FULL).
 JOURNALLED = 3
 _SYNC = {True: "NORMAL", False: "FULL"}
 # Room for about a thousand chains in the pipe; past that, a drain thread waits for room, so
@@ -318,6 +321,7 @@ def _serve(reads: int, writes: int) -> None:
     buffer = bytearray()
     connection: sqlite3.Connection | None = None
     relaxed = False  # the connection's synchronous setting: NORMAL (True) or FULL
+    wal = False  # NORMAL is safe in WAL mode only
     while data := os.read(reads, 1 << 20):
         buffer += data
         frames = _frames(buffer)
@@ -327,13 +331,14 @@ def _serve(reads: int, writes: int) -> None:
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
             connection.execute("PRAGMA synchronous = FULL")
+            wal = str(next(iter(connection.execute("PRAGMA journal_mode").fetchone().values()))).lower() == "wal"
         replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind not in (ROWS, JOURNALLED)]
         chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind in (ROWS, JOURNALLED)]
         if chains and connection is not None:
-            # Set between transactions (SQLite refuses it inside one), for the batch's chains
-            # all together: they are read before its BEGIN.
-            journalled = all(kind == JOURNALLED for _, kind, _ in frames if kind in (ROWS, JOURNALLED))
-            if journalled != relaxed and not connection.in_transaction:
+            # Set between transactions (SQLite refuses it inside one, and a writer left in one
+            # ends below), for the batch's chains all together: they are read before its BEGIN.
+            journalled = wal and all(kind == JOURNALLED for _, kind, _ in frames if kind in (ROWS, JOURNALLED))
+            if journalled != relaxed:
                 connection.execute(f"PRAGMA synchronous = {_SYNC[journalled]}")
                 relaxed = journalled
             # After the COMMIT each answer is framed alone: one that cannot cross fails that

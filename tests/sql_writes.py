@@ -25,6 +25,7 @@ WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 class WriteCount(msgspec.Struct):
     transactions: int = 0
+    journalled: int = 0  # of those, the chains sent to commit with no fsync of their own
     statements: list[str] = msgspec.field(default_factory=list)
     reads: list[str] = msgspec.field(default_factory=list)  # each SELECT, as sent
 
@@ -76,6 +77,9 @@ def sql_write_transactions() -> Iterator[WriteCount]:
         # aiosqlite's execute: observed from here. A chain whose first step found nothing
         # wrote nothing; a single write always counts; a job is one transaction.
         rows = await written(self, steps, journalled)
+        count = _counting.get()
+        if journalled and rows and count is not None:
+            count.journalled += 1
         transaction = object()
         _observe(transaction, "BEGIN")
         if callable(steps):

@@ -93,6 +93,14 @@ def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
         return _checked(_parse(stream_id, fields))
     except BadEntry:
         raise
+    except (KeyError, ValueError, OverflowError, TypeError, msgspec.DecodeError):
+        pass
+    # An entry the quick reading refused is read again as text, every field decoded: what it
+    # accepts and the reason it gives are the ledger's, whichever client read the entry.
+    try:
+        return _checked(_parse_text(stream_id, fields))
+    except BadEntry:
+        raise
     except (KeyError, ValueError, OverflowError, msgspec.DecodeError) as exc:
         raise BadEntry(f"{type(exc).__name__}: {exc}"[:300]) from None
 
@@ -101,10 +109,28 @@ def _text(value: Any) -> str:
     return value.decode() if value.__class__ is bytes else str(value)
 
 
+def _parse_text(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
+    f = {reply_text(k): reply_text(v) for k, v in fields.items()}
+    return JournalEntry(
+        stream_id=reply_text(stream_id),
+        transaction_id=f["tx"],
+        kind=f["kind"],
+        participant_id=f.get("participant") or None,
+        points=int(f.get("points", "0")),
+        earned=int(f.get("earned", "0")),
+        spent=int(f.get("spent", "0")),
+        reference=f.get("ref") or None,
+        metadata=f.get("meta", "{}"),
+        legs=_decode_legs(f.get("legs", "[]")),
+        created_at=datetime.fromtimestamp(int(f["ts"]) / 1000, tz=timezone.utc),
+    )
+
+
 def _parse(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
-    # The projector's client answers bytes: its fields are read as they come (int() and the
-    # legs' decoder take bytes), and only what the entry keeps as text is decoded. A client
-    # that decodes (tests) answers text keys, turned into the same bytes keys first.
+    # The projector's client answers bytes: its fields are read as they come (int() takes
+    # bytes), only the fields the entry keeps are decoded, and fields it does not read are
+    # not looked at. A client that decodes (tests) answers text keys, turned into the same
+    # bytes keys first. Any refusal here is read again as text (parse_entry).
     f = fields if b"tx" in fields else {(k if k.__class__ is bytes else str(k).encode()): v
                                         for k, v in fields.items()}
     get = f.get
@@ -328,7 +354,8 @@ class JournalProjector:
             await asyncio.sleep(self.pause_before_ack)
         done = [e.stream_id for e in entries] + [sid for sid, _, _ in bad]
         # Acknowledged entries live on in the ledger (or the dead letters); the stream keeps
-        # only what is pending. Both in one round trip, the acknowledgement first.
+        # only what is pending. Both in one round trip (the XDEL runs even if the XACK failed:
+        # an entry deleted while still pending is claimed empty and dropped).
         pipe = self.client.pipeline(transaction=False)
         pipe.xack(stream, GROUP, *done)
         pipe.xdel(stream, *done)

@@ -417,7 +417,7 @@ async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(
         written = await redeem(client, me, item["id"])
         assert written.status_code == 201, written.text
 
-        async def died(*_: object) -> str:
+        async def died(*_: object, **__: object) -> str:
             raise OSError("disk I/O error")
 
         monkeypatch.setattr(order_writes, "record_pooled", died)

@@ -74,7 +74,7 @@ async def test_a_partner_order_whose_sql_write_fails_answers_503_and_its_retry_t
     _, me = await shopper(client, program, 10_000)
     written = order_writes.record_pending
 
-    async def locked(*_: object) -> bool:
+    async def locked(*_: object, **__: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
     async with projection_paused(redis, program.id):  # the retry, not the projector, writes it
@@ -103,7 +103,7 @@ async def test_the_journal_projector_writes_a_partner_order_whose_request_died_a
     program, partner, item = await _hooked_shop(client)
     person, me = await shopper(client, program, 10_000)
 
-    async def died(*_: object) -> bool:
+    async def died(*_: object, **__: object) -> bool:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(order_writes, "record_pending", died)
@@ -173,7 +173,7 @@ async def test_a_redemption_is_one_redis_command_carrying_its_gate(  # type: ign
     assert pool[0].startswith("FCALL rw_gated ") and " rw_pool_redeem " in pool[0], pool
 
 
-async def _broken(*_: object) -> Any:
+async def _broken(*_: object, **__: object) -> Any:
     raise sqlite3.OperationalError("database is locked")
 
 
@@ -272,7 +272,7 @@ async def test_the_projector_writes_only_the_partner_orders_their_requests_did_n
         written = await redeem(client, me, item["id"])
         assert written.status_code == 201, written.text
 
-        async def died(*_: object) -> bool:
+        async def died(*_: object, **__: object) -> bool:
             raise sqlite3.OperationalError("disk I/O error")
 
         monkeypatch.setattr(order_writes, "record_pending", died)

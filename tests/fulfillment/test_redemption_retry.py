@@ -171,7 +171,7 @@ async def test_a_pool_redemption_whose_sql_write_fails_answers_503_and_its_retry
     _, me = await shopper(client, program, 10_000)
     written = order_writes.record_pooled
 
-    async def locked(*_: object) -> bool:
+    async def locked(*_: object, **__: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
     async with projection_paused(redis, program.id):  # the retry, not the projector, writes it

@@ -7,7 +7,7 @@ import pytest
 from piccolo.engine.postgres import PostgresEngine
 
 from fulfillment.tables import Order
-from tests.factories import bearer, claim_orders, redeem, shop, shopper
+from tests.factories import bearer, claim_orders, launched, redeem, shop, shopper, spin, upload_codes
 from tests.sql_writes import sql_write_transactions
 
 pytestmark = pytest.mark.sql
@@ -36,6 +36,8 @@ async def test_a_code_pool_redemption_commits_one_sql_write_transaction(client) 
     assert answer.status_code == 201 and answer.json()["status"] == "fulfilled", answer.text
     print(f"\ncode-pool redemption: {writes.transactions} SQL write transactions: {writes.statements}")
     assert writes.transactions == FLOOR, writes.statements
+    # The rows the call's journal entry carries: no fsync of their own (kernel/sqlite_writer.py).
+    assert writes.journalled == 1
 
 
 async def test_a_partner_redemption_commits_one_sql_write_transaction(client) -> None:  # type: ignore[no-untyped-def]
@@ -47,6 +49,7 @@ async def test_a_partner_redemption_commits_one_sql_write_transaction(client) ->
     assert answer.status_code == 201 and answer.json()["status"] == "pending", answer.text
     print(f"\npartner redemption: {writes.transactions} SQL write transactions: {writes.statements}")
     assert writes.transactions == FLOOR, writes.statements
+    assert writes.journalled == 1
 
 
 async def test_out_of_stock_commits_nothing_and_moves_no_points(client) -> None:  # type: ignore[no-untyped-def]
@@ -80,3 +83,20 @@ async def test_a_partners_fulfil_commits_two_sql_write_transactions(client) -> N
     assert writes.transactions == 2, writes.statements
     feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
     assert any(line["kind"] == "order_fulfilled" and line["reference"] == order["id"] for line in feed), feed
+
+
+async def test_a_prize_card_is_synced_on_its_own_no_journal_entry_carries_it(client) -> None:  # type: ignore[no-untyped-def]
+    """An item prize moves no points, so its call journals nothing the projector could write
+    the order from: its order commits with SQLite's fsync like any other write."""
+    await _skip_on_postgres()
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["GC-PRIZE-1", "GC-PRIZE-2"])
+    campaign_id = await launched(client, program, {"name": "Sure card", "cost_points": 10, "segments": [
+        {"label": "Gift card", "weight": 1, "prize": {"type": "item", "item_id": item["id"], "stock": 2}}]})
+    _, me = await shopper(client, program, 1_000)
+    with sql_write_transactions() as writes:
+        won = await spin(client, campaign_id, me)
+    assert won.status_code == 201, won.text
+    assert writes.transactions >= 1 and writes.journalled == 0, writes
+    orders = await Order.select(Order.status, Order.credentials).where(Order.item_id == item["id"]).run()
+    assert [o["status"] for o in orders] == ["fulfilled"] and orders[0]["credentials"]

@@ -280,7 +280,7 @@ async def test_an_item_prize_whose_request_died_after_redis_is_ordered_by_the_sw
 
     from fulfillment import order_writes
 
-    async def locked(*_: object) -> bool:
+    async def locked(*_: object, **__: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
     from catalog.items import pricing_of
@@ -435,7 +435,7 @@ async def test_an_item_prize_whose_order_could_not_be_saved_is_still_owed_not_pa
     _, me = await player(client, program)
     written = order_writes.record_pending
 
-    async def locked(*_: object) -> bool:
+    async def locked(*_: object, **__: object) -> bool:
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(order_writes, "record_pending", locked)

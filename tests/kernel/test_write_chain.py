@@ -417,12 +417,16 @@ async def _synced(engine: Any, line: str, journalled: bool) -> int:
 
 
 async def test_journalled_chains_alone_commit_without_a_sync_and_any_other_chain_syncs_its_batch(
-        probe: str, process_writer: WriterProcess) -> None:
+        probe: str, process_writer: WriterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     """A redemption's order rows, which the Redis journal holds until the projector has seen
-    them, commit without an fsync of their own (kernel/sqlite_writer.py JOURNALLED); every
-    other chain, and any batch one of them shares, syncs at its COMMIT."""
+    them, commit without an fsync of their own (kernel/sqlite_writer.py JOURNALLED) while Redis
+    syncs every write; every other chain, and any batch one of them shares, syncs at its
+    COMMIT; and with a Redis that does not sync every write, every chain syncs."""
+    from kernel import sqlite_pool
+
     engine = ChainProbe._meta.db
-    lines = [new_id("probe") for _ in range(6)]
+    monkeypatch.setattr(sqlite_pool, "_journal_synced", True)
+    lines = [new_id("probe") for _ in range(8)]
     assert await _synced(engine, lines[0], journalled=True) == 1
     assert await _synced(engine, lines[1], journalled=False) == 2
     assert await _synced(engine, lines[2], journalled=True) == 1
@@ -431,15 +435,33 @@ async def test_journalled_chains_alone_commit_without_a_sync_and_any_other_chain
     holder = sqlite3.connect(engine.connection_kwargs["database"], isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     first = asyncio.ensure_future(_synced(engine, lines[3], journalled=True))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)  # read by the writer, which now waits for the lock
     together = [asyncio.ensure_future(_synced(engine, lines[4], journalled=False)),
                 asyncio.ensure_future(_synced(engine, lines[5], journalled=True))]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
     holder.execute("ROLLBACK")
     holder.close()
     assert await first == 1
     assert [await answer for answer in together] == [2, 2]
-    assert await _statuses(*lines) == ["line"] * 6
+    assert await _synced(engine, lines[6], journalled=True) == 1  # and alone again after them
+    monkeypatch.setattr(sqlite_pool, "_journal_synced", False)
+    assert await _synced(engine, lines[7], journalled=True) == 2
+    assert await _statuses(*lines) == ["line"] * 8
+
+
+async def test_the_journal_is_trusted_only_on_a_redis_that_syncs_every_write(private_valkey: str) -> None:
+    from kernel.redis_functions import connect, journal_synced
+
+    client = connect(private_valkey)
+    try:
+        assert await journal_synced(client)  # the embedded server: AOF, appendfsync always
+        await client.config_set("appendfsync", "everysec")
+        assert not await journal_synced(client)
+        await client.config_set("appendfsync", "always")
+        await client.config_set("appendonly", "no")
+        assert not await journal_synced(client)
+    finally:
+        await client.aclose()
 
 
 _OWNER = """
