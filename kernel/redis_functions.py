@@ -14,6 +14,7 @@ from kernel.cluster import FunctionRoutingCluster
 from kernel.coalesce import Coalescer
 from kernel.gated import CARRIED
 from kernel.lua_library import library
+from kernel.replies import reply_text
 
 Client = Any  # PipedRedis or redis.asyncio.RedisCluster
 
@@ -77,8 +78,7 @@ async def journal_synced(client: Client) -> bool:
         config = await client.config_get("append*")
     except Exception:
         return False
-    values = {str(k.decode() if isinstance(k, bytes) else k): v.decode() if isinstance(v, bytes) else str(v)
-              for k, v in config.items()}
+    values = {reply_text(k): reply_text(v) for k, v in config.items()}
     return values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
 
 

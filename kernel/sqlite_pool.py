@@ -292,7 +292,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         # JOURNALLED counts on it), whatever the SQLite build's default for WAL.
         async with connection.execute("PRAGMA synchronous") as cursor:
             level = await cursor.fetchone()
-        if level is not None and int(next(iter(dict(level).values()))) < 2:
+        if level is not None and int(level["synchronous"]) < 2:
             await connection.execute("PRAGMA synchronous = FULL")
         return connection
 

@@ -331,13 +331,13 @@ def _serve(reads: int, writes: int) -> None:
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
             connection.execute("PRAGMA synchronous = FULL")
-            wal = str(next(iter(connection.execute("PRAGMA journal_mode").fetchone().values()))).lower() == "wal"
+            wal = str(connection.execute("PRAGMA journal_mode").fetchone()["journal_mode"]).lower() == "wal"
         replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind not in (ROWS, JOURNALLED)]
         chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind in (ROWS, JOURNALLED)]
         if chains and connection is not None:
             # Set between transactions (SQLite refuses it inside one, and a writer left in one
             # ends below), for the batch's chains all together: they are read before its BEGIN.
-            journalled = wal and all(kind == JOURNALLED for _, kind, _ in frames if kind in (ROWS, JOURNALLED))
+            journalled = wal and not any(kind == ROWS for _, kind, _ in frames)
             if journalled != relaxed:
                 connection.execute(f"PRAGMA synchronous = {_SYNC[journalled]}")
                 relaxed = journalled

@@ -105,10 +105,6 @@ def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
         raise BadEntry(f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if value.__class__ is bytes else str(value)
-
-
 def _parse_text(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
     f = {reply_text(k): reply_text(v) for k, v in fields.items()}
     return JournalEntry(
@@ -136,16 +132,16 @@ def _parse(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
     get = f.get
     participant, ref, meta = get(b"participant"), get(b"ref"), get(b"meta")
     return JournalEntry(
-        stream_id=_text(stream_id),
-        transaction_id=_text(f[b"tx"]),
-        kind=_text(f[b"kind"]),
-        participant_id=_text(participant) if participant else None,
+        stream_id=reply_text(stream_id),
+        transaction_id=reply_text(f[b"tx"]),
+        kind=reply_text(f[b"kind"]),
+        participant_id=reply_text(participant) if participant else None,
         points=int(get(b"points", 0)),
         earned=int(get(b"earned", 0)),
         spent=int(get(b"spent", 0)),
-        reference=_text(ref) if ref else None,
-        metadata="{}" if meta is None else _text(meta),
-        legs=_decode_legs(_text(get(b"legs", b"[]"))),
+        reference=reply_text(ref) if ref else None,
+        metadata="{}" if meta is None else reply_text(meta),
+        legs=_decode_legs(reply_text(get(b"legs", b"[]"))),
         created_at=datetime.fromtimestamp(int(f[b"ts"]) / 1000, tz=timezone.utc),
     )
 
