@@ -139,6 +139,16 @@ local function legs_json(legs)
   return cjson.encode(legs)
 end
 
+-- legs_json's text for the one leg most moves have ({{from, to, points}}), by one format
+-- instead of a table and cjson's walk of it. %d writes every whole number below 10^18 as
+-- int_s does (-0 as "0"); anything else goes to legs_json.
+local function one_leg_json(from, to, points)
+  if points % 1 == 0 and points < 1e18 and points > -1e18 and type(from) == "string" and type(to) == "string" then
+    return string.format("[[%s,%s,%d]]", cjson.encode(from), cjson.encode(to), points)
+  end
+  return legs_json({{from, to, points}})
+end
+
 local function hincrby(key, field, n)
   return redis.call("HINCRBY", key, field, int_s(n))
 end
@@ -190,12 +200,16 @@ local function idem_check(key, fp)
   return nil -- an in-flight marker of the same request: the wrapper itself is calling
 end
 
-local function idem_store(key, fp, ttl, result)
-  local encoded = to_json(result)  -- once: the record embeds the same text
+-- Records a reply already written as JSON (`encoded`, as to_json writes it) and answers it.
+local function idem_record(key, fp, ttl, encoded)
   if not no_record(key) then
     redis.call("SET", key, '{"fp":' .. cjson.encode(fp) .. ',"r":' .. encoded .. '}', "EX", ttl)
   end
   return encoded
+end
+
+local function idem_store(key, fp, ttl, result)
+  return idem_record(key, fp, ttl, to_json(result))  -- once: the record embeds the same text
 end
 
 -- Rewrites the record of the same request (same fingerprint) to answer `result` from now
@@ -251,13 +265,18 @@ end
 -- earned/spent: how the transaction moved the participant's lifetime counters, so the
 -- ledger alone can rebuild every field of a wallet.
 -- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
+-- `legs_encoded` is the legs' JSON (legs_json's or one_leg_json's text).
+local function journal_encoded(stream, tx, kind, participant, net, reference, meta, legs_encoded, now, earned, spent)
+  redis.call("XADD", stream, "*",
+    "tx", tx, "kind", kind, "participant", participant, "points", int_s(net),
+    "ref", reference, "meta", meta, "legs", legs_encoded, "ts", now,
+    "earned", int_s(earned or 0), "spent", int_s(spent or 0))
+end
+
 local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
   local encoded = "[]"
   if #legs > 0 then encoded = legs_json(legs) end
-  redis.call("XADD", stream, "*",
-    "tx", tx, "kind", kind, "participant", participant, "points", int_s(net),
-    "ref", reference, "meta", meta, "legs", encoded, "ts", now,
-    "earned", int_s(earned or 0), "spent", int_s(spent or 0))
+  journal_encoded(stream, tx, kind, participant, net, reference, meta, encoded, now, earned, spent)
 end
 
 -- A wallet exists once its participant was enrolled (field "open"); an unknown id is "not_found".
@@ -305,10 +324,24 @@ local function budget_refusal(cfg, acct, points)
   return nil
 end
 
-local function balance_result(wallet, tx, participant, points)
+-- The reply of a balance move ({ok, tx, participant, points, available, held}) as to_json
+-- writes it, by one format: to_json's check of the table and cjson's walk of it were a
+-- quarter of a grant's Lua. %d writes whole numbers below 10^18 as to_json does (-0 as
+-- "0"); anything else takes to_json's way.
+local function balance_json(tx, participant, points, available, held)
+  if points % 1 == 0 and available % 1 == 0 and held % 1 == 0 and points < 1e18 and points > -1e18
+      and available < 1e18 and available > -1e18 and held < 1e18 and held > -1e18
+      and type(tx) == "string" and type(participant) == "string" then
+    return string.format('{"ok":true,"tx":%s,"participant":%s,"points":%d,"available":%d,"held":%d}',
+      cjson.encode(tx), cjson.encode(participant), points, available, held)
+  end
+  return to_json({ok = true, tx = tx, participant = participant, points = points, available = available, held = held})
+end
+
+-- balance_json's reply with the wallet's balances read now, after the writes.
+local function balance_reply(wallet, tx, participant, points)
   local v = redis.call("HMGET", wallet, "available", "held")
-  return {ok = true, tx = tx, participant = participant, points = points,
-    available = tonumber(v[1] or "0"), held = tonumber(v[2] or "0")}
+  return balance_json(tx, participant, points, tonumber(v[1] or "0"), tonumber(v[2] or "0"))
 end
 
 -- The leaderboards' section of a call whose marker is keys[k] and its lifetime argv[a], or nil.

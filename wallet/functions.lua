@@ -156,15 +156,26 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     if lot.releases_at ~= "" then result.releases_at = tonumber(lot.releases_at) end
     reply = idem_store(idem, fp, ttl, result)
   else
-    -- Points a returned sale left owing are paid first, back to the budget (owed_credit).
-    local paid, legs = owed_credit(acct, wallet, tonumber(w[7] or "0"), points)
-    -- One write for both fields, from the values read above (exact: checked within bounds).
-    redis.call("HSET", wallet, "available", int_s(available + points - paid), "earned", int_s(earned + points))
-    journal(stream, tx, kind, participant, points - paid, ref, with_paid(meta, paid), legs, now, points, 0)
-    -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
-    local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[5] or "0"))
-    if paid > 0 then result.owed_paid = paid end
-    reply = idem_store(idem, fp, ttl, result)
+    local owed = tonumber(w[7] or "0")
+    if owed > 0 then
+      -- Points a returned sale left owing are paid first, back to the budget (owed_credit).
+      local paid, legs = owed_credit(acct, wallet, owed, points)
+      -- One write for both fields, from the values read above (exact: checked within bounds).
+      redis.call("HSET", wallet, "available", int_s(available + points - paid), "earned", int_s(earned + points))
+      journal(stream, tx, kind, participant, points - paid, ref, with_paid(meta, paid), legs, now, points, 0)
+      -- Exact: both terms are integers and the sum stays within 2^53 - 1 (checked above).
+      local result = known_balance_result(tx, participant, points, available + points - paid, tonumber(w[5] or "0"))
+      if paid > 0 then result.owed_paid = paid end
+      reply = idem_store(idem, fp, ttl, result)
+    else
+      -- Nothing owed (nearly always): owed_credit's one leg and the plain reply, each written
+      -- by one format.
+      redis.call("HSET", wallet, "available", int_s(available + points), "earned", int_s(earned + points))
+      journal_encoded(stream, tx, kind, participant, points, ref, meta,
+        one_leg_json("budget", wallet_account(wallet, "available"), points), now, points, 0)
+      reply = idem_record(idem, fp, ttl,
+        balance_json(tx, participant, points, available + points, tonumber(w[5] or "0")))
+    end
   end
   -- After the record: were a board's key ever of the wrong type, the error would leave the
   -- grant applied and recorded (a retry replays it), never applied twice.
@@ -279,10 +290,9 @@ register_gateable("rw_deduct", function(keys, argv)
   end
   hincrby(wallet, "available", -points)
   hincrby(acct, "budget", points)
-  journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
-    {{wallet_account(wallet, "available"), "budget", points}}, argv[9])
-  return idem_store(idem, fp, ttl,
-    known_balance_result(tx, participant, points, available - points, tonumber(w[3] or "0")))
+  journal_encoded(stream, tx, argv[6], participant, -points, argv[7], argv[8],
+    one_leg_json(wallet_account(wallet, "available"), "budget", points), argv[9])
+  return idem_record(idem, fp, ttl, balance_json(tx, participant, points, available - points, tonumber(w[3] or "0")))
 end)
 
 --[[ rw_hold: available -> held, recorded under a hold id (the order it pays for).
@@ -308,7 +318,7 @@ redis.register_function("rw_hold", function(keys, argv)
     "reference", argv[7])
   journal(stream, tx, argv[6], participant, -points, argv[7], argv[8],
     {{wallet_account(wallet, "available"), wallet_account(wallet, "held"), points}}, argv[9])
-  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+  return idem_record(idem, fp, ttl, balance_reply(wallet, tx, participant, points))
 end)
 
 -- Checks a hold can be resolved; answers (hold points, nil) or (nil, failure).
@@ -361,7 +371,7 @@ redis.register_function("rw_capture", function(keys, argv)
   redis.call("HSET", hold, "state", "captured", "captured", int_s(points))
   redis.call("HDEL", hold, "meta")  -- what its order was made of (rw_partner_hold): written by now
   journal(stream, tx, argv[6], participant, rest, argv[7], argv[8], legs, argv[9], 0, points)
-  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, points))
+  return idem_record(idem, fp, ttl, balance_reply(wallet, tx, participant, points))
 end)
 
 --[[ rw_void: held -> available; the hold's points come back.
@@ -383,7 +393,7 @@ redis.register_function("rw_void", function(keys, argv)
   redis.call("HDEL", hold, "meta")
   journal(stream, tx, argv[5], participant, held, argv[6], argv[7],
     {{wallet_account(wallet, "held"), wallet_account(wallet, "available"), held}}, argv[8])
-  return idem_store(idem, fp, ttl, balance_result(wallet, tx, participant, held))
+  return idem_record(idem, fp, ttl, balance_reply(wallet, tx, participant, held))
 end)
 
 --[[ rw_transfer: a general multi-leg transaction between program accounts and wallets.

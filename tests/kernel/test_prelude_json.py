@@ -80,3 +80,57 @@ def test_legs_that_are_not_two_names_and_points_fall_back_to_the_field_by_field_
         "return {legs_json(legs), to_json_each(legs)}"
     fast, each = valkey.eval(odd, 0)
     assert fast == each == b'[["budget","available:pt_1",0],["a",7,1],["a","b",1,"c"]]'
+
+
+ONE_LEG_SCRIPT = PRELUDE + """
+local points = cjson.decode(ARGV[3])
+return {one_leg_json(ARGV[1], ARGV[2], points), to_json_each({{ARGV[1], ARGV[2], points}})}
+"""
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=st.text(max_size=30), target=st.text(max_size=30), points=integers)
+def test_a_single_leg_is_written_as_the_field_by_field_writer_writes(valkey: redis.Redis, source: str, target: str,
+                                                                      points: int) -> None:
+    fast, each = valkey.eval(ONE_LEG_SCRIPT, 0, source, target, json.dumps(points))
+    assert fast == each
+    assert json.loads(fast) == [[source, target, points]]
+
+
+def test_a_single_leg_of_odd_points_falls_back_to_the_field_by_field_writer(valkey: redis.Redis) -> None:
+    for points in ("-0", "0.5", "1e300"):
+        fast, each = valkey.eval(ONE_LEG_SCRIPT, 0, "budget", "available:pt_1", points)
+        assert fast == each, points
+    fast, _ = valkey.eval(ONE_LEG_SCRIPT, 0, "budget", "available:pt_1", "-0")
+    assert fast == b'[["budget","available:pt_1",0]]'
+
+
+BALANCE_SCRIPT = PRELUDE + """
+local n = cjson.decode(ARGV[3])
+local table_form = {ok = true, tx = ARGV[1], participant = ARGV[2], points = n[1], available = n[2], held = n[3]}
+return {balance_json(ARGV[1], ARGV[2], n[1], n[2], n[3]), to_json_each(table_form)}
+"""
+
+
+def balance_texts(valkey: redis.Redis, tx: str, participant: str, numbers: str) -> tuple[bytes, bytes]:
+    fast, each = valkey.eval(BALANCE_SCRIPT, 0, tx, participant, numbers)
+    return fast, each
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tx=st.text(max_size=24), participant=st.text(max_size=24), points=integers, available=integers, held=integers)
+def test_a_balance_reply_says_what_the_field_by_field_writer_says(valkey: redis.Redis, tx: str, participant: str,
+                                                                  points: int, available: int, held: int) -> None:
+    fast, each = balance_texts(valkey, tx, participant, json.dumps([points, available, held]))
+    assert json.loads(fast) == json.loads(each) == {"ok": True, "tx": tx, "participant": participant,
+                                                    "points": points, "available": available, "held": held}
+    # Every number written out digit for digit as the field-by-field writer writes it
+    for number in (points, available, held):
+        assert f":{number}".encode() in fast and f":{number}".encode() in each
+
+
+def test_a_balance_reply_of_odd_numbers_takes_the_field_by_field_writer(valkey: redis.Redis) -> None:
+    fast, each = balance_texts(valkey, "tx_1", "pt_1", "[1, 2.5, 0]")
+    assert fast == each and json.loads(fast)["available"] == 2.5
+    fast, _ = balance_texts(valkey, "tx_1", "pt_1", "[1, -0, 0]")
+    assert json.loads(fast)["available"] == 0 and b"-0" not in fast
