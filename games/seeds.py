@@ -2,11 +2,11 @@
 the participant may change, and a nonce.
 
 The pair in use lives in one Redis hash (the spin reads and advances it atomically) and in
-SQL. Until the pair is rotated its server seed is sealed (Fernet, the settings' key) in
-both: Lua never needs it, and only Python opens it to compute a spin's words, so reading
-Redis or the database tells a local process nothing about coming spins. Rotation reveals
-the seed in clear, with the nonce it reached, so every earlier spin can be recomputed.
-Changing the client seed rotates the pair too.
+SQL. Until the pair is rotated its server seed is sealed (fulfillment/sealing.py, the
+settings' key) in both: Lua never needs it, and only Python opens it to compute a spin's
+words, so reading Redis or the database tells a local process nothing about coming spins.
+Rotation reveals the seed in clear, with the nonce it reached, so every earlier spin can
+be recomputed. Changing the client seed rotates the pair too.
 
 A new pair replaces the old one in one atomic step (`rw_seed_swap`, games/seeds.lua), so
 concurrent rotations and spins leave exactly one pair in use, and each retired pair is

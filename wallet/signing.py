@@ -3,7 +3,7 @@
 Made the first time a program needs one (its first checkpoint, statement or published
 list) and kept for good: a checkpoint signed years ago still verifies with the key the
 program publishes. The private key is sealed at rest the way every secret of the project
-is (Fernet with the settings' encryption key, fulfillment/sealing.py; the caller hands its
+is (with the settings' encryption key, fulfillment/sealing.py; the caller hands its
 sealer in, so this package imports nothing of fulfillment's); the public key and its id
 (the first 16 hex digits of its SHA-256) are public.
 

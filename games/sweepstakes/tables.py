@@ -14,7 +14,7 @@ class Sweepstakes(Table, tablename="sweepstakes"):
     status = Varchar(length=20, default="open")  # open | closed | drawn
     spec = Text()  # the design as created (JSON): costs, maximum, winners, prizes, dates, rules
     server_seed_hash = Varchar(length=64)
-    server_seed = Text()  # sealed (Fernet) until the draw publishes it in the proof
+    server_seed = Text()  # sealed (fulfillment/sealing.py) until the draw publishes it in the proof
     public_id_key = Text()  # sealed: the HMAC key of participants' public ids in the entries file
     committed_at = Timestamptz()
     closes_at = Timestamptz()
