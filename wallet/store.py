@@ -62,6 +62,12 @@ class Boards(msgspec.Struct, frozen=True):
 
 NO_BOARDS = Boards()
 
+# Grants and awards a batch call carries. One call is atomic, so Valkey runs nothing else
+# meanwhile: a call of 100 awards (each with its cap, sale record and leaderboards) held it
+# 14-22 ms, and every spin and wallet read of the moment waited behind it. 25 to a call
+# keeps that under about 5 ms; the calls go one after another.
+CALL_BATCH = 25
+
 
 class GrantSpec(msgspec.Struct, frozen=True):
     idem: Idem
@@ -203,8 +209,14 @@ class WalletStore(FunctionStore):
         return _decode_outcome(await self.fcall("rw_grant", key_list, args))
 
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
-        """Independent grants in one call, each with its own record and the leaderboards it
-        moves (counted only when that grant applied)."""
+        """Independent grants, each with its own record and the leaderboards it moves (counted
+        only when that grant applied), CALL_BATCH to a call, one call after another."""
+        outcomes: list[Outcome] = []
+        for start in range(0, len(specs), CALL_BATCH):
+            outcomes += await self._grant_batch(program_id, specs[start:start + CALL_BATCH])
+        return outcomes
+
+    async def _grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]
         for spec in specs:
@@ -218,6 +230,12 @@ class WalletStore(FunctionStore):
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         """Grants for earning rules: like grant_batch, with an atomic per-period cap each and
         the leaderboards each moves."""
+        outcomes: list[Outcome] = []
+        for start in range(0, len(specs), CALL_BATCH):
+            outcomes += await self._award_batch(program_id, specs[start:start + CALL_BATCH])
+        return outcomes
+
+    async def _award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id),
                     keys.due_lots(program_id)]
         args: list[Any] = [self.ttl, self._now_ms()]

@@ -137,6 +137,25 @@ async def test_a_batch_applies_each_grant_once_even_when_sent_again(wallet_store
     assert sum(b["available"] for b in balances if b) == 150
 
 
+async def test_a_batch_larger_than_one_call_answers_each_grant_in_its_place(wallet_store: WalletStore) -> None:
+    from wallet.store import CALL_BATCH, GrantSpec
+
+    program = random_ref("prg")
+    people = [f"p{i}" for i in range(CALL_BATCH * 2 + 10)]
+    ghost = CALL_BATCH + 3  # not enrolled: refused in the second call, the others applied
+    await enrol(wallet_store, program, *(p for i, p in enumerate(people) if i != ghost))
+    specs = [GrantSpec(idem=Idem(key=kernel_keys.idempotency(program, "b", p), fingerprint="f"), tx=random_ref("tx"),
+                       participant_id=p, points=i + 1) for i, p in enumerate(people)]
+    outcomes = await wallet_store.grant_batch(program, specs)
+    assert len(outcomes) == len(people)
+    for i, (spec, outcome) in enumerate(zip(specs, outcomes)):
+        if i == ghost:
+            assert not outcome.ok and outcome.code == "not_found"
+        else:
+            assert outcome.ok and (outcome.participant, outcome.points, outcome.available) == (spec.participant_id, i + 1, i + 1)
+    assert (await wallet_store.program_accounts(program))["budget"] == -sum(i + 1 for i in range(len(people)) if i != ghost)
+
+
 async def test_journal_projects_once_and_reconciles(wallet_store: WalletStore) -> None:
     program = random_ref("prg")
     await enrol(wallet_store, program, "ann", "bob")
