@@ -295,10 +295,6 @@ async def evaluate(
     for start in range(0, len(grants), 500):
         outcomes += await store.award_batch(program.id, grants[start:start + 500])
     suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
-    if suspended is not None:
-        # Nothing recorded as evaluated: the activities (stored) earn when re-sent after
-        # the program is reactivated; awards already made replay from their records.
-        raise_for(suspended)
 
     now = datetime.now(timezone.utc)
     results: dict[str, list[AwardView]] = {a.id: [] for a in everything}
@@ -307,6 +303,8 @@ async def evaluate(
     rows: list[tuple[Any, ...]] = []
     feed: list[FeedEntry] = []
     for (activity, rule, participant_id, planned), outcome in zip(context, outcomes):
+        if outcome.code == "program_suspended":
+            continue  # evaluated again when the batch is sent again (below)
         name = _outcome_name(outcome, planned)
         points = (outcome.points or 0) if outcome.ok else 0
         lot = outcome.lot if points else None
@@ -338,6 +336,12 @@ async def evaluate(
         await run_statement(Award._meta.db, Statement(_upsert_awards(len(chunk)),
                                                       tuple(value for row in chunk for value in row)))
     await publish(program.id, feed)
+    if suspended is not None:
+        # The program was suspended during the batch (its awards go to Redis 25 to a call):
+        # what was paid before has its rows and feed lines above, and nothing is recorded as
+        # evaluated, so the activities (stored) earn the rest when re-sent after the program
+        # is reactivated; the awards already made replay from their records.
+        raise_for(suspended)
     await mark_evaluated([a.id for a in everything])
     return results
 

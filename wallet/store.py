@@ -1,14 +1,15 @@
 """The ledger's Redis operations (wallet/functions.lua, a part of the one function library
 that kernel/redis_functions.py loads and calls).
 
-Every method is one FCALL (one round trip, one atomic step). Answers come back as
+Every method is one FCALL (one round trip, one atomic step), but a batch of grants or awards,
+which goes CALL_BATCH to a call. Answers come back as
 `Outcome`s; turning a failed outcome into a domain error is `wallet/accounts.py`'s job.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -67,6 +68,20 @@ NO_BOARDS = Boards()
 # 14-22 ms, and every spin and wallet read of the moment waited behind it. 25 to a call
 # keeps that under about 5 ms; the calls go one after another.
 CALL_BATCH = 25
+
+
+async def _in_calls(specs: list[GrantSpec],
+                    call: Callable[[list[GrantSpec]], Awaitable[list[Outcome]]]) -> list[Outcome]:
+    """`call` on CALL_BATCH specs at a time, one call after another. Once a call finds the
+    program suspended, the rest are answered as it would answer them, without a call: so a
+    suspension during a batch leaves what was applied before it, and nothing after."""
+    outcomes: list[Outcome] = []
+    for start in range(0, len(specs), CALL_BATCH):
+        outcomes += await call(specs[start:start + CALL_BATCH])
+        suspended = next((o for o in outcomes[start:] if o.code == "program_suspended"), None)
+        if suspended is not None:
+            return outcomes + [suspended] * (len(specs) - len(outcomes))
+    return outcomes
 
 
 class GrantSpec(msgspec.Struct, frozen=True):
@@ -211,10 +226,7 @@ class WalletStore(FunctionStore):
     async def grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         """Independent grants, each with its own record and the leaderboards it moves (counted
         only when that grant applied), CALL_BATCH to a call, one call after another."""
-        outcomes: list[Outcome] = []
-        for start in range(0, len(specs), CALL_BATCH):
-            outcomes += await self._grant_batch(program_id, specs[start:start + CALL_BATCH])
-        return outcomes
+        return await _in_calls(specs, lambda chunk: self._grant_batch(program_id, chunk))
 
     async def _grant_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id)]
@@ -230,10 +242,7 @@ class WalletStore(FunctionStore):
     async def award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         """Grants for earning rules: like grant_batch, with an atomic per-period cap each and
         the leaderboards each moves."""
-        outcomes: list[Outcome] = []
-        for start in range(0, len(specs), CALL_BATCH):
-            outcomes += await self._award_batch(program_id, specs[start:start + CALL_BATCH])
-        return outcomes
+        return await _in_calls(specs, lambda chunk: self._award_batch(program_id, chunk))
 
     async def _award_batch(self, program_id: str, specs: list[GrantSpec]) -> list[Outcome]:
         key_list = [keys.journal(program_id), keys.accounts(program_id), keys.config(program_id),

@@ -125,9 +125,11 @@ async def deduct(request: Request[Any, Any, Any], data: PointsRequest, idem: Ide
 
 @post("/v1/points/grants/batch", guards=[admin_only], dependencies=IDEMPOTENT, operation_id="grantPointsBatch",
       summary="Grant points in bulk",
-      description="Up to 1,000 grants applied in one round trip to Redis. Each grant carries its own "
+      description="Up to 1,000 grants, applied 25 to a Redis call. Each grant carries its own "
                   "`idempotency_id`: a grant already applied (in this or an earlier batch) is replayed, not "
-                  "applied again. Each item answers on its own; one failure does not stop the others. The "
+                  "applied again. Each item answers on its own; one failure does not stop the others. A program "
+                  "suspended before the batch refuses it whole (409 `program_suspended`); suspended during it, "
+                  "the grants applied before stay and the rest answer 409 as items. The "
                   "request's own `Idempotency-Key` replays the whole first answer with `Idempotent-Replayed: true`; "
                   "the same key with another body answers 422 `idempotency_key_reused`. Each grant that applies "
                   "scores the program's points leaderboards in the same call.",
@@ -161,7 +163,9 @@ async def _apply_batch(wallets: WalletStore, principal: Principal, program_id: s
         ))
     outcomes = await wallets.grant_batch(program_id, specs)
     suspended = next((o for o in outcomes if o.code == "program_suspended"), None)
-    if suspended is not None:  # one atomic call: every new grant of the batch was refused
+    if suspended is not None and not any(o.ok and not o.replayed for o in outcomes):
+        # Nothing new applied: the batch as a whole is refused (the key is free again). A
+        # suspension during the batch (its grants go 25 to a call) answers item by item.
         accounts.raise_for(suspended)
     items = []
     for g, outcome in zip(data.grants, outcomes):

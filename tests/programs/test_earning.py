@@ -369,3 +369,43 @@ async def test_tenure_counts_from_the_enrolment_date_given_on_create_update_and_
                                                        promoted["external_id"], "rep-imported")])
     earned = [sum(a["points"] for a in item.get("awards", [])) for item in report["items"]]
     assert earned == [100, 0, 100, 100]
+
+
+async def test_a_program_suspended_during_a_crm_batch_keeps_the_rows_of_what_it_paid_and_pays_the_rest_once(
+        client, redis) -> None:  # type: ignore[no-untyped-def]
+    from kernel.errors import ProgramSuspended
+    from programs.activities import ActivityIn
+    from programs.awards import run_activities
+    from programs.tables import Activity, Award
+    from wallet.store import CALL_BATCH, WalletStore
+
+    class SuspendedAfterTheFirstCall(WalletStore):
+        """The operator suspends the program while the batch's first awards are paid."""
+
+        async def _award_batch(self, program_id, specs):  # type: ignore[no-untyped-def]
+            answered = await super()._award_batch(program_id, specs)
+            await self.set_program_config(program_id, suspended="1")
+            return answered
+
+    program = await new_program(client)
+    jill = await seller(client, program)
+    await rule(client, program, activity_type="sale",
+               award={"type": "per_unit", "attribute": "amount", "unit": 100, "points_per_unit": 1})
+    events = [event("sale", jill["external_id"], T0 + timedelta(minutes=i), ext=f"INV-{i}", amount=100)
+              for i in range(CALL_BATCH * 2)]
+    batch = [ActivityIn(external_id=e["external_id"], type="sale", participant_external_id=e["participant_external_id"],
+                        occurred_at=T0 + timedelta(minutes=i), attributes=e["attributes"]) for i, e in enumerate(events)]
+    with pytest.raises(ProgramSuspended):
+        await run_activities(SuspendedAfterTheFirstCall(redis), program.id, batch)
+    # The first call's awards were paid: their rows are there for a return to read.
+    paid = await Award.select(Award.activity_id, Award.points).where(Award.program_id == program.id).run()
+    assert len(paid) == CALL_BATCH and all(row["points"] == 1 for row in paid)
+    assert await balance(client, program, jill["id"]) == CALL_BATCH
+    assert await Activity.count().where((Activity.program_id == program.id) & Activity.evaluated_at.is_null()) \
+        == CALL_BATCH * 2
+    # Reactivated, the same batch sent again pays the rest, and nothing twice.
+    await WalletStore(redis).set_program_config(program.id, suspended="0")
+    again = await send(client, program, *events)
+    assert again["duplicates"] == CALL_BATCH * 2
+    assert await balance(client, program, jill["id"]) == CALL_BATCH * 2
+    assert await Award.count().where(Award.program_id == program.id) == CALL_BATCH * 2

@@ -156,6 +156,37 @@ async def test_a_batch_larger_than_one_call_answers_each_grant_in_its_place(wall
     assert (await wallet_store.program_accounts(program))["budget"] == -sum(i + 1 for i in range(len(people)) if i != ghost)
 
 
+async def test_a_program_suspended_during_a_batch_keeps_what_was_applied_before_and_applies_nothing_after(
+        wallet_store: WalletStore) -> None:
+    from wallet.store import CALL_BATCH, GrantSpec, Outcome, _in_calls
+
+    program = random_ref("prg")
+    people = [f"p{i}" for i in range(CALL_BATCH * 3)]
+    await enrol(wallet_store, program, *people)
+    specs = [GrantSpec(idem=Idem(key=kernel_keys.idempotency(program, "b", p), fingerprint="f"), tx=random_ref("tx"),
+                       participant_id=p, points=2) for p in people]
+    calls = 0
+
+    async def the_operator_suspends_after_the_first_call(chunk: list[GrantSpec]) -> list[Outcome]:
+        nonlocal calls
+        calls += 1
+        answered = await wallet_store._grant_batch(program, chunk)
+        await wallet_store.set_program_config(program, suspended="1")
+        return answered
+
+    outcomes = await _in_calls(specs, the_operator_suspends_after_the_first_call)
+    assert calls == 2  # the second call found the suspension; the third was never made
+    assert all(o.ok for o in outcomes[:CALL_BATCH])
+    assert all(o.code == "program_suspended" for o in outcomes[CALL_BATCH:])
+    balances = [(await wallet_store.balance(program, p) or {}).get("available", 0) for p in people]
+    assert balances == [2] * CALL_BATCH + [0] * (2 * CALL_BATCH)
+    # Reactivated, the same batch applies the rest and replays the first call's grants.
+    await wallet_store.set_program_config(program, suspended="0")
+    again = await wallet_store.grant_batch(program, specs)
+    assert [bool(o.replayed) for o in again] == [True] * CALL_BATCH + [False] * (2 * CALL_BATCH)
+    assert all(o.ok for o in again)
+
+
 async def test_journal_projects_once_and_reconciles(wallet_store: WalletStore) -> None:
     program = random_ref("prg")
     await enrol(wallet_store, program, "ann", "bob")
