@@ -1,7 +1,7 @@
 """What opening and sealing a secret costs (fulfillment/sealing.py), against Fernet, in one run.
 
 A code-pool redemption opens its card's sealed credentials to answer them, and an upload seals
-every code it takes. This build seals with AES-256-GCM (`s2.` tokens) and still opens the
+every code it takes. This build seals with AES-256-GCM-SIV (`s2.` tokens) and still opens the
 Fernet tokens earlier builds wrote. For gift-card-shaped credentials (a code, a PIN, a URL),
 alternated over `--rounds`:
 

@@ -2,11 +2,13 @@
 seeds), sealed with the settings' key (`RW_ENCRYPTION_KEY`, a Fernet key).
 
 One format is written and two are read:
-- `s2.` and the URL-safe base64 of a random 12-byte nonce, then AES-256-GCM's ciphertext and
-  tag, under a key derived once from the settings' key (HKDF-SHA256). Written because
-  opening a Fernet token cost 60-110 us of CPU on this project's machines (a new HMAC and
-  cipher context each), 4-8% of a code-pool redemption's API CPU; an `s2.` token opens in
-  about 10 (bench/sealing.py).
+- `s2.` and the URL-safe base64 of a random 12-byte nonce, then AES-256-GCM-SIV's ciphertext
+  and tag (RFC 8452), under a key derived once from the settings' key (HKDF-SHA256). Written
+  because opening a Fernet token cost 27-110 us of CPU on this project's machines (a new HMAC
+  and cipher context each; up to 8% of a code-pool redemption's API CPU), an `s2.` token 4-6
+  times less (bench/sealing.py). GCM-SIV, not GCM: every refresh seals its successor token, and
+  with random nonces GCM asks a key to seal fewer than 2^32 values, which a large deployment
+  could reach; a repeated nonce under GCM-SIV gives away only that two values were equal.
 - a Fernet token, as earlier builds wrote (they begin `gAAAAA`): still opened, never written.
 
 A token sealed under another key, or changed, does not open (ValueError).
@@ -23,13 +25,13 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 PREFIX = "s2."
 _NONCE = 12
 # Names what the derived key is for, so no other use of the settings' key can share it.
-_INFO = b"reward-wallet sealing s2: AES-256-GCM"
+_INFO = b"reward-wallet sealing s2: AES-256-GCM-SIV"
 
 
 def _derived_key(fernet_key: str) -> bytes:
@@ -40,7 +42,7 @@ def _derived_key(fernet_key: str) -> bytes:
 class Sealer:
     def __init__(self, key: str) -> None:
         self._fernet = Fernet(key.encode())  # also checks the key: 32 URL-safe base64 bytes
-        self._aead = AESGCM(_derived_key(key))
+        self._aead = AESGCMSIV(_derived_key(key))
 
     def seal(self, value: Any) -> str:
         nonce = os.urandom(_NONCE)

@@ -1,4 +1,4 @@
-"""Secrets at rest are sealed with AES-256-GCM under a key derived from the settings' key, and
+"""Secrets at rest are sealed with AES-256-GCM-SIV under a key derived from the settings' key, and
 what earlier builds sealed with Fernet still opens: a gift card uploaded before the change is
 handed out readable after it. Nothing sealed under another key, or changed, opens."""
 
@@ -29,12 +29,15 @@ json_values = st.recursive(
 
 @hypothesis_settings(max_examples=200, deadline=None)
 @given(value=json_values)
-def test_what_is_sealed_opens_to_the_same_value_and_shows_none_of_it(value: Any) -> None:
+def test_what_is_sealed_opens_to_the_same_value(value: Any) -> None:
     token = SEALER.seal(value)
     assert token.startswith(PREFIX)
     assert SEALER.open(token) == value
-    if isinstance(value, str) and len(value) >= 4:
-        assert value not in token
+
+
+def test_a_sealed_card_shows_none_of_its_code() -> None:
+    token = SEALER.seal({"code": "GIFT CARD 4821 7730", "pin": "PIN 0420"})
+    assert "GIFT" not in token and "4821" not in token and "0420" not in token and "code" not in token
 
 
 def test_a_card_code_sealed_twice_reads_differently_each_time() -> None:
