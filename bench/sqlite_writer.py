@@ -41,6 +41,16 @@ SCHEMA = [
 CONCURRENCY = 64
 
 
+def redemption_chain(n: int) -> tuple[Statement, list[Statement]]:
+    """Redemption `n`'s write chain on SCHEMA's tables: code `c{n}` bound, its order, its feed line."""
+    return Statement("UPDATE codes SET order_id = {}, used_at = 'now' WHERE id = {} AND order_id IS NULL "
+                     "RETURNING id, secret", (f"o{n}", f"c{n}")), [
+        Statement("INSERT INTO orders VALUES ({}, 'p', {}, 'fulfilled', "
+                  "(SELECT secret FROM codes WHERE id = {}), 'now')", (f"o{n}", f"u{n % 128}", f"c{n}")),
+        Statement("INSERT INTO feed VALUES ({}, {}, 'p', {}, 'Your card is ready')",
+                  (f"f{n}", f"k{n}", f"u{n % 128}"))]
+
+
 def busy(stop: threading.Event) -> None:
     """Python work with a tiny blocking call now and then, as an event loop's thread under load."""
     a, b = socket.socketpair()
@@ -61,13 +71,7 @@ async def chains(path: Path, writer: str, seconds: float, start: int) -> int:
         nonlocal done
         n = start + client
         while time.monotonic() < deadline:
-            rows = await write_chain(engine, Statement(
-                "UPDATE codes SET order_id = {}, used_at = 'now' WHERE id = {} AND order_id IS NULL "
-                "RETURNING id, secret", (f"o{n}", f"c{n}")), [
-                Statement("INSERT INTO orders VALUES ({}, 'p', {}, 'fulfilled', "
-                          "(SELECT secret FROM codes WHERE id = {}), 'now')", (f"o{n}", f"u{n % 128}", f"c{n}")),
-                Statement("INSERT INTO feed VALUES ({}, {}, 'p', {}, 'Your card is ready')",
-                          (f"f{n}", f"k{n}", f"u{n % 128}"))])
+            rows = await write_chain(engine, *redemption_chain(n))
             assert rows, n
             done += 1
             n += CONCURRENCY

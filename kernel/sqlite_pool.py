@@ -132,11 +132,18 @@ async def write_chain(engine: Any, first: Any, then: Sequence[Any] = (), journal
     writer; elsewhere (or inside another transaction) awaited statement by statement in
     `writing(engine)`. `journalled`: rows the Redis journal holds until its projector has seen
     them in SQL, which the writer process may commit without an fsync of their own
-    (kernel/sqlite_writer.py, JOURNALLED) when Redis syncs every write (`trust_journal`);
-    everywhere else they are written as any chain."""
+    (kernel/sqlite_writer.py, JOURNALLED) when Redis syncs every write (`trust_journal`),
+    and Postgres likewise (`synchronous_commit = off` for that transaction alone: its WAL too
+    is flushed in order, so the projector's own synced commit after it read the rows flushes
+    them, the argument JOURNALLED gives); inside another transaction they are written as any
+    chain."""
+    relaxed = journalled and _journal_synced
     if on_writer_thread(engine):
-        return await engine.write_chain(first, then, journalled and _journal_synced)
+        return await engine.write_chain(first, then, relaxed)
+    outer = engine.current_transaction.get() is not None
     async with writing(engine):
+        if relaxed and not outer and getattr(engine, "engine_type", "") == "postgres":
+            await engine.run_querystring(QueryString("SET LOCAL synchronous_commit = off"))
         rows = await _run(engine, first)
         if rows:
             for query in then:

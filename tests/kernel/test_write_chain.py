@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from piccolo.columns import Integer, Varchar
+from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from kernel.ids import new_id
@@ -447,6 +448,39 @@ async def test_journalled_chains_alone_commit_without_a_sync_and_any_other_chain
     monkeypatch.setattr(sqlite_pool, "_journal_synced", False)
     assert await _synced(engine, lines[7], journalled=True) == 2
     assert await _statuses(*lines) == ["line"] * 8
+
+
+async def _commit_level(engine: Any, line: str, journalled: bool) -> str:
+    """A chain that reads Postgres's `synchronous_commit` inside its transaction, then writes
+    `line`: answers the level its COMMIT runs at ("off": no wait for the WAL's flush)."""
+    rows = await write_chain(engine, Statement("SELECT current_setting('synchronous_commit') AS level", ()),
+                             [ChainProbe.insert(ChainProbe(id=line, status="line", n=1))], journalled=journalled)
+    return str(rows[0]["level"])
+
+
+async def test_journalled_chains_on_postgres_commit_without_waiting_for_the_flush(
+        probe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rows on Postgres commit with `synchronous_commit = off`, for their own
+    transaction alone, while Redis syncs every write; every other chain, a journalled one
+    inside a transaction of its caller's, and every chain with a Redis that does not sync
+    every write, keep the server's setting."""
+    from kernel import sqlite_pool
+
+    engine = ChainProbe._meta.db
+    if getattr(engine, "engine_type", "") != "postgres":
+        pytest.skip("Postgres's synchronous_commit (SQLite's JOURNALLED: above)")
+    monkeypatch.setattr(sqlite_pool, "_journal_synced", True)
+    lines = [new_id("probe") for _ in range(5)]
+    assert await _commit_level(engine, lines[0], journalled=True) == "off"
+    assert await _commit_level(engine, lines[1], journalled=False) == "on"
+    assert await _commit_level(engine, lines[2], journalled=True) == "off"
+    async with writing(engine):
+        assert await _commit_level(engine, lines[3], journalled=True) == "on"
+    assert (await engine.run_querystring(QueryString("SELECT current_setting('synchronous_commit') AS level")))[0][
+        "level"] == "on"  # SET LOCAL: the connection goes back to its pool as it was
+    monkeypatch.setattr(sqlite_pool, "_journal_synced", False)
+    assert await _commit_level(engine, lines[4], journalled=True) == "on"
+    assert await _statuses(*lines) == ["line"] * 5
 
 
 async def test_the_journal_is_trusted_only_on_a_redis_that_syncs_every_write(private_valkey: str) -> None:
