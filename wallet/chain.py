@@ -309,18 +309,19 @@ def _walk_page(rows: list[dict[str, Any]], expected: int, link: str, previous: s
 async def verify_chain(program_id: str) -> ChainReport:
     """Walks a program's chain from genesis, recomputing every link from the rows."""
     columns = [getattr(LedgerEntry, name) for name in ROW_COLUMNS]
-    head = await ChainHead.select(ChainHead.seq, ChainHead.link, ChainHead.stream_id).where(
-        ChainHead.program_id == program_id).first().run()
-    head_seq = int(head["seq"]) if head else 0
-    head_link = head["link"] if head else genesis(program_id)
-    expected, link, previous = 1, genesis(program_id), None
-    after = 0
-    problem: ChainProblem | None = None
-    page = await _page(columns, program_id, after)
-    while page and problem is None:
-        nxt = await _page(columns, program_id, int(page[-1]["seq"])) if len(page) == AUDIT_PAGE else []
-        expected, link, previous, problem = _walk_page(page, expected, link, previous, nxt[0] if nxt else None)
-        page = nxt
+    head_seq, head_link = await _head(program_id)
+    expected, link, previous, problem = await _walk_on(columns, program_id, 1, genesis(program_id), None)
+    # A link commits its rows and the head together, and this walk reads the head first, the
+    # rows after: rows past that head may be a link a live projector committed meanwhile. The
+    # head read again then stands where they end (or further: walked on); a head that did not
+    # move while rows lie past it is a problem, named below.
+    while problem is None and expected - 1 > head_seq:
+        moved = await _head(program_id)
+        if moved == (head_seq, head_link):
+            break
+        head_seq, head_link = moved
+        if head_seq > expected - 1:
+            expected, link, previous, problem = await _walk_on(columns, program_id, expected, link, previous)
     walked = expected - 1
     if problem is None and (walked != head_seq or link != head_link):
         if walked < head_seq:
@@ -343,6 +344,25 @@ async def verify_chain(program_id: str) -> ChainReport:
                 break
     return ChainReport(program_id=program_id, ok=problem is None, entries=walked, head_seq=head_seq,
                        head_link=head_link, unlinked=len(unlinked_rows), problem=problem)
+
+
+async def _head(program_id: str) -> tuple[int, str]:
+    """The program's chain head: its seq and link (genesis before the first link)."""
+    head = await ChainHead.select(ChainHead.seq, ChainHead.link).where(ChainHead.program_id == program_id).first().run()
+    return (int(head["seq"]), head["link"]) if head else (0, genesis(program_id))
+
+
+async def _walk_on(columns: list[Any], program_id: str, expected: int, link: str,
+                   previous: str | None) -> tuple[int, str, str | None, ChainProblem | None]:
+    """Walks the rows from seq `expected` on, page by page, after `link` and the stream id
+    `previous`; answers where the walk stopped, as `_walk_page` does."""
+    problem: ChainProblem | None = None
+    page = await _page(columns, program_id, expected - 1)
+    while page and problem is None:
+        nxt = await _page(columns, program_id, int(page[-1]["seq"])) if len(page) == AUDIT_PAGE else []
+        expected, link, previous, problem = _walk_page(page, expected, link, previous, nxt[0] if nxt else None)
+        page = nxt
+    return expected, link, previous, problem
 
 
 async def _page(columns: list[Any], program_id: str, after: int) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from tests.factories import (ProgramHandle, catalog_item, grant, launched_wheel, new_participant, new_program,
                              random_ref, redeem, shopper, spin, spinning_participant, wait_until)
 from wallet import accounts, keys
-from wallet.chain import genesis, next_link, restore_journal_floor, stream_order, verify_chain
+from wallet.chain import genesis, link_program, next_link, restore_journal_floor, stream_order, verify_chain
 from wallet.journal import GROUP, JournalProjector, parse_entry, write_batch
 from wallet.store import WalletStore
 from wallet.tables import ChainHead, LedgerEntry
@@ -308,3 +308,36 @@ async def test_a_running_projector_gathers_entries_arriving_one_by_one_into_few_
     elapsed = loop.time() - began
     assert (await fully_linked(program, 40)).ok
     assert passes <= elapsed / 0.25 + 2, (passes, elapsed)
+
+
+async def test_an_audit_during_a_link_holds_and_a_head_left_behind_the_rows_is_named(
+        wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wallet import chain
+
+    program = random_ref("prg")
+    taken = await taken_and_written(wallet_store, program, grants=4, taken=4)
+    client = wallet_store.client
+    await client.xack(keys.journal(program), GROUP, *[sid for sid, _ in taken])
+    await client.xdel(keys.journal(program), *[sid for sid, _ in taken])
+    assert (await verify_chain(program)).unlinked == 4
+    # A live projector links the four between the audit's read of the head and its read of the
+    # rows: the rows then end past the head it read, and the head read again holds them.
+    reads = chain._page
+
+    async def linked_meanwhile(columns: Any, program_id: str, after: int) -> list[dict[str, Any]]:
+        if after == 0:
+            assert await link_program(client, program_id) == 4
+        return await reads(columns, program_id, after)
+
+    monkeypatch.setattr(chain, "_page", linked_meanwhile)
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.head_seq, report.unlinked) == (True, 4, 4, 0), report
+    monkeypatch.setattr(chain, "_page", reads)
+    # A head that stays behind the rows (set back by hand to seq 2's) is a problem the audit names.
+    second = await row_at(program, 2)
+    await ChainHead.update({ChainHead.seq: 2, ChainHead.link: second["link"]}).where(
+        ChainHead.program_id == program).run()
+    report = await verify_chain(program)
+    assert not report.ok and report.problem is not None, report
+    assert (report.problem.problem, report.problem.seq) == ("head_mismatch", 2), report
+    assert report.problem.detail == "the chain head (seq 2) does not match the rows (which end at seq 4)"
