@@ -141,9 +141,11 @@ async def write_chain(engine: Any, first: Any, then: Sequence[Any] = (), journal
     if on_writer_thread(engine):
         return await engine.write_chain(first, then, relaxed)
     outer = engine.current_transaction.get() is not None
-    async with writing(engine):
+    async with writing(engine) as transaction:
         if relaxed and not outer and getattr(engine, "engine_type", "") == "postgres":
-            await engine.run_querystring(QueryString("SET LOCAL synchronous_commit = off"))
+            # A simple query on the transaction's connection: one round trip, not asyncpg's
+            # prepare and execute.
+            await transaction.connection.execute("SET LOCAL synchronous_commit = off")
         rows = await _run(engine, first)
         if rows:
             for query in then:

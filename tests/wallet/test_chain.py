@@ -14,11 +14,12 @@ import pytest
 from tests.factories import (ProgramHandle, catalog_item, grant, launched_wheel, new_participant, new_program,
                              random_ref, redeem, shopper, spin, spinning_participant, wait_until)
 from wallet import accounts, keys
-from wallet.chain import genesis, link_program, next_link, restore_journal_floor, stream_order, verify_chain
+from wallet.chain import genesis, link_below, link_program, next_link, restore_journal_floor, stream_order, verify_chain
 from wallet.journal import GROUP, JournalProjector, parse_entry, write_batch
 from wallet.store import WalletStore
 from wallet.tables import ChainHead, LedgerEntry
 from kernel.idempotency import Idem
+from kernel.replies import reply_text
 from kernel import keys as kernel_keys
 
 pytestmark = pytest.mark.sql
@@ -315,24 +316,37 @@ async def test_an_audit_during_a_link_holds_and_a_head_left_behind_the_rows_is_n
     from wallet import chain
 
     program = random_ref("prg")
-    taken = await taken_and_written(wallet_store, program, grants=4, taken=4)
+    taken = await taken_and_written(wallet_store, program, grants=6, taken=6)
     client = wallet_store.client
     await client.xack(keys.journal(program), GROUP, *[sid for sid, _ in taken])
     await client.xdel(keys.journal(program), *[sid for sid, _ in taken])
-    assert (await verify_chain(program)).unlinked == 4
-    # A live projector links the four between the audit's read of the head and its read of the
-    # rows: the rows then end past the head it read, and the head read again holds them.
-    reads = chain._page
+    assert (await verify_chain(program)).unlinked == 6
+    # A live projector links the first four between the audit's read of the head and its read
+    # of the rows, and the last two just before the audit reads the head again: the rows end
+    # past the head read first, the head read again is past the rows walked, the walk goes on.
+    reads, heads = chain._page, chain._head
+    fourth = stream_order(reply_text(taken[3][0]))
+    head_reads = 0
 
     async def linked_meanwhile(columns: Any, program_id: str, after: int) -> list[dict[str, Any]]:
         if after == 0:
-            assert await link_program(client, program_id) == 4
+            assert await link_below(program_id, fourth, True) == 4
         return await reads(columns, program_id, after)
 
+    async def linked_before_second_read(program_id: str) -> tuple[int, str]:
+        nonlocal head_reads
+        head_reads += 1
+        if head_reads == 2:
+            assert await link_program(client, program_id) == 2
+        return await heads(program_id)
+
     monkeypatch.setattr(chain, "_page", linked_meanwhile)
+    monkeypatch.setattr(chain, "_head", linked_before_second_read)
     report = await verify_chain(program)
-    assert (report.ok, report.entries, report.head_seq, report.unlinked) == (True, 4, 4, 0), report
+    assert (report.ok, report.entries, report.head_seq, report.unlinked) == (True, 6, 6, 0), report
+    assert head_reads == 2
     monkeypatch.setattr(chain, "_page", reads)
+    monkeypatch.setattr(chain, "_head", heads)
     # A head that stays behind the rows (set back by hand to seq 2's) is a problem the audit names.
     second = await row_at(program, 2)
     await ChainHead.update({ChainHead.seq: 2, ChainHead.link: second["link"]}).where(
@@ -340,4 +354,4 @@ async def test_an_audit_during_a_link_holds_and_a_head_left_behind_the_rows_is_n
     report = await verify_chain(program)
     assert not report.ok and report.problem is not None, report
     assert (report.problem.problem, report.problem.seq) == ("head_mismatch", 2), report
-    assert report.problem.detail == "the chain head (seq 2) does not match the rows (which end at seq 4)"
+    assert report.problem.detail == "the chain head (seq 2) does not match the rows (which end at seq 6)"
