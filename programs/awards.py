@@ -81,8 +81,10 @@ async def run_activities(wallets: WalletStore, program_id: str, batch: list[acti
     program = await get_program(program_id)
     fates, to_evaluate = await activities.store_batch(program_id, batch, source=source)
     awarded = await award(wallets, program, to_evaluate)
+    # A duplicate whose first evaluation never finished (a crash, a suspension midway) is
+    # evaluated by this call: its awards are listed too, and what they pay now is counted.
     items = [ActivityResult(external_id=f.external_id, status=f.status, activity_id=f.activity_id, reason=f.reason,
-                            awards=awarded.get(f.activity_id or "", []) if f.status == "new" else [])
+                            awards=awarded.get(f.activity_id or "", []) if f.needs_evaluation else [])
              for f in fates]
     return ActivityReport(
         received=len(items), new=sum(i.status == "new" for i in items),

@@ -25,7 +25,9 @@ IDEMPOTENT = {"idem": Provide(provide_idem)}
       opt={"audit": "none"},
       description="Up to 1,000 events from a CRM or partner system. `external_id` is unique per program, so a "
                   "re-sent batch changes nothing: each item answers `new`, `duplicate` or `rejected` (with the "
-                  "reason), and new ones the awards the earning rules gave. Built-in types: sale (amount in minor "
+                  "reason), and new ones the awards the earning rules gave; a duplicate whose first batch stopped "
+                  "before all its awards were paid is paid the rest and lists its awards too (`points_awarded` "
+                  "counts what this call paid). Built-in types: sale (amount in minor "
                   "units), training_completed (course), lead_received and lead_followed_up (lead_id), "
                   "deal_registered, demo_placed, custom; programs add their own.",
       tags=["earning"], status_code=200)

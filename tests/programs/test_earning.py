@@ -408,4 +408,9 @@ async def test_a_program_suspended_during_a_crm_batch_keeps_the_rows_of_what_it_
     again = await send(client, program, *events)
     assert again["duplicates"] == CALL_BATCH * 2
     assert await balance(client, program, jill["id"]) == CALL_BATCH * 2
+    # The report says what the resend paid: the second half's awards, listed on their items;
+    # the first half's awards listed as paid before.
+    assert again["points_awarded"] == CALL_BATCH
+    listed = [[(a["points"], a.get("already_awarded", False)) for a in item["awards"]] for item in again["items"]]
+    assert listed == [[(1, True)]] * CALL_BATCH + [[(1, False)]] * CALL_BATCH
     assert await Award.count().where(Award.program_id == program.id) == CALL_BATCH * 2
