@@ -22,9 +22,8 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import msgspec
-from piccolo.engine.postgres import PostgresEngine
 
-from kernel.sqlite_pool import on_writer_thread, write_job, writing
+from kernel.sqlite_pool import on_writer_thread, postgres, write_job, writing
 
 
 class Fetch(msgspec.Struct, frozen=True):
@@ -44,10 +43,6 @@ class ExecuteMany(msgspec.Struct, frozen=True):
 
 Step = Fetch | Execute | ExecuteMany
 Steps = Generator[Step, Any, Any]
-
-
-def postgres(engine: Any) -> bool:
-    return isinstance(engine, PostgresEngine)
 
 
 def marks(engine: Any, count: int) -> list[str]:

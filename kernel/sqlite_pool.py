@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, NamedTuple
 
 import aiosqlite
+from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 from piccolo.querystring import QueryString
 
@@ -85,6 +86,10 @@ def writing(engine: Any) -> Any:
     return engine.transaction()
 
 
+def postgres(engine: Any) -> bool:
+    return isinstance(engine, PostgresEngine)
+
+
 def on_writer_thread(engine: Any) -> bool:
     """Whether a write on `engine` can run in one hop on its writer's thread (`write_job`):
     the pooled SQLite engine, outside a transaction."""
@@ -109,6 +114,21 @@ class Statement(NamedTuple):
 
     sql: str
     args: tuple[Any, ...]
+
+
+def inserts(table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str,
+            per_statement: int) -> list[Statement]:
+    """Multi-row INSERT statements writing `rows` (tuples in `columns`' order) into `table`,
+    `per_statement` rows each, each ending with `conflict` (its ON CONFLICT clause): plain SQL
+    for many rows, where Piccolo's builder cost 0.1-0.5 ms of the event loop's time a row."""
+    return [Statement(_insert_sql(table, columns, len(chunk), conflict), tuple(value for row in chunk for value in row))
+            for chunk in (rows[start:start + per_statement] for start in range(0, len(rows), per_statement))]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], count: int, conflict: str) -> str:
+    line = "(" + ", ".join("{}" for _ in columns) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([line] * count)} {conflict}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -142,7 +162,7 @@ async def write_chain(engine: Any, first: Any, then: Sequence[Any] = (), journal
         return await engine.write_chain(first, then, relaxed)
     outer = engine.current_transaction.get() is not None
     async with writing(engine) as transaction:
-        if relaxed and not outer and getattr(engine, "engine_type", "") == "postgres":
+        if relaxed and not outer and postgres(engine):
             # A simple query on the transaction's connection: one round trip, not asyncpg's
             # prepare and execute.
             await transaction.connection.execute("SET LOCAL synchronous_commit = off")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -16,7 +15,7 @@ from programs.tables import Activity, ActivityType, Participant
 from kernel.errors import Conflict
 from kernel.ids import new_id
 from kernel.pages import page_of
-from kernel.sqlite_pool import Statement, run_statement
+from kernel.sqlite_pool import inserts, run_statement
 
 # Built-in types and the attributes each needs.
 BUILTIN_TYPES: dict[str, tuple[str, ...]] = {
@@ -163,10 +162,8 @@ async def store_batch(program_id: str, batch: list[ActivityIn], source: str = "a
     # Plain SQL, not Piccolo's builder: building a Table object and its insert cost about
     # 0.5 ms of the event loop's time an activity, so a batch of 100 held every other
     # request up for 50-100 ms.
-    for start in range(0, len(rows), 250):
-        chunk = rows[start:start + 250]
-        await run_statement(Activity._meta.db, Statement(_insert_activities(len(chunk)),
-                                                         tuple(value for row in chunk for value in row)))
+    for statement in inserts(Activity._meta.tablename, _ACTIVITY_COLUMNS, rows, "ON CONFLICT DO NOTHING", 250):
+        await run_statement(Activity._meta.db, statement)
 
     keys = list(made)
     stored: dict[str, dict[str, Any]] = {}
@@ -194,13 +191,6 @@ async def store_batch(program_id: str, batch: list[ActivityIn], source: str = "a
 
 _ACTIVITY_COLUMNS = ("id", "program_id", "external_id", "program_external", "type", "participant_id", "occurred_at",
                      "attributes", "source", "received_at")
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_activities(count: int) -> str:
-    line = "(" + ", ".join("{}" for _ in _ACTIVITY_COLUMNS) + ")"
-    return (f"INSERT INTO {Activity._meta.tablename} ({', '.join(_ACTIVITY_COLUMNS)}) VALUES "
-            f"{', '.join([line] * count)} ON CONFLICT DO NOTHING")
 
 
 def facts(row: dict[str, Any]) -> ActivityFacts:

@@ -15,7 +15,7 @@ from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from kernel.ids import new_id
-from kernel.sqlite_pool import PooledSQLiteEngine, Statement, write_chain, writing
+from kernel.sqlite_pool import PooledSQLiteEngine, Statement, postgres, write_chain, writing
 from kernel.sqlite_writer import WriterProcess
 
 pytestmark = pytest.mark.sql
@@ -468,7 +468,7 @@ async def test_journalled_chains_on_postgres_commit_without_waiting_for_the_flus
     from kernel import sqlite_pool
 
     engine = ChainProbe._meta.db
-    if getattr(engine, "engine_type", "") != "postgres":
+    if not postgres(engine):
         pytest.skip("Postgres's synchronous_commit (SQLite's JOURNALLED: above)")
     server = str((await engine.run_querystring(
         QueryString("SELECT current_setting('synchronous_commit') AS level")))[0]["level"])
