@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import msgspec
+from piccolo.columns.combination import WhereRaw
+from piccolo.query.methods.select import Select
 
 from fulfillment.orders import partner_views
 from fulfillment.sealing import Sealer
@@ -74,14 +76,21 @@ async def enqueue(program_id: str, partner: dict[str, Any], order_id: str, event
                                                  created_at=now)).run()
 
 
+def due_deliveries(now: datetime, limit: int) -> Select:
+    """The pending deliveries due by `now`, soonest first, through the partial index
+    webhook_deliveries_due, which holds the pending ones only (delivered and failed rows keep
+    a past next_attempt_at for good). The status is written into the SQL, not bound, so that
+    Postgres's generic plan of it can use that index too."""
+    return WebhookDelivery.select().where(WhereRaw("status = 'pending'") & (WebhookDelivery.next_attempt_at <= now)) \
+        .order_by(WebhookDelivery.next_attempt_at).limit(limit)
+
+
 async def deliver_due(sealer: Sealer, client: httpx.AsyncClient, limit: int = 50,
                       now: datetime | None = None, allow_private: bool = False,
                       lookup: Lookup = system_lookup) -> int:
     """Attempts every delivery that is due; answers how many it attempted."""
     now = now or datetime.now(timezone.utc)
-    due = await WebhookDelivery.select().where((WebhookDelivery.status == "pending")
-                                               & (WebhookDelivery.next_attempt_at <= now)) \
-        .order_by(WebhookDelivery.next_attempt_at).limit(limit).run()
+    due = await due_deliveries(now, limit).run()
     for delivery in due:
         # Claim the attempt first, so two dispatchers never send the same attempt.
         claimed = await WebhookDelivery.update({WebhookDelivery.attempts: delivery["attempts"] + 1,

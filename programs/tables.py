@@ -268,7 +268,9 @@ class AnnouncementMail(Table, tablename="announcement_mails"):
     email = Varchar(length=320)
     attempts = Integer(default=0)
     next_attempt_at = Timestamptz(index=True)
-    sent_at = Timestamptz(null=True, default=None, index=True)
+    # Unsent mails are read through the partial index announcement_mails_due (the worker's
+    # send pass); an index of sent_at alone was chosen over it and read every mail that gave up.
+    sent_at = Timestamptz(null=True, default=None)
     last_error = Varchar(length=300, null=True, default=None)
 
 

@@ -10,7 +10,9 @@ class LedgerEntry(Table, tablename="ledger_entries"):
     """One row per wallet transaction. `transaction_id` is unique, so a replay is harmless."""
 
     transaction_id = Varchar(length=40, unique=True)
-    program_id = Varchar(length=40, index=True)
+    # No index of its own: the unique (program_id, seq) index below leads with it, and one
+    # more index is one more write of every entry the projector lands.
+    program_id = Varchar(length=40)
     participant_id = Varchar(length=40, null=True, default=None, index=True)
     kind = Varchar(length=30)
     # Net effect on the participant's available balance (what their history shows).
@@ -38,9 +40,11 @@ class LedgerPosting(Table, tablename="ledger_postings"):
 
     # "<transaction id>:<leg>:<d|c>", unique, so a replayed projection inserts nothing.
     posting_id = Varchar(length=60, unique=True)
-    transaction_id = Varchar(length=40, index=True)
+    # Read only by program (reconcile's sums by account): no index on the transaction or the
+    # account, which every posting the projector lands would write (two a leg).
+    transaction_id = Varchar(length=40)
     program_id = Varchar(length=40, index=True)
-    account = Varchar(length=120, index=True)
+    account = Varchar(length=120)
     delta = BigInt()
     leg = Integer(default=0)
 

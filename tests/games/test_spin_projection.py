@@ -123,3 +123,24 @@ async def test_a_spin_row_the_projector_left_out_is_repaired_from_the_ledger(cli
     assert await complete_unrecorded(store, sealer, view, pricing_of(view), settle_seconds=0) == 0
     assert [h["id"] for h in (await client.get("/v1/me/spins", headers=me)).json()["items"]] == [spun["id"]]
     assert await spin_lines(person)() == 1
+
+
+async def test_the_spin_sweep_reads_the_last_days_not_the_whole_ledger(migrated) -> None:  # type: ignore[no-untyped-def]
+    """complete_unrecorded runs every 30 s for every program: each of its reads is bounded by
+    an index to the spins (or item prizes) of the window, and an order's substitute is found
+    by its reference, whatever the size of the program's ledger."""
+    from datetime import datetime, timedelta, timezone
+
+    from games.spins import _UNORDERED, _UNRECORDED
+    from tests.query_plans import plan, sqlite_only
+
+    sqlite_only(Spin)
+    until = datetime.now(timezone.utc)
+    since = until - timedelta(days=2)
+    assert [await plan(Spin, query, "prg_any", since, until) for query in (_UNRECORDED, _UNORDERED)] == [
+        ["SEARCH e USING INDEX ledger_entries_spins (program_id=? AND created_at>? AND created_at<?)",
+         "SEARCH s USING COVERING INDEX sqlite_autoindex_spins_1 (id=?) LEFT-JOIN"],
+        ["SEARCH s USING INDEX spins_item_prizes (program_id=? AND created_at>? AND created_at<?)",
+         "SEARCH o USING COVERING INDEX sqlite_autoindex_orders_1 (id=?) LEFT-JOIN",
+         "SEARCH e USING INDEX ledger_entries_substitutes (program_id=? AND reference=?) LEFT-JOIN"],
+    ]

@@ -73,3 +73,16 @@ async def test_a_bad_announcement_is_refused_and_nothing_is_sent(client) -> None
         refused = await client.post("/v1/announcements", headers=program.headers, json=body)
         assert refused.status_code in (400, 422), refused.text
     assert (await client.get("/v1/announcements", headers=program.headers)).json()["items"] == []
+
+
+async def test_the_send_pass_reads_the_unsent_mails_that_are_due_only(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Mails that gave up keep sent_at null for good: the pass (every second) must not read them."""
+    from datetime import datetime, timezone
+
+    from programs.announcements import due_mails
+    from programs.tables import AnnouncementMail
+    from tests.query_plans import plan_of, sqlite_only
+
+    sqlite_only(AnnouncementMail)
+    assert await plan_of(due_mails(datetime.now(timezone.utc), 50)) == [
+        "SEARCH announcement_mails USING INDEX announcement_mails_due (next_attempt_at<?)"]

@@ -268,3 +268,14 @@ async def test_the_key_is_made_once_when_two_ask_at_the_same_time(client: Any, s
     keys_made = await asyncio.gather(*[program_key(program.id, sealer) for _ in range(4)])
     assert len({k.public.key for k in keys_made}) == 1
     assert await SigningKey.count().where(SigningKey.program_id == program.id).run() == 1
+
+
+async def test_the_latest_checkpoint_is_read_from_the_end_of_an_index(migrated) -> None:  # type: ignore[no-untyped-def]
+    """A program gains a checkpoint a day for good: its latest is one index step, not a sort of all."""
+    from tests.query_plans import plan_of, sqlite_only
+    from wallet.checkpoints import latest_query
+    from wallet.tables import Checkpoint
+
+    sqlite_only(Checkpoint)
+    assert await plan_of(latest_query("prg_any")) == [
+        "SEARCH chain_checkpoints USING INDEX chain_checkpoints_latest (program_id=?)"]

@@ -1,0 +1,27 @@
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.table import Table
+
+ID = "2026-12-05T12:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = ("Partial indexes for the worker's sweeps, so each reads what is due, not every row it ever "
+               "wrote: orders_unsettled (the order sweep's ended orders still to settle, every 30 s) and "
+               "webhook_deliveries_due (the pending deliveries, every 0.5 s; delivered and failed rows keep a "
+               "past next_attempt_at); SQLite and Postgres alike")
+
+
+class RawTable(Table):
+    pass
+
+
+async def _due_indexes() -> None:
+    await RawTable.raw(
+        "CREATE INDEX IF NOT EXISTS orders_unsettled ON orders (program_id, status) WHERE settled_at IS NULL")
+    await RawTable.raw(
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
+        "WHERE status = 'pending'")
+
+
+async def forwards():
+    manager = MigrationManager(migration_id=ID, app_name="fulfillment", description=DESCRIPTION)
+    manager.add_raw(_due_indexes)
+    return manager
