@@ -1,0 +1,249 @@
+"""What the ledger's indexes cost the projector and what they save the sweep, against the
+indexes stop 41 had (issue #13), in one run.
+
+Two SQLite files migrated by this tree: "now", as migrated, and "before", with the indexes
+the stop-42 migrations dropped put back and the ones they added taken away
+(`wallet/piccolo_migrations/wallet_2026_12_05t12_00_00_000000.py`, the games one of the same
+moment).
+
+(a) The projector's SQL a spin: batches of `--batch` spin entries, each with its postings,
+    its history row and (for a win) its feed line, written by `wallet/journal.py write_batch`
+    and linked by `wallet/chain.py link_below`, as the worker does, in a child process per
+    round (rounds alternate the two files). CPU a spin is the process's user + system time
+    less what building the entries took; the ratio is now against before.
+(b) The sweep's reads of the ledger (every 30 s for every program): the spin sweep's two
+    (`games/spins.py` `_UNRECORDED`, `_UNORDERED`) and the code-pool sweep's
+    (`fulfillment/pooled_orders.py` `_UNWRITTEN`), once the program's ledger holds
+    `--entries` entries (2% spins, one in twenty of those with an item prize; one in 2,000 a
+    code-pool redemption with its order), each read's median time over `--repeat` runs.
+
+    .venv/bin/python -m bench.ledger_indexes [--rounds 3] [--batches 100] [--batch 200] [--entries 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = "prg_bench"
+SWEPT = "prg_swept"  # (b)'s program: its ledger filled by hand, apart from (a)'s
+
+# What the stop-42 migrations changed, undone for "before".
+BEFORE = [
+    "DROP INDEX ledger_entries_spins",
+    "DROP INDEX ledger_entries_substitutes",
+    "DROP INDEX spins_item_prizes",
+    "DROP INDEX ledger_entries_voids",
+    "DROP INDEX ledger_entries_redemption_refs",
+    "DROP INDEX chain_checkpoints_latest",
+    "DROP INDEX orders_unsettled",
+    "DROP INDEX webhook_deliveries_due",
+    "DROP INDEX announcement_mails_due",
+    'CREATE INDEX announcement_mails_sent_at ON "announcement_mails" ("sent_at")',
+    'CREATE INDEX ledger_entries_program_id ON "ledger_entries" ("program_id")',
+    'CREATE INDEX ledger_postings_transaction_id ON "ledger_postings" ("transaction_id")',
+    'CREATE INDEX ledger_postings_account ON "ledger_postings" ("account")',
+    'CREATE INDEX spins_program_id ON "spins" ("program_id")',
+    'CREATE INDEX spins_pair_id ON "spins" ("pair_id")',
+]
+DB_FILE = "reward-wallet.sqlite3"
+
+
+def migrated(base: Path) -> tuple[Path, Path]:
+    now, before = base / "now", base / "before"
+    env = {**os.environ, "RW_DATA_DIR": str(now)}
+    env.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "api", "migrate"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    shutil.copytree(now, before)
+    with sqlite3.connect(before / DB_FILE) as connection:
+        for statement in BEFORE:
+            connection.execute(statement)
+    return now, before
+
+
+# --- (a) the projector's SQL, in a child process (its engine reads RW_DATA_DIR at import) ---
+
+
+def child(batches: int, batch: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from games.spin_projection import SPIN_COLUMNS
+    from kernel.ids import new_id
+    from programs.feed import FEED_COLUMNS
+    from wallet.chain import link_below
+    from wallet.journal import JournalEntry, Rows, write_batch
+
+    participants = [new_id("par") for _ in range(256)]
+    counter = [0]
+    # Stream ids after every earlier round's (the chain links in stream order): this moment's
+    # millisecond, numbered on from there.
+    epoch_ms = time.time_ns() // 1_000_000
+
+    def spins(k: int) -> tuple[list[JournalEntry], list[Rows]]:
+        entries, rows, feed = [], [], []
+        for _ in range(k):
+            counter[0] += 1
+            n, at, tx = counter[0], datetime.now(timezone.utc), new_id("spn")
+            person, won = participants[n % 256], n % 10 < 3
+            mine = f"participant:{person}:available"
+            legs = [(mine, "budget", 10)] + ([("budget", mine, 100)] if won else [])
+            meta = json.dumps({"campaign": "cmp_bench", "segment_index": 0 if won else 2, "paid_with": "points",
+                               "pair": "pair_bench", "tokens": 0, "nonce": n, "server_seed_hash": "a" * 64,
+                               "client_seed": "b" * 32, "weights": [30, 10, 60], "prize_value": 100 if won else 0})
+            entries.append(JournalEntry(stream_id=f"{epoch_ms}-{n}", transaction_id=tx, kind="spin",
+                                        participant_id=person, points=90 if won else -10, earned=100 if won else 0,
+                                        spent=10, reference="cmp_bench", metadata=meta, legs=legs, created_at=at))
+            row = {"id": tx, "program_id": PROGRAM, "campaign_id": "cmp_bench", "participant_id": person,
+                   "pair_id": "pair_bench", "server_seed_hash": "a" * 64, "client_seed": "b" * 32, "nonce": n,
+                   "weights": "[30,10,60]", "segment_index": 0 if won else 2, "label": "100 points",
+                   "prize": '{"type":"points","points":100}', "prize_value": 100 if won else 0, "cost_points": 10,
+                   "paid_with": "points", "order_id": None, "created_at": at}
+            rows.append(tuple(row[c] for c in SPIN_COLUMNS))
+            if won:
+                line = {"id": "feed_" + tx[4:], "feed_key": "spin:" + tx, "program_id": PROGRAM, "participant_id": person,
+                        "kind": "spin", "text": "Won 100 points on Bench wheel", "points": 100, "reference": tx,
+                        "created_at": at}
+                feed.append(tuple(line.get(c) for c in FEED_COLUMNS))
+        return entries, [Rows(table="spins", columns=SPIN_COLUMNS, rows=rows),
+                         Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
+
+    async def run() -> None:
+        entries, more = spins(batch)  # warm: the first batch opens the connections
+        await write_batch(PROGRAM, entries, more)
+        await link_below(PROGRAM, (2**63, 0), True)
+        building = 0.0
+        start, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for _ in range(batches):
+            mark = time.process_time()
+            entries, more = spins(batch)
+            building += time.process_time() - mark
+            await write_batch(PROGRAM, entries, more)
+            await link_below(PROGRAM, (2**63, 0), True)
+        end, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - began
+        cpu = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime) - building
+        print(json.dumps({"cpu_us": cpu * 1e6 / (batches * batch), "wall_us": wall * 1e6 / (batches * batch)}))
+
+    asyncio.run(run())
+
+
+def projector_round(data_dir: Path, batches: int, batch: int) -> dict[str, float]:
+    env = {**os.environ, "RW_DATA_DIR": str(data_dir), "RW_SQLITE_WRITER": "thread"}
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-m", "bench.ledger_indexes", "--child", str(batches), str(batch)],
+                         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- (b) the sweep's reads over a large ledger ------------------------------------------------
+
+
+def filled(path: Path, entries: int) -> None:
+    """`entries` ledger entries of one program over the last 30 days, 2% of them spins (with
+    their history rows; one in twenty of those an item prize, with its order)."""
+    now = datetime.now(timezone.utc)
+    step = timedelta(days=30) / entries
+    with sqlite3.connect(path) as connection:
+        ledger, spins, orders = [], [], []
+        for n in range(entries):
+            at = (now - timedelta(days=30) + step * n).isoformat()
+            spin, redemption = n % 50 == 0, n % 2000 == 1
+            tx = f"{'spn' if spin else 'tx'}_{n:026d}"
+            kind, ref, meta = ("spin" if spin else "award"), "ref", "{}"
+            if redemption:
+                kind, ref, meta = "redemption", f"ord_r{n:024d}", '{"code": "cod_bench"}'
+                orders.append(ref)
+            ledger.append((tx, SWEPT, f"par_{n % 5000}", kind, 10, 10, 0, ref, meta, "[]", f"{n}-0", at, n + 1,
+                           "0" * 64))
+            if spin:
+                order = f"ord_{n:026d}" if n % 1000 == 0 else None
+                spins.append((tx, SWEPT, "cmp_bench", f"par_{n % 5000}", "pair_bench", "a" * 64, "b" * 32, n,
+                              "[1]", 0, "Card", "{}", 0, 10, "points", order, at))
+                if order:
+                    orders.append(order)
+        connection.executemany(
+            "INSERT INTO ledger_entries (transaction_id, program_id, participant_id, kind, points, earned, spent, "
+            "reference, metadata, legs, stream_id, created_at, seq, link) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ledger)
+        connection.executemany(
+            "INSERT INTO spins (id, program_id, campaign_id, participant_id, pair_id, server_seed_hash, client_seed, "
+            "nonce, weights, segment_index, label, prize, prize_value, cost_points, paid_with, order_id, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", spins)
+        for order in orders:
+            connection.execute("INSERT INTO orders (id, program_id, participant_id, item_id, points, status, "
+                               "created_at, updated_at) VALUES (?, ?, 'par_0', 'itm_bench', 0, 'fulfilled', ?, ?)",
+                               (order, SWEPT, now.isoformat(), now.isoformat()))
+        connection.execute("ANALYZE")
+
+
+def sweep_reads(path: Path, repeat: int) -> tuple[float, ...]:
+    from fulfillment.pooled_orders import _UNWRITTEN
+    from games.spins import _UNORDERED, _UNRECORDED
+
+    until = datetime.now(timezone.utc) - timedelta(seconds=30)
+    since = until - timedelta(days=2)
+    args = (SWEPT, since.isoformat(), until.isoformat())
+    with sqlite3.connect(path) as connection:
+        timings = []
+        for query in (_UNRECORDED, _UNORDERED, _UNWRITTEN):
+            sql = query.format("?", "?", "?")
+            runs = []
+            for _ in range(repeat):
+                began = time.perf_counter()
+                connection.execute(sql, args).fetchall()
+                runs.append(time.perf_counter() - began)
+            timings.append(statistics.median(runs))
+    return tuple(timings)
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), int(sys.argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="(a): rounds of each schema, alternated")
+    parser.add_argument("--batches", type=int, default=100, help="(a): projector batches a round")
+    parser.add_argument("--batch", type=int, default=200, help="(a): spins a batch")
+    parser.add_argument("--entries", type=int, default=1_000_000, help="(b): the program's ledger entries")
+    parser.add_argument("--repeat", type=int, default=5, help="(b): runs of each read")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    print("reward-wallet benchmark: the ledger's indexes, now against stop 41's (SQLite, this machine's disk)")
+    with tempfile.TemporaryDirectory(prefix="rw-bench-indexes-") as tmp:
+        now, before = migrated(Path(tmp))
+        print(f"\n  (a) the projector's SQL a spin: {args.batches} batches of {args.batch} spin entries a round, "
+              "written and linked as the worker does")
+        print("    round      schema   CPU us/spin   wall us/spin")
+        cpu: dict[str, list[float]] = {"before": [], "now": []}
+        for n in range(1, args.rounds + 1):
+            for name, data_dir in (("before", before), ("now", now)):
+                figures = projector_round(data_dir, args.batches, args.batch)
+                cpu[name].append(figures["cpu_us"])
+                print(f"    #{n}       {name:>7}   {figures['cpu_us']:11.0f}   {figures['wall_us']:12.0f}")
+        b, a = statistics.median(cpu["before"]), statistics.median(cpu["now"])
+        print(f"    median CPU a spin: before {b:.0f} us, now {a:.0f} us: now / before = {a / b:.2f}")
+
+        print(f"\n  (b) the sweeps' reads of the ledger, the program's ledger at {args.entries:,} entries "
+              f"(median of {args.repeat})")
+        for name, data_dir in (("before", before), ("now", now)):
+            filled(data_dir / DB_FILE, args.entries)
+        reads = {name: sweep_reads(data_dir / DB_FILE, args.repeat) for name, data_dir in (("before", before), ("now", now))}
+        for label, i in (("spins with no history row (_UNRECORDED)", 0), ("item prizes with no order (_UNORDERED)", 1),
+                         ("pool redemptions with no order (_UNWRITTEN)", 2)):
+            print(f"    {label:44} before {reads['before'][i] * 1000:9.2f} ms   now {reads['now'][i] * 1000:7.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
