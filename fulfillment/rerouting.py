@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from piccolo.columns.combination import WhereRaw
+from piccolo.custom_types import Combinable
+from piccolo.query.methods.select import Select
+
 from catalog.items import item_row
 from fulfillment.partners import route
 from fulfillment.redemptions import dispatch
@@ -32,9 +36,7 @@ async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramVi
     if not disabled:
         return 0
     now = now or datetime.now(timezone.utc)
-    waiting = (Order.status == "pending") | ((Order.status == "claimed") & (Order.lease_expires_at < now))
-    rows = await Order.select().where((Order.program_id == program.id) & Order.partner_id.is_in(disabled)
-                                      & waiting).order_by(Order.created_at).run()
+    rows = await orphaned(program.id, disabled, now).run()
     moved = 0
     for row in rows:
         try:
@@ -44,9 +46,25 @@ async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramVi
         # Conditional on what was read: a concurrent re-route or claim moves it once.
         changed = await Order.update({Order.partner_id: partner["id"], Order.status: "pending", Order.lease_id: None,
                                       Order.lease_expires_at: None, Order.updated_at: now}).where(
-            (Order.id == row["id"]) & (Order.partner_id == row["partner_id"]) & waiting).returning(Order.id).run()
+            (Order.id == row["id"]) & (Order.partner_id == row["partner_id"]) & _waiting(now)).returning(Order.id).run()
         if not changed:
             continue
         moved += 1
         await dispatch(store, sealer, program, {**row, "partner_id": partner["id"], "status": "pending"}, partner)
     return moved
+
+
+def _waiting(now: datetime) -> Combinable:
+    """An order no partner is working on: unclaimed, or claimed under a lease that has ended."""
+    return (Order.status == "pending") | ((Order.status == "claimed") & (Order.lease_expires_at < now))
+
+
+def orphaned(program_id: str, disabled: list[str], now: datetime) -> Select:
+    """The orders waiting on the disabled partners, oldest first. Read through the partial
+    index orders_open, which holds the pending and claimed orders only (this runs before every
+    claim while a partner is disabled, and at every sweep): not every order those partners
+    ever had. Its statuses are written into the SQL so that SQLite, and Postgres's generic
+    plan, can use that index."""
+    return Order.select().where((Order.program_id == program_id) & Order.partner_id.is_in(disabled)
+                                & WhereRaw("status IN ('pending', 'claimed')") & _waiting(now)
+                                ).order_by(Order.created_at)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from fulfillment import orders, pooled_orders, webhooks
+from fulfillment import orders, pooled_orders, rerouting, webhooks
 from fulfillment.tables import Order
 from tests.query_plans import plan, plan_of, sqlite_only
 from wallet.tables import LedgerEntry
@@ -47,3 +47,11 @@ async def test_webhook_deliveries_read_the_pending_ones_only(migrated) -> None: 
     sqlite_only(Order)
     assert await plan_of(webhooks.due_deliveries(datetime.now(timezone.utc), 50)) == [
         "SEARCH webhook_deliveries USING INDEX webhook_deliveries_due (next_attempt_at<?)"]
+
+
+async def test_a_disabled_partners_orders_are_found_among_the_open_orders_only(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Read before every claim while a partner is disabled, and at every sweep: the pending and
+    claimed orders of the disabled partners, not every order they ever fulfilled."""
+    sqlite_only(Order)
+    steps = await plan_of(rerouting.orphaned("prg_any", ["ptn_a", "ptn_b"], datetime.now(timezone.utc)))
+    assert steps[0] == "SEARCH orders USING INDEX orders_open (program_id=? AND partner_id=?)", steps
