@@ -136,11 +136,14 @@ async def sweep(store: WalletStore, program: ProgramView, months: int, now: date
     touched = total = 0
     for row in rows:
         participant_id = row["participant_id"]
+        # Nothing can expire from an empty balance: its history is not replayed.
+        balance = await store.balance(program.id, participant_id)
+        available = balance["available"] if balance else 0
+        if available <= 0:
+            continue
         due = [lot for lot in await participant_lots(program.id, participant_id)
                if add_months(lot.earned_at, months) <= now]
-        points = sum(lot.points for lot in due)
-        balance = await store.balance(program.id, participant_id)
-        points = min(points, balance["available"] if balance else 0)
+        points = min(sum(lot.points for lot in due), available)
         if points <= 0:
             continue
         newest = max(due, key=lambda lot: (lot.earned_at, lot.tx))
