@@ -18,9 +18,11 @@ from piccolo.engine.postgres import PostgresEngine
 from fulfillment.tables import Order
 from kernel.ids import new_id
 
+# `status IN (...)` as the partial index orders_open holds it, so the candidates are read from
+# the partner's open orders, not from every order it ever had.
 _CANDIDATES = """
     SELECT id FROM orders
-    WHERE program_id = {} AND partner_id = {}
+    WHERE program_id = {} AND partner_id = {} AND status IN ('pending', 'claimed')
       AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
     ORDER BY created_at, id
     LIMIT {}

@@ -6,8 +6,9 @@ VERSION = "1.38.0"
 DESCRIPTION = ("Partial indexes for the worker's sweeps, so each reads what is due, not every row it ever "
                "wrote: orders_unsettled (the order sweep's ended orders still to settle, every 30 s) and "
                "webhook_deliveries_due (the pending deliveries, every 0.5 s; delivered and failed rows keep a "
-               "past next_attempt_at); orders_open (the orders a disabled partner leaves waiting, read before every "
-               "claim while one is disabled and at every sweep: the pending and claimed ones only); SQLite and "
+               "past next_attempt_at); orders_open (a partner's pending and claimed orders, oldest first: what its "
+               "claim takes, and what a disabled partner leaves waiting, read before every claim while one is "
+               "disabled and at every sweep); SQLite and "
                "Postgres alike")
 
 
@@ -22,7 +23,7 @@ async def _due_indexes() -> None:
         "CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
         "WHERE status = 'pending'")
     await RawTable.raw(
-        "CREATE INDEX IF NOT EXISTS orders_open ON orders (program_id, partner_id, created_at) "
+        "CREATE INDEX IF NOT EXISTS orders_open ON orders (program_id, partner_id, created_at, id) "
         "WHERE status IN ('pending', 'claimed')")
 
 

@@ -55,3 +55,16 @@ async def test_a_disabled_partners_orders_are_found_among_the_open_orders_only(m
     sqlite_only(Order)
     steps = await plan_of(rerouting.orphaned("prg_any", ["ptn_a", "ptn_b"], datetime.now(timezone.utc)))
     assert steps[0] == "SEARCH orders USING INDEX orders_open (program_id=? AND partner_id=?)", steps
+
+
+async def test_a_claim_takes_its_orders_from_the_partners_open_orders(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Every claim of every partner reads its candidates from the open orders, oldest first,
+    not from every order the partner ever fulfilled (which the queue's read grew with)."""
+    from fulfillment import queue
+
+    sqlite_only(Order)
+    now = datetime.now(timezone.utc)
+    sql = queue._CLAIM.replace("{candidates}", queue._CANDIDATES)
+    steps = await plan(Order, sql, "lease_any", now, now, "prg_any", "ptn_any", now, 5, now)
+    assert "SEARCH orders USING INDEX orders_open (program_id=? AND partner_id=?)" in steps, steps
+    assert not any("TEMP B-TREE" in step or "orders_partner_id" in step for step in steps), steps
