@@ -15,7 +15,8 @@ moment).
     (`games/spins.py` `_UNRECORDED`, `_UNORDERED`) and the code-pool sweep's
     (`fulfillment/pooled_orders.py` `_UNWRITTEN`), once the program's ledger holds
     `--entries` entries (2% spins, one in twenty of those with an item prize; one in 2,000 a
-    code-pool redemption with its order), each read's median time over `--repeat` runs.
+    code-pool redemption with its order), and a partner's claim (`fulfillment/queue.py`, on
+    every claim) once it has `--orders` orders, each read's median time over `--repeat` runs.
 
     .venv/bin/python -m bench.ledger_indexes [--rounds 3] [--batches 100] [--batch 200] [--entries 1000000]
 """
@@ -50,6 +51,7 @@ BEFORE = [
     "DROP INDEX ledger_entries_redemption_refs",
     "DROP INDEX chain_checkpoints_latest",
     "DROP INDEX orders_unsettled",
+    "DROP INDEX orders_open",
     "DROP INDEX webhook_deliveries_due",
     "DROP INDEX announcement_mails_due",
     'CREATE INDEX announcement_mails_sent_at ON "announcement_mails" ("sent_at")',
@@ -187,6 +189,41 @@ def filled(path: Path, entries: int) -> None:
         connection.execute("ANALYZE")
 
 
+# A partner's claim picked its candidates this way until stop 42 (fulfillment/queue.py).
+CANDIDATES_BEFORE = """
+    SELECT id FROM orders
+    WHERE program_id = ? AND partner_id = ?
+      AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < ?))
+    ORDER BY created_at, id
+    LIMIT ?
+"""
+
+
+def partner_history(path: Path, orders: int) -> None:
+    """`orders` fulfilled orders of one partner over the last 30 days, and 20 pending."""
+    now = datetime.now(timezone.utc)
+    step = timedelta(days=30) / orders
+    with sqlite3.connect(path) as connection:
+        rows = [(f"ord_p{n:024d}", SWEPT, f"par_{n % 5000}", "itm_bench", "ptn_bench",
+                 "pending" if n >= orders - 20 else "fulfilled", (now - timedelta(days=30) + step * n).isoformat(),
+                 now.isoformat(), None if n >= orders - 20 else now.isoformat()) for n in range(orders)]
+        connection.executemany("INSERT INTO orders (id, program_id, participant_id, item_id, partner_id, status, "
+                               "created_at, updated_at, settled_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        connection.execute("ANALYZE")
+
+
+def claim_read(path: Path, sql: str, repeat: int) -> float:
+    """The median time of a claim's candidates (five), as `sql` picks them."""
+    now = datetime.now(timezone.utc).isoformat()
+    with sqlite3.connect(path) as connection:
+        runs = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            assert len(connection.execute(sql, (SWEPT, "ptn_bench", now, 5)).fetchall()) == 5
+            runs.append(time.perf_counter() - began)
+    return statistics.median(runs)
+
+
 def sweep_reads(path: Path, repeat: int) -> tuple[float, ...]:
     from fulfillment.pooled_orders import _UNWRITTEN
     from games.spins import _UNORDERED, _UNRECORDED
@@ -217,6 +254,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=200, help="(a): spins a batch")
     parser.add_argument("--entries", type=int, default=1_000_000, help="(b): the program's ledger entries")
     parser.add_argument("--repeat", type=int, default=5, help="(b): runs of each read")
+    parser.add_argument("--orders", type=int, default=200_000, help="(b): the partner's orders for its claim's read")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     print("reward-wallet benchmark: the ledger's indexes, now against stop 41's (SQLite, this machine's disk)")
@@ -242,6 +280,14 @@ def main() -> int:
         for label, i in (("spins with no history row (_UNRECORDED)", 0), ("item prizes with no order (_UNORDERED)", 1),
                          ("pool redemptions with no order (_UNWRITTEN)", 2)):
             print(f"    {label:44} before {reads['before'][i] * 1000:9.2f} ms   now {reads['now'][i] * 1000:7.2f} ms")
+        from fulfillment.queue import _CANDIDATES
+
+        for data_dir in (before, now):
+            partner_history(data_dir / DB_FILE, args.orders)
+        claims = (claim_read(before / DB_FILE, CANDIDATES_BEFORE, args.repeat),
+                  claim_read(now / DB_FILE, _CANDIDATES.format("?", "?", "?", "?"), args.repeat))
+        print(f"    {'a claim of 5, the partner with ' + format(args.orders, ',') + ' orders':44} "
+              f"before {claims[0] * 1000:9.2f} ms   now {claims[1] * 1000:7.2f} ms")
     return 0
 
 

@@ -406,9 +406,10 @@ def ending_entry(program_id: str, order_id: str, status: str) -> Exists:
 
 def unsettled(program_id: str) -> Select:
     """The program's ended orders whose hold is still to settle (the sweep's first read), through
-    the partial index orders_unsettled: not every order the program ever had."""
+    the partial index orders_unsettled, which holds those only (not every order the program
+    ever had, nor its open ones): its statuses are written into the SQL, as the index has them."""
     return Order.select().where((Order.program_id == program_id) & Order.settled_at.is_null()
-                                & Order.status.is_in(["fulfilled", "failed", "cancelled"]))
+                                & WhereRaw("status IN ('fulfilled', 'failed', 'cancelled')"))
 
 
 log = logging.getLogger("rw.orders")

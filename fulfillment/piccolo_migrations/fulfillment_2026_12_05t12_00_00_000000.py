@@ -4,7 +4,7 @@ from piccolo.table import Table
 ID = "2026-12-05T12:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = ("Partial indexes for the worker's sweeps, so each reads what is due, not every row it ever "
-               "wrote: orders_unsettled (the order sweep's ended orders still to settle, every 30 s) and "
+               "wrote: orders_unsettled (the order sweep's ended orders still to settle, every 30 s: a pending order is not in it) and "
                "webhook_deliveries_due (the pending deliveries, every 0.5 s; delivered and failed rows keep a "
                "past next_attempt_at); orders_open (a partner's pending and claimed orders, oldest first: what its "
                "claim takes, and what a disabled partner leaves waiting, read before every claim while one is "
@@ -18,7 +18,8 @@ class RawTable(Table):
 
 async def _due_indexes() -> None:
     await RawTable.raw(
-        "CREATE INDEX IF NOT EXISTS orders_unsettled ON orders (program_id, status) WHERE settled_at IS NULL")
+        "CREATE INDEX IF NOT EXISTS orders_unsettled ON orders (program_id, status) "
+        "WHERE settled_at IS NULL AND status IN ('fulfilled', 'failed', 'cancelled')")
     await RawTable.raw(
         "CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
         "WHERE status = 'pending'")
