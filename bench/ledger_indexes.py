@@ -15,8 +15,10 @@ moment).
     (`games/spins.py` `_UNRECORDED`, `_UNORDERED`) and the code-pool sweep's
     (`fulfillment/pooled_orders.py` `_UNWRITTEN`), once the program's ledger holds
     `--entries` entries (2% spins, one in twenty of those with an item prize; one in 2,000 a
-    code-pool redemption with its order), and a partner's claim (`fulfillment/queue.py`, on
-    every claim) once it has `--orders` orders, each read's median time over `--repeat` runs.
+    code-pool redemption with its order), a partner's claim (`fulfillment/queue.py`, on
+    every claim) once it has `--orders` orders, and the first page of a participant's feed
+    (`programs/feed.py`, the app's history) once they have `--lines` lines, each read's
+    median time over `--repeat` runs.
 
     .venv/bin/python -m bench.ledger_indexes [--rounds 3] [--batches 100] [--batch 200] [--entries 1000000]
 """
@@ -55,6 +57,13 @@ BEFORE = [
     "DROP INDEX webhook_deliveries_due",
     "DROP INDEX announcement_mails_due",
     'CREATE INDEX announcement_mails_sent_at ON "announcement_mails" ("sent_at")',
+    "DROP INDEX feed_items_by_participant",
+    "DROP INDEX orders_by_participant",
+    "DROP INDEX spins_by_participant",
+    'CREATE INDEX feed_items_program_id ON "feed_items" ("program_id")',
+    'CREATE INDEX feed_items_participant_id ON "feed_items" ("participant_id")',
+    'CREATE INDEX orders_participant_id ON "orders" ("participant_id")',
+    'CREATE INDEX spins_participant_id ON "spins" ("participant_id")',
     'CREATE INDEX ledger_entries_program_id ON "ledger_entries" ("program_id")',
     'CREATE INDEX ledger_postings_transaction_id ON "ledger_postings" ("transaction_id")',
     'CREATE INDEX ledger_postings_account ON "ledger_postings" ("account")',
@@ -224,6 +233,32 @@ def claim_read(path: Path, sql: str, repeat: int) -> float:
     return statistics.median(runs)
 
 
+def feed_lines(path: Path, lines: int) -> None:
+    """`lines` feed lines of one participant (and as many of 99 others), over 30 days."""
+    now = datetime.now(timezone.utc)
+    with sqlite3.connect(path) as connection:
+        rows = [(f"feed_{n:026d}", f"k:{n}", SWEPT, f"par_{n % 100}", "award", "Earned 10 points", 10,
+                 (now - timedelta(days=30) + timedelta(days=30) / (lines * 100) * n).isoformat())
+                for n in range(lines * 100)]
+        connection.executemany("INSERT INTO feed_items (id, feed_key, program_id, participant_id, kind, text, points, "
+                               "created_at) VALUES (?,?,?,?,?,?,?,?)", rows)
+        connection.execute("ANALYZE")
+
+
+def feed_page(path: Path, repeat: int) -> float:
+    """The median time of the first page (50) of participant 7's feed, as programs/feed.py asks."""
+    from programs.feed import page_query
+
+    sql, args = page_query(SWEPT, "par_7", 51).querystrings[0].compile_string(engine_type="sqlite")
+    with sqlite3.connect(path) as connection:
+        runs = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            assert len(connection.execute(sql, args).fetchall()) == 51
+            runs.append(time.perf_counter() - began)
+    return statistics.median(runs)
+
+
 def sweep_reads(path: Path, repeat: int) -> tuple[float, ...]:
     from fulfillment.pooled_orders import _UNWRITTEN
     from games.spins import _UNORDERED, _UNRECORDED
@@ -255,6 +290,7 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=1_000_000, help="(b): the program's ledger entries")
     parser.add_argument("--repeat", type=int, default=5, help="(b): runs of each read")
     parser.add_argument("--orders", type=int, default=200_000, help="(b): the partner's orders for its claim's read")
+    parser.add_argument("--lines", type=int, default=20_000, help="(b): a participant's feed lines for a page's read")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     print("reward-wallet benchmark: the ledger's indexes, now against stop 41's (SQLite, this machine's disk)")
@@ -272,7 +308,7 @@ def main() -> int:
         b, a = statistics.median(cpu["before"]), statistics.median(cpu["now"])
         print(f"    median CPU a spin: before {b:.0f} us, now {a:.0f} us: now / before = {a / b:.2f}")
 
-        print(f"\n  (b) the sweeps' reads of the ledger, the program's ledger at {args.entries:,} entries "
+        print(f"\n  (b) reads that grew with history: the program's ledger at {args.entries:,} entries "
               f"(median of {args.repeat})")
         for name, data_dir in (("before", before), ("now", now)):
             filled(data_dir / DB_FILE, args.entries)
@@ -288,6 +324,11 @@ def main() -> int:
                   claim_read(now / DB_FILE, _CANDIDATES.format("?", "?", "?", "?"), args.repeat))
         print(f"    {'a claim of 5, the partner with ' + format(args.orders, ',') + ' orders':44} "
               f"before {claims[0] * 1000:9.2f} ms   now {claims[1] * 1000:7.2f} ms")
+        for data_dir in (before, now):
+            feed_lines(data_dir / DB_FILE, args.lines)
+        pages = (feed_page(before / DB_FILE, args.repeat), feed_page(now / DB_FILE, args.repeat))
+        print(f"    {'a feed page, the participant with ' + format(args.lines, ',') + ' lines':44} "
+              f"before {pages[0] * 1000:9.2f} ms   now {pages[1] * 1000:7.2f} ms")
     return 0
 
 

@@ -193,10 +193,11 @@ async def admin_view(program_id: str, order_id: str) -> OrderView:
     return _view(row, await _names({row["item_id"]}), None, admin=True)
 
 
-async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: OrderStatus | None = None,
-                      participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
-                      sealer: Sealer | None = None, partner_id: str | None = None) -> OrderPage:
-    after = decode_cursor(cursor)
+def listing(program_id: str, limit: int, after: str | None = None, status: str | None = None,
+            participant_id: str | None = None, item_id: str | None = None, partner_id: str | None = None) -> Select:
+    """A page of the program's orders, newest first; a participant's (their app's list) read in
+    that order from the index orders_by_participant (participant_id, id), not sorted from
+    every order they ever placed."""
     where = (Order.program_id == program_id) & (Order.status != "new")
     if after is not None:
         where &= Order.id < after
@@ -208,7 +209,14 @@ async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = 
         where &= Order.item_id == item_id
     if partner_id is not None:
         where &= Order.partner_id == partner_id
-    rows = await Order.select().where(where).order_by(Order.id, ascending=False).limit(limit + 1).run()
+    return Order.select().where(where).order_by(Order.id, ascending=False).limit(limit)
+
+
+async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: OrderStatus | None = None,
+                      participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
+                      sealer: Sealer | None = None, partner_id: str | None = None) -> OrderPage:
+    rows = await listing(program_id, limit + 1, decode_cursor(cursor), status, participant_id, item_id,
+                         partner_id).run()
     names = await _names({r["item_id"] for r in rows})
     return OrderPage(items=[_view(r, names, sealer, admin=admin) for r in rows[:limit]],
                      next_cursor=next_cursor([r["id"] for r in rows], limit))

@@ -25,7 +25,9 @@ class Order(Table, tablename="orders"):
 
     id = Varchar(length=40, primary_key=True)
     program_id = Varchar(length=40, index=True)
-    participant_id = Varchar(length=40, index=True)
+    # A participant's orders, newest first: orders_by_participant (participant_id, id); the
+    # year's tax total reads orders_tax_year.
+    participant_id = Varchar(length=40)
     item_id = Varchar(length=40, index=True)
     partner_id = Varchar(length=40, index=True)
     source = Varchar(length=20, default="redemption")  # redemption | prize

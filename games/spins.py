@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+from piccolo.query.methods.select import Select
 
 from catalog.items import Pricing
 from fulfillment.redemptions import place_order
@@ -401,6 +402,18 @@ async def _prize_in_points(store: WalletStore, program: ProgramView, participant
                                              reference=order_id)])
 
 
+def history_page(program_id: str, participant_id: str, limit: int, after: str | None = None,
+                 campaign_id: str | None = None) -> Select:
+    """A page of a participant's spins in SQL, newest first, read in that order from the index
+    spins_by_participant (participant_id, id): not sorted from every spin they ever made."""
+    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id)
+    if after is not None:
+        where &= Spin.id < after
+    if campaign_id is not None:
+        where &= Spin.campaign_id == campaign_id
+    return Spin.select().where(where).order_by(Spin.id, ascending=False).limit(limit)
+
+
 async def my_spins(client: Any, program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None,
                    campaign_id: str | None = None) -> SpinPage:
     """Newest first, each with its proof; a spin made with a since-rotated pair carries the
@@ -412,12 +425,7 @@ async def my_spins(client: Any, program_id: str, participant_id: str, limit: int
     after = decode_cursor(cursor)
     pending = [r for r in await pending_spins(client, program_id, participant_id, campaign_id)
                if after is None or r["id"] < after]
-    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id)
-    if after is not None:
-        where &= Spin.id < after
-    if campaign_id is not None:
-        where &= Spin.campaign_id == campaign_id
-    stored = await Spin.select().where(where).order_by(Spin.id, ascending=False).limit(limit + 1).run()
+    stored = await history_page(program_id, participant_id, limit + 1, after, campaign_id).run()
     merged = {r["id"]: r for r in pending}
     merged.update((r["id"], r) for r in stored)
     rows = sorted(merged.values(), key=lambda r: r["id"], reverse=True)[:limit + 1]

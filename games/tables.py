@@ -38,12 +38,13 @@ class Spin(Table, tablename="spins"):
     harmlessly, when a retried request replays it)."""
 
     id = Varchar(length=40, primary_key=True)  # the wallet transaction id
-    # Read by participant (history), by campaign (its figures) and, for item prizes only, by
-    # program and time (the sweep: the partial index spins_item_prizes); no index by program
-    # or pair, which every spin the projector lands would write.
+    # Read by participant, newest first (history: spins_by_participant, participant_id and
+    # id), by campaign (its figures) and, for item prizes only, by program and time (the
+    # sweep: the partial index spins_item_prizes); no index by program or pair, which every
+    # spin the projector lands would write.
     program_id = Varchar(length=40)
     campaign_id = Varchar(length=40, index=True)
-    participant_id = Varchar(length=40, index=True)
+    participant_id = Varchar(length=40)
     pair_id = Varchar(length=40)
     server_seed_hash = Varchar(length=64)
     client_seed = Varchar(length=64)

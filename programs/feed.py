@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import msgspec
+from piccolo.query.methods.select import Select
 
 from programs.tables import FeedItem
 from kernel.errors import Invalid
@@ -75,15 +76,20 @@ async def publish(program_id: str, entries: list[FeedEntry]) -> None:
         await run_statement(FeedItem._meta.db, statement)
 
 
-async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
-    after = decode_cursor(cursor)
+def page_query(program_id: str, participant_id: str, limit: int, after: str | None = None) -> Select:
+    """A page of a participant's feed, newest first, read in that order from the index
+    feed_items_by_participant (participant_id, id): not sorted from every line they ever had."""
     where = (FeedItem.program_id == program_id) & (FeedItem.participant_id == participant_id)
     if after is not None:
-        if not after.startswith("feed_"):
-            raise Invalid("cursor is not one this API issued", field="cursor")
         where &= FeedItem.id < after
-    rows = await FeedItem.select(FeedItem.id, FeedItem.kind, FeedItem.text, FeedItem.created_at, FeedItem.points,
-                                 FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False) \
-        .limit(limit + 1).run()
+    return FeedItem.select(FeedItem.id, FeedItem.kind, FeedItem.text, FeedItem.created_at, FeedItem.points,
+                           FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False).limit(limit)
+
+
+async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
+    after = decode_cursor(cursor)
+    if after is not None and not after.startswith("feed_"):
+        raise Invalid("cursor is not one this API issued", field="cursor")
+    rows = await page_query(program_id, participant_id, limit + 1, after).run()
     items = [FeedView(**{**r, "created_at": utc(r["created_at"])}) for r in rows[:limit]]
     return FeedPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))

@@ -189,8 +189,10 @@ class FeedItem(Table, tablename="feed_items"):
 
     id = Varchar(length=40, primary_key=True)
     feed_key = Varchar(length=200, unique=True)
-    program_id = Varchar(length=40, index=True)
-    participant_id = Varchar(length=40, index=True)
+    # Read by participant, newest first: the index feed_items_by_participant (participant_id,
+    # id) serves a page in its order; none by program alone, which nothing reads by.
+    program_id = Varchar(length=40)
+    participant_id = Varchar(length=40)
     kind = Varchar(length=40)
     text = Text()
     points = BigInt(null=True, default=None)

@@ -68,3 +68,12 @@ async def test_a_claim_takes_its_orders_from_the_partners_open_orders(migrated) 
     steps = await plan(Order, sql, "lease_any", now, now, "prg_any", "ptn_any", now, 5, now)
     assert "SEARCH orders USING INDEX orders_open (program_id=? AND partner_id=?)" in steps, steps
     assert not any("TEMP B-TREE" in step or "orders_partner_id" in step for step in steps), steps
+
+
+async def test_a_participants_orders_page_is_read_in_its_order(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Their app's list: newest first, straight from an index, not sorted from all their orders."""
+    sqlite_only(Order)
+    for after in (None, "ord_any"):
+        steps = await plan_of(orders.listing("prg_any", 51, after, participant_id="par_any"))
+        assert steps[0].startswith("SEARCH orders USING INDEX orders_by_participant (participant_id=?"), steps
+        assert not any("TEMP B-TREE" in step for step in steps), steps

@@ -144,3 +144,15 @@ async def test_the_spin_sweep_reads_the_last_days_not_the_whole_ledger(migrated)
          "SEARCH o USING COVERING INDEX sqlite_autoindex_orders_1 (id=?) LEFT-JOIN",
          "SEARCH e USING INDEX ledger_entries_substitutes (program_id=? AND reference=?) LEFT-JOIN"],
     ]
+
+
+async def test_a_page_of_my_spins_is_read_in_its_order(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Newest first, straight from an index, not sorted from every spin the participant made."""
+    from games.spins import history_page
+    from tests.query_plans import plan_of, sqlite_only
+
+    sqlite_only(Spin)
+    for after, campaign in ((None, None), ("spn_any", None), (None, "cmp_any")):
+        steps = await plan_of(history_page("prg_any", "par_any", 51, after, campaign))
+        assert steps[0].startswith("SEARCH spins USING INDEX spins_by_participant (participant_id=?"), steps
+        assert not any("TEMP B-TREE" in step for step in steps), steps

@@ -86,3 +86,16 @@ async def test_the_send_pass_reads_the_unsent_mails_that_are_due_only(migrated) 
     sqlite_only(AnnouncementMail)
     assert await plan_of(due_mails(datetime.now(timezone.utc), 50)) == [
         "SEARCH announcement_mails USING INDEX announcement_mails_due (next_attempt_at<?)"]
+
+
+async def test_a_page_of_my_feed_is_read_in_its_order(migrated) -> None:  # type: ignore[no-untyped-def]
+    """Newest first, straight from an index, not sorted from every line the participant has."""
+    from programs.feed import page_query
+    from programs.tables import FeedItem
+    from tests.query_plans import plan_of, sqlite_only
+
+    sqlite_only(FeedItem)
+    for after in (None, "feed_any"):
+        steps = await plan_of(page_query("prg_any", "par_any", 51, after))
+        assert steps[0].startswith("SEARCH feed_items USING INDEX feed_items_by_participant (participant_id=?"), steps
+        assert not any("TEMP B-TREE" in step for step in steps), steps
