@@ -28,11 +28,14 @@ _CANDIDATES = """
     LIMIT {}
 """
 
+# The same condition again, as a CASE: written with OR, SQLite answered it from orders_status
+# (every pending and every claimed order of every program) instead of looking the candidates
+# up by id.
 _CLAIM = """
     UPDATE orders
     SET status = 'claimed', lease_id = {}, lease_expires_at = {}, attempts = attempts + 1, updated_at = {}
     WHERE id IN ({candidates})
-      AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
+      AND CASE status WHEN 'pending' THEN TRUE WHEN 'claimed' THEN lease_expires_at < {} ELSE FALSE END
     RETURNING *
 """
 
