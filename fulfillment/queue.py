@@ -18,11 +18,13 @@ from piccolo.engine.postgres import PostgresEngine
 from fulfillment.tables import Order
 from kernel.ids import new_id
 
-# `status IN (...)` as the partial index orders_open holds it, so the candidates are read from
-# the partner's open orders, not from every order it ever had.
+# The orders a partner may hold, as the partial index orders_open has them: written into a
+# read's SQL in these words, it reads them from that index, not from every order there is.
+OPEN = "status IN ('pending', 'claimed')"
+
 _CANDIDATES = """
     SELECT id FROM orders
-    WHERE program_id = {} AND partner_id = {} AND status IN ('pending', 'claimed')
+    WHERE program_id = {} AND partner_id = {} AND """ + OPEN + """
       AND (status = 'pending' OR (status = 'claimed' AND lease_expires_at < {}))
     ORDER BY created_at, id
     LIMIT {}

@@ -19,6 +19,7 @@ from piccolo.custom_types import Combinable
 from piccolo.query.methods.select import Select
 
 from catalog.items import item_row
+from fulfillment import queue
 from fulfillment.partners import route
 from fulfillment.redemptions import dispatch
 from fulfillment.sealing import Sealer
@@ -63,8 +64,8 @@ def orphaned(program_id: str, disabled: list[str], now: datetime) -> Select:
     """The orders waiting on the disabled partners, oldest first. Read through the partial
     index orders_open, which holds the pending and claimed orders only (this runs before every
     claim while a partner is disabled, and at every sweep): not every order those partners
-    ever had. Its statuses are written into the SQL so that SQLite, and Postgres's generic
-    plan, can use that index."""
+    ever had. Its statuses are written into the SQL (`queue.OPEN`) so that SQLite, and
+    Postgres's generic plan, can use that index."""
     return Order.select().where((Order.program_id == program_id) & Order.partner_id.is_in(disabled)
-                                & WhereRaw("status IN ('pending', 'claimed')") & _waiting(now)
+                                & WhereRaw(queue.OPEN) & _waiting(now)
                                 ).order_by(Order.created_at)
