@@ -143,22 +143,20 @@ async def test_a_bad_form_is_refused_and_nothing_is_kept(client, change) -> None
 async def test_the_years_total_every_redemption_reads_comes_from_one_index_alone(client) -> None:  # type: ignore[no-untyped-def]
     """Read before every redemption: one table read per order of the participant would grow
     with every order they ever placed (migration orders_tax_year)."""
-    from piccolo.engine.postgres import PostgresEngine
-
     from fulfillment import taxes
+    from tests.query_plans import plan, sqlite_only
 
-    if isinstance(Order._meta.db, PostgresEngine):
-        pytest.skip("reads SQLite's query plan")
+    sqlite_only(Order)
     program, _, item = await shop(client)
     person, me = await shopper(client, program, 100_000)
     assert (await redeem(client, me, item["id"])).status_code == 201
     view = await get_program(program.id)
     year = taxes.tax_year(view, datetime.now(timezone.utc))
     start, end = taxes.year_bounds(view, year)
-    plan = await Order.raw("EXPLAIN QUERY PLAN " + taxes._TOTAL, program.id, start, end, person["id"]).run()
-    assert [row["detail"] for row in plan] == [
+    steps = await plan(Order, taxes._TOTAL, program.id, start, end, person["id"])
+    assert steps == [
         "SEARCH orders USING COVERING INDEX orders_tax_year "
-        "(participant_id=? AND program_id=? AND created_at>? AND created_at<?)"], plan
+        "(participant_id=? AND program_id=? AND created_at>? AND created_at<?)"], steps
     assert await reportable_total(view, person["id"], year) == item["face_value"]["amount"]
 
 
