@@ -39,6 +39,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "prg_bench"
@@ -158,7 +159,7 @@ def projector_round(data_dir: Path, batches: int, batch: int) -> dict[str, float
     return json.loads(out.strip().splitlines()[-1])
 
 
-# --- (b) the sweep's reads over a large ledger ------------------------------------------------
+# --- (b) reads that grew with history, over large tables ----------------------------------------
 
 
 def filled(path: Path, entries: int) -> None:
@@ -221,18 +222,6 @@ def partner_history(path: Path, orders: int) -> None:
         connection.execute("ANALYZE")
 
 
-def claim_read(path: Path, sql: str, repeat: int) -> float:
-    """The median time of a claim's candidates (five), as `sql` picks them."""
-    now = datetime.now(timezone.utc).isoformat()
-    with sqlite3.connect(path) as connection:
-        runs = []
-        for _ in range(repeat):
-            began = time.perf_counter()
-            assert len(connection.execute(sql, (SWEPT, "ptn_bench", now, 5)).fetchall()) == 5
-            runs.append(time.perf_counter() - began)
-    return statistics.median(runs)
-
-
 def feed_lines(path: Path, lines: int) -> None:
     """`lines` feed lines of one participant (and as many of 99 others), over 30 days."""
     now = datetime.now(timezone.utc)
@@ -245,38 +234,39 @@ def feed_lines(path: Path, lines: int) -> None:
         connection.execute("ANALYZE")
 
 
-def feed_page(path: Path, repeat: int) -> float:
-    """The median time of the first page (50) of participant 7's feed, as programs/feed.py asks."""
-    from programs.feed import page_query
-
-    sql, args = page_query(SWEPT, "par_7", 51).querystrings[0].compile_string(engine_type="sqlite")
+def median_ms(path: Path, sql: str, args: tuple[Any, ...], repeat: int, rows: int | None = None) -> float:
+    """The median time of `sql` (`?` marks) over `repeat` runs, in ms; `rows`: what it must answer."""
     with sqlite3.connect(path) as connection:
         runs = []
         for _ in range(repeat):
             began = time.perf_counter()
-            assert len(connection.execute(sql, args).fetchall()) == 51
+            answered = connection.execute(sql, args).fetchall()
             runs.append(time.perf_counter() - began)
-    return statistics.median(runs)
+            assert rows is None or len(answered) == rows, (len(answered), sql)
+    return statistics.median(runs) * 1000
 
 
-def sweep_reads(path: Path, repeat: int) -> tuple[float, ...]:
+def history_reads(before: Path, now: Path, repeat: int) -> list[tuple[str, float, float]]:
+    """Each read of (b): its label, and its median time on the file with stop 41's indexes and on this one."""
     from fulfillment.pooled_orders import _UNWRITTEN
+    from fulfillment.queue import _CANDIDATES
     from games.spins import _UNORDERED, _UNRECORDED
+    from programs.feed import page_query
 
     until = datetime.now(timezone.utc) - timedelta(seconds=30)
-    since = until - timedelta(days=2)
-    args = (SWEPT, since.isoformat(), until.isoformat())
-    with sqlite3.connect(path) as connection:
-        timings = []
-        for query in (_UNRECORDED, _UNORDERED, _UNWRITTEN):
-            sql = query.format("?", "?", "?")
-            runs = []
-            for _ in range(repeat):
-                began = time.perf_counter()
-                connection.execute(sql, args).fetchall()
-                runs.append(time.perf_counter() - began)
-            timings.append(statistics.median(runs))
-    return tuple(timings)
+    window = (SWEPT, (until - timedelta(days=2)).isoformat(), until.isoformat())
+    claim = (SWEPT, "ptn_bench", datetime.now(timezone.utc).isoformat(), 5)
+    page, page_args = page_query(SWEPT, "par_7", 51).querystrings[0].compile_string(engine_type="sqlite")
+    # (label, SQL on stop 41's file, SQL on this one, arguments, rows it must answer)
+    reads = [(label, query.format("?", "?", "?"), query.format("?", "?", "?"), window, None)
+             for label, query in (("spins with no history row (_UNRECORDED)", _UNRECORDED),
+                                  ("item prizes with no order (_UNORDERED)", _UNORDERED),
+                                  ("pool redemptions with no order (_UNWRITTEN)", _UNWRITTEN))]
+    reads += [("a claim of 5 (the partner's orders above)", CANDIDATES_BEFORE, _CANDIDATES.format("?", "?", "?", "?"),
+               claim, 5),
+              ("a feed page (the participant's lines above)", page, page, tuple(page_args), 51)]
+    return [(label, median_ms(before, old, args, repeat, rows), median_ms(now, new, args, repeat, rows))
+            for label, old, new, args, rows in reads]
 
 
 def main() -> int:
@@ -308,27 +298,15 @@ def main() -> int:
         b, a = statistics.median(cpu["before"]), statistics.median(cpu["now"])
         print(f"    median CPU a spin: before {b:.0f} us, now {a:.0f} us: now / before = {a / b:.2f}")
 
-        print(f"\n  (b) reads that grew with history: the program's ledger at {args.entries:,} entries "
+        print(f"\n  (b) reads that grew with history: the program's ledger at {args.entries:,} entries, "
+              f"a partner with {args.orders:,} orders, a participant with {args.lines:,} feed lines "
               f"(median of {args.repeat})")
-        for name, data_dir in (("before", before), ("now", now)):
+        for data_dir in (before, now):
             filled(data_dir / DB_FILE, args.entries)
-        reads = {name: sweep_reads(data_dir / DB_FILE, args.repeat) for name, data_dir in (("before", before), ("now", now))}
-        for label, i in (("spins with no history row (_UNRECORDED)", 0), ("item prizes with no order (_UNORDERED)", 1),
-                         ("pool redemptions with no order (_UNWRITTEN)", 2)):
-            print(f"    {label:44} before {reads['before'][i] * 1000:9.2f} ms   now {reads['now'][i] * 1000:7.2f} ms")
-        from fulfillment.queue import _CANDIDATES
-
-        for data_dir in (before, now):
             partner_history(data_dir / DB_FILE, args.orders)
-        claims = (claim_read(before / DB_FILE, CANDIDATES_BEFORE, args.repeat),
-                  claim_read(now / DB_FILE, _CANDIDATES.format("?", "?", "?", "?"), args.repeat))
-        print(f"    {'a claim of 5, the partner with ' + format(args.orders, ',') + ' orders':44} "
-              f"before {claims[0] * 1000:9.2f} ms   now {claims[1] * 1000:7.2f} ms")
-        for data_dir in (before, now):
             feed_lines(data_dir / DB_FILE, args.lines)
-        pages = (feed_page(before / DB_FILE, args.repeat), feed_page(now / DB_FILE, args.repeat))
-        print(f"    {'a feed page, the participant with ' + format(args.lines, ',') + ' lines':44} "
-              f"before {pages[0] * 1000:9.2f} ms   now {pages[1] * 1000:7.2f} ms")
+        for label, old_ms, new_ms in history_reads(before / DB_FILE, now / DB_FILE, args.repeat):
+            print(f"    {label:44} before {old_ms:9.2f} ms   now {new_ms:7.2f} ms")
     return 0
 
 
