@@ -13,6 +13,9 @@ class LedgerEntry(Table, tablename="ledger_entries"):
     # No index of its own: the unique (program_id, seq) index below leads with it, and one
     # more index is one more write of every entry the projector lands.
     program_id = Varchar(length=40)
+    # Indexed alone (a participant's history, newest first, by this index's rowid order on
+    # SQLite) and with seq (ledger_entries_participant_seq: what a replay of their lots
+    # reads after the expiry sweep's checkpoint, programs/expiry.py).
     participant_id = Varchar(length=40, null=True, default=None, index=True)
     kind = Varchar(length=30)
     # Net effect on the participant's available balance (what their history shows).
@@ -76,7 +79,8 @@ class Checkpoint(Table, tablename="chain_checkpoints"):
     Unique per (program, day): made again, it is not written twice."""
 
     program_day = Varchar(length=60, unique=True)  # "<program_id>:<YYYY-MM-DD>"
-    program_id = Varchar(length=40, index=True)
+    # No index of its own: chain_checkpoints_latest (program_id, last_seq) leads with it.
+    program_id = Varchar(length=40)
     day = Varchar(length=10)
     first_seq = BigInt()
     last_seq = BigInt()
