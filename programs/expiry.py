@@ -6,19 +6,29 @@ void (or the unused rest of a capture) gives the same points back with their ori
 The sweep moves what has expired to the program's `expired` account through the wallet,
 with an idempotency key naming the newest expired lot, so two sweeps at the same moment
 expire it once.
+
+The replay follows the journal's order: the entries the chain has linked by their position
+in it (wallet/chain.py `seq`), then the few not linked yet by when they were projected. The
+sweep saves each participant's replay through the linked entries (`ExpiryCheckpoint`); a
+replay starts from the saved one and reads only the entries after it, so neither a wallet
+read nor the sweep reads a participant's whole history again. A linked entry never moves and
+no entry is ever linked below the chain's head, so a replay from a checkpoint is the replay
+from the start, entry for entry (tests/programs/test_expiry_checkpoints.py).
 """
 
 from __future__ import annotations
 
 import calendar
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 import msgspec
+from piccolo.columns.combination import WhereRaw
 
 from programs.feed import FeedEntry, points_text, publish
 from programs.programs import ProgramView
+from programs.tables import ExpiryCheckpoint
 from kernel import keys as kernel_keys
 from wallet.store import Leg, WalletStore
 from kernel.idempotency import Idem
@@ -40,11 +50,20 @@ class SweepResult(msgspec.Struct, frozen=True):
     points: int
 
 
-@dataclass
-class Lot:
+class Lot(msgspec.Struct, array_like=True):
     earned_at: datetime
     points: int
     tx: str
+
+
+class Replay(msgspec.Struct):
+    """What a participant's ledger leaves, replayed up to the chain position `through_seq`
+    (0: nothing linked replayed yet): the lots of their available balance, oldest first, and
+    the lots each hold took, by the hold's reference."""
+
+    lots: list[Lot] = msgspec.field(default_factory=list)
+    holds: dict[str, list[Lot]] = msgspec.field(default_factory=dict)
+    through_seq: int = 0
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -79,11 +98,11 @@ def _give_back(queue: list[Lot], lots: list[Lot], points: int) -> None:
     queue.sort(key=lambda lot: lot.earned_at)
 
 
-def replay_lots(participant_id: str, entries: list[dict]) -> list[Lot]:
-    """The lots left in the available balance after `entries` (ledger rows, in order)."""
+def replay(state: Replay, participant_id: str, entries: list[dict[str, Any]]) -> Replay:
+    """`state` moved on by `entries` (ledger rows, in the journal's order); linked entries
+    move its `through_seq` too."""
     available, held = f"available:{participant_id}", f"held:{participant_id}"
-    queue: list[Lot] = []
-    holds: dict[str, list[Lot]] = {}
+    queue, holds = state.lots, state.holds
     for entry in entries:
         legs = msgspec.json.decode(entry["legs"])
         at = utc(entry["created_at"])
@@ -99,15 +118,90 @@ def replay_lots(participant_id: str, entries: list[dict]) -> list[Lot]:
                 holds[reference] = _take(queue, points)
             elif source == available:
                 _take(queue, points)
-    return queue
+        if entry.get("seq") is not None:
+            state.through_seq = max(state.through_seq, int(entry["seq"]))
+    return state
+
+
+def replay_lots(participant_id: str, entries: list[dict[str, Any]]) -> list[Lot]:
+    """The lots left in the available balance after `entries` (ledger rows, in order)."""
+    return replay(Replay(), participant_id, entries).lots
+
+
+def in_journal_order(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The linked rows by their chain position, and the rest (not linked yet) by when they
+    were projected."""
+    linked = sorted((row for row in rows if row["seq"] is not None), key=lambda row: row["seq"])
+    return linked, sorted((row for row in rows if row["seq"] is None), key=lambda row: row["id"])
+
+
+def _key(program_id: str, participant_id: str) -> str:
+    return f"{program_id}:{participant_id}"
+
+
+async def saved_replay(program_id: str, participant_id: str) -> Replay:
+    """The participant's checkpoint, or the replay of nothing."""
+    rows = await ExpiryCheckpoint.select(ExpiryCheckpoint.state).where(
+        ExpiryCheckpoint.id == _key(program_id, participant_id)).run()
+    return msgspec.json.decode(rows[0]["state"], type=Replay) if rows else Replay()
+
+
+async def save_replay(program_id: str, participant_id: str, state: Replay) -> None:
+    """Keeps `state` as the participant's checkpoint unless one further on is kept already
+    (two sweeps at once, or one that read before the other linked more)."""
+    await ExpiryCheckpoint.raw(
+        "INSERT INTO expiry_checkpoints (id, program_id, through_seq, state, updated_at) VALUES ({}, {}, {}, {}, {}) "
+        "ON CONFLICT (id) DO UPDATE SET through_seq = excluded.through_seq, state = excluded.state, "
+        "updated_at = excluded.updated_at WHERE expiry_checkpoints.through_seq < excluded.through_seq",
+        _key(program_id, participant_id), program_id, state.through_seq, msgspec.json.encode(state).decode(),
+        datetime.now(timezone.utc))
+
+
+# program_id is compared as an expression so that no index of it can serve: SQLite would
+# otherwise read the program's ledger from the checkpoint on (every participant's entries
+# since, by ledger_entries_program_seq) rather than this participant's.
+_OF_PROGRAM = "program_id || '' = {}"
+# The sweep keeps a participant's replay once it read this many entries after their last
+# checkpoint (or from the start): not a write an hour for one who barely moved.
+KEEP_AFTER = 50
+_COLUMNS = (LedgerEntry.id, LedgerEntry.transaction_id, LedgerEntry.legs, LedgerEntry.reference,
+            LedgerEntry.created_at, LedgerEntry.seq)
+
+
+def entries_after(program_id: str, participant_id: str, through_seq: int) -> Any:
+    """The participant's ledger rows a replay from `through_seq` reads, those linked after it
+    and those not linked yet: two ranges of ledger_entries_participant_seq (participant_id,
+    seq), or all of the participant's from 0."""
+    mine = (LedgerEntry.participant_id == participant_id) & WhereRaw(_OF_PROGRAM, program_id)
+    if through_seq <= 0:
+        return LedgerEntry.select(*_COLUMNS).where(mine)
+    return LedgerEntry.select(*_COLUMNS).where(
+        (mine & (LedgerEntry.seq > through_seq)) | (mine & LedgerEntry.seq.is_null()))
+
+
+class Replayed(NamedTuple):
+    current: Replay  # through every entry: the participant's lots now
+    # With `keep`: the replay through the linked entries as a checkpoint keeps it (JSON), when
+    # it went past the saved one.
+    checkpoint: Replay | None
+
+
+async def participant_replay(program_id: str, participant_id: str, keep: bool = False) -> Replayed:
+    """The participant's replay from their checkpoint, reading only the entries after it."""
+    state = await saved_replay(program_id, participant_id)
+    saved_seq = state.through_seq
+    rows = await entries_after(program_id, participant_id, saved_seq).run()
+    linked, unlinked = in_journal_order(rows)
+    replay(state, participant_id, linked)
+    checkpoint = None
+    if keep and len(rows) >= KEEP_AFTER and state.through_seq > saved_seq:
+        # Copied before the entries not linked yet move it on: replay moves lots in place.
+        checkpoint = msgspec.json.decode(msgspec.json.encode(state), type=Replay) if unlinked else state
+    return Replayed(replay(state, participant_id, unlinked), checkpoint)
 
 
 async def participant_lots(program_id: str, participant_id: str) -> list[Lot]:
-    rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.legs, LedgerEntry.reference,
-                                    LedgerEntry.created_at).where(
-        (LedgerEntry.program_id == program_id) & (LedgerEntry.participant_id == participant_id)
-    ).order_by(LedgerEntry.id).run()
-    return replay_lots(participant_id, rows)
+    return (await participant_replay(program_id, participant_id)).current.lots
 
 
 def upcoming(lots: list[Lot], months: int, now: datetime) -> list[Expiring]:
@@ -120,8 +214,10 @@ def upcoming(lots: list[Lot], months: int, now: datetime) -> list[Expiring]:
 
 
 async def expiring_soon(program: ProgramView, months: int | None, participant_id: str,
-                        now: datetime | None = None) -> list[Expiring]:
-    if not months:
+                        now: datetime | None = None, available: int | None = None) -> list[Expiring]:
+    """What expires in the next 90 days; nothing, without reading the ledger, from an empty
+    balance (`available`, when the caller has read it)."""
+    if not months or (available is not None and available <= 0):
         return []
     return upcoming(await participant_lots(program.id, participant_id), months, now or datetime.now(timezone.utc))
 
@@ -141,8 +237,10 @@ async def sweep(store: WalletStore, program: ProgramView, months: int, now: date
         available = balance["available"] if balance else 0
         if available <= 0:
             continue
-        due = [lot for lot in await participant_lots(program.id, participant_id)
-               if add_months(lot.earned_at, months) <= now]
+        replayed = await participant_replay(program.id, participant_id, keep=True)
+        if replayed.checkpoint is not None:
+            await save_replay(program.id, participant_id, replayed.checkpoint)
+        due = [lot for lot in replayed.current.lots if add_months(lot.earned_at, months) <= now]
         points = min(sum(lot.points for lot in due), available)
         if points <= 0:
             continue

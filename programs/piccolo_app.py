@@ -17,6 +17,7 @@ from programs.tables import (
     ConsoleMembership,
     ConsoleUser,
     EarningRule,
+    ExpiryCheckpoint,
     FeedItem,
     Funding,
     Leaderboard,
@@ -34,7 +35,7 @@ APP_CONFIG = AppConfig(
     table_classes=[Program, ApiKey, Team, Participant, RefreshToken, ActivityType, Activity, EarningRule, Award, Claim,
                    FeedItem, Leaderboard, Funding, StripeEvent, Announcement, AnnouncementMail,
                    TaxProfile, ConsoleUser, ConsoleMembership, ConsoleInvite, ApprovalRequest,
-                   AuditEvent, ParticipantImport],
+                   AuditEvent, ParticipantImport, ExpiryCheckpoint],
     migration_dependencies=[],
     commands=[],
 )

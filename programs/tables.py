@@ -384,3 +384,17 @@ class ParticipantImport(Table, tablename="participant_imports"):
     lease_until = Timestamptz()
     finished_at = Timestamptz(null=True, default=None)
     failure = Varchar(length=300, null=True, default=None)
+
+
+class ExpiryCheckpoint(Table, tablename="expiry_checkpoints"):
+    """A participant's lots replayed through one position of their program's chain
+    (programs/expiry.py): the expiry sweep saves it, and the next replay (the sweep's, or the
+    `expiring` of a wallet read) starts from it and reads only the ledger entries after it."""
+
+    id = Varchar(length=90, primary_key=True)  # "<program_id>:<participant_id>"
+    program_id = Varchar(length=40)
+    # The chain position (wallet/chain.py seq) of the last entry replayed into `state`; every
+    # entry at or below it is linked, so none can appear below it later.
+    through_seq = BigInt(default=0)
+    state = Text(default="{}")  # JSON: programs/expiry.py Replay
+    updated_at = Timestamptz()

@@ -50,7 +50,8 @@ async def wallet_of(wallets: WalletStore, principal: Principal) -> MyWallet:
     program_id = principal.program_id or ""
     view = await accounts.wallet_view(wallets, program_id, principal.subject_id)
     program = await get_program(program_id)
-    expiring = await expiring_soon(program, program.points_expire_months, principal.subject_id)
+    expiring = await expiring_soon(program, program.points_expire_months, principal.subject_id,
+                                   available=view.available)
     return MyWallet(**msgspec.structs.asdict(view), expiring=expiring)
 
 
