@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from fulfillment.sealing import PREFIX, Sealer
 from fulfillment.tables import PoolCode
 from tests.factories import redeem, shop, shopper, upload_codes
+from tests.log_capture import made_up_values
 
 KEY = Fernet.generate_key().decode()
 SEALER = Sealer(KEY)
@@ -30,7 +31,8 @@ json_values = st.recursive(
 @hypothesis_settings(max_examples=200, deadline=None)
 @given(value=json_values)
 def test_what_is_sealed_opens_to_the_same_value(value: Any) -> None:
-    token = SEALER.seal(value)
+    with made_up_values():
+        token = SEALER.seal(value)
     assert token.startswith(PREFIX)
     assert SEALER.open(token) == value
 
