@@ -181,8 +181,8 @@ def entries_after(program_id: str, participant_id: str, through_seq: int) -> Any
 
 class Replayed(NamedTuple):
     current: Replay  # through every entry: the participant's lots now
-    # With `keep`: the replay through the linked entries as a checkpoint keeps it (JSON), when
-    # it went past the saved one.
+    # With `keep`: the replay through the linked entries, as a checkpoint keeps it, when it
+    # went past the saved one by at least KEEP_AFTER entries read.
     checkpoint: Replay | None
 
 
