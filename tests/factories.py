@@ -200,6 +200,39 @@ async def away_from_a_window_edge(window: int, margin: float = 10.0) -> None:
         await asyncio.sleep(left + 0.2)
 
 
+def admin_idem(program_id: str) -> Any:
+    """A fresh admin Idempotency-Key, for a wallet call a test makes without HTTP."""
+    from kernel import keys as kernel_keys
+    from kernel.idempotency import Idem
+
+    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="f")
+
+
+class FixedClock:
+    """A wallet store's clock (nanoseconds) that stands where the test puts `now`."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
+
+    def __call__(self) -> int:
+        return int(self.now.timestamp() * 1_000_000_000)
+
+
+async def expiry_program(redis: Any, months: int = 12) -> tuple[Any, FixedClock, Any]:
+    """A program whose points expire after `months`, its wallet store on a FixedClock, and
+    participant "rep"'s wallet open."""
+    from programs.programs import NewProgram, ProgramChanges, create_program, update_program
+    from wallet.store import WalletStore
+
+    program, _ = await create_program(NewProgram(name=random_ref("expiry")))
+    clock = FixedClock()
+    store = WalletStore(redis, clock=clock)
+    await store.load_functions()
+    program = await update_program(store, program.id, ProgramChanges(points_expire_months=months))
+    await store.open_wallet(program.id, "rep")
+    return program, clock, store
+
+
 async def projected(redis: Any, program_id: str, consumer: str = "test") -> None:
     """The program's journal in SQL now: projected by this test, or by another projector on
     the session's stores (a live server's runs for every program) that took the entries

@@ -8,37 +8,12 @@ from datetime import datetime, timezone
 import pytest
 
 from programs.expiry import add_months, expiring_soon, replay_lots, sweep
-from programs.programs import NewProgram, create_program, get_program, update_program, ProgramChanges
-from tests.factories import projected, random_ref
+from programs.programs import get_program
+from tests.factories import admin_idem, expiry_program, projected
 from wallet import accounts
-from kernel import keys as kernel_keys
 from wallet.reconcile import reconcile_program
-from wallet.store import WalletStore
-from kernel.idempotency import Idem
 
 pytestmark = pytest.mark.sql
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
-
-    def __call__(self) -> int:
-        return int(self.now.timestamp() * 1_000_000_000)
-
-
-def idem(program_id: str) -> Idem:
-    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="f")
-
-
-async def setup(redis, months: int = 12):  # type: ignore[no-untyped-def]
-    program, _ = await create_program(NewProgram(name=random_ref("expiry")))
-    clock = Clock()
-    store = WalletStore(redis, clock=clock)
-    await store.load_functions()
-    program = await update_program(store, program.id, ProgramChanges(points_expire_months=months))
-    await store.open_wallet(program.id, "rep")
-    return program, clock, store
 
 
 def test_months_are_added_on_the_calendar() -> None:
@@ -47,12 +22,12 @@ def test_months_are_added_on_the_calendar() -> None:
 
 
 async def test_oldest_points_expire_first_in_the_right_amount_and_once(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, clock, store = await setup(redis)
-    await accounts.grant(store, program.id, "rep", 100, "January sales", idem(program.id))
+    program, clock, store = await expiry_program(redis)
+    await accounts.grant(store, program.id, "rep", 100, "January sales", admin_idem(program.id))
     clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 50, "February sales", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 50, "February sales", admin_idem(program.id))
     clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
-    await accounts.deduct(store, program.id, "rep", 30, "spent", idem(program.id))  # from January's lot
+    await accounts.deduct(store, program.id, "rep", 30, "spent", admin_idem(program.id))  # from January's lot
     await projected(redis, program.id)
 
     # The day after January's points turn twelve months old: its 70 remaining points go.
@@ -73,10 +48,10 @@ async def test_oldest_points_expire_first_in_the_right_amount_and_once(redis, mi
 
 
 async def test_two_sweeps_at_the_same_time_expire_once(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, clock, store = await setup(redis, months=6)
+    program, clock, store = await expiry_program(redis, months=6)
     for month in (1, 2, 3):
         clock.now = datetime(2025, month, 5, tzinfo=timezone.utc)
-        await accounts.grant(store, program.id, "rep", 10 * month, "sales", idem(program.id))
+        await accounts.grant(store, program.id, "rep", 10 * month, "sales", admin_idem(program.id))
     await projected(redis, program.id)
     when = datetime(2025, 9, 1, tzinfo=timezone.utc)  # January's and February's lots are due
     results = await asyncio.gather(*[sweep(store, program, 6, now=when) for _ in range(4)])
@@ -85,24 +60,24 @@ async def test_two_sweeps_at_the_same_time_expire_once(redis, migrated) -> None:
 
 
 async def test_a_voided_hold_gives_back_points_with_their_original_age(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, clock, store = await setup(redis, months=12)
-    await accounts.grant(store, program.id, "rep", 40, "old", idem(program.id))
+    program, clock, store = await expiry_program(redis, months=12)
+    await accounts.grant(store, program.id, "rep", 40, "old", admin_idem(program.id))
     clock.now = datetime(2025, 6, 1, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 40, "new", idem(program.id))
-    await accounts.hold(store, program.id, "rep", 30, "ord-1", idem(program.id))  # takes 30 old points
-    await accounts.void(store, program.id, "rep", "ord-1", idem(program.id))      # they come back, still old
+    await accounts.grant(store, program.id, "rep", 40, "new", admin_idem(program.id))
+    await accounts.hold(store, program.id, "rep", 30, "ord-1", admin_idem(program.id))  # takes 30 old points
+    await accounts.void(store, program.id, "rep", "ord-1", admin_idem(program.id))      # they come back, still old
     await projected(redis, program.id)
     result = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert result.points == 40
 
 
 async def test_the_wallet_lists_what_expires_in_the_next_90_days(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, clock, store = await setup(redis, months=12)
-    await accounts.grant(store, program.id, "rep", 25, "a", idem(program.id))
+    program, clock, store = await expiry_program(redis, months=12)
+    await accounts.grant(store, program.id, "rep", 25, "a", admin_idem(program.id))
     clock.now = datetime(2025, 3, 20, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 15, "b", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 15, "b", admin_idem(program.id))
     clock.now = datetime(2025, 8, 1, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 5, "c", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 5, "c", admin_idem(program.id))
     await projected(redis, program.id)
     program = await get_program(program.id)
     soon = await expiring_soon(program, 12, "rep", now=datetime(2025, 12, 25, tzinfo=timezone.utc))
@@ -111,9 +86,9 @@ async def test_the_wallet_lists_what_expires_in_the_next_90_days(redis, migrated
 
 async def test_a_balance_larger_than_one_operation_expires_whole(redis, migrated) -> None:  # type: ignore[no-untyped-def]
     """One leg moves at most 10^12 points; expiring more than that takes several legs."""
-    program, clock, store = await setup(redis)
+    program, clock, store = await expiry_program(redis)
     for points in (10**12, 10**12, 10**12, 5):
-        await accounts.grant(store, program.id, "rep", points, "January sales", idem(program.id))
+        await accounts.grant(store, program.id, "rep", points, "January sales", admin_idem(program.id))
     await projected(redis, program.id)
     swept = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))
     assert (swept.participants, swept.points) == (1, 3 * 10**12 + 5)

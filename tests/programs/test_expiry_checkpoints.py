@@ -16,8 +16,7 @@ from programs.expiry import (
     saved_replay, sweep,
 )
 from programs.programs import get_program
-from tests.factories import projected
-from tests.programs.test_expiry import Clock, idem, setup
+from tests.factories import FixedClock, admin_idem, expiry_program, projected
 from wallet import accounts
 from wallet.tables import LedgerEntry
 
@@ -110,13 +109,13 @@ sql = pytest.mark.sql
 async def test_the_sweep_saves_a_checkpoint_and_later_replays_read_only_what_came_after(redis, migrated, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # A checkpoint once two entries were read (by default, fifty).
     monkeypatch.setattr("programs.expiry.KEEP_AFTER", 2)
-    program, clock, store = await setup(redis, months=12)
+    program, clock, store = await expiry_program(redis, months=12)
     clock.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 100, "January sales", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 100, "January sales", admin_idem(program.id))
     clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 50, "February sales", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 50, "February sales", admin_idem(program.id))
     clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
-    await accounts.deduct(store, program.id, "rep", 30, "spent", idem(program.id))  # from January's lot
+    await accounts.deduct(store, program.id, "rep", 30, "spent", admin_idem(program.id))  # from January's lot
     await projected(redis, program.id)
     program = await get_program(program.id)
 
@@ -129,9 +128,9 @@ async def test_the_sweep_saves_a_checkpoint_and_later_replays_read_only_what_cam
 
     # Later moves: only they are read, on top of the checkpoint.
     clock.now = datetime(2025, 7, 1, tzinfo=timezone.utc)
-    await accounts.deduct(store, program.id, "rep", 20, "spent again", idem(program.id))  # January's lot again
+    await accounts.deduct(store, program.id, "rep", 20, "spent again", admin_idem(program.id))  # January's lot again
     clock.now = datetime(2025, 8, 1, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 5, "August sales", idem(program.id))
+    await accounts.grant(store, program.id, "rep", 5, "August sales", admin_idem(program.id))
     await projected(redis, program.id)
     assert len(await entries_after(program.id, "rep", saved.through_seq).run()) == 2
     replayed = await participant_replay(program.id, "rep")
@@ -154,7 +153,7 @@ async def test_the_sweep_saves_a_checkpoint_and_later_replays_read_only_what_cam
 
 @sql
 async def test_a_checkpoint_never_goes_back(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, _, _ = await setup(redis)
+    program, _, _ = await expiry_program(redis)
     rows = _history([("earn", 100), ("spend", 10), ("earn", 5)])
     further, behind = replay(Replay(), "p1", rows), replay(Replay(), "p1", rows[:1])
     await save_replay(program.id, "p1", further)
@@ -165,11 +164,11 @@ async def test_a_checkpoint_never_goes_back(redis, migrated) -> None:  # type: i
 
 @sql
 async def test_an_empty_balance_has_nothing_expiring(redis, migrated) -> None:  # type: ignore[no-untyped-def]
-    program, clock, store = await setup(redis)
-    await accounts.grant(store, program.id, "rep", 40, "sales", idem(program.id))
+    program, clock, store = await expiry_program(redis)
+    await accounts.grant(store, program.id, "rep", 40, "sales", admin_idem(program.id))
     await projected(redis, program.id)
     program = await get_program(program.id)
-    now = Clock().now + timedelta(days=300)
+    now = FixedClock().now + timedelta(days=300)
     assert [e.points for e in await expiring_soon(program, 12, "rep", now=now)] == [40]
     assert await expiring_soon(program, 12, "rep", now=now, available=0) == []
 

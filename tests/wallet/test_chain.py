@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.factories import (ProgramHandle, catalog_item, grant, launched_wheel, new_participant, new_program,
-                             random_ref, redeem, shopper, spin, spinning_participant, wait_until)
+from tests.factories import (ProgramHandle, admin_idem, catalog_item, grant, launched_wheel, new_participant,
+                             new_program, random_ref, redeem, shopper, spin, spinning_participant, wait_until)
 from wallet import accounts, keys
 from wallet.chain import genesis, link_below, link_program, next_link, restore_journal_floor, stream_order, verify_chain
 from wallet.journal import GROUP, JournalProjector, parse_entry, write_batch
 from wallet.store import WalletStore
 from wallet.tables import ChainHead, LedgerEntry
-from kernel.idempotency import Idem
 from kernel.replies import reply_text
-from kernel import keys as kernel_keys
 
 pytestmark = pytest.mark.sql
 
@@ -154,16 +152,12 @@ async def test_audit_of_an_unknown_program_says_so() -> None:
 # --- concurrency and crashes, on the wallet's own functions (no app projector sees these) --
 
 
-def idem(program_id: str) -> Idem:
-    return Idem(key=kernel_keys.idempotency(program_id, "admin", random_ref()), fingerprint="fp")
-
-
 async def taken_and_written(wallet_store: WalletStore, program: str, grants: int, taken: int) -> list[Any]:
     """Ann granted 1, 2, ... `grants` points; a projector's consumer takes the oldest `taken`
     journal entries and writes them to SQL, nothing more (what it does next is the test's)."""
     await wallet_store.open_wallet(program, "ann")
     for n in range(grants):
-        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", idem(program))
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", admin_idem(program))
     stream = keys.journal(program)
     await wallet_store.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     entries = (await wallet_store.client.xreadgroup(GROUP, "dies", {stream: ">"}, count=taken))[0][1]
@@ -178,7 +172,7 @@ async def test_an_entry_pending_elsewhere_holds_the_chain_back_until_it_is_proje
     await taken_and_written(wallet_store, program, grants=3, taken=1)
     client = wallet_store.client
     for n in range(3):
-        await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", idem(program))
+        await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", admin_idem(program))
     # Another projects all the newer ones; none may be linked ahead of the pending one.
     assert await JournalProjector(client, consumer="lives", claim_idle_ms=3_600_000).project_program(program) == 5
     report = await verify_chain(program)
@@ -236,7 +230,7 @@ async def test_concurrent_grants_with_two_projectors_make_one_unbroken_chain(wal
                   for name, pause in (("one", 0.003), ("two", 0.0))]
     running = [asyncio.create_task(p.run(stop, ids, idle_sleep=0.001)) for p in projectors]
     total = 240
-    grants = [accounts.grant(wallet_store, program, people[n % len(people)], 1 + n % 5, "sale", idem(program))
+    grants = [accounts.grant(wallet_store, program, people[n % len(people)], 1 + n % 5, "sale", admin_idem(program))
               for n in range(total)]
     for start in range(0, total, 40):
         await asyncio.gather(*grants[start:start + 40])
@@ -256,7 +250,7 @@ async def test_after_a_redis_loss_the_new_journal_goes_on_after_the_chain_head(w
     program = random_ref("prg")
     client = wallet_store.client
     await wallet_store.open_wallet(program, "ann")
-    await accounts.grant(wallet_store, program, "ann", 5, "sale", idem(program))
+    await accounts.grant(wallet_store, program, "ann", 5, "sale", admin_idem(program))
     projector = JournalProjector(client, consumer="before", claim_idle_ms=0)
     assert await projector.project_program(program) == 1
     assert (await verify_chain(program)).entries == 1
@@ -268,7 +262,7 @@ async def test_after_a_redis_loss_the_new_journal_goes_on_after_the_chain_head(w
 
     assert await restore_journal_floor(client, program) is True
     assert await restore_journal_floor(client, program) is False  # once is enough
-    await accounts.grant(wallet_store, program, "ann", 7, "sale", idem(program))
+    await accounts.grant(wallet_store, program, "ann", 7, "sale", admin_idem(program))
     assert await JournalProjector(client, consumer="after", claim_idle_ms=0).project_program(program) == 1
     report = await verify_chain(program)
     assert (report.ok, report.entries, report.unlinked) == (True, 2, 0), report
@@ -302,7 +296,7 @@ async def test_a_running_projector_gathers_entries_arriving_one_by_one_into_few_
     began = loop.time()
     running = asyncio.create_task(projector.run(stop, just_this, pass_every=0.25))
     for n in range(40):
-        await accounts.grant(wallet_store, program, "ann", 1 + n % 3, "sale", idem(program))
+        await accounts.grant(wallet_store, program, "ann", 1 + n % 3, "sale", admin_idem(program))
         await asyncio.sleep(0.02)  # one at a time: passing at once would make a pass of each
     stop.set()
     await running
