@@ -48,14 +48,19 @@ test: $(VENV)/.installed-test browser
 	RW_TEST_REDIS=cluster $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) tests/wallet tests/games
 	RW_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "sql and not redis_bound"
 
-# Debian's chromium for the browser tests (tests/console), installed with apt when missing
-# (the machines run as root), never a browser download. In the background: the SQLite pass
-# starts meanwhile and its first browser test waits for the install to finish.
+# Debian packages `make test` uses, installed with apt when missing (the machines run as root),
+# never a download of our own: chromium for the browser tests (tests/console), and
+# libjemalloc2, the malloc the embedded Valkey preloads when the system has it (api/embedded.py,
+# RW_VALKEY_ALLOCATOR). In the background: the SQLite pass starts meanwhile and its first
+# browser test waits for the install to finish; a Valkey started before it runs on libc's malloc.
 browser: | $(BIN)/python
-	@if [ ! -x /usr/bin/chromium ] && [ ! -e $(VENV)/.chromium-installing ]; then \
-		echo "Installing Debian's chromium in the background (log: $(VENV)/chromium-install.log)"; \
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \
+	$(BIN)/python -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('jemalloc'))" \
+		|| missing="$$missing libjemalloc2"; \
+	if [ -n "$$missing" ] && [ ! -e $(VENV)/.chromium-installing ]; then \
+		set -- $$missing; echo "Installing Debian's $$* in the background (log: $(VENV)/chromium-install.log)"; \
 		touch $(VENV)/.chromium-installing; \
-		( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
 			> $(VENV)/chromium-install.log 2>&1; rm -f $(VENV)/.chromium-installing ) & \
 	fi
 

@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     valkey = None
     if settings.redis_url is None:
-        valkey = EmbeddedValkey(settings.data_path)
+        valkey = EmbeddedValkey(settings.data_path, allocator=settings.valkey_allocator)
         if valkey.running_elsewhere():
             print("reward-wallet: another `serve` is already running on this RW_DATA_DIR", file=sys.stderr)
             return 1
@@ -217,7 +217,7 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
         finally:
             await client.aclose()
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
+    with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
         report = _run(go(url))
     print(msgspec.json.encode(report).decode())
     return 1 if report.errors else 0
@@ -245,7 +245,7 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
         finally:
             await client.aclose()
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
+    with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
         report = _run(go(url))
     print(msgspec.json.encode(report).decode())
     return 1 if report.errors else 0
@@ -333,7 +333,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             await client.aclose()
 
     try:
-        with redis_url_for(settings.data_path, settings.redis_url) as url:
+        with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
             drifts, letters = _run(_pooled(settings, lambda: go(url)))
     except Exception as exc:  # a store down or unreadable: say so in one line
         print(f"reconcile: could not compare the books: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -388,7 +388,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             await client.aclose()
         return total
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
+    with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
         count = _run(_pooled(settings, lambda: go(url)))
     print(f"rebuild: wrote {count} wallet(s) from the ledger")
     return 0
@@ -459,7 +459,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
         finally:
             await client.aclose()
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
+    with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
         results = _run(go(url))
     for program_id, result in results.items():
         print(f"expire: {program_id}: {result.points} points of {result.participants} participant(s)")
@@ -503,7 +503,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if watching is not None:
                 await watching
 
-    with redis_url_for(settings.data_path, settings.redis_url) as url:
+    with redis_url_for(settings.data_path, settings.redis_url, settings.valkey_allocator) as url:
         _run(go(url))
     return 0
 

@@ -40,6 +40,7 @@ ENV_NAMES: dict[str, str] = {
     "journal_claim_idle_ms": "RW_JOURNAL_CLAIM_IDLE_MS",
     "log_level": "RW_LOG_LEVEL",
     "embedded_valkey": "RW_EMBEDDED_VALKEY",
+    "valkey_allocator": "RW_VALKEY_ALLOCATOR",
     "stripe_api_key": "STRIPE_API_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
@@ -160,6 +161,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     mail_from: Annotated[str, Meta(min_length=3)] = "Reward Wallet <no-reply@localhost>"
     # Set by `serve` for its workers: REDIS_URL then names the embedded server it started.
     embedded_valkey: bool = False
+    # The embedded Valkey's malloc (api/embedded.py): `auto` preloads jemalloc when the
+    # system has it, `libc` never does, an absolute path names the library to preload.
+    valkey_allocator: Annotated[str, Meta(pattern=r"^(auto|libc|/.+)$")] = "auto"
     # Not from the environment: the hash of the operator key, filled in by `resolve_secrets`.
     operator_key_sha256: str | None = None
 
@@ -216,6 +220,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         settings.trusted_proxy_list
     except ValueError as exc:
         raise SettingsError(f"RW_TRUSTED_PROXIES: {exc}") from None
+    if settings.valkey_allocator.startswith("/") and not os.path.isfile(settings.valkey_allocator):
+        raise SettingsError(f"RW_VALKEY_ALLOCATOR: no such file: {settings.valkey_allocator}")
     return settings
 
 

@@ -399,7 +399,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print("reward-wallet benchmark: spins over HTTP against the bare Litestar baseline", flush=True)
     print(f"  machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average before "
           f"start {' '.join(f'{x:.2f}' for x in os.getloadavg())}; Python {platform.python_version()}; Valkey "
-          f"{server_info.get('valkey_version') or server_info.get('redis_version')} (AOF, appendfsync always)",
+          f"{server_info.get('valkey_version') or server_info.get('redis_version')} (AOF, appendfsync always; "
+          f"malloc {valkey.allocator})",
           flush=True)
     print("  NOTE: a shared, noisy machine: generator, API, Valkey and other processes share the cores; absolute "
           "numbers move\n        from run to run, the ratio from the same run is the meaningful part.", flush=True)

@@ -127,7 +127,8 @@ def run(args: argparse.Namespace, valkey: Any) -> int:
     text = library().text
     client.function_load(LEAST_LUA, replace=True)
     rng = random.Random(1)
-    print(f"rw_spin in Valkey {client.info('server')['valkey_version']} (AOF, appendfsync always): microseconds of "
+    print(f"rw_spin in Valkey {client.info('server')['valkey_version']} (AOF, appendfsync always; malloc "
+          f"{valkey.allocator}): microseconds of "
           f"Valkey's time a call, {args.calls - WARM} calls in pipelines of {PIPELINE}")
     least, _ = valkey_time(client, least_calls(program, args.calls))
     client.function_load(text, replace=True)

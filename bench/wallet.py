@@ -794,7 +794,9 @@ def main() -> int:
 
 def on_a_fresh_valkey(prefix: str, body: Callable[[Processes, Path, Any], int]) -> int:
     """Runs `body(procs, folder, valkey)` on an embedded Valkey in a temporary folder, then
-    stops every process it started and removes the folder, on Ctrl-C or SIGTERM too."""
+    stops every process it started and removes the folder, on Ctrl-C or SIGTERM too. The
+    server's malloc is RW_VALKEY_ALLOCATOR's, as `serve` starts it (`libc` for the C
+    library's, to compare)."""
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -805,8 +807,9 @@ def on_a_fresh_valkey(prefix: str, body: Callable[[Processes, Path, Any], int]) 
     valkey = None
     try:
         from api.embedded import EmbeddedValkey
+        from api.settings import load_settings
 
-        valkey = EmbeddedValkey(folder)
+        valkey = EmbeddedValkey(folder, allocator=load_settings().valkey_allocator)
         valkey.start()
         return body(procs, folder, valkey)
     except KeyboardInterrupt:
@@ -955,7 +958,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"  machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
           f"load average before start {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"Python {platform.python_version()}; Valkey {server_info.get('valkey_version') or server_info.get('redis_version')} "
-          "(AOF, appendfsync always)", flush=True)
+          f"(AOF, appendfsync always; malloc {valkey.allocator})", flush=True)
     idle = CpuWindow({})
     idle.start()
     time.sleep(1.0)

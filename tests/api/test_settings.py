@@ -19,6 +19,8 @@ from api.settings import SettingsError, load_settings, resolve_secrets
         ({"RW_REDIS_CLUSTER": "maybe"}, "RW_REDIS_CLUSTER"),
         ({"RW_OPERATOR_KEY": "short"}, "RW_OPERATOR_KEY"),
         ({"RW_LOG_LEVEL": "loud"}, "RW_LOG_LEVEL"),
+        ({"RW_VALKEY_ALLOCATOR": "tcmalloc"}, "RW_VALKEY_ALLOCATOR"),
+        ({"RW_VALKEY_ALLOCATOR": "/no/such/libjemalloc.so.2"}, "RW_VALKEY_ALLOCATOR: no such file"),
     ],
 )
 def test_a_bad_value_is_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:

@@ -34,13 +34,14 @@ CONCURRENCY = 16
 class Serve:
     """`reward-wallet serve` in its own process group, fully embedded in its own data dir."""
 
-    def __init__(self, data_dir: Path, workers: int, *options: str) -> None:
+    def __init__(self, data_dir: Path, workers: int, *options: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in {"REDIS_URL", "DATABASE_URL", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET",
                                  "STRIPE_API_BASE", "PROMETHEUS_MULTIPROC_DIR", "RW_REDIS_CLUSTER"}}
         self.env["RW_DATA_DIR"] = str(data_dir)
+        self.env.update(env or {})
         # Under _SESSION_DIR: tests/log_capture.py scans it for secrets at the end of the session.
         self.log = _SESSION_DIR / f"serve-{self.port}.log"
         self.process = subprocess.Popen(
@@ -245,6 +246,17 @@ def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tm
         # Valkey, and the SQLite writer of the one API process (serve itself here).
         writers = server.sqlite_writer_pids()
         assert len(writers) <= 1 and len(set(children(server.process.pid)) - set(writers)) == 1
+    finally:
+        server.kill()
+
+
+def test_serve_starts_its_valkey_on_the_allocator_its_settings_name(tmp_path: Path):
+    server = Serve(tmp_path / "data", 1, env={"RW_VALKEY_ALLOCATOR": "libc"})
+    try:
+        state = json.loads((tmp_path / "data" / "valkey" / "valkey.json").read_text())
+        assert state["allocator"] == "libc"
+        maps = Path(f"/proc/{state['pid']}/maps").read_text()
+        assert "jemalloc" not in maps and "valkey-server" in maps
     finally:
         server.kill()
 

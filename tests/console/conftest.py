@@ -10,17 +10,16 @@ fails its test on a console error or an uncaught exception in the page, and
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.debian_packages import install_log, wait_for_install
+
 CHROMIUM = os.environ.get("RW_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-INSTALLING = ROOT / ".venv" / ".chromium-installing"
-INSTALL_LOG = ROOT / ".venv" / "chromium-install.log"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 TABLET = {"width": 768, "height": 1024}
@@ -30,12 +29,9 @@ SERIOUS = {"serious", "critical"}
 
 def wait_for_chromium(timeout: float = 900.0) -> str:
     """The browser's path once the Makefile's background install (if any) has finished."""
-    deadline = time.monotonic() + timeout
-    while INSTALLING.exists() and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for_install(timeout)
     if not os.access(CHROMIUM, os.X_OK):
-        log = INSTALL_LOG.read_text()[-2000:] if INSTALL_LOG.exists() else "(no install log)"
-        pytest.fail(f"no Chromium at {CHROMIUM}; `make test` installs Debian's chromium with apt:\n{log}")
+        pytest.fail(f"no Chromium at {CHROMIUM}; `make test` installs Debian's chromium with apt:\n{install_log()}")
     return CHROMIUM
 
 
