@@ -14,16 +14,25 @@ string), `legs` (a list of [from, to, points]) and `created_at` (integer millise
 the Unix epoch, UTC). Integers are plain JSON integers (all below 2^53, kernel/money.py).
 A new encoding gets a new version and a new genesis prefix; rows never change version.
 
-Why a separate step, and why this bound. Several projectors (one per API process, plus the
-worker) write batches of one program at once, out of order, and a crash replays a batch,
-so the projector cannot link as it writes: an entry written late could land behind one
-already linked. Instead, after a projector acknowledges a batch it calls `link_program`,
-which links the projected but unlinked rows, in stream-id order, but only those below the
-oldest entry still in the program's stream. The projector deletes an entry from the stream
-(XDEL) only after its SQL transaction committed, and the stream keeps every entry that is
-pending or not yet delivered, so every id below the stream's first entry (or, for an empty
-stream, up to its last generated id, which never goes back) is already in SQL or set aside
-as a dead letter. The bound is read before the rows, so no row below it can still appear.
+When entries are linked, and why this bound. Several projectors (the worker's, one per API
+process where configured, a `reward-wallet worker` elsewhere) may write batches of one program
+at once, out of order, and a crash replays a batch, so a batch may only be linked once every
+older entry is in SQL. Two ways:
+
+- As it is written (`linked_as_written`, in the batch's own transaction), when the XPENDING
+  summary read right after the XREADGROUP that delivered the batch shows it alone pending
+  (`batch_alone_pending`): every older entry was acknowledged, so it is in SQL or set aside,
+  and none can appear later. The transaction then links the rows only if no older row waits
+  for its link and the head is below the batch; otherwise it writes them unlinked. This is the
+  common case of one projector keeping up, and it saves the link's separate transaction, its
+  read of the rows back and an UPDATE of each row.
+- Otherwise after the batch is acknowledged, by `link_program`, which links the projected but
+  unlinked rows, in stream-id order, but only those below the oldest entry still in the
+  program's stream. The projector deletes an entry from the stream (XDEL) only after its SQL
+  transaction committed, and the stream keeps every entry that is pending or not yet
+  delivered, so every id below the stream's first entry (or, for an empty stream, up to its
+  last generated id, which never goes back) is already in SQL or set aside as a dead letter.
+  The bound is read before the rows, so no row below it can still appear.
 
 One writer per program at a time: `chain_heads` holds each program's head (seq, link,
 stream id); it is read under a lock (Postgres: SELECT ... FOR UPDATE on the head's row;
@@ -32,8 +41,9 @@ links it extends, so two linkers never both extend the same head. A crash before
 links nothing; the next call links it again. Whoever acknowledges the last batch links
 everything below the new bound, so nothing stays unlinked while the projectors run.
 
-Cost: one XINFO STREAM and one SQL transaction per projected batch, nothing on the request
-path and nothing in Redis (Lua has no SHA-256). A ledger written before the chain existed is
+Cost: nothing on the request path and nothing in Redis (Lua has no SHA-256); in the projector
+one XPENDING a pass and a SHA-256 an entry, and for a batch not linked as written one
+XINFO STREAM and one SQL transaction more. A ledger written before the chain existed is
 linked whole by the first pass, in one transaction (updates sent `LINK_BATCH` at a time).
 """
 
@@ -187,15 +197,23 @@ async def link_below(program_id: str, bound: tuple[int, int], inclusive: bool) -
     return int(await run_steps(engine, functools.partial(_linking, engine, program_id, bound, inclusive)))
 
 
-def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bool) -> Steps:
+def _locked_head(engine: Any, program_id: str) -> Steps:
+    """Steps that answer the program's head (seq, link, stream id), made at its genesis if
+    it had none, read under the lock that makes its linker the only one (see the module)."""
     p = marks(engine, 4)
     heads = ChainHead._meta.tablename
-    entries = LedgerEntry._meta.tablename
     yield Execute(f"INSERT INTO {heads} (program_id, seq, link, stream_id) VALUES ({', '.join(p)}) ON CONFLICT DO NOTHING",
                   (program_id, 0, genesis(program_id), ""))
     lock = " FOR UPDATE" if postgres(engine) else ""
     head = yield Fetch(f"SELECT seq, link, stream_id FROM {heads} WHERE program_id = {p[0]}{lock}", (program_id,))
-    seq, link, head_stream = int(head[0]["seq"]), head[0]["link"], head[0]["stream_id"]
+    return int(head[0]["seq"]), head[0]["link"], head[0]["stream_id"]
+
+
+def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bool) -> Steps:
+    p = marks(engine, 4)
+    heads = ChainHead._meta.tablename
+    entries = LedgerEntry._meta.tablename
+    seq, link, head_stream = yield from _locked_head(engine, program_id)
     rows = yield Fetch(f"SELECT {', '.join(ROW_COLUMNS[:-2])} FROM {entries} WHERE program_id = {p[0]} AND seq IS NULL",
                        (program_id,))
     head_order = stream_order(head_stream) if head_stream else (-1, -1)
@@ -224,6 +242,44 @@ def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bo
     yield Execute(f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
                   (seq, link, ready[-1][1]["stream_id"], program_id))
     return len(updates)
+
+
+def linked_as_written(engine: Any, program_id: str, rows: list[dict[str, Any]]) -> Steps:
+    """Steps of a projection batch's own transaction that link `rows` (the batch's ledger
+    rows, ROW_COLUMNS but seq and link, in stream order) as they are written, when the
+    caller saw the batch alone pending in the stream (`batch_alone_pending`): every older
+    entry is in SQL or set aside. Answers each row's (seq, link) and moves the head past
+    them; None, writing nothing, when the chain cannot take them now (older rows still wait
+    for their link, or the head is at or past the batch: a batch projected again), and the
+    batch is then linked after its acknowledgement as any other."""
+    p = marks(engine, 4)
+    heads = ChainHead._meta.tablename
+    seq, link, head_stream = yield from _locked_head(engine, program_id)
+    if head_stream and stream_order(head_stream) >= stream_order(rows[0]["stream_id"]):
+        return None
+    waiting = yield Fetch(f"SELECT 1 AS waiting FROM {LedgerEntry._meta.tablename} "
+                          f"WHERE program_id = {p[0]} AND seq IS NULL LIMIT 1", (program_id,))
+    if waiting:
+        return None
+    links = []
+    for row in rows:
+        seq += 1
+        link = next_link(link, row)
+        links.append((seq, link))
+    yield Execute(f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
+                  (seq, link, rows[-1]["stream_id"], program_id))
+    return links
+
+
+def batch_alone_pending(pending: Any, stream_ids: list[str]) -> bool:
+    """Whether an XPENDING summary read right after the XREADGROUP that delivered
+    `stream_ids` (in order) shows those entries alone pending: every older entry of the
+    stream was acknowledged (an undelivered one is newer than any delivered), so the batch
+    can be linked as it is written (`linked_as_written`)."""
+    if not stream_ids or not isinstance(pending, dict) or not pending.get("pending"):
+        return False
+    return (int(pending["pending"]) == len(stream_ids) and reply_text(pending["min"]) == stream_ids[0]
+            and reply_text(pending["max"]) == stream_ids[-1])
 
 
 async def restore_journal_floor(client: Any, program_id: str) -> bool:

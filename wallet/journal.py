@@ -17,9 +17,10 @@ kernel/money.py) never stops the projection: it is set aside in the program's de
 stream (`keys.dead_letters`) with the reason, acknowledged, and the entries after it go on.
 `/metrics` counts what is set aside and `reward-wallet reconcile` lists it.
 
-After a program's batches are acknowledged the projector hash-chains what it can of them
-(wallet/chain.py, `link_program`), outside the batch's transaction: linking must wait for
-older entries other projectors still hold, and a failure to link never holds the ledger back
+The projector hash-chains the entries (wallet/chain.py): a batch that was alone pending when
+it was read is linked in its own transaction as it is written; any other after its
+acknowledgement (`link_program`), outside the batch's transaction, since linking must wait
+for older entries other projectors still hold. A failure to link never holds the ledger back
 (the program is linked again at its next pass). A projector killed between acknowledging a
 program's last batch and linking it leaves rows no later batch may come to link, so a running
 projector also links, every `relink_every` seconds, each program that has unlinked rows.
@@ -45,7 +46,7 @@ from wallet import keys
 
 from kernel.money import MAX_BALANCE
 from kernel.replies import reply_text
-from wallet.chain import GROUP, link_program, unlinked_programs
+from wallet.chain import GROUP, batch_alone_pending, link_program, linked_as_written, unlinked_programs
 from wallet.daily import add_to_totals
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.sql_steps import ExecuteMany, Steps, marks, postgres, run_steps
@@ -200,9 +201,13 @@ def posting_rows(program_id: str, e: JournalEntry) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def write_batch(program_id: str, entries: list[JournalEntry], more: list[Rows] | None = None) -> None:
+async def write_batch(program_id: str, entries: list[JournalEntry], more: list[Rows] | None = None,
+                      link: bool = False) -> bool:
     """Writes entries and their postings, and the followers' rows (`more`), in one SQL
-    transaction, skipping any already there.
+    transaction, skipping any already there. With `link` (the caller saw the entries alone
+    pending in their stream, wallet/chain.py `batch_alone_pending`) the entries are linked
+    into the program's chain as they are written when the chain can take them; answers
+    whether it did (if not, they are linked after their acknowledgement).
 
     Rows go straight to the driver's executemany: building Piccolo insert objects cost about
     0.2 ms of CPU per entry, on the API's event loop. On SQLite the transaction is one hop
@@ -210,21 +215,31 @@ async def write_batch(program_id: str, entries: list[JournalEntry], more: list[R
     the worker's batches held SQLite's one write lock 7 ms on average, and up to 170 ms when
     its loop was busy, while the API's writes waited (the load mix at 250 requests/s)."""
     if not entries and not more:
-        return
+        return False
     engine = LedgerEntry._meta.db
-    await run_steps(engine, functools.partial(_batch, engine, program_id, entries, more or []))
+    return bool(await run_steps(engine, functools.partial(_batch, engine, program_id, entries, more or [], link)))
 
 
-def _batch(engine: Any, program_id: str, entries: list[JournalEntry], more: list[Rows]) -> Steps:
+def _batch(engine: Any, program_id: str, entries: list[JournalEntry], more: list[Rows], link: bool) -> Steps:
     if entries:
         yield from add_to_totals(engine, program_id, entries)
     pg = postgres(engine)
-    entry_sql = _insert_sql(engine, LedgerEntry._meta.tablename, _ENTRY_COLUMNS)
+    rows = [entry_row(program_id, e) for e in entries]
+    links = None
+    if link and entries:
+        links = yield from linked_as_written(engine, program_id, [dict(zip(_ENTRY_COLUMNS, r)) for r in rows])
+    if links:
+        # Linked: a plain INSERT, so a row that were there after all fails the batch (it is
+        # claimed again and linked as before) rather than leave a gap in the chain's seq.
+        entry_sql = f"INSERT INTO {LedgerEntry._meta.tablename} ({', '.join(_ENTRY_COLUMNS)}, seq, link) " \
+            f"VALUES ({', '.join(marks(engine, len(_ENTRY_COLUMNS) + 2))})"
+        rows = [(*r, seq, chained) for r, (seq, chained) in zip(rows, links)]
+    else:
+        entry_sql = _insert_sql(engine, LedgerEntry._meta.tablename, _ENTRY_COLUMNS)
     posting_sql = _insert_sql(engine, LedgerPosting._meta.tablename, _POSTING_COLUMNS)
     for start in range(0, len(entries), CHUNK):
-        chunk = entries[start:start + CHUNK]
-        yield ExecuteMany(entry_sql, [entry_row(program_id, e) for e in chunk])
-        yield ExecuteMany(posting_sql, [r for e in chunk for r in posting_rows(program_id, e)])
+        yield ExecuteMany(entry_sql, rows[start:start + CHUNK])
+        yield ExecuteMany(posting_sql, [r for e in entries[start:start + CHUNK] for r in posting_rows(program_id, e)])
     for extra in more:
         if extra.statement:
             sql = _numbered(extra.statement) if pg else extra.statement
@@ -232,6 +247,7 @@ def _batch(engine: Any, program_id: str, entries: list[JournalEntry], more: list
             sql = _insert_sql(engine, extra.table, extra.columns)
         for start in range(0, len(extra.rows), CHUNK):
             yield ExecuteMany(sql, extra.rows[start:start + CHUNK])
+    return links is not None
 
 
 def _messages(reply: Any) -> list[tuple[Any, Any]]:
@@ -293,27 +309,36 @@ class JournalProjector:
     async def _read(self, stream: str) -> list[tuple[Any, Any]]:
         return _messages(await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch_size))
 
-    async def _drain(self, program_id: str, claimed: Any, fresh: Any, page: int) -> int:
+    async def _drain(self, program_id: str, claimed: Any, fresh: Any, page: int, pending: Any = None) -> int:
         """Projects what XAUTOCLAIM (`claimed`, at most `page` entries asked) and a read of at
         most `page` entries (`fresh`; None: read here, after the claimed ones are projected)
         handed over, reads on while a read comes back full, then links the batches; answers
-        how many entries. A failed command (an exception in place of its reply) hands over
-        nothing: its entries stay in the journal for the next read or claim."""
+        how many entries. `pending`: the stream's XPENDING summary read right after `fresh`
+        (wallet/chain.py `batch_alone_pending`): when it shows `fresh` alone pending, that
+        batch is linked as it is written, and a drain whose batches all were needs no linking
+        step after. A failed command (an exception in place of its reply) hands over nothing:
+        its entries stay in the journal for the next read or claim."""
         stream = keys.journal(program_id)
         found = 0
+        linked_all = True
         try:
             if claimed is not None and not isinstance(claimed, Exception):
                 stale = [(sid, fields) for sid, fields in claimed[1] if fields]
                 if stale:
-                    found += await self._project(program_id, stream, stale)
+                    await self._project(program_id, stream, stale)
+                    found += len(stale)
+                    linked_all = False
                 if len(claimed[1]) == page:  # more to claim: at the next pass
                     self._claim_again.add(program_id)
             while True:
                 if fresh is None:
-                    fresh, page = await self._read(stream), self.batch_size
+                    fresh, page, pending = await self._read(stream), self.batch_size, None
                 if not fresh or isinstance(fresh, Exception):
                     break
-                found += await self._project(program_id, stream, fresh)
+                alone = batch_alone_pending(pending, [reply_text(sid) for sid, _ in fresh])
+                linked = await self._project(program_id, stream, fresh, link=alone)
+                found += len(fresh)
+                linked_all = linked_all and linked
                 if len(fresh) < page:
                     break
                 fresh = None  # a full page: more may wait
@@ -322,7 +347,7 @@ class JournalProjector:
             # whether or not that pass finds entries.
             self._unlinked.add(program_id)
             raise
-        if found or program_id in self._unlinked:
+        if (found and not linked_all) or program_id in self._unlinked:
             await self._link(program_id)
         return found
 
@@ -335,7 +360,9 @@ class JournalProjector:
         else:
             self._unlinked.discard(program_id)
 
-    async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]]) -> int:
+    async def _project(self, program_id: str, stream: str, messages: list[tuple[Any, Any]], link: bool = False) -> bool:
+        """Projects and acknowledges `messages`; answers whether their entries were linked as
+        written (`write_batch`'s `link`)."""
         entries: list[JournalEntry] = []
         bad: list[tuple[str, dict[Any, Any], str]] = []
         for sid, fields in messages:
@@ -343,7 +370,7 @@ class JournalProjector:
                 entries.append(parse_entry(sid, fields))
             except BadEntry as exc:
                 bad.append((reply_text(sid), fields, str(exc)))
-        await write_batch(program_id, entries, await self._follow(program_id, entries))
+        linked = await write_batch(program_id, entries, await self._follow(program_id, entries), link=link)
         if bad:
             await set_aside(self.client, program_id, bad)
         if self.pause_before_ack:
@@ -356,7 +383,7 @@ class JournalProjector:
         pipe.xack(stream, GROUP, *done)
         pipe.xdel(stream, *done)
         await pipe.execute()
-        return len(done)
+        return linked or not entries
 
     async def _follow(self, program_id: str, entries: list[JournalEntry]) -> list[Rows]:
         """The followers' rows for a batch. A follower that fails (its reads failed) does not
@@ -431,7 +458,16 @@ class JournalProjector:
         else:
             for program_id in due:
                 pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=page)
+        # Each journal's pending summary right after the read: a batch found alone pending is
+        # linked as it is written (`_drain`). Skipped on a claiming pass, whose claims are older.
+        pending_of: dict[str, Any] = {}
+        if not claim:
+            for program_id in due:
+                pipe.xpending(keys.journal(program_id), GROUP)
         replies = await pipe.execute(raise_on_error=False)
+        if not claim:
+            pending_of = dict(zip(due, replies[len(replies) - len(due):]))
+            replies = replies[:len(replies) - len(due)]
         claimed = dict(zip(claiming, replies[:len(claiming)]))
         reads = replies[len(claiming):]
         if one_read and isinstance(reads[0], Exception):
@@ -451,7 +487,8 @@ class JournalProjector:
         total = 0
         for program_id in due:
             try:
-                found = await self._drain(program_id, claimed.get(program_id), read_of[program_id], page)
+                found = await self._drain(program_id, claimed.get(program_id), read_of[program_id], page,
+                                          pending_of.get(program_id))
             except Exception:  # what it was handed stays pending and is claimed again; read at the next pass
                 log.exception("projecting the journal of program %s failed; the others go on", program_id)
                 continue

@@ -349,3 +349,104 @@ async def test_an_audit_during_a_link_holds_and_a_head_left_behind_the_rows_is_n
     assert not report.ok and report.problem is not None, report
     assert (report.problem.problem, report.problem.seq) == ("head_mismatch", 2), report
     assert report.problem.detail == "the chain head (seq 2) does not match the rows (which end at seq 6)"
+
+
+# --- linked as written: a batch alone pending is linked in the transaction that writes it --
+
+
+async def journal_entries(wallet_store: WalletStore, program: str) -> list[Any]:
+    """The program's journal entries as the projector parses them, oldest first."""
+    return [parse_entry(sid, fields) for sid, fields in await wallet_store.client.xrange(keys.journal(program))]
+
+
+async def test_a_projector_keeping_up_links_each_batch_in_the_transaction_that_writes_it(
+        wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wallet import journal
+
+    program = random_ref("prg")
+    client = wallet_store.client
+    await wallet_store.open_wallet(program, "ann")
+    linking_steps = 0
+    link_program_before = journal.link_program
+
+    async def counted(*args: Any) -> int:
+        nonlocal linking_steps
+        linking_steps += 1
+        return await link_program_before(*args)
+
+    async def seqs() -> list[int | None]:
+        rows = await LedgerEntry.select(LedgerEntry.seq).where(LedgerEntry.program_id == program) \
+            .order_by(LedgerEntry.seq).run()
+        return [r["seq"] for r in rows]
+
+    monkeypatch.setattr(journal, "link_program", counted)
+    projector = JournalProjector(client, consumer="keeps-up", claim_idle_ms=3_600_000)
+    now = asyncio.get_running_loop().time()
+    assert await projector.project_due([program], now) == 0  # the first pass claims: nothing yet
+    for n in range(5):
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", admin_idem(program))
+    # A pass that reads the five alone pending writes them linked: no linking step after.
+    assert await projector.project_due([program], now + 0.1) == 5
+    assert linking_steps == 0
+    assert await seqs() == [1, 2, 3, 4, 5]
+    # A projector killed between such a batch's commit and its acknowledgement leaves it linked;
+    # claimed again, it writes nothing twice and the chain goes on.
+    for n in range(2):
+        await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", admin_idem(program))
+    projector.pause_before_ack = 30.0
+    passing = asyncio.create_task(projector.project_due([program], now + 0.2))
+    assert await wait_until(seqs, [1, 2, 3, 4, 5, 6, 7]) == [1, 2, 3, 4, 5, 6, 7]
+    assert (await client.xpending(keys.journal(program), GROUP))["pending"] == 2  # not acknowledged
+    passing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await passing
+    assert await JournalProjector(client, consumer="claims", claim_idle_ms=0).project_program(program) == 2
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked, report.head_seq) == (True, 7, 0, 7), report
+    assert [r["points"] for r in await LedgerEntry.select(LedgerEntry.points).where(
+        LedgerEntry.program_id == program).order_by(LedgerEntry.seq).run()] == [1, 2, 3, 4, 5, 10, 11]
+
+
+async def test_a_batch_read_while_an_older_entry_is_pending_elsewhere_waits_for_it(
+        wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    client = wallet_store.client
+    # A consumer takes the oldest entry and dies before writing it.
+    await wallet_store.open_wallet(program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 1, "sale", admin_idem(program))
+    stream = keys.journal(program)
+    await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await client.xreadgroup(GROUP, "dies", {stream: ">"}, count=1)
+    projector = JournalProjector(client, consumer="lives", claim_idle_ms=3_600_000)
+    now = asyncio.get_running_loop().time()
+    assert await projector.project_due([program], now) == 0
+    for n in range(3):
+        await accounts.grant(wallet_store, program, "ann", 10 + n, "sale", admin_idem(program))
+    assert await projector.project_due([program], now + 0.1) == 3
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 0, 3), report
+    assert await JournalProjector(client, consumer="claims", claim_idle_ms=0).project_program(program) == 1
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked) == (True, 4, 0), report
+    assert [r["points"] for r in await LedgerEntry.select(LedgerEntry.points).where(
+        LedgerEntry.program_id == program).order_by(LedgerEntry.seq).run()] == [1, 10, 11, 12]
+
+
+async def test_a_batch_is_written_unlinked_when_older_rows_wait_or_the_head_is_past_it(
+        wallet_store: WalletStore) -> None:
+    program = random_ref("prg")
+    await wallet_store.open_wallet(program, "ann")
+    for n in range(4):
+        await accounts.grant(wallet_store, program, "ann", 1 + n, "sale", admin_idem(program))
+    first, second, third, fourth = await journal_entries(wallet_store, program)
+    # Older rows waiting for their link: the newer batch does not jump ahead of them.
+    assert await write_batch(program, [first]) is False
+    assert await write_batch(program, [second], link=True) is False
+    assert (await verify_chain(program)).unlinked == 2
+    assert await link_below(program, (2**63, 0), True) == 2
+    # Nothing waits and the head is below: linked as written, after the head.
+    assert await write_batch(program, [third, fourth], link=True) is True
+    # The same batch again (projected twice): the head is past it, nothing is written twice.
+    assert await write_batch(program, [third, fourth], link=True) is False
+    report = await verify_chain(program)
+    assert (report.ok, report.entries, report.unlinked, report.head_seq) == (True, 4, 0, 4), report
