@@ -283,6 +283,21 @@ class Stack(NamedTuple):
     api_url: str
     bare_url: str
     bare_log: Path
+    worker: Any
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (the worker and its SQLite writer process), from /proc."""
+    tree, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        tree.append(int(entry.name))
+                        frontier.append(int(entry.name))
+    return tree
 
 
 def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: str) -> Stack:
@@ -300,11 +315,11 @@ def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: s
     bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
     # As `serve` runs them: the journal projector and the background tasks in a process of their own.
-    procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                stderr=open(folder / "worker.log", "wb"))
+    worker = procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=open(folder / "worker.log", "wb"))
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
     wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
-    return Stack(api, bare, api_port, bare_port, api_url, bare_url, bare_log)
+    return Stack(api, bare, api_port, bare_port, api_url, bare_url, bare_log, worker)
 
 
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
@@ -391,7 +406,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         return sum(int(v or 0) for v in pipe.execute())
 
     def load(target: Target, prefix: str, seconds: float, server_pid: int) -> LoadResult:
-        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid})
+        # The worker's CPU with its SQLite writer process's (where its writes run).
+        workers = {f"worker{n}": pid for n, pid in enumerate(process_tree(stack.worker.pid))}
+        window = CpuWindow({"server": server_pid, "valkey": valkey.process.pid, **workers})
         if generator == "wrk":
             return run_wrk(wrk, target, prefix, seconds, args.threads, folder, procs, window)  # type: ignore[arg-type]
         return run_python_load(target, prefix, seconds, procs, window)
@@ -418,14 +435,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           "projector + background tasks in a `reward-wallet worker` beside it, as `serve` runs them; rate limits on "
           "with unreachable budgets)\n", flush=True)
     print(f"    {'run':<10}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non2xx':>8}{'sockerr':>8}"
-          "   CPU in cores: server valkey generator machine", flush=True)
+          "   CPU in cores: server valkey worker generator machine", flush=True)
 
     def show(name: str, round_no: int | str, r: LoadResult) -> None:
         c = r.cpu
+        worker = sum(v for k, v in c.items() if k.startswith("worker"))
         print(f"    {name + ' #' + str(round_no):<10}{r.rate:9.0f}{fmt_ms(r.latency['p50']):>9}"
               f"{fmt_ms(r.latency['p90']):>9}{fmt_ms(r.latency['p99']):>9}{fmt_ms(r.latency['max']):>9}"
-              f"{r.non2xx:8d}{r.socket_errors:8d}  {c['server']:20.2f}{c['valkey']:7.2f}{r.generator_cpu:10.2f}"
-              f"{c['machine_busy']:8.2f}", flush=True)
+              f"{r.non2xx:8d}{r.socket_errors:8d}  {c['server']:20.2f}{c['valkey']:7.2f}{worker:7.2f}"
+              f"{r.generator_cpu:10.2f}{c['machine_busy']:8.2f}", flush=True)
 
     rows: list[tuple[str, LoadResult]] = []
     for round_no in range(1, args.rounds + 1):
