@@ -90,13 +90,14 @@ def migrated(base: Path) -> tuple[Path, Path]:
 # --- (a) the projector's SQL, in a child process (its engine reads RW_DATA_DIR at import) ---
 
 
-def child(batches: int, batch: int) -> None:
+def spin_maker() -> Any:
+    """A function answering `k` more spin entries, each with its history row and (for a win)
+    feed line, as the projector's batch of them: stream ids after every earlier call's."""
     sys.path.insert(0, str(ROOT))
     from games.spin_projection import SPIN_COLUMNS
     from kernel.ids import new_id
     from programs.feed import FEED_COLUMNS
-    from wallet.chain import link_below
-    from wallet.journal import JournalEntry, Rows, write_batch
+    from wallet.journal import JournalEntry, Rows
 
     participants = [new_id("par") for _ in range(256)]
     counter = [0]
@@ -131,6 +132,14 @@ def child(batches: int, batch: int) -> None:
                 feed.append(tuple(line.get(c) for c in FEED_COLUMNS))
         return entries, [Rows(table="spins", columns=SPIN_COLUMNS, rows=rows),
                          Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
+
+    return spins
+
+
+def child(batches: int, batch: int) -> None:
+    spins = spin_maker()
+    from wallet.chain import link_below
+    from wallet.journal import write_batch
 
     async def run() -> None:
         entries, more = spins(batch)  # warm: the first batch opens the connections
