@@ -310,7 +310,39 @@ async def redis(settings):  # type: ignore[no-untyped-def]
     await connection.aclose()
 
 
+def _port_slice() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral range, so no
+    client connection and no bind to port 0 (an embedded Valkey's, another process's) ever
+    takes one, and a slice of its own per xdist worker, so the two never answer the same."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low < 16_384:
+        return range(0)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 4
+    start = low - 12_288 + worker * 3_072
+    return range(start, start + 3_072)
+
+
+_PORTS = _port_slice()
+_next_port = [secrets.randbelow(len(_PORTS)) if _PORTS else 0]
+
+
 def free_port() -> int:
+    """A port nothing holds, for a server a test starts. Taken in turn from this process's
+    slice (`_port_slice`): a port handed out is not handed out again until the slice comes
+    round, however soon its server binds (with bind(0), another process could be handed the
+    same port before this one's server bound it: a live server once failed to start so)."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port[0] % len(_PORTS)]
+        _next_port[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -336,6 +368,18 @@ class LiveServer:
     running: ClassVar[list[LiveServer]] = []  # for a failed test's report (`pytest_runtest_makereport`)
 
     def __init__(self, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        # `free_port` answers a port nothing holds at that moment; another process (the other
+        # xdist worker's server, a client's ephemeral port) can take it before uvicorn binds.
+        # Such a start is made again on another port; any other failure is the test's.
+        for attempt in range(1, 6):
+            try:
+                self._start(workers, extra_env)
+                return
+            except RuntimeError as failed:
+                if "address already in use" not in str(failed) or attempt == 5:
+                    raise
+
+    def _start(self, workers: int, extra_env: dict[str, str] | None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The tests' own webhook listeners are on 127.0.0.1: live servers let webhooks reach them.
