@@ -210,8 +210,7 @@ def _locked_head(engine: Any, program_id: str) -> Steps:
 
 
 def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bool) -> Steps:
-    p = marks(engine, 4)
-    heads = ChainHead._meta.tablename
+    p = marks(engine, 1)
     entries = LedgerEntry._meta.tablename
     seq, link, head_stream = yield from _locked_head(engine, program_id)
     rows = yield Fetch(f"SELECT {', '.join(ROW_COLUMNS[:-2])} FROM {entries} WHERE program_id = {p[0]} AND seq IS NULL",
@@ -230,18 +229,34 @@ def _linking(engine: Any, program_id: str, bound: tuple[int, int], inclusive: bo
     if not ready:
         return 0
     ready.sort(key=lambda pair: pair[0])
-    updates = []
-    for _, row in ready:
-        seq += 1
-        link = next_link(link, row)
-        updates.append((seq, link, row["transaction_id"]))
+    rows = [row for _, row in ready]
+    links = _chained(seq, link, rows)
+    updates = [(n, chained, row["transaction_id"]) for (n, chained), row in zip(links, rows)]
     q = marks(engine, 3)
     update = f"UPDATE {entries} SET seq = {q[0]}, link = {q[1]} WHERE transaction_id = {q[2]} AND seq IS NULL"
     for start in range(0, len(updates), LINK_BATCH):
         yield ExecuteMany(update, updates[start:start + LINK_BATCH])
-    yield Execute(f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
-                  (seq, link, ready[-1][1]["stream_id"], program_id))
+    yield _head_moved(engine, program_id, links[-1], rows[-1]["stream_id"])
     return len(updates)
+
+
+def _chained(seq: int, link: str, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Each row's (seq, link) as the chain goes on from the head (`seq`, `link`) through
+    `rows`, in order."""
+    links = []
+    for row in rows:
+        seq += 1
+        link = next_link(link, row)
+        links.append((seq, link))
+    return links
+
+
+def _head_moved(engine: Any, program_id: str, last: tuple[int, str], stream_id: str) -> Execute:
+    """The step that moves the program's head to its last linked entry (`last`: its seq and
+    link; its stream id)."""
+    p = marks(engine, 4)
+    return Execute(f"UPDATE {ChainHead._meta.tablename} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} "
+                   f"WHERE program_id = {p[3]}", (*last, stream_id, program_id))
 
 
 def linked_as_written(engine: Any, program_id: str, rows: list[dict[str, Any]]) -> Steps:
@@ -252,22 +267,15 @@ def linked_as_written(engine: Any, program_id: str, rows: list[dict[str, Any]]) 
     them; None, writing nothing, when the chain cannot take them now (older rows still wait
     for their link, or the head is at or past the batch: a batch projected again), and the
     batch is then linked after its acknowledgement as any other."""
-    p = marks(engine, 4)
-    heads = ChainHead._meta.tablename
     seq, link, head_stream = yield from _locked_head(engine, program_id)
     if head_stream and stream_order(head_stream) >= stream_order(rows[0]["stream_id"]):
         return None
     waiting = yield Fetch(f"SELECT 1 AS waiting FROM {LedgerEntry._meta.tablename} "
-                          f"WHERE program_id = {p[0]} AND seq IS NULL LIMIT 1", (program_id,))
+                          f"WHERE program_id = {marks(engine, 1)[0]} AND seq IS NULL LIMIT 1", (program_id,))
     if waiting:
         return None
-    links = []
-    for row in rows:
-        seq += 1
-        link = next_link(link, row)
-        links.append((seq, link))
-    yield Execute(f"UPDATE {heads} SET seq = {p[0]}, link = {p[1]}, stream_id = {p[2]} WHERE program_id = {p[3]}",
-                  (seq, link, rows[-1]["stream_id"], program_id))
+    links = _chained(seq, link, rows)
+    yield _head_moved(engine, program_id, links[-1], rows[-1]["stream_id"])
     return links
 
 
