@@ -460,14 +460,11 @@ class JournalProjector:
                 pipe.xreadgroup(GROUP, self.consumer, {keys.journal(program_id): ">"}, count=page)
         # Each journal's pending summary right after the read: a batch found alone pending is
         # linked as it is written (`_drain`). Skipped on a claiming pass, whose claims are older.
-        pending_of: dict[str, Any] = {}
-        if not claim:
-            for program_id in due:
-                pipe.xpending(keys.journal(program_id), GROUP)
+        summaries = 0 if claim else len(due)
+        for program_id in due[:summaries]:
+            pipe.xpending(keys.journal(program_id), GROUP)
         replies = await pipe.execute(raise_on_error=False)
-        if not claim:
-            pending_of = dict(zip(due, replies[len(replies) - len(due):]))
-            replies = replies[:len(replies) - len(due)]
+        replies, pending_of = replies[:len(replies) - summaries], dict(zip(due, replies[len(replies) - summaries:]))
         claimed = dict(zip(claiming, replies[:len(claiming)]))
         reads = replies[len(claiming):]
         if one_read and isinstance(reads[0], Exception):
