@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.wallet import (  # noqa: E402
-    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, described_generator,
+    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, described_generator,
     drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
 )
 
@@ -287,16 +287,10 @@ class Stack(NamedTuple):
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its live descendants (the worker and its SQLite writer process), from /proc."""
-    tree, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                        tree.append(int(entry.name))
-                        frontier.append(int(entry.name))
+    """`pid` and its descendants (the worker and its SQLite writer process)."""
+    tree = [pid]
+    for parent in tree:  # grows as it goes: each one's children are looked at in turn
+        tree.extend(children(parent))
     return tree
 
 

@@ -93,7 +93,6 @@ def migrated(base: Path) -> tuple[Path, Path]:
 def spin_maker() -> Any:
     """A function answering `k` more spin entries, each with its history row and (for a win)
     feed line, as the projector's batch of them: stream ids after every earlier call's."""
-    sys.path.insert(0, str(ROOT))
     from games.spin_projection import SPIN_COLUMNS
     from kernel.ids import new_id
     from programs.feed import FEED_COLUMNS
@@ -136,28 +135,34 @@ def spin_maker() -> Any:
     return spins
 
 
-def child(batches: int, batch: int) -> None:
+async def timed_batches(batches: int, batch: int, written: Any) -> dict[str, float]:
+    """`written(entries, more)` on `batches` batches of `batch` spins (after one to warm the
+    connections): CPU us a spin (the process's user + system time, its SQLite writer thread
+    included, less what building the entries took) and wall us a spin."""
     spins = spin_maker()
+    await written(*spins(batch))
+    building = 0.0
+    start, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    for _ in range(batches):
+        mark = time.process_time()
+        entries, more = spins(batch)
+        building += time.process_time() - mark
+        await written(entries, more)
+    end, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - began
+    cpu = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime) - building
+    return {"cpu_us": cpu * 1e6 / (batches * batch), "wall_us": wall * 1e6 / (batches * batch)}
+
+
+def child(batches: int, batch: int) -> None:
+    sys.path.insert(0, str(ROOT))
     from wallet.chain import link_below
     from wallet.journal import write_batch
 
-    async def run() -> None:
-        entries, more = spins(batch)  # warm: the first batch opens the connections
+    async def written(entries: list[Any], more: list[Any]) -> None:
         await write_batch(PROGRAM, entries, more)
         await link_below(PROGRAM, (2**63, 0), True)
-        building = 0.0
-        start, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for _ in range(batches):
-            mark = time.process_time()
-            entries, more = spins(batch)
-            building += time.process_time() - mark
-            await write_batch(PROGRAM, entries, more)
-            await link_below(PROGRAM, (2**63, 0), True)
-        end, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - began
-        cpu = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime) - building
-        print(json.dumps({"cpu_us": cpu * 1e6 / (batches * batch), "wall_us": wall * 1e6 / (batches * batch)}))
 
-    asyncio.run(run())
+    print(json.dumps(asyncio.run(timed_batches(batches, batch, written))))
 
 
 def projector_round(data_dir: Path, batches: int, batch: int) -> dict[str, float]:

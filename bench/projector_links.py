@@ -19,25 +19,24 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-from bench.ledger_indexes import PROGRAM, ROOT, migrated, spin_maker
+from bench.ledger_indexes import PROGRAM, ROOT, migrated, timed_batches
 
 WAYS = ("after", "written")
 
 
 def child(way: str, batches: int, batch: int) -> None:
-    spins = spin_maker()
+    sys.path.insert(0, str(ROOT))
     from wallet.chain import link_below, verify_chain
     from wallet.journal import write_batch
 
-    async def written(entries: list, more: list) -> None:  # type: ignore[type-arg]
+    async def written(entries: list[Any], more: list[Any]) -> None:
         if way == "written":
             if not await write_batch(PROGRAM, entries, more, link=True):
                 raise SystemExit("a batch was not linked as written")
@@ -45,22 +44,12 @@ def child(way: str, batches: int, batch: int) -> None:
             await write_batch(PROGRAM, entries, more)
             await link_below(PROGRAM, (2**63, 0), True)
 
-    async def run() -> None:
-        await written(*spins(batch))  # warm: the first batch opens the connections
-        building = 0.0
-        start, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for _ in range(batches):
-            mark = time.process_time()
-            entries, more = spins(batch)
-            building += time.process_time() - mark
-            await written(entries, more)
-        end, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - began
-        cpu = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime) - building
+    async def run() -> dict[str, Any]:
+        timed = await timed_batches(batches, batch, written)
         report = await verify_chain(PROGRAM)
-        print(json.dumps({"cpu_us": cpu * 1e6 / (batches * batch), "wall_us": wall * 1e6 / (batches * batch),
-                          "chain_ok": report.ok and report.unlinked == 0, "entries": report.entries}))
+        return {**timed, "chain_ok": report.ok and report.unlinked == 0, "entries": report.entries}
 
-    asyncio.run(run())
+    print(json.dumps(asyncio.run(run())))
 
 
 def round_of(way: str, data_dir: Path, batches: int, batch: int) -> dict[str, float]:

@@ -95,6 +95,19 @@ class Processes:
                 self.stop(process)
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is `parent`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a running process (all its threads), in seconds."""
     try:
