@@ -233,6 +233,21 @@ async def expiry_program(redis: Any, months: int = 12) -> tuple[Any, FixedClock,
     return program, clock, store
 
 
+async def three_months_of_points(redis: Any, store: Any, program_id: str, clock: FixedClock) -> None:
+    """Participant "rep" of an `expiry_program` earns 100 points on 10 January 2025 and 50 on
+    10 February, and spends 30 on 10 March (from January's lot, oldest first); the journal is
+    projected."""
+    from wallet import accounts
+
+    clock.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
+    await accounts.grant(store, program_id, "rep", 100, "January sales", admin_idem(program_id))
+    clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
+    await accounts.grant(store, program_id, "rep", 50, "February sales", admin_idem(program_id))
+    clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
+    await accounts.deduct(store, program_id, "rep", 30, "spent", admin_idem(program_id))
+    await projected(redis, program_id)
+
+
 async def projected(redis: Any, program_id: str, consumer: str = "test") -> None:
     """The program's journal in SQL now: projected by this test, or by another projector on
     the session's stores (a live server's runs for every program) that took the entries

@@ -9,7 +9,7 @@ import pytest
 
 from programs.expiry import add_months, expiring_soon, replay_lots, sweep
 from programs.programs import get_program
-from tests.factories import admin_idem, expiry_program, projected
+from tests.factories import admin_idem, expiry_program, projected, three_months_of_points
 from wallet import accounts
 from wallet.reconcile import reconcile_program
 
@@ -23,12 +23,7 @@ def test_months_are_added_on_the_calendar() -> None:
 
 async def test_oldest_points_expire_first_in_the_right_amount_and_once(redis, migrated) -> None:  # type: ignore[no-untyped-def]
     program, clock, store = await expiry_program(redis)
-    await accounts.grant(store, program.id, "rep", 100, "January sales", admin_idem(program.id))
-    clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 50, "February sales", admin_idem(program.id))
-    clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
-    await accounts.deduct(store, program.id, "rep", 30, "spent", admin_idem(program.id))  # from January's lot
-    await projected(redis, program.id)
+    await three_months_of_points(redis, store, program.id, clock)  # 100 and 50 earned, 30 spent from January's
 
     # The day after January's points turn twelve months old: its 70 remaining points go.
     first = await sweep(store, program, 12, now=datetime(2026, 1, 11, tzinfo=timezone.utc))

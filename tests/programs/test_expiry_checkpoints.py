@@ -16,7 +16,7 @@ from programs.expiry import (
     saved_replay, sweep,
 )
 from programs.programs import get_program
-from tests.factories import FixedClock, admin_idem, expiry_program, projected
+from tests.factories import FixedClock, admin_idem, expiry_program, projected, three_months_of_points
 from wallet import accounts
 from wallet.tables import LedgerEntry
 
@@ -110,13 +110,7 @@ async def test_the_sweep_saves_a_checkpoint_and_later_replays_read_only_what_cam
     # A checkpoint once two entries were read (by default, fifty).
     monkeypatch.setattr("programs.expiry.KEEP_AFTER", 2)
     program, clock, store = await expiry_program(redis, months=12)
-    clock.now = datetime(2025, 1, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 100, "January sales", admin_idem(program.id))
-    clock.now = datetime(2025, 2, 10, tzinfo=timezone.utc)
-    await accounts.grant(store, program.id, "rep", 50, "February sales", admin_idem(program.id))
-    clock.now = datetime(2025, 3, 10, tzinfo=timezone.utc)
-    await accounts.deduct(store, program.id, "rep", 30, "spent", admin_idem(program.id))  # from January's lot
-    await projected(redis, program.id)
+    await three_months_of_points(redis, store, program.id, clock)  # 100 and 50 earned, 30 spent from January's
     program = await get_program(program.id)
 
     # A sweep in June expires nothing, and keeps the three entries' replay.
