@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, patch, post
+from litestar import MediaType, Request, Response, get, patch, post
 from litestar.params import Parameter
 from msgspec import Meta
 
 from api.auth import admin_only, admin_or_participant, principal_of
 from api.routes.participants import Cursor, Limit, program_of
-from catalog import changes, feed_import, items
+from catalog import changes, feed_import, items, kept_pages
 from fulfillment.code_pool import StockPage, UploadReport, stock
 from fulfillment.sealing import Sealer
 from programs.programs import get_program
@@ -82,10 +82,11 @@ async def browse(
     etag = await items.catalog_etag(redis, program_id, request.url.query or "")
     if request.headers.get("if-none-match") == etag:
         return Response(content=b"", status_code=304, headers={"ETag": etag})
-    page = await items.search(program_id, await _pricing(program_id), limit=limit, cursor=cursor, q=q, brand=brand, category=category,
-                              country=country, min_points=min_points, max_points=max_points,
-                              include_disabled=include_disabled)
-    return Response(page, headers={"ETag": etag, "Cache-Control": "private, no-cache"})
+    pricing = await _pricing(program_id)
+    body = await kept_pages.page_body(program_id, etag, pricing, lambda: items.search(
+        program_id, pricing, limit=limit, cursor=cursor, q=q, brand=brand, category=category, country=country,
+        min_points=min_points, max_points=max_points, include_disabled=include_disabled))
+    return Response(body, media_type=MediaType.JSON, headers={"ETag": etag, "Cache-Control": "private, no-cache"})
 
 
 @get("/v1/catalog/items/{item_id:str}", guards=[admin_or_participant], operation_id="getCatalogItem", summary="Read a catalog item",

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from catalog import keys as catalog_keys
+from catalog.tables import CatalogItem
 from tests.factories import new_program, random_ref, shopper
 
 pytestmark = pytest.mark.sql
@@ -79,6 +81,32 @@ async def test_an_unchanged_catalog_answers_304_to_its_etag(client) -> None:  # 
     await client.patch("/v1/program", json={"catalog_markup_bps": 300}, headers=program.headers)
     repriced = await client.get("/v1/catalog/items", headers={**me, "If-None-Match": etag})
     assert repriced.status_code == 200 and repriced.json()["items"][0]["points_price"] == 2575
+
+
+async def test_a_page_is_kept_under_its_etag_until_the_catalog_version_moves(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    uber = await item(client, program, brand="Uber", name="Uber $25", face_value={"amount": 2500, "currency": "USD"})
+    _, me = await shopper(client, program, 0)
+    first = await client.get("/v1/catalog/items", headers=me)
+    assert first.headers["content-type"].startswith("application/json")
+    # Another process renames the item in SQL; until it moves the catalog's version, this
+    # process answers the page its ETag stands for, kept, and the same bytes as the first.
+    await CatalogItem.update({CatalogItem.name: "Uber $25 (renamed)"}).where(CatalogItem.id == uber["id"]).run()
+    kept = await client.get("/v1/catalog/items", headers=me)
+    assert (kept.headers["etag"], kept.content) == (first.headers["etag"], first.content)
+    await redis.incr(catalog_keys.catalog_version(program.id))
+    moved = await client.get("/v1/catalog/items", headers=me)
+    assert moved.headers["etag"] != first.headers["etag"]
+    assert [i["name"] for i in moved.json()["items"]] == ["Uber $25 (renamed)"]
+    # An admin's page with disabled items is its own page, not a participant's kept one.
+    await client.patch(f"/v1/catalog/items/{uber['id']}", json={"status": "disabled"}, headers=program.headers)
+    assert (await client.get("/v1/catalog/items", headers=me)).json()["items"] == []
+    every = await client.get("/v1/catalog/items", params={"include_disabled": True}, headers=program.headers)
+    assert [i["status"] for i in every.json()["items"]] == ["disabled"]
+    # Another program asking the same query reads its own catalog.
+    other = await new_program(client)
+    _, them = await shopper(client, other, 0)
+    assert (await client.get("/v1/catalog/items", headers=them)).json()["items"] == []
 
 
 async def test_a_supplier_feed_upserts_by_sku_and_reports_bad_rows(client) -> None:  # type: ignore[no-untyped-def]
