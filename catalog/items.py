@@ -123,9 +123,14 @@ async def bump_version(client: Any, program_id: str) -> None:
     await client.incr(catalog_keys.catalog_version(program_id))
 
 
+async def catalog_version(client: Any, program_id: str) -> int:
+    """The catalog's version now: what is read from SQL after it is at least that new."""
+    return int(await client.get(catalog_keys.catalog_version(program_id)) or 0)
+
+
 async def catalog_etag(client: Any, program_id: str, query: str) -> str:
     """From the catalog's version alone (a price change bumps it too), so a 304 needs no SQL."""
-    version = int(await client.get(catalog_keys.catalog_version(program_id)) or 0)
+    version = await catalog_version(client, program_id)
     digest = hashlib.sha256(f"{version}|{query}".encode()).hexdigest()
     return f'W/"{digest[:32]}"'
 

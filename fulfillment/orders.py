@@ -25,9 +25,10 @@ from piccolo.columns.combination import WhereRaw
 from piccolo.query.methods.exists import Exists
 from piccolo.query.methods.select import Select
 
-from catalog.items import item_row
-from catalog.tables import Brand, CatalogItem
+from catalog.items import catalog_version, item_row
 from catalog.titles import item_title
+from fulfillment import item_names
+from fulfillment.item_names import NO_NAMES, Names
 from fulfillment.delivery import CredentialLine, Credentials, Delivered, seal, unseal
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
@@ -120,19 +121,9 @@ def settle_idem(program_id: str, order_id: str, how: str) -> Idem:
     return Idem(key=kernel_keys.idempotency(program_id, "order", f"{order_id}:settle"), fingerprint=how)
 
 
-async def _names(item_ids: set[str]) -> dict[str, tuple[str, str, str, str]]:
-    """item id -> (item name, sku, brand name, redemption instructions)."""
-    items = await CatalogItem.select(CatalogItem.id, CatalogItem.name, CatalogItem.sku, CatalogItem.brand_id) \
-        .where(CatalogItem.id.is_in(sorted(item_ids) or ["-"])).run()
-    brands = {b["id"]: b for b in await Brand.select(Brand.id, Brand.name, Brand.redemption_instructions).where(
-        Brand.id.is_in(sorted({i["brand_id"] for i in items}) or ["-"])).run()}
-    return {i["id"]: (i["name"], i["sku"], brands[i["brand_id"]]["name"],
-                      brands[i["brand_id"]]["redemption_instructions"]) for i in items}
-
-
-def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], sealer: Sealer | None,
+def _view(row: dict[str, Any], names: dict[str, Names], sealer: Sealer | None,
           admin: bool = False) -> OrderView:
-    name, _, brand, instructions = names.get(row["item_id"], ("", "", "", ""))
+    name, _, brand, instructions = names.get(row["item_id"], NO_NAMES)
     card = None
     if sealer is not None and row["status"] == "fulfilled" and row["credentials"]:
         card = unseal(sealer, row["credentials"])
@@ -149,15 +140,17 @@ def _view(row: dict[str, Any], names: dict[str, tuple[str, str, str, str]], seal
 
 
 async def partner_views(rows: list[dict[str, Any]],
-                        names: dict[str, tuple[str, str, str, str]] | None = None) -> list[PartnerOrder]:
+                        names: dict[str, Names] | None = None) -> list[PartnerOrder]:
     """The orders as their partner sees them. `names`: the items' names when the caller has
-    read them already (`_names`)."""
-    names = names if names is not None else await _names({r["item_id"] for r in rows})
+    them already (`item_names.at_version`)."""
+    if not rows:
+        return []
+    names = names if names is not None else await item_names.read({r["item_id"] for r in rows})
     people = {p["id"]: p for p in await Participant.select(Participant.id, Participant.display_name, Participant.email)
               .where(Participant.id.is_in(sorted({r["participant_id"] for r in rows}) or ["-"])).run()}
     views = []
     for row in rows:
-        name, sku, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+        name, sku, brand, _ = names.get(row["item_id"], NO_NAMES)
         person = people.get(row["participant_id"], {"id": row["participant_id"], "display_name": "", "email": None})
         views.append(PartnerOrder(
             id=row["id"], status=row["status"], item=PartnerItem(id=row["item_id"], name=name, sku=sku, brand=brand),
@@ -185,12 +178,12 @@ async def participant_view(program_id: str, participant_id: str, order_id: str, 
     row = await order_row(program_id, order_id)
     if row["participant_id"] != participant_id:
         raise NotFound("no such order")
-    return _view(row, await _names({row["item_id"]}), sealer)
+    return _view(row, await item_names.read({row["item_id"]}), sealer)
 
 
 async def admin_view(program_id: str, order_id: str) -> OrderView:
     row = await order_row(program_id, order_id)
-    return _view(row, await _names({row["item_id"]}), None, admin=True)
+    return _view(row, await item_names.read({row["item_id"]}), None, admin=True)
 
 
 def listing(program_id: str, limit: int, after: str | None = None, status: str | None = None,
@@ -217,7 +210,7 @@ async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = 
                       sealer: Sealer | None = None, partner_id: str | None = None) -> OrderPage:
     rows = await listing(program_id, limit + 1, decode_cursor(cursor), status, participant_id, item_id,
                          partner_id).run()
-    names = await _names({r["item_id"] for r in rows})
+    names = await item_names.read({r["item_id"] for r in rows})
     return OrderPage(items=[_view(r, names, sealer, admin=admin) for r in rows[:limit]],
                      next_cursor=next_cursor([r["id"] for r in rows], limit))
 
@@ -227,7 +220,7 @@ async def export_csv(program_id: str, status: OrderStatus | None = None) -> str:
     if status is not None:
         where &= Order.status == status
     rows = await Order.select().where(where).order_by(Order.id).run()
-    names = await _names({r["item_id"] for r in rows})
+    names = await item_names.read({r["item_id"] for r in rows})
     out = io.StringIO()
     # RFC 4180 line ends: the csv module then quotes every field holding a CR or an LF (with
     # "\n" alone it would write a bare CR unquoted, and a spreadsheet would split the row).
@@ -317,14 +310,14 @@ async def fulfill(store: WalletStore, sealer: Sealer, program: ProgramView, orde
 async def fulfil_for_partner(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str,
                              partner_id: str | None, card: Delivered, lease_id: str | None = None) -> PartnerOrder:
     """A partner's fulfil, answered as the partner sees the order: the item's names are read
-    once, for the participant's feed line and the answer both."""
+    once (kept per catalog version), for the participant's feed line and the answer both."""
     row, names = await _fulfilled(store, sealer, program, order_id, partner_id, card, lease_id, ("claimed",))
     return (await partner_views([row], names))[0]
 
 
 async def _fulfilled(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str,
                      partner_id: str | None, card: Delivered, lease_id: str | None,
-                     allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, tuple[str, str, str, str]]]:
+                     allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Names]]:
     row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
         Order.credentials: seal(sealer, card),
         Order.fulfilled_at: datetime.now(timezone.utc)})
@@ -332,8 +325,8 @@ async def _fulfilled(store: WalletStore, sealer: Sealer, program: ProgramView, o
     # would tell the partner its code was taken while the participant keeps the first one.
     if row["credentials"] and unseal(sealer, row["credentials"]) != card:
         raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
-    names = await _names({row["item_id"]})
-    name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+    names = await item_names.at_version(program.id, {row["item_id"]}, await catalog_version(store.client, program.id))
+    name, _, brand, _ = names.get(row["item_id"], NO_NAMES)
     settled = await _settled_and_told(store, row, [FeedEntry(
         key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"], kind="order_fulfilled",
         text=f"Your {item_title(brand, name)} is ready", reference=order_id)])
@@ -362,7 +355,7 @@ async def cancel(store: WalletStore, program: ProgramView, participant_id: str, 
         raise NotFound("no such order")
     row = await _transition(program.id, order_id, None, "cancelled", ("pending",), None, {})
     await settle(store, row)
-    return _view(row, await _names({row["item_id"]}), sealer)
+    return _view(row, await item_names.read({row["item_id"]}), sealer)
 
 
 async def cancel_for_participant(store: WalletStore, program: ProgramView, order_id: str, reason: str,
@@ -377,7 +370,7 @@ async def cancel_for_participant(store: WalletStore, program: ProgramView, order
     row = await _settled_and_told(store, row, [FeedEntry(
         key=f"order:{order_id}:cancelled", participant_id=row["participant_id"], kind="order_cancelled",
         text=f"Order {order_id} was cancelled: {reason}.{points}", points=row["points"] or None, reference=order_id)])
-    return _view(row, await _names({row["item_id"]}), sealer)
+    return _view(row, await item_names.read({row["item_id"]}), sealer)
 
 
 async def redeliver(program: ProgramView, order_id: str) -> OrderView:
@@ -387,8 +380,8 @@ async def redeliver(program: ProgramView, order_id: str) -> OrderView:
     row = await order_row(program.id, order_id)
     if row["status"] != "fulfilled":
         raise Conflict(f"the order is {row['status']}; only a delivered card can be delivered again")
-    names = await _names({row["item_id"]})
-    name, _, brand, _ = names.get(row["item_id"], ("", "", "", ""))
+    names = await item_names.read({row["item_id"]})
+    name, _, brand, _ = names.get(row["item_id"], NO_NAMES)
     await publish(program.id, [FeedEntry(
         key=f"order:{order_id}:redelivered:{new_id('rdl')}", participant_id=row["participant_id"],
         kind="order_redelivered", text=f"Your {item_title(brand, name)} was delivered again: open it in Rewards",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import msgspec
 
 from catalog import keys as catalog_keys
-from catalog.items import Pricing, item_row, redemption_points
+from catalog.items import Pricing, catalog_version, item_row, redemption_points
 from catalog.tables import Brand
 from catalog.titles import item_title
 from fulfillment import order_writes, orders, partner_orders, pooled_orders, taxes, webhooks
@@ -193,7 +193,7 @@ async def redeem(store: WalletStore, sealer: Sealer, program: ProgramView, prici
     judged from SQL after its call refused it (a second call)."""
     held = kept(program.id, item_id)
     if held is None:
-        version, known = int(await store.client.get(catalog_keys.catalog_version(program.id)) or 0), None
+        version, known = await catalog_version(store.client, program.id), None
     else:
         version, known = held
     for _ in range(CATALOG_MOVES):

@@ -7,7 +7,8 @@ item would: the item's own partner, its brand's, else the program's default (the
 pool, for items routed to the pool, fulfils it at once). An order with nowhere to go stays
 where it is until a partner is added or enabled. Runs when a partner is disabled or enabled,
 before every claim, and in the background sweep, so a lease that ends is re-routed before
-anyone could claim it.
+anyone could claim it. Before a claim it reads the program's disabled partners from SQL only
+when the catalog's version moved since this process last read them.
 """
 
 from __future__ import annotations
@@ -24,20 +25,27 @@ from fulfillment.partners import route
 from fulfillment.redemptions import dispatch
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order, Partner
+from kernel.bounded_map import BoundedMap
 from programs.programs import ProgramView
 from kernel.errors import Conflict, NotFound
 from wallet.store import WalletStore
 
 
+# program -> (the catalog version read before, its disabled partners then)
+_disabled: BoundedMap[str, tuple[int, tuple[str, ...]]] = BoundedMap(10_000)
+
+
 async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramView,
-                          now: datetime | None = None) -> int:
-    """Moves every order waiting on a disabled partner; answers how many moved."""
-    disabled = [r["id"] for r in await Partner.select(Partner.id).where(
-        (Partner.program_id == program.id) & (Partner.status == "disabled")).run()]
+                          now: datetime | None = None, version: int | None = None) -> int:
+    """Moves every order waiting on a disabled partner; answers how many moved. `version`: the
+    catalog's version, read just before, when the program's disabled partners may be the ones
+    this process read at that version (a partner's claim: a SQL read on every claim, where a
+    program nearly always has none disabled)."""
+    disabled = await _disabled_partners(program.id, version)
     if not disabled:
         return 0
     now = now or datetime.now(timezone.utc)
-    rows = await orphaned(program.id, disabled, now).run()
+    rows = await orphaned(program.id, list(disabled), now).run()
     moved = 0
     for row in rows:
         try:
@@ -53,6 +61,20 @@ async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramVi
         moved += 1
         await dispatch(store, sealer, program, {**row, "partner_id": partner["id"], "status": "pending"}, partner)
     return moved
+
+
+async def _disabled_partners(program_id: str, version: int | None) -> tuple[str, ...]:
+    """A partner's status moves the catalog's version after its SQL commit
+    (fulfillment/partner_admin.py), so the partners read after reading a version are at least
+    as new as it: kept under it, they answer until it moves, on every process alike."""
+    kept = _disabled.get(program_id) if version is not None else None
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    disabled = tuple(r["id"] for r in await Partner.select(Partner.id).where(
+        (Partner.program_id == program_id) & (Partner.status == "disabled")).run())
+    if version is not None:
+        _disabled.put(program_id, (version, disabled))
+    return disabled
 
 
 def _waiting(now: datetime) -> Combinable:

@@ -16,10 +16,9 @@ from api.routes.participants import Cursor, IdFilter, Limit, program_of
 from api.settings import Settings
 from catalog import changes
 from catalog.items import pricing_of
-from fulfillment import delivery, orders, partner_admin, partners, queue, webhooks
+from fulfillment import delivery, orders, partner_admin, partner_claims, partners, webhooks
 from fulfillment.redeem_for import redeem_for as redeem_for_participant
 from fulfillment.redemptions import redeem as redeem_item
-from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from programs import audit
 from programs.programs import Money, get_program
@@ -262,10 +261,9 @@ async def admin_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
 async def claim(request: Request[Any, Any, Any], data: ClaimRequest, wallets: WalletStore,
                 sealer: Sealer) -> ClaimedOrders:
     principal = principal_of(request)
-    # Orders whose disabled partner's lease has ended join their new partner's queue first.
-    await reroute_orphans(wallets, sealer, await get_program(principal.program_id or ""))
-    rows = await queue.claim(principal.program_id or "", principal.partner_id or "", data.limit, data.lease_seconds)
-    return ClaimedOrders(items=await orders.partner_views(rows))
+    return ClaimedOrders(items=await partner_claims.claim(
+        wallets, sealer, await get_program(principal.program_id or ""), principal.partner_id or "", data.limit,
+        data.lease_seconds))
 
 
 @patch("/v1/fulfillment/items/{item_id:str}", guards=[partner_only], operation_id="setItemAvailability",
