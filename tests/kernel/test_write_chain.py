@@ -15,7 +15,7 @@ from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from kernel.ids import new_id
-from kernel.sqlite_pool import PooledSQLiteEngine, Statement, postgres, write_chain, writing
+from kernel.sqlite_pool import PooledSQLiteEngine, Statement, inserts, postgres, run_statement, write_chain, writing
 from kernel.sqlite_writer import WriterProcess
 
 pytestmark = pytest.mark.sql
@@ -104,6 +104,23 @@ async def test_a_failing_later_statement_takes_the_first_back_and_the_writer_goe
         await write_chain(ChainProbe._meta.db, _moved(probe, "done"), [duplicate])
     assert await _statuses(probe) == ["new"]
     assert [r["id"] for r in await write_chain(ChainProbe._meta.db, _moved(probe, "done"))] == [probe]
+
+
+async def test_a_multi_row_statement_outside_a_transaction_lands_whole_or_not_at_all(probe: str, writer: str) -> None:
+    # run_statement: the CRM batch's and the feed's multi-row inserts, sent to the writer as they are.
+    fresh = [new_id("probe") for _ in range(300)]
+    [insert] = inserts("chain_probe", ("id", "status", "n"), [(i, "line", n) for n, i in enumerate(fresh)],
+                       "ON CONFLICT DO NOTHING", 500)
+    await run_statement(ChainProbe._meta.db, insert)
+    assert await _statuses(*fresh) == ["line"] * 300
+    clash = [new_id("probe"), probe]  # the second row's key is taken, and nothing resolves it
+    [failing] = inserts("chain_probe", ("id", "status", "n"), [(i, "clash", 0) for i in clash], "", 500)
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        await run_statement(ChainProbe._meta.db, failing)
+    assert await _statuses(*clash) == [None, "new"]
+    [bound] = await run_statement(ChainProbe._meta.db, Statement(
+        "UPDATE chain_probe SET status = {} WHERE id = {} RETURNING id, n", ("bound", fresh[7])))
+    assert (bound["id"], bound["n"], await _statuses(fresh[7])) == (fresh[7], 7, ["bound"])
 
 
 async def test_concurrent_chains_on_one_row_apply_once(probe: str, writer: str) -> None:
