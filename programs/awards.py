@@ -50,6 +50,8 @@ class ApplyReport(msgspec.Struct, frozen=True):
 async def record_activity_scores(wallets: WalletStore, program_id: str, done: list[ActivityFacts]) -> None:
     """Counts each activity on the program's activity-score boards (once per board and
     activity); a sale returned meanwhile no longer counts."""
+    if not await standings.weighs_any(program_id, {a.type for a in done}):
+        return
     returned = await wallets.reversed_activities(program_id, [a.id for a in done])
     done = [a for a in done if a.id not in returned]
     if not done:

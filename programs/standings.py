@@ -392,6 +392,14 @@ async def record_points(client: Any, program_id: str, participant_id: str, team_
     await _count(client, program_id, f"tx:{transaction_id}", counts, at, tz, program_start)
 
 
+async def weighs_any(program_id: str, activity_types: set[str]) -> bool:
+    """Whether an active activity-score board weighs any of these activity types (the boards
+    cached as every recording reads them): a program without one skips each activity's
+    recording, and the reads before it, whole."""
+    boards, _, _ = await _boards(program_id)
+    return any(b.metric == "activity_score" and b.weights.get(t) for b in boards for t in activity_types)
+
+
 async def record_activity(client: Any, program_id: str, participant_id: str, team_id: str | None,
                           activity_type: str, activity_id: str, at: datetime) -> None:
     """Adds the activity type's weight to every active activity_score board that weighs it

@@ -420,14 +420,14 @@ class WalletStore(FunctionStore):
 
     async def reversed_activities(self, program_id: str, activity_ids: Sequence[str]) -> set[str]:
         """Which of the activities a returned sale reversed (their reversal record exists), so
-        that no rule applied again pays them: one pipeline per 500."""
+        that no rule applied again pays them: one MGET per 500 (the records are strings under
+        the program's hash tag, one slot). A pipeline of an EXISTS each cost about 60 us of
+        the event loop's time a command in redis-py: 6 ms a CRM batch of 100."""
         found: set[str] = set()
         for start in range(0, len(activity_ids), 500):
             chunk = activity_ids[start:start + 500]
-            pipe = self.client.pipeline(transaction=False)
-            for activity_id in chunk:
-                pipe.exists(keys.reversal(program_id, activity_id))
-            found.update(a for a, n in zip(chunk, await pipe.execute()) if n)
+            records = await self.client.mget([keys.reversal(program_id, activity_id) for activity_id in chunk])
+            found.update(a for a, record in zip(chunk, records) if record is not None)
         return found
 
     async def program_accounts(self, program_id: str) -> dict[str, int]:

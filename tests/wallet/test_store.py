@@ -299,3 +299,16 @@ async def test_a_batch_moves_the_boards_of_each_grant_that_applied_and_only_thos
     assert [(bool(o.replayed), o.code) for o in outcomes] == [(True, None), (False, "idempotency_key_reused"),
                                                               (False, None)]
     assert await board_scores(wallet_store, program, board) == {"ann": 34, "cid": 12}
+
+
+async def test_the_returned_sales_among_a_batchs_activities_are_named_whatever_its_size(wallet_store: WalletStore) -> None:
+    # A CRM batch asks which of its activities a returned sale reversed (no rule may pay them
+    # again): one read per 500, on a single server and across a cluster's slots alike.
+    program = random_ref("prg")
+    activities = [f"act_{n:04d}" for n in range(1_200)]
+    returned = {activities[3], activities[499], activities[500], activities[1_199]}
+    for activity_id in returned:
+        await wallet_store.reverse(program, activity_id, [])
+    assert await wallet_store.reversed_activities(program, activities) == returned
+    assert await wallet_store.reversed_activities(program, activities[4:499]) == set()
+    assert await wallet_store.reversed_activities(random_ref("prg"), activities) == set()
