@@ -50,9 +50,38 @@ def test_the_random_part_is_the_80_bits_in_base32(monkeypatch) -> None:  # type:
     import kernel.ids as ids
 
     for value in (0, 1, 31, 32, 1023, 1024, 2**40 + 5, 2**79, 2**80 - 1, 0x1234_5678_9ABC_DEF0_1234):
-        monkeypatch.setattr(ids.secrets, "randbits", lambda bits, v=value: v)
+        monkeypatch.setattr(ids, "_random80", lambda v=value: v)
         digits, expected = new_id("t")[-16:], value
         decoded = 0
         for digit in digits:
             decoded = decoded * 32 + CROCKFORD.index(digit)
         assert decoded == expected, (value, digits)
+
+
+def test_threads_and_a_forked_child_never_make_the_same_id() -> None:
+    """The random bits are drawn from the OS in blocks: no two threads take the same bytes,
+    and a forked child does not go on with its parent's block."""
+    import os
+    import threading
+
+    made: list[list[str]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=lambda mine=mine: mine.extend(new_id("t") for _ in range(5_000)))
+               for mine in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [m for mine in made for m in mine]
+    assert len(set(every)) == len(every) == 20_000
+    new_id("t")  # the parent holds an unused block now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, "\n".join(new_id("t")[-16:] for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        childs = set(pipe.read().split("\n"))
+    parents = {new_id("t")[-16:] for _ in range(100)}
+    assert len(childs) == 100 and not childs & parents
