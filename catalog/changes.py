@@ -1,6 +1,7 @@
 """Catalog writes: every change to a program's catalog, each moving the catalog version itself.
 
-The catalog's ETag comes from its version alone (`items.catalog_etag`), so a write that left
+The catalog's ETag comes from its version (`items.catalog_etag`, with the query and prices),
+and each process keeps the pages it sent under their ETag, so a write that left
 the version where it was would keep answering phones 304 for a catalog that changed. Routes,
 the CLI and any other caller write through these use cases, never through `item_writes` or
 `feed_import` directly, so none of them can forget the version.

@@ -128,10 +128,13 @@ async def catalog_version(client: Any, program_id: str) -> int:
     return int(await client.get(catalog_keys.catalog_version(program_id)) or 0)
 
 
-async def catalog_etag(client: Any, program_id: str, query: str) -> str:
-    """From the catalog's version alone (a price change bumps it too), so a 304 needs no SQL."""
+async def catalog_etag(client: Any, program_id: str, query: str, pricing: Pricing) -> str:
+    """From the catalog's version (a price change bumps it too), the query and the prices the
+    page is computed with, so a 304 needs no SQL. The prices too: a process whose view of the
+    program has not caught up with a price change yet (a few seconds) answers its page under
+    an ETag of its own, which the next page with the new prices does not match."""
     version = await catalog_version(client, program_id)
-    digest = hashlib.sha256(f"{version}|{query}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{version}|{query}|{pricing.point_value}|{pricing.markup_bps}".encode()).hexdigest()
     return f'W/"{digest[:32]}"'
 
 

@@ -18,8 +18,13 @@ from kernel.bounded_map import BoundedMap
 Names = tuple[str, str, str, str]
 NO_NAMES: Names = ("", "", "", "")
 
-# (program, item) -> (the catalog version they were read at, the names)
-_kept: BoundedMap[tuple[str, str], tuple[int, Names]] = BoundedMap(10_000)
+# (program, item) -> (the catalog version they were read at, the names). A change whose
+# version never moved (its process died between the commit and the move, or Redis lost the
+# counter and counts the same versions again) is seen once the names are KEEP_SECONDS old,
+# as the routes a redemption keeps (fulfillment/item_routes.py). A brand's instructions may
+# be 5,000 characters: 2,000 items bound a process's share to about 10 MB.
+KEEP_SECONDS = 60.0
+_kept: BoundedMap[tuple[str, str], tuple[int, Names]] = BoundedMap(2_000, max_age=KEEP_SECONDS)
 
 
 async def read(item_ids: set[str]) -> dict[str, Names]:

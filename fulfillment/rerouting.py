@@ -31,8 +31,10 @@ from kernel.errors import Conflict, NotFound
 from wallet.store import WalletStore
 
 
-# program -> (the catalog version read before, its disabled partners then)
-_disabled: BoundedMap[str, tuple[int, tuple[str, ...]]] = BoundedMap(10_000)
+# program -> (the catalog version read before, its disabled partners then), for a minute at
+# most: a status change whose version never moved (its process died between the commit and
+# the move) is seen by the next claim after that.
+_disabled: BoundedMap[str, tuple[int, tuple[str, ...]]] = BoundedMap(10_000, max_age=60.0)
 
 
 async def reroute_orphans(store: WalletStore, sealer: Sealer, program: ProgramView,

@@ -79,11 +79,11 @@ async def browse(
     program_id = principal.program_id or ""
     if include_disabled and principal.kind != "admin":
         raise Invalid("include_disabled is for admins", field="include_disabled")
-    etag = await items.catalog_etag(redis, program_id, request.url.query or "")
+    pricing = await _pricing(program_id)
+    etag = await items.catalog_etag(redis, program_id, request.url.query or "", pricing)
     if request.headers.get("if-none-match") == etag:
         return Response(content=b"", status_code=304, headers={"ETag": etag})
-    pricing = await _pricing(program_id)
-    body = await kept_pages.page_body(program_id, etag, pricing, lambda: items.search(
+    body = await kept_pages.page_body(program_id, etag, lambda: items.search(
         program_id, pricing, limit=limit, cursor=cursor, q=q, brand=brand, category=category, country=country,
         min_points=min_points, max_points=max_points, include_disabled=include_disabled))
     return Response(body, media_type=MediaType.JSON, headers={"ETag": etag, "Cache-Control": "private, no-cache"})

@@ -4,10 +4,13 @@ next claim after that change moved the version."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from catalog import keys as catalog_keys
 from catalog.tables import CatalogItem
+from fulfillment import rerouting
 from fulfillment.tables import Partner
 from tests.factories import bearer, claim_orders as claim, redeem, shop, shopper
 from tests.fulfillment.test_partner_admin import partner_b
@@ -58,3 +61,20 @@ async def test_a_claim_names_the_item_as_the_catalog_names_it_now(client, redis)
     assert done.status_code == 200 and done.json()["item"]["name"] == "Amazon eGift"
     feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
     assert any(line["text"] == "Your Amazon eGift is ready" for line in feed), feed
+
+
+async def test_a_status_change_whose_version_never_moved_is_seen_within_a_minute(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Its process died between the SQL commit and the version's move: what the claim keeps
+    # ages out (a minute; shortened here), and the next claim after that moves the order.
+    program, default, item = await shop(client)
+    b = await partner_b(client, program, item)
+    _, me = await shopper(client, program, 2500)
+    default_key = bearer(default["api_key"])
+    assert (await claim(client, default_key)).json()["items"] == []
+    order = (await redeem(client, me, item["id"])).json()
+    await Partner.update({Partner.status: "disabled"}).where(Partner.id == b["id"]).run()
+    assert (await claim(client, default_key)).json()["items"] == []  # kept: no partner disabled
+    monkeypatch.setattr(rerouting._disabled, "max_age", 0.2)
+    await asyncio.sleep(0.25)
+    [moved] = (await claim(client, default_key)).json()["items"]
+    assert moved["id"] == order["id"]
