@@ -1,4 +1,5 @@
-"""Catalog writes: every change to a program's catalog, each moving the catalog version itself.
+"""Catalog writes: every change to a program's catalog, each moving the catalog version itself,
+after its SQL and even when it failed part way (what it committed before stays).
 
 The catalog's ETag comes from its version (`items.catalog_etag`, with the query and prices),
 and each process keeps the pages it sent under their ETag, so a write that left
@@ -26,22 +27,27 @@ from wallet.store import WalletStore
 
 async def upsert_brand(client: Any, program_id: str, spec: items.BrandSpec) -> items.BrandView:
     """Creates or updates a brand by name."""
-    brand = await item_writes.upsert_brand(program_id, spec)
-    await items.bump_version(client, program_id)
-    return brand
+    try:
+        return await item_writes.upsert_brand(program_id, spec)
+    finally:  # a write that failed part way may have committed its first statements
+        await items.bump_version(client, program_id)
 
 
 async def add_item(client: Any, program: ProgramView, spec: items.NewItem) -> items.ItemView:
     """Adds an item, priced by the program's point value and markup."""
-    item_id = await item_writes.create_item(program, spec)
-    await items.bump_version(client, program.id)
+    try:
+        item_id = await item_writes.create_item(program, spec)
+    finally:
+        await items.bump_version(client, program.id)
     return await items.get_item(program.id, item_id, items.pricing_of(program))
 
 
 async def change_item(client: Any, program_id: str, item_id: str, changes: items.ItemChanges) -> items.ItemView:
     """Changes an item (name, countries, status, routing partner); answers it as it is now."""
-    await item_writes.update_item(program_id, item_id, changes)
-    await items.bump_version(client, program_id)
+    try:
+        await item_writes.update_item(program_id, item_id, changes)
+    finally:
+        await items.bump_version(client, program_id)
     return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
 
 
@@ -58,8 +64,10 @@ async def set_supplier_availability(client: Any, program_id: str, partner_id: st
     item = await items.item_row(program_id, item_id)
     if (await route(program_id, item))["id"] != partner_id:
         raise NotFound("no such catalog item routed to you")
-    status = await item_writes.set_supplier_availability(program_id, item_id, available)
-    await items.bump_version(client, program_id)
+    try:
+        status = await item_writes.set_supplier_availability(program_id, item_id, available)
+    finally:
+        await items.bump_version(client, program_id)
     return SupplierAvailability(item_id=item_id, available=status == "active", status=status)
 
 

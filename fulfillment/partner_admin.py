@@ -24,9 +24,12 @@ async def new_partner_key(store: WalletStore, program_id: str, partner_id: str) 
 
 async def change_partner_status(store: WalletStore, sealer: Sealer, program: ProgramView, partner_id: str,
                                 status: PartnerStatus) -> PartnerView:
-    view = await set_status(program.id, partner_id, status)
-    # Where items' orders go moved (fulfillment/item_routes.py keeps routes per catalog version).
-    await bump_version(store.client, program.id)
+    try:
+        view = await set_status(program.id, partner_id, status)
+    finally:
+        # Where items' orders go moved (fulfillment/item_routes.py keeps routes per catalog
+        # version, and a claim the disabled partners), even when the change failed part way.
+        await bump_version(store.client, program.id)
     await gate.mark_disabled(store.client, program.id, await partner_key_ids(partner_id), status == "disabled")
     await reroute_orphans(store, sealer, program)
     return view
