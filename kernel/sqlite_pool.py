@@ -137,14 +137,14 @@ def _qmarks(sql: str) -> str:
 
 
 async def run_statement(engine: Any, statement: Statement) -> Any:
-    """`statement` on `engine`, in its current transaction if there is one. A write outside
-    one on the pooled SQLite engine goes to its writer as it is, as `write_chain` sends it:
-    through Piccolo's QueryString every argument was checked and converted one by one, and a
-    CRM batch's multi-row inserts (its activities, awards and feed lines, about 3,000
-    arguments) spent a quarter of the batch's time on the event loop there (py-spy, the load
-    mix at 700 requests/s)."""
-    if on_writer_thread(engine) and _writes(statement.sql):
-        return await engine._written([engine._compiled(statement)])
+    """`statement` on `engine`, in its current transaction if there is one. Outside one, the
+    pooled SQLite engine takes it as it is, as `write_chain` sends it (a write to the writer,
+    a read to the pool: `_run_in_new_connection`): through Piccolo's QueryString every
+    argument was checked and converted one by one, and a CRM batch's multi-row inserts (its
+    activities, awards and feed lines, about 3,000 arguments) spent a quarter of the batch's
+    time on the event loop there (py-spy, the load mix at 700 requests/s)."""
+    if on_writer_thread(engine):
+        return await engine._run_in_new_connection(*engine._compiled(statement))
     return await engine.run_querystring(QueryString(statement.sql, *statement.args))
 
 
