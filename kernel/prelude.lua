@@ -139,14 +139,11 @@ local function legs_json(legs)
   return cjson.encode(legs)
 end
 
--- legs_json's text for the one leg most moves have ({{from, to, points}}), by one format
--- instead of a table and cjson's walk of it. %d writes every whole number below 10^18 as
--- int_s does (-0 as "0"); anything else goes to legs_json.
-local function one_leg_json(from, to, points)
-  if points % 1 == 0 and points < 1e18 and points > -1e18 and type(from) == "string" and type(to) == "string" then
-    return string.format("[[%s,%s,%d]]", cjson.encode(from), cjson.encode(to), points)
-  end
-  return legs_json({{from, to, points}})
+-- legs_json's text for the one leg most moves have ({{from, to, points}}), by one
+-- concatenation instead of a table and cjson's walk of it, from the points already written
+-- as digits (int_s's: a move's points are a whole number, checked by move_refusal).
+local function one_leg_digits(from, to, points_s)
+  return "[[" .. cjson.encode(from) .. "," .. cjson.encode(to) .. "," .. points_s .. "]]"
 end
 
 local function hincrby(key, field, n)
@@ -266,11 +263,19 @@ end
 -- ledger alone can rebuild every field of a wallet.
 -- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
 -- `legs_encoded` is the legs' JSON (legs_json's or one_leg_json's text).
-local function journal_encoded(stream, tx, kind, participant, net, reference, meta, legs_encoded, now, earned, spent)
+-- journal_encoded's entry from numbers already written as digits (int_s's): a grant and a
+-- deduction write each number once (string.format was a good part of their Lua).
+local function journal_digits(stream, tx, kind, participant, net_s, reference, meta, legs_encoded, now, earned_s,
+                              spent_s)
   redis.call("XADD", stream, "*",
-    "tx", tx, "kind", kind, "participant", participant, "points", int_s(net),
+    "tx", tx, "kind", kind, "participant", participant, "points", net_s,
     "ref", reference, "meta", meta, "legs", legs_encoded, "ts", now,
-    "earned", int_s(earned or 0), "spent", int_s(spent or 0))
+    "earned", earned_s, "spent", spent_s)
+end
+
+local function journal_encoded(stream, tx, kind, participant, net, reference, meta, legs_encoded, now, earned, spent)
+  journal_digits(stream, tx, kind, participant, int_s(net), reference, meta, legs_encoded, now,
+    int_s(earned or 0), int_s(spent or 0))
 end
 
 local function journal(stream, tx, kind, participant, net, reference, meta, legs, now, earned, spent)
@@ -328,12 +333,18 @@ end
 -- writes it, by one format: to_json's check of the table and cjson's walk of it were a
 -- quarter of a grant's Lua. %d writes whole numbers below 10^18 as to_json does (-0 as
 -- "0"); anything else takes to_json's way.
+-- balance_json's text from numbers already written as digits (int_s's, or a balance as its
+-- hash holds it, which only int_s and HINCRBY write).
+local function balance_digits(tx, participant, points_s, available_s, held_s)
+  return '{"ok":true,"tx":' .. cjson.encode(tx) .. ',"participant":' .. cjson.encode(participant) ..
+    ',"points":' .. points_s .. ',"available":' .. available_s .. ',"held":' .. held_s .. '}'
+end
+
 local function balance_json(tx, participant, points, available, held)
   if points % 1 == 0 and available % 1 == 0 and held % 1 == 0 and points < 1e18 and points > -1e18
       and available < 1e18 and available > -1e18 and held < 1e18 and held > -1e18
       and type(tx) == "string" and type(participant) == "string" then
-    return string.format('{"ok":true,"tx":%s,"participant":%s,"points":%d,"available":%d,"held":%d}',
-      cjson.encode(tx), cjson.encode(participant), points, available, held)
+    return balance_digits(tx, participant, int_s(points), int_s(available), int_s(held))
   end
   return to_json({ok = true, tx = tx, participant = participant, points = points, available = available, held = held})
 end

@@ -60,6 +60,27 @@ local function open_lot(wallet, lot, tx, participant, points, ref, on_boards)
   end
 end
 
+-- A move's points (a whole number >= 0, checked by move_refusal) as digits, and their
+-- negative: written once for the reply, the journal and the HINCRBYs. "-0" is no integer
+-- to HINCRBY.
+local function signed_digits(points)
+  local ps = int_s(points)
+  if points > 0 then return ps, "-" .. ps end
+  return ps, ps
+end
+
+-- Moves the program's budget by `by` (digits) and answers nil, or undoes the move and
+-- answers the refusal when the budget would pass 2^53 - 1 in size. Judged on the HINCRBY's
+-- answer, so nothing reads the budget before its move; a call that uses it makes it its
+-- first write, so an undone move leaves nothing but the refusal's record.
+local function budget_move(acct, by, undo)
+  if too_large(redis.call("HINCRBY", acct, "budget", by), 0) then
+    redis.call("HINCRBY", acct, "budget", undo)
+    return balance_refusal("the program's budget")
+  end
+  return nil
+end
+
 -- Where the next item of a batch begins: this one's `nkeys` keys and `nargs` arguments, then
 -- its leaderboards' section when it has `n` boards (the marker and its lifetime, then three
 -- keys and three arguments per board).
@@ -87,11 +108,11 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   if sale and redis.call("EXISTS", sale.record) == 1 then
     return idem_store(idem, fp, ttl, fail("activity_reversed", "the sale was returned; it earns nothing"))
   end
-  -- Each hash read once (the same checks, in the same order, as missing_wallet, suspension
-  -- and budget_refusal make one read at a time elsewhere). A deactivated participant earns
-  -- nothing new (grants and awards), as their tokens stop: prizes already won, deductions
-  -- and expiry still apply. Not recorded, like a suspension, so the same key grants once
-  -- the participant is reactivated.
+  -- Each hash read once (the same checks as missing_wallet, suspension and budget_refusal
+  -- make one read at a time elsewhere; the budget's bound is judged on its move, below). A
+  -- deactivated participant earns nothing new (grants and awards), as their tokens stop:
+  -- prizes already won, deductions and expiry still apply. Not recorded, like a suspension,
+  -- so the same key grants once the participant is reactivated.
   local w = redis.call("HMGET", wallet, "open", "inactive", "available", "earned", "held", "pending", "owed")
   early = absent_wallet(w[1])
   if early then return early end
@@ -118,12 +139,10 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
     return idem_store(idem, fp, ttl, fail("budget_exhausted",
       "the program's budget is negative after a refund or dispute; fund it to grant again"))
   end
-  local budget = hget_int(acct, "budget")
-  if c[3] == "0" and budget < points then
+  -- Only a program that refuses overdraft reads its budget before the move; otherwise the
+  -- move's own HINCRBY answers the budget (below), a command fewer on every grant.
+  if c[3] == "0" and hget_int(acct, "budget") < points then
     return idem_store(idem, fp, ttl, fail("budget_exhausted", "the program's budget cannot cover this award"))
-  end
-  if too_large(budget, -points) then
-    return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
   end
   local available, earned = tonumber(w[3] or "0"), tonumber(w[4] or "0")
   if lot then
@@ -135,11 +154,13 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
   elseif too_large(available, points) or too_large(earned, points) then
     return idem_store(idem, fp, ttl, balance_refusal("the participant's balance"))
   end
+  local ps, minus = signed_digits(points)
+  local refused = budget_move(acct, minus, ps)
+  if refused then return idem_store(idem, fp, ttl, refused) end
   if cap_limit and cap_limit ~= "" then
     hincrby(cap_key, "used", points)
     redis.call("EXPIRE", cap_key, 40000000)
   end
-  hincrby(acct, "budget", -points)
   if sale then
     -- The sale's awards of the last day, so a return that read the award rows from SQL
     -- before this one's was written is told to read again (rw_reverse: awards_moved).
@@ -168,13 +189,14 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
       if paid > 0 then result.owed_paid = paid end
       reply = idem_store(idem, fp, ttl, result)
     else
-      -- Nothing owed (nearly always): owed_credit's one leg and the plain reply, each written
-      -- by one format.
-      redis.call("HSET", wallet, "available", int_s(available + points), "earned", int_s(earned + points))
-      journal_encoded(stream, tx, kind, participant, points, ref, meta,
-        one_leg_json("budget", wallet_account(wallet, "available"), points), now, points, 0)
-      reply = idem_record(idem, fp, ttl,
-        balance_json(tx, participant, points, available + points, tonumber(w[5] or "0")))
+      -- Nothing owed (nearly always): owed_credit's one leg and the plain reply, every number
+      -- in them written once. The wallet is the participant's (wallet/keys.py names it by
+      -- them), so its account is named from them.
+      local after = int_s(available + points)
+      redis.call("HSET", wallet, "available", after, "earned", int_s(earned + points))
+      journal_digits(stream, tx, kind, participant, ps, ref, meta, one_leg_digits("budget", "available:" .. participant, ps),
+        now, ps, "0")
+      reply = idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, after, w[5] or "0"))
     end
   end
   -- After the record: were a board's key ever of the wrong type, the error would leave the
@@ -185,7 +207,7 @@ end
 
 register_gateable("rw_grant", function(keys, argv)
   return apply_grant(keys[1], keys[2], keys[3], keys[4], keys[5],
-    argv[1], tonumber(argv[2]), argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9], nil, nil,
+    argv[1], argv[2], argv[3], argv[4], tonumber(argv[5]), argv[6], argv[7], argv[8], argv[9], nil, nil,
     board_section(keys, 6, argv, 10, math.max(#keys - 6, 0) / 3))
 end)
 
@@ -214,7 +236,7 @@ ARGV: ttl, now_ms, then per award: fp, tx, participant, points, kind, reference,
 Answers a JSON array of per-award results, in order ("capped" results move nothing; a
 pending award's result carries `lot`). ]]
 redis.register_function("rw_award_batch", function(keys, argv)
-  local ttl, now = tonumber(argv[1]), argv[2]
+  local ttl, now = argv[1], argv[2]
   local out = {}
   local k, a = 5, 3
   while k <= #keys do
@@ -235,7 +257,7 @@ redis.register_function("rw_award_batch", function(keys, argv)
 end)
 
 redis.register_function("rw_grant_batch", function(keys, argv)
-  local ttl, now = tonumber(argv[1]), argv[2]
+  local ttl, now = argv[1], argv[2]
   local out = {}
   local k, a = 4, 3
   while k <= #keys do
@@ -274,7 +296,7 @@ KEYS: idem, journal, acct, cfg, wallet
 ARGV: fp, ttl, tx, participant, points, kind, reference, meta, now_ms ]]
 register_gateable("rw_deduct", function(keys, argv)
   local idem, stream, acct, wallet = keys[1], keys[2], keys[3], keys[5]
-  local fp, ttl, tx, participant = argv[1], tonumber(argv[2]), argv[3], argv[4]
+  local fp, ttl, tx, participant = argv[1], argv[2], argv[3], argv[4]
   local points = tonumber(argv[5])
   local early = idem_check(idem, fp)
   if early then return early end
@@ -285,14 +307,13 @@ register_gateable("rw_deduct", function(keys, argv)
   local available = tonumber(w[2] or "0")
   local refused = spend_refusal(points, available)
   if refused then return idem_store(idem, fp, ttl, refused) end
-  if too_large(hget_int(acct, "budget"), points) then
-    return idem_store(idem, fp, ttl, balance_refusal("the program's budget"))
-  end
-  hincrby(wallet, "available", -points)
-  hincrby(acct, "budget", points)
-  journal_encoded(stream, tx, argv[6], participant, -points, argv[7], argv[8],
-    one_leg_json(wallet_account(wallet, "available"), "budget", points), argv[9])
-  return idem_record(idem, fp, ttl, balance_json(tx, participant, points, available - points, tonumber(w[3] or "0")))
+  local ps, minus = signed_digits(points)
+  refused = budget_move(acct, ps, minus)
+  if refused then return idem_store(idem, fp, ttl, refused) end
+  local after = redis.call("HINCRBY", wallet, "available", minus)
+  journal_digits(stream, tx, argv[6], participant, minus, argv[7], argv[8],
+    one_leg_digits("available:" .. participant, "budget", ps), argv[9], "0", "0")
+  return idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, int_s(after), w[3] or "0"))
 end)
 
 --[[ rw_hold: available -> held, recorded under a hold id (the order it pays for).

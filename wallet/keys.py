@@ -7,9 +7,9 @@ from kernel.keys import tag
 from kernel.lua_library import LuaPart
 
 LUA_PART = LuaPart(package="wallet", files=("functions.lua", "pending.lua"), uses=frozenset({
-    "absent_wallet", "balance_json", "balance_refusal", "balance_reply", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
-    "hincrby", "idem_check", "idem_record", "idem_store", "int_s", "journal", "journal_encoded", "missing_wallet",
-    "move_refusal", "one_leg_json",
+    "absent_wallet", "balance_digits", "balance_refusal", "balance_reply", "board_section", "BOARDS", "budget_refusal", "fail", "hget_int",
+    "hincrby", "idem_check", "idem_record", "idem_store", "int_s", "journal", "journal_digits", "missing_wallet",
+    "move_refusal", "one_leg_digits",
     "owed_credit", "register_gateable", "spend_refusal", "suspended_program", "suspension", "to_json", "too_large",
     "wallet_account"}))
 

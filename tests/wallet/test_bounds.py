@@ -18,7 +18,9 @@ from tests.factories import (OPERATOR, fill_wallet, grant, new_participant, new_
 from wallet import keys
 from kernel.money import MAX_BALANCE, MAX_MOVE
 from kernel.ids import new_id
-from wallet.store import Leg, WalletStore
+from wallet.store import GrantSpec, Leg, WalletStore
+from kernel import keys as kernel_keys
+from kernel.idempotency import Idem
 from wallet.journal import dead_letters
 from wallet.reconcile import reconcile_program
 
@@ -116,6 +118,39 @@ async def test_a_balance_stops_at_2_53_minus_1_and_nothing_moves_past_it(client,
     too_big = await grant(client, program, other["id"], MAX_MOVE + 1)
     assert too_big.status_code == 422 and too_big.json()["code"] == "validation_error", too_big.text
     assert too_big.json()["invalid_params"][0]["name"] == "points"
+    await books_agree(redis, program.id)
+
+
+async def test_a_grant_that_would_overdraw_the_budget_past_2_53_is_refused_and_nothing_moves(client, redis) -> None:  # type: ignore[no-untyped-def]
+    # A program allows overdraft by default, so a grant reads its budget only from the move's
+    # own HINCRBY: one past the bound is undone inside the same call.
+    program = await new_program(client)
+    reps = [await new_participant(client, program) for _ in range(2)]
+    other = await new_participant(client, program)
+    # 9,008 overdraft grants of at most 10^12, shared by two wallets (each stays within the bound).
+    sizes = [MAX_MOVE] * ((MAX_BALANCE - 10) // MAX_MOVE) + [(MAX_BALANCE - 10) % MAX_MOVE]
+    overdrawn = await WalletStore(redis).grant_batch(program.id, [
+        GrantSpec(idem=Idem(key=kernel_keys.no_record(program.id), fingerprint=""), tx=new_id("tx"),
+                  participant_id=reps[number % 2]["id"], points=size) for number, size in enumerate(sizes)])
+    assert all(outcome.ok for outcome in overdrawn)
+    books = await accounts(redis, program.id)
+    assert books["budget"] == -(MAX_BALANCE - 10)
+    entries = await redis.xlen(keys.journal(program.id))
+    before = await wallet(client, program, other["id"])
+    key = random_ref("grant")
+    over = await grant(client, program, other["id"], 11, key=key)
+    assert over.status_code == 422, over.text
+    assert "the program's budget" in over.json()["detail"] and "9007199254740991" in over.json()["detail"]
+    assert await accounts(redis, program.id) == books
+    assert await wallet(client, program, other["id"]) == before
+    assert await redis.xlen(keys.journal(program.id)) == entries
+    again = await grant(client, program, other["id"], 11, key=key)
+    assert (again.status_code, again.json()["detail"]) == (422, over.json()["detail"])
+    assert await accounts(redis, program.id) == books
+    exact = await grant(client, program, other["id"], 10)
+    assert exact.status_code == 201, exact.text
+    assert exact.json()["balance"]["available"] == 10
+    assert (await accounts(redis, program.id))["budget"] == -MAX_BALANCE
     await books_agree(redis, program.id)
 
 

@@ -41,6 +41,20 @@ async def test_grant_deduct_and_the_floor_at_zero(wallet_store: WalletStore) -> 
     assert (view.lifetime_earned, view.lifetime_spent) == (100, 0)
 
 
+async def test_a_move_of_zero_points_is_journalled_as_zero_and_changes_no_balance(wallet_store: WalletStore) -> None:
+    # An award can come to zero points (a rule's per-unit award of a zero amount); the
+    # functions write "-0" nowhere, which HINCRBY would refuse as no integer.
+    program = random_ref("prg")
+    await enrol(wallet_store, program, "ann")
+    await accounts.grant(wallet_store, program, "ann", 7, "sale", fresh_idem(program))
+    for move in (accounts.grant, accounts.deduct):
+        moved = await move(wallet_store, program, "ann", 0, "nothing", fresh_idem(program))
+        assert (moved.move.balance.available, moved.move.points) == (7, 0)
+    entries = await wallet_store.client.xrange(keys.journal(program))
+    assert [(fields[b"points"], json.loads(fields[b"legs"])[0][2]) for _, fields in entries[1:]] == [(b"0", 0), (b"0", 0)]
+    assert await wallet_store.program_accounts(program) == {"budget": -7}
+
+
 async def test_unknown_participants_are_not_found_and_nothing_moves(wallet_store: WalletStore) -> None:
     program = random_ref("prg")
     with pytest.raises(NotFound):
