@@ -29,7 +29,8 @@ Bounds (CONTRACT.md, v1 additions; kernel/money.py): one operation moves at most
 points, and no balance, lifetime counter or program account (the negative world and budget
 included) goes past 2^53 - 1 in size, the largest integer a Lua number (a double) holds
 exactly. Every function checks the would-be values before it writes anything and refuses
-with "validation_error". Every number it writes out (journal, reply, idempotency record,
+with "validation_error" (a grant's and a deduction's budget excepted: its bound is judged on
+the answer of its move, their first write, and a move past it is undone in the same call). Every number it writes out (journal, reply, idempotency record,
 command argument) goes through string.format("%d"): tostring and cjson keep only 14
 significant digits ("1e+14").
 ]]
@@ -262,7 +263,7 @@ end
 -- earned/spent: how the transaction moved the participant's lifetime counters, so the
 -- ledger alone can rebuild every field of a wallet.
 -- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
--- `legs_encoded` is the legs' JSON (legs_json's or one_leg_json's text).
+-- `legs_encoded` is the legs' JSON (legs_json's or one_leg_digits' text).
 -- journal_encoded's entry from numbers already written as digits (int_s's): a grant and a
 -- deduction write each number once (string.format was a good part of their Lua).
 local function journal_digits(stream, tx, kind, participant, net_s, reference, meta, legs_encoded, now, earned_s,
@@ -330,16 +331,16 @@ local function budget_refusal(cfg, acct, points)
 end
 
 -- The reply of a balance move ({ok, tx, participant, points, available, held}) as to_json
--- writes it, by one format: to_json's check of the table and cjson's walk of it were a
--- quarter of a grant's Lua. %d writes whole numbers below 10^18 as to_json does (-0 as
--- "0"); anything else takes to_json's way.
--- balance_json's text from numbers already written as digits (int_s's, or a balance as its
--- hash holds it, which only int_s and HINCRBY write).
+-- writes it, from numbers already written as digits (int_s's): to_json's check of the table
+-- and cjson's walk of it were a quarter of a grant's Lua. Never a balance's text as its hash
+-- holds it: one written before the bounds may read "1e+14" (wallet/reconcile.py stored_int).
 local function balance_digits(tx, participant, points_s, available_s, held_s)
   return '{"ok":true,"tx":' .. cjson.encode(tx) .. ',"participant":' .. cjson.encode(participant) ..
     ',"points":' .. points_s .. ',"available":' .. available_s .. ',"held":' .. held_s .. '}'
 end
 
+-- balance_digits' text from numbers. %d writes whole numbers below 10^18 as to_json does (-0
+-- as "0"); anything else takes to_json's way.
 local function balance_json(tx, participant, points, available, held)
   if points % 1 == 0 and available % 1 == 0 and held % 1 == 0 and points < 1e18 and points > -1e18
       and available < 1e18 and available > -1e18 and held < 1e18 and held > -1e18

@@ -196,7 +196,7 @@ local function apply_grant(idem, stream, acct, cfg, wallet, fp, ttl, tx, partici
       redis.call("HSET", wallet, "available", after, "earned", int_s(earned + points))
       journal_digits(stream, tx, kind, participant, ps, ref, meta, one_leg_digits("budget", "available:" .. participant, ps),
         now, ps, "0")
-      reply = idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, after, w[5] or "0"))
+      reply = idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, after, w[5] and int_s(tonumber(w[5])) or "0"))
     end
   end
   -- After the record: were a board's key ever of the wrong type, the error would leave the
@@ -310,10 +310,13 @@ register_gateable("rw_deduct", function(keys, argv)
   local ps, minus = signed_digits(points)
   refused = budget_move(acct, ps, minus)
   if refused then return idem_store(idem, fp, ttl, refused) end
-  local after = redis.call("HINCRBY", wallet, "available", minus)
+  -- Written from the value read (exact: checked by spend_refusal), never an HINCRBY that a
+  -- balance written before the bounds ("1e+14") would fail after the budget moved.
+  local after = int_s(available - points)
+  redis.call("HSET", wallet, "available", after)
   journal_digits(stream, tx, argv[6], participant, minus, argv[7], argv[8],
     one_leg_digits("available:" .. participant, "budget", ps), argv[9], "0", "0")
-  return idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, int_s(after), w[3] or "0"))
+  return idem_record(idem, fp, ttl, balance_digits(tx, participant, ps, after, w[3] and int_s(tonumber(w[3])) or "0"))
 end)
 
 --[[ rw_hold: available -> held, recorded under a hold id (the order it pays for).

@@ -95,6 +95,23 @@ async def test_balances_of_10_14_answer_exactly(client, redis) -> None:  # type:
     await books_agree(redis, program.id)
 
 
+async def test_balances_written_before_the_bounds_still_move_and_answer_exactly(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    rep = await new_participant(client, program)
+    await fill_wallet(redis, program.id, rep["id"], 10**14)
+    # The same numbers as cjson wrote them before the bounds (wallet/reconcile.py stored_int).
+    await redis.hset(keys.wallet(program.id, rep["id"]), mapping={"available": "1e+14", "held": "1e+14"})
+    deducted = await client.post("/v1/points/deductions", headers={**program.headers, "Idempotency-Key": random_ref()},
+                                 json={"participant_id": rep["id"], "points": 10**12, "reason": "fix"})
+    assert deducted.status_code == 201, deducted.text
+    assert (deducted.json()["balance"]["available"], deducted.json()["balance"]["held"]) == (10**14 - 10**12, 10**14)
+    granted = await grant(client, program, rep["id"], 7)
+    assert granted.status_code == 201, granted.text
+    assert (granted.json()["balance"]["available"], granted.json()["balance"]["held"]) == (10**14 - 10**12 + 7, 10**14)
+    await redis.hset(keys.wallet(program.id, rep["id"]), "held", "0")  # nothing was ever held: the ledger says 0
+    await books_agree(redis, program.id)
+
+
 async def test_a_balance_stops_at_2_53_minus_1_and_nothing_moves_past_it(client, redis) -> None:  # type: ignore[no-untyped-def]
     program = await new_program(client)
     rep, other = await new_participant(client, program), await new_participant(client, program)
