@@ -11,6 +11,7 @@ from piccolo.query.functions.aggregate import Sum
 from kernel.errors import Invalid
 from wallet.journal import lag
 from kernel.pages import decode_cursor, encode_cursor
+from kernel.sqlite_pool import Statement, run_statement
 from wallet.tables import LedgerEntry, LedgerPosting
 from kernel.clock import utc
 
@@ -63,26 +64,29 @@ def _reason(metadata: str) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
+# A page of a participant's history, newest first (their participant_id index, in its rowid
+# order on SQLite), as plain SQL: Piccolo's select, built and compiled for each page, cost
+# about 150 us of the event loop's CPU a page of 20 (the page's read 440-550 -> 250-450 us of
+# CPU in process, 16 readers at once, the same rows).
+_COLUMNS = "id, transaction_id, kind, points, created_at, reference, metadata"
+_PAGE = (f"SELECT {_COLUMNS} FROM ledger_entries WHERE program_id = {{}} AND participant_id = {{}} "
+         "ORDER BY id DESC LIMIT {}")
+_PAGE_AFTER = (f"SELECT {_COLUMNS} FROM ledger_entries WHERE program_id = {{}} AND participant_id = {{}} "
+               "AND id < {} ORDER BY id DESC LIMIT {}")
+
+
 async def transactions(
     client: Any, program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None
 ) -> TransactionPage:
     stamp = await as_of(client, program_id)
     after = decode_cursor(cursor)
-    where = (LedgerEntry.program_id == program_id) & (LedgerEntry.participant_id == participant_id)
-    if after is not None:
-        if not after.isdigit():
-            raise Invalid("cursor is not one this API issued", field="cursor")
-        where &= LedgerEntry.id < int(after)
-    rows = (
-        await LedgerEntry.select(
-            LedgerEntry.id, LedgerEntry.transaction_id, LedgerEntry.kind, LedgerEntry.points,
-            LedgerEntry.created_at, LedgerEntry.reference, LedgerEntry.metadata,
-        )
-        .where(where)
-        .order_by(LedgerEntry.id, ascending=False)
-        .limit(limit + 1)
-        .run()
-    )
+    if after is None:
+        statement = Statement(_PAGE, (program_id, participant_id, limit + 1))
+    elif after.isdigit():
+        statement = Statement(_PAGE_AFTER, (program_id, participant_id, int(after), limit + 1))
+    else:
+        raise Invalid("cursor is not one this API issued", field="cursor")
+    rows = await run_statement(LedgerEntry._meta.db, statement)
     items = [
         TransactionView(
             id=r["transaction_id"], kind=r["kind"], points=r["points"], created_at=utc(r["created_at"]),
