@@ -584,10 +584,14 @@ async def dead_letters(client: Any, program_id: str) -> list[DeadLetter]:
 
 async def lag(client: Any, program_id: str) -> tuple[int, int | None]:
     """(entries not yet projected, milliseconds timestamp of the oldest of them or None)."""
-    stream = keys.journal(program_id)
-    length = await client.xlen(stream)
+    length = await client.xlen(keys.journal(program_id))
     if length == 0:
         return 0, None
-    first = await client.xrange(stream, count=1)
-    oldest = int(reply_text(first[0][0]).split("-")[0]) if first else None
-    return length, oldest
+    return length, await oldest_waiting(client, program_id)
+
+
+async def oldest_waiting(client: Any, program_id: str) -> int | None:
+    """The milliseconds timestamp of the oldest entry not yet projected (an entry leaves the
+    journal once its rows are committed), or None: one read, where `lag` needs two."""
+    first = await client.xrange(keys.journal(program_id), count=1)
+    return int(reply_text(first[0][0]).split("-")[0]) if first else None

@@ -9,7 +9,7 @@ import msgspec
 from piccolo.query.functions.aggregate import Sum
 
 from kernel.errors import Invalid
-from wallet.journal import lag
+from wallet.journal import oldest_waiting
 from kernel.pages import decode_cursor, encode_cursor
 from kernel.sqlite_pool import Statement, run_statement
 from wallet.tables import LedgerEntry, LedgerPosting
@@ -49,8 +49,8 @@ class ProgramLedger(msgspec.Struct, frozen=True):
 async def as_of(client: Any, program_id: str) -> datetime:
     """The moment up to which the ledger is complete: now, or just before the oldest entry
     still waiting in the journal."""
-    waiting, oldest_ms = await lag(client, program_id)
-    if waiting == 0 or oldest_ms is None:
+    oldest_ms = await oldest_waiting(client, program_id)
+    if oldest_ms is None:
         return datetime.now(timezone.utc)
     return datetime.fromtimestamp((oldest_ms - 1) / 1000, tz=timezone.utc)
 

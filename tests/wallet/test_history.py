@@ -3,11 +3,13 @@ newest first, page by page, from the SQL ledger."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from tests.factories import grant, new_participant, new_program, projected, tokens_for
+from tests.factories import grant, new_participant, new_program, projected, random_ref, tokens_for
+from wallet import journal, keys, ledger
 
 pytestmark = pytest.mark.sql
 
@@ -55,3 +57,13 @@ async def test_a_cursor_this_api_did_not_issue_is_a_problem_document(client, red
         assert page.status_code == 422, page.text
         assert page.headers["content-type"].startswith("application/problem+json")
         assert page.json()["invalid_params"][0]["name"] == "cursor"
+
+
+async def test_a_page_is_complete_up_to_just_before_the_oldest_entry_still_waiting(redis) -> None:  # type: ignore[no-untyped-def]
+    program_id = random_ref("prg")  # a program no projector knows: its journal stays as written
+    assert abs((await ledger.as_of(redis, program_id) - datetime.now(timezone.utc)).total_seconds()) < 5
+    for ms in (1_780_000_000_123, 1_780_000_000_500):
+        await redis.xadd(keys.journal(program_id), {"tx": "tx_waiting"}, id=f"{ms}-0")
+    assert await ledger.as_of(redis, program_id) == datetime.fromtimestamp(1_780_000_000.122, tz=timezone.utc)
+    assert await journal.lag(redis, program_id) == (2, 1_780_000_000_123)
+    await redis.delete(keys.journal(program_id))
