@@ -15,6 +15,7 @@ idempotently, with the sweep retrying any settlement a crash interrupted.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 from datetime import datetime, timedelta, timezone
@@ -46,7 +47,7 @@ from wallet.tables import LedgerEntry
 from kernel.idempotency import Idem
 from kernel.clock import utc
 from kernel.ids import new_id
-from kernel.sqlite_pool import write_chain
+from kernel.sqlite_pool import Statement, run_statement, write_chain
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -146,8 +147,7 @@ async def partner_views(rows: list[dict[str, Any]],
     if not rows:
         return []
     names = names if names is not None else await item_names.read({r["item_id"] for r in rows})
-    people = {p["id"]: p for p in await Participant.select(Participant.id, Participant.display_name, Participant.email)
-              .where(Participant.id.is_in(sorted({r["participant_id"] for r in rows}) or ["-"])).run()}
+    people = await _recipients(sorted({r["participant_id"] for r in rows}))
     views = []
     for row in rows:
         name, sku, brand, _ = names.get(row["item_id"], NO_NAMES)
@@ -160,6 +160,20 @@ async def partner_views(rows: list[dict[str, Any]],
             lease_id=row["lease_id"], lease_expires_at=utc(row["lease_expires_at"]),
             failure_reason=row["failure_reason"]))
     return views
+
+
+async def _recipients(participant_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The participants an order goes to, by id: one plain SQL read. Every claim and fulfil
+    makes it, and Piccolo's select, built and compiled for each, cost the event loop about
+    150 us of CPU (as measured for wallet/ledger.py's history page)."""
+    statement = Statement(_recipients_sql(len(participant_ids)), tuple(participant_ids))
+    return {person["id"]: person for person in await run_statement(Participant._meta.db, statement)}
+
+
+@functools.lru_cache(maxsize=128)
+def _recipients_sql(count: int) -> str:
+    return (f"SELECT id, display_name, email FROM {Participant._meta.tablename} "
+            f"WHERE id IN ({', '.join(['{}'] * count)})")
 
 
 async def order_row(program_id: str, order_id: str) -> dict[str, Any]:
