@@ -27,27 +27,21 @@ from wallet.store import WalletStore
 
 async def upsert_brand(client: Any, program_id: str, spec: items.BrandSpec) -> items.BrandView:
     """Creates or updates a brand by name."""
-    try:
+    async with items.moving_version(client, program_id):
         return await item_writes.upsert_brand(program_id, spec)
-    finally:  # a write that failed part way may have committed its first statements
-        await items.bump_version(client, program_id)
 
 
 async def add_item(client: Any, program: ProgramView, spec: items.NewItem) -> items.ItemView:
     """Adds an item, priced by the program's point value and markup."""
-    try:
+    async with items.moving_version(client, program.id):
         item_id = await item_writes.create_item(program, spec)
-    finally:
-        await items.bump_version(client, program.id)
     return await items.get_item(program.id, item_id, items.pricing_of(program))
 
 
 async def change_item(client: Any, program_id: str, item_id: str, changes: items.ItemChanges) -> items.ItemView:
     """Changes an item (name, countries, status, routing partner); answers it as it is now."""
-    try:
+    async with items.moving_version(client, program_id):
         await item_writes.update_item(program_id, item_id, changes)
-    finally:
-        await items.bump_version(client, program_id)
     return await items.get_item(program_id, item_id, items.pricing_of(await get_program(program_id)))
 
 
@@ -64,10 +58,8 @@ async def set_supplier_availability(client: Any, program_id: str, partner_id: st
     item = await items.item_row(program_id, item_id)
     if (await route(program_id, item))["id"] != partner_id:
         raise NotFound("no such catalog item routed to you")
-    try:
+    async with items.moving_version(client, program_id):
         status = await item_writes.set_supplier_availability(program_id, item_id, available)
-    finally:
-        await items.bump_version(client, program_id)
     return SupplierAvailability(item_id=item_id, available=status == "active", status=status)
 
 
@@ -76,19 +68,15 @@ async def import_feed(client: Any, program: ProgramView, content: str,
     """Upserts a supplier feed's items by sku (each bad row reported with its number). The
     version moves even when the import stops part way: the rows before it are written, and
     redemptions keep items' routes per version (fulfillment/item_routes.py)."""
-    try:
+    async with items.moving_version(client, program.id):
         return await feed_import.import_feed(program, content, fmt)
-    finally:
-        await items.bump_version(client, program.id)
 
 
 async def upload_codes(client: Any, program_id: str, item_id: str, text: str, sealer: Sealer) -> UploadReport:
     """Adds gift-card codes to the built-in pool (the item is then routed to it; the version
     moves even when the upload stops part way, as `import_feed`'s does)."""
-    try:
+    async with items.moving_version(client, program_id):
         return await _upload_codes(FunctionStore(client, coalesce=False), program_id, item_id, text, sealer)
-    finally:
-        await items.bump_version(client, program_id)
 
 
 async def change_program(wallets: WalletStore, program_id: str, changes: ProgramChanges) -> ProgramView:

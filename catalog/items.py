@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -121,6 +123,16 @@ def item_view(row: dict[str, Any], brand: BrandView, pricing: Pricing) -> ItemVi
 async def bump_version(client: Any, program_id: str) -> None:
     """Every catalog change moves the version, which the catalog's ETag is made from."""
     await client.incr(catalog_keys.catalog_version(program_id))
+
+
+@contextlib.asynccontextmanager
+async def moving_version(client: Any, program_id: str) -> AsyncIterator[None]:
+    """Around a catalog write: the version moves after it, even when it failed part way (what
+    it committed before the failure stays, and pages and routes are kept per version)."""
+    try:
+        yield
+    finally:
+        await bump_version(client, program_id)
 
 
 async def catalog_version(client: Any, program_id: str) -> int:

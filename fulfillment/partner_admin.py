@@ -5,7 +5,7 @@ console both call these."""
 
 from __future__ import annotations
 
-from catalog.items import bump_version
+from catalog.items import moving_version
 from fulfillment.partners import PartnerStatus, PartnerView, partner_key_ids, rotate_key, set_status
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
@@ -24,12 +24,10 @@ async def new_partner_key(store: WalletStore, program_id: str, partner_id: str) 
 
 async def change_partner_status(store: WalletStore, sealer: Sealer, program: ProgramView, partner_id: str,
                                 status: PartnerStatus) -> PartnerView:
-    try:
+    # Where items' orders go moved (fulfillment/item_routes.py keeps routes per catalog
+    # version, and a claim the disabled partners), even when the change failed part way.
+    async with moving_version(store.client, program.id):
         view = await set_status(program.id, partner_id, status)
-    finally:
-        # Where items' orders go moved (fulfillment/item_routes.py keeps routes per catalog
-        # version, and a claim the disabled partners), even when the change failed part way.
-        await bump_version(store.client, program.id)
     await gate.mark_disabled(store.client, program.id, await partner_key_ids(partner_id), status == "disabled")
     await reroute_orphans(store, sealer, program)
     return view

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from catalog.items import bump_version
+from catalog.items import bump_version, moving_version
 from catalog.tables import Brand
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Partner
@@ -87,15 +87,14 @@ async def create_partner(client: Any, program_id: str, spec: NewPartner, sealer:
     make_default = spec.default or not has_default
     partner_id = new_id("ptn")
     secret = "whsec_" + secrets.token_urlsafe(24) if spec.webhook_url else None
-    try:
+    # The default may have moved even when the insert failed.
+    async with moving_version(client, program_id):
         if make_default:
             await Partner.update({Partner.is_default: False}).where(Partner.program_id == program_id).run()
         await Partner.insert(Partner(id=partner_id, program_id=program_id, name=spec.name, is_default=make_default,
                                      webhook_url=spec.webhook_url,
                                      webhook_secret=sealer.seal(secret) if secret else None,
                                      created_at=datetime.now(timezone.utc))).run()
-    finally:  # the default may have moved even when the insert failed
-        await bump_version(client, program_id)
     _, api_key = await issue_key(program_id, "partner", name=spec.name, partner_id=partner_id)
     return PartnerCreated(id=partner_id, name=spec.name, default=make_default, api_key=api_key, webhook_secret=secret)
 

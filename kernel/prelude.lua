@@ -30,9 +30,9 @@ points, and no balance, lifetime counter or program account (the negative world 
 included) goes past 2^53 - 1 in size, the largest integer a Lua number (a double) holds
 exactly. Every function checks the would-be values before it writes anything and refuses
 with "validation_error" (a grant's and a deduction's budget excepted: its bound is judged on
-the answer of its move, their first write, and a move past it is undone in the same call). Every number it writes out (journal, reply, idempotency record,
-command argument) goes through string.format("%d"): tostring and cjson keep only 14
-significant digits ("1e+14").
+the answer of its move, their first write, and a move past it is undone in the same call).
+Every number it writes out (journal, reply, idempotency record, command argument) goes
+through string.format("%d"): tostring and cjson keep only 14 significant digits ("1e+14").
 ]]
 
 -- The functions a request's gate may be carried into (rw_gated, programs/gate.lua), by name.
@@ -260,12 +260,12 @@ local function spend_refusal(points, available)
   return nil
 end
 
--- earned/spent: how the transaction moved the participant's lifetime counters, so the
--- ledger alone can rebuild every field of a wallet.
--- No legs is a valid transaction (a free spin that won nothing); cjson would write "{}".
--- `legs_encoded` is the legs' JSON (legs_json's or one_leg_digits' text).
--- journal_encoded's entry from numbers already written as digits (int_s's): a grant and a
--- deduction write each number once (string.format was a good part of their Lua).
+-- A journal entry. earned/spent: how the transaction moved the participant's lifetime
+-- counters, so the ledger alone can rebuild every field of a wallet. No legs is a valid
+-- transaction (a free spin that won nothing); cjson would write "{}". `legs_encoded` is the
+-- legs' JSON (legs_json's or one_leg_digits' text). journal_digits takes the numbers already
+-- written as digits (int_s's): a grant and a deduction write each number once
+-- (string.format was a good part of their Lua); journal_encoded writes them.
 local function journal_digits(stream, tx, kind, participant, net_s, reference, meta, legs_encoded, now, earned_s,
                               spent_s)
   redis.call("XADD", stream, "*",
