@@ -23,9 +23,11 @@ def engine_from_env() -> Engine:
     data_dir.mkdir(parents=True, exist_ok=True)
     # A generous busy timeout: writers queue instead of failing with "database is locked".
     # The write chains run in a writer process of their own (kernel/sqlite_writer.py) unless
-    # RW_SQLITE_WRITER=thread.
+    # RW_SQLITE_WRITER=thread. Short reads run on the event loop's own thread within a budget
+    # (kernel/sqlite_inline.py) unless RW_SQLITE_INLINE_READS=0.
     return PooledSQLiteEngine(path=str(data_dir / "reward-wallet.sqlite3"), timeout=30,
-                              writer=os.environ.get("RW_SQLITE_WRITER", "process").strip() or "process")
+                              writer=os.environ.get("RW_SQLITE_WRITER", "process").strip() or "process",
+                              inline_reads=os.environ.get("RW_SQLITE_INLINE_READS", "1").strip() != "0")
 
 
 DB = engine_from_env()

@@ -4,12 +4,15 @@ thread, in one run (issue #13; kernel/sqlite_pool.py `_read`).
 Many tasks at once (64 by default, like the HTTP benchmarks' connections) read an indexed SUM,
 the shape of a redemption's tax total, from a file in WAL mode:
 
-- `engine`: `Table.raw(...).run()` on `PooledSQLiteEngine`, as every read of the API runs: one
-  hop to a pooled connection's thread and back;
+- `engine`: `Table.raw(...).run()` on `PooledSQLiteEngine`, as every read of the API runs:
+  on the event loop's own thread within a budget, else on a pooled thread
+  (kernel/sqlite_inline.py);
+- `thread`: the same with `inline_reads=False`, every read one hop to a pooled connection's
+  thread and back, as the engine read before that;
 - `four hops`: the same pooled connection driven as aiosqlite's own calls drive it (execute,
-  fetchall, the cursor's close, a commit), which is how the engine read before;
-- `inline` (the baseline): `sqlite3` on the event loop's own thread, no hop at all. Not what
-  the API does (a long read there would stall every request), but SQLite's own work.
+  fetchall, the cursor's close, a commit), which is how the engine read before that;
+- `inline` (the baseline): `sqlite3` on the event loop's own thread, no engine at all:
+  SQLite's own work and the driver's.
 
 Prints process CPU and wall time per read, and each way's CPU against the baseline's.
 
@@ -66,7 +69,9 @@ async def _measure(read: Callable[[int], Awaitable[object]], reads: int, concurr
 
 async def run(args: argparse.Namespace, path: str) -> int:
     engine = PooledSQLiteEngine(path=path, timeout=30)
+    threaded = PooledSQLiteEngine(path=path, timeout=30, inline_reads=False)
     table = type("BenchRows", (Table,), {}, tablename="o", db=engine)
+    threaded_table = type("BenchRowsThreaded", (Table,), {}, tablename="o", db=threaded)
     inline_db = sqlite3.connect(path)
     plain = QUERY.replace("{}", "?")
 
@@ -76,8 +81,11 @@ async def run(args: argparse.Namespace, path: str) -> int:
     async def through_engine(i: int) -> object:
         return await table.raw(QUERY, *params(i)).run()
 
+    async def on_a_thread(i: int) -> object:
+        return await threaded_table.raw(QUERY, *params(i)).run()
+
     async def four_hops(i: int) -> object:
-        pool, connection = await engine._acquire()
+        pool, connection = await threaded._acquire()
         try:
             async with connection.execute(plain, params(i)) as cursor:
                 rows = await cursor.fetchall()
@@ -89,7 +97,7 @@ async def run(args: argparse.Namespace, path: str) -> int:
     async def inline(i: int) -> object:
         return inline_db.execute(plain, params(i)).fetchall()
 
-    ways = {"inline": inline, "engine": through_engine, "four hops": four_hops}
+    ways = {"inline": inline, "engine": through_engine, "thread": on_a_thread, "four hops": four_hops}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
     print(f"reward-wallet benchmark: one indexed SQL read, {args.reads:,} reads, {args.concurrency} at a time, "
           f"{args.rounds} round(s)")
@@ -101,11 +109,12 @@ async def run(args: argparse.Namespace, path: str) -> int:
             print(f"    {name:<12}{wall:14.1f}{cpu:14.1f}", flush=True)
     base = min(cpu for _, cpu in results["inline"])
     print()
-    for name in ("engine", "four hops"):
+    for name in ("engine", "thread", "four hops"):
         cpus = [cpu for _, cpu in results[name]]
         print(f"  {name}: {min(cpus):.0f}-{max(cpus):.0f} us of CPU a read = {min(cpus) / base:.1f}-"
               f"{max(cpus) / base:.1f} x the inline read's")
     await engine.close_pool()
+    await threaded.close_pool()
     inline_db.close()
     return 0
 

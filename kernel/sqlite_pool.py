@@ -28,11 +28,14 @@ With `writer="process"` (the app's default: piccolo_conf.py, `RW_SQLITE_WRITER`)
 and single writes run in a writer process instead (kernel/sqlite_writer.py): on the thread,
 each statement handed the GIL back to a busy event loop and waited to get it again.
 
-A read goes to its pooled connection's thread in one hop too (`_read`): the statement, its
-rows and the cursor's close together. aiosqlite's own calls made four hops of it, and each hop
-wakes the connection's thread and then the event loop (a queue, a futex, the loop's self-pipe,
-the GIL handed back and forth): 611 us of CPU a read against 40 us for SQLite's own work, 64
-readers at once on an indexed SUM, and 313 us in one hop (bench/sql_reads.py measures both).
+A query outside a transaction runs first on the event loop's own thread, within a budget of
+2 ms of CPU (kernel/sqlite_inline.py): 49-64 us of CPU a read, 64 readers at once on an
+indexed SUM. Past its budget, or refused there, it goes to a pooled connection's thread in
+one hop (`_read`): the statement, its rows and the cursor's close together, 196-228 us (and,
+under load, a wait for the GIL at every row it steps). aiosqlite's own calls made four hops
+of it, and each hop wakes the connection's thread and then the event loop (a queue, a futex,
+the loop's self-pipe, the GIL handed back and forth): 611 us of CPU a read against 40 us for
+SQLite's own work, and 313 us in one hop (bench/sql_reads.py measures each way).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from piccolo.querystring import QueryString
 
 from kernel import sqlite_batch
 from kernel.sqlite_batch import Job, Steps, WholeBatch
+from kernel.sqlite_inline import InlineReader
 from kernel.sqlite_writer import WriterProcess
 
 
@@ -72,6 +76,11 @@ def trust_journal(synced: bool) -> None:
 def _writes(query: str) -> bool:
     """A data change (not a read, nor a PRAGMA or DDL, which may not run inside BEGIN)."""
     return query.lstrip()[:7].upper().startswith(_WRITES)
+
+
+def _selects(query: str) -> bool:
+    """A query (SELECT, or WITH ... SELECT): not a PRAGMA, which may set what it names."""
+    return query.lstrip()[:6].upper().startswith(("SELECT", "WITH"))
 
 
 def writing(engine: Any) -> Any:
@@ -256,6 +265,23 @@ class _LoopPool:
         self.writer: aiosqlite.Connection | None = None
         self.writer_lock = asyncio.Lock()
         self.batch: _Batch | None = None
+        self.inline: InlineReader | None = None
+        self.inline_failed = False
+
+    def inline_reader(self, connection_kwargs: dict[str, Any]) -> InlineReader | None:
+        """The loop's own read connection (kernel/sqlite_inline.py), opened at its first use;
+        None when it could not be opened (every read then goes to a pooled thread)."""
+        if self.inline is None and not self.inline_failed:
+            try:
+                self.inline = InlineReader(connection_kwargs)
+            except sqlite3.Error:
+                self.inline_failed = True
+        return self.inline
+
+    def close_inline(self) -> None:
+        if self.inline is not None:
+            self.inline.close()
+            self.inline = None
 
 
 class _WriterTransaction(SQLiteTransaction):
@@ -297,12 +323,17 @@ class _WriterTransaction(SQLiteTransaction):
 
 
 class PooledSQLiteEngine(SQLiteEngine):
-    def __init__(self, *args: Any, pool_size: int = 4, writer: str = "thread", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pool_size: int = 4, writer: str = "thread", inline_reads: bool = True,
+                 **kwargs: Any) -> None:
         """`writer`: where the chains and single writes run, "thread" (a connection's thread in
-        this process) or "process" (kernel/sqlite_writer.py: a child with a GIL of its own)."""
+        this process) or "process" (kernel/sqlite_writer.py: a child with a GIL of its own).
+        `inline_reads`: a query outside a transaction is tried on the event loop's own thread
+        first, within a budget (kernel/sqlite_inline.py); off, every read goes to a pooled
+        connection's thread."""
         super().__init__(*args, **kwargs)
         if writer not in ("thread", "process"):
             raise ValueError(f"the SQLite writer is 'thread' or 'process', not {writer!r}")
+        self.inline_reads = inline_reads
         self.pool_size = pool_size
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         self.writer_process = WriterProcess(self.connection_kwargs) if writer == "process" else None
@@ -312,7 +343,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         pool = self._pools.get(loop)
         if pool is None:
             for old in [lp for lp in self._pools if lp.is_closed()]:
-                del self._pools[old]  # loops that ended (tests) take their connections with them
+                self._pools.pop(old).close_inline()  # loops that ended (tests) take their connections with them
             pool = self._pools[loop] = _LoopPool(self.pool_size)
         return pool
 
@@ -433,6 +464,11 @@ class PooledSQLiteEngine(SQLiteEngine):
             # the statement, COMMIT) holding the write lock across them: 17 ms a statement
             # in the load mix at 250 requests/s, where a partner's fulfil writes three.
             return await self._written([(query, list(args or []))])
+        if self.inline_reads and _selects(query):
+            inline = self._pool().inline_reader(self.connection_kwargs)
+            rows = inline.read(query, list(args or [])) if inline is not None else None
+            if rows is not None:
+                return rows
         pool, connection = await self._acquire()
         healthy = True
         try:
@@ -453,6 +489,8 @@ class PooledSQLiteEngine(SQLiteEngine):
     async def close_pool(self) -> None:
         """Closes this loop's pooled connections (at shutdown)."""
         pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            pool.close_inline()
         while pool is not None and not pool.idle.empty():
             await pool.idle.get_nowait().close()
         if pool is not None and pool.writer is not None:
