@@ -40,7 +40,8 @@ class InlineReader:
     """One event loop's read connection. Not thread-safe: used on its loop's thread only."""
 
     def __init__(self, connection_kwargs: dict[str, Any], budget: float = BUDGET) -> None:
-        self.connection = sqlite3.connect(**{**connection_kwargs, "timeout": 0})
+        # Used on its loop's thread only; closed from another once that loop has ended.
+        self.connection = sqlite3.connect(**{**connection_kwargs, "timeout": 0, "check_same_thread": False})
         self.connection.row_factory = dict_factory
         self.connection.execute("PRAGMA query_only = 1")
         self.budget = budget
@@ -82,4 +83,5 @@ class InlineReader:
                     self.connection.rollback()
 
     def close(self) -> None:
-        self.connection.close()
+        with contextlib.suppress(sqlite3.Error):
+            self.connection.close()

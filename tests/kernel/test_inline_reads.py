@@ -124,3 +124,28 @@ async def test_a_piccolo_select_reads_on_the_loop_too(engine: PooledSQLiteEngine
 
     assert await O.raw("SELECT COUNT(*) AS n FROM o WHERE p = {}", "p1").run() == [{"n": 10}]
     assert _pool(engine).opened == 0
+
+
+def test_a_loops_read_connection_is_closed_when_another_thread_finds_its_loop_ended(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "reads.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE o (v INTEGER)")
+        db.execute("INSERT INTO o VALUES (1)")
+    engine = PooledSQLiteEngine(path=str(path), timeout=30)
+    query = Statement("SELECT v FROM o", ())
+    answers: list[object] = []
+    other = threading.Thread(target=lambda: answers.append(asyncio.run(run_statement(engine, query))))
+    other.start()
+    other.join()
+
+    async def here() -> object:  # this loop's first read drops the ended loop's pool
+        try:
+            return await run_statement(engine, query)
+        finally:
+            await engine.close_pool()
+
+    assert asyncio.run(here()) == [{"v": 1}]
+    assert answers == [[{"v": 1}]]
+    assert len(engine._pools) == 0
