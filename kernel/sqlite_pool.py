@@ -274,7 +274,7 @@ class _LoopPool:
         if self.inline is None and not self.inline_failed:
             try:
                 self.inline = InlineReader(connection_kwargs)
-            except sqlite3.Error:
+            except Exception:
                 self.inline_failed = True
         return self.inline
 
@@ -342,8 +342,12 @@ class PooledSQLiteEngine(SQLiteEngine):
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
-            for old in [lp for lp in self._pools if lp.is_closed()]:
-                self._pools.pop(old).close_inline()  # loops that ended (tests) take their connections with them
+            # Loops that ended (tests) take their connections with them. Another thread's loop
+            # may be here at once: the keys are copied whole (under the GIL) and popped softly.
+            for old in [lp for lp in list(self._pools) if lp.is_closed()]:
+                ended = self._pools.pop(old, None)
+                if ended is not None:
+                    ended.close_inline()
             pool = self._pools[loop] = _LoopPool(self.pool_size)
         return pool
 
@@ -465,10 +469,13 @@ class PooledSQLiteEngine(SQLiteEngine):
             # in the load mix at 250 requests/s, where a partner's fulfil writes three.
             return await self._written([(query, list(args or []))])
         if self.inline_reads and _selects(query):
-            inline = self._pool().inline_reader(self.connection_kwargs)
+            pool = self._pool()
+            inline = pool.inline_reader(self.connection_kwargs)
             rows = inline.read(query, list(args or [])) if inline is not None else None
             if rows is not None:
                 return rows
+            if inline is not None and inline.broken:
+                pool.close_inline()  # the next read opens another
         pool, connection = await self._acquire()
         healthy = True
         try:

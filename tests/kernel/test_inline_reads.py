@@ -149,3 +149,28 @@ def test_a_loops_read_connection_is_closed_when_another_thread_finds_its_loop_en
     assert asyncio.run(here()) == [{"v": 1}]
     assert answers == [[{"v": 1}]]
     assert len(engine._pools) == 0
+
+
+def test_a_read_out_of_wall_time_only_goes_to_a_thread_this_time_and_is_not_remembered_slow(tmp_path: Path) -> None:
+    """Waits for the GIL or for a core are not the statement's cost: it is tried here again."""
+    reader = sqlite_inline.InlineReader({"database": str(tmp_path / "r.sqlite3")}, budget=60.0, wall=0.0)
+    try:
+        query = COUNT_TO.replace("{}", "?")
+        assert reader.read(query, [100_000]) is None
+        assert not reader.slow
+        reader.wall = 60.0
+        assert reader.read(query, [100_000]) == [{"n": 100_000}]
+    finally:
+        reader.close()
+
+
+async def test_a_file_that_is_not_a_database_drops_the_loops_read_connection(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"not a database, " * 512)
+    engine = PooledSQLiteEngine(path=str(path), timeout=30)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+            await run_statement(engine, Statement("SELECT COUNT(*) AS n FROM sqlite_master", ()))
+        assert _pool(engine).inline is None  # the next read opens another
+    finally:
+        await engine.close_pool()
