@@ -20,6 +20,7 @@ from wallet.reconcile import reconcile_program
 from wallet.store import GrantSpec, Leg, ReversedAward, WalletStore
 from kernel.redis_functions import connect
 from kernel.idempotency import Idem
+from kernel.sqlite_pool import PooledSQLiteEngine
 from wallet.tables import LedgerEntry
 
 
@@ -65,6 +66,12 @@ class ProgramMachine(RuleBasedStateMachine):
             assert self.run(reconcile_program(self.client, self.program)) == []
         finally:
             self.run(self.client.aclose())
+            # The SQLite pool's connections of this loop closed on it: dropped with the loop,
+            # aiosqlite stops their threads from `__del__`, and one may answer a loop closed
+            # by then ("Event loop is closed" in a connection's thread, a pytest warning).
+            engine = LedgerEntry._meta.db
+            if isinstance(engine, PooledSQLiteEngine):
+                self.run(engine.close_pool())
             self.loop.close()
 
 
