@@ -27,7 +27,7 @@ from fulfillment.tables import Order, PoolCode, WebhookDelivery
 from kernel.errors import Conflict, DomainError
 from programs.feed import FeedEntry, publishing
 from kernel.ids import new_id
-from kernel.sqlite_pool import Statement, run_statement, write_chain, writing
+from kernel.sqlite_pool import Statement, placeholders, run_statement, write_chain, writing
 
 
 class NewOrder(msgspec.Struct, frozen=True):
@@ -157,9 +157,9 @@ def pending_values(order: NewOrder) -> tuple[Any, ...]:
 
 
 _INSERT_PENDING = "INSERT INTO orders ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING id".format(
-    ", ".join(ORDER_COLUMNS), ", ".join("{}" for _ in ORDER_COLUMNS))
+    ", ".join(ORDER_COLUMNS), placeholders(len(ORDER_COLUMNS)))
 _INSERT_ANNOUNCEMENT = "INSERT INTO webhook_deliveries ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(
-    ", ".join(WEBHOOK_COLUMNS), ", ".join("{}" for _ in WEBHOOK_COLUMNS))
+    ", ".join(WEBHOOK_COLUMNS), placeholders(len(WEBHOOK_COLUMNS)))
 
 
 async def record_pending(order: NewOrder, partner: dict[str, Any], feed: list[FeedEntry],

@@ -47,7 +47,7 @@ from wallet.tables import LedgerEntry
 from kernel.idempotency import Idem
 from kernel.clock import utc
 from kernel.ids import new_id
-from kernel.sqlite_pool import Statement, run_statement, write_chain
+from kernel.sqlite_pool import Statement, placeholders, run_statement, write_chain
 
 STALE_NEW = timedelta(seconds=60)
 
@@ -173,7 +173,7 @@ async def _recipients(participant_ids: list[str]) -> dict[str, dict[str, Any]]:
 @functools.lru_cache(maxsize=128)
 def _recipients_sql(count: int) -> str:
     return (f"SELECT id, display_name, email FROM {Participant._meta.tablename} "
-            f"WHERE id IN ({', '.join(['{}'] * count)})")
+            f"WHERE id IN ({placeholders(count)})")
 
 
 async def order_row(program_id: str, order_id: str) -> dict[str, Any]:

@@ -125,6 +125,12 @@ class Statement(NamedTuple):
     args: tuple[Any, ...]
 
 
+def placeholders(count: int) -> str:
+    """`count` argument places of a `Statement` (or Piccolo's raw SQL), comma separated: the
+    values of an `IN (...)` or a row."""
+    return ", ".join(["{}"] * count)
+
+
 def inserts(table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str,
             per_statement: int) -> list[Statement]:
     """Multi-row INSERT statements writing `rows` (tuples in `columns`' order) into `table`,
@@ -136,7 +142,7 @@ def inserts(table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(table: str, columns: tuple[str, ...], count: int, conflict: str) -> str:
-    line = "(" + ", ".join("{}" for _ in columns) + ")"
+    line = f"({placeholders(len(columns))})"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([line] * count)} {conflict}"
 
 

@@ -22,6 +22,7 @@ from kernel.clock import utc
 from kernel.ids import new_id
 from kernel.mail import Mail, Mailer, send
 from kernel.pages import decode_cursor, next_cursor
+from kernel.sqlite_pool import placeholders
 from programs.feed import FeedEntry, publish
 from programs.programs import ProgramView, get_program
 from programs.rules import Audience
@@ -97,7 +98,7 @@ async def list_announcements(program_id: str, limit: int = 50, cursor: str | Non
     shown = rows[:limit]
     sent = {r["announcement_id"]: r["sent"] for r in await AnnouncementMail.raw(
         "SELECT announcement_id, COUNT(*) AS sent FROM announcement_mails WHERE sent_at IS NOT NULL "
-        "AND announcement_id IN (" + ",".join("{}" for _ in shown) + ") GROUP BY announcement_id",
+        f"AND announcement_id IN ({placeholders(len(shown))}) GROUP BY announcement_id",
         *[r["id"] for r in shown]).run()} if shown else {}
     return AnnouncementPage(items=[_view(r, sent.get(r["id"], 0)) for r in shown],
                             next_cursor=next_cursor([r["id"] for r in rows], limit))

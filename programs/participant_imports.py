@@ -29,6 +29,7 @@ import msgspec
 
 from kernel.errors import Invalid, NotFound
 from kernel.ids import new_id
+from kernel.sqlite_pool import placeholders
 from programs.participants import (ImportedRow, ImportReport, ImportRowError, NewParticipant, ParticipantChanges,
                                    email_key, update_participant, upsert_participant)
 from programs.spreadsheet import Row, describe, read_sheet
@@ -139,9 +140,9 @@ async def _email_holders(program_id: str, emails: set[str]) -> dict[str, str]:
     wanted = sorted(emails)
     for start in range(0, len(wanted), 500):
         part = wanted[start:start + 500]
-        marks = ", ".join("{}" for _ in part)
         rows = await Participant.raw(
-            f"SELECT id, email FROM participants WHERE program_id = {{}} AND lower(email) IN ({marks})",
+            "SELECT id, email FROM participants WHERE program_id = {} "
+            f"AND lower(email) IN ({placeholders(len(part))})",
             program_id, *part).run()
         for r in rows:
             holders.setdefault(_email(r["email"]), r["id"])
