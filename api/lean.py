@@ -1,22 +1,29 @@
-"""The lean path: the five hot routes answered without Litestar's per-request machinery.
+"""The lean path: the hot routes answered without Litestar's per-request machinery.
 
 `GET /v1/me/wallet`, `POST /v1/points/grants`, `POST /v1/points/deductions`,
 `POST /v1/me/campaigns/{id}/spins` and `POST /v1/me/redemptions` are what a dealer
 meeting's phones and a CRM's bulk moves hit; a profile of them under load (bench/profile.py) spent a third of the API's CPU
 in Litestar's routing, handler signature model, guard and response machinery, for routes
-whose whole job is one Redis function call. This layer sits outside Litestar (it wraps the
+whose whole job is one Redis function call. The phone's history page
+(`GET /v1/me/transactions`) and a partner's claim and fulfil
+(`POST /v1/fulfillment/orders/claim`, `POST /v1/fulfillment/orders/{id}/fulfill`) came next
+in the load mix of issue #13: at 1,000 requests/s one worker spent 0.92 of a core, and
+those three were the operations past their p99 target first. This layer sits outside Litestar (it wraps the
 app's ASGI handler) and answers those requests itself with the very same pieces: the route
 handler Litestar registered (its opt, its path template for the metrics), the metrics
 middleware, the gate (api/gate.py: request id, access log, authentication, rate limits,
 the gate carried into the operation's call), the guard's principal kinds, the route's
-answer function (`wallet_of`, `move_or_ask`, `spin_for`, `redeem_as`), the exception
+answer function (`wallet_of`, `move_or_ask`, `spin_for`, `redeem_as`, `history_of`,
+`claim_for`, `fulfil_as`), the exception
 handlers (api/problems.py) and the `before_send` headers (Litestar wraps `send` with them
 before this layer).
 
 It answers only what it is sure of and hands the rest to Litestar untouched: another
 method or path, a CORS request when origins are configured, a body that is not plain JSON
 of the route's type under strict decoding (too large, another media type, deeply nested,
-malformed, invalid: Litestar's answer names the problem), all before anything is counted.
+malformed, invalid: Litestar's answer names the problem), a query string other than the
+plainest form of the route's parameters, all before anything is counted. A route whose
+guard is not a principal-kind guard is refused at start-up: this layer would skip it.
 The routes stay Litestar routes for the OpenAPI document and for `RW_LEAN_ROUTES=0`.
 """
 
@@ -34,8 +41,8 @@ from api.auth import admit_kinds
 from api.idempotency import HEADER, idem_for, valid_header
 from api.json_body import MAX_DEPTH, is_json_media_type
 from api.problems import exception_handlers
-from api.routes.fulfillment import RedemptionRequest, redeem_as
-from api.routes.me import wallet_of
+from api.routes.fulfillment import ClaimRequest, FulfilRequest, RedemptionRequest, claim_for, fulfil_as, redeem_as
+from api.routes.me import history_of, wallet_of
 from api.routes.points import PointsRequest, move_or_ask
 from api.routes.spins import spin_for
 from kernel.idempotency import Idem
@@ -56,7 +63,8 @@ class Answer(NamedTuple):
 
 class Call(NamedTuple):
     """What a hot route's answer function gets: the app's state, the admitted principal,
-    the decoded body (or None), the raw body and the path parameter (or "")."""
+    the decoded body (or the decoded query, or None), the raw body and the path parameter
+    (or "")."""
 
     state: Any
     principal: Any
@@ -72,6 +80,9 @@ class HotRoute(NamedTuple):
     operation_id: str
     decoder: msgspec.json.Decoder[Any] | None  # the body's type, strictly; None: no body
     answer: Handler
+    # The query's parameters from the raw query string, or None for one Litestar should
+    # answer; no parser: the route takes no query (any is ignored, as Litestar does).
+    query: Callable[[bytes], Any] | None = None
 
 
 def _idem(scope: Scope, principal: Any, body: bytes) -> Idem:
@@ -111,25 +122,72 @@ async def _redeem(scope: Scope, call: Call) -> Answer:
     return Answer(201, view, replayed)
 
 
+async def _history(scope: Scope, call: Call) -> Answer:
+    limit, cursor = call.data
+    return Answer(200, await history_of(call.state.redis, call.principal, limit, cursor))
+
+
+async def _claim(scope: Scope, call: Call) -> Answer:
+    return Answer(200, await claim_for(call.state.wallets, call.state.sealer, call.principal, call.data))
+
+
+async def _fulfil(scope: Scope, call: Call) -> Answer:
+    return Answer(200, await fulfil_as(call.state.wallets, call.state.sealer, call.principal, call.param, call.data))
+
+
+_CURSOR_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def page_query(query: bytes) -> tuple[int, str | None] | None:
+    """`limit` and `cursor` of a page (Limit, Cursor: api/routes/participants.py) when the
+    query is their plainest form: each at most once, the limit digits within 1..200, the
+    cursor one this API issues (base64url, no escapes); None for anything else, which
+    Litestar parses and, when it is wrong, answers."""
+    limit, cursor = 50, None
+    seen: set[bytes] = set()
+    for part in query.split(b"&") if query else ():
+        name, equals, value = part.partition(b"=")
+        if not equals or name in seen:
+            return None
+        seen.add(name)
+        if name == b"limit" and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= 200:
+            limit = int(value)
+        elif name == b"cursor" and 0 < len(value) <= 200 and _CURSOR_CHARS.issuperset(value):
+            cursor = value.decode("ascii")
+        else:
+            return None
+    return limit, cursor
+
+
 _points = msgspec.json.Decoder(PointsRequest, strict=True)
 EXACT: dict[tuple[str, str], HotRoute] = {
     ("GET", "/v1/me/wallet"): HotRoute("getMyWallet", None, _wallet),
     ("POST", "/v1/points/grants"): HotRoute("grantPoints", _points, _grant),
     ("POST", "/v1/points/deductions"): HotRoute("deductPoints", _points, _deduct),
     ("POST", "/v1/me/redemptions"): HotRoute("redeem", msgspec.json.Decoder(RedemptionRequest, strict=True), _redeem),
+    ("GET", "/v1/me/transactions"): HotRoute("listMyTransactions", None, _history, page_query),
+    ("POST", "/v1/fulfillment/orders/claim"): HotRoute(
+        "claimOrders", msgspec.json.Decoder(ClaimRequest, strict=True), _claim),
 }
-SPIN = HotRoute("spin", None, _spin)
+# Routes with one path parameter, a segment between a prefix and a suffix.
+BETWEEN: tuple[tuple[str, str, str, str, HotRoute], ...] = (
+    ("POST", SPINS_PREFIX, SPINS_SUFFIX, "campaign_id", HotRoute("spin", None, _spin)),
+    ("POST", "/v1/fulfillment/orders/", "/fulfill", "order_id",
+     HotRoute("fulfillOrder", msgspec.json.Decoder(FulfilRequest, strict=True), _fulfil)),
+)
 
 
-def _match(scope: Scope) -> tuple[HotRoute, str] | None:
+def _match(scope: Scope) -> tuple[HotRoute, str, str] | None:
+    """The hot route of the request, its path parameter's name and value ("" for none)."""
     method, path = scope["method"], scope["path"]
     route = EXACT.get((method, path))
     if route is not None:
-        return route, ""
-    if method == "POST" and path.startswith(SPINS_PREFIX) and path.endswith(SPINS_SUFFIX):
-        campaign_id = path[len(SPINS_PREFIX):-len(SPINS_SUFFIX)]
-        if campaign_id and "/" not in campaign_id:
-            return SPIN, campaign_id
+        return route, "", ""
+    for verb, prefix, suffix, name, hot in BETWEEN:
+        if method == verb and path.startswith(prefix) and path.endswith(suffix):
+            param = path[len(prefix):-len(suffix)]
+            if param and "/" not in param:
+                return hot, name, param
     return None
 
 
@@ -179,8 +237,10 @@ def lean_routes(app: Litestar, inner: ASGIApp, gate: Callable[[ASGIApp], ASGIApp
     handlers = {handler.operation_id: (handler, route.path_format)
                 for route in app.routes for handler in getattr(route, "route_handlers", ())}
     served: dict[str, tuple[Any, str, ASGIApp]] = {}
-    for hot in (*EXACT.values(), SPIN):
+    for hot in (*EXACT.values(), *(between[-1] for between in BETWEEN)):
         handler, template = handlers[hot.operation_id]
+        if any(not hasattr(g, "kinds") for g in handler.guards or ()):
+            raise RuntimeError(f"{hot.operation_id}: a guard the lean path cannot apply (only principal kinds)")
         kinds = frozenset().union(*(getattr(g, "kinds", frozenset()) for g in handler.guards or ()))
         served[hot.operation_id] = (handler, template, metrics(gate(_endpoint(hot, kinds))))
 
@@ -188,11 +248,14 @@ def lean_routes(app: Litestar, inner: ASGIApp, gate: Callable[[ASGIApp], ASGIApp
         if scope["type"] != "http" or (matched := _match(scope)) is None:
             await inner(scope, receive, send)
             return
-        hot, param = matched
+        hot, param_name, param = matched
         if cors and any(name == b"origin" for name, _ in scope["headers"]):
             await inner(scope, receive, send)
             return
         body, data = b"", None
+        if hot.query is not None and (data := hot.query(scope["query_string"])) is None:
+            await inner(scope, receive, send)
+            return
         if hot.decoder is not None:
             read, messages = await _read_body(receive, max_body)
             data = None if read is None else _decoded(hot.decoder, read, scope)
@@ -203,7 +266,7 @@ def lean_routes(app: Litestar, inner: ASGIApp, gate: Callable[[ASGIApp], ASGIApp
         handler, template, serve = served[hot.operation_id]
         scope["route_handler"] = handler
         scope["path_template"] = template
-        scope["path_params"] = {"campaign_id": param} if param else {}
+        scope["path_params"] = {param_name: param} if param_name else {}
         scope["lean"] = Call(app.state, None, data, body, param)
         await _answering_errors(app, serve, scope, receive, send)
 

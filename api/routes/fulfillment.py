@@ -260,7 +260,11 @@ async def admin_deliveries(request: Request[Any, Any, Any], limit: Limit = 50,
                   "twice; an expired one returns the order to the queue.", tags=["partner"], status_code=200)
 async def claim(request: Request[Any, Any, Any], data: ClaimRequest, wallets: WalletStore,
                 sealer: Sealer) -> ClaimedOrders:
-    principal = principal_of(request)
+    return await claim_for(wallets, sealer, principal_of(request), data)
+
+
+async def claim_for(wallets: WalletStore, sealer: Sealer, principal: Principal, data: ClaimRequest) -> ClaimedOrders:
+    """The claim of POST /v1/fulfillment/orders/claim (also served by api/lean.py)."""
     return ClaimedOrders(items=await partner_claims.claim(
         wallets, sealer, await get_program(principal.program_id or ""), principal.partner_id or "", data.limit,
         data.lease_seconds))
@@ -286,7 +290,12 @@ async def set_item_availability(request: Request[Any, Any, Any], item_id: str, d
       "whose lease (`lease_id`) was claimed by another, answers 409.", tags=["partner"], status_code=200)
 async def fulfil(request: Request[Any, Any, Any], order_id: str, data: FulfilRequest, wallets: WalletStore,
                  sealer: Sealer) -> orders.PartnerOrder:
-    principal = principal_of(request)
+    return await fulfil_as(wallets, sealer, principal_of(request), order_id, data)
+
+
+async def fulfil_as(wallets: WalletStore, sealer: Sealer, principal: Principal, order_id: str,
+                    data: FulfilRequest) -> orders.PartnerOrder:
+    """The fulfil of POST /v1/fulfillment/orders/{order_id}/fulfill (also served by api/lean.py)."""
     program = await get_program(principal.program_id or "")
     card = delivery.delivered(data.credentials, data.credential_list)
     return await orders.fulfil_for_partner(wallets, sealer, program, order_id, principal.partner_id, card,

@@ -67,7 +67,11 @@ async def my_feed(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cu
      description="Newest first, from the ledger; `as_of` says up to when it is complete.", tags=["me"])
 async def my_transactions(request: Request[Any, Any, Any], redis: Any, limit: Limit = 50,
                           cursor: Cursor = None) -> ledger.TransactionPage:
-    principal = principal_of(request)
+    return await history_of(redis, principal_of(request), limit, cursor)
+
+
+async def history_of(redis: Any, principal: Principal, limit: int, cursor: str | None) -> ledger.TransactionPage:
+    """The page of GET /v1/me/transactions (also served by api/lean.py)."""
     return await ledger.transactions(redis, principal.program_id or "", principal.subject_id, limit, cursor)
 
 

@@ -12,8 +12,8 @@ import pytest
 from litestar._asgi.asgi_router import ASGIRouter
 
 from tests.factories import (
-    another_worker, bearer, grant, launched_wheel, new_participant, new_program, random_ref, shop, shopper, tokens_for,
-    upload_codes,
+    another_worker, bearer, grant, launched_wheel, new_participant, new_program, projected, random_ref, redeem, shop,
+    shopper, tokens_for, upload_codes,
 )
 
 # Headers whose value differs between two answers by nature (a new id, a clock).
@@ -198,3 +198,95 @@ async def test_a_redemption_answers_the_same_on_both_paths(settings, migrated):
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json()["id"] == first.json()["id"]
         assert again.json()["credentials"] == first.json()["credentials"]
+
+
+def page_shape(response: Any) -> tuple[int, Any, set[str]]:
+    """A history page's shape: its `as_of` is a clock when nothing waits to be projected."""
+    status, body, headers = shape(response)
+    if isinstance(body, dict) and "as_of" in body:
+        body = {**body, "as_of": "<now>"}
+    return status, body, headers
+
+
+async def test_history_pages_answer_the_same_on_both_paths(settings, migrated, routed, redis):
+    async with both_paths(settings) as (lean, litestar):
+        program = await new_program(lean)
+        person = await new_participant(lean, program)
+        access = bearer((await tokens_for(lean, program, person["id"]))["access_token"])
+        for points in (3, 5, 7):
+            assert (await grant(lean, program, person["id"], points)).status_code == 201
+        await projected(redis, program.id, "lean")
+        first = await lean.get("/v1/me/transactions?limit=2", headers=access)
+        assert first.status_code == 200 and [i["points"] for i in first.json()["items"]] == [7, 5]
+        cursor = first.json()["next_cursor"]
+        queries = ["", "?limit=2", f"?limit=2&cursor={cursor}", f"?cursor={cursor}&limit=1",
+                   "?limit=0", "?limit=201", "?limit=abc", "?limit=2&limit=3", "?cursor=%21%21",
+                   "?cursor=not-one-we-issued", "?limit=+2", "?other=1", "?limit"]
+        routed.clear()
+        for query in queries:
+            lean_answer = await lean.get(f"/v1/me/transactions{query}", headers=access)
+            litestar_answer = await litestar.get(f"/v1/me/transactions{query}", headers=access)
+            assert page_shape(lean_answer) == page_shape(litestar_answer), (query, lean_answer.text,
+                                                                             litestar_answer.text)
+        # The plainest forms were the lean path's; the rest went to Litestar, which names the problem.
+        plain = {"", "?limit=2", f"?limit=2&cursor={cursor}", f"?cursor={cursor}&limit=1",
+                 "?cursor=not-one-we-issued"}
+        reached = [seen.split("?")[0] for seen in routed]
+        assert len([q for q in queries if q not in plain]) * 2 + len(plain) == len(reached), routed
+        for headers in ({}, program.headers):  # no credentials: 401; an admin key: 403
+            assert shape(await lean.get("/v1/me/transactions", headers=headers)) == \
+                shape(await litestar.get("/v1/me/transactions", headers=headers))
+
+
+async def test_a_partners_claim_and_fulfil_answer_the_same_on_both_paths(settings, migrated, routed):
+    async with both_paths(settings) as (lean, litestar):
+        program, partner, item = await shop(lean)
+        _, me = await shopper(lean, program, 10 * item["points_price"])
+        placed = [(await redeem(lean, me, item["id"])).json() for _ in range(4)]
+        assert {order["status"] for order in placed} == {"pending"}
+        key = bearer(partner["api_key"])
+        routed.clear()
+        answers = [await app.post("/v1/fulfillment/orders/claim", json={"limit": 2, "lease_seconds": 60}, headers=key)
+                   for app in (lean, litestar)]
+        assert routed == ["POST /v1/fulfillment/orders/claim"]  # Litestar's own, not the lean one's
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[0].json()["items"][0].keys() == answers[1].json()["items"][0].keys()
+        assert shape(answers[0])[2] == shape(answers[1])[2]
+        claimed = [order for a in answers for order in a.json()["items"]]
+        assert len({order["id"] for order in claimed}) == 4  # each order leased once across the two paths
+        # Fulfils: each path delivers two orders; the same delivery again is 200, other credentials 409.
+        cases: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        for app_index, order in enumerate(claimed):
+            body = {"lease_id": order["lease_id"], "credentials": {"code": random_ref("CODE")}}
+            cases.append((order["id"], body, key))
+        bad_bodies = [{}, {"credentials": {"code": 5}}, {"credentials": {"code": "x"}, "extra": 1}]
+        for i in range(0, 4, 2):
+            results = []
+            for app, (order_id, body, headers) in zip((lean, litestar), cases[i:i + 2]):
+                results.append(await app.post(f"/v1/fulfillment/orders/{order_id}/fulfill", json=body,
+                                              headers=headers))
+            assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+            assert shape(results[0])[1].keys() == shape(results[1])[1].keys()
+            assert results[0].json()["status"] == "fulfilled"
+            for app, (order_id, body, headers) in zip((lean, litestar), cases[i:i + 2]):
+                again = await app.post(f"/v1/fulfillment/orders/{order_id}/fulfill", json=body, headers=headers)
+                assert again.status_code == 200
+                other = {**body, "credentials": {"code": "ANOTHER"}}
+                refused = await app.post(f"/v1/fulfillment/orders/{order_id}/fulfill", json=other, headers=headers)
+                assert refused.status_code == 409 and refused.json()["code"] == "conflict", refused.text
+        order_id = claimed[0]["id"]
+        for body, headers, path in [
+            *((b, key, f"/v1/fulfillment/orders/{order_id}/fulfill") for b in bad_bodies),
+            ({"credentials": {"code": "x"}}, key, f"/v1/fulfillment/orders/{random_ref('ord')}/fulfill"),  # 404
+            ({"credentials": {"code": "x"}}, me, f"/v1/fulfillment/orders/{order_id}/fulfill"),  # a token: 403
+            ({"limit": 0}, key, "/v1/fulfillment/orders/claim"),  # 400
+            ({"limit": 1}, program.headers, "/v1/fulfillment/orders/claim"),  # an admin key: 403
+        ]:
+            lean_answer = await lean.post(path, json=body, headers=headers)
+            litestar_answer = await litestar.post(path, json=body, headers=headers)
+            assert lean_answer.status_code >= 400
+            assert shape(lean_answer) == shape(litestar_answer), (path, body, lean_answer.text)
+        # The participant sees each order delivered, whichever path delivered it.
+        for order in claimed:
+            mine = await lean.get(f"/v1/me/redemptions/{order['id']}", headers=me)
+            assert mine.json()["status"] == "fulfilled" and mine.json()["credentials"]["code"]
