@@ -5,7 +5,8 @@
 meeting's phones and a CRM's bulk moves hit; a profile of them under load (bench/profile.py) spent a third of the API's CPU
 in Litestar's routing, handler signature model, guard and response machinery, for routes
 whose whole job is one Redis function call. The phone's history page
-(`GET /v1/me/transactions`) and a partner's claim and fulfil
+(`GET /v1/me/transactions`), the catalog page (`GET /v1/catalog/items`, its `limit` and
+`cursor`: a search goes to Litestar) and a partner's claim and fulfil
 (`POST /v1/fulfillment/orders/claim`, `POST /v1/fulfillment/orders/{id}/fulfill`) came next
 in the load mix of issue #13: at 1,000 requests/s one worker spent 0.92 of a core, and
 those three were the operations past their p99 target first. This layer sits outside Litestar (it wraps the
@@ -14,7 +15,7 @@ handler Litestar registered (its opt, its path template for the metrics), the me
 middleware, the gate (api/gate.py: request id, access log, authentication, rate limits,
 the gate carried into the operation's call), the guard's principal kinds, the route's
 answer function (`wallet_of`, `move_or_ask`, `spin_for`, `redeem_as`, `history_of`,
-`claim_for`, `fulfil_as`), the exception
+`catalog_page`, `claim_for`, `fulfil_as`), the exception
 handlers (api/problems.py) and the `before_send` headers (Litestar wraps `send` with them
 before this layer).
 
@@ -41,6 +42,7 @@ from api.auth import admit_kinds
 from api.idempotency import HEADER, idem_for, valid_header
 from api.json_body import MAX_DEPTH, is_json_media_type
 from api.problems import exception_handlers
+from api.routes.catalog import NO_CACHE, Search, catalog_page
 from api.routes.fulfillment import ClaimRequest, FulfilRequest, RedemptionRequest, claim_for, fulfil_as, redeem_as
 from api.routes.me import history_of, wallet_of
 from api.routes.points import PointsRequest, move_or_ask
@@ -57,8 +59,9 @@ _encode = msgspec.json.Encoder().encode
 
 class Answer(NamedTuple):
     status: int
-    body: Any
+    body: Any  # encoded as JSON; bytes: JSON already; None: no body
     replayed: bool = False
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Call(NamedTuple):
@@ -135,6 +138,21 @@ async def _fulfil(scope: Scope, call: Call) -> Answer:
     return Answer(200, await fulfil_as(call.state.wallets, call.state.sealer, call.principal, call.param, call.data))
 
 
+_IF_NONE_MATCH = b"if-none-match"
+_NO_CACHE = NO_CACHE.encode()
+
+
+async def _catalog(scope: Scope, call: Call) -> Answer:
+    limit, cursor = call.data
+    match = next((value.decode("latin-1") for name, value in scope["headers"] if name == _IF_NONE_MATCH), None)
+    page = await catalog_page(call.state.redis, call.principal, scope["query_string"].decode("latin-1"), match,
+                              Search(limit=limit, cursor=cursor))
+    etag = (b"etag", page.etag.encode("latin-1"))
+    if page.body is None:
+        return Answer(304, None, headers=(etag,))
+    return Answer(200, page.body, headers=(etag, (b"cache-control", _NO_CACHE)))
+
+
 _CURSOR_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -166,6 +184,7 @@ EXACT: dict[tuple[str, str], HotRoute] = {
     ("POST", "/v1/points/deductions"): HotRoute("deductPoints", _points, _deduct),
     ("POST", "/v1/me/redemptions"): HotRoute("redeem", msgspec.json.Decoder(RedemptionRequest, strict=True), _redeem),
     ("GET", "/v1/me/transactions"): HotRoute("listMyTransactions", None, _history, page_query),
+    ("GET", "/v1/catalog/items"): HotRoute("listCatalogItems", None, _catalog, page_query),
     ("POST", "/v1/fulfillment/orders/claim"): HotRoute(
         "claimOrders", msgspec.json.Decoder(ClaimRequest, strict=True), _claim),
 }
@@ -290,8 +309,12 @@ def _endpoint(hot: HotRoute, kinds: frozenset[str]) -> ASGIApp:
         call: Call = scope["lean"]
         principal = admit_kinds(scope.get("user"), kinds)
         answer = await hot.answer(scope, call._replace(principal=principal))
-        encoded = _encode(answer.body)
-        headers = [*_JSON, (b"content-length", str(len(encoded)).encode())]
+        if answer.body is None:
+            await send({"type": "http.response.start", "status": answer.status, "headers": [*answer.headers]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        encoded = answer.body if isinstance(answer.body, bytes) else _encode(answer.body)
+        headers = [*_JSON, (b"content-length", str(len(encoded)).encode()), *answer.headers]
         if answer.replayed:
             headers.append(_REPLAYED)
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})

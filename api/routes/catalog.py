@@ -9,7 +9,7 @@ from litestar import MediaType, Request, Response, get, patch, post
 from litestar.params import Parameter
 from msgspec import Meta
 
-from api.auth import admin_only, admin_or_participant, principal_of
+from api.auth import Principal, admin_only, admin_or_participant, principal_of
 from api.routes.participants import Cursor, Limit, program_of
 from catalog import changes, feed_import, items, kept_pages
 from fulfillment.code_pool import StockPage, UploadReport, stock
@@ -75,18 +75,50 @@ async def browse(
     country: Annotated[str | None, Parameter(pattern=items.COUNTRY_CODE)] = None,
     min_points: Points = None, max_points: Points = None, include_disabled: bool = False,
 ) -> Response[Any]:
-    principal = principal_of(request)
+    page = await catalog_page(redis, principal_of(request), request.url.query or "",
+                              request.headers.get("if-none-match"), Search(
+        limit=limit, cursor=cursor, q=q, brand=brand, category=category, country=country, min_points=min_points,
+        max_points=max_points, include_disabled=include_disabled))
+    if page.body is None:
+        return Response(content=b"", status_code=304, headers={"ETag": page.etag})
+    return Response(page.body, media_type=MediaType.JSON, headers={"ETag": page.etag, "Cache-Control": NO_CACHE})
+
+
+NO_CACHE = "private, no-cache"
+
+
+class Search(msgspec.Struct, frozen=True):
+    """A catalog page's query, as GET /v1/catalog/items takes it."""
+
+    limit: int = 50
+    cursor: str | None = None
+    q: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    country: str | None = None
+    min_points: int | None = None
+    max_points: int | None = None
+    include_disabled: bool = False
+
+
+class CatalogPage(msgspec.Struct, frozen=True):
+    etag: str
+    body: bytes | None  # the page's JSON; None: the caller's copy (If-None-Match) is this page
+
+
+async def catalog_page(redis: Any, principal: Principal, query: str, if_none_match: str | None,
+                       search: Search) -> CatalogPage:
+    """The page of GET /v1/catalog/items (also served by api/lean.py): `query` is the raw query
+    string, which the ETag is made from."""
     program_id = principal.program_id or ""
-    if include_disabled and principal.kind != "admin":
+    if search.include_disabled and principal.kind != "admin":
         raise Invalid("include_disabled is for admins", field="include_disabled")
     pricing = await _pricing(program_id)
-    etag = await items.catalog_etag(redis, program_id, request.url.query or "", pricing)
-    if request.headers.get("if-none-match") == etag:
-        return Response(content=b"", status_code=304, headers={"ETag": etag})
-    body = await kept_pages.page_body(program_id, etag, lambda: items.search(
-        program_id, pricing, limit=limit, cursor=cursor, q=q, brand=brand, category=category, country=country,
-        min_points=min_points, max_points=max_points, include_disabled=include_disabled))
-    return Response(body, media_type=MediaType.JSON, headers={"ETag": etag, "Cache-Control": "private, no-cache"})
+    etag = await items.catalog_etag(redis, program_id, query, pricing)
+    if if_none_match == etag:
+        return CatalogPage(etag, None)
+    return CatalogPage(etag, await kept_pages.page_body(program_id, etag, lambda: items.search(
+        program_id, pricing, **msgspec.structs.asdict(search))))
 
 
 @get("/v1/catalog/items/{item_id:str}", guards=[admin_or_participant], operation_id="getCatalogItem", summary="Read a catalog item",

@@ -290,3 +290,41 @@ async def test_a_partners_claim_and_fulfil_answer_the_same_on_both_paths(setting
         for order in claimed:
             mine = await lean.get(f"/v1/me/redemptions/{order['id']}", headers=me)
             assert mine.json()["status"] == "fulfilled" and mine.json()["credentials"]["code"]
+
+
+async def test_catalog_pages_and_their_304s_answer_the_same_on_both_paths(settings, migrated, routed):
+    async with both_paths(settings) as (lean, litestar):
+        program, _, _ = await shop(lean)
+        for face in (1000, 5000):
+            assert (await lean.post("/v1/catalog/items", headers=program.headers, json={
+                "brand": "Target", "name": f"Target ${face // 100}", "sku": random_ref("sku"),
+                "face_value": {"amount": face, "currency": "USD"}})).status_code == 201
+        _, phone = await shopper(lean, program, 0)
+        first = await lean.get("/v1/catalog/items?limit=2", headers=phone)
+        assert first.status_code == 200 and len(first.json()["items"]) == 2
+        cursor, etag = first.json()["next_cursor"], first.headers["etag"]
+        cases: list[tuple[str, dict[str, str]]] = [
+            ("", phone), ("?limit=2", phone), (f"?limit=2&cursor={cursor}", phone),
+            ("?limit=2", {**phone, "If-None-Match": etag}),  # 304, no body
+            ("?limit=2", {**phone, "If-None-Match": 'W/"another"'}),  # the page again
+            ("?limit=1", {**phone, "If-None-Match": etag}),  # another query, another ETag: the page
+            ("", program.headers),  # an admin browses too
+            ("?q=Target", phone), ("?include_disabled=true", phone),  # Litestar's: a search, an admin's flag
+            ("?limit=0", phone), ("?cursor=not-one-we-issued", phone), ("", {}),
+        ]
+        routed.clear()
+        for query, headers in cases:
+            lean_answer = await lean.get(f"/v1/catalog/items{query}", headers=headers)
+            litestar_answer = await litestar.get(f"/v1/catalog/items{query}", headers=headers)
+            assert shape(lean_answer) == shape(litestar_answer), (query, headers, lean_answer.text)
+            for name in ("etag", "cache-control", "content-type", "content-length"):
+                assert lean_answer.headers.get(name) == litestar_answer.headers.get(name), (query, name)
+        assert len(routed) == len(cases) + 3  # Litestar's every time; the lean app's: the search, the flag, limit=0
+        # A change moves the ETag on both paths at once.
+        item = first.json()["items"][0]
+        assert (await lean.patch(f"/v1/catalog/items/{item['id']}", headers=program.headers,
+                                 json={"status": "disabled"})).status_code == 200
+        for app in (lean, litestar):
+            fresh = await app.get("/v1/catalog/items?limit=2", headers={**phone, "If-None-Match": etag})
+            assert fresh.status_code == 200 and fresh.headers["etag"] != etag
+            assert item["id"] not in {i["id"] for i in fresh.json()["items"]}
