@@ -20,10 +20,12 @@ closed-loop keep-alive connections (wrk, else the Python generator): requests/s,
 server CPU per request and the ratios to the bare endpoint's figures of the same run, with
 the issue #13 targets (wallet read >= 0.6 x and p99 <= 2 x; deduction >= 0.5 x and p99 <= 2.5 x).
 `--scenario history` loads the phone's history page (`GET /v1/me/transactions?limit=20`, the
-same tokens, each participant with a few entries in the ledger) on the three configurations
-alone: a page reads SQL, so neither the bare endpoint nor the floors answer its like.
+same tokens, each participant's seed grant in the ledger) and `--scenario catalog` the catalog
+page (`GET /v1/catalog/items?limit=50`, half of the requests with the page's ETag in
+`If-None-Match`, as the load mix sends them) on the three configurations alone: they read SQL
+or a kept page, so neither the bare endpoint nor the floors answer their like.
 
-    .venv/bin/python bench/steps.py [--duration 8] [--rounds 2] [--scenario wallet deduction history]
+    .venv/bin/python bench/steps.py [--duration 8] [--rounds 2] [--scenario wallet deduction history catalog]
 
 Exits 0 unless the setup fails; no figure here is a test.
 """
@@ -69,7 +71,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="each variant and the bare endpoint, alternating")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--scenario", nargs="+", choices=["wallet", "deduction", "history"],
+    parser.add_argument("--scenario", nargs="+", choices=["wallet", "deduction", "history", "catalog"],
                         default=["wallet", "deduction"])
     parser.add_argument("--participants", type=int, default=256)
     args = parser.parse_args()
@@ -148,6 +150,11 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, servers: d
                                         server.process.pid)
         targets[(name, "history")] = (GetTarget(name, server.port, "/v1/me/transactions?limit=20", tokens,
                                                 args.threads), server.process.pid)
+        etag = asyncio.run(_etag(server.url, program.phones[0].headers))
+        # Every other participant's requests carry the page's ETag (a header line after its token).
+        revalidating = [t if i % 2 == 0 else f"{t}\r\nIf-None-Match: {etag}" for i, t in enumerate(tokens)]
+        targets[(name, "catalog")] = (GetTarget(name, server.port, "/v1/catalog/items?limit=50", revalidating,
+                                                args.threads), server.process.pid)
         if name == "litestar":  # the bare endpoint and the floors answer the same requests
             for who, (port, pid) in [("bare", (bare_port, bare.pid)), *floors.items()]:
                 targets[(who, "wallet")] = (GetTarget(who, port, "/v1/me/wallet", tokens, args.threads), pid)
@@ -166,7 +173,7 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, servers: d
     if "history" in args.scenario:
         time.sleep(3)  # the setup's grants projected to the ledger by each server's worker
     for scenario in args.scenario:
-        order = [*VARIANTS] if scenario == "history" else ["bare", *FLOORS, *VARIANTS]
+        order = [*VARIANTS] if scenario in ("history", "catalog") else ["bare", *FLOORS, *VARIANTS]
         results: dict[str, list[LoadResult]] = {who: [] for who in order}
         for round_no in range(args.rounds):
             for who in order:
@@ -177,10 +184,20 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, servers: d
     return 0
 
 
+async def _etag(url: str, headers: dict[str, str]) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        page = await http.get("/v1/catalog/items", params={"limit": 50}, headers=headers)
+        page.raise_for_status()
+        return page.headers["etag"]
+
+
 def report(scenario: str, order: list[str], results: dict[str, list[LoadResult]]) -> None:
     want_rate, want_p99 = TARGETS.get(scenario, (0.0, 0.0))
     label = {"wallet": "GET /v1/me/wallet (256 tokens)", "deduction": "POST /v1/points/deductions (admin)",
-             "history": "GET /v1/me/transactions?limit=20 (256 tokens)"}[scenario]
+             "history": "GET /v1/me/transactions?limit=20 (256 tokens)",
+             "catalog": "GET /v1/catalog/items?limit=50 (256 tokens, every other one with If-None-Match)"}[scenario]
     base = "bare" if "bare" in results else order[0]
     print(f"\n{label}: best round of each (rounds in brackets)")
     print(f"  {'':<15}{'req/s':>8}{'p99 ms':>9}{'non2xx':>8}{'CPU us/req':>12}{'x ' + base:>12}"
