@@ -18,6 +18,7 @@ from catalog import keys as catalog_keys
 from kernel.errors import Invalid, NotFound
 from kernel.ids import IdOrEmpty
 from kernel.pages import decode_cursor, newest_first, next_cursor
+from kernel.redis_functions import command
 
 COUNTRY_CODE = r"^[A-Z]{2}$"  # ISO 3166-1 alpha-2
 Country = Annotated[str, Meta(pattern=COUNTRY_CODE)]
@@ -137,7 +138,7 @@ async def moving_version(client: Any, program_id: str) -> AsyncIterator[None]:
 
 async def catalog_version(client: Any, program_id: str) -> int:
     """The catalog's version now: what is read from SQL after it is at least that new."""
-    return int(await client.get(catalog_keys.catalog_version(program_id)) or 0)
+    return int(await command(client, "GET", catalog_keys.catalog_version(program_id)) or 0)
 
 
 async def catalog_etag(client: Any, program_id: str, query: str, pricing: Pricing) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from kernel.gated import gate_reply
+from kernel.redis_functions import command
 from programs import keys as program_keys
 
 Check = Literal["p", "k", "-"]
@@ -56,7 +57,7 @@ async def pass_gate(client: Any, counters: Sequence[str], ttls: Sequence[int], c
                     liveness: str = "", generation: int = 0, config: str = "") -> Passage:
     """The gate alone, in one FCALL (see `gate_call`)."""
     key_list, args = gate_call(counters, ttls, check, liveness, generation, config)
-    reply = await client.fcall("rw_gate", len(key_list), *key_list, *args)
+    reply = await command(client, "FCALL", "rw_gate", len(key_list), *key_list, *args)
     return Passage(*gate_reply(reply))
 
 

@@ -45,6 +45,7 @@ from redis.exceptions import ResponseError
 from wallet import keys
 
 from kernel.money import MAX_BALANCE
+from kernel.redis_functions import command
 from kernel.replies import reply_text
 from wallet.chain import GROUP, batch_alone_pending, link_program, linked_as_written, unlinked_programs
 from wallet.daily import add_to_totals
@@ -593,5 +594,5 @@ async def lag(client: Any, program_id: str) -> tuple[int, int | None]:
 async def oldest_waiting(client: Any, program_id: str) -> int | None:
     """The milliseconds timestamp of the oldest entry not yet projected (an entry leaves the
     journal once its rows are committed), or None: one read, where `lag` needs two."""
-    first = await client.xrange(keys.journal(program_id), count=1)
+    first = await command(client, "XRANGE", keys.journal(program_id), "-", "+", "COUNT", 1)
     return int(reply_text(first[0][0]).split("-")[0]) if first else None

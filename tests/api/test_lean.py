@@ -328,3 +328,59 @@ async def test_catalog_pages_and_their_304s_answer_the_same_on_both_paths(settin
             fresh = await app.get("/v1/catalog/items?limit=2", headers={**phone, "If-None-Match": etag})
             assert fresh.status_code == 200 and fresh.headers["etag"] != etag
             assert item["id"] not in {i["id"] for i in fresh.json()["items"]}
+
+
+def test_a_hot_route_with_a_guard_the_lean_path_cannot_apply_stops_the_start(settings, monkeypatch):
+    """A guard other than a principal kind (a program's state, say) would be skipped by the
+    lean path: the app refuses to start rather than answer without it."""
+    from api.app import create_app
+    from api.routes import me
+
+    async def only_on_tuesdays(connection: Any, handler: Any) -> None:
+        return None
+
+    monkeypatch.setattr(me.my_transactions, "guards", [*me.my_transactions.guards, only_on_tuesdays])
+    with pytest.raises(RuntimeError, match="listMyTransactions: a guard the lean path cannot apply"):
+        create_app(settings)
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_a_pages_own_redis_commands_share_the_coalesced_connection(settings, migrated, redis, monkeypatch,
+                                                                         coalesce):
+    """The gate's call, a history page's `as_of` read and the catalog's version go out with the
+    turn's other commands on the coalescer's connection (RW_REDIS_COALESCE), not one by one
+    through redis-py; with it off, through redis-py as before."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from kernel.redis_pipe import RedisPipe
+
+    async with another_worker(settings, lean_routes=True, redis_coalesce=coalesce) as app:
+        program, _, _ = await shop(app)
+        person, phone = await shopper(app, program, 5)
+        await projected(redis, program.id, "lean")
+        piped: list[str] = []
+        alone: list[bytes] = []
+        send, packed = RedisPipe.send, AbstractConnection.send_packed_command
+
+        def noting(self: Any, batch: list[Any]) -> None:
+            piped.extend(" ".join(str(part) for part in command[:2]) for command, _ in batch
+                         if any(program.id in str(part) for part in command))
+            return send(self, batch)
+
+        async def counting(self: Any, command: Any, check_health: bool = True) -> None:
+            raw = b"".join(command) if isinstance(command, list) else command
+            if program.id.encode() in raw:
+                alone.append(raw.split(b"\r\n")[2])  # the command's name
+            await packed(self, command, check_health)
+
+        for path in ("/v1/me/transactions", "/v1/catalog/items"):  # warm: the pipe open, caches full
+            assert (await app.get(path, headers=phone)).status_code == 200
+        monkeypatch.setattr(RedisPipe, "send", noting)
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        history = await app.get("/v1/me/transactions", headers=phone)
+        catalog = await app.get("/v1/catalog/items", headers=phone)
+        assert history.status_code == 200 and [i["points"] for i in history.json()["items"]] == [5]
+        assert catalog.status_code == 200 and catalog.json()["items"]
+        names = sorted(piped) if coalesce else sorted(name.decode() for name in alone)
+        assert [name.split(" ")[0] for name in names] == ["FCALL", "FCALL", "GET", "XRANGE"], names
+        assert (alone if coalesce else piped) == []
