@@ -14,6 +14,7 @@ idempotently, with the sweep retrying any settlement a crash interrupted.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
@@ -332,14 +333,17 @@ async def fulfil_for_partner(store: WalletStore, sealer: Sealer, program: Progra
 async def _fulfilled(store: WalletStore, sealer: Sealer, program: ProgramView, order_id: str,
                      partner_id: str | None, card: Delivered, lease_id: str | None,
                      allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Names]]:
-    row = await _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
-        Order.credentials: seal(sealer, card),
-        Order.fulfilled_at: datetime.now(timezone.utc)})
+    # The catalog's version is read beside the transition, not after it: one step fewer in
+    # sequence for the partner (the names are still read from SQL only after it).
+    row, version = await asyncio.gather(
+        _transition(program.id, order_id, partner_id, "fulfilled", allowed, lease_id, {
+            Order.credentials: seal(sealer, card), Order.fulfilled_at: datetime.now(timezone.utc)}),
+        catalog_version(store.client, program.id))
     # The same fulfil again is answered idempotently; other credentials for a delivered order
     # would tell the partner its code was taken while the participant keeps the first one.
     if row["credentials"] and unseal(sealer, row["credentials"]) != card:
         raise Conflict("the order is already fulfilled with other credentials; the first ones stand")
-    names = await item_names.at_version(program.id, {row["item_id"]}, await catalog_version(store.client, program.id))
+    names = await item_names.at_version(program.id, {row["item_id"]}, version)
     name, _, brand, _ = names.get(row["item_id"], NO_NAMES)
     settled = await _settled_and_told(store, row, [FeedEntry(
         key=f"order:{order_id}:fulfilled", participant_id=row["participant_id"], kind="order_fulfilled",
