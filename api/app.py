@@ -40,7 +40,7 @@ from programs.stripe_gateway import StripeGateway, StripeSettings
 from wallet.store import WalletStore
 from kernel import heap
 from kernel.mail import Mailer, mailer
-from kernel.redis_functions import PipedRedis, connect, journal_synced
+from kernel.redis_functions import connect, journal_synced
 from kernel.sqlite_pool import trust_journal
 
 log = logging.getLogger("rw.api")
@@ -136,9 +136,7 @@ def lifespan(settings: Settings, owns_process: bool) -> Callable[[Litestar], con
 async def open_stores(state: State, settings: Settings) -> Any:
     """Redis and the wallet store (its functions loaded) on the app's state; answers the
     Redis client."""
-    client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
-    if isinstance(client, PipedRedis):
-        client.coalesce_commands = settings.redis_coalesce
+    client = connect(settings.redis_url or "", cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
     wallets = WalletStore(client, idempotency_ttl=settings.idempotency_ttl_seconds, observe=observe_wallet,
                           coalesce=settings.redis_coalesce)
     await wallets.load_functions()

@@ -211,7 +211,7 @@ def cmd_participants_import(args: argparse.Namespace) -> int:
     async def go(url: str) -> Any:
         await migrate()
         await get_program(args.program)
-        client = connect(url, cluster=settings.redis_cluster)
+        client = connect(url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
         try:
             return await import_sheet(WalletStore(client), args.program, text)
         finally:
@@ -239,7 +239,7 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
     async def go(url: str) -> Any:
         await migrate()
         program = await get_program(args.program)
-        client = connect(url, cluster=settings.redis_cluster)
+        client = connect(url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
         try:
             return await import_feed(client, program, content, fmt)  # phones see the new catalog (new ETag)
         finally:
@@ -319,7 +319,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def go(url: str) -> tuple[list[Any], list[tuple[str, DeadLetter]]]:
         await migrate()
-        client = connect(url, cluster=settings.redis_cluster)
+        client = connect(url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
         try:
             # Bring the ledger up to date first: waiting journal entries are not drift.
             await _project_everything(client)
@@ -372,7 +372,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     async def go(url: str) -> int:
         await migrate()
-        client = connect(url, cluster=settings.redis_cluster)
+        client = connect(url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
         store = WalletStore(client)
         total = 0
         try:
@@ -451,7 +451,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
     async def go(url: str) -> dict[str, Any]:
         await migrate()
-        client = connect(url, cluster=settings.redis_cluster)
+        client = connect(url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
         try:
             projection.wire()
             projector = JournalProjector(client, consumer="cli-expire", claim_idle_ms=0)

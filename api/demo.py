@@ -59,7 +59,7 @@ async def _demo_owner_password(path: Path, program_id: str) -> str:
 
 
 async def seed_demo(settings: Settings, new_operator_key: str | None, host: str, port: int) -> str:
-    client = connect(settings.redis_url or "", cluster=settings.redis_cluster)
+    client = connect(settings.redis_url or "", cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
     wallets = WalletStore(client)
     await wallets.load_functions()
     try:

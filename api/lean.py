@@ -258,9 +258,11 @@ def lean_routes(app: Litestar, inner: ASGIApp, gate: Callable[[ASGIApp], ASGIApp
     served: dict[str, tuple[Any, str, ASGIApp]] = {}
     for hot in (*EXACT.values(), *(between[-1] for between in BETWEEN)):
         handler, template = handlers[hot.operation_id]
-        if any(not hasattr(g, "kinds") for g in handler.guards or ()):
-            raise RuntimeError(f"{hot.operation_id}: a guard the lean path cannot apply (only principal kinds)")
-        kinds = frozenset().union(*(getattr(g, "kinds", frozenset()) for g in handler.guards or ()))
+        guards = handler.resolve_guards()  # the app's and routers' too
+        if any(not hasattr(g, "kinds") for g in guards) or handler.middleware:
+            raise RuntimeError(f"{hot.operation_id}: a guard or middleware the lean path cannot apply "
+                               "(it applies principal kinds only)")
+        kinds = frozenset().union(*(getattr(g, "kinds", frozenset()) for g in guards))
         served[hot.operation_id] = (handler, template, metrics(gate(_endpoint(hot, kinds))))
 
     async def lean(scope: Scope, receive: Receive, send: Send) -> None:

@@ -40,7 +40,7 @@ STOP_TIMEOUT = 60.0
 async def run_worker(settings: Settings, redis_url: str, stop: asyncio.Event, *, expiry_every: float = 3600.0,
                      pause_before_ack: float = 0.0) -> None:
     """Every background task (api/background.py's TASKS) on its own connections, until `stop`."""
-    client = connect(redis_url, cluster=settings.redis_cluster)
+    client = connect(redis_url, cluster=settings.redis_cluster, coalesce=settings.redis_coalesce)
     try:
         projection.wire()  # the spin rows and feed lines that follow from journal entries
         keep_views_for(settings.program_cache_seconds)

@@ -96,7 +96,11 @@ async def journal_synced(client: Client) -> bool:
     return values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
 
 
-def connect(url: str, cluster: bool = False) -> Client:
+def connect(url: str, cluster: bool = False, coalesce: bool = True) -> Client:
+    """The process's client; `coalesce` (RW_REDIS_COALESCE): whether `command` sends plain
+    commands on the coalescer's connection."""
     if cluster:
         return FunctionRoutingCluster.from_url(url)
-    return PipedRedis.from_url(url, max_connections=256, health_check_interval=30)
+    client = PipedRedis.from_url(url, max_connections=256, health_check_interval=30)
+    client.coalesce_commands = coalesce
+    return client
