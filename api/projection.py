@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from fulfillment import partner_orders, pooled_orders
+from fulfillment import partner_orders, pooled_orders, settlements
 from games import spin_projection
 from programs import audit, pending
 from wallet.journal import Follower, JournalEntry, Rows, register_followers
@@ -20,7 +20,8 @@ def followers() -> dict[str, Follower]:
             "deduction": audit.money_rows, "hold": both(audit.money_rows, partner_orders.write_partner_orders),
             "award": pending.owed_paid_of,
             "release": pending.feed_of, "reversal": pending.feed_of, "sweepstakes_prize": pending.owed_paid_of,
-            "prize_substitute": pending.owed_paid_of, "redemption": pooled_orders.write_pool_orders}
+            "prize_substitute": pending.owed_paid_of,
+            "redemption": both(pooled_orders.write_pool_orders, settlements.write_settled)}
 
 
 def both(first: Follower, second: Follower) -> Follower:

@@ -8,7 +8,7 @@ HTTP edge can mark them.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -140,10 +140,12 @@ async def hold(
 
 async def capture(
     store: WalletStore, program_id: str, participant_id: str, hold_id: str, idem: Idem,
-    points: int | None = None, kind: str = "capture",
+    points: int | None = None, kind: str = "capture", extra: dict[str, Any] | None = None,
 ) -> Moved:
+    """The held points taken; `extra`: more of the entry's metadata, for the journal's
+    followers (a partner order's ready line: fulfillment/settlements.py)."""
     outcome = await store.capture(program_id, hold_id, participant_id, new_id("tx"), idem, points=points,
-                                  kind=kind, reference=hold_id, metadata=_metadata(kind))
+                                  kind=kind, reference=hold_id, metadata=_metadata(kind, extra))
     return _moved(outcome)
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.factories import bearer, redeem, shop, shopper
+from tests.factories import bearer, projected, redeem, shop, shopper
 
 pytestmark = pytest.mark.sql
 
@@ -15,7 +15,7 @@ async def wallet(client, headers):  # type: ignore[no-untyped-def]
     return (await client.get("/v1/me/wallet", headers=headers)).json()
 
 
-async def test_a_redemption_holds_points_and_a_fulfilled_order_shows_its_code_to_its_owner_only(client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_redemption_holds_points_and_a_fulfilled_order_shows_its_code_to_its_owner_only(client, redis) -> None:  # type: ignore[no-untyped-def]
     program, partner, item = await shop(client)
     assert item["points_price"] == 2500
     person, me = await shopper(client, program, 3000)
@@ -50,6 +50,7 @@ async def test_a_redemption_holds_points_and_a_fulfilled_order_shows_its_code_to
     assert "credentials" not in admin_view and admin_view["status"] == "fulfilled"
     assert "AMZ-1234" not in (await client.get("/v1/orders/export.csv", headers=program.headers)).text
     assert "AMZ-1234" not in done.text
+    await projected(redis, program.id, "orders")  # the ready line follows from the capture's entry
     feed = [i["text"] for i in (await client.get("/v1/me/feed", headers=me)).json()["items"]]
     assert feed[0] == "Your Amazon $25 gift card is ready"  # the brand once
 

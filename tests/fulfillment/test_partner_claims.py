@@ -12,7 +12,7 @@ from catalog import keys as catalog_keys
 from catalog.tables import CatalogItem
 from fulfillment import rerouting
 from fulfillment.tables import Partner
-from tests.factories import bearer, claim_orders as claim, redeem, shop, shopper
+from tests.factories import bearer, claim_orders as claim, projected, redeem, shop, shopper
 from tests.fulfillment.test_partner_admin import partner_b
 
 pytestmark = pytest.mark.sql
@@ -59,6 +59,7 @@ async def test_a_claim_names_the_item_as_the_catalog_names_it_now(client, redis)
     done = await client.post(f"/v1/fulfillment/orders/{second['id']}/fulfill", headers=key,
                              json={"lease_id": claimed["lease_id"], "credentials": {"code": "AMZ-1"}})
     assert done.status_code == 200 and done.json()["item"]["name"] == "Amazon eGift"
+    await projected(redis, program.id, "claims")  # the ready line follows from the capture's entry
     feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
     assert any(line["text"] == "Your Amazon eGift is ready" for line in feed), feed
 
