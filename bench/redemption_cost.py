@@ -1,9 +1,10 @@
 """What one redemption costs, without contention: the app in process (Litestar's test client,
 no projector nor background tasks), embedded Valkey, SQLite, one redemption at a time.
 
-Per redemption of a code-pool item and of an external partner's item: milliseconds, SQL
-write transactions (what queues behind SQLite's one writer: tests/sql_writes.py counts
-them) and SQL statements; baseline: `GET /v1/me/wallet` the same way, in the same run.
+Per redemption of a code-pool item and of an external partner's item, and per partner's
+fulfil of those orders (claimed first): milliseconds, SQL write transactions (what queues
+behind SQLite's one writer: tests/sql_writes.py counts them) and SQL statements; baseline:
+`GET /v1/me/wallet` the same way, in the same run.
 
     .venv/bin/python bench/redemption_cost.py [--count 200]
 """
@@ -37,7 +38,8 @@ async def measure(count: int, operator_key: str) -> None:
     async with AsyncTestClient(app=app_factory(), base_url="http://rw.bench") as http:
         created = (await http.post("/v1/programs", json={"name": "cost"}, headers=operator)).json()
         admin = {"Authorization": f"Bearer {created['admin_key']}"}
-        await http.post("/v1/fulfillment/partners", json={"name": "p"}, headers=admin)
+        partner = (await http.post("/v1/fulfillment/partners", json={"name": "p"}, headers=admin)).json()
+        partner_key = {"Authorization": f"Bearer {partner['api_key']}"}
         items = [(await http.post("/v1/catalog/items", headers=admin, json={
             "brand": "Amazon", "name": f"Card {i}", "face_value": {"amount": 500, "currency": "USD"}})).json()["id"]
             for i in range(2)]
@@ -68,6 +70,17 @@ async def measure(count: int, operator_key: str) -> None:
         rows = [await run("wallet read (baseline)", lambda key: http.get("/v1/me/wallet", headers=me)),
                 await run("redemption, code pool", redeem(items[0])),
                 await run("redemption, partner", redeem(items[1]))]
+        leased: list[tuple[str, str]] = []  # the partner's orders (warm-up ones too), claimed
+        while batch := (await http.post("/v1/fulfillment/orders/claim", json={"limit": 200, "lease_seconds": 3600},
+                                        headers=partner_key)).json()["items"]:
+            leased += [(order["id"], order["lease_id"]) for order in batch]
+
+        def fulfil(key: str) -> Any:
+            order_id, lease_id = leased.pop()
+            return http.post(f"/v1/fulfillment/orders/{order_id}/fulfill", headers=partner_key,
+                             json={"lease_id": lease_id, "credentials": {"code": key}})
+
+        rows.append(await run("partner's fulfil", fulfil))
     base = rows[0][1]
     print(f"Redemption cost, in process, one at a time ({count} each; shared 2-core machine: noisy)")
     print(f"  {'':26} {'ms':>8} {'x baseline':>11} {'SQL write tx':>13} {'SQL writes':>11}")
