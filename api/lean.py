@@ -48,6 +48,7 @@ from api.routes.me import history_of, wallet_of
 from api.routes.points import PointsRequest, move_or_ask
 from api.routes.spins import spin_for
 from kernel.idempotency import Idem
+from kernel.pages import MAX_LIMIT
 
 SPINS_PREFIX = "/v1/me/campaigns/"
 SPINS_SUFFIX = "/spins"
@@ -168,7 +169,7 @@ def page_query(query: bytes) -> tuple[int, str | None] | None:
         if not equals or name in seen:
             return None
         seen.add(name)
-        if name == b"limit" and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= 200:
+        if name == b"limit" and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= MAX_LIMIT:
             limit = int(value)
         elif name == b"cursor" and 0 < len(value) <= 200 and _CURSOR_CHARS.issuperset(value):
             cursor = value.decode("ascii")

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from fulfillment import order_records, order_writes, orders, pool_store, taxes
+from fulfillment import order_records, order_writes, orders, pool_store, settlements, taxes
 from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
 from fulfillment.redemption_guard import Guard
@@ -53,9 +53,7 @@ def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
 def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True) -> list[FeedEntry]:
     """The order's feed lines: fulfilled first (when it is), so each line's id is later than
     the one before and the feed reads newest first; then, for a redemption, its points."""
-    lines = [FeedEntry(key=f"order:{order.id}:fulfilled", participant_id=order.participant_id,
-                       kind="order_fulfilled", text=f"Your {title} is ready", reference=order.id)] \
-        if fulfilled else []
+    lines = [settlements.ready_line(order.id, order.participant_id, title)] if fulfilled else []
     return [*lines, *order_records.placed_line(order, title, point_name)]
 
 

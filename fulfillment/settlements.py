@@ -32,9 +32,14 @@ class _Carried(msgspec.Struct, frozen=True):
 
 
 def ready_line(order_id: str, participant_id: str, title: str) -> FeedEntry:
-    """The participant's line of a delivered order (its key makes it one line per order)."""
+    """The participant's line of a delivered order, a pool's or a partner's (its key makes it
+    one line per order)."""
+    return _line(order_id, participant_id, f"Your {title} is ready")
+
+
+def _line(order_id: str, participant_id: str, text: str) -> FeedEntry:
     return FeedEntry(key=f"order:{order_id}:fulfilled", participant_id=participant_id, kind="order_fulfilled",
-                     text=f"Your {title} is ready", reference=order_id)
+                     text=text, reference=order_id)
 
 
 async def write_settled(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
@@ -52,9 +57,7 @@ async def write_settled(program_id: str, entries: list[JournalEntry]) -> list[Ro
         if not text:
             continue
         marks.append((entry.created_at, entry.reference))
-        lines += feed_rows(program_id, [FeedEntry(key=f"order:{entry.reference}:fulfilled",
-                                                  participant_id=entry.participant_id, kind="order_fulfilled",
-                                                  text=text, reference=entry.reference)], entry.created_at)
+        lines += feed_rows(program_id, [_line(entry.reference, entry.participant_id, text)], entry.created_at)
     if not marks:
         return []
     return [Rows(table="orders", columns=(), rows=marks, statement=_MARK),

@@ -133,7 +133,8 @@ async def store_batch(program_id: str, batch: list[ActivityIn], source: str = "a
     for start in range(0, len(externals), 500):
         chunk = [f"{program_id}:{e}" for e in externals[start:start + 500]]
         rows = await run_statement(Participant._meta.db, Statement(
-            f"SELECT id, external_id, status FROM participants WHERE program_external IN ({placeholders(len(chunk))})",
+            f"SELECT id, external_id, status FROM {Participant._meta.tablename} "
+            f"WHERE program_external IN ({placeholders(len(chunk))})",
             tuple(chunk)))
         people.update({r["external_id"]: r for r in rows})
 
@@ -172,7 +173,8 @@ async def store_batch(program_id: str, batch: list[ActivityIn], source: str = "a
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
         found = await run_statement(Activity._meta.db, Statement(
-            "SELECT id, external_id, type, participant_id, occurred_at, attributes, evaluated_at FROM activities "
+            "SELECT id, external_id, type, participant_id, occurred_at, attributes, evaluated_at "
+            f"FROM {Activity._meta.tablename} "
             f"WHERE program_external IN ({placeholders(len(chunk))})", tuple(chunk)))
         stored.update({r["external_id"]: r for r in found})
 
