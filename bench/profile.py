@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,17 +141,22 @@ HOT_SPOTS = [
 ]
 
 
+def samples(raw: Path) -> Iterator[tuple[str, int]]:
+    """py-spy's raw output (`--format raw`): each stack (frames joined by ";") and its count."""
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            yield stack, int(count)
+
+
 def hot_spots(raw: Path) -> list[str]:
     counts: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
+    for stack, count in samples(raw):
+        total += count
         for label, marker in HOT_SPOTS:
             if marker in stack and ("run_asgi" in stack or "piccolo" not in marker):
-                counts[label] += int(count)
+                counts[label] += count
     return [f"{label} {100 * n / total:.1f}%" for label, n in counts.most_common() if n] if total else []
 
 

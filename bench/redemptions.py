@@ -6,17 +6,20 @@ and fsync always, SQLite, the journal projector and background tasks in a `rewar
 worker` beside it, as `serve` runs them) from 64 keep-alive connections, each request its
 own Idempotency-Key, round robin over the participants' tokens. Each answer is a fulfilled
 order with its gift-card code: one Redis call takes the points and the pool's next free code
-(fulfillment/pool.lua), then one SQL write transaction writes the fulfilled order, binds the
-code and adds the feed lines (fulfillment/pooled_orders.py). The baseline is bench/bare_app.py served the same way with the same generator,
-alternated with the redemption runs. Runs on a code pool larger than the run can empty, so
+(fulfillment/pool.lua); Valkey syncing every write, the request then only reads the code's
+sealed secret, and the journal projector in the worker writes the fulfilled order, binds the
+code and adds the feed lines (fulfillment/pooled_orders.py). The baseline is
+bench/bare_app.py served the same way with the same generator, alternated with the
+redemption runs. Runs on a code pool larger than the run can empty, so
 no request is refused for stock.
 
 Two floors run alternated with them (bench/floor_app.py, served the same way, the same
 requests): `floor` makes the one Redis call (the least Lua making a hold's writes) and then
 one SQL write transaction of an order-shaped row and a feed line through the API's own
 SQLite engine, and nothing else; `floor+read` also reads a participant's year total from a
-covering index first, as a redemption's tax check does. What a redemption of this shape (one
-Redis call, one SQL write on its request path) can cost at least on this machine: the
+covering index first, as a redemption's tax check did. What a redemption that keeps one SQL
+write on its request path (as it does with a Redis that may lose writes) can cost at least
+on this machine: the
 script prints each floor's ratio to bare and the redemptions' ratio to the floors.
 
 With `--partner` the item is an external partner's instead: one Redis call holds the points
@@ -25,7 +28,7 @@ writes the pending order and its feed line (fulfillment/partner_orders.py); at t
 script checks that every hold the journal carried has its order row, and no more.
 
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
-                                          [--participants 128] [--codes 8000] [--partner] [--profile]
+                                          [--participants 128] [--codes 8000] [--partner] [--profile [api|worker]]
 
 After the table: each run's cores by process (the API, its SQLite writer process, the
 projector's worker, Valkey, the load generator, the whole machine) and how the server's
@@ -33,7 +36,8 @@ event loop spent the run (on a CPU, runnable but waiting for one, asleep: on its
 for the GIL).
 
 `--profile` samples the API process with py-spy during the last redemption round and prints
-where its CPU goes by part of the stack (bench/profile.py's table) and by our own functions.
+where its CPU goes by part of the stack (bench/profile.py's table) and by our own functions;
+`--profile worker` samples the worker (the journal projector) instead.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +83,9 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--partner", action="store_true", help="an external partner's item (no codes)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy on the API during the last redemption round: where its CPU goes, by part")
+    parser.add_argument("--profile", nargs="?", const="api", choices=["api", "worker"],
+                        help="py-spy on the API (or the projector's worker) during the last redemption round: "
+                             "where its CPU goes")
     args = parser.parse_args()
     if not (1 <= args.duration <= 120 and 0 <= args.warmup <= 30 and 1 <= args.rounds <= 10
             and CONNECTIONS <= args.participants <= 5000 and 100 <= args.codes <= 200_000):
@@ -200,7 +206,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             if args.warmup:
                 load(target, f"{name[0]}w{round_no}-{run_id}", args.warmup, pid)
             drain_journal(sync_redis, stream)
-            spy = start_spy(procs, folder, pid, args.duration) \
+            spy = start_spy(procs, folder, worker_pid if args.profile == "worker" else pid, args.duration) \
                 if args.profile and name == "redemptions" and round_no == args.rounds else None
             result = load(target, f"{name[0]}{round_no}-{run_id}", args.duration, pid)
             if spy is not None:
@@ -212,7 +218,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
                   f"{result.cpu['server']:14.2f}{cpu_us:12.0f}", flush=True)
     waiting, drained = drain_journal(sync_redis, stream)
     print_machine(rows)
-    if args.profile:
+    if args.profile == "worker":
+        print_worker_profile(profiled[0])
+    elif args.profile:
         print_profile(*profiled)
 
     bare_rows = [r for n, r in rows if n == "bare"]
@@ -359,6 +367,33 @@ def print_profile(raw: Path | None, result: LoadResult) -> None:
     if hot:
         print("  notable: " + "; ".join(hot))
     kept = Path(tempfile.gettempdir()) / "rw-redemptions-py-spy.txt"
+    shutil.copy(raw, kept)
+    print(f"  raw stacks (py-spy --format raw): {kept}")
+
+
+def print_worker_profile(raw: Path | None) -> None:
+    """The worker's samples by our own innermost function (main thread) and by the functions of
+    ours they pass through (inclusive, all threads): what the projector spends on redemptions."""
+    from bench.games import APP_DIRS, self_time
+    from bench.profile import samples
+
+    if raw is None:
+        print("\n  no profile (py-spy failed)")
+        return
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for stack, count in samples(raw):
+        for name in dict.fromkeys(f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0] + ")"
+                                  for f in stack.split(";") if any(d in f for d in (*APP_DIRS, "(kernel/"))):
+            inclusive[name[:90]] += count
+        total += count
+    print(f"\n  where the worker's CPU went in the last redemption round ({total} samples):")
+    print("  the main thread by our own innermost function, top 12:")
+    print("\n".join(self_time(raw, 12)))
+    print("  all threads, by function of ours on the stack (inclusive), top 25:")
+    for name, n in inclusive.most_common(25):
+        print(f"    {100 * n / max(total, 1):5.1f}%  {name}")
+    kept = Path(tempfile.gettempdir()) / "rw-redemptions-worker-py-spy.txt"
     shutil.copy(raw, kept)
     print(f"  raw stacks (py-spy --format raw): {kept}")
 

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from catalog.tables import CatalogItem
-from fulfillment import order_writes, pool_store
+from fulfillment import keys, order_writes, pool_store, unwritten
 from fulfillment.partners import pool_partner
 from fulfillment.sealing import Sealer
 from fulfillment.tables import PoolCode
@@ -84,7 +84,10 @@ async def upload_codes(store: FunctionStore, program_id: str, item_id: str, text
     await pool_store.load(store, program_id, item_id)
     partner_id = await pool_partner(program_id)
     await CatalogItem.update({CatalogItem.partner_id: partner_id}).where(CatalogItem.id == item_id).run()
-    return UploadReport(added=added, duplicates=len(rows) - added, errors=errors, available=await stock_of(item_id))
+    # What the pool hands out now, as loaded: SQL's free codes may still count some an order
+    # took whose row the journal projector has not written yet.
+    available = int(await store.client.zcard(keys.pool_free(program_id, item_id)))
+    return UploadReport(added=added, duplicates=len(rows) - added, errors=errors, available=available)
 
 
 async def stock_of(item_id: str) -> int:
@@ -96,9 +99,11 @@ class StockPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-async def stock(program_id: str, limit: int = 50, cursor: str | None = None) -> StockPage:
-    """Codes per item with a pool, newest item first."""
+async def stock(program_id: str, limit: int = 50, cursor: str | None = None, journal: Any = None) -> StockPage:
+    """Codes per item with a pool, newest item first. `journal`: a Redis client, to count as
+    used the codes of orders whose rows are not written yet (fulfillment/unwritten.py)."""
     after = decode_cursor(cursor)
+    taken = await unwritten.unwritten_codes(journal, program_id) if journal is not None else set()
     where = PoolCode.program_id == program_id
     if after is not None:
         where &= PoolCode.item_id < after
@@ -106,11 +111,11 @@ async def stock(program_id: str, limit: int = 50, cursor: str | None = None) -> 
         .order_by(PoolCode.item_id, ascending=False).limit(limit + 1).run()
     item_ids = [r["item_id"] for r in found]
     page = item_ids[:limit] or ["-"]
-    codes = await PoolCode.select(PoolCode.item_id, PoolCode.order_id).where(
+    codes = await PoolCode.select(PoolCode.id, PoolCode.item_id, PoolCode.order_id).where(
         (PoolCode.program_id == program_id) & PoolCode.item_id.is_in(page)).run()
     counts: dict[str, list[int]] = {i: [0, 0] for i in item_ids[:limit]}
     for c in codes:
-        counts[c["item_id"]][0 if c["order_id"] is None else 1] += 1
+        counts[c["item_id"]][0 if c["order_id"] is None and c["id"] not in taken else 1] += 1
     names = {i["id"]: i["name"] for i in await CatalogItem.select(CatalogItem.id, CatalogItem.name).where(
         CatalogItem.id.is_in(page)).run()}
     return StockPage(items=[ItemStock(item_id=i, item_name=names.get(i, ""), available=a, used=u,

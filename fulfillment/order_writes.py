@@ -129,6 +129,20 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry], jo
     return str(bound[0]["secret"])
 
 
+_CODE = "SELECT secret, order_id FROM pool_codes WHERE id = {}"
+
+
+async def code_secret(order_id: str, code_id: str) -> str | None:
+    """The sealed secret of the pool's code `code_id` when it is free in SQL or already this
+    order's: the card a redemption answers while its rows wait for the journal projector
+    (fulfillment/pooled_orders.py). None when SQL has no such code or another order holds it:
+    the order is written on its request then, which takes the next code."""
+    rows = await run_statement(PoolCode._meta.db, Statement(_CODE, (code_id,)))
+    if not rows or rows[0]["order_id"] not in (None, order_id):
+        return None
+    return str(rows[0]["secret"])
+
+
 async def flag_for_tax(order_id: str) -> None:
     """The order marked as reaching the year's tax threshold after it was written: judged again
     from SQL (`taxes.placed_uncounted`) while the journal projector may already have written its

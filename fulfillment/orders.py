@@ -29,7 +29,7 @@ from piccolo.query.methods.select import Select
 
 from catalog.items import catalog_version, item_row
 from catalog.titles import item_title
-from fulfillment import item_names, settlements
+from fulfillment import item_names, settlements, unwritten
 from fulfillment.item_names import NO_NAMES, Names
 from fulfillment.delivery import CredentialLine, Credentials, Delivered, seal, unseal
 from fulfillment.sealing import Sealer
@@ -189,8 +189,18 @@ async def order_or_none(program_id: str, order_id: str) -> dict[str, Any] | None
     return await Order.select().where((Order.id == order_id) & (Order.program_id == program_id)).first().run()
 
 
-async def participant_view(program_id: str, participant_id: str, order_id: str, sealer: Sealer) -> OrderView:
-    row = await order_row(program_id, order_id)
+async def participant_view(program_id: str, participant_id: str, order_id: str, sealer: Sealer,
+                           journal: Any = None) -> OrderView:
+    """`journal`: a Redis client, to find a pool order whose row is not written yet there
+    (fulfillment/unwritten.py)."""
+    try:
+        row = await order_row(program_id, order_id)
+    except NotFound:
+        if journal is None:
+            raise
+        found = await unwritten.unwritten_orders(journal, program_id, participant_id, order_id)
+        # Gone from the journal since SQL was read: written before it went.
+        row = found[0] if found else await order_row(program_id, order_id)
     if row["participant_id"] != participant_id:
         raise NotFound("no such order")
     return _view(row, await item_names.read({row["item_id"]}), sealer)
@@ -222,9 +232,18 @@ def listing(program_id: str, limit: int, after: str | None = None, status: str |
 
 async def list_orders(program_id: str, *, limit: int = 50, cursor: str | None = None, status: OrderStatus | None = None,
                       participant_id: str | None = None, item_id: str | None = None, admin: bool = False,
-                      sealer: Sealer | None = None, partner_id: str | None = None) -> OrderPage:
-    rows = await listing(program_id, limit + 1, decode_cursor(cursor), status, participant_id, item_id,
-                         partner_id).run()
+                      sealer: Sealer | None = None, partner_id: str | None = None, journal: Any = None) -> OrderPage:
+    """`journal` (a participant's list): a Redis client, to list their pool orders whose rows
+    are not written yet too (fulfillment/unwritten.py), read before SQL."""
+    after = decode_cursor(cursor)
+    waiting = await unwritten.unwritten_orders(journal, program_id, participant_id) \
+        if journal is not None and participant_id is not None and status in (None, "fulfilled") else []
+    rows = await listing(program_id, limit + 1, after, status, participant_id, item_id, partner_id).run()
+    if waiting:
+        have = {r["id"] for r in rows}
+        rows = sorted([*rows, *(r for r in waiting if r["id"] not in have and (after is None or r["id"] < after)
+                                and item_id in (None, r["item_id"]) and partner_id in (None, r["partner_id"]))],
+                      key=lambda r: r["id"], reverse=True)[:limit + 1]
     names = await item_names.read({r["item_id"] for r in rows})
     return OrderPage(items=[_view(r, names, sealer, admin=admin) for r in rows[:limit]],
                      next_cursor=next_cursor([r["id"] for r in rows], limit))

@@ -1,4 +1,5 @@
-"""An order of a built-in code-pool item: one Redis call, one SQL transaction (issue #13).
+"""An order of a built-in code-pool item: one Redis call, and one SQL transaction by the request
+or by the journal projector (issue #13).
 
     rw_pool_redeem (Redis: points held and captured, the next free code taken, two journal
     entries)  ->  record_pooled (SQL: the order fulfilled, its code bound, its feed lines)
@@ -10,9 +11,13 @@ ON CONFLICT DO NOTHING), so the order appears whether the request or the project
 there first. A retry with the same Idempotency-Key (or, for prizes and approvals, the same
 order id) is answered from the call's record: the same order and code, never a second.
 
-The one SQL transaction stays on the request path because the answer carries the card's
-code and the participant's order list must show the order at once; it runs in one hop on
-SQLite's writer (kernel/sqlite_pool.py `write_chain`).
+When Redis syncs every write before it answers (AOF, `appendfsync always`: the embedded
+server's way; kernel/sqlite_pool.py `journal_trusted`) the request writes no SQL at all: its
+journal entry outlives a power cut, the projector writes the order within a pass, and the
+answer carries the card, read from SQL's sealed copy of the code. Until the row is written,
+the participant's own reads of their orders find it in the journal (fulfillment/unwritten.py).
+Otherwise the one SQL transaction stays on the request path; it runs in one hop on SQLite's
+writer (kernel/sqlite_pool.py `write_chain`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from fulfillment.tables import PoolCode
 from kernel.errors import Conflict, DomainError, IdempotencyKeyInFlight, Unavailable
 from kernel.idempotency import NO_IDEM, Idem
 from kernel.ids import new_id
+from kernel.sqlite_pool import Statement, journal_trusted, placeholders, run_statement
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import ProgramView, get_program
 from wallet.accounts import raise_for
@@ -92,10 +98,21 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     if tax is not None and reply.tax is None and not reply.replayed:  # a library of an earlier build
         order = await taxes.placed_uncounted(store, program, order, tax)
         flagged_late = order.tax_flagged
-    # The call's own code, first written: the rows its journal entry carries (see _write). A
-    # prize (no points) is journalled by nobody.
-    secret = await _write(store, program, order, reply.code_id or "", title, idem,
-                          journalled=order.points > 0 and not reply.replayed)
+    journalled = order.points > 0 and not reply.replayed  # a prize (no points) is journalled by nobody
+    if journalled and not flagged_late and journal_trusted():
+        # The call's journal entry carries the order and its code, and Redis synced it before
+        # answering: the journal projector writes the rows (`write_pool_orders`), and the card
+        # is answered from SQL's sealed copy of the code. A code SQL says is another order's
+        # is written here instead, taking the next one (see _write).
+        try:
+            secret = await order_writes.code_secret(order.id, reply.code_id or "")
+        except Exception:
+            log.warning("order %s: its code's read failed; writing the order instead", order.id, exc_info=True)
+            secret = None
+        if secret is not None:
+            return order, secret, False
+    # The call's own code, first written: the rows its journal entry carries (see _write).
+    secret = await _write(store, program, order, reply.code_id or "", title, idem, journalled=journalled)
     if flagged_late:  # the projector may have written the row first, as the call judged it
         await order_writes.flag_for_tax(order.id)
     return order, secret, bool(reply.replayed)
@@ -283,8 +300,10 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     carried = [c for c in carried if c[0].reference not in there]
     if not carried:
         return []
-    secrets = {r["id"]: r["secret"] for r in await PoolCode.select(PoolCode.id, PoolCode.secret).where(
-        PoolCode.id.is_in([code for _, _, code in carried])).run()}
+    codes = [code for _, _, code in carried]
+    secrets = {r["id"]: r["secret"] for r in await run_statement(PoolCode._meta.db, Statement(
+        f"SELECT id, secret FROM {PoolCode._meta.tablename} WHERE id IN ({placeholders(len(codes))})",
+        tuple(codes)))}
     titles = await order_records.titles(sorted({o.item for _, o, _ in carried}))
     point_name = (await get_program(program_id)).point_name
     orders_rows: list[tuple[Any, ...]] = []

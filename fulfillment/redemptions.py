@@ -317,7 +317,7 @@ async def _place(store: WalletStore, sealer: Sealer, program: ProgramView, prici
         # Before anything is written: a refusal (tax_form_required) changes nothing.
         async def placed(presume: bool) -> tuple[NewOrder, Finished, bool]:
             tax = await taxes.check(program, participant_id, value, now, refusable=source == "redemption",
-                                    presume=presume)
+                                    presume=presume, journal=store.client)
             order = NewOrder(id=order_id, program_id=program.id, participant_id=participant_id, item_id=item_id,
                              partner_id=partner["id"], source=source, face_value=value, currency=item["currency"],
                              points=0 if source == "prize" else points, created_at=now, tax_flagged=tax.flagged)

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from redis.exceptions import ResponseError
 
-from fulfillment import keys
+from fulfillment import keys, order_records, unwritten
 from fulfillment.order_writes import NewOrder
 from fulfillment.sealing import Sealer
 from fulfillment.tables import Order
@@ -89,9 +89,18 @@ _TOTAL = f"SELECT SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} AND part
 _TOTALS = f"SELECT participant_id, SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} GROUP BY participant_id"
 
 
-async def reportable_total(program: ProgramView, participant_id: str, year: int) -> int:
-    rows = await Order.raw(_TOTAL, program.id, *year_bounds(program, year), participant_id).run()
-    return int((rows[0] if rows else {}).get("total") or 0)
+async def reportable_total(program: ProgramView, participant_id: str, year: int, journal: Any = None) -> int:
+    """`journal`: a Redis client, to count too the participant's pool orders whose rows the
+    journal projector has not written yet (fulfillment/unwritten.py), read before SQL."""
+    waiting = await unwritten.unwritten_orders(journal, program.id, participant_id) if journal is not None else []
+    start, end = year_bounds(program, year)
+    rows = await Order.raw(_TOTAL, program.id, start, end, participant_id).run()
+    total = int((rows[0] if rows else {}).get("total") or 0)
+    mine = [row for row in waiting if start <= row["created_at"] < end]
+    if mine:
+        there = await order_records.written([row["id"] for row in mine])
+        total += sum(row["face_value"] for row in mine if row["id"] not in there)
+    return total
 
 
 def _money(minor: int) -> str:
@@ -133,19 +142,20 @@ def counter_of(program: ProgramView, participant_id: str, moment: datetime) -> s
 
 
 async def check(program: ProgramView, participant_id: str, value: int, moment: datetime, refusable: bool,
-                presume: bool = False) -> TaxCheck:
+                presume: bool = False, journal: Any = None) -> TaxCheck:
     """Whether an order of `value` made at `moment` reaches the year's threshold without a tax
     form: flagged; under the `refuse` policy a refusable one raises instead. `presume`: judge
     it unflagged without reading SQL, as long as the order alone stays below the threshold;
     the order's call then checks the participant's counter still leaves it room (taxes.lua:
-    a missing counter does not) and refuses with a Recount when not, to judge again from SQL."""
+    a missing counter does not) and refuses with a Recount when not, to judge again from SQL.
+    `journal`: see `reportable_total`."""
     year = tax_year(program, moment)
     limit = threshold(program, year)
     part = {"counter": keys.tax_counted(program.id, participant_id, year),
             "early": keys.tax_early(program.id, participant_id, year), "zone": program.timezone}
     if presume and value < limit:
         return TaxCheck(flagged=False, limit=str(limit), **part)
-    total = await reportable_total(program, participant_id, year)
+    total = await reportable_total(program, participant_id, year, journal)
     if total + value < limit or await has_form(program.id, participant_id):
         return TaxCheck(flagged=False, seed=str(total), **part)
     if refusable and program.tax_form_policy == "refuse":

@@ -21,8 +21,7 @@ from games.wheel import EntriesPrize, FreeSpinPrize, ItemPrize, PointsPrize, Whe
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, owed_paid_line
 from programs.programs import get_program
 from wallet import keys
-from wallet.journal import BadEntry, JournalEntry, Rows, parse_entry
-from kernel.replies import reply_text
+from wallet.journal import BadEntry, JournalEntry, Rows, entry_field, parse_entry
 
 log = logging.getLogger("rw.spins")
 
@@ -141,11 +140,6 @@ async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows
     return out
 
 
-def _field(fields: dict[Any, Any], name: str) -> str:
-    value = fields.get(name.encode(), fields.get(name))
-    return reply_text(value) if value is not None else ""
-
-
 async def pending_spins(client: Any, program_id: str, participant_id: str | None = None,
                         campaign_id: str | None = None) -> list[dict[str, Any]]:
     """Spins still in the journal (not yet projected), newest first, as history rows: one
@@ -155,8 +149,8 @@ async def pending_spins(client: Any, program_id: str, participant_id: str | None
     found: list[dict[str, Any]] = []
     for stream_id, fields in await client.xrevrange(keys.journal(program_id), count=PENDING_SCAN):
         # Most entries are others' or not spins: skip them before parsing.
-        if _field(fields, "kind") != "spin" or (participant_id is not None
-                                                and _field(fields, "participant") != participant_id):
+        if entry_field(fields, "kind") != "spin" or (participant_id is not None
+                                                and entry_field(fields, "participant") != participant_id):
             continue
         try:
             entry = parse_entry(stream_id, fields)

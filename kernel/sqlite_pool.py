@@ -68,6 +68,12 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 _journal_synced = False
 
 
+def journal_trusted() -> bool:
+    """Whether Redis syncs every write before it answers (`trust_journal`): then rows the
+    journal carries may wait for its projector."""
+    return _journal_synced
+
+
 def trust_journal(synced: bool) -> None:
     global _journal_synced
     _journal_synced = synced

@@ -89,6 +89,13 @@ def _checked(entry: JournalEntry) -> JournalEntry:
     return entry
 
 
+def entry_field(fields: dict[Any, Any], name: str) -> str:
+    """One field of an entry as read from the stream, as text ("" when it has none): for a
+    reader that skips most entries before parsing any."""
+    value = fields.get(name.encode(), fields.get(name))
+    return reply_text(value) if value is not None else ""
+
+
 def parse_entry(stream_id: Any, fields: dict[Any, Any]) -> JournalEntry:
     """The entry, or BadEntry saying why the ledger cannot hold it."""
     try:

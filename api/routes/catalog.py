@@ -151,7 +151,7 @@ async def upload(request: Request[Any, Any, Any], item_id: str, data: CodeUpload
      description="Available and used codes per item (newest item first), with `low_stock` under 10 left.",
      tags=["catalog"])
 async def pool_stock(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> StockPage:
-    return await stock(program_of(request), limit, cursor)
+    return await stock(program_of(request), limit, cursor, journal=request.app.state.redis)
 
 
 ROUTES = [upsert_brand, list_brands, create_item, update_item, browse, read_item, import_feed, upload, pool_stock]

@@ -89,19 +89,21 @@ async def redeem_as(wallets: WalletStore, sealer: Sealer, ttl: int, principal: P
 
 @get("/v1/me/redemptions", guards=[participant_only], operation_id="listMyRedemptions", summary="My orders",
      description="Newest first; fulfilled ones carry their credentials.", tags=["redemptions"])
-async def my_orders(request: Request[Any, Any, Any], sealer: Sealer, limit: Limit = 50, cursor: Cursor = None,
-                    status: orders.OrderStatus | None = None) -> orders.OrderPage:
+async def my_orders(request: Request[Any, Any, Any], sealer: Sealer, wallets: WalletStore, limit: Limit = 50,
+                    cursor: Cursor = None, status: orders.OrderStatus | None = None) -> orders.OrderPage:
     principal = principal_of(request)
     return await orders.list_orders(principal.program_id or "", limit=limit, cursor=cursor, status=status,
-                                    participant_id=principal.subject_id, sealer=sealer)
+                                    participant_id=principal.subject_id, sealer=sealer, journal=wallets.client)
 
 
 @get("/v1/me/redemptions/{order_id:str}", guards=[participant_only], operation_id="getMyRedemption",
      summary="One of my orders", description="Once fulfilled it carries the credentials (code, PIN, URL, expiry), "
      "shown only to its participant.", tags=["redemptions"])
-async def my_order(request: Request[Any, Any, Any], order_id: str, sealer: Sealer) -> orders.OrderView:
+async def my_order(request: Request[Any, Any, Any], order_id: str, sealer: Sealer,
+                   wallets: WalletStore) -> orders.OrderView:
     principal = principal_of(request)
-    return await orders.participant_view(principal.program_id or "", principal.subject_id, order_id, sealer)
+    return await orders.participant_view(principal.program_id or "", principal.subject_id, order_id, sealer,
+                                         journal=wallets.client)
 
 
 @post("/v1/me/redemptions/{order_id:str}/cancel", guards=[participant_only], operation_id="cancelMyRedemption",

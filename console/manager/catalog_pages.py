@@ -26,7 +26,7 @@ async def _catalog(request: Request[Any, Any, Any], ctx: InProgram, **report: An
     program = await get_program(ctx.program_id)
     found = await search(ctx.program_id, pricing_of(program), limit=200, include_disabled=True)
     brands = await brand_page(ctx.program_id, 200)
-    pool = await code_pool.stock(ctx.program_id, 200)
+    pool = await code_pool.stock(ctx.program_id, 200, journal=request.app.state.redis)
     return page(ctx, "console/catalog.html", "Catalog", "catalog", request, items=found.items, brands=brands.items,
                 stock=pool.items, **report)
 

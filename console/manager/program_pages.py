@@ -87,7 +87,8 @@ async def participant_page(request: Request[Any, Any, Any], program_id: str, par
     lots = (await pending.lots_of(request.app.state.wallets, program_id, participant_id, 100)).items \
         if wallet.pending_lots else []
     history = await ledger.transactions(request.app.state.redis, program_id, participant_id, 20, None)
-    their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True)
+    their_orders = await orders.list_orders(program_id, limit=10, participant_id=participant_id, admin=True,
+                                            journal=request.app.state.redis)
     their_spins = await spins.my_spins(request.app.state.redis, program_id, participant_id, 10)
     # The tax form's status, legal name and the last 4 digits of the TIN: never more here.
     tax_form = await tax_profiles.profile(program_id, participant_id, request.app.state.sealer)

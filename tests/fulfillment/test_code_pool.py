@@ -19,9 +19,10 @@ from fulfillment.tables import Order, PoolCode
 from kernel.errors import Conflict, DomainError
 from kernel.idempotency import NO_IDEM
 from kernel.ids import new_id
+from kernel import sqlite_pool
 from programs.programs import get_program
 from programs.tables import FeedItem
-from tests.factories import redeem, shop, shopper, upload_codes, wait_until
+from tests.factories import projected, redeem, shop, shopper, upload_codes, wait_until
 from tests.games.test_spin_projection import projection_paused
 from wallet import keys as wallet_keys
 from wallet.reconcile import reconcile_program
@@ -59,6 +60,8 @@ async def test_a_pool_redis_never_loaded_is_loaded_from_sql_on_the_next_redempti
     await upload_codes(client, program, item["id"], ["ONE", "TWO", "THREE"])
     _, me = await shopper(client, program, 10 * item["points_price"])
     first = (await redeem(client, me, item["id"])).json()["credentials"]["code"]
+    # A Redis rebuilt from SQL lost its journal too: what it held was projected before.
+    await projected(redis, program.id)
     await _lose_the_redis_pool(redis, program.id, item["id"])
     handed = [first]
     for _ in range(2):
@@ -356,7 +359,7 @@ async def test_an_order_whose_request_died_before_taking_another_code_is_finishe
     assert await reconcile_program(redis, program.id) == []
 
 
-async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own(client) -> None:  # type: ignore[no-untyped-def]
+async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own(client, redis) -> None:  # type: ignore[no-untyped-def]
     """The request and the journal projector both write a pool order, whichever comes first:
     the second finds the rows in place and answers as the first; another order asking for
     the same code is refused."""
@@ -365,6 +368,7 @@ async def test_writing_a_pool_order_again_is_harmless_and_its_code_stays_its_own
     _, me = await shopper(client, program, 10 * item["points_price"])
     placed = await redeem(client, me, item["id"])
     assert placed.status_code == 201, placed.text
+    await projected(redis, program.id)
     row = await Order.select().where(Order.id == placed.json()["id"]).first().run()
     code = await PoolCode.select(PoolCode.id, PoolCode.secret).where(PoolCode.order_id == row["id"]).first().run()
     order = NewOrder(id=row["id"], program_id=program.id, participant_id=row["participant_id"], item_id=item["id"],
@@ -406,9 +410,11 @@ async def test_a_retry_of_an_order_the_sweep_gave_back_is_refused_as_out_of_stoc
 
 async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(  # type: ignore[no-untyped-def]
         client, redis, monkeypatch) -> None:
-    """Most requests write their order themselves; the journal projector then writes nothing
-    for it (no second binding, insert or feed line to find already there). An order whose
-    request died after its Redis call is still written by the projector, whole."""
+    """With a Redis that may lose writes, requests write their order themselves; the journal
+    projector then writes nothing for it (no second binding, insert or feed line to find
+    already there). An order whose request died after its Redis call is still written by the
+    projector, whole."""
+    monkeypatch.setattr(sqlite_pool, "_journal_synced", False)
     program, _, item = await shop(client)
     await upload_codes(client, program, item["id"], ["KEPT", "LOST"])
     person, me = await shopper(client, program, 10 * item["points_price"])
@@ -420,10 +426,11 @@ async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(
         async def died(*_: object, **__: object) -> str:
             raise OSError("disk I/O error")
 
+        written_by = order_writes.record_pooled
         monkeypatch.setattr(order_writes, "record_pooled", died)
         failed = await redeem(client, me, item["id"])
         assert failed.status_code == 503, failed.text
-        monkeypatch.undo()
+        monkeypatch.setattr(order_writes, "record_pooled", written_by)
         entries = [parse_entry(sid, fields) for sid, fields in await redis.xrange(stream)]
         captures = [e for e in entries if e.kind == "redemption"]
         assert len(captures) == 2

@@ -1,0 +1,71 @@
+"""A participant's pool orders whose rows the journal projector has not written yet (issue #13).
+
+A code-pool redemption answers its card with no SQL write on its request when Redis syncs
+every write (fulfillment/pooled_orders.py); its order row follows within a projection pass.
+Until then the participant's own reads of their orders (`GET /v1/me/redemptions` and
+`.../{id}`) find it here: in the program's journal, which holds exactly the entries not yet
+projected (an entry leaves it once its rows are committed), as the `redemption` entry that
+carries the order and its code. Read the journal first and SQL after: an entry gone from the
+journal was in SQL before it went, so one of the two reads always has the order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from fulfillment import order_records, order_writes
+from fulfillment.tables import Order
+from wallet import keys
+from wallet.journal import BadEntry, JournalEntry, entry_field, parse_entry
+
+# How far back the read looks in the journal (as games/spin_projection.py PENDING_SCAN for
+# spins): the projector keeps the journal to what is pending, so this bounds the read's cost
+# only when the projector has fallen this far behind (those orders show once projected).
+SCAN = 2_000
+
+
+# The columns a fulfilled pool order leaves empty (a lease, a failure).
+_EMPTY = {column._meta.name: None for column in Order._meta.columns}
+
+
+async def _carried(client: Any, program_id: str,
+                   participant_id: str | None) -> list[tuple[JournalEntry, order_records.Carried, str]]:
+    """The pool orders the journal still holds (one participant's, or all), newest first:
+    each one's entry, the order it carries and its code's id."""
+    found = []
+    for stream_id, fields in await client.xrevrange(keys.journal(program_id), count=SCAN):
+        # Most entries are others' or not redemptions: skip them before parsing.
+        if entry_field(fields, "kind") != "redemption" or (
+                participant_id is not None and entry_field(fields, "participant") != participant_id):
+            continue
+        try:
+            entry = parse_entry(stream_id, fields)
+            meta = order_records.decode_meta(entry.metadata) if '"code"' in entry.metadata else None
+        except (BadEntry, msgspec.DecodeError):
+            continue
+        if entry.reference and meta is not None and meta.order is not None and meta.code:
+            found.append((entry, meta.order, meta.code))
+    return found
+
+
+async def unwritten_orders(client: Any, program_id: str, participant_id: str,
+                           order_id: str | None = None) -> list[dict[str, Any]]:
+    """The participant's pool orders the journal still holds (only `order_id`, when given), as
+    rows of the orders table with their code's sealed secret, newest first."""
+    rows: list[dict[str, Any]] = []
+    for entry, carried, code in await _carried(client, program_id, participant_id):
+        if order_id is not None and entry.reference != order_id:
+            continue
+        order = order_records.entry_order(program_id, entry, carried)
+        secret = await order_writes.code_secret(order.id, code)
+        if secret is not None:
+            rows.append({**_EMPTY, **dict(zip(order_writes.ORDER_COLUMNS, order_writes.fulfilled_values(order, secret)))})
+    return rows
+
+
+async def unwritten_codes(client: Any, program_id: str) -> set[str]:
+    """The ids of the codes the program's pool orders took whose rows are not written yet:
+    handed out, though SQL does not say so yet (the pool's stock counts them used)."""
+    return {code for _, _, code in await _carried(client, program_id, None)}
