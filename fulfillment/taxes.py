@@ -89,18 +89,26 @@ _TOTAL = f"SELECT SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} AND part
 _TOTALS = f"SELECT participant_id, SUM(face_value) AS total FROM orders WHERE {_IN_YEAR} GROUP BY participant_id"
 
 
-async def reportable_total(program: ProgramView, participant_id: str, year: int, journal: Any = None) -> int:
+async def reportable_total(program: ProgramView, participant_id: str, year: int, journal: Any = None,
+                           reach: int | None = None) -> int:
     """`journal`: a Redis client, to count too the participant's pool orders whose rows the
-    journal projector has not written yet (fulfillment/unwritten.py), read before SQL."""
-    waiting = await unwritten.unwritten_orders(journal, program.id, participant_id) if journal is not None else []
+    journal projector has not written yet (fulfillment/unwritten.py), unless SQL's total alone
+    comes to `reach` already (the answer the caller needs does not change past it)."""
     start, end = year_bounds(program, year)
+    total = await _sql_total(program, participant_id, start, end)
+    if journal is None or (reach is not None and total >= reach):
+        return total
+    waiting = [order for order in await unwritten.unwritten_values(journal, program.id, participant_id)
+               if start <= order[1] < end]
+    # SQL again, after the journal: an order projected between the two reads is in this one.
+    total = await _sql_total(program, participant_id, start, end)
+    there = await order_records.written([order_id for order_id, _, _ in waiting])
+    return total + sum(value for order_id, _, value in waiting if order_id not in there)
+
+
+async def _sql_total(program: ProgramView, participant_id: str, start: datetime, end: datetime) -> int:
     rows = await Order.raw(_TOTAL, program.id, start, end, participant_id).run()
-    total = int((rows[0] if rows else {}).get("total") or 0)
-    mine = [row for row in waiting if start <= row["created_at"] < end]
-    if mine:
-        there = await order_records.written([row["id"] for row in mine])
-        total += sum(row["face_value"] for row in mine if row["id"] not in there)
-    return total
+    return int((rows[0] if rows else {}).get("total") or 0)
 
 
 def _money(minor: int) -> str:
@@ -155,7 +163,7 @@ async def check(program: ProgramView, participant_id: str, value: int, moment: d
             "early": keys.tax_early(program.id, participant_id, year), "zone": program.timezone}
     if presume and value < limit:
         return TaxCheck(flagged=False, limit=str(limit), **part)
-    total = await reportable_total(program, participant_id, year, journal)
+    total = await reportable_total(program, participant_id, year, journal, reach=limit - value)
     if total + value < limit or await has_form(program.id, participant_id):
         return TaxCheck(flagged=False, seed=str(total), **part)
     if refusable and program.tax_form_policy == "refuse":

@@ -11,6 +11,7 @@ journal was in SQL before it went, so one of the two reads always has the order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -63,6 +64,14 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
         if secret is not None:
             rows.append({**_EMPTY, **dict(zip(order_writes.ORDER_COLUMNS, order_writes.fulfilled_values(order, secret)))})
     return rows
+
+
+async def unwritten_values(client: Any, program_id: str, participant_id: str) -> list[tuple[str, datetime, int]]:
+    """The participant's pool orders the journal still holds, as (order id, when it was made,
+    face value): what their tax year's total has not counted yet (fulfillment/taxes.py)."""
+    orders = [order_records.entry_order(program_id, entry, carried)
+              for entry, carried, _ in await _carried(client, program_id, participant_id)]
+    return [(order.id, order.created_at, order.face_value) for order in orders]
 
 
 async def unwritten_codes(client: Any, program_id: str) -> set[str]:
