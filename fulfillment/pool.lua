@@ -97,7 +97,8 @@ ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no 
       journalled), hold tx, capture tx, the hold's metadata, the capture's metadata (the
       code's id is added to it), now_ms, then the counter's: face value, seed ("" for none),
       ttl, time zone, limit ("" for none), then the guard's catalog version
-Answers {ok, order, code_id, tx, tax} (tx: the capture's; "" for a prize). ]]
+Answers {ok, order, code_id, tx, tax, waiting} (tx: the capture's; "" for a prize; waiting: the
+journal's length). ]]
 register_gateable("rw_pool_redeem", function(keys, argv)
   local idem, stream, acct, cfg, wallet, hold = keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
   local free, taken, orders, loaded = keys[7], keys[8], keys[9], keys[10]
@@ -154,8 +155,10 @@ register_gateable("rw_pool_redeem", function(keys, argv)
   end
   -- The record keeps what the order is (points and the capture's metadata), so a replay
   -- whose SQL write was lost writes the order as it was charged, not as today's catalog says.
+  -- `waiting`: the journal's entries not yet projected, this order's included: the request
+  -- leaves its rows to the projector only while it keeps up (fulfillment/pooled_orders.py).
   return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx, points = points,
-    meta = argv[9], tax = 1})
+    meta = argv[9], tax = 1, waiting = redis.call("XLEN", stream)})
 end)
 
 --[[ rw_pool_take: the item's next free code for an order already made (an order re-routed

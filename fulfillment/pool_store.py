@@ -34,6 +34,7 @@ class PoolReply(Reply, frozen=True):
     points: int | None = None  # recorded: what the order was charged
     meta: str | None = None  # recorded: the capture's metadata (the order's fields)
     tax: int | None = None  # 1: the call counted the order for its tax year (fulfillment/taxes.lua)
+    waiting: int | None = None  # the journal's entries not yet projected, after the call
 
 
 _decode = msgspec.json.Decoder(PoolReply).decode

@@ -47,6 +47,12 @@ from wallet.tables import LedgerEntry
 
 log = logging.getLogger("rw.orders")
 
+# The journal's length past which a pool order's request writes its own rows (see `place`):
+# about a tenth of a second of a busy program's entries, far above what a projector that keeps
+# up leaves (a pass every 50 ms), so only a projector falling behind (a burst past what the
+# worker writes, a worker restarting) sends orders back to the request's write.
+PROJECTOR_KEEPS_UP = 256
+
 # How old an order that took another code must be before the sweep finishes it in its
 # request's place: far longer than a request takes.
 MEND_AFTER = timedelta(seconds=60)
@@ -99,11 +105,17 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
         order = await taxes.placed_uncounted(store, program, order, tax)
         flagged_late = order.tax_flagged
     journalled = order.points > 0 and not reply.replayed  # a prize (no points) is journalled by nobody
-    if journalled and not flagged_late and journal_trusted():
+    if journalled and not flagged_late and journal_trusted() and (tax is None or tax.limit) \
+            and (reply.waiting or 0) <= PROJECTOR_KEEPS_UP:
         # The call's journal entry carries the order and its code, and Redis synced it before
         # answering: the journal projector writes the rows (`write_pool_orders`), and the card
         # is answered from SQL's sealed copy of the code. A code SQL says is another order's
-        # is written here instead, taking the next one (see _write).
+        # is written here instead, taking the next one (see _write). So is an order whose tax
+        # check read SQL (a participant's first of the year, or one near or past the
+        # threshold): the next such check then finds it there, with no journal to read. And
+        # so is every order while the journal holds more than PROJECTOR_KEEPS_UP entries: the
+        # requests then take their rows' writing off the projector, and wait for SQLite as
+        # they did, until it has caught up.
         try:
             secret = await order_writes.code_secret(order.id, reply.code_id or "")
         except Exception:

@@ -18,6 +18,7 @@ import msgspec
 
 from fulfillment import order_records, order_writes
 from fulfillment.tables import Order
+from kernel.errors import Unavailable
 from wallet import keys
 from wallet.journal import BadEntry, JournalEntry, entry_field, parse_entry
 
@@ -25,18 +26,26 @@ from wallet.journal import BadEntry, JournalEntry, entry_field, parse_entry
 # spins): the projector keeps the journal to what is pending, so this bounds the read's cost
 # only when the projector has fallen this far behind (those orders show once projected).
 SCAN = 2_000
+# The tax year's total must count every such order: it reads the whole journal up to this,
+# and a journal longer than this (a projector stopped for a while) makes the judgement wait.
+TAX_SCAN = 50_000
 
 
 # The columns a fulfilled pool order leaves empty (a lease, a failure).
 _EMPTY = {column._meta.name: None for column in Order._meta.columns}
 
 
-async def _carried(client: Any, program_id: str,
-                   participant_id: str | None) -> list[tuple[JournalEntry, order_records.Carried, str]]:
-    """The pool orders the journal still holds (one participant's, or all), newest first:
-    each one's entry, the order it carries and its code's id."""
+async def _carried(client: Any, program_id: str, participant_id: str | None,
+                   scan: int = SCAN) -> list[tuple[JournalEntry, order_records.Carried, str]]:
+    """The pool orders among the `scan` newest entries of the journal (one participant's, or
+    all), newest first: each one's entry, the order it carries and its code's id. Raises
+    Unavailable when `scan` is TAX_SCAN and the journal holds more."""
     found = []
-    for stream_id, fields in await client.xrevrange(keys.journal(program_id), count=SCAN):
+    read = await client.xrevrange(keys.journal(program_id), count=scan)
+    if scan == TAX_SCAN and len(read) >= scan:
+        raise Unavailable("the tax year's total cannot be read while so much waits to be recorded; retry shortly",
+                          retry_after=5)
+    for stream_id, fields in read:
         # Most entries are others' or not redemptions: skip them before parsing.
         if entry_field(fields, "kind") != "redemption" or (
                 participant_id is not None and entry_field(fields, "participant") != participant_id):
@@ -68,9 +77,10 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
 
 async def unwritten_values(client: Any, program_id: str, participant_id: str) -> list[tuple[str, datetime, int]]:
     """The participant's pool orders the journal still holds, as (order id, when it was made,
-    face value): what their tax year's total has not counted yet (fulfillment/taxes.py)."""
+    face value): what their tax year's total has not counted yet (fulfillment/taxes.py).
+    Raises Unavailable when the journal is too long to read whole (TAX_SCAN)."""
     orders = [order_records.entry_order(program_id, entry, carried)
-              for entry, carried, _ in await _carried(client, program_id, participant_id)]
+              for entry, carried, _ in await _carried(client, program_id, participant_id, TAX_SCAN)]
     return [(order.id, order.created_at, order.face_value) for order in orders]
 
 

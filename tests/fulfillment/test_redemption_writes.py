@@ -7,7 +7,7 @@ import pytest
 from piccolo.engine.postgres import PostgresEngine
 
 from fulfillment.tables import Order
-from tests.factories import bearer, claim_orders, launched, projected, redeem, shop, shopper, spin, upload_codes
+from tests.factories import admin_idem, bearer, claim_orders, launched, projected, redeem, shop, shopper, spin, upload_codes
 from tests.sql_writes import sql_write_transactions
 
 pytestmark = pytest.mark.sql
@@ -60,6 +60,32 @@ async def test_a_code_pool_redemption_commits_no_sql_write_on_its_request_the_pr
     assert await PoolCode.count().where(PoolCode.order_id == order_id).run() == 1
     lines = await FeedItem.select(FeedItem.kind).where(FeedItem.reference == order_id).run()
     assert sorted(line["kind"] for line in lines) == ["order_fulfilled", "redemption"]
+
+
+async def test_a_code_pool_redemption_writes_its_own_rows_while_the_projector_is_behind(  # type: ignore[no-untyped-def]
+        client, redis) -> None:
+    """The journal holding more than a projector that keeps up leaves: the request writes its
+    order itself, so a projector that fell behind catches up instead of falling further."""
+    from fulfillment.pooled_orders import PROJECTOR_KEEPS_UP
+    from tests.games.test_spin_projection import projection_paused
+    from wallet import accounts
+    from wallet.store import WalletStore
+
+    await _skip_on_postgres()
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
+    person, me = await shopper(client, program, 10_000)
+    await redeem(client, me, item["id"])  # warm: caches, the pool partner, the tax counter
+    await projected(redis, program.id)
+    async with projection_paused(redis, program.id):
+        store = WalletStore(redis)
+        for _ in range(PROJECTOR_KEEPS_UP):
+            await accounts.grant(store, program.id, person["id"], 1, "backlog", admin_idem(program.id))
+        with sql_write_transactions() as writes:
+            answer = await redeem(client, me, item["id"])
+        assert answer.status_code == 201 and answer.json()["status"] == "fulfilled", answer.text
+        assert writes.transactions == FLOOR, writes.statements
+        assert await Order.count().where(Order.id == answer.json()["id"]).run() == 1
 
 
 async def test_a_code_pool_redemption_commits_one_sql_write_transaction_when_redis_may_lose_writes(  # type: ignore[no-untyped-def]

@@ -411,21 +411,24 @@ async def test_concurrent_first_redemptions_count_exactly_what_sql_holds(client,
 
 
 async def test_a_pool_order_whose_row_is_not_written_yet_counts_toward_the_threshold(client, redis) -> None:  # type: ignore[no-untyped-def]
-    """A code-pool order's row is the journal projector's to write: judged from SQL before
-    then, the year's total counts it from the journal, so the next order cannot slip past the
-    threshold unflagged."""
+    """A code-pool order judged from the counter alone is the journal projector's to write: a
+    check that reads SQL before then counts it from the journal, so the next order cannot slip
+    past the threshold. An order judged from SQL is written on its request."""
     from tests.factories import upload_codes
     from tests.games.test_spin_projection import projection_paused
     program, _, item = await shop(client, face_value=2500, tax_form_policy="refuse",
-                                  tax_thresholds={str(this_year()): 5000})
-    await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
+                                  tax_thresholds={str(this_year()): 7500})
+    await upload_codes(client, program, item["id"], ["GC-1", "GC-2", "GC-3"])
     person, me = await shopper(client, program, 20_000)
     async with projection_paused(redis, program.id):
-        first = await redeem(client, me, item["id"])
+        first = await redeem(client, me, item["id"])  # no counter yet: judged from SQL, written at once
         assert first.status_code == 201 and first.json()["status"] == "fulfilled", first.text
-        assert await _sql_total(program, person) == 0  # its row waits for the projector
-        await redis.delete(await _counter_key(program, person))  # judged from SQL and the journal alone
-        refused = await redeem(client, me, item["id"])  # would make exactly $50: reportable
+        assert await _sql_total(program, person) == 2500
+        second = await redeem(client, me, item["id"])  # judged from the counter: the projector's to write
+        assert second.status_code == 201, second.text
+        assert await _sql_total(program, person) == 2500
+        await redis.delete(await _counter_key(program, person))  # the next is judged from SQL and the journal
+        refused = await redeem(client, me, item["id"])  # would make exactly $75: reportable
         assert refused.status_code == 409 and refused.json()["code"] == "tax_form_required", refused.text
     await projected(redis, program.id)
-    assert await _sql_total(program, person) == 2500
+    assert await _sql_total(program, person) == 5000
