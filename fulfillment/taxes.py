@@ -100,9 +100,11 @@ async def reportable_total(program: ProgramView, participant_id: str, year: int,
         return total
     waiting = [order for order in await unwritten.unwritten_values(journal, program.id, participant_id)
                if start <= order[1] < end]
-    # SQL again, after the journal: an order projected between the two reads is in this one.
-    total = await _sql_total(program, participant_id, start, end)
+    # Which of them SQL has, then SQL's total again: an order projected after the journal's
+    # read is in this total, whether `written` saw it or not (then it counts twice: never
+    # not at all).
     there = await order_records.written([order_id for order_id, _, _ in waiting])
+    total = await _sql_total(program, participant_id, start, end)
     return total + sum(value for order_id, _, value in waiting if order_id not in there)
 
 
@@ -203,7 +205,8 @@ async def placed_uncounted(store: FunctionStore, program: ProgramView, order: Ne
     await uncounted(store, program.id)
     if not tax.limit:
         return order
-    judged = await check(program, order.participant_id, order.face_value, order.created_at, refusable=False)
+    judged = await check(program, order.participant_id, order.face_value, order.created_at, refusable=False,
+                         journal=store.client)
     return msgspec.structs.replace(order, tax_flagged=judged.flagged)
 
 

@@ -26,8 +26,9 @@ from wallet.journal import BadEntry, JournalEntry, entry_field, parse_entry
 # spins): the projector keeps the journal to what is pending, so this bounds the read's cost
 # only when the projector has fallen this far behind (those orders show once projected).
 SCAN = 2_000
-# The tax year's total must count every such order: it reads the whole journal up to this,
-# and a journal longer than this (a projector stopped for a while) makes the judgement wait.
+# The tax year's total must count every such order, and a read of one order must find it: they
+# read the whole journal up to this, and a journal longer than this (a projector stopped for a
+# while) makes them wait (503).
 TAX_SCAN = 50_000
 
 
@@ -39,7 +40,7 @@ async def _carried(client: Any, program_id: str, participant_id: str | None,
                    scan: int = SCAN) -> list[tuple[JournalEntry, order_records.Carried, str]]:
     """The pool orders among the `scan` newest entries of the journal (one participant's, or
     all), newest first: each one's entry, the order it carries and its code's id. Raises
-    Unavailable when `scan` is TAX_SCAN and the journal holds more."""
+    Unavailable when `scan` is TAX_SCAN and the journal holds more (a read that must be whole)."""
     found = []
     read = await client.xrevrange(keys.journal(program_id), count=scan)
     if scan == TAX_SCAN and len(read) >= scan:
@@ -65,7 +66,10 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
     """The participant's pool orders the journal still holds (only `order_id`, when given), as
     rows of the orders table with their code's sealed secret, newest first."""
     rows: list[dict[str, Any]] = []
-    for entry, carried, code in await _carried(client, program_id, participant_id):
+    # One order (a read that missed it in SQL) is looked for in the whole journal: its card
+    # may have been answered already, so it is never reported missing while it waits.
+    scan = SCAN if order_id is None else TAX_SCAN
+    for entry, carried, code in await _carried(client, program_id, participant_id, scan):
         if order_id is not None and entry.reference != order_id:
             continue
         order = order_records.entry_order(program_id, entry, carried)
