@@ -203,10 +203,21 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     headers = dict(exc.headers or {})
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else TITLES.get(code, "error")
     status = exc.status_code
+    if status == 500 and detail == CLIENT_GONE:
+        # Litestar's word for a body cut off by the client closing its connection (a phone
+        # that gave up, a keep-alive connection closing under a request): nobody waits for
+        # this answer, and the server did not fail.
+        log.info("client closed the connection during its request at %s", request.url.path)
+        return problem_response(request, 400, "validation_error", "the request's body did not arrive whole")
     if status >= 500:
         log.error("HTTP %s at %s: %s", status, request.url.path, detail)
         detail = "the server could not complete the request"
     return problem_response(request, status, code, detail, headers=headers)
+
+
+# Litestar's detail when the client disconnected before its request's body was read
+# (litestar/connection/request.py).
+CLIENT_GONE = "client disconnected prematurely"
 
 
 def _store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -188,3 +188,34 @@ async def test_invalid_params_name_the_field_not_the_body(client) -> None:  # ty
         "grants": [{**item, "colour": "red"}]})) == ["grants[0].colour"]
     empty = await client.post("/v1/participants", headers={**program.headers, "Content-Type": "application/json"})
     assert names(empty) == ["body"] and "body is required" in empty.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/participants", "/v1/points/grants"])
+async def test_a_client_that_closes_its_connection_mid_body_is_not_a_server_error(client, caplog, path) -> None:  # type: ignore[no-untyped-def]
+    """A phone that gives up (or a keep-alive connection closing under a request) cuts the body
+    off: nobody is there for the answer, and it is not logged as the server failing."""
+    program = await new_program(client)
+    sent: list[dict] = []
+    arrived = iter([{"type": "http.request", "body": b'{"external_id": "x', "more_body": True},
+                    {"type": "http.disconnect"}])
+
+    async def receive() -> dict:
+        return next(arrived)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"rw.test"), (b"content-type", b"application/json"), (b"content-length", b"200"),
+               (b"idempotency-key", random_ref().encode()),
+               *((k.lower().encode(), v.encode()) for k, v in program.headers.items())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": headers,
+             "client": ("127.0.0.1", 5000), "server": ("rw.test", 80), "state": {}}
+    import asyncio
+
+    with caplog.at_level(logging.INFO):
+        # On the app's own event loop, where the test client runs it (its stores live there).
+        await asyncio.to_thread(client.blocking_portal.call, client.app, scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400, sent
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
