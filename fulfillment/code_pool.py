@@ -90,10 +90,6 @@ async def upload_codes(store: FunctionStore, program_id: str, item_id: str, text
     return UploadReport(added=added, duplicates=len(rows) - added, errors=errors, available=available)
 
 
-async def stock_of(item_id: str) -> int:
-    return await PoolCode.count().where((PoolCode.item_id == item_id) & PoolCode.order_id.is_null()).run()
-
-
 class StockPage(msgspec.Struct, frozen=True):
     items: list[ItemStock]
     next_cursor: str | None

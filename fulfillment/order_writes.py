@@ -129,7 +129,14 @@ async def record_pooled(order: NewOrder, code_id: str, feed: list[FeedEntry], jo
     return str(bound[0]["secret"])
 
 
-_CODE = "SELECT secret, order_id FROM pool_codes WHERE id = {}"
+async def pool_codes(code_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each of these pool codes SQL has, by id: its sealed `secret` and the `order_id` it is
+    bound to (None while free). One plain SQL read."""
+    if not code_ids:
+        return {}
+    statement = Statement(f"SELECT id, secret, order_id FROM {PoolCode._meta.tablename} "
+                          f"WHERE id IN ({placeholders(len(code_ids))})", tuple(code_ids))
+    return {row["id"]: row for row in await run_statement(PoolCode._meta.db, statement)}
 
 
 async def code_secret(order_id: str, code_id: str) -> str | None:
@@ -137,10 +144,10 @@ async def code_secret(order_id: str, code_id: str) -> str | None:
     order's: the card a redemption answers while its rows wait for the journal projector
     (fulfillment/pooled_orders.py). None when SQL has no such code or another order holds it:
     the order is written on its request then, which takes the next code."""
-    rows = await run_statement(PoolCode._meta.db, Statement(_CODE, (code_id,)))
-    if not rows or rows[0]["order_id"] not in (None, order_id):
+    code = (await pool_codes([code_id])).get(code_id)
+    if code is None or code["order_id"] not in (None, order_id):
         return None
-    return str(rows[0]["secret"])
+    return str(code["secret"])
 
 
 async def flag_for_tax(order_id: str) -> None:

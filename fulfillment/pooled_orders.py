@@ -33,11 +33,10 @@ from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
 from fulfillment.redemption_guard import Guard
 from fulfillment.taxes import TaxCheck
-from fulfillment.tables import PoolCode
 from kernel.errors import Conflict, DomainError, IdempotencyKeyInFlight, Unavailable
 from kernel.idempotency import NO_IDEM, Idem
 from kernel.ids import new_id
-from kernel.sqlite_pool import Statement, journal_trusted, placeholders, run_statement
+from kernel.sqlite_pool import journal_trusted
 from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows
 from programs.programs import ProgramView, get_program
 from wallet.accounts import raise_for
@@ -312,10 +311,8 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
     carried = [c for c in carried if c[0].reference not in there]
     if not carried:
         return []
-    codes = [code for _, _, code in carried]
-    secrets = {r["id"]: r["secret"] for r in await run_statement(PoolCode._meta.db, Statement(
-        f"SELECT id, secret FROM {PoolCode._meta.tablename} WHERE id IN ({placeholders(len(codes))})",
-        tuple(codes)))}
+    secrets = {code_id: code["secret"]
+               for code_id, code in (await order_writes.pool_codes([code for _, _, code in carried])).items()}
     titles = await order_records.titles(sorted({o.item for _, o, _ in carried}))
     point_name = (await get_program(program_id)).point_name
     orders_rows: list[tuple[Any, ...]] = []
