@@ -261,9 +261,11 @@ class TaxSummary(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 async def summary(program: ProgramView, participant_id: str, sealer: Sealer,
-                  moment: datetime | None = None) -> TaxSummary:
+                  moment: datetime | None = None, journal: Any = None) -> TaxSummary:
+    """`journal`: a Redis client, so a pool order redeemed a moment ago counts before the
+    journal projector writes its row (see `reportable_total`)."""
     year = tax_year(program, moment or datetime.now(timezone.utc))
-    total = await reportable_total(program, participant_id, year)
+    total = await reportable_total(program, participant_id, year, journal)
     form = await profile(program.id, participant_id, sealer)
     limit = threshold(program, year)
     return TaxSummary(year=year, reportable=total, threshold=limit, currency=program.point_value.currency,

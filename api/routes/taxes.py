@@ -22,7 +22,8 @@ Year = Annotated[int, Parameter(ge=1900, le=2199, description="the tax year, in 
                  "file: the legal name and the last 4 digits of the TIN only.", tags=["taxes"])
 async def my_summary(request: Request[Any, Any, Any], sealer: Sealer) -> taxes.TaxSummary:
     principal = principal_of(request)
-    return await taxes.summary(await get_program(principal.program_id or ""), principal.subject_id, sealer)
+    return await taxes.summary(await get_program(principal.program_id or ""), principal.subject_id, sealer,
+                               journal=request.app.state.redis)
 
 
 @put("/v1/me/tax-profile", guards=[participant_only], operation_id="submitMyTaxForm", summary="Send my W-9",
@@ -31,7 +32,8 @@ async def my_summary(request: Request[Any, Any, Any], sealer: Sealer) -> taxes.T
 async def submit(request: Request[Any, Any, Any], data: tax_profiles.TaxForm, sealer: Sealer) -> taxes.TaxSummary:
     principal = principal_of(request)
     await tax_profiles.submit_form(principal.program_id or "", principal.subject_id, data, sealer)
-    return await taxes.summary(await get_program(principal.program_id or ""), principal.subject_id, sealer)
+    return await taxes.summary(await get_program(principal.program_id or ""), principal.subject_id, sealer,
+                               journal=request.app.state.redis)
 
 
 @get("/v1/participants/{participant_id:str}/tax-profile", guards=[admin_only], operation_id="getTaxProfile",
@@ -41,7 +43,7 @@ async def participant_summary(request: Request[Any, Any, Any], participant_id: s
                               sealer: Sealer) -> taxes.TaxSummary:
     program = await get_program(program_of(request))
     await tax_profiles.participant_in(program.id, participant_id)
-    return await taxes.summary(program, participant_id, sealer)
+    return await taxes.summary(program, participant_id, sealer, journal=request.app.state.redis)
 
 
 @post("/v1/participants/{participant_id:str}/tax-profile/request", guards=[admin_only],
@@ -51,7 +53,7 @@ async def participant_summary(request: Request[Any, Any, Any], participant_id: s
 async def request_form(request: Request[Any, Any, Any], participant_id: str, sealer: Sealer) -> taxes.TaxSummary:
     program = await get_program(program_of(request))
     await tax_profiles.request_form(program.id, participant_id, sealer)
-    return await taxes.summary(program, participant_id, sealer)
+    return await taxes.summary(program, participant_id, sealer, journal=request.app.state.redis)
 
 
 @get("/v1/program/tax-report", guards=[admin_only], operation_id="exportTaxReport", summary="Year-end tax report",

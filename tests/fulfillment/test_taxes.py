@@ -432,3 +432,24 @@ async def test_a_pool_order_whose_row_is_not_written_yet_counts_toward_the_thres
         assert refused.status_code == 409 and refused.json()["code"] == "tax_form_required", refused.text
     await projected(redis, program.id)
     assert await _sql_total(program, person) == 5000
+
+
+async def test_the_tax_page_counts_an_order_redeemed_a_moment_ago(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """The salesperson who just redeemed opens their tax page: the order counts, though the
+    journal projector has not written its row yet. So does the admin's view of them."""
+    from tests.factories import upload_codes
+    from tests.games.test_spin_projection import projection_paused
+    program, _, item = await shop(client, face_value=2500, tax_thresholds={str(this_year()): 60_000})
+    await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
+    person, me = await shopper(client, program, 20_000)
+    async with projection_paused(redis, program.id):
+        assert (await redeem(client, me, item["id"])).status_code == 201  # judged from SQL: written at once
+        second = await redeem(client, me, item["id"])  # judged from the counter: the projector's to write
+        assert second.status_code == 201 and second.json()["status"] == "fulfilled", second.text
+        assert await _sql_total(program, person) == 2500
+        mine = (await client.get("/v1/me/tax-profile", headers=me)).json()
+        theirs = (await client.get(f"/v1/participants/{person['id']}/tax-profile", headers=program.headers)).json()
+        assert (mine["reportable"], theirs["reportable"]) == (5000, 5000)
+    await projected(redis, program.id)
+    assert await _sql_total(program, person) == 5000
+    assert (await client.get("/v1/me/tax-profile", headers=me)).json()["reportable"] == 5000  # counted once
