@@ -6,6 +6,10 @@ redemption's floor.
   (`rwbench_least` of bench/wallet.py: check the idempotency key, HINCRBY, XADD, SET),
   keyed by the request's Idempotency-Key.
 - `GET /v1/me/wallet`: one HMGET of a wallet hash.
+- `POST /v1/me/campaigns/{id}/spins`: the same one FCALL (a spin's cost taken), keyed by the
+  request's Idempotency-Key and the caller's bearer token, answering a spin-shaped body: the
+  floor bench/games.py sets beside the spin (which the journal projector then writes to SQL
+  in the worker; the floor writes nothing more).
 - `POST /v1/me/redemptions` (with `FLOOR_SQLITE`, a SQLite file): the floor of a redemption
   that keeps one SQL write on its request path: the same one call, then one write
   transaction through the API's own SQLite engine (kernel/sqlite_pool.py `write_chain`, so
@@ -58,6 +62,25 @@ async def my_wallet() -> Wallet:
     available, held = await state["execute"]("HMGET", f"rw:{TAG}:w:floor", "available", "held")
     return Wallet(available=int(available or 0), held=int(held or 0), lifetime_earned=0, lifetime_spent=0,
                   expiring=[])
+
+
+class Spun(msgspec.Struct, frozen=True):
+    id: str
+    campaign_id: str
+    cost: int
+    outcome: str
+    points: int
+    nonce: int
+
+
+@post("/v1/me/campaigns/{campaign_id:str}/spins", status_code=201)
+async def spin(request: Request[Any, Any, Any], campaign_id: str) -> Spun:
+    key = request.headers.get("idempotency-key", "")
+    participant = request.headers.get("authorization", "")[-12:]
+    await state["execute"]("FCALL", "rwbench_least", 5, f"rw:{TAG}:idem:{key}", f"rw:{TAG}:journal",
+                           f"rw:{TAG}:acct", f"rw:{TAG}:cfg", f"rw:{TAG}:w:{participant}",
+                           "fp", 86400, "tx_floor", participant, -10, "spin", key, "{}", 0)
+    return Spun(id="spn_" + key, campaign_id=campaign_id, cost=10, outcome="nothing", points=0, nonce=0)
 
 
 class Redemption(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -131,6 +154,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 def app_factory() -> Litestar:
-    return Litestar(route_handlers=[deduct, my_wallet, redeem], lifespan=[lifespan], debug=False)
+    return Litestar(route_handlers=[deduct, my_wallet, spin, redeem], lifespan=[lifespan], debug=False)
 
 

@@ -8,7 +8,13 @@ bearer token), so concurrent spins rarely share a seed pair's nonce (a spin whos
 moved under it computes its words again). The wheel: cost 10 points; 100 points (30),
 a free spin (10), nothing (60); prizes paid from the program's budget.
 The baseline is bench/bare_app.py served the same way, loaded with the same generator in
-the same run, alternated with the spin runs. Target: spins >= 0.4 x bare.
+the same run, alternated with the spin runs. Target: spins >= 0.4 x bare. Between them runs
+the floor of a design of this shape (bench/floor_app.py, served the same way, the same
+requests): each request one coalesced FCALL of the least Lua making a spin's writes and
+nothing else. Issue #13 measured that floor at 0.37-0.46 x bare; the script prints the
+floor's ratio to bare and the spins' ratio to the floor, which says how much of the gap to
+the target a spin's own work (authentication, the gate, the draw, the projection in the
+worker) is, and how much the machine's.
 
 Then (unless --no-profile):
 - one extra, uncounted spin run with py-spy attached to the API (installed into the venv
@@ -385,6 +391,17 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         u + "/v1/points/deductions", content=bare_body, headers={"Content-Type": "application/json"},
         timeout=2).status_code == 201)
 
+    # The floor of the spin's shape (bench/floor_app.py): one coalesced FCALL of the least Lua
+    # doing a spin's writes, nothing else; the same requests as the spins.
+    floor_port, floor_log = free_port(), folder / "floor.log"
+    floor = procs.start("floor", uvicorn_argv("bench.floor_app:app_factory", floor_port), cwd=ROOT, env={
+        **os.environ, "FLOOR_REDIS_URL": valkey.url, "FLOOR_COALESCE": "1"}, stdout=subprocess.DEVNULL,
+        stderr=open(floor_log, "wb"))
+    wait_http(f"http://{HOST}:{floor_port}", floor, floor_log, lambda u: httpx.post(
+        u + spin_path, headers={"Idempotency-Key": "probe", "Authorization": "Bearer x"},
+        timeout=2).status_code == 201)
+    floor_target = SpinTarget("floor", floor_port, spin_path, tokens, args.threads)
+
     stream = keys.journal(program_id)
     run_id = secrets.token_hex(4)
     db = folder / "reward-wallet.sqlite3"
@@ -420,10 +437,13 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"  setup: {args.participants} participants ({points_each:,} points and a token each) in "
           f"{setup_seconds:.1f} s", flush=True)
     print(f"\n  HTTP, {CONNECTIONS} concurrent keep-alive connections, each request its own Idempotency-Key; "
-          f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare and spins "
-          "alternated", flush=True)
+          f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare, the floor "
+          "and spins alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
     print("    bare  = bench/bare_app.py (the wallet benchmark's baseline, same request bytes as there)")
+    print("    floor = bench/floor_app.py: the spin's requests, each one coalesced FCALL of the least Lua making a "
+          "spin's writes\n            (idempotency key, HINCRBY, XADD, SET) and nothing else: no auth, gate, "
+          "projection or log")
     print(f"    spins = POST /v1/me/campaigns/{{id}}/spins, participant bearer tokens round robin over "
           f"{args.participants} participants, no body\n            (uvicorn, 1 worker, app defaults; journal "
           "projector + background tasks in a `reward-wallet worker` beside it, as `serve` runs them; rate limits on "
@@ -447,6 +467,11 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         rows.append(("bare", result))
         show("bare", round_no, result)
         if args.warmup:
+            load(floor_target, f"fw{round_no}-{run_id}", args.warmup, floor.pid)
+        result = load(floor_target, f"f{round_no}-{run_id}", args.duration, floor.pid)
+        rows.append(("floor", result))
+        show("floor", round_no, result)
+        if args.warmup:
             load(spin_target, f"sw{round_no}-{run_id}", args.warmup, api.pid)
         settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
@@ -467,8 +492,14 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"\n    bare  mean {bare_mean:8.0f} req/s")
     print(f"    spins mean {spin_mean:8.0f} spins/s   p50 {p50:.1f} ms (mean of rounds), p99 {p99:.1f} ms (worst round)")
     print(f"    spins / bare = {ratio:.2f}  (per round: "
-          f"{', '.join(f'{s / b:.2f}' for s, b in zip(spin_rates, bare_rates))})   target >= {TARGET_RATIO:.2f}: "
+          f"{', '.join(f'{s / b:.2f}' for s, b in zip(spin_rates, bare_rates))}; median "
+          f"{statistics.median(s / b for s, b in zip(spin_rates, bare_rates)):.2f})   target >= {TARGET_RATIO:.2f}: "
           f"{'MET' if ok else 'MISSED'}", flush=True)
+    floor_rates = [r.rate for n, r in rows if n == "floor"]
+    print(f"    the floor (one Redis call, nothing else) / bare = {statistics.fmean(floor_rates) / bare_mean:.2f} "
+          f"(per round: {', '.join(f'{f / b:.2f}' for f, b in zip(floor_rates, bare_rates))}); spins / the floor = "
+          f"{spin_mean / statistics.fmean(floor_rates):.2f} (per round: "
+          f"{', '.join(f'{s / f:.2f}' for s, f in zip(spin_rates, floor_rates))})", flush=True)
 
     # Checks: every spin answered 201; SQL has one row per spin the nonces counted.
     bad = sum(r.non2xx + r.n2xx_other + r.socket_errors for r in spin_rows)
