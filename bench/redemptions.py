@@ -267,6 +267,11 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"\n  redemptions / bare: throughput {ratio:.2f} x (target {TARGET_RATIO} x: "
           f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}), p99 {p99_ratio:.1f} x bare's (target at most "
           f"{TARGET_P99:g} x: {'MET' if p99_ratio <= TARGET_P99 else 'MISSED'}); non-2xx or socket errors {errors}")
+    # Each round against the bare run just before it: another tenant's burst lands on one run of
+    # a pair more often than on the whole of both, so the median of the pairs moves less.
+    paired = [o.rate / b.rate for o, b in zip(ours, bare_rows)]
+    print(f"  per round: {', '.join(f'{x:.2f}' for x in paired)} x the bare run before it; median "
+          f"{statistics.median(paired):.2f} x")
     if args.partner:
         print(f"  orders pending {written:,}, holds in the ledger {used:,} (each hold its order: "
               f"{'yes' if written == used else 'NO'}); journal drained {drained:.1f} s after the last run "
