@@ -90,15 +90,16 @@ _TOTALS = f"SELECT participant_id, SUM(face_value) AS total FROM orders WHERE {_
 
 
 async def reportable_total(program: ProgramView, participant_id: str, year: int, journal: Any = None,
-                           reach: int | None = None) -> int:
+                           reach: int | None = None, whole: bool = True) -> int:
     """`journal`: a Redis client, to count too the participant's pool orders whose rows the
     journal projector has not written yet (fulfillment/unwritten.py), unless SQL's total alone
-    comes to `reach` already (the answer the caller needs does not change past it)."""
+    comes to `reach` already (the answer the caller needs does not change past it). `whole`:
+    read the whole journal or its newest entries only (unwritten.unwritten_values)."""
     start, end = year_bounds(program, year)
     total = await _sql_total(program, participant_id, start, end)
     if journal is None or (reach is not None and total >= reach):
         return total
-    waiting = [order for order in await unwritten.unwritten_values(journal, program.id, participant_id)
+    waiting = [order for order in await unwritten.unwritten_values(journal, program.id, participant_id, whole)
                if start <= order[1] < end]
     # Which of them SQL has, then SQL's total again: an order projected after the journal's
     # read is in this total, whether `written` saw it or not (then it counts twice: never
@@ -263,9 +264,11 @@ class TaxSummary(msgspec.Struct, frozen=True, omit_defaults=True):
 async def summary(program: ProgramView, participant_id: str, sealer: Sealer,
                   moment: datetime | None = None, journal: Any = None) -> TaxSummary:
     """`journal`: a Redis client, so a pool order redeemed a moment ago counts before the
-    journal projector writes its row (see `reportable_total`)."""
+    journal projector writes its row (see `reportable_total`). A page, not a judgement: it
+    reads the journal's newest entries only, as the order lists do, and never waits for a
+    projector far behind (a redemption's own check reads it whole)."""
     year = tax_year(program, moment or datetime.now(timezone.utc))
-    total = await reportable_total(program, participant_id, year, journal)
+    total = await reportable_total(program, participant_id, year, journal, whole=False)
     form = await profile(program.id, participant_id, sealer)
     limit = threshold(program, year)
     return TaxSummary(year=year, reportable=total, threshold=limit, currency=program.point_value.currency,

@@ -37,13 +37,15 @@ _EMPTY = {column._meta.name: None for column in Order._meta.columns}
 
 
 async def _carried(client: Any, program_id: str, participant_id: str | None,
-                   scan: int = SCAN) -> list[tuple[JournalEntry, order_records.Carried, str]]:
-    """The pool orders among the `scan` newest entries of the journal (one participant's, or
-    all), newest first: each one's entry, the order it carries and its code's id. Raises
-    Unavailable when `scan` is TAX_SCAN and the journal holds more (a read that must be whole)."""
+                   whole: bool = False) -> list[tuple[JournalEntry, order_records.Carried, str]]:
+    """The pool orders among the SCAN newest entries of the journal (one participant's, or
+    all), newest first: each one's entry, the order it carries and its code's id. `whole`: a
+    read that must see every entry, up to TAX_SCAN; it raises Unavailable when the journal
+    holds more."""
     found = []
+    scan = TAX_SCAN if whole else SCAN
     read = await client.xrevrange(keys.journal(program_id), count=scan)
-    if scan == TAX_SCAN and len(read) >= scan:
+    if whole and len(read) >= scan:
         raise Unavailable("the tax year's total cannot be read while so much waits to be recorded; retry shortly",
                           retry_after=5)
     for stream_id, fields in read:
@@ -68,8 +70,7 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
     rows: list[dict[str, Any]] = []
     # One order (a read that missed it in SQL) is looked for in the whole journal: its card
     # may have been answered already, so it is never reported missing while it waits.
-    scan = SCAN if order_id is None else TAX_SCAN
-    for entry, carried, code in await _carried(client, program_id, participant_id, scan):
+    for entry, carried, code in await _carried(client, program_id, participant_id, whole=order_id is not None):
         if order_id is not None and entry.reference != order_id:
             continue
         order = order_records.entry_order(program_id, entry, carried)
@@ -79,12 +80,14 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
     return rows
 
 
-async def unwritten_values(client: Any, program_id: str, participant_id: str) -> list[tuple[str, datetime, int]]:
+async def unwritten_values(client: Any, program_id: str, participant_id: str,
+                           whole: bool = True) -> list[tuple[str, datetime, int]]:
     """The participant's pool orders the journal still holds, as (order id, when it was made,
     face value): what their tax year's total has not counted yet (fulfillment/taxes.py).
-    Raises Unavailable when the journal is too long to read whole (TAX_SCAN)."""
+    Raises Unavailable when the journal is too long to read whole (TAX_SCAN); not `whole`, a
+    page that shows the total reads the newest entries only, as the order lists do."""
     orders = [order_records.entry_order(program_id, entry, carried)
-              for entry, carried, _ in await _carried(client, program_id, participant_id, TAX_SCAN)]
+              for entry, carried, _ in await _carried(client, program_id, participant_id, whole)]
     return [(order.id, order.created_at, order.face_value) for order in orders]
 
 

@@ -453,3 +453,26 @@ async def test_the_tax_page_counts_an_order_redeemed_a_moment_ago(client, redis)
     await projected(redis, program.id)
     assert await _sql_total(program, person) == 5000
     assert (await client.get("/v1/me/tax-profile", headers=me)).json()["reportable"] == 5000  # counted once
+
+
+async def test_the_tax_page_answers_while_the_projector_is_far_behind(client, redis, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A page that shows the total reads the journal's newest entries only, as the order lists
+    do: a journal longer than a redemption's check reads whole (503 there) still answers."""
+    from fulfillment import unwritten
+    from tests.factories import upload_codes
+    from tests.games.test_spin_projection import projection_paused
+    from wallet import keys as wallet_keys
+    program, _, item = await shop(client, face_value=100, tax_thresholds={str(this_year()): 60_000})
+    await upload_codes(client, program, item["id"], [f"GC-{n}" for n in range(6)])
+    person, me = await shopper(client, program, 20_000)
+    monkeypatch.setattr(unwritten, "TAX_SCAN", 3)  # "whole" now means at most 3 entries
+    monkeypatch.setattr(unwritten, "SCAN", 2)
+    async with projection_paused(redis, program.id):
+        for _ in range(5):
+            assert (await redeem(client, me, item["id"])).status_code == 201
+        assert await redis.xlen(wallet_keys.journal(program.id)) >= 3
+        page = await client.get("/v1/me/tax-profile", headers=me)
+        assert page.status_code == 200, page.text
+        assert page.json()["reportable"] >= await _sql_total(program, person)
+    await projected(redis, program.id)
+    assert (await client.get("/v1/me/tax-profile", headers=me)).json()["reportable"] == 500
