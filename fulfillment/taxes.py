@@ -96,8 +96,9 @@ async def reportable_total(program: ProgramView, participant_id: str, year: int,
     comes to `reach` already (the answer the caller needs does not change past it). `whole`:
     read the whole journal or its newest entries only (unwritten.unwritten_values)."""
     start, end = year_bounds(program, year)
-    total = await _sql_total(program, participant_id, start, end)
-    if journal is None or (reach is not None and total >= reach):
+    if journal is None:
+        return await _sql_total(program, participant_id, start, end)
+    if reach is not None and (total := await _sql_total(program, participant_id, start, end)) >= reach:
         return total
     waiting = [order for order in await unwritten.unwritten_values(journal, program.id, participant_id, whole)
                if start <= order[1] < end]
