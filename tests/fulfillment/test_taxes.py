@@ -449,7 +449,11 @@ async def test_the_tax_page_counts_an_order_redeemed_a_moment_ago(client, redis)
         assert await _sql_total(program, person) == 2500
         mine = (await client.get("/v1/me/tax-profile", headers=me)).json()
         theirs = (await client.get(f"/v1/participants/{person['id']}/tax-profile", headers=program.headers)).json()
-        assert (mine["reportable"], theirs["reportable"]) == (5000, 5000)
+        asked = await client.post(f"/v1/participants/{person['id']}/tax-profile/request", headers=program.headers)
+        sent = await client.put("/v1/me/tax-profile", json=W9, headers=me)
+        assert (asked.status_code, sent.status_code) == (200, 200), (asked.text, sent.text)
+        assert [mine["reportable"], theirs["reportable"], asked.json()["reportable"], sent.json()["reportable"]] == [
+            5000] * 4
     await projected(redis, program.id)
     assert await _sql_total(program, person) == 5000
     assert (await client.get("/v1/me/tax-profile", headers=me)).json()["reportable"] == 5000  # counted once
