@@ -144,10 +144,15 @@ async def code_secret(order_id: str, code_id: str) -> str | None:
     order's: the card a redemption answers while its rows wait for the journal projector
     (fulfillment/pooled_orders.py). None when SQL has no such code or another order holds it:
     the order is written on its request then, which takes the next code."""
-    code = (await pool_codes([code_id])).get(code_id)
-    if code is None or code["order_id"] not in (None, order_id):
-        return None
-    return str(code["secret"])
+    return (await code_secrets([(order_id, code_id)])).get(order_id)
+
+
+async def code_secrets(orders: list[tuple[str, str]]) -> dict[str, str]:
+    """`code_secret` of each (order id, code id), in one read: by order id, the orders whose
+    code SQL has free or bound to them."""
+    codes = await pool_codes([code_id for _, code_id in orders])
+    return {order_id: str(code["secret"]) for order_id, code_id in orders
+            if (code := codes.get(code_id)) is not None and code["order_id"] in (None, order_id)}
 
 
 async def flag_for_tax(order_id: str) -> None:

@@ -46,7 +46,7 @@ async def _carried(client: Any, program_id: str, participant_id: str | None,
     scan = TAX_SCAN if whole else SCAN
     read = await client.xrevrange(keys.journal(program_id), count=scan)
     if whole and len(read) >= scan:
-        raise Unavailable("the tax year's total cannot be read while so much waits to be recorded; retry shortly",
+        raise Unavailable("the orders waiting to be recorded are too many to read now; retry shortly",
                           retry_after=5)
     for stream_id, fields in read:
         # Most entries are others' or not redemptions: skip them before parsing.
@@ -67,17 +67,14 @@ async def unwritten_orders(client: Any, program_id: str, participant_id: str,
                            order_id: str | None = None) -> list[dict[str, Any]]:
     """The participant's pool orders the journal still holds (only `order_id`, when given), as
     rows of the orders table with their code's sealed secret, newest first."""
-    rows: list[dict[str, Any]] = []
     # One order (a read that missed it in SQL) is looked for in the whole journal: its card
     # may have been answered already, so it is never reported missing while it waits.
-    for entry, carried, code in await _carried(client, program_id, participant_id, whole=order_id is not None):
-        if order_id is not None and entry.reference != order_id:
-            continue
-        order = order_records.entry_order(program_id, entry, carried)
-        secret = await order_writes.code_secret(order.id, code)
-        if secret is not None:
-            rows.append({**_EMPTY, **dict(zip(order_writes.ORDER_COLUMNS, order_writes.fulfilled_values(order, secret)))})
-    return rows
+    orders = [(order_records.entry_order(program_id, entry, carried), code)
+              for entry, carried, code in await _carried(client, program_id, participant_id, whole=order_id is not None)
+              if order_id is None or entry.reference == order_id]
+    secrets = await order_writes.code_secrets([(order.id, code) for order, code in orders])
+    return [{**_EMPTY, **dict(zip(order_writes.ORDER_COLUMNS, order_writes.fulfilled_values(order, secrets[order.id])))}
+            for order, _ in orders if order.id in secrets]
 
 
 async def unwritten_values(client: Any, program_id: str, participant_id: str,
