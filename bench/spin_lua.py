@@ -55,10 +55,9 @@ CUTS = [
     ("the choice", "  -- Every balance the spin moves stays within bounds", False),
     ("the bounds and the payment", '  redis.call("HINCRBY", seed, "nonce", 1)\n', False),
     ("the nonce and the day's count", "  -- Everything the spin's SQL record needs", False),
-    ("the journal entry's metadata", '  journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)\n',
-     False),
-    ("the journal entry", "  -- The balances after the writes above", False),
-    ("the reply", "  local reply = idem_store(idem, fp, ttl, result)\n", False),
+    ("the journal entry's metadata and the reply",
+     '  journal(stream, tx, "spin", participant, net, cid, meta, legs, argv[8], earned, spent)\n', False),
+    ("the journal entry", "  reply = idem_record(idem, fp, ttl, reply)\n", False),
     ("the record", "  -- A points prize scores the boards the caller passed", False),
 ]
 

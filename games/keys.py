@@ -10,7 +10,7 @@ from kernel.lua_library import LuaPart
 LUA_PART = LuaPart(package="games", files=("spin_choice.lua", "sweepstakes/sweepstakes.lua", "spins.lua", "seeds.lua"),
                    uses=frozenset({
                        "absent_wallet", "balance_refusal", "board_section", "BOARDS",
-                       "fail", "hget_int", "hincrby", "idem_check", "idem_store", "int_s", "journal",
+                       "fail", "hget_int", "hincrby", "idem_check", "idem_record", "idem_store", "int_s", "journal",
                        "missing_wallet", "move_refusal", "owed_credit", "register_gateable", "spend_refusal",
                        "suspended_program", "suspension", "to_json", "too_large", "wallet_account"}))
 
