@@ -4,9 +4,9 @@ them (`start`, then `Running.stop`).
 `reward-wallet worker` runs all of them (api/worker.py): `serve` starts one such process
 beside its API workers, other machines run their own. An API process runs the program-news
 follower, and the others only when a setting asks for an in-process copy (the in-process
-test app, a single-process embedding): RW_JOURNAL_CONSUMER the projector,
-RW_BACKGROUND_TASKS the webhook deliveries and the sweep. The expiry sweep runs in the
-worker only.
+test app, a single-process embedding): RW_JOURNAL_CONSUMER the projector and the copy of
+SQLite's WAL into the database, RW_BACKGROUND_TASKS the webhook deliveries and the sweep.
+The expiry sweep runs in the worker only.
 
 Stopping is ordered: the tasks that may still journal a change (a settlement, an expiry)
 stop first, and only then does the projector drain what is waiting, so nothing answered is
@@ -30,12 +30,14 @@ from fulfillment import orders, partner_orders, pooled_orders, webhooks
 from fulfillment.rerouting import reroute_orphans
 from fulfillment.sealing import Sealer
 from games import spins
+from kernel import sqlite_pool
 from kernel.mail import Mailer, mailer
 from programs import announcements, participant_imports
 from programs.program_news import follow
 from programs.programs import forget_every_program, forget_program, get_program, list_program_ids
 from wallet import checkpoints
 from wallet.journal import JournalProjector
+from wallet.tables import LedgerEntry
 from wallet.store import WalletStore
 
 log = logging.getLogger("rw.background")
@@ -60,6 +62,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     # read per program.
     release_every: float = 10.0
     checkpoint_every: float = 600.0
+    wal_every: float = 0.5
 
 
 def context(settings: Settings, redis_url: str, client: Any, wallets: WalletStore, sealer: Sealer, *,
@@ -114,6 +117,14 @@ async def release_pending(ctx: Context, stop: asyncio.Event) -> None:
     from programs.pending import release_all_due
 
     await _every(stop, ctx.release_every, "pending-lot release", lambda: release_all_due(ctx.wallets))
+
+
+async def copy_wal(ctx: Context, stop: asyncio.Event) -> None:
+    """Copies SQLite's WAL into the database (kernel/sqlite_pool.py `copy_wal`), so the
+    projector's commits and the API's seldom do it themselves."""
+    await _every(stop, ctx.wal_every, "WAL checkpoint", lambda: sqlite_pool.copy_wal(LedgerEntry._meta.db))
+
+
 async def checkpoint(ctx: Context, stop: asyncio.Event) -> None:
     """Signs each program's finished days of its ledger chain (wallet/checkpoints.py): a day
     is signed on the first pass after it ended and was fully chained."""
@@ -154,6 +165,7 @@ TASKS: tuple[Task, ...] = (
     Task("expiry", expire, in_api="never"),
     Task("pending-release", release_pending, in_api="never"),
     Task("checkpoints", checkpoint, in_api="never"),
+    Task("wal-checkpoints", copy_wal, in_api="journal_consumer"),
     Task("projector", project, in_api="journal_consumer", stop_within=30.0, last=True),
 )
 

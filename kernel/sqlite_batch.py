@@ -10,6 +10,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 Steps = list[tuple[str, list[Any]]]
+# The WAL pages past which a commit copies the WAL into the database itself (SQLite's
+# automatic checkpoint), on every connection that writes. At SQLite's default of 1,000, under
+# the spin benchmark every second or third commit of the journal projector copied the WAL,
+# each time again the index pages the commits between had written anew. The worker copies the
+# WAL every half second instead (kernel/sqlite_pool.py `copy_wal`, off every writer's commit);
+# this bound (about 40 MB of WAL) holds where nothing does.
+WAL_PAGES = 10_000
 Job = Callable[[sqlite3.Connection], Any]
 Tag = TypeVar("Tag")
 

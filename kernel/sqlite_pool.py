@@ -55,7 +55,7 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from piccolo.querystring import QueryString
 
 from kernel import sqlite_batch
-from kernel.sqlite_batch import Job, Steps, WholeBatch
+from kernel.sqlite_batch import WAL_PAGES, Job, Steps, WholeBatch
 from kernel.sqlite_inline import InlineReader
 from kernel.sqlite_writer import WriterProcess
 
@@ -99,6 +99,17 @@ def writing(engine: Any) -> Any:
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+async def copy_wal(engine: Any) -> list[dict[str, Any]] | None:
+    """A passive checkpoint of the pooled SQLite engine's WAL, on a pooled connection's thread
+    (no writer's): copies into the database what no reader still needs and never waits for
+    a lock. Answers SQLite's figures (busy, log, checkpointed), or None elsewhere (Postgres).
+    The worker runs it every half second (api/background.py), so commits seldom find the WAL
+    past `WAL_PAGES` and copy it themselves."""
+    if not isinstance(engine, PooledSQLiteEngine):
+        return None
+    return await engine._run_in_new_connection("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def postgres(engine: Any) -> bool:
@@ -377,6 +388,7 @@ class PooledSQLiteEngine(SQLiteEngine):
             level = await cursor.fetchone()
         if level is not None and int(level["synchronous"]) < 2:
             await connection.execute("PRAGMA synchronous = FULL")
+        await connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         return connection
 
     async def _acquire(self) -> tuple[_LoopPool, aiosqlite.Connection]:

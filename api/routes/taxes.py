@@ -15,11 +15,15 @@ from programs import audit, tax_profiles
 from programs.programs import get_program
 
 Year = Annotated[int, Parameter(ge=1900, le=2199, description="the tax year, in the program's time zone")]
+# What a summary's year total counts (fulfillment/taxes.py summary: the journal's newest entries).
+_TOTAL = (" The year's total counts a redemption made a moment ago, before its order is recorded; while "
+          "recording is more than 2,000 journal entries behind, an older unrecorded order can be missing from it "
+          "until it is recorded (a redemption's own threshold check counts them all).")
 
 
 @get("/v1/me/tax-profile", guards=[participant_only], operation_id="getMyTaxProfile", summary="My tax form and year",
      description="This tax year's reportable rewards against the threshold, and whether a tax form (W-9) is on "
-                 "file: the legal name and the last 4 digits of the TIN only.", tags=["taxes"])
+                 "file: the legal name and the last 4 digits of the TIN only." + _TOTAL, tags=["taxes"])
 async def my_summary(request: Request[Any, Any, Any], sealer: Sealer) -> taxes.TaxSummary:
     principal = principal_of(request)
     return await taxes.summary(await get_program(principal.program_id or ""), principal.subject_id, sealer,
@@ -37,7 +41,7 @@ async def submit(request: Request[Any, Any, Any], data: tax_profiles.TaxForm, se
 
 
 @get("/v1/participants/{participant_id:str}/tax-profile", guards=[admin_only], operation_id="getTaxProfile",
-     summary="A participant's tax form and year", description="The name and the last 4 digits of the TIN only.",
+     summary="A participant's tax form and year", description="The name and the last 4 digits of the TIN only." + _TOTAL,
      tags=["taxes"])
 async def participant_summary(request: Request[Any, Any, Any], participant_id: str,
                               sealer: Sealer) -> taxes.TaxSummary:

@@ -312,4 +312,4 @@ async def test_an_api_process_with_default_settings_runs_no_projector_nor_backgr
     async with AsyncTestClient(app=create_app(both)) as http:
         assert (await http.get("/ready")).status_code == 200
         assert background_tasks(http) == ["rw-announcements", "rw-participant-imports", "rw-program-news",
-                                          "rw-projector", "rw-sweep", "rw-webhooks"]
+                                          "rw-projector", "rw-sweep", "rw-wal-checkpoints", "rw-webhooks"]
