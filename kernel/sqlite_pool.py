@@ -55,7 +55,7 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from piccolo.querystring import QueryString
 
 from kernel import sqlite_batch
-from kernel.sqlite_batch import WAL_PAGES, Job, Steps, WholeBatch
+from kernel.sqlite_batch import WAL_PAGES, WRITER_CACHE_KIB, Job, Steps, WholeBatch
 from kernel.sqlite_inline import InlineReader
 from kernel.sqlite_writer import WriterProcess
 
@@ -374,7 +374,7 @@ class PooledSQLiteEngine(SQLiteEngine):
             pool = self._pools[loop] = _LoopPool(self.pool_size)
         return pool
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, writer: bool = False) -> aiosqlite.Connection:
         pending = aiosqlite.connect(**self.connection_kwargs)
         # A pooled connection's thread must not keep the process alive at exit (every
         # query has committed before it returns, so nothing is lost with it).
@@ -389,6 +389,8 @@ class PooledSQLiteEngine(SQLiteEngine):
         if level is not None and int(level["synchronous"]) < 2:
             await connection.execute("PRAGMA synchronous = FULL")
         await connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+        if writer:
+            await connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         return connection
 
     async def _acquire(self) -> tuple[_LoopPool, aiosqlite.Connection]:
@@ -418,7 +420,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         pool = self._pool()
         async with pool.writer_lock:
             if pool.writer is None:
-                pool.writer = await self._connect()
+                pool.writer = await self._connect(writer=True)
             async with _WriterTransaction(self, pool) as transaction:
                 yield transaction
 
@@ -446,7 +448,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         pool = self._pool()
         async with pool.writer_lock:
             if pool.writer is None:
-                pool.writer = await self._connect()
+                pool.writer = await self._connect(writer=True)
             writer = pool.writer
             # Only the queueing happens under the lock: the connection's thread runs its queue
             # in order, so a transaction that takes the lock after this one runs after it, and

@@ -40,7 +40,7 @@ import time
 import weakref
 from typing import Any
 
-from kernel.sqlite_batch import WAL_PAGES, Steps, WholeBatch, answer_soon, run_batch
+from kernel.sqlite_batch import WAL_PAGES, WRITER_CACHE_KIB, Steps, WholeBatch, answer_soon, run_batch
 
 # A frame: the body's length (4 bytes), the chain's id (8), what the body is (1), the body (a
 # pickle). Each chain crosses in a frame of its own both ways, so a body one side cannot read
@@ -332,6 +332,7 @@ def _serve(reads: int, writes: int) -> None:
             connection.execute("PRAGMA foreign_keys = 1")
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+            connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             wal = str(connection.execute("PRAGMA journal_mode").fetchone()["journal_mode"]).lower() == "wal"
         replies = [_frame(chain_id, kind, value) for chain_id, kind, value in frames if kind not in (ROWS, JOURNALLED)]
         chains = [(steps, chain_id) for chain_id, kind, steps in frames if kind in (ROWS, JOURNALLED)]

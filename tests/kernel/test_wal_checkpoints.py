@@ -1,6 +1,7 @@
 """SQLite's WAL is copied into the database by the worker (kernel/sqlite_pool.py `copy_wal`,
 every half second: api/background.py), not by the commits that write it, until it passes
-`WAL_PAGES`; and the worker runs that copy."""
+`WAL_PAGES`; the worker runs that copy; and a writer connection keeps a page cache larger than
+SQLite's default."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from api.background import TASKS
-from kernel.sqlite_batch import WAL_PAGES
+from kernel.sqlite_batch import WAL_PAGES, WRITER_CACHE_KIB
 from kernel.sqlite_pool import PooledSQLiteEngine, Statement, copy_wal, inserts, write_chain
 
 ROW = "x" * 2_000  # about two rows a page: 2,400 rows are past SQLite's default of 1,000 pages
@@ -70,3 +71,13 @@ async def test_the_wal_is_copied_before_a_commit_would_copy_it(engine: PooledSQL
 def test_the_worker_copies_the_wal_wherever_the_projector_runs() -> None:
     declared = {task.name: task for task in TASKS}
     assert declared["wal-checkpoints"].in_api == declared["projector"].in_api == "journal_consumer"
+
+
+async def test_the_writer_keeps_a_larger_page_cache_than_a_reader(engine: PooledSQLiteEngine) -> None:
+    """The projector's batches write a page of every participant-keyed index for each
+    participant in them: the writer keeps them in a cache of WRITER_CACHE_KIB."""
+    [written] = await write_chain(engine, Statement("PRAGMA cache_size", ()))
+    [read] = await engine._run_in_new_connection("PRAGMA cache_size")
+    assert written["cache_size"] == -WRITER_CACHE_KIB
+    assert read["cache_size"] > -WRITER_CACHE_KIB  # SQLite's default: -2000 (2 MB)
+    await engine.close_pool()
