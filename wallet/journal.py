@@ -517,8 +517,6 @@ class JournalProjector:
         refresh_every: float = 2.0,
         relink_every: float = 5.0,
         pass_every: float = 0.05,
-        pass_most: float = 0.2,
-        busy_pass: int = 100,
     ) -> None:
         """Projects until `stop` is set, then drains once more so nothing stays unprojected.
 
@@ -526,8 +524,7 @@ class JournalProjector:
         once when it took longer): each pass writes a program's batches, then links them, and
         every write takes SQLite's one write lock, which the API's requests wait for. Passing
         as soon as anything arrived, the projector held it 40% of the time in the load mix at
-        250 requests/s (36 passes a second of a few entries each). A pass that found more than
-        `busy_pass` entries leaves the next one longer, up to `pass_most` (`pass_gap`)."""
+        250 requests/s (36 passes a second of a few entries each)."""
         loop = asyncio.get_running_loop()
         ids: list[str] = []
         refreshed = relinked = 0.0
@@ -552,8 +549,7 @@ class JournalProjector:
                 await asyncio.sleep(0.5)
             if stopping:
                 return
-            gap = idle_sleep if done == 0 else pass_gap(done, pass_every, pass_most, busy_pass)
-            pause = gap if done == 0 else gap - (loop.time() - began)
+            pause = idle_sleep if done == 0 else pass_every - (loop.time() - began)
             if pause > 0:
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=pause)
@@ -566,16 +562,6 @@ class JournalProjector:
                     with contextlib.suppress(Exception):
                         await self.project_all(await program_ids())
                     return
-
-
-def pass_gap(done: int, every: float, most: float, busy: int) -> float:
-    """The seconds from the start of a pass that projected `done` entries to the next pass:
-    `every`, and past `busy` entries longer in proportion, up to `most`. Under a steady
-    stream of thousands of entries a second (a spin campaign's launch) the batches grow and
-    each participant's index pages are written once for more of their entries: the worker's
-    CPU a spin fell by about a tenth at 200 ms against 50 (README, stop 51); below
-    `busy` / `every` entries a second (2,000 by default) nothing changes."""
-    return max(every, min(most, every * done / busy))
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

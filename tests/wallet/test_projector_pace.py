@@ -136,14 +136,3 @@ async def test_a_pass_that_fails_after_writing_a_batch_links_it_at_the_next_pass
         await client.aclose()
     linked = await verify_chain(program)
     assert linked.ok and (linked.entries, linked.unlinked) == (2, 0)
-
-
-def test_passes_move_apart_only_under_a_stream_of_thousands_of_entries_a_second() -> None:
-    from wallet.journal import pass_gap
-
-    # 50 ms apart up to 100 entries a pass (2,000 a second), then in proportion, up to 200 ms.
-    assert [pass_gap(done, 0.05, 0.2, 100) for done in (1, 60, 100)] == [0.05, 0.05, 0.05]
-    assert pass_gap(200, 0.05, 0.2, 100) == pytest.approx(0.1)
-    assert pass_gap(400, 0.05, 0.2, 100) == pass_gap(50_000, 0.05, 0.2, 100) == 0.2
-    # A pace asked for that is slower than the most stays as asked.
-    assert pass_gap(10_000, 0.25, 0.2, 100) == 0.25
