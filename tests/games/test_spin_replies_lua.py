@@ -30,9 +30,9 @@ def lua(valkey: Any) -> Any:
 
 
 def spin_on(client: Any, segments: list[dict[str, Any]], wallet: dict[str, Any], cost: int = 10,
-            seed: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
-    """One spin of a fresh participant on a one-segment wheel: the reply, the journal entry's
-    fields and the call's arguments (to call it again)."""
+            seed: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], list[Any], str]:
+    """One spin of a fresh participant: the reply, the journal entry's fields, the call's
+    arguments (to call it again) and the reply's text."""
     program, campaign, participant = "prg_t" + secrets.token_hex(5), "cmp_t", "pt_" + secrets.token_hex(4)
     client.hset(keys.accounts(program), "budget", 10**9)
     client.hset(keys.config(program), mapping={"overdraft": "1"})
@@ -48,14 +48,23 @@ def spin_on(client: Any, segments: list[dict[str, Any]], wallet: dict[str, Any],
                 game_keys.spin_day(program, campaign, participant, "2026-12-06")]
     call = ["rw_spin", len(key_list), *key_list, "f" * 64, 172800, "spn_" + secrets.token_hex(8), participant,
             campaign, "sp_t", 4, 1765000000123, 8, 1, *WORDS]
-    reply = json.loads(client.execute_command("FCALL", *call))
+    text = client.execute_command("FCALL", *call).decode()
     [(_, fields)] = client.xrange(keys.journal(program))
-    return reply, {k.decode(): v.decode() for k, v in fields.items()}, call
+    return json.loads(text), {k.decode(): v.decode() for k, v in fields.items()}, call, text
+
+
+def written_once(text: str) -> dict[str, Any]:
+    """The document, each key written once (json.loads would keep the last of two)."""
+    return json.loads(text, object_pairs_hook=lambda pairs: dict(pairs) if len({k for k, _ in pairs}) == len(pairs)
+                      else pytest.fail(f"a key written twice in {text}"))
 
 
 def test_a_points_prize_that_pays_owed_points_answers_and_journals_every_field(lua: Any) -> None:
-    reply, entry, call = spin_on(lua, [{"w": 3, "type": "points", "points": 100}],
-                                 {"available": 50, "held": 7, "owed": 30, "earned": 200, "spent": 40})
+    reply, entry, call, text = spin_on(lua, [{"w": 3, "type": "points", "points": 100}],
+                                       {"available": 50, "held": 7, "owed": 30, "earned": 200, "spent": 40})
+    # Written by concatenation (spin_texts, in its own order), not by to_json's walk of a table.
+    assert text.startswith('{"ok":true,"tx":') and entry["meta"].startswith('{"campaign":"cmp_t","tokens":0,')
+    assert written_once(text) == reply and written_once(entry["meta"]) == json.loads(entry["meta"])
     tx, participant = call[12], call[13]
     assert reply == {"ok": True, "tx": tx, "participant": participant, "points": -10 + 100 - 30,
                      "available": 50 - 10 + 100 - 30, "held": 7, "segment_index": 0, "weights": [3], "nonce": 4,
@@ -77,8 +86,8 @@ def test_the_reply_reads_the_same_when_a_number_is_not_whole(lua: Any) -> None:
     fields as the concatenated reply of a prize of 2, and a seed pair lacking its client
     seed reads false in both."""
     seed = {"pair": "sp_t", "nonce": 4, "hash": "cd" * 32}
-    whole, whole_entry, _ = spin_on(lua, [{"w": 1, "type": "free_spin", "spins": 2}], {"available": 20}, seed=seed)
-    half, half_entry, _ = spin_on(lua, [{"w": 1, "type": "free_spin", "spins": 1.5}], {"available": 20}, seed=seed)
+    whole, whole_entry, _, _ = spin_on(lua, [{"w": 1, "type": "free_spin", "spins": 2}], {"available": 20}, seed=seed)
+    half, half_entry, _, _ = spin_on(lua, [{"w": 1, "type": "free_spin", "spins": 1.5}], {"available": 20}, seed=seed)
     assert whole["free_spins"] == 2 and half["free_spins"] == 1.5
     assert whole["client_seed"] is False and half["client_seed"] is False
     differ = {"tx", "participant", "free_spins"}
@@ -91,6 +100,15 @@ def test_the_reply_reads_the_same_when_a_number_is_not_whole(lua: Any) -> None:
 
 def test_a_balance_past_the_digits_cjson_keeps_is_written_whole(lua: Any) -> None:
     big = 2**53 - 1000
-    reply, _, _ = spin_on(lua, [{"w": 1, "type": "nothing"}], {"available": big, "held": 10**15}, cost=10)
+    reply, _, _, _ = spin_on(lua, [{"w": 1, "type": "nothing"}], {"available": big, "held": 10**15}, cost=10)
     assert (reply["available"], reply["held"], reply["points"]) == (big - 10, 10**15, -10)
     assert reply["at"] == 1765000000123
+
+
+def test_every_segment_s_weight_is_written_in_order_a_zero_included(lua: Any) -> None:
+    wheel = [{"w": 0, "type": "points", "points": 5}, {"w": 3, "type": "nothing"}, {"w": 5, "type": "nothing"},
+             {"w": 2**31, "type": "nothing"}]
+    reply, entry, _, text = spin_on(lua, wheel, {"available": 20})
+    assert reply["weights"] == json.loads(entry["meta"])["weights"] == [0, 3, 5, 2**31]
+    assert '"weights":[0,3,5,2147483648]' in text
+    assert reply["segment_index"] in (1, 2, 3) and reply["prize_value"] == 0
