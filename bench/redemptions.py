@@ -8,9 +8,14 @@ own Idempotency-Key, round robin over the participants' tokens. Each answer is a
 order with its gift-card code: one Redis call takes the points and the pool's next free code
 (fulfillment/pool.lua); Valkey syncing every write, the request then only reads the code's
 sealed secret, and the journal projector in the worker writes the fulfilled order, binds the
-code and adds the feed lines (fulfillment/pooled_orders.py), while it keeps up: past 256
-entries waiting, and for an order whose tax check read SQL (participants redeeming here pass
-the year's threshold after about 120 orders each), the request writes them itself. The baseline is
+code and adds the feed lines (fulfillment/pooled_orders.py); past 256 entries waiting the
+request waits first, in proportion; past 2,000, and for an order whose tax check read SQL, the
+request writes them itself.
+Each participant's first order of the year is such an order (it reads SQL's total and the
+journal, and sets the participant's tax counter): once a year in a program, so the setup places
+it, and the measured runs measure the order every later one is. So is every order of a
+participant past the year's $600 threshold without a tax form ($5 cards: after 120 orders);
+the script says at the end how many passed it (`--participants 128` measures that path). The baseline is
 bench/bare_app.py served the same way with the same generator, alternated with the
 redemption runs. Runs on a code pool larger than the run can empty, so
 no request is refused for stock.
@@ -30,7 +35,7 @@ writes the pending order and its feed line (fulfillment/partner_orders.py); at t
 script checks that every hold the journal carried has its order row, and no more.
 
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
-                                          [--participants 128] [--codes 8000] [--partner] [--profile [api|worker]]
+                                          [--participants 1024] [--codes 8000] [--no-floors] [--partner] [--profile [api|worker]]
 
 After the table: each run's cores by process (the API, its SQLite writer process, the
 projector's worker, Valkey, the load generator, the whole machine) and how the server's
@@ -81,9 +86,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each HTTP run")
     parser.add_argument("--rounds", type=int, default=2, help="bare/redemption rounds, alternated")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--participants", type=int, default=128)
+    parser.add_argument("--participants", type=int, default=1024,
+                        help="participants redeeming round robin (each passes the year's $600 tax threshold "
+                             "after 120 orders: fewer participants measure that path)")
     parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--no-floors", action="store_true", help="bare and redemptions only: no floor runs")
     parser.add_argument("--partner", action="store_true", help="an external partner's item (no codes)")
     parser.add_argument("--profile", nargs="?", const="api", choices=["api", "worker"],
                         help="py-spy on the API (or the projector's worker) during the last redemption round: "
@@ -144,6 +152,23 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     kind, placed = ("an external partner's item", "pending") if args.partner else ("a code-pool item", "fulfilled")
     if probe.status_code != 201 or probe.json().get("status") != placed:
         raise RuntimeError(f"a first redemption failed: {probe.status_code} {probe.text}")
+    if not args.partner:
+        # Each participant's first order of the year reads SQL and the journal for its tax total
+        # and sets the participant's counter (fulfillment/taxes.py): once a year in a program,
+        # once a participant here, so it is placed before the measured runs, which then measure
+        # the order every later one is.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def first_order(index: int) -> None:
+            placed_first = http.post("/v1/me/redemptions", content=body, headers={
+                "Authorization": f"Bearer {tokens[index]}", "Idempotency-Key": f"first-{index}",
+                "Content-Type": "application/json"})
+            if placed_first.status_code != 201:
+                raise RuntimeError(f"a first redemption failed: {placed_first.status_code} {placed_first.text}")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(first_order, range(1, len(tokens))))
+        setup_seconds = time.monotonic() - setup_started
     redeem = SpinTarget("redemptions", api_port, "/v1/me/redemptions", tokens, args.threads, body=body)
     # The other benchmarks' baseline, byte for byte: a deduction-shaped body on the bare endpoint.
     bare_body = json.dumps({"participant_id": "p", "points": 1, "reason": "bench"}, separators=(",", ":")).encode()
@@ -153,7 +178,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         timeout=2).status_code == 201)
 
     floors: list[tuple[str, SpinTarget, int]] = []
-    for name, read in (("floor", "0"), ("floor+read", "1")):
+    for name, read in () if args.no_floors else (("floor", "0"), ("floor+read", "1")):
         port = free_port()
         log = folder / f"{name}.log"
         floor = procs.start(name, uvicorn_argv("bench.floor_app:app_factory", port), cwd=ROOT, env={
@@ -194,7 +219,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           "machine: read the ratios of the same run")
     for note in notes:
         print(f"  note: {note}")
-    print(f"  setup: {args.participants} participants with points and a token, {0 if args.partner else args.codes:,} "
+    print(f"  setup: {args.participants} participants with points and a token"
+          f"{'' if args.partner else ' and their first order of the year'}, {0 if args.partner else args.codes:,} "
           "codes, in "
           f"{setup_seconds:.1f} s; generator: {generator_desc}")
     print(f"  {CONNECTIONS} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured, {args.rounds} "
@@ -218,6 +244,10 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             print(f"    {name + ' #' + str(round_no):<15}{result.rate:9.0f}{fmt_ms(result.latency['p50']):>9}"
                   f"{fmt_ms(result.latency['p99']):>9}{fmt_ms(result.latency['max']):>9}{result.non2xx:8d}"
                   f"{result.cpu['server']:14.2f}{cpu_us:12.0f}", flush=True)
+            if name == "redemptions" and result.rate:
+                print("      CPU us a redemption: " + ", ".join(
+                    f"{label} {result.cpu.get(key, 0.0) / result.rate * 1e6:.0f}" for label, key in (
+                        ("API", "server"), ("writer", "writer"), ("worker", "worker"), ("Valkey", "valkey"))), flush=True)
     waiting, drained = drain_journal(sync_redis, stream)
     print_machine(rows)
     if args.profile == "worker":
@@ -257,7 +287,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         drain_journal(sync_redis, stream)
         written, used, taken = counted()
     errors = sum(r.non2xx + r.socket_errors for r in ours)
-    print("\n  the floors (one Redis call and one SQL write transaction, nothing else):")
+    if floors:
+        print("\n  the floors (one Redis call and one SQL write transaction, nothing else):")
     for name, _, _ in floors:
         mine = [r for n, r in rows if n == name]
         rate = statistics.fmean(r.rate for r in mine)
@@ -277,6 +308,13 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
               f"{'yes' if written == used else 'NO'}); journal drained {drained:.1f} s after the last run "
               f"({waiting} entries waiting)")
         return 0
+    with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
+                                            timeout=30)) as db:
+        past = db.execute("SELECT COUNT(*) FROM (SELECT participant_id FROM orders WHERE program_id = ? "
+                          "GROUP BY participant_id HAVING SUM(face_value) >= 60000)", (program_id,)).fetchone()[0]
+    # Past $600 in the year with no tax form, every order of a participant reads SQL's exact total
+    # and is flagged, and its request writes it (fulfillment/pooled_orders.py): another path.
+    print(f"  participants past the year's $600 tax threshold at the end: {past:,} of {args.participants:,}")
     print(f"  orders fulfilled {written:,}, codes handed out {used:,} (each order its own code: "
           f"{'yes' if written == used else 'NO'}; taken in Redis {taken:,}: "
           f"{'the same' if taken == used else 'NOT the same'}); journal drained {drained:.1f} s after the last run "

@@ -29,7 +29,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 # First, before bench/ itself: bench/games.py would stand in for the games package.
@@ -62,9 +62,11 @@ CUTS = [
 ]
 
 
-def cut(text: str, marker: str, after: bool) -> str:
+def cut(text: str, marker: str, after: bool, source: str = "games/spins.lua") -> str:
+    """The library `text` returning early at `marker` (before it, or `after`): a cut of a
+    function, to time the steps up to there."""
     if text.count(marker) != 1:
-        raise SystemExit(f"games/spins.lua changed: {marker.strip()!r} is not found once; update CUTS")
+        raise SystemExit(f"{source} changed: {marker.strip()!r} is not found once; update CUTS")
     early = "  do return 'cut' end\n"
     return text.replace(marker, marker + early if after else early + marker)
 
@@ -124,41 +126,64 @@ def run(args: argparse.Namespace, valkey: Any) -> int:
                 mapping={"status": "active", "starts_ms": "", "ends_ms": "", "cost": "10", "cap": "",
                          "segments": json.dumps(SEGMENTS), "pool": ""})
     text = library().text
-    client.function_load(LEAST_LUA, replace=True)
     rng = random.Random(1)
-    print(f"rw_spin in Valkey {client.info('server')['valkey_version']} (AOF, appendfsync always; malloc "
-          f"{valkey.allocator}): microseconds of "
-          f"Valkey's time a call, {args.calls - WARM} calls in pipelines of {PIPELINE}")
-    least, _ = valkey_time(client, least_calls(program, args.calls))
-    client.function_load(text, replace=True)
-    spin, replies = valkey_time(client, spins(client, program, campaign, "full", args.calls, rng))
-    answered = json.loads(replies[-1])
-    if not answered.get("ok"):
-        raise SystemExit(f"rw_spin refused the bench's spin: {answered}")
-    print(f"  least Lua (the baseline)  {least:7.1f} us")
-    print(f"  rw_spin                   {spin:7.1f} us   least Lua / rw_spin = {least / spin:.2f}")
+    spin = against_least(client, valkey, "rw_spin", program, args.calls, text,
+                         lambda: spins(client, program, campaign, "full", args.calls, rng))
     if args.cuts:
         print("  rw_spin up to each step (the step's cost: the difference from the line above):")
-        previous = 0.0
-        for index, (name, marker, after) in enumerate(CUTS):
-            client.function_load(cut(text, marker, after), replace=True)
-            upto, _ = valkey_time(client, spins(client, program, campaign, f"cut{index}", args.calls, rng))
-            print(f"    {upto:7.1f} us  (+{upto - previous:6.1f})  {name}")
-            previous = upto
-        print(f"    {spin:7.1f} us  (+{spin - previous:6.1f})  the leaderboards a points prize moves, the reply out")
-        client.function_load(text, replace=True)
+        time_cuts(client, text, CUTS, "games/spins.lua",
+                  lambda index: spins(client, program, campaign, f"cut{index}", args.calls, rng),
+                  spin, "the leaderboards a points prize moves, the reply out")
     client.close()
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def against_least(client: redis.Redis, valkey: Any, function: str, program: str, n: int, text: str,
+                  calls: Callable[[], list[tuple[Any, ...]]]) -> float:
+    """Times the least Lua, then `function` (the library `text`, over `calls()`), and prints
+    both and their ratio; answers the function's time. A refused last call stops the script."""
+    client.function_load(LEAST_LUA, replace=True)
+    print(f"{function} in Valkey {client.info('server')['valkey_version']} (AOF, appendfsync always; malloc "
+          f"{valkey.allocator}): microseconds of Valkey's time a call, {n - WARM} calls in pipelines of {PIPELINE}")
+    least, _ = valkey_time(client, least_calls(program, n))
+    client.function_load(text, replace=True)
+    whole, replies = valkey_time(client, calls())
+    answered = json.loads(replies[-1])
+    if not answered.get("ok"):
+        raise SystemExit(f"{function} refused the bench's call: {answered}")
+    print(f"  least Lua (the baseline)  {least:7.1f} us")
+    print(f"  {function:<24}{whole:7.1f} us   least Lua / {function} = {least / whole:.2f}")
+    return whole
+
+
+def time_cuts(client: redis.Redis, text: str, cuts: list[tuple[str, str, bool]], source: str,
+              calls: Callable[[int], list[tuple[Any, ...]]], whole: float, last: str) -> None:
+    """Prints the function's time up to each cut (the library `text` returning there; `calls(i)`:
+    the calls of cut i), each step's cost the difference from the line before, then `whole`, the
+    step after the last cut named `last`; loads `text` back."""
+    previous = 0.0
+    for index, (name, marker, after) in enumerate(cuts):
+        client.function_load(cut(text, marker, after, source), replace=True)
+        upto, _ = valkey_time(client, calls(index))
+        print(f"    {upto:7.1f} us  (+{upto - previous:6.1f})  {name}")
+        previous = upto
+    print(f"    {whole:7.1f} us  (+{whole - previous:6.1f})  {last}")
+    client.function_load(text, replace=True)
+
+
+def lua_main(doc: str, function: str, prefix: str, run_with: Callable[[argparse.Namespace, Any], int]) -> int:
+    """The command line of a function's timing (this script's and bench/pool_lua.py's)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000, help="calls per measurement (the first 300 warm up)")
-    parser.add_argument("--cuts", action="store_true", help="also time rw_spin up to each of its steps")
+    parser.add_argument("--cuts", action="store_true", help=f"also time {function} up to each of its steps")
     args = parser.parse_args()
     if not 1000 <= args.calls <= 100_000:
         parser.error("--calls: 1,000 to 100,000")
-    return on_a_fresh_valkey("rw-bench-spin-lua-", lambda procs, folder, valkey: run(args, valkey))
+    return on_a_fresh_valkey(prefix, lambda procs, folder, valkey: run_with(args, valkey))
+
+
+def main() -> int:
+    return lua_main(__doc__, "rw_spin", "rw-bench-spin-lua-", run)
 
 
 if __name__ == "__main__":
