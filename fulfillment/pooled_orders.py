@@ -22,6 +22,7 @@ writer (kernel/sqlite_pool.py `write_chain`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -46,15 +47,28 @@ from wallet.tables import LedgerEntry
 
 log = logging.getLogger("rw.orders")
 
-# The journal's length past which a pool order's request writes its own rows (see `place`):
-# about a tenth of a second of a busy program's entries, far above what a projector that keeps
-# up leaves (a pass every 50 ms), so only a projector falling behind (a burst past what the
-# worker writes, a worker restarting) sends orders back to the request's write.
+# The journal's length past which a pool order's request waits before it answers (see `place`):
+# about a tenth of a second of a busy program's entries, above what a projector that keeps up
+# leaves (a pass every 50 ms), so only a projector falling behind (a burst past what the worker
+# writes) slows the requests, in proportion: PAUSE_PER_BACKLOG a PROJECTOR_KEEPS_UP entries
+# waiting. A pause, not the request's own write (stop 52): the rows are the projector's to write
+# either way (their ledger entries always are), so a write by the request added SQLite's work
+# and its lock's contention with the projector, where a pause only lets the projector catch up.
 PROJECTOR_KEEPS_UP = 256
+PAUSE_PER_BACKLOG = 0.01
+# Past this many entries the projector is not catching up (stopped, restarting, or outrun for
+# long): the request writes its own rows, so the participant's reads, which look this far back
+# in the journal (unwritten.SCAN), keep finding the order.
+PROJECTOR_BEHIND = 2_000
 
 # How old an order that took another code must be before the sweep finishes it in its
 # request's place: far longer than a request takes.
 MEND_AFTER = timedelta(seconds=60)
+
+
+async def pause(seconds: float) -> None:
+    """The wait of an order placed while the projector is behind (see `place`)."""
+    await asyncio.sleep(seconds)
 
 
 def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
@@ -104,17 +118,20 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
         order = await taxes.placed_uncounted(store, program, order, tax)
         flagged_late = order.tax_flagged
     journalled = order.points > 0 and not reply.replayed  # a prize (no points) is journalled by nobody
+    waiting = reply.waiting or 0
     if journalled and not flagged_late and journal_trusted() and (tax is None or tax.limit) \
-            and (reply.waiting or 0) <= PROJECTOR_KEEPS_UP:
+            and waiting <= PROJECTOR_BEHIND:
         # The call's journal entry carries the order and its code, and Redis synced it before
         # answering: the journal projector writes the rows (`write_pool_orders`), and the card
         # is answered from SQL's sealed copy of the code. A code SQL says is another order's
         # is written here instead, taking the next one (see _write). So is an order whose tax
         # check read SQL (a participant's first of the year, or one near or past the
         # threshold): the next such check then finds it there, with no journal to read. And
-        # so is every order while the journal holds more than PROJECTOR_KEEPS_UP entries: the
-        # requests then take their rows' writing off the projector, and wait for SQLite as
-        # they did, until it has caught up.
+        # so is every order while the journal holds more than PROJECTOR_BEHIND entries. While
+        # it holds more than PROJECTOR_KEEPS_UP, the request waits in proportion first: the
+        # requests slow down until the projector has caught up.
+        if waiting > PROJECTOR_KEEPS_UP:
+            await pause(PAUSE_PER_BACKLOG * waiting / PROJECTOR_KEEPS_UP)
         try:
             secret = await order_writes.code_secret(order.id, reply.code_id or "")
         except Exception:

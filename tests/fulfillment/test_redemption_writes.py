@@ -62,21 +62,30 @@ async def test_a_code_pool_redemption_commits_no_sql_write_on_its_request_the_pr
     assert sorted(line["kind"] for line in lines) == ["order_fulfilled", "redemption"]
 
 
-async def test_a_code_pool_redemption_writes_its_own_rows_while_the_projector_is_behind(  # type: ignore[no-untyped-def]
-        client, redis) -> None:
-    """The journal holding more than a projector that keeps up leaves: the request writes its
-    order itself, so a projector that fell behind catches up instead of falling further."""
+async def test_a_code_pool_redemption_waits_for_a_projector_behind_and_writes_nothing(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """The journal holding more than a projector that keeps up leaves: the request waits in
+    proportion to the backlog before it answers, so the requests slow down while the projector
+    catches up, and it still writes no SQL: its rows are the projector's to write."""
+    from fulfillment import pooled_orders
     from fulfillment.pooled_orders import PROJECTOR_KEEPS_UP
     from tests.games.test_spin_projection import projection_paused
     from wallet import accounts
     from wallet.store import WalletStore
 
     await _skip_on_postgres()
+    pauses: list[float] = []
+
+    async def noted(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(pooled_orders, "pause", noted)
     program, _, item = await shop(client)
     await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
     person, me = await shopper(client, program, 10_000)
     await redeem(client, me, item["id"])  # warm: caches, the pool partner, the tax counter
     await projected(redis, program.id)
+    assert pauses == []  # a projector that keeps up slows nobody
     async with projection_paused(redis, program.id):
         store = WalletStore(redis)
         for _ in range(PROJECTOR_KEEPS_UP):
@@ -84,8 +93,51 @@ async def test_a_code_pool_redemption_writes_its_own_rows_while_the_projector_is
         with sql_write_transactions() as writes:
             answer = await redeem(client, me, item["id"])
         assert answer.status_code == 201 and answer.json()["status"] == "fulfilled", answer.text
+        assert writes.transactions == 0, writes.statements
+        assert await Order.count().where(Order.id == answer.json()["id"]).run() == 0
+        # The backlog: the grants and the order's two entries, each PROJECTOR_KEEPS_UP of them
+        # PAUSE_PER_BACKLOG seconds.
+        waiting = PROJECTOR_KEEPS_UP + 2
+        assert pauses == [pytest.approx(pooled_orders.PAUSE_PER_BACKLOG * waiting / PROJECTOR_KEEPS_UP)]
+        mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
+        assert mine[0]["id"] == answer.json()["id"]
+    await projected(redis, program.id)
+    assert await Order.count().where(Order.id == answer.json()["id"]).run() == 1
+
+
+async def test_a_code_pool_redemption_writes_its_own_rows_when_the_projector_is_far_behind(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """Past PROJECTOR_BEHIND entries (a projector stopped, or outrun for long) the request writes
+    its order itself, so the participant's reads, which look that far back in the journal, find
+    it; and it does not wait."""
+    from fulfillment import pooled_orders
+    from tests.games.test_spin_projection import projection_paused
+    from wallet import accounts
+    from wallet.store import WalletStore
+
+    await _skip_on_postgres()
+    pauses: list[float] = []
+
+    async def noted(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(pooled_orders, "pause", noted)
+    monkeypatch.setattr(pooled_orders, "PROJECTOR_BEHIND", 300)  # 2,000 grants would only slow the test
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
+    person, me = await shopper(client, program, 10_000)
+    await redeem(client, me, item["id"])  # warm: caches, the pool partner, the tax counter
+    await projected(redis, program.id)
+    async with projection_paused(redis, program.id):
+        store = WalletStore(redis)
+        for _ in range(300):
+            await accounts.grant(store, program.id, person["id"], 1, "backlog", admin_idem(program.id))
+        with sql_write_transactions() as writes:
+            answer = await redeem(client, me, item["id"])
+        assert answer.status_code == 201 and answer.json()["status"] == "fulfilled", answer.text
         assert writes.transactions == FLOOR, writes.statements
         assert await Order.count().where(Order.id == answer.json()["id"]).run() == 1
+        assert pauses == []
 
 
 async def test_a_code_pool_redemption_commits_one_sql_write_transaction_when_redis_may_lose_writes(  # type: ignore[no-untyped-def]
