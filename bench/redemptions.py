@@ -9,7 +9,7 @@ order with its gift-card code: one Redis call takes the points and the pool's ne
 (fulfillment/pool.lua); Valkey syncing every write, the request then only reads the code's
 sealed secret, and the journal projector in the worker writes the fulfilled order, binds the
 code and adds the feed lines (fulfillment/pooled_orders.py); past 256 entries waiting the
-request waits first, in proportion; past 2,000, and for an order whose tax check read SQL, the
+request waits first, in proportion; past 1,000, and for an order whose tax check read SQL, the
 request writes them itself.
 Each participant's first order of the year is such an order (it reads SQL's total and the
 journal, and sets the participant's tax counter): once a year in a program, so the setup places

@@ -156,7 +156,8 @@ register_gateable("rw_pool_redeem", function(keys, argv)
   -- The record keeps what the order is (points and the capture's metadata), so a replay
   -- whose SQL write was lost writes the order as it was charged, not as today's catalog says.
   -- `waiting`: the journal's entries not yet projected, this order's included: the request
-  -- leaves its rows to the projector only while it keeps up (fulfillment/pooled_orders.py).
+  -- leaves its rows to the projector, waiting first while the projector is behind, and writes
+  -- them itself when it is far behind (fulfillment/pooled_orders.py).
   return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code, tx = tx, points = points,
     meta = argv[9], tax = 1, waiting = redis.call("XLEN", stream)})
 end)

@@ -13,11 +13,12 @@ order id) is answered from the call's record: the same order and code, never a s
 
 When Redis syncs every write before it answers (AOF, `appendfsync always`: the embedded
 server's way; kernel/sqlite_pool.py `journal_trusted`) the request writes no SQL at all: its
-journal entry outlives a power cut, the projector writes the order within a pass, and the
-answer carries the card, read from SQL's sealed copy of the code. Until the row is written,
-the participant's own reads of their orders find it in the journal (fulfillment/unwritten.py).
-Otherwise the one SQL transaction stays on the request path; it runs in one hop on SQLite's
-writer (kernel/sqlite_pool.py `write_chain`).
+journal entry outlives a power cut, the projector writes the order within a pass (while it
+keeps up; a request waits first while it is behind, and writes its own rows when it is far
+behind: `place`), and the answer carries the card, read from SQL's sealed copy of the code.
+Until the row is written, the participant's own reads of their orders find it in the journal
+(fulfillment/unwritten.py). Otherwise the one SQL transaction stays on the request path; it
+runs in one hop on SQLite's writer (kernel/sqlite_pool.py `write_chain`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from fulfillment import order_records, order_writes, orders, pool_store, settlements, taxes
+from fulfillment import order_records, order_writes, orders, pool_store, settlements, taxes, unwritten
 from fulfillment.order_writes import NewOrder
 from fulfillment.pool_store import Redemption
 from fulfillment.redemption_guard import Guard
@@ -57,9 +58,12 @@ log = logging.getLogger("rw.orders")
 PROJECTOR_KEEPS_UP = 256
 PAUSE_PER_BACKLOG = 0.01
 # Past this many entries the projector is not catching up (stopped, restarting, or outrun for
-# long): the request writes its own rows, so the participant's reads, which look this far back
-# in the journal (unwritten.SCAN), keep finding the order.
-PROJECTOR_BEHIND = 2_000
+# long): the request writes its own rows. Half of what the participant's order lists and the
+# pool's stock look back in the journal (unwritten.SCAN): an order left to the projector drops
+# out of those reads (until it is projected; a read of the order itself looks much further)
+# only once SCAN newer entries came before the projector reached it, at least as many again
+# as were waiting when it was placed.
+PROJECTOR_BEHIND = unwritten.SCAN // 2
 
 # How old an order that took another code must be before the sweep finishes it in its
 # request's place: far longer than a request takes.

@@ -24,7 +24,8 @@ from wallet.journal import BadEntry, JournalEntry, entry_field, parse_entry
 
 # How far back the read looks in the journal (as games/spin_projection.py PENDING_SCAN for
 # spins): the projector keeps the journal to what is pending, so this bounds the read's cost
-# only when the projector has fallen this far behind (those orders show once projected).
+# only when the projector has fallen this far behind (those orders show once projected). A
+# pool order's request writes its own rows past half of this (pooled_orders.PROJECTOR_BEHIND).
 SCAN = 2_000
 # The tax year's total must count every such order, and a read of one order must find it: they
 # read the whole journal up to this, and a journal longer than this (a projector stopped for a
