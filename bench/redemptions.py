@@ -35,7 +35,7 @@ writes the pending order and its feed line (fulfillment/partner_orders.py); at t
 script checks that every hold the journal carried has its order row, and no more.
 
     .venv/bin/python bench/redemptions.py [--duration 8] [--warmup 2] [--rounds 2]
-                                          [--participants 1024] [--codes 8000] [--no-floors] [--partner] [--profile [api|worker]]
+                                          [--participants 1024] [--codes 60000] [--no-floors] [--partner] [--profile [api|worker]]
 
 After the table: each run's cores by process (the API, its SQLite writer process, the
 projector's worker, Valkey, the load generator, the whole machine) and how the server's
@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=1024,
                         help="participants redeeming round robin (each passes the year's $600 tax threshold "
                              "after 120 orders: fewer participants measure that path)")
-    parser.add_argument("--codes", type=int, default=8000, help="gift-card codes in the pool")
+    parser.add_argument("--codes", type=int, default=60_000, help="gift-card codes in the pool (more than the run can empty)")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-floors", action="store_true", help="bare and redemptions only: no floor runs")
     parser.add_argument("--partner", action="store_true", help="an external partner's item (no codes)")
