@@ -144,7 +144,6 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         token = http.post(f"/v1/participants/{pid}/tokens", headers=admin)
         token.raise_for_status()
         tokens.append(token.json()["access_token"])
-    setup_seconds = time.monotonic() - setup_started
 
     body = json.dumps({"item_id": item_id}, separators=(",", ":")).encode()
     probe = http.post("/v1/me/redemptions", content=body, headers={
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(first_order, range(1, len(tokens))))
-        setup_seconds = time.monotonic() - setup_started
+    setup_seconds = time.monotonic() - setup_started
     redeem = SpinTarget("redemptions", api_port, "/v1/me/redemptions", tokens, args.threads, body=body)
     # The other benchmarks' baseline, byte for byte: a deduction-shaped body on the bare endpoint.
     bare_body = json.dumps({"participant_id": "p", "points": 1, "reason": "bench"}, separators=(",", ":")).encode()
@@ -262,11 +261,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
         r.latency["p99"] for r in bare_rows)
     from fulfillment import keys as pool_keys
 
+    def database() -> contextlib.closing[sqlite3.Connection]:
+        """The API's SQLite database, read only."""
+        return contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
+                                                  timeout=30))
+
     def counted() -> tuple[int, int, int]:
         """Orders written; codes bound (a partner's: holds projected to the ledger); codes taken
         in Redis (a partner's: holds journalled)."""
-        with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
-                                                timeout=30)) as db:
+        with database() as db:
             written = db.execute("SELECT COUNT(*) FROM orders WHERE program_id = ? AND status = ?",
                                  (program_id, placed)).fetchone()[0]
             if args.partner:
@@ -308,8 +311,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
               f"{'yes' if written == used else 'NO'}); journal drained {drained:.1f} s after the last run "
               f"({waiting} entries waiting)")
         return 0
-    with contextlib.closing(sqlite3.connect(f"file:{folder / 'reward-wallet.sqlite3'}?mode=ro", uri=True,
-                                            timeout=30)) as db:
+    with database() as db:
         past = db.execute("SELECT COUNT(*) FROM (SELECT participant_id FROM orders WHERE program_id = ? "
                           "GROUP BY participant_id HAVING SUM(face_value) >= 60000)", (program_id,)).fetchone()[0]
     # Past $600 in the year with no tax form, every order of a participant reads SQL's exact total

@@ -62,8 +62,22 @@ async def test_a_code_pool_redemption_commits_no_sql_write_on_its_request_the_pr
     assert sorted(line["kind"] for line in lines) == ["order_fulfilled", "redemption"]
 
 
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits redemptions make for a projector behind (pooled_orders.pause), noted, not slept."""
+    from fulfillment import pooled_orders
+
+    noted: list[float] = []
+
+    async def note(seconds: float) -> None:
+        noted.append(seconds)
+
+    monkeypatch.setattr(pooled_orders, "pause", note)
+    return noted
+
+
 async def test_a_code_pool_redemption_waits_for_a_projector_behind_and_writes_nothing(  # type: ignore[no-untyped-def]
-        client, redis, monkeypatch) -> None:
+        client, redis, pauses) -> None:
     """The journal holding more than a projector that keeps up leaves: the request waits in
     proportion to the backlog before it answers, so the requests slow down while the projector
     catches up, and it still writes no SQL: its rows are the projector's to write."""
@@ -74,12 +88,6 @@ async def test_a_code_pool_redemption_waits_for_a_projector_behind_and_writes_no
     from wallet.store import WalletStore
 
     await _skip_on_postgres()
-    pauses: list[float] = []
-
-    async def noted(seconds: float) -> None:
-        pauses.append(seconds)
-
-    monkeypatch.setattr(pooled_orders, "pause", noted)
     program, _, item = await shop(client)
     await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
     person, me = await shopper(client, program, 10_000)
@@ -111,7 +119,7 @@ async def test_a_code_pool_redemption_waits_for_a_projector_behind_and_writes_no
 
 
 async def test_a_code_pool_redemption_writes_its_own_rows_when_the_projector_is_far_behind(  # type: ignore[no-untyped-def]
-        client, redis, monkeypatch) -> None:
+        client, redis, pauses, monkeypatch) -> None:
     """Past PROJECTOR_BEHIND entries (a projector stopped, or outrun for long) the request writes
     its order itself, without waiting: the participant's reads find it in SQL however far behind
     the projector falls."""
@@ -121,12 +129,6 @@ async def test_a_code_pool_redemption_writes_its_own_rows_when_the_projector_is_
     from wallet.store import WalletStore
 
     await _skip_on_postgres()
-    pauses: list[float] = []
-
-    async def noted(seconds: float) -> None:
-        pauses.append(seconds)
-
-    monkeypatch.setattr(pooled_orders, "pause", noted)
     monkeypatch.setattr(pooled_orders, "PROJECTOR_BEHIND", 300)  # 2,000 grants would only slow the test
     program, _, item = await shop(client)
     await upload_codes(client, program, item["id"], ["GC-1", "GC-2"])
