@@ -214,7 +214,7 @@ async def admin_view(program_id: str, order_id: str) -> OrderView:
 def listing(program_id: str, limit: int, after: str | None = None, status: str | None = None,
             participant_id: str | None = None, item_id: str | None = None, partner_id: str | None = None) -> Select:
     """A page of the program's orders, newest first; a participant's (their app's list) read in
-    that order from the index orders_by_participant (participant_id, id), not sorted from
+    that order from the index orders_of_participant (participant_id, id, ...), not sorted from
     every order they ever placed."""
     where = (Order.program_id == program_id) & (Order.status != "new")
     if after is not None:

@@ -25,8 +25,8 @@ class Order(Table, tablename="orders"):
 
     id = Varchar(length=40, primary_key=True)
     program_id = Varchar(length=40, index=True)
-    # A participant's orders, newest first: orders_by_participant (participant_id, id); the
-    # year's tax total reads orders_tax_year.
+    # A participant's orders, newest first, and the year's tax total: orders_of_participant
+    # (participant_id, id, program_id, created_at, status, face_value), one index for both.
     participant_id = Varchar(length=40)
     item_id = Varchar(length=40, index=True)
     partner_id = Varchar(length=40, index=True)

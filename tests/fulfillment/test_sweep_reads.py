@@ -76,5 +76,5 @@ async def test_a_participants_orders_page_is_read_in_its_order(migrated) -> None
     sqlite_only(Order)
     for after in (None, "ord_any"):
         steps = await plan_of(orders.listing("prg_any", 51, after, participant_id="par_any"))
-        assert steps[0].startswith("SEARCH orders USING INDEX orders_by_participant (participant_id=?"), steps
+        assert steps[0].startswith("SEARCH orders USING INDEX orders_of_participant (participant_id=?"), steps
         assert not any("TEMP B-TREE" in step for step in steps), steps
