@@ -64,29 +64,77 @@ def _reason(metadata: str) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
-# A page of a participant's history, newest first (their participant_id index, in its rowid
-# order on SQLite), as plain SQL: Piccolo's select, built and compiled for each page, cost
-# about 150 us of the event loop's CPU a page of 20 (the page's read 440-550 -> 250-450 us of
-# CPU in process, 16 readers at once, the same rows).
-_COLUMNS = "id, transaction_id, kind, points, created_at, reference, metadata"
-_PAGE = (f"SELECT {_COLUMNS} FROM ledger_entries WHERE program_id = {{}} AND participant_id = {{}} "
-         "ORDER BY id DESC LIMIT {}")
-_PAGE_AFTER = (f"SELECT {_COLUMNS} FROM ledger_entries WHERE program_id = {{}} AND participant_id = {{}} "
-               "AND id < {} ORDER BY id DESC LIMIT {}")
+# A page of a participant's history, newest first, as plain SQL: Piccolo's select, built and
+# compiled for each page, cost about 150 us of the event loop's CPU a page of 20 (the page's read
+# 440-550 -> 250-450 us of CPU in process, 16 readers at once, the same rows).
+#
+# Read from the index ledger_entries_participant_seq (participant_id, seq) alone: the entries
+# the chain has not linked yet (seq NULL: the newest, a projection pass old), by id, then the
+# linked ones by their place in the chain. A second index keyed by participant, ordered by id,
+# served it before (stop 53): every entry written dirtied a page of it too once a program had a
+# history, about a seventh of the journal projector's SQL an order.
+#
+# A page that ends among the unlinked entries carries the chain's newest seq the page saw
+# (`s0`): the next page takes the entries unlinked then (seq NULL still, or linked since: past
+# s0) below its id, and then the linked ones up to s0, so an entry linked between two pages
+# is neither shown twice nor skipped. A page that ends among the linked ones carries its seq.
+_COLUMNS = "id, transaction_id, kind, points, created_at, reference, metadata, seq"
+# program_id compared as an expression, so no index of it serves (programs/expiry.py does
+# the same): SQLite would read the program's unlinked entries, every participant's.
+_MINE = "program_id || '' = {} AND participant_id = {}"
+_UNLINKED = f"SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NULL ORDER BY id DESC LIMIT {{}}"
+# Two ranges of the index (unlinked still, linked past s0), not a scan of the participant's.
+_UNLINKED_THEN = (f"SELECT * FROM (SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NULL "
+                  f"AND id < {{}} UNION ALL SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} "
+                  "AND seq > {} AND id < {}) AS since ORDER BY id DESC LIMIT {}")
+_LINKED = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NOT NULL ORDER BY seq DESC LIMIT {{}}"
+_LINKED_BELOW = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq < {{}} ORDER BY seq DESC LIMIT {{}}"
+_LINKED_UPTO = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq <= {{}} ORDER BY seq DESC LIMIT {{}}"
+_BOTH = "SELECT * FROM ({}) AS unlinked UNION ALL SELECT * FROM ({}) AS linked"
+_SEQ_OF = "SELECT seq FROM ledger_entries WHERE id = {} AND program_id = {} AND participant_id = {}"
+_NO_SEQ = 2**31 - 1  # above any seq (an INTEGER column on Postgres): every linked entry
+
+
+async def _history_cursor(engine: Any, program_id: str, participant_id: str, cursor: str | None) -> tuple[str, int, int]:
+    """The page's start: ("first", 0, 0), ("unlinked", below this id, s0) or ("linked", below
+    this seq, 0)."""
+    after = decode_cursor(cursor)
+    if after is None:
+        return "first", 0, 0
+    kind, _, rest = after.partition(":")
+    numbers = rest.split(".")
+    if kind == "u" and len(numbers) == 2 and all(n.isdigit() for n in numbers):
+        return "unlinked", int(numbers[0]), int(numbers[1])
+    if kind == "s" and len(numbers) == 1 and numbers[0].isdigit():
+        return "linked", int(numbers[0]), 0
+    if after.isdigit():
+        # A cursor of an earlier build: the id of the page's last entry, its entries below it.
+        rows = await run_statement(engine, Statement(_SEQ_OF, (int(after), program_id, participant_id)))
+        seq = rows[0]["seq"] if rows else None
+        return ("unlinked", int(after), _NO_SEQ) if seq is None else ("linked", int(seq), 0)
+    raise Invalid("cursor is not one this API issued", field="cursor")
+
+
+def _history_statement(program_id: str, participant_id: str, start: tuple[str, int, int], limit: int) -> Statement:
+    mine = (program_id, participant_id)
+    kind, below, s0 = start
+    if kind == "linked":
+        return Statement(_LINKED_BELOW, (*mine, below, limit))
+    if kind == "unlinked":
+        return Statement(_BOTH.format(_UNLINKED_THEN, _LINKED_UPTO),
+                         (*mine, below, *mine, s0, below, limit, *mine, s0, limit))
+    return Statement(_BOTH.format(_UNLINKED, _LINKED), (*mine, limit, *mine, limit))
 
 
 async def transactions(
     client: Any, program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None
 ) -> TransactionPage:
     stamp = await as_of(client, program_id)
-    after = decode_cursor(cursor)
-    if after is None:
-        statement = Statement(_PAGE, (program_id, participant_id, limit + 1))
-    elif after.isdigit():
-        statement = Statement(_PAGE_AFTER, (program_id, participant_id, int(after), limit + 1))
-    else:
-        raise Invalid("cursor is not one this API issued", field="cursor")
-    rows = await run_statement(LedgerEntry._meta.db, statement)
+    engine = LedgerEntry._meta.db
+    start = await _history_cursor(engine, program_id, participant_id, cursor)
+    rows = await run_statement(engine, _history_statement(program_id, participant_id, start, limit + 1))
+    # Postgres does not promise a UNION ALL's rows in the order of its parts.
+    rows = sorted(rows, key=lambda r: (r["part"], -(r["id"] if r["part"] == 0 else r["seq"])))
     items = [
         TransactionView(
             id=r["transaction_id"], kind=r["kind"], points=r["points"], created_at=utc(r["created_at"]),
@@ -94,7 +142,15 @@ async def transactions(
         )
         for r in rows[:limit]
     ]
-    more = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None
+    more = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        if last["part"] == 1:
+            more = encode_cursor(f"s:{last['seq']}")
+        else:
+            # The chain's newest seq this page saw: the first linked row, or the one it was given.
+            s0 = start[2] if start[0] == "unlinked" else next((r["seq"] for r in rows if r["part"] == 1), 0)
+            more = encode_cursor(f"u:{last['id']}.{s0}")
     return TransactionPage(items=items, next_cursor=more, as_of=stamp)
 
 

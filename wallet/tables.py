@@ -13,10 +13,11 @@ class LedgerEntry(Table, tablename="ledger_entries"):
     # No index of its own: the unique (program_id, seq) index below leads with it, and one
     # more index is one more write of every entry the projector lands.
     program_id = Varchar(length=40)
-    # Indexed alone (a participant's history, newest first, by this index's rowid order on
-    # SQLite) and with seq (ledger_entries_participant_seq: what a replay of their lots
-    # reads after the expiry sweep's checkpoint, programs/expiry.py).
-    participant_id = Varchar(length=40, null=True, default=None, index=True)
+    # Indexed with seq only (ledger_entries_participant_seq): their history, the unlinked
+    # entries then the chain's (wallet/ledger.py), and what a replay of their lots reads after
+    # the expiry sweep's checkpoint (programs/expiry.py). Not alone too: one index keyed by
+    # participant fewer for the projector to write (stop 53).
+    participant_id = Varchar(length=40, null=True, default=None)
     kind = Varchar(length=30)
     # Net effect on the participant's available balance (what their history shows).
     points = BigInt(default=0)
