@@ -95,6 +95,14 @@ _SEQ_OF = "SELECT seq FROM ledger_entries WHERE id = {} AND program_id = {} AND 
 _NO_SEQ = 2**31 - 1  # above any seq (an INTEGER column on Postgres): every linked entry
 
 
+def _number(text: str) -> int | None:
+    """A cursor's number, as this API writes them: ASCII digits, within the columns' range."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= _NO_SEQ else None
+
+
 async def _history_cursor(engine: Any, program_id: str, participant_id: str, cursor: str | None) -> tuple[str, int, int]:
     """The page's start: ("first", 0, 0), ("unlinked", below this id, s0) or ("linked", below
     this seq, 0)."""
@@ -102,16 +110,16 @@ async def _history_cursor(engine: Any, program_id: str, participant_id: str, cur
     if after is None:
         return "first", 0, 0
     kind, _, rest = after.partition(":")
-    numbers = rest.split(".")
-    if kind == "u" and len(numbers) == 2 and all(n.isdigit() for n in numbers):
-        return "unlinked", int(numbers[0]), int(numbers[1])
-    if kind == "s" and len(numbers) == 1 and numbers[0].isdigit():
-        return "linked", int(numbers[0]), 0
-    if after.isdigit():
+    numbers = [_number(n) for n in rest.split(".")]
+    if kind == "u" and len(numbers) == 2 and None not in numbers:
+        return "unlinked", int(numbers[0] or 0), int(numbers[1] or 0)
+    if kind == "s" and len(numbers) == 1 and numbers[0] is not None:
+        return "linked", numbers[0], 0
+    if (legacy := _number(after)) is not None:
         # A cursor of an earlier build: the id of the page's last entry, its entries below it.
-        rows = await run_statement(engine, Statement(_SEQ_OF, (int(after), program_id, participant_id)))
+        rows = await run_statement(engine, Statement(_SEQ_OF, (legacy, program_id, participant_id)))
         seq = rows[0]["seq"] if rows else None
-        return ("unlinked", int(after), _NO_SEQ) if seq is None else ("linked", int(seq), 0)
+        return ("unlinked", legacy, _NO_SEQ) if seq is None else ("linked", int(seq), 0)
     raise Invalid("cursor is not one this API issued", field="cursor")
 
 

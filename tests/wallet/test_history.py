@@ -52,7 +52,10 @@ async def test_a_cursor_this_api_did_not_issue_is_a_problem_document(client, red
     program = await new_program(client)
     rep = await new_participant(client, program)
     me = await phone(client, program, rep["id"])
-    for forged in ("bm90LWEtbnVtYmVy", "%%%"):  # base64 of "not-a-number"; not base64 at all
+    from kernel.pages import encode_cursor
+
+    forged_values = ("u:1", "u:1.2.3", "s:", "s:1.2", "x:5", "u:\u00b2.1", "s:" + "9" * 30, "9" * 30, "u:-1.0")
+    for forged in ("bm90LWEtbnVtYmVy", "%%%", *map(encode_cursor, forged_values)):  # "not-a-number"; not base64
         page = await client.get("/v1/me/transactions", params={"cursor": forged}, headers=me)
         assert page.status_code == 422, page.text
         assert page.headers["content-type"].startswith("application/problem+json")
