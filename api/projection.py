@@ -4,14 +4,12 @@ API, `reward-wallet worker`, the CLI's projecting commands)."""
 
 from __future__ import annotations
 
-import logging
 
 from fulfillment import partner_orders, pooled_orders, settlements
 from games import spin_projection
 from programs import audit, pending
-from wallet.journal import Follower, JournalEntry, Rows, register_followers
+from wallet.journal import Follower, JournalEntry, Rows, followed, register_followers
 
-log = logging.getLogger("rw.journal")
 
 
 def followers() -> dict[str, Follower]:
@@ -25,17 +23,14 @@ def followers() -> dict[str, Follower]:
 
 
 def both(first: Follower, second: Follower) -> Follower:
-    """Two packages' followers of one kind, as one; one that fails does not take the other's
-    rows with it (its own are left to its package's repair, as the projector does for any)."""
+    """Two packages' followers of one kind, as one; one that fails (asked again first) does not
+    take the other's rows with it (its own are left to its package's repair, as the projector
+    does for any)."""
 
     async def follow(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
         rows: list[Rows] = []
         for follower in (first, second):
-            try:
-                rows += await follower(program_id, entries)
-            except Exception:
-                log.exception("journal follower %s of program %s failed; left to its repair",
-                              getattr(follower, "__qualname__", follower), program_id)
+            rows += await followed(follower, program_id, entries, getattr(follower, "__qualname__", str(follower)))
         return rows
 
     return follow

@@ -190,6 +190,31 @@ Follower = Callable[[str, list["JournalEntry"]], Awaitable[list[Rows]]]
 _followers: dict[str, Follower] = {}
 
 
+# A follower whose reads failed is asked again a moment later before its rows are left to its
+# package's repair: a read that failed once (a Postgres connection dropped, SQLite busy past
+# its timeout) mostly answers at once, where the repair (fulfillment/pooled_orders.py `mend`,
+# at least a minute later; games/spins.py `complete_unrecorded`) leaves the order or the spin
+# out of the phone's reads until it runs. A follower only reads: asking again writes nothing.
+FOLLOWER_ATTEMPTS = 3
+FOLLOWER_RETRY_SECONDS = 0.05
+
+
+async def followed(follower: Follower, program_id: str, entries: list[JournalEntry], name: str) -> list[Rows]:
+    """`follower`'s rows for `entries`, asked up to FOLLOWER_ATTEMPTS times; none (logged)
+    when every attempt failed, so the ledger's own rows still land."""
+    for attempt in range(1, FOLLOWER_ATTEMPTS + 1):
+        try:
+            return await follower(program_id, entries)
+        except Exception:
+            if attempt == FOLLOWER_ATTEMPTS:
+                log.exception("journal follower %s of program %s failed %d times; left to its repair", name,
+                              program_id, attempt)
+                return []
+            log.warning("journal follower %s of program %s failed; asked again", name, program_id, exc_info=True)
+            await asyncio.sleep(FOLLOWER_RETRY_SECONDS * attempt)
+    return []
+
+
 def register_followers(followers: Mapping[str, Follower]) -> None:
     """Installs the followers every projector of this process uses unless given its own
     (api/projection.py calls this once at start, in the API and in the worker)."""
@@ -403,11 +428,7 @@ class JournalProjector:
                 by_kind.setdefault(entry.kind, []).append(entry)
         rows: list[Rows] = []
         for kind, of_kind in by_kind.items():
-            try:
-                rows += await self.followers[kind](program_id, of_kind)
-            except Exception:
-                log.exception("journal follower for %s entries of program %s failed; left to its repair", kind,
-                              program_id)
+            rows += await followed(self.followers[kind], program_id, of_kind, kind)
         return rows
 
     async def relink(self, program_ids: list[str]) -> None:

@@ -241,3 +241,37 @@ async def test_a_prize_card_is_synced_on_its_own_no_journal_entry_carries_it(cli
     assert writes.transactions >= 1 and writes.journalled == 0, writes
     orders = await Order.select(Order.status, Order.credentials).where(Order.item_id == item["id"]).run()
     assert [o["status"] for o in orders] == ["fulfilled"] and orders[0]["credentials"]
+
+
+async def test_an_order_whose_followers_read_failed_once_is_written_by_the_same_pass(  # type: ignore[no-untyped-def]
+        client, redis, monkeypatch) -> None:
+    """A read of the projector's order follower that fails once (a dropped connection, a busy
+    database) is asked again a moment later: the order is in SQL after that pass, not left
+    to the repair a minute on, when the journal no longer holds it for the phone's reads."""
+    from fulfillment import order_records
+    from tests.games.test_spin_projection import projection_paused
+
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["GC-1"])
+    _, me = await shopper(client, program, 10_000)
+    async with projection_paused(redis, program.id):
+        answer = await redeem(client, me, item["id"])
+        assert answer.status_code == 201, answer.text
+        await Order.delete().where(Order.id == answer.json()["id"]).run()  # as if no request had written it
+        reads, order_id = order_records.written, answer.json()["id"]
+        asked: list[str] = []
+
+        async def fails_once(order_ids: list[str]) -> set[str]:
+            if order_id in order_ids:
+                asked.append(order_id)
+                if len(asked) == 1:
+                    raise ConnectionResetError("the database went away for a moment")
+            return await reads(order_ids)
+
+        monkeypatch.setattr(order_records, "written", fails_once)
+    await projected(redis, program.id)
+    assert asked == [order_id, order_id]
+    row = await Order.select(Order.status).where(Order.id == answer.json()["id"]).first().run()
+    assert row == {"status": "fulfilled"}
+    one = await client.get(f"/v1/me/redemptions/{answer.json()['id']}", headers=me)
+    assert one.status_code == 200 and one.json()["credentials"] == answer.json()["credentials"], one.text
