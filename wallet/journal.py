@@ -195,23 +195,31 @@ _followers: dict[str, Follower] = {}
 # its timeout) mostly answers at once, where the repair (fulfillment/pooled_orders.py `mend`,
 # at least a minute later; games/spins.py `complete_unrecorded`) leaves the order or the spin
 # out of the phone's reads until it runs. A follower only reads: asking again writes nothing.
+# One that failed every attempt is asked once a batch, without waiting, until it answers
+# again: a follower that cannot answer (a bug, a database down) does not slow every batch.
 FOLLOWER_ATTEMPTS = 3
 FOLLOWER_RETRY_SECONDS = 0.05
+_failing: set[tuple[str, str]] = set()  # (follower, program) that failed every attempt last time
 
 
 async def followed(follower: Follower, program_id: str, entries: list[JournalEntry], name: str) -> list[Rows]:
     """`follower`'s rows for `entries`, asked up to FOLLOWER_ATTEMPTS times; none (logged)
     when every attempt failed, so the ledger's own rows still land."""
-    for attempt in range(1, FOLLOWER_ATTEMPTS + 1):
+    attempts = 1 if (name, program_id) in _failing else FOLLOWER_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
-            return await follower(program_id, entries)
+            rows = await follower(program_id, entries)
         except Exception:
-            if attempt == FOLLOWER_ATTEMPTS:
-                log.exception("journal follower %s of program %s failed %d times; left to its repair", name,
+            if attempt == attempts:
+                _failing.add((name, program_id))
+                log.exception("journal follower %s of program %s failed %d time(s); left to its repair", name,
                               program_id, attempt)
                 return []
             log.warning("journal follower %s of program %s failed; asked again", name, program_id, exc_info=True)
             await asyncio.sleep(FOLLOWER_RETRY_SECONDS * attempt)
+        else:
+            _failing.discard((name, program_id))
+            return rows
     return []
 
 

@@ -92,15 +92,17 @@ _LINKED_BELOW = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE}
 _LINKED_UPTO = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq <= {{}} ORDER BY seq DESC LIMIT {{}}"
 _BOTH = "SELECT * FROM ({}) AS unlinked UNION ALL SELECT * FROM ({}) AS linked"
 _SEQ_OF = "SELECT seq FROM ledger_entries WHERE id = {} AND program_id = {} AND participant_id = {}"
-_NO_SEQ = 2**31 - 1  # above any seq (an INTEGER column on Postgres): every linked entry
+# The columns' ranges on Postgres: id SERIAL (a 4-byte INTEGER), seq BIGINT.
+_MAX_ID = 2**31 - 1
+_MAX_SEQ = 2**63 - 1
 
 
-def _number(text: str) -> int | None:
-    """A cursor's number, as this API writes them: ASCII digits, within the columns' range."""
-    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
+def _number(text: str, most: int) -> int | None:
+    """A cursor's number, as this API writes them: ASCII digits, within its column's range."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 19:
         return None
     value = int(text)
-    return value if value <= _NO_SEQ else None
+    return value if value <= most else None
 
 
 async def _history_cursor(engine: Any, program_id: str, participant_id: str, cursor: str | None) -> tuple[str, int, int]:
@@ -110,16 +112,21 @@ async def _history_cursor(engine: Any, program_id: str, participant_id: str, cur
     if after is None:
         return "first", 0, 0
     kind, _, rest = after.partition(":")
-    numbers = [_number(n) for n in rest.split(".")]
-    if kind == "u" and len(numbers) == 2 and None not in numbers:
-        return "unlinked", int(numbers[0] or 0), int(numbers[1] or 0)
-    if kind == "s" and len(numbers) == 1 and numbers[0] is not None:
-        return "linked", numbers[0], 0
-    if (legacy := _number(after)) is not None:
-        # A cursor of an earlier build: the id of the page's last entry, its entries below it.
+    parts = rest.split(".")
+    if kind == "u" and len(parts) == 2:
+        below, s0 = _number(parts[0], _MAX_ID), _number(parts[1], _MAX_SEQ)
+        if below is not None and s0 is not None:
+            return "unlinked", below, s0
+    if kind == "s" and len(parts) == 1 and (seq := _number(parts[0], _MAX_SEQ)) is not None:
+        return "linked", seq, 0
+    if (legacy := _number(after, _MAX_ID)) is not None:
+        # A cursor of an earlier build (pages by row id): the page's last entry, its entries
+        # after it in this order. Where row ids and the chain's order differ (an entry written
+        # by its request before the projector wrote an earlier one), the first page after an
+        # upgrade may show such an entry twice or not at all; the pages after it are exact.
         rows = await run_statement(engine, Statement(_SEQ_OF, (legacy, program_id, participant_id)))
-        seq = rows[0]["seq"] if rows else None
-        return ("unlinked", legacy, _NO_SEQ) if seq is None else ("linked", int(seq), 0)
+        found = rows[0]["seq"] if rows else None
+        return ("unlinked", legacy, _MAX_SEQ) if found is None else ("linked", int(found), 0)
     raise Invalid("cursor is not one this API issued", field="cursor")
 
 

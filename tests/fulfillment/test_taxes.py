@@ -143,7 +143,8 @@ async def test_a_bad_form_is_refused_and_nothing_is_kept(client, change) -> None
 async def test_the_years_total_every_redemption_reads_comes_from_one_index_alone(client) -> None:  # type: ignore[no-untyped-def]
     """Read whenever the year's counter cannot answer: one table read per order of the
     participant would grow with every order they ever placed. The index their order list reads
-    holds every column the total needs (migration orders_of_participant)."""
+    holds every column the total needs (migration orders_of_participant): the participant's
+    entries in it are read, every order they placed, and no table row."""
     from fulfillment import taxes
     from tests.query_plans import plan, sqlite_only
 
