@@ -4,12 +4,10 @@ API, `reward-wallet worker`, the CLI's projecting commands)."""
 
 from __future__ import annotations
 
-
 from fulfillment import partner_orders, pooled_orders, settlements
 from games import spin_projection
 from programs import audit, pending
 from wallet.journal import Follower, JournalEntry, Rows, followed, register_followers
-
 
 
 def followers() -> dict[str, Follower]:

@@ -34,6 +34,7 @@ from wallet.store import Leg, WalletStore
 from kernel.idempotency import Idem
 from kernel.money import in_moves
 from kernel.ids import new_id
+from wallet.ledger import OF_PROGRAM_NOT_INDEXED
 from wallet.tables import LedgerEntry
 from kernel.clock import utc
 
@@ -157,10 +158,6 @@ async def save_replay(program_id: str, participant_id: str, state: Replay) -> No
         datetime.now(timezone.utc))
 
 
-# program_id is compared as an expression so that no index of it can serve: SQLite would
-# otherwise read the program's ledger from the checkpoint on (every participant's entries
-# since, by ledger_entries_program_seq) rather than this participant's.
-_OF_PROGRAM = "program_id || '' = {}"
 # The sweep keeps a participant's replay once it read this many entries after their last
 # checkpoint (or from the start): not a write an hour for one who barely moved.
 KEEP_AFTER = 50
@@ -172,7 +169,7 @@ def entries_after(program_id: str, participant_id: str, through_seq: int) -> Any
     """The participant's ledger rows a replay from `through_seq` reads, those linked after it
     and those not linked yet: two ranges of ledger_entries_participant_seq (participant_id,
     seq), or all of the participant's from 0."""
-    mine = (LedgerEntry.participant_id == participant_id) & WhereRaw(_OF_PROGRAM, program_id)
+    mine = (LedgerEntry.participant_id == participant_id) & WhereRaw(OF_PROGRAM_NOT_INDEXED, program_id)
     if through_seq <= 0:
         return LedgerEntry.select(*_COLUMNS).where(mine)
     return LedgerEntry.select(*_COLUMNS).where(

@@ -78,18 +78,28 @@ def _reason(metadata: str) -> str | None:
 # (`s0`): the next page takes the entries unlinked then (seq NULL still, or linked since: past
 # s0) below its id, and then the linked ones up to s0, so an entry linked between two pages
 # is neither shown twice nor skipped. A page that ends among the linked ones carries its seq.
+# A participant's entries of a program, with program_id compared as an expression so that no
+# index of it can serve: SQLite would otherwise read the program's entries (every
+# participant's, by ledger_entries_program_seq) rather than this participant's by
+# ledger_entries_participant_seq. The history here and the expiry replay (programs/expiry.py).
+OF_PROGRAM_NOT_INDEXED = "program_id || '' = {}"
 _COLUMNS = "id, transaction_id, kind, points, created_at, reference, metadata, seq"
-# program_id compared as an expression, so no index of it serves (programs/expiry.py does
-# the same): SQLite would read the program's unlinked entries, every participant's.
-_MINE = "program_id || '' = {} AND participant_id = {}"
-_UNLINKED = f"SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NULL ORDER BY id DESC LIMIT {{}}"
+
+
+def _part(part: int, condition: str) -> str:
+    """The rows of one part of a page (0: unlinked, 1: the chain's) matching `condition`, in
+    its order; without its ORDER BY and LIMIT."""
+    return (f"SELECT {part} AS part, {_COLUMNS} FROM ledger_entries "
+            f"WHERE {OF_PROGRAM_NOT_INDEXED} AND participant_id = {{}} AND {condition}")
+
+
+_UNLINKED = _part(0, "seq IS NULL") + " ORDER BY id DESC LIMIT {}"
 # Two ranges of the index (unlinked still, linked past s0), not a scan of the participant's.
-_UNLINKED_THEN = (f"SELECT * FROM (SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NULL "
-                  f"AND id < {{}} UNION ALL SELECT 0 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} "
-                  "AND seq > {} AND id < {}) AS since ORDER BY id DESC LIMIT {}")
-_LINKED = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq IS NOT NULL ORDER BY seq DESC LIMIT {{}}"
-_LINKED_BELOW = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq < {{}} ORDER BY seq DESC LIMIT {{}}"
-_LINKED_UPTO = f"SELECT 1 AS part, {_COLUMNS} FROM ledger_entries WHERE {_MINE} AND seq <= {{}} ORDER BY seq DESC LIMIT {{}}"
+_UNLINKED_THEN = (f"SELECT * FROM ({_part(0, 'seq IS NULL AND id < {}')} UNION ALL {_part(0, 'seq > {} AND id < {}')}) "
+                  "AS since ORDER BY id DESC LIMIT {}")
+_LINKED = _part(1, "seq IS NOT NULL") + " ORDER BY seq DESC LIMIT {}"
+_LINKED_BELOW = _part(1, "seq < {}") + " ORDER BY seq DESC LIMIT {}"
+_LINKED_UPTO = _part(1, "seq <= {}") + " ORDER BY seq DESC LIMIT {}"
 _BOTH = "SELECT * FROM ({}) AS unlinked UNION ALL SELECT * FROM ({}) AS linked"
 _SEQ_OF = "SELECT seq FROM ledger_entries WHERE id = {} AND program_id = {} AND participant_id = {}"
 # The columns' ranges on Postgres: id SERIAL (a 4-byte INTEGER), seq BIGINT.
