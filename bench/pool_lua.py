@@ -47,9 +47,8 @@ CUTS = [
     ("stock, suspension, hold, balance checks", "  early = tax_refusal(cfg, keys, argv, 11, 11)\n", False),
     ("the tax refusal", "  local code = pool_take(free, taken, orders, order)\n  if not code then return pool_empty(loaded) end\n  tax_count", False),
     ("the code taken", "  tax_count(cfg, keys, argv, 11, 11)\n  local tx", False),
-    ("the tax count", '    local available, held = wallet_account(wallet, "available"), wallet_account(wallet, "held")\n', False),
-    ("the balances moved and the hold", '    journal(stream, argv[6], "hold"', False),
-    ("the hold's journal entry", '    journal(stream, tx, "redemption"', False),
+    ("the tax count", '    hincrby(wallet, "available", -points)\n    hincrby(wallet, "spent", points)\n    hincrby(acct, "redeemed"', False),
+    ("the balances moved and the hold", '    -- One entry, available -> redeemed', False),
     ("the redemption's journal entry", "  return idem_store(idem, fp, ttl, {ok = true, order = order, code_id = code", False),
 ]
 

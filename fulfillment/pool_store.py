@@ -80,7 +80,7 @@ async def load(store: FunctionStore, program_id: str, item_id: str) -> int:
 
 
 async def redeem(store: FunctionStore, r: Redemption, idem: Idem, ttl: int) -> PoolReply:
-    """The points held and captured and a code taken for the order, in one call (see
+    """The points taken and a code taken for the order, in one call (see
     rw_pool_redeem); a refusal changed nothing. A guarded call raises what its guard found
     (redemption_guard.check)."""
     assert r.guard is None or r.tax_keys, "a guard follows the tax counter's keys"

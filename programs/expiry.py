@@ -115,7 +115,9 @@ def replay(state: Replay, participant_id: str, entries: list[dict[str, Any]]) ->
                 _give_back(queue, holds.get(reference, []), points)
             elif target == available:
                 queue.append(Lot(at, points, entry["transaction_id"]))
-            elif source == available and target == held:
+            elif source == available and (target == held or (target == "redeemed" and reference)):
+                # A hold, or a code-pool order paid in one entry (its points may come back
+                # as a `redemption_void`): the lots it took are remembered by its reference.
                 holds[reference] = _take(queue, points)
             elif source == available:
                 _take(queue, points)

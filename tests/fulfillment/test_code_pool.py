@@ -168,7 +168,8 @@ async def test_an_order_left_with_no_code_after_a_pool_error_gets_its_points_bac
     moves = await LedgerEntry.select(LedgerEntry.kind, LedgerEntry.points).where(
         LedgerEntry.reference == order_id).order_by(LedgerEntry.id).run()
     price = item["points_price"]
-    assert [(m["kind"], m["points"]) for m in moves] == [("hold", -price), ("redemption", 0), ("redemption_void", price)]
+    # One entry paid for the order (available -> redeemed), one gave the points back.
+    assert [(m["kind"], m["points"]) for m in moves] == [("redemption", -price), ("redemption_void", price)]
     assert await reconcile_program(redis, program.id) == []
     holders = await PoolCode.select(PoolCode.order_id).where(PoolCode.item_id == item["id"]).run()
     assert [h["order_id"] for h in holders] == [elsewhere]
@@ -450,3 +451,37 @@ async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(
     assert await _feed_kinds(written.json()["id"]) == ["order_fulfilled", "redemption"]
     assert await reconcile_program(redis, program.id) == []
     assert await Order.count().where(Order.participant_id == person["id"]).run() == 2
+
+
+async def test_a_pool_order_is_one_ledger_entry_and_one_history_line_and_one_made_for_someone_is_audited(
+        client, redis) -> None:  # type: ignore[no-untyped-def]
+    program, _, item = await shop(client)
+    await upload_codes(client, program, item["id"], ["ONE", "TWO"])
+    price = item["points_price"]
+    person, me = await shopper(client, program, 10 * price)
+    own = await redeem(client, me, item["id"])
+    made_for = await client.post(f"/v1/participants/{person['id']}/redemptions", json={"item_id": item["id"]},
+                                 headers={**program.headers, "Idempotency-Key": "for-them"})
+    assert own.status_code == 201 and own.json()["status"] == "fulfilled", own.text
+    assert made_for.status_code == 201 and made_for.json()["status"] == "fulfilled", made_for.text
+    await projected(redis, program.id)
+    paid = {}
+    for order in (own.json(), made_for.json()):
+        rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.kind, LedgerEntry.points,
+                                        LedgerEntry.legs).where(LedgerEntry.reference == order["id"]).run()
+        # Paid in one entry, available -> redeemed: no hold opened and closed in the ledger.
+        assert [(r["kind"], r["points"], msgspec.json.decode(r["legs"])) for r in rows] == [
+            ("redemption", -price, [[f"available:{person['id']}", "redeemed", price]])]
+        paid[order["id"]] = rows[0]["transaction_id"]
+    history = (await client.get("/v1/me/transactions", headers=me)).json()["items"]
+    assert sorted((t["kind"], t["points"], t["reference"]) for t in history if t.get("reference") in paid) == sorted(
+        ("redemption", -price, order_id) for order_id in paid)
+    wallet = (await client.get("/v1/me/wallet", headers=me)).json()
+    assert (wallet["available"], wallet["held"]) == (8 * price, 0)
+    # The order made for the participant is in the audit log, from its one entry; their own is not.
+    logged = (await client.get("/v1/audit-events", params={"kind": "points.redemption"},
+                               headers=program.headers)).json()["items"]
+    assert [(row["subject"], row["detail"]["points"], row["detail"]["transaction_id"]) for row in logged] == [
+        (person["id"], price, paid[made_for.json()["id"]])]
+    assert logged[0]["actor"].startswith("key:")
+    assert await reconcile_program(redis, program.id) == []

@@ -93,9 +93,12 @@ async def test_a_balance_larger_than_one_operation_expires_whole(redis, migrated
     assert await reconcile_program(redis, program.id) == []
 
 
-def test_points_a_pool_order_gave_back_keep_the_age_of_the_lots_its_hold_took() -> None:
-    """A pool order whose points were captured and then returned (no code was left for it:
-    a `redemption_void`, redeemed -> available) gives back the same old lots, not new ones."""
+@pytest.mark.parametrize("paid", ["in one entry", "held then captured"])
+def test_points_a_pool_order_gave_back_keep_the_age_of_the_lots_it_took(paid: str) -> None:
+    """A pool order whose points were taken and then returned (no code was left for it:
+    a `redemption_void`, redeemed -> available) gives back the same old lots, not new ones:
+    paid in one entry, available -> redeemed (this build), or held and then captured (the
+    entries of builds before stop 54, still in the ledger)."""
     import msgspec
 
     def entry(tx: str, at: datetime, legs: list, reference: str | None = None) -> dict:
@@ -103,11 +106,13 @@ def test_points_a_pool_order_gave_back_keep_the_age_of_the_lots_its_hold_took() 
 
     old, new, now = (datetime(2025, 1, 5, tzinfo=timezone.utc), datetime(2026, 6, 1, tzinfo=timezone.utc),
                      datetime(2026, 11, 30, tzinfo=timezone.utc))
+    payment = [entry("tx-redemption", now, [["available:p1", "redeemed", 300]], "ord-1")] if paid == "in one entry" \
+        else [entry("tx-hold", now, [["available:p1", "held:p1", 300]], "ord-1"),
+              entry("tx-capture", now, [["held:p1", "redeemed", 300]], "ord-1")]
     lots = replay_lots("p1", [
         entry("tx-old", old, [["budget", "available:p1", 300]]),
         entry("tx-new", new, [["budget", "available:p1", 200]]),
-        entry("tx-hold", now, [["available:p1", "held:p1", 300]], "ord-1"),
-        entry("tx-capture", now, [["held:p1", "redeemed", 300]], "ord-1"),
+        *payment,
         entry("tx-return", now, [["redeemed", "available:p1", 300]], "ord-1"),
     ])
     assert sorted((lot.earned_at, lot.points) for lot in lots) == [(old, 300), (new, 200)]

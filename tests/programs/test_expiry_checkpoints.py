@@ -26,9 +26,9 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 def _history(moves: list[tuple[str, int]]) -> list[dict[str, Any]]:
     """Ledger rows of participant p1 (seq 1, 2, ...; a day apart) from moves the balances
     allow: earn, spend, hold (a redemption's), and a hold's end (void, capture, or a capture
-    whose points came back)."""
+    whose points came back); redeem (a pool order paid in one entry) and its points coming back."""
     rows: list[dict[str, Any]] = []
-    available, holds = 0, {}  # reference -> points held
+    available, holds, paid = 0, {}, {}  # reference -> points held; -> points a pool order took
     for kind, size in moves:
         ref: str | None = None
         if kind == "earn":
@@ -41,6 +41,15 @@ def _history(moves: list[tuple[str, int]]) -> list[dict[str, Any]]:
             ref, points = f"ord-{len(rows)}", min(size, available)
             legs, holds[ref] = [["available:p1", "held:p1", points]], points
             available -= points
+        elif kind == "redeem" and available:  # a pool order, paid in one entry
+            ref, points = f"ord-{len(rows)}", min(size, available)
+            legs, paid[ref] = [["available:p1", "redeemed", points]], points
+            available -= points
+        elif kind == "returned" and paid and size % 2:  # no code was left for it
+            ref = sorted(paid)[size % len(paid)]
+            points = paid.pop(ref)
+            legs = [["redeemed", "available:p1", points]]
+            available += points
         elif kind in ("void", "capture", "returned") and holds:
             ref = sorted(holds)[size % len(holds)]
             points = holds.pop(ref)
@@ -60,7 +69,7 @@ def _history(moves: list[tuple[str, int]]) -> list[dict[str, Any]]:
     return rows
 
 
-MOVES = st.lists(st.tuples(st.sampled_from(["earn", "earn", "spend", "hold", "void", "capture", "returned"]),
+MOVES = st.lists(st.tuples(st.sampled_from(["earn", "earn", "spend", "hold", "redeem", "void", "capture", "returned"]),
                            st.integers(min_value=1, max_value=500)), max_size=60)
 
 
