@@ -82,10 +82,16 @@ def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
 
 
 def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True) -> list[FeedEntry]:
-    """The order's feed lines: fulfilled first (when it is), so each line's id is later than
-    the one before and the feed reads newest first; then, for a redemption, its points."""
-    lines = [settlements.ready_line(order.id, order.participant_id, title)] if fulfilled else []
-    return [*lines, *order_records.placed_line(order, title, point_name)]
+    """The order's feed lines. Fulfilled at once, a redemption's is one line, its points and
+    its card together ("Redeemed 500 points for Amazon $5 gift card: your card is ready"),
+    under the key of the order's ready line, which goes with a fulfilled order only
+    (`write_pool_orders`); a prize's, its ready line. Not fulfilled (a failed order), the
+    points line alone."""
+    if not fulfilled:
+        return order_records.placed_line(order, title, point_name)
+    if order.source != "redemption":
+        return [settlements.ready_line(order.id, order.participant_id, title)]
+    return [settlements.ready_line(order.id, order.participant_id, title, order.points, point_name)]
 
 
 async def place(store: WalletStore, program: ProgramView, order: NewOrder, title: str,
@@ -351,10 +357,9 @@ async def write_pool_orders(program_id: str, entries: list[JournalEntry]) -> lis
         orders_rows.append(order_writes.fulfilled_values(order, secrets[code]))
         binds.append((order.id, created, code, order.id))
         unbacked.append((order.id, order.id))
-        # Its "ready" line stays only with a fulfilled order; its points line with any order
-        # (one that got no code is written failed, its points returned: fulfillment `_give_back`).
-        unbacked_lines += [(f"{program_id}:order:{order.id}:fulfilled"[:200], order.id, "fulfilled", "fulfilled"),
-                           (f"{program_id}:order:{order.id}:placed"[:200], order.id, "fulfilled", "failed")]
+        # Its one line (points and card: `feed_of`) stays only with a fulfilled order; one that
+        # got no code is written failed with lines of its own (`_give_back`).
+        unbacked_lines.append((f"{program_id}:order:{order.id}:fulfilled"[:200], order.id, "fulfilled", "fulfilled"))
         feed += feed_rows(program_id, feed_of(order, titles.get(o.item, ""), point_name), created)
     # The codes first, then the orders, then the feed: the order a request's transaction takes
     # its locks in (order_writes.record_pooled), so the two never wait on each other in a

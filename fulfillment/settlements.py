@@ -31,15 +31,23 @@ class _Carried(msgspec.Struct, frozen=True):
     ready: str | None = None
 
 
-def ready_line(order_id: str, participant_id: str, title: str) -> FeedEntry:
+def ready_line(order_id: str, participant_id: str, title: str, points: int = 0, point_name: str = "") -> FeedEntry:
     """The participant's line of a delivered order, a pool's or a partner's (its key makes it
-    one line per order)."""
+    one line per order). `points`: a redemption delivered as it was placed (the code pool),
+    whose one line tells its points too (fulfillment/pooled_orders.py `feed_of`)."""
+    if points:
+        return FeedEntry(key=_key(order_id), participant_id=participant_id, kind="redemption", points=-points,
+                         reference=order_id, text=f"Redeemed {points:,} {point_name} for {title}: your card is ready")
     return _line(order_id, participant_id, f"Your {title} is ready")
 
 
+def _key(order_id: str) -> str:
+    return f"order:{order_id}:fulfilled"
+
+
 def _line(order_id: str, participant_id: str, text: str) -> FeedEntry:
-    return FeedEntry(key=f"order:{order_id}:fulfilled", participant_id=participant_id, kind="order_fulfilled",
-                     text=text, reference=order_id)
+    return FeedEntry(key=_key(order_id), participant_id=participant_id, kind="order_fulfilled", text=text,
+                     reference=order_id)
 
 
 async def write_settled(program_id: str, entries: list[JournalEntry]) -> list[Rows]:

@@ -204,7 +204,7 @@ async def test_an_order_whose_request_died_after_taking_another_code_is_finished
     assert await pooled_orders.mend(store, view, later) == 0  # once
     mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
     assert [(o["id"], o["status"], o["credentials"]["code"]) for o in mine] == [(order_id, "fulfilled", "SECOND")]
-    assert await _feed_kinds(order_id) == ["order_fulfilled", "redemption"]
+    assert await _feed_kinds(order_id) == ["redemption"]
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (9 * item["points_price"], 0)
     assert await redis.hlen(keys.pool_retaken(program.id)) == 0
@@ -439,16 +439,15 @@ async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(
         lost = next(e.reference for e in captures if e.reference != written.json()["id"])
         inserted = {r.table: r.rows for r in rows if r.columns}  # (the rest take back what has no code)
         assert [row[0] for row in inserted["orders"]] == [lost]
-        assert sorted(line[1] for line in inserted["feed_items"]) == [
-            f"{program.id}:order:{lost}:fulfilled", f"{program.id}:order:{lost}:placed"]
+        assert [line[1] for line in inserted["feed_items"]] == [f"{program.id}:order:{lost}:fulfilled"]
     assert await wait_until(lambda: redis.xlen(stream), 0) == 0
     mine = (await client.get("/v1/me/redemptions", headers=me)).json()["items"]
     # (The two codes came in one upload: which one the pool handed out first is not fixed.)
     first = written.json()["credentials"]["code"]
     assert sorted((o["id"], o["status"], o["credentials"]["code"]) for o in mine) == sorted(
         [(written.json()["id"], "fulfilled", first), (lost, "fulfilled", ({"KEPT", "LOST"} - {first}).pop())])
-    assert await _feed_kinds(lost) == ["order_fulfilled", "redemption"]
-    assert await _feed_kinds(written.json()["id"]) == ["order_fulfilled", "redemption"]
+    assert await _feed_kinds(lost) == ["redemption"]
+    assert await _feed_kinds(written.json()["id"]) == ["redemption"]
     assert await reconcile_program(redis, program.id) == []
     assert await Order.count().where(Order.participant_id == person["id"]).run() == 2
 
@@ -478,6 +477,10 @@ async def test_a_pool_order_is_one_ledger_entry_and_one_history_line_and_one_mad
         ("redemption", -price, order_id) for order_id in paid)
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (8 * price, 0)
+    # And one feed line an order: its points and its card together.
+    feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
+    lines = [(line["kind"], line["points"], line["text"]) for line in feed if line.get("reference") == own.json()["id"]]
+    assert lines == [("redemption", -price, f"Redeemed {price:,} points for {item['name']}: your card is ready")], feed
     # The order made for the participant is in the audit log, from its one entry; their own is not.
     logged = (await client.get("/v1/audit-events", params={"kind": "points.redemption"},
                                headers=program.headers)).json()["items"]
