@@ -12,22 +12,22 @@ from wallet.journal import Follower, JournalEntry, Rows, followed, register_foll
 
 def followers() -> dict[str, Follower]:
     """Per journal kind, the function that answers the SQL rows that follow from its entries."""
-    return {"spin": spin_projection.write_spins, "grant": each_of(audit.money_rows, pending.owed_paid_of),
-            "deduction": audit.money_rows, "hold": each_of(audit.money_rows, partner_orders.write_partner_orders),
+    return {"spin": spin_projection.write_spins, "grant": both(audit.money_rows, pending.owed_paid_of),
+            "deduction": audit.money_rows, "hold": both(audit.money_rows, partner_orders.write_partner_orders),
             "award": pending.owed_paid_of,
             "release": pending.feed_of, "reversal": pending.feed_of, "sweepstakes_prize": pending.owed_paid_of,
             "prize_substitute": pending.owed_paid_of,
-            "redemption": each_of(pooled_orders.write_pool_orders, settlements.write_settled, audit.money_rows)}
+            "redemption": both(pooled_orders.write_pool_orders, settlements.write_settled)}
 
 
-def each_of(*chain: Follower) -> Follower:
-    """Several packages' followers of one kind, as one; one that fails (asked again first)
-    does not take the others' rows with it (its own are left to its package's repair, as the
-    projector does for any)."""
+def both(first: Follower, second: Follower) -> Follower:
+    """Two packages' followers of one kind, as one; one that fails (asked again first) does not
+    take the other's rows with it (its own are left to its package's repair, as the projector
+    does for any)."""
 
     async def follow(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
         rows: list[Rows] = []
-        for follower in chain:
+        for follower in (first, second):
             rows += await followed(follower, program_id, entries, getattr(follower, "__qualname__", str(follower)))
         return rows
 

@@ -1,7 +1,8 @@
-"""What the indexes keyed by participant cost the journal projector once a program has a
-history (issue #13, stop 53): SQLite's CPU an order for a code-pool redemption's rows, written
-as the projector writes them, into a database already holding `--orders` orders of
-`--participants` participants, with this tree's indexes against stop 52's, in one run.
+"""What a code-pool order's rows cost the journal projector once a program has a history
+(issue #13, stops 53 and 54): SQLite's CPU an order for a redemption's rows, written as the
+projector writes them, into a database already holding `--orders` orders of `--participants`
+participants: this tree's rows and indexes against stop 53's rows and stop 52's indexes, in one
+run.
 
 While an index keyed by participant is small, a batch's orders share its leaf pages; once each
 participant's entries fill pages of their own, every order dirties a page of each such index,
@@ -9,17 +10,21 @@ and the commit writes each one to the WAL. A fresh database hides that cost, so 
 grows one first:
 
     "now":     the database as this tree migrates it (ledger_entries_participant_seq,
-               orders_of_participant, feed_items_by_participant);
-    "stop 52": the same file with stop 52's indexes put back: ledger_entries_participant_id
+               orders_of_participant, feed_items_by_participant), and an order's rows as this
+               tree writes them (stop 54): one ledger entry (available -> redeemed) and one
+               feed line (its points and its card);
+    "stop 53": the same indexes, and the rows of stop 53's code: a `hold` and a `redemption`
+               entry, and two feed lines (the card's, the points');
+    "stop 52": stop 53's rows, with stop 52's indexes put back: ledger_entries_participant_id
                beside the participant_seq one, and orders_by_participant and orders_tax_year
                in place of orders_of_participant.
 
 Each round copies the grown file for each variant (alternated), writes `--warm` batches of
 `--batch` orders to fill the page cache as a long-running projector has it, then times
 `--batches` more: the process's user + system CPU an order (building the rows is a few
-percent of it, the same for both). An order's rows: its 2.3 ledger entries (hold, capture,
-and a third for three orders in ten) linked as written, 4.6 postings, the code's binding, the
-order and two feed lines, in one transaction a batch, as `wallet/journal.py` `_batch` and
+percent of it). An order's rows: its ledger entries (one, or stop 53's hold and capture, and
+a third for three orders in ten) linked as written, two postings each, the code's binding, the
+order and its feed lines (one, or stop 53's two), in one transaction a batch, as `wallet/journal.py` `_batch` and
 `fulfillment/pooled_orders.py` `write_pool_orders` write them; WAL mode, synchronous NORMAL, the
 writers' page cache (kernel/sqlite_batch.py).
 
@@ -75,8 +80,12 @@ class Writer:
     """Writes orders `start..start+count` of `participants` round robin, as the projector's
     batch does, numbering the chain on from the file's head."""
 
-    def __init__(self, connection: sqlite3.Connection, participants: int) -> None:
+    def __init__(self, connection: sqlite3.Connection, participants: int, paid_in_one: bool = False) -> None:
         self.connection = connection
+        # Stop 54's rows: one entry and one feed line an order; else stop 53's, a hold and a
+        # capture and two feed lines.
+        self.kinds = ("redemption", "award") if paid_in_one else ("hold", "redemption", "award")
+        self.lines = 1 if paid_in_one else 2
         self.participants = [f"par_{n:026d}" for n in range(participants)]
         self.seq = int(connection.execute("SELECT coalesce(max(seq), 0) FROM ledger_entries").fetchone()[0])
 
@@ -89,11 +98,12 @@ class Writer:
             orders.append((order, PROGRAM, person, "itm_bench", "ptn_builtin", "redemption", 500, "USD", 500,
                            "fulfilled", 0, code, at, 0, at, at, at))
             feed += [(_id("fd", 2 * n + k, moment), f"order:{order}:{k}", PROGRAM, person, "order",
-                      "Redeemed a $5 card", -500, order, at) for k in range(2)]
-            for k in range(3 if n % 10 < 3 else 2):
+                      "Redeemed a $5 card", -500, order, at) for k in range(self.lines)]
+            kinds = self.kinds if n % 10 < 3 else self.kinds[:-1]
+            for k, kind in enumerate(kinds):
                 tx = _id("tx", 3 * n + k, moment)
                 self.seq += 1
-                entries.append((tx, PROGRAM, person, ("hold", "redemption", "award")[k], -500, 0, 500, order,
+                entries.append((tx, PROGRAM, person, kind, -500, 0, 500, order,
                                 '{"code": "cod"}', "[]", f"{moment}-{3 * n + k}", at, self.seq, "a" * 64))
                 postings += [(f"{tx}:{leg}", tx, PROGRAM, f"participant:{person}:available" if leg == 0 else "budget",
                               500, leg) for leg in range(2)]
@@ -137,9 +147,10 @@ def grown(base: Path, orders: int, participants: int, codes: int) -> Path:
     return path
 
 
-def timed(path: Path, changes: list[str], start: int, participants: int, warm: int, batches: int,
-          batch: int) -> float:
-    """CPU us an order of `batches` batches after `warm` ones, with `changes` made first."""
+def timed(path: Path, changes: list[str], paid_in_one: bool, start: int, participants: int, warm: int,
+          batches: int, batch: int) -> float:
+    """CPU us an order of `batches` batches after `warm` ones, with `changes` made first;
+    `paid_in_one`: this tree's rows, else stop 53's."""
     connection = _connect(path)
     for change in changes:
         connection.execute(change)
@@ -147,7 +158,7 @@ def timed(path: Path, changes: list[str], start: int, participants: int, warm: i
     connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    writer = Writer(connection, participants)
+    writer = Writer(connection, participants, paid_in_one)
     at = "2026-07-01T00:00:00+00:00"
     for n in range(warm):
         writer.batch(start + n * batch, batch, 2_000, at)
@@ -170,7 +181,8 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200, help="timed batches a round")
     args = parser.parse_args()
 
-    variants: dict[str, list[str]] = {"now": [], "stop 52": STOP_52}
+    variants: dict[str, tuple[list[str], bool]] = {"now": ([], True), "stop 53": ([], False),
+                                                   "stop 52": (STOP_52, False)}
     with tempfile.TemporaryDirectory(prefix="rw-participant-indexes-") as folder:
         base = Path(folder)
         began = time.perf_counter()
@@ -182,18 +194,19 @@ def main() -> int:
               f"{args.batches} timed; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         results: dict[str, list[float]] = {name: [] for name in variants}
         for round_ in range(args.rounds):
-            for name, changes in variants.items():
+            for name, (changes, paid_in_one) in variants.items():
                 copy = base / "copy.sqlite3"
                 for leftover in base.glob("copy.sqlite3*"):
                     leftover.unlink()
                 shutil.copy(source, copy)
-                results[name].append(timed(copy, changes, args.orders, args.participants, args.warm, args.batches,
-                                           args.batch))
+                results[name].append(timed(copy, changes, paid_in_one, args.orders, args.participants, args.warm,
+                                           args.batches, args.batch))
                 print(f"  round {round_ + 1}  {name:8s}  {results[name][-1]:6.0f} us an order", flush=True)
         medians = {name: statistics.median(values) for name, values in results.items()}
         for name, value in medians.items():
             print(f"  {name:8s} median {value:6.0f} us an order (rounds {', '.join(f'{v:.0f}' for v in results[name])})")
-        print(f"  now / stop 52: {medians['now'] / medians['stop 52']:.2f} x the CPU an order")
+        print(f"  now / stop 53 (one entry and one feed line an order): {medians['now'] / medians['stop 53']:.2f} x "
+              f"the CPU an order; stop 53 / stop 52 (two indexes fewer): {medians['stop 53'] / medians['stop 52']:.2f} x")
     return 0
 
 

@@ -312,7 +312,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"  per round: {', '.join(f'{x:.2f}' for x in paired)} x the bare run before it; median "
           f"{statistics.median(o.rate / b.rate for o, b in kept):.2f} x"
           + (f" (round {', '.join(map(str, left_out))} left out: refusals, the pool ran dry; raise --codes)"
-             if left_out and len(kept) < len(ours) else ""))
+             if left_out and len(kept) < len(ours) else
+             " (EVERY round had refusals, and the ratios count them: raise --codes)" if left_out else ""))
     if args.partner:
         print(f"  orders pending {written:,}, holds in the ledger {used:,} (each hold its order: "
               f"{'yes' if written == used else 'NO'}); journal drained {drained:.1f} s after the last run "

@@ -81,10 +81,12 @@ local function guard_refusal(keys, argv, k, a)
 end
 
 --[[ rw_pool_redeem: a code-pool order in one step: the participant's points from available
-to redeemed (one journal entry, `redemption`, whose metadata carries the order, its code and
-who redeemed for the participant; builds before stop 54 wrote a `hold` and a `redemption`
-entry, as an order paid through rw_hold and rw_capture writes them), the item's next free
-code taken for the order. The hold's key is still written, captured, for rw_pool_return.
+to redeemed and the item's next free code taken for the order. A participant's own order is
+one journal entry, `redemption` (available -> redeemed), whose metadata carries the order and
+its code; one made for the participant (the hold's metadata names an `actor`) is a `hold` and
+a `redemption` entry, as an order paid through rw_hold and rw_capture writes them (and as
+builds before stop 54 wrote every one), the hold's entry naming who for the audit log. The
+hold's key is written, captured, either way, for rw_pool_return.
 Refusals change nothing and are not recorded, so a retry may succeed later. A second call for
 the same order (a retry with no record: a prize, an approval) answers the code it took.
 The order's face value is counted toward the participant's tax year (taxes.lua) in the same
@@ -96,9 +98,8 @@ KEYS: idem (or the no-record key), journal, acct, cfg, wallet, hold (the order's
       taken, orders, loaded, the tax counter, its early key, then the guard's: the key's
       pinned id, the catalog's version
 ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no entry is
-      journalled), hold tx (the hold key's), capture tx (the entry's), the hold's metadata
-      (unused: a caller of an earlier build's library), the entry's metadata (the code's id
-      is added to it), now_ms, then the counter's: face value, seed ("" for none),
+      journalled), hold tx, capture tx (the one entry's, or the redemption's), the hold's
+      metadata, the capture's metadata (the code's id is added to it), now_ms, then the counter's: face value, seed ("" for none),
       ttl, time zone, limit ("" for none), then the guard's catalog version
 Answers {ok, order, code_id, tx, tax, waiting} (tx: the capture's; "" for a prize; waiting: the
 journal's length). ]]
@@ -151,10 +152,21 @@ register_gateable("rw_pool_redeem", function(keys, argv)
     hincrby(acct, "redeemed", points)
     redis.call("HSET", hold, "participant", participant, "points", int_s(points), "state", "captured", "tx", argv[6],
       "reference", order, "captured", int_s(points))
-    -- One entry, available -> redeemed: the hold opens and closes inside this call, so the
-    -- ledger needs no row for it (each row is a page of several indexes the projector writes).
-    journal(stream, tx, "redemption", participant, -points, order, meta_with_code(argv[9], code),
-      {{wallet_account(wallet, "available"), "redeemed", points}}, argv[10], 0, points)
+    local available = wallet_account(wallet, "available")
+    if string.find(argv[8], '"actor"', 1, true) then
+      -- Made for the participant by someone: the `hold` entry names who, for the audit log
+      -- (programs/audit.py), then the `redemption` captures it, as rw_hold and rw_capture write.
+      local held = wallet_account(wallet, "held")
+      journal(stream, argv[6], "hold", participant, -points, order, argv[8], {{available, held, points}}, argv[10])
+      journal(stream, tx, "redemption", participant, 0, order, meta_with_code(argv[9], code),
+        {{held, "redeemed", points}}, argv[10], 0, points)
+    else
+      -- The participant's own: one entry, available -> redeemed. The hold opens and closes
+      -- inside this call, so the ledger needs no row for it (each row is a page of several
+      -- indexes the projector writes).
+      journal(stream, tx, "redemption", participant, -points, order, meta_with_code(argv[9], code),
+        {{available, "redeemed", points}}, argv[10], 0, points)
+    end
   end
   -- The record keeps what the order is (points and the capture's metadata), so a replay
   -- whose SQL write was lost writes the order as it was charged, not as today's catalog says.

@@ -1,8 +1,9 @@
 """An order of a built-in code-pool item: one Redis call, and one SQL transaction by the request
 or by the journal projector (issue #13).
 
-    rw_pool_redeem (Redis: points taken, the next free code taken, one journal entry)
-      ->  record_pooled (SQL: the order fulfilled, its code bound, its feed lines)
+    rw_pool_redeem (Redis: points taken, the next free code taken, one journal entry; two for
+      an order made for the participant)  ->  record_pooled (SQL: the order fulfilled, its
+      code bound, its feed line)
 
 Nothing is written before the call, and every refusal (no points, out of stock, a suspended
 program) changes nothing. A crash after the call loses nothing: the capture's journal entry
@@ -76,8 +77,8 @@ async def pause(seconds: float) -> None:
 
 
 def _hold_meta(order: NewOrder, actor: dict[str, str] | None) -> str:
-    # Journalled by a library of an earlier build only (its `hold` entry): this build's call
-    # writes one entry, whose metadata (`capture_meta`) names the actor.
+    # Journalled when it names an actor (an order made for the participant: the audit log's
+    # row); a participant's own order is one `redemption` entry (pool.lua).
     return msgspec.json.encode({"reason": f"redemption {order.id}", **(actor or {})}).decode()
 
 
@@ -106,7 +107,7 @@ async def place(store: WalletStore, program: ProgramView, order: NewOrder, title
     call = Redemption(program_id=program.id, item_id=order.item_id, order_id=order.id,
                       participant_id=order.participant_id, points=order.points, hold_tx=new_id("tx"),
                       capture_tx=new_id("tx"), hold_meta=_hold_meta(order, actor),
-                      capture_meta=order_records.carried_meta(order, "redemption", actor),
+                      capture_meta=order_records.carried_meta(order, "redemption"),
                       now_ms=str(int(order.created_at.timestamp() * 1000)),
                       tax_keys=tuple(tax.call_keys()) if tax else (),
                       tax_args=tuple(tax.call_args(order.face_value)) if tax else (), guard=guard)

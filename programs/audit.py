@@ -24,11 +24,9 @@ from programs.tables import AuditEvent
 from wallet.journal import JournalEntry, Rows
 
 AUDIT_COLUMNS = ("id", "program_id", "actor", "kind", "subject", "detail", "created_at")
-# Journal kinds that are manual money moves, and the audit kind each becomes: a hold (a
-# partner's order) or a code-pool order's one `redemption` entry that names its actor is a
-# redemption made for the participant (a capture names none).
-MONEY_KINDS = {"grant": "points.grant", "deduction": "points.deduction", "hold": "points.redemption",
-               "redemption": "points.redemption"}
+# Journal kinds that are manual money moves, and the audit kind each becomes: a hold that
+# names its actor is a redemption made for the participant.
+MONEY_KINDS = {"grant": "points.grant", "deduction": "points.deduction", "hold": "points.redemption"}
 
 
 class AuditView(msgspec.Struct, frozen=True):
@@ -55,8 +53,6 @@ async def money_rows(program_id: str, entries: list[JournalEntry]) -> list[Rows]
     """The projector's follower for manual money moves that name their actor."""
     rows = []
     for entry in entries:
-        if '"actor"' not in entry.metadata:
-            continue  # most redemptions: the participant's own (decoding each would cost more)
         try:
             meta = msgspec.json.decode(entry.metadata or "{}")
         except msgspec.DecodeError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import datetime, timezone
+from typing import Any
 
 import msgspec
 import pytest
@@ -452,7 +453,7 @@ async def test_the_projector_writes_only_the_pool_orders_their_requests_did_not(
     assert await Order.count().where(Order.participant_id == person["id"]).run() == 2
 
 
-async def test_a_pool_order_is_one_ledger_entry_and_one_history_line_and_one_made_for_someone_is_audited(
+async def test_a_participants_own_pool_order_is_one_ledger_entry_and_one_line_and_one_made_for_them_is_audited(
         client, redis) -> None:  # type: ignore[no-untyped-def]
     program, _, item = await shop(client)
     await upload_codes(client, program, item["id"], ["ONE", "TWO"])
@@ -464,27 +465,31 @@ async def test_a_pool_order_is_one_ledger_entry_and_one_history_line_and_one_mad
     assert own.status_code == 201 and own.json()["status"] == "fulfilled", own.text
     assert made_for.status_code == 201 and made_for.json()["status"] == "fulfilled", made_for.text
     await projected(redis, program.id)
-    paid = {}
-    for order in (own.json(), made_for.json()):
-        rows = await LedgerEntry.select(LedgerEntry.transaction_id, LedgerEntry.kind, LedgerEntry.points,
-                                        LedgerEntry.legs).where(LedgerEntry.reference == order["id"]).run()
-        # Paid in one entry, available -> redeemed: no hold opened and closed in the ledger.
-        assert [(r["kind"], r["points"], msgspec.json.decode(r["legs"])) for r in rows] == [
-            ("redemption", -price, [[f"available:{person['id']}", "redeemed", price]])]
-        paid[order["id"]] = rows[0]["transaction_id"]
+
+    async def entries(order_id: str) -> list[tuple[str, int, list[list[Any]]]]:
+        rows = await LedgerEntry.select(LedgerEntry.kind, LedgerEntry.points, LedgerEntry.legs).where(
+            LedgerEntry.reference == order_id).order_by(LedgerEntry.id).run()
+        return [(r["kind"], r["points"], msgspec.json.decode(r["legs"])) for r in rows]
+
+    available, held = f"available:{person['id']}", f"held:{person['id']}"
+    # The participant's own order is paid in one entry, available -> redeemed: no hold opened and
+    # closed in the ledger. One made for them keeps its hold, which names who (the audit log's row).
+    assert await entries(own.json()["id"]) == [("redemption", -price, [[available, "redeemed", price]])]
+    assert await entries(made_for.json()["id"]) == [("hold", -price, [[available, held, price]]),
+                                                    ("redemption", 0, [[held, "redeemed", price]])]
     history = (await client.get("/v1/me/transactions", headers=me)).json()["items"]
-    assert sorted((t["kind"], t["points"], t["reference"]) for t in history if t.get("reference") in paid) == sorted(
-        ("redemption", -price, order_id) for order_id in paid)
+    assert [(t["kind"], t["points"]) for t in history if t.get("reference") == own.json()["id"]] == [
+        ("redemption", -price)]
     wallet = (await client.get("/v1/me/wallet", headers=me)).json()
     assert (wallet["available"], wallet["held"]) == (8 * price, 0)
     # And one feed line an order: its points and its card together.
     feed = (await client.get("/v1/me/feed", headers=me)).json()["items"]
-    lines = [(line["kind"], line["points"], line["text"]) for line in feed if line.get("reference") == own.json()["id"]]
-    assert lines == [("redemption", -price, f"Redeemed {price:,} points for {item['name']}: your card is ready")], feed
-    # The order made for the participant is in the audit log, from its one entry; their own is not.
+    for order in (own.json(), made_for.json()):
+        lines = [(line["kind"], line["points"], line["text"]) for line in feed if line.get("reference") == order["id"]]
+        assert lines == [("redemption", -price, f"Redeemed {price:,} points for {item['name']}: your card is ready")]
     logged = (await client.get("/v1/audit-events", params={"kind": "points.redemption"},
                                headers=program.headers)).json()["items"]
-    assert [(row["subject"], row["detail"]["points"], row["detail"]["transaction_id"]) for row in logged] == [
-        (person["id"], price, paid[made_for.json()["id"]])]
+    assert [(row["subject"], row["detail"]["points"], row["detail"]["reason"]) for row in logged] == [
+        (person["id"], price, f"redemption {made_for.json()['id']}")]
     assert logged[0]["actor"].startswith("key:")
     assert await reconcile_program(redis, program.id) == []
