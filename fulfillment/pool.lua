@@ -99,8 +99,9 @@ KEYS: idem (or the no-record key), journal, acct, cfg, wallet, hold (the order's
       pinned id, the catalog's version
 ARGV: fp, ttl, order id, participant, points (0: a prize, no points move and no entry is
       journalled), hold tx, capture tx (the one entry's, or the redemption's), the hold's
-      metadata, the capture's metadata (the code's id is added to it), now_ms, then the counter's: face value, seed ("" for none),
-      ttl, time zone, limit ("" for none), then the guard's catalog version
+      metadata, the capture's metadata (the code's id is added to it), now_ms, then the
+      counter's: face value, seed ("" for none), ttl, time zone, limit ("" for none), then
+      the guard's catalog version
 Answers {ok, order, code_id, tx, tax, waiting} (tx: the capture's; "" for a prize; waiting: the
 journal's length). ]]
 register_gateable("rw_pool_redeem", function(keys, argv)
