@@ -88,11 +88,13 @@ def feed_of(order: NewOrder, title: str, point_name: str, fulfilled: bool = True
     under the key of the order's ready line, which goes with a fulfilled order only
     (`write_pool_orders`); a prize's, its ready line. Not fulfilled (a failed order), the
     points line alone."""
+    placed = order_records.placed_line(order, title, point_name)
     if not fulfilled:
-        return order_records.placed_line(order, title, point_name)
-    if order.source != "redemption":
+        return placed
+    if not placed or not order.points:
         return [settlements.ready_line(order.id, order.participant_id, title)]
-    return [settlements.ready_line(order.id, order.participant_id, title, order.points, point_name)]
+    return [msgspec.structs.replace(placed[0], key=settlements.ready_key(order.id),
+                                    text=f"{placed[0].text}: your card is ready")]
 
 
 async def place(store: WalletStore, program: ProgramView, order: NewOrder, title: str,

@@ -31,22 +31,20 @@ class _Carried(msgspec.Struct, frozen=True):
     ready: str | None = None
 
 
-def ready_line(order_id: str, participant_id: str, title: str, points: int = 0, point_name: str = "") -> FeedEntry:
+def ready_line(order_id: str, participant_id: str, title: str) -> FeedEntry:
     """The participant's line of a delivered order, a pool's or a partner's (its key makes it
-    one line per order). `points`: a redemption delivered as it was placed (the code pool),
-    whose one line tells its points too (fulfillment/pooled_orders.py `feed_of`)."""
-    if points:
-        return FeedEntry(key=_key(order_id), participant_id=participant_id, kind="redemption", points=-points,
-                         reference=order_id, text=f"Redeemed {points:,} {point_name} for {title}: your card is ready")
+    one line per order)."""
     return _line(order_id, participant_id, f"Your {title} is ready")
 
 
-def _key(order_id: str) -> str:
+def ready_key(order_id: str) -> str:
+    """The key of an order's line once delivered (also a pool order's one line: pooled_orders.py
+    `feed_of`)."""
     return f"order:{order_id}:fulfilled"
 
 
 def _line(order_id: str, participant_id: str, text: str) -> FeedEntry:
-    return FeedEntry(key=_key(order_id), participant_id=participant_id, kind="order_fulfilled", text=text,
+    return FeedEntry(key=ready_key(order_id), participant_id=participant_id, kind="order_fulfilled", text=text,
                      reference=order_id)
 
 
