@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from api.http_protocol import ONE_WRITE
 from api.settings import Settings, SettingsError, load_settings, resolve_secrets
 
 
@@ -139,6 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # No `server: uvicorn` on every answer: one header less to write, nothing told
             # about the software behind the API.
             server_header=False,
+            # Each answer's headers and body in one write (api/http_protocol.py).
+            http=ONE_WRITE,
             timeout_graceful_shutdown=20,
             # Only a named proxy's X-Forwarded-For decides the client address (which the
             # rate limits count); with none named, uvicorn's default (trust 127.0.0.1) is off too.

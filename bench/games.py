@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from api.http_protocol import ONE_WRITE  # noqa: E402
 from bench.wallet import (  # noqa: E402
     CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, described_generator,
     drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
@@ -242,6 +243,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--participants", type=int, default=256, help="participants the spins go round robin over")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--bare-one-write", action="store_true", help="serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) "
+                        "instead of uvicorn's own: what the API's ratio is against a baseline served the same way")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run and the in-process count")
     parser.add_argument("--py-spy", metavar="PATH", default=None, help="py-spy binary (default: the venv's, "
                         "installed with pip if missing)")
@@ -300,7 +303,8 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: str) -> Stack:
+def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: str,
+                bare_http: str = "httptools") -> Stack:
     """The API (uvicorn, one worker, app defaults) and the bare endpoint side by side, with a
     `reward-wallet worker` beside the API as `serve` runs it; answers once the API is ready."""
     import httpx
@@ -310,9 +314,9 @@ def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: s
     subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True, timeout=120, cwd=ROOT)
     api_port, bare_port = free_port(), free_port()
     api_log, bare_log = folder / "api.log", folder / "bare.log"
-    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=env, cwd=ROOT,
+    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port, ONE_WRITE), env=env, cwd=ROOT,
                       stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
-    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
+    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port, bare_http), env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
     # As `serve` runs them: the journal projector and the background tasks in a process of their own.
     worker = procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -343,7 +347,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
     operator_key = "rwo_" + secrets.token_hex(16)
-    stack = start_stack(procs, folder, valkey.url, operator_key)
+    stack = start_stack(procs, folder, valkey.url, operator_key, ONE_WRITE if args.bare_one_write else "httptools")
     api, bare, api_port, bare_port = stack.api, stack.bare, stack.api_port, stack.bare_port
     api_url, bare_url, bare_log = stack.api_url, stack.bare_url, stack.bare_log
 
@@ -440,7 +444,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare, the floor "
           "and spins alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
-    print("    bare  = bench/bare_app.py (the wallet benchmark's baseline, same request bytes as there)")
+    print("    bare  = bench/bare_app.py (the wallet benchmark's baseline, same request bytes as there), served by "
+          + ("the API's one-write protocol (--bare-one-write)" if args.bare_one_write else "uvicorn's own protocol"))
     print("    floor = bench/floor_app.py: the spin's requests, each one coalesced FCALL of the least Lua making a "
           "spin's writes\n            (idempotency key, HINCRBY, XADD, SET) and nothing else: no auth, gate, "
           "projection or log")

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from api.embedded import EmbeddedValkey
+from api.http_protocol import ONE_WRITE
 
 
 class Stack:
@@ -58,7 +59,7 @@ def api_stack(workers: int = 1) -> Iterator[Stack]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1", "--port",
-         str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+         str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--http", ONE_WRITE],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -59,6 +59,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from api.http_protocol import ONE_WRITE  # noqa: E402
+
 CONNECTIONS = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GRANT_PER_CALL = 10**12  # the API's per-request limit (Lua JSON numbers stay exact below it)
@@ -431,9 +433,11 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, check: Any,
     raise RuntimeError(f"server at {url} did not become ready in {timeout:.0f}s")
 
 
-def uvicorn_argv(app: str, port: int) -> list[str]:
+def uvicorn_argv(app: str, port: int, http: str = "httptools") -> list[str]:
+    """uvicorn serving `app`; the API passes `http=ONE_WRITE` (api/http_protocol.py), as `serve`
+    runs it, while the baselines keep uvicorn's own protocol unless a script says otherwise."""
     return [sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(ROOT), "--host", HOST,
-            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning", "--http", http]
 
 
 def settle_balance(read: Any, timeout: float = 10.0) -> int:
@@ -825,6 +829,8 @@ def main() -> int:
     parser.add_argument("--pipeline", type=int, default=200, help="part (b): commands per pipeline")
     parser.add_argument("--log-level", default=None,
                         help="RW_LOG_LEVEL for the API (default: unset, i.e. the app's default 'info')")
+    parser.add_argument("--bare-one-write", action="store_true", help="serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) "
+                        "instead of uvicorn's own: what the API's ratio is against a baseline served the same way")
     parser.add_argument("--skip-redis", action="store_true", help="skip part (b)")
     parser.add_argument("--background", choices=["worker", "api"], default="worker",
                         help="where the journal projector and background tasks run: a `reward-wallet worker` "
@@ -945,14 +951,15 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     api_log, bare_log = folder / "api.log", folder / "bare.log"
     api_env = env if args.background == "worker" else {**env, "RW_JOURNAL_CONSUMER": "true",
                                                         "RW_BACKGROUND_TASKS": "true"}
-    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port), env=api_env, cwd=ROOT,
+    api = procs.start("api", uvicorn_argv("api.asgi:app_factory", api_port, ONE_WRITE), env=api_env, cwd=ROOT,
                       stdout=subprocess.DEVNULL, stderr=open(api_log, "wb"))
     # As `serve` runs it: the projector and the background tasks in a process of their own.
     worker = None
     if args.background == "worker":
         worker = procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=open(folder / "worker.log", "wb"))
-    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port), env=env, cwd=ROOT,
+    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port,
+                                            ONE_WRITE if args.bare_one_write else "httptools"), env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
     wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
@@ -1021,7 +1028,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     print(f"\n(a) HTTP, {CONNECTIONS} concurrent keep-alive connections, each request its own Idempotency-Key; "
           f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare and wallet alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
-    print("    bare   = bench/bare_app.py: Litestar POST, msgspec Struct in and out, no middleware (uvicorn, 1 worker)")
+    print("    bare   = bench/bare_app.py: Litestar POST, msgspec Struct in and out, no middleware (uvicorn, 1 worker, "
+          + ("the API's one-write protocol)" if args.bare_one_write else "uvicorn's own protocol)"))
     where = ("in a `reward-wallet worker` process beside it, as `serve` runs them" if args.background == "worker"
              else "inside the API process")
     print("    wallet = POST /v1/points/deductions, admin key, 1 point each (uvicorn, 1 worker, app defaults: "

@@ -380,6 +380,8 @@ class LiveServer:
                     raise
 
     def _start(self, workers: int, extra_env: dict[str, str] | None) -> None:
+        from api.http_protocol import ONE_WRITE  # as `serve` runs uvicorn
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The tests' own webhook listeners are on 127.0.0.1: live servers let webhooks reach them.
@@ -394,6 +396,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+             "--http", ONE_WRITE,
              # Far past any test client's idle expiry (1 s in the busiest tests): the client always
              # drops an idle connection first, so no request goes out on one the server is closing.
              "--timeout-keep-alive", "60"],

@@ -44,6 +44,7 @@ import httpx
 import pytest
 
 from api.embedded import EmbeddedValkey, _pong
+from api.http_protocol import ONE_WRITE
 from tests.conftest import OPERATOR_KEY, free_port
 
 pytestmark = pytest.mark.faults
@@ -104,7 +105,8 @@ class Stack:
     def start_api(self, index: int) -> None:
         self.apis[index] = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.asgi:app_factory", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.api_ports[index]), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+             "--port", str(self.api_ports[index]), "--workers", "1", "--no-access-log", "--log-level", "warning",
+             "--http", ONE_WRITE],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self._log(f"api{index}"), start_new_session=True)
         deadline = time.monotonic() + 60
         while True:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.test_http_protocol import Answers, connect, data_segments_in, get
 from tests.conftest import OPERATOR_KEY, _SESSION_DIR, free_port
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
@@ -237,6 +238,13 @@ def test_serve_starts_exactly_one_worker_process_beside_its_api_workers(serve: S
     assert len(workers) == 1, [command_line(pid) for pid in children(serve.process.pid)]
     # Like Valkey, in a session of its own: a Ctrl-C at the terminal reaches the API first.
     assert os.getsid(workers[0]) == workers[0]
+    # Its API workers answer each request in one TCP segment (api/http_protocol.py).
+    with connect(serve.url) as sock:
+        answers, before = Answers(sock), data_segments_in(sock)
+        for _ in range(10):
+            sock.sendall(get("/health"))
+            assert answers.next()[0] == 200
+        assert data_segments_in(sock) - before == 10
 
 
 def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tmp_path: Path):
