@@ -245,6 +245,8 @@ def main() -> int:
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--bare-one-write", action="store_true", help="serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) "
                         "instead of uvicorn's own: what the API's ratio is against a baseline served the same way")
+    parser.add_argument("--profile-worker", action="store_true",
+                        help="sample the worker (the journal projector) with py-spy in the last spin round")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run and the in-process count")
     parser.add_argument("--py-spy", metavar="PATH", default=None, help="py-spy binary (default: the venv's, "
                         "installed with pip if missing)")
@@ -465,6 +467,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
               f"{r.generator_cpu:10.2f}{c['machine_busy']:8.2f}", flush=True)
 
     rows: list[tuple[str, LoadResult]] = []
+    from bench.redemptions import finish_spy, print_worker_profile, start_spy
+
+    worker_profile = None
     for round_no in range(1, args.rounds + 1):
         if args.warmup:
             load(bare_target, f"bw{round_no}-{run_id}", args.warmup, bare.pid)
@@ -480,12 +485,18 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
             load(spin_target, f"sw{round_no}-{run_id}", args.warmup, api.pid)
         settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
+        spy = start_spy(procs, folder, stack.worker.pid, args.duration) \
+            if args.profile_worker and round_no == args.rounds else None
         result = load(spin_target, f"s{round_no}-{run_id}", args.duration, api.pid)
+        if spy is not None:
+            worker_profile = finish_spy(procs, spy)
         rows.append(("spins", result))
         show("spins", round_no, result)
         settle_balance(nonces)  # what Redis did; the rows follow by projection
         drain_journal(sync_redis, stream)
 
+    if args.profile_worker:
+        print_worker_profile(worker_profile, "the last spin round")
     bare_rates = [r.rate for n, r in rows if n == "bare"]
     spin_rows = [r for n, r in rows if n == "spins"]
     spin_rates = [r.rate for r in spin_rows]

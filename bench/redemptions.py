@@ -432,7 +432,7 @@ def print_profile(raw: Path | None, result: LoadResult) -> None:
     print(f"  raw stacks (py-spy --format raw): {kept}")
 
 
-def print_worker_profile(raw: Path | None) -> None:
+def print_worker_profile(raw: Path | None, where: str = "the last redemption round") -> None:
     """The worker's samples by our own innermost function (main thread) and by the functions of
     ours they pass through (inclusive, all threads): what the projector spends on redemptions."""
     from bench.games import APP_DIRS, self_time
@@ -448,13 +448,13 @@ def print_worker_profile(raw: Path | None) -> None:
                                   for f in stack.split(";") if any(d in f for d in (*APP_DIRS, "(kernel/"))):
             inclusive[name[:90]] += count
         total += count
-    print(f"\n  where the worker's CPU went in the last redemption round ({total} samples):")
+    print(f"\n  where the worker's CPU went in {where} ({total} samples):")
     print("  the main thread by our own innermost function, top 12:")
     print("\n".join(self_time(raw, 12)))
     print("  all threads, by function of ours on the stack (inclusive), top 25:")
     for name, n in inclusive.most_common(25):
         print(f"    {100 * n / max(total, 1):5.1f}%  {name}")
-    kept = Path(tempfile.gettempdir()) / "rw-redemptions-worker-py-spy.txt"
+    kept = Path(tempfile.gettempdir()) / f"rw-{'spins' if 'spin' in where else 'redemptions'}-worker-py-spy.txt"
     shutil.copy(raw, kept)
     print(f"  raw stacks (py-spy --format raw): {kept}")
 

@@ -163,6 +163,10 @@ def test_spin_words_are_the_first_words_of_the_stream_and_choose_segment_agrees(
     words = spin_words(SPIN_SEED, "dealer-42", 0)
     block = hmac_block(SPIN_SEED, "dealer-42:0", 0)
     assert words == [int.from_bytes(block[i:i + 4], "big") for i in range(0, 32, 4)]
+    # Past one block, and a count that is no whole block: the stream's words in order.
+    for count in (3, 9, 20, 33):
+        stream = ByteStream(SPIN_SEED, "dealer-42:7")
+        assert spin_words(SPIN_SEED, "dealer-42", 7, count) == [stream.word() for _ in range(count)]
     assert choose_segment(words, [50, 30, 15, 5]) == 1
     assert choose_segment(spin_words(SPIN_SEED, "dealer-42", 2, count=1), [50, 30, 0, 5]) == 0
     for nonce in range(200):
