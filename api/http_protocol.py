@@ -73,6 +73,8 @@ class HeldWrites:
         return self._transport.get_write_buffer_size() + self._size
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # a slot not set yet (a copy, a pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self._transport, name)
 
 
@@ -81,3 +83,10 @@ class OneWriteProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(HeldWrites(transport, self.loop))  # type: ignore[arg-type]
+
+    def eof_received(self) -> None:
+        # A client that half-closes after its request (`shutdown(SHUT_WR)`, `nc -N`): returning
+        # None lets the real transport close itself, past HeldWrites.close, so an answer
+        # written in this turn goes now or never.
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().eof_received()

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_http_protocol import Answers, connect, data_segments_in, get
 from tests.conftest import OPERATOR_KEY, _SESSION_DIR, free_port
+from tests.raw_http import Answers, connect, data_segments_in, get
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 CLI = str(Path(sys.executable).parent / "reward-wallet")
