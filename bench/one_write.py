@@ -1,16 +1,18 @@
 """What answering in one write buys (api/http_protocol.py), with nothing else in the way: the
-bare Litestar endpoint (bench/bare_app.py) served twice side by side, by uvicorn's own
-httptools protocol (headers and body as two `send`s, two TCP segments) and by the API's
-`OneWriteProtocol` (one), loaded in turn for `--rounds` rounds (the first of each round
-alternating), 64 closed-loop keep-alive connections (wrk, else the Python generator):
+bare Litestar endpoint (bench/bare_app.py) served three times side by side, by uvicorn's own
+httptools protocol (headers and body as two `send`s, two TCP segments), by the API's
+`OneWriteProtocol` (a loop turn's writes held to its end: one segment an answer, a turn's
+answers together) and by `at completion` (bench/one_write_variants.py: one segment an answer,
+each sent the moment it is whole), loaded in turn for `--rounds` rounds (which goes first
+rotating), 64 closed-loop keep-alive connections (wrk, else the Python generator):
 
 - `deduction`: POST /v1/points/deductions, a unique Idempotency-Key each (bench/wallet.py's
   baseline request);
 - `wallet`: GET /v1/me/wallet with 256 bearer tokens round robin (bench/profile.py's).
 
-It prints each side's median requests/s, the server's CPU a request and p99, and the one-write
-side against uvicorn's own: the same server work, fewer syscalls and segments, so the change
-is what the HTTP write itself costs on this machine. bench/ab.py measures the API with and
+It prints each side's median requests/s, the server's CPU a request and p99, and the other two
+against uvicorn's own: the same server work, so the differences are what the HTTP writes cost
+on this machine, and `at completion` shows how much of it one segment an answer is alone. bench/ab.py measures the API with and
 without it (this tree against an older one); bench/games.py and bench/wallet.py take
 `--bare-one-write` to hold their ratios against a baseline served the same way.
 
@@ -41,7 +43,7 @@ from bench.wallet import (  # noqa: E402
     CONNECTIONS, LoadResult, Processes, Target, choose_generator, free_port, load_once, uvicorn_argv, wait_http,
 )
 
-SIDES = {"uvicorn's own": "httptools", "one write": ONE_WRITE}
+SIDES = {"uvicorn's own": "httptools", "one write": ONE_WRITE, "at completion": "bench.one_write_variants:AtCompletion"}
 DEDUCTION = b'{"participant_id":"p","points":1,"reason":"bench"}'
 
 
@@ -83,7 +85,7 @@ def main() -> int:
         for scenario in args.scenario:
             results: dict[str, list[LoadResult]] = {side: [] for side in SIDES}
             for round_no in range(args.rounds):
-                order = list(SIDES) if round_no % 2 == 0 else list(reversed(SIDES))
+                order = list(SIDES)[round_no % len(SIDES):] + list(SIDES)[:round_no % len(SIDES)]
                 for side in order:
                     port, pid = servers[side]
                     target = (Target(side, port, "/v1/points/deductions", {}, DEDUCTION) if scenario == "deduction"
@@ -101,10 +103,11 @@ def main() -> int:
                 medians[side] = (rate, cpu)
                 print(f"  {side:16}{rate:8.0f}{cpu:12.0f}{p99:9.1f}{sum(r.non2xx for r in runs):8d}  "
                       f"[{', '.join(f'{r.rate:.0f}' for r in runs)}]")
-            (old_rate, old_cpu), (new_rate, new_cpu) = medians["uvicorn's own"], medians["one write"]
-            paired = statistics.median(n.rate / o.rate for o, n in zip(results["uvicorn's own"], results["one write"]))
-            print(f"  one write vs uvicorn's own: req/s {100 * (new_rate / old_rate - 1):+.1f}% (paired rounds "
-                  f"{100 * (paired - 1):+.1f}%), CPU a request {100 * (new_cpu / old_cpu - 1):+.1f}%", flush=True)
+            for other in ("one write", "at completion"):
+                (old_rate, old_cpu), (new_rate, new_cpu) = medians["uvicorn's own"], medians[other]
+                paired = statistics.median(n.rate / o.rate for o, n in zip(results["uvicorn's own"], results[other]))
+                print(f"  {other} vs uvicorn's own: req/s {100 * (new_rate / old_rate - 1):+.1f}% (paired rounds "
+                      f"{100 * (paired - 1):+.1f}%), CPU a request {100 * (new_cpu / old_cpu - 1):+.1f}%", flush=True)
         return 0
     finally:
         procs.stop_all()
