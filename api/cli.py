@@ -140,8 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # No `server: uvicorn` on every answer: one header less to write, nothing told
             # about the software behind the API.
             server_header=False,
-            # Each answer's headers and body in one write (api/http_protocol.py).
-            http=ONE_WRITE,
+            # A turn's answers together at its end, each in one write (api/http_protocol.py).
+            http=ONE_WRITE if settings.http_one_write else "httptools",
             timeout_graceful_shutdown=20,
             # Only a named proxy's X-Forwarded-For decides the client address (which the
             # rate limits count); with none named, uvicorn's default (trust 127.0.0.1) is off too.

@@ -61,6 +61,7 @@ ENV_NAMES: dict[str, str] = {
     "program_cache_seconds": "RW_PROGRAM_CACHE_SECONDS",
     "lean_routes": "RW_LEAN_ROUTES",
     "redis_coalesce": "RW_REDIS_COALESCE",
+    "http_one_write": "RW_HTTP_ONE_WRITE",
     "max_in_flight": "RW_MAX_IN_FLIGHT",
     "public_url": "RW_PUBLIC_URL",
     "smtp_url": "RW_SMTP_URL",
@@ -68,7 +69,7 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
-_BOOLEANS = {"lean_routes", "redis_coalesce", "redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks", "webhook_allow_private"}
+_BOOLEANS = {"lean_routes", "redis_coalesce", "http_one_write", "redis_cluster", "journal_consumer", "embedded_valkey", "background_tasks", "webhook_allow_private"}
 
 
 class SettingsError(Exception):
@@ -147,6 +148,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Function calls of concurrent requests sent to Redis as one pipeline per turn of the
     # event loop (kernel/coalesce.py; a single server only). Off: one write per call.
     redis_coalesce: bool = True
+    # `serve`'s uvicorn workers send a loop turn's HTTP answers together at its end, each in
+    # one write (api/http_protocol.py); off: uvicorn's own protocol (for comparison in bench/).
+    http_one_write: bool = True
     # Requests one API process works on at once; more answer 503 `unavailable` with
     # Retry-After at once instead of queueing past the phones' timeouts (api/admission.py).
     # 0: no bound. /health, /ready and /metrics are always admitted.

@@ -247,6 +247,19 @@ def test_serve_starts_exactly_one_worker_process_beside_its_api_workers(serve: S
         assert data_segments_in(sock) - before == 10
 
 
+def test_serve_with_http_one_write_off_runs_uvicorns_own_protocol(tmp_path: Path):
+    server = Serve(tmp_path / "data", 1, env={"RW_HTTP_ONE_WRITE": "0"})
+    try:
+        with connect(server.url) as sock:
+            answers, before = Answers(sock), data_segments_in(sock)
+            for _ in range(10):
+                sock.sendall(get("/health"))
+                assert answers.next()[0] == 200
+            assert data_segments_in(sock) - before == 20  # the headers and the body apart
+    finally:
+        server.kill()
+
+
 def test_serve_no_worker_starts_none_for_machines_whose_worker_runs_elsewhere(tmp_path: Path):
     server = Serve(tmp_path / "data", 1, "--no-worker")
     try:
