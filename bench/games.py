@@ -58,8 +58,8 @@ if str(ROOT) not in sys.path:
 
 from api.http_protocol import ONE_WRITE  # noqa: E402
 from bench.wallet import (  # noqa: E402
-    CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, described_generator,
-    drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
+    BARE_ONE_WRITE_HELP, CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, described_generator,
+    bare_protocol, drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
 )
 
 TARGET_RATIO = 0.4
@@ -243,8 +243,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--participants", type=int, default=256, help="participants the spins go round robin over")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--bare-one-write", action="store_true", help="serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) "
-                        "instead of uvicorn's own: what the API's ratio is against a baseline served the same way")
+    parser.add_argument("--bare-one-write", action="store_true", help=BARE_ONE_WRITE_HELP)
     parser.add_argument("--profile-worker", action="store_true",
                         help="sample the worker (the journal projector) with py-spy in the last spin round")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run and the in-process count")
@@ -349,7 +348,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     sync_redis = redis.Redis.from_url(valkey.url)
     server_info = sync_redis.info("server")
     operator_key = "rwo_" + secrets.token_hex(16)
-    stack = start_stack(procs, folder, valkey.url, operator_key, ONE_WRITE if args.bare_one_write else "httptools")
+    stack = start_stack(procs, folder, valkey.url, operator_key, bare_protocol(args)[0])
     api, bare, api_port, bare_port = stack.api, stack.bare, stack.api_port, stack.bare_port
     api_url, bare_url, bare_log = stack.api_url, stack.bare_url, stack.bare_log
 
@@ -447,7 +446,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           "and spins alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
     print("    bare  = bench/bare_app.py (the wallet benchmark's baseline, same request bytes as there), served by "
-          + ("the API's one-write protocol (--bare-one-write)" if args.bare_one_write else "uvicorn's own protocol"))
+          + bare_protocol(args)[1])
     print("    floor = bench/floor_app.py: the spin's requests, each one coalesced FCALL of the least Lua making a "
           "spin's writes\n            (idempotency key, HINCRBY, XADD, SET) and nothing else: no auth, gate, "
           "projection or log")

@@ -433,6 +433,17 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, check: Any,
     raise RuntimeError(f"server at {url} did not become ready in {timeout:.0f}s")
 
 
+BARE_ONE_WRITE_HELP = ("serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) instead "
+                       "of uvicorn's own: what the API's ratio is against a baseline served the same way")
+
+
+def bare_protocol(args: argparse.Namespace) -> tuple[str, str]:
+    """The bare baseline's `--http` for uvicorn, and how the header line names it (`--bare-one-write`)."""
+    if args.bare_one_write:
+        return ONE_WRITE, "the API's one-write protocol (--bare-one-write)"
+    return "httptools", "uvicorn's own protocol"
+
+
 def uvicorn_argv(app: str, port: int, http: str = "httptools") -> list[str]:
     """uvicorn serving `app`; the API passes `http=ONE_WRITE` (api/http_protocol.py), as `serve`
     runs it, while the baselines keep uvicorn's own protocol unless a script says otherwise."""
@@ -829,8 +840,7 @@ def main() -> int:
     parser.add_argument("--pipeline", type=int, default=200, help="part (b): commands per pipeline")
     parser.add_argument("--log-level", default=None,
                         help="RW_LOG_LEVEL for the API (default: unset, i.e. the app's default 'info')")
-    parser.add_argument("--bare-one-write", action="store_true", help="serve the bare baseline with the API's one-write HTTP protocol (api/http_protocol.py) "
-                        "instead of uvicorn's own: what the API's ratio is against a baseline served the same way")
+    parser.add_argument("--bare-one-write", action="store_true", help=BARE_ONE_WRITE_HELP)
     parser.add_argument("--skip-redis", action="store_true", help="skip part (b)")
     parser.add_argument("--background", choices=["worker", "api"], default="worker",
                         help="where the journal projector and background tasks run: a `reward-wallet worker` "
@@ -958,8 +968,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
     if args.background == "worker":
         worker = procs.start("worker", [cli, "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=open(folder / "worker.log", "wb"))
-    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port,
-                                            ONE_WRITE if args.bare_one_write else "httptools"), env=env, cwd=ROOT,
+    bare = procs.start("bare", uvicorn_argv("bench.bare_app:app_factory", bare_port, bare_protocol(args)[0]),
+                       env=env, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=open(bare_log, "wb"))
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
     wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
@@ -1029,7 +1039,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
           f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} round(s), bare and wallet alternated", flush=True)
     print(f"    generator: {generator_desc}", flush=True)
     print("    bare   = bench/bare_app.py: Litestar POST, msgspec Struct in and out, no middleware (uvicorn, 1 worker, "
-          + ("the API's one-write protocol)" if args.bare_one_write else "uvicorn's own protocol)"))
+          f"{bare_protocol(args)[1]})")
     where = ("in a `reward-wallet worker` process beside it, as `serve` runs them" if args.background == "worker"
              else "inside the API process")
     print("    wallet = POST /v1/points/deductions, admin key, 1 point each (uvicorn, 1 worker, app defaults: "

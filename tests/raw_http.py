@@ -69,3 +69,14 @@ class Answers:
 
 def get(path: str, *extra: str, method: str = "GET") -> bytes:
     return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: test", *extra, "", ""]).encode()
+
+
+def segments_for_answers(url: str, count: int) -> int:
+    """The data segments `count` answers of `GET /health` on one keep-alive connection took."""
+    with connect(url) as sock:
+        answers, before = Answers(sock), data_segments_in(sock)
+        for _ in range(count):
+            sock.sendall(get("/health"))
+            status, _, body = answers.next()
+            assert status == 200 and body
+        return data_segments_in(sock) - before

@@ -18,7 +18,7 @@ import uvicorn
 
 from api.http_protocol import HOLD_AT, OneWriteProtocol
 from tests.conftest import LiveServer, free_port
-from tests.raw_http import Answers, connect, data_segments_in, get
+from tests.raw_http import Answers, connect, get, segments_for_answers
 
 # TCP_INFO's data segment counts, and the kernel's socket buffer limits read below.
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's TCP_INFO and /proc/sys/net")
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's T
 def test_each_answer_reaches_the_client_in_one_tcp_segment(live_server: LiveServer) -> None:
     # uvicorn's own protocol sends the headers and the body as two segments: the client
     # would count 40 here, and wake twice for each answer.
-    with connect(live_server.url) as sock:
-        answers = Answers(sock)
-        before = data_segments_in(sock)
-        for _ in range(20):
-            sock.sendall(get("/health"))
-            status, _, body = answers.next()
-            assert status == 200 and body
-        assert data_segments_in(sock) - before == 20
+    assert segments_for_answers(live_server.url, 20) == 20
 
 
 def test_pipelined_requests_are_answered_in_order_on_one_connection(live_server: LiveServer) -> None:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import OPERATOR_KEY, _SESSION_DIR, free_port
-from tests.raw_http import Answers, connect, data_segments_in, get
+from tests.raw_http import segments_for_answers
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 CLI = str(Path(sys.executable).parent / "reward-wallet")
@@ -239,23 +239,13 @@ def test_serve_starts_exactly_one_worker_process_beside_its_api_workers(serve: S
     # Like Valkey, in a session of its own: a Ctrl-C at the terminal reaches the API first.
     assert os.getsid(workers[0]) == workers[0]
     # Its API workers answer each request in one TCP segment (api/http_protocol.py).
-    with connect(serve.url) as sock:
-        answers, before = Answers(sock), data_segments_in(sock)
-        for _ in range(10):
-            sock.sendall(get("/health"))
-            assert answers.next()[0] == 200
-        assert data_segments_in(sock) - before == 10
+    assert segments_for_answers(serve.url, 10) == 10
 
 
 def test_serve_with_http_one_write_off_runs_uvicorns_own_protocol(tmp_path: Path):
     server = Serve(tmp_path / "data", 1, env={"RW_HTTP_ONE_WRITE": "0"})
     try:
-        with connect(server.url) as sock:
-            answers, before = Answers(sock), data_segments_in(sock)
-            for _ in range(10):
-                sock.sendall(get("/health"))
-                assert answers.next()[0] == 200
-            assert data_segments_in(sock) - before == 20  # the headers and the body apart
+        assert segments_for_answers(server.url, 10) == 20  # the headers and the body apart
     finally:
         server.kill()
 
