@@ -42,6 +42,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -50,7 +51,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -58,7 +59,7 @@ if str(ROOT) not in sys.path:
 
 from api.http_protocol import ONE_WRITE  # noqa: E402
 from bench.wallet import (  # noqa: E402
-    BARE_ONE_WRITE_HELP, CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, described_generator,
+    BARE_ONE_WRITE_HELP, CONNECTIONS, HOST, WRK_SCRIPT, CpuWindow, LoadResult, Processes, Target, bench_env, children, cpu_seconds, described_generator,
     bare_protocol, drain_journal, fmt_ms, free_port, lua_string, on_a_fresh_valkey, profile_summary, run_python_load, run_wrk, settle_balance, uvicorn_argv, wait_http,
 )
 
@@ -246,6 +247,9 @@ def main() -> int:
     parser.add_argument("--bare-one-write", action="store_true", help=BARE_ONE_WRITE_HELP)
     parser.add_argument("--profile-worker", action="store_true",
                         help="sample the worker (the journal projector) with py-spy in the last spin round")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                        help="also: the worker paused through a spin run this long, then its CPU to project "
+                             "the backlog, per entry (the projector's own cost, the API not competing)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run and the in-process count")
     parser.add_argument("--py-spy", metavar="PATH", default=None, help="py-spy binary (default: the venv's, "
                         "installed with pip if missing)")
@@ -325,6 +329,33 @@ def start_stack(procs: Processes, folder: Path, valkey_url: str, operator_key: s
     api_url, bare_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{bare_port}"
     wait_http(api_url, api, api_log, lambda u: httpx.get(u + "/ready", timeout=2).status_code == 200)
     return Stack(api, bare, api_port, bare_port, api_url, bare_url, bare_log, worker)
+
+
+def measure_drain(stack: Stack, sync_redis: Any, stream: str, spin_run: Callable[[], LoadResult],
+                  procs: Processes, folder: Path, spy_seconds: float) -> None:
+    """The projector's CPU per journal entry, alone: the worker stopped (SIGSTOP) through a spin
+    run, then resumed, its process tree's CPU until the journal is empty. Its batches are then
+    full pages, as under a backlog. With `spy_seconds`, py-spy samples the worker's first
+    seconds of the drain."""
+    from bench.redemptions import finish_spy, print_worker_profile, start_spy
+
+    tree = process_tree(stack.worker.pid)
+    for pid in tree:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        made = spin_run()
+    finally:
+        for pid in tree:
+            os.kill(pid, signal.SIGCONT)
+    cpu0 = sum(cpu_seconds(pid) for pid in tree)
+    spy = start_spy(procs, folder, stack.worker.pid, spy_seconds) if spy_seconds else None
+    waiting, seconds = drain_journal(sync_redis, stream)
+    cpu = sum(cpu_seconds(pid) for pid in tree) - cpu0
+    if spy is not None:
+        print_worker_profile(finish_spy(procs, spy), "the drain")
+    print(f"\n    drain: {waiting} entries waiting after a {made.rate:.0f} spins/s run with the worker stopped; "
+          f"projected in {seconds:.1f} s, {waiting / seconds:.0f} entries/s, worker CPU {cpu / max(1, waiting) * 1e6:.0f} "
+          f"us an entry", flush=True)
 
 
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
@@ -496,6 +527,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -
 
     if args.profile_worker:
         print_worker_profile(worker_profile, "the last spin round")
+    if args.drain:
+        measure_drain(stack, sync_redis, stream, lambda: load(spin_target, f"d-{run_id}", args.drain, api.pid), procs,
+                      folder, args.drain / 2 if args.profile_worker else 0)
     bare_rates = [r.rate for n, r in rows if n == "bare"]
     spin_rows = [r for n, r in rows if n == "spins"]
     spin_rates = [r.rate for r in spin_rows]
