@@ -3,10 +3,12 @@
 rw_spin (games/spins.lua) journals the spin's whole record in the entry's `meta`; the
 journal projector (wallet/journal.py) calls `write_spins` with the spin entries of each
 batch and writes the rows it answers in the same SQL transaction as the ledger rows, with
-ON CONFLICT DO NOTHING: the spin history row (keyed by the spin's id) and its feed line
-(keyed by `spin:<id>`). A batch projected twice (a crash before the acknowledgement)
-writes nothing twice. So a spin's request writes no SQL row; `pending_spins` lets the
-history read see the spins the projector has not written yet.
+ON CONFLICT DO NOTHING: the spin history row (keyed by the spin's id), and the feed line of
+a points prize that first paid points a returned sale left owing (keyed by `owed-paid:<id>`).
+The spin's own feed line ("Won ...") is read from its history row (games/spin_feed.py). A
+batch projected twice (a crash before the acknowledgement) writes nothing twice. So a spin's
+request writes no SQL row; `pending_spins` lets the history read see the spins the projector
+has not written yet.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import msgspec
 
 from games.campaigns import campaign_row
 from games.wheel import EntriesPrize, FreeSpinPrize, ItemPrize, PointsPrize, WheelSpec
-from programs.feed import FEED_COLUMNS, FeedEntry, feed_rows, owed_paid_line
+from programs.feed import FEED_COLUMNS, feed_rows, owed_paid_line
 from programs.programs import get_program
 from wallet import keys
 from wallet.journal import BadEntry, JournalEntry, Rows, entry_field, parse_entry
@@ -111,25 +113,19 @@ def owed_paid_of(entry: JournalEntry) -> int:
 
 async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows]:
     """The projector's follower for `spin` entries (wired in api/projection.py): every SQL
-    row that follows from them, the history rows and the feed lines (a points prize that
-    paid owed points first has a second line, in the words of programs/feed.py owed_paid_line)."""
+    row that follows from them, the history rows and, for a points prize that paid owed
+    points first, that line (in the words of programs/feed.py owed_paid_line). The spin's own
+    line is its history row, read as a line (games/spin_feed.py)."""
     spins: list[tuple[Any, ...]] = []
     feed: list[tuple[Any, ...]] = []
-    point_name = ""
     for entry in entries:
         if not is_recorded_spin(entry):
             continue
         row = await spin_row(program_id, entry)
         spins.append(tuple(row[c] for c in SPIN_COLUMNS))
-        if not point_name:
-            point_name = (await get_program(program_id)).point_name
-        said = announcement(await launched_spec(program_id, row["campaign_id"]), row["segment_index"], point_name)
-        if said is not None:
-            feed += feed_rows(program_id, [FeedEntry(
-                key=f"spin:{row['id']}", participant_id=row["participant_id"], kind="spin", text=said[0],
-                points=said[1], reference=row["id"], id=feed_id_of(row["id"]))], entry.created_at)
         paid = owed_paid_of(entry)
         if paid:
+            point_name = (await get_program(program_id)).point_name
             feed += feed_rows(program_id, [owed_paid_line(row["id"], row["participant_id"], paid, point_name)],
                               entry.created_at)
     out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 
 import msgspec
@@ -86,10 +87,24 @@ def page_query(program_id: str, participant_id: str, limit: int, after: str | No
                            FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False).limit(limit)
 
 
-async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None) -> FeedPage:
+# Lines another package reads from rows of its own rather than storing each twice (a spin's
+# line is its history row: games/spin_feed.py): (program, participant, how many, after which
+# line id) -> that many of its lines at most, newest first, with ids ordered as the feed's.
+DerivedLines = Callable[[str, str, int, str | None], Awaitable[list[FeedView]]]
+
+
+async def feed_page(program_id: str, participant_id: str, limit: int = 50, cursor: str | None = None,
+                    derived: Sequence[DerivedLines] = ()) -> FeedPage:
+    """A page of the participant's feed, newest first: the stored lines and the `derived` ones,
+    merged by id. A derived line that is also stored (written before its package derived it)
+    shows once, as stored."""
     after = decode_cursor(cursor)
     if after is not None and not after.startswith("feed_"):
         raise Invalid("cursor is not one this API issued", field="cursor")
     rows = await page_query(program_id, participant_id, limit + 1, after).run()
-    items = [FeedView(**{**r, "created_at": utc(r["created_at"])}) for r in rows[:limit]]
-    return FeedPage(items=items, next_cursor=next_cursor([r["id"] for r in rows], limit))
+    lines = {r["id"]: FeedView(**{**r, "created_at": utc(r["created_at"])}) for r in rows}
+    for source in derived:
+        for line in await source(program_id, participant_id, limit + 1, after):
+            lines.setdefault(line.id, line)
+    newest = sorted(lines.values(), key=lambda line: line.id, reverse=True)[:limit + 1]
+    return FeedPage(items=newest[:limit], next_cursor=next_cursor([line.id for line in newest], limit))

@@ -10,6 +10,7 @@ from litestar import Request, get
 from api.auth import CARRY_GATE, Principal, participant_only, principal_of
 from api.routes.participants import Cursor, Limit
 from programs.expiry import Expiring, expiring_soon
+from games.spin_feed import spin_lines
 from programs.feed import FeedPage, feed_page
 from programs.participants import ParticipantView, get_participant
 from programs.programs import get_program
@@ -60,7 +61,7 @@ async def wallet_of(wallets: WalletStore, principal: Principal) -> MyWallet:
                  "training\", \"Claim INV-883 approved\").", tags=["me"])
 async def my_feed(request: Request[Any, Any, Any], limit: Limit = 50, cursor: Cursor = None) -> FeedPage:
     principal = principal_of(request)
-    return await feed_page(principal.program_id or "", principal.subject_id, limit, cursor)
+    return await feed_page(principal.program_id or "", principal.subject_id, limit, cursor, derived=(spin_lines,))
 
 
 @get("/v1/me/transactions", guards=[participant_only], operation_id="listMyTransactions", summary="My history",

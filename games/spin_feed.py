@@ -1,0 +1,53 @@
+"""A spin's feed line, read from its history row instead of stored beside it.
+
+A spin that won something shows in the participant's feed ("Won 100 points on Spring
+wheel"). The projector used to write that line as a feed_items row with the spin's row: a
+second row indexed by participant for every winning spin, whose index page a batch rewrites
+for each participant in it. It cost about a quarter of the worker's CPU a spin
+(`bench/games.py --drain`: 122-126 us an entry with the line, 91 without). The line says
+nothing the spin row does not hold, so the feed reads it from there (`spin_lines`, passed to
+programs/feed.py `feed_page` by the route): the same id (`feed_<the spin id's tail>`), text,
+points and reference as the stored lines, so a feed that still holds lines stored before
+shows each spin once. A spin's feed line is there exactly when its history row is: both are
+written by the projector's batch, as the stored line was.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from games.spin_projection import announcement, feed_id_of, launched_spec
+from games.tables import Spin
+from games.wheel import NothingPrize
+from kernel.clock import utc
+from programs.feed import FeedView
+from programs.programs import get_program
+
+# The prize column of a spin that won nothing (games/spin_projection.py spin_row writes it so):
+# no line, skipped by the query rather than read and dropped.
+NOTHING = msgspec.json.encode(msgspec.to_builtins(NothingPrize())).decode()
+
+
+def spin_id_after(line_id: str) -> str:
+    """The spin id a feed line id is ordered as (both carry the same time-ordered tail)."""
+    return "spn_" + line_id.removeprefix("feed_")
+
+
+async def spin_lines(program_id: str, participant_id: str, limit: int, after: str | None) -> list[FeedView]:
+    """The participant's spin lines, newest first: at most `limit`, older than the line `after`.
+    Read from the index spins_by_participant (participant_id, id)."""
+    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id) & (Spin.prize != NOTHING)
+    if after is not None:
+        where &= Spin.id < spin_id_after(after)
+    rows = await Spin.select(Spin.id, Spin.campaign_id, Spin.segment_index, Spin.created_at).where(where) \
+        .order_by(Spin.id, ascending=False).limit(limit).run()
+    if not rows:
+        return []
+    point_name = (await get_program(program_id)).point_name
+    lines = []
+    for row in rows:
+        said = announcement(await launched_spec(program_id, row["campaign_id"]), row["segment_index"], point_name)
+        if said is not None:
+            lines.append(FeedView(id=feed_id_of(row["id"]), kind="spin", text=said[0], created_at=utc(row["created_at"]),
+                                  points=said[1], reference=row["id"]))
+    return lines

@@ -1,0 +1,83 @@
+"""A spin's feed line is its history row read as a line (games/spin_feed.py): the feed shows
+each winning spin once, in time among the stored lines, page after page; a spin that won
+nothing has no line; a line an older build stored for a spin shows once; and the projector
+stores no spin line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from programs.feed import FeedEntry, publish
+from programs.tables import FeedItem
+from tests.factories import launched, new_program, projected, spin, spinning_participant
+
+pytestmark = pytest.mark.sql
+
+SURE_POINTS = {"name": "Sure points", "cost_points": 10, "segments": [
+    {"label": "50 points", "weight": 1, "prize": {"type": "points", "points": 50}}]}
+SURE_NOTHING = {"name": "Sure nothing", "cost_points": 10, "segments": [
+    {"label": "Try again", "weight": 1, "prize": {"type": "nothing"}}]}
+
+
+async def whole_feed(client: Any, me: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    """Every line of the participant's feed, read `limit` at a time by its cursor."""
+    lines: list[dict[str, Any]] = []
+    cursor = ""
+    for _ in range(50):
+        page = (await client.get(f"/v1/me/feed?limit={limit}{'&cursor=' + cursor if cursor else ''}",
+                                 headers=me)).json()
+        assert len(page["items"]) <= limit
+        lines += page["items"]
+        if not page["next_cursor"]:
+            return lines
+        cursor = page["next_cursor"]
+    raise AssertionError("the feed's cursor never ended")
+
+
+async def test_winning_spins_show_in_the_feed_in_time_among_stored_lines(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    points, nothing = await launched(client, program, SURE_POINTS), await launched(client, program, SURE_NOTHING)
+    person, me = await spinning_participant(client, program, 1_000)
+
+    async def note(n: int) -> str:
+        await publish(program.id, [FeedEntry(key=f"note:{n}", participant_id=person, kind="note", text=f"Note {n}")])
+        return f"Note {n}"
+
+    said: list[str] = []  # what the feed should say, oldest first
+    for step in range(3):
+        won = await spin(client, points, me, f"win-{step}")
+        assert won.status_code == 201, won.text
+        said.append(f"spin {won.json()['id']}")
+        assert (await spin(client, nothing, me, f"lose-{step}")).status_code == 201  # no line
+        said.append(await note(step))
+    await projected(redis, program.id)
+
+    for limit in (1, 2, 4, 50):
+        feed = await whole_feed(client, me, limit)
+        shown = [f"spin {line['reference']}" if line["kind"] == "spin" else line["text"]
+                 for line in feed if line["kind"] in ("spin", "note")]
+        assert shown == list(reversed(said)), limit
+    spins = [line for line in await whole_feed(client, me, 50) if line["kind"] == "spin"]
+    assert {(line["text"], line["points"]) for line in spins} == {("Won 50 points on Sure points", 50)}
+    assert all(line["id"] == "feed_" + line["reference"].removeprefix("spn_") for line in spins)
+    # The projector stored none of them: the lines are the spins' rows.
+    assert await FeedItem.count().where((FeedItem.program_id == program.id) & (FeedItem.kind == "spin")).run() == 0
+
+
+async def test_a_spin_line_an_older_build_stored_shows_once(client, redis) -> None:  # type: ignore[no-untyped-def]
+    program = await new_program(client)
+    points = await launched(client, program, SURE_POINTS)
+    person, me = await spinning_participant(client, program, 1_000)
+    spun = (await spin(client, points, me, "stored")).json()
+    await projected(redis, program.id)
+    # As the projector wrote it before the line was read from the spin's row.
+    line_id = "feed_" + spun["id"].removeprefix("spn_")
+    await publish(program.id, [FeedEntry(key=f"spin:{spun['id']}", participant_id=person, kind="spin",
+                                         text="Won 50 points on Sure points", points=50, reference=spun["id"],
+                                         id=line_id)])
+    assert await FeedItem.count().where(FeedItem.id == line_id).run() == 1
+    for limit in (1, 50):
+        spins = [line for line in await whole_feed(client, me, limit) if line["kind"] == "spin"]
+        assert [line["id"] for line in spins] == [line_id], limit
