@@ -6,8 +6,8 @@ the stop-42 migrations dropped put back and the ones they added taken away
 (`wallet/piccolo_migrations/wallet_2026_12_05t12_00_00_000000.py`, the games one of the same
 moment).
 
-(a) The projector's SQL a spin: batches of `--batch` spin entries, each with its postings,
-    its history row and (for a win) its feed line, written by `wallet/journal.py write_batch`
+(a) The projector's SQL a spin: batches of `--batch` spin entries, each with its postings
+    and its history row (until stop 56, for a win, a feed line too), written by `wallet/journal.py write_batch`
     and linked by `wallet/chain.py link_below`, as the worker does, in a child process per
     round (rounds alternate the two files). CPU a spin is the process's user + system time
     less what building the entries took; the ratio is now against before.
@@ -59,7 +59,8 @@ BEFORE = [
     "DROP INDEX announcement_mails_due",
     'CREATE INDEX announcement_mails_sent_at ON "announcement_mails" ("sent_at")',
     "DROP INDEX feed_items_by_participant",
-    "DROP INDEX orders_by_participant",
+    "DROP INDEX IF EXISTS orders_by_participant",  # stop 53 made it orders_of_participant
+    "DROP INDEX IF EXISTS orders_of_participant",
     "DROP INDEX spins_by_participant",
     'CREATE INDEX feed_items_program_id ON "feed_items" ("program_id")',
     'CREATE INDEX feed_items_participant_id ON "feed_items" ("participant_id")',
@@ -91,11 +92,10 @@ def migrated(base: Path) -> tuple[Path, Path]:
 
 
 def spin_maker() -> Any:
-    """A function answering `k` more spin entries, each with its history row and (for a win)
-    feed line, as the projector's batch of them: stream ids after every earlier call's."""
+    """A function answering `k` more spin entries, each with its history row, as the
+    projector's batch of them: stream ids after every earlier call's."""
     from games.spin_projection import SPIN_COLUMNS
     from kernel.ids import new_id
-    from programs.feed import FEED_COLUMNS
     from wallet.journal import JournalEntry, Rows
 
     participants = [new_id("par") for _ in range(256)]
@@ -105,7 +105,7 @@ def spin_maker() -> Any:
     epoch_ms = time.time_ns() // 1_000_000
 
     def spins(k: int) -> tuple[list[JournalEntry], list[Rows]]:
-        entries, rows, feed = [], [], []
+        entries, rows = [], []
         for _ in range(k):
             counter[0] += 1
             n, at, tx = counter[0], datetime.now(timezone.utc), new_id("spn")
@@ -123,14 +123,10 @@ def spin_maker() -> Any:
                    "weights": "[30,10,60]", "segment_index": 0 if won else 2, "label": "100 points",
                    "prize": '{"type":"points","points":100}', "prize_value": 100 if won else 0, "cost_points": 10,
                    "paid_with": "points", "order_id": None, "created_at": at}
+            # No feed line: since stop 56 a spin's line is its history row, read as a line
+            # (games/spin_feed.py), and the projector writes none.
             rows.append(tuple(row[c] for c in SPIN_COLUMNS))
-            if won:
-                line = {"id": "feed_" + tx[4:], "feed_key": "spin:" + tx, "program_id": PROGRAM, "participant_id": person,
-                        "kind": "spin", "text": "Won 100 points on Bench wheel", "points": 100, "reference": tx,
-                        "created_at": at}
-                feed.append(tuple(line.get(c) for c in FEED_COLUMNS))
-        return entries, [Rows(table="spins", columns=SPIN_COLUMNS, rows=rows),
-                         Rows(table="feed_items", columns=FEED_COLUMNS, rows=feed)]
+        return entries, [Rows(table="spins", columns=SPIN_COLUMNS, rows=rows)]
 
     return spins
 

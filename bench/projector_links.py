@@ -5,8 +5,8 @@ is linked in the transaction that writes it (`write_batch(..., link=True)`:
 `linked_as_written`); any other is written, then linked by `link_below` in a transaction of
 its own, which reads the rows back and updates each one. Both on the same SQLite file
 migrated by this tree, in a child process per round (rounds alternate the two ways), on
-batches of `--batch` spin entries, each with its postings, its history row and (for a win)
-its feed line, as bench/ledger_indexes.py part (a) builds them: CPU a spin (the process's
+batches of `--batch` spin entries, each with its postings and its history row, as
+bench/ledger_indexes.py part (a) builds them: CPU a spin (the process's
 user + system time, its SQLite writer thread included, less what building the entries
 took) and wall time a spin. The chain is verified after every round.
 
