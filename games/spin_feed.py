@@ -7,25 +7,33 @@ for each participant in it. It cost about a quarter of the worker's CPU a spin
 (`bench/games.py --drain`: 122-126 us an entry with the line, 91 without). The line says
 nothing the spin row does not hold, so the feed reads it from there (`spin_lines`, passed to
 programs/feed.py `feed_page` by the route): the same id (`feed_<the spin id's tail>`), text,
-points and reference as the stored lines, so a feed that still holds lines stored before
-shows each spin once. A spin's feed line is there exactly when its history row is: both are
-written by the projector's batch, as the stored line was.
+points and reference as the stored lines. A spin whose line an earlier build stored keeps that
+line (under `<program>:spin:<spin id>`, whatever its id: before 2026-12-01 the request wrote it
+with an id of its own) and gets no second one. A spin's line is there exactly when its history
+row is: both are written by the projector's batch, as the stored line was. It says the
+program's point name of the moment it is read.
+
+The read walks the participant's spins newest first until it has its lines: past the spins
+that won nothing, so its cost grows with the losses between two wins, not with the history.
 """
 
 from __future__ import annotations
 
 import msgspec
+from piccolo.columns.combination import WhereRaw
 
 from games.spin_projection import announcement, feed_id_of, launched_spec
 from games.tables import Spin
 from games.wheel import NothingPrize
 from kernel.clock import utc
-from programs.feed import FeedView
+from programs.feed import FeedView, no_stored_line
 from programs.programs import get_program
 
 # The prize column of a spin that won nothing (games/spin_projection.py spin_row writes it so):
 # no line, skipped by the query rather than read and dropped.
 NOTHING = msgspec.json.encode(msgspec.to_builtins(NothingPrize())).decode()
+# The feed key the projector stored a spin's line under, before the line was read from the row.
+STORED_KEY = "spins.program_id || ':spin:' || spins.id"
 
 
 def spin_id_after(line_id: str) -> str:
@@ -36,7 +44,8 @@ def spin_id_after(line_id: str) -> str:
 async def spin_lines(program_id: str, participant_id: str, limit: int, after: str | None) -> list[FeedView]:
     """The participant's spin lines, newest first: at most `limit`, older than the line `after`.
     Read from the index spins_by_participant (participant_id, id)."""
-    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id) & (Spin.prize != NOTHING)
+    where = (Spin.program_id == program_id) & (Spin.participant_id == participant_id) & (Spin.prize != NOTHING) \
+        & WhereRaw(no_stored_line(STORED_KEY))
     if after is not None:
         where &= Spin.id < spin_id_after(after)
     rows = await Spin.select(Spin.id, Spin.campaign_id, Spin.segment_index, Spin.created_at).where(where) \

@@ -87,6 +87,13 @@ def page_query(program_id: str, participant_id: str, limit: int, after: str | No
                            FeedItem.reference).where(where).order_by(FeedItem.id, ascending=False).limit(limit)
 
 
+def no_stored_line(key_sql: str) -> str:
+    """SQL true when no line is stored under the feed key `key_sql` (an SQL expression): for a
+    package that derives lines (`DerivedLines`) to leave out those an earlier build stored,
+    whatever id it gave them. One probe of the feed key's unique index a row."""
+    return f"NOT EXISTS (SELECT 1 FROM {FeedItem._meta.tablename} WHERE feed_key = {key_sql})"
+
+
 # Lines another package reads from rows of its own rather than storing each twice (a spin's
 # line is its history row: games/spin_feed.py): (program, participant, how many, after which
 # line id) -> that many of its lines at most, newest first, with ids ordered as the feed's.
