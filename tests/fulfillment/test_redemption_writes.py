@@ -270,7 +270,10 @@ async def test_an_order_whose_followers_read_failed_once_is_written_by_the_same_
 
         monkeypatch.setattr(order_records, "written", fails_once)
     await projected(redis, program.id)
-    assert asked == [order_id, order_id]
+    # Asked again after the failure. The test app's own projector runs too, and `projected`
+    # claims what it holds (claim_idle_ms=0): both may read the entry, so a third ask (written
+    # once: ON CONFLICT DO NOTHING) is not a failure; the order being in SQL now is the point.
+    assert asked[:2] == [order_id, order_id]
     row = await Order.select(Order.status).where(Order.id == answer.json()["id"]).first().run()
     assert row == {"status": "fulfilled"}
     one = await client.get(f"/v1/me/redemptions/{answer.json()['id']}", headers=me)
