@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from games import spin_projection
+from games.tables import SpinCampaign
 from programs.feed import FeedEntry, publish
 from programs.tables import FeedItem
 from tests.factories import launched, new_program, projected, spin, spinning_participant
@@ -87,3 +89,23 @@ async def test_a_spin_line_an_older_build_stored_shows_once(client, redis, store
         spins = [line for line in await whole_feed(client, me, limit) if line["kind"] == "spin"]
         assert sorted(line["reference"] for line in spins) == sorted([spun["id"], later["id"]]), limit
         assert stored[0]["id"] in {line["id"] for line in spins}, limit
+
+
+async def test_a_spin_whose_wheel_design_cannot_be_read_keeps_the_feed_answering(client, redis) -> None:  # type: ignore[no-untyped-def]
+    """A stored design a later build could not decode (a breaking change to WheelSpec) takes
+    the feed's line for that spin down to its segment's label, not the whole feed to a 500."""
+    program = await new_program(client)
+    points = await launched(client, program, SURE_POINTS)
+    person, me = await spinning_participant(client, program, 1_000)
+    won = (await spin(client, points, me, "before")).json()
+    await publish(program.id, [FeedEntry(key="note:after", participant_id=person, kind="note", text="A note")])
+    await projected(redis, program.id)
+    await SpinCampaign.update({SpinCampaign.spec: '{"name": "Sure points", "segments": "not a list"}'}).where(
+        SpinCampaign.id == points).run()
+    spin_projection._SPECS.clear()  # a fresh process: the design is read from SQL
+
+    page = await client.get("/v1/me/feed?limit=50", headers=me)
+    assert page.status_code == 200, page.text
+    lines = [(line["kind"], line["text"], line["reference"]) for line in page.json()["items"]
+             if line["kind"] in ("spin", "note")]
+    assert lines == [("note", "A note", None), ("spin", "Won 50 points", won["id"])]
