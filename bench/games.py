@@ -355,6 +355,14 @@ def measure_drain(stack: Stack, sync_redis: Any, stream: str, spin_run: Callable
     print(f"\n    drain: {waiting} entries waiting after a {made.rate:.0f} spins/s run with the worker stopped; "
           f"projected in {seconds:.1f} s, {waiting / seconds:.0f} entries/s, worker CPU {cpu / max(1, waiting) * 1e6:.0f} "
           f"us an entry", flush=True)
+    # What a spin costs the other processes with no projector beside them: against the same
+    # figures of a run with the worker running, what contention for the 2 cores adds.
+    cores = {"server": made.cpu.get("server", 0.0), "valkey": made.cpu.get("valkey", 0.0),
+             "generator": made.generator_cpu}
+    each = {name: used / max(made.rate, 1.0) * 1e6 for name, used in cores.items()}
+    print(f"    that run's CPU a spin, the worker stopped: API {each['server']:.0f} us, Valkey {each['valkey']:.0f}, "
+          f"the load generator {each['generator']:.0f}; the machine {made.cpu.get('machine_busy', 0.0):.2f} of "
+          f"{os.cpu_count()} cores busy", flush=True)
 
 
 def run(args: argparse.Namespace, procs: Processes, folder: Path, valkey: Any) -> int:
