@@ -4,7 +4,7 @@ Under load a request allocates a few thousand objects, most freed by reference c
 once. With Python's defaults (a young collection every 700 allocations net) the collector
 ran several times a request, and every full collection walked what start-up built (modules,
 routes, schemas, caches: about 90,000 objects) although none of it ever becomes garbage.
-Measured with bench/ab.py and bench/profile.py (README "Performance"): freezing start-up's
+Measured with bench/ab.py and bench/profile.py (bench/HISTORY.md): freezing start-up's
 objects took a wallet read's p99 from about 155 to 40 ms; a larger young generation took
 another tenth off its CPU per request. Cycles still get collected, a little later."""
 

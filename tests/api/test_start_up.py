@@ -16,7 +16,7 @@ from tests.factories import another_worker
 async def test_start_up_objects_are_frozen_while_the_app_runs_and_released_at_its_end(settings: Any,
                                                                                       migrated: None) -> None:
     # A full collection walked every module, route and schema the app built, each time the
-    # collector ran under load: most of a wallet read's p99 (kernel/heap.py, README "Performance").
+    # collector ran under load: most of a wallet read's p99 (kernel/heap.py, bench/HISTORY.md).
     gc.unfreeze()
     before = gc.get_threshold()
     tuned = msgspec.structs.replace(settings, journal_consumer=False, background_tasks=False)
