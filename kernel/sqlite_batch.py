@@ -70,14 +70,21 @@ def take_write_lock(connection: sqlite3.Connection) -> None:
         while True:
             try:
                 connection.execute("BEGIN IMMEDIATE")
-                return
+                break
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() >= deadline:
+                # SQLITE_BUSY (extended codes too) only: another writer holds the lock.
+                if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, LOCK_POLL_MOST)
-    finally:
+    except BaseException:
         connection.execute(f"PRAGMA busy_timeout = {patience_ms}")
+        raise
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {patience_ms}")
+    except BaseException:
+        connection.execute("ROLLBACK")  # no transaction left holding the lock with the wrong timeout
+        raise
 
 
 def savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
