@@ -77,14 +77,13 @@ def take_write_lock(connection: sqlite3.Connection) -> None:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, LOCK_POLL_MOST)
-    except BaseException:
-        connection.execute(f"PRAGMA busy_timeout = {patience_ms}")
-        raise
-    try:
-        connection.execute(f"PRAGMA busy_timeout = {patience_ms}")
-    except BaseException:
-        connection.execute("ROLLBACK")  # no transaction left holding the lock with the wrong timeout
-        raise
+    finally:
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {patience_ms}")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")  # no transaction left holding the lock with the wrong timeout
+            raise
 
 
 def savepointed(connection: sqlite3.Connection, steps: Steps | Job) -> Any:
