@@ -118,6 +118,7 @@ async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows
     line is its history row, read as a line (games/spin_feed.py)."""
     spins: list[tuple[Any, ...]] = []
     feed: list[tuple[Any, ...]] = []
+    point_name = ""
     for entry in entries:
         if not is_recorded_spin(entry):
             continue
@@ -125,7 +126,7 @@ async def write_spins(program_id: str, entries: list[JournalEntry]) -> list[Rows
         spins.append(tuple(row[c] for c in SPIN_COLUMNS))
         paid = owed_paid_of(entry)
         if paid:
-            point_name = (await get_program(program_id)).point_name
+            point_name = point_name or (await get_program(program_id)).point_name
             feed += feed_rows(program_id, [owed_paid_line(row["id"], row["participant_id"], paid, point_name)],
                               entry.created_at)
     out = []
